@@ -1,0 +1,308 @@
+"""The ``ckptd`` command: a thin click layer over the Python API.
+
+Each command parses its options into settings, calls :mod:`ckptd.admin` (a store, no daemon)
+or :mod:`ckptd.client` (``--connect``, through a running daemon), and prints the answer.
+Errors become one red line on stderr and a named exit code:
+
+    0 ok   1 error   2 usage   3 not found   4 exists / not allowed   5 config / names
+    6 store   7 daemon unreachable / protocol   8 jobs failed or timed out (wait)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .config import Settings, load_settings
+from .errors import CkptdError, ConfigError
+from .states import STATES, State
+from .timefmt import parse_duration
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILED = 8
+
+
+class Context:
+    """What the group's options leave for the commands: flags, and settings on demand."""
+
+    def __init__(self, flags: dict[str, Any], config_file: str | None, connect: str | None
+                 ) -> None:
+        self.flags = flags
+        self.config_file = config_file
+        self.connect = connect
+        self._settings: Settings | None = None
+
+    def settings(self, **more: Any) -> Settings:
+        """Load the settings once, with the command's own flags on top."""
+        if self._settings is None or more:
+            flags = dict(self.flags)
+            flags.update({k: v for k, v in more.items() if v is not None})
+            self._settings = load_settings(self.config_file, flags=flags)
+        return self._settings
+
+    def admin(self) -> Any:
+        """Return what carries out store commands: the daemon's client or the store itself."""
+        settings = self.settings()
+        if self.connect:
+            from .client import Client
+
+            return Client(self.connect)
+        from .admin import StoreAdmin
+        from .store import open_store
+
+        store = open_store(settings.root, settings.fsync, file_mode=settings.file_mode,
+                           dir_mode=settings.dir_mode,
+                           storage_options=dict(settings.storage_options))
+        return StoreAdmin(store, settings)
+
+
+def handle_errors(func: F) -> F:
+    """Turn a CkptdError into one red line on stderr and the error's exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CkptdError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(exc.exit_code)
+        except (ValueError, OSError) as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _ctx() -> Context:
+    context = click.get_current_context().find_object(Context)
+    assert context is not None, "commands run inside the ckptd group"
+    return context
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+class _Group(click.Group):
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.epilog:
+            formatter.write_paragraph()
+            for line in self.epilog.splitlines():
+                formatter.write_text(line) if line.strip() else formatter.write_paragraph()
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],
+                                           "max_content_width": 100},
+             epilog="""Examples:
+  ckptd --root ./data submit price '{"sku": "A-1"}'
+  ckptd --root ./data status
+  ckptd serve --root ./data                    # the daemon
+  ckptd worker --connect tcp://127.0.0.1:5550 --queue price mymodule:handle
+
+Every setting can also come from a TOML file (--config) or CKPTD_<NAME> in the environment;
+a flag wins over the environment, which wins over the file.""")
+@click.option("--root", metavar="PATH|URL", help="The store: a folder, file://, s3://bucket/prefix "
+              "or memory://. [env: CKPTD_ROOT; default: ./ckptd-data]")
+@click.option("--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="TOML file of settings. [env: CKPTD_CONFIG]")
+@click.option("--fsync", type=click.Choice(["always", "batch", "never"]),
+              help="How writes reach the disk. [env: CKPTD_FSYNC; default: batch]")
+@click.option("--connect", metavar="ENDPOINT", envvar="CKPTD_CONNECT",
+              help="Go through the daemon at this control address instead of the store, "
+                   "e.g. tcp://10.0.0.5:5550. [env: CKPTD_CONNECT]")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              help="[env: CKPTD_LOG_LEVEL; default: info]")
+@click.version_option(__version__, prog_name="ckptd")
+@click.pass_context
+def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: str | None,
+        connect: str | None, log_level: str | None) -> None:
+    """ckptd: jobs as files, state changes as renames, dispatch over ZeroMQ.
+
+    Store commands (submit, status, ls, show, retry, cancel, purge, fsck) work on the store
+    directly, no daemon needed; with --connect they go through a running daemon.
+    """
+    ctx.obj = Context({"root": root, "fsync": fsync, "log_level": log_level}, config_file,
+                      connect)
+
+
+def _payload(payload_json: str | None, payload_file: str | None) -> Any:
+    if payload_json is not None and payload_file is not None:
+        raise click.UsageError("give PAYLOAD_JSON or --payload-file, not both")
+    if payload_file is not None:
+        stream = click.open_file(payload_file, "rb")
+        with stream:
+            text, source = stream.read(), f"--payload-file {payload_file}"
+    elif payload_json is not None:
+        text, source = payload_json, "PAYLOAD_JSON"
+    else:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{source} is not valid JSON ({exc}); quote text as JSON, "
+                                 "e.g. '\"hello\"'") from None
+
+
+@cli.command(epilog="""Examples:
+  ckptd submit price '{"sku": "A-1", "qty": 3}'
+  ckptd submit price --payload-file item.json --id order-42 --if-exists=return
+  ckptd submit reports '{}' --delay 10m --max-attempts 5""")
+@click.argument("queue")
+@click.argument("payload_json", required=False, metavar="[PAYLOAD_JSON]")
+@click.option("--payload-file", metavar="F|-",
+              help="Read the JSON payload from a file, or - for stdin.")
+@click.option("--id", "job_id", metavar="ID", help="Your own id (an idempotency key).")
+@click.option("--max-attempts", type=click.IntRange(min=1), help="Attempts before failed/.")
+@click.option("--delay", metavar="DURATION", help="Do not run before this delay, e.g. 30s, 5m.")
+@click.option("--if-exists", type=click.Choice(["error", "return"]), default="error",
+              show_default=True, help="When the id already exists: fail, or print it.")
+@handle_errors
+def submit(queue: str, payload_json: str | None, payload_file: str | None, job_id: str | None,
+           max_attempts: int | None, delay: str | None, if_exists: str) -> None:
+    """Create a job in QUEUE and print its id once it is stored."""
+    payload = _payload(payload_json, payload_file)
+    seconds = parse_duration(delay, "--delay") if delay else None
+    answer = _ctx().admin().submit(queue, payload, job_id=job_id, max_attempts=max_attempts,
+                                   delay=seconds, if_exists=if_exists)
+    click.echo(answer.id)
+    if not answer.created:
+        click.echo(f"(already existed, {answer.state})", err=True)
+
+
+@cli.command(epilog="""Examples:
+  ckptd status
+  ckptd status price --json""")
+@click.argument("queue", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@handle_errors
+def status(queue: str | None, as_json: bool) -> None:
+    """Counts of jobs per state, per queue."""
+    answer = _ctx().admin().status(queue)
+    if as_json:
+        _print_json(answer)
+        return
+    queues = answer["queues"]
+    if not queues:
+        click.echo(f"no queues in {answer.get('root', 'the store')}")
+        return
+    columns = [s.value for s in STATES]
+    width = max(5, *(len(q) for q in queues))
+    click.echo(f"{'queue':<{width}}  " + "  ".join(f"{c:>9}" for c in columns))
+    for name, counts in queues.items():
+        click.echo(f"{name:<{width}}  " + "  ".join(f"{counts.get(c, 0):>9}" for c in columns))
+
+
+@cli.command(epilog="""Examples:
+  ckptd ls price            # every job, with its state
+  ckptd ls price failed     # the ids in failed/, one per line""")
+@click.argument("queue")
+@click.argument("state", required=False, type=click.Choice([s.value for s in STATES]))
+@handle_errors
+def ls(queue: str, state: str | None) -> None:
+    """List the jobs of QUEUE (in FIFO order), in one STATE or all."""
+    rows = _ctx().admin().ls(queue, State(state) if state else None)
+    for row_state, job_id in rows:
+        click.echo(job_id if state else f"{State(row_state).value:<8} {job_id}")
+
+
+@cli.command(epilog="""Example:
+  ckptd show price 20261127T192416.123456Z-9f3ac1d27b8e4a10""")
+@click.argument("queue")
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@handle_errors
+def show(queue: str, job_id: str, as_json: bool) -> None:
+    """Show a job: its state, its file, its checkpoint and its history."""
+    info = _ctx().admin().show(queue, job_id)
+    if as_json:
+        _print_json(info)
+        return
+    click.echo(f"state:      {info['state']}")
+    click.echo(f"file:       {info['path']}")
+    if info.get("also_in"):
+        click.echo(f"also in:    {', '.join(info['also_in'])} (run ckptd fsck --repair)")
+    for key, value in (info.get("lease") or {}).items():
+        click.echo(f"lease.{key}: {value}")
+    click.echo("job:")
+    click.echo(json.dumps(info["job"], indent=2, default=str))
+    if info.get("checkpoint") is not None:
+        click.echo("checkpoint:")
+        click.echo(json.dumps(info["checkpoint"], indent=2, default=str))
+
+
+@cli.command(epilog="""Examples:
+  ckptd retry price 20261127T192416.123456Z-9f3ac1d27b8e4a10
+  ckptd retry price --all --attempts 1""")
+@click.argument("queue")
+@click.argument("job_ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "all_failed", is_flag=True, help="Retry every failed job of QUEUE.")
+@click.option("--attempts", type=click.IntRange(min=1), help="Fresh attempts to give each job.")
+@handle_errors
+def retry(queue: str, job_ids: tuple[str, ...], all_failed: bool, attempts: int | None) -> None:
+    """Move failed jobs back to pending, with a fresh budget of attempts."""
+    if bool(job_ids) == all_failed:
+        raise click.UsageError("give one or more IDs, or --all")
+    moved = _ctx().admin().retry(queue, None if all_failed else list(job_ids), attempts=attempts)
+    click.echo(f"{len(moved)} job(s) moved back to pending")
+
+
+@cli.command(epilog="""Example:
+  ckptd cancel price 20261127T192416.123456Z-9f3ac1d27b8e4a10""")
+@click.argument("queue")
+@click.argument("job_id", metavar="ID")
+@handle_errors
+def cancel(queue: str, job_id: str) -> None:
+    """Cancel a job: a pending job is removed, a claimed one is moved to failed."""
+    was = _ctx().admin().cancel(queue, job_id)
+    click.echo("removed" if was == State.PENDING.value else "moved to failed (cancelled)")
+
+
+@cli.command(epilog="""Examples:
+  ckptd purge price done --older-than 7d
+  ckptd purge price failed""")
+@click.argument("queue")
+@click.argument("state", type=click.Choice([State.DONE.value, State.FAILED.value]))
+@click.option("--older-than", metavar="DURATION", help="Only jobs finished longer ago, e.g. 7d.")
+@handle_errors
+def purge(queue: str, state: str, older_than: str | None) -> None:
+    """Delete finished jobs (with their checkpoints and blobs)."""
+    seconds = parse_duration(older_than, "--older-than") if older_than else None
+    count = _ctx().admin().purge(queue, State(state), seconds)
+    click.echo(f"{count} job(s) purged")
+
+
+@cli.command(epilog="""Examples:
+  ckptd fsck             # report only
+  ckptd fsck --repair    # fix what can be fixed""")
+@click.option("--repair", is_flag=True, help="Fix what was found, not just report it.")
+@handle_errors
+def fsck(repair: bool) -> None:
+    """Check the store: jobs in two states, bad files, leftovers, orphans.
+
+    Exit code 0 when nothing is left to fix, 1 otherwise. Run it on a store that no daemon
+    is using, or let the daemon's own recovery do it at start.
+    """
+    ctx = _ctx()
+    if ctx.connect:
+        raise ConfigError("fsck works on the store itself: use --root, not --connect")
+    findings = ctx.admin().fsck(repair=repair)
+    for finding in findings:
+        click.echo(finding.line())
+    unresolved = [f for f in findings if not f.repaired]
+    click.echo(f"{len(findings)} finding(s), {len(unresolved)} left to fix")
+    if unresolved:
+        sys.exit(1)
+
+
+def main() -> None:
+    """Entry point of the ``ckptd`` console script."""
+    cli(prog_name="ckptd")

@@ -1,0 +1,49 @@
+"""New job ids that sort by creation time and never collide.
+
+An id looks like ``20261127T192416.123456Z-9f3ac1d27b8e4a10``: the UTC time to the
+microsecond, then 64 random bits. ``ls`` therefore lists jobs in FIFO order, and two hosts or
+processes creating ids at the same microsecond still differ by the random part (a collision
+needs the same microsecond and the same 64 bits). Within one process ids are strictly
+increasing even if the wall clock steps back: the time part never goes below the last one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import UTC, datetime
+
+_lock = threading.Lock()
+_last_us = 0
+_pid = os.getpid()
+
+
+def _reset_after_fork() -> None:
+    global _last_us, _pid
+    _last_us = 0
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def new_id(now: float | None = None) -> str:
+    """Return a new unique id whose string order is its creation order."""
+    global _last_us
+    us = int((time.time() if now is None else now) * 1_000_000)
+    with _lock:
+        if us <= _last_us:
+            us = _last_us + 1
+        _last_us = us
+    seconds, micro = divmod(us, 1_000_000)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds))
+    return f"{stamp}.{micro:06d}Z-{os.urandom(8).hex()}"
+
+
+def id_time(job_id: str) -> datetime | None:
+    """Return the creation time encoded in an id made by :func:`new_id`, else None."""
+    try:
+        return datetime.strptime(job_id[:23], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None

@@ -1,0 +1,286 @@
+"""The store interface: where job files live and how they move between state folders.
+
+Layout under the root, one folder per queue and one per state::
+
+    <queue>/pending/<id>.json   claimed/<id>.json   done/<id>.json   failed/<id>.json
+    <queue>/state/<id>.json     the worker's latest checkpoint
+    <queue>/blobs/<id>.payload  payloads (and results) too big to inline in the job file
+    <queue>/quarantine/         files that could not be read, with a .reason.txt beside
+    <queue>/tmp/                staging for atomic writes
+
+Writes go through :meth:`Store.apply`, which takes a group of operations so that the
+``batch`` fsync mode can make the whole group durable with one flush. The one-operation
+methods (:meth:`put_new`, :meth:`move`, ...) are shorthands for a group of one.
+
+Every backend keeps these promises; the contract tests in ``tests/store`` hold them to it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Union
+
+from ..durable import FsyncMode
+from ..errors import CkptdError, InvalidName
+from ..states import STATES, State
+
+JOB_SUFFIX = ".json"
+CHECKPOINT_DIR = "state"
+BLOB_DIR = "blobs"
+TMP_DIR = "tmp"
+QUARANTINE_DIR = "quarantine"
+REASON_SUFFIX = ".reason.txt"
+QUEUE_DIRS: tuple[str, ...] = tuple(s.value for s in STATES) + (CHECKPOINT_DIR, BLOB_DIR, TMP_DIR)
+BLOB_KINDS = ("payload", "result")
+
+
+@dataclass(frozen=True)
+class PutNew:
+    """Create ``pending/<id>.json``; fails with JobExists if the id is in any state."""
+
+    queue: str
+    job_id: str
+    data: bytes
+    check_other_states: bool = True
+
+
+@dataclass(frozen=True)
+class Move:
+    """Move a job from ``src`` to ``dst``, rewriting it with ``data`` when given."""
+
+    queue: str
+    job_id: str
+    src: State
+    dst: State
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Remove a job from ``state``, with its checkpoint and blobs unless told to keep them.
+
+    Nothing happens if it is absent. Resolving a job found in two folders removes the losing
+    copy with ``attachments=False``: the winner still needs its checkpoint and blobs.
+    """
+
+    queue: str
+    state: State
+    job_id: str
+    attachments: bool = True
+
+
+@dataclass(frozen=True)
+class PutCheckpoint:
+    """Replace the job's checkpoint with ``data``."""
+
+    queue: str
+    job_id: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class DeleteCheckpoint:
+    """Remove the job's checkpoint; nothing if absent."""
+
+    queue: str
+    job_id: str
+
+
+@dataclass(frozen=True)
+class PutBlob:
+    """Write (or replace) the blob ``<id>.<kind>`` of a job."""
+
+    queue: str
+    job_id: str
+    kind: str
+    data: bytes
+
+
+Op = Union[PutNew, Move, Delete, PutCheckpoint, DeleteCheckpoint, PutBlob]
+Outcome = Union[None, CkptdError]
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A file in a queue's ``tmp/`` folder and its age in seconds."""
+
+    queue: str
+    name: str
+    age: float
+
+
+@dataclass(frozen=True)
+class Foreign:
+    """A file in a state folder that is not ``<valid id>.json``."""
+
+    queue: str
+    folder: str
+    name: str
+
+
+class Store(ABC):
+    """A root holding queues of job files. Safe to share between threads of one process."""
+
+    url: str
+    fsync: FsyncMode
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def queues(self) -> list[str]:
+        """Return the sorted names of the queues under the root; [] when there are none.
+
+        A queue exists once any of its state folders exists. Entries whose names are not
+        valid queue names are ignored.
+        """
+
+    @abstractmethod
+    def ids(self, queue: str, state: State) -> list[str]:
+        """Return the ids in ``state``, sorted (FIFO for generated ids); [] when none.
+
+        Files that are not ``<valid id>.json`` are skipped (see :meth:`foreign`).
+        """
+
+    def count(self, queue: str, state: State) -> int:
+        """Return the number of jobs in ``state``; 0 when none."""
+        return len(self.ids(queue, state))
+
+    @abstractmethod
+    def read(self, queue: str, state: State, job_id: str) -> bytes:
+        """Return the bytes of ``<state>/<id>.json``; raise JobNotFound when absent."""
+
+    def find(self, queue: str, job_id: str) -> list[State]:
+        """Return the states that hold ``job_id``: [] when none, two after a crash."""
+        return [s for s in STATES if self.exists(queue, s, job_id)]
+
+    @abstractmethod
+    def exists(self, queue: str, state: State, job_id: str) -> bool:
+        """Return True when ``<state>/<id>.json`` exists."""
+
+    @abstractmethod
+    def mtime(self, queue: str, state: State, job_id: str) -> float:
+        """Return the time the job file last changed; raise JobNotFound when absent."""
+
+    @abstractmethod
+    def read_checkpoint(self, queue: str, job_id: str) -> bytes | None:
+        """Return the job's latest checkpoint, or None when it has none."""
+
+    @abstractmethod
+    def read_blob(self, queue: str, job_id: str, kind: str) -> bytes:
+        """Return the blob ``<id>.<kind>``; raise JobNotFound when absent."""
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def apply(self, ops: Sequence[Op]) -> list[Outcome]:
+        """Carry out a group of operations; return one outcome per op (None = done).
+
+        Each op is atomic on its own: no reader ever sees a half-written file, and a crash
+        leaves an op either not done, done, or (for a move on a backend without rename)
+        in both folders, which :mod:`ckptd.states` resolves. Ops are idempotent except
+        PutNew, which reports JobExists the second time. When this returns, every op that
+        succeeded is as durable as the fsync mode promises; in ``batch`` mode the whole
+        group shares its flushes. A failing op does not stop the others.
+        """
+
+    def _one(self, op: Op) -> None:
+        outcome = self.apply([op])[0]
+        if outcome is not None:
+            raise outcome
+
+    def put_new(self, queue: str, job_id: str, data: bytes, check_other_states: bool = True
+                ) -> None:
+        """Create a pending job (atomic, create-only); raise JobExists if the id is taken.
+
+        With ``check_other_states`` an id found in claimed/, done/ or failed/ is refused
+        too (generated ids skip the check: they cannot collide).
+        """
+        self._one(PutNew(queue, job_id, data, check_other_states))
+
+    def move(self, queue: str, job_id: str, src: State, dst: State, data: bytes | None = None
+             ) -> None:
+        """Move a job between states (rewriting it when ``data`` is given).
+
+        Raises JobNotFound when the job is not in ``src``. Idempotent in effect: repeating a
+        completed move raises JobNotFound and changes nothing.
+        """
+        self._one(Move(queue, job_id, src, dst, data))
+
+    def delete(self, queue: str, state: State, job_id: str) -> None:
+        """Remove a job file, its checkpoint and blobs. Idempotent: absent is fine."""
+        self._one(Delete(queue, state, job_id))
+
+    def put_checkpoint(self, queue: str, job_id: str, data: bytes) -> None:
+        """Atomically replace the job's checkpoint. Idempotent."""
+        self._one(PutCheckpoint(queue, job_id, data))
+
+    def delete_checkpoint(self, queue: str, job_id: str) -> None:
+        """Remove the job's checkpoint. Idempotent: absent is fine."""
+        self._one(DeleteCheckpoint(queue, job_id))
+
+    def put_blob(self, queue: str, job_id: str, kind: str, data: bytes) -> None:
+        """Atomically write the blob ``<id>.<kind>``. Idempotent."""
+        self._one(PutBlob(queue, job_id, kind, data))
+
+    @abstractmethod
+    def ensure_queue(self, queue: str) -> None:
+        """Create the queue's folders where the backend has folders. Idempotent."""
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    @abstractmethod
+    def leftovers(self, queue: str, now: float) -> list[Leftover]:
+        """Return the files in the queue's ``tmp/``, with their ages; [] when none."""
+
+    @abstractmethod
+    def remove_leftover(self, queue: str, name: str) -> None:
+        """Remove a file from ``tmp/``. Idempotent."""
+
+    @abstractmethod
+    def foreign(self, queue: str) -> list[Foreign]:
+        """Return files in state folders that are not ``<valid id>.json``; [] when none."""
+
+    @abstractmethod
+    def quarantine(self, queue: str, folder: str, name: str, reason: str) -> str:
+        """Move ``<folder>/<name>`` to ``quarantine/`` with ``<name>.reason.txt`` beside it.
+
+        Returns the new location, for the log. A file that is already gone is not an error.
+        """
+
+    @abstractmethod
+    def quarantined(self, queue: str) -> list[str]:
+        """Return the names of the quarantined files (without the reason files)."""
+
+    def blob_ids(self, queue: str) -> list[tuple[str, str]]:
+        """Return (job id, kind) of every blob of the queue; [] when none."""
+        return []
+
+    def checkpoint_ids(self, queue: str) -> list[str]:
+        """Return the ids that have a checkpoint; [] when none."""
+        return []
+
+    def close(self) -> None:
+        """Release what the store holds open. Idempotent."""
+
+    def describe(self, queue: str, state: State, job_id: str) -> str:
+        """Return where a job file lives, for messages (a path or URL)."""
+        return f"{self.url.rstrip('/')}/{queue}/{state.value}/{job_id}{JOB_SUFFIX}"
+
+
+def check_blob_kind(kind: str) -> str:
+    """Return ``kind`` when it is a blob kind; raise InvalidName otherwise."""
+    if kind not in BLOB_KINDS:
+        raise InvalidName(f"invalid blob kind {kind!r}: expected one of {', '.join(BLOB_KINDS)}")
+    return kind
+
+
+def split_job_name(name: str) -> str | None:
+    """Return the id of a file named ``<id>.json``, else None (not a job file)."""
+    from ..names import is_valid_name
+
+    if not name.endswith(JOB_SUFFIX):
+        return None
+    job_id = name[: -len(JOB_SUFFIX)]
+    return job_id if is_valid_name(job_id) else None

@@ -1,0 +1,263 @@
+"""The object-store backend (any fsspec file system with bucket semantics: memory://, s3://).
+
+An object store has no rename, so a move is a copy to the new key followed by a delete of
+the old one. A crash between the two leaves the job under both keys; the two-state rule in
+:mod:`ckptd.states` decides which copy stays (a plain copy keeps ``rev``, so the later
+state wins). Nothing here assumes that anything but a single PUT is atomic.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import fsspec
+
+from .. import crashpoints
+from ..durable import FsyncMode
+from ..errors import CkptdError, InvalidName, JobExists, JobNotFound, StoreError
+from ..names import check_job_id, check_queue, is_valid_name
+from ..states import STATES, State
+from .base import (
+    BLOB_DIR,
+    BLOB_KINDS,
+    CHECKPOINT_DIR,
+    JOB_SUFFIX,
+    QUARANTINE_DIR,
+    REASON_SUFFIX,
+    TMP_DIR,
+    Delete,
+    DeleteCheckpoint,
+    Foreign,
+    Leftover,
+    Move,
+    Op,
+    Outcome,
+    PutBlob,
+    PutCheckpoint,
+    PutNew,
+    Store,
+    check_blob_kind,
+    split_job_name,
+)
+
+_OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
+
+
+class BucketStore(Store):
+    """A store on an fsspec file system where objects are written whole and never renamed."""
+
+    def __init__(self, url: str, fsync: FsyncMode = FsyncMode.BATCH,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.fsync = FsyncMode(fsync)  # an acknowledged PUT is durable; kept for display
+        self.fs, path = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
+        self.prefix = path.rstrip("/")
+        self._lock = threading.Lock()
+
+    def _key(self, queue: str, folder: str, name: str) -> str:
+        return f"{self.prefix}/{queue}/{folder}/{name}"
+
+    def _job_key(self, queue: str, state: State, job_id: str) -> str:
+        return f"{self.prefix}/{queue}/{state.value}/{job_id}{JOB_SUFFIX}"
+
+    def _ls(self, path: str) -> list[str]:
+        try:
+            return [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False)]
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreError(f"cannot list {path}: {exc}") from exc
+
+    def ensure_queue(self, queue: str) -> None:
+        check_queue(queue)  # folders are implied by the keys in a bucket
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def queues(self) -> list[str]:
+        names = [n for n in self._ls(self.prefix) if is_valid_name(n)]
+        states = {s.value for s in STATES}
+        return sorted(n for n in names if states & set(self._ls(f"{self.prefix}/{n}")))
+
+    def ids(self, queue: str, state: State) -> list[str]:
+        check_queue(queue)
+        names = self._ls(f"{self.prefix}/{queue}/{state.value}")
+        return sorted(i for i in map(split_job_name, names) if i is not None)
+
+    def _cat(self, key: str, missing: str) -> bytes:
+        try:
+            return bytes(self.fs.cat_file(key))
+        except FileNotFoundError:
+            raise JobNotFound(missing) from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {key}: {exc}") from exc
+
+    def read(self, queue: str, state: State, job_id: str) -> bytes:
+        check_queue(queue), check_job_id(job_id)
+        return self._cat(self._job_key(queue, state, job_id),
+                         f"job {job_id!r} is not in {queue}/{state.value}/")
+
+    def exists(self, queue: str, state: State, job_id: str) -> bool:
+        check_queue(queue), check_job_id(job_id)
+        return bool(self.fs.exists(self._job_key(queue, state, job_id)))
+
+    def mtime(self, queue: str, state: State, job_id: str) -> float:
+        check_queue(queue), check_job_id(job_id)
+        try:
+            info = self.fs.info(self._job_key(queue, state, job_id))
+        except FileNotFoundError:
+            raise JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/") from None
+        return _info_time(info)
+
+    def read_checkpoint(self, queue: str, job_id: str) -> bytes | None:
+        check_queue(queue), check_job_id(job_id)
+        try:
+            return self._cat(self._key(queue, CHECKPOINT_DIR, job_id + JOB_SUFFIX), "")
+        except JobNotFound:
+            return None
+
+    def read_blob(self, queue: str, job_id: str, kind: str) -> bytes:
+        check_queue(queue), check_job_id(job_id)
+        return self._cat(self._key(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}"),
+                         f"blob {job_id}.{kind} is not in {queue}/{BLOB_DIR}/")
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def apply(self, ops: Sequence[Op]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for op in ops:
+            try:
+                check_queue(op.queue), check_job_id(op.job_id)
+                self._commit(op)
+                outcomes.append(None)
+            except CkptdError as exc:
+                outcomes.append(exc)
+            except OSError as exc:
+                outcomes.append(StoreError(f"cannot update {self.url}/{op.queue}: {exc}"))
+        return outcomes
+
+    def _commit(self, op: Op) -> None:
+        fs = self.fs
+        if isinstance(op, Move):
+            src = self._job_key(op.queue, op.src, op.job_id)
+            dst = self._job_key(op.queue, op.dst, op.job_id)
+            if not fs.exists(src):
+                raise JobNotFound(f"job {op.job_id!r} is not in {op.queue}/{op.src.value}/")
+            if op.data is None:
+                fs.copy(src, dst)
+            else:
+                fs.pipe_file(dst, op.data)
+            crashpoints.reached("after_copy")
+            # Until this delete the job is under both keys; recovery keeps the later copy.
+            _rm_quietly(fs, src)
+        elif isinstance(op, PutNew):
+            dst = self._job_key(op.queue, State.PENDING, op.job_id)
+            with self._lock:
+                if fs.exists(dst):
+                    raise JobExists(op.queue, op.job_id, State.PENDING.value)
+                fs.pipe_file(dst, op.data)
+            if op.check_other_states:
+                for state in _OTHER_STATES:
+                    if fs.exists(self._job_key(op.queue, state, op.job_id)):
+                        _rm_quietly(fs, dst)
+                        raise JobExists(op.queue, op.job_id, state.value)
+        elif isinstance(op, Delete):
+            _rm_quietly(fs, self._job_key(op.queue, op.state, op.job_id))
+            if op.attachments:
+                _rm_quietly(fs, self._key(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX))
+                for kind in BLOB_KINDS:
+                    _rm_quietly(fs, self._key(op.queue, BLOB_DIR, f"{op.job_id}.{kind}"))
+        elif isinstance(op, PutCheckpoint):
+            fs.pipe_file(self._key(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX), op.data)
+        elif isinstance(op, DeleteCheckpoint):
+            _rm_quietly(fs, self._key(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX))
+        elif isinstance(op, PutBlob):
+            fs.pipe_file(self._key(op.queue, BLOB_DIR, f"{op.job_id}.{check_blob_kind(op.kind)}"),
+                         op.data)
+        else:
+            raise TypeError(f"unknown store operation {op!r}")
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def leftovers(self, queue: str, now: float) -> list[Leftover]:
+        check_queue(queue)
+        found = []
+        for name in self._ls(f"{self.prefix}/{queue}/{TMP_DIR}"):
+            try:
+                age = now - _info_time(self.fs.info(self._key(queue, TMP_DIR, name)))
+            except FileNotFoundError:
+                continue
+            found.append(Leftover(queue, name, age))
+        return sorted(found, key=lambda f: f.name)
+
+    def remove_leftover(self, queue: str, name: str) -> None:
+        check_queue(queue)
+        _check_plain(name)
+        _rm_quietly(self.fs, self._key(queue, TMP_DIR, name))
+
+    def foreign(self, queue: str) -> list[Foreign]:
+        check_queue(queue)
+        return [Foreign(queue, s.value, n) for s in STATES
+                for n in self._ls(f"{self.prefix}/{queue}/{s.value}")
+                if split_job_name(n) is None]
+
+    def quarantine(self, queue: str, folder: str, name: str, reason: str) -> str:
+        check_queue(queue)
+        _check_plain(name)
+        target = self._key(queue, QUARANTINE_DIR, name)
+        if self.fs.exists(target):
+            target = f"{target}.{time.strftime('%Y%m%dT%H%M%S')}"
+        source = self._key(queue, folder, name)
+        try:
+            self.fs.copy(source, target)
+        except FileNotFoundError:
+            return target
+        self.fs.pipe_file(target + REASON_SUFFIX, reason.encode() + b"\n")
+        _rm_quietly(self.fs, source)
+        return target
+
+    def quarantined(self, queue: str) -> list[str]:
+        check_queue(queue)
+        return sorted(n for n in self._ls(f"{self.prefix}/{queue}/{QUARANTINE_DIR}")
+                      if not n.endswith(REASON_SUFFIX))
+
+    def blob_ids(self, queue: str) -> list[tuple[str, str]]:
+        check_queue(queue)
+        found = []
+        for name in self._ls(f"{self.prefix}/{queue}/{BLOB_DIR}"):
+            job_id, _, kind = name.rpartition(".")
+            if kind in BLOB_KINDS and is_valid_name(job_id):
+                found.append((job_id, kind))
+        return sorted(found)
+
+    def checkpoint_ids(self, queue: str) -> list[str]:
+        check_queue(queue)
+        names = self._ls(f"{self.prefix}/{queue}/{CHECKPOINT_DIR}")
+        return sorted(i for i in map(split_job_name, names) if i is not None)
+
+
+def _rm_quietly(fs: Any, key: str) -> None:
+    try:
+        fs.rm_file(key)
+    except FileNotFoundError:
+        pass
+
+
+def _info_time(info: dict[str, Any]) -> float:
+    for field in ("mtime", "LastModified", "created"):
+        value = info.get(field)
+        if value is None:
+            continue
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        return float(value)
+    return time.time()
+
+
+
+
+def _check_plain(name: str) -> None:
+    if not name or "/" in name or name in (".", "..") or "\0" in name:
+        raise InvalidName(f"invalid file name {name!r}")

@@ -1,0 +1,465 @@
+"""The local-disk store: state changes are rename(2), durability is fsync.
+
+This is the fast path, so it calls ``os`` directly. A pure move is one atomic rename. A move
+that rewrites the job writes the new file in ``tmp/``, renames it into the target folder and
+then removes the old copy; a crash in between leaves the job in two folders, and the copy
+with the higher ``rev`` wins (:mod:`ckptd.states`).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import stat
+import threading
+import time
+from collections.abc import Sequence
+
+from .. import crashpoints
+from ..durable import (
+    FsyncMode,
+    fsync_dir,
+    io_error,
+    open_dir,
+    rename_noreplace,
+    sync_filesystem,
+    unlink_quietly,
+    write_new,
+)
+from ..errors import CkptdError, InvalidName, JobExists, JobNotFound, StoreError
+from ..names import check_job_id, check_queue, is_valid_name
+from ..states import STATES, State
+from .base import (
+    BLOB_DIR,
+    BLOB_KINDS,
+    CHECKPOINT_DIR,
+    JOB_SUFFIX,
+    QUARANTINE_DIR,
+    QUEUE_DIRS,
+    REASON_SUFFIX,
+    TMP_DIR,
+    Delete,
+    DeleteCheckpoint,
+    Foreign,
+    Leftover,
+    Move,
+    Op,
+    Outcome,
+    PutBlob,
+    PutCheckpoint,
+    PutNew,
+    Store,
+    check_blob_kind,
+    split_job_name,
+)
+
+_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
+
+
+class LocalStore(Store):
+    """A store in a folder of the local file system."""
+
+    def __init__(self, root: str, fsync: FsyncMode = FsyncMode.BATCH, *,
+                 file_mode: int = 0o640, dir_mode: int = 0o750) -> None:
+        self.root = os.path.abspath(os.path.expanduser(root))
+        self.url = self.root
+        self.fsync = FsyncMode(fsync)
+        self.file_mode = file_mode
+        self.dir_mode = dir_mode
+        self._ready: set[str] = set()
+        self._lock = threading.Lock()
+        self._counter = itertools.count()
+        self._root_fd: int | None = None
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def _job_path(self, queue: str, state: State, job_id: str) -> str:
+        return f"{self.root}/{queue}/{state.value}/{job_id}{JOB_SUFFIX}"
+
+    def _path(self, queue: str, folder: str, name: str) -> str:
+        return f"{self.root}/{queue}/{folder}/{name}"
+
+    def _checked(self, queue: str, job_id: str) -> None:
+        check_queue(queue)
+        check_job_id(job_id)
+
+    def ensure_queue(self, queue: str) -> None:
+        """Create the queue's folders (mode ``dir_mode``); refuse symlinked folders."""
+        if queue in self._ready:
+            return
+        check_queue(queue)
+        with self._lock:
+            if queue in self._ready:
+                return
+            try:
+                os.makedirs(self.root, mode=self.dir_mode, exist_ok=True)
+                base = f"{self.root}/{queue}"
+                created = self._mkdir(base)
+                for folder in QUEUE_DIRS:
+                    created |= self._mkdir(f"{base}/{folder}")
+                if created and self.fsync is not FsyncMode.NEVER:
+                    # New folders must survive a power loss before files are put in them.
+                    fsync_dir(base)
+                    fsync_dir(self.root)
+            except OSError as exc:
+                raise io_error(exc, "create the folders of queue", f"{self.root}/{queue}") from exc
+            self._ready.add(queue)
+
+    def _mkdir(self, path: str) -> bool:
+        try:
+            os.mkdir(path, self.dir_mode)
+            return True
+        except FileExistsError:
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+                raise StoreError(f"{path} is a symlink or not a folder; ckptd does not follow "
+                                 "links out of its root: replace it with a real folder") from None
+            return False
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def queues(self) -> list[str]:
+        try:
+            entries = os.scandir(self.root)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise io_error(exc, "list", self.root) from exc
+        with entries:
+            names = [e.name for e in entries
+                     if is_valid_name(e.name) and e.is_dir(follow_symlinks=False)]
+        return sorted(n for n in names
+                      if any(os.path.isdir(f"{self.root}/{n}/{s.value}") for s in STATES))
+
+    def ids(self, queue: str, state: State) -> list[str]:
+        check_queue(queue)
+        try:
+            names = os.listdir(f"{self.root}/{queue}/{state.value}")
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise io_error(exc, "list", f"{self.root}/{queue}/{state.value}") from exc
+        ids = [n[:-5] for n in names if n.endswith(JOB_SUFFIX) and is_valid_name(n[:-5])]
+        ids.sort()
+        return ids
+
+    def count(self, queue: str, state: State) -> int:
+        check_queue(queue)
+        try:
+            with os.scandir(f"{self.root}/{queue}/{state.value}") as entries:
+                return sum(1 for e in entries if e.name.endswith(JOB_SUFFIX))
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise io_error(exc, "list", f"{self.root}/{queue}/{state.value}") from exc
+
+    def read(self, queue: str, state: State, job_id: str) -> bytes:
+        self._checked(queue, job_id)
+        path = self._job_path(queue, state, job_id)
+        try:
+            return _read_file(path)
+        except FileNotFoundError:
+            raise JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/") from None
+        except OSError as exc:
+            raise io_error(exc, "read", path) from exc
+
+    def exists(self, queue: str, state: State, job_id: str) -> bool:
+        self._checked(queue, job_id)
+        try:
+            os.lstat(self._job_path(queue, state, job_id))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def mtime(self, queue: str, state: State, job_id: str) -> float:
+        self._checked(queue, job_id)
+        try:
+            info = os.lstat(self._job_path(queue, state, job_id))
+        except FileNotFoundError:
+            raise JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/") from None
+        # A claim is a plain rename, which updates ctime but not mtime: report the later.
+        return max(info.st_mtime, info.st_ctime)
+
+    def read_checkpoint(self, queue: str, job_id: str) -> bytes | None:
+        self._checked(queue, job_id)
+        path = self._path(queue, CHECKPOINT_DIR, job_id + JOB_SUFFIX)
+        try:
+            return _read_file(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise io_error(exc, "read", path) from exc
+
+    def read_blob(self, queue: str, job_id: str, kind: str) -> bytes:
+        self._checked(queue, job_id)
+        path = self._path(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
+        try:
+            return _read_file(path)
+        except FileNotFoundError:
+            raise JobNotFound(f"blob {job_id}.{kind} is not in {queue}/{BLOB_DIR}/") from None
+        except OSError as exc:
+            raise io_error(exc, "read", path) from exc
+
+    def blob_path(self, queue: str, job_id: str, kind: str) -> str:
+        """Return the path of a blob (workers on this host read it directly)."""
+        self._checked(queue, job_id)
+        return self._path(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def apply(self, ops: Sequence[Op]) -> list[Outcome]:
+        mode = self.fsync
+        outcomes: list[Outcome] = [None] * len(ops)
+        staged: list[str | None] = [None] * len(ops)
+        dirty: set[str] = set()
+        # Phase 1: check names and write every new file into tmp/.
+        for i, op in enumerate(ops):
+            try:
+                self._checked(op.queue, op.job_id)
+                self.ensure_queue(op.queue)
+                data = getattr(op, "data", None)
+                if data is not None:
+                    staged[i] = self._write_tmp(op.queue, op.job_id, data,
+                                                mode is FsyncMode.ALWAYS)
+            except CkptdError as exc:
+                outcomes[i] = exc
+            except OSError as exc:
+                outcomes[i] = io_error(exc, "write into", f"{self.root}/{op.queue}/{TMP_DIR}")
+        if mode is FsyncMode.BATCH and any(staged):
+            # Group commit: one flush makes the data of every staged file durable before
+            # any of them is renamed into sight (see write_new for why that order matters).
+            try:
+                sync_filesystem(self._root())
+            except OSError as exc:
+                error = io_error(exc, "flush", self.root)
+                for i, tmp in enumerate(staged):
+                    if tmp is not None:
+                        outcomes[i] = error
+                        unlink_quietly(tmp)
+                        staged[i] = None
+            crashpoints.reached("after_file_fsync")
+        # Phase 2: the renames and removals that make each op visible.
+        always = mode is FsyncMode.ALWAYS
+        for i, op in enumerate(ops):
+            if outcomes[i] is not None:
+                continue
+            try:
+                touched = self._commit(op, staged[i])
+                if always:
+                    for folder in touched:
+                        fsync_dir(folder)  # this op's names are durable before it is reported
+                    crashpoints.reached("after_dir_fsync")
+                else:
+                    dirty.update(touched)
+            except CkptdError as exc:
+                outcomes[i] = exc
+            except OSError as exc:
+                outcomes[i] = io_error(exc, "update", f"{self.root}/{op.queue}")
+            if outcomes[i] is not None and staged[i] is not None:
+                unlink_quietly(staged[i])  # type: ignore[arg-type]
+        if mode is FsyncMode.BATCH and dirty:
+            # The renames of the whole group become durable here, before any is reported.
+            try:
+                for folder in dirty:
+                    fsync_dir(folder)
+            except OSError as exc:
+                error = io_error(exc, "flush", self.root)
+                outcomes = [error if o is None else o for o in outcomes]
+            crashpoints.reached("after_dir_fsync")
+        return outcomes
+
+    def _write_tmp(self, queue: str, job_id: str, data: bytes, sync: bool) -> str:
+        while True:
+            path = (f"{self.root}/{queue}/{TMP_DIR}/{job_id}.{os.getpid()}."
+                    f"{next(self._counter)}")
+            try:
+                write_new(path, data, self.file_mode, sync)
+                return path
+            except FileExistsError:  # a leftover of an earlier process with our pid
+                continue
+
+    def _commit(self, op: Op, tmp: str | None) -> tuple[str, ...]:
+        """Make one op visible; return the folders whose entries changed."""
+        q = f"{self.root}/{op.queue}"
+        if isinstance(op, Move):
+            src = self._job_path(op.queue, op.src, op.job_id)
+            dst = self._job_path(op.queue, op.dst, op.job_id)
+            if tmp is None:
+                try:
+                    os.rename(src, dst)
+                except FileNotFoundError:
+                    raise self._not_in(op.queue, op.src, op.job_id) from None
+                crashpoints.reached("after_rename")
+            else:
+                try:
+                    os.lstat(src)
+                except FileNotFoundError:
+                    raise self._not_in(op.queue, op.src, op.job_id) from None
+                os.rename(tmp, dst)
+                crashpoints.reached("after_rename")
+                # Between the rename above and this unlink the job is in two folders; the
+                # new copy has the higher rev, so recovery keeps it.
+                unlink_quietly(src)
+                crashpoints.reached("after_unlink")
+            return (f"{q}/{op.src.value}", f"{q}/{op.dst.value}")
+        if isinstance(op, PutNew):
+            assert tmp is not None
+            dst = self._job_path(op.queue, State.PENDING, op.job_id)
+            try:
+                rename_noreplace(tmp, dst)
+            except FileExistsError:
+                raise JobExists(op.queue, op.job_id, State.PENDING.value) from None
+            crashpoints.reached("after_rename")
+            if op.check_other_states:
+                # Checked after creating, so a copy moving between folders meanwhile is seen.
+                for state in _OTHER_STATES:
+                    if os.path.lexists(self._job_path(op.queue, state, op.job_id)):
+                        unlink_quietly(dst)
+                        raise JobExists(op.queue, op.job_id, state.value)
+            return (f"{q}/{State.PENDING.value}",)
+        if isinstance(op, Delete):
+            unlink_quietly(self._job_path(op.queue, op.state, op.job_id))
+            if not op.attachments:
+                return (f"{q}/{op.state.value}",)
+            unlink_quietly(self._path(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX))
+            for kind in BLOB_KINDS:
+                unlink_quietly(self._path(op.queue, BLOB_DIR, f"{op.job_id}.{kind}"))
+            return (f"{q}/{op.state.value}", f"{q}/{CHECKPOINT_DIR}", f"{q}/{BLOB_DIR}")
+        if isinstance(op, PutCheckpoint):
+            assert tmp is not None
+            os.rename(tmp, self._path(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX))
+            crashpoints.reached("after_rename")
+            return (f"{q}/{CHECKPOINT_DIR}",)
+        if isinstance(op, DeleteCheckpoint):
+            unlink_quietly(self._path(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX))
+            return (f"{q}/{CHECKPOINT_DIR}",)
+        if isinstance(op, PutBlob):
+            assert tmp is not None
+            kind = check_blob_kind(op.kind)
+            os.rename(tmp, self._path(op.queue, BLOB_DIR, f"{op.job_id}.{kind}"))
+            crashpoints.reached("after_rename")
+            return (f"{q}/{BLOB_DIR}",)
+        raise TypeError(f"unknown store operation {op!r}")
+
+    def _not_in(self, queue: str, state: State, job_id: str) -> JobNotFound:
+        return JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/")
+
+    def _root(self) -> int:
+        if self._root_fd is None:
+            self._root_fd = open_dir(self.root)
+        return self._root_fd
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def leftovers(self, queue: str, now: float) -> list[Leftover]:
+        check_queue(queue)
+        found = []
+        try:
+            with os.scandir(f"{self.root}/{queue}/{TMP_DIR}") as entries:
+                for entry in entries:
+                    try:
+                        age = now - entry.stat(follow_symlinks=False).st_mtime
+                    except FileNotFoundError:
+                        continue
+                    found.append(Leftover(queue, entry.name, age))
+        except FileNotFoundError:
+            return []
+        return sorted(found, key=lambda f: f.name)
+
+    def remove_leftover(self, queue: str, name: str) -> None:
+        check_queue(queue)
+        if "/" in name or name in (".", ".."):
+            raise InvalidName(f"invalid file name {name!r}")
+        unlink_quietly(self._path(queue, TMP_DIR, name))
+
+    def foreign(self, queue: str) -> list[Foreign]:
+        check_queue(queue)
+        found = []
+        for state in STATES:
+            folder = f"{self.root}/{queue}/{state.value}"
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if split_job_name(name) is None or not os.path.isfile(f"{folder}/{name}") \
+                        or os.path.islink(f"{folder}/{name}"):
+                    found.append(Foreign(queue, state.value, name))
+        return sorted(found, key=lambda f: (f.folder, f.name))
+
+    def quarantine(self, queue: str, folder: str, name: str, reason: str) -> str:
+        check_queue(queue)
+        if "/" in name or name in (".", "..") or "\0" in name:
+            raise InvalidName(f"invalid file name {name!r}")
+        self.ensure_queue(queue)
+        qdir = f"{self.root}/{queue}/{QUARANTINE_DIR}"
+        os.makedirs(qdir, mode=self.dir_mode, exist_ok=True)
+        target = f"{qdir}/{name}"
+        if os.path.lexists(target):
+            target = f"{qdir}/{name}.{time.strftime('%Y%m%dT%H%M%S')}.{next(self._counter)}"
+        try:
+            os.rename(f"{self.root}/{queue}/{folder}/{name}", target)
+        except FileNotFoundError:
+            return target
+        write_new(target + REASON_SUFFIX + f".tmp{os.getpid()}", reason.encode() + b"\n",
+                  self.file_mode, self.fsync is not FsyncMode.NEVER)
+        os.replace(target + REASON_SUFFIX + f".tmp{os.getpid()}", target + REASON_SUFFIX)
+        if self.fsync is not FsyncMode.NEVER:
+            fsync_dir(qdir)
+            fsync_dir(f"{self.root}/{queue}/{folder}")
+        return target
+
+    def quarantined(self, queue: str) -> list[str]:
+        check_queue(queue)
+        try:
+            names = os.listdir(f"{self.root}/{queue}/{QUARANTINE_DIR}")
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if not n.endswith(REASON_SUFFIX))
+
+    def blob_ids(self, queue: str) -> list[tuple[str, str]]:
+        check_queue(queue)
+        try:
+            names = os.listdir(f"{self.root}/{queue}/{BLOB_DIR}")
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            job_id, _, kind = name.rpartition(".")
+            if kind in BLOB_KINDS and is_valid_name(job_id):
+                found.append((job_id, kind))
+        return sorted(found)
+
+    def checkpoint_ids(self, queue: str) -> list[str]:
+        check_queue(queue)
+        try:
+            names = os.listdir(f"{self.root}/{queue}/{CHECKPOINT_DIR}")
+        except FileNotFoundError:
+            return []
+        return sorted(i for i in map(split_job_name, names) if i is not None)
+
+    def close(self) -> None:
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        fd = os.open(path, _O_READ)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreError(f"{path} is a symlink; ckptd does not follow links") from None
+        raise
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
