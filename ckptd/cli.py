@@ -51,9 +51,9 @@ class Context:
         """Return what carries out store commands: the daemon's client or the store itself."""
         settings = self.settings()
         if self.connect:
-            from .client import Client
+            from .client import Client, RemoteAdmin
 
-            return Client(self.connect)
+            return RemoteAdmin(Client(self.connect))
         from .admin import StoreAdmin
         from .store import open_store
 
@@ -301,6 +301,84 @@ def fsck(repair: bool) -> None:
     click.echo(f"{len(findings)} finding(s), {len(unresolved)} left to fix")
     if unresolved:
         sys.exit(1)
+
+
+@cli.command(epilog="""Examples:
+  ckptd serve --root /var/lib/ckptd
+  ckptd serve --config /etc/ckptd/ckptd.toml
+  ckptd serve --root ./data --control tcp://127.0.0.1:5550 --dispatch tcp://127.0.0.1:5551""")
+@click.option("--control", metavar="ENDPOINT",
+              help="Control socket to bind. [default: tcp://127.0.0.1:5550]")
+@click.option("--dispatch", metavar="ENDPOINT",
+              help="Socket workers connect to for jobs. [default: tcp://127.0.0.1:5551]")
+@click.option("--lease", metavar="DURATION", help="Lease of a claimed job. [default: 60s]")
+@click.option("--insecure", is_flag=True, default=None,
+              help="Allow a non-loopback bind without CURVE (logged as a warning).")
+@click.option("--log-format", type=click.Choice(["auto", "text", "json"]),
+              help="Log lines as text or JSON. [default: auto]")
+@click.option("--ready-file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write the bound endpoints and pid as JSON here once serving.")
+@handle_errors
+def serve(control: str | None, dispatch: str | None, lease: str | None, insecure: bool | None,
+          log_format: str | None, ready_file: str | None) -> None:
+    """Run the daemon: dispatch the store's jobs to workers over ZeroMQ.
+
+    Recovers the index from the store, watches pending/ folders, hands jobs to workers
+    that have free slots, and turns their answers into renames. SIGTERM drains (a second
+    SIGTERM stops at once), SIGHUP reloads the settings that can change.
+    """
+    from . import logs
+    from .daemon import Daemon
+
+    ctx = _ctx()
+    flags = {"control": control, "dispatch": dispatch, "lease": lease, "insecure": insecure,
+             "log_format": log_format}
+    settings = ctx.settings(**flags)
+    logs.configure(settings.log_level, settings.log_format)
+    daemon = Daemon(settings, ready_file=ready_file)
+    daemon.config_file = ctx.config_file
+    daemon.config_flags = {**ctx.flags, **{k: v for k, v in flags.items() if v is not None}}
+    sys.exit(daemon.run())
+
+
+@cli.command(epilog="""Examples:
+  ckptd worker --connect tcp://10.0.0.5:5550 --queue price tasks:price
+  ckptd worker --connect tcp://10.0.0.5:5550 --queue price --queue ship -c 8 tasks:handle
+
+MODULE is imported with the current folder on the path; FUNCTION receives a ckptd.Job.""")
+@click.option("--connect", "connect", metavar="ENDPOINT[,ENDPOINT]",
+              help="Control address(es) of the daemon. [env: CKPTD_CONNECT]")
+@click.option("--queue", "queues", multiple=True, required=True, metavar="QUEUE",
+              help="Queue to take jobs from (repeat for several).")
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Jobs run at once (threads).")
+@click.option("--name", metavar="NAME", help="Worker name in logs. [default: host-pid-random]")
+@click.argument("handler", metavar="MODULE:FUNCTION")
+@handle_errors
+def worker(connect: str | None, queues: tuple[str, ...], concurrency: int, name: str | None,
+           handler: str) -> None:
+    """Run a worker: take jobs of QUEUE from a daemon and run FUNCTION on each.
+
+    The function's return value becomes the job's result; an exception fails the attempt
+    (retried with backoff); raise ckptd.Retry or ckptd.Fail to decide yourself. SIGTERM lets
+    running jobs finish, then exits.
+    """
+    from . import logs
+    from .worker import Worker, load_handler
+
+    ctx = _ctx()
+    settings = ctx.settings()
+    logs.configure(settings.log_level, settings.log_format)
+    address = connect or ctx.connect
+    if not address:
+        raise ConfigError("give the daemon's address: --connect tcp://HOST:5550 "
+                          "(or CKPTD_CONNECT)")
+    func = load_handler(handler)
+    root = ctx.flags.get("root")
+    runner = Worker(address.split(","), list(queues), func, concurrency=concurrency,
+                    name=name, root=root)
+    runner.install_signal_handlers()
+    runner.run()
 
 
 def main() -> None:

@@ -104,3 +104,13 @@ class RemoteError(CkptdError):
         super().__init__(message)
         self.kind = kind
         self.exit_code = exit_code
+
+
+class WaitTimeout(CkptdError):
+    """Raised when waiting for jobs ends before they did."""
+
+    exit_code = 8
+
+
+class LeaseLost(CkptdError):
+    """Raised in a handler when its job was taken back (lease expired, job cancelled)."""

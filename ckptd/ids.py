@@ -20,9 +20,10 @@ _pid = os.getpid()
 
 
 def _reset_after_fork() -> None:
-    global _last_us, _pid
+    global _last_us, _pid, _lock
     _last_us = 0
     _pid = os.getpid()
+    _lock = threading.Lock()  # another thread of the parent may have held it at the fork
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

@@ -73,8 +73,13 @@ def encode_value(value: Any) -> bytes:
     """Return a payload or result as compact JSON bytes (also its size for the inline limit)."""
     try:
         return _compact.encode(value).encode()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"value is not JSON-serialisable: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; accepting them would make the file impossible to rewrite.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def decode(data: bytes, queue: str | None = None, job_id: str | None = None) -> Job:
@@ -84,9 +89,11 @@ def decode(data: bytes, queue: str | None = None, job_id: str | None = None) -> 
     file must agree with them, so a file copied to the wrong place is caught.
     """
     try:
-        job = json.loads(data)
+        job = json.loads(data, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedJob(f"not valid JSON: {exc}") from None
+    except RecursionError:  # deeply nested arrays or objects
+        raise MalformedJob("not valid JSON: nested too deeply") from None
     if not isinstance(job, dict):
         raise MalformedJob(f"expected a JSON object, found {type(job).__name__}")
     missing = [f for f in REQUIRED_FIELDS if f not in job]

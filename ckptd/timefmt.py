@@ -7,6 +7,7 @@ seconds) and sizes such as ``256KiB``.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import UTC, datetime
@@ -30,8 +31,8 @@ def parse_duration(value: str | int | float, what: str = "duration") -> float:
     if isinstance(value, bool):
         raise ConfigError(f"invalid {what} {value!r}: expected a duration like 30s, 5m, 2h, 7d")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ConfigError(f"invalid {what} {value!r}: must not be negative")
+        if not math.isfinite(value) or value < 0:  # TOML allows nan and inf
+            raise ConfigError(f"invalid {what} {value!r}: must be a finite number, not negative")
         return float(value)
     text = str(value).strip().lower()
     total, pos = 0.0, 0
@@ -40,7 +41,7 @@ def parse_duration(value: str | int | float, what: str = "duration") -> float:
             break
         total += float(match.group(1)) * _UNITS[match.group(2) or "s"]
         pos = match.end()
-    if not text or pos != len(text):
+    if not text or pos != len(text) or not math.isfinite(total):
         raise ConfigError(f"invalid {what} {value!r}: expected a duration like 30s, 5m, 2h, 7d")
     return total
 

@@ -48,7 +48,10 @@ class PutNew:
 
 @dataclass(frozen=True)
 class Move:
-    """Move a job from ``src`` to ``dst``, rewriting it with ``data`` when given."""
+    """Move a job from ``src`` to ``dst``, rewriting it with ``data`` when given.
+
+    With ``src == dst`` and ``data`` the job file is rewritten in place.
+    """
 
     queue: str
     job_id: str
@@ -274,6 +277,13 @@ def check_blob_kind(kind: str) -> str:
     if kind not in BLOB_KINDS:
         raise InvalidName(f"invalid blob kind {kind!r}: expected one of {', '.join(BLOB_KINDS)}")
     return kind
+
+
+def check_folder(folder: str) -> str:
+    """Return ``folder`` when it is one of a queue's folders; raise InvalidName otherwise."""
+    if folder not in QUEUE_DIRS:
+        raise InvalidName(f"invalid folder {folder!r}: expected one of {', '.join(QUEUE_DIRS)}")
+    return folder
 
 
 def split_job_name(name: str) -> str | None:

@@ -40,6 +40,7 @@ from .base import (
     PutNew,
     Store,
     check_blob_kind,
+    check_folder,
     split_job_name,
 )
 
@@ -146,9 +147,12 @@ class BucketStore(Store):
             if not fs.exists(src):
                 raise JobNotFound(f"job {op.job_id!r} is not in {op.queue}/{op.src.value}/")
             if op.data is None:
-                fs.copy(src, dst)
+                if src != dst:
+                    fs.copy(src, dst)
             else:
                 fs.pipe_file(dst, op.data)
+            if src == dst:  # a rewrite in place: there is no old copy to remove
+                return
             crashpoints.reached("after_copy")
             # Until this delete the job is under both keys; recovery keeps the later copy.
             _rm_quietly(fs, src)
@@ -205,6 +209,7 @@ class BucketStore(Store):
 
     def quarantine(self, queue: str, folder: str, name: str, reason: str) -> str:
         check_queue(queue)
+        check_folder(folder)
         _check_plain(name)
         target = self._key(queue, QUARANTINE_DIR, name)
         if self.fs.exists(target):

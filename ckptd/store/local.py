@@ -51,6 +51,7 @@ from .base import (
     PutNew,
     Store,
     check_blob_kind,
+    check_folder,
     split_job_name,
 )
 
@@ -149,7 +150,7 @@ class LocalStore(Store):
         check_queue(queue)
         try:
             with os.scandir(f"{self.root}/{queue}/{state.value}") as entries:
-                return sum(1 for e in entries if e.name.endswith(JOB_SUFFIX))
+                return sum(1 for e in entries if split_job_name(e.name) is not None)
         except FileNotFoundError:
             return 0
         except OSError as exc:
@@ -299,10 +300,18 @@ class LocalStore(Store):
                     raise self._not_in(op.queue, op.src, op.job_id) from None
                 os.rename(tmp, dst)
                 crashpoints.reached("after_rename")
+                if op.src is op.dst:  # a rewrite in place: the old copy is already replaced
+                    return (f"{q}/{op.dst.value}",)
+                if self.fsync is FsyncMode.ALWAYS:
+                    # The new name must be on the disk before the old one is removed: else a
+                    # power loss could keep the removal and lose the rename, and the job.
+                    fsync_dir(f"{q}/{op.dst.value}")
                 # Between the rename above and this unlink the job is in two folders; the
                 # new copy has the higher rev, so recovery keeps it.
                 unlink_quietly(src)
                 crashpoints.reached("after_unlink")
+                if self.fsync is FsyncMode.ALWAYS:
+                    return (f"{q}/{op.src.value}",)  # the destination is synced above
             return (f"{q}/{op.src.value}", f"{q}/{op.dst.value}")
         if isinstance(op, PutNew):
             assert tmp is not None
@@ -391,6 +400,7 @@ class LocalStore(Store):
 
     def quarantine(self, queue: str, folder: str, name: str, reason: str) -> str:
         check_queue(queue)
+        check_folder(folder)
         if "/" in name or name in (".", "..") or "\0" in name:
             raise InvalidName(f"invalid file name {name!r}")
         self.ensure_queue(queue)

@@ -1,0 +1,682 @@
+"""``ckptd serve``: the long-running daemon.
+
+It owns two ZeroMQ sockets and one loop:
+
+- ``control`` (ROUTER): producers and operators send requests (submit, status, retry,
+  cancel, ...); workers ask it for the dispatch endpoint and fetch big payloads.
+- ``dispatch`` (ROUTER): workers connect with DEALER, say hello with their free slots, and
+  send heartbeats, checkpoints, progress and answers; the daemon sends each worker only as
+  many jobs as it has free slots (credits), addressed to that worker.
+
+Each turn of the loop (:meth:`Daemon.step`) reads what arrived, lets the engine decide, applies
+the resulting store operations as one group (one sync in ``batch`` mode), and only then sends
+replies and jobs: "accepted" and "done" are said after the sync.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from . import protocol
+from .admin import StoreAdmin, load_payload
+from .config import Settings
+from .endpoints import check_bind, port_of
+from .engine import Engine
+from .errors import CkptdError, ConfigError, JobNotFound, ProtocolError, StoreError
+from .protocol import Body
+from .states import State, parse_state
+from .store import Store, is_local, open_store
+from .systemd import Notifier
+
+log = logging.getLogger(__name__)
+
+MAX_CONTROL_PER_STEP = 1000
+MAX_WORKER_MESSAGES_PER_STEP = 5000
+IDLE_POLL = 0.25  # longest sleep of the loop, so timers stay punctual
+DROP_LOG_INTERVAL = 10.0
+
+
+@dataclass
+class Waiter:
+    """A ``wait`` request parked until its jobs end or its deadline passes."""
+
+    identity: bytes
+    queue: str
+    ids: list[str] | None
+    deadline: float
+
+
+class Daemon:
+    """The daemon. ``start()`` binds and recovers; ``step()`` is one turn; ``run()`` loops."""
+
+    def __init__(self, settings: Settings, store: Store | None = None, *,
+                 clock: Callable[[], float] = time.time, ready_file: str | None = None
+                 ) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings.root, settings.fsync,
+                                         file_mode=settings.file_mode,
+                                         dir_mode=settings.dir_mode,
+                                         storage_options=dict(settings.storage_options))
+        self.clock = clock
+        self.ready_file = ready_file
+        self.name = f"{os.uname().nodename}:{os.getpid()}"
+        self.engine = Engine(self.store, settings, name=self.name)
+        self.admin = StoreAdmin(self.store, settings, clock)
+        self.notifier = Notifier()
+        self.drops: Counter[str] = Counter()
+        self.waiters: list[Waiter] = []
+        self.endpoints: dict[str, str] = {}
+        self.started_at = 0.0
+        self.stopping_since: float | None = None
+        self.stop_now = False
+        self.reload_requested = False
+        self.config_file: str | None = None
+        self.config_flags: dict[str, Any] = {}
+        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._control: zmq.Socket[bytes] | None = None
+        self._dispatch: zmq.Socket[bytes] | None = None
+        self._poller = zmq.Poller()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._watcher: Any = None
+        self._scan_results: deque[dict[str, Any]] = deque()
+        self._scan_thread: threading.Thread | None = None
+        self._timers: dict[str, float] = {}
+        self._last_drop_log = 0.0
+        self._busy = False
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind the sockets, rebuild the index from the store, start watching, say ready."""
+        now = self.clock()
+        self.started_at = now
+        check_bind(self.settings.control, self.settings)
+        check_bind(self.settings.dispatch, self.settings)
+        self._ctx = zmq.Context()
+        self._control = self._bind(zmq.ROUTER, self.settings.control, "control")
+        self._dispatch = self._bind(zmq.ROUTER, self.settings.dispatch, "dispatch")
+        self._dispatch.setsockopt(zmq.ROUTER_MANDATORY, 1)  # know when a worker is gone
+        self._dispatch.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker takes over
+        self._poller.register(self._control, zmq.POLLIN)
+        self._poller.register(self._dispatch, zmq.POLLIN)
+        self._poller.register(self._wake_r, zmq.POLLIN)
+        started = time.monotonic()
+        findings = self.engine.recover(now)
+        counts = {q: i.counts() for q, i in self.engine.queues.items()}
+        log.info("recovered the index from %s in %.3fs", self.store.url,
+                 time.monotonic() - started,
+                 extra={"fields": {"queues": len(counts), "repairs": len(findings),
+                                   "pending": sum(c["pending"] for c in counts.values()),
+                                   "claimed": sum(c["claimed"] for c in counts.values())}})
+        if is_local(self.settings.root):
+            from .watch import PendingWatcher
+
+            self._watcher = PendingWatcher(self.store.url, self.wake)
+            self._watcher.start(sorted(self.engine.queues))
+        self._schedule_all(now)
+        status = self._status_line()
+        self.notifier.ready(status)
+        if self.ready_file:
+            self._write_ready_file()
+        log.info("serving", extra={"fields": {"control": self.endpoints["control"],
+                                              "dispatch": self.endpoints["dispatch"],
+                                              "root": self.store.url,
+                                              "fsync": self.settings.fsync.value}})
+
+    def _bind(self, kind: int, endpoint: str, name: str) -> zmq.Socket[bytes]:
+        assert self._ctx is not None
+        sock = self._ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 1000 if name == "control" else 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_size)
+        sock.setsockopt(zmq.SNDHWM, 100_000)  # credits bound what is queued; never block
+        sock.setsockopt(zmq.RCVHWM, 100_000)
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            raise ConfigError(f"cannot bind the {name} socket to {endpoint}: {exc}; is another "
+                              "ckptd running, or is the address wrong?") from None
+        self.endpoints[name] = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        return sock
+
+    def _write_ready_file(self) -> None:
+        assert self.ready_file is not None
+        info = {"pid": os.getpid(), "control": self.endpoints["control"],
+                "dispatch": self.endpoints["dispatch"], "root": self.store.url}
+        tmp = f"{self.ready_file}.tmp{os.getpid()}"
+        with open(tmp, "w") as handle:
+            json.dump(info, handle)
+        os.replace(tmp, self.ready_file)
+
+    def close(self) -> None:
+        """Stop the watcher and close the sockets. Idempotent."""
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        if self._scan_thread is not None:
+            self._scan_thread.join(timeout=10)
+            self._scan_thread = None
+        for sock in (self._control, self._dispatch):
+            if sock is not None and not sock.closed:
+                try:
+                    self._poller.unregister(sock)
+                except KeyError:
+                    pass
+                sock.close()
+        self._control = self._dispatch = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
+        self.notifier.close()
+        self.store.close()
+
+    def wake(self) -> None:
+        """Make the loop's poll return now (safe from any thread and signal handlers)."""
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full, so the loop will wake anyway
+
+    # -- signals ---------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: drain then stop (twice: stop now); SIGHUP: reload settings."""
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        if self.stopping_since is not None:
+            self.stop_now = True
+        else:
+            self.stopping_since = self.clock()
+
+    def _on_hup(self, signum: int, frame: Any) -> None:
+        self.reload_requested = True
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop, as SIGTERM does."""
+        if self.stopping_since is None:
+            self.stopping_since = self.clock()
+        self.wake()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until stopped; return the exit code (0 after a clean stop)."""
+        self.install_signal_handlers()
+        self.start()
+        try:
+            while not self.finished():
+                self.step()
+        finally:
+            self.notifier.stopping("stopped")
+            self.close()
+        log.info("stopped")
+        return 0
+
+    def finished(self) -> bool:
+        """True when the daemon should leave its loop (stop now, or the drain is over)."""
+        if self.stop_now:
+            return True
+        if self.stopping_since is None:
+            return False
+        if self.engine.dispatching:
+            self.engine.dispatching = False
+            self.notifier.stopping("draining")
+            log.info("stopping: no new dispatch; waiting up to %.0fs for running jobs",
+                     self.settings.drain_timeout,
+                     extra={"fields": {"in_flight": self._in_flight()}})
+        if self._in_flight() == 0:
+            return True
+        if self.clock() - self.stopping_since >= self.settings.drain_timeout:
+            log.warning("drain timeout: %d job(s) stay claimed and come back after restart",
+                        self._in_flight())
+            return True
+        return False
+
+    def _in_flight(self) -> int:
+        """Claimed jobs that a connected worker is running (an answer may still come)."""
+        return sum(len(w.running) for w in self.engine.workers.values())
+
+    def step(self, timeout: float | None = None) -> None:
+        """One turn: read, decide, apply the group of store ops, then send and reply."""
+        if timeout is None:
+            timeout = 0.0 if self._busy else self._idle_timeout()
+        events = dict(self._poller.poll(int(timeout * 1000)))
+        now = self.clock()
+        if events.get(self._wake_r):
+            self._drain_wake_pipe()
+        if self.reload_requested:
+            self.reload_requested = False
+            self.reload()
+        read = 0
+        if self._control is not None and events.get(self._control):
+            read += self._read_control(now)
+        if self._dispatch is not None and events.get(self._dispatch):
+            read += self._read_workers(now)
+        self._read_watch_events(now)
+        self._read_scan_results()
+        engine = self.engine
+        engine.expire_leases(now)
+        engine.promote_delayed(now)
+        claimed = engine.dispatch(now, self.settings.message_inline_limit)
+        self.commit()
+        self._timers_due(now)
+        self._busy = bool(read) or bool(claimed)
+
+    def commit(self) -> None:
+        """Apply the round's store ops as one group, run their callbacks, send the outbox."""
+        engine = self.engine
+        txn = engine.txn
+        if txn.ops:
+            engine.txn = type(txn)()
+            try:
+                outcomes = self.store.apply(txn.ops)
+            except Exception as exc:  # a backend bug must not kill the loop; nothing is acked
+                log.exception("store apply failed")
+                error = StoreError(f"store failure: {exc}")
+                outcomes = [error] * len(txn.ops)
+            for callback, outcome in zip(txn.callbacks, outcomes):
+                if callback is not None:
+                    try:
+                        callback(outcome)
+                    except Exception:
+                        log.exception("callback failed")
+        if engine.outbox:
+            outbox, engine.outbox = engine.outbox, []
+            now = self.clock()
+            for socket_name, identity, frames in outbox:
+                self._send(socket_name, identity, frames, now)
+            if engine.txn.ops:  # a worker that vanished gave its jobs back
+                self.commit()
+
+    def _send(self, socket_name: str, identity: bytes, frames: list[bytes], now: float) -> None:
+        sock = self._dispatch if socket_name == "dispatch" else self._control
+        if sock is None:
+            return
+        try:
+            sock.send_multipart([identity, *frames], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            if socket_name == "dispatch" and frames[1] == b"job":
+                self.engine.undeliverable(identity, frames, now)
+            elif exc.errno != zmq.EHOSTUNREACH:
+                log.warning("cannot send on %s: %s", socket_name, exc)
+
+    def _idle_timeout(self) -> float:
+        now = self.clock()
+        wake_at = [now + IDLE_POLL]
+        nxt = self.engine.next_deadline()
+        if nxt is not None:
+            wake_at.append(nxt)
+        wake_at.extend(self._timers.values())
+        if self.waiters:
+            wake_at.append(min(w.deadline for w in self.waiters))
+        return max(0.0, min(wake_at) - now)
+
+    def _drain_wake_pipe(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def _schedule_all(self, now: float) -> None:
+        self._timers = {
+            "workers": now + self.settings.heartbeat,
+            "rescan": now + (self.settings.rescan_interval if is_local(self.settings.root)
+                             else self.settings.poll_interval),
+            "status": now + 5.0,
+            "waiters": now + 0.05,
+        }
+        if self.notifier.watchdog_interval:
+            self._timers["watchdog"] = now
+
+    def _timers_due(self, now: float) -> None:
+        timers = self._timers
+        if self.waiters and now >= timers["waiters"]:
+            timers["waiters"] = now + 0.05
+            self._check_waiters(now)
+        if now >= timers["workers"]:
+            timers["workers"] = now + self.settings.heartbeat
+            self.engine.forget_silent_workers(now)
+        if now >= timers["rescan"]:
+            interval = (self.settings.rescan_interval if is_local(self.settings.root)
+                        else self.settings.poll_interval)
+            timers["rescan"] = now + interval
+            self._start_rescan()
+        if "watchdog" in timers and now >= timers["watchdog"]:
+            timers["watchdog"] = now + (self.notifier.watchdog_interval or 10.0)
+            self.notifier.watchdog(now)
+        if now >= timers["status"]:
+            timers["status"] = now + 5.0
+            self.notifier.status(self._status_line())
+            self._log_drops(now)
+
+    def _status_line(self) -> str:
+        counts = [i.counts() for i in self.engine.queues.values()]
+        total = {k: sum(c[k] for c in counts) for k in ("pending", "claimed", "done", "failed")}
+        return (f"{len(self.engine.queues)} queue(s), {len(self.engine.workers)} worker(s); "
+                f"pending {total['pending']}, claimed {total['claimed']}, "
+                f"done {total['done']}, failed {total['failed']}")
+
+    # -- rescans ---------------------------------------------------------------------------
+
+    def _start_rescan(self) -> None:
+        """List the store in a thread; the loop reconciles the result when it is ready."""
+        if self._scan_thread is not None and self._scan_thread.is_alive():
+            return
+        marks = {name: (index.done, index.failed) for name, index in self.engine.queues.items()}
+        for index in self.engine.queues.values():
+            index.added_since_scan.clear()
+
+        def scan() -> None:
+            try:
+                result: dict[str, Any] = {}
+                for queue in self.store.queues():
+                    result[queue] = {
+                        "pending": self.store.ids(queue, State.PENDING),
+                        "done": self.store.count(queue, State.DONE),
+                        "failed": self.store.count(queue, State.FAILED),
+                    }
+                self._scan_results.append({"queues": result, "marks": marks})
+            except CkptdError as exc:
+                log.warning("rescan of %s failed: %s", self.store.url, exc)
+            self.wake()
+
+        self._scan_thread = threading.Thread(target=scan, name="ckptd-rescan", daemon=True)
+        self._scan_thread.start()
+
+    def _read_scan_results(self) -> None:
+        while self._scan_results:
+            scan = self._scan_results.popleft()
+            for queue, listed in scan["queues"].items():
+                index = self.engine.queue(queue)
+                self.engine.reconcile_pending(queue, listed["pending"])
+                done0, failed0 = scan["marks"].get(queue, (0, 0))
+                # What the loop moved while the listing ran is added on top of the listing.
+                index.done = listed["done"] + max(0, index.done - done0)
+                index.failed = listed["failed"] + max(0, index.failed - failed0)
+                if self._watcher is not None:
+                    self._watcher.watch_queue(queue)
+
+    def _read_watch_events(self, now: float) -> None:
+        if self._watcher is None or not self._watcher.events:
+            return
+        for kind, queue, job_id in self._watcher.drain():
+            if kind == "queue":
+                self.engine.queue(queue)
+            elif kind == "added":
+                self.engine.pending_appeared(queue, job_id)
+            elif not self.store.exists(queue, State.PENDING, job_id):
+                self.engine.pending_vanished(queue, job_id)
+
+    # -- reload ----------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Re-read the settings that can change while running (SIGHUP)."""
+        from .config import load_settings
+
+        self.notifier.reloading()
+        try:
+            fresh = load_settings(self.config_file, flags=self.config_flags)
+        except CkptdError as exc:
+            log.error("reload failed, keeping the old settings: %s", exc)
+            self.notifier.ready(self._status_line())
+            return
+        fixed = ("root", "control", "dispatch", "fsync", "metrics_port")
+        changed = [name for name in fixed if getattr(fresh, name) != getattr(self.settings, name)]
+        if changed:
+            log.warning("reload: %s can only change with a restart; keeping the old value(s)",
+                        ", ".join(changed))
+            fresh = _replace(fresh, {name: getattr(self.settings, name) for name in changed})
+        self.settings = fresh
+        self.engine.settings = fresh
+        self.admin.settings = fresh
+        logging.getLogger().setLevel(fresh.log_level.upper())
+        log.info("reloaded the settings")
+        self.notifier.ready(self._status_line())
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _read_workers(self, now: float) -> int:
+        assert self._dispatch is not None
+        sock = self._dispatch
+        engine = self.engine
+        count = 0
+        limit = self.settings.max_message_size
+        schemas = protocol.WORKER_MESSAGES
+        while count < MAX_WORKER_MESSAGES_PER_STEP:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            count += 1
+            identity = frames[0]
+            try:
+                kind, body = protocol.decode(frames[1:], schemas, limit)
+            except ProtocolError as exc:
+                self._drop("dispatch", exc.reason, now)
+                continue
+            if kind == b"hello":
+                engine.hello(identity, body, now)
+                continue
+            worker = engine.worker_for(identity, now)
+            if kind == b"done":
+                engine.done(worker, body, now)
+            elif kind == b"failed":
+                engine.failed(worker, body, now)
+            elif worker is None:
+                self._drop("dispatch", "unknown_worker", now)
+            elif kind == b"heartbeat":
+                engine.heartbeat(worker, body, now)
+            elif kind == b"checkpoint":
+                engine.checkpoint(worker, body, now)
+            elif kind == b"progress":
+                engine.progress(worker, body, now)
+            elif kind == b"bye":
+                engine.forget_worker(worker, "said goodbye")
+        return count
+
+    def _drop(self, socket_name: str, reason: str, now: float) -> None:
+        self.drops[f"{socket_name}:{reason}"] += 1
+        if now - self._last_drop_log >= DROP_LOG_INTERVAL:
+            self._log_drops(now)
+
+    def _log_drops(self, now: float) -> None:
+        if self.drops and now - self._last_drop_log >= DROP_LOG_INTERVAL:
+            self._last_drop_log = now
+            log.warning("dropped malformed messages so far", extra={"fields": dict(self.drops)})
+
+    # -- control ---------------------------------------------------------------------------
+
+    def _read_control(self, now: float) -> int:
+        assert self._control is not None
+        sock = self._control
+        count = 0
+        while count < MAX_CONTROL_PER_STEP:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            count += 1
+            identity, rest = frames[0], frames[1:]
+            try:
+                kind, body = protocol.decode_request(rest, self.settings.max_message_size)
+            except ProtocolError as exc:
+                self._drop("control", exc.reason, now)
+                if len(rest) == 4 and rest[0] == b"":  # it looks like a request: say why
+                    self._reply(identity, exc)
+                continue
+            try:
+                self._handle(identity, kind, body, now)
+            except CkptdError as exc:
+                self._reply(identity, exc)
+            except (ValueError, TypeError) as exc:
+                self._reply(identity, CkptdError(str(exc)))
+        return count
+
+    def _reply(self, identity: bytes, answer: Body | CkptdError) -> None:
+        if isinstance(answer, CkptdError):
+            frames = protocol.reply_error(type(answer).__name__, str(answer), answer.exit_code)
+        else:
+            try:
+                frames = protocol.reply_ok(answer)
+            except ValueError as exc:
+                frames = protocol.reply_error("CkptdError", str(exc), 1)
+        self.engine.outbox.append(("control", identity, frames))
+
+    def _replier(self, identity: bytes) -> Callable[[Body | CkptdError], None]:
+        return lambda answer: self._reply(identity, answer)
+
+    def _handle(self, identity: bytes, kind: bytes, body: Body, now: float) -> None:
+        engine = self.engine
+        if kind == b"submit":
+            if self.stopping_since is not None:
+                raise CkptdError("the daemon is stopping; submit again when it is back")
+            engine.submit(body, now, self._replier(identity))
+        elif kind == b"submit_many":
+            self._submit_many(identity, body, now)
+        elif kind == b"status":
+            answer = engine.status(body.get("queue"), now)
+            answer["drops"] = dict(self.drops)
+            answer["daemon"] = {"name": self.name, "uptime_s": round(now - self.started_at, 3),
+                                "fsync": self.settings.fsync.value,
+                                "stopping": self.stopping_since is not None}
+            self._reply(identity, answer)
+        elif kind == b"ping":
+            self._reply(identity, {"pong": True, "daemon": self.name})
+        elif kind == b"endpoints":
+            self._reply(identity, {"dispatch": self.endpoints["dispatch"],
+                                   "dispatch_port": port_of(self.endpoints["dispatch"]),
+                                   "root": self.store.url})
+        elif kind == b"ls":
+            state = parse_state(body["state"]) if body.get("state") else None
+            rows = self.admin.ls(body["queue"], state)
+            self._reply(identity, {"jobs": [[s.value, i] for s, i in rows]})
+        elif kind == b"show":
+            info = self.admin.show(body["queue"], body["id"])
+            info["lease"] = engine.lease_info(body["queue"], body["id"], now)
+            self._reply(identity, info)
+        elif kind == b"retry":
+            engine.retry(body["queue"], body.get("ids"), body.get("attempts"),
+                         self._replier(identity))
+        elif kind == b"cancel":
+            engine.cancel(body["queue"], body["id"], now, self._replier(identity))
+        elif kind == b"purge":
+            count = engine.purge(body["queue"], parse_state(body["state"]),
+                                 body.get("older_than"), now)
+            self._reply(identity, {"count": count})
+        elif kind == b"fetch":
+            self._reply(identity, self._fetch(body))
+        elif kind == b"wait":
+            self._wait(identity, body, now)
+
+    def _submit_many(self, identity: bytes, body: Body, now: float) -> None:
+        if self.stopping_since is not None:
+            raise CkptdError("the daemon is stopping; submit again when it is back")
+        queue = body["queue"]
+        items = body["jobs"]
+        answers: list[Any] = [None] * len(items)
+        left = [len(items)]
+
+        def one(position: int) -> Callable[[Body | CkptdError], None]:
+            def reply(answer: Body | CkptdError) -> None:
+                answers[position] = (answer["id"] if isinstance(answer, dict)
+                                     else {"error": str(answer)})
+                left[0] -= 1
+                if left[0] == 0:
+                    self._reply(identity, {"ids": answers})
+            return reply
+
+        for position, item in enumerate(items):
+            request = dict(item)
+            request["queue"] = queue
+            self.engine.submit(request, now, one(position))
+
+    def _fetch(self, body: Body) -> Body:
+        queue, job_id, what = body["queue"], body["id"], body["what"]
+        if what == "payload":
+            for state in (State.CLAIMED, State.PENDING, State.DONE, State.FAILED):
+                try:
+                    from . import jobs
+
+                    job = jobs.decode(self.store.read(queue, state, job_id), queue, job_id)
+                except JobNotFound:
+                    continue
+                return {"payload": load_payload(self.store, job)}
+            raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
+        if what == "state":
+            raw = self.store.read_checkpoint(queue, job_id)
+            record = json.loads(raw) if raw is not None else None
+            return {"state": record.get("state") if isinstance(record, dict) else None}
+        if what == "result":
+            from . import jobs
+
+            job = jobs.decode(self.store.read(queue, State.DONE, job_id), queue, job_id)
+            if job.get("result_ref"):
+                return {"result": json.loads(self.store.read_blob(queue, job_id, "result"))}
+            return {"result": job.get("result")}
+        raise CkptdError(f"cannot fetch {what!r}: expected payload, state or result")
+
+    # -- wait ------------------------------------------------------------------------------
+
+    def _wait(self, identity: bytes, body: Body, now: float) -> None:
+        queue, ids = body["queue"], body.get("ids")
+        if ids:
+            for job_id in ids:
+                if self.engine._where(queue, job_id) is None:
+                    raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
+        elif queue not in self.engine.queues:
+            raise JobNotFound(f"no queue {queue!r}")
+        waiter = Waiter(identity, queue, ids, now + float(body["timeout"]))
+        if not self._answer_waiter(waiter, now):
+            self.waiters.append(waiter)
+
+    def _check_waiters(self, now: float) -> None:
+        self.waiters = [w for w in self.waiters if not self._answer_waiter(w, now)]
+        self.commit()
+
+    def _answer_waiter(self, waiter: Waiter, now: float) -> bool:
+        index = self.engine.queue(waiter.queue)
+        if waiter.ids is None:
+            open_jobs = len(index.pending) + len(index.claimed)
+            finished = open_jobs == 0
+            answer: Body = {"counts": index.counts(), "open": open_jobs}
+        else:
+            open_ids = [i for i in waiter.ids if i in index.pending or i in index.claimed]
+            finished = not open_ids
+            answer = {"open": open_ids}
+        if finished or now >= waiter.deadline:
+            if waiter.ids is not None and finished:
+                answer["states"] = {i: self.engine._where(waiter.queue, i) for i in waiter.ids}
+            answer["timed_out"] = not finished
+            self._reply(waiter.identity, answer)
+            return True
+        return False
+
+
+def _replace(settings: Settings, values: dict[str, Any]) -> Settings:
+    import dataclasses
+
+    return dataclasses.replace(settings, **values)

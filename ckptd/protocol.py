@@ -1,0 +1,230 @@
+"""The ZeroMQ wire format: every frame ckptd sends or accepts is built and checked here.
+
+A message is three frames: the protocol version, the message kind, a JSON object::
+
+    [b"ckptd/1", b"done", b'{"queue": "price", "id": "...", "attempt": 1, "result": 42}']
+
+On the control socket a request is preceded by an empty delimiter frame (what a REQ socket
+sends), and the reply is ``[b"", b"ckptd/1", b"ok" | b"error", body]``. The ROUTER sockets
+of the daemon see the peer's identity frame first; the daemon strips it before decoding.
+
+:func:`decode` checks version, frame count, kind, size, UTF-8, JSON and every field's type
+and, for queue names and ids, the name pattern; anything else raises
+:class:`~ckptd.errors.ProtocolError` whose ``reason`` is a short label the daemon counts
+drops by. Nothing outside this module builds or parses frames.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .errors import ProtocolError
+from .names import is_valid_name
+
+VERSION = b"ckptd/1"
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+Body = dict[str, Any]
+
+
+# -- field checks ---------------------------------------------------------------------------
+
+def _name(v: Any) -> bool:
+    return is_valid_name(v)
+
+
+def _names(v: Any) -> bool:
+    return isinstance(v, list) and 0 < len(v) <= 1024 and all(is_valid_name(x) for x in v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**53
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) < 1e15
+
+
+def _str(v: Any) -> bool:
+    return isinstance(v, str) and len(v) <= 65536
+
+
+def _bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _any(v: Any) -> bool:
+    return True
+
+
+def _job_refs(v: Any) -> bool:
+    return isinstance(v, list) and len(v) <= 100_000 and all(
+        isinstance(x, list) and len(x) == 3 and is_valid_name(x[0]) and is_valid_name(x[1])
+        and _int(x[2]) for x in v)
+
+
+def _ids(v: Any) -> bool:
+    return isinstance(v, list) and len(v) <= 100_000 and all(is_valid_name(x) for x in v)
+
+
+def _submissions(v: Any) -> bool:
+    return isinstance(v, list) and 0 < len(v) <= 100_000 and all(
+        isinstance(x, dict) and (x.get("id") is None or is_valid_name(x["id"])) for x in v)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+_REQ = True
+_OPT = False
+
+# kind -> {field: (check, required)}
+WORKER_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
+    b"hello": {"worker": (_str, _REQ), "queues": (_names, _REQ), "slots": (_int, _REQ),
+               "free": (_optional(_int), _OPT), "host": (_str, _OPT), "pid": (_int, _OPT),
+               "running": (_optional(_job_refs), _OPT)},
+    b"heartbeat": {"jobs": (_job_refs, _REQ), "free": (_optional(_int), _OPT)},
+    b"checkpoint": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+                    "seq": (_int, _REQ), "state": (_any, _REQ)},
+    b"progress": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+                  "done": (_num, _REQ), "total": (_optional(_num), _OPT),
+                  "note": (_optional(_str), _OPT)},
+    b"done": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+              "result": (_any, _OPT), "result_ref": (_optional(_str), _OPT)},
+    b"failed": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+                "error": (_str, _REQ), "type": (_optional(_str), _OPT),
+                "traceback": (_optional(_str), _OPT), "retry": (_bool, _OPT),
+                "delay": (_optional(_num), _OPT)},
+    b"bye": {},
+}
+
+DAEMON_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
+    b"welcome": {"lease": (_num, _REQ), "heartbeat": (_num, _REQ), "root": (_str, _OPT),
+                 "daemon": (_str, _OPT)},
+    b"job": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+             "payload": (_any, _OPT), "payload_ref": (_optional(_str), _OPT),
+             "state": (_any, _OPT), "state_ref": (_optional(_bool), _OPT),
+             "max_attempts": (_int, _OPT), "created": (_str, _OPT),
+             "batch": (_optional(_str), _OPT)},
+    b"saved": {"queue": (_name, _REQ), "id": (_name, _REQ), "seq": (_int, _REQ),
+               "ok": (_bool, _REQ), "error": (_optional(_str), _OPT)},
+    b"rehello": {},
+}
+
+CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
+    b"ping": {},
+    b"endpoints": {},
+    b"submit": {"queue": (_name, _REQ), "payload": (_any, _OPT), "id": (_optional(_name), _OPT),
+                "max_attempts": (_optional(_int), _OPT), "delay": (_optional(_num), _OPT),
+                "if_exists": (_optional(_str), _OPT), "batch": (_optional(_name), _OPT),
+                "fresh": (_bool, _OPT)},
+    b"submit_many": {"queue": (_name, _REQ), "jobs": (_submissions, _REQ)},
+    b"status": {"queue": (_optional(_name), _OPT)},
+    b"ls": {"queue": (_name, _REQ), "state": (_optional(_str), _OPT)},
+    b"show": {"queue": (_name, _REQ), "id": (_name, _REQ)},
+    b"retry": {"queue": (_name, _REQ), "ids": (_optional(_ids), _OPT),
+               "attempts": (_optional(_int), _OPT)},
+    b"cancel": {"queue": (_name, _REQ), "id": (_name, _REQ)},
+    b"purge": {"queue": (_name, _REQ), "state": (_str, _REQ),
+               "older_than": (_optional(_num), _OPT)},
+    b"fetch": {"queue": (_name, _REQ), "id": (_name, _REQ), "what": (_str, _REQ)},
+    b"wait": {"queue": (_name, _REQ), "ids": (_optional(_ids), _OPT),
+              "timeout": (_num, _REQ)},
+}
+
+REPLY_KINDS = (b"ok", b"error")
+
+
+# -- encoding -------------------------------------------------------------------------------
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def encode_body(body: Body) -> bytes:
+    """Return a body as compact UTF-8 JSON; raise ValueError for values JSON cannot hold."""
+    try:
+        return _encoder.encode(body).encode()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"message body is not JSON-serialisable: {exc}") from None
+
+
+def message(kind: bytes, body: Body) -> list[bytes]:
+    """Frames of a worker<->daemon message (no identity, no delimiter)."""
+    return [VERSION, kind, encode_body(body)]
+
+
+def request(kind: bytes, body: Body) -> list[bytes]:
+    """Frames of a control request, as a REQ socket would send them."""
+    return [b"", VERSION, kind, encode_body(body)]
+
+
+def reply_ok(body: Body) -> list[bytes]:
+    """Frames of a successful control reply (after the identity)."""
+    return [b"", VERSION, b"ok", encode_body(body)]
+
+
+def reply_error(kind: str, text: str, exit_code: int = 1) -> list[bytes]:
+    """Frames of a failed control reply: the error's class name, message and exit code."""
+    return [b"", VERSION, b"error",
+            encode_body({"error": kind, "message": text, "exit_code": exit_code})]
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+def decode(frames: list[bytes], schemas: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]],
+           max_body: int = DEFAULT_MAX_BODY) -> tuple[bytes, Body]:
+    """Check a ``[version, kind, body]`` message against ``schemas``; return (kind, body).
+
+    Raises ProtocolError(reason) with reason one of: frames, version, kind, size, json,
+    schema. Never raises anything else, whatever the frames hold.
+    """
+    if len(frames) != 3:
+        raise ProtocolError("frames", f"expected 3 frames, got {len(frames)}")
+    version, kind, raw = frames
+    if version != VERSION:
+        raise ProtocolError("version", f"expected {VERSION!r}, got {bytes(version[:20])!r}")
+    schema = schemas.get(bytes(kind))
+    if schema is None:
+        raise ProtocolError("kind", f"unknown message kind {bytes(kind[:20])!r}")
+    if len(raw) > max_body:
+        raise ProtocolError("size", f"body of {len(raw)} bytes is over {max_body}")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ProtocolError("json", f"body is not UTF-8 JSON: {str(exc)[:80]}") from None
+    if not isinstance(body, dict):
+        raise ProtocolError("schema", "body is not a JSON object")
+    for field, (check, required) in schema.items():
+        if field in body:
+            if not check(body[field]):
+                raise ProtocolError("schema", f"{bytes(kind).decode()}.{field} has a bad value")
+        elif required:
+            raise ProtocolError("schema", f"{bytes(kind).decode()}.{field} is missing")
+    return bytes(kind), body
+
+
+def decode_request(frames: list[bytes], max_body: int = DEFAULT_MAX_BODY
+                   ) -> tuple[bytes, Body]:
+    """Decode a control request after its identity: ``["", version, kind, body]``."""
+    if len(frames) != 4 or frames[0] != b"":
+        raise ProtocolError("frames",
+                            f"expected an empty delimiter and 3 frames, got {len(frames)}")
+    return decode(frames[1:], CONTROL_REQUESTS, max_body)
+
+
+def decode_reply(frames: list[bytes], max_body: int = DEFAULT_MAX_BODY) -> tuple[bool, Body]:
+    """Decode a control reply ``["", version, ok|error, body]``; return (ok, body)."""
+    if frames and frames[0] == b"":
+        frames = frames[1:]
+    if len(frames) != 3 or frames[0] != VERSION or frames[1] not in REPLY_KINDS:
+        raise ProtocolError("frames", "not a ckptd control reply")
+    try:
+        body = json.loads(frames[2])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("json", str(exc)[:80]) from None
+    if not isinstance(body, dict) or len(frames[2]) > max_body:
+        raise ProtocolError("schema", "reply body is not a JSON object")
+    return frames[1] == b"ok", body
