@@ -17,7 +17,7 @@ from .config import Settings
 from .errors import JobExists, JobNotFound, MalformedJob, TransitionError
 from .ids import new_id
 from .names import check_job_id, check_queue
-from .states import STATES, State, transition_name
+from .states import STATES, TERMINAL, State, transition_name
 from .store.base import JOB_SUFFIX, Delete, Move, Op, PutBlob, PutNew, Store, split_job_name
 
 IF_EXISTS = ("error", "return")
@@ -214,7 +214,9 @@ class StoreAdmin:
 
     def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
         """Remove done or failed jobs (older than ``older_than`` seconds); return how many."""
-        transition_name(state, None)
+        if state not in TERMINAL:  # removing a pending job is a cancel, not a purge
+            raise TransitionError(f"only done or failed jobs can be purged, not {state.value}; "
+                                  "use 'ckptd cancel' for a pending job")
         check_queue(queue)
         now = self.clock()
         doomed = []
@@ -250,6 +252,7 @@ class StoreAdmin:
                     job, finding = recovery.check_job(self.store, queue, state, job_id, repair)
                     if finding is not None:
                         findings.append(finding)
+                        anywhere.add(job_id)  # unreadable, not gone: keep its attachments
                     if job is None:
                         continue
                     anywhere.add(job_id)

@@ -352,11 +352,14 @@ MODULE is imported with the current folder on the path; FUNCTION receives a ckpt
               help="Queue to take jobs from (repeat for several).")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
               help="Jobs run at once (threads).")
+@click.option("--prefetch", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Extra jobs to hold beyond the running ones (hides the round trip for "
+                   "very short jobs; 0 keeps every waiting job available to other workers).")
 @click.option("--name", metavar="NAME", help="Worker name in logs. [default: host-pid-random]")
 @click.argument("handler", metavar="MODULE:FUNCTION")
 @handle_errors
-def worker(connect: str | None, queues: tuple[str, ...], concurrency: int, name: str | None,
-           handler: str) -> None:
+def worker(connect: str | None, queues: tuple[str, ...], concurrency: int, prefetch: int,
+           name: str | None, handler: str) -> None:
     """Run a worker: take jobs of QUEUE from a daemon and run FUNCTION on each.
 
     The function's return value becomes the job's result; an exception fails the attempt
@@ -376,7 +379,7 @@ def worker(connect: str | None, queues: tuple[str, ...], concurrency: int, name:
     func = load_handler(handler)
     root = ctx.flags.get("root")
     runner = Worker(address.split(","), list(queues), func, concurrency=concurrency,
-                    name=name, root=root)
+                    prefetch=prefetch, name=name, root=root)
     runner.install_signal_handlers()
     runner.run()
 

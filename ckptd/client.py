@@ -143,11 +143,19 @@ class Client:
                 body["fresh"] = False  # it may have arrived: look before creating again
         raise AssertionError("unreachable")
 
-    def submit_many(self, queue: str, payloads: list[Any]) -> list[str]:
-        """Submit many jobs in one request; return their ids (in order)."""
+    def submit_many(self, queue: str, payloads: list[Any], ids: list[str] | None = None
+                    ) -> list[str]:
+        """Submit many jobs in one request; return their ids (in order).
+
+        With ``ids`` (one per payload) a repeated call returns the jobs made by the first
+        one instead of making more, so a request that timed out can simply be sent again.
+        """
         check_queue(queue)
-        items = [{"id": new_id(), "payload": p, "fresh": True, "if_exists": "return"}
-                 for p in payloads]
+        if ids is not None and len(ids) != len(payloads):
+            raise ValueError("give one id per payload")
+        fresh = ids is None
+        items = [{"id": new_id() if ids is None else check_job_id(ids[n]), "payload": p,
+                  "fresh": fresh, "if_exists": "return"} for n, p in enumerate(payloads)]
         answer = self.request("submit_many", {"queue": queue, "jobs": items})
         ids = answer["ids"]
         errors = [i for i in ids if isinstance(i, dict)]

@@ -155,6 +155,9 @@ class Settings:
     rescan_interval: float = _setting(30.0, lambda v, w: parse_duration(v, w),
                                       "How often a local store is listed to catch what the "
                                       "watcher missed.")
+    watcher: str = _setting("auto", _choice("auto", "inotify", "watchdog"),
+                            "How local pending/ folders are watched: auto (inotify on Linux, "
+                            "else watchdog), inotify or watchdog.")
     poll_interval: float = _setting(1.0, lambda v, w: parse_duration(v, w),
                                     "How often a bucket store's pending/ folders are listed.")
     message_inline_limit: int = _setting(64 * 1024, lambda v, w: parse_size(v, w),

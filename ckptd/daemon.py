@@ -94,6 +94,7 @@ class Daemon:
         self._timers: dict[str, float] = {}
         self._last_drop_log = 0.0
         self._busy = False
+        self._replies: list[tuple[bytes, list[bytes]]] = []
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -120,10 +121,13 @@ class Daemon:
                                    "pending": sum(c["pending"] for c in counts.values()),
                                    "claimed": sum(c["claimed"] for c in counts.values())}})
         if is_local(self.settings.root):
-            from .watch import PendingWatcher
+            from .watch import make_watcher
 
-            self._watcher = PendingWatcher(self.store.url, self.wake)
+            self._watcher = make_watcher(self.store.url, self.wake, self.settings.watcher)
             self._watcher.start(sorted(self.engine.queues))
+            fd = self._watcher.fileno()
+            if fd is not None:
+                self._poller.register(fd, zmq.POLLIN)
         self._schedule_all(now)
         status = self._status_line()
         self.notifier.ready(status)
@@ -162,6 +166,9 @@ class Daemon:
     def close(self) -> None:
         """Stop the watcher and close the sockets. Idempotent."""
         if self._watcher is not None:
+            fd = self._watcher.fileno()
+            if fd is not None:
+                self._poller.unregister(fd)
             self._watcher.stop()
             self._watcher = None
         if self._scan_thread is not None:
@@ -242,7 +249,7 @@ class Daemon:
         if self.engine.dispatching:
             self.engine.dispatching = False
             self.notifier.stopping("draining")
-            log.info("stopping: no new dispatch; waiting up to %.0fs for running jobs",
+            log.info("stopping: no new dispatch; waiting up to %gs for running jobs",
                      self.settings.drain_timeout,
                      extra={"fields": {"in_flight": self._in_flight()}})
         if self._in_flight() == 0:
@@ -268,18 +275,23 @@ class Daemon:
         if self.reload_requested:
             self.reload_requested = False
             self.reload()
+        if self._watcher is not None:
+            self._read_watch_events(now)
+        self._read_scan_results()
         read = 0
         if self._control is not None and events.get(self._control):
             read += self._read_control(now)
         if self._dispatch is not None and events.get(self._dispatch):
             read += self._read_workers(now)
-        self._read_watch_events(now)
-        self._read_scan_results()
         engine = self.engine
         engine.expire_leases(now)
         engine.promote_delayed(now)
         claimed = engine.dispatch(now, self.settings.message_inline_limit)
         self.commit()
+        if engine.ended:
+            engine.ended.clear()
+            if self.waiters:
+                self._check_waiters(now)
         self._timers_due(now)
         self._busy = bool(read) or bool(claimed)
 
@@ -301,25 +313,39 @@ class Daemon:
                         callback(outcome)
                     except Exception:
                         log.exception("callback failed")
+        if self._replies:
+            replies, self._replies = self._replies, []
+            for identity, frames in replies:
+                self._send_control(identity, frames)
         if engine.outbox:
-            outbox, engine.outbox = engine.outbox, []
-            now = self.clock()
-            for socket_name, identity, frames in outbox:
-                self._send(socket_name, identity, frames, now)
+            self._send_to_workers(engine.outbox)
+            engine.outbox = []
             if engine.txn.ops:  # a worker that vanished gave its jobs back
                 self.commit()
 
-    def _send(self, socket_name: str, identity: bytes, frames: list[bytes], now: float) -> None:
-        sock = self._dispatch if socket_name == "dispatch" else self._control
-        if sock is None:
-            return
+    def _send_control(self, identity: bytes, frames: list[bytes]) -> None:
+        assert self._control is not None
         try:
-            sock.send_multipart([identity, *frames], zmq.NOBLOCK)
-        except zmq.ZMQError as exc:
-            if socket_name == "dispatch" and frames[1] == b"job":
-                self.engine.undeliverable(identity, frames, now)
-            elif exc.errno != zmq.EHOSTUNREACH:
-                log.warning("cannot send on %s: %s", socket_name, exc)
+            self._control.send_multipart([identity, *frames], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # the client left; its answer has nobody to go to
+            log.debug("control reply not sent: %s", exc)
+
+    def _send_to_workers(self, outbox: list[tuple[bytes, bytes, Body]]) -> None:
+        """Send each worker its messages of this round as one batch."""
+        assert self._dispatch is not None
+        grouped: dict[bytes, list[tuple[bytes, Body]]] = {}
+        for identity, kind, body in outbox:
+            grouped.setdefault(identity, []).append((kind, body))
+        now = self.clock()
+        for identity, messages in grouped.items():
+            try:
+                self._dispatch.send_multipart([identity, *protocol.batch(messages)],
+                                              zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                log.info("worker unreachable (%s): its jobs go back to pending", exc)
+                for kind, body in messages:
+                    if kind == b"job":
+                        self.engine.undeliverable(identity, body, now)
 
     def _idle_timeout(self) -> float:
         now = self.clock()
@@ -327,8 +353,9 @@ class Daemon:
         nxt = self.engine.next_deadline()
         if nxt is not None:
             wake_at.append(nxt)
-        wake_at.extend(self._timers.values())
+        wake_at.extend(t for name, t in self._timers.items() if name != "waiters")
         if self.waiters:
+            wake_at.append(self._timers["waiters"])
             wake_at.append(min(w.deadline for w in self.waiters))
         return max(0.0, min(wake_at) - now)
 
@@ -421,15 +448,21 @@ class Daemon:
                     self._watcher.watch_queue(queue)
 
     def _read_watch_events(self, now: float) -> None:
-        if self._watcher is None or not self._watcher.events:
-            return
+        assert self._watcher is not None
+        engine = self.engine
         for kind, queue, job_id in self._watcher.drain():
-            if kind == "queue":
-                self.engine.queue(queue)
-            elif kind == "added":
-                self.engine.pending_appeared(queue, job_id)
-            elif not self.store.exists(queue, State.PENDING, job_id):
-                self.engine.pending_vanished(queue, job_id)
+            if kind == "added":
+                engine.pending_appeared(queue, job_id)
+            elif kind == "removed":
+                if not self.store.exists(queue, State.PENDING, job_id):
+                    engine.pending_vanished(queue, job_id)
+            elif kind == "queue":
+                engine.queue(queue)
+                self._watcher.watch_queue(queue)
+                self._timers["rescan"] = now  # catch files put there before the watch began
+            elif kind == "overflow":
+                log.warning("the watcher lost events (queue overflow); rescanning")
+                self._timers["rescan"] = now
 
     # -- reload ----------------------------------------------------------------------------
 
@@ -462,7 +495,6 @@ class Daemon:
     def _read_workers(self, now: float) -> int:
         assert self._dispatch is not None
         sock = self._dispatch
-        engine = self.engine
         count = 0
         limit = self.settings.max_message_size
         schemas = protocol.WORKER_MESSAGES
@@ -474,29 +506,34 @@ class Daemon:
             count += 1
             identity = frames[0]
             try:
-                kind, body = protocol.decode(frames[1:], schemas, limit)
+                messages = protocol.decode_many(frames[1:], schemas, limit)
             except ProtocolError as exc:
                 self._drop("dispatch", exc.reason, now)
                 continue
-            if kind == b"hello":
-                engine.hello(identity, body, now)
-                continue
-            worker = engine.worker_for(identity, now)
-            if kind == b"done":
-                engine.done(worker, body, now)
-            elif kind == b"failed":
-                engine.failed(worker, body, now)
-            elif worker is None:
-                self._drop("dispatch", "unknown_worker", now)
-            elif kind == b"heartbeat":
-                engine.heartbeat(worker, body, now)
-            elif kind == b"checkpoint":
-                engine.checkpoint(worker, body, now)
-            elif kind == b"progress":
-                engine.progress(worker, body, now)
-            elif kind == b"bye":
-                engine.forget_worker(worker, "said goodbye")
+            for kind, body in messages:
+                self._worker_message(identity, kind, body, now)
         return count
+
+    def _worker_message(self, identity: bytes, kind: bytes, body: Body, now: float) -> None:
+        engine = self.engine
+        if kind == b"hello":
+            engine.hello(identity, body, now)
+            return
+        worker = engine.worker_for(identity, now)
+        if kind == b"done":
+            engine.done(worker, body, now)
+        elif kind == b"failed":
+            engine.failed(worker, body, now)
+        elif worker is None:
+            self._drop("dispatch", "unknown_worker", now)
+        elif kind == b"heartbeat":
+            engine.heartbeat(worker, body, now)
+        elif kind == b"checkpoint":
+            engine.checkpoint(worker, body, now)
+        elif kind == b"progress":
+            engine.progress(worker, body, now)
+        elif kind == b"bye":
+            engine.forget_worker(worker, "said goodbye")
 
     def _drop(self, socket_name: str, reason: str, now: float) -> None:
         self.drops[f"{socket_name}:{reason}"] += 1
@@ -544,7 +581,7 @@ class Daemon:
                 frames = protocol.reply_ok(answer)
             except ValueError as exc:
                 frames = protocol.reply_error("CkptdError", str(exc), 1)
-        self.engine.outbox.append(("control", identity, frames))
+        self._replies.append((identity, frames))
 
     def _replier(self, identity: bytes) -> Callable[[Body | CkptdError], None]:
         return lambda answer: self._reply(identity, answer)
@@ -645,7 +682,7 @@ class Daemon:
         queue, ids = body["queue"], body.get("ids")
         if ids:
             for job_id in ids:
-                if self.engine._where(queue, job_id) is None:
+                if self.engine.where(queue, job_id) is None:
                     raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
         elif queue not in self.engine.queues:
             raise JobNotFound(f"no queue {queue!r}")
@@ -664,12 +701,13 @@ class Daemon:
             finished = open_jobs == 0
             answer: Body = {"counts": index.counts(), "open": open_jobs}
         else:
-            open_ids = [i for i in waiter.ids if i in index.pending or i in index.claimed]
+            open_ids = [i for i in waiter.ids if i in index.pending or i in index.claimed
+                        or self.engine.where(waiter.queue, i) in ("pending", "claimed")]
             finished = not open_ids
             answer = {"open": open_ids}
         if finished or now >= waiter.deadline:
             if waiter.ids is not None and finished:
-                answer["states"] = {i: self.engine._where(waiter.queue, i) for i in waiter.ids}
+                answer["states"] = {i: self.engine.where(waiter.queue, i) for i in waiter.ids}
             answer["timed_out"] = not finished
             self._reply(waiter.identity, answer)
             return True

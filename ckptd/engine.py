@@ -24,7 +24,7 @@ from . import jobs, recovery
 from .admin import prepare_submit, retried
 from .config import Settings
 from .errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
-from .protocol import Body, message
+from .protocol import Body
 from .states import State, transition_name
 from .store.base import Delete, DeleteCheckpoint, Move, Op, Outcome, PutBlob, PutCheckpoint, Store
 from .timefmt import parse_iso, utc_iso
@@ -51,6 +51,7 @@ class Lease:
     checkpoint_at: float | None = None
     progress: dict[str, Any] | None = None
     closing: bool = False  # an answer was accepted and its move is being committed
+    job: jobs.Job | None = None  # the claimed file as read at claim time (small jobs only)
 
 
 @dataclass
@@ -71,6 +72,7 @@ class QueueIndex:
     cycle_times: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
     finished: deque[float] = field(default_factory=lambda: deque(maxlen=65536))
     added_since_scan: set[str] = field(default_factory=set)
+    checkpointed: set[str] = field(default_factory=set)  # ids that have a state/ file
 
     def counts(self) -> dict[str, int]:
         """Jobs per state, from the index."""
@@ -113,8 +115,12 @@ class Txn:
         return len(self.ops)
 
 
-Send = tuple[str, bytes, list[bytes]]
-"""(socket name, peer identity, frames) to send after the round's ops are applied."""
+Send = tuple[bytes, bytes, Body]
+"""(worker identity, message kind, body) to send once the round's ops are applied."""
+
+# Jobs whose file is at most this big keep it in their lease while claimed, so that the
+# answer does not read it again; bigger ones are read again when they finish.
+CACHE_JOB_BYTES = 16 * 1024
 
 
 def backoff_delay(attempts: int, settings: Settings, rand: Callable[[], float]) -> float:
@@ -143,6 +149,7 @@ class Engine:
         self.txn = Txn()
         self.outbox: list[Send] = []
         self.dispatching = True
+        self.ended: list[tuple[str, str]] = []  # (queue, id) that reached done/failed
         self.counters: dict[str, int] = {"stale_answers": 0, "unknown_worker": 0,
                                          "store_errors": 0}
         self._worker_order: deque[str] = deque()
@@ -174,6 +181,7 @@ class Engine:
             index.pending.update(ids[State.PENDING])
             index.done = len(ids[State.DONE])
             index.failed = len(ids[State.FAILED])
+            index.checkpointed = set(self.store.checkpoint_ids(name))
             for job_id in ids[State.CLAIMED]:
                 self._adopt_claimed(index, job_id, now)
         for finding in findings:
@@ -226,7 +234,7 @@ class Engine:
             index = self.queues.get(queue)
             state = (State.PENDING.value if index and job_id in index.pending else
                      State.CLAIMED.value if index and job_id in index.claimed else
-                     None if fresh else self._where(queue, job_id))
+                     None if fresh else self.where(queue, job_id))
             if state is not None:
                 reply({"id": job_id, "created": False, "state": state} if if_exists == "return"
                       else JobExists(queue, job_id, state))
@@ -262,7 +270,8 @@ class Engine:
             self.txn.add(op)
         self.txn.add(ops[-1], created)
 
-    def _where(self, queue: str, job_id: str) -> str | None:
+    def where(self, queue: str, job_id: str) -> str | None:
+        """The state of a job: from the index when it is open, else from the store."""
         index = self.queues.get(queue)
         if index is not None:
             if job_id in index.pending:
@@ -328,9 +337,12 @@ class Engine:
                           slots if free is None else min(free, slots), now,
                           body.get("host", ""), body.get("pid", 0))
         for queue, job_id, attempt in body.get("running") or []:
-            lease = self.queues.get(queue, QueueIndex(queue)).claimed.get(job_id)
-            if lease is not None and lease.attempt == attempt:
+            index = self.queues.get(queue)
+            lease = index.claimed.get(job_id) if index else None
+            if lease is not None and lease.attempt == attempt and not lease.closing:
+                # A worker back after a daemon restart still runs this attempt: adopt it.
                 lease.worker = worker_id
+                lease.deadline = max(lease.deadline, now + self.settings.lease_for(queue))
                 info.running.add((queue, job_id))
         self.workers[worker_id] = info
         self.by_identity[identity] = info
@@ -338,9 +350,9 @@ class Engine:
             self._worker_order.append(worker_id)
         for queue in info.queues:
             self.queue(queue)
-        self.outbox.append(("dispatch", identity, message(b"welcome", {
+        self.outbox.append((identity, b"welcome", {
             "lease": self.settings.lease, "heartbeat": self.settings.heartbeat,
-            "root": self.store.url, "daemon": self.name})))
+            "root": self.store.url, "daemon": self.name}))
         log.info("worker connected", extra={"fields": {
             "worker": worker_id, "queues": ",".join(info.queues), "slots": slots,
             "host": info.host}})
@@ -350,7 +362,7 @@ class Engine:
         info = self.by_identity.get(identity)
         if info is None:
             self.counters["unknown_worker"] += 1
-            self.outbox.append(("dispatch", identity, message(b"rehello", {})))
+            self.outbox.append((identity, b"rehello", {}))
             return None
         info.last_seen = now
         return info
@@ -414,7 +426,7 @@ class Engine:
         lease = self._live_lease(worker, body)
         if lease is None:
             return
-        job = self._read_claimed(lease)
+        job = self._claimed_job(lease)
         if job is None:
             return
         lease.closing = True
@@ -447,6 +459,8 @@ class Engine:
                 self._move_failed(lease, outcome)
                 return
             self._end_lease(index, lease)
+            self.ended.append((lease.queue, lease.id))
+            index.checkpointed.discard(lease.id)
             index.done += 1
             index.counters["succeeded"] += 1
             index.finished.append(now)
@@ -459,7 +473,8 @@ class Engine:
             self._log_move(lease, State.CLAIMED, State.DONE, now)
 
         self.txn.add(Move(lease.queue, lease.id, State.CLAIMED, State.DONE, data), moved)
-        self.txn.add(DeleteCheckpoint(lease.queue, lease.id))
+        if lease.id in index.checkpointed:
+            self.txn.add(DeleteCheckpoint(lease.queue, lease.id))
 
     def failed(self, worker: WorkerInfo | None, body: Body, now: float) -> None:
         """A worker's attempt failed: retry later, or move the job to failed/."""
@@ -475,7 +490,7 @@ class Engine:
 
     def _attempt_failed(self, lease: Lease, error: dict[str, Any], now: float, *,
                         may_retry: bool, delay: float | None, outcome: str) -> None:
-        job = self._read_claimed(lease)
+        job = self._claimed_job(lease)
         if job is None:
             return
         lease.closing = True
@@ -508,12 +523,22 @@ class Engine:
                 index.pending.add(lease.id)
                 heapq.heappush(index.delayed, (not_before, lease.id))
             else:
+                self.ended.append((lease.queue, lease.id))
                 index.failed += 1
                 index.counters["failed"] += 1
                 index.finished.append(now)
             self._log_move(lease, State.CLAIMED, target, now, error=error["message"][:200])
 
         self.txn.add(Move(lease.queue, lease.id, State.CLAIMED, target, data), moved)
+
+    def _claimed_job(self, lease: Lease) -> jobs.Job | None:
+        """The claimed job's file, as a copy that the caller may change."""
+        if lease.job is not None:
+            job = dict(lease.job)
+            if "history" in job:
+                job["history"] = list(job["history"])
+            return job
+        return self._read_claimed(lease)
 
     def _read_claimed(self, lease: Lease) -> jobs.Job | None:
         index = self.queue(lease.queue)
@@ -563,9 +588,9 @@ class Engine:
         queue, job_id, seq = body["queue"], body["id"], body["seq"]
         lease = self._live_lease(worker, body)
         if lease is None:
-            self.outbox.append(("dispatch", worker.identity, message(b"saved", {
+            self.outbox.append((worker.identity, b"saved", {
                 "queue": queue, "id": job_id, "seq": seq, "ok": False,
-                "error": "the job is no longer yours (lease lost)"})))
+                "error": "the job is no longer yours (lease lost)"}))
             return
         lease.deadline = max(lease.deadline, now + self.settings.lease_for(queue))
         record = {"id": job_id, "attempt": lease.attempt, "seq": seq, "at": utc_iso(now),
@@ -579,14 +604,15 @@ class Engine:
         def saved(outcome: Outcome) -> None:
             if outcome is None:
                 lease.checkpoint_at = now
+                self.queue(queue).checkpointed.add(job_id)
             self._saved(worker, queue, job_id, seq, None if outcome is None else str(outcome))
 
         self.txn.add(PutCheckpoint(queue, job_id, data), saved)
 
     def _saved(self, worker: WorkerInfo, queue: str, job_id: str, seq: int,
                error: str | None) -> None:
-        self.outbox.append(("dispatch", worker.identity, message(b"saved", {
-            "queue": queue, "id": job_id, "seq": seq, "ok": error is None, "error": error})))
+        self.outbox.append((worker.identity, b"saved", {
+            "queue": queue, "id": job_id, "seq": seq, "ok": error is None, "error": error}))
 
     def progress(self, worker: WorkerInfo, body: Body, now: float) -> None:
         """Remember a job's last progress report (shown by status, explain)."""
@@ -648,6 +674,8 @@ class Engine:
         """
         if not self.dispatching or not self.workers:
             return 0
+        if not any(index.ready for index in self.queues.values()):
+            return 0
         claimed = 0
         order = self._worker_order
         progress = True
@@ -705,6 +733,8 @@ class Engine:
         attempt = jobs.running_attempt(job)
         index.pending.discard(job_id)
         lease = self._lease(index, job_id, attempt, worker.id, now, claimed_at=now)
+        if len(raw) <= CACHE_JOB_BYTES:
+            lease.job = job
         worker.credits -= 1
         worker.running.add((queue, job_id))
         body: Body = {"queue": queue, "id": job_id, "attempt": attempt,
@@ -717,14 +747,14 @@ class Engine:
             body["payload_ref"] = "job"  # inline in the job file, too big for a message
         else:
             body["payload"] = job.get("payload")
-        checkpoint = self._checkpoint_state(queue, job_id, inline_limit)
-        if checkpoint is not None:
-            body.update(checkpoint)
-        frames = message(b"job", body)
+        if job_id in index.checkpointed:
+            checkpoint = self._checkpoint_state(queue, job_id, inline_limit)
+            if checkpoint is not None:
+                body.update(checkpoint)
 
         def moved(outcome: Outcome) -> None:
             if outcome is None:
-                self.outbox.append(("dispatch", worker.identity, frames))
+                self.outbox.append((worker.identity, b"job", body))
                 self._log_move(lease, State.PENDING, State.CLAIMED, now, worker=worker.id)
                 return
             self._end_lease(index, lease)
@@ -769,14 +799,8 @@ class Engine:
         index.pending.discard(job_id)
         self._quarantine(index, State.PENDING, job_id, reason)
 
-    def undeliverable(self, identity: bytes, frames: list[bytes], now: float) -> None:
+    def undeliverable(self, identity: bytes, body: Body, now: float) -> None:
         """A job message could not reach its worker: put the job back at once."""
-        from .protocol import DAEMON_MESSAGES, decode
-
-        try:
-            _, body = decode(frames, DAEMON_MESSAGES)
-        except CkptdError:
-            return
         index = self.queues.get(body.get("queue", ""))
         lease = index.claimed.get(body.get("id", "")) if index else None
         if index is None or lease is None or lease.attempt != body.get("attempt"):
@@ -791,6 +815,7 @@ class Engine:
             index.pending.add(lease.id)
             index.ready.appendleft(lease.id)
 
+        lease.job = None
         # A plain rename back: the attempt never started, so it does not count.
         self.txn.add(Move(index.name, lease.id, State.CLAIMED, State.PENDING), moved)
         worker = self.by_identity.get(identity)
@@ -841,7 +866,7 @@ class Engine:
             try:
                 job = jobs.decode(self.store.read(queue, State.FAILED, job_id), queue, job_id)
             except JobNotFound:
-                where = self._where(queue, job_id)
+                where = self.where(queue, job_id)
                 reply(JobNotFound(f"cannot retry {job_id!r}: only failed jobs can be retried ("
                                   f"{'it is ' + where if where else 'no such job'})"))
                 return
@@ -895,7 +920,7 @@ class Engine:
                                  outcome="cancelled")
             reply({"was": "claimed"})
             return
-        state = self._where(queue, job_id)
+        state = self.where(queue, job_id)
         if state is None:
             reply(JobNotFound(f"no job {job_id!r} in queue {queue!r}"))
         else:
@@ -917,6 +942,7 @@ class Engine:
                         continue
                 except JobNotFound:
                     continue
+            index.checkpointed.discard(job_id)
             batch.append(Delete(queue, state, job_id))
             if len(batch) >= 1000:
                 count += self._apply_now(batch)

@@ -42,3 +42,14 @@ def check_queue(name: object) -> str:
 def check_job_id(name: object) -> str:
     """Validate a job id."""
     return check_name(name, "job id")
+
+
+_match = NAME_PATTERN.fullmatch
+
+
+def check_job_ref(queue: object, job_id: object) -> None:
+    """Validate a queue name and a job id together (the hot path of every store call)."""
+    if type(queue) is str and type(job_id) is str and _match(queue) and _match(job_id):
+        return
+    check_queue(queue)
+    check_job_id(job_id)

@@ -136,6 +136,8 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
 }
 
 REPLY_KINDS = (b"ok", b"error")
+BATCH = b"batch"
+MAX_BATCH = 10_000
 
 
 # -- encoding -------------------------------------------------------------------------------
@@ -154,6 +156,18 @@ def encode_body(body: Body) -> bytes:
 def message(kind: bytes, body: Body) -> list[bytes]:
     """Frames of a worker<->daemon message (no identity, no delimiter)."""
     return [VERSION, kind, encode_body(body)]
+
+
+def batch(messages: list[tuple[bytes, Body]]) -> list[bytes]:
+    """Frames of several messages to one peer, sent as one (a single message stays alone).
+
+    Sending one frame set per round instead of one per job is most of what makes
+    short jobs cheap: ZeroMQ and Python pay per message, not per byte.
+    """
+    if len(messages) == 1:
+        return message(*messages[0])
+    return [VERSION, BATCH,
+            encode_body({"messages": [[kind.decode(), body] for kind, body in messages]})]
 
 
 def request(kind: bytes, body: Body) -> list[bytes]:
@@ -186,24 +200,64 @@ def decode(frames: list[bytes], schemas: dict[bytes, dict[str, tuple[Callable[[A
     version, kind, raw = frames
     if version != VERSION:
         raise ProtocolError("version", f"expected {VERSION!r}, got {bytes(version[:20])!r}")
-    schema = schemas.get(bytes(kind))
-    if schema is None:
-        raise ProtocolError("kind", f"unknown message kind {bytes(kind[:20])!r}")
+    kind = bytes(kind)
+    if kind not in schemas:
+        raise ProtocolError("kind", f"unknown message kind {kind[:20]!r}")
     if len(raw) > max_body:
         raise ProtocolError("size", f"body of {len(raw)} bytes is over {max_body}")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ProtocolError("json", f"body is not UTF-8 JSON: {str(exc)[:80]}") from None
+    return _check(kind, body, schemas)
+
+
+def decode_many(frames: list[bytes],
+                schemas: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]],
+                max_body: int = DEFAULT_MAX_BODY) -> list[tuple[bytes, Body]]:
+    """Decode a message that may be a batch; return its (kind, body) pairs in order.
+
+    A batch's inner messages are checked one by one like single messages: a bad one raises
+    ProtocolError for the whole batch (the sender is broken, so none of it is trusted).
+    Hello messages may not be batched.
+    """
+    if len(frames) == 3 and frames[1] == BATCH and frames[0] == VERSION:
+        if len(frames[2]) > max_body:
+            raise ProtocolError("size", f"batch of {len(frames[2])} bytes is over {max_body}")
+        try:
+            body = json.loads(frames[2])
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise ProtocolError("json", f"body is not UTF-8 JSON: {str(exc)[:80]}") from None
+        items = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH:
+            raise ProtocolError("schema", "batch.messages must be a list of 1 to 10000 messages")
+        out = []
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+                raise ProtocolError("schema", "a batch item must be [kind, body]")
+            kind = item[0].encode()
+            if kind in (BATCH, b"hello"):
+                raise ProtocolError("kind", f"{item[0]!r} cannot be batched")
+            out.append(_check(kind, item[1], schemas))
+        return out
+    return [decode(frames, schemas, max_body)]
+
+
+def _check(kind: bytes, body: Any, schemas: dict[bytes, dict[str, tuple[Callable[[Any], bool],
+                                                                       bool]]]
+           ) -> tuple[bytes, Body]:
+    schema = schemas.get(kind)
+    if schema is None:
+        raise ProtocolError("kind", f"unknown message kind {kind[:20]!r}")
     if not isinstance(body, dict):
         raise ProtocolError("schema", "body is not a JSON object")
     for field, (check, required) in schema.items():
         if field in body:
             if not check(body[field]):
-                raise ProtocolError("schema", f"{bytes(kind).decode()}.{field} has a bad value")
+                raise ProtocolError("schema", f"{kind.decode()}.{field} has a bad value")
         elif required:
-            raise ProtocolError("schema", f"{bytes(kind).decode()}.{field} is missing")
-    return bytes(kind), body
+            raise ProtocolError("schema", f"{kind.decode()}.{field} is missing")
+    return kind, body
 
 
 def decode_request(frames: list[bytes], max_body: int = DEFAULT_MAX_BODY

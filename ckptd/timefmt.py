@@ -76,10 +76,17 @@ def parse_size(value: str | int, what: str = "size") -> int:
     return int(match.group(1)) * _SIZE_UNITS[unit]
 
 
+_last: tuple[int, str] = (-1, "")
+
+
 def utc_iso(ts: float) -> str:
     """Return a UNIX time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    global _last
     seconds, micro = divmod(int(ts * 1_000_000), 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micro:06d}Z"
+    last = _last
+    if last[0] != seconds:  # formatting the date is the slow part, and it rarely changes
+        last = _last = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{last[1]}.{micro:06d}Z"
 
 
 def parse_iso(text: str) -> float:

@@ -93,16 +93,20 @@ class Worker:
     """Connects to a daemon, takes jobs of some queues, runs ``handler`` on each."""
 
     def __init__(self, connect: str | list[str], queues: str | list[str], handler: Handler, *,
-                 concurrency: int = 1, name: str | None = None, root: str | None = None,
-                 curve: Any = None, context: zmq.Context[Any] | None = None) -> None:
+                 concurrency: int = 1, prefetch: int = 0, name: str | None = None,
+                 root: str | None = None, curve: Any = None,
+                 context: zmq.Context[Any] | None = None) -> None:
         self.endpoints = [connect] if isinstance(connect, str) else list(connect)
         self.queues = [check_queue(q) for q in ([queues] if isinstance(queues, str) else queues)]
         if not self.queues:
             raise CkptdError("a worker needs at least one queue (--queue)")
         if concurrency < 1:
             raise CkptdError("concurrency must be at least 1")
+        if prefetch < 0:
+            raise CkptdError("prefetch must not be negative")
         self.handler = handler
         self.concurrency = concurrency
+        self.prefetch = prefetch
         host = socket.gethostname()
         self.name = name or f"{host}-{os.getpid()}-{os.urandom(3).hex()}"
         self.host = host
@@ -119,6 +123,7 @@ class Worker:
         self._stopping = False
         self._stop_now = False
         self._heartbeat = 5.0
+        self._next_beat = 0.0
         self._store: Any = None
         self._store_checked = False
         self._daemon_root: str | None = None
@@ -166,21 +171,21 @@ class Worker:
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         self._hello(sock)
-        log.info("worker %s serving %s on %s with %d slot(s)", self.name,
-                 ",".join(self.queues), dispatch, self.concurrency)
-        next_beat = time.monotonic() + self._heartbeat
+        log.info("worker %s serving %s on %s with %d thread(s), prefetch %d", self.name,
+                 ",".join(self.queues), dispatch, self.concurrency, self.prefetch)
+        self._next_beat = time.monotonic() + self._heartbeat
         said_stop = False
         try:
             while True:
-                timeout = max(0.0, next_beat - time.monotonic())
+                timeout = max(0.0, self._next_beat - time.monotonic())
                 events = dict(poller.poll(int(timeout * 1000)))
                 if events.get(self._wake_r):
                     _drain(self._wake_r)
                 if events.get(sock):
                     self._read(sock)
                 self._flush(sock)
-                if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + self._heartbeat
+                if time.monotonic() >= self._next_beat:
+                    self._next_beat = time.monotonic() + self._heartbeat
                     self._beat(sock)
                 if self._stopping:
                     if not said_stop:
@@ -228,7 +233,7 @@ class Worker:
     def _hello(self, sock: zmq.Socket[bytes], slots: int | None = None) -> None:
         with self._lock:
             running = [[q, i, a] for (q, i), a in self._running.items()]
-        total = self.concurrency if slots is None else slots
+        total = self.concurrency + self.prefetch if slots is None else slots
         self._send_now(sock, b"hello", {
             "worker": self.name, "queues": self.queues, "slots": total,
             "free": max(0, total - len(running)), "host": self.host, "pid": os.getpid(),
@@ -248,22 +253,27 @@ class Worker:
             except zmq.Again:
                 return
             try:
-                kind, body = protocol.decode(frames, protocol.DAEMON_MESSAGES)
+                messages = protocol.decode_many(frames, protocol.DAEMON_MESSAGES)
             except ProtocolError as exc:
                 log.warning("ignored a bad message from the daemon: %s", exc)
                 continue
-            if kind == b"job":
-                self._start(body)
-            elif kind == b"saved":
-                waiter = self._saved.pop((body["queue"], body["id"], body["seq"]), None)
-                if waiter is not None:
-                    waiter[1].append(body)
-                    waiter[0].set()
-            elif kind == b"welcome":
-                self._heartbeat = max(0.05, float(body["heartbeat"]))
-                self._daemon_root = body.get("root") or self._daemon_root
-            elif kind == b"rehello":
-                self._hello(sock, slots=0 if self._stopping else None)
+            for kind, body in messages:
+                self._handle(sock, kind, body)
+
+    def _handle(self, sock: zmq.Socket[bytes], kind: bytes, body: dict[str, Any]) -> None:
+        if kind == b"job":
+            self._start(body)
+        elif kind == b"saved":
+            waiter = self._saved.pop((body["queue"], body["id"], body["seq"]), None)
+            if waiter is not None:
+                waiter[1].append(body)
+                waiter[0].set()
+        elif kind == b"welcome":
+            self._heartbeat = max(0.05, float(body["heartbeat"]))
+            self._next_beat = min(self._next_beat, time.monotonic() + self._heartbeat)
+            self._daemon_root = body.get("root") or self._daemon_root
+        elif kind == b"rehello":
+            self._hello(sock, slots=0 if self._stopping else None)
 
     def _send(self, kind: bytes, body: dict[str, Any]) -> None:
         """Queue a message for the I/O thread (safe from handler threads)."""
@@ -277,12 +287,18 @@ class Worker:
             log.warning("cannot reach the daemon; %s not sent", kind.decode())
 
     def _flush(self, sock: zmq.Socket[bytes]) -> None:
-        while True:
+        """Send what the handlers queued, as one batch."""
+        messages: list[tuple[bytes, dict[str, Any]]] = []
+        while len(messages) < protocol.MAX_BATCH:
             try:
-                kind, body = self._outgoing.get_nowait()
+                messages.append(self._outgoing.get_nowait())
             except queue_mod.Empty:
-                return
-            self._send_now(sock, kind, body)
+                break
+        if messages:
+            try:
+                sock.send_multipart(protocol.batch(messages), zmq.NOBLOCK)
+            except zmq.Again:
+                log.warning("cannot reach the daemon; %d answer(s) not sent", len(messages))
 
     def _wake(self) -> None:
         try:

@@ -18,7 +18,7 @@ import fsspec
 from .. import crashpoints
 from ..durable import FsyncMode
 from ..errors import CkptdError, InvalidName, JobExists, JobNotFound, StoreError
-from ..names import check_job_id, check_queue, is_valid_name
+from ..names import check_job_ref, check_queue, is_valid_name
 from ..states import STATES, State
 from .base import (
     BLOB_DIR,
@@ -96,16 +96,16 @@ class BucketStore(Store):
             raise StoreError(f"cannot read {key}: {exc}") from exc
 
     def read(self, queue: str, state: State, job_id: str) -> bytes:
-        check_queue(queue), check_job_id(job_id)
+        check_job_ref(queue, job_id)
         return self._cat(self._job_key(queue, state, job_id),
                          f"job {job_id!r} is not in {queue}/{state.value}/")
 
     def exists(self, queue: str, state: State, job_id: str) -> bool:
-        check_queue(queue), check_job_id(job_id)
+        check_job_ref(queue, job_id)
         return bool(self.fs.exists(self._job_key(queue, state, job_id)))
 
     def mtime(self, queue: str, state: State, job_id: str) -> float:
-        check_queue(queue), check_job_id(job_id)
+        check_job_ref(queue, job_id)
         try:
             info = self.fs.info(self._job_key(queue, state, job_id))
         except FileNotFoundError:
@@ -113,14 +113,14 @@ class BucketStore(Store):
         return _info_time(info)
 
     def read_checkpoint(self, queue: str, job_id: str) -> bytes | None:
-        check_queue(queue), check_job_id(job_id)
+        check_job_ref(queue, job_id)
         try:
             return self._cat(self._key(queue, CHECKPOINT_DIR, job_id + JOB_SUFFIX), "")
         except JobNotFound:
             return None
 
     def read_blob(self, queue: str, job_id: str, kind: str) -> bytes:
-        check_queue(queue), check_job_id(job_id)
+        check_job_ref(queue, job_id)
         return self._cat(self._key(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}"),
                          f"blob {job_id}.{kind} is not in {queue}/{BLOB_DIR}/")
 
@@ -130,7 +130,7 @@ class BucketStore(Store):
         outcomes: list[Outcome] = []
         for op in ops:
             try:
-                check_queue(op.queue), check_job_id(op.job_id)
+                check_job_ref(op.queue, op.job_id)
                 self._commit(op)
                 outcomes.append(None)
             except CkptdError as exc:

@@ -28,7 +28,7 @@ from ..durable import (
     write_new,
 )
 from ..errors import CkptdError, InvalidName, JobExists, JobNotFound, StoreError
-from ..names import check_job_id, check_queue, is_valid_name
+from ..names import check_job_ref, check_queue, is_valid_name
 from ..states import STATES, State
 from .base import (
     BLOB_DIR,
@@ -82,9 +82,6 @@ class LocalStore(Store):
     def _path(self, queue: str, folder: str, name: str) -> str:
         return f"{self.root}/{queue}/{folder}/{name}"
 
-    def _checked(self, queue: str, job_id: str) -> None:
-        check_queue(queue)
-        check_job_id(job_id)
 
     def ensure_queue(self, queue: str) -> None:
         """Create the queue's folders (mode ``dir_mode``); refuse symlinked folders."""
@@ -157,7 +154,7 @@ class LocalStore(Store):
             raise io_error(exc, "list", f"{self.root}/{queue}/{state.value}") from exc
 
     def read(self, queue: str, state: State, job_id: str) -> bytes:
-        self._checked(queue, job_id)
+        check_job_ref(queue, job_id)
         path = self._job_path(queue, state, job_id)
         try:
             return _read_file(path)
@@ -167,7 +164,7 @@ class LocalStore(Store):
             raise io_error(exc, "read", path) from exc
 
     def exists(self, queue: str, state: State, job_id: str) -> bool:
-        self._checked(queue, job_id)
+        check_job_ref(queue, job_id)
         try:
             os.lstat(self._job_path(queue, state, job_id))
             return True
@@ -175,7 +172,7 @@ class LocalStore(Store):
             return False
 
     def mtime(self, queue: str, state: State, job_id: str) -> float:
-        self._checked(queue, job_id)
+        check_job_ref(queue, job_id)
         try:
             info = os.lstat(self._job_path(queue, state, job_id))
         except FileNotFoundError:
@@ -184,7 +181,7 @@ class LocalStore(Store):
         return max(info.st_mtime, info.st_ctime)
 
     def read_checkpoint(self, queue: str, job_id: str) -> bytes | None:
-        self._checked(queue, job_id)
+        check_job_ref(queue, job_id)
         path = self._path(queue, CHECKPOINT_DIR, job_id + JOB_SUFFIX)
         try:
             return _read_file(path)
@@ -194,7 +191,7 @@ class LocalStore(Store):
             raise io_error(exc, "read", path) from exc
 
     def read_blob(self, queue: str, job_id: str, kind: str) -> bytes:
-        self._checked(queue, job_id)
+        check_job_ref(queue, job_id)
         path = self._path(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
         try:
             return _read_file(path)
@@ -205,7 +202,7 @@ class LocalStore(Store):
 
     def blob_path(self, queue: str, job_id: str, kind: str) -> str:
         """Return the path of a blob (workers on this host read it directly)."""
-        self._checked(queue, job_id)
+        check_job_ref(queue, job_id)
         return self._path(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
 
     # -- writing ---------------------------------------------------------------------------
@@ -218,7 +215,7 @@ class LocalStore(Store):
         # Phase 1: check names and write every new file into tmp/.
         for i, op in enumerate(ops):
             try:
-                self._checked(op.queue, op.job_id)
+                check_job_ref(op.queue, op.job_id)
                 self.ensure_queue(op.queue)
                 data = getattr(op, "data", None)
                 if data is not None:

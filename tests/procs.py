@@ -1,0 +1,227 @@
+"""Real ckptd processes for tests: a daemon and workers on 127.0.0.1, started and killed.
+
+Everything runs as a separate ``python -m ckptd`` process, talking real ZeroMQ over loopback
+TCP, on a store in the test's temporary folder. Handles remember what they started, and the
+factories stop every process at the end of the test (SIGKILL if SIGTERM is not enough).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ckptd.client import Client
+from tests.helpers import wait_for
+
+HANDLERS_DIR = os.path.join(os.path.dirname(__file__), "integration")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """The environment of child processes: this checkout first on the path, quiet logs."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([REPO, HANDLERS_DIR, env.get("PYTHONPATH", "")])
+    env.setdefault("CKPTD_LOG_LEVEL", "info")
+    for key in list(env):
+        if key.startswith("CKPTD_") and key not in ("CKPTD_LOG_LEVEL",) and key not in extra:
+            del env[key]  # settings of the developer's shell must not leak into tests
+    env.pop("NOTIFY_SOCKET", None)
+    env.pop("WATCHDOG_USEC", None)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class DaemonProcess:
+    """A ``ckptd serve`` process and how to reach it."""
+
+    root: str
+    log_path: str
+    settings: dict[str, str]
+    control_port: int = field(default_factory=free_port)
+    dispatch_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    env_extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def control(self) -> str:
+        return f"tcp://127.0.0.1:{self.control_port}"
+
+    def start(self, wait: bool = True) -> DaemonProcess:
+        ready = f"{self.log_path}.ready"
+        if os.path.exists(ready):
+            os.unlink(ready)
+        args = [sys.executable, "-m", "ckptd", "--root", self.root]
+        for key, value in self.settings.items():
+            if key in ("fsync",):
+                args += [f"--{key}", value]
+        args += ["serve", "--control", self.control,
+                 "--dispatch", f"tcp://127.0.0.1:{self.dispatch_port}", "--ready-file", ready]
+        env = base_env(**{f"CKPTD_{k.upper()}": v for k, v in self.settings.items()
+                          if k != "fsync"}, **self.env_extra)
+        log = open(self.log_path, "ab")
+        log.write(f"--- start {self.starts + 1} ---\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=REPO)
+        log.close()
+        self.starts += 1
+        if wait:
+            wait_for(lambda: os.path.exists(ready) or self.proc.poll() is not None,  # type: ignore[union-attr]
+                     timeout=30, message="the daemon to be ready")
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the daemon exited with {self.proc.returncode}:\n"
+                                     + self.log())
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM and wait; return the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as handle:
+            return handle.read()
+
+    def client(self, timeout: float = 10) -> Client:
+        return Client(self.control, timeout=timeout)
+
+
+@dataclass
+class WorkerProcess:
+    """A ``ckptd worker`` process."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: str
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as handle:
+            return handle.read()
+
+
+class Processes:
+    """Starts daemons and workers for one test and stops them all at its end."""
+
+    def __init__(self, tmp_path: Any) -> None:
+        self.tmp = str(tmp_path)
+        self.daemons: list[DaemonProcess] = []
+        self.workers: list[WorkerProcess] = []
+
+    def daemon(self, root: str | None = None, start: bool = True, env: dict[str, str] | None = None,
+               **settings: Any) -> DaemonProcess:
+        """A daemon on ``root`` (default: <tmp>/store) with settings as CKPTD_* values."""
+        number = len(self.daemons) + 1
+        handle = DaemonProcess(root or os.path.join(self.tmp, "store"),
+                               os.path.join(self.tmp, f"daemon{number}.log"),
+                               {k: str(v) for k, v in settings.items()},
+                               env_extra=env or {})
+        self.daemons.append(handle)
+        return handle.start() if start else handle
+
+    def worker(self, daemon: DaemonProcess | str, queue: str | list[str], handler: str,
+               concurrency: int = 1, prefetch: int = 0, env: dict[str, str] | None = None,
+               name: str | None = None, extra: list[str] | None = None) -> WorkerProcess:
+        """A worker of ``queue`` running ``handlers.<handler>``."""
+        number = len(self.workers) + 1
+        log_path = os.path.join(self.tmp, f"worker{number}.log")
+        connect = daemon if isinstance(daemon, str) else daemon.control
+        queues = [queue] if isinstance(queue, str) else queue
+        args = [sys.executable, "-m", "ckptd", "worker", "--connect", connect,
+                "-c", str(concurrency), "--prefetch", str(prefetch),
+                "--name", name or f"w{number}"]
+        for q in queues:
+            args += ["--queue", q]
+        args += (extra or []) + [f"handlers:{handler}"]
+        log = open(log_path, "ab")
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=HANDLERS_DIR,
+                                env=base_env(**(env or {})))
+        log.close()
+        handle = WorkerProcess(proc, log_path)
+        self.workers.append(handle)
+        return handle
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            if worker.alive():
+                worker.proc.send_signal(signal.SIGTERM)
+        for daemon in self.daemons:
+            if daemon.alive():
+                daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 15
+        for proc in [w.proc for w in self.workers] + [d.proc for d in self.daemons if d.proc]:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def read_lines(path: str) -> list[str]:
+    """The lines of a file, [] when it does not exist yet."""
+    try:
+        with open(path) as handle:
+            return [line.rstrip("\n") for line in handle if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def job_files(root: str, queue: str, state: str) -> dict[str, dict[str, Any]]:
+    """The parsed job files of one state folder, by id."""
+    folder = os.path.join(root, queue, state)
+    found = {}
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return {}
+    for name in names:
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as handle:
+                found[name[:-5]] = json.load(handle)
+    return found
+
+
+def count_files(root: str, queue: str, state: str) -> int:
+    """How many job files a state folder holds."""
+    try:
+        return sum(1 for n in os.listdir(os.path.join(root, queue, state)) if n.endswith(".json"))
+    except FileNotFoundError:
+        return 0
