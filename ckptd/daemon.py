@@ -477,7 +477,8 @@ class Daemon:
             log.error("reload failed, keeping the old settings: %s", exc)
             self.notifier.ready(self._status_line())
             return
-        fixed = ("root", "control", "dispatch", "fsync", "metrics_port")
+        fixed = ("root", "control", "dispatch", "fsync", "metrics_port", "watcher", "file_mode",
+                 "dir_mode", "storage_options")
         changed = [name for name in fixed if getattr(fresh, name) != getattr(self.settings, name)]
         if changed:
             log.warning("reload: %s can only change with a restart; keeping the old value(s)",
@@ -599,6 +600,7 @@ class Daemon:
             answer["drops"] = dict(self.drops)
             answer["daemon"] = {"name": self.name, "uptime_s": round(now - self.started_at, 3),
                                 "fsync": self.settings.fsync.value,
+                                "lease_s": self.settings.lease,
                                 "stopping": self.stopping_since is not None}
             self._reply(identity, answer)
         elif kind == b"ping":

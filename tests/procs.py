@@ -15,7 +15,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from ckptd.client import Client
 from tests.helpers import wait_for
@@ -57,6 +60,7 @@ class DaemonProcess:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     env_extra: dict[str, str] = field(default_factory=dict)
+    program: list[str] = field(default_factory=lambda: ["-m", "ckptd"])
 
     @property
     def control(self) -> str:
@@ -66,7 +70,7 @@ class DaemonProcess:
         ready = f"{self.log_path}.ready"
         if os.path.exists(ready):
             os.unlink(ready)
-        args = [sys.executable, "-m", "ckptd", "--root", self.root]
+        args = [sys.executable, *self.program, "--root", self.root]
         for key, value in self.settings.items():
             if key in ("fsync",):
                 args += [f"--{key}", value]
@@ -146,7 +150,8 @@ class Processes:
         self.daemons: list[DaemonProcess] = []
         self.workers: list[WorkerProcess] = []
 
-    def daemon(self, root: str | None = None, start: bool = True, env: dict[str, str] | None = None,
+    def daemon(self, root: str | None = None, start: bool = True,
+               env: dict[str, str] | None = None, program: list[str] | None = None,
                **settings: Any) -> DaemonProcess:
         """A daemon on ``root`` (default: <tmp>/store) with settings as CKPTD_* values."""
         number = len(self.daemons) + 1
@@ -154,6 +159,8 @@ class Processes:
                                os.path.join(self.tmp, f"daemon{number}.log"),
                                {k: str(v) for k, v in settings.items()},
                                env_extra=env or {})
+        if program:
+            handle.program = program
         self.daemons.append(handle)
         return handle.start() if start else handle
 
@@ -225,3 +232,13 @@ def count_files(root: str, queue: str, state: str) -> int:
         return sum(1 for n in os.listdir(os.path.join(root, queue, state)) if n.endswith(".json"))
     except FileNotFoundError:
         return 0
+
+
+@pytest.fixture
+def procs(tmp_path: Any) -> Iterator[Processes]:
+    """Start daemons and workers; every one is stopped when the test ends."""
+    processes = Processes(tmp_path)
+    try:
+        yield processes
+    finally:
+        processes.stop_all()

@@ -1,0 +1,229 @@
+"""The engine with a fake clock and the memory store: leases, retries, fencing, credits."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+
+from ckptd.config import Settings
+from ckptd.engine import Engine, backoff_delay
+from ckptd.errors import CkptdError
+from ckptd.states import State
+from ckptd.store.bucket import BucketStore
+
+_roots = itertools.count()
+
+
+class Harness:
+    """An engine on a fresh memory store, driven like the daemon drives it."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.store = BucketStore(f"memory://engine-{next(_roots)}")
+        self.settings = Settings(**{"lease": 10.0, "heartbeat": 1.0, "backoff_base": 2.0,
+                                    "backoff_cap": 60.0, "backoff_jitter": 0.0, **settings})
+        self.engine = Engine(self.store, self.settings, rand=lambda: 0.5)
+        self.now = 1_000_000.0
+        self.replies: list[Any] = []
+        self.engine.recover(self.now)
+
+    def commit(self) -> list[tuple[bytes, bytes, dict[str, Any]]]:
+        txn, self.engine.txn = self.engine.txn, type(self.engine.txn)()
+        for callback, outcome in zip(txn.callbacks, self.store.apply(txn.ops)):
+            if callback is not None:
+                callback(outcome)
+        sent, self.engine.outbox = self.engine.outbox, []
+        return sent
+
+    def submit(self, queue: str = "q", **body: Any) -> str:
+        self.engine.submit({"queue": queue, "payload": body.pop("payload", {"n": 1}), **body},
+                           self.now, self.replies.append)
+        self.commit()
+        answer = self.replies[-1]
+        if isinstance(answer, CkptdError):
+            raise answer
+        return str(answer["id"])
+
+    def hello(self, name: str = "w", slots: int = 1, queues: tuple[str, ...] = ("q",)) -> bytes:
+        identity = name.encode()
+        self.engine.hello(identity, {"worker": name, "queues": list(queues), "slots": slots},
+                          self.now)
+        self.commit()
+        return identity
+
+    def dispatch(self) -> list[dict[str, Any]]:
+        self.engine.dispatch(self.now, 64 * 1024)
+        return [body for _, kind, body in self.commit() if kind == b"job"]
+
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+        self.engine.expire_leases(self.now)
+        self.engine.promote_delayed(self.now)
+        self.commit()
+
+    def answer(self, identity: bytes, kind: str, body: dict[str, Any]
+               ) -> list[tuple[bytes, bytes, dict[str, Any]]]:
+        worker = self.engine.worker_for(identity, self.now)
+        getattr(self.engine, kind)(worker, body, self.now)
+        return self.commit()
+
+    def file(self, state: State, job_id: str, queue: str = "q") -> dict[str, Any]:
+        return json.loads(self.store.read(queue, state, job_id))
+
+    def where(self, job_id: str, queue: str = "q") -> list[State]:
+        return self.store.find(queue, job_id)
+
+
+def test_a_job_goes_pending_claimed_done_with_its_result() -> None:
+    h = Harness()
+    job_id = h.submit(payload={"sku": "A"})
+    w = h.hello()
+    [job] = h.dispatch()
+    assert job["id"] == job_id and job["attempt"] == 1 and job["payload"] == {"sku": "A"}
+    assert h.where(job_id) == [State.CLAIMED]
+    h.answer(w, "done", {"queue": "q", "id": job_id, "attempt": 1, "result": 42})
+    done = h.file(State.DONE, job_id)
+    assert h.where(job_id) == [State.DONE]
+    assert done["result"] == 42 and done["attempts"] == 1 and done["worker"] == "w"
+    assert done["history"][0]["outcome"] == "done"
+
+
+def test_credits_bound_what_a_worker_is_sent() -> None:
+    h = Harness()
+    ids = [h.submit() for _ in range(5)]
+    h.hello(slots=2)
+    sent = h.dispatch()
+    assert [j["id"] for j in sent] == ids[:2], "FIFO, and only as many as the free slots"
+    assert h.dispatch() == []
+
+
+def test_a_lost_lease_retries_with_backoff_and_fences_the_old_attempt() -> None:
+    h = Harness()
+    job_id = h.submit()
+    w = h.hello()
+    h.dispatch()
+    h.tick(10.5)  # lease (10 s) runs out without a heartbeat
+    pending = h.file(State.PENDING, job_id)
+    assert pending["attempts"] == 1 and pending["last_error"]["type"] == "LeaseExpired"
+    assert h.dispatch() == [], "not before the backoff delay"
+    h.tick(backoff_delay(1, h.settings, lambda: 0.5) + 0.01)
+    w2 = h.hello("w2")
+    [job] = h.dispatch()
+    assert job["attempt"] == 2
+    # The first worker answers late: its attempt number no longer matches.
+    h.answer(w, "done", {"queue": "q", "id": job_id, "attempt": 1, "result": "stale"})
+    assert h.engine.counters["stale_answers"] == 1 and h.where(job_id) == [State.CLAIMED]
+    h.answer(w2, "done", {"queue": "q", "id": job_id, "attempt": 2, "result": "fresh"})
+    assert h.file(State.DONE, job_id)["result"] == "fresh"
+
+
+def test_heartbeats_keep_a_lease() -> None:
+    h = Harness()
+    job_id = h.submit()
+    w = h.hello()
+    h.dispatch()
+    for _ in range(5):
+        h.tick(8)
+        h.answer(w, "heartbeat", {"jobs": [["q", job_id, 1]]})
+    assert h.where(job_id) == [State.CLAIMED]
+    h.tick(10.5)
+    assert h.where(job_id) == [State.PENDING]
+
+
+def test_attempts_run_out_into_failed_with_the_error() -> None:
+    h = Harness()
+    job_id = h.submit(max_attempts=2)
+    w = h.hello()
+    for attempt in (1, 2):
+        h.tick(120)
+        [job] = h.dispatch()
+        assert job["attempt"] == attempt
+        h.answer(w, "failed", {"queue": "q", "id": job_id, "attempt": attempt,
+                               "error": f"boom {attempt}", "type": "ValueError",
+                               "traceback": "Traceback...", "retry": True})
+    failed = h.file(State.FAILED, job_id)
+    assert failed["attempts"] == 2 and failed["last_error"]["message"] == "boom 2"
+    assert [e["outcome"] for e in failed["history"]] == ["error", "error"]
+    assert h.engine.queues["q"].failed == 1
+
+
+def test_fail_for_good_and_retry_with_a_delay() -> None:
+    h = Harness()
+    a, b = h.submit(), h.submit()
+    w = h.hello(slots=2)
+    h.dispatch()
+    h.answer(w, "failed", {"queue": "q", "id": a, "attempt": 1, "error": "no", "retry": False})
+    h.answer(w, "failed", {"queue": "q", "id": b, "attempt": 1, "error": "later",
+                           "retry": True, "delay": 30})
+    assert h.where(a) == [State.FAILED]
+    assert h.where(b) == [State.PENDING]
+    h.tick(29)
+    assert h.dispatch() == []
+    h.tick(1.5)
+    assert [j["id"] for j in h.dispatch()] == [b]
+
+
+def test_not_before_is_respected() -> None:
+    h = Harness()
+    job_id = h.submit(delay=5)
+    h.hello()
+    assert h.dispatch() == []
+    h.tick(5.1)
+    assert [j["id"] for j in h.dispatch()] == [job_id]
+
+
+def test_checkpoints_are_fenced_and_given_to_the_next_attempt() -> None:
+    h = Harness()
+    job_id = h.submit()
+    w = h.hello()
+    h.dispatch()
+    sent = h.answer(w, "checkpoint", {"queue": "q", "id": job_id, "attempt": 1, "seq": 1,
+                                      "state": {"row": 7}})
+    assert (w, b"saved", {"queue": "q", "id": job_id, "seq": 1, "ok": True,
+                          "error": None}) in sent
+    h.tick(10.5)
+    h.tick(10)
+    w2 = h.hello("w2")
+    [job] = h.dispatch()
+    assert job["attempt"] == 2 and job["state"] == {"row": 7}
+    # The old attempt may not overwrite the checkpoint any more.
+    sent = h.answer(w, "checkpoint", {"queue": "q", "id": job_id, "attempt": 1, "seq": 2,
+                                      "state": {"row": 1}})
+    [(to, _, refused)] = [m for m in sent if m[1] == b"saved"]
+    assert to == w and refused["ok"] is False and "lease lost" in refused["error"]
+    assert json.loads(h.store.read_checkpoint("q", job_id))["state"] == {"row": 7}
+    h.answer(w2, "done", {"queue": "q", "id": job_id, "attempt": 2, "result": None})
+    assert h.store.read_checkpoint("q", job_id) is None
+
+
+def test_submitting_an_existing_id_never_makes_a_second_job() -> None:
+    h = Harness()
+    h.submit(id="order-1")
+    with pytest.raises(CkptdError, match="already exists"):
+        h.submit(id="order-1")
+    h.engine.submit({"queue": "q", "id": "order-1", "if_exists": "return"}, h.now,
+                    h.replies.append)
+    h.commit()
+    assert h.replies[-1] == {"id": "order-1", "created": False, "state": "pending"}
+    assert h.store.ids("q", State.PENDING) == ["order-1"]
+
+
+def test_recovery_gives_claimed_jobs_a_fresh_lease_for_the_same_attempt() -> None:
+    h = Harness()
+    job_id = h.submit()
+    h.hello()
+    h.dispatch()
+    again = Engine(h.store, h.settings)
+    again.recover(h.now + 100)
+    lease = again.queues["q"].claimed[job_id]
+    assert lease.attempt == 1 and lease.deadline == h.now + 100 + h.settings.lease
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    s = Settings(backoff_base=1.0, backoff_cap=10.0, backoff_jitter=0.0)
+    assert [backoff_delay(n, s, lambda: 0.0) for n in (1, 2, 3, 4, 5, 6)] == \
+        [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    jittered = Settings(backoff_base=1.0, backoff_cap=10.0, backoff_jitter=0.5)
+    assert backoff_delay(3, jittered, lambda: 1.0) == 2.0

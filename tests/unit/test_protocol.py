@@ -1,0 +1,86 @@
+"""The wire format: what encodes decodes, and nothing a peer sends escapes as an exception."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ckptd import protocol
+from ckptd.errors import ProtocolError
+
+frames = st.lists(st.binary(max_size=256), min_size=0, max_size=6)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children,
+                                                                      max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(frames)
+def test_the_decoders_only_ever_raise_protocol_error(message: list[bytes]) -> None:
+    for decode in (lambda f: protocol.decode_many(f, protocol.WORKER_MESSAGES),
+                   lambda f: protocol.decode_many(f, protocol.DAEMON_MESSAGES),
+                   protocol.decode_request, protocol.decode_reply):
+        try:
+            decode(message)
+        except ProtocolError:
+            pass
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from(sorted(protocol.WORKER_MESSAGES)), json_values,
+       st.dictionaries(st.text(max_size=10), json_values, max_size=6))
+def test_well_framed_messages_with_any_body_are_checked_not_trusted(
+        kind: bytes, value: object, body: dict[str, object]) -> None:
+    for candidate in ([protocol.VERSION, kind, json.dumps(value).encode()],
+                      [protocol.VERSION, kind, json.dumps(body).encode()],
+                      [protocol.VERSION, protocol.BATCH,
+                       json.dumps({"messages": [[kind.decode(), body]]}).encode()]):
+        try:
+            decoded = protocol.decode_many(candidate, protocol.WORKER_MESSAGES)
+        except ProtocolError:
+            continue
+        for got_kind, got_body in decoded:
+            schema = protocol.WORKER_MESSAGES[got_kind]
+            assert all(f in got_body for f, (_, required) in schema.items() if required)
+
+
+def test_a_round_trip_keeps_kind_and_body() -> None:
+    body = {"queue": "q", "id": "a.b-c_1", "attempt": 3, "result": {"x": [1, 2]}}
+    assert protocol.decode(protocol.message(b"done", body), protocol.WORKER_MESSAGES) == \
+        (b"done", body)
+    batch = protocol.batch([(b"done", body), (b"heartbeat", {"jobs": [["q", "a", 1]]})])
+    assert protocol.decode_many(batch, protocol.WORKER_MESSAGES) == \
+        [(b"done", body), (b"heartbeat", {"jobs": [["q", "a", 1]]})]
+    request = protocol.request(b"submit", {"queue": "q", "payload": None})
+    assert protocol.decode_request(request) == (b"submit", {"queue": "q", "payload": None})
+    assert protocol.decode_reply(protocol.reply_ok({"id": "x"})) == (True, {"id": "x"})
+
+
+@pytest.mark.parametrize(("frames", "reason"), [
+    ([b"ckptd/2", b"done", b"{}"], "version"),
+    ([b"ckptd/1", b"done"], "frames"),
+    ([b"ckptd/1", b"nope", b"{}"], "kind"),
+    ([b"ckptd/1", b"done", b"\xff"], "json"),
+    ([b"ckptd/1", b"done", b"[]"], "schema"),
+    ([b"ckptd/1", b"done", b'{"queue": "../x", "id": "a", "attempt": 1}'], "schema"),
+    ([b"ckptd/1", b"done", b'{"queue": "q", "id": "a", "attempt": -1}'], "schema"),
+    ([b"ckptd/1", b"done", b'{"queue": "q", "id": "a", "attempt": true}'], "schema"),
+    ([b"ckptd/1", b"batch", b'{"messages": [["hello", {}]]}'], "kind"),
+    ([b"ckptd/1", b"batch", b'{"messages": []}'], "schema"),
+])
+def test_bad_messages_are_refused_with_a_reason(frames: list[bytes], reason: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode_many(frames, protocol.WORKER_MESSAGES)
+    assert caught.value.reason == reason
+
+
+def test_oversized_bodies_are_refused() -> None:
+    big = [protocol.VERSION, b"done", b" " * 2000]
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode_many(big, protocol.WORKER_MESSAGES, max_body=1000)
+    assert caught.value.reason == "size"
