@@ -80,3 +80,36 @@ def noop(job: Job) -> Any:
     """Return nothing, record the run."""
     record("run", job.queue, job.id, job.attempt)
     return None
+
+
+def count_records(job: Job) -> Any:
+    """Sum the numbers of a submit-file chunk, checkpointing per record; log each record."""
+    records = job.records()
+    state = job.state or {"next": 0, "total": 0}
+    total = int(state["total"])
+    for position in range(int(state["next"]), len(records)):
+        record("record", job.queue, job.id, job.attempt, job.payload["first"] + position)
+        total += int(str(records[position]).split()[-1])
+        time.sleep(float(os.environ.get("RECORD_SLEEP", "0")))
+        if os.environ.get("CHECKPOINT_EVERY_RECORD"):
+            job.checkpoint({"next": position + 1, "total": total})
+    return {"sum": total, "count": len(records)}
+
+
+def reduce_sum(job: Job) -> Any:
+    """The reduce of a count_records batch: add up the results of its done jobs."""
+    record("reduce", job.queue, job.id, job.attempt, job.payload["batch"])
+    total = count = 0
+    for member, state in job.payload["jobs"]:
+        if state == "done":
+            result = job.result_of(job.payload["queue"], member)
+            total += result["sum"]
+            count += result["count"]
+    return {"sum": total, "count": count, "jobs": len(job.payload["jobs"])}
+
+
+def stage(job: Job) -> Any:
+    """One stage of a pipeline: add this stage's name to the payload's path."""
+    record("stage", job.queue, job.id, job.attempt)
+    payload = job.payload if isinstance(job.payload, dict) else {"path": []}
+    return {"path": [*payload.get("path", []), job.queue], "n": payload.get("n")}

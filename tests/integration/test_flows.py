@@ -1,0 +1,74 @@
+"""submit-file, batches with their reduce job, and pipelines, with real processes."""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import wait_for
+from tests.procs import Processes, base_env, count_files, job_files, read_lines
+
+
+def submit_file(root: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "ckptd", "--root", root, "submit-file", *args],
+                            capture_output=True, text=True, env=base_env(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_a_file_becomes_a_batch_and_its_reduce_runs_once(procs: Processes,
+                                                        tmp_path: Path) -> None:
+    log = str(tmp_path / "runs.log")
+    data = tmp_path / "numbers.txt"
+    data.write_text("".join(f"n {i}\n" for i in range(1, 1001)))
+    daemon = procs.daemon()
+    procs.worker(daemon, "sum", "count_records", env={"TEST_LOG": log})
+    procs.worker(daemon, "total", "reduce_sum", env={"TEST_LOG": log})
+    batch = submit_file(daemon.root, "sum", str(data), "--chunk", "64", "--then", "total")
+    reduce_id = f"{batch}.reduce"
+    wait_for(lambda: count_files(daemon.root, "total", "done") == 1, timeout=60,
+             message="the reduce job to finish")
+    result = job_files(daemon.root, "total", "done")[reduce_id]["result"]
+    assert result == {"sum": sum(range(1, 1001)), "count": 1000, "jobs": 16}
+    records = collections.Counter(int(line.split()[4]) for line in read_lines(log)
+                                  if line.startswith("record"))
+    assert set(records) == set(range(1000)) and max(records.values()) == 1
+    assert sum(1 for line in read_lines(log) if line.startswith("reduce")) == 1
+    manifest = (Path(daemon.root) / "sum" / "batches" / f"{batch}.json").read_text()
+    assert '"reduced"' in manifest
+    # Submitting the same batch again makes nothing new and no second reduce.
+    again = subprocess.run([sys.executable, "-m", "ckptd", "--root", daemon.root, "submit-file",
+                            "sum", str(data), "--chunk", "64", "--then", "total",
+                            "--batch", batch], capture_output=True, text=True,
+                           env=base_env(), timeout=60)
+    assert "(0 new" in again.stderr
+    assert count_files(daemon.root, "total", "pending") == 0
+
+
+def test_a_three_stage_pipeline_hands_every_job_on_once(procs: Processes,
+                                                       tmp_path: Path) -> None:
+    log = str(tmp_path / "runs.log")
+    config = tmp_path / "pipeline.toml"
+    config.write_text('[queues.one]\nnext = "two"\n[queues.two]\nnext = "three"\n')
+    daemon = procs.daemon(env={"CKPTD_CONFIG": str(config)})
+    for _ in range(2):
+        procs.worker(daemon, ["one", "two", "three"], "stage", prefetch=4,
+                     env={"TEST_LOG": log})
+    with daemon.client() as client:
+        ids = []
+        for chunk in range(10):
+            ids += client.submit_many("one", [{"n": chunk * 100 + i, "path": []}
+                                              for i in range(100)])
+    wait_for(lambda: count_files(daemon.root, "three", "done") == 1000, timeout=120,
+             message="all jobs at the last stage")
+    last = job_files(daemon.root, "three", "done")
+    assert set(last) == set(ids)
+    for job_id, job in last.items():
+        assert job["result"]["path"] == ["one", "two", "three"]
+        assert job["lineage"] == [f"one/{job_id}", f"two/{job_id}"]
+    runs = collections.Counter((line.split()[1], line.split()[2]) for line in read_lines(log))
+    assert len(runs) == 3000 and set(runs.values()) == {1}, "each job ran once per stage"
+    assert job_files(daemon.root, "one", "done")[ids[0]]["next"] == {"queue": "two",
+                                                                     "id": ids[0]}
