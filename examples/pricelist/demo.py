@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import date
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,7 +29,6 @@ sys.path[:0] = [REPO, EXAMPLES]
 
 from ckptd.client import Client  # noqa: E402
 from pricelist.catalog import SUPPLIERS  # noqa: E402
-from pricelist.tasks import write_price_list  # noqa: E402
 
 QUEUE = "price"
 
@@ -55,6 +53,7 @@ def make_items(path: str, count: int, seed: int = 42) -> None:
 
 
 def read_items(path: str) -> list[dict[str, Any]]:
+    """The items of the file, as dicts."""
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 
@@ -154,28 +153,32 @@ def main() -> None:
             procs.start(f"worker-{number}", [
                 sys.executable, "-m", "ckptd", "worker", "--connect", control, "--queue", QUEUE,
                 "--concurrency", str(args.concurrency), "--name", f"worker-{number}",
-                "pricelist.tasks:price"], worker_env)
+                "--queue", "pricelist", "pricelist.tasks:handle"], worker_env)
         print(f"daemon:      {control}, store {store}")
         print(f"suppliers:   {', '.join(f'{n} {u}' for n, u in shops.items())}")
 
         client = Client(control, timeout=30)
-        batch = f"pricelist-{date.today():%Y%m%d}"
-        chunks = [items[i:i + args.chunk] for i in range(0, len(items), args.chunk)]
+        # The customer's file becomes one batch of jobs, chunks of --chunk items each; when
+        # every chunk has ended, the daemon submits the reduce job to the pricelist queue.
+        command = [sys.executable, "-m", "ckptd", "--root", store, "submit-file", QUEUE,
+                   items_path, "--chunk", str(args.chunk), "--then", "pricelist"]
+        print("submitting:  ckptd --root .demo/store submit-file price .demo/items.csv "
+              f"--chunk {args.chunk} --then pricelist")
         started = time.monotonic()
-        ids: list[str] = []
-        for start in range(0, len(chunks), 200):
-            ids += client.submit_many(QUEUE, [{"items": c, "batch": batch}
-                                              for c in chunks[start:start + 200]])
-        print(f"submitted:   {len(ids)} jobs of up to {args.chunk} items (batch {batch})")
+        batch = subprocess.run(command, env=env, check=True, capture_output=True,
+                               text=True).stdout.strip()
+        total = (len(items) + args.chunk - 1) // args.chunk
+        print(f"batch:       {batch} ({total} jobs)")
         tty = sys.stdout.isatty()
         last_print = 0.0
         while True:
             procs.check()
             status = client.status(QUEUE)
-            counts = status["queues"][QUEUE]
-            finished = counts["pending"] == 0 and counts["claimed"] == 0
+            counts = status["queues"].get(QUEUE, {})
+            progress = counts.get("batches", {}).get(batch, {})
+            finished = bool(progress) and progress.get("open") == 0
             if tty or finished or time.monotonic() - last_print >= 2.0:
-                line = progress_line(status, len(ids), started)
+                line = progress_line(status, total, started)
                 print(line if tty else line.lstrip("\r"), end="" if tty else "\n", flush=True)
                 last_print = time.monotonic()
             if finished:
@@ -183,23 +186,16 @@ def main() -> None:
             time.sleep(0.25)
         if tty:
             print()
-        lines: list[dict[str, Any]] = []
-        failed = 0
-        for job_id in ids:
-            state = client.wait(QUEUE, job_id, timeout=60)
-            if state != "done":
-                failed += 1
-                continue
-            lines += client.result(QUEUE, job_id)["lines"]
-        out_dir = os.path.join(store, "pricelists")
-        os.makedirs(out_dir, exist_ok=True)
-        out = os.path.join(out_dir, f"pricelist-{date.today():%Y-%m-%d}.csv")
-        with open(out, "w") as handle:
-            handle.write(write_price_list(lines))
+        reduce_id = f"{batch}.reduce"
+        state = client.wait("pricelist", reduce_id, timeout=120)
         elapsed = time.monotonic() - started
-        ok = sum(1 for line in lines if line["status"] == "ok")
-        print(f"price list:  {out} ({ok} priced, {len(lines) - ok} unavailable, "
-              f"{failed} job(s) failed) in {elapsed:.1f}s")
+        if state != "done":
+            raise SystemExit(f"the reduce job {reduce_id} {state}; see ckptd --root {store} "
+                             f"show pricelist {reduce_id}")
+        summary = client.result("pricelist", reduce_id)
+        print(f"price list:  {summary['location']} ({summary['priced']} priced, "
+              f"{summary['unavailable']} unavailable, {len(summary['failed_jobs'])} chunk(s) "
+              f"failed) in {elapsed:.1f}s")
         print(f"the store:   {store}   (try: .venv/bin/ckptd --root {store} status)")
         client.close()
     finally:

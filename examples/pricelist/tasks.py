@@ -50,9 +50,16 @@ def ask(base_url: str, sku: str) -> dict[str, Any]:
     raise AssertionError("unreachable")
 
 
+def handle(job: Job) -> dict[str, Any]:
+    """The worker's entry point: price a chunk, or (the reduce) write the price list."""
+    if job.queue == "pricelist":
+        return price_list(job)
+    return price(job)
+
+
 def price(job: Job) -> dict[str, Any]:
-    """Price the items of the job's payload; the result holds one price-list line each."""
-    items = job.payload["items"]
+    """Price the items of a chunk of the items file; the result holds one line each."""
+    items = job.records() if "source" in job.payload else job.payload["items"]
     state = job.state or {"done": 0, "lines": []}
     lines: list[dict[str, Any]] = list(state["lines"])
     shops = suppliers()
@@ -73,3 +80,19 @@ def write_price_list(lines: list[dict[str, Any]]) -> str:
     for line in sorted(lines, key=lambda l: l["sku"]):
         writer.writerow({k: line.get(k, "") for k in COLUMNS})
     return out.getvalue()
+
+
+def price_list(job: Job) -> dict[str, Any]:
+    """The reduce: gather every chunk's lines and write the price list into the store."""
+    lines: list[dict[str, Any]] = []
+    failed = []
+    for member, state in job.payload["jobs"]:
+        if state == "done":
+            lines += job.result_of(job.payload["queue"], member)["lines"]
+        else:
+            failed.append(member)
+    day = (job.created or "")[:10] or "today"
+    location = job.write_output(f"pricelist-{day}.csv", write_price_list(lines))
+    priced = sum(1 for line in lines if line["status"] == "ok")
+    return {"location": location, "lines": len(lines), "priced": priced,
+            "unavailable": len(lines) - priced, "failed_jobs": failed}
