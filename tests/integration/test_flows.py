@@ -72,3 +72,28 @@ def test_a_three_stage_pipeline_hands_every_job_on_once(procs: Processes,
     assert len(runs) == 3000 and set(runs.values()) == {1}, "each job ran once per stage"
     assert job_files(daemon.root, "one", "done")[ids[0]]["next"] == {"queue": "two",
                                                                      "id": ids[0]}
+
+
+def test_a_worker_killed_mid_chunk_resumes_within_the_chunk(procs: Processes,
+                                                           tmp_path: Path) -> None:
+    log = str(tmp_path / "runs.log")
+    data = tmp_path / "numbers.txt"
+    data.write_text("".join(f"n {i}\n" for i in range(1, 101)))
+    daemon = procs.daemon(lease="2s", heartbeat="0.3s", backoff_base="0.1s")
+    env = {"TEST_LOG": log, "CHECKPOINT_EVERY_RECORD": "1", "RECORD_SLEEP": "0.02"}
+    first = procs.worker(daemon, "sum", "count_records", env=env)
+    batch = submit_file(daemon.root, "sum", str(data), "--chunk", "100")
+    wait_for(lambda: sum(1 for line in read_lines(log) if line.startswith("record")) >= 30,
+             timeout=30, message="30 records done by the first worker")
+    first.kill()
+    procs.worker(daemon, "sum", "count_records", env=env)
+    wait_for(lambda: count_files(daemon.root, "sum", "done") == 1, timeout=60,
+             message="the chunk to finish")
+    records = collections.Counter(int(line.split()[4]) for line in read_lines(log)
+                                  if line.startswith("record"))
+    assert set(records) == set(range(100))
+    twice = sum(n - 1 for n in records.values())
+    print(f"\nrecords processed twice after one kill mid-chunk: {twice} of 100")
+    assert twice <= 1, "the second attempt resumed at the checkpoint, not at the first record"
+    job = job_files(daemon.root, "sum", "done")[f"{batch}.000000"]
+    assert job["result"] == {"sum": sum(range(1, 101)), "count": 100} and job["attempts"] == 2
