@@ -16,6 +16,7 @@ from . import jobs, recovery
 from .config import Settings
 from .errors import JobExists, JobNotFound, MalformedJob, TransitionError
 from .ids import new_id
+from .timefmt import utc_iso
 from .names import check_job_id, check_queue
 from .states import STATES, TERMINAL, State, transition_name
 from .store.base import JOB_SUFFIX, Delete, Move, Op, PutBlob, PutNew, Store, split_job_name
@@ -82,6 +83,17 @@ def retried(job: jobs.Job, attempts: int | None, settings: Settings) -> jobs.Job
     return jobs.bump(job)
 
 
+@dataclass(frozen=True)
+class SubmittedFile:
+    """The answer to submit-file: the batch, its jobs and records, and what was new."""
+
+    batch: str
+    jobs: int
+    records: int
+    created: int
+    format: str
+
+
 class StoreAdmin:
     """The actions of the CLI, carried out directly on a store."""
 
@@ -115,6 +127,68 @@ class StoreAdmin:
             if outcome is not None:
                 raise outcome
         return Submitted(job["id"])
+
+    def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
+                    batch: str | None = None, then: str | None = None,
+                    max_attempts: int | None = None, source_name: str | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> SubmittedFile:
+        """Store a file once and submit one job per ``chunk`` records referring to its range.
+
+        The jobs are ``<batch>.<n>``; the batch gets a manifest (with ``then``, the queue of
+        its reduce job). Submitting the same batch again creates only what is missing, so an
+        interrupted submit-file can simply be run again with the same ``--batch``.
+        """
+        from . import batches, sources
+
+        check_queue(queue)
+        if then is not None:
+            check_queue(then)
+        if fmt not in sources.FORMATS:
+            raise ValueError(f"unknown format {fmt!r}: expected one of "
+                             f"{', '.join(sources.FORMATS)}")
+        now = self.clock()
+        batch = batches.check_batch(batch) if batch else batches.new_batch_id(now)
+        header, start = sources.header_of(data, fmt)
+        chunks = list(sources.split(data, fmt, chunk, start))
+        if not chunks:
+            raise ValueError("the file holds no records")
+        records = sum(c.count for c in chunks)
+        manifest = batches.Manifest(batch, queue, len(chunks), utc_iso(now), then=then,
+                                    source=f"blobs/{batch}.source", format=fmt,
+                                    extra={"records": records, "chunk": chunk,
+                                           "file": source_name})
+        try:
+            existing = batches.Manifest.decode(self.store.read_manifest(queue, batch))
+        except JobNotFound:
+            existing = None
+        if existing is not None and existing.total != manifest.total:
+            raise JobExists(queue, batch, "batches")
+        # The data first, then the manifest, then the jobs: whatever a job refers to exists.
+        self.store.put_blob(queue, batch, "source", data)
+        if existing is None:
+            self.store.put_manifest(queue, batch, manifest.encode())
+        budget = max_attempts or self.settings.max_attempts_for(queue)
+        created = 0
+        group = 500
+        for first in range(0, len(chunks), group):
+            ops: list[Op] = []
+            for seq in range(first, min(len(chunks), first + group)):
+                piece = chunks[seq]
+                payload = {"source": manifest.source, "format": fmt, "start": piece.start,
+                           "end": piece.end, "first": piece.first, "count": piece.count}
+                if header is not None:
+                    payload["header"] = header
+                job = jobs.new_job(queue, batches.job_id(batch, seq), payload, now,
+                                   max_attempts=budget, batch=batch)
+                ops.append(PutNew(queue, job["id"], jobs.encode(job), check_other_states=True))
+            for outcome in self.store.apply(ops):
+                if outcome is None:
+                    created += 1
+                elif not isinstance(outcome, JobExists):
+                    raise outcome
+            if progress is not None:
+                progress(min(len(chunks), first + group), len(chunks))
+        return SubmittedFile(batch, len(chunks), records, created, fmt)
 
     def _where(self, queue: str, job_id: str) -> Iterable[State]:
         return self.store.find(check_queue(queue), check_job_id(job_id))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -52,11 +53,17 @@ class Context:
         settings = self.settings()
         if self.connect:
             from .client import Client, RemoteAdmin
+            from .security import client_curve
 
-            return RemoteAdmin(Client(self.connect))
+            return RemoteAdmin(Client(self.connect, curve=client_curve(settings)))
+        return self.store_admin()
+
+    def store_admin(self) -> Any:
+        """Return the store commands carried out on the store itself (never the daemon)."""
         from .admin import StoreAdmin
         from .store import open_store
 
+        settings = self.settings()
         store = open_store(settings.root, settings.fsync, file_mode=settings.file_mode,
                            dir_mode=settings.dir_mode,
                            storage_options=dict(settings.storage_options))
@@ -121,16 +128,22 @@ a flag wins over the environment, which wins over the file.""")
                    "e.g. tcp://10.0.0.5:5550. [env: CKPTD_CONNECT]")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="[env: CKPTD_LOG_LEVEL; default: info]")
+@click.option("--server-key", metavar="FILE", help="With --connect and CURVE: the daemon's "
+              "public key file (server.key). [env: CKPTD_SERVER_KEY]")
+@click.option("--client-key", metavar="FILE", help="With --connect and CURVE: this machine's "
+              "secret key file (NAME.key_secret). [env: CKPTD_CLIENT_KEY]")
 @click.version_option(__version__, prog_name="ckptd")
 @click.pass_context
 def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: str | None,
-        connect: str | None, log_level: str | None) -> None:
+        connect: str | None, log_level: str | None, server_key: str | None,
+        client_key: str | None) -> None:
     """ckptd: jobs as files, state changes as renames, dispatch over ZeroMQ.
 
     Store commands (submit, status, ls, show, retry, cancel, purge, fsck) work on the store
     directly, no daemon needed; with --connect they go through a running daemon.
     """
-    ctx.obj = Context({"root": root, "fsync": fsync, "log_level": log_level}, config_file,
+    ctx.obj = Context({"root": root, "fsync": fsync, "log_level": log_level,
+                       "server_key": server_key, "client_key": client_key}, config_file,
                       connect)
 
 
@@ -178,27 +191,64 @@ def submit(queue: str, payload_json: str | None, payload_file: str | None, job_i
         click.echo(f"(already existed, {answer.state})", err=True)
 
 
+@cli.command("submit-file", epilog="""Examples:
+  ckptd --root ./data submit-file price items.csv --chunk 100 --then pricelist
+  ckptd --root s3://bucket/q submit-file parse logs.jsonl --batch logs-2026-11-27
+  cat ids.txt | ckptd --root ./data submit-file lookup - --format lines
+
+The file is stored once (<queue>/blobs/<batch>.source); each job's payload names its byte
+range. Running it again with the same --batch creates only the jobs that are missing.""")
+@click.argument("queue")
+@click.argument("file", type=click.File("rb"))
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "lines"]),
+              help="Record format. [default: from the file name: .csv, .jsonl, else lines]")
+@click.option("--chunk", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Records per job.")
+@click.option("--batch", metavar="NAME", help="Batch name. [default: B<time>-<random>]")
+@click.option("--then", "then", metavar="QUEUE",
+              help="When every job has ended, submit one reduce job to this queue.")
+@click.option("--max-attempts", type=click.IntRange(min=1), help="Attempts per job.")
+@handle_errors
+def submit_file(queue: str, file: Any, fmt: str | None, chunk: int, batch: str | None,
+                then: str | None, max_attempts: int | None) -> None:
+    """Split FILE into jobs of --chunk records each, as one batch; print the batch name.
+
+    Works on the store (--root): the daemon picks the jobs up from there.
+    """
+    from .sources import guess_format
+
+    name = getattr(file, "name", "-")
+    data = file.read()
+    admin = _ctx().store_admin()
+    with click.progressbar(length=1, label="submitting", file=sys.stderr,
+                           show_pos=True) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        answer = admin.submit_file(queue, data, fmt=fmt or guess_format(name), chunk=chunk,
+                                   batch=batch, then=then, max_attempts=max_attempts,
+                                   source_name=os.path.basename(name), progress=progress)
+    click.echo(answer.batch)
+    click.echo(f"{answer.records} records in {answer.jobs} jobs ({answer.created} new, "
+               f"format {answer.format})", err=True)
+
+
 @cli.command(epilog="""Examples:
   ckptd status
-  ckptd status price --json""")
+  ckptd status price --json
+  ckptd --connect tcp://127.0.0.1:5550 status --watch""")
 @click.argument("queue", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--watch", is_flag=True, help="Redraw every second until Ctrl-C.")
 @handle_errors
-def status(queue: str | None, as_json: bool) -> None:
-    """Counts of jobs per state, per queue."""
-    answer = _ctx().admin().status(queue)
-    if as_json:
-        _print_json(answer)
-        return
-    queues = answer["queues"]
-    if not queues:
-        click.echo(f"no queues in {answer.get('root', 'the store')}")
-        return
-    columns = [s.value for s in STATES]
-    width = max(5, *(len(q) for q in queues))
-    click.echo(f"{'queue':<{width}}  " + "  ".join(f"{c:>9}" for c in columns))
-    for name, counts in queues.items():
-        click.echo(f"{name:<{width}}  " + "  ".join(f"{counts.get(c, 0):>9}" for c in columns))
+def status(queue: str | None, as_json: bool, watch: bool) -> None:
+    """Counts of jobs per state, per queue; through a daemon also throughput over the last
+    minute, lead and cycle time p50/p95, the oldest pending job's age and workers."""
+    from .statusview import show_status
+
+    admin = _ctx().admin()
+    show_status(lambda: admin.status(queue), as_json=as_json, watch=watch)
 
 
 @cli.command(epilog="""Examples:
@@ -237,6 +287,56 @@ def show(queue: str, job_id: str, as_json: bool) -> None:
     if info.get("checkpoint") is not None:
         click.echo("checkpoint:")
         click.echo(json.dumps(info["checkpoint"], indent=2, default=str))
+
+
+@cli.command(epilog="""Examples:
+  ckptd explain price 20261127T192416.123456Z-9f3ac1d27b8e4a10
+  ckptd --connect tcp://127.0.0.1:5550 explain price order-42   # adds the lease""")
+@click.argument("queue")
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the sentences and facts as JSON.")
+@handle_errors
+def explain(queue: str, job_id: str, as_json: bool) -> None:
+    """Say why a job is where it is: state, attempts, lease, heartbeats, retry time, error."""
+    import time
+
+    from .explain import explain as explain_job
+
+    info = _ctx().admin().show(queue, job_id)
+    sentences = explain_job(info, time.time())
+    if as_json:
+        _print_json({"sentences": sentences, **info})
+        return
+    for line in sentences:
+        click.echo(line)
+
+
+@cli.command(epilog="""Examples:
+  ckptd wait price 20261127T192416.123456Z-9f3ac1d27b8e4a10 order-42
+  ckptd --connect tcp://127.0.0.1:5550 wait price --all --timeout 1h
+
+Exit code 0 when every job is done, 8 when some failed or the wait timed out.""")
+@click.argument("queue")
+@click.argument("job_ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "all_open", is_flag=True, help="Wait until QUEUE has no open job.")
+@click.option("--timeout", metavar="DURATION", help="Give up after this long. [default: never]")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar on stderr. [default: when stderr is a terminal]")
+@handle_errors
+def wait(queue: str, job_ids: tuple[str, ...], all_open: bool, timeout: str | None,
+         progress: bool | None) -> None:
+    """Wait for jobs to end, with a progress bar (done/total, rate, ETA)."""
+    from .waiter import Progress, wait_jobs
+
+    if bool(job_ids) == all_open:
+        raise click.UsageError("give one or more IDs, or --all")
+    seconds = parse_duration(timeout, "--timeout") if timeout else None
+    outcome = wait_jobs(_ctx().admin(), queue, None if all_open else list(job_ids), seconds,
+                        Progress(sys.stderr, progress))
+    click.echo(outcome.summary())
+    for failed_id in outcome.failed_ids[:20]:
+        click.echo(f"failed: {failed_id}", err=True)
+    sys.exit(outcome.exit_code)
 
 
 @cli.command(epilog="""Examples:
@@ -316,11 +416,14 @@ def fsck(repair: bool) -> None:
               help="Allow a non-loopback bind without CURVE (logged as a warning).")
 @click.option("--log-format", type=click.Choice(["auto", "text", "json"]),
               help="Log lines as text or JSON. [default: auto]")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="Serve Prometheus /metrics and the dashboard on this HTTP port "
+                   "(on metrics_bind, 127.0.0.1 by default). [default: 0 = off]")
 @click.option("--ready-file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Write the bound endpoints and pid as JSON here once serving.")
 @handle_errors
 def serve(control: str | None, dispatch: str | None, lease: str | None, insecure: bool | None,
-          log_format: str | None, ready_file: str | None) -> None:
+          log_format: str | None, metrics_port: int | None, ready_file: str | None) -> None:
     """Run the daemon: dispatch the store's jobs to workers over ZeroMQ.
 
     Recovers the index from the store, watches pending/ folders, hands jobs to workers
@@ -332,7 +435,7 @@ def serve(control: str | None, dispatch: str | None, lease: str | None, insecure
 
     ctx = _ctx()
     flags = {"control": control, "dispatch": dispatch, "lease": lease, "insecure": insecure,
-             "log_format": log_format}
+             "log_format": log_format, "metrics_port": metrics_port}
     settings = ctx.settings(**flags)
     logs.configure(settings.log_level, settings.log_format)
     daemon = Daemon(settings, ready_file=ready_file)
@@ -356,10 +459,17 @@ MODULE is imported with the current folder on the path; FUNCTION receives a ckpt
               help="Extra jobs to hold beyond the running ones (hides the round trip for "
                    "very short jobs; 0 keeps every waiting job available to other workers).")
 @click.option("--name", metavar="NAME", help="Worker name in logs. [default: host-pid-random]")
+@click.option("--server-key", metavar="FILE",
+              help="CURVE: the daemon's public key file. [env: CKPTD_SERVER_KEY]")
+@click.option("--client-key", metavar="FILE",
+              help="CURVE: this machine's secret key file. [env: CKPTD_CLIENT_KEY]")
+@click.option("--log-format", type=click.Choice(["auto", "text", "json"]),
+              help="Log lines as text or JSON. [env: CKPTD_LOG_FORMAT; default: auto]")
 @click.argument("handler", metavar="MODULE:FUNCTION")
 @handle_errors
 def worker(connect: str | None, queues: tuple[str, ...], concurrency: int, prefetch: int,
-           name: str | None, handler: str) -> None:
+           name: str | None, server_key: str | None, client_key: str | None,
+           log_format: str | None, handler: str) -> None:
     """Run a worker: take jobs of QUEUE from a daemon and run FUNCTION on each.
 
     The function's return value becomes the job's result; an exception fails the attempt
@@ -367,11 +477,13 @@ def worker(connect: str | None, queues: tuple[str, ...], concurrency: int, prefe
     running jobs finish, then exits.
     """
     from . import logs
+    from .security import client_curve
     from .worker import Worker, load_handler
 
     ctx = _ctx()
-    settings = ctx.settings()
+    settings = ctx.settings(server_key=server_key, client_key=client_key, log_format=log_format)
     logs.configure(settings.log_level, settings.log_format)
+    curve = client_curve(settings)
     address = connect or ctx.connect
     if not address:
         raise ConfigError("give the daemon's address: --connect tcp://HOST:5550 "
@@ -379,9 +491,32 @@ def worker(connect: str | None, queues: tuple[str, ...], concurrency: int, prefe
     func = load_handler(handler)
     root = ctx.flags.get("root")
     runner = Worker(address.split(","), list(queues), func, concurrency=concurrency,
-                    prefetch=prefetch, name=name, root=root)
+                    prefetch=prefetch, name=name, root=root, curve=curve)
     runner.install_signal_handlers()
     runner.run()
+
+
+@cli.command(epilog="""Examples:
+  ckptd keygen /etc/ckptd/keys --name server     # on the daemon's machine
+  ckptd keygen /etc/ckptd/keys --name vm2        # on each worker machine
+
+Copy each worker's NAME.key (public) into the daemon's authorized_keys folder and the
+daemon's server.key to every worker; a NAME.key_secret never leaves its machine.
+See README "Security".""")
+@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--name", metavar="NAME", help="File name of the pair. [default: this host's name]")
+@handle_errors
+def keygen(folder: str, name: str | None) -> None:
+    """Write a CURVE key pair: DIR/NAME.key (public) and DIR/NAME.key_secret (mode 0600)."""
+    import socket
+
+    from .security import keygen as write_key_pair
+    from .security import load_public_key
+
+    name = name or socket.gethostname().split(".")[0]
+    public, secret = write_key_pair(folder, name)
+    click.echo(f"public key: {public}  ({load_public_key(public).decode()})")
+    click.echo(f"secret key: {secret}  (mode 0600; never copy it to another machine)")
 
 
 def main() -> None:

@@ -57,6 +57,7 @@ class Client:
             sock = self._ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.IMMEDIATE, 1)  # do not queue requests for a daemon not there
+            sock.setsockopt(zmq.MAXMSGSIZE, 256 * 1024 * 1024)  # as the worker's socket
             if self.curve is not None:
                 self.curve.apply_client(sock)
             sock.connect(self.endpoint)

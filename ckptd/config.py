@@ -172,7 +172,20 @@ class Settings:
                                "timestamps under systemd).")
     insecure: bool = _setting(False, _bool,
                               "Allow binding a non-loopback address without CURVE.")
+    # CURVE (see ckptd.security and README "Security")
+    curve_secret_key: str | None = _setting(None, _optional_text,
+                                            "The daemon's secret key file (ckptd keygen); "
+                                            "turns on CURVE for every socket.")
+    authorized_keys: str | None = _setting(None, _optional_text,
+                                           "Folder of the public keys (*.key) of the workers "
+                                           "and clients allowed in; re-read on SIGHUP.")
+    server_key: str | None = _setting(None, _optional_text,
+                                      "Workers and clients: the daemon's public key file.")
+    client_key: str | None = _setting(None, _optional_text,
+                                      "Workers and clients: their own secret key file.")
     metrics_port: int = _setting(0, _port, "HTTP port for /metrics and the dashboard; 0 = off.")
+    metrics_bind: str = _setting("127.0.0.1", _text,
+                                 "Address the metrics/dashboard port listens on.")
     # per-queue overrides, from [queues.NAME] tables
     queues: Mapping[str, QueueSettings] = field(default_factory=dict, metadata={"doc": ""})
     storage_options: Mapping[str, Any] = field(default_factory=dict, metadata={"doc": ""})

@@ -35,6 +35,7 @@ from .endpoints import check_bind, port_of
 from .engine import Engine
 from .errors import CkptdError, ConfigError, JobNotFound, ProtocolError, StoreError
 from .protocol import Body
+from .security import CurveServer, SocketGuard
 from .states import State, parse_state
 from .store import Store, is_local, open_store
 from .systemd import Notifier
@@ -45,6 +46,7 @@ MAX_CONTROL_PER_STEP = 1000
 MAX_WORKER_MESSAGES_PER_STEP = 5000
 IDLE_POLL = 0.25  # longest sleep of the loop, so timers stay punctual
 DROP_LOG_INTERVAL = 10.0
+NEW_QUEUE_WATCH_TIMEOUT = 5.0
 
 
 @dataclass
@@ -94,7 +96,10 @@ class Daemon:
         self._timers: dict[str, float] = {}
         self._last_drop_log = 0.0
         self._busy = False
+        self._new_queues: dict[str, float] = {}  # queue -> until when to try watching it
         self._replies: list[tuple[bytes, list[bytes]]] = []
+        self._guard: SocketGuard | None = None
+        self.telemetry: Any = None  # ckptd.httpserver.Telemetry when metrics_port is set
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -102,9 +107,12 @@ class Daemon:
         """Bind the sockets, rebuild the index from the store, start watching, say ready."""
         now = self.clock()
         self.started_at = now
+        guard = SocketGuard(CurveServer.from_settings(self.settings))  # loads and checks keys
         check_bind(self.settings.control, self.settings)
         check_bind(self.settings.dispatch, self.settings)
         self._ctx = zmq.Context()
+        guard.start(self._ctx)  # the ZAP handler exists before any socket is bound
+        self._guard = guard
         self._control = self._bind(zmq.ROUTER, self.settings.control, "control")
         self._dispatch = self._bind(zmq.ROUTER, self.settings.dispatch, "dispatch")
         self._dispatch.setsockopt(zmq.ROUTER_MANDATORY, 1)  # know when a worker is gone
@@ -112,6 +120,8 @@ class Daemon:
         self._poller.register(self._control, zmq.POLLIN)
         self._poller.register(self._dispatch, zmq.POLLIN)
         self._poller.register(self._wake_r, zmq.POLLIN)
+        for sock in guard.pollables():
+            self._poller.register(sock, zmq.POLLIN)
         started = time.monotonic()
         findings = self.engine.recover(now)
         counts = {q: i.counts() for q, i in self.engine.queues.items()}
@@ -123,12 +133,19 @@ class Daemon:
         if is_local(self.settings.root):
             from .watch import make_watcher
 
-            self._watcher = make_watcher(self.store.url, self.wake, self.settings.watcher)
+            self._watcher = make_watcher(self.store.url, self.wake, self.settings.watcher,
+                                         self.settings.dir_mode)
             self._watcher.start(sorted(self.engine.queues))
             fd = self._watcher.fileno()
             if fd is not None:
                 self._poller.register(fd, zmq.POLLIN)
         self._schedule_all(now)
+        if self.settings.metrics_port:
+            from .httpserver import Telemetry
+
+            self.telemetry = Telemetry(self, self.settings.metrics_bind,
+                                       self.settings.metrics_port)
+            self.telemetry.start(now)
         status = self._status_line()
         self.notifier.ready(status)
         if self.ready_file:
@@ -145,13 +162,15 @@ class Daemon:
         sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_size)
         sock.setsockopt(zmq.SNDHWM, 100_000)  # credits bound what is queued; never block
         sock.setsockopt(zmq.RCVHWM, 100_000)
+        if self._guard is not None:
+            self._guard.secure(sock, name)  # CURVE server, handshake monitor
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
             sock.close(0)
             raise ConfigError(f"cannot bind the {name} socket to {endpoint}: {exc}; is another "
                               "ckptd running, or is the address wrong?") from None
-        self.endpoints[name] = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.endpoints[name] = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         return sock
 
     def _write_ready_file(self) -> None:
@@ -165,6 +184,9 @@ class Daemon:
 
     def close(self) -> None:
         """Stop the watcher and close the sockets. Idempotent."""
+        if self.telemetry is not None:
+            self.telemetry.close()
+            self.telemetry = None
         if self._watcher is not None:
             fd = self._watcher.fileno()
             if fd is not None:
@@ -182,6 +204,8 @@ class Daemon:
                     pass
                 sock.close()
         self._control = self._dispatch = None
+        if self._guard is not None:
+            self._guard.close(self._poller)
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
@@ -272,11 +296,16 @@ class Daemon:
         now = self.clock()
         if events.get(self._wake_r):
             self._drain_wake_pipe()
+        if self._guard is not None:
+            for socket_name, reason in self._guard.handle(events):
+                self._drop(socket_name, reason, now)  # refused handshakes count as drops
         if self.reload_requested:
             self.reload_requested = False
             self.reload()
         if self._watcher is not None:
             self._read_watch_events(now)
+            if self._new_queues:
+                self._watch_new_queues(now)
         self._read_scan_results()
         read = 0
         if self._control is not None and events.get(self._control):
@@ -293,7 +322,7 @@ class Daemon:
             if self.waiters:
                 self._check_waiters(now)
         self._timers_due(now)
-        self._busy = bool(read) or bool(claimed)
+        self._busy = bool(read) or bool(claimed) or bool(engine.txn.ops)
 
     def commit(self) -> None:
         """Apply the round's store ops as one group, run their callbacks, send the outbox."""
@@ -354,6 +383,8 @@ class Daemon:
         if nxt is not None:
             wake_at.append(nxt)
         wake_at.extend(t for name, t in self._timers.items() if name != "waiters")
+        if self._new_queues:
+            wake_at.append(now + 0.02)  # a new queue's pending/ is about to appear
         if self.waiters:
             wake_at.append(self._timers["waiters"])
             wake_at.append(min(w.deadline for w in self.waiters))
@@ -381,6 +412,8 @@ class Daemon:
 
     def _timers_due(self, now: float) -> None:
         timers = self._timers
+        if self.telemetry is not None:  # snapshots for /metrics, questions from the pages
+            self.telemetry.tick(now)
         if self.waiters and now >= timers["waiters"]:
             timers["waiters"] = now + 0.05
             self._check_waiters(now)
@@ -447,6 +480,18 @@ class Daemon:
                 if self._watcher is not None:
                     self._watcher.watch_queue(queue)
 
+    def _watch_new_queues(self, now: float) -> None:
+        """Watch the pending/ of queues that appeared; list it once the watch is on.
+
+        A producer creates ``<queue>/`` and then its folders and files: the watch can only
+        begin once ``pending/`` exists, and what was put there before must be listed.
+        """
+        assert self._watcher is not None
+        for queue, deadline in list(self._new_queues.items()):
+            if self._watcher.watch_queue(queue) or now > deadline:
+                del self._new_queues[queue]
+                self._timers["rescan"] = now
+
     def _read_watch_events(self, now: float) -> None:
         assert self._watcher is not None
         engine = self.engine
@@ -458,8 +503,7 @@ class Daemon:
                     engine.pending_vanished(queue, job_id)
             elif kind == "queue":
                 engine.queue(queue)
-                self._watcher.watch_queue(queue)
-                self._timers["rescan"] = now  # catch files put there before the watch began
+                self._new_queues[queue] = now + NEW_QUEUE_WATCH_TIMEOUT
             elif kind == "overflow":
                 log.warning("the watcher lost events (queue overflow); rescanning")
                 self._timers["rescan"] = now
@@ -478,7 +522,7 @@ class Daemon:
             self.notifier.ready(self._status_line())
             return
         fixed = ("root", "control", "dispatch", "fsync", "metrics_port", "watcher", "file_mode",
-                 "dir_mode", "storage_options")
+                 "metrics_bind", "dir_mode", "storage_options", "curve_secret_key", "insecure")
         changed = [name for name in fixed if getattr(fresh, name) != getattr(self.settings, name)]
         if changed:
             log.warning("reload: %s can only change with a restart; keeping the old value(s)",
@@ -486,7 +530,10 @@ class Daemon:
             fresh = _replace(fresh, {name: getattr(self.settings, name) for name in changed})
         self.settings = fresh
         self.engine.settings = fresh
+        self.engine.flows.settings = fresh
         self.admin.settings = fresh
+        if self._guard is not None:
+            self._guard.reload(fresh.authorized_keys)  # a removed key is refused from now on
         logging.getLogger().setLevel(fresh.log_level.upper())
         log.info("reloaded the settings")
         self.notifier.ready(self._status_line())
@@ -512,7 +559,13 @@ class Daemon:
                 self._drop("dispatch", exc.reason, now)
                 continue
             for kind, body in messages:
-                self._worker_message(identity, kind, body, now)
+                try:
+                    self._worker_message(identity, kind, body, now)
+                except CkptdError as exc:
+                    log.debug("refused a %s message: %s", kind.decode(), exc)
+                    self._drop("dispatch", "refused", now)
+                except Exception:  # a bug must cost one message, never the daemon
+                    self._internal_error("dispatch", now)
         return count
 
     def _worker_message(self, identity: bytes, kind: bytes, body: Body, now: float) -> None:
@@ -540,6 +593,14 @@ class Daemon:
         self.drops[f"{socket_name}:{reason}"] += 1
         if now - self._last_drop_log >= DROP_LOG_INTERVAL:
             self._log_drops(now)
+
+    def _internal_error(self, socket_name: str, now: float) -> None:
+        """Count an unexpected exception while handling a message; log it, rate-limited."""
+        key = f"{socket_name}:internal_error"
+        if self.drops[key] == 0 or now - self._last_drop_log >= DROP_LOG_INTERVAL:
+            log.exception("unexpected error while handling a %s message; dropped it",
+                          socket_name)
+        self._drop(socket_name, "internal_error", now)
 
     def _log_drops(self, now: float) -> None:
         if self.drops and now - self._last_drop_log >= DROP_LOG_INTERVAL:
@@ -572,6 +633,9 @@ class Daemon:
                 self._reply(identity, exc)
             except (ValueError, TypeError) as exc:
                 self._reply(identity, CkptdError(str(exc)))
+            except Exception:  # a bug must cost one request, never the daemon
+                self._internal_error("control", now)
+                self._reply(identity, CkptdError("internal error; see the daemon's log"))
         return count
 
     def _reply(self, identity: bytes, answer: Body | CkptdError) -> None:
@@ -628,6 +692,9 @@ class Daemon:
             self._reply(identity, {"count": count})
         elif kind == b"fetch":
             self._reply(identity, self._fetch(body))
+        elif kind == b"output":
+            where = self.store.put_output(body["queue"], body["name"], body["text"].encode())
+            self._reply(identity, {"location": where})
         elif kind == b"wait":
             self._wait(identity, body, now)
 
@@ -676,7 +743,13 @@ class Daemon:
             if job.get("result_ref"):
                 return {"result": json.loads(self.store.read_blob(queue, job_id, "result"))}
             return {"result": job.get("result")}
-        raise CkptdError(f"cannot fetch {what!r}: expected payload, state or result")
+        if what == "source":  # a range of a batch's source file, as text
+            start, end = int(body.get("start") or 0), int(body.get("end") or 0)
+            if end - start > self.settings.max_message_size // 2:
+                raise CkptdError(f"range of {end - start} bytes is too big to fetch at once")
+            data = self.store.read_blob_range(queue, job_id, "source", start, end)
+            return {"text": data.decode(errors="replace")}
+        raise CkptdError(f"cannot fetch {what!r}: expected payload, state, result or source")
 
     # -- wait ------------------------------------------------------------------------------
 

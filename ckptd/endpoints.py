@@ -50,12 +50,18 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(endpoint: str, settings: Any) -> None:
-    """Refuse a non-loopback bind without CURVE unless ``settings.insecure`` is set."""
-    host = host_of(endpoint)
-    if host is None or is_loopback(host):
+    """Refuse a non-loopback bind without CURVE unless ``settings.insecure`` is set.
+
+    CURVE means both ``curve_secret_key`` and ``authorized_keys`` (ironhouse); ipc:// and
+    inproc:// never leave the host. Raises ConfigError saying how to set up keys.
+    """
+    if endpoint.startswith(("ipc://", "inproc://")):
         return
-    if getattr(settings, "curve_secret_key", None):
+    host = host_of(endpoint)  # None for other transports (ws://, pgm://, ...): not loopback
+    if host is not None and is_loopback(host):
         return
+    if settings.curve_secret_key and settings.authorized_keys:
+        return  # a CURVE server that lets in only the authorized keys
     if settings.insecure:
         log.warning("INSECURE: %s is bound without CURVE; anyone who can reach it can take "
                     "jobs and submit work", endpoint)

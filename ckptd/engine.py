@@ -23,7 +23,9 @@ from typing import Any
 from . import jobs, recovery
 from .admin import prepare_submit, retried
 from .config import Settings
+from .flows import Flows
 from .errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
+from .metrics import QueueMetrics, failure_note, queue_figures
 from .protocol import Body
 from .states import State, transition_name
 from .store.base import Delete, DeleteCheckpoint, Move, Op, Outcome, PutBlob, PutCheckpoint, Store
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 # A pending file younger than this that does not parse may still be being written in place
 # by a producer; it is retried later instead of being quarantined at once.
 MALFORMED_GRACE = 2.0
+# A pending job that cannot be read (I/O error, permissions) is tried again after this.
+STORE_RETRY_DELAY = 5.0
 WORKER_TIMEOUT_HEARTBEATS = 3
 
 
@@ -52,6 +56,7 @@ class Lease:
     progress: dict[str, Any] | None = None
     closing: bool = False  # an answer was accepted and its move is being committed
     job: jobs.Job | None = None  # the claimed file as read at claim time (small jobs only)
+    created: float | None = None  # the job's creation time, parsed once at claim time
 
 
 @dataclass
@@ -62,15 +67,14 @@ class QueueIndex:
     ready: deque[str] = field(default_factory=deque)
     pending: set[str] = field(default_factory=set)
     delayed: list[tuple[float, str]] = field(default_factory=list)
+    delayed_at: dict[str, float] = field(default_factory=dict)  # pending ids not yet due
     claimed: dict[str, Lease] = field(default_factory=dict)
     done: int = 0
     failed: int = 0
     counters: dict[str, int] = field(default_factory=lambda: {
         "submitted": 0, "succeeded": 0, "failed": 0, "retried": 0, "expired": 0,
         "stale_answers": 0, "quarantined": 0})
-    lead_times: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
-    cycle_times: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
-    finished: deque[float] = field(default_factory=lambda: deque(maxlen=65536))
+    metrics: QueueMetrics = field(default_factory=QueueMetrics)
     added_since_scan: set[str] = field(default_factory=set)
     checkpointed: set[str] = field(default_factory=set)  # ids that have a state/ file
 
@@ -130,7 +134,29 @@ def backoff_delay(attempts: int, settings: Settings, rand: Callable[[], float]) 
     itself downwards so that jobs failing together do not come back together.
     """
     delay = min(settings.backoff_cap, settings.backoff_base * 2 ** max(0, attempts - 1))
-    return delay * (1.0 - settings.backoff_jitter * rand())
+    return float(delay * (1.0 - settings.backoff_jitter * rand()))
+
+
+def _time_of(text: Any) -> float | None:
+    """The UNIX time of an ISO timestamp in a job file, None when absent or unreadable."""
+    if isinstance(text, str):
+        try:
+            return parse_iso(text)
+        except ValueError:
+            pass
+    return None
+
+
+def _first_claim(lease: Lease, job: jobs.Job) -> float:
+    """When the job's first attempt was claimed (the start of its cycle time)."""
+    if lease.attempt > 1:
+        history = job.get("history")
+        first = history[0] if isinstance(history, list) and history else None
+        if isinstance(first, dict) and first.get("attempt") == 1:
+            claimed = _time_of(first.get("claimed"))
+            if claimed is not None:
+                return claimed
+    return lease.claimed_at
 
 
 class Engine:
@@ -149,6 +175,7 @@ class Engine:
         self.txn = Txn()
         self.outbox: list[Send] = []
         self.dispatching = True
+        self.flows = Flows(store, settings)
         self.ended: list[tuple[str, str]] = []  # (queue, id) that reached done/failed
         self.counters: dict[str, int] = {"stale_answers": 0, "unknown_worker": 0,
                                          "store_errors": 0}
@@ -181,7 +208,10 @@ class Engine:
             index.pending.update(ids[State.PENDING])
             index.done = len(ids[State.DONE])
             index.failed = len(ids[State.FAILED])
+            index.metrics.base_succeeded, index.metrics.base_failed = index.done, index.failed
+            index.metrics.seed_failures(self.store, name, ids[State.FAILED])
             index.checkpointed = set(self.store.checkpoint_ids(name))
+            self.flows.recover(name, ids, now, self.txn)
             for job_id in ids[State.CLAIMED]:
                 self._adopt_claimed(index, job_id, now)
         for finding in findings:
@@ -250,6 +280,7 @@ class Engine:
         index = self.queue(queue)
         new_id = job["id"]
         not_before = now + body["delay"] if body.get("delay") else None
+        batch = body.get("batch")
         # Reserve the id now so that a second submit of it in the same round is refused.
         index.pending.add(new_id)
         index.added_since_scan.add(new_id)
@@ -257,6 +288,8 @@ class Engine:
         def created(outcome: Outcome) -> None:
             if outcome is None:
                 index.counters["submitted"] += 1
+                if batch is not None:
+                    index.metrics.submitted(batch, now)
                 self._make_ready(index, new_id, not_before)
                 reply({"id": new_id, "created": True, "state": "pending"})
                 return
@@ -285,9 +318,14 @@ class Engine:
 
     def _make_ready(self, index: QueueIndex, job_id: str, not_before: float | None) -> None:
         if not_before is not None:
-            heapq.heappush(index.delayed, (not_before, job_id))
+            self._delay(index, job_id, not_before)
         else:
             index.ready.append(job_id)
+
+    def _delay(self, index: QueueIndex, job_id: str, due: float) -> None:
+        """Keep a pending job back until ``due`` (counted in O(1) by ``delayed_at``)."""
+        heapq.heappush(index.delayed, (due, job_id))
+        index.delayed_at[job_id] = due
 
     def pending_appeared(self, queue: str, job_id: str) -> None:
         """A file ``pending/<id>.json`` appeared that the daemon did not put there."""
@@ -303,6 +341,7 @@ class Engine:
         index = self.queues.get(queue)
         if index is not None and job_id in index.pending:
             index.pending.discard(job_id)
+            index.delayed_at.pop(job_id, None)
             log.info("job removed from pending/ by hand", extra={"fields": {
                 "queue": queue, "id": job_id, "from": "pending", "to": "removed"}})
 
@@ -321,6 +360,7 @@ class Engine:
         for job_id in list(index.pending):
             if job_id not in on_disk and job_id not in index.added_since_scan:
                 index.pending.discard(job_id)
+                index.delayed_at.pop(job_id, None)
         index.added_since_scan.clear()
 
     # -- workers ---------------------------------------------------------------------------
@@ -352,7 +392,8 @@ class Engine:
             self.queue(queue)
         self.outbox.append((identity, b"welcome", {
             "lease": self.settings.lease, "heartbeat": self.settings.heartbeat,
-            "root": self.store.url, "daemon": self.name}))
+            "root": self.store.url, "daemon": self.name,
+            "inline_limit": self.settings.inline_limit}))
         log.info("worker connected", extra={"fields": {
             "worker": worker_id, "queues": ",".join(info.queues), "slots": slots,
             "host": info.host}})
@@ -436,9 +477,13 @@ class Engine:
         job["finished_at"] = utc_iso(now)
         job["worker"] = lease.worker or (worker.id if worker else None)
         job.pop("not_before", None)
+        first_claim = _first_claim(lease, job)  # before this attempt joins the history
+        created_at = lease.created if lease.created is not None else _time_of(job.get("created"))
+        batch = job.get("batch")
         result = body.get("result")
-        if body.get("result_ref"):
-            job["result_ref"] = body["result_ref"]
+        encoded: bytes | None = None
+        if body.get("result_ref"):  # the worker stored it; the name is always this one
+            job["result_ref"] = f"blobs/{lease.id}.result"
             job["result"] = None
         else:
             encoded = jobs.encode_value(result)
@@ -451,8 +496,8 @@ class Engine:
         jobs.add_history(job, {"attempt": lease.attempt, "worker": job["worker"],
                                "claimed": job["claimed_at"], "ended": job["finished_at"],
                                "outcome": "done"})
+        self.flows.handover(lease.queue, job, encoded, now, self.txn)  # before the move
         data = jobs.encode(jobs.bump(job))
-        created = job.get("created")
 
         def moved(outcome: Outcome) -> None:
             if outcome is not None:
@@ -462,14 +507,11 @@ class Engine:
             self.ended.append((lease.queue, lease.id))
             index.checkpointed.discard(lease.id)
             index.done += 1
+            self.flows.ended(lease.queue, lease.id, job, State.DONE, now, self.txn)
             index.counters["succeeded"] += 1
-            index.finished.append(now)
-            index.cycle_times.append(now - lease.claimed_at)
-            if isinstance(created, str):
-                try:
-                    index.lead_times.append(now - parse_iso(created))
-                except ValueError:
-                    pass
+            index.metrics.succeeded(now, None if created_at is None else max(0.0, now - created_at),
+                                    max(0.0, now - first_claim),
+                                    batch if isinstance(batch, str) else None)
             self._log_move(lease, State.CLAIMED, State.DONE, now)
 
         self.txn.add(Move(lease.queue, lease.id, State.CLAIMED, State.DONE, data), moved)
@@ -518,15 +560,18 @@ class Engine:
                 self._move_failed(lease, outcome_)
                 return
             self._end_lease(index, lease)
+            batch = job.get("batch")
             if target is State.PENDING:
                 index.counters["retried"] += 1
+                index.metrics.retried(batch if isinstance(batch, str) else None)
                 index.pending.add(lease.id)
-                heapq.heappush(index.delayed, (not_before, lease.id))
+                self._delay(index, lease.id, not_before)
             else:
                 self.ended.append((lease.queue, lease.id))
+                self.flows.ended(lease.queue, lease.id, job, State.FAILED, now, self.txn)
                 index.failed += 1
                 index.counters["failed"] += 1
-                index.finished.append(now)
+                index.metrics.failed(now, failure_note(job, now))
             self._log_move(lease, State.CLAIMED, target, now, error=error["message"][:200])
 
         self.txn.add(Move(lease.queue, lease.id, State.CLAIMED, target, data), moved)
@@ -653,7 +698,9 @@ class Engine:
         for index in self.queues.values():
             delayed = index.delayed
             while delayed and delayed[0][0] <= now:
-                _, job_id = heapq.heappop(delayed)
+                due, job_id = heapq.heappop(delayed)
+                if index.delayed_at.get(job_id) == due:
+                    del index.delayed_at[job_id]
                 if job_id in index.pending:
                     index.ready.append(job_id)
 
@@ -715,10 +762,15 @@ class Engine:
         except JobNotFound:
             index.pending.discard(job_id)
             return False
+        except MalformedJob as exc:  # e.g. a symlink planted in pending/: not a job file
+            self._malformed_pending(index, job_id, str(exc), now)
+            return False
         except StoreError as exc:
             self.counters["store_errors"] += 1
-            log.error("cannot read pending job %s/%s: %s", queue, job_id, exc)
-            index.ready.append(job_id)
+            log.error("cannot read pending job %s/%s (trying again in %gs): %s", queue, job_id,
+                      STORE_RETRY_DELAY, exc)
+            # Later, not back into ready: the dispatch loop would take it again at once, forever.
+            self._delay(index, job_id, now + STORE_RETRY_DELAY)
             return False
         try:
             job = jobs.decode(raw, queue, job_id)
@@ -728,11 +780,15 @@ class Engine:
             self._malformed_pending(index, job_id, str(exc), now)
             return False
         if wait_until is not None and wait_until > now:
-            heapq.heappush(index.delayed, (wait_until, job_id))
+            self._delay(index, job_id, wait_until)
             return False
         attempt = jobs.running_attempt(job)
         index.pending.discard(job_id)
+        if index.delayed_at:
+            index.delayed_at.pop(job_id, None)
         lease = self._lease(index, job_id, attempt, worker.id, now, claimed_at=now)
+        lease.created = _time_of(job["created"])
+        ready_at = wait_until if wait_until is not None else lease.created
         if len(raw) <= CACHE_JOB_BYTES:
             lease.job = job
         worker.credits -= 1
@@ -755,6 +811,8 @@ class Engine:
         def moved(outcome: Outcome) -> None:
             if outcome is None:
                 self.outbox.append((worker.identity, b"job", body))
+                if ready_at is not None:
+                    index.metrics.dispatch.observe(max(0.0, now - ready_at))
                 self._log_move(lease, State.PENDING, State.CLAIMED, now, worker=worker.id)
                 return
             self._end_lease(index, lease)
@@ -794,7 +852,7 @@ class Engine:
             age = MALFORMED_GRACE
         if age < MALFORMED_GRACE:
             # Perhaps still being written in place: look again after the grace period.
-            heapq.heappush(index.delayed, (now + MALFORMED_GRACE, job_id))
+            self._delay(index, job_id, now + MALFORMED_GRACE)
             return
         index.pending.discard(job_id)
         self._quarantine(index, State.PENDING, job_id, reason)
@@ -834,10 +892,10 @@ class Engine:
                 raise JobNotFound(f"no queue {name!r}")
             counts: dict[str, Any] = index.counts()
             counts.update(index.counters)
-            recent = sum(1 for t in index.finished if t >= now - 60)
-            counts["throughput_1m"] = recent / 60.0
-            counts["delayed"] = sum(1 for _, i in index.delayed if i in index.pending)
-            counts["workers"] = sum(1 for w in self.workers.values() if name in w.queues)
+            counts.update(queue_figures(self, index, now))  # O(1) per queue: no scans
+            batch_progress = self.flows.status(name, now)
+            if batch_progress:
+                counts["batches"] = batch_progress
             result[name] = counts
         return {"queues": result, "root": self.store.url, "source": "daemon",
                 "workers": len(self.workers), "counters": dict(self.counters)}
@@ -850,6 +908,14 @@ class Engine:
             return None
         return {"attempt": lease.attempt, "worker": lease.worker,
                 "claimed_at": utc_iso(lease.claimed_at),
+                "age_s": round(now - lease.claimed_at, 3),
+                "lease_s": self.settings.lease_for(queue),
+                "heartbeat_s": self.settings.heartbeat,
+                "heartbeat_age_s": (round(now - lease.heartbeat_at, 3)
+                                    if lease.heartbeat_at else None),
+                "checkpoint_age_s": (round(now - lease.checkpoint_at, 3)
+                                     if lease.checkpoint_at else None),
+                "closing": lease.closing,
                 "expires_in_s": round(lease.deadline - now, 3),
                 "last_heartbeat": utc_iso(lease.heartbeat_at) if lease.heartbeat_at else None,
                 "last_checkpoint": (utc_iso(lease.checkpoint_at)
@@ -883,6 +949,7 @@ class Engine:
             def moved(outcome: Outcome) -> None:
                 if outcome is None:
                     done.append(job_id)
+                    self.flows.reopened(queue, job_id)
                     index.failed = max(0, index.failed - 1)
                     index.pending.add(job_id)
                     index.added_since_scan.add(job_id)
@@ -903,6 +970,7 @@ class Engine:
         index = self.queue(queue)
         if job_id in index.pending:
             index.pending.discard(job_id)
+            index.delayed_at.pop(job_id, None)
 
             def removed(outcome: Outcome) -> None:
                 reply({"was": "pending"} if outcome is None else outcome)

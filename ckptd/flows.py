@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import batches, jobs
+from . import batches, crashpoints, jobs
 from .config import Settings
 from .errors import CkptdError, JobExists, JobNotFound, MalformedJob
 from .states import State
@@ -168,6 +168,7 @@ class Flows:
                 manifest.reduced = None  # try again at the next completion or recovery
                 log.error("cannot submit the reduce of batch %s: %s", manifest.batch, outcome)
                 return
+            crashpoints.reached("reduce_submitted")  # crash tests: before the manifest says so
             log.info("batch complete: reduce submitted", extra={"fields": {
                 "batch": manifest.batch, "queue": manifest.queue, "to_queue": manifest.then,
                 "id": rid, "done": progress.done, "failed": progress.failed,

@@ -60,8 +60,20 @@ def _short(value: Any) -> str:
 
 
 def under_systemd() -> bool:
-    """Return True when stderr goes to the journal (systemd sets $JOURNAL_STREAM)."""
-    return bool(os.environ.get("JOURNAL_STREAM"))
+    """Return True when stderr goes to the journal.
+
+    systemd sets ``$JOURNAL_STREAM`` to ``DEVICE:INODE`` of the stream it connected; a child
+    that inherited the variable but writes elsewhere (a pipe, a file) keeps its timestamps.
+    """
+    stream = os.environ.get("JOURNAL_STREAM")
+    if not stream:
+        return False
+    try:
+        device, inode = (int(part) for part in stream.split(":", 1))
+        info = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError, AttributeError):
+        return True  # cannot compare: trust the variable
+    return (info.st_dev, info.st_ino) == (device, inode)
 
 
 def configure(level: str = "info", fmt: str = "auto") -> None:

@@ -17,6 +17,7 @@ drops by. Nothing outside this module builds or parses frames.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,8 @@ from .names import is_valid_name
 
 VERSION = b"ckptd/1"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+MAX_DEPTH = 100  # nesting of JSON arrays and objects in a body (payloads, results, states)
+MAX_KIND = 32
 
 Body = dict[str, Any]
 
@@ -49,6 +52,15 @@ def _num(v: Any) -> bool:
 
 def _str(v: Any) -> bool:
     return isinstance(v, str) and len(v) <= 65536
+
+
+def _label(v: Any) -> bool:
+    """A short printable string (worker and host names end up in log lines)."""
+    return isinstance(v, str) and 0 < len(v) <= 256 and v.isprintable()
+
+
+def _str_any(v: Any) -> bool:
+    return isinstance(v, str)
 
 
 def _bool(v: Any) -> bool:
@@ -83,8 +95,8 @@ _OPT = False
 
 # kind -> {field: (check, required)}
 WORKER_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
-    b"hello": {"worker": (_str, _REQ), "queues": (_names, _REQ), "slots": (_int, _REQ),
-               "free": (_optional(_int), _OPT), "host": (_str, _OPT), "pid": (_int, _OPT),
+    b"hello": {"worker": (_label, _REQ), "queues": (_names, _REQ), "slots": (_int, _REQ),
+               "free": (_optional(_int), _OPT), "host": (_label, _OPT), "pid": (_int, _OPT),
                "running": (_optional(_job_refs), _OPT)},
     b"heartbeat": {"jobs": (_job_refs, _REQ), "free": (_optional(_int), _OPT)},
     b"checkpoint": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
@@ -130,7 +142,9 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
     b"cancel": {"queue": (_name, _REQ), "id": (_name, _REQ)},
     b"purge": {"queue": (_name, _REQ), "state": (_str, _REQ),
                "older_than": (_optional(_num), _OPT)},
-    b"fetch": {"queue": (_name, _REQ), "id": (_name, _REQ), "what": (_str, _REQ)},
+    b"fetch": {"queue": (_name, _REQ), "id": (_name, _REQ), "what": (_str, _REQ),
+               "start": (_optional(_int), _OPT), "end": (_optional(_int), _OPT)},
+    b"output": {"queue": (_name, _REQ), "name": (_name, _REQ), "text": (_str_any, _REQ)},
     b"wait": {"queue": (_name, _REQ), "ids": (_optional(_ids), _OPT),
               "timeout": (_num, _REQ)},
 }
@@ -188,12 +202,84 @@ def reply_error(kind: str, text: str, exit_code: int = 1) -> list[bytes]:
 
 # -- decoding -------------------------------------------------------------------------------
 
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _no_constant(name: str) -> Any:
+    raise ProtocolError("json", f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ProtocolError("json", f"number {text[:20]} is out of range")
+    return value
+
+
+def load_body(raw: bytes, max_body: int = DEFAULT_MAX_BODY) -> Any:
+    """Parse a body frame: strict UTF-8 JSON within the limits; raise ProtocolError.
+
+    Refused, each with its reason: over ``max_body`` bytes (size), not UTF-8 (utf8), not
+    JSON or holding NaN, Infinity or numbers out of range (json), nested deeper than
+    MAX_DEPTH (depth), strings that cannot be written back as UTF-8 (utf8: lone surrogates
+    such as "\\ud800"). Anything that passes can be encoded again with :func:`encode_body`.
+    """
+    if len(raw) > max_body:
+        raise ProtocolError("size", f"body of {len(raw)} bytes is over {max_body}")
+    try:
+        text = bytes(raw).decode("utf-8")  # strict: JSON in UTF-16 or with bad bytes is refused
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("utf8", f"body is not UTF-8: {exc.reason}") from None
+    try:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except ProtocolError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("json", f"body is not JSON: {str(exc)[:80]}") from None
+    # Cheap tests on the raw bytes first: most bodies need neither walk below.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(value):
+        raise ProtocolError("depth", f"body is nested deeper than {MAX_DEPTH} levels")
+    if _LONE_SURROGATE.search(raw) and not _encodable(value):
+        raise ProtocolError("utf8", "body holds a lone UTF-16 surrogate")
+    return value
+
+
+def _too_deep(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return False
+
+
+def _encodable(value: Any) -> bool:
+    stack = [value]
+    try:
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                item.encode("utf-8")
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def decode(frames: list[bytes], schemas: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]],
            max_body: int = DEFAULT_MAX_BODY) -> tuple[bytes, Body]:
     """Check a ``[version, kind, body]`` message against ``schemas``; return (kind, body).
 
-    Raises ProtocolError(reason) with reason one of: frames, version, kind, size, json,
-    schema. Never raises anything else, whatever the frames hold.
+    Raises ProtocolError(reason) with reason one of: frames, version, kind, size, utf8, json,
+    depth, schema. Never raises anything else, whatever the frames hold.
     """
     if len(frames) != 3:
         raise ProtocolError("frames", f"expected 3 frames, got {len(frames)}")
@@ -203,13 +289,7 @@ def decode(frames: list[bytes], schemas: dict[bytes, dict[str, tuple[Callable[[A
     kind = bytes(kind)
     if kind not in schemas:
         raise ProtocolError("kind", f"unknown message kind {kind[:20]!r}")
-    if len(raw) > max_body:
-        raise ProtocolError("size", f"body of {len(raw)} bytes is over {max_body}")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ProtocolError("json", f"body is not UTF-8 JSON: {str(exc)[:80]}") from None
-    return _check(kind, body, schemas)
+    return _check(kind, load_body(raw, max_body), schemas)
 
 
 def decode_many(frames: list[bytes],
@@ -222,20 +302,16 @@ def decode_many(frames: list[bytes],
     Hello messages may not be batched.
     """
     if len(frames) == 3 and frames[1] == BATCH and frames[0] == VERSION:
-        if len(frames[2]) > max_body:
-            raise ProtocolError("size", f"batch of {len(frames[2])} bytes is over {max_body}")
-        try:
-            body = json.loads(frames[2])
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise ProtocolError("json", f"body is not UTF-8 JSON: {str(exc)[:80]}") from None
+        body = load_body(frames[2], max_body)
         items = body.get("messages") if isinstance(body, dict) else None
         if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH:
             raise ProtocolError("schema", "batch.messages must be a list of 1 to 10000 messages")
         out = []
         for item in items:
-            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                    and len(item[0]) <= MAX_KIND and item[0].isascii()):
                 raise ProtocolError("schema", "a batch item must be [kind, body]")
-            kind = item[0].encode()
+            kind = item[0].encode("ascii")
             if kind in (BATCH, b"hello"):
                 raise ProtocolError("kind", f"{item[0]!r} cannot be batched")
             out.append(_check(kind, item[1], schemas))
@@ -275,10 +351,7 @@ def decode_reply(frames: list[bytes], max_body: int = DEFAULT_MAX_BODY) -> tuple
         frames = frames[1:]
     if len(frames) != 3 or frames[0] != VERSION or frames[1] not in REPLY_KINDS:
         raise ProtocolError("frames", "not a ckptd control reply")
-    try:
-        body = json.loads(frames[2])
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError("json", str(exc)[:80]) from None
-    if not isinstance(body, dict) or len(frames[2]) > max_body:
+    body = load_body(frames[2], max_body)
+    if not isinstance(body, dict):
         raise ProtocolError("schema", "reply body is not a JSON object")
     return frames[1] == b"ok", body

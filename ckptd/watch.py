@@ -31,7 +31,8 @@ import os
 import struct
 import threading
 from collections import deque
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from .names import is_valid_name
 from .states import State
@@ -51,8 +52,8 @@ class Watcher(Protocol):
     def start(self, queues: list[str]) -> None:
         """Begin watching the root and each queue's ``pending/``."""
 
-    def watch_queue(self, queue: str) -> None:
-        """Watch one more queue (idempotent)."""
+    def watch_queue(self, queue: str) -> bool:
+        """Watch one more queue (idempotent); False when its pending/ does not exist yet."""
 
     def fileno(self) -> int | None:
         """A descriptor the loop polls for readiness, or None when the watcher rings."""
@@ -64,16 +65,17 @@ class Watcher(Protocol):
         """Stop watching. Idempotent."""
 
 
-def make_watcher(root: str, wake: Callable[[], None], kind: str = "auto") -> Watcher:
+def make_watcher(root: str, wake: Callable[[], None], kind: str = "auto",
+                 dir_mode: int = 0o750) -> Watcher:
     """Return the best watcher for this platform (``kind``: auto, inotify or watchdog)."""
     if kind in ("auto", "inotify"):
         try:
-            return InotifyWatcher(root)
+            return InotifyWatcher(root, dir_mode)
         except OSError as exc:
             if kind == "inotify":
                 raise
             log.info("inotify unavailable (%s); using watchdog", exc)
-    return WatchdogWatcher(root, wake)
+    return WatchdogWatcher(root, wake, dir_mode)
 
 
 def _parse_path(root: str, folder: str, name: str) -> tuple[str, str] | None:
@@ -109,7 +111,7 @@ _ROOT_MASK = _IN_CREATE | _IN_MOVED_TO | _IN_ONLYDIR | _IN_DONT_FOLLOW
 class InotifyWatcher:
     """inotify on Linux, polled by the daemon's loop (no thread)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, dir_mode: int = 0o750) -> None:
         libc_name = ctypes.util.find_library("c")
         libc = ctypes.CDLL(libc_name or None, use_errno=True)
         if not hasattr(libc, "inotify_init1"):
@@ -121,8 +123,9 @@ class InotifyWatcher:
         if fd < 0:
             err = ctypes.get_errno()
             raise OSError(err, f"inotify_init1: {os.strerror(err)}")
-        self.fd = fd
+        self.fd: int = fd
         self.root = os.path.abspath(root)
+        self.dir_mode = dir_mode  # of the root, when the watcher is first to need it
         self._folders: dict[int, str] = {}
         self._queues: dict[int, str] = {}  # watch descriptor of a pending/ -> its queue
         self._watched: set[str] = set()
@@ -141,16 +144,19 @@ class InotifyWatcher:
         return True
 
     def start(self, queues: list[str]) -> None:
-        os.makedirs(self.root, exist_ok=True)
+        os.makedirs(self.root, mode=self.dir_mode, exist_ok=True)
         self._watch(self.root, _ROOT_MASK)
         for queue in queues:
             self.watch_queue(queue)
 
-    def watch_queue(self, queue: str) -> None:
+    def watch_queue(self, queue: str) -> bool:
         path = f"{self.root}/{queue}/{_PENDING}"
-        if path not in self._watched and not os.path.islink(path) and \
-                self._watch(path, _PENDING_MASK, queue):
+        if path in self._watched:
+            return True
+        if not os.path.islink(path) and self._watch(path, _PENDING_MASK, queue):
             self._watched.add(path)
+            return True
+        return False
 
     def fileno(self) -> int | None:
         return self.fd
@@ -209,13 +215,20 @@ class InotifyWatcher:
 class WatchdogWatcher:
     """watchdog's observer thread; events are queued and the loop's doorbell rung."""
 
-    def __init__(self, root: str, wake: Callable[[], None]) -> None:
-        from watchdog.events import (DirCreatedEvent, FileClosedEvent, FileCreatedEvent,
-                                     FileDeletedEvent, FileMovedEvent, FileSystemEvent,
-                                     FileSystemEventHandler)
+    def __init__(self, root: str, wake: Callable[[], None], dir_mode: int = 0o750) -> None:
+        from watchdog.events import (
+            DirCreatedEvent,
+            FileClosedEvent,
+            FileCreatedEvent,
+            FileDeletedEvent,
+            FileMovedEvent,
+            FileSystemEvent,
+            FileSystemEventHandler,
+        )
         from watchdog.observers import Observer
 
         self.root = os.path.abspath(root)
+        self.dir_mode = dir_mode  # of the root, when the watcher is first to need it
         self.events: deque[Event] = deque()
         self._lock = threading.Lock()
         self._watched: set[str] = set()
@@ -254,25 +267,28 @@ class WatchdogWatcher:
             self._push((kind, found[0], found[1]))
 
     def start(self, queues: list[str]) -> None:
-        os.makedirs(self.root, exist_ok=True)
+        os.makedirs(self.root, mode=self.dir_mode, exist_ok=True)
         self._observer.schedule(self._handler, self.root, recursive=False,
                                 event_filter=self._filter)
         for queue in queues:
             self.watch_queue(queue)
         self._observer.start()
 
-    def watch_queue(self, queue: str) -> None:
+    def watch_queue(self, queue: str) -> bool:
         path = f"{self.root}/{queue}/{_PENDING}"
         with self._lock:
-            if path in self._watched or not os.path.isdir(path) or os.path.islink(path):
-                return
+            if path in self._watched:
+                return True
+            if not os.path.isdir(path) or os.path.islink(path):
+                return False
             try:
                 self._observer.schedule(self._handler, path, recursive=False,
                                         event_filter=self._filter)
             except OSError as exc:
                 log.warning("cannot watch %s (%s); relying on the periodic rescan", path, exc)
-                return
+                return False
             self._watched.add(path)
+            return True
 
     def fileno(self) -> int | None:
         return None

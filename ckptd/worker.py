@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import zmq
 
-from . import protocol
+from . import jobs, protocol
 from .client import Client
 from .endpoints import peer_endpoint
 from .errors import CkptdError, LeaseLost, ProtocolError
@@ -85,6 +85,40 @@ class Job:
                                              "attempt": self.attempt, "done": done,
                                              "total": total, "note": note})
 
+    def records(self) -> list[Any]:
+        """The records of a job made by ``ckptd submit-file`` (its range of the source file).
+
+        CSV records are dicts keyed by the header; jsonl records are JSON values; lines are
+        strings. Read straight from the store when this host can, else through the daemon.
+        """
+        from . import sources
+
+        payload = self.payload
+        if not (isinstance(payload, dict) and "source" in payload and "start" in payload):
+            raise CkptdError(f"job {self.queue}/{self.id} was not made by submit-file: its "
+                             "payload names no source range")
+        if self._worker is None:
+            raise CkptdError("records() needs a worker to read the source through")
+        batch = str(payload["source"]).rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        data = self._worker._source_range(self.queue, batch, int(payload["start"]),
+                                          int(payload["end"]))
+        return sources.parse(data, str(payload["format"]), payload.get("header"))
+
+    def write_output(self, name: str, data: str | bytes) -> str:
+        """Write a named output file into the store (``<queue>/outputs/<name>``), e.g. a
+        reduce job's report; return where it is. Through the daemon when this host cannot
+        reach the store (text only, then)."""
+        if self._worker is None:
+            raise CkptdError("write_output() needs a worker")
+        return self._worker._write_output(self.queue, name,
+                                          data.encode() if isinstance(data, str) else data)
+
+    def result_of(self, queue: str, job_id: str) -> Any:
+        """The result of another (done) job, e.g. one listed in a reduce job's payload."""
+        if self._worker is None:
+            raise CkptdError("result_of() needs a worker")
+        return self._worker._result_of(queue, job_id)
+
 
 Handler = Callable[[Job], Any]
 
@@ -123,6 +157,7 @@ class Worker:
         self._stopping = False
         self._stop_now = False
         self._heartbeat = 5.0
+        self._inline_limit = 256 * 1024
         self._next_beat = 0.0
         self._store: Any = None
         self._store_checked = False
@@ -272,6 +307,9 @@ class Worker:
             self._heartbeat = max(0.05, float(body["heartbeat"]))
             self._next_beat = min(self._next_beat, time.monotonic() + self._heartbeat)
             self._daemon_root = body.get("root") or self._daemon_root
+            limit = body.get("inline_limit")
+            if isinstance(limit, int) and limit > 0:
+                self._inline_limit = limit
         elif kind == b"rehello":
             self._hello(sock, slots=0 if self._stopping else None)
 
@@ -326,10 +364,16 @@ class Worker:
                       _worker=self)
             result = self.handler(job)
             try:
-                protocol.encode_body({"result": result})
+                encoded = protocol.encode_body({"result": result})
             except ValueError as exc:
                 raise Fail(f"the handler's result is not JSON-serialisable: {exc}") from None
-            answer["result"] = result
+            store = self._direct_store() if len(encoded) > self._inline_limit else None
+            if store is not None:
+                # Too big to inline: store it beside the job, send only the reference.
+                store.put_blob(queue, job_id, "result", jobs.encode_value(result))
+                answer["result_ref"] = f"blobs/{job_id}.result"
+            else:
+                answer["result"] = result
             kind = b"done"
             self.jobs_done += 1
         except Retry as exc:
@@ -382,6 +426,52 @@ class Worker:
             except (CkptdError, ValueError):
                 pass
         return self._fetch(body, "state")
+
+    def _source_range(self, queue: str, batch: str, start: int, end: int) -> bytes:
+        store = self._direct_store()
+        if store is not None:
+            try:
+                return bytes(store.read_blob_range(queue, batch, "source", start, end))
+            except CkptdError as exc:
+                log.debug("direct read failed (%s); fetching through the daemon", exc)
+        client = Client(self.endpoints, timeout=60.0, context=self._ctx, curve=self.curve)
+        try:
+            answer = client.request("fetch", {"queue": queue, "id": batch, "what": "source",
+                                              "start": start, "end": end}, timeout=60.0)
+        finally:
+            client.close()
+        return str(answer["text"]).encode()
+
+    def _write_output(self, queue: str, name: str, data: bytes) -> str:
+        store = self._direct_store()
+        if store is not None:
+            return str(store.put_output(queue, name, data))
+        client = Client(self.endpoints, timeout=60.0, context=self._ctx, curve=self.curve)
+        try:
+            answer = client.request("output", {"queue": queue, "name": name,
+                                               "text": data.decode()}, timeout=60.0)
+        finally:
+            client.close()
+        return str(answer["location"])
+
+    def _result_of(self, queue: str, job_id: str) -> Any:
+        store = self._direct_store()
+        if store is not None:
+            from . import jobs
+            from .states import State
+
+            try:
+                job = jobs.decode(store.read(queue, State.DONE, job_id), queue, job_id)
+                if job.get("result_ref"):
+                    return json.loads(store.read_blob(queue, job_id, "result"))
+                return job.get("result")
+            except (CkptdError, ValueError) as exc:
+                log.debug("direct read failed (%s); fetching through the daemon", exc)
+        client = Client(self.endpoints, timeout=60.0, context=self._ctx, curve=self.curve)
+        try:
+            return client.result(queue, job_id)
+        finally:
+            client.close()
 
     def _fetch(self, body: dict[str, Any], what: str) -> Any:
         client = Client(self.endpoints, timeout=60.0, context=self._ctx, curve=self.curve)

@@ -33,7 +33,9 @@ TMP_DIR = "tmp"
 QUARANTINE_DIR = "quarantine"
 REASON_SUFFIX = ".reason.txt"
 QUEUE_DIRS: tuple[str, ...] = tuple(s.value for s in STATES) + (CHECKPOINT_DIR, BLOB_DIR, TMP_DIR)
-BLOB_KINDS = ("payload", "result")
+BLOB_KINDS = ("payload", "result", "source")
+BATCH_DIR = "batches"
+OUTPUT_DIR = "outputs"
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,36 @@ class PutBlob:
     data: bytes
 
 
-Op = Union[PutNew, Move, Delete, PutCheckpoint, DeleteCheckpoint, PutBlob]
+@dataclass(frozen=True)
+class PutManifest:
+    """Write (or replace) a batch's manifest ``batches/<batch>.json``."""
+
+    queue: str
+    batch: str
+    data: bytes
+
+    @property
+    def job_id(self) -> str:
+        """The name the file is made from (so name checks treat it like a job id)."""
+        return self.batch
+
+
+@dataclass(frozen=True)
+class PutOutput:
+    """Write (or replace) a named output file ``outputs/<name>`` (a reduce's price list, ...)."""
+
+    queue: str
+    name: str
+    data: bytes
+
+    @property
+    def job_id(self) -> str:
+        """The name the file is made from (so name checks treat it like a job id)."""
+        return self.name
+
+
+Op = Union[PutNew, Move, Delete, PutCheckpoint, DeleteCheckpoint, PutBlob, PutManifest,
+           PutOutput]
 Outcome = Union[None, CkptdError]
 
 
@@ -255,6 +286,32 @@ class Store(ABC):
     @abstractmethod
     def quarantined(self, queue: str) -> list[str]:
         """Return the names of the quarantined files (without the reason files)."""
+
+    @abstractmethod
+    def read_blob_range(self, queue: str, job_id: str, kind: str, start: int, end: int
+                        ) -> bytes:
+        """Return bytes ``start`` to ``end`` of a blob; raise JobNotFound when absent."""
+
+    @abstractmethod
+    def read_manifest(self, queue: str, batch: str) -> bytes:
+        """Return a batch's manifest; raise JobNotFound when the batch has none."""
+
+    @abstractmethod
+    def manifests(self, queue: str) -> list[str]:
+        """Return the names of the queue's batches (that have a manifest); [] when none."""
+
+    def put_output(self, queue: str, name: str, data: bytes) -> str:
+        """Atomically write ``<queue>/outputs/<name>``; return where it is. Idempotent."""
+        self._one(PutOutput(queue, name, data))
+        return f"{self.url.rstrip('/')}/{queue}/{OUTPUT_DIR}/{name}"
+
+    @abstractmethod
+    def read_output(self, queue: str, name: str) -> bytes:
+        """Return an output file; raise JobNotFound when absent."""
+
+    def put_manifest(self, queue: str, batch: str, data: bytes) -> None:
+        """Atomically write a batch's manifest. Idempotent."""
+        self._one(PutManifest(queue, batch, data))
 
     def blob_ids(self, queue: str) -> list[tuple[str, str]]:
         """Return (job id, kind) of every blob of the queue; [] when none."""

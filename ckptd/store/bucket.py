@@ -21,10 +21,12 @@ from ..errors import CkptdError, InvalidName, JobExists, JobNotFound, StoreError
 from ..names import check_job_ref, check_queue, is_valid_name
 from ..states import STATES, State
 from .base import (
+    BATCH_DIR,
     BLOB_DIR,
     BLOB_KINDS,
     CHECKPOINT_DIR,
     JOB_SUFFIX,
+    OUTPUT_DIR,
     QUARANTINE_DIR,
     REASON_SUFFIX,
     TMP_DIR,
@@ -37,7 +39,9 @@ from .base import (
     Outcome,
     PutBlob,
     PutCheckpoint,
+    PutManifest,
     PutNew,
+    PutOutput,
     Store,
     check_blob_kind,
     check_folder,
@@ -180,6 +184,10 @@ class BucketStore(Store):
         elif isinstance(op, PutBlob):
             fs.pipe_file(self._key(op.queue, BLOB_DIR, f"{op.job_id}.{check_blob_kind(op.kind)}"),
                          op.data)
+        elif isinstance(op, PutOutput):
+            fs.pipe_file(self._key(op.queue, OUTPUT_DIR, op.name), op.data)
+        elif isinstance(op, PutManifest):
+            fs.pipe_file(self._key(op.queue, BATCH_DIR, op.batch + JOB_SUFFIX), op.data)
         else:
             raise TypeError(f"unknown store operation {op!r}")
 
@@ -227,6 +235,32 @@ class BucketStore(Store):
         check_queue(queue)
         return sorted(n for n in self._ls(f"{self.prefix}/{queue}/{QUARANTINE_DIR}")
                       if not n.endswith(REASON_SUFFIX))
+
+    def read_blob_range(self, queue: str, job_id: str, kind: str, start: int, end: int
+                        ) -> bytes:
+        check_job_ref(queue, job_id)
+        key = self._key(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
+        try:
+            return bytes(self.fs.cat_file(key, start=start, end=end))
+        except FileNotFoundError:
+            raise JobNotFound(f"blob {job_id}.{kind} is not in {queue}/{BLOB_DIR}/") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {key}: {exc}") from exc
+
+    def read_manifest(self, queue: str, batch: str) -> bytes:
+        check_job_ref(queue, batch)
+        return self._cat(self._key(queue, BATCH_DIR, batch + JOB_SUFFIX),
+                         f"no batch {batch!r} in {queue}/{BATCH_DIR}/")
+
+    def read_output(self, queue: str, name: str) -> bytes:
+        check_job_ref(queue, name)
+        return self._cat(self._key(queue, OUTPUT_DIR, name),
+                         f"no output {name!r} in {queue}/{OUTPUT_DIR}/")
+
+    def manifests(self, queue: str) -> list[str]:
+        check_queue(queue)
+        names = self._ls(f"{self.prefix}/{queue}/{BATCH_DIR}")
+        return sorted(i for i in map(split_job_name, names) if i is not None)
 
     def blob_ids(self, queue: str) -> list[tuple[str, str]]:
         check_queue(queue)

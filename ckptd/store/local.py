@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import logging
 import os
 import stat
 import threading
@@ -27,14 +28,23 @@ from ..durable import (
     unlink_quietly,
     write_new,
 )
-from ..errors import CkptdError, InvalidName, JobExists, JobNotFound, StoreError
+from ..errors import (
+    CkptdError,
+    InvalidName,
+    JobExists,
+    JobNotFound,
+    MalformedJob,
+    StoreError,
+)
 from ..names import check_job_ref, check_queue, is_valid_name
 from ..states import STATES, State
 from .base import (
+    BATCH_DIR,
     BLOB_DIR,
     BLOB_KINDS,
     CHECKPOINT_DIR,
     JOB_SUFFIX,
+    OUTPUT_DIR,
     QUARANTINE_DIR,
     QUEUE_DIRS,
     REASON_SUFFIX,
@@ -48,12 +58,16 @@ from .base import (
     Outcome,
     PutBlob,
     PutCheckpoint,
+    PutManifest,
     PutNew,
+    PutOutput,
     Store,
     check_blob_kind,
     check_folder,
     split_job_name,
 )
+
+log = logging.getLogger(__name__)
 
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
@@ -70,6 +84,7 @@ class LocalStore(Store):
         self.file_mode = file_mode
         self.dir_mode = dir_mode
         self._ready: set[str] = set()
+        self._no_links: set[str] = set()  # queues whose folders were checked: none is a link
         self._lock = threading.Lock()
         self._counter = itertools.count()
         self._root_fd: int | None = None
@@ -82,6 +97,49 @@ class LocalStore(Store):
     def _path(self, queue: str, folder: str, name: str) -> str:
         return f"{self.root}/{queue}/{folder}/{name}"
 
+    def _check_links(self, queue: str) -> None:
+        """Refuse a queue whose folder, or a state folder in it, is a symlink.
+
+        O_NOFOLLOW guards only the last part of a path, so the folders on the way are
+        checked here, once per queue (ensure_queue checks the folders it makes). A queue
+        without a folder yet has nothing to follow; one with missing folders is checked again.
+        """
+        base = f"{self.root}/{queue}"
+        complete = True
+        for path in (base, *(f"{base}/{folder}" for folder in QUEUE_DIRS)):
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                if path == base:
+                    return
+                complete = False
+                continue
+            except OSError as exc:
+                raise io_error(exc, "check", path) from exc
+            if not stat.S_ISDIR(info.st_mode):  # lstat: a symlink is never a folder here
+                raise StoreError(f"{path} is a symlink or not a folder; ckptd does not follow "
+                                 "links out of its root: replace it with a real folder")
+        if complete:
+            self._no_links.add(queue)
+
+
+    def _side_folder(self, queue: str, folder: str, create: bool) -> str:
+        """The path of a folder made on demand (batches/, outputs/, quarantine/), checked
+        not to be a symlink; created with ``dir_mode`` when ``create``."""
+        if queue not in self._no_links:
+            self._check_links(queue)
+        path = f"{self.root}/{queue}/{folder}"
+        if create:
+            self.ensure_queue(queue)
+            os.makedirs(path, mode=self.dir_mode, exist_ok=True)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return path
+        if not stat.S_ISDIR(info.st_mode):  # never read or write through a link
+            raise StoreError(f"{path} is a symlink or not a folder; ckptd does not follow "
+                             "links out of its root: replace it with a real folder")
+        return path
 
     def ensure_queue(self, queue: str) -> None:
         """Create the queue's folders (mode ``dir_mode``); refuse symlinked folders."""
@@ -128,11 +186,23 @@ class LocalStore(Store):
         with entries:
             names = [e.name for e in entries
                      if is_valid_name(e.name) and e.is_dir(follow_symlinks=False)]
-        return sorted(n for n in names
-                      if any(os.path.isdir(f"{self.root}/{n}/{s.value}") for s in STATES))
+        found = []
+        for name in sorted(names):
+            if not any(os.path.isdir(f"{self.root}/{name}/{s.value}") for s in STATES):
+                continue
+            try:
+                if name not in self._no_links:
+                    self._check_links(name)
+            except StoreError as exc:  # skipped, not followed: the other queues still run
+                log.error("skipped queue %s: %s", name, exc)
+                continue
+            found.append(name)
+        return found
 
     def ids(self, queue: str, state: State) -> list[str]:
         check_queue(queue)
+        if queue not in self._no_links:
+            self._check_links(queue)
         try:
             names = os.listdir(f"{self.root}/{queue}/{state.value}")
         except FileNotFoundError:
@@ -145,6 +215,8 @@ class LocalStore(Store):
 
     def count(self, queue: str, state: State) -> int:
         check_queue(queue)
+        if queue not in self._no_links:
+            self._check_links(queue)
         try:
             with os.scandir(f"{self.root}/{queue}/{state.value}") as entries:
                 return sum(1 for e in entries if split_job_name(e.name) is not None)
@@ -155,6 +227,8 @@ class LocalStore(Store):
 
     def read(self, queue: str, state: State, job_id: str) -> bytes:
         check_job_ref(queue, job_id)
+        if queue not in self._no_links:
+            self._check_links(queue)
         path = self._job_path(queue, state, job_id)
         try:
             return _read_file(path)
@@ -165,6 +239,8 @@ class LocalStore(Store):
 
     def exists(self, queue: str, state: State, job_id: str) -> bool:
         check_job_ref(queue, job_id)
+        if queue not in self._no_links:
+            self._check_links(queue)
         try:
             os.lstat(self._job_path(queue, state, job_id))
             return True
@@ -173,6 +249,8 @@ class LocalStore(Store):
 
     def mtime(self, queue: str, state: State, job_id: str) -> float:
         check_job_ref(queue, job_id)
+        if queue not in self._no_links:
+            self._check_links(queue)
         try:
             info = os.lstat(self._job_path(queue, state, job_id))
         except FileNotFoundError:
@@ -182,6 +260,8 @@ class LocalStore(Store):
 
     def read_checkpoint(self, queue: str, job_id: str) -> bytes | None:
         check_job_ref(queue, job_id)
+        if queue not in self._no_links:
+            self._check_links(queue)
         path = self._path(queue, CHECKPOINT_DIR, job_id + JOB_SUFFIX)
         try:
             return _read_file(path)
@@ -192,6 +272,8 @@ class LocalStore(Store):
 
     def read_blob(self, queue: str, job_id: str, kind: str) -> bytes:
         check_job_ref(queue, job_id)
+        if queue not in self._no_links:
+            self._check_links(queue)
         path = self._path(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
         try:
             return _read_file(path)
@@ -200,9 +282,56 @@ class LocalStore(Store):
         except OSError as exc:
             raise io_error(exc, "read", path) from exc
 
+    def read_blob_range(self, queue: str, job_id: str, kind: str, start: int, end: int
+                        ) -> bytes:
+        check_job_ref(queue, job_id)
+        if queue not in self._no_links:
+            self._check_links(queue)
+        path = self._path(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
+        try:
+            fd = os.open(path, _O_READ)
+        except FileNotFoundError:
+            raise JobNotFound(f"blob {job_id}.{kind} is not in {queue}/{BLOB_DIR}/") from None
+        except OSError as exc:
+            raise io_error(exc, "read", path) from exc
+        try:
+            return os.pread(fd, max(0, end - start), start)
+        finally:
+            os.close(fd)
+
+    def read_manifest(self, queue: str, batch: str) -> bytes:
+        check_job_ref(queue, batch)
+        path = f"{self._side_folder(queue, BATCH_DIR, False)}/{batch}{JOB_SUFFIX}"
+        try:
+            return _read_file(path)
+        except FileNotFoundError:
+            raise JobNotFound(f"no batch {batch!r} in {queue}/{BATCH_DIR}/") from None
+        except OSError as exc:
+            raise io_error(exc, "read", path) from exc
+
+    def read_output(self, queue: str, name: str) -> bytes:
+        check_job_ref(queue, name)
+        path = f"{self._side_folder(queue, OUTPUT_DIR, False)}/{name}"
+        try:
+            return _read_file(path)
+        except FileNotFoundError:
+            raise JobNotFound(f"no output {name!r} in {queue}/{OUTPUT_DIR}/") from None
+        except OSError as exc:
+            raise io_error(exc, "read", path) from exc
+
+    def manifests(self, queue: str) -> list[str]:
+        check_queue(queue)
+        try:
+            names = os.listdir(self._side_folder(queue, BATCH_DIR, False))
+        except FileNotFoundError:
+            return []
+        return sorted(i for i in map(split_job_name, names) if i is not None)
+
     def blob_path(self, queue: str, job_id: str, kind: str) -> str:
         """Return the path of a blob (workers on this host read it directly)."""
         check_job_ref(queue, job_id)
+        if queue not in self._no_links:
+            self._check_links(queue)
         return self._path(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
 
     # -- writing ---------------------------------------------------------------------------
@@ -347,6 +476,15 @@ class LocalStore(Store):
             os.rename(tmp, self._path(op.queue, BLOB_DIR, f"{op.job_id}.{kind}"))
             crashpoints.reached("after_rename")
             return (f"{q}/{BLOB_DIR}",)
+        if isinstance(op, PutOutput):
+            assert tmp is not None
+            os.rename(tmp, f"{self._side_folder(op.queue, OUTPUT_DIR, True)}/{op.name}")
+            return (f"{q}/{OUTPUT_DIR}",)
+        if isinstance(op, PutManifest):
+            assert tmp is not None
+            folder = self._side_folder(op.queue, BATCH_DIR, True)
+            os.rename(tmp, f"{folder}/{op.batch}{JOB_SUFFIX}")
+            return (f"{q}/{BATCH_DIR}",)
         raise TypeError(f"unknown store operation {op!r}")
 
     def _not_in(self, queue: str, state: State, job_id: str) -> JobNotFound:
@@ -361,6 +499,8 @@ class LocalStore(Store):
 
     def leftovers(self, queue: str, now: float) -> list[Leftover]:
         check_queue(queue)
+        if queue not in self._no_links:
+            self._check_links(queue)
         found = []
         try:
             with os.scandir(f"{self.root}/{queue}/{TMP_DIR}") as entries:
@@ -376,12 +516,16 @@ class LocalStore(Store):
 
     def remove_leftover(self, queue: str, name: str) -> None:
         check_queue(queue)
+        if queue not in self._no_links:
+            self._check_links(queue)
         if "/" in name or name in (".", ".."):
             raise InvalidName(f"invalid file name {name!r}")
         unlink_quietly(self._path(queue, TMP_DIR, name))
 
     def foreign(self, queue: str) -> list[Foreign]:
         check_queue(queue)
+        if queue not in self._no_links:
+            self._check_links(queue)
         found = []
         for state in STATES:
             folder = f"{self.root}/{queue}/{state.value}"
@@ -400,19 +544,20 @@ class LocalStore(Store):
         check_folder(folder)
         if "/" in name or name in (".", "..") or "\0" in name:
             raise InvalidName(f"invalid file name {name!r}")
-        self.ensure_queue(queue)
-        qdir = f"{self.root}/{queue}/{QUARANTINE_DIR}"
-        os.makedirs(qdir, mode=self.dir_mode, exist_ok=True)
+        qdir = self._side_folder(queue, QUARANTINE_DIR, True)
         target = f"{qdir}/{name}"
         if os.path.lexists(target):
             target = f"{qdir}/{name}.{time.strftime('%Y%m%dT%H%M%S')}.{next(self._counter)}"
+        # The reason first: whoever sees the quarantined file can read why at once.
+        staged = target + REASON_SUFFIX + f".tmp{os.getpid()}"
+        write_new(staged, reason.encode() + b"\n", self.file_mode,
+                  self.fsync is not FsyncMode.NEVER)
+        os.replace(staged, target + REASON_SUFFIX)
         try:
             os.rename(f"{self.root}/{queue}/{folder}/{name}", target)
         except FileNotFoundError:
+            unlink_quietly(target + REASON_SUFFIX)
             return target
-        write_new(target + REASON_SUFFIX + f".tmp{os.getpid()}", reason.encode() + b"\n",
-                  self.file_mode, self.fsync is not FsyncMode.NEVER)
-        os.replace(target + REASON_SUFFIX + f".tmp{os.getpid()}", target + REASON_SUFFIX)
         if self.fsync is not FsyncMode.NEVER:
             fsync_dir(qdir)
             fsync_dir(f"{self.root}/{queue}/{folder}")
@@ -420,6 +565,8 @@ class LocalStore(Store):
 
     def quarantined(self, queue: str) -> list[str]:
         check_queue(queue)
+        if queue not in self._no_links:
+            self._check_links(queue)
         try:
             names = os.listdir(f"{self.root}/{queue}/{QUARANTINE_DIR}")
         except FileNotFoundError:
@@ -428,6 +575,8 @@ class LocalStore(Store):
 
     def blob_ids(self, queue: str) -> list[tuple[str, str]]:
         check_queue(queue)
+        if queue not in self._no_links:
+            self._check_links(queue)
         try:
             names = os.listdir(f"{self.root}/{queue}/{BLOB_DIR}")
         except FileNotFoundError:
@@ -441,6 +590,8 @@ class LocalStore(Store):
 
     def checkpoint_ids(self, queue: str) -> list[str]:
         check_queue(queue)
+        if queue not in self._no_links:
+            self._check_links(queue)
         try:
             names = os.listdir(f"{self.root}/{queue}/{CHECKPOINT_DIR}")
         except FileNotFoundError:
@@ -457,8 +608,8 @@ def _read_file(path: str) -> bytes:
     try:
         fd = os.open(path, _O_READ)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise StoreError(f"{path} is a symlink; ckptd does not follow links") from None
+        if exc.errno == errno.ELOOP:  # not a job file: callers quarantine what is malformed
+            raise MalformedJob(f"{path} is a symlink; ckptd does not follow links") from None
         raise
     try:
         chunks = []
