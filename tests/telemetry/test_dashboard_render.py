@@ -1,0 +1,40 @@
+"""The dashboard's HTML without a browser: user data is escaped, the hour's charts fill in."""
+
+from __future__ import annotations
+
+from ckptd.dashboard import render_index, render_job
+from ckptd.explain import explain
+from ckptd.metrics import build_snapshot
+from ckptd.states import State
+from tests.unit.test_engine import Harness
+
+HOSTILE = '<img src=x onerror="alert(1)">'
+
+
+def test_user_data_is_escaped_and_minutes_are_charted() -> None:
+    h = Harness()
+    start = h.now
+    h.engine.queue("q")  # the daemon's snapshots see a queue within its first minute
+    snap = build_snapshot(h.engine, h.now, started_at=start, drops={})  # opens the minute
+    w = h.hello(slots=4)
+    for _ in range(3):
+        ids = [h.submit(batch="b-1"), h.submit(batch="b-1")]
+        h.dispatch()
+        h.answer(w, "done", {"queue": "q", "id": ids[0], "attempt": 1, "result": None})
+        h.answer(w, "failed", {"queue": "q", "id": ids[1], "attempt": 1, "error": HOSTILE,
+                               "type": "ValueError", "traceback": f"Traceback\n{HOSTILE}",
+                               "retry": False})
+        h.tick(60)
+        snap = build_snapshot(h.engine, h.now, started_at=start, drops={"control:x": 1})
+    [q] = snap.queues
+    closed = [m for m in q.minutes if m.succeeded or m.failed]
+    assert [(m.succeeded, m.failed) for m in closed] == [(1, 1)] * 3
+    page = render_index(snap)
+    assert "<img" not in page and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+    assert page.count("<rect") >= 3 and "b-1" in page and "control:x" in page
+    failed_id = q.failures[-1].id
+    info = {"state": "failed", "path": f"/s/q/failed/{failed_id}.json",
+            "job": h.file(State.FAILED, failed_id), "checkpoint": None}
+    job_page = render_job("q", failed_id, info, explain(info, h.now))
+    assert "<img" not in job_page and "is FAILED" in job_page
+    assert render_index(None).startswith("<!DOCTYPE html>")
