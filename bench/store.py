@@ -1,7 +1,6 @@
 """Store benchmark: ops/s of submit and of each transition, per fsync mode, next to the floor.
 
-The floor is the bare file-system calls the operation needs, timed in a plain loop in the
-same run on the same disk; the ratio to it is what to compare across machines:
+The floor is the bare file-system calls an operation needs, in a plain loop on the same disk:
 
     (a) rename            os.rename between two folders (a claim is exactly this)
     (b) write+rename      os.open/os.write/os.close a new file, os.rename it into a folder
@@ -10,9 +9,15 @@ same run on the same disk; the ratio to it is what to compare across machines:
                           all 100, fsync the folder once
     (e) unlink            os.unlink (a cancel removes the job file and its attachments)
 
-The store is driven as the daemon drives it: one op per ``apply()`` for fsync=never and
-always, groups of 100 ops per ``apply()`` for batch. Job files (~250 bytes) are encoded
-beforehand, so the figures are the store's own cost. Goals are printed, not asserted.
+Each operation is timed in chunks (1000 ops; 100 with fsync=always) that alternate with
+chunks of its floor, so both see the same disk: on a shared machine, or after a big delete on
+a file system mounted with ``discard``, the speed of file creation can drift tenfold within
+seconds, and a floor timed a minute earlier says little. Figures are medians over the chunks
+(the JSON also has each phase's total throughput). The ratio to the floor is what to compare
+across machines. The store is driven as the daemon drives it: one op per ``apply()`` for
+fsync=never and always, groups of 100 ops per ``apply()`` for batch. Job files (~250 bytes)
+are encoded beforehand, so the figures are the store's own cost. Goals are printed, not
+asserted.
 
     python bench/store.py                       # 20,000 ops (2,000 with fsync=always), 3 runs
     python bench/store.py --n 5000 --runs 1 --json
@@ -28,7 +33,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -43,6 +49,7 @@ from ckptd.store.local import LocalStore  # noqa: E402
 QUEUE = "bench"
 GROUP = 100
 OPS = ["submit", "claim", "finish", "release", "retry", "cancel"]
+REWRITING = ("finish", "release", "retry")  # moves that write the job anew, then unlink it
 MODES = ["never", "batch", "always"]
 FLOORS = ["rename", "write+rename", "synced", "grouped", "unlink"]
 P, C, D, F = State.PENDING, State.CLAIMED, State.DONE, State.FAILED
@@ -56,126 +63,6 @@ def relevant_floor(mode: str, op: str) -> str:
     if mode == "always":
         return "synced"
     return {"claim": "rename", "cancel": "unlink"}.get(op, "write+rename")
-
-
-# -- the floor -----------------------------------------------------------------------------
-
-
-def _folders(root: str, *names: str) -> list[str]:
-    paths = [os.path.join(root, name) for name in names]
-    for path in paths:
-        os.makedirs(path)
-    return paths
-
-
-def _write(path: str, data: bytes) -> None:
-    fd = os.open(path, _NEW, 0o640)
-    os.write(fd, data)
-    os.close(fd)
-
-
-def _timed(loop: Callable[[], None], n: int) -> float:
-    os.sync()  # start from a clean page cache: earlier phases' writeback is not ours
-    started = time.perf_counter()
-    loop()
-    return n / (time.perf_counter() - started)
-
-
-def floor_rename(root: str, n: int, data: bytes) -> float:
-    src, dst = _folders(root, "a", "b")
-    names = [f"{i:08d}.json" for i in range(n)]
-    for name in names:
-        _write(f"{src}/{name}", data)
-
-    def loop() -> None:
-        for name in names:
-            os.rename(f"{src}/{name}", f"{dst}/{name}")
-
-    return _timed(loop, n)
-
-
-def floor_write_rename(root: str, n: int, data: bytes) -> float:
-    tmp, dst = _folders(root, "tmp", "dst")
-    names = [f"{i:08d}.json" for i in range(n)]
-
-    def loop() -> None:
-        for name in names:
-            fd = os.open(f"{tmp}/{name}", _NEW, 0o640)
-            os.write(fd, data)
-            os.close(fd)
-            os.rename(f"{tmp}/{name}", f"{dst}/{name}")
-
-    return _timed(loop, n)
-
-
-def floor_synced(root: str, n: int, data: bytes) -> float:
-    tmp, dst = _folders(root, "tmp", "dst")
-    names = [f"{i:08d}.json" for i in range(n)]
-    dst_fd = open_dir(dst)
-
-    def loop() -> None:
-        for name in names:
-            fd = os.open(f"{tmp}/{name}", _NEW, 0o640)
-            os.write(fd, data)
-            os.fsync(fd)
-            os.close(fd)
-            os.rename(f"{tmp}/{name}", f"{dst}/{name}")
-            os.fsync(dst_fd)
-
-    try:
-        return _timed(loop, n)
-    finally:
-        os.close(dst_fd)
-
-
-def floor_grouped(root: str, n: int, data: bytes, group: int = GROUP) -> float:
-    tmp, dst = _folders(root, "tmp", "dst")
-    names = [f"{i:08d}.json" for i in range(n)]
-    dst_fd = open_dir(dst)
-
-    def loop() -> None:
-        for start in range(0, n, group):
-            chunk = names[start:start + group]
-            for name in chunk:
-                fd = os.open(f"{tmp}/{name}", _NEW, 0o640)
-                os.write(fd, data)
-                os.close(fd)
-            sync_filesystem(dst_fd)
-            for name in chunk:
-                os.rename(f"{tmp}/{name}", f"{dst}/{name}")
-            os.fsync(dst_fd)
-
-    try:
-        return _timed(loop, n)
-    finally:
-        os.close(dst_fd)
-
-
-def floor_unlink(root: str, n: int, data: bytes) -> float:
-    (folder,) = _folders(root, "a")
-    names = [f"{folder}/{i:08d}.json" for i in range(n)]
-    for name in names:
-        _write(name, data)
-
-    def loop() -> None:
-        for name in names:
-            os.unlink(name)
-
-    return _timed(loop, n)
-
-
-def measure_floors(root: str, n: int, n_always: int) -> dict[str, float]:
-    data = job_files(1)[0][1]
-    return {
-        "rename": floor_rename(f"{root}/rename", n, data),
-        "write+rename": floor_write_rename(f"{root}/write", n, data),
-        "synced": floor_synced(f"{root}/synced", n_always, data),
-        "grouped": floor_grouped(f"{root}/grouped", n, data),
-        "unlink": floor_unlink(f"{root}/unlink", n, data),
-    }
-
-
-# -- the store -----------------------------------------------------------------------------
 
 
 def job_files(n: int) -> list[tuple[str, bytes, bytes]]:
@@ -193,41 +80,170 @@ def job_files(n: int) -> list[tuple[str, bytes, bytes]]:
     return made
 
 
-def measure_store(root: str, mode: str, n: int) -> dict[str, float]:
-    """ops/s of each operation on a LocalStore in ``mode`` (groups of 100 in batch mode)."""
-    store = LocalStore(root, FsyncMode(mode))
-    setup = LocalStore(root, FsyncMode.NEVER)  # untimed moves between the timed phases
+# -- the floor -----------------------------------------------------------------------------
+
+
+class Floor:
+    """One bare loop of system calls, run a chunk at a time (to alternate with the store)."""
+
+    def __init__(self, root: str, kind: str, capacity: int, data: bytes) -> None:
+        self.kind = kind
+        self.data = data
+        self.src = os.path.join(root, kind.replace("+", "-"), "src")
+        self.dst = os.path.join(root, kind.replace("+", "-"), "dst")
+        os.makedirs(self.src)
+        os.makedirs(self.dst)
+        self.old = os.path.join(root, kind.replace("+", "-"), "old")
+        self.next = self.removed = self.made_old = 0
+        self.dst_fd = open_dir(self.dst)
+        if kind in ("rename", "unlink"):  # these need files to act on, made untimed
+            for i in range(capacity):
+                self._write(f"{self.src}/{i:08d}.json")
+
+    def _write(self, path: str) -> None:
+        fd = os.open(path, _NEW, 0o640)
+        os.write(fd, self.data)
+        os.close(fd)
+
+    def run(self, count: int) -> float:
+        """Do the next ``count`` operations; return the seconds they took."""
+        names = [f"{i:08d}.json" for i in range(self.next, self.next + count)]
+        self.next += count
+        src, dst, data, dst_fd = self.src, self.dst, self.data, self.dst_fd
+        started = time.perf_counter()
+        if self.kind == "rename":
+            for name in names:
+                os.rename(f"{src}/{name}", f"{dst}/{name}")
+        elif self.kind == "unlink":
+            for name in names:
+                os.unlink(f"{src}/{name}")
+        elif self.kind == "write+rename":
+            for name in names:
+                fd = os.open(f"{src}/{name}", _NEW, 0o640)
+                os.write(fd, data)
+                os.close(fd)
+                os.rename(f"{src}/{name}", f"{dst}/{name}")
+        elif self.kind == "synced":
+            for name in names:
+                fd = os.open(f"{src}/{name}", _NEW, 0o640)
+                os.write(fd, data)
+                os.fsync(fd)
+                os.close(fd)
+                os.rename(f"{src}/{name}", f"{dst}/{name}")
+                os.fsync(dst_fd)
+        elif self.kind == "grouped":
+            for start in range(0, count, GROUP):
+                chunk = names[start:start + GROUP]
+                for name in chunk:
+                    fd = os.open(f"{src}/{name}", _NEW, 0o640)
+                    os.write(fd, data)
+                    os.close(fd)
+                sync_filesystem(dst_fd)
+                for name in chunk:
+                    os.rename(f"{src}/{name}", f"{dst}/{name}")
+                os.fsync(dst_fd)
+        else:
+            raise ValueError(self.kind)
+        return time.perf_counter() - started
+
+    def prepare_old(self, count: int) -> None:
+        """Make ``count`` more files for :meth:`run_unlink` (untimed; synced by the caller).
+
+        They stand for the old copies a rewriting move removes: files written long enough
+        ago to have their blocks allocated, which makes removing them cost what it costs
+        the store (a file still in the page cache has no blocks to free yet).
+        """
+        os.makedirs(self.old, exist_ok=True)
+        for i in range(self.made_old, self.made_old + count):
+            self._write(f"{self.old}/{i:08d}.json")
+        self.made_old += count
+
+    def run_unlink(self, count: int) -> float:
+        """Remove the next ``count`` files made by :meth:`prepare_old`; return the seconds."""
+        names = [f"{self.old}/{i:08d}.json" for i in range(self.removed, self.removed + count)]
+        self.removed += count
+        started = time.perf_counter()
+        for name in names:
+            os.unlink(name)
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        os.close(self.dst_fd)
+
+
+# -- the store, chunk by chunk against its floor -------------------------------------------
+
+
+def measure_mode(root: str, mode: str, n: int, chunk: int, verbose: bool = False
+                 ) -> dict[str, dict[str, float]]:
+    """For each operation: the store's ops/s and its floor's ops/s, timed in alternation."""
+    store = LocalStore(f"{root}/store", FsyncMode(mode))
+    setup = LocalStore(f"{root}/store", FsyncMode.NEVER)  # untimed moves between phases
     group = GROUP if mode == "batch" else 1
     files = job_files(n)
     ids = [job_id for job_id, _, _ in files]
+    data = files[0][1]
+    kinds = {relevant_floor(mode, op) for op in OPS}
+    # The floors work in folders beside the queue's own, so that the file system places their
+    # files near the store's (ext4 spreads unrelated folders over its block groups).
+    floors = {kind: Floor(f"{root}/store/{QUEUE}/floor", kind, n, data) for kind in kinds}
     store.ensure_queue(QUEUE)
+    result: dict[str, dict[str, float]] = {}
 
-    def timed(ops: Sequence[Op]) -> float:
-        def loop() -> None:
-            for start in range(0, n, group):
-                outcomes = store.apply(ops[start:start + group])
-                if any(o is not None for o in outcomes):
-                    raise SystemExit(f"store error: {next(o for o in outcomes if o)}")
+    def run_store(part: Sequence[Op]) -> float:
+        began = time.perf_counter()
+        for first in range(0, len(part), group):
+            outcomes = store.apply(part[first:first + group])
+            if any(o is not None for o in outcomes):
+                raise SystemExit(f"store error: {next(o for o in outcomes if o)}")
+        return time.perf_counter() - began
 
-        return _timed(loop, n)
+    def phase(op: str, ops: Sequence[Op]) -> None:
+        floor = floors[relevant_floor(mode, op)]
+        if op in REWRITING:
+            floor.prepare_old(n)
+        os.sync()  # start from a clean page cache: earlier phases' writeback is not ours
+        pairs = []
+        for number, start in enumerate(range(0, n, chunk)):
+            part = ops[start:start + chunk]
+            if number % 2:  # alternate which goes first, so neither always follows the other
+                floor_time = floor.run(len(part))
+                store_time = run_store(part)
+            else:
+                store_time = run_store(part)
+                floor_time = floor.run(len(part))
+            # A rewriting move also removes the old copy: time that too, for reference.
+            unlink_time = floor.run_unlink(len(part)) if op in REWRITING else 0.0
+            pairs.append((len(part), store_time, floor_time, unlink_time))
+        # Medians over the chunks: a burst of slow disk (another process's flush) moves a
+        # median little, where it would dominate a total.
+        if verbose:
+            print(f"{mode:<6} {op:<8} store/floor ops/s per chunk: " + "  ".join(
+                f"{k / st:.0f}/{k / ft:.0f}" for k, st, ft, _ in pairs), file=sys.stderr)
+        result[op] = {"rate": statistics.median(k / st for k, st, _, _ in pairs),
+                      "floor": statistics.median(k / ft for k, _, ft, _ in pairs),
+                      "ratio": statistics.median(ft / st for _, st, ft, _ in pairs),
+                      "ratio_with_unlink": statistics.median((ft + ut) / st
+                                                             for _, st, ft, ut in pairs),
+                      "total": n / sum(st for _, st, _, _ in pairs)}
 
     def untimed(ops: Sequence[Op]) -> None:
         for start in range(0, n, 1000):
             assert not any(setup.apply(ops[start:start + 1000]))
 
-    rates = {}
-    rates["submit"] = timed([PutNew(QUEUE, i, data, check_other_states=False)
-                             for i, data, _ in files])
-    rates["claim"] = timed([Move(QUEUE, i, P, C) for i in ids])
-    rates["release"] = timed([Move(QUEUE, i, C, P, new) for i, _, new in files])
+    phase("submit", [PutNew(QUEUE, i, data, check_other_states=False) for i, data, _ in files])
+    phase("claim", [Move(QUEUE, i, P, C) for i in ids])
+    phase("release", [Move(QUEUE, i, C, P, new) for i, _, new in files])
     untimed([Move(QUEUE, i, P, C) for i in ids])
-    rates["finish"] = timed([Move(QUEUE, i, C, D, new) for i, _, new in files])
+    phase("finish", [Move(QUEUE, i, C, D, new) for i, _, new in files])
     untimed([Move(QUEUE, i, D, F) for i in ids])
-    rates["retry"] = timed([Move(QUEUE, i, F, P, new) for i, _, new in files])
-    rates["cancel"] = timed([Delete(QUEUE, P, i) for i in ids])
+    phase("retry", [Move(QUEUE, i, F, P, new) for i, _, new in files])
+    phase("cancel", [Delete(QUEUE, P, i) for i in ids])
+    for floor in floors.values():
+        floor.close()
     store.close()
     setup.close()
-    return rates
+    return result
 
 
 # -- running and reporting -----------------------------------------------------------------
@@ -242,79 +258,100 @@ def fs_type(path: str) -> str:
             for line in mounts:
                 fields = line.split()
                 point = fields[1].replace("\\040", " ")
-                if (path == point or path.startswith(point.rstrip("/") + "/")) and \
-                        len(point) > len(best):
+                inside = path == point or path.startswith(point.rstrip("/") + "/")
+                if inside and len(point) > len(best):
                     best, kind = point, fields[2]
     except OSError:
         pass
     return kind
 
 
-def one_run(root: str, n: int, n_always: int, modes: list[str]) -> dict[str, object]:
-    floors = measure_floors(f"{root}/floor", n, n_always)
-    stores = {mode: measure_store(f"{root}/{mode}", mode, n_always if mode == "always" else n)
-              for mode in modes}
-    return {"floor": floors, "store": stores}
+def one_run(root: str, n: int, n_always: int, modes: list[str], verbose: bool = False
+            ) -> dict[str, Any]:
+    """Every mode once: {mode: {op: {"rate": ops/s, "floor": ops/s}}}."""
+    measured = {}
+    for mode in modes:
+        count = n_always if mode == "always" else n
+        chunk = 100 if mode == "always" else 1000
+        measured[mode] = measure_mode(f"{root}/{mode}", mode, count, min(chunk, count),
+                                      verbose)
+        shutil.rmtree(f"{root}/{mode}", ignore_errors=True)
+    return measured
 
 
-def medians(runs: list[dict[str, dict[str, object]]]) -> dict[str, object]:
-    floors = {k: statistics.median(r["floor"][k] for r in runs) for k in FLOORS}  # type: ignore
-    stores = {mode: {op: statistics.median(r["store"][mode][op] for r in runs)  # type: ignore
-                     for op in OPS}
-              for mode in runs[0]["store"]}
-    return {"floor": floors, "store": stores}
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {mode: {op: {key: statistics.median(run[mode][op][key] for run in runs)
+                        for key in ("rate", "floor", "ratio", "ratio_with_unlink", "total")}
+                   for op in OPS}
+            for mode in runs[0]}
 
 
-def goals(result: dict[str, object]) -> list[dict[str, object]]:
-    floor: dict[str, float] = result["floor"]  # type: ignore[assignment]
-    store: dict[str, dict[str, float]] = result["store"]  # type: ignore[assignment]
-    found: list[dict[str, object]] = []
+def floors_of(result: dict[str, Any]) -> dict[str, float]:
+    """The median floor of each kind, over the operations it was paired with."""
+    found: dict[str, list[float]] = {}
+    for mode, ops in result.items():
+        for op, figures in ops.items():
+            found.setdefault(relevant_floor(mode, op), []).append(figures["floor"])
+    return {kind: statistics.median(values) for kind, values in found.items()}
+
+
+def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
 
     def goal(text: str, value: float, target: float) -> None:
         found.append({"goal": text, "value": round(value, 3), "target": target,
                       "pass": value >= target})
 
-    if "never" in store:
-        goal("fsync=never claim >= 50% of the bare-rename floor",
-             store["never"]["claim"] / floor["rename"], 0.5)
+    def ratio(mode: str, op: str) -> float:
+        return float(result[mode][op]["ratio"])
+
+    if "never" in result:
+        goal("fsync=never claim >= 50% of the bare-rename floor", ratio("never", "claim"), 0.5)
         goal("fsync=never submit >= 50% of the write+rename floor",
-             store["never"]["submit"] / floor["write+rename"], 0.5)
-    if "batch" in store and "always" in store:
+             ratio("never", "submit"), 0.5)
+    if "batch" in result and "always" in result:
         for op in OPS:
             goal(f"fsync=batch {op} >= 3x fsync=always",
-                 store["batch"][op] / store["always"][op], 3.0)
-    if "batch" in store:
+                 result["batch"][op]["rate"] / result["always"][op]["rate"], 3.0)
+    if "batch" in result:
         for op in OPS:
-            goal(f"fsync=batch {op} >= 50% of the grouped floor",
-                 store["batch"][op] / floor["grouped"], 0.5)
+            goal(f"fsync=batch {op} >= 50% of the grouped floor", ratio("batch", op), 0.5)
     return found
 
 
-def report(result: dict[str, object], info: dict[str, object]) -> None:
-    floor: dict[str, float] = result["floor"]  # type: ignore[assignment]
-    store: dict[str, dict[str, float]] = result["store"]  # type: ignore[assignment]
-    print(f"ckptd store benchmark: median of {info['runs']} run(s); {info['n']} ops "
-          f"({info['n_always']} with fsync=always); root {info['root']} ({info['fs']})")
+def report(result: dict[str, Any], info: dict[str, Any]) -> None:
+    print(f"ckptd store benchmark: median of {info['runs']} run(s); {info['n']} ops per "
+          f"phase ({info['n_always']} with fsync=always); {info['root']} ({info['fs']})")
     print()
-    print("floor (bare system calls, ops/s):")
+    floors = floors_of(result)
+    print("floor (bare system calls, ops/s, median over the phases it was paired with):")
     for name in FLOORS:
-        print(f"  {name:<14} {floor[name]:>10,.0f}")
+        if name in floors:
+            print(f"  {name:<14} {floors[name]:>10,.0f}")
+    if "grouped" in floors and "synced" in floors:
+        print(f"  grouped/synced = {floors['grouped'] / floors['synced']:.1f}x: the most "
+              "grouping syncs can gain on this disk")
     print()
-    modes = list(store)
-    header = "op        " + "".join(f"{m:>12} {'x floor':>8}" for m in modes)
-    if "batch" in store and "always" in store:
-        header += f"{'batch/always':>14}"
-    print(header)
+    modes = list(result)
+    header = f"{'op':<9}" + "".join(f"{m:>11} {'x floor':>8}" for m in modes)
+    both = "batch" in result and "always" in result
+    print(header + (f"{'batch/always':>14}" if both else ""))
     for op in OPS:
-        line = f"{op:<10}"
+        line = f"{op:<9}"
         for mode in modes:
-            rate = store[mode][op]
-            line += f"{rate:>12,.0f} {rate / floor[relevant_floor(mode, op)]:>8.2f}"
-        if "batch" in store and "always" in store:
-            line += f"{store['batch'][op] / store['always'][op]:>13.1f}x"
+            figures = result[mode][op]
+            line += f"{figures['rate']:>11,.0f} {figures['ratio']:>8.2f}"
+        if both:
+            line += f"{result['batch'][op]['rate'] / result['always'][op]['rate']:>13.1f}x"
         print(line)
-    print("  x floor: never vs rename (claim), unlink (cancel), write+rename (the rest); "
-          "batch vs grouped; always vs synced")
+    print("  ops/s and x floor are medians over chunks of 1000 ops (100 for always), each "
+          "timed next to\n  a chunk of its floor: never vs rename (claim), unlink (cancel), "
+          "write+rename (the rest);\n  batch vs grouped; always vs synced")
+    print()
+    print("rewriting moves against their floor plus the unlink of the old copy (x floor+unlink):")
+    for op in REWRITING:
+        print(f"{op:<9}" + "".join(f"{'':>11} {result[m][op]['ratio_with_unlink']:>8.2f}"
+                                   for m in modes))
     print()
     for item in goals(result):
         mark = "PASS" if item["pass"] else "MISS"
@@ -322,7 +359,7 @@ def report(result: dict[str, object], info: dict[str, object]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--n", type=int, default=20_000,
                         help="operations per phase for fsync=never and batch (default 20000)")
     parser.add_argument("--n-always", type=int, default=2_000,
@@ -333,34 +370,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", help="folder to run in (default: a new folder under the "
                         "current one, so on its disk rather than a tmpfs /tmp)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--keep", action="store_true", help="keep the files written")
+    parser.add_argument("--chunks", action="store_true",
+                        help="also print each chunk's store and floor ops/s (to stderr)")
     args = parser.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
-    unknown = set(modes) - set(MODES)
-    if unknown or args.n < 1 or args.n_always < 1 or args.runs < 1:
-        parser.error(f"bad arguments: modes must be among {MODES}; counts at least 1")
+    if set(modes) - set(MODES) or not modes:
+        parser.error(f"--modes takes some of {', '.join(MODES)}")
+    if min(args.n, args.n_always, args.runs) < 1:
+        parser.error("--n, --n-always and --runs must be at least 1")
     base = args.root or os.getcwd()
     os.makedirs(base, exist_ok=True)
     root = tempfile.mkdtemp(prefix=".bench-store-", dir=base)
     kind = fs_type(root)
-    if kind in ("tmpfs", "ramfs") and not args.json:
-        print(f"warning: {root} is on {kind}: fsync costs nothing there, the figures will "
-              "not say much about a disk", file=sys.stderr)
+    if kind in ("tmpfs", "ramfs"):
+        print(f"warning: {root} is on {kind}, where fsync costs nothing: the figures will "
+              "say little about a disk", file=sys.stderr)
+    runs = []
     try:
-        runs = []
         for run in range(args.runs):
-            runs.append(one_run(f"{root}/run{run}", args.n, args.n_always, modes))
-            if not args.keep:
-                shutil.rmtree(f"{root}/run{run}", ignore_errors=True)
-        result = medians(runs)  # type: ignore[arg-type]
+            runs.append(one_run(f"{root}/run{run}", args.n, args.n_always, modes, args.chunks))
     finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+    result = medians(runs)
     info = {"runs": args.runs, "n": args.n, "n_always": args.n_always, "root": root,
             "fs": kind}
     if args.json:
-        print(json.dumps({**info, **result, "goals": goals(result), "runs_raw": runs},
-                         indent=2))
+        print(json.dumps({**info, "result": result, "floors": floors_of(result),
+                          "goals": goals(result), "each_run": runs}, indent=2))
     else:
         report(result, info)
     return 0  # goals are reported, not enforced: machines differ

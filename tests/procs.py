@@ -167,7 +167,7 @@ class Processes:
     def worker(self, daemon: DaemonProcess | str, queue: str | list[str], handler: str,
                concurrency: int = 1, prefetch: int = 0, env: dict[str, str] | None = None,
                name: str | None = None, extra: list[str] | None = None) -> WorkerProcess:
-        """A worker of ``queue`` running ``handlers.<handler>``."""
+        """A worker of ``queue`` running ``handlers.<handler>`` (or MODULE:FUNCTION)."""
         number = len(self.workers) + 1
         log_path = os.path.join(self.tmp, f"worker{number}.log")
         connect = daemon if isinstance(daemon, str) else daemon.control
@@ -177,7 +177,7 @@ class Processes:
                 "--name", name or f"w{number}"]
         for q in queues:
             args += ["--queue", q]
-        args += (extra or []) + [f"handlers:{handler}"]
+        args += (extra or []) + [handler if ":" in handler else f"handlers:{handler}"]
         log = open(log_path, "ab")
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=HANDLERS_DIR,
                                 env=base_env(**(env or {})))

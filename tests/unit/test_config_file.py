@@ -14,7 +14,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "ckptd.toml"
 def commented_settings() -> dict[str, object]:
     """The '# key = value' lines of the example, parsed as TOML."""
     top = EXAMPLE.read_text().split("# [queues.", 1)[0]  # the global settings only
-    lines = [m.group(1) for m in re.finditer(r"^# ([a-z_]+ = .+)$", top, re.M)]
+    lines = [m.group(1) for m in re.finditer(r"^# ([a-z0-9_]+ = .+)$", top, re.M)]
     return tomllib.loads("\n".join(lines))
 
 
