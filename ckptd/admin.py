@@ -16,10 +16,10 @@ from . import jobs, recovery
 from .config import Settings
 from .errors import JobExists, JobNotFound, MalformedJob, TransitionError
 from .ids import new_id
-from .timefmt import utc_iso
 from .names import check_job_id, check_queue
 from .states import STATES, TERMINAL, State, transition_name
 from .store.base import JOB_SUFFIX, Delete, Move, Op, PutBlob, PutNew, Store, split_job_name
+from .timefmt import utc_iso
 
 IF_EXISTS = ("error", "return")
 

@@ -61,13 +61,10 @@ class Context:
     def store_admin(self) -> Any:
         """Return the store commands carried out on the store itself (never the daemon)."""
         from .admin import StoreAdmin
-        from .store import open_store
+        from .store import store_from_settings
 
         settings = self.settings()
-        store = open_store(settings.root, settings.fsync, file_mode=settings.file_mode,
-                           dir_mode=settings.dir_mode,
-                           storage_options=dict(settings.storage_options))
-        return StoreAdmin(store, settings)
+        return StoreAdmin(store_from_settings(settings), settings)
 
 
 def handle_errors(func: F) -> F:
@@ -491,7 +488,7 @@ def worker(connect: str | None, queues: tuple[str, ...], concurrency: int, prefe
     func = load_handler(handler)
     root = ctx.flags.get("root")
     runner = Worker(address.split(","), list(queues), func, concurrency=concurrency,
-                    prefetch=prefetch, name=name, root=root, curve=curve)
+                    prefetch=prefetch, name=name, root=root, curve=curve, settings=settings)
     runner.install_signal_handlers()
     runner.run()
 

@@ -80,6 +80,7 @@ class Client:
         """
         frames = protocol.request(kind.encode(), body or {})
         wait = self.timeout if timeout is None else timeout
+        standby: RemoteError | None = None
         for _ in range(len(self.endpoints)):
             sock = self._socket()
             started = time.monotonic()
@@ -99,10 +100,17 @@ class Client:
                                      f"{exc}") from None
                 if ok:
                     return answer
-                raise RemoteError(str(answer.get("error", "Error")),
-                                  str(answer.get("message", "the daemon refused")),
-                                  int(answer.get("exit_code", 1)))
+                error = RemoteError(str(answer.get("error", "Error")),
+                                    str(answer.get("message", "the daemon refused")),
+                                    int(answer.get("exit_code", 1)))
+                if error.kind == "Standby" and len(self.endpoints) > 1:
+                    standby = error  # a standby daemon: the active one is another address
+                    self._reset(rotate=True)
+                    continue
+                raise error
             self._reset(rotate=True)
+        if standby is not None:
+            raise standby
         raise DaemonUnavailable(f"no answer from the daemon at {', '.join(self.endpoints)} "
                                 f"within {wait:g}s: is 'ckptd serve' running there, and is "
                                 "the address (and key) right?")

@@ -135,6 +135,17 @@ class Settings:
                                   "Leftovers in tmp/ older than this are removed by recovery.")
     file_mode: int = _setting(0o640, _mode, "Mode of the job and checkpoint files created.")
     dir_mode: int = _setting(0o750, _mode, "Mode of the folders created.")
+    # buckets (see ckptd.store.s3 and README "Buckets")
+    s3_endpoint_url: str | None = _setting(None, _optional_text,
+                                           "S3-compatible server to use instead of AWS, "
+                                           "e.g. http://127.0.0.1:8333.")
+    store_timeout: float = _setting(10.0, lambda v, w: parse_duration(v, w),
+                                    "Deadline of one bucket request (retries included).")
+    store_concurrency: int = _setting(64, _positive_int,
+                                      "Bucket requests in flight at once.")
+    leader_lease: float = _setting(10.0, lambda v, w: parse_duration(v, w),
+                                   "Buckets: lease of the active daemon (a standby takes "
+                                   "over within 2x this); 0 = no leader lease.")
     # the daemon
     control: str = _setting("tcp://127.0.0.1:5550", _text,
                             "Control socket (submit, status, ...); workers need only this.")

@@ -37,7 +37,7 @@ from .errors import CkptdError, ConfigError, JobNotFound, ProtocolError, StoreEr
 from .protocol import Body
 from .security import CurveServer, SocketGuard
 from .states import State, parse_state
-from .store import Store, is_local, open_store
+from .store import Store, is_local, store_from_settings
 from .systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,7 @@ class Daemon:
                  clock: Callable[[], float] = time.time, ready_file: str | None = None
                  ) -> None:
         self.settings = settings
-        self.store = store or open_store(settings.root, settings.fsync,
-                                         file_mode=settings.file_mode,
-                                         dir_mode=settings.dir_mode,
-                                         storage_options=dict(settings.storage_options))
+        self.store = store or store_from_settings(settings)
         self.clock = clock
         self.ready_file = ready_file
         self.name = f"{os.uname().nodename}:{os.getpid()}"
@@ -100,6 +97,11 @@ class Daemon:
         self._replies: list[tuple[bytes, list[bytes]]] = []
         self._guard: SocketGuard | None = None
         self.telemetry: Any = None  # ckptd.httpserver.Telemetry when metrics_port is set
+        self.role: Any = None  # ckptd.bucket_role.BucketRole on a bucket store
+        if not is_local(settings.root):
+            from .bucket_role import BucketRole
+
+            self.role = BucketRole(self)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -122,14 +124,17 @@ class Daemon:
         self._poller.register(self._wake_r, zmq.POLLIN)
         for sock in guard.pollables():
             self._poller.register(sock, zmq.POLLIN)
-        started = time.monotonic()
-        findings = self.engine.recover(now)
-        counts = {q: i.counts() for q, i in self.engine.queues.items()}
-        log.info("recovered the index from %s in %.3fs", self.store.url,
-                 time.monotonic() - started,
-                 extra={"fields": {"queues": len(counts), "repairs": len(findings),
-                                   "pending": sum(c["pending"] for c in counts.values()),
-                                   "claimed": sum(c["claimed"] for c in counts.values())}})
+        if self.role is not None:
+            self.role.start(now)  # the leader lease (or standby), then recovery
+        else:
+            started = time.monotonic()
+            findings = self.engine.recover(now)
+            counts = {q: i.counts() for q, i in self.engine.queues.items()}
+            log.info("recovered the index from %s in %.3fs", self.store.url,
+                     time.monotonic() - started,
+                     extra={"fields": {"queues": len(counts), "repairs": len(findings),
+                                       "pending": sum(c["pending"] for c in counts.values()),
+                                       "claimed": sum(c["claimed"] for c in counts.values())}})
         if is_local(self.settings.root):
             from .watch import make_watcher
 
@@ -196,6 +201,8 @@ class Daemon:
         if self._scan_thread is not None:
             self._scan_thread.join(timeout=10)
             self._scan_thread = None
+        if self.role is not None:
+            self.role.close()  # gives the leader lease back
         for sock in (self._control, self._dispatch):
             if sock is not None and not sock.closed:
                 try:
@@ -302,6 +309,8 @@ class Daemon:
         if self.reload_requested:
             self.reload_requested = False
             self.reload()
+        if self.role is not None and not self.role.serving(now, events):
+            return  # a standby: the role answered the control socket; nothing else runs
         if self._watcher is not None:
             self._read_watch_events(now)
             if self._new_queues:
@@ -315,7 +324,8 @@ class Daemon:
         engine = self.engine
         engine.expire_leases(now)
         engine.promote_delayed(now)
-        claimed = engine.dispatch(now, self.settings.message_inline_limit)
+        claimed = (engine.dispatch(now, self.settings.message_inline_limit)
+                   if self.role is None or self.role.may_dispatch(now) else 0)
         self.commit()
         if engine.ended:
             engine.ended.clear()
@@ -331,7 +341,8 @@ class Daemon:
         if txn.ops:
             engine.txn = type(txn)()
             try:
-                outcomes = self.store.apply(txn.ops)
+                outcomes = (self.store.apply(txn.ops) if self.role is None
+                            else self.role.apply(txn))  # fenced; keeps what must be retried
             except Exception as exc:  # a backend bug must not kill the loop; nothing is acked
                 log.exception("store apply failed")
                 error = StoreError(f"store failure: {exc}")
@@ -452,6 +463,10 @@ class Daemon:
 
         def scan() -> None:
             try:
+                if self.role is not None:  # buckets: paged, incremental, resolves leftovers
+                    self._scan_results.append(self.role.scan(marks))
+                    self.wake()
+                    return
                 result: dict[str, Any] = {}
                 for queue in self.store.queues():
                     result[queue] = {
@@ -462,6 +477,8 @@ class Daemon:
                 self._scan_results.append({"queues": result, "marks": marks})
             except CkptdError as exc:
                 log.warning("rescan of %s failed: %s", self.store.url, exc)
+                if self.role is not None:
+                    self.role.health.failed(exc, self.clock())
             self.wake()
 
         self._scan_thread = threading.Thread(target=scan, name="ckptd-rescan", daemon=True)
@@ -470,6 +487,9 @@ class Daemon:
     def _read_scan_results(self) -> None:
         while self._scan_results:
             scan = self._scan_results.popleft()
+            if self.role is not None:
+                self.role.reconcile(scan, self.clock())
+                continue
             for queue, listed in scan["queues"].items():
                 index = self.engine.queue(queue)
                 self.engine.reconcile_pending(queue, listed["pending"])
@@ -522,7 +542,8 @@ class Daemon:
             self.notifier.ready(self._status_line())
             return
         fixed = ("root", "control", "dispatch", "fsync", "metrics_port", "watcher", "file_mode",
-                 "metrics_bind", "dir_mode", "storage_options", "curve_secret_key", "insecure")
+                 "metrics_bind", "dir_mode", "storage_options", "curve_secret_key", "insecure",
+                 "s3_endpoint_url", "store_timeout", "store_concurrency", "leader_lease")
         changed = [name for name in fixed if getattr(fresh, name) != getattr(self.settings, name)]
         if changed:
             log.warning("reload: %s can only change with a restart; keeping the old value(s)",
@@ -666,6 +687,8 @@ class Daemon:
                                 "fsync": self.settings.fsync.value,
                                 "lease_s": self.settings.lease,
                                 "stopping": self.stopping_since is not None}
+            if self.role is not None:  # role, leader lease, "store unavailable"
+                answer["daemon"].update(self.role.status(now))
             self._reply(identity, answer)
         elif kind == b"ping":
             self._reply(identity, {"pong": True, "daemon": self.name})

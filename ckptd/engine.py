@@ -23,8 +23,8 @@ from typing import Any
 from . import jobs, recovery
 from .admin import prepare_submit, retried
 from .config import Settings
-from .flows import Flows
 from .errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
+from .flows import Flows
 from .metrics import QueueMetrics, failure_note, queue_figures
 from .protocol import Body
 from .states import State, transition_name

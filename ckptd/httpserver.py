@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from . import dashboard, exposition
+from .endpoints import is_loopback
 from .errors import CkptdError, ConfigError, JobNotFound
 from .explain import explain
 from .metrics import Snapshot, build_snapshot
@@ -77,6 +78,10 @@ class Telemetry:
         except ValueError:
             family = socket.AF_INET
         server_class = type("_BoundServer", (_Server,), {"address_family": family})
+        if not is_loopback(self.bind) and not self.daemon.settings.insecure:
+            raise ConfigError(f"refusing to serve /metrics and the dashboard on {self.bind}: "
+                              "they have no authentication. Keep metrics_bind on 127.0.0.1 and "
+                              "put an authenticating proxy in front, or pass --insecure")
         try:
             server = server_class((self.bind, self.port), _Handler)
         except OSError as exc:
@@ -86,9 +91,9 @@ class Telemetry:
         server.telemetry = self
         self._server = server
         self.port = int(server.server_address[1])
-        if not _is_loopback(self.bind):
-            log.warning("the metrics port listens on %s: anyone who can reach it sees job ids "
-                        "and errors (read-only); put it behind a proxy or a firewall", self.bind)
+        if not is_loopback(self.bind):
+            log.warning("INSECURE: the metrics port listens on %s: anyone who can reach it sees "
+                        "job ids and errors (read-only)", self.bind)
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="ckptd-http", daemon=True)
         self._thread.start()
@@ -241,11 +246,6 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("http: " + format, *args)
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _host(bind: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from . import jobs
 from .errors import CkptdError, JobNotFound, MalformedJob
 from .states import STATES, Copy, State, resolve, tmp_is_stale
-from .store.base import Delete, Store
+from .store.base import Delete, Store, is_trash
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def clean_leftovers(store: Store, queue: str, now: float, max_age: float, repair
     """Report (and with ``repair`` remove) writes in ``tmp/`` older than ``max_age``."""
     findings = []
     for leftover in store.leftovers(queue, now):
-        if not tmp_is_stale(leftover.age, max_age):
+        if not (is_trash(leftover.name) or tmp_is_stale(leftover.age, max_age)):
             continue
         if repair:
             store.remove_leftover(queue, leftover.name)

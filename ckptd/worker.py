@@ -30,9 +30,10 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import zmq
 
@@ -129,7 +130,7 @@ class Worker:
     def __init__(self, connect: str | list[str], queues: str | list[str], handler: Handler, *,
                  concurrency: int = 1, prefetch: int = 0, name: str | None = None,
                  root: str | None = None, curve: Any = None,
-                 context: zmq.Context[Any] | None = None) -> None:
+                 context: zmq.Context[Any] | None = None, settings: Any = None) -> None:
         self.endpoints = [connect] if isinstance(connect, str) else list(connect)
         self.queues = [check_queue(q) for q in ([queues] if isinstance(queues, str) else queues)]
         if not self.queues:
@@ -146,6 +147,8 @@ class Worker:
         self.host = host
         self.root = root
         self.curve = curve
+        self.settings = settings  # for a bucket's credentials, endpoint and options
+        self._watch: Any = None  # ckptd.failover.DaemonWatch, with several daemon addresses
         self._own_context = context is None
         self._ctx = context or zmq.Context()
         self._outgoing: queue_mod.SimpleQueue[tuple[bytes, dict[str, Any]]] = \
@@ -187,25 +190,17 @@ class Worker:
     def run(self) -> None:
         """Serve until :meth:`stop` (or SIGTERM after install_signal_handlers)."""
         dispatch = self._discover()
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.ROUTING_ID, self.name.encode())
-        sock.setsockopt(zmq.LINGER, 5000)  # let the last answers out on exit
-        # IMMEDIATE stays off on purpose: answers queue up while the daemon restarts and
-        # are delivered when it is back, so finished work is not done again.
-        sock.setsockopt(zmq.IMMEDIATE, 0)
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)  # reconnect with backoff, capped
-        sock.setsockopt(zmq.MAXMSGSIZE, 256 * 1024 * 1024)
-        sock.setsockopt(zmq.SNDHWM, 100_000)  # answers must not be dropped while it is away
-        if self.curve is not None:
-            self.curve.apply_client(sock)
-        sock.connect(dispatch)
-        self._sock = sock
+        sock = self._dispatch_socket(dispatch)
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="ckptd-job")
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         self._hello(sock)
+        if len(self.endpoints) > 1:  # a standby: follow whichever daemon is active
+            from .failover import DaemonWatch
+
+            self._watch = DaemonWatch(self._ctx, self.endpoints, self.curve, self._heartbeat)
+            poller.register(self._watch.sock, zmq.POLLIN)
         log.info("worker %s serving %s on %s with %d thread(s), prefetch %d", self.name,
                  ",".join(self.queues), dispatch, self.concurrency, self.prefetch)
         self._next_beat = time.monotonic() + self._heartbeat
@@ -218,6 +213,14 @@ class Worker:
                     _drain(self._wake_r)
                 if events.get(sock):
                     self._read(sock)
+                watch = self._watch
+                if watch is not None:
+                    if events.get(watch.sock):
+                        watch.read()
+                    watch.interval = self._heartbeat
+                    watch.tick(time.monotonic())
+                    if watch.lost() and not self._stopping:
+                        sock = self._follow(sock, poller)
                 self._flush(sock)
                 if time.monotonic() >= self._next_beat:
                     self._next_beat = time.monotonic() + self._heartbeat
@@ -238,12 +241,64 @@ class Worker:
             self._pool.shutdown(wait=not self._stop_now, cancel_futures=True)
             sock.close(5000 if not self._stop_now else 0)
             self._sock = None
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
             if self._own_context:
                 self._ctx.term()
             log.info("worker %s stopped: %d done, %d failed", self.name, self.jobs_done,
                      self.jobs_failed)
+
+    def _dispatch_socket(self, dispatch: str) -> zmq.Socket[bytes]:
+        """A DEALER socket connected to a daemon's dispatch endpoint."""
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.ROUTING_ID, self.name.encode())
+        sock.setsockopt(zmq.LINGER, 5000)  # let the last answers out on exit
+        # IMMEDIATE stays off on purpose: answers queue up while the daemon restarts and
+        # are delivered when it is back, so finished work is not done again.
+        sock.setsockopt(zmq.IMMEDIATE, 0)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)  # reconnect with backoff, capped
+        sock.setsockopt(zmq.MAXMSGSIZE, 256 * 1024 * 1024)
+        sock.setsockopt(zmq.SNDHWM, 100_000)  # answers must not be dropped while it is away
+        if self.curve is not None:
+            self.curve.apply_client(sock)
+        sock.connect(dispatch)
+        self._sock = sock
+        return sock
+
+    def _follow(self, sock: zmq.Socket[bytes], poller: zmq.Poller) -> zmq.Socket[bytes]:
+        """The daemon is gone (or a standby): move to the active one if one answers.
+
+        Returns the dispatch socket to use from now on (the old one while none answers).
+        """
+        watch = self._watch
+        assert watch is not None
+        old = watch.endpoint
+        log.warning("the daemon at %s does not answer (or stands by); looking for the "
+                    "active one among %s", old, ", ".join(watch.endpoints))
+        poller.unregister(watch.sock)
+        found = watch.find_active()
+        poller.register(watch.sock, zmq.POLLIN)
+        if found is None:
+            return sock
+        endpoint, answer = found
+        self.endpoints = list(watch.endpoints)
+        self._daemon_root = answer.get("root") or self._daemon_root
+        dispatch = peer_endpoint(endpoint, int(answer["dispatch_port"]))
+        poller.unregister(sock)
+        sock.close(0)  # what it still held was for the old daemon
+        sock = self._dispatch_socket(dispatch)
+        poller.register(sock, zmq.POLLIN)
+        self._hello(sock)
+        resend = watch.answers_to_resend()
+        for start in range(0, len(resend), protocol.MAX_BATCH):
+            self._send_batch(sock, resend[start:start + protocol.MAX_BATCH])
+        log.warning("now working for the daemon at %s (dispatch %s); sent %d recent "
+                    "answer(s) again", endpoint, dispatch, len(resend))
+        return sock
 
     def _discover(self) -> str:
         """Ask the daemon's control socket where to connect for jobs."""
@@ -333,10 +388,17 @@ class Worker:
             except queue_mod.Empty:
                 break
         if messages:
-            try:
-                sock.send_multipart(protocol.batch(messages), zmq.NOBLOCK)
-            except zmq.Again:
-                log.warning("cannot reach the daemon; %d answer(s) not sent", len(messages))
+            if self._watch is not None:
+                for kind, body in messages:
+                    self._watch.remember(kind, body)
+            self._send_batch(sock, messages)
+
+    def _send_batch(self, sock: zmq.Socket[bytes],
+                    messages: list[tuple[bytes, dict[str, Any]]]) -> None:
+        try:
+            sock.send_multipart(protocol.batch(messages), zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("cannot reach the daemon; %d answer(s) not sent", len(messages))
 
     def _wake(self) -> None:
         try:
@@ -495,10 +557,28 @@ class Worker:
                 try:
                     if is_local(root) and not os.path.isdir(root):
                         raise CkptdError(f"{root} is not on this host")
-                    self._store = open_store(root)
+                    if is_local(root):
+                        self._store = open_store(root)
+                    else:  # a bucket: with this worker's own credentials and endpoint
+                        self._store = self._open_bucket(root)
                 except (CkptdError, OSError, ImportError, ValueError) as exc:
                     log.info("reading payloads through the daemon (store %s: %s)", root, exc)
             return self._store
+
+    def _open_bucket(self, root: str) -> Any:
+        """Open the daemon's bucket with this worker's settings; fail when it cannot read."""
+        import dataclasses
+
+        from .config import load_settings
+        from .store import store_from_settings
+
+        settings = self.settings if self.settings is not None else load_settings()
+        store = store_from_settings(dataclasses.replace(settings, root=root))
+        probe = getattr(store, "probe_access", None)
+        if probe is not None:
+            probe()  # no credentials, or no access: fetch through the daemon instead
+        log.info("reading payloads straight from %s", root)
+        return store
 
     def _checkpoint(self, job: Job, seq: int, state: Any, timeout: float) -> None:
         event = threading.Event()

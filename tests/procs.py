@@ -14,8 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest

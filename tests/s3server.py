@@ -181,12 +181,12 @@ class SeaweedServer:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        """SIGTERM (SIGKILL after 10 s) and wait."""
+        """SIGTERM (SIGKILL after 3 s) and wait."""
         if self.proc is None or self.proc.poll() is not None:
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            self.proc.wait(10)
+            self.proc.wait(3)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)

@@ -7,10 +7,9 @@ from typing import Any
 from ..durable import FsyncMode
 from ..errors import ConfigError
 from .base import Store
-from .bucket import BucketStore
 from .local import LocalStore
 
-__all__ = ["Store", "LocalStore", "BucketStore", "open_store", "is_local"]
+__all__ = ["Store", "LocalStore", "open_store", "store_from_settings", "is_local"]
 
 
 def is_local(root: str) -> bool:
@@ -20,16 +19,48 @@ def is_local(root: str) -> bool:
 
 def open_store(root: str, fsync: FsyncMode | str = FsyncMode.BATCH, *,
                file_mode: int = 0o640, dir_mode: int = 0o750,
-               storage_options: dict[str, Any] | None = None) -> Store:
+               storage_options: dict[str, Any] | None = None,
+               timeout: float = 10.0, concurrency: int = 64) -> Store:
     """Open the store at ``root``: a path or ``file://`` URL (local disk), ``memory://``
-    (in-process, for tests) or any fsspec object-store URL such as ``s3://bucket/prefix``."""
+    (in-process, for tests) or any fsspec object-store URL such as ``s3://bucket/prefix``.
+
+    ``s3://`` gets :class:`~ckptd.store.s3.S3Store` (``timeout`` per request, ``concurrency``
+    requests in flight); other object stores the generic bucket store."""
     if not root:
         raise ConfigError("no store root given: pass --root PATH|URL or set CKPTD_ROOT")
     if is_local(root):
         path = root[len("file://"):] if root.startswith("file://") else root
         return LocalStore(path, FsyncMode(fsync), file_mode=file_mode, dir_mode=dir_mode)
     protocol = root.split("://", 1)[0]
+    from .bucket import BucketStore  # imports fsspec: only when a bucket is used
+
     try:
+        if protocol in ("s3", "s3a"):
+            from .s3 import S3Store
+
+            return S3Store(root, FsyncMode(fsync), storage_options, timeout=timeout,
+                           concurrency=concurrency)
         return BucketStore(root, FsyncMode(fsync), storage_options)
     except (ImportError, ValueError) as exc:
         raise ConfigError(f"cannot open store {root!r} ({protocol}://): {exc}") from exc
+
+
+def store_from_settings(settings: Any) -> Store:
+    """Open the store of ``settings.root`` with every store setting (modes, bucket options)."""
+    options = dict(settings.storage_options)
+    if not is_local(settings.root):
+        from .s3 import bucket_options  # the endpoint setting joins [storage_options]
+
+        options = bucket_options(settings)
+    return open_store(settings.root, settings.fsync, file_mode=settings.file_mode,
+                      dir_mode=settings.dir_mode, storage_options=options,
+                      timeout=settings.store_timeout, concurrency=settings.store_concurrency)
+
+
+def __getattr__(name: str) -> Any:
+    """``BucketStore`` on demand: importing it pulls in fsspec, which the local path needs not."""
+    if name == "BucketStore":
+        from .bucket import BucketStore
+
+        return BucketStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,6 +32,7 @@ BLOB_DIR = "blobs"
 TMP_DIR = "tmp"
 QUARANTINE_DIR = "quarantine"
 REASON_SUFFIX = ".reason.txt"
+TRASH_MARK = ".old."  # in tmp/: an old copy already replaced, waiting to be deleted
 QUEUE_DIRS: tuple[str, ...] = tuple(s.value for s in STATES) + (CHECKPOINT_DIR, BLOB_DIR, TMP_DIR)
 BLOB_KINDS = ("payload", "result", "source")
 BATCH_DIR = "batches"
@@ -341,6 +342,12 @@ def check_folder(folder: str) -> str:
     if folder not in QUEUE_DIRS:
         raise InvalidName(f"invalid folder {folder!r}: expected one of {', '.join(QUEUE_DIRS)}")
     return folder
+
+
+def is_trash(name: str) -> bool:
+    """True for a file in tmp/ that is an old copy discarded by a move or delete: garbage
+    whatever its age (the job lives on in its new folder, or was deleted on purpose)."""
+    return TRASH_MARK in name
 
 
 def split_job_name(name: str) -> str | None:

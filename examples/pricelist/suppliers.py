@@ -1,6 +1,7 @@
 """A simulated supplier: an HTTP server on 127.0.0.1 with real latency and real failures.
 
-    python -m pricelist.suppliers --name acme --port 8101 [--error-rate 0.05] [--timeout-rate 0.02]
+    python -m pricelist.suppliers --name acme --port 8101 [--error-rate 0.05]
+        [--timeout-rate 0.01] [--latency-ms 5,60]
 
 GET /quote?sku=SKU answers JSON from :mod:`catalog` after 5-60 ms; some requests get a 503
 and a few hang for 3 s, as real suppliers do.
@@ -22,7 +23,8 @@ from .catalog import quote
 
 
 def serve(name: str, port: int, error_rate: float, timeout_rate: float,
-          ready: threading.Event | None = None) -> ThreadingHTTPServer:
+          latency: tuple[float, float] = (0.005, 0.060)) -> ThreadingHTTPServer:
+    """An HTTP server answering /quote?sku=... as supplier ``name`` would."""
     rng = random.Random()
 
     class Handler(BaseHTTPRequestHandler):
@@ -33,7 +35,7 @@ def serve(name: str, port: int, error_rate: float, timeout_rate: float,
                 self.send_error(404)
                 return
             roll = rng.random()
-            time.sleep(rng.uniform(0.005, 0.060))
+            time.sleep(rng.uniform(*latency))
             if roll < timeout_rate:
                 time.sleep(3.0)  # the client's timeout is shorter: this is a timeout
             if roll < timeout_rate + error_rate:
@@ -60,8 +62,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--error-rate", type=float, default=0.05)
     parser.add_argument("--timeout-rate", type=float, default=0.01)
+    parser.add_argument("--latency-ms", default="5,60", help="MIN,MAX per answer")
     args = parser.parse_args()
-    server = serve(args.name, args.port, args.error_rate, args.timeout_rate)
+    low, high = (float(x) / 1000 for x in args.latency_ms.split(","))
+    server = serve(args.name, args.port, args.error_rate, args.timeout_rate, (low, high))
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"supplier {args.name} on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
     server.serve_forever(poll_interval=0.2)

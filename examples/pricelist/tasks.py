@@ -77,7 +77,7 @@ def write_price_list(lines: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    for line in sorted(lines, key=lambda l: l["sku"]):
+    for line in sorted(lines, key=lambda row: row["sku"]):
         writer.writerow({k: line.get(k, "") for k in COLUMNS})
     return out.getvalue()
 

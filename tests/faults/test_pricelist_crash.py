@@ -11,13 +11,13 @@ import pytest
 
 from tests.helpers import wait_for
 from tests.integration.test_pricelist import check_price_list, submit_items
-from tests.pricelist_setup import suppliers, worker_env, write_items  # noqa: F401
+from tests.pricelist_setup import worker_env, write_items
 from tests.procs import Processes, count_files
 
 
 @pytest.mark.slow
 def test_kills_during_the_batch_and_at_the_reduce_leave_one_reduce(
-        procs: Processes, tmp_path: Path, suppliers: dict[str, str]) -> None:  # noqa: F811
+        procs: Processes, tmp_path: Path, suppliers: dict[str, str]) -> None:
     rng = random.Random(23)
     items = write_items(str(tmp_path / "items.csv"), 4000)
     daemon = procs.daemon(lease="3s", heartbeat="0.5s", backoff_base="0.1s")

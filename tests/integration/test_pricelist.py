@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import wait_for
-from tests.pricelist_setup import (expected_price_list, read_price_list, suppliers,  # noqa: F401
-                                   worker_env, write_items)
+from tests.pricelist_setup import (
+    expected_price_list,
+    read_price_list,
+    worker_env,
+    write_items,
+)
 from tests.procs import Processes, base_env, count_files, job_files
 
 

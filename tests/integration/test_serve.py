@@ -25,7 +25,7 @@ def test_a_thousand_jobs_through_two_workers(procs: Processes, tmp_path: Path) -
         status = client.status("q")["queues"]["q"]
     done = job_files(daemon.root, "q", "done")
     assert set(done) == set(ids) and len(ids) == 1000
-    for job_id, job in done.items():
+    for job in done.values():
         assert job["result"] == {"echo": job["payload"], "attempt": 1}
         assert job["attempts"] == 1 and job["worker"] in ("w1", "w2")
     assert status["done"] == 1000 and status["pending"] == 0 and status["claimed"] == 0

@@ -1,0 +1,126 @@
+"""Two daemons on one bucket: the standby takes over when the active one dies.
+
+The daemons share an ``s3://`` root on SeaweedFS; the leader lease object decides which one
+is active. Workers get both control addresses and follow the active daemon.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from tests.bucket.helpers import done_outcomes, read_jobs
+from tests.bucket.test_bucket_daemon import FAST, Q, assert_each_once, daemon, submit
+from tests.helpers import wait_for
+from tests.procs import Processes
+from tests.s3server import SeaweedServer
+
+LEASE = 3.0
+
+
+def role(d: Any) -> str | None:
+    """"active", "standby", or None when the daemon does not answer."""
+    client = d.client(timeout=2)
+    try:
+        return "standby" if client.ping().get("standby") else "active"
+    except Exception:  # noqa: BLE001 - dead or stopped
+        return None
+    finally:
+        client.close()
+
+
+def done_count(d: Any) -> int:
+    client = d.client(timeout=5)
+    try:
+        return int(client.status()["queues"].get(Q, {}).get("done", 0))
+    except Exception:  # noqa: BLE001
+        return -1
+    finally:
+        client.close()
+
+
+def two_daemons(procs: Processes, server: SeaweedServer, url: str) -> tuple[Any, Any]:
+    first = daemon(procs, server, url, leader_lease=f"{LEASE}s")
+    wait_for(lambda: role(first) == "active", timeout=20, message="the first daemon active")
+    second = daemon(procs, server, url, leader_lease=f"{LEASE}s")
+    assert role(second) == "standby"
+    return first, second
+
+
+def test_a_standby_serves_nothing(procs: Processes, s3_server: SeaweedServer) -> None:
+    from ckptd.client import Client
+    from ckptd.errors import RemoteError
+
+    first, second = two_daemons(procs, s3_server, s3_server.url())
+    with second.client() as client:
+        with pytest.raises(RemoteError, match="standby") as info:
+            client.submit(Q, {"n": 1})
+        assert info.value.kind == "Standby"
+        assert client.status()["daemon"]["role"] == "standby"
+    # A client given both addresses goes past the standby to the active daemon.
+    with Client([second.control, first.control], timeout=5) as client:
+        job_id = client.submit(Q, {"n": 2})
+        assert client.show(Q, job_id)["state"] == "pending"
+
+
+@pytest.mark.slow
+def test_the_standby_takes_over_when_the_active_daemon_is_killed(
+        procs: Processes, s3_server: SeaweedServer, tmp_path: Any) -> None:
+    url = s3_server.url()
+    first, second = two_daemons(procs, s3_server, url)
+    env = {**s3_server.env(), "TEST_LOG": str(tmp_path / "runs"), "SLEEP": "0.05"}
+    connect = f"{first.control},{second.control}"
+    for _ in range(2):
+        procs.worker(connect, Q, "sleepy", concurrency=4, env=env)
+    ids = submit(first, 400)
+    wait_for(lambda: done_count(first) >= 100, timeout=120, interval=0.2,
+             message="100 jobs done by the first daemon")
+    first.kill()  # SIGKILL mid-run: no lease given back
+    killed = time.monotonic()
+    wait_for(lambda: role(second) == "active", timeout=4 * LEASE, interval=0.05,
+             message="the standby to take over")
+    took = time.monotonic() - killed
+    assert took <= 2 * LEASE, f"the standby took {took:.1f}s (lease {LEASE:g}s)"
+    wait_for(lambda: done_count(second) == 400, timeout=180, interval=0.5,
+             message="every job done by the second daemon")
+    assert_each_once(s3_server, url, ids)
+    finished = read_jobs(s3_server, url, Q, "done", ids)
+    for job_id in ids:  # fencing: no job was finished twice (by the two daemons)
+        assert done_outcomes(finished[job_id]) == 1
+    assert "took the leader lease" in second.log()
+
+
+@pytest.mark.slow
+def test_a_paused_daemon_that_lost_its_lease_writes_nothing(
+        procs: Processes, s3_server: SeaweedServer, tmp_path: Any) -> None:
+    """Fencing: SIGSTOP the active daemon until the standby took over, then SIGCONT it."""
+    url = s3_server.url()
+    first, second = two_daemons(procs, s3_server, url)
+    connect = f"{first.control},{second.control}"
+    env = {**s3_server.env(), "SLEEP": "0.05"}
+    for _ in range(2):
+        procs.worker(connect, Q, "sleepy", concurrency=4, env=env)
+    ids = submit(first, 200)
+    wait_for(lambda: done_count(first) >= 40, timeout=120, interval=0.2,
+             message="40 jobs done by the first daemon")
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: role(second) == "active", timeout=4 * LEASE, interval=0.05,
+                 message="the standby to take over")
+    finally:
+        first.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: role(first) == "standby", timeout=10, interval=0.1,
+             message="the paused daemon to stand by")
+    wait_for(lambda: done_count(second) == 200, timeout=180, interval=0.5,
+             message="every job done")
+    assert_each_once(s3_server, url, ids)
+    finished = read_jobs(s3_server, url, Q, "done", ids)
+    for job_id in ids:
+        assert done_outcomes(finished[job_id]) == 1
+    log = first.log()
+    assert "standing by, writing nothing more" in log
+    assert FAST  # the same fast timings as the other bucket tests
