@@ -19,6 +19,8 @@ from .store.base import Delete, Store, is_trash
 
 log = logging.getLogger(__name__)
 
+TRASH_GRACE = 60.0  # seconds before a discarded copy in tmp/ counts as a leftover
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -110,7 +112,10 @@ def clean_leftovers(store: Store, queue: str, now: float, max_age: float, repair
     """Report (and with ``repair`` remove) writes in ``tmp/`` older than ``max_age``."""
     findings = []
     for leftover in store.leftovers(queue, now):
-        if not (is_trash(leftover.name) or tmp_is_stale(leftover.age, max_age)):
+        # A discarded old copy is garbage at any age, but a live process deletes its own
+        # within moments: give it that long before calling it a leftover.
+        limit = min(max_age, TRASH_GRACE) if is_trash(leftover.name) else max_age
+        if not tmp_is_stale(leftover.age, limit):
             continue
         if repair:
             store.remove_leftover(queue, leftover.name)
