@@ -217,6 +217,9 @@ class BucketRole:
         """Follow the lease; return True when this daemon is active (the loop goes on)."""
         leadership = self.leadership
         if self.active and leadership is not None and not leadership.held():
+            if leadership.active or leadership.error:  # the bucket did not answer: say so
+                self.health.failed(leadership.error or "the leader lease could not be renewed",
+                                   now)
             self._demote("lost the leader lease" if not leadership.active else
                          "the leader lease lapsed (the bucket did not answer in time)")
         if not self.active and (leadership is None or leadership.held()) \
@@ -460,9 +463,15 @@ class BucketRole:
             for job_id in listed["claimed"]:
                 if job_id in index.claimed or job_id in index.pending:
                     continue
+                if not self.health.available:
+                    break  # each read would wait for its deadline: adopt at a later listing
                 # Claimed in the bucket, unknown to the index (its pending copy lost to
                 # its claimed copy): give it a lease, so that it comes back if nobody runs it.
-                engine._adopt_claimed(index, job_id, now)
+                try:
+                    engine.adopt_claimed(index, job_id, now, strict=True)
+                except StoreError as exc:
+                    self.health.failed(exc, now)
+                    break
                 if job_id in index.claimed:
                     log.warning("adopted a claimed job the index did not know",
                                 extra={"fields": {"queue": queue, "id": job_id}})

@@ -262,9 +262,18 @@ class Daemon:
         """Serve until stopped; return the exit code (0 after a clean stop)."""
         self.install_signal_handlers()
         self.start()
+        failures = 0
         try:
             while not self.finished():
-                self.step()
+                try:
+                    self.step()
+                    failures = 0
+                except Exception:  # a bug must not stop the daemon: log it, back off, go on
+                    failures += 1
+                    self.engine.counters["loop_errors"] = \
+                        self.engine.counters.get("loop_errors", 0) + 1
+                    log.exception("unexpected error in the loop (%d in a row)", failures)
+                    time.sleep(min(5.0, 0.05 * 2 ** min(failures, 7)))
         finally:
             self.notifier.stopping("stopped")
             self.close()

@@ -213,12 +213,18 @@ class Engine:
             index.checkpointed = set(self.store.checkpoint_ids(name))
             self.flows.recover(name, ids, now, self.txn)
             for job_id in ids[State.CLAIMED]:
-                self._adopt_claimed(index, job_id, now)
+                self.adopt_claimed(index, job_id, now, strict=True)
         for finding in findings:
             log.warning("recovery: %s", finding.line())
         return findings
 
-    def _adopt_claimed(self, index: QueueIndex, job_id: str, now: float) -> None:
+    def adopt_claimed(self, index: QueueIndex, job_id: str, now: float, *,
+                      strict: bool = False) -> None:
+        """Give a job found in claimed/ a lease for the attempt it was running.
+
+        With ``strict`` (recovery) a store error is raised, so that no claimed job is left
+        without a lease; otherwise it is logged and the job adopted at a later listing.
+        """
         try:
             job = jobs.decode(self.store.read(index.name, State.CLAIMED, job_id),
                               index.name, job_id)
@@ -226,6 +232,13 @@ class Engine:
             return
         except MalformedJob as exc:
             self._quarantine(index, State.CLAIMED, job_id, str(exc))
+            return
+        except StoreError as exc:
+            if strict:
+                raise
+            self.counters["store_errors"] += 1
+            log.warning("cannot read claimed job %s/%s (%s); adopting it later", index.name,
+                        job_id, exc)
             return
         self._lease(index, job_id, jobs.running_attempt(job), None, now, claimed_at=now)
 

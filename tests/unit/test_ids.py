@@ -7,6 +7,8 @@ import os
 import signal
 from datetime import UTC, datetime
 
+import pytest
+
 from ckptd import ids
 from ckptd.ids import id_time, new_id
 from ckptd.names import is_valid_name
@@ -45,6 +47,12 @@ def test_ids_are_sorted_and_unique_across_processes(tmp_path: object) -> None:
         assert len(made) == IDS_PER_PROCESS
         everything += made
     assert len(set(everything)) == PROCESSES * IDS_PER_PROCESS
+
+
+@pytest.fixture(autouse=True)
+def fresh_generator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no memory of earlier ids (and leaves none behind it)."""
+    monkeypatch.setattr(ids, "_last_us", 0)
 
 
 def test_id_shape_and_time() -> None:
