@@ -142,10 +142,38 @@ def zmq_floor(n: int) -> float:
 
 # -- the real thing ----------------------------------------------------------------------
 
-def settle() -> None:
-    """Let the disk finish writing what earlier runs left, so runs start alike."""
+def _disk_busy_ms() -> int | None:
+    """Milliseconds the disks have spent on I/O (field 10 of /sys/block/*/stat), if known."""
+    total = 0
+    try:
+        for name in os.listdir("/sys/block"):
+            if name.startswith(("loop", "ram")):
+                continue
+            with open(f"/sys/block/{name}/stat") as handle:
+                total += int(handle.read().split()[9])
+    except (OSError, IndexError, ValueError):
+        return None
+    return total
+
+
+def settle(quiet_for: float = 2.0, limit: float = 60.0) -> None:
+    """Let the disk finish what earlier runs left (writeback, deletions and their discards)
+    so that every run starts on a quiet disk: sync, then wait until it is idle a while."""
     os.sync()
-    time.sleep(2)
+    deadline = time.monotonic() + limit
+    quiet_since = time.monotonic()
+    last = _disk_busy_ms()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now_busy = _disk_busy_ms()
+        if now_busy is None:
+            time.sleep(2)
+            return
+        if now_busy != last:
+            quiet_since = time.monotonic()
+            last = now_busy
+        elif time.monotonic() - quiet_since >= quiet_for:
+            return
 
 
 def rss_mib(pid: int) -> float:

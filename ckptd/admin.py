@@ -53,13 +53,19 @@ def prepare_submit(settings: Settings, queue: str, payload: Any, now: float, *,
                        max_attempts=max_attempts or settings.max_attempts_for(queue),
                        not_before=now + delay if delay else None, batch=batch, lineage=lineage)
     ops: list[Op] = []
-    encoded = jobs.encode_value(payload)
-    if len(encoded) > settings.inline_limit:
-        ops.append(PutBlob(queue, job_id, "payload", encoded))
-        job["payload"] = None
-        job["payload_ref"] = f"blobs/{job_id}.payload"
-        job["payload_size"] = len(encoded)
-    ops.append(PutNew(queue, job_id, jobs.encode(job), check_other_states=not generated))
+    try:
+        data = jobs.encode(job)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"payload is not JSON-serialisable: {exc}") from None
+    if len(data) > settings.inline_limit:  # only then can the payload alone be over it
+        encoded = jobs.encode_value(payload)
+        if len(encoded) > settings.inline_limit:
+            ops.append(PutBlob(queue, job_id, "payload", encoded))
+            job["payload"] = None
+            job["payload_ref"] = f"blobs/{job_id}.payload"
+            job["payload_size"] = len(encoded)
+            data = jobs.encode(job)
+    ops.append(PutNew(queue, job_id, data, check_other_states=not generated))
     return job, ops
 
 

@@ -494,23 +494,25 @@ class Engine:
         created_at = lease.created if lease.created is not None else _time_of(job.get("created"))
         batch = job.get("batch")
         result = body.get("result")
-        encoded: bytes | None = None
-        if body.get("result_ref"):  # the worker stored it; the name is always this one
+        in_blob = bool(body.get("result_ref"))
+        if in_blob:  # the worker stored it; the name is always this one
             job["result_ref"] = f"blobs/{lease.id}.result"
             job["result"] = None
         else:
+            job["result"] = result
+        jobs.add_history(job, {"attempt": lease.attempt, "worker": job["worker"],
+                               "claimed": job["claimed_at"], "ended": job["finished_at"],
+                               "outcome": "done"})
+        self.flows.handover(lease.queue, job, result, in_blob, now, self.txn)  # before the move
+        data = jobs.encode(jobs.bump(job))
+        if not in_blob and len(data) > self.settings.inline_limit:
+            # Only a big file can hold a result over the limit: measure the result alone.
             encoded = jobs.encode_value(result)
             if len(encoded) > self.settings.inline_limit:
                 self.txn.add(PutBlob(lease.queue, lease.id, "result", encoded))
                 job["result"] = None
                 job["result_ref"] = f"blobs/{lease.id}.result"
-            else:
-                job["result"] = result
-        jobs.add_history(job, {"attempt": lease.attempt, "worker": job["worker"],
-                               "claimed": job["claimed_at"], "ended": job["finished_at"],
-                               "outcome": "done"})
-        self.flows.handover(lease.queue, job, encoded, now, self.txn)  # before the move
-        data = jobs.encode(jobs.bump(job))
+                data = jobs.encode(job)
 
         def moved(outcome: Outcome) -> None:
             if outcome is not None:
@@ -632,14 +634,15 @@ class Engine:
                 worker.running.discard((lease.queue, lease.id))
 
     def _log_move(self, lease: Lease, src: State, dst: State, now: float, **more: Any) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
         fields: dict[str, Any] = {"queue": lease.queue, "id": lease.id,
                                   "attempt": lease.attempt, "from": src.value, "to": dst.value,
                                   "cycle_s": round(now - lease.claimed_at, 6)}
         if lease.worker:
             fields["worker"] = lease.worker
         fields.update(more)
-        if log.isEnabledFor(logging.INFO):
-            log.info(transition_name(src, dst), extra={"fields": fields})
+        log.info(transition_name(src, dst), extra={"fields": fields})
 
     def checkpoint(self, worker: WorkerInfo, body: Body, now: float) -> None:
         """Store a worker's checkpoint for its running attempt, then confirm it."""

@@ -73,18 +73,20 @@ class Flows:
 
     # -- pipelines -------------------------------------------------------------------------
 
-    def handover(self, queue: str, job: jobs.Job, encoded: bytes | None, now: float,
+    def handover(self, queue: str, job: jobs.Job, result: Any, in_blob: bool, now: float,
                  txn: Txn) -> None:
         """Queue the next stage's job for a job about to be moved to done/ (if any).
 
-        ``encoded`` is the result as JSON bytes when the daemon has it (None when the worker
-        stored it as a blob itself: the next job then reads that blob's bytes now).
+        ``result`` is the worker's result, or with ``in_blob`` the worker stored it as a blob
+        itself (the next job then reads that blob's bytes now).
         """
         target = self.settings.queue(queue).next
         if not target:
             return
         job_id = job["id"]
-        if encoded is None:
+        if not in_blob:
+            encoded = jobs.encode_value(result)
+        else:
             try:
                 encoded = self.store.read_blob(queue, job_id, "result")
             except CkptdError as exc:

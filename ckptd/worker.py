@@ -31,7 +31,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,7 +164,9 @@ class Worker:
         self._store: Any = None
         self._store_checked = False
         self._daemon_root: str | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._jobs: queue_mod.SimpleQueue[dict[str, Any] | None] = queue_mod.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._woken = False
         self._sock: zmq.Socket[bytes] | None = None
         self.jobs_done = 0
         self.jobs_failed = 0
@@ -191,7 +192,7 @@ class Worker:
         """Serve until :meth:`stop` (or SIGTERM after install_signal_handlers)."""
         dispatch = self._discover()
         sock = self._dispatch_socket(dispatch)
-        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="ckptd-job")
+        self._start_threads()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
@@ -210,6 +211,7 @@ class Worker:
                 timeout = max(0.0, self._next_beat - time.monotonic())
                 events = dict(poller.poll(int(timeout * 1000)))
                 if events.get(self._wake_r):
+                    self._woken = False  # before draining: a later _send rings again
                     _drain(self._wake_r)
                 if events.get(sock):
                     self._read(sock)
@@ -238,7 +240,7 @@ class Worker:
             self._flush(sock)
             if not self._stop_now:
                 self._send_now(sock, b"bye", {})
-            self._pool.shutdown(wait=not self._stop_now, cancel_futures=True)
+            self._stop_threads(wait=not self._stop_now)
             sock.close(5000 if not self._stop_now else 0)
             self._sock = None
             if self._watch is not None:
@@ -401,6 +403,9 @@ class Worker:
             log.warning("cannot reach the daemon; %d answer(s) not sent", len(messages))
 
     def _wake(self) -> None:
+        if self._woken:  # the I/O thread has been rung and has not looked yet
+            return
+        self._woken = True
         try:
             os.write(self._wake_w, b"\0")
         except OSError:
@@ -414,8 +419,30 @@ class Worker:
             if key in self._running:
                 return  # the same attempt twice (a resend): already running
             self._running[key] = body["attempt"]
-        assert self._pool is not None
-        self._pool.submit(self._run_job, body)
+        self._jobs.put(body)
+
+    def _start_threads(self) -> None:
+        """Start the handler threads: each takes jobs from one queue until told to stop."""
+        self._jobs = queue_mod.SimpleQueue()
+        self._threads = [threading.Thread(target=self._handler_loop, name=f"ckptd-job-{n}",
+                                          daemon=True) for n in range(self.concurrency)]
+        for thread in self._threads:
+            thread.start()
+
+    def _handler_loop(self) -> None:
+        while True:
+            body = self._jobs.get()
+            if body is None:
+                return
+            self._run_job(body)
+
+    def _stop_threads(self, wait: bool) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+        self._threads = []
 
     def _run_job(self, body: dict[str, Any]) -> None:
         queue, job_id, attempt = body["queue"], body["id"], body["attempt"]

@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
+_PENDING_DIR = State.PENDING.value
 
 
 class LocalStore(Store):
@@ -91,11 +92,12 @@ class LocalStore(Store):
         self._counter = itertools.count()
         self._root_fd: int | None = None
         self._reaper = _Reaper()
+        self._discarded: list[str] = []  # this group's discarded files, for the reaper
 
     # -- paths -----------------------------------------------------------------------------
 
     def _job_path(self, queue: str, state: State, job_id: str) -> str:
-        return f"{self.root}/{queue}/{state.value}/{job_id}{JOB_SUFFIX}"
+        return f"{self.root}/{queue}/{state._value_}/{job_id}{JOB_SUFFIX}"
 
     def _path(self, queue: str, folder: str, name: str) -> str:
         return f"{self.root}/{queue}/{folder}/{name}"
@@ -398,6 +400,9 @@ class LocalStore(Store):
                 error = io_error(exc, "flush", self.root)
                 outcomes = [error if o is None else o for o in outcomes]
             crashpoints.reached("after_dir_fsync")
+        if self._discarded:
+            self._reaper.add(self._discarded)
+            self._discarded = []
         return outcomes
 
     def _write_tmp(self, queue: str, job_id: str, data: bytes, sync: bool) -> str:
@@ -430,19 +435,19 @@ class LocalStore(Store):
                 os.rename(tmp, dst)
                 crashpoints.reached("after_rename")
                 if op.src is op.dst:  # a rewrite in place: the old copy is already replaced
-                    return (f"{q}/{op.dst.value}",)
+                    return (f"{q}/{op.dst._value_}",)
                 if self.fsync is FsyncMode.ALWAYS:
                     # The new name must be on the disk before the old one is removed: else a
                     # power loss could keep the removal and lose the rename, and the job.
-                    fsync_dir(f"{q}/{op.dst.value}")
+                    fsync_dir(f"{q}/{op.dst._value_}")
                 # Between the rename above and this one the job is in two folders; the new
                 # copy has the higher rev, so recovery keeps it. The old copy goes to tmp/
                 # and is deleted off the hot path (freeing a file's blocks is the slow part).
                 self._discard(op.queue, src, op.job_id)
                 crashpoints.reached("after_unlink")
                 if self.fsync is FsyncMode.ALWAYS:
-                    return (f"{q}/{op.src.value}",)  # the destination is synced above
-            return (f"{q}/{op.src.value}", f"{q}/{op.dst.value}")
+                    return (f"{q}/{op.src._value_}",)  # the destination is synced above
+            return (f"{q}/{op.src._value_}", f"{q}/{op.dst._value_}")
         if isinstance(op, PutNew):
             assert tmp is not None
             dst = self._job_path(op.queue, State.PENDING, op.job_id)
@@ -457,7 +462,7 @@ class LocalStore(Store):
                     if os.path.lexists(self._job_path(op.queue, state, op.job_id)):
                         unlink_quietly(dst)
                         raise JobExists(op.queue, op.job_id, state.value)
-            return (f"{q}/{State.PENDING.value}",)
+            return (f"{q}/{_PENDING_DIR}",)
         if isinstance(op, Delete):
             self._discard(op.queue, self._job_path(op.queue, op.state, op.job_id), op.job_id)
             if not op.attachments:
@@ -610,7 +615,7 @@ class LocalStore(Store):
             os.rename(path, trash)
         except FileNotFoundError:
             return
-        self._reaper.add(trash)
+        self._discarded.append(trash)
 
     def close(self) -> None:
         self._reaper.stop()
@@ -635,9 +640,9 @@ class _Reaper:
         self._stopping = False
         self._registered = False
 
-    def add(self, path: str) -> None:
+    def add(self, paths: list[str]) -> None:
         with self._cond:
-            self._paths.append(path)
+            self._paths.extend(paths)
             if self._thread is None:
                 if not self._registered:  # a short-lived CLI deletes its garbage on exit
                     atexit.register(self.stop)
