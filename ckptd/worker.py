@@ -211,8 +211,10 @@ class Worker:
                 timeout = max(0.0, self._next_beat - time.monotonic())
                 events = dict(poller.poll(int(timeout * 1000)))
                 if events.get(self._wake_r):
-                    self._woken = False  # before draining: a later _send rings again
                     _drain(self._wake_r)
+                    # After draining and before flushing: what a handler queues from now on
+                    # rings again, and what it queued before is in the flush below.
+                    self._woken = False
                 if events.get(sock):
                     self._read(sock)
                 watch = self._watch
