@@ -78,6 +78,26 @@ def load_payload(store: Store, job: jobs.Job) -> Any:
     return job.get("payload")
 
 
+def purgeable(store: Store, queue: str, state: State, older_than: float | None, now: float
+              ) -> list[str]:
+    """The ids of ``state`` (done or failed) old enough to purge: all, or those whose file
+    last changed more than ``older_than`` seconds ago."""
+    if state not in TERMINAL:  # removing a pending job is a cancel, not a purge
+        raise TransitionError(f"only done or failed jobs can be purged, not {state.value}; "
+                              "use 'ckptd cancel' for a pending job")
+    check_queue(queue)
+    found = []
+    for job_id in store.ids(queue, state):
+        if older_than is not None:
+            try:
+                if now - store.mtime(queue, state, job_id) < older_than:
+                    continue
+            except JobNotFound:
+                continue
+        found.append(job_id)
+    return found
+
+
 def retried(job: jobs.Job, attempts: int | None, settings: Settings) -> jobs.Job:
     """Return a failed job made ready to run again with a fresh budget of attempts.
 
@@ -294,20 +314,8 @@ class StoreAdmin:
 
     def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
         """Remove done or failed jobs (older than ``older_than`` seconds); return how many."""
-        if state not in TERMINAL:  # removing a pending job is a cancel, not a purge
-            raise TransitionError(f"only done or failed jobs can be purged, not {state.value}; "
-                                  "use 'ckptd cancel' for a pending job")
-        check_queue(queue)
-        now = self.clock()
-        doomed = []
-        for job_id in self.store.ids(queue, state):
-            if older_than is not None:
-                try:
-                    if now - self.store.mtime(queue, state, job_id) < older_than:
-                        continue
-                except JobNotFound:
-                    continue
-            doomed.append(Delete(queue, state, job_id))
+        doomed = [Delete(queue, state, job_id)
+                  for job_id in purgeable(self.store, queue, state, older_than, self.clock())]
         for start in range(0, len(doomed), 1000):
             _raise_first(self.store.apply(doomed[start:start + 1000]))
         return len(doomed)

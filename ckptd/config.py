@@ -127,11 +127,11 @@ class Settings:
                          "Where the queues live: a folder, file://, s3://bucket/prefix, memory://.")
     fsync: FsyncMode = _setting(FsyncMode.BATCH, _fsync,
                                 "always | batch | never: how writes reach the disk.")
-    inline_limit: int = _setting(256 * 1024, lambda v, w: parse_size(v, w),
+    inline_limit: int = _setting(256 * 1024, parse_size,
                                  "Payloads larger than this are stored as a blob beside the job.")
     max_attempts: int = _setting(3, _positive_int,
                                  "Attempts a job gets before it is moved to failed/.")
-    tmp_max_age: float = _setting(3600.0, lambda v, w: parse_duration(v, w),
+    tmp_max_age: float = _setting(3600.0, parse_duration,
                                   "Leftovers in tmp/ older than this are removed by recovery.")
     file_mode: int = _setting(0o640, _mode, "Mode of the job and checkpoint files created.")
     dir_mode: int = _setting(0o750, _mode, "Mode of the folders created.")
@@ -139,11 +139,11 @@ class Settings:
     s3_endpoint_url: str | None = _setting(None, _optional_text,
                                            "S3-compatible server to use instead of AWS, "
                                            "e.g. http://127.0.0.1:8333.")
-    store_timeout: float = _setting(10.0, lambda v, w: parse_duration(v, w),
+    store_timeout: float = _setting(10.0, parse_duration,
                                     "Deadline of one bucket request (retries included).")
     store_concurrency: int = _setting(64, _positive_int,
                                       "Bucket requests in flight at once.")
-    leader_lease: float = _setting(10.0, lambda v, w: parse_duration(v, w),
+    leader_lease: float = _setting(10.0, parse_duration,
                                    "Buckets: lease of the active daemon (a standby takes "
                                    "over within 2x this); 0 = no leader lease.")
     # the daemon
@@ -151,30 +151,30 @@ class Settings:
                             "Control socket (submit, status, ...); workers need only this.")
     dispatch: str = _setting("tcp://127.0.0.1:5551", _text,
                              "Socket where workers connect to receive jobs and send answers.")
-    lease: float = _setting(60.0, lambda v, w: parse_duration(v, w),
+    lease: float = _setting(60.0, parse_duration,
                             "How long a claimed job may go without a heartbeat.")
-    heartbeat: float = _setting(5.0, lambda v, w: parse_duration(v, w),
+    heartbeat: float = _setting(5.0, parse_duration,
                                 "How often workers send heartbeats for running jobs.")
-    backoff_base: float = _setting(1.0, lambda v, w: parse_duration(v, w),
+    backoff_base: float = _setting(1.0, parse_duration,
                                    "Delay before the first retry; doubles per attempt.")
-    backoff_cap: float = _setting(300.0, lambda v, w: parse_duration(v, w),
+    backoff_cap: float = _setting(300.0, parse_duration,
                                   "Longest delay between retries.")
     backoff_jitter: float = _setting(0.2, _fraction,
                                      "Random spread of retry delays (0 to 1 of the delay).")
-    drain_timeout: float = _setting(30.0, lambda v, w: parse_duration(v, w),
+    drain_timeout: float = _setting(30.0, parse_duration,
                                     "On SIGTERM, how long to wait for running jobs' answers.")
-    rescan_interval: float = _setting(30.0, lambda v, w: parse_duration(v, w),
+    rescan_interval: float = _setting(30.0, parse_duration,
                                       "How often a local store is listed to catch what the "
                                       "watcher missed.")
     watcher: str = _setting("auto", _choice("auto", "inotify", "watchdog"),
                             "How local pending/ folders are watched: auto (inotify on Linux, "
                             "else watchdog), inotify or watchdog.")
-    poll_interval: float = _setting(1.0, lambda v, w: parse_duration(v, w),
+    poll_interval: float = _setting(1.0, parse_duration,
                                     "How often a bucket store's pending/ folders are listed.")
-    message_inline_limit: int = _setting(64 * 1024, lambda v, w: parse_size(v, w),
+    message_inline_limit: int = _setting(64 * 1024, parse_size,
                                          "Payloads up to this size travel inside the job "
                                          "message; larger ones are read from the store.")
-    max_message_size: int = _setting(16 * 1024 * 1024, lambda v, w: parse_size(v, w),
+    max_message_size: int = _setting(16 * 1024 * 1024, parse_size,
                                      "Largest ZeroMQ message accepted (MAXMSGSIZE).")
     log_level: str = _setting("info", _choice("debug", "info", "warning", "error"),
                               "debug | info | warning | error.")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import jobs, recovery
-from .admin import prepare_submit, retried
+from .admin import prepare_submit, purgeable, retried
 from .config import Settings
 from .errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
 from .flows import Flows
@@ -29,7 +29,7 @@ from .metrics import QueueMetrics, failure_note, queue_figures
 from .protocol import Body
 from .states import State, transition_name
 from .store.base import Delete, DeleteCheckpoint, Move, Op, Outcome, PutBlob, PutCheckpoint, Store
-from .timefmt import parse_iso, utc_iso
+from .timefmt import parse_iso, time_or_none, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -137,23 +137,13 @@ def backoff_delay(attempts: int, settings: Settings, rand: Callable[[], float]) 
     return float(delay * (1.0 - settings.backoff_jitter * rand()))
 
 
-def _time_of(text: Any) -> float | None:
-    """The UNIX time of an ISO timestamp in a job file, None when absent or unreadable."""
-    if isinstance(text, str):
-        try:
-            return parse_iso(text)
-        except ValueError:
-            pass
-    return None
-
-
 def _first_claim(lease: Lease, job: jobs.Job) -> float:
     """When the job's first attempt was claimed (the start of its cycle time)."""
     if lease.attempt > 1:
         history = job.get("history")
         first = history[0] if isinstance(history, list) and history else None
         if isinstance(first, dict) and first.get("attempt") == 1:
-            claimed = _time_of(first.get("claimed"))
+            claimed = time_or_none(first.get("claimed"))
             if claimed is not None:
                 return claimed
     return lease.claimed_at
@@ -491,7 +481,8 @@ class Engine:
         job["worker"] = lease.worker or (worker.id if worker else None)
         job.pop("not_before", None)
         first_claim = _first_claim(lease, job)  # before this attempt joins the history
-        created_at = lease.created if lease.created is not None else _time_of(job.get("created"))
+        created_at = (lease.created if lease.created is not None
+                      else time_or_none(job.get("created")))
         batch = job.get("batch")
         result = body.get("result")
         in_blob = bool(body.get("result_ref"))
@@ -803,7 +794,7 @@ class Engine:
         if index.delayed_at:
             index.delayed_at.pop(job_id, None)
         lease = self._lease(index, job_id, attempt, worker.id, now, claimed_at=now)
-        lease.created = _time_of(job["created"])
+        lease.created = time_or_none(job["created"])
         ready_at = wait_until if wait_until is not None else lease.created
         if len(raw) <= CACHE_JOB_BYTES:
             lease.job = job
@@ -1015,17 +1006,10 @@ class Engine:
 
     def purge(self, queue: str, state: State, older_than: float | None, now: float) -> int:
         """Remove done or failed jobs; return how many (done synchronously, in groups)."""
-        transition_name(state, None)
         index = self.queue(queue)
         count = 0
         batch: list[Op] = []
-        for job_id in self.store.ids(queue, state):
-            if older_than is not None:
-                try:
-                    if now - self.store.mtime(queue, state, job_id) < older_than:
-                        continue
-                except JobNotFound:
-                    continue
+        for job_id in purgeable(self.store, queue, state, older_than, now):
             index.checkpointed.discard(job_id)
             batch.append(Delete(queue, state, job_id))
             if len(batch) >= 1000:

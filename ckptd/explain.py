@@ -11,23 +11,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .timefmt import format_duration, parse_iso
+from .timefmt import format_duration, time_or_none
 
 TRACEBACK_LINES = 6
 
 
-def _time(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return parse_iso(text)
-    except ValueError:
-        return None
-
-
 def _when(text: Any, now: float) -> str:
     """``2026-11-27T19:24:16.123456Z (4m05s ago)``, or ``an unknown time``."""
-    at = _time(text)
+    at = time_or_none(text)
     if at is None:
         return "an unknown time"
     delta = now - at
@@ -124,7 +115,7 @@ def _pending(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attem
         out.append(f"It has used {attempts} of {max_attempts} attempts; {left} left.")
     else:
         out.append(f"No attempt has run yet; it has {max_attempts} attempt(s).")
-    due = _time(job.get("not_before"))
+    due = time_or_none(job.get("not_before"))
     if due is not None and due > now:
         why = "its retry" if attempts else "the delay it was submitted with"
         out.append(f"It waits for {why}: next attempt (attempt {attempts + 1}) not before "
@@ -189,10 +180,10 @@ def _done(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts
     worker = f" by worker {job['worker']}" if job.get("worker") else ""
     out = [f"It succeeded on attempt {attempts} of {max_attempts}, at "
            f"{_when(job.get('finished_at'), now)}{worker}."]
-    created, finished = _time(job.get("created")), _time(job.get("finished_at"))
+    created, finished = time_or_none(job.get("created")), time_or_none(job.get("finished_at"))
     history = job.get("history") or []
-    first = _time(history[0].get("claimed")) if history and isinstance(history[0], dict) \
-        else _time(job.get("claimed_at"))
+    first = time_or_none(history[0].get("claimed")) if history and isinstance(history[0], dict) \
+        else time_or_none(job.get("claimed_at"))
     if created is not None and finished is not None:
         cycle = f", cycle time {format_duration(finished - first)} (first claim -> done)" \
             if first is not None else ""

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .ids import id_time
-from .timefmt import parse_iso
+from .timefmt import time_or_none
 
 if TYPE_CHECKING:
     from .engine import Engine, QueueIndex
@@ -271,7 +271,7 @@ class QueueMetrics:
                 job = jobs.decode(store.read(queue, State.FAILED, job_id), queue, job_id)
             except CkptdError:
                 continue
-            self.failures.append(failure_note(job, _time_of(job.get("finished_at"))))
+            self.failures.append(failure_note(job, time_or_none(job.get("finished_at"))))
 
     # -- reading (the daemon's loop only) --------------------------------------------------
 
@@ -338,7 +338,7 @@ def _created_time(store: Store, queue: str, job_id: str) -> float | None:
 
     try:
         job = json.loads(store.read(queue, State.PENDING, job_id))
-        stamp = _time_of(job.get("created")) if isinstance(job, dict) else None
+        stamp = time_or_none(job.get("created")) if isinstance(job, dict) else None
     except (CkptdError, ValueError):
         stamp = None
     if stamp is None:
@@ -355,15 +355,6 @@ def failure_note(job: dict[str, Any], at: float | None) -> FailureNote:
     return FailureNote(str(job.get("queue")), str(job.get("id")), at or 0.0,
                        str(error.get("type") or "Error"), str(error.get("message") or "")[:500],
                        int(job.get("attempts") or 0), batch if isinstance(batch, str) else None)
-
-
-def _time_of(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return parse_iso(text)
-    except ValueError:
-        return None
 
 
 # -- figures and snapshots ----------------------------------------------------------------

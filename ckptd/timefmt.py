@@ -98,3 +98,13 @@ def parse_iso(text: str) -> float:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
+
+
+def time_or_none(text: object) -> float | None:
+    """The UNIX time of an ISO 8601 string, or None for anything else (missing, garbled)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return parse_iso(text)
+    except ValueError:
+        return None
