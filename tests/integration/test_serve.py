@@ -49,7 +49,10 @@ def test_a_killed_worker_s_job_resumes_from_its_checkpoint(procs: Processes,
     lines = [line.split() for line in read_lines(log)]
     resumes = [int(line[4]) for line in lines if line[0] == "resume"]
     assert resumes[0] == 0 and len(resumes) == 2
-    assert resumes[1] >= 6, "the second attempt started from the checkpoint, not from zero"
+    first_steps = sum(1 for line in lines if line[0] == "step" and line[3] == "1")
+    # A step is logged before its checkpoint: the one running at the kill may be lost.
+    assert resumes[1] >= max(1, first_steps - 1), \
+        "the second attempt started from the last checkpoint, not from zero"
     steps = collections.Counter(int(line[4]) for line in lines if line[0] == "step")
     assert set(steps) == set(range(20))
     redone = sum(n - 1 for n in steps.values())
