@@ -19,7 +19,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,17 +28,12 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from bench.common import free_port, rss_mib, settle, wait_for_workers  # noqa: E402
 from ckptd.client import Client  # noqa: E402
 from ckptd.durable import sync_filesystem  # noqa: E402
 
 PAYLOAD = {"data": "x" * 88}  # 100 bytes of JSON
 QUEUE = "bench"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- the floor ---------------------------------------------------------------------------
@@ -142,51 +136,6 @@ def zmq_floor(n: int) -> float:
 
 # -- the real thing ----------------------------------------------------------------------
 
-def _disk_busy_ms() -> int | None:
-    """Milliseconds the disks have spent on I/O (field 10 of /sys/block/*/stat), if known."""
-    total = 0
-    try:
-        for name in os.listdir("/sys/block"):
-            if name.startswith(("loop", "ram")):
-                continue
-            with open(f"/sys/block/{name}/stat") as handle:
-                total += int(handle.read().split()[9])
-    except (OSError, IndexError, ValueError):
-        return None
-    return total
-
-
-def settle(quiet_for: float = 2.0, limit: float = 60.0) -> None:
-    """Let the disk finish what earlier runs left (writeback, deletions and their discards)
-    so that every run starts on a quiet disk: sync, then wait until it is idle a while."""
-    os.sync()
-    deadline = time.monotonic() + limit
-    quiet_since = time.monotonic()
-    last = _disk_busy_ms()
-    while time.monotonic() < deadline:
-        time.sleep(0.25)
-        now_busy = _disk_busy_ms()
-        if now_busy is None:
-            time.sleep(2)
-            return
-        if now_busy != last:
-            quiet_since = time.monotonic()
-            last = now_busy
-        elif time.monotonic() - quiet_since >= quiet_for:
-            return
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 def run_mode(mode: str, n: int, workers: int, concurrency: int, prefetch: int, root_base: str,
              latency_samples: int, chunk: int) -> dict[str, float]:
     settle()
@@ -211,11 +160,7 @@ def run_mode(mode: str, n: int, workers: int, concurrency: int, prefetch: int, r
                  f"tcp://127.0.0.1:{control}", "--queue", QUEUE, "-c", str(concurrency),
                  "--prefetch", str(prefetch), "handlers:noop"], cwd=HERE, env=env))
         client = Client(f"tcp://127.0.0.1:{control}", timeout=60)
-        deadline = time.time() + 30
-        while client.status().get("workers", 0) < workers:
-            if time.time() > deadline:
-                raise RuntimeError("the workers did not connect")
-            time.sleep(0.05)
+        wait_for_workers(client, workers, timeout=30)
         # Throughput: submit everything (in chunks) while the workers already run.
         started = time.perf_counter()
         for start in range(0, n, chunk):

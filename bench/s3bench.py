@@ -25,6 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+from bench.common import free_port, wait_for_workers  # noqa: E402
 from ckptd.client import Client  # noqa: E402
 
 PAYLOAD = {"data": "x" * 88}
@@ -65,7 +66,6 @@ def raw_floor(url: str, n: int, concurrency: int, options: dict[str, Any]) -> fl
 def e2e(url: str, n: int, env: dict[str, str], chunk: int, concurrency: int,
         prefetch: int) -> dict[str, float]:
     """A daemon and 2 workers on ``url``: submit ``n`` no-op jobs, wait for all."""
-    from tests.procs import free_port
 
     control, dispatch = free_port(), free_port()
     ready = os.path.join(tempfile.mkdtemp(), "ready.json")
@@ -88,11 +88,7 @@ def e2e(url: str, n: int, env: dict[str, str], chunk: int, concurrency: int,
                  f"tcp://127.0.0.1:{control}", "--queue", QUEUE, "-c", str(concurrency),
                  "--prefetch", str(prefetch), "handlers:noop"], cwd=HERE, env=child_env))
         client = Client(f"tcp://127.0.0.1:{control}", timeout=120)
-        deadline = time.time() + 60
-        while client.status().get("workers", 0) < 2:
-            if time.time() > deadline:
-                raise RuntimeError("the workers did not connect")
-            time.sleep(0.05)
+        wait_for_workers(client, 2)
         started = time.perf_counter()
         for start in range(0, n, chunk):
             client.submit_many(QUEUE, [PAYLOAD] * min(chunk, n - start))

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,17 +27,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+from bench.common import free_port, rss_mib  # noqa: E402
 from ckptd.client import Client  # noqa: E402
 from ckptd.ids import new_id  # noqa: E402
 from ckptd.timefmt import utc_iso  # noqa: E402
 
 QUEUE = "bulk"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_jobs(root: str, n: int) -> float:
@@ -60,14 +54,6 @@ def write_jobs(root: str, n: int) -> float:
         if i and i % 200_000 == 0:
             print(f"  {i:,} files written ({time.perf_counter() - started:.0f}s)", flush=True)
     return time.perf_counter() - started
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -19,7 +19,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,12 +30,8 @@ REPO = os.path.dirname(HERE)
 EXAMPLES = os.path.join(REPO, "examples")
 sys.path[:0] = [REPO, EXAMPLES]
 
+from bench.common import free_port, settle  # noqa: E402
 from ckptd.client import Client  # noqa: E402
-
-
-def settle() -> None:
-    os.sync()
-    time.sleep(1)
 
 
 def make_file(path: str, lines: int) -> None:
@@ -72,12 +67,6 @@ def time_submit_file(path: str, work: str, chunk: int) -> float:
     elapsed = time.perf_counter() - started
     shutil.rmtree(store)
     return elapsed
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def e2e_batch(items: int, chunk: int, work: str) -> float:

@@ -4,11 +4,31 @@ Jobs are files in a store (a local folder or a bucket); state changes are rename
 hands job ids to workers over ZeroMQ. See the README for the tour.
 """
 
-from .client import Client
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .errors import CkptdError, LeaseLost
 from .outcomes import Fail, Retry
-from .worker import Job, Worker
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .worker import Job, Worker
 
 __version__ = "0.1.0"
 
 __all__ = ["Client", "CkptdError", "Fail", "Job", "LeaseLost", "Retry", "Worker", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """``Client``, ``Job`` and ``Worker`` on first use: they import ZeroMQ, which store
+    commands of the CLI and other light users do not need."""
+    if name == "Client":
+        from .client import Client
+
+        return Client
+    if name in ("Job", "Worker"):
+        from . import worker
+
+        return getattr(worker, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -280,12 +280,7 @@ class LocalStore(Store):
         if queue not in self._no_links:
             self._check_links(queue)
         path = self._path(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
-        try:
-            return _read_file(path)
-        except FileNotFoundError:
-            raise JobNotFound(f"blob {job_id}.{kind} is not in {queue}/{BLOB_DIR}/") from None
-        except OSError as exc:
-            raise io_error(exc, "read", path) from exc
+        return _read_or_missing(path, f"blob {job_id}.{kind} is not in {queue}/{BLOB_DIR}/")
 
     def read_blob_range(self, queue: str, job_id: str, kind: str, start: int, end: int
                         ) -> bytes:
@@ -307,22 +302,12 @@ class LocalStore(Store):
     def read_manifest(self, queue: str, batch: str) -> bytes:
         check_job_ref(queue, batch)
         path = f"{self._side_folder(queue, BATCH_DIR, False)}/{batch}{JOB_SUFFIX}"
-        try:
-            return _read_file(path)
-        except FileNotFoundError:
-            raise JobNotFound(f"no batch {batch!r} in {queue}/{BATCH_DIR}/") from None
-        except OSError as exc:
-            raise io_error(exc, "read", path) from exc
+        return _read_or_missing(path, f"no batch {batch!r} in {queue}/{BATCH_DIR}/")
 
     def read_output(self, queue: str, name: str) -> bytes:
         check_job_ref(queue, name)
         path = f"{self._side_folder(queue, OUTPUT_DIR, False)}/{name}"
-        try:
-            return _read_file(path)
-        except FileNotFoundError:
-            raise JobNotFound(f"no output {name!r} in {queue}/{OUTPUT_DIR}/") from None
-        except OSError as exc:
-            raise io_error(exc, "read", path) from exc
+        return _read_or_missing(path, f"no output {name!r} in {queue}/{OUTPUT_DIR}/")
 
     def manifests(self, queue: str) -> list[str]:
         check_queue(queue)
@@ -677,6 +662,16 @@ class _Reaper:
             self._stopping = False
         for path in paths:
             unlink_quietly(path)
+
+
+def _read_or_missing(path: str, missing: str) -> bytes:
+    """The bytes of ``path``; JobNotFound(``missing``) when absent; a StoreError otherwise."""
+    try:
+        return _read_file(path)
+    except FileNotFoundError:
+        raise JobNotFound(missing) from None
+    except OSError as exc:
+        raise io_error(exc, "read", path) from exc
 
 
 def _read_file(path: str) -> bytes:

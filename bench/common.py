@@ -1,0 +1,71 @@
+"""What the benchmarks share: free ports, a quiet disk before each run, a process's memory,
+and waiting for workers to connect."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _disk_busy_ms() -> int | None:
+    """Milliseconds the disks have spent on I/O (field 10 of /sys/block/*/stat), if known."""
+    total = 0
+    try:
+        for name in os.listdir("/sys/block"):
+            if name.startswith(("loop", "ram")):
+                continue
+            with open(f"/sys/block/{name}/stat") as handle:
+                total += int(handle.read().split()[9])
+    except (OSError, IndexError, ValueError):
+        return None
+    return total
+
+
+def settle(quiet_for: float = 2.0, limit: float = 60.0) -> None:
+    """Let the disk finish what earlier runs left (writeback, deletions and their discards)
+    so that every run starts on a quiet disk: sync, then wait until it is idle a while."""
+    os.sync()
+    deadline = time.monotonic() + limit
+    quiet_since = time.monotonic()
+    last = _disk_busy_ms()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now_busy = _disk_busy_ms()
+        if now_busy is None:
+            time.sleep(2)
+            return
+        if now_busy != last:
+            quiet_since = time.monotonic()
+            last = now_busy
+        elif time.monotonic() - quiet_since >= quiet_for:
+            return
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process in MiB (NaN when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def wait_for_workers(client: Any, count: int, timeout: float = 60.0) -> None:
+    """Wait until the daemon behind ``client`` has ``count`` workers connected."""
+    deadline = time.monotonic() + timeout
+    while client.status().get("workers", 0) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the workers did not connect")
+        time.sleep(0.05)
