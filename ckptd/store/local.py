@@ -496,9 +496,12 @@ class LocalStore(Store):
         if queue not in self._no_links:
             self._check_links(queue)
         found = []
+        owned = self._reaper.owned
         try:
             with os.scandir(f"{self.root}/{queue}/{TMP_DIR}") as entries:
                 for entry in entries:
+                    if entry.path in owned:  # a discarded copy the reaper is deleting
+                        continue
                     try:
                         age = now - entry.stat(follow_symlinks=False).st_mtime
                     except FileNotFoundError:
@@ -620,6 +623,7 @@ class _Reaper:
 
     def __init__(self) -> None:
         self._paths: list[str] = []
+        self.owned: set[str] = set()  # added, not yet deleted: not anybody's leftovers
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -628,6 +632,7 @@ class _Reaper:
     def add(self, paths: list[str]) -> None:
         with self._cond:
             self._paths.extend(paths)
+            self.owned.update(paths)
             if self._thread is None:
                 if not self._registered:  # a short-lived CLI deletes its garbage on exit
                     atexit.register(self.stop)
@@ -646,8 +651,13 @@ class _Reaper:
                 if not paths:
                     self._thread = None
                     return
-            for path in paths:
-                unlink_quietly(path)
+            self._delete(paths)
+
+    def _delete(self, paths: list[str]) -> None:
+        for path in paths:
+            unlink_quietly(path)
+        with self._cond:
+            self.owned.difference_update(paths)
 
     def stop(self) -> None:
         """Delete what is left and wait for the thread. Idempotent."""
@@ -660,8 +670,7 @@ class _Reaper:
         with self._cond:
             paths, self._paths = self._paths, []
             self._stopping = False
-        for path in paths:
-            unlink_quietly(path)
+        self._delete(paths)
 
 
 def _read_or_missing(path: str, missing: str) -> bytes:
