@@ -39,7 +39,7 @@ import zmq
 
 from . import protocol, recovery
 from .errors import CkptdError, JobExists, JobNotFound, MalformedJob, ProtocolError, StoreError
-from .leader import LeaderLease, Leadership, Standby, objects_of
+from .leader import LeaderLease, Leadership, Standby, TakingOver, objects_of
 from .states import STATES, State
 from .store.base import Move, Outcome, PutNew
 from .timefmt import utc_iso
@@ -269,8 +269,11 @@ class BucketRole:
                                "lease_s": self.settings.lease,
                                "stopping": d.stopping_since is not None,
                                **self.status(now)}}
-        where = f" (the active daemon is {holder})" if holder else ""
-        return Standby(f"this daemon is a standby{where}; ask the active one")
+        if self.leadership is None or self.leadership.lease.holder is None:
+            return TakingOver("this daemon is not active yet: no daemon holds the leader lease "
+                              "and this one is taking it; nothing was done, ask again")
+        return Standby(f"this daemon is a standby (the active daemon is {holder or 'another'}"
+                       "); ask the active one")
 
     def _holder(self) -> str | None:
         if self.leadership is None:

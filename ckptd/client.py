@@ -76,10 +76,33 @@ class Client:
         """Send one control request and return the reply body.
 
         Raises RemoteError when the daemon answers with an error, DaemonUnavailable when no
-        daemon answers in time (every address is tried once).
+        daemon answers in time (every address is tried once). A daemon that is taking the
+        leader lease (``TakingOver``: it applied nothing) is asked again until the timeout.
         """
         frames = protocol.request(kind.encode(), body or {})
         wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        pause = 0.05
+        taking_over: RemoteError | None = None
+        while True:
+            try:
+                return self._request_once(frames, wait)
+            except RemoteError as exc:
+                if exc.kind != "TakingOver":
+                    raise
+                taking_over = exc
+            except DaemonUnavailable:
+                if taking_over is None:
+                    raise
+                raise taking_over from None  # the time ran out while it took over
+            left = deadline - time.monotonic()
+            if left <= pause:
+                raise taking_over
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+            wait = deadline - time.monotonic()
+
+    def _request_once(self, frames: list[bytes], wait: float) -> dict[str, Any]:
         standby: RemoteError | None = None
         for _ in range(len(self.endpoints)):
             sock = self._socket()
@@ -103,8 +126,9 @@ class Client:
                 error = RemoteError(str(answer.get("error", "Error")),
                                     str(answer.get("message", "the daemon refused")),
                                     int(answer.get("exit_code", 1)))
-                if error.kind == "Standby" and len(self.endpoints) > 1:
-                    standby = error  # a standby daemon: the active one is another address
+                if error.kind in ("Standby", "TakingOver") and len(self.endpoints) > 1:
+                    if standby is None or error.kind == "TakingOver":  # that one may retry
+                        standby = error  # a standby daemon: the active one is another address
                     self._reset(rotate=True)
                     continue
                 raise error

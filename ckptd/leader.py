@@ -41,9 +41,16 @@ CHECKS_PER_LEASE = 4  # renewals by the holder, looks by the standby, per lease
 
 
 class Standby(CkptdError):
-    """Raised (as the answer to a request) by a daemon that is not the active one."""
+    """Raised (as the answer to a request) by a daemon that is not the active one: another
+    daemon holds the lease, so the request belongs there."""
 
     exit_code = 7
+
+
+class TakingOver(Standby):
+    """Raised (as the answer to a request) by a daemon that is not active but whose lease is
+    held by nobody else: it is taking the lease (back) and the request was not applied, so a
+    client asks again after a moment (:class:`ckptd.client.Client` does, until its timeout)."""
 
 
 class Objects(Protocol):
@@ -138,12 +145,14 @@ class LeaderLease:
         self.clock = clock
         self.etag: str | None = None  # the ETag of our own last write, while we hold it
         self.valid_until = 0.0  # on ``clock``: stop writing at this instant
-        self.holder: dict[str, Any] | None = None  # the record of whoever holds it
+        self.holder: dict[str, Any] | None = None  # the record of another holder
+        self.token = os.urandom(8).hex()  # tells our own writes from any other daemon's
         self._seen: tuple[str, float] | None = None  # (ETag, first seen) of another holder
 
     def _record(self) -> bytes:
         return json.dumps({"holder": self.name, "pid": os.getpid(), "lease_s": self.duration,
-                           "renewed": time.time(), **self.info}).encode()
+                           "renewed": time.time(), "token": self.token,
+                           **self.info}).encode()
 
     def held(self) -> bool:
         """True while this daemon holds the lease and it has not lapsed."""
@@ -163,8 +172,12 @@ class LeaderLease:
                 etag = self.objects.put_object(self.path, self._record(), create=True)
             else:
                 data, seen = current
-                self.holder = _parse(data)
-                if seen != self.etag:  # another holder's write (or ours from before a loss)
+                record = _parse(data)
+                # Ours when the ETag is our last one, or when a renewal got through but its
+                # answer did not (the record has our token): then no other daemon waits.
+                ours = seen == self.etag or (record or {}).get("token") == self.token
+                self.holder = None if ours else record
+                if not ours:  # another holder's write
                     if self._seen is None or self._seen[0] != seen:
                         self._seen = (seen, sent)
                         return False
@@ -198,7 +211,14 @@ class LeaderLease:
             return False
         sent = self.clock()
         try:
-            etag = self.objects.put_object(self.path, self._record(), if_match=self.etag)
+            try:
+                etag = self.objects.put_object(self.path, self._record(), if_match=self.etag)
+            except Conflict:
+                # A renewal whose answer was lost changed the ETag to one we never saw.
+                current = self.objects.get_object(self.path)
+                if current is None or (_parse(current[0]) or {}).get("token") != self.token:
+                    raise
+                etag = self.objects.put_object(self.path, self._record(), if_match=current[1])
         except Conflict:
             self.etag = None
             self.valid_until = 0.0
