@@ -25,7 +25,7 @@ from .ids import id_time
 from .timefmt import time_or_none
 
 if TYPE_CHECKING:
-    from .engine import Engine, QueueIndex
+    from .engine import Engine, QueueIndex, WorkerInfo
     from .store.base import Store
 
 # Seconds, 1 ms to 1 day: covers a no-op job's cycle time and a day-long batch's lead time.
@@ -359,19 +359,20 @@ def failure_note(job: dict[str, Any], at: float | None) -> FailureNote:
 
 # -- figures and snapshots ----------------------------------------------------------------
 
-def queue_figures(engine: Engine, index: QueueIndex, now: float) -> dict[str, Any]:
+def queue_figures(index: QueueIndex, workers: Iterable[WorkerInfo], store: Store,
+                  now: float) -> dict[str, Any]:
     """The per-queue figures of ``status`` beyond the counts: none of them scans jobs."""
     metrics = index.metrics
     lead, cycle = metrics.recent_quantiles()
     return {
         "throughput_1m": metrics.finished.count(now) / float(RATE_WINDOW),
         "delayed": len(index.delayed_at),
-        "workers": sum(1 for w in engine.workers.values() if index.name in w.queues),
+        "workers": sum(1 for w in workers if index.name in w.queues),
         "lead_p50_s": lead[0] if lead else None,
         "lead_p95_s": lead[1] if lead else None,
         "cycle_p50_s": cycle[0] if cycle else None,
         "cycle_p95_s": cycle[1] if cycle else None,
-        "oldest_pending_age_s": metrics.oldest_pending_age(index, engine.store, now),
+        "oldest_pending_age_s": metrics.oldest_pending_age(index, store, now),
     }
 
 
@@ -437,7 +438,7 @@ def build_snapshot(engine: Engine, now: float, *, started_at: float, drops: dict
         if current is not None:
             minutes += (current,)
         counts = index.counts()
-        figures = queue_figures(engine, index, now)
+        figures = queue_figures(index, engine.workers.values(), engine.store, now)
         counts["delayed"] = figures["delayed"]
         batches = tuple(BatchSnapshot(b, f.submitted, f.succeeded, f.failed, f.retried,
                                       f.lead.frozen(), f.cycle.frozen(), f.last_at)
