@@ -214,9 +214,14 @@ def submit_file(queue: str, file: Any, fmt: str | None, chunk: int, batch: str |
     """
     from .sources import guess_format
 
+    ctx = _ctx()
+    if ctx.connect:
+        raise ConfigError("submit-file writes the file into the store itself, not through the "
+                          "daemon: give the daemon's store with --root (a folder this machine "
+                          "mounts, or the bucket's URL) instead of --connect")
     name = getattr(file, "name", "-")
     data = file.read()
-    admin = _ctx().store_admin()
+    admin = ctx.store_admin()
     with click.progressbar(length=1, label="submitting", file=sys.stderr,
                            show_pos=True) as bar:
         def progress(done: int, total: int) -> None:

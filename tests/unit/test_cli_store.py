@@ -198,3 +198,13 @@ def test_every_command_help_has_an_example() -> None:
     assert "Example" in ok(ckptd("--help"))
     missing = [c for c in commands if "Example" not in ok(ckptd(c, "--help"))]
     assert missing == [], f"--help without an example: {missing}"
+
+
+def test_submit_file_through_connect_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    """A file is never put into a store the user did not name (the default ./ckptd-data)."""
+    items = tmp_path / "items.txt"
+    items.write_text("a\nb\n")
+    done = ckptd("--connect", "tcp://127.0.0.1:9", "submit-file", Q, str(items), cwd=tmp_path)
+    line = assert_one_line_error(done, 5)
+    assert "--root" in line
+    assert tree(tmp_path) == {"items.txt"}
