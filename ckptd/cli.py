@@ -192,6 +192,7 @@ def submit(queue: str, payload_json: str | None, payload_file: str | None, job_i
   ckptd --root ./data submit-file price items.csv --chunk 100 --then pricelist
   ckptd --root s3://bucket/q submit-file parse logs.jsonl --batch logs-2026-11-27
   cat ids.txt | ckptd --root ./data submit-file lookup - --format lines
+  ckptd --connect tcp://10.0.0.5:5550 submit-file price items.csv --then pricelist
 
 The file is stored once (<queue>/blobs/<batch>.source); each job's payload names its byte
 range. Running it again with the same --batch creates only the jobs that are missing.""")
@@ -210,19 +211,17 @@ def submit_file(queue: str, file: Any, fmt: str | None, chunk: int, batch: str |
                 then: str | None, max_attempts: int | None) -> None:
     """Split FILE into jobs of --chunk records each, as one batch; print the batch name.
 
-    Works on the store (--root): the daemon picks the jobs up from there.
+    With --root the file goes straight into the store and the daemon picks the jobs up from
+    there; with --connect it is sent to the daemon (in parts), which stores it the same way.
     """
     from .sources import guess_format
 
-    ctx = _ctx()
-    if ctx.connect:
-        raise ConfigError("submit-file writes the file into the store itself, not through the "
-                          "daemon: give the daemon's store with --root (a folder this machine "
-                          "mounts, or the bucket's URL) instead of --connect")
     name = getattr(file, "name", "-")
     data = file.read()
-    admin = ctx.store_admin()
-    with click.progressbar(length=1, label="submitting", file=sys.stderr,
+    ctx = _ctx()
+    admin = ctx.admin()
+    label = "sending" if ctx.connect else "submitting"
+    with click.progressbar(length=1, label=label, file=sys.stderr,
                            show_pos=True) as bar:
         def progress(done: int, total: int) -> None:
             bar.length = total

@@ -15,13 +15,15 @@ A Client is not thread-safe: give each thread its own.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
 
 from . import protocol
-from .admin import Submitted
+from .admin import Submitted, SubmittedFile
 from .errors import CkptdError, DaemonUnavailable, ProtocolError, RemoteError, WaitTimeout
 from .ids import new_id
 from .names import check_job_id, check_queue
@@ -176,6 +178,29 @@ class Client:
                 body["fresh"] = False  # it may have arrived: look before creating again
         raise AssertionError("unreachable")
 
+    def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
+                    batch: str | None = None, then: str | None = None,
+                    max_attempts: int | None = None, source_name: str | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> SubmittedFile:
+        """Send a file to the daemon in parts and have it submitted as one batch, as
+        :meth:`ckptd.admin.StoreAdmin.submit_file` does on the store (same answer)."""
+        from .uploads import PART_BYTES, encode_part
+
+        check_queue(queue)
+        token = f"up-{os.urandom(8).hex()}"
+        for offset in range(0, max(1, len(data)), PART_BYTES):
+            part = data[offset:offset + PART_BYTES]
+            self.request("upload", {"upload": token, "offset": offset,
+                                    "data": encode_part(part)})
+            if progress is not None:
+                progress(offset + len(part), len(data))
+        answer = self.request("submit_file", {
+            "upload": token, "size": len(data), "queue": queue, "format": fmt, "chunk": chunk,
+            "batch": batch, "then": then, "max_attempts": max_attempts,
+            "source_name": source_name}, timeout=max(self.timeout, 120.0))
+        return SubmittedFile(**{k: answer[k] for k in ("batch", "jobs", "records", "created",
+                                                       "format")})
+
     def submit_many(self, queue: str, payloads: list[Any], ids: list[str] | None = None
                     ) -> list[str]:
         """Submit many jobs in one request; return their ids (in order).
@@ -293,6 +318,10 @@ class RemoteAdmin:
         """See :meth:`ckptd.admin.StoreAdmin.submit`."""
         return self.client.submit_job(queue, payload, job_id=job_id, max_attempts=max_attempts,
                                       delay=delay, if_exists=if_exists, batch=batch)
+
+    def submit_file(self, queue: str, data: bytes, **options: Any) -> SubmittedFile:
+        """See :meth:`Client.submit_file`."""
+        return self.client.submit_file(queue, data, **options)
 
     def status(self, queue: str | None = None) -> dict[str, Any]:
         """See :meth:`Client.status`."""

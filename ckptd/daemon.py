@@ -15,6 +15,7 @@ replies and jobs: "accepted" and "done" are said after the sync.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from .security import CurveServer, SocketGuard
 from .states import State, parse_state
 from .store import Store, is_local, store_from_settings
 from .systemd import Notifier
+from .uploads import Uploads
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class Daemon:
         self.name = f"{os.uname().nodename}:{os.getpid()}"
         self.engine = Engine(self.store, settings, name=self.name)
         self.admin = StoreAdmin(self.store, settings, clock)
+        self.uploads = Uploads()  # files sent in parts by submit-file --connect
         self.notifier = Notifier()
         self.drops: Counter[str] = Counter()
         self.waiters: list[Waiter] = []
@@ -729,6 +732,10 @@ class Daemon:
             self._reply(identity, {"location": where})
         elif kind == b"wait":
             self._wait(identity, body, now)
+        elif kind == b"upload":
+            self._reply(identity, {"size": self.uploads.add(body, now)})
+        elif kind == b"submit_file":
+            self._submit_file(identity, body, now)
 
     def _submit_many(self, identity: bytes, body: Body, now: float) -> None:
         if self.stopping_since is not None:
@@ -751,6 +758,24 @@ class Daemon:
             request = dict(item)
             request["queue"] = queue
             self.engine.submit(request, now, one(position))
+
+    def _submit_file(self, identity: bytes, body: Body, now: float) -> None:
+        """Split and store an uploaded file as submit-file --root does (in this turn: about
+        a second per million lines on a local disk)."""
+        if self.stopping_since is not None:
+            raise CkptdError("the daemon is stopping; submit again when it is back")
+        chunk, attempts = body.get("chunk", 1000), body.get("max_attempts")
+        if chunk < 1 or (attempts is not None and attempts < 1):  # types: protocol.py
+            raise CkptdError("chunk and max_attempts must be at least 1")
+        data = self.uploads.take(body, now)
+        answer = self.admin.submit_file(body["queue"], data, fmt=body["format"], chunk=chunk,
+                                        batch=body.get("batch"), then=body.get("then"),
+                                        max_attempts=attempts,
+                                        source_name=body.get("source_name"))
+        log.info("submit-file", extra={"fields": {"queue": body["queue"], "batch": answer.batch,
+                                                  "jobs": answer.jobs, "new": answer.created,
+                                                  "bytes": len(data)}})
+        self._reply(identity, dataclasses.asdict(answer))
 
     def _fetch(self, body: Body) -> Body:
         queue, job_id, what = body["queue"], body["id"], body["what"]

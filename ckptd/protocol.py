@@ -147,6 +147,13 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
     b"output": {"queue": (_name, _REQ), "name": (_name, _REQ), "text": (_str_any, _REQ)},
     b"wait": {"queue": (_name, _REQ), "ids": (_optional(_ids), _OPT),
               "timeout": (_num, _REQ)},
+    # submit-file --connect: the file in parts (base64), then the request to submit it
+    b"upload": {"upload": (_name, _REQ), "offset": (_int, _REQ), "data": (_str_any, _REQ)},
+    b"submit_file": {"upload": (_name, _REQ), "size": (_int, _REQ), "queue": (_name, _REQ),
+                     "format": (_str, _REQ), "chunk": (_int, _OPT),
+                     "batch": (_optional(_name), _OPT), "then": (_optional(_name), _OPT),
+                     "max_attempts": (_optional(_int), _OPT),
+                     "source_name": (_optional(_str), _OPT)},
 }
 
 REPLY_KINDS = (b"ok", b"error")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import wait_for
 from tests.procs import Processes, base_env, count_files, job_files, read_lines
 
@@ -45,6 +47,56 @@ def test_a_file_becomes_a_batch_and_its_reduce_runs_once(procs: Processes,
                            env=base_env(), timeout=60)
     assert "(0 new" in again.stderr
     assert count_files(daemon.root, "total", "pending") == 0
+
+
+def test_a_file_sent_through_the_daemon_becomes_the_same_batch(procs: Processes,
+                                                               tmp_path: Path) -> None:
+    """submit-file --connect: a producer without the store sends the file in parts."""
+    from ckptd.client import Client
+    from ckptd.errors import RemoteError
+    from ckptd.uploads import PART_BYTES
+
+    log = str(tmp_path / "runs.log")
+    data = tmp_path / "numbers.txt"
+    numbers = range(1, 25_001)
+    data.write_text("".join(f"{'x' * 90} {i}\n" for i in numbers))  # 2.4 MB: two parts
+    assert data.stat().st_size > PART_BYTES
+    daemon = procs.daemon()
+    for _ in range(2):
+        procs.worker(daemon, "sum", "count_records", concurrency=4)
+    procs.worker(daemon, "total", "reduce_sum", env={"TEST_LOG": log})
+    command = [sys.executable, "-m", "ckptd", "--connect", daemon.control, "submit-file", "sum",
+               str(data), "--chunk", "500", "--then", "total"]
+    sent = subprocess.run(command, capture_output=True, text=True, env=base_env(), timeout=120,
+                          cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    batch = sent.stdout.strip()
+    assert "25000 records in 50 jobs (50 new" in sent.stderr
+    assert not (tmp_path / "ckptd-data").exists(), "nothing went to a default store here"
+    source = Path(daemon.root) / "sum" / "blobs" / f"{batch}.source"
+    assert source.read_bytes() == data.read_bytes()
+    wait_for(lambda: count_files(daemon.root, "total", "done") == 1, timeout=120,
+             message="the reduce job to finish")
+    result = job_files(daemon.root, "total", "done")[f"{batch}.reduce"]["result"]
+    assert result == {"sum": sum(numbers), "count": len(numbers), "jobs": 50}
+    assert sum(1 for line in read_lines(log) if line.startswith("reduce")) == 1
+    again = subprocess.run(command + ["--batch", batch], capture_output=True, text=True,
+                           env=base_env(), timeout=120)
+    assert again.returncode == 0 and "(0 new" in again.stderr, again.stderr
+    # Bad parts get an error each and the daemon goes on.
+    with Client(daemon.control, timeout=10) as client:
+        for body, message in [
+                ({"upload": "u1", "offset": 0, "data": "not base64!"}, "not valid base64"),
+                ({"upload": "u2", "offset": 5, "data": ""}, "no upload"),
+                ({"upload": "../x", "offset": 0, "data": ""}, "upload.upload has a bad value"),
+                ({"upload": "u3", "offset": -1, "data": ""}, "upload.offset has a bad value")]:
+            with pytest.raises(RemoteError, match=message):
+                client.request("upload", body)
+        with pytest.raises(RemoteError, match="no upload"):
+            client.request("submit_file", {"upload": "nosuch", "size": 1, "queue": "sum",
+                                           "format": "lines"})
+        assert client.ping()
+    assert count_files(daemon.root, "sum", "done") == 50
 
 
 def test_a_three_stage_pipeline_hands_every_job_on_once(procs: Processes,

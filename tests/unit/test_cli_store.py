@@ -200,11 +200,11 @@ def test_every_command_help_has_an_example() -> None:
     assert missing == [], f"--help without an example: {missing}"
 
 
-def test_submit_file_through_connect_is_refused_and_writes_nothing(tmp_path: Path) -> None:
-    """A file is never put into a store the user did not name (the default ./ckptd-data)."""
+def test_submit_file_to_an_absent_daemon_fails_and_writes_nothing(tmp_path: Path) -> None:
+    """With --connect the file goes to the daemon or nowhere: never to a default store."""
     items = tmp_path / "items.txt"
     items.write_text("a\nb\n")
     done = ckptd("--connect", "tcp://127.0.0.1:9", "submit-file", Q, str(items), cwd=tmp_path)
-    line = assert_one_line_error(done, 5)
-    assert "--root" in line
+    assert done.returncode == 7 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1].startswith("error: no answer from the daemon")
     assert tree(tmp_path) == {"items.txt"}

@@ -1,0 +1,71 @@
+"""The daemon's side of submit-file --connect: parts in order, repeats, limits, idle drops."""
+
+from __future__ import annotations
+
+import pytest
+
+from ckptd.uploads import UploadError, Uploads, encode_part
+
+
+def part(token: str, offset: int, data: bytes) -> dict[str, object]:
+    return {"upload": token, "offset": offset, "data": encode_part(data)}
+
+
+def test_parts_in_order_make_the_file_once() -> None:
+    uploads = Uploads()
+    assert uploads.add(part("u", 0, b"abc"), 0.0) == 3
+    assert uploads.add(part("u", 3, b"def"), 1.0) == 6
+    assert uploads.add(part("u", 3, b"def"), 2.0) == 6, "a part sent again is taken once"
+    assert uploads.held == 6
+    assert uploads.take({"upload": "u", "size": 6}, 3.0) == b"abcdef"
+    assert uploads.held == 0
+    with pytest.raises(UploadError, match="no upload 'u'"):
+        uploads.take({"upload": "u", "size": 6}, 4.0)
+
+
+def test_an_empty_file_is_one_empty_part() -> None:
+    uploads = Uploads()
+    assert uploads.add(part("e", 0, b""), 0.0) == 0
+    assert uploads.take({"upload": "e", "size": 0}, 0.0) == b""
+
+
+@pytest.mark.parametrize("body, message", [
+    (part("u", 4, b"x"), "does not follow"),
+    (part("u", 1, b"x"), "does not follow"),
+    ({"upload": "u", "offset": 2, "data": "%%%"}, "not valid base64"),
+    ({"upload": "u", "offset": 2}, "base64 string"),
+    ({"upload": "u", "offset": "2", "data": ""}, "offset"),
+    ({"upload": "../etc", "offset": 0, "data": ""}, "token"),
+])
+def test_a_bad_part_is_refused_and_the_upload_kept(body: dict[str, object],
+                                                   message: str) -> None:
+    uploads = Uploads()
+    uploads.add(part("u", 0, b"ab"), 0.0)
+    with pytest.raises(UploadError, match=message):
+        uploads.add(body, 0.0)
+    assert uploads.take({"upload": "u", "size": 2}, 0.0) == b"ab"
+
+
+def test_a_size_that_does_not_match_is_refused() -> None:
+    uploads = Uploads()
+    uploads.add(part("u", 0, b"ab"), 0.0)
+    with pytest.raises(UploadError, match="has 2 bytes, not 3"):
+        uploads.take({"upload": "u", "size": 3}, 0.0)
+
+
+def test_the_memory_limit_holds_across_uploads() -> None:
+    uploads = Uploads(max_bytes=10)
+    uploads.add(part("a", 0, b"x" * 6), 0.0)
+    with pytest.raises(UploadError, match="limit 10"):
+        uploads.add(part("b", 0, b"x" * 5), 0.0)
+    uploads.take({"upload": "a", "size": 6}, 0.0)
+    assert uploads.add(part("b", 0, b"x" * 5), 0.0) == 5
+
+
+def test_an_idle_upload_is_dropped() -> None:
+    uploads = Uploads(idle=60.0)
+    uploads.add(part("u", 0, b"ab"), 0.0)
+    uploads.add(part("v", 0, b"cd"), 50.0)
+    with pytest.raises(UploadError, match="idle over 60s"):
+        uploads.add(part("u", 2, b"cd"), 61.0)
+    assert uploads.take({"upload": "v", "size": 2}, 61.0) == b"cd"
