@@ -16,7 +16,9 @@ from typing import Any
 
 from .errors import CkptdError
 
-PART_BYTES = 2 * 1024 * 1024  # a part's size before base64, well under the message limit
+# A part's size before base64 (2.7 MiB after): under the default max_message_size of 16 MiB;
+# a daemon configured below about 3 MiB cannot take uploads.
+PART_BYTES = 2 * 1024 * 1024
 MAX_BYTES = 1024 * 1024 * 1024
 IDLE_S = 600.0
 
