@@ -1,10 +1,13 @@
 """What the benchmarks share: free ports, a quiet disk before each run, a process's memory,
-and waiting for workers to connect."""
+starting and stopping a daemon, and waiting for workers to connect."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -69,3 +72,33 @@ def wait_for_workers(client: Any, count: int, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError("the workers did not connect")
         time.sleep(0.05)
+
+
+def start_daemon(root: str, ready: str, env: dict[str, str], *options: str,
+                 timeout: float = 60.0) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``ckptd --root ROOT [options] serve`` on free loopback ports and wait until it
+    is ready; return the process and its control address."""
+    control = f"tcp://127.0.0.1:{free_port()}"
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "ckptd", "--root", root, *options, "serve", "--control", control,
+         "--dispatch", f"tcp://127.0.0.1:{free_port()}", "--ready-file", ready], env=env)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(ready):
+        if time.monotonic() > deadline or daemon.poll() is not None:
+            stop([daemon])
+            raise RuntimeError("the daemon did not start")
+        time.sleep(0.02)
+    return daemon, control
+
+
+def stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
+    """SIGTERM the processes (the last started first), wait, and kill what does not stop."""
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in reversed(procs):
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bench.common import free_port, rss_mib, settle, wait_for_workers  # noqa: E402
+from bench.common import rss_mib, settle, start_daemon, stop, wait_for_workers  # noqa: E402
 from ckptd.client import Client  # noqa: E402
 from ckptd.durable import sync_filesystem  # noqa: E402
 
@@ -140,26 +140,17 @@ def run_mode(mode: str, n: int, workers: int, concurrency: int, prefetch: int, r
              latency_samples: int, chunk: int) -> dict[str, float]:
     settle()
     root = tempfile.mkdtemp(prefix=f"e2e-{mode}-", dir=root_base)
-    control, dispatch = free_port(), free_port()
     env = dict(os.environ, CKPTD_LOG_LEVEL="warning", PYTHONPATH=os.path.dirname(HERE))
-    ready = os.path.join(root, "ready.json")
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "ckptd", "--root", os.path.join(root, "store"), "--fsync", mode,
-         "serve", "--control", f"tcp://127.0.0.1:{control}",
-         "--dispatch", f"tcp://127.0.0.1:{dispatch}", "--ready-file", ready], env=env)
-    procs = []
+    daemon, control = start_daemon(os.path.join(root, "store"),
+                                   os.path.join(root, "ready.json"), env, "--fsync", mode)
+    procs = [daemon]
     try:
-        deadline = time.time() + 30
-        while not os.path.exists(ready):
-            if time.time() > deadline or daemon.poll() is not None:
-                raise RuntimeError("the daemon did not start")
-            time.sleep(0.02)
         for _ in range(workers):
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "ckptd", "worker", "--connect",
-                 f"tcp://127.0.0.1:{control}", "--queue", QUEUE, "-c", str(concurrency),
-                 "--prefetch", str(prefetch), "handlers:noop"], cwd=HERE, env=env))
-        client = Client(f"tcp://127.0.0.1:{control}", timeout=60)
+                [sys.executable, "-m", "ckptd", "worker", "--connect", control, "--queue",
+                 QUEUE, "-c", str(concurrency), "--prefetch", str(prefetch), "handlers:noop"],
+                cwd=HERE, env=env))
+        client = Client(control, timeout=60)
         wait_for_workers(client, workers, timeout=30)
         # Throughput: submit everything (in chunks) while the workers already run.
         started = time.perf_counter()
@@ -189,18 +180,7 @@ def run_mode(mode: str, n: int, workers: int, concurrency: int, prefetch: int, r
             "daemon_rss_mib": memory,
         }
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        daemon.terminate()
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        stop(procs)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from bench.common import free_port, wait_for_workers  # noqa: E402
+from bench.common import start_daemon, stop, wait_for_workers  # noqa: E402
 from ckptd.client import Client  # noqa: E402
 
 PAYLOAD = {"data": "x" * 88}
@@ -67,27 +67,18 @@ def e2e(url: str, n: int, env: dict[str, str], chunk: int, concurrency: int,
         prefetch: int) -> dict[str, float]:
     """A daemon and 2 workers on ``url``: submit ``n`` no-op jobs, wait for all."""
 
-    control, dispatch = free_port(), free_port()
     ready = os.path.join(tempfile.mkdtemp(), "ready.json")
     child_env = dict(os.environ, **env, CKPTD_LOG_LEVEL="warning",
                      PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "ckptd", "--root", url, "serve", "--control",
-         f"tcp://127.0.0.1:{control}", "--dispatch", f"tcp://127.0.0.1:{dispatch}",
-         "--ready-file", ready], env=child_env)
-    workers: list[subprocess.Popen[bytes]] = []
+    daemon, control = start_daemon(url, ready, child_env)
+    procs = [daemon]
     try:
-        deadline = time.time() + 60
-        while not os.path.exists(ready):
-            if time.time() > deadline or daemon.poll() is not None:
-                raise RuntimeError("the daemon did not start")
-            time.sleep(0.05)
         for _ in range(2):
-            workers.append(subprocess.Popen(
-                [sys.executable, "-m", "ckptd", "worker", "--connect",
-                 f"tcp://127.0.0.1:{control}", "--queue", QUEUE, "-c", str(concurrency),
-                 "--prefetch", str(prefetch), "handlers:noop"], cwd=HERE, env=child_env))
-        client = Client(f"tcp://127.0.0.1:{control}", timeout=120)
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "ckptd", "worker", "--connect", control, "--queue",
+                 QUEUE, "-c", str(concurrency), "--prefetch", str(prefetch), "handlers:noop"],
+                cwd=HERE, env=child_env))
+        client = Client(control, timeout=120)
         wait_for_workers(client, 2)
         started = time.perf_counter()
         for start in range(0, n, chunk):
@@ -105,12 +96,7 @@ def e2e(url: str, n: int, env: dict[str, str], chunk: int, concurrency: int,
                 "e2e_per_s": n / (finished - started),
                 "requests_per_job": requests / n}
     finally:
-        for proc in workers:
-            proc.terminate()
-        for proc in workers:
-            proc.wait(30)
-        daemon.terminate()
-        daemon.wait(60)
+        stop(procs, timeout=60)
 
 
 def main_s3(root: str | None, n: int, chunk: int, concurrency: int, prefetch: int) -> None:

@@ -19,7 +19,6 @@ import csv
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ REPO = os.path.dirname(HERE)
 EXAMPLES = os.path.join(REPO, "examples")
 sys.path[:0] = [REPO, EXAMPLES]
 
-from bench.common import free_port, settle  # noqa: E402
+from bench.common import free_port, settle, start_daemon, stop  # noqa: E402
 from ckptd.client import Client  # noqa: E402
 
 
@@ -74,24 +73,16 @@ def time_submit_file_connect(path: str, work: str, chunk: int) -> float:
     """The same through a daemon (``--connect``): the file is sent in parts over ZeroMQ."""
     store = tempfile.mkdtemp(prefix="store-", dir=work)
     env = dict(os.environ, PYTHONPATH=REPO, CKPTD_LOG_LEVEL="warning")
-    control = f"tcp://127.0.0.1:{free_port()}"
-    ready = os.path.join(work, "ready")
-    daemon = subprocess.Popen([sys.executable, "-m", "ckptd", "--root", store, "serve",
-                               "--control", control, "--dispatch",
-                               f"tcp://127.0.0.1:{free_port()}", "--ready-file", ready], env=env)
+    ready = os.path.join(store, "ready")
+    daemon, control = start_daemon(os.path.join(store, "store"), ready, env)
     try:
-        while not os.path.exists(ready):
-            time.sleep(0.05)
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "ckptd", "--connect", control, "submit-file",
                         "items", path, "--chunk", str(chunk)], check=True, env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return time.perf_counter() - started
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(60)
-        if os.path.exists(ready):
-            os.unlink(ready)
+        stop([daemon], timeout=60)
         shutil.rmtree(store)
 
 
@@ -115,14 +106,8 @@ def e2e_batch(items: int, chunk: int, work: str) -> float:
                                            "--name", name, "--port", str(port)], env=env,
                                           stderr=subprocess.DEVNULL))
             shops[name] = f"http://127.0.0.1:{port}"
-        control = f"tcp://127.0.0.1:{free_port()}"
-        ready = os.path.join(root, "ready")
-        procs.append(subprocess.Popen([sys.executable, "-m", "ckptd", "--root", store, "serve",
-                                       "--control", control, "--dispatch",
-                                       f"tcp://127.0.0.1:{free_port()}", "--ready-file",
-                                       ready], env=env))
-        while not os.path.exists(ready):
-            time.sleep(0.05)
+        daemon, control = start_daemon(store, os.path.join(root, "ready"), env)
+        procs.append(daemon)
         worker_env = dict(env, PRICELIST_SUPPLIERS=",".join(f"{n}={u}"
                                                             for n, u in shops.items()))
         for _ in range(2):
@@ -151,13 +136,7 @@ def e2e_batch(items: int, chunk: int, work: str) -> float:
             raise RuntimeError(f"the reduce job ended {state}")
         return elapsed
     finally:
-        for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM)
-        for proc in reversed(procs):
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
         shutil.rmtree(root, ignore_errors=True)
 
 
