@@ -272,8 +272,8 @@ class BucketRole:
         if self.leadership is None or self.leadership.lease.holder is None:
             return TakingOver("this daemon is not active yet: no daemon holds the leader lease "
                               "and this one is taking it; nothing was done, ask again")
-        return Standby(f"this daemon is a standby (the active daemon is {holder or 'another'}"
-                       "); ask the active one")
+        where = f"the active daemon is {holder}" if holder else "another daemon holds the lease"
+        return Standby(f"this daemon is a standby ({where}); ask the active one")
 
     def _holder(self) -> str | None:
         if self.leadership is None:
