@@ -1,5 +1,5 @@
 """What the benchmarks share: free ports, a quiet disk before each run, a process's memory,
-starting and stopping a daemon, and waiting for workers to connect."""
+starting and stopping a daemon, and the no-op workload (workers, submit, wait)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ import subprocess
 import sys
 import time
 from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NOOP_PAYLOAD = {"data": "x" * 88}  # 100 bytes of JSON
+NOOP_QUEUE = "bench"
 
 
 def free_port() -> int:
@@ -75,20 +79,48 @@ def wait_for_workers(client: Any, count: int, timeout: float = 60.0) -> None:
 
 
 def start_daemon(root: str, ready: str, env: dict[str, str], *options: str,
-                 timeout: float = 60.0) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``ckptd --root ROOT [options] serve`` on free loopback ports and wait until it
-    is ready; return the process and its control address."""
+                 timeout: float = 60.0, log: str | None = None
+                 ) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``ckptd --root ROOT [options] serve`` on free loopback ports (its output into
+    ``log`` when given) and wait until it is ready; return the process and its control
+    address."""
     control = f"tcp://127.0.0.1:{free_port()}"
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "ckptd", "--root", root, *options, "serve", "--control", control,
-         "--dispatch", f"tcp://127.0.0.1:{free_port()}", "--ready-file", ready], env=env)
+    command = [sys.executable, "-m", "ckptd", "--root", root, *options, "serve", "--control",
+               control, "--dispatch", f"tcp://127.0.0.1:{free_port()}", "--ready-file", ready]
+    if log is None:
+        daemon = subprocess.Popen(command, env=env)
+    else:
+        with open(log, "wb") as output:
+            daemon = subprocess.Popen(command, env=env, stdout=output,
+                                      stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     while not os.path.exists(ready):
         if time.monotonic() > deadline or daemon.poll() is not None:
             stop([daemon])
-            raise RuntimeError("the daemon did not start")
+            said = open(log).read()[-4000:] if log else ""
+            raise RuntimeError(f"the daemon did not start\n{said}")
         time.sleep(0.02)
     return daemon, control
+
+
+def start_noop_workers(control: str, count: int, concurrency: int, prefetch: int,
+                       env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    """Start ``count`` workers running ``bench/handlers.py:noop`` on :data:`NOOP_QUEUE`."""
+    return [subprocess.Popen([sys.executable, "-m", "ckptd", "worker", "--connect", control,
+                              "--queue", NOOP_QUEUE, "-c", str(concurrency), "--prefetch",
+                              str(prefetch), "handlers:noop"], cwd=HERE, env=env)
+            for _ in range(count)]
+
+
+def submit_and_wait(client: Any, n: int, chunk: int, timeout: float) -> tuple[float, float]:
+    """Submit ``n`` no-op jobs in requests of ``chunk`` while the workers already run, and
+    wait until every one has ended; return (seconds to submit, seconds until all ended)."""
+    started = time.perf_counter()
+    for start in range(0, n, chunk):
+        client.submit_many(NOOP_QUEUE, [NOOP_PAYLOAD] * min(chunk, n - start))
+    submitted = time.perf_counter()
+    client.wait_many(NOOP_QUEUE, None, timeout=timeout)
+    return submitted - started, time.perf_counter() - started
 
 
 def stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:

@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,12 +27,21 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bench.common import rss_mib, settle, start_daemon, stop, wait_for_workers  # noqa: E402
+from bench.common import (  # noqa: E402
+    NOOP_PAYLOAD,
+    NOOP_QUEUE,
+    rss_mib,
+    settle,
+    start_daemon,
+    start_noop_workers,
+    stop,
+    submit_and_wait,
+    wait_for_workers,
+)
 from ckptd.client import Client  # noqa: E402
 from ckptd.durable import sync_filesystem  # noqa: E402
 
-PAYLOAD = {"data": "x" * 88}  # 100 bytes of JSON
-QUEUE = "bench"
+PAYLOAD, QUEUE = NOOP_PAYLOAD, NOOP_QUEUE
 
 
 # -- the floor ---------------------------------------------------------------------------
@@ -145,20 +153,10 @@ def run_mode(mode: str, n: int, workers: int, concurrency: int, prefetch: int, r
                                    os.path.join(root, "ready.json"), env, "--fsync", mode)
     procs = [daemon]
     try:
-        for _ in range(workers):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "ckptd", "worker", "--connect", control, "--queue",
-                 QUEUE, "-c", str(concurrency), "--prefetch", str(prefetch), "handlers:noop"],
-                cwd=HERE, env=env))
+        procs += start_noop_workers(control, workers, concurrency, prefetch, env)
         client = Client(control, timeout=60)
         wait_for_workers(client, workers, timeout=30)
-        # Throughput: submit everything (in chunks) while the workers already run.
-        started = time.perf_counter()
-        for start in range(0, n, chunk):
-            client.submit_many(QUEUE, [PAYLOAD] * min(chunk, n - start))
-        submitted = time.perf_counter()
-        client.wait_many(QUEUE, None, timeout=600)
-        finished = time.perf_counter()
+        submitting, total = submit_and_wait(client, n, chunk, timeout=600)
         status = client.status(QUEUE)["queues"][QUEUE]
         if status["done"] != n:
             raise RuntimeError(f"expected {n} done, found {status}")
@@ -173,8 +171,8 @@ def run_mode(mode: str, n: int, workers: int, concurrency: int, prefetch: int, r
         latencies.sort()
         client.close()
         return {
-            "submit_per_s": n / (submitted - started),
-            "e2e_per_s": n / (finished - started),
+            "submit_per_s": n / submitting,
+            "e2e_per_s": n / total,
             "p50_ms": 1000 * statistics.median(latencies),
             "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
             "daemon_rss_mib": memory,

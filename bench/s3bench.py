@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,11 +24,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from bench.common import start_daemon, stop, wait_for_workers  # noqa: E402
+from bench.common import (  # noqa: E402
+    NOOP_QUEUE,
+    start_daemon,
+    start_noop_workers,
+    stop,
+    submit_and_wait,
+    wait_for_workers,
+)
 from ckptd.client import Client  # noqa: E402
 
-PAYLOAD = {"data": "x" * 88}
-QUEUE = "bench"
+QUEUE = NOOP_QUEUE
 
 
 def raw_floor(url: str, n: int, concurrency: int, options: dict[str, Any]) -> float:
@@ -73,27 +78,17 @@ def e2e(url: str, n: int, env: dict[str, str], chunk: int, concurrency: int,
     daemon, control = start_daemon(url, ready, child_env)
     procs = [daemon]
     try:
-        for _ in range(2):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "ckptd", "worker", "--connect", control, "--queue",
-                 QUEUE, "-c", str(concurrency), "--prefetch", str(prefetch), "handlers:noop"],
-                cwd=HERE, env=child_env))
+        procs += start_noop_workers(control, 2, concurrency, prefetch, child_env)
         client = Client(control, timeout=120)
         wait_for_workers(client, 2)
-        started = time.perf_counter()
-        for start in range(0, n, chunk):
-            client.submit_many(QUEUE, [PAYLOAD] * min(chunk, n - start))
-        submitted = time.perf_counter()
-        client.wait_many(QUEUE, None, timeout=1800)
-        finished = time.perf_counter()
+        submitting, total = submit_and_wait(client, n, chunk, timeout=1800)
         answer = client.status(QUEUE)
         done = answer["queues"][QUEUE]["done"]
         requests = answer["daemon"]["store"]["requests"].get("requests", 0)
         client.close()
         if done != n:
             raise RuntimeError(f"expected {n} done, found {done}")
-        return {"submit_per_s": n / (submitted - started),
-                "e2e_per_s": n / (finished - started),
+        return {"submit_per_s": n / submitting, "e2e_per_s": n / total,
                 "requests_per_job": requests / n}
     finally:
         stop(procs, timeout=60)

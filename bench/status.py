@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from bench.common import free_port, rss_mib  # noqa: E402
+from bench.common import rss_mib, start_daemon, stop  # noqa: E402
 from ckptd.client import Client  # noqa: E402
 from ckptd.ids import new_id  # noqa: E402
 from ckptd.timefmt import utc_iso  # noqa: E402
@@ -75,22 +74,13 @@ def main() -> None:
         print(f"writing {args.n:,} job files into {root}/{QUEUE}/pending/ ...", flush=True)
         wrote = write_jobs(root, args.n)
         print(f"  done in {wrote:.1f}s ({args.n / wrote:,.0f} files/s)")
-        control = f"tcp://127.0.0.1:{free_port()}"
-        ready = os.path.join(root, "ready.json")
         log_path = os.path.join(root, "daemon.log")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CKPTD_")}
         env["CKPTD_LOG_LEVEL"] = "info"
+        env["PYTHONPATH"] = REPO
         started = time.perf_counter()
-        with open(log_path, "wb") as log:
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "ckptd", "--root", root, "--fsync", "never", "serve",
-                 "--control", control, "--dispatch", f"tcp://127.0.0.1:{free_port()}",
-                 "--ready-file", ready], stdout=log, stderr=subprocess.STDOUT, env=env,
-                cwd=REPO)
-        while not os.path.exists(ready):
-            if daemon.poll() is not None:
-                sys.exit(f"the daemon exited:\n{open(log_path).read()}")
-            time.sleep(0.05)
+        daemon, control = start_daemon(root, os.path.join(root, "ready.json"), env,
+                                       "--fsync", "never", timeout=3600, log=log_path)
         recovery = time.perf_counter() - started
         with open(log_path) as handle:
             recovered = [line.strip() for line in handle if "recovered the index" in line]
@@ -123,13 +113,8 @@ def main() -> None:
                   f"{len(cli)} runs: p50 {statistics.median(cli) * 1000:.0f} ms, max "
                   f"{max(cli) * 1000:.0f} ms")
     finally:
-        if daemon is not None and daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(60)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
+        if daemon is not None:
+            stop([daemon], timeout=60)
         print(f"removing {root} ...", flush=True)
         shutil.rmtree(root, ignore_errors=True)
 
