@@ -38,8 +38,8 @@ from bench.common import (  # noqa: E402
     submit_and_wait,
     wait_for_workers,
 )
-from ckptd.client import Client  # noqa: E402
-from ckptd.durable import sync_filesystem  # noqa: E402
+from ckptd.client.client import Client  # noqa: E402
+from ckptd.store.durable import sync_filesystem  # noqa: E402
 
 PAYLOAD, QUEUE = NOOP_PAYLOAD, NOOP_QUEUE
 

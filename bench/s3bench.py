@@ -32,7 +32,7 @@ from bench.common import (  # noqa: E402
     submit_and_wait,
     wait_for_workers,
 )
-from ckptd.client import Client  # noqa: E402
+from ckptd.client.client import Client  # noqa: E402
 
 QUEUE = NOOP_QUEUE
 

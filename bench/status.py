@@ -27,9 +27,9 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
 from bench.common import rss_mib, start_daemon, stop  # noqa: E402
-from ckptd.client import Client  # noqa: E402
-from ckptd.ids import new_id  # noqa: E402
-from ckptd.timefmt import utc_iso  # noqa: E402
+from ckptd.client.client import Client  # noqa: E402
+from ckptd.core.ids import new_id  # noqa: E402
+from ckptd.core.timefmt import utc_iso  # noqa: E402
 
 QUEUE = "bulk"
 

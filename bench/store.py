@@ -39,11 +39,12 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from ckptd import jobs  # noqa: E402
-from ckptd.durable import FsyncMode, open_dir, sync_filesystem  # noqa: E402
-from ckptd.ids import new_id  # noqa: E402
-from ckptd.states import State  # noqa: E402
+from ckptd.core import jobs  # noqa: E402
+from ckptd.core.config import FsyncMode  # noqa: E402
+from ckptd.core.ids import new_id  # noqa: E402
+from ckptd.core.states import State  # noqa: E402
 from ckptd.store.base import Delete, Move, Op, PutNew  # noqa: E402
+from ckptd.store.durable import open_dir, sync_filesystem  # noqa: E402
 from ckptd.store.local import LocalStore  # noqa: E402
 
 QUEUE = "bench"

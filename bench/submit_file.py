@@ -31,7 +31,7 @@ EXAMPLES = os.path.join(REPO, "examples")
 sys.path[:0] = [REPO, EXAMPLES]
 
 from bench.common import free_port, settle, start_daemon, stop  # noqa: E402
-from ckptd.client import Client  # noqa: E402
+from ckptd.client.client import Client  # noqa: E402
 
 
 def make_file(path: str, lines: int) -> None:

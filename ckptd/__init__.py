@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import CkptdError, LeaseLost
-from .outcomes import Fail, Retry
+from ckptd.core.errors import CkptdError, LeaseLost
+from ckptd.core.outcomes import Fail, Retry
 
 if TYPE_CHECKING:
-    from .client import Client
-    from .worker import Job, Worker
+    from ckptd.client import Client
+    from ckptd.worker import Job, Worker
 
 __version__ = "0.1.0"
 
@@ -24,11 +24,11 @@ def __getattr__(name: str) -> Any:
     """``Client``, ``Job`` and ``Worker`` on first use: they import ZeroMQ, which store
     commands of the CLI and other light users do not need."""
     if name == "Client":
-        from .client import Client
+        from ckptd.client import Client
 
         return Client
     if name in ("Job", "Worker"):
-        from . import worker
+        from ckptd import worker
 
         return getattr(worker, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """``python -m ckptd``: the same as the ``ckptd`` command."""
 
-from .cli import main
+from ckptd.cli.main import main
 
 main()

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ckptd.client import Client
+from ckptd.client.client import Client
 from tests.helpers import wait_for
 
 HANDLERS_DIR = os.path.join(os.path.dirname(__file__), "integration")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..durable import FsyncMode
-from ..errors import ConfigError
-from .base import Store
-from .local import LocalStore
+from ckptd.core.config import FsyncMode
+from ckptd.core.errors import ConfigError
+from ckptd.store.base import Store
+from ckptd.store.local import LocalStore
 
 __all__ = ["Store", "LocalStore", "open_store", "store_from_settings", "is_local"]
 
@@ -32,11 +32,13 @@ def open_store(root: str, fsync: FsyncMode | str = FsyncMode.BATCH, *,
         path = root[len("file://"):] if root.startswith("file://") else root
         return LocalStore(path, FsyncMode(fsync), file_mode=file_mode, dir_mode=dir_mode)
     protocol = root.split("://", 1)[0]
-    from .bucket import BucketStore  # imports fsspec: only when a bucket is used
+    from ckptd.store.bucket import (
+        BucketStore,  # imports fsspec: only when a bucket is used
+    )
 
     try:
         if protocol in ("s3", "s3a"):
-            from .s3 import S3Store
+            from ckptd.store.s3 import S3Store
 
             return S3Store(root, FsyncMode(fsync), storage_options, timeout=timeout,
                            concurrency=concurrency)
@@ -49,7 +51,9 @@ def store_from_settings(settings: Any) -> Store:
     """Open the store of ``settings.root`` with every store setting (modes, bucket options)."""
     options = dict(settings.storage_options)
     if not is_local(settings.root):
-        from .s3 import bucket_options  # the endpoint setting joins [storage_options]
+        from ckptd.store.s3 import (
+            bucket_options,  # the endpoint setting joins [storage_options]
+        )
 
         options = bucket_options(settings)
     return open_store(settings.root, settings.fsync, file_mode=settings.file_mode,
@@ -60,7 +64,7 @@ def store_from_settings(settings: Any) -> Store:
 def __getattr__(name: str) -> Any:
     """``BucketStore`` on demand: importing it pulls in fsspec, which the local path needs not."""
     if name == "BucketStore":
-        from .bucket import BucketStore
+        from ckptd.store.bucket import BucketStore
 
         return BucketStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

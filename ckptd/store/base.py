@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union
 
-from ..durable import FsyncMode
-from ..errors import CkptdError, InvalidName
-from ..states import STATES, State
+from ckptd.core.config import FsyncMode
+from ckptd.core.errors import CkptdError, InvalidName
+from ckptd.core.states import STATES, State
 
 JOB_SUFFIX = ".json"
 CHECKPOINT_DIR = "state"
@@ -352,7 +352,7 @@ def is_trash(name: str) -> bool:
 
 def split_job_name(name: str) -> str | None:
     """Return the id of a file named ``<id>.json``, else None (not a job file)."""
-    from ..names import is_valid_name
+    from ckptd.core.names import is_valid_name
 
     if not name.endswith(JOB_SUFFIX):
         return None

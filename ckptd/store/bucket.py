@@ -15,12 +15,12 @@ from typing import Any
 
 import fsspec
 
-from .. import crashpoints
-from ..durable import FsyncMode
-from ..errors import CkptdError, InvalidName, JobExists, JobNotFound, StoreError
-from ..names import check_job_ref, check_queue, is_valid_name
-from ..states import STATES, State
-from .base import (
+from ckptd.core import crashpoints
+from ckptd.core.config import FsyncMode
+from ckptd.core.errors import CkptdError, InvalidName, JobExists, JobNotFound, StoreError
+from ckptd.core.names import check_job_ref, check_queue, is_valid_name
+from ckptd.core.states import STATES, State
+from ckptd.store.base import (
     BATCH_DIR,
     BLOB_DIR,
     BLOB_KINDS,

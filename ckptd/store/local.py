@@ -18,18 +18,9 @@ import threading
 import time
 from collections.abc import Sequence
 
-from .. import crashpoints
-from ..durable import (
-    FsyncMode,
-    fsync_dir,
-    io_error,
-    open_dir,
-    rename_noreplace,
-    sync_filesystem,
-    unlink_quietly,
-    write_new,
-)
-from ..errors import (
+from ckptd.core import crashpoints
+from ckptd.core.config import FsyncMode
+from ckptd.core.errors import (
     CkptdError,
     InvalidName,
     JobExists,
@@ -37,9 +28,9 @@ from ..errors import (
     MalformedJob,
     StoreError,
 )
-from ..names import check_job_ref, check_queue, is_valid_name
-from ..states import STATES, State
-from .base import (
+from ckptd.core.names import check_job_ref, check_queue, is_valid_name
+from ckptd.core.states import STATES, State
+from ckptd.store.base import (
     BATCH_DIR,
     BLOB_DIR,
     BLOB_KINDS,
@@ -67,6 +58,15 @@ from .base import (
     check_blob_kind,
     check_folder,
     split_job_name,
+)
+from ckptd.store.durable import (
+    fsync_dir,
+    io_error,
+    open_dir,
+    rename_noreplace,
+    sync_filesystem,
+    unlink_quietly,
+    write_new,
 )
 
 log = logging.getLogger(__name__)

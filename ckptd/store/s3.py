@@ -33,12 +33,12 @@ from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from .. import crashpoints
-from ..durable import FsyncMode
-from ..errors import CkptdError, JobExists, JobNotFound, StoreError, StoreUnavailable
-from ..names import check_job_ref, check_queue, is_valid_name
-from ..states import State
-from .base import (
+from ckptd.core import crashpoints
+from ckptd.core.config import FsyncMode
+from ckptd.core.errors import CkptdError, JobExists, JobNotFound, StoreError, StoreUnavailable
+from ckptd.core.names import check_job_ref, check_queue, is_valid_name
+from ckptd.core.states import State
+from ckptd.store.base import (
     BATCH_DIR,
     BLOB_DIR,
     BLOB_KINDS,
@@ -62,7 +62,7 @@ from .base import (
     check_blob_kind,
     check_folder,
 )
-from .bucket import BucketStore, _check_plain
+from ckptd.store.bucket import BucketStore, _check_plain
 
 log = logging.getLogger(__name__)
 
@@ -442,7 +442,7 @@ class S3Store(BucketStore):
         return [o["name"] for o in objects] + folders
 
     def queues(self) -> list[str]:
-        from ..states import STATES
+        from ckptd.core.states import STATES
 
         states = {s.value for s in STATES}
 
@@ -456,7 +456,7 @@ class S3Store(BucketStore):
     def ids_after(self, queue: str, state: State, start_after: str | None) -> list[str]:
         """The ids in ``state`` that sort after ``start_after`` (all when None), sorted."""
         check_queue(queue)
-        from .base import split_job_name
+        from ckptd.store.base import split_job_name
 
         objects, _ = self._run(lambda: self._list(f"{self.prefix}/{queue}/{state.value}",
                                                   start_after=start_after))
@@ -484,7 +484,7 @@ class S3Store(BucketStore):
 
     def find(self, queue: str, job_id: str) -> list[State]:
         check_job_ref(queue, job_id)
-        from ..states import STATES
+        from ckptd.core.states import STATES
 
         async def look() -> list[State]:
             found = await asyncio.gather(*(self._head(self._job_key(queue, s, job_id),

@@ -27,7 +27,7 @@ EXAMPLES = os.path.dirname(HERE)
 REPO = os.path.dirname(EXAMPLES)
 sys.path[:0] = [REPO, EXAMPLES]
 
-from ckptd.client import Client  # noqa: E402
+from ckptd.client.client import Client  # noqa: E402
 from pricelist.catalog import SUPPLIERS  # noqa: E402
 
 QUEUE = "price"

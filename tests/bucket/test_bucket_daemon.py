@@ -109,7 +109,7 @@ def test_a_thousand_jobs_end_to_end(procs: Processes, s3_server: SeaweedServer,
 def test_the_bucket_is_listed_for_files_producers_put_there(procs: Processes,
                                                             s3_server: SeaweedServer) -> None:
     """No watcher on a bucket: a producer's file in pending/ is found by the listing."""
-    from ckptd import jobs
+    from ckptd.core import jobs
 
     url = s3_server.url()
     d = daemon(procs, s3_server, url)
@@ -197,9 +197,9 @@ def test_two_producers_racing_for_the_same_ids_make_one_job_each(
     ids = [f"order-{n}" for n in range(40)]
     env = base_env(**s3_server.env(), CKPTD_ROOT=url)
     script = ("import sys\n"
-              "from ckptd.admin import StoreAdmin\n"
-              "from ckptd.config import load_settings\n"
-              "from ckptd.errors import JobExists\n"
+              "from ckptd.store.admin import StoreAdmin\n"
+              "from ckptd.core.config import load_settings\n"
+              "from ckptd.core.errors import JobExists\n"
               "from ckptd.store import store_from_settings\n"
               "settings = load_settings()\n"
               "admin = StoreAdmin(store_from_settings(settings), settings)\n"

@@ -51,8 +51,8 @@ def two_daemons(procs: Processes, server: SeaweedServer, url: str) -> tuple[Any,
 
 
 def test_a_standby_serves_nothing(procs: Processes, s3_server: SeaweedServer) -> None:
-    from ckptd.client import Client
-    from ckptd.errors import RemoteError
+    from ckptd.client.client import Client
+    from ckptd.core.errors import RemoteError
 
     first, second = two_daemons(procs, s3_server, s3_server.url())
     with second.client() as client:

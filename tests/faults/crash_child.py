@@ -14,9 +14,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ckptd import jobs
-from ckptd.durable import FsyncMode
-from ckptd.states import State
+from ckptd.core import jobs
+from ckptd.core.config import FsyncMode
+from ckptd.core.states import State
 from ckptd.store.base import Move, Op, PutNew
 from ckptd.store.local import LocalStore
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ckptd.errors import DaemonUnavailable
-from ckptd.ids import new_id
+from ckptd.core.errors import DaemonUnavailable
+from ckptd.core.ids import new_id
 from tests.helpers import wait_for
 from tests.procs import DaemonProcess, Processes, count_files, job_files, read_lines
 

@@ -2,7 +2,7 @@
 
 A child process (``tests/faults/crash_child.py``) runs store transitions with
 ``CKPTD_CRASH_AT=<label>:<N>`` in its environment, so it kills itself with SIGKILL the N-th
-time it reaches that step (see :mod:`ckptd.crashpoints`). The parent then runs recovery
+time it reaches that step (see :mod:`ckptd.core.crashpoints`). The parent then runs recovery
 (``StoreAdmin.fsck(repair=True)``) and checks that every job is in exactly one state, none
 is lost, and a job that was being moved is either still where it was (with its old file) or
 where it was going (with its new file).
@@ -26,11 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from ckptd import crashpoints, jobs
-from ckptd.admin import StoreAdmin
-from ckptd.config import Settings
-from ckptd.durable import FsyncMode
-from ckptd.states import State
+from ckptd.core import crashpoints, jobs
+from ckptd.core.config import FsyncMode, Settings
+from ckptd.core.states import State
+from ckptd.store.admin import StoreAdmin
 from ckptd.store.base import Move, Op, Store
 from ckptd.store.local import LocalStore
 from tests.faults.crash_child import (

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 import time
 
-from ckptd import daemon as daemon_module
-from ckptd.cli import main
+from ckptd.cli.main import main
+from ckptd.daemon import daemon as daemon_module
 
 _original_commit = daemon_module.Daemon.commit
 

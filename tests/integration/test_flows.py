@@ -52,9 +52,9 @@ def test_a_file_becomes_a_batch_and_its_reduce_runs_once(procs: Processes,
 def test_a_file_sent_through_the_daemon_becomes_the_same_batch(procs: Processes,
                                                                tmp_path: Path) -> None:
     """submit-file --connect: a producer without the store sends the file in parts."""
-    from ckptd.client import Client
-    from ckptd.errors import RemoteError
-    from ckptd.uploads import PART_BYTES
+    from ckptd.client.client import Client
+    from ckptd.core.errors import RemoteError
+    from ckptd.wire.uploads import PART_BYTES
 
     log = str(tmp_path / "runs.log")
     data = tmp_path / "numbers.txt"

@@ -7,8 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from ckptd.admin import StoreAdmin
-from ckptd.config import Settings
+from ckptd.core.config import Settings
+from ckptd.store.admin import StoreAdmin
 from ckptd.store.local import LocalStore
 from tests.helpers import wait_for
 from tests.procs import Processes, count_files, job_files

@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ckptd.ids import new_id
+from ckptd.core.ids import new_id
 from tests.helpers import wait_for
 from tests.procs import Processes, count_files, job_files, read_lines
 
@@ -118,7 +118,7 @@ def test_a_slow_worker_does_not_hold_jobs_back(procs: Processes, tmp_path: Path)
     starts = {line.split()[2]: (line.split()[4], float(line.split()[5]))
               for line in read_lines(log) if line.startswith("start")}
     done = job_files(daemon.root, "mix", "done")
-    from ckptd.timefmt import parse_iso
+    from ckptd.core.timefmt import parse_iso
 
     by_slow = [i for i, (tag, _) in starts.items() if tag == "slow"]
     assert len(by_slow) <= 3, f"the slow worker took {len(by_slow)} of 30 jobs"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from ckptd.security import ClientCurve, keygen
+from ckptd.wire.security import ClientCurve, keygen
 from tests.procs import procs  # noqa: F401  (a fixture)
 
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from ckptd.config import Settings, load_settings
-from ckptd.endpoints import KEYS_HELP, check_bind
-from ckptd.errors import ConfigError
+from ckptd.core.config import Settings, load_settings
+from ckptd.core.errors import ConfigError
+from ckptd.wire.endpoints import KEYS_HELP, check_bind
 from tests.procs import REPO, base_env, free_port
 
 from .conftest import Keys
@@ -62,7 +62,7 @@ def test_other_addresses_are_refused_without_curve_with_the_way_to_set_up_keys(
 @pytest.mark.parametrize("endpoint", EXPOSED)
 def test_insecure_allows_them_with_a_warning(endpoint: str,
                                              caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="ckptd.endpoints"):
+    with caplog.at_level(logging.WARNING, logger="ckptd.wire.endpoints"):
         check_bind(endpoint, Settings(insecure=True))
     assert any("INSECURE" in r.getMessage() and endpoint in r.getMessage()
                for r in caplog.records)

@@ -18,10 +18,10 @@ import pytest
 import zmq
 import zmq.auth
 
-from ckptd import protocol
-from ckptd.client import Client
-from ckptd.errors import DaemonUnavailable
-from ckptd.security import ClientCurve
+from ckptd.client.client import Client
+from ckptd.core.errors import DaemonUnavailable
+from ckptd.wire import protocol
+from ckptd.wire.security import ClientCurve
 from tests.helpers import wait_for
 from tests.procs import REPO, DaemonProcess, Processes, base_env, count_files, job_files
 

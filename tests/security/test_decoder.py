@@ -14,8 +14,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ckptd import protocol
-from ckptd.errors import ProtocolError
+from ckptd.core.errors import ProtocolError
+from ckptd.wire import protocol
 
 KINDS = sorted({*protocol.WORKER_MESSAGES, *protocol.DAEMON_MESSAGES,
                 *protocol.CONTROL_REQUESTS, protocol.BATCH, b"ok", b"error"})
@@ -100,7 +100,7 @@ def test_accepted_worker_messages_carry_only_valid_names(kind: bytes,
         _, got = protocol.decode(protocol.message(kind, body), protocol.WORKER_MESSAGES)
     except (ProtocolError, ValueError):
         return
-    from ckptd.names import is_valid_name
+    from ckptd.core.names import is_valid_name
 
     schema = protocol.WORKER_MESSAGES[kind]  # fields outside it are ignored by the daemon
     for field in ("queue", "id"):

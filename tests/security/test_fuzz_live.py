@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import zmq
 
-from ckptd import protocol
-from ckptd.errors import ProtocolError
+from ckptd.core.errors import ProtocolError
+from ckptd.wire import protocol
 from tests.helpers import wait_for
 from tests.procs import DaemonProcess, Processes, job_files
 

@@ -10,9 +10,9 @@ import pytest
 import zmq
 from zmq.utils import z85
 
-from ckptd.config import Settings
-from ckptd.errors import AuthError, CkptdError, ConfigError
-from ckptd.security import (
+from ckptd.core.config import Settings
+from ckptd.core.errors import AuthError, CkptdError, ConfigError
+from ckptd.wire.security import (
     CurveServer,
     check_private,
     client_curve,

@@ -19,9 +19,9 @@ from typing import Any
 import fsspec
 import pytest
 
-from ckptd.client import Client
-from ckptd.errors import InvalidName, RemoteError, StoreError
-from ckptd.states import State
+from ckptd.client.client import Client
+from ckptd.core.errors import InvalidName, RemoteError, StoreError
+from ckptd.core.states import State
 from ckptd.store import BucketStore, LocalStore, Store
 from ckptd.store.base import (
     Delete,

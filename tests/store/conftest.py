@@ -17,8 +17,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from ckptd.config import Settings
-from ckptd.durable import FsyncMode
+from ckptd.core.config import FsyncMode, Settings
 from ckptd.store import BucketStore, LocalStore, Store
 from ckptd.store.base import is_trash
 from tests.s3server import SeaweedServer, s3_server  # noqa: F401  (a fixture)

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from ckptd import jobs
-from ckptd.admin import StoreAdmin, load_payload
-from ckptd.config import QueueSettings, Settings
-from ckptd.errors import InvalidName, JobExists, JobNotFound, TransitionError
-from ckptd.ids import id_time
-from ckptd.names import is_valid_name
-from ckptd.states import State
+from ckptd.core import jobs
+from ckptd.core.config import QueueSettings, Settings
+from ckptd.core.errors import InvalidName, JobExists, JobNotFound, TransitionError
+from ckptd.core.ids import id_time
+from ckptd.core.names import is_valid_name
+from ckptd.core.states import State
+from ckptd.core.timefmt import utc_iso
+from ckptd.store.admin import StoreAdmin, load_payload
 from ckptd.store.base import Store
-from ckptd.timefmt import utc_iso
 from tests.helpers import wait_for
 from tests.store.conftest import Backend
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from ckptd.errors import InvalidName, JobExists, JobNotFound
-from ckptd.states import State
+from ckptd.core.errors import InvalidName, JobExists, JobNotFound
+from ckptd.core.states import State
 from ckptd.store.base import (
     Delete,
     DeleteCheckpoint,

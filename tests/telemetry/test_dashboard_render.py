@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ckptd.dashboard import render_index, render_job
-from ckptd.explain import explain
-from ckptd.metrics import build_snapshot
-from ckptd.states import State
+from ckptd.core.explain import explain
+from ckptd.core.states import State
+from ckptd.daemon.http.dashboard import render_index, render_job
+from ckptd.daemon.metrics import build_snapshot
 from tests.unit.test_engine import Harness
 
 HOSTILE = '<img src=x onerror="alert(1)">'

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ckptd.exposition import families
-from ckptd.metrics import (
+from ckptd.core.states import State
+from ckptd.daemon.http.exposition import families
+from ckptd.daemon.metrics import (
     DURATION_BUCKETS,
     Histogram,
     RateWindow,
     build_snapshot,
     quantiles,
 )
-from ckptd.states import State
 from tests.unit.test_engine import Harness
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ckptd import logs
+from ckptd.core import logs
 from tests.helpers import wait_for
 from tests.procs import Processes
 

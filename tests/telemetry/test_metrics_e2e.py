@@ -9,8 +9,8 @@ from typing import Any
 
 import zmq
 
-from ckptd.metrics import DURATION_BUCKETS
-from ckptd.timefmt import parse_iso
+from ckptd.core.timefmt import parse_iso
+from ckptd.daemon.metrics import DURATION_BUCKETS
 from tests.helpers import wait_for
 from tests.procs import Processes, count_files, free_port, job_files
 from tests.telemetry.helpers import fetch, scrape, value

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ckptd import jobs
-from ckptd.durable import FsyncMode
-from ckptd.names import is_valid_name
-from ckptd.states import State
+from ckptd.core import jobs
+from ckptd.core.config import FsyncMode
+from ckptd.core.names import is_valid_name
+from ckptd.core.states import State
 from ckptd.store import LocalStore
 
 REPO = Path(__file__).resolve().parents[2]

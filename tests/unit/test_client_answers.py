@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from ckptd import protocol
-from ckptd.client import Client
-from ckptd.errors import RemoteError
+from ckptd.client.client import Client
+from ckptd.core.errors import RemoteError
+from ckptd.wire import protocol
 
 
 class Scripted:

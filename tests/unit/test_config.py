@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ckptd.config import Settings, describe_settings, load_settings
-from ckptd.durable import FsyncMode
-from ckptd.errors import ConfigError, InvalidName
+from ckptd.core.config import FsyncMode, Settings, describe_settings, load_settings
+from ckptd.core.errors import ConfigError, InvalidName
 
 
 @pytest.fixture

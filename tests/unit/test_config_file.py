@@ -6,7 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from ckptd.config import SIMPLE_FIELDS, Settings, load_settings
+from ckptd.core.config import SIMPLE_FIELDS, Settings, load_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "ckptd.toml"
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ckptd import crashpoints, durable
-from ckptd.durable import (
+from ckptd.core import crashpoints
+from ckptd.core.errors import NoSpace, StoreError
+from ckptd.store import durable
+from ckptd.store.durable import (
     fsync_dir,
     io_error,
     open_dir,
@@ -22,7 +24,6 @@ from ckptd.durable import (
     unlink_quietly,
     write_new,
 )
-from ckptd.errors import NoSpace, StoreError
 
 ROUNDS = 300
 
@@ -162,7 +163,7 @@ def test_two_processes_renaming_to_the_same_name_exactly_one_wins(tmp_path: Path
 # -- crash points --------------------------------------------------------------------------
 
 CRASHER = """
-from ckptd import crashpoints
+from ckptd.core import crashpoints
 for n in range(1, 4):
     print(n, flush=True)
     crashpoints.reached("after_rename")

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from ckptd.config import Settings
-from ckptd.engine import Engine, backoff_delay
-from ckptd.errors import CkptdError
-from ckptd.states import State
+from ckptd.core.config import Settings
+from ckptd.core.errors import CkptdError
+from ckptd.core.states import State
+from ckptd.daemon.engine import Engine, backoff_delay
 from ckptd.store.bucket import BucketStore
 
 _roots = itertools.count()

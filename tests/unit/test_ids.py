@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ckptd import ids
-from ckptd.ids import id_time, new_id
-from ckptd.names import is_valid_name
+from ckptd.core import ids
+from ckptd.core.ids import id_time, new_id
+from ckptd.core.names import is_valid_name
 from tests.helpers import wait_for
 
 PROCESSES = 4

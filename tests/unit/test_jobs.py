@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ckptd import jobs
-from ckptd.errors import MalformedJob
+from ckptd.core import jobs
+from ckptd.core.errors import MalformedJob
 
 JOB_ID = "20261127T192416.123456Z-9f3ac1d27b8e4a10"
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import fsspec
 import pytest
 
-from ckptd.errors import StoreError
-from ckptd.leader import FsObjects, LeaderLease
+from ckptd.core.errors import StoreError
+from ckptd.daemon.leader import FsObjects, LeaderLease
 
 
 class Clock:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptd.errors import CkptdError, InvalidName
-from ckptd.names import (
+from ckptd.core.errors import CkptdError, InvalidName
+from ckptd.core.names import (
     MAX_NAME_LENGTH,
     NAME_PATTERN,
     check_job_id,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptd import protocol
-from ckptd.errors import ProtocolError
+from ckptd.core.errors import ProtocolError
+from ckptd.wire import protocol
 
 frames = st.lists(st.binary(max_size=256), min_size=0, max_size=6)
 json_values = st.recursive(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ckptd.recovery import Finding, duplicates
-from ckptd.states import State
+from ckptd.core.states import State
+from ckptd.store.recovery import Finding, duplicates
 
 P, C, D, F = State.PENDING, State.CLAIMED, State.DONE, State.FAILED
 

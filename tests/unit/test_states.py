@@ -17,8 +17,8 @@ import itertools
 
 import pytest
 
-from ckptd.errors import CkptdError, TransitionError
-from ckptd.states import (
+from ckptd.core.errors import CkptdError, TransitionError
+from ckptd.core.states import (
     REMOVED,
     STATES,
     TERMINAL,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ckptd.errors import ConfigError
-from ckptd.timefmt import format_duration, parse_duration, parse_iso, parse_size, utc_iso
+from ckptd.core.errors import ConfigError
+from ckptd.core.timefmt import format_duration, parse_duration, parse_iso, parse_size, utc_iso
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ckptd.uploads import UploadError, Uploads, encode_part
+from ckptd.wire.uploads import UploadError, Uploads, encode_part
 
 
 def part(token: str, offset: int, data: bytes) -> dict[str, object]:

@@ -1,0 +1,525 @@
+"""The ``ckptd`` command: a thin click layer over the Python API.
+
+Each command parses its options into settings, calls :mod:`ckptd.admin` (a store, no daemon)
+or :mod:`ckptd.client` (``--connect``, through a running daemon), and prints the answer.
+Errors become one red line on stderr and a named exit code:
+
+    0 ok   1 error   2 usage   3 not found   4 exists / not allowed   5 config / names
+    6 store   7 daemon unreachable / protocol   8 jobs failed or timed out (wait)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ckptd import __version__
+from ckptd.core.config import Settings, load_settings
+from ckptd.core.errors import CkptdError, ConfigError
+from ckptd.core.states import STATES, State
+from ckptd.core.timefmt import parse_duration
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILED = 8
+
+
+class Context:
+    """What the group's options leave for the commands: flags, and settings on demand."""
+
+    def __init__(self, flags: dict[str, Any], config_file: str | None, connect: str | None
+                 ) -> None:
+        self.flags = flags
+        self.config_file = config_file
+        self.connect = connect
+        self._settings: Settings | None = None
+
+    def settings(self, **more: Any) -> Settings:
+        """Load the settings once, with the command's own flags on top."""
+        if self._settings is None or more:
+            flags = dict(self.flags)
+            flags.update({k: v for k, v in more.items() if v is not None})
+            self._settings = load_settings(self.config_file, flags=flags)
+        return self._settings
+
+    def admin(self) -> Any:
+        """Return what carries out store commands: the daemon's client or the store itself."""
+        settings = self.settings()
+        if self.connect:
+            from ckptd.client.client import Client, RemoteAdmin
+            from ckptd.wire.security import client_curve
+
+            return RemoteAdmin(Client(self.connect, curve=client_curve(settings)))
+        return self.store_admin()
+
+    def store_admin(self) -> Any:
+        """Return the store commands carried out on the store itself (never the daemon)."""
+        from ckptd.store import store_from_settings
+        from ckptd.store.admin import StoreAdmin
+
+        settings = self.settings()
+        return StoreAdmin(store_from_settings(settings), settings)
+
+
+def handle_errors(func: F) -> F:
+    """Turn a CkptdError into one red line on stderr and the error's exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CkptdError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(exc.exit_code)
+        except (ValueError, OSError) as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _ctx() -> Context:
+    context = click.get_current_context().find_object(Context)
+    assert context is not None, "commands run inside the ckptd group"
+    return context
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+class _Group(click.Group):
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.epilog:
+            formatter.write_paragraph()
+            for line in self.epilog.splitlines():
+                formatter.write_text(line) if line.strip() else formatter.write_paragraph()
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],
+                                           "max_content_width": 100},
+             epilog="""Examples:
+  ckptd --root ./data submit price '{"sku": "A-1"}'
+  ckptd --root ./data status
+  ckptd serve --root ./data                    # the daemon
+  ckptd worker --connect tcp://127.0.0.1:5550 --queue price mymodule:handle
+
+Every setting can also come from a TOML file (--config) or CKPTD_<NAME> in the environment;
+a flag wins over the environment, which wins over the file.""")
+@click.option("--root", metavar="PATH|URL", help="The store: a folder, file://, s3://bucket/prefix "
+              "or memory://. [env: CKPTD_ROOT; default: ./ckptd-data]")
+@click.option("--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="TOML file of settings. [env: CKPTD_CONFIG]")
+@click.option("--fsync", type=click.Choice(["always", "batch", "never"]),
+              help="How writes reach the disk. [env: CKPTD_FSYNC; default: batch]")
+@click.option("--connect", metavar="ENDPOINT", envvar="CKPTD_CONNECT",
+              help="Go through the daemon at this control address instead of the store, "
+                   "e.g. tcp://10.0.0.5:5550. [env: CKPTD_CONNECT]")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              help="[env: CKPTD_LOG_LEVEL; default: info]")
+@click.option("--server-key", metavar="FILE", help="With --connect and CURVE: the daemon's "
+              "public key file (server.key). [env: CKPTD_SERVER_KEY]")
+@click.option("--client-key", metavar="FILE", help="With --connect and CURVE: this machine's "
+              "secret key file (NAME.key_secret). [env: CKPTD_CLIENT_KEY]")
+@click.version_option(__version__, prog_name="ckptd")
+@click.pass_context
+def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: str | None,
+        connect: str | None, log_level: str | None, server_key: str | None,
+        client_key: str | None) -> None:
+    """ckptd: jobs as files, state changes as renames, dispatch over ZeroMQ.
+
+    Store commands (submit, status, ls, show, retry, cancel, purge, fsck) work on the store
+    directly, no daemon needed; with --connect they go through a running daemon.
+    """
+    ctx.obj = Context({"root": root, "fsync": fsync, "log_level": log_level,
+                       "server_key": server_key, "client_key": client_key}, config_file,
+                      connect)
+
+
+def _payload(payload_json: str | None, payload_file: str | None) -> Any:
+    if payload_json is not None and payload_file is not None:
+        raise click.UsageError("give PAYLOAD_JSON or --payload-file, not both")
+    if payload_file is not None:
+        stream = click.open_file(payload_file, "rb")
+        with stream:
+            text, source = stream.read(), f"--payload-file {payload_file}"
+    elif payload_json is not None:
+        text, source = payload_json, "PAYLOAD_JSON"
+    else:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{source} is not valid JSON ({exc}); quote text as JSON, "
+                                 "e.g. '\"hello\"'") from None
+
+
+@cli.command(epilog="""Examples:
+  ckptd submit price '{"sku": "A-1", "qty": 3}'
+  ckptd submit price --payload-file item.json --id order-42 --if-exists=return
+  ckptd submit reports '{}' --delay 10m --max-attempts 5""")
+@click.argument("queue")
+@click.argument("payload_json", required=False, metavar="[PAYLOAD_JSON]")
+@click.option("--payload-file", metavar="F|-",
+              help="Read the JSON payload from a file, or - for stdin.")
+@click.option("--id", "job_id", metavar="ID", help="Your own id (an idempotency key).")
+@click.option("--max-attempts", type=click.IntRange(min=1), help="Attempts before failed/.")
+@click.option("--delay", metavar="DURATION", help="Do not run before this delay, e.g. 30s, 5m.")
+@click.option("--if-exists", type=click.Choice(["error", "return"]), default="error",
+              show_default=True, help="When the id already exists: fail, or print it.")
+@handle_errors
+def submit(queue: str, payload_json: str | None, payload_file: str | None, job_id: str | None,
+           max_attempts: int | None, delay: str | None, if_exists: str) -> None:
+    """Create a job in QUEUE and print its id once it is stored."""
+    payload = _payload(payload_json, payload_file)
+    seconds = parse_duration(delay, "--delay") if delay else None
+    answer = _ctx().admin().submit(queue, payload, job_id=job_id, max_attempts=max_attempts,
+                                   delay=seconds, if_exists=if_exists)
+    click.echo(answer.id)
+    if not answer.created:
+        click.echo(f"(already existed, {answer.state})", err=True)
+
+
+@cli.command("submit-file", epilog="""Examples:
+  ckptd --root ./data submit-file price items.csv --chunk 100 --then pricelist
+  ckptd --root s3://bucket/q submit-file parse logs.jsonl --batch logs-2026-11-27
+  cat ids.txt | ckptd --root ./data submit-file lookup - --format lines
+  ckptd --connect tcp://10.0.0.5:5550 submit-file price items.csv --then pricelist
+
+The file is stored once (<queue>/blobs/<batch>.source); each job's payload names its byte
+range. Running it again with the same --batch creates only the jobs that are missing.""")
+@click.argument("queue")
+@click.argument("file", type=click.File("rb"))
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "lines"]),
+              help="Record format. [default: from the file name: .csv, .jsonl, else lines]")
+@click.option("--chunk", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Records per job.")
+@click.option("--batch", metavar="NAME", help="Batch name. [default: B<time>-<random>]")
+@click.option("--then", "then", metavar="QUEUE",
+              help="When every job has ended, submit one reduce job to this queue.")
+@click.option("--max-attempts", type=click.IntRange(min=1), help="Attempts per job.")
+@handle_errors
+def submit_file(queue: str, file: Any, fmt: str | None, chunk: int, batch: str | None,
+                then: str | None, max_attempts: int | None) -> None:
+    """Split FILE into jobs of --chunk records each, as one batch; print the batch name.
+
+    With --root the file goes straight into the store and the daemon picks the jobs up from
+    there; with --connect it is sent to the daemon (in parts), which stores it the same way.
+    """
+    from ckptd.core.sources import guess_format
+
+    name = getattr(file, "name", "-")
+    data = file.read()
+    ctx = _ctx()
+    admin = ctx.admin()
+    label = "sending" if ctx.connect else "submitting"
+    with click.progressbar(length=1, label=label, file=sys.stderr,
+                           show_pos=True) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        answer = admin.submit_file(queue, data, fmt=fmt or guess_format(name), chunk=chunk,
+                                   batch=batch, then=then, max_attempts=max_attempts,
+                                   source_name=os.path.basename(name), progress=progress)
+    click.echo(answer.batch)
+    click.echo(f"{answer.records} records in {answer.jobs} jobs ({answer.created} new, "
+               f"format {answer.format})", err=True)
+
+
+@cli.command(epilog="""Examples:
+  ckptd status
+  ckptd status price --json
+  ckptd --connect tcp://127.0.0.1:5550 status --watch""")
+@click.argument("queue", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--watch", is_flag=True, help="Redraw every second until Ctrl-C.")
+@handle_errors
+def status(queue: str | None, as_json: bool, watch: bool) -> None:
+    """Counts of jobs per state, per queue; through a daemon also throughput over the last
+    minute, lead and cycle time p50/p95, the oldest pending job's age and workers."""
+    from ckptd.cli.statusview import show_status
+
+    admin = _ctx().admin()
+    show_status(lambda: admin.status(queue), as_json=as_json, watch=watch)
+
+
+@cli.command(epilog="""Examples:
+  ckptd ls price            # every job, with its state
+  ckptd ls price failed     # the ids in failed/, one per line""")
+@click.argument("queue")
+@click.argument("state", required=False, type=click.Choice([s.value for s in STATES]))
+@handle_errors
+def ls(queue: str, state: str | None) -> None:
+    """List the jobs of QUEUE (in FIFO order), in one STATE or all."""
+    rows = _ctx().admin().ls(queue, State(state) if state else None)
+    for row_state, job_id in rows:
+        click.echo(job_id if state else f"{State(row_state).value:<8} {job_id}")
+
+
+@cli.command(epilog="""Example:
+  ckptd show price 20261127T192416.123456Z-9f3ac1d27b8e4a10""")
+@click.argument("queue")
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@handle_errors
+def show(queue: str, job_id: str, as_json: bool) -> None:
+    """Show a job: its state, its file, its checkpoint and its history."""
+    info = _ctx().admin().show(queue, job_id)
+    if as_json:
+        _print_json(info)
+        return
+    click.echo(f"state:      {info['state']}")
+    click.echo(f"file:       {info['path']}")
+    if info.get("also_in"):
+        click.echo(f"also in:    {', '.join(info['also_in'])} (run ckptd fsck --repair)")
+    for key, value in (info.get("lease") or {}).items():
+        click.echo(f"lease.{key}: {value}")
+    click.echo("job:")
+    click.echo(json.dumps(info["job"], indent=2, default=str))
+    if info.get("checkpoint") is not None:
+        click.echo("checkpoint:")
+        click.echo(json.dumps(info["checkpoint"], indent=2, default=str))
+
+
+@cli.command(epilog="""Examples:
+  ckptd explain price 20261127T192416.123456Z-9f3ac1d27b8e4a10
+  ckptd --connect tcp://127.0.0.1:5550 explain price order-42   # adds the lease""")
+@click.argument("queue")
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the sentences and facts as JSON.")
+@handle_errors
+def explain(queue: str, job_id: str, as_json: bool) -> None:
+    """Say why a job is where it is: state, attempts, lease, heartbeats, retry time, error."""
+    import time
+
+    from ckptd.core.explain import explain as explain_job
+
+    info = _ctx().admin().show(queue, job_id)
+    sentences = explain_job(info, time.time())
+    if as_json:
+        _print_json({"sentences": sentences, **info})
+        return
+    for line in sentences:
+        click.echo(line)
+
+
+@cli.command(epilog="""Examples:
+  ckptd wait price 20261127T192416.123456Z-9f3ac1d27b8e4a10 order-42
+  ckptd --connect tcp://127.0.0.1:5550 wait price --all --timeout 1h
+
+Exit code 0 when every job is done, 8 when some failed or the wait timed out.""")
+@click.argument("queue")
+@click.argument("job_ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "all_open", is_flag=True, help="Wait until QUEUE has no open job.")
+@click.option("--timeout", metavar="DURATION", help="Give up after this long. [default: never]")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar on stderr. [default: when stderr is a terminal]")
+@handle_errors
+def wait(queue: str, job_ids: tuple[str, ...], all_open: bool, timeout: str | None,
+         progress: bool | None) -> None:
+    """Wait for jobs to end, with a progress bar (done/total, rate, ETA)."""
+    from ckptd.cli.waiter import Progress, wait_jobs
+
+    if bool(job_ids) == all_open:
+        raise click.UsageError("give one or more IDs, or --all")
+    seconds = parse_duration(timeout, "--timeout") if timeout else None
+    outcome = wait_jobs(_ctx().admin(), queue, None if all_open else list(job_ids), seconds,
+                        Progress(sys.stderr, progress))
+    click.echo(outcome.summary())
+    for failed_id in outcome.failed_ids[:20]:
+        click.echo(f"failed: {failed_id}", err=True)
+    sys.exit(outcome.exit_code)
+
+
+@cli.command(epilog="""Examples:
+  ckptd retry price 20261127T192416.123456Z-9f3ac1d27b8e4a10
+  ckptd retry price --all --attempts 1""")
+@click.argument("queue")
+@click.argument("job_ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "all_failed", is_flag=True, help="Retry every failed job of QUEUE.")
+@click.option("--attempts", type=click.IntRange(min=1), help="Fresh attempts to give each job.")
+@handle_errors
+def retry(queue: str, job_ids: tuple[str, ...], all_failed: bool, attempts: int | None) -> None:
+    """Move failed jobs back to pending, with a fresh budget of attempts."""
+    if bool(job_ids) == all_failed:
+        raise click.UsageError("give one or more IDs, or --all")
+    moved = _ctx().admin().retry(queue, None if all_failed else list(job_ids), attempts=attempts)
+    click.echo(f"{len(moved)} job(s) moved back to pending")
+
+
+@cli.command(epilog="""Example:
+  ckptd cancel price 20261127T192416.123456Z-9f3ac1d27b8e4a10""")
+@click.argument("queue")
+@click.argument("job_id", metavar="ID")
+@handle_errors
+def cancel(queue: str, job_id: str) -> None:
+    """Cancel a job: a pending job is removed, a claimed one is moved to failed."""
+    was = _ctx().admin().cancel(queue, job_id)
+    click.echo("removed" if was == State.PENDING.value else "moved to failed (cancelled)")
+
+
+@cli.command(epilog="""Examples:
+  ckptd purge price done --older-than 7d
+  ckptd purge price failed""")
+@click.argument("queue")
+@click.argument("state", type=click.Choice([State.DONE.value, State.FAILED.value]))
+@click.option("--older-than", metavar="DURATION", help="Only jobs finished longer ago, e.g. 7d.")
+@handle_errors
+def purge(queue: str, state: str, older_than: str | None) -> None:
+    """Delete finished jobs (with their checkpoints and blobs)."""
+    seconds = parse_duration(older_than, "--older-than") if older_than else None
+    count = _ctx().admin().purge(queue, State(state), seconds)
+    click.echo(f"{count} job(s) purged")
+
+
+@cli.command(epilog="""Examples:
+  ckptd fsck             # report only
+  ckptd fsck --repair    # fix what can be fixed""")
+@click.option("--repair", is_flag=True, help="Fix what was found, not just report it.")
+@handle_errors
+def fsck(repair: bool) -> None:
+    """Check the store: jobs in two states, bad files, leftovers, orphans.
+
+    Exit code 0 when nothing is left to fix, 1 otherwise. Run it on a store that no daemon
+    is using, or let the daemon's own recovery do it at start.
+    """
+    ctx = _ctx()
+    if ctx.connect:
+        raise ConfigError("fsck works on the store itself: use --root, not --connect")
+    findings = ctx.admin().fsck(repair=repair)
+    for finding in findings:
+        click.echo(finding.line())
+    unresolved = [f for f in findings if not f.repaired]
+    click.echo(f"{len(findings)} finding(s), {len(unresolved)} left to fix")
+    if unresolved:
+        sys.exit(1)
+
+
+@cli.command(epilog="""Examples:
+  ckptd serve --root /var/lib/ckptd
+  ckptd serve --config /etc/ckptd/ckptd.toml
+  ckptd serve --root ./data --control tcp://127.0.0.1:5550 --dispatch tcp://127.0.0.1:5551""")
+@click.option("--control", metavar="ENDPOINT",
+              help="Control socket to bind. [default: tcp://127.0.0.1:5550]")
+@click.option("--dispatch", metavar="ENDPOINT",
+              help="Socket workers connect to for jobs. [default: tcp://127.0.0.1:5551]")
+@click.option("--lease", metavar="DURATION", help="Lease of a claimed job. [default: 60s]")
+@click.option("--insecure", is_flag=True, default=None,
+              help="Allow a non-loopback bind without CURVE (logged as a warning).")
+@click.option("--log-format", type=click.Choice(["auto", "text", "json"]),
+              help="Log lines as text or JSON. [default: auto]")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="Serve Prometheus /metrics and the dashboard on this HTTP port "
+                   "(on metrics_bind, 127.0.0.1 by default). [default: 0 = off]")
+@click.option("--ready-file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write the bound endpoints and pid as JSON here once serving.")
+@handle_errors
+def serve(control: str | None, dispatch: str | None, lease: str | None, insecure: bool | None,
+          log_format: str | None, metrics_port: int | None, ready_file: str | None) -> None:
+    """Run the daemon: dispatch the store's jobs to workers over ZeroMQ.
+
+    Recovers the index from the store, watches pending/ folders, hands jobs to workers
+    that have free slots, and turns their answers into renames. SIGTERM drains (a second
+    SIGTERM stops at once), SIGHUP reloads the settings that can change.
+    """
+    from ckptd.core import logs
+    from ckptd.daemon.daemon import Daemon
+
+    ctx = _ctx()
+    flags = {"control": control, "dispatch": dispatch, "lease": lease, "insecure": insecure,
+             "log_format": log_format, "metrics_port": metrics_port}
+    settings = ctx.settings(**flags)
+    logs.configure(settings.log_level, settings.log_format)
+    daemon = Daemon(settings, ready_file=ready_file)
+    daemon.config_file = ctx.config_file
+    daemon.config_flags = {**ctx.flags, **{k: v for k, v in flags.items() if v is not None}}
+    sys.exit(daemon.run())
+
+
+@cli.command(epilog="""Examples:
+  ckptd worker --connect tcp://10.0.0.5:5550 --queue price tasks:price
+  ckptd worker --connect tcp://10.0.0.5:5550 --queue price --queue ship -c 8 tasks:handle
+
+MODULE is imported with the current folder on the path; FUNCTION receives a ckptd.Job.""")
+@click.option("--connect", "connect", metavar="ENDPOINT[,ENDPOINT]",
+              help="Control address(es) of the daemon. [env: CKPTD_CONNECT]")
+@click.option("--queue", "queues", multiple=True, required=True, metavar="QUEUE",
+              help="Queue to take jobs from (repeat for several).")
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Jobs run at once (threads).")
+@click.option("--prefetch", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Extra jobs to hold beyond the running ones (hides the round trip for "
+                   "very short jobs; 0 keeps every waiting job available to other workers).")
+@click.option("--name", metavar="NAME", help="Worker name in logs. [default: host-pid-random]")
+@click.option("--server-key", metavar="FILE",
+              help="CURVE: the daemon's public key file. [env: CKPTD_SERVER_KEY]")
+@click.option("--client-key", metavar="FILE",
+              help="CURVE: this machine's secret key file. [env: CKPTD_CLIENT_KEY]")
+@click.option("--log-format", type=click.Choice(["auto", "text", "json"]),
+              help="Log lines as text or JSON. [env: CKPTD_LOG_FORMAT; default: auto]")
+@click.argument("handler", metavar="MODULE:FUNCTION")
+@handle_errors
+def worker(connect: str | None, queues: tuple[str, ...], concurrency: int, prefetch: int,
+           name: str | None, server_key: str | None, client_key: str | None,
+           log_format: str | None, handler: str) -> None:
+    """Run a worker: take jobs of QUEUE from a daemon and run FUNCTION on each.
+
+    The function's return value becomes the job's result; an exception fails the attempt
+    (retried with backoff); raise ckptd.Retry or ckptd.Fail to decide yourself. SIGTERM lets
+    running jobs finish, then exits.
+    """
+    from ckptd.core import logs
+    from ckptd.wire.security import client_curve
+    from ckptd.worker.worker import Worker, load_handler
+
+    ctx = _ctx()
+    settings = ctx.settings(server_key=server_key, client_key=client_key, log_format=log_format)
+    logs.configure(settings.log_level, settings.log_format)
+    curve = client_curve(settings)
+    address = connect or ctx.connect
+    if not address:
+        raise ConfigError("give the daemon's address: --connect tcp://HOST:5550 "
+                          "(or CKPTD_CONNECT)")
+    func = load_handler(handler)
+    root = ctx.flags.get("root")
+    runner = Worker(address.split(","), list(queues), func, concurrency=concurrency,
+                    prefetch=prefetch, name=name, root=root, curve=curve, settings=settings)
+    runner.install_signal_handlers()
+    runner.run()
+
+
+@cli.command(epilog="""Examples:
+  ckptd keygen /etc/ckptd/keys --name server     # on the daemon's machine
+  ckptd keygen /etc/ckptd/keys --name vm2        # on each worker machine
+
+Copy each worker's NAME.key (public) into the daemon's authorized_keys folder and the
+daemon's server.key to every worker; a NAME.key_secret never leaves its machine.
+See README "Security".""")
+@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--name", metavar="NAME", help="File name of the pair. [default: this host's name]")
+@handle_errors
+def keygen(folder: str, name: str | None) -> None:
+    """Write a CURVE key pair: DIR/NAME.key (public) and DIR/NAME.key_secret (mode 0600)."""
+    import socket
+
+    from ckptd.wire.security import keygen as write_key_pair
+    from ckptd.wire.security import load_public_key
+
+    name = name or socket.gethostname().split(".")[0]
+    public, secret = write_key_pair(folder, name)
+    click.echo(f"public key: {public}  ({load_public_key(public).decode()})")
+    click.echo(f"secret key: {secret}  (mode 0600; never copy it to another machine)")
+
+
+def main() -> None:
+    """Entry point of the ``ckptd`` console script."""
+    cli(prog_name="ckptd")

@@ -1,0 +1,113 @@
+"""``ckptd status``: counts per state and the recent figures, as a table, JSON, or live.
+
+Through a daemon the answer comes from its index (counts, throughput over the last minute,
+lead and cycle time p50/p95 over the last jobs, the oldest pending job's age, workers), so it
+costs the same with a million jobs as with ten. On a bare store the folders are listed and
+only the counts are known.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from ckptd.core.timefmt import format_duration
+
+WATCH_INTERVAL = 1.0
+CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
+
+
+def _dur(value: Any) -> str:
+    return "-" if value is None else format_duration(float(value))
+
+
+def _pair(counts: dict[str, Any], a: str, b: str) -> str:
+    if counts.get(a) is None and counts.get(b) is None:
+        return "-"
+    return f"{_dur(counts.get(a))}/{_dur(counts.get(b))}"
+
+
+def status_table(answer: dict[str, Any]) -> str:
+    """The status answer as a table, one row per queue, with a line about the source."""
+    queues: dict[str, dict[str, Any]] = answer.get("queues") or {}
+    daemon = answer.get("source") == "daemon"
+    lines = []
+    if daemon:
+        info = answer.get("daemon") or {}
+        extra = f", up {_dur(info['uptime_s'])}" if info.get("uptime_s") is not None else ""
+        stopping = ", STOPPING" if info.get("stopping") else ""
+        lines.append(f"{answer.get('root', '')}  (daemon {info.get('name', '?')}{extra}, "
+                     f"{answer.get('workers', 0)} worker(s){stopping})")
+    else:
+        lines.append(f"{answer.get('root', '')}  (store listing: add --connect for rates, "
+                     "lead/cycle times and workers)")
+    if not queues:
+        lines.append("no queues yet")
+        return "\n".join(lines)
+    if daemon:
+        headers = ["queue", "pending", "delayed", "claimed", "done", "failed", "jobs/s",
+                   "lead p50/p95", "cycle p50/p95", "oldest", "workers"]
+    else:
+        headers = ["queue", "pending", "claimed", "done", "failed", "quarantined"]
+    rows = []
+    for name, c in queues.items():
+        if daemon:
+            rows.append([name, str(c.get("pending", 0)), str(c.get("delayed", 0)),
+                         str(c.get("claimed", 0)), str(c.get("done", 0)),
+                         str(c.get("failed", 0)), f"{float(c.get('throughput_1m') or 0):.1f}",
+                         _pair(c, "lead_p50_s", "lead_p95_s"),
+                         _pair(c, "cycle_p50_s", "cycle_p95_s"),
+                         _dur(c.get("oldest_pending_age_s")), str(c.get("workers", 0))])
+        else:
+            rows.append([name] + [str(c.get(k, 0)) for k in headers[1:]])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i])
+                         for i, cell in enumerate(cells)).rstrip()
+
+    lines.append(line(headers))
+    lines += [line(r) for r in rows]
+    drops = answer.get("drops") or {}
+    if drops:
+        lines.append("dropped messages: " + ", ".join(f"{k}={v}" for k, v in
+                                                      sorted(drops.items())))
+    return "\n".join(lines)
+
+
+def show_status(fetch: Callable[[], dict[str, Any]], *, as_json: bool, watch: bool,
+                out: TextIO | None = None, interval: float = WATCH_INTERVAL,
+                rounds: int | None = None) -> None:
+    """Print the status once, or (``watch``) redraw it every ``interval`` until Ctrl-C.
+
+    ``fetch`` returns the status answer (from the daemon or the store). With ``as_json`` and
+    ``watch`` one compact JSON object is printed per round, for scripts that follow it.
+    """
+    out = out or sys.stdout
+    count = 0
+    try:
+        while True:
+            answer = fetch()
+            if as_json and watch:
+                out.write(json.dumps(answer, default=str) + "\n")
+            elif as_json:
+                out.write(json.dumps(answer, indent=2, default=str) + "\n")
+            elif watch:
+                stamp = time.strftime("%H:%M:%S")
+                out.write(f"{CLEAR}ckptd status  {stamp}  (every {interval:g}s, Ctrl-C to "
+                          f"stop)\n\n{status_table(answer)}\n")
+            else:
+                out.write(status_table(answer) + "\n")
+            out.flush()
+            count += 1
+            if not watch or (rounds is not None and count >= rounds):
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        if watch:
+            out.write("\n")
+            return
+        raise

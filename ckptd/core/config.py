@@ -1,0 +1,324 @@
+"""Settings, and where they come from: flag > ``CKPTD_*`` environment > TOML file > default.
+
+Every setting is a field of :class:`Settings` with its default and a one-line doc; the same
+names are the TOML keys and, upper-cased with a ``CKPTD_`` prefix, the environment variables.
+``config/ckptd.toml`` in the repository documents each one. Durations read ``30s``, ``5m``,
+``2h``, ``7d``; sizes read ``256KiB``; file modes read ``0640``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ckptd.core.errors import ConfigError
+from ckptd.core.names import check_queue
+from ckptd.core.timefmt import parse_duration, parse_size
+
+ENV_PREFIX = "CKPTD_"
+
+
+class FsyncMode(StrEnum):
+    """How hard the store works to survive a power loss (a process crash is always safe)."""
+
+    ALWAYS = "always"  # every operation is synced before it is reported
+    BATCH = "batch"  # operations are synced in groups; each is reported after its group
+    NEVER = "never"  # the OS decides: safe against a process crash, not a power loss
+
+
+def _mode(value: Any, what: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        try:
+            number = int(str(value), 8)
+        except ValueError:
+            raise ConfigError(
+                f"invalid {what} {value!r}: expected an octal mode like 0640") from None
+    if not 0 <= number <= 0o7777:
+        raise ConfigError(f"invalid {what} {value!r}: expected an octal mode like 0640")
+    return number
+
+
+def _positive_int(value: Any, what: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid {what} {value!r}: expected a whole number") from None
+    if isinstance(value, bool) or number < 1 or (isinstance(value, float) and value != number):
+        raise ConfigError(f"invalid {what} {value!r}: expected a whole number of at least 1")
+    return number
+
+
+def _fraction(value: Any, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid {what} {value!r}: expected a number from 0 to 1") from None
+    if not 0.0 <= number <= 1.0:
+        raise ConfigError(f"invalid {what} {value!r}: expected a number from 0 to 1")
+    return number
+
+
+def _bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"invalid {what} {value!r}: expected true or false")
+
+
+def _fsync(value: Any, what: str) -> FsyncMode:
+    try:
+        return FsyncMode(str(value).lower())
+    except ValueError:
+        raise ConfigError(f"invalid {what} {value!r}: expected always, batch or never") from None
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"invalid {what} {value!r}: expected a string")
+    return value
+
+
+def _optional_text(value: Any, what: str) -> str | None:
+    return None if value in (None, "") else _text(value, what)
+
+
+def _port(value: Any, what: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid {what} {value!r}: expected a port number") from None
+    if not 0 <= number <= 65535:
+        raise ConfigError(f"invalid {what} {value!r}: expected a port from 0 to 65535")
+    return number
+
+
+def _choice(*choices: str) -> Callable[[Any, str], str]:
+    def parse(value: Any, what: str) -> str:
+        text = str(value).lower()
+        if text not in choices:
+            raise ConfigError(f"invalid {what} {value!r}: expected one of {', '.join(choices)}")
+        return text
+    return parse
+
+
+def _setting(default: Any, parse: Callable[[Any, str], Any], doc: str) -> Any:
+    return field(default=default, metadata={"parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueSettings:
+    """Settings of one queue (the ``[queues.NAME]`` tables); unset fields use the globals."""
+
+    max_attempts: int | None = None
+    lease: float | None = None
+    next: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every setting of ckptd, with its default."""
+
+    # the store
+    root: str = _setting("ckptd-data", _text,
+                         "Where the queues live: a folder, file://, s3://bucket/prefix, memory://.")
+    fsync: FsyncMode = _setting(FsyncMode.BATCH, _fsync,
+                                "always | batch | never: how writes reach the disk.")
+    inline_limit: int = _setting(256 * 1024, parse_size,
+                                 "Payloads larger than this are stored as a blob beside the job.")
+    max_attempts: int = _setting(3, _positive_int,
+                                 "Attempts a job gets before it is moved to failed/.")
+    tmp_max_age: float = _setting(3600.0, parse_duration,
+                                  "Leftovers in tmp/ older than this are removed by recovery.")
+    file_mode: int = _setting(0o640, _mode, "Mode of the job and checkpoint files created.")
+    dir_mode: int = _setting(0o750, _mode, "Mode of the folders created.")
+    # buckets (see ckptd.store.s3 and README "Buckets")
+    s3_endpoint_url: str | None = _setting(None, _optional_text,
+                                           "S3-compatible server to use instead of AWS, "
+                                           "e.g. http://127.0.0.1:8333.")
+    store_timeout: float = _setting(10.0, parse_duration,
+                                    "Deadline of one bucket request (retries included).")
+    store_concurrency: int = _setting(64, _positive_int,
+                                      "Bucket requests in flight at once.")
+    leader_lease: float = _setting(10.0, parse_duration,
+                                   "Buckets: lease of the active daemon (a standby takes "
+                                   "over within 2x this); 0 = no leader lease.")
+    # the daemon
+    control: str = _setting("tcp://127.0.0.1:5550", _text,
+                            "Control socket (submit, status, ...); workers need only this.")
+    dispatch: str = _setting("tcp://127.0.0.1:5551", _text,
+                             "Socket where workers connect to receive jobs and send answers.")
+    lease: float = _setting(60.0, parse_duration,
+                            "How long a claimed job may go without a heartbeat.")
+    heartbeat: float = _setting(5.0, parse_duration,
+                                "How often workers send heartbeats for running jobs.")
+    backoff_base: float = _setting(1.0, parse_duration,
+                                   "Delay before the first retry; doubles per attempt.")
+    backoff_cap: float = _setting(300.0, parse_duration,
+                                  "Longest delay between retries.")
+    backoff_jitter: float = _setting(0.2, _fraction,
+                                     "Random spread of retry delays (0 to 1 of the delay).")
+    drain_timeout: float = _setting(30.0, parse_duration,
+                                    "On SIGTERM, how long to wait for running jobs' answers.")
+    rescan_interval: float = _setting(30.0, parse_duration,
+                                      "How often a local store is listed to catch what the "
+                                      "watcher missed.")
+    watcher: str = _setting("auto", _choice("auto", "inotify", "watchdog"),
+                            "How local pending/ folders are watched: auto (inotify on Linux, "
+                            "else watchdog), inotify or watchdog.")
+    poll_interval: float = _setting(1.0, parse_duration,
+                                    "How often a bucket store's pending/ folders are listed.")
+    message_inline_limit: int = _setting(64 * 1024, parse_size,
+                                         "Payloads up to this size travel inside the job "
+                                         "message; larger ones are read from the store.")
+    max_message_size: int = _setting(16 * 1024 * 1024, parse_size,
+                                     "Largest ZeroMQ message accepted (MAXMSGSIZE).")
+    log_level: str = _setting("info", _choice("debug", "info", "warning", "error"),
+                              "debug | info | warning | error.")
+    log_format: str = _setting("auto", _choice("auto", "text", "json"),
+                               "text, json (one object per line) or auto (text, without "
+                               "timestamps under systemd).")
+    insecure: bool = _setting(False, _bool,
+                              "Allow binding a non-loopback address without CURVE.")
+    # CURVE (see ckptd.security and README "Security")
+    curve_secret_key: str | None = _setting(None, _optional_text,
+                                            "The daemon's secret key file (ckptd keygen); "
+                                            "turns on CURVE for every socket.")
+    authorized_keys: str | None = _setting(None, _optional_text,
+                                           "Folder of the public keys (*.key) of the workers "
+                                           "and clients allowed in; re-read on SIGHUP.")
+    server_key: str | None = _setting(None, _optional_text,
+                                      "Workers and clients: the daemon's public key file.")
+    client_key: str | None = _setting(None, _optional_text,
+                                      "Workers and clients: their own secret key file.")
+    metrics_port: int = _setting(0, _port, "HTTP port for /metrics and the dashboard; 0 = off.")
+    metrics_bind: str = _setting("127.0.0.1", _text,
+                                 "Address the metrics/dashboard port listens on.")
+    # per-queue overrides, from [queues.NAME] tables
+    queues: Mapping[str, QueueSettings] = field(default_factory=dict, metadata={"doc": ""})
+    storage_options: Mapping[str, Any] = field(default_factory=dict, metadata={"doc": ""})
+
+    def queue(self, name: str) -> QueueSettings:
+        """Return the settings of queue ``name`` (empty overrides when it has none)."""
+        return self.queues.get(name) or QueueSettings()
+
+    def max_attempts_for(self, queue: str) -> int:
+        """Return the attempts budget of ``queue``."""
+        return self.queue(queue).max_attempts or self.max_attempts
+
+    def lease_for(self, queue: str) -> float:
+        """Return the lease of ``queue`` in seconds."""
+        return self.queue(queue).lease or self.lease
+
+
+SIMPLE_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if "parse" in f.metadata}
+
+
+def _parse(name: str, value: Any, source: str) -> Any:
+    spec = SIMPLE_FIELDS.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, list(SIMPLE_FIELDS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown setting {name!r} in {source}{hint}")
+    return spec.metadata["parse"](value, f"{name} ({source})")
+
+
+def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
+    check_queue(name)
+    if not isinstance(table, dict):
+        raise ConfigError(f"[queues.{name}] in {source} must be a table")
+    known = {"max_attempts", "lease", "next"}
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {sorted(unknown)} in [queues.{name}] of {source}; "
+                          f"known: {', '.join(sorted(known))}")
+    nxt = table.get("next")
+    if nxt is not None:
+        check_queue(nxt)
+    return QueueSettings(
+        max_attempts=(_positive_int(table["max_attempts"], f"queues.{name}.max_attempts")
+                      if "max_attempts" in table else None),
+        lease=parse_duration(table["lease"], f"queues.{name}.lease") if "lease" in table else None,
+        next=nxt,
+    )
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """Return the settings in a TOML file; raise ConfigError saying what is wrong."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return data
+
+
+def load_settings(config_file: str | None = None, env: Mapping[str, str] | None = None,
+                  flags: Mapping[str, Any] | None = None) -> Settings:
+    """Build the settings from (lowest first) defaults, a TOML file, the environment, flags.
+
+    ``config_file`` defaults to ``$CKPTD_CONFIG`` when set. ``flags`` holds only the options
+    given on the command line (None values are ignored). Raises ConfigError on bad values.
+    """
+    env = os.environ if env is None else env
+    config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
+    values: dict[str, Any] = {}
+    queues: dict[str, QueueSettings] = {}
+    storage: dict[str, Any] = {}
+    if config_file:
+        data = read_toml(config_file)
+        for key, value in data.items():
+            if key == "queues":
+                if not isinstance(value, dict):
+                    raise ConfigError(f"'queues' in {config_file} must be a table of tables")
+                queues = {n: _queue_table(n, t, config_file) for n, t in value.items()}
+            elif key == "storage_options":
+                if not isinstance(value, dict):
+                    raise ConfigError(f"[storage_options] in {config_file} must be a table")
+                storage = dict(value)
+            elif isinstance(value, dict):
+                raise ConfigError(f"unknown table [{key}] in {config_file}")
+            else:
+                values[key] = _parse(key, value, config_file)
+    for name in SIMPLE_FIELDS:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None and raw != "":
+            values[name] = _parse(name, raw, f"${ENV_PREFIX}{name.upper()}")
+    for name, value in (flags or {}).items():
+        if value is not None:
+            values[name] = _parse(name, value, "the command line")
+    settings = Settings(queues=queues, storage_options=storage, **values)
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    if settings.heartbeat >= settings.lease:
+        raise ConfigError(f"heartbeat ({settings.heartbeat:g}s) must be shorter than the lease "
+                          f"({settings.lease:g}s), or every job would lose its lease")
+    if settings.backoff_cap < settings.backoff_base:
+        raise ConfigError("backoff_cap must not be smaller than backoff_base")
+    for name, queue in settings.queues.items():
+        if queue.lease is not None and settings.heartbeat >= queue.lease:
+            raise ConfigError(f"[queues.{name}] lease must be longer than heartbeat "
+                              f"({settings.heartbeat:g}s)")
+
+
+def describe_settings() -> list[tuple[str, Any, str]]:
+    """Return (name, default, doc) of every simple setting, for --help and the docs test."""
+    return [(name, f.default, f.metadata["doc"]) for name, f in SIMPLE_FIELDS.items()]

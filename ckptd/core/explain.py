@@ -1,0 +1,217 @@
+"""``ckptd explain``: why a job is where it is, in plain sentences.
+
+Built from what ``show`` returns: the job file, its checkpoint and, through a daemon, the
+lease (worker, heartbeats, progress, time left). On a bare store only the file facts are
+known, and the sentences say what only the daemon could add. The dashboard's job page shows
+the same sentences.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ckptd.core.timefmt import format_duration, time_or_none
+
+TRACEBACK_LINES = 6
+
+
+def _when(text: Any, now: float) -> str:
+    """``2026-11-27T19:24:16.123456Z (4m05s ago)``, or ``an unknown time``."""
+    at = time_or_none(text)
+    if at is None:
+        return "an unknown time"
+    delta = now - at
+    return f"{text} ({format_duration(delta)} ago)" if delta >= 0 else \
+        f"{text} (in {format_duration(-delta)})"
+
+
+def _ago(seconds: Any) -> str:
+    return f"{format_duration(float(seconds))} ago"
+
+
+def _short_json(value: Any, limit: int = 200) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def traceback_head(traceback: str, lines: int = TRACEBACK_LINES) -> list[str]:
+    """The first ``lines`` lines of a traceback, and its last line when that was cut off."""
+    all_lines = [line for line in traceback.rstrip().splitlines() if line.strip()]
+    if len(all_lines) <= lines + 1:
+        return all_lines
+    return all_lines[:lines] + [f"... ({len(all_lines) - lines - 1} more lines)", all_lines[-1]]
+
+
+def explain(info: dict[str, Any], now: float) -> list[str]:
+    """Sentences about a job, from ``show``'s answer (with ``lease`` through a daemon).
+
+    Lines that start with spaces continue the sentence before them (traceback lines).
+    """
+    job = info.get("job") or {}
+    state = str(info.get("state"))
+    queue, job_id = job.get("queue", "?"), job.get("id", "?")
+    if "unreadable" in job:
+        return [f"Job {job_id} is in {state}/ but its file cannot be read: {job['unreadable']}.",
+                "The daemon moves such a file to quarantine/ with the reason beside it."]
+    out = [f"Job {job_id} of queue {queue} is {state.upper()}: {info.get('path')}."]
+    if info.get("also_in"):
+        out.append(f"A copy is also in {', '.join(info['also_in'])}/ (a crash between copy "
+                   "and delete); the daemon's recovery or 'ckptd fsck --repair' resolves it.")
+    created = job.get("created")
+    batch = f", in batch {job['batch']}" if job.get("batch") else ""
+    out.append(f"It was created at {_when(created, now)}{batch}.")
+    attempts = int(job.get("attempts") or 0)
+    max_attempts = int(job.get("max_attempts") or 0)
+    explainer = {"pending": _pending, "claimed": _claimed, "done": _done,
+                 "failed": _failed}.get(state)
+    if explainer is not None:
+        out += explainer(info, job, attempts, max_attempts, now)
+    history = job.get("history") or []
+    if history:
+        out.append("History: " + "; ".join(_history_entry(h) for h in history[-5:])
+                   + (f" (and {len(history) - 5} earlier)" if len(history) > 5 else "") + ".")
+    return out
+
+
+def _history_entry(entry: dict[str, Any]) -> str:
+    worker = f" on {entry['worker']}" if entry.get("worker") else ""
+    error = f" ({entry['error'][:80]})" if entry.get("error") else ""
+    return f"attempt {entry.get('attempt')} {entry.get('outcome')}{worker}{error}"
+
+
+def _last_error(job: dict[str, Any], now: float) -> list[str]:
+    error = job.get("last_error")
+    if not isinstance(error, dict):
+        return []
+    where = f" on worker {error['worker']}" if error.get("worker") else ""
+    out = [f"Last error (attempt {error.get('attempt')}, at {_when(error.get('at'), now)}"
+           f"{where}): {_error_text(error)}"]
+    traceback = error.get("traceback")
+    if isinstance(traceback, str) and traceback.strip():
+        out += ["    " + line for line in traceback_head(traceback)]
+    return out
+
+
+def _error_text(error: dict[str, Any]) -> str:
+    kind, message = str(error.get("type") or "Error"), str(error.get("message") or "")
+    return message if message.startswith(f"{kind}:") else f"{kind}: {message}"
+
+
+def _checkpoint(info: dict[str, Any], now: float, lead: str) -> list[str]:
+    record = info.get("checkpoint")
+    if not isinstance(record, dict):
+        return []
+    return [f"{lead} saved at {_when(record.get('at'), now)} by attempt "
+            f"{record.get('attempt')} (seq {record.get('seq')}): "
+            f"{_short_json(record.get('state'), 120)}."]
+
+
+def _pending(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts: int,
+             now: float) -> list[str]:
+    out = []
+    left = max_attempts - attempts
+    if attempts:
+        out.append(f"It has used {attempts} of {max_attempts} attempts; {left} left.")
+    else:
+        out.append(f"No attempt has run yet; it has {max_attempts} attempt(s).")
+    due = time_or_none(job.get("not_before"))
+    if due is not None and due > now:
+        why = "its retry" if attempts else "the delay it was submitted with"
+        out.append(f"It waits for {why}: next attempt (attempt {attempts + 1}) not before "
+                   f"{job['not_before']} (in {format_duration(due - now)}).")
+    else:
+        out.append("It is due now and waits for a worker with a free slot of this queue "
+                   "(if none is connected, start one: ckptd worker --queue "
+                   f"{job.get('queue')} ...).")
+    out += _last_error(job, now)
+    out += _checkpoint(info, now, "Its next attempt resumes from the checkpoint")
+    return out
+
+
+def _claimed(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts: int,
+             now: float) -> list[str]:
+    running = attempts + 1
+    out = [f"Attempt {running} of {max_attempts} is running; "
+           f"{max(0, max_attempts - running)} attempt(s) left after it."]
+    lease = info.get("lease")
+    if "lease" not in info:
+        out.append("The lease (worker, heartbeats, time left) lives in the daemon: add "
+                   "--connect to see it.")
+    elif not lease:
+        out.append("The daemon holds no lease for it: it is being moved right now, or the "
+                   "file was put in claimed/ by hand (the daemon adopts it at its next start).")
+    else:
+        worker = lease.get("worker") or "no worker yet (the daemon restarted; the worker "\
+            "re-announces it, else the lease runs out)"
+        age, length = lease.get("age_s"), lease.get("lease_s")
+        out.append(f"Worker {worker} has it since {lease.get('claimed_at')}"
+                   + (f" ({format_duration(float(age))} ago)" if age is not None else "") + ".")
+        expires = lease.get("expires_in_s")
+        if expires is not None and float(expires) < 0:
+            out.append(f"Its lease ran out {format_duration(-float(expires))} ago: the daemon "
+                       "takes it back now (the attempt ends as expired).")
+        elif expires is not None:
+            out.append(f"Its lease is {format_duration(float(length or 0))}, renewed by each "
+                       f"heartbeat; it runs out in {format_duration(float(expires))} unless "
+                       "one comes.")
+        if lease.get("heartbeat_age_s") is not None:
+            out.append(f"Last heartbeat {_ago(lease['heartbeat_age_s'])} (workers send one "
+                       f"every {format_duration(float(lease.get('heartbeat_s') or 0))}).")
+        else:
+            out.append("No heartbeat yet for this attempt.")
+        if lease.get("checkpoint_age_s") is not None:
+            out.append(f"Last checkpoint {_ago(lease['checkpoint_age_s'])}.")
+        progress = lease.get("progress")
+        if isinstance(progress, dict):
+            total = f"/{progress['total']}" if progress.get("total") is not None else ""
+            note = f" ({progress['note']})" if progress.get("note") else ""
+            out.append(f"Last progress: {progress.get('done')}{total}{note} at "
+                       f"{_when(progress.get('at'), now)}.")
+        else:
+            out.append("No progress reported.")
+    out += _checkpoint(info, now, "Latest checkpoint")
+    out += _last_error(job, now)
+    return out
+
+
+def _done(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts: int,
+          now: float) -> list[str]:
+    worker = f" by worker {job['worker']}" if job.get("worker") else ""
+    out = [f"It succeeded on attempt {attempts} of {max_attempts}, at "
+           f"{_when(job.get('finished_at'), now)}{worker}."]
+    created, finished = time_or_none(job.get("created")), time_or_none(job.get("finished_at"))
+    history = job.get("history") or []
+    first = time_or_none(history[0].get("claimed")) if history and isinstance(history[0], dict) \
+        else time_or_none(job.get("claimed_at"))
+    if created is not None and finished is not None:
+        cycle = f", cycle time {format_duration(finished - first)} (first claim -> done)" \
+            if first is not None else ""
+        out.append(f"Lead time {format_duration(finished - created)} (created -> done)"
+                   f"{cycle}.")
+    if job.get("result_ref"):
+        out.append(f"Its result is in {job['result_ref']} (too big to inline).")
+    else:
+        out.append(f"Result: {_short_json(job.get('result'))}.")
+    if attempts > 1:
+        out += _last_error(job, now)
+    return out
+
+
+def _failed(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts: int,
+            now: float) -> list[str]:
+    error = job.get("last_error") if isinstance(job.get("last_error"), dict) else {}
+    kind = error.get("type") if isinstance(error, dict) else None
+    if kind == "Cancelled":
+        why = "it was cancelled by an operator while it ran"
+    elif attempts >= max_attempts:
+        why = f"it used all {max_attempts} attempts"
+    elif kind == "Fail":
+        why = "the handler raised Fail (no retry)"
+    else:
+        why = f"its attempt was not to be retried ({attempts} of {max_attempts} used)"
+    out = [f"It failed for good at {_when(job.get('finished_at'), now)}: {why}."]
+    out += _last_error(job, now)
+    out.append(f"To run it again: ckptd retry {job.get('queue')} {job.get('id')} "
+               "(or mv the file back into pending/).")
+    return out

@@ -1,0 +1,152 @@
+"""The job file: a self-describing JSON document that ``cat`` can read.
+
+A job file holds everything known about one job::
+
+    {"id": "...", "queue": "price", "payload": {...}, "created": "2026-11-27T19:24:16.1Z",
+     "attempts": 0, "max_attempts": 3, "rev": 0, ...}
+
+``attempts`` counts the attempts that have ended; while a job is claimed its running attempt
+is ``attempts + 1`` and that number is the fencing token every worker message carries.
+``rev`` counts rewrites of the file and decides which copy wins when a crash leaves a job in
+two folders (see :mod:`ckptd.states`). Optional keys: ``not_before``, ``last_error``,
+``result``, ``claimed_at``, ``finished_at``, ``worker``, ``history``, ``batch``, ``lineage``,
+and ``payload_ref`` / ``result_ref`` when the value lives in a blob beside the job.
+Unknown keys are kept as they are, so other tools may add their own.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ckptd.core.errors import MalformedJob
+from ckptd.core.names import is_valid_name
+from ckptd.core.timefmt import utc_iso
+
+Job = dict[str, Any]
+"""A decoded job file."""
+
+REQUIRED_FIELDS = ("id", "queue", "created", "attempts", "max_attempts")
+HISTORY_LIMIT = 20
+TRACEBACK_LIMIT = 8192
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def new_job(
+    queue: str,
+    job_id: str,
+    payload: Any,
+    now: float,
+    *,
+    max_attempts: int,
+    not_before: float | None = None,
+    batch: str | None = None,
+    lineage: list[str] | None = None,
+) -> Job:
+    """Return the file of a new pending job."""
+    job: Job = {
+        "id": job_id,
+        "queue": queue,
+        "payload": payload,
+        "created": utc_iso(now),
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "rev": 0,
+    }
+    if not_before is not None and not_before > now:
+        job["not_before"] = utc_iso(not_before)
+    if batch is not None:
+        job["batch"] = batch
+    if lineage:
+        job["lineage"] = lineage
+    return job
+
+
+def encode(job: Job) -> bytes:
+    """Return the bytes of a job file: one line of JSON and a newline."""
+    return (_encoder.encode(job) + "\n").encode()
+
+
+def encode_value(value: Any) -> bytes:
+    """Return a payload or result as compact JSON bytes (also its size for the inline limit)."""
+    try:
+        return _compact.encode(value).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"value is not JSON-serialisable: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; accepting them would make the file impossible to rewrite.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def decode(data: bytes, queue: str | None = None, job_id: str | None = None) -> Job:
+    """Parse and check a job file; raise :class:`MalformedJob` saying what is wrong.
+
+    When ``queue`` / ``job_id`` are given (the folder and file name it was found under) the
+    file must agree with them, so a file copied to the wrong place is caught.
+    """
+    try:
+        job = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJob(f"not valid JSON: {exc}") from None
+    except RecursionError:  # deeply nested arrays or objects
+        raise MalformedJob("not valid JSON: nested too deeply") from None
+    if not isinstance(job, dict):
+        raise MalformedJob(f"expected a JSON object, found {type(job).__name__}")
+    missing = [f for f in REQUIRED_FIELDS if f not in job]
+    if missing:
+        raise MalformedJob(f"missing field(s): {', '.join(missing)}")
+    if not is_valid_name(job["id"]) or not is_valid_name(job["queue"]):
+        raise MalformedJob("field 'id' or 'queue' is not a valid name")
+    if job_id is not None and job["id"] != job_id:
+        raise MalformedJob(f"file name says id {job_id!r} but the file says {job['id']!r}")
+    if queue is not None and job["queue"] != queue:
+        raise MalformedJob(f"found in queue {queue!r} but the file says {job['queue']!r}")
+    for field in ("attempts", "max_attempts"):
+        value = job[field]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise MalformedJob(f"field {field!r} must be a non-negative integer")
+    rev = job.get("rev", 0)
+    if not isinstance(rev, int) or isinstance(rev, bool) or rev < 0:
+        raise MalformedJob("field 'rev' must be a non-negative integer")
+    if not isinstance(job["created"], str):
+        raise MalformedJob("field 'created' must be an ISO 8601 string")
+    if "payload" not in job and "payload_ref" not in job:
+        raise MalformedJob("missing field 'payload' (or 'payload_ref')")
+    return job
+
+
+def bump(job: Job) -> Job:
+    """Mark a job file as rewritten (see ``rev`` above) and return it."""
+    job["rev"] = job.get("rev", 0) + 1
+    return job
+
+
+def running_attempt(job: Job) -> int:
+    """The number of the attempt a claimed job is running (its fencing token)."""
+    return int(job["attempts"]) + 1
+
+
+def add_history(job: Job, entry: dict[str, Any]) -> None:
+    """Append one attempt to the job's history, keeping the newest :data:`HISTORY_LIMIT`."""
+    history = job.setdefault("history", [])
+    history.append(entry)
+    if len(history) > HISTORY_LIMIT:
+        del history[: len(history) - HISTORY_LIMIT]
+
+
+def error_record(message: str, kind: str, traceback: str | None, attempt: int, now: float,
+                 worker: str | None) -> dict[str, Any]:
+    """Return the ``last_error`` entry of a failed attempt (traceback cut to a sane size)."""
+    record: dict[str, Any] = {"message": message, "type": kind, "attempt": attempt,
+                              "at": utc_iso(now)}
+    if traceback:
+        if len(traceback) > TRACEBACK_LIMIT:
+            traceback = "...\n" + traceback[-TRACEBACK_LIMIT:]
+        record["traceback"] = traceback
+    if worker:
+        record["worker"] = worker
+    return record

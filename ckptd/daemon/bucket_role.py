@@ -1,0 +1,495 @@
+"""What the daemon does differently on a bucket: leadership, outages, listing, recovery.
+
+A :class:`BucketRole` is attached to a :class:`~ckptd.daemon.Daemon` whose store is not a
+local folder. The daemon calls it at a few points of its loop:
+
+- :meth:`BucketRole.serving` at each turn: follows the leader lease (recovering the index
+  when this daemon becomes the active one, dropping it when the lease is lost) and, on a
+  standby, answers the control socket alone (``ping`` and ``status`` say "standby", anything
+  else gets a :class:`~ckptd.leader.Standby` error naming the active daemon).
+- :meth:`BucketRole.apply` instead of ``store.apply``: refuses to write once the lease has
+  lapsed (the fence), and keeps what failed for a bucket error. A failed claim leaves the job
+  pending (the engine puts it back); a failed submit is refused to its producer (nothing was
+  accepted). Every other failed op -- above all the move that records a worker's answer --
+  is kept with its callback and applied again with backoff until it succeeds: the answer is
+  not lost, the lease stays closing, and the job does not run again unless this daemon dies
+  first (then the claimed job comes back after its lease under the next daemon).
+- :meth:`BucketRole.may_dispatch` before dispatching: while the bucket is unavailable
+  (errors, timeouts) nothing is claimed; a probe (or the retried ops) tells when it is back.
+  When it is available the pending files about to be claimed are read concurrently.
+- :meth:`BucketRole.scan` in the rescan thread and :meth:`BucketRole.reconcile` in the loop:
+  ``pending/`` is listed every ``poll_interval`` (paged, and incremental: only ids that
+  sort after a recent time, which covers every generated id of the last two minutes and
+  every hand-made name that starts with a letter), ``claimed/`` too; every
+  ``rescan_interval`` a full listing of every state also counts done/failed and resolves
+  jobs left in two states. A job seen in two states in two successive listings is resolved
+  by the rule of :mod:`ckptd.states` (the later state wins, the loser is deleted); a claimed
+  job that the index does not know (its pending copy lost to its claimed copy) is adopted
+  with a fresh lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from ckptd.core.errors import (
+    CkptdError,
+    JobExists,
+    JobNotFound,
+    MalformedJob,
+    ProtocolError,
+    StoreError,
+)
+from ckptd.core.states import STATES, State
+from ckptd.core.timefmt import utc_iso
+from ckptd.daemon.leader import LeaderLease, Leadership, Standby, TakingOver, objects_of
+from ckptd.store import recovery
+from ckptd.store.base import Move, Outcome, PutNew
+from ckptd.wire import protocol
+
+if TYPE_CHECKING:
+    from ckptd.daemon.daemon import Daemon
+    from ckptd.daemon.engine import Callback, Txn
+
+log = logging.getLogger(__name__)
+
+RETRY_FIRST = 0.5  # seconds before a failed op is tried again; doubles up to RETRY_MAX
+RETRY_MAX = 10.0
+PROBE_FIRST = 0.5
+INCREMENTAL_WINDOW = 120.0  # an incremental listing starts at ids this much older than now
+PREFETCH_MAX = 256
+STANDBY_REQUESTS_PER_STEP = 100
+
+
+@dataclass
+class Deferred:
+    """A store op that failed for a bucket error, waiting to be applied again."""
+
+    op: Any
+    callback: Callback | None
+    due: float
+    attempts: int = 1
+
+
+@dataclass
+class StoreHealth:
+    """Whether the bucket answers, since when it does not, and why."""
+
+    available: bool = True
+    since: float | None = None
+    error: str | None = None
+    failures: int = 0
+    outages: int = 0
+    next_probe: float = 0.0
+    retried_ops: int = 0
+    log_at: float = field(default=0.0)
+
+    def failed(self, error: Exception | str, now: float) -> None:
+        """Note a failure; the first one of an outage is logged as a warning."""
+        self.failures += 1
+        self.error = str(error)
+        if self.available:
+            self.available = False
+            self.since = now
+            self.outages += 1
+            self.next_probe = now + PROBE_FIRST
+            log.warning("store unavailable: %s; backing off, nothing is claimed until it is "
+                        "back (jobs and answers are kept)", error)
+
+    def ok(self, now: float) -> None:
+        """Note a success; the end of an outage is logged."""
+        if not self.available:
+            log.info("store available again after %.1fs", now - (self.since or now))
+            self.available = True
+            self.since = None
+            self.error = None
+
+    def view(self, now: float) -> dict[str, Any]:
+        """The part of ``status`` about the store."""
+        return {"available": self.available,
+                "unavailable_since": utc_iso(self.since) if self.since else None,
+                "unavailable_s": round(now - self.since, 3) if self.since else None,
+                "error": self.error, "failures": self.failures, "outages": self.outages,
+                "retried_ops": self.retried_ops}
+
+
+def _transient(outcome: Outcome) -> bool:
+    """True for a bucket error that retrying may cure (not a missing or existing job)."""
+    return (isinstance(outcome, StoreError)
+            and not isinstance(outcome, (JobNotFound, JobExists, MalformedJob))
+            and type(outcome).__name__ != "NotLeader")
+
+
+def _kept_when_failing(op: Any) -> bool:
+    """True for ops applied again after a bucket error (see the module docstring)."""
+    if isinstance(op, PutNew):
+        return False
+    return not (isinstance(op, Move) and op.src is State.PENDING and op.dst is State.CLAIMED)
+
+
+class BucketRole:
+    """The bucket side of one daemon (see the module docstring)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.store = daemon.store
+        self.settings = daemon.settings
+        self.health = StoreHealth()
+        self.deferred: list[Deferred] = []
+        self.leadership: Leadership | None = None
+        self.active = False
+        self.became_active: float | None = None
+        self._retry_recover = 0.0
+        self._last_full = 0.0
+        self._dups_seen: set[tuple[str, str]] = set()
+        self._stats0 = 0
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Take the leader lease (or stand by) and, when active, recover the index."""
+        if self.settings.leader_lease > 0:
+            objects, path = objects_of(self.store)
+            d = self.daemon
+            lease = LeaderLease(objects, path, d.name, self.settings.leader_lease,
+                                {"control": d.endpoints.get("control"),
+                                 "dispatch": d.endpoints.get("dispatch"),
+                                 "root": self.store.url})
+            self.leadership = Leadership(lease, d.wake)
+            fence = getattr(self.store, "fence", False)
+            if fence is None:
+                self.store.fence = self.leadership.deadline  # type: ignore[attr-defined]
+            if not self.leadership.start():
+                holder = (lease.holder or {}).get("holder")
+                log.info("standing by: another daemon holds the leader lease",
+                         extra={"fields": {"active": holder, "lease_s": lease.duration}})
+                return
+        self._promote(now)
+
+    def close(self) -> None:
+        """Stop following the lease and give it back (a standby takes over at once)."""
+        if self.leadership is not None:
+            self.leadership.stop(release=True)
+
+    def _promote(self, now: float) -> bool:
+        d = self.daemon
+        started = time.monotonic()
+        try:
+            findings = d.engine.recover(now)
+        except CkptdError as exc:
+            self.health.failed(exc, now)
+            self._retry_recover = now + min(RETRY_MAX, 1.0 + self.health.failures)
+            log.error("cannot recover the index from %s: %s; trying again", self.store.url, exc)
+            return False
+        self.health.ok(now)
+        counts = {q: i.counts() for q, i in d.engine.queues.items()}
+        log.info("recovered the index from %s in %.3fs", self.store.url,
+                 time.monotonic() - started,
+                 extra={"fields": {"queues": len(counts), "repairs": len(findings),
+                                   "pending": sum(c["pending"] for c in counts.values()),
+                                   "claimed": sum(c["claimed"] for c in counts.values())}})
+        self.active = True
+        self.became_active = now
+        self._last_full = now
+        self._dups_seen.clear()
+        if d._timers:  # not at start: start() schedules them itself
+            d._schedule_all(now)
+        return True
+
+    def _demote(self, why: str) -> None:
+        from ckptd.daemon.engine import Engine
+
+        d = self.daemon
+        log.error("%s: standing by, writing nothing more; the index is dropped and will be "
+                  "rebuilt from the bucket when this daemon is active again", why)
+        self.active = False
+        self.deferred.clear()
+        d._scan_results.clear()
+        clear = getattr(self.store, "clear_cache", None)
+        if clear is not None:
+            clear()
+        for waiter in d.waiters:
+            d._reply(waiter.identity, Standby("this daemon stopped being the active one; "
+                                              "ask again (another daemon takes over)"))
+        d.waiters = []
+        d.engine = Engine(self.store, d.settings, name=d.name)
+
+    # -- each turn -------------------------------------------------------------------------
+
+    def serving(self, now: float, events: dict[Any, int]) -> bool:
+        """Follow the lease; return True when this daemon is active (the loop goes on)."""
+        leadership = self.leadership
+        if self.active and leadership is not None and not leadership.held():
+            if leadership.active or leadership.error:  # the bucket did not answer: say so
+                self.health.failed(leadership.error or "the leader lease could not be renewed",
+                                   now)
+            self._demote("lost the leader lease" if not leadership.active else
+                         "the leader lease lapsed (the bucket did not answer in time)")
+        if not self.active and (leadership is None or leadership.held()) \
+                and now >= self._retry_recover:
+            self._promote(now)
+        if self.active:
+            return True
+        self._serve_standby(now, events)
+        return False
+
+    def _serve_standby(self, now: float, events: dict[Any, int]) -> None:
+        d = self.daemon
+        if d._control is not None and events.get(d._control):
+            for _ in range(STANDBY_REQUESTS_PER_STEP):
+                try:
+                    frames = d._control.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                identity, rest = frames[0], frames[1:]
+                try:
+                    kind, _ = protocol.decode_request(rest, self.settings.max_message_size)
+                except ProtocolError as exc:
+                    d._drop("control", exc.reason, now)
+                    continue
+                d._reply(identity, self._standby_answer(kind, now))
+        if d._dispatch is not None and events.get(d._dispatch):
+            while True:  # workers left over from before: they find the active daemon by ping
+                try:
+                    d._dispatch.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+        d.commit()  # sends the replies
+        if d.telemetry is not None:
+            d.telemetry.tick(now)
+        d._busy = False
+
+    def _standby_answer(self, kind: bytes, now: float) -> dict[str, Any] | CkptdError:
+        d = self.daemon
+        holder = self._holder()
+        if kind == b"ping":
+            return {"pong": True, "daemon": d.name, "standby": True, "active": holder}
+        if kind == b"status":
+            return {"queues": {}, "root": self.store.url, "source": "daemon", "workers": 0,
+                    "standby": True, "counters": {}, "drops": dict(d.drops),
+                    "daemon": {"name": d.name, "uptime_s": round(now - d.started_at, 3),
+                               "fsync": self.settings.fsync.value,
+                               "lease_s": self.settings.lease,
+                               "stopping": d.stopping_since is not None,
+                               **self.status(now)}}
+        if self.leadership is None or self.leadership.lease.holder is None:
+            return TakingOver("this daemon is not active yet: no daemon holds the leader lease "
+                              "and this one is taking it; nothing was done, ask again")
+        where = f"the active daemon is {holder}" if holder else "another daemon holds the lease"
+        return Standby(f"this daemon is a standby ({where}); ask the active one")
+
+    def _holder(self) -> str | None:
+        if self.leadership is None:
+            return None
+        record = self.leadership.lease.holder or {}
+        name = record.get("holder")
+        control = record.get("control")
+        return f"{name} at {control}" if name and control else name
+
+    def status(self, now: float) -> dict[str, Any]:
+        """What ``status`` adds for a bucket: the role, the lease and the store's health."""
+        view: dict[str, Any] = {"role": "active" if self.active else "standby",
+                                "store": self.health.view(now)}
+        view["store"]["deferred_ops"] = len(self.deferred)
+        stats = getattr(self.store, "stats", None)
+        if stats is not None:
+            view["store"]["requests"] = dict(stats)
+        if self.leadership is not None:
+            lease = self.leadership.lease
+            view["leader"] = {"lease_s": lease.duration, "held": self.leadership.held(),
+                              "active": self._holder() if not self.active else self.daemon.name,
+                              "error": self.leadership.error}
+        return view
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def apply(self, txn: Txn) -> list[Outcome]:
+        """Apply the round's ops (fenced); keep the ones that failed for a bucket error."""
+        ops = txn.ops
+        now = self.daemon.clock()
+        if not self.active or (self.leadership is not None and not self.leadership.held()):
+            from ckptd.store.s3 import NotLeader
+
+            return [NotLeader("this daemon is not the active one; nothing was written")] \
+                * len(ops)
+        try:
+            outcomes = self.store.apply(ops)
+        except Exception as exc:  # a backend bug must not kill the loop
+            log.exception("store apply failed")
+            outcomes = [StoreError(f"store failure: {exc}")] * len(ops)
+        failed = False
+        for i, outcome in enumerate(outcomes):
+            if not _transient(outcome):
+                continue
+            failed = True
+            assert outcome is not None
+            if _kept_when_failing(ops[i]):
+                self.deferred.append(Deferred(ops[i], txn.callbacks[i], now + RETRY_FIRST))
+                txn.callbacks[i] = None  # its callback runs once the op went through
+        if failed:
+            bad = next(o for o in outcomes if _transient(o))
+            self.health.failed(bad or "store error", now)
+        elif ops and any(o is None for o in outcomes):
+            self.health.ok(now)
+        return outcomes
+
+    def may_dispatch(self, now: float) -> bool:
+        """Queue the due retried ops; probe a down bucket; prefetch the next claims.
+
+        Return True when jobs may be claimed now.
+        """
+        engine = self.daemon.engine
+        if self.deferred:
+            due = [d for d in self.deferred if d.due <= now]
+            if due:
+                self.deferred = [d for d in self.deferred if d.due > now]
+                for item in due:
+                    self.health.retried_ops += 1
+                    engine.txn.add(item.op, self._retrying(item))
+        if not self.health.available:
+            if self.deferred or engine.txn.ops:
+                return False  # the retried ops are the probe
+            if now < self.health.next_probe:
+                return False
+            try:
+                probe = getattr(self.store, "probe_access", None)
+                if probe is not None:
+                    probe()
+                else:
+                    self.store.queues()
+            except CkptdError as exc:
+                self.health.failed(exc, now)
+                wait = min(RETRY_MAX, PROBE_FIRST * 2 ** min(self.health.failures, 6))
+                self.health.next_probe = now + wait
+                return False
+            self.health.ok(now)
+        self._prefetch(now)
+        return self.health.available
+
+    def _retrying(self, item: Deferred) -> Callback:
+        def then(outcome: Outcome) -> None:
+            if _transient(outcome) and _kept_when_failing(item.op):
+                item.attempts += 1
+                wait = min(RETRY_MAX, RETRY_FIRST * 2 ** (item.attempts - 1))
+                item.due = self.daemon.clock() + wait
+                self.deferred.append(item)  # its callback waits on
+                return
+            if item.callback is not None:
+                item.callback(outcome)
+        return then
+
+    def _prefetch(self, now: float) -> None:
+        prefetch = getattr(self.store, "prefetch", None)
+        engine = self.daemon.engine
+        if prefetch is None or not engine.workers or not engine.dispatching:
+            return
+        credits = sum(max(0, w.credits) for w in engine.workers.values())
+        if credits <= 0:
+            return
+        for name, index in engine.queues.items():
+            if not index.ready:
+                continue
+            wanted = []
+            for job_id in index.ready:
+                if job_id in index.pending:
+                    wanted.append(job_id)
+                    if len(wanted) >= min(credits, PREFETCH_MAX):
+                        break
+            if not wanted:
+                continue
+            try:
+                prefetch(name, wanted)
+            except CkptdError as exc:
+                self.health.failed(exc, now)
+                return
+
+    # -- listing ---------------------------------------------------------------------------
+
+    def scan(self, marks: dict[str, tuple[int, int]]) -> dict[str, Any]:
+        """List the bucket (runs in the rescan thread): see the module docstring."""
+        now = time.time()
+        full = now - self._last_full >= self.settings.rescan_interval
+        store = self.store
+        ids_after = getattr(store, "ids_after", None)
+        marker = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now - INCREMENTAL_WINDOW))
+        result: dict[str, Any] = {}
+        dups: dict[str, dict[str, list[State]]] = {}
+        for queue in store.queues():
+            listed: dict[State, list[str]] = {}
+            if full or ids_after is None:
+                for state in STATES:
+                    listed[state] = store.ids(queue, state)
+            else:
+                listed[State.PENDING] = ids_after(queue, State.PENDING, marker)
+                listed[State.CLAIMED] = store.ids(queue, State.CLAIMED)
+            entry: dict[str, Any] = {"pending": listed[State.PENDING],
+                                     "claimed": listed[State.CLAIMED]}
+            if full or ids_after is None:
+                entry["done"] = len(listed[State.DONE])
+                entry["failed"] = len(listed[State.FAILED])
+            result[queue] = entry
+            twice = recovery.duplicates(listed)
+            if twice:
+                dups[queue] = twice
+        # Resolve only what two listings in a row saw in two states: a move in flight
+        # (copied, not yet deleted) is not a leftover.
+        seen = {(q, i) for q, found in dups.items() for i in found}
+        resolved: dict[str, dict[str, str | None]] = {}
+        for queue, found in dups.items():
+            for job_id, states in found.items():
+                if (queue, job_id) not in self._dups_seen:
+                    continue
+                winner, finding = recovery.resolve_duplicate(store, queue, job_id, states,
+                                                             repair=True)
+                log.warning("rescan: %s", finding.line())
+                resolved.setdefault(queue, {})[job_id] = winner.value if winner else None
+        self._dups_seen = seen
+        if full:
+            self._last_full = now
+        return {"queues": result, "marks": marks, "full": full or ids_after is None,
+                "resolved": resolved}
+
+    def reconcile(self, scan: dict[str, Any], now: float) -> None:
+        """Bring the index in line with a listing from :meth:`scan` (in the loop)."""
+        if not self.active:
+            return
+        engine = self.daemon.engine
+        full = scan["full"]
+        for queue, listed in scan["queues"].items():
+            index = engine.queue(queue)
+            if full:
+                engine.reconcile_pending(queue, listed["pending"])
+                # A listing of a bucket takes a while: counts are taken from it only when
+                # nothing ended meanwhile (else a job could be counted twice).
+                if (index.done, index.failed) == scan["marks"].get(queue, (0, 0)):
+                    index.done, index.failed = listed["done"], listed["failed"]
+            else:
+                for job_id in listed["pending"]:
+                    engine.pending_appeared(queue, job_id)
+            for job_id in listed["claimed"]:
+                if job_id in index.claimed or job_id in index.pending:
+                    continue
+                if not self.health.available:
+                    break  # each read would wait for its deadline: adopt at a later listing
+                # Claimed in the bucket, unknown to the index (its pending copy lost to
+                # its claimed copy): give it a lease, so that it comes back if nobody runs it.
+                try:
+                    engine.adopt_claimed(index, job_id, now, strict=True)
+                except StoreError as exc:
+                    self.health.failed(exc, now)
+                    break
+                if job_id in index.claimed:
+                    log.warning("adopted a claimed job the index did not know",
+                                extra={"fields": {"queue": queue, "id": job_id}})
+        for queue, winners in scan.get("resolved", {}).items():
+            index = engine.queue(queue)
+            for job_id, winner in winners.items():
+                if winner != State.PENDING.value and job_id in index.pending \
+                        and job_id not in index.added_since_scan:
+                    index.pending.discard(job_id)
+                    index.delayed_at.pop(job_id, None)

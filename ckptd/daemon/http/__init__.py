@@ -1,0 +1,1 @@
+"""The daemon's read-only HTTP side: Prometheus ``/metrics`` and the dashboard."""

@@ -1,0 +1,312 @@
+"""The leader lease: which of two daemons on one bucket is active, and for how long.
+
+The lease is one object in the bucket, ``<prefix>/.ckptd/leader.json``, that says who holds
+it. Only conditional writes touch it:
+
+- take a free lease: ``PUT`` with ``If-None-Match: *`` (only one daemon can create it);
+- renew it: ``PUT`` with ``If-Match: <the ETag we wrote last>`` (fails once another took it);
+- take over a lease nobody renews: ``PUT`` with ``If-Match: <the ETag seen>``, once that
+  ETag has not changed for a whole lease (measured on the standby's own clock, so no two
+  clocks have to agree);
+- give it back on a clean stop: ``DELETE`` with ``If-Match``, so the standby need not wait.
+
+The holder counts its lease from the moment it *sent* the write that renewed it and treats
+it as lapsed after ``LEASE_SAFETY`` of its length: a standby can only take over a whole
+lease after it saw that write, so the old holder has stopped writing (it fences every store
+request on :meth:`Leadership.deadline`) a quarter lease before the new one may start. The
+holder renews every quarter lease; the standby looks every quarter lease, so it takes over
+within 1.5 leases of the holder's death.
+
+:class:`Leadership` runs this in a thread of its own, so that a slow bucket never delays the
+daemon's loop, and wakes the loop whenever the answer changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ckptd.core.errors import CkptdError, StoreError
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "leader.json"
+LEASE_SAFETY = 0.75  # the holder stops writing after this much of its lease
+CHECKS_PER_LEASE = 4  # renewals by the holder, looks by the standby, per lease
+
+
+class Standby(CkptdError):
+    """Raised (as the answer to a request) by a daemon that is not the active one: another
+    daemon holds the lease, so the request belongs there."""
+
+    exit_code = 7
+
+
+class TakingOver(Standby):
+    """Raised (as the answer to a request) by a daemon that is not active but whose lease is
+    held by nobody else: it is taking the lease (back) and the request was not applied, so a
+    client asks again after a moment (:class:`ckptd.client.Client` does, until its timeout)."""
+
+
+class Objects(Protocol):
+    """Conditional reads and writes of single objects (what the lease needs of a store)."""
+
+    def get_object(self, path: str) -> tuple[bytes, str] | None:
+        """Return (bytes, ETag), or None when there is no such object."""
+
+    def put_object(self, path: str, data: bytes, *, create: bool = False,
+                   if_match: str | None = None) -> str:
+        """Write; ``create``: only if absent, ``if_match``: only if the ETag is that one.
+        Return the new ETag; raise :class:`ckptd.store.s3.Conflict` when the condition fails."""
+
+    def delete_object(self, path: str, if_match: str | None = None) -> None:
+        """Delete (only if the ETag is ``if_match``, when given)."""
+
+
+class FsObjects:
+    """:class:`Objects` over any fsspec file system, for stores without conditional writes.
+
+    The conditions hold within one process only (a lock and MD5 ETags): enough for
+    ``memory://`` in tests, not for two daemons. :func:`objects_of` logs a warning.
+    """
+
+    def __init__(self, fs: Any) -> None:
+        self.fs = fs
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _etag(data: bytes) -> str:
+        import hashlib
+
+        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+    def get_object(self, path: str) -> tuple[bytes, str] | None:
+        try:
+            data = bytes(self.fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+        return data, self._etag(data)
+
+    def put_object(self, path: str, data: bytes, *, create: bool = False,
+                   if_match: str | None = None) -> str:
+        from ckptd.store.s3 import Conflict
+
+        with self._lock:
+            current = self.get_object(path)
+            if create and current is not None:
+                raise Conflict(f"{path} exists")
+            if if_match is not None and (current is None or current[1] != if_match):
+                raise Conflict(f"{path} changed")
+            self.fs.pipe_file(path, data)
+            return self._etag(data)
+
+    def delete_object(self, path: str, if_match: str | None = None) -> None:
+        with self._lock:
+            current = self.get_object(path)
+            if current is not None and (if_match is None or current[1] == if_match):
+                self.fs.rm_file(path)
+
+
+def objects_of(store: Any) -> tuple[Objects, str]:
+    """Return (conditional objects, lease path) for a bucket store."""
+    from ckptd.store.s3 import S3Store
+
+    if isinstance(store, S3Store):
+        try:
+            supported = store.conditional_writes()
+        except StoreError as exc:  # not reachable now: the lease itself will say so
+            log.warning("cannot check the bucket's conditional writes yet: %s", exc)
+            supported = True
+        if not supported:
+            log.warning("the bucket does not honour conditional writes: the leader lease "
+                        "cannot keep two daemons apart; run one daemon only")
+        return store, store.control_key(LEASE_NAME)
+    log.warning("leader lease on %s: conditional writes are emulated in this process only; "
+                "run one daemon only", store.url)
+    return FsObjects(store.fs), f"{store.prefix}/.ckptd/{LEASE_NAME}"
+
+
+class LeaderLease:
+    """The lease protocol itself (see the module docstring); no threads, no waiting."""
+
+    def __init__(self, objects: Objects, path: str, name: str, duration: float,
+                 info: dict[str, Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.objects = objects
+        self.path = path
+        self.name = name
+        self.duration = duration
+        self.info = dict(info or {})
+        self.clock = clock
+        self.etag: str | None = None  # the ETag of our own last write, while we hold it
+        self.valid_until = 0.0  # on ``clock``: stop writing at this instant
+        self.holder: dict[str, Any] | None = None  # the record of another holder
+        self.token = os.urandom(8).hex()  # tells our own writes from any other daemon's
+        self._seen: tuple[str, float] | None = None  # (ETag, first seen) of another holder
+
+    def _record(self) -> bytes:
+        return json.dumps({"holder": self.name, "pid": os.getpid(), "lease_s": self.duration,
+                           "renewed": time.time(), "token": self.token,
+                           **self.info}).encode()
+
+    def held(self) -> bool:
+        """True while this daemon holds the lease and it has not lapsed."""
+        return self.etag is not None and self.clock() < self.valid_until
+
+    def try_acquire(self) -> bool:
+        """Take the lease if it is free or abandoned; return True when we hold it now.
+
+        Raises StoreError when the bucket cannot be reached (nothing is known then).
+        """
+        from ckptd.store.s3 import Conflict
+
+        sent = self.clock()
+        current = self.objects.get_object(self.path)
+        try:
+            if current is None:
+                etag = self.objects.put_object(self.path, self._record(), create=True)
+            else:
+                data, seen = current
+                record = _parse(data)
+                # Ours when the ETag is our last one, or when a renewal got through but its
+                # answer did not (the record has our token): then no other daemon waits.
+                ours = seen == self.etag or (record or {}).get("token") == self.token
+                self.holder = None if ours else record
+                if not ours:  # another holder's write
+                    if self._seen is None or self._seen[0] != seen:
+                        self._seen = (seen, sent)
+                        return False
+                    if sent - self._seen[1] < self.duration:
+                        return False
+                    log.warning("the leader lease was not renewed for %.1fs; taking over",
+                                sent - self._seen[1],
+                                extra={"fields": {"previous": (self.holder or {}).get("holder")}})
+                etag = self.objects.put_object(self.path, self._record(), if_match=seen)
+        except Conflict:
+            self._seen = None
+            return False
+        self._took(etag, sent)
+        return True
+
+    def _took(self, etag: str, sent: float) -> None:
+        self.etag = etag
+        self.valid_until = sent + self.duration * LEASE_SAFETY
+        self.holder = None
+        self._seen = None
+
+    def renew(self) -> bool:
+        """Renew a lease we hold; return False when it is lost (another holder took it).
+
+        Raises StoreError when the bucket cannot be reached: the lease then lapses by itself
+        at ``valid_until`` unless a later renewal gets through.
+        """
+        from ckptd.store.s3 import Conflict
+
+        if self.etag is None:
+            return False
+        sent = self.clock()
+        try:
+            try:
+                etag = self.objects.put_object(self.path, self._record(), if_match=self.etag)
+            except Conflict:
+                # A renewal whose answer was lost changed the ETag to one we never saw.
+                current = self.objects.get_object(self.path)
+                if current is None or (_parse(current[0]) or {}).get("token") != self.token:
+                    raise
+                etag = self.objects.put_object(self.path, self._record(), if_match=current[1])
+        except Conflict:
+            self.etag = None
+            self.valid_until = 0.0
+            return False
+        self._took(etag, sent)
+        return True
+
+    def release(self) -> None:
+        """Give the lease back (a clean stop), so that a standby takes over at once."""
+        etag, self.etag, self.valid_until = self.etag, None, 0.0
+        if etag is not None:
+            self.objects.delete_object(self.path, if_match=etag)
+
+
+def _parse(data: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+class Leadership:
+    """Keeps (or waits for) the lease in a thread; the daemon's loop reads :attr:`active`."""
+
+    def __init__(self, lease: LeaderLease, wake: Callable[[], None]) -> None:
+        self.lease = lease
+        self.wake = wake
+        self.active = False
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def deadline(self) -> float:
+        """The monotonic instant after which nothing may be written (the store's fence)."""
+        return self.lease.valid_until if self.active else 0.0
+
+    def held(self) -> bool:
+        """True while the lease is ours and has not lapsed."""
+        return self.active and self.lease.held()
+
+    def start(self) -> bool:
+        """Try once to take the lease, then keep at it in a thread; return :attr:`active`."""
+        self._attempt()
+        self._thread = threading.Thread(target=self._run, name="ckptd-leader", daemon=True)
+        self._thread.start()
+        return self.active
+
+    def _attempt(self) -> None:
+        try:
+            if self.active:
+                started = time.monotonic()
+                renewed = self.lease.renew()
+                log.debug("leader lease renewal took %.3fs", time.monotonic() - started)
+                if not renewed:
+                    log.error("lost the leader lease to another daemon", extra={"fields": {
+                        "holder": (self.lease.holder or {}).get("holder")}})
+                    self.active = False
+                    self.wake()
+            elif self.lease.try_acquire():
+                self.active = True
+                log.info("took the leader lease: this daemon is the active one",
+                         extra={"fields": {"lease_s": self.lease.duration}})
+                self.wake()
+            self.error = None
+        except StoreError as exc:
+            self.error = str(exc)
+            log.warning("leader lease: %s", exc)
+            if self.active and not self.lease.held():
+                self.active = False
+                self.wake()
+
+    def _run(self) -> None:
+        interval = self.lease.duration / CHECKS_PER_LEASE
+        while not self._stop.wait(interval):
+            self._attempt()
+
+    def stop(self, release: bool) -> None:
+        """Stop the thread; with ``release``, give the lease back if we hold it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        if release and self.active:
+            self.active = False
+            try:
+                self.lease.release()
+                log.info("gave the leader lease back")
+            except StoreError as exc:
+                log.warning("could not give the leader lease back (it lapses by itself): %s",
+                            exc)

@@ -1,0 +1,1 @@
+"""What travels over ZeroMQ: the message format, CURVE keys, endpoints, upload parts."""

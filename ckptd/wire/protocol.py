@@ -1,0 +1,364 @@
+"""The ZeroMQ wire format: every frame ckptd sends or accepts is built and checked here.
+
+A message is three frames: the protocol version, the message kind, a JSON object::
+
+    [b"ckptd/1", b"done", b'{"queue": "price", "id": "...", "attempt": 1, "result": 42}']
+
+On the control socket a request is preceded by an empty delimiter frame (what a REQ socket
+sends), and the reply is ``[b"", b"ckptd/1", b"ok" | b"error", body]``. The ROUTER sockets
+of the daemon see the peer's identity frame first; the daemon strips it before decoding.
+
+:func:`decode` checks version, frame count, kind, size, UTF-8, JSON and every field's type
+and, for queue names and ids, the name pattern; anything else raises
+:class:`~ckptd.errors.ProtocolError` whose ``reason`` is a short label the daemon counts
+drops by. Nothing outside this module builds or parses frames.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ckptd.core.errors import ProtocolError
+from ckptd.core.names import is_valid_name
+
+VERSION = b"ckptd/1"
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+MAX_DEPTH = 100  # nesting of JSON arrays and objects in a body (payloads, results, states)
+MAX_KIND = 32
+
+Body = dict[str, Any]
+
+
+# -- field checks ---------------------------------------------------------------------------
+
+def _name(v: Any) -> bool:
+    return is_valid_name(v)
+
+
+def _names(v: Any) -> bool:
+    return isinstance(v, list) and 0 < len(v) <= 1024 and all(is_valid_name(x) for x in v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**53
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) < 1e15
+
+
+def _str(v: Any) -> bool:
+    return isinstance(v, str) and len(v) <= 65536
+
+
+def _label(v: Any) -> bool:
+    """A short printable string (worker and host names end up in log lines)."""
+    return isinstance(v, str) and 0 < len(v) <= 256 and v.isprintable()
+
+
+def _str_any(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _any(v: Any) -> bool:
+    return True
+
+
+def _job_refs(v: Any) -> bool:
+    return isinstance(v, list) and len(v) <= 100_000 and all(
+        isinstance(x, list) and len(x) == 3 and is_valid_name(x[0]) and is_valid_name(x[1])
+        and _int(x[2]) for x in v)
+
+
+def _ids(v: Any) -> bool:
+    return isinstance(v, list) and len(v) <= 100_000 and all(is_valid_name(x) for x in v)
+
+
+def _submissions(v: Any) -> bool:
+    return isinstance(v, list) and 0 < len(v) <= 100_000 and all(
+        isinstance(x, dict) and (x.get("id") is None or is_valid_name(x["id"])) for x in v)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+_REQ = True
+_OPT = False
+
+# kind -> {field: (check, required)}
+WORKER_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
+    b"hello": {"worker": (_label, _REQ), "queues": (_names, _REQ), "slots": (_int, _REQ),
+               "free": (_optional(_int), _OPT), "host": (_label, _OPT), "pid": (_int, _OPT),
+               "running": (_optional(_job_refs), _OPT)},
+    b"heartbeat": {"jobs": (_job_refs, _REQ), "free": (_optional(_int), _OPT)},
+    b"checkpoint": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+                    "seq": (_int, _REQ), "state": (_any, _REQ)},
+    b"progress": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+                  "done": (_num, _REQ), "total": (_optional(_num), _OPT),
+                  "note": (_optional(_str), _OPT)},
+    b"done": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+              "result": (_any, _OPT), "result_ref": (_optional(_str), _OPT)},
+    b"failed": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+                "error": (_str, _REQ), "type": (_optional(_str), _OPT),
+                "traceback": (_optional(_str), _OPT), "retry": (_bool, _OPT),
+                "delay": (_optional(_num), _OPT)},
+    b"bye": {},
+}
+
+DAEMON_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
+    b"welcome": {"lease": (_num, _REQ), "heartbeat": (_num, _REQ), "root": (_str, _OPT),
+                 "daemon": (_str, _OPT)},
+    b"job": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+             "payload": (_any, _OPT), "payload_ref": (_optional(_str), _OPT),
+             "state": (_any, _OPT), "state_ref": (_optional(_bool), _OPT),
+             "max_attempts": (_int, _OPT), "created": (_str, _OPT),
+             "batch": (_optional(_str), _OPT)},
+    b"saved": {"queue": (_name, _REQ), "id": (_name, _REQ), "seq": (_int, _REQ),
+               "ok": (_bool, _REQ), "error": (_optional(_str), _OPT)},
+    b"rehello": {},
+}
+
+CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
+    b"ping": {},
+    b"endpoints": {},
+    b"submit": {"queue": (_name, _REQ), "payload": (_any, _OPT), "id": (_optional(_name), _OPT),
+                "max_attempts": (_optional(_int), _OPT), "delay": (_optional(_num), _OPT),
+                "if_exists": (_optional(_str), _OPT), "batch": (_optional(_name), _OPT),
+                "fresh": (_bool, _OPT)},
+    b"submit_many": {"queue": (_name, _REQ), "jobs": (_submissions, _REQ)},
+    b"status": {"queue": (_optional(_name), _OPT)},
+    b"ls": {"queue": (_name, _REQ), "state": (_optional(_str), _OPT)},
+    b"show": {"queue": (_name, _REQ), "id": (_name, _REQ)},
+    b"retry": {"queue": (_name, _REQ), "ids": (_optional(_ids), _OPT),
+               "attempts": (_optional(_int), _OPT)},
+    b"cancel": {"queue": (_name, _REQ), "id": (_name, _REQ)},
+    b"purge": {"queue": (_name, _REQ), "state": (_str, _REQ),
+               "older_than": (_optional(_num), _OPT)},
+    b"fetch": {"queue": (_name, _REQ), "id": (_name, _REQ), "what": (_str, _REQ),
+               "start": (_optional(_int), _OPT), "end": (_optional(_int), _OPT)},
+    b"output": {"queue": (_name, _REQ), "name": (_name, _REQ), "text": (_str_any, _REQ)},
+    b"wait": {"queue": (_name, _REQ), "ids": (_optional(_ids), _OPT),
+              "timeout": (_num, _REQ)},
+    # submit-file --connect: the file in parts (base64), then the request to submit it
+    b"upload": {"upload": (_name, _REQ), "offset": (_int, _REQ), "data": (_str_any, _REQ)},
+    b"submit_file": {"upload": (_name, _REQ), "size": (_int, _REQ), "queue": (_name, _REQ),
+                     "format": (_str, _REQ), "chunk": (_int, _OPT),
+                     "batch": (_optional(_name), _OPT), "then": (_optional(_name), _OPT),
+                     "max_attempts": (_optional(_int), _OPT),
+                     "source_name": (_optional(_str), _OPT)},
+}
+
+REPLY_KINDS = (b"ok", b"error")
+BATCH = b"batch"
+MAX_BATCH = 10_000
+
+
+# -- encoding -------------------------------------------------------------------------------
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def encode_body(body: Body) -> bytes:
+    """Return a body as compact UTF-8 JSON; raise ValueError for values JSON cannot hold."""
+    try:
+        return _encoder.encode(body).encode()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"message body is not JSON-serialisable: {exc}") from None
+
+
+def message(kind: bytes, body: Body) -> list[bytes]:
+    """Frames of a worker<->daemon message (no identity, no delimiter)."""
+    return [VERSION, kind, encode_body(body)]
+
+
+def batch(messages: list[tuple[bytes, Body]]) -> list[bytes]:
+    """Frames of several messages to one peer, sent as one (a single message stays alone).
+
+    Sending one frame set per round instead of one per job is most of what makes
+    short jobs cheap: ZeroMQ and Python pay per message, not per byte.
+    """
+    if len(messages) == 1:
+        return message(*messages[0])
+    return [VERSION, BATCH,
+            encode_body({"messages": [[kind.decode(), body] for kind, body in messages]})]
+
+
+def request(kind: bytes, body: Body) -> list[bytes]:
+    """Frames of a control request, as a REQ socket would send them."""
+    return [b"", VERSION, kind, encode_body(body)]
+
+
+def reply_ok(body: Body) -> list[bytes]:
+    """Frames of a successful control reply (after the identity)."""
+    return [b"", VERSION, b"ok", encode_body(body)]
+
+
+def reply_error(kind: str, text: str, exit_code: int = 1) -> list[bytes]:
+    """Frames of a failed control reply: the error's class name, message and exit code."""
+    return [b"", VERSION, b"error",
+            encode_body({"error": kind, "message": text, "exit_code": exit_code})]
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _no_constant(name: str) -> Any:
+    raise ProtocolError("json", f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ProtocolError("json", f"number {text[:20]} is out of range")
+    return value
+
+
+def load_body(raw: bytes, max_body: int = DEFAULT_MAX_BODY) -> Any:
+    """Parse a body frame: strict UTF-8 JSON within the limits; raise ProtocolError.
+
+    Refused, each with its reason: over ``max_body`` bytes (size), not UTF-8 (utf8), not
+    JSON or holding NaN, Infinity or numbers out of range (json), nested deeper than
+    MAX_DEPTH (depth), strings that cannot be written back as UTF-8 (utf8: lone surrogates
+    such as "\\ud800"). Anything that passes can be encoded again with :func:`encode_body`.
+    """
+    if len(raw) > max_body:
+        raise ProtocolError("size", f"body of {len(raw)} bytes is over {max_body}")
+    try:
+        text = bytes(raw).decode("utf-8")  # strict: JSON in UTF-16 or with bad bytes is refused
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("utf8", f"body is not UTF-8: {exc.reason}") from None
+    try:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except ProtocolError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("json", f"body is not JSON: {str(exc)[:80]}") from None
+    # Cheap tests on the raw bytes first: most bodies need neither walk below.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(value):
+        raise ProtocolError("depth", f"body is nested deeper than {MAX_DEPTH} levels")
+    if _LONE_SURROGATE.search(raw) and not _encodable(value):
+        raise ProtocolError("utf8", "body holds a lone UTF-16 surrogate")
+    return value
+
+
+def _too_deep(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return False
+
+
+def _encodable(value: Any) -> bool:
+    stack = [value]
+    try:
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                item.encode("utf-8")
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def decode(frames: list[bytes], schemas: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]],
+           max_body: int = DEFAULT_MAX_BODY) -> tuple[bytes, Body]:
+    """Check a ``[version, kind, body]`` message against ``schemas``; return (kind, body).
+
+    Raises ProtocolError(reason) with reason one of: frames, version, kind, size, utf8, json,
+    depth, schema. Never raises anything else, whatever the frames hold.
+    """
+    if len(frames) != 3:
+        raise ProtocolError("frames", f"expected 3 frames, got {len(frames)}")
+    version, kind, raw = frames
+    if version != VERSION:
+        raise ProtocolError("version", f"expected {VERSION!r}, got {bytes(version[:20])!r}")
+    kind = bytes(kind)
+    if kind not in schemas:
+        raise ProtocolError("kind", f"unknown message kind {kind[:20]!r}")
+    return _check(kind, load_body(raw, max_body), schemas)
+
+
+def decode_many(frames: list[bytes],
+                schemas: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]],
+                max_body: int = DEFAULT_MAX_BODY) -> list[tuple[bytes, Body]]:
+    """Decode a message that may be a batch; return its (kind, body) pairs in order.
+
+    A batch's inner messages are checked one by one like single messages: a bad one raises
+    ProtocolError for the whole batch (the sender is broken, so none of it is trusted).
+    Hello messages may not be batched.
+    """
+    if len(frames) == 3 and frames[1] == BATCH and frames[0] == VERSION:
+        body = load_body(frames[2], max_body)
+        items = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH:
+            raise ProtocolError("schema", "batch.messages must be a list of 1 to 10000 messages")
+        out = []
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                    and len(item[0]) <= MAX_KIND and item[0].isascii()):
+                raise ProtocolError("schema", "a batch item must be [kind, body]")
+            kind = item[0].encode("ascii")
+            if kind in (BATCH, b"hello"):
+                raise ProtocolError("kind", f"{item[0]!r} cannot be batched")
+            out.append(_check(kind, item[1], schemas))
+        return out
+    return [decode(frames, schemas, max_body)]
+
+
+def _check(kind: bytes, body: Any, schemas: dict[bytes, dict[str, tuple[Callable[[Any], bool],
+                                                                       bool]]]
+           ) -> tuple[bytes, Body]:
+    schema = schemas.get(kind)
+    if schema is None:
+        raise ProtocolError("kind", f"unknown message kind {kind[:20]!r}")
+    if not isinstance(body, dict):
+        raise ProtocolError("schema", "body is not a JSON object")
+    for field, (check, required) in schema.items():
+        if field in body:
+            if not check(body[field]):
+                raise ProtocolError("schema", f"{kind.decode()}.{field} has a bad value")
+        elif required:
+            raise ProtocolError("schema", f"{kind.decode()}.{field} is missing")
+    return kind, body
+
+
+def decode_request(frames: list[bytes], max_body: int = DEFAULT_MAX_BODY
+                   ) -> tuple[bytes, Body]:
+    """Decode a control request after its identity: ``["", version, kind, body]``."""
+    if len(frames) != 4 or frames[0] != b"":
+        raise ProtocolError("frames",
+                            f"expected an empty delimiter and 3 frames, got {len(frames)}")
+    return decode(frames[1:], CONTROL_REQUESTS, max_body)
+
+
+def decode_reply(frames: list[bytes], max_body: int = DEFAULT_MAX_BODY) -> tuple[bool, Body]:
+    """Decode a control reply ``["", version, ok|error, body]``; return (ok, body)."""
+    if frames and frames[0] == b"":
+        frames = frames[1:]
+    if len(frames) != 3 or frames[0] != VERSION or frames[1] not in REPLY_KINDS:
+        raise ProtocolError("frames", "not a ckptd control reply")
+    body = load_body(frames[2], max_body)
+    if not isinstance(body, dict):
+        raise ProtocolError("schema", "reply body is not a JSON object")
+    return frames[1] == b"ok", body

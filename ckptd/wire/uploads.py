@@ -1,0 +1,117 @@
+"""Files sent to the daemon in parts, for ``ckptd --connect ... submit-file``.
+
+A producer that cannot reach the store sends its file through the control socket in parts
+(each one request, so no message outgrows ``max_message_size``), then asks the daemon to
+submit it; the daemon splits and stores it exactly as ``submit-file --root`` would. Parts
+are held in memory until then: at most :data:`MAX_BYTES` in all, and an upload left idle
+for :data:`IDLE_S` is dropped (the producer gets an error and sends it again).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any
+
+from ckptd.core.errors import CkptdError
+
+# A part's size before base64 (2.7 MiB after): under the default max_message_size of 16 MiB;
+# a daemon configured below about 3 MiB cannot take uploads.
+PART_BYTES = 2 * 1024 * 1024
+MAX_BYTES = 1024 * 1024 * 1024
+IDLE_S = 600.0
+
+
+class UploadError(CkptdError):
+    """An upload part or its submission that the daemon cannot take."""
+
+
+@dataclass
+class _Upload:
+    data: bytearray = field(default_factory=bytearray)
+    seen: float = 0.0
+    last: int = -1  # the offset of the last part taken
+
+
+class Uploads:
+    """The uploads in progress, by the token their producer chose."""
+
+    def __init__(self, max_bytes: int = MAX_BYTES, idle: float = IDLE_S) -> None:
+        self.max_bytes = max_bytes
+        self.idle = idle
+        self._open: dict[str, _Upload] = {}
+
+    @property
+    def held(self) -> int:
+        """Bytes held in memory by all uploads."""
+        return sum(len(u.data) for u in self._open.values())
+
+    def add(self, body: dict[str, Any], now: float) -> int:
+        """Append one part (``{"upload", "offset", "data"}``, data in base64); return the
+        upload's size so far. A part sent again (same offset, after a lost answer) is
+        accepted once."""
+        self.expire(now)
+        token = _token(body)
+        offset = body.get("offset")
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise UploadError("an upload part needs an offset (a whole number >= 0)")
+        text = body.get("data")
+        if not isinstance(text, str):
+            raise UploadError("an upload part needs its data as a base64 string")
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise UploadError("an upload part's data is not valid base64") from None
+        upload = self._open.get(token)
+        if upload is None:
+            if offset != 0:
+                raise UploadError(f"no upload {token!r} here (the daemon restarted, or it "
+                                  f"was idle over {self.idle:g}s): send the file again")
+            upload = self._open[token] = _Upload()
+        upload.seen = now
+        size = len(upload.data)
+        if offset == upload.last and offset + len(data) == size:
+            return size  # the last part again: its answer was lost
+        if offset != size:
+            raise UploadError(f"upload {token!r} has {size} bytes; a part at offset {offset} "
+                              "does not follow them")
+        if self.held + len(data) > self.max_bytes:
+            raise UploadError(f"the daemon holds {self.held} bytes of uploads already "
+                              f"(limit {self.max_bytes}); wait, or submit with --root")
+        upload.data += data
+        upload.last = offset
+        return len(upload.data)
+
+    def take(self, body: dict[str, Any], now: float) -> bytes:
+        """Return a whole upload's bytes (checking its ``size``) and forget it."""
+        self.expire(now)
+        token = _token(body)
+        upload = self._open.get(token)
+        if upload is None:
+            raise UploadError(f"no upload {token!r} here (the daemon restarted, or it was "
+                              f"idle over {self.idle:g}s): send the file again")
+        if body.get("size") != len(upload.data):
+            raise UploadError(f"upload {token!r} has {len(upload.data)} bytes, not "
+                              f"{body.get('size')}: send the file again")
+        del self._open[token]
+        return bytes(upload.data)
+
+    def expire(self, now: float) -> None:
+        """Drop uploads idle for longer than :attr:`idle`."""
+        for token in [t for t, u in self._open.items() if now - u.seen > self.idle]:
+            del self._open[token]
+
+
+def _token(body: dict[str, Any]) -> str:
+    from ckptd.core.names import is_valid_name
+
+    token = body.get("upload")
+    if not isinstance(token, str) or not is_valid_name(token):
+        raise UploadError("an upload needs a token: 1 to 128 letters, digits, '-', '_', '.'")
+    return token
+
+
+def encode_part(data: bytes) -> str:
+    """The text of one part, as :meth:`Uploads.add` reads it."""
+    return base64.b64encode(data).decode("ascii")
