@@ -22,11 +22,20 @@ from typing import Any
 
 import zmq
 
-from ckptd.core.errors import CkptdError, DaemonUnavailable, ProtocolError, RemoteError, WaitTimeout
+from ckptd.core.answers import Submitted, SubmittedFile
+from ckptd.core.errors import (
+    CkptdError,
+    DaemonUnavailable,
+    ProtocolError,
+    RemoteError,
+    Standby,
+    TakingOver,
+    WaitTimeout,
+    remote_error,
+)
 from ckptd.core.ids import new_id
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.states import State
-from ckptd.store.admin import Submitted, SubmittedFile
 from ckptd.wire import protocol
 
 DEFAULT_TIMEOUT = 10.0
@@ -89,9 +98,8 @@ class Client:
         while True:
             try:
                 return self._request_once(frames, wait)
-            except RemoteError as exc:
-                if exc.kind != "TakingOver":
-                    raise
+            except TakingOver as exc:
+                assert isinstance(exc, RemoteError)
                 taking_over = exc
             except DaemonUnavailable:
                 if taking_over is None:
@@ -125,11 +133,11 @@ class Client:
                                      f"{exc}") from None
                 if ok:
                     return answer
-                error = RemoteError(str(answer.get("error", "Error")),
-                                    str(answer.get("message", "the daemon refused")),
-                                    int(answer.get("exit_code", 1)))
-                if error.kind in ("Standby", "TakingOver") and len(self.endpoints) > 1:
-                    if standby is None or error.kind == "TakingOver":  # that one may retry
+                error = remote_error(str(answer.get("error", "error")),
+                                     str(answer.get("message", "the daemon refused")),
+                                     int(answer.get("exit_code", 1)))
+                if isinstance(error, Standby) and len(self.endpoints) > 1:
+                    if standby is None or isinstance(error, TakingOver):  # that one may retry
                         standby = error  # a standby daemon: the active one is another address
                     self._reset(rotate=True)
                     continue

@@ -110,23 +110,55 @@ class Manifest:
         return manifest
 
 
+def seq_of(batch: str, job: str) -> int | None:
+    """The position of job id ``job`` in ``batch`` (None when it is not one of its jobs)."""
+    head, dot, tail = job.rpartition(".")
+    if head == batch and dot and tail.isdigit() and len(tail) >= SEQ_DIGITS:
+        return int(tail)
+    return None
+
+
 @dataclass
 class BatchProgress:
-    """The daemon's running count of a batch's ended jobs."""
+    """Which jobs of a batch have ended, and how (one entry per ended job, ids only)."""
 
     manifest: Manifest
-    done: int = 0
-    failed: int = 0
+    ends: dict[int, str] = field(default_factory=dict)  # seq -> "done" | "failed"
     started_at: float | None = None
+
+    def record(self, job: str, state: str | None) -> bool:
+        """Note that job ``job`` ended in ``state`` ("done", "failed"), or with None that it
+        is open again (retried); return False when the id is not one of the batch's jobs."""
+        seq = seq_of(self.manifest.batch, job)
+        if seq is None or not 0 <= seq < self.manifest.total:
+            return False
+        if state is None:
+            self.ends.pop(seq, None)
+        else:
+            self.ends[seq] = state
+        return True
+
+    @property
+    def done(self) -> int:
+        return sum(1 for state in self.ends.values() if state == "done")
+
+    @property
+    def failed(self) -> int:
+        return len(self.ends) - self.done
 
     @property
     def ended(self) -> int:
-        return self.done + self.failed
+        return len(self.ends)
 
     @property
     def complete(self) -> bool:
         """True when every job of the batch has ended."""
-        return self.ended >= self.manifest.total
+        return len(self.ends) >= self.manifest.total
+
+    def listing(self) -> list[list[str]]:
+        """``[id, end state]`` of every job of the batch, in order (what a reduce is given)."""
+        return [[job_id(self.manifest.batch, seq), self.ends.get(seq, "missing")]
+                for seq in range(self.manifest.total)]
 
     def as_dict(self, now: float) -> dict[str, Any]:
         """Progress for status: done, failed, open, rate and ETA."""

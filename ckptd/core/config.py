@@ -135,8 +135,9 @@ class Settings:
                          "Where the queues live: a folder, file://, s3://bucket/prefix, memory://.")
     fsync: FsyncMode = _setting(FsyncMode.BATCH, _fsync,
                                 "always | batch | never: how writes reach the disk.")
-    inline_limit: int = _setting(256 * 1024, parse_size,
-                                 "Payloads larger than this are stored as a blob beside the job.")
+    blob_threshold: int = _setting(256 * 1024, parse_size,
+                                   "Payloads and results larger than this are stored as a blob "
+                                   "beside the job file (formerly inline_limit).")
     max_attempts: int = _setting(3, _positive_int,
                                  "Attempts a job gets before it is moved to failed/.")
     tmp_max_age: float = _setting(3600.0, parse_duration,
@@ -223,9 +224,28 @@ class Settings:
 
 
 SIMPLE_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if "parse" in f.metadata}
+ALIASES = {"inline_limit": "blob_threshold"}
+"""Old names still accepted (file, environment, flags), each for the setting it became."""
+
+
+class LiveSettings:
+    """The settings in force, shared by every part of a daemon that reads them.
+
+    A reload (SIGHUP) replaces :attr:`current` here, once, and every holder sees the new
+    values at its next read: nobody keeps a copy of its own.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.current = settings
+
+
+def live(settings: Settings | LiveSettings) -> LiveSettings:
+    """Return ``settings`` as a shared holder (wrapping plain settings in a new one)."""
+    return settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
 
 
 def _parse(name: str, value: Any, source: str) -> Any:
+    name = ALIASES.get(name, name)
     spec = SIMPLE_FIELDS.get(name)
     if spec is None:
         close = difflib.get_close_matches(name, list(SIMPLE_FIELDS), n=1)
@@ -294,14 +314,14 @@ def load_settings(config_file: str | None = None, env: Mapping[str, str] | None 
             elif isinstance(value, dict):
                 raise ConfigError(f"unknown table [{key}] in {config_file}")
             else:
-                values[key] = _parse(key, value, config_file)
-    for name in SIMPLE_FIELDS:
+                values[ALIASES.get(key, key)] = _parse(key, value, config_file)
+    for name in [*SIMPLE_FIELDS, *ALIASES]:
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is not None and raw != "":
-            values[name] = _parse(name, raw, f"${ENV_PREFIX}{name.upper()}")
+            values[ALIASES.get(name, name)] = _parse(name, raw, f"${ENV_PREFIX}{name.upper()}")
     for name, value in (flags or {}).items():
         if value is not None:
-            values[name] = _parse(name, value, "the command line")
+            values[ALIASES.get(name, name)] = _parse(name, value, "the command line")
     settings = Settings(queues=queues, storage_options=storage, **values)
     _check(settings)
     return settings

@@ -3,54 +3,90 @@
 One root, :class:`CkptdError`, and a shallow tree under it. Every message is meant to be
 read by a person: it says what went wrong and, where it can, what to do about it.
 Control flow that is not an error (retry later, give up for good) has its own classes in
-:mod:`ckptd.outcomes`.
+:mod:`ckptd.core.outcomes`.
+
+Two kinds live here. *Failures* (:class:`StoreError` and below, :class:`ProtocolError`, ...)
+say that something did not work and retrying may help. *Answers* (:class:`JobNotFound`,
+:class:`JobExists`, :class:`MalformedJob`, :class:`TransitionError`) say how things are:
+retrying the same request gets the same answer. They are siblings, not one under the other,
+so ``except StoreError`` never swallows "not found".
+
+Each class has a stable ``code``: what travels on the wire when the daemon answers a request
+with an error, and what the client turns back into the same class (:func:`remote_error`).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class CkptdError(Exception):
     """Raised for every error ckptd reports; catch this to catch them all."""
 
     exit_code = 1
+    code: ClassVar[str] = "error"
 
 
 class ConfigError(CkptdError):
     """Raised when a setting, a config file or a command-line value is invalid."""
 
     exit_code = 5
+    code = "config"
 
 
 class InvalidName(CkptdError):
     """Raised when a queue name or job id does not match the allowed pattern."""
 
     exit_code = 5
+    code = "invalid_name"
 
+
+# -- failures of the store ------------------------------------------------------------------
 
 class StoreError(CkptdError):
     """Raised when the store cannot be read or written (I/O error, unreachable bucket)."""
 
     exit_code = 6
+    code = "store"
 
 
 class StoreUnavailable(StoreError):
     """Raised when the store does not answer (bucket down, timeout); retrying may help."""
 
+    code = "store_unavailable"
+
 
 class NoSpace(StoreError):
     """Raised when the store is out of space (ENOSPC, EDQUOT)."""
 
+    code = "no_space"
 
-class JobNotFound(StoreError):
+
+class NotLeader(CkptdError):
+    """Raised when a write is refused because this daemon no longer leads the queue (its
+    lease ran out, or another daemon holds the lock): nothing was written."""
+
+    exit_code = 7
+    code = "not_leader"
+
+
+# -- answers: how things are ----------------------------------------------------------------
+
+class JobNotFound(CkptdError):
     """Raised when a job is not in the state (or in any state) it was looked for in."""
 
     exit_code = 3
+    code = "not_found"
 
 
-class JobExists(StoreError):
+class JobExists(CkptdError):
     """Raised when a job id is submitted that already exists in some state of its queue."""
 
     exit_code = 4
+    code = "exists"
+    queue: str = ""
+    job_id: str = ""
+    state: str | None = None
 
     def __init__(self, queue: str, job_id: str, state: str | None = None) -> None:
         where = f" (in {state}/)" if state else ""
@@ -63,22 +99,27 @@ class JobExists(StoreError):
         self.state = state
 
 
-class MalformedJob(StoreError):
+class MalformedJob(CkptdError):
     """Raised when a job file is not valid JSON or lacks a required field."""
 
     exit_code = 6
+    code = "malformed"
 
 
 class TransitionError(CkptdError):
     """Raised when a state change is not allowed (for example done -> pending)."""
 
     exit_code = 4
+    code = "not_allowed"
 
+
+# -- the network ----------------------------------------------------------------------------
 
 class ProtocolError(CkptdError):
     """Raised when a ZeroMQ message does not follow the wire format."""
 
     exit_code = 7
+    code = "protocol"
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
@@ -89,16 +130,50 @@ class AuthError(CkptdError):
     """Raised when keys are missing, unreadable, too widely readable or refused."""
 
     exit_code = 5
+    code = "auth"
 
 
 class DaemonUnavailable(CkptdError):
     """Raised when the daemon does not answer on its control address in time."""
 
     exit_code = 7
+    code = "unavailable"
+
+
+class Standby(CkptdError):
+    """Raised (as the answer to a request) by a daemon that does not lead the queue: another
+    daemon does, so the request belongs there. Nothing was done."""
+
+    exit_code = 7
+    code = "standby"
+
+
+class TakingOver(Standby):
+    """Raised (as the answer to a request) by a daemon that is taking the lead (nobody else
+    holds it): nothing was done, and a client asks again after a moment."""
+
+    code = "taking_over"
+
+
+class WaitTimeout(CkptdError):
+    """Raised when waiting for jobs ends before they did."""
+
+    exit_code = 8
+    code = "timeout"
+
+
+class LeaseLost(CkptdError):
+    """Raised in a handler when its job was taken back (lease expired, job cancelled)."""
+
+    code = "lease_lost"
 
 
 class RemoteError(CkptdError):
-    """Raised by the client when the daemon answered a request with an error."""
+    """Raised by the client when the daemon answered a request with an error.
+
+    The exception is also an instance of the error's own class (``JobNotFound``,
+    ``Standby``, ...), made by :func:`remote_error`; ``kind`` is its wire code.
+    """
 
     def __init__(self, kind: str, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
@@ -106,11 +181,31 @@ class RemoteError(CkptdError):
         self.exit_code = exit_code
 
 
-class WaitTimeout(CkptdError):
-    """Raised when waiting for jobs ends before they did."""
+def _codes() -> dict[str, type[CkptdError]]:
+    found: dict[str, type[CkptdError]] = {}
+    pending: list[type[CkptdError]] = [CkptdError]
+    while pending:
+        cls = pending.pop()
+        if issubclass(cls, RemoteError):
+            continue  # made by remote_error below: never the class a code names
+        found.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return found
 
-    exit_code = 8
+
+_REMOTE_CLASSES: dict[type[CkptdError], type[RemoteError]] = {}
 
 
-class LeaseLost(CkptdError):
-    """Raised in a handler when its job was taken back (lease expired, job cancelled)."""
+def remote_error(code: str, message: str, exit_code: int = 1) -> RemoteError:
+    """The exception the client raises for a daemon's error answer ``code``: a RemoteError
+    that is also an instance of the class with that code (CkptdError when unknown)."""
+    base = _codes().get(code, CkptdError)
+    cls = _REMOTE_CLASSES.get(base)
+    if cls is None:
+        cls = type(f"Remote{base.__name__}", (RemoteError, base), {"__module__": __name__})
+        _REMOTE_CLASSES[base] = cls
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.kind = code
+    error.exit_code = exit_code
+    return error

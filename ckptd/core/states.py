@@ -1,8 +1,10 @@
 """The state machine: the states, the moves between them, and who wins after a crash.
 
-Pure code, no I/O. Every other module asks this one whether a move is allowed and which
-copy of a job to keep when a crash (or a copy-then-delete on a bucket) left it in two state
-folders at once.
+Pure code, no I/O. The daemon's transaction (:class:`ckptd.daemon.index.Txn`) and the store
+commands (:class:`ckptd.store.admin.StoreAdmin`) ask this module whether each move they make
+is allowed; the store itself moves what it is told (recovery resolves what a crash left, and
+an operator's ``mv`` is honoured as found). Recovery asks it which copy of a job to keep
+when a crash (or a copy-then-delete on a bucket) left it in two state folders at once.
 
     pending -> claimed            a worker was handed the job
     claimed -> done | failed      the worker answered, or attempts ran out

@@ -1,12 +1,15 @@
 """What the daemon does differently on a bucket: leadership, outages, listing, recovery.
 
-A :class:`BucketRole` is attached to a :class:`~ckptd.daemon.Daemon` whose store is not a
-local folder. The daemon calls it at a few points of its loop:
+A :class:`BucketRole` is attached to a daemon whose store is not a local folder. It is given
+the store, the settings, the engine and a few functions (wake the loop, the clock, the
+daemon's endpoints), never the daemon itself. The daemon calls it at a few points of its
+loop:
 
-- :meth:`BucketRole.serving` at each turn: follows the leader lease (recovering the index
-  when this daemon becomes the active one, dropping it when the lease is lost) and, on a
-  standby, answers the control socket alone (``ping`` and ``status`` say "standby", anything
-  else gets a :class:`~ckptd.leader.Standby` error naming the active daemon).
+- :meth:`BucketRole.follow` at each turn: follows the leader lease (recovering the index
+  when this daemon becomes the active one, dropping it when the lease is lost). A standby
+  answers the control socket with :meth:`BucketRole.standby_answer` (``ping`` and
+  ``status`` say "standby", anything else gets a :class:`~ckptd.core.errors.Standby` error
+  naming the active daemon).
 - :meth:`BucketRole.apply` instead of ``store.apply``: refuses to write once the lease has
   lapsed (the fence), and keeps what failed for a bucket error. A failed claim leaves the job
   pending (the engine puts it back); a failed submit is refused to its producer (nothing was
@@ -32,29 +35,20 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from enum import Enum
+from typing import Any
 
-import zmq
-
-from ckptd.core.errors import (
-    CkptdError,
-    JobExists,
-    JobNotFound,
-    MalformedJob,
-    ProtocolError,
-    StoreError,
-)
+from ckptd.core.config import LiveSettings, Settings
+from ckptd.core.errors import CkptdError, NotLeader, Standby, StoreError, TakingOver
 from ckptd.core.states import STATES, State
 from ckptd.core.timefmt import utc_iso
-from ckptd.daemon.leader import LeaderLease, Leadership, Standby, TakingOver, objects_of
+from ckptd.daemon.engine import Engine
+from ckptd.daemon.index import Callback, Txn
+from ckptd.daemon.leader import LEASE_NAME, LeaderLease, Leadership
 from ckptd.store import recovery
-from ckptd.store.base import Move, Outcome, PutNew
-from ckptd.wire import protocol
-
-if TYPE_CHECKING:
-    from ckptd.daemon.daemon import Daemon
-    from ckptd.daemon.engine import Callback, Txn
+from ckptd.store.base import Move, Op, Outcome, PutNew, Store
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +57,20 @@ RETRY_MAX = 10.0
 PROBE_FIRST = 0.5
 INCREMENTAL_WINDOW = 120.0  # an incremental listing starts at ids this much older than now
 PREFETCH_MAX = 256
-STANDBY_REQUESTS_PER_STEP = 100
+
+
+class Change(Enum):
+    """What :meth:`BucketRole.follow` saw happen this turn."""
+
+    PROMOTED = "promoted"
+    DEMOTED = "demoted"
 
 
 @dataclass
 class Deferred:
     """A store op that failed for a bucket error, waiting to be applied again."""
 
-    op: Any
+    op: Op
     callback: Callback | None
     due: float
     attempts: int = 1
@@ -119,13 +119,12 @@ class StoreHealth:
 
 
 def _transient(outcome: Outcome) -> bool:
-    """True for a bucket error that retrying may cure (not a missing or existing job)."""
-    return (isinstance(outcome, StoreError)
-            and not isinstance(outcome, (JobNotFound, JobExists, MalformedJob))
-            and type(outcome).__name__ != "NotLeader")
+    """True for a bucket error that retrying may cure (answers such as "not found" are not
+    store errors; a fenced write is not retried: another daemon leads now)."""
+    return isinstance(outcome, StoreError)
 
 
-def _kept_when_failing(op: Any) -> bool:
+def _kept_when_failing(op: Op) -> bool:
     """True for ops applied again after a bucket error (see the module docstring)."""
     if isinstance(op, PutNew):
         return False
@@ -135,10 +134,16 @@ def _kept_when_failing(op: Any) -> bool:
 class BucketRole:
     """The bucket side of one daemon (see the module docstring)."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.store = daemon.store
-        self.settings = daemon.settings
+    def __init__(self, store: Store, live: LiveSettings, engine: Engine, *, name: str,
+                 wake: Callable[[], None], clock: Callable[[], float],
+                 endpoints: Callable[[], dict[str, str]]) -> None:
+        self.store = store
+        self.live = live
+        self.engine = engine
+        self.name = name
+        self.wake = wake
+        self.clock = clock
+        self.endpoints = endpoints
         self.health = StoreHealth()
         self.deferred: list[Deferred] = []
         self.leadership: Leadership | None = None
@@ -147,23 +152,28 @@ class BucketRole:
         self._retry_recover = 0.0
         self._last_full = 0.0
         self._dups_seen: set[tuple[str, str]] = set()
-        self._stats0 = 0
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (a reload changes them here too)."""
+        return self.live.current
 
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
         """Take the leader lease (or stand by) and, when active, recover the index."""
-        if self.settings.leader_lease > 0:
-            objects, path = objects_of(self.store)
-            d = self.daemon
-            lease = LeaderLease(objects, path, d.name, self.settings.leader_lease,
-                                {"control": d.endpoints.get("control"),
-                                 "dispatch": d.endpoints.get("dispatch"),
+        objects = self.store.control_objects() if self.settings.leader_lease > 0 else None
+        if objects is not None:
+            if not objects.shared:
+                log.warning("leader lease on %s: conditional writes are emulated in this "
+                            "process only; run one daemon only", self.store.url)
+            endpoints = self.endpoints()
+            lease = LeaderLease(objects, LEASE_NAME, self.name, self.settings.leader_lease,
+                                {"control": endpoints.get("control"),
+                                 "dispatch": endpoints.get("dispatch"),
                                  "root": self.store.url})
-            self.leadership = Leadership(lease, d.wake)
-            fence = getattr(self.store, "fence", False)
-            if fence is None:
-                self.store.fence = self.leadership.deadline  # type: ignore[attr-defined]
+            self.leadership = Leadership(lease, self.wake)
+            self.store.set_fence(self.leadership.fence)
             if not self.leadership.start():
                 holder = (lease.holder or {}).get("holder")
                 log.info("standing by: another daemon holds the leader lease",
@@ -177,17 +187,16 @@ class BucketRole:
             self.leadership.stop(release=True)
 
     def _promote(self, now: float) -> bool:
-        d = self.daemon
         started = time.monotonic()
         try:
-            findings = d.engine.recover(now)
+            findings = self.engine.recover(now)
         except CkptdError as exc:
             self.health.failed(exc, now)
             self._retry_recover = now + min(RETRY_MAX, 1.0 + self.health.failures)
             log.error("cannot recover the index from %s: %s; trying again", self.store.url, exc)
             return False
         self.health.ok(now)
-        counts = {q: i.counts() for q, i in d.engine.queues.items()}
+        counts = {q: i.counts() for q, i in self.engine.queues.items()}
         log.info("recovered the index from %s in %.3fs", self.store.url,
                  time.monotonic() - started,
                  extra={"fields": {"queues": len(counts), "repairs": len(findings),
@@ -197,32 +206,21 @@ class BucketRole:
         self.became_active = now
         self._last_full = now
         self._dups_seen.clear()
-        if d._timers:  # not at start: start() schedules them itself
-            d._schedule_all(now)
         return True
 
     def _demote(self, why: str) -> None:
-        from ckptd.daemon.engine import Engine
-
-        d = self.daemon
         log.error("%s: standing by, writing nothing more; the index is dropped and will be "
                   "rebuilt from the bucket when this daemon is active again", why)
         self.active = False
         self.deferred.clear()
-        d._scan_results.clear()
-        clear = getattr(self.store, "clear_cache", None)
-        if clear is not None:
-            clear()
-        for waiter in d.waiters:
-            d._reply(waiter.identity, Standby("this daemon stopped being the active one; "
-                                              "ask again (another daemon takes over)"))
-        d.waiters = []
-        d.engine = Engine(self.store, d.settings, name=d.name)
+        self.store.forget_prefetched()
+        self.engine.reset()
 
     # -- each turn -------------------------------------------------------------------------
 
-    def serving(self, now: float, events: dict[Any, int]) -> bool:
-        """Follow the lease; return True when this daemon is active (the loop goes on)."""
+    def follow(self, now: float) -> Change | None:
+        """Follow the lease: take the lead (recovering the index) or give it up (dropping
+        the index); say which happened this turn, if either. See :attr:`active`."""
         leadership = self.leadership
         if self.active and leadership is not None and not leadership.held():
             if leadership.active or leadership.error:  # the bucket did not answer: say so
@@ -230,53 +228,23 @@ class BucketRole:
                                    now)
             self._demote("lost the leader lease" if not leadership.active else
                          "the leader lease lapsed (the bucket did not answer in time)")
+            return Change.DEMOTED
         if not self.active and (leadership is None or leadership.held()) \
                 and now >= self._retry_recover:
-            self._promote(now)
-        if self.active:
-            return True
-        self._serve_standby(now, events)
-        return False
+            if self._promote(now):
+                return Change.PROMOTED
+        return None
 
-    def _serve_standby(self, now: float, events: dict[Any, int]) -> None:
-        d = self.daemon
-        if d._control is not None and events.get(d._control):
-            for _ in range(STANDBY_REQUESTS_PER_STEP):
-                try:
-                    frames = d._control.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                identity, rest = frames[0], frames[1:]
-                try:
-                    kind, _ = protocol.decode_request(rest, self.settings.max_message_size)
-                except ProtocolError as exc:
-                    d._drop("control", exc.reason, now)
-                    continue
-                d._reply(identity, self._standby_answer(kind, now))
-        if d._dispatch is not None and events.get(d._dispatch):
-            while True:  # workers left over from before: they find the active daemon by ping
-                try:
-                    d._dispatch.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-        d.commit()  # sends the replies
-        if d.telemetry is not None:
-            d.telemetry.tick(now)
-        d._busy = False
-
-    def _standby_answer(self, kind: bytes, now: float) -> dict[str, Any] | CkptdError:
-        d = self.daemon
+    def standby_answer(self, kind: bytes, now: float, info: dict[str, Any]
+                       ) -> dict[str, Any] | CkptdError:
+        """The answer of a daemon that does not lead to a request ``kind``; ``info`` is
+        what the daemon says of itself in ``status`` (name, uptime, drops, ...)."""
         holder = self._holder()
         if kind == b"ping":
-            return {"pong": True, "daemon": d.name, "standby": True, "active": holder}
+            return {"pong": True, "daemon": self.name, "standby": True, "active": holder}
         if kind == b"status":
             return {"queues": {}, "root": self.store.url, "source": "daemon", "workers": 0,
-                    "standby": True, "counters": {}, "drops": dict(d.drops),
-                    "daemon": {"name": d.name, "uptime_s": round(now - d.started_at, 3),
-                               "fsync": self.settings.fsync.value,
-                               "lease_s": self.settings.lease,
-                               "stopping": d.stopping_since is not None,
-                               **self.status(now)}}
+                    "standby": True, "counters": {}, **info}
         if self.leadership is None or self.leadership.lease.holder is None:
             return TakingOver("this daemon is not active yet: no daemon holds the leader lease "
                               "and this one is taking it; nothing was done, ask again")
@@ -296,13 +264,13 @@ class BucketRole:
         view: dict[str, Any] = {"role": "active" if self.active else "standby",
                                 "store": self.health.view(now)}
         view["store"]["deferred_ops"] = len(self.deferred)
-        stats = getattr(self.store, "stats", None)
-        if stats is not None:
-            view["store"]["requests"] = dict(stats)
+        stats = self.store.request_stats()
+        if stats:
+            view["store"]["requests"] = stats
         if self.leadership is not None:
             lease = self.leadership.lease
             view["leader"] = {"lease_s": lease.duration, "held": self.leadership.held(),
-                              "active": self._holder() if not self.active else self.daemon.name,
+                              "active": self._holder() if not self.active else self.name,
                               "error": self.leadership.error}
         return view
 
@@ -311,10 +279,8 @@ class BucketRole:
     def apply(self, txn: Txn) -> list[Outcome]:
         """Apply the round's ops (fenced); keep the ones that failed for a bucket error."""
         ops = txn.ops
-        now = self.daemon.clock()
+        now = self.clock()
         if not self.active or (self.leadership is not None and not self.leadership.held()):
-            from ckptd.store.s3 import NotLeader
-
             return [NotLeader("this daemon is not the active one; nothing was written")] \
                 * len(ops)
         try:
@@ -343,7 +309,7 @@ class BucketRole:
 
         Return True when jobs may be claimed now.
         """
-        engine = self.daemon.engine
+        engine = self.engine
         if self.deferred:
             due = [d for d in self.deferred if d.due <= now]
             if due:
@@ -357,11 +323,7 @@ class BucketRole:
             if now < self.health.next_probe:
                 return False
             try:
-                probe = getattr(self.store, "probe_access", None)
-                if probe is not None:
-                    probe()
-                else:
-                    self.store.queues()
+                self.store.probe_access()
             except CkptdError as exc:
                 self.health.failed(exc, now)
                 wait = min(RETRY_MAX, PROBE_FIRST * 2 ** min(self.health.failures, 6))
@@ -376,7 +338,7 @@ class BucketRole:
             if _transient(outcome) and _kept_when_failing(item.op):
                 item.attempts += 1
                 wait = min(RETRY_MAX, RETRY_FIRST * 2 ** (item.attempts - 1))
-                item.due = self.daemon.clock() + wait
+                item.due = self.clock() + wait
                 self.deferred.append(item)  # its callback waits on
                 return
             if item.callback is not None:
@@ -384,9 +346,8 @@ class BucketRole:
         return then
 
     def _prefetch(self, now: float) -> None:
-        prefetch = getattr(self.store, "prefetch", None)
-        engine = self.daemon.engine
-        if prefetch is None or not engine.workers or not engine.dispatching:
+        engine = self.engine
+        if not engine.workers or not engine.dispatching:
             return
         credits = sum(max(0, w.credits) for w in engine.workers.values())
         if credits <= 0:
@@ -403,7 +364,7 @@ class BucketRole:
             if not wanted:
                 continue
             try:
-                prefetch(name, wanted)
+                self.store.prefetch(name, wanted)
             except CkptdError as exc:
                 self.health.failed(exc, now)
                 return
@@ -415,21 +376,20 @@ class BucketRole:
         now = time.time()
         full = now - self._last_full >= self.settings.rescan_interval
         store = self.store
-        ids_after = getattr(store, "ids_after", None)
         marker = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now - INCREMENTAL_WINDOW))
         result: dict[str, Any] = {}
         dups: dict[str, dict[str, list[State]]] = {}
         for queue in store.queues():
             listed: dict[State, list[str]] = {}
-            if full or ids_after is None:
+            if full:
                 for state in STATES:
                     listed[state] = store.ids(queue, state)
             else:
-                listed[State.PENDING] = ids_after(queue, State.PENDING, marker)
+                listed[State.PENDING] = store.ids_after(queue, State.PENDING, marker)
                 listed[State.CLAIMED] = store.ids(queue, State.CLAIMED)
             entry: dict[str, Any] = {"pending": listed[State.PENDING],
                                      "claimed": listed[State.CLAIMED]}
-            if full or ids_after is None:
+            if full:
                 entry["done"] = len(listed[State.DONE])
                 entry["failed"] = len(listed[State.FAILED])
             result[queue] = entry
@@ -451,14 +411,14 @@ class BucketRole:
         self._dups_seen = seen
         if full:
             self._last_full = now
-        return {"queues": result, "marks": marks, "full": full or ids_after is None,
+        return {"queues": result, "marks": marks, "full": full,
                 "resolved": resolved}
 
     def reconcile(self, scan: dict[str, Any], now: float) -> None:
         """Bring the index in line with a listing from :meth:`scan` (in the loop)."""
         if not self.active:
             return
-        engine = self.daemon.engine
+        engine = self.engine
         full = scan["full"]
         for queue, listed in scan["queues"].items():
             index = engine.queue(queue)

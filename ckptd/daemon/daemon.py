@@ -3,7 +3,8 @@
 It owns two ZeroMQ sockets and one loop:
 
 - ``control`` (ROUTER): producers and operators send requests (submit, status, retry,
-  cancel, ...); workers ask it for the dispatch endpoint and fetch big payloads.
+  cancel, ...); workers ask it for the dispatch endpoint and fetch big payloads
+  (:mod:`ckptd.daemon.control`).
 - ``dispatch`` (ROUTER): workers connect with DEALER, say hello with their free slots, and
   send heartbeats, checkpoints, progress and answers; the daemon sends each worker only as
   many jobs as it has free slots (credits), addressed to that worker.
@@ -20,45 +21,44 @@ import json
 import logging
 import os
 import signal
-import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
-from ckptd.core.config import Settings
-from ckptd.core.errors import CkptdError, ConfigError, JobNotFound, ProtocolError, StoreError
-from ckptd.core.states import State, parse_state
+from ckptd.core.config import LiveSettings, Settings
+from ckptd.core.errors import CkptdError, ConfigError, ProtocolError, Standby, StoreError
+from ckptd.daemon.bucket_role import BucketRole, Change
+from ckptd.daemon.control import Control
 from ckptd.daemon.engine import Engine
+from ckptd.daemon.http.server import Telemetry
+from ckptd.daemon.operators import Operators
+from ckptd.daemon.scans import Scans
+from ckptd.daemon.snapshot import Snapshot, build_snapshot
 from ckptd.daemon.systemd import Notifier
+from ckptd.daemon.watch import Watcher
 from ckptd.store import Store, is_local, store_from_settings
-from ckptd.store.admin import StoreAdmin, load_payload
+from ckptd.store.admin import StoreAdmin
 from ckptd.wire import protocol
-from ckptd.wire.endpoints import check_bind, port_of
+from ckptd.wire.endpoints import check_bind
 from ckptd.wire.protocol import Body
 from ckptd.wire.security import CurveServer, SocketGuard
-from ckptd.wire.uploads import Uploads
 
 log = logging.getLogger(__name__)
 
-MAX_CONTROL_PER_STEP = 1000
 MAX_WORKER_MESSAGES_PER_STEP = 5000
+MAX_COMMIT_ROUNDS = 8  # ops queued by callbacks are applied in the same turn, a few rounds deep
 IDLE_POLL = 0.25  # longest sleep of the loop, so timers stay punctual
 DROP_LOG_INTERVAL = 10.0
-NEW_QUEUE_WATCH_TIMEOUT = 5.0
+WAITERS_INTERVAL = 0.05
 
-
-@dataclass
-class Waiter:
-    """A ``wait`` request parked until its jobs end or its deadline passes."""
-
-    identity: bytes
-    queue: str
-    ids: list[str] | None
-    deadline: float
+# Settings that only a restart can change; a reload keeps their old values.
+FIXED_SETTINGS = ("root", "control", "dispatch", "fsync", "metrics_port", "watcher",
+                  "file_mode", "metrics_bind", "dir_mode", "storage_options",
+                  "curve_secret_key", "insecure", "s3_endpoint_url", "store_timeout",
+                  "store_concurrency", "leader_lease")
 
 
 class Daemon:
@@ -67,17 +67,16 @@ class Daemon:
     def __init__(self, settings: Settings, store: Store | None = None, *,
                  clock: Callable[[], float] = time.time, ready_file: str | None = None
                  ) -> None:
-        self.settings = settings
+        self.live = LiveSettings(settings)
         self.store = store or store_from_settings(settings)
         self.clock = clock
         self.ready_file = ready_file
         self.name = f"{os.uname().nodename}:{os.getpid()}"
-        self.engine = Engine(self.store, settings, name=self.name)
-        self.admin = StoreAdmin(self.store, settings, clock)
-        self.uploads = Uploads()  # files sent in parts by submit-file --connect
+        self.engine = Engine(self.store, self.live, name=self.name)
+        self.operators = Operators(self.engine)
+        self.admin = StoreAdmin(self.store, self.live, clock)
         self.notifier = Notifier()
         self.drops: Counter[str] = Counter()
-        self.waiters: list[Waiter] = []
         self.endpoints: dict[str, str] = {}
         self.started_at = 0.0
         self.stopping_since: float | None = None
@@ -85,26 +84,32 @@ class Daemon:
         self.reload_requested = False
         self.config_file: str | None = None
         self.config_flags: dict[str, Any] = {}
+        self.control = Control(self.engine, self.operators, self.admin, self.live,
+                               endpoints=self.endpoints, daemon_info=self._daemon_info,
+                               stopping=lambda: self.stopping_since is not None,
+                               drop=self._drop, internal_error=self._internal_error)
+        self.role: BucketRole | None = None
+        if not is_local(settings.root):
+            self.role = BucketRole(self.store, self.live, self.engine, name=self.name,
+                                   wake=self.wake, clock=clock, endpoints=lambda: self.endpoints)
+        self.telemetry: Telemetry | None = None
+        self.scans = Scans(self.store, self.engine, self.role, None, wake=self.wake,
+                           clock=clock)
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         self._control: zmq.Socket[bytes] | None = None
         self._dispatch: zmq.Socket[bytes] | None = None
         self._poller = zmq.Poller()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._watcher: Any = None
-        self._scan_results: deque[dict[str, Any]] = deque()
-        self._scan_thread: threading.Thread | None = None
+        self._watcher: Watcher | None = None
         self._timers: dict[str, float] = {}
         self._last_drop_log = 0.0
         self._busy = False
-        self._new_queues: dict[str, float] = {}  # queue -> until when to try watching it
-        self._replies: list[tuple[bytes, list[bytes]]] = []
         self._guard: SocketGuard | None = None
-        self.telemetry: Any = None  # ckptd.httpserver.Telemetry when metrics_port is set
-        self.role: Any = None  # ckptd.bucket_role.BucketRole on a bucket store
-        if not is_local(settings.root):
-            from ckptd.daemon.bucket_role import BucketRole
 
-            self.role = BucketRole(self)
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (a reload replaces them in :attr:`live`, for every part)."""
+        return self.live.current
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -112,14 +117,15 @@ class Daemon:
         """Bind the sockets, rebuild the index from the store, start watching, say ready."""
         now = self.clock()
         self.started_at = now
-        guard = SocketGuard(CurveServer.from_settings(self.settings))  # loads and checks keys
-        check_bind(self.settings.control, self.settings)
-        check_bind(self.settings.dispatch, self.settings)
+        settings = self.settings
+        guard = SocketGuard(CurveServer.from_settings(settings))  # loads and checks keys
+        check_bind(settings.control, settings)
+        check_bind(settings.dispatch, settings)
         self._ctx = zmq.Context()
         guard.start(self._ctx)  # the ZAP handler exists before any socket is bound
         self._guard = guard
-        self._control = self._bind(zmq.ROUTER, self.settings.control, "control")
-        self._dispatch = self._bind(zmq.ROUTER, self.settings.dispatch, "dispatch")
+        self._control = self._bind(zmq.ROUTER, settings.control, "control")
+        self._dispatch = self._bind(zmq.ROUTER, settings.dispatch, "dispatch")
         self._dispatch.setsockopt(zmq.ROUTER_MANDATORY, 1)  # know when a worker is gone
         self._dispatch.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker takes over
         self._poller.register(self._control, zmq.POLLIN)
@@ -138,30 +144,30 @@ class Daemon:
                      extra={"fields": {"queues": len(counts), "repairs": len(findings),
                                        "pending": sum(c["pending"] for c in counts.values()),
                                        "claimed": sum(c["claimed"] for c in counts.values())}})
-        if is_local(self.settings.root):
             from ckptd.daemon.watch import make_watcher
 
-            self._watcher = make_watcher(self.store.url, self.wake, self.settings.watcher,
-                                         self.settings.dir_mode)
+            self._watcher = make_watcher(self.store.url, self.wake, settings.watcher,
+                                         settings.dir_mode)
             self._watcher.start(sorted(self.engine.queues))
+            self.scans.watcher = self._watcher
             fd = self._watcher.fileno()
             if fd is not None:
                 self._poller.register(fd, zmq.POLLIN)
         self._schedule_all(now)
-        if self.settings.metrics_port:
-            from ckptd.daemon.http.server import Telemetry
-
-            self.telemetry = Telemetry(self, self.settings.metrics_bind,
-                                       self.settings.metrics_port)
+        if settings.metrics_port:
+            self.telemetry = Telemetry(settings.metrics_bind, settings.metrics_port,
+                                       insecure=settings.insecure, snapshot=self._snapshot,
+                                       show=self.admin.show,
+                                       lease_info=self.operators.lease_info, wake=self.wake,
+                                       clock=self.clock)
             self.telemetry.start(now)
-        status = self._status_line()
-        self.notifier.ready(status)
+        self.notifier.ready(self._status_line())
         if self.ready_file:
             self._write_ready_file()
         log.info("serving", extra={"fields": {"control": self.endpoints["control"],
                                               "dispatch": self.endpoints["dispatch"],
                                               "root": self.store.url,
-                                              "fsync": self.settings.fsync.value}})
+                                              "fsync": settings.fsync.value}})
 
     def _bind(self, kind: int, endpoint: str, name: str) -> zmq.Socket[bytes]:
         assert self._ctx is not None
@@ -201,9 +207,7 @@ class Daemon:
                 self._poller.unregister(fd)
             self._watcher.stop()
             self._watcher = None
-        if self._scan_thread is not None:
-            self._scan_thread.join(timeout=10)
-            self._scan_thread = None
+        self.scans.close()
         if self.role is not None:
             self.role.close()  # gives the leader lease back
         for sock in (self._control, self._dispatch):
@@ -321,16 +325,16 @@ class Daemon:
         if self.reload_requested:
             self.reload_requested = False
             self.reload()
-        if self.role is not None and not self.role.serving(now, events):
-            return  # a standby: the role answered the control socket; nothing else runs
-        if self._watcher is not None:
-            self._read_watch_events(now)
-            if self._new_queues:
-                self._watch_new_queues(now)
-        self._read_scan_results()
+        if self.role is not None and not self._follow_role(now, events):
+            return  # a standby: only the control socket was answered
+        self.scans.read_events(now)
+        if self.scans.rescan_now:
+            self.scans.rescan_now = False
+            self._timers["rescan"] = now
+        self.scans.reconcile()
         read = 0
         if self._control is not None and events.get(self._control):
-            read += self._read_control(now)
+            read += self.control.read(self._control, now)
         if self._dispatch is not None and events.get(self._dispatch):
             read += self._read_workers(now)
         engine = self.engine
@@ -341,17 +345,52 @@ class Daemon:
         self.commit()
         if engine.ended:
             engine.ended.clear()
-            if self.waiters:
-                self._check_waiters(now)
+            if self.control.waiters:
+                self.control.check_waiters(now)
+                self.commit()
         self._timers_due(now)
         self._busy = bool(read) or bool(claimed) or bool(engine.txn.ops)
 
+    def _follow_role(self, now: float, events: dict[Any, int]) -> bool:
+        """Follow the bucket role; serve as a standby when it does not lead. True: leads."""
+        role = self.role
+        assert role is not None
+        change = role.follow(now)
+        if change is Change.DEMOTED:
+            self.scans.clear()
+            self.control.refuse_waiters(Standby("this daemon stopped being the active one; "
+                                                "ask again (another daemon takes over)"))
+        elif change is Change.PROMOTED:
+            self._schedule_all(now)
+        if role.active:
+            return True
+        if self._control is not None and events.get(self._control):
+            info = self._daemon_info(now)
+            self.control.read_standby(self._control, now,
+                                      lambda kind, at: role.standby_answer(kind, at, info))
+        if self._dispatch is not None and events.get(self._dispatch):
+            while True:  # workers left over from before: they find the active daemon by ping
+                try:
+                    self._dispatch.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+        self.commit()  # sends the replies
+        if self.telemetry is not None:
+            self.telemetry.tick(now)
+        self._busy = False
+        return False
+
     def commit(self) -> None:
-        """Apply the round's store ops as one group, run their callbacks, send the outbox."""
+        """Apply the round's store ops as one group, run their callbacks, send the outbox.
+
+        Ops that callbacks queue (a reduce's manifest, an answer's next step) are applied in
+        the same turn, a few rounds deep at most.
+        """
         engine = self.engine
-        txn = engine.txn
-        if txn.ops:
-            engine.txn = type(txn)()
+        for _ in range(MAX_COMMIT_ROUNDS):
+            txn = engine.index.take_txn()
+            if not txn.ops:
+                break
             try:
                 outcomes = (self.store.apply(txn.ops) if self.role is None
                             else self.role.apply(txn))  # fenced; keeps what must be retried
@@ -365,15 +404,14 @@ class Daemon:
                         callback(outcome)
                     except Exception:
                         log.exception("callback failed")
-        if self._replies:
-            replies, self._replies = self._replies, []
-            for identity, frames in replies:
-                self._send_control(identity, frames)
+            if engine.outbox:
+                outbox, engine.outbox = engine.outbox, []
+                self._send_to_workers(outbox)  # a vanished worker's jobs go back: more ops
+        for identity, frames in self.control.take_replies():
+            self._send_control(identity, frames)
         if engine.outbox:
-            self._send_to_workers(engine.outbox)
-            engine.outbox = []
-            if engine.txn.ops:  # a worker that vanished gave its jobs back
-                self.commit()
+            outbox, engine.outbox = engine.outbox, []
+            self._send_to_workers(outbox)
 
     def _send_control(self, identity: bytes, frames: list[bytes]) -> None:
         assert self._control is not None
@@ -406,11 +444,13 @@ class Daemon:
         if nxt is not None:
             wake_at.append(nxt)
         wake_at.extend(t for name, t in self._timers.items() if name != "waiters")
-        if self._new_queues:
+        if self.scans.new_queues:
             wake_at.append(now + 0.02)  # a new queue's pending/ is about to appear
-        if self.waiters:
+        if self.control.waiters:
             wake_at.append(self._timers["waiters"])
-            wake_at.append(min(w.deadline for w in self.waiters))
+            deadline = self.control.next_waiter_deadline()
+            if deadline is not None:
+                wake_at.append(deadline)
         return max(0.0, min(wake_at) - now)
 
     def _drain_wake_pipe(self) -> None:
@@ -422,13 +462,16 @@ class Daemon:
 
     # -- timers ----------------------------------------------------------------------------
 
+    def _rescan_interval(self) -> float:
+        settings = self.settings
+        return settings.rescan_interval if self.role is None else settings.poll_interval
+
     def _schedule_all(self, now: float) -> None:
         self._timers = {
             "workers": now + self.settings.heartbeat,
-            "rescan": now + (self.settings.rescan_interval if is_local(self.settings.root)
-                             else self.settings.poll_interval),
+            "rescan": now + self._rescan_interval(),
             "status": now + 5.0,
-            "waiters": now + 0.05,
+            "waiters": now + WAITERS_INTERVAL,
         }
         if self.notifier.watchdog_interval:
             self._timers["watchdog"] = now
@@ -437,17 +480,16 @@ class Daemon:
         timers = self._timers
         if self.telemetry is not None:  # snapshots for /metrics, questions from the pages
             self.telemetry.tick(now)
-        if self.waiters and now >= timers["waiters"]:
-            timers["waiters"] = now + 0.05
-            self._check_waiters(now)
+        if self.control.waiters and now >= timers["waiters"]:
+            timers["waiters"] = now + WAITERS_INTERVAL
+            self.control.check_waiters(now)
+            self.commit()
         if now >= timers["workers"]:
             timers["workers"] = now + self.settings.heartbeat
             self.engine.forget_silent_workers(now)
         if now >= timers["rescan"]:
-            interval = (self.settings.rescan_interval if is_local(self.settings.root)
-                        else self.settings.poll_interval)
-            timers["rescan"] = now + interval
-            self._start_rescan()
+            timers["rescan"] = now + self._rescan_interval()
+            self.scans.start()
         if "watchdog" in timers and now >= timers["watchdog"]:
             timers["watchdog"] = now + (self.notifier.watchdog_interval or 10.0)
             self.notifier.watchdog(now)
@@ -463,87 +505,28 @@ class Daemon:
                 f"pending {total['pending']}, claimed {total['claimed']}, "
                 f"done {total['done']}, failed {total['failed']}")
 
-    # -- rescans ---------------------------------------------------------------------------
+    def _daemon_info(self, now: float) -> dict[str, Any]:
+        """What ``status`` says of the daemon itself (and, on a bucket, of its role)."""
+        info: dict[str, Any] = {"name": self.name, "uptime_s": round(now - self.started_at, 3),
+                                "fsync": self.settings.fsync.value,
+                                "lease_s": self.settings.lease,
+                                "stopping": self.stopping_since is not None}
+        if self.role is not None:  # role, leader lease, "store unavailable"
+            info.update(self.role.status(now))
+        return {"drops": dict(self.drops), "daemon": info}
 
-    def _start_rescan(self) -> None:
-        """List the store in a thread; the loop reconciles the result when it is ready."""
-        if self._scan_thread is not None and self._scan_thread.is_alive():
-            return
-        marks = {name: (index.done, index.failed) for name, index in self.engine.queues.items()}
-        for index in self.engine.queues.values():
-            index.added_since_scan.clear()
-
-        def scan() -> None:
-            try:
-                if self.role is not None:  # buckets: paged, incremental, resolves leftovers
-                    self._scan_results.append(self.role.scan(marks))
-                    self.wake()
-                    return
-                result: dict[str, Any] = {}
-                for queue in self.store.queues():
-                    result[queue] = {
-                        "pending": self.store.ids(queue, State.PENDING),
-                        "done": self.store.count(queue, State.DONE),
-                        "failed": self.store.count(queue, State.FAILED),
-                    }
-                self._scan_results.append({"queues": result, "marks": marks})
-            except CkptdError as exc:
-                log.warning("rescan of %s failed: %s", self.store.url, exc)
-                if self.role is not None:
-                    self.role.health.failed(exc, self.clock())
-            self.wake()
-
-        self._scan_thread = threading.Thread(target=scan, name="ckptd-rescan", daemon=True)
-        self._scan_thread.start()
-
-    def _read_scan_results(self) -> None:
-        while self._scan_results:
-            scan = self._scan_results.popleft()
-            if self.role is not None:
-                self.role.reconcile(scan, self.clock())
-                continue
-            for queue, listed in scan["queues"].items():
-                index = self.engine.queue(queue)
-                self.engine.reconcile_pending(queue, listed["pending"])
-                done0, failed0 = scan["marks"].get(queue, (0, 0))
-                # What the loop moved while the listing ran is added on top of the listing.
-                index.done = listed["done"] + max(0, index.done - done0)
-                index.failed = listed["failed"] + max(0, index.failed - failed0)
-                if self._watcher is not None:
-                    self._watcher.watch_queue(queue)
-
-    def _watch_new_queues(self, now: float) -> None:
-        """Watch the pending/ of queues that appeared; list it once the watch is on.
-
-        A producer creates ``<queue>/`` and then its folders and files: the watch can only
-        begin once ``pending/`` exists, and what was put there before must be listed.
-        """
-        assert self._watcher is not None
-        for queue, deadline in list(self._new_queues.items()):
-            if self._watcher.watch_queue(queue) or now > deadline:
-                del self._new_queues[queue]
-                self._timers["rescan"] = now
-
-    def _read_watch_events(self, now: float) -> None:
-        assert self._watcher is not None
-        engine = self.engine
-        for kind, queue, job_id in self._watcher.drain():
-            if kind == "added":
-                engine.pending_appeared(queue, job_id)
-            elif kind == "removed":
-                if not self.store.exists(queue, State.PENDING, job_id):
-                    engine.pending_vanished(queue, job_id)
-            elif kind == "queue":
-                engine.queue(queue)
-                self._new_queues[queue] = now + NEW_QUEUE_WATCH_TIMEOUT
-            elif kind == "overflow":
-                log.warning("the watcher lost events (queue overflow); rescanning")
-                self._timers["rescan"] = now
+    def _snapshot(self, now: float) -> Snapshot:
+        return build_snapshot(self.engine, now, started_at=self.started_at,
+                              drops=dict(self.drops), stopping=self.stopping_since is not None)
 
     # -- reload ----------------------------------------------------------------------------
 
     def reload(self) -> None:
-        """Re-read the settings that can change while running (SIGHUP)."""
+        """Re-read the settings that can change while running (SIGHUP).
+
+        The new settings replace the old ones in one place (:attr:`live`), which the engine,
+        the flows, the store commands, the control socket and the bucket role all read.
+        """
         from ckptd.core.config import load_settings
 
         self.notifier.reloading()
@@ -553,18 +536,16 @@ class Daemon:
             log.error("reload failed, keeping the old settings: %s", exc)
             self.notifier.ready(self._status_line())
             return
-        fixed = ("root", "control", "dispatch", "fsync", "metrics_port", "watcher", "file_mode",
-                 "metrics_bind", "dir_mode", "storage_options", "curve_secret_key", "insecure",
-                 "s3_endpoint_url", "store_timeout", "store_concurrency", "leader_lease")
-        changed = [name for name in fixed if getattr(fresh, name) != getattr(self.settings, name)]
+        old = self.settings
+        changed = [name for name in FIXED_SETTINGS if getattr(fresh, name) != getattr(old, name)]
         if changed:
             log.warning("reload: %s can only change with a restart; keeping the old value(s)",
                         ", ".join(changed))
-            fresh = _replace(fresh, {name: getattr(self.settings, name) for name in changed})
-        self.settings = fresh
-        self.engine.settings = fresh
-        self.engine.flows.settings = fresh
-        self.admin.settings = fresh
+            fresh = dataclasses.replace(fresh, **{name: getattr(old, name) for name in changed})
+        self.live.current = fresh
+        for sock in (self._control, self._dispatch):
+            if sock is not None:  # applies to connections made from now on
+                sock.setsockopt(zmq.MAXMSGSIZE, fresh.max_message_size)
         if self._guard is not None:
             self._guard.reload(fresh.authorized_keys)  # a removed key is refused from now on
         logging.getLogger().setLevel(fresh.log_level.upper())
@@ -598,7 +579,7 @@ class Daemon:
                     log.debug("refused a %s message: %s", kind.decode(), exc)
                     self._drop("dispatch", "refused", now)
                 except Exception:  # a bug must cost one message, never the daemon
-                    self._internal_error("dispatch", now)
+                    self._internal_error("dispatch", "internal_error", now)
         return count
 
     def _worker_message(self, identity: bytes, kind: bytes, body: Body, now: float) -> None:
@@ -627,226 +608,15 @@ class Daemon:
         if now - self._last_drop_log >= DROP_LOG_INTERVAL:
             self._log_drops(now)
 
-    def _internal_error(self, socket_name: str, now: float) -> None:
+    def _internal_error(self, socket_name: str, reason: str, now: float) -> None:
         """Count an unexpected exception while handling a message; log it, rate-limited."""
-        key = f"{socket_name}:internal_error"
+        key = f"{socket_name}:{reason}"
         if self.drops[key] == 0 or now - self._last_drop_log >= DROP_LOG_INTERVAL:
             log.exception("unexpected error while handling a %s message; dropped it",
                           socket_name)
-        self._drop(socket_name, "internal_error", now)
+        self._drop(socket_name, reason, now)
 
     def _log_drops(self, now: float) -> None:
         if self.drops and now - self._last_drop_log >= DROP_LOG_INTERVAL:
             self._last_drop_log = now
             log.warning("dropped malformed messages so far", extra={"fields": dict(self.drops)})
-
-    # -- control ---------------------------------------------------------------------------
-
-    def _read_control(self, now: float) -> int:
-        assert self._control is not None
-        sock = self._control
-        count = 0
-        while count < MAX_CONTROL_PER_STEP:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            count += 1
-            identity, rest = frames[0], frames[1:]
-            try:
-                kind, body = protocol.decode_request(rest, self.settings.max_message_size)
-            except ProtocolError as exc:
-                self._drop("control", exc.reason, now)
-                if len(rest) == 4 and rest[0] == b"":  # it looks like a request: say why
-                    self._reply(identity, exc)
-                continue
-            try:
-                self._handle(identity, kind, body, now)
-            except CkptdError as exc:
-                self._reply(identity, exc)
-            except (ValueError, TypeError) as exc:
-                self._reply(identity, CkptdError(str(exc)))
-            except Exception:  # a bug must cost one request, never the daemon
-                self._internal_error("control", now)
-                self._reply(identity, CkptdError("internal error; see the daemon's log"))
-        return count
-
-    def _reply(self, identity: bytes, answer: Body | CkptdError) -> None:
-        if isinstance(answer, CkptdError):
-            frames = protocol.reply_error(type(answer).__name__, str(answer), answer.exit_code)
-        else:
-            try:
-                frames = protocol.reply_ok(answer)
-            except ValueError as exc:
-                frames = protocol.reply_error("CkptdError", str(exc), 1)
-        self._replies.append((identity, frames))
-
-    def _replier(self, identity: bytes) -> Callable[[Body | CkptdError], None]:
-        return lambda answer: self._reply(identity, answer)
-
-    def _handle(self, identity: bytes, kind: bytes, body: Body, now: float) -> None:
-        engine = self.engine
-        if kind == b"submit":
-            if self.stopping_since is not None:
-                raise CkptdError("the daemon is stopping; submit again when it is back")
-            engine.submit(body, now, self._replier(identity))
-        elif kind == b"submit_many":
-            self._submit_many(identity, body, now)
-        elif kind == b"status":
-            answer = engine.status(body.get("queue"), now)
-            answer["drops"] = dict(self.drops)
-            answer["daemon"] = {"name": self.name, "uptime_s": round(now - self.started_at, 3),
-                                "fsync": self.settings.fsync.value,
-                                "lease_s": self.settings.lease,
-                                "stopping": self.stopping_since is not None}
-            if self.role is not None:  # role, leader lease, "store unavailable"
-                answer["daemon"].update(self.role.status(now))
-            self._reply(identity, answer)
-        elif kind == b"ping":
-            self._reply(identity, {"pong": True, "daemon": self.name})
-        elif kind == b"endpoints":
-            self._reply(identity, {"dispatch": self.endpoints["dispatch"],
-                                   "dispatch_port": port_of(self.endpoints["dispatch"]),
-                                   "root": self.store.url})
-        elif kind == b"ls":
-            state = parse_state(body["state"]) if body.get("state") else None
-            rows = self.admin.ls(body["queue"], state)
-            self._reply(identity, {"jobs": [[s.value, i] for s, i in rows]})
-        elif kind == b"show":
-            info = self.admin.show(body["queue"], body["id"])
-            info["lease"] = engine.lease_info(body["queue"], body["id"], now)
-            self._reply(identity, info)
-        elif kind == b"retry":
-            engine.retry(body["queue"], body.get("ids"), body.get("attempts"),
-                         self._replier(identity))
-        elif kind == b"cancel":
-            engine.cancel(body["queue"], body["id"], now, self._replier(identity))
-        elif kind == b"purge":
-            count = engine.purge(body["queue"], parse_state(body["state"]),
-                                 body.get("older_than"), now)
-            self._reply(identity, {"count": count})
-        elif kind == b"fetch":
-            self._reply(identity, self._fetch(body))
-        elif kind == b"output":
-            where = self.store.put_output(body["queue"], body["name"], body["text"].encode())
-            self._reply(identity, {"location": where})
-        elif kind == b"wait":
-            self._wait(identity, body, now)
-        elif kind == b"upload":
-            self._reply(identity, {"size": self.uploads.add(body, now)})
-        elif kind == b"submit_file":
-            self._submit_file(identity, body, now)
-
-    def _submit_many(self, identity: bytes, body: Body, now: float) -> None:
-        if self.stopping_since is not None:
-            raise CkptdError("the daemon is stopping; submit again when it is back")
-        queue = body["queue"]
-        items = body["jobs"]
-        answers: list[Any] = [None] * len(items)
-        left = [len(items)]
-
-        def one(position: int) -> Callable[[Body | CkptdError], None]:
-            def reply(answer: Body | CkptdError) -> None:
-                answers[position] = (answer["id"] if isinstance(answer, dict)
-                                     else {"error": str(answer)})
-                left[0] -= 1
-                if left[0] == 0:
-                    self._reply(identity, {"ids": answers})
-            return reply
-
-        for position, item in enumerate(items):
-            request = dict(item)
-            request["queue"] = queue
-            self.engine.submit(request, now, one(position))
-
-    def _submit_file(self, identity: bytes, body: Body, now: float) -> None:
-        """Split and store an uploaded file as submit-file --root does (in this turn: about
-        a second per million lines on a local disk)."""
-        if self.stopping_since is not None:
-            raise CkptdError("the daemon is stopping; submit again when it is back")
-        chunk, attempts = body.get("chunk", 1000), body.get("max_attempts")
-        if chunk < 1 or (attempts is not None and attempts < 1):  # types: protocol.py
-            raise CkptdError("chunk and max_attempts must be at least 1")
-        data = self.uploads.take(body, now)
-        answer = self.admin.submit_file(body["queue"], data, fmt=body["format"], chunk=chunk,
-                                        batch=body.get("batch"), then=body.get("then"),
-                                        max_attempts=attempts,
-                                        source_name=body.get("source_name"))
-        log.info("submit-file", extra={"fields": {"queue": body["queue"], "batch": answer.batch,
-                                                  "jobs": answer.jobs, "new": answer.created,
-                                                  "bytes": len(data)}})
-        self._reply(identity, dataclasses.asdict(answer))
-
-    def _fetch(self, body: Body) -> Body:
-        queue, job_id, what = body["queue"], body["id"], body["what"]
-        if what == "payload":
-            for state in (State.CLAIMED, State.PENDING, State.DONE, State.FAILED):
-                try:
-                    from ckptd.core import jobs
-
-                    job = jobs.decode(self.store.read(queue, state, job_id), queue, job_id)
-                except JobNotFound:
-                    continue
-                return {"payload": load_payload(self.store, job)}
-            raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
-        if what == "state":
-            raw = self.store.read_checkpoint(queue, job_id)
-            record = json.loads(raw) if raw is not None else None
-            return {"state": record.get("state") if isinstance(record, dict) else None}
-        if what == "result":
-            from ckptd.core import jobs
-
-            job = jobs.decode(self.store.read(queue, State.DONE, job_id), queue, job_id)
-            if job.get("result_ref"):
-                return {"result": json.loads(self.store.read_blob(queue, job_id, "result"))}
-            return {"result": job.get("result")}
-        if what == "source":  # a range of a batch's source file, as text
-            start, end = int(body.get("start") or 0), int(body.get("end") or 0)
-            if end - start > self.settings.max_message_size // 2:
-                raise CkptdError(f"range of {end - start} bytes is too big to fetch at once")
-            data = self.store.read_blob_range(queue, job_id, "source", start, end)
-            return {"text": data.decode(errors="replace")}
-        raise CkptdError(f"cannot fetch {what!r}: expected payload, state, result or source")
-
-    # -- wait ------------------------------------------------------------------------------
-
-    def _wait(self, identity: bytes, body: Body, now: float) -> None:
-        queue, ids = body["queue"], body.get("ids")
-        if ids:
-            for job_id in ids:
-                if self.engine.where(queue, job_id) is None:
-                    raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
-        elif queue not in self.engine.queues:
-            raise JobNotFound(f"no queue {queue!r}")
-        waiter = Waiter(identity, queue, ids, now + float(body["timeout"]))
-        if not self._answer_waiter(waiter, now):
-            self.waiters.append(waiter)
-
-    def _check_waiters(self, now: float) -> None:
-        self.waiters = [w for w in self.waiters if not self._answer_waiter(w, now)]
-        self.commit()
-
-    def _answer_waiter(self, waiter: Waiter, now: float) -> bool:
-        index = self.engine.queue(waiter.queue)
-        if waiter.ids is None:
-            open_jobs = len(index.pending) + len(index.claimed)
-            finished = open_jobs == 0
-            answer: Body = {"counts": index.counts(), "open": open_jobs}
-        else:
-            open_ids = [i for i in waiter.ids if i in index.pending or i in index.claimed
-                        or self.engine.where(waiter.queue, i) in ("pending", "claimed")]
-            finished = not open_ids
-            answer = {"open": open_ids}
-        if finished or now >= waiter.deadline:
-            if waiter.ids is not None and finished:
-                answer["states"] = {i: self.engine.where(waiter.queue, i) for i in waiter.ids}
-            answer["timed_out"] = not finished
-            self._reply(waiter.identity, answer)
-            return True
-        return False
-
-
-def _replace(settings: Settings, values: dict[str, Any]) -> Settings:
-    import dataclasses
-
-    return dataclasses.replace(settings, **values)

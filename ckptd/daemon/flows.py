@@ -10,23 +10,28 @@
   fixed id makes a repeat (after a crash, at recovery) a no-op; the manifest records when it
   was submitted so that a purged reduce job is not submitted again.
 
-The engine calls in here; nothing here touches sockets or reads the clock.
+The engine calls in here; nothing here touches sockets or reads the clock, and every store
+write goes into the engine's transaction. Batch progress is kept per job id, from the
+listing at recovery and the ends the engine reports, so a reduce is built from memory
+without asking the store where each job is.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ckptd.core import batches, crashpoints, jobs
-from ckptd.core.config import Settings
+from ckptd.core.config import LiveSettings, Settings
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob
 from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
-from ckptd.store.base import Op, Outcome, PutBlob, PutManifest, PutNew, Store
+from ckptd.store.base import Outcome, PutBlob, PutManifest, PutNew, Store
 
 if TYPE_CHECKING:
-    from ckptd.daemon.engine import Txn
+    from ckptd.daemon.index import Txn
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +39,44 @@ log = logging.getLogger(__name__)
 class Flows:
     """Batch progress and hand-overs for one daemon."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: LiveSettings, txn: Callable[[], Txn]) -> None:
         self.store = store
-        self.settings = settings
+        self.live = settings
+        self._txn = txn  # the engine's transaction of the round in progress
         self.batches: dict[str, batches.BatchProgress] = {}
         self._not_batches: set[str] = set()
 
+    @property
+    def settings(self) -> Settings:
+        """The settings in force."""
+        return self.live.current
+
+    def clear(self) -> None:
+        """Forget every batch (the daemon stopped leading; recovery loads them again)."""
+        self.batches.clear()
+        self._not_batches.clear()
+
     # -- recovery --------------------------------------------------------------------------
 
-    def recover(self, queue: str, ids: dict[State, list[str]], now: float, txn: Txn) -> None:
-        """Load the queue's batch manifests and count their ended jobs from a listing;
+    def recover(self, queue: str, ids: dict[State, list[str]], now: float) -> None:
+        """Load the queue's batch manifests and note their ended jobs from a listing;
         submit the reduce of any batch that completed while no daemon was watching."""
-        for name in self.store.manifests(queue):
+        names = self.store.manifests(queue)
+        for name in names:
             progress = self._load(queue, name)
             if progress is None:
                 continue
-            progress.done = sum(1 for i in ids[State.DONE] if batches.batch_of(i) == name)
-            progress.failed = sum(1 for i in ids[State.FAILED] if batches.batch_of(i) == name)
+            progress.ends.clear()
             progress.started_at = now
-            if progress.complete:
-                self._reduce(progress, now, txn)
+        for state in (State.DONE, State.FAILED):
+            for job_id in ids[state]:
+                progress = self.batches.get(batches.batch_of(job_id) or "")
+                if progress is not None and progress.manifest.queue == queue:
+                    progress.record(job_id, state.value)
+        for name in names:
+            progress = self.batches.get(name)
+            if progress is not None and progress.complete:
+                self._reduce(progress, now)
 
     def _load(self, queue: str, batch: str) -> batches.BatchProgress | None:
         progress = self.batches.get(batch)
@@ -73,8 +96,8 @@ class Flows:
 
     # -- pipelines -------------------------------------------------------------------------
 
-    def handover(self, queue: str, job: jobs.Job, result: Any, in_blob: bool, now: float,
-                 txn: Txn) -> None:
+    def handover(self, queue: str, job: jobs.Job, result: Any, in_blob: bool, now: float
+                 ) -> None:
         """Queue the next stage's job for a job about to be moved to done/ (if any).
 
         ``result`` is the worker's result, or with ``in_blob`` the worker stored it as a blob
@@ -96,13 +119,11 @@ class Flows:
         nxt = jobs.new_job(target, job_id, None, now,
                            max_attempts=self.settings.max_attempts_for(target),
                            batch=job.get("batch"), lineage=lineage)
-        if len(encoded) > self.settings.inline_limit:
-            txn.add(PutBlob(target, job_id, "payload", encoded))
+        if len(encoded) > self.settings.blob_threshold:
+            self._txn().add(PutBlob(target, job_id, "payload", encoded))
             nxt["payload_ref"] = f"blobs/{job_id}.payload"
             nxt["payload_size"] = len(encoded)
         else:
-            import json
-
             nxt["payload"] = json.loads(encoded)
         job["next"] = {"queue": target, "id": job_id}
 
@@ -113,12 +134,13 @@ class Flows:
             elif not isinstance(outcome, JobExists):  # exists: handed over before a crash
                 log.error("cannot hand %s/%s over to %s: %s", queue, job_id, target, outcome)
 
-        txn.add(PutNew(target, job_id, jobs.encode(nxt), check_other_states=True), created)
+        self._txn().add(PutNew(target, job_id, jobs.encode(nxt), check_other_states=True),
+                        created)
 
     # -- batches ---------------------------------------------------------------------------
 
-    def ended(self, queue: str, job_id: str, job: jobs.Job | None, state: State, now: float,
-              txn: Txn) -> None:
+    def ended(self, queue: str, job_id: str, job: jobs.Job | None, state: State, now: float
+              ) -> None:
         """Count a batch job that reached done/ or failed/; reduce when the batch is complete."""
         batch = job.get("batch") if job is not None else None
         if not isinstance(batch, str):
@@ -130,33 +152,21 @@ class Flows:
             return
         if progress.started_at is None:
             progress.started_at = now
-        if state is State.DONE:
-            progress.done += 1
-        else:
-            progress.failed += 1
-        if progress.complete:
-            self._reduce(progress, now, txn)
+        if progress.record(job_id, state.value) and progress.complete:
+            self._reduce(progress, now)
 
     def reopened(self, queue: str, job_id: str) -> None:
         """A failed batch job went back to pending (retry): it has not ended any more."""
         progress = self.batches.get(batches.batch_of(job_id) or "")
-        if progress is not None and progress.manifest.queue == queue and progress.failed:
-            progress.failed -= 1
+        if progress is not None and progress.manifest.queue == queue:
+            progress.record(job_id, None)
 
-    def _reduce(self, progress: batches.BatchProgress, now: float, txn: Txn) -> None:
+    def _reduce(self, progress: batches.BatchProgress, now: float) -> None:
         manifest = progress.manifest
         if not manifest.then or manifest.reduced:
             return
         rid = batches.reduce_id(manifest.batch)
-        listing: list[list[str]] = []
-        for seq in range(manifest.total):
-            member = batches.job_id(manifest.batch, seq)
-            where = "missing"
-            for state in (State.DONE, State.FAILED, State.CLAIMED, State.PENDING):
-                if self.store.exists(manifest.queue, state, member):
-                    where = state.value
-                    break
-            listing.append([member, where])
+        listing = progress.listing()  # from memory: no store request per job
         payload: dict[str, Any] = {"batch": manifest.batch, "queue": manifest.queue,
                                    "total": manifest.total, "done": progress.done,
                                    "failed": progress.failed, "jobs": listing}
@@ -175,10 +185,21 @@ class Flows:
                 "batch": manifest.batch, "queue": manifest.queue, "to_queue": manifest.then,
                 "id": rid, "done": progress.done, "failed": progress.failed,
                 "again": outcome is not None}})
-            txn_ops: list[Op] = [PutManifest(manifest.queue, manifest.batch, manifest.encode())]
-            self.store.apply(txn_ops)
+            # Recorded through the transaction like every write (fenced on a bucket, retried
+            # there after an outage); a crash before it only submits the reduce again (no-op).
+            self._txn().add(PutManifest(manifest.queue, manifest.batch, manifest.encode()),
+                            self._manifest_written(manifest))
 
-        txn.add(PutNew(manifest.then, rid, jobs.encode(job), check_other_states=True), created)
+        self._txn().add(PutNew(manifest.then, rid, jobs.encode(job), check_other_states=True),
+                        created)
+
+    def _manifest_written(self, manifest: batches.Manifest) -> Callable[[Outcome], None]:
+        def then(outcome: Outcome) -> None:
+            if outcome is not None:
+                log.error("cannot record the reduce of batch %s in its manifest (it is "
+                          "submitted again, a no-op, after a restart): %s", manifest.batch,
+                          outcome)
+        return then
 
     # -- status ----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ it. Only conditional writes touch it:
 The holder counts its lease from the moment it *sent* the write that renewed it and treats
 it as lapsed after ``LEASE_SAFETY`` of its length: a standby can only take over a whole
 lease after it saw that write, so the old holder has stopped writing (it fences every store
-request on :meth:`Leadership.deadline`) a quarter lease before the new one may start. The
+request on :meth:`Leadership.fence`) a quarter lease before the new one may start. The
 holder renews every quarter lease; the standby looks every quarter lease, so it takes over
 within 1.5 leases of the holder's death.
 
@@ -29,9 +29,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from ckptd.core.errors import CkptdError, StoreError
+from ckptd.core.errors import NotLeader, StoreError
+from ckptd.store.objects import Conflict, ControlObjects
 
 log = logging.getLogger(__name__)
 
@@ -40,105 +41,14 @@ LEASE_SAFETY = 0.75  # the holder stops writing after this much of its lease
 CHECKS_PER_LEASE = 4  # renewals by the holder, looks by the standby, per lease
 
 
-class Standby(CkptdError):
-    """Raised (as the answer to a request) by a daemon that is not the active one: another
-    daemon holds the lease, so the request belongs there."""
-
-    exit_code = 7
-
-
-class TakingOver(Standby):
-    """Raised (as the answer to a request) by a daemon that is not active but whose lease is
-    held by nobody else: it is taking the lease (back) and the request was not applied, so a
-    client asks again after a moment (:class:`ckptd.client.Client` does, until its timeout)."""
-
-
-class Objects(Protocol):
-    """Conditional reads and writes of single objects (what the lease needs of a store)."""
-
-    def get_object(self, path: str) -> tuple[bytes, str] | None:
-        """Return (bytes, ETag), or None when there is no such object."""
-
-    def put_object(self, path: str, data: bytes, *, create: bool = False,
-                   if_match: str | None = None) -> str:
-        """Write; ``create``: only if absent, ``if_match``: only if the ETag is that one.
-        Return the new ETag; raise :class:`ckptd.store.s3.Conflict` when the condition fails."""
-
-    def delete_object(self, path: str, if_match: str | None = None) -> None:
-        """Delete (only if the ETag is ``if_match``, when given)."""
-
-
-class FsObjects:
-    """:class:`Objects` over any fsspec file system, for stores without conditional writes.
-
-    The conditions hold within one process only (a lock and MD5 ETags): enough for
-    ``memory://`` in tests, not for two daemons. :func:`objects_of` logs a warning.
-    """
-
-    def __init__(self, fs: Any) -> None:
-        self.fs = fs
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _etag(data: bytes) -> str:
-        import hashlib
-
-        return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-    def get_object(self, path: str) -> tuple[bytes, str] | None:
-        try:
-            data = bytes(self.fs.cat_file(path))
-        except FileNotFoundError:
-            return None
-        return data, self._etag(data)
-
-    def put_object(self, path: str, data: bytes, *, create: bool = False,
-                   if_match: str | None = None) -> str:
-        from ckptd.store.s3 import Conflict
-
-        with self._lock:
-            current = self.get_object(path)
-            if create and current is not None:
-                raise Conflict(f"{path} exists")
-            if if_match is not None and (current is None or current[1] != if_match):
-                raise Conflict(f"{path} changed")
-            self.fs.pipe_file(path, data)
-            return self._etag(data)
-
-    def delete_object(self, path: str, if_match: str | None = None) -> None:
-        with self._lock:
-            current = self.get_object(path)
-            if current is not None and (if_match is None or current[1] == if_match):
-                self.fs.rm_file(path)
-
-
-def objects_of(store: Any) -> tuple[Objects, str]:
-    """Return (conditional objects, lease path) for a bucket store."""
-    from ckptd.store.s3 import S3Store
-
-    if isinstance(store, S3Store):
-        try:
-            supported = store.conditional_writes()
-        except StoreError as exc:  # not reachable now: the lease itself will say so
-            log.warning("cannot check the bucket's conditional writes yet: %s", exc)
-            supported = True
-        if not supported:
-            log.warning("the bucket does not honour conditional writes: the leader lease "
-                        "cannot keep two daemons apart; run one daemon only")
-        return store, store.control_key(LEASE_NAME)
-    log.warning("leader lease on %s: conditional writes are emulated in this process only; "
-                "run one daemon only", store.url)
-    return FsObjects(store.fs), f"{store.prefix}/.ckptd/{LEASE_NAME}"
-
-
 class LeaderLease:
     """The lease protocol itself (see the module docstring); no threads, no waiting."""
 
-    def __init__(self, objects: Objects, path: str, name: str, duration: float,
+    def __init__(self, objects: ControlObjects, path: str, name: str, duration: float,
                  info: dict[str, Any] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.objects = objects
-        self.path = path
+        self.path = path  # the lease object's name in the control area
         self.name = name
         self.duration = duration
         self.info = dict(info or {})
@@ -163,13 +73,11 @@ class LeaderLease:
 
         Raises StoreError when the bucket cannot be reached (nothing is known then).
         """
-        from ckptd.store.s3 import Conflict
-
         sent = self.clock()
-        current = self.objects.get_object(self.path)
+        current = self.objects.get(self.path)
         try:
             if current is None:
-                etag = self.objects.put_object(self.path, self._record(), create=True)
+                etag = self.objects.put(self.path, self._record(), create=True)
             else:
                 data, seen = current
                 record = _parse(data)
@@ -186,7 +94,7 @@ class LeaderLease:
                     log.warning("the leader lease was not renewed for %.1fs; taking over",
                                 sent - self._seen[1],
                                 extra={"fields": {"previous": (self.holder or {}).get("holder")}})
-                etag = self.objects.put_object(self.path, self._record(), if_match=seen)
+                etag = self.objects.put(self.path, self._record(), if_match=seen)
         except Conflict:
             self._seen = None
             return False
@@ -205,20 +113,18 @@ class LeaderLease:
         Raises StoreError when the bucket cannot be reached: the lease then lapses by itself
         at ``valid_until`` unless a later renewal gets through.
         """
-        from ckptd.store.s3 import Conflict
-
         if self.etag is None:
             return False
         sent = self.clock()
         try:
             try:
-                etag = self.objects.put_object(self.path, self._record(), if_match=self.etag)
+                etag = self.objects.put(self.path, self._record(), if_match=self.etag)
             except Conflict:
                 # A renewal whose answer was lost changed the ETag to one we never saw.
-                current = self.objects.get_object(self.path)
+                current = self.objects.get(self.path)
                 if current is None or (_parse(current[0]) or {}).get("token") != self.token:
                     raise
-                etag = self.objects.put_object(self.path, self._record(), if_match=current[1])
+                etag = self.objects.put(self.path, self._record(), if_match=current[1])
         except Conflict:
             self.etag = None
             self.valid_until = 0.0
@@ -230,7 +136,7 @@ class LeaderLease:
         """Give the lease back (a clean stop), so that a standby takes over at once."""
         etag, self.etag, self.valid_until = self.etag, None, 0.0
         if etag is not None:
-            self.objects.delete_object(self.path, if_match=etag)
+            self.objects.delete(self.path, if_match=etag)
 
 
 def _parse(data: bytes) -> dict[str, Any] | None:
@@ -255,6 +161,12 @@ class Leadership:
     def deadline(self) -> float:
         """The monotonic instant after which nothing may be written (the store's fence)."""
         return self.lease.valid_until if self.active else 0.0
+
+    def fence(self, queue: str) -> None:
+        """Raise NotLeader once the lease has lapsed (called before every store write)."""
+        if time.monotonic() >= self.deadline():
+            raise NotLeader("this daemon no longer holds the leader lease; it writes nothing "
+                            "more (a standby has taken over, or is about to)")
 
     def held(self) -> bool:
         """True while the lease is ours and has not lapsed."""

@@ -18,14 +18,13 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ckptd.core.ids import id_time
 from ckptd.core.timefmt import time_or_none
 
 if TYPE_CHECKING:
-    from ckptd.daemon.engine import Engine, QueueIndex, WorkerInfo
     from ckptd.store.base import Store
 
 # Seconds, 1 ms to 1 day: covers a no-op job's cycle time and a day-long batch's lead time.
@@ -310,21 +309,17 @@ class QueueMetrics:
         return MinuteSample(self._minute * 60.0, succeeded - mark[0], failed - mark[1],
                             delta.mean(), delta.quantile(0.95))
 
-    def oldest_pending_age(self, index: QueueIndex, store: Store, now: float) -> float | None:
-        """Age of the job at the head of the ready line (O(1) amortised, no listing).
+    def oldest_pending_age(self, head: str | None, store: Store, queue: str, now: float
+                           ) -> float | None:
+        """Age of ``head``, the pending job at the head of the ready line (None: none).
 
-        Stale ids at the head (cancelled, claimed) are dropped, as dispatch would drop them.
         The age is read from the head job's ``created`` (one file read when the head
         changes), else from a generated id's time.
         """
-        ready = index.ready
-        while ready and ready[0] not in index.pending:
-            ready.popleft()
-        if not ready:
+        if head is None:
             return None
-        head = ready[0]
         if self._head is None or self._head[0] != head:
-            self._head = (head, _created_time(store, index.name, head))
+            self._head = (head, _created_time(store, queue, head))
         stamp = self._head[1]
         return None if stamp is None else max(0.0, now - stamp)
 
@@ -355,101 +350,3 @@ def failure_note(job: dict[str, Any], at: float | None) -> FailureNote:
     return FailureNote(str(job.get("queue")), str(job.get("id")), at or 0.0,
                        str(error.get("type") or "Error"), str(error.get("message") or "")[:500],
                        int(job.get("attempts") or 0), batch if isinstance(batch, str) else None)
-
-
-# -- figures and snapshots ----------------------------------------------------------------
-
-def queue_figures(index: QueueIndex, workers: Iterable[WorkerInfo], store: Store,
-                  now: float) -> dict[str, Any]:
-    """The per-queue figures of ``status`` beyond the counts: none of them scans jobs."""
-    metrics = index.metrics
-    lead, cycle = metrics.recent_quantiles()
-    return {
-        "throughput_1m": metrics.finished.count(now) / float(RATE_WINDOW),
-        "delayed": len(index.delayed_at),
-        "workers": sum(1 for w in workers if index.name in w.queues),
-        "lead_p50_s": lead[0] if lead else None,
-        "lead_p95_s": lead[1] if lead else None,
-        "cycle_p50_s": cycle[0] if cycle else None,
-        "cycle_p95_s": cycle[1] if cycle else None,
-        "oldest_pending_age_s": metrics.oldest_pending_age(index, store, now),
-    }
-
-
-@dataclass(frozen=True)
-class BatchSnapshot:
-    """One batch's figures at one instant."""
-
-    name: str
-    submitted: int
-    succeeded: int
-    failed: int
-    retried: int
-    lead: HistogramSnapshot
-    cycle: HistogramSnapshot
-    last_at: float
-
-
-@dataclass(frozen=True)
-class QueueSnapshot:
-    """One queue's figures at one instant."""
-
-    name: str
-    counts: dict[str, int]  # pending, claimed, done, failed, delayed
-    counters: dict[str, int]  # the index's counters (since the daemon started)
-    figures: dict[str, Any]  # queue_figures()
-    base_succeeded: int
-    base_failed: int
-    lead: HistogramSnapshot
-    cycle: HistogramSnapshot
-    dispatch: HistogramSnapshot
-    batches: tuple[BatchSnapshot, ...]
-    failures: tuple[FailureNote, ...]
-    minutes: tuple[MinuteSample, ...]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything the HTTP thread shows, copied out of the engine by the daemon's loop."""
-
-    at: float
-    daemon: str
-    root: str
-    started_at: float
-    workers: int
-    stopping: bool
-    drops: dict[str, int]
-    counters: dict[str, int]
-    queues: tuple[QueueSnapshot, ...]
-    worker_list: tuple[dict[str, Any], ...] = field(default=())
-
-
-def build_snapshot(engine: Engine, now: float, *, started_at: float, drops: dict[str, int],
-                   stopping: bool = False) -> Snapshot:
-    """Copy the figures out of the engine (daemon loop only; O(queues + workers))."""
-    queues = []
-    for name in sorted(engine.queues):
-        index = engine.queues[name]
-        metrics = index.metrics
-        counters = dict(index.counters)
-        metrics.roll_minutes(now, counters["succeeded"], counters["failed"])
-        minutes = tuple(metrics.minutes)
-        current = metrics.current_minute(now, counters["succeeded"], counters["failed"])
-        if current is not None:
-            minutes += (current,)
-        counts = index.counts()
-        figures = queue_figures(index, engine.workers.values(), engine.store, now)
-        counts["delayed"] = figures["delayed"]
-        batches = tuple(BatchSnapshot(b, f.submitted, f.succeeded, f.failed, f.retried,
-                                      f.lead.frozen(), f.cycle.frozen(), f.last_at)
-                        for b, f in sorted(metrics.batches.items()))
-        queues.append(QueueSnapshot(name, counts, counters, figures, metrics.base_succeeded,
-                                    metrics.base_failed, metrics.lead.frozen(),
-                                    metrics.cycle.frozen(), metrics.dispatch.frozen(),
-                                    batches, tuple(metrics.failures), minutes))
-    workers = tuple({"id": w.id, "host": w.host, "pid": w.pid, "queues": list(w.queues),
-                     "slots": w.slots, "free": w.credits, "running": len(w.running),
-                     "seen_s_ago": round(now - w.last_seen, 1)}
-                    for w in engine.workers.values())
-    return Snapshot(now, engine.name, engine.store.url, started_at, len(engine.workers),
-                    stopping, dict(drops), dict(engine.counters), tuple(queues), workers)

@@ -7,31 +7,34 @@ functions for its own submits and retries, so a job made either way is the same 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ckptd.core import jobs
-from ckptd.core.config import Settings
+from ckptd.core import edits, jobs
+from ckptd.core.answers import Submitted, SubmittedFile
+from ckptd.core.config import LiveSettings, Settings, live
 from ckptd.core.errors import JobExists, JobNotFound, MalformedJob, TransitionError
 from ckptd.core.ids import new_id
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.states import STATES, TERMINAL, State, transition_name
 from ckptd.core.timefmt import utc_iso
 from ckptd.store import recovery
-from ckptd.store.base import JOB_SUFFIX, Delete, Move, Op, PutBlob, PutNew, Store, split_job_name
+from ckptd.store.base import (
+    JOB_SUFFIX,
+    Delete,
+    Move,
+    Op,
+    PutBlob,
+    PutManifest,
+    PutNew,
+    Store,
+    split_job_name,
+)
 
 IF_EXISTS = ("error", "return")
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """The answer to a submit: the job's id, and whether this call created it."""
-
-    id: str
-    created: bool = True
-    state: str = State.PENDING.value
 
 
 def prepare_submit(settings: Settings, queue: str, payload: Any, now: float, *,
@@ -58,9 +61,9 @@ def prepare_submit(settings: Settings, queue: str, payload: Any, now: float, *,
         data = jobs.encode(job)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"payload is not JSON-serialisable: {exc}") from None
-    if len(data) > settings.inline_limit:  # only then can the payload alone be over it
+    if len(data) > settings.blob_threshold:  # only then can the payload alone be over it
         encoded = jobs.encode_value(payload)
-        if len(encoded) > settings.inline_limit:
+        if len(encoded) > settings.blob_threshold:
             ops.append(PutBlob(queue, job_id, "payload", encoded))
             job["payload"] = None
             job["payload_ref"] = f"blobs/{job_id}.payload"
@@ -99,36 +102,32 @@ def purgeable(store: Store, queue: str, state: State, older_than: float | None, 
     return found
 
 
-def retried(job: jobs.Job, attempts: int | None, settings: Settings) -> jobs.Job:
-    """Return a failed job made ready to run again with a fresh budget of attempts.
+@dataclass
+class FilePlan:
+    """The store ops of a submit-file, in the order they must be applied.
 
-    ``attempts`` is never reset (it is the fencing token); ``max_attempts`` grows instead.
+    ``first`` (the source blob, and the manifest when the batch is new) must succeed before
+    ``groups`` (the jobs, create-only), so that whatever a job refers to exists.
     """
-    budget = attempts or settings.max_attempts_for(job["queue"])
-    job["max_attempts"] = int(job["attempts"]) + budget
-    job.pop("not_before", None)
-    return jobs.bump(job)
 
-
-@dataclass(frozen=True)
-class SubmittedFile:
-    """The answer to submit-file: the batch, its jobs and records, and what was new."""
-
-    batch: str
-    jobs: int
-    records: int
-    created: int
-    format: str
+    answer: SubmittedFile
+    first: list[Op]
+    groups: list[list[Op]]
 
 
 class StoreAdmin:
     """The actions of the CLI, carried out directly on a store."""
 
-    def __init__(self, store: Store, settings: Settings,
+    def __init__(self, store: Store, settings: Settings | LiveSettings,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
-        self.settings = settings
+        self.live = live(settings)
         self.clock = clock
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (a daemon's reload changes them here too)."""
+        return self.live.current
 
     # -- producing -------------------------------------------------------------------------
 
@@ -155,16 +154,11 @@ class StoreAdmin:
                 raise outcome
         return Submitted(job["id"])
 
-    def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
-                    batch: str | None = None, then: str | None = None,
-                    max_attempts: int | None = None, source_name: str | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> SubmittedFile:
-        """Store a file once and submit one job per ``chunk`` records referring to its range.
-
-        The jobs are ``<batch>.<n>``; the batch gets a manifest (with ``then``, the queue of
-        its reduce job). Submitting the same batch again creates only what is missing, so an
-        interrupted submit-file can simply be run again with the same ``--batch``.
-        """
+    def plan_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
+                  batch: str | None = None, then: str | None = None,
+                  max_attempts: int | None = None, source_name: str | None = None,
+                  group: int = 500) -> FilePlan:
+        """Split a file into the ops of :meth:`submit_file` without applying them."""
         from ckptd.core import batches, sources
 
         check_queue(queue)
@@ -190,16 +184,14 @@ class StoreAdmin:
             existing = None
         if existing is not None and existing.total != manifest.total:
             raise JobExists(queue, batch, "batches")
-        # The data first, then the manifest, then the jobs: whatever a job refers to exists.
-        self.store.put_blob(queue, batch, "source", data)
+        first: list[Op] = [PutBlob(queue, batch, "source", data)]
         if existing is None:
-            self.store.put_manifest(queue, batch, manifest.encode())
+            first.append(PutManifest(queue, batch, manifest.encode()))
         budget = max_attempts or self.settings.max_attempts_for(queue)
-        created = 0
-        group = 500
-        for first in range(0, len(chunks), group):
+        groups: list[list[Op]] = []
+        for begin in range(0, len(chunks), group):
             ops: list[Op] = []
-            for seq in range(first, min(len(chunks), first + group)):
+            for seq in range(begin, min(len(chunks), begin + group)):
                 piece = chunks[seq]
                 payload = {"source": manifest.source, "format": fmt, "start": piece.start,
                            "end": piece.end, "first": piece.first, "count": piece.count}
@@ -208,14 +200,35 @@ class StoreAdmin:
                 job = jobs.new_job(queue, batches.job_id(batch, seq), payload, now,
                                    max_attempts=budget, batch=batch)
                 ops.append(PutNew(queue, job["id"], jobs.encode(job), check_other_states=True))
+            groups.append(ops)
+        return FilePlan(SubmittedFile(batch, len(chunks), records, 0, fmt), first, groups)
+
+    def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
+                    batch: str | None = None, then: str | None = None,
+                    max_attempts: int | None = None, source_name: str | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> SubmittedFile:
+        """Store a file once and submit one job per ``chunk`` records referring to its range.
+
+        The jobs are ``<batch>.<n>``; the batch gets a manifest (with ``then``, the queue of
+        its reduce job). Submitting the same batch again creates only what is missing, so an
+        interrupted submit-file can simply be run again with the same ``--batch``.
+        """
+        plan = self.plan_file(queue, data, fmt=fmt, chunk=chunk, batch=batch, then=then,
+                              max_attempts=max_attempts, source_name=source_name)
+        # The data first, then the manifest, then the jobs: whatever a job refers to exists.
+        _raise_first(self.store.apply(plan.first))
+        created = 0
+        done = 0
+        for ops in plan.groups:
             for outcome in self.store.apply(ops):
                 if outcome is None:
                     created += 1
                 elif not isinstance(outcome, JobExists):
                     raise outcome
+            done += len(ops)
             if progress is not None:
-                progress(min(len(chunks), first + group), len(chunks))
-        return SubmittedFile(batch, len(chunks), records, created, fmt)
+                progress(done, plan.answer.jobs)
+        return dataclasses.replace(plan.answer, created=created)
 
     def _where(self, queue: str, job_id: str) -> Iterable[State]:
         return self.store.find(check_queue(queue), check_job_id(job_id))
@@ -288,13 +301,18 @@ class StoreAdmin:
                 where = f"it is {states[-1].value}" if states else "no such job"
                 raise JobNotFound(f"cannot retry {job_id!r}: only failed jobs can be retried "
                                   f"({where})") from None
+            transition_name(State.FAILED, State.PENDING)
+            budget = attempts or self.settings.max_attempts_for(queue)
             ops.append(Move(queue, job_id, State.FAILED, State.PENDING,
-                            jobs.encode(retried(job, attempts, self.settings))))
+                            jobs.encode(edits.retried(job, budget))))
         _raise_first(self.store.apply(ops))
         return [op.job_id for op in ops]
 
-    def cancel(self, queue: str, job_id: str) -> str:
-        """Remove a pending job (or fail a claimed one); return the state it was in."""
+    def cancel(self, queue: str, job_id: str, by: str | None = None) -> str:
+        """Remove a pending job (or fail a claimed one); return the state it was in.
+
+        ``by`` says who cancelled, for the job file (default: this user on this host).
+        """
         states = self.store.find(check_queue(queue), check_job_id(job_id))
         if not states:
             raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
@@ -304,10 +322,14 @@ class StoreAdmin:
             self.store.delete(queue, state, job_id)
         elif state is State.CLAIMED:
             job = jobs.decode(self.store.read(queue, state, job_id), queue, job_id)
-            now = self.clock()
-            job["last_error"] = jobs.error_record("cancelled by an operator", "Cancelled", None,
-                                                  jobs.running_attempt(job), now, None)
-            self.store.move(queue, job_id, state, State.FAILED, jobs.encode(jobs.bump(job)))
+            try:  # a claim is a rename: the file's change time is when it was claimed
+                claimed_at: float | None = self.store.mtime(queue, state, job_id)
+            except JobNotFound:
+                claimed_at = None
+            transition_name(state, State.FAILED)
+            edits.cancelled(job, attempt=jobs.running_attempt(job), claimed_at=claimed_at,
+                            now=self.clock(), worker=None, by=by or who_am_i("--root"))
+            self.store.move(queue, job_id, state, State.FAILED, jobs.encode(job))
         else:
             raise TransitionError(f"job {job_id!r} is already {state.value}; "
                                   f"use 'ckptd purge {queue} {state.value}' to remove it")
@@ -374,6 +396,18 @@ class StoreAdmin:
                 found.append(recovery.Finding(queue, "orphan-blob", f"blobs/{job_id}.{kind}",
                                               "its job is in no state", repair))
         return found
+
+
+def who_am_i(how: str) -> str:
+    """``user@host (how)``: who an operator's action is recorded as coming from."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} ({how})"
 
 
 def _quarantined_ids(store: Store, queue: str) -> set[str]:

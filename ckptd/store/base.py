@@ -18,13 +18,16 @@ Every backend keeps these promises; the contract tests in ``tests/store`` hold t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import CkptdError, InvalidName
 from ckptd.core.states import STATES, State
+
+if TYPE_CHECKING:
+    from ckptd.store.objects import ControlObjects
 
 JOB_SUFFIX = ".json"
 CHECKPOINT_DIR = "state"
@@ -304,6 +307,10 @@ class Store(ABC):
     def put_output(self, queue: str, name: str, data: bytes) -> str:
         """Atomically write ``<queue>/outputs/<name>``; return where it is. Idempotent."""
         self._one(PutOutput(queue, name, data))
+        return self.output_location(queue, name)
+
+    def output_location(self, queue: str, name: str) -> str:
+        """Where the output file ``name`` of ``queue`` is (a path or URL), for messages."""
         return f"{self.url.rstrip('/')}/{queue}/{OUTPUT_DIR}/{name}"
 
     @abstractmethod
@@ -324,6 +331,59 @@ class Store(ABC):
 
     def close(self) -> None:
         """Release what the store holds open. Idempotent."""
+
+    # -- capabilities: what only some backends do, with the default of those that do not ----
+
+    def ids_after(self, queue: str, state: State, start_after: str | None) -> list[str]:
+        """Return the ids in ``state`` that sort after ``start_after`` (all when None), sorted.
+
+        Default: a full listing, filtered. A bucket lists only the keys after it.
+        """
+        ids = self.ids(queue, state)
+        return ids if start_after is None else [i for i in ids if i > start_after]
+
+    def prefetch(self, queue: str, ids: Sequence[str]) -> int:
+        """Read the pending files of ``ids`` ahead of their claims; return how many were read.
+
+        Default: nothing (0); reads are cheap where there is no network in between.
+        """
+        return 0
+
+    def forget_prefetched(self) -> None:
+        """Drop whatever :meth:`prefetch` or this process's own writes keep in memory.
+
+        Default: nothing is kept. Idempotent.
+        """
+
+    def probe_access(self) -> None:
+        """Raise StoreError when the store cannot be read now (one cheap request).
+
+        Default: list the queues.
+        """
+        self.queues()
+
+    def request_stats(self) -> dict[str, int]:
+        """Counts of the requests made to a remote store (requests, retries, errors, ...).
+
+        Default: {} (a local store makes no requests).
+        """
+        return {}
+
+    def set_fence(self, fence: Callable[[str], None] | None) -> bool:
+        """Have every write to a queue call ``fence(queue)`` first, which raises NotLeader when
+        this process no longer leads that queue; None removes it. Return True when the
+        backend fences its writes.
+
+        Default: False, no fencing (a local root is kept to one daemon by a lock instead).
+        """
+        return False
+
+    def control_objects(self) -> ControlObjects | None:
+        """The conditional objects of the store's control area (leases), or None.
+
+        Default: None (a local root has no leases).
+        """
+        return None
 
     def describe(self, queue: str, state: State, job_id: str) -> str:
         """Return where a job file lives, for messages (a path or URL)."""

@@ -47,6 +47,7 @@ from ckptd.store.base import (
     check_folder,
     split_job_name,
 )
+from ckptd.store.objects import ControlObjects, EmulatedObjects
 
 _OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
 
@@ -78,6 +79,10 @@ class BucketStore(Store):
 
     def ensure_queue(self, queue: str) -> None:
         check_queue(queue)  # folders are implied by the keys in a bucket
+
+    def control_objects(self) -> ControlObjects:
+        """Emulated: conditions hold within this process only (``shared`` is False)."""
+        return EmulatedObjects(self.fs, self.prefix)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -8,13 +8,10 @@ with the higher ``rev`` wins (:mod:`ckptd.states`).
 
 from __future__ import annotations
 
-import atexit
 import errno
 import itertools
 import logging
 import os
-import stat
-import threading
 import time
 from collections.abc import Sequence
 
@@ -38,7 +35,6 @@ from ckptd.store.base import (
     JOB_SUFFIX,
     OUTPUT_DIR,
     QUARANTINE_DIR,
-    QUEUE_DIRS,
     REASON_SUFFIX,
     TMP_DIR,
     TRASH_MARK,
@@ -68,6 +64,8 @@ from ckptd.store.durable import (
     unlink_quietly,
     write_new,
 )
+from ckptd.store.local_folders import QueueFolders
+from ckptd.store.reaper import Reaper
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +84,10 @@ class LocalStore(Store):
         self.fsync = FsyncMode(fsync)
         self.file_mode = file_mode
         self.dir_mode = dir_mode
-        self._ready: set[str] = set()
-        self._no_links: set[str] = set()  # queues whose folders were checked: none is a link
-        self._lock = threading.Lock()
+        self.folders = QueueFolders(self.root, self.fsync, dir_mode)
         self._counter = itertools.count()
         self._root_fd: int | None = None
-        self._reaper = _Reaper()
+        self._reaper = Reaper()
         self._discarded: list[str] = []  # this group's discarded files, for the reaper
 
     # -- paths -----------------------------------------------------------------------------
@@ -102,82 +98,9 @@ class LocalStore(Store):
     def _path(self, queue: str, folder: str, name: str) -> str:
         return f"{self.root}/{queue}/{folder}/{name}"
 
-    def _check_links(self, queue: str) -> None:
-        """Refuse a queue whose folder, or a state folder in it, is a symlink.
-
-        O_NOFOLLOW guards only the last part of a path, so the folders on the way are
-        checked here, once per queue (ensure_queue checks the folders it makes). A queue
-        without a folder yet has nothing to follow; one with missing folders is checked again.
-        """
-        base = f"{self.root}/{queue}"
-        complete = True
-        for path in (base, *(f"{base}/{folder}" for folder in QUEUE_DIRS)):
-            try:
-                info = os.lstat(path)
-            except FileNotFoundError:
-                if path == base:
-                    return
-                complete = False
-                continue
-            except OSError as exc:
-                raise io_error(exc, "check", path) from exc
-            if not stat.S_ISDIR(info.st_mode):  # lstat: a symlink is never a folder here
-                raise StoreError(f"{path} is a symlink or not a folder; ckptd does not follow "
-                                 "links out of its root: replace it with a real folder")
-        if complete:
-            self._no_links.add(queue)
-
-
-    def _side_folder(self, queue: str, folder: str, create: bool) -> str:
-        """The path of a folder made on demand (batches/, outputs/, quarantine/), checked
-        not to be a symlink; created with ``dir_mode`` when ``create``."""
-        if queue not in self._no_links:
-            self._check_links(queue)
-        path = f"{self.root}/{queue}/{folder}"
-        if create:
-            self.ensure_queue(queue)
-            os.makedirs(path, mode=self.dir_mode, exist_ok=True)
-        try:
-            info = os.lstat(path)
-        except FileNotFoundError:
-            return path
-        if not stat.S_ISDIR(info.st_mode):  # never read or write through a link
-            raise StoreError(f"{path} is a symlink or not a folder; ckptd does not follow "
-                             "links out of its root: replace it with a real folder")
-        return path
-
     def ensure_queue(self, queue: str) -> None:
         """Create the queue's folders (mode ``dir_mode``); refuse symlinked folders."""
-        if queue in self._ready:
-            return
-        check_queue(queue)
-        with self._lock:
-            if queue in self._ready:
-                return
-            try:
-                os.makedirs(self.root, mode=self.dir_mode, exist_ok=True)
-                base = f"{self.root}/{queue}"
-                created = self._mkdir(base)
-                for folder in QUEUE_DIRS:
-                    created |= self._mkdir(f"{base}/{folder}")
-                if created and self.fsync is not FsyncMode.NEVER:
-                    # New folders must survive a power loss before files are put in them.
-                    fsync_dir(base)
-                    fsync_dir(self.root)
-            except OSError as exc:
-                raise io_error(exc, "create the folders of queue", f"{self.root}/{queue}") from exc
-            self._ready.add(queue)
-
-    def _mkdir(self, path: str) -> bool:
-        try:
-            os.mkdir(path, self.dir_mode)
-            return True
-        except FileExistsError:
-            info = os.lstat(path)
-            if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-                raise StoreError(f"{path} is a symlink or not a folder; ckptd does not follow "
-                                 "links out of its root: replace it with a real folder") from None
-            return False
+        self.folders.ensure_queue(queue)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -196,8 +119,7 @@ class LocalStore(Store):
             if not any(os.path.isdir(f"{self.root}/{name}/{s.value}") for s in STATES):
                 continue
             try:
-                if name not in self._no_links:
-                    self._check_links(name)
+                self.folders.check(name)
             except StoreError as exc:  # skipped, not followed: the other queues still run
                 log.error("skipped queue %s: %s", name, exc)
                 continue
@@ -206,8 +128,7 @@ class LocalStore(Store):
 
     def ids(self, queue: str, state: State) -> list[str]:
         check_queue(queue)
-        if queue not in self._no_links:
-            self._check_links(queue)
+        self.folders.check(queue)
         try:
             names = os.listdir(f"{self.root}/{queue}/{state.value}")
         except FileNotFoundError:
@@ -220,8 +141,7 @@ class LocalStore(Store):
 
     def count(self, queue: str, state: State) -> int:
         check_queue(queue)
-        if queue not in self._no_links:
-            self._check_links(queue)
+        self.folders.check(queue)
         try:
             with os.scandir(f"{self.root}/{queue}/{state.value}") as entries:
                 return sum(1 for e in entries if split_job_name(e.name) is not None)
@@ -232,8 +152,7 @@ class LocalStore(Store):
 
     def read(self, queue: str, state: State, job_id: str) -> bytes:
         check_job_ref(queue, job_id)
-        if queue not in self._no_links:
-            self._check_links(queue)
+        self.folders.check(queue)
         path = self._job_path(queue, state, job_id)
         try:
             return _read_file(path)
@@ -244,8 +163,7 @@ class LocalStore(Store):
 
     def exists(self, queue: str, state: State, job_id: str) -> bool:
         check_job_ref(queue, job_id)
-        if queue not in self._no_links:
-            self._check_links(queue)
+        self.folders.check(queue)
         try:
             os.lstat(self._job_path(queue, state, job_id))
             return True
@@ -254,8 +172,7 @@ class LocalStore(Store):
 
     def mtime(self, queue: str, state: State, job_id: str) -> float:
         check_job_ref(queue, job_id)
-        if queue not in self._no_links:
-            self._check_links(queue)
+        self.folders.check(queue)
         try:
             info = os.lstat(self._job_path(queue, state, job_id))
         except FileNotFoundError:
@@ -265,8 +182,7 @@ class LocalStore(Store):
 
     def read_checkpoint(self, queue: str, job_id: str) -> bytes | None:
         check_job_ref(queue, job_id)
-        if queue not in self._no_links:
-            self._check_links(queue)
+        self.folders.check(queue)
         path = self._path(queue, CHECKPOINT_DIR, job_id + JOB_SUFFIX)
         try:
             return _read_file(path)
@@ -277,16 +193,14 @@ class LocalStore(Store):
 
     def read_blob(self, queue: str, job_id: str, kind: str) -> bytes:
         check_job_ref(queue, job_id)
-        if queue not in self._no_links:
-            self._check_links(queue)
+        self.folders.check(queue)
         path = self._path(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
         return _read_or_missing(path, f"blob {job_id}.{kind} is not in {queue}/{BLOB_DIR}/")
 
     def read_blob_range(self, queue: str, job_id: str, kind: str, start: int, end: int
                         ) -> bytes:
         check_job_ref(queue, job_id)
-        if queue not in self._no_links:
-            self._check_links(queue)
+        self.folders.check(queue)
         path = self._path(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
         try:
             fd = os.open(path, _O_READ)
@@ -301,28 +215,21 @@ class LocalStore(Store):
 
     def read_manifest(self, queue: str, batch: str) -> bytes:
         check_job_ref(queue, batch)
-        path = f"{self._side_folder(queue, BATCH_DIR, False)}/{batch}{JOB_SUFFIX}"
+        path = f"{self.folders.side(queue, BATCH_DIR, False)}/{batch}{JOB_SUFFIX}"
         return _read_or_missing(path, f"no batch {batch!r} in {queue}/{BATCH_DIR}/")
 
     def read_output(self, queue: str, name: str) -> bytes:
         check_job_ref(queue, name)
-        path = f"{self._side_folder(queue, OUTPUT_DIR, False)}/{name}"
+        path = f"{self.folders.side(queue, OUTPUT_DIR, False)}/{name}"
         return _read_or_missing(path, f"no output {name!r} in {queue}/{OUTPUT_DIR}/")
 
     def manifests(self, queue: str) -> list[str]:
         check_queue(queue)
         try:
-            names = os.listdir(self._side_folder(queue, BATCH_DIR, False))
+            names = os.listdir(self.folders.side(queue, BATCH_DIR, False))
         except FileNotFoundError:
             return []
         return sorted(i for i in map(split_job_name, names) if i is not None)
-
-    def blob_path(self, queue: str, job_id: str, kind: str) -> str:
-        """Return the path of a blob (workers on this host read it directly)."""
-        check_job_ref(queue, job_id)
-        if queue not in self._no_links:
-            self._check_links(queue)
-        return self._path(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -472,11 +379,11 @@ class LocalStore(Store):
             return (f"{q}/{BLOB_DIR}",)
         if isinstance(op, PutOutput):
             assert tmp is not None
-            os.rename(tmp, f"{self._side_folder(op.queue, OUTPUT_DIR, True)}/{op.name}")
+            os.rename(tmp, f"{self.folders.side(op.queue, OUTPUT_DIR, True)}/{op.name}")
             return (f"{q}/{OUTPUT_DIR}",)
         if isinstance(op, PutManifest):
             assert tmp is not None
-            folder = self._side_folder(op.queue, BATCH_DIR, True)
+            folder = self.folders.side(op.queue, BATCH_DIR, True)
             os.rename(tmp, f"{folder}/{op.batch}{JOB_SUFFIX}")
             return (f"{q}/{BATCH_DIR}",)
         raise TypeError(f"unknown store operation {op!r}")
@@ -493,8 +400,7 @@ class LocalStore(Store):
 
     def leftovers(self, queue: str, now: float) -> list[Leftover]:
         check_queue(queue)
-        if queue not in self._no_links:
-            self._check_links(queue)
+        self.folders.check(queue)
         found = []
         owned = self._reaper.owned
         try:
@@ -513,16 +419,14 @@ class LocalStore(Store):
 
     def remove_leftover(self, queue: str, name: str) -> None:
         check_queue(queue)
-        if queue not in self._no_links:
-            self._check_links(queue)
+        self.folders.check(queue)
         if "/" in name or name in (".", ".."):
             raise InvalidName(f"invalid file name {name!r}")
         unlink_quietly(self._path(queue, TMP_DIR, name))
 
     def foreign(self, queue: str) -> list[Foreign]:
         check_queue(queue)
-        if queue not in self._no_links:
-            self._check_links(queue)
+        self.folders.check(queue)
         found = []
         for state in STATES:
             folder = f"{self.root}/{queue}/{state.value}"
@@ -541,7 +445,7 @@ class LocalStore(Store):
         check_folder(folder)
         if "/" in name or name in (".", "..") or "\0" in name:
             raise InvalidName(f"invalid file name {name!r}")
-        qdir = self._side_folder(queue, QUARANTINE_DIR, True)
+        qdir = self.folders.side(queue, QUARANTINE_DIR, True)
         target = f"{qdir}/{name}"
         if os.path.lexists(target):
             target = f"{qdir}/{name}.{time.strftime('%Y%m%dT%H%M%S')}.{next(self._counter)}"
@@ -562,8 +466,7 @@ class LocalStore(Store):
 
     def quarantined(self, queue: str) -> list[str]:
         check_queue(queue)
-        if queue not in self._no_links:
-            self._check_links(queue)
+        self.folders.check(queue)
         try:
             names = os.listdir(f"{self.root}/{queue}/{QUARANTINE_DIR}")
         except FileNotFoundError:
@@ -572,8 +475,7 @@ class LocalStore(Store):
 
     def blob_ids(self, queue: str) -> list[tuple[str, str]]:
         check_queue(queue)
-        if queue not in self._no_links:
-            self._check_links(queue)
+        self.folders.check(queue)
         try:
             names = os.listdir(f"{self.root}/{queue}/{BLOB_DIR}")
         except FileNotFoundError:
@@ -587,8 +489,7 @@ class LocalStore(Store):
 
     def checkpoint_ids(self, queue: str) -> list[str]:
         check_queue(queue)
-        if queue not in self._no_links:
-            self._check_links(queue)
+        self.folders.check(queue)
         try:
             names = os.listdir(f"{self.root}/{queue}/{CHECKPOINT_DIR}")
         except FileNotFoundError:
@@ -610,67 +511,6 @@ class LocalStore(Store):
         if self._root_fd is not None:
             os.close(self._root_fd)
             self._root_fd = None
-
-
-class _Reaper:
-    """Deletes discarded files on a thread of its own, which ends when idle for a second.
-
-    On some disks (ext4 with ``discard``) deleting a small file costs ten times its rename,
-    and the daemon discards one file per finished job. A discarded file is already out of
-    every folder a reader looks in; a crash before its deletion leaves it in tmp/, where
-    recovery removes it (see :func:`ckptd.store.base.is_trash`).
-    """
-
-    def __init__(self) -> None:
-        self._paths: list[str] = []
-        self.owned: set[str] = set()  # added, not yet deleted: not anybody's leftovers
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._registered = False
-
-    def add(self, paths: list[str]) -> None:
-        with self._cond:
-            self._paths.extend(paths)
-            self.owned.update(paths)
-            if self._thread is None:
-                if not self._registered:  # a short-lived CLI deletes its garbage on exit
-                    atexit.register(self.stop)
-                    self._registered = True
-                self._thread = threading.Thread(target=self._run, name="ckptd-reaper",
-                                                daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._paths and not self._stopping:
-                    self._cond.wait(1.0)
-                paths, self._paths = self._paths, []
-                if not paths:
-                    self._thread = None
-                    return
-            self._delete(paths)
-
-    def _delete(self, paths: list[str]) -> None:
-        for path in paths:
-            unlink_quietly(path)
-        with self._cond:
-            self.owned.difference_update(paths)
-
-    def stop(self) -> None:
-        """Delete what is left and wait for the thread. Idempotent."""
-        with self._cond:
-            self._stopping = True
-            thread = self._thread
-            self._cond.notify()
-        if thread is not None:
-            thread.join()
-        with self._cond:
-            paths, self._paths = self._paths, []
-            self._stopping = False
-        self._delete(paths)
 
 
 def _read_or_missing(path: str, missing: str) -> bytes:

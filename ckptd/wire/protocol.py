@@ -115,7 +115,7 @@ WORKER_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
 
 DAEMON_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
     b"welcome": {"lease": (_num, _REQ), "heartbeat": (_num, _REQ), "root": (_str, _OPT),
-                 "daemon": (_str, _OPT)},
+                 "daemon": (_str, _OPT), "blob_threshold": (_int, _OPT)},
     b"job": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
              "payload": (_any, _OPT), "payload_ref": (_optional(_str), _OPT),
              "state": (_any, _OPT), "state_ref": (_optional(_bool), _OPT),
@@ -139,7 +139,7 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
     b"show": {"queue": (_name, _REQ), "id": (_name, _REQ)},
     b"retry": {"queue": (_name, _REQ), "ids": (_optional(_ids), _OPT),
                "attempts": (_optional(_int), _OPT)},
-    b"cancel": {"queue": (_name, _REQ), "id": (_name, _REQ)},
+    b"cancel": {"queue": (_name, _REQ), "id": (_name, _REQ), "by": (_optional(_label), _OPT)},
     b"purge": {"queue": (_name, _REQ), "state": (_str, _REQ),
                "older_than": (_optional(_num), _OPT)},
     b"fetch": {"queue": (_name, _REQ), "id": (_name, _REQ), "what": (_str, _REQ),

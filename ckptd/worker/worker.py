@@ -160,7 +160,7 @@ class Worker:
         self._stopping = False
         self._stop_now = False
         self._heartbeat = 5.0
-        self._inline_limit = 256 * 1024
+        self._blob_threshold = 256 * 1024
         self._next_beat = 0.0
         self._store: Any = None
         self._store_checked = False
@@ -367,9 +367,9 @@ class Worker:
             self._heartbeat = max(0.05, float(body["heartbeat"]))
             self._next_beat = min(self._next_beat, time.monotonic() + self._heartbeat)
             self._daemon_root = body.get("root") or self._daemon_root
-            limit = body.get("inline_limit")
+            limit = body.get("blob_threshold")
             if isinstance(limit, int) and limit > 0:
-                self._inline_limit = limit
+                self._blob_threshold = limit
         elif kind == b"rehello":
             self._hello(sock, slots=0 if self._stopping else None)
 
@@ -459,7 +459,7 @@ class Worker:
                 encoded = protocol.encode_body({"result": result})
             except ValueError as exc:
                 raise Fail(f"the handler's result is not JSON-serialisable: {exc}") from None
-            store = self._direct_store() if len(encoded) > self._inline_limit else None
+            store = self._direct_store() if len(encoded) > self._blob_threshold else None
             if store is not None:
                 # Too big to inline: store it beside the job, send only the reference.
                 store.put_blob(queue, job_id, "result", jobs.encode_value(result))

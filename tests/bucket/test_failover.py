@@ -58,7 +58,7 @@ def test_a_standby_serves_nothing(procs: Processes, s3_server: SeaweedServer) ->
     with second.client() as client:
         with pytest.raises(RemoteError, match="standby") as info:
             client.submit(Q, {"n": 1})
-        assert info.value.kind == "Standby"
+        assert info.value.kind == "standby"
         assert client.status()["daemon"]["role"] == "standby"
     # A client given both addresses goes past the standby to the active daemon.
     with Client([second.control, first.control], timeout=5) as client:

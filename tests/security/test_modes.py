@@ -52,7 +52,7 @@ def check_modes(root: Path, file_mode: int = FILE_MODE, dir_mode: int = DIR_MODE
 def test_the_daemon_creates_files_0640_and_folders_0750(procs: Processes,
                                                          tmp_path: Path) -> None:
     with umask(0):
-        daemon = procs.daemon(inline_limit="1KiB")
+        daemon = procs.daemon(blob_threshold="1KiB")
         worker = procs.worker(daemon, "m", "steps")
     root = Path(daemon.root)
     with daemon.client() as client:

@@ -20,7 +20,7 @@ import fsspec
 import pytest
 
 from ckptd.client.client import Client
-from ckptd.core.errors import InvalidName, RemoteError, StoreError
+from ckptd.core.errors import InvalidName, MalformedJob, RemoteError, StoreError
 from ckptd.core.states import State
 from ckptd.store import BucketStore, LocalStore, Store
 from ckptd.store.base import (
@@ -265,7 +265,7 @@ def test_a_symlinked_job_file_is_not_read_and_is_quarantined_as_a_link(
     before = snapshot(outside)
     link = root / GOOD_QUEUE / "pending" / "planted.json"
     link.symlink_to(outside / "file.json")
-    with pytest.raises(StoreError, match="symlink"):
+    with pytest.raises(MalformedJob, match="symlink"):  # not a job file: quarantined below
         store.read(GOOD_QUEUE, State.PENDING, "planted")
     assert [f.name for f in store.foreign(GOOD_QUEUE)] == ["planted.json"]
     moved = store.quarantine(GOOD_QUEUE, "pending", "planted.json", "a symlink")
@@ -321,7 +321,7 @@ def test_hostile_names_over_the_control_socket_get_an_error_and_create_nothing(
                 with pytest.raises(RemoteError) as caught:
                     client.request(kind, body)
                     pytest.fail(f"{kind} {body!r} was accepted")
-                assert caught.value.kind == "ProtocolError", (kind, body, caught.value)
+                assert caught.value.kind == "protocol", (kind, body, caught.value)
                 refused += 1
         status = client.status()
     assert refused == len(names) * len(requests_with(None))

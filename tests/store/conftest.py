@@ -149,4 +149,4 @@ def store(backend: Backend) -> Store:
 @pytest.fixture
 def settings() -> Settings:
     """Settings for admin tests: small inline limit, leftovers stale after 10 minutes."""
-    return Settings(inline_limit=1024, max_attempts=3, tmp_max_age=600.0)
+    return Settings(blob_threshold=1024, max_attempts=3, tmp_max_age=600.0)

@@ -14,9 +14,9 @@ from ckptd.daemon.metrics import (
     DURATION_BUCKETS,
     Histogram,
     RateWindow,
-    build_snapshot,
     quantiles,
 )
+from ckptd.daemon.snapshot import build_snapshot
 from tests.unit.test_engine import Harness
 
 
@@ -52,7 +52,7 @@ def test_lead_and_cycle_time_come_from_known_timestamps() -> None:
     assert (batch.submitted, batch.succeeded, batch.failed, batch.retried) == (1, 1, 0, 1)
     assert batch.lead.sum == pytest.approx(20.5, abs=1e-6)
 
-    figures = h.engine.status("q", h.now)["queues"]["q"]
+    figures = h.operators.status("q", h.now)["queues"]["q"]
     assert figures["lead_p50_s"] == pytest.approx(20.5, abs=1e-6)
     assert figures["cycle_p95_s"] == pytest.approx(15.5, abs=1e-6)
     assert figures["throughput_1m"] == pytest.approx(1 / 60)
@@ -80,9 +80,9 @@ def test_throughput_counts_the_last_minute_only() -> None:
     h.answer(w, "failed", {"queue": "q", "id": ids[2], "attempt": 1, "error": "no",
                            "retry": False})
     h.tick(25)
-    assert h.engine.status("q", h.now)["queues"]["q"]["throughput_1m"] == pytest.approx(3 / 60)
+    assert h.operators.status("q", h.now)["queues"]["q"]["throughput_1m"] == pytest.approx(3 / 60)
     h.tick(32)  # the first two ended 62 s ago, the third 57 s ago
-    assert h.engine.status("q", h.now)["queues"]["q"]["throughput_1m"] == pytest.approx(1 / 60)
+    assert h.operators.status("q", h.now)["queues"]["q"]["throughput_1m"] == pytest.approx(1 / 60)
     [note] = h.engine.queues["q"].metrics.failures
     assert note.id == ids[2] and note.message == "no"
 
@@ -91,12 +91,12 @@ def test_delayed_count_follows_delays_cancels_and_promotions() -> None:
     h = Harness()
 
     def delayed() -> int:
-        return int(h.engine.status("q", h.now)["queues"]["q"]["delayed"])
+        return int(h.operators.status("q", h.now)["queues"]["q"]["delayed"])
 
     later = h.submit(delay=30)
     soon = h.submit(delay=5)
     assert delayed() == 2
-    h.engine.cancel("q", later, h.now, h.replies.append)
+    h.operators.cancel("q", later, h.now, h.replies.append)
     h.commit()
     assert delayed() == 1, "a cancelled delayed job is no longer counted"
     h.tick(6)
@@ -113,11 +113,11 @@ def test_oldest_pending_age_skips_jobs_that_left() -> None:
     h.tick(10)
     h.submit()
     h.tick(20)
-    status = h.engine.status("q", h.now)["queues"]["q"]
+    status = h.operators.status("q", h.now)["queues"]["q"]
     assert status["oldest_pending_age_s"] == pytest.approx(30, abs=1e-3)
-    h.engine.cancel("q", first, h.now, h.replies.append)
+    h.operators.cancel("q", first, h.now, h.replies.append)
     h.commit()
-    status = h.engine.status("q", h.now)["queues"]["q"]
+    status = h.operators.status("q", h.now)["queues"]["q"]
     assert status["oldest_pending_age_s"] == pytest.approx(20, abs=1e-3)
 
 
@@ -152,7 +152,7 @@ def test_status_and_snapshot_never_walk_the_jobs() -> None:
 
     h.store.ids = no_listing  # type: ignore[method-assign]
     h.store.count = no_listing  # type: ignore[method-assign]
-    status = h.engine.status(None, h.now)["queues"]["q"]
+    status = h.operators.status(None, h.now)["queues"]["q"]
     assert status["pending"] == 50 and status["delayed"] == 25
     assert status["oldest_pending_age_s"] is not None
     build_snapshot(h.engine, h.now, started_at=h.now, drops={})

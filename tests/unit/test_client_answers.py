@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from ckptd.client.client import Client
-from ckptd.core.errors import RemoteError
+from ckptd.core.errors import RemoteError, Standby, TakingOver
 from ckptd.wire import protocol
 
 
@@ -46,8 +46,8 @@ class Scripted:
         self.ctx.term()
 
 
-TAKING_OVER = protocol.reply_error("TakingOver", "this daemon is taking the lease", 7)
-STANDBY = protocol.reply_error("Standby", "the active daemon is b", 7)
+TAKING_OVER = protocol.reply_error(TakingOver.code, "this daemon is taking the lease", 7)
+STANDBY = protocol.reply_error(Standby.code, "the active daemon is b", 7)
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_a_daemon_taking_over_for_too_long_is_reported_at_the_timeout(
     with Client(daemon.endpoint, timeout=1.0) as client:
         with pytest.raises(RemoteError, match="taking the lease") as info:
             client.request("status")
-    assert info.value.kind == "TakingOver"
+    assert info.value.kind == "taking_over" and isinstance(info.value, TakingOver)
     assert daemon.requests >= 3
 
 
@@ -82,8 +82,9 @@ def test_a_standby_with_an_active_peer_is_reported_at_once(scripted: list[Script
     daemon = Scripted([STANDBY])
     scripted.append(daemon)
     with Client(daemon.endpoint, timeout=30) as client:
-        with pytest.raises(RemoteError, match="active daemon is b"):
+        with pytest.raises(RemoteError, match="active daemon is b") as info:
             client.request("status")
+    assert isinstance(info.value, Standby) and not isinstance(info.value, TakingOver)
     assert daemon.requests == 1
 
 

@@ -27,14 +27,14 @@ def test_defaults_with_nothing_set() -> None:
     settings = load_settings(env={})
     assert settings == Settings()
     assert settings.fsync is FsyncMode.BATCH
-    assert settings.lease == 60.0 and settings.inline_limit == 256 * 1024
+    assert settings.lease == 60.0 and settings.blob_threshold == 256 * 1024
     assert settings.control.startswith("tcp://127.0.0.1:")
 
 
 FILE = """
 fsync = "never"
 lease = "2m"
-inline_limit = "1MiB"
+blob_threshold = "1MiB"
 max_attempts = 4
 root = "/from/file"
 """
@@ -44,7 +44,7 @@ def test_file_beats_default(toml: Callable[..., str]) -> None:
     settings = load_settings(toml(FILE), env={})
     assert settings.fsync is FsyncMode.NEVER
     assert settings.lease == 120.0
-    assert settings.inline_limit == 1024 * 1024
+    assert settings.blob_threshold == 1024 * 1024
     assert settings.max_attempts == 4
     assert settings.root == "/from/file"
     assert settings.heartbeat == 5.0  # not in the file: default
@@ -56,7 +56,7 @@ def test_env_beats_file(toml: Callable[..., str]) -> None:
     assert settings.fsync is FsyncMode.ALWAYS
     assert settings.lease == 90.0
     assert settings.max_attempts == 7
-    assert settings.inline_limit == 1024 * 1024  # only in the file
+    assert settings.blob_threshold == 1024 * 1024  # only in the file
     assert settings.root == "/from/file"
 
 
@@ -71,9 +71,12 @@ def test_flag_beats_env(toml: Callable[..., str]) -> None:
 
 
 def test_each_level_alone_over_default(toml: Callable[..., str]) -> None:
-    assert load_settings(env={"CKPTD_INLINE_LIMIT": "10KiB"}).inline_limit == 10 * 1024
-    assert load_settings(env={}, flags={"inline_limit": "2KiB"}).inline_limit == 2048
-    assert load_settings(toml('inline_limit = 4096'), env={}).inline_limit == 4096
+    assert load_settings(env={"CKPTD_BLOB_THRESHOLD": "10KiB"}).blob_threshold == 10 * 1024
+    # the old name of the setting is still understood, everywhere
+    assert load_settings(env={"CKPTD_INLINE_LIMIT": "10KiB"}).blob_threshold == 10 * 1024
+    assert load_settings(toml('inline_limit = 4096'), env={}).blob_threshold == 4096
+    assert load_settings(env={}, flags={"blob_threshold": "2KiB"}).blob_threshold == 2048
+    assert load_settings(toml('blob_threshold = 4096'), env={}).blob_threshold == 4096
 
 
 def test_empty_env_value_is_ignored(toml: Callable[..., str]) -> None:
@@ -184,5 +187,5 @@ def test_broken_or_missing_file(toml: Callable[..., str], tmp_path: Path) -> Non
 
 def test_every_setting_is_documented() -> None:
     described = describe_settings()
-    assert {name for name, _, _ in described} >= {"root", "fsync", "lease", "inline_limit"}
+    assert {name for name, _, _ in described} >= {"root", "fsync", "lease", "blob_threshold"}
     assert all(doc for _, _, doc in described)

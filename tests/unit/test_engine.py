@@ -12,6 +12,7 @@ from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError
 from ckptd.core.states import State
 from ckptd.daemon.engine import Engine, backoff_delay
+from ckptd.daemon.operators import Operators
 from ckptd.store.bucket import BucketStore
 
 _roots = itertools.count()
@@ -25,6 +26,7 @@ class Harness:
         self.settings = Settings(**{"lease": 10.0, "heartbeat": 1.0, "backoff_base": 2.0,
                                     "backoff_cap": 60.0, "backoff_jitter": 0.0, **settings})
         self.engine = Engine(self.store, self.settings, rand=lambda: 0.5)
+        self.operators = Operators(self.engine)
         self.now = 1_000_000.0
         self.replies: list[Any] = []
         self.engine.recover(self.now)

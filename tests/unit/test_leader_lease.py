@@ -9,7 +9,8 @@ import fsspec
 import pytest
 
 from ckptd.core.errors import StoreError
-from ckptd.daemon.leader import FsObjects, LeaderLease
+from ckptd.daemon.leader import LeaderLease
+from ckptd.store.objects import EmulatedObjects
 
 
 class Clock:
@@ -20,15 +21,15 @@ class Clock:
         return self.now
 
 
-class LosesAnswers(FsObjects):
+class LosesAnswers(EmulatedObjects):
     """Writes go through, but the next ``lose`` answers are lost (as a reset connection)."""
 
     lose = 0
     path = ""
 
-    def put_object(self, path: str, data: bytes, *, create: bool = False,
-                   if_match: str | None = None) -> str:
-        etag = super().put_object(path, data, create=create, if_match=if_match)
+    def put(self, name: str, data: bytes, *, create: bool = False,
+            if_match: str | None = None) -> str:
+        etag = super().put(name, data, create=create, if_match=if_match)
         if self.lose:
             self.lose -= 1
             raise StoreError("connection reset after the write")
@@ -39,8 +40,8 @@ class LosesAnswers(FsObjects):
 def objects() -> Iterator[LosesAnswers]:
     fs = fsspec.filesystem("memory")
     folder = f"/lease-{uuid.uuid4().hex}"
-    found = LosesAnswers(fs)
-    found.path = f"{folder}/leader.json"
+    found = LosesAnswers(fs, folder)
+    found.path = "leader.json"
     yield found
     if fs.exists(folder):
         fs.rm(folder, recursive=True)

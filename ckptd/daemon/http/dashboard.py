@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import quote
 
 from ckptd.core.timefmt import format_duration, utc_iso
-from ckptd.daemon.metrics import MinuteSample, QueueSnapshot, Snapshot
+from ckptd.daemon.metrics import MinuteSample
+from ckptd.daemon.snapshot import QueueSnapshot, Snapshot
 
 REFRESH_SECONDS = 5
 

@@ -20,7 +20,8 @@ from prometheus_client.core import (
 )
 
 from ckptd import __version__
-from ckptd.daemon.metrics import HistogramSnapshot, Snapshot
+from ckptd.daemon.metrics import HistogramSnapshot
+from ckptd.daemon.snapshot import Snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SINCE_START = " Counted since the daemon started: not rebuilt from the store after a restart."

@@ -22,18 +22,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ckptd.core.errors import CkptdError, ConfigError, JobNotFound
 from ckptd.core.explain import explain
 from ckptd.core.names import is_valid_name
 from ckptd.daemon.http import dashboard, exposition
-from ckptd.daemon.metrics import Snapshot, build_snapshot
+from ckptd.daemon.snapshot import Snapshot
 from ckptd.wire.endpoints import is_loopback
-
-if TYPE_CHECKING:
-    from ckptd.daemon.daemon import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +49,27 @@ SECURITY_HEADERS = {
 
 
 class Telemetry:
-    """Publishes snapshots from the daemon's loop and serves them over HTTP."""
+    """Publishes snapshots from the daemon's loop and serves them over HTTP.
 
-    def __init__(self, daemon: Daemon, bind: str, port: int) -> None:
-        self.daemon = daemon
+    It is given functions, not the daemon: ``snapshot(now)`` copies the figures out of the
+    engine (loop only), ``show(queue, id)`` reads a job from the store (any thread),
+    ``lease_info(queue, id, now)`` asks the engine (loop only, through :meth:`call`) and
+    ``wake()`` makes the loop turn.
+    """
+
+    def __init__(self, bind: str, port: int, *, insecure: bool,
+                 snapshot: Callable[[float], Snapshot],
+                 show: Callable[[str, str], dict[str, Any]],
+                 lease_info: Callable[[str, str, float], dict[str, Any] | None],
+                 wake: Callable[[], None], clock: Callable[[], float] = time.time) -> None:
         self.bind = bind
         self.port = port
+        self.insecure = insecure
+        self._snapshot = snapshot
+        self._show = show
+        self._lease_info = lease_info
+        self._wake = wake
+        self._clock = clock
         self.snapshot: Snapshot | None = None
         self.requests: Counter[tuple[str, str]] = Counter()
         self._requests_lock = threading.Lock()
@@ -78,7 +90,7 @@ class Telemetry:
         except ValueError:
             family = socket.AF_INET
         server_class = type("_BoundServer", (_Server,), {"address_family": family})
-        if not is_loopback(self.bind) and not self.daemon.settings.insecure:
+        if not is_loopback(self.bind) and not self.insecure:
             raise ConfigError(f"refusing to serve /metrics and the dashboard on {self.bind}: "
                               "they have no authentication. Keep metrics_bind on 127.0.0.1 and "
                               "put an authenticating proxy in front, or pass --insecure")
@@ -114,10 +126,7 @@ class Telemetry:
 
     def publish(self, now: float) -> None:
         """Copy the figures out of the engine into a new snapshot (one reference swap)."""
-        daemon = self.daemon
-        self.snapshot = build_snapshot(daemon.engine, now, started_at=daemon.started_at,
-                                       drops=dict(daemon.drops),
-                                       stopping=daemon.stopping_since is not None)
+        self.snapshot = self._snapshot(now)
         self._next = now + SNAPSHOT_INTERVAL
 
     def close(self) -> None:
@@ -138,7 +147,7 @@ class Telemetry:
         """Run ``func`` in the daemon's loop and return its result (HTTP threads only)."""
         future: Future[T] = Future()
         self._calls.append((func, future))
-        self.daemon.wake()
+        self._wake()
         return future.result(timeout)
 
     def count_request(self, method: str, code: str) -> None:
@@ -155,20 +164,16 @@ class Telemetry:
         """The status code and HTML of a job's page (reads the store, asks the loop)."""
         if not (is_valid_name(queue) and is_valid_name(job_id)):
             return 400, dashboard.render_message("Bad request", "not a valid queue name or id")
-        from ckptd.store.admin import StoreAdmin
-
         try:
-            info = StoreAdmin(self.daemon.store, self.daemon.settings).show(queue, job_id)
+            info = self._show(queue, job_id)
         except JobNotFound:
             return 404, dashboard.render_message("Not found",
                                                  f"no job {job_id!r} in queue {queue!r}")
         except CkptdError as exc:
             return 503, dashboard.render_message("Store error", str(exc))
         problem = None
-        engine = self.daemon.engine
         try:
-            info["lease"] = self.call(lambda: engine.lease_info(queue, job_id,
-                                                                self.daemon.clock()))
+            info["lease"] = self.call(lambda: self._lease_info(queue, job_id, self._clock()))
         except (FutureTimeout, RuntimeError):
             info.pop("lease", None)
             problem = "The daemon's loop did not answer in time: lease details are missing."

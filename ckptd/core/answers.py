@@ -1,0 +1,69 @@
+"""What the store commands answer, and the one interface both ways of running them share.
+
+The CLI carries out store commands either on the store itself (``--root``:
+:class:`ckptd.store.admin.StoreAdmin`) or through a daemon (``--connect``:
+:class:`ckptd.client.RemoteAdmin`); both follow :class:`Admin` and give the same answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ckptd.core.states import State
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The answer to a submit: the job's id, and whether this call created it."""
+
+    id: str
+    created: bool = True
+    state: str = State.PENDING.value
+
+
+@dataclass(frozen=True)
+class SubmittedFile:
+    """The answer to submit-file: the batch, its jobs and records, and what was new."""
+
+    batch: str
+    jobs: int
+    records: int
+    created: int
+    format: str
+
+
+
+class Admin(Protocol):
+    """The store commands, on a store or through a daemon."""
+
+    def submit(self, queue: str, payload: Any, *, job_id: str | None = None,
+               max_attempts: int | None = None, delay: float | None = None,
+               if_exists: str = "error", batch: str | None = None) -> Submitted:
+        """Create a job; see :meth:`ckptd.store.admin.StoreAdmin.submit`."""
+
+    def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
+                    batch: str | None = None, then: str | None = None,
+                    max_attempts: int | None = None, source_name: str | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> SubmittedFile:
+        """Submit a file as a batch of jobs."""
+
+    def status(self, queue: str | None = None) -> dict[str, Any]:
+        """Counts per state, per queue."""
+
+    def ls(self, queue: str, state: State | None = None) -> list[tuple[State, str]]:
+        """(state, id) of the queue's jobs."""
+
+    def show(self, queue: str, job_id: str) -> dict[str, Any]:
+        """A job's state, file and checkpoint."""
+
+    def retry(self, queue: str, job_ids: list[str] | None = None, *,
+              attempts: int | None = None) -> list[str]:
+        """Move failed jobs back to pending; return their ids."""
+
+    def cancel(self, queue: str, job_id: str, by: str | None = None) -> str:
+        """Cancel a job; return the state it was in."""
+
+    def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
+        """Remove done or failed jobs; return how many."""

@@ -1,0 +1,265 @@
+"""Answers: what workers report (done, failed, checkpoints, progress) and leases that run out.
+
+Every answer carries its attempt number, the fencing token: an answer for an attempt that is
+no longer claimed is dropped and counted (:meth:`Answers.live_lease`). An accepted answer
+closes the lease, edits the job file (:mod:`ckptd.core.edits`) and queues its move; the
+index changes only once the move is applied.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ckptd.core import edits, jobs
+from ckptd.core.config import Settings
+from ckptd.core.errors import CkptdError, JobNotFound
+from ckptd.core.states import State
+from ckptd.core.timefmt import time_or_none, utc_iso
+from ckptd.daemon.flows import Flows
+from ckptd.daemon.index import Index, Lease, WorkerInfo
+from ckptd.daemon.metrics import failure_note
+from ckptd.store.base import DeleteCheckpoint, Move, Outcome, PutBlob, PutCheckpoint
+from ckptd.wire.protocol import Body
+
+log = logging.getLogger("ckptd.daemon.engine")
+
+
+def backoff_delay(attempts: int, settings: Settings, rand: Callable[[], float]) -> float:
+    """Delay before retrying a job that has used ``attempts`` attempts.
+
+    Exponential (base, 2x base, 4x base, ...), capped, and spread by up to ``jitter`` of
+    itself downwards so that jobs failing together do not come back together.
+    """
+    delay = min(settings.backoff_cap, settings.backoff_base * 2 ** max(0, attempts - 1))
+    return float(delay * (1.0 - settings.backoff_jitter * rand()))
+
+
+def _first_claim(lease: Lease, job: jobs.Job) -> float:
+    """When the job's first attempt was claimed (the start of its cycle time)."""
+    if lease.attempt > 1:
+        history = job.get("history")
+        first = history[0] if isinstance(history, list) and history else None
+        if isinstance(first, dict) and first.get("attempt") == 1:
+            claimed = time_or_none(first.get("claimed"))
+            if claimed is not None:
+                return claimed
+    return lease.claimed_at
+
+
+class Answers:
+    """The answers part of the engine."""
+
+    def __init__(self, index: Index, flows: Flows) -> None:
+        self.ix = index
+        self.flows = flows
+
+    def live_lease(self, worker: WorkerInfo | None, body: Body) -> Lease | None:
+        """Return the lease an answer is for, or None (and count it) when it is stale."""
+        ix = self.ix
+        index = ix.queues.get(body["queue"])
+        lease = index.claimed.get(body["id"]) if index else None
+        if lease is None or lease.attempt != body["attempt"] or lease.closing:
+            ix.counters["stale_answers"] += 1
+            if index is not None:
+                index.counters["stale_answers"] += 1
+            log.info("dropped a late answer", extra={"fields": {
+                "queue": body["queue"], "id": body["id"], "attempt": body["attempt"],
+                "current": lease.attempt if lease else None,
+                "worker": worker.id if worker else None}})
+            return None
+        return lease
+
+    def _free_slot(self, worker: WorkerInfo | None, queue: str, job_id: str) -> None:
+        if worker is not None:
+            if (queue, job_id) in worker.running:
+                worker.running.discard((queue, job_id))
+            worker.credits = min(worker.slots, worker.credits + 1)
+
+    def done(self, worker: WorkerInfo | None, body: Body, now: float) -> None:
+        """A worker finished a job: move it to done/ with its result."""
+        ix = self.ix
+        self._free_slot(worker, body["queue"], body["id"])
+        lease = self.live_lease(worker, body)
+        if lease is None:
+            return
+        job = ix.claimed_job(lease)
+        if job is None:
+            return
+        lease.closing = True
+        index = ix.queue(lease.queue)
+        first_claim = _first_claim(lease, job)  # before this attempt joins the history
+        created_at = (lease.created if lease.created is not None
+                      else time_or_none(job.get("created")))
+        batch = job.get("batch")
+        result = body.get("result")
+        in_blob = bool(body.get("result_ref"))
+        result_ref = f"blobs/{lease.id}.result" if in_blob else None  # the worker stored it
+        edits.finished(job, attempt=lease.attempt, claimed_at=lease.claimed_at, now=now,
+                       worker=lease.worker or (worker.id if worker else None), result=result,
+                       result_ref=result_ref)
+        self.flows.handover(lease.queue, job, result, in_blob, now)  # before the move
+        data = jobs.encode(job)
+        threshold = ix.settings.blob_threshold
+        if not in_blob and len(data) > threshold:
+            # Only a big file can hold a result over the limit: measure the result alone.
+            encoded = jobs.encode_value(result)
+            if len(encoded) > threshold:
+                ix.txn.add(PutBlob(lease.queue, lease.id, "result", encoded))
+                job["result"] = None
+                job["result_ref"] = f"blobs/{lease.id}.result"
+                data = jobs.encode(job)
+
+        def moved(outcome: Outcome) -> None:
+            if outcome is not None:
+                self._move_failed(lease, outcome)
+                return
+            ix.end_lease(index, lease)
+            ix.ended.append((lease.queue, lease.id))
+            index.checkpointed.discard(lease.id)
+            index.done += 1
+            self.flows.ended(lease.queue, lease.id, job, State.DONE, now)
+            index.counters["succeeded"] += 1
+            index.metrics.succeeded(now, None if created_at is None else max(0.0, now - created_at),
+                                    max(0.0, now - first_claim),
+                                    batch if isinstance(batch, str) else None)
+            ix.log_move(lease, State.CLAIMED, State.DONE, now)
+
+        ix.txn.add(Move(lease.queue, lease.id, State.CLAIMED, State.DONE, data), moved)
+        if lease.id in index.checkpointed:
+            ix.txn.add(DeleteCheckpoint(lease.queue, lease.id))
+
+    def failed(self, worker: WorkerInfo | None, body: Body, now: float) -> None:
+        """A worker's attempt failed: retry later, or move the job to failed/."""
+        self._free_slot(worker, body["queue"], body["id"])
+        lease = self.live_lease(worker, body)
+        if lease is None:
+            return
+        error = jobs.error_record(body["error"], body.get("type") or "Error",
+                                  body.get("traceback"), lease.attempt, now,
+                                  lease.worker or (worker.id if worker else None))
+        self.end_attempt(lease, error, now, may_retry=body.get("retry", True),
+                         delay=body.get("delay"), outcome="error")
+
+    def end_attempt(self, lease: Lease, error: dict[str, Any], now: float, *,
+                    may_retry: bool, delay: float | None, outcome: str,
+                    edit: Callable[[jobs.Job], jobs.Job] | None = None) -> None:
+        """End a claimed job's attempt without success: back to pending (with a backoff, or
+        ``delay``) while attempts are left and ``may_retry``, else to failed/.
+
+        ``edit`` replaces the default edit of the file (a cancel records who did it).
+        """
+        ix = self.ix
+        job = ix.claimed_job(lease)
+        if job is None:
+            return
+        lease.closing = True
+        index = ix.queue(lease.queue)
+        retry = edits.may_retry(job, lease.attempt, may_retry)
+        not_before: float | None = None
+        if retry:
+            wait = backoff_delay(lease.attempt, ix.settings, ix.rand) if delay is None \
+                else max(0.0, delay)
+            not_before = now + wait
+        if edit is not None:
+            edit(job)
+        else:
+            edits.attempt_failed(job, attempt=lease.attempt, claimed_at=lease.claimed_at,
+                                 now=now, error=error, outcome=outcome, retry_at=not_before)
+        target = State.PENDING if not_before is not None else State.FAILED
+        data = jobs.encode(job)
+
+        def moved(outcome_: Outcome) -> None:
+            if outcome_ is not None:
+                self._move_failed(lease, outcome_)
+                return
+            ix.end_lease(index, lease)
+            batch = job.get("batch")
+            if not_before is not None:
+                index.counters["retried"] += 1
+                index.metrics.retried(batch if isinstance(batch, str) else None)
+                index.pending.add(lease.id)
+                ix.delay(index, lease.id, not_before)
+            else:
+                ix.ended.append((lease.queue, lease.id))
+                self.flows.ended(lease.queue, lease.id, job, State.FAILED, now)
+                index.failed += 1
+                index.counters["failed"] += 1
+                index.metrics.failed(now, failure_note(job, now))
+            ix.log_move(lease, State.CLAIMED, target, now,
+                        error=str(job.get("last_error", {}).get("message", ""))[:200])
+
+        ix.txn.add(Move(lease.queue, lease.id, State.CLAIMED, target, data), moved)
+
+    def _move_failed(self, lease: Lease, error: CkptdError) -> None:
+        lease.closing = False
+        self.ix.counters["store_errors"] += 1
+        if isinstance(error, JobNotFound):
+            self.ix.queue(lease.queue).claimed.pop(lease.id, None)
+        log.error("cannot move job %s/%s: %s", lease.queue, lease.id, error)
+
+    def checkpoint(self, worker: WorkerInfo, body: Body, now: float) -> None:
+        """Store a worker's checkpoint for its running attempt, then confirm it."""
+        ix = self.ix
+        queue, job_id, seq = body["queue"], body["id"], body["seq"]
+        lease = self.live_lease(worker, body)
+        if lease is None:
+            ix.outbox.append((worker.identity, b"saved", {
+                "queue": queue, "id": job_id, "seq": seq, "ok": False,
+                "error": "the job is no longer yours (lease lost)"}))
+            return
+        lease.deadline = max(lease.deadline, now + ix.settings.lease_for(queue))
+        record = {"id": job_id, "attempt": lease.attempt, "seq": seq, "at": utc_iso(now),
+                  "state": body["state"]}
+        try:
+            data = jobs.encode(record)
+        except ValueError as exc:
+            self._saved(worker, queue, job_id, seq, str(exc))
+            return
+
+        def saved(outcome: Outcome) -> None:
+            if outcome is None:
+                lease.checkpoint_at = now
+                ix.queue(queue).checkpointed.add(job_id)
+            self._saved(worker, queue, job_id, seq, None if outcome is None else str(outcome))
+
+        ix.txn.add(PutCheckpoint(queue, job_id, data), saved)
+
+    def _saved(self, worker: WorkerInfo, queue: str, job_id: str, seq: int,
+               error: str | None) -> None:
+        self.ix.outbox.append((worker.identity, b"saved", {
+            "queue": queue, "id": job_id, "seq": seq, "ok": error is None, "error": error}))
+
+    def progress(self, worker: WorkerInfo, body: Body, now: float) -> None:
+        """Remember a job's last progress report (shown by status, explain)."""
+        index = self.ix.queues.get(body["queue"])
+        lease = index.claimed.get(body["id"]) if index else None
+        if lease is None or lease.attempt != body["attempt"]:
+            return
+        lease.progress = {"done": body["done"], "total": body.get("total"),
+                          "note": body.get("note"), "at": utc_iso(now)}
+        lease.deadline = max(lease.deadline, now + self.ix.settings.lease_for(lease.queue))
+
+    def expire_leases(self, now: float) -> None:
+        """Send back to pending (or to failed/) every claimed job whose lease ran out."""
+        ix = self.ix
+        while ix.expiry and ix.expiry[0][0] <= now:
+            _, queue, job_id, attempt = heapq.heappop(ix.expiry)
+            index = ix.queues.get(queue)
+            lease = index.claimed.get(job_id) if index else None
+            if lease is None or lease.attempt != attempt or lease.closing:
+                continue
+            if lease.deadline > now:  # extended by heartbeats: look again later
+                heapq.heappush(ix.expiry, (lease.deadline, queue, job_id, attempt))
+                continue
+            assert index is not None
+            index.counters["expired"] += 1
+            silent = now - (lease.heartbeat_at or lease.claimed_at)
+            error = jobs.error_record(f"lease expired: no heartbeat for {silent:.1f}s",
+                                      "LeaseExpired", None, attempt, now, lease.worker)
+            worker = ix.workers.get(lease.worker) if lease.worker else None
+            if worker is not None:
+                worker.running.discard((queue, job_id))
+            self.end_attempt(lease, error, now, may_retry=True, delay=None, outcome="expired")

@@ -1,0 +1,138 @@
+"""Keeping the index in line with the folders: watch events and periodic listings.
+
+On a local store the watcher (inotify) reports files that appear in or vanish from
+``pending/`` and new queues; a listing every ``rescan_interval`` catches what it missed. On
+a bucket the listing runs every ``poll_interval`` and the bucket role reconciles it. A
+listing runs in a thread of its own; the loop reconciles its result when it is ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ckptd.core.errors import CkptdError
+from ckptd.core.states import State
+from ckptd.daemon.bucket_role import BucketRole
+from ckptd.daemon.engine import Engine
+from ckptd.daemon.watch import Watcher
+from ckptd.store.base import Store
+
+log = logging.getLogger("ckptd.daemon.daemon")
+
+NEW_QUEUE_WATCH_TIMEOUT = 5.0
+
+
+class Scans:
+    """Watch events and listings for one daemon."""
+
+    def __init__(self, store: Store, engine: Engine, role: BucketRole | None,
+                 watcher: Watcher | None, *, wake: Callable[[], None],
+                 clock: Callable[[], float]) -> None:
+        self.store = store
+        self.engine = engine
+        self.role = role
+        self.watcher = watcher
+        self.wake = wake
+        self.clock = clock
+        self.new_queues: dict[str, float] = {}  # queue -> until when to try watching it
+        self.rescan_now = False  # the watcher lost events, or a queue appeared
+        self._results: deque[dict[str, Any]] = deque()
+        self._thread: threading.Thread | None = None
+
+    def close(self) -> None:
+        """Wait for a listing in progress. Idempotent."""
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def clear(self) -> None:
+        """Drop results not yet reconciled (the daemon stopped leading)."""
+        self._results.clear()
+
+    # -- listings --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """List the store in a thread, unless a listing is already running."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        marks = {name: (index.done, index.failed) for name, index in self.engine.queues.items()}
+        for index in self.engine.queues.values():
+            index.added_since_scan.clear()
+        self._thread = threading.Thread(target=self._scan, args=(marks,), name="ckptd-rescan",
+                                        daemon=True)
+        self._thread.start()
+
+    def _scan(self, marks: dict[str, tuple[int, int]]) -> None:
+        try:
+            if self.role is not None:  # buckets: paged, incremental, resolves leftovers
+                self._results.append(self.role.scan(marks))
+                self.wake()
+                return
+            result: dict[str, Any] = {}
+            for queue in self.store.queues():
+                result[queue] = {
+                    "pending": self.store.ids(queue, State.PENDING),
+                    "done": self.store.count(queue, State.DONE),
+                    "failed": self.store.count(queue, State.FAILED),
+                }
+            self._results.append({"queues": result, "marks": marks})
+        except CkptdError as exc:
+            log.warning("rescan of %s failed: %s", self.store.url, exc)
+            if self.role is not None:
+                self.role.health.failed(exc, self.clock())
+        self.wake()
+
+    def reconcile(self) -> None:
+        """Bring the index in line with the listings that finished."""
+        while self._results:
+            scan = self._results.popleft()
+            if self.role is not None:
+                self.role.reconcile(scan, self.clock())
+                continue
+            for queue, listed in scan["queues"].items():
+                index = self.engine.queue(queue)
+                self.engine.reconcile_pending(queue, listed["pending"])
+                done0, failed0 = scan["marks"].get(queue, (0, 0))
+                # What the loop moved while the listing ran is added on top of the listing.
+                index.done = listed["done"] + max(0, index.done - done0)
+                index.failed = listed["failed"] + max(0, index.failed - failed0)
+                if self.watcher is not None:
+                    self.watcher.watch_queue(queue)
+
+    # -- the watcher -----------------------------------------------------------------------
+
+    def read_events(self, now: float) -> None:
+        """Apply what the watcher saw; watch the queues that appeared."""
+        if self.watcher is None:
+            return
+        engine = self.engine
+        for kind, queue, job_id in self.watcher.drain():
+            if kind == "added":
+                engine.pending_appeared(queue, job_id)
+            elif kind == "removed":
+                if not self.store.exists(queue, State.PENDING, job_id):
+                    engine.pending_vanished(queue, job_id)
+            elif kind == "queue":
+                engine.queue(queue)
+                self.new_queues[queue] = now + NEW_QUEUE_WATCH_TIMEOUT
+            elif kind == "overflow":
+                log.warning("the watcher lost events (queue overflow); rescanning")
+                self.rescan_now = True
+        if self.new_queues:
+            self._watch_new_queues(now)
+
+    def _watch_new_queues(self, now: float) -> None:
+        """Watch the pending/ of queues that appeared; list it once the watch is on.
+
+        A producer creates ``<queue>/`` and then its folders and files: the watch can only
+        begin once ``pending/`` exists, and what was put there before must be listed.
+        """
+        assert self.watcher is not None
+        for queue, deadline in list(self.new_queues.items()):
+            if self.watcher.watch_queue(queue) or now > deadline:
+                del self.new_queues[queue]
+                self.rescan_now = True

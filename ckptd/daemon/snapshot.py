@@ -1,0 +1,120 @@
+"""Snapshots of the daemon's figures: what ``status``, ``/metrics`` and the dashboard show.
+
+The daemon's loop copies the figures out of the engine into an immutable :class:`Snapshot`
+every half second (and ``status`` computes the same per-queue figures on demand); the HTTP
+threads render the latest snapshot without touching the engine. Nothing here changes the
+index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ckptd.daemon.engine import Engine
+from ckptd.daemon.index import QueueIndex, WorkerInfo
+from ckptd.daemon.metrics import (
+    RATE_WINDOW,
+    FailureNote,
+    HistogramSnapshot,
+    MinuteSample,
+)
+from ckptd.store.base import Store
+
+
+def queue_figures(index: QueueIndex, workers: Iterable[WorkerInfo], store: Store,
+                  now: float) -> dict[str, Any]:
+    """The per-queue figures of ``status`` beyond the counts: none of them scans jobs."""
+    metrics = index.metrics
+    lead, cycle = metrics.recent_quantiles()
+    return {
+        "throughput_1m": metrics.finished.count(now) / float(RATE_WINDOW),
+        "delayed": len(index.delayed_at),
+        "workers": sum(1 for w in workers if index.name in w.queues),
+        "lead_p50_s": lead[0] if lead else None,
+        "lead_p95_s": lead[1] if lead else None,
+        "cycle_p50_s": cycle[0] if cycle else None,
+        "cycle_p95_s": cycle[1] if cycle else None,
+        "oldest_pending_age_s": metrics.oldest_pending_age(index.first_ready(), store,
+                                                           index.name, now),
+    }
+
+
+@dataclass(frozen=True)
+class BatchSnapshot:
+    """One batch's figures at one instant."""
+
+    name: str
+    submitted: int
+    succeeded: int
+    failed: int
+    retried: int
+    lead: HistogramSnapshot
+    cycle: HistogramSnapshot
+    last_at: float
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """One queue's figures at one instant."""
+
+    name: str
+    counts: dict[str, int]  # pending, claimed, done, failed, delayed
+    counters: dict[str, int]  # the index's counters (since the daemon started)
+    figures: dict[str, Any]  # queue_figures()
+    base_succeeded: int
+    base_failed: int
+    lead: HistogramSnapshot
+    cycle: HistogramSnapshot
+    dispatch: HistogramSnapshot
+    batches: tuple[BatchSnapshot, ...]
+    failures: tuple[FailureNote, ...]
+    minutes: tuple[MinuteSample, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the HTTP thread shows, copied out of the engine by the daemon's loop."""
+
+    at: float
+    daemon: str
+    root: str
+    started_at: float
+    workers: int
+    stopping: bool
+    drops: dict[str, int]
+    counters: dict[str, int]
+    queues: tuple[QueueSnapshot, ...]
+    worker_list: tuple[dict[str, Any], ...] = field(default=())
+
+
+def build_snapshot(engine: Engine, now: float, *, started_at: float, drops: dict[str, int],
+                   stopping: bool = False) -> Snapshot:
+    """Copy the figures out of the engine (daemon loop only; O(queues + workers))."""
+    queues = []
+    for name in sorted(engine.queues):
+        index = engine.queues[name]
+        metrics = index.metrics
+        counters = dict(index.counters)
+        metrics.roll_minutes(now, counters["succeeded"], counters["failed"])
+        minutes = tuple(metrics.minutes)
+        current = metrics.current_minute(now, counters["succeeded"], counters["failed"])
+        if current is not None:
+            minutes += (current,)
+        counts = index.counts()
+        figures = queue_figures(index, engine.workers.values(), engine.store, now)
+        counts["delayed"] = figures["delayed"]
+        batches = tuple(BatchSnapshot(b, f.submitted, f.succeeded, f.failed, f.retried,
+                                      f.lead.frozen(), f.cycle.frozen(), f.last_at)
+                        for b, f in sorted(metrics.batches.items()))
+        queues.append(QueueSnapshot(name, counts, counters, figures, metrics.base_succeeded,
+                                    metrics.base_failed, metrics.lead.frozen(),
+                                    metrics.cycle.frozen(), metrics.dispatch.frozen(),
+                                    batches, tuple(metrics.failures), minutes))
+    workers = tuple({"id": w.id, "host": w.host, "pid": w.pid, "queues": list(w.queues),
+                     "slots": w.slots, "free": w.credits, "running": len(w.running),
+                     "seen_s_ago": round(now - w.last_seen, 1)}
+                    for w in engine.workers.values())
+    return Snapshot(now, engine.name, engine.store.url, started_at, len(engine.workers),
+                    stopping, dict(drops), dict(engine.counters), tuple(queues), workers)
