@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from ckptd.core.errors import CkptdError, LeaseLost
 from ckptd.core.outcomes import Fail, Retry
+from ckptd.core.version import __version__
 
 if TYPE_CHECKING:
     from ckptd.client import Client
     from ckptd.worker import Job, Worker
 
-__version__ = "0.1.0"
 
 __all__ = ["Client", "CkptdError", "Fail", "Job", "LeaseLost", "Retry", "Worker", "__version__"]
 

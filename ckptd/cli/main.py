@@ -15,15 +15,19 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ckptd import __version__
+from ckptd.core.answers import Admin
 from ckptd.core.config import Settings, load_settings
 from ckptd.core.errors import CkptdError, ConfigError
 from ckptd.core.states import STATES, State
 from ckptd.core.timefmt import parse_duration
+from ckptd.core.version import __version__
+
+if TYPE_CHECKING:
+    from ckptd.store.admin import StoreAdmin
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,7 +52,7 @@ class Context:
             self._settings = load_settings(self.config_file, flags=flags)
         return self._settings
 
-    def admin(self) -> Any:
+    def admin(self) -> Admin:
         """Return what carries out store commands: the daemon's client or the store itself."""
         settings = self.settings()
         if self.connect:
@@ -58,7 +62,7 @@ class Context:
             return RemoteAdmin(Client(self.connect, curve=client_curve(settings)))
         return self.store_admin()
 
-    def store_admin(self) -> Any:
+    def store_admin(self) -> StoreAdmin:
         """Return the store commands carried out on the store itself (never the daemon)."""
         from ckptd.store import store_from_settings
         from ckptd.store.admin import StoreAdmin
@@ -395,7 +399,7 @@ def fsck(repair: bool) -> None:
     ctx = _ctx()
     if ctx.connect:
         raise ConfigError("fsck works on the store itself: use --root, not --connect")
-    findings = ctx.admin().fsck(repair=repair)
+    findings = ctx.store_admin().fsck(repair=repair)
     for finding in findings:
         click.echo(finding.line())
     unresolved = [f for f in findings if not f.repaired]
@@ -479,7 +483,7 @@ def worker(connect: str | None, queues: tuple[str, ...], concurrency: int, prefe
     """
     from ckptd.core import logs
     from ckptd.wire.security import client_curve
-    from ckptd.worker.worker import Worker, load_handler
+    from ckptd.worker import Worker, load_handler
 
     ctx = _ctx()
     settings = ctx.settings(server_key=server_key, client_key=client_key, log_format=log_format)

@@ -12,9 +12,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from ckptd.client.client import Client, RemoteAdmin
+from ckptd.core.answers import Admin
 from ckptd.core.errors import JobNotFound
 from ckptd.core.states import State
 from ckptd.core.timefmt import format_duration
+from ckptd.store import Store
+from ckptd.store.admin import StoreAdmin
 
 EXIT_OK = 0
 EXIT_FAILED = 8
@@ -84,18 +88,19 @@ def progress_line(ended: int, total: int, elapsed: float) -> str:
             f"{fraction * 100:3.0f}%  {rate:.1f}/s  ETA {eta}   ")
 
 
-def wait_jobs(admin: Any, queue: str, ids: list[str] | None, timeout: float | None,
+def wait_jobs(admin: Admin, queue: str, ids: list[str] | None, timeout: float | None,
               progress: Progress) -> Outcome:
     """Wait for ``ids`` (or, with None, every open job of ``queue``) to end.
 
     ``admin`` is the CLI's: a RemoteAdmin (through the daemon) or a StoreAdmin (the store).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    client = getattr(admin, "client", None)
     try:
-        if client is not None:
+        if isinstance(admin, RemoteAdmin):
+            client = admin.client
             return (_daemon_ids(client, queue, ids, deadline, progress) if ids is not None
                     else _daemon_all(client, queue, deadline, progress))
+        assert isinstance(admin, StoreAdmin)
         return (_store_ids(admin.store, queue, ids, deadline, progress) if ids is not None
                 else _store_all(admin.store, queue, deadline, progress))
     finally:
@@ -110,7 +115,7 @@ def _expired(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() >= deadline
 
 
-def _daemon_ids(client: Any, queue: str, ids: list[str], deadline: float | None,
+def _daemon_ids(client: Client, queue: str, ids: list[str], deadline: float | None,
                 progress: Progress) -> Outcome:
     open_ids = list(dict.fromkeys(ids))
     total = len(open_ids)
@@ -136,7 +141,7 @@ def _daemon_ids(client: Any, queue: str, ids: list[str], deadline: float | None,
     return outcome
 
 
-def _daemon_all(client: Any, queue: str, deadline: float | None, progress: Progress
+def _daemon_all(client: Client, queue: str, deadline: float | None, progress: Progress
                 ) -> Outcome:
     first = client.status(queue)["queues"].get(queue)
     if first is None:
@@ -169,12 +174,12 @@ def _count(outcome: Outcome, job_id: str, state: Any) -> None:
         outcome.open += 1
 
 
-def _state_of(store: Any, queue: str, job_id: str) -> str | None:
+def _state_of(store: Store, queue: str, job_id: str) -> str | None:
     states = store.find(queue, job_id)
     return states[-1].value if states else None
 
 
-def _store_ids(store: Any, queue: str, ids: list[str], deadline: float | None,
+def _store_ids(store: Store, queue: str, ids: list[str], deadline: float | None,
                progress: Progress) -> Outcome:
     unique = list(dict.fromkeys(ids))
     ended: dict[str, str] = {}
@@ -201,7 +206,7 @@ def _store_ids(store: Any, queue: str, ids: list[str], deadline: float | None,
     return outcome
 
 
-def _store_all(store: Any, queue: str, deadline: float | None, progress: Progress) -> Outcome:
+def _store_all(store: Store, queue: str, deadline: float | None, progress: Progress) -> Outcome:
     if queue not in store.queues():
         raise JobNotFound(f"no queue {queue!r} under {store.url}")
     done0, failed0 = store.count(queue, State.DONE), store.count(queue, State.FAILED)

@@ -23,6 +23,7 @@ from typing import Any
 import zmq
 
 from ckptd.core.answers import Submitted, SubmittedFile
+from ckptd.core.edits import who_am_i
 from ckptd.core.errors import (
     CkptdError,
     DaemonUnavailable,
@@ -37,6 +38,7 @@ from ckptd.core.ids import new_id
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.states import State
 from ckptd.wire import protocol
+from ckptd.wire.security import ClientCurve
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -45,7 +47,8 @@ class Client:
     """A connection to a daemon's control socket (or to a list of them, tried in turn)."""
 
     def __init__(self, endpoints: str | list[str], *, timeout: float = DEFAULT_TIMEOUT,
-                 context: zmq.Context[Any] | None = None, curve: Any = None) -> None:
+                 context: zmq.Context[Any] | None = None, curve: ClientCurve | None = None
+                 ) -> None:
         if isinstance(endpoints, str):
             endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
         if not endpoints:
@@ -290,9 +293,13 @@ class Client:
         return list(self.request("retry", {"queue": queue, "ids": job_ids,
                                            "attempts": attempts})["ids"])
 
-    def cancel(self, queue: str, job_id: str) -> str:
-        """Cancel a pending (removed) or claimed (failed) job; return the state it was in."""
-        return str(self.request("cancel", {"queue": queue, "id": job_id})["was"])
+    def cancel(self, queue: str, job_id: str, by: str | None = None) -> str:
+        """Cancel a pending (removed) or claimed (failed) job; return the state it was in.
+
+        ``by`` is recorded as who cancelled it (default: this user on this host).
+        """
+        return str(self.request("cancel", {"queue": queue, "id": job_id,
+                                           "by": by or who_am_i("client")})["was"])
 
     def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
         """Remove done or failed jobs; return how many."""
@@ -348,9 +355,9 @@ class RemoteAdmin:
         """See :meth:`Client.retry`."""
         return self.client.retry(queue, job_ids, attempts=attempts)
 
-    def cancel(self, queue: str, job_id: str) -> str:
+    def cancel(self, queue: str, job_id: str, by: str | None = None) -> str:
         """See :meth:`Client.cancel`."""
-        return self.client.cancel(queue, job_id)
+        return self.client.cancel(queue, job_id, by or who_am_i("--connect"))
 
     def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
         """See :meth:`Client.purge`."""

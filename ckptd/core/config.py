@@ -342,3 +342,27 @@ def _check(settings: Settings) -> None:
 def describe_settings() -> list[tuple[str, Any, str]]:
     """Return (name, default, doc) of every simple setting, for --help and the docs test."""
     return [(name, f.default, f.metadata["doc"]) for name, f in SIMPLE_FIELDS.items()]
+
+
+RESTART_ONLY = ("root", "control", "dispatch", "fsync", "metrics_port", "watcher",
+                "file_mode", "metrics_bind", "dir_mode", "storage_options",
+                "curve_secret_key", "insecure", "s3_endpoint_url", "store_timeout",
+                "store_concurrency", "leader_lease")
+"""Settings that only a restart can change: a reload keeps their old values."""
+
+
+def reloaded_settings(old: Settings, config_file: str | None,
+                      flags: Mapping[str, Any] | None) -> Settings:
+    """The settings a reload (SIGHUP) puts in force: read again from the file, environment
+    and flags, with :data:`RESTART_ONLY` kept at their ``old`` values (logged as a warning
+    when they changed). Raises ConfigError when the new settings are invalid."""
+    import logging
+
+    fresh = load_settings(config_file, flags=flags)
+    changed = [name for name in RESTART_ONLY if getattr(fresh, name) != getattr(old, name)]
+    if changed:
+        logging.getLogger("ckptd.daemon.daemon").warning(
+            "reload: %s can only change with a restart; keeping the old value(s)",
+            ", ".join(changed))
+        fresh = dataclasses.replace(fresh, **{name: getattr(old, name) for name in changed})
+    return fresh

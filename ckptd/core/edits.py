@@ -85,3 +85,15 @@ def retried(job: Job, budget: int) -> Job:
     job["max_attempts"] = int(job["attempts"]) + budget
     job.pop("not_before", None)
     return bump(job)
+
+
+def who_am_i(how: str) -> str:
+    """``user@host (how)``: who an operator's action is recorded as coming from."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} ({how})"

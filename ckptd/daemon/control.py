@@ -20,7 +20,7 @@ import zmq
 
 from ckptd.core import jobs
 from ckptd.core.config import LiveSettings, Settings
-from ckptd.core.errors import CkptdError, JobNotFound, ProtocolError
+from ckptd.core.errors import CkptdError, JobExists, JobNotFound, ProtocolError
 from ckptd.core.states import State, parse_state
 from ckptd.daemon.engine import Engine
 from ckptd.daemon.operators import Operators
@@ -239,14 +239,49 @@ class Control:
         if chunk < 1 or (attempts is not None and attempts < 1):  # types: protocol.py
             raise CkptdError("chunk and max_attempts must be at least 1")
         data = self.uploads.take(body, now)
-        answer = self.admin.submit_file(body["queue"], data, fmt=body["format"], chunk=chunk,
-                                        batch=body.get("batch"), then=body.get("then"),
-                                        max_attempts=attempts,
-                                        source_name=body.get("source_name"))
-        log.info("submit-file", extra={"fields": {"queue": body["queue"], "batch": answer.batch,
-                                                  "jobs": answer.jobs, "new": answer.created,
-                                                  "bytes": len(data)}})
-        self.reply(identity, dataclasses.asdict(answer))
+        plan = self.admin.plan_file(body["queue"], data, fmt=body["format"], chunk=chunk,
+                                    batch=body.get("batch"), then=body.get("then"),
+                                    max_attempts=attempts, source_name=body.get("source_name"))
+        # Through the transaction like every write of the daemon: the source and manifest
+        # first, then (once they are stored) the jobs, create-only.
+        txn = self.engine.txn
+        problems: list[CkptdError] = []
+        created = [0]
+        left = [len(plan.first)]
+        reply = self.replier(identity)
+
+        def job_made(last: bool) -> Callable[[Any], None]:
+            def then(outcome: Any) -> None:
+                if outcome is None:
+                    created[0] += 1
+                elif not isinstance(outcome, JobExists):
+                    problems.append(outcome)
+                if last:
+                    if problems:
+                        reply(problems[0])
+                        return
+                    answer = dataclasses.replace(plan.answer, created=created[0])
+                    log.info("submit-file", extra={"fields": {
+                        "queue": body["queue"], "batch": answer.batch, "jobs": answer.jobs,
+                        "new": answer.created, "bytes": len(data)}})
+                    reply(dataclasses.asdict(answer))
+            return then
+
+        def first_stored(outcome: Any) -> None:
+            if outcome is not None:
+                problems.append(outcome)
+            left[0] -= 1
+            if left[0]:
+                return
+            if problems:
+                reply(problems[0])
+                return
+            ops = [op for group in plan.groups for op in group]
+            for position, op in enumerate(ops):
+                self.engine.txn.add(op, job_made(position == len(ops) - 1))
+
+        for op in plan.first:
+            txn.add(op, first_stored)
 
     def _fetch(self, body: Body) -> Body:
         store = self.engine.store

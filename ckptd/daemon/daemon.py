@@ -16,22 +16,21 @@ replies and jobs: "accepted" and "done" are said after the sync.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import signal
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import zmq
 
-from ckptd.core.config import LiveSettings, Settings
+from ckptd.core.config import LiveSettings, Settings, reloaded_settings
 from ckptd.core.errors import CkptdError, ConfigError, ProtocolError, Standby, StoreError
 from ckptd.daemon.bucket_role import BucketRole, Change
 from ckptd.daemon.control import Control
+from ckptd.daemon.drops import Drops
 from ckptd.daemon.engine import Engine
 from ckptd.daemon.http.server import Telemetry
 from ckptd.daemon.operators import Operators
@@ -51,15 +50,7 @@ log = logging.getLogger(__name__)
 MAX_WORKER_MESSAGES_PER_STEP = 5000
 MAX_COMMIT_ROUNDS = 8  # ops queued by callbacks are applied in the same turn, a few rounds deep
 IDLE_POLL = 0.25  # longest sleep of the loop, so timers stay punctual
-DROP_LOG_INTERVAL = 10.0
 WAITERS_INTERVAL = 0.05
-
-# Settings that only a restart can change; a reload keeps their old values.
-FIXED_SETTINGS = ("root", "control", "dispatch", "fsync", "metrics_port", "watcher",
-                  "file_mode", "metrics_bind", "dir_mode", "storage_options",
-                  "curve_secret_key", "insecure", "s3_endpoint_url", "store_timeout",
-                  "store_concurrency", "leader_lease")
-
 
 class Daemon:
     """The daemon. ``start()`` binds and recovers; ``step()`` is one turn; ``run()`` loops."""
@@ -76,7 +67,7 @@ class Daemon:
         self.operators = Operators(self.engine)
         self.admin = StoreAdmin(self.store, self.live, clock)
         self.notifier = Notifier()
-        self.drops: Counter[str] = Counter()
+        self.drops = Drops()
         self.endpoints: dict[str, str] = {}
         self.started_at = 0.0
         self.stopping_since: float | None = None
@@ -87,7 +78,7 @@ class Daemon:
         self.control = Control(self.engine, self.operators, self.admin, self.live,
                                endpoints=self.endpoints, daemon_info=self._daemon_info,
                                stopping=lambda: self.stopping_since is not None,
-                               drop=self._drop, internal_error=self._internal_error)
+                               drop=self.drops.count, internal_error=self.drops.internal_error)
         self.role: BucketRole | None = None
         if not is_local(settings.root):
             self.role = BucketRole(self.store, self.live, self.engine, name=self.name,
@@ -102,7 +93,6 @@ class Daemon:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._watcher: Watcher | None = None
         self._timers: dict[str, float] = {}
-        self._last_drop_log = 0.0
         self._busy = False
         self._guard: SocketGuard | None = None
 
@@ -321,7 +311,7 @@ class Daemon:
             self._drain_wake_pipe()
         if self._guard is not None:
             for socket_name, reason in self._guard.handle(events):
-                self._drop(socket_name, reason, now)  # refused handshakes count as drops
+                self.drops.count(socket_name, reason, now)  # refused handshakes count as drops
         if self.reload_requested:
             self.reload_requested = False
             self.reload()
@@ -496,7 +486,7 @@ class Daemon:
         if now >= timers["status"]:
             timers["status"] = now + 5.0
             self.notifier.status(self._status_line())
-            self._log_drops(now)
+            self.drops.log(now)
 
     def _status_line(self) -> str:
         counts = [i.counts() for i in self.engine.queues.values()]
@@ -513,11 +503,11 @@ class Daemon:
                                 "stopping": self.stopping_since is not None}
         if self.role is not None:  # role, leader lease, "store unavailable"
             info.update(self.role.status(now))
-        return {"drops": dict(self.drops), "daemon": info}
+        return {"drops": self.drops.as_dict(), "daemon": info}
 
     def _snapshot(self, now: float) -> Snapshot:
         return build_snapshot(self.engine, now, started_at=self.started_at,
-                              drops=dict(self.drops), stopping=self.stopping_since is not None)
+                              drops=self.drops.as_dict(), stopping=self.stopping_since is not None)
 
     # -- reload ----------------------------------------------------------------------------
 
@@ -527,21 +517,13 @@ class Daemon:
         The new settings replace the old ones in one place (:attr:`live`), which the engine,
         the flows, the store commands, the control socket and the bucket role all read.
         """
-        from ckptd.core.config import load_settings
-
         self.notifier.reloading()
         try:
-            fresh = load_settings(self.config_file, flags=self.config_flags)
+            fresh = reloaded_settings(self.settings, self.config_file, self.config_flags)
         except CkptdError as exc:
             log.error("reload failed, keeping the old settings: %s", exc)
             self.notifier.ready(self._status_line())
             return
-        old = self.settings
-        changed = [name for name in FIXED_SETTINGS if getattr(fresh, name) != getattr(old, name)]
-        if changed:
-            log.warning("reload: %s can only change with a restart; keeping the old value(s)",
-                        ", ".join(changed))
-            fresh = dataclasses.replace(fresh, **{name: getattr(old, name) for name in changed})
         self.live.current = fresh
         for sock in (self._control, self._dispatch):
             if sock is not None:  # applies to connections made from now on
@@ -570,16 +552,16 @@ class Daemon:
             try:
                 messages = protocol.decode_many(frames[1:], schemas, limit)
             except ProtocolError as exc:
-                self._drop("dispatch", exc.reason, now)
+                self.drops.count("dispatch", exc.reason, now)
                 continue
             for kind, body in messages:
                 try:
                     self._worker_message(identity, kind, body, now)
                 except CkptdError as exc:
                     log.debug("refused a %s message: %s", kind.decode(), exc)
-                    self._drop("dispatch", "refused", now)
+                    self.drops.count("dispatch", "refused", now)
                 except Exception:  # a bug must cost one message, never the daemon
-                    self._internal_error("dispatch", "internal_error", now)
+                    self.drops.internal_error("dispatch", "internal_error", now)
         return count
 
     def _worker_message(self, identity: bytes, kind: bytes, body: Body, now: float) -> None:
@@ -593,7 +575,7 @@ class Daemon:
         elif kind == b"failed":
             engine.failed(worker, body, now)
         elif worker is None:
-            self._drop("dispatch", "unknown_worker", now)
+            self.drops.count("dispatch", "unknown_worker", now)
         elif kind == b"heartbeat":
             engine.heartbeat(worker, body, now)
         elif kind == b"checkpoint":
@@ -602,21 +584,3 @@ class Daemon:
             engine.progress(worker, body, now)
         elif kind == b"bye":
             engine.forget_worker(worker, "said goodbye")
-
-    def _drop(self, socket_name: str, reason: str, now: float) -> None:
-        self.drops[f"{socket_name}:{reason}"] += 1
-        if now - self._last_drop_log >= DROP_LOG_INTERVAL:
-            self._log_drops(now)
-
-    def _internal_error(self, socket_name: str, reason: str, now: float) -> None:
-        """Count an unexpected exception while handling a message; log it, rate-limited."""
-        key = f"{socket_name}:{reason}"
-        if self.drops[key] == 0 or now - self._last_drop_log >= DROP_LOG_INTERVAL:
-            log.exception("unexpected error while handling a %s message; dropped it",
-                          socket_name)
-        self._drop(socket_name, reason, now)
-
-    def _log_drops(self, now: float) -> None:
-        if self.drops and now - self._last_drop_log >= DROP_LOG_INTERVAL:
-            self._last_drop_log = now
-            log.warning("dropped malformed messages so far", extra={"fields": dict(self.drops)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ckptd.core.config import FsyncMode
+from ckptd.core.config import FsyncMode, Settings
 from ckptd.core.errors import ConfigError
 from ckptd.store.base import Store
 from ckptd.store.local import LocalStore
@@ -47,7 +47,7 @@ def open_store(root: str, fsync: FsyncMode | str = FsyncMode.BATCH, *,
         raise ConfigError(f"cannot open store {root!r} ({protocol}://): {exc}") from exc
 
 
-def store_from_settings(settings: Any) -> Store:
+def store_from_settings(settings: Settings) -> Store:
     """Open the store of ``settings.root`` with every store setting (modes, bucket options)."""
     options = dict(settings.storage_options)
     if not is_local(settings.root):

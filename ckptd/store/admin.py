@@ -328,7 +328,7 @@ class StoreAdmin:
                 claimed_at = None
             transition_name(state, State.FAILED)
             edits.cancelled(job, attempt=jobs.running_attempt(job), claimed_at=claimed_at,
-                            now=self.clock(), worker=None, by=by or who_am_i("--root"))
+                            now=self.clock(), worker=None, by=by or edits.who_am_i("--root"))
             self.store.move(queue, job_id, state, State.FAILED, jobs.encode(job))
         else:
             raise TransitionError(f"job {job_id!r} is already {state.value}; "
@@ -396,18 +396,6 @@ class StoreAdmin:
                 found.append(recovery.Finding(queue, "orphan-blob", f"blobs/{job_id}.{kind}",
                                               "its job is in no state", repair))
         return found
-
-
-def who_am_i(how: str) -> str:
-    """``user@host (how)``: who an operator's action is recorded as coming from."""
-    import getpass
-    import socket
-
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()} ({how})"
 
 
 def _quarantined_ids(store: Store, queue: str) -> set[str]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Any
 
+from ckptd.core.config import Settings
 from ckptd.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind(endpoint: str, settings: Any) -> None:
+def check_bind(endpoint: str, settings: Settings) -> None:
     """Refuse a non-loopback bind without CURVE unless ``settings.insecure`` is set.
 
     CURVE means both ``curve_secret_key`` and ``authorized_keys`` (ironhouse); ipc:// and

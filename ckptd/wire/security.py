@@ -31,6 +31,7 @@ import zmq.auth
 from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
+from ckptd.core.config import Settings
 from ckptd.core.errors import AuthError, CkptdError, ConfigError
 from ckptd.core.names import is_valid_name
 
@@ -192,7 +193,7 @@ class ClientCurve:
         sock.setsockopt(zmq.CURVE_SECRETKEY, self.secret)
 
 
-def client_curve(settings: Any) -> ClientCurve | None:
+def client_curve(settings: Settings) -> ClientCurve | None:
     """The CURVE keys of a worker or client from its settings, or None when not set."""
     server_key, client_key = settings.server_key, settings.client_key
     if not server_key and not client_key:
@@ -218,7 +219,7 @@ class CurveServer:
                         "their NAME.key files are copied there (then send SIGHUP)", self.folder)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> CurveServer | None:
+    def from_settings(cls, settings: Settings) -> CurveServer | None:
         """Return the CURVE server of the settings, or None when CURVE is off."""
         secret, folder = settings.curve_secret_key, settings.authorized_keys
         if not secret and not folder:

@@ -22,6 +22,7 @@ import zmq
 
 from ckptd.core.errors import CkptdError, ProtocolError
 from ckptd.wire import protocol
+from ckptd.wire.security import ClientCurve
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ RESEND_MAX = 10_000
 class DaemonWatch:
     """Pings the worker's daemon; says when to look for another one, and finds it."""
 
-    def __init__(self, ctx: zmq.Context[Any], endpoints: list[str], curve: Any,
+    def __init__(self, ctx: zmq.Context[Any], endpoints: list[str], curve: ClientCurve | None,
                  interval: float) -> None:
         self.ctx = ctx
         self.endpoints = list(endpoints)

@@ -21,7 +21,6 @@ SIGTERM lets running jobs finish before it exits.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue as queue_mod
@@ -30,98 +29,24 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
 from ckptd.client.client import Client
 from ckptd.core import jobs
-from ckptd.core.errors import CkptdError, LeaseLost, ProtocolError
+from ckptd.core.config import Settings
+from ckptd.core.errors import CkptdError, DaemonUnavailable, LeaseLost, ProtocolError
 from ckptd.core.names import check_queue
 from ckptd.core.outcomes import Fail, Retry
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import peer_endpoint
+from ckptd.wire.security import ClientCurve
+from ckptd.worker.data import JobData
+from ckptd.worker.failover import DaemonWatch
+from ckptd.worker.job import Handler, Job
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_TIMEOUT = 60.0
-
-
-@dataclass
-class Job:
-    """One attempt of a job, as a handler sees it."""
-
-    id: str
-    queue: str
-    attempt: int
-    payload: Any
-    state: Any = None
-    max_attempts: int = 0
-    created: str | None = None
-    batch: str | None = None
-    _worker: Worker | None = field(default=None, repr=False)
-    _seq: int = field(default=0, repr=False)
-
-    def checkpoint(self, state: Any, timeout: float = CHECKPOINT_TIMEOUT) -> None:
-        """Save ``state`` (any JSON value) as this job's progress; return once it is durable.
-
-        A later attempt of the job starts with ``job.state`` set to it. Raises LeaseLost when
-        the job is no longer this worker's (stop working on it), DaemonUnavailable when the
-        daemon did not confirm within ``timeout`` seconds.
-        """
-        if self._worker is None:
-            self.state = state
-            return
-        self._seq += 1
-        self._worker._checkpoint(self, self._seq, state, timeout)
-        self.state = state
-
-    def progress(self, done: float, total: float | None = None, note: str | None = None
-                 ) -> None:
-        """Report how far the job is (shown by ``ckptd status`` and ``explain``); cheap."""
-        if self._worker is not None:
-            self._worker._send(b"progress", {"queue": self.queue, "id": self.id,
-                                             "attempt": self.attempt, "done": done,
-                                             "total": total, "note": note})
-
-    def records(self) -> list[Any]:
-        """The records of a job made by ``ckptd submit-file`` (its range of the source file).
-
-        CSV records are dicts keyed by the header; jsonl records are JSON values; lines are
-        strings. Read straight from the store when this host can, else through the daemon.
-        """
-        from ckptd.core import sources
-
-        payload = self.payload
-        if not (isinstance(payload, dict) and "source" in payload and "start" in payload):
-            raise CkptdError(f"job {self.queue}/{self.id} was not made by submit-file: its "
-                             "payload names no source range")
-        if self._worker is None:
-            raise CkptdError("records() needs a worker to read the source through")
-        batch = str(payload["source"]).rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        data = self._worker._source_range(self.queue, batch, int(payload["start"]),
-                                          int(payload["end"]))
-        return sources.parse(data, str(payload["format"]), payload.get("header"))
-
-    def write_output(self, name: str, data: str | bytes) -> str:
-        """Write a named output file into the store (``<queue>/outputs/<name>``), e.g. a
-        reduce job's report; return where it is. Through the daemon when this host cannot
-        reach the store (text only, then)."""
-        if self._worker is None:
-            raise CkptdError("write_output() needs a worker")
-        return self._worker._write_output(self.queue, name,
-                                          data.encode() if isinstance(data, str) else data)
-
-    def result_of(self, queue: str, job_id: str) -> Any:
-        """The result of another (done) job, e.g. one listed in a reduce job's payload."""
-        if self._worker is None:
-            raise CkptdError("result_of() needs a worker")
-        return self._worker._result_of(queue, job_id)
-
-
-Handler = Callable[[Job], Any]
 
 
 class Worker:
@@ -129,8 +54,9 @@ class Worker:
 
     def __init__(self, connect: str | list[str], queues: str | list[str], handler: Handler, *,
                  concurrency: int = 1, prefetch: int = 0, name: str | None = None,
-                 root: str | None = None, curve: Any = None,
-                 context: zmq.Context[Any] | None = None, settings: Any = None) -> None:
+                 root: str | None = None, curve: ClientCurve | None = None,
+                 context: zmq.Context[Any] | None = None, settings: Settings | None = None
+                 ) -> None:
         self.endpoints = [connect] if isinstance(connect, str) else list(connect)
         self.queues = [check_queue(q) for q in ([queues] if isinstance(queues, str) else queues)]
         if not self.queues:
@@ -148,9 +74,10 @@ class Worker:
         self.root = root
         self.curve = curve
         self.settings = settings  # for a bucket's credentials, endpoint and options
-        self._watch: Any = None  # ckptd.failover.DaemonWatch, with several daemon addresses
+        self._watch: DaemonWatch | None = None  # with several daemon addresses
         self._own_context = context is None
         self._ctx = context or zmq.Context()
+        self.data = JobData(self._ctx, self.endpoints, curve, root, settings)
         self._outgoing: queue_mod.SimpleQueue[tuple[bytes, dict[str, Any]]] = \
             queue_mod.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -162,9 +89,6 @@ class Worker:
         self._heartbeat = 5.0
         self._blob_threshold = 256 * 1024
         self._next_beat = 0.0
-        self._store: Any = None
-        self._store_checked = False
-        self._daemon_root: str | None = None
         self._jobs: queue_mod.SimpleQueue[dict[str, Any] | None] = queue_mod.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._woken = False
@@ -199,8 +123,6 @@ class Worker:
         poller.register(self._wake_r, zmq.POLLIN)
         self._hello(sock)
         if len(self.endpoints) > 1:  # a standby: follow whichever daemon is active
-            from ckptd.worker.failover import DaemonWatch
-
             self._watch = DaemonWatch(self._ctx, self.endpoints, self.curve, self._heartbeat)
             poller.register(self._watch.sock, zmq.POLLIN)
         log.info("worker %s serving %s on %s with %d thread(s), prefetch %d", self.name,
@@ -290,8 +212,8 @@ class Worker:
         if found is None:
             return sock
         endpoint, answer = found
-        self.endpoints = list(watch.endpoints)
-        self._daemon_root = answer.get("root") or self._daemon_root
+        self.endpoints = self.data.endpoints = list(watch.endpoints)
+        self.data.daemon_root = answer.get("root") or self.data.daemon_root
         dispatch = peer_endpoint(endpoint, int(answer["dispatch_port"]))
         poller.unregister(sock)
         sock.close(0)  # what it still held was for the old daemon
@@ -312,9 +234,9 @@ class Worker:
             client = Client(self.endpoints, timeout=5.0, context=self._ctx, curve=self.curve)
             try:
                 answer = client.request("endpoints")
-                self.endpoints = client.endpoints[client._current:] + \
-                    client.endpoints[:client._current]
-                self._daemon_root = answer.get("root")
+                self.endpoints = self.data.endpoints = \
+                    client.endpoints[client._current:] + client.endpoints[:client._current]
+                self.data.daemon_root = answer.get("root")
                 return peer_endpoint(client.endpoint, int(answer["dispatch_port"]))
             except CkptdError as exc:
                 if self._stopping:
@@ -366,14 +288,14 @@ class Worker:
         elif kind == b"welcome":
             self._heartbeat = max(0.05, float(body["heartbeat"]))
             self._next_beat = min(self._next_beat, time.monotonic() + self._heartbeat)
-            self._daemon_root = body.get("root") or self._daemon_root
+            self.data.daemon_root = body.get("root") or self.data.daemon_root
             limit = body.get("blob_threshold")
             if isinstance(limit, int) and limit > 0:
                 self._blob_threshold = limit
         elif kind == b"rehello":
             self._hello(sock, slots=0 if self._stopping else None)
 
-    def _send(self, kind: bytes, body: dict[str, Any]) -> None:
+    def send(self, kind: bytes, body: dict[str, Any]) -> None:
         """Queue a message for the I/O thread (safe from handler threads)."""
         self._outgoing.put((kind, body))
         self._wake()
@@ -451,7 +373,7 @@ class Worker:
         queue, job_id, attempt = body["queue"], body["id"], body["attempt"]
         answer: dict[str, Any] = {"queue": queue, "id": job_id, "attempt": attempt}
         try:
-            job = Job(job_id, queue, attempt, self._payload(body), self._state(body),
+            job = Job(job_id, queue, attempt, self.data.payload(body), self.data.state(body),
                       body.get("max_attempts", 0), body.get("created"), body.get("batch"),
                       _worker=self)
             result = self.handler(job)
@@ -459,7 +381,7 @@ class Worker:
                 encoded = protocol.encode_body({"result": result})
             except ValueError as exc:
                 raise Fail(f"the handler's result is not JSON-serialisable: {exc}") from None
-            store = self._direct_store() if len(encoded) > self._blob_threshold else None
+            store = self.data.direct_store() if len(encoded) > self._blob_threshold else None
             if store is not None:
                 # Too big to inline: store it beside the job, send only the reference.
                 store.put_blob(queue, job_id, "result", jobs.encode_value(result))
@@ -487,139 +409,31 @@ class Worker:
             log.info("job %s/%s attempt %d failed: %s", queue, job_id, attempt, exc)
         with self._lock:
             self._running.pop((queue, job_id), None)
-        self._send(kind, answer)
+        self.send(kind, answer)
 
-    def _payload(self, body: dict[str, Any]) -> Any:
-        if "payload" in body and not body.get("payload_ref"):
-            return body["payload"]
-        store = self._direct_store()
-        if store is not None:
-            from ckptd.core import jobs
-            from ckptd.core.states import State
+    # -- what a Job asks of its worker (ckptd.worker.job.JobHost) ---------------------------
 
-            try:
-                if str(body.get("payload_ref", "")).startswith("blobs/"):
-                    return json.loads(store.read_blob(body["queue"], body["id"], "payload"))
-                raw = store.read(body["queue"], State.CLAIMED, body["id"])
-                return jobs.decode(raw)["payload"]
-            except (CkptdError, ValueError) as exc:
-                log.debug("direct read failed (%s); fetching through the daemon", exc)
-        return self._fetch(body, "payload")
+    def source_range(self, queue: str, batch: str, start: int, end: int) -> bytes:
+        """Bytes of a batch's source file (from the store, or through the daemon)."""
+        return self.data.source_range(queue, batch, start, end)
 
-    def _state(self, body: dict[str, Any]) -> Any:
-        if not body.get("state_ref"):
-            return body.get("state")
-        store = self._direct_store()
-        if store is not None:
-            try:
-                raw = store.read_checkpoint(body["queue"], body["id"])
-                if raw is not None:
-                    return json.loads(raw).get("state")
-            except (CkptdError, ValueError):
-                pass
-        return self._fetch(body, "state")
+    def write_output(self, queue: str, name: str, data: bytes) -> str:
+        """Write an output file (into the store, or through the daemon)."""
+        return self.data.write_output(queue, name, data)
 
-    def _source_range(self, queue: str, batch: str, start: int, end: int) -> bytes:
-        store = self._direct_store()
-        if store is not None:
-            try:
-                return bytes(store.read_blob_range(queue, batch, "source", start, end))
-            except CkptdError as exc:
-                log.debug("direct read failed (%s); fetching through the daemon", exc)
-        client = Client(self.endpoints, timeout=60.0, context=self._ctx, curve=self.curve)
-        try:
-            answer = client.request("fetch", {"queue": queue, "id": batch, "what": "source",
-                                              "start": start, "end": end}, timeout=60.0)
-        finally:
-            client.close()
-        return str(answer["text"]).encode()
+    def result_of(self, queue: str, job_id: str) -> Any:
+        """The result of a done job (from the store, or through the daemon)."""
+        return self.data.result_of(queue, job_id)
 
-    def _write_output(self, queue: str, name: str, data: bytes) -> str:
-        store = self._direct_store()
-        if store is not None:
-            return str(store.put_output(queue, name, data))
-        client = Client(self.endpoints, timeout=60.0, context=self._ctx, curve=self.curve)
-        try:
-            answer = client.request("output", {"queue": queue, "name": name,
-                                               "text": data.decode()}, timeout=60.0)
-        finally:
-            client.close()
-        return str(answer["location"])
-
-    def _result_of(self, queue: str, job_id: str) -> Any:
-        store = self._direct_store()
-        if store is not None:
-            from ckptd.core import jobs
-            from ckptd.core.states import State
-
-            try:
-                job = jobs.decode(store.read(queue, State.DONE, job_id), queue, job_id)
-                if job.get("result_ref"):
-                    return json.loads(store.read_blob(queue, job_id, "result"))
-                return job.get("result")
-            except (CkptdError, ValueError) as exc:
-                log.debug("direct read failed (%s); fetching through the daemon", exc)
-        client = Client(self.endpoints, timeout=60.0, context=self._ctx, curve=self.curve)
-        try:
-            return client.result(queue, job_id)
-        finally:
-            client.close()
-
-    def _fetch(self, body: dict[str, Any], what: str) -> Any:
-        client = Client(self.endpoints, timeout=60.0, context=self._ctx, curve=self.curve)
-        try:
-            return client.fetch(body["queue"], body["id"], what)
-        finally:
-            client.close()
-
-    def _direct_store(self) -> Any:
-        """The store, when this host can read it directly (else payloads come by fetch)."""
-        if self._store_checked:
-            return self._store
-        with self._lock:
-            if self._store_checked:
-                return self._store
-            self._store_checked = True
-            root = self.root or self._daemon_root
-            if root:
-                from ckptd.store import is_local, open_store
-
-                try:
-                    if is_local(root) and not os.path.isdir(root):
-                        raise CkptdError(f"{root} is not on this host")
-                    if is_local(root):
-                        self._store = open_store(root)
-                    else:  # a bucket: with this worker's own credentials and endpoint
-                        self._store = self._open_bucket(root)
-                except (CkptdError, OSError, ImportError, ValueError) as exc:
-                    log.info("reading payloads through the daemon (store %s: %s)", root, exc)
-            return self._store
-
-    def _open_bucket(self, root: str) -> Any:
-        """Open the daemon's bucket with this worker's settings; fail when it cannot read."""
-        import dataclasses
-
-        from ckptd.core.config import load_settings
-        from ckptd.store import store_from_settings
-
-        settings = self.settings if self.settings is not None else load_settings()
-        store = store_from_settings(dataclasses.replace(settings, root=root))
-        probe = getattr(store, "probe_access", None)
-        if probe is not None:
-            probe()  # no credentials, or no access: fetch through the daemon instead
-        log.info("reading payloads straight from %s", root)
-        return store
-
-    def _checkpoint(self, job: Job, seq: int, state: Any, timeout: float) -> None:
+    def checkpoint(self, job: Job, seq: int, state: Any, timeout: float) -> None:
+        """Send a checkpoint and wait until the daemon says it is durable."""
         event = threading.Event()
         box: list[Any] = []
         self._saved[(job.queue, job.id, seq)] = (event, box)
-        self._send(b"checkpoint", {"queue": job.queue, "id": job.id, "attempt": job.attempt,
+        self.send(b"checkpoint", {"queue": job.queue, "id": job.id, "attempt": job.attempt,
                                    "seq": seq, "state": state})
         if not event.wait(timeout):
             self._saved.pop((job.queue, job.id, seq), None)
-            from ckptd.core.errors import DaemonUnavailable
-
             raise DaemonUnavailable(f"checkpoint of {job.queue}/{job.id} not confirmed "
                                     f"within {timeout:g}s")
         answer = box[0]
@@ -633,23 +447,3 @@ def _drain(fd: int) -> None:
             pass
     except (BlockingIOError, OSError):
         pass
-
-
-def load_handler(spec: str) -> Handler:
-    """Import ``MODULE:FUNCTION`` (the current folder is on the path) and return it."""
-    import importlib
-    import sys
-
-    module_name, _, func_name = spec.partition(":")
-    if not module_name or not func_name:
-        raise CkptdError(f"handler {spec!r} must look like MODULE:FUNCTION, e.g. tasks:price")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CkptdError(f"cannot import {module_name!r} for handler {spec!r}: {exc}") from None
-    handler = getattr(module, func_name, None)
-    if not callable(handler):
-        raise CkptdError(f"{module_name!r} has no function {func_name!r}")
-    return handler  # type: ignore[no-any-return]

@@ -124,3 +124,45 @@ def test_a_paused_daemon_that_lost_its_lease_writes_nothing(
     log = first.log()
     assert "standing by, writing nothing more" in log
     assert FAST  # the same fast timings as the other bucket tests
+
+
+def _lease_s(d: Any) -> float | None:
+    client = d.client(timeout=5)
+    try:
+        return float(client.status()["daemon"]["lease_s"])
+    except Exception:  # noqa: BLE001 - not answering right now
+        return None
+    finally:
+        client.close()
+
+
+def test_sighup_reaches_every_part_of_a_bucket_daemon(procs: Processes, s3_server: SeaweedServer,
+                                                      tmp_path: Any) -> None:
+    """The new lease is used after SIGHUP by the active daemon and by a standby alike (the
+    bucket role used to keep the settings it was started with)."""
+    config = tmp_path / "ckptd.toml"
+    config.write_text('lease = "5s"\n')
+    url = s3_server.url()
+    env = {**s3_server.env(), "CKPTD_CONFIG": str(config)}
+    settings = {k: v for k, v in FAST.items() if k != "lease"}
+    settings["leader_lease"] = f"{LEASE}s"
+    first = procs.daemon(root=url, env=env, **settings)
+    wait_for(lambda: role(first) == "active", timeout=20, message="the first daemon active")
+    second = procs.daemon(root=url, env=env, **settings)
+    assert role(second) == "standby"
+    assert _lease_s(first) == _lease_s(second) == 5.0
+    config.write_text('lease = "7s"\n')
+    for d in (first, second):
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: _lease_s(second) == 7.0, timeout=10, message="the standby's new lease")
+    wait_for(lambda: _lease_s(first) == 7.0, timeout=10, message="the active daemon's new lease")
+    job_id = submit(first, 1)[0]
+    procs.worker(first, Q, "sleepy", env={**s3_server.env(), "SLEEP": "3"})
+    client = first.client(timeout=5)
+    try:
+        lease = wait_for(lambda: client.show(Q, job_id).get("lease"), timeout=20,
+                         message="the job claimed")
+        assert lease["lease_s"] == 7.0
+    finally:
+        client.close()

@@ -19,7 +19,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from ckptd import __version__
+from ckptd.core.version import __version__
 from ckptd.daemon.metrics import HistogramSnapshot
 from ckptd.daemon.snapshot import Snapshot
 
