@@ -168,7 +168,7 @@ def one_run(seed: int, args: argparse.Namespace, base: str) -> Run:
                 parts = line.split()
                 if parts and parts[0] == "run" and len(parts) >= 5:
                     starts[parts[2]].append(float(parts[4]))
-        for job_id, times in starts.items():
+        for times in starts.values():
             if len(times) < 2:
                 continue
             run.twice += 1
