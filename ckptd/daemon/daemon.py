@@ -115,13 +115,13 @@ class Daemon:
         now = self.clock()
         self.started_at = now
         settings = self.settings
+        guard = SocketGuard(CurveServer.from_settings(settings))  # loads and checks keys
+        check_bind(settings.control, settings)
+        check_bind(settings.dispatch, settings)
         if self.role is None:
             # One daemon leads a local root: a second one is refused here, before it binds
             # or reads anything (the kernel releases the lock when this process dies).
             self._lock = self.store.lock(ROOT_LOCK)
-        guard = SocketGuard(CurveServer.from_settings(settings))  # loads and checks keys
-        check_bind(settings.control, settings)
-        check_bind(settings.dispatch, settings)
         self._ctx = zmq.Context()
         guard.start(self._ctx)  # the ZAP handler exists before any socket is bound
         self._guard = guard

@@ -55,6 +55,7 @@ def take_lock(root: str, name: str, *, shared: bool, dir_mode: int, file_mode: i
     folder = os.path.join(root, CONTROL_DIR)
     path = os.path.join(folder, f"{name}.lock")
     try:
+        os.makedirs(root, mode=dir_mode, exist_ok=True)  # the root, then its control folder
         os.makedirs(folder, mode=dir_mode, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, file_mode)
     except OSError as exc:
