@@ -126,6 +126,9 @@ class QueueSettings:
     next: str | None = None
 
 
+_NO_OVERRIDES = QueueSettings()
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Every setting of ckptd, with its default."""
@@ -213,7 +216,7 @@ class Settings:
 
     def queue(self, name: str) -> QueueSettings:
         """Return the settings of queue ``name`` (empty overrides when it has none)."""
-        return self.queues.get(name) or QueueSettings()
+        return self.queues.get(name) or _NO_OVERRIDES
 
     def max_attempts_for(self, queue: str) -> int:
         """Return the attempts budget of ``queue``."""

@@ -89,11 +89,16 @@ def decode(data: bytes, queue: str | None = None, job_id: str | None = None) -> 
     file must agree with them, so a file copied to the wrong place is caught.
     """
     try:
-        job = json.loads(data, parse_constant=_no_constant)
+        parsed = json.loads(data, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedJob(f"not valid JSON: {exc}") from None
     except RecursionError:  # deeply nested arrays or objects
         raise MalformedJob("not valid JSON: nested too deeply") from None
+    return check(parsed, queue, job_id)
+
+
+def check(job: Any, queue: str | None = None, job_id: str | None = None) -> Job:
+    """Check a parsed job file (see :func:`decode`); raise :class:`MalformedJob`."""
     if not isinstance(job, dict):
         raise MalformedJob(f"expected a JSON object, found {type(job).__name__}")
     missing = [f for f in REQUIRED_FIELDS if f not in job]

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ckptd.codec import dumps, encode_job
 from ckptd.core import edits, jobs
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound
@@ -103,16 +104,16 @@ class Answers:
                        worker=lease.worker or (worker.id if worker else None), result=result,
                        result_ref=result_ref)
         self.flows.handover(lease.queue, job, result, in_blob, now)  # before the move
-        data = jobs.encode(job)
+        data = encode_job(job)
         threshold = ix.settings.blob_threshold
         if not in_blob and len(data) > threshold:
             # Only a big file can hold a result over the limit: measure the result alone.
-            encoded = jobs.encode_value(result)
+            encoded = dumps(result)
             if len(encoded) > threshold:
                 ix.txn.add(PutBlob(lease.queue, lease.id, "result", encoded))
                 job["result"] = None
                 job["result_ref"] = f"blobs/{lease.id}.result"
-                data = jobs.encode(job)
+                data = encode_job(job)
 
         def moved(outcome: Outcome) -> None:
             if outcome is not None:
@@ -171,7 +172,7 @@ class Answers:
             edits.attempt_failed(job, attempt=lease.attempt, claimed_at=lease.claimed_at,
                                  now=now, error=error, outcome=outcome, retry_at=not_before)
         target = State.PENDING if not_before is not None else State.FAILED
-        data = jobs.encode(job)
+        data = encode_job(job)
 
         def moved(outcome_: Outcome) -> None:
             if outcome_ is not None:
@@ -220,7 +221,7 @@ class Answers:
         record = {"id": job_id, "attempt": lease.attempt, "seq": seq, "at": utc_iso(now),
                   "state": body["state"]}
         try:
-            data = jobs.encode(record)
+            data = encode_job(record)
         except ValueError as exc:
             self._saved(worker, queue, job_id, seq, str(exc))
             return

@@ -18,7 +18,7 @@ from typing import Any
 
 import zmq
 
-from ckptd.core import jobs
+from ckptd.codec import decode_job
 from ckptd.core.config import LiveSettings, Settings
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, ProtocolError
 from ckptd.core.states import State, parse_state
@@ -289,7 +289,7 @@ class Control:
         if what == "payload":
             for state in (State.CLAIMED, State.PENDING, State.DONE, State.FAILED):
                 try:
-                    job = jobs.decode(store.read(queue, state, job_id), queue, job_id)
+                    job = decode_job(store.read(queue, state, job_id), queue, job_id)
                 except JobNotFound:
                     continue
                 return {"payload": load_payload(store, job)}
@@ -299,7 +299,7 @@ class Control:
             record = json.loads(raw) if raw is not None else None
             return {"state": record.get("state") if isinstance(record, dict) else None}
         if what == "result":
-            job = jobs.decode(store.read(queue, State.DONE, job_id), queue, job_id)
+            job = decode_job(store.read(queue, State.DONE, job_id), queue, job_id)
             if job.get("result_ref"):
                 return {"result": json.loads(store.read_blob(queue, job_id, "result"))}
             return {"result": job.get("result")}

@@ -435,7 +435,7 @@ class Daemon:
         now = self.clock()
         for identity, messages in grouped.items():
             try:
-                self._dispatch.send_multipart([identity, *protocol.batch(messages)],
+                self._dispatch.send_multipart([identity, *protocol.batch(messages, True)],
                                               zmq.NOBLOCK)
             except zmq.ZMQError as exc:
                 log.info("worker unreachable (%s): its jobs go back to pending", exc)

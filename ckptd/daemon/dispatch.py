@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ckptd.codec import decode_job
 from ckptd.core import jobs
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
 from ckptd.core.states import State
@@ -103,7 +104,7 @@ class Dispatcher:
             ix.delay(index, job_id, now + STORE_RETRY_DELAY)
             return False
         try:
-            job = jobs.decode(raw, queue, job_id)
+            job = decode_job(raw, queue, job_id)
             not_before = job.get("not_before")
             wait_until = parse_iso(not_before) if isinstance(not_before, str) else None
         except (MalformedJob, ValueError) as exc:

@@ -20,6 +20,7 @@ import logging
 import random
 from collections.abc import Callable
 
+from ckptd.codec import decode_job
 from ckptd.core import jobs
 from ckptd.core.config import LiveSettings, Settings
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
@@ -209,7 +210,7 @@ class Engine:
         """
         ix = self.index
         try:
-            job = jobs.decode(ix.store.read(index.name, State.CLAIMED, job_id),
+            job = decode_job(ix.store.read(index.name, State.CLAIMED, job_id),
                               index.name, job_id)
         except JobNotFound:
             return
@@ -252,7 +253,7 @@ class Engine:
             job, ops = prepare_submit(ix.settings, queue, body.get("payload"), now,
                                       job_id=job_id, max_attempts=body.get("max_attempts"),
                                       delay=body.get("delay"), batch=body.get("batch"),
-                                      fresh=fresh)
+                                      fresh=fresh, decoded=True)
         except (CkptdError, ValueError) as exc:
             reply(exc if isinstance(exc, CkptdError) else CkptdError(str(exc)))
             return

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ckptd.codec import dumps, encode_job
 from ckptd.core import batches, crashpoints, jobs
 from ckptd.core.config import LiveSettings, Settings
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob
@@ -108,7 +109,7 @@ class Flows:
             return
         job_id = job["id"]
         if not in_blob:
-            encoded = jobs.encode_value(result)
+            encoded = dumps(result)
         else:
             try:
                 encoded = self.store.read_blob(queue, job_id, "result")
@@ -134,7 +135,7 @@ class Flows:
             elif not isinstance(outcome, JobExists):  # exists: handed over before a crash
                 log.error("cannot hand %s/%s over to %s: %s", queue, job_id, target, outcome)
 
-        self._txn().add(PutNew(target, job_id, jobs.encode(nxt), check_other_states=True),
+        self._txn().add(PutNew(target, job_id, encode_job(nxt), check_other_states=True),
                         created)
 
     # -- batches ---------------------------------------------------------------------------
@@ -190,7 +191,7 @@ class Flows:
             self._txn().add(PutManifest(manifest.queue, manifest.batch, manifest.encode()),
                             self._manifest_written(manifest))
 
-        self._txn().add(PutNew(manifest.then, rid, jobs.encode(job), check_other_states=True),
+        self._txn().add(PutNew(manifest.then, rid, encode_job(job), check_other_states=True),
                         created)
 
     def _manifest_written(self, manifest: batches.Manifest) -> Callable[[Outcome], None]:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ckptd.codec import decode_job
 from ckptd.core import jobs
 from ckptd.core.config import LiveSettings, Settings, live
 from ckptd.core.errors import CkptdError, JobNotFound, MalformedJob, StoreError
@@ -264,7 +265,7 @@ class Index:
             return job
         index = self.queue(lease.queue)
         try:
-            return jobs.decode(self.store.read(lease.queue, State.CLAIMED, lease.id),
+            return decode_job(self.store.read(lease.queue, State.CLAIMED, lease.id),
                                lease.queue, lease.id)
         except JobNotFound:
             # Gone from claimed/ behind our back (an operator moved or removed it).

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ckptd.codec import decode_job
 from ckptd.core.ids import id_time
 from ckptd.core.timefmt import time_or_none
 
@@ -261,13 +262,12 @@ class QueueMetrics:
 
     def seed_failures(self, store: Store, queue: str, ids: Sequence[str]) -> None:
         """Fill the recent failures from the newest files of ``failed/`` (at recovery)."""
-        from ckptd.core import jobs
         from ckptd.core.errors import CkptdError
         from ckptd.core.states import State
 
         for job_id in ids[-RECENT_FAILURES:]:
             try:
-                job = jobs.decode(store.read(queue, State.FAILED, job_id), queue, job_id)
+                job = decode_job(store.read(queue, State.FAILED, job_id), queue, job_id)
             except CkptdError:
                 continue
             self.failures.append(failure_note(job, time_or_none(job.get("finished_at"))))

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ckptd.codec import decode_job, encode_job
 from ckptd.core import edits, jobs
 from ckptd.core.errors import CkptdError, JobNotFound, TransitionError
 from ckptd.core.states import State
@@ -90,7 +91,7 @@ class Operators:
         moves: list[tuple[str, bytes]] = []
         for job_id in names:
             try:
-                job = jobs.decode(store.read(queue, State.FAILED, job_id), queue, job_id)
+                job = decode_job(store.read(queue, State.FAILED, job_id), queue, job_id)
             except JobNotFound:
                 where = engine.where(queue, job_id)
                 reply(JobNotFound(f"cannot retry {job_id!r}: only failed jobs can be retried ("
@@ -100,7 +101,7 @@ class Operators:
                 reply(exc)
                 return
             budget = attempts or engine.settings.max_attempts_for(queue)
-            moves.append((job_id, jobs.encode(edits.retried(job, budget))))
+            moves.append((job_id, encode_job(edits.retried(job, budget))))
         if not moves:
             reply({"ids": []})
             return

@@ -124,7 +124,11 @@ class Scans:
             if kind == "added":
                 engine.pending_appeared(queue, job_id)
             elif kind == "removed":
-                if not self.store.exists(queue, State.PENDING, job_id):
+                # Most removals are the daemon's own claims: only a job the index still
+                # holds as pending may have been removed by someone else (look, then).
+                index = engine.queues.get(queue)
+                if index is not None and job_id in index.pending \
+                        and not self.store.exists(queue, State.PENDING, job_id):
                     engine.pending_vanished(queue, job_id)
             elif kind == "queue":
                 engine.queue(queue)

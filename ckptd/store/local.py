@@ -73,6 +73,8 @@ from ckptd.store.reaper import Reaper
 log = logging.getLogger(__name__)
 
 ROOT_LOCK = "root"
+SLOW_UNLINK = 50e-6  # seconds: deleting costs more than this: delete off the loop
+READ_CHUNK = 64 * 1024  # job files are small: most are read with one call
 MIN_FREE_BYTES = 256 * 1024  # below this a disk counts as full: claims would pile up answers
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
@@ -94,6 +96,8 @@ class LocalStore(Store):
         self._root_fd: int | None = None
         self._reaper = Reaper()
         self._discarded: list[str] = []  # this group's discarded files, for the reaper
+        self._unlink_inline = True  # until deleting proves slow (see _discard)
+        self._unlink_cost = 0.0
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -550,7 +554,23 @@ class LocalStore(Store):
         return sorted(i for i in map(split_job_name, names) if i is not None)
 
     def _discard(self, queue: str, path: str, job_id: str) -> None:
-        """Take a file out of its folder now (a rename into tmp/) and delete it later."""
+        """Take a file out of its folder now: delete it, or where deleting is slow (ext4
+        with ``discard``: ten times a rename) move it into tmp/ and delete it off the loop.
+        """
+        if self._unlink_inline:
+            started = time.perf_counter()
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return
+            # A moving average of the cost decides, once, to hand deletions to the reaper.
+            cost = self._unlink_cost = 0.9 * self._unlink_cost + \
+                0.1 * (time.perf_counter() - started)
+            if cost > SLOW_UNLINK:
+                self._unlink_inline = False
+                log.info("deleting a file costs %.0f us on %s: old copies are now deleted "
+                         "in the background", cost * 1e6, self.root)
+            return
         trash = f"{self.root}/{queue}/{TMP_DIR}/{job_id}{TRASH_MARK}{os.getpid()}." \
                 f"{next(self._counter)}"
         try:
@@ -584,7 +604,10 @@ def _read_file(path: str) -> bytes:
             raise MalformedJob(f"{path} is a symlink; ckptd does not follow links") from None
         raise
     try:
-        chunks = []
+        first = os.read(fd, READ_CHUNK)
+        if len(first) < READ_CHUNK:  # a short read of a regular file is its end: one call
+            return first
+        chunks = [first]
         while True:
             chunk = os.read(fd, 1 << 20)
             if not chunk:
@@ -592,4 +615,4 @@ def _read_file(path: str) -> bytes:
             chunks.append(chunk)
     finally:
         os.close(fd)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return b"".join(chunks)

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ckptd.codec import decode_job
 from ckptd.core import jobs
 from ckptd.core.errors import CkptdError, JobNotFound, MalformedJob
 from ckptd.core.states import STATES, Copy, State, resolve, tmp_is_stale
@@ -69,7 +70,7 @@ def resolve_duplicate(store: Store, queue: str, job_id: str, states: Iterable[St
     unreadable: list[State] = []
     for state in states:
         try:
-            job = jobs.decode(store.read(queue, state, job_id), queue, job_id)
+            job = decode_job(store.read(queue, state, job_id), queue, job_id)
         except JobNotFound:
             continue  # moved on since the listing: nothing to resolve for this copy
         except (MalformedJob, CkptdError):
@@ -143,7 +144,7 @@ def check_job(store: Store, queue: str, state: State, job_id: str, repair: bool
     Returns (the job or None, the finding or None).
     """
     try:
-        return jobs.decode(store.read(queue, state, job_id), queue, job_id), None
+        return decode_job(store.read(queue, state, job_id), queue, job_id), None
     except JobNotFound:
         return None, None
     except MalformedJob as exc:

@@ -16,11 +16,11 @@ drops by. Nothing outside this module builds or parses frames.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
 
+from ckptd.codec import dumps, dumps_decoded, loads
 from ckptd.core.errors import ProtocolError
 from ckptd.core.names import is_valid_name
 
@@ -163,32 +163,34 @@ MAX_BATCH = 10_000
 
 # -- encoding -------------------------------------------------------------------------------
 
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+def encode_body(body: Body, decoded: bool = False) -> bytes:
+    """Return a body as compact UTF-8 JSON; raise ValueError for values JSON cannot hold.
 
-
-def encode_body(body: Body) -> bytes:
-    """Return a body as compact UTF-8 JSON; raise ValueError for values JSON cannot hold."""
+    ``decoded``: every value in it came decoded from JSON (the daemon's messages), so the
+    fast encoder may write it without checks (:func:`ckptd.codec.dumps_decoded`).
+    """
     try:
-        return _encoder.encode(body).encode()
-    except (TypeError, ValueError) as exc:
+        return dumps_decoded(body) if decoded else dumps(body)
+    except ValueError as exc:
         raise ValueError(f"message body is not JSON-serialisable: {exc}") from None
 
 
-def message(kind: bytes, body: Body) -> list[bytes]:
+def message(kind: bytes, body: Body, decoded: bool = False) -> list[bytes]:
     """Frames of a worker<->daemon message (no identity, no delimiter)."""
-    return [VERSION, kind, encode_body(body)]
+    return [VERSION, kind, encode_body(body, decoded)]
 
 
-def batch(messages: list[tuple[bytes, Body]]) -> list[bytes]:
+def batch(messages: list[tuple[bytes, Body]], decoded: bool = False) -> list[bytes]:
     """Frames of several messages to one peer, sent as one (a single message stays alone).
 
     Sending one frame set per round instead of one per job is most of what makes
     short jobs cheap: ZeroMQ and Python pay per message, not per byte.
     """
     if len(messages) == 1:
-        return message(*messages[0])
+        return message(*messages[0], decoded)
     return [VERSION, BATCH,
-            encode_body({"messages": [[kind.decode(), body] for kind, body in messages]})]
+            encode_body({"messages": [[kind.decode(), body] for kind, body in messages]},
+                        decoded)]
 
 
 def request(kind: bytes, body: Body) -> list[bytes]:
@@ -196,9 +198,9 @@ def request(kind: bytes, body: Body) -> list[bytes]:
     return [b"", VERSION, kind, encode_body(body)]
 
 
-def reply_ok(body: Body) -> list[bytes]:
+def reply_ok(body: Body, decoded: bool = False) -> list[bytes]:
     """Frames of a successful control reply (after the identity)."""
-    return [b"", VERSION, b"ok", encode_body(body)]
+    return [b"", VERSION, b"ok", encode_body(body, decoded)]
 
 
 def reply_error(kind: str, text: str, exit_code: int = 1) -> list[bytes]:
@@ -212,43 +214,37 @@ def reply_error(kind: str, text: str, exit_code: int = 1) -> list[bytes]:
 _LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def _no_constant(name: str) -> Any:
-    raise ProtocolError("json", f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ProtocolError("json", f"number {text[:20]} is out of range")
-    return value
-
-
 def load_body(raw: bytes, max_body: int = DEFAULT_MAX_BODY) -> Any:
     """Parse a body frame: strict UTF-8 JSON within the limits; raise ProtocolError.
 
-    Refused, each with its reason: over ``max_body`` bytes (size), not UTF-8 (utf8), not
+    Refused, each with its reason: over ``max_body`` bytes (size), not UTF-8 (utf8: bad
+    bytes, or lone surrogates such as "\\ud800" that cannot be written back as UTF-8), not
     JSON or holding NaN, Infinity or numbers out of range (json), nested deeper than
-    MAX_DEPTH (depth), strings that cannot be written back as UTF-8 (utf8: lone surrogates
-    such as "\\ud800"). Anything that passes can be encoded again with :func:`encode_body`.
+    MAX_DEPTH (depth). Anything that passes can be encoded again with :func:`encode_body`.
     """
     if len(raw) > max_body:
         raise ProtocolError("size", f"body of {len(raw)} bytes is over {max_body}")
     try:
-        text = bytes(raw).decode("utf-8")  # strict: JSON in UTF-16 or with bad bytes is refused
-    except UnicodeDecodeError as exc:
-        raise ProtocolError("utf8", f"body is not UTF-8: {exc.reason}") from None
-    try:
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
-    except ProtocolError:
-        raise
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolError("json", f"body is not JSON: {str(exc)[:80]}") from None
-    # Cheap tests on the raw bytes first: most bodies need neither walk below.
+        value = loads(raw)
+    except ValueError as exc:
+        raise _why_not_json(bytes(raw), str(exc)) from None
+    # A cheap test on the raw bytes first: most bodies need no walk.
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(value):
         raise ProtocolError("depth", f"body is nested deeper than {MAX_DEPTH} levels")
-    if _LONE_SURROGATE.search(raw) and not _encodable(value):
-        raise ProtocolError("utf8", "body holds a lone UTF-16 surrogate")
     return value
+
+
+def _why_not_json(raw: bytes, reason: str) -> ProtocolError:
+    """The ProtocolError for a body the decoder refused, with the reason it is counted by."""
+    try:
+        raw.decode("utf-8")  # strict: JSON in UTF-16 or with bad bytes is refused
+    except UnicodeDecodeError as exc:
+        return ProtocolError("utf8", f"body is not UTF-8: {exc.reason}")
+    if _LONE_SURROGATE.search(raw):
+        return ProtocolError("utf8", "body holds a lone UTF-16 surrogate")
+    if reason == "nested too deeply":
+        return ProtocolError("depth", f"body is nested deeper than {MAX_DEPTH} levels")
+    return ProtocolError("json", f"body is not JSON: {reason[:80]}")
 
 
 def _too_deep(value: Any) -> bool:
@@ -262,23 +258,6 @@ def _too_deep(value: Any) -> bool:
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
     return False
-
-
-def _encodable(value: Any) -> bool:
-    stack = [value]
-    try:
-        while stack:
-            item = stack.pop()
-            if isinstance(item, str):
-                item.encode("utf-8")
-            elif isinstance(item, dict):
-                stack.extend(item.keys())
-                stack.extend(item.values())
-            elif isinstance(item, list):
-                stack.extend(item)
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def decode(frames: list[bytes], schemas: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]],

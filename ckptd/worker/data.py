@@ -19,7 +19,7 @@ from typing import Any
 import zmq
 
 from ckptd.client.client import Client
-from ckptd.core import jobs
+from ckptd.codec import decode_job
 from ckptd.core.config import Settings, load_settings
 from ckptd.core.errors import CkptdError
 from ckptd.core.states import State
@@ -56,7 +56,7 @@ class JobData:
                 if str(body.get("payload_ref", "")).startswith("blobs/"):
                     return json.loads(store.read_blob(body["queue"], body["id"], "payload"))
                 raw = store.read(body["queue"], State.CLAIMED, body["id"])
-                return jobs.decode(raw)["payload"]
+                return decode_job(raw)["payload"]
             except (CkptdError, ValueError) as exc:
                 log.debug("direct read failed (%s); fetching through the daemon", exc)
         return self.fetch(body, "payload")
@@ -105,7 +105,7 @@ class JobData:
         store = self.direct_store()
         if store is not None:
             try:
-                job = jobs.decode(store.read(queue, State.DONE, job_id), queue, job_id)
+                job = decode_job(store.read(queue, State.DONE, job_id), queue, job_id)
                 if job.get("result_ref"):
                     return json.loads(store.read_blob(queue, job_id, "result"))
                 return job.get("result")

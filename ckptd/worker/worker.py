@@ -34,7 +34,7 @@ from typing import Any
 import zmq
 
 from ckptd.client.client import Client
-from ckptd.core import jobs
+from ckptd.codec import dumps
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError, DaemonUnavailable, LeaseLost, ProtocolError
 from ckptd.core.names import check_queue
@@ -384,7 +384,7 @@ class Worker:
             store = self.data.direct_store() if len(encoded) > self._blob_threshold else None
             if store is not None:
                 # Too big to inline: store it beside the job, send only the reference.
-                store.put_blob(queue, job_id, "result", jobs.encode_value(result))
+                store.put_blob(queue, job_id, "result", dumps(result))
                 answer["result_ref"] = f"blobs/{job_id}.result"
             else:
                 answer["result"] = result
