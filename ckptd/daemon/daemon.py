@@ -422,10 +422,14 @@ class Daemon:
                 self._dispatch.send_multipart([identity, *protocol.batch(messages)],
                                               zmq.NOBLOCK)
             except zmq.ZMQError as exc:
-                log.info("worker unreachable (%s): its jobs go back to pending", exc)
-                for kind, body in messages:
-                    if kind == b"job":
-                        self.engine.undeliverable(identity, body, now)
+                lost = [body for kind, body in messages if kind == b"job"]
+                if not lost:  # a worker that just left: nothing was lost
+                    log.debug("message to a worker that left not sent (%s)", exc)
+                    continue
+                log.info("worker unreachable (%s): %d job(s) go back to pending", exc,
+                         len(lost))
+                for body in lost:
+                    self.engine.undeliverable(identity, body, now)
 
     def _idle_timeout(self) -> float:
         now = self.clock()
@@ -497,9 +501,11 @@ class Daemon:
 
     def _daemon_info(self, now: float) -> dict[str, Any]:
         """What ``status`` says of the daemon itself (and, on a bucket, of its role)."""
+        settings = self.settings
         info: dict[str, Any] = {"name": self.name, "uptime_s": round(now - self.started_at, 3),
-                                "fsync": self.settings.fsync.value,
-                                "lease_s": self.settings.lease,
+                                "fsync": settings.fsync.value, "lease_s": settings.lease,
+                                "heartbeat_s": settings.heartbeat, "time": now,
+                                "curve": bool(settings.curve_secret_key), "role": "active",
                                 "stopping": self.stopping_since is not None}
         if self.role is not None:  # role, leader lease, "store unavailable"
             info.update(self.role.status(now))
