@@ -451,7 +451,10 @@ class StoreAdmin:
                     self.store.delete_checkpoint(queue, job_id)
                 found.append(recovery.Finding(queue, "orphan-checkpoint", f"state/{job_id}.json",
                                               "its job is in no state", repair))
+        batches = set(self.store.manifests(queue))
         for job_id, kind in self.store.blob_ids(queue):
+            if kind == "source" and job_id in batches:
+                continue  # a batch's data, named after the batch: its manifest keeps it
             if job_id not in anywhere:
                 if repair:  # a Delete of an absent job file removes only its attachments
                     self.store.apply([Delete(queue, State.DONE, job_id)])
