@@ -27,7 +27,8 @@ def read_payload(payload_json: str | None, payload_file: str | None) -> Any:
     if payload_file is not None:
         text = _read_file(payload_file)
         source = "stdin" if payload_file == "-" else f"--payload-file {payload_file}"
-        fix = "the file must hold one JSON value; check it with: python3 -m json.tool FILE"
+        fix = ("the file must hold one JSON value; check it with: python3 -m json.tool "
+               + ("FILE" if payload_file == "-" else payload_file))
     elif payload_json is not None:
         text, source = payload_json.encode(), "PAYLOAD_JSON"
         fix = """quote it for the shell as JSON, e.g. '{"sku": "A-1"}' or '"hello"'"""
