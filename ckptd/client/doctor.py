@@ -61,7 +61,7 @@ def check_store(settings: Settings) -> list[Finding]:
         return _check_bucket(settings)
     path = _path_of(root)
     if not os.path.exists(path):
-        return _missing_root(path)
+        return _missing_root(path) + _filesystem(path)  # where it would be made
     if not os.path.isdir(path):
         return [Finding("store", PROBLEM, f"{path} is a file, not a folder",
                         "give --root (or CKPTD_ROOT, root in the config) a folder")]
@@ -260,12 +260,13 @@ def diagnose(load: Callable[[], Settings], fallback: Callable[[], Settings],
     invalid that is the first problem and ``fallback`` gives settings to go on with."""
     try:
         settings = load()
-        first = check_lease(settings.lease, settings.heartbeat, settings.heartbeat_derived,
+        problems: list[Finding] = []
+        lease = check_lease(settings.lease, settings.heartbeat, settings.heartbeat_derived,
                             "the settings here")
     except CkptdError as exc:
-        first = [Finding("settings", PROBLEM, str(exc))]
+        problems, lease = [Finding("settings", PROBLEM, str(exc))], []
         settings = fallback()
-    return (first + check_store(settings)
+    return (problems + check_store(settings) + lease
             + check_daemon(settings, connect, root_given=root_given, timeout=timeout))
 
 

@@ -46,7 +46,8 @@ def connect_endpoints(addresses: str | list[str]) -> list[str]:
     implied when no scheme is given (``127.0.0.1:5550``). Raises ConfigError, saying what is
     expected, for an empty list or a TCP address without a port.
     """
-    items = addresses.split(",") if isinstance(addresses, str) else list(addresses)
+    given = [addresses] if isinstance(addresses, str) else list(addresses)
+    items = [item for text in given for item in text.split(",")]
     found = []
     for item in items:
         address = item.strip()

@@ -206,8 +206,8 @@ def test_exit_codes_of_the_first_mistakes(tmp_path: Path) -> None:
 def test_a_pipe_closed_early_is_silent(tmp_path: Path) -> None:
     root = ["--root", str(tmp_path / "data")]
     big = json.dumps({"rows": ["x" * 100] * 2000})  # more than a pipe holds
-    job_id = ok(ckptd("submit", "q", "--payload-file", "-", *root, stdin=big)).strip()
-    proc = subprocess.Popen([sys.executable, "-m", "ckptd", "show", "q", job_id, *root],
+    job_id = ok(ckptd(*root, "submit", "q", "--payload-file", "-", stdin=big)).strip()
+    proc = subprocess.Popen([sys.executable, "-m", "ckptd", *root, "show", "q", job_id],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base_env())
     assert proc.stdout is not None and proc.stderr is not None
     assert proc.stdout.readline().startswith(b"state:")
@@ -224,11 +224,11 @@ def test_a_mistyped_root_or_queue_is_not_found(procs: Processes, tmp_path: Path)
     assert "no store at" in line and "--root" in line
     assert not (tmp_path / "nonexistent").exists()
     daemon = procs.daemon()
-    ok(ckptd("submit", "price", "{}", "--root", daemon.root))
+    ok(ckptd("--root", daemon.root, "submit", "price", "{}"))
     for how in (["--root", daemon.root], ["--connect", daemon.control]):
         for args in (("status", "prise"), ("ls", "prise"), ("retry", "prise", "--all"),
                      ("purge", "prise", "done")):
-            line = one_line_error(ckptd(*args, *how), 3)
+            line = one_line_error(ckptd(*how, *args), 3)
             assert "no queue 'prise'" in line and "did you mean 'price'" in line, (how, line)
 
 
@@ -284,7 +284,7 @@ def test_the_daemon_log_through_a_restart_and_a_goodbye(procs: Processes, tmp_pa
 def test_job_files_written_by_hand_run(procs: Processes, tmp_path: Path) -> None:
     daemon = procs.daemon()
     procs.worker(daemon, "price", "echo")
-    ok(ckptd("submit", "price", "{}", "--root", daemon.root))  # the queue exists
+    ok(ckptd("--root", daemon.root, "submit", "price", "{}"))  # the queue exists
     pending = Path(daemon.root) / "price" / "pending"
     files = {"order-1": {"id": "order-1", "queue": "price", "payload": {"sku": "A"}},
              "order-2": {"payload": {"sku": "B"}},
@@ -310,15 +310,15 @@ def test_job_files_written_by_hand_run(procs: Processes, tmp_path: Path) -> None
 def test_status_shows_batches(procs: Processes, tmp_path: Path) -> None:
     daemon = procs.daemon()
     (tmp_path / "items.txt").write_text("a\nb\nc\n")
-    batch = ok(ckptd("submit-file", "lines", str(tmp_path / "items.txt"), "--chunk", "1",
-                     "--then", "sum", "--root", daemon.root)).strip()
+    batch = ok(ckptd("--root", daemon.root, "submit-file", "lines",
+                     str(tmp_path / "items.txt"), "--chunk", "1", "--then", "sum")).strip()
     for how in (["--root", daemon.root], ["--connect", daemon.control]):
         def shown(how: list[str] = how) -> bool:
-            answer = json.loads(ok(ckptd("status", "--json", *how)))
+            answer = json.loads(ok(ckptd(*how, "status", "--json")))
             return answer["queues"].get("lines", {}).get("batches", {}).get(batch, {}).get(
                 "open") == 3
         wait_for(shown, timeout=30, message=f"the batch in status --json {how}")
-        text = ok(ckptd("status", *how))
+        text = ok(ckptd(*how, "status"))
         assert re.search(rf"^{batch}\s+lines\s+3\s+0\s+0\s+3\b.*\bsum$", text, re.M), text
 
 
