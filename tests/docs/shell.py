@@ -213,8 +213,13 @@ class Scratch:
     def stop_all(self) -> list[tuple[str, int]]:
         """Stop every background command (workers first); return their exit codes."""
         codes = []
+        failures = []
         for background in [*self.others, *([self.daemon] if self.daemon else [])]:
-            codes.append((background.command, background.stop()))
+            try:  # every one is stopped, even when one of them would not stop in time
+                codes.append((background.command, background.stop()))
+            except AssertionError as exc:
+                failures.append(str(exc))
         self.others = []
         self.daemon = None
+        assert not failures, "\n".join(failures)
         return codes
