@@ -10,3 +10,19 @@ from ckptd import Job
 def noop(job: Job) -> Any:
     """Do nothing: the benchmark measures ckptd, not the work."""
     return None
+
+
+def logged(job: Job) -> Any:
+    """Record each run (id, attempt, start time) with one O_APPEND write to $TEST_LOG, so that
+    a crash campaign can count the jobs that ran twice; then do a moment's work."""
+    import os
+    import time
+
+    line = f"run {job.queue} {job.id} {job.attempt} {time.time():.6f}\n".encode()
+    fd = os.open(os.environ["TEST_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    time.sleep(0.002)
+    return None

@@ -16,7 +16,6 @@ replies and jobs: "accepted" and "done" are said after the sync.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -27,7 +26,9 @@ from typing import Any
 import zmq
 
 from ckptd.core.config import LiveSettings, Settings, reloaded_settings
-from ckptd.core.errors import CkptdError, ConfigError, ProtocolError, Standby, StoreError
+from ckptd.core.errors import CkptdError, ConfigError, ProtocolError, Standby
+from ckptd.core.timefmt import utc_iso
+from ckptd.daemon.binding import bind_socket, write_ready_file
 from ckptd.daemon.bucket_role import BucketRole, Change
 from ckptd.daemon.control import Control
 from ckptd.daemon.drops import Drops
@@ -35,11 +36,14 @@ from ckptd.daemon.engine import Engine
 from ckptd.daemon.http.server import Telemetry
 from ckptd.daemon.operators import Operators
 from ckptd.daemon.scans import Scans
-from ckptd.daemon.snapshot import Snapshot, build_snapshot
+from ckptd.daemon.snapshot import Snapshot, build_snapshot, status_line
+from ckptd.daemon.store_guard import StoreGuard
 from ckptd.daemon.systemd import Notifier
 from ckptd.daemon.watch import Watcher
 from ckptd.store import Store, is_local, store_from_settings
 from ckptd.store.admin import StoreAdmin
+from ckptd.store.local import ROOT_LOCK
+from ckptd.store.local_lock import HeldLock
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import check_bind
 from ckptd.wire.protocol import Body
@@ -79,12 +83,14 @@ class Daemon:
                                endpoints=self.endpoints, daemon_info=self._daemon_info,
                                stopping=lambda: self.stopping_since is not None,
                                drop=self.drops.count, internal_error=self.drops.internal_error)
+        self.guard = StoreGuard(self.store, clock)
         self.role: BucketRole | None = None
         if not is_local(settings.root):
-            self.role = BucketRole(self.store, self.live, self.engine, name=self.name,
-                                   wake=self.wake, clock=clock, endpoints=lambda: self.endpoints)
+            self.role = BucketRole(self.store, self.live, self.engine, self.guard,
+                                   name=self.name, wake=self.wake, clock=clock,
+                                   endpoints=lambda: self.endpoints)
         self.telemetry: Telemetry | None = None
-        self.scans = Scans(self.store, self.engine, self.role, None, wake=self.wake,
+        self.scans = Scans(self.store, self.engine, self.role, None, self.live, wake=self.wake,
                            clock=clock)
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         self._control: zmq.Socket[bytes] | None = None
@@ -95,6 +101,7 @@ class Daemon:
         self._timers: dict[str, float] = {}
         self._busy = False
         self._guard: SocketGuard | None = None
+        self._lock: HeldLock | None = None
 
     @property
     def settings(self) -> Settings:
@@ -111,6 +118,10 @@ class Daemon:
         guard = SocketGuard(CurveServer.from_settings(settings))  # loads and checks keys
         check_bind(settings.control, settings)
         check_bind(settings.dispatch, settings)
+        if self.role is None:
+            # One daemon leads a local root: a second one is refused here, before it binds
+            # or reads anything (the kernel releases the lock when this process dies).
+            self._lock = self.store.lock(ROOT_LOCK)
         self._ctx = zmq.Context()
         guard.start(self._ctx)  # the ZAP handler exists before any socket is bound
         self._guard = guard
@@ -123,6 +134,11 @@ class Daemon:
         self._poller.register(self._wake_r, zmq.POLLIN)
         for sock in guard.pollables():
             self._poller.register(sock, zmq.POLLIN)
+        if self._lock is not None:
+            self._lock.describe({"pid": os.getpid(), "host": os.uname().nodename,
+                                 "control": self.endpoints["control"],
+                                 "dispatch": self.endpoints["dispatch"],
+                                 "started": utc_iso(now)})
         if self.role is not None:
             self.role.start(now)  # the leader lease (or standby), then recovery
         else:
@@ -153,7 +169,9 @@ class Daemon:
             self.telemetry.start(now)
         self.notifier.ready(self._status_line())
         if self.ready_file:
-            self._write_ready_file()
+            write_ready_file(self.ready_file, {
+                "pid": os.getpid(), "control": self.endpoints["control"],
+                "dispatch": self.endpoints["dispatch"], "root": self.store.url})
         log.info("serving", extra={"fields": {"control": self.endpoints["control"],
                                               "dispatch": self.endpoints["dispatch"],
                                               "root": self.store.url,
@@ -161,30 +179,10 @@ class Daemon:
 
     def _bind(self, kind: int, endpoint: str, name: str) -> zmq.Socket[bytes]:
         assert self._ctx is not None
-        sock = self._ctx.socket(kind)
-        sock.setsockopt(zmq.LINGER, 1000 if name == "control" else 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_size)
-        sock.setsockopt(zmq.SNDHWM, 100_000)  # credits bound what is queued; never block
-        sock.setsockopt(zmq.RCVHWM, 100_000)
-        if self._guard is not None:
-            self._guard.secure(sock, name)  # CURVE server, handshake monitor
-        try:
-            sock.bind(endpoint)
-        except zmq.ZMQError as exc:
-            sock.close(0)
-            raise ConfigError(f"cannot bind the {name} socket to {endpoint}: {exc}; is another "
-                              "ckptd running, or is the address wrong?") from None
+        sock = bind_socket(self._ctx, kind, endpoint, name, guard=self._guard,
+                           max_message_size=self.settings.max_message_size)
         self.endpoints[name] = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         return sock
-
-    def _write_ready_file(self) -> None:
-        assert self.ready_file is not None
-        info = {"pid": os.getpid(), "control": self.endpoints["control"],
-                "dispatch": self.endpoints["dispatch"], "root": self.store.url}
-        tmp = f"{self.ready_file}.tmp{os.getpid()}"
-        with open(tmp, "w") as handle:
-            json.dump(info, handle)
-        os.replace(tmp, self.ready_file)
 
     def close(self) -> None:
         """Stop the watcher and close the sockets. Idempotent."""
@@ -221,6 +219,9 @@ class Daemon:
         self._wake_r = self._wake_w = -1
         self.notifier.close()
         self.store.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def wake(self) -> None:
         """Make the loop's poll return now (safe from any thread and signal handlers)."""
@@ -330,8 +331,10 @@ class Daemon:
         engine = self.engine
         engine.expire_leases(now)
         engine.promote_delayed(now)
-        claimed = (engine.dispatch(now, self.settings.message_inline_limit)
-                   if self.role is None or self.role.may_dispatch(now) else 0)
+        self.guard.requeue(now, engine.txn)
+        may_claim = self.guard.may_claim(now, engine.txn) and (
+            self.role is None or self.role.may_dispatch(now))
+        claimed = engine.dispatch(now, self.settings.message_inline_limit) if may_claim else 0
         self.commit()
         if engine.ended:
             engine.ended.clear()
@@ -381,13 +384,8 @@ class Daemon:
             txn = engine.index.take_txn()
             if not txn.ops:
                 break
-            try:
-                outcomes = (self.store.apply(txn.ops) if self.role is None
-                            else self.role.apply(txn))  # fenced; keeps what must be retried
-            except Exception as exc:  # a backend bug must not kill the loop; nothing is acked
-                log.exception("store apply failed")
-                error = StoreError(f"store failure: {exc}")
-                outcomes = [error] * len(txn.ops)
+            # Fenced on a bucket; what a store failure stopped is kept and retried.
+            outcomes = self.guard.apply(txn, self.role is None or self.role.writable())
             for callback, outcome in zip(txn.callbacks, outcomes):
                 if callback is not None:
                     try:
@@ -423,11 +421,9 @@ class Daemon:
                                               zmq.NOBLOCK)
             except zmq.ZMQError as exc:
                 lost = [body for kind, body in messages if kind == b"job"]
-                if not lost:  # a worker that just left: nothing was lost
-                    log.debug("message to a worker that left not sent (%s)", exc)
-                    continue
-                log.info("worker unreachable (%s): %d job(s) go back to pending", exc,
-                         len(lost))
+                # Said only when jobs were in it: else it was a worker that just left.
+                (log.info if lost else log.debug)(
+                    "worker unreachable (%s): %d job(s) go back to pending", exc, len(lost))
                 for body in lost:
                     self.engine.undeliverable(identity, body, now)
 
@@ -493,11 +489,7 @@ class Daemon:
             self.drops.log(now)
 
     def _status_line(self) -> str:
-        counts = [i.counts() for i in self.engine.queues.values()]
-        total = {k: sum(c[k] for c in counts) for k in ("pending", "claimed", "done", "failed")}
-        return (f"{len(self.engine.queues)} queue(s), {len(self.engine.workers)} worker(s); "
-                f"pending {total['pending']}, claimed {total['claimed']}, "
-                f"done {total['done']}, failed {total['failed']}")
+        return status_line(self.engine)
 
     def _daemon_info(self, now: float) -> dict[str, Any]:
         """What ``status`` says of the daemon itself (and, on a bucket, of its role)."""
@@ -507,7 +499,8 @@ class Daemon:
                                 "heartbeat_s": settings.heartbeat, "time": now,
                                 "curve": bool(settings.curve_secret_key), "role": "active",
                                 "stopping": self.stopping_since is not None}
-        if self.role is not None:  # role, leader lease, "store unavailable"
+        info["store"] = self.guard.view(now)  # available or not, ops waiting to be retried
+        if self.role is not None:  # role, leader lease
             info.update(self.role.status(now))
         return {"drops": self.drops.as_dict(), "daemon": info}
 
@@ -559,6 +552,8 @@ class Daemon:
                 messages = protocol.decode_many(frames[1:], schemas, limit)
             except ProtocolError as exc:
                 self.drops.count("dispatch", exc.reason, now)
+                if len(frames) == 5 and frames[1] == b"" and frames[2] == protocol.VERSION:
+                    self._wrong_port(identity)  # a control request sent to the dispatch port
                 continue
             for kind, body in messages:
                 try:
@@ -569,6 +564,18 @@ class Daemon:
                 except Exception:  # a bug must cost one message, never the daemon
                     self.drops.internal_error("dispatch", "internal_error", now)
         return count
+
+    def _wrong_port(self, identity: bytes) -> None:
+        """Tell a client that connected to the dispatch port where the control port is."""
+        assert self._dispatch is not None
+        error = ConfigError(f"this is the daemon's dispatch port, where workers take jobs; "
+                            f"connect to its control port instead: {self.endpoints['control']}")
+        try:
+            self._dispatch.send_multipart(
+                [identity, *protocol.reply_error(error.code, str(error), error.exit_code)],
+                zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
 
     def _worker_message(self, identity: bytes, kind: bytes, body: Body, now: float) -> None:
         engine = self.engine
