@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ckptd.codec import decode_job
+from ckptd.codec import decode_job, encode_job
 from ckptd.core import jobs
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
 from ckptd.core.states import State
@@ -32,6 +32,10 @@ STORE_RETRY_DELAY = 5.0
 # Jobs whose file is at most this big keep it in their lease while claimed, so that the
 # answer does not read it again; bigger ones are read again when they finish.
 CACHE_JOB_BYTES = 16 * 1024
+
+
+class _TooYoung(Exception):
+    """A pending file written by hand moments ago: it may not be complete yet."""
 
 
 class Dispatcher:
@@ -104,11 +108,14 @@ class Dispatcher:
             ix.delay(index, job_id, now + STORE_RETRY_DELAY)
             return False
         try:
-            job = decode_job(raw, queue, job_id)
+            job, rewrite = self._read_pending(index, job_id, raw, now)
             not_before = job.get("not_before")
             wait_until = parse_iso(not_before) if isinstance(not_before, str) else None
         except (MalformedJob, ValueError) as exc:
             self._malformed_pending(index, job_id, str(exc), now)
+            return False
+        except _TooYoung:  # written by hand, perhaps still being written: look again soon
+            ix.delay(index, job_id, now + MALFORMED_GRACE)
             return False
         if wait_until is not None and wait_until > now:
             ix.delay(index, job_id, wait_until)
@@ -156,8 +163,33 @@ class Dispatcher:
                 ix.counters["store_errors"] += 1
                 log.error("cannot claim %s/%s: %s", queue, job_id, outcome)
 
-        ix.txn.add(Move(queue, job_id, State.PENDING, State.CLAIMED), moved)
+        # A file written by hand is claimed as the full job file it stands for, so that
+        # everything after (answers, fsck, cat) reads a complete job.
+        data = encode_job(jobs.bump(job)) if rewrite else None
+        ix.txn.add(Move(queue, job_id, State.PENDING, State.CLAIMED, data), moved)
         return True
+
+    def _read_pending(self, index: QueueIndex, job_id: str, raw: bytes, now: float
+                      ) -> tuple[jobs.Job, bool]:
+        """The pending job, completed when it was written by hand; and whether it was.
+
+        Raises MalformedJob when it cannot be a job, _TooYoung when it was completed but
+        is so recent that it may still be being written in place.
+        """
+        try:
+            return decode_job(raw, index.name, job_id), False
+        except MalformedJob:
+            pass
+        try:
+            written = self.ix.store.mtime(index.name, State.PENDING, job_id)
+        except CkptdError:
+            written = now
+        job, completed = jobs.decode_pending(
+            raw, index.name, job_id, written=written,
+            max_attempts=self.ix.settings.max_attempts_for(index.name))
+        if completed and now - written < MALFORMED_GRACE:
+            raise _TooYoung()
+        return job, completed
 
     def _checkpoint_state(self, queue: str, job_id: str, message_limit: int
                           ) -> dict[str, Any] | None:

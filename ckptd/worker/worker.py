@@ -406,7 +406,8 @@ class Worker:
                           traceback=traceback.format_exc()[-8000:], retry=True)
             kind = b"failed"
             self.jobs_failed += 1
-            log.info("job %s/%s attempt %d failed: %s", queue, job_id, attempt, exc)
+            log.info("job %s/%s attempt %d failed: %s: %s", queue, job_id, attempt,
+                     type(exc).__name__, exc)
         with self._lock:
             self._running.pop((queue, job_id), None)
         self.send(kind, answer)
