@@ -155,6 +155,7 @@ class Daemon:
             self._watcher = make_watcher(self.store.url, self.wake, settings.watcher,
                                          settings.dir_mode)
             self._watcher.start(sorted(self.engine.queues))
+            self.store.keep_own_pending(self._watcher.reports_in_order)
             self.scans.watcher = self._watcher
             fd = self._watcher.fileno()
             if fd is not None:

@@ -122,6 +122,7 @@ class Scans:
         engine = self.engine
         for kind, queue, job_id in self.watcher.drain():
             if kind == "added":
+                self.store.pending_changed(queue, job_id)
                 engine.pending_appeared(queue, job_id)
             elif kind == "removed":
                 # Most removals are the daemon's own claims: only a job the index still
@@ -135,6 +136,7 @@ class Scans:
                 self.new_queues[queue] = now + NEW_QUEUE_WATCH_TIMEOUT
             elif kind == "overflow":
                 log.warning("the watcher lost events (queue overflow); rescanning")
+                self.store.forget_prefetched()  # what changed behind our back is unknown
                 self.rescan_now = True
         if self.new_queues:
             self._watch_new_queues(now)

@@ -55,6 +55,10 @@ class Watcher(Protocol):
     def watch_queue(self, queue: str) -> bool:
         """Watch one more queue (idempotent); False when its pending/ does not exist yet."""
 
+    def reports_in_order(self, queue: str) -> bool:
+        """True when every change of the queue's pending/ from now on will be reported, in
+        the order it happened (so an event can be matched with this process's own write)."""
+
     def fileno(self) -> int | None:
         """A descriptor the loop polls for readiness, or None when the watcher rings."""
 
@@ -148,6 +152,9 @@ class InotifyWatcher:
         self._watch(self.root, _ROOT_MASK)
         for queue in queues:
             self.watch_queue(queue)
+
+    def reports_in_order(self, queue: str) -> bool:
+        return f"{self.root}/{queue}/{_PENDING}" in self._watched
 
     def watch_queue(self, queue: str) -> bool:
         path = f"{self.root}/{queue}/{_PENDING}"
@@ -273,6 +280,9 @@ class WatchdogWatcher:
         for queue in queues:
             self.watch_queue(queue)
         self._observer.start()
+
+    def reports_in_order(self, queue: str) -> bool:
+        return False  # events come through another thread: not matched with own writes
 
     def watch_queue(self, queue: str) -> bool:
         path = f"{self.root}/{queue}/{_PENDING}"

@@ -358,6 +358,23 @@ class Store(ABC):
         """
         return 0
 
+    def keep_own_pending(self, watched: Callable[[str], bool]) -> bool:
+        """Keep the pending files this process writes in memory until they are claimed, so a
+        claim need not read them back. Only for queues where ``watched(queue)`` is true:
+        the caller promises to report every change it sees there (:meth:`pending_changed`),
+        in order. Return True when the backend keeps them.
+
+        Default: False (nothing is kept).
+        """
+        return False
+
+    def pending_changed(self, queue: str, job_id: str) -> None:
+        """A watcher saw ``pending/<id>`` appear or change: whatever was kept of it is
+        read again, unless this was the event of this process's own write.
+
+        Default: nothing is kept, nothing to do.
+        """
+
     def forget_prefetched(self) -> None:
         """Drop whatever :meth:`prefetch` or this process's own writes keep in memory.
 

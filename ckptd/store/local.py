@@ -8,12 +8,11 @@ with the higher ``rev`` wins (:mod:`ckptd.states`).
 
 from __future__ import annotations
 
-import errno
 import itertools
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ckptd.core import crashpoints
@@ -23,7 +22,6 @@ from ckptd.core.errors import (
     InvalidName,
     JobExists,
     JobNotFound,
-    MalformedJob,
     NoSpace,
     StoreError,
 )
@@ -66,6 +64,13 @@ from ckptd.store.durable import (
     unlink_quietly,
     write_new,
 )
+from ckptd.store.local_files import (
+    O_READ,
+    KeptPending,
+    quarantine_file,
+    read_file,
+    read_or_missing,
+)
 from ckptd.store.local_folders import QueueFolders
 from ckptd.store.local_lock import HeldLock, lock_holder, take_lock
 from ckptd.store.reaper import Reaper
@@ -74,9 +79,7 @@ log = logging.getLogger(__name__)
 
 ROOT_LOCK = "root"
 SLOW_UNLINK = 50e-6  # seconds: deleting costs more than this: delete off the loop
-READ_CHUNK = 64 * 1024  # job files are small: most are read with one call
 MIN_FREE_BYTES = 256 * 1024  # below this a disk counts as full: claims would pile up answers
-_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
 _PENDING_DIR = State.PENDING.value
 
@@ -97,6 +100,7 @@ class LocalStore(Store):
         self._reaper = Reaper()
         self._discarded: list[str] = []  # this group's discarded files, for the reaper
         self._unlink_inline = True  # until deleting proves slow (see _discard)
+        self._kept = KeptPending()  # pending files this process wrote, until their claim
         self._unlink_cost = 0.0
 
     # -- paths -----------------------------------------------------------------------------
@@ -112,6 +116,16 @@ class LocalStore(Store):
         self.folders.ensure_queue(queue)
 
     # -- capabilities ----------------------------------------------------------------------
+
+    def keep_own_pending(self, watched: Callable[[str], bool]) -> bool:
+        self._kept.watched = watched
+        return True
+
+    def pending_changed(self, queue: str, job_id: str) -> None:
+        self._kept.changed(queue, job_id)
+
+    def forget_prefetched(self) -> None:
+        self._kept.clear()
 
     def lock(self, name: str, *, shared: bool = False) -> HeldLock:
         what = "the root" if name == ROOT_LOCK else f"queue {name.removeprefix('queue-')}"
@@ -184,11 +198,15 @@ class LocalStore(Store):
             raise io_error(exc, "list", f"{self.root}/{queue}/{state.value}") from exc
 
     def read(self, queue: str, state: State, job_id: str) -> bytes:
+        if state is State.PENDING and self._kept.entries:
+            kept = self._kept.get(queue, job_id)
+            if kept is not None:
+                return kept
         check_job_ref(queue, job_id)
         self.folders.check(queue)
         path = self._job_path(queue, state, job_id)
         try:
-            return _read_file(path)
+            return read_file(path)
         except FileNotFoundError:
             raise JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/") from None
         except OSError as exc:
@@ -218,7 +236,7 @@ class LocalStore(Store):
         self.folders.check(queue)
         path = self._path(queue, CHECKPOINT_DIR, job_id + JOB_SUFFIX)
         try:
-            return _read_file(path)
+            return read_file(path)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -228,7 +246,7 @@ class LocalStore(Store):
         check_job_ref(queue, job_id)
         self.folders.check(queue)
         path = self._path(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
-        return _read_or_missing(path, f"blob {job_id}.{kind} is not in {queue}/{BLOB_DIR}/")
+        return read_or_missing(path, f"blob {job_id}.{kind} is not in {queue}/{BLOB_DIR}/")
 
     def read_blob_range(self, queue: str, job_id: str, kind: str, start: int, end: int
                         ) -> bytes:
@@ -236,7 +254,7 @@ class LocalStore(Store):
         self.folders.check(queue)
         path = self._path(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
         try:
-            fd = os.open(path, _O_READ)
+            fd = os.open(path, O_READ)
         except FileNotFoundError:
             raise JobNotFound(f"blob {job_id}.{kind} is not in {queue}/{BLOB_DIR}/") from None
         except OSError as exc:
@@ -249,12 +267,12 @@ class LocalStore(Store):
     def read_manifest(self, queue: str, batch: str) -> bytes:
         check_job_ref(queue, batch)
         path = f"{self.folders.side(queue, BATCH_DIR, False)}/{batch}{JOB_SUFFIX}"
-        return _read_or_missing(path, f"no batch {batch!r} in {queue}/{BATCH_DIR}/")
+        return read_or_missing(path, f"no batch {batch!r} in {queue}/{BATCH_DIR}/")
 
     def read_output(self, queue: str, name: str) -> bytes:
         check_job_ref(queue, name)
         path = f"{self.folders.side(queue, OUTPUT_DIR, False)}/{name}"
-        return _read_or_missing(path, f"no output {name!r} in {queue}/{OUTPUT_DIR}/")
+        return read_or_missing(path, f"no output {name!r} in {queue}/{OUTPUT_DIR}/")
 
     def manifests(self, queue: str) -> list[str]:
         check_queue(queue)
@@ -353,6 +371,8 @@ class LocalStore(Store):
         loss can only leave a job in two folders, never in none)."""
         q = f"{self.root}/{op.queue}"
         if isinstance(op, Move):
+            if self._kept.entries and op.src is State.PENDING:
+                self._kept.drop(op.queue, op.job_id)  # claimed (or rewritten): read anew
             src = self._job_path(op.queue, op.src, op.job_id)
             dst = self._job_path(op.queue, op.dst, op.job_id)
             if op.src is op.dst:
@@ -371,20 +391,28 @@ class LocalStore(Store):
                 self._rename_noreplace(src, dst, op)
                 crashpoints.reached("after_rename")
                 return (f"{q}/{op.dst._value_}",), (f"{q}/{op.src._value_}",)
-            if not os.path.lexists(src):
-                raise self._not_in(op.queue, op.src, op.job_id)
-            self._rename_noreplace(tmp, dst, op)
+            try:
+                self._rename_noreplace(tmp, dst, op)
+            except JobExists:
+                if not os.path.lexists(src):  # a move done before: nothing to change
+                    raise self._not_in(op.queue, op.src, op.job_id) from None
+                raise
             crashpoints.reached("after_rename")
             if self.fsync is FsyncMode.ALWAYS:
                 # The new name must be on the disk before the old one is removed: else a
                 # power loss could keep the removal and lose the rename, and the job.
                 fsync_dir(f"{q}/{op.dst._value_}")
             # Between the rename above and this one the job is in two folders; the new
-            # copy has the higher rev, so recovery keeps it. The old copy goes to tmp/
-            # and is deleted off the hot path (freeing a file's blocks is the slow part).
-            # Nobody can have renamed another copy into src meanwhile: every move into a
-            # state folder refuses an existing name, and ours is still there.
-            self._discard(op.queue, src, op.job_id)
+            # copy has the higher rev, so recovery keeps it. Nobody can have renamed another
+            # copy into src meanwhile: every move into a state folder refuses an existing
+            # name. Removing the old copy also tells whether it was there at all (one call
+            # instead of a look before): if not, the job was moved away by someone else
+            # (an operator's mv, a --root cancel) and the new copy is taken back.
+            if not self._discard(op.queue, src, op.job_id):
+                unlink_quietly(dst)
+                if self.fsync is FsyncMode.ALWAYS:
+                    fsync_dir(f"{q}/{op.dst._value_}")
+                raise self._not_in(op.queue, op.src, op.job_id)
             crashpoints.reached("after_unlink")
             if self.fsync is FsyncMode.ALWAYS:
                 return (), (f"{q}/{op.src._value_}",)  # the destination is synced above
@@ -403,8 +431,12 @@ class LocalStore(Store):
                     if os.path.lexists(self._job_path(op.queue, state, op.job_id)):
                         unlink_quietly(dst)
                         raise JobExists(op.queue, op.job_id, state.value)
+            if self._kept.watched(op.queue):
+                self._kept.add(op.queue, op.job_id, op.data)
             return (f"{q}/{_PENDING_DIR}",), ()
         if isinstance(op, Delete):
+            if self._kept.entries and op.state is State.PENDING:
+                self._kept.drop(op.queue, op.job_id)
             self._discard(op.queue, self._job_path(op.queue, op.state, op.job_id), op.job_id)
             if not op.attachments:
                 return (), (f"{q}/{op.state.value}",)
@@ -506,57 +538,33 @@ class LocalStore(Store):
         if "/" in name or name in (".", "..") or "\0" in name:
             raise InvalidName(f"invalid file name {name!r}")
         qdir = self.folders.side(queue, QUARANTINE_DIR, True)
-        target = f"{qdir}/{name}"
-        if os.path.lexists(target):
-            target = f"{qdir}/{name}.{time.strftime('%Y%m%dT%H%M%S')}.{next(self._counter)}"
-        # The reason first: whoever sees the quarantined file can read why at once.
-        staged = target + REASON_SUFFIX + f".tmp{os.getpid()}"
-        write_new(staged, reason.encode() + b"\n", self.file_mode,
-                  self.fsync is not FsyncMode.NEVER)
-        os.replace(staged, target + REASON_SUFFIX)
+        return quarantine_file(f"{self.root}/{queue}/{folder}", name, qdir, reason,
+                               mode=self.file_mode, sync=self.fsync is not FsyncMode.NEVER,
+                               unique=str(next(self._counter)))
+
+    def _listing(self, queue: str, folder: str) -> list[str]:
+        """The names in a folder of the queue ([] when it does not exist)."""
+        check_queue(queue)
+        self.folders.check(queue)
         try:
-            os.rename(f"{self.root}/{queue}/{folder}/{name}", target)
+            return os.listdir(f"{self.root}/{queue}/{folder}")
         except FileNotFoundError:
-            unlink_quietly(target + REASON_SUFFIX)
-            return target
-        if self.fsync is not FsyncMode.NEVER:
-            fsync_dir(qdir)
-            fsync_dir(f"{self.root}/{queue}/{folder}")
-        return target
+            return []
 
     def quarantined(self, queue: str) -> list[str]:
-        check_queue(queue)
-        self.folders.check(queue)
-        try:
-            names = os.listdir(f"{self.root}/{queue}/{QUARANTINE_DIR}")
-        except FileNotFoundError:
-            return []
-        return sorted(n for n in names if not n.endswith(REASON_SUFFIX))
+        return sorted(n for n in self._listing(queue, QUARANTINE_DIR)
+                      if not n.endswith(REASON_SUFFIX))
 
     def blob_ids(self, queue: str) -> list[tuple[str, str]]:
-        check_queue(queue)
-        self.folders.check(queue)
-        try:
-            names = os.listdir(f"{self.root}/{queue}/{BLOB_DIR}")
-        except FileNotFoundError:
-            return []
-        found = []
-        for name in names:
-            job_id, _, kind = name.rpartition(".")
-            if kind in BLOB_KINDS and is_valid_name(job_id):
-                found.append((job_id, kind))
-        return sorted(found)
+        found = (name.rpartition(".") for name in self._listing(queue, BLOB_DIR))
+        return sorted((job_id, kind) for job_id, _, kind in found
+                      if kind in BLOB_KINDS and is_valid_name(job_id))
 
     def checkpoint_ids(self, queue: str) -> list[str]:
-        check_queue(queue)
-        self.folders.check(queue)
-        try:
-            names = os.listdir(f"{self.root}/{queue}/{CHECKPOINT_DIR}")
-        except FileNotFoundError:
-            return []
+        names = self._listing(queue, CHECKPOINT_DIR)
         return sorted(i for i in map(split_job_name, names) if i is not None)
 
-    def _discard(self, queue: str, path: str, job_id: str) -> None:
+    def _discard(self, queue: str, path: str, job_id: str) -> bool:
         """Take a file out of its folder now: delete it, or where deleting is slow (ext4
         with ``discard``: ten times a rename) move it into tmp/ and delete it off the loop.
         """
@@ -565,7 +573,7 @@ class LocalStore(Store):
             try:
                 os.unlink(path)
             except FileNotFoundError:
-                return
+                return False
             # A moving average of the cost decides, once, to hand deletions to the reaper.
             cost = self._unlink_cost = 0.9 * self._unlink_cost + \
                 0.1 * (time.perf_counter() - started)
@@ -573,49 +581,18 @@ class LocalStore(Store):
                 self._unlink_inline = False
                 log.info("deleting a file costs %.0f us on %s: old copies are now deleted "
                          "in the background", cost * 1e6, self.root)
-            return
+            return True
         trash = f"{self.root}/{queue}/{TMP_DIR}/{job_id}{TRASH_MARK}{os.getpid()}." \
                 f"{next(self._counter)}"
         try:
             os.rename(path, trash)
         except FileNotFoundError:
-            return
+            return False
         self._discarded.append(trash)
+        return True
 
     def close(self) -> None:
         self._reaper.stop()
         if self._root_fd is not None:
             os.close(self._root_fd)
             self._root_fd = None
-
-
-def _read_or_missing(path: str, missing: str) -> bytes:
-    """The bytes of ``path``; JobNotFound(``missing``) when absent; a StoreError otherwise."""
-    try:
-        return _read_file(path)
-    except FileNotFoundError:
-        raise JobNotFound(missing) from None
-    except OSError as exc:
-        raise io_error(exc, "read", path) from exc
-
-
-def _read_file(path: str) -> bytes:
-    try:
-        fd = os.open(path, _O_READ)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # not a job file: callers quarantine what is malformed
-            raise MalformedJob(f"{path} is a symlink; ckptd does not follow links") from None
-        raise
-    try:
-        first = os.read(fd, READ_CHUNK)
-        if len(first) < READ_CHUNK:  # a short read of a regular file is its end: one call
-            return first
-        chunks = [first]
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
