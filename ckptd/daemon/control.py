@@ -20,7 +20,7 @@ import zmq
 
 from ckptd.codec import decode_job
 from ckptd.core.config import LiveSettings, Settings
-from ckptd.core.errors import CkptdError, JobExists, JobNotFound, ProtocolError
+from ckptd.core.errors import CkptdError, ConfigError, JobExists, JobNotFound, ProtocolError
 from ckptd.core.states import State, parse_state
 from ckptd.daemon.engine import Engine
 from ckptd.daemon.operators import Operators
@@ -132,6 +132,12 @@ class Control:
             except ValueError as exc:
                 frames = protocol.reply_error(CkptdError.code, str(exc), 1)
         self.replies.append((identity, frames))
+
+    def wrong_port(self) -> list[bytes]:
+        """The error reply to a control request sent to the dispatch port."""
+        error = ConfigError(f"this is the daemon's dispatch port, where workers take jobs; "
+                            f"connect to its control port instead: {self.endpoints['control']}")
+        return protocol.reply_error(error.code, str(error), error.exit_code)
 
     def replier(self, identity: bytes) -> Reply:
         """A function that answers ``identity`` (for answers given after the sync)."""

@@ -2,8 +2,7 @@
 
 It owns two ZeroMQ sockets and one loop:
 
-- ``control`` (ROUTER): producers and operators send requests (submit, status, retry,
-  cancel, ...); workers ask it for the dispatch endpoint and fetch big payloads
+- ``control`` (ROUTER): requests of producers, operators and workers
   (:mod:`ckptd.daemon.control`).
 - ``dispatch`` (ROUTER): workers connect with DEALER, say hello with their free slots, and
   send heartbeats, checkpoints, progress and answers; the daemon sends each worker only as
@@ -26,11 +25,11 @@ from typing import Any
 import zmq
 
 from ckptd.core.config import LiveSettings, Settings, reloaded_settings
-from ckptd.core.errors import CkptdError, ConfigError, ProtocolError, Standby
+from ckptd.core.errors import CkptdError, ProtocolError, Standby
 from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.binding import bind_socket, write_ready_file
 from ckptd.daemon.bucket_role import BucketRole, Change
-from ckptd.daemon.control import Control
+from ckptd.daemon.control import MAX_CONTROL_PER_STEP, Control
 from ckptd.daemon.drops import Drops
 from ckptd.daemon.engine import Engine
 from ckptd.daemon.http.server import Telemetry
@@ -100,6 +99,7 @@ class Daemon:
         self._watcher: Watcher | None = None
         self._timers: dict[str, float] = {}
         self._busy = False
+        self._watch_fd: int | None = None  # the watcher's descriptor, read when it is ready
         self._guard: SocketGuard | None = None
         self._lock: HeldLock | None = None
 
@@ -157,7 +157,7 @@ class Daemon:
             self._watcher.start(sorted(self.engine.queues))
             self.store.keep_own_pending(self._watcher.reports_in_order)
             self.scans.watcher = self._watcher
-            fd = self._watcher.fileno()
+            fd = self._watch_fd = self._watcher.fileno()
             if fd is not None:
                 self._poller.register(fd, zmq.POLLIN)
         self._schedule_all(now)
@@ -319,23 +319,26 @@ class Daemon:
             self.reload()
         if self.role is not None and not self._follow_role(now, events):
             return  # a standby: only the control socket was answered
-        self.scans.read_events(now)
+        if self._watch_fd is None or events.get(self._watch_fd) or self.scans.new_queues:
+            self.scans.read_events(now)
         if self.scans.rescan_now:
             self.scans.rescan_now = False
             self._timers["rescan"] = now
         self.scans.reconcile()
-        read = 0
+        capped = False  # a socket had more than a turn's share
         if self._control is not None and events.get(self._control):
-            read += self.control.read(self._control, now)
+            capped |= self.control.read(self._control, now) >= MAX_CONTROL_PER_STEP
         if self._dispatch is not None and events.get(self._dispatch):
-            read += self._read_workers(now)
+            capped |= self._read_workers(now) >= MAX_WORKER_MESSAGES_PER_STEP
         engine = self.engine
         engine.expire_leases(now)
         engine.promote_delayed(now)
         self.guard.requeue(now, engine.txn)
         may_claim = self.guard.may_claim(now, engine.txn) and (
             self.role is None or self.role.may_dispatch(now))
-        claimed = engine.dispatch(now, self.settings.message_inline_limit) if may_claim else 0
+        if may_claim:
+            engine.dispatch(now, self.settings.message_inline_limit)
+        ready = engine.ready_count()
         self.commit()
         if engine.ended:
             engine.ended.clear()
@@ -343,7 +346,8 @@ class Daemon:
                 self.control.check_waiters(now)
                 self.commit()
         self._timers_due(now)
-        self._busy = bool(read) or bool(claimed) or bool(engine.txn.ops)
+        # Poll without sleeping only with work left: more to read, ops, jobs made ready.
+        self._busy = capped or bool(engine.txn.ops) or engine.ready_count() > ready
 
     def _follow_role(self, now: float, events: dict[Any, int]) -> bool:
         """Follow the bucket role; serve as a standby when it does not lead. True: leads."""
@@ -569,12 +573,8 @@ class Daemon:
     def _wrong_port(self, identity: bytes) -> None:
         """Tell a client that connected to the dispatch port where the control port is."""
         assert self._dispatch is not None
-        error = ConfigError(f"this is the daemon's dispatch port, where workers take jobs; "
-                            f"connect to its control port instead: {self.endpoints['control']}")
         try:
-            self._dispatch.send_multipart(
-                [identity, *protocol.reply_error(error.code, str(error), error.exit_code)],
-                zmq.NOBLOCK)
+            self._dispatch.send_multipart([identity, *self.control.wrong_port()], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
 

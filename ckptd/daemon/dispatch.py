@@ -72,6 +72,11 @@ class Dispatcher:
                     progress = True
         return claimed
 
+    def ready_count(self) -> int:
+        """How many ids wait in the ready lines (stale ones included): a growth means the
+        next turn has jobs to dispatch."""
+        return sum(len(index.ready) for index in self.ix.queues.values())
+
     def _claim_for(self, worker: WorkerInfo, now: float, message_limit: int) -> bool:
         queues = worker.queues
         for step in range(len(queues)):

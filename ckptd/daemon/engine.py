@@ -70,6 +70,7 @@ class Engine:
         self.forget_worker = self.workers_part.forget
         self.forget_silent_workers = self.workers_part.forget_silent
         self.dispatch = self.dispatcher.dispatch
+        self.ready_count = self.dispatcher.ready_count
         self.undeliverable = self.dispatcher.undeliverable
         self.done = self.answers.done
         self.failed = self.answers.failed

@@ -78,6 +78,7 @@ from ckptd.store.reaper import Reaper
 log = logging.getLogger(__name__)
 
 ROOT_LOCK = "root"
+UNLINK_WINDOW = 64
 SLOW_UNLINK = 50e-6  # seconds: deleting costs more than this: delete off the loop
 MIN_FREE_BYTES = 256 * 1024  # below this a disk counts as full: claims would pile up answers
 _OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
@@ -101,7 +102,7 @@ class LocalStore(Store):
         self._discarded: list[str] = []  # this group's discarded files, for the reaper
         self._unlink_inline = True  # until deleting proves slow (see _discard)
         self._kept = KeptPending()  # pending files this process wrote, until their claim
-        self._unlink_cost = 0.0
+        self._unlink_costs: list[float] = []
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -574,13 +575,17 @@ class LocalStore(Store):
                 os.unlink(path)
             except FileNotFoundError:
                 return False
-            # A moving average of the cost decides, once, to hand deletions to the reaper.
-            cost = self._unlink_cost = 0.9 * self._unlink_cost + \
-                0.1 * (time.perf_counter() - started)
-            if cost > SLOW_UNLINK:
-                self._unlink_inline = False
-                log.info("deleting a file costs %.0f us on %s: old copies are now deleted "
-                         "in the background", cost * 1e6, self.root)
+            costs = self._unlink_costs
+            costs.append(time.perf_counter() - started)
+            if len(costs) >= UNLINK_WINDOW:
+                # The median of a window decides, once, to hand deletions to the reaper: a
+                # wait for the GIL or a preemption inflates a few samples, never the median.
+                cost = sorted(costs)[len(costs) // 2]
+                costs.clear()
+                if cost > SLOW_UNLINK:
+                    self._unlink_inline = False
+                    log.info("deleting a file costs %.0f us on %s: old copies are now "
+                             "deleted in the background", cost * 1e6, self.root)
             return True
         trash = f"{self.root}/{queue}/{TMP_DIR}/{job_id}{TRASH_MARK}{os.getpid()}." \
                 f"{next(self._counter)}"
