@@ -22,6 +22,7 @@ from typing import Any
 
 import zmq
 
+from ckptd.client.direct import DirectSubmit
 from ckptd.core.answers import Submitted, SubmittedFile
 from ckptd.core.edits import who_am_i
 from ckptd.core.errors import (
@@ -31,6 +32,7 @@ from ckptd.core.errors import (
     ProtocolError,
     RemoteError,
     Standby,
+    StoreError,
     SubmitUnconfirmed,
     TakingOver,
     WaitTimeout,
@@ -39,6 +41,7 @@ from ckptd.core.errors import (
 from ckptd.core.ids import new_id
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.states import State
+from ckptd.store.admin import StoreAdmin
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import connect_endpoints
 from ckptd.wire.security import ClientCurve
@@ -56,8 +59,10 @@ class Client:
     """A connection to a daemon's control socket (or to a list of them, tried in turn)."""
 
     def __init__(self, endpoints: str | list[str], *, timeout: float = DEFAULT_TIMEOUT,
-                 context: zmq.Context[Any] | None = None, curve: ClientCurve | None = None
-                 ) -> None:
+                 context: zmq.Context[Any] | None = None, curve: ClientCurve | None = None,
+                 direct: bool = True) -> None:
+        """``direct``: on the daemon's host, submit by writing into its store (see
+        :mod:`ckptd.client.direct`); False always goes through the daemon."""
         self.endpoints = connect_endpoints(endpoints)  # tcp:// is implied when missing
         self.timeout = timeout
         self.curve = curve
@@ -65,6 +70,14 @@ class Client:
         self._ctx = context or zmq.Context()
         self._sock: zmq.Socket[bytes] | None = None
         self._current = 0
+        self._direct = DirectSubmit(lambda: self.request("endpoints")) if direct else None
+
+    def _direct_store(self) -> tuple[DirectSubmit, StoreAdmin] | None:
+        """The way to submit straight into the daemon's store, when this host has it."""
+        if self._direct is None:
+            return None
+        admin = self._direct.admin()
+        return None if admin is None else (self._direct, admin)
 
     @property
     def endpoint(self) -> str:
@@ -225,6 +238,19 @@ class Client:
             body["batch"] = batch
         if generated:
             body["fresh"] = True
+        found = self._direct_store()
+        if found is not None:  # on the daemon's host: write the job into its store
+            direct, admin = found
+            try:
+                if generated:
+                    return direct.submit_many(admin, queue, [(body["id"], payload)],
+                                              time.time(), max_attempts=max_attempts,
+                                              delay=delay, batch=batch)[0]
+                return admin.submit(queue, payload, job_id=body["id"],
+                                    max_attempts=max_attempts, delay=delay,
+                                    if_exists=if_exists, batch=batch)
+            except StoreError as exc:  # e.g. no permission: the daemon can still do it
+                direct.give_up(exc)
         try:
             # Sent again only when a second send cannot fail where the first succeeded.
             answer = self.request("submit", body, again={**body, "fresh": False},
@@ -272,6 +298,15 @@ class Client:
         fresh = ids is None
         items = [{"id": new_id() if ids is None else check_job_id(ids[n]), "payload": p,
                   "fresh": fresh, "if_exists": "return"} for n, p in enumerate(payloads)]
+        found = self._direct_store() if fresh else None
+        if found is not None:  # on the daemon's host: write the jobs into its store
+            direct, admin = found
+            try:
+                made = direct.submit_many(admin, queue, [(i["id"], i["payload"]) for i in items],
+                                          time.time())
+                return [m.id for m in made]
+            except StoreError as exc:  # e.g. no permission: the daemon can still do it
+                direct.give_up(exc)
         again = [{**item, "fresh": False} for item in items]
         try:
             answer = self.request("submit_many", {"queue": queue, "jobs": items},
@@ -367,6 +402,8 @@ class Client:
     def close(self) -> None:
         """Close the socket (and the context if the client made it). Idempotent."""
         self._reset(rotate=False)
+        if self._direct is not None:
+            self._direct.close()
         if self._own_context:
             self._ctx.term()
             self._own_context = False

@@ -12,18 +12,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
+from ckptd.client.direct import submit_settings
 from ckptd.codec import decode_job
 from ckptd.core.config import LiveSettings, Settings
 from ckptd.core.errors import CkptdError, ConfigError, JobExists, JobNotFound, ProtocolError
 from ckptd.core.states import State, parse_state
 from ckptd.daemon.engine import Engine
 from ckptd.daemon.operators import Operators
+from ckptd.store import is_local
 from ckptd.store.admin import StoreAdmin, load_payload
 from ckptd.store.base import PutOutput
 from ckptd.wire import protocol
@@ -67,6 +70,9 @@ class Control:
         self.drop = drop
         self.internal_error = internal_error
         self.uploads = Uploads()  # files sent in parts by submit-file --connect
+        # Written into the root's lock too: a client on this host that finds it there knows
+        # it may submit straight into this daemon's store (ckptd.client.direct).
+        self.token = os.urandom(8).hex()
         self.replies: list[tuple[bytes, list[bytes]]] = []
         self.waiters: list[Waiter] = []
 
@@ -175,9 +181,12 @@ class Control:
         elif kind == b"ping":
             self.reply(identity, {"pong": True, "daemon": engine.name})
         elif kind == b"endpoints":
-            self.reply(identity, {"dispatch": self.endpoints["dispatch"],
-                                  "dispatch_port": port_of(self.endpoints["dispatch"]),
-                                  "root": engine.store.url})
+            where: Body = {"dispatch": self.endpoints["dispatch"],
+                           "dispatch_port": port_of(self.endpoints["dispatch"]),
+                           "root": engine.store.url}
+            if is_local(engine.store.url):
+                where["submit"] = submit_settings(engine.store.url, self.settings, self.token)
+            self.reply(identity, where)
         elif kind == b"ls":
             state = parse_state(body["state"]) if body.get("state") else None
             rows = self.admin.ls(body["queue"], state)

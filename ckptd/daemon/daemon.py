@@ -138,7 +138,7 @@ class Daemon:
             self._lock.describe({"pid": os.getpid(), "host": os.uname().nodename,
                                  "control": self.endpoints["control"],
                                  "dispatch": self.endpoints["dispatch"],
-                                 "started": utc_iso(now)})
+                                 "started": utc_iso(now), "token": self.control.token})
         if self.role is not None:
             self.role.start(now)  # the leader lease (or standby), then recovery
         else:

@@ -1,0 +1,122 @@
+"""Submitting on the daemon's host: the client writes the job file into ``pending/`` itself.
+
+A producer on the machine that holds the daemon's local store need not ask the daemon to
+write each job: writing it into ``pending/`` (in ``tmp/`` first, then a create-only rename,
+synced as the daemon's fsync mode says) is exactly what the daemon would do, and what the
+design allows any producer to do. The daemon sees the file through its watcher and runs it.
+A submit then costs a few file operations instead of a round trip through the daemon.
+
+The client uses this path only when it is sure it writes into the daemon's own store: the
+daemon names its root, fsync mode and defaults in its ``endpoints`` answer, and the root's
+lock (``<root>/.ckptd/root.lock``) must name this very daemon's control address on this
+host. Anything else (another host, a bucket, no write permission) goes through the daemon,
+as before. The daemon's defaults (attempts per queue, blob threshold) are asked for again
+every :data:`REFRESH` seconds, so a reload of its settings reaches the client soon.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ckptd.core.answers import Submitted
+from ckptd.core.config import FsyncMode, QueueSettings, Settings
+from ckptd.core.errors import CkptdError, JobExists
+from ckptd.store.admin import StoreAdmin, prepare_submit
+from ckptd.store.base import Op, PutNew
+from ckptd.store.local import ROOT_LOCK, LocalStore
+from ckptd.store.local_lock import lock_holder
+
+log = logging.getLogger(__name__)
+
+REFRESH = 30.0  # seconds between two looks at the daemon's defaults
+
+
+def submit_settings(store_root: str, settings: Settings, token: str) -> dict[str, Any]:
+    """What a daemon tells clients so that they can submit into its local store directly
+    (part of its ``endpoints`` answer); ``token`` is also in the root's lock."""
+    return {"root": store_root, "token": token, "fsync": settings.fsync.value,
+            "file_mode": settings.file_mode, "dir_mode": settings.dir_mode,
+            "max_attempts": settings.max_attempts, "blob_threshold": settings.blob_threshold,
+            "queues": {name: q.max_attempts for name, q in settings.queues.items()
+                       if q.max_attempts}}
+
+
+class DirectSubmit:
+    """Submits into the daemon's local store when this host holds it (see the module)."""
+
+    def __init__(self, ask: Callable[[], dict[str, Any]]) -> None:
+        self._ask = ask  # the daemon's endpoints answer
+        self._admin: StoreAdmin | None = None
+        self._checked_at = float("-inf")
+
+    def admin(self) -> StoreAdmin | None:
+        """The store commands on the daemon's store, or None when it is not reachable here."""
+        now = time.monotonic()
+        if now - self._checked_at >= REFRESH:
+            self._checked_at = now
+            self.close()
+            self._admin = self._open()
+        return self._admin
+
+    def close(self) -> None:
+        """Close the store it opened. Idempotent."""
+        if self._admin is not None:
+            self._admin.store.close()
+            self._admin = None
+
+    def give_up(self, why: Exception) -> None:
+        """Stop submitting directly (until the next look), after a failure of this path."""
+        log.info("submitting through the daemon from now on: %s", why)
+        self._admin = None
+
+    def _open(self) -> StoreAdmin | None:
+        try:
+            answer = self._ask()
+        except CkptdError:
+            return None
+        offer = answer.get("submit")
+        if not isinstance(offer, Mapping):
+            return None
+        root = str(offer.get("root", ""))
+        holder = lock_holder(root, ROOT_LOCK) if root and os.path.isdir(root) else None
+        if not holder or holder.get("host") != os.uname().nodename \
+                or holder.get("token") != offer.get("token"):
+            return None  # not this daemon's store, or not on this host
+        if not os.access(root, os.W_OK | os.X_OK):
+            return None
+        try:
+            settings = Settings(
+                root=root, fsync=FsyncMode(offer["fsync"]), file_mode=int(offer["file_mode"]),
+                dir_mode=int(offer["dir_mode"]), max_attempts=int(offer["max_attempts"]),
+                blob_threshold=int(offer["blob_threshold"]),
+                queues={str(q): QueueSettings(max_attempts=int(n))
+                        for q, n in dict(offer.get("queues") or {}).items()})
+            store = LocalStore(root, settings.fsync, file_mode=settings.file_mode,
+                               dir_mode=settings.dir_mode)
+        except (KeyError, TypeError, ValueError, CkptdError) as exc:
+            log.debug("not submitting directly: %s", exc)
+            return None
+        return StoreAdmin(store, settings)
+
+    def submit_many(self, admin: StoreAdmin, queue: str, items: list[tuple[str, Any]],
+                    now: float, **options: Any) -> list[Submitted]:
+        """Create jobs (a new id, payload) in one group of store operations (one flush in
+        batch mode); an id found already is returned as it is (a resend). Raises StoreError
+        or ValueError (a payload that is not JSON)."""
+        ops: list[Op] = []
+        for job_id, payload in items:
+            ops.extend(prepare_submit(admin.settings, queue, payload, now, job_id=job_id,
+                                      fresh=True, **options)[1])
+        answers = []
+        outcomes = admin.store.apply(ops)
+        for op, outcome in zip(ops, outcomes):
+            if outcome is not None and not isinstance(outcome, JobExists):
+                raise outcome
+            if isinstance(op, PutNew):
+                answers.append(Submitted(op.job_id) if outcome is None else
+                               Submitted(op.job_id, created=False, state="pending"))
+        return answers
