@@ -238,7 +238,9 @@ class Client:
             body["batch"] = batch
         if generated:
             body["fresh"] = True
-        found = self._direct_store()
+        # A job of a batch, or one to run later, goes through the daemon, which then counts
+        # the batch's figures and the delayed jobs at once.
+        found = self._direct_store() if batch is None and not delay else None
         if found is not None:  # on the daemon's host: write the job into its store
             direct, admin = found
             try:

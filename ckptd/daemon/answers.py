@@ -38,6 +38,24 @@ def backoff_delay(attempts: int, settings: Settings, rand: Callable[[], float]) 
     return float(delay * (1.0 - settings.backoff_jitter * rand()))
 
 
+PREFETCH_SHORT = 0.005  # seconds: jobs shorter than this get credits beyond the slots
+PREFETCH_MAX = 32
+
+
+def extra_credits(job_seconds: float, slots: int) -> int:
+    """Credits beyond a worker's slots for jobs that take ``job_seconds`` each.
+
+    A job that takes less than a round trip between daemon and worker would leave its slot
+    idle while the next one travels: for those, enough extra jobs wait at the worker to
+    cover about a millisecond of round trip (at most :data:`PREFETCH_MAX`). Jobs longer than
+    :data:`PREFETCH_SHORT` get none, so no job waits behind a busy worker while another is
+    free; the first jobs of a worker get none either (nothing is known yet).
+    """
+    if job_seconds >= PREFETCH_SHORT:
+        return 0
+    return min(PREFETCH_MAX, 2 * slots + int(0.002 / max(job_seconds, 1e-5)))
+
+
 def _first_claim(lease: Lease, job: jobs.Job) -> float:
     """When the job's first attempt was claimed (the start of its cycle time)."""
     if lease.attempt > 1:
@@ -75,16 +93,30 @@ class Answers:
             return None
         return lease
 
-    def _free_slot(self, worker: WorkerInfo | None, queue: str, job_id: str) -> None:
+    def _free_slot(self, worker: WorkerInfo | None, queue: str, job_id: str, now: float
+                   ) -> None:
         if worker is not None:
             if (queue, job_id) in worker.running:
                 worker.running.discard((queue, job_id))
-            worker.credits = min(worker.slots, worker.credits + 1)
+            worker.credits = min(worker.most, worker.credits + 1)
+            self.adapt(worker, now)
+
+    @staticmethod
+    def adapt(worker: WorkerInfo, now: float) -> None:
+        """Grant a worker credits beyond its slots while its jobs are short, take them back
+        when they are not (see :func:`extra_credits`)."""
+        if worker.answered_at is not None and worker.slots > 0:
+            gap = now - worker.answered_at
+            worker.pace = gap if worker.pace is None else 0.8 * worker.pace + 0.2 * gap
+            extra = extra_credits(worker.pace * worker.slots, worker.slots)
+            worker.credits += extra - worker.extra
+            worker.extra = extra
+        worker.answered_at = now
 
     def done(self, worker: WorkerInfo | None, body: Body, now: float) -> None:
         """A worker finished a job: move it to done/ with its result."""
         ix = self.ix
-        self._free_slot(worker, body["queue"], body["id"])
+        self._free_slot(worker, body["queue"], body["id"], now)
         lease = self.live_lease(worker, body)
         if lease is None:
             return
@@ -136,7 +168,7 @@ class Answers:
 
     def failed(self, worker: WorkerInfo | None, body: Body, now: float) -> None:
         """A worker's attempt failed: retry later, or move the job to failed/."""
-        self._free_slot(worker, body["queue"], body["id"])
+        self._free_slot(worker, body["queue"], body["id"], now)
         lease = self.live_lease(worker, body)
         if lease is None:
             return

@@ -159,7 +159,7 @@ class Dispatcher:
                 ix.log_move(lease, State.PENDING, State.CLAIMED, now, worker=worker.id)
                 return
             ix.end_lease(index, lease)
-            worker.credits = min(worker.slots, worker.credits + 1)
+            worker.credits = min(worker.most, worker.credits + 1)
             if isinstance(outcome, JobExists):  # already in claimed/: a leftover, or a hand copy
                 self.resync(queue, job_id, now)
             elif not isinstance(outcome, JobNotFound):

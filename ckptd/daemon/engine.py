@@ -292,6 +292,7 @@ class Engine:
         index.pending.add(job_id)
         index.added_since_scan.add(job_id)
         index.ready.append(job_id)
+        index.counters["submitted"] += 1  # written there by a client on this host, or by hand
         self.flows.appeared(queue, job_id)
 
     def pending_vanished(self, queue: str, job_id: str) -> None:
@@ -315,6 +316,7 @@ class Engine:
             if job_id not in index.pending and job_id not in index.claimed:
                 index.pending.add(job_id)
                 index.ready.append(job_id)
+                index.counters["submitted"] += 1
                 self.flows.appeared(queue, job_id)
         for job_id in list(index.pending):
             if job_id not in on_disk and job_id not in index.added_since_scan:

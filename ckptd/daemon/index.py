@@ -97,6 +97,14 @@ class WorkerInfo:
     pid: int = 0
     running: set[tuple[str, str]] = field(default_factory=set)
     next_queue: int = 0
+    extra: int = 0  # credits granted beyond its slots while its jobs are short (prefetch)
+    pace: float | None = None  # seconds between its answers, averaged
+    answered_at: float | None = None
+
+    @property
+    def most(self) -> int:
+        """The jobs it may hold at once: its slots and the credits granted beyond them."""
+        return self.slots + self.extra
 
 
 Callback = Callable[[Outcome], None]

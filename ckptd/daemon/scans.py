@@ -149,6 +149,16 @@ class Scans:
         """
         assert self.watcher is not None
         for queue, deadline in list(self.new_queues.items()):
-            if self.watcher.watch_queue(queue) or now > deadline:
+            if self.watcher.watch_queue(queue):
+                del self.new_queues[queue]
+                # What was put there before the watch began is listed now, in this turn: a
+                # producer that submitted and then asks about its job is answered right.
+                try:
+                    for job_id in self.store.ids(queue, State.PENDING):
+                        self.engine.pending_appeared(queue, job_id)
+                except CkptdError as exc:
+                    log.warning("cannot list the new queue %s: %s", queue, exc)
+                self.rescan_now = True
+            elif now > deadline:
                 del self.new_queues[queue]
                 self.rescan_now = True

@@ -245,3 +245,29 @@ def test_backoff_grows_and_is_capped() -> None:
         [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
     jittered = Settings(backoff_base=1.0, backoff_cap=10.0, backoff_jitter=0.5)
     assert backoff_delay(3, jittered, lambda: 1.0) == 2.0
+
+
+def test_short_jobs_earn_a_worker_credits_beyond_its_slots_and_long_ones_none() -> None:
+    from ckptd.daemon.answers import PREFETCH_MAX, extra_credits
+
+    assert extra_credits(0.0001, 1) > 1 and extra_credits(0.0001, 1) <= PREFETCH_MAX
+    assert extra_credits(0.01, 1) == 0 and extra_credits(5.0, 8) == 0
+    h = Harness()
+    ids = [h.submit() for _ in range(40)]
+    w = h.hello(slots=1)
+    worker = h.engine.workers["w"]
+    [first] = h.dispatch()
+    assert first["id"] == ids[0] and worker.extra == 0, "nothing is known of a new worker"
+    index = h.engine.queues["q"]
+    for _ in range(5):  # answers a fraction of a millisecond apart: very short jobs
+        for job_id in list(index.claimed):
+            h.now += 0.0002
+            h.answer(w, "done", {"queue": "q", "id": job_id, "attempt": 1})
+        h.dispatch()
+    assert worker.extra > 0
+    assert 1 < len(index.claimed) <= 1 + worker.extra, "more than its one slot, within the grant"
+    # Long jobs: the grant goes back to nothing.
+    for job_id in list(h.engine.queues["q"].claimed):
+        h.now += 2.0
+        h.answer(w, "done", {"queue": "q", "id": job_id, "attempt": 1})
+    assert worker.extra == 0

@@ -60,8 +60,8 @@ def families(snap: Snapshot, http_requests: dict[tuple[str, str], int] | None = 
         "to failed/). Starts at the number of files in done/ and failed/ when the daemon "
         "starts, so it survives restarts except for purged jobs.", labels=["queue", "outcome"])
     submitted = CounterMetricFamily(
-        "ckptd_jobs_submitted", "Jobs created through the daemon (files moved into pending/ "
-        "by hand are not counted)." + SINCE_START, labels=["queue"])
+        "ckptd_jobs_submitted", "Jobs that entered pending/: created through the daemon, "
+        "written there by a client on its host, or moved there by hand." + SINCE_START, labels=["queue"])
     retries = CounterMetricFamily(
         "ckptd_job_retries", "Attempts that ended (error or lost lease) with the job sent back "
         "to pending/ for another attempt." + SINCE_START, labels=["queue"])
