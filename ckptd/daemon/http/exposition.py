@@ -61,7 +61,8 @@ def families(snap: Snapshot, http_requests: dict[tuple[str, str], int] | None = 
         "starts, so it survives restarts except for purged jobs.", labels=["queue", "outcome"])
     submitted = CounterMetricFamily(
         "ckptd_jobs_submitted", "Jobs that entered pending/: created through the daemon, "
-        "written there by a client on its host, or moved there by hand." + SINCE_START, labels=["queue"])
+        "written there by a client on its host, or moved there by hand." + SINCE_START,
+        labels=["queue"])
     retries = CounterMetricFamily(
         "ckptd_job_retries", "Attempts that ended (error or lost lease) with the job sent back "
         "to pending/ for another attempt." + SINCE_START, labels=["queue"])
