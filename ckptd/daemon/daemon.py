@@ -142,6 +142,12 @@ class Daemon:
         if self.role is not None:
             self.role.start(now)  # the leader lease (or standby), then recovery
         else:
+            from ckptd.daemon.watch import make_watcher
+
+            # Watch before listing: a job written meanwhile is in the listing or an event.
+            self._watcher = make_watcher(self.store.url, self.wake, settings.watcher,
+                                         settings.dir_mode)
+            self._watcher.start(self.store.queues())
             started = time.monotonic()
             findings = self.engine.recover(now)
             counts = {q: i.counts() for q, i in self.engine.queues.items()}
@@ -150,11 +156,6 @@ class Daemon:
                      extra={"fields": {"queues": len(counts), "repairs": len(findings),
                                        "pending": sum(c["pending"] for c in counts.values()),
                                        "claimed": sum(c["claimed"] for c in counts.values())}})
-            from ckptd.daemon.watch import make_watcher
-
-            self._watcher = make_watcher(self.store.url, self.wake, settings.watcher,
-                                         settings.dir_mode)
-            self._watcher.start(sorted(self.engine.queues))
             self.store.keep_own_pending(self._watcher.reports_in_order)
             self.scans.watcher = self._watcher
             fd = self._watch_fd = self._watcher.fileno()
