@@ -169,7 +169,8 @@ def _payload(payload_json: str | None, payload_file: str | None) -> Any:
 @cli.command(epilog="""Examples:
   ckptd submit price '{"sku": "A-1", "qty": 3}'
   ckptd submit price --payload-file item.json --id order-42 --if-exists=return
-  ckptd submit reports '{}' --delay 10m --max-attempts 5""")
+  ckptd submit reports '{}' --delay 10m --max-attempts 5
+  ckptd submit render '{"page": 7}' --time-limit 2m""")
 @click.argument("queue")
 @click.argument("payload_json", required=False, metavar="[PAYLOAD_JSON]")
 @click.option("--payload-file", metavar="F|-",
@@ -177,16 +178,23 @@ def _payload(payload_json: str | None, payload_file: str | None) -> Any:
 @click.option("--id", "job_id", metavar="ID", help="Your own id (an idempotency key).")
 @click.option("--max-attempts", type=click.IntRange(min=1), help="Attempts before failed/.")
 @click.option("--delay", metavar="DURATION", help="Do not run before this delay, e.g. 30s, 5m.")
+@click.option("--time-limit", metavar="DURATION",
+              help="How long one attempt may run (its handler then gets ckptd.TimeLimit); "
+                   "over the queue's time_limit.")
 @click.option("--if-exists", type=click.Choice(["error", "return"]), default="error",
               show_default=True, help="When the id already exists: fail, or print it.")
 @handle_errors
 def submit(queue: str, payload_json: str | None, payload_file: str | None, job_id: str | None,
-           max_attempts: int | None, delay: str | None, if_exists: str) -> None:
+           max_attempts: int | None, delay: str | None, time_limit: str | None,
+           if_exists: str) -> None:
     """Create a job in QUEUE and print its id once it is stored."""
     payload = _payload(payload_json, payload_file)
     seconds = parse_duration(delay, "--delay") if delay else None
+    limit = parse_duration(time_limit, "--time-limit") if time_limit else None
+    if limit is not None and limit <= 0:
+        raise ConfigError("--time-limit must be longer than 0s")
     answer = _ctx().admin().submit(queue, payload, job_id=job_id, max_attempts=max_attempts,
-                                   delay=seconds, if_exists=if_exists)
+                                   delay=seconds, if_exists=if_exists, time_limit=limit)
     click.echo(answer.id)
     if not answer.created:
         click.echo(f"(already existed, {answer.state})", err=True)
@@ -450,19 +458,43 @@ def serve(control: str | None, dispatch: str | None, lease: str | None, insecure
 
 
 @cli.command(epilog="""Examples:
-  ckptd worker --connect tcp://10.0.0.5:5550 --queue price tasks:price
-  ckptd worker --connect tcp://10.0.0.5:5550 --queue price --queue ship -c 8 tasks:handle
+  ckptd worker --connect tcp://10.0.0.5:5550 --queue price -c 8 tasks:price
+  ckptd worker --connect tcp://10.0.0.5:5550 --queue render -P process -c 4 tasks:render
+  ckptd worker --connect tcp://10.0.0.5:5550 --queue fetch -c 200 tasks:fetch
+  ckptd worker --connect tcp://10.0.0.5:5550 --queue ship --time-limit 10m tasks:ship
 
-MODULE is imported with the current folder on the path; FUNCTION receives a ckptd.Job.""")
+The first runs a plain function in 8 threads (I/O-bound work); the second in 4 child
+processes (CPU-bound work; --max-jobs-per-child and --max-memory-per-child replace them);
+the third an 'async def' function, 200 jobs in flight on one event loop (--pool async is
+chosen by itself); the fourth gives ckptd.TimeLimit to an attempt running over 10 minutes
+(unless its job or queue says otherwise). MODULE is imported with the current folder on
+the path; FUNCTION receives a ckptd.Job (an 'async def' one a ckptd.AsyncJob).""")
 @click.option("--connect", "connect", metavar="ENDPOINT[,ENDPOINT]",
               help="Control address(es) of the daemon. [env: CKPTD_CONNECT]")
 @click.option("--queue", "queues", multiple=True, required=True, metavar="QUEUE",
               help="Queue to take jobs from (repeat for several).")
+@click.option("-P", "--pool", type=click.Choice(["thread", "process", "async"]),
+              envvar="CKPTD_POOL",
+              help="Where handlers run: threads, child processes (CPU-bound work), or an "
+                   "event loop (async def). [env: CKPTD_POOL; default: async for an async "
+                   "def handler, else thread]")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Jobs run at once (threads).")
+              help="Jobs run at once: threads, child processes, or async jobs in flight.")
 @click.option("--prefetch", type=click.IntRange(min=0), default=0, show_default=True,
               help="Extra jobs to hold beyond the running ones (hides the round trip for "
                    "very short jobs; 0 keeps every waiting job available to other workers).")
+@click.option("--time-limit", metavar="DURATION",
+              help="How long an attempt may run when neither the job nor its queue says "
+                   "(then ckptd.TimeLimit). [env: CKPTD_TIME_LIMIT; default: none]")
+@click.option("--grace-period", metavar="DURATION", envvar="CKPTD_GRACE_PERIOD",
+              help="Between asking a job to stop (time limit, cancel) and stopping it by "
+                   "force. [env: CKPTD_GRACE_PERIOD; default: 5s]")
+@click.option("--max-jobs-per-child", type=click.IntRange(min=0), default=0,
+              envvar="CKPTD_MAX_JOBS_PER_CHILD",
+              help="--pool process: replace a child after this many jobs. [default: 0 = never]")
+@click.option("--max-memory-per-child", metavar="SIZE", envvar="CKPTD_MAX_MEMORY_PER_CHILD",
+              help="--pool process: replace a child whose resident memory grew over this, "
+                   "after its job: 512MiB, 2GiB (a plain number is KiB). [default: none]")
 @click.option("--name", metavar="NAME", help="Worker name in logs. [default: host-pid-random]")
 @click.option("--server-key", metavar="FILE",
               help="CURVE: the daemon's public key file. [env: CKPTD_SERVER_KEY]")
@@ -472,33 +504,52 @@ MODULE is imported with the current folder on the path; FUNCTION receives a ckpt
               help="Log lines as text or JSON. [env: CKPTD_LOG_FORMAT; default: auto]")
 @click.argument("handler", metavar="MODULE:FUNCTION")
 @handle_errors
-def worker(connect: str | None, queues: tuple[str, ...], concurrency: int, prefetch: int,
-           name: str | None, server_key: str | None, client_key: str | None,
-           log_format: str | None, handler: str) -> None:
+def worker(connect: str | None, queues: tuple[str, ...], pool: str | None, concurrency: int,
+           prefetch: int, time_limit: str | None, grace_period: str | None,
+           max_jobs_per_child: int, max_memory_per_child: str | None, name: str | None,
+           server_key: str | None, client_key: str | None, log_format: str | None,
+           handler: str) -> None:
     """Run a worker: take jobs of QUEUE from a daemon and run FUNCTION on each.
 
     The function's return value becomes the job's result; an exception fails the attempt
-    (retried with backoff); raise ckptd.Retry or ckptd.Fail to decide yourself. SIGTERM lets
-    running jobs finish, then exits.
+    (retried with backoff); raise ckptd.Retry or ckptd.Fail to decide yourself. SIGTERM or
+    Ctrl-C lets running jobs finish, then exits; a second one gives them back to the daemon
+    (they run again at once) and exits now.
     """
     from ckptd.core import logs
+    from ckptd.core.timefmt import parse_size
     from ckptd.wire.security import client_curve
     from ckptd.worker import Worker, load_handler
 
     ctx = _ctx()
-    settings = ctx.settings(server_key=server_key, client_key=client_key, log_format=log_format)
+    settings = ctx.settings(server_key=server_key, client_key=client_key, log_format=log_format,
+                            time_limit=time_limit)
     logs.configure(settings.log_level, settings.log_format)
     curve = client_curve(settings)
     address = connect or ctx.connect
     if not address:
         raise ConfigError("give the daemon's address: --connect tcp://HOST:5550 "
                           "(or CKPTD_CONNECT)")
+    grace = parse_duration(grace_period, "--grace-period") if grace_period else None
+    memory = None
+    if max_memory_per_child:
+        memory = (int(max_memory_per_child) * 1024 if max_memory_per_child.isdigit()
+                  else parse_size(max_memory_per_child, "--max-memory-per-child"))
     func = load_handler(handler)
     root = ctx.flags.get("root")
     runner = Worker(address.split(","), list(queues), func, concurrency=concurrency,
-                    prefetch=prefetch, name=name, root=root, curve=curve, settings=settings)
-    runner.install_signal_handlers()
+                    prefetch=prefetch, name=name, root=root, curve=curve, settings=settings,
+                    pool=pool, time_limit=settings.time_limit or None,
+                    grace=5.0 if grace is None else grace,
+                    max_jobs_per_child=max_jobs_per_child, max_memory_per_child=memory or 0)
     runner.run()
+    if runner.interrupted:
+        click.secho(f"error: stopped while connecting to {address}: no job was taken",
+                    fg="red", err=True)
+        sys.exit(130)
+    if runner.restart_needed:
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 @cli.command(epilog="""Examples:

@@ -200,10 +200,12 @@ def _done(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts
 
 def _failed(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts: int,
             now: float) -> list[str]:
-    error = job.get("last_error") if isinstance(job.get("last_error"), dict) else {}
-    kind = error.get("type") if isinstance(error, dict) else None
+    found = job.get("last_error")
+    error: dict[str, Any] = found if isinstance(found, dict) else {}
+    kind = error.get("type")
     if kind == "Cancelled":
-        why = "it was cancelled by an operator while it ran"
+        by = error.get("by") or "an operator"
+        why = f"it was cancelled by {by} at {_when(error.get('at'), now)}, while it ran"
     elif attempts >= max_attempts:
         why = f"it used all {max_attempts} attempts"
     elif kind == "Fail":

@@ -570,16 +570,19 @@ class Daemon:
             engine.hello(identity, body, now)
             return
         worker = engine.worker_for(identity, now)
+        # Answers and checkpoints count whoever sends them (a worker back after a restart
+        # may send them before its hello): the attempt number fences them, and the
+        # confirmation goes back to the sender.
         if kind == b"done":
-            engine.done(worker, body, now)
+            engine.done(worker, body, now, identity)
         elif kind == b"failed":
-            engine.failed(worker, body, now)
+            engine.failed(worker, body, now, identity)
+        elif kind == b"checkpoint":
+            engine.checkpoint(worker, body, now, identity)
         elif worker is None:
             self.drops.count("dispatch", "unknown_worker", now)
         elif kind == b"heartbeat":
             engine.heartbeat(worker, body, now)
-        elif kind == b"checkpoint":
-            engine.checkpoint(worker, body, now)
         elif kind == b"progress":
             engine.progress(worker, body, now)
         elif kind == b"bye":

@@ -212,7 +212,7 @@ class Engine:
             job, ops = prepare_submit(ix.settings, queue, body.get("payload"), now,
                                       job_id=job_id, max_attempts=body.get("max_attempts"),
                                       delay=body.get("delay"), batch=body.get("batch"),
-                                      fresh=fresh)
+                                      fresh=fresh, time_limit=body.get("time_limit"))
         except (CkptdError, ValueError) as exc:
             reply(exc if isinstance(exc, CkptdError) else CkptdError(str(exc)))
             return
