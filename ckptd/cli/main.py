@@ -516,6 +516,8 @@ def worker(connect: str | None, queues: tuple[str, ...], pool: str | None, concu
     Ctrl-C lets running jobs finish, then exits; a second one gives them back to the daemon
     (they run again at once) and exits now.
     """
+    import logging
+
     from ckptd.core import logs
     from ckptd.core.timefmt import parse_size
     from ckptd.wire.security import client_curve
@@ -543,11 +545,11 @@ def worker(connect: str | None, queues: tuple[str, ...], pool: str | None, concu
                     grace=5.0 if grace is None else grace,
                     max_jobs_per_child=max_jobs_per_child, max_memory_per_child=memory or 0)
     runner.run()
-    if runner.interrupted:
-        click.secho(f"error: stopped while connecting to {address}: no job was taken",
-                    fg="red", err=True)
+    if runner.interrupted:  # it said so in the log
         sys.exit(130)
     if runner.restart_needed:
+        logging.getLogger("ckptd.worker").warning("restarting the worker (%s)",
+                                                  " ".join(sys.orig_argv))
         sys.stderr.flush()
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 

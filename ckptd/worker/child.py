@@ -30,9 +30,9 @@ from typing import Any
 
 from ckptd.core.errors import CkptdError, remote_error
 from ckptd.core.outcomes import Cancelled, Interrupt, TimeLimit
-from ckptd.core.timefmt import format_duration
 from ckptd.worker import answers
 from ckptd.worker.job import AsyncJob, Handler, Job, StopFlags
+from ckptd.worker.limits import over_limit
 
 SOFT_SIGNAL = signal.SIGUSR1  # the time limit ran out
 CANCEL_SIGNAL = signal.SIGUSR2  # the job was cancelled
@@ -58,7 +58,7 @@ class _Child:
         self.is_async = inspect.iscoroutinefunction(handler)
         self.lock = threading.Lock()
         self.flags = StopFlags()
-        self.limit = "its time limit"
+        self.limit: float | None = None
         self.in_handler = False  # the handler's own code runs: a time limit may be raised
         self.deferred = False  # a time limit arrived during a call to the parent
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -67,7 +67,7 @@ class _Child:
     # -- signals ---------------------------------------------------------------------------
 
     def on_time_limit(self, signum: int, frame: Any) -> None:
-        stop = TimeLimit(f"the attempt ran over {self.limit}")
+        stop = TimeLimit(over_limit(self.limit))
         self.flags.ask(stop)
         if self.task is not None and self.loop is not None:
             self.loop.call_soon_threadsafe(self.task.cancel)
@@ -128,8 +128,7 @@ class _Child:
         body = job_info["body"]
         self.flags = StopFlags()
         self.deferred = False
-        limit = job_info.get("time_limit")
-        self.limit = f"its time limit of {format_duration(limit)}" if limit else "its time limit"
+        self.limit = job_info.get("time_limit")
         kind = AsyncJob if self.is_async else Job
         job = kind(body["id"], body["queue"], body["attempt"], job_info["payload"],
                    job_info["state"], body.get("max_attempts", 0), body.get("created"),

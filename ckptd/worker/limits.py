@@ -26,6 +26,14 @@ SOFT = "soft"  # ask the handler to stop
 HARD = "hard"  # stop it by force
 
 
+def over_limit(limit: float | None) -> str:
+    """Why a time limit stops an attempt: ``the attempt ran over its time limit of 1.5s``."""
+    if not limit:
+        return "the attempt ran over its time limit"
+    said = f"{limit:g}s" if limit < 60 else format_duration(limit)
+    return f"the attempt ran over its time limit of {said}"
+
+
 class Limits:
     """Deadlines of the attempts a worker runs."""
 
@@ -72,9 +80,7 @@ class Limits:
                   and not attempt.interrupted):
                 attempt.interrupted = True
                 if attempt.flags.stop is None and attempt.time_limit is not None:
-                    attempt.flags.ask(TimeLimit(
-                        f"the attempt ran over its time limit of "
-                        f"{format_duration(attempt.time_limit)}"))
+                    attempt.flags.ask(TimeLimit(over_limit(attempt.time_limit)))
                 actions.append((attempt, SOFT))
         return actions
 

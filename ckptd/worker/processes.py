@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0  # for a child to say it is ready (a fork server may be starting)
 RETIRE_TIMEOUT = 2.0  # for a child to leave after it is told to
+STOPPING = "the worker stops"
 
 
 def _describe_exit(code: int | None) -> str:
@@ -155,7 +156,8 @@ class ProcessPool:
             child.proc.kill()
             child.proc.join()
         child.close()
-        log.info("child %d recycled (%s)", child.pid, why)
+        log.info("child %d %s (%s)", child.pid, "stopped" if why == STOPPING else "recycled",
+                 why)
 
     def stop(self, now: bool) -> None:
         """Stop the slots and their children (with ``now``, kill them at once)."""
@@ -173,7 +175,7 @@ class ProcessPool:
             with slot.lock:
                 child, slot.child = slot.child, None
             if child is not None:
-                self._retire(child, "the worker stops")
+                self._retire(child, STOPPING)
 
     # -- what the worker asks --------------------------------------------------------------
 

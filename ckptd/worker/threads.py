@@ -31,6 +31,8 @@ from ckptd.worker.running import Attempt
 
 log = logging.getLogger(__name__)
 
+LAST_CHANCE = 0.25  # after a stop raised at the hard limit, before the thread is written off
+
 
 def _raise_in(thread_id: int, exc_type: type[BaseException] | None) -> None:
     """Make ``thread_id`` raise ``exc_type`` at its next bytecode (None: no longer)."""
@@ -49,6 +51,8 @@ class _Slot:
         self.in_handler = False  # the handler's own code runs: an interrupt may be raised
         self.raised = False  # an interrupt is pending or was raised in this attempt
         self.written_off = False
+        self.idle = threading.Event()  # set while the thread runs no attempt
+        self.idle.set()
 
 
 class ThreadPool:
@@ -93,9 +97,10 @@ class ThreadPool:
             self._raise(attempt)
 
     def kill(self, attempt: Attempt) -> None:
-        """Raise the stop one last time and write the slot off until its thread returns."""
+        """Raise the stop one last time (a cancel's first time) and, unless the thread then
+        returns at once, write its slot off until it does."""
         slot = self._raise(attempt)
-        if slot is None:
+        if slot is None or slot.idle.wait(LAST_CHANCE):
             return
         with slot.lock:
             if slot.current is not attempt or slot.written_off:
@@ -152,6 +157,7 @@ class ThreadPool:
                 self._leave(slot)
                 with slot.lock:
                     slot.current = None
+                    slot.idle.set()
                     back = slot.written_off
                     slot.written_off = False
                 if back:
@@ -163,6 +169,7 @@ class ThreadPool:
         with slot.lock:
             slot.current = attempt
             slot.raised = False
+            slot.idle.clear()
         try:
             payload, state = self.host.job_data(attempt)
             body = attempt.body
@@ -179,6 +186,9 @@ class ThreadPool:
                 self._leave(slot)
             answer = self.host.store_result(attempt, answers.done(body, result))
         except BaseException as exc:  # noqa: BLE001 - any handler error fails the attempt
+            stop = attempt.flags.stop
+            if isinstance(exc, Interrupt) and not exc.reason and stop is not None:
+                exc = stop  # raised from outside as a bare class: say why
             answer = answers.failed_now(attempt.body, exc)
         self.host.finish(attempt, answer)
 

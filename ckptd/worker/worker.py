@@ -254,7 +254,8 @@ class Worker:
                 if not said_stop:
                     said_stop = True
                     log.info("stopping: finishing %d running job(s)%s", len(self.running),
-                             " (again to stop now)" if not self._stop_now else "")
+                             "" if self._stop_now or self.restart_needed
+                             else " (stop again to give them back and stop now)")
                     self._hello(slots=0)
                     assert self.pool is not None
                     self._give_back(self.pool.take_queued(), "the worker stopped before the "
