@@ -23,7 +23,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ckptd.core.outcomes import Cancelled, TimeLimit
+from ckptd.core.outcomes import TimeLimit
 from ckptd.worker import answers
 from ckptd.worker.job import AsyncJob
 from ckptd.worker.pools import PoolHost
@@ -140,9 +140,9 @@ class AsyncPool:
             self._cancel(attempt)
 
     def kill(self, attempt: Attempt) -> None:
-        """Cancel the task (again) and write it off until it ends."""
-        if isinstance(attempt.flags.stop, Cancelled) or not attempt.interrupted:
-            self._cancel(attempt)
+        """Cancel the task (again: it may have swallowed the first) and write it off until
+        it ends."""
+        self._cancel(attempt)
         with self._lock:
             if attempt not in self._tasks or attempt in self._written_off:
                 return

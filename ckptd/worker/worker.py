@@ -186,7 +186,11 @@ class Worker:
             self._close()
             return
         pool = self.pool = self._make_pool()
-        pool.start()
+        try:
+            pool.start()
+        except BaseException:
+            self._close()
+            raise
         self._link.open(dispatch)
         poller = zmq.Poller()
         self._register(poller)
