@@ -108,6 +108,22 @@ class _Group(click.Group):
                 formatter.write_text(line) if line.strip() else formatter.write_paragraph()
 
 
+class _Command(click.Command):
+    """A command whose epilog keeps its example lines as they are (one per line) and wraps
+    its paragraphs of prose."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if not self.epilog:
+            return
+        for paragraph in self.epilog.split("\n\n"):
+            formatter.write_paragraph()
+            lines = paragraph.splitlines()
+            if all(line.startswith("  ") or line.endswith(":") for line in lines):
+                formatter.write("".join(f"{line}\n" for line in lines))
+            else:
+                formatter.write_text(" ".join(lines))
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],
                                            "max_content_width": 100},
              epilog="""Examples:
@@ -457,7 +473,7 @@ def serve(control: str | None, dispatch: str | None, lease: str | None, insecure
     sys.exit(daemon.run())
 
 
-@cli.command(epilog="""Examples:
+@cli.command(cls=_Command, epilog="""Examples:
   ckptd worker --connect tcp://10.0.0.5:5550 --queue price -c 8 tasks:price
   ckptd worker --connect tcp://10.0.0.5:5550 --queue render -P process -c 4 tasks:render
   ckptd worker --connect tcp://10.0.0.5:5550 --queue fetch -c 200 tasks:fetch

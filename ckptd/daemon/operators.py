@@ -65,6 +65,7 @@ class Operators:
                 "claimed_at": utc_iso(lease.claimed_at),
                 "age_s": round(now - lease.claimed_at, 3),
                 "lease_s": settings.lease_for(queue),
+                "time_limit_s": settings.time_limit_for(queue),
                 "heartbeat_s": settings.heartbeat,
                 "heartbeat_age_s": (round(now - lease.heartbeat_at, 3)
                                     if lease.heartbeat_at else None),

@@ -315,7 +315,9 @@ class Worker:
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
-        if self._own_context:
+        if self._own_context and not (self._stop_now or self.restart_needed):
+            # (after a stop now, a handler left running may still hold a socket of it, for
+            # a fetch through the daemon: terminating would wait for it)
             self._ctx.term()
             self._own_context = False
 

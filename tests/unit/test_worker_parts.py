@@ -139,3 +139,19 @@ def test_the_pool_follows_the_handler_unless_told() -> None:
         choose_pool("async", _plain_handler)
     with pytest.raises(CkptdError, match="--pool async"):
         choose_pool("thread", _async_handler)
+
+
+def test_explain_says_how_long_an_attempt_may_run_and_who_cancelled_a_job() -> None:
+    from ckptd.core.explain import explain
+
+    job = {"id": "a", "queue": "q", "created": "2026-11-27T19:00:00.000000Z", "attempts": 0,
+           "max_attempts": 3, "payload": None}
+    own = explain({"state": "claimed", "job": {**job, "time_limit": 120}, "lease": {}}, 0.0)
+    assert any("may run for 2m" in line and "its own time limit" in line for line in own), own
+    queue = explain({"state": "claimed", "job": job, "lease": {"time_limit_s": 30.0}}, 0.0)
+    assert any("its queue's time limit" in line for line in queue), queue
+    cancelled = {**job, "attempts": 1, "finished_at": "2026-11-27T19:01:00.000000Z",
+                 "last_error": {"type": "Cancelled", "by": "ann@vm (client)", "attempt": 1,
+                                "at": "2026-11-27T19:01:00.000000Z", "message": "cancelled"}}
+    said = " ".join(explain({"state": "failed", "job": cancelled}, 0.0))
+    assert "cancelled by ann@vm (client) at 2026-11-27T19:01:00.000000Z" in said, said
