@@ -99,3 +99,16 @@ def test_an_async_worker_holds_a_hundred_jobs_in_flight(procs: Processes,
     in_flight = max(sum(1 for s in starts if s <= t) - sum(1 for e in ends if e <= t)
                     for t in starts)
     assert in_flight >= 50, f"at most {in_flight} jobs were in flight at once"
+
+
+def test_an_async_handler_runs_in_a_child_process_too(procs: Processes, tmp_path: Path) -> None:
+    log = tmp_path / "runs.log"
+    daemon = procs.daemon()
+    procs.worker(daemon, Q, "async_steps", extra=["--pool", "process"],
+                 env={"TEST_LOG": str(log)})
+    wait_for_workers(daemon)
+    with daemon.client(timeout=10) as client:
+        job_id = client.submit(Q, {"steps": 3, "sleep": 0.01})
+        assert client.wait(Q, job_id, timeout=60) == "done"
+        assert client.result(Q, job_id) == {"steps": 3}
+    assert [r[4] for r in records(log, "step", job_id)] == ["0", "1", "2"]
