@@ -121,7 +121,8 @@ def test_threads_write_off_a_stuck_slot_and_restart_when_half_are_stuck(
         from ckptd.core.timefmt import parse_iso
         history = failed["history"][0]
         ran = parse_iso(history["ended"]) - parse_iso(history["claimed"])
-        assert ran < 2.0, f"the attempt ended {ran:.2f}s after its claim"
+        # limit 0.5 s + grace 0.5 s + a last chance of 0.25 s, and slack for a busy machine
+        assert ran < 3.0, f"the attempt ended {ran:.2f}s after its claim"
         assert "written off" in worker.log()
         others = [client.submit(Q, {"seconds": 0.05}) for _ in range(3)]
         for job_id in others:
