@@ -21,6 +21,7 @@ import zmq
 
 from ckptd.core.errors import CkptdError, ProtocolError
 from ckptd.wire import protocol
+from ckptd.wire.endpoints import peer_endpoint
 from ckptd.wire.security import ClientCurve
 
 log = logging.getLogger(__name__)
@@ -134,3 +135,26 @@ class DaemonWatch:
         self._waiting = False
         self.answered = time.monotonic()
         return None
+
+
+def find_daemon(ctx: zmq.Context[Any], endpoints: list[str], curve: ClientCurve | None
+                ) -> tuple[list[str], dict[str, Any], str]:
+    """Ask the control addresses in turn, again and again until one answers, where to
+    connect for jobs; return the addresses (the one that answered first), its answer, and
+    its dispatch endpoint."""
+    from ckptd.client.client import Client
+
+    delay = 0.2
+    while True:
+        client = Client(endpoints, timeout=5.0, context=ctx, curve=curve)
+        try:
+            answer = client.request("endpoints")
+            first = client.endpoints.index(client.endpoint)
+            ordered = client.endpoints[first:] + client.endpoints[:first]
+            return ordered, answer, peer_endpoint(client.endpoint, int(answer["dispatch_port"]))
+        except CkptdError as exc:
+            log.warning("%s; retrying in %.1fs", exc, delay)
+        finally:
+            client.close()
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)

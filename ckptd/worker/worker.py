@@ -34,8 +34,7 @@ from typing import Any
 
 import zmq
 
-from ckptd.client.client import Client
-from ckptd.core import jobs
+from ckptd.core import jobs, logs
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError
 from ckptd.core.names import check_queue
@@ -45,7 +44,7 @@ from ckptd.worker import answers, signals
 from ckptd.worker.answers import Answer
 from ckptd.worker.calls import JobCalls
 from ckptd.worker.data import JobData
-from ckptd.worker.failover import DaemonWatch
+from ckptd.worker.failover import DaemonWatch, find_daemon
 from ckptd.worker.job import Handler, JobHost
 from ckptd.worker.limits import HARD, Limits
 from ckptd.worker.link import DaemonLink
@@ -159,7 +158,7 @@ class Worker:
 
     def run(self) -> None:
         """Serve until :meth:`stop` (or SIGTERM / Ctrl-C, see :mod:`ckptd.worker.signals`)."""
-        own_log = _default_logging()
+        own_log = logs.configure_if_unset("ckptd")
         try:
             with signals.stop_signals(self):
                 self._serve()
@@ -334,21 +333,10 @@ class Worker:
 
     def _discover(self) -> str:
         """Ask the daemon's control socket where to connect for jobs."""
-        delay = 0.2
-        while True:
-            client = Client(self.endpoints, timeout=5.0, context=self._ctx, curve=self.curve)
-            try:
-                answer = client.request("endpoints")
-                self.endpoints = self.data.endpoints = \
-                    client.endpoints[client._current:] + client.endpoints[:client._current]
-                self.data.daemon_root = answer.get("root")
-                return peer_endpoint(client.endpoint, int(answer["dispatch_port"]))
-            except CkptdError as exc:
-                log.warning("%s; retrying in %.1fs", exc, delay)
-            finally:
-                client.close()
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        self.endpoints, answer, dispatch = find_daemon(self._ctx, self.endpoints, self.curve)
+        self.data.endpoints = self.endpoints
+        self.data.daemon_root = answer.get("root")
+        return dispatch
 
     def _follow(self, poller: zmq.Poller) -> None:
         """The daemon is gone (or a standby): move to the active one if one answers."""
@@ -566,22 +554,6 @@ class Worker:
         """A slot was written off or came back: the I/O loop tells the daemon."""
         self._capacity_changed = True
         self._wake()
-
-
-def _default_logging() -> logging.Handler | None:
-    """Log the worker's lines to stderr when nothing else was set up (a script that calls
-    ``Worker(...).run()``); return the handler added, None when logging was configured."""
-    from ckptd.core import logs
-
-    package = logging.getLogger("ckptd")
-    if logging.getLogger().handlers or package.handlers:
-        return None
-    handler = logging.StreamHandler()
-    handler.setFormatter(logs.TextFormatter(timestamps=not logs.under_systemd()))
-    package.addHandler(handler)
-    if package.level == logging.NOTSET:
-        package.setLevel(logging.INFO)
-    return handler
 
 
 def _drain(fd: int) -> None:
