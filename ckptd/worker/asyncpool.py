@@ -98,12 +98,13 @@ class AsyncPool:
                     self._tasks.pop(attempt, None)
                     back = attempt in self._written_off
                     self._written_off.discard(attempt)
-            self.host.finish(attempt, answer)
+            if answer is not None:
+                self.host.finish(attempt, answer)
             if back:
                 log.warning("the task of %s ended after it was written off", attempt.label())
                 self.host.capacity_changed()
 
-    async def _attempt(self, attempt: Attempt) -> answers.Answer:
+    async def _attempt(self, attempt: Attempt) -> answers.Answer | None:
         body = attempt.body
         try:
             if "payload" in body and not body.get("payload_ref") and not body.get("state_ref"):
@@ -114,7 +115,7 @@ class AsyncPool:
                            body.get("max_attempts", 0), body.get("created"), body.get("batch"),
                            _worker=self.host.job_host, _flags=attempt.flags)
             if not self.host.started(attempt):
-                return answers.given_back(body, "not started")  # ended already: dropped
+                return None  # it ended while it waited (cancelled, given back)
             result = await self.handler(job)
             answer = answers.done(body, result)
             if answer[0] == b"done":
