@@ -109,8 +109,7 @@ class _Group(click.Group):
 
 
 class _Command(click.Command):
-    """A command whose epilog keeps its example lines as they are (one per line) and wraps
-    its paragraphs of prose."""
+    """A command whose epilog keeps its example lines as they are, and wraps its prose."""
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         if not self.epilog:
@@ -390,9 +389,18 @@ def retry(queue: str, job_ids: tuple[str, ...], all_failed: bool, attempts: int 
 @click.argument("job_id", metavar="ID")
 @handle_errors
 def cancel(queue: str, job_id: str) -> None:
-    """Cancel a job: a pending job is removed, a claimed one is moved to failed."""
-    was = _ctx().admin().cancel(queue, job_id)
+    """Cancel a job: a pending job is removed, a claimed one is moved to failed.
+
+    Through the daemon (--connect) the worker running a claimed job is told at once: its
+    handler gets ckptd.Cancelled, and is stopped by force after the worker's grace period.
+    """
+    ctx = _ctx()
+    was = ctx.admin().cancel(queue, job_id)
     click.echo("removed" if was == State.PENDING.value else "moved to failed (cancelled)")
+    if was == State.CLAIMED.value and not ctx.connect:
+        click.echo("note: its worker was not told (the store was changed directly); "
+                   "cancel through the daemon (--connect) to stop a running job at once",
+                   err=True)
 
 
 @cli.command(epilog="""Examples:
@@ -479,12 +487,10 @@ def serve(control: str | None, dispatch: str | None, lease: str | None, insecure
   ckptd worker --connect tcp://10.0.0.5:5550 --queue fetch -c 200 tasks:fetch
   ckptd worker --connect tcp://10.0.0.5:5550 --queue ship --time-limit 10m tasks:ship
 
-The first runs a plain function in 8 threads (I/O-bound work); the second in 4 child
-processes (CPU-bound work; --max-jobs-per-child and --max-memory-per-child replace them);
-the third an 'async def' function, 200 jobs in flight on one event loop (--pool async is
-chosen by itself); the fourth gives ckptd.TimeLimit to an attempt running over 10 minutes
-(unless its job or queue says otherwise). MODULE is imported with the current folder on
-the path; FUNCTION receives a ckptd.Job (an 'async def' one a ckptd.AsyncJob).""")
+Threads (I/O-bound work), 4 child processes (CPU-bound work), an 'async def' function with
+200 jobs in flight (its pool is chosen by itself), and ckptd.TimeLimit after 10 minutes.
+MODULE is imported with the current folder on the path; FUNCTION receives a ckptd.Job (an
+'async def' one a ckptd.AsyncJob).""")
 @click.option("--connect", "connect", metavar="ENDPOINT[,ENDPOINT]",
               help="Control address(es) of the daemon. [env: CKPTD_CONNECT]")
 @click.option("--queue", "queues", multiple=True, required=True, metavar="QUEUE",
@@ -532,8 +538,6 @@ def worker(connect: str | None, queues: tuple[str, ...], pool: str | None, concu
     Ctrl-C lets running jobs finish, then exits; a second one gives them back to the daemon
     (they run again at once) and exits now.
     """
-    import logging
-
     from ckptd.core import logs
     from ckptd.core.timefmt import parse_size
     from ckptd.wire.security import client_curve
@@ -549,25 +553,19 @@ def worker(connect: str | None, queues: tuple[str, ...], pool: str | None, concu
         raise ConfigError("give the daemon's address: --connect tcp://HOST:5550 "
                           "(or CKPTD_CONNECT)")
     grace = parse_duration(grace_period, "--grace-period") if grace_period else None
-    memory = None
-    if max_memory_per_child:
-        memory = (int(max_memory_per_child) * 1024 if max_memory_per_child.isdigit()
-                  else parse_size(max_memory_per_child, "--max-memory-per-child"))
+    memory = 0 if not max_memory_per_child else int(max_memory_per_child) * 1024 \
+        if max_memory_per_child.isdigit() else parse_size(max_memory_per_child, "--max-memory")
     func = load_handler(handler)
     root = ctx.flags.get("root")
     runner = Worker(address.split(","), list(queues), func, concurrency=concurrency,
                     prefetch=prefetch, name=name, root=root, curve=curve, settings=settings,
-                    pool=pool, time_limit=settings.time_limit or None,
-                    grace=5.0 if grace is None else grace,
-                    max_jobs_per_child=max_jobs_per_child, max_memory_per_child=memory or 0)
+                    pool=pool, time_limit=settings.time_limit or None, grace=grace,
+                    max_jobs_per_child=max_jobs_per_child, max_memory_per_child=memory)
     runner.run()
     if runner.interrupted:  # it said so in the log
         sys.exit(130)
     if runner.restart_needed:
-        logging.getLogger("ckptd.worker").warning("restarting the worker (%s)",
-                                                  " ".join(sys.orig_argv))
-        sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+        runner.restart_process()
 
 
 @cli.command(epilog="""Examples:

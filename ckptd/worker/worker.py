@@ -68,8 +68,9 @@ class Worker:
     processes: CPU-bound work uses that many cores) or ``async`` (default for ``async def``
     handlers: ``concurrency`` jobs in flight on one event loop). ``time_limit``: seconds an
     attempt may run when neither the job nor its queue says (None: no limit); ``grace``:
-    seconds between asking a handler to stop (time limit, cancel) and stopping it by force.
-    ``max_jobs_per_child`` and ``max_memory_per_child`` (bytes) recycle child processes.
+    seconds between asking a handler to stop (time limit, cancel) and stopping it by force
+    (default 5). ``max_jobs_per_child`` and ``max_memory_per_child`` (bytes) recycle child
+    processes.
     """
 
     def __init__(self, connect: str | list[str], queues: str | list[str], handler: Handler, *,
@@ -77,7 +78,7 @@ class Worker:
                  root: str | None = None, curve: ClientCurve | None = None,
                  context: zmq.Context[Any] | None = None, settings: Settings | None = None,
                  pool: str | None = None, time_limit: float | None = None,
-                 grace: float = DEFAULT_GRACE, max_jobs_per_child: int = 0,
+                 grace: float | None = None, max_jobs_per_child: int = 0,
                  max_memory_per_child: int = 0) -> None:
         if isinstance(connect, str):
             connect = [e.strip() for e in connect.split(",") if e.strip()]
@@ -87,6 +88,7 @@ class Worker:
             raise CkptdError("a worker needs at least one queue (--queue)")
         if concurrency < 1:
             raise CkptdError("concurrency must be at least 1")
+        grace = DEFAULT_GRACE if grace is None else grace
         if prefetch < 0 or grace < 0 or max_jobs_per_child < 0 or max_memory_per_child < 0:
             raise CkptdError("prefetch, grace and the per-child limits must not be negative")
         if time_limit is not None and time_limit <= 0:
@@ -165,6 +167,15 @@ class Worker:
         finally:
             if own_log is not None:
                 logging.getLogger("ckptd").removeHandler(own_log)
+
+    def restart_process(self) -> None:
+        """Replace this process by a fresh run of the same command line (what ``ckptd
+        worker`` does when :attr:`restart_needed` is set after :meth:`run`)."""
+        import sys
+
+        log.warning("restarting the worker: %s", " ".join(sys.orig_argv))
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
     def _serve(self) -> None:
         log.info("worker %s: connecting to the daemon at %s", self.name,
