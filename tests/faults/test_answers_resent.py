@@ -83,3 +83,33 @@ def test_a_checkpoint_lost_with_the_daemon_is_sent_again(procs: Processes, tmp_p
     assert [r[3:] for r in records(log, "resume", job_id)] == [["1", "0"]], \
         "one attempt, never restarted"
     assert [r[4] for r in records(log, "step", job_id)] == ["0", "1"]
+
+
+def test_after_a_restart_the_worker_names_its_running_job_at_once(procs: Processes,
+                                                                 tmp_path: Path) -> None:
+    """The worker sees its connection come back and says hello with the attempts it runs,
+    so the restarted daemon knows who has the job within seconds (heartbeats come every
+    20 s here), instead of waiting for the lease to run out."""
+    log = tmp_path / "runs.log"
+    daemon = procs.daemon(lease="60s", heartbeat="20s")
+    worker = procs.worker(daemon, Q, "sleepy", env={"TEST_LOG": str(log), "SLEEP": "60"})
+    wait_for_workers(daemon)
+    with daemon.client(timeout=10) as client:
+        job_id = client.submit(Q, {"n": 1})
+
+    def lease() -> dict[str, object]:
+        with daemon.client(timeout=5) as client:
+            return client.show(Q, job_id).get("lease") or {}
+
+    # Right after a heartbeat: the next one is 20 s away.
+    wait_for(lambda: lease().get("last_heartbeat"), timeout=30, interval=0.1,
+             message="a heartbeat for the job")
+    daemon.kill()
+    daemon.start()
+    assert wait_for(lambda: lease().get("worker"), timeout=5, interval=0.1,
+                    message="the restarted daemon to know the job's worker") == "w1"
+    worker.proc.send_signal(signal.SIGTERM)  # twice: give the job back, do not wait for it
+    wait_for(lambda: "stopping: finishing" in worker.log(), timeout=10,
+             message="the worker to stop")
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(10) == 0
