@@ -49,6 +49,10 @@ class DaemonLink:
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)  # reconnect with backoff, capped
         sock.setsockopt(zmq.MAXMSGSIZE, 256 * 1024 * 1024)
         sock.setsockopt(zmq.SNDHWM, 100_000)  # answers must not be dropped while it is away
+        # ZMTP pings: a daemon whose host vanished without closing the connection is seen
+        # gone within seconds, and the socket reconnects (and the worker says hello again).
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
         if self.curve is not None:
             self.curve.apply_client(sock)
         self.monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
