@@ -33,3 +33,19 @@ async def nap(job: Any) -> Any:
     started = time.time()
     await asyncio.sleep(float(job.payload.get("seconds", 0.5)))
     return {"start": started, "end": time.time()}
+
+
+def logged(job: Job) -> Any:
+    """Record each run (id, attempt, start time) with one O_APPEND write to $TEST_LOG, so that
+    a crash campaign can count the jobs that ran twice; then do a moment's work."""
+    import os
+    import time
+
+    line = f"run {job.queue} {job.id} {job.attempt} {time.time():.6f}\n".encode()
+    fd = os.open(os.environ["TEST_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    time.sleep(0.002)
+    return None

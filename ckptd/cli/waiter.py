@@ -123,7 +123,8 @@ def _daemon_ids(client: Client, queue: str, ids: list[str], deadline: float | No
     while open_ids:
         chunk = _left(deadline)
         answer = client.request("wait", {"queue": queue, "ids": open_ids, "timeout": chunk},
-                                timeout=chunk + client.timeout)
+                                timeout=chunk + client.timeout, repeatable=True,
+                                resend_after=chunk + 2.0)
         open_ids = list(answer.get("open") or []) if answer.get("timed_out") else []
         progress.draw(total - len(open_ids), total)
         if open_ids and _expired(deadline):
@@ -150,7 +151,8 @@ def _daemon_all(client: Client, queue: str, deadline: float | None, progress: Pr
     while True:
         chunk = _left(deadline)
         answer = client.request("wait", {"queue": queue, "ids": None, "timeout": chunk},
-                                timeout=chunk + client.timeout)
+                                timeout=chunk + client.timeout, repeatable=True,
+                                resend_after=chunk + 2.0)
         counts = answer.get("counts") or {}
         done = max(0, int(counts.get("done", 0)) - done0)
         failed = max(0, int(counts.get("failed", 0)) - failed0)

@@ -30,6 +30,7 @@ from ckptd.core.errors import (
     ProtocolError,
     RemoteError,
     Standby,
+    SubmitUnconfirmed,
     TakingOver,
     WaitTimeout,
     remote_error,
@@ -41,6 +42,12 @@ from ckptd.wire import protocol
 from ckptd.wire.security import ClientCurve
 
 DEFAULT_TIMEOUT = 10.0
+RESEND_FIRST = 0.5  # an idempotent request without an answer is sent again after this ...
+RESEND_MAX = 2.0  # ... and then after twice as long each time, up to this
+CONNECT_TIMEOUT = 1.0  # an address that accepts no connection this fast: try the next one
+IDEMPOTENT = frozenset({"ping", "status", "endpoints", "ls", "show", "fetch", "submit",
+                        "submit_many", "upload"})
+"""Requests that may be sent twice with the same effect (a submit carries its id)."""
 
 
 class Client:
@@ -86,71 +93,107 @@ class Client:
             self._current = (self._current + 1) % len(self.endpoints)
 
     def request(self, kind: str, body: dict[str, Any] | None = None,
-                timeout: float | None = None) -> dict[str, Any]:
+                timeout: float | None = None, *, again: dict[str, Any] | None = None,
+                repeatable: bool | None = None, resend_after: float = RESEND_FIRST
+                ) -> dict[str, Any]:
         """Send one control request and return the reply body.
 
-        Raises RemoteError when the daemon answers with an error, DaemonUnavailable when no
-        daemon answers in time (every address is tried once). A daemon that is taking the
-        leader lease (``TakingOver``: it applied nothing) is asked again until the timeout.
+        A request that may be repeated safely (:data:`IDEMPOTENT`) is sent again, on a fresh
+        connection, when no answer came within a short while (0.5 s, then longer): a daemon
+        that restarts costs about its restart time, not the whole timeout. ``again`` is the
+        body to send from the second time on (a submit that may have arrived must look for
+        its job before creating it); ``repeatable`` overrides :data:`IDEMPOTENT`, and
+        ``resend_after`` the first wait for an answer (a long poll waits longer). With
+        several addresses, one that does not accept a
+        connection within a second, or answers as a standby, is passed over.
+
+        Raises the daemon's error as a RemoteError (also an instance of the error's own
+        class); DaemonUnavailable when no daemon answered in time (its ``maybe_applied``
+        says whether the request may have reached one). A daemon taking the lead
+        (``TakingOver``: it applied nothing) is asked again until the timeout.
         """
-        frames = protocol.request(kind.encode(), body or {})
+        first = protocol.request(kind.encode(), body or {})
+        later = protocol.request(kind.encode(), again) if again is not None else first
+        if repeatable is None:
+            repeatable = kind in IDEMPOTENT
         wait = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
+        frames = first
+        interval = resend_after
         pause = 0.05
-        taking_over: RemoteError | None = None
+        maybe_applied = False
+        refused: RemoteError | None = None  # a standby's or a daemon taking over's answer
+        tried = 0
         while True:
-            try:
-                return self._request_once(frames, wait)
-            except TakingOver as exc:
-                assert isinstance(exc, RemoteError)
-                taking_over = exc
-            except DaemonUnavailable:
-                if taking_over is None:
-                    raise
-                raise taking_over from None  # the time ran out while it took over
             left = deadline - time.monotonic()
-            if left <= pause:
-                raise taking_over
-            time.sleep(pause)
-            pause = min(pause * 2, 1.0)
-            wait = deadline - time.monotonic()
-
-    def _request_once(self, frames: list[bytes], wait: float) -> dict[str, Any]:
-        standby: RemoteError | None = None
-        for _ in range(len(self.endpoints)):
-            sock = self._socket()
-            started = time.monotonic()
-            sock.setsockopt(zmq.SNDTIMEO, max(1, int(wait * 1000)))
-            try:
-                sock.send_multipart(frames)  # waits up to the timeout for a connection
-            except zmq.Again:
-                self._reset(rotate=True)
+            if left <= 0:
+                break
+            if maybe_applied and not repeatable:
+                break  # it may have been applied: never twice
+            slot = min(left, interval) if repeatable else left
+            sent, reply = self._exchange(frames, slot)
+            tried += 1
+            maybe_applied = maybe_applied or sent
+            if reply is None:
+                if sent and repeatable:
+                    frames = later
+                    interval = max(interval, min(interval * 2, RESEND_MAX))
                 continue
-            left = max(0.0, wait - (time.monotonic() - started))
-            if sock.poll(int(left * 1000), zmq.POLLIN):
-                reply = sock.recv_multipart()
-                try:
-                    ok, answer = protocol.decode_reply(reply)
-                except ProtocolError as exc:
-                    raise CkptdError(f"the daemon at {self.endpoint} sent a bad reply: "
-                                     f"{exc}") from None
-                if ok:
-                    return answer
-                error = remote_error(str(answer.get("error", "error")),
-                                     str(answer.get("message", "the daemon refused")),
-                                     int(answer.get("exit_code", 1)))
-                if isinstance(error, Standby) and len(self.endpoints) > 1:
-                    if standby is None or isinstance(error, TakingOver):  # that one may retry
-                        standby = error  # a standby daemon: the active one is another address
-                    self._reset(rotate=True)
-                    continue
-                raise error
+            ok, answer = reply
+            if ok:
+                return answer
+            error = remote_error(str(answer.get("error", "error")),
+                                 str(answer.get("message", "the daemon refused")),
+                                 int(answer.get("exit_code", 1)))
+            if isinstance(error, TakingOver):
+                refused = error  # nothing was applied: ask again after a moment
+                maybe_applied = False
+                self._reset(rotate=True)
+                time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+                pause = min(pause * 2, 1.0)
+                continue
+            if isinstance(error, Standby) and len(self.endpoints) > 1:
+                if refused is None:
+                    refused = error  # the active daemon is another address
+                maybe_applied = False
+                self._reset(rotate=True)
+                if tried >= 2 * len(self.endpoints) and not isinstance(refused, TakingOver):
+                    raise error
+                continue
+            raise error
+        if refused is not None:
+            raise refused
+        where = ", ".join(self.endpoints)
+        raise DaemonUnavailable(
+            f"no answer from the daemon at {where} within {wait:g}s: is 'ckptd serve' "
+            "running there, and is the address (and key) right?", maybe_applied=maybe_applied)
+
+    def _exchange(self, frames: list[bytes], wait: float
+                  ) -> tuple[bool, tuple[bool, dict[str, Any]] | None]:
+        """Send ``frames`` to the current address and wait up to ``wait`` for the reply.
+
+        Returns (whether the request was handed to a connection, the decoded reply or None).
+        Without a reply the socket is closed (a late reply can never be taken for the answer
+        to another request) and the next address is taken.
+        """
+        sock = self._socket()
+        started = time.monotonic()
+        sock.setsockopt(zmq.SNDTIMEO, max(1, int(min(wait, CONNECT_TIMEOUT) * 1000)))
+        try:
+            sock.send_multipart(frames)  # IMMEDIATE: waits for a connection, up to SNDTIMEO
+        except zmq.Again:
             self._reset(rotate=True)
-        if standby is not None:
-            raise standby
-        raise DaemonUnavailable(f"no answer from the daemon at {', '.join(self.endpoints)} "
-                                f"within {wait:g}s: is 'ckptd serve' running there, and is "
-                                "the address (and key) right?")
+            return False, None
+        left = max(0.0, wait - (time.monotonic() - started))
+        if sock.poll(int(left * 1000), zmq.POLLIN):
+            raw = sock.recv_multipart()
+            try:
+                return True, protocol.decode_reply(raw)
+            except ProtocolError as exc:
+                raise CkptdError(f"the daemon at {self.endpoint} sent a bad reply: "
+                                 f"{exc}") from None
+        self._reset(rotate=True)
+        return True, None
 
     # -- producing -------------------------------------------------------------------------
 
@@ -185,16 +228,16 @@ class Client:
             body["time_limit"] = time_limit
         if generated:
             body["fresh"] = True
-        for attempt in range(3):
-            try:
-                answer = self.request("submit", body)
-                return Submitted(answer["id"], bool(answer.get("created", True)),
-                                 str(answer.get("state", State.PENDING.value)))
-            except DaemonUnavailable:
-                if attempt == 2:
-                    raise
-                body["fresh"] = False  # it may have arrived: look before creating again
-        raise AssertionError("unreachable")
+        try:
+            # Sent again only when a second send cannot fail where the first succeeded.
+            answer = self.request("submit", body, again={**body, "fresh": False},
+                                  repeatable=body["if_exists"] == "return")
+        except DaemonUnavailable as exc:
+            if exc.maybe_applied:
+                raise SubmitUnconfirmed(queue, [body["id"]], str(exc)) from None
+            raise
+        return Submitted(answer["id"], bool(answer.get("created", True)),
+                         str(answer.get("state", State.PENDING.value)))
 
     def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
                     batch: str | None = None, then: str | None = None,
@@ -232,7 +275,15 @@ class Client:
         fresh = ids is None
         items = [{"id": new_id() if ids is None else check_job_id(ids[n]), "payload": p,
                   "fresh": fresh, "if_exists": "return"} for n, p in enumerate(payloads)]
-        answer = self.request("submit_many", {"queue": queue, "jobs": items})
+        again = [{**item, "fresh": False} for item in items]
+        try:
+            answer = self.request("submit_many", {"queue": queue, "jobs": items},
+                                  again={"queue": queue, "jobs": again})
+        except DaemonUnavailable as exc:
+            if exc.maybe_applied:
+                raise SubmitUnconfirmed(queue, [str(i["id"]) for i in items], str(exc)
+                                        ) from None
+            raise
         ids = answer["ids"]
         errors = [i for i in ids if isinstance(i, dict)]
         if errors:
@@ -284,8 +335,10 @@ class Client:
         while True:
             left = max(0.0, deadline - time.monotonic())
             chunk = min(left, 30.0)
+            # A read: asked again (after its own long poll) when the answer got lost.
             answer = self.request("wait", {"queue": queue, "ids": job_ids, "timeout": chunk},
-                                  timeout=chunk + self.timeout)
+                                  timeout=chunk + self.timeout, repeatable=True,
+                                  resend_after=chunk + RESEND_MAX)
             if not answer.get("timed_out"):
                 return answer
             if time.monotonic() >= deadline:

@@ -141,8 +141,9 @@ class Settings:
                                    "beside the job file (formerly inline_limit).")
     max_attempts: int = _setting(3, _positive_int,
                                  "Attempts a job gets before it is moved to failed/.")
-    tmp_max_age: float = _setting(3600.0, parse_duration,
-                                  "Leftovers in tmp/ older than this are removed by recovery.")
+    tmp_max_age: float = _setting(600.0, parse_duration,
+                                  "Files left in tmp/ by a writer that died are removed "
+                                  "once older than this (at start and at every rescan).")
     file_mode: int = _setting(0o640, _mode, "Mode of the job and checkpoint files created.")
     dir_mode: int = _setting(0o750, _mode, "Mode of the folders created.")
     # buckets (see ckptd.store.s3 and README "Buckets")

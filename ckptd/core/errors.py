@@ -62,6 +62,13 @@ class NoSpace(StoreError):
     code = "no_space"
 
 
+class LockHeld(CkptdError):
+    """Raised when another daemon already leads the root (or queue) this one would lead."""
+
+    exit_code = 5
+    code = "lock_held"
+
+
 class NotLeader(CkptdError):
     """Raised when a write is refused because this daemon no longer leads the queue (its
     lease ran out, or another daemon holds the lock): nothing was written."""
@@ -88,12 +95,12 @@ class JobExists(CkptdError):
     job_id: str = ""
     state: str | None = None
 
-    def __init__(self, queue: str, job_id: str, state: str | None = None) -> None:
+    def __init__(self, queue: str, job_id: str, state: str | None = None,
+                 message: str | None = None) -> None:
         where = f" (in {state}/)" if state else ""
-        super().__init__(
+        super().__init__(message or (
             f"job {job_id!r} already exists in queue {queue!r}{where}; "
-            "use --if-exists=return to get the existing job instead"
-        )
+            "use --if-exists=return to get the existing job instead"))
         self.queue = queue
         self.job_id = job_id
         self.state = state
@@ -134,10 +141,34 @@ class AuthError(CkptdError):
 
 
 class DaemonUnavailable(CkptdError):
-    """Raised when the daemon does not answer on its control address in time."""
+    """Raised when the daemon does not answer on its control address in time.
+
+    ``maybe_applied`` is False when the request surely reached no daemon (no connection was
+    made), True when it was sent and the answer did not come.
+    """
 
     exit_code = 7
     code = "unavailable"
+
+    def __init__(self, message: str, maybe_applied: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
+
+
+class SubmitUnconfirmed(DaemonUnavailable):
+    """Raised when a submit was sent but its answer did not come: the jobs may exist (then
+    they run). Their ids are in ``ids``: look them up, or submit again with the same ids
+    (``--id ... --if-exists=return``), which can never make a second job."""
+
+    code = "unconfirmed"
+
+    def __init__(self, queue: str, ids: list[str], reason: str) -> None:
+        shown = ids[0] if len(ids) == 1 else f"{ids[0]} .. {ids[-1]} ({len(ids)} jobs)"
+        super().__init__(f"submit to {queue!r} not confirmed, the job(s) may exist: "
+                         f"{shown}; check with 'ckptd show {queue} {ids[0]}' or submit again "
+                         f"with the same id and --if-exists=return ({reason})")
+        self.queue = queue
+        self.ids = ids
 
 
 class Standby(CkptdError):

@@ -23,7 +23,7 @@ from typing import Any
 
 from ckptd.core import edits, jobs
 from ckptd.core.config import Settings
-from ckptd.core.errors import CkptdError, JobNotFound
+from ckptd.core.errors import CkptdError, JobExists, JobNotFound
 from ckptd.core.states import State
 from ckptd.core.timefmt import time_or_none, utc_iso
 from ckptd.daemon.flows import Flows
@@ -60,9 +60,11 @@ def _first_claim(lease: Lease, job: jobs.Job) -> float:
 class Answers:
     """The answers part of the engine."""
 
-    def __init__(self, index: Index, flows: Flows) -> None:
+    def __init__(self, index: Index, flows: Flows,
+                 resync: Callable[[str, str, float], None]) -> None:
         self.ix = index
         self.flows = flows
+        self.resync = resync  # a job found where it was to be moved: look at the folders
 
     def live_lease(self, worker: WorkerInfo | None, body: Body) -> Lease | None:
         """Return the lease an answer is for, or None (and count it) when it is stale."""
@@ -142,7 +144,7 @@ class Answers:
 
         def moved(outcome: Outcome) -> None:
             if outcome is not None:
-                self._move_failed(lease, outcome)
+                self._move_failed(lease, outcome, now)
                 return
             ix.end_lease(index, lease)
             ix.ended.append((lease.queue, lease.id))
@@ -227,7 +229,7 @@ class Answers:
 
         def moved(outcome_: Outcome) -> None:
             if outcome_ is not None:
-                self._move_failed(lease, outcome_)
+                self._move_failed(lease, outcome_, now)
                 return
             ix.end_lease(index, lease)
             batch = job.get("batch")
@@ -249,12 +251,16 @@ class Answers:
 
         ix.txn.add(Move(lease.queue, lease.id, State.CLAIMED, target, data), moved)
 
-    def _move_failed(self, lease: Lease, error: CkptdError) -> None:
+    def _move_failed(self, lease: Lease, error: CkptdError, now: float) -> None:
+        """A move that ends an attempt was refused for good (a store failure would have been
+        kept and retried): the job is not where the lease says, or already where it goes."""
         lease.closing = False
         self.ix.counters["store_errors"] += 1
-        if isinstance(error, JobNotFound):
-            self.ix.queue(lease.queue).claimed.pop(lease.id, None)
         log.error("cannot move job %s/%s: %s", lease.queue, lease.id, error)
+        if isinstance(error, JobNotFound):
+            self.ix.end_lease(self.ix.queue(lease.queue), lease)
+        elif isinstance(error, JobExists):
+            self.resync(lease.queue, lease.id, now)
 
     def checkpoint(self, worker: WorkerInfo | None, body: Body, now: float,
                    identity: bytes | None = None) -> None:

@@ -10,16 +10,13 @@ loop:
   answers the control socket with :meth:`BucketRole.standby_answer` (``ping`` and
   ``status`` say "standby", anything else gets a :class:`~ckptd.core.errors.Standby` error
   naming the active daemon).
-- :meth:`BucketRole.apply` instead of ``store.apply``: refuses to write once the lease has
-  lapsed (the fence), and keeps what failed for a bucket error. A failed claim leaves the job
-  pending (the engine puts it back); a failed submit is refused to its producer (nothing was
-  accepted). Every other failed op -- above all the move that records a worker's answer --
-  is kept with its callback and applied again with backoff until it succeeds: the answer is
-  not lost, the lease stays closing, and the job does not run again unless this daemon dies
-  first (then the claimed job comes back after its lease under the next daemon).
+- :meth:`BucketRole.writable` before each group of writes: nothing is written once the
+  lease has lapsed (and every write request is fenced on it too). What failed for a bucket
+  error is kept and retried by the daemon's :mod:`~ckptd.daemon.store_guard`, as for any
+  store.
 - :meth:`BucketRole.may_dispatch` before dispatching: while the bucket is unavailable
-  (errors, timeouts) nothing is claimed; a probe (or the retried ops) tells when it is back.
-  When it is available the pending files about to be claimed are read concurrently.
+  nothing is claimed; when it is available the pending files about to be claimed are read
+  concurrently.
 - :meth:`BucketRole.scan` in the rescan thread and :meth:`BucketRole.reconcile` in the loop:
   ``pending/`` is listed every ``poll_interval`` (paged, and incremental: only ids that
   sort after a recent time, which covers every generated id of the last two minutes and
@@ -36,25 +33,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from ckptd.core.config import LiveSettings, Settings
-from ckptd.core.errors import CkptdError, NotLeader, Standby, StoreError, TakingOver
+from ckptd.core.errors import CkptdError, Standby, StoreError, TakingOver
 from ckptd.core.states import STATES, State
-from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.engine import Engine
-from ckptd.daemon.index import Callback, Txn
 from ckptd.daemon.leader import LEASE_NAME, LeaderLease, Leadership
+from ckptd.daemon.store_guard import StoreGuard
 from ckptd.store import recovery
-from ckptd.store.base import Move, Op, Outcome, PutNew, Store
+from ckptd.store.base import Store
 
 log = logging.getLogger(__name__)
 
-RETRY_FIRST = 0.5  # seconds before a failed op is tried again; doubles up to RETRY_MAX
 RETRY_MAX = 10.0
-PROBE_FIRST = 0.5
 INCREMENTAL_WINDOW = 120.0  # an incremental listing starts at ids this much older than now
 PREFETCH_MAX = 256
 
@@ -66,86 +59,21 @@ class Change(Enum):
     DEMOTED = "demoted"
 
 
-@dataclass
-class Deferred:
-    """A store op that failed for a bucket error, waiting to be applied again."""
-
-    op: Op
-    callback: Callback | None
-    due: float
-    attempts: int = 1
-
-
-@dataclass
-class StoreHealth:
-    """Whether the bucket answers, since when it does not, and why."""
-
-    available: bool = True
-    since: float | None = None
-    error: str | None = None
-    failures: int = 0
-    outages: int = 0
-    next_probe: float = 0.0
-    retried_ops: int = 0
-    log_at: float = field(default=0.0)
-
-    def failed(self, error: Exception | str, now: float) -> None:
-        """Note a failure; the first one of an outage is logged as a warning."""
-        self.failures += 1
-        self.error = str(error)
-        if self.available:
-            self.available = False
-            self.since = now
-            self.outages += 1
-            self.next_probe = now + PROBE_FIRST
-            log.warning("store unavailable: %s; backing off, nothing is claimed until it is "
-                        "back (jobs and answers are kept)", error)
-
-    def ok(self, now: float) -> None:
-        """Note a success; the end of an outage is logged."""
-        if not self.available:
-            log.info("store available again after %.1fs", now - (self.since or now))
-            self.available = True
-            self.since = None
-            self.error = None
-
-    def view(self, now: float) -> dict[str, Any]:
-        """The part of ``status`` about the store."""
-        return {"available": self.available,
-                "unavailable_since": utc_iso(self.since) if self.since else None,
-                "unavailable_s": round(now - self.since, 3) if self.since else None,
-                "error": self.error, "failures": self.failures, "outages": self.outages,
-                "retried_ops": self.retried_ops}
-
-
-def _transient(outcome: Outcome) -> bool:
-    """True for a bucket error that retrying may cure (answers such as "not found" are not
-    store errors; a fenced write is not retried: another daemon leads now)."""
-    return isinstance(outcome, StoreError)
-
-
-def _kept_when_failing(op: Op) -> bool:
-    """True for ops applied again after a bucket error (see the module docstring)."""
-    if isinstance(op, PutNew):
-        return False
-    return not (isinstance(op, Move) and op.src is State.PENDING and op.dst is State.CLAIMED)
-
-
 class BucketRole:
     """The bucket side of one daemon (see the module docstring)."""
 
-    def __init__(self, store: Store, live: LiveSettings, engine: Engine, *, name: str,
-                 wake: Callable[[], None], clock: Callable[[], float],
+    def __init__(self, store: Store, live: LiveSettings, engine: Engine, guard: StoreGuard, *,
+                 name: str, wake: Callable[[], None], clock: Callable[[], float],
                  endpoints: Callable[[], dict[str, str]]) -> None:
         self.store = store
+        self.guard = guard
         self.live = live
         self.engine = engine
         self.name = name
         self.wake = wake
         self.clock = clock
         self.endpoints = endpoints
-        self.health = StoreHealth()
-        self.deferred: list[Deferred] = []
+        self.health = guard.health
         self.leadership: Leadership | None = None
         self.active = False
         self.became_active: float | None = None
@@ -212,7 +140,7 @@ class BucketRole:
         log.error("%s: standing by, writing nothing more; the index is dropped and will be "
                   "rebuilt from the bucket when this daemon is active again", why)
         self.active = False
-        self.deferred.clear()
+        self.guard.clear()
         self.store.forget_prefetched()
         self.engine.reset()
 
@@ -260,13 +188,8 @@ class BucketRole:
         return f"{name} at {control}" if name and control else name
 
     def status(self, now: float) -> dict[str, Any]:
-        """What ``status`` adds for a bucket: the role, the lease and the store's health."""
-        view: dict[str, Any] = {"role": "active" if self.active else "standby",
-                                "store": self.health.view(now)}
-        view["store"]["deferred_ops"] = len(self.deferred)
-        stats = self.store.request_stats()
-        if stats:
-            view["store"]["requests"] = stats
+        """What ``status`` adds for a bucket: the role and the lease."""
+        view: dict[str, Any] = {"role": "active" if self.active else "standby"}
         if self.leadership is not None:
             lease = self.leadership.lease
             view["leader"] = {"lease_s": lease.duration, "held": self.leadership.held(),
@@ -276,74 +199,16 @@ class BucketRole:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def apply(self, txn: Txn) -> list[Outcome]:
-        """Apply the round's ops (fenced); keep the ones that failed for a bucket error."""
-        ops = txn.ops
-        now = self.clock()
-        if not self.active or (self.leadership is not None and not self.leadership.held()):
-            return [NotLeader("this daemon is not the active one; nothing was written")] \
-                * len(ops)
-        try:
-            outcomes = self.store.apply(ops)
-        except Exception as exc:  # a backend bug must not kill the loop
-            log.exception("store apply failed")
-            outcomes = [StoreError(f"store failure: {exc}")] * len(ops)
-        failed = False
-        for i, outcome in enumerate(outcomes):
-            if not _transient(outcome):
-                continue
-            failed = True
-            assert outcome is not None
-            if _kept_when_failing(ops[i]):
-                self.deferred.append(Deferred(ops[i], txn.callbacks[i], now + RETRY_FIRST))
-                txn.callbacks[i] = None  # its callback runs once the op went through
-        if failed:
-            bad = next(o for o in outcomes if _transient(o))
-            self.health.failed(bad or "store error", now)
-        elif ops and any(o is None for o in outcomes):
-            self.health.ok(now)
-        return outcomes
+    def writable(self) -> bool:
+        """True while this daemon may write: it is active and its lease has not lapsed."""
+        return self.active and (self.leadership is None or self.leadership.held())
 
     def may_dispatch(self, now: float) -> bool:
-        """Queue the due retried ops; probe a down bucket; prefetch the next claims.
-
-        Return True when jobs may be claimed now.
-        """
-        engine = self.engine
-        if self.deferred:
-            due = [d for d in self.deferred if d.due <= now]
-            if due:
-                self.deferred = [d for d in self.deferred if d.due > now]
-                for item in due:
-                    self.health.retried_ops += 1
-                    engine.txn.add(item.op, self._retrying(item))
-        if not self.health.available:
-            if self.deferred or engine.txn.ops:
-                return False  # the retried ops are the probe
-            if now < self.health.next_probe:
-                return False
-            try:
-                self.store.probe_access()
-            except CkptdError as exc:
-                self.health.failed(exc, now)
-                wait = min(RETRY_MAX, PROBE_FIRST * 2 ** min(self.health.failures, 6))
-                self.health.next_probe = now + wait
-                return False
-            self.health.ok(now)
-        self._prefetch(now)
+        """Prefetch the next claims while the bucket answers; return True when jobs may be
+        claimed now (the store guard decides about outages)."""
+        if self.health.available:
+            self._prefetch(now)
         return self.health.available
-
-    def _retrying(self, item: Deferred) -> Callback:
-        def then(outcome: Outcome) -> None:
-            if _transient(outcome) and _kept_when_failing(item.op):
-                item.attempts += 1
-                wait = min(RETRY_MAX, RETRY_FIRST * 2 ** (item.attempts - 1))
-                item.due = self.clock() + wait
-                self.deferred.append(item)  # its callback waits on
-                return
-            if item.callback is not None:
-                item.callback(outcome)
-        return then
 
     def _prefetch(self, now: float) -> None:
         engine = self.engine

@@ -27,7 +27,8 @@ from typing import Any
 import zmq
 
 from ckptd.core.config import LiveSettings, Settings, reloaded_settings
-from ckptd.core.errors import CkptdError, ConfigError, ProtocolError, Standby, StoreError
+from ckptd.core.errors import CkptdError, ConfigError, ProtocolError, Standby
+from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.bucket_role import BucketRole, Change
 from ckptd.daemon.control import Control
 from ckptd.daemon.drops import Drops
@@ -36,10 +37,13 @@ from ckptd.daemon.http.server import Telemetry
 from ckptd.daemon.operators import Operators
 from ckptd.daemon.scans import Scans
 from ckptd.daemon.snapshot import Snapshot, build_snapshot
+from ckptd.daemon.store_guard import StoreGuard
 from ckptd.daemon.systemd import Notifier
 from ckptd.daemon.watch import Watcher
 from ckptd.store import Store, is_local, store_from_settings
 from ckptd.store.admin import StoreAdmin
+from ckptd.store.local import ROOT_LOCK
+from ckptd.store.local_lock import HeldLock
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import check_bind
 from ckptd.wire.protocol import Body
@@ -79,12 +83,14 @@ class Daemon:
                                endpoints=self.endpoints, daemon_info=self._daemon_info,
                                stopping=lambda: self.stopping_since is not None,
                                drop=self.drops.count, internal_error=self.drops.internal_error)
+        self.guard = StoreGuard(self.store, clock)
         self.role: BucketRole | None = None
         if not is_local(settings.root):
-            self.role = BucketRole(self.store, self.live, self.engine, name=self.name,
-                                   wake=self.wake, clock=clock, endpoints=lambda: self.endpoints)
+            self.role = BucketRole(self.store, self.live, self.engine, self.guard,
+                                   name=self.name, wake=self.wake, clock=clock,
+                                   endpoints=lambda: self.endpoints)
         self.telemetry: Telemetry | None = None
-        self.scans = Scans(self.store, self.engine, self.role, None, wake=self.wake,
+        self.scans = Scans(self.store, self.engine, self.role, None, self.live, wake=self.wake,
                            clock=clock)
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         self._control: zmq.Socket[bytes] | None = None
@@ -95,6 +101,7 @@ class Daemon:
         self._timers: dict[str, float] = {}
         self._busy = False
         self._guard: SocketGuard | None = None
+        self._lock: HeldLock | None = None
 
     @property
     def settings(self) -> Settings:
@@ -111,6 +118,10 @@ class Daemon:
         guard = SocketGuard(CurveServer.from_settings(settings))  # loads and checks keys
         check_bind(settings.control, settings)
         check_bind(settings.dispatch, settings)
+        if self.role is None:
+            # One daemon leads a local root: a second one is refused here, before it binds
+            # or reads anything (the kernel releases the lock when this process dies).
+            self._lock = self.store.lock(ROOT_LOCK)
         self._ctx = zmq.Context()
         guard.start(self._ctx)  # the ZAP handler exists before any socket is bound
         self._guard = guard
@@ -123,6 +134,11 @@ class Daemon:
         self._poller.register(self._wake_r, zmq.POLLIN)
         for sock in guard.pollables():
             self._poller.register(sock, zmq.POLLIN)
+        if self._lock is not None:
+            self._lock.describe({"pid": os.getpid(), "host": os.uname().nodename,
+                                 "control": self.endpoints["control"],
+                                 "dispatch": self.endpoints["dispatch"],
+                                 "started": utc_iso(now)})
         if self.role is not None:
             self.role.start(now)  # the leader lease (or standby), then recovery
         else:
@@ -221,6 +237,9 @@ class Daemon:
         self._wake_r = self._wake_w = -1
         self.notifier.close()
         self.store.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def wake(self) -> None:
         """Make the loop's poll return now (safe from any thread and signal handlers)."""
@@ -330,8 +349,10 @@ class Daemon:
         engine = self.engine
         engine.expire_leases(now)
         engine.promote_delayed(now)
-        claimed = (engine.dispatch(now, self.settings.message_inline_limit)
-                   if self.role is None or self.role.may_dispatch(now) else 0)
+        self.guard.requeue(now, engine.txn)
+        may_claim = self.guard.may_claim(now, engine.txn) and (
+            self.role is None or self.role.may_dispatch(now))
+        claimed = engine.dispatch(now, self.settings.message_inline_limit) if may_claim else 0
         self.commit()
         if engine.ended:
             engine.ended.clear()
@@ -381,13 +402,8 @@ class Daemon:
             txn = engine.index.take_txn()
             if not txn.ops:
                 break
-            try:
-                outcomes = (self.store.apply(txn.ops) if self.role is None
-                            else self.role.apply(txn))  # fenced; keeps what must be retried
-            except Exception as exc:  # a backend bug must not kill the loop; nothing is acked
-                log.exception("store apply failed")
-                error = StoreError(f"store failure: {exc}")
-                outcomes = [error] * len(txn.ops)
+            # Fenced on a bucket; what a store failure stopped is kept and retried.
+            outcomes = self.guard.apply(txn, self.role is None or self.role.writable())
             for callback, outcome in zip(txn.callbacks, outcomes):
                 if callback is not None:
                     try:
@@ -501,7 +517,8 @@ class Daemon:
                                 "fsync": self.settings.fsync.value,
                                 "lease_s": self.settings.lease,
                                 "stopping": self.stopping_since is not None}
-        if self.role is not None:  # role, leader lease, "store unavailable"
+        info["store"] = self.guard.view(now)  # available or not, ops waiting to be retried
+        if self.role is not None:  # role, leader lease
             info.update(self.role.status(now))
         return {"drops": self.drops.as_dict(), "daemon": info}
 
@@ -553,6 +570,8 @@ class Daemon:
                 messages = protocol.decode_many(frames[1:], schemas, limit)
             except ProtocolError as exc:
                 self.drops.count("dispatch", exc.reason, now)
+                if len(frames) == 5 and frames[1] == b"" and frames[2] == protocol.VERSION:
+                    self._wrong_port(identity)  # a control request sent to the dispatch port
                 continue
             for kind, body in messages:
                 try:
@@ -563,6 +582,18 @@ class Daemon:
                 except Exception:  # a bug must cost one message, never the daemon
                     self.drops.internal_error("dispatch", "internal_error", now)
         return count
+
+    def _wrong_port(self, identity: bytes) -> None:
+        """Tell a client that connected to the dispatch port where the control port is."""
+        assert self._dispatch is not None
+        error = ConfigError(f"this is the daemon's dispatch port, where workers take jobs; "
+                            f"connect to its control port instead: {self.endpoints['control']}")
+        try:
+            self._dispatch.send_multipart(
+                [identity, *protocol.reply_error(error.code, str(error), error.exit_code)],
+                zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
 
     def _worker_message(self, identity: bytes, kind: bytes, body: Body, now: float) -> None:
         engine = self.engine

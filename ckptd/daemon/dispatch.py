@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ckptd.core import jobs
-from ckptd.core.errors import CkptdError, JobNotFound, MalformedJob, StoreError
+from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
 from ckptd.core.states import State
 from ckptd.core.timefmt import parse_iso, time_or_none
 from ckptd.daemon.index import Index, QueueIndex, WorkerInfo
@@ -43,9 +43,11 @@ def _time_limit(value: Any) -> float | None:
 class Dispatcher:
     """The dispatch part of the engine."""
 
-    def __init__(self, index: Index, forget_worker: Callable[[WorkerInfo, str], None]) -> None:
+    def __init__(self, index: Index, forget_worker: Callable[[WorkerInfo, str], None],
+                 resync: Callable[[str, str, float], None]) -> None:
         self.ix = index
         self.forget_worker = forget_worker
+        self.resync = resync  # a job found where it was to be moved: look at the folders
 
     def dispatch(self, now: float, message_limit: int) -> int:
         """Claim jobs for workers that have free slots; return how many were claimed.
@@ -155,7 +157,9 @@ class Dispatcher:
                 return
             ix.end_lease(index, lease)
             worker.credits = min(worker.slots, worker.credits + 1)
-            if not isinstance(outcome, JobNotFound):
+            if isinstance(outcome, JobExists):  # already in claimed/: a leftover, or a hand copy
+                self.resync(queue, job_id, now)
+            elif not isinstance(outcome, JobNotFound):
                 index.pending.add(job_id)
                 index.ready.appendleft(job_id)
                 ix.counters["store_errors"] += 1

@@ -38,6 +38,19 @@ __all__ = ["Engine", "backoff_delay"]
 
 log = logging.getLogger(__name__)
 
+RESYNC_DELAY = 1.0  # a job found in two folders is dispatched again after this, not at once
+
+
+def adoption_grace(settings: Settings, queue: str) -> float:
+    """How long a job found in claimed/ at start-up waits for a worker to name it.
+
+    Workers reconnect by themselves and say hello (listing the attempts they still run) at
+    their next heartbeat at the latest: two heartbeats and a second cover it. A job nobody
+    names by then was lost with the old daemon's messages and goes back to pending, instead
+    of waiting out a whole lease.
+    """
+    return min(settings.lease_for(queue), 2 * settings.heartbeat + 1.0)
+
 
 class Engine:
     """The index and the rules of dispatch; see the module docstring."""
@@ -47,8 +60,8 @@ class Engine:
         self.index = ix = Index(store, settings, name=name, rand=rand)
         self.flows = Flows(store, ix.live, self._txn)
         self.workers_part = Workers(ix)
-        self.dispatcher = Dispatcher(ix, self.workers_part.forget)
-        self.answers = Answers(ix, self.flows)
+        self.dispatcher = Dispatcher(ix, self.workers_part.forget, self.resync)
+        self.answers = Answers(ix, self.flows, self.resync)
         # The parts' entry points, as the daemon calls them.
         self.hello = self.workers_part.hello
         self.worker_for = self.workers_part.worker_for
@@ -150,11 +163,35 @@ class Engine:
             index.metrics.seed_failures(ix.store, name, ids[State.FAILED])
             index.checkpointed = set(ix.store.checkpoint_ids(name))
             self.flows.recover(name, ids, now)
+            grace = adoption_grace(ix.settings, name)
             for job_id in ids[State.CLAIMED]:
-                self.adopt_claimed(index, job_id, now, strict=True)
+                self.adopt_claimed(index, job_id, now, strict=True, duration=grace)
         for finding in findings:
             log.warning("recovery: %s", finding.line())
         return findings
+
+    def resync(self, queue: str, job_id: str, now: float) -> None:
+        """Bring the index in line with the folders for one job whose move found it already
+        in the target folder: resolve the copies by the two-state rule, then index the one
+        kept (pending again after a moment, or claimed with a fresh lease)."""
+        ix = self.index
+        index = ix.queue(queue)
+        states = ix.store.find(queue, job_id)
+        winner = states[0] if states else None
+        if len(states) > 1:
+            winner, finding = recovery.resolve_duplicate(ix.store, queue, job_id, states,
+                                                         repair=True)
+            log.warning("a job was in two folders: %s", finding.line())
+        index.pending.discard(job_id)
+        index.delayed_at.pop(job_id, None)
+        lease = index.claimed.get(job_id)
+        if lease is not None:
+            ix.end_lease(index, lease)
+        if winner is State.PENDING:
+            index.pending.add(job_id)
+            ix.delay(index, job_id, now + RESYNC_DELAY)
+        elif winner is State.CLAIMED:
+            self.adopt_claimed(index, job_id, now)
 
     def reset(self) -> None:
         """Forget the index (this daemon stopped leading; recovery rebuilds it later)."""
@@ -162,11 +199,13 @@ class Engine:
         self.flows.clear()
 
     def adopt_claimed(self, index: QueueIndex, job_id: str, now: float, *,
-                      strict: bool = False) -> None:
+                      strict: bool = False, duration: float | None = None) -> None:
         """Give a job found in claimed/ a lease for the attempt it was running.
 
         With ``strict`` (recovery) a store error is raised, so that no claimed job is left
         without a lease; otherwise it is logged and the job adopted at a later listing.
+        ``duration`` shortens the lease (recovery: until the workers had time to say what
+        they still run).
         """
         ix = self.index
         try:
@@ -184,7 +223,8 @@ class Engine:
             log.warning("cannot read claimed job %s/%s (%s); adopting it later", index.name,
                         job_id, exc)
             return
-        ix.lease(index, job_id, jobs.running_attempt(job), None, now, claimed_at=now)
+        ix.lease(index, job_id, jobs.running_attempt(job), None, now, claimed_at=now,
+                 duration=duration)
 
     # -- producers -------------------------------------------------------------------------
 

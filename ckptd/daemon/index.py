@@ -237,9 +237,11 @@ class Index:
     # -- leases ----------------------------------------------------------------------------
 
     def lease(self, index: QueueIndex, job_id: str, attempt: int, worker: str | None,
-              now: float, claimed_at: float) -> Lease:
-        """Give a claimed job a lease for ``attempt``; its expiry is in the heap."""
-        deadline = now + self.settings.lease_for(index.name)
+              now: float, claimed_at: float, duration: float | None = None) -> Lease:
+        """Give a claimed job a lease for ``attempt`` (of ``duration``, by default the
+        queue's lease); its expiry is in the heap."""
+        deadline = now + (self.settings.lease_for(index.name) if duration is None
+                          else duration)
         lease = Lease(index.name, job_id, attempt, worker, deadline, claimed_at)
         index.claimed[job_id] = lease
         heapq.heappush(self.expiry, (deadline, index.name, job_id, attempt))

@@ -44,8 +44,11 @@ class Operators:
             index = engine.queues.get(name)
             if index is None:
                 raise JobNotFound(f"no queue {name!r}")
-            counts: dict[str, Any] = index.counts()
-            counts.update(index.counters)
+            # Events since the daemon started, then the figures of the folders over them:
+            # "failed" is what failed/ holds; failures since the start are "failures".
+            counts: dict[str, Any] = dict(index.counters)
+            counts["failures"] = counts.pop("failed", 0)
+            counts.update(index.counts())
             counts.update(queue_figures(index, engine.workers.values(), engine.store, now))
             batch_progress = engine.flows.status(name, now)
             if batch_progress:

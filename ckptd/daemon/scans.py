@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ckptd.core.config import LiveSettings
 from ckptd.core.errors import CkptdError
 from ckptd.core.states import State
 from ckptd.daemon.bucket_role import BucketRole
 from ckptd.daemon.engine import Engine
 from ckptd.daemon.watch import Watcher
+from ckptd.store import recovery
 from ckptd.store.base import Store
 
 log = logging.getLogger("ckptd.daemon.daemon")
@@ -30,9 +33,10 @@ class Scans:
     """Watch events and listings for one daemon."""
 
     def __init__(self, store: Store, engine: Engine, role: BucketRole | None,
-                 watcher: Watcher | None, *, wake: Callable[[], None],
+                 watcher: Watcher | None, live: LiveSettings, *, wake: Callable[[], None],
                  clock: Callable[[], float]) -> None:
         self.store = store
+        self.live = live
         self.engine = engine
         self.role = role
         self.watcher = watcher
@@ -73,12 +77,18 @@ class Scans:
                 self.wake()
                 return
             result: dict[str, Any] = {}
+            now = time.time()
             for queue in self.store.queues():
                 result[queue] = {
                     "pending": self.store.ids(queue, State.PENDING),
                     "done": self.store.count(queue, State.DONE),
                     "failed": self.store.count(queue, State.FAILED),
                 }
+                # What killed writers left in tmp/ goes now, not only at the next start.
+                for finding in recovery.clean_leftovers(self.store, queue, now,
+                                                        self.live.current.tmp_max_age,
+                                                        repair=True):
+                    log.info("rescan: %s", finding.line())
             self._results.append({"queues": result, "marks": marks})
         except CkptdError as exc:
             log.warning("rescan of %s failed: %s", self.store.url, exc)

@@ -20,13 +20,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import CkptdError, InvalidName
 from ckptd.core.states import STATES, State
 
 if TYPE_CHECKING:
+    from ckptd.store.local_lock import HeldLock
     from ckptd.store.objects import ControlObjects
 
 JOB_SUFFIX = ".json"
@@ -377,6 +378,22 @@ class Store(ABC):
         Default: False, no fencing (a local root is kept to one daemon by a lock instead).
         """
         return False
+
+    def lock(self, name: str, *, shared: bool = False) -> HeldLock | None:
+        """Take the lock ``name`` of this root for this process, without waiting; it is
+        released when the process ends, however it ends. Raises LockHeld (naming the holder)
+        when another process holds it.
+
+        Default: None, no locks (a bucket keeps daemons apart with leases instead).
+        """
+        return None
+
+    def lock_holder(self, name: str) -> dict[str, Any] | None:
+        """Who holds lock ``name`` now ({} when unknown), or None when nobody does.
+
+        Default: None.
+        """
+        return None
 
     def control_objects(self) -> ControlObjects | None:
         """The conditional objects of the store's control area (leases), or None.

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from ckptd.core import crashpoints
 from ckptd.core.config import FsyncMode
@@ -23,6 +24,7 @@ from ckptd.core.errors import (
     JobExists,
     JobNotFound,
     MalformedJob,
+    NoSpace,
     StoreError,
 )
 from ckptd.core.names import check_job_ref, check_queue, is_valid_name
@@ -65,10 +67,13 @@ from ckptd.store.durable import (
     write_new,
 )
 from ckptd.store.local_folders import QueueFolders
+from ckptd.store.local_lock import HeldLock, lock_holder, take_lock
 from ckptd.store.reaper import Reaper
 
 log = logging.getLogger(__name__)
 
+ROOT_LOCK = "root"
+MIN_FREE_BYTES = 256 * 1024  # below this a disk counts as full: claims would pile up answers
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
 _PENDING_DIR = State.PENDING.value
@@ -101,6 +106,27 @@ class LocalStore(Store):
     def ensure_queue(self, queue: str) -> None:
         """Create the queue's folders (mode ``dir_mode``); refuse symlinked folders."""
         self.folders.ensure_queue(queue)
+
+    # -- capabilities ----------------------------------------------------------------------
+
+    def lock(self, name: str, *, shared: bool = False) -> HeldLock:
+        what = "the root" if name == ROOT_LOCK else f"queue {name.removeprefix('queue-')}"
+        return take_lock(self.root, name, shared=shared, dir_mode=self.dir_mode,
+                         file_mode=self.file_mode, what=what)
+
+    def lock_holder(self, name: str) -> dict[str, Any] | None:
+        return lock_holder(self.root, name)
+
+    def probe_access(self) -> None:
+        """Raise NoSpace when the disk has (nearly) no free space or inodes left."""
+        try:
+            info = os.statvfs(self.root)
+        except OSError as exc:
+            raise io_error(exc, "check", self.root) from exc
+        if info.f_bavail * info.f_frsize < MIN_FREE_BYTES or (info.f_files and
+                                                              info.f_favail == 0):
+            raise NoSpace(f"no space left on the disk of {self.root}: free space (or "
+                          "inodes) so that answers can be written")
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -237,7 +263,8 @@ class LocalStore(Store):
         mode = self.fsync
         outcomes: list[Outcome] = [None] * len(ops)
         staged: list[str | None] = [None] * len(ops)
-        dirty: set[str] = set()
+        appeared: set[str] = set()  # folders where names appeared, synced first
+        went: set[str] = set()  # folders where names went away, synced after
         # Phase 1: check names and write every new file into tmp/.
         for i, op in enumerate(ops):
             try:
@@ -270,23 +297,29 @@ class LocalStore(Store):
             if outcomes[i] is not None:
                 continue
             try:
-                touched = self._commit(op, staged[i])
+                new_names, old_names = self._commit(op, staged[i])
                 if always:
-                    for folder in touched:
-                        fsync_dir(folder)  # this op's names are durable before it is reported
+                    # This op's names are durable before it is reported: the new name first.
+                    for folder in (*new_names, *old_names):
+                        fsync_dir(folder)
                     crashpoints.reached("after_dir_fsync")
                 else:
-                    dirty.update(touched)
+                    appeared.update(new_names)
+                    went.update(old_names)
             except CkptdError as exc:
                 outcomes[i] = exc
             except OSError as exc:
                 outcomes[i] = io_error(exc, "update", f"{self.root}/{op.queue}")
             if outcomes[i] is not None and staged[i] is not None:
                 unlink_quietly(staged[i])  # type: ignore[arg-type]
-        if mode is FsyncMode.BATCH and dirty:
-            # The renames of the whole group become durable here, before any is reported.
+        if mode is FsyncMode.BATCH and (appeared or went):
+            # The renames of the whole group become durable here, before any is reported:
+            # first where names appeared, then where they went away, as in always mode, so
+            # that a file system that does not order renames cannot lose a job to a power
+            # cut between the two (it can only leave it in two folders, which recovery
+            # resolves).
             try:
-                for folder in dirty:
+                for folder in (*sorted(appeared), *sorted(went - appeared)):
                     fsync_dir(folder)
             except OSError as exc:
                 error = io_error(exc, "flush", self.root)
@@ -307,39 +340,48 @@ class LocalStore(Store):
             except FileExistsError:  # a leftover of an earlier process with our pid
                 continue
 
-    def _commit(self, op: Op, tmp: str | None) -> tuple[str, ...]:
-        """Make one op visible; return the folders whose entries changed."""
+    def _commit(self, op: Op, tmp: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Make one op visible; return the folders whose entries changed: those where a name
+        appeared, then those where one went away (synced in that order, so that a power
+        loss can only leave a job in two folders, never in none)."""
         q = f"{self.root}/{op.queue}"
         if isinstance(op, Move):
             src = self._job_path(op.queue, op.src, op.job_id)
             dst = self._job_path(op.queue, op.dst, op.job_id)
+            if op.src is op.dst:
+                if tmp is None:  # nothing to change, but say whether it is there
+                    if not os.path.lexists(src):
+                        raise self._not_in(op.queue, op.src, op.job_id)
+                    return (), ()
+                if not os.path.lexists(src):
+                    raise self._not_in(op.queue, op.src, op.job_id)
+                os.rename(tmp, dst)  # a rewrite in place replaces its own old copy
+                crashpoints.reached("after_rename")
+                return (f"{q}/{op.dst._value_}",), ()
             if tmp is None:
-                try:
-                    os.rename(src, dst)
-                except FileNotFoundError:
-                    raise self._not_in(op.queue, op.src, op.job_id) from None
+                # Never onto an existing name: another process (or a leftover of a crash)
+                # may hold the job there, and a plain rename would silently replace it.
+                self._rename_noreplace(src, dst, op)
                 crashpoints.reached("after_rename")
-            else:
-                try:
-                    os.lstat(src)
-                except FileNotFoundError:
-                    raise self._not_in(op.queue, op.src, op.job_id) from None
-                os.rename(tmp, dst)
-                crashpoints.reached("after_rename")
-                if op.src is op.dst:  # a rewrite in place: the old copy is already replaced
-                    return (f"{q}/{op.dst._value_}",)
-                if self.fsync is FsyncMode.ALWAYS:
-                    # The new name must be on the disk before the old one is removed: else a
-                    # power loss could keep the removal and lose the rename, and the job.
-                    fsync_dir(f"{q}/{op.dst._value_}")
-                # Between the rename above and this one the job is in two folders; the new
-                # copy has the higher rev, so recovery keeps it. The old copy goes to tmp/
-                # and is deleted off the hot path (freeing a file's blocks is the slow part).
-                self._discard(op.queue, src, op.job_id)
-                crashpoints.reached("after_unlink")
-                if self.fsync is FsyncMode.ALWAYS:
-                    return (f"{q}/{op.src._value_}",)  # the destination is synced above
-            return (f"{q}/{op.src._value_}", f"{q}/{op.dst._value_}")
+                return (f"{q}/{op.dst._value_}",), (f"{q}/{op.src._value_}",)
+            if not os.path.lexists(src):
+                raise self._not_in(op.queue, op.src, op.job_id)
+            self._rename_noreplace(tmp, dst, op)
+            crashpoints.reached("after_rename")
+            if self.fsync is FsyncMode.ALWAYS:
+                # The new name must be on the disk before the old one is removed: else a
+                # power loss could keep the removal and lose the rename, and the job.
+                fsync_dir(f"{q}/{op.dst._value_}")
+            # Between the rename above and this one the job is in two folders; the new
+            # copy has the higher rev, so recovery keeps it. The old copy goes to tmp/
+            # and is deleted off the hot path (freeing a file's blocks is the slow part).
+            # Nobody can have renamed another copy into src meanwhile: every move into a
+            # state folder refuses an existing name, and ours is still there.
+            self._discard(op.queue, src, op.job_id)
+            crashpoints.reached("after_unlink")
+            if self.fsync is FsyncMode.ALWAYS:
+                return (), (f"{q}/{op.src._value_}",)  # the destination is synced above
+            return (f"{q}/{op.dst._value_}",), (f"{q}/{op.src._value_}",)
         if isinstance(op, PutNew):
             assert tmp is not None
             dst = self._job_path(op.queue, State.PENDING, op.job_id)
@@ -354,39 +396,50 @@ class LocalStore(Store):
                     if os.path.lexists(self._job_path(op.queue, state, op.job_id)):
                         unlink_quietly(dst)
                         raise JobExists(op.queue, op.job_id, state.value)
-            return (f"{q}/{_PENDING_DIR}",)
+            return (f"{q}/{_PENDING_DIR}",), ()
         if isinstance(op, Delete):
             self._discard(op.queue, self._job_path(op.queue, op.state, op.job_id), op.job_id)
             if not op.attachments:
-                return (f"{q}/{op.state.value}",)
+                return (), (f"{q}/{op.state.value}",)
             unlink_quietly(self._path(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX))
             for kind in BLOB_KINDS:
                 unlink_quietly(self._path(op.queue, BLOB_DIR, f"{op.job_id}.{kind}"))
-            return (f"{q}/{op.state.value}", f"{q}/{CHECKPOINT_DIR}", f"{q}/{BLOB_DIR}")
+            return (), (f"{q}/{op.state.value}", f"{q}/{CHECKPOINT_DIR}", f"{q}/{BLOB_DIR}")
         if isinstance(op, PutCheckpoint):
             assert tmp is not None
             os.rename(tmp, self._path(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX))
             crashpoints.reached("after_rename")
-            return (f"{q}/{CHECKPOINT_DIR}",)
+            return (f"{q}/{CHECKPOINT_DIR}",), ()
         if isinstance(op, DeleteCheckpoint):
             unlink_quietly(self._path(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX))
-            return (f"{q}/{CHECKPOINT_DIR}",)
+            return (), (f"{q}/{CHECKPOINT_DIR}",)
         if isinstance(op, PutBlob):
             assert tmp is not None
             kind = check_blob_kind(op.kind)
             os.rename(tmp, self._path(op.queue, BLOB_DIR, f"{op.job_id}.{kind}"))
             crashpoints.reached("after_rename")
-            return (f"{q}/{BLOB_DIR}",)
+            return (f"{q}/{BLOB_DIR}",), ()
         if isinstance(op, PutOutput):
             assert tmp is not None
             os.rename(tmp, f"{self.folders.side(op.queue, OUTPUT_DIR, True)}/{op.name}")
-            return (f"{q}/{OUTPUT_DIR}",)
+            return (f"{q}/{OUTPUT_DIR}",), ()
         if isinstance(op, PutManifest):
             assert tmp is not None
             folder = self.folders.side(op.queue, BATCH_DIR, True)
             os.rename(tmp, f"{folder}/{op.batch}{JOB_SUFFIX}")
-            return (f"{q}/{BATCH_DIR}",)
+            return (f"{q}/{BATCH_DIR}",), ()
         raise TypeError(f"unknown store operation {op!r}")
+
+    def _rename_noreplace(self, src: str, dst: str, op: Move) -> None:
+        try:
+            rename_noreplace(src, dst)
+        except FileNotFoundError:
+            raise self._not_in(op.queue, op.src, op.job_id) from None
+        except FileExistsError:
+            raise JobExists(op.queue, op.job_id, op.dst.value, message=(
+                f"cannot move job {op.job_id!r} of {op.queue!r} from {op.src.value}/ to "
+                f"{op.dst.value}/: it is already there (a copy left by a crash or put there "
+                "by hand); nothing was replaced, and recovery keeps the newer copy")) from None
 
     def _not_in(self, queue: str, state: State, job_id: str) -> JobNotFound:
         return JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/")

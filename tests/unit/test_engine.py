@@ -212,15 +212,31 @@ def test_submitting_an_existing_id_never_makes_a_second_job() -> None:
     assert h.store.ids("q", State.PENDING) == ["order-1"]
 
 
-def test_recovery_gives_claimed_jobs_a_fresh_lease_for_the_same_attempt() -> None:
+def test_recovery_gives_claimed_jobs_a_short_lease_until_a_worker_names_them() -> None:
     h = Harness()
-    job_id = h.submit()
-    h.hello()
+    named, lost = h.submit(), h.submit()
+    h.hello(slots=2)
     h.dispatch()
+    # A new daemon: the claimed jobs wait for a worker to say it still runs them, for two
+    # heartbeats and a second, not a whole lease (which would stall a lost one for 10 s).
     again = Engine(h.store, h.settings)
-    again.recover(h.now + 100)
-    lease = again.queues["q"].claimed[job_id]
-    assert lease.attempt == 1 and lease.deadline == h.now + 100 + h.settings.lease
+    now = h.now + 100
+    again.recover(now)
+    grace = 2 * h.settings.heartbeat + 1.0
+    for job_id in (named, lost):
+        lease = again.queues["q"].claimed[job_id]
+        assert lease.attempt == 1 and lease.deadline == now + grace < now + h.settings.lease
+    again.hello(b"w", {"worker": "w", "queues": ["q"], "slots": 2,
+                       "running": [["q", named, 1]]}, now + 1)
+    again.expire_leases(now + grace + 0.1)
+    txn = again.index.take_txn()
+    for callback, outcome in zip(txn.callbacks, h.store.apply(txn.ops)):
+        if callback is not None:
+            callback(outcome)
+    assert named in again.queues["q"].claimed, "the job a worker named keeps running"
+    assert lost not in again.queues["q"].claimed, "the job nobody named comes back"
+    assert h.where(lost) == [State.PENDING] and h.where(named) == [State.CLAIMED]
+    assert again.queues["q"].claimed[named].deadline >= now + 1 + h.settings.lease
 
 
 def test_backoff_grows_and_is_capped() -> None:

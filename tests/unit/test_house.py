@@ -212,10 +212,11 @@ def test_every_holder_of_the_settings_sees_a_reload() -> None:
     store = h.store
     from ckptd.daemon.bucket_role import BucketRole
     from ckptd.daemon.engine import Engine
+    from ckptd.daemon.store_guard import StoreGuard
 
     engine = Engine(store, live)
-    role = BucketRole(store, live, engine, name="d", wake=lambda: None, clock=lambda: h.now,
-                      endpoints=lambda: {})
+    role = BucketRole(store, live, engine, StoreGuard(store, lambda: h.now), name="d",
+                      wake=lambda: None, clock=lambda: h.now, endpoints=lambda: {})
     admin = StoreAdmin(store, live)
     live.current = Settings(lease=99.0, heartbeat=1.0, rescan_interval=7.0)
     assert engine.settings.lease == role.settings.lease == admin.settings.lease == 99.0

@@ -1,0 +1,88 @@
+"""The local store against other processes and power cuts: nothing renamed onto an existing
+job, folders synced in the order that can only duplicate a job, never lose it, and one
+daemon per root (a lock the kernel releases when its holder dies)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ckptd.core.config import FsyncMode
+from ckptd.core.errors import JobExists, LockHeld
+from ckptd.core.states import State
+from ckptd.store import local as local_module
+from ckptd.store.local import ROOT_LOCK, LocalStore
+
+
+def job(job_id: str, rev: int = 0) -> bytes:
+    return json.dumps({"id": job_id, "queue": "q", "payload": 1, "created": "x",
+                       "attempts": 0, "max_attempts": 3, "rev": rev}).encode()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    made = LocalStore(str(tmp_path / "root"), FsyncMode.BATCH)
+    yield made
+    made.close()
+
+
+def test_a_claim_never_replaces_a_copy_already_in_claimed(store: LocalStore) -> None:
+    store.put_new("q", "a", job("a", rev=1))
+    # Another process (or a crash) left a copy of the job in claimed/.
+    store.put_new("q", "tmpname", job("a", rev=2))
+    Path(store.root, "q", "pending", "tmpname.json").rename(
+        Path(store.root, "q", "claimed", "a.json"))
+    with pytest.raises(JobExists, match="already there"):
+        store.move("q", "a", State.PENDING, State.CLAIMED)
+    assert store.find("q", "a") == [State.PENDING, State.CLAIMED], "both copies kept"
+    assert json.loads(store.read("q", State.CLAIMED, "a"))["rev"] == 2
+
+
+def test_a_rewriting_move_never_replaces_a_copy_in_its_target(store: LocalStore) -> None:
+    store.put_new("q", "b", job("b"))
+    store.move("q", "b", State.PENDING, State.CLAIMED)
+    Path(store.root, "q", "done", "b.json").write_bytes(job("b", rev=5))
+    with pytest.raises(JobExists):
+        store.move("q", "b", State.CLAIMED, State.DONE, job("b", rev=1))
+    assert json.loads(store.read("q", State.DONE, "b"))["rev"] == 5, "not replaced"
+    assert store.find("q", "b") == [State.CLAIMED, State.DONE]
+
+
+@pytest.mark.parametrize("mode", [FsyncMode.BATCH, FsyncMode.ALWAYS])
+def test_the_new_name_is_synced_before_the_old_one_goes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: FsyncMode) -> None:
+    synced: list[str] = []
+    real = local_module.fsync_dir
+
+    def record(path: str) -> None:
+        synced.append(Path(path).name)
+        real(path)
+
+    monkeypatch.setattr(local_module, "fsync_dir", record)
+    store = LocalStore(str(tmp_path / "root"), mode)
+    try:
+        store.put_new("q", "c", job("c"))
+        store.move("q", "c", State.PENDING, State.CLAIMED)
+        synced.clear()
+        store.move("q", "c", State.CLAIMED, State.DONE, job("c", rev=1))
+    finally:
+        store.close()
+    assert "done" in synced and "claimed" in synced
+    assert synced.index("done") < synced.index("claimed"), synced
+
+
+def test_one_holder_of_a_roots_lock(store: LocalStore) -> None:
+    held = store.lock(ROOT_LOCK)
+    held.describe({"pid": 4242, "host": "vm1", "control": "tcp://127.0.0.1:5550"})
+    with pytest.raises(LockHeld, match="pid 4242 on vm1 control tcp://127.0.0.1:5550"):
+        store.lock(ROOT_LOCK)
+    assert store.lock_holder(ROOT_LOCK) == {"pid": 4242, "host": "vm1",
+                                            "control": "tcp://127.0.0.1:5550"}
+    held.release()
+    assert store.lock_holder(ROOT_LOCK) is None
+    again = store.lock(ROOT_LOCK)
+    again.release()
+    assert ".ckptd" not in store.queues(), "the lock's folder is not a queue"
