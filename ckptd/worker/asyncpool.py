@@ -138,6 +138,7 @@ class AsyncPool:
     def interrupt(self, attempt: Attempt) -> None:
         """A time limit cancels the task now; a cancel waits for the handler's next call."""
         if isinstance(attempt.flags.stop, TimeLimit):
+            attempt.flags.raised = True  # it sees the cancellation: its calls work on
             self._cancel(attempt)
 
     def kill(self, attempt: Attempt) -> None:

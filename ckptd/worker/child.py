@@ -70,8 +70,10 @@ class _Child:
         stop = TimeLimit(over_limit(self.limit))
         self.flags.ask(stop)
         if self.task is not None and self.loop is not None:
+            self.flags.raised = True
             self.loop.call_soon_threadsafe(self.task.cancel)
         elif self.in_handler:
+            self.flags.raised = True
             raise stop
         else:
             self.deferred = True

@@ -24,25 +24,31 @@ class StopFlags:
     """What the worker asks of a running attempt: stop (and why), or not.
 
     Set by the worker's I/O thread (or, in a child process, by a signal handler) and read by
-    the handler's calls: :meth:`check` raises the pending :class:`~ckptd.Interrupt`.
+    the handler's calls: :meth:`check` raises the pending :class:`~ckptd.Interrupt`, once.
+    After that the handler's calls work again, so that a handler that catches it can save a
+    checkpoint within the grace period.
     """
 
     def __init__(self) -> None:
         self.cancelled = False
         self.stop: Interrupt | None = None
+        self.raised = False  # the stop reached the handler (raised here, or from outside)
 
     def ask(self, stop: Interrupt) -> None:
         """Ask the attempt to stop with ``stop`` (a cancel is never replaced by a limit)."""
         if isinstance(stop, Cancelled):
+            if not self.cancelled:
+                self.raised = False
             self.cancelled = True
             self.stop = stop
         elif self.stop is None:
             self.stop = stop
 
     def check(self) -> None:
-        """Raise the pending interrupt, if any (a fresh copy: it may be raised twice)."""
+        """Raise the pending interrupt, unless it has reached the handler already."""
         stop = self.stop
-        if stop is not None:
+        if stop is not None and not self.raised:
+            self.raised = True
             raise type(stop)(stop.reason)
 
 

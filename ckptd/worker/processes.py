@@ -31,7 +31,7 @@ from ckptd.core.errors import CkptdError
 from ckptd.core.outcomes import Cancelled, Interrupt
 from ckptd.worker import answers
 from ckptd.worker.child import CANCEL_SIGNAL, SOFT_SIGNAL, child_main
-from ckptd.worker.job import Handler, Job
+from ckptd.worker.job import Handler, Job, StopFlags
 from ckptd.worker.pools import PoolHost
 from ckptd.worker.running import Attempt
 
@@ -76,6 +76,9 @@ class _Slot:
         self.thread: threading.Thread | None = None
         self.child: _Child | None = None
         self.current: Attempt | None = None
+        # What the worker's own calls for the child's handler (checkpoints) look at: the
+        # child gets its stops through signals, so only a kill is set here.
+        self.call_flags = StopFlags()
 
 
 class ProcessPool:
@@ -206,6 +209,10 @@ class ProcessPool:
 
     def kill(self, attempt: Attempt) -> None:
         """Kill the attempt's child (its slot starts a new one)."""
+        for slot in self._slots:
+            with slot.lock:
+                if slot.current is attempt:  # a checkpoint waited for on its behalf ends
+                    slot.call_flags.ask(attempt.flags.stop or Cancelled("stopped by force"))
         child = self._child_of(attempt)
         if child is not None:
             log.warning("killing child %d: %s did not stop after it was asked to", child.pid,
@@ -254,6 +261,7 @@ class ProcessPool:
         payload, state = self.host.job_data(attempt)
         with slot.lock:
             slot.current = attempt
+            slot.call_flags = StopFlags()
         if not self.host.started(attempt):
             return None
         try:
@@ -274,7 +282,7 @@ class ProcessPool:
                 if message[0] == "send":
                     self.host.job_host.send(message[1], message[2])
                 elif message[0] == "call":
-                    child.conn.send(self._call(attempt, message[1], message[2]))
+                    child.conn.send(self._call(slot, message[1], message[2]))
         except (EOFError, OSError):
             pass
         child.proc.join(5.0)
@@ -288,13 +296,13 @@ class ProcessPool:
                   attempt.label(), how)
         return answers.died(attempt.body, how)
 
-    def _call(self, attempt: Attempt, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _call(self, slot: _Slot, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
         """Carry out a call of the child's Job; return the reply for the child."""
         host = self.host.job_host
         try:
             if name == "checkpoint":
                 queue, job_id, number, seq, state, timeout = args
-                job = Job(job_id, queue, number, None, _flags=attempt.flags)
+                job = Job(job_id, queue, number, None, _flags=slot.call_flags)
                 host.checkpoint(job, seq, state, timeout)
                 return ("ok", None)
             if name == "source_range":

@@ -120,6 +120,7 @@ class ThreadPool:
                 if slot.in_handler and not slot.raised and stop is not None \
                         and slot.thread is not None and slot.thread.ident is not None:
                     slot.raised = True
+                    attempt.flags.raised = True  # the handler's calls do not raise it again
                     _raise_in(slot.thread.ident, type(stop))
                 return slot
         return None

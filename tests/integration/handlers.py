@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from ckptd import AsyncJob, Fail, Job
+from ckptd import AsyncJob, Fail, Job, TimeLimit
 
 
 def record(*fields: Any) -> None:
@@ -127,7 +127,8 @@ def _nap_until(end: float) -> None:
 
 def sleep_after_checkpoint(job: Job) -> Any:
     """Attempt 1: checkpoint, then sleep payload["sleep"] s (payload["style"]: "block" is one
-    time.sleep, "naps" short ones); a later attempt returns what it resumed from."""
+    time.sleep, "naps" short ones), and on TimeLimit save another checkpoint before it
+    stops; a later attempt returns what it resumed from."""
     record("start", job.queue, job.id, job.attempt, os.getpid(), f"{time.time():.6f}",
            json.dumps(job.state))
     if job.state is not None:
@@ -142,6 +143,8 @@ def sleep_after_checkpoint(job: Job) -> Any:
     except BaseException as exc:
         record("stopped", job.queue, job.id, job.attempt, type(exc).__name__,
                f"{time.time():.6f}")
+        if isinstance(exc, TimeLimit):
+            job.checkpoint({"step": 2})  # in the grace period: the next attempt starts here
         raise
     record("slept", job.queue, job.id, job.attempt, f"{time.time():.6f}")
     return {"slept": seconds}
@@ -159,6 +162,8 @@ async def async_sleep_after_checkpoint(job: AsyncJob) -> Any:
     except BaseException as exc:
         record("stopped", job.queue, job.id, job.attempt, type(exc).__name__,
                f"{time.time():.6f}")
+        if isinstance(exc, asyncio.CancelledError):
+            await job.checkpoint({"step": 2})  # a time limit cancels the task
         raise
     return {"slept": True}
 

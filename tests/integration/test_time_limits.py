@@ -33,7 +33,7 @@ def _submit_cli(control: str, payload: str, *options: str) -> str:
 def test_a_handler_that_sleeps_past_its_time_limit_is_stopped_and_resumes(
         procs: Processes, tmp_path: Path, pool: str) -> None:
     """A handler that sleeps 10 s under a 1 s limit ends its attempt within 2 s with a time
-    limit error; the retry resumes from the checkpoint it saved before sleeping."""
+    limit error; the checkpoint it saves when it gets TimeLimit is where the retry resumes."""
     log = tmp_path / "runs.log"
     env = config_file(tmp_path, f'[queues.{Q}]\ntime_limit = "1s"\n') if pool == "process" \
         else {}
@@ -60,7 +60,7 @@ def test_a_handler_that_sleeps_past_its_time_limit_is_stopped_and_resumes(
     assert 0.9 <= seconds < 2.0, f"the attempt ran {seconds:.2f}s under a 1 s limit"
     assert not records(log, "slept", job_id), "the sleep was cut short"
     done = job_files(daemon.root, Q, "done")[job_id]
-    assert done["result"] == {"resumed": {"step": 1}}, "the retry resumed from its checkpoint"
+    assert done["result"] == {"resumed": {"step": 2}}, "the retry resumed from its checkpoint"
     first = done["history"][0]
     assert first["outcome"] == "error" and "over its time limit of 1" in first["error"], first
     assert done["attempts"] == 2

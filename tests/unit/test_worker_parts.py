@@ -55,6 +55,7 @@ def test_a_cancel_wins_over_a_time_limit_and_not_the_other_way() -> None:
     assert isinstance(flags.stop, Cancelled) and flags.cancelled
     with pytest.raises(Cancelled):
         flags.check()
+    flags.check()  # once only
 
 
 def test_the_job_s_own_limit_wins_over_the_worker_s() -> None:
@@ -71,8 +72,8 @@ def test_checkpoint_and_progress_raise_the_stop_asked_of_the_attempt() -> None:
     assert job.cancelled
     with pytest.raises(Cancelled, match="ann"):
         job.progress(1)
-    with pytest.raises(Cancelled):
-        job.checkpoint(2)
+    job.checkpoint(2)  # raised once: a handler that caught it may save its state
+    assert job.state == 2
 
 
 def test_an_attempt_ends_once() -> None:
