@@ -1,153 +1,51 @@
 """The ``ckptd`` command: a thin click layer over the Python API.
 
-Each command parses its options into settings, calls :mod:`ckptd.admin` (a store, no daemon)
-or :mod:`ckptd.client` (``--connect``, through a running daemon), and prints the answer.
-Errors become one red line on stderr and a named exit code:
-
-    0 ok   1 error   2 usage   3 not found   4 exists / not allowed   5 config / names
-    6 store   7 daemon unreachable / protocol   8 jobs failed or timed out (wait)
+Each command parses its options into settings, calls :mod:`ckptd.store.admin` (a store, no
+daemon) or :mod:`ckptd.client` (``--connect``, through a running daemon), and prints the
+answer. The global options (:mod:`ckptd.cli.options`) come before or after the command's
+name; errors become one red line on stderr and a named exit code (:mod:`ckptd.cli.exits`).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import click
 
-from ckptd.core.answers import Admin
-from ckptd.core.config import Settings, load_settings
-from ckptd.core.errors import CkptdError, ConfigError
+from ckptd.cli import exits
+from ckptd.cli.context import Context, current
+from ckptd.cli.inputs import read_payload
+from ckptd.cli.options import Group, connect_option
+from ckptd.core.errors import ConfigError
 from ckptd.core.states import STATES, State
 from ckptd.core.timefmt import parse_duration
 from ckptd.core.version import __version__
 
-if TYPE_CHECKING:
-    from ckptd.store.admin import StoreAdmin
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_FAILED = 8
-
-
-class Context:
-    """What the group's options leave for the commands: flags, and settings on demand."""
-
-    def __init__(self, flags: dict[str, Any], config_file: str | None, connect: str | None
-                 ) -> None:
-        self.flags = flags
-        self.config_file = config_file
-        self.connect = connect
-        self._settings: Settings | None = None
-
-    def settings(self, **more: Any) -> Settings:
-        """Load the settings once, with the command's own flags on top."""
-        if self._settings is None or more:
-            flags = dict(self.flags)
-            flags.update({k: v for k, v in more.items() if v is not None})
-            self._settings = load_settings(self.config_file, flags=flags)
-        return self._settings
-
-    def admin(self) -> Admin:
-        """Return what carries out store commands: the daemon's client or the store itself."""
-        settings = self.settings()
-        if self.connect:
-            from ckptd.client.client import Client, RemoteAdmin
-            from ckptd.wire.security import client_curve
-
-            return RemoteAdmin(Client(self.connect, curve=client_curve(settings)))
-        return self.store_admin()
-
-    def store_admin(self) -> StoreAdmin:
-        """Return the store commands carried out on the store itself (never the daemon)."""
-        from ckptd.store import store_from_settings
-        from ckptd.store.admin import StoreAdmin
-
-        settings = self.settings()
-        return StoreAdmin(store_from_settings(settings), settings)
-
-
-def handle_errors(func: F) -> F:
-    """Turn a CkptdError into one red line on stderr and the error's exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except CkptdError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(exc.exit_code)
-        except (ValueError, OSError) as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
-
 
 def _ctx() -> Context:
-    context = click.get_current_context().find_object(Context)
-    assert context is not None, "commands run inside the ckptd group"
-    return context
+    return current()
 
 
 def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
-class _Group(click.Group):
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        if self.epilog:
-            formatter.write_paragraph()
-            for line in self.epilog.splitlines():
-                formatter.write_text(line) if line.strip() else formatter.write_paragraph()
-
-
-class _Command(click.Command):
-    """A command whose epilog keeps its example lines as they are, and wraps its prose."""
-
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        if not self.epilog:
-            return
-        for paragraph in self.epilog.split("\n\n"):
-            formatter.write_paragraph()
-            lines = paragraph.splitlines()
-            if all(line.startswith("  ") or line.endswith(":") for line in lines):
-                formatter.write("".join(f"{line}\n" for line in lines))
-            else:
-                formatter.write_text(" ".join(lines))
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],
-                                           "max_content_width": 100},
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"],
+                                          "max_content_width": 100},
              epilog="""Examples:
-  ckptd --root ./data submit price '{"sku": "A-1"}'
-  ckptd --root ./data status
-  ckptd serve --root ./data                    # the daemon
-  ckptd worker --connect tcp://127.0.0.1:5550 --queue price mymodule:handle
+  ckptd serve --root ./data                               # the daemon
+  ckptd submit price '{"sku": "A-1"}' --root ./data
+  ckptd status --root ./data
+  ckptd worker --connect 127.0.0.1:5550 --queue price tasks:price
+  ckptd doctor --root ./data                              # when something does not work
 
-Every setting can also come from a TOML file (--config) or CKPTD_<NAME> in the environment;
-a flag wins over the environment, which wins over the file.""")
-@click.option("--root", metavar="PATH|URL", help="The store: a folder, file://, s3://bucket/prefix "
-              "or memory://. [env: CKPTD_ROOT; default: ./ckptd-data]")
-@click.option("--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False),
-              help="TOML file of settings. [env: CKPTD_CONFIG]")
-@click.option("--fsync", type=click.Choice(["always", "batch", "never"]),
-              help="How writes reach the disk. [env: CKPTD_FSYNC; default: batch]")
-@click.option("--connect", metavar="ENDPOINT", envvar="CKPTD_CONNECT",
-              help="Go through the daemon at this control address instead of the store, "
-                   "e.g. tcp://10.0.0.5:5550. [env: CKPTD_CONNECT]")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              help="[env: CKPTD_LOG_LEVEL; default: info]")
-@click.option("--server-key", metavar="FILE", help="With --connect and CURVE: the daemon's "
-              "public key file (server.key). [env: CKPTD_SERVER_KEY]")
-@click.option("--client-key", metavar="FILE", help="With --connect and CURVE: this machine's "
-              "secret key file (NAME.key_secret). [env: CKPTD_CLIENT_KEY]")
+The options above may come before or after the command. Every setting can also come from a
+TOML file (--config) or CKPTD_<NAME> in the environment; a flag wins over the environment,
+which wins over the file. Errors are one line on stderr with an exit code: 2 usage, 3 not
+found, 4 exists or not allowed, 5 invalid, 6 store, 7 daemon, 8 jobs failed, 9 problems.""")
 @click.version_option(__version__, prog_name="ckptd")
 @click.pass_context
 def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: str | None,
@@ -161,24 +59,6 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
     ctx.obj = Context({"root": root, "fsync": fsync, "log_level": log_level,
                        "server_key": server_key, "client_key": client_key}, config_file,
                       connect)
-
-
-def _payload(payload_json: str | None, payload_file: str | None) -> Any:
-    if payload_json is not None and payload_file is not None:
-        raise click.UsageError("give PAYLOAD_JSON or --payload-file, not both")
-    if payload_file is not None:
-        stream = click.open_file(payload_file, "rb")
-        with stream:
-            text, source = stream.read(), f"--payload-file {payload_file}"
-    elif payload_json is not None:
-        text, source = payload_json, "PAYLOAD_JSON"
-    else:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise click.BadParameter(f"{source} is not valid JSON ({exc}); quote text as JSON, "
-                                 "e.g. '\"hello\"'") from None
 
 
 @cli.command(epilog="""Examples:
@@ -198,12 +78,11 @@ def _payload(payload_json: str | None, payload_file: str | None) -> Any:
                    "over the queue's time_limit.")
 @click.option("--if-exists", type=click.Choice(["error", "return"]), default="error",
               show_default=True, help="When the id already exists: fail, or print it.")
-@handle_errors
 def submit(queue: str, payload_json: str | None, payload_file: str | None, job_id: str | None,
            max_attempts: int | None, delay: str | None, time_limit: str | None,
            if_exists: str) -> None:
     """Create a job in QUEUE and print its id once it is stored."""
-    payload = _payload(payload_json, payload_file)
+    payload = read_payload(payload_json, payload_file)
     seconds = parse_duration(delay, "--delay") if delay else None
     limit = parse_duration(time_limit, "--time-limit") if time_limit else None
     if limit is not None and limit <= 0:
@@ -233,7 +112,6 @@ range. Running it again with the same --batch creates only the jobs that are mis
 @click.option("--then", "then", metavar="QUEUE",
               help="When every job has ended, submit one reduce job to this queue.")
 @click.option("--max-attempts", type=click.IntRange(min=1), help="Attempts per job.")
-@handle_errors
 def submit_file(queue: str, file: Any, fmt: str | None, chunk: int, batch: str | None,
                 then: str | None, max_attempts: int | None) -> None:
     """Split FILE into jobs of --chunk records each, as one batch; print the batch name.
@@ -265,11 +143,10 @@ def submit_file(queue: str, file: Any, fmt: str | None, chunk: int, batch: str |
 @cli.command(epilog="""Examples:
   ckptd status
   ckptd status price --json
-  ckptd --connect tcp://127.0.0.1:5550 status --watch""")
+  ckptd status --connect 127.0.0.1:5550 --watch     # redraws every second; Ctrl-C stops""")
 @click.argument("queue", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--watch", is_flag=True, help="Redraw every second until Ctrl-C.")
-@handle_errors
 def status(queue: str | None, as_json: bool, watch: bool) -> None:
     """Counts of jobs per state, per queue; through a daemon also throughput over the last
     minute, lead and cycle time p50/p95, the oldest pending job's age and workers."""
@@ -284,7 +161,6 @@ def status(queue: str | None, as_json: bool, watch: bool) -> None:
   ckptd ls price failed     # the ids in failed/, one per line""")
 @click.argument("queue")
 @click.argument("state", required=False, type=click.Choice([s.value for s in STATES]))
-@handle_errors
 def ls(queue: str, state: str | None) -> None:
     """List the jobs of QUEUE (in FIFO order), in one STATE or all."""
     rows = _ctx().admin().ls(queue, State(state) if state else None)
@@ -297,7 +173,6 @@ def ls(queue: str, state: str | None) -> None:
 @click.argument("queue")
 @click.argument("job_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@handle_errors
 def show(queue: str, job_id: str, as_json: bool) -> None:
     """Show a job: its state, its file, its checkpoint and its history."""
     info = _ctx().admin().show(queue, job_id)
@@ -323,7 +198,6 @@ def show(queue: str, job_id: str, as_json: bool) -> None:
 @click.argument("queue")
 @click.argument("job_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print the sentences and facts as JSON.")
-@handle_errors
 def explain(queue: str, job_id: str, as_json: bool) -> None:
     """Say why a job is where it is: state, attempts, lease, heartbeats, retry time, error."""
     import time
@@ -350,7 +224,6 @@ Exit code 0 when every job is done, 8 when some failed or the wait timed out."""
 @click.option("--timeout", metavar="DURATION", help="Give up after this long. [default: never]")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar on stderr. [default: when stderr is a terminal]")
-@handle_errors
 def wait(queue: str, job_ids: tuple[str, ...], all_open: bool, timeout: str | None,
          progress: bool | None) -> None:
     """Wait for jobs to end, with a progress bar (done/total, rate, ETA)."""
@@ -374,7 +247,6 @@ def wait(queue: str, job_ids: tuple[str, ...], all_open: bool, timeout: str | No
 @click.argument("job_ids", nargs=-1, metavar="[ID]...")
 @click.option("--all", "all_failed", is_flag=True, help="Retry every failed job of QUEUE.")
 @click.option("--attempts", type=click.IntRange(min=1), help="Fresh attempts to give each job.")
-@handle_errors
 def retry(queue: str, job_ids: tuple[str, ...], all_failed: bool, attempts: int | None) -> None:
     """Move failed jobs back to pending, with a fresh budget of attempts."""
     if bool(job_ids) == all_failed:
@@ -387,7 +259,6 @@ def retry(queue: str, job_ids: tuple[str, ...], all_failed: bool, attempts: int 
   ckptd cancel price 20261127T192416.123456Z-9f3ac1d27b8e4a10""")
 @click.argument("queue")
 @click.argument("job_id", metavar="ID")
-@handle_errors
 def cancel(queue: str, job_id: str) -> None:
     """Cancel a job: a pending job is removed, a claimed one is moved to failed.
 
@@ -409,7 +280,6 @@ def cancel(queue: str, job_id: str) -> None:
 @click.argument("queue")
 @click.argument("state", type=click.Choice([State.DONE.value, State.FAILED.value]))
 @click.option("--older-than", metavar="DURATION", help="Only jobs finished longer ago, e.g. 7d.")
-@handle_errors
 def purge(queue: str, state: str, older_than: str | None) -> None:
     """Delete finished jobs (with their checkpoints and blobs)."""
     seconds = parse_duration(older_than, "--older-than") if older_than else None
@@ -421,11 +291,10 @@ def purge(queue: str, state: str, older_than: str | None) -> None:
   ckptd fsck             # report only
   ckptd fsck --repair    # fix what can be fixed""")
 @click.option("--repair", is_flag=True, help="Fix what was found, not just report it.")
-@handle_errors
 def fsck(repair: bool) -> None:
     """Check the store: jobs in two states, bad files, leftovers, orphans.
 
-    Exit code 0 when nothing is left to fix, 1 otherwise. Run it on a store that no daemon
+    Exit code 0 when nothing is left to fix, 9 otherwise. Run it on a store that no daemon
     is using, or let the daemon's own recovery do it at start.
     """
     ctx = _ctx()
@@ -437,18 +306,22 @@ def fsck(repair: bool) -> None:
     unresolved = [f for f in findings if not f.repaired]
     click.echo(f"{len(findings)} finding(s), {len(unresolved)} left to fix")
     if unresolved:
-        sys.exit(1)
+        sys.exit(exits.PROBLEMS)
 
 
 @cli.command(epilog="""Examples:
   ckptd serve --root /var/lib/ckptd
   ckptd serve --config /etc/ckptd/ckptd.toml
-  ckptd serve --root ./data --control tcp://127.0.0.1:5550 --dispatch tcp://127.0.0.1:5551""")
+  ckptd serve --root ./data --control tcp://127.0.0.1:5550 --dispatch tcp://127.0.0.1:5551
+  CKPTD_LEASE=2s ckptd serve --root ./data     # the heartbeat follows: a third of the lease""")
 @click.option("--control", metavar="ENDPOINT",
               help="Control socket to bind. [default: tcp://127.0.0.1:5550]")
 @click.option("--dispatch", metavar="ENDPOINT",
               help="Socket workers connect to for jobs. [default: tcp://127.0.0.1:5551]")
 @click.option("--lease", metavar="DURATION", help="Lease of a claimed job. [default: 60s]")
+@click.option("--heartbeat", metavar="DURATION",
+              help="How often workers send heartbeats. [default: a third of the shortest "
+                   "lease, at most 5s]")
 @click.option("--insecure", is_flag=True, default=None,
               help="Allow a non-loopback bind without CURVE (logged as a warning).")
 @click.option("--log-format", type=click.Choice(["auto", "text", "json"]),
@@ -458,9 +331,9 @@ def fsck(repair: bool) -> None:
                    "(on metrics_bind, 127.0.0.1 by default). [default: 0 = off]")
 @click.option("--ready-file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Write the bound endpoints and pid as JSON here once serving.")
-@handle_errors
-def serve(control: str | None, dispatch: str | None, lease: str | None, insecure: bool | None,
-          log_format: str | None, metrics_port: int | None, ready_file: str | None) -> None:
+def serve(control: str | None, dispatch: str | None, lease: str | None, heartbeat: str | None,
+          insecure: bool | None, log_format: str | None, metrics_port: int | None,
+          ready_file: str | None) -> None:
     """Run the daemon: dispatch the store's jobs to workers over ZeroMQ.
 
     Recovers the index from the store, watches pending/ folders, hands jobs to workers
@@ -471,8 +344,8 @@ def serve(control: str | None, dispatch: str | None, lease: str | None, insecure
     from ckptd.daemon.daemon import Daemon
 
     ctx = _ctx()
-    flags = {"control": control, "dispatch": dispatch, "lease": lease, "insecure": insecure,
-             "log_format": log_format, "metrics_port": metrics_port}
+    flags = {"control": control, "dispatch": dispatch, "lease": lease, "heartbeat": heartbeat,
+             "insecure": insecure, "log_format": log_format, "metrics_port": metrics_port}
     settings = ctx.settings(**flags)
     logs.configure(settings.log_level, settings.log_format)
     daemon = Daemon(settings, ready_file=ready_file)
@@ -481,18 +354,19 @@ def serve(control: str | None, dispatch: str | None, lease: str | None, insecure
     sys.exit(daemon.run())
 
 
-@cli.command(cls=_Command, epilog="""Examples:
+@cli.command(epilog="""Examples:
   ckptd worker --connect tcp://10.0.0.5:5550 --queue price -c 8 tasks:price
-  ckptd worker --connect tcp://10.0.0.5:5550 --queue render -P process -c 4 tasks:render
-  ckptd worker --connect tcp://10.0.0.5:5550 --queue fetch -c 200 tasks:fetch
-  ckptd worker --connect tcp://10.0.0.5:5550 --queue ship --time-limit 10m tasks:ship
+  ckptd worker --connect 10.0.0.5:5550 --queue render -P process -c 4 tasks:price
+  ckptd worker --connect 10.0.0.5:5550 --queue fetch -c 200 tasks:fetch
+  ckptd worker --connect 10.0.0.5:5550 --queue price --queue ship --time-limit 10m tasks:price
 
-Threads (I/O-bound work), 4 child processes (CPU-bound work), an 'async def' function with
-200 jobs in flight (its pool is chosen by itself), and ckptd.TimeLimit after 10 minutes.
-MODULE is imported with the current folder on the path; FUNCTION receives a ckptd.Job (an
-'async def' one a ckptd.AsyncJob).""")
-@click.option("--connect", "connect", metavar="ENDPOINT[,ENDPOINT]",
-              help="Control address(es) of the daemon. [env: CKPTD_CONNECT]")
+In 8 threads (I/O-bound work); in 4 child processes (CPU-bound work); an 'async def'
+function, 200 jobs in flight on one event loop (its pool is chosen by itself); with
+ckptd.TimeLimit after 10 minutes. MODULE is imported with the current folder on the path;
+FUNCTION receives a ckptd.Job (an 'async def' one a ckptd.AsyncJob).""")
+@click.option("--connect", "connect", metavar="ENDPOINT[,ENDPOINT]", callback=connect_option,
+              help="Control address(es) of the daemon (tcp:// is implied). "
+                   "[env: CKPTD_CONNECT]")
 @click.option("--queue", "queues", multiple=True, required=True, metavar="QUEUE",
               help="Queue to take jobs from (repeat for several).")
 @click.option("-P", "--pool", type=click.Choice(["thread", "process", "async"]),
@@ -525,7 +399,6 @@ MODULE is imported with the current folder on the path; FUNCTION receives a ckpt
 @click.option("--log-format", type=click.Choice(["auto", "text", "json"]),
               help="Log lines as text or JSON. [env: CKPTD_LOG_FORMAT; default: auto]")
 @click.argument("handler", metavar="MODULE:FUNCTION")
-@handle_errors
 def worker(connect: str | None, queues: tuple[str, ...], pool: str | None, concurrency: int,
            prefetch: int, time_limit: str | None, grace_period: str | None,
            max_jobs_per_child: int, max_memory_per_child: str | None, name: str | None,
@@ -577,7 +450,6 @@ daemon's server.key to every worker; a NAME.key_secret never leaves its machine.
 See README "Security".""")
 @click.argument("folder", metavar="DIR", type=click.Path(file_okay=False))
 @click.option("--name", metavar="NAME", help="File name of the pair. [default: this host's name]")
-@handle_errors
 def keygen(folder: str, name: str | None) -> None:
     """Write a CURVE key pair: DIR/NAME.key (public) and DIR/NAME.key_secret (mode 0600)."""
     import socket
@@ -591,6 +463,57 @@ def keygen(folder: str, name: str | None) -> None:
     click.echo(f"secret key: {secret}  (mode 0600; never copy it to another machine)")
 
 
-def main() -> None:
-    """Entry point of the ``ckptd`` console script."""
-    cli(prog_name="ckptd")
+@cli.command(epilog="""Examples:
+  ckptd doctor --root ./data
+  ckptd doctor --connect 127.0.0.1:5550 --json
+
+Exit code 0 when nothing will fail (warnings are shown with their fix), 9 when a problem
+was found.""")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option("--timeout", metavar="DURATION", default="3s", show_default=True,
+              help="How long to wait for the daemon's answer.")
+def doctor(as_json: bool, timeout: str) -> None:
+    """Check the setup: the settings, the store (there, writable, its filesystem), the
+    daemon (reachable, active or standby, CURVE), clock skew, the lease and heartbeat.
+
+    Each finding that is not fine says how to fix it. The daemon asked is the one at
+    --connect, else the control address of the settings.
+    """
+    from ckptd.client.doctor import PROBLEM, WARNING, count, diagnose
+    from ckptd.core.config import load_settings
+
+    ctx = _ctx()
+    seconds = parse_duration(timeout, "--timeout")
+    root = ctx.flags.get("root") or os.environ.get("CKPTD_ROOT")
+
+    def fallback() -> Any:  # the settings were invalid: go on with the root and defaults
+        return load_settings(None, env={}, flags={"root": root})
+
+    findings = diagnose(ctx.settings, fallback, ctx.connect, timeout=seconds,
+                        root_given=bool(root) or bool(ctx.config_file))
+    if as_json:
+        _print_json({"findings": [f.as_dict() for f in findings],
+                     "problems": count(findings, PROBLEM),
+                     "warnings": count(findings, WARNING)})
+    else:
+        for finding in findings:
+            click.echo(f"{finding.topic:<9} {finding.level:<8} {finding.text}")
+            if finding.fix:
+                click.echo(f"{'':<18} fix: {finding.fix}")
+        click.echo(f"{count(findings, PROBLEM)} problem(s), {count(findings, WARNING)} "
+                   "warning(s)")
+    if count(findings, PROBLEM):
+        sys.exit(exits.PROBLEMS)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``ckptd`` console script: run, then exit with the code."""
+    argv = sys.argv[1:] if args is None else args
+
+    def debug() -> bool:  # --log-level debug (anywhere), or CKPTD_LOG_LEVEL=debug
+        pairs = zip(argv, argv[1:] + [""])
+        return (os.environ.get("CKPTD_LOG_LEVEL") == "debug" or "--log-level=debug" in argv
+                or ("--log-level", "debug") in pairs)
+
+    sys.exit(exits.run(lambda: cli.main(args=argv, prog_name="ckptd", standalone_mode=False),
+                       debug))

@@ -30,6 +30,18 @@ def _pair(counts: dict[str, Any], a: str, b: str) -> str:
     return f"{_dur(counts.get(a))}/{_dur(counts.get(b))}"
 
 
+def _table(headers: list[str], rows: list[list[str]], left: tuple[int, ...] = (0,)
+           ) -> list[str]:
+    """Lines of a table: the columns in ``left`` flush left, the others flush right."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cell.ljust(widths[i]) if i in left else cell.rjust(widths[i])
+                         for i, cell in enumerate(cells)).rstrip()
+
+    return [line(headers)] + [line(r) for r in rows]
+
+
 def status_table(answer: dict[str, Any]) -> str:
     """The status answer as a table, one row per queue, with a line about the source."""
     queues: dict[str, dict[str, Any]] = answer.get("queues") or {}
@@ -63,14 +75,15 @@ def status_table(answer: dict[str, Any]) -> str:
                          _dur(c.get("oldest_pending_age_s")), str(c.get("workers", 0))])
         else:
             rows.append([name] + [str(c.get(k, 0)) for k in headers[1:]])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i])
-                         for i, cell in enumerate(cells)).rstrip()
-
-    lines.append(line(headers))
-    lines += [line(r) for r in rows]
+    lines += _table(headers, rows)
+    batch_rows = [[batch, name, str(b.get("total", 0)), str(b.get("done", 0)),
+                   str(b.get("failed", 0)), str(b.get("open", 0)), _dur(b.get("eta_s")),
+                   b.get("then") or "-"]
+                  for name, c in queues.items() for batch, b in (c.get("batches") or {}).items()]
+    if batch_rows:
+        lines.append("")
+        lines += _table(["batch", "queue", "total", "done", "failed", "open", "eta", "then"],
+                        batch_rows, left=(0, 1, 7))
     drops = answer.get("drops") or {}
     if drops:
         lines.append("dropped messages: " + ", ".join(f"{k}={v}" for k, v in

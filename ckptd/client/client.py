@@ -26,6 +26,7 @@ from ckptd.core.answers import Submitted, SubmittedFile
 from ckptd.core.edits import who_am_i
 from ckptd.core.errors import (
     CkptdError,
+    ConfigError,
     DaemonUnavailable,
     ProtocolError,
     RemoteError,
@@ -39,6 +40,7 @@ from ckptd.core.ids import new_id
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.states import State
 from ckptd.wire import protocol
+from ckptd.wire.endpoints import connect_endpoints
 from ckptd.wire.security import ClientCurve
 
 DEFAULT_TIMEOUT = 10.0
@@ -56,11 +58,7 @@ class Client:
     def __init__(self, endpoints: str | list[str], *, timeout: float = DEFAULT_TIMEOUT,
                  context: zmq.Context[Any] | None = None, curve: ClientCurve | None = None
                  ) -> None:
-        if isinstance(endpoints, str):
-            endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
-        if not endpoints:
-            raise CkptdError("no daemon address given: expected tcp://HOST:PORT")
-        self.endpoints = endpoints
+        self.endpoints = connect_endpoints(endpoints)  # tcp:// is implied when missing
         self.timeout = timeout
         self.curve = curve
         self._own_context = context is None
@@ -81,7 +79,13 @@ class Client:
             sock.setsockopt(zmq.MAXMSGSIZE, 256 * 1024 * 1024)  # as the worker's socket
             if self.curve is not None:
                 self.curve.apply_client(sock)
-            sock.connect(self.endpoint)
+            try:
+                sock.connect(self.endpoint)
+            except zmq.ZMQError as exc:
+                sock.close(0)
+                raise ConfigError(f"cannot connect to {self.endpoint}: {exc.strerror}; "
+                                  "expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:5550"
+                                  ) from None
             self._sock = sock
         return self._sock
 

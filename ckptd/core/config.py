@@ -167,8 +167,9 @@ class Settings:
     time_limit: float = _setting(0.0, parse_duration,
                                  "How long one attempt may run before its handler gets "
                                  "ckptd.TimeLimit (a job's own --time-limit wins); 0 = none.")
-    heartbeat: float = _setting(5.0, parse_duration,
-                                "How often workers send heartbeats for running jobs.")
+    heartbeat: float = _setting(0.0, parse_duration,
+                                "How often workers send heartbeats for running jobs; 0 "
+                                "(the default): a third of the shortest lease, at most 5s.")
     backoff_base: float = _setting(1.0, parse_duration,
                                    "Delay before the first retry; doubles per attempt.")
     backoff_cap: float = _setting(300.0, parse_duration,
@@ -215,6 +216,15 @@ class Settings:
     queues: Mapping[str, QueueSettings] = field(default_factory=dict, metadata={"doc": ""})
     storage_options: Mapping[str, Any] = field(default_factory=dict, metadata={"doc": ""})
 
+    def __post_init__(self) -> None:
+        if self.heartbeat == 0:  # derived from the leases, unless given
+            object.__setattr__(self, "heartbeat", derived_heartbeat(self.lease, self.queues))
+            object.__setattr__(self, "heartbeat_derived", True)
+
+    heartbeat_derived: bool = field(default=False, init=False, repr=False, compare=False,
+                                    metadata={"doc": ""})
+    """True when :attr:`heartbeat` was derived from the leases (it was not set)."""
+
     def queue(self, name: str) -> QueueSettings:
         """Return the settings of queue ``name`` (empty overrides when it has none)."""
         return self.queues.get(name) or QueueSettings()
@@ -231,6 +241,16 @@ class Settings:
         """Return the time limit of an attempt of ``queue`` in seconds, None for none."""
         limit = self.queue(queue).time_limit
         return (limit if limit is not None else self.time_limit) or None
+
+
+HEARTBEAT_MAX = 5.0
+"""The longest heartbeat derived from the leases (a shorter lease gets a third of it)."""
+
+
+def derived_heartbeat(lease: float, queues: Mapping[str, QueueSettings]) -> float:
+    """The heartbeat when none is set: a third of the shortest lease, at most 5 seconds."""
+    leases = [lease] + [q.lease for q in queues.values() if q.lease]
+    return min(HEARTBEAT_MAX, min(leases) / 3)
 
 
 SIMPLE_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if "parse" in f.metadata}
@@ -340,15 +360,23 @@ def load_settings(config_file: str | None = None, env: Mapping[str, str] | None 
 
 
 def _check(settings: Settings) -> None:
-    if settings.heartbeat >= settings.lease:
-        raise ConfigError(f"heartbeat ({settings.heartbeat:g}s) must be shorter than the lease "
-                          f"({settings.lease:g}s), or every job would lose its lease")
+    if settings.lease <= 0:
+        raise ConfigError(f"lease ({settings.lease:g}s) must be longer than 0: set lease (or "
+                          "CKPTD_LEASE, --lease) to how long a job may go without a heartbeat, "
+                          "e.g. 60s")
+    leases = [("the lease", settings.lease)] + [
+        (f"the lease of [queues.{name}]", queue.lease)
+        for name, queue in settings.queues.items() if queue.lease]
+    for what, lease in leases:
+        if settings.heartbeat >= lease:
+            fix = f"{lease / 3:.3g}s"
+            raise ConfigError(
+                f"heartbeat ({settings.heartbeat:g}s) must be shorter than {what} "
+                f"({lease:g}s), or every job would lose its lease: set heartbeat below it "
+                f"(e.g. heartbeat = \"{fix}\" or CKPTD_HEARTBEAT={fix}), or leave heartbeat "
+                "unset to derive it from the lease")
     if settings.backoff_cap < settings.backoff_base:
         raise ConfigError("backoff_cap must not be smaller than backoff_base")
-    for name, queue in settings.queues.items():
-        if queue.lease is not None and settings.heartbeat >= queue.lease:
-            raise ConfigError(f"[queues.{name}] lease must be longer than heartbeat "
-                              f"({settings.heartbeat:g}s)")
 
 
 def describe_settings() -> list[tuple[str, Any, str]]:

@@ -41,6 +41,29 @@ class InvalidName(CkptdError):
     code = "invalid_name"
 
 
+class InvalidInput(CkptdError):
+    """Raised when a value given by the user cannot be used: a payload that is not JSON (or
+    holds NaN), a file that is not the kind expected."""
+
+    exit_code = 5
+    code = "invalid_input"
+
+
+class FileMissing(CkptdError):
+    """Raised when a file or folder named by the user (a payload file, the store's root)
+    does not exist."""
+
+    exit_code = 3
+    code = "file_missing"
+
+
+class FileExists(CkptdError):
+    """Raised when a file that ckptd never overwrites (a key pair) already exists."""
+
+    exit_code = 4
+    code = "file_exists"
+
+
 # -- failures of the store ------------------------------------------------------------------
 
 class StoreError(CkptdError):
@@ -84,6 +107,26 @@ class JobNotFound(CkptdError):
 
     exit_code = 3
     code = "not_found"
+
+
+class QueueNotFound(JobNotFound):
+    """Raised when a queue is asked for that the store (or the daemon) does not have."""
+
+    code = "no_queue"
+
+    @classmethod
+    def among(cls, queue: str, where: str, known: list[str]) -> QueueNotFound:
+        """The error for ``queue`` missing under ``where``, naming the queues there are
+        (and the closest one, for a typo)."""
+        import difflib
+
+        if not known:
+            return cls(f"no queue {queue!r} under {where}: it has no queues yet (a queue is "
+                       "made by its first submit)")
+        close = difflib.get_close_matches(queue, known, n=1)
+        names = ", ".join(known[:10]) + (", ..." if len(known) > 10 else "")
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return cls(f"no queue {queue!r} under {where} (its queues: {names}){hint}")
 
 
 class JobExists(CkptdError):

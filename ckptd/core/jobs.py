@@ -86,20 +86,55 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+def _parse(data: bytes) -> Any:
+    try:
+        return json.loads(data, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJob(f"not valid JSON: {exc}") from None
+    except RecursionError:  # deeply nested arrays or objects
+        raise MalformedJob("not valid JSON: nested too deeply") from None
+
+
 def decode(data: bytes, queue: str | None = None, job_id: str | None = None) -> Job:
     """Parse and check a job file; raise :class:`MalformedJob` saying what is wrong.
 
     When ``queue`` / ``job_id`` are given (the folder and file name it was found under) the
     file must agree with them, so a file copied to the wrong place is caught.
     """
-    try:
-        job = json.loads(data, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedJob(f"not valid JSON: {exc}") from None
-    except RecursionError:  # deeply nested arrays or objects
-        raise MalformedJob("not valid JSON: nested too deeply") from None
+    job = _parse(data)
     if not isinstance(job, dict):
         raise MalformedJob(f"expected a JSON object, found {type(job).__name__}")
+    return _check(job, queue, job_id)
+
+
+def decode_pending(data: bytes, queue: str, job_id: str, *, written: float,
+                   max_attempts: int) -> tuple[Job, bool]:
+    """Parse a file found in ``pending/``, completing one written by hand.
+
+    A job file needs only what cannot be defaulted. A JSON object with a ``payload`` (or
+    ``payload_ref``) key is a job file: the fields it lacks are defaulted (``id`` from the
+    file name, ``queue`` from the folder, ``created`` = ``written``, the time the file was
+    written, ``attempts`` 0, ``max_attempts`` the queue's, ``rev`` 0). Any other JSON value
+    (an object without ``payload`` too) is the payload itself. Returns the job and whether
+    it was completed (then the file should be rewritten as the full job).
+
+    Raises :class:`MalformedJob` for what cannot be a job: not JSON, a field of the wrong
+    type, an ``id`` or ``queue`` that disagrees with where the file is, or an object that
+    has every other field of a job file but no payload.
+    """
+    value = _parse(data)
+    if isinstance(value, dict) and all(f in value for f in REQUIRED_FIELDS):
+        return _check(value, queue, job_id), False  # a full job file (the usual case)
+    if isinstance(value, dict) and ("payload" in value or "payload_ref" in value):
+        job: Job = {"id": job_id, "queue": queue, "created": utc_iso(written), "attempts": 0,
+                    "max_attempts": max_attempts, "rev": 0}
+        job.update(value)
+    else:
+        job = new_job(queue, job_id, value, written, max_attempts=max_attempts)
+    return _check(job, queue, job_id), True
+
+
+def _check(job: Job, queue: str | None, job_id: str | None) -> Job:
     missing = [f for f in REQUIRED_FIELDS if f not in job]
     if missing:
         raise MalformedJob(f"missing field(s): {', '.join(missing)}")

@@ -319,8 +319,8 @@ class Control:
             for job_id in ids:
                 if self.engine.where(queue, job_id) is None:
                     raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
-        elif queue not in self.engine.queues:
-            raise JobNotFound(f"no queue {queue!r}")
+        else:
+            self.operators.known_queue(queue)
         waiter = Waiter(identity, queue, ids, now + float(body["timeout"]))
         if not self._answer_waiter(waiter, now):
             self.waiters.append(waiter)

@@ -16,7 +16,6 @@ replies and jobs: "accepted" and "done" are said after the sync.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -29,6 +28,7 @@ import zmq
 from ckptd.core.config import LiveSettings, Settings, reloaded_settings
 from ckptd.core.errors import CkptdError, ConfigError, ProtocolError, Standby
 from ckptd.core.timefmt import utc_iso
+from ckptd.daemon.binding import bind_socket, write_ready_file
 from ckptd.daemon.bucket_role import BucketRole, Change
 from ckptd.daemon.control import Control
 from ckptd.daemon.drops import Drops
@@ -36,7 +36,7 @@ from ckptd.daemon.engine import Engine
 from ckptd.daemon.http.server import Telemetry
 from ckptd.daemon.operators import Operators
 from ckptd.daemon.scans import Scans
-from ckptd.daemon.snapshot import Snapshot, build_snapshot
+from ckptd.daemon.snapshot import Snapshot, build_snapshot, status_line
 from ckptd.daemon.store_guard import StoreGuard
 from ckptd.daemon.systemd import Notifier
 from ckptd.daemon.watch import Watcher
@@ -169,7 +169,9 @@ class Daemon:
             self.telemetry.start(now)
         self.notifier.ready(self._status_line())
         if self.ready_file:
-            self._write_ready_file()
+            write_ready_file(self.ready_file, {
+                "pid": os.getpid(), "control": self.endpoints["control"],
+                "dispatch": self.endpoints["dispatch"], "root": self.store.url})
         log.info("serving", extra={"fields": {"control": self.endpoints["control"],
                                               "dispatch": self.endpoints["dispatch"],
                                               "root": self.store.url,
@@ -177,30 +179,10 @@ class Daemon:
 
     def _bind(self, kind: int, endpoint: str, name: str) -> zmq.Socket[bytes]:
         assert self._ctx is not None
-        sock = self._ctx.socket(kind)
-        sock.setsockopt(zmq.LINGER, 1000 if name == "control" else 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_size)
-        sock.setsockopt(zmq.SNDHWM, 100_000)  # credits bound what is queued; never block
-        sock.setsockopt(zmq.RCVHWM, 100_000)
-        if self._guard is not None:
-            self._guard.secure(sock, name)  # CURVE server, handshake monitor
-        try:
-            sock.bind(endpoint)
-        except zmq.ZMQError as exc:
-            sock.close(0)
-            raise ConfigError(f"cannot bind the {name} socket to {endpoint}: {exc}; is another "
-                              "ckptd running, or is the address wrong?") from None
+        sock = bind_socket(self._ctx, kind, endpoint, name, guard=self._guard,
+                           max_message_size=self.settings.max_message_size)
         self.endpoints[name] = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         return sock
-
-    def _write_ready_file(self) -> None:
-        assert self.ready_file is not None
-        info = {"pid": os.getpid(), "control": self.endpoints["control"],
-                "dispatch": self.endpoints["dispatch"], "root": self.store.url}
-        tmp = f"{self.ready_file}.tmp{os.getpid()}"
-        with open(tmp, "w") as handle:
-            json.dump(info, handle)
-        os.replace(tmp, self.ready_file)
 
     def close(self) -> None:
         """Stop the watcher and close the sockets. Idempotent."""
@@ -438,10 +420,12 @@ class Daemon:
                 self._dispatch.send_multipart([identity, *protocol.batch(messages)],
                                               zmq.NOBLOCK)
             except zmq.ZMQError as exc:
-                log.info("worker unreachable (%s): its jobs go back to pending", exc)
-                for kind, body in messages:
-                    if kind == b"job":
-                        self.engine.undeliverable(identity, body, now)
+                lost = [body for kind, body in messages if kind == b"job"]
+                # Said only when jobs were in it: else it was a worker that just left.
+                (log.info if lost else log.debug)(
+                    "worker unreachable (%s): %d job(s) go back to pending", exc, len(lost))
+                for body in lost:
+                    self.engine.undeliverable(identity, body, now)
 
     def _idle_timeout(self) -> float:
         now = self.clock()
@@ -505,17 +489,15 @@ class Daemon:
             self.drops.log(now)
 
     def _status_line(self) -> str:
-        counts = [i.counts() for i in self.engine.queues.values()]
-        total = {k: sum(c[k] for c in counts) for k in ("pending", "claimed", "done", "failed")}
-        return (f"{len(self.engine.queues)} queue(s), {len(self.engine.workers)} worker(s); "
-                f"pending {total['pending']}, claimed {total['claimed']}, "
-                f"done {total['done']}, failed {total['failed']}")
+        return status_line(self.engine)
 
     def _daemon_info(self, now: float) -> dict[str, Any]:
         """What ``status`` says of the daemon itself (and, on a bucket, of its role)."""
+        settings = self.settings
         info: dict[str, Any] = {"name": self.name, "uptime_s": round(now - self.started_at, 3),
-                                "fsync": self.settings.fsync.value,
-                                "lease_s": self.settings.lease,
+                                "fsync": settings.fsync.value, "lease_s": settings.lease,
+                                "heartbeat_s": settings.heartbeat, "time": now,
+                                "curve": bool(settings.curve_secret_key), "role": "active",
                                 "stopping": self.stopping_since is not None}
         info["store"] = self.guard.view(now)  # available or not, ops waiting to be retried
         if self.role is not None:  # role, leader lease

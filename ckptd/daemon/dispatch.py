@@ -40,6 +40,10 @@ def _time_limit(value: Any) -> float | None:
     return None
 
 
+class _TooYoung(Exception):
+    """A pending file written by hand moments ago: it may not be complete yet."""
+
+
 class Dispatcher:
     """The dispatch part of the engine."""
 
@@ -110,11 +114,14 @@ class Dispatcher:
             ix.delay(index, job_id, now + STORE_RETRY_DELAY)
             return False
         try:
-            job = jobs.decode(raw, queue, job_id)
+            job, rewrite = self._read_pending(index, job_id, raw, now)
             not_before = job.get("not_before")
             wait_until = parse_iso(not_before) if isinstance(not_before, str) else None
         except (MalformedJob, ValueError) as exc:
             self._malformed_pending(index, job_id, str(exc), now)
+            return False
+        except _TooYoung:  # written by hand, perhaps still being written: look again soon
+            ix.delay(index, job_id, now + MALFORMED_GRACE)
             return False
         if wait_until is not None and wait_until > now:
             ix.delay(index, job_id, wait_until)
@@ -165,8 +172,33 @@ class Dispatcher:
                 ix.counters["store_errors"] += 1
                 log.error("cannot claim %s/%s: %s", queue, job_id, outcome)
 
-        ix.txn.add(Move(queue, job_id, State.PENDING, State.CLAIMED), moved)
+        # A file written by hand is claimed as the full job file it stands for, so that
+        # everything after (answers, fsck, cat) reads a complete job.
+        data = jobs.encode(jobs.bump(job)) if rewrite else None
+        ix.txn.add(Move(queue, job_id, State.PENDING, State.CLAIMED, data), moved)
         return True
+
+    def _read_pending(self, index: QueueIndex, job_id: str, raw: bytes, now: float
+                      ) -> tuple[jobs.Job, bool]:
+        """The pending job, completed when it was written by hand; and whether it was.
+
+        Raises MalformedJob when it cannot be a job, _TooYoung when it was completed but
+        is so recent that it may still be being written in place.
+        """
+        try:
+            return jobs.decode(raw, index.name, job_id), False
+        except MalformedJob:
+            pass
+        try:
+            written = self.ix.store.mtime(index.name, State.PENDING, job_id)
+        except CkptdError:
+            written = now
+        job, completed = jobs.decode_pending(
+            raw, index.name, job_id, written=written,
+            max_attempts=self.ix.settings.max_attempts_for(index.name))
+        if completed and now - written < MALFORMED_GRACE:
+            raise _TooYoung()
+        return job, completed
 
     def _checkpoint_state(self, queue: str, job_id: str, message_limit: int
                           ) -> dict[str, Any] | None:

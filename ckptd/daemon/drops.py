@@ -1,7 +1,9 @@
 """Messages the daemon dropped (malformed, refused, unknown sender), counted by reason.
 
 Counted per ``socket:reason``; shown by ``status`` and the metrics, and logged at most every
-:data:`LOG_INTERVAL` seconds, and only when a count grew since the last line.
+:data:`LOG_INTERVAL` seconds, and only when a count grew since the last line. Messages from
+a worker the daemon does not know yet (:data:`ORDINARY`) are counted but never logged: every
+worker sends a few after a daemon restart, before it says hello again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections import Counter
 log = logging.getLogger("ckptd.daemon.daemon")
 
 LOG_INTERVAL = 10.0
+ORDINARY = ("unknown_worker",)
+"""Reasons that are part of ordinary life (counted, not logged)."""
 
 
 class Drops:
@@ -40,12 +44,14 @@ class Drops:
         """Log the counts when they grew since the last line (at most every interval)."""
         if now - self._last_log < LOG_INTERVAL:
             return
-        current = dict(self.counts)
+        current = {key: count for key, count in self.counts.items()
+                   if key.split(":", 1)[1] not in ORDINARY}
         if current == self._logged:
             return
         self._last_log = now
         self._logged = current
-        log.warning("dropped malformed messages so far", extra={"fields": current})
+        log.warning("dropped malformed or refused messages so far (ckptd status --json shows "
+                    "them by reason)", extra={"fields": current})
 
     def as_dict(self) -> dict[str, int]:
         """The counts, for status and the metrics."""

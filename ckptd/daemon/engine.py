@@ -290,6 +290,7 @@ class Engine:
         index.pending.add(job_id)
         index.added_since_scan.add(job_id)
         index.ready.append(job_id)
+        self.flows.appeared(queue, job_id)
 
     def pending_vanished(self, queue: str, job_id: str) -> None:
         """``pending/<id>.json`` was removed by someone else: the job is cancelled."""
@@ -312,6 +313,7 @@ class Engine:
             if job_id not in index.pending and job_id not in index.claimed:
                 index.pending.add(job_id)
                 index.ready.append(job_id)
+                self.flows.appeared(queue, job_id)
         for job_id in list(index.pending):
             if job_id not in on_disk and job_id not in index.added_since_scan:
                 index.pending.discard(job_id)

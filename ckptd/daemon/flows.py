@@ -155,6 +155,13 @@ class Flows:
         if progress.record(job_id, state.value) and progress.complete:
             self._reduce(progress, now)
 
+    def appeared(self, queue: str, job_id: str) -> None:
+        """A pending job the daemon did not make appeared (a submit-file with --root): know
+        its batch from now on, so that status shows it before any of its jobs ends."""
+        batch = batches.batch_of(job_id)
+        if batch is not None and batch not in self.batches:
+            self._load(queue, batch)
+
     def reopened(self, queue: str, job_id: str) -> None:
         """A failed batch job went back to pending (retry): it has not ended any more."""
         progress = self.batches.get(batches.batch_of(job_id) or "")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ckptd.core import edits, jobs
-from ckptd.core.errors import CkptdError, JobNotFound, TransitionError
+from ckptd.core.errors import CkptdError, JobNotFound, QueueNotFound, TransitionError
 from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.engine import Engine
@@ -35,6 +35,12 @@ class Operators:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def known_queue(self, queue: str) -> None:
+        """Raise QueueNotFound unless the daemon (or its store) has ``queue``."""
+        engine = self.engine
+        if queue not in engine.queues and queue not in engine.store.queues():
+            raise QueueNotFound.among(queue, engine.store.url, sorted(engine.queues))
+
     def status(self, queue: str | None, now: float) -> Body:
         """Counts per state and recent figures, per queue, from the index (changes nothing)."""
         engine = self.engine
@@ -43,16 +49,14 @@ class Operators:
         for name in names:
             index = engine.queues.get(name)
             if index is None:
-                raise JobNotFound(f"no queue {name!r}")
+                raise QueueNotFound.among(name, engine.store.url, sorted(engine.queues))
             # Events since the daemon started, then the figures of the folders over them:
             # "failed" is what failed/ holds; failures since the start are "failures".
             counts: dict[str, Any] = dict(index.counters)
             counts["failures"] = counts.pop("failed", 0)
             counts.update(index.counts())
             counts.update(queue_figures(index, engine.workers.values(), engine.store, now))
-            batch_progress = engine.flows.status(name, now)
-            if batch_progress:
-                counts["batches"] = batch_progress
+            counts["batches"] = engine.flows.status(name, now)
             result[name] = counts
         return {"queues": result, "root": engine.store.url, "source": "daemon",
                 "workers": len(engine.workers), "counters": dict(engine.counters)}
@@ -86,6 +90,11 @@ class Operators:
         """Move failed jobs back to pending (all when ``ids`` is None)."""
         engine = self.engine
         store = engine.store
+        try:
+            self.known_queue(queue)
+        except CkptdError as exc:
+            reply(exc)
+            return
         index = engine.queue(queue)
         names = store.ids(queue, State.FAILED) if ids is None else ids
         moves: list[tuple[str, bytes]] = []
@@ -177,6 +186,11 @@ class Operators:
               reply: Reply) -> None:
         """Remove done or failed jobs (in the round's transaction); reply with how many."""
         engine = self.engine
+        try:
+            self.known_queue(queue)
+        except CkptdError as exc:
+            reply(exc)
+            return
         index = engine.queue(queue)
         doomed = purgeable(engine.store, queue, state, older_than, now)
         if not doomed:

@@ -23,6 +23,15 @@ from ckptd.daemon.metrics import (
 from ckptd.store.base import Store
 
 
+def status_line(engine: Engine) -> str:
+    """One line for systemd's STATUS: queues, workers and jobs per state."""
+    counts = [index.counts() for index in engine.queues.values()]
+    total = {k: sum(c[k] for c in counts) for k in ("pending", "claimed", "done", "failed")}
+    return (f"{len(engine.queues)} queue(s), {len(engine.workers)} worker(s); "
+            f"pending {total['pending']}, claimed {total['claimed']}, "
+            f"done {total['done']}, failed {total['failed']}")
+
+
 def queue_figures(index: QueueIndex, workers: Iterable[WorkerInfo], store: Store,
                   now: float) -> dict[str, Any]:
     """The per-queue figures of ``status`` beyond the counts: none of them scans jobs."""

@@ -56,9 +56,15 @@ class Workers:
             "lease": settings.lease, "heartbeat": settings.heartbeat,
             "root": ix.store.url, "daemon": ix.name,
             "blob_threshold": settings.blob_threshold, "confirms": True}))
-        log.info("worker connected", extra={"fields": {
-            "worker": worker_id, "queues": ",".join(info.queues), "slots": slots,
-            "host": info.host}})
+        fields = {"worker": worker_id, "queues": ",".join(info.queues), "slots": slots,
+                  "host": info.host}
+        if slots == 0:  # a worker that stops says hello with no slots: it takes nothing new
+            log.info("worker stopping: takes no new jobs", extra={"fields": {
+                "worker": worker_id, "running": len(info.running)}})
+        elif old is None or (old.host, old.pid) != (info.host, info.pid):
+            log.info("worker connected", extra={"fields": fields})
+        else:  # the same worker again (after a restart of the daemon, or asked to)
+            log.debug("worker said hello again", extra={"fields": fields})
 
     def worker_for(self, identity: bytes, now: float) -> WorkerInfo | None:
         """Return the worker behind ``identity``; ask an unknown one to say hello again."""
@@ -94,6 +100,9 @@ class Workers:
             ix.worker_order.remove(worker.id)
         except ValueError:
             pass
+        # What was still to be said to it (a welcome, a rehello) has nobody to go to; a job
+        # message stays, so that its failed delivery puts the job back at once.
+        ix.outbox = [m for m in ix.outbox if m[0] != worker.identity or m[1] == b"job"]
         log.info("worker gone", extra={"fields": {"worker": worker.id, "why": why,
                                                    "running": len(worker.running)}})
 

@@ -16,7 +16,14 @@ from typing import Any
 from ckptd.core import edits, jobs
 from ckptd.core.answers import Submitted, SubmittedFile
 from ckptd.core.config import LiveSettings, Settings, live
-from ckptd.core.errors import JobExists, JobNotFound, MalformedJob, TransitionError
+from ckptd.core.errors import (
+    FileMissing,
+    JobExists,
+    JobNotFound,
+    MalformedJob,
+    QueueNotFound,
+    TransitionError,
+)
 from ckptd.core.ids import new_id
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.states import STATES, TERMINAL, State, transition_name
@@ -247,21 +254,59 @@ class StoreAdmin:
 
     # -- looking ---------------------------------------------------------------------------
 
+    def _queues(self) -> list[str]:
+        """The queues of the store; FileMissing when the root itself is not there."""
+        queues = self.store.queues()
+        if not queues and not self.store.root_exists():
+            raise FileMissing(f"no store at {self.store.url}: check --root (or CKPTD_ROOT, "
+                              "root in the config); a store is made by its first submit or "
+                              "by ckptd serve")
+        return queues
+
+    def known_queue(self, queue: str) -> str:
+        """Return ``queue`` when the store has it; raise InvalidName for a bad name,
+        FileMissing when the store is not there, QueueNotFound when the queue is not."""
+        check_queue(queue)
+        queues = self._queues()
+        if queue not in queues:
+            raise QueueNotFound.among(queue, self.store.url, queues)
+        return queue
+
     def status(self, queue: str | None = None) -> dict[str, Any]:
         """Return ``{"queues": {name: {"pending": n, "claimed": n, "done": n, "failed": n}}}``."""
-        names = [check_queue(queue)] if queue else self.store.queues()
-        if queue and queue not in self.store.queues():
-            raise JobNotFound(f"no queue {queue!r} under {self.store.url}")
+        names = [self.known_queue(queue)] if queue else self._queues()
         result: dict[str, Any] = {}
         for name in names:
             counts: dict[str, Any] = {s.value: self.store.count(name, s) for s in STATES}
             counts["quarantined"] = len(self.store.quarantined(name))
+            counts["batches"] = self._batches(name)
             result[name] = counts
         return {"queues": result, "root": self.store.url, "source": "store"}
 
+    def _batches(self, queue: str) -> dict[str, Any]:
+        """Progress of the queue's batches, counted from a listing (no rate, no ETA)."""
+        from ckptd.core import batches
+
+        found: dict[str, Any] = {}
+        names = self.store.manifests(queue)
+        ended = {state: self.store.ids(queue, state) for state in (State.DONE, State.FAILED)
+                 } if names else {}
+        for name in names:
+            try:
+                progress = batches.BatchProgress(
+                    batches.Manifest.decode(self.store.read_manifest(queue, name)))
+            except (JobNotFound, MalformedJob):
+                continue
+            for state in (State.DONE, State.FAILED):
+                for job_id in ended[state]:
+                    if job_id.startswith(name):
+                        progress.record(job_id, state.value)
+            found[name] = progress.as_dict(self.clock())
+        return found
+
     def ls(self, queue: str, state: State | None = None) -> list[tuple[State, str]]:
         """Return (state, id) of the queue's jobs, in one state or all of them."""
-        check_queue(queue)
+        self.known_queue(queue)
         states = [state] if state else list(STATES)
         return [(s, job_id) for s in states for job_id in self.store.ids(queue, s)]
 
@@ -269,13 +314,22 @@ class StoreAdmin:
         """Return what the store holds for a job: its state, file, and checkpoint."""
         states = self.store.find(check_queue(queue), check_job_id(job_id))
         if not states:
+            self.known_queue(queue)  # say so when it is the queue (or the store) that is not
             raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
         state = states[-1]
         raw = self.store.read(queue, state, job_id)
+        hand_written = False
         try:
             job: Any = jobs.decode(raw, queue, job_id)
         except MalformedJob as exc:
             job = {"unreadable": str(exc), "raw": raw.decode(errors="replace")}
+            if state is State.PENDING:  # written by hand: show the job it stands for
+                try:
+                    job, hand_written = jobs.decode_pending(
+                        raw, queue, job_id, written=self.store.mtime(queue, state, job_id),
+                        max_attempts=self.settings.max_attempts_for(queue))
+                except MalformedJob:
+                    pass
         checkpoint = self.store.read_checkpoint(queue, job_id)
         info: dict[str, Any] = {
             "state": state.value,
@@ -285,6 +339,8 @@ class StoreAdmin:
         }
         if len(states) > 1:
             info["also_in"] = [s.value for s in states[:-1]]
+        if hand_written:
+            info["hand_written"] = True  # completed as shown when the daemon dispatches it
         return info
 
     # -- repairing -------------------------------------------------------------------------
@@ -295,7 +351,7 @@ class StoreAdmin:
 
         Returns the ids moved. Raises JobNotFound for a named id that is not failed.
         """
-        check_queue(queue)
+        self.known_queue(queue)
         ids = self.store.ids(queue, State.FAILED) if job_ids is None else job_ids
         ops: list[Op] = []
         for job_id in ids:
@@ -321,6 +377,7 @@ class StoreAdmin:
         """
         states = self.store.find(check_queue(queue), check_job_id(job_id))
         if not states:
+            self.known_queue(queue)
             raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
         state = states[-1]
         if state is State.PENDING:
@@ -343,6 +400,9 @@ class StoreAdmin:
 
     def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
         """Remove done or failed jobs (older than ``older_than`` seconds); return how many."""
+        check_queue(queue)
+        if state in TERMINAL:  # a pending state is refused by purgeable, saying why
+            self.known_queue(queue)
         doomed = [Delete(queue, state, job_id)
                   for job_id in purgeable(self.store, queue, state, older_than, self.clock())]
         for start in range(0, len(doomed), 1000):
@@ -357,7 +417,7 @@ class StoreAdmin:
         """
         findings: list[recovery.Finding] = []
         now = self.clock()
-        for queue in self.store.queues():
+        for queue in self._queues():
             findings += recovery.quarantine_foreign(self.store, queue, repair)
             ids = recovery.listing(self.store, queue)
             blobs: set[tuple[str, str]] = set(self.store.blob_ids(queue))
@@ -366,7 +426,9 @@ class StoreAdmin:
             anywhere: set[str] = set()
             for state, state_ids in ids.items():
                 for job_id in state_ids:
-                    job, finding = recovery.check_job(self.store, queue, state, job_id, repair)
+                    job, finding = recovery.check_job(
+                        self.store, queue, state, job_id, repair,
+                        max_attempts=self.settings.max_attempts_for(queue))
                     if finding is not None:
                         findings.append(finding)
                         anywhere.add(job_id)  # unreadable, not gone: keep its attachments
@@ -395,7 +457,10 @@ class StoreAdmin:
                     self.store.delete_checkpoint(queue, job_id)
                 found.append(recovery.Finding(queue, "orphan-checkpoint", f"state/{job_id}.json",
                                               "its job is in no state", repair))
+        batches = set(self.store.manifests(queue))
         for job_id, kind in self.store.blob_ids(queue):
+            if kind == "source" and job_id in batches:
+                continue  # a batch's data, named after the batch: its manifest keeps it
             if job_id not in anywhere:
                 if repair:  # a Delete of an absent job file removes only its attachments
                     self.store.apply([Delete(queue, State.DONE, job_id)])

@@ -335,6 +335,14 @@ class Store(ABC):
 
     # -- capabilities: what only some backends do, with the default of those that do not ----
 
+    def root_exists(self) -> bool:
+        """Return False when the root itself is missing (a mistyped path), so that commands
+        that only read can say so instead of showing an empty store.
+
+        Default: True (a bucket's prefix exists as soon as anything is written under it).
+        """
+        return True
+
     def ids_after(self, queue: str, state: State, start_after: str | None) -> list[str]:
         """Return the ids in ``state`` that sort after ``start_after`` (all when None), sorted.
 

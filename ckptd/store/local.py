@@ -130,6 +130,9 @@ class LocalStore(Store):
 
     # -- reading ---------------------------------------------------------------------------
 
+    def root_exists(self) -> bool:
+        return os.path.isdir(self.root)
+
     def queues(self) -> list[str]:
         try:
             entries = os.scandir(self.root)

@@ -136,19 +136,39 @@ def quarantine_foreign(store: Store, queue: str, repair: bool) -> list[Finding]:
     return findings
 
 
-def check_job(store: Store, queue: str, state: State, job_id: str, repair: bool
-              ) -> tuple[jobs.Job | None, Finding | None]:
+def check_job(store: Store, queue: str, state: State, job_id: str, repair: bool,
+              max_attempts: int = 3) -> tuple[jobs.Job | None, Finding | None]:
     """Parse one job file; quarantine it (with ``repair``) when it cannot be parsed.
 
+    A file in ``pending/`` written by hand (``{"payload": ...}``, or any JSON value) is a
+    job, not a problem: with ``repair`` it is rewritten as the full job file it stands for
+    (``max_attempts`` is the queue's budget), else it is left for the daemon to complete.
     Returns (the job or None, the finding or None).
     """
     try:
-        return jobs.decode(store.read(queue, state, job_id), queue, job_id), None
+        raw = store.read(queue, state, job_id)
+        return jobs.decode(raw, queue, job_id), None
     except JobNotFound:
         return None, None
     except MalformedJob as exc:
-        reason = f"{state.value}/{job_id}.json is malformed: {exc}"
-        if repair:
-            where = store.quarantine(queue, state.value, f"{job_id}.json", reason)
-            log.warning("quarantined %s: %s", where, exc)
-        return None, Finding(queue, "malformed", f"{state.value}/{job_id}.json", str(exc), repair)
+        error = exc
+    if state is State.PENDING:
+        try:
+            job, _ = jobs.decode_pending(raw, queue, job_id, max_attempts=max_attempts,
+                                         written=store.mtime(queue, state, job_id))
+        except JobNotFound:
+            return None, None
+        except MalformedJob as exc:
+            error = exc
+        else:
+            if not repair:
+                return job, None
+            store.move(queue, job_id, state, state, jobs.encode(job))
+            return job, Finding(queue, "hand-written", f"{state.value}/{job_id}.json",
+                                "completed as a job file (id from its name)", True)
+    reason = f"{state.value}/{job_id}.json is malformed: {error}"
+    if repair:
+        where = store.quarantine(queue, state.value, f"{job_id}.json", reason)
+        log.warning("quarantined %s: %s", where, error)
+    return None, Finding(queue, "malformed", f"{state.value}/{job_id}.json", str(error),
+                         repair)

@@ -39,6 +39,34 @@ def port_of(endpoint: str) -> int:
         raise ConfigError(f"endpoint {endpoint!r} has no port; expected tcp://HOST:PORT") from None
 
 
+def connect_endpoints(addresses: str | list[str]) -> list[str]:
+    """The daemon addresses a client or worker is given, as ZeroMQ endpoints.
+
+    ``addresses`` is one address, several separated by commas, or a list. ``tcp://`` is
+    implied when no scheme is given (``127.0.0.1:5550``). Raises ConfigError, saying what is
+    expected, for an empty list or a TCP address without a port.
+    """
+    given = [addresses] if isinstance(addresses, str) else list(addresses)
+    items = [item for text in given for item in text.split(",")]
+    found = []
+    for item in items:
+        address = item.strip()
+        if not address:
+            continue
+        if "://" not in address:
+            address = "tcp://" + address
+        if address.startswith("tcp://"):
+            host, _, port = address[len("tcp://"):].rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"invalid daemon address {item.strip()!r}: expected "
+                                  "HOST:PORT or tcp://HOST:PORT, e.g. tcp://127.0.0.1:5550")
+        found.append(address)
+    if not found:
+        raise ConfigError("no daemon address given: expected HOST:PORT or tcp://HOST:PORT, "
+                          "e.g. tcp://127.0.0.1:5550")
+    return found
+
+
 def is_loopback(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and ``localhost``."""
     if host in ("localhost", "ip6-localhost"):

@@ -32,7 +32,7 @@ from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
 from ckptd.core.config import Settings
-from ckptd.core.errors import AuthError, CkptdError, ConfigError
+from ckptd.core.errors import AuthError, CkptdError, ConfigError, FileExists
 from ckptd.core.names import is_valid_name
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def keygen(folder: str, name: str = "ckptd") -> tuple[str, str]:
     public_path, secret_path = base + PUBLIC_SUFFIX, base + SECRET_SUFFIX
     for path in (public_path, secret_path):
         if os.path.lexists(path):
-            raise CkptdError(f"{path} already exists: remove it first, or choose another "
+            raise FileExists(f"{path} already exists: remove it first, or choose another "
                              "--name (a key pair is never overwritten)")
     # The secret file is created 0600 from the start: it is never readable by others.
     _write_certificate(secret_path, public, secret, 0o600)

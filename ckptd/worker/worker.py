@@ -523,7 +523,8 @@ class Worker:
             elif body.get("type") not in ("Retry", "LeaseLost"):
                 self.jobs_failed += 1
         if kind == b"failed" and not body.get("given_back"):
-            log.info("job %s failed: %s", attempt.label(), answers.summary(kind, body))
+            log.info("job %s/%s attempt %d failed: %s", attempt.queue, attempt.id,
+                     attempt.number, answers.summary(kind, body))
         self.send(kind, body)
 
     # -- what a pool asks of its worker (ckptd.worker.pools.PoolHost) -----------------------

@@ -130,7 +130,8 @@ def test_queue_tables(toml: Callable[..., str]) -> None:
     ('[queues.price]\nretries = 5', ConfigError, r"unknown setting\(s\) \['retries'\]"),
     ('[queues."../x"]\nlease = "5m"', InvalidName, "queue name"),
     ('[queues.price]\nnext = "a/b"', InvalidName, "queue name"),
-    ('[queues.price]\nlease = "1s"', ConfigError, "longer than heartbeat"),
+    ('heartbeat = "5s"\n[queues.price]\nlease = "1s"', ConfigError,
+     r"shorter than the lease of \[queues.price\]"),
     ('queues = 3', ConfigError, "table of tables"),
 ])
 def test_bad_queue_tables(toml: Callable[..., str], text: str, error: type, match: str) -> None:

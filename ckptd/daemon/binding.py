@@ -1,0 +1,44 @@
+"""The daemon's sockets: bound with the options every one needs, and said where they are.
+
+A socket is bound with its message limit, its high-water marks and (with CURVE) the guard's
+security; a refused bind is a ConfigError that names the address. Once serving, the bound
+endpoints can be written to a ready file (``serve --ready-file``) for whoever waits for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import zmq
+
+from ckptd.core.errors import ConfigError
+from ckptd.wire.security import SocketGuard
+
+
+def bind_socket(ctx: zmq.Context[Any], kind: int, endpoint: str, name: str, *,
+                max_message_size: int, guard: SocketGuard | None) -> zmq.Socket[bytes]:
+    """A socket of ``kind`` bound to ``endpoint``; raise ConfigError when it cannot be."""
+    sock: zmq.Socket[bytes] = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 1000 if name == "control" else 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
+    sock.setsockopt(zmq.SNDHWM, 100_000)  # credits bound what is queued; never block
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    if guard is not None:
+        guard.secure(sock, name)  # CURVE server, handshake monitor
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(0)
+        raise ConfigError(f"cannot bind the {name} socket to {endpoint}: {exc}; is another "
+                          "ckptd running, or is the address wrong?") from None
+    return sock
+
+
+def write_ready_file(path: str, info: dict[str, Any]) -> None:
+    """Write ``info`` as JSON to ``path`` at once (a reader never sees half of it)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as handle:
+        json.dump(info, handle)
+    os.replace(tmp, path)
