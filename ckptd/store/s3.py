@@ -207,7 +207,10 @@ class S3Store(BucketStore):
         check_queue(queue)
         path = f"{self.prefix}/{queue}/{state.value}"
         objects, _ = self.req.run(lambda: self.req.list(path, start_after=start_after))
-        return sorted(i for i in (split_job_name(o.name) for o in objects) if i is not None)
+        ids = (split_job_name(o.name) for o in objects)
+        # The listing starts after the key "<start_after>", so "<start_after>.json" is in it.
+        return sorted(i for i in ids if i is not None and (start_after is None
+                                                           or i > start_after))
 
     def _cat(self, key: str, missing: str) -> bytes:
         data = self.req.run(lambda: self.req.get(key, f"read {self.req.split(key)}"))

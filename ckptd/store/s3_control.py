@@ -7,7 +7,7 @@ lease renewal. They are not fenced either: they are what the fence is made of.
 
 from __future__ import annotations
 
-from ckptd.store.objects import CONTROL_DIR
+from ckptd.store.objects import CONTROL_DIR, Conflict
 from ckptd.store.s3_requests import S3Requests
 
 
@@ -31,8 +31,11 @@ class S3ControlObjects:
 
     def delete(self, name: str, if_match: str | None = None) -> None:
         path = f"{self.base}/{name}"
-        self.req.run(lambda: self.req.delete(path, f"delete {path}", if_match=if_match,
-                                             fenced=False))
+        try:
+            self.req.run(lambda: self.req.delete(path, f"delete {path}", if_match=if_match,
+                                                 fenced=False))
+        except Conflict:
+            pass  # another ETag: not the object meant any more, it stays
 
     def names(self, prefix: str) -> list[str]:
         objects, _ = self.req.run(lambda: self.req.list(self.base, delimiter=False))

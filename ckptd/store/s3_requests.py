@@ -89,6 +89,11 @@ class Entry:
     size: int
 
 
+class NotSupportedByServer(StoreError):
+    """Raised when the server refuses a request it does not implement (501 NotImplemented,
+    an argument or header it does not know)."""
+
+
 class _Failed(Exception):
     """A request failed (classified), raised inside the deadline, translated outside it."""
 
@@ -115,6 +120,7 @@ class S3Requests(ABC):
         self.fence: Callable[[str], None] | None = None
         self.stats: Counter[str] = Counter()
         self._semaphore: asyncio.Semaphore | None = None
+        self.bulk_deletes = True  # until the server says it has no DeleteObjects
 
     # -- what a client library provides ----------------------------------------------------
 
@@ -243,7 +249,7 @@ class S3Requests(ABC):
         if failure.kind is Failure.NO_BUCKET:
             return StoreError(f"cannot {what}: bucket {self.bucket!r} does not exist")
         if failure.kind is Failure.UNSUPPORTED:
-            return StoreError(f"cannot {what} in {where}: not supported by the server "
+            return NotSupportedByServer(f"cannot {what} in {where}: not supported by the server "
                               f"({code})")
         if failure.kind is Failure.REFUSED:
             return StoreError(f"cannot {what} in {where}: {failure.detail}")
@@ -308,19 +314,27 @@ class S3Requests(ABC):
         through: deleting is idempotent, so the caller tries them all again).
         """
         keys = [self.split(p) for p in paths]
-        chunks = [keys[i:i + BULK_DELETE_MAX] for i in range(0, len(keys), BULK_DELETE_MAX)]
+        size = BULK_DELETE_MAX if self.bulk_deletes else 1
+        chunks = [keys[i:i + size] for i in range(0, len(keys), size)]
 
         async def one(chunk: list[str]) -> None:
             if len(chunk) == 1:
-                await self.call(what, lambda: self._delete(chunk[0], None),
-                                fenced_keys=chunk)
-            else:
+                try:
+                    await self.call(what, lambda: self._delete(chunk[0], None),
+                                    fenced_keys=chunk)
+                except JobNotFound:
+                    pass
+                return
+            try:
                 await self.call(what, lambda: self._delete_many(chunk),
                                 fenced_keys=_one_key_per_queue(chunk, self.base))
-        try:
-            await asyncio.gather(*(one(c) for c in chunks))
-        except JobNotFound:
-            pass
+            except NotSupportedByServer as exc:
+                if self.bulk_deletes:
+                    log.warning("s3://%s has no bulk delete (%s): deleting one key per "
+                                "request", self.bucket, exc)
+                self.bulk_deletes = False
+                await asyncio.gather(*(one([k]) for k in chunk))
+        await asyncio.gather(*(one(c) for c in chunks))
 
     async def list(self, path: str, *, delimiter: bool = True, start_after: str | None = None
                    ) -> tuple[list[Entry], list[str]]:

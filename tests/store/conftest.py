@@ -3,8 +3,9 @@
 Backends: the local store in a temporary folder under each fsync mode, the bucket store
 on fsspec's in-process ``memory://`` file system under a unique prefix that is removed after
 the test, and the S3 store on a real SeaweedFS, through obstore (``s3``) and through its
-fallback, s3fs (``s3-s3fs``). Raw access goes straight to the disk or the memory file system, not through the
-store, so a test can plant a crash's leftovers and check what the store really wrote.
+fallback, s3fs (``s3-s3fs``). Raw access goes straight to the disk or the (memory or S3)
+file system, not through the store, so a test can plant a crash's leftovers and check what
+the store really wrote.
 """
 
 from __future__ import annotations
