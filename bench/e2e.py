@@ -9,6 +9,7 @@ processes. The ratio to the floor is what to compare across machines.
     python bench/e2e.py                 # 20,000 jobs, fsync never and batch
     python bench/e2e.py --n 5000 --modes batch --runs 3
     python bench/e2e.py --s3 --n 2000       # on a SeaweedFS it starts (bench/s3bench.py)
+    python bench/e2e.py --s3 --n 5000 --runs 3 --s3-dir /dev/shm   # its data on tmpfs
     python bench/e2e.py --root s3://bucket/prefix --n 2000   # on that bucket
 """
 
@@ -197,12 +198,14 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print JSON only")
     parser.add_argument("--s3", action="store_true",
                         help="run on a bucket of a SeaweedFS server started for the run")
+    parser.add_argument("--s3-dir", default=None,
+                        help="with --s3: folder for the server's data (on the disk to measure)")
     args = parser.parse_args()
     if args.s3 or args.root.startswith("s3://"):
         from s3bench import main_s3
 
         main_s3(None if args.s3 else args.root, args.n, args.chunk, args.concurrency,
-                args.prefetch)
+                args.prefetch, args.runs, args.s3_dir)
         return
     os.makedirs(args.root, exist_ok=True)
     results: dict[str, dict[str, float]] = {}

@@ -12,6 +12,29 @@ def noop(job: Job) -> Any:
     return None
 
 
+def burn(job: Job) -> Any:
+    """CPU-bound: spin until this thread has used payload["seconds"] of CPU; return when it
+    started and ended (wall clock) and where it ran."""
+    import os
+    import time
+
+    started = time.time()
+    end = time.thread_time() + float(job.payload.get("seconds", 1.0))
+    while time.thread_time() < end:
+        pass
+    return {"start": started, "end": time.time(), "pid": os.getpid()}
+
+
+async def nap(job: Any) -> Any:
+    """Wait payload["seconds"] on the event loop; return when it started and ended."""
+    import asyncio
+    import time
+
+    started = time.time()
+    await asyncio.sleep(float(job.payload.get("seconds", 0.5)))
+    return {"start": started, "end": time.time()}
+
+
 def logged(job: Job) -> Any:
     """Record each run (id, attempt, start time) with one O_APPEND write to $TEST_LOG, so that
     a crash campaign can count the jobs that ran twice; then do a moment's work."""

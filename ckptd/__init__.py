@@ -9,25 +9,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ckptd.core.errors import CkptdError, LeaseLost
-from ckptd.core.outcomes import Fail, Retry
+from ckptd.core.outcomes import Cancelled, Fail, Interrupt, Retry, TimeLimit
 from ckptd.core.version import __version__
 
 if TYPE_CHECKING:
     from ckptd.client import Client
-    from ckptd.worker import Job, Worker
+    from ckptd.worker import AsyncJob, Job, Worker
 
 
-__all__ = ["Client", "CkptdError", "Fail", "Job", "LeaseLost", "Retry", "Worker", "__version__"]
+__all__ = ["AsyncJob", "Cancelled", "Client", "CkptdError", "Fail", "Interrupt", "Job",
+           "LeaseLost", "Retry", "TimeLimit", "Worker", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    """``Client``, ``Job`` and ``Worker`` on first use: they import ZeroMQ, which store
-    commands of the CLI and other light users do not need."""
+    """``Client``, ``Job``, ``AsyncJob`` and ``Worker`` on first use: they import ZeroMQ,
+    which store commands of the CLI and other light users do not need."""
     if name == "Client":
         from ckptd.client import Client
 
         return Client
-    if name in ("Job", "Worker"):
+    if name in ("AsyncJob", "Job", "Worker"):
         from ckptd import worker
 
         return getattr(worker, name)

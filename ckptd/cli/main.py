@@ -64,7 +64,8 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
 @cli.command(epilog="""Examples:
   ckptd submit price '{"sku": "A-1", "qty": 3}'
   ckptd submit price --payload-file item.json --id order-42 --if-exists=return
-  ckptd submit reports '{}' --delay 10m --max-attempts 5""")
+  ckptd submit reports '{}' --delay 10m --max-attempts 5
+  ckptd submit render '{"page": 7}' --time-limit 2m""")
 @click.argument("queue")
 @click.argument("payload_json", required=False, metavar="[PAYLOAD_JSON]")
 @click.option("--payload-file", metavar="F|-",
@@ -72,15 +73,22 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
 @click.option("--id", "job_id", metavar="ID", help="Your own id (an idempotency key).")
 @click.option("--max-attempts", type=click.IntRange(min=1), help="Attempts before failed/.")
 @click.option("--delay", metavar="DURATION", help="Do not run before this delay, e.g. 30s, 5m.")
+@click.option("--time-limit", metavar="DURATION",
+              help="How long one attempt may run (its handler then gets ckptd.TimeLimit); "
+                   "over the queue's time_limit.")
 @click.option("--if-exists", type=click.Choice(["error", "return"]), default="error",
               show_default=True, help="When the id already exists: fail, or print it.")
 def submit(queue: str, payload_json: str | None, payload_file: str | None, job_id: str | None,
-           max_attempts: int | None, delay: str | None, if_exists: str) -> None:
+           max_attempts: int | None, delay: str | None, time_limit: str | None,
+           if_exists: str) -> None:
     """Create a job in QUEUE and print its id once it is stored."""
     payload = read_payload(payload_json, payload_file)
     seconds = parse_duration(delay, "--delay") if delay else None
+    limit = parse_duration(time_limit, "--time-limit") if time_limit else None
+    if limit is not None and limit <= 0:
+        raise ConfigError("--time-limit must be longer than 0s")
     answer = _ctx().admin().submit(queue, payload, job_id=job_id, max_attempts=max_attempts,
-                                   delay=seconds, if_exists=if_exists)
+                                   delay=seconds, if_exists=if_exists, time_limit=limit)
     click.echo(answer.id)
     if not answer.created:
         click.echo(f"(already existed, {answer.state})", err=True)
@@ -252,9 +260,18 @@ def retry(queue: str, job_ids: tuple[str, ...], all_failed: bool, attempts: int 
 @click.argument("queue")
 @click.argument("job_id", metavar="ID")
 def cancel(queue: str, job_id: str) -> None:
-    """Cancel a job: a pending job is removed, a claimed one is moved to failed."""
-    was = _ctx().admin().cancel(queue, job_id)
+    """Cancel a job: a pending job is removed, a claimed one is moved to failed.
+
+    Through the daemon (--connect) the worker running a claimed job is told at once: its
+    handler gets ckptd.Cancelled, and is stopped by force after the worker's grace period.
+    """
+    ctx = _ctx()
+    was = ctx.admin().cancel(queue, job_id)
     click.echo("removed" if was == State.PENDING.value else "moved to failed (cancelled)")
+    if was == State.CLAIMED.value and not ctx.connect:
+        click.echo("note: its worker was not told (the store was changed directly); "
+                   "cancel through the daemon (--connect) to stop a running job at once",
+                   err=True)
 
 
 @cli.command(epilog="""Examples:
@@ -338,20 +355,42 @@ def serve(control: str | None, dispatch: str | None, lease: str | None, heartbea
 
 
 @cli.command(epilog="""Examples:
-  ckptd worker --connect tcp://10.0.0.5:5550 --queue price tasks:price
-  ckptd worker --connect 10.0.0.5:5550 --queue price --queue ship -c 8 tasks:price
+  ckptd worker --connect tcp://10.0.0.5:5550 --queue price -c 8 tasks:price
+  ckptd worker --connect 10.0.0.5:5550 --queue render -P process -c 4 tasks:price
+  ckptd worker --connect 10.0.0.5:5550 --queue fetch -c 200 tasks:fetch
+  ckptd worker --connect 10.0.0.5:5550 --queue price --queue ship --time-limit 10m tasks:price
 
-MODULE is imported with the current folder on the path; FUNCTION receives a ckptd.Job.""")
+In 8 threads (I/O-bound work); in 4 child processes (CPU-bound work); an 'async def'
+function, 200 jobs in flight on one event loop (its pool is chosen by itself); with
+ckptd.TimeLimit after 10 minutes. MODULE is imported with the current folder on the path;
+FUNCTION receives a ckptd.Job (an 'async def' one a ckptd.AsyncJob).""")
 @click.option("--connect", "connect", metavar="ENDPOINT[,ENDPOINT]", callback=connect_option,
               help="Control address(es) of the daemon (tcp:// is implied). "
                    "[env: CKPTD_CONNECT]")
 @click.option("--queue", "queues", multiple=True, required=True, metavar="QUEUE",
               help="Queue to take jobs from (repeat for several).")
+@click.option("-P", "--pool", type=click.Choice(["thread", "process", "async"]),
+              envvar="CKPTD_POOL",
+              help="Where handlers run: threads, child processes (CPU-bound work), or an "
+                   "event loop (async def). [env: CKPTD_POOL; default: async for an async "
+                   "def handler, else thread]")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Jobs run at once (threads).")
+              help="Jobs run at once: threads, child processes, or async jobs in flight.")
 @click.option("--prefetch", type=click.IntRange(min=0), default=0, show_default=True,
               help="Extra jobs to hold beyond the running ones (hides the round trip for "
                    "very short jobs; 0 keeps every waiting job available to other workers).")
+@click.option("--time-limit", metavar="DURATION",
+              help="How long an attempt may run when neither the job nor its queue says "
+                   "(then ckptd.TimeLimit). [env: CKPTD_TIME_LIMIT; default: none]")
+@click.option("--grace-period", metavar="DURATION", envvar="CKPTD_GRACE_PERIOD",
+              help="Between asking a job to stop (time limit, cancel) and stopping it by "
+                   "force. [env: CKPTD_GRACE_PERIOD; default: 5s]")
+@click.option("--max-jobs-per-child", type=click.IntRange(min=0), default=0,
+              envvar="CKPTD_MAX_JOBS_PER_CHILD",
+              help="--pool process: replace a child after this many jobs. [default: 0 = never]")
+@click.option("--max-memory-per-child", metavar="SIZE", envvar="CKPTD_MAX_MEMORY_PER_CHILD",
+              help="--pool process: replace a child whose resident memory grew over this, "
+                   "after its job: 512MiB, 2GiB (a plain number is KiB). [default: none]")
 @click.option("--name", metavar="NAME", help="Worker name in logs. [default: host-pid-random]")
 @click.option("--server-key", metavar="FILE",
               help="CURVE: the daemon's public key file. [env: CKPTD_SERVER_KEY]")
@@ -360,33 +399,46 @@ MODULE is imported with the current folder on the path; FUNCTION receives a ckpt
 @click.option("--log-format", type=click.Choice(["auto", "text", "json"]),
               help="Log lines as text or JSON. [env: CKPTD_LOG_FORMAT; default: auto]")
 @click.argument("handler", metavar="MODULE:FUNCTION")
-def worker(connect: str | None, queues: tuple[str, ...], concurrency: int, prefetch: int,
-           name: str | None, server_key: str | None, client_key: str | None,
-           log_format: str | None, handler: str) -> None:
+def worker(connect: str | None, queues: tuple[str, ...], pool: str | None, concurrency: int,
+           prefetch: int, time_limit: str | None, grace_period: str | None,
+           max_jobs_per_child: int, max_memory_per_child: str | None, name: str | None,
+           server_key: str | None, client_key: str | None, log_format: str | None,
+           handler: str) -> None:
     """Run a worker: take jobs of QUEUE from a daemon and run FUNCTION on each.
 
     The function's return value becomes the job's result; an exception fails the attempt
-    (retried with backoff); raise ckptd.Retry or ckptd.Fail to decide yourself. SIGTERM lets
-    running jobs finish, then exits.
+    (retried with backoff); raise ckptd.Retry or ckptd.Fail to decide yourself. SIGTERM or
+    Ctrl-C lets running jobs finish, then exits; a second one gives them back to the daemon
+    (they run again at once) and exits now.
     """
     from ckptd.core import logs
+    from ckptd.core.timefmt import parse_size
     from ckptd.wire.security import client_curve
     from ckptd.worker import Worker, load_handler
 
     ctx = _ctx()
-    settings = ctx.settings(server_key=server_key, client_key=client_key, log_format=log_format)
+    settings = ctx.settings(server_key=server_key, client_key=client_key, log_format=log_format,
+                            time_limit=time_limit)
     logs.configure(settings.log_level, settings.log_format)
     curve = client_curve(settings)
     address = connect or ctx.connect
     if not address:
         raise ConfigError("give the daemon's address: --connect tcp://HOST:5550 "
                           "(or CKPTD_CONNECT)")
+    grace = parse_duration(grace_period, "--grace-period") if grace_period else None
+    memory = 0 if not max_memory_per_child else int(max_memory_per_child) * 1024 \
+        if max_memory_per_child.isdigit() else parse_size(max_memory_per_child, "--max-memory")
     func = load_handler(handler)
     root = ctx.flags.get("root")
     runner = Worker(address.split(","), list(queues), func, concurrency=concurrency,
-                    prefetch=prefetch, name=name, root=root, curve=curve, settings=settings)
-    runner.install_signal_handlers()
+                    prefetch=prefetch, name=name, root=root, curve=curve, settings=settings,
+                    pool=pool, time_limit=settings.time_limit or None, grace=grace,
+                    max_jobs_per_child=max_jobs_per_child, max_memory_per_child=memory)
     runner.run()
+    if runner.interrupted:  # it said so in the log
+        sys.exit(130)
+    if runner.restart_needed:
+        runner.restart_process()
 
 
 @cli.command(epilog="""Examples:

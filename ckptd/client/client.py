@@ -216,14 +216,19 @@ class Client:
 
     def submit(self, queue: str, payload: Any = None, *, id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
-               batch: str | None = None) -> str:
-        """Submit a job and return its id once the daemon has stored it durably."""
+               batch: str | None = None, time_limit: float | None = None) -> str:
+        """Submit a job and return its id once the daemon has stored it durably.
+
+        ``time_limit`` (seconds) bounds each attempt of this job, over the queue's own
+        (README "Time limits").
+        """
         return self.submit_job(queue, payload, job_id=id, max_attempts=max_attempts,
-                               delay=delay, batch=batch).id
+                               delay=delay, batch=batch, time_limit=time_limit).id
 
     def submit_job(self, queue: str, payload: Any = None, *, job_id: str | None = None,
                    max_attempts: int | None = None, delay: float | None = None,
-                   if_exists: str = "error", batch: str | None = None) -> Submitted:
+                   if_exists: str = "error", batch: str | None = None,
+                   time_limit: float | None = None) -> Submitted:
         """Submit a job; return its id and whether this call created it."""
         check_queue(queue)
         generated = job_id is None
@@ -236,6 +241,8 @@ class Client:
             body["delay"] = delay
         if batch is not None:
             body["batch"] = batch
+        if time_limit is not None:
+            body["time_limit"] = time_limit
         if generated:
             body["fresh"] = True
         # A job of a batch, or one to run later, goes through the daemon, which then counts
@@ -425,10 +432,12 @@ class RemoteAdmin:
 
     def submit(self, queue: str, payload: Any, *, job_id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
-               if_exists: str = "error", batch: str | None = None) -> Submitted:
+               if_exists: str = "error", batch: str | None = None,
+               time_limit: float | None = None) -> Submitted:
         """See :meth:`ckptd.admin.StoreAdmin.submit`."""
         return self.client.submit_job(queue, payload, job_id=job_id, max_attempts=max_attempts,
-                                      delay=delay, if_exists=if_exists, batch=batch)
+                                      delay=delay, if_exists=if_exists, batch=batch,
+                                      time_limit=time_limit)
 
     def submit_file(self, queue: str, data: bytes, **options: Any) -> SubmittedFile:
         """See :meth:`Client.submit_file`."""

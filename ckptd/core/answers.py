@@ -40,7 +40,8 @@ class Admin(Protocol):
 
     def submit(self, queue: str, payload: Any, *, job_id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
-               if_exists: str = "error", batch: str | None = None) -> Submitted:
+               if_exists: str = "error", batch: str | None = None,
+               time_limit: float | None = None) -> Submitted:
         """Create a job; see :meth:`ckptd.store.admin.StoreAdmin.submit`."""
 
     def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,

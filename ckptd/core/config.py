@@ -124,6 +124,7 @@ class QueueSettings:
     max_attempts: int | None = None
     lease: float | None = None
     next: str | None = None
+    time_limit: float | None = None
 
 
 _NO_OVERRIDES = QueueSettings()
@@ -166,6 +167,9 @@ class Settings:
                              "Socket where workers connect to receive jobs and send answers.")
     lease: float = _setting(60.0, parse_duration,
                             "How long a claimed job may go without a heartbeat.")
+    time_limit: float = _setting(0.0, parse_duration,
+                                 "How long one attempt may run before its handler gets "
+                                 "ckptd.TimeLimit (a job's own --time-limit wins); 0 = none.")
     heartbeat: float = _setting(0.0, parse_duration,
                                 "How often workers send heartbeats for running jobs; 0 "
                                 "(the default): a third of the shortest lease, at most 5s.")
@@ -236,6 +240,11 @@ class Settings:
         """Return the lease of ``queue`` in seconds."""
         return self.queue(queue).lease or self.lease
 
+    def time_limit_for(self, queue: str) -> float | None:
+        """Return the time limit of an attempt of ``queue`` in seconds, None for none."""
+        limit = self.queue(queue).time_limit
+        return (limit if limit is not None else self.time_limit) or None
+
 
 HEARTBEAT_MAX = 5.0
 """The longest heartbeat derived from the leases (a shorter lease gets a third of it)."""
@@ -282,7 +291,7 @@ def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
     check_queue(name)
     if not isinstance(table, dict):
         raise ConfigError(f"[queues.{name}] in {source} must be a table")
-    known = {"max_attempts", "lease", "next"}
+    known = {"max_attempts", "lease", "next", "time_limit"}
     unknown = set(table) - known
     if unknown:
         raise ConfigError(f"unknown setting(s) {sorted(unknown)} in [queues.{name}] of {source}; "
@@ -295,6 +304,8 @@ def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
                       if "max_attempts" in table else None),
         lease=parse_duration(table["lease"], f"queues.{name}.lease") if "lease" in table else None,
         next=nxt,
+        time_limit=(parse_duration(table["time_limit"], f"queues.{name}.time_limit")
+                    if "time_limit" in table else None),
     )
 
 

@@ -18,6 +18,9 @@ from ckptd.core.timefmt import utc_iso
 CANCELLED = "Cancelled"
 """The error type of an attempt ended by an operator's cancel."""
 
+GIVEN_BACK = "GivenBack"
+"""The error type of an attempt that its worker gave back unfinished (it was stopped)."""
+
 
 def finished(job: Job, *, attempt: int, claimed_at: float, now: float, worker: str | None,
              result: Any = None, result_ref: str | None = None) -> Job:
@@ -75,6 +78,22 @@ def cancelled(job: Job, *, attempt: int, claimed_at: float | None, now: float,
     error["by"] = by
     return attempt_failed(job, attempt=attempt, claimed_at=claimed_at, now=now, error=error,
                           outcome="cancelled", retry_at=None)
+
+
+def given_back(job: Job, *, attempt: int, claimed_at: float | None, now: float,
+               worker: str | None, reason: str) -> Job:
+    """The file of a claimed job whose worker stopped before the attempt ended and gave it
+    back, for ``pending/`` (to run again now).
+
+    The attempt ends (``attempts`` is the fencing token and only grows), and ``max_attempts``
+    grows with it, so that stopping a worker never costs a job one of its attempts.
+    """
+    error = error_record(reason, GIVEN_BACK, None, attempt, now, worker)
+    attempt_failed(job, attempt=attempt, claimed_at=claimed_at, now=now, error=error,
+                   outcome="given back", retry_at=now)
+    job["max_attempts"] = int(job["max_attempts"]) + 1
+    job.pop("not_before", None)
+    return job
 
 
 def retried(job: Job, budget: int) -> Job:

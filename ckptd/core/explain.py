@@ -129,12 +129,25 @@ def _pending(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attem
     return out
 
 
+def _time_limit(job: dict[str, Any], lease: Any) -> tuple[float | None, str]:
+    """How long an attempt of the job may run, and whose limit that is."""
+    own = job.get("time_limit")
+    if isinstance(own, (int, float)) and not isinstance(own, bool) and own > 0:
+        return float(own), "its own"
+    queue = lease.get("time_limit_s") if isinstance(lease, dict) else None
+    return (float(queue), "its queue's") if queue else (None, "")
+
+
 def _claimed(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts: int,
              now: float) -> list[str]:
     running = attempts + 1
     out = [f"Attempt {running} of {max_attempts} is running; "
            f"{max(0, max_attempts - running)} attempt(s) left after it."]
     lease = info.get("lease")
+    limit, whose = _time_limit(job, lease)
+    if limit:
+        out.append(f"It may run for {format_duration(limit)} ({whose} time limit): then its "
+                   "handler gets TimeLimit, and is stopped by force a grace period later.")
     if "lease" not in info:
         out.append("The lease (worker, heartbeats, time left) lives in the daemon: add "
                    "--connect to see it.")
@@ -200,10 +213,12 @@ def _done(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts
 
 def _failed(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts: int,
             now: float) -> list[str]:
-    error = job.get("last_error") if isinstance(job.get("last_error"), dict) else {}
-    kind = error.get("type") if isinstance(error, dict) else None
+    found = job.get("last_error")
+    error: dict[str, Any] = found if isinstance(found, dict) else {}
+    kind = error.get("type")
     if kind == "Cancelled":
-        why = "it was cancelled by an operator while it ran"
+        by = error.get("by") or "an operator"
+        why = f"it was cancelled by {by} at {_when(error.get('at'), now)}, while it ran"
     elif attempts >= max_attempts:
         why = f"it used all {max_attempts} attempts"
     elif kind == "Fail":

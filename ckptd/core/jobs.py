@@ -10,7 +10,8 @@ is ``attempts + 1`` and that number is the fencing token every worker message ca
 ``rev`` counts rewrites of the file and decides which copy wins when a crash leaves a job in
 two folders (see :mod:`ckptd.states`). Optional keys: ``not_before``, ``last_error``,
 ``result``, ``claimed_at``, ``finished_at``, ``worker``, ``history``, ``batch``, ``lineage``,
-and ``payload_ref`` / ``result_ref`` when the value lives in a blob beside the job.
+``time_limit`` (seconds an attempt may run), and ``payload_ref`` / ``result_ref`` when the
+value lives in a blob beside the job.
 Unknown keys are kept as they are, so other tools may add their own.
 """
 
@@ -44,8 +45,9 @@ def new_job(
     not_before: float | None = None,
     batch: str | None = None,
     lineage: list[str] | None = None,
+    time_limit: float | None = None,
 ) -> Job:
-    """Return the file of a new pending job."""
+    """Return the file of a new pending job (``time_limit``: seconds an attempt may run)."""
     job: Job = {
         "id": job_id,
         "queue": queue,
@@ -61,6 +63,8 @@ def new_job(
         job["batch"] = batch
     if lineage:
         job["lineage"] = lineage
+    if time_limit:
+        job["time_limit"] = time_limit
     return job
 
 

@@ -93,3 +93,18 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     logging.getLogger("aiobotocore").setLevel(logging.WARNING)
     logging.getLogger("s3fs").setLevel(logging.WARNING)
     logging.getLogger("fsspec").setLevel(logging.WARNING)
+
+
+def configure_if_unset(name: str, level: int = logging.INFO) -> logging.Handler | None:
+    """Send logger ``name``'s records to stderr (text) when no logging was set up at all
+    (a script that calls ``Worker(...).run()``): return the handler added, to remove it
+    afterwards, or None when the program configured logging itself."""
+    logger = logging.getLogger(name)
+    if logging.getLogger().handlers or logger.handlers:
+        return None
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(TextFormatter(timestamps=not under_systemd()))
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(level)
+    return handler

@@ -1,9 +1,16 @@
-"""What a handler raises to say how its attempt ended, when it is not a plain error.
+"""How a handler's attempt ends when it is not a plain return or a plain error.
 
-Not errors: control flow. ``raise Retry(delay=30)`` asks for another attempt after 30
-seconds (it uses up an attempt, so ``max_attempts`` still bounds a job that never succeeds);
-``raise Fail("no such SKU")`` moves the job to ``failed/`` at once, whatever attempts are left.
-Any other exception fails the attempt and the job is retried with backoff.
+Raised by a handler (control flow, not errors): ``raise Retry(delay=30)`` asks for another
+attempt after 30 seconds (it uses up an attempt, so ``max_attempts`` still bounds a job that
+never succeeds); ``raise Fail("no such SKU")`` moves the job to ``failed/`` at once, whatever
+attempts are left. Any other exception fails the attempt and the job is retried with backoff.
+
+Raised *into* a handler by its worker, to ask it to stop (:class:`Interrupt`):
+:class:`TimeLimit` when the attempt ran over its time limit, :class:`Cancelled` when an
+operator cancelled the job. They derive from ``BaseException``, as ``KeyboardInterrupt`` and
+``asyncio.CancelledError`` do, so that a handler's ``except Exception`` (a retry loop around
+an HTTP call, say) does not swallow them; ``finally`` blocks still run. A handler may catch
+them to save a checkpoint before it stops.
 """
 
 from __future__ import annotations
@@ -24,3 +31,24 @@ class Fail(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class Interrupt(BaseException):
+    """Raised into a handler by its worker to ask it to stop now (see the subclasses)."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TimeLimit(Interrupt):
+    """Raised into a handler whose attempt ran over its time limit (``time_limit``).
+
+    The attempt fails and is retried per the retry policy, from its last checkpoint; the
+    handler may catch it to save one first, within the worker's grace period.
+    """
+
+
+class Cancelled(Interrupt):
+    """Raised into a handler whose job was cancelled (``ckptd cancel``), at its next
+    ``checkpoint()`` or ``progress()`` call; the job is already in ``failed/``."""

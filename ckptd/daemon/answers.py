@@ -4,6 +4,14 @@ Every answer carries its attempt number, the fencing token: an answer for an att
 no longer claimed is dropped and counted (:meth:`Answers.live_lease`). An accepted answer
 closes the lease, edits the job file (:mod:`ckptd.core.edits`) and queues its move; the
 index changes only once the move is applied.
+
+Workers keep each answer until the daemon confirms it (``ack``, and ``saved`` for a
+checkpoint) and send it again after a reconnect, so an answer that died with a daemon is not
+lost. An accepted answer is confirmed once its move is durable; a stale one at once (its
+attempt has ended: there is nothing left to do, and the worker may stop sending it); one
+whose attempt is being closed (its move in flight) is not confirmed, so the worker sends it
+again if that move fails. A checkpoint whose seq was already saved is confirmed without
+writing it again.
 """
 
 from __future__ import annotations
@@ -93,6 +101,21 @@ class Answers:
             return None
         return lease
 
+    def _stale(self, identity: bytes | None, worker: WorkerInfo | None, body: Body) -> None:
+        """Count a stale answer (:meth:`live_lease`) and confirm it unless its attempt is
+        still being closed (then the move in flight decides)."""
+        index = self.ix.queues.get(body["queue"])
+        lease = index.claimed.get(body["id"]) if index else None
+        if lease is not None and lease.attempt == body["attempt"] and lease.closing:
+            return
+        self._ack(identity, body, stale=True)
+
+    def _ack(self, identity: bytes | None, body: Body, stale: bool = False) -> None:
+        if identity is not None:
+            self.ix.outbox.append((identity, b"ack", {
+                "queue": body["queue"], "id": body["id"], "attempt": body["attempt"],
+                "stale": stale}))
+
     def _free_slot(self, worker: WorkerInfo | None, queue: str, job_id: str, now: float
                    ) -> None:
         if worker is not None:
@@ -113,12 +136,17 @@ class Answers:
             worker.extra = extra
         worker.answered_at = now
 
-    def done(self, worker: WorkerInfo | None, body: Body, now: float) -> None:
-        """A worker finished a job: move it to done/ with its result."""
+    def done(self, worker: WorkerInfo | None, body: Body, now: float,
+             identity: bytes | None = None) -> None:
+        """A worker finished a job: move it to done/ with its result, then confirm it to
+        ``identity`` (default: the worker's)."""
         ix = self.ix
+        if identity is None and worker is not None:
+            identity = worker.identity
         self._free_slot(worker, body["queue"], body["id"], now)
         lease = self.live_lease(worker, body)
         if lease is None:
+            self._stale(identity, worker, body)
             return
         job = ix.claimed_job(lease)
         if job is None:
@@ -161,30 +189,69 @@ class Answers:
                                     max(0.0, now - first_claim),
                                     batch if isinstance(batch, str) else None)
             ix.log_move(lease, State.CLAIMED, State.DONE, now)
+            self._ack(identity, body)
 
-        ix.txn.add(Move(lease.queue, lease.id, State.CLAIMED, State.DONE, data), moved)
+        # src_known: on a bucket, write done/ without looking in claimed/ first (2 requests
+        # where there were 3: the most frequent move there is). The look is what keeps "a move
+        # of a job that is not there changes nothing"; here it would guard nothing that
+        # matters. The job is in claimed/: this daemon put it there, it is the only one that
+        # moves jobs while it holds the queue's lease, and every write is fenced on that
+        # lease. Kept and applied again after a store failure, the move without the look
+        # completes where one with it would stop at "not found" after a first try whose
+        # answer was lost. Only an operator's hand in claimed/ (not one of the operator's
+        # actions: those are `cancel` and `retry`, or files in pending/ and failed/) can
+        # take the file away meanwhile: the job then ends in done/ with its result (a local
+        # store's rename would have refused). Retries and failures keep the look: they are
+        # rare, and without it they would bring back a job somebody removed.
+        ix.txn.add(Move(lease.queue, lease.id, State.CLAIMED, State.DONE, data,
+                        src_known=True), moved)
         if lease.id in index.checkpointed:
             ix.txn.add(DeleteCheckpoint(lease.queue, lease.id))
 
-    def failed(self, worker: WorkerInfo | None, body: Body, now: float) -> None:
-        """A worker's attempt failed: retry later, or move the job to failed/."""
+    def failed(self, worker: WorkerInfo | None, body: Body, now: float,
+               identity: bytes | None = None) -> None:
+        """A worker's attempt failed: retry later, or move the job to failed/; then confirm
+        it to ``identity`` (default: the worker's).
+
+        An attempt ``given_back`` by a stopping worker goes back to pending at once, without
+        counting against the job's attempts (:func:`ckptd.core.edits.given_back`).
+        """
+        if identity is None and worker is not None:
+            identity = worker.identity
         self._free_slot(worker, body["queue"], body["id"], now)
         lease = self.live_lease(worker, body)
         if lease is None:
+            self._stale(identity, worker, body)
             return
+        who = lease.worker or (worker.id if worker else None)
         error = jobs.error_record(body["error"], body.get("type") or "Error",
-                                  body.get("traceback"), lease.attempt, now,
-                                  lease.worker or (worker.id if worker else None))
+                                  body.get("traceback"), lease.attempt, now, who)
+
+        def confirm() -> None:
+            self._ack(identity, body)
+
+        if body.get("given_back"):
+            def give_back(job: jobs.Job) -> jobs.Job:
+                return edits.given_back(job, attempt=lease.attempt, claimed_at=lease.claimed_at,
+                                        now=now, worker=who, reason=body["error"])
+
+            self.end_attempt(lease, error, now, may_retry=True, delay=0.0, outcome="given back",
+                             edit=give_back, confirm=confirm, spare_attempt=True)
+            return
         self.end_attempt(lease, error, now, may_retry=body.get("retry", True),
-                         delay=body.get("delay"), outcome="error")
+                         delay=body.get("delay"), outcome="error", confirm=confirm)
 
     def end_attempt(self, lease: Lease, error: dict[str, Any], now: float, *,
                     may_retry: bool, delay: float | None, outcome: str,
-                    edit: Callable[[jobs.Job], jobs.Job] | None = None) -> None:
+                    edit: Callable[[jobs.Job], jobs.Job] | None = None,
+                    confirm: Callable[[], None] | None = None,
+                    spare_attempt: bool = False) -> None:
         """End a claimed job's attempt without success: back to pending (with a backoff, or
         ``delay``) while attempts are left and ``may_retry``, else to failed/.
 
-        ``edit`` replaces the default edit of the file (a cancel records who did it).
+        ``edit`` replaces the default edit of the file (a cancel records who did it);
+        ``confirm`` runs once the move is durable; ``spare_attempt`` sends the job back to
+        pending even when this was its last attempt (the edit gives it one more).
         """
         ix = self.ix
         job = ix.claimed_job(lease)
@@ -192,7 +259,7 @@ class Answers:
             return
         lease.closing = True
         index = ix.queue(lease.queue)
-        retry = edits.may_retry(job, lease.attempt, may_retry)
+        retry = spare_attempt or edits.may_retry(job, lease.attempt, may_retry)
         not_before: float | None = None
         if retry:
             wait = backoff_delay(lease.attempt, ix.settings, ix.rand) if delay is None \
@@ -225,6 +292,8 @@ class Answers:
                 index.metrics.failed(now, failure_note(job, now))
             ix.log_move(lease, State.CLAIMED, target, now,
                         error=str(job.get("last_error", {}).get("message", ""))[:200])
+            if confirm is not None:
+                confirm()
 
         ix.txn.add(Move(lease.queue, lease.id, State.CLAIMED, target, data), moved)
 
@@ -239,36 +308,46 @@ class Answers:
         elif isinstance(error, JobExists):
             self.resync(lease.queue, lease.id, now)
 
-    def checkpoint(self, worker: WorkerInfo, body: Body, now: float) -> None:
-        """Store a worker's checkpoint for its running attempt, then confirm it."""
+    def checkpoint(self, worker: WorkerInfo | None, body: Body, now: float,
+                   identity: bytes | None = None) -> None:
+        """Store a worker's checkpoint for its running attempt, then confirm it to
+        ``identity`` (default: the worker's). A seq already saved is confirmed at once."""
         ix = self.ix
+        if identity is None:
+            if worker is None:
+                return
+            identity = worker.identity
         queue, job_id, seq = body["queue"], body["id"], body["seq"]
         lease = self.live_lease(worker, body)
         if lease is None:
-            ix.outbox.append((worker.identity, b"saved", {
+            ix.outbox.append((identity, b"saved", {
                 "queue": queue, "id": job_id, "seq": seq, "ok": False,
                 "error": "the job is no longer yours (lease lost)"}))
             return
         lease.deadline = max(lease.deadline, now + ix.settings.lease_for(queue))
+        if seq <= lease.checkpoint_seq:  # sent again after a reconnect: already durable
+            self._saved(identity, queue, job_id, seq, None)
+            return
         record = {"id": job_id, "attempt": lease.attempt, "seq": seq, "at": utc_iso(now),
                   "state": body["state"]}
         try:
             data = encode_job(record)
         except ValueError as exc:
-            self._saved(worker, queue, job_id, seq, str(exc))
+            self._saved(identity, queue, job_id, seq, str(exc))
             return
 
         def saved(outcome: Outcome) -> None:
             if outcome is None:
                 lease.checkpoint_at = now
+                lease.checkpoint_seq = max(lease.checkpoint_seq, seq)
                 ix.queue(queue).checkpointed.add(job_id)
-            self._saved(worker, queue, job_id, seq, None if outcome is None else str(outcome))
+            self._saved(identity, queue, job_id, seq, None if outcome is None else str(outcome))
 
         ix.txn.add(PutCheckpoint(queue, job_id, data), saved)
 
-    def _saved(self, worker: WorkerInfo, queue: str, job_id: str, seq: int,
+    def _saved(self, identity: bytes, queue: str, job_id: str, seq: int,
                error: str | None) -> None:
-        self.ix.outbox.append((worker.identity, b"saved", {
+        self.ix.outbox.append((identity, b"saved", {
             "queue": queue, "id": job_id, "seq": seq, "ok": error is None, "error": error}))
 
     def progress(self, worker: WorkerInfo, body: Body, now: float) -> None:

@@ -563,7 +563,8 @@ class Daemon:
                 continue
             for kind, body in messages:
                 try:
-                    self._worker_message(identity, kind, body, now)
+                    if not self.engine.worker_message(identity, kind, body, now):
+                        self.drops.count("dispatch", "unknown_worker", now)
                 except CkptdError as exc:
                     log.debug("refused a %s message: %s", kind.decode(), exc)
                     self.drops.count("dispatch", "refused", now)
@@ -578,24 +579,3 @@ class Daemon:
             self._dispatch.send_multipart([identity, *self.control.wrong_port()], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
-
-    def _worker_message(self, identity: bytes, kind: bytes, body: Body, now: float) -> None:
-        engine = self.engine
-        if kind == b"hello":
-            engine.hello(identity, body, now)
-            return
-        worker = engine.worker_for(identity, now)
-        if kind == b"done":
-            engine.done(worker, body, now)
-        elif kind == b"failed":
-            engine.failed(worker, body, now)
-        elif worker is None:
-            self.drops.count("dispatch", "unknown_worker", now)
-        elif kind == b"heartbeat":
-            engine.heartbeat(worker, body, now)
-        elif kind == b"checkpoint":
-            engine.checkpoint(worker, body, now)
-        elif kind == b"progress":
-            engine.progress(worker, body, now)
-        elif kind == b"bye":
-            engine.forget_worker(worker, "said goodbye")

@@ -34,6 +34,13 @@ STORE_RETRY_DELAY = 5.0
 CACHE_JOB_BYTES = 16 * 1024
 
 
+def _time_limit(value: Any) -> float | None:
+    """A job file's own time limit, when it holds a usable one (files may be hand-written)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e9:
+        return float(value)
+    return None
+
+
 class _TooYoung(Exception):
     """A pending file written by hand moments ago: it may not be complete yet."""
 
@@ -140,6 +147,9 @@ class Dispatcher:
                       "max_attempts": job["max_attempts"], "created": job["created"]}
         if job.get("batch"):
             body["batch"] = job["batch"]
+        time_limit = _time_limit(job.get("time_limit")) or ix.settings.time_limit_for(queue)
+        if time_limit:
+            body["time_limit"] = time_limit
         if job.get("payload_ref"):
             body["payload_ref"] = job["payload_ref"]
         elif len(raw) > message_limit:

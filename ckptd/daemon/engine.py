@@ -83,6 +83,32 @@ class Engine:
         self.queue = ix.queue
         self.where = ix.where
 
+    def worker_message(self, identity: bytes, kind: bytes, body: Body, now: float) -> bool:
+        """Act on one message of a worker; False when it is one that only a known worker
+        may send and its sender is unknown (dropped)."""
+        if kind == b"hello":
+            self.hello(identity, body, now)
+            return True
+        worker = self.worker_for(identity, now)
+        # Answers and checkpoints count whoever sends them (a worker back after a restart
+        # may send them before its hello): the attempt number fences them, and the
+        # confirmation goes back to the sender.
+        if kind == b"done":
+            self.done(worker, body, now, identity)
+        elif kind == b"failed":
+            self.failed(worker, body, now, identity)
+        elif kind == b"checkpoint":
+            self.checkpoint(worker, body, now, identity)
+        elif worker is None:
+            return False
+        elif kind == b"heartbeat":
+            self.heartbeat(worker, body, now)
+        elif kind == b"progress":
+            self.progress(worker, body, now)
+        elif kind == b"bye":
+            self.forget_worker(worker, "said goodbye")
+        return True
+
     def _txn(self) -> Txn:
         return self.index.txn
 
@@ -254,7 +280,8 @@ class Engine:
             job, ops = prepare_submit(ix.settings, queue, body.get("payload"), now,
                                       job_id=job_id, max_attempts=body.get("max_attempts"),
                                       delay=body.get("delay"), batch=body.get("batch"),
-                                      fresh=fresh, decoded=True)
+                                      fresh=fresh, time_limit=body.get("time_limit"),
+                                      decoded=True)
         except (CkptdError, ValueError) as exc:
             reply(exc if isinstance(exc, CkptdError) else CkptdError(str(exc)))
             return

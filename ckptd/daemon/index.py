@@ -42,6 +42,7 @@ class Lease:
     claimed_at: float
     heartbeat_at: float | None = None
     checkpoint_at: float | None = None
+    checkpoint_seq: int = 0  # the highest checkpoint seq of this attempt made durable
     progress: dict[str, Any] | None = None
     closing: bool = False  # an answer was accepted and its move is being committed
     job: jobs.Job | None = None  # the claimed file as read at claim time (small jobs only)

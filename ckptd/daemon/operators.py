@@ -73,6 +73,7 @@ class Operators:
                 "claimed_at": utc_iso(lease.claimed_at),
                 "age_s": round(now - lease.claimed_at, 3),
                 "lease_s": settings.lease_for(queue),
+                "time_limit_s": settings.time_limit_for(queue),
                 "heartbeat_s": settings.heartbeat,
                 "heartbeat_age_s": (round(now - lease.heartbeat_at, 3)
                                     if lease.heartbeat_at else None),
@@ -137,7 +138,12 @@ class Operators:
 
     def cancel(self, queue: str, job_id: str, now: float, reply: Reply,
                by: str = "an operator") -> None:
-        """Cancel a job: remove it from pending, or fail it if a worker has it."""
+        """Cancel a job: remove it from pending, or fail it if a worker has it.
+
+        The worker running a claimed job is told at once (a ``cancel`` message, sent once the
+        move to failed/ is durable): its handler sees ``ckptd.Cancelled`` at its next
+        checkpoint or progress, and is stopped by force after the worker's grace period.
+        """
         engine = self.engine
         index = engine.queue(queue)
         if job_id in index.pending:
@@ -159,8 +165,15 @@ class Operators:
                 return edits.cancelled(job, attempt=lease.attempt, claimed_at=lease.claimed_at,
                                        now=now, worker=lease.worker, by=by)
 
+            worker = engine.workers.get(lease.worker) if lease.worker else None
+
+            def tell_worker() -> None:
+                if worker is not None:
+                    engine.outbox.append((worker.identity, b"cancel", {
+                        "queue": queue, "id": job_id, "attempt": lease.attempt, "by": by}))
+
             engine.end_attempt(lease, {}, now, may_retry=False, delay=None,
-                               outcome="cancelled", edit=edit)
+                               outcome="cancelled", edit=edit, confirm=tell_worker)
             reply({"was": "claimed"})
             return
         state = engine.where(queue, job_id)

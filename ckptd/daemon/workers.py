@@ -55,7 +55,7 @@ class Workers:
         ix.outbox.append((identity, b"welcome", {
             "lease": settings.lease, "heartbeat": settings.heartbeat,
             "root": ix.store.url, "daemon": ix.name,
-            "blob_threshold": settings.blob_threshold}))
+            "blob_threshold": settings.blob_threshold, "confirms": True}))
         fields = {"worker": worker_id, "queues": ",".join(info.queues), "slots": slots,
                   "host": info.host}
         if slots == 0:  # a worker that stops says hello with no slots: it takes nothing new

@@ -58,6 +58,11 @@ class Move:
     """Move a job from ``src`` to ``dst``, rewriting it with ``data`` when given.
 
     With ``src == dst`` and ``data`` the job file is rewritten in place.
+
+    ``src_known``: the caller knows the job is in ``src`` (the daemon that leads the queue,
+    ending an attempt it holds the lease of). A store that would otherwise look before it
+    writes (a bucket, where a move is a copy and a delete) may then skip the look; see
+    :meth:`Store.move` for what the look protects. Stores that move atomically ignore it.
     """
 
     queue: str
@@ -65,6 +70,7 @@ class Move:
     src: State
     dst: State
     data: bytes | None = None
+    src_known: bool = False
 
 
 @dataclass(frozen=True)
@@ -243,7 +249,10 @@ class Store(ABC):
         """Move a job between states (rewriting it when ``data`` is given).
 
         Raises JobNotFound when the job is not in ``src``. Idempotent in effect: repeating a
-        completed move raises JobNotFound and changes nothing.
+        completed move raises JobNotFound and changes nothing. (An op :class:`Move` with
+        ``src_known`` and ``data`` may skip that look on a bucket: repeated after it
+        completed, it writes the same ``data`` to ``dst`` again and finds nothing to delete,
+        so it ends in the same state, and reports success.)
         """
         self._one(Move(queue, job_id, src, dst, data))
 

@@ -1,9 +1,8 @@
 """The local-disk store: state changes are rename(2), durability is fsync.
 
-This is the fast path, so it calls ``os`` directly. A pure move is one atomic rename. A move
-that rewrites the job writes the new file in ``tmp/``, renames it into the target folder and
-then removes the old copy; a crash in between leaves the job in two folders, and the copy
-with the higher ``rev`` wins (:mod:`ckptd.states`).
+The fast path, calling ``os`` directly. A pure move is one rename; a move that rewrites the
+job writes it in ``tmp/``, renames it into the target folder, then removes the old copy (a
+crash in between leaves two copies: the higher ``rev`` wins, :mod:`ckptd.core.states`).
 """
 
 from __future__ import annotations

@@ -1,23 +1,39 @@
-"""The S3 requests of :class:`~ckptd.store.s3.S3Store`: one place that talks to the server.
+"""The requests of :class:`~ckptd.store.s3.S3Store`: one place that talks to the server.
 
-Every request has its own deadline (``timeout``, retries included) on top of botocore's
-connect and read timeouts, so a server that stops answering costs a bounded wait and a
-:class:`~ckptd.core.errors.StoreUnavailable`, never a hung daemon. botocore's standard retry
-mode retries throttling (503 SlowDown), 5xx and reset connections; retries are counted.
-At most ``concurrency`` requests are in flight. Errors become ckptd's own
-(:meth:`S3Requests.translate`). A write to a queue first asks the fence, when one is set,
-whether this process still leads that queue (:meth:`ckptd.store.base.Store.set_fence`).
+:class:`S3Requests` holds what every S3 client of ckptd does the same way, whatever library
+sends the bytes:
+
+- every request has its own deadline (``timeout``, retries included), so a server that
+  stops answering costs a bounded wait and a :class:`~ckptd.core.errors.StoreUnavailable`,
+  never a hung daemon;
+- a request that failed for a reason that may pass (503 SlowDown, 5xx, a reset or refused
+  connection, a stalled answer) is tried again with backoff within that deadline, and
+  counted;
+- at most ``concurrency`` requests are in flight (the leader lease's own skip that queue);
+- a write to a queue first asks the fence, when one is set, whether this process still
+  leads that queue (:meth:`ckptd.store.base.Store.set_fence`);
+- errors become ckptd's own (:meth:`S3Requests.translate`): JobNotFound for a missing key,
+  :class:`~ckptd.store.objects.Conflict` for a failed condition, StoreError with what to do
+  for credentials, access and a missing bucket, StoreUnavailable for the rest.
+
+Subclasses send the requests: :class:`~ckptd.store.s3_obstore.ObstoreRequests` (the
+default, Rust's ``object_store`` through obstore) and
+:class:`~ckptd.store.s3_botocore.BotocoreRequests` (s3fs's aiobotocore, the fallback). They
+implement the primitives (``_get``, ``_put``, ...) and :meth:`S3Requests.classify`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
-import time
+import random
 import uuid
+from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 from ckptd.core.errors import CkptdError, JobNotFound, StoreError, StoreUnavailable
 from ckptd.store.objects import CONTROL_DIR, Conflict
@@ -27,18 +43,76 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MTIME = "ckptd-mtime"  # user metadata: the write time to the microsecond
-PAGE_SIZE = 1000
-_MISSING = ("NoSuchKey", "404", "NotFound")
-_CONFLICT = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
-_UNSUPPORTED = ("NotImplemented", "501", "InvalidArgument", "InvalidRequest")
+PAGE_SIZE = 1000  # keys per listing page (S3's own maximum)
+ATTEMPTS = 3  # tries of one request that fails for a passing reason (within its deadline)
+BACKOFF_FIRST = 0.05  # seconds before the second try; doubles, with jitter
+BULK_DELETE_MAX = 1000  # keys per DeleteObjects request (S3's own maximum)
 
 
-class S3Requests:
-    """Requests to one bucket through s3fs's aiobotocore client, on s3fs's event loop."""
+class Failure(enum.Enum):
+    """What kind of failure a request met (see :meth:`S3Requests.classify`)."""
 
-    def __init__(self, fs: Any, bucket: str, base: str, *, timeout: float, concurrency: int
-                 ) -> None:
-        self.fs = fs
+    MISSING = "missing"  # no such key (404 NoSuchKey)
+    CONFLICT = "conflict"  # a condition failed (412, 409 ConditionalRequestConflict)
+    NO_CREDENTIALS = "no-credentials"
+    DENIED = "denied"  # 403, bad signature, unknown key
+    NO_BUCKET = "no-bucket"
+    UNSUPPORTED = "unsupported"  # 501 NotImplemented, a header the server refuses
+    REFUSED = "refused"  # any other 4xx: trying again will not help
+    UNAVAILABLE = "unavailable"  # 5xx, throttling, connection, timeout: may pass
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A failure's kind, the server's code (or HTTP status) and a short description."""
+
+    kind: Failure
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a HEAD says of an object."""
+
+    etag: str
+    time: float  # when it was last written: the later of Last-Modified and ckptd's mark
+    size: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """An object in a listing: its name under the listed folder, write time and size."""
+
+    name: str
+    time: float
+    size: int
+
+
+class NotSupportedByServer(StoreError):
+    """Raised when the server refuses a request it does not implement (501 NotImplemented,
+    an argument or header it does not know)."""
+
+
+class _Failed(Exception):
+    """A request failed (classified), raised inside the deadline, translated outside it."""
+
+    def __init__(self, failure: Classified, cause: BaseException) -> None:
+        super().__init__(failure.detail)
+        self.failure = failure
+        self.cause = cause
+
+
+class S3Requests(ABC):
+    """Requests to one bucket: deadlines, retries, the fence, counts, ckptd's errors.
+
+    Paths are ``bucket/key`` (as the store builds them); keys are what the server sees.
+    """
+
+    client = "?"  # the library, for messages and status
+    retries_inside = False  # True when the library retries by itself (and counts it)
+
+    def __init__(self, bucket: str, base: str, *, timeout: float, concurrency: int) -> None:
         self.bucket = bucket
         self.base = base
         self.timeout = timeout
@@ -46,20 +120,55 @@ class S3Requests:
         self.fence: Callable[[str], None] | None = None
         self.stats: Counter[str] = Counter()
         self._semaphore: asyncio.Semaphore | None = None
+        self.bulk_deletes = True  # until the server says it has no DeleteObjects
 
-    def run(self, coro_func: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run a coroutine on s3fs's loop and wait for it (from any thread)."""
-        import fsspec.asyn
+    # -- what a client library provides ----------------------------------------------------
 
-        result: T = fsspec.asyn.sync(self.fs.loop, coro_func, *args)
-        return result
+    @abstractmethod
+    def run(self, coro_func: Callable[..., Awaitable[T]], *args: object) -> T:
+        """Run a coroutine on the client's event loop and wait for it (from any thread)."""
+
+    @abstractmethod
+    async def _get(self, key: str, byte_range: tuple[int, int] | None) -> bytes: ...
+
+    @abstractmethod
+    async def _get_tagged(self, key: str) -> tuple[bytes, str]: ...
+
+    @abstractmethod
+    async def _head(self, key: str) -> ObjectInfo: ...
+
+    @abstractmethod
+    async def _put(self, key: str, data: bytes, create: bool, if_match: str | None) -> str:
+        """PUT, with ckptd's mark of the write time (to the microsecond: Last-Modified has
+        whole seconds) as user metadata :data:`MTIME`; return the new ETag."""
+
+    @abstractmethod
+    async def _copy(self, src: str, dst: str) -> None: ...
+
+    @abstractmethod
+    async def _delete(self, key: str, if_match: str | None) -> None: ...
+
+    @abstractmethod
+    async def _delete_many(self, keys: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    async def _list(self, prefix: str, delimiter: bool, start_after: str | None
+                    ) -> tuple[list[Entry], list[str], int]:
+        """Every object under ``prefix`` (a folder, with its ``/``) and, with ``delimiter``,
+        the sub-folders; and how many pages that took."""
+
+    @abstractmethod
+    def classify(self, exc: BaseException) -> Classified:
+        """What kind of failure ``exc`` is."""
+
+    def close(self) -> None:
+        """Release what the client holds. Idempotent."""
+
+    # -- the frame of every request --------------------------------------------------------
 
     def split(self, path: str) -> str:
         """The object key of a path built by ``_key``/``_job_key`` (``bucket/key``)."""
         return path[len(self.bucket) + 1:]
-
-    async def client(self) -> Any:
-        return await self.fs.set_session()
 
     def _check_fence(self, key: str) -> None:
         if self.fence is None:
@@ -72,151 +181,186 @@ class S3Requests:
             self.stats["fenced"] += 1
             raise
 
-    async def call(self, method: str, what: str, *, write: bool = False,
-                    read_body: bool = False, queued: bool = True, **kwargs: Any) -> Any:
-        """One S3 request with its deadline; errors become ckptd's (see :func:`_translate`).
+    async def call(self, what: str, send: Callable[[], Awaitable[T]], *,
+                   fenced_keys: Sequence[str] = (), queued: bool = True, pages: bool = False
+                   ) -> T:
+        """One request with its deadline and retries; errors become ckptd's.
 
-        ``queued`` requests wait for one of the ``concurrency`` slots; the leader lease's
-        own do not (a big group must never delay a renewal).
+        ``fenced_keys``: the keys a write touches (the fence is asked for each, at the last
+        moment before every try). ``queued`` requests wait for one of the ``concurrency``
+        slots; the leader lease's own do not (a big group must never delay a renewal).
         """
         if not queued:
-            return await self._call_now(method, what, write, read_body, kwargs)
+            return await self._deadline(what, send, fenced_keys, pages)
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.concurrency)
         async with self._semaphore:
-            return await self._call_now(method, what, write, read_body, kwargs)
+            return await self._deadline(what, send, fenced_keys, pages)
 
-    async def _call_now(self, method: str, what: str, write: bool, read_body: bool,
-                        kwargs: dict[str, Any]) -> Any:
-        if write:
-            self._check_fence(kwargs["Key"])  # at the last moment before the request leaves
-        self.stats["requests"] += 1
+    async def _deadline(self, what: str, send: Callable[[], Awaitable[T]],
+                        fenced_keys: Sequence[str], pages: bool) -> T:
         try:
-            return await asyncio.wait_for(self._send(method, read_body, kwargs), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await self._tries(send, fenced_keys, pages)
         except TimeoutError:
             self.stats["timeouts"] += 1
             raise StoreUnavailable(f"cannot {what} in s3://{self.bucket}: no answer "
                                    f"within {self.timeout:g}s") from None
-        except CkptdError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - botocore, aiohttp, OS errors
-            raise self.translate(exc, what) from exc
+        except _Failed as failed:
+            raise self.translate(failed.failure, what) from failed.cause
 
-    async def _send(self, method: str, read_body: bool, kwargs: dict[str, Any]) -> Any:
-        s3 = await self.client()
-        response = await getattr(s3, method)(Bucket=self.bucket, **kwargs)
-        self.stats["retries"] += int(response.get("ResponseMetadata", {})
-                                     .get("RetryAttempts", 0) or 0)
-        if read_body:
-            async with response["Body"] as stream:
-                return await stream.read()
-        return response
+    async def _tries(self, send: Callable[[], Awaitable[T]], fenced_keys: Sequence[str],
+                     pages: bool) -> T:
+        attempt = 1
+        while True:
+            for key in fenced_keys:
+                self._check_fence(key)
+            if not pages:  # a listing counts its pages itself
+                self.stats["requests"] += 1
+            try:
+                return await send()
+            except CkptdError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the client's, the HTTP layer's, the OS's
+                failure = self.classify(exc)
+                if (failure.kind is not Failure.UNAVAILABLE or self.retries_inside
+                        or attempt >= ATTEMPTS):
+                    raise _Failed(failure, exc) from exc
+                log.debug("trying again after %s", failure.detail)
+            self.stats["retries"] += 1
+            await asyncio.sleep(BACKOFF_FIRST * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
+            attempt += 1
 
-    def translate(self, exc: Exception, what: str) -> CkptdError:
-        code, status = _error_code(exc)
-        response = getattr(exc, "response", None)
-        if isinstance(response, dict):
-            self.stats["retries"] += int(response.get("ResponseMetadata", {})
-                                         .get("RetryAttempts", 0) or 0)
-        where = f"s3://{self.bucket}"
-        if code in _MISSING:
+    def translate(self, failure: Classified, what: str) -> CkptdError:
+        """ckptd's error for a failed request (with what to do about it, where there is)."""
+        code, where = failure.code, f"s3://{self.bucket}"
+        if failure.kind is Failure.MISSING:
             return JobNotFound(f"cannot {what}: not found")
-        if code in _CONFLICT:
+        if failure.kind is Failure.CONFLICT:
             return Conflict(f"cannot {what}: the object changed ({code})")
         self.stats["errors"] += 1
-        name = type(exc).__name__
-        if name == "NoCredentialsError":
+        if failure.kind is Failure.NO_CREDENTIALS:
             return StoreError(f"cannot {what} in {where}: no AWS credentials; set "
                               "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or "
                               "[storage_options] in the config file")
-        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
+        if failure.kind is Failure.DENIED:
             return StoreError(f"cannot {what} in {where}: access denied ({code}); check the "
                               "credentials and the bucket's policy")
-        if code == "NoSuchBucket":
+        if failure.kind is Failure.NO_BUCKET:
             return StoreError(f"cannot {what}: bucket {self.bucket!r} does not exist")
-        if code in _UNSUPPORTED:
-            return StoreError(f"cannot {what} in {where}: not supported by the server "
+        if failure.kind is Failure.UNSUPPORTED:
+            return NotSupportedByServer(f"cannot {what} in {where}: not supported by the server "
                               f"({code})")
-        if status is not None and status < 500 and code not in ("SlowDown", "Throttling",
-                                                                 "RequestTimeout"):
-            return StoreError(f"cannot {what} in {where}: {code}: {exc}")
-        return StoreUnavailable(f"cannot {what} in {where}: {name}: {exc}")
+        if failure.kind is Failure.REFUSED:
+            return StoreError(f"cannot {what} in {where}: {failure.detail}")
+        return StoreUnavailable(f"cannot {what} in {where}: {failure.detail}")
 
     # -- requests --------------------------------------------------------------------------
 
-    async def get(self, path: str, what: str, byte_range: str | None = None) -> bytes | None:
-        """The object's bytes, or None when there is none."""
-        extra: dict[str, Any] = {"Range": byte_range} if byte_range else {}
+    async def get(self, path: str, what: str, byte_range: tuple[int, int] | None = None
+                  ) -> bytes | None:
+        """The object's bytes (``byte_range``: [start, end) of them), or None when absent."""
+        key = self.split(path)
         try:
-            data: bytes = await self.call("get_object", what, read_body=True,
-                                           Key=self.split(path), **extra)
-            return data
+            return await self.call(what, lambda: self._get(key, byte_range))
         except JobNotFound:
             return None
 
-    async def head(self, path: str, what: str) -> dict[str, Any] | None:
+    async def get_tagged(self, path: str, what: str, *, queued: bool = True
+                         ) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag, or None when absent."""
+        key = self.split(path)
         try:
-            info: dict[str, Any] = await self.call("head_object", what, Key=self.split(path))
-            return info
+            return await self.call(what, lambda: self._get_tagged(key), queued=queued)
+        except JobNotFound:
+            return None
+
+    async def head(self, path: str, what: str) -> ObjectInfo | None:
+        """What the server says of the object, or None when absent."""
+        key = self.split(path)
+        try:
+            return await self.call(what, lambda: self._head(key))
         except JobNotFound:
             return None
 
     async def put(self, path: str, data: bytes, what: str, *, create: bool = False,
-                   if_match: str | None = None, fenced: bool = True) -> str:
-        """PUT; ``create``: only if absent (Conflict otherwise); ``if_match``: only if the
-        object has that ETag. Returns the new ETag."""
-        extra: dict[str, Any] = {}
-        if create:
-            extra["IfNoneMatch"] = "*"
-        if if_match is not None:
-            extra["IfMatch"] = if_match
-        # The write time to the microsecond: Last-Modified has whole seconds only.
-        response = await self.call("put_object", what, write=fenced, queued=fenced,
-                                    Key=self.split(path), Body=data,
-                                    Metadata={MTIME: f"{time.time():.6f}"}, **extra)
-        return str(response.get("ETag", ""))
+                  if_match: str | None = None, fenced: bool = True) -> str:
+        """PUT; ``create``: only if absent, ``if_match``: only if the object has that ETag
+        (:class:`Conflict` otherwise). Returns the new ETag."""
+        key = self.split(path)
+        return await self.call(what, lambda: self._put(key, data, create, if_match),
+                               fenced_keys=(key,) if fenced else (), queued=fenced)
 
     async def copy(self, src: str, dst: str, what: str) -> None:
-        # Never conditional: conditional CopyObject is not widely supported.
-        await self.call("copy_object", what, write=True, Key=self.split(dst),
-                         CopySource={"Bucket": self.bucket, "Key": self.split(src)})
+        """Server-side copy (never conditional: conditional CopyObject is not widely
+        supported); JobNotFound when ``src`` is absent."""
+        source, target = self.split(src), self.split(dst)
+        await self.call(what, lambda: self._copy(source, target), fenced_keys=(target,))
 
     async def delete(self, path: str, what: str, *, if_match: str | None = None,
-                      fenced: bool = True) -> None:
-        extra: dict[str, Any] = {"IfMatch": if_match} if if_match is not None else {}
+                     fenced: bool = True) -> None:
+        """DELETE (only if the object has ETag ``if_match``, when given); absent is fine."""
+        key = self.split(path)
         try:
-            await self.call("delete_object", what, write=fenced, queued=fenced,
-                             Key=self.split(path), **extra)
+            await self.call(what, lambda: self._delete(key, if_match),
+                            fenced_keys=(key,) if fenced else (), queued=fenced)
         except JobNotFound:
             pass
 
+    async def delete_many(self, paths: Sequence[str], what: str) -> None:
+        """Delete every path, up to :data:`BULK_DELETE_MAX` per request; absent is fine.
+
+        Raises the error of the first request that failed (the others may have gone
+        through: deleting is idempotent, so the caller tries them all again).
+        """
+        keys = [self.split(p) for p in paths]
+        size = BULK_DELETE_MAX if self.bulk_deletes else 1
+        chunks = [keys[i:i + size] for i in range(0, len(keys), size)]
+
+        async def one(chunk: list[str]) -> None:
+            if len(chunk) == 1:
+                try:
+                    await self.call(what, lambda: self._delete(chunk[0], None),
+                                    fenced_keys=chunk)
+                except JobNotFound:
+                    pass
+                return
+            try:
+                await self.call(what, lambda: self._delete_many(chunk),
+                                fenced_keys=_one_key_per_queue(chunk, self.base))
+            except NotSupportedByServer as exc:
+                if self.bulk_deletes:
+                    log.warning("s3://%s has no bulk delete (%s): deleting one key per "
+                                "request", self.bucket, exc)
+                self.bulk_deletes = False
+                await asyncio.gather(*(one([k]) for k in chunk))
+        await asyncio.gather(*(one(c) for c in chunks))
+
     async def list(self, path: str, *, delimiter: bool = True, start_after: str | None = None
-                    ) -> tuple[list[dict[str, Any]], list[str]]:
-        """Every object directly under ``path/`` and its sub-folder names, page by page."""
+                   ) -> tuple[list[Entry], list[str]]:
+        """Every object directly under ``path/`` (everything below it without
+        ``delimiter``) that sorts after ``start_after``, and its sub-folder names."""
         prefix = self.split(path).strip("/")
         prefix = f"{prefix}/" if prefix else ""
-        objects: list[dict[str, Any]] = []
-        folders: list[str] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"Prefix": prefix, "MaxKeys": PAGE_SIZE}
-            if delimiter:
-                kwargs["Delimiter"] = "/"
-            if token:
-                kwargs["ContinuationToken"] = token
-            elif start_after:
-                kwargs["StartAfter"] = prefix + start_after
-            page = await self.call("list_objects_v2", f"list {path}", **kwargs)
-            for item in page.get("Contents", []):
-                name = item["Key"][len(prefix):]
-                if name:
-                    objects.append({"name": name, "time": _info_time(item),
-                                    "size": item.get("Size", 0)})
-            for item in page.get("CommonPrefixes", []):
-                folders.append(item["Prefix"][len(prefix):].rstrip("/"))
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return objects, folders
+
+        async def send() -> tuple[list[Entry], list[str]]:
+            objects, folders, pages = await self._list(prefix, delimiter, start_after)
+            self.stats["requests"] += pages
+            return objects, folders
+        return await self.call(f"list {path}", send, pages=True)
+
+    async def probe_access(self) -> None:
+        """One cheap listing of the prefix; raises StoreError when it cannot be read."""
+        prefix = f"{self.base}/" if self.base else ""
+
+        async def send() -> None:
+            self.stats["requests"] += 1
+            await self._list_one(prefix)
+        await self.call("list the bucket", send, pages=True)
+
+    async def _list_one(self, prefix: str) -> None:
+        """List one page (or less) under ``prefix``; subclasses make it cheaper."""
+        await self._list(prefix, True, None)
 
     async def probe_conditional(self, prefix: str) -> bool:
         """Whether the server honours If-None-Match / If-Match on PUT (on a probe key)."""
@@ -256,34 +400,30 @@ class S3Requests:
         return supported
 
 
-def _error_code(exc: Exception) -> tuple[str, int | None]:
-    """The S3 error code and HTTP status of a botocore error ("" and None otherwise)."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return "", None
-    error = response.get("Error") or {}
-    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-    code = str(error.get("Code") or (status or ""))
-    return code, int(status) if status else None
+def _one_key_per_queue(keys: Sequence[str], base: str) -> list[str]:
+    """One key of each queue among ``keys`` (the fence is per queue)."""
+    seen: dict[str, str] = {}
+    for key in keys:
+        rest = key[len(base) + 1:] if base else key
+        seen.setdefault(rest.split("/", 1)[0], key)
+    return list(seen.values())
 
 
-def _info_time(info: dict[str, Any]) -> float:
+def etag_of(data: bytes) -> str:
+    """The ETag S3 gives a single-part upload of ``data``: its MD5, quoted."""
+    import hashlib
+
+    return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+
+
+def later_time(last_modified: float | None, mark: str | None) -> float:
     """When an object was last written: the later of Last-Modified and ckptd's own mark."""
-    found: list[float] = []
-    value = info.get("LastModified")
-    if value is not None and hasattr(value, "timestamp"):
-        found.append(float(value.timestamp()))
-    mark = (info.get("Metadata") or {}).get(MTIME)
+    import time
+
+    found: list[float] = [] if last_modified is None else [last_modified]
     if mark:
         try:
             found.append(float(mark))
         except ValueError:
             pass
     return max(found) if found else time.time()
-
-
-def _etag_of(data: bytes) -> str:
-    """The ETag S3 gives a single-part upload of ``data``: its MD5, quoted."""
-    import hashlib
-
-    return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'

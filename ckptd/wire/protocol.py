@@ -50,6 +50,11 @@ def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) < 1e15
 
 
+def _seconds(v: Any) -> bool:
+    """A positive duration in seconds (a time limit)."""
+    return _num(v) and 0 < v < 1e9
+
+
 def _str(v: Any) -> bool:
     return isinstance(v, str) and len(v) <= 65536
 
@@ -109,20 +114,33 @@ WORKER_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
     b"failed": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
                 "error": (_str, _REQ), "type": (_optional(_str), _OPT),
                 "traceback": (_optional(_str), _OPT), "retry": (_bool, _OPT),
-                "delay": (_optional(_num), _OPT)},
+                "delay": (_optional(_num), _OPT),
+                # the worker stopped before the attempt ended: run it again now, and do not
+                # count this attempt against max_attempts
+                "given_back": (_bool, _OPT)},
     b"bye": {},
 }
 
 DAEMON_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
+    # "confirms": this daemon answers every done/failed with an ack (workers keep each
+    # answer until then, and send it again after a reconnect)
     b"welcome": {"lease": (_num, _REQ), "heartbeat": (_num, _REQ), "root": (_str, _OPT),
-                 "daemon": (_str, _OPT), "blob_threshold": (_int, _OPT)},
+                 "daemon": (_str, _OPT), "blob_threshold": (_int, _OPT),
+                 "confirms": (_bool, _OPT)},
     b"job": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
              "payload": (_any, _OPT), "payload_ref": (_optional(_str), _OPT),
              "state": (_any, _OPT), "state_ref": (_optional(_bool), _OPT),
              "max_attempts": (_int, _OPT), "created": (_str, _OPT),
-             "batch": (_optional(_str), _OPT)},
+             "batch": (_optional(_str), _OPT), "time_limit": (_optional(_seconds), _OPT)},
+    # a checkpoint is durable (ok) or refused; an answer (done, failed) is durable, or was
+    # stale (its attempt had already ended): either way the worker may forget it
     b"saved": {"queue": (_name, _REQ), "id": (_name, _REQ), "seq": (_int, _REQ),
                "ok": (_bool, _REQ), "error": (_optional(_str), _OPT)},
+    b"ack": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+             "stale": (_bool, _OPT)},
+    # an operator cancelled this running attempt: stop it (the job is already in failed/)
+    b"cancel": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+                "by": (_optional(_str), _OPT)},
     b"rehello": {},
 }
 
@@ -132,7 +150,7 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
     b"submit": {"queue": (_name, _REQ), "payload": (_any, _OPT), "id": (_optional(_name), _OPT),
                 "max_attempts": (_optional(_int), _OPT), "delay": (_optional(_num), _OPT),
                 "if_exists": (_optional(_str), _OPT), "batch": (_optional(_name), _OPT),
-                "fresh": (_bool, _OPT)},
+                "fresh": (_bool, _OPT), "time_limit": (_optional(_seconds), _OPT)},
     b"submit_many": {"queue": (_name, _REQ), "jobs": (_submissions, _REQ)},
     b"status": {"queue": (_optional(_name), _OPT)},
     b"ls": {"queue": (_name, _REQ), "state": (_optional(_str), _OPT)},

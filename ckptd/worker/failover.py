@@ -7,21 +7,21 @@ soon as the daemon says it is a standby, the daemon is taken as gone: the worker
 other addresses which one is active (:meth:`DaemonWatch.find_active`, one short round per
 try, so heartbeats keep going out between tries), reconnects its dispatch socket there, says
 hello with the jobs it is running (the new daemon adopts those attempts) and sends again the
-answers of the last minute, which the old daemon may never have written (a repeated answer
-for an attempt that is no longer claimed is only counted as stale).
+answers and checkpoints the old daemon never confirmed (:mod:`ckptd.worker.unconfirmed`; a
+repeated answer for an attempt that is no longer claimed is only counted as stale).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from typing import Any
 
 import zmq
 
 from ckptd.core.errors import CkptdError, ProtocolError
 from ckptd.wire import protocol
+from ckptd.wire.endpoints import peer_endpoint
 from ckptd.wire.security import ClientCurve
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 MISSED_PINGS = 3
 MIN_SILENCE = 5.0  # and at least this long without an answer (a busy daemon is not gone)
 FIND_TIMEOUT = 2.0  # per address, when looking for the active daemon
-RESEND_WINDOW = 60.0  # answers younger than this are sent again to a new daemon
-RESEND_MAX = 10_000
 
 
 class DaemonWatch:
@@ -47,7 +45,6 @@ class DaemonWatch:
         self.standby = False
         self._waiting = False
         self._next = 0.0
-        self.recent: deque[tuple[float, bytes, dict[str, Any]]] = deque(maxlen=RESEND_MAX)
         self._open()
 
     @property
@@ -111,16 +108,6 @@ class DaemonWatch:
         return self.standby or (self.missed >= MISSED_PINGS
                                 and silent >= max(MIN_SILENCE, MISSED_PINGS * self.interval))
 
-    def remember(self, kind: bytes, body: dict[str, Any]) -> None:
-        """Keep an answer sent to the daemon, to send again after a switch."""
-        if kind in (b"done", b"failed"):
-            self.recent.append((time.monotonic(), kind, body))
-
-    def answers_to_resend(self) -> list[tuple[bytes, dict[str, Any]]]:
-        """The answers of the last :data:`RESEND_WINDOW` seconds."""
-        limit = time.monotonic() - RESEND_WINDOW
-        return [(kind, body) for at, kind, body in self.recent if at >= limit]
-
     def find_active(self) -> tuple[str, dict[str, Any]] | None:
         """Ask each address, the current one last, for its dispatch endpoint; return the
         first active daemon's (control address, answer), None when none answered."""
@@ -148,3 +135,26 @@ class DaemonWatch:
         self._waiting = False
         self.answered = time.monotonic()
         return None
+
+
+def find_daemon(ctx: zmq.Context[Any], endpoints: list[str], curve: ClientCurve | None
+                ) -> tuple[list[str], dict[str, Any], str]:
+    """Ask the control addresses in turn, again and again until one answers, where to
+    connect for jobs; return the addresses (the one that answered first), its answer, and
+    its dispatch endpoint."""
+    from ckptd.client.client import Client
+
+    delay = 0.2
+    while True:
+        client = Client(endpoints, timeout=5.0, context=ctx, curve=curve)
+        try:
+            answer = client.request("endpoints")
+            first = client.endpoints.index(client.endpoint)
+            ordered = client.endpoints[first:] + client.endpoints[:first]
+            return ordered, answer, peer_endpoint(client.endpoint, int(answer["dispatch_port"]))
+        except CkptdError as exc:
+            log.warning("%s; retrying in %.1fs", exc, delay)
+        finally:
+            client.close()
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)

@@ -1,16 +1,55 @@
 """What a handler gets: one attempt of a job (payload, last checkpoint, and the calls that
-report back)."""
+report back).
+
+A plain handler (``def handler(job)``) gets a :class:`Job`; an ``async def`` handler gets an
+:class:`AsyncJob`, whose calls that wait on the daemon or the store are coroutines
+(``await job.checkpoint(state)``), so that waiting for one job never blocks the event loop
+that runs the others. ``progress()`` and ``cancelled`` are plain in both: they never wait.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ckptd.core import sources
 from ckptd.core.errors import CkptdError
+from ckptd.core.outcomes import Cancelled, Interrupt
 
 CHECKPOINT_TIMEOUT = 60.0
+
+
+class StopFlags:
+    """What the worker asks of a running attempt: stop (and why), or not.
+
+    Set by the worker's I/O thread (or, in a child process, by a signal handler) and read by
+    the handler's calls: :meth:`check` raises the pending :class:`~ckptd.Interrupt`, once.
+    After that the handler's calls work again, so that a handler that catches it can save a
+    checkpoint within the grace period.
+    """
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.stop: Interrupt | None = None
+        self.raised = False  # the stop reached the handler (raised here, or from outside)
+
+    def ask(self, stop: Interrupt) -> None:
+        """Ask the attempt to stop with ``stop`` (a cancel is never replaced by a limit)."""
+        if isinstance(stop, Cancelled):
+            if not self.cancelled:
+                self.raised = False
+            self.cancelled = True
+            self.stop = stop
+        elif self.stop is None:
+            self.stop = stop
+
+    def check(self) -> None:
+        """Raise the pending interrupt, unless it has reached the handler already."""
+        stop = self.stop
+        if stop is not None and not self.raised:
+            self.raised = True
+            raise type(stop)(stop.reason)
 
 
 class JobHost(Protocol):
@@ -31,10 +70,14 @@ class JobHost(Protocol):
     def result_of(self, queue: str, job_id: str) -> Any:
         """The result of a done job."""
 
+    async def checkpoint_async(self, job: AsyncJob, seq: int, state: Any,
+                               timeout: float) -> None:
+        """Send a checkpoint; return (to the event loop) once the daemon confirms it."""
+
 
 @dataclass
-class Job:
-    """One attempt of a job, as a handler sees it."""
+class _Attempt:
+    """The fields and plain calls common to both kinds of job."""
 
     id: str
     queue: str
@@ -46,14 +89,61 @@ class Job:
     batch: str | None = None
     _worker: JobHost | None = field(default=None, repr=False)
     _seq: int = field(default=0, repr=False)
+    _flags: StopFlags = field(default_factory=StopFlags, repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job has been cancelled (``ckptd cancel``): stop working on it.
+
+        The next ``checkpoint()`` or ``progress()`` raises :class:`ckptd.Cancelled`; a
+        handler that does neither is stopped by force after the worker's grace period.
+        """
+        return self._flags.cancelled
+
+    def progress(self, done: float, total: float | None = None, note: str | None = None
+                 ) -> None:
+        """Report how far the job is (shown by ``ckptd status`` and ``explain``); cheap.
+
+        Raises :class:`ckptd.Cancelled` or :class:`ckptd.TimeLimit` when the attempt has
+        been asked to stop.
+        """
+        self._flags.check()
+        if self._worker is not None:
+            self._worker.send(b"progress", {"queue": self.queue, "id": self.id,
+                                             "attempt": self.attempt, "done": done,
+                                             "total": total, "note": note})
+
+    def _source(self) -> tuple[str, int, int]:
+        payload = self.payload
+        if not (isinstance(payload, dict) and "source" in payload and "start" in payload):
+            raise CkptdError(f"job {self.queue}/{self.id} was not made by submit-file: its "
+                             "payload names no source range")
+        batch = str(payload["source"]).rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        return batch, int(payload["start"]), int(payload["end"])
+
+    def _parse(self, data: bytes) -> list[Any]:
+        return sources.parse(data, str(self.payload["format"]), self.payload.get("header"))
+
+    def _host(self, what: str) -> JobHost:
+        if self._worker is None:
+            raise CkptdError(f"{what}() needs a worker")
+        return self._worker
+
+
+@dataclass
+class Job(_Attempt):
+    """One attempt of a job, as a (plain) handler sees it."""
 
     def checkpoint(self, state: Any, timeout: float = CHECKPOINT_TIMEOUT) -> None:
         """Save ``state`` (any JSON value) as this job's progress; return once it is durable.
 
         A later attempt of the job starts with ``job.state`` set to it. Raises LeaseLost when
         the job is no longer this worker's (stop working on it), DaemonUnavailable when the
-        daemon did not confirm within ``timeout`` seconds.
+        daemon did not confirm within ``timeout`` seconds (the worker sends it again after a
+        reconnect), :class:`ckptd.Cancelled` or :class:`ckptd.TimeLimit` when the attempt
+        has been asked to stop.
         """
+        self._flags.check()
         if self._worker is None:
             self.state = state
             return
@@ -61,46 +151,67 @@ class Job:
         self._worker.checkpoint(self, self._seq, state, timeout)
         self.state = state
 
-    def progress(self, done: float, total: float | None = None, note: str | None = None
-                 ) -> None:
-        """Report how far the job is (shown by ``ckptd status`` and ``explain``); cheap."""
-        if self._worker is not None:
-            self._worker.send(b"progress", {"queue": self.queue, "id": self.id,
-                                             "attempt": self.attempt, "done": done,
-                                             "total": total, "note": note})
-
     def records(self) -> list[Any]:
         """The records of a job made by ``ckptd submit-file`` (its range of the source file).
 
         CSV records are dicts keyed by the header; jsonl records are JSON values; lines are
         strings. Read straight from the store when this host can, else through the daemon.
         """
-        payload = self.payload
-        if not (isinstance(payload, dict) and "source" in payload and "start" in payload):
-            raise CkptdError(f"job {self.queue}/{self.id} was not made by submit-file: its "
-                             "payload names no source range")
-        if self._worker is None:
-            raise CkptdError("records() needs a worker to read the source through")
-        batch = str(payload["source"]).rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        data = self._worker.source_range(self.queue, batch, int(payload["start"]),
-                                          int(payload["end"]))
-        return sources.parse(data, str(payload["format"]), payload.get("header"))
+        batch, start, end = self._source()
+        return self._parse(self._host("records").source_range(self.queue, batch, start, end))
 
     def write_output(self, name: str, data: str | bytes) -> str:
         """Write a named output file into the store (``<queue>/outputs/<name>``), e.g. a
         reduce job's report; return where it is. Through the daemon when this host cannot
         reach the store (text only, then)."""
-        if self._worker is None:
-            raise CkptdError("write_output() needs a worker")
-        return self._worker.write_output(self.queue, name,
-                                          data.encode() if isinstance(data, str) else data)
+        return self._host("write_output").write_output(
+            self.queue, name, data.encode() if isinstance(data, str) else data)
 
     def result_of(self, queue: str, job_id: str) -> Any:
         """The result of another (done) job, e.g. one listed in a reduce job's payload."""
+        return self._host("result_of").result_of(queue, job_id)
+
+
+@dataclass
+class AsyncJob(_Attempt):
+    """One attempt of a job, as an ``async def`` handler sees it: the calls that wait are
+    coroutines (``await job.checkpoint(state)``); ``progress()`` is a plain call."""
+
+    async def checkpoint(self, state: Any, timeout: float = CHECKPOINT_TIMEOUT) -> None:
+        """Save ``state`` as this job's progress; return once it is durable (see
+        :meth:`Job.checkpoint`). Other jobs of the event loop run while it waits."""
+        self._flags.check()
         if self._worker is None:
-            raise CkptdError("result_of() needs a worker")
-        return self._worker.result_of(queue, job_id)
+            self.state = state
+            return
+        self._seq += 1
+        await self._worker.checkpoint_async(self, self._seq, state, timeout)
+        self.state = state
+
+    async def records(self) -> list[Any]:
+        """The records of a submit-file job (see :meth:`Job.records`), read in a thread."""
+        import asyncio
+
+        batch, start, end = self._source()
+        host = self._host("records")
+        return self._parse(await asyncio.to_thread(host.source_range, self.queue, batch, start,
+                                                   end))
+
+    async def write_output(self, name: str, data: str | bytes) -> str:
+        """Write a named output file into the store (see :meth:`Job.write_output`)."""
+        import asyncio
+
+        host = self._host("write_output")
+        raw = data.encode() if isinstance(data, str) else data
+        return await asyncio.to_thread(host.write_output, self.queue, name, raw)
+
+    async def result_of(self, queue: str, job_id: str) -> Any:
+        """The result of another (done) job (see :meth:`Job.result_of`)."""
+        import asyncio
+
+        return await asyncio.to_thread(self._host("result_of").result_of, queue, job_id)
 
 
-Handler = Callable[[Job], Any]
-"""A handler: takes a :class:`Job`, returns the job's result (any JSON value)."""
+Handler = Callable[[Job], Any] | Callable[[AsyncJob], Awaitable[Any]]
+"""A handler: takes a :class:`Job` (or, ``async def``, an :class:`AsyncJob`) and returns the
+job's result (any JSON value)."""

@@ -10,13 +10,16 @@
             job.progress(n + 1, len(job.payload["items"]))
         return {"total": ...}                     # becomes "result" in done/<id>.json
 
-    Worker("tcp://10.0.0.5:5550", "price", price, concurrency=4).run()
+    if __name__ == "__main__":
+        Worker("tcp://10.0.0.5:5550", "price", price, concurrency=4).run()
 
-One thread (the caller of :meth:`Worker.run`) owns the ZeroMQ sockets; handlers run in a
-pool of ``concurrency`` threads and hand their messages to it through a queue. The worker
+One thread (the caller of :meth:`Worker.run`) owns the ZeroMQ sockets (the I/O loop);
+handlers run in a pool (:mod:`~ckptd.worker.pools`: threads, child processes, or an event
+loop for ``async def`` handlers) and hand their messages to it through a queue. The worker
 says hello with its free slots, so the daemon never sends more jobs than it can start; it
-sends heartbeats for running jobs, reconnects by itself when the daemon restarts, and on
-SIGTERM lets running jobs finish before it exits.
+sends heartbeats for running jobs, keeps every answer until the daemon confirms it and sends
+it again after a reconnect, enforces time limits and cancels (:mod:`~ckptd.worker.limits`),
+and on SIGTERM lets running jobs finish before it exits (:mod:`~ckptd.worker.signals`).
 """
 
 from __future__ import annotations
@@ -24,267 +27,393 @@ from __future__ import annotations
 import logging
 import os
 import queue as queue_mod
-import signal
 import socket
 import threading
 import time
-import traceback
 from typing import Any
 
 import zmq
 
-from ckptd.client.client import Client
-from ckptd.codec import dumps
+from ckptd.core import jobs, logs
 from ckptd.core.config import Settings
-from ckptd.core.errors import CkptdError, DaemonUnavailable, LeaseLost, ProtocolError
+from ckptd.core.errors import CkptdError
 from ckptd.core.names import check_queue
-from ckptd.core.outcomes import Fail, Retry
-from ckptd.wire import protocol
 from ckptd.wire.endpoints import peer_endpoint
 from ckptd.wire.security import ClientCurve
+from ckptd.worker import answers, signals
+from ckptd.worker.answers import Answer
+from ckptd.worker.calls import JobCalls
 from ckptd.worker.data import JobData
-from ckptd.worker.failover import DaemonWatch
-from ckptd.worker.job import Handler, Job
+from ckptd.worker.failover import DaemonWatch, find_daemon
+from ckptd.worker.job import Handler, JobHost
+from ckptd.worker.limits import HARD, Limits
+from ckptd.worker.link import DaemonLink
+from ckptd.worker.pools import Pool, choose_pool
+from ckptd.worker.running import Attempt, Running
+from ckptd.worker.unconfirmed import Unconfirmed
 
 log = logging.getLogger(__name__)
 
+DEFAULT_GRACE = 5.0  # seconds between asking a handler to stop and stopping it by force
+CONFIRM_WAIT = 10.0  # on a clean stop, how long to wait for the daemon to confirm answers
+GIVE_BACK_WAIT = 2.0  # on a stop now, how long to wait for it to confirm the jobs given back
+KILLED = {"process": "its child process was killed", "thread": "its thread was written off",
+          "async": "its task was written off"}
+
 
 class Worker:
-    """Connects to a daemon, takes jobs of some queues, runs ``handler`` on each."""
+    """Connects to a daemon, takes jobs of some queues, runs ``handler`` on each.
+
+    ``pool``: ``thread`` (default for plain handlers), ``process`` (``concurrency`` child
+    processes: CPU-bound work uses that many cores) or ``async`` (default for ``async def``
+    handlers: ``concurrency`` jobs in flight on one event loop). ``time_limit``: seconds an
+    attempt may run when neither the job nor its queue says (None: no limit); ``grace``:
+    seconds between asking a handler to stop (time limit, cancel) and stopping it by force
+    (default 5). ``max_jobs_per_child`` and ``max_memory_per_child`` (bytes) recycle child
+    processes.
+    """
 
     def __init__(self, connect: str | list[str], queues: str | list[str], handler: Handler, *,
                  concurrency: int = 1, prefetch: int = 0, name: str | None = None,
                  root: str | None = None, curve: ClientCurve | None = None,
-                 context: zmq.Context[Any] | None = None, settings: Settings | None = None
-                 ) -> None:
-        self.endpoints = [connect] if isinstance(connect, str) else list(connect)
+                 context: zmq.Context[Any] | None = None, settings: Settings | None = None,
+                 pool: str | None = None, time_limit: float | None = None,
+                 grace: float | None = None, max_jobs_per_child: int = 0,
+                 max_memory_per_child: int = 0) -> None:
+        if isinstance(connect, str):
+            connect = [e.strip() for e in connect.split(",") if e.strip()]
+        self.endpoints = list(connect)
         self.queues = [check_queue(q) for q in ([queues] if isinstance(queues, str) else queues)]
         if not self.queues:
             raise CkptdError("a worker needs at least one queue (--queue)")
         if concurrency < 1:
             raise CkptdError("concurrency must be at least 1")
-        if prefetch < 0:
-            raise CkptdError("prefetch must not be negative")
+        grace = DEFAULT_GRACE if grace is None else grace
+        if prefetch < 0 or grace < 0 or max_jobs_per_child < 0 or max_memory_per_child < 0:
+            raise CkptdError("prefetch, grace and the per-child limits must not be negative")
+        if time_limit is not None and time_limit <= 0:
+            raise CkptdError("time_limit must be longer than 0s")
         self.handler = handler
+        self.pool_kind = choose_pool(pool, handler)
+        if self.pool_kind != "process" and (max_jobs_per_child or max_memory_per_child):
+            raise CkptdError("--max-jobs-per-child and --max-memory-per-child need "
+                             "--pool process")
         self.concurrency = concurrency
         self.prefetch = prefetch
+        self.max_jobs_per_child = max_jobs_per_child
+        self.max_memory_per_child = max_memory_per_child
         host = socket.gethostname()
         self.name = name or f"{host}-{os.getpid()}-{os.urandom(3).hex()}"
         self.host = host
         self.root = root
         self.curve = curve
         self.settings = settings  # for a bucket's credentials, endpoint and options
+        self.limits = Limits(grace, time_limit)
+        self.running = Running()
+        self.unconfirmed = Unconfirmed()
+        self.pool: Pool | None = None
         self._watch: DaemonWatch | None = None  # with several daemon addresses
         self._own_context = context is None
         self._ctx = context or zmq.Context()
         self.data = JobData(self._ctx, self.endpoints, curve, root, settings)
+        self.calls = JobCalls(self.unconfirmed, self.send, self.data)
+        self._link = DaemonLink(self._ctx, self.name, curve)
         self._outgoing: queue_mod.SimpleQueue[tuple[bytes, dict[str, Any]]] = \
             queue_mod.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._running: dict[tuple[str, str], int] = {}
+        self._woken = False
         self._lock = threading.Lock()
-        self._saved: dict[tuple[str, str, int], tuple[threading.Event, list[Any]]] = {}
         self._stopping = False
         self._stop_now = False
+        self._capacity_changed = False
         self._heartbeat = 5.0
         self._blob_threshold = 256 * 1024
         self._next_beat = 0.0
-        self._jobs: queue_mod.SimpleQueue[dict[str, Any] | None] = queue_mod.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self._woken = False
-        self._sock: zmq.Socket[bytes] | None = None
+        self.connecting = False  # looking for the daemon: a stop signal ends run() at once
+        self.interrupted = False  # run() returned because it was stopped while connecting
+        self.restart_needed = False  # too many slots stuck: restart the process
+        self.given_back: list[str] = []
         self.jobs_done = 0
         self.jobs_failed = 0
 
     # -- life cycle ------------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was asked for."""
+        return self._stopping
 
     def stop(self) -> None:
         """Stop taking jobs; :meth:`run` returns once the running ones have finished."""
         self._stopping = True
         self._wake()
 
-    def install_signal_handlers(self) -> None:
-        """SIGTERM/SIGINT: finish running jobs, then exit (a second one: exit now)."""
-        def on_signal(signum: int, frame: Any) -> None:
-            if self._stopping:
-                self._stop_now = True
-            self.stop()
+    def stop_now(self) -> None:
+        """Give the running jobs back to the daemon and return from :meth:`run` now."""
+        self._stopping = self._stop_now = True
+        self._wake()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: finish running jobs, then exit (a second one: give them back and
+        exit now). :meth:`run` does this by itself when called from the main thread."""
+        signals.install(self)
 
     def run(self) -> None:
-        """Serve until :meth:`stop` (or SIGTERM after install_signal_handlers)."""
-        dispatch = self._discover()
-        sock = self._dispatch_socket(dispatch)
-        self._start_threads()
+        """Serve until :meth:`stop` (or SIGTERM / Ctrl-C, see :mod:`ckptd.worker.signals`)."""
+        own_log = logs.configure_if_unset("ckptd")
+        try:
+            with signals.stop_signals(self):
+                self._serve()
+        finally:
+            if own_log is not None:
+                logging.getLogger("ckptd").removeHandler(own_log)
+
+    def restart_process(self) -> None:
+        """Replace this process by a fresh run of the same command line (what ``ckptd
+        worker`` does when :attr:`restart_needed` is set after :meth:`run`)."""
+        import sys
+
+        log.warning("restarting the worker: %s", " ".join(sys.orig_argv))
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+    def _serve(self) -> None:
+        log.info("worker %s: connecting to the daemon at %s", self.name,
+                 ", ".join(self.endpoints))
+        try:
+            self.connecting = True
+            try:
+                dispatch = self._discover()
+            finally:
+                self.connecting = False
+        except signals.ConnectInterrupted:
+            self.interrupted = True
+            log.warning("worker %s stopped while connecting to %s: no job was taken",
+                        self.name, ", ".join(self.endpoints))
+            self._close()
+            return
+        if self._stopping:
+            self._close()
+            return
+        pool = self.pool = self._make_pool()
+        try:
+            pool.start()
+        except BaseException:
+            self._close()
+            raise
+        self._link.open(dispatch)
         poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
+        self._register(poller)
         poller.register(self._wake_r, zmq.POLLIN)
-        self._hello(sock)
+        self._hello()
         if len(self.endpoints) > 1:  # a standby: follow whichever daemon is active
             self._watch = DaemonWatch(self._ctx, self.endpoints, self.curve, self._heartbeat)
             poller.register(self._watch.sock, zmq.POLLIN)
-        log.info("worker %s serving %s on %s with %d thread(s), prefetch %d", self.name,
-                 ",".join(self.queues), dispatch, self.concurrency, self.prefetch)
+        log.info("worker %s serving %s on %s: %s pool of %d, prefetch %d", self.name,
+                 ",".join(self.queues), dispatch, pool.kind, self.concurrency, self.prefetch)
         self._next_beat = time.monotonic() + self._heartbeat
-        said_stop = False
         try:
-            while True:
-                timeout = max(0.0, self._next_beat - time.monotonic())
-                events = dict(poller.poll(int(timeout * 1000)))
-                if events.get(self._wake_r):
-                    _drain(self._wake_r)
-                    # After draining and before flushing: what a handler queues from now on
-                    # rings again, and what it queued before is in the flush below.
-                    self._woken = False
-                if events.get(sock):
-                    self._read(sock)
-                watch = self._watch
-                if watch is not None:
-                    if events.get(watch.sock):
-                        watch.read()
-                    watch.interval = self._heartbeat
-                    watch.tick(time.monotonic())
-                    if watch.lost() and not self._stopping:
-                        sock = self._follow(sock, poller)
-                self._flush(sock)
-                if time.monotonic() >= self._next_beat:
-                    self._next_beat = time.monotonic() + self._heartbeat
-                    self._beat(sock)
-                if self._stopping:
-                    if not said_stop:
-                        said_stop = True
-                        log.info("stopping: finishing %d running job(s)", len(self._running))
-                        self._hello(sock, slots=0)
-                    with self._lock:
-                        idle = not self._running
-                    if (idle and self._outgoing.empty()) or self._stop_now:
-                        break
+            self._loop(poller)
         finally:
-            self._flush(sock)
-            if not self._stop_now:
-                self._send_now(sock, b"bye", {})
-            self._stop_threads(wait=not self._stop_now)
-            sock.close(5000 if not self._stop_now else 0)
-            self._sock = None
+            self._flush()
+            if self._link.sock is not None:
+                self._link.send(b"bye", {})
+            pool.stop(now=self._stop_now or self.restart_needed)
+            self._link.close(2000 if not self._stop_now else 500)
             if self._watch is not None:
                 self._watch.close()
                 self._watch = None
-            for fd in (self._wake_r, self._wake_w):
+            self._close()
+            self._log_stopped()
+
+    def _loop(self, poller: zmq.Poller) -> None:
+        said_stop = False
+        gave_back = False
+        leave_at: float | None = None
+        while True:
+            events = dict(poller.poll(int(self._poll_timeout() * 1000)))
+            if events.get(self._wake_r):
+                _drain(self._wake_r)
+                # After draining and before flushing: what a handler queues from now on
+                # rings again, and what it queued before is in the flush below.
+                self._woken = False
+            if self._link.sock is not None and events.get(self._link.sock):
+                for kind, body in self._link.receive():
+                    self._handle(kind, body)
+            if self._link.monitor is not None and events.get(self._link.monitor) \
+                    and self._link.reconnected():
+                log.warning("the connection to the daemon came back: saying hello again")
+                self._hello_again()
+            watch = self._watch
+            if watch is not None:
+                if events.get(watch.sock):
+                    watch.read()
+                watch.interval = self._heartbeat
+                watch.tick(time.monotonic())
+                if watch.lost() and not self._stopping:
+                    self._follow(poller)
+            self._flush()
+            now = time.monotonic()
+            self._enforce_limits(now)
+            if now >= self._next_beat:
+                self._next_beat = now + self._heartbeat
+                self._beat(now)
+            self._check_capacity()
+            if self._stop_now and not gave_back:
+                gave_back = True
+                self._give_back(self.running.all(), "the worker was stopped before the job "
+                                "ended")
+                leave_at = now + GIVE_BACK_WAIT
+            if self._stopping:
+                if not said_stop:
+                    said_stop = True
+                    log.info("stopping: finishing %d running job(s)%s", len(self.running),
+                             "" if self._stop_now or self.restart_needed
+                             else " (stop again to give them back and stop now)")
+                    self._hello(slots=0)
+                    assert self.pool is not None
+                    self._give_back(self.pool.take_queued(), "the worker stopped before the "
+                                    "job started")
+                if not len(self.running) and self._outgoing.empty():
+                    if not self.unconfirmed.answers():
+                        return
+                    if leave_at is None:
+                        leave_at = now + CONFIRM_WAIT
+                if leave_at is not None and now >= leave_at:
+                    left = self.unconfirmed.answers()
+                    if left:
+                        log.warning("%d answer(s) not confirmed by the daemon: their jobs "
+                                    "come back after their lease", left)
+                    return
+
+    def _poll_timeout(self) -> float:
+        now = time.monotonic()
+        wake_at = [self._next_beat, now + 1.0]
+        deadline = self.limits.next_deadline(self.running.all())
+        if deadline is not None:
+            wake_at.append(deadline)
+        if self._stopping:
+            wake_at.append(now + 0.1)
+        return max(0.0, min(wake_at) - now)
+
+    def _register(self, poller: zmq.Poller) -> None:
+        poller.register(self._link.sock, zmq.POLLIN)
+        poller.register(self._link.monitor, zmq.POLLIN)
+
+    def _make_pool(self) -> Pool:
+        settings = self.settings
+        if self.pool_kind == "process":
+            from ckptd.worker.processes import ProcessPool
+
+            return ProcessPool(self, self.handler, self.concurrency,
+                               max_jobs_per_child=self.max_jobs_per_child,
+                               max_memory_per_child=self.max_memory_per_child,
+                               log_level=settings.log_level if settings else "info",
+                               log_format=settings.log_format if settings else "auto")
+        if self.pool_kind == "async":
+            from ckptd.worker.asyncpool import AsyncPool
+
+            return AsyncPool(self, self.handler, self.concurrency)  # type: ignore[arg-type]
+        from ckptd.worker.threads import ThreadPool
+
+        return ThreadPool(self, self.handler, self.concurrency)  # type: ignore[arg-type]
+
+    def _close(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            try:
                 os.close(fd)
-            if self._own_context:
-                self._ctx.term()
-            log.info("worker %s stopped: %d done, %d failed", self.name, self.jobs_done,
-                     self.jobs_failed)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
+        if self._own_context and not (self._stop_now or self.restart_needed):
+            # (after a stop now, a handler left running may still hold a socket of it, for
+            # a fetch through the daemon: terminating would wait for it)
+            self._ctx.term()
+            self._own_context = False
 
-    def _dispatch_socket(self, dispatch: str) -> zmq.Socket[bytes]:
-        """A DEALER socket connected to a daemon's dispatch endpoint."""
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.ROUTING_ID, self.name.encode())
-        sock.setsockopt(zmq.LINGER, 5000)  # let the last answers out on exit
-        # IMMEDIATE stays off on purpose: answers queue up while the daemon restarts and
-        # are delivered when it is back, so finished work is not done again.
-        sock.setsockopt(zmq.IMMEDIATE, 0)
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)  # reconnect with backoff, capped
-        sock.setsockopt(zmq.MAXMSGSIZE, 256 * 1024 * 1024)
-        sock.setsockopt(zmq.SNDHWM, 100_000)  # answers must not be dropped while it is away
-        if self.curve is not None:
-            self.curve.apply_client(sock)
-        sock.connect(dispatch)
-        self._sock = sock
-        return sock
+    def _log_stopped(self) -> None:
+        back = f", {len(self.given_back)} given back to the daemon" if self.given_back else ""
+        log.info("worker %s stopped: %d done, %d failed%s", self.name, self.jobs_done,
+                 self.jobs_failed, back)
+        if self.given_back:
+            log.warning("jobs given back (they run again at once, without losing an attempt): "
+                        "%s", ", ".join(self.given_back[:20]) +
+                        (" ..." if len(self.given_back) > 20 else ""))
 
-    def _follow(self, sock: zmq.Socket[bytes], poller: zmq.Poller) -> zmq.Socket[bytes]:
-        """The daemon is gone (or a standby): move to the active one if one answers.
+    # -- the daemon ------------------------------------------------------------------------
 
-        Returns the dispatch socket to use from now on (the old one while none answers).
-        """
+    def _discover(self) -> str:
+        """Ask the daemon's control socket where to connect for jobs."""
+        self.endpoints, answer, dispatch = find_daemon(self._ctx, self.endpoints, self.curve)
+        self.data.endpoints = self.endpoints
+        self.data.daemon_root = answer.get("root")
+        return dispatch
+
+    def _follow(self, poller: zmq.Poller) -> None:
+        """The daemon is gone (or a standby): move to the active one if one answers."""
         watch = self._watch
         assert watch is not None
-        old = watch.endpoint
         log.warning("the daemon at %s does not answer (or stands by); looking for the "
-                    "active one among %s", old, ", ".join(watch.endpoints))
+                    "active one among %s", watch.endpoint, ", ".join(watch.endpoints))
         poller.unregister(watch.sock)
         found = watch.find_active()
         poller.register(watch.sock, zmq.POLLIN)
         if found is None:
-            return sock
+            return
         endpoint, answer = found
         self.endpoints = self.data.endpoints = list(watch.endpoints)
         self.data.daemon_root = answer.get("root") or self.data.daemon_root
         dispatch = peer_endpoint(endpoint, int(answer["dispatch_port"]))
-        poller.unregister(sock)
-        sock.close(0)  # what it still held was for the old daemon
-        sock = self._dispatch_socket(dispatch)
-        poller.register(sock, zmq.POLLIN)
-        self._hello(sock)
-        resend = watch.answers_to_resend()
-        for start in range(0, len(resend), protocol.MAX_BATCH):
-            self._send_batch(sock, resend[start:start + protocol.MAX_BATCH])
-        log.warning("now working for the daemon at %s (dispatch %s); sent %d recent "
-                    "answer(s) again", endpoint, dispatch, len(resend))
-        return sock
+        poller.unregister(self._link.sock)
+        poller.unregister(self._link.monitor)
+        self._link.open(dispatch)  # what the old socket still held was for the old daemon
+        self._register(poller)
+        sent = self._hello_again()
+        log.warning("now working for the daemon at %s (dispatch %s); sent %d unconfirmed "
+                    "message(s) again", endpoint, dispatch, sent)
 
-    def _discover(self) -> str:
-        """Ask the daemon's control socket where to connect for jobs."""
-        delay = 0.2
-        while True:
-            client = Client(self.endpoints, timeout=5.0, context=self._ctx, curve=self.curve)
-            try:
-                answer = client.request("endpoints")
-                self.endpoints = self.data.endpoints = \
-                    client.endpoints[client._current:] + client.endpoints[:client._current]
-                self.data.daemon_root = answer.get("root")
-                return peer_endpoint(client.endpoint, int(answer["dispatch_port"]))
-            except CkptdError as exc:
-                if self._stopping:
-                    raise
-                log.warning("%s; retrying in %.1fs", exc, delay)
-            finally:
-                client.close()
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    def _slots(self) -> int:
+        assert self.pool is not None
+        return max(0, self.pool.size - self.pool.stuck()) + self.prefetch
 
-    def _hello(self, sock: zmq.Socket[bytes], slots: int | None = None) -> None:
-        with self._lock:
-            running = [[q, i, a] for (q, i), a in self._running.items()]
-        total = self.concurrency + self.prefetch if slots is None else slots
-        self._send_now(sock, b"hello", {
+    def _refs(self) -> list[list[Any]]:
+        """The attempts to name to the daemon: running, or with an answer unconfirmed."""
+        refs = self.running.refs()
+        named = {(q, i) for q, i, _ in refs}
+        return refs + [r for r in self.unconfirmed.answer_refs() if (r[0], r[1]) not in named]
+
+    def _hello(self, slots: int | None = None) -> None:
+        running = self._refs()
+        total = (0 if self._stopping else self._slots()) if slots is None else slots
+        self._link.send(b"hello", {
             "worker": self.name, "queues": self.queues, "slots": total,
-            "free": max(0, total - len(running)), "host": self.host, "pid": os.getpid(),
+            "free": max(0, total - len(self.running)), "host": self.host, "pid": os.getpid(),
             "running": running})
 
-    def _beat(self, sock: zmq.Socket[bytes]) -> None:
-        with self._lock:
-            running = [[q, i, a] for (q, i), a in self._running.items()]
-        self._send_now(sock, b"heartbeat", {"jobs": running})
+    def _hello_again(self) -> int:
+        """Hello (a new daemon, or one that forgot us), then what it has not confirmed."""
+        self._hello()
+        resend = self.unconfirmed.everything(time.monotonic())
+        if resend:
+            self._link.send_many(resend)
+        return len(resend)
 
-    # -- messages --------------------------------------------------------------------------
+    def _beat(self, now: float) -> None:
+        self._link.send(b"heartbeat", {"jobs": self._refs()})
+        overdue = self.unconfirmed.overdue(now)
+        if overdue:
+            log.info("sending %d unconfirmed message(s) again", len(overdue))
+            self._link.send_many(overdue)
 
-    def _read(self, sock: zmq.Socket[bytes]) -> None:
-        while True:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                messages = protocol.decode_many(frames, protocol.DAEMON_MESSAGES)
-            except ProtocolError as exc:
-                log.warning("ignored a bad message from the daemon: %s", exc)
-                continue
-            for kind, body in messages:
-                self._handle(sock, kind, body)
-
-    def _handle(self, sock: zmq.Socket[bytes], kind: bytes, body: dict[str, Any]) -> None:
+    def _handle(self, kind: bytes, body: dict[str, Any]) -> None:
         if kind == b"job":
-            self._start(body)
+            self._take(body)
+        elif kind == b"ack":
+            self.unconfirmed.confirm_answer(body["queue"], body["id"], body["attempt"])
         elif kind == b"saved":
-            waiter = self._saved.pop((body["queue"], body["id"], body["seq"]), None)
-            if waiter is not None:
-                waiter[1].append(body)
-                waiter[0].set()
+            self.unconfirmed.confirm_checkpoint(body)
+        elif kind == b"cancel":
+            self._cancel(body)
         elif kind == b"welcome":
             self._heartbeat = max(0.05, float(body["heartbeat"]))
             self._next_beat = min(self._next_beat, time.monotonic() + self._heartbeat)
@@ -292,40 +421,26 @@ class Worker:
             limit = body.get("blob_threshold")
             if isinstance(limit, int) and limit > 0:
                 self._blob_threshold = limit
+            if not body.get("confirms"):
+                self.unconfirmed.forget_answers()  # an older daemon: it never will
         elif kind == b"rehello":
-            self._hello(sock, slots=0 if self._stopping else None)
+            self._hello_again()
 
     def send(self, kind: bytes, body: dict[str, Any]) -> None:
-        """Queue a message for the I/O thread (safe from handler threads)."""
+        """Queue a message for the I/O thread (safe from any thread)."""
         self._outgoing.put((kind, body))
         self._wake()
 
-    def _send_now(self, sock: zmq.Socket[bytes], kind: bytes, body: dict[str, Any]) -> None:
-        try:
-            sock.send_multipart(protocol.message(kind, body), zmq.NOBLOCK)
-        except zmq.Again:
-            log.warning("cannot reach the daemon; %s not sent", kind.decode())
-
-    def _flush(self, sock: zmq.Socket[bytes]) -> None:
-        """Send what the handlers queued, as one batch."""
+    def _flush(self) -> None:
+        """Send what the handlers queued, as batches."""
         messages: list[tuple[bytes, dict[str, Any]]] = []
-        while len(messages) < protocol.MAX_BATCH:
+        while True:
             try:
                 messages.append(self._outgoing.get_nowait())
             except queue_mod.Empty:
                 break
-        if messages:
-            if self._watch is not None:
-                for kind, body in messages:
-                    self._watch.remember(kind, body)
-            self._send_batch(sock, messages)
-
-    def _send_batch(self, sock: zmq.Socket[bytes],
-                    messages: list[tuple[bytes, dict[str, Any]]]) -> None:
-        try:
-            sock.send_multipart(protocol.batch(messages), zmq.NOBLOCK)
-        except zmq.Again:
-            log.warning("cannot reach the daemon; %d answer(s) not sent", len(messages))
+        if messages and self._link.sock is not None:
+            self._link.send_many(messages)
 
     def _wake(self) -> None:
         if self._woken:  # the I/O thread has been rung and has not looked yet
@@ -336,110 +451,121 @@ class Worker:
         except OSError:
             pass
 
-    # -- running jobs ----------------------------------------------------------------------
+    # -- attempts --------------------------------------------------------------------------
 
-    def _start(self, body: dict[str, Any]) -> None:
-        key = (body["queue"], body["id"])
-        with self._lock:
-            if key in self._running:
-                return  # the same attempt twice (a resend): already running
-            self._running[key] = body["attempt"]
-        self._jobs.put(body)
+    def _take(self, body: dict[str, Any]) -> None:
+        attempt = Attempt(body, time_limit=self.limits.limit_of(body))
+        if not self.running.add(attempt):
+            return  # the same attempt twice (a resend): already held
+        if self._stopping:
+            self._give_back([attempt], "the worker is stopping")
+            return
+        assert self.pool is not None
+        self.pool.submit(attempt)
 
-    def _start_threads(self) -> None:
-        """Start the handler threads: each takes jobs from one queue until told to stop."""
-        self._jobs = queue_mod.SimpleQueue()
-        self._threads = [threading.Thread(target=self._handler_loop, name=f"ckptd-job-{n}",
-                                          daemon=True) for n in range(self.concurrency)]
-        for thread in self._threads:
-            thread.start()
+    def _cancel(self, body: dict[str, Any]) -> None:
+        attempt = self.running.get(body["queue"], body["id"], body["attempt"])
+        if attempt is None:
+            return
+        by = body.get("by")
+        log.warning("job %s cancelled by %s: asking it to stop", attempt.label(),
+                    by or "an operator")
+        self.limits.cancelled(attempt, time.monotonic(), by)
+        if attempt.started is None:  # still waiting for a slot: it never starts
+            attempt.killed = True
+            self.finish(attempt, answers.failed(attempt.body, attempt.flags.stop or
+                                                 Exception("cancelled")))
 
-    def _handler_loop(self) -> None:
-        while True:
-            body = self._jobs.get()
-            if body is None:
-                return
-            self._run_job(body)
-
-    def _stop_threads(self, wait: bool) -> None:
-        for _ in self._threads:
-            self._jobs.put(None)
-        if wait:
-            for thread in self._threads:
-                thread.join()
-        self._threads = []
-
-    def _run_job(self, body: dict[str, Any]) -> None:
-        queue, job_id, attempt = body["queue"], body["id"], body["attempt"]
-        answer: dict[str, Any] = {"queue": queue, "id": job_id, "attempt": attempt}
-        try:
-            job = Job(job_id, queue, attempt, self.data.payload(body), self.data.state(body),
-                      body.get("max_attempts", 0), body.get("created"), body.get("batch"),
-                      _worker=self)
-            result = self.handler(job)
-            try:
-                encoded = protocol.encode_body({"result": result})
-            except ValueError as exc:
-                raise Fail(f"the handler's result is not JSON-serialisable: {exc}") from None
-            store = self.data.direct_store() if len(encoded) > self._blob_threshold else None
-            if store is not None:
-                # Too big to inline: store it beside the job, send only the reference.
-                store.put_blob(queue, job_id, "result", dumps(result))
-                answer["result_ref"] = f"blobs/{job_id}.result"
+    def _enforce_limits(self, now: float) -> None:
+        assert self.pool is not None
+        for attempt, action in self.limits.due(self.running.all(), now):
+            stop = attempt.flags.stop
+            if action == HARD:
+                self.pool.kill(attempt)
+                self.finish(attempt, answers.stopped(
+                    attempt.body, stop, f"{KILLED[self.pool.kind]} {self.limits.grace:g}s "
+                    "after it was asked to stop"))
             else:
-                answer["result"] = result
-            kind = b"done"
-            self.jobs_done += 1
-        except Retry as exc:
-            answer.update(error=exc.reason, type="Retry", retry=True, delay=exc.delay)
-            kind = b"failed"
-        except Fail as exc:
-            answer.update(error=exc.reason, type="Fail", retry=False)
-            kind = b"failed"
-            self.jobs_failed += 1
-        except LeaseLost as exc:
-            log.warning("job %s/%s abandoned: %s", queue, job_id, exc)
-            answer.update(error=str(exc), type="LeaseLost", retry=True)
-            kind = b"failed"
-        except Exception as exc:  # noqa: BLE001 - any handler error fails the attempt
-            answer.update(error=f"{type(exc).__name__}: {exc}"[:4000], type=type(exc).__name__,
-                          traceback=traceback.format_exc()[-8000:], retry=True)
-            kind = b"failed"
-            self.jobs_failed += 1
-            log.info("job %s/%s attempt %d failed: %s: %s", queue, job_id, attempt,
-                     type(exc).__name__, exc)
+                log.warning("asking %s to stop: %s", attempt.label(),
+                            stop.reason if stop else "stop")
+                self.pool.interrupt(attempt)
+
+    def _check_capacity(self) -> None:
+        if not self._capacity_changed or self.pool is None:
+            return
+        self._capacity_changed = False
+        stuck = self.pool.stuck()
+        if stuck and stuck * 2 >= self.pool.size and not self.restart_needed:
+            self.restart_needed = True
+            log.error("%d of %d slots are stuck in handlers that outlived their hard limit: "
+                      "stopping so that the worker restarts", stuck, self.pool.size)
+            self.stop()
+        if not self._stopping:
+            self._hello()
+
+    def _give_back(self, attempts: list[Attempt], reason: str) -> None:
+        for attempt in attempts:
+            attempt.killed = True
+            self.finish(attempt, answers.given_back(attempt.body, reason))
+
+    def finish(self, attempt: Attempt, answer: Answer) -> None:
+        """Send the answer of ``attempt`` and keep it until the daemon confirms it; only the
+        first way of ending an attempt counts (safe from any thread)."""
+        if not self.running.end(attempt):
+            return
+        kind, body = answer
+        self.unconfirmed.add_answer(kind, body, time.monotonic())
         with self._lock:
-            self._running.pop((queue, job_id), None)
-        self.send(kind, answer)
+            if kind == b"done":
+                self.jobs_done += 1
+            elif body.get("given_back"):
+                self.given_back.append(attempt.label())
+            elif body.get("type") not in ("Retry", "LeaseLost"):
+                self.jobs_failed += 1
+        if kind == b"failed" and not body.get("given_back"):
+            log.info("job %s/%s attempt %d failed: %s", attempt.queue, attempt.id,
+                     attempt.number, answers.summary(kind, body))
+        self.send(kind, body)
 
-    # -- what a Job asks of its worker (ckptd.worker.job.JobHost) ---------------------------
+    # -- what a pool asks of its worker (ckptd.worker.pools.PoolHost) -----------------------
 
-    def source_range(self, queue: str, batch: str, start: int, end: int) -> bytes:
-        """Bytes of a batch's source file (from the store, or through the daemon)."""
-        return self.data.source_range(queue, batch, start, end)
+    @property
+    def job_host(self) -> JobHost:
+        """What handlers' jobs call (checkpoint, progress, ...)."""
+        return self.calls
 
-    def write_output(self, queue: str, name: str, data: bytes) -> str:
-        """Write an output file (into the store, or through the daemon)."""
-        return self.data.write_output(queue, name, data)
+    def job_data(self, attempt: Attempt) -> tuple[Any, Any]:
+        """The payload and last checkpoint of an attempt (from the store, or fetched)."""
+        return self.data.payload(attempt.body), self.data.state(attempt.body)
 
-    def result_of(self, queue: str, job_id: str) -> Any:
-        """The result of a done job (from the store, or through the daemon)."""
-        return self.data.result_of(queue, job_id)
+    def started(self, attempt: Attempt) -> bool:
+        """The handler of ``attempt`` starts now; False when it must not (it has ended)."""
+        if attempt.ended or attempt.killed:
+            return False
+        self.limits.started(attempt, time.monotonic())
+        if attempt.soft_at is not None:
+            self._wake()  # a new deadline for the I/O loop
+        return True
 
-    def checkpoint(self, job: Job, seq: int, state: Any, timeout: float) -> None:
-        """Send a checkpoint and wait until the daemon says it is durable."""
-        event = threading.Event()
-        box: list[Any] = []
-        self._saved[(job.queue, job.id, seq)] = (event, box)
-        self.send(b"checkpoint", {"queue": job.queue, "id": job.id, "attempt": job.attempt,
-                                   "seq": seq, "state": state})
-        if not event.wait(timeout):
-            self._saved.pop((job.queue, job.id, seq), None)
-            raise DaemonUnavailable(f"checkpoint of {job.queue}/{job.id} not confirmed "
-                                    f"within {timeout:g}s")
-        answer = box[0]
-        if not answer["ok"]:
-            raise LeaseLost(f"checkpoint of {job.queue}/{job.id} refused: {answer.get('error')}")
+    def store_result(self, attempt: Attempt, answer: Answer) -> Answer:
+        """A done answer whose result is too big to send, with the result stored as a blob
+        beside the job when this host can reach the store."""
+        kind, body = answer
+        if kind != b"done" or "result" not in body:
+            return answer
+        encoded = jobs.encode_value(body["result"])
+        store = self.data.direct_store() if len(encoded) > self._blob_threshold else None
+        if store is None:
+            return answer
+        store.put_blob(attempt.queue, attempt.id, "result", encoded)
+        body = {k: v for k, v in body.items() if k != "result"}
+        body["result_ref"] = f"blobs/{attempt.id}.result"
+        return kind, body
+
+    def capacity_changed(self) -> None:
+        """A slot was written off or came back: the I/O loop tells the daemon."""
+        self._capacity_changed = True
+        self._wake()
 
 
 def _drain(fd: int) -> None:

@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=3000, help="items in the customer's file")
     parser.add_argument("--chunk", type=int, default=10, help="items per job")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--concurrency", type=int, default=16, help="threads per worker")
+    parser.add_argument("--concurrency", type=int, default=16, help="jobs in flight per worker")
     parser.add_argument("--dir", default=os.path.join(REPO, ".demo"), help="where to put it all")
     args = parser.parse_args()
 

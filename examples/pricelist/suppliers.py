@@ -29,6 +29,12 @@ def serve(name: str, port: int, error_rate: float, timeout_rate: float,
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            try:
+                self.answer()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (its timeout is shorter than a hang)
+
+        def answer(self) -> None:
             url = urlparse(self.path)
             sku = parse_qs(url.query).get("sku", [""])[0]
             if url.path != "/quote" or not sku:

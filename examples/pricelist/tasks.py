@@ -1,23 +1,25 @@
 """The worker side of the example: price a chunk of items by asking every supplier.
 
-Run by ``ckptd worker ... pricelist.tasks:price``. The suppliers' addresses come from
-$PRICELIST_SUPPLIERS (``name=http://host:port,...``). After each item the job checkpoints
-the lines priced so far, so an attempt that is cut short resumes at the next item.
+Run by ``ckptd worker ... pricelist.tasks:handle``. The handler is ``async def``: the worker
+runs it on an event loop (``--pool async`` is chosen by itself), ``--concurrency`` jobs in
+flight at once, and each job asks the suppliers for an item's quotes concurrently, with
+aiohttp (which ckptd already installs for its S3 support). The suppliers' addresses come
+from $PRICELIST_SUPPLIERS (``name=http://host:port,...``). After each item the job
+checkpoints the lines priced so far (``await job.checkpoint(...)``), so an attempt that is
+cut short resumes at the next item.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
-import json
 import os
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
-from ckptd import Job, Retry
+import aiohttp
+
+from ckptd import AsyncJob, Retry
 
 from .policies import price_line
 
@@ -35,40 +37,44 @@ def suppliers() -> dict[str, str]:
     return {name: url for name, url in pairs}
 
 
-def ask(base_url: str, sku: str) -> dict[str, Any]:
+async def ask(session: aiohttp.ClientSession, base_url: str, sku: str) -> dict[str, Any]:
     """One supplier's quote, retrying its transient failures (503, timeouts) a few times."""
-    url = f"{base_url}/quote?sku={urllib.parse.quote(sku)}"
+    timeout = aiohttp.ClientTimeout(total=SUPPLIER_TIMEOUT)
     for attempt in range(1, SUPPLIER_TRIES + 1):
         try:
-            with urllib.request.urlopen(url, timeout=SUPPLIER_TIMEOUT) as response:
-                return dict(json.loads(response.read()))
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            async with session.get(f"{base_url}/quote", params={"sku": sku},
+                                   timeout=timeout) as response:
+                response.raise_for_status()
+                return dict(await response.json())
+        except (aiohttp.ClientError, TimeoutError) as exc:
             if attempt == SUPPLIER_TRIES:
                 # Still failing: let ckptd retry the job later (from its checkpoint).
-                raise Retry(f"supplier {base_url} unavailable: {exc}", delay=1.0) from None
-            time.sleep(0.05 * attempt)
+                raise Retry(f"supplier {base_url} unavailable: {exc!r}", delay=1.0) from None
+            await asyncio.sleep(0.05 * attempt)
     raise AssertionError("unreachable")
 
 
-def handle(job: Job) -> dict[str, Any]:
+async def handle(job: AsyncJob) -> dict[str, Any]:
     """The worker's entry point: price a chunk, or (the reduce) write the price list."""
     if job.queue == "pricelist":
-        return price_list(job)
-    return price(job)
+        return await price_list(job)
+    return await price(job)
 
 
-def price(job: Job) -> dict[str, Any]:
+async def price(job: AsyncJob) -> dict[str, Any]:
     """Price the items of a chunk of the items file; the result holds one line each."""
-    items = job.records() if "source" in job.payload else job.payload["items"]
+    items = await job.records() if "source" in job.payload else job.payload["items"]
     state = job.state or {"done": 0, "lines": []}
     lines: list[dict[str, Any]] = list(state["lines"])
     shops = suppliers()
-    for position in range(int(state["done"]), len(items)):
-        item = items[position]
-        offers = [ask(url, item["sku"]) for url in shops.values()]
-        lines.append(price_line(item, offers))
-        job.checkpoint({"done": position + 1, "lines": lines})
-        job.progress(position + 1, len(items))
+    async with aiohttp.ClientSession() as session:
+        for position in range(int(state["done"]), len(items)):
+            item = items[position]
+            offers = await asyncio.gather(*(ask(session, url, item["sku"])
+                                            for url in shops.values()))
+            lines.append(price_line(item, list(offers)))
+            await job.checkpoint({"done": position + 1, "lines": lines})
+            job.progress(position + 1, len(items))
     return {"lines": lines}
 
 
@@ -82,17 +88,17 @@ def write_price_list(lines: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def price_list(job: Job) -> dict[str, Any]:
+async def price_list(job: AsyncJob) -> dict[str, Any]:
     """The reduce: gather every chunk's lines and write the price list into the store."""
     lines: list[dict[str, Any]] = []
     failed = []
     for member, state in job.payload["jobs"]:
         if state == "done":
-            lines += job.result_of(job.payload["queue"], member)["lines"]
+            lines += (await job.result_of(job.payload["queue"], member))["lines"]
         else:
             failed.append(member)
     day = (job.created or "")[:10] or "today"
-    location = job.write_output(f"pricelist-{day}.csv", write_price_list(lines))
+    location = await job.write_output(f"pricelist-{day}.csv", write_price_list(lines))
     priced = sum(1 for line in lines if line["status"] == "ok")
     return {"location": location, "lines": len(lines), "priced": priced,
             "unavailable": len(lines) - priced, "failed_jobs": failed}

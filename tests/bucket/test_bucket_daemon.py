@@ -106,6 +106,28 @@ def test_a_thousand_jobs_end_to_end(procs: Processes, s3_server: SeaweedServer,
     assert len({line.split()[2] for line in runs}) == 1000
 
 
+def test_requests_per_job_through_the_daemon(procs: Processes,
+                                             s3_server: SeaweedServer) -> None:
+    """What a job costs on the bucket, counted by the daemon itself (listings and the lease
+    included): a create; a copy and a delete for its claim; a PUT and a delete when done,
+    without a look first; the deletes of the old copies of a group sent together."""
+    url = s3_server.url()
+    d = daemon(procs, s3_server, url)
+    workers(procs, s3_server, d)
+
+    def requests() -> int:
+        return int(status(d)["daemon"]["store"]["requests"].get("requests", 0))
+
+    wait_for(lambda: status(d)["workers"] == 2, timeout=30, message="2 workers")
+    before = requests()
+    ids = submit(d, 400)
+    wait_for(lambda: done_count(d) == 400, timeout=120, interval=0.2,
+             message="400 jobs done")
+    per_job = (requests() - before) / 400
+    assert per_job <= 5.0, f"{per_job:.2f} requests per job"
+    assert_each_once(s3_server, url, ids)
+
+
 def test_the_bucket_is_listed_for_files_producers_put_there(procs: Processes,
                                                             s3_server: SeaweedServer) -> None:
     """No watcher on a bucket: a producer's file in pending/ is found by the listing."""

@@ -4,7 +4,8 @@ The examples are read from the help text itself and run in a scratch folder with
 processes (:mod:`tests.docs.shell` says what is substituted: ports, addresses, system paths,
 example ids). They run command by command in the order a newcomer would: keys, daemons,
 workers, then the store commands against the store of a running daemon. The few inputs the
-examples name (``item.json``, ``items.csv``, the handler ``tasks:price``) are written first,
+examples name (``item.json``, ``items.csv``, the handlers ``tasks:price`` and the async
+``tasks:fetch``) are written first,
 and the jobs that ``retry`` and ``cancel`` act on are made ready just before them.
 """
 
@@ -25,13 +26,17 @@ ORDER = ("keygen", "serve", "worker", "submit", "submit-file", "status", "ls", "
          "explain", "wait", "retry", "cancel", "purge", "fsck", "doctor")
 
 TASKS = '''\
-from ckptd import Fail, Job
+from ckptd import AsyncJob, Fail, Job
 
 
 def price(job: Job) -> dict:
     if isinstance(job.payload, dict) and job.payload.get("fail"):
         raise Fail("this example job was asked to fail")
     return {"priced": job.payload}
+
+
+async def fetch(job: AsyncJob) -> dict:
+    return {"fetched": job.payload}
 '''
 INPUTS = {
     "tasks.py": TASKS,

@@ -7,11 +7,13 @@ executions and duplicates after killing things.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import time
 from typing import Any
 
-from ckptd import Fail, Job
+from ckptd import AsyncJob, Fail, Job, TimeLimit
 
 
 def record(*fields: Any) -> None:
@@ -113,6 +115,148 @@ def stage(job: Job) -> Any:
     record("stage", job.queue, job.id, job.attempt)
     payload = job.payload if isinstance(job.payload, dict) else {"path": []}
     return {"path": [*payload.get("path", []), job.queue], "n": payload.get("n")}
+
+
+# -- time limits, cancels, pools (tests/integration/test_limits.py, test_cancel.py, ...) ----
+
+def _nap_until(end: float) -> None:
+    """Sleep in short naps (Python code runs between them, so a stop can land)."""
+    while time.monotonic() < end:
+        time.sleep(0.02)
+
+
+def sleep_after_checkpoint(job: Job) -> Any:
+    """Attempt 1: checkpoint, then sleep payload["sleep"] s (payload["style"]: "block" is one
+    time.sleep, "naps" short ones), and on TimeLimit save another checkpoint before it
+    stops; a later attempt returns what it resumed from."""
+    record("start", job.queue, job.id, job.attempt, os.getpid(), f"{time.time():.6f}",
+           json.dumps(job.state))
+    if job.state is not None:
+        return {"resumed": job.state}
+    job.checkpoint({"step": 1})
+    seconds = float(job.payload.get("sleep", 10))
+    try:
+        if job.payload.get("style") == "naps":
+            _nap_until(time.monotonic() + seconds)
+        else:
+            time.sleep(seconds)
+    except BaseException as exc:
+        record("stopped", job.queue, job.id, job.attempt, type(exc).__name__,
+               f"{time.time():.6f}")
+        if isinstance(exc, TimeLimit):
+            job.checkpoint({"step": 2})  # in the grace period: the next attempt starts here
+        raise
+    record("slept", job.queue, job.id, job.attempt, f"{time.time():.6f}")
+    return {"slept": seconds}
+
+
+async def async_sleep_after_checkpoint(job: AsyncJob) -> Any:
+    """sleep_after_checkpoint for the async pool."""
+    record("start", job.queue, job.id, job.attempt, os.getpid(), f"{time.time():.6f}",
+           json.dumps(job.state))
+    if job.state is not None:
+        return {"resumed": job.state}
+    await job.checkpoint({"step": 1})
+    try:
+        await asyncio.sleep(float(job.payload.get("sleep", 10)))
+    except BaseException as exc:
+        record("stopped", job.queue, job.id, job.attempt, type(exc).__name__,
+               f"{time.time():.6f}")
+        if isinstance(exc, asyncio.CancelledError):
+            await job.checkpoint({"step": 2})  # a time limit cancels the task
+        raise
+    return {"slept": True}
+
+
+def spin(job: Job) -> Any:
+    """A pure-Python busy loop that never checkpoints; payload["stubborn"] swallows every
+    stop (so only a kill ends it). Records its pid."""
+    record("start", job.queue, job.id, job.attempt, os.getpid(), f"{time.time():.6f}")
+    end = time.monotonic() + float(job.payload.get("seconds", 60))
+    while time.monotonic() < end:
+        try:
+            while time.monotonic() < end:
+                pass
+        except BaseException as exc:
+            record("stop", job.queue, job.id, job.attempt, type(exc).__name__)
+            if not job.payload.get("stubborn"):
+                raise
+    return {"spun": True}
+
+
+def pid(job: Job) -> Any:
+    """Record this process's pid; sleep payload["sleep"] s."""
+    record("pid", job.queue, job.id, job.attempt, os.getpid(), f"{time.time():.6f}")
+    time.sleep(float((job.payload or {}).get("sleep", 0)))
+    return {"pid": os.getpid()}
+
+
+_HOARD: list[bytes] = []
+
+
+def hoard(job: Job) -> Any:
+    """Keep payload["mib"] MiB more for good (a leak); record the pid."""
+    record("pid", job.queue, job.id, job.attempt, os.getpid())
+    _HOARD.append(os.urandom(1024) * (1024 * int(job.payload.get("mib", 40))))
+    return {"held_mib": len(_HOARD) * int(job.payload.get("mib", 40))}
+
+
+def tick(job: Job) -> Any:
+    """Checkpoint every payload["every"] s (0.1) for payload["seconds"] s (60); record its
+    start, each stop it sees, and when it ended."""
+    record("start", job.queue, job.id, job.attempt, os.getpid(), f"{time.time():.6f}")
+    every = float(job.payload.get("every", 0.1))
+    end = time.monotonic() + float(job.payload.get("seconds", 60))
+    n = 0
+    try:
+        while time.monotonic() < end:
+            time.sleep(every)
+            n += 1
+            job.checkpoint(n)
+    except BaseException as exc:
+        record("stopped", job.queue, job.id, job.attempt, type(exc).__name__,
+               f"{time.time():.6f}", job.cancelled)
+        raise
+    return {"ticks": n}
+
+
+def deaf(job: Job) -> Any:
+    """Never checkpoints nor reports progress: naps (threads) or one long sleep
+    (payload["style"] == "block") for payload["seconds"] s."""
+    record("start", job.queue, job.id, job.attempt, os.getpid(), f"{time.time():.6f}")
+    seconds = float(job.payload.get("seconds", 60))
+    try:
+        if job.payload.get("style") == "block":
+            time.sleep(seconds)
+        else:
+            _nap_until(time.monotonic() + seconds)
+    except BaseException as exc:
+        record("stopped", job.queue, job.id, job.attempt, type(exc).__name__,
+               f"{time.time():.6f}")
+        raise
+    return {"slept": seconds}
+
+
+async def async_nap(job: AsyncJob) -> Any:
+    """await asyncio.sleep(payload["sleep"]); record start and end times."""
+    record("start", job.queue, job.id, job.attempt, f"{time.time():.6f}")
+    await asyncio.sleep(float(job.payload.get("sleep", 0.5)))
+    record("end", job.queue, job.id, job.attempt, f"{time.time():.6f}")
+    return {"slept": job.payload.get("sleep", 0.5)}
+
+
+async def async_steps(job: AsyncJob) -> Any:
+    """steps for the async pool: payload["steps"] steps of payload["sleep"] s, each one
+    checkpointed with await."""
+    done = int(job.state or 0)
+    record("resume", job.queue, job.id, job.attempt, done)
+    total = int(job.payload["steps"])
+    for step in range(done, total):
+        await asyncio.sleep(float(job.payload.get("sleep", 0)))
+        record("step", job.queue, job.id, job.attempt, step)
+        await job.checkpoint(step + 1)
+        job.progress(step + 1, total)
+    return {"steps": total}
 
 
 def retry_now(job: Job) -> Any:

@@ -20,14 +20,17 @@ def submit_file(root: str, *args: str) -> str:
     return result.stdout.strip()
 
 
-def test_a_file_becomes_a_batch_and_its_reduce_runs_once(procs: Processes,
-                                                        tmp_path: Path) -> None:
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_a_file_becomes_a_batch_and_its_reduce_runs_once(procs: Processes, tmp_path: Path,
+                                                        pool: str) -> None:
+    """(In child processes too: records, checkpoints and results go through the worker.)"""
     log = str(tmp_path / "runs.log")
     data = tmp_path / "numbers.txt"
     data.write_text("".join(f"n {i}\n" for i in range(1, 1001)))
     daemon = procs.daemon()
-    procs.worker(daemon, "sum", "count_records", env={"TEST_LOG": log})
-    procs.worker(daemon, "total", "reduce_sum", env={"TEST_LOG": log})
+    procs.worker(daemon, "sum", "count_records", extra=["--pool", pool],
+                 env={"TEST_LOG": log, "CHECKPOINT_EVERY_RECORD": "1"})
+    procs.worker(daemon, "total", "reduce_sum", extra=["--pool", pool], env={"TEST_LOG": log})
     batch = submit_file(daemon.root, "sum", str(data), "--chunk", "64", "--then", "total")
     reduce_id = f"{batch}.reduce"
     wait_for(lambda: count_files(daemon.root, "total", "done") == 1, timeout=60,

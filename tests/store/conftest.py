@@ -1,9 +1,11 @@
 """One store per backend, and raw access to what it holds (to plant files and look behind it).
 
-Backends: the local store in a temporary folder under each fsync mode, and the bucket store
+Backends: the local store in a temporary folder under each fsync mode, the bucket store
 on fsspec's in-process ``memory://`` file system under a unique prefix that is removed after
-the test. Raw access goes straight to the disk or the memory file system, not through the
-store, so a test can plant a crash's leftovers and check what the store really wrote.
+the test, and the S3 store on a real SeaweedFS, through obstore (``s3``) and through its
+fallback, s3fs (``s3-s3fs``). Raw access goes straight to the disk or the (memory or S3)
+file system, not through the store, so a test can plant a crash's leftovers and check what
+the store really wrote.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ckptd.store import BucketStore, LocalStore, Store
 from ckptd.store.base import is_trash
 from tests.s3server import SeaweedServer, s3_server  # noqa: F401  (a fixture)
 
-BACKENDS = ["local-always", "local-batch", "local-never", "memory", "s3"]
+BACKENDS = ["local-always", "local-batch", "local-never", "memory", "s3", "s3-s3fs"]
 
 
 @dataclass
@@ -92,13 +94,17 @@ class Backend:
 
 
 def make_backend(kind: str, tmp_path: Path, server: SeaweedServer | None = None) -> Backend:
-    """Return a new empty backend of ``kind`` (one of :data:`BACKENDS`); ``s3`` needs the
-    SeaweedFS ``server`` and gets a prefix of its own in the server's bucket."""
-    if kind == "s3":
+    """Return a new empty backend of ``kind`` (one of :data:`BACKENDS`); ``s3*`` need the
+    SeaweedFS ``server`` and get a prefix of their own in the server's bucket."""
+    if kind.startswith("s3"):
         from ckptd.store.s3 import S3Store
 
-        assert server is not None, "the s3 backend needs the s3_server fixture"
-        store = S3Store(server.url(), storage_options=server.storage_options())
+        assert server is not None, "the s3 backends need the s3_server fixture"
+        options = server.storage_options()
+        if kind == "s3-s3fs":
+            options["s3_client"] = "s3fs"
+        store = S3Store(server.url(), storage_options=options)
+        assert store.client == ("s3fs" if kind == "s3-s3fs" else "obstore")
         raw = fsspec.filesystem("s3", use_listings_cache=False, skip_instance_cache=True,
                                 **server.storage_options())
         return Backend(kind, store, store.prefix, raw)
@@ -125,7 +131,7 @@ def new_backend(tmp_path: Path, request: pytest.FixtureRequest
     made: list[Backend] = []
 
     def make(kind: str) -> Backend:
-        server = request.getfixturevalue("s3_server") if kind == "s3" else None
+        server = request.getfixturevalue("s3_server") if kind.startswith("s3") else None
         backend = make_backend(kind, tmp_path / f"b{len(made)}", server)
         made.append(backend)
         return backend

@@ -1,0 +1,189 @@
+"""How ckptd's bucket settings reach the S3 client.
+
+The settings are the same whichever client sends the requests: ``s3_endpoint_url``,
+``store_timeout``, ``store_concurrency``, the usual AWS environment and profiles, and the
+``[storage_options]`` table, whose names are s3fs's (``key``, ``secret``, ``profile``,
+``client_kwargs = {region_name = ...}``, ...). :func:`obstore_setup` maps them onto obstore's
+configuration; :data:`HONOURED` lists what it understands. Names of obstore's own S3
+configuration (``region``, ``virtual_hosted_style_request``, ...) pass through as they are.
+A name it cannot honour raises :class:`NotHonoured`, and the store falls back to s3fs,
+which takes anything ``s3fs.S3FileSystem`` takes (``s3_client = "s3fs"`` asks for it).
+
+Credentials, first found wins: ``key``/``secret`` (and ``token``) in ``[storage_options]``;
+``profile`` there; ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (and
+``AWS_SESSION_TOKEN``); then botocore's own chain (``AWS_PROFILE``, ``~/.aws/credentials``
+and ``config``, SSO, web identity, the container and instance roles, unless
+``AWS_EC2_METADATA_DISABLED``), read through a credential provider that botocore refreshes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CLIENT_KEY = "s3_client"  # [storage_options] s3_client = "obstore" | "s3fs"
+CLIENTS = ("obstore", "s3fs")
+CREDENTIALS_REFRESH = 300.0  # seconds: how often obstore asks botocore's chain again
+
+# s3fs name -> obstore name, same value
+_SAME = {"key": "access_key_id", "aws_access_key_id": "access_key_id",
+         "secret": "secret_access_key", "aws_secret_access_key": "secret_access_key",
+         "token": "session_token", "aws_session_token": "session_token",
+         "region_name": "region"}
+# s3fs names that change nothing on the bucket (caches, its own event loop, ...)
+_NO_EFFECT = {"use_listings_cache", "skip_instance_cache", "listings_expiry_time",
+              "max_paths", "default_block_size", "default_fill_cache", "default_cache_type",
+              "cache_regions", "asynchronous", "loop", "max_concurrency", "fixed_upload_size",
+              "version_aware"}
+# botocore Config names that ckptd sets itself or that obstore does by default
+_CONFIG_NO_EFFECT = {"retries", "request_checksum_calculation",
+                     "response_checksum_validation", "signature_version", "region_name"}
+_SSE = {"ServerSideEncryption": "server_side_encryption", "SSEKMSKeyId": "sse_kms_key_id"}
+
+HONOURED = ("key, secret, token, profile, anon, requester_pays, endpoint_url, region_name, "
+            "use_ssl, client_kwargs (endpoint_url, region_name, verify), config_kwargs "
+            "(connect_timeout, read_timeout, max_pool_connections, s3.addressing_style), "
+            "s3_additional_kwargs (ServerSideEncryption, SSEKMSKeyId), and obstore's own "
+            "S3 configuration names")
+
+
+class NotHonoured(ValueError):
+    """Raised when ``[storage_options]`` holds something obstore cannot do (use s3fs)."""
+
+
+@dataclass
+class ObstoreSetup:
+    """What obstore's ``S3Store`` is built from."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    client_options: dict[str, Any] = field(default_factory=dict)
+    credentials: BotocoreCredentials | None = None
+
+
+def client_choice(options: Mapping[str, Any]) -> str:
+    """The client asked for in ``[storage_options]`` (``s3_client``), default obstore."""
+    choice = str(options.get(CLIENT_KEY) or "obstore")
+    if choice not in CLIENTS:
+        raise ValueError(f"[storage_options] {CLIENT_KEY} = {choice!r}: expected one of "
+                         f"{', '.join(CLIENTS)}")
+    return choice
+
+
+def obstore_setup(options: Mapping[str, Any], *, timeout: float, concurrency: int
+                  ) -> ObstoreSetup:
+    """Map s3fs-style ``options`` (and the environment) onto obstore's configuration.
+
+    Raises :class:`NotHonoured` naming what it cannot map.
+    """
+    setup = ObstoreSetup()
+    config, client = setup.config, setup.client_options
+    # botocore's own timeouts ended a stuck connection or read; these do the same, and the
+    # deadline of each request (S3Requests) bounds the retries on top.
+    client["connect_timeout"] = timedelta(seconds=max(0.5, min(5.0, timeout / 4)))
+    client["read_timeout"] = timedelta(seconds=max(1.0, timeout / 2))
+    client["timeout"] = timedelta(seconds=max(1.0, timeout))
+    # A few connections beyond the requests of a group, for the leader lease's own.
+    client["pool_max_idle_per_host"] = str(concurrency + 8)
+    rest = {k: v for k, v in options.items() if k != CLIENT_KEY}
+    client_kwargs = dict(rest.pop("client_kwargs", None) or {})
+    config_kwargs = dict(rest.pop("config_kwargs", None) or {})
+    extra = dict(rest.pop("s3_additional_kwargs", None) or {})
+    profile = rest.pop("profile", None)
+    endpoint = rest.pop("endpoint_url", None) or client_kwargs.pop("endpoint_url", None)
+    if endpoint:
+        config["endpoint"] = str(endpoint)
+    if rest.pop("use_ssl", True) is False or str(endpoint or "").startswith("http://"):
+        client["allow_http"] = True
+    if rest.pop("anon", False):
+        config["skip_signature"] = True
+    if rest.pop("requester_pays", False):
+        config["request_payer"] = True
+    for name in ("region_name", "aws_access_key_id", "aws_secret_access_key",
+                 "aws_session_token"):
+        if name in client_kwargs:
+            rest.setdefault(name, client_kwargs.pop(name))
+    verify = client_kwargs.pop("verify", None)
+    if verify is False:
+        client["allow_invalid_certificates"] = True
+    elif isinstance(verify, str):
+        with open(verify, "rb") as handle:
+            client["root_certificate"] = handle.read()
+    for name in ("connect_timeout", "read_timeout"):
+        if name in config_kwargs:
+            client[name] = timedelta(seconds=float(config_kwargs.pop(name)))
+    if "max_pool_connections" in config_kwargs:
+        client["pool_max_idle_per_host"] = str(config_kwargs.pop("max_pool_connections"))
+    style = (config_kwargs.pop("s3", None) or {}).get("addressing_style")
+    if style == "virtual":
+        config["virtual_hosted_style_request"] = True
+    for name, value in extra.items():
+        if name not in _SSE:
+            raise NotHonoured(f"s3_additional_kwargs {name}")
+        config[_SSE[name]] = str(value)
+    left = ([f"client_kwargs {k}" for k in client_kwargs]
+            + [f"config_kwargs {k}" for k in config_kwargs if k not in _CONFIG_NO_EFFECT])
+    if left:
+        raise NotHonoured(", ".join(left))
+    for name, value in rest.items():
+        if name in _NO_EFFECT:
+            continue
+        config[_SAME.get(name, name)] = value  # obstore refuses a name it does not know
+    if "access_key_id" not in config and not config.get("skip_signature"):
+        if profile or not os.environ.get("AWS_ACCESS_KEY_ID"):
+            setup.credentials = BotocoreCredentials(str(profile) if profile else None)
+            region = setup.credentials.region()
+            if region and "region" not in config and not _env_region():
+                config["region"] = region
+    return setup
+
+
+def _env_region() -> str | None:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
+class BotocoreCredentials:
+    """An obstore credential provider over botocore's credential chain (profiles, SSO, web
+    identity, container and instance roles); raises when the chain finds nothing."""
+
+    def __init__(self, profile: str | None) -> None:
+        self.profile = profile
+        self._session: Any = None
+
+    def _botocore(self) -> Any:
+        if self._session is None:
+            import botocore.session
+
+            self._session = botocore.session.Session(profile=self.profile)
+        return self._session
+
+    def region(self) -> str | None:
+        """The region of the profile (``~/.aws/config``), if it names one."""
+        try:
+            region = self._botocore().get_config_variable("region")
+        except Exception:  # noqa: BLE001 - a broken config file: the chain will say so
+            return None
+        return str(region) if region else None
+
+    def __call__(self) -> dict[str, Any]:
+        from botocore.credentials import RefreshableCredentials
+
+        credentials = self._botocore().get_credentials()
+        if credentials is None:
+            raise NoCredentials("no AWS credentials found")
+        frozen = credentials.get_frozen_credentials()
+        expires = None
+        if isinstance(credentials, RefreshableCredentials):
+            expires = datetime.fromtimestamp(time.time() + CREDENTIALS_REFRESH, UTC)
+        return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key,
+                "token": frozen.token, "expires_at": expires}
+
+
+class NoCredentials(Exception):
+    """Raised inside obstore's credential provider when botocore's chain finds nothing."""
