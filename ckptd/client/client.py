@@ -254,10 +254,10 @@ class Client:
                 if generated:
                     return direct.submit_many(admin, queue, [(body["id"], payload)],
                                               time.time(), max_attempts=max_attempts,
-                                              delay=delay, batch=batch)[0]
+                                              time_limit=time_limit)[0]
                 return admin.submit(queue, payload, job_id=body["id"],
-                                    max_attempts=max_attempts, delay=delay,
-                                    if_exists=if_exists, batch=batch)
+                                    max_attempts=max_attempts, if_exists=if_exists,
+                                    time_limit=time_limit)
             except StoreError as exc:  # e.g. no permission: the daemon can still do it
                 direct.give_up(exc)
         try:

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
@@ -51,6 +51,9 @@ class Waiter:
     queue: str
     ids: list[str] | None
     deadline: float
+    #: The ids not yet seen ended: each check looks only at these, so waiting on many jobs
+    #: costs one look per job once it ends, not one per job per check.
+    left: set[str] = field(default_factory=set)
 
 
 class Control:
@@ -336,7 +339,7 @@ class Control:
                     raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
         else:
             self.operators.known_queue(queue)
-        waiter = Waiter(identity, queue, ids, now + float(body["timeout"]))
+        waiter = Waiter(identity, queue, ids, now + float(body["timeout"]), set(ids or ()))
         if not self._answer_waiter(waiter, now):
             self.waiters.append(waiter)
 
@@ -356,11 +359,13 @@ class Control:
             finished = open_jobs == 0
             answer: Body = {"counts": index.counts(), "open": open_jobs}
         else:
-            open_ids = [i for i in waiter.ids if i in index.pending or i in index.claimed
-                        or engine.where(waiter.queue, i) in ("pending", "claimed")]
-            finished = not open_ids
-            answer = {"open": open_ids}
+            waiter.left = {i for i in waiter.left if i in index.pending or i in index.claimed
+                           or engine.where(waiter.queue, i) in ("pending", "claimed")}
+            finished = not waiter.left
+            answer = {}
         if finished or now >= waiter.deadline:
+            if waiter.ids is not None:
+                answer["open"] = [i for i in waiter.ids if i in waiter.left]
             if waiter.ids is not None and finished:
                 answer["states"] = {i: engine.where(waiter.queue, i) for i in waiter.ids}
             answer["timed_out"] = not finished

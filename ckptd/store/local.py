@@ -66,6 +66,7 @@ from ckptd.store.durable import (
 from ckptd.store.local_files import (
     O_READ,
     KeptPending,
+    foreign_files,
     quarantine_file,
     read_file,
     read_or_missing,
@@ -519,18 +520,7 @@ class LocalStore(Store):
     def foreign(self, queue: str) -> list[Foreign]:
         check_queue(queue)
         self.folders.check(queue)
-        found = []
-        for state in STATES:
-            folder = f"{self.root}/{queue}/{state.value}"
-            try:
-                names = os.listdir(folder)
-            except FileNotFoundError:
-                continue
-            for name in names:
-                if split_job_name(name) is None or not os.path.isfile(f"{folder}/{name}") \
-                        or os.path.islink(f"{folder}/{name}"):
-                    found.append(Foreign(queue, state.value, name))
-        return sorted(found, key=lambda f: (f.folder, f.name))
+        return foreign_files(f"{self.root}/{queue}", queue)
 
     def quarantine(self, queue: str, folder: str, name: str, reason: str) -> str:
         check_queue(queue)

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ckptd.core.errors import JobNotFound, MalformedJob
-from ckptd.store.base import REASON_SUFFIX
+from ckptd.core.states import STATES
+from ckptd.store.base import REASON_SUFFIX, Foreign, split_job_name
 from ckptd.store.durable import fsync_dir, io_error, unlink_quietly, write_new
 
 O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -125,3 +126,19 @@ def quarantine_file(folder: str, name: str, quarantine: str, reason: str, *, mod
         fsync_dir(quarantine)
         fsync_dir(folder)
     return target
+
+
+def foreign_files(queue_dir: str, queue: str) -> list[Foreign]:
+    """What lies in a queue's state folders that is not a job file (by name or by kind)."""
+    found = []
+    for state in STATES:
+        folder = f"{queue_dir}/{state.value}"
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            path = f"{folder}/{name}"
+            if split_job_name(name) is None or not os.path.isfile(path) or os.path.islink(path):
+                found.append(Foreign(queue, state.value, name))
+    return sorted(found, key=lambda f: (f.folder, f.name))
