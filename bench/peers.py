@@ -34,7 +34,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bench.common import free_port, start_daemon, stop, wait_for_workers  # noqa: E402
+from bench.common import (  # noqa: E402
+    filesystem_of,
+    free_port,
+    start_daemon,
+    stop,
+    wait_for_workers,
+)
 from ckptd.client.client import Client  # noqa: E402
 
 QUEUE = "peers"
@@ -122,6 +128,7 @@ def run_huey(redis: Redis, n: int) -> dict[str, float]:
 def run_ckptd(redis: Redis, n: int, path: str, folder: str) -> dict[str, float]:
     redis.client.flushall()
     env = environment(redis.port)
+    os.makedirs(folder, exist_ok=True)
     root = tempfile.mkdtemp(prefix="peers-", dir=folder)
     daemon, control = start_daemon(os.path.join(root, "store"), os.path.join(root, "ready"),
                                    env, "--fsync", "never")
@@ -171,8 +178,7 @@ def main() -> None:
     parser.add_argument("--dir", default="/dev/shm", help="where ckptd's store goes")
     args = parser.parse_args()
     paths = args.paths.split(",")
-    fs = subprocess.run(["stat", "-f", "-c", "%T", args.dir], capture_output=True,
-                        text=True).stdout.strip()
+    fs = filesystem_of(args.dir)
     print(f"peers: {args.n} jobs x {args.runs} rounds; ckptd store in {args.dir} ({fs}), "
           "fsync never; 2 workers each; one Redis INCR per job")
     scratch = tempfile.mkdtemp(prefix="peers-redis-")

@@ -33,6 +33,7 @@ sys.path.insert(0, REPO)
 
 from bench.common import (  # noqa: E402
     NOOP_QUEUE,
+    filesystem_of,
     start_daemon,
     start_noop_workers,
     stop,
@@ -43,22 +44,6 @@ from ckptd.client.client import Client  # noqa: E402
 
 QUEUE = NOOP_QUEUE
 IN_FLIGHT = 64  # the daemon's store_concurrency default
-
-
-def filesystem_of(path: str) -> str:
-    """The type and device of the file system ``path`` is on (from /proc/mounts)."""
-    path = os.path.realpath(path)
-    best = ("", "unknown", "?")
-    try:
-        with open("/proc/mounts") as handle:
-            for line in handle:
-                device, point, kind = line.split()[:3]
-                inside = path == point or path.startswith(point.rstrip("/") + "/")
-                if inside and len(point) >= len(best[0]):
-                    best = (point, kind, device)
-    except OSError:
-        pass
-    return f"{best[1]} ({best[2]} on {best[0] or '?'})"
 
 
 def raw_floor(endpoint: str | None, bucket: str, prefix: str, n: int, concurrency: int

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bench.common import free_port, stop  # noqa: E402
+from bench.common import filesystem_of, free_port, stop  # noqa: E402
 from ckptd.client.client import Client  # noqa: E402
 from ckptd.core.errors import CkptdError  # noqa: E402
 
@@ -200,8 +200,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep each run's folder")
     args = parser.parse_args()
-    fs = subprocess.run(["stat", "-f", "-c", "%T", args.dir], capture_output=True,
-                        text=True).stdout.strip()
+    fs = filesystem_of(args.dir)
     print(f"torture: {args.runs} runs x {args.jobs} jobs, {args.kills} daemon kills each, "
           f"fsync {args.fsync}, lease {args.lease}, heartbeat {args.heartbeat}, "
           f"store on {args.dir} ({fs or 'unknown fs'})")

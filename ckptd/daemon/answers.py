@@ -28,7 +28,7 @@ from ckptd.core.errors import CkptdError, JobExists, JobNotFound
 from ckptd.core.states import State
 from ckptd.core.timefmt import time_or_none, utc_iso
 from ckptd.daemon.flows import Flows
-from ckptd.daemon.index import Index, Lease, WorkerInfo
+from ckptd.daemon.index import REFILL_FLOOR, Index, Lease, WorkerInfo
 from ckptd.daemon.metrics import failure_note
 from ckptd.store.base import DeleteCheckpoint, Move, Outcome, PutBlob, PutCheckpoint
 from ckptd.wire.protocol import Body
@@ -47,21 +47,22 @@ def backoff_delay(attempts: int, settings: Settings, rand: Callable[[], float]) 
 
 
 PREFETCH_SHORT = 0.005  # seconds: jobs shorter than this get credits beyond the slots
-PREFETCH_MAX = 32
+PREFETCH_MAX = 64
 
 
-def extra_credits(job_seconds: float, slots: int) -> int:
+def extra_credits(job_seconds: float, slots: int, refill: float = REFILL_FLOOR) -> int:
     """Credits beyond a worker's slots for jobs that take ``job_seconds`` each.
 
-    A job that takes less than a round trip between daemon and worker would leave its slot
-    idle while the next one travels: for those, enough extra jobs wait at the worker to
-    cover about a millisecond of round trip (at most :data:`PREFETCH_MAX`). Jobs longer than
-    :data:`PREFETCH_SHORT` get none, so no job waits behind a busy worker while another is
-    free; the first jobs of a worker get none either (nothing is known yet).
+    A job that takes less than the time a freed slot waits for its next job (``refill``:
+    the trip to the daemon and back and the daemon's store flushes in between) would leave
+    its slot idle: for those, enough extra jobs wait at the worker to cover that time (at
+    most :data:`PREFETCH_MAX`), so the work queued at a slot stays about ``refill`` long.
+    Jobs longer than :data:`PREFETCH_SHORT` get none, so no job waits behind a busy worker
+    while another is free; the first jobs of a worker get none either (nothing is known yet).
     """
     if job_seconds >= PREFETCH_SHORT:
         return 0
-    return min(PREFETCH_MAX, 2 * slots + int(0.002 / max(job_seconds, 1e-5)))
+    return min(PREFETCH_MAX, 2 * slots + int(slots * refill / max(job_seconds, 1e-5)))
 
 
 def _first_claim(lease: Lease, job: jobs.Job) -> float:
@@ -116,25 +117,33 @@ class Answers:
                 "queue": body["queue"], "id": body["id"], "attempt": body["attempt"],
                 "stale": stale}))
 
-    def _free_slot(self, worker: WorkerInfo | None, queue: str, job_id: str, now: float
-                   ) -> None:
+    def _free_slot(self, worker: WorkerInfo | None, body: Body, now: float) -> None:
         if worker is not None:
-            if (queue, job_id) in worker.running:
-                worker.running.discard((queue, job_id))
+            worker.running.discard((body["queue"], body["id"]))
             worker.credits = min(worker.most, worker.credits + 1)
-            self.adapt(worker, now)
+            self.adapt(worker, now, body.get("took"), self.ix.refill)
 
     @staticmethod
-    def adapt(worker: WorkerInfo, now: float) -> None:
+    def adapt(worker: WorkerInfo, now: float, took: float | None = None,
+              refill: float = REFILL_FLOOR) -> None:
         """Grant a worker credits beyond its slots while its jobs are short, take them back
-        when they are not (see :func:`extra_credits`)."""
-        if worker.answered_at is not None and worker.slots > 0:
-            gap = now - worker.answered_at
-            worker.pace = gap if worker.pace is None else 0.8 * worker.pace + 0.2 * gap
-            extra = extra_credits(worker.pace * worker.slots, worker.slots)
+        when they are not (see :func:`extra_credits`).
+
+        A job's length is what its handler took, as the worker reports it; from a worker
+        that does not, the time between its answers per slot (which a starved worker
+        inflates).
+        """
+        if worker.slots <= 0:
+            return
+        if took is None:
+            if worker.answered_at is not None:
+                took = (now - worker.answered_at) * worker.slots
+            worker.answered_at = now
+        if took is not None:
+            worker.pace = took if worker.pace is None else 0.8 * worker.pace + 0.2 * took
+            extra = extra_credits(worker.pace, worker.slots, refill)
             worker.credits += extra - worker.extra
             worker.extra = extra
-        worker.answered_at = now
 
     def done(self, worker: WorkerInfo | None, body: Body, now: float,
              identity: bytes | None = None) -> None:
@@ -143,7 +152,7 @@ class Answers:
         ix = self.ix
         if identity is None and worker is not None:
             identity = worker.identity
-        self._free_slot(worker, body["queue"], body["id"], now)
+        self._free_slot(worker, body, now)
         lease = self.live_lease(worker, body)
         if lease is None:
             self._stale(identity, worker, body)
@@ -218,7 +227,7 @@ class Answers:
         """
         if identity is None and worker is not None:
             identity = worker.identity
-        self._free_slot(worker, body["queue"], body["id"], now)
+        self._free_slot(worker, body, now)
         lease = self.live_lease(worker, body)
         if lease is None:
             self._stale(identity, worker, body)

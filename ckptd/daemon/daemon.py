@@ -391,7 +391,9 @@ class Daemon:
             if not txn.ops:
                 break
             # Fenced on a bucket; what a store failure stopped is kept and retried.
+            started = time.perf_counter()
             outcomes = self.guard.apply(txn, self.role is None or self.role.writable())
+            engine.index.note_apply(time.perf_counter() - started)
             for callback, outcome in zip(txn.callbacks, outcomes):
                 if callback is not None:
                     try:

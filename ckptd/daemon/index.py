@@ -29,6 +29,8 @@ from ckptd.wire.protocol import Body
 
 log = logging.getLogger("ckptd.daemon.engine")  # one logger for every move of the engine
 
+REFILL_FLOOR = 0.002  # seconds: a freed slot's next job, at best (the trip and a loop turn)
+
 
 @dataclass(slots=True)
 class Lease:
@@ -157,6 +159,13 @@ class Index:
         self.counters: dict[str, int] = {"stale_answers": 0, "unknown_worker": 0,
                                          "store_errors": 0}
         self.dispatching = True
+        #: How long a worker's freed slot waits for its next job: the trip and two store
+        #: flushes (its answer's and the next claim's), which a journaled disk makes long.
+        self.refill = REFILL_FLOOR
+
+    def note_apply(self, seconds: float) -> None:
+        """A round's store ops took ``seconds`` to apply (and flush): update ``refill``."""
+        self.refill = 0.9 * self.refill + 0.1 * (REFILL_FLOOR + 2 * seconds)
 
     @property
     def settings(self) -> Settings:

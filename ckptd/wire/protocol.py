@@ -110,11 +110,13 @@ WORKER_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
                   "done": (_num, _REQ), "total": (_optional(_num), _OPT),
                   "note": (_optional(_str), _OPT)},
     b"done": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
-              "result": (_any, _OPT), "result_ref": (_optional(_str), _OPT)},
+              "result": (_any, _OPT), "result_ref": (_optional(_str), _OPT),
+              # seconds its handler ran (the daemon sizes a worker's prefetch by it)
+              "took": (_optional(_num), _OPT)},
     b"failed": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
                 "error": (_str, _REQ), "type": (_optional(_str), _OPT),
                 "traceback": (_optional(_str), _OPT), "retry": (_bool, _OPT),
-                "delay": (_optional(_num), _OPT),
+                "delay": (_optional(_num), _OPT), "took": (_optional(_num), _OPT),
                 # the worker stopped before the attempt ended: run it again now, and do not
                 # count this attempt against max_attempts
                 "given_back": (_bool, _OPT)},

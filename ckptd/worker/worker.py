@@ -514,7 +514,10 @@ class Worker:
         if not self.running.end(attempt):
             return
         kind, body = answer
-        self.unconfirmed.add_answer(kind, body, time.monotonic())
+        now = time.monotonic()
+        if attempt.started is not None:
+            body["took"] = round(now - attempt.started, 6)
+        self.unconfirmed.add_answer(kind, body, now)
         with self._lock:
             if kind == b"done":
                 self.jobs_done += 1

@@ -271,3 +271,29 @@ def test_short_jobs_earn_a_worker_credits_beyond_its_slots_and_long_ones_none() 
         h.now += 2.0
         h.answer(w, "done", {"queue": "q", "id": job_id, "attempt": 1})
     assert worker.extra == 0
+
+
+def test_the_grant_follows_what_handlers_took_not_the_gaps_a_slow_disk_makes() -> None:
+    """Answers far apart (each round waits on a journaled disk's flush) with handlers that
+    took 50 us: the worker is starved, not slow, so it gets credits to cover the flushes;
+    the slower the flushes, the more (within PREFETCH_MAX)."""
+    from ckptd.daemon.answers import PREFETCH_MAX, extra_credits
+
+    assert extra_credits(0.0005, 1, refill=0.002) < extra_credits(0.0005, 1, refill=0.01)
+    assert extra_credits(0.0005, 2) > extra_credits(0.0005, 1), "each slot needs its own"
+    assert extra_credits(0.00001, 1, refill=1.0) == PREFETCH_MAX
+    h = Harness()
+    ids = [h.submit() for _ in range(200)]
+    w = h.hello(slots=1)
+    worker = h.engine.workers["w"]
+    index = h.engine.queues["q"]
+    h.dispatch()
+    for _ in range(5):
+        for job_id in list(index.claimed):
+            h.now += 0.02  # 20 ms between answers: the gaps alone would say "long jobs"
+            h.answer(w, "done", {"queue": "q", "id": job_id, "attempt": 1, "took": 0.00005})
+        h.dispatch()
+    assert worker.extra > 2, "short handlers earn credits whatever the gaps between answers"
+    for job_id in list(index.claimed):  # handlers now take 1 s: the grant goes
+        h.answer(w, "done", {"queue": "q", "id": job_id, "attempt": 1, "took": 1.0})
+    assert worker.extra == 0 and len(ids) == 200
