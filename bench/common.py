@@ -83,6 +83,16 @@ def settle(quiet_for: float = 2.0, limit: float = 60.0) -> None:
             return
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far (from /proc; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of a process in MiB (NaN when it cannot be read)."""
     try:

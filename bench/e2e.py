@@ -31,6 +31,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 from bench.common import (  # noqa: E402
     NOOP_PAYLOAD,
     NOOP_QUEUE,
+    cpu_seconds,
+    filesystem_of,
     rss_mib,
     settle,
     start_daemon,
@@ -157,7 +159,9 @@ def run_mode(mode: str, n: int, workers: int, concurrency: int, prefetch: int, r
         procs += start_noop_workers(control, workers, concurrency, prefetch, env)
         client = Client(control, timeout=60)
         wait_for_workers(client, workers, timeout=30)
+        cpu_before = cpu_seconds(daemon.pid)
         submitting, total = submit_and_wait(client, n, chunk, timeout=600)
+        cpu_per_job = (cpu_seconds(daemon.pid) - cpu_before) / n
         status = client.status(QUEUE)["queues"][QUEUE]
         if status["done"] != n:
             raise RuntimeError(f"expected {n} done, found {status}")
@@ -177,6 +181,7 @@ def run_mode(mode: str, n: int, workers: int, concurrency: int, prefetch: int, r
             "p50_ms": 1000 * statistics.median(latencies),
             "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
             "daemon_rss_mib": memory,
+            "daemon_cpu_us_per_job": 1e6 * cpu_per_job,
         }
     finally:
         stop(procs)
@@ -239,7 +244,8 @@ def main() -> None:
         return
     goals = {"never": (5000, 0.60, 2.0), "batch": (2000, None, 10.0), "always": (None, None, None)}
     print(f"e2e: {args.n} no-op jobs, 100-byte payload, {args.workers} workers x "
-          f"{args.concurrency} thread(s), prefetch {args.prefetch}, median of {args.runs} run(s)")
+          f"{args.concurrency} thread(s), prefetch {args.prefetch}, median of {args.runs} run(s); "
+          f"store on {filesystem_of(args.root)}")
     print(f"ZeroMQ floor: {zmq_rate:,.0f} messages/s between two processes")
     for mode in args.modes.split(","):
         r = results[mode]
@@ -255,7 +261,8 @@ def main() -> None:
         print(f"fsync={mode:6} submit {r['submit_per_s']:8,.0f}/s  e2e {r['e2e_per_s']:8,.0f}/s"
               f"  floor {r['floor_per_s']:8,.0f}/s (files alone {r['floor_files_per_s']:,.0f}/s)"
               f"  ratio {r['ratio']:.0%}  p50 {r['p50_ms']:.2f}ms  p99 {r['p99_ms']:.2f}ms"
-              f"  daemon RSS {r['daemon_rss_mib']:.0f} MiB  [{'; '.join(marks)}]")
+              f"  daemon CPU {r['daemon_cpu_us_per_job']:.0f} us/job"
+              f"  RSS {r['daemon_rss_mib']:.0f} MiB  [{'; '.join(marks)}]")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,16 @@ processes on each side; ckptd's daemon with fsync ``never`` on the store folder 
 Paths measured for ckptd (each against the same Huey run of that round):
 
 - ``readme``: what the README shows, one ``client.submit()`` per job from one producer,
-  ``ckptd worker`` with its default flags;
+  ``ckptd worker`` with its default flags (the producer is on the daemon's host, so the
+  client writes each job into the store itself);
+- ``relayed``: the same loop from a client that always goes through the daemon
+  (``direct=False``, as from another machine): its round trip is a submit's on loopback;
 - ``bulk``: ``client.submit_many()`` of 500 jobs, default worker flags.
 
 For each it prints jobs/s end to end (first submit to last INCR), the submit rate, ckptd's
 single-submit round trip (p50/p99 while the workers run), the daemon's CPU per job (from
-/proc) and the ratio to Huey; medians of ``--runs`` rounds. Name the filesystem of ``--dir``
-next to the figures.
+/proc) and the ratio to Huey; medians of ``--runs`` rounds, with the filesystem of
+``--dir`` named.
 
     python bench/peers.py                          # 20,000 jobs, 3 rounds, store in /dev/shm
     python bench/peers.py --dir /mnt/ext4 --runs 3 --n 20000
@@ -35,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from bench.common import (  # noqa: E402
+    cpu_seconds,
     filesystem_of,
     free_port,
     start_daemon,
@@ -47,14 +51,6 @@ QUEUE = "peers"
 PAYLOAD = {"data": "x" * 88}  # 100 bytes of JSON
 COUNTER = "bench:done"
 CHUNK = 500
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used so far."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 class Redis:
@@ -137,11 +133,13 @@ def run_ckptd(redis: Redis, n: int, path: str, folder: str) -> dict[str, float]:
                for _ in range(2)]
     latencies: list[float] = []
     try:
-        client = Client(control, timeout=60)
+        # "relayed": the README's loop from a client that always goes through the daemon
+        # (as from another machine), to time the round trip of a submit on loopback.
+        client = Client(control, timeout=60, direct=path != "relayed")
         wait_for_workers(client, 2)
         cpu0 = cpu_seconds(daemon.pid)
         started = time.perf_counter()
-        if path == "readme":
+        if path in ("readme", "relayed"):
             for _ in range(n):
                 t0 = time.perf_counter()
                 client.submit(QUEUE, PAYLOAD)
@@ -174,7 +172,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--paths", default="readme,bulk")
+    parser.add_argument("--paths", default="readme,relayed,bulk",
+                        help="readme: one submit() per job (on the daemon's host: written "
+                             "directly); relayed: the same through the daemon; bulk: "
+                             "submit_many of 500")
     parser.add_argument("--dir", default="/dev/shm", help="where ckptd's store goes")
     args = parser.parse_args()
     paths = args.paths.split(",")

@@ -33,6 +33,7 @@ sys.path.insert(0, REPO)
 
 from bench.common import (  # noqa: E402
     NOOP_QUEUE,
+    cpu_seconds,
     filesystem_of,
     start_daemon,
     start_noop_workers,
@@ -94,9 +95,9 @@ def e2e(url: str, n: int, env: dict[str, str], chunk: int, concurrency: int,
         procs += start_noop_workers(control, 2, concurrency, prefetch, child_env)
         client = Client(control, timeout=120)
         wait_for_workers(client, 2)
-        before, cpu_before = _requests(client), _cpu_seconds(daemon.pid)
+        before, cpu_before = _requests(client), cpu_seconds(daemon.pid)
         submitting, total = submit_and_wait(client, n, chunk, timeout=1800)
-        cpu = _cpu_seconds(daemon.pid) - cpu_before
+        cpu = cpu_seconds(daemon.pid) - cpu_before
         answer = client.status(QUEUE)
         done = answer["queues"][QUEUE]["done"]
         requests = _requests(client) - before
@@ -107,16 +108,6 @@ def e2e(url: str, n: int, env: dict[str, str], chunk: int, concurrency: int,
                 "requests_per_job": requests / n, "daemon_cpu_us": 1e6 * cpu / n}
     finally:
         stop(procs, timeout=60)
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User and system CPU a process has used so far (from /proc; NaN elsewhere)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _requests(client: Client) -> int:

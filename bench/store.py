@@ -39,6 +39,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from bench.common import filesystem_of  # noqa: E402
 from ckptd.core import jobs  # noqa: E402
 from ckptd.core.config import FsyncMode  # noqa: E402
 from ckptd.core.ids import new_id  # noqa: E402
@@ -250,23 +251,6 @@ def measure_mode(root: str, mode: str, n: int, chunk: int, verbose: bool = False
 # -- running and reporting -----------------------------------------------------------------
 
 
-def fs_type(path: str) -> str:
-    """The type of the file system holding ``path`` (from /proc/mounts), or "?"."""
-    path = os.path.realpath(path)
-    best, kind = "", "?"
-    try:
-        with open("/proc/mounts") as mounts:
-            for line in mounts:
-                fields = line.split()
-                point = fields[1].replace("\\040", " ")
-                inside = path == point or path.startswith(point.rstrip("/") + "/")
-                if inside and len(point) > len(best):
-                    best, kind = point, fields[2]
-    except OSError:
-        pass
-    return kind
-
-
 def one_run(root: str, n: int, n_always: int, modes: list[str], verbose: bool = False
             ) -> dict[str, Any]:
     """Every mode once: {mode: {op: {"rate": ops/s, "floor": ops/s}}}."""
@@ -382,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     base = args.root or os.getcwd()
     os.makedirs(base, exist_ok=True)
     root = tempfile.mkdtemp(prefix=".bench-store-", dir=base)
-    kind = fs_type(root)
-    if kind in ("tmpfs", "ramfs"):
+    kind = filesystem_of(root)
+    if kind.startswith(("tmpfs", "ramfs")):
         print(f"warning: {root} is on {kind}, where fsync costs nothing: the figures will "
               "say little about a disk", file=sys.stderr)
     runs = []

@@ -377,8 +377,10 @@ FUNCTION receives a ckptd.Job (an 'async def' one a ckptd.AsyncJob).""")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
               help="Jobs run at once: threads, child processes, or async jobs in flight.")
 @click.option("--prefetch", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Extra jobs to hold beyond the running ones (hides the round trip for "
-                   "very short jobs; 0 keeps every waiting job available to other workers).")
+              help="Extra jobs to hold beyond the running ones, always. With 0 the daemon "
+                   "still sends extra jobs while handlers take under 5 ms (enough to hide "
+                   "the round trip) and none once they take longer, so a waiting job never "
+                   "sits behind a busy worker.")
 @click.option("--time-limit", metavar="DURATION",
               help="How long an attempt may run when neither the job nor its queue says "
                    "(then ckptd.TimeLimit). [env: CKPTD_TIME_LIMIT; default: none]")
