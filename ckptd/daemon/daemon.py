@@ -400,6 +400,9 @@ class Daemon:
                         callback(outcome)
                     except Exception:
                         log.exception("callback failed")
+            # Replies first: a client waits on its answer, a worker has jobs in hand.
+            for identity, frames in self.control.take_replies():
+                self._send_control(identity, frames)
             if engine.outbox:
                 outbox, engine.outbox = engine.outbox, []
                 self._send_to_workers(outbox)  # a vanished worker's jobs go back: more ops
