@@ -12,6 +12,8 @@ send the attempt's answer.
 from __future__ import annotations
 
 import inspect
+import queue
+import threading
 from typing import Any, Protocol
 
 from ckptd.core.errors import CkptdError
@@ -20,6 +22,43 @@ from ckptd.worker.job import Handler, JobHost
 from ckptd.worker.running import Attempt
 
 POOLS = ("thread", "process", "async")
+
+
+class AttemptLine:
+    """The attempts handed to a pool of slots, in order, until a slot takes them; the ones
+    no slot has taken yet can be taken back (a stop skips them)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._waiting: list[Attempt] = []  # put, not yet taken by a slot
+
+    def put(self, attempt: Attempt) -> None:
+        with self._lock:
+            self._waiting.append(attempt)
+        self._queue.put(attempt)
+
+    def close_one(self) -> None:
+        """Wake one slot with nothing: it returns from :meth:`take`'s loop with None."""
+        self._queue.put(None)
+
+    def take(self) -> Attempt | None:
+        """The next attempt for a slot to run (blocks); None: the slot is to stop."""
+        attempt = self._queue.get()
+        if attempt is not None:
+            with self._lock:
+                if attempt in self._waiting:
+                    self._waiting.remove(attempt)
+        return attempt
+
+    def take_queued(self) -> list[Attempt]:
+        """Take back the attempts no slot has taken yet, marked killed: a slot that gets
+        one later skips it."""
+        with self._lock:
+            taken, self._waiting = self._waiting, []
+        for attempt in taken:
+            attempt.killed = True
+        return taken
 
 
 class PoolHost(Protocol):

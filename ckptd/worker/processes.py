@@ -21,7 +21,6 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
-import queue as queue_mod
 import signal
 import threading
 from multiprocessing.connection import Connection
@@ -32,7 +31,7 @@ from ckptd.core.outcomes import Cancelled, Interrupt
 from ckptd.worker import answers
 from ckptd.worker.child import CANCEL_SIGNAL, SOFT_SIGNAL, child_main
 from ckptd.worker.job import Handler, Job, StopFlags
-from ckptd.worker.pools import PoolHost
+from ckptd.worker.pools import AttemptLine, PoolHost
 from ckptd.worker.running import Attempt
 
 log = logging.getLogger(__name__)
@@ -99,10 +98,8 @@ class ProcessPool:
         # (Any: typeshed gives the context's base class, which has no Process)
         self._mp: Any = multiprocessing.get_context("forkserver" if "forkserver" in methods
                                                else "spawn")
-        self._queue: queue_mod.SimpleQueue[Attempt | None] = queue_mod.SimpleQueue()
+        self._line = AttemptLine()
         self._slots = [_Slot(n) for n in range(size)]
-        self._lock = threading.Lock()
-        self._waiting: list[Attempt] = []
         self.pids_started: list[int] = []
 
     # -- life cycle ------------------------------------------------------------------------
@@ -165,7 +162,7 @@ class ProcessPool:
     def stop(self, now: bool) -> None:
         """Stop the slots and their children (with ``now``, kill them at once)."""
         for _ in self._slots:
-            self._queue.put(None)
+            self._line.close_one()
         if now:
             for slot in self._slots:
                 child = slot.child
@@ -184,17 +181,11 @@ class ProcessPool:
 
     def submit(self, attempt: Attempt) -> None:
         """Run ``attempt`` in the next free child."""
-        with self._lock:
-            self._waiting.append(attempt)
-        self._queue.put(attempt)
+        self._line.put(attempt)
 
     def take_queued(self) -> list[Attempt]:
         """The attempts no slot has taken yet (they will be skipped)."""
-        with self._lock:
-            taken, self._waiting = self._waiting, []
-        for attempt in taken:
-            attempt.killed = True
-        return taken
+        return self._line.take_queued()
 
     def interrupt(self, attempt: Attempt) -> None:
         """Signal the attempt's child: a time limit, or a cancel."""
@@ -234,12 +225,9 @@ class ProcessPool:
 
     def _serve(self, slot: _Slot) -> None:
         while True:
-            attempt = self._queue.get()
+            attempt = self._line.take()
             if attempt is None:
                 return
-            with self._lock:
-                if attempt in self._waiting:
-                    self._waiting.remove(attempt)
             if attempt.ended or attempt.killed:
                 continue
             try:

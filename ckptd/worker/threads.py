@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import queue as queue_mod
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 from ckptd.core.outcomes import Interrupt, TimeLimit
 from ckptd.worker import answers
 from ckptd.worker.job import Job
-from ckptd.worker.pools import PoolHost
+from ckptd.worker.pools import AttemptLine, PoolHost
 from ckptd.worker.running import Attempt
 
 log = logging.getLogger(__name__)
@@ -64,10 +63,8 @@ class ThreadPool:
         self.host = host
         self.handler = handler
         self.size = size
-        self._queue: queue_mod.SimpleQueue[Attempt | None] = queue_mod.SimpleQueue()
+        self._line = AttemptLine()
         self._slots = [_Slot(n) for n in range(size)]
-        self._lock = threading.Lock()
-        self._waiting: list[Attempt] = []  # submitted, not yet taken by a thread
 
     def start(self) -> None:
         """Start the threads."""
@@ -78,17 +75,11 @@ class ThreadPool:
 
     def submit(self, attempt: Attempt) -> None:
         """Run ``attempt`` in the next free thread."""
-        with self._lock:
-            self._waiting.append(attempt)
-        self._queue.put(attempt)
+        self._line.put(attempt)
 
     def take_queued(self) -> list[Attempt]:
         """The attempts no thread has taken yet (they will be skipped)."""
-        with self._lock:
-            taken, self._waiting = self._waiting, []
-        for attempt in taken:
-            attempt.killed = True  # a thread that takes it later skips it
-        return taken
+        return self._line.take_queued()
 
     def interrupt(self, attempt: Attempt) -> None:
         """Raise the attempt's stop in its thread, if its handler is running its own code
@@ -132,7 +123,7 @@ class ThreadPool:
     def stop(self, now: bool) -> None:
         """Let the threads end (they are daemon threads: with ``now``, nobody waits)."""
         for _ in self._slots:
-            self._queue.put(None)
+            self._line.close_one()
         if not now:
             for slot in self._slots:
                 if slot.thread is not None and not slot.written_off:
@@ -142,12 +133,9 @@ class ThreadPool:
 
     def _serve(self, slot: _Slot) -> None:
         while True:
-            attempt = self._queue.get()
+            attempt = self._line.take()
             if attempt is None:
                 return
-            with self._lock:
-                if attempt in self._waiting:
-                    self._waiting.remove(attempt)
             if attempt.ended or attempt.killed:
                 continue
             try:
