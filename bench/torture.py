@@ -15,6 +15,11 @@ on the same addresses. Then every acknowledged job must end in done/. Per run it
 
     python bench/torture.py                      # 20 runs of 1,000 jobs, 3 kills each
     python bench/torture.py --runs 3 --jobs 300 --fsync always --dir /dev/shm
+    python bench/torture.py --relayed            # submits through the daemon (another host)
+
+On the daemon's host the client writes each job into the store itself (direct submit), so
+a daemon restart stalls it only while the root's lock names no live daemon; ``--relayed``
+sends every submit through the daemon, as a producer on another host does.
 
 Name the filesystem of ``--dir`` next to the figures (tmpfs, journaled ext4, ...).
 """
@@ -92,9 +97,11 @@ class Daemon:
         self.proc.wait()
 
 
-def produce(control: str, count: int, run: Run, stop_flag: threading.Event) -> None:
-    """One submit at a time, as the README's loop does, timing each."""
-    with Client(control) as client:
+def produce(control: str, count: int, run: Run, stop_flag: threading.Event,
+            relayed: bool = False) -> None:
+    """One submit at a time, as the README's loop does, timing each (``relayed``: through
+    the daemon, as from another host, rather than written into its store)."""
+    with Client(control, direct=not relayed) as client:
         for n in range(count):
             if stop_flag.is_set():
                 return
@@ -139,7 +146,7 @@ def one_run(seed: int, args: argparse.Namespace, base: str) -> Run:
                                     stderr=subprocess.DEVNULL) for _ in range(2)]
         stop_flag = threading.Event()
         producer = threading.Thread(target=produce,
-                                    args=(daemon.control, args.jobs, run, stop_flag))
+                                    args=(daemon.control, args.jobs, run, stop_flag, args.relayed))
         producer.start()
         # The kills land while the producer runs: spread over its expected span.
         marks = sorted(rng.uniform(0.1, 0.9) for _ in range(args.kills))
@@ -199,10 +206,14 @@ def main() -> None:
                         help="where the stores go (name its filesystem with the figures)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep each run's folder")
+    parser.add_argument("--relayed", action="store_true",
+                        help="submit through the daemon, as from another host (default: "
+                             "written into the store, as on the daemon's host)")
     args = parser.parse_args()
     fs = filesystem_of(args.dir)
     print(f"torture: {args.runs} runs x {args.jobs} jobs, {args.kills} daemon kills each, "
           f"fsync {args.fsync}, lease {args.lease}, heartbeat {args.heartbeat}, "
+          f"submits {'through the daemon' if args.relayed else 'written directly'}, "
           f"store on {args.dir} ({fs or 'unknown fs'})")
     print(f"{'run':>3} {'acked':>6} {'lost':>5} {'twice':>6} {'back s':>7} {'stuck':>6} "
           f"{'stall s':>8} {'dup/kill':>9} {'errors':>7}")

@@ -67,6 +67,14 @@ def explain(info: dict[str, Any], now: float) -> list[str]:
                  "failed": _failed}.get(state)
     if explainer is not None:
         out += explainer(info, job, attempts, max_attempts, now)
+    waiting = info.get("waiting_op")
+    if waiting:
+        error = f"; last error: {waiting['error']}" if waiting.get("error") else ""
+        out.append(f"The daemon's {waiting.get('op')} of it is waiting for the store: "
+                   f"{waiting.get('attempts')} attempt(s) failed over "
+                   f"{format_duration(float(waiting.get('waiting_s') or 0))}{error}; next try "
+                   f"in {format_duration(float(waiting.get('next_try_s') or 0))}. Nothing is "
+                   "lost: the move is kept and retried until the store takes it.")
     history = job.get("history") or []
     if history:
         out.append("History: " + "; ".join(_history_entry(h) for h in history[-5:])

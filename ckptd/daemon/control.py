@@ -62,8 +62,11 @@ class Control:
     def __init__(self, engine: Engine, operators: Operators, admin: StoreAdmin,
                  live: LiveSettings, *, endpoints: dict[str, str],
                  daemon_info: Callable[[float], dict[str, Any]],
-                 stopping: Callable[[], bool], drop: Drop, internal_error: Drop) -> None:
+                 stopping: Callable[[], bool], drop: Drop, internal_error: Drop,
+                 waiting_op: Callable[[str, str, float], dict[str, Any] | None] | None = None,
+                 ) -> None:
         self.engine = engine
+        self.waiting_op = waiting_op  # a store op of a job kept for a retry (StoreGuard)
         self.operators = operators
         self.admin = admin
         self.live = live
@@ -197,6 +200,10 @@ class Control:
         elif kind == b"show":
             info = self.admin.show(body["queue"], body["id"])
             info["lease"] = self.operators.lease_info(body["queue"], body["id"], now)
+            waiting = self.waiting_op(body["queue"], body["id"], now) if self.waiting_op \
+                else None
+            if waiting is not None:
+                info["waiting_op"] = waiting
             self.reply(identity, info)
         elif kind == b"retry":
             self.operators.retry(body["queue"], body.get("ids"), body.get("attempts"),
@@ -317,7 +324,11 @@ class Control:
             record = json.loads(raw) if raw is not None else None
             return {"state": record.get("state") if isinstance(record, dict) else None}
         if what == "result":
-            job = decode_job(store.read(queue, State.DONE, job_id), queue, job_id)
+            try:
+                raw = store.read(queue, State.DONE, job_id)
+            except JobNotFound:
+                raise self._no_result(queue, job_id) from None
+            job = decode_job(raw, queue, job_id)
             if job.get("result_ref"):
                 return {"result": json.loads(store.read_blob(queue, job_id, "result"))}
             return {"result": job.get("result")}
@@ -328,6 +339,16 @@ class Control:
             data = store.read_blob_range(queue, job_id, "source", start, end)
             return {"text": data.decode(errors="replace")}
         raise CkptdError(f"cannot fetch {what!r}: expected payload, state, result or source")
+
+    def _no_result(self, queue: str, job_id: str) -> JobNotFound:
+        """Why a job has no result: the state it is in, and what to run next."""
+        for state in (State.FAILED, State.CLAIMED, State.PENDING):
+            if self.engine.store.exists(queue, state, job_id):
+                then = ("see why: ckptd explain" if state is State.FAILED
+                        else "wait for it: ckptd wait")
+                return JobNotFound(f"job {job_id!r} of queue {queue!r} has no result: it is "
+                                   f"{state.value}; {then} {queue} {job_id}")
+        return JobNotFound(f"no job {job_id!r} in queue {queue!r}")
 
     # -- wait ------------------------------------------------------------------------------
 

@@ -81,7 +81,8 @@ class Daemon:
         self.control = Control(self.engine, self.operators, self.admin, self.live,
                                endpoints=self.endpoints, daemon_info=self._daemon_info,
                                stopping=lambda: self.stopping_since is not None,
-                               drop=self.drops.count, internal_error=self.drops.internal_error)
+                               drop=self.drops.count, internal_error=self.drops.internal_error,
+                               waiting_op=lambda q, i, now: self.guard.waiting(q, i, now))
         self.guard = StoreGuard(self.store, clock)
         self.role: BucketRole | None = None
         if not is_local(settings.root):

@@ -17,6 +17,7 @@ import pytest
 
 from ckptd.client.client import Client
 from ckptd.core.errors import DaemonUnavailable, SubmitUnconfirmed
+from ckptd.core.explain import explain
 from ckptd.daemon.answers import PREFETCH_MAX
 from tests.helpers import wait_for
 from tests.procs import REPO, Processes, base_env, count_files, job_files, read_lines
@@ -134,6 +135,15 @@ def test_a_full_disk_then_freed_leaves_nothing_claimed_and_runs_nothing_twice(
         "nothing more was claimed into the full disk"
     info = daemon_store(daemon)
     assert info["deferred_ops"] > 0 and "space" in (info["error"] or "")
+    # explain (through the daemon) names the move that waits, for the jobs whose answer came.
+    with daemon.client(timeout=10) as client:
+        shown = [client.show("q", name.removesuffix(".json"))
+                 for name in os.listdir(root / "q" / "claimed")]
+    waiting = [s for s in shown if s.get("waiting_op")]
+    assert waiting, "no claimed job shows its waiting move"
+    assert waiting[0]["waiting_op"]["op"] == "move to done/"
+    sentences = explain(waiting[0], time.time())
+    assert any("waiting for the store" in s and "space" in s for s in sentences), sentences
     ballast.unlink()
     wait_for(lambda: count_files(str(root), "q", "claimed") == 0, timeout=10,
              message="no job left in claimed/ 10 s after space returns")

@@ -245,6 +245,25 @@ async def async_nap(job: AsyncJob) -> Any:
     return {"slept": job.payload.get("sleep", 0.5)}
 
 
+async def async_tick(job: AsyncJob) -> Any:
+    """tick for the async pool: await a checkpoint every payload["every"] s (0.1) for
+    payload["seconds"] s (60); record its start, the stop it sees, and when it ended."""
+    record("start", job.queue, job.id, job.attempt, os.getpid(), f"{time.time():.6f}")
+    every = float(job.payload.get("every", 0.1))
+    end = time.monotonic() + float(job.payload.get("seconds", 60))
+    n = 0
+    try:
+        while time.monotonic() < end:
+            await asyncio.sleep(every)
+            n += 1
+            await job.checkpoint(n)
+    except BaseException as exc:
+        record("stopped", job.queue, job.id, job.attempt, type(exc).__name__,
+               f"{time.time():.6f}", job.cancelled)
+        raise
+    return {"ticks": n}
+
+
 async def async_steps(job: AsyncJob) -> Any:
     """steps for the async pool: payload["steps"] steps of payload["sleep"] s, each one
     checkpointed with await."""

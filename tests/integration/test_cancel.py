@@ -43,12 +43,13 @@ def never_again(daemon: DaemonProcess, log: Path, job_id: str, handler_payload: 
     assert len(records(log, "start", job_id)) == 1, "the handler ran the cancelled job again"
 
 
-@pytest.mark.parametrize("pool", ["thread", "process"])
+@pytest.mark.parametrize("pool", ["thread", "process", "async"])
 def test_a_job_that_checkpoints_stops_within_a_second_of_its_cancel(
         procs: Processes, tmp_path: Path, pool: str) -> None:
     log = tmp_path / "runs.log"
     daemon = procs.daemon()
-    procs.worker(daemon, Q, "tick", extra=["--pool", pool], env={"TEST_LOG": str(log)})
+    handler = "async_tick" if pool == "async" else "tick"  # the async pool runs async def
+    procs.worker(daemon, Q, handler, extra=["--pool", pool], env={"TEST_LOG": str(log)})
     wait_for_workers(daemon)
     with daemon.client(timeout=10) as client:
         job_id = client.submit(Q, {"every": 0.1, "seconds": 60})

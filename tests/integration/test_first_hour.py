@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ckptd.cli.exits import EXIT_CODES
+from ckptd.core.errors import JobNotFound
 from tests.helpers import wait_for
 from tests.procs import REPO, DaemonProcess, Processes, base_env, free_port, job_files
 
@@ -230,6 +231,22 @@ def test_a_mistyped_root_or_queue_is_not_found(procs: Processes, tmp_path: Path)
                      ("purge", "prise", "done")):
             line = one_line_error(ckptd(*how, *args), 3)
             assert "no queue 'prise'" in line and "did you mean 'price'" in line, (how, line)
+
+
+def test_the_result_of_a_job_that_has_none_says_its_state_and_what_to_run(
+        procs: Processes) -> None:
+    daemon = procs.daemon()
+    with daemon.client(timeout=30) as client:
+        waiting = client.submit("later", {})
+        with pytest.raises(JobNotFound, match=r"it is pending; wait for it: ckptd wait later"):
+            client.result("later", waiting)
+        procs.worker(daemon, "bad", "fail_for_good")
+        failed = client.submit("bad", {})
+        assert client.wait("bad", failed, timeout=30) == "failed"
+        with pytest.raises(JobNotFound, match=r"it is failed; see why: ckptd explain bad"):
+            client.result("bad", failed)
+        with pytest.raises(JobNotFound, match=r"no job 'nope' in queue 'bad'"):
+            client.result("bad", "nope")
 
 
 # -- 10: a short lease needs nothing else -----------------------------------------------------
