@@ -249,6 +249,18 @@ def test_the_result_of_a_job_that_has_none_says_its_state_and_what_to_run(
             client.result("bad", "nope")
 
 
+def test_ctrl_c_stops_the_daemon_cleanly(procs: Processes) -> None:
+    daemon = procs.daemon()
+    with daemon.client(timeout=30) as client:
+        job_id = client.submit("q", {})
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal sends
+    assert daemon.proc.wait(60) == 0
+    log = daemon.log()
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
+    assert job_id in job_files(daemon.root, "q", "pending"), "the job is kept"
+
+
 # -- 10: a short lease needs nothing else -----------------------------------------------------
 
 
