@@ -19,6 +19,7 @@ from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, 
 from ckptd.core.states import State
 from ckptd.core.timefmt import parse_iso, time_or_none
 from ckptd.daemon.index import Index, QueueIndex, WorkerInfo
+from ckptd.daemon.priorities import read_unread
 from ckptd.store.base import Move, Outcome
 from ckptd.wire.protocol import Body
 
@@ -62,6 +63,7 @@ class Dispatcher:
         ix = self.ix
         if not ix.dispatching or not ix.workers:
             return 0
+        read_unread(ix)  # files whose priority is not known yet (start-up, put by hand)
         if not any(index.ready for index in ix.queues.values()):
             return 0
         claimed = 0
@@ -86,16 +88,20 @@ class Dispatcher:
 
     def _claim_for(self, worker: WorkerInfo, now: float, message_limit: int) -> bool:
         queues = worker.queues
+        gate = self.ix.gate
         for step in range(len(queues)):
             position = (worker.next_queue + step) % len(queues)
             index = self.ix.queues.get(queues[position])
             if index is None:
                 continue
-            while index.ready:
+            # Paused, at its max_running, out of rate tokens, or priorities still unread.
+            while index.ready and not index.ready.unread \
+                    and gate.allows(index.name, len(index.claimed), now):
                 job_id = index.ready.popleft()
                 if job_id not in index.pending:
                     continue  # cancelled or already claimed
                 if self._claim(index, job_id, worker, now, message_limit):
+                    gate.took(index.name, now)
                     worker.next_queue = position + 1
                     return True
         return False
@@ -133,6 +139,7 @@ class Dispatcher:
             ix.delay(index, job_id, wait_until)
             return False
         attempt = jobs.running_attempt(job)
+        index.ready.note(job_id, job.get("priority"))  # kept while open: a retry keeps it
         index.pending.discard(job_id)
         if index.delayed_at:
             index.delayed_at.pop(job_id, None)

@@ -23,7 +23,9 @@ from ckptd.core import jobs
 from ckptd.core.config import LiveSettings, Settings, live
 from ckptd.core.errors import CkptdError, JobNotFound, MalformedJob, StoreError
 from ckptd.core.states import State, transition_name
+from ckptd.daemon.limits import Gate
 from ckptd.daemon.metrics import QueueMetrics
+from ckptd.daemon.priorities import ReadyLines
 from ckptd.store.base import Move, Op, Outcome, Store
 from ckptd.wire.protocol import Body
 
@@ -54,7 +56,7 @@ class QueueIndex:
     """What the daemon knows about one queue, without payloads."""
 
     name: str
-    ready: deque[str] = field(default_factory=deque)
+    ready: ReadyLines = field(default_factory=ReadyLines)  # due ids, in dispatch order
     pending: set[str] = field(default_factory=set)
     delayed: list[tuple[float, str]] = field(default_factory=list)
     delayed_at: dict[str, float] = field(default_factory=dict)  # pending ids not yet due
@@ -76,9 +78,10 @@ class QueueIndex:
     def first_ready(self, look: int = 1024) -> str | None:
         """The id dispatch would take next, without taking it: stale ids (cancelled,
         claimed) at the head are skipped, looking at most ``look`` deep (None beyond)."""
-        ready, pending = self.ready, self.pending
-        for position in range(min(look, len(ready))):
-            job_id = ready[position]  # indexing near the head of a deque is O(1)
+        pending = self.pending
+        for position, job_id in enumerate(self.ready):  # a generator: only the head is read
+            if position >= look:
+                break
             if job_id in pending:
                 return job_id
         return None
@@ -157,6 +160,9 @@ class Index:
         self.counters: dict[str, int] = {"stale_answers": 0, "unknown_worker": 0,
                                          "store_errors": 0}
         self.dispatching = True
+        self.gate = Gate(self.live)  # pause, max_running, rate (daemon/limits.py)
+        # More times something is due (a rate's next token, a schedule's next tick, ...).
+        self.deadlines: list[Callable[[], float | None]] = []
 
     @property
     def settings(self) -> Settings:
@@ -229,6 +235,10 @@ class Index:
         """The earliest time something is due (a lease or a delayed job), if any."""
         times = [self.expiry[0][0]] if self.expiry else []
         times += [index.delayed[0][0] for index in self.queues.values() if index.delayed]
+        for hook in self.deadlines:
+            due = hook()
+            if due is not None:
+                times.append(due)
         return min(times) if times else None
 
     def quarantine(self, index: QueueIndex, state: State, job_id: str, reason: str) -> None:
