@@ -84,11 +84,66 @@ def status_table(answer: dict[str, Any]) -> str:
         lines.append("")
         lines += _table(["batch", "queue", "total", "done", "failed", "open", "eta", "then"],
                         batch_rows, left=(0, 1, 7))
+    lines += controls_lines(queues)
+    lines += schedule_lines(answer.get("schedules") or [])
     drops = answer.get("drops") or {}
     if drops:
         lines.append("dropped messages: " + ", ".join(f"{k}={v}" for k, v in
                                                       sorted(drops.items())))
     return "\n".join(lines)
+
+
+def controls_lines(queues: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per queue with its operator controls: pause, limits, priorities, dedup,
+    retention (what is kept, how long, and what the sweep did)."""
+    lines = []
+    for name, c in queues.items():
+        parts = []
+        paused = c.get("paused")
+        if paused:
+            parts.append("PAUSED" + (f" ({paused['reason']})" if paused.get("reason") else ""))
+        limits = c.get("limits") or {}
+        if limits.get("max_running") is not None:
+            parts.append(f"max_running {limits['max_running']}"
+                         + (f" ({limits['running']} running)" if "running" in limits else ""))
+        if limits.get("rate"):
+            parts.append(f"rate {limits['rate']}")
+        if limits.get("source") not in (None, "config"):
+            parts.append("limits from limits.json")
+        if limits.get("error"):
+            parts.append(f"limits.json ignored: {limits['error']}")
+        levels = (c.get("priorities") or {}).get("levels") or {}
+        if len(levels) > 1 or (levels and "0" not in levels):
+            aged = (c.get("priorities") or {}).get("aged", 0)
+            parts.append("priorities " + " ".join(f"{k}:{v}" for k, v in levels.items())
+                         + (f" ({aged} aged)" if aged else ""))
+        unique = c.get("unique")
+        if unique:
+            hits = f", {unique['hits']} found" if unique.get("hits") else ""
+            parts.append(f"unique {unique['by']}/{unique['scope']}{hits}")
+        keep = c.get("retention") or {}
+        if keep:
+            rule = f"keep done {keep.get('keep_done')}, failed {keep.get('keep_failed')}"
+            if keep.get("keep_last") is not None:
+                rule += f", last {keep['keep_last']}"
+            if keep.get("archive"):
+                rule += ", archived"
+            gone = sum(int(keep.get(k) or 0) for k in ("removed_done", "removed_failed",
+                                                        "archived_done", "archived_failed"))
+            parts.append(rule + (f" ({gone} swept)" if gone else ""))
+        if parts:
+            lines.append(f"{name}: " + " · ".join(parts))
+    return ["", *lines] if lines else []
+
+
+def schedule_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The schedules, with their next and last runs."""
+    if not rows:
+        return []
+    table = [[r["name"], r["queue"], r["when"], str(r.get("next") or "-"),
+              str(r.get("last") or "never"), r["catch_up"]] for r in rows]
+    return ["", *_table(["schedule", "queue", "when", "next", "last", "catch_up"], table,
+                        left=(0, 1, 2, 3, 4, 5))]
 
 
 def show_status(fetch: Callable[[], dict[str, Any]], *, as_json: bool, watch: bool,

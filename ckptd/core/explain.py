@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ckptd.core.explain_controls import control_sentences
 from ckptd.core.timefmt import format_duration, time_or_none
 
 TRACEBACK_LINES = 6
@@ -67,6 +68,7 @@ def explain(info: dict[str, Any], now: float) -> list[str]:
                  "failed": _failed}.get(state)
     if explainer is not None:
         out += explainer(info, job, attempts, max_attempts, now)
+    out += control_sentences(info, job, state, now)
     history = job.get("history") or []
     if history:
         out.append("History: " + "; ".join(_history_entry(h) for h in history[-5:])

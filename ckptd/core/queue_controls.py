@@ -23,13 +23,27 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ckptd.core.errors import ConfigError
-from ckptd.core.timefmt import format_duration, parse_duration
+from ckptd.core.timefmt import parse_duration
 
-if TYPE_CHECKING:
-    from ckptd.core.config import Settings
+
+class Settings(Protocol):
+    """What these functions read of :class:`ckptd.core.config.Settings` (which imports
+    this module: a Protocol keeps the two apart)."""
+
+    @property
+    def keep_done(self) -> float: ...
+    @property
+    def keep_failed(self) -> float: ...
+    @property
+    def archive(self) -> bool: ...
+    @property
+    def priority_aging(self) -> float: ...
+
+    def queue(self, name: str) -> Any:
+        """The queue's ``[queues.NAME]`` settings."""
 
 UNIQUE_KINDS = ("payload",)
 UNIQUE_SCOPES = ("forever", "open")
@@ -164,10 +178,18 @@ class Retention:
     def as_dict(self) -> dict[str, Any]:
         """For status: what is kept and for how long, as people write it."""
         def text(seconds: float) -> str:
-            return format_duration(seconds) if seconds else "forever"
+            return duration_text(seconds) if seconds else "forever"
         return {"keep_done": text(self.keep_done), "keep_failed": text(self.keep_failed),
                 "keep_last": self.keep_last, "archive": self.archive,
                 "keep_done_s": self.keep_done or None, "keep_failed_s": self.keep_failed or None}
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as a setting is written: ``7d``, ``36h``, ``90s``, ``1.5s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def limits_of(settings: Settings, queue: str, override: Limits | None = None) -> Limits:

@@ -192,8 +192,8 @@ class Control:
             self.reply(identity, where)
         elif kind == b"ls":
             state = parse_state(body["state"]) if body.get("state") else None
-            rows = self.operators.dispatch_order(body["queue"],
-                                                 self.admin.ls(body["queue"], state))
+            rows = self.operators.dispatch_order(
+                body["queue"], self.admin.ls(body["queue"], state, ordered=False))
             self.reply(identity, {"jobs": [[s.value, i] for s, i in rows]})
         elif kind == b"show":
             info = self.admin.show(body["queue"], body["id"])

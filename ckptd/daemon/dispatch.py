@@ -19,7 +19,7 @@ from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, 
 from ckptd.core.states import State
 from ckptd.core.timefmt import parse_iso, time_or_none
 from ckptd.daemon.index import Index, QueueIndex, WorkerInfo
-from ckptd.daemon.priorities import read_unread
+from ckptd.daemon.priorities import priority_of
 from ckptd.store.base import Move, Outcome
 from ckptd.wire.protocol import Body
 
@@ -33,6 +33,7 @@ STORE_RETRY_DELAY = 5.0
 # Jobs whose file is at most this big keep it in their lease while claimed, so that the
 # answer does not read it again; bigger ones are read again when they finish.
 CACHE_JOB_BYTES = 16 * 1024
+READ_PER_TURN = 2048  # unread pending files read per turn of the loop, over all queues
 
 
 def _time_limit(value: Any) -> float | None:
@@ -267,3 +268,33 @@ class Dispatcher:
         worker = ix.by_identity.get(identity)
         if worker is not None:
             self.forget_worker(worker, "unreachable")
+
+
+def read_unread(ix: Index, budget: int = READ_PER_TURN) -> int:
+    """Read the files of due jobs whose priority is unknown (at most ``budget`` over every
+    queue) and file each in its priority's line; return how many were read, -1 when the
+    store failed (they are read again later)."""
+    done = 0
+    for name, index in ix.queues.items():
+        unread = index.ready.unread
+        if not unread or done >= budget:
+            continue
+        ids: list[str] = []
+        while unread and len(ids) < budget - done:
+            job_id = unread.popleft()
+            if job_id in index.pending and job_id not in index.claimed:
+                ids.append(job_id)
+        if not ids:
+            continue
+        try:
+            found = ix.store.read_ahead(name, ids)
+        except CkptdError as exc:
+            log.warning("cannot read pending files of %s for their priorities (trying again "
+                        "soon): %s", name, exc)
+            unread.extendleft(reversed(ids))
+            return -1
+        for job_id in ids:
+            # A file gone or unreadable is dispatched as priority 0: the claim says why.
+            index.ready.learn(job_id, priority_of(found.get(job_id, b"")))
+        done += len(ids)
+    return done

@@ -30,7 +30,7 @@ from ckptd.core.states import State
 from ckptd.daemon.answers import Answers, backoff_delay
 from ckptd.daemon.controls import QueueControls
 from ckptd.daemon.dedup import OpenJobs
-from ckptd.daemon.dispatch import Dispatcher
+from ckptd.daemon.dispatch import Dispatcher, read_unread
 from ckptd.daemon.flows import Flows
 from ckptd.daemon.index import Index, QueueIndex, Txn, WorkerInfo
 from ckptd.daemon.retention import Sweeper
@@ -95,6 +95,7 @@ class Engine:
         self.open_jobs = OpenJobs()
         self.scheduler = Scheduler(ix.live, store, self.submit)
         self.sweeper = Sweeper(store, ix.live, wake=wake)
+        self._read_after = 0.0  # pending files are read for their priorities from then on
         ix.deadlines += [self._unread_due, self._token_due, self.scheduler.next_due]
 
     def tick(self, now: float) -> None:
@@ -105,6 +106,8 @@ class Engine:
         for name, index in ix.queues.items():
             if len(index.ready.lines) > 1:
                 index.ready.aging = aging_of(settings, name)
+        if now >= self._read_after and read_unread(ix) < 0:
+            self._read_after = now + 1.0  # the store failed: again in a second, not at once
         self.scheduler.due(now)
         for swept in self.sweeper.take_results():
             index = ix.queue(swept.queue)
@@ -126,12 +129,10 @@ class Engine:
         ix.ended.clear()
 
     def _unread_due(self) -> float | None:
-        """Now, while pending files wait to be read for their priorities (by dispatch,
-        which reads them only while workers are there)."""
-        ix = self.index
-        if not ix.workers or not ix.dispatching:
-            return None
-        return 0.0 if any(i.ready.unread for i in ix.queues.values()) else None
+        """While pending files wait to be read for their priorities: at once (after a
+        second when the store failed)."""
+        return self._read_after if any(i.ready.unread for i in self.index.queues.values()) \
+            else None
 
     def _token_due(self) -> float | None:
         """When a rate-limited queue with work gets its next token (while workers wait)."""

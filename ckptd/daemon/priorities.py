@@ -17,27 +17,19 @@ The daemon knows the priority of the jobs it creates (submits, retries, schedule
 did not create (a file put into ``pending/`` by hand or by a client on its host, the
 listing at start-up) has an unknown priority until its file is read: such ids wait in the
 ``unread`` line, and dispatch from their queue waits until they are read
-(:func:`read_unread`, a bounded number per turn). The bytes read are kept for the claim
-where the store can keep them, so a job is still read once.
+(:func:`ckptd.daemon.dispatch.read_unread`, a bounded number per turn). The bytes read are
+kept for the claim where the store can keep them, so a job is still read once.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ckptd.codec import loads
 from ckptd.core.queue_controls import MAX_PRIORITY
-
-if TYPE_CHECKING:
-    from ckptd.daemon.index import Index
-
-log = logging.getLogger("ckptd.daemon.engine")
-
-READ_PER_TURN = 2048  # unread pending files read per turn of the loop, over all queues
 
 
 def priority_of(value: Any) -> int:
@@ -173,34 +165,3 @@ class ReadyLines:
     def levels(self) -> dict[int, int]:
         """Jobs waiting per priority (the unread ones under None are left out)."""
         return {level: len(line) for level, line in sorted(self.lines.items()) if line}
-
-
-def read_unread(ix: Index, budget: int = READ_PER_TURN) -> int:
-    """Read the files of due jobs whose priority is unknown (at most ``budget`` over every
-    queue) and file each in its priority's line; return how many were read."""
-    from ckptd.core.errors import CkptdError
-
-    done = 0
-    for name, index in ix.queues.items():
-        unread = index.ready.unread
-        if not unread or done >= budget:
-            continue
-        ids: list[str] = []
-        while unread and len(ids) < budget - done:
-            job_id = unread.popleft()
-            if job_id in index.pending and job_id not in index.claimed:
-                ids.append(job_id)
-        if not ids:
-            continue
-        try:
-            found = ix.store.read_ahead(name, ids)
-        except CkptdError as exc:
-            log.warning("cannot read pending files of %s for their priorities (trying again "
-                        "soon): %s", name, exc)
-            unread.extendleft(reversed(ids))
-            return done
-        for job_id in ids:
-            # A file gone or unreadable is dispatched as priority 0: the claim says why.
-            index.ready.learn(job_id, priority_of(found.get(job_id, b"")))
-        done += len(ids)
-    return done

@@ -30,6 +30,7 @@ from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.states import STATES, TERMINAL, State, transition_name
 from ckptd.core.timefmt import utc_iso
 from ckptd.store import recovery
+from ckptd.store.admin_controls import StoreControls
 from ckptd.store.base import (
     JOB_SUFFIX,
     Delete,
@@ -131,7 +132,7 @@ class FilePlan:
     groups: list[list[Op]]
 
 
-class StoreAdmin:
+class StoreAdmin(StoreControls):
     """The actions of the CLI, carried out directly on a store."""
 
     def __init__(self, store: Store, settings: Settings | LiveSettings,
@@ -150,19 +151,26 @@ class StoreAdmin:
     def submit(self, queue: str, payload: Any, *, job_id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
                if_exists: str = "error", batch: str | None = None,
-               time_limit: float | None = None) -> Submitted:
+               time_limit: float | None = None, priority: int | None = None) -> Submitted:
         """Create a pending job and return its id once it is durable.
 
         An id that exists in any state is never created twice: JobExists is raised, or with
-        ``if_exists="return"`` the existing job is returned with ``created=False``.
+        ``if_exists="return"`` the existing job is returned with ``created=False``. On a
+        queue with ``unique = "payload"`` the id is the payload's (and found jobs returned).
         """
         if if_exists not in IF_EXISTS:
             raise ValueError(f"if_exists must be one of {', '.join(IF_EXISTS)}")
+        own = job_id
+        job_id, found = self.unique_id(queue, payload, job_id, self.clock())
+        if found is not None:
+            return found
+        if job_id != own:
+            if_exists = "return"
         if job_id is not None and any(True for _ in self._where(queue, job_id)):
             return self._existing(queue, job_id, if_exists)
         job, ops = prepare_submit(self.settings, queue, payload, self.clock(), job_id=job_id,
                                   max_attempts=max_attempts, delay=delay, batch=batch,
-                                  time_limit=time_limit)
+                                  time_limit=time_limit, priority=priority)
         outcomes = self.store.apply(ops)
         error = outcomes[-1]
         if isinstance(error, JobExists):
@@ -285,6 +293,7 @@ class StoreAdmin:
             counts: dict[str, Any] = {s.value: self.store.count(name, s) for s in STATES}
             counts["quarantined"] = len(self.store.quarantined(name))
             counts["batches"] = self._batches(name)
+            counts.update(self.controls_status(name))
             result[name] = counts
         return {"queues": result, "root": self.store.url, "source": "store"}
 
@@ -309,11 +318,19 @@ class StoreAdmin:
             found[name] = progress.as_dict(self.clock())
         return found
 
-    def ls(self, queue: str, state: State | None = None) -> list[tuple[State, str]]:
-        """Return (state, id) of the queue's jobs, in one state or all of them."""
+    def ls(self, queue: str, state: State | None = None, *, ordered: bool = True
+           ) -> list[tuple[State, str]]:
+        """Return (state, id) of the queue's jobs, in one state or all of them; pending ones
+        in dispatch order (``ordered``: a daemon, which knows it, says False)."""
         self.known_queue(queue)
         states = [state] if state else list(STATES)
-        return [(s, job_id) for s in states for job_id in self.store.ids(queue, s)]
+        rows = []
+        for s in states:
+            ids = self.store.ids(queue, s)
+            if s is State.PENDING and ordered:  # in the order a daemon dispatches them
+                ids = self.pending_in_order(queue, ids, self.clock())
+            rows += [(s, job_id) for job_id in ids]
+        return rows
 
     def show(self, queue: str, job_id: str) -> dict[str, Any]:
         """Return what the store holds for a job: its state, file, and checkpoint."""
@@ -346,6 +363,7 @@ class StoreAdmin:
             info["also_in"] = [s.value for s in states[:-1]]
         if hand_written:
             info["hand_written"] = True  # completed as shown when the daemon dispatches it
+        info["controls"] = self.controls_status(queue)
         return info
 
     # -- repairing -------------------------------------------------------------------------
