@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from ckptd.core.controls_text import controls_summary
 from ckptd.core.timefmt import format_duration
 
 WATCH_INTERVAL = 1.0
@@ -94,45 +95,9 @@ def status_table(answer: dict[str, Any]) -> str:
 
 
 def controls_lines(queues: dict[str, dict[str, Any]]) -> list[str]:
-    """One line per queue with its operator controls: pause, limits, priorities, dedup,
-    retention (what is kept, how long, and what the sweep did)."""
-    lines = []
-    for name, c in queues.items():
-        parts = []
-        paused = c.get("paused")
-        if paused:
-            parts.append("PAUSED" + (f" ({paused['reason']})" if paused.get("reason") else ""))
-        limits = c.get("limits") or {}
-        if limits.get("max_running") is not None:
-            parts.append(f"max_running {limits['max_running']}"
-                         + (f" ({limits['running']} running)" if "running" in limits else ""))
-        if limits.get("rate"):
-            parts.append(f"rate {limits['rate']}")
-        if limits.get("source") not in (None, "config"):
-            parts.append("limits from limits.json")
-        if limits.get("error"):
-            parts.append(f"limits.json ignored: {limits['error']}")
-        levels = (c.get("priorities") or {}).get("levels") or {}
-        if len(levels) > 1 or (levels and "0" not in levels):
-            aged = (c.get("priorities") or {}).get("aged", 0)
-            parts.append("priorities " + " ".join(f"{k}:{v}" for k, v in levels.items())
-                         + (f" ({aged} aged)" if aged else ""))
-        unique = c.get("unique")
-        if unique:
-            hits = f", {unique['hits']} found" if unique.get("hits") else ""
-            parts.append(f"unique {unique['by']}/{unique['scope']}{hits}")
-        keep = c.get("retention") or {}
-        if keep:
-            rule = f"keep done {keep.get('keep_done')}, failed {keep.get('keep_failed')}"
-            if keep.get("keep_last") is not None:
-                rule += f", last {keep['keep_last']}"
-            if keep.get("archive"):
-                rule += ", archived"
-            gone = sum(int(keep.get(k) or 0) for k in ("removed_done", "removed_failed",
-                                                        "archived_done", "archived_failed"))
-            parts.append(rule + (f" ({gone} swept)" if gone else ""))
-        if parts:
-            lines.append(f"{name}: " + " · ".join(parts))
+    """One line per queue with its operator controls (see :func:`controls_summary`)."""
+    lines = [f"{name}: {text}" for name, c in queues.items()
+             if (text := controls_summary(c))]
     return ["", *lines] if lines else []
 
 

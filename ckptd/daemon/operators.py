@@ -16,9 +16,9 @@ from typing import Any
 from ckptd.codec import decode_job, encode_job
 from ckptd.core import edits, jobs
 from ckptd.core.errors import CkptdError, JobNotFound, QueueNotFound, TransitionError
-from ckptd.core.queue_controls import aging_of, unique_of
 from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
+from ckptd.daemon.controls_view import controls_view
 from ckptd.daemon.engine import Engine
 from ckptd.daemon.index import Callback
 from ckptd.daemon.snapshot import queue_figures
@@ -70,31 +70,7 @@ class Operators:
     def controls_view(self, queue: str, now: float, job_id: str | None = None
                       ) -> dict[str, Any]:
         """What status (and, for one job, explain) shows of a queue's controls."""
-        engine = self.engine
-        settings = engine.settings
-        index = engine.queues.get(queue)
-        running = len(index.claimed) if index is not None else 0
-        view = engine.index.gate.view(queue, running)
-        view["retention"] = engine.sweeper.view(queue)
-        unique = unique_of(settings, queue)
-        view["unique"] = None if unique is None else {
-            "by": unique[0], "scope": unique[1], "hits": engine.open_jobs.hits.get(queue, 0)}
-        ready = index.ready if index is not None else None
-        view["priorities"] = {
-            "levels": {str(k): v for k, v in ready.levels().items()} if ready else {},
-            "unread": len(ready.unread) if ready else 0, "aged": ready.aged if ready else 0,
-            "aging_s": aging_of(settings, queue)}
-        if job_id is not None and index is not None and job_id in index.pending \
-                and ready is not None:
-            level = ready.prio.get(job_id, 0)
-            ahead = 0
-            for other in ready:
-                if other == job_id:
-                    break
-                ahead += 1
-            view["job"] = {"priority": level, "ahead": ahead,
-                           "due": job_id not in index.delayed_at}
-        return view
+        return controls_view(self.engine, queue, job_id)
 
     def control_request(self, kind: str, body: Body, now: float) -> Body:
         """pause, resume, limit (the queue's control files) and schedules."""

@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from ckptd.core.timefmt import parse_iso
 from tests.helpers import wait_for
 from tests.integration.worker_helpers import records
-from ckptd.core.timefmt import parse_iso
 from tests.procs import REPO, Processes, base_env, job_files
 
 Q, OTHER = "work", "other"

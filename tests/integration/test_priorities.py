@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.helpers import wait_for
 from tests.integration.worker_helpers import config_file, records
-from tests.procs import REPO, Processes, base_env
+from tests.procs import REPO, DaemonProcess, Processes, base_env
 
 Q = "work"
 
@@ -93,7 +93,7 @@ def test_aging_lets_a_waiting_job_through_a_flood(procs: Processes, tmp_path: Pa
                      env={"TEST_LOG": str(log), "SLEEP": "0.05"})
         stop = threading.Event()
 
-        def flood() -> None:
+        def flood(daemon: DaemonProcess = daemon, stop: threading.Event = stop) -> None:
             with daemon.client() as client:
                 while not stop.is_set():
                     client.submit(Q, {"flood": True})
