@@ -475,7 +475,8 @@ class Store(ABC):
         """Remove the control file ``<queue>/<name>``. Idempotent: absent is fine."""
 
     def queue_controls(self) -> dict[str, dict[str, bytes]]:
-        """Every queue (as :meth:`queues` lists them) with the :data:`QUEUE_CONTROLS` files
+        """Every queue (as :meth:`queues` lists them; a bucket adds prefixes that hold only a
+        control file) with the :data:`QUEUE_CONTROLS` files
         it has, by name: ``{"price": {"paused": b"maintenance"}, "ship": {}}``.
 
         Default: a listing of the queues, then a look for each file.

@@ -355,8 +355,9 @@ class S3Store(BucketStore):
             found: dict[str, dict[str, bytes]] = {}
             wanted: list[tuple[str, str, tuple[float, int]]] = []
             for queue, (objects, folders) in zip(names, listed):
-                if not states & set(folders):
-                    continue
+                if not states & set(folders) and not any(o.name in QUEUE_CONTROLS
+                                                         for o in objects):
+                    continue  # a queue: state folders, or a control file (paused first)
                 found[queue] = {}
                 for entry in objects:
                     if entry.name not in QUEUE_CONTROLS:
