@@ -73,7 +73,9 @@ def test_help_shows_examples_as_written_one_per_line() -> None:
     text = help_text("ls")
     assert "\n    ckptd ls price            # every job, with its state\n" in text
     assert examples(text) == ["ckptd ls price            # every job, with its state",
-                              "ckptd ls price failed     # the ids in failed/, one per line"]
+                              "ckptd ls price failed     # the ids in failed/, one per line",
+                              "ckptd ls price pending    # in dispatch order: by priority, "
+                              "then oldest first"]
 
 
 def _failed_job(scratch: Scratch) -> str:
