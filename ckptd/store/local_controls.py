@@ -9,11 +9,12 @@ Mixed into :class:`~ckptd.store.local.LocalStore`.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import MalformedJob
-from ckptd.core.ids import id_time
+from ckptd.core.ids import id_stamp, made_after
 from ckptd.core.names import check_job_ref, check_name, check_queue
 from ckptd.core.states import State
 from ckptd.store.base import (
@@ -29,6 +30,8 @@ from ckptd.store.base import (
 from ckptd.store.durable import fsync_dir, io_error, unlink_quietly, write_new
 from ckptd.store.local_files import KeptPending, read_file
 from ckptd.store.local_folders import QueueFolders
+
+YIELD_EVERY = 256  # entries a listing of finished jobs reads before it lets the loop run
 
 
 class LocalControls:
@@ -89,16 +92,17 @@ class LocalControls:
         self.folders.check(queue)
         folder = f"{self.root}/{queue}/{state.value}"
         found = []
+        after = id_stamp(cutoff) if cutoff is not None else None
         try:
             with os.scandir(folder) as entries:
-                for entry in entries:
+                for n, entry in enumerate(entries):
+                    if not n % YIELD_EVERY:
+                        time.sleep(0)  # on the retention thread: the loop gets its turn
                     job_id = split_job_name(entry.name)
                     if job_id is None:
                         continue
-                    if cutoff is not None:
-                        born = id_time(job_id)
-                        if born is not None and born.timestamp() > cutoff:
-                            continue  # created after the cutoff: cannot have ended before it
+                    if after is not None and made_after(job_id, after):
+                        continue  # created after the cutoff: cannot have ended before it
                     try:
                         info = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
