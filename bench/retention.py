@@ -1,18 +1,21 @@
 """Retention benchmark: dispatch latency p99 with and without a retention sweep at work.
 
-A real daemon and 2 workers on tmpfs; jobs are submitted at a steady rate (``--rate`` per
-second for ``--seconds``) and each handler records when it started next to when its job was
-submitted: the dispatch latency (submit -> handler). Two setups, the same load:
+A real daemon and 2 workers (the store on tmpfs unless ``--root`` says otherwise); jobs are
+submitted at a steady rate (``--rate`` per second for ``--seconds``) and each handler records
+when it started next to when its job was submitted: the dispatch latency (submit ->
+handler). Two setups, the same load:
 
 - ``without``: retention off (keep_done = 0s): nothing is ever removed;
-- ``with``: keep_done = 1s, retention_interval = 1s, and done/ holds ``--old`` jobs that
-  ended a day ago when the daemon starts, so that the first sweep removes them all (and
-  every later one the jobs that just flowed) while the load runs.
+- ``with``: keep_done = ``--keep`` (2s), retention_interval = ``--interval`` (1s), and
+  done/ holds ``--old`` jobs that ended a day ago when the daemon starts, so that the first
+  sweep removes them all (and every later one the jobs that just flowed) while the load
+  runs.
 
 It prints p50/p99/max per run and the median of the runs' p99 for each setup.
 
     python bench/retention.py                       # 3 runs each, 50,000 old jobs
     python bench/retention.py --runs 5 --old 200000 --root /dev/shm/ckptd-ret
+    python bench/retention.py --root /mnt/some-ext4/ckptd-ret --fsync batch   # a real disk
 """
 
 from __future__ import annotations
@@ -72,15 +75,15 @@ def one_run(base: str, sweep: bool, args: argparse.Namespace) -> dict[str, float
         old_done_jobs(root, args.old)
     config = os.path.join(base, "ckptd.toml")
     with open(config, "w") as handle:
-        handle.write(f'retention_interval = "1s"\nkeep_done = "{"1s" if sweep else "0s"}"\n'
-                     'keep_failed = "0s"\n')
+        handle.write(f'retention_interval = "{args.interval}"\n'
+                     f'keep_done = "{args.keep if sweep else "0s"}"\nkeep_failed = "0s"\n')
     log = os.path.join(base, "latency.log")
     if os.path.exists(log):
         os.unlink(log)
     env = dict(os.environ, CKPTD_CONFIG=config, CKPTD_LOG_LEVEL="warning", BENCH_LOG=log,
                PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), HERE]))
     daemon, control = start_daemon(root, os.path.join(base, "ready"), env,
-                                   "--fsync", "never")
+                                   "--fsync", args.fsync)
     workers = [subprocess.Popen([sys.executable, "-m", "ckptd", "worker", "--connect", control,
                                  "--queue", QUEUE, "-c", "4", "handlers:stamped"], cwd=HERE,
                                 env=env) for _ in range(2)]
@@ -114,14 +117,19 @@ def main() -> None:
     parser.add_argument("--old", type=int, default=50_000, help="done jobs there at start")
     parser.add_argument("--rate", type=int, default=1000, help="jobs submitted per second")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--keep", default="2s", help="keep_done of the 'with' runs")
+    parser.add_argument("--interval", default="1s", help="retention_interval")
+    parser.add_argument("--fsync", default="never", help="the daemon's --fsync (never on "
+                        "tmpfs; the default, batch, on a real disk)")
     parser.add_argument("--root", default=None, help="where (default: a folder in /dev/shm)")
     args = parser.parse_args()
     base = args.root or tempfile.mkdtemp(prefix="ckptd-retention-",
                                          dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     os.makedirs(base, exist_ok=True)
-    print(f"store on {filesystem(base)} ({base}); {args.rate} jobs/s for {args.seconds:g}s, "
-          f"2 workers x 4; 'with': {args.old} old done jobs to sweep, keep_done 1s, "
-          "interval 1s", flush=True)
+    print(f"store on {filesystem(base)} ({base}), fsync {args.fsync}; {args.rate} jobs/s "
+          f"for {args.seconds:g}s, "
+          f"2 workers x 4; 'with': {args.old} old done jobs to sweep, keep_done "
+          f"{args.keep}, interval {args.interval}", flush=True)
     results: dict[str, list[dict[str, float]]] = {"without": [], "with": []}
     try:
         for run in range(args.runs):
