@@ -33,7 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bench.common import start_daemon, stop, wait_for_workers  # noqa: E402
+from bench.common import settle, start_daemon, stop, wait_for_workers  # noqa: E402
 from ckptd.client.client import Client  # noqa: E402
 from ckptd.core.ids import new_id  # noqa: E402
 from ckptd.core.jobs import encode, new_job  # noqa: E402
@@ -73,6 +73,7 @@ def one_run(base: str, sweep: bool, args: argparse.Namespace) -> dict[str, float
     shutil.rmtree(root, ignore_errors=True)
     if sweep:
         old_done_jobs(root, args.old)
+    settle()  # what the last run and the old jobs left reaches the disk before this one
     config = os.path.join(base, "ckptd.toml")
     with open(config, "w") as handle:
         handle.write(f'retention_interval = "{args.interval}"\n'

@@ -7,8 +7,9 @@ and ``failed/`` with the time each file last changed (when the job ended), and r
 job that is older than its state keeps, or beyond the newest ``keep_last`` (its file, its
 checkpoint and its blobs), or with ``archive`` moves it under ``archive/<DATE>/``, DATE being
 the day it ended (UTC). It works in groups of :data:`GROUP` jobs with a pause between
-them, so the daemon's loop (which dispatches) keeps the interpreter most of the time; the
-loop only folds the sweep's counts into the index at its next turn.
+them as long as the group took (at least :data:`PAUSE`), so the daemon's loop (which
+dispatches) keeps the interpreter and the disk most of the time; the loop only folds the
+sweep's counts into the index at its next turn.
 
 Only finished jobs are touched, which the loop never moves again, except an operator's retry
 of a failed job; such a retry that races the sweep finds the job gone and says so.
@@ -124,6 +125,7 @@ class Sweeper:
             if self._stop.is_set() or not self.may_write():
                 return
             group = doomed[start:start + GROUP]
+            began = time.monotonic()
             swept = Swept(queue, state)
             if retention.archive:
                 for job_id, ended in group:
@@ -135,7 +137,9 @@ class Sweeper:
                                                            [job_id for job_id, _ in group])
             self.results.append(swept)
             self.wake()
-            time.sleep(PAUSE)
+            # As long as the group took (at least PAUSE): half the time at most, so that a
+            # large backlog does not fill the disk's journal ahead of the loop's own syncs.
+            time.sleep(max(PAUSE, time.monotonic() - began))
 
     def take_results(self) -> list[Swept]:
         """What the sweep did since the last call (the loop folds it into the index)."""
