@@ -137,7 +137,8 @@ class LocalControls:
         return found
 
     def remove_finished(self, queue: str, state: State, job_ids: Sequence[str]) -> list[str]:
-        """Plain unlinks (no shared state with :meth:`apply`), the folders synced once."""
+        """Plain unlinks (no shared state with :meth:`apply`), not synced: a removal that a
+        crash undoes is done again by the next sweep."""
         check_queue(queue)
         self.folders.check(queue)
         base = f"{self.root}/{queue}"
@@ -153,8 +154,6 @@ class LocalControls:
                 unlink_quietly(f"{base}/{CHECKPOINT_DIR}/{job_id}{JOB_SUFFIX}")
                 for kind in BLOB_KINDS:
                     unlink_quietly(f"{base}/{BLOB_DIR}/{job_id}.{kind}")
-            if removed and self.fsync is not FsyncMode.NEVER:
-                fsync_dir(f"{base}/{state.value}")
         except OSError as exc:
             raise io_error(exc, "remove finished jobs from", f"{base}/{state.value}") from exc
         return removed
