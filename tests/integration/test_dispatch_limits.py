@@ -67,7 +67,9 @@ def test_max_running_bounds_claims_over_every_worker_and_a_restart(procs: Proces
         sampler.join()
     assert sampler.samples > 100
     assert sampler.most <= 3, f"{sampler.most} jobs were claimed at once"
-    assert sampler.at_limit > sampler.samples / 4  # the limit was used, not just respected
+    # The limit was used, not just respected (a loaded machine and the kill and restart
+    # take part of the time: a broken limit of 1 or 2 would give 0 here).
+    assert sampler.at_limit > sampler.samples / 8
 
 
 def claim_times(root: str) -> list[float]:
