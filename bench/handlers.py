@@ -49,3 +49,18 @@ def logged(job: Job) -> Any:
         os.close(fd)
     time.sleep(0.002)
     return None
+
+
+def stamped(job: Job) -> Any:
+    """Record when the handler started next to when the job was submitted (payload["at"]),
+    with one O_APPEND write to $BENCH_LOG: the dispatch latency, submit -> handler."""
+    import os
+    import time
+
+    line = f"{job.payload['at']:.6f} {time.time():.6f}\n".encode()
+    fd = os.open(os.environ["BENCH_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return None

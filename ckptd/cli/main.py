@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ckptd.cli import exits
+from ckptd.cli import controls, exits
 from ckptd.cli.context import Context, current
 from ckptd.cli.inputs import read_payload
 from ckptd.cli.options import Group, connect_option
@@ -53,8 +53,9 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
         client_key: str | None) -> None:
     """ckptd: jobs as files, state changes as renames, dispatch over ZeroMQ.
 
-    Store commands (submit, status, ls, show, retry, cancel, purge, fsck) work on the store
-    directly, no daemon needed; with --connect they go through a running daemon.
+    Store commands (submit, status, ls, show, retry, cancel, purge, fsck, and the operator
+    controls pause, resume, limit, schedules) work on the store directly, no daemon
+    needed; with --connect they go through a running daemon.
     """
     ctx.obj = Context({"root": root, "fsync": fsync, "log_level": log_level,
                        "server_key": server_key, "client_key": client_key}, config_file,
@@ -65,7 +66,8 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
   ckptd submit price '{"sku": "A-1", "qty": 3}'
   ckptd submit price --payload-file item.json --id order-42 --if-exists=return
   ckptd submit reports '{}' --delay 10m --max-attempts 5
-  ckptd submit render '{"page": 7}' --time-limit 2m""")
+  ckptd submit render '{"page": 7}' --time-limit 2m
+  ckptd submit price '{"sku": "RUSH-1"}' --priority -10""")
 @click.argument("queue")
 @click.argument("payload_json", required=False, metavar="[PAYLOAD_JSON]")
 @click.option("--payload-file", metavar="F|-",
@@ -76,19 +78,26 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
 @click.option("--time-limit", metavar="DURATION",
               help="How long one attempt may run (its handler then gets ckptd.TimeLimit); "
                    "over the queue's time_limit.")
+@click.option("--priority", type=click.IntRange(-1_000_000, 1_000_000), metavar="N",
+              help="Lower runs first, FIFO within one priority. [default: 0]")
 @click.option("--if-exists", type=click.Choice(["error", "return"]), default="error",
               show_default=True, help="When the id already exists: fail, or print it.")
 def submit(queue: str, payload_json: str | None, payload_file: str | None, job_id: str | None,
            max_attempts: int | None, delay: str | None, time_limit: str | None,
-           if_exists: str) -> None:
-    """Create a job in QUEUE and print its id once it is stored."""
+           priority: int | None, if_exists: str) -> None:
+    """Create a job in QUEUE and print its id once it is stored.
+
+    On a queue with unique = "payload" the id is made from the payload: the same payload
+    prints the id of the job it made before (marked "already existed").
+    """
     payload = read_payload(payload_json, payload_file)
     seconds = parse_duration(delay, "--delay") if delay else None
     limit = parse_duration(time_limit, "--time-limit") if time_limit else None
     if limit is not None and limit <= 0:
         raise ConfigError("--time-limit must be longer than 0s")
     answer = _ctx().admin().submit(queue, payload, job_id=job_id, max_attempts=max_attempts,
-                                   delay=seconds, if_exists=if_exists, time_limit=limit)
+                                   delay=seconds, if_exists=if_exists, time_limit=limit,
+                                   priority=priority)
     click.echo(answer.id)
     if not answer.created:
         click.echo(f"(already existed, {answer.state})", err=True)
@@ -158,11 +167,13 @@ def status(queue: str | None, as_json: bool, watch: bool) -> None:
 
 @cli.command(epilog="""Examples:
   ckptd ls price            # every job, with its state
-  ckptd ls price failed     # the ids in failed/, one per line""")
+  ckptd ls price failed     # the ids in failed/, one per line
+  ckptd ls price pending    # in dispatch order: by priority, then oldest first""")
 @click.argument("queue")
 @click.argument("state", required=False, type=click.Choice([s.value for s in STATES]))
 def ls(queue: str, state: str | None) -> None:
-    """List the jobs of QUEUE (in FIFO order), in one STATE or all."""
+    """List the jobs of QUEUE (FIFO order; pending jobs in dispatch order: by priority,
+    FIFO within one, then the delayed ones), in one STATE or all."""
     rows = _ctx().admin().ls(queue, State(state) if state else None)
     for row_state, job_id in rows:
         click.echo(job_id if state else f"{State(row_state).value:<8} {job_id}")
@@ -506,6 +517,10 @@ def doctor(as_json: bool, timeout: str) -> None:
                    "warning(s)")
     if count(findings, PROBLEM):
         sys.exit(exits.PROBLEMS)
+
+
+for _command in controls.COMMANDS:  # pause, resume, limit, schedules
+    cli.add_command(_command)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from ckptd.core.controls_text import controls_summary
 from ckptd.core.timefmt import format_duration
 
 WATCH_INTERVAL = 1.0
@@ -84,11 +85,30 @@ def status_table(answer: dict[str, Any]) -> str:
         lines.append("")
         lines += _table(["batch", "queue", "total", "done", "failed", "open", "eta", "then"],
                         batch_rows, left=(0, 1, 7))
+    lines += controls_lines(queues)
+    lines += schedule_lines(answer.get("schedules") or [])
     drops = answer.get("drops") or {}
     if drops:
         lines.append("dropped messages: " + ", ".join(f"{k}={v}" for k, v in
                                                       sorted(drops.items())))
     return "\n".join(lines)
+
+
+def controls_lines(queues: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per queue with its operator controls (see :func:`controls_summary`)."""
+    lines = [f"{name}: {text}" for name, c in queues.items()
+             if (text := controls_summary(c))]
+    return ["", *lines] if lines else []
+
+
+def schedule_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The schedules, with their next and last runs."""
+    if not rows:
+        return []
+    table = [[r["name"], r["queue"], r["when"], str(r.get("next") or "-"),
+              str(r.get("last") or "never"), r["catch_up"]] for r in rows]
+    return ["", *_table(["schedule", "queue", "when", "next", "last", "catch_up"], table,
+                        left=(0, 1, 2, 3, 4, 5))]
 
 
 def show_status(fetch: Callable[[], dict[str, Any]], *, as_json: bool, watch: bool,

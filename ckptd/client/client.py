@@ -40,6 +40,7 @@ from ckptd.core.errors import (
 )
 from ckptd.core.ids import new_id
 from ckptd.core.names import check_job_id, check_queue
+from ckptd.core.queue_controls import check_priority
 from ckptd.core.states import State
 from ckptd.store.admin import StoreAdmin
 from ckptd.wire import protocol
@@ -72,12 +73,15 @@ class Client:
         self._current = 0
         self._direct = DirectSubmit(lambda: self.request("endpoints")) if direct else None
 
-    def _direct_store(self) -> tuple[DirectSubmit, StoreAdmin] | None:
-        """The way to submit straight into the daemon's store, when this host has it."""
+    def _direct_store(self, queue: str) -> tuple[DirectSubmit, StoreAdmin] | None:
+        """The way to submit straight into the daemon's store, when this host has it (and
+        the queue allows it: not one whose ids come from payloads)."""
         if self._direct is None:
             return None
         admin = self._direct.admin()
-        return None if admin is None else (self._direct, admin)
+        if admin is None or queue in self._direct.through_daemon:
+            return None
+        return self._direct, admin
 
     @property
     def endpoint(self) -> str:
@@ -216,25 +220,34 @@ class Client:
 
     def submit(self, queue: str, payload: Any = None, *, id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
-               batch: str | None = None, time_limit: float | None = None) -> str:
+               batch: str | None = None, time_limit: float | None = None,
+               priority: int | None = None) -> str:
         """Submit a job and return its id once the daemon has stored it durably.
 
         ``time_limit`` (seconds) bounds each attempt of this job, over the queue's own
-        (README "Time limits").
+        (README "Time limits"). ``priority``: lower runs first (default 0; README
+        "Priorities"). On a queue with ``unique = "payload"`` the id is the payload's, and
+        the same payload returns the job it made before.
         """
         return self.submit_job(queue, payload, job_id=id, max_attempts=max_attempts,
-                               delay=delay, batch=batch, time_limit=time_limit).id
+                               delay=delay, batch=batch, time_limit=time_limit,
+                               priority=priority).id
 
     def submit_job(self, queue: str, payload: Any = None, *, job_id: str | None = None,
                    max_attempts: int | None = None, delay: float | None = None,
                    if_exists: str = "error", batch: str | None = None,
-                   time_limit: float | None = None) -> Submitted:
+                   time_limit: float | None = None, priority: int | None = None
+                   ) -> Submitted:
         """Submit a job; return its id and whether this call created it."""
         check_queue(queue)
         generated = job_id is None
         body: dict[str, Any] = {"queue": queue, "payload": payload,
                                 "id": new_id() if generated else check_job_id(job_id),
                                 "if_exists": "return" if generated else if_exists}
+        if not generated:
+            body["own_id"] = True
+        if priority:
+            body["priority"] = check_priority(priority)
         if max_attempts is not None:
             body["max_attempts"] = max_attempts
         if delay:
@@ -245,9 +258,10 @@ class Client:
             body["time_limit"] = time_limit
         if generated:
             body["fresh"] = True
-        # A job of a batch, or one to run later, goes through the daemon, which then counts
-        # the batch's figures and the delayed jobs at once.
-        found = self._direct_store() if batch is None and not delay else None
+        # A job of a batch, one to run later or with a priority goes through the daemon,
+        # which then counts the batch's figures and the delayed jobs, and orders it, at once.
+        found = self._direct_store(queue) if batch is None and not delay and not priority \
+            else None
         if found is not None:  # on the daemon's host: write the job into its store
             direct, admin = found
             try:
@@ -307,7 +321,7 @@ class Client:
         fresh = ids is None
         items = [{"id": new_id() if ids is None else check_job_id(ids[n]), "payload": p,
                   "fresh": fresh, "if_exists": "return"} for n, p in enumerate(payloads)]
-        found = self._direct_store() if fresh else None
+        found = self._direct_store(queue) if fresh else None
         if found is not None:  # on the daemon's host: write the jobs into its store
             direct, admin = found
             try:
@@ -408,6 +422,27 @@ class Client:
                                           "older_than": older_than},
                                 timeout=max(self.timeout, 600.0))["count"])
 
+    # -- operator controls -----------------------------------------------------------------
+
+    def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
+        """Pause ``queue`` (writes ``<queue>/paused`` with the reason): nothing more of it is
+        claimed until :meth:`resume`; running jobs finish, submits are accepted."""
+        return self.request("pause", {"queue": queue, "reason": reason})
+
+    def resume(self, queue: str) -> dict[str, Any]:
+        """Resume ``queue`` (removes ``<queue>/paused``)."""
+        return self.request("resume", {"queue": queue})
+
+    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
+              ) -> dict[str, Any]:
+        """Set ``max_running`` and/or ``rate`` of ``queue`` in its ``limits.json`` (a None
+        value removes one: the config's applies again); ``reset`` removes the file."""
+        return self.request("limit", {"queue": queue, **changes, "reset": reset})
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """The schedules, with their next and last runs."""
+        return list(self.request("schedules")["schedules"])
+
     def close(self) -> None:
         """Close the socket (and the context if the client made it). Idempotent."""
         self._reset(rotate=False)
@@ -433,11 +468,24 @@ class RemoteAdmin:
     def submit(self, queue: str, payload: Any, *, job_id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
                if_exists: str = "error", batch: str | None = None,
-               time_limit: float | None = None) -> Submitted:
+               time_limit: float | None = None, priority: int | None = None) -> Submitted:
         """See :meth:`ckptd.admin.StoreAdmin.submit`."""
         return self.client.submit_job(queue, payload, job_id=job_id, max_attempts=max_attempts,
                                       delay=delay, if_exists=if_exists, batch=batch,
-                                      time_limit=time_limit)
+                                      time_limit=time_limit, priority=priority)
+
+    def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
+        """See :meth:`Client.pause`."""
+        return self.client.pause(queue, reason)
+
+    def resume(self, queue: str) -> dict[str, Any]:
+        """See :meth:`Client.resume`."""
+        return self.client.resume(queue)
+
+    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
+              ) -> dict[str, Any]:
+        """See :meth:`Client.limit`."""
+        return self.client.limit(queue, changes, reset)
 
     def submit_file(self, queue: str, data: bytes, **options: Any) -> SubmittedFile:
         """See :meth:`Client.submit_file`."""

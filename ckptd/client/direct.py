@@ -42,7 +42,11 @@ def submit_settings(store_root: str, settings: Settings, token: str) -> dict[str
             "file_mode": settings.file_mode, "dir_mode": settings.dir_mode,
             "max_attempts": settings.max_attempts, "blob_threshold": settings.blob_threshold,
             "queues": {name: q.max_attempts for name, q in settings.queues.items()
-                       if q.max_attempts}}
+                       if q.max_attempts},
+            # queues whose ids come from their payloads: only the daemon knows which of
+            # their jobs are open, so their submits go through it
+            "through_daemon": sorted(name for name, q in settings.queues.items()
+                                     if q.unique)}
 
 
 class DirectSubmit:
@@ -52,6 +56,7 @@ class DirectSubmit:
         self._ask = ask  # the daemon's endpoints answer
         self._admin: StoreAdmin | None = None
         self._checked_at = float("-inf")
+        self.through_daemon: frozenset[str] = frozenset()  # queues never submitted here
 
     def admin(self) -> StoreAdmin | None:
         """The store commands on the daemon's store, or None when it is not reachable here."""
@@ -88,6 +93,7 @@ class DirectSubmit:
             return None  # not this daemon's store, or not on this host
         if not os.access(root, os.W_OK | os.X_OK):
             return None
+        self.through_daemon = frozenset(str(q) for q in offer.get("through_daemon") or ())
         try:
             settings = Settings(
                 root=root, fsync=FsyncMode(offer["fsync"]), file_mode=int(offer["file_mode"]),

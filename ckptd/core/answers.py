@@ -41,7 +41,7 @@ class Admin(Protocol):
     def submit(self, queue: str, payload: Any, *, job_id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
                if_exists: str = "error", batch: str | None = None,
-               time_limit: float | None = None) -> Submitted:
+               time_limit: float | None = None, priority: int | None = None) -> Submitted:
         """Create a job; see :meth:`ckptd.store.admin.StoreAdmin.submit`."""
 
     def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
@@ -68,3 +68,13 @@ class Admin(Protocol):
 
     def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
         """Remove done or failed jobs; return how many."""
+
+    def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
+        """Pause a queue (its ``paused`` file)."""
+
+    def resume(self, queue: str) -> dict[str, Any]:
+        """Resume a queue."""
+
+    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
+              ) -> dict[str, Any]:
+        """Change a queue's ``limits.json``."""

@@ -19,6 +19,8 @@ from typing import Any
 
 from ckptd.core.errors import ConfigError
 from ckptd.core.names import check_queue
+from ckptd.core.queue_controls import QUEUE_CONTROL_KEYS, Rate, parse_queue_controls
+from ckptd.core.schedule_settings import ScheduleSettings, parse_schedules
 from ckptd.core.timefmt import parse_duration, parse_size
 
 ENV_PREFIX = "CKPTD_"
@@ -125,6 +127,16 @@ class QueueSettings:
     lease: float | None = None
     next: str | None = None
     time_limit: float | None = None
+    # operator controls (ckptd.core.queue_controls)
+    max_running: int | None = None
+    rate: Rate | None = None
+    keep_done: float | None = None
+    keep_failed: float | None = None
+    keep_last: int | None = None
+    archive: bool | None = None
+    unique: str | None = None
+    unique_scope: str | None = None
+    priority_aging: float | None = None
 
 
 _NO_OVERRIDES = QueueSettings()
@@ -215,8 +227,26 @@ class Settings:
     metrics_port: int = _setting(0, _port, "HTTP port for /metrics and the dashboard; 0 = off.")
     metrics_bind: str = _setting("127.0.0.1", _text,
                                  "Address the metrics/dashboard port listens on.")
+    # operator controls: defaults of every queue (README "Operator controls")
+    keep_done: float = _setting(7 * 86400.0, parse_duration,
+                                "Done jobs older than this are removed (or archived); 0 = "
+                                "kept forever. [queues.NAME] keep_done overrides it.")
+    keep_failed: float = _setting(30 * 86400.0, parse_duration,
+                                  "Failed jobs older than this are removed (or archived); "
+                                  "0 = kept forever.")
+    archive: bool = _setting(False, _bool, "Retention moves finished jobs under "
+                             "<queue>/archive/DATE/ instead of removing them.")
+    retention_interval: float = _setting(60.0, parse_duration,
+                                         "How often finished jobs are checked against "
+                                         "keep_done, keep_failed and keep_last.")
+    priority_aging: float = _setting(60.0, parse_duration,
+                                     "A waiting job moves one priority level up per this "
+                                     "long (no flood of urgent jobs starves the rest); 0 = "
+                                     "strict priorities.")
     # per-queue overrides, from [queues.NAME] tables
     queues: Mapping[str, QueueSettings] = field(default_factory=dict, metadata={"doc": ""})
+    schedules: Mapping[str, ScheduleSettings] = field(default_factory=dict,
+                                                      metadata={"doc": ""})
     storage_options: Mapping[str, Any] = field(default_factory=dict, metadata={"doc": ""})
 
     def __post_init__(self) -> None:
@@ -291,7 +321,7 @@ def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
     check_queue(name)
     if not isinstance(table, dict):
         raise ConfigError(f"[queues.{name}] in {source} must be a table")
-    known = {"max_attempts", "lease", "next", "time_limit"}
+    known = {"max_attempts", "lease", "next", "time_limit", *QUEUE_CONTROL_KEYS}
     unknown = set(table) - known
     if unknown:
         raise ConfigError(f"unknown setting(s) {sorted(unknown)} in [queues.{name}] of {source}; "
@@ -306,6 +336,7 @@ def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
         next=nxt,
         time_limit=(parse_duration(table["time_limit"], f"queues.{name}.time_limit")
                     if "time_limit" in table else None),
+        **parse_queue_controls(name, table, source),
     )
 
 
@@ -335,6 +366,7 @@ def load_settings(config_file: str | None = None, env: Mapping[str, str] | None 
     values: dict[str, Any] = {}
     queues: dict[str, QueueSettings] = {}
     storage: dict[str, Any] = {}
+    schedules: dict[str, ScheduleSettings] = {}
     if config_file:
         data = read_toml(config_file)
         for key, value in data.items():
@@ -342,6 +374,8 @@ def load_settings(config_file: str | None = None, env: Mapping[str, str] | None 
                 if not isinstance(value, dict):
                     raise ConfigError(f"'queues' in {config_file} must be a table of tables")
                 queues = {n: _queue_table(n, t, config_file) for n, t in value.items()}
+            elif key == "schedules":
+                schedules = parse_schedules(value, config_file)
             elif key == "storage_options":
                 if not isinstance(value, dict):
                     raise ConfigError(f"[storage_options] in {config_file} must be a table")
@@ -357,7 +391,7 @@ def load_settings(config_file: str | None = None, env: Mapping[str, str] | None 
     for name, value in (flags or {}).items():
         if value is not None:
             values[ALIASES.get(name, name)] = _parse(name, value, "the command line")
-    settings = Settings(queues=queues, storage_options=storage, **values)
+    settings = Settings(queues=queues, storage_options=storage, schedules=schedules, **values)
     _check(settings)
     return settings
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ckptd.core.explain_controls import control_sentences
 from ckptd.core.timefmt import format_duration, time_or_none
 
 TRACEBACK_LINES = 6
@@ -75,6 +76,7 @@ def explain(info: dict[str, Any], now: float) -> list[str]:
                    f"{format_duration(float(waiting.get('waiting_s') or 0))}{error}; next try "
                    f"in {format_duration(float(waiting.get('next_try_s') or 0))}. Nothing is "
                    "lost: the move is kept and retried until the store takes it.")
+    out += control_sentences(info, job, state, now)
     history = job.get("history") or []
     if history:
         out.append("History: " + "; ".join(_history_entry(h) for h in history[-5:])

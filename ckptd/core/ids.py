@@ -10,6 +10,7 @@ increasing even if the wall clock steps back: the time part never goes below the
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from datetime import UTC, datetime
@@ -40,6 +41,24 @@ def new_id(now: float | None = None) -> str:
     seconds, micro = divmod(us, 1_000_000)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds))
     return f"{stamp}.{micro:06d}Z-{os.urandom(8).hex()}"
+
+
+_STAMP = re.compile(r"\d{8}T\d{6}\.\d{6}Z")
+STAMP_LENGTH = 23  # of the time part of an id: 20261127T192416.123456Z
+
+
+def id_stamp(when: float) -> str:
+    """The time part an id made at ``when`` starts with (compare ids' first 23 characters
+    with it as strings: much cheaper than parsing each id's time)."""
+    us = int(when * 1_000_000)
+    seconds, micro = divmod(us, 1_000_000)
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(seconds))}.{micro:06d}Z"
+
+
+def made_after(job_id: str, stamp: str) -> bool:
+    """True when ``job_id`` is an id of :func:`new_id` made after the time whose
+    :func:`id_stamp` is ``stamp`` (False for other ids: their time is not known)."""
+    return job_id[:STAMP_LENGTH] > stamp and _STAMP.match(job_id) is not None
 
 
 def id_time(job_id: str) -> datetime | None:

@@ -10,8 +10,8 @@ is ``attempts + 1`` and that number is the fencing token every worker message ca
 ``rev`` counts rewrites of the file and decides which copy wins when a crash leaves a job in
 two folders (see :mod:`ckptd.states`). Optional keys: ``not_before``, ``last_error``,
 ``result``, ``claimed_at``, ``finished_at``, ``worker``, ``history``, ``batch``, ``lineage``,
-``time_limit`` (seconds an attempt may run), and ``payload_ref`` / ``result_ref`` when the
-value lives in a blob beside the job.
+``time_limit`` (seconds an attempt may run), ``priority`` (lower runs first; absent = 0),
+and ``payload_ref`` / ``result_ref`` when the value lives in a blob beside the job.
 Unknown keys are kept as they are, so other tools may add their own.
 """
 
@@ -46,8 +46,10 @@ def new_job(
     batch: str | None = None,
     lineage: list[str] | None = None,
     time_limit: float | None = None,
+    priority: int | None = None,
 ) -> Job:
-    """Return the file of a new pending job (``time_limit``: seconds an attempt may run)."""
+    """Return the file of a new pending job (``time_limit``: seconds an attempt may run;
+    ``priority``: lower runs first, 0 when left out)."""
     job: Job = {
         "id": job_id,
         "queue": queue,
@@ -65,6 +67,8 @@ def new_job(
         job["lineage"] = lineage
     if time_limit:
         job["time_limit"] = time_limit
+    if priority:
+        job["priority"] = priority
     return job
 
 

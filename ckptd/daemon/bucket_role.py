@@ -244,7 +244,8 @@ class BucketRole:
         marker = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now - INCREMENTAL_WINDOW))
         result: dict[str, Any] = {}
         dups: dict[str, dict[str, list[State]]] = {}
-        for queue in store.queues():
+        controls = store.queue_controls()  # the queues, and their paused/limits objects
+        for queue in controls:
             listed: dict[State, list[str]] = {}
             if full:
                 for state in STATES:
@@ -277,7 +278,7 @@ class BucketRole:
         if full:
             self._last_full = now
         return {"queues": result, "marks": marks, "full": full,
-                "resolved": resolved}
+                "resolved": resolved, "controls": controls, "started": now}
 
     def reconcile(self, scan: dict[str, Any], now: float) -> None:
         """Bring the index in line with a listing from :meth:`scan` (in the loop)."""
@@ -285,6 +286,7 @@ class BucketRole:
             return
         engine = self.engine
         full = scan["full"]
+        engine.controls.load_all(scan.get("controls", {}), scan.get("started"))
         for queue, listed in scan["queues"].items():
             index = engine.queue(queue)
             if full:

@@ -195,7 +195,8 @@ class Control:
             self.reply(identity, where)
         elif kind == b"ls":
             state = parse_state(body["state"]) if body.get("state") else None
-            rows = self.admin.ls(body["queue"], state)
+            rows = self.operators.dispatch_order(
+                body["queue"], self.admin.ls(body["queue"], state, ordered=False))
             self.reply(identity, {"jobs": [[s.value, i] for s, i in rows]})
         elif kind == b"show":
             info = self.admin.show(body["queue"], body["id"])
@@ -204,7 +205,11 @@ class Control:
                 else None
             if waiting is not None:
                 info["waiting_op"] = waiting
+            info["controls"] = self.operators.controls_view(body["queue"], now,
+                                                            job_id=body["id"])
             self.reply(identity, info)
+        elif kind in (b"pause", b"resume", b"limit", b"schedules"):
+            self.reply(identity, self.operators.control_request(kind.decode(), body, now))
         elif kind == b"retry":
             self.operators.retry(body["queue"], body.get("ids"), body.get("attempts"),
                                  self.replier(identity))

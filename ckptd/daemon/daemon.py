@@ -66,7 +66,7 @@ class Daemon:
         self.clock = clock
         self.ready_file = ready_file
         self.name = f"{os.uname().nodename}:{os.getpid()}"
-        self.engine = Engine(self.store, self.live, name=self.name)
+        self.engine = Engine(self.store, self.live, name=self.name, wake=self.wake)
         self.operators = Operators(self.engine)
         self.admin = StoreAdmin(self.store, self.live, clock)
         self.notifier = Notifier()
@@ -89,6 +89,7 @@ class Daemon:
             self.role = BucketRole(self.store, self.live, self.engine, self.guard,
                                    name=self.name, wake=self.wake, clock=clock,
                                    endpoints=lambda: self.endpoints)
+            self.engine.sweeper.may_write = self.role.writable  # retention: active only
         self.telemetry: Telemetry | None = None
         self.scans = Scans(self.store, self.engine, self.role, None, self.live, wake=self.wake,
                            clock=clock)
@@ -199,6 +200,7 @@ class Daemon:
             self._watcher.stop()
             self._watcher = None
         self.scans.close()
+        self.engine.sweeper.close()
         if self.role is not None:
             self.role.close()  # gives the leader lease back
         for sock in (self._control, self._dispatch):
@@ -335,6 +337,7 @@ class Daemon:
         engine = self.engine
         engine.expire_leases(now)
         engine.promote_delayed(now)
+        engine.tick(now)  # operator controls: priorities, schedules, retention
         self.guard.requeue(now, engine.txn)
         may_claim = self.guard.may_claim(now, engine.txn) and (
             self.role is None or self.role.may_dispatch(now))
@@ -343,7 +346,7 @@ class Daemon:
         ready = engine.ready_count()
         self.commit()
         if engine.ended:
-            engine.ended.clear()
+            engine.forget_ended()
             if self.control.waiters:
                 self.control.check_waiters(now)
                 self.commit()

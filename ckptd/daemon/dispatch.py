@@ -19,6 +19,7 @@ from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, 
 from ckptd.core.states import State
 from ckptd.core.timefmt import parse_iso, time_or_none
 from ckptd.daemon.index import Index, QueueIndex, WorkerInfo
+from ckptd.daemon.priorities import priority_of
 from ckptd.store.base import Move, Outcome
 from ckptd.wire.protocol import Body
 
@@ -32,6 +33,7 @@ STORE_RETRY_DELAY = 5.0
 # Jobs whose file is at most this big keep it in their lease while claimed, so that the
 # answer does not read it again; bigger ones are read again when they finish.
 CACHE_JOB_BYTES = 16 * 1024
+READ_PER_TURN = 2048  # unread pending files read per turn of the loop, over all queues
 
 
 def _time_limit(value: Any) -> float | None:
@@ -62,6 +64,7 @@ class Dispatcher:
         ix = self.ix
         if not ix.dispatching or not ix.workers:
             return 0
+        read_unread(ix)  # files whose priority is not known yet (start-up, put by hand)
         if not any(index.ready for index in ix.queues.values()):
             return 0
         claimed = 0
@@ -86,16 +89,20 @@ class Dispatcher:
 
     def _claim_for(self, worker: WorkerInfo, now: float, message_limit: int) -> bool:
         queues = worker.queues
+        gate = self.ix.gate
         for step in range(len(queues)):
             position = (worker.next_queue + step) % len(queues)
             index = self.ix.queues.get(queues[position])
             if index is None:
                 continue
-            while index.ready:
+            # Paused, at its max_running, out of rate tokens, or priorities still unread.
+            while index.ready and not index.ready.unread \
+                    and gate.allows(index.name, len(index.claimed), now):
                 job_id = index.ready.popleft()
                 if job_id not in index.pending:
                     continue  # cancelled or already claimed
                 if self._claim(index, job_id, worker, now, message_limit):
+                    gate.took(index.name, now)
                     worker.next_queue = position + 1
                     return True
         return False
@@ -133,6 +140,7 @@ class Dispatcher:
             ix.delay(index, job_id, wait_until)
             return False
         attempt = jobs.running_attempt(job)
+        index.ready.note(job_id, job.get("priority"))  # kept while open: a retry keeps it
         index.pending.discard(job_id)
         if index.delayed_at:
             index.delayed_at.pop(job_id, None)
@@ -260,3 +268,33 @@ class Dispatcher:
         worker = ix.by_identity.get(identity)
         if worker is not None:
             self.forget_worker(worker, "unreachable")
+
+
+def read_unread(ix: Index, budget: int = READ_PER_TURN) -> int:
+    """Read the files of due jobs whose priority is unknown (at most ``budget`` over every
+    queue) and file each in its priority's line; return how many were read, -1 when the
+    store failed (they are read again later)."""
+    done = 0
+    for name, index in ix.queues.items():
+        unread = index.ready.unread
+        if not unread or done >= budget:
+            continue
+        ids: list[str] = []
+        while unread and len(ids) < budget - done:
+            job_id = unread.popleft()
+            if job_id in index.pending and job_id not in index.claimed:
+                ids.append(job_id)
+        if not ids:
+            continue
+        try:
+            found = ix.store.read_ahead(name, ids)
+        except CkptdError as exc:
+            log.warning("cannot read pending files of %s for their priorities (trying again "
+                        "soon): %s", name, exc)
+            unread.extendleft(reversed(ids))
+            return -1
+        for job_id in ids:
+            # A file gone or unreadable is dispatched as priority 0: the claim says why.
+            index.ready.learn(job_id, priority_of(found.get(job_id, b"")))
+        done += len(ids)
+    return done

@@ -18,17 +18,23 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 
 from ckptd.codec import decode_job
 from ckptd.core import jobs
 from ckptd.core.config import LiveSettings, Settings
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
+from ckptd.core.queue_controls import aging_of, check_priority
 from ckptd.core.states import State
 from ckptd.daemon.answers import Answers, backoff_delay
-from ckptd.daemon.dispatch import Dispatcher
+from ckptd.daemon.controls import QueueControls
+from ckptd.daemon.dedup import OpenJobs
+from ckptd.daemon.dispatch import Dispatcher, read_unread
 from ckptd.daemon.flows import Flows
 from ckptd.daemon.index import Index, QueueIndex, Txn, WorkerInfo
+from ckptd.daemon.retention import Sweeper
+from ckptd.daemon.schedules import Scheduler
 from ckptd.daemon.workers import Workers
 from ckptd.store import recovery
 from ckptd.store.admin import prepare_submit
@@ -57,7 +63,8 @@ class Engine:
     """The index and the rules of dispatch; see the module docstring."""
 
     def __init__(self, store: Store, settings: Settings | LiveSettings, *,
-                 name: str = "ckptd", rand: Callable[[], float] = random.random) -> None:
+                 name: str = "ckptd", rand: Callable[[], float] = random.random,
+                 wake: Callable[[], None] = lambda: None) -> None:
         self.index = ix = Index(store, settings, name=name, rand=rand)
         self.flows = Flows(store, ix.live, self._txn)
         self.workers_part = Workers(ix)
@@ -82,6 +89,57 @@ class Engine:
         self.next_deadline = ix.next_deadline
         self.queue = ix.queue
         self.where = ix.where
+        # Operator controls (README "Operator controls"): pause and limits (the gate the
+        # dispatcher asks), dedup, schedules, retention.
+        self.controls = QueueControls(store, ix.gate, time.time)
+        self.open_jobs = OpenJobs()
+        self.scheduler = Scheduler(ix.live, store, self.submit)
+        self.sweeper = Sweeper(store, ix.live, wake=wake)
+        self._read_after = 0.0  # pending files are read for their priorities from then on
+        ix.deadlines += [self._unread_due, self._token_due, self.scheduler.next_due]
+
+    def tick(self, now: float) -> None:
+        """The controls' share of a turn: aging of priorities, schedules that are due,
+        retention's sweeps and what they removed."""
+        ix = self.index
+        settings = ix.settings
+        for name, index in ix.queues.items():
+            if len(index.ready.lines) > 1:
+                index.ready.aging = aging_of(settings, name)
+        if now >= self._read_after and read_unread(ix) < 0:
+            self._read_after = now + 1.0  # the store failed: again in a second, not at once
+        self.scheduler.due(now)
+        for swept in self.sweeper.take_results():
+            index = ix.queue(swept.queue)
+            gone = len(swept.removed) + len(swept.archived)
+            if swept.state is State.DONE:
+                index.done = max(0, index.done - gone)
+            else:
+                index.failed = max(0, index.failed - gone)
+            index.checkpointed.difference_update(swept.removed, swept.archived)
+        self.sweeper.due(now, list(ix.queues))
+
+    def forget_ended(self) -> None:
+        """Forget what is kept of open jobs that have ended (their priorities)."""
+        ix = self.index
+        for queue, job_id in ix.ended:
+            index = ix.queues.get(queue)
+            if index is not None:
+                index.ready.forget(job_id)
+        ix.ended.clear()
+
+    def _unread_due(self) -> float | None:
+        """While pending files wait to be read for their priorities: at once (after a
+        second when the store failed)."""
+        return self._read_after if any(i.ready.unread for i in self.index.queues.values()) \
+            else None
+
+    def _token_due(self) -> float | None:
+        """When a rate-limited queue with work gets its next token (while workers wait)."""
+        ix = self.index
+        if not ix.gate.buckets or not any(w.credits > 0 for w in ix.workers.values()):
+            return None
+        return ix.gate.next_token([q for q, i in ix.queues.items() if i.ready])
 
     def worker_message(self, identity: bytes, kind: bytes, body: Body, now: float) -> bool:
         """Act on one message of a worker; False when it is one that only a known worker
@@ -177,14 +235,18 @@ class Engine:
         ix = self.index
         findings: list[recovery.Finding] = []
         ix.queues.clear()
+        self.open_jobs.clear()
+        self.controls.recover()  # paused files and limits, before anything is dispatched
         for name in ix.store.queues():
             index = ix.queue(name)
             ids = recovery.listing(ix.store, name)
             findings += recovery.resolve_duplicates(ix.store, name, ids, repair=True)
             findings += recovery.clean_leftovers(ix.store, name, now,
                                                  ix.settings.tmp_max_age, repair=True)
-            index.ready.extend(ids[State.PENDING])
+            index.ready.extend_unread(ids[State.PENDING])  # priorities: read before dispatch
             index.pending.update(ids[State.PENDING])
+            for job_id in (*ids[State.PENDING], *ids[State.CLAIMED]):
+                self.open_jobs.seen(name, job_id)
             index.done = len(ids[State.DONE])
             index.failed = len(ids[State.FAILED])
             index.metrics.base_succeeded, index.metrics.base_failed = index.done, index.failed
@@ -196,6 +258,7 @@ class Engine:
                 self.adopt_claimed(index, job_id, now, strict=True, duration=grace)
         for finding in findings:
             log.warning("recovery: %s", finding.line())
+        self.scheduler.start(now)  # what the schedules missed while no daemon ran
         return findings
 
     def resync(self, queue: str, job_id: str, now: float) -> None:
@@ -225,6 +288,9 @@ class Engine:
         """Forget the index (this daemon stopped leading; recovery rebuilds it later)."""
         self.index.clear()
         self.flows.clear()
+        self.index.gate.clear()
+        self.open_jobs.clear()
+        self.scheduler.clear()
 
     def adopt_claimed(self, index: QueueIndex, job_id: str, now: float, *,
                       strict: bool = False, duration: float | None = None) -> None:
@@ -253,6 +319,7 @@ class Engine:
             return
         ix.lease(index, job_id, jobs.running_attempt(job), None, now, claimed_at=now,
                  duration=duration)
+        index.ready.note(job_id, job.get("priority"))  # if it comes back, in its line
 
     # -- producers -------------------------------------------------------------------------
 
@@ -261,6 +328,14 @@ class Engine:
         job is durable (or the error)."""
         ix = self.index
         queue = body["queue"]
+        priority = body.get("priority")
+        try:
+            if priority is not None:
+                check_priority(priority)
+            body = self.open_jobs.resolve(ix.settings, ix.queue(queue), body, now)
+        except (CkptdError, ValueError) as exc:
+            reply(exc if isinstance(exc, CkptdError) else CkptdError(str(exc)))
+            return
         job_id = body.get("id")
         if_exists = body.get("if_exists") or "error"
         if if_exists not in ("error", "return"):
@@ -273,6 +348,8 @@ class Engine:
                      State.CLAIMED.value if index and job_id in index.claimed else
                      None if fresh else ix.where(queue, job_id))
             if state is not None:
+                if body.get("unique"):
+                    self.open_jobs.hit(queue)
                 reply({"id": job_id, "created": False, "state": state} if if_exists == "return"
                       else JobExists(queue, job_id, state))
                 return
@@ -281,7 +358,7 @@ class Engine:
                                       job_id=job_id, max_attempts=body.get("max_attempts"),
                                       delay=body.get("delay"), batch=body.get("batch"),
                                       fresh=fresh, time_limit=body.get("time_limit"),
-                                      decoded=True)
+                                      priority=priority, decoded=True)
         except (CkptdError, ValueError) as exc:
             reply(exc if isinstance(exc, CkptdError) else CkptdError(str(exc)))
             return
@@ -298,11 +375,14 @@ class Engine:
                 index.counters["submitted"] += 1
                 if batch is not None:
                     index.metrics.submitted(batch, now)
+                index.ready.note(new_id, priority)
                 ix.make_ready(index, new_id, not_before)
                 reply({"id": new_id, "created": True, "state": "pending"})
                 return
             index.pending.discard(new_id)
             if isinstance(outcome, JobExists) and if_exists == "return":
+                if body.get("unique"):
+                    self.open_jobs.hit(queue)
                 reply({"id": new_id, "created": False, "state": outcome.state or "pending"})
             else:
                 reply(outcome)
@@ -318,8 +398,9 @@ class Engine:
             return
         index.pending.add(job_id)
         index.added_since_scan.add(job_id)
-        index.ready.append(job_id)
+        index.ready.add_unread(job_id)  # its priority is in its file
         index.counters["submitted"] += 1  # written there by a client on this host, or by hand
+        self.open_jobs.seen(queue, job_id)
         self.flows.appeared(queue, job_id)
 
     def pending_vanished(self, queue: str, job_id: str) -> None:
@@ -342,8 +423,9 @@ class Engine:
         for job_id in listed:
             if job_id not in index.pending and job_id not in index.claimed:
                 index.pending.add(job_id)
-                index.ready.append(job_id)
+                index.ready.add_unread(job_id)
                 index.counters["submitted"] += 1
+                self.open_jobs.seen(queue, job_id)
                 self.flows.appeared(queue, job_id)
         for job_id in list(index.pending):
             if job_id not in on_disk and job_id not in index.added_since_scan:

@@ -23,7 +23,9 @@ from ckptd.core import jobs
 from ckptd.core.config import LiveSettings, Settings, live
 from ckptd.core.errors import CkptdError, JobNotFound, MalformedJob, StoreError
 from ckptd.core.states import State, transition_name
+from ckptd.daemon.limits import Gate
 from ckptd.daemon.metrics import QueueMetrics
+from ckptd.daemon.priorities import ReadyLines
 from ckptd.store.base import Move, Op, Outcome, Store
 from ckptd.wire.protocol import Body
 
@@ -56,7 +58,7 @@ class QueueIndex:
     """What the daemon knows about one queue, without payloads."""
 
     name: str
-    ready: deque[str] = field(default_factory=deque)
+    ready: ReadyLines = field(default_factory=ReadyLines)  # due ids, in dispatch order
     pending: set[str] = field(default_factory=set)
     delayed: list[tuple[float, str]] = field(default_factory=list)
     delayed_at: dict[str, float] = field(default_factory=dict)  # pending ids not yet due
@@ -78,9 +80,10 @@ class QueueIndex:
     def first_ready(self, look: int = 1024) -> str | None:
         """The id dispatch would take next, without taking it: stale ids (cancelled,
         claimed) at the head are skipped, looking at most ``look`` deep (None beyond)."""
-        ready, pending = self.ready, self.pending
-        for position in range(min(look, len(ready))):
-            job_id = ready[position]  # indexing near the head of a deque is O(1)
+        pending = self.pending
+        for position, job_id in enumerate(self.ready):  # a generator: only the head is read
+            if position >= look:
+                break
             if job_id in pending:
                 return job_id
         return None
@@ -162,6 +165,9 @@ class Index:
         #: How long a worker's freed slot waits for its next job: the trip and two store
         #: flushes (its answer's and the next claim's), which a journaled disk makes long.
         self.refill = REFILL_FLOOR
+        self.gate = Gate(self.live)  # pause, max_running, rate (daemon/limits.py)
+        # More times something is due (a rate's next token, a schedule's next tick, ...).
+        self.deadlines: list[Callable[[], float | None]] = []
 
     def note_apply(self, seconds: float) -> None:
         """A round's store ops took ``seconds`` to apply (and flush): update ``refill``."""
@@ -238,6 +244,10 @@ class Index:
         """The earliest time something is due (a lease or a delayed job), if any."""
         times = [self.expiry[0][0]] if self.expiry else []
         times += [index.delayed[0][0] for index in self.queues.values() if index.delayed]
+        for hook in self.deadlines:
+            due = hook()
+            if due is not None:
+                times.append(due)
         return min(times) if times else None
 
     def quarantine(self, index: QueueIndex, state: State, job_id: str, reason: str) -> None:

@@ -18,6 +18,7 @@ from ckptd.core import edits, jobs
 from ckptd.core.errors import CkptdError, JobNotFound, QueueNotFound, TransitionError
 from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
+from ckptd.daemon.controls_view import controls_view
 from ckptd.daemon.engine import Engine
 from ckptd.daemon.index import Callback
 from ckptd.daemon.snapshot import queue_figures
@@ -58,9 +59,51 @@ class Operators:
             counts.update(index.counts())
             counts.update(queue_figures(index, engine.workers.values(), engine.store, now))
             counts["batches"] = engine.flows.status(name, now)
+            counts.update(self.controls_view(name, now))
             result[name] = counts
         return {"queues": result, "root": engine.store.url, "source": "daemon",
-                "workers": len(engine.workers), "counters": dict(engine.counters)}
+                "workers": len(engine.workers), "counters": dict(engine.counters),
+                "schedules": engine.scheduler.view(now)}
+
+    # -- operator controls -----------------------------------------------------------------
+
+    def controls_view(self, queue: str, now: float, job_id: str | None = None
+                      ) -> dict[str, Any]:
+        """What status (and, for one job, explain) shows of a queue's controls."""
+        return controls_view(self.engine, queue, job_id)
+
+    def control_request(self, kind: str, body: Body, now: float) -> Body:
+        """pause, resume, limit (the queue's control files) and schedules."""
+        engine = self.engine
+        if kind == "schedules":
+            return {"schedules": engine.scheduler.view(now), "source": "daemon"}
+        queue = body["queue"]
+        if kind == "pause":
+            answer = engine.controls.pause(queue, body.get("reason") or "")
+            engine.queue(queue)
+        elif kind == "resume":
+            answer = engine.controls.resume(queue)
+        else:
+            changes: dict[str, Any] = {k: body[k] for k in ("max_running", "rate") if k in body}
+            answer = engine.controls.limit(queue, changes, bool(body.get("reset")))
+        return answer
+
+    def dispatch_order(self, queue: str, rows: list[tuple[State, str]]
+                       ) -> list[tuple[State, str]]:
+        """``ls`` rows with the pending ones in the order the daemon will dispatch them:
+        due jobs by priority (FIFO within one), then files not read yet, then delayed
+        jobs by due time."""
+        index = self.engine.queues.get(queue)
+        if index is None or not any(state is State.PENDING for state, _ in rows):
+            return rows
+        delayed = sorted((due, i) for i, due in index.delayed_at.items())
+        rank: dict[str, int] = {}
+        for job_id in (*index.ready, *index.ready.unread, *(i for _, i in delayed)):
+            rank.setdefault(job_id, len(rank))
+        pending = sorted((row for row in rows if row[0] is State.PENDING),
+                         key=lambda row: rank.get(row[1], len(rank)))
+        others = [row for row in rows if row[0] is not State.PENDING]
+        return pending + others
 
     def lease_info(self, queue: str, job_id: str, now: float) -> dict[str, Any] | None:
         """What the daemon knows about a claimed job beyond its file, or None."""
@@ -112,6 +155,7 @@ class Operators:
                 return
             budget = attempts or engine.settings.max_attempts_for(queue)
             moves.append((job_id, encode_job(edits.retried(job, budget))))
+            index.ready.note(job_id, job.get("priority"))
         if not moves:
             reply({"ids": []})
             return

@@ -78,7 +78,8 @@ class Scans:
                 return
             result: dict[str, Any] = {}
             now = time.time()
-            for queue in self.store.queues():
+            controls = self.store.queue_controls()  # the queues, and their paused/limits
+            for queue in controls:
                 result[queue] = {
                     "pending": self.store.ids(queue, State.PENDING),
                     "done": self.store.count(queue, State.DONE),
@@ -89,7 +90,8 @@ class Scans:
                                                         self.live.current.tmp_max_age,
                                                         repair=True):
                     log.info("rescan: %s", finding.line())
-            self._results.append({"queues": result, "marks": marks})
+            self._results.append({"queues": result, "marks": marks, "controls": controls,
+                                  "started": now})
         except CkptdError as exc:
             log.warning("rescan of %s failed: %s", self.store.url, exc)
             if self.role is not None:
@@ -112,6 +114,8 @@ class Scans:
                 index.failed = listed["failed"] + max(0, index.failed - failed0)
                 if self.watcher is not None:
                     self.watcher.watch_queue(queue)
+            # In case an event was missed (a queue changed since the listing began is not).
+            self.engine.controls.load_all(scan["controls"], scan["started"])
 
     # -- the watcher -----------------------------------------------------------------------
 
@@ -131,6 +135,8 @@ class Scans:
                 if index is not None and job_id in index.pending \
                         and not self.store.exists(queue, State.PENDING, job_id):
                     engine.pending_vanished(queue, job_id)
+            elif kind == "control":
+                engine.controls.changed(queue, job_id)  # job_id: the file's name here
             elif kind == "queue":
                 engine.queue(queue)
                 self.new_queues[queue] = now + NEW_QUEUE_WATCH_TIMEOUT

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ckptd.daemon.controls_view import controls_view
 from ckptd.daemon.engine import Engine
 from ckptd.daemon.index import QueueIndex, WorkerInfo
 from ckptd.daemon.metrics import (
@@ -80,6 +81,7 @@ class QueueSnapshot:
     batches: tuple[BatchSnapshot, ...]
     failures: tuple[FailureNote, ...]
     minutes: tuple[MinuteSample, ...]
+    controls: dict[str, Any] = field(default_factory=dict)  # controls_view()
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class Snapshot:
     counters: dict[str, int]
     queues: tuple[QueueSnapshot, ...]
     worker_list: tuple[dict[str, Any], ...] = field(default=())
+    schedules: tuple[dict[str, Any], ...] = field(default=())
 
 
 def build_snapshot(engine: Engine, now: float, *, started_at: float, drops: dict[str, int],
@@ -120,10 +123,12 @@ def build_snapshot(engine: Engine, now: float, *, started_at: float, drops: dict
         queues.append(QueueSnapshot(name, counts, counters, figures, metrics.base_succeeded,
                                     metrics.base_failed, metrics.lead.frozen(),
                                     metrics.cycle.frozen(), metrics.dispatch.frozen(),
-                                    batches, tuple(metrics.failures), minutes))
+                                    batches, tuple(metrics.failures), minutes,
+                                    controls_view(engine, name)))
     workers = tuple({"id": w.id, "host": w.host, "pid": w.pid, "queues": list(w.queues),
                      "slots": w.slots, "free": w.credits, "running": len(w.running),
                      "seen_s_ago": round(now - w.last_seen, 1)}
                     for w in engine.workers.values())
     return Snapshot(now, engine.name, engine.store.url, started_at, len(engine.workers),
-                    stopping, dict(drops), dict(engine.counters), tuple(queues), workers)
+                    stopping, dict(drops), dict(engine.counters), tuple(queues), workers,
+                    tuple(engine.scheduler.view(now)))

@@ -36,12 +36,13 @@ from typing import Protocol
 
 from ckptd.core.names import is_valid_name
 from ckptd.core.states import State
-from ckptd.store.base import JOB_SUFFIX, split_job_name
+from ckptd.store.base import JOB_SUFFIX, QUEUE_CONTROLS, split_job_name
 
 log = logging.getLogger(__name__)
 
 Event = tuple[str, str, str]
-"""("added" | "removed" | "queue" | "overflow", queue, job id)."""
+"""("added" | "removed" | "queue" | "overflow", queue, job id), or ("control", queue, name)
+when a control file at the queue's top (``paused``, ``limits.json``) changed."""
 
 _PENDING = State.PENDING.value
 
@@ -97,6 +98,7 @@ def _parse_path(root: str, folder: str, name: str) -> tuple[str, str] | None:
 # -- inotify, read by hand --------------------------------------------------------------------
 
 _IN_CLOSE_WRITE = 0x00000008
+_IN_MOVED_FROM = 0x00000040
 _IN_MOVED_TO = 0x00000080
 _IN_CREATE = 0x00000100
 _IN_DELETE = 0x00000200
@@ -110,6 +112,9 @@ _IN_CLOEXEC = os.O_CLOEXEC
 _HEADER = struct.Struct("iIII")
 _PENDING_MASK = _IN_MOVED_TO | _IN_CLOSE_WRITE | _IN_DELETE | _IN_ONLYDIR | _IN_DONT_FOLLOW
 _ROOT_MASK = _IN_CREATE | _IN_MOVED_TO | _IN_ONLYDIR | _IN_DONT_FOLLOW
+_QUEUE_MASK = (_IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_MOVED_FROM | _IN_DELETE | _IN_ONLYDIR
+               | _IN_DONT_FOLLOW)  # a queue's top: touch / rm / mv of its control files
+_CONTROLS = frozenset(name.encode() for name in QUEUE_CONTROLS)
 
 
 class InotifyWatcher:
@@ -132,9 +137,11 @@ class InotifyWatcher:
         self.dir_mode = dir_mode  # of the root, when the watcher is first to need it
         self._folders: dict[int, str] = {}
         self._queues: dict[int, str] = {}  # watch descriptor of a pending/ -> its queue
+        self._tops: dict[int, str] = {}  # watch descriptor of a queue's folder -> the queue
         self._watched: set[str] = set()
 
-    def _watch(self, path: str, mask: int, queue: str | None = None) -> bool:
+    def _watch(self, path: str, mask: int, queue: str | None = None,
+               top: str | None = None) -> bool:
         wd = self._add(self.fd, os.fsencode(path), mask)
         if wd < 0:
             err = ctypes.get_errno()
@@ -145,6 +152,8 @@ class InotifyWatcher:
         self._folders[wd] = path
         if queue is not None:
             self._queues[wd] = queue
+        if top is not None:
+            self._tops[wd] = top
         return True
 
     def start(self, queues: list[str]) -> None:
@@ -162,6 +171,10 @@ class InotifyWatcher:
             return True
         if not os.path.islink(path) and self._watch(path, _PENDING_MASK, queue):
             self._watched.add(path)
+            top = f"{self.root}/{queue}"
+            if top not in self._watched and not os.path.islink(top) \
+                    and self._watch(top, _QUEUE_MASK, top=queue):
+                self._watched.add(top)
             return True
         return False
 
@@ -199,11 +212,17 @@ class InotifyWatcher:
                         events.append(("removed" if mask & _IN_DELETE else "added", queue,
                                        job_id))
                 continue
+            top = self._tops.get(wd)
+            if top is not None and not mask & (_IN_ISDIR | _IN_IGNORED):
+                if raw in _CONTROLS:
+                    events.append(("control", top, raw.decode()))
+                continue
             if mask & _IN_Q_OVERFLOW:
                 events.append(("overflow", "", ""))
             elif mask & _IN_IGNORED:
                 folder = self._folders.pop(wd, None)
                 self._queues.pop(wd, None)
+                self._tops.pop(wd, None)
                 if folder is not None:
                     self._watched.discard(folder)
             elif self._folders.get(wd) == self.root and mask & _IN_ISDIR:
@@ -269,6 +288,11 @@ class WatchdogWatcher:
 
     def _file(self, path: str, kind: str) -> None:
         folder, name = os.path.split(path)
+        if name in QUEUE_CONTROLS and os.path.dirname(folder) == self.root:
+            queue = os.path.basename(folder)
+            if is_valid_name(queue):
+                self._push(("control", queue, name))
+            return
         found = _parse_path(self.root, folder, name)
         if found is not None:
             self._push((kind, found[0], found[1]))
@@ -294,6 +318,9 @@ class WatchdogWatcher:
             try:
                 self._observer.schedule(self._handler, path, recursive=False,
                                         event_filter=self._filter)
+                # The queue's folder too: its control files (paused, limits.json).
+                self._observer.schedule(self._handler, os.path.dirname(path),
+                                        recursive=False, event_filter=self._filter)
             except OSError as exc:
                 log.warning("cannot watch %s (%s); relying on the periodic rescan", path, exc)
                 return False

@@ -41,6 +41,11 @@ QUEUE_DIRS: tuple[str, ...] = tuple(s.value for s in STATES) + (CHECKPOINT_DIR, 
 BLOB_KINDS = ("payload", "result", "source")
 BATCH_DIR = "batches"
 OUTPUT_DIR = "outputs"
+ARCHIVE_DIR = "archive"
+SCHEDULE_DIR = "schedules"
+QUEUE_CONTROLS = ("paused", "limits.json")
+"""Control files at a queue's top (``<queue>/paused``, ``<queue>/limits.json``): what an
+operator sets on a queue, read by every listing of the queues."""
 
 
 @dataclass(frozen=True)
@@ -367,6 +372,23 @@ class Store(ABC):
         """
         return 0
 
+    def read_ahead(self, queue: str, ids: Sequence[str]) -> dict[str, bytes]:
+        """Read the pending files of ``ids`` before their claims (the daemon wants their
+        priorities) and keep them for the claim where the backend can; return what was
+        read, by id (files that are gone or unreadable are left out).
+
+        Default: one read each, nothing kept. Raises StoreError when the store fails.
+        """
+        from ckptd.core.errors import JobNotFound, MalformedJob
+
+        found = {}
+        for job_id in ids:
+            try:
+                found[job_id] = self.read(queue, State.PENDING, job_id)
+            except (JobNotFound, MalformedJob):
+                continue
+        return found
+
     def keep_own_pending(self, watched: Callable[[str], bool]) -> bool:
         """Keep the pending files this process writes in memory until they are claimed, so a
         claim need not read them back. Only for queues where ``watched(queue)`` is true:
@@ -436,6 +458,76 @@ class Store(ABC):
         """
         return None
 
+    # -- operator controls: files at the top of a queue, archives ------------------------
+
+    @abstractmethod
+    def read_control(self, queue: str, name: str) -> bytes | None:
+        """Return the control file ``<queue>/<name>`` (see :func:`check_control`), or None
+        when it is absent."""
+
+    @abstractmethod
+    def write_control(self, queue: str, name: str, data: bytes) -> None:
+        """Atomically write (or replace) the control file ``<queue>/<name>``, making the
+        queue when it does not exist. Idempotent."""
+
+    @abstractmethod
+    def delete_control(self, queue: str, name: str) -> None:
+        """Remove the control file ``<queue>/<name>``. Idempotent: absent is fine."""
+
+    def queue_controls(self) -> dict[str, dict[str, bytes]]:
+        """Every queue (as :meth:`queues` lists them; a bucket adds prefixes that hold only a
+        control file) with the :data:`QUEUE_CONTROLS` files
+        it has, by name: ``{"price": {"paused": b"maintenance"}, "ship": {}}``.
+
+        Default: a listing of the queues, then a look for each file.
+        """
+        found: dict[str, dict[str, bytes]] = {}
+        for queue in self.queues():
+            files = {}
+            for name in QUEUE_CONTROLS:
+                data = self.read_control(queue, name)
+                if data is not None:
+                    files[name] = data
+            found[queue] = files
+        return found
+
+    def finished(self, queue: str, state: State, cutoff: float | None = None
+                 ) -> list[tuple[str, float]]:
+        """Return (id, time its file last changed) of the jobs in ``state``, oldest first.
+
+        With ``cutoff``, jobs that cannot have changed before it may be left out (an id
+        made by :func:`ckptd.core.ids.new_id` carries its creation time, and a job cannot
+        end before it began): the result holds at least every job older than ``cutoff``.
+        Default: a listing, then a look at each file.
+        """
+        found = []
+        for job_id in self.ids(queue, state):
+            try:
+                found.append((job_id, self.mtime(queue, state, job_id)))
+            except CkptdError:
+                continue  # gone meanwhile
+        return sorted(found, key=lambda pair: pair[1])
+
+    def remove_finished(self, queue: str, state: State, job_ids: Sequence[str]) -> list[str]:
+        """Remove finished jobs with their checkpoints and blobs (retention); return the ids
+        that were there. Safe to call from another thread than :meth:`apply`'s.
+
+        Default: one group of :class:`Delete` operations.
+        """
+        ops: list[Op] = [Delete(queue, state, job_id) for job_id in job_ids]
+        removed = []
+        for job_id, outcome in zip(job_ids, self.apply(ops)):
+            if outcome is not None:
+                raise outcome
+            removed.append(job_id)
+        return removed
+
+    @abstractmethod
+    def archive(self, queue: str, state: State, job_id: str, folder: str) -> bool:
+        """Move a finished job's file and blobs to ``<queue>/archive/<folder>/`` (its
+        checkpoint is removed); return False when the job is not in ``state``. A crash in
+        between leaves the job in one place or both (run it again: idempotent)."""
+
     def describe(self, queue: str, state: State, job_id: str) -> str:
         """Return where a job file lives, for messages (a path or URL)."""
         return f"{self.url.rstrip('/')}/{queue}/{state.value}/{job_id}{JOB_SUFFIX}"
@@ -453,6 +545,21 @@ def check_folder(folder: str) -> str:
     if folder not in QUEUE_DIRS:
         raise InvalidName(f"invalid folder {folder!r}: expected one of {', '.join(QUEUE_DIRS)}")
     return folder
+
+
+def check_control(name: str) -> str:
+    """Return ``name`` when it is a control file: one of :data:`QUEUE_CONTROLS`, or a
+    schedule's record ``schedules/<valid name>.json``; raise InvalidName otherwise."""
+    from ckptd.core.names import is_valid_name
+
+    if name in QUEUE_CONTROLS:
+        return name
+    folder, _, rest = name.partition("/")
+    if folder == SCHEDULE_DIR and rest.endswith(JOB_SUFFIX) \
+            and is_valid_name(rest[:-len(JOB_SUFFIX)]):
+        return name
+    raise InvalidName(f"invalid control file {name!r}: expected one of "
+                      f"{', '.join(QUEUE_CONTROLS)} or {SCHEDULE_DIR}/<name>{JOB_SUFFIX}")
 
 
 def is_trash(name: str) -> bool:

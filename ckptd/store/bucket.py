@@ -21,6 +21,7 @@ from ckptd.core.errors import CkptdError, InvalidName, JobExists, JobNotFound, S
 from ckptd.core.names import check_job_ref, check_queue, is_valid_name
 from ckptd.core.states import STATES, State
 from ckptd.store.base import (
+    ARCHIVE_DIR,
     BATCH_DIR,
     BLOB_DIR,
     BLOB_KINDS,
@@ -44,6 +45,7 @@ from ckptd.store.base import (
     PutOutput,
     Store,
     check_blob_kind,
+    check_control,
     check_folder,
     split_job_name,
 )
@@ -280,6 +282,44 @@ class BucketStore(Store):
         check_queue(queue)
         names = self._ls(f"{self.prefix}/{queue}/{CHECKPOINT_DIR}")
         return sorted(i for i in map(split_job_name, names) if i is not None)
+
+    # -- operator controls -----------------------------------------------------------------
+
+    def _control_key(self, queue: str, name: str) -> str:
+        check_queue(queue)
+        return f"{self.prefix}/{queue}/{check_control(name)}"
+
+    def read_control(self, queue: str, name: str) -> bytes | None:
+        try:
+            return self._cat(self._control_key(queue, name), "")
+        except JobNotFound:
+            return None
+
+    def write_control(self, queue: str, name: str, data: bytes) -> None:
+        try:
+            self.fs.pipe_file(self._control_key(queue, name), data)
+        except OSError as exc:
+            raise StoreError(f"cannot write {queue}/{name}: {exc}") from exc
+
+    def delete_control(self, queue: str, name: str) -> None:
+        _rm_quietly(self.fs, self._control_key(queue, name))
+
+    def archive(self, queue: str, state: State, job_id: str, folder: str) -> bool:
+        check_job_ref(queue, job_id)
+        _check_plain(folder)
+        source = self._job_key(queue, state, job_id)
+        target = f"{self.prefix}/{queue}/{ARCHIVE_DIR}/{folder}"
+        if not self.fs.exists(source):
+            return False
+        for kind in BLOB_KINDS:
+            blob = self._key(queue, BLOB_DIR, f"{job_id}.{kind}")
+            if self.fs.exists(blob):
+                self.fs.copy(blob, f"{target}/{job_id}.{kind}")
+                _rm_quietly(self.fs, blob)
+        self.fs.copy(source, f"{target}/{job_id}{JOB_SUFFIX}")
+        _rm_quietly(self.fs, source)
+        _rm_quietly(self.fs, self._key(queue, CHECKPOINT_DIR, job_id + JOB_SUFFIX))
+        return True
 
 
 def _rm_quietly(fs: Any, key: str) -> None:

@@ -63,6 +63,7 @@ from ckptd.store.durable import (
     unlink_quietly,
     write_new,
 )
+from ckptd.store.local_controls import LocalControls
 from ckptd.store.local_files import (
     O_READ,
     KeptPending,
@@ -85,7 +86,7 @@ _OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
 _PENDING_DIR = State.PENDING.value
 
 
-class LocalStore(Store):
+class LocalStore(LocalControls, Store):
     """A store in a folder of the local file system."""
 
     def __init__(self, root: str, fsync: FsyncMode = FsyncMode.BATCH, *,

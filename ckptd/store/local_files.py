@@ -44,12 +44,15 @@ class KeptPending:
         data: bytes = entry[0]
         return data
 
-    def add(self, queue: str, job_id: str, data: bytes) -> None:
+    def add(self, queue: str, job_id: str, data: bytes, events: int = 1) -> None:
         """Keep a file just written into ``pending/`` (unless full: the oldest are claimed
-        first, so keep those, not the newest)."""
+        first, so keep those, not the newest); ``events``: how many watcher events of its
+        own writes are still to come (0 for a file read after its event)."""
         if self._bytes + len(data) > KEEP_BYTES or len(self.entries) >= KEEP_ENTRIES:
             return
-        self.entries[(queue, job_id)] = [data, 1]
+        if (queue, job_id) in self.entries:
+            return
+        self.entries[(queue, job_id)] = [data, events]
         self._bytes += len(data)
 
     def changed(self, queue: str, job_id: str) -> None:

@@ -38,8 +38,13 @@ from ckptd.core.errors import JobNotFound, StoreError
 from ckptd.core.names import check_job_ref, check_queue, is_valid_name
 from ckptd.core.states import STATES, State
 from ckptd.store.base import (
+    ARCHIVE_DIR,
     BLOB_DIR,
+    BLOB_KINDS,
+    CHECKPOINT_DIR,
+    JOB_SUFFIX,
     QUARANTINE_DIR,
+    QUEUE_CONTROLS,
     REASON_SUFFIX,
     TMP_DIR,
     Leftover,
@@ -123,6 +128,8 @@ class S3Store(BucketStore):
         self.cache = PendingCache()
         self.writes = S3Writes(self.req, self.prefix, self.url, self.cache,
                                bulk_deletes=bulk_deletes)
+        # control files read before, by (queue, name): ((time, size) listed, bytes)
+        self._controls_seen: dict[tuple[str, str], tuple[tuple[float, int], bytes]] = {}
 
     @property
     def client(self) -> str:
@@ -160,6 +167,21 @@ class S3Store(BucketStore):
                 return 1
             return sum(await asyncio.gather(*(one(i) for i in wanted)))
         return self.req.run(fetch_all)
+
+    def read_ahead(self, queue: str, ids: Sequence[str]) -> dict[str, bytes]:
+        """Prefetch the files (kept for their claims) and return them; a file the full
+        cache could not keep is read again at its claim."""
+        self.prefetch(queue, ids)
+        found = {}
+        for job_id in ids:
+            data = self.cache.peek(queue, job_id)
+            if data is None:
+                try:
+                    data = self._cat(self._job_key(queue, State.PENDING, job_id), "")
+                except JobNotFound:
+                    continue
+            found[job_id] = data
+        return found
 
     # -- capabilities ----------------------------------------------------------------------
 
@@ -305,3 +327,85 @@ class S3Store(BucketStore):
             await self.req.delete(source, what)
             return target
         return self.req.run(move)
+
+    # -- operator controls -----------------------------------------------------------------
+
+    def read_control(self, queue: str, name: str) -> bytes | None:
+        key = self._control_key(queue, name)
+        return self.req.run(lambda: self.req.get(key, f"read {queue}/{name}"))
+
+    def write_control(self, queue: str, name: str, data: bytes) -> None:
+        key = self._control_key(queue, name)
+        self.req.run(lambda: self.req.put(key, data, f"write {queue}/{name}"))
+
+    def delete_control(self, queue: str, name: str) -> None:
+        key = self._control_key(queue, name)
+        self.req.run(lambda: self.req.delete(key, f"delete {queue}/{name}"))
+
+    def queue_controls(self) -> dict[str, dict[str, bytes]]:
+        """The queues and their control files from the same listing as :meth:`queues`: a
+        control file is read only when the listing shows it new or changed."""
+        states = {s.value for s in STATES}
+
+        async def survey() -> dict[str, dict[str, bytes]]:
+            _, names = await self.req.list(self.prefix)
+            names = [n for n in names if is_valid_name(n)]
+            listed = await asyncio.gather(*(self.req.list(f"{self.prefix}/{n}")
+                                            for n in names))
+            found: dict[str, dict[str, bytes]] = {}
+            wanted: list[tuple[str, str, tuple[float, int]]] = []
+            for queue, (objects, folders) in zip(names, listed):
+                if not states & set(folders) and not any(o.name in QUEUE_CONTROLS
+                                                         for o in objects):
+                    continue  # a queue: state folders, or a control file (paused first)
+                found[queue] = {}
+                for entry in objects:
+                    if entry.name not in QUEUE_CONTROLS:
+                        continue
+                    mark = (entry.time, entry.size)
+                    seen = self._controls_seen.get((queue, entry.name))
+                    if seen is not None and seen[0] == mark:
+                        found[queue][entry.name] = seen[1]
+                    else:
+                        wanted.append((queue, entry.name, mark))
+            data = await asyncio.gather(*(self.req.get(self._control_key(q, n), f"read {q}/{n}")
+                                          for q, n, _ in wanted))
+            for (queue, name, mark), body in zip(wanted, data):
+                if body is not None:
+                    self._controls_seen[(queue, name)] = (mark, body)
+                    found[queue][name] = body
+            return found
+        return self.req.run(survey)
+
+    def finished(self, queue: str, state: State, cutoff: float | None = None
+                 ) -> list[tuple[str, float]]:
+        """One listing: the time of each object comes with it."""
+        check_queue(queue)
+        path = f"{self.prefix}/{queue}/{state.value}"
+        objects, _ = self.req.run(lambda: self.req.list(path))
+        found = [(job_id, o.time) for o in objects
+                 if (job_id := split_job_name(o.name)) is not None]
+        return sorted(found, key=lambda pair: pair[1])
+
+    def archive(self, queue: str, state: State, job_id: str, folder: str) -> bool:
+        check_job_ref(queue, job_id)
+        _check_plain(folder)
+        target = f"{self.prefix}/{queue}/{ARCHIVE_DIR}/{folder}"
+        source = self._job_key(queue, state, job_id)
+        what = f"archive {queue}/{state.value}/{job_id}"
+
+        async def move() -> bool:
+            if await self.req.head(source, what) is None:
+                return False
+            for kind in BLOB_KINDS:
+                blob = self._key(queue, BLOB_DIR, f"{job_id}.{kind}")
+                try:
+                    await self.req.copy(blob, f"{target}/{job_id}.{kind}", what)
+                except JobNotFound:
+                    continue
+                await self.req.delete(blob, what)
+            await self.req.copy(source, f"{target}/{job_id}{JOB_SUFFIX}", what)
+            await self.req.delete(source, what)
+            await self.req.delete(self._key(queue, CHECKPOINT_DIR, job_id + JOB_SUFFIX), what)
+            return True
+        return bool(self.req.run(move))

@@ -44,6 +44,11 @@ class PendingCache:
                 self._bytes -= len(data)
             return data
 
+    def peek(self, queue: str, job_id: str) -> bytes | None:
+        """The job's kept file, kept on (None when it was not kept)."""
+        with self._lock:
+            return self._files.get((queue, job_id))
+
     def missing(self, queue: str, ids: list[str]) -> list[str]:
         """The ids of ``ids`` whose files are not kept."""
         with self._lock:

@@ -55,6 +55,16 @@ def _seconds(v: Any) -> bool:
     return _num(v) and 0 < v < 1e9
 
 
+def _priority(v: Any) -> bool:
+    """A job's priority: a whole number, lower runs first (beanstalkd's order)."""
+    return isinstance(v, int) and not isinstance(v, bool) and -1_000_000 <= v <= 1_000_000
+
+
+def _rate_or_none(v: Any) -> bool:
+    """A rate as people write it ("100/s"), or None to remove one."""
+    return v is None or (isinstance(v, str) and 0 < len(v) <= 64)
+
+
 def _str(v: Any) -> bool:
     return isinstance(v, str) and len(v) <= 65536
 
@@ -152,7 +162,8 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
     b"submit": {"queue": (_name, _REQ), "payload": (_any, _OPT), "id": (_optional(_name), _OPT),
                 "max_attempts": (_optional(_int), _OPT), "delay": (_optional(_num), _OPT),
                 "if_exists": (_optional(_str), _OPT), "batch": (_optional(_name), _OPT),
-                "fresh": (_bool, _OPT), "time_limit": (_optional(_seconds), _OPT)},
+                "fresh": (_bool, _OPT), "time_limit": (_optional(_seconds), _OPT),
+                "priority": (_optional(_priority), _OPT), "own_id": (_bool, _OPT)},
     b"submit_many": {"queue": (_name, _REQ), "jobs": (_submissions, _REQ)},
     b"status": {"queue": (_optional(_name), _OPT)},
     b"ls": {"queue": (_name, _REQ), "state": (_optional(_str), _OPT)},
@@ -162,6 +173,12 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
     b"cancel": {"queue": (_name, _REQ), "id": (_name, _REQ), "by": (_optional(_label), _OPT)},
     b"purge": {"queue": (_name, _REQ), "state": (_str, _REQ),
                "older_than": (_optional(_num), _OPT)},
+    # operator controls: the files <queue>/paused and <queue>/limits.json, the schedules
+    b"pause": {"queue": (_name, _REQ), "reason": (_optional(_str), _OPT)},
+    b"resume": {"queue": (_name, _REQ)},
+    b"limit": {"queue": (_name, _REQ), "max_running": (_optional(_int), _OPT),
+               "rate": (_rate_or_none, _OPT), "reset": (_bool, _OPT)},
+    b"schedules": {},
     b"fetch": {"queue": (_name, _REQ), "id": (_name, _REQ), "what": (_str, _REQ),
                "start": (_optional(_int), _OPT), "end": (_optional(_int), _OPT)},
     b"output": {"queue": (_name, _REQ), "name": (_name, _REQ), "text": (_str_any, _REQ)},

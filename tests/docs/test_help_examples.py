@@ -23,7 +23,8 @@ from tests.docs.shell import Scratch, subcommand
 from tests.helpers import wait_for
 
 ORDER = ("keygen", "serve", "worker", "submit", "submit-file", "status", "ls", "show",
-         "explain", "wait", "retry", "cancel", "purge", "fsck", "doctor")
+         "explain", "wait", "retry", "cancel", "purge", "fsck", "doctor", "schedules", "limit",
+         "pause", "resume")
 
 TASKS = '''\
 from ckptd import AsyncJob, Fail, Job
@@ -72,7 +73,9 @@ def test_help_shows_examples_as_written_one_per_line() -> None:
     text = help_text("ls")
     assert "\n    ckptd ls price            # every job, with its state\n" in text
     assert examples(text) == ["ckptd ls price            # every job, with its state",
-                              "ckptd ls price failed     # the ids in failed/, one per line"]
+                              "ckptd ls price failed     # the ids in failed/, one per line",
+                              "ckptd ls price pending    # in dispatch order: by priority, "
+                              "then oldest first"]
 
 
 def _failed_job(scratch: Scratch) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from ckptd.daemon.metrics import (
     RateWindow,
     quantiles,
 )
+from ckptd.daemon.priorities import ReadyLines
 from ckptd.daemon.snapshot import build_snapshot
 from tests.unit.test_engine import Harness
 
@@ -133,9 +133,14 @@ class _NoScanSet(set[str]):
         raise AssertionError("status iterated over the pending set")
 
 
-class _NoScanDeque(deque[str]):
+class _HeadOnlyLines(ReadyLines):
+    """A ready line that may be read at its head only (the next job to dispatch)."""
+
     def __iter__(self) -> Any:
-        raise AssertionError("status iterated over the ready line")
+        for position, job_id in enumerate(ReadyLines.__iter__(self)):
+            if position > 1:
+                raise AssertionError("status iterated over the ready line")
+            yield job_id
 
 
 def test_status_and_snapshot_never_walk_the_jobs() -> None:
@@ -145,7 +150,9 @@ def test_status_and_snapshot_never_walk_the_jobs() -> None:
     index = h.engine.queues["q"]
     index.delayed = _NoScan(index.delayed)
     index.pending = _NoScanSet(index.pending)
-    index.ready = _NoScanDeque(list.__iter__(list(deque.__iter__(index.ready))))
+    lines = _HeadOnlyLines()
+    lines.extend(list(ReadyLines.__iter__(index.ready)))
+    index.ready = lines
 
     def no_listing(*args: Any) -> Any:
         raise AssertionError("status listed the store")

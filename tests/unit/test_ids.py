@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ckptd.core import ids
-from ckptd.core.ids import id_time, new_id
+from ckptd.core.ids import id_stamp, id_time, made_after, new_id
 from ckptd.core.names import is_valid_name
 from tests.helpers import wait_for
 
@@ -80,6 +80,18 @@ def test_ids_made_in_a_tight_loop_are_strictly_increasing() -> None:
 def test_id_time_of_a_foreign_id_is_none() -> None:
     assert id_time("order-42") is None
     assert id_time("") is None
+
+
+def test_made_after_compares_the_time_part_as_text() -> None:
+    """What retention's listing uses to skip jobs created after its cutoff."""
+    when = 1_795_000_000.5
+    job_id = new_id(now=when)
+    assert job_id.startswith(id_stamp(when))
+    assert made_after(job_id, id_stamp(when - 0.000001))
+    assert not made_after(job_id, id_stamp(when))  # the same microsecond: not after
+    assert not made_after(job_id, id_stamp(when + 1))
+    assert not made_after("order-42", id_stamp(0))  # a foreign id: its time is not known
+    assert not made_after("u" + "f" * 32, id_stamp(0))
 
 
 def test_a_child_forked_while_the_lock_is_held_can_still_make_ids() -> None:

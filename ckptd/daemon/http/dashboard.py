@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from ckptd.core.controls_text import controls_summary
 from ckptd.core.timefmt import format_duration, utc_iso
 from ckptd.daemon.metrics import MinuteSample
 from ckptd.daemon.snapshot import QueueSnapshot, Snapshot
@@ -155,6 +156,14 @@ def render_index(snap: Snapshot | None, now: float | None = None) -> str:
     for q in snap.queues:
         body.append(_queue_section(q, now))
     body.append(_workers(snap))
+    if snap.schedules:
+        rows = "".join(f"<tr><td>{_e(r['name'])}</td><td>{_e(r['queue'])}</td>"
+                       f"<td>{_e(r['when'])}</td><td>{_e(r['next'])}</td>"
+                       f"<td>{_e(r['last'] or 'never')}</td><td>{_e(r['catch_up'])}</td></tr>"
+                       for r in snap.schedules)
+        body.append("<h2>Schedules</h2><table id=\"schedules\"><tr><th>schedule</th>"
+                    "<th>queue</th><th>when</th><th>next</th><th>last</th><th>catch_up</th>"
+                    f"</tr>{rows}</table>")
     if snap.drops:
         rows = "".join(f"<tr><td>{_e(k)}</td><td class=\"n\">{v}</td></tr>"
                        for k, v in sorted(snap.drops.items()))
@@ -190,6 +199,8 @@ def _queue_section(q: QueueSnapshot, now: float) -> str:
            f'{q.counters["retried"]} retried, {q.counters["expired"]} leases expired, '
            f'{q.counters["stale_answers"]} stale answers; dispatch latency mean '
            f"{_dur(q.dispatch.mean())}</div>",
+           f'<div class="meta controls">controls: {_e(controls_summary(q.controls) or "none")}'
+           "</div>",
            '<div class="charts">', bar_chart(q.minutes, now), line_chart(q.minutes, now),
            "</div>"]
     if q.batches:

@@ -1,0 +1,105 @@
+"""Operator controls on a bucket (SeaweedFS): schedules across a standby's takeover, and a
+pause that the daemon sees in its listing and a standby keeps after failover."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ckptd.core.schedule_settings import tick_id
+from tests.bucket.helpers import STATES, prefix_of
+from tests.bucket.test_bucket_daemon import FAST, daemon
+from tests.bucket.test_failover import LEASE, role
+from tests.helpers import wait_for
+from tests.procs import REPO, Processes, base_env
+from tests.s3server import SeaweedServer
+
+Q = "ticks"
+
+
+def tick_jobs(server: SeaweedServer, url: str, name: str) -> Counter[str]:
+    prefix = f"{prefix_of(url)}/{Q}/"
+    found: Counter[str] = Counter()
+    for key in server.keys(prefix):
+        folder, _, rest = key[len(prefix):].partition("/")
+        if folder in STATES and rest.startswith(f"{name}.") and rest.endswith(".json"):
+            found[rest[:-5]] += 1
+    return found
+
+
+def two(procs: Processes, server: SeaweedServer, url: str, env: dict[str, str]
+        ) -> tuple[Any, Any]:
+    first = daemon(procs, server, url, env=env, leader_lease=f"{LEASE}s")
+    wait_for(lambda: role(first) == "active", timeout=20, message="the first daemon active")
+    second = daemon(procs, server, url, env=env, leader_lease=f"{LEASE}s")
+    assert role(second) == "standby"
+    return first, second
+
+
+@pytest.mark.slow
+def test_one_job_per_tick_across_a_failover(procs: Processes, s3_server: SeaweedServer,
+                                            tmp_path: Path) -> None:
+    config = tmp_path / "ckptd.toml"
+    config.write_text(f'[schedules.beat]\nevery = "1s"\nqueue = "{Q}"\ncatch_up = "all"\n')
+    url = s3_server.url()
+    first, second = two(procs, s3_server, url, {"CKPTD_CONFIG": str(config)})
+    began = time.time()
+    wait_for(lambda: len(tick_jobs(s3_server, url, "beat")) >= 3, timeout=20,
+             message="three ticks by the first daemon")
+    first.kill()  # no lease given back: the standby takes over within 2 x LEASE
+    wait_for(lambda: role(second) == "active", timeout=4 * LEASE, interval=0.1,
+             message="the standby to take over")
+    time.sleep(3.0)
+    ended = time.time()
+    jobs = tick_jobs(s3_server, url, "beat")
+    assert all(count == 1 for count in jobs.values()), jobs
+    expected = [tick_id("beat", t) for t in range(int(began) + 1, int(ended))]
+    expected = [i for i in expected if i >= min(jobs)]
+    missing = [i for i in expected if i not in jobs]
+    assert not missing, f"ticks without a job (catch_up = all): {missing}"
+    with second.client() as client:
+        [row] = client.schedules()
+    assert row["name"] == "beat" and row["last_id"] in jobs
+
+
+def test_a_paused_object_stops_claims_and_survives_failover(procs: Processes,
+                                                            s3_server: SeaweedServer,
+                                                            tmp_path: Path) -> None:
+    url = s3_server.url()
+    first, second = two(procs, s3_server, url, {})
+
+    def ckptd(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "ckptd", *args], capture_output=True,
+                              text=True, env=base_env(**s3_server.env()), cwd=REPO,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    ckptd("--root", url, "pause", Q, "--reason", "on the bucket")  # the object, no daemon
+    def paused() -> Any:
+        with first.client(timeout=5) as client:
+            return (client.status()["queues"].get(Q) or {}).get("paused")
+
+    wait_for(paused, timeout=10, interval=0.2, message="the daemon to see the paused object")
+    with first.client() as client:
+        job_id = client.submit(Q, {"n": 1})
+    procs.worker(f"{first.control},{second.control}", Q, "echo", env=s3_server.env())
+    time.sleep(2.0)
+    with first.client() as client:
+        assert client.show(Q, job_id)["state"] == "pending"
+    first.kill()
+    wait_for(lambda: role(second) == "active", timeout=4 * LEASE, interval=0.1,
+             message="the standby to take over")
+    time.sleep(1.5)
+    with second.client() as client:
+        assert client.show(Q, job_id)["state"] == "pending"
+        assert client.status(Q)["queues"][Q]["paused"]["reason"] == "on the bucket"
+        client.resume(Q)
+        assert client.wait(Q, job_id, timeout=30) == "done"
+    assert FAST["poll_interval"] == "0.3s"
