@@ -178,25 +178,39 @@ class Engine:
         findings: list[recovery.Finding] = []
         ix.queues.clear()
         for name in ix.store.queues():
-            index = ix.queue(name)
-            ids = recovery.listing(ix.store, name)
-            findings += recovery.resolve_duplicates(ix.store, name, ids, repair=True)
-            findings += recovery.clean_leftovers(ix.store, name, now,
-                                                 ix.settings.tmp_max_age, repair=True)
-            index.ready.extend(ids[State.PENDING])
-            index.pending.update(ids[State.PENDING])
-            index.done = len(ids[State.DONE])
-            index.failed = len(ids[State.FAILED])
-            index.metrics.base_succeeded, index.metrics.base_failed = index.done, index.failed
-            index.metrics.seed_failures(ix.store, name, ids[State.FAILED])
-            index.checkpointed = set(ix.store.checkpoint_ids(name))
-            self.flows.recover(name, ids, now)
-            grace = adoption_grace(ix.settings, name)
-            for job_id in ids[State.CLAIMED]:
-                self.adopt_claimed(index, job_id, now, strict=True, duration=grace)
+            if ix.leads(name):  # several daemons on one root: only the queues it leads
+                findings += self.recover_queue(name, now)
+        return findings
+
+    def recover_queue(self, name: str, now: float) -> list[recovery.Finding]:
+        """Rebuild the index of one queue from the store (see :meth:`recover`); a queue
+        this daemon begins to lead is recovered alone."""
+        ix = self.index
+        ix.queues.pop(name, None)
+        index = ix.queue(name)
+        ids = recovery.listing(ix.store, name)
+        findings = recovery.resolve_duplicates(ix.store, name, ids, repair=True)
+        findings += recovery.clean_leftovers(ix.store, name, now, ix.settings.tmp_max_age,
+                                             repair=True)
+        index.ready.extend(ids[State.PENDING])
+        index.pending.update(ids[State.PENDING])
+        index.done = len(ids[State.DONE])
+        index.failed = len(ids[State.FAILED])
+        index.metrics.base_succeeded, index.metrics.base_failed = index.done, index.failed
+        index.metrics.seed_failures(ix.store, name, ids[State.FAILED])
+        index.checkpointed = set(ix.store.checkpoint_ids(name))
+        self.flows.recover(name, ids, now)
+        grace = adoption_grace(ix.settings, name)
+        for job_id in ids[State.CLAIMED]:
+            self.adopt_claimed(index, job_id, now, strict=True, duration=grace)
         for finding in findings:
             log.warning("recovery: %s", finding.line())
         return findings
+
+    def drop_queue(self, name: str) -> None:
+        """Forget one queue (this daemon stopped leading it; its new leader recovers it)."""
+        self.index.drop_queue(name)
+        self.flows.drop(name)
 
     def resync(self, queue: str, job_id: str, now: float) -> None:
         """Bring the index in line with the folders for one job whose move found it already

@@ -157,6 +157,8 @@ class Index:
         self.counters: dict[str, int] = {"stale_answers": 0, "unknown_worker": 0,
                                          "store_errors": 0}
         self.dispatching = True
+        #: Whether this daemon leads a queue (several daemons on one store each lead some).
+        self.leads: Callable[[str], bool] = lambda queue: True
 
     @property
     def settings(self) -> Settings:
@@ -179,6 +181,17 @@ class Index:
         self.outbox = []
         self.ended.clear()
         self.counters = {"stale_answers": 0, "unknown_worker": 0, "store_errors": 0}
+
+    def drop_queue(self, name: str) -> None:
+        """Forget queue ``name`` and free its workers' slots (another daemon leads it now:
+        its workers' answers go there)."""
+        if self.queues.pop(name, None) is None:
+            return
+        for worker in self.workers.values():
+            mine = {ref for ref in worker.running if ref[0] == name}
+            if mine:
+                worker.running -= mine
+                worker.credits = min(worker.most, worker.credits + len(mine))
 
     # -- queues ----------------------------------------------------------------------------
 

@@ -79,6 +79,8 @@ class Scans:
             result: dict[str, Any] = {}
             now = time.time()
             for queue in self.store.queues():
+                if not self.engine.index.leads(queue):
+                    continue  # another daemon of this root leads it
                 result[queue] = {
                     "pending": self.store.ids(queue, State.PENDING),
                     "done": self.store.count(queue, State.DONE),
@@ -121,6 +123,8 @@ class Scans:
             return
         engine = self.engine
         for kind, queue, job_id in self.watcher.drain():
+            if queue and not engine.index.leads(queue):
+                continue  # another daemon of this root leads it
             if kind == "added":
                 self.store.pending_changed(queue, job_id)
                 engine.pending_appeared(queue, job_id)
