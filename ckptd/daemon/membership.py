@@ -146,7 +146,8 @@ class Membership:
                 self.objects.delete(f"{MEMBERS}{member.name}.json", if_match=current[1])
 
     def _check_clash(self, ours: str | None) -> None:
-        if ours is None or ours == self.etag:
+        if ours is None or not self.etag or ours == self.etag:  # (not written yet: an
+            # earlier run's record is still there)
             self.clash = False
             return
         current = self._read(self.path)

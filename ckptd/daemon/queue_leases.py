@@ -344,8 +344,7 @@ class QueueLeases:
         self._since[queue] = time.time()
         self._orphan.pop(queue, None)
         log.info("took the lease of queue %s: this daemon leads it", queue,
-                 extra={"fields": {"lease_s": self.duration,
-                                   "previous": (lease.holder or {}).get("holder")}})
+                 extra={"fields": {"lease_s": self.duration}})
         return queue
 
     def _previous_self(self, queue: str, etag: str) -> bool:

@@ -119,8 +119,7 @@ class Router:
         if isinstance(asked, list):
             names = [q for q in asked if isinstance(q, str)]
             answer["leads"] = [q for q in names if self.directory.leads(q)]
-            answer["routes"] = {q: routes[q].as_body() for q in names
-                                if q in routes and q not in mine}
+            answer["routes"] = {q: routes[q].as_body() for q in names if q in routes}
         return answer
 
     def endpoints(self) -> Body:
