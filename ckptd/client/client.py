@@ -73,11 +73,12 @@ class Client:
         self._current = 0
         self._direct = DirectSubmit(lambda: self.request("endpoints")) if direct else None
 
-    def _direct_store(self) -> tuple[DirectSubmit, StoreAdmin] | None:
-        """The way to submit straight into the daemon's store, when this host has it."""
+    def _direct_store(self, queue: str) -> tuple[DirectSubmit, StoreAdmin] | None:
+        """The way to submit straight into the daemon's store, when this host has it (and
+        the daemon leads ``queue``)."""
         if self._direct is None:
             return None
-        admin = self._direct.admin()
+        admin = self._direct.admin(queue)
         return None if admin is None else (self._direct, admin)
 
     @property
@@ -268,7 +269,7 @@ class Client:
             body["fresh"] = True
         # A job of a batch, or one to run later, goes through the daemon, which then counts
         # the batch's figures and the delayed jobs at once.
-        found = self._direct_store() if batch is None and not delay else None
+        found = self._direct_store(queue) if batch is None and not delay else None
         if found is not None:  # on the daemon's host: write the job into its store
             direct, admin = found
             try:
@@ -336,7 +337,7 @@ class Client:
         fresh = ids is None
         items = [{"id": new_id() if ids is None else check_job_id(ids[n]), "payload": p,
                   "fresh": fresh, "if_exists": "return"} for n, p in enumerate(payloads)]
-        found = self._direct_store() if fresh else None
+        found = self._direct_store(queue) if fresh else None
         if found is not None:  # on the daemon's host: write the jobs into its store
             direct, admin = found
             try:

@@ -11,6 +11,12 @@ views cannot bounce a request between them.
 
 The sockets are registered in the daemon's poller; idle ones are closed after a minute and
 the oldest when there are too many (the client is then told where to ask instead).
+
+A request is never queued inside ZeroMQ for a daemon that is not connected (``IMMEDIATE``):
+it is held here until the connection is up, and dropped after :data:`CONNECT` seconds with a
+``TakingOver`` answer (nothing was applied; the client asks again, by when this daemon's
+view of who leads the queue has caught up). Otherwise a request to a daemon that had just
+died would be delivered to its restart long after the client was told it failed.
 """
 
 from __future__ import annotations
@@ -24,11 +30,14 @@ from typing import Any
 
 import zmq
 
+from ckptd.core.errors import CkptdError, TakingOver
+
 log = logging.getLogger(__name__)
 
 FORWARDED = b"ckptd-fwd:"
 MAX_SOCKETS = 256
 IDLE = 60.0  # seconds before an unused forwarding socket is closed
+CONNECT = 1.0  # seconds a request waits for the connection to the daemon it goes to
 
 
 @dataclass
@@ -38,17 +47,21 @@ class _Slot:
     endpoint: str
     used: float
     waiting: bool = False
+    held: list[bytes] | None = None  # a request waiting for the connection
+    held_since: float = 0.0
 
 
 class Forwarder:
     """The forwarding sockets of one daemon."""
 
     def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], poller: zmq.Poller,
-                 reply: Callable[[bytes, list[bytes]], None], *,
+                 reply: Callable[[bytes, list[bytes]], None],
+                 refuse: Callable[[bytes, CkptdError], None], *,
                  max_message_size: int = 256 * 1024 * 1024) -> None:
         self.ctx = ctx
         self.poller = poller
         self.reply = reply  # sends frames to a client of the control socket
+        self.refuse = refuse  # answers a client with an error
         self.max_message_size = max_message_size
         self.forwarded = 0
         self._slots: dict[tuple[bytes, str], _Slot] = {}
@@ -63,8 +76,13 @@ class Forwarder:
             if len(self._slots) >= MAX_SOCKETS and not self._evict():
                 return False
             slot = self._open(identity, endpoint, now)
+        if slot.held is not None:  # the client gave up on that one: it goes nowhere
+            slot.held = None
         try:
             slot.sock.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:  # not connected (yet): hold it until it is, for a while
+            slot.held, slot.held_since = frames, now
+            self.poller.register(slot.sock, zmq.POLLIN | zmq.POLLOUT)
         except zmq.ZMQError as exc:
             log.debug("cannot forward to %s: %s", endpoint, exc)
             self._close(slot)
@@ -77,6 +95,7 @@ class Forwarder:
     def _open(self, identity: bytes, endpoint: str, now: float) -> _Slot:
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # nothing queued for a daemon not connected
         sock.setsockopt(zmq.ROUTING_ID, FORWARDED + os.urandom(8).hex().encode())
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_size)
         sock.connect(endpoint)
@@ -103,8 +122,23 @@ class Forwarder:
         return True
 
     def read(self, events: dict[Any, int]) -> None:
-        """Relay the replies that arrived to their clients."""
-        for sock in [s for s in self._by_sock if events.get(s)]:
+        """Send the held requests whose connection is up, refuse those that waited too
+        long, and relay the replies that arrived to their clients."""
+        now = time.monotonic()
+        for slot in [s for s in self._by_sock.values() if s.held is not None]:
+            if events.get(slot.sock, 0) & zmq.POLLOUT:
+                try:
+                    slot.sock.send_multipart(slot.held, zmq.NOBLOCK)  # type: ignore[arg-type]
+                except zmq.Again:
+                    continue
+                slot.held = None
+                self.poller.register(slot.sock, zmq.POLLIN)
+            elif now - slot.held_since > CONNECT:
+                self.refuse(slot.identity, TakingOver(
+                    f"the daemon at {slot.endpoint} that leads this queue does not answer; "
+                    "ask again (another daemon takes its queues over)"))
+                self._close(slot)
+        for sock in [s for s in self._by_sock if events.get(s, 0) & zmq.POLLIN]:
             slot = self._by_sock[sock]
             while True:
                 try:

@@ -117,7 +117,8 @@ class Leading:
         # With CURVE this daemon has no client key of its own to forward with: clients are
         # told where the queue's leader is instead, and follow.
         forwarder = None if settings.curve_secret_key else Forwarder(
-            ctx, poller, self.control.reply_raw, max_message_size=settings.max_message_size)
+            ctx, poller, self.control.reply_raw, self.control.reply,
+            max_message_size=settings.max_message_size)
         self.router = self.control.router = Router(directory, forwarder, self.control.reply)
 
     def follow(self, now: float) -> list[str]:

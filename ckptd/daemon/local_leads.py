@@ -101,8 +101,13 @@ class LocalLeads:
         return queue in self.lead
 
     def leader(self, queue: str) -> Peer | None:
-        record = self._view().get(queue)
-        if record is None or record.get("name") == self.name:
+        view = self._view()
+        record = view.get(queue)
+        if record is None:  # a queue with no folder yet: its lock may be held all the same
+            record = self.store.lock_holder(queue_lock(queue))
+            if record and record.get("control"):
+                view[queue] = record
+        if not record or record.get("name") == self.name:
             return None
         return _peer(record)
 

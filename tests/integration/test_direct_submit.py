@@ -16,7 +16,7 @@ def test_a_client_on_the_daemons_host_writes_the_job_itself(procs: Processes) ->
     with Client(daemon.control) as direct, Client(daemon.control, direct=False) as relayed:
         ours = direct.submit("q", {"n": 1})
         theirs = relayed.submit("q", {"n": 2})
-        assert direct._direct_store() is not None and relayed._direct_store() is None
+        assert direct._direct_store("q") is not None and relayed._direct_store("q") is None
         direct.wait_many("q", [ours, theirs], timeout=60)
         counters = direct.status("q")["queues"]["q"]
     done = job_files(daemon.root, "q", "done")
@@ -38,7 +38,7 @@ def test_no_direct_path_into_another_store_behind_the_address(procs: Processes,
         # Another daemon's (or a stale) lock at that path: the client must not write there.
         lock.write_text(json.dumps({**holder, "token": "0" * 16}))
         try:
-            assert client._direct_store() is None
+            assert client._direct_store("q") is None
             job_id = client.submit("q", {"n": 3})  # through the daemon
         finally:
             lock.write_text(json.dumps(holder))
