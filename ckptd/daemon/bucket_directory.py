@@ -59,6 +59,9 @@ class BucketDirectory:
                  "leads": sorted(record.get("leads") or {}), "self": name == self.name}
                 for name, record in sorted(self.leases.alive().items())]
 
+    def lease_view(self) -> dict[str, Any]:
+        return {"held": self.leases.view(tokens=True), "refused": self.leases.refused}
+
     def elsewhere(self) -> dict[str, dict[str, Any]]:
         rows = {}
         for queue, record in self.leases.routes().items():

@@ -129,6 +129,10 @@ class LocalLeads:
             entry["leads"].append(queue)
         return [found[n] for n in sorted(found)]
 
+    def lease_view(self) -> dict[str, Any]:
+        held = {q: {"since": None, "until": None, "token": None} for q in self.lead}
+        return {"held": held if self._locks else {}, "refused": 0}
+
     def elsewhere(self) -> dict[str, dict[str, Any]]:
         rows = {}
         for queue, record in self._view().items():

@@ -69,6 +69,7 @@ class QueueLeases:
         self.duration = live.current.leader_lease
         self.members = Membership(objects, name, self.duration, clock=clock)
         self.error: str | None = None
+        self.refused = 0  # writes the fence refused (a lapsed or handed-over lease)
         self.legacy = False  # a daemon of an older ckptd holds the store's one lease
         # Read by other threads, replaced whole (never changed in place) by this one:
         self._until: dict[str, float] = {}  # queue -> fence deadline (monotonic)
@@ -99,6 +100,7 @@ class QueueLeases:
         """Raise NotLeader unless this daemon's lease of ``queue`` is valid now (called by
         the store before every write to the queue, at the last moment)."""
         if time.monotonic() >= self._until.get(queue, 0.0):
+            self.refused += 1
             raise NotLeader(f"this daemon no longer leads queue {queue!r} (its lease lapsed or "
                             "was handed over); it writes nothing more there")
 
@@ -148,11 +150,14 @@ class QueueLeases:
         if queue in self._releasing:
             self._kick.set()
 
-    def view(self) -> dict[str, dict[str, float]]:
+    def view(self, tokens: bool = False) -> dict[str, dict[str, Any]]:
         """{queue: {"since", "until"}} of our valid leases, on the wall clock (for ping and
-        checkers: the fence itself runs on the monotonic clock)."""
+        checkers: the fence itself runs on the monotonic clock); ``tokens`` adds each
+        lease's token (as in its object in the bucket)."""
         now, wall = time.monotonic(), time.time()
-        return {q: {"since": self._since.get(q, wall), "until": wall + (until - now)}
+        leases = self._leases
+        return {q: {"since": self._since.get(q, wall), "until": wall + (until - now),
+                    **({"token": leases[q].token} if tokens and q in leases else {})}
                 for q, until in self._until.items() if now < until}
 
     # -- the thread ------------------------------------------------------------------------

@@ -72,6 +72,10 @@ class Directory(Protocol):
     def elsewhere(self) -> dict[str, dict[str, Any]]:
         """``status`` rows of the queues other daemons lead."""
 
+    def lease_view(self) -> dict[str, Any]:
+        """What this daemon holds now, for checkers: ``{"held": {queue: {"since",
+        "until", "token"}}, "refused": writes its fence refused}``."""
+
 
 class Router:
     """Routes one daemon's control requests (see the module docstring)."""
@@ -115,6 +119,8 @@ class Router:
         # A standby leads nothing while other daemons run; a lone daemon is the active one
         # even before its first queue.
         answer: Body = {"standby": not mine and len(self.directory.members()) > 1}
+        if body.get("leases"):
+            answer["leases"] = self.directory.lease_view()
         asked = body.get("queues")
         if isinstance(asked, list):
             names = [q for q in asked if isinstance(q, str)]
