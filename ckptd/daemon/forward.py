@@ -78,6 +78,7 @@ class Forwarder:
             slot = self._open(identity, endpoint, now)
         if slot.held is not None:  # the client gave up on that one: it goes nowhere
             slot.held = None
+            self.poller.register(slot.sock, zmq.POLLIN)  # (no more wake-ups to send it)
         try:
             slot.sock.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:  # not connected (yet): hold it until it is, for a while
