@@ -40,7 +40,10 @@ def test_two_daemons_lead_the_queues_of_one_root_and_a_third_is_refused(
             assert client.wait_many(queue, queue_ids, timeout=60)["states"] == \
                 dict.fromkeys(queue_ids, "done")
         rows = client.status()["queues"]
-    names = {d.control: Client(d.control).request("ping")["daemon"] for d in (a, b)}
+    names = {}
+    for d in (a, b):
+        with Client(d.control) as one:  # (closed: a context left to the GC may hang it)
+            names[d.control] = one.request("ping")["daemon"]
     assert rows["a1"]["leader"] == names[a.control] and rows["b1"]["leader"] == names[b.control]
     assert rows["b1"]["done"] == 20
     for queue, queue_ids in ids.items():
