@@ -51,6 +51,7 @@ DEFAULT_TIMEOUT = 10.0
 RESEND_FIRST = 0.5  # an idempotent request without an answer is sent again after this ...
 RESEND_MAX = 2.0  # ... and then after twice as long each time, up to this
 CONNECT_TIMEOUT = 1.0  # an address that accepts no connection this fast: try the next one
+MAX_HOPS = 3  # daemons named as a queue's leader followed for one request
 IDEMPOTENT = frozenset({"ping", "status", "endpoints", "ls", "show", "fetch", "submit",
                         "submit_many", "upload"})
 """Requests that may be sent twice with the same effect (a submit carries its id)."""
@@ -75,10 +76,11 @@ class Client:
 
     def _direct_store(self, queue: str) -> tuple[DirectSubmit, StoreAdmin] | None:
         """The way to submit straight into the daemon's store, when this host has it (and
-        the queue allows it: not one whose ids come from payloads)."""
+        the daemon leads ``queue``, and the queue allows it: not one whose ids come from
+        payloads)."""
         if self._direct is None:
             return None
-        admin = self._direct.admin()
+        admin = self._direct.admin(queue)
         if admin is None or queue in self._direct.through_daemon:
             return None
         return self._direct, admin
@@ -115,8 +117,8 @@ class Client:
 
     def request(self, kind: str, body: dict[str, Any] | None = None,
                 timeout: float | None = None, *, again: dict[str, Any] | None = None,
-                repeatable: bool | None = None, resend_after: float = RESEND_FIRST
-                ) -> dict[str, Any]:
+                repeatable: bool | None = None, resend_after: float = RESEND_FIRST,
+                follow: bool = True) -> dict[str, Any]:
         """Send one control request and return the reply body.
 
         A request that may be repeated safely (:data:`IDEMPOTENT`) is sent again, on a fresh
@@ -131,7 +133,10 @@ class Client:
         Raises the daemon's error as a RemoteError (also an instance of the error's own
         class); DaemonUnavailable when no daemon answered in time (its ``maybe_applied``
         says whether the request may have reached one). A daemon taking the lead
-        (``TakingOver``: it applied nothing) is asked again until the timeout.
+        (``TakingOver``: it applied nothing) is asked again until the timeout. A daemon
+        that names the daemon leading the request's queue (several daemons on one store)
+        is followed there (unless ``follow`` is False), and that address is used from then
+        on.
         """
         first = protocol.request(kind.encode(), body or {})
         later = protocol.request(kind.encode(), again) if again is not None else first
@@ -145,6 +150,7 @@ class Client:
         maybe_applied = False
         refused: RemoteError | None = None  # a standby's or a daemon taking over's answer
         tried = 0
+        hops = 0
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -166,6 +172,14 @@ class Client:
             error = remote_error(str(answer.get("error", "error")),
                                  str(answer.get("message", "the daemon refused")),
                                  int(answer.get("exit_code", 1)))
+            leader = answer.get("leader")
+            if isinstance(error, Standby) and isinstance(leader, dict):
+                error.leader = {str(k): str(v) for k, v in leader.items()}
+                if follow and leader.get("control") and hops < MAX_HOPS:
+                    hops += 1  # the queue's leader is named: ask it (nothing was done here)
+                    self.follow(str(leader["control"]))
+                    maybe_applied = False
+                    continue
             if isinstance(error, TakingOver):
                 refused = error  # nothing was applied: ask again after a moment
                 maybe_applied = False
@@ -188,6 +202,14 @@ class Client:
         raise DaemonUnavailable(
             f"no answer from the daemon at {where} within {wait:g}s: is 'ckptd serve' "
             "running there, and is the address (and key) right?", maybe_applied=maybe_applied)
+
+    def follow(self, endpoint: str) -> None:
+        """Send the next requests to ``endpoint`` (a daemon named as a queue's leader)."""
+        endpoint = connect_endpoints(endpoint)[0]
+        if endpoint not in self.endpoints:
+            self.endpoints.append(endpoint)
+        self._reset(rotate=False)
+        self._current = self.endpoints.index(endpoint)
 
     def _exchange(self, frames: list[bytes], wait: float
                   ) -> tuple[bool, tuple[bool, dict[str, Any]] | None]:
@@ -294,17 +316,25 @@ class Client:
         from ckptd.wire.uploads import PART_BYTES, encode_part
 
         check_queue(queue)
-        token = f"up-{os.urandom(8).hex()}"
-        for offset in range(0, max(1, len(data)), PART_BYTES):
-            part = data[offset:offset + PART_BYTES]
-            self.request("upload", {"upload": token, "offset": offset,
-                                    "data": encode_part(part)})
-            if progress is not None:
-                progress(offset + len(part), len(data))
-        answer = self.request("submit_file", {
-            "upload": token, "size": len(data), "queue": queue, "format": fmt, "chunk": chunk,
-            "batch": batch, "then": then, "max_attempts": max_attempts,
-            "source_name": source_name}, timeout=max(self.timeout, 120.0))
+        for hop in range(MAX_HOPS + 1):
+            token = f"up-{os.urandom(8).hex()}"
+            for offset in range(0, max(1, len(data)), PART_BYTES):
+                part = data[offset:offset + PART_BYTES]
+                self.request("upload", {"upload": token, "offset": offset,
+                                        "data": encode_part(part)})
+                if progress is not None:
+                    progress(offset + len(part), len(data))
+            try:
+                answer = self.request("submit_file", {
+                    "upload": token, "size": len(data), "queue": queue, "format": fmt,
+                    "chunk": chunk, "batch": batch, "then": then, "max_attempts": max_attempts,
+                    "source_name": source_name}, timeout=max(self.timeout, 120.0),
+                    follow=False)
+                break
+            except Standby as exc:  # the upload stays where it was sent: send it to the leader
+                if not exc.leader or not exc.leader.get("control") or hop == MAX_HOPS:
+                    raise
+                self.follow(exc.leader["control"])
         return SubmittedFile(**{k: answer[k] for k in ("batch", "jobs", "records", "created",
                                                        "format")})
 

@@ -8,9 +8,12 @@ A submit then costs a few file operations instead of a round trip through the da
 
 The client uses this path only when it is sure it writes into the daemon's own store: the
 daemon names its root, fsync mode and defaults in its ``endpoints`` answer, and the root's
-lock (``<root>/.ckptd/root.lock``) must name this very daemon's control address on this
-host. Anything else (another host, a bucket, no write permission) goes through the daemon,
-as before. The daemon's defaults (attempts per queue, blob threshold) are asked for again
+lock (``<root>/.ckptd/root.lock``) must name this very daemon (its token) on this host. A
+daemon that leads only some queues of a root (``lead``) holds a lock per queue instead
+(``<root>/.ckptd/queue-<name>.lock``): the client writes directly only into a queue whose
+lock names that daemon, and sends the rest through it (it forwards them to their leader).
+Anything else (another host, a bucket, no write permission) goes through the daemon, as
+before. The daemon's defaults (attempts per queue, blob threshold) are asked for again
 every :data:`REFRESH` seconds, so a reload of its settings reaches the client soon.
 """
 
@@ -37,8 +40,10 @@ REFRESH = 30.0  # seconds between two looks at the daemon's defaults
 
 def submit_settings(store_root: str, settings: Settings, token: str) -> dict[str, Any]:
     """What a daemon tells clients so that they can submit into its local store directly
-    (part of its ``endpoints`` answer); ``token`` is also in the root's lock."""
-    return {"root": store_root, "token": token, "fsync": settings.fsync.value,
+    (part of its ``endpoints`` answer); ``token`` is also in the root's lock (or, with
+    ``lead``, in the lock of each queue it leads)."""
+    return {"root": store_root, "token": token, "lead": list(settings.lead),
+            "fsync": settings.fsync.value,
             "file_mode": settings.file_mode, "dir_mode": settings.dir_mode,
             "max_attempts": settings.max_attempts, "blob_threshold": settings.blob_threshold,
             "queues": {name: q.max_attempts for name, q in settings.queues.items()
@@ -57,15 +62,29 @@ class DirectSubmit:
         self._admin: StoreAdmin | None = None
         self._checked_at = float("-inf")
         self.through_daemon: frozenset[str] = frozenset()  # queues never submitted here
+        self._lead: set[str] | None = None  # the daemon leads only these queues (lead)
+        self._token = ""
+        self._queues: dict[str, tuple[bool, float]] = {}  # queue -> (ours, when looked)
 
-    def admin(self) -> StoreAdmin | None:
-        """The store commands on the daemon's store, or None when it is not reachable here."""
+    def admin(self, queue: str) -> StoreAdmin | None:
+        """The store commands on the daemon's store, or None when ``queue`` of it is not
+        reachable here (or is led by another daemon of the root)."""
         now = time.monotonic()
         if now - self._checked_at >= REFRESH:
             self._checked_at = now
             self.close()
+            self._queues.clear()
             self._admin = self._open()
-        return self._admin
+        if self._admin is None or self._lead is None:
+            return self._admin
+        ours, looked = self._queues.get(queue, (False, float("-inf")))
+        if now - looked >= REFRESH:
+            holder = lock_holder(self._admin.store.url, f"queue-{queue}") \
+                if queue in self._lead else None
+            ours = holder is not None and holder.get("host") == os.uname().nodename \
+                and holder.get("token") == self._token
+            self._queues[queue] = (ours, now)
+        return self._admin if ours else None
 
     def close(self) -> None:
         """Close the store it opened. Idempotent."""
@@ -87,10 +106,16 @@ class DirectSubmit:
         if not isinstance(offer, Mapping):
             return None
         root = str(offer.get("root", ""))
-        holder = lock_holder(root, ROOT_LOCK) if root and os.path.isdir(root) else None
-        if not holder or holder.get("host") != os.uname().nodename \
-                or holder.get("token") != offer.get("token"):
-            return None  # not this daemon's store, or not on this host
+        lead = offer.get("lead")
+        self._lead = {str(q) for q in lead} if isinstance(lead, list) and lead else None
+        self._token = str(offer.get("token"))
+        if self._lead is None:
+            holder = lock_holder(root, ROOT_LOCK) if root and os.path.isdir(root) else None
+            if not holder or holder.get("host") != os.uname().nodename \
+                    or holder.get("token") != offer.get("token"):
+                return None  # not this daemon's store, or not on this host
+        elif not os.path.isdir(root):
+            return None
         if not os.access(root, os.W_OK | os.X_OK):
             return None
         self.through_daemon = frozenset(str(q) for q in offer.get("through_daemon") or ())

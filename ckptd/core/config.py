@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ckptd.core.errors import ConfigError
-from ckptd.core.names import check_queue
+from ckptd.core.errors import CkptdError, ConfigError
+from ckptd.core.names import check_queue, is_valid_name
 from ckptd.core.queue_controls import QUEUE_CONTROL_KEYS, Rate, parse_queue_controls
 from ckptd.core.schedule_settings import ScheduleSettings, parse_schedules
 from ckptd.core.timefmt import parse_duration, parse_size
@@ -96,6 +96,28 @@ def _optional_text(value: Any, what: str) -> str | None:
     return None if value in (None, "") else _text(value, what)
 
 
+def _member_name(value: Any, what: str) -> str:
+    text = _text(value, what)
+    if text and not is_valid_name(text):
+        raise ConfigError(f"invalid {what} {value!r}: expected letters, digits, '-', '_' "
+                          "and '.', not starting with a dot (e.g. daemon-a)")
+    return text
+
+
+def _queue_list(value: Any, what: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"invalid {what} {value!r}: expected a list of queue names "
+                          '(lead = ["price", "mail"], or CKPTD_LEAD=price,mail)')
+    names = [str(item).strip() for item in items if str(item).strip()]
+    for name in names:
+        try:
+            check_queue(name)
+        except CkptdError as exc:
+            raise ConfigError(f"invalid {what}: {exc}") from None
+    return tuple(dict.fromkeys(names))
+
+
 def _port(value: Any, what: str) -> int:
     try:
         number = int(value)
@@ -137,6 +159,7 @@ class QueueSettings:
     unique: str | None = None
     unique_scope: str | None = None
     priority_aging: float | None = None
+    prefer: str | None = None  # the daemon that should lead it while it is alive (buckets)
 
 
 _NO_OVERRIDES = QueueSettings()
@@ -172,6 +195,19 @@ class Settings:
     leader_lease: float = _setting(10.0, parse_duration,
                                    "Buckets: lease of the active daemon (a standby takes "
                                    "over within 2x this); 0 = no leader lease.")
+    # several daemons on one store (README "Several daemons on one store")
+    name: str = _setting("", _member_name,
+                         "This daemon's name among the daemons of one store (membership, "
+                         "routing, [queues.NAME] prefer); empty: HOST-CONTROLPORT.")
+    advertise: str = _setting("", _text,
+                              "The control address other daemons, workers and clients reach "
+                              "this daemon at; empty: the bound one (the host name when it "
+                              "is bound to every interface).")
+    lead: tuple[str, ...] = _setting((), _queue_list,
+                                     "Queues this daemon may lead (empty: any). On a local "
+                                     "root each is led under a lock of its own, so several "
+                                     "daemons share one root; without it a daemon leads the "
+                                     "whole root.")
     # the daemon
     control: str = _setting("tcp://127.0.0.1:5550", _text,
                             "Control socket (submit, status, ...); workers need only this.")
@@ -321,7 +357,7 @@ def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
     check_queue(name)
     if not isinstance(table, dict):
         raise ConfigError(f"[queues.{name}] in {source} must be a table")
-    known = {"max_attempts", "lease", "next", "time_limit", *QUEUE_CONTROL_KEYS}
+    known = {"max_attempts", "lease", "next", "time_limit", "prefer", *QUEUE_CONTROL_KEYS}
     unknown = set(table) - known
     if unknown:
         raise ConfigError(f"unknown setting(s) {sorted(unknown)} in [queues.{name}] of {source}; "
@@ -329,6 +365,9 @@ def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
     nxt = table.get("next")
     if nxt is not None:
         check_queue(nxt)
+    prefer = table.get("prefer")
+    if prefer is not None:
+        prefer = _member_name(prefer, f"queues.{name}.prefer ({source})") or None
     return QueueSettings(
         max_attempts=(_positive_int(table["max_attempts"], f"queues.{name}.max_attempts")
                       if "max_attempts" in table else None),
@@ -337,6 +376,7 @@ def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
         time_limit=(parse_duration(table["time_limit"], f"queues.{name}.time_limit")
                     if "time_limit" in table else None),
         **parse_queue_controls(name, table, source),
+        prefer=prefer,
     )
 
 
@@ -424,7 +464,7 @@ def describe_settings() -> list[tuple[str, Any, str]]:
 RESTART_ONLY = ("root", "control", "dispatch", "fsync", "metrics_port", "watcher",
                 "file_mode", "metrics_bind", "dir_mode", "storage_options",
                 "curve_secret_key", "insecure", "s3_endpoint_url", "store_timeout",
-                "store_concurrency", "leader_lease")
+                "store_concurrency", "leader_lease", "name", "advertise", "lead")
 """Settings that only a restart can change: a reload keeps their old values."""
 
 

@@ -220,6 +220,12 @@ class Standby(CkptdError):
 
     exit_code = 7
     code = "standby"
+    #: The daemon to ask instead, when known: {"daemon": name, "control": address}.
+    leader: dict[str, str] | None = None
+
+    def __init__(self, message: str, leader: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.leader = leader
 
 
 class TakingOver(Standby):

@@ -1,26 +1,27 @@
-"""What the daemon does differently on a bucket: leadership, outages, listing, recovery.
+"""What the daemon does differently on a bucket: the queues it leads, outages, listings.
 
 A :class:`BucketRole` is attached to a daemon whose store is not a local folder. It is given
 the store, the settings, the engine and a few functions (wake the loop, the clock, the
 daemon's endpoints), never the daemon itself. The daemon calls it at a few points of its
 loop:
 
-- :meth:`BucketRole.follow` at each turn: follows the leader lease (recovering the index
-  when this daemon becomes the active one, dropping it when the lease is lost). A standby
-  answers the control socket with :meth:`BucketRole.standby_answer` (``ping`` and
-  ``status`` say "standby", anything else gets a :class:`~ckptd.core.errors.Standby` error
-  naming the active daemon).
-- :meth:`BucketRole.writable` before each group of writes: nothing is written once the
-  lease has lapsed (and every write request is fenced on it too). What failed for a bucket
-  error is kept and retried by the daemon's :mod:`~ckptd.daemon.store_guard`, as for any
-  store.
+- :meth:`BucketRole.follow` at each turn: follows the queue leases
+  (:mod:`~ckptd.daemon.queue_leases`): a queue whose lease this daemon took is recovered
+  into the index, one whose lease it lost or handed over is dropped from it. Several daemons
+  share a bucket this way, each leading some queues; a daemon that leads nothing is a
+  standby. With ``leader_lease = 0`` there are no leases and this daemon leads every queue.
+- :meth:`BucketRole.writable` before each group of writes: nothing is written once no lease
+  is held (and every write request is fenced on its queue's lease too). What failed for a
+  bucket error is kept and retried by the daemon's :mod:`~ckptd.daemon.store_guard`, as for
+  any store.
 - :meth:`BucketRole.may_dispatch` before dispatching: while the bucket is unavailable
   nothing is claimed; when it is available the pending files about to be claimed are read
   concurrently.
 - :meth:`BucketRole.scan` in the rescan thread and :meth:`BucketRole.reconcile` in the loop:
-  ``pending/`` is listed every ``poll_interval`` (paged, and incremental: only ids that
-  sort after a recent time, which covers every generated id of the last two minutes and
-  every hand-made name that starts with a letter), ``claimed/`` too; every
+  the queues of the bucket are listed every ``poll_interval`` (new ones go to the leases'
+  balance) and, for the queues this daemon leads, ``pending/`` (paged, and incremental: only
+  ids that sort after a recent time, which covers every generated id of the last two minutes
+  and every hand-made name that starts with a letter), ``claimed/`` too; every
   ``rescan_interval`` a full listing of every state also counts done/failed and resolves
   jobs left in two states. A job seen in two states in two successive listings is resolved
   by the rule of :mod:`ckptd.states` (the later state wins, the loser is deleted); a claimed
@@ -33,14 +34,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from enum import Enum
 from typing import Any
 
 from ckptd.core.config import LiveSettings, Settings
-from ckptd.core.errors import CkptdError, Standby, StoreError, TakingOver
+from ckptd.core.errors import CkptdError, StoreError
 from ckptd.core.states import STATES, State
 from ckptd.daemon.engine import Engine
-from ckptd.daemon.leader import LEASE_NAME, LeaderLease, Leadership
+from ckptd.daemon.queue_leases import QueueLeases
 from ckptd.daemon.store_guard import StoreGuard
 from ckptd.store import recovery
 from ckptd.store.base import Store
@@ -52,11 +52,7 @@ INCREMENTAL_WINDOW = 120.0  # an incremental listing starts at ids this much old
 PREFETCH_MAX = 256
 
 
-class Change(Enum):
-    """What :meth:`BucketRole.follow` saw happen this turn."""
-
-    PROMOTED = "promoted"
-    DEMOTED = "demoted"
+SHARE_EVERY = 1.0  # seconds between two copies of the counts into the membership record
 
 
 class BucketRole:
@@ -74,10 +70,13 @@ class BucketRole:
         self.clock = clock
         self.endpoints = endpoints
         self.health = guard.health
-        self.leadership: Leadership | None = None
-        self.active = False
+        self.leases: QueueLeases | None = None
+        self.led: frozenset[str] = frozenset()  # the queues in the index (read by the scans)
+        self.everything = False  # no leases: this daemon leads every queue
         self.became_active: float | None = None
-        self._retry_recover = 0.0
+        self._promoted_at: dict[str, float] = {}
+        self._retry: dict[str, float] = {}  # queue -> when to try recovering it again
+        self._shared_at = 0.0
         self._last_full = 0.0
         self._dups_seen: set[tuple[str, str]] = set()
 
@@ -86,122 +85,151 @@ class BucketRole:
         """The settings in force (a reload changes them here too)."""
         return self.live.current
 
+    @property
+    def active(self) -> bool:
+        """True while this daemon leads at least one queue."""
+        return self.everything or bool(self.led)
+
+    @property
+    def standby(self) -> bool:
+        """True while it leads nothing and other daemons of the bucket run (a lone daemon
+        is the active one even before its first queue)."""
+        return not self.active and self.leases is not None and len(self.leases.alive()) > 1
+
     # -- life cycle ------------------------------------------------------------------------
 
-    def start(self, now: float) -> None:
-        """Take the leader lease (or stand by) and, when active, recover the index."""
+    def start(self, now: float, info: dict[str, Any]) -> None:
+        """Take the leases of this daemon's queues (``info``: its addresses, for the records
+        and the leases) and recover them; with ``leader_lease = 0`` lead every queue."""
+        self.engine.index.leads = self.leads
         objects = self.store.control_objects() if self.settings.leader_lease > 0 else None
-        if objects is not None:
-            if not objects.shared:
-                log.warning("leader lease on %s: conditional writes are emulated in this "
-                            "process only; run one daemon only", self.store.url)
-            endpoints = self.endpoints()
-            lease = LeaderLease(objects, LEASE_NAME, self.name, self.settings.leader_lease,
-                                {"control": endpoints.get("control"),
-                                 "dispatch": endpoints.get("dispatch"),
-                                 "root": self.store.url})
-            self.leadership = Leadership(lease, self.wake)
-            self.store.set_fence(self.leadership.fence)
-            if not self.leadership.start():
-                holder = (lease.holder or {}).get("holder")
-                log.info("standing by: another daemon holds the leader lease",
-                         extra={"fields": {"active": holder, "lease_s": lease.duration}})
-                return
-        self._promote(now)
+        if objects is None:
+            self.everything = True
+            self._recover_all(now)
+            return
+        if not objects.shared:
+            log.warning("leases on %s: conditional writes are emulated in this process only; "
+                        "run one daemon only", self.store.url)
+        self.leases = QueueLeases(objects, self.live, name=self.name, info=info,
+                                  wake=self.wake)
+        self.store.set_fence(self.leases.fence)
+        try:
+            self.leases.add_queues(self.store.queues())
+        except CkptdError as exc:
+            log.warning("cannot list the queues of %s yet: %s", self.store.url, exc)
+        self.leases.start()
+        self.follow(now)
+        if not self.led:
+            log.info("this daemon leads no queue yet: it takes queues as they are asked for, "
+                     "as the balance gives them, or when their leader dies",
+                     extra={"fields": {"lease_s": self.leases.duration,
+                                       "standby": self.standby}})
 
     def close(self) -> None:
-        """Stop following the lease and give it back (a standby takes over at once)."""
-        if self.leadership is not None:
-            self.leadership.stop(release=True)
+        """Give every lease back (the other daemons take over at once)."""
+        if self.leases is not None:
+            self.leases.stop(release=True)
 
-    def _promote(self, now: float) -> bool:
-        started = time.monotonic()
+    def _recover_all(self, now: float) -> None:
         try:
             findings = self.engine.recover(now)
         except CkptdError as exc:
             self.health.failed(exc, now)
-            self._retry_recover = now + min(RETRY_MAX, 1.0 + self.health.failures)
-            log.error("cannot recover the index from %s: %s; trying again", self.store.url, exc)
-            return False
+            log.error("cannot recover the index from %s: %s; trying again", self.store.url,
+                      exc)
+            self.everything = False
+            self._retry[""] = now + min(RETRY_MAX, 1.0 + self.health.failures)
+            return
+        self.everything = True
+        self._retry.pop("", None)
         self.health.ok(now)
+        self.became_active = now
+        self._last_full = now
         counts = {q: i.counts() for q, i in self.engine.queues.items()}
-        log.info("recovered the index from %s in %.3fs", self.store.url,
-                 time.monotonic() - started,
+        log.info("recovered the index from %s", self.store.url,
                  extra={"fields": {"queues": len(counts), "repairs": len(findings),
                                    "pending": sum(c["pending"] for c in counts.values()),
                                    "claimed": sum(c["claimed"] for c in counts.values())}})
-        self.active = True
-        self.became_active = now
-        self._last_full = now
-        self._dups_seen.clear()
+
+    def _promote(self, queue: str, now: float) -> bool:
+        started = time.monotonic()
+        try:
+            findings = self.engine.recover_queue(queue, now)
+        except CkptdError as exc:
+            self.engine.queues.pop(queue, None)
+            self.health.failed(exc, now)
+            self._retry[queue] = now + min(RETRY_MAX, 1.0 + self.health.failures)
+            log.error("cannot recover queue %s from %s: %s; trying again", queue,
+                      self.store.url, exc)
+            return False
+        self._retry.pop(queue, None)
+        self.health.ok(now)
+        self._promoted_at[queue] = time.time()
+        counts = self.engine.queues[queue].counts()
+        log.info("leading queue %s: recovered it from %s in %.3fs", queue, self.store.url,
+                 time.monotonic() - started,
+                 extra={"fields": {"queue": queue, "repairs": len(findings),
+                                   "pending": counts["pending"], "claimed": counts["claimed"]}})
+        if self.became_active is None:
+            self.became_active = now
         return True
 
-    def _demote(self, why: str) -> None:
-        log.error("%s: standing by, writing nothing more; the index is dropped and will be "
-                  "rebuilt from the bucket when this daemon is active again", why)
-        self.active = False
-        self.guard.clear()
+    def _demote(self, queue: str, why: str) -> None:
+        log.warning("%s: this daemon no longer leads queue %s and writes nothing more there; "
+                    "its index is dropped", why, queue)
+        self.engine.drop_queue(queue)
+        self.guard.forget(queue)
         self.store.forget_prefetched()
-        self.engine.reset()
+        self._promoted_at.pop(queue, None)
 
     # -- each turn -------------------------------------------------------------------------
 
-    def follow(self, now: float) -> Change | None:
-        """Follow the lease: take the lead (recovering the index) or give it up (dropping
-        the index); say which happened this turn, if either. See :attr:`active`."""
-        leadership = self.leadership
-        if self.active and leadership is not None and not leadership.held():
-            if leadership.active or leadership.error:  # the bucket did not answer: say so
-                self.health.failed(leadership.error or "the leader lease could not be renewed",
-                                   now)
-            self._demote("lost the leader lease" if not leadership.active else
-                         "the leader lease lapsed (the bucket did not answer in time)")
-            return Change.DEMOTED
-        if not self.active and (leadership is None or leadership.held()) \
-                and now >= self._retry_recover:
-            if self._promote(now):
-                return Change.PROMOTED
-        return None
+    def follow(self, now: float) -> tuple[list[str], list[str]]:
+        """Follow the leases: recover the queues whose lease this daemon took, drop those
+        it lost or handed over; return (recovered, dropped) this turn."""
+        if self.leases is None:
+            if not self.everything and now >= self._retry.get("", 0.0):
+                self._recover_all(now)
+            return [], []
+        valid = self.leases.valid()
+        dropped = sorted(self.led - valid)
+        for queue in dropped:
+            self._demote(queue, "its lease lapsed or was handed over")
+        led = set(self.led) - set(dropped)
+        recovered = []
+        for queue in sorted(valid - led):
+            if now >= self._retry.get(queue, 0.0) and self._promote(queue, now):
+                led.add(queue)
+                recovered.append(queue)
+        if dropped and self.leases.error:  # the bucket did not answer in time: say so
+            self.health.failed(self.leases.error, now)
+        self.led = frozenset(led)
+        for queue in dropped:
+            self.leases.dropped(queue)
+        if now - self._shared_at >= SHARE_EVERY:
+            self._shared_at = now
+            self.leases.counts = {q: index.counts() for q, index in self.engine.queues.items()
+                                  if q in self.led}
+        return recovered, dropped
 
-    def standby_answer(self, kind: bytes, now: float, info: dict[str, Any]
-                       ) -> dict[str, Any] | CkptdError:
-        """The answer of a daemon that does not lead to a request ``kind``; ``info`` is
-        what the daemon says of itself in ``status`` (name, uptime, drops, ...)."""
-        holder = self._holder()
-        if kind == b"ping":
-            return {"pong": True, "daemon": self.name, "standby": True, "active": holder}
-        if kind == b"status":
-            return {"queues": {}, "root": self.store.url, "source": "daemon", "workers": 0,
-                    "standby": True, "counters": {}, **info}
-        if self.leadership is None or self.leadership.lease.holder is None:
-            return TakingOver("this daemon is not active yet: no daemon holds the leader lease "
-                              "and this one is taking it; nothing was done, ask again")
-        where = f"the active daemon is {holder}" if holder else "another daemon holds the lease"
-        return Standby(f"this daemon is a standby ({where}); ask the active one")
-
-    def _holder(self) -> str | None:
-        if self.leadership is None:
-            return None
-        record = self.leadership.lease.holder or {}
-        name = record.get("holder")
-        control = record.get("control")
-        return f"{name} at {control}" if name and control else name
+    def leads(self, queue: str) -> bool:
+        """True when this daemon leads ``queue`` (its index holds it)."""
+        return self.everything or queue in self.led
 
     def status(self, now: float) -> dict[str, Any]:
-        """What ``status`` adds for a bucket: the role and the lease."""
-        view: dict[str, Any] = {"role": "active" if self.active else "standby"}
-        if self.leadership is not None:
-            lease = self.leadership.lease
-            view["leader"] = {"lease_s": lease.duration, "held": self.leadership.held(),
-                              "active": self._holder() if not self.active else self.name,
-                              "error": self.leadership.error}
+        """What ``status`` adds for a bucket: the role and the leases."""
+        view: dict[str, Any] = {"role": "standby" if self.standby else "active"}
+        if self.leases is not None:
+            view["leader"] = {"lease_s": self.leases.duration, "leads": sorted(self.led),
+                              "error": self.leases.error}
         return view
 
     # -- writing ---------------------------------------------------------------------------
 
     def writable(self) -> bool:
-        """True while this daemon may write: it is active and its lease has not lapsed."""
-        return self.active and (self.leadership is None or self.leadership.held())
+        """True while this daemon may write: it leads a queue (every write request is fenced
+        on its own queue's lease as well)."""
+        return self.active
 
     def may_dispatch(self, now: float) -> bool:
         """Prefetch the next claims while the bucket answers; return True when jobs may be
@@ -218,7 +246,7 @@ class BucketRole:
         if credits <= 0:
             return
         for name, index in engine.queues.items():
-            if not index.ready:
+            if not index.ready or not self.leads(name):
                 continue
             wanted = []
             for job_id in index.ready:
@@ -245,7 +273,12 @@ class BucketRole:
         result: dict[str, Any] = {}
         dups: dict[str, dict[str, list[State]]] = {}
         controls = store.queue_controls()  # the queues, and their paused/limits objects
-        for queue in controls:
+        queues = list(controls)
+        if self.leases is not None:
+            self.leases.add_queues(queues)  # new queues go to the balance
+        for queue in queues:
+            if not self.leads(queue):
+                continue
             listed: dict[State, list[str]] = {}
             if full:
                 for state in STATES:
@@ -282,12 +315,12 @@ class BucketRole:
 
     def reconcile(self, scan: dict[str, Any], now: float) -> None:
         """Bring the index in line with a listing from :meth:`scan` (in the loop)."""
-        if not self.active:
-            return
         engine = self.engine
         full = scan["full"]
         engine.controls.load_all(scan.get("controls", {}), scan.get("started"))
         for queue, listed in scan["queues"].items():
+            if not self.leads(queue) or self._promoted_at.get(queue, 0.0) > scan["started"]:
+                continue  # led elsewhere now, or recovered from a newer listing
             index = engine.queue(queue)
             if full:
                 engine.reconcile_pending(queue, listed["pending"])
@@ -314,6 +347,8 @@ class BucketRole:
                     log.warning("adopted a claimed job the index did not know",
                                 extra={"fields": {"queue": queue, "id": job_id}})
         for queue, winners in scan.get("resolved", {}).items():
+            if not self.leads(queue):
+                continue
             index = engine.queue(queue)
             for job_id, winner in winners.items():
                 if winner != State.PENDING.value and job_id in index.pending \

@@ -3,8 +3,9 @@
 Each request is decoded (:mod:`ckptd.wire.protocol`), handed to the engine, the operators'
 actions or the store commands, and answered; answers that depend on store operations
 (submit, retry, cancel, purge) are given once those operations are applied, by the daemon's
-commit. ``wait`` requests are parked until their jobs end or their deadline passes. A daemon
-that does not lead answers every request with :meth:`Control.read_standby`.
+commit. ``wait`` requests are parked until their jobs end or their deadline passes. Where
+several daemons share a store, a :class:`~ckptd.daemon.routing.Router` first sends requests
+about queues that another daemon leads on to it.
 """
 
 from __future__ import annotations
@@ -15,14 +16,21 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from ckptd.client.direct import submit_settings
 from ckptd.codec import decode_job
 from ckptd.core.config import LiveSettings, Settings
-from ckptd.core.errors import CkptdError, ConfigError, JobExists, JobNotFound, ProtocolError
+from ckptd.core.errors import (
+    CkptdError,
+    ConfigError,
+    JobExists,
+    JobNotFound,
+    ProtocolError,
+    Standby,
+)
 from ckptd.core.states import State, parse_state
 from ckptd.daemon.engine import Engine
 from ckptd.daemon.operators import Operators
@@ -34,10 +42,12 @@ from ckptd.wire.endpoints import port_of
 from ckptd.wire.protocol import Body
 from ckptd.wire.uploads import Uploads
 
+if TYPE_CHECKING:
+    from ckptd.daemon.routing import Router
+
 log = logging.getLogger("ckptd.daemon.daemon")
 
 MAX_CONTROL_PER_STEP = 1000
-STANDBY_REQUESTS_PER_STEP = 100
 
 Reply = Callable[[Body | CkptdError], None]
 Drop = Callable[[str, str, float], None]
@@ -81,6 +91,7 @@ class Control:
         self.token = os.urandom(8).hex()
         self.replies: list[tuple[bytes, list[bytes]]] = []
         self.waiters: list[Waiter] = []
+        self.router: Router | None = None  # several daemons on one store
 
     @property
     def settings(self) -> Settings:
@@ -107,7 +118,8 @@ class Control:
                     self.reply(identity, exc)
                 continue
             try:
-                self.handle(identity, kind, body, now)
+                if self.router is None or not self.router.divert(identity, kind, body, rest):
+                    self.handle(identity, kind, body, now)
             except CkptdError as exc:
                 self.reply(identity, exc)
             except (ValueError, TypeError) as exc:
@@ -117,32 +129,20 @@ class Control:
                 self.reply(identity, CkptdError("internal error; see the daemon's log"))
         return count
 
-    def read_standby(self, sock: zmq.Socket[bytes], now: float,
-                     answer: Callable[[bytes, float], Body | CkptdError]) -> None:
-        """Answer every request as a daemon that does not lead (``answer(kind, now)``)."""
-        limit = self.settings.max_message_size
-        for _ in range(STANDBY_REQUESTS_PER_STEP):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            identity, rest = frames[0], frames[1:]
-            try:
-                kind, _ = protocol.decode_request(rest, limit)
-            except ProtocolError as exc:
-                self.drop("control", exc.reason, now)
-                continue
-            self.reply(identity, answer(kind, now))
-
     def reply(self, identity: bytes, answer: Body | CkptdError) -> None:
         """Queue an answer; it leaves with the round's other replies, after the sync."""
         if isinstance(answer, CkptdError):
-            frames = protocol.reply_error(answer.code, str(answer), answer.exit_code)
+            leader = answer.leader if isinstance(answer, Standby) else None
+            frames = protocol.reply_error(answer.code, str(answer), answer.exit_code, leader)
         else:
             try:
                 frames = protocol.reply_ok(answer)
             except ValueError as exc:
                 frames = protocol.reply_error(CkptdError.code, str(exc), 1)
+        self.replies.append((identity, frames))
+
+    def reply_raw(self, identity: bytes, frames: list[bytes]) -> None:
+        """Queue a reply as it came (from the daemon a request was forwarded to)."""
         self.replies.append((identity, frames))
 
     def wrong_port(self) -> list[bytes]:
@@ -160,11 +160,13 @@ class Control:
         replies, self.replies = self.replies, []
         return replies
 
-    def refuse_waiters(self, error: CkptdError) -> None:
-        """Answer every parked ``wait`` with ``error`` (the daemon stopped leading)."""
+    def refuse_waiters(self, error: CkptdError, queue: str | None = None) -> None:
+        """Answer every parked ``wait`` (of ``queue`` only, when given) with ``error`` (the
+        daemon stopped leading it)."""
         for waiter in self.waiters:
-            self.reply(waiter.identity, error)
-        self.waiters = []
+            if queue is None or waiter.queue == queue:
+                self.reply(waiter.identity, error)
+        self.waiters = [w for w in self.waiters if queue is not None and w.queue != queue]
 
     # -- requests --------------------------------------------------------------------------
 
@@ -183,15 +185,21 @@ class Control:
         elif kind == b"status":
             answer = self.operators.status(body.get("queue"), now)
             answer.update(self.daemon_info(now))
+            if self.router is not None:
+                self.router.status(answer, body.get("queue"))
             self.reply(identity, answer)
         elif kind == b"ping":
-            self.reply(identity, {"pong": True, "daemon": engine.name})
+            pong: Body = {"pong": True, "daemon": engine.name}
+            self.reply(identity, pong if self.router is None else {**pong,
+                                                                    **self.router.ping(body)})
         elif kind == b"endpoints":
             where: Body = {"dispatch": self.endpoints["dispatch"],
                            "dispatch_port": port_of(self.endpoints["dispatch"]),
                            "root": engine.store.url}
             if is_local(engine.store.url):
                 where["submit"] = submit_settings(engine.store.url, self.settings, self.token)
+            if self.router is not None:
+                where.update(self.router.endpoints())
             self.reply(identity, where)
         elif kind == b"ls":
             state = parse_state(body["state"]) if body.get("state") else None

@@ -25,14 +25,15 @@ from typing import Any
 import zmq
 
 from ckptd.core.config import LiveSettings, Settings, reloaded_settings
-from ckptd.core.errors import CkptdError, ProtocolError, Standby
+from ckptd.core.errors import CkptdError, ProtocolError
 from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.binding import bind_socket, write_ready_file
-from ckptd.daemon.bucket_role import BucketRole, Change
+from ckptd.daemon.bucket_role import BucketRole
 from ckptd.daemon.control import MAX_CONTROL_PER_STEP, Control
 from ckptd.daemon.drops import Drops
 from ckptd.daemon.engine import Engine
 from ckptd.daemon.http.server import Telemetry
+from ckptd.daemon.leading import Leading
 from ckptd.daemon.operators import Operators
 from ckptd.daemon.scans import Scans
 from ckptd.daemon.snapshot import Snapshot, build_snapshot, status_line
@@ -41,8 +42,6 @@ from ckptd.daemon.systemd import Notifier
 from ckptd.daemon.watch import Watcher
 from ckptd.store import Store, is_local, store_from_settings
 from ckptd.store.admin import StoreAdmin
-from ckptd.store.local import ROOT_LOCK
-from ckptd.store.local_lock import HeldLock
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import check_bind
 from ckptd.wire.protocol import Body
@@ -103,7 +102,7 @@ class Daemon:
         self._busy = False
         self._watch_fd: int | None = None  # the watcher's descriptor, read when it is ready
         self._guard: SocketGuard | None = None
-        self._lock: HeldLock | None = None
+        self.leading = Leading(self.store, self.live, self.engine, self.role, self.control)
 
     @property
     def settings(self) -> Settings:
@@ -121,9 +120,10 @@ class Daemon:
         check_bind(settings.control, settings)
         check_bind(settings.dispatch, settings)
         if self.role is None:
-            # One daemon leads a local root: a second one is refused here, before it binds
-            # or reads anything (the kernel releases the lock when this process dies).
-            self._lock = self.store.lock(ROOT_LOCK)
+            # One daemon leads a local root (or, with lead, some of its queues): a second
+            # one is refused here, before it binds or reads anything (the kernel releases
+            # the locks when this process dies).
+            self.leading.take_local()
         self._ctx = zmq.Context()
         guard.start(self._ctx)  # the ZAP handler exists before any socket is bound
         self._guard = guard
@@ -136,20 +136,17 @@ class Daemon:
         self._poller.register(self._wake_r, zmq.POLLIN)
         for sock in guard.pollables():
             self._poller.register(sock, zmq.POLLIN)
-        if self._lock is not None:
-            self._lock.describe({"pid": os.getpid(), "host": os.uname().nodename,
-                                 "control": self.endpoints["control"],
-                                 "dispatch": self.endpoints["dispatch"],
-                                 "started": utc_iso(now), "token": self.control.token})
-        if self.role is not None:
-            self.role.start(now)  # the leader lease (or standby), then recovery
-        else:
+        self.name = self.leading.named(self.endpoints)
+        self.leading.describe({"pid": os.getpid(), "host": os.uname().nodename,
+                               "started": utc_iso(now), "token": self.control.token})
+        self.leading.start(now, self._ctx, self._poller)  # leases and routing, where shared
+        if self.role is None:
             from ckptd.daemon.watch import make_watcher
 
             # Watch before listing: a job written meanwhile is in the listing or an event.
             self._watcher = make_watcher(self.store.url, self.wake, settings.watcher,
                                          settings.dir_mode)
-            self._watcher.start(self.store.queues())
+            self._watcher.start([q for q in self.store.queues() if self.engine.index.leads(q)])
             started = time.monotonic()
             findings = self.engine.recover(now)
             counts = {q: i.counts() for q, i in self.engine.queues.items()}
@@ -201,8 +198,7 @@ class Daemon:
             self._watcher = None
         self.scans.close()
         self.engine.sweeper.close()
-        if self.role is not None:
-            self.role.close()  # gives the leader lease back
+        self.leading.close()  # gives the leases (or locks) back
         for sock in (self._control, self._dispatch):
             if sock is not None and not sock.closed:
                 try:
@@ -224,9 +220,6 @@ class Daemon:
         self._wake_r = self._wake_w = -1
         self.notifier.close()
         self.store.close()
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
 
     def wake(self) -> None:
         """Make the loop's poll return now (safe from any thread and signal handlers)."""
@@ -321,8 +314,8 @@ class Daemon:
         if self.reload_requested:
             self.reload_requested = False
             self.reload()
-        if self.role is not None and not self._follow_role(now, events):
-            return  # a standby: only the control socket was answered
+        self.leading.read(events)  # replies of requests forwarded to other daemons
+        self._follow_role(now)
         if self._watch_fd is None or events.get(self._watch_fd) or self.scans.new_queues:
             self.scans.read_events(now)
         if self.scans.rescan_now:
@@ -354,34 +347,10 @@ class Daemon:
         # Poll without sleeping only with work left: more to read, ops, jobs made ready.
         self._busy = capped or bool(engine.txn.ops) or engine.ready_count() > ready
 
-    def _follow_role(self, now: float, events: dict[Any, int]) -> bool:
-        """Follow the bucket role; serve as a standby when it does not lead. True: leads."""
-        role = self.role
-        assert role is not None
-        change = role.follow(now)
-        if change is Change.DEMOTED:
-            self.scans.clear()
-            self.control.refuse_waiters(Standby("this daemon stopped being the active one; "
-                                                "ask again (another daemon takes over)"))
-        elif change is Change.PROMOTED:
+    def _follow_role(self, now: float) -> None:
+        """Follow the leases (a bucket): recover the queues taken, drop those lost."""
+        if self.leading.follow(now):
             self._schedule_all(now)
-        if role.active:
-            return True
-        if self._control is not None and events.get(self._control):
-            info = self._daemon_info(now)
-            self.control.read_standby(self._control, now,
-                                      lambda kind, at: role.standby_answer(kind, at, info))
-        if self._dispatch is not None and events.get(self._dispatch):
-            while True:  # workers left over from before: they find the active daemon by ping
-                try:
-                    self._dispatch.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-        self.commit()  # sends the replies
-        if self.telemetry is not None:
-            self.telemetry.tick(now)
-        self._busy = False
-        return False
 
     def commit(self) -> None:
         """Apply the round's store ops as one group, run their callbacks, send the outbox.
@@ -502,6 +471,7 @@ class Daemon:
             timers["status"] = now + 5.0
             self.notifier.status(self._status_line())
             self.drops.log(now)
+            self.leading.tidy()
 
     def _status_line(self) -> str:
         return status_line(self.engine)
@@ -571,6 +541,9 @@ class Daemon:
                     self._wrong_port(identity)  # a control request sent to the dispatch port
                 continue
             for kind, body in messages:
+                if self.leading.refuses(kind, body):  # sent where its queue is not led:
+                    self.drops.count("dispatch", "not_leader", now)  # unconfirmed, resent
+                    continue
                 try:
                     if not self.engine.worker_message(identity, kind, body, now):
                         self.drops.count("dispatch", "unknown_worker", now)

@@ -93,7 +93,7 @@ class Engine:
         # dispatcher asks), dedup, schedules, retention.
         self.controls = QueueControls(store, ix.gate, time.time)
         self.open_jobs = OpenJobs()
-        self.scheduler = Scheduler(ix.live, store, self.submit)
+        self.scheduler = Scheduler(ix.live, store, self.submit, lambda q: self.index.leads(q))
         self.sweeper = Sweeper(store, ix.live, wake=wake)
         self._read_after = 0.0  # pending files are read for their priorities from then on
         ix.deadlines += [self._unread_due, self._token_due, self.scheduler.next_due]
@@ -238,28 +238,46 @@ class Engine:
         self.open_jobs.clear()
         self.controls.recover()  # paused files and limits, before anything is dispatched
         for name in ix.store.queues():
-            index = ix.queue(name)
-            ids = recovery.listing(ix.store, name)
-            findings += recovery.resolve_duplicates(ix.store, name, ids, repair=True)
-            findings += recovery.clean_leftovers(ix.store, name, now,
-                                                 ix.settings.tmp_max_age, repair=True)
-            index.ready.extend_unread(ids[State.PENDING])  # priorities: read before dispatch
-            index.pending.update(ids[State.PENDING])
-            for job_id in (*ids[State.PENDING], *ids[State.CLAIMED]):
-                self.open_jobs.seen(name, job_id)
-            index.done = len(ids[State.DONE])
-            index.failed = len(ids[State.FAILED])
-            index.metrics.base_succeeded, index.metrics.base_failed = index.done, index.failed
-            index.metrics.seed_failures(ix.store, name, ids[State.FAILED])
-            index.checkpointed = set(ix.store.checkpoint_ids(name))
-            self.flows.recover(name, ids, now)
-            grace = adoption_grace(ix.settings, name)
-            for job_id in ids[State.CLAIMED]:
-                self.adopt_claimed(index, job_id, now, strict=True, duration=grace)
-        for finding in findings:
-            log.warning("recovery: %s", finding.line())
+            if ix.leads(name):  # several daemons on one root: only the queues it leads
+                findings += self.recover_queue(name, now, alone=False)
         self.scheduler.start(now)  # what the schedules missed while no daemon ran
         return findings
+
+    def recover_queue(self, name: str, now: float, alone: bool = True
+                      ) -> list[recovery.Finding]:
+        """Rebuild the index of one queue from the store (see :meth:`recover`); a queue
+        this daemon begins to lead is recovered ``alone`` (then its schedules are planned
+        too)."""
+        ix = self.index
+        ix.queues.pop(name, None)
+        index = ix.queue(name)
+        ids = recovery.listing(ix.store, name)
+        findings = recovery.resolve_duplicates(ix.store, name, ids, repair=True)
+        findings += recovery.clean_leftovers(ix.store, name, now, ix.settings.tmp_max_age,
+                                             repair=True)
+        index.ready.extend_unread(ids[State.PENDING])  # priorities: read before dispatch
+        index.pending.update(ids[State.PENDING])
+        for job_id in (*ids[State.PENDING], *ids[State.CLAIMED]):
+            self.open_jobs.seen(name, job_id)
+        index.done = len(ids[State.DONE])
+        index.failed = len(ids[State.FAILED])
+        index.metrics.base_succeeded, index.metrics.base_failed = index.done, index.failed
+        index.metrics.seed_failures(ix.store, name, ids[State.FAILED])
+        index.checkpointed = set(ix.store.checkpoint_ids(name))
+        self.flows.recover(name, ids, now)
+        grace = adoption_grace(ix.settings, name)
+        for job_id in ids[State.CLAIMED]:
+            self.adopt_claimed(index, job_id, now, strict=True, duration=grace)
+        for finding in findings:
+            log.warning("recovery: %s", finding.line())
+        if alone and any(schedule.queue == name for schedule in ix.settings.schedules.values()):
+            self.scheduler.start(now)  # a queue taken over: plan what its schedules missed
+        return findings
+
+    def drop_queue(self, name: str) -> None:
+        """Forget one queue (this daemon stopped leading it; its new leader recovers it)."""
+        self.index.drop_queue(name)
+        self.flows.drop(name)
 
     def resync(self, queue: str, job_id: str, now: float) -> None:
         """Bring the index in line with the folders for one job whose move found it already

@@ -57,6 +57,11 @@ class Flows:
         self.batches.clear()
         self._not_batches.clear()
 
+    def drop(self, queue: str) -> None:
+        """Forget the batches of one queue (another daemon leads it now)."""
+        for name in [n for n, p in self.batches.items() if p.manifest.queue == queue]:
+            del self.batches[name]
+
     # -- recovery --------------------------------------------------------------------------
 
     def recover(self, queue: str, ids: dict[State, list[str]], now: float) -> None:

@@ -168,6 +168,8 @@ class Index:
         self.gate = Gate(self.live)  # pause, max_running, rate (daemon/limits.py)
         # More times something is due (a rate's next token, a schedule's next tick, ...).
         self.deadlines: list[Callable[[], float | None]] = []
+        #: Whether this daemon leads a queue (several daemons on one store each lead some).
+        self.leads: Callable[[str], bool] = lambda queue: True
 
     def note_apply(self, seconds: float) -> None:
         """A round's store ops took ``seconds`` to apply (and flush): update ``refill``."""
@@ -194,6 +196,17 @@ class Index:
         self.outbox = []
         self.ended.clear()
         self.counters = {"stale_answers": 0, "unknown_worker": 0, "store_errors": 0}
+
+    def drop_queue(self, name: str) -> None:
+        """Forget queue ``name`` and free its workers' slots (another daemon leads it now:
+        its workers' answers go there)."""
+        if self.queues.pop(name, None) is None:
+            return
+        for worker in self.workers.values():
+            mine = {ref for ref in worker.running if ref[0] == name}
+            if mine:
+                worker.running -= mine
+                worker.credits = min(worker.most, worker.credits + len(mine))
 
     # -- queues ----------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
-"""The leader lease: which of two daemons on one bucket is active, and for how long.
+"""A leader lease: which daemon leads a queue of a bucket, and for how long.
 
-The lease is one object in the bucket, ``<prefix>/.ckptd/leader.json``, that says who holds
-it. Only conditional writes touch it:
+Each queue has one lease object in the bucket, ``<prefix>/.ckptd/queues/<queue>.json``
+(:mod:`ckptd.daemon.queue_leases` keeps them), that says who holds it. Only conditional
+writes touch it:
 
 - take a free lease: ``PUT`` with ``If-None-Match: *`` (only one daemon can create it);
 - renew it: ``PUT`` with ``If-Match: <the ETag we wrote last>`` (fails once another took it);
@@ -14,11 +15,8 @@ The holder counts its lease from the moment it *sent* the write that renewed it 
 it as lapsed after ``LEASE_SAFETY`` of its length: a standby can only take over a whole
 lease after it saw that write, so the old holder has stopped writing (it fences every store
 request on :meth:`Leadership.fence`) a quarter lease before the new one may start. The
-holder renews every quarter lease; the standby looks every quarter lease, so it takes over
+holder renews every quarter lease; the others look every quarter lease, so one takes over
 within 1.5 leases of the holder's death.
-
-:class:`Leadership` runs this in a thread of its own, so that a slow bucket never delays the
-daemon's loop, and wakes the loop whenever the answer changes.
 """
 
 from __future__ import annotations
@@ -26,17 +24,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from ckptd.core.errors import NotLeader, StoreError
 from ckptd.store.objects import Conflict, ControlObjects
 
 log = logging.getLogger(__name__)
 
-LEASE_NAME = "leader.json"
+LEASE_NAME = "leader.json"  # the one lease of the store, before a lease per queue
 LEASE_SAFETY = 0.75  # the holder stops writing after this much of its lease
 CHECKS_PER_LEASE = 4  # renewals by the holder, looks by the standby, per lease
 
@@ -80,7 +76,7 @@ class LeaderLease:
                 etag = self.objects.put(self.path, self._record(), create=True)
             else:
                 data, seen = current
-                record = _parse(data)
+                record = parse_record(data)
                 # Ours when the ETag is our last one, or when a renewal got through but its
                 # answer did not (the record has our token): then no other daemon waits.
                 ours = seen == self.etag or (record or {}).get("token") == self.token
@@ -97,6 +93,38 @@ class LeaderLease:
                 etag = self.objects.put(self.path, self._record(), if_match=seen)
         except Conflict:
             self._seen = None
+            return False
+        self._took(etag, sent)
+        return True
+
+    def take(self, listed: str | None) -> bool:
+        """Take the lease now, on what a listing showed: create it when ``listed`` is None
+        (absent), else take it over from a holder whose object kept ETag ``listed`` (no
+        quotes) for a whole lease, as the caller saw it. Return True when we hold it now;
+        False when it changed meanwhile (another daemon took or renewed it).
+
+        Raises StoreError when the bucket cannot be reached.
+        """
+        sent = self.clock()
+        try:
+            if listed is None:
+                etag = self.objects.put(self.path, self._record(), create=True)
+            else:
+                current = self.objects.get(self.path)
+                if current is None:
+                    etag = self.objects.put(self.path, self._record(), create=True)
+                else:
+                    data, seen = current
+                    ours = (parse_record(data) or {}).get("token") == self.token
+                    if not ours and seen.strip('"') != listed:
+                        return False
+                    if not ours:
+                        self.holder = parse_record(data)
+                        log.warning("the lease %s was not renewed for a whole lease; taking "
+                                    "over", self.path, extra={"fields": {
+                                        "previous": (self.holder or {}).get("holder")}})
+                    etag = self.objects.put(self.path, self._record(), if_match=seen)
+        except Conflict:
             return False
         self._took(etag, sent)
         return True
@@ -122,7 +150,7 @@ class LeaderLease:
             except Conflict:
                 # A renewal whose answer was lost changed the ETag to one we never saw.
                 current = self.objects.get(self.path)
-                if current is None or (_parse(current[0]) or {}).get("token") != self.token:
+                if current is None or (parse_record(current[0]) or {}).get("token") != self.token:
                     raise
                 etag = self.objects.put(self.path, self._record(), if_match=current[1])
         except Conflict:
@@ -139,86 +167,10 @@ class LeaderLease:
             self.objects.delete(self.path, if_match=etag)
 
 
-def _parse(data: bytes) -> dict[str, Any] | None:
+def parse_record(data: bytes) -> dict[str, Any] | None:
+    """The JSON object of a lease record, or None when it is not one."""
     try:
         record = json.loads(data)
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
-
-
-class Leadership:
-    """Keeps (or waits for) the lease in a thread; the daemon's loop reads :attr:`active`."""
-
-    def __init__(self, lease: LeaderLease, wake: Callable[[], None]) -> None:
-        self.lease = lease
-        self.wake = wake
-        self.active = False
-        self.error: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def deadline(self) -> float:
-        """The monotonic instant after which nothing may be written (the store's fence)."""
-        return self.lease.valid_until if self.active else 0.0
-
-    def fence(self, queue: str) -> None:
-        """Raise NotLeader once the lease has lapsed (called before every store write)."""
-        if time.monotonic() >= self.deadline():
-            raise NotLeader("this daemon no longer holds the leader lease; it writes nothing "
-                            "more (a standby has taken over, or is about to)")
-
-    def held(self) -> bool:
-        """True while the lease is ours and has not lapsed."""
-        return self.active and self.lease.held()
-
-    def start(self) -> bool:
-        """Try once to take the lease, then keep at it in a thread; return :attr:`active`."""
-        self._attempt()
-        self._thread = threading.Thread(target=self._run, name="ckptd-leader", daemon=True)
-        self._thread.start()
-        return self.active
-
-    def _attempt(self) -> None:
-        try:
-            if self.active:
-                started = time.monotonic()
-                renewed = self.lease.renew()
-                log.debug("leader lease renewal took %.3fs", time.monotonic() - started)
-                if not renewed:
-                    log.error("lost the leader lease to another daemon", extra={"fields": {
-                        "holder": (self.lease.holder or {}).get("holder")}})
-                    self.active = False
-                    self.wake()
-            elif self.lease.try_acquire():
-                self.active = True
-                log.info("took the leader lease: this daemon is the active one",
-                         extra={"fields": {"lease_s": self.lease.duration}})
-                self.wake()
-            self.error = None
-        except StoreError as exc:
-            self.error = str(exc)
-            log.warning("leader lease: %s", exc)
-            if self.active and not self.lease.held():
-                self.active = False
-                self.wake()
-
-    def _run(self) -> None:
-        interval = self.lease.duration / CHECKS_PER_LEASE
-        while not self._stop.wait(interval):
-            self._attempt()
-
-    def stop(self, release: bool) -> None:
-        """Stop the thread; with ``release``, give the lease back if we hold it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-        if release and self.active:
-            self.active = False
-            try:
-                self.lease.release()
-                log.info("gave the leader lease back")
-            except StoreError as exc:
-                log.warning("could not give the leader lease back (it lapses by itself): %s",
-                            exc)

@@ -80,6 +80,8 @@ class Scans:
             now = time.time()
             controls = self.store.queue_controls()  # the queues, and their paused/limits
             for queue in controls:
+                if not self.engine.index.leads(queue):
+                    continue  # another daemon of this root leads it
                 result[queue] = {
                     "pending": self.store.ids(queue, State.PENDING),
                     "done": self.store.count(queue, State.DONE),
@@ -125,6 +127,8 @@ class Scans:
             return
         engine = self.engine
         for kind, queue, job_id in self.watcher.drain():
+            if queue and not engine.index.leads(queue):
+                continue  # another daemon of this root leads it
             if kind == "added":
                 self.store.pending_changed(queue, job_id)
                 engine.pending_appeared(queue, job_id)

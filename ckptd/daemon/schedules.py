@@ -104,10 +104,13 @@ class Plan:
 class Scheduler:
     """Submits the ticks of every schedule (active daemon only)."""
 
-    def __init__(self, live: LiveSettings, store: Store, submit: Submit) -> None:
+    def __init__(self, live: LiveSettings, store: Store, submit: Submit,
+                 leads: Callable[[str], bool] = lambda queue: True) -> None:
         self.live = live
         self.store = store
         self.submit = submit
+        # Several daemons on one store: a schedule runs in the daemon leading its queue.
+        self.leads = leads
         self.plans: dict[str, Plan] = {}
         self._settings: Mapping[str, ScheduleSettings] | None = None
         self.running = False
@@ -181,7 +184,7 @@ class Scheduler:
             return
         self._follow_settings(now)
         for plan in self.plans.values():
-            if plan.busy:
+            if plan.busy or not self.leads(plan.schedule.queue):
                 continue
             if plan.backlog:
                 self._submit(plan, plan.backlog[0], now, catch_up=True)
@@ -193,7 +196,7 @@ class Scheduler:
         if not self.running:
             return None
         times = [0.0 if plan.backlog else plan.next for plan in self.plans.values()
-                 if not plan.busy]
+                 if not plan.busy and self.leads(plan.schedule.queue)]
         return min(times) if times else None
 
     def _submit(self, plan: Plan, tick: float, now: float, *, catch_up: bool) -> None:

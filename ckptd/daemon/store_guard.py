@@ -116,6 +116,11 @@ class StoreGuard:
         """Forget the waiting ops (this daemon stopped leading: the next one redoes them)."""
         self.deferred.clear()
 
+    def forget(self, queue: str) -> None:
+        """Forget the waiting ops of one queue (another daemon leads it now and redoes them:
+        a worker sends its answer again to the queue's leader)."""
+        self.deferred = [d for d in self.deferred if d.op.queue != queue]
+
     def apply(self, txn: Txn, writable: bool = True) -> list[Outcome]:
         """Apply the round's ops; keep the ones that failed for a store failure.
 
@@ -124,7 +129,7 @@ class StoreGuard:
         """
         ops = txn.ops
         if not writable:
-            return [NotLeader("this daemon is not the active one; nothing was written")] \
+            return [NotLeader("this daemon leads no queue; nothing was written")] \
                 * len(ops)
         now = self.clock()
         try:

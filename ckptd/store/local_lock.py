@@ -66,9 +66,16 @@ def take_lock(root: str, name: str, *, shared: bool, dir_mode: int, file_mode: i
         os.close(fd)
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise io_error(exc, "lock", path) from exc
-        raise LockHeld(f"another ckptd daemon already leads {what} in {root}"
-                       f"{_holder_text(path)}: stop it first, or give this daemon another "
-                       "root (two daemons leading the same jobs would run them twice)") from None
+        holder = _holder_text(path)
+        if not holder and what == "the root" and not shared:
+            raise LockHeld(f"ckptd daemons with a lead list already lead queues of {root}: "
+                           "give this daemon a lead list of its own (setting lead: the queues "
+                           "it leads), or stop them first") from None
+        raise LockHeld(f"another ckptd daemon already leads {what} in {root}{holder}: stop "
+                       "it first, or give this daemon another root (two daemons leading the "
+                       "same jobs would run them twice)") from None
+    if shared:
+        os.ftruncate(fd, 0)  # no exclusive holder: what an earlier one wrote is stale
     return HeldLock(fd, path, exclusive=not shared)
 
 

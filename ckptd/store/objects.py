@@ -44,6 +44,10 @@ class ControlObjects(Protocol):
     def names(self, prefix: str) -> list[str]:
         """Return the sorted names that start with ``prefix``; [] when none."""
 
+    def tagged(self, prefix: str) -> dict[str, str]:
+        """Return {name: ETag} of the objects whose names start with ``prefix`` (one
+        listing; ETags without quotes); {} when none."""
+
 
 class EmulatedObjects:
     """:class:`ControlObjects` over an fsspec file system, for stores without conditional
@@ -92,3 +96,11 @@ class EmulatedObjects:
         marker = f"/{CONTROL_DIR}/"
         rel = [f"/{p}".split(marker, 1)[1] for p in found if marker in f"/{p}"]
         return sorted(n for n in rel if n.startswith(prefix))
+
+    def tagged(self, prefix: str) -> dict[str, str]:
+        found = {}
+        for name in self.names(prefix):
+            current = self.get(name)
+            if current is not None:
+                found[name] = current[1]
+        return found

@@ -158,7 +158,7 @@ class BotocoreRequests(S3Requests):
                     modified = item.get("LastModified")
                     objects.append(Entry(name, later_time(
                         modified.timestamp() if modified is not None else None, None),
-                        int(item.get("Size", 0) or 0)))
+                        int(item.get("Size", 0) or 0), str(item.get("ETag") or "").strip('"')))
             for item in page.get("CommonPrefixes", []):
                 folders.append(item["Prefix"][len(prefix):].rstrip("/"))
             token = page.get("NextContinuationToken")

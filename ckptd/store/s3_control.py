@@ -1,4 +1,4 @@
-"""The control area of an S3 store (``<prefix>/.ckptd/``): the leader lease's objects.
+"""The control area of an S3 store (``<prefix>/.ckptd/``): leases and membership records.
 
 Only conditional writes touch them (:class:`~ckptd.store.objects.ControlObjects`). These
 requests skip the queue of the store's own: a big group of job writes must never delay a
@@ -40,3 +40,8 @@ class S3ControlObjects:
     def names(self, prefix: str) -> list[str]:
         objects, _ = self.req.run(lambda: self.req.list(self.base, delimiter=False))
         return sorted(o.name for o in objects if o.name.startswith(prefix))
+
+    def tagged(self, prefix: str) -> dict[str, str]:
+        objects, _ = self.req.run(lambda: self.req.list(self.base, delimiter=False,
+                                                         queued=False))
+        return {o.name: o.etag for o in objects if o.name.startswith(prefix)}

@@ -232,7 +232,8 @@ def _entries(found: Sequence[Mapping[str, Any]], prefix: str) -> list[Entry]:
     for meta in found:
         name = str(meta["path"])[len(prefix):]
         if name:
-            entries.append(Entry(name, meta["last_modified"].timestamp(), int(meta["size"])))
+            entries.append(Entry(name, meta["last_modified"].timestamp(), int(meta["size"]),
+                                 str(meta.get("e_tag") or "").strip('"')))
     return entries
 
 

@@ -82,11 +82,13 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class Entry:
-    """An object in a listing: its name under the listed folder, write time and size."""
+    """An object in a listing: its name under the listed folder, write time, size and
+    ETag (quotes stripped; "" when the server gave none)."""
 
     name: str
     time: float
     size: int
+    etag: str = ""
 
 
 class NotSupportedByServer(StoreError):
@@ -286,10 +288,16 @@ class S3Requests(ABC):
     async def put(self, path: str, data: bytes, what: str, *, create: bool = False,
                   if_match: str | None = None, fenced: bool = True) -> str:
         """PUT; ``create``: only if absent, ``if_match``: only if the object has that ETag
-        (:class:`Conflict` otherwise). Returns the new ETag."""
+        (:class:`Conflict` otherwise). Returns the new ETag.
+
+        A create-only PUT is not fenced: the server refuses it when the object exists, so no
+        writer can overwrite anything with it, whichever daemon leads the queue (a pipeline
+        hands jobs over into a queue another daemon leads this way).
+        """
         key = self.split(path)
         return await self.call(what, lambda: self._put(key, data, create, if_match),
-                               fenced_keys=(key,) if fenced else (), queued=fenced)
+                               fenced_keys=(key,) if fenced and not create else (),
+                               queued=fenced)
 
     async def copy(self, src: str, dst: str, what: str) -> None:
         """Server-side copy (never conditional: conditional CopyObject is not widely
@@ -336,10 +344,11 @@ class S3Requests(ABC):
                 await asyncio.gather(*(one([k]) for k in chunk))
         await asyncio.gather(*(one(c) for c in chunks))
 
-    async def list(self, path: str, *, delimiter: bool = True, start_after: str | None = None
-                   ) -> tuple[list[Entry], list[str]]:
+    async def list(self, path: str, *, delimiter: bool = True, start_after: str | None = None,
+                   queued: bool = True) -> tuple[list[Entry], list[str]]:
         """Every object directly under ``path/`` (everything below it without
-        ``delimiter``) that sorts after ``start_after``, and its sub-folder names."""
+        ``delimiter``) that sorts after ``start_after``, and its sub-folder names
+        (``queued``: see :meth:`call`)."""
         prefix = self.split(path).strip("/")
         prefix = f"{prefix}/" if prefix else ""
 
@@ -347,7 +356,7 @@ class S3Requests(ABC):
             objects, folders, pages = await self._list(prefix, delimiter, start_after)
             self.stats["requests"] += pages
             return objects, folders
-        return await self.call(f"list {path}", send, pages=True)
+        return await self.call(f"list {path}", send, pages=True, queued=queued)
 
     async def probe_access(self) -> None:
         """One cheap listing of the prefix; raises StoreError when it cannot be read."""

@@ -105,3 +105,20 @@ def peer_endpoint(control: str, port: int) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"tcp://{host}:{port}"
+
+
+def advertised(bound_control: str, bound_dispatch: str, advertise: str, host: str
+               ) -> tuple[str, str]:
+    """The control and dispatch addresses other daemons, workers and clients reach a daemon
+    at: ``advertise`` (its dispatch on the same host) when given, else the bound ones with
+    ``host`` for a socket bound to every interface (``*``, ``0.0.0.0``, ``::``)."""
+    if advertise:
+        control = connect_endpoints(advertise)[0]
+    else:
+        bound = host_of(bound_control)
+        control = bound_control
+        if bound in ("*", "0.0.0.0", "::", ""):
+            control = peer_endpoint(f"tcp://{host}:0", port_of(bound_control))
+    if host_of(control) is None or not bound_dispatch.startswith("tcp://"):
+        return control, bound_dispatch  # ipc://, inproc://: reached as bound
+    return control, peer_endpoint(control, port_of(bound_dispatch))

@@ -157,7 +157,9 @@ DAEMON_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
 }
 
 CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
-    b"ping": {},
+    # "queues": which of these does the daemon lead, and who leads the others (workers
+    # follow their queues this way); "leases": its leases' times, for checkers
+    b"ping": {"queues": (_optional(_names), _OPT), "leases": (_bool, _OPT)},
     b"endpoints": {},
     b"submit": {"queue": (_name, _REQ), "payload": (_any, _OPT), "id": (_optional(_name), _OPT),
                 "max_attempts": (_optional(_int), _OPT), "delay": (_optional(_num), _OPT),
@@ -240,10 +242,14 @@ def reply_ok(body: Body, decoded: bool = False) -> list[bytes]:
     return [b"", VERSION, b"ok", encode_body(body, decoded)]
 
 
-def reply_error(kind: str, text: str, exit_code: int = 1) -> list[bytes]:
-    """Frames of a failed control reply: the error's class name, message and exit code."""
-    return [b"", VERSION, b"error",
-            encode_body({"error": kind, "message": text, "exit_code": exit_code})]
+def reply_error(kind: str, text: str, exit_code: int = 1, leader: Body | None = None
+                ) -> list[bytes]:
+    """Frames of a failed control reply: the error's class name, message and exit code
+    (and, for a daemon that does not lead the queue, the ``leader`` to ask instead)."""
+    body: Body = {"error": kind, "message": text, "exit_code": exit_code}
+    if leader:
+        body["leader"] = leader
+    return [b"", VERSION, b"error", encode_body(body)]
 
 
 # -- decoding -------------------------------------------------------------------------------

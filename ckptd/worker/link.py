@@ -90,6 +90,11 @@ class DaemonLink:
                 self._lost = False
         return back
 
+    @property
+    def down(self) -> bool:
+        """True while the connection is lost (as the monitor last said)."""
+        return self._lost
+
     def send(self, kind: bytes, body: dict[str, Any]) -> bool:
         """Queue one message for the daemon; False when the socket cannot take it."""
         assert self.sock is not None

@@ -38,17 +38,16 @@ from ckptd.core import jobs, logs
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError
 from ckptd.core.names import check_queue
-from ckptd.wire.endpoints import peer_endpoint
 from ckptd.wire.security import ClientCurve
 from ckptd.worker import answers, signals
 from ckptd.worker.answers import Answer
 from ckptd.worker.calls import JobCalls
 from ckptd.worker.data import JobData
-from ckptd.worker.failover import DaemonWatch, find_daemon
+from ckptd.worker.failover import find_daemon
 from ckptd.worker.job import Handler, JobHost
 from ckptd.worker.limits import HARD, Limits
-from ckptd.worker.link import DaemonLink
 from ckptd.worker.pools import Pool, choose_pool
+from ckptd.worker.routes import Link, Links
 from ckptd.worker.running import Attempt, Running
 from ckptd.worker.unconfirmed import Unconfirmed
 
@@ -112,12 +111,11 @@ class Worker:
         self.running = Running()
         self.unconfirmed = Unconfirmed()
         self.pool: Pool | None = None
-        self._watch: DaemonWatch | None = None  # with several daemon addresses
         self._own_context = context is None
         self._ctx = context or zmq.Context()
         self.data = JobData(self._ctx, self.endpoints, curve, root, settings)
         self.calls = JobCalls(self.unconfirmed, self.send, self.data)
-        self._link = DaemonLink(self._ctx, self.name, curve)
+        self._links: Links | None = None  # a connection per daemon leading our queues
         self._outgoing: queue_mod.SimpleQueue[tuple[bytes, dict[str, Any]]] = \
             queue_mod.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -183,7 +181,7 @@ class Worker:
         try:
             self.connecting = True
             try:
-                dispatch = self._discover()
+                endpoint, answer = self._discover()
             finally:
                 self.connecting = False
         except signals.ConnectInterrupted:
@@ -201,28 +199,26 @@ class Worker:
         except BaseException:
             self._close()
             raise
-        self._link.open(dispatch)
         poller = zmq.Poller()
-        self._register(poller)
+        links = self._links = Links(self._ctx, self.name, self.curve, self.queues,
+                                    self.endpoints, poller)
+        links.start(endpoint, answer)
+        self.data.endpoints = links.known  # any daemon of the store serves a fetch
         poller.register(self._wake_r, zmq.POLLIN)
         self._hello()
-        if len(self.endpoints) > 1:  # a standby: follow whichever daemon is active
-            self._watch = DaemonWatch(self._ctx, self.endpoints, self.curve, self._heartbeat)
-            poller.register(self._watch.sock, zmq.POLLIN)
         log.info("worker %s serving %s on %s: %s pool of %d, prefetch %d", self.name,
-                 ",".join(self.queues), dispatch, pool.kind, self.concurrency, self.prefetch)
+                 ",".join(self.queues), ", ".join(f"{','.join(link.queues)} at {link.dispatch}"
+                                                  for link in links.all()),
+                 pool.kind, self.concurrency, self.prefetch)
         self._next_beat = time.monotonic() + self._heartbeat
         try:
             self._loop(poller)
         finally:
             self._flush()
-            if self._link.sock is not None:
-                self._link.send(b"bye", {})
+            for link in links.all():
+                link.link.send(b"bye", {})
             pool.stop(now=self._stop_now or self.restart_needed)
-            self._link.close(2000 if not self._stop_now else 500)
-            if self._watch is not None:
-                self._watch.close()
-                self._watch = None
+            links.close(2000 if not self._stop_now else 500)
             self._close()
             self._log_stopped()
 
@@ -237,21 +233,7 @@ class Worker:
                 # After draining and before flushing: what a handler queues from now on
                 # rings again, and what it queued before is in the flush below.
                 self._woken = False
-            if self._link.sock is not None and events.get(self._link.sock):
-                for kind, body in self._link.receive():
-                    self._handle(kind, body)
-            if self._link.monitor is not None and events.get(self._link.monitor) \
-                    and self._link.reconnected():
-                log.warning("the connection to the daemon came back: saying hello again")
-                self._hello_again()
-            watch = self._watch
-            if watch is not None:
-                if events.get(watch.sock):
-                    watch.read()
-                watch.interval = self._heartbeat
-                watch.tick(time.monotonic())
-                if watch.lost() and not self._stopping:
-                    self._follow(poller)
+            self._follow(events)
             self._flush()
             now = time.monotonic()
             self._enforce_limits(now)
@@ -296,10 +278,6 @@ class Worker:
             wake_at.append(now + 0.1)
         return max(0.0, min(wake_at) - now)
 
-    def _register(self, poller: zmq.Poller) -> None:
-        poller.register(self._link.sock, zmq.POLLIN)
-        poller.register(self._link.monitor, zmq.POLLIN)
-
     def _make_pool(self) -> Pool:
         settings = self.settings
         if self.pool_kind == "process":
@@ -342,70 +320,76 @@ class Worker:
 
     # -- the daemon ------------------------------------------------------------------------
 
-    def _discover(self) -> str:
-        """Ask the daemon's control socket where to connect for jobs."""
-        self.endpoints, answer, dispatch = find_daemon(self._ctx, self.endpoints, self.curve)
+    def _discover(self) -> tuple[str, dict[str, Any]]:
+        """Ask a daemon's control socket where to connect for jobs (and, with several
+        daemons on the store, which one leads each queue)."""
+        self.endpoints, answer, _ = find_daemon(self._ctx, self.endpoints, self.curve)
         self.data.endpoints = self.endpoints
         self.data.daemon_root = answer.get("root")
-        return dispatch
+        return self.endpoints[0], answer
 
-    def _follow(self, poller: zmq.Poller) -> None:
-        """The daemon is gone (or a standby): move to the active one if one answers."""
-        watch = self._watch
-        assert watch is not None
-        log.warning("the daemon at %s does not answer (or stands by); looking for the "
-                    "active one among %s", watch.endpoint, ", ".join(watch.endpoints))
-        poller.unregister(watch.sock)
-        found = watch.find_active()
-        poller.register(watch.sock, zmq.POLLIN)
-        if found is None:
-            return
-        endpoint, answer = found
-        self.endpoints = self.data.endpoints = list(watch.endpoints)
-        self.data.daemon_root = answer.get("root") or self.data.daemon_root
-        dispatch = peer_endpoint(endpoint, int(answer["dispatch_port"]))
-        poller.unregister(self._link.sock)
-        poller.unregister(self._link.monitor)
-        self._link.open(dispatch)  # what the old socket still held was for the old daemon
-        self._register(poller)
-        sent = self._hello_again()
-        log.warning("now working for the daemon at %s (dispatch %s); sent %d unconfirmed "
-                    "message(s) again", endpoint, dispatch, sent)
+    def _follow(self, events: dict[Any, int]) -> None:
+        """Read what the daemons sent; follow the queues whose leader changed."""
+        links = self._links
+        assert links is not None
+        for link in links.all():
+            if link.link.sock is not None and events.get(link.link.sock):
+                for kind, body in link.link.receive():
+                    self._handle(kind, body, link)
+            if link.link.monitor is not None and events.get(link.link.monitor):
+                if link.link.reconnected():
+                    log.warning("the connection to the daemon at %s came back: saying hello "
+                                "again", link.control)
+                    self._hello_again(link)
+                elif link.link.down and links.watching:
+                    link.lost = True  # ask the other daemons at once where its queues are
+        links.interval = self._heartbeat
+        changed, moved = links.tick(time.monotonic(), events)
+        for link in changed:
+            self._hello_again(link, moved)
 
     def _slots(self) -> int:
         assert self.pool is not None
         return max(0, self.pool.size - self.pool.stuck()) + self.prefetch
 
-    def _refs(self) -> list[list[Any]]:
-        """The attempts to name to the daemon: running, or with an answer unconfirmed."""
+    def _refs(self, queues: list[str] | None = None) -> list[list[Any]]:
+        """The attempts to name to the daemon (of ``queues`` only, when given): running, or
+        with an answer unconfirmed."""
         refs = self.running.refs()
         named = {(q, i) for q, i, _ in refs}
-        return refs + [r for r in self.unconfirmed.answer_refs() if (r[0], r[1]) not in named]
+        refs += [r for r in self.unconfirmed.answer_refs() if (r[0], r[1]) not in named]
+        return refs if queues is None else [r for r in refs if r[0] in queues]
 
-    def _hello(self, slots: int | None = None) -> None:
-        running = self._refs()
+    def _hello(self, slots: int | None = None, link: Link | None = None) -> None:
+        """Say hello (to each daemon, or to ``link``'s) with the queues it leads for us."""
+        assert self._links is not None
         total = (0 if self._stopping else self._slots()) if slots is None else slots
-        self._link.send(b"hello", {
-            "worker": self.name, "queues": self.queues, "slots": total,
-            "free": max(0, total - len(self.running)), "host": self.host, "pid": os.getpid(),
-            "running": running})
+        for one in [link] if link is not None else self._links.all():
+            one.link.send(b"hello", {
+                "worker": self.name, "queues": one.queues or self.queues, "slots": total,
+                "free": max(0, total - len(self.running)), "host": self.host,
+                "pid": os.getpid(), "running": self._refs(one.queues)})
 
-    def _hello_again(self) -> int:
-        """Hello (a new daemon, or one that forgot us), then what it has not confirmed."""
-        self._hello()
-        resend = self.unconfirmed.everything(time.monotonic())
+    def _hello_again(self, link: Link, queues: set[str] | None = None) -> int:
+        """Hello (a new daemon, or one that forgot us), then what it has not confirmed (of
+        ``queues`` only, when given: the queues that just moved there)."""
+        self._hello(link=link)
+        resend = [(kind, body) for kind, body in self.unconfirmed.everything(time.monotonic())
+                  if body["queue"] in link.queues and (queues is None or body["queue"] in queues)]
         if resend:
-            self._link.send_many(resend)
+            link.link.send_many(resend)
         return len(resend)
 
     def _beat(self, now: float) -> None:
-        self._link.send(b"heartbeat", {"jobs": self._refs()})
+        assert self._links is not None
+        for link in self._links.all():
+            link.link.send(b"heartbeat", {"jobs": self._refs(link.queues)})
         overdue = self.unconfirmed.overdue(now)
         if overdue:
             log.info("sending %d unconfirmed message(s) again", len(overdue))
-            self._link.send_many(overdue)
+            self._links.send_many(overdue)
 
-    def _handle(self, kind: bytes, body: dict[str, Any]) -> None:
+    def _handle(self, kind: bytes, body: dict[str, Any], link: Link) -> None:
         if kind == b"job":
             self._take(body)
         elif kind == b"ack":
@@ -424,7 +408,7 @@ class Worker:
             if not body.get("confirms"):
                 self.unconfirmed.forget_answers()  # an older daemon: it never will
         elif kind == b"rehello":
-            self._hello_again()
+            self._hello_again(link)
 
     def send(self, kind: bytes, body: dict[str, Any]) -> None:
         """Queue a message for the I/O thread (safe from any thread)."""
@@ -439,8 +423,8 @@ class Worker:
                 messages.append(self._outgoing.get_nowait())
             except queue_mod.Empty:
                 break
-        if messages and self._link.sock is not None:
-            self._link.send_many(messages)
+        if messages and self._links is not None:
+            self._links.send_many(messages)
 
     def _wake(self) -> None:
         if self._woken:  # the I/O thread has been rung and has not looked yet

@@ -111,4 +111,8 @@ class FaultProxy:
                                          allow_redirects=False) as answer:
             payload = await answer.read()
             out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
+            if request.method == "HEAD" and "Content-Length" in answer.headers:
+                # the object's size, which a HEAD answer carries without its body
+                out["Content-Length"] = answer.headers["Content-Length"]
+                return web.Response(status=answer.status, headers=out)
             return web.Response(status=answer.status, body=payload, headers=out)

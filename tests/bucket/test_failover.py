@@ -50,20 +50,37 @@ def two_daemons(procs: Processes, server: SeaweedServer, url: str) -> tuple[Any,
     return first, second
 
 
-def test_a_standby_serves_nothing(procs: Processes, s3_server: SeaweedServer) -> None:
+def test_a_standby_leads_nothing_and_sends_requests_to_the_leader(
+        procs: Processes, s3_server: SeaweedServer) -> None:
+    """A standby (a daemon that leads nothing while another runs) serves nothing itself: a
+    request about the queue goes on to the daemon that leads it (before a lease per queue
+    it was refused; a client given only the standby's address could not submit)."""
     from ckptd.client.client import Client
-    from ckptd.core.errors import RemoteError
 
     first, second = two_daemons(procs, s3_server, s3_server.url())
+    first_id = submit(first, 1)[0]  # the first daemon asked about the queue leads it
     with second.client() as client:
-        with pytest.raises(RemoteError, match="standby") as info:
-            client.submit(Q, {"n": 1})
-        assert info.value.kind == "standby"
         assert client.status()["daemon"]["role"] == "standby"
-    # A client given both addresses goes past the standby to the active daemon.
+        job_id = client.submit(Q, {"n": 1})  # forwarded to the first daemon
+        assert client.show(Q, job_id)["state"] == "pending"
+        shown = client.status()
+        assert shown["queues"][Q]["leader"] == status_of(first)["daemon"]["name"]
+        assert client.ping()["standby"] is True
+    with first.client() as client:
+        assert {first_id, job_id} <= {i for _, i in client.ls(Q)}
+        assert client.status()["daemon"]["role"] == "active"
+    # A client given both addresses reaches the leader either way.
     with Client([second.control, first.control], timeout=5) as client:
         job_id = client.submit(Q, {"n": 2})
         assert client.show(Q, job_id)["state"] == "pending"
+
+
+def status_of(d: Any) -> dict[str, Any]:
+    client = d.client(timeout=5)
+    try:
+        return client.status()
+    finally:
+        client.close()
 
 
 @pytest.mark.slow
@@ -90,7 +107,7 @@ def test_the_standby_takes_over_when_the_active_daemon_is_killed(
     finished = read_jobs(s3_server, url, Q, "done", ids)
     for job_id in ids:  # fencing: no job was finished twice (by the two daemons)
         assert done_outcomes(finished[job_id]) == 1
-    assert "took the leader lease" in second.log()
+    assert f"took the lease of queue {Q}" in second.log()
 
 
 @pytest.mark.slow
@@ -122,7 +139,7 @@ def test_a_paused_daemon_that_lost_its_lease_writes_nothing(
     for job_id in ids:
         assert done_outcomes(finished[job_id]) == 1
     log = first.log()
-    assert "standing by, writing nothing more" in log
+    assert f"no longer leads queue {Q} and writes nothing more there" in log
     assert FAST  # the same fast timings as the other bucket tests
 
 

@@ -184,11 +184,32 @@ def test_the_fence_refuses_writes_to_a_queue_not_led(open_s3: Callable[..., S3St
             raise NotLeader("not the leader of other")
 
     assert store.set_fence(fence) is True
-    outcomes = store.apply([PutNew("other", "a", job("a")), PutNew(Q, "a", job("a"))])
-    assert isinstance(outcomes[0], NotLeader) and outcomes[1] is None
-    assert store.request_stats()["fenced"] == 1
+    store.apply([PutNew("other", "a", job("a"))])  # create-only: never fenced (see below)
+    outcomes = store.apply([Move("other", "a", P, State.CLAIMED),
+                            PutCheckpoint("other", "a", b'{"at": 1}'),
+                            PutNew(Q, "a", job("a"))])
+    assert isinstance(outcomes[0], NotLeader) and isinstance(outcomes[1], NotLeader)
+    assert outcomes[2] is None
+    assert store.request_stats()["fenced"] == 2
     store.set_fence(None)
-    assert store.find("other", "a") == [] and store.find(Q, "a") == [P]
+    assert store.find("other", "a") == [P] and store.find(Q, "a") == [P]
+    assert store.read_checkpoint("other", "a") is None
+
+
+def test_a_create_only_write_is_not_fenced(open_s3: Callable[..., S3Store]) -> None:
+    """Creating a job is safe from any writer (the server refuses it when the key exists):
+    a pipeline hands jobs over into a queue another daemon leads this way."""
+    store = open_s3()
+
+    def fence(queue: str) -> None:
+        raise NotLeader(f"not the leader of {queue}")
+
+    store.set_fence(fence)
+    assert store.apply([PutNew("other", "a", job("a"), check_other_states=False)]) == [None]
+    outcome = store.apply([PutNew("other", "a", job("b"), check_other_states=False)])[0]
+    assert outcome is not None and outcome.code == "exists"
+    store.set_fence(None)
+    assert store.find("other", "a") == [P]
 
 
 # -- deadlines, retries, errors ----------------------------------------------------------------
