@@ -275,7 +275,10 @@ class BucketRole:
         controls = store.queue_controls()  # the queues, and their paused/limits objects
         queues = list(controls)
         if self.leases is not None:
-            self.leases.add_queues(queues)  # new queues go to the balance
+            # New queues go to the balance, and so do the queues of schedules before their
+            # first job (a queue led by nobody would never get its first tick).
+            scheduled = [s.queue for s in self.live.current.schedules.values()]
+            self.leases.add_queues([*queues, *scheduled])
         for queue in queues:
             if not self.leads(queue):
                 continue
