@@ -150,6 +150,15 @@ class Forwarder:
                 slot.used = time.monotonic()
                 self.reply(slot.identity, frames)
 
+    def abandon_held(self) -> None:
+        """Drop every request still waiting for its connection, answering ``TakingOver``
+        (nothing applied): called when a queue is found led by nobody, so that a copy held
+        for a daemon that died cannot reach its restart after the client was told so."""
+        for slot in [s for s in self._slots.values() if s.held is not None]:
+            self.refuse(slot.identity, TakingOver(
+                f"the daemon at {slot.endpoint} did not answer; ask again"))
+            self._close(slot)
+
     def tidy(self) -> None:
         """Close the sockets unused for :data:`IDLE` seconds (a reply that never came, a
         client that left)."""

@@ -97,6 +97,8 @@ class Router:
         if peer is None:
             found = self.directory.unled(queue)
             if isinstance(found, CkptdError):
+                if self.forwarder is not None:
+                    self.forwarder.abandon_held()
                 self.reply(identity, found)
                 return True
             peer = found
