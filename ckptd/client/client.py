@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +58,14 @@ IDEMPOTENT = frozenset({"ping", "status", "endpoints", "ls", "show", "fetch", "s
 """Requests that may be sent twice with the same effect (a submit carries its id)."""
 
 
+
+def _ask_endpoints(client: weakref.ref[Client]) -> dict[str, Any]:
+    """A client's ``endpoints`` answer, asked through a weak reference to it."""
+    alive = client()
+    if alive is None:
+        raise DaemonUnavailable("the client was closed", maybe_applied=False)
+    return alive.request("endpoints")
+
 class Client:
     """A connection to a daemon's control socket (or to a list of them, tried in turn)."""
 
@@ -72,7 +81,10 @@ class Client:
         self._ctx = context or zmq.Context()
         self._sock: zmq.Socket[bytes] | None = None
         self._current = 0
-        self._direct = DirectSubmit(lambda: self.request("endpoints")) if direct else None
+        # A weak reference: a client its user forgot to close is then freed at once, not
+        # by the cycle collector at a random moment (which could close zmq's context first).
+        me = weakref.ref(self)
+        self._direct = DirectSubmit(lambda: _ask_endpoints(me)) if direct else None
 
     def _direct_store(self, queue: str) -> tuple[DirectSubmit, StoreAdmin] | None:
         """The way to submit straight into the daemon's store, when this host has it (and

@@ -94,3 +94,19 @@ def test_a_client_with_two_addresses_goes_past_a_standby(scripted: list[Scripted
     scripted.extend([standby, active])
     with Client([standby.endpoint, active.endpoint], timeout=10) as client:
         assert client.request("status") == {"active": True}
+
+
+def test_a_client_left_unclosed_is_freed_without_the_cycle_collector() -> None:
+    """No reference cycle: a forgotten client goes with its last reference, not at a random
+    moment of the cycle collector (which once hung a process in zmq's context term)."""
+    import gc
+    import weakref
+
+    client = Client("tcp://127.0.0.1:9", timeout=0.2)
+    ref = weakref.ref(client)
+    gc.disable()
+    try:
+        del client
+        assert ref() is None
+    finally:
+        gc.enable()
