@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from ckptd.core.errors import CkptdError
+from ckptd.core.ids import new_id
 from tests.bucket.faultproxy import FaultProxy
 from tests.bucket.helpers import done_outcomes, read_job, where_jobs_are
 from tests.helpers import wait_for
@@ -51,6 +53,28 @@ def submit(d: Any, count: int, chunk: int = 250) -> list[str]:
         for start in range(0, count, chunk):
             ids += client.submit_many(Q, [{"n": n} for n in range(start,
                                                                   min(count, start + chunk))])
+        return ids
+    finally:
+        client.close()
+
+
+def submit_resending(d: Any, count: int, chunk: int) -> list[str]:
+    """Submit with ids of our own and send a refused request again (the same ids: what was
+    made is returned, not made twice), as a producer does: a create that met a fault on
+    each of its tries is refused to the client, never lost."""
+    client = d.client(timeout=30)
+    try:
+        ids = [new_id() for _ in range(count)]
+        for start in range(0, count, chunk):
+            part = ids[start:start + chunk]
+            for attempt in range(5):
+                try:
+                    client.submit_many(Q, [{"n": n} for n in range(start, start + len(part))],
+                                       ids=part)
+                    break
+                except CkptdError:
+                    if attempt == 4:
+                        raise
         return ids
     finally:
         client.close()
@@ -200,7 +224,7 @@ def test_injected_faults_lose_nothing(procs: Processes, s3_server: SeaweedServer
         url = s3_server.url()
         d = daemon(procs, s3_server, url, endpoint=proxy.endpoint, store_timeout="8s")
         workers(procs, s3_server, d)
-        ids = submit(d, 200, chunk=50)
+        ids = submit_resending(d, 200, chunk=50)
         wait_for(lambda: done_count(d) == 200, timeout=240, interval=0.5,
                  message="every job done through the faults")
         answer = status(d)
