@@ -241,7 +241,7 @@ def test_two_producers_racing_for_the_same_ids_make_one_job_each(
         s3_server: SeaweedServer, tmp_path: Any) -> None:
     url = s3_server.url()
     ids = [f"order-{n}" for n in range(40)]
-    env = base_env(**s3_server.env(), CKPTD_ROOT=url)
+    env = base_env(**s3_server.env(), CKPTD_ROOT=url, PYTHONFAULTHANDLER="1")
     script = ("import sys\n"
               "from ckptd.store.admin import StoreAdmin\n"
               "from ckptd.core.config import load_settings\n"
@@ -255,16 +255,25 @@ def test_two_producers_racing_for_the_same_ids_make_one_job_each(
               "        admin.submit('work', {'by': sys.argv[0]}, job_id=job_id)\n"
               "        print('created', job_id, flush=True)\n"
               "    except JobExists:\n"
-              "        print('exists', job_id, flush=True)\n")
+              "        print('exists', job_id, flush=True)\n"
+              # Known, not ckptd's logic: obstore's Rust runtime sometimes aborts the
+              # process (SIGABRT) during interpreter finalization, after all the work is
+              # done (README, Buckets). Exiting without finalization keeps this test about
+              # the race it checks.
+              "import os\n"
+              "os._exit(0)\n")
     producers = [subprocess.Popen([sys.executable, "-c", script, *ids], cwd=REPO, env=env,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  stderr=subprocess.PIPE)
                  for _ in range(2)]
     for producer in producers:
         assert producer.stdin is not None
         producer.stdin.write("go\n")
         producer.stdin.flush()
-    outputs = [p.communicate(timeout=120)[0].split("\n") for p in producers]
-    assert all(p.returncode == 0 for p in producers)
+    comms = [p.communicate(timeout=120) for p in producers]
+    outputs = [c[0].split("\n") for c in comms]
+    assert all(p.returncode == 0 for p in producers), \
+        [(p.returncode, c[1][-3000:]) for p, c in zip(producers, comms)]
     created = [line.split()[1] for out in outputs for line in out if line.startswith("created")]
     assert sorted(created) == sorted(ids), "each id created by exactly one producer"
     where = where_jobs_are(s3_server, url, Q)
