@@ -89,8 +89,8 @@ def test_aging_lets_a_waiting_job_through_a_flood(procs: Processes, tmp_path: Pa
         env = config_file(here, f'[queues.{Q}]\npriority_aging = "{aging}"\n')
         daemon = procs.daemon(root=str(here / "store"), env=env)
         log = here / "runs"
-        procs.worker(daemon, Q, "sleepy", concurrency=1,
-                     env={"TEST_LOG": str(log), "SLEEP": "0.05"})
+        worker = procs.worker(daemon, Q, "sleepy", concurrency=1,
+                              env={"TEST_LOG": str(log), "SLEEP": "0.05"})
         stop = threading.Event()
 
         def flood(daemon: DaemonProcess = daemon, stop: threading.Event = stop) -> None:
@@ -118,6 +118,7 @@ def test_aging_lets_a_waiting_job_through_a_flood(procs: Processes, tmp_path: Pa
         else:  # strict priorities: the flood (still going) starves it
             assert ran is None and aged == 0
         daemon.kill()
+        worker.kill()  # its daemon is gone: a clean stop would wait for answers' acks
 
 
 def wait_for_start(log: Path, job_id: str, timeout: float) -> float | None:
