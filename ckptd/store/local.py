@@ -71,6 +71,7 @@ from ckptd.store.local_files import (
     quarantine_file,
     read_file,
     read_or_missing,
+    read_or_none,
 )
 from ckptd.store.local_folders import QueueFolders
 from ckptd.store.local_lock import HeldLock, lock_holder, take_lock
@@ -237,12 +238,7 @@ class LocalStore(LocalControls, Store):
         check_job_ref(queue, job_id)
         self.folders.check(queue)
         path = self._path(queue, CHECKPOINT_DIR, job_id + JOB_SUFFIX)
-        try:
-            return read_file(path)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise io_error(exc, "read", path) from exc
+        return read_or_none(path)
 
     def read_blob(self, queue: str, job_id: str, kind: str) -> bytes:
         check_job_ref(queue, job_id)

@@ -28,7 +28,7 @@ from ckptd.store.base import (
     split_job_name,
 )
 from ckptd.store.durable import fsync_dir, io_error, unlink_quietly, write_new
-from ckptd.store.local_files import KeptPending, read_file
+from ckptd.store.local_files import KeptPending, read_file, read_or_none
 from ckptd.store.local_folders import QueueFolders
 
 YIELD_EVERY = 256  # entries a listing of finished jobs reads before it lets the loop run
@@ -52,12 +52,7 @@ class LocalControls:
 
     def read_control(self, queue: str, name: str) -> bytes | None:
         path = self._control_path(queue, name)
-        try:
-            return read_file(path)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise io_error(exc, "read", path) from exc
+        return read_or_none(path)
 
     def write_control(self, queue: str, name: str, data: bytes) -> None:
         path = self._control_path(queue, name)

@@ -87,6 +87,16 @@ def read_or_missing(path: str, missing: str) -> bytes:
         raise io_error(exc, "read", path) from exc
 
 
+def read_or_none(path: str) -> bytes | None:
+    """The bytes of ``path``; None when absent; a StoreError otherwise."""
+    try:
+        return read_file(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise io_error(exc, "read", path) from exc
+
+
 def read_file(path: str) -> bytes:
     try:
         fd = os.open(path, O_READ)
