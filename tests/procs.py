@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,9 +28,33 @@ HANDLERS_DIR = os.path.join(os.path.dirname(__file__), "integration")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (their local ports)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_LOW = 20000  # ports the tests pick from: below the ephemeral range
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, chosen below the
+    ephemeral range: a port taken from that range (bind to 0) can be taken again as the
+    local port of some outgoing connection (a worker reconnecting during a daemon's
+    restart) before the daemon binds it, and the bind then fails."""
+    high = max(_LOW + 1000, _ephemeral_low())
+    for _ in range(200):
+        port = random.randrange(_LOW, high)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # the low range is crowded: take what the kernel gives
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
