@@ -43,13 +43,17 @@ class AttemptLine:
         self._queue.put(None)
 
     def take(self) -> Attempt | None:
-        """The next attempt for a slot to run (blocks); None: the slot is to stop."""
-        attempt = self._queue.get()
-        if attempt is not None:
+        """The next attempt for a slot to run (blocks), skipping those that ended or were
+        taken back meanwhile; None: the slot is to stop."""
+        while True:
+            attempt = self._queue.get()
+            if attempt is None:
+                return None
             with self._lock:
                 if attempt in self._waiting:
                     self._waiting.remove(attempt)
-        return attempt
+            if not (attempt.ended or attempt.killed):
+                return attempt
 
     def take_queued(self) -> list[Attempt]:
         """Take back the attempts no slot has taken yet, marked killed: a slot that gets

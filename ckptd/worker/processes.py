@@ -228,8 +228,6 @@ class ProcessPool:
             attempt = self._line.take()
             if attempt is None:
                 return
-            if attempt.ended or attempt.killed:
-                continue
             try:
                 answer = self._run(slot, attempt)
             except Exception as exc:  # a failure of the pool, not of the handler

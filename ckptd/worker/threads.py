@@ -136,8 +136,6 @@ class ThreadPool:
             attempt = self._line.take()
             if attempt is None:
                 return
-            if attempt.ended or attempt.killed:
-                continue
             try:
                 self._run(slot, attempt)
             except Interrupt:
