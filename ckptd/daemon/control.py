@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import zmq
 
@@ -42,8 +42,22 @@ from ckptd.wire.endpoints import port_of
 from ckptd.wire.protocol import Body
 from ckptd.wire.uploads import Uploads
 
-if TYPE_CHECKING:
-    from ckptd.daemon.routing import Router
+
+class Router(Protocol):
+    """What the control socket asks of the cluster's router (:mod:`ckptd.daemon.routing`),
+    given to it where several daemons share a store."""
+
+    def divert(self, identity: bytes, kind: bytes, body: Body, frames: list[bytes]) -> bool:
+        """Send on (or answer) a request about a queue another daemon leads."""
+
+    def ping(self, body: Body) -> Body:
+        """What a ping's answer adds about the daemons of the store."""
+
+    def endpoints(self) -> Body:
+        """The addresses of the daemons that lead each queue."""
+
+    def status(self, answer: Body, queue: str | None) -> None:
+        """Add the other daemons' part to a status answer."""
 
 log = logging.getLogger("ckptd.daemon.daemon")
 

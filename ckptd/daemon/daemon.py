@@ -32,11 +32,12 @@ from ckptd.daemon.bucket_role import BucketRole
 from ckptd.daemon.control import MAX_CONTROL_PER_STEP, Control
 from ckptd.daemon.drops import Drops
 from ckptd.daemon.engine import Engine
+from ckptd.daemon.figures import build_snapshot, status_line
 from ckptd.daemon.http.server import Telemetry
 from ckptd.daemon.leading import Leading
 from ckptd.daemon.operators import Operators
 from ckptd.daemon.scans import Scans
-from ckptd.daemon.snapshot import Snapshot, build_snapshot, status_line
+from ckptd.daemon.snapshot import Snapshot
 from ckptd.daemon.store_guard import StoreGuard
 from ckptd.daemon.systemd import Notifier
 from ckptd.daemon.watch import Watcher

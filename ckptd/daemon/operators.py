@@ -20,8 +20,8 @@ from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.controls_view import controls_view
 from ckptd.daemon.engine import Engine
+from ckptd.daemon.figures import queue_figures
 from ckptd.daemon.index import Callback
-from ckptd.daemon.snapshot import queue_figures
 from ckptd.store.admin import purgeable
 from ckptd.store.base import Delete, Move, Outcome
 from ckptd.wire.protocol import Body

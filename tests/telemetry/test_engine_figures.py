@@ -8,6 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ckptd.core.states import State
+from ckptd.daemon.figures import build_snapshot
 from ckptd.daemon.http.exposition import families
 from ckptd.daemon.metrics import (
     DURATION_BUCKETS,
@@ -16,7 +17,6 @@ from ckptd.daemon.metrics import (
     quantiles,
 )
 from ckptd.daemon.priorities import ReadyLines
-from ckptd.daemon.snapshot import build_snapshot
 from tests.unit.test_engine import Harness
 
 
