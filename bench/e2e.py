@@ -42,7 +42,7 @@ from bench.common import (  # noqa: E402
     wait_for_workers,
 )
 from ckptd.client.client import Client  # noqa: E402
-from ckptd.store.durable import sync_filesystem  # noqa: E402
+from ckptd.store.local.durable import sync_filesystem  # noqa: E402
 
 PAYLOAD, QUEUE = NOOP_PAYLOAD, NOOP_QUEUE
 

@@ -45,8 +45,8 @@ from ckptd.core.config import FsyncMode  # noqa: E402
 from ckptd.core.ids import new_id  # noqa: E402
 from ckptd.core.states import State  # noqa: E402
 from ckptd.store.base import Delete, Move, Op, PutNew  # noqa: E402
-from ckptd.store.durable import open_dir, sync_filesystem  # noqa: E402
-from ckptd.store.local import LocalStore  # noqa: E402
+from ckptd.store.local.backend import LocalStore  # noqa: E402
+from ckptd.store.local.durable import open_dir, sync_filesystem  # noqa: E402
 
 QUEUE = "bench"
 GROUP = 100

@@ -132,7 +132,7 @@ def schedules(as_json: bool) -> None:
         with Client(ctx.connect, curve=client_curve(ctx.settings())) as client:
             rows = client.schedules()
     else:
-        from ckptd.daemon.schedules import store_view
+        from ckptd.daemon.controls.schedules import store_view
 
         settings = ctx.settings()
         admin = ctx.store_admin()

@@ -30,8 +30,8 @@ from ckptd.core.config import FsyncMode, QueueSettings, Settings
 from ckptd.core.errors import CkptdError, JobExists
 from ckptd.store.admin import StoreAdmin, prepare_submit
 from ckptd.store.base import Op, PutNew
-from ckptd.store.local import ROOT_LOCK, LocalStore
-from ckptd.store.local_lock import lock_holder
+from ckptd.store.local.backend import ROOT_LOCK, LocalStore
+from ckptd.store.local.locks import lock_holder
 
 log = logging.getLogger(__name__)
 

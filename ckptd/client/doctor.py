@@ -20,7 +20,7 @@ from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError, DaemonUnavailable
 from ckptd.core.timefmt import format_duration
 from ckptd.store import is_local, store_from_settings
-from ckptd.store.filesystem import filesystem_of
+from ckptd.store.local.filesystem import filesystem_of
 
 OK = "ok"
 NOTE = "note"

@@ -184,7 +184,7 @@ class Settings:
                                   "once older than this (at start and at every rescan).")
     file_mode: int = _setting(0o640, _mode, "Mode of the job and checkpoint files created.")
     dir_mode: int = _setting(0o750, _mode, "Mode of the folders created.")
-    # buckets (see ckptd.store.s3 and README "Buckets")
+    # buckets (see ckptd.store.s3.backend and README "Buckets")
     s3_endpoint_url: str | None = _setting(None, _optional_text,
                                            "S3-compatible server to use instead of AWS, "
                                            "e.g. http://127.0.0.1:8333.")

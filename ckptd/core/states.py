@@ -1,6 +1,6 @@
 """The state machine: the states, the moves between them, and who wins after a crash.
 
-Pure code, no I/O. The daemon's transaction (:class:`ckptd.daemon.index.Txn`) and the store
+Pure code, no I/O. The daemon's transaction (:class:`ckptd.daemon.engine.index.Txn`) and the store
 commands (:class:`ckptd.store.admin.StoreAdmin`) ask this module whether each move they make
 is allowed; the store itself moves what it is told (recovery resolves what a crash left, and
 an operator's ``mv`` is honoured as found). Recovery asks it which copy of a job to keep

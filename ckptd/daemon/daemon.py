@@ -3,7 +3,7 @@
 It owns two ZeroMQ sockets and one loop:
 
 - ``control`` (ROUTER): requests of producers, operators and workers
-  (:mod:`ckptd.daemon.control`).
+  (:mod:`ckptd.daemon.requests`).
 - ``dispatch`` (ROUTER): workers connect with DEALER, say hello with their free slots, and
   send heartbeats, checkpoints, progress and answers; the daemon sends each worker only as
   many jobs as it has free slots (credits), addressed to that worker.
@@ -28,19 +28,19 @@ from ckptd.core.config import LiveSettings, Settings, reloaded_settings
 from ckptd.core.errors import CkptdError, ProtocolError
 from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.binding import bind_socket, write_ready_file
-from ckptd.daemon.bucket_role import BucketRole
-from ckptd.daemon.control import MAX_CONTROL_PER_STEP, Control
-from ckptd.daemon.drops import Drops
-from ckptd.daemon.engine import Engine
-from ckptd.daemon.figures import build_snapshot, status_line
-from ckptd.daemon.http.server import Telemetry
-from ckptd.daemon.leading import Leading
-from ckptd.daemon.operators import Operators
-from ckptd.daemon.scans import Scans
-from ckptd.daemon.snapshot import Snapshot
-from ckptd.daemon.store_guard import StoreGuard
+from ckptd.daemon.cluster.bucket_role import BucketRole
+from ckptd.daemon.cluster.leadership import Leading
+from ckptd.daemon.engine.actions import Operators
+from ckptd.daemon.engine.engine import Engine
+from ckptd.daemon.engine.figures import build_snapshot, status_line
+from ckptd.daemon.engine.store_guard import StoreGuard
+from ckptd.daemon.requests import MAX_CONTROL_PER_STEP, Control
 from ckptd.daemon.systemd import Notifier
-from ckptd.daemon.watch import Watcher
+from ckptd.daemon.telemetry.drops import Drops
+from ckptd.daemon.telemetry.http_server import Telemetry
+from ckptd.daemon.telemetry.snapshot import Snapshot
+from ckptd.daemon.watch.scans import Scans
+from ckptd.daemon.watch.watcher import Watcher
 from ckptd.store import Store, is_local, store_from_settings
 from ckptd.store.admin import StoreAdmin
 from ckptd.wire import protocol
@@ -142,7 +142,7 @@ class Daemon:
                                "started": utc_iso(now), "token": self.control.token})
         self.leading.start(now, self._ctx, self._poller)  # leases and routing, where shared
         if self.role is None:
-            from ckptd.daemon.watch import make_watcher
+            from ckptd.daemon.watch.watcher import make_watcher
 
             # Watch before listing: a job written meanwhile is in the listing or an event.
             self._watcher = make_watcher(self.store.url, self.wake, settings.watcher,

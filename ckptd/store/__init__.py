@@ -7,7 +7,7 @@ from typing import Any
 from ckptd.core.config import FsyncMode, Settings
 from ckptd.core.errors import ConfigError
 from ckptd.store.base import Store
-from ckptd.store.local import LocalStore
+from ckptd.store.local.backend import LocalStore
 
 __all__ = ["Store", "LocalStore", "open_store", "store_from_settings", "is_local"]
 
@@ -24,7 +24,8 @@ def open_store(root: str, fsync: FsyncMode | str = FsyncMode.BATCH, *,
     """Open the store at ``root``: a path or ``file://`` URL (local disk), ``memory://``
     (in-process, for tests) or any fsspec object-store URL such as ``s3://bucket/prefix``.
 
-    ``s3://`` gets :class:`~ckptd.store.s3.S3Store` (``timeout`` per request, ``concurrency``
+    ``s3://`` gets :class:`~ckptd.store.s3.backend.S3Store` (``timeout`` per request,
+    ``concurrency``
     requests in flight); other object stores the generic bucket store."""
     if not root:
         raise ConfigError("no store root given: pass --root PATH|URL or set CKPTD_ROOT")
@@ -38,7 +39,7 @@ def open_store(root: str, fsync: FsyncMode | str = FsyncMode.BATCH, *,
 
     try:
         if protocol in ("s3", "s3a"):
-            from ckptd.store.s3 import S3Store
+            from ckptd.store.s3.backend import S3Store
 
             return S3Store(root, FsyncMode(fsync), storage_options, timeout=timeout,
                            concurrency=concurrency)
@@ -51,7 +52,7 @@ def store_from_settings(settings: Settings) -> Store:
     """Open the store of ``settings.root`` with every store setting (modes, bucket options)."""
     options = dict(settings.storage_options)
     if not is_local(settings.root):
-        from ckptd.store.s3 import (
+        from ckptd.store.s3.backend import (
             bucket_options,  # the endpoint setting joins [storage_options]
         )
 

@@ -20,14 +20,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import CkptdError, InvalidName
 from ckptd.core.states import STATES, State
 
 if TYPE_CHECKING:
-    from ckptd.store.local_lock import HeldLock
     from ckptd.store.objects import ControlObjects
 
 JOB_SUFFIX = ".json"
@@ -168,6 +167,20 @@ class Foreign:
     queue: str
     folder: str
     name: str
+
+
+
+class Lock(Protocol):
+    """A lock of a root that this process holds (:class:`ckptd.store.local.locks.HeldLock`)."""
+
+    path: str
+    exclusive: bool
+
+    def describe(self, holder: dict[str, Any]) -> None:
+        """Write who holds the lock into it (exclusive locks only)."""
+
+    def release(self) -> None:
+        """Give the lock back. Idempotent."""
 
 
 class Store(ABC):
@@ -435,7 +448,7 @@ class Store(ABC):
         """
         return False
 
-    def lock(self, name: str, *, shared: bool = False) -> HeldLock | None:
+    def lock(self, name: str, *, shared: bool = False) -> Lock | None:
         """Take the lock ``name`` of this root for this process, without waiting; it is
         released when the process ends, however it ends. Raises LockHeld (naming the holder)
         when another process holds it.

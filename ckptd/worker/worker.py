@@ -14,7 +14,7 @@
         Worker("tcp://10.0.0.5:5550", "price", price, concurrency=4).run()
 
 One thread (the caller of :meth:`Worker.run`) owns the ZeroMQ sockets (the I/O loop);
-handlers run in a pool (:mod:`~ckptd.worker.pools`: threads, child processes, or an event
+handlers run in a pool (:mod:`~ckptd.worker.pools.base`: threads, child processes, or an event
 loop for ``async def`` handlers) and hand their messages to it through a queue. The worker
 says hello with its free slots, so the daemon never sends more jobs than it can start; it
 sends heartbeats for running jobs, keeps every answer until the daemon confirms it and sends
@@ -39,14 +39,14 @@ from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError
 from ckptd.core.names import check_queue
 from ckptd.wire.security import ClientCurve
-from ckptd.worker import answers, signals
-from ckptd.worker.answers import Answer
+from ckptd.worker import reports, signals
 from ckptd.worker.calls import JobCalls
 from ckptd.worker.data import JobData
 from ckptd.worker.failover import find_daemon
 from ckptd.worker.job import Handler, JobHost
 from ckptd.worker.limits import HARD, Limits
-from ckptd.worker.pools import Pool, choose_pool
+from ckptd.worker.pools.base import Pool, choose_pool
+from ckptd.worker.reports import Answer
 from ckptd.worker.routes import Link, Links
 from ckptd.worker.running import Attempt, Running
 from ckptd.worker.unconfirmed import Unconfirmed
@@ -281,7 +281,7 @@ class Worker:
     def _make_pool(self) -> Pool:
         settings = self.settings
         if self.pool_kind == "process":
-            from ckptd.worker.processes import ProcessPool
+            from ckptd.worker.pools.processes import ProcessPool
 
             return ProcessPool(self, self.handler, self.concurrency,
                                max_jobs_per_child=self.max_jobs_per_child,
@@ -289,10 +289,10 @@ class Worker:
                                log_level=settings.log_level if settings else "info",
                                log_format=settings.log_format if settings else "auto")
         if self.pool_kind == "async":
-            from ckptd.worker.asyncpool import AsyncPool
+            from ckptd.worker.pools.event_loop import AsyncPool
 
             return AsyncPool(self, self.handler, self.concurrency)  # type: ignore[arg-type]
-        from ckptd.worker.threads import ThreadPool
+        from ckptd.worker.pools.threads import ThreadPool
 
         return ThreadPool(self, self.handler, self.concurrency)  # type: ignore[arg-type]
 
@@ -457,7 +457,7 @@ class Worker:
         self.limits.cancelled(attempt, time.monotonic(), by)
         if attempt.started is None:  # still waiting for a slot: it never starts
             attempt.killed = True
-            self.finish(attempt, answers.failed(attempt.body, attempt.flags.stop or
+            self.finish(attempt, reports.failed(attempt.body, attempt.flags.stop or
                                                  Exception("cancelled")))
 
     def _enforce_limits(self, now: float) -> None:
@@ -466,7 +466,7 @@ class Worker:
             stop = attempt.flags.stop
             if action == HARD:
                 self.pool.kill(attempt)
-                self.finish(attempt, answers.stopped(
+                self.finish(attempt, reports.stopped(
                     attempt.body, stop, f"{KILLED[self.pool.kind]} {self.limits.grace:g}s "
                     "after it was asked to stop"))
             else:
@@ -490,7 +490,7 @@ class Worker:
     def _give_back(self, attempts: list[Attempt], reason: str) -> None:
         for attempt in attempts:
             attempt.killed = True
-            self.finish(attempt, answers.given_back(attempt.body, reason))
+            self.finish(attempt, reports.given_back(attempt.body, reason))
 
     def finish(self, attempt: Attempt, answer: Answer) -> None:
         """Send the answer of ``attempt`` and keep it until the daemon confirms it; only the
@@ -511,10 +511,10 @@ class Worker:
                 self.jobs_failed += 1
         if kind == b"failed" and not body.get("given_back"):
             log.info("job %s/%s attempt %d failed: %s", attempt.queue, attempt.id,
-                     attempt.number, answers.summary(kind, body))
+                     attempt.number, reports.summary(kind, body))
         self.send(kind, body)
 
-    # -- what a pool asks of its worker (ckptd.worker.pools.PoolHost) -----------------------
+    # -- what a pool asks of its worker (ckptd.worker.pools.base.PoolHost) -----------------------
 
     @property
     def job_host(self) -> JobHost:

@@ -18,7 +18,7 @@ from ckptd.core import jobs
 from ckptd.core.config import FsyncMode
 from ckptd.core.states import State
 from ckptd.store.base import Move, Op, PutNew
-from ckptd.store.local import LocalStore
+from ckptd.store.local.backend import LocalStore
 
 Q = "crash"
 P, C, D, F = State.PENDING, State.CLAIMED, State.DONE, State.FAILED

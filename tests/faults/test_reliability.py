@@ -18,7 +18,7 @@ import pytest
 from ckptd.client.client import Client
 from ckptd.core.errors import DaemonUnavailable, SubmitUnconfirmed
 from ckptd.core.explain import explain
-from ckptd.daemon.answers import PREFETCH_MAX
+from ckptd.daemon.engine.results import PREFETCH_MAX
 from tests.helpers import wait_for
 from tests.procs import REPO, Processes, base_env, count_files, job_files, read_lines
 

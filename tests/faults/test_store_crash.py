@@ -31,7 +31,7 @@ from ckptd.core.config import FsyncMode, Settings
 from ckptd.core.states import State
 from ckptd.store.admin import StoreAdmin
 from ckptd.store.base import Move, Op, Store
-from ckptd.store.local import LocalStore
+from ckptd.store.local.backend import LocalStore
 from tests.faults.crash_child import (
     BYSTANDERS,
     PLAN,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ckptd.core.config import Settings
 from ckptd.store.admin import StoreAdmin
-from ckptd.store.local import LocalStore
+from ckptd.store.local.backend import LocalStore
 from tests.procs import Processes, job_files
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ckptd.core.config import Settings
 from ckptd.store.admin import StoreAdmin
-from ckptd.store.local import LocalStore
+from ckptd.store.local.backend import LocalStore
 from tests.helpers import wait_for
 from tests.procs import Processes, count_files, job_files
 

@@ -97,7 +97,7 @@ def make_backend(kind: str, tmp_path: Path, server: SeaweedServer | None = None)
     """Return a new empty backend of ``kind`` (one of :data:`BACKENDS`); ``s3*`` need the
     SeaweedFS ``server`` and get a prefix of their own in the server's bucket."""
     if kind.startswith("s3"):
-        from ckptd.store.s3 import S3Store
+        from ckptd.store.s3.backend import S3Store
 
         assert server is not None, "the s3 backends need the s3_server fixture"
         options = server.storage_options()

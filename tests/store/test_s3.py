@@ -15,10 +15,10 @@ from ckptd.core.errors import NotLeader, StoreError, StoreUnavailable
 from ckptd.core.states import State
 from ckptd.store.base import DeleteCheckpoint, Move, PutCheckpoint, PutNew
 from ckptd.store.objects import Conflict
-from ckptd.store.s3 import S3Store
-from ckptd.store.s3_obstore import HttpStatus
-from ckptd.store.s3_options import NotHonoured, obstore_setup
-from ckptd.store.s3_requests import ATTEMPTS
+from ckptd.store.s3.backend import S3Store
+from ckptd.store.s3.obstore_client import HttpStatus
+from ckptd.store.s3.options import NotHonoured, obstore_setup
+from ckptd.store.s3.requests import ATTEMPTS
 from tests.bucket.faultproxy import FaultProxy
 from tests.s3server import ACCESS_KEY, REGION, SECRET_KEY, SeaweedServer
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ckptd.core.explain import explain
 from ckptd.core.states import State
-from ckptd.daemon.figures import build_snapshot
-from ckptd.daemon.http.dashboard import render_index, render_job
+from ckptd.daemon.engine.figures import build_snapshot
+from ckptd.daemon.telemetry.dashboard import render_index, render_job
 from tests.unit.test_engine import Harness
 
 HOSTILE = '<img src=x onerror="alert(1)">'

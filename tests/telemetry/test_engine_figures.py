@@ -8,15 +8,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ckptd.core.states import State
-from ckptd.daemon.figures import build_snapshot
-from ckptd.daemon.http.exposition import families
-from ckptd.daemon.metrics import (
+from ckptd.daemon.controls.priorities import ReadyLines
+from ckptd.daemon.engine.figures import build_snapshot
+from ckptd.daemon.telemetry.exposition import families
+from ckptd.daemon.telemetry.metrics import (
     DURATION_BUCKETS,
     Histogram,
     RateWindow,
     quantiles,
 )
-from ckptd.daemon.priorities import ReadyLines
 from tests.unit.test_engine import Harness
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import zmq
 
 from ckptd.core.timefmt import parse_iso
-from ckptd.daemon.metrics import DURATION_BUCKETS
+from ckptd.daemon.telemetry.metrics import DURATION_BUCKETS
 from tests.helpers import wait_for
 from tests.procs import Processes, count_files, free_port, job_files
 from tests.telemetry.helpers import fetch, scrape, value

@@ -14,8 +14,8 @@ import pytest
 
 from ckptd.core import crashpoints
 from ckptd.core.errors import NoSpace, StoreError
-from ckptd.store import durable
-from ckptd.store.durable import (
+from ckptd.store.local import durable
+from ckptd.store.local.durable import (
     fsync_dir,
     io_error,
     open_dir,

@@ -11,8 +11,8 @@ import pytest
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError
 from ckptd.core.states import State
-from ckptd.daemon.engine import Engine, backoff_delay
-from ckptd.daemon.operators import Operators
+from ckptd.daemon.engine.actions import Operators
+from ckptd.daemon.engine.engine import Engine, backoff_delay
 from ckptd.store.bucket import BucketStore
 
 _roots = itertools.count()
@@ -248,7 +248,7 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 def test_short_jobs_earn_a_worker_credits_beyond_its_slots_and_long_ones_none() -> None:
-    from ckptd.daemon.answers import PREFETCH_MAX, extra_credits
+    from ckptd.daemon.engine.results import PREFETCH_MAX, extra_credits
 
     assert extra_credits(0.0001, 1) > 1 and extra_credits(0.0001, 1) <= PREFETCH_MAX
     assert extra_credits(0.01, 1) == 0 and extra_credits(5.0, 8) == 0
@@ -277,7 +277,7 @@ def test_the_grant_follows_what_handlers_took_not_the_gaps_a_slow_disk_makes() -
     """Answers far apart (each round waits on a journaled disk's flush) with handlers that
     took 50 us: the worker is starved, not slow, so it gets credits to cover the flushes;
     the slower the flushes, the more (within PREFETCH_MAX)."""
-    from ckptd.daemon.answers import PREFETCH_MAX, extra_credits
+    from ckptd.daemon.engine.results import PREFETCH_MAX, extra_credits
 
     assert extra_credits(0.0005, 1, refill=0.002) < extra_credits(0.0005, 1, refill=0.01)
     assert extra_credits(0.0005, 2) > extra_credits(0.0005, 1), "each slot needs its own"

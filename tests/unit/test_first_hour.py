@@ -17,8 +17,8 @@ from ckptd.core.config import Settings, load_settings
 from ckptd.core.errors import ConfigError, MalformedJob
 from ckptd.core.states import State
 from ckptd.store.admin import StoreAdmin
-from ckptd.store.filesystem import filesystem_of, has_journal, parse_mountinfo
-from ckptd.store.local import LocalStore
+from ckptd.store.local.backend import LocalStore
+from ckptd.store.local.filesystem import filesystem_of, has_journal, parse_mountinfo
 from ckptd.wire.endpoints import connect_endpoints
 from tests.unit.test_engine import Harness
 

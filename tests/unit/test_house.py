@@ -25,11 +25,11 @@ from ckptd.core.errors import (
     remote_error,
 )
 from ckptd.core.states import State
-from ckptd.daemon.index import Txn
+from ckptd.daemon.engine.index import Txn
 from ckptd.store.admin import StoreAdmin
 from ckptd.store.base import Move, PutManifest
 from ckptd.store.bucket import BucketStore
-from ckptd.store.local import LocalStore
+from ckptd.store.local.backend import LocalStore
 from tests.unit.test_engine import Harness
 
 
@@ -210,9 +210,9 @@ def test_every_holder_of_the_settings_sees_a_reload() -> None:
     h = Harness()
     live = LiveSettings(h.settings)
     store = h.store
-    from ckptd.daemon.bucket_role import BucketRole
-    from ckptd.daemon.engine import Engine
-    from ckptd.daemon.store_guard import StoreGuard
+    from ckptd.daemon.cluster.bucket_role import BucketRole
+    from ckptd.daemon.engine.engine import Engine
+    from ckptd.daemon.engine.store_guard import StoreGuard
 
     engine = Engine(store, live)
     role = BucketRole(store, live, engine, StoreGuard(store, lambda: h.now), name="d",

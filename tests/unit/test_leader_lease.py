@@ -9,7 +9,7 @@ import fsspec
 import pytest
 
 from ckptd.core.errors import StoreError
-from ckptd.daemon.leader import LeaderLease
+from ckptd.daemon.cluster.lease import LeaderLease
 from ckptd.store.objects import EmulatedObjects
 
 

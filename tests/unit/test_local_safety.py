@@ -13,8 +13,8 @@ import pytest
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import JobExists, LockHeld
 from ckptd.core.states import State
-from ckptd.store import local as local_module
-from ckptd.store.local import ROOT_LOCK, LocalStore
+from ckptd.store.local import backend as local_module
+from ckptd.store.local.backend import ROOT_LOCK, LocalStore
 
 
 def job(job_id: str, rev: int = 0) -> bytes:

@@ -9,10 +9,10 @@ import pytest
 
 from ckptd import Cancelled, TimeLimit
 from ckptd.core.errors import CkptdError
-from ckptd.worker import answers
+from ckptd.worker import reports
 from ckptd.worker.job import Job, StopFlags
 from ckptd.worker.limits import HARD, SOFT, Limits
-from ckptd.worker.pools import choose_pool
+from ckptd.worker.pools.base import choose_pool
 from ckptd.worker.running import Attempt, Running
 from ckptd.worker.unconfirmed import Unconfirmed
 
@@ -111,16 +111,16 @@ def test_an_answer_forgets_the_checkpoints_of_its_attempt() -> None:
 
 def test_answers_say_how_the_attempt_ended() -> None:
     body = {"queue": "q", "id": "a", "attempt": 1}
-    assert answers.done(body, {"x": 1}) == (b"done", {**body, "result": {"x": 1}})
-    kind, failed = answers.done(body, {1, 2})
+    assert reports.done(body, {"x": 1}) == (b"done", {**body, "result": {"x": 1}})
+    kind, failed = reports.done(body, {1, 2})
     assert kind == b"failed" and failed["type"] == "Fail" and not failed["retry"]
-    _, limit = answers.failed(body, TimeLimit("over 1s"))
+    _, limit = reports.failed(body, TimeLimit("over 1s"))
     assert limit["type"] == "TimeLimit" and limit["retry"] and limit["error"] == "over 1s"
-    _, cancel = answers.failed(body, Cancelled("by ann"))
+    _, cancel = reports.failed(body, Cancelled("by ann"))
     assert cancel["type"] == "Cancelled" and not cancel["retry"]
-    _, error = answers.failed(body, KeyError("items"))
+    _, error = reports.failed(body, KeyError("items"))
     assert error["error"] == "KeyError: 'items'", "the type is in the message"
-    _, back = answers.given_back(body, "stopping")
+    _, back = reports.given_back(body, "stopping")
     assert back["given_back"] and back["delay"] == 0.0
 
 

@@ -1,0 +1,360 @@
+"""What the daemon does differently on a bucket: the queues it leads, outages, listings.
+
+A :class:`BucketRole` is attached to a daemon whose store is not a local folder. It is given
+the store, the settings, the engine and a few functions (wake the loop, the clock, the
+daemon's endpoints), never the daemon itself. The daemon calls it at a few points of its
+loop:
+
+- :meth:`BucketRole.follow` at each turn: follows the queue leases
+  (:mod:`~ckptd.daemon.cluster.queue_leases`): a queue whose lease this daemon took is recovered
+  into the index, one whose lease it lost or handed over is dropped from it. Several daemons
+  share a bucket this way, each leading some queues; a daemon that leads nothing is a
+  standby. With ``leader_lease = 0`` there are no leases and this daemon leads every queue.
+- :meth:`BucketRole.writable` before each group of writes: nothing is written once no lease
+  is held (and every write request is fenced on its queue's lease too). What failed for a
+  bucket error is kept and retried by the daemon's :mod:`~ckptd.daemon.engine.store_guard`, as for
+  any store.
+- :meth:`BucketRole.may_dispatch` before dispatching: while the bucket is unavailable
+  nothing is claimed; when it is available the pending files about to be claimed are read
+  concurrently.
+- :meth:`BucketRole.scan` in the rescan thread and :meth:`BucketRole.reconcile` in the loop:
+  the queues of the bucket are listed every ``poll_interval`` (new ones go to the leases'
+  balance) and, for the queues this daemon leads, ``pending/`` (paged, and incremental: only
+  ids that sort after a recent time, which covers every generated id of the last two minutes
+  and every hand-made name that starts with a letter), ``claimed/`` too; every
+  ``rescan_interval`` a full listing of every state also counts done/failed and resolves
+  jobs left in two states. A job seen in two states in two successive listings is resolved
+  by the rule of :mod:`ckptd.states` (the later state wins, the loser is deleted); a claimed
+  job that the index does not know (its pending copy lost to its claimed copy) is adopted
+  with a fresh lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ckptd.core.config import LiveSettings, Settings
+from ckptd.core.errors import CkptdError, StoreError
+from ckptd.core.states import STATES, State
+from ckptd.daemon.cluster.queue_leases import QueueLeases
+from ckptd.daemon.engine.engine import Engine
+from ckptd.daemon.engine.store_guard import StoreGuard
+from ckptd.store import recovery
+from ckptd.store.base import Store
+
+log = logging.getLogger(__name__)
+
+RETRY_MAX = 10.0
+INCREMENTAL_WINDOW = 120.0  # an incremental listing starts at ids this much older than now
+PREFETCH_MAX = 256
+
+
+SHARE_EVERY = 1.0  # seconds between two copies of the counts into the membership record
+
+
+class BucketRole:
+    """The bucket side of one daemon (see the module docstring)."""
+
+    def __init__(self, store: Store, live: LiveSettings, engine: Engine, guard: StoreGuard, *,
+                 name: str, wake: Callable[[], None], clock: Callable[[], float],
+                 endpoints: Callable[[], dict[str, str]]) -> None:
+        self.store = store
+        self.guard = guard
+        self.live = live
+        self.engine = engine
+        self.name = name
+        self.wake = wake
+        self.clock = clock
+        self.endpoints = endpoints
+        self.health = guard.health
+        self.leases: QueueLeases | None = None
+        self.led: frozenset[str] = frozenset()  # the queues in the index (read by the scans)
+        self.everything = False  # no leases: this daemon leads every queue
+        self.became_active: float | None = None
+        self._promoted_at: dict[str, float] = {}
+        self._retry: dict[str, float] = {}  # queue -> when to try recovering it again
+        self._shared_at = 0.0
+        self._last_full = 0.0
+        self._dups_seen: set[tuple[str, str]] = set()
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (a reload changes them here too)."""
+        return self.live.current
+
+    @property
+    def active(self) -> bool:
+        """True while this daemon leads at least one queue."""
+        return self.everything or bool(self.led)
+
+    @property
+    def standby(self) -> bool:
+        """True while it leads nothing and other daemons of the bucket run (a lone daemon
+        is the active one even before its first queue)."""
+        return not self.active and self.leases is not None and len(self.leases.alive()) > 1
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self, now: float, info: dict[str, Any]) -> None:
+        """Take the leases of this daemon's queues (``info``: its addresses, for the records
+        and the leases) and recover them; with ``leader_lease = 0`` lead every queue."""
+        self.engine.index.leads = self.leads
+        objects = self.store.control_objects() if self.settings.leader_lease > 0 else None
+        if objects is None:
+            self.everything = True
+            self._recover_all(now)
+            return
+        if not objects.shared:
+            log.warning("leases on %s: conditional writes are emulated in this process only; "
+                        "run one daemon only", self.store.url)
+        self.leases = QueueLeases(objects, self.live, name=self.name, info=info,
+                                  wake=self.wake)
+        self.store.set_fence(self.leases.fence)
+        try:
+            self.leases.add_queues(self.store.queues())
+        except CkptdError as exc:
+            log.warning("cannot list the queues of %s yet: %s", self.store.url, exc)
+        self.leases.start()
+        self.follow(now)
+        if not self.led:
+            log.info("this daemon leads no queue yet: it takes queues as they are asked for, "
+                     "as the balance gives them, or when their leader dies",
+                     extra={"fields": {"lease_s": self.leases.duration,
+                                       "standby": self.standby}})
+
+    def close(self) -> None:
+        """Give every lease back (the other daemons take over at once)."""
+        if self.leases is not None:
+            self.leases.stop(release=True)
+
+    def _recover_all(self, now: float) -> None:
+        try:
+            findings = self.engine.recover(now)
+        except CkptdError as exc:
+            self.health.failed(exc, now)
+            log.error("cannot recover the index from %s: %s; trying again", self.store.url,
+                      exc)
+            self.everything = False
+            self._retry[""] = now + min(RETRY_MAX, 1.0 + self.health.failures)
+            return
+        self.everything = True
+        self._retry.pop("", None)
+        self.health.ok(now)
+        self.became_active = now
+        self._last_full = now
+        counts = {q: i.counts() for q, i in self.engine.queues.items()}
+        log.info("recovered the index from %s", self.store.url,
+                 extra={"fields": {"queues": len(counts), "repairs": len(findings),
+                                   "pending": sum(c["pending"] for c in counts.values()),
+                                   "claimed": sum(c["claimed"] for c in counts.values())}})
+
+    def _promote(self, queue: str, now: float) -> bool:
+        started = time.monotonic()
+        try:
+            findings = self.engine.recover_queue(queue, now)
+        except CkptdError as exc:
+            self.engine.queues.pop(queue, None)
+            self.health.failed(exc, now)
+            self._retry[queue] = now + min(RETRY_MAX, 1.0 + self.health.failures)
+            log.error("cannot recover queue %s from %s: %s; trying again", queue,
+                      self.store.url, exc)
+            return False
+        self._retry.pop(queue, None)
+        self.health.ok(now)
+        self._promoted_at[queue] = time.time()
+        counts = self.engine.queues[queue].counts()
+        log.info("leading queue %s: recovered it from %s in %.3fs", queue, self.store.url,
+                 time.monotonic() - started,
+                 extra={"fields": {"queue": queue, "repairs": len(findings),
+                                   "pending": counts["pending"], "claimed": counts["claimed"]}})
+        if self.became_active is None:
+            self.became_active = now
+        return True
+
+    def _demote(self, queue: str, why: str) -> None:
+        log.warning("%s: this daemon no longer leads queue %s and writes nothing more there; "
+                    "its index is dropped", why, queue)
+        self.engine.drop_queue(queue)
+        self.guard.forget(queue)
+        self.store.forget_prefetched()
+        self._promoted_at.pop(queue, None)
+
+    # -- each turn -------------------------------------------------------------------------
+
+    def follow(self, now: float) -> tuple[list[str], list[str]]:
+        """Follow the leases: recover the queues whose lease this daemon took, drop those
+        it lost or handed over; return (recovered, dropped) this turn."""
+        if self.leases is None:
+            if not self.everything and now >= self._retry.get("", 0.0):
+                self._recover_all(now)
+            return [], []
+        valid = self.leases.valid()
+        dropped = sorted(self.led - valid)
+        for queue in dropped:
+            self._demote(queue, "its lease lapsed or was handed over")
+        led = set(self.led) - set(dropped)
+        recovered = []
+        for queue in sorted(valid - led):
+            if now >= self._retry.get(queue, 0.0) and self._promote(queue, now):
+                led.add(queue)
+                recovered.append(queue)
+        if dropped and self.leases.error:  # the bucket did not answer in time: say so
+            self.health.failed(self.leases.error, now)
+        self.led = frozenset(led)
+        for queue in dropped:
+            self.leases.dropped(queue)
+        if now - self._shared_at >= SHARE_EVERY:
+            self._shared_at = now
+            self.leases.counts = {q: index.counts() for q, index in self.engine.queues.items()
+                                  if q in self.led}
+        return recovered, dropped
+
+    def leads(self, queue: str) -> bool:
+        """True when this daemon leads ``queue`` (its index holds it)."""
+        return self.everything or queue in self.led
+
+    def status(self, now: float) -> dict[str, Any]:
+        """What ``status`` adds for a bucket: the role and the leases."""
+        view: dict[str, Any] = {"role": "standby" if self.standby else "active"}
+        if self.leases is not None:
+            view["leader"] = {"lease_s": self.leases.duration, "leads": sorted(self.led),
+                              "error": self.leases.error}
+        return view
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def writable(self) -> bool:
+        """True while this daemon may write: it leads a queue (every write request is fenced
+        on its own queue's lease as well)."""
+        return self.active
+
+    def may_dispatch(self, now: float) -> bool:
+        """Prefetch the next claims while the bucket answers; return True when jobs may be
+        claimed now (the store guard decides about outages)."""
+        if self.health.available:
+            self._prefetch(now)
+        return self.health.available
+
+    def _prefetch(self, now: float) -> None:
+        engine = self.engine
+        if not engine.workers or not engine.dispatching:
+            return
+        credits = sum(max(0, w.credits) for w in engine.workers.values())
+        if credits <= 0:
+            return
+        for name, index in engine.queues.items():
+            if not index.ready or not self.leads(name):
+                continue
+            wanted = []
+            for job_id in index.ready:
+                if job_id in index.pending:
+                    wanted.append(job_id)
+                    if len(wanted) >= min(credits, PREFETCH_MAX):
+                        break
+            if not wanted:
+                continue
+            try:
+                self.store.prefetch(name, wanted)
+            except CkptdError as exc:
+                self.health.failed(exc, now)
+                return
+
+    # -- listing ---------------------------------------------------------------------------
+
+    def scan(self, marks: dict[str, tuple[int, int]]) -> dict[str, Any]:
+        """List the bucket (runs in the rescan thread): see the module docstring."""
+        now = time.time()
+        full = now - self._last_full >= self.settings.rescan_interval
+        store = self.store
+        marker = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now - INCREMENTAL_WINDOW))
+        result: dict[str, Any] = {}
+        dups: dict[str, dict[str, list[State]]] = {}
+        controls = store.queue_controls()  # the queues, and their paused/limits objects
+        queues = list(controls)
+        if self.leases is not None:
+            # New queues go to the balance, and so do the queues of schedules before their
+            # first job (a queue led by nobody would never get its first tick).
+            scheduled = [s.queue for s in self.live.current.schedules.values()]
+            self.leases.add_queues([*queues, *scheduled])
+        for queue in queues:
+            if not self.leads(queue):
+                continue
+            listed: dict[State, list[str]] = {}
+            if full:
+                for state in STATES:
+                    listed[state] = store.ids(queue, state)
+            else:
+                listed[State.PENDING] = store.ids_after(queue, State.PENDING, marker)
+                listed[State.CLAIMED] = store.ids(queue, State.CLAIMED)
+            entry: dict[str, Any] = {"pending": listed[State.PENDING],
+                                     "claimed": listed[State.CLAIMED]}
+            if full:
+                entry["done"] = len(listed[State.DONE])
+                entry["failed"] = len(listed[State.FAILED])
+            result[queue] = entry
+            twice = recovery.duplicates(listed)
+            if twice:
+                dups[queue] = twice
+        # Resolve only what two listings in a row saw in two states: a move in flight
+        # (copied, not yet deleted) is not a leftover.
+        seen = {(q, i) for q, found in dups.items() for i in found}
+        resolved: dict[str, dict[str, str | None]] = {}
+        for queue, found in dups.items():
+            for job_id, states in found.items():
+                if (queue, job_id) not in self._dups_seen:
+                    continue
+                winner, finding = recovery.resolve_duplicate(store, queue, job_id, states,
+                                                             repair=True)
+                log.warning("rescan: %s", finding.line())
+                resolved.setdefault(queue, {})[job_id] = winner.value if winner else None
+        self._dups_seen = seen
+        if full:
+            self._last_full = now
+        return {"queues": result, "marks": marks, "full": full,
+                "resolved": resolved, "controls": controls, "started": now}
+
+    def reconcile(self, scan: dict[str, Any], now: float) -> None:
+        """Bring the index in line with a listing from :meth:`scan` (in the loop)."""
+        engine = self.engine
+        full = scan["full"]
+        engine.controls.load_all(scan.get("controls", {}), scan.get("started"))
+        for queue, listed in scan["queues"].items():
+            if not self.leads(queue) or self._promoted_at.get(queue, 0.0) > scan["started"]:
+                continue  # led elsewhere now, or recovered from a newer listing
+            index = engine.queue(queue)
+            if full:
+                engine.reconcile_pending(queue, listed["pending"])
+                # A listing of a bucket takes a while: counts are taken from it only when
+                # nothing ended meanwhile (else a job could be counted twice).
+                if (index.done, index.failed) == scan["marks"].get(queue, (0, 0)):
+                    index.done, index.failed = listed["done"], listed["failed"]
+            else:
+                for job_id in listed["pending"]:
+                    engine.pending_appeared(queue, job_id)
+            for job_id in listed["claimed"]:
+                if job_id in index.claimed or job_id in index.pending:
+                    continue
+                if not self.health.available:
+                    break  # each read would wait for its deadline: adopt at a later listing
+                # Claimed in the bucket, unknown to the index (its pending copy lost to
+                # its claimed copy): give it a lease, so that it comes back if nobody runs it.
+                try:
+                    engine.adopt_claimed(index, job_id, now, strict=True)
+                except StoreError as exc:
+                    self.health.failed(exc, now)
+                    break
+                if job_id in index.claimed:
+                    log.warning("adopted a claimed job the index did not know",
+                                extra={"fields": {"queue": queue, "id": job_id}})
+        for queue, winners in scan.get("resolved", {}).items():
+            if not self.leads(queue):
+                continue
+            index = engine.queue(queue)
+            for job_id, winner in winners.items():
+                if winner != State.PENDING.value and job_id in index.pending \
+                        and job_id not in index.added_since_scan:
+                    index.pending.discard(job_id)
+                    index.delayed_at.pop(job_id, None)

@@ -1,0 +1,149 @@
+"""The control files of each queue, read into the dispatch gate; pause, resume and limit.
+
+``<root>/<queue>/paused`` pauses a queue (``touch`` pauses, ``rm`` resumes, its text is the
+reason); ``<root>/<queue>/limits.json`` overrides the queue's ``max_running`` and ``rate``.
+The daemon reads them at start (and when it becomes the active daemon on a bucket), when
+the watcher reports a change (local stores: at once), and at every listing (buckets: every
+``poll_interval``; local stores: every ``rescan_interval``, in case an event was missed).
+``ckptd pause/resume/limit`` through the daemon write the same files, so the files stay the
+only state: a restart or a failover reads them again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ckptd.core.errors import CkptdError, ConfigError
+from ckptd.core.queue_controls import (
+    LIMITS_FILE,
+    PAUSED_FILE,
+    changed_limits_file,
+    parse_limits_file,
+)
+from ckptd.daemon.controls.gate import Gate, Pause
+from ckptd.store.base import Store
+
+log = logging.getLogger("ckptd.daemon.engine.engine")
+
+MAX_REASON = 500  # characters of a pause reason shown and logged
+
+
+def reason_of(data: bytes) -> str:
+    """The reason a paused file gives (its text, first lines, trimmed)."""
+    text = data.decode(errors="replace").strip()
+    return text[:MAX_REASON]
+
+
+class QueueControls:
+    """Keeps the gate in line with the control files of the store."""
+
+    def __init__(self, store: Store, gate: Gate, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.gate = gate
+        self.clock = clock
+        self.touched: dict[str, float] = {}  # queue -> when its files were last read or set
+
+    def recover(self) -> None:
+        """Read every queue's control files (at start, or on becoming the active daemon)."""
+        self.gate.clear()
+        self.touched.clear()
+        self.load_all(self.store.queue_controls())
+
+    def load_all(self, found: Mapping[str, Mapping[str, bytes]], since: float | None = None
+                 ) -> None:
+        """Apply a listing of the control files of every queue (what is absent is lifted).
+        ``since``: when the listing began; a queue whose files were read or written after
+        that is left as it is (the listing may predate the change)."""
+        for queue, files in found.items():
+            if since is not None and self.touched.get(queue, float("-inf")) >= since:
+                continue
+            self.load(queue, files)
+
+    def load(self, queue: str, files: Mapping[str, bytes]) -> None:
+        """Apply the control files of one queue as found now."""
+        self._paused(queue, files.get(PAUSED_FILE))
+        self._limits(queue, files.get(LIMITS_FILE))
+
+    def changed(self, queue: str, name: str) -> None:
+        """The watcher saw ``<queue>/<name>`` change: read it again."""
+        self.touched[queue] = self.clock()
+        try:
+            data = self.store.read_control(queue, name)
+        except CkptdError as exc:
+            log.warning("cannot read %s/%s: %s", queue, name, exc)
+            return
+        if name == PAUSED_FILE:
+            self._paused(queue, data)
+        elif name == LIMITS_FILE:
+            self._limits(queue, data)
+
+    def _paused(self, queue: str, data: bytes | None) -> None:
+        gate = self.gate
+        if data is None:
+            if gate.paused.pop(queue, None) is not None:
+                log.info("queue resumed", extra={"fields": {"queue": queue}})
+            return
+        reason = reason_of(data)
+        known = gate.paused.get(queue)
+        if known is None:
+            gate.paused[queue] = Pause(reason, self.clock())
+            log.info("queue paused: no new claims until <queue>/paused is removed",
+                     extra={"fields": {"queue": queue, "reason": reason}})
+        elif known.reason != reason:
+            known.reason = reason
+
+    def _limits(self, queue: str, data: bytes | None) -> None:
+        gate = self.gate
+        if data is None:
+            if gate.overrides.pop(queue, None) is not None:
+                log.info("limits file removed: the config's limits apply",
+                         extra={"fields": {"queue": queue, **gate.limits(queue).as_dict()}})
+            gate.override_errors.pop(queue, None)
+            return
+        where = f"{self.store.url.rstrip('/')}/{queue}/{LIMITS_FILE}"
+        try:
+            limits = parse_limits_file(data, where)
+        except ConfigError as exc:
+            if gate.override_errors.get(queue) != str(exc):
+                log.error("%s; the limits in force stay as they were", exc)
+            gate.override_errors[queue] = str(exc)
+            return
+        gate.override_errors.pop(queue, None)
+        if gate.overrides.get(queue) != limits:
+            gate.overrides[queue] = limits
+            log.info("limits changed", extra={"fields": {"queue": queue, **limits.as_dict()}})
+
+    # -- operators' requests ---------------------------------------------------------------
+
+    def pause(self, queue: str, reason: str) -> dict[str, Any]:
+        """Write ``<queue>/paused`` with the reason, and pause at once."""
+        data = (reason.strip() + "\n").encode() if reason.strip() else b""
+        self.touched[queue] = self.clock()
+        self.store.write_control(queue, PAUSED_FILE, data)
+        self._paused(queue, data)
+        return {"queue": queue, "paused": self.gate.paused[queue].as_dict()}
+
+    def resume(self, queue: str) -> dict[str, Any]:
+        """Remove ``<queue>/paused``, and resume at once."""
+        was = queue in self.gate.paused
+        self.touched[queue] = self.clock()
+        self.store.delete_control(queue, PAUSED_FILE)
+        self._paused(queue, None)
+        return {"queue": queue, "was_paused": was}
+
+    def limit(self, queue: str, changes: dict[str, Any], reset: bool) -> dict[str, Any]:
+        """Change ``<queue>/limits.json`` (or with ``reset`` remove it); apply it at once.
+        ``changes``: max_running and/or rate, None removing one (the config's applies)."""
+        self.touched[queue] = self.clock()
+        if reset:
+            self.store.delete_control(queue, LIMITS_FILE)
+            self._limits(queue, None)
+        elif changes:
+            where = f"{self.store.url.rstrip('/')}/{queue}/{LIMITS_FILE}"
+            data = changed_limits_file(self.store.read_control(queue, LIMITS_FILE), changes,
+                                       where)
+            self.store.write_control(queue, LIMITS_FILE, data)
+            self._limits(queue, data)
+        return {"queue": queue, "limits": self.gate.limits(queue).as_dict()}

@@ -1,0 +1,260 @@
+"""What operators ask of a running daemon: status, a claimed job's lease, retry, cancel,
+purge.
+
+Built on the engine (composed, not mixed in): each action changes the index and queues its
+store ops in the engine's transaction like any other event, and edits job files with the
+same functions as the store commands of the CLI (:mod:`ckptd.core.edits`). Reads never
+change the index.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ckptd.codec import decode_job, encode_job
+from ckptd.core import edits, jobs
+from ckptd.core.errors import CkptdError, JobNotFound, QueueNotFound, TransitionError
+from ckptd.core.states import State
+from ckptd.core.timefmt import utc_iso
+from ckptd.daemon.engine.controls_view import controls_view
+from ckptd.daemon.engine.engine import Engine
+from ckptd.daemon.engine.figures import queue_figures
+from ckptd.daemon.engine.index import Callback
+from ckptd.store.admin import purgeable
+from ckptd.store.base import Delete, Move, Outcome
+from ckptd.wire.protocol import Body
+
+log = logging.getLogger("ckptd.daemon.engine.engine")  # these moves are logged with the engine's
+
+Reply = Callable[[Body | CkptdError], None]
+
+
+class Operators:
+    """The operators' requests to one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def known_queue(self, queue: str) -> None:
+        """Raise QueueNotFound unless the daemon (or its store) has ``queue``."""
+        engine = self.engine
+        if queue not in engine.queues and queue not in engine.store.queues():
+            raise QueueNotFound.among(queue, engine.store.url, sorted(engine.queues))
+
+    def status(self, queue: str | None, now: float) -> Body:
+        """Counts per state and recent figures, per queue, from the index (changes nothing)."""
+        engine = self.engine
+        names = [queue] if queue else sorted(engine.queues)
+        result: dict[str, Any] = {}
+        for name in names:
+            index = engine.queues.get(name)
+            if index is None:
+                raise QueueNotFound.among(name, engine.store.url, sorted(engine.queues))
+            # Events since the daemon started, then the figures of the folders over them:
+            # "failed" is what failed/ holds; failures since the start are "failures".
+            counts: dict[str, Any] = dict(index.counters)
+            counts["failures"] = counts.pop("failed", 0)
+            counts.update(index.counts())
+            counts.update(queue_figures(index, engine.workers.values(), engine.store, now))
+            counts["batches"] = engine.flows.status(name, now)
+            counts.update(self.controls_view(name, now))
+            result[name] = counts
+        return {"queues": result, "root": engine.store.url, "source": "daemon",
+                "workers": len(engine.workers), "counters": dict(engine.counters),
+                "schedules": engine.scheduler.view(now)}
+
+    # -- operator controls -----------------------------------------------------------------
+
+    def controls_view(self, queue: str, now: float, job_id: str | None = None
+                      ) -> dict[str, Any]:
+        """What status (and, for one job, explain) shows of a queue's controls."""
+        return controls_view(self.engine, queue, job_id)
+
+    def control_request(self, kind: str, body: Body, now: float) -> Body:
+        """pause, resume, limit (the queue's control files) and schedules."""
+        engine = self.engine
+        if kind == "schedules":
+            return {"schedules": engine.scheduler.view(now), "source": "daemon"}
+        queue = body["queue"]
+        if kind == "pause":
+            answer = engine.controls.pause(queue, body.get("reason") or "")
+            engine.queue(queue)
+        elif kind == "resume":
+            answer = engine.controls.resume(queue)
+        else:
+            changes: dict[str, Any] = {k: body[k] for k in ("max_running", "rate") if k in body}
+            answer = engine.controls.limit(queue, changes, bool(body.get("reset")))
+        return answer
+
+    def dispatch_order(self, queue: str, rows: list[tuple[State, str]]
+                       ) -> list[tuple[State, str]]:
+        """``ls`` rows with the pending ones in the order the daemon will dispatch them:
+        due jobs by priority (FIFO within one), then files not read yet, then delayed
+        jobs by due time."""
+        index = self.engine.queues.get(queue)
+        if index is None or not any(state is State.PENDING for state, _ in rows):
+            return rows
+        delayed = sorted((due, i) for i, due in index.delayed_at.items())
+        rank: dict[str, int] = {}
+        for job_id in (*index.ready, *index.ready.unread, *(i for _, i in delayed)):
+            rank.setdefault(job_id, len(rank))
+        pending = sorted((row for row in rows if row[0] is State.PENDING),
+                         key=lambda row: rank.get(row[1], len(rank)))
+        others = [row for row in rows if row[0] is not State.PENDING]
+        return pending + others
+
+    def lease_info(self, queue: str, job_id: str, now: float) -> dict[str, Any] | None:
+        """What the daemon knows about a claimed job beyond its file, or None."""
+        index = self.engine.queues.get(queue)
+        lease = index.claimed.get(job_id) if index else None
+        if lease is None:
+            return None
+        settings = self.engine.settings
+        return {"attempt": lease.attempt, "worker": lease.worker,
+                "claimed_at": utc_iso(lease.claimed_at),
+                "age_s": round(now - lease.claimed_at, 3),
+                "lease_s": settings.lease_for(queue),
+                "time_limit_s": settings.time_limit_for(queue),
+                "heartbeat_s": settings.heartbeat,
+                "heartbeat_age_s": (round(now - lease.heartbeat_at, 3)
+                                    if lease.heartbeat_at else None),
+                "checkpoint_age_s": (round(now - lease.checkpoint_at, 3)
+                                     if lease.checkpoint_at else None),
+                "closing": lease.closing,
+                "expires_in_s": round(lease.deadline - now, 3),
+                "last_heartbeat": utc_iso(lease.heartbeat_at) if lease.heartbeat_at else None,
+                "last_checkpoint": (utc_iso(lease.checkpoint_at)
+                                    if lease.checkpoint_at else None),
+                "progress": lease.progress}
+
+    def retry(self, queue: str, ids: list[str] | None, attempts: int | None,
+              reply: Reply) -> None:
+        """Move failed jobs back to pending (all when ``ids`` is None)."""
+        engine = self.engine
+        store = engine.store
+        try:
+            self.known_queue(queue)
+        except CkptdError as exc:
+            reply(exc)
+            return
+        index = engine.queue(queue)
+        names = store.ids(queue, State.FAILED) if ids is None else ids
+        moves: list[tuple[str, bytes]] = []
+        for job_id in names:
+            try:
+                job = decode_job(store.read(queue, State.FAILED, job_id), queue, job_id)
+            except JobNotFound:
+                where = engine.where(queue, job_id)
+                reply(JobNotFound(f"cannot retry {job_id!r}: only failed jobs can be retried ("
+                                  f"{'it is ' + where if where else 'no such job'})"))
+                return
+            except CkptdError as exc:
+                reply(exc)
+                return
+            budget = attempts or engine.settings.max_attempts_for(queue)
+            moves.append((job_id, encode_job(edits.retried(job, budget))))
+            index.ready.note(job_id, job.get("priority"))
+        if not moves:
+            reply({"ids": []})
+            return
+        done: list[str] = []
+
+        def one(job_id: str, last: bool) -> Callback:
+            def moved(outcome: Outcome) -> None:
+                if outcome is None:
+                    done.append(job_id)
+                    engine.flows.reopened(queue, job_id)
+                    index.failed = max(0, index.failed - 1)
+                    index.pending.add(job_id)
+                    index.added_since_scan.add(job_id)
+                    index.ready.append(job_id)
+                    log.info("retry", extra={"fields": {"queue": queue, "id": job_id,
+                                                        "from": "failed", "to": "pending"}})
+                if last:
+                    reply({"ids": done})
+            return moved
+
+        for position, (job_id, data) in enumerate(moves):
+            engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data),
+                           one(job_id, position == len(moves) - 1))
+
+    def cancel(self, queue: str, job_id: str, now: float, reply: Reply,
+               by: str = "an operator") -> None:
+        """Cancel a job: remove it from pending, or fail it if a worker has it.
+
+        The worker running a claimed job is told at once (a ``cancel`` message, sent once the
+        move to failed/ is durable): its handler sees ``ckptd.Cancelled`` at its next
+        checkpoint or progress, and is stopped by force after the worker's grace period.
+        """
+        engine = self.engine
+        index = engine.queue(queue)
+        if job_id in index.pending:
+            index.pending.discard(job_id)
+            index.delayed_at.pop(job_id, None)
+
+            def removed(outcome: Outcome) -> None:
+                reply({"was": "pending"} if outcome is None else outcome)
+                if outcome is None:
+                    log.info("cancel", extra={"fields": {"queue": queue, "id": job_id,
+                                                         "from": "pending", "to": "removed",
+                                                         "by": by}})
+
+            engine.txn.add(Delete(queue, State.PENDING, job_id), removed)
+            return
+        lease = index.claimed.get(job_id)
+        if lease is not None and not lease.closing:
+            def edit(job: jobs.Job) -> jobs.Job:
+                return edits.cancelled(job, attempt=lease.attempt, claimed_at=lease.claimed_at,
+                                       now=now, worker=lease.worker, by=by)
+
+            worker = engine.workers.get(lease.worker) if lease.worker else None
+
+            def tell_worker() -> None:
+                if worker is not None:
+                    engine.outbox.append((worker.identity, b"cancel", {
+                        "queue": queue, "id": job_id, "attempt": lease.attempt, "by": by}))
+
+            engine.end_attempt(lease, {}, now, may_retry=False, delay=None,
+                               outcome="cancelled", edit=edit, confirm=tell_worker)
+            reply({"was": "claimed"})
+            return
+        state = engine.where(queue, job_id)
+        if state is None:
+            reply(JobNotFound(f"no job {job_id!r} in queue {queue!r}"))
+        else:
+            reply(TransitionError(f"job {job_id!r} is already {state}; use "
+                                  f"'ckptd purge {queue} {state}' to remove it"))
+
+    def purge(self, queue: str, state: State, older_than: float | None, now: float,
+              reply: Reply) -> None:
+        """Remove done or failed jobs (in the round's transaction); reply with how many."""
+        engine = self.engine
+        try:
+            self.known_queue(queue)
+        except CkptdError as exc:
+            reply(exc)
+            return
+        index = engine.queue(queue)
+        doomed = purgeable(engine.store, queue, state, older_than, now)
+        if not doomed:
+            reply({"count": 0})
+            return
+        count = [0]
+
+        def one(last: bool) -> Callback:
+            def removed(outcome: Outcome) -> None:
+                if outcome is None:
+                    count[0] += 1
+                    if state is State.DONE:
+                        index.done = max(0, index.done - 1)
+                    else:
+                        index.failed = max(0, index.failed - 1)
+                if last:
+                    reply({"count": count[0]})
+            return removed
+
+        for position, job_id in enumerate(doomed):
+            index.checkpointed.discard(job_id)
+            engine.txn.add(Delete(queue, state, job_id), one(position == len(doomed) - 1))

@@ -1,0 +1,300 @@
+"""Dispatch: claim pending jobs for workers that have free slots.
+
+Each claim is a rename ``pending -> claimed`` queued in the round's transaction; the job
+message is sent once it is applied. A worker is only sent what its credits allow, so a slow
+worker never holds jobs it cannot start. Workers are served in turn, and each worker's
+queues in turn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ckptd.codec import decode_job, encode_job
+from ckptd.core import jobs
+from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
+from ckptd.core.states import State
+from ckptd.core.timefmt import parse_iso, time_or_none
+from ckptd.daemon.controls.priorities import priority_of
+from ckptd.daemon.engine.index import Index, QueueIndex, WorkerInfo
+from ckptd.store.base import Move, Outcome
+from ckptd.wire.protocol import Body
+
+log = logging.getLogger("ckptd.daemon.engine.engine")
+
+# A pending file younger than this that does not parse may still be being written in place
+# by a producer; it is retried later instead of being quarantined at once.
+MALFORMED_GRACE = 2.0
+# A pending job that cannot be read (I/O error, permissions) is tried again after this.
+STORE_RETRY_DELAY = 5.0
+# Jobs whose file is at most this big keep it in their lease while claimed, so that the
+# answer does not read it again; bigger ones are read again when they finish.
+CACHE_JOB_BYTES = 16 * 1024
+READ_PER_TURN = 2048  # unread pending files read per turn of the loop, over all queues
+
+
+def _time_limit(value: Any) -> float | None:
+    """A job file's own time limit, when it holds a usable one (files may be hand-written)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e9:
+        return float(value)
+    return None
+
+
+class _TooYoung(Exception):
+    """A pending file written by hand moments ago: it may not be complete yet."""
+
+
+class Dispatcher:
+    """The dispatch part of the engine."""
+
+    def __init__(self, index: Index, forget_worker: Callable[[WorkerInfo, str], None],
+                 resync: Callable[[str, str, float], None]) -> None:
+        self.ix = index
+        self.forget_worker = forget_worker
+        self.resync = resync  # a job found where it was to be moved: look at the folders
+
+    def dispatch(self, now: float, message_limit: int) -> int:
+        """Claim jobs for workers that have free slots; return how many were claimed.
+
+        Payloads up to ``message_limit`` bytes travel in the job message.
+        """
+        ix = self.ix
+        if not ix.dispatching or not ix.workers:
+            return 0
+        read_unread(ix)  # files whose priority is not known yet (start-up, put by hand)
+        if not any(index.ready for index in ix.queues.values()):
+            return 0
+        claimed = 0
+        order = ix.worker_order
+        progress = True
+        while progress:
+            progress = False
+            for _ in range(len(order)):
+                worker = ix.workers[order[0]]
+                order.rotate(-1)
+                if worker.credits <= 0:
+                    continue
+                if self._claim_for(worker, now, message_limit):
+                    claimed += 1
+                    progress = True
+        return claimed
+
+    def ready_count(self) -> int:
+        """How many ids wait in the ready lines (stale ones included): a growth means the
+        next turn has jobs to dispatch."""
+        return sum(len(index.ready) for index in self.ix.queues.values())
+
+    def _claim_for(self, worker: WorkerInfo, now: float, message_limit: int) -> bool:
+        queues = worker.queues
+        gate = self.ix.gate
+        for step in range(len(queues)):
+            position = (worker.next_queue + step) % len(queues)
+            index = self.ix.queues.get(queues[position])
+            if index is None:
+                continue
+            # Paused, at its max_running, out of rate tokens, or priorities still unread.
+            while index.ready and not index.ready.unread \
+                    and gate.allows(index.name, len(index.claimed), now):
+                job_id = index.ready.popleft()
+                if job_id not in index.pending:
+                    continue  # cancelled or already claimed
+                if self._claim(index, job_id, worker, now, message_limit):
+                    gate.took(index.name, now)
+                    worker.next_queue = position + 1
+                    return True
+        return False
+
+    def _claim(self, index: QueueIndex, job_id: str, worker: WorkerInfo, now: float,
+               message_limit: int) -> bool:
+        ix = self.ix
+        queue = index.name
+        try:
+            raw = ix.store.read(queue, State.PENDING, job_id)
+        except JobNotFound:
+            index.pending.discard(job_id)
+            return False
+        except MalformedJob as exc:  # e.g. a symlink planted in pending/: not a job file
+            self._malformed_pending(index, job_id, str(exc), now)
+            return False
+        except StoreError as exc:
+            ix.counters["store_errors"] += 1
+            log.error("cannot read pending job %s/%s (trying again in %gs): %s", queue, job_id,
+                      STORE_RETRY_DELAY, exc)
+            # Later, not back into ready: the dispatch loop would take it again at once, forever.
+            ix.delay(index, job_id, now + STORE_RETRY_DELAY)
+            return False
+        try:
+            job, rewrite = self._read_pending(index, job_id, raw, now)
+            not_before = job.get("not_before")
+            wait_until = parse_iso(not_before) if isinstance(not_before, str) else None
+        except (MalformedJob, ValueError) as exc:
+            self._malformed_pending(index, job_id, str(exc), now)
+            return False
+        except _TooYoung:  # written by hand, perhaps still being written: look again soon
+            ix.delay(index, job_id, now + MALFORMED_GRACE)
+            return False
+        if wait_until is not None and wait_until > now:
+            ix.delay(index, job_id, wait_until)
+            return False
+        attempt = jobs.running_attempt(job)
+        index.ready.note(job_id, job.get("priority"))  # kept while open: a retry keeps it
+        index.pending.discard(job_id)
+        if index.delayed_at:
+            index.delayed_at.pop(job_id, None)
+        lease = ix.lease(index, job_id, attempt, worker.id, now, claimed_at=now)
+        lease.created = time_or_none(job["created"])
+        ready_at = wait_until if wait_until is not None else lease.created
+        if len(raw) <= CACHE_JOB_BYTES:
+            lease.job = job
+        worker.credits -= 1
+        worker.running.add((queue, job_id))
+        body: Body = {"queue": queue, "id": job_id, "attempt": attempt,
+                      "max_attempts": job["max_attempts"], "created": job["created"]}
+        if job.get("batch"):
+            body["batch"] = job["batch"]
+        time_limit = _time_limit(job.get("time_limit")) or ix.settings.time_limit_for(queue)
+        if time_limit:
+            body["time_limit"] = time_limit
+        if job.get("payload_ref"):
+            body["payload_ref"] = job["payload_ref"]
+        elif len(raw) > message_limit:
+            body["payload_ref"] = "job"  # inline in the job file, too big for a message
+        else:
+            body["payload"] = job.get("payload")
+        if job_id in index.checkpointed:
+            checkpoint = self._checkpoint_state(queue, job_id, message_limit)
+            if checkpoint is not None:
+                body.update(checkpoint)
+
+        def moved(outcome: Outcome) -> None:
+            if outcome is None:
+                ix.outbox.append((worker.identity, b"job", body))
+                if ready_at is not None:
+                    index.metrics.dispatch.observe(max(0.0, now - ready_at))
+                ix.log_move(lease, State.PENDING, State.CLAIMED, now, worker=worker.id)
+                return
+            ix.end_lease(index, lease)
+            worker.credits = min(worker.most, worker.credits + 1)
+            if isinstance(outcome, JobExists):  # already in claimed/: a leftover, or a hand copy
+                self.resync(queue, job_id, now)
+            elif not isinstance(outcome, JobNotFound):
+                index.pending.add(job_id)
+                index.ready.appendleft(job_id)
+                ix.counters["store_errors"] += 1
+                log.error("cannot claim %s/%s: %s", queue, job_id, outcome)
+
+        # A file written by hand is claimed as the full job file it stands for, so that
+        # everything after (answers, fsck, cat) reads a complete job.
+        data = encode_job(jobs.bump(job)) if rewrite else None
+        ix.txn.add(Move(queue, job_id, State.PENDING, State.CLAIMED, data), moved)
+        return True
+
+    def _read_pending(self, index: QueueIndex, job_id: str, raw: bytes, now: float
+                      ) -> tuple[jobs.Job, bool]:
+        """The pending job, completed when it was written by hand; and whether it was.
+
+        Raises MalformedJob when it cannot be a job, _TooYoung when it was completed but
+        is so recent that it may still be being written in place.
+        """
+        try:
+            return decode_job(raw, index.name, job_id), False
+        except MalformedJob:
+            pass
+        try:
+            written = self.ix.store.mtime(index.name, State.PENDING, job_id)
+        except CkptdError:
+            written = now
+        job, completed = jobs.decode_pending(
+            raw, index.name, job_id, written=written,
+            max_attempts=self.ix.settings.max_attempts_for(index.name))
+        if completed and now - written < MALFORMED_GRACE:
+            raise _TooYoung()
+        return job, completed
+
+    def _checkpoint_state(self, queue: str, job_id: str, message_limit: int
+                          ) -> dict[str, Any] | None:
+        try:
+            raw = self.ix.store.read_checkpoint(queue, job_id)
+        except (StoreError, MalformedJob) as exc:
+            log.error("cannot read the checkpoint of %s/%s: %s", queue, job_id, exc)
+            return None
+        if raw is None:
+            return None
+        if len(raw) > message_limit:
+            return {"state_ref": True}
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            log.error("checkpoint of %s/%s is not JSON; the job starts afresh", queue, job_id)
+            return None
+        return {"state": record.get("state") if isinstance(record, dict) else None}
+
+    def _malformed_pending(self, index: QueueIndex, job_id: str, reason: str, now: float
+                           ) -> None:
+        try:
+            age = now - self.ix.store.mtime(index.name, State.PENDING, job_id)
+        except CkptdError:
+            age = MALFORMED_GRACE
+        if age < MALFORMED_GRACE:
+            # Perhaps still being written in place: look again after the grace period.
+            self.ix.delay(index, job_id, now + MALFORMED_GRACE)
+            return
+        index.pending.discard(job_id)
+        self.ix.quarantine(index, State.PENDING, job_id, reason)
+
+    def undeliverable(self, identity: bytes, body: Body, now: float) -> None:
+        """A job message could not reach its worker: put the job back at once."""
+        ix = self.ix
+        index = ix.queues.get(body.get("queue", ""))
+        lease = index.claimed.get(body.get("id", "")) if index else None
+        if index is None or lease is None or lease.attempt != body.get("attempt"):
+            return
+        lease.closing = True
+
+        def moved(outcome: Outcome) -> None:
+            if outcome is not None:
+                lease.closing = False
+                return
+            ix.end_lease(index, lease)
+            index.pending.add(lease.id)
+            index.ready.appendleft(lease.id)
+
+        lease.job = None
+        # A plain rename back: the attempt never started, so it does not count.
+        ix.txn.add(Move(index.name, lease.id, State.CLAIMED, State.PENDING), moved)
+        worker = ix.by_identity.get(identity)
+        if worker is not None:
+            self.forget_worker(worker, "unreachable")
+
+
+def read_unread(ix: Index, budget: int = READ_PER_TURN) -> int:
+    """Read the files of due jobs whose priority is unknown (at most ``budget`` over every
+    queue) and file each in its priority's line; return how many were read, -1 when the
+    store failed (they are read again later)."""
+    done = 0
+    for name, index in ix.queues.items():
+        unread = index.ready.unread
+        if not unread or done >= budget:
+            continue
+        ids: list[str] = []
+        while unread and len(ids) < budget - done:
+            job_id = unread.popleft()
+            if job_id in index.pending and job_id not in index.claimed:
+                ids.append(job_id)
+        if not ids:
+            continue
+        try:
+            found = ix.store.read_ahead(name, ids)
+        except CkptdError as exc:
+            log.warning("cannot read pending files of %s for their priorities (trying again "
+                        "soon): %s", name, exc)
+            unread.extendleft(reversed(ids))
+            return -1
+        for job_id in ids:
+            # A file gone or unreadable is dispatched as priority 0: the claim says why.
+            index.ready.learn(job_id, priority_of(found.get(job_id, b"")))
+        done += len(ids)
+    return done

@@ -1,0 +1,454 @@
+"""The daemon's core: the index of jobs, credits, leases, retries, and the moves they cause.
+
+No sockets and no clock of its own: the daemon feeds it decoded messages and the current
+time, and the engine answers with store operations (collected in a
+:class:`~ckptd.daemon.engine.index.Txn` and applied as one group, so ``fsync = "batch"`` syncs them
+together) and with messages to send once those operations are durable. Tests drive it
+directly with a fake clock.
+
+The engine is put together from parts, one module each: the index it keeps
+(:mod:`~ckptd.daemon.engine.index`), dispatch (:mod:`~ckptd.daemon.engine.dispatch`), workers'
+answers and
+leases (:mod:`~ckptd.daemon.engine.results`), connected workers
+(:mod:`~ckptd.daemon.engine.workers`) and
+batches and pipelines (:mod:`~ckptd.daemon.engine.flows`). What producers do (submit, files that
+appear or vanish in ``pending/``) and recovery are here. Operators' requests (status, retry,
+cancel, purge) are in :mod:`ckptd.daemon.engine.actions`, built on top of the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from ckptd.codec import decode_job
+from ckptd.core import jobs
+from ckptd.core.config import LiveSettings, Settings
+from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
+from ckptd.core.queue_controls import aging_of, check_priority
+from ckptd.core.states import State
+from ckptd.daemon.controls.control_files import QueueControls
+from ckptd.daemon.controls.retention import Sweeper
+from ckptd.daemon.controls.schedules import Scheduler
+from ckptd.daemon.engine.dispatch import Dispatcher, read_unread
+from ckptd.daemon.engine.flows import Flows
+from ckptd.daemon.engine.index import Index, QueueIndex, Txn, WorkerInfo
+from ckptd.daemon.engine.open_jobs import OpenJobs
+from ckptd.daemon.engine.results import Answers, backoff_delay
+from ckptd.daemon.engine.workers import Workers
+from ckptd.store import recovery
+from ckptd.store.admin import prepare_submit
+from ckptd.store.base import Outcome, Store
+from ckptd.wire.protocol import Body
+
+__all__ = ["Engine", "backoff_delay"]
+
+log = logging.getLogger(__name__)
+
+RESYNC_DELAY = 1.0  # a job found in two folders is dispatched again after this, not at once
+
+
+def adoption_grace(settings: Settings, queue: str) -> float:
+    """How long a job found in claimed/ at start-up waits for a worker to name it.
+
+    Workers reconnect by themselves and say hello (listing the attempts they still run) at
+    their next heartbeat at the latest: two heartbeats and a second cover it. A job nobody
+    names by then was lost with the old daemon's messages and goes back to pending, instead
+    of waiting out a whole lease.
+    """
+    return min(settings.lease_for(queue), 2 * settings.heartbeat + 1.0)
+
+
+class Engine:
+    """The index and the rules of dispatch; see the module docstring."""
+
+    def __init__(self, store: Store, settings: Settings | LiveSettings, *,
+                 name: str = "ckptd", rand: Callable[[], float] = random.random,
+                 wake: Callable[[], None] = lambda: None) -> None:
+        self.index = ix = Index(store, settings, name=name, rand=rand)
+        self.flows = Flows(store, ix.live, self._txn)
+        self.workers_part = Workers(ix)
+        self.dispatcher = Dispatcher(ix, self.workers_part.forget, self.resync)
+        self.answers = Answers(ix, self.flows, self.resync)
+        # The parts' entry points, as the daemon calls them.
+        self.hello = self.workers_part.hello
+        self.worker_for = self.workers_part.worker_for
+        self.heartbeat = self.workers_part.heartbeat
+        self.forget_worker = self.workers_part.forget
+        self.forget_silent_workers = self.workers_part.forget_silent
+        self.dispatch = self.dispatcher.dispatch
+        self.ready_count = self.dispatcher.ready_count
+        self.undeliverable = self.dispatcher.undeliverable
+        self.done = self.answers.done
+        self.failed = self.answers.failed
+        self.checkpoint = self.answers.checkpoint
+        self.progress = self.answers.progress
+        self.expire_leases = self.answers.expire_leases
+        self.end_attempt = self.answers.end_attempt
+        self.promote_delayed = ix.promote_delayed
+        self.next_deadline = ix.next_deadline
+        self.queue = ix.queue
+        self.where = ix.where
+        # Operator controls (README "Operator controls"): pause and limits (the gate the
+        # dispatcher asks), dedup, schedules, retention.
+        self.controls = QueueControls(store, ix.gate, time.time)
+        self.open_jobs = OpenJobs()
+        self.scheduler = Scheduler(ix.live, store, self.submit, lambda q: self.index.leads(q))
+        self.sweeper = Sweeper(store, ix.live, wake=wake)
+        self._read_after = 0.0  # pending files are read for their priorities from then on
+        ix.deadlines += [self._unread_due, self._token_due, self.scheduler.next_due]
+
+    def tick(self, now: float) -> None:
+        """The controls' share of a turn: aging of priorities, schedules that are due,
+        retention's sweeps and what they removed."""
+        ix = self.index
+        settings = ix.settings
+        for name, index in ix.queues.items():
+            if len(index.ready.lines) > 1:
+                index.ready.aging = aging_of(settings, name)
+        if now >= self._read_after and read_unread(ix) < 0:
+            self._read_after = now + 1.0  # the store failed: again in a second, not at once
+        self.scheduler.due(now)
+        for swept in self.sweeper.take_results():
+            index = ix.queue(swept.queue)
+            gone = len(swept.removed) + len(swept.archived)
+            if swept.state is State.DONE:
+                index.done = max(0, index.done - gone)
+            else:
+                index.failed = max(0, index.failed - gone)
+            index.checkpointed.difference_update(swept.removed, swept.archived)
+        self.sweeper.due(now, list(ix.queues))
+
+    def forget_ended(self) -> None:
+        """Forget what is kept of open jobs that have ended (their priorities)."""
+        ix = self.index
+        for queue, job_id in ix.ended:
+            index = ix.queues.get(queue)
+            if index is not None:
+                index.ready.forget(job_id)
+        ix.ended.clear()
+
+    def _unread_due(self) -> float | None:
+        """While pending files wait to be read for their priorities: at once (after a
+        second when the store failed)."""
+        return self._read_after if any(i.ready.unread for i in self.index.queues.values()) \
+            else None
+
+    def _token_due(self) -> float | None:
+        """When a rate-limited queue with work gets its next token (while workers wait)."""
+        ix = self.index
+        if not ix.gate.buckets or not any(w.credits > 0 for w in ix.workers.values()):
+            return None
+        return ix.gate.next_token([q for q, i in ix.queues.items() if i.ready])
+
+    def worker_message(self, identity: bytes, kind: bytes, body: Body, now: float) -> bool:
+        """Act on one message of a worker; False when it is one that only a known worker
+        may send and its sender is unknown (dropped)."""
+        if kind == b"hello":
+            self.hello(identity, body, now)
+            return True
+        worker = self.worker_for(identity, now)
+        # Answers and checkpoints count whoever sends them (a worker back after a restart
+        # may send them before its hello): the attempt number fences them, and the
+        # confirmation goes back to the sender.
+        if kind == b"done":
+            self.done(worker, body, now, identity)
+        elif kind == b"failed":
+            self.failed(worker, body, now, identity)
+        elif kind == b"checkpoint":
+            self.checkpoint(worker, body, now, identity)
+        elif worker is None:
+            return False
+        elif kind == b"heartbeat":
+            self.heartbeat(worker, body, now)
+        elif kind == b"progress":
+            self.progress(worker, body, now)
+        elif kind == b"bye":
+            self.forget_worker(worker, "said goodbye")
+        return True
+
+    def _txn(self) -> Txn:
+        return self.index.txn
+
+    # -- what the index holds --------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        return self.index.store
+
+    @property
+    def settings(self) -> Settings:
+        return self.index.settings
+
+    @property
+    def name(self) -> str:
+        return self.index.name
+
+    @property
+    def queues(self) -> dict[str, QueueIndex]:
+        return self.index.queues
+
+    @property
+    def workers(self) -> dict[str, WorkerInfo]:
+        return self.index.workers
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return self.index.counters
+
+    @property
+    def txn(self) -> Txn:
+        return self.index.txn
+
+    @txn.setter
+    def txn(self, txn: Txn) -> None:
+        self.index.txn = txn
+
+    @property
+    def outbox(self) -> list[tuple[bytes, bytes, Body]]:
+        return self.index.outbox
+
+    @outbox.setter
+    def outbox(self, outbox: list[tuple[bytes, bytes, Body]]) -> None:
+        self.index.outbox = outbox
+
+    @property
+    def ended(self) -> list[tuple[str, str]]:
+        return self.index.ended
+
+    @property
+    def dispatching(self) -> bool:
+        return self.index.dispatching
+
+    @dispatching.setter
+    def dispatching(self, value: bool) -> None:
+        self.index.dispatching = value
+
+    # -- recovery --------------------------------------------------------------------------
+
+    def recover(self, now: float) -> list[recovery.Finding]:
+        """Rebuild the index from the store, resolving what a crash left behind.
+
+        Jobs found in two folders are resolved by the two-state rule, stale tmp/ leftovers
+        removed, and claimed jobs get a fresh lease for the attempt they were running.
+        """
+        ix = self.index
+        findings: list[recovery.Finding] = []
+        ix.queues.clear()
+        self.open_jobs.clear()
+        self.controls.recover()  # paused files and limits, before anything is dispatched
+        for name in ix.store.queues():
+            if ix.leads(name):  # several daemons on one root: only the queues it leads
+                findings += self.recover_queue(name, now, alone=False)
+        self.scheduler.start(now)  # what the schedules missed while no daemon ran
+        return findings
+
+    def recover_queue(self, name: str, now: float, alone: bool = True
+                      ) -> list[recovery.Finding]:
+        """Rebuild the index of one queue from the store (see :meth:`recover`); a queue
+        this daemon begins to lead is recovered ``alone`` (then its schedules are planned
+        too)."""
+        ix = self.index
+        ix.queues.pop(name, None)
+        index = ix.queue(name)
+        ids = recovery.listing(ix.store, name)
+        findings = recovery.resolve_duplicates(ix.store, name, ids, repair=True)
+        findings += recovery.clean_leftovers(ix.store, name, now, ix.settings.tmp_max_age,
+                                             repair=True)
+        index.ready.extend_unread(ids[State.PENDING])  # priorities: read before dispatch
+        index.pending.update(ids[State.PENDING])
+        for job_id in (*ids[State.PENDING], *ids[State.CLAIMED]):
+            self.open_jobs.seen(name, job_id)
+        index.done = len(ids[State.DONE])
+        index.failed = len(ids[State.FAILED])
+        index.metrics.base_succeeded, index.metrics.base_failed = index.done, index.failed
+        index.metrics.seed_failures(ix.store, name, ids[State.FAILED])
+        index.checkpointed = set(ix.store.checkpoint_ids(name))
+        self.flows.recover(name, ids, now)
+        grace = adoption_grace(ix.settings, name)
+        for job_id in ids[State.CLAIMED]:
+            self.adopt_claimed(index, job_id, now, strict=True, duration=grace)
+        for finding in findings:
+            log.warning("recovery: %s", finding.line())
+        if alone and any(schedule.queue == name for schedule in ix.settings.schedules.values()):
+            self.scheduler.start(now)  # a queue taken over: plan what its schedules missed
+        return findings
+
+    def drop_queue(self, name: str) -> None:
+        """Forget one queue (this daemon stopped leading it; its new leader recovers it)."""
+        self.index.drop_queue(name)
+        self.flows.drop(name)
+
+    def resync(self, queue: str, job_id: str, now: float) -> None:
+        """Bring the index in line with the folders for one job whose move found it already
+        in the target folder: resolve the copies by the two-state rule, then index the one
+        kept (pending again after a moment, or claimed with a fresh lease)."""
+        ix = self.index
+        index = ix.queue(queue)
+        states = ix.store.find(queue, job_id)
+        winner = states[0] if states else None
+        if len(states) > 1:
+            winner, finding = recovery.resolve_duplicate(ix.store, queue, job_id, states,
+                                                         repair=True)
+            log.warning("a job was in two folders: %s", finding.line())
+        index.pending.discard(job_id)
+        index.delayed_at.pop(job_id, None)
+        lease = index.claimed.get(job_id)
+        if lease is not None:
+            ix.end_lease(index, lease)
+        if winner is State.PENDING:
+            index.pending.add(job_id)
+            ix.delay(index, job_id, now + RESYNC_DELAY)
+        elif winner is State.CLAIMED:
+            self.adopt_claimed(index, job_id, now)
+
+    def reset(self) -> None:
+        """Forget the index (this daemon stopped leading; recovery rebuilds it later)."""
+        self.index.clear()
+        self.flows.clear()
+        self.index.gate.clear()
+        self.open_jobs.clear()
+        self.scheduler.clear()
+
+    def adopt_claimed(self, index: QueueIndex, job_id: str, now: float, *,
+                      strict: bool = False, duration: float | None = None) -> None:
+        """Give a job found in claimed/ a lease for the attempt it was running.
+
+        With ``strict`` (recovery) a store error is raised, so that no claimed job is left
+        without a lease; otherwise it is logged and the job adopted at a later listing.
+        ``duration`` shortens the lease (recovery: until the workers had time to say what
+        they still run).
+        """
+        ix = self.index
+        try:
+            job = decode_job(ix.store.read(index.name, State.CLAIMED, job_id),
+                              index.name, job_id)
+        except JobNotFound:
+            return
+        except MalformedJob as exc:
+            ix.quarantine(index, State.CLAIMED, job_id, str(exc))
+            return
+        except StoreError as exc:
+            if strict:
+                raise
+            ix.counters["store_errors"] += 1
+            log.warning("cannot read claimed job %s/%s (%s); adopting it later", index.name,
+                        job_id, exc)
+            return
+        ix.lease(index, job_id, jobs.running_attempt(job), None, now, claimed_at=now,
+                 duration=duration)
+        index.ready.note(job_id, job.get("priority"))  # if it comes back, in its line
+
+    # -- producers -------------------------------------------------------------------------
+
+    def submit(self, body: Body, now: float, reply: Callable[[Body | CkptdError], None]) -> None:
+        """Create a job from a control ``submit`` body; ``reply`` gets the answer once the
+        job is durable (or the error)."""
+        ix = self.index
+        queue = body["queue"]
+        priority = body.get("priority")
+        try:
+            if priority is not None:
+                check_priority(priority)
+            body = self.open_jobs.resolve(ix.settings, ix.queue(queue), body, now)
+        except (CkptdError, ValueError) as exc:
+            reply(exc if isinstance(exc, CkptdError) else CkptdError(str(exc)))
+            return
+        job_id = body.get("id")
+        if_exists = body.get("if_exists") or "error"
+        if if_exists not in ("error", "return"):
+            reply(CkptdError("if_exists must be 'error' or 'return'"))
+            return
+        fresh = bool(body.get("fresh"))
+        if job_id is not None:
+            index = ix.queues.get(queue)
+            state = (State.PENDING.value if index and job_id in index.pending else
+                     State.CLAIMED.value if index and job_id in index.claimed else
+                     None if fresh else ix.where(queue, job_id))
+            if state is not None:
+                if body.get("unique"):
+                    self.open_jobs.hit(queue)
+                reply({"id": job_id, "created": False, "state": state} if if_exists == "return"
+                      else JobExists(queue, job_id, state))
+                return
+        try:
+            job, ops = prepare_submit(ix.settings, queue, body.get("payload"), now,
+                                      job_id=job_id, max_attempts=body.get("max_attempts"),
+                                      delay=body.get("delay"), batch=body.get("batch"),
+                                      fresh=fresh, time_limit=body.get("time_limit"),
+                                      priority=priority, decoded=True)
+        except (CkptdError, ValueError) as exc:
+            reply(exc if isinstance(exc, CkptdError) else CkptdError(str(exc)))
+            return
+        index = ix.queue(queue)
+        new_id = job["id"]
+        not_before = now + body["delay"] if body.get("delay") else None
+        batch = body.get("batch")
+        # Reserve the id now so that a second submit of it in the same round is refused.
+        index.pending.add(new_id)
+        index.added_since_scan.add(new_id)
+
+        def created(outcome: Outcome) -> None:
+            if outcome is None:
+                index.counters["submitted"] += 1
+                if batch is not None:
+                    index.metrics.submitted(batch, now)
+                index.ready.note(new_id, priority)
+                ix.make_ready(index, new_id, not_before)
+                reply({"id": new_id, "created": True, "state": "pending"})
+                return
+            index.pending.discard(new_id)
+            if isinstance(outcome, JobExists) and if_exists == "return":
+                if body.get("unique"):
+                    self.open_jobs.hit(queue)
+                reply({"id": new_id, "created": False, "state": outcome.state or "pending"})
+            else:
+                reply(outcome)
+
+        for op in ops[:-1]:
+            ix.txn.add(op)
+        ix.txn.add(ops[-1], created)
+
+    def pending_appeared(self, queue: str, job_id: str) -> None:
+        """A file ``pending/<id>.json`` appeared that the daemon did not put there."""
+        index = self.index.queue(queue)
+        if job_id in index.pending or job_id in index.claimed:
+            return
+        index.pending.add(job_id)
+        index.added_since_scan.add(job_id)
+        index.ready.add_unread(job_id)  # its priority is in its file
+        index.counters["submitted"] += 1  # written there by a client on this host, or by hand
+        self.open_jobs.seen(queue, job_id)
+        self.flows.appeared(queue, job_id)
+
+    def pending_vanished(self, queue: str, job_id: str) -> None:
+        """``pending/<id>.json`` was removed by someone else: the job is cancelled."""
+        index = self.index.queues.get(queue)
+        if index is not None and job_id in index.pending:
+            index.pending.discard(job_id)
+            index.delayed_at.pop(job_id, None)
+            log.info("job removed from pending/ by hand", extra={"fields": {
+                "queue": queue, "id": job_id, "from": "pending", "to": "removed"}})
+
+    def reconcile_pending(self, queue: str, listed: list[str]) -> None:
+        """Bring the pending index in line with a listing of ``pending/`` (the rescan).
+
+        Ids added to the index since the listing began are kept even if the listing
+        missed them; ids listed but already claimed are ignored.
+        """
+        index = self.index.queue(queue)
+        on_disk = set(listed)
+        for job_id in listed:
+            if job_id not in index.pending and job_id not in index.claimed:
+                index.pending.add(job_id)
+                index.ready.add_unread(job_id)
+                index.counters["submitted"] += 1
+                self.open_jobs.seen(queue, job_id)
+                self.flows.appeared(queue, job_id)
+        for job_id in list(index.pending):
+            if job_id not in on_disk and job_id not in index.added_since_scan:
+                index.pending.discard(job_id)
+                index.delayed_at.pop(job_id, None)
+        index.added_since_scan.clear()

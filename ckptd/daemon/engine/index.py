@@ -1,0 +1,334 @@
+"""The engine's index: what the daemon knows about its queues, leases and workers.
+
+The types every part of the engine shares (:class:`Lease`, :class:`QueueIndex`,
+:class:`WorkerInfo`, :class:`Txn`) and :class:`Index`, which holds them together with the
+round's store operations and outgoing messages, and offers the small steps that keep them
+consistent (a lease taken or ended, a job made ready or delayed, a move logged). It holds
+ids and a few numbers per job, never payloads: the folders are the truth, and recovery
+rebuilds it from them. No sockets, no clock of its own.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ckptd.codec import decode_job
+from ckptd.core import jobs
+from ckptd.core.config import LiveSettings, Settings, live
+from ckptd.core.errors import CkptdError, JobNotFound, MalformedJob, StoreError
+from ckptd.core.states import State, transition_name
+from ckptd.daemon.controls.gate import Gate
+from ckptd.daemon.controls.priorities import ReadyLines
+from ckptd.daemon.telemetry.metrics import QueueMetrics
+from ckptd.store.base import Move, Op, Outcome, Store
+from ckptd.wire.protocol import Body
+
+log = logging.getLogger("ckptd.daemon.engine.engine")  # one logger for every move of the engine
+
+REFILL_FLOOR = 0.002  # seconds: a freed slot's next job, at best (the trip and a loop turn)
+
+
+@dataclass(slots=True)
+class Lease:
+    """A claimed job: which attempt runs where, and until when."""
+
+    queue: str
+    id: str
+    attempt: int
+    worker: str | None
+    deadline: float
+    claimed_at: float
+    heartbeat_at: float | None = None
+    checkpoint_at: float | None = None
+    checkpoint_seq: int = 0  # the highest checkpoint seq of this attempt made durable
+    progress: dict[str, Any] | None = None
+    closing: bool = False  # an answer was accepted and its move is being committed
+    job: jobs.Job | None = None  # the claimed file as read at claim time (small jobs only)
+    created: float | None = None  # the job's creation time, parsed once at claim time
+
+
+@dataclass
+class QueueIndex:
+    """What the daemon knows about one queue, without payloads."""
+
+    name: str
+    ready: ReadyLines = field(default_factory=ReadyLines)  # due ids, in dispatch order
+    pending: set[str] = field(default_factory=set)
+    delayed: list[tuple[float, str]] = field(default_factory=list)
+    delayed_at: dict[str, float] = field(default_factory=dict)  # pending ids not yet due
+    claimed: dict[str, Lease] = field(default_factory=dict)
+    done: int = 0
+    failed: int = 0
+    counters: dict[str, int] = field(default_factory=lambda: {
+        "submitted": 0, "succeeded": 0, "failed": 0, "retried": 0, "expired": 0,
+        "stale_answers": 0, "quarantined": 0})
+    metrics: QueueMetrics = field(default_factory=QueueMetrics)
+    added_since_scan: set[str] = field(default_factory=set)
+    checkpointed: set[str] = field(default_factory=set)  # ids that have a state/ file
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per state, from the index."""
+        return {"pending": len(self.pending), "claimed": len(self.claimed),
+                "done": self.done, "failed": self.failed}
+
+    def first_ready(self, look: int = 1024) -> str | None:
+        """The id dispatch would take next, without taking it: stale ids (cancelled,
+        claimed) at the head are skipped, looking at most ``look`` deep (None beyond)."""
+        pending = self.pending
+        for position, job_id in enumerate(self.ready):  # a generator: only the head is read
+            if position >= look:
+                break
+            if job_id in pending:
+                return job_id
+        return None
+
+
+@dataclass
+class WorkerInfo:
+    """A connected worker: its dispatch identity, queues and free slots (credits)."""
+
+    id: str
+    identity: bytes
+    queues: list[str]
+    slots: int
+    credits: int
+    last_seen: float
+    host: str = ""
+    pid: int = 0
+    running: set[tuple[str, str]] = field(default_factory=set)
+    next_queue: int = 0
+    extra: int = 0  # credits granted beyond its slots while its jobs are short (prefetch)
+    pace: float | None = None  # seconds between its answers, averaged
+    answered_at: float | None = None
+
+    @property
+    def most(self) -> int:
+        """The jobs it may hold at once: its slots and the credits granted beyond them."""
+        return self.slots + self.extra
+
+
+Callback = Callable[[Outcome], None]
+
+
+@dataclass
+class Txn:
+    """Store ops of one round, with what to do once each is applied (or failed)."""
+
+    ops: list[Op] = field(default_factory=list)
+    callbacks: list[Callback | None] = field(default_factory=list)
+
+    def add(self, op: Op, then: Callback | None = None) -> None:
+        """Queue ``op``; ``then(outcome)`` runs after the group is applied.
+
+        Every move the daemon makes passes here, so the state machine is asked here:
+        a move it does not allow raises TransitionError (a bug, never a job lost).
+        """
+        if isinstance(op, Move) and op.src is not op.dst:
+            transition_name(op.src, op.dst)
+        self.ops.append(op)
+        self.callbacks.append(then)
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+
+Send = tuple[bytes, bytes, Body]
+"""(worker identity, message kind, body) to send once the round's ops are applied."""
+
+
+class Index:
+    """The queues, leases and workers of one daemon, and this round's ops and messages."""
+
+    def __init__(self, store: Store, settings: Settings | LiveSettings, *, name: str = "ckptd",
+                 rand: Callable[[], float] = random.random) -> None:
+        self.store = store
+        self.live = live(settings)
+        self.name = name
+        self.rand = rand
+        self.queues: dict[str, QueueIndex] = {}
+        self.workers: dict[str, WorkerInfo] = {}
+        self.by_identity: dict[bytes, WorkerInfo] = {}
+        self.worker_order: deque[str] = deque()
+        self.expiry: list[tuple[float, str, str, int]] = []
+        self.txn = Txn()
+        self.outbox: list[Send] = []
+        self.ended: list[tuple[str, str]] = []  # (queue, id) that reached done/failed
+        self.counters: dict[str, int] = {"stale_answers": 0, "unknown_worker": 0,
+                                         "store_errors": 0}
+        self.dispatching = True
+        #: How long a worker's freed slot waits for its next job: the trip and two store
+        #: flushes (its answer's and the next claim's), which a journaled disk makes long.
+        self.refill = REFILL_FLOOR
+        self.gate = Gate(self.live)  # pause, max_running, rate (daemon/controls/gate.py)
+        # More times something is due (a rate's next token, a schedule's next tick, ...).
+        self.deadlines: list[Callable[[], float | None]] = []
+        #: Whether this daemon leads a queue (several daemons on one store each lead some).
+        self.leads: Callable[[str], bool] = lambda queue: True
+
+    def note_apply(self, seconds: float) -> None:
+        """A round's store ops took ``seconds`` to apply (and flush): update ``refill``."""
+        self.refill = 0.9 * self.refill + 0.1 * (REFILL_FLOOR + 2 * seconds)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (a reload changes them for every part at once)."""
+        return self.live.current
+
+    def take_txn(self) -> Txn:
+        """Return the round's ops and start a new round."""
+        txn, self.txn = self.txn, Txn()
+        return txn
+
+    def clear(self) -> None:
+        """Forget everything (this daemon stopped leading; the folders stay the truth)."""
+        self.queues.clear()
+        self.workers.clear()
+        self.by_identity.clear()
+        self.worker_order.clear()
+        self.expiry.clear()
+        self.txn = Txn()
+        self.outbox = []
+        self.ended.clear()
+        self.counters = {"stale_answers": 0, "unknown_worker": 0, "store_errors": 0}
+
+    def drop_queue(self, name: str) -> None:
+        """Forget queue ``name`` and free its workers' slots (another daemon leads it now:
+        its workers' answers go there)."""
+        if self.queues.pop(name, None) is None:
+            return
+        for worker in self.workers.values():
+            mine = {ref for ref in worker.running if ref[0] == name}
+            if mine:
+                worker.running -= mine
+                worker.credits = min(worker.most, worker.credits + len(mine))
+
+    # -- queues ----------------------------------------------------------------------------
+
+    def queue(self, name: str) -> QueueIndex:
+        """Return the index of queue ``name``, creating an empty one."""
+        index = self.queues.get(name)
+        if index is None:
+            index = self.queues[name] = QueueIndex(name)
+        return index
+
+    def where(self, queue: str, job_id: str) -> str | None:
+        """The state of a job: from the index when it is open, else from the store."""
+        index = self.queues.get(queue)
+        if index is not None:
+            if job_id in index.pending:
+                return State.PENDING.value
+            if job_id in index.claimed:
+                return State.CLAIMED.value
+        for state in (State.DONE, State.FAILED, State.PENDING, State.CLAIMED):
+            if self.store.exists(queue, state, job_id):
+                return state.value
+        return None
+
+    def make_ready(self, index: QueueIndex, job_id: str, not_before: float | None) -> None:
+        """Queue a pending job for dispatch, now or (``not_before``) later."""
+        if not_before is not None:
+            self.delay(index, job_id, not_before)
+        else:
+            index.ready.append(job_id)
+
+    def delay(self, index: QueueIndex, job_id: str, due: float) -> None:
+        """Keep a pending job back until ``due`` (counted in O(1) by ``delayed_at``)."""
+        heapq.heappush(index.delayed, (due, job_id))
+        index.delayed_at[job_id] = due
+
+    def promote_delayed(self, now: float) -> None:
+        """Make jobs whose ``not_before`` has come ready for dispatch."""
+        for index in self.queues.values():
+            delayed = index.delayed
+            while delayed and delayed[0][0] <= now:
+                due, job_id = heapq.heappop(delayed)
+                if index.delayed_at.get(job_id) == due:
+                    del index.delayed_at[job_id]
+                if job_id in index.pending:
+                    index.ready.append(job_id)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time something is due (a lease or a delayed job), if any."""
+        times = [self.expiry[0][0]] if self.expiry else []
+        times += [index.delayed[0][0] for index in self.queues.values() if index.delayed]
+        for hook in self.deadlines:
+            due = hook()
+            if due is not None:
+                times.append(due)
+        return min(times) if times else None
+
+    def quarantine(self, index: QueueIndex, state: State, job_id: str, reason: str) -> None:
+        """Move a malformed job file aside (with the reason beside it) and count it."""
+        try:
+            where = self.store.quarantine(index.name, state.value, f"{job_id}.json",
+                                          f"{state.value}/{job_id}.json: {reason}")
+        except CkptdError as exc:
+            log.error("cannot quarantine %s/%s/%s: %s", index.name, state.value, job_id, exc)
+            return
+        index.counters["quarantined"] += 1
+        log.warning("quarantined a malformed job file", extra={"fields": {
+            "queue": index.name, "id": job_id, "reason": reason, "moved_to": where}})
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def lease(self, index: QueueIndex, job_id: str, attempt: int, worker: str | None,
+              now: float, claimed_at: float, duration: float | None = None) -> Lease:
+        """Give a claimed job a lease for ``attempt`` (of ``duration``, by default the
+        queue's lease); its expiry is in the heap."""
+        deadline = now + (self.settings.lease_for(index.name) if duration is None
+                          else duration)
+        lease = Lease(index.name, job_id, attempt, worker, deadline, claimed_at)
+        index.claimed[job_id] = lease
+        heapq.heappush(self.expiry, (deadline, index.name, job_id, attempt))
+        return lease
+
+    def end_lease(self, index: QueueIndex, lease: Lease) -> None:
+        """The job left claimed/: forget its lease and free it from its worker."""
+        if index.claimed.get(lease.id) is lease:
+            del index.claimed[lease.id]
+        if lease.worker is not None:
+            worker = self.workers.get(lease.worker)
+            if worker is not None:
+                worker.running.discard((lease.queue, lease.id))
+
+    def claimed_job(self, lease: Lease) -> jobs.Job | None:
+        """The claimed job's file, as a copy that the caller may change."""
+        if lease.job is not None:
+            job = dict(lease.job)
+            if "history" in job:
+                job["history"] = list(job["history"])
+            return job
+        index = self.queue(lease.queue)
+        try:
+            return decode_job(self.store.read(lease.queue, State.CLAIMED, lease.id),
+                               lease.queue, lease.id)
+        except JobNotFound:
+            # Gone from claimed/ behind our back (an operator moved or removed it).
+            index.claimed.pop(lease.id, None)
+            log.warning("claimed job vanished from the store", extra={"fields": {
+                "queue": lease.queue, "id": lease.id}})
+        except MalformedJob as exc:
+            index.claimed.pop(lease.id, None)
+            self.quarantine(index, State.CLAIMED, lease.id, str(exc))
+        except StoreError as exc:
+            self.counters["store_errors"] += 1
+            log.error("cannot read claimed job %s/%s: %s", lease.queue, lease.id, exc)
+        return None
+
+    def log_move(self, lease: Lease, src: State, dst: State, now: float, **more: Any) -> None:
+        """The one log line of a state change."""
+        if not log.isEnabledFor(logging.INFO):
+            return
+        fields: dict[str, Any] = {"queue": lease.queue, "id": lease.id,
+                                  "attempt": lease.attempt, "from": src.value, "to": dst.value,
+                                  "cycle_s": round(now - lease.claimed_at, 6)}
+        if lease.worker:
+            fields["worker"] = lease.worker
+        fields.update(more)
+        log.info(transition_name(src, dst), extra={"fields": fields})

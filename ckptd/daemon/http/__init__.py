@@ -1,1 +1,0 @@
-"""The daemon's read-only HTTP side: Prometheus ``/metrics`` and the dashboard."""

@@ -1,0 +1,422 @@
+"""The control socket: requests from producers, operators and workers, and their replies.
+
+Each request is decoded (:mod:`ckptd.wire.protocol`), handed to the engine, the operators'
+actions or the store commands, and answered; answers that depend on store operations
+(submit, retry, cancel, purge) are given once those operations are applied, by the daemon's
+commit. ``wait`` requests are parked until their jobs end or their deadline passes. Where
+several daemons share a store, a :class:`~ckptd.daemon.cluster.routing.Router` first sends requests
+about queues that another daemon leads on to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import zmq
+
+from ckptd.client.direct import submit_settings
+from ckptd.codec import decode_job
+from ckptd.core.config import LiveSettings, Settings
+from ckptd.core.errors import (
+    CkptdError,
+    ConfigError,
+    JobExists,
+    JobNotFound,
+    ProtocolError,
+    Standby,
+)
+from ckptd.core.states import State, parse_state
+from ckptd.daemon.engine.actions import Operators
+from ckptd.daemon.engine.engine import Engine
+from ckptd.store import is_local
+from ckptd.store.admin import StoreAdmin, load_payload
+from ckptd.store.base import PutOutput
+from ckptd.wire import protocol
+from ckptd.wire.endpoints import port_of
+from ckptd.wire.protocol import Body
+from ckptd.wire.uploads import Uploads
+
+
+class Router(Protocol):
+    """What the control socket asks of the cluster's router (:mod:`ckptd.daemon.cluster.routing`),
+    given to it where several daemons share a store."""
+
+    def divert(self, identity: bytes, kind: bytes, body: Body, frames: list[bytes]) -> bool:
+        """Send on (or answer) a request about a queue another daemon leads."""
+
+    def ping(self, body: Body) -> Body:
+        """What a ping's answer adds about the daemons of the store."""
+
+    def endpoints(self) -> Body:
+        """The addresses of the daemons that lead each queue."""
+
+    def status(self, answer: Body, queue: str | None) -> None:
+        """Add the other daemons' part to a status answer."""
+
+log = logging.getLogger("ckptd.daemon.daemon")
+
+MAX_CONTROL_PER_STEP = 1000
+
+Reply = Callable[[Body | CkptdError], None]
+Drop = Callable[[str, str, float], None]
+
+
+@dataclass
+class Waiter:
+    """A ``wait`` request parked until its jobs end or its deadline passes."""
+
+    identity: bytes
+    queue: str
+    ids: list[str] | None
+    deadline: float
+    #: The ids not yet seen ended: each check looks only at these, so waiting on many jobs
+    #: costs one look per job once it ends, not one per job per check.
+    left: set[str] = field(default_factory=set)
+
+
+class Control:
+    """Serves the control socket for one daemon."""
+
+    def __init__(self, engine: Engine, operators: Operators, admin: StoreAdmin,
+                 live: LiveSettings, *, endpoints: dict[str, str],
+                 daemon_info: Callable[[float], dict[str, Any]],
+                 stopping: Callable[[], bool], drop: Drop, internal_error: Drop,
+                 waiting_op: Callable[[str, str, float], dict[str, Any] | None] | None = None,
+                 ) -> None:
+        self.engine = engine
+        self.waiting_op = waiting_op  # a store op of a job kept for a retry (StoreGuard)
+        self.operators = operators
+        self.admin = admin
+        self.live = live
+        self.endpoints = endpoints
+        self.daemon_info = daemon_info
+        self.stopping = stopping
+        self.drop = drop
+        self.internal_error = internal_error
+        self.uploads = Uploads()  # files sent in parts by submit-file --connect
+        # Written into the root's lock too: a client on this host that finds it there knows
+        # it may submit straight into this daemon's store (ckptd.client.direct).
+        self.token = os.urandom(8).hex()
+        self.replies: list[tuple[bytes, list[bytes]]] = []
+        self.waiters: list[Waiter] = []
+        self.router: Router | None = None  # several daemons on one store
+
+    @property
+    def settings(self) -> Settings:
+        return self.live.current
+
+    # -- the socket ------------------------------------------------------------------------
+
+    def read(self, sock: zmq.Socket[bytes], now: float) -> int:
+        """Handle the requests that arrived (at most a step's worth); return how many."""
+        count = 0
+        limit = self.settings.max_message_size
+        while count < MAX_CONTROL_PER_STEP:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            count += 1
+            identity, rest = frames[0], frames[1:]
+            try:
+                kind, body = protocol.decode_request(rest, limit)
+            except ProtocolError as exc:
+                self.drop("control", exc.reason, now)
+                if len(rest) == 4 and rest[0] == b"":  # it looks like a request: say why
+                    self.reply(identity, exc)
+                continue
+            try:
+                if self.router is None or not self.router.divert(identity, kind, body, rest):
+                    self.handle(identity, kind, body, now)
+            except CkptdError as exc:
+                self.reply(identity, exc)
+            except (ValueError, TypeError) as exc:
+                self.reply(identity, CkptdError(str(exc)))
+            except Exception:  # a bug must cost one request, never the daemon
+                self.internal_error("control", "internal_error", now)
+                self.reply(identity, CkptdError("internal error; see the daemon's log"))
+        return count
+
+    def reply(self, identity: bytes, answer: Body | CkptdError) -> None:
+        """Queue an answer; it leaves with the round's other replies, after the sync."""
+        if isinstance(answer, CkptdError):
+            leader = answer.leader if isinstance(answer, Standby) else None
+            frames = protocol.reply_error(answer.code, str(answer), answer.exit_code, leader)
+        else:
+            try:
+                frames = protocol.reply_ok(answer)
+            except ValueError as exc:
+                frames = protocol.reply_error(CkptdError.code, str(exc), 1)
+        self.replies.append((identity, frames))
+
+    def reply_raw(self, identity: bytes, frames: list[bytes]) -> None:
+        """Queue a reply as it came (from the daemon a request was forwarded to)."""
+        self.replies.append((identity, frames))
+
+    def wrong_port(self) -> list[bytes]:
+        """The error reply to a control request sent to the dispatch port."""
+        error = ConfigError(f"this is the daemon's dispatch port, where workers take jobs; "
+                            f"connect to its control port instead: {self.endpoints['control']}")
+        return protocol.reply_error(error.code, str(error), error.exit_code)
+
+    def replier(self, identity: bytes) -> Reply:
+        """A function that answers ``identity`` (for answers given after the sync)."""
+        return lambda answer: self.reply(identity, answer)
+
+    def take_replies(self) -> list[tuple[bytes, list[bytes]]]:
+        """The replies to send now."""
+        replies, self.replies = self.replies, []
+        return replies
+
+    def refuse_waiters(self, error: CkptdError, queue: str | None = None) -> None:
+        """Answer every parked ``wait`` (of ``queue`` only, when given) with ``error`` (the
+        daemon stopped leading it)."""
+        for waiter in self.waiters:
+            if queue is None or waiter.queue == queue:
+                self.reply(waiter.identity, error)
+        self.waiters = [w for w in self.waiters if queue is not None and w.queue != queue]
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _refuse_when_stopping(self) -> None:
+        if self.stopping():
+            raise CkptdError("the daemon is stopping; submit again when it is back")
+
+    def handle(self, identity: bytes, kind: bytes, body: Body, now: float) -> None:
+        """Carry out one decoded request."""
+        engine = self.engine
+        if kind == b"submit":
+            self._refuse_when_stopping()
+            engine.submit(body, now, self.replier(identity))
+        elif kind == b"submit_many":
+            self._submit_many(identity, body, now)
+        elif kind == b"status":
+            answer = self.operators.status(body.get("queue"), now)
+            answer.update(self.daemon_info(now))
+            if self.router is not None:
+                self.router.status(answer, body.get("queue"))
+            self.reply(identity, answer)
+        elif kind == b"ping":
+            pong: Body = {"pong": True, "daemon": engine.name}
+            self.reply(identity, pong if self.router is None else {**pong,
+                                                                    **self.router.ping(body)})
+        elif kind == b"endpoints":
+            where: Body = {"dispatch": self.endpoints["dispatch"],
+                           "dispatch_port": port_of(self.endpoints["dispatch"]),
+                           "root": engine.store.url}
+            if is_local(engine.store.url):
+                where["submit"] = submit_settings(engine.store.url, self.settings, self.token)
+            if self.router is not None:
+                where.update(self.router.endpoints())
+            self.reply(identity, where)
+        elif kind == b"ls":
+            state = parse_state(body["state"]) if body.get("state") else None
+            rows = self.operators.dispatch_order(
+                body["queue"], self.admin.ls(body["queue"], state, ordered=False))
+            self.reply(identity, {"jobs": [[s.value, i] for s, i in rows]})
+        elif kind == b"show":
+            info = self.admin.show(body["queue"], body["id"])
+            info["lease"] = self.operators.lease_info(body["queue"], body["id"], now)
+            waiting = self.waiting_op(body["queue"], body["id"], now) if self.waiting_op \
+                else None
+            if waiting is not None:
+                info["waiting_op"] = waiting
+            info["controls"] = self.operators.controls_view(body["queue"], now,
+                                                            job_id=body["id"])
+            self.reply(identity, info)
+        elif kind in (b"pause", b"resume", b"limit", b"schedules"):
+            self.reply(identity, self.operators.control_request(kind.decode(), body, now))
+        elif kind == b"retry":
+            self.operators.retry(body["queue"], body.get("ids"), body.get("attempts"),
+                                 self.replier(identity))
+        elif kind == b"cancel":
+            self.operators.cancel(body["queue"], body["id"], now, self.replier(identity),
+                                  by=body.get("by") or "an operator")
+        elif kind == b"purge":
+            self.operators.purge(body["queue"], parse_state(body["state"]),
+                                 body.get("older_than"), now, self.replier(identity))
+        elif kind == b"fetch":
+            self.reply(identity, self._fetch(body))
+        elif kind == b"output":
+            engine.txn.add(PutOutput(body["queue"], body["name"], body["text"].encode()),
+                           self._output_written(identity, body))
+        elif kind == b"wait":
+            self._wait(identity, body, now)
+        elif kind == b"upload":
+            self.reply(identity, {"size": self.uploads.add(body, now)})
+        elif kind == b"submit_file":
+            self._submit_file(identity, body, now)
+
+    def _output_written(self, identity: bytes, body: Body) -> Callable[[Any], None]:
+        def then(outcome: Any) -> None:
+            if outcome is not None:
+                self.reply(identity, outcome)
+                return
+            where = self.engine.store.output_location(body["queue"], body["name"])
+            self.reply(identity, {"location": where})
+        return then
+
+    def _submit_many(self, identity: bytes, body: Body, now: float) -> None:
+        self._refuse_when_stopping()
+        queue = body["queue"]
+        items = body["jobs"]
+        answers: list[Any] = [None] * len(items)
+        left = [len(items)]
+
+        def one(position: int) -> Reply:
+            def reply(answer: Body | CkptdError) -> None:
+                answers[position] = (answer["id"] if isinstance(answer, dict)
+                                     else {"error": str(answer)})
+                left[0] -= 1
+                if left[0] == 0:
+                    self.reply(identity, {"ids": answers})
+            return reply
+
+        for position, item in enumerate(items):
+            request = dict(item)
+            request["queue"] = queue
+            self.engine.submit(request, now, one(position))
+
+    def _submit_file(self, identity: bytes, body: Body, now: float) -> None:
+        """Split and store an uploaded file as submit-file --root does (in this turn: about
+        a second per million lines on a local disk)."""
+        self._refuse_when_stopping()
+        chunk, attempts = body.get("chunk", 1000), body.get("max_attempts")
+        if chunk < 1 or (attempts is not None and attempts < 1):  # types: protocol.py
+            raise CkptdError("chunk and max_attempts must be at least 1")
+        data = self.uploads.take(body, now)
+        plan = self.admin.plan_file(body["queue"], data, fmt=body["format"], chunk=chunk,
+                                    batch=body.get("batch"), then=body.get("then"),
+                                    max_attempts=attempts, source_name=body.get("source_name"))
+        # Through the transaction like every write of the daemon: the source and manifest
+        # first, then (once they are stored) the jobs, create-only.
+        txn = self.engine.txn
+        problems: list[CkptdError] = []
+        created = [0]
+        left = [len(plan.first)]
+        reply = self.replier(identity)
+
+        def job_made(last: bool) -> Callable[[Any], None]:
+            def then(outcome: Any) -> None:
+                if outcome is None:
+                    created[0] += 1
+                elif not isinstance(outcome, JobExists):
+                    problems.append(outcome)
+                if last:
+                    if problems:
+                        reply(problems[0])
+                        return
+                    answer = dataclasses.replace(plan.answer, created=created[0])
+                    log.info("submit-file", extra={"fields": {
+                        "queue": body["queue"], "batch": answer.batch, "jobs": answer.jobs,
+                        "new": answer.created, "bytes": len(data)}})
+                    reply(dataclasses.asdict(answer))
+            return then
+
+        def first_stored(outcome: Any) -> None:
+            if outcome is not None:
+                problems.append(outcome)
+            left[0] -= 1
+            if left[0]:
+                return
+            if problems:
+                reply(problems[0])
+                return
+            ops = [op for group in plan.groups for op in group]
+            for position, op in enumerate(ops):
+                self.engine.txn.add(op, job_made(position == len(ops) - 1))
+
+        for op in plan.first:
+            txn.add(op, first_stored)
+
+    def _fetch(self, body: Body) -> Body:
+        store = self.engine.store
+        queue, job_id, what = body["queue"], body["id"], body["what"]
+        if what == "payload":
+            for state in (State.CLAIMED, State.PENDING, State.DONE, State.FAILED):
+                try:
+                    job = decode_job(store.read(queue, state, job_id), queue, job_id)
+                except JobNotFound:
+                    continue
+                return {"payload": load_payload(store, job)}
+            raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
+        if what == "state":
+            raw = store.read_checkpoint(queue, job_id)
+            record = json.loads(raw) if raw is not None else None
+            return {"state": record.get("state") if isinstance(record, dict) else None}
+        if what == "result":
+            try:
+                raw = store.read(queue, State.DONE, job_id)
+            except JobNotFound:
+                raise self._no_result(queue, job_id) from None
+            job = decode_job(raw, queue, job_id)
+            if job.get("result_ref"):
+                return {"result": json.loads(store.read_blob(queue, job_id, "result"))}
+            return {"result": job.get("result")}
+        if what == "source":  # a range of a batch's source file, as text
+            start, end = int(body.get("start") or 0), int(body.get("end") or 0)
+            if end - start > self.settings.max_message_size // 2:
+                raise CkptdError(f"range of {end - start} bytes is too big to fetch at once")
+            data = store.read_blob_range(queue, job_id, "source", start, end)
+            return {"text": data.decode(errors="replace")}
+        raise CkptdError(f"cannot fetch {what!r}: expected payload, state, result or source")
+
+    def _no_result(self, queue: str, job_id: str) -> JobNotFound:
+        """Why a job has no result: the state it is in, and what to run next."""
+        for state in (State.FAILED, State.CLAIMED, State.PENDING):
+            if self.engine.store.exists(queue, state, job_id):
+                then = ("see why: ckptd explain" if state is State.FAILED
+                        else "wait for it: ckptd wait")
+                return JobNotFound(f"job {job_id!r} of queue {queue!r} has no result: it is "
+                                   f"{state.value}; {then} {queue} {job_id}")
+        return JobNotFound(f"no job {job_id!r} in queue {queue!r}")
+
+    # -- wait ------------------------------------------------------------------------------
+
+    def _wait(self, identity: bytes, body: Body, now: float) -> None:
+        queue, ids = body["queue"], body.get("ids")
+        if ids:
+            for job_id in ids:
+                if self.engine.where(queue, job_id) is None:
+                    raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
+        else:
+            self.operators.known_queue(queue)
+        waiter = Waiter(identity, queue, ids, now + float(body["timeout"]), set(ids or ()))
+        if not self._answer_waiter(waiter, now):
+            self.waiters.append(waiter)
+
+    def check_waiters(self, now: float) -> None:
+        """Answer the parked waits whose jobs ended or whose time is up."""
+        self.waiters = [w for w in self.waiters if not self._answer_waiter(w, now)]
+
+    def next_waiter_deadline(self) -> float | None:
+        """The earliest deadline of a parked wait."""
+        return min((w.deadline for w in self.waiters), default=None)
+
+    def _answer_waiter(self, waiter: Waiter, now: float) -> bool:
+        engine = self.engine
+        index = engine.queue(waiter.queue)
+        if waiter.ids is None:
+            open_jobs = len(index.pending) + len(index.claimed)
+            finished = open_jobs == 0
+            answer: Body = {"counts": index.counts(), "open": open_jobs}
+        else:
+            waiter.left = {i for i in waiter.left if i in index.pending or i in index.claimed
+                           or engine.where(waiter.queue, i) in ("pending", "claimed")}
+            finished = not waiter.left
+            answer = {}
+        if finished or now >= waiter.deadline:
+            if waiter.ids is not None:
+                answer["open"] = [i for i in waiter.ids if i in waiter.left]
+            if waiter.ids is not None and finished:
+                answer["states"] = {i: engine.where(waiter.queue, i) for i in waiter.ids}
+            answer["timed_out"] = not finished
+            self.reply(waiter.identity, answer)
+            return True
+        return False

@@ -1,0 +1,174 @@
+"""Keeping the index in line with the folders: watch events and periodic listings.
+
+On a local store the watcher (inotify) reports files that appear in or vanish from
+``pending/`` and new queues; a listing every ``rescan_interval`` catches what it missed. On
+a bucket the listing runs every ``poll_interval`` and the bucket role reconciles it. A
+listing runs in a thread of its own; the loop reconciles its result when it is ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ckptd.core.config import LiveSettings
+from ckptd.core.errors import CkptdError
+from ckptd.core.states import State
+from ckptd.daemon.cluster.bucket_role import BucketRole
+from ckptd.daemon.engine.engine import Engine
+from ckptd.daemon.watch.watcher import Watcher
+from ckptd.store import recovery
+from ckptd.store.base import Store
+
+log = logging.getLogger("ckptd.daemon.daemon")
+
+NEW_QUEUE_WATCH_TIMEOUT = 5.0
+
+
+class Scans:
+    """Watch events and listings for one daemon."""
+
+    def __init__(self, store: Store, engine: Engine, role: BucketRole | None,
+                 watcher: Watcher | None, live: LiveSettings, *, wake: Callable[[], None],
+                 clock: Callable[[], float]) -> None:
+        self.store = store
+        self.live = live
+        self.engine = engine
+        self.role = role
+        self.watcher = watcher
+        self.wake = wake
+        self.clock = clock
+        self.new_queues: dict[str, float] = {}  # queue -> until when to try watching it
+        self.rescan_now = False  # the watcher lost events, or a queue appeared
+        self._results: deque[dict[str, Any]] = deque()
+        self._thread: threading.Thread | None = None
+
+    def close(self) -> None:
+        """Wait for a listing in progress. Idempotent."""
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def clear(self) -> None:
+        """Drop results not yet reconciled (the daemon stopped leading)."""
+        self._results.clear()
+
+    # -- listings --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """List the store in a thread, unless a listing is already running."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        marks = {name: (index.done, index.failed) for name, index in self.engine.queues.items()}
+        for index in self.engine.queues.values():
+            index.added_since_scan.clear()
+        self._thread = threading.Thread(target=self._scan, args=(marks,), name="ckptd-rescan",
+                                        daemon=True)
+        self._thread.start()
+
+    def _scan(self, marks: dict[str, tuple[int, int]]) -> None:
+        try:
+            if self.role is not None:  # buckets: paged, incremental, resolves leftovers
+                self._results.append(self.role.scan(marks))
+                self.wake()
+                return
+            result: dict[str, Any] = {}
+            now = time.time()
+            controls = self.store.queue_controls()  # the queues, and their paused/limits
+            for queue in controls:
+                if not self.engine.index.leads(queue):
+                    continue  # another daemon of this root leads it
+                result[queue] = {
+                    "pending": self.store.ids(queue, State.PENDING),
+                    "done": self.store.count(queue, State.DONE),
+                    "failed": self.store.count(queue, State.FAILED),
+                }
+                # What killed writers left in tmp/ goes now, not only at the next start.
+                for finding in recovery.clean_leftovers(self.store, queue, now,
+                                                        self.live.current.tmp_max_age,
+                                                        repair=True):
+                    log.info("rescan: %s", finding.line())
+            self._results.append({"queues": result, "marks": marks, "controls": controls,
+                                  "started": now})
+        except CkptdError as exc:
+            log.warning("rescan of %s failed: %s", self.store.url, exc)
+            if self.role is not None:
+                self.role.health.failed(exc, self.clock())
+        self.wake()
+
+    def reconcile(self) -> None:
+        """Bring the index in line with the listings that finished."""
+        while self._results:
+            scan = self._results.popleft()
+            if self.role is not None:
+                self.role.reconcile(scan, self.clock())
+                continue
+            for queue, listed in scan["queues"].items():
+                index = self.engine.queue(queue)
+                self.engine.reconcile_pending(queue, listed["pending"])
+                done0, failed0 = scan["marks"].get(queue, (0, 0))
+                # What the loop moved while the listing ran is added on top of the listing.
+                index.done = listed["done"] + max(0, index.done - done0)
+                index.failed = listed["failed"] + max(0, index.failed - failed0)
+                if self.watcher is not None:
+                    self.watcher.watch_queue(queue)
+            # In case an event was missed (a queue changed since the listing began is not).
+            self.engine.controls.load_all(scan["controls"], scan["started"])
+
+    # -- the watcher -----------------------------------------------------------------------
+
+    def read_events(self, now: float) -> None:
+        """Apply what the watcher saw; watch the queues that appeared."""
+        if self.watcher is None:
+            return
+        engine = self.engine
+        for kind, queue, job_id in self.watcher.drain():
+            if queue and not engine.index.leads(queue):
+                continue  # another daemon of this root leads it
+            if kind == "added":
+                self.store.pending_changed(queue, job_id)
+                engine.pending_appeared(queue, job_id)
+            elif kind == "removed":
+                # Most removals are the daemon's own claims: only a job the index still
+                # holds as pending may have been removed by someone else (look, then).
+                index = engine.queues.get(queue)
+                if index is not None and job_id in index.pending \
+                        and not self.store.exists(queue, State.PENDING, job_id):
+                    engine.pending_vanished(queue, job_id)
+            elif kind == "control":
+                engine.controls.changed(queue, job_id)  # job_id: the file's name here
+            elif kind == "queue":
+                engine.queue(queue)
+                self.new_queues[queue] = now + NEW_QUEUE_WATCH_TIMEOUT
+            elif kind == "overflow":
+                log.warning("the watcher lost events (queue overflow); rescanning")
+                self.store.forget_prefetched()  # what changed behind our back is unknown
+                self.rescan_now = True
+        if self.new_queues:
+            self._watch_new_queues(now)
+
+    def _watch_new_queues(self, now: float) -> None:
+        """Watch the pending/ of queues that appeared; list it once the watch is on.
+
+        A producer creates ``<queue>/`` and then its folders and files: the watch can only
+        begin once ``pending/`` exists, and what was put there before must be listed.
+        """
+        assert self.watcher is not None
+        for queue, deadline in list(self.new_queues.items()):
+            if self.watcher.watch_queue(queue):
+                del self.new_queues[queue]
+                # What was put there before the watch began is listed now, in this turn: a
+                # producer that submitted and then asks about its job is answered right.
+                try:
+                    for job_id in self.store.ids(queue, State.PENDING):
+                        self.engine.pending_appeared(queue, job_id)
+                except CkptdError as exc:
+                    log.warning("cannot list the new queue %s: %s", queue, exc)
+                self.rescan_now = True
+            elif now > deadline:
+                del self.new_queues[queue]
+                self.rescan_now = True

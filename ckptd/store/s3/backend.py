@@ -1,0 +1,411 @@
+"""S3 and S3-compatible servers: the bucket store with overlapping requests and deadlines.
+
+:class:`S3Store` keeps the layout and the rules of :class:`~ckptd.store.bucket.BucketStore`
+(a move is a copy, then a delete; recovery keeps the later copy) and adds what a real
+object store needs:
+
+- A client made for it: requests go through obstore (Rust's ``object_store``), which costs
+  a fraction of s3fs's CPU per request; s3fs remains the fallback for options obstore
+  cannot honour (:mod:`ckptd.store.s3.options`). Every request has its own deadline,
+  retries and errors become ckptd's own: :mod:`ckptd.store.s3.requests`.
+- Requests overlap. :meth:`S3Store.apply` runs the operations of one group concurrently, at
+  most ``concurrency`` requests in flight, and keeps the operations of one job in their
+  order; the deletes of the old copies go together at the end of the group
+  (:mod:`ckptd.store.s3.writes`, which also says what each operation costs).
+- Creating a job is create-only on the server (``PutObject`` with ``If-None-Match: *``) when
+  it supports conditional writes, so two producers can never both create the same job.
+  Support is probed once (a conditional PUT on a probe key); without it the store falls
+  back to look-then-write and logs a warning. Conditional CopyObject is never used.
+- A fence (:meth:`S3Store.set_fence`): every write request to a queue first checks that this
+  process still leads the queue, and raises :class:`~ckptd.core.errors.NotLeader` otherwise.
+- Listings are paged (1,000 keys a page) and never cached; the job files the daemon wrote
+  itself are remembered until their claim, so a claim does not read back what was just
+  written (:meth:`prefetch` does the same for files producers put there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ckptd.core.config import FsyncMode
+from ckptd.core.errors import JobNotFound, StoreError
+from ckptd.core.names import check_job_ref, check_queue, is_valid_name
+from ckptd.core.states import STATES, State
+from ckptd.store.base import (
+    ARCHIVE_DIR,
+    BLOB_DIR,
+    BLOB_KINDS,
+    CHECKPOINT_DIR,
+    JOB_SUFFIX,
+    QUARANTINE_DIR,
+    QUEUE_CONTROLS,
+    REASON_SUFFIX,
+    TMP_DIR,
+    Leftover,
+    Op,
+    Outcome,
+    check_blob_kind,
+    check_folder,
+    split_job_name,
+)
+from ckptd.store.bucket import BucketStore, _check_plain
+from ckptd.store.s3.cache import PendingCache
+from ckptd.store.s3.conditional import S3ControlObjects
+from ckptd.store.s3.options import NotHonoured, client_choice
+from ckptd.store.s3.requests import S3Requests
+from ckptd.store.s3.writes import S3Writes
+
+if TYPE_CHECKING:
+    from ckptd.core.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def is_s3(root: str) -> bool:
+    """Return True when ``root`` is an ``s3://`` (or ``s3a://``) URL."""
+    return root.startswith(("s3://", "s3a://"))
+
+
+def bucket_options(settings: Settings) -> dict[str, Any]:
+    """Bucket options from the settings: the ``[storage_options]`` table plus the endpoint."""
+    options = dict(settings.storage_options)
+    endpoint = settings.s3_endpoint_url
+    client_kwargs = options.get("client_kwargs") or {}
+    if endpoint and not options.get("endpoint_url") and not client_kwargs.get("endpoint_url"):
+        options["endpoint_url"] = endpoint
+    return options
+
+
+def open_requests(bucket: str, base: str, options: Mapping[str, Any], *, timeout: float,
+                  concurrency: int) -> S3Requests:
+    """The requests of a bucket: through obstore, or s3fs when asked or when obstore cannot
+    honour the options (said once in the log)."""
+    if client_choice(options) == "obstore":
+        try:
+            from ckptd.store.s3.obstore_client import ObstoreRequests
+
+            return ObstoreRequests(bucket, base, options, timeout=timeout,
+                                   concurrency=concurrency)
+        except ImportError as exc:
+            log.warning("obstore is not installed (%s): s3://%s goes through s3fs, which "
+                        "costs more CPU per request", exc, bucket)
+        except NotHonoured as exc:
+            log.warning("[storage_options] has what obstore cannot honour (%s): s3://%s goes "
+                        "through s3fs, which costs more CPU per request", exc, bucket)
+    from ckptd.store.s3.botocore_client import BotocoreRequests
+
+    return BotocoreRequests(bucket, base, options, timeout=timeout, concurrency=concurrency)
+
+
+class S3Store(BucketStore):
+    """A store in an S3 bucket (AWS or any S3-compatible server), under a key prefix.
+
+    ``bulk_deletes``: send the deletes of old copies together at the end of a group (one
+    request per 1,000 keys) rather than one request each.
+    """
+
+    def __init__(self, url: str, fsync: FsyncMode = FsyncMode.BATCH,
+                 storage_options: dict[str, Any] | None = None, *, timeout: float = 10.0,
+                 concurrency: int = 64, bulk_deletes: bool = True) -> None:
+        # No fsspec file system here (BucketStore.__init__ makes one): every request goes
+        # through self.req, whichever client sends it.
+        self.url = url.rstrip("/")
+        self.fsync = FsyncMode(fsync)  # an acknowledged PUT is durable; kept for display
+        self.prefix = self.url.split("://", 1)[1].strip("/")
+        self._lock = threading.Lock()
+        self.bucket, _, base = self.prefix.partition("/")
+        if not self.bucket:
+            raise ValueError(f"no bucket in {url!r}: expected s3://BUCKET/PREFIX")
+        self.base = base.strip("/")
+        self.req = open_requests(self.bucket, self.base, storage_options or {},
+                                 timeout=timeout, concurrency=concurrency)
+        self.cache = PendingCache()
+        self.writes = S3Writes(self.req, self.prefix, self.url, self.cache,
+                               bulk_deletes=bulk_deletes)
+        # control files read before, by (queue, name): ((time, size) listed, bytes)
+        self._controls_seen: dict[tuple[str, str], tuple[tuple[float, int], bytes]] = {}
+
+    @property
+    def client(self) -> str:
+        """The library that sends the requests: ``obstore`` or ``s3fs``."""
+        return self.req.client
+
+    def close(self) -> None:
+        self.req.close()
+
+    # -- the job-file cache ----------------------------------------------------------------
+
+    def forget_prefetched(self) -> None:
+        """Forget every remembered pending file (the daemon calls it when it stands by)."""
+        self.cache.clear()
+
+    def prefetch(self, queue: str, ids: Sequence[str]) -> int:
+        """Read the pending files of ``ids`` concurrently, for the next claims; return how many.
+
+        Ids already remembered are skipped; files that are gone are ignored.
+        """
+        wanted = self.cache.missing(queue, list(ids))
+        if not wanted:
+            return 0
+
+        async def fetch_all() -> int:
+            async def one(job_id: str) -> int:
+                try:
+                    data = await self.req.get(self._job_key(queue, State.PENDING, job_id),
+                                              f"read {queue}/pending/{job_id}")
+                except StoreError:
+                    return 0
+                if data is None:
+                    return 0
+                self.cache.remember(queue, job_id, data)
+                return 1
+            return sum(await asyncio.gather(*(one(i) for i in wanted)))
+        return self.req.run(fetch_all)
+
+    def read_ahead(self, queue: str, ids: Sequence[str]) -> dict[str, bytes]:
+        """Prefetch the files (kept for their claims) and return them; a file the full
+        cache could not keep is read again at its claim."""
+        self.prefetch(queue, ids)
+        found = {}
+        for job_id in ids:
+            data = self.cache.peek(queue, job_id)
+            if data is None:
+                try:
+                    data = self._cat(self._job_key(queue, State.PENDING, job_id), "")
+                except JobNotFound:
+                    continue
+            found[job_id] = data
+        return found
+
+    # -- capabilities ----------------------------------------------------------------------
+
+    def conditional_writes(self) -> bool:
+        """Return True when the server honours If-None-Match / If-Match on PUT (probed once)."""
+        return self.req.run(self.writes.probe)
+
+    def control_objects(self) -> S3ControlObjects:
+        try:
+            shared = self.conditional_writes()
+        except StoreError as exc:  # not reachable now: the lease itself will say so
+            log.warning("cannot check the bucket's conditional writes yet: %s", exc)
+            shared = True
+        return S3ControlObjects(self.req, self.prefix, shared)
+
+    def set_fence(self, fence: Callable[[str], None] | None) -> bool:
+        self.req.fence = fence
+        return True
+
+    def request_stats(self) -> dict[str, int]:
+        return dict(self.req.stats)
+
+    def probe_access(self) -> None:
+        """List one key under the prefix; raise StoreError when the bucket cannot be read."""
+        self.req.run(self.req.probe_access)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _ls(self, path: str) -> list[str]:
+        objects, folders = self.req.run(lambda: self.req.list(path))
+        return [o.name for o in objects] + folders
+
+    def queues(self) -> list[str]:
+        states = {s.value for s in STATES}
+
+        async def find() -> list[str]:
+            _, names = await self.req.list(self.prefix)
+            names = [n for n in names if is_valid_name(n)]
+            found = await asyncio.gather(*(self.req.list(f"{self.prefix}/{n}") for n in names))
+            return sorted(n for n, (_, sub) in zip(names, found) if states & set(sub))
+        return self.req.run(find)
+
+    def ids_after(self, queue: str, state: State, start_after: str | None) -> list[str]:
+        """The ids in ``state`` that sort after ``start_after`` (all when None), sorted."""
+        check_queue(queue)
+        path = f"{self.prefix}/{queue}/{state.value}"
+        objects, _ = self.req.run(lambda: self.req.list(path, start_after=start_after))
+        ids = (split_job_name(o.name) for o in objects)
+        # The listing starts after the key "<start_after>", so "<start_after>.json" is in it.
+        return sorted(i for i in ids if i is not None and (start_after is None
+                                                           or i > start_after))
+
+    def _cat(self, key: str, missing: str) -> bytes:
+        data = self.req.run(lambda: self.req.get(key, f"read {self.req.split(key)}"))
+        if data is None:
+            raise JobNotFound(missing)
+        return data
+
+    def read(self, queue: str, state: State, job_id: str) -> bytes:
+        check_job_ref(queue, job_id)
+        if state is State.PENDING:
+            cached = self.cache.take(queue, job_id)
+            if cached is not None:
+                return cached
+        return self._cat(self._job_key(queue, state, job_id),
+                         f"job {job_id!r} is not in {queue}/{state.value}/")
+
+    def exists(self, queue: str, state: State, job_id: str) -> bool:
+        check_job_ref(queue, job_id)
+        key = self._job_key(queue, state, job_id)
+        what = f"look for {self.req.split(key)}"
+        return self.req.run(lambda: self.req.head(key, what)) is not None
+
+    def find(self, queue: str, job_id: str) -> list[State]:
+        check_job_ref(queue, job_id)
+
+        async def look() -> list[State]:
+            found = await asyncio.gather(*(self.req.head(self._job_key(queue, s, job_id),
+                                                         f"look for {job_id}") for s in STATES))
+            return [s for s, info in zip(STATES, found) if info is not None]
+        return self.req.run(look)
+
+    def mtime(self, queue: str, state: State, job_id: str) -> float:
+        check_job_ref(queue, job_id)
+        key = self._job_key(queue, state, job_id)
+        info = self.req.run(lambda: self.req.head(key, f"look for {self.req.split(key)}"))
+        if info is None:
+            raise JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/")
+        return info.time
+
+    def read_blob_range(self, queue: str, job_id: str, kind: str, start: int, end: int
+                        ) -> bytes:
+        check_job_ref(queue, job_id)
+        key = self._key(queue, BLOB_DIR, f"{job_id}.{check_blob_kind(kind)}")
+        missing = f"blob {job_id}.{kind} is not in {queue}/{BLOB_DIR}/"
+        what = f"read {self.req.split(key)}"
+        if end <= start:
+            if self.req.run(lambda: self.req.head(key, what)) is None:
+                raise JobNotFound(missing)
+            return b""
+        data = self.req.run(lambda: self.req.get(key, what, (start, end)))
+        if data is None:
+            raise JobNotFound(missing)
+        return data
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def apply(self, ops: Sequence[Op]) -> list[Outcome]:
+        if not ops:
+            return []
+        return self.req.run(self.writes.apply, list(ops))
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def leftovers(self, queue: str, now: float) -> list[Leftover]:
+        check_queue(queue)
+        objects, _ = self.req.run(lambda: self.req.list(f"{self.prefix}/{queue}/{TMP_DIR}"))
+        return sorted((Leftover(queue, o.name, now - o.time) for o in objects),
+                      key=lambda f: f.name)
+
+    def remove_leftover(self, queue: str, name: str) -> None:
+        check_queue(queue)
+        _check_plain(name)
+        key = self._key(queue, TMP_DIR, name)
+        self.req.run(lambda: self.req.delete(key, f"delete {self.req.split(key)}"))
+
+    def quarantine(self, queue: str, folder: str, name: str, reason: str) -> str:
+        check_queue(queue)
+        check_folder(folder)
+        _check_plain(name)
+
+        async def move() -> str:
+            target = self._key(queue, QUARANTINE_DIR, name)
+            what = f"quarantine {queue}/{folder}/{name}"
+            if await self.req.head(target, what) is not None:
+                target = f"{target}.{time.strftime('%Y%m%dT%H%M%S')}.{uuid.uuid4().hex[:6]}"
+            source = self._key(queue, folder, name)
+            try:
+                await self.req.copy(source, target, what)
+            except JobNotFound:
+                return target
+            await self.req.put(target + REASON_SUFFIX, reason.encode() + b"\n", what)
+            await self.req.delete(source, what)
+            return target
+        return self.req.run(move)
+
+    # -- operator controls -----------------------------------------------------------------
+
+    def read_control(self, queue: str, name: str) -> bytes | None:
+        key = self._control_key(queue, name)
+        return self.req.run(lambda: self.req.get(key, f"read {queue}/{name}"))
+
+    def write_control(self, queue: str, name: str, data: bytes) -> None:
+        key = self._control_key(queue, name)
+        self.req.run(lambda: self.req.put(key, data, f"write {queue}/{name}"))
+
+    def delete_control(self, queue: str, name: str) -> None:
+        key = self._control_key(queue, name)
+        self.req.run(lambda: self.req.delete(key, f"delete {queue}/{name}"))
+
+    def queue_controls(self) -> dict[str, dict[str, bytes]]:
+        """The queues and their control files from the same listing as :meth:`queues`: a
+        control file is read only when the listing shows it new or changed."""
+        states = {s.value for s in STATES}
+
+        async def survey() -> dict[str, dict[str, bytes]]:
+            _, names = await self.req.list(self.prefix)
+            names = [n for n in names if is_valid_name(n)]
+            listed = await asyncio.gather(*(self.req.list(f"{self.prefix}/{n}")
+                                            for n in names))
+            found: dict[str, dict[str, bytes]] = {}
+            wanted: list[tuple[str, str, tuple[float, int]]] = []
+            for queue, (objects, folders) in zip(names, listed):
+                if not states & set(folders) and not any(o.name in QUEUE_CONTROLS
+                                                         for o in objects):
+                    continue  # a queue: state folders, or a control file (paused first)
+                found[queue] = {}
+                for entry in objects:
+                    if entry.name not in QUEUE_CONTROLS:
+                        continue
+                    mark = (entry.time, entry.size)
+                    seen = self._controls_seen.get((queue, entry.name))
+                    if seen is not None and seen[0] == mark:
+                        found[queue][entry.name] = seen[1]
+                    else:
+                        wanted.append((queue, entry.name, mark))
+            data = await asyncio.gather(*(self.req.get(self._control_key(q, n), f"read {q}/{n}")
+                                          for q, n, _ in wanted))
+            for (queue, name, mark), body in zip(wanted, data):
+                if body is not None:
+                    self._controls_seen[(queue, name)] = (mark, body)
+                    found[queue][name] = body
+            return found
+        return self.req.run(survey)
+
+    def finished(self, queue: str, state: State, cutoff: float | None = None
+                 ) -> list[tuple[str, float]]:
+        """One listing: the time of each object comes with it."""
+        check_queue(queue)
+        path = f"{self.prefix}/{queue}/{state.value}"
+        objects, _ = self.req.run(lambda: self.req.list(path))
+        found = [(job_id, o.time) for o in objects
+                 if (job_id := split_job_name(o.name)) is not None]
+        return sorted(found, key=lambda pair: pair[1])
+
+    def archive(self, queue: str, state: State, job_id: str, folder: str) -> bool:
+        check_job_ref(queue, job_id)
+        _check_plain(folder)
+        target = f"{self.prefix}/{queue}/{ARCHIVE_DIR}/{folder}"
+        source = self._job_key(queue, state, job_id)
+        what = f"archive {queue}/{state.value}/{job_id}"
+
+        async def move() -> bool:
+            if await self.req.head(source, what) is None:
+                return False
+            for kind in BLOB_KINDS:
+                blob = self._key(queue, BLOB_DIR, f"{job_id}.{kind}")
+                try:
+                    await self.req.copy(blob, f"{target}/{job_id}.{kind}", what)
+                except JobNotFound:
+                    continue
+                await self.req.delete(blob, what)
+            await self.req.copy(source, f"{target}/{job_id}{JOB_SUFFIX}", what)
+            await self.req.delete(source, what)
+            await self.req.delete(self._key(queue, CHECKPOINT_DIR, job_id + JOB_SUFFIX), what)
+            return True
+        return bool(self.req.run(move))

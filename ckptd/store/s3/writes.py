@@ -1,0 +1,247 @@
+"""The write path of the S3 store: a group of operations as concurrent requests.
+
+:meth:`S3Writes.apply` runs the operations of one group side by side (at most
+``concurrency`` requests in flight, :mod:`ckptd.store.s3.requests`) and keeps the operations
+of one job in their order: they form a chain, and chains run side by side.
+
+The requests of each operation, and why no fewer:
+
+- create a job (:class:`PutNew`): one create-only PUT (``If-None-Match: *``) where the
+  server honours conditional writes (probed once), else a look then a PUT; with
+  ``check_other_states``, a look in each other state folder after it;
+- move (:class:`Move`): a bucket has no rename, so a copy (or a PUT of the new bytes), then
+  a delete of the old key. A move with new bytes looks first (HEAD), so that a move of a
+  job that is not there changes nothing, unless the caller knows it is there
+  (``src_known``); a plain copy needs no look (it fails when the source is absent);
+- the deletes of old copies that end their chain are sent together at the end of the
+  group, up to 1,000 keys per ``DeleteObjects`` request. Until then the job is under both
+  keys, exactly as after a crash between copy and delete, which recovery resolves (the later
+  state wins); no operation is reported done before its delete went through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from ckptd.core import crashpoints
+from ckptd.core.errors import CkptdError, JobExists, JobNotFound, StoreError
+from ckptd.core.names import check_job_ref
+from ckptd.core.states import State
+from ckptd.store.base import (
+    BATCH_DIR,
+    BLOB_DIR,
+    BLOB_KINDS,
+    CHECKPOINT_DIR,
+    JOB_SUFFIX,
+    OUTPUT_DIR,
+    Delete,
+    DeleteCheckpoint,
+    Move,
+    Op,
+    Outcome,
+    PutBlob,
+    PutCheckpoint,
+    PutManifest,
+    PutNew,
+    PutOutput,
+    check_blob_kind,
+)
+from ckptd.store.objects import Conflict
+from ckptd.store.s3.cache import PendingCache
+from ckptd.store.s3.requests import S3Requests, etag_of
+
+log = logging.getLogger(__name__)
+
+_OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
+
+
+class S3Writes:
+    """Applies groups of operations to one S3 root (see the module docstring)."""
+
+    def __init__(self, req: S3Requests, prefix: str, url: str, cache: PendingCache, *,
+                 bulk_deletes: bool = True) -> None:
+        self.req = req
+        self.prefix = prefix
+        self.url = url
+        self.cache = cache
+        self.bulk_deletes = bulk_deletes
+        self.conditional: bool | None = None
+        self._probe_lock: asyncio.Lock | None = None
+        self._key_locks: dict[str, asyncio.Lock] = {}
+
+    def key(self, queue: str, folder: str, name: str) -> str:
+        return f"{self.prefix}/{queue}/{folder}/{name}"
+
+    def job_key(self, queue: str, state: State, job_id: str) -> str:
+        return f"{self.prefix}/{queue}/{state.value}/{job_id}{JOB_SUFFIX}"
+
+    async def probe(self) -> bool:
+        """Whether the server honours conditional writes (probed once, however many ask)."""
+        if self.conditional is None:
+            if self._probe_lock is None:
+                self._probe_lock = asyncio.Lock()
+            async with self._probe_lock:
+                if self.conditional is None:
+                    self.conditional = await self.req.probe_conditional(self.prefix)
+        return self.conditional
+
+    # -- a group ---------------------------------------------------------------------------
+
+    async def apply(self, ops: list[Op]) -> list[Outcome]:
+        """Carry out ``ops``; one outcome each (see :meth:`ckptd.store.base.Store.apply`)."""
+        outcomes: list[Outcome] = [None] * len(ops)
+        chains: dict[tuple[str, str], list[int]] = {}
+        for i, op in enumerate(ops):
+            chains.setdefault((op.queue, op.job_id), []).append(i)
+        late: dict[int, list[str]] = {}  # op -> old keys it leaves for the group's end
+
+        async def chain(positions: list[int]) -> None:
+            for n, i in enumerate(positions):  # the ops of one job in their order
+                later = [ops[j] for j in positions[n + 1:]]
+                leave = late.setdefault(i, []) if self._may_leave(ops[i], later) else None
+                outcomes[i] = await self._outcome(ops[i], leave)
+
+        await asyncio.gather(*(chain(p) for p in chains.values()))
+        waiting = [i for i, keys in late.items() if keys and outcomes[i] is None]
+        if waiting:
+            try:
+                await self.req.delete_many([k for i in waiting for k in late[i]],
+                                           "delete the old copies")
+            except CkptdError as exc:
+                for i in waiting:  # each op is tried again whole: all of it is idempotent
+                    outcomes[i] = self._failure(ops[i], exc)
+        return outcomes
+
+    def _may_leave(self, op: Op, later: Sequence[Op]) -> bool:
+        """True when ``op`` may leave its deletes to the group's end: no later op of its
+        chain writes or reads a key it deletes."""
+        if not self.bulk_deletes:
+            return False
+        if isinstance(op, Move):
+            return not any(isinstance(o, (Move, PutNew, Delete)) for o in later)
+        if isinstance(op, DeleteCheckpoint):
+            return not any(isinstance(o, (PutCheckpoint, Delete)) for o in later)
+        return False
+
+    async def _outcome(self, op: Op, leave: list[str] | None) -> Outcome:
+        try:
+            check_job_ref(op.queue, op.job_id)
+            await self._commit_op(op, leave)
+            return None
+        except CkptdError as exc:
+            return self._failure(op, exc)
+        except Exception as exc:  # noqa: BLE001 - a bug costs the op, not the group
+            log.exception("unexpected error applying %r", op)
+            return StoreError(f"cannot update {self.url}/{op.queue}: {exc}")
+
+    def _failure(self, op: Op, exc: CkptdError) -> CkptdError:
+        if isinstance(exc, Conflict):
+            return StoreError(f"cannot update {self.url}/{op.queue}: {exc}")
+        return exc
+
+    # -- one operation ---------------------------------------------------------------------
+
+    async def _commit_op(self, op: Op, leave: list[str] | None) -> None:
+        req = self.req
+        if isinstance(op, Move):
+            await self._move(op, leave)
+        elif isinstance(op, PutNew):
+            await self._put_new(op)
+        elif isinstance(op, Delete):
+            if op.state is State.PENDING:
+                self.cache.take(op.queue, op.job_id)
+            what = f"delete {op.queue}/{op.state.value}/{op.job_id}"
+            # The job file first: a job never loses its payload while it can still run.
+            await req.delete(self.job_key(op.queue, op.state, op.job_id), what)
+            if op.attachments:
+                keys = [self.key(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX)]
+                keys += [self.key(op.queue, BLOB_DIR, f"{op.job_id}.{k}") for k in BLOB_KINDS]
+                await req.delete_many(keys, what)
+        elif isinstance(op, PutCheckpoint):
+            await req.put(self.key(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX), op.data,
+                          f"save the checkpoint of {op.queue}/{op.job_id}")
+        elif isinstance(op, DeleteCheckpoint):
+            key = self.key(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX)
+            if leave is not None:
+                leave.append(key)
+            else:
+                await req.delete(key, f"delete the checkpoint of {op.queue}/{op.job_id}")
+        elif isinstance(op, PutBlob):
+            kind = check_blob_kind(op.kind)
+            await req.put(self.key(op.queue, BLOB_DIR, f"{op.job_id}.{kind}"), op.data,
+                          f"write blob {op.queue}/{op.job_id}.{kind}")
+        elif isinstance(op, PutOutput):
+            await req.put(self.key(op.queue, OUTPUT_DIR, op.name), op.data,
+                          f"write output {op.queue}/{op.name}")
+        elif isinstance(op, PutManifest):
+            await req.put(self.key(op.queue, BATCH_DIR, op.batch + JOB_SUFFIX), op.data,
+                          f"write manifest {op.queue}/{op.batch}")
+        else:
+            raise TypeError(f"unknown store operation {op!r}")
+
+    async def _move(self, op: Move, leave: list[str] | None) -> None:
+        src = self.job_key(op.queue, op.src, op.job_id)
+        dst = self.job_key(op.queue, op.dst, op.job_id)
+        what = f"move {op.queue}/{op.job_id} from {op.src.value} to {op.dst.value}"
+        missing = f"job {op.job_id!r} is not in {op.queue}/{op.src.value}/"
+        if op.src is State.PENDING:
+            self.cache.take(op.queue, op.job_id)
+        if op.data is None:
+            if src == dst:
+                if await self.req.head(src, what) is None:
+                    raise JobNotFound(missing)
+                return
+            try:
+                await self.req.copy(src, dst, what)  # fails with NoSuchKey if src is absent
+            except JobNotFound:
+                raise JobNotFound(missing) from None
+        else:
+            # Look first: a move of a job that is not there must change nothing. The caller
+            # that knows it is there spares the request (see Move.src_known).
+            if not op.src_known and await self.req.head(src, what) is None:
+                raise JobNotFound(missing)
+            await self.req.put(dst, op.data, what)
+            if op.dst is State.PENDING:
+                self.cache.remember(op.queue, op.job_id, op.data)
+            if src == dst:
+                return
+        crashpoints.reached("after_copy")
+        # Until this delete the job is under both keys; recovery keeps the later copy.
+        if leave is not None:
+            leave.append(src)
+        else:
+            await self.req.delete(src, what)
+
+    async def _put_new(self, op: PutNew) -> None:
+        dst = self.job_key(op.queue, State.PENDING, op.job_id)
+        what = f"create {op.queue}/pending/{op.job_id}"
+        conditional = await self.probe()
+        etag: str | None = None
+        if conditional:
+            try:
+                etag = await self.req.put(dst, op.data, what, create=True)
+            except Conflict:
+                # A retry of our own PUT whose answer was lost finds our own object there.
+                info = await self.req.head(dst, what)
+                if info is None or info.etag != etag_of(op.data):
+                    raise JobExists(op.queue, op.job_id, State.PENDING.value) from None
+                etag = info.etag
+        else:
+            # Best effort without server support: one writer per key in this process.
+            lock = self._key_locks.setdefault(dst, asyncio.Lock())
+            async with lock:
+                if await self.req.head(dst, what) is not None:
+                    raise JobExists(op.queue, op.job_id, State.PENDING.value)
+                await self.req.put(dst, op.data, what)
+            self._key_locks.pop(dst, None)
+        if op.check_other_states:
+            # Checked after creating, so a copy moving between folders meanwhile is seen.
+            found = await asyncio.gather(*(self.req.head(self.job_key(op.queue, s, op.job_id),
+                                                         what) for s in _OTHER_STATES))
+            for state, info in zip(_OTHER_STATES, found):
+                if info is not None:
+                    await self.req.delete(dst, what, if_match=etag if conditional else None)
+                    raise JobExists(op.queue, op.job_id, state.value)
+        self.cache.remember(op.queue, op.job_id, op.data)

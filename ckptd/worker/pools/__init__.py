@@ -1,0 +1,1 @@
+"""The pools that run handlers: threads, child processes, an event loop."""
