@@ -478,7 +478,7 @@ def reloaded_settings(old: Settings, config_file: str | None,
     fresh = load_settings(config_file, flags=flags)
     changed = [name for name in RESTART_ONLY if getattr(fresh, name) != getattr(old, name)]
     if changed:
-        logging.getLogger("ckptd.daemon.daemon").warning(
+        logging.getLogger(__name__).warning(
             "reload: %s can only change with a restart; keeping the old value(s)",
             ", ".join(changed))
         fresh = dataclasses.replace(fresh, **{name: getattr(old, name) for name in changed})

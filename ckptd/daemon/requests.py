@@ -59,7 +59,7 @@ class Router(Protocol):
     def status(self, answer: Body, queue: str | None) -> None:
         """Add the other daemons' part to a status answer."""
 
-log = logging.getLogger("ckptd.daemon.daemon")
+log = logging.getLogger(__name__)
 
 MAX_CONTROL_PER_STEP = 1000
 

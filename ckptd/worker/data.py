@@ -26,7 +26,7 @@ from ckptd.core.states import State
 from ckptd.store import Store, is_local, open_store, store_from_settings
 from ckptd.wire.security import ClientCurve
 
-log = logging.getLogger("ckptd.worker.worker")
+log = logging.getLogger(__name__)
 
 
 class JobData:

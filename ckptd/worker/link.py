@@ -19,7 +19,7 @@ from ckptd.core.errors import ProtocolError
 from ckptd.wire import protocol
 from ckptd.wire.security import ClientCurve
 
-log = logging.getLogger("ckptd.worker.worker")
+log = logging.getLogger(__name__)
 
 Message = tuple[bytes, dict[str, Any]]
 

@@ -36,7 +36,7 @@ from ckptd.wire.endpoints import peer_endpoint
 from ckptd.wire.security import ClientCurve
 from ckptd.worker.link import DaemonLink, Message
 
-log = logging.getLogger("ckptd.worker.worker")
+log = logging.getLogger(__name__)
 
 MISSED_PINGS = 3
 MIN_SILENCE = 5.0  # and at least this long without an answer (a busy daemon is not gone)

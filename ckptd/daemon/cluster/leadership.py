@@ -34,7 +34,7 @@ from ckptd.store.base import Lock, Store
 from ckptd.store.local.backend import ROOT_LOCK
 from ckptd.wire.endpoints import advertised, port_of
 
-log = logging.getLogger("ckptd.daemon.daemon")
+log = logging.getLogger(__name__)
 
 WORKER_ANSWERS = (b"done", b"failed", b"checkpoint", b"progress")
 

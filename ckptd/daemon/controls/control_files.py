@@ -25,7 +25,7 @@ from ckptd.core.queue_controls import (
 from ckptd.daemon.controls.gate import Gate, Pause
 from ckptd.store.base import Store
 
-log = logging.getLogger("ckptd.daemon.engine.engine")
+log = logging.getLogger(__name__)
 
 MAX_REASON = 500  # characters of a pause reason shown and logged
 

@@ -32,7 +32,7 @@ from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
 from ckptd.store.base import Store
 
-log = logging.getLogger("ckptd.daemon.controls.retention")
+log = logging.getLogger(__name__)
 
 GROUP = 200  # jobs removed per store call
 PAUSE = 0.002  # seconds between two groups: the loop gets the interpreter

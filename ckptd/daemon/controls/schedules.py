@@ -35,7 +35,7 @@ from ckptd.core.schedule_settings import ScheduleSettings, tick_id
 from ckptd.core.timefmt import time_or_none, utc_iso
 from ckptd.store.base import SCHEDULE_DIR, Store
 
-log = logging.getLogger("ckptd.daemon.controls.schedules")
+log = logging.getLogger(__name__)
 
 MAX_CATCH_UP = 1000
 Submit = Callable[[dict[str, Any], float, Callable[[Any], None]], None]

@@ -26,7 +26,7 @@ from ckptd.store.admin import purgeable
 from ckptd.store.base import Delete, Move, Outcome
 from ckptd.wire.protocol import Body
 
-log = logging.getLogger("ckptd.daemon.engine.engine")  # these moves are logged with the engine's
+log = logging.getLogger(__name__)
 
 Reply = Callable[[Body | CkptdError], None]
 

@@ -23,7 +23,7 @@ from ckptd.daemon.engine.index import Index, QueueIndex, WorkerInfo
 from ckptd.store.base import Move, Outcome
 from ckptd.wire.protocol import Body
 
-log = logging.getLogger("ckptd.daemon.engine.engine")
+log = logging.getLogger(__name__)
 
 # A pending file younger than this that does not parse may still be being written in place
 # by a producer; it is retried later instead of being quarantined at once.

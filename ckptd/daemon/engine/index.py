@@ -29,7 +29,7 @@ from ckptd.daemon.telemetry.metrics import QueueMetrics
 from ckptd.store.base import Move, Op, Outcome, Store
 from ckptd.wire.protocol import Body
 
-log = logging.getLogger("ckptd.daemon.engine.engine")  # one logger for every move of the engine
+log = logging.getLogger(__name__)
 
 REFILL_FLOOR = 0.002  # seconds: a freed slot's next job, at best (the trip and a loop turn)
 

@@ -33,7 +33,7 @@ from ckptd.daemon.telemetry.metrics import failure_note
 from ckptd.store.base import DeleteCheckpoint, Move, Outcome, PutBlob, PutCheckpoint
 from ckptd.wire.protocol import Body
 
-log = logging.getLogger("ckptd.daemon.engine.engine")
+log = logging.getLogger(__name__)
 
 
 def backoff_delay(attempts: int, settings: Settings, rand: Callable[[], float]) -> float:

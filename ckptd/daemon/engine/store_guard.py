@@ -28,7 +28,7 @@ from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.engine.index import Callback, Txn
 from ckptd.store.base import Move, Op, Outcome, PutNew, Store
 
-log = logging.getLogger("ckptd.daemon.daemon")
+log = logging.getLogger(__name__)
 
 RETRY_FIRST = 0.5  # seconds before a failed op is tried again; doubles up to RETRY_MAX
 RETRY_MAX = 10.0

@@ -14,7 +14,7 @@ import logging
 from ckptd.daemon.engine.index import Index, WorkerInfo
 from ckptd.wire.protocol import Body
 
-log = logging.getLogger("ckptd.daemon.engine.engine")
+log = logging.getLogger(__name__)
 
 WORKER_TIMEOUT_HEARTBEATS = 3
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-log = logging.getLogger("ckptd.daemon.daemon")
+log = logging.getLogger(__name__)
 
 LOG_INTERVAL = 10.0
 ORDINARY = ("unknown_worker",)

@@ -24,7 +24,7 @@ from ckptd.daemon.watch.watcher import Watcher
 from ckptd.store import recovery
 from ckptd.store.base import Store
 
-log = logging.getLogger("ckptd.daemon.daemon")
+log = logging.getLogger(__name__)
 
 NEW_QUEUE_WATCH_TIMEOUT = 5.0
 
