@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ckptd.core.errors import CkptdError, LeaseLost
-from ckptd.core.outcomes import Cancelled, Fail, Interrupt, Retry, TimeLimit
+from ckptd.core.outcomes import Cancelled, Fail, Interrupt, Park, Retry, TimeLimit
 from ckptd.core.version import __version__
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 __all__ = ["AsyncJob", "Cancelled", "Client", "CkptdError", "Fail", "Interrupt", "Job",
-           "LeaseLost", "Retry", "TimeLimit", "Worker", "__version__"]
+           "LeaseLost", "Park", "Retry", "TimeLimit", "Worker", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ckptd.cli import controls, exits
+from ckptd.cli import controls, exits, graphs
 from ckptd.cli.context import Context, current
 from ckptd.cli.inputs import read_payload
 from ckptd.cli.options import Group, connect_option
@@ -67,7 +67,8 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
   ckptd submit price --payload-file item.json --id order-42 --if-exists=return
   ckptd submit reports '{}' --delay 10m --max-attempts 5
   ckptd submit render '{"page": 7}' --time-limit 2m
-  ckptd submit price '{"sku": "RUSH-1"}' --priority -10""")
+  ckptd submit price '{"sku": "RUSH-1"}' --priority -10
+  ckptd submit report '{}' --after price/A1 --after price/A2 --on-parent-failure run""")
 @click.argument("queue")
 @click.argument("payload_json", required=False, metavar="[PAYLOAD_JSON]")
 @click.option("--payload-file", metavar="F|-",
@@ -82,9 +83,16 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
               help="Lower runs first, FIFO within one priority. [default: 0]")
 @click.option("--if-exists", type=click.Choice(["error", "return"]), default="error",
               show_default=True, help="When the id already exists: fail, or print it.")
+@click.option("--after", "after", multiple=True, metavar="QUEUE/ID",
+              help="A parent: the job waits in waiting/ until it has ended (repeat for "
+                   "several; a bare ID is a job of QUEUE).")
+@click.option("--on-parent-failure", type=click.Choice(["fail", "run", "ignore"]),
+              help="When a parent failed: fail this job too, run it anyway, or run it as if "
+                   "that parent were not one. [default: fail]")
 def submit(queue: str, payload_json: str | None, payload_file: str | None, job_id: str | None,
            max_attempts: int | None, delay: str | None, time_limit: str | None,
-           priority: int | None, if_exists: str) -> None:
+           priority: int | None, if_exists: str, after: tuple[str, ...],
+           on_parent_failure: str | None) -> None:
     """Create a job in QUEUE and print its id once it is stored.
 
     On a queue with unique = "payload" the id is made from the payload: the same payload
@@ -95,9 +103,12 @@ def submit(queue: str, payload_json: str | None, payload_file: str | None, job_i
     limit = parse_duration(time_limit, "--time-limit") if time_limit else None
     if limit is not None and limit <= 0:
         raise ConfigError("--time-limit must be longer than 0s")
+    if on_parent_failure and not after:
+        raise click.UsageError("--on-parent-failure needs --after")
     answer = _ctx().admin().submit(queue, payload, job_id=job_id, max_attempts=max_attempts,
                                    delay=seconds, if_exists=if_exists, time_limit=limit,
-                                   priority=priority)
+                                   priority=priority, after=list(after) or None,
+                                   on_parent_failure=on_parent_failure)
     click.echo(answer.id)
     if not answer.created:
         click.echo(f"(already existed, {answer.state})", err=True)
@@ -168,7 +179,8 @@ def status(queue: str | None, as_json: bool, watch: bool) -> None:
 @cli.command(epilog="""Examples:
   ckptd ls price            # every job, with its state
   ckptd ls price failed     # the ids in failed/, one per line
-  ckptd ls price pending    # in dispatch order: by priority, then oldest first""")
+  ckptd ls price pending    # in dispatch order: by priority, then oldest first
+  ckptd ls report waiting   # jobs waiting for parents, a signal or a time""")
 @click.argument("queue")
 @click.argument("state", required=False, type=click.Choice([s.value for s in STATES]))
 def ls(queue: str, state: str | None) -> None:
@@ -519,7 +531,7 @@ def doctor(as_json: bool, timeout: str) -> None:
         sys.exit(exits.PROBLEMS)
 
 
-for _command in controls.COMMANDS:  # pause, resume, limit, schedules
+for _command in controls.COMMANDS + graphs.COMMANDS:  # pause ... schedules; signal, graph
     cli.add_command(_command)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import zmq
 
+from ckptd.client.batches import GraphCalls
 from ckptd.client.direct import DirectSubmit
 from ckptd.core.answers import Submitted, SubmittedFile
 from ckptd.core.edits import who_am_i
@@ -66,8 +67,9 @@ def _ask_endpoints(client: weakref.ref[Client]) -> dict[str, Any]:
         raise DaemonUnavailable("the client was closed", maybe_applied=False)
     return alive.request("endpoints")
 
-class Client:
-    """A connection to a daemon's control socket (or to a list of them, tried in turn)."""
+class Client(GraphCalls):
+    """A connection to a daemon's control socket (or to a list of them, tried in turn);
+    batches, signals and graphs: :class:`~ckptd.client.batches.GraphCalls`."""
 
     def __init__(self, endpoints: str | list[str], *, timeout: float = DEFAULT_TIMEOUT,
                  context: zmq.Context[Any] | None = None, curve: ClientCurve | None = None,
@@ -255,22 +257,27 @@ class Client:
     def submit(self, queue: str, payload: Any = None, *, id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
                batch: str | None = None, time_limit: float | None = None,
-               priority: int | None = None) -> str:
+               priority: int | None = None, after: list[str] | None = None,
+               on_parent_failure: str | None = None) -> str:
         """Submit a job and return its id once the daemon has stored it durably.
 
         ``time_limit`` (seconds) bounds each attempt of this job, over the queue's own
         (README "Time limits"). ``priority``: lower runs first (default 0; README
         "Priorities"). On a queue with ``unique = "payload"`` the id is the payload's, and
-        the same payload returns the job it made before.
+        the same payload returns the job it made before. ``after``: jobs (``queue/id``)
+        it waits for, in ``waiting/``; ``on_parent_failure``: ``fail`` (default), ``run``
+        or ``ignore`` (docs/guide/graphs.md).
         """
         return self.submit_job(queue, payload, job_id=id, max_attempts=max_attempts,
                                delay=delay, batch=batch, time_limit=time_limit,
-                               priority=priority).id
+                               priority=priority, after=after,
+                               on_parent_failure=on_parent_failure).id
 
     def submit_job(self, queue: str, payload: Any = None, *, job_id: str | None = None,
                    max_attempts: int | None = None, delay: float | None = None,
                    if_exists: str = "error", batch: str | None = None,
-                   time_limit: float | None = None, priority: int | None = None
+                   time_limit: float | None = None, priority: int | None = None,
+                   after: list[str] | None = None, on_parent_failure: str | None = None
                    ) -> Submitted:
         """Submit a job; return its id and whether this call created it."""
         check_queue(queue)
@@ -292,10 +299,14 @@ class Client:
             body["time_limit"] = time_limit
         if generated:
             body["fresh"] = True
-        # A job of a batch, one to run later or with a priority goes through the daemon,
-        # which then counts the batch's figures and the delayed jobs, and orders it, at once.
+        if after:
+            body["after"] = list(after)
+            body["on_parent_failure"] = on_parent_failure
+        # A job of a batch, one to run later, with a priority or parents goes through the
+        # daemon, which then counts the batch's figures and the delayed jobs, orders it, and
+        # knows what it waits for, at once.
         found = self._direct_store(queue) if batch is None and not delay and not priority \
-            else None
+            and not after else None
         if found is not None:  # on the daemon's host: write the job into its store
             direct, admin = found
             try:
@@ -510,11 +521,22 @@ class RemoteAdmin:
     def submit(self, queue: str, payload: Any, *, job_id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
                if_exists: str = "error", batch: str | None = None,
-               time_limit: float | None = None, priority: int | None = None) -> Submitted:
+               time_limit: float | None = None, priority: int | None = None,
+               after: list[str] | None = None, on_parent_failure: str | None = None
+               ) -> Submitted:
         """See :meth:`ckptd.admin.StoreAdmin.submit`."""
         return self.client.submit_job(queue, payload, job_id=job_id, max_attempts=max_attempts,
                                       delay=delay, if_exists=if_exists, batch=batch,
-                                      time_limit=time_limit, priority=priority)
+                                      time_limit=time_limit, priority=priority, after=after,
+                                      on_parent_failure=on_parent_failure)
+
+    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> dict[str, Any]:
+        """See :meth:`Client.signal`."""
+        return self.client.signal(queue, job_id, name, data)
+
+    def graph(self, queue: str, job_id: str, depth: int | None = None) -> dict[str, Any]:
+        """See :meth:`Client.graph`."""
+        return self.client.graph(queue, job_id, depth)
 
     def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
         """See :meth:`Client.pause`."""

@@ -41,7 +41,9 @@ class Admin(Protocol):
     def submit(self, queue: str, payload: Any, *, job_id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
                if_exists: str = "error", batch: str | None = None,
-               time_limit: float | None = None, priority: int | None = None) -> Submitted:
+               time_limit: float | None = None, priority: int | None = None,
+               after: list[str] | None = None, on_parent_failure: str | None = None
+               ) -> Submitted:
         """Create a job; see :meth:`ckptd.store.admin.StoreAdmin.submit`."""
 
     def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
@@ -78,3 +80,9 @@ class Admin(Protocol):
     def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
               ) -> dict[str, Any]:
         """Change a queue's ``limits.json``."""
+
+    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> dict[str, Any]:
+        """Send a signal to a job (``<queue>/signals/<id>.<name>.json``)."""
+
+    def graph(self, queue: str, job_id: str, depth: int | None = None) -> dict[str, Any]:
+        """A job's parents, children, dependents and batch, with their states."""

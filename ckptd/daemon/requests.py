@@ -252,6 +252,11 @@ class Control:
             self.reply(identity, {"size": self.uploads.add(body, now)})
         elif kind == b"submit_file":
             self._submit_file(identity, body, now)
+        elif kind in (b"signal", b"batch_open", b"batch_seal"):
+            self._refuse_when_stopping()
+            engine.graph.request(kind, body, now, self.replier(identity))
+        elif kind == b"graph":
+            self.reply(identity, self.admin.graph(body["queue"], body["id"], body.get("depth")))
 
     def _output_written(self, identity: bytes, body: Body) -> Callable[[Any], None]:
         def then(outcome: Any) -> None:
@@ -403,12 +408,14 @@ class Control:
         engine = self.engine
         index = engine.queue(waiter.queue)
         if waiter.ids is None:
-            open_jobs = len(index.pending) + len(index.claimed)
+            open_jobs = len(index.pending) + len(index.claimed) + len(index.waiting)
             finished = open_jobs == 0
             answer: Body = {"counts": index.counts(), "open": open_jobs}
         else:
             waiter.left = {i for i in waiter.left if i in index.pending or i in index.claimed
-                           or engine.where(waiter.queue, i) in ("pending", "claimed")}
+                           or i in index.waiting
+                           or engine.where(waiter.queue, i) in ("pending", "claimed",
+                                                                "waiting")}
             finished = not waiter.left
             answer = {}
         if finished or now >= waiter.deadline:

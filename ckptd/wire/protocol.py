@@ -86,6 +86,10 @@ def _any(v: Any) -> bool:
     return True
 
 
+def _dict(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
 def _job_refs(v: Any) -> bool:
     return isinstance(v, list) and len(v) <= 100_000 and all(
         isinstance(x, list) and len(x) == 3 and is_valid_name(x[0]) and is_valid_name(x[1])
@@ -99,6 +103,24 @@ def _ids(v: Any) -> bool:
 def _submissions(v: Any) -> bool:
     return isinstance(v, list) and 0 < len(v) <= 100_000 and all(
         isinstance(x, dict) and (x.get("id") is None or is_valid_name(x["id"])) for x in v)
+
+
+def _refs(v: Any) -> bool:
+    """Jobs named as ``queue/id`` (or a bare id: the same queue), as ``after`` names parents."""
+    return isinstance(v, list) and 0 < len(v) <= 10_000 and all(
+        isinstance(x, str) and 0 < len(x) <= 260 for x in v)
+
+
+def _signals(v: Any) -> bool:
+    return isinstance(v, list) and len(v) <= 64 and all(isinstance(x, str) and 0 < len(x) <= 64
+                                                       for x in v)
+
+
+def _callbacks(v: Any) -> bool:
+    """A batch's callbacks: ``{"then" | "on_complete" | "on_failure": queue}``."""
+    return isinstance(v, dict) and 0 < len(v) <= 3 and all(
+        k in ("then", "on_complete", "on_failure") and (x is None or is_valid_name(x))
+        for k, x in v.items())
 
 
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
@@ -130,6 +152,13 @@ WORKER_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
                 # the worker stopped before the attempt ended: run it again now, and do not
                 # count this attempt against max_attempts
                 "given_back": (_bool, _OPT)},
+    # the handler raised Park: the job waits in waiting/ (slot and lease freed) until a
+    # signal, a time, its children (the jobs it spawned) or its timeout
+    b"park": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+              "until": (_optional(_num), _OPT), "timeout": (_optional(_num), _OPT),
+              "signals": (_optional(_signals), _OPT), "children": (_optional(_refs), _OPT),
+              "children_asked": (_bool, _OPT), "reason": (_optional(_str), _OPT),
+              "took": (_optional(_num), _OPT)},
     b"bye": {},
 }
 
@@ -143,7 +172,9 @@ DAEMON_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
              "payload": (_any, _OPT), "payload_ref": (_optional(_str), _OPT),
              "state": (_any, _OPT), "state_ref": (_optional(_bool), _OPT),
              "max_attempts": (_int, _OPT), "created": (_str, _OPT),
-             "batch": (_optional(_str), _OPT), "time_limit": (_optional(_seconds), _OPT)},
+             "batch": (_optional(_str), _OPT), "time_limit": (_optional(_seconds), _OPT),
+             # how its last wait ended: parents' and children's ends, signals, the reason
+             "woken": (_optional(_dict), _OPT)},
     # a checkpoint is durable (ok) or refused; an answer (done, failed) is durable, or was
     # stale (its attempt had already ended): either way the worker may forget it
     b"saved": {"queue": (_name, _REQ), "id": (_name, _REQ), "seq": (_int, _REQ),
@@ -165,7 +196,9 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
                 "max_attempts": (_optional(_int), _OPT), "delay": (_optional(_num), _OPT),
                 "if_exists": (_optional(_str), _OPT), "batch": (_optional(_name), _OPT),
                 "fresh": (_bool, _OPT), "time_limit": (_optional(_seconds), _OPT),
-                "priority": (_optional(_priority), _OPT), "own_id": (_bool, _OPT)},
+                "priority": (_optional(_priority), _OPT), "own_id": (_bool, _OPT),
+                # parents: the job waits in waiting/ until they have ended
+                "after": (_optional(_refs), _OPT), "on_parent_failure": (_optional(_str), _OPT)},
     b"submit_many": {"queue": (_name, _REQ), "jobs": (_submissions, _REQ)},
     b"status": {"queue": (_optional(_name), _OPT)},
     b"ls": {"queue": (_name, _REQ), "state": (_optional(_str), _OPT)},
@@ -188,6 +221,13 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
               "timeout": (_num, _REQ)},
     # submit-file --connect: the file in parts (base64), then the request to submit it
     b"upload": {"upload": (_name, _REQ), "offset": (_int, _REQ), "data": (_str_any, _REQ)},
+    # work that waits: a signal for a job; a batch opened, then sealed; a job's graph
+    b"signal": {"queue": (_name, _REQ), "id": (_name, _REQ), "name": (_str, _REQ),
+                "data": (_any, _OPT)},
+    b"batch_open": {"queue": (_name, _REQ), "batch": (_optional(_name), _OPT),
+                    "callbacks": (_callbacks, _REQ), "context": (_any, _OPT)},
+    b"batch_seal": {"queue": (_name, _REQ), "batch": (_name, _REQ)},
+    b"graph": {"queue": (_name, _REQ), "id": (_name, _REQ), "depth": (_optional(_int), _OPT)},
     b"submit_file": {"upload": (_name, _REQ), "size": (_int, _REQ), "queue": (_name, _REQ),
                      "format": (_str, _REQ), "chunk": (_int, _OPT),
                      "batch": (_optional(_name), _OPT), "then": (_optional(_name), _OPT),

@@ -51,10 +51,14 @@ class Dispatcher:
     """The dispatch part of the engine."""
 
     def __init__(self, index: Index, forget_worker: Callable[[WorkerInfo, str], None],
-                 resync: Callable[[str, str, float], None]) -> None:
+                 resync: Callable[[str, str, float], None],
+                 hold: Callable[[QueueIndex, str, jobs.Job, float], bool] | None = None
+                 ) -> None:
         self.ix = index
         self.forget_worker = forget_worker
         self.resync = resync  # a job found where it was to be moved: look at the folders
+        # A job that names parents it has not waited for goes to waiting/ instead (waits.py).
+        self.hold = hold
 
     def dispatch(self, now: float, message_limit: int) -> int:
         """Claim jobs for workers that have free slots; return how many were claimed.
@@ -139,6 +143,8 @@ class Dispatcher:
         if wait_until is not None and wait_until > now:
             ix.delay(index, job_id, wait_until)
             return False
+        if self.hold is not None and "after" in job and self.hold(index, job_id, job, now):
+            return False
         attempt = jobs.running_attempt(job)
         index.ready.note(job_id, job.get("priority"))  # kept while open: a retry keeps it
         index.pending.discard(job_id)
@@ -155,6 +161,8 @@ class Dispatcher:
                       "max_attempts": job["max_attempts"], "created": job["created"]}
         if job.get("batch"):
             body["batch"] = job["batch"]
+        if isinstance(job.get("woken"), dict):
+            body["woken"] = job["woken"]  # parents' ends, signals: job.parents, job.signals
         time_limit = _time_limit(job.get("time_limit")) or ix.settings.time_limit_for(queue)
         if time_limit:
             body["time_limit"] = time_limit

@@ -34,6 +34,7 @@ from ckptd.daemon.controls.retention import Sweeper
 from ckptd.daemon.controls.schedules import Scheduler
 from ckptd.daemon.engine.dispatch import Dispatcher, read_unread
 from ckptd.daemon.engine.flows import Flows
+from ckptd.daemon.engine.graph_events import GraphEvents
 from ckptd.daemon.engine.index import Index, QueueIndex, Txn, WorkerInfo
 from ckptd.daemon.engine.open_jobs import OpenJobs
 from ckptd.daemon.engine.results import Answers, backoff_delay
@@ -68,10 +69,13 @@ class Engine:
                  name: str = "ckptd", rand: Callable[[], float] = random.random,
                  wake: Callable[[], None] = lambda: None) -> None:
         self.index = ix = Index(store, settings, name=name, rand=rand)
-        self.flows = Flows(store, ix.live, self._txn)
+        self.flows = Flows(store, ix.live, self._txn, leads=lambda queue: ix.leads(queue))
         self.workers_part = Workers(ix)
-        self.dispatcher = Dispatcher(ix, self.workers_part.forget, self.resync)
         self.answers = Answers(ix, self.flows, self.resync)
+        # Work that waits: waiting/, parks, signals, batches (daemon/engine/graph_events.py)
+        self.graph = GraphEvents(ix, self.flows, self.answers)
+        self.dispatcher = Dispatcher(ix, self.workers_part.forget, self.resync,
+                                     hold=self.graph.waits.hold)
         # The parts' entry points, as the daemon calls them.
         self.hello = self.workers_part.hello
         self.worker_for = self.workers_part.worker_for
@@ -98,7 +102,8 @@ class Engine:
         self.scheduler = Scheduler(ix.live, store, self.submit, lambda q: self.index.leads(q))
         self.sweeper = Sweeper(store, ix.live, wake=wake)
         self._read_after = 0.0  # pending files are read for their priorities from then on
-        ix.deadlines += [self._unread_due, self._token_due, self.scheduler.next_due]
+        ix.deadlines += [self._unread_due, self._token_due, self.scheduler.next_due,
+                         self.graph.next_due]
 
     def tick(self, now: float) -> None:
         """The controls' share of a turn: aging of priorities, schedules that are due,
@@ -111,6 +116,7 @@ class Engine:
         if now >= self._read_after and read_unread(ix) < 0:
             self._read_after = now + 1.0  # the store failed: again in a second, not at once
         self.scheduler.due(now)
+        self.graph.tick(now)
         for swept in self.sweeper.take_results():
             index = ix.queue(swept.queue)
             gone = len(swept.removed) + len(swept.archived)
@@ -159,6 +165,8 @@ class Engine:
             self.failed(worker, body, now, identity)
         elif kind == b"checkpoint":
             self.checkpoint(worker, body, now, identity)
+        elif kind == b"park":
+            self.graph.parks.park(worker, body, now, identity)
         elif worker is None:
             return False
         elif kind == b"heartbeat":
@@ -239,9 +247,12 @@ class Engine:
         ix.queues.clear()
         self.open_jobs.clear()
         self.controls.recover()  # paused files and limits, before anything is dispatched
-        for name in ix.store.queues():
-            if ix.leads(name):  # several daemons on one root: only the queues it leads
-                findings += self.recover_queue(name, now, alone=False)
+        names = [name for name in ix.store.queues() if ix.leads(name)]
+        for name in names:  # batches first: their jobs may be in any queue
+            self.flows.tracker.load(name, now)
+        for name in names:  # several daemons on one root: only the queues it leads
+            findings += self.recover_queue(name, now, alone=False)
+        self.graph.settle(now)
         self.scheduler.start(now)  # what the schedules missed while no daemon ran
         return findings
 
@@ -253,6 +264,8 @@ class Engine:
         ix = self.index
         ix.queues.pop(name, None)
         index = ix.queue(name)
+        if alone:
+            self.flows.tracker.load(name, now, count=True)
         ids = recovery.listing(ix.store, name)
         findings = recovery.resolve_duplicates(ix.store, name, ids, repair=True)
         findings += recovery.clean_leftovers(ix.store, name, now, ix.settings.tmp_max_age,
@@ -267,11 +280,14 @@ class Engine:
         index.metrics.seed_failures(ix.store, name, ids[State.FAILED])
         index.checkpointed = set(ix.store.checkpoint_ids(name))
         self.flows.recover(name, ids, now)
+        self.graph.recover(name, ids, now)
         grace = adoption_grace(ix.settings, name)
         for job_id in ids[State.CLAIMED]:
             self.adopt_claimed(index, job_id, now, strict=True, duration=grace)
         for finding in findings:
             log.warning("recovery: %s", finding.line())
+        if alone:
+            self.graph.settle(now)
         if alone and any(schedule.queue == name for schedule in ix.settings.schedules.values()):
             self.scheduler.start(now)  # a queue taken over: plan what its schedules missed
         return findings
@@ -280,6 +296,7 @@ class Engine:
         """Forget one queue (this daemon stopped leading it; its new leader recovers it)."""
         self.index.drop_queue(name)
         self.flows.drop(name)
+        self.graph.drop(name)
 
     def resync(self, queue: str, job_id: str, now: float) -> None:
         """Bring the index in line with the folders for one job whose move found it already
@@ -308,6 +325,7 @@ class Engine:
         """Forget the index (this daemon stopped leading; recovery rebuilds it later)."""
         self.index.clear()
         self.flows.clear()
+        self.graph.clear()
         self.index.gate.clear()
         self.open_jobs.clear()
         self.scheduler.clear()
@@ -374,11 +392,13 @@ class Engine:
                       else JobExists(queue, job_id, state))
                 return
         try:
+            after = self.graph.parents(queue, body) if body.get("after") else None
             job, ops = prepare_submit(ix.settings, queue, body.get("payload"), now,
                                       job_id=job_id, max_attempts=body.get("max_attempts"),
                                       delay=body.get("delay"), batch=body.get("batch"),
                                       fresh=fresh, time_limit=body.get("time_limit"),
-                                      priority=priority, decoded=True)
+                                      priority=priority, decoded=True, after=after,
+                                      on_parent_failure=body.get("on_parent_failure"))
         except (CkptdError, ValueError) as exc:
             reply(exc if isinstance(exc, CkptdError) else CkptdError(str(exc)))
             return
@@ -387,7 +407,8 @@ class Engine:
         not_before = now + body["delay"] if body.get("delay") else None
         batch = body.get("batch")
         # Reserve the id now so that a second submit of it in the same round is refused.
-        index.pending.add(new_id)
+        reserved = index.waiting if after else index.pending
+        reserved.add(new_id)
         index.added_since_scan.add(new_id)
 
         def created(outcome: Outcome) -> None:
@@ -395,11 +416,16 @@ class Engine:
                 index.counters["submitted"] += 1
                 if batch is not None:
                     index.metrics.submitted(batch, now)
+                self.flows.tracker.joined(queue, new_id)
+                if after:
+                    self.graph.waits.register(queue, new_id, job, now)
+                    reply({"id": new_id, "created": True, "state": "waiting"})
+                    return
                 index.ready.note(new_id, priority)
                 ix.make_ready(index, new_id, not_before)
                 reply({"id": new_id, "created": True, "state": "pending"})
                 return
-            index.pending.discard(new_id)
+            reserved.discard(new_id)
             if isinstance(outcome, JobExists) and if_exists == "return":
                 if body.get("unique"):
                     self.open_jobs.hit(queue)
@@ -431,6 +457,7 @@ class Engine:
             index.delayed_at.pop(job_id, None)
             log.info("job removed from pending/ by hand", extra={"fields": {
                 "queue": queue, "id": job_id, "from": "pending", "to": "removed"}})
+            self.flows.removed(queue, job_id, time.time())
 
     def reconcile_pending(self, queue: str, listed: list[str]) -> None:
         """Bring the pending index in line with a listing of ``pending/`` (the rescan).

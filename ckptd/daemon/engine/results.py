@@ -304,7 +304,12 @@ class Answers:
             if confirm is not None:
                 confirm()
 
-        ix.txn.add(Move(lease.queue, lease.id, State.CLAIMED, target, data), moved)
+        move = Move(lease.queue, lease.id, State.CLAIMED, target, data)
+        first = self.flows.failing(lease.queue, job, now) if target is State.FAILED else None
+        if first is None:
+            ix.txn.add(move, moved)
+        else:  # the on_failure job first: a crash in between leaves this one claimed
+            ix.txn.add(first, lambda _outcome: ix.txn.add(move, moved))
 
     def _move_failed(self, lease: Lease, error: CkptdError, now: float) -> None:
         """A move that ends an attempt was refused for good (a store failure would have been

@@ -1,0 +1,107 @@
+"""``ckptd signal`` and ``ckptd graph``: work that waits, from the command line.
+
+Both work on the store (``--root``: a signal is then a file the daemon's watcher sees) or
+through a daemon (``--connect``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from ckptd.cli.context import current
+from ckptd.cli.inputs import read_payload
+
+BRANCH, LAST, PIPE, SPACE = "├─ ", "└─ ", "│  ", "   "
+
+
+@click.command(epilog="""Examples:
+  ckptd signal publish 20261127T192416.123456Z-9f3ac1d27b8e4a10 approved
+  ckptd signal publish order-42 approved '{"by": "ana"}'
+  ckptd --connect 127.0.0.1:5550 signal publish order-42 approved
+
+The same as a file dropped into the store:
+  echo '{"by": "ana"}' > /tmp/s && mv /tmp/s ROOT/publish/signals/order-42.approved.json""")
+@click.argument("queue")
+@click.argument("job_id", metavar="ID")
+@click.argument("name")
+@click.argument("data_json", required=False, metavar="[JSON]")
+@click.option("--data-file", metavar="F|-", help="Read the signal's JSON data from a file.")
+def signal(queue: str, job_id: str, name: str, data_json: str | None,
+           data_file: str | None) -> None:
+    """Send the signal NAME (with optional JSON data) to a job: a job parked for it
+    (raise ckptd.Park(signal=NAME)) wakes and reads it in job.signals; a job that parks
+    for it later finds it waiting."""
+    data = read_payload(data_json, data_file) if data_json or data_file else None
+    answer = current().admin().signal(queue, job_id, name, data)
+    click.echo(f"signal {name} sent to {queue}/{job_id} ({answer.get('state')})")
+
+
+@click.command(epilog="""Examples:
+  ckptd graph report 20261127T192416.123456Z-9f3ac1d27b8e4a10
+  ckptd graph price B20261127T1902-3fa9c1.000007 --depth 5
+  ckptd --connect 127.0.0.1:5550 graph report order-42 --json""")
+@click.argument("queue")
+@click.argument("job_id", metavar="ID")
+@click.option("--depth", type=click.IntRange(0, 20), default=3, show_default=True,
+              help="Levels of parents and children to follow.")
+@click.option("--json", "as_json", is_flag=True, help="Print the graph as JSON.")
+def graph(queue: str, job_id: str, depth: int, as_json: bool) -> None:
+    """Draw a job's parents (what it waits for), children (jobs it spawned), dependents
+    (jobs waiting for it) and batch, with their states, as a text tree."""
+    tree = current().admin().graph(queue, job_id, depth)
+    if as_json:
+        click.echo(json.dumps(tree, indent=2, default=str))
+        return
+    for line in draw(tree):
+        click.echo(line)
+
+
+def _label(node: dict[str, Any]) -> str:
+    text = f"{node['job']}  {node.get('state', '?')}"
+    if node.get("woken"):
+        text += f" (woken: {node['woken']})"
+    waits = node.get("waits") or {}
+    if waits.get("open"):
+        text += f"  waits for {len(waits['open'])}: {', '.join(waits['open'][:3])}" + (
+            " ..." if len(waits["open"]) > 3 else "")
+    if waits.get("signals_wanted"):
+        text += f"  waits for signal {', '.join(waits['signals_wanted'])}"
+    if node.get("seen"):
+        text += "  (above)"
+    return text
+
+
+def _branches(node: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    return [(name, node[key]) for name, key in (("parents", "parents"),
+                                                ("children", "children"),
+                                                ("waiting for it", "dependents"))
+            if node.get(key)]
+
+
+def draw(node: dict[str, Any], prefix: str = "") -> list[str]:
+    """The lines of a graph as a tree (the root's batch last)."""
+    lines = [_label(node)] if not prefix else []
+    groups = _branches(node)
+    batch = node.get("batch") if not prefix else None
+    for g, (name, items) in enumerate(groups):
+        last_group = g == len(groups) - 1 and not batch
+        lines.append(prefix + (LAST if last_group else BRANCH) + name)
+        inner = prefix + (SPACE if last_group else PIPE)
+        for i, item in enumerate(items):
+            last = i == len(items) - 1
+            lines.append(inner + (LAST if last else BRANCH) + _label(item))
+            lines += draw(item, inner + (SPACE if last else PIPE))
+    if batch:
+        counts = ", ".join(f"{k} {v}" for k, v in batch.get("jobs", {}).items() if v)
+        sealed = {True: "sealed", False: "open", None: "fixed size"}[batch.get("sealed")]
+        callbacks = ", ".join(f"{k} -> {q}" + (" (made)" if k in batch.get("fired", {}) else "")
+                              for k, q in batch.get("callbacks", {}).items())
+        lines.append(prefix + LAST + f"batch {batch['batch']} in {batch['queue']}: {sealed}; "
+                     f"jobs: {counts or 'none'}; callbacks: {callbacks or 'none'}")
+    return lines
+
+
+COMMANDS = (signal, graph)
