@@ -15,6 +15,10 @@ from ckptd import AsyncJob, Fail, Job, Park
 from handlers import record
 
 
+def _compact(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
 def node(job: Job) -> Any:
     """A node of a graph: log the run (with its parents' ends), fail when asked."""
     record("run", job.queue, job.id, job.attempt, f"{time.time():.6f}",
@@ -38,7 +42,8 @@ def callback(job: Job) -> Any:
     states: dict[str, int] = {}
     for _ref, state in payload["outcomes"]:
         states[state] = states.get(state, 0) + 1
-    record("callback", job.queue, job.id, payload["total"], json.dumps(states, sort_keys=True),
+    record("callback", job.queue, job.id, payload["total"],
+           json.dumps(states, sort_keys=True, separators=(",", ":")),
            f"{time.time():.6f}")
     return states
 
@@ -51,7 +56,7 @@ def parker(job: Job) -> Any:
         payload = job.payload or {}
         raise Park(signal=payload.get("signal", "go"), timeout=payload.get("timeout"))
     record("woke", job.queue, job.id, job.attempt, job.woken.get("reason"),
-           json.dumps(job.signals, sort_keys=True), json.dumps(job.state, sort_keys=True),
+           _compact(job.signals), _compact(job.state),
            f"{time.time():.6f}")
     return {"reason": job.woken.get("reason"), "signals": job.signals}
 
@@ -63,7 +68,7 @@ async def async_parker(job: AsyncJob) -> Any:
         record("park", job.queue, job.id, job.attempt, f"{time.time():.6f}")
         raise Park(signal=(job.payload or {}).get("signal", "go"))
     record("woke", job.queue, job.id, job.attempt, job.woken.get("reason"),
-           json.dumps(job.signals, sort_keys=True), json.dumps(job.state, sort_keys=True),
+           _compact(job.signals), _compact(job.state),
            f"{time.time():.6f}")
     return {"reason": job.woken.get("reason")}
 
@@ -74,7 +79,7 @@ def spawn_and_wait(job: Job) -> Any:
         for n in range(int(job.payload["n"])):
             job.spawn(job.payload.get("queue", job.queue), {"n": n}, key=f"c{n}")
         raise Park(children=True)
-    record("joined", job.queue, job.id, json.dumps(job.children, sort_keys=True))
+    record("joined", job.queue, job.id, _compact(job.children))
     return {"children": job.children}
 
 
@@ -82,7 +87,7 @@ def compensate(job: Job) -> Any:
     """An on_failure job: log what failed and what it had done."""
     payload = job.payload
     record("compensate", job.queue, job.id, payload["queue"], payload["id"],
-           json.dumps(payload.get("checkpoint"), sort_keys=True),
+           _compact(payload.get("checkpoint")),
            (payload.get("error") or {}).get("type"))
     return {"undone": payload["id"]}
 

@@ -88,6 +88,7 @@ class Engine:
         self.done = self.answers.done
         self.failed = self.answers.failed
         self.checkpoint = self.answers.checkpoint
+        self.park = self.graph.parks.park
         self.progress = self.answers.progress
         self.expire_leases = self.answers.expire_leases
         self.end_attempt = self.answers.end_attempt
@@ -166,7 +167,7 @@ class Engine:
         elif kind == b"checkpoint":
             self.checkpoint(worker, body, now, identity)
         elif kind == b"park":
-            self.graph.parks.park(worker, body, now, identity)
+            self.park(worker, body, now, identity)
         elif worker is None:
             return False
         elif kind == b"heartbeat":

@@ -128,7 +128,7 @@ class GraphEvents:
     def _signal_file(self, queue: str, name: str, now: float) -> None:
         parsed = waits.parse_signal_file(name)
         if parsed is not None:
-            self.signals.seen(queue, parsed[0], parsed[1], now)
+            self.signals.seen(queue, parsed[0], parsed[1], now, now)
 
     def _scan(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -157,7 +157,7 @@ class GraphEvents:
                 if (queue, job_id) not in self.waits.jobs:
                     self.waits.appeared(queue, job_id, now)
             for item in signal_files:
-                self.signals.seen(queue, item.job_id, item.name, item.mtime)
+                self.signals.seen(queue, item.job_id, item.name, item.mtime, now)
 
     # -- requests --------------------------------------------------------------------------
 

@@ -56,9 +56,9 @@ def consumed(job: Job, name: str, written: float) -> bool:
 class SignalBox:
     """The signal names each job of the led queues has; ``arrived`` says who to wake."""
 
-    def __init__(self, index: Index, arrived: Callable[[str, str], None]) -> None:
+    def __init__(self, index: Index, arrived: Callable[[str, str, float], None]) -> None:
         self.ix = index
-        self.arrived = arrived  # (queue, id): a job may have a signal it waits for
+        self.arrived = arrived  # (queue, id, now): a job may have a signal it waits for
         self.present: dict[Key, dict[str, float]] = {}
 
     def names(self, queue: str, job_id: str) -> frozenset[str]:
@@ -113,13 +113,13 @@ class SignalBox:
             return consumed(job, item.name, item.mtime)
         return False
 
-    def seen(self, queue: str, file_job: str, name: str, mtime: float) -> None:
+    def seen(self, queue: str, file_job: str, name: str, mtime: float, now: float) -> None:
         """A signal file appeared (watcher event or listing)."""
         key = (queue, file_job)
         if name in self.present.get(key, {}):
             return
         self._note(key, name, mtime)
-        self.arrived(queue, file_job)
+        self.arrived(queue, file_job, now)
 
     def _note(self, key: Key, name: str, mtime: float) -> None:
         self.present.setdefault(key, {})[name] = mtime
@@ -150,7 +150,7 @@ class SignalBox:
                                                  "signal": name, "state": state}})
             present = self.present.get((queue, job_id), {})
             present.pop(name, None)  # a new copy: noted again, and arrives again
-            self.seen(queue, job_id, name, now)
+            self.seen(queue, job_id, name, now, now)
             reply({"queue": queue, "id": job_id, "signal": name,
                    "state": self.ix.where(queue, job_id) or state})
 

@@ -210,10 +210,9 @@ class Waits:
         item.left -= 1
         self.dirty.add(key)
 
-    def signal_arrived(self, queue: str, job_id: str) -> None:
-        """A signal for ``queue/id`` arrived: look at it again (at the next turn's time)."""
-        if (queue, job_id) in self.jobs:
-            heapq.heappush(self.timers, (0.0, queue, job_id))
+    def signal_arrived(self, queue: str, job_id: str, now: float) -> None:
+        """A signal for ``queue/id`` arrived: look at it again."""
+        self.evaluate((queue, job_id), now)
 
     def evaluate(self, key: Key, now: float) -> None:
         """Decide for one waiting job, and queue its move when it may go on."""
