@@ -11,8 +11,9 @@ import os
 import time
 from typing import Any
 
-from ckptd import AsyncJob, Fail, Job, Park
 from handlers import record
+
+from ckptd import AsyncJob, Fail, Job, Park
 
 
 def _compact(value: Any) -> str:
