@@ -100,7 +100,8 @@ def fail_after_checkpoint(job: Job) -> Any:
     raise Fail("the supplier refused")
 
 
-def sleepy_node(job: Job) -> Any:
-    """:func:`node`, after sleeping $SLEEP seconds (kills land mid-run)."""
+def slow_node(job: Job) -> Any:
+    """Log the start (with the time), sleep $SLEEP seconds, return: a kill lands mid-run."""
+    record("start", job.queue, job.id, job.attempt, f"{time.time():.6f}")
     time.sleep(float(os.environ.get("SLEEP", "0")))
-    return node(job)
+    return {"id": job.id}

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ckptd.codec import dumps, encode_job
-from ckptd.core import edits, jobs
+from ckptd.core import crashpoints, edits, jobs
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound
 from ckptd.core.states import State
@@ -309,7 +309,11 @@ class Answers:
         if first is None:
             ix.txn.add(move, moved)
         else:  # the on_failure job first: a crash in between leaves this one claimed
-            ix.txn.add(first, lambda _outcome: ix.txn.add(move, moved))
+            def then(_outcome: Outcome) -> None:
+                crashpoints.reached("on_failure_created")  # crash tests: before the move
+                ix.txn.add(move, moved)
+
+            ix.txn.add(first, then)
 
     def _move_failed(self, lease: Lease, error: CkptdError, now: float) -> None:
         """A move that ends an attempt was refused for good (a store failure would have been
