@@ -102,7 +102,7 @@ def test_diamonds_through_daemon_and_worker_kills(procs: Processes, tmp_path: Pa
     plan = ["daemon", "worker", "daemon", "worker", "daemon"]
     for step, what in enumerate(plan):
         goal = total * (step + 1) // (len(plan) + 2)
-        wait_for(lambda goal=goal: count_files(daemon.root, "top", "done")  # type: ignore[misc]
+        wait_for(lambda goal=goal: count_files(daemon.root, "top", "done")
                  + count_files(daemon.root, "mid", "done") >= goal, timeout=300,
                  interval=0.05, message=f"{goal} jobs done before kill {step + 1}")
         time.sleep(rng.uniform(0.0, 0.2))
@@ -153,7 +153,7 @@ def test_a_growing_batch_calls_back_once_through_daemon_kills(procs: Processes,
     expected = n + 2 * (n // 10)
     for kill in range(3):
         goal = expected * (kill + 1) // 4
-        wait_for(lambda goal=goal: count_files(daemon.root, "grow", "done") >= goal,  # type: ignore[misc]
+        wait_for(lambda goal=goal: count_files(daemon.root, "grow", "done") >= goal,
                  timeout=300,
                  interval=0.05, message=f"{goal} jobs of the batch done")
         time.sleep(rng.uniform(0.0, 0.3))
