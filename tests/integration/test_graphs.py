@@ -227,3 +227,20 @@ def test_fsck_finds_a_wait_that_nothing_can_end(procs: Processes, tmp_path: Path
         result.stdout
     assert "orphan-signal signals/ghost.go.json" in result.stdout
     assert "ckptd cancel q b" in result.stdout
+
+
+def test_parents_and_children_in_queues_of_two_daemons(procs: Processes, tmp_path: Path
+                                                       ) -> None:
+    """One root, two daemons: top is led by one, mid by the other. Each finds the ends of
+    the other's jobs in the store (not in a message) and lets its waiting jobs go on."""
+    log = str(tmp_path / "runs.log")
+    a = procs.daemon(lead="top", lease="3s")
+    b = procs.daemon(root=a.root, lead="mid", lease="3s")
+    made = diamonds(a, 20)  # through a: what is b's is forwarded to b
+    procs.worker(f"{a.control},{b.control}", ["top", "mid"], "graph_handlers:node",
+                 concurrency=4, env={"TEST_LOG": log})
+    wait_for(lambda: count_files(a.root, "top", "done") == 40, timeout=120,
+             message="every diamond done across the two daemons")
+    check_diamonds(log, made)
+    with b.client() as client:
+        assert client.status("mid")["queues"]["mid"]["waiting"] == 0
