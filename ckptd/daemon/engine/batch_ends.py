@@ -78,11 +78,12 @@ class Progress:
     def as_dict(self, now: float) -> dict[str, Any]:
         """Progress for status."""
         manifest = self.manifest
-        total = len(self.open) + len(self.ends) if manifest.open_ended() else manifest.total
+        known = len(self.open) + len(self.ends)  # the jobs seen (with the ones they spawned)
+        total = known if manifest.open_ended() else max(manifest.total, known)
         ended = len(self.ends)
         elapsed = now - self.started_at if self.started_at else 0.0
         rate = ended / elapsed if elapsed > 0 else 0.0
-        left = max(0, total - ended)
+        left = max(len(self.open), total - ended)
         view: dict[str, Any] = {
             "queue": manifest.queue, "total": total, "done": self.done, "failed": self.failed,
             "open": left, "then": manifest.then, "reduced": manifest.reduced,
