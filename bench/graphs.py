@@ -316,8 +316,8 @@ def main() -> None:
             print(f"fan-in of {result['children']} children ({result['children_per_s']:,.0f}/s):"
                   f" callback created {1000 * result['callback_after_last_end_s']:.0f} ms after "
                   f"the last child's end, its file written "
-                  f"{1000 * result['file_after_last_end_s']:.0f} ms after [{mark} < 1 s]; outcomes in a blob of "
-                  f"{result['outcomes_blob_mib']:.1f} MiB; daemon RSS "
+                  f"{1000 * result['file_after_last_end_s']:.0f} ms after [{mark} < 1 s]; "
+                  f"outcomes in a blob of {result['outcomes_blob_mib']:.1f} MiB; daemon RSS "
                   f"{result['daemon_rss_mib']:.0f} MiB", flush=True)
         elif part == "memory":
             print(f"memory: {result['waiting']} waiting jobs (each on its own pending parent)"
