@@ -93,6 +93,11 @@ class GraphEvents:
             self._scan_at = now + (settings.rescan_interval if local else settings.poll_interval)
             self._scan()
 
+    def list_soon(self) -> None:
+        """List the queues' waiting/ and signals/ at the next turn (a queue appeared: what
+        was put there before its watch began has no event)."""
+        self._scan_at = 0.0
+
     def next_due(self) -> float | None:
         """When the next timer or poll is due."""
         due = self.waits.next_due()

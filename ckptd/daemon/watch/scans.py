@@ -171,6 +171,7 @@ class Scans:
                 except CkptdError as exc:
                     log.warning("cannot list the new queue %s: %s", queue, exc)
                 self.rescan_now = True
+                self.engine.graph.list_soon()  # and its waiting/ and signals/
             elif now > deadline:
                 del self.new_queues[queue]
                 self.rescan_now = True
