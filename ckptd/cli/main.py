@@ -283,14 +283,15 @@ def retry(queue: str, job_ids: tuple[str, ...], all_failed: bool, attempts: int 
 @click.argument("queue")
 @click.argument("job_id", metavar="ID")
 def cancel(queue: str, job_id: str) -> None:
-    """Cancel a job: a pending job is removed, a claimed one is moved to failed.
+    """Cancel a job: a pending (or waiting) job is removed, a claimed one is moved to failed.
 
     Through the daemon (--connect) the worker running a claimed job is told at once: its
     handler gets ckptd.Cancelled, and is stopped by force after the worker's grace period.
     """
     ctx = _ctx()
     was = ctx.admin().cancel(queue, job_id)
-    click.echo("removed" if was == State.PENDING.value else "moved to failed (cancelled)")
+    click.echo("removed" if was in (State.PENDING.value, State.WAITING.value)
+               else "moved to failed (cancelled)")
     if was == State.CLAIMED.value and not ctx.connect:
         click.echo("note: its worker was not told (the store was changed directly); "
                    "cancel through the daemon (--connect) to stop a running job at once",

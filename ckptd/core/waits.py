@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ckptd.core.errors import InvalidName
+from ckptd.core.errors import InvalidName, JobNotFound
 from ckptd.core.jobs import Job, add_history, bump
 from ckptd.core.names import MAX_NAME_LENGTH, is_valid_name
 from ckptd.core.timefmt import time_or_none, utc_iso
@@ -84,6 +84,12 @@ def check_refs(refs: Any, queue: str) -> list[str]:
         text = str(item)
         seen[ref(*split_ref(text if "/" in text else f"{queue}/{text}"))] = None
     return list(seen)
+
+
+def no_parent(parent: str) -> JobNotFound:
+    """The error of a submit whose parent ``parent`` does not exist."""
+    return JobNotFound(f"parent {parent} does not exist: a job can only wait for jobs that "
+                       "were submitted (check the queue and the id)")
 
 
 def check_rule(rule: Any) -> str:

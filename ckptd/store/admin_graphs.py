@@ -52,8 +52,7 @@ class StoreGraphs:
         refs = waits.check_refs(after, queue)
         for parent in refs:
             if self._state_of(parent) is None:
-                raise JobNotFound(f"parent {parent} does not exist: a job can only wait for "
-                                  "jobs that were submitted (check the queue and the id)")
+                raise waits.no_parent(parent)
         return refs
 
     # -- what a waiting job waits for ------------------------------------------------------

@@ -183,11 +183,13 @@ def test_a_park_timeout_wakes_it_with_its_reason(procs: Processes, tmp_path: Pat
     assert result == {"reason": "timeout", "signals": {}}
 
 
-def test_a_parent_parks_for_its_children(procs: Processes, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_a_parent_parks_for_its_children(procs: Processes, tmp_path: Path, pool: str) -> None:
+    """(In a child process too: its spawns go through the worker.)"""
     log = str(tmp_path / "runs.log")
     daemon = procs.daemon()
     procs.worker(daemon, "fan", "graph_handlers:spawn_and_wait", concurrency=1,
-                 env={"TEST_LOG": log})
+                 env={"TEST_LOG": log}, extra=["--pool", pool])
     procs.worker(daemon, "leaf", "graph_handlers:node", concurrency=2, env={"TEST_LOG": log})
     with daemon.client() as client:
         parent = client.submit("fan", {"n": 5, "queue": "leaf"})

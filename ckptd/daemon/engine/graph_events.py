@@ -61,8 +61,7 @@ class GraphEvents:
         for parent in refs:
             parent_queue, parent_id = parent.split("/", 1)
             if self.ix.where(parent_queue, parent_id) is None:
-                raise JobNotFound(f"parent {parent} does not exist: a job can only wait for "
-                                  "jobs that were submitted (check the queue and the id)")
+                raise waits.no_parent(parent)
         return refs
 
     def recover(self, queue: str, ids: dict[State, list[str]], now: float) -> None:
