@@ -27,6 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,12 +57,31 @@ def _env() -> dict[str, str]:
     return dict(os.environ, CKPTD_LOG_LEVEL="warning", PYTHONPATH=os.path.dirname(HERE))
 
 
-def _daemon(base: str, *options: str) -> tuple[subprocess.Popen[bytes], str, str]:
+@dataclass
+class Run:
+    """A daemon on a fresh store of its own, and what else the run started (stopped last
+    first, the store removed, when the run ends)."""
+
+    daemon: subprocess.Popen[bytes]
+    control: str
+    store: str
+    procs: list[subprocess.Popen[bytes]]
+
+
+@contextmanager
+def running(base: str) -> Iterator[Run]:
+    """A quiet disk, then a daemon on a new store under ``base`` for one run."""
+    settle()
     root = tempfile.mkdtemp(prefix="graphs-", dir=base)
     store = os.path.join(root, "store")
-    daemon, control = start_daemon(store, os.path.join(root, "ready.json"), _env(), *options,
+    daemon, control = start_daemon(store, os.path.join(root, "ready.json"), _env(),
                                    log=os.path.join(root, "daemon.log"))
-    return daemon, control, store
+    run = Run(daemon, control, store, [daemon])
+    try:
+        yield run
+    finally:
+        stop(run.procs)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _submit(client: Client, items: list[dict[str, Any]]) -> None:
@@ -76,12 +98,9 @@ def _submit(client: Client, items: list[dict[str, Any]]) -> None:
 
 def run_jobs(base: str, n: int, chained: bool, workers: int, prefetch: int) -> float:
     """Jobs/s end to end (first submit to last done) of n no-op jobs, chained in twos or not."""
-    settle()
-    daemon, control, store = _daemon(base)
-    procs = [daemon]
-    try:
-        procs += start_noop_workers(control, workers, 1, prefetch, _env())
-        client = Client(control, timeout=120)
+    with running(base) as run:
+        run.procs += start_noop_workers(run.control, workers, 1, prefetch, _env())
+        client = Client(run.control, timeout=120)
         wait_for_workers(client, workers)
         started = time.perf_counter()
         for start in range(0, n, 2 * CHUNK):
@@ -98,9 +117,6 @@ def run_jobs(base: str, n: int, chained: bool, workers: int, prefetch: int) -> f
             raise RuntimeError(f"expected {n} done, found {done}")
         client.close()
         return n / elapsed
-    finally:
-        stop(procs)
-        shutil.rmtree(os.path.dirname(store), ignore_errors=True)
 
 
 def chains(args: argparse.Namespace) -> dict[str, Any]:
@@ -117,12 +133,10 @@ def chains(args: argparse.Namespace) -> dict[str, Any]:
 # -- fan-in -----------------------------------------------------------------------------------
 
 def fanin(args: argparse.Namespace) -> dict[str, Any]:
-    settle()
-    daemon, control, store = _daemon(args.root)
-    procs = [daemon]
-    try:
-        procs += start_noop_workers(control, args.workers, 1, args.prefetch, _env())
-        client = Client(control, timeout=120)
+    with running(args.root) as run:
+        store = run.store
+        run.procs += start_noop_workers(run.control, args.workers, 1, args.prefetch, _env())
+        client = Client(run.control, timeout=120)
         wait_for_workers(client, args.workers)
         batch = client.batch("fanin", on_complete="fanin", name=f"F{os.getpid()}")
         started = time.perf_counter()
@@ -150,20 +164,15 @@ def fanin(args: argparse.Namespace) -> dict[str, Any]:
                 "callback_after_last_end_s": made - last,
                 "file_after_last_end_s": durable - last,
                 "outcomes_blob_mib": os.path.getsize(blob) / 2**20 if os.path.exists(blob)
-                else 0.0, "daemon_rss_mib": rss_mib(daemon.pid)}
-    finally:
-        stop(procs)
-        shutil.rmtree(os.path.dirname(store), ignore_errors=True)
+                else 0.0, "daemon_rss_mib": rss_mib(run.daemon.pid)}
 
 
 # -- memory -----------------------------------------------------------------------------------
 
 def memory(args: argparse.Namespace) -> dict[str, Any]:
-    settle()
-    daemon, control, store = _daemon(args.root)
-    procs = [daemon]
-    try:
-        client = Client(control, timeout=120)
+    with running(args.root) as run:
+        store, daemon = run.store, run.daemon
+        client = Client(run.control, timeout=120)
         parents = [new_id() for _ in range(args.n)]
         _submit(client, [{"id": p, "payload": NOOP_PAYLOAD, "if_exists": "return"}
                          for p in parents])
@@ -175,14 +184,14 @@ def memory(args: argparse.Namespace) -> dict[str, Any]:
         after = rss_mib(daemon.pid)
         waiting = client.status(NOOP_QUEUE)["queues"][NOOP_QUEUE]["waiting"]
         client.close()
-        stop(procs)
+        stop(run.procs)
         # A restart rebuilds the index of who waits on whom from the files.
         started = time.perf_counter()
         second = os.path.join(os.path.dirname(store), "d2.log")
         daemon, control = start_daemon(store, os.path.join(os.path.dirname(store),
                                                            "ready2.json"),
                                        dict(_env(), CKPTD_LOG_LEVEL="info"), log=second)
-        procs = [daemon]
+        run.procs = [daemon]
         restart = time.perf_counter() - started
         with open(second) as handle:
             found = [line for line in handle if "recovered the index" in line]
@@ -194,16 +203,18 @@ def memory(args: argparse.Namespace) -> dict[str, Any]:
                 "bytes_per_waiting_job": (after - before) * 2**20 / max(1, waiting),
                 "restart_s": restart, "recovery_s": recovered, "waiting_after_restart": again,
                 "rss_after_restart_mib": rss_mib(daemon.pid)}
-    finally:
-        stop(procs)
-        shutil.rmtree(os.path.dirname(store), ignore_errors=True)
 
 
 # -- parks --------------------------------------------------------------------------------------
 
 def parks(args: argparse.Namespace) -> dict[str, Any]:
-    settle()
-    daemon, control, store = _daemon(args.root)
+    with running(args.root) as run:
+        return parked(args, run)
+
+
+def parked(args: argparse.Namespace, run: Run) -> dict[str, Any]:
+    """The parks part, in a run."""
+    store, control = run.store, run.control
     log = os.path.join(os.path.dirname(store), "parks.log")
     env = dict(_env(), TEST_LOG=log,
                PYTHONPATH=os.pathsep.join([os.path.dirname(HERE),
@@ -213,69 +224,65 @@ def parks(args: argparse.Namespace) -> dict[str, Any]:
                                "--queue", "approve", "-c", "8", "graph_handlers:parker"],
                               env=env, cwd=os.path.join(os.path.dirname(HERE), "tests",
                                                         "integration"))
-    procs = [daemon, worker]
-    try:
-        client = Client(control, timeout=120)
-        wait_for_workers(client, 1)
-        n = args.parks
-        ids = [f"p{k}" for k in range(n)]
-        for job_id in ids:
-            client.submit("approve", {"signal": "approved"}, id=job_id)
-        deadline = time.monotonic() + 600
-        while client.status("approve")["queues"]["approve"]["waiting"] < n:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the jobs did not all park")
-            time.sleep(0.05)
-        status = client.status("approve")
-        row = status["queues"]["approve"]
-        held = row["claimed"]
-        sent: dict[str, float] = {}
-        signals = os.path.join(store, "approve", "signals")
-        staged = os.path.join(os.path.dirname(store), "staged")
-        cli_wall = []
-        for k, job_id in enumerate(ids):
-            if k < args.cli:
-                # The CLI's own code (click command, client, request) in this process: the
-                # interpreter's start of a separate `ckptd` process is measured apart.
-                sent[job_id] = time.time()
-                run_cli(["--connect", control, "signal", "approve", job_id, "approved"])
-            elif k < args.cli + 3:
-                started = time.time()
-                subprocess.run([sys.executable, "-m", "ckptd", "--connect", control, "signal",
-                                "approve", job_id, "approved"], env=_env(), check=True,
-                               capture_output=True)
-                cli_wall.append(time.time() - started)
-                sent[job_id] = time.time()  # upper bound: it was sent before this
-            else:
-                with open(staged, "w") as handle:
-                    handle.write('{"by": "file"}')
-                sent[job_id] = time.time()
-                os.rename(staged, os.path.join(signals, f"{job_id}.approved.json"))
-            time.sleep(0.002)
-        client.wait_many("approve", None, timeout=600)
-        woke: dict[str, float] = {}
-        with open(log) as handle:
-            for line in handle:
-                fields = line.split()
-                if fields[0] == "woke":
-                    woke[fields[2]] = float(fields[-1])
-        lat_cli = sorted(woke[i] - sent[i] for i in ids[:args.cli])
-        lat_file = sorted(woke[i] - sent[i] for i in ids[args.cli + 3:])
-        client.close()
+    run.procs.append(worker)
+    client = Client(control, timeout=120)
+    wait_for_workers(client, 1)
+    n = args.parks
+    ids = [f"p{k}" for k in range(n)]
+    for job_id in ids:
+        client.submit("approve", {"signal": "approved"}, id=job_id)
+    deadline = time.monotonic() + 600
+    while client.status("approve")["queues"]["approve"]["waiting"] < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the jobs did not all park")
+        time.sleep(0.05)
+    status = client.status("approve")
+    row = status["queues"]["approve"]
+    held = row["claimed"]
+    sent: dict[str, float] = {}
+    signals = os.path.join(store, "approve", "signals")
+    staged = os.path.join(os.path.dirname(store), "staged")
+    cli_wall = []
+    for k, job_id in enumerate(ids):
+        if k < args.cli:
+            # The CLI's own code (click command, client, request) in this process: the
+            # interpreter's start of a separate `ckptd` process is measured apart.
+            sent[job_id] = time.time()
+            run_cli(["--connect", control, "signal", "approve", job_id, "approved"])
+        elif k < args.cli + 3:
+            started = time.time()
+            subprocess.run([sys.executable, "-m", "ckptd", "--connect", control, "signal",
+                            "approve", job_id, "approved"], env=_env(), check=True,
+                           capture_output=True)
+            cli_wall.append(time.time() - started)
+            sent[job_id] = time.time()  # upper bound: it was sent before this
+        else:
+            with open(staged, "w") as handle:
+                handle.write('{"by": "file"}')
+            sent[job_id] = time.time()
+            os.rename(staged, os.path.join(signals, f"{job_id}.approved.json"))
+        time.sleep(0.002)
+    client.wait_many("approve", None, timeout=600)
+    woke: dict[str, float] = {}
+    with open(log) as handle:
+        for line in handle:
+            fields = line.split()
+            if fields[0] == "woke":
+                woke[fields[2]] = float(fields[-1])
+    lat_cli = sorted(woke[i] - sent[i] for i in ids[:args.cli])
+    lat_file = sorted(woke[i] - sent[i] for i in ids[args.cli + 3:])
+    client.close()
 
-        def pct(values: list[float], q: float) -> float:
-            return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+    def pct(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
-        return {"parked": n, "claimed_while_parked": held, "woke": len(woke),
-                "cli_p50_ms": 1000 * statistics.median(lat_cli) if lat_cli else float("nan"),
-                "cli_max_ms": 1000 * max(lat_cli) if lat_cli else float("nan"),
-                "file_p50_ms": 1000 * statistics.median(lat_file),
-                "file_p95_ms": 1000 * pct(lat_file, 0.95),
-                "file_max_ms": 1000 * max(lat_file),
-                "cli_process_s": statistics.median(cli_wall) if cli_wall else float("nan")}
-    finally:
-        stop(procs)
-        shutil.rmtree(os.path.dirname(store), ignore_errors=True)
+    return {"parked": n, "claimed_while_parked": held, "woke": len(woke),
+            "cli_p50_ms": 1000 * statistics.median(lat_cli) if lat_cli else float("nan"),
+            "cli_max_ms": 1000 * max(lat_cli) if lat_cli else float("nan"),
+            "file_p50_ms": 1000 * statistics.median(lat_file),
+            "file_p95_ms": 1000 * pct(lat_file, 0.95),
+            "file_max_ms": 1000 * max(lat_file),
+            "cli_process_s": statistics.median(cli_wall) if cli_wall else float("nan")}
 
 
 def run_cli(argv: list[str]) -> None:

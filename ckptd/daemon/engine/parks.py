@@ -65,12 +65,8 @@ class Parks:
         confirm it to ``identity`` (default: the worker's)."""
         ix = self.ix
         answers = self.answers
-        if identity is None and worker is not None:
-            identity = worker.identity
-        answers._free_slot(worker, body, now)
-        lease = answers.live_lease(worker, body)
+        lease, identity = answers.answered(worker, body, now, identity)
         if lease is None:
-            answers._stale(identity, worker, body)
             return
         try:
             wait = wait_of_park(lease.queue, body, now)

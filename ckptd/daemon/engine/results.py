@@ -145,17 +145,26 @@ class Answers:
             worker.credits += extra - worker.extra
             worker.extra = extra
 
-    def done(self, worker: WorkerInfo | None, body: Body, now: float,
-             identity: bytes | None = None) -> None:
-        """A worker finished a job: move it to done/ with its result, then confirm it to
-        ``identity`` (default: the worker's)."""
-        ix = self.ix
+    def answered(self, worker: WorkerInfo | None, body: Body, now: float,
+                 identity: bytes | None) -> tuple[Lease | None, bytes | None]:
+        """The start of every answer that ends an attempt (done, failed, park): free the
+        worker's slot and find the live lease, or count and confirm a stale answer (None);
+        return it and whom to confirm to (``identity``, default: the worker's)."""
         if identity is None and worker is not None:
             identity = worker.identity
         self._free_slot(worker, body, now)
         lease = self.live_lease(worker, body)
         if lease is None:
             self._stale(identity, worker, body)
+        return lease, identity
+
+    def done(self, worker: WorkerInfo | None, body: Body, now: float,
+             identity: bytes | None = None) -> None:
+        """A worker finished a job: move it to done/ with its result, then confirm it to
+        ``identity`` (default: the worker's)."""
+        ix = self.ix
+        lease, identity = self.answered(worker, body, now, identity)
+        if lease is None:
             return
         job = ix.claimed_job(lease)
         if job is None:
@@ -225,12 +234,8 @@ class Answers:
         An attempt ``given_back`` by a stopping worker goes back to pending at once, without
         counting against the job's attempts (:func:`ckptd.core.edits.given_back`).
         """
-        if identity is None and worker is not None:
-            identity = worker.identity
-        self._free_slot(worker, body, now)
-        lease = self.live_lease(worker, body)
+        lease, identity = self.answered(worker, body, now, identity)
         if lease is None:
-            self._stale(identity, worker, body)
             return
         who = lease.worker or (worker.id if worker else None)
         error = jobs.error_record(body["error"], body.get("type") or "Error",
