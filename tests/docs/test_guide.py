@@ -19,11 +19,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs.blocks import (CONTRIBUTING, GUIDE, README, REPO, blocks, commands,
-                               module_block, run_page, write_inputs)
+from tests.docs.blocks import (
+    CONTRIBUTING,
+    GUIDE,
+    README,
+    REPO,
+    blocks,
+    commands,
+    module_block,
+    run_page,
+    write_inputs,
+)
 from tests.docs.shell import Scratch, subcommand
 
-FIRST_JOB = ("ckptd serve --root ./data", "ckptd worker --connect 127.0.0.1:5550 --queue price tasks:price")
+FIRST_JOB = ("ckptd serve --root ./data",
+             "ckptd worker --connect 127.0.0.1:5550 --queue price tasks:price")
 """The README's daemon and worker, started before each guide page's blocks."""
 
 
