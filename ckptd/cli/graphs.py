@@ -13,17 +13,18 @@ import click
 
 from ckptd.cli.context import current
 from ckptd.cli.inputs import read_payload
+from ckptd.cli.options import Command
 
 BRANCH, LAST, PIPE, SPACE = "├─ ", "└─ ", "│  ", "   "
 
 
-@click.command(epilog="""Examples:
-  ckptd signal publish 20261127T192416.123456Z-9f3ac1d27b8e4a10 approved
-  ckptd signal publish order-42 approved '{"by": "ana"}'
-  ckptd --connect 127.0.0.1:5550 signal publish order-42 approved
+@click.command(cls=Command, epilog="""Examples:
+  ckptd signal price 20261127T192416.123456Z-9f3ac1d27b8e4a10 approved
+  ckptd signal price order-42 approved '{"by": "ana"}'
+  ckptd --connect 127.0.0.1:5550 signal price order-42 approved
 
-The same as a file dropped into the store:
-  echo '{"by": "ana"}' > /tmp/s && mv /tmp/s ROOT/publish/signals/order-42.approved.json""")
+The same as a file dropped into the store: ROOT/price/signals/order-42.approved.json
+(write it elsewhere, then mv it in; its JSON is the data, an empty file none).""")
 @click.argument("queue")
 @click.argument("job_id", metavar="ID")
 @click.argument("name")
@@ -39,10 +40,10 @@ def signal(queue: str, job_id: str, name: str, data_json: str | None,
     click.echo(f"signal {name} sent to {queue}/{job_id} ({answer.get('state')})")
 
 
-@click.command(epilog="""Examples:
-  ckptd graph report 20261127T192416.123456Z-9f3ac1d27b8e4a10
-  ckptd graph price B20261127T1902-3fa9c1.000007 --depth 5
-  ckptd --connect 127.0.0.1:5550 graph report order-42 --json""")
+@click.command(cls=Command, epilog="""Examples:
+  ckptd graph price 20261127T192416.123456Z-9f3ac1d27b8e4a10
+  ckptd graph price order-42 --depth 5
+  ckptd --connect 127.0.0.1:5550 graph price order-42 --json""")
 @click.argument("queue")
 @click.argument("job_id", metavar="ID")
 @click.option("--depth", type=click.IntRange(0, 20), default=3, show_default=True,

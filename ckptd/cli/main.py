@@ -68,7 +68,7 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
   ckptd submit reports '{}' --delay 10m --max-attempts 5
   ckptd submit render '{"page": 7}' --time-limit 2m
   ckptd submit price '{"sku": "RUSH-1"}' --priority -10
-  ckptd submit report '{}' --after price/A1 --after price/A2 --on-parent-failure run""")
+  ckptd submit price '{"total": true}' --after ID1 --after ID2 --on-parent-failure run""")
 @click.argument("queue")
 @click.argument("payload_json", required=False, metavar="[PAYLOAD_JSON]")
 @click.option("--payload-file", metavar="F|-",
@@ -179,8 +179,7 @@ def status(queue: str | None, as_json: bool, watch: bool) -> None:
 @cli.command(epilog="""Examples:
   ckptd ls price            # every job, with its state
   ckptd ls price failed     # the ids in failed/, one per line
-  ckptd ls price pending    # in dispatch order: by priority, then oldest first
-  ckptd ls report waiting   # jobs waiting for parents, a signal or a time""")
+  ckptd ls price pending    # in dispatch order: by priority, then oldest first""")
 @click.argument("queue")
 @click.argument("state", required=False, type=click.Choice([s.value for s in STATES]))
 def ls(queue: str, state: str | None) -> None:

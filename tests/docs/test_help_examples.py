@@ -23,8 +23,8 @@ from tests.docs.shell import Scratch, subcommand
 from tests.helpers import wait_for
 
 ORDER = ("keygen", "serve", "worker", "submit", "submit-file", "status", "ls", "show",
-         "explain", "wait", "retry", "cancel", "purge", "fsck", "doctor", "schedules", "limit",
-         "pause", "resume")
+         "explain", "wait", "signal", "graph", "retry", "cancel", "purge", "fsck", "doctor",
+         "schedules", "limit", "pause", "resume")
 
 TASKS = '''\
 from ckptd import AsyncJob, Fail, Job
