@@ -2,6 +2,9 @@
 # Both create .venv (Python 3.11+) and install the project into it when needed.
 
 PYTHON ?= python3
+# Test processes at once: most tests wait on daemons, workers and an S3 server rather than
+# use a core, so a 2-core machine runs 4 well. `make test TEST_WORKERS=1` runs one at a time.
+TEST_WORKERS ?= 4
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
@@ -18,11 +21,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/pricelist/demo.py
 
+# Everything: the `serial` tests alone first (exit 5: there are none), then the rest in
+# parallel.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m serial || test $$? -eq 5
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not serial"
 
+# The edit-and-run loop: no real processes (the `slow` tests), in parallel.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow and not serial"
 
 lint: $(STAMP)
 	$(BIN)/ruff check ckptd tests bench examples

@@ -26,6 +26,7 @@ from ckptd.worker.worker import Worker
 
 STATES = [state.value for state in State]
 STOP_WAIT = 10.0  # seconds a worker gets to finish its running jobs when the daemon closes
+START_WAIT = 30.0  # seconds a worker gets to say hello
 
 
 class WaitTimeout(AssertionError):
@@ -166,7 +167,8 @@ class InProcessDaemon:
 
     def worker(self, queues: str | list[str], handler: Handler, *, concurrency: int = 1,
                **options: Any) -> Worker:
-        """Start a worker of ``queues`` running ``handler`` in a thread; stopped by
+        """Start a worker of ``queues`` running ``handler`` in a thread, and return it once
+        the daemon knows it (its slots are free for the next turn); stopped by
         :meth:`close`. ``options`` go to :class:`~ckptd.worker.worker.Worker` (``pool``,
         ``time_limit``, ``name``...)."""
         self._check()
@@ -175,6 +177,13 @@ class InProcessDaemon:
                                   daemon=True)
         thread.start()
         self.workers.append((worker, thread))
+        deadline = time.monotonic() + START_WAIT
+        while worker.name not in self.daemon.engine.workers:
+            self._check()
+            if not thread.is_alive() or time.monotonic() >= deadline:
+                raise CkptdError(f"worker {worker.name} did not connect to the in-process "
+                                 f"daemon within {START_WAIT:g}s (see its log)")
+            time.sleep(0.002)
         return worker
 
     # -- time ------------------------------------------------------------------------------
