@@ -25,11 +25,11 @@ demo: $(STAMP)
 # parallel.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m serial || test $$? -eq 5
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not serial"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1 -m "not serial"
 
 # The edit-and-run loop: no real processes (the `slow` tests), in parallel.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow and not serial"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1 -m "not slow and not serial"
 
 lint: $(STAMP)
 	$(BIN)/ruff check ckptd tests bench examples

@@ -33,6 +33,20 @@ IGNORED_CHILD_COMMANDS: list[str] = [
 ]
 
 
+PROCESS_FIXTURES = {"procs", "s3_server", "s3_server_factory", "suppliers"}
+"""Fixtures that start real processes: a test that uses one is ``slow`` by that alone."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that start real processes ``slow``, and put the slow ones first (see
+    the module docstring); the order is otherwise kept."""
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(name="wait_for")
 def wait_for_fixture() -> Callable[..., object]:
     """The :func:`tests.helpers.wait_for` helper, for tests that prefer a fixture."""

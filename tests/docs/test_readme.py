@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from ckptd.core.config import load_settings
 from tests.docs.shell import Scratch
 
@@ -92,6 +94,7 @@ def test_the_readme_names_only_lines_it_has_as_not_run() -> None:
         assert line in text, f"NOT_RUN names {line!r}, which the README no longer has"
 
 
+@pytest.mark.slow
 def test_the_readmes_code_blocks_run_as_written(tmp_path: Path) -> None:
     scratch = Scratch(tmp_path)
     for name, text in INPUTS.items():

@@ -68,6 +68,7 @@ def ls_pending(control: str) -> list[str]:
     return done.stdout.split()
 
 
+@pytest.mark.slow
 def test_ls_lists_pending_jobs_in_dispatch_order_on_the_store(tmp_path: Path) -> None:
     root = str(tmp_path / "store")
 
