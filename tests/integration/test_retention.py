@@ -61,6 +61,7 @@ def _flow(procs: Processes, tmp_path: Path, archive: bool, jobs: int) -> tuple[o
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # how soon a sweep comes is the point: alone, not beside other tests
 def test_done_jobs_go_within_keep_done_and_the_interval_while_thousands_flow(
         procs: Processes, tmp_path: Path) -> None:
     daemon, port = _flow(procs, tmp_path, archive=False, jobs=JOBS)
