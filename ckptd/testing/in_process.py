@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from ckptd.client.client import Client
 from ckptd.core.config import Settings, load_settings
@@ -27,6 +27,22 @@ from ckptd.worker.worker import Worker
 STATES = [state.value for state in State]
 STOP_WAIT = 10.0  # seconds a worker gets to finish its running jobs when the daemon closes
 START_WAIT = 30.0  # seconds a worker gets to say hello
+
+
+Setting = str | int | float | bool
+"""A setting as the command line gives it (``lease="30s"``, ``max_attempts=5``)."""
+
+
+class WorkerOptions(TypedDict, total=False):
+    """What :meth:`InProcessDaemon.worker` passes on to :class:`~ckptd.worker.worker.Worker`."""
+
+    prefetch: int
+    name: str
+    pool: str
+    time_limit: float | None
+    grace: float | None
+    max_jobs_per_child: int
+    max_memory_per_child: int
 
 
 class WaitTimeout(AssertionError):
@@ -53,7 +69,7 @@ class InProcessDaemon:
     def __init__(self, root: str | os.PathLike[str] | None = None, *,
                  config_file: str | os.PathLike[str] | None = None,
                  config_text: str | None = None, clock: FakeClock | None = None,
-                 **settings: Any) -> None:
+                 **settings: Setting) -> None:
         self._folder = tempfile.mkdtemp(prefix="ckptd-testing-")
         self.root = str(root) if root is not None else os.path.join(self._folder, "root")
         if not is_local(self.root):
@@ -166,7 +182,7 @@ class InProcessDaemon:
         return self._client
 
     def worker(self, queues: str | list[str], handler: Handler, *, concurrency: int = 1,
-               **options: Any) -> Worker:
+               **options: Unpack[WorkerOptions]) -> Worker:
         """Start a worker of ``queues`` running ``handler`` in a thread, and return it once
         the daemon knows it (its slots are free for the next turn); stopped by
         :meth:`close`. ``options`` go to :class:`~ckptd.worker.worker.Worker` (``pool``,
@@ -263,7 +279,7 @@ class InProcessDaemon:
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}: expected one of {', '.join(STATES)}")
         deadline = time.monotonic() + timeout
-        seen: tuple[str | None, Any] = (None, None)
+        seen: tuple[str | None, object] = (None, None)
         while True:
             self._check()
             try:
