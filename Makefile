@@ -21,15 +21,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/pricelist/demo.py
 
-# Everything: the `serial` tests alone first (exit 5: there are none), then the rest in
-# parallel.
+# Everything, in parallel, longest first, a test at a time to each process.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m serial || test $$? -eq 5
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1 -m "not serial"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1
 
 # The edit-and-run loop: no real processes (the `slow` tests), in parallel.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1 -m "not slow and not serial"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1 -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check ckptd tests bench examples

@@ -22,7 +22,12 @@ from tests.procs import Processes, count_files, free_port
 Q = "flow"
 JOBS = 10_000  # issue 14: "while 10,000 jobs flow"
 KEEP, INTERVAL = 2.0, 1.0
-MARGIN = 2.0  # a loaded 2-core CI machine: sweeps start late, a sweep takes a while
+# How late a sweep may be here: a loaded 2-core machine running other tests beside this one
+# starts sweeps late and runs them slowly. The exact rule (a job older than keep_done goes at
+# the next sweep, one sweep per interval) is checked on a fake clock in
+# tests/unit/test_retention.py; this bound still fails a daemon that ignores the interval
+# (60 s by default) or keeps done jobs.
+MARGIN = 10.0
 
 
 class OldestDone(threading.Thread):
@@ -61,7 +66,6 @@ def _flow(procs: Processes, tmp_path: Path, archive: bool, jobs: int) -> tuple[o
 
 
 @pytest.mark.slow
-@pytest.mark.serial  # how soon a sweep comes is the point: alone, not beside other tests
 def test_done_jobs_go_within_keep_done_and_the_interval_while_thousands_flow(
         procs: Processes, tmp_path: Path) -> None:
     daemon, port = _flow(procs, tmp_path, archive=False, jobs=JOBS)
