@@ -228,7 +228,8 @@ class InProcessDaemon:
             engine.worker_for(info.identity, now)  # seen now
             running = []
             for queue, job_id in info.running:
-                lease = engine.queues[queue].claimed.get(job_id)
+                index = engine.queues.get(queue)
+                lease = index.claimed.get(job_id) if index is not None else None
                 if lease is not None:
                     running.append([queue, job_id, lease.attempt])
             engine.heartbeat(info, {"jobs": running}, now)
