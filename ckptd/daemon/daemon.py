@@ -31,6 +31,7 @@ from ckptd.daemon.binding import bind_socket, write_ready_file
 from ckptd.daemon.cluster.bucket_role import BucketRole
 from ckptd.daemon.cluster.leadership import Leading
 from ckptd.daemon.engine.actions import Operators
+from ckptd.daemon.engine.commit import commit
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.figures import build_snapshot, status_line
 from ckptd.daemon.engine.store_guard import StoreGuard
@@ -51,7 +52,6 @@ from ckptd.wire.security import CurveServer, SocketGuard
 log = logging.getLogger(__name__)
 
 MAX_WORKER_MESSAGES_PER_STEP = 5000
-MAX_COMMIT_ROUNDS = 8  # ops queued by callbacks are applied in the same turn, a few rounds deep
 IDLE_POLL = 0.25  # longest sleep of the loop, so timers stay punctual
 WAITERS_INTERVAL = 0.05
 
@@ -354,37 +354,23 @@ class Daemon:
             self._schedule_all(now)
 
     def commit(self) -> None:
-        """Apply the round's store ops as one group, run their callbacks, send the outbox.
+        """Apply the round's store ops as one group, run their callbacks, send the replies
+        and the outbox (:func:`~ckptd.daemon.engine.commit.commit`, shared with the tests).
 
-        Ops that callbacks queue (a reduce's manifest, an answer's next step) are applied in
-        the same turn, a few rounds deep at most.
+        Fenced on a bucket; what a store failure stopped is kept and retried.
         """
-        engine = self.engine
-        for _ in range(MAX_COMMIT_ROUNDS):
-            txn = engine.index.take_txn()
-            if not txn.ops:
-                break
-            # Fenced on a bucket; what a store failure stopped is kept and retried.
-            started = time.perf_counter()
-            outcomes = self.guard.apply(txn, self.role is None or self.role.writable())
-            engine.index.note_apply(time.perf_counter() - started)
-            for callback, outcome in zip(txn.callbacks, outcomes):
-                if callback is not None:
-                    try:
-                        callback(outcome)
-                    except Exception:
-                        log.exception("callback failed")
-            # Replies first: a client waits on its answer, a worker has jobs in hand.
-            for identity, frames in self.control.take_replies():
-                self._send_control(identity, frames)
-            if engine.outbox:
-                outbox, engine.outbox = engine.outbox, []
-                self._send_to_workers(outbox)  # a vanished worker's jobs go back: more ops
+        commit(self.engine,
+               lambda txn: self.guard.apply(txn, self.role is None or self.role.writable()),
+               self._deliver)
+
+    def _deliver(self) -> None:
+        """Send the control replies (a client waits on its answer), then the outbox."""
         for identity, frames in self.control.take_replies():
             self._send_control(identity, frames)
+        engine = self.engine
         if engine.outbox:
             outbox, engine.outbox = engine.outbox, []
-            self._send_to_workers(outbox)
+            self._send_to_workers(outbox)  # a vanished worker's jobs go back: more ops
 
     def _send_control(self, identity: bytes, frames: list[bytes]) -> None:
         assert self._control is not None

@@ -89,6 +89,7 @@ def _pending_job(scratch: Scratch) -> str:
     return scratch.run("""ckptd submit price '{"sku": "later"}' --delay 1h""").strip()
 
 
+@pytest.mark.slow
 def test_every_example_of_every_help_runs(tmp_path: Path, request: pytest.FixtureRequest
                                           ) -> None:
     commands = sorted(cli.commands)  # type: ignore[attr-defined]

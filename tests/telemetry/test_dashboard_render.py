@@ -6,13 +6,13 @@ from ckptd.core.explain import explain
 from ckptd.core.states import State
 from ckptd.daemon.engine.figures import build_snapshot
 from ckptd.daemon.telemetry.dashboard import render_index, render_job
-from tests.unit.test_engine import Harness
+from tests.harness import Harness
 
 HOSTILE = '<img src=x onerror="alert(1)">'
 
 
-def test_user_data_is_escaped_and_minutes_are_charted() -> None:
-    h = Harness()
+def test_user_data_is_escaped_and_minutes_are_charted(harness: Harness) -> None:
+    h = harness
     start = h.now
     h.engine.queue("q")  # the daemon's snapshots see a queue within its first minute
     snap = build_snapshot(h.engine, h.now, started_at=start, drops={})  # opens the minute
