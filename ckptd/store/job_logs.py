@@ -12,7 +12,8 @@ object, and a listing gives them in order)::
     <queue>/logs/<id>/1/000000000000.log   1/000000004096.log ...
 
 A piece whose offset is below the length already kept (it was written before) is skipped; a
-log is cut at ``limit`` bytes. Retention removes a job's logs with the job; ``archive``
+log is cut at ``limit`` bytes (and :data:`NOTE_ROOM` more, for the worker's last line that
+says how much it dropped). Retention removes a job's logs with the job; ``archive``
 moves them beside it (``archive/<DATE>/logs/<id>/``).
 """
 
@@ -31,6 +32,7 @@ from ckptd.core.names import check_job_ref
 from ckptd.store.base import ARCHIVE_DIR, Store
 
 LOG_DIR = "logs"
+NOTE_ROOM = 1024
 _PIECE = re.compile(r"^(\d+)/(\d{12})\.log$")
 _ATTEMPT_FILE = re.compile(r"^(\d+)\.log$")
 
@@ -97,6 +99,7 @@ class LocalJobLogs(JobLogs):
     def append(self, queue: str, job_id: str, attempt: int, offset: int, text: str,
                limit: int) -> bool:
         data = text.encode()
+        limit += NOTE_ROOM
         if offset >= limit:
             return False
         folder = self._folder(queue, job_id)
@@ -174,6 +177,7 @@ class ObjectJobLogs(JobLogs):
 
     def append(self, queue: str, job_id: str, attempt: int, offset: int, text: str,
                limit: int) -> bool:
+        limit += NOTE_ROOM
         if offset >= limit:
             return False
         data = text.encode()[:limit - offset]
