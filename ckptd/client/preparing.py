@@ -12,10 +12,25 @@ they are, at no cost.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 from ckptd.client.hooks import HookSpec, SubmitHooks
 from ckptd.codec.crypto import Keyring
+from ckptd.core.errors import ConfigError
+
+
+def otel(mode: str) -> ModuleType:
+    """:mod:`ckptd.client.tracing`, imported now; ConfigError when OpenTelemetry is not
+    installed."""
+    try:
+        from ckptd.client import tracing
+    except ImportError as exc:
+        raise ConfigError(f"tracing = {mode!r} needs OpenTelemetry ({exc}): pip install "
+                          "'ckptd[otel]' (or opentelemetry-api and opentelemetry-sdk), or "
+                          "set tracing = \"off\"") from None
+    return tracing
+
 
 Extra = dict[str, Any]
 """Fields added to a submit's body (``meta``, ``payload_key``)."""
@@ -30,9 +45,7 @@ class Preparer:
         self.keys = keys
         self.tracer: Any = None
         if tracing != "off":
-            from ckptd.client.tracing import SubmitTracer
-
-            self.tracer = SubmitTracer(tracing, baggage)
+            self.tracer = otel(tracing).SubmitTracer(tracing, baggage)
         self.active = bool(self.hooks) or keys is not None or self.tracer is not None
 
     def prepare(self, queue: str, payload: Any, job_id: str | None) -> tuple[Any, Extra]:

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from ckptd.client.hooks import Hook, HookSpec, call_hook, load_hook, overrides
+from ckptd.client.preparing import otel
 from ckptd.codec.crypto import Keyring, is_sealed, load_keyring
 from ckptd.core.config import Settings
 from ckptd.core.errors import DecryptError
@@ -87,6 +88,7 @@ class Around:
         hooks = [load_hook(spec) for spec in self.specs]
         self._hooks = {m: [h for h in hooks if overrides(h, m)] for m in WORKER_METHODS}
         if self.tracing != "off" and self._tracer is None:
+            otel(self.tracing)  # a clear error when OpenTelemetry is not installed
             from ckptd.worker.tracing import AttemptTracer
 
             self._tracer = AttemptTracer(self.tracing)

@@ -134,3 +134,10 @@ def secret_or_fail(job: Job) -> Any:
     if job.payload.get("pad"):
         result["pad"] = job.payload["pad"]
     return result
+
+
+def otel_modules(job: Job) -> Any:
+    """Which OpenTelemetry modules the worker's process has loaded."""
+    import sys
+
+    return sorted(m for m in sys.modules if m.split(".")[0] == "opentelemetry")

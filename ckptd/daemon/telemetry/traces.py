@@ -43,10 +43,10 @@ class OtelTraces:
     """:class:`Traces` with OpenTelemetry."""
 
     def __init__(self, mode: str, daemon: str) -> None:
-        from ckptd.client import tracing
+        from ckptd.client.preparing import otel
 
-        self.otel = tracing
-        self.tracer = tracing.tracer(mode)
+        self.otel = otel(mode)
+        self.tracer = self.otel.tracer(mode)
         self.daemon = daemon
         self.open: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
 
