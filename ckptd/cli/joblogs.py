@@ -18,6 +18,7 @@ FOLLOW_EVERY = 0.25  # seconds between two looks for new lines
   ckptd logs price 20261127T192416.123456Z-9f3ac1d27b8e4a10
   ckptd logs price order-42 -f                  # until the job ends
   ckptd logs price order-42 --attempt 2
+
 The files themselves: tail -f ./data/price/logs/order-42/1.log""")
 @click.argument("queue")
 @click.argument("job_id", metavar="ID")
