@@ -67,7 +67,7 @@ class LogWriter:
                 return
             self._waiting += 1
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="ckptd-job-logs",
+                self._thread = threading.Thread(target=self._run, name="ckptd-log-writer",
                                                 daemon=True)
                 self._thread.start()
         self._pieces.put(piece)
