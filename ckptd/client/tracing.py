@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import baggage, context, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -85,12 +86,12 @@ def _provider(mode: str) -> trace.TracerProvider:
     return provider
 
 
-def _propagator(with_baggage: bool) -> Any:
-    if not with_baggage:
-        return TraceContextTextMapPropagator()
-    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+_WITH_BAGGAGE = CompositePropagator([_TRACE_CONTEXT, W3CBaggagePropagator()])
 
-    return CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+
+def _propagator(with_baggage: bool) -> Any:
+    return _WITH_BAGGAGE if with_baggage else _TRACE_CONTEXT
 
 
 def carrier(meta: Mapping[str, Any] | None) -> dict[str, str]:

@@ -21,8 +21,7 @@ config are imported there, hooks given as objects must pickle.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ckptd.client.hooks import Hook, HookSpec, call_hook, load_hook, overrides
@@ -97,24 +96,25 @@ class Around:
         if self._hooks is None:
             self.load()
         assert self._hooks is not None
-        for hook in self._hooks[method]:
-            call_hook(hook, method, *args)
+        hooks = self._hooks[method]
+        if hooks:
+            for hook in hooks:
+                call_hook(hook, method, *args)
 
-    @contextlib.contextmanager
-    def _attempt(self, job: AnyJob, body: dict[str, Any]) -> Iterator[Any]:
+    def _begin(self, job: AnyJob, body: dict[str, Any]) -> tuple[Any, Any, Any]:
+        """Start the attempt's log and span, set its meta and sealing host; return what
+        :meth:`_end` closes."""
         host = job._worker
         log, token = job_logs.begin(job.queue, job.id, job.attempt,
                                     host.send if host is not None else _nowhere,
                                     self.log_limit)
         meta = body.get("meta")
-        job.meta = dict(meta) if isinstance(meta, dict) else {}
+        if meta:
+            job.meta = dict(meta)
         span = self._tracer.start(job, body) if self._tracer is not None else None
-        try:
-            if self.keys is not None and host is not None:
-                job._worker = SealingHost(host, self.keys)
-            yield span
-        finally:
-            job_logs.end(log, token)
+        if self.keys is not None and host is not None:
+            job._worker = SealingHost(host, self.keys)
+        return log, token, span
 
     def _open(self, job: AnyJob) -> None:
         where = f"{job.queue}/{job.id}"
@@ -147,28 +147,34 @@ class Around:
     def call(self, handler: Callable[[Job], Any], job: Job, body: dict[str, Any]) -> Any:
         """Run a plain handler on ``job`` (of the job message ``body``); return the result
         as it is to be stored, or raise what the handler raised."""
-        with self._attempt(job, body) as span:
-            try:
-                self._open(job)
-                self._run_hooks("before", job)
-                result = handler(job)
-            except BaseException as exc:
-                self._failed(job, exc, span)
-                raise
+        log, token, span = self._begin(job, body)
+        try:
+            self._open(job)
+            self._run_hooks("before", job)
+            result = handler(job)
+        except BaseException as exc:
+            self._failed(job, exc, span)
+            raise
+        else:
             return self._done(job, result, span)
+        finally:
+            job_logs.end(log, token)
 
     async def call_async(self, handler: Callable[[AsyncJob], Awaitable[Any]], job: AsyncJob,
                          body: dict[str, Any]) -> Any:
         """:meth:`call` for an ``async def`` handler."""
-        with self._attempt(job, body) as span:
-            try:
-                self._open(job)
-                self._run_hooks("before", job)
-                result = await handler(job)
-            except BaseException as exc:
-                self._failed(job, exc, span)
-                raise
+        log, token, span = self._begin(job, body)
+        try:
+            self._open(job)
+            self._run_hooks("before", job)
+            result = await handler(job)
+        except BaseException as exc:
+            self._failed(job, exc, span)
+            raise
+        else:
             return self._done(job, result, span)
+        finally:
+            job_logs.end(log, token)
 
 
 def _nowhere(kind: bytes, body: dict[str, Any]) -> None:

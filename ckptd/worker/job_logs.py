@@ -71,6 +71,8 @@ class AttemptLog:
                 return
             if not self._waiting:
                 self._since = time.monotonic()
+                if not self.kept:
+                    _open.add(self)  # the sending thread looks at it from now on
             self._waiting.append(line)
             self._waiting_bytes += size
             self.kept += size
@@ -158,15 +160,15 @@ def begin(queue: str, job_id: str, attempt: int, send: Send, limit: int
     if not _installed:
         _install()
     log = AttemptLog(queue, job_id, attempt, send, limit)
-    _open.add(log)
     return log, _current.set(log)
 
 
 def end(log: AttemptLog, token: Token[AttemptLog | None]) -> None:
     """Stop keeping it: send what waits."""
     _current.reset(token)
-    _open.discard(log)
-    log.close()
+    if log.kept or log.dropped:  # (a job that logged nothing costs nothing more)
+        _open.discard(log)
+        log.close()
 
 
 def write(text: str, level: str = "INFO") -> bool:
