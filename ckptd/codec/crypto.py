@@ -150,6 +150,18 @@ class Keyring:
                 "different key under the same id?), or the data was altered") from None
         return loads(plain)
 
+    @classmethod
+    def from_file(cls, path: str, clear_fields: Iterable[str] = ()) -> Keyring:
+        """The keys of a key file (``ID:BASE64`` lines, the first seals)."""
+        found = load_keyring(path, None, clear_fields)
+        assert found is not None
+        return found
+
+    @classmethod
+    def from_env(cls, name: str = "CKPTD_ENCRYPTION_KEYS") -> Keyring:
+        """The keys in an environment variable (``ID:BASE64,...``)."""
+        return parse_keys(os.environ.get(name, ""), f"${name}")
+
     def ids(self) -> list[str]:
         """The ids of the keys that seal and open (the hash key left out)."""
         return [k for k in self.keys if k != HMAC_ID]

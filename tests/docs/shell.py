@@ -115,7 +115,7 @@ class Scratch:
         if not any(p in command for p in ID_PLACEHOLDERS):
             return command
         queue = None
-        path = re.search(r"/([\w.-]+)/(?:pending|claimed|done|failed)/", command)
+        path = re.search(r"/([\w.-]+)/(?:pending|claimed|done|failed|logs)/", command)
         if path:
             queue = path.group(1)
         name = subcommand(command)
