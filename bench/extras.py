@@ -100,10 +100,9 @@ def micro(calls: int) -> dict[str, dict[str, float]]:
         around = arounds[variant]
         payload = sealed if variant == "encryption" else NOOP_PAYLOAD
         out["worker"][variant] = _per_call(
-            lambda: around.call(noop, Job("j", NOOP_QUEUE, 1, payload), body), calls)
-        prep = preparers[variant]
+            lambda a=around, p=payload: a.call(noop, Job("j", NOOP_QUEUE, 1, p), body), calls)
         out["client"][variant] = _per_call(
-            lambda: prep.prepare(NOOP_QUEUE, NOOP_PAYLOAD, "id-1"), calls)
+            lambda p=preparers[variant]: p.prepare(NOOP_QUEUE, NOOP_PAYLOAD, "id-1"), calls)
     return out
 
 

@@ -42,7 +42,7 @@ from ckptd.store.base import (
     Store,
     split_job_name,
 )
-from ckptd.store.job_logs import log_tail, logs_answer
+from ckptd.store.job_logs import log_tail, logs_answer, remove_logs
 
 IF_EXISTS = ("error", "return")
 
@@ -446,6 +446,7 @@ class StoreAdmin(StoreControls):
                   for job_id in purgeable(self.store, queue, state, older_than, self.clock())]
         for start in range(0, len(doomed), 1000):
             _raise_first(self.store.apply(doomed[start:start + 1000]))
+        remove_logs(self.store, queue, [op.job_id for op in doomed])
         return len(doomed)
 
     def fsck(self, repair: bool = False) -> list[recovery.Finding]:

@@ -321,6 +321,14 @@ def job_logs(store: Store) -> JobLogs:
     raise StoreError(f"the store {store.url} keeps no job logs")
 
 
+def remove_logs(store: Store, queue: str, job_ids: Sequence[str]) -> None:
+    """Remove the logs of jobs that were removed (purge), when the store keeps logs."""
+    try:
+        job_logs(store).remove(queue, job_ids)
+    except StoreError:
+        pass
+
+
 def log_tail(store: Store, queue: str, job_id: str, lines: int = 20) -> list[str]:
     """The last lines of a job's latest log ([] when it has none, or the store keeps none)."""
     try:

@@ -23,8 +23,8 @@ from tests.docs.shell import Scratch, subcommand
 from tests.helpers import wait_for
 
 ORDER = ("keygen", "encryption-key", "serve", "worker", "submit", "submit-file", "status",
-         "ls", "show", "explain", "logs", "wait", "retry", "cancel", "purge", "fsck", "doctor", "schedules", "limit",
-         "pause", "resume")
+         "ls", "show", "explain", "logs", "wait", "retry", "cancel", "purge", "fsck", "doctor",
+         "schedules", "limit", "pause", "resume")
 
 TASKS = '''\
 from ckptd import AsyncJob, Fail, Job

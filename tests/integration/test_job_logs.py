@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ckptd.core.states import State
 from tests.helpers import wait_for
 from tests.integration.worker_helpers import records, wait_for_workers
 from tests.procs import REPO, Processes, base_env, job_files
@@ -145,3 +146,17 @@ def test_retention_removes_the_logs_with_the_job(procs: Processes) -> None:
              timeout=30, message="retention to remove the job")
     assert not logs.exists()
     assert os.path.isdir(Path(daemon.root) / Q / "logs")
+
+
+def test_a_purge_removes_the_logs_with_the_jobs(procs: Processes) -> None:
+    daemon = procs.daemon()
+    procs.worker(daemon, Q, "extras_handlers:chatty")
+    wait_for_workers(daemon)
+    with daemon.client() as client:
+        ids = client.submit_many(Q, [{}, {}])
+        client.wait_many(Q, ids, timeout=60)
+        wait_for(lambda: all(_log_files(daemon.root, i) for i in ids), timeout=10)
+        assert client.purge(Q, State.DONE) == 2
+    wait_for(lambda: not any(_log_files(daemon.root, i) for i in ids), timeout=10,
+             message="the purged jobs' logs to go")
+

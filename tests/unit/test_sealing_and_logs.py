@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ckptd.client.hooks import Hook, SubmitHooks, Submission
+from ckptd.client.hooks import Hook, Submission, SubmitHooks
 from ckptd.codec.crypto import Keyring, clear_field, is_sealed, new_key_line, parse_keys
 from ckptd.core.errors import ConfigError, DecryptError
 from ckptd.core.outcomes import Fail

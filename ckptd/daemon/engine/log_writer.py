@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ckptd.core.config import LiveSettings
 from ckptd.core.errors import CkptdError
 from ckptd.store.base import Store
-from ckptd.store.job_logs import JobLogs, job_logs
+from ckptd.store.job_logs import JobLogs, job_logs, remove_logs
 
 log = logging.getLogger(__name__)
 
@@ -40,24 +40,33 @@ class Piece:
     text: str
 
 
+@dataclass(frozen=True)
+class Removal:
+    """The logs of jobs to remove (they were purged)."""
+
+    queue: str
+    job_ids: list[str]
+
+
 class LogWriter:
     """Writes the pieces of jobs' logs into the store (see the module docstring)."""
 
     def __init__(self, store: Store, live: LiveSettings) -> None:
         self.live = live
+        self._store = store
         try:
             self.logs: JobLogs | None = job_logs(store)
         except CkptdError as exc:
             log.warning("jobs' logs are not kept: %s", exc)
             self.logs = None
-        self._pieces: queue_mod.SimpleQueue[Piece | None] = queue_mod.SimpleQueue()
+        self._pieces: queue_mod.SimpleQueue[Piece | Removal | None] = queue_mod.SimpleQueue()
         self._waiting = 0
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.counts = {"written": 0, "skipped": 0, "dropped": 0, "failed": 0}
         self._warned_at = float("-inf")
 
-    def add(self, piece: Piece) -> None:
+    def add(self, piece: Piece | Removal) -> None:
         """Hand a piece to the thread (dropped and counted when too many wait)."""
         if self.logs is None:
             return
@@ -71,6 +80,10 @@ class LogWriter:
                                                 daemon=True)
                 self._thread.start()
         self._pieces.put(piece)
+
+    def remove(self, queue: str, job_ids: list[str]) -> None:
+        """Remove the logs of removed jobs (a purge), in the thread."""
+        self.add(Removal(queue, list(job_ids)))
 
     def close(self) -> None:
         """Write what waits, then stop the thread. Idempotent."""
@@ -88,6 +101,9 @@ class LogWriter:
                 return
             with self._lock:
                 self._waiting -= 1
+            if isinstance(piece, Removal):
+                remove_logs(self._store, piece.queue, piece.job_ids)
+                continue
             try:
                 written = self.logs.append(piece.queue, piece.job_id, piece.attempt,
                                            piece.offset, piece.text,
