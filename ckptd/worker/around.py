@@ -92,6 +92,11 @@ class Around:
 
             self._tracer = AttemptTracer(self.tracing)
 
+    def close(self) -> None:
+        """The process is about to end: export what the tracer holds."""
+        if self._tracer is not None:
+            self._tracer.flush()
+
     def _run_hooks(self, method: str, *args: Any) -> None:
         if self._hooks is None:
             self.load()

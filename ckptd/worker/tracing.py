@@ -62,6 +62,14 @@ class AttemptTracer:
         held.span.set_attribute("ckptd.retry", again)
         self._end(held)
 
+    def flush(self) -> None:
+        """Export the spans not exported yet (a child process ends without the exit
+        handlers that would)."""
+        provider = trace.get_tracer_provider()
+        flush = getattr(provider, "force_flush", None)  # the SDK's has it, the API's not
+        if flush is not None:
+            flush()
+
     @staticmethod
     def _end(held: AttemptSpan) -> None:
         held.span.end()

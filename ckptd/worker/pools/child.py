@@ -197,8 +197,10 @@ def child_main(conn: Connection, alive: Connection, handler: Handler,
         try:
             message = conn.recv()
         except (EOFError, OSError):
+            around.close()
             return
         if message[0] != "job":
+            around.close()
             return
         try:
             child.run(message[1])
