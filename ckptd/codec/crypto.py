@@ -137,18 +137,21 @@ class Keyring:
         if value.get(MARK) != ALGORITHM:
             raise DecryptError(f"cannot decrypt {what}: unknown algorithm {value.get(MARK)!r}")
         clear = value.get("clear")
-        try:
-            from cryptography.exceptions import InvalidTag
+        from cryptography.exceptions import InvalidTag
 
-            plain = self._cipher(kid).decrypt(_unb64(value.get("nonce"), "nonce"),
-                                              _unb64(value.get("ct"), "ct"),
-                                              self._aad(kind, kid, clear
-                                                        if isinstance(clear, dict) else None))
-        except InvalidTag:
-            raise DecryptError(
-                f"cannot decrypt {what}: key {kid!r} here is not the key that sealed it (a "
-                "different key under the same id?), or the data was altered") from None
-        return loads(plain)
+        nonce, sealed = _unb64(value.get("nonce"), "nonce"), _unb64(value.get("ct"), "ct")
+        # A pipeline's next stage gets the result of the one before as its payload.
+        for as_kind in (kind, "result") if kind == "payload" else (kind,):
+            try:
+                plain = self._cipher(kid).decrypt(
+                    nonce, sealed, self._aad(as_kind, kid, clear
+                                             if isinstance(clear, dict) else None))
+            except InvalidTag:
+                continue
+            return loads(plain)
+        raise DecryptError(
+            f"cannot decrypt {what}: key {kid!r} here is not the key that sealed it (a "
+            "different key under the same id?), or the data was altered")
 
     @classmethod
     def from_file(cls, path: str, clear_fields: Iterable[str] = ()) -> Keyring:

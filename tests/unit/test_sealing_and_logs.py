@@ -30,6 +30,10 @@ def test_a_sealed_value_opens_only_as_its_kind_and_with_its_key() -> None:
     with pytest.raises(DecryptError, match="not the key that sealed it"):
         keys.open(sealed, "result")  # a payload cannot pass for a result
     with pytest.raises(DecryptError, match="not the key that sealed it"):
+        keys.open(sealed, "state")
+    # ... but a result is the next stage's payload in a pipeline
+    assert keys.open(keys.seal([1], "result"), "payload") == [1]
+    with pytest.raises(DecryptError, match="not the key that sealed it"):
         parse_keys("k1:" + K2.split(":")[1], "other").open(sealed, "payload")
     with pytest.raises(DecryptError, match=r"key 'k1', which is not among .* \(k2\)"):
         parse_keys(K2, "test").open(sealed, "payload")
