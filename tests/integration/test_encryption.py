@@ -158,3 +158,21 @@ def test_a_unique_queue_dedups_sealed_payloads_by_their_keyed_hash(procs: Proces
     assert first == again != other
     assert first == keys.payload_key({"marker": MARKER})
     assert first != dedup.payload_key({"marker": MARKER})  # not the plain hash
+
+
+def test_a_pipelines_next_stage_opens_the_sealed_result_it_gets(procs: Processes,
+                                                                tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(new_key_line("k1"))
+    env = config_file(tmp_path, f'[queues.{Q}]\nnext = "{Q}2"\n')
+    daemon = procs.daemon(env=env)
+    procs.worker(daemon, [Q, f"{Q}2"], "extras_handlers:secret",
+                 env={"CKPTD_ENCRYPTION_KEY_FILE": str(keys_file)})
+    keys = parse_keys(keys_file.read_text(), "keys")
+    with Client(daemon.control, keys=keys) as client:
+        job_id = client.submit(Q, {"marker": MARKER})
+        assert client.wait(Q, job_id, timeout=60) == "done"
+        client.wait_many(f"{Q}2", None, timeout=60)
+    (second,) = job_files(daemon.root, f"{Q}2", "done").values()
+    assert second["payload"]["kid"] == "k1"  # the first stage's sealed result
+    assert keys.open(second["result"], "result")["marker"] == MARKER
