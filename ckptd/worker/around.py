@@ -107,8 +107,8 @@ class Around:
                 call_hook(hook, method, *args)
 
     def _begin(self, job: AnyJob, body: dict[str, Any]) -> tuple[Any, Any, Any]:
-        """Start the attempt's log and span, set its meta and sealing host; return what
-        :meth:`_end` closes."""
+        """Start the attempt's log and span, set its meta and sealing host; return the log,
+        its context token and the span."""
         host = job._worker
         log, token = job_logs.begin(job.queue, job.id, job.attempt,
                                     host.send if host is not None else _nowhere,
