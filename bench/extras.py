@@ -4,8 +4,9 @@ without them (issue 27).
 Two measures, each printed as medians of ``--runs`` runs, the variants alternating within
 each run so that the machine's load hits them alike:
 
-- per job in one process (CPU time of the thread): what a worker does around each handler (``Around.call``: the job's
-  log context, hooks, span, opening the payload and sealing the result) and what a client
+- per job in one process (CPU time of the thread): what a worker does around each handler
+  (``Around.call``: the job's log context, hooks, span, opening the payload and sealing the
+  result) and what a client
   does before each submit (``Preparer.prepare``), over ``--calls`` jobs, against the bare
   handler call and the bare submit body;
 - end to end: a real daemon and 2 workers (4 threads each) on tmpfs run ``--n`` no-op jobs
