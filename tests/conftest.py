@@ -26,7 +26,8 @@ from tests.harness import CallbackErrors, Harness, MakeHarness
 from tests.helpers import WaitTimeout, wait_for
 
 LEAK_GRACE_SECONDS = float(os.environ.get("TESTS_LEAK_GRACE", "5"))
-IGNORED_THREAD_PREFIXES: list[str] = ["fsspecIO", "asyncio_", "ThreadPoolExecutor-"]
+IGNORED_THREAD_PREFIXES: list[str] = ["fsspecIO", "asyncio_", "ThreadPoolExecutor-",
+                                      "ckptd-job-logs"]  # one per process, on purpose
 IGNORED_CHILD_COMMANDS: list[str] = [
     "multiprocessing.resource_tracker",  # started once by multiprocessing, lives on purpose
     "multiprocessing.forkserver",

@@ -118,6 +118,23 @@ def _queue_list(value: Any, what: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _names_list(value: Any, what: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"invalid {what} {value!r}: expected a list of strings "
+                          '(["a", "b"], or a,b in the environment)')
+    return tuple(i.strip() for i in items if i.strip())
+
+
+def _tracing(value: Any, what: str) -> str:
+    text = str(value).strip()
+    if text.lower() in ("off", "on", "otlp", "false", "true", ""):
+        return {"false": "off", "": "off", "true": "on"}.get(text.lower(), text.lower())
+    if text.startswith("file:") and len(text) > 5:
+        return text
+    raise ConfigError(f"invalid {what} {value!r}: expected off, on, otlp or file:PATH")
+
+
 def _port(value: Any, what: str) -> int:
     try:
         number = int(value)
@@ -279,6 +296,31 @@ class Settings:
                                      "A waiting job moves one priority level up per this "
                                      "long (no flood of urgent jobs starves the rest); 0 = "
                                      "strict priorities.")
+    # hooks, traces, per-job logs, encryption (docs/guide/hooks.md, tracing.md, job-logs.md,
+    # encryption.md)
+    hooks: tuple[str, ...] = _setting((), _names_list,
+                                      "Hooks of clients and workers, as MODULE:NAME "
+                                      '(hooks = ["myapp.hooks:Sentry"]).')
+    tracing: str = _setting("off", _tracing,
+                            "OpenTelemetry traces (pip install ckptd[otel]): off, on (the "
+                            "tracer provider your program set), otlp, or file:PATH.")
+    tracing_baggage: bool = _setting(False, _bool,
+                                     "Clients store the W3C baggage in the job beside "
+                                     "its traceparent.")
+    job_log_limit: int = _setting(1024 * 1024, parse_size,
+                                  "Most bytes of a job's log kept per attempt (what a handler "
+                                  "logs beyond it is dropped and counted).")
+    encryption_key_file: str | None = _setting(None, _optional_text,
+                                               "File of encryption keys (ID:BASE64 lines, the "
+                                               "first seals): payloads, results and "
+                                               "checkpoints are sealed with AES-256-GCM.")
+    encryption_keys: str | None = _setting(None, _optional_text,
+                                           "The keys themselves (ID:BASE64,...), for the "
+                                           "environment: CKPTD_ENCRYPTION_KEYS.")
+    encryption_clear_fields: tuple[str, ...] = _setting((), _names_list,
+                                                        "Fields of a payload kept in clear "
+                                                        "beside the sealed value (a flow-"
+                                                        "control key).")
     # per-queue overrides, from [queues.NAME] tables
     queues: Mapping[str, QueueSettings] = field(default_factory=dict, metadata={"doc": ""})
     schedules: Mapping[str, ScheduleSettings] = field(default_factory=dict,

@@ -199,6 +199,7 @@ class Daemon:
             self._watcher = None
         self.scans.close()
         self.engine.sweeper.close()
+        self.engine.log_writer.close()
         self.leading.close()  # gives the leases (or locks) back
         for sock in (self._control, self._dispatch):
             if sock is not None and not sock.closed:

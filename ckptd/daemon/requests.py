@@ -37,6 +37,7 @@ from ckptd.daemon.engine.engine import Engine
 from ckptd.store import is_local
 from ckptd.store.admin import StoreAdmin, load_payload
 from ckptd.store.base import PutOutput
+from ckptd.store.job_logs import logs_answer
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import port_of
 from ckptd.wire.protocol import Body
@@ -243,6 +244,10 @@ class Control:
                                  body.get("older_than"), now, self.replier(identity))
         elif kind == b"fetch":
             self.reply(identity, self._fetch(body))
+        elif kind == b"logs":
+            self.reply(identity, logs_answer(engine.store, body["queue"], body["id"],
+                                             body.get("since"),
+                                             engine.where(body["queue"], body["id"])))
         elif kind == b"output":
             engine.txn.add(PutOutput(body["queue"], body["name"], body["text"].encode()),
                            self._output_written(identity, body))

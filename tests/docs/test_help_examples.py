@@ -22,9 +22,9 @@ from ckptd.cli.main import cli
 from tests.docs.shell import Scratch, subcommand
 from tests.helpers import wait_for
 
-ORDER = ("keygen", "serve", "worker", "submit", "submit-file", "status", "ls", "show",
-         "explain", "wait", "retry", "cancel", "purge", "fsck", "doctor", "schedules", "limit",
-         "pause", "resume")
+ORDER = ("keygen", "encryption-key", "serve", "worker", "submit", "submit-file", "status",
+         "ls", "show", "explain", "logs", "wait", "retry", "cancel", "purge", "fsck", "doctor",
+         "schedules", "limit", "pause", "resume")
 
 TASKS = '''\
 from ckptd import AsyncJob, Fail, Job

@@ -252,6 +252,7 @@ class Operators:
                     else:
                         index.failed = max(0, index.failed - 1)
                 if last:
+                    engine.log_writer.remove(queue, doomed)  # their own logs go too
                     reply({"count": count[0]})
             return removed
 
