@@ -66,9 +66,10 @@ def test_clear_fields_stay_readable_and_are_authenticated() -> None:
         keys.open(sealed, "payload")
 
 
-@pytest.mark.parametrize("text, message", [
+@pytest.mark.parametrize("text, message", [  # named ids: K1 is random per process
     ("", "no encryption key"), ("k1", "expected ID:BASE64"), ("k1:???", "not base64"),
-    ("k1:AAAA", "has 3 bytes"), (f"{K1}\n{K1}", "appears twice")])
+    ("k1:AAAA", "has 3 bytes"), (f"{K1}\n{K1}", "appears twice")],
+    ids=["empty", "no-colon", "not-base64", "short", "twice"])
 def test_bad_key_files_are_refused_with_the_reason(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_keys(text, "keys")
