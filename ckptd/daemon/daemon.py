@@ -332,6 +332,7 @@ class Daemon:
         engine.expire_leases(now)
         engine.promote_delayed(now)
         engine.tick(now)  # operator controls: priorities, schedules, retention
+        self.operators.tick(now)  # a slice of a bulk retry or purge
         self.guard.requeue(now, engine.txn)
         may_claim = self.guard.may_claim(now, engine.txn) and (
             self.role is None or self.role.may_dispatch(now))
@@ -346,7 +347,8 @@ class Daemon:
                 self.commit()
         self._timers_due(now)
         # Poll without sleeping only with work left: more to read, ops, jobs made ready.
-        self._busy = capped or bool(engine.txn.ops) or engine.ready_count() > ready
+        self._busy = (capped or bool(engine.txn.ops) or engine.ready_count() > ready
+                      or self.operators.busy)
 
     def _follow_role(self, now: float) -> None:
         """Follow the leases (a bucket): recover the queues taken, drop those lost."""

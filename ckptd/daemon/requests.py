@@ -34,6 +34,7 @@ from ckptd.core.errors import (
 from ckptd.core.states import State, parse_state
 from ckptd.daemon.engine.actions import Operators
 from ckptd.daemon.engine.engine import Engine
+from ckptd.daemon.engine.queue_moves import move_job
 from ckptd.store import is_local
 from ckptd.store.admin import StoreAdmin, load_payload
 from ckptd.store.base import PutOutput
@@ -241,6 +242,12 @@ class Control:
         elif kind == b"purge":
             self.operators.purge(body["queue"], parse_state(body["state"]),
                                  body.get("older_than"), now, self.replier(identity))
+        elif kind == b"move":
+            move_job(engine, body["queue"], body["id"], body["to"], self.replier(identity),
+                     now=now, by=body.get("by") or "an operator")
+        elif kind == b"run_schedule":
+            engine.scheduler.run_now(body["name"], now, body.get("by") or "an operator",
+                                     self.replier(identity))
         elif kind == b"fetch":
             self.reply(identity, self._fetch(body))
         elif kind == b"output":
@@ -248,8 +255,12 @@ class Control:
                            self._output_written(identity, body))
         elif kind == b"wait":
             self._wait(identity, body, now)
-        elif kind == b"upload":
-            self.reply(identity, {"size": self.uploads.add(body, now)})
+        elif kind == b"upload":  # the rights of a submit, and the bounds of uploads
+            self._refuse_when_stopping()
+            settings = self.settings
+            self.uploads.max_bytes = settings.upload_limit_total
+            self.uploads.max_client_bytes = settings.upload_limit_client
+            self.reply(identity, {"size": self.uploads.add(body, now, identity)})
         elif kind == b"submit_file":
             self._submit_file(identity, body, now)
 
