@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ckptd.cli import controls, exits
+from ckptd.cli import console, controls, exits
 from ckptd.cli.context import Context, current
 from ckptd.cli.inputs import read_payload
 from ckptd.cli.options import Group, connect_option
@@ -519,8 +519,8 @@ def doctor(as_json: bool, timeout: str) -> None:
         sys.exit(exits.PROBLEMS)
 
 
-for _command in controls.COMMANDS:  # pause, resume, limit, schedules
-    cli.add_command(_command)
+for _command in controls.COMMANDS + console.COMMANDS:  # pause, resume, limit, schedules;
+    cli.add_command(_command)  # console-user, replay, move, run-schedule
 
 
 def main(args: list[str] | None = None) -> None:

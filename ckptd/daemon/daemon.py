@@ -163,10 +163,9 @@ class Daemon:
                 self._poller.register(fd, zmq.POLLIN)
         self._schedule_all(now)
         if settings.metrics_port:
-            self.telemetry = Telemetry(settings.metrics_bind, settings.metrics_port,
-                                       insecure=settings.insecure, snapshot=self._snapshot,
-                                       show=self.admin.show,
-                                       lease_info=self.operators.lease_info, wake=self.wake,
+            self.telemetry = Telemetry(self.live, self.store, snapshot=self._snapshot,
+                                       request=self.control.local,
+                                       lease=self.operators.lease_info, wake=self.wake,
                                        clock=self.clock)
             self.telemetry.start(now)
         self.notifier.ready(self._status_line())

@@ -421,6 +421,13 @@ class StoreAdmin(StoreControls):
                                   f"use 'ckptd purge {queue} {state.value}' to remove it")
         return str(state.value)
 
+    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
+        """Move a pending or failed job to queue ``to`` (:mod:`ckptd.store.moves`)."""
+        from ckptd.store.moves import move_on_store
+
+        return move_on_store(self.store, self.settings, queue, job_id, to, now=self.clock(),
+                             by=by or edits.who_am_i("--root"))
+
     def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
         """Remove done or failed jobs (older than ``older_than`` seconds); return how many."""
         check_queue(queue)

@@ -174,7 +174,7 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
                "attempts": (_optional(_int), _OPT)},
     b"cancel": {"queue": (_name, _REQ), "id": (_name, _REQ), "by": (_optional(_label), _OPT)},
     b"purge": {"queue": (_name, _REQ), "state": (_str, _REQ),
-               "older_than": (_optional(_num), _OPT)},
+               "older_than": (_optional(_num), _OPT), "ids": (_optional(_ids), _OPT)},
     # operator controls: the files <queue>/paused and <queue>/limits.json, the schedules
     b"pause": {"queue": (_name, _REQ), "reason": (_optional(_str), _OPT)},
     b"resume": {"queue": (_name, _REQ)},

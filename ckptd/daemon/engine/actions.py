@@ -276,8 +276,9 @@ class Operators:
                                   f"'ckptd purge {queue} {state}' to remove it"))
 
     def purge(self, queue: str, state: State, older_than: float | None, now: float,
-              reply: Reply) -> None:
-        """Remove done or failed jobs, a slice per turn; reply with how many."""
+              reply: Reply, ids: list[str] | None = None) -> None:
+        """Remove done or failed jobs (those of ``ids`` only, when given), a slice per turn;
+        reply with how many."""
         engine = self.engine
         try:
             self.known_queue(queue)
@@ -286,7 +287,8 @@ class Operators:
             reply(exc)
             return
         index = engine.queue(queue)
-        names = engine.store.ids(queue, state)
+        store = engine.store
+        names = store.ids(queue, state) if ids is None else ids
         count = [0]
         tally = Tally(reply, lambda: {"count": count[0]})
 
@@ -300,8 +302,10 @@ class Operators:
 
         def steps() -> Iterator[None]:
             for position in range(0, len(names), 64):  # mtimes looked at 64 at a time
-                for job_id in purgeable(engine.store, queue, state, older_than, now,
-                                        ids=names[position:position + 64]):
+                chunk = names[position:position + 64]
+                if ids is not None:  # named jobs: only those that are there
+                    chunk = [i for i in chunk if store.exists(queue, state, i)]
+                for job_id in purgeable(store, queue, state, older_than, now, ids=chunk):
                     index.checkpointed.discard(job_id)
                     engine.txn.add(Delete(queue, state, job_id), tally.track(removed))
                 yield
