@@ -89,8 +89,8 @@ read. A daemon running on the target root picks the copies up.""")
 @click.option("--limit", type=click.IntRange(min=1), help="Copy at most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 def replay(queue: str, state: str, since: str | None, until: str | None,
-           where: tuple[str, ...], error: str | None, to_root: str | None, keep_checkpoint: bool, dry_run: bool,
-           limit: int | None, as_json: bool) -> None:
+           where: tuple[str, ...], error: str | None, to_root: str | None,
+           keep_checkpoint: bool, dry_run: bool, limit: int | None, as_json: bool) -> None:
     """Copy finished jobs of QUEUE as new pending jobs (same payload, lineage in
     replay_of), into the same store or another root (--to-root)."""
     import dataclasses

@@ -94,7 +94,8 @@ class Telemetry:
         settings = self.settings
         bind = settings.metrics_bind
         if not is_loopback(bind) and not settings.insecure:
-            raise ConfigError(f"refusing to serve /metrics and the console on {bind}: put it "
+            raise ConfigError(f"refusing to serve /metrics and the console on {bind}: they "
+                              "have no authentication but the console's own login. Put them "
                               "behind an authenticating proxy on 127.0.0.1 (add the proxy's "
                               "name to console_hosts), or pass --insecure")
         self.publish(now)
