@@ -143,14 +143,16 @@ def bulk_run(base: str, args: argparse.Namespace, retry: bool) -> dict[str, floa
     if not os.path.exists(users):
         set_user(users, "bench", "operator", "bench-password")
     log = os.path.join(base, "latency.log")
-    if os.path.exists(log):
-        os.unlink(log)
+    for stale in (log, os.path.join(base, "ready")):  # the last run's
+        if os.path.exists(stale):
+            os.unlink(stale)
     port = free_port()
     env = dict(os.environ, CKPTD_LOG_LEVEL="warning", BENCH_LOG=log,
                CKPTD_METRICS_PORT=str(port), CKPTD_CONSOLE_ACTIONS="true",
                CKPTD_CONSOLE_USERS=users, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE),
                                                                       HERE]))
-    daemon, control = start_daemon(root, os.path.join(base, "ready"), env, "--fsync", "never")
+    daemon, control = start_daemon(root, os.path.join(base, "ready"), env, "--fsync", "never",
+                                   log=os.path.join(base, "daemon.log"))
     workers = [subprocess.Popen([sys.executable, "-m", "ckptd", "worker", "--connect", control,
                                  "--queue", "flow", "-c", "4", "handlers:stamped"], cwd=HERE,
                                 env=env) for _ in range(2)]
@@ -242,7 +244,7 @@ def main() -> None:
         if args.only in (None, "bulk"):
             results: dict[str, list[dict[str, float]]] = {"retry": [], "control": []}
             for run in range(args.runs):
-                for name in ("control", "retry"):
+                for name in (("retry", "control") if run % 2 else ("control", "retry")):
                     result = bulk_run(base, args, name == "retry")
                     results[name].append(result)
                     print(f"run {run + 1} {name:>7}: dispatch p99 {result['during_p99_ms']:.1f}"
