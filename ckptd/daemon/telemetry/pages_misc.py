@@ -75,10 +75,18 @@ def render_confirm(title: str, count: int, what: str, fields: dict[str, Any],
             f"<b>{count}</b> job(s): {esc(what)}</p>"
             + (f"<p class=\"meta\">{esc(note)}</p>" if note else "")
             + f"<form method=\"post\" action=\"/bulk\">{hidden({**fields, 'csrf': viewer.csrf})}"
+            + (_replay_inputs() if fields.get("action") == "replay" else "")
+            + ""
             "<input type=\"hidden\" name=\"confirm\" value=\"yes\">"
             f"<button type=\"submit\" id=\"confirm\">{esc(title)}: {count} job(s)</button> "
             "<a href=\"/\">cancel</a></form>")
     return page("ckptd: confirm", body, nav=viewer.nav())
+
+
+def _replay_inputs() -> str:
+    return ("<p>into the store <input name=\"to_root\" size=\"40\" placeholder=\"(this "
+            "daemon's store)\"> <label><input type=\"checkbox\" name=\"keep_checkpoint\"> "
+            "with their checkpoints</label></p>")
 
 
 def render_message(title: str, message: str, viewer: Viewer | None = None) -> str:
