@@ -141,3 +141,19 @@ def test_moving_a_job_to_another_queue() -> None:
     assert job_id in h.engine.queue("slow").pending and job_id not in h.engine.queue("q").pending
     move_job(h.engine, "slow", job_id, "slow", answers.append, now=h.now, by="test")
     assert isinstance(answers[-1], TransitionError)
+
+
+def test_figures_the_dashboard_got_wrong() -> None:
+    h = Harness()
+    h.store.apply([PutNew("q", "hand-1", b'{"payload": {}}\n')])  # dropped in by hand
+    h.engine.pending_appeared("q", "hand-1")
+    snap = build_snapshot(h.engine, h.now + 5, started_at=h.now, drops={})
+    assert snap.queues[0].figures["oldest_pending_age_s"] is not None  # not "-"
+    worker = h.hello(slots=2)
+    info = h.engine.workers["w"]
+    info.extra = 70  # credits granted beyond its slots (prefetch)
+    info.credits = 72
+    snap = build_snapshot(h.engine, h.now, started_at=h.now, drops={})
+    [row] = snap.worker_list
+    assert (row["slots"], row["free"], row["credits"]) == (2, 2, 72)  # not "72/8"
+    assert worker == b"w"
