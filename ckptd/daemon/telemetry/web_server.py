@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from ckptd.core.errors import ConfigError
@@ -47,6 +48,26 @@ class Limits:
     url: int = 8 * 1024  # a URL longer than this gets 414
     header: int = 16 * 1024  # one header line
     body: int = 4 * 1024 * 1024  # a request body (a form, an upload)
+
+
+class _BadRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse (a request line over the bound, garbage) with
+    its traceback; it is the client's fault, answered 400: counted, not logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            self.count += 1
+            return False
+        return True
+
+
+BAD_REQUESTS = _BadRequests()
+logging.getLogger("aiohttp.server").addFilter(BAD_REQUESTS)
 
 
 class _Refused(asyncio.Protocol):
