@@ -8,6 +8,7 @@ histograms, base units, labels for queue, state, outcome, batch, socket and reas
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,7 +19,6 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.utils import floatToGoString
 
 from ckptd.core.version import __version__
 from ckptd.daemon.telemetry.autoscale import scale_families
@@ -219,8 +219,23 @@ class _Fixed:
         return iter(self.families)
 
 
+def _go_float(number: float) -> str:
+    """A value as the Prometheus text format writes it (as Go formats floats)."""
+    d = float(number)
+    if math.isinf(d):
+        return "+Inf" if d > 0 else "-Inf"
+    if math.isnan(d):
+        return "NaN"
+    text = repr(d)
+    dot = text.find(".")
+    if d > 0 and dot > 6:  # Go switches to exponents sooner than Python
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1:]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
+
+
 def _sample_line(sample: Any) -> str:
-    value = floatToGoString(sample.value)
+    value = _go_float(sample.value)
     if not sample.labels:
         return f"{sample.name} {value}\n"
     labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(sample.labels.items()))
