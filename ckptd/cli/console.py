@@ -1,5 +1,6 @@
 """The commands that go with the operator console: its users, and the actions it shares
-with the CLI that have no older command (replay, move, run-schedule)."""
+with the CLI that have no older command (replay, move). A schedule's "run now" is
+``Client.run_schedule`` and the console's button."""
 
 from __future__ import annotations
 
@@ -18,12 +19,11 @@ from ckptd.core.states import State
 
 
 @click.command("console-user", cls=Command, epilog="""Examples:
-  ckptd console-user /etc/ckptd/console-users alice --role operator     # asks a password
   ckptd console-user /etc/ckptd/console-users ci-bot --token            # prints a token
-  ckptd console-user /etc/ckptd/console-users bob --role read-only --password-stdin < pw
-  ckptd console-user /etc/ckptd/console-users alice --remove
+  ckptd console-user /etc/ckptd/console-users grafana --role read-only --token
+  ckptd console-user /etc/ckptd/console-users ci-bot --remove
 
-Then console_users = "/etc/ckptd/console-users" and console_actions = true in the config;
+Without --token it asks for a password (or reads it with --password-stdin). Then console_users = "/etc/ckptd/console-users" and console_actions = true in the config;
 a running daemon reads the file again when it changes. A script sends a token as
 'Authorization: Bearer NAME:TOKEN'.""")
 @click.argument("file", metavar="FILE")
@@ -64,10 +64,10 @@ def console_user(file: str, name: str, role: str, token: bool, password_stdin: b
 
 
 @click.command(cls=Command, epilog="""Examples:
-  ckptd --root ./data replay price --from failed --dry-run
-  ckptd --root ./data replay price --from failed --error TimeoutError --since 2h
-  ckptd --root ./data replay price --from done --where sku=A-1 --to-root ./sandbox
-  ckptd --root ./data replay price --from failed --keep-checkpoint
+  ckptd replay price --from failed --dry-run
+  ckptd replay price --from failed --error TimeoutError --since 2h
+  ckptd replay price --from done --where sku=A-1 --to-root ./sandbox
+  ckptd replay price --from failed --keep-checkpoint --limit 100
 
 Each copy is a new pending job with replay_of naming the job it copies; the source is only
 read. A daemon running on the target root picks the copies up.""")
@@ -126,9 +126,10 @@ def replay(queue: str, state: str, since: str | None, until: str | None,
         click.echo(f"  {old}" + (f" -> {new}" if new else ""))
 
 
-@click.command(cls=Command, epilog="""Examples:
+@click.command(cls=Command, epilog="""Example:
   ckptd move price 20261127T192416.123456Z-9f3ac1d27b8e4a10 --to price-slow
-  ckptd --connect 127.0.0.1:5550 move price order-42 --to manual""")
+
+Through a daemon (--connect) it is the daemon's own move: a job of a queue it leads.""")
 @click.argument("queue")
 @click.argument("job_id", metavar="ID")
 @click.option("--to", "to", required=True, metavar="QUEUE", help="The queue to move it to.")
@@ -139,22 +140,4 @@ def move(queue: str, job_id: str, to: str) -> None:
     click.echo(f"moved {job_id} ({was}) to {to}/pending")
 
 
-@click.command("run-schedule", cls=Command, epilog="""Example:
-  ckptd --connect 127.0.0.1:5550 run-schedule nightly-report""")
-@click.argument("name")
-def run_schedule(name: str) -> None:
-    """Submit one job of schedule NAME now, besides its ticks (through the daemon that
-    runs it: --connect)."""
-    from ckptd.client.client import Client
-    from ckptd.wire.security import client_curve
-
-    ctx = current()
-    if not ctx.connect:
-        raise ConfigError("run-schedule asks the daemon that runs the schedule: give "
-                          "--connect HOST:5550")
-    with Client(ctx.connect, curve=client_curve(ctx.settings())) as client:
-        answer = client.run_schedule(name)
-    click.echo(answer["id"])
-
-
-COMMANDS = (console_user, replay, move, run_schedule)
+COMMANDS = (console_user, replay, move)

@@ -520,7 +520,7 @@ def doctor(as_json: bool, timeout: str) -> None:
 
 
 for _command in controls.COMMANDS + console.COMMANDS:  # pause, resume, limit, schedules;
-    cli.add_command(_command)  # console-user, replay, move, run-schedule
+    cli.add_command(_command)  # console-user, replay, move
 
 
 def main(args: list[str] | None = None) -> None:
