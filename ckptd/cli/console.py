@@ -23,7 +23,8 @@ from ckptd.core.states import State
   ckptd console-user /etc/ckptd/console-users grafana --role read-only --token
   ckptd console-user /etc/ckptd/console-users ci-bot --remove
 
-Without --token it asks for a password (or reads it with --password-stdin). Then console_users = "/etc/ckptd/console-users" and console_actions = true in the config;
+Without --token it asks for a password (or reads it with --password-stdin). Then
+console_users = "/etc/ckptd/console-users" and console_actions = true in the config;
 a running daemon reads the file again when it changes. A script sends a token as
 'Authorization: Bearer NAME:TOKEN'.""")
 @click.argument("file", metavar="FILE")
