@@ -252,12 +252,17 @@ async def _bulk(host: ConsoleHost, fields: dict[str, str]) -> Outcome:
     back = href("queue", queue)
     if name == "replay":
         settings = host.settings
-        to_root = fields.get("to_root", "").strip()
-        target = host.store if not to_root else await host.blocking(
-            lambda: store_from_settings(dataclasses.replace(settings, root=to_root)))
-        done = await host.blocking(lambda: replay(
-            host.store, target, settings, queue, state, flt, now=time.time(),
-            keep_checkpoint=fields.get("keep_checkpoint") == "on"))
+        # Written through a store of its own, as `ckptd --root ... replay` would (the
+        # daemon's store object belongs to its loop); the daemon sees the new pending files.
+        root = fields.get("to_root", "").strip() or settings.root
+        target = await host.blocking(
+            lambda: store_from_settings(dataclasses.replace(settings, root=root)))
+        try:
+            done = await host.blocking(lambda: replay(
+                host.store, target, settings, queue, state, flt, now=time.time(),
+                keep_checkpoint=fields.get("keep_checkpoint") == "on"))
+        finally:
+            await host.blocking(target.close)
         return (f"replayed {done.created} job(s) of {queue} into {target.url}", back, False)
     everything = flt.empty
     ids, _ = ([], True) if everything else await _matching(host, queue, state, flt)
