@@ -19,6 +19,7 @@ from typing import Any
 
 from ckptd.core.errors import ConfigError
 from ckptd.core.ids import id_time
+from ckptd.core.jobs import Job
 from ckptd.core.timefmt import parse_duration, time_or_none, utc_iso
 
 MAX_WHERE = 8
@@ -63,7 +64,7 @@ class JobFilter:
         created = id_time(job_id)
         return created is None or created.timestamp() <= self.until
 
-    def matches(self, job: dict[str, Any]) -> bool:
+    def matches(self, job: Job) -> bool:
         """True when the job file passes every part of the filter."""
         for path, value in self.where:
             found, ok = field_value(job.get("payload"), path)

@@ -21,6 +21,7 @@ from ckptd.codec import decode_job, encode_job
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError, JobNotFound, MalformedJob, TransitionError
 from ckptd.core.job_filter import JobFilter
+from ckptd.core.jobs import Job
 from ckptd.core.names import check_queue
 from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
@@ -106,7 +107,7 @@ def replay(source: Store, target: Store, settings: Settings, queue: str, state: 
     return answer
 
 
-def _copy_ops(settings: Settings, queue: str, state: State, job: dict[str, Any],
+def _copy_ops(settings: Settings, queue: str, state: State, job: Job,
               payload: Any, checkpoint: bytes | None, now: float, root: str | None,
               answer: Replayed) -> list[Op]:
     """The ops that create one copy: its blob, its checkpoint, then its pending file."""

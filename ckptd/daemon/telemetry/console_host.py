@@ -20,6 +20,7 @@ from ckptd.daemon.telemetry.page_parts import Viewer
 from ckptd.daemon.telemetry.snapshot import Snapshot
 from ckptd.store.admin import StoreAdmin
 from ckptd.store.base import Store
+from ckptd.wire.protocol import Body
 
 T = TypeVar("T")
 
@@ -41,7 +42,7 @@ class ConsoleHost(Protocol):
     def settings(self) -> Settings:
         """The settings in force."""
 
-    async def ask(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def ask(self, kind: str, body: Body) -> Body:
         """Send a control request through the daemon's loop (the CLI's and the client's
         code path); return the answer or raise the error."""
 

@@ -35,6 +35,7 @@ from ckptd.store.admin import StoreAdmin
 from ckptd.store.base import Store
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import is_loopback
+from ckptd.wire.protocol import Body
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ LOOP_CALL_TIMEOUT = 5.0
 ACTION_TIMEOUT = 600.0  # a bulk action over many jobs answers when its last slice is done
 T = TypeVar("T")
 
-LocalRequest = Callable[[bytes, dict[str, Any], float, Callable[[list[bytes]], None]], None]
+LocalRequest = Callable[[bytes, Body, float, Callable[[list[bytes]], None]], None]
 
 
 class Telemetry:
@@ -151,7 +152,7 @@ class Telemetry:
         return await asyncio.wait_for(asyncio.wrap_future(self.call(func)),
                                       LOOP_CALL_TIMEOUT)
 
-    async def ask(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def ask(self, kind: str, body: Body) -> Body:
         """Send the control request ``kind`` through the daemon's loop, as the client would
         over the socket; return the answer, or raise the daemon's error."""
         answered: Future[list[bytes]] = Future()

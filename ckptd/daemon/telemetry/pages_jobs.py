@@ -3,8 +3,7 @@ job's page (its history, checkpoint, result and error as JSON with readable name
 
 from __future__ import annotations
 
-from typing import Any
-
+from ckptd.core.jobs import Job
 from ckptd.core.states import State
 from ckptd.daemon.telemetry.dashboard import error_text, job_href
 from ckptd.daemon.telemetry.job_search import PAGE, Found
@@ -21,6 +20,7 @@ from ckptd.daemon.telemetry.page_parts import (
     when,
 )
 from ckptd.daemon.telemetry.snapshot import Snapshot
+from ckptd.wire.protocol import Body
 
 
 def render_running(snap: Snapshot | None, viewer: Viewer) -> str:
@@ -149,11 +149,11 @@ def _results(form: dict[str, str], found: Found, viewer: Viewer) -> str:
     return "".join(out)
 
 
-def render_job(queue: str, job_id: str, info: dict[str, Any], sentences: list[str],
+def render_job(queue: str, job_id: str, info: Body, sentences: list[str],
                viewer: Viewer, problem: str | None = None, flash: str | None = None,
                flash_error: bool = False) -> str:
     """A job's page: why it is where it is, its lease, then the file's parts as JSON."""
-    job: dict[str, Any] = info.get("job") or {}
+    job: Job = info.get("job") or {}
     state = str(info.get("state") or "")
     body = [f'<h1>Job {esc(job_id)}</h1><div class="meta">queue '
             f"{link(queue, href('queue', queue))} &middot; <b id=\"state\">{esc(state)}</b>"
@@ -209,7 +209,7 @@ def render_job(queue: str, job_id: str, info: dict[str, Any], sentences: list[st
                 live=state == State.CLAIMED.value, flash=flash, flash_error=flash_error)
 
 
-def failure_summary(job: dict[str, Any]) -> str:
+def failure_summary(job: Job) -> str:
     """``Type: message`` of a failed job's last error."""
     error = job.get("last_error") or {}
     return error_text(str(error.get("type") or "Error"), str(error.get("message") or ""))
