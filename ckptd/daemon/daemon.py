@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -37,7 +37,6 @@ from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.daemon.requests import MAX_CONTROL_PER_STEP, Control
 from ckptd.daemon.systemd import Notifier
 from ckptd.daemon.telemetry.drops import Drops
-from ckptd.daemon.telemetry.http_server import Telemetry
 from ckptd.daemon.telemetry.snapshot import Snapshot
 from ckptd.daemon.watch.scans import Scans
 from ckptd.daemon.watch.watcher import Watcher
@@ -47,6 +46,9 @@ from ckptd.wire import protocol
 from ckptd.wire.endpoints import check_bind
 from ckptd.wire.protocol import Body
 from ckptd.wire.security import CurveServer, SocketGuard
+
+if TYPE_CHECKING:  # aiohttp is imported only by a daemon that serves HTTP (metrics_port)
+    from ckptd.daemon.telemetry.http_server import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +165,8 @@ class Daemon:
                 self._poller.register(fd, zmq.POLLIN)
         self._schedule_all(now)
         if settings.metrics_port:
+            from ckptd.daemon.telemetry.http_server import Telemetry
+
             self.telemetry = Telemetry(self.live, self.store, snapshot=self._snapshot,
                                        request=self.control.local,
                                        lease=self.operators.lease_info, wake=self.wake,

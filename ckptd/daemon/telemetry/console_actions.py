@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 MAX_BULK = 1_000_000  # jobs one bulk action may name (a filter that reads files is bounded
 # by the search's own bound on reads)
+CHUNK = 5_000  # ids per request of a bulk action (a request stays far under its size limit)
 SINGLE = {"retry", "cancel", "move", "purge", "pause", "resume", "limit", "run_schedule"}
 BULK = {"retry", "purge", "cancel", "replay"}
 
@@ -264,19 +265,22 @@ async def _bulk(host: ConsoleHost, fields: dict[str, str]) -> Outcome:
         finally:
             await host.blocking(target.close)
         return (f"replayed {done.created} job(s) of {queue} into {target.url}", back, False)
-    everything = flt.empty
-    ids, _ = ([], True) if everything else await _matching(host, queue, state, flt)
-    if not everything and not ids:
+    # The ids are found here, in the I/O pool (the loop lists nothing), and sent in chunks:
+    # each is one request that the daemon carries out a slice per turn.
+    ids, _ = await _matching(host, queue, state, flt)
+    if not ids:
         return "no job matches: nothing done", back, False
-    if name == "retry":
-        answer = await host.ask("retry", {"queue": queue, "ids": None if everything else ids})
-        return f"retried {len(answer['ids'])} job(s) of {queue}", back, False
-    if name == "purge":
-        answer = await host.ask("purge", {"queue": queue, "state": state.value,
-                                          "ids": None if everything else ids})
-        return f"purged {answer['count']} job(s) of {queue}", back, False
-    if everything:
-        ids, _ = await _matching(host, queue, state, flt)
+    if name in ("retry", "purge"):
+        count = 0
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start:start + CHUNK]
+            if name == "retry":
+                count += len((await host.ask("retry", {"queue": queue, "ids": chunk}))["ids"])
+            else:
+                count += int((await host.ask("purge", {"queue": queue, "state": state.value,
+                                                        "ids": chunk}))["count"])
+        verb = "retried" if name == "retry" else "purged"
+        return f"{verb} {count} job(s) of {queue}", back, False
     cancelled = 0
     for job_id in ids:
         try:
