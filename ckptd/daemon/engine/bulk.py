@@ -18,8 +18,8 @@ from ckptd.core.errors import CkptdError
 from ckptd.daemon.engine.index import Callback
 from ckptd.store.base import Outcome
 
-SLICE = 64  # jobs per turn, at most
-SLICE_SECONDS = 0.004  # and no longer than this per turn (reading files)
+SLICE = 32  # jobs per turn, at most (each also costs a write and a rename in the commit)
+SLICE_SECONDS = 0.002  # and no longer than this per turn reading files
 
 
 class Tally:
