@@ -1,4 +1,5 @@
-"""The console as an aiohttp application: the guard first (:mod:`web_guard`), then the
+"""The console as an aiohttp application: the guard first
+(:mod:`ckptd.daemon.telemetry.web_guard`), then the
 actions (POST) and the pages (GET)."""
 
 from __future__ import annotations
