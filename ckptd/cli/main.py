@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ckptd.cli import controls, encryption, exits, joblogs, sealing
+from ckptd.cli import console, controls, encryption, exits, joblogs, sealing
 from ckptd.cli.context import Context, current
 from ckptd.cli.inputs import read_payload
 from ckptd.cli.options import Group, connect_option
@@ -543,7 +543,8 @@ def doctor(as_json: bool, timeout: str) -> None:
 
 
 for _command in (*controls.COMMANDS,  # pause, resume, limit, schedules
-                 *joblogs.COMMANDS, *encryption.COMMANDS):  # logs, encryption-key
+                 *joblogs.COMMANDS, *encryption.COMMANDS,  # logs, encryption-key
+                 *console.COMMANDS):  # console-user, replay, move
     cli.add_command(_command)
 
 

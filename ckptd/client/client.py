@@ -487,6 +487,12 @@ class Client:
                                           "older_than": older_than},
                                 timeout=max(self.timeout, 600.0))["count"])
 
+    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
+        """Move a pending or failed job to queue ``to`` (same id; a failed one gets fresh
+        attempts); return the state it was in."""
+        return str(self.request("move", {"queue": queue, "id": job_id, "to": to,
+                                         "by": by or who_am_i("client")})["was"])
+
     # -- operator controls -----------------------------------------------------------------
 
     def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
@@ -503,6 +509,11 @@ class Client:
         """Set ``max_running`` and/or ``rate`` of ``queue`` in its ``limits.json`` (a None
         value removes one: the config's applies again); ``reset`` removes the file."""
         return self.request("limit", {"queue": queue, **changes, "reset": reset})
+
+    def run_schedule(self, name: str, by: str | None = None) -> dict[str, Any]:
+        """Submit one job of schedule ``name`` now (its plan is left as it is); return the
+        submit's answer (``id``, ``created``)."""
+        return self.request("run_schedule", {"name": name, "by": by or who_am_i("client")})
 
     def schedules(self) -> list[dict[str, Any]]:
         """The schedules, with their next and last runs."""
@@ -582,6 +593,10 @@ class RemoteAdmin:
     def cancel(self, queue: str, job_id: str, by: str | None = None) -> str:
         """See :meth:`Client.cancel`."""
         return self.client.cancel(queue, job_id, by or who_am_i("--connect"))
+
+    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
+        """See :meth:`Client.move`."""
+        return self.client.move(queue, job_id, to, by or who_am_i("--connect"))
 
     def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
         """See :meth:`Client.purge`."""

@@ -82,3 +82,6 @@ class Admin(Protocol):
     def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
               ) -> dict[str, Any]:
         """Change a queue's ``limits.json``."""
+
+    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
+        """Move a pending or failed job to queue ``to``; return the state it was in."""

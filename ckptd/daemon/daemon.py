@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -38,7 +38,6 @@ from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.daemon.requests import MAX_CONTROL_PER_STEP, Control
 from ckptd.daemon.systemd import Notifier
 from ckptd.daemon.telemetry.drops import Drops
-from ckptd.daemon.telemetry.http_server import Telemetry
 from ckptd.daemon.telemetry.snapshot import Snapshot
 from ckptd.daemon.watch.scans import Scans
 from ckptd.daemon.watch.watcher import Watcher
@@ -48,6 +47,9 @@ from ckptd.wire import protocol
 from ckptd.wire.endpoints import check_bind
 from ckptd.wire.protocol import Body
 from ckptd.wire.security import CurveServer, SocketGuard
+
+if TYPE_CHECKING:  # aiohttp is imported only by a daemon that serves HTTP (metrics_port)
+    from ckptd.daemon.telemetry.http_server import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +165,11 @@ class Daemon:
                 self._poller.register(fd, zmq.POLLIN)
         self._schedule_all(now)
         if settings.metrics_port:
-            self.telemetry = Telemetry(settings.metrics_bind, settings.metrics_port,
-                                       insecure=settings.insecure, snapshot=self._snapshot,
-                                       show=self.admin.show,
-                                       lease_info=self.operators.lease_info, wake=self.wake,
+            from ckptd.daemon.telemetry.http_server import Telemetry
+
+            self.telemetry = Telemetry(self.live, self.store, snapshot=self._snapshot,
+                                       request=self.control.local,
+                                       lease=self.operators.lease_info, wake=self.wake,
                                        clock=self.clock)
             self.telemetry.start(now)
         self.notifier.ready(self._status_line())
@@ -333,6 +336,7 @@ class Daemon:
         engine.expire_leases(now)
         engine.promote_delayed(now)
         engine.tick(now)  # operator controls: priorities, schedules, retention
+        self.operators.tick(now)  # a slice of a bulk retry or purge
         self.guard.requeue(now, engine.txn)
         may_claim = self.guard.may_claim(now, engine.txn) and (
             self.role is None or self.role.may_dispatch(now))
@@ -347,7 +351,8 @@ class Daemon:
                 self.commit()
         self._timers_due(now)
         # Poll without sleeping only with work left: more to read, ops, jobs made ready.
-        self._busy = capped or bool(engine.txn.ops) or engine.ready_count() > ready
+        self._busy = (capped or bool(engine.txn.ops) or engine.ready_count() > ready
+                      or self.operators.busy)
 
     def _follow_role(self, now: float) -> None:
         """Follow the leases (a bucket): recover the queues taken, drop those lost."""

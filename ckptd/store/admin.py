@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,16 +103,16 @@ def load_payload(store: Store, job: jobs.Job) -> Any:
     return job.get("payload")
 
 
-def purgeable(store: Store, queue: str, state: State, older_than: float | None, now: float
-              ) -> list[str]:
+def purgeable(store: Store, queue: str, state: State, older_than: float | None, now: float,
+              ids: Sequence[str] | None = None) -> list[str]:
     """The ids of ``state`` (done or failed) old enough to purge: all, or those whose file
-    last changed more than ``older_than`` seconds ago."""
+    last changed more than ``older_than`` seconds ago (among ``ids`` when given)."""
     if state not in TERMINAL:  # removing a pending job is a cancel, not a purge
         raise TransitionError(f"only done or failed jobs can be purged, not {state.value}; "
                               "use 'ckptd cancel' for a pending job")
     check_queue(queue)
     found = []
-    for job_id in store.ids(queue, state):
+    for job_id in store.ids(queue, state) if ids is None else ids:
         if older_than is not None:
             try:
                 if now - store.mtime(queue, state, job_id) < older_than:
@@ -436,6 +436,13 @@ class StoreAdmin(StoreControls):
             raise TransitionError(f"job {job_id!r} is already {state.value}; "
                                   f"use 'ckptd purge {queue} {state.value}' to remove it")
         return str(state.value)
+
+    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
+        """Move a pending or failed job to queue ``to`` (:mod:`ckptd.store.moves`)."""
+        from ckptd.store.moves import move_on_store
+
+        return move_on_store(self.store, self.settings, queue, job_id, to, now=self.clock(),
+                             by=by or edits.who_am_i("--root"))
 
     def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
         """Remove done or failed jobs (older than ``older_than`` seconds); return how many."""

@@ -192,13 +192,18 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
                "attempts": (_optional(_int), _OPT)},
     b"cancel": {"queue": (_name, _REQ), "id": (_name, _REQ), "by": (_optional(_label), _OPT)},
     b"purge": {"queue": (_name, _REQ), "state": (_str, _REQ),
-               "older_than": (_optional(_num), _OPT)},
+               "older_than": (_optional(_num), _OPT), "ids": (_optional(_ids), _OPT)},
     # operator controls: the files <queue>/paused and <queue>/limits.json, the schedules
     b"pause": {"queue": (_name, _REQ), "reason": (_optional(_str), _OPT)},
     b"resume": {"queue": (_name, _REQ)},
     b"limit": {"queue": (_name, _REQ), "max_running": (_optional(_int), _OPT),
                "rate": (_rate_or_none, _OPT), "reset": (_bool, _OPT)},
     b"schedules": {},
+    # the console's actions (and ckptd move / run-schedule): a job to another queue, a
+    # schedule's job now
+    b"move": {"queue": (_name, _REQ), "id": (_name, _REQ), "to": (_name, _REQ),
+              "by": (_optional(_label), _OPT)},
+    b"run_schedule": {"name": (_name, _REQ), "by": (_optional(_label), _OPT)},
     b"fetch": {"queue": (_name, _REQ), "id": (_name, _REQ), "what": (_str, _REQ),
                "start": (_optional(_int), _OPT), "end": (_optional(_int), _OPT)},
     b"output": {"queue": (_name, _REQ), "name": (_name, _REQ), "text": (_str_any, _REQ)},
@@ -207,7 +212,8 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
     b"wait": {"queue": (_name, _REQ), "ids": (_optional(_ids), _OPT),
               "timeout": (_num, _REQ)},
     # submit-file --connect: the file in parts (base64), then the request to submit it
-    b"upload": {"upload": (_name, _REQ), "offset": (_int, _REQ), "data": (_str_any, _REQ)},
+    b"upload": {"upload": (_name, _REQ), "offset": (_int, _REQ), "data": (_str_any, _REQ),
+                "queue": (_optional(_name), _OPT)},
     b"submit_file": {"upload": (_name, _REQ), "size": (_int, _REQ), "queue": (_name, _REQ),
                      "format": (_str, _REQ), "chunk": (_int, _OPT),
                      "batch": (_optional(_name), _OPT), "then": (_optional(_name), _OPT),

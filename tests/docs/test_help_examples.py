@@ -23,8 +23,8 @@ from tests.docs.shell import Scratch, subcommand
 from tests.helpers import wait_for
 
 ORDER = ("keygen", "encryption-key", "serve", "worker", "submit", "submit-file", "status",
-         "ls", "show", "explain", "logs", "wait", "retry", "cancel", "purge", "fsck", "doctor",
-         "schedules", "limit", "pause", "resume")
+         "ls", "show", "explain", "logs", "wait", "retry", "cancel", "move", "replay", "purge",
+         "fsck", "doctor", "schedules", "limit", "pause", "resume", "console-user")
 
 TASKS = '''\
 from ckptd import AsyncJob, Fail, Job
@@ -127,7 +127,7 @@ def test_every_example_of_every_help_runs(tmp_path: Path, request: pytest.Fixtur
                 pick = None
                 if name == "retry" and "--all" not in line:
                     pick = {"price": [_failed_job(scratch)]}
-                elif name == "cancel":
+                elif name in ("cancel", "move"):
                     pick = {"price": [_pending_job(scratch)]}
                 scratch.run(line.replace(bucket, bucket_root), pick=pick)
             if name == "serve":  # the daemon the remaining examples talk to, on their store
