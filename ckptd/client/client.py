@@ -18,13 +18,16 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
 
 from ckptd.client.batches import GraphCalls
 from ckptd.client.direct import DirectSubmit
+from ckptd.client.hooks import HookSpec
+from ckptd.client.preparing import Preparer
+from ckptd.codec.crypto import Keyring
 from ckptd.core.answers import Submitted, SubmittedFile
 from ckptd.core.edits import who_am_i
 from ckptd.core.errors import (
@@ -73,9 +76,15 @@ class Client(GraphCalls):
 
     def __init__(self, endpoints: str | list[str], *, timeout: float = DEFAULT_TIMEOUT,
                  context: zmq.Context[Any] | None = None, curve: ClientCurve | None = None,
-                 direct: bool = True) -> None:
+                 direct: bool = True, hooks: Sequence[HookSpec] | None = None,
+                 keys: Keyring | None = None, tracing: str = "off",
+                 tracing_baggage: bool = False) -> None:
         """``direct``: on the daemon's host, submit by writing into its store (see
-        :mod:`ckptd.client.direct`); False always goes through the daemon."""
+        :mod:`ckptd.client.direct`); False always goes through the daemon. ``hooks``: their
+        ``on_submit`` runs on every job (:mod:`ckptd.client.hooks`); ``keys``: payloads are
+        sealed with them and results opened (:mod:`ckptd.codec.crypto`); ``tracing``: as the
+        setting (``on`` uses your program's tracer provider)."""
+        self._prep = Preparer(hooks, keys, tracing, tracing_baggage)
         self.endpoints = connect_endpoints(endpoints)  # tcp:// is implied when missing
         self.timeout = timeout
         self.curve = curve
@@ -300,6 +309,12 @@ class Client(GraphCalls):
             body["time_limit"] = time_limit
         if generated:
             body["fresh"] = True
+        extra: dict[str, Any] = {}
+        if self._prep.active:  # hooks, trace context, seal
+            payload, extra = self._prep.prepare(queue, payload, body["id"])
+            body["payload"] = payload
+            body.update(extra)
+        meta = extra.get("meta")
         if after:
             body["after"] = list(after)
             body["on_parent_failure"] = on_parent_failure
@@ -314,10 +329,10 @@ class Client(GraphCalls):
                 if generated:
                     return direct.submit_many(admin, queue, [(body["id"], payload)],
                                               time.time(), max_attempts=max_attempts,
-                                              time_limit=time_limit)[0]
+                                              time_limit=time_limit, meta=meta)[0]
                 return admin.submit(queue, payload, job_id=body["id"],
                                     max_attempts=max_attempts, if_exists=if_exists,
-                                    time_limit=time_limit)
+                                    time_limit=time_limit, meta=meta)
             except StoreError as exc:  # e.g. no permission: the daemon can still do it
                 direct.give_up(exc)
         try:
@@ -375,7 +390,12 @@ class Client(GraphCalls):
         fresh = ids is None
         items = [{"id": new_id() if ids is None else check_job_id(ids[n]), "payload": p,
                   "fresh": fresh, "if_exists": "return"} for n, p in enumerate(payloads)]
-        found = self._direct_store(queue) if fresh else None
+        if self._prep.active:  # hooks, trace context, seal
+            for item in items:
+                item["payload"], extra = self._prep.prepare(queue, item["payload"], item["id"])
+                item.update(extra)
+        found = self._direct_store(queue) if fresh and not any("meta" in i for i in items) \
+            else None
         if found is not None:  # on the daemon's host: write the jobs into its store
             direct, admin = found
             try:
@@ -421,8 +441,10 @@ class Client(GraphCalls):
         return [(State(s), i) for s, i in answer["jobs"]]
 
     def result(self, queue: str, job_id: str) -> Any:
-        """The result of a done job (read from its blob when it is not inline)."""
-        return self.request("fetch", {"queue": queue, "id": job_id, "what": "result"})["result"]
+        """The result of a done job (read from its blob when it is not inline; opened when
+        this client holds the keys it was sealed with)."""
+        found = self.request("fetch", {"queue": queue, "id": job_id, "what": "result"})["result"]
+        return self._prep.result(found, f"{queue}/{job_id}")
 
     def fetch(self, queue: str, job_id: str, what: str) -> Any:
         """Fetch a job's ``payload`` or checkpoint ``state`` through the daemon."""
@@ -476,6 +498,12 @@ class Client(GraphCalls):
                                           "older_than": older_than},
                                 timeout=max(self.timeout, 600.0))["count"])
 
+    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
+        """Move a pending or failed job to queue ``to`` (same id; a failed one gets fresh
+        attempts); return the state it was in."""
+        return str(self.request("move", {"queue": queue, "id": job_id, "to": to,
+                                         "by": by or who_am_i("client")})["was"])
+
     # -- operator controls -----------------------------------------------------------------
 
     def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
@@ -492,6 +520,11 @@ class Client(GraphCalls):
         """Set ``max_running`` and/or ``rate`` of ``queue`` in its ``limits.json`` (a None
         value removes one: the config's applies again); ``reset`` removes the file."""
         return self.request("limit", {"queue": queue, **changes, "reset": reset})
+
+    def run_schedule(self, name: str, by: str | None = None) -> dict[str, Any]:
+        """Submit one job of schedule ``name`` now (its plan is left as it is); return the
+        submit's answer (``id``, ``created``)."""
+        return self.request("run_schedule", {"name": name, "by": by or who_am_i("client")})
 
     def schedules(self) -> list[dict[str, Any]]:
         """The schedules, with their next and last runs."""
@@ -511,72 +544,3 @@ class Client(GraphCalls):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class RemoteAdmin:
-    """The CLI's store commands, carried out through a daemon (``--connect``)."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-
-    def submit(self, queue: str, payload: Any, *, job_id: str | None = None,
-               max_attempts: int | None = None, delay: float | None = None,
-               if_exists: str = "error", batch: str | None = None,
-               time_limit: float | None = None, priority: int | None = None,
-               after: list[str] | None = None, on_parent_failure: str | None = None
-               ) -> Submitted:
-        """See :meth:`ckptd.store.admin.StoreAdmin.submit`."""
-        return self.client.submit_job(queue, payload, job_id=job_id, max_attempts=max_attempts,
-                                      delay=delay, if_exists=if_exists, batch=batch,
-                                      time_limit=time_limit, priority=priority, after=after,
-                                      on_parent_failure=on_parent_failure)
-
-    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> dict[str, Any]:
-        """See :meth:`Client.signal`."""
-        return self.client.signal(queue, job_id, name, data)
-
-    def graph(self, queue: str, job_id: str, depth: int | None = None) -> dict[str, Any]:
-        """See :meth:`Client.graph`."""
-        return self.client.graph(queue, job_id, depth)
-
-    def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
-        """See :meth:`Client.pause`."""
-        return self.client.pause(queue, reason)
-
-    def resume(self, queue: str) -> dict[str, Any]:
-        """See :meth:`Client.resume`."""
-        return self.client.resume(queue)
-
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
-              ) -> dict[str, Any]:
-        """See :meth:`Client.limit`."""
-        return self.client.limit(queue, changes, reset)
-
-    def submit_file(self, queue: str, data: bytes, **options: Any) -> SubmittedFile:
-        """See :meth:`Client.submit_file`."""
-        return self.client.submit_file(queue, data, **options)
-
-    def status(self, queue: str | None = None) -> dict[str, Any]:
-        """See :meth:`Client.status`."""
-        return self.client.status(queue)
-
-    def ls(self, queue: str, state: State | None = None) -> list[tuple[State, str]]:
-        """See :meth:`Client.ls`."""
-        return self.client.ls(queue, state)
-
-    def show(self, queue: str, job_id: str) -> dict[str, Any]:
-        """See :meth:`Client.show`."""
-        return self.client.show(queue, job_id)
-
-    def retry(self, queue: str, job_ids: list[str] | None = None, *,
-              attempts: int | None = None) -> list[str]:
-        """See :meth:`Client.retry`."""
-        return self.client.retry(queue, job_ids, attempts=attempts)
-
-    def cancel(self, queue: str, job_id: str, by: str | None = None) -> str:
-        """See :meth:`Client.cancel`."""
-        return self.client.cancel(queue, job_id, by or who_am_i("--connect"))
-
-    def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
-        """See :meth:`Client.purge`."""
-        return self.client.purge(queue, state, older_than)

@@ -2,7 +2,8 @@
 
 The CLI carries out store commands either on the store itself (``--root``:
 :class:`ckptd.store.admin.StoreAdmin`) or through a daemon (``--connect``:
-:class:`ckptd.client.RemoteAdmin`); both follow :class:`Admin` and give the same answers.
+:class:`ckptd.client.remote_admin.RemoteAdmin`); both follow :class:`Admin` and give the
+same answers.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class Admin(Protocol):
     def show(self, queue: str, job_id: str) -> dict[str, Any]:
         """A job's state, file and checkpoint."""
 
+    def job_logs(self, queue: str, job_id: str, since: dict[int, int] | None = None
+                 ) -> dict[str, Any]:
+        """A job's own logs after ``since`` (attempt -> byte), and its state."""
+
     def retry(self, queue: str, job_ids: list[str] | None = None, *,
               attempts: int | None = None) -> list[str]:
         """Move failed jobs back to pending; return their ids."""
@@ -80,6 +85,9 @@ class Admin(Protocol):
     def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
               ) -> dict[str, Any]:
         """Change a queue's ``limits.json``."""
+
+    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
+        """Move a pending or failed job to queue ``to``; return the state it was in."""
 
     def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> dict[str, Any]:
         """Send a signal to a job (``<queue>/signals/<id>.<name>.json``)."""

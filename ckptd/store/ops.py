@@ -35,7 +35,8 @@ class Move:
     ``src_known``: the caller knows the job is in ``src`` (the daemon that leads the queue,
     ending an attempt it holds the lease of). A store that would otherwise look before it
     writes (a bucket, where a move is a copy and a delete) may then skip the look; see
-    :meth:`ckptd.store.base.Store.move` for what the look protects. Stores that move atomically ignore it.
+    :meth:`ckptd.store.base.Store.move` for what the look protects. Stores that move
+    atomically ignore it.
     """
 
     queue: str

@@ -94,6 +94,8 @@ class _Attempt:
     _worker: JobHost | None = field(default=None, repr=False)
     _seq: int = field(default=0, repr=False)
     _flags: StopFlags = field(default_factory=StopFlags, repr=False)
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Fields the client's hooks added to the job (``Submission.meta``); {} when none."""
     woken: dict[str, Any] | None = None
     """How its last wait ended (``reason``: parents, children, signal, until, timeout), with
     the ends of the jobs it waited for and the signals it got; None if it never waited."""
@@ -136,6 +138,13 @@ class _Attempt:
                       ) -> dict[str, Any]:
         return {**options, "after": [*self.spawned, f"{self.queue}/{self.id}"],
                 "on_parent_failure": on_parent_failure}
+
+    def log(self, *parts: Any, level: str = "INFO") -> None:
+        """Add a line to this job's own log (``ckptd logs QUEUE ID``), beside the records
+        its handler's ``logging`` emits; ``parts`` are joined with spaces, like print."""
+        from ckptd.worker.job_logs import write
+
+        write(" ".join(str(p) for p in parts), level.upper())
 
     @property
     def cancelled(self) -> bool:

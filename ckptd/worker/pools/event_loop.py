@@ -115,7 +115,7 @@ class AsyncPool:
             job = AsyncJob.of(body, payload, state, self.host.job_host, attempt.flags)
             if not self.host.started(attempt):
                 return None  # it ended while it waited (cancelled, given back)
-            result = await self.handler(job)
+            result = await self.host.around.call_async(self.handler, job, body)
             answer = reports.done(body, result)
             if answer[0] == b"done":
                 answer = await asyncio.to_thread(self.host.store_result, attempt, answer)
