@@ -427,8 +427,7 @@ class LocalStore(LocalControls, LocalSignals, Store):
                 raise JobExists(op.queue, op.job_id, op.state.value) from None
             crashpoints.reached("after_rename")
             if op.check_other_states:
-                # Checked after creating, so a copy moving between folders meanwhile is seen
-                # (not ours moved on: a daemon may claim at once what a client wrote).
+                # After creating: a copy moving meanwhile is seen (not ours, claimed at once).
                 for state in other_states(op.state):
                     if os.path.lexists(self._job_path(op.queue, state, op.job_id)) \
                             and os.path.lexists(dst):
