@@ -272,6 +272,7 @@ class Waits:
             if target is State.PENDING:
                 self.counters["woken"] += 1
                 index.pending.add(job_id)
+                index.added_since_scan.add(job_id)  # a rescan listed before it: keep it
                 index.ready.note(job_id, job.get("priority"))
                 ix.make_ready(index, job_id, None)
                 log.info("wake", extra={"fields": {**fields, "reason": reason}})
