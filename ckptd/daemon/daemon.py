@@ -33,6 +33,7 @@ from ckptd.daemon.cluster.leadership import Leading
 from ckptd.daemon.engine.actions import Operators
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.figures import build_snapshot, status_line
+from ckptd.daemon.engine.groups import Groups
 from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.daemon.requests import MAX_CONTROL_PER_STEP, Control
 from ckptd.daemon.systemd import Notifier
@@ -83,13 +84,16 @@ class Daemon:
                                stopping=lambda: self.stopping_since is not None,
                                drop=self.drops.count, internal_error=self.drops.internal_error,
                                waiting_op=lambda q, i, now: self.guard.waiting(q, i, now))
-        self.guard = StoreGuard(self.store, clock)
+        self.guard = StoreGuard(self.store, clock, self.wake)
         self.role: BucketRole | None = None
         if not is_local(settings.root):
             self.role = BucketRole(self.store, self.live, self.engine, self.guard,
                                    name=self.name, wake=self.wake, clock=clock,
                                    endpoints=lambda: self.endpoints)
             self.engine.sweeper.may_write = self.role.writable  # retention: active only
+        # On a bucket a turn's group runs while the loop goes on (daemon/engine/groups.py).
+        self.groups = None if self.guard.background is None else Groups(
+            self.engine, self.guard, lambda: self.role is None or self.role.writable())
         self.telemetry: Telemetry | None = None
         self.scans = Scans(self.store, self.engine, self.role, None, self.live, wake=self.wake,
                            clock=clock)
@@ -199,6 +203,8 @@ class Daemon:
             self._watcher = None
         self.scans.close()
         self.engine.sweeper.close()
+        if self.groups is not None and self._control is not None:
+            self.groups.finish(self._deliver, self.settings.store_timeout)  # their acks
         self.leading.close()  # gives the leases (or locks) back
         for sock in (self._control, self._dispatch):
             if sock is not None and not sock.closed:
@@ -359,6 +365,9 @@ class Daemon:
         Ops that callbacks queue (a reduce's manifest, an answer's next step) are applied in
         the same turn, a few rounds deep at most.
         """
+        if self.groups is not None:  # a bucket: started now, finished at a later turn
+            self.groups.commit(self._deliver)
+            return
         engine = self.engine
         for _ in range(MAX_COMMIT_ROUNDS):
             txn = engine.index.take_txn()
@@ -380,11 +389,16 @@ class Daemon:
             if engine.outbox:
                 outbox, engine.outbox = engine.outbox, []
                 self._send_to_workers(outbox)  # a vanished worker's jobs go back: more ops
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Send the control replies (a client waits on its answer), then the outbox."""
         for identity, frames in self.control.take_replies():
             self._send_control(identity, frames)
+        engine = self.engine
         if engine.outbox:
             outbox, engine.outbox = engine.outbox, []
-            self._send_to_workers(outbox)
+            self._send_to_workers(outbox)  # a vanished worker's jobs go back: more ops
 
     def _send_control(self, identity: bytes, frames: list[bytes]) -> None:
         assert self._control is not None

@@ -79,6 +79,7 @@ class BucketRole:
         self._shared_at = 0.0
         self._last_full = 0.0
         self._dups_seen: set[tuple[str, str]] = set()
+        self._leases_failure: StoreError | None = None
 
     @property
     def settings(self) -> Settings:
@@ -201,8 +202,10 @@ class BucketRole:
             if now >= self._retry.get(queue, 0.0) and self._promote(queue, now):
                 led.add(queue)
                 recovered.append(queue)
-        if dropped and self.leases.error:  # the bucket did not answer in time: say so
-            self.health.failed(self.leases.error, now)
+        failure = self.leases.failure
+        if failure is not None and failure is not self._leases_failure:
+            self.health.failed(failure, now)  # the bucket cannot be reached: status says so
+        self._leases_failure = failure
         self.led = frozenset(led)
         for queue in dropped:
             self.leases.dropped(queue)
@@ -239,12 +242,16 @@ class BucketRole:
         return self.health.available
 
     def _prefetch(self, now: float) -> None:
+        """Start reading the files of the next claims (as many as workers have credits);
+        dispatch claims a job once its file is read (a store that reads in the background
+        wakes the loop then)."""
         engine = self.engine
         if not engine.workers or not engine.dispatching:
             return
         credits = sum(max(0, w.credits) for w in engine.workers.values())
         if credits <= 0:
             return
+        background = self.guard.background
         for name, index in engine.queues.items():
             if not index.ready or not self.leads(name):
                 continue
@@ -255,6 +262,9 @@ class BucketRole:
                     if len(wanted) >= min(credits, PREFETCH_MAX):
                         break
             if not wanted:
+                continue
+            if background is not None:
+                background.prefetch_later(name, wanted)
                 continue
             try:
                 self.store.prefetch(name, wanted)

@@ -69,6 +69,7 @@ class QueueLeases:
         self.duration = live.current.leader_lease
         self.members = Membership(objects, name, self.duration, clock=clock)
         self.error: str | None = None
+        self.failure: StoreError | None = None  # the last look's error, while it fails
         self.refused = 0  # writes the fence refused (a lapsed or handed-over lease)
         self.legacy = False  # a daemon of an older ckptd holds the store's one lease
         # Read by other threads, replaced whole (never changed in place) by this one:
@@ -197,9 +198,12 @@ class QueueLeases:
             if not quick:
                 self._publish()
             self.error = None
+            self.failure = None
         except StoreError as exc:
+            if self.error != str(exc):
+                log.warning("queue leases: %s", exc)
             self.error = str(exc)
-            log.warning("queue leases: %s", exc)
+            self.failure = exc
         finally:
             self._share()
 

@@ -70,6 +70,9 @@ class S3Writes:
         self.conditional: bool | None = None
         self._probe_lock: asyncio.Lock | None = None
         self._key_locks: dict[str, asyncio.Lock] = {}
+        # (queue, id) -> the end of the last group started with an op of that job: a
+        # later group's ops of the job wait for it (deletes left to a group's end included)
+        self._last_group: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     def key(self, queue: str, folder: str, name: str) -> str:
         return f"{self.prefix}/{queue}/{folder}/{name}"
@@ -84,34 +87,55 @@ class S3Writes:
                 self._probe_lock = asyncio.Lock()
             async with self._probe_lock:
                 if self.conditional is None:
+                    # A listing first: some servers (SeaweedFS) create a missing bucket on
+                    # the first PUT, where every other command says it does not exist.
+                    await self.req.probe_access()
                     self.conditional = await self.req.probe_conditional(self.prefix)
         return self.conditional
 
     # -- a group ---------------------------------------------------------------------------
 
     async def apply(self, ops: list[Op]) -> list[Outcome]:
-        """Carry out ``ops``; one outcome each (see :meth:`ckptd.store.base.Store.apply`)."""
+        """Carry out ``ops``; one outcome each (see :meth:`ckptd.store.base.Store.apply`).
+
+        Groups may run side by side (the daemon starts one per turn of its loop without
+        waiting): the ops of a job wait for the end of the last group started before with
+        an op of that job, so a job's ops keep their order whatever group they are in.
+        """
         outcomes: list[Outcome] = [None] * len(ops)
         chains: dict[tuple[str, str], list[int]] = {}
         for i, op in enumerate(ops):
             chains.setdefault((op.queue, op.job_id), []).append(i)
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        before = {key: self._last_group.get(key) for key in chains}
+        for key in chains:
+            self._last_group[key] = ended
         late: dict[int, list[str]] = {}  # op -> old keys it leaves for the group's end
 
-        async def chain(positions: list[int]) -> None:
+        async def chain(key: tuple[str, str], positions: list[int]) -> None:
+            earlier = before[key]
+            if earlier is not None:
+                await asyncio.shield(earlier)
             for n, i in enumerate(positions):  # the ops of one job in their order
                 later = [ops[j] for j in positions[n + 1:]]
                 leave = late.setdefault(i, []) if self._may_leave(ops[i], later) else None
                 outcomes[i] = await self._outcome(ops[i], leave)
 
-        await asyncio.gather(*(chain(p) for p in chains.values()))
-        waiting = [i for i, keys in late.items() if keys and outcomes[i] is None]
-        if waiting:
-            try:
-                await self.req.delete_many([k for i in waiting for k in late[i]],
-                                           "delete the old copies")
-            except CkptdError as exc:
-                for i in waiting:  # each op is tried again whole: all of it is idempotent
-                    outcomes[i] = self._failure(ops[i], exc)
+        try:
+            await asyncio.gather(*(chain(k, p) for k, p in chains.items()))
+            waiting = [i for i, keys in late.items() if keys and outcomes[i] is None]
+            if waiting:
+                try:
+                    await self.req.delete_many([k for i in waiting for k in late[i]],
+                                               "delete the old copies")
+                except CkptdError as exc:
+                    for i in waiting:  # each op is tried again whole: all is idempotent
+                        outcomes[i] = self._failure(ops[i], exc)
+        finally:
+            ended.set_result(None)
+            for key in chains:
+                if self._last_group.get(key) is ended:
+                    del self._last_group[key]
         return outcomes
 
     def _may_leave(self, op: Op, later: Sequence[Op]) -> bool:
