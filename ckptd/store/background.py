@@ -56,6 +56,11 @@ class Background(ABC):
         its read ended (a read of a file that was gone or failed raises at once)."""
 
     @abstractmethod
+    def busy(self, queue: str, job_id: str) -> bool:
+        """True while a group with an op of the job is in flight (safe from any thread): a
+        listing may then see the job in two folders, which is no leftover to resolve."""
+
+    @abstractmethod
     def settle(self, timeout: float) -> bool:
         """Wait until every group started has ended (up to ``timeout`` seconds); True when
         none is left."""

@@ -312,10 +312,13 @@ class BucketRole:
         # (copied, not yet deleted) is not a leftover.
         seen = {(q, i) for q, found in dups.items() for i in found}
         resolved: dict[str, dict[str, str | None]] = {}
+        background = self.guard.background
         for queue, found in dups.items():
             for job_id, states in found.items():
                 if (queue, job_id) not in self._dups_seen:
                     continue
+                if background is not None and background.busy(queue, job_id):
+                    continue  # a move of it is in flight (requests may wait their turn)
                 winner, finding = recovery.resolve_duplicate(store, queue, job_id, states,
                                                              repair=True)
                 log.warning("rescan: %s", finding.line())

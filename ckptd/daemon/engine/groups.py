@@ -8,8 +8,10 @@ in another order, and nothing in it waits on the store:
 1. the groups that ended since the last turn (the store's thread woke the loop) get their
    callbacks, in the order they were started: replies, jobs for workers, acks;
 2. what those callbacks have to say is delivered (replies first, then the workers' batch);
-3. the round's ops, and those the callbacks and the delivery queued, are started as one
-   group, and the loop goes on.
+3. the round's ops, and those the callbacks and the delivery queued, are started, in groups
+   of at most :data:`GROUP_JOBS` jobs, and the loop goes on. A group ends with its slowest
+   request (and the one request that deletes its old copies), so a round of a hundred
+   claims is sent to workers group by group as each ends, not all after the slowest.
 
 So "accepted" and "done" are still said only once the store has answered for the write
 (a callback runs after its group ended), and a job's ops keep their order across groups
@@ -24,9 +26,32 @@ import time
 from collections.abc import Callable
 
 from ckptd.daemon.engine.engine import Engine
+from ckptd.daemon.engine.index import Txn
 from ckptd.daemon.engine.store_guard import StoreGuard
 
 log = logging.getLogger(__name__)
+
+GROUP_JOBS = 16  # jobs per group: a claim waits for its group's slowest request, not a round's
+
+
+def split(txn: Txn, chains: int) -> list[Txn]:
+    """``txn`` in parts of at most ``chains`` jobs each (a job's ops stay in one part, in
+    their order): each part ends by itself, so a claim is not held back by the slowest
+    request of a big round."""
+    if len(txn.ops) <= chains:
+        return [txn]
+    parts: dict[tuple[str, str], int] = {}
+    found: list[Txn] = []
+    for op, callback in zip(txn.ops, txn.callbacks):
+        key = (op.queue, op.job_id)
+        number = parts.get(key)
+        if number is None:
+            number = parts[key] = len(parts) // chains
+            if number == len(found):
+                found.append(Txn())
+        found[number].ops.append(op)
+        found[number].callbacks.append(callback)
+    return found
 
 
 class Groups:
@@ -58,7 +83,9 @@ class Groups:
         deliver()  # may queue ops: a vanished worker's jobs go back
         txn = engine.index.take_txn()
         if txn.ops:
-            self.guard.start(txn, self.writable())
+            writable = self.writable()
+            for part in split(txn, GROUP_JOBS):
+                self.guard.start(part, writable)
 
     def finish(self, deliver: Callable[[], None], timeout: float) -> None:
         """At a stop: wait (up to ``timeout``) for the groups in flight and finish them, so

@@ -84,6 +84,18 @@ def bucket_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def describe_bucket(settings: Settings) -> str:
+    """How the bucket of ``settings.root`` is reached, every setting with its source (for
+    ``doctor``); raises ValueError for settings that cannot work."""
+    from ckptd.store.s3.aws_config import resolve
+    from ckptd.store.s3.options import credentials_source
+
+    options = bucket_options(settings)
+    bucket = settings.root.split("://", 1)[1].split("/", 1)[0]
+    address = resolve(bucket, options)
+    return f"{address.describe()}; credentials from {credentials_source(options, address)}"
+
+
 def open_requests(bucket: str, base: str, options: Mapping[str, Any], *, timeout: float,
                   concurrency: int) -> S3Requests:
     """The requests of a bucket: through obstore, or s3fs when asked or when obstore cannot
@@ -296,6 +308,9 @@ class S3Store(BucketStore, Background):
             return True  # (full: files are read at their claims, as without a cache)
         with self._background_lock:
             return (queue, job_id) in self._unread
+
+    def busy(self, queue: str, job_id: str) -> bool:
+        return self.writes.busy(queue, job_id)
 
     def settle(self, timeout: float) -> bool:
         with self._background_lock:

@@ -146,19 +146,26 @@ def obstore_setup(bucket: str, options: Mapping[str, Any], *, timeout: float,
         if name in _NO_EFFECT:
             continue
         config[_SAME.get(name, name)] = value  # obstore refuses a name it does not know
-    if "access_key_id" in config:
-        setup.credentials_from = "[storage_options] key and secret"
-    elif config.get("skip_signature"):
-        setup.credentials_from = "none (anon: unsigned requests)"
-    elif profile or not (os.environ.get("AWS_ACCESS_KEY_ID")
-                         and os.environ.get("AWS_SECRET_ACCESS_KEY")):
+    setup.credentials_from = credentials_source(options, address)
+    if setup.credentials_from.startswith("botocore"):
         setup.credentials = BotocoreCredentials(str(profile) if profile else None)
-        setup.credentials_from = (f"botocore's chain (profile {address.profile.value or 'default'}"
-                                  f": {address.config_file}, ~/.aws/credentials, SSO, web "
-                                  "identity, container or instance role)")
-    else:
-        setup.credentials_from = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
     return setup
+
+
+def credentials_source(options: Mapping[str, Any], address: BucketAddress) -> str:
+    """Where the bucket's credentials come from, in words (the first that applies)."""
+    client_kwargs = options.get("client_kwargs") or {}
+    if any(options.get(k) for k in ("key", "aws_access_key_id")) or client_kwargs.get(
+            "aws_access_key_id"):
+        return "[storage_options] key and secret"
+    if options.get("anon") or options.get("skip_signature"):
+        return "none (anon: unsigned requests)"
+    if not options.get("profile") and os.environ.get("AWS_ACCESS_KEY_ID") and \
+            os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        return "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    return (f"botocore's chain: profile {address.profile.value or 'default'} "
+            f"({address.config_file}, ~/.aws/credentials), SSO, web identity, a container "
+            "or instance role")
 
 
 class BotocoreCredentials:

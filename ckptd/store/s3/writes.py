@@ -80,6 +80,11 @@ class S3Writes:
     def job_key(self, queue: str, state: State, job_id: str) -> str:
         return f"{self.prefix}/{queue}/{state.value}/{job_id}{JOB_SUFFIX}"
 
+    def busy(self, queue: str, job_id: str) -> bool:
+        """True while a group with an op of the job runs (read from any thread: one lookup
+        in a dict that only the event loop's thread changes)."""
+        return (queue, job_id) in self._last_group
+
     async def probe(self) -> bool:
         """Whether the server honours conditional writes (probed once, however many ask)."""
         if self.conditional is None:
