@@ -8,7 +8,8 @@ offers the same operations without waiting: the group of a turn is started and i
 outcomes are handed back, from another thread, when the server has answered
 (:meth:`Background.apply_later`); pending files are read ahead in the background and a claim
 takes only what is already read (:meth:`Background.prefetch_later`,
-:meth:`Background.ready`). Requests of every group share one bound
+:meth:`Background.ready`); a request that waits on jobs learns where they are the same way
+(:meth:`Background.locate_later`). Requests of every group share one bound
 (``store_concurrency``), and the operations of one job keep their order across groups.
 
 The daemon's :mod:`~ckptd.daemon.engine.store_guard` runs its groups this way on such a
@@ -49,6 +50,13 @@ class Background(ABC):
         """Start reading the pending files of ``ids`` that are neither kept nor being read
         (the function given to :meth:`notify` is called when they arrived); return how many
         were started (0: nothing to read)."""
+
+    @abstractmethod
+    def locate_later(self, queue: str, ids: Sequence[str],
+                     then: Callable[[dict[str, str | None], list[str]], None]) -> None:
+        """Start looking for ``ids`` in every state folder (done and failed first), many at
+        once; ``then(states, failed)`` is called from another thread with the state of each
+        found id (None: in no folder) and the ids whose look failed."""
 
     @abstractmethod
     def ready(self, queue: str, job_id: str) -> bool:

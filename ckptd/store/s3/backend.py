@@ -303,6 +303,32 @@ class S3Store(BucketStore, Background):
         self.req.start(fetch_all).add_done_callback(ended)
         return len(wanted)
 
+    def locate_later(self, queue: str, ids: Sequence[str],
+                     then: Callable[[dict[str, str | None], list[str]], None]) -> None:
+        order = (State.DONE, State.FAILED, State.PENDING, State.CLAIMED)
+
+        async def look_all() -> tuple[dict[str, str | None], list[str]]:
+            async def one(job_id: str) -> tuple[str, str | None, bool]:
+                try:
+                    found = await asyncio.gather(*(self.req.head(
+                        self._job_key(queue, state, job_id), f"look for {queue}/{job_id}")
+                        for state in order))
+                except CkptdError:
+                    return job_id, None, False
+                states = [s.value for s, info in zip(order, found) if info is not None]
+                return job_id, states[0] if states else None, True
+            looked = await asyncio.gather(*(one(i) for i in ids))
+            return ({i: s for i, s, ok in looked if ok}, [i for i, _, ok in looked if not ok])
+
+        def ended(done: Future[tuple[dict[str, str | None], list[str]]]) -> None:
+            if done.exception() is not None:
+                log.error("looking for jobs of %s failed: %s", queue, done.exception())
+                then({}, list(ids))
+            else:
+                then(*done.result())
+            self._wake()
+        self.req.start(look_all).add_done_callback(ended)
+
     def ready(self, queue: str, job_id: str) -> bool:
         if self.cache.peek(queue, job_id) is not None or self.cache.full():
             return True  # (full: files are read at their claims, as without a cache)
