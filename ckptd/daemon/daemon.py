@@ -203,6 +203,7 @@ class Daemon:
             self._watcher = None
         self.scans.close()
         self.engine.sweeper.close()
+        self.engine.off_loop.close()
         if self.groups is not None and self._control is not None:
             self.groups.finish(self._deliver, self.settings.store_timeout)  # their acks
         self.leading.close()  # gives the leases (or locks) back

@@ -244,8 +244,9 @@ class Control:
         elif kind == b"purge":
             self.operators.purge(body["queue"], parse_state(body["state"]),
                                  body.get("older_than"), now, self.replier(identity))
-        elif kind == b"fetch":
-            self.reply(identity, self._fetch(body))
+        elif kind == b"fetch":  # (on a bucket the reads run beside the loop)
+            if not engine.off_loop.start(lambda: self._fetch(body), self.replier(identity)):
+                self.reply(identity, self._fetch(body))
         elif kind == b"output":
             engine.txn.add(PutOutput(body["queue"], body["name"], body["text"].encode()),
                            self._output_written(identity, body))

@@ -321,7 +321,8 @@ class BucketRole:
                     continue  # a move of it is in flight (requests may wait their turn)
                 winner, finding = recovery.resolve_duplicate(store, queue, job_id, states,
                                                              repair=True)
-                log.warning("rescan: %s", finding.line())
+                # (a copy that was gone by the time it was read moved on: nothing to repair)
+                (log.warning if finding.repaired else log.debug)("rescan: %s", finding.line())
                 resolved.setdefault(queue, {})[job_id] = winner.value if winner else None
         self._dups_seen = seen
         if full:

@@ -37,6 +37,7 @@ from ckptd.daemon.engine.dispatch import Dispatcher, read_unread
 from ckptd.daemon.engine.flows import Flows
 from ckptd.daemon.engine.index import Index, QueueIndex, Txn, WorkerInfo
 from ckptd.daemon.engine.lookups import Lookups
+from ckptd.daemon.engine.off_loop import OffLoop
 from ckptd.daemon.engine.open_jobs import OpenJobs
 from ckptd.daemon.engine.results import Answers, backoff_delay
 from ckptd.daemon.engine.workers import Workers
@@ -101,6 +102,7 @@ class Engine:
         self.open_jobs = OpenJobs()
         self.creating = Creating()  # a resent submit waits for the create in flight
         self.lookups = Lookups(ix)  # where jobs are, for waits (a bucket: in the background)
+        self.off_loop = OffLoop(store, wake)  # reads for requests (a bucket: beside the loop)
         # Where every look is a round trip (a bucket) a resent submit's look is made by its
         # create (create-only, then the other states, together), not in the loop.
         self.looks_in_create = isinstance(store, Background)

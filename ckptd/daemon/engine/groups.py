@@ -72,6 +72,7 @@ class Groups:
         """Finish the groups that ended, deliver, start the round's group (module
         docstring)."""
         engine = self.engine
+        engine.off_loop.collect()  # reads that requests made beside the loop
         for txn, outcomes, seconds in self.guard.ended():
             engine.index.note_apply(seconds)
             for callback, outcome in zip(txn.callbacks, outcomes):
