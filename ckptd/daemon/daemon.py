@@ -16,6 +16,7 @@ replies and jobs: "accepted" and "done" are said after the sync.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import time
@@ -312,7 +313,9 @@ class Daemon:
         """One turn: read, decide, apply the group of store ops, then send and reply."""
         if timeout is None:
             timeout = 0.0 if self._busy else self._idle_timeout()
-        events = dict(self._poller.poll(int(timeout * 1000)))
+        # Rounded up: rounded down, a wait of less than a millisecond returned at once and the
+        # loop spun until its next timer (a parked wait's every 50 ms: thousands of turns).
+        events = dict(self._poller.poll(math.ceil(timeout * 1000)))
         now = self.clock()
         if events.get(self._wake_r):
             self._drain_wake_pipe()

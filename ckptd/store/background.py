@@ -61,7 +61,13 @@ class Background(ABC):
     @abstractmethod
     def ready(self, queue: str, job_id: str) -> bool:
         """True when reading ``pending/<id>`` now waits on no request: its file is kept, or
-        its read ended (a read of a file that was gone or failed raises at once)."""
+        its read ended (a read of a file that was gone or failed raises at once). When not,
+        its read is started and the queue is noted (:meth:`missed`)."""
+
+    @abstractmethod
+    def missed(self) -> set[str]:
+        """The queues where :meth:`ready` said no since the last call: the files of their
+        next claims are worth reading ahead."""
 
     @abstractmethod
     def busy(self, queue: str, job_id: str) -> bool:

@@ -244,16 +244,21 @@ class BucketRole:
     def _prefetch(self, now: float) -> None:
         """Start reading the files of the next claims (as many as workers have credits);
         dispatch claims a job once its file is read (a store that reads in the background
-        wakes the loop then)."""
+        wakes the loop then, and says in which queues a claim found a file not read yet:
+        only those are looked at, not every queue at every turn)."""
         engine = self.engine
         if not engine.workers or not engine.dispatching:
             return
+        background = self.guard.background
+        missed = background.missed() if background is not None else None
+        if missed is not None and not missed:
+            return  # every claim found its file: the daemon's own submits are kept
         credits = sum(max(0, w.credits) for w in engine.workers.values())
         if credits <= 0:
             return
-        background = self.guard.background
         for name, index in engine.queues.items():
-            if not index.ready or not self.leads(name):
+            if not index.ready or not self.leads(name) or (missed is not None
+                                                          and name not in missed):
                 continue
             wanted = []
             for job_id in index.ready:

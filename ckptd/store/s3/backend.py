@@ -148,6 +148,7 @@ class S3Store(BucketStore, Background):
         self._reading: set[tuple[str, str]] = set()  # pending files being read
         self._unread: dict[tuple[str, str], CkptdError] = {}  # reads that found no file
         self._groups: set[Future[list[Outcome]]] = set()  # groups in flight
+        self._missed: set[str] = set()  # queues whose next claim's file was not read yet
         self._background_lock = threading.Lock()
         self._wake: Callable[[], None] = lambda: None
 
@@ -333,7 +334,16 @@ class S3Store(BucketStore, Background):
         if self.cache.peek(queue, job_id) is not None or self.cache.full():
             return True  # (full: files are read at their claims, as without a cache)
         with self._background_lock:
-            return (queue, job_id) in self._unread
+            if (queue, job_id) in self._unread:
+                return True
+            self._missed.add(queue)
+        self.prefetch_later(queue, [job_id])
+        return False
+
+    def missed(self) -> set[str]:
+        with self._background_lock:
+            found, self._missed = self._missed, set()
+        return found
 
     def busy(self, queue: str, job_id: str) -> bool:
         return self.writes.busy(queue, job_id)
