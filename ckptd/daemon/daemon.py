@@ -34,7 +34,7 @@ from ckptd.daemon.cluster.leadership import Leading
 from ckptd.daemon.engine.actions import Operators
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.figures import build_snapshot, status_line
-from ckptd.daemon.engine.groups import Groups
+from ckptd.daemon.engine.groups import Groups, run_callbacks
 from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.daemon.requests import MAX_CONTROL_PER_STEP, Control
 from ckptd.daemon.systemd import Notifier
@@ -381,12 +381,7 @@ class Daemon:
             started = time.perf_counter()
             outcomes = self.guard.apply(txn, self.role is None or self.role.writable())
             engine.index.note_apply(time.perf_counter() - started)
-            for callback, outcome in zip(txn.callbacks, outcomes):
-                if callback is not None:
-                    try:
-                        callback(outcome)
-                    except Exception:
-                        log.exception("callback failed")
+            run_callbacks(txn, outcomes)
             # Replies first: a client waits on its answer, a worker has jobs in hand.
             for identity, frames in self.control.take_replies():
                 self._send_control(identity, frames)

@@ -23,15 +23,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.index import Txn
 from ckptd.daemon.engine.store_guard import StoreGuard
+from ckptd.store.base import Outcome
 
 log = logging.getLogger(__name__)
 
 GROUP_JOBS = 16  # jobs per group: a claim waits for its group's slowest request, not a round's
+
+
+def run_callbacks(txn: Txn, outcomes: Sequence[Outcome]) -> None:
+    """Run each op's callback with its outcome; one that raises is logged and the others
+    still run (one bad callback must not cost the round)."""
+    for callback, outcome in zip(txn.callbacks, outcomes):
+        if callback is not None:
+            try:
+                callback(outcome)
+            except Exception:
+                log.exception("callback failed")
 
 
 def split(txn: Txn, chains: int) -> list[Txn]:
@@ -75,12 +87,7 @@ class Groups:
         engine.off_loop.collect()  # reads that requests made beside the loop
         for txn, outcomes, seconds in self.guard.ended():
             engine.index.note_apply(seconds)
-            for callback, outcome in zip(txn.callbacks, outcomes):
-                if callback is not None:
-                    try:
-                        callback(outcome)
-                    except Exception:
-                        log.exception("callback failed")
+            run_callbacks(txn, outcomes)
         deliver()  # may queue ops: a vanished worker's jobs go back
         txn = engine.index.take_txn()
         if txn.ops:
