@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 from ckptd.core.errors import CkptdError
+from ckptd.core.states import State
 from ckptd.store.base import Op, Outcome
 
 
@@ -73,6 +74,12 @@ class Background(ABC):
     def busy(self, queue: str, job_id: str) -> bool:
         """True while a group with an op of the job is in flight (safe from any thread): a
         listing may then see the job in two folders, which is no leftover to resolve."""
+
+    @abstractmethod
+    def moved_out(self, queue: str, job_id: str, state: State, since: float) -> bool:
+        """True when this process moved the job out of ``state`` after ``since`` (wall
+        clock; the last few minutes are kept): a listing that began before saw it there
+        and is out of date for it."""
 
     @abstractmethod
     def settle(self, timeout: float) -> bool:

@@ -340,10 +340,16 @@ class BucketRole:
         engine = self.engine
         full = scan["full"]
         engine.controls.load_all(scan.get("controls", {}), scan.get("started"))
+        background = self.guard.background
         for queue, listed in scan["queues"].items():
             if not self.leads(queue) or self._promoted_at.get(queue, 0.0) > scan["started"]:
                 continue  # led elsewhere now, or recovered from a newer listing
             index = engine.queue(queue)
+            if background is not None:  # what this daemon moved since the listing began
+                listed = {**listed, **{name: [i for i in listed[name] if not background
+                                             .moved_out(queue, i, state, scan["started"])]
+                                       for name, state in (("pending", State.PENDING),
+                                                           ("claimed", State.CLAIMED))}}
             if full:
                 engine.reconcile_pending(queue, listed["pending"])
                 # A listing of a bucket takes a while: counts are taken from it only when

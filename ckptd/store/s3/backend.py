@@ -348,6 +348,9 @@ class S3Store(BucketStore, Background):
     def busy(self, queue: str, job_id: str) -> bool:
         return self.writes.busy(queue, job_id)
 
+    def moved_out(self, queue: str, job_id: str, state: State, since: float) -> bool:
+        return self.writes.moved.get((queue, job_id, state), 0.0) >= since
+
     def settle(self, timeout: float) -> bool:
         with self._background_lock:
             groups = list(self._groups)

@@ -15,7 +15,8 @@ and the foreign threads inside its ``call_soon_threadsafe``; :meth:`IoLoop.close
 until both are zero (requests get at most ``CLOSE_WAIT``), handing the GIL over meanwhile,
 and only then stops the loop. It runs when the store is closed and, for whoever forgets,
 at exit (``atexit`` runs before finalization, while other threads may still take the
-GIL). The stores of a process share one loop (:func:`acquire_loop`), closed with the last.
+GIL). The stores of a process share their loops (:func:`acquire_loop`: the requests', and
+the leases' own), each closed with its last user.
 """
 
 from __future__ import annotations
@@ -133,39 +134,41 @@ class IoLoop:
             self.loop.close()
 
 
-_shared: IoLoop | None = None
-_users = 0
+_shared: dict[str, IoLoop] = {}
+_users: dict[str, int] = {}
 _shared_lock = threading.Lock()
 
 
-def acquire_loop() -> IoLoop:
-    """The loop of this process's S3 requests, for one more user (made on first use)."""
-    global _shared, _users
+def acquire_loop(name: str = "ckptd-s3") -> IoLoop:
+    """The loop ``name`` of this process's S3 requests, for one more user (made on first
+    use). The leases have a loop of their own: a renewal never waits behind a group."""
     with _shared_lock:
-        if _shared is None or _shared.closed:
-            _shared, _users = IoLoop(), 0
-        _users += 1
-        return _shared
+        loop = _shared.get(name)
+        if loop is None or loop.closed:
+            loop = _shared[name] = IoLoop(name)
+            _users[name] = 0
+        _users[name] += 1
+        return loop
 
 
 def release_loop(loop: IoLoop) -> None:
     """One user less (a store closed): the last one closes the loop."""
-    global _users
     with _shared_lock:
-        if loop is not _shared:
+        name = next((n for n, known in _shared.items() if known is loop), None)
+        if name is None:
             last = True  # a loop closed at exit, or replaced
         else:
-            _users -= 1
-            last = _users <= 0
+            _users[name] -= 1
+            last = _users[name] <= 0
     if last:
         loop.close()
 
 
 def close_shared() -> None:
-    """Close the process's loop, if it was made (at exit, before finalization)."""
+    """Close the process's loops, if any were made (at exit, before finalization)."""
     with _shared_lock:
-        loop = _shared
-    if loop is not None:
+        loops = list(_shared.values())
+    for loop in loops:
         loop.close()
 
 

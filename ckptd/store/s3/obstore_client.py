@@ -39,7 +39,7 @@ from obstore.exceptions import (
     UnknownConfigurationKeyError,
 )
 
-from ckptd.store.s3.io_loop import acquire_loop, release_loop
+from ckptd.store.s3.io_loop import IoLoop, acquire_loop, release_loop
 from ckptd.store.s3.options import NoCredentials, NotHonoured, obstore_setup
 from ckptd.store.s3.requests import (
     MTIME,
@@ -98,10 +98,16 @@ class ObstoreRequests(S3Requests):
             raise NotHonoured(_summary(str(exc))) from exc
         self._ssl: ssl.SSLContext | None = None
         self.io = acquire_loop()
+        self._control_io: IoLoop | None = None  # the leases' own loop, made on first use
         self._released = False
 
     def run(self, coro_func: Callable[..., Awaitable[T]], *args: object) -> T:
         return self.io.run(coro_func, *args)
+
+    def run_control(self, coro_func: Callable[..., Awaitable[T]], *args: object) -> T:
+        if self._control_io is None:
+            self._control_io = acquire_loop("ckptd-s3-leases")
+        return self._control_io.run(coro_func, *args)
 
     def location(self) -> str:
         return f"{super().location()} at {self.address.where()}"
@@ -121,6 +127,8 @@ class ObstoreRequests(S3Requests):
         if not self._released:
             self._released = True
             release_loop(self.io)
+            if self._control_io is not None:
+                release_loop(self._control_io)
 
     # -- the primitives --------------------------------------------------------------------
 

@@ -146,6 +146,12 @@ class S3Requests(ABC):
     def start(self, coro_func: Callable[..., Awaitable[T]], *args: object) -> Future[T]:
         """Start a coroutine on the client's event loop without waiting for it."""
 
+    def run_control(self, coro_func: Callable[..., Awaitable[T]], *args: object) -> T:
+        """Run a request of the leases and membership records and wait for it: on a loop of
+        their own where the client has one (a renewal never waits behind a big group).
+        Such requests must not be ``queued`` (the slots belong to the requests' loop)."""
+        return self.run(coro_func, *args)
+
     @abstractmethod
     async def _get(self, key: str, byte_range: tuple[int, int] | None) -> bytes: ...
 

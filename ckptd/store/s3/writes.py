@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from ckptd.core import crashpoints
@@ -55,6 +56,7 @@ from ckptd.store.s3.requests import S3Requests, etag_of
 log = logging.getLogger(__name__)
 
 _OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
+MOVED_KEPT = 100_000  # moves remembered for the listings that began before them
 
 
 class S3Writes:
@@ -73,6 +75,8 @@ class S3Writes:
         # (queue, id) -> the end of the last group started with an op of that job: a
         # later group's ops of the job wait for it (deletes left to a group's end included)
         self._last_group: dict[tuple[str, str], asyncio.Future[None]] = {}
+        # (queue, id, state) -> when a move took the job out of that state (wall clock)
+        self.moved: dict[tuple[str, str, State], float] = {}
 
     def key(self, queue: str, folder: str, name: str) -> str:
         return f"{self.prefix}/{queue}/{folder}/{name}"
@@ -236,12 +240,23 @@ class S3Writes:
                 self.cache.remember(op.queue, op.job_id, op.data)
             if src == dst:
                 return
+        self._note_moved(op)
         crashpoints.reached("after_copy")
         # Until this delete the job is under both keys; recovery keeps the later copy.
         if leave is not None:
             leave.append(src)
         else:
             await self.req.delete(src, what)
+
+    def _note_moved(self, op: Move) -> None:
+        """Remember that the job left ``op.src`` (its new copy is written)."""
+        moved = self.moved
+        now = time.time()
+        if len(moved) >= MOVED_KEPT:  # the oldest half goes
+            cutoff = sorted(moved.values())[len(moved) // 2]
+            for key in [k for k, at in moved.items() if at <= cutoff]:
+                del moved[key]
+        moved[(op.queue, op.job_id, op.src)] = now
 
     async def _put_new(self, op: PutNew) -> None:
         dst = self.job_key(op.queue, State.PENDING, op.job_id)
