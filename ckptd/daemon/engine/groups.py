@@ -106,7 +106,7 @@ class Groups:
                 log.warning("%d group(s) of store operations still in flight at the stop: "
                             "their answers are sent again by the workers", self.in_flight)
                 return
-            self.guard.settle(left)
+            self.guard.drain(left)
             self.commit(deliver)
             if self.in_flight:
                 time.sleep(0.005)  # a group's end is handed over just after it ended

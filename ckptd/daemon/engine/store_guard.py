@@ -157,7 +157,7 @@ class StoreGuard:
         except Exception as exc:  # a backend bug must not kill the loop; nothing is acked
             log.exception("store apply failed")
             outcomes = [StoreError(f"store failure: {exc}")] * len(ops)
-        return self._note(txn, outcomes)
+        return self.settle(txn, outcomes)
 
     def start(self, txn: Txn, writable: bool = True) -> None:
         """Start applying the round's ops in the background (a store that crosses a
@@ -183,16 +183,18 @@ class StoreGuard:
         while self._ended:
             txn, outcomes, started = self._ended.popleft()
             self.in_flight -= 1
-            found.append((txn, self._note(txn, outcomes), time.perf_counter() - started))
+            found.append((txn, self.settle(txn, outcomes), time.perf_counter() - started))
         return found
 
-    def settle(self, timeout: float) -> None:
+    def drain(self, timeout: float) -> None:
         """Wait (up to ``timeout``) for the groups in flight to end (a stop)."""
         if self.background is not None and self.in_flight:
             self.background.settle(timeout)
 
-    def _note(self, txn: Txn, outcomes: list[Outcome]) -> list[Outcome]:
-        """Keep the ops that failed for a store failure; follow the store's health."""
+    def settle(self, txn: Txn, outcomes: list[Outcome]) -> list[Outcome]:
+        """Look at the outcomes of the round's ops (applied by :meth:`apply`, or in the
+        background, :meth:`ended`): keep the ones that failed for a store failure (their
+        callbacks run once they went through), note the store's health."""
         ops = txn.ops
         now = self.clock()
         failed: CkptdError | None = None
