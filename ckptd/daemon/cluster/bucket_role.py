@@ -353,8 +353,10 @@ class BucketRole:
             if full:
                 engine.reconcile_pending(queue, listed["pending"])
                 # A listing of a bucket takes a while: counts are taken from it only when
-                # nothing ended meanwhile (else a job could be counted twice).
-                if (index.done, index.failed) == scan["marks"].get(queue, (0, 0)):
+                # nothing ended meanwhile and no group is in flight (a move to done/ the
+                # listing saw before its group's end is counted then: twice).
+                if (index.done, index.failed) == scan["marks"].get(queue, (0, 0)) \
+                        and not self.guard.in_flight:
                     index.done, index.failed = listed["done"], listed["failed"]
             else:
                 for job_id in listed["pending"]:
