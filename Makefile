@@ -27,7 +27,7 @@ demo-s3: $(STAMP)
 
 # Everything, in parallel, longest first, a test at a time to each process.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1 --durations=25
 
 # The edit-and-run loop: no real processes (the `slow` tests), in parallel.
 test-fast: $(STAMP)
