@@ -11,10 +11,11 @@ lease, measured on the reader's own clock, belongs to a daemon that died or stal
 clocks have to agree. The lease is measured up to the reader's last look, not to now: a
 reader that was paused itself (SIGSTOP, a suspended machine) or could not list keeps its
 last verdict until it looks again, instead of taking every other daemon for dead (it then
-said it was the lone, active daemon until its next listing). A record seen for the first time counts as alive when its own time
-stamp is recent (a reader that starts must not wait a lease to know its peers; a wrong guess
-costs balance, never safety, which the queue leases keep). A daemon that stops cleanly
-deletes its record, and records dead for long are deleted by whoever sees them.
+said it was the lone, active daemon until its next listing). A record seen for the first
+time counts as alive when its own time stamp is recent (a reader that starts must not wait
+a lease to know its peers; a wrong guess costs balance, never safety, which the queue leases
+keep). A daemon that stops cleanly deletes its record, and records dead for long are
+deleted by whoever sees them.
 """
 
 from __future__ import annotations
