@@ -18,18 +18,25 @@ Every backend keeps these promises; the contract tests in ``tests/store`` hold t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import CkptdError, InvalidName
 from ckptd.core.states import STATES, State
+from ckptd.store.file_names import (
+    JOB_SUFFIX,
+    job_file_name,
+    split_job_name,
+    split_pending_name,
+)
+
+__all__ = ["JOB_SUFFIX", "split_job_name"]  # re-exported: the names of job files
 
 if TYPE_CHECKING:
     from ckptd.store.objects import ControlObjects
 
-JOB_SUFFIX = ".json"
 CHECKPOINT_DIR = "state"
 BLOB_DIR = "blobs"
 TMP_DIR = "tmp"
@@ -49,12 +56,16 @@ operator sets on a queue, read by every listing of the queues."""
 
 @dataclass(frozen=True)
 class PutNew:
-    """Create ``pending/<id>.json``; fails with JobExists if the id is in any state."""
+    """Create ``pending/<id>.json``; fails with JobExists if the id is in any state.
+
+    ``priority``: the file's name carries it (:func:`pending_name`).
+    """
 
     queue: str
     job_id: str
     data: bytes
     check_other_states: bool = True
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class Move:
     dst: State
     data: bytes | None = None
     src_known: bool = False
+    priority: int = 0  # of the file in pending/, when src or dst is pending (its name)
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,7 @@ class Delete:
     state: State
     job_id: str
     attachments: bool = True
+    priority: int = 0  # of the file, when it is in pending/ (its name)
 
 
 @dataclass(frozen=True)
@@ -211,20 +224,65 @@ class Store(ABC):
         return len(self.ids(queue, state))
 
     @abstractmethod
-    def read(self, queue: str, state: State, job_id: str) -> bytes:
-        """Return the bytes of ``<state>/<id>.json``; raise JobNotFound when absent."""
+    def read(self, queue: str, state: State, job_id: str, priority: int = 0) -> bytes:
+        """Return the bytes of ``<state>/<id>.json``; raise JobNotFound when absent.
 
-    def find(self, queue: str, job_id: str) -> list[State]:
-        """Return the states that hold ``job_id``: [] when none, two after a crash."""
-        return [s for s in STATES if self.exists(queue, s, job_id)]
+        ``priority``: of a pending file, whose name carries it (:func:`pending_name`).
+        """
+
+    def find(self, queue: str, job_id: str, priority: int | None = None) -> list[State]:
+        """Return the states that hold ``job_id``: [] when none, two after a crash.
+
+        ``priority``: of its pending file, when known; else a job found nowhere under its
+        plain name is looked for in ``pending/`` under a name with a priority (a listing).
+        """
+        found = [s for s in STATES if self.exists(queue, s, job_id, priority or 0)]
+        if not found and priority is None and self.pending_priority(queue, job_id) is not None:
+            found = [State.PENDING]
+        return found
 
     @abstractmethod
-    def exists(self, queue: str, state: State, job_id: str) -> bool:
-        """Return True when ``<state>/<id>.json`` exists."""
+    def exists(self, queue: str, state: State, job_id: str, priority: int = 0) -> bool:
+        """Return True when ``<state>/<id>.json`` exists (``priority``: as for read)."""
 
     @abstractmethod
-    def mtime(self, queue: str, state: State, job_id: str) -> float:
+    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0) -> float:
         """Return the time the job file last changed; raise JobNotFound when absent."""
+
+    def pending_priority(self, queue: str, job_id: str) -> int | None:
+        """The priority the name of ``pending/<id>...`` carries, None when the job is not
+        pending. For callers that do not know it (the store commands); the daemon does.
+
+        Default: look for the plain name, then list the folder.
+        """
+        if self.exists(queue, State.PENDING, job_id):
+            return 0
+        for name in self.pending_names(queue):
+            found = split_pending_name(name)
+            if found is not None and found[0] == job_id:
+                return found[1]
+        return None
+
+    def pending_names(self, queue: str) -> list[str]:
+        """The file names in ``pending/`` that are job files, priorities included.
+
+        Default: the plain names of :meth:`ids` (a store without tagged names).
+        """
+        return [job_id + JOB_SUFFIX for job_id in self.ids(queue, State.PENDING)]
+
+    def listing_chunks(self, queue: str, state: State, size: int = 65536
+                       ) -> Iterator[list[str]]:
+        """The file names of a state folder in chunks of at most ``size``, in no order, as
+        the listing goes (a folder of ten million files is never held at once). Names that
+        are not job files may be among them: :func:`~ckptd.store.file_names.ids_by_priority`
+        keeps the job files.
+
+        Default: :meth:`pending_names` or :meth:`ids`, cut into chunks.
+        """
+        names = self.pending_names(queue) if state is State.PENDING else \
+            [job_id + JOB_SUFFIX for job_id in self.ids(queue, state)]
+        for start in range(0, len(names), size):
+            yield names[start:start + size]
 
     @abstractmethod
     def read_checkpoint(self, queue: str, job_id: str) -> bytes | None:
@@ -541,9 +599,10 @@ class Store(ABC):
         checkpoint is removed); return False when the job is not in ``state``. A crash in
         between leaves the job in one place or both (run it again: idempotent)."""
 
-    def describe(self, queue: str, state: State, job_id: str) -> str:
+    def describe(self, queue: str, state: State, job_id: str, priority: int = 0) -> str:
         """Return where a job file lives, for messages (a path or URL)."""
-        return f"{self.url.rstrip('/')}/{queue}/{state.value}/{job_id}{JOB_SUFFIX}"
+        return f"{self.url.rstrip('/')}/{queue}/{state.value}/" \
+            f"{job_file_name(state, job_id, priority)}"
 
 
 def check_blob_kind(kind: str) -> str:
@@ -579,13 +638,3 @@ def is_trash(name: str) -> bool:
     """True for a file in tmp/ that is an old copy discarded by a move or delete: garbage
     whatever its age (the job lives on in its new folder, or was deleted on purpose)."""
     return TRASH_MARK in name
-
-
-def split_job_name(name: str) -> str | None:
-    """Return the id of a file named ``<id>.json``, else None (not a job file)."""
-    from ckptd.core.names import is_valid_name
-
-    if not name.endswith(JOB_SUFFIX):
-        return None
-    job_id = name[: -len(JOB_SUFFIX)]
-    return job_id if is_valid_name(job_id) else None

@@ -44,6 +44,7 @@ from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.store import recovery
 from ckptd.store.base import Store
+from ckptd.store.file_names import job_names
 
 log = logging.getLogger(__name__)
 
@@ -283,13 +284,18 @@ class BucketRole:
             if not self.leads(queue):
                 continue
             listed: dict[State, list[str]] = {}
+            named: dict[str, int] = {}
             if full:
                 for state in STATES:
-                    listed[state] = store.ids(queue, state)
+                    if state is State.PENDING:
+                        named = dict(job_names(store.pending_names(queue), state))
+                        listed[state] = sorted(named)
+                    else:
+                        listed[state] = store.ids(queue, state)
             else:
                 listed[State.PENDING] = store.ids_after(queue, State.PENDING, marker)
                 listed[State.CLAIMED] = store.ids(queue, State.CLAIMED)
-            entry: dict[str, Any] = {"pending": listed[State.PENDING],
+            entry: dict[str, Any] = {"pending": listed[State.PENDING], "named": named,
                                      "claimed": listed[State.CLAIMED]}
             if full:
                 entry["done"] = len(listed[State.DONE])
@@ -326,7 +332,7 @@ class BucketRole:
                 continue  # led elsewhere now, or recovered from a newer listing
             index = engine.queue(queue)
             if full:
-                engine.reconcile_pending(queue, listed["pending"])
+                engine.reconcile_pending(queue, listed["named"])
                 # A listing of a bucket takes a while: counts are taken from it only when
                 # nothing ended meanwhile (else a job could be counted twice).
                 if (index.done, index.failed) == scan["marks"].get(queue, (0, 0)):

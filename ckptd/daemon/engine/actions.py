@@ -91,14 +91,13 @@ class Operators:
     def dispatch_order(self, queue: str, rows: list[tuple[State, str]]
                        ) -> list[tuple[State, str]]:
         """``ls`` rows with the pending ones in the order the daemon will dispatch them:
-        due jobs by priority (FIFO within one), then files not read yet, then delayed
-        jobs by due time."""
+        due jobs by priority (FIFO within one), then delayed jobs by due time."""
         index = self.engine.queues.get(queue)
         if index is None or not any(state is State.PENDING for state, _ in rows):
             return rows
         delayed = sorted((due, i) for i, due in index.delayed_at.items())
         rank: dict[str, int] = {}
-        for job_id in (*index.ready, *index.ready.unread, *(i for _, i in delayed)):
+        for job_id in (*index.ready, *(i for _, i in delayed)):
             rank.setdefault(job_id, len(rank))
         pending = sorted((row for row in rows if row[0] is State.PENDING),
                          key=lambda row: rank.get(row[1], len(rank)))
@@ -177,7 +176,8 @@ class Operators:
             return moved
 
         for position, (job_id, data) in enumerate(moves):
-            engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data),
+            engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data,
+                                priority=index.ready.prio.get(job_id, 0)),
                            one(job_id, position == len(moves) - 1))
 
     def cancel(self, queue: str, job_id: str, now: float, reply: Reply,
@@ -191,6 +191,7 @@ class Operators:
         engine = self.engine
         index = engine.queue(queue)
         if job_id in index.pending:
+            priority = index.ready.priority(job_id)
             index.pending.discard(job_id)
             index.delayed_at.pop(job_id, None)
 
@@ -201,7 +202,7 @@ class Operators:
                                                          "from": "pending", "to": "removed",
                                                          "by": by}})
 
-            engine.txn.add(Delete(queue, State.PENDING, job_id), removed)
+            engine.txn.add(Delete(queue, State.PENDING, job_id, priority=priority), removed)
             return
         lease = index.claimed.get(job_id)
         if lease is not None and not lease.closing:

@@ -22,7 +22,8 @@ from ckptd.daemon.cluster.bucket_role import BucketRole
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.watch.watcher import Watcher
 from ckptd.store import recovery
-from ckptd.store.base import Store
+from ckptd.store.base import JOB_SUFFIX, Store
+from ckptd.store.file_names import job_names, split_pending_name
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class Scans:
                 if not self.engine.index.leads(queue):
                     continue  # another daemon of this root leads it
                 result[queue] = {
-                    "pending": self.store.ids(queue, State.PENDING),
+                    "pending": dict(job_names(self.store.pending_names(queue), State.PENDING)),
                     "done": self.store.count(queue, State.DONE),
                     "failed": self.store.count(queue, State.FAILED),
                 }
@@ -129,15 +130,18 @@ class Scans:
         for kind, queue, job_id in self.watcher.drain():
             if queue and not engine.index.leads(queue):
                 continue  # another daemon of this root leads it
+            if kind in ("added", "removed"):
+                job_id, priority = split_pending_name(job_id + JOB_SUFFIX) or (job_id, 0)
             if kind == "added":
                 self.store.pending_changed(queue, job_id)
-                engine.pending_appeared(queue, job_id)
+                engine.pending_appeared(queue, job_id, priority)
             elif kind == "removed":
                 # Most removals are the daemon's own claims: only a job the index still
                 # holds as pending may have been removed by someone else (look, then).
                 index = engine.queues.get(queue)
                 if index is not None and job_id in index.pending \
-                        and not self.store.exists(queue, State.PENDING, job_id):
+                        and index.ready.priority(job_id) == priority \
+                        and not self.store.exists(queue, State.PENDING, job_id, priority):
                     engine.pending_vanished(queue, job_id)
             elif kind == "control":
                 engine.controls.changed(queue, job_id)  # job_id: the file's name here
@@ -164,8 +168,9 @@ class Scans:
                 # What was put there before the watch began is listed now, in this turn: a
                 # producer that submitted and then asks about its job is answered right.
                 try:
-                    for job_id in self.store.ids(queue, State.PENDING):
-                        self.engine.pending_appeared(queue, job_id)
+                    for job_id, priority in job_names(self.store.pending_names(queue),
+                                                      State.PENDING):
+                        self.engine.pending_appeared(queue, job_id, priority)
                 except CkptdError as exc:
                     log.warning("cannot list the new queue %s: %s", queue, exc)
                 self.rescan_now = True

@@ -55,6 +55,7 @@ from ckptd.store.base import (
     split_job_name,
 )
 from ckptd.store.bucket import BucketStore, _check_plain
+from ckptd.store.file_names import job_names
 from ckptd.store.s3.cache import PendingCache
 from ckptd.store.s3.conditional import S3ControlObjects
 from ckptd.store.s3.options import NotHonoured, client_choice
@@ -229,10 +230,9 @@ class S3Store(BucketStore):
         check_queue(queue)
         path = f"{self.prefix}/{queue}/{state.value}"
         objects, _ = self.req.run(lambda: self.req.list(path, start_after=start_after))
-        ids = (split_job_name(o.name) for o in objects)
+        ids = (job_id for job_id, _ in job_names([o.name for o in objects], state))
         # The listing starts after the key "<start_after>", so "<start_after>.json" is in it.
-        return sorted(i for i in ids if i is not None and (start_after is None
-                                                           or i > start_after))
+        return sorted(i for i in ids if start_after is None or i > start_after)
 
     def _cat(self, key: str, missing: str) -> bytes:
         data = self.req.run(lambda: self.req.get(key, f"read {self.req.split(key)}"))
@@ -240,33 +240,37 @@ class S3Store(BucketStore):
             raise JobNotFound(missing)
         return data
 
-    def read(self, queue: str, state: State, job_id: str) -> bytes:
+    def read(self, queue: str, state: State, job_id: str, priority: int = 0) -> bytes:
         check_job_ref(queue, job_id)
         if state is State.PENDING:
             cached = self.cache.take(queue, job_id)
             if cached is not None:
                 return cached
-        return self._cat(self._job_key(queue, state, job_id),
+        return self._cat(self._job_key(queue, state, job_id, priority),
                          f"job {job_id!r} is not in {queue}/{state.value}/")
 
-    def exists(self, queue: str, state: State, job_id: str) -> bool:
+    def exists(self, queue: str, state: State, job_id: str, priority: int = 0) -> bool:
         check_job_ref(queue, job_id)
-        key = self._job_key(queue, state, job_id)
+        key = self._job_key(queue, state, job_id, priority)
         what = f"look for {self.req.split(key)}"
         return self.req.run(lambda: self.req.head(key, what)) is not None
 
-    def find(self, queue: str, job_id: str) -> list[State]:
+    def find(self, queue: str, job_id: str, priority: int | None = None) -> list[State]:
         check_job_ref(queue, job_id)
 
         async def look() -> list[State]:
-            found = await asyncio.gather(*(self.req.head(self._job_key(queue, s, job_id),
-                                                         f"look for {job_id}") for s in STATES))
+            found = await asyncio.gather(*(self.req.head(
+                self._job_key(queue, s, job_id, priority or 0), f"look for {job_id}")
+                for s in STATES))
             return [s for s, info in zip(STATES, found) if info is not None]
-        return self.req.run(look)
+        found: list[State] = self.req.run(look)
+        if not found and priority is None and self.pending_priority(queue, job_id) is not None:
+            found = [State.PENDING]
+        return found
 
-    def mtime(self, queue: str, state: State, job_id: str) -> float:
+    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0) -> float:
         check_job_ref(queue, job_id)
-        key = self._job_key(queue, state, job_id)
+        key = self._job_key(queue, state, job_id, priority)
         info = self.req.run(lambda: self.req.head(key, f"look for {self.req.split(key)}"))
         if info is None:
             raise JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/")

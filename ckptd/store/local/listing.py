@@ -1,0 +1,34 @@
+"""Listing a big folder of job files: in chunks, as the directory is read.
+
+A folder of ten million files is never held as one list of names: :func:`folder_chunks`
+yields the names as ``os.scandir`` reads them (in the directory's order, not sorted), and
+:func:`ckptd.store.file_names.ids_by_priority` turns a chunk into ids per priority.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from itertools import islice
+
+from ckptd.store.local.durable import io_error
+
+
+def folder_chunks(folder: str, size: int) -> Iterator[list[str]]:
+    """The names in ``folder``, ``size`` at a time (none when it does not exist); raises
+    StoreError when it cannot be read."""
+    try:
+        entries = os.scandir(folder)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise io_error(exc, "list", folder) from exc
+    with entries:
+        while True:
+            try:
+                chunk = [entry.name for entry in islice(entries, size)]
+            except OSError as exc:
+                raise io_error(exc, "list", folder) from exc
+            if not chunk:
+                return
+            yield chunk
