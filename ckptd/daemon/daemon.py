@@ -148,14 +148,7 @@ class Daemon:
             self._watcher = make_watcher(self.store.url, self.wake, settings.watcher,
                                          settings.dir_mode)
             self._watcher.start([q for q in self.store.queues() if self.engine.index.leads(q)])
-            started = time.monotonic()
-            findings = self.engine.recover(now)
-            counts = {q: i.counts() for q, i in self.engine.queues.items()}
-            log.info("recovered the index from %s in %.3fs", self.store.url,
-                     time.monotonic() - started,
-                     extra={"fields": {"queues": len(counts), "repairs": len(findings),
-                                       "pending": sum(c["pending"] for c in counts.values()),
-                                       "claimed": sum(c["claimed"] for c in counts.values())}})
+            self.scans.recover(self.engine.begin_recovery(), now)  # lists in a thread
             self.store.keep_own_pending(self._watcher.reports_in_order)
             self.scans.watcher = self._watcher
             fd = self._watch_fd = self._watcher.fileno()
@@ -486,6 +479,7 @@ class Daemon:
                                 "curve": bool(settings.curve_secret_key), "role": "active",
                                 "stopping": self.stopping_since is not None}
         info["store"] = self.guard.view(now)  # available or not, ops waiting to be retried
+        info["recovery"] = self.scans.recovery_view()  # listing the store while serving
         if self.role is not None:  # role, leader lease
             info.update(self.role.status(now))
         return {"drops": self.drops.as_dict(), "daemon": info}

@@ -229,16 +229,20 @@ class Engine:
         Jobs found in two folders are resolved by the two-state rule, stale tmp/ leftovers
         removed, and claimed jobs get a fresh lease for the attempt they were running.
         """
-        ix = self.index
         findings: list[recovery.Finding] = []
+        for name in self.begin_recovery():
+            findings += self.recover_queue(name, now, alone=False)
+        self.scheduler.start(now)  # what the schedules missed while no daemon ran
+        return findings
+
+    def begin_recovery(self) -> list[str]:
+        """Forget the index and read the queues' controls; return the queues to recover
+        (several daemons on one root: only those this one leads)."""
+        ix = self.index
         ix.queues.clear()
         self.open_jobs.clear()
         self.controls.recover()  # paused files and limits, before anything is dispatched
-        for name in ix.store.queues():
-            if ix.leads(name):  # several daemons on one root: only the queues it leads
-                findings += self.recover_queue(name, now, alone=False)
-        self.scheduler.start(now)  # what the schedules missed while no daemon ran
-        return findings
+        return [name for name in ix.store.queues() if ix.leads(name)]
 
     def recover_queue(self, name: str, now: float, alone: bool = True
                       ) -> list[recovery.Finding]:

@@ -31,6 +31,7 @@ def queue_figures(index: QueueIndex, workers: Iterable[WorkerInfo], store: Store
     return {
         "throughput_1m": metrics.finished.count(now) / float(RATE_WINDOW),
         "delayed": len(index.delayed_at),
+        "recovering": dict(index.recovering) if index.recovering is not None else None,
         "workers": sum(1 for w in workers if index.name in w.queues),
         "lead_p50_s": lead[0] if lead else None,
         "lead_p95_s": lead[1] if lead else None,

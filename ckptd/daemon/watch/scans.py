@@ -20,6 +20,7 @@ from ckptd.core.errors import CkptdError
 from ckptd.core.states import State
 from ckptd.daemon.cluster.bucket_role import BucketRole
 from ckptd.daemon.engine.engine import Engine
+from ckptd.daemon.watch.indexer import Indexer
 from ckptd.daemon.watch.watcher import Watcher
 from ckptd.store import recovery
 from ckptd.store.base import JOB_SUFFIX, Store
@@ -47,9 +48,26 @@ class Scans:
         self.rescan_now = False  # the watcher lost events, or a queue appeared
         self._results: deque[dict[str, Any]] = deque()
         self._thread: threading.Thread | None = None
+        self.indexer: Indexer | None = None  # the recovery of a local root, in a thread
+
+    def recover(self, queues: list[str], now: float) -> None:
+        """Recover the index of a local root: list in a thread, serve meanwhile (a small
+        store is recovered before this returns)."""
+        self.indexer = Indexer(self.engine, self.live, wake=self.wake)
+        self.indexer.start(queues, now)
+        self.indexer.wait()
+        while self.indexer.apply(now):
+            pass
+        self.engine.scheduler.start(now)  # what the schedules missed while no daemon ran
+
+    def recovery_view(self) -> dict[str, Any]:
+        """What ``status`` shows of the recovery (see :meth:`Indexer.view`)."""
+        return self.indexer.view() if self.indexer is not None else {"running": False}
 
     def close(self) -> None:
         """Wait for a listing in progress. Idempotent."""
+        if self.indexer is not None:
+            self.indexer.close()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
@@ -61,8 +79,10 @@ class Scans:
     # -- listings --------------------------------------------------------------------------
 
     def start(self) -> None:
-        """List the store in a thread, unless a listing is already running."""
+        """List the store in a thread, unless a listing (or the recovery) is running."""
         if self._thread is not None and self._thread.is_alive():
+            return
+        if self.indexer is not None and self.indexer.running:
             return
         marks = {name: (index.done, index.failed) for name, index in self.engine.queues.items()}
         for index in self.engine.queues.values():
@@ -102,7 +122,10 @@ class Scans:
         self.wake()
 
     def reconcile(self) -> None:
-        """Bring the index in line with the listings that finished."""
+        """Bring the index in line with the listings that finished (and file what the
+        recovery found so far)."""
+        if self.indexer is not None and self.indexer.running:
+            self.indexer.apply(self.clock())
         while self._results:
             scan = self._results.popleft()
             if self.role is not None:
@@ -139,7 +162,8 @@ class Scans:
                 # Most removals are the daemon's own claims: only a job the index still
                 # holds as pending may have been removed by someone else (look, then).
                 index = engine.queues.get(queue)
-                if index is not None and job_id in index.pending \
+                if index is not None and job_id not in index.claimed \
+                        and job_id in index.pending \
                         and index.ready.priority(job_id) == priority \
                         and not self.store.exists(queue, State.PENDING, job_id, priority):
                     engine.pending_vanished(queue, job_id)
