@@ -319,6 +319,8 @@ class Daemon:
         capped = False  # a socket had more than a turn's share
         if self._control is not None and events.get(self._control):
             capped |= self.control.read(self._control, now) >= MAX_CONTROL_PER_STEP
+            for identity, frames in self.control.take_replies(early=True):  # status, ping
+                self._send_control(identity, frames)
         if self._dispatch is not None and events.get(self._dispatch):
             capped |= self._read_workers(now) >= MAX_WORKER_MESSAGES_PER_STEP
         engine = self.engine

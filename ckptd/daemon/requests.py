@@ -104,6 +104,7 @@ class Control:
         # it may submit straight into this daemon's store (ckptd.client.direct).
         self.token = os.urandom(8).hex()
         self.replies: list[tuple[bytes, list[bytes]]] = []
+        self.early: list[tuple[bytes, list[bytes]]] = []  # answers that wait for no sync
         self.waiters: list[Waiter] = []
         self.router: Router | None = None  # several daemons on one store
 
@@ -143,8 +144,9 @@ class Control:
                 self.reply(identity, CkptdError("internal error; see the daemon's log"))
         return count
 
-    def reply(self, identity: bytes, answer: Body | CkptdError) -> None:
-        """Queue an answer; it leaves with the round's other replies, after the sync."""
+    def reply(self, identity: bytes, answer: Body | CkptdError, at_once: bool = False) -> None:
+        """Queue an answer; it leaves with the round's other replies, after the sync (an
+        answer that waits for no write, ``at_once``, leaves before the round's sync)."""
         if isinstance(answer, CkptdError):
             leader = answer.leader if isinstance(answer, Standby) else None
             frames = protocol.reply_error(answer.code, str(answer), answer.exit_code, leader)
@@ -153,7 +155,7 @@ class Control:
                 frames = protocol.reply_ok(answer)
             except ValueError as exc:
                 frames = protocol.reply_error(CkptdError.code, str(exc), 1)
-        self.replies.append((identity, frames))
+        (self.early if at_once else self.replies).append((identity, frames))
 
     def reply_raw(self, identity: bytes, frames: list[bytes]) -> None:
         """Queue a reply as it came (from the daemon a request was forwarded to)."""
@@ -169,8 +171,15 @@ class Control:
         """A function that answers ``identity`` (for answers given after the sync)."""
         return lambda answer: self.reply(identity, answer)
 
-    def take_replies(self) -> list[tuple[bytes, list[bytes]]]:
-        """The replies to send now."""
+    def take_replies(self, early: bool = False) -> list[tuple[bytes, list[bytes]]]:
+        """The replies to send now (``early``: those that wait for no sync, before it)."""
+        if early or self.early:
+            replies, self.early = self.early, []
+            if early:
+                return replies
+            replies += self.replies
+            self.replies = []
+            return replies
         replies, self.replies = self.replies, []
         return replies
 
@@ -201,11 +210,12 @@ class Control:
             answer.update(self.daemon_info(now))
             if self.router is not None:
                 self.router.status(answer, body.get("queue"))
-            self.reply(identity, answer)
+            self.reply(identity, answer, at_once=True)
         elif kind == b"ping":
             pong: Body = {"pong": True, "daemon": engine.name}
             self.reply(identity, pong if self.router is None else {**pong,
-                                                                    **self.router.ping(body)})
+                                                                    **self.router.ping(body)},
+                       at_once=True)
         elif kind == b"endpoints":
             where: Body = {"dispatch": self.endpoints["dispatch"],
                            "dispatch_port": port_of(self.endpoints["dispatch"]),

@@ -259,7 +259,8 @@ class Engine:
         listed = list_pending(store, name, index.ready.clock())
         for level, runs in listed.items():
             self.indexing.pending(ListedPending(name, level, runs), now)
-        ended = list_ended(store, name, [r for runs in listed.values() for r in runs])
+        ended = list_ended(store, name, [r for runs in listed.values() for r in runs],
+                           list(index.claimed))
         ended.findings = findings + ended.findings
         self.indexing.ended(ended, now, (0, 0))
         if alone and any(schedule.queue == name for schedule in ix.settings.schedules.values()):

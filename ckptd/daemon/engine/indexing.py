@@ -117,9 +117,10 @@ def list_pending(store: Store, queue: str, since: float) -> dict[int, list[IdRun
     return found
 
 
-def list_ended(store: Store, queue: str, pending_runs: list[IdRun]) -> ListedEnded:
+def list_ended(store: Store, queue: str, pending_runs: list[IdRun],
+               claimed: list[str] | None = None) -> ListedEnded:
     """List ``done/`` and ``failed/`` of ``queue``: counts, batches' jobs, the newest
-    failures, and the ids also in ``pending_runs``."""
+    failures, and the ids also in ``pending_runs`` or ``claimed``."""
     counts: dict[State, int] = {}
     batch_ids: dict[State, list[str]] = {}
     runs: dict[State, list[IdRun]] = {}
@@ -139,7 +140,8 @@ def list_ended(store: Store, queue: str, pending_runs: list[IdRun]) -> ListedEnd
                 mine.extend(i for i in run if batch_of(i) is not None)
     newest = sorted(i for run in runs[State.FAILED]
                     for i in _tail(run, RECENT_FAILURES))[-RECENT_FAILURES:]
-    return ListedEnded(queue, counts, batch_ids, newest, ended_twice(pending_runs, runs))
+    open_runs = pending_runs + IdRun.runs_of(claimed or [], 0.0)
+    return ListedEnded(queue, counts, batch_ids, newest, ended_twice(open_runs, runs))
 
 
 def _tail(run: IdRun, count: int) -> list[str]:

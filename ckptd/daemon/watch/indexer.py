@@ -104,7 +104,8 @@ class Indexer:
                                                     self.live.current.tmp_max_age, repair=True)
                 index = self.engine.queues.get(name)
                 marks = (index.done, index.failed) if index is not None else (0, 0)
-                ended = list_ended(self.store, name, runs.pop(name, []))
+                claimed = list(index.claimed) if index is not None else []
+                ended = list_ended(self.store, name, runs.pop(name, []), claimed)
                 ended.findings = findings + ended.findings
                 self._hand((ended, marks))
         except CkptdError as exc:

@@ -20,7 +20,9 @@ from ckptd.core.errors import CkptdError
 from ckptd.core.states import State
 from ckptd.daemon.cluster.bucket_role import BucketRole
 from ckptd.daemon.engine.engine import Engine
+from ckptd.daemon.engine.index import QueueIndex
 from ckptd.daemon.watch.indexer import Indexer
+from ckptd.daemon.watch.pending_diff import BIG, PendingDiff, Snapshot, compare
 from ckptd.daemon.watch.watcher import Watcher
 from ckptd.store import recovery
 from ckptd.store.base import JOB_SUFFIX, Store
@@ -29,6 +31,9 @@ from ckptd.store.file_names import job_names, split_pending_name
 log = logging.getLogger(__name__)
 
 NEW_QUEUE_WATCH_TIMEOUT = 5.0
+# A periodic listing waits this many times as long as the last one took: listing ten
+# million files costs seconds of a core, and the watcher reports changes meanwhile.
+QUIET_FACTOR = 10.0
 
 
 class Scans:
@@ -49,6 +54,8 @@ class Scans:
         self._results: deque[dict[str, Any]] = deque()
         self._thread: threading.Thread | None = None
         self.indexer: Indexer | None = None  # the recovery of a local root, in a thread
+        self.overflowed = False  # the watcher lost events: list at once, however long
+        self._quiet_until = 0.0  # no periodic listing before (a long one costs its share)
 
     def recover(self, queues: list[str], now: float) -> None:
         """Recover the index of a local root: list in a thread, serve meanwhile (a small
@@ -84,14 +91,22 @@ class Scans:
             return
         if self.indexer is not None and self.indexer.running:
             return
+        if self.role is None and time.monotonic() < self._quiet_until and not self.overflowed:
+            return  # the last listing was long: wait a multiple of it (watch events go on)
+        self.overflowed = False
         marks = {name: (index.done, index.failed) for name, index in self.engine.queues.items()}
-        for index in self.engine.queues.values():
+        big: dict[str, tuple[Snapshot, float]] = {}
+        for name, index in self.engine.queues.items():
             index.added_since_scan.clear()
-        self._thread = threading.Thread(target=self._scan, args=(marks,), name="ckptd-rescan",
-                                        daemon=True)
+            if self.role is None and len(index.pending) >= BIG:
+                big[name] = (Snapshot.of(index), index.ready.clock())
+        self._thread = threading.Thread(target=self._scan, args=(marks, big),
+                                        name="ckptd-rescan", daemon=True)
         self._thread.start()
 
-    def _scan(self, marks: dict[str, tuple[int, int]]) -> None:
+    def _scan(self, marks: dict[str, tuple[int, int]],
+              big: dict[str, tuple[Snapshot, float]] | None = None) -> None:
+        began = time.monotonic()
         try:
             if self.role is not None:  # buckets: paged, incremental, resolves leftovers
                 self._results.append(self.role.scan(marks))
@@ -104,10 +119,14 @@ class Scans:
                 if not self.engine.index.leads(queue):
                     continue  # another daemon of this root leads it
                 result[queue] = {
-                    "pending": dict(job_names(self.store.pending_names(queue), State.PENDING)),
                     "done": self.store.count(queue, State.DONE),
                     "failed": self.store.count(queue, State.FAILED),
                 }
+                if big and queue in big:  # compared on compact runs, off the loop
+                    result[queue]["diff"] = compare(self.store, queue, *big[queue])
+                else:
+                    result[queue]["pending"] = dict(job_names(self.store.pending_names(queue),
+                                                              State.PENDING))
                 # What killed writers left in tmp/ goes now, not only at the next start.
                 for finding in recovery.clean_leftovers(self.store, queue, now,
                                                         self.live.current.tmp_max_age,
@@ -115,6 +134,8 @@ class Scans:
                     log.info("rescan: %s", finding.line())
             self._results.append({"queues": result, "marks": marks, "controls": controls,
                                   "started": now})
+            took = time.monotonic() - began
+            self._quiet_until = time.monotonic() + QUIET_FACTOR * took
         except CkptdError as exc:
             log.warning("rescan of %s failed: %s", self.store.url, exc)
             if self.role is not None:
@@ -133,7 +154,10 @@ class Scans:
                 continue
             for queue, listed in scan["queues"].items():
                 index = self.engine.queue(queue)
-                self.engine.reconcile_pending(queue, listed["pending"])
+                if "diff" in listed:
+                    self._apply_diff(queue, index, listed["diff"])
+                else:
+                    self.engine.reconcile_pending(queue, listed["pending"])
                 done0, failed0 = scan["marks"].get(queue, (0, 0))
                 # What the loop moved while the listing ran is added on top of the listing.
                 index.done = listed["done"] + max(0, index.done - done0)
@@ -142,6 +166,20 @@ class Scans:
                     self.watcher.watch_queue(queue)
             # In case an event was missed (a queue changed since the listing began is not).
             self.engine.controls.load_all(scan["controls"], scan["started"])
+
+    def _apply_diff(self, queue: str, index: QueueIndex, diff: PendingDiff) -> None:
+        """A big queue's rescan: index what the watcher missed, drop what vanished."""
+        engine = self.engine
+        for job_id, priority in diff.appeared:
+            engine.pending_appeared(queue, job_id, priority)  # it ignores what it knows
+        for job_id in diff.vanished:
+            if job_id in index.pending and job_id not in index.added_since_scan:
+                index.pending.discard(job_id)
+                index.delayed_at.pop(job_id, None)
+        if diff.appeared or diff.vanished:
+            log.warning("rescan of %s: %d pending file(s) the index did not hold, %d it held "
+                        "that are gone", queue, len(diff.appeared), len(diff.vanished))
+        index.added_since_scan.clear()
 
     # -- the watcher -----------------------------------------------------------------------
 
@@ -175,7 +213,7 @@ class Scans:
             elif kind == "overflow":
                 log.warning("the watcher lost events (queue overflow); rescanning")
                 self.store.forget_prefetched()  # what changed behind our back is unknown
-                self.rescan_now = True
+                self.rescan_now = self.overflowed = True
         if self.new_queues:
             self._watch_new_queues(now)
 

@@ -1,0 +1,145 @@
+"""Compact ids: packing keeps every id and its order; runs answer ``in`` and give their ids
+in order; the backlog of a queue behaves as the set it replaces; the ready lines take the
+listed ids oldest first, ahead of the ids appended after them, priorities first."""
+
+from __future__ import annotations
+
+import os
+import random
+import string
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ckptd.core.ids import new_id
+from ckptd.daemon.controls.backlog import Backlog
+from ckptd.daemon.controls.priorities import ReadyLines
+from ckptd.store.packed_ids import IdRun, is_generated, pack, split_ids, unpack
+
+generated = st.builds(
+    lambda t, r: f"{t[:8]}T{t[8:14]}.{t[14:20]}Z-{r}",
+    st.text(string.digits, min_size=20, max_size=20),
+    st.text("0123456789abcdef", min_size=16, max_size=16))
+hand_made = st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,40}", fullmatch=True).filter(
+    lambda i: not is_generated(i))
+
+
+@given(generated)
+def test_a_generated_id_packs_into_18_bytes_and_back(job_id: str) -> None:
+    assert is_generated(job_id)
+    assert len(pack(job_id)) == 18 and unpack(pack(job_id)) == job_id
+
+
+@given(st.lists(generated, min_size=2, max_size=20, unique=True))
+def test_packing_keeps_the_order(ids: list[str]) -> None:
+    assert sorted(pack(i) for i in ids) == [pack(i) for i in sorted(ids)]
+
+
+def test_ids_ending_in_zero_bytes_come_back_whole() -> None:
+    job_id = "20261127T192416.123456Z-9f3ac1d27b8e0000"
+    run = IdRun.runs_of([job_id], 0.0)[0]
+    assert run.head() == job_id and job_id in run and run.find(job_id) == 0
+
+
+@given(st.lists(st.one_of(generated, hand_made), max_size=60, unique=True),
+       st.lists(st.one_of(generated, hand_made), max_size=10))
+def test_runs_hold_every_id_in_order(ids: list[str], others: list[str]) -> None:
+    runs = IdRun.runs_of(ids, 1.0)
+    assert sorted(i for run in runs for i in run) == sorted(ids)
+    for run in runs:
+        assert list(run) == sorted(run)
+    for job_id in ids:
+        assert sum(job_id in run for run in runs) == 1
+    for job_id in set(others) - set(ids):
+        assert not any(job_id in run for run in runs)
+
+
+def test_split_ids_takes_the_generated_ones_apart() -> None:
+    ids = [new_id() for _ in range(5)] + ["order-43", "a.b"]
+    packed, others = split_ids(ids)
+    assert len(packed) == 5 and others == ["order-43", "a.b"]
+    packed, others = split_ids(ids[:5])  # the one-regex path
+    assert sorted(unpack(bytes(k)) for k in packed) == sorted(ids[:5]) and others == []
+
+
+def test_a_taken_id_is_no_longer_in_the_run() -> None:
+    ids = sorted(new_id() for _ in range(10))
+    run = IdRun.runs_of(ids, 0.0)[0]
+    assert run.head() == ids[0]
+    run.advance()
+    assert ids[0] not in run and ids[1] in run and len(run) == 9 and list(run) == ids[1:]
+
+
+def test_the_backlog_is_a_set_over_runs_and_loose_ids() -> None:
+    listed = sorted(new_id() for _ in range(100))
+    backlog = Backlog()
+    backlog.add_runs(0, IdRun.runs_of(listed[:50], 0.0))
+    backlog.add_runs(0, IdRun.runs_of(listed[50:], 0.0))
+    backlog.add("order-1")
+    assert len(backlog) == 101 and all(i in backlog for i in listed) and "order-1" in backlog
+    backlog.add(listed[3])  # already held by a run: not twice
+    assert len(backlog) == 101
+    backlog.discard(listed[7])  # out of order: marked gone
+    assert listed[7] not in backlog and len(backlog) == 100
+    backlog.add(listed[7])  # pending again: in its run's place
+    assert listed[7] in backlog and len(backlog) == 101
+    backlog.discard(listed[7])
+    taken = [backlog.take(0) for _ in range(99)]
+    assert taken == [i for i in listed if i != listed[7]]  # in id order, gone one skipped
+    assert backlog.take(0) is None
+    assert all(i in backlog for i in taken) and len(backlog) == 100  # taken ids are loose
+    for job_id in taken:
+        backlog.discard(job_id)
+    assert set(backlog) == {"order-1"} and len(backlog) == 1
+
+
+def test_new_ids_outside_what_was_listed_need_no_search() -> None:
+    backlog = Backlog()
+    backlog.add_runs(0, IdRun.runs_of(sorted(new_id() for _ in range(10)), 0.0))
+    later = new_id()
+    assert backlog.level_of(later) is None and later not in backlog
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_ready_lines_take_listed_ids_first_then_appended_ones_by_priority() -> None:
+    clock = Clock()
+    ready = ReadyLines(clock)
+    listed = sorted(new_id() for _ in range(6))
+    shuffled = listed[:]
+    random.Random(1).shuffle(shuffled)
+    ready.add_listed(0, shuffled[:3])  # two chunks, in directory order
+    ready.add_listed(0, shuffled[3:])
+    ready.add_listed(-5, ["urgent-1", "urgent-2"])
+    clock.now += 1
+    ready.note("later", 0)
+    ready.append("later")
+    assert len(ready) == 9 and ready.levels() == {-5: 2, 0: 7}
+    assert list(ready) == ["urgent-1", "urgent-2", *listed, "later"]
+    order = [ready.popleft() for _ in range(9)]
+    assert order == ["urgent-1", "urgent-2", *listed, "later"]
+    assert ready.prio.get("urgent-1") == -5  # noted when taken: a retry keeps it
+
+
+def test_aging_counts_from_when_ids_were_listed() -> None:
+    clock = Clock()
+    ready = ReadyLines(clock)
+    ready.aging = 1.0
+    ready.add_listed(5, ["patient"])
+    clock.now += 10  # waited ten levels' worth
+    ready.note("fresh", 0)
+    ready.append("fresh")
+    assert ready.popleft() == "patient" and ready.aged == 1
+
+
+def test_a_run_of_a_million_ids_is_small() -> None:
+    ids = [f"20261127T19{i // 1_000_000:04d}.{i % 1_000_000:06d}Z-{os.urandom(8).hex()}"
+           for i in range(200_000)]
+    runs = IdRun.runs_of(ids, 0.0)
+    assert len(runs) == 1 and runs[0].nbytes == 18 * len(ids)
