@@ -90,7 +90,7 @@ class Dispatcher:
         for step in range(len(queues)):
             position = (worker.next_queue + step) % len(queues)
             index = self.ix.queues.get(queues[position])
-            if index is None:
+            if index is None or index.holding:
                 continue
             # Paused, at its max_running, or out of rate tokens.
             while index.ready and gate.allows(index.name, len(index.claimed), now):

@@ -259,6 +259,7 @@ class Engine:
         listed = list_pending(store, name, index.ready.clock())
         for level, runs in listed.items():
             self.indexing.pending(ListedPending(name, level, runs), now)
+        self.indexing.pending(ListedPending(name, 0, [], release=True), now)
         ended = list_ended(store, name, [r for runs in listed.values() for r in runs],
                            list(index.claimed))
         ended.findings = findings + ended.findings

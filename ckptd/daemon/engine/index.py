@@ -74,6 +74,7 @@ class QueueIndex:
     added_since_scan: set[str] = field(default_factory=set)
     checkpointed: set[str] = field(default_factory=set)  # ids that have a state/ file
     recovering: dict[str, int] | None = None  # while its folders are listed: ids so far
+    holding: bool = False  # recovering, and not dispatching yet (the first ids in order)
 
     def __post_init__(self) -> None:
         self.ready = ReadyLines(backlog=self.pending)

@@ -38,11 +38,13 @@ ENDED = (State.DONE, State.FAILED)
 
 @dataclass
 class ListedPending:
-    """Runs of pending ids a listing found, with the priority their names carry."""
+    """Runs of pending ids a listing found, with the priority their names carry;
+    ``release``: the queue may dispatch from now on (see :data:`ORDER_IDS`)."""
 
     queue: str
     level: int
     runs: list[IdRun]
+    release: bool = False
 
 
 @dataclass
@@ -57,6 +59,12 @@ class ListedEnded:
     findings: list[recovery.Finding] = field(default_factory=list)
 
 
+# A recovering queue dispatches once its pending/ is listed, or once this many ids or
+# seconds of it are: below that its first job is the most urgent and oldest of all; past
+# it, dispatch begins with what is listed so far (a directory lists in its own order), and
+# the order is exact again once the listing ends.
+ORDER_IDS = 1_000_000
+ORDER_WAIT = 2.0
 RUN_FIRST = 16_384  # ids in the first run of a listing: dispatch begins after so many
 RUN_MOST = 1 << 20  # ids in a run at most: the runs grow to this, fewer runs to merge
 CHUNK = 65_536  # names read from the store at a time
@@ -168,6 +176,7 @@ class Indexing:
         ix.queues.pop(name, None)
         index = ix.queue(name)
         index.recovering = {"pending": 0, "done": 0, "failed": 0}
+        index.holding = True  # until the listing of pending/ releases it
         index.checkpointed = set(ix.store.checkpoint_ids(name))
         for job_id in claimed:
             self.seen(name, job_id)
@@ -184,6 +193,8 @@ class Indexing:
         index = self.ix.queues.get(listed.queue)
         if index is None or index.recovering is None:
             return 0  # dropped meanwhile (another daemon leads it now)
+        if listed.release:
+            index.holding = False
         known = [*index.claimed, *index.pending.loose]
         runs = [_without(run, known) for run in listed.runs]
         added = index.ready.add_runs(listed.level, [r for r in runs if len(r)])
@@ -213,6 +224,7 @@ class Indexing:
                                           **listed.batch_ids}, now)
         for job_id in listed.twice:
             self.resync(listed.queue, job_id, now)
+        index.holding = False
         for finding in listed.findings:
             log.warning("recovery: %s", finding.line())
         index.recovering = None

@@ -28,6 +28,8 @@ from ckptd.core.states import State
 from ckptd.daemon.engine.engine import Engine, adoption_grace
 from ckptd.daemon.engine.indexing import (
     CHUNK,
+    ORDER_IDS,
+    ORDER_WAIT,
     ListedEnded,
     ListedPending,
     RunCutter,
@@ -118,15 +120,26 @@ class Indexer:
     def _list_pending(self, name: str, since: float) -> list[IdRun]:
         cutter = RunCutter(since)
         mine: list[IdRun] = []
+        held, listed, began = True, 0, time.monotonic()
         for names in self.store.listing_chunks(name, State.PENDING, CHUNK):
             if self._stop:
                 return mine
-            for level, runs in cutter.add(names).items():
+            listed += len(names)
+            full = cutter.add(names)
+            release = held and (listed >= ORDER_IDS or time.monotonic() - began >= ORDER_WAIT)
+            if release:  # a long listing: dispatch what is listed so far, meanwhile
+                held = False
+                for level, runs in cutter.rest().items():
+                    full.setdefault(level, []).extend(runs)
+            for level, runs in full.items():
                 mine += runs
                 self._hand(ListedPending(name, level, runs))
+            if release:
+                self._hand(ListedPending(name, 0, [], release=True))
         for level, runs in cutter.rest().items():
             mine += runs
             self._hand(ListedPending(name, level, runs))
+        self._hand(ListedPending(name, 0, [], release=True))
         return mine
 
     def _hand(self, result: ListedPending | tuple[ListedEnded, tuple[int, int]] | None
@@ -158,6 +171,7 @@ class Indexer:
         self.ended = time.monotonic()
         for index in self.engine.queues.values():
             index.recovering = None  # a listing that failed: the rescan catches up
+            index.holding = False
         counts = {q: i.counts() for q, i in self.engine.queues.items()}
         log.info("recovered the index from %s in %.3fs", self.store.url,
                  self.ended - self.started,
