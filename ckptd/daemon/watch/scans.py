@@ -21,7 +21,7 @@ from ckptd.core.states import State
 from ckptd.daemon.cluster.bucket_role import BucketRole
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.index import QueueIndex
-from ckptd.daemon.watch.indexer import Indexer
+from ckptd.daemon.engine.lister import Indexer
 from ckptd.daemon.watch.pending_diff import BIG, PendingDiff, Snapshot, compare
 from ckptd.daemon.watch.watcher import Watcher
 from ckptd.store import recovery

@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ckptd.core.config import FsyncMode
@@ -60,6 +60,7 @@ from ckptd.store.s3.cache import PendingCache
 from ckptd.store.s3.conditional import S3ControlObjects
 from ckptd.store.s3.options import NotHonoured, client_choice
 from ckptd.store.s3.requests import S3Requests
+from ckptd.store.s3.split_listing import listing_chunks
 from ckptd.store.s3.writes import S3Writes
 
 if TYPE_CHECKING:
@@ -224,6 +225,12 @@ class S3Store(BucketStore):
             found = await asyncio.gather(*(self.req.list(f"{self.prefix}/{n}") for n in names))
             return sorted(n for n, (_, sub) in zip(names, found) if states & set(sub))
         return self.req.run(find)
+
+    def listing_chunks(self, queue: str, state: State, size: int = 65536
+                       ) -> Iterator[list[str]]:
+        """Split across key ranges listed in parallel (:mod:`~ckptd.store.s3.split_listing`)."""
+        check_queue(queue)
+        return listing_chunks(self.req, f"{self.prefix}/{queue}/{state.value}", size)
 
     def ids_after(self, queue: str, state: State, start_after: str | None) -> list[str]:
         """The ids in ``state`` that sort after ``start_after`` (all when None), sorted."""

@@ -1,4 +1,4 @@
-"""Recovery of a local root in a thread, while the loop answers and dispatches.
+"""Recovery in a thread, while the loop answers and dispatches.
 
 At start-up each queue's ``claimed/`` is listed in the loop (its jobs get leases at once),
 then a thread lists ``pending/`` of every queue in chunks, cut into sorted runs of compact ids
@@ -45,7 +45,8 @@ APPLY_PER_TURN = 16  # results filed per turn of the loop
 
 
 class Indexer:
-    """The recovery thread of a daemon on a local root (see the module docstring)."""
+    """One recovery of some queues, listed in a thread (see the module docstring); the
+    watcher's side starts one for a local root, the bucket role one per queue it takes."""
 
     def __init__(self, engine: Engine, live: LiveSettings, *, wake: Callable[[], None]
                  ) -> None:
