@@ -433,8 +433,18 @@ class Store(ABC):
 
         Default: a full listing, filtered. A bucket lists only the keys after it.
         """
-        ids = self.ids(queue, state)
-        return ids if start_after is None else [i for i in ids if i > start_after]
+        return [i for i, _ in self.pending_after(queue, start_after)] \
+            if state is State.PENDING else \
+            [i for i in self.ids(queue, state) if start_after is None or i > start_after]
+
+    def pending_after(self, queue: str, start_after: str | None) -> list[tuple[str, int]]:
+        """``(id, priority)`` of the pending jobs whose names sort after ``start_after``.
+
+        Default: a full listing, filtered. A bucket lists only the keys after it.
+        """
+        found = [split_pending_name(name) for name in self.pending_names(queue)]
+        return sorted(f for f in found if f is not None and (start_after is None
+                                                             or f[0] > start_after))
 
     def prefetch(self, queue: str, ids: Sequence[str]) -> int:
         """Read the pending files of ``ids`` ahead of their claims; return how many were read.

@@ -75,6 +75,7 @@ class QueueIndex:
     checkpointed: set[str] = field(default_factory=set)  # ids that have a state/ file
     recovering: dict[str, int] | None = None  # while its folders are listed: ids so far
     holding: bool = False  # recovering, and not dispatching yet (the first ids in order)
+    recovery: int = 0  # which recovery (listing) the ids being filed come from
 
     def __post_init__(self) -> None:
         self.ready = ReadyLines(backlog=self.pending)

@@ -169,12 +169,14 @@ class Indexing:
         self.resync = resync
         self.seen = seen  # a pending or claimed id is known (dedup of unique queues)
 
-    def begin(self, name: str, claimed: list[str], now: float, grace: float) -> QueueIndex:
+    def begin(self, name: str, claimed: list[str], now: float, grace: float,
+              recovery: int = 0) -> QueueIndex:
         """Start the queue's index afresh: its claimed jobs get a lease of ``grace``; its
-        pending ids follow."""
+        pending ids follow (from the listing numbered ``recovery``)."""
         ix = self.ix
         ix.queues.pop(name, None)
         index = ix.queue(name)
+        index.recovery = recovery
         index.recovering = {"pending": 0, "done": 0, "failed": 0}
         index.holding = True  # until the listing of pending/ releases it
         index.checkpointed = set(ix.store.checkpoint_ids(name))

@@ -15,6 +15,7 @@ more urgent. After that it is exact.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -40,6 +41,7 @@ from ckptd.store.packed_ids import IdRun
 
 log = logging.getLogger(__name__)
 
+_numbers = itertools.count(1)
 START_WAIT = 0.5  # seconds start-up waits for a small store's recovery to end, at most
 APPLY_PER_TURN = 16  # results filed per turn of the loop
 
@@ -61,6 +63,7 @@ class Indexer:
             deque()
         self._thread: threading.Thread | None = None
         self._stop = False
+        self.number = next(_numbers)  # the queues' index says which recovery files them
 
     @property
     def running(self) -> bool:
@@ -75,7 +78,7 @@ class Indexer:
         for name in queues:
             claimed = self.store.ids(name, State.CLAIMED)
             engine.indexing.begin(name, claimed, now,
-                                  adoption_grace(self.live.current, name))
+                                  adoption_grace(self.live.current, name), self.number)
         since = {name: engine.queue(name).ready.clock() for name in queues}
         self._thread = threading.Thread(target=self._list, args=(queues, since, now),
                                         name="ckptd-recovery", daemon=True)
@@ -159,7 +162,12 @@ class Indexer:
             filed += 1
             if result is None:
                 self._finish(now)
-            elif isinstance(result, ListedPending):
+                continue
+            name = result.queue if isinstance(result, ListedPending) else result[0].queue
+            index = self.engine.queues.get(name)
+            if index is None or index.recovery != self.number:
+                continue  # the queue was dropped, or is recovered again by another listing
+            if isinstance(result, ListedPending):
                 indexing.pending(result, now)
             else:
                 indexing.ended(result[0], now, result[1])
@@ -171,8 +179,9 @@ class Indexer:
         assert self.started is not None
         self.ended = time.monotonic()
         for index in self.engine.queues.values():
-            index.recovering = None  # a listing that failed: the rescan catches up
-            index.holding = False
+            if index.recovery == self.number:
+                index.recovering = None  # a listing that failed: the rescan catches up
+                index.holding = False
         counts = {q: i.counts() for q, i in self.engine.queues.items()}
         log.info("recovered the index from %s in %.3fs", self.store.url,
                  self.ended - self.started,

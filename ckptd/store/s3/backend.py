@@ -234,12 +234,19 @@ class S3Store(BucketStore):
 
     def ids_after(self, queue: str, state: State, start_after: str | None) -> list[str]:
         """The ids in ``state`` that sort after ``start_after`` (all when None), sorted."""
+        return [job_id for job_id, _ in self._named_after(queue, state, start_after)]
+
+    def pending_after(self, queue: str, start_after: str | None) -> list[tuple[str, int]]:
+        return self._named_after(queue, State.PENDING, start_after)
+
+    def _named_after(self, queue: str, state: State, start_after: str | None
+                     ) -> list[tuple[str, int]]:
         check_queue(queue)
         path = f"{self.prefix}/{queue}/{state.value}"
         objects, _ = self.req.run(lambda: self.req.list(path, start_after=start_after))
-        ids = (job_id for job_id, _ in job_names([o.name for o in objects], state))
+        found = job_names([o.name for o in objects], state)
         # The listing starts after the key "<start_after>", so "<start_after>.json" is in it.
-        return sorted(i for i in ids if start_after is None or i > start_after)
+        return sorted(f for f in found if start_after is None or f[0] > start_after)
 
     def _cat(self, key: str, missing: str) -> bytes:
         data = self.req.run(lambda: self.req.get(key, f"read {self.req.split(key)}"))
