@@ -475,6 +475,9 @@ class StoreAdmin(StoreControls):
                     if job is None:
                         continue
                     anywhere.add(job_id)
+                    if state is State.PENDING:
+                        findings += recovery.priority_name(queue, job_id, job,
+                                                           priorities.get(job_id, 0))
                     if state in (State.PENDING, State.CLAIMED):
                         live.add(job_id)
                         if job.get("payload_ref") and (job_id, "payload") not in blobs:

@@ -231,3 +231,16 @@ def check_job(store: Store, queue: str, state: State, job_id: str, repair: bool,
         log.warning("quarantined %s: %s", where, error)
     return None, Finding(queue, "malformed", f"{state.value}/{job_id}.json", str(error),
                          repair)
+
+
+def priority_name(queue: str, job_id: str, job: jobs.Job, priority: int) -> list[Finding]:
+    """A pending file whose ``priority`` is not the one its name carries (a file of the
+    version before names carried priorities, or renamed by hand): dispatch follows the name.
+    Reported, not repaired: which of the two was meant only a person knows."""
+    said = jobs.priority_of(job)
+    if said == priority:
+        return []
+    return [Finding(queue, "priority-name", f"pending/{pending_name(job_id, priority)}",
+                    f"the file says priority {said}, its name {priority}, and dispatch follows "
+                    f"the name: mv it to pending/{pending_name(job_id, said)} to run it at "
+                    f"{said}")]
