@@ -18,19 +18,15 @@ Every backend keeps these promises; the contract tests in ``tests/store`` hold t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import CkptdError, InvalidName
 from ckptd.core.states import STATES, State
-from ckptd.store.file_names import (
-    JOB_SUFFIX,
-    job_file_name,
-    split_job_name,
-    split_pending_name,
-)
+from ckptd.store.file_names import JOB_SUFFIX, job_file_name, split_job_name
+from ckptd.store.listings import PendingListings
 
 __all__ = ["JOB_SUFFIX", "split_job_name"]  # re-exported: the names of job files
 
@@ -56,10 +52,8 @@ operator sets on a queue, read by every listing of the queues."""
 
 @dataclass(frozen=True)
 class PutNew:
-    """Create ``pending/<id>.json``; fails with JobExists if the id is in any state.
-
-    ``priority``: the file's name carries it (:func:`pending_name`).
-    """
+    """Create ``pending/<id>.json`` (named with ``priority``, :mod:`.file_names`); fails
+    with JobExists if the id is in any state."""
 
     queue: str
     job_id: str
@@ -196,7 +190,7 @@ class Lock(Protocol):
         """Give the lock back. Idempotent."""
 
 
-class Store(ABC):
+class Store(PendingListings, ABC):
     """A root holding queues of job files. Safe to share between threads of one process."""
 
     url: str
@@ -225,17 +219,12 @@ class Store(ABC):
 
     @abstractmethod
     def read(self, queue: str, state: State, job_id: str, priority: int = 0) -> bytes:
-        """Return the bytes of ``<state>/<id>.json``; raise JobNotFound when absent.
-
-        ``priority``: of a pending file, whose name carries it (:func:`pending_name`).
-        """
+        """Return the bytes of ``<state>/<id>.json``; raise JobNotFound when absent
+        (``priority``: of a pending file, whose name carries it)."""
 
     def find(self, queue: str, job_id: str, priority: int | None = None) -> list[State]:
         """Return the states that hold ``job_id``: [] when none, two after a crash.
-
-        ``priority``: of its pending file, when known; else a job found nowhere under its
-        plain name is looked for in ``pending/`` under a name with a priority (a listing).
-        """
+        ``priority``: of its pending file; None: looked for under every name (a listing)."""
         found = [s for s in STATES if self.exists(queue, s, job_id, priority or 0)]
         if not found and priority is None and self.pending_priority(queue, job_id) is not None:
             found = [State.PENDING]
@@ -248,41 +237,6 @@ class Store(ABC):
     @abstractmethod
     def mtime(self, queue: str, state: State, job_id: str, priority: int = 0) -> float:
         """Return the time the job file last changed; raise JobNotFound when absent."""
-
-    def pending_priority(self, queue: str, job_id: str) -> int | None:
-        """The priority the name of ``pending/<id>...`` carries, None when the job is not
-        pending. For callers that do not know it (the store commands); the daemon does.
-
-        Default: look for the plain name, then list the folder.
-        """
-        if self.exists(queue, State.PENDING, job_id):
-            return 0
-        for name in self.pending_names(queue):
-            found = split_pending_name(name)
-            if found is not None and found[0] == job_id:
-                return found[1]
-        return None
-
-    def pending_names(self, queue: str) -> list[str]:
-        """The file names in ``pending/`` that are job files, priorities included.
-
-        Default: the plain names of :meth:`ids` (a store without tagged names).
-        """
-        return [job_id + JOB_SUFFIX for job_id in self.ids(queue, State.PENDING)]
-
-    def listing_chunks(self, queue: str, state: State, size: int = 65536
-                       ) -> Iterator[list[str]]:
-        """The file names of a state folder in chunks of at most ``size``, in no order, as
-        the listing goes (a folder of ten million files is never held at once). Names that
-        are not job files may be among them: :func:`~ckptd.store.file_names.ids_by_priority`
-        keeps the job files.
-
-        Default: :meth:`pending_names` or :meth:`ids`, cut into chunks.
-        """
-        names = self.pending_names(queue) if state is State.PENDING else \
-            [job_id + JOB_SUFFIX for job_id in self.ids(queue, state)]
-        for start in range(0, len(names), size):
-            yield names[start:start + size]
 
     @abstractmethod
     def read_checkpoint(self, queue: str, job_id: str) -> bytes | None:
@@ -436,15 +390,6 @@ class Store(ABC):
         return [i for i, _ in self.pending_after(queue, start_after)] \
             if state is State.PENDING else \
             [i for i in self.ids(queue, state) if start_after is None or i > start_after]
-
-    def pending_after(self, queue: str, start_after: str | None) -> list[tuple[str, int]]:
-        """``(id, priority)`` of the pending jobs whose names sort after ``start_after``.
-
-        Default: a full listing, filtered. A bucket lists only the keys after it.
-        """
-        found = [split_pending_name(name) for name in self.pending_names(queue)]
-        return sorted(f for f in found if f is not None and (start_after is None
-                                                             or f[0] > start_after))
 
     def prefetch(self, queue: str, ids: Sequence[str]) -> int:
         """Read the pending files of ``ids`` ahead of their claims; return how many were read.

@@ -54,7 +54,7 @@ from ckptd.store.base import (
     check_folder,
     split_job_name,
 )
-from ckptd.store.file_names import job_names, pending_name, split_pending_name
+from ckptd.store.file_names import job_names, pending_name
 from ckptd.store.local.controls import LocalControls
 from ckptd.store.local.durable import (
     fsync_dir,
@@ -75,7 +75,7 @@ from ckptd.store.local.files import (
     read_or_none,
 )
 from ckptd.store.local.folders import QueueFolders
-from ckptd.store.local.listing import folder_chunks
+from ckptd.store.local.listing import count_jobs, folder_chunks, folder_names
 from ckptd.store.local.locks import HeldLock, lock_holder, take_lock
 from ckptd.store.local.reaper import Reaper
 
@@ -180,45 +180,25 @@ class LocalStore(LocalControls, Store):
             found.append(name)
         return found
 
-    def _names(self, queue: str, state: State) -> list[str]:
+    def _folder(self, queue: str, state: State) -> str:
         check_queue(queue)
         self.folders.check(queue)
-        try:
-            return os.listdir(f"{self.root}/{queue}/{state.value}")
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise io_error(exc, "list", f"{self.root}/{queue}/{state.value}") from exc
+        return f"{self.root}/{queue}/{state.value}"
 
     def ids(self, queue: str, state: State) -> list[str]:
-        names = self._names(queue, state)
-        if state is State.PENDING:
-            return sorted(job_id for job_id, _ in job_names(names, state))
-        ids = [n[:-5] for n in names if n.endswith(JOB_SUFFIX) and is_valid_name(n[:-5])]
-        ids.sort()
-        return ids
+        return sorted(job_id for job_id, _ in job_names(folder_names(self._folder(queue, state)),
+                                                          state))
 
     def pending_names(self, queue: str) -> list[str]:
-        return [pending_name(job_id, priority) for job_id, priority in
-                job_names(self._names(queue, State.PENDING), State.PENDING)]
+        return [pending_name(*found) for found in job_names(
+            folder_names(self._folder(queue, State.PENDING)), State.PENDING)]
 
     def listing_chunks(self, queue: str, state: State, size: int = 65536
                        ) -> Iterator[list[str]]:
-        check_queue(queue)
-        self.folders.check(queue)
-        return folder_chunks(f"{self.root}/{queue}/{state.value}", size)
+        return folder_chunks(self._folder(queue, state), size)
 
     def count(self, queue: str, state: State) -> int:
-        check_queue(queue)
-        self.folders.check(queue)
-        try:
-            with os.scandir(f"{self.root}/{queue}/{state.value}") as entries:
-                split = split_pending_name if state is State.PENDING else split_job_name
-                return sum(1 for e in entries if split(e.name) is not None)
-        except FileNotFoundError:
-            return 0
-        except OSError as exc:
-            raise io_error(exc, "list", f"{self.root}/{queue}/{state.value}") from exc
+        return count_jobs(self._folder(queue, state), state)
 
     def read(self, queue: str, state: State, job_id: str, priority: int = 0) -> bytes:
         if state is State.PENDING and self._kept.entries:

@@ -11,6 +11,8 @@ import os
 from collections.abc import Iterator
 from itertools import islice
 
+from ckptd.core.states import State
+from ckptd.store.file_names import split_job_name, split_pending_name
 from ckptd.store.local.durable import io_error
 
 
@@ -32,3 +34,25 @@ def folder_chunks(folder: str, size: int) -> Iterator[list[str]]:
             if not chunk:
                 return
             yield chunk
+
+
+def folder_names(folder: str) -> list[str]:
+    """The names in ``folder`` ([] when it does not exist); StoreError when unreadable."""
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise io_error(exc, "list", folder) from exc
+
+
+def count_jobs(folder: str, state: State) -> int:
+    """How many job files ``folder`` (of ``state``) holds, without a list of them."""
+    split = split_pending_name if state is State.PENDING else split_job_name
+    try:
+        with os.scandir(folder) as entries:
+            return sum(1 for e in entries if split(e.name) is not None)
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise io_error(exc, "list", folder) from exc
