@@ -62,6 +62,45 @@ def split_ids(ids: Sequence[str]) -> tuple[Keys, list[str]]:
     return np.frombuffer(packed, dtype=f"S{KEY_BYTES}").copy(), others
 
 
+_NAME = 45  # len("20261127T192416.123456Z-9f3ac1d27b8e4a10.json")
+_DIGIT_COLUMNS = [*range(0, 8), *range(9, 15), *range(16, 22)]
+_HEX_COLUMNS = list(range(24, 40))
+
+
+def pack_names(names: list[str]) -> tuple[Keys, list[str]]:
+    """The keys of the file names ``<generated id>.json`` among ``names`` (checked and
+    packed column by column in numpy: a tenth of a microsecond a name), and the other
+    names, left as they are (names with a priority, ids of other forms, other files)."""
+    joined = "".join(names)
+    if len(joined) == _NAME * len(names):  # the usual chunk: every name of that length
+        plain, rest = names, []
+    else:
+        plain = [n for n in names if len(n) == _NAME]
+        rest = [n for n in names if len(n) != _NAME]
+        joined = "".join(plain)
+    if not plain:
+        return np.empty(0, dtype=f"S{KEY_BYTES}"), rest
+    raw = joined.encode("utf-8", "surrogateescape")
+    if len(raw) != _NAME * len(plain):  # a name that is not ASCII: look at each one
+        return np.empty(0, dtype=f"S{KEY_BYTES}"), names
+    table = np.frombuffer(raw, dtype=np.uint8).reshape(-1, _NAME)
+    digits = table[:, _DIGIT_COLUMNS]
+    hexes = table[:, _HEX_COLUMNS]
+    ok = ((digits >= 48) & (digits <= 57)).all(axis=1)
+    ok &= (((hexes >= 48) & (hexes <= 57)) | ((hexes >= 97) & (hexes <= 102))).all(axis=1)
+    for column, char in ((8, "T"), (15, "."), (22, "Z"), (23, "-"), (40, "."), (41, "j"),
+                         (42, "s"), (43, "o"), (44, "n")):
+        ok &= table[:, column] == ord(char)
+    nibbles = np.concatenate([digits[ok] - 48, hexes[ok]], axis=1)
+    nibbles[:, 20:] = np.where(nibbles[:, 20:] <= 57, nibbles[:, 20:] - 48,
+                               nibbles[:, 20:] - 87)
+    packed = np.ascontiguousarray((nibbles[:, 0::2] << 4) | nibbles[:, 1::2])
+    keys = packed.view(f"S{KEY_BYTES}").ravel().copy()
+    if not ok.all():
+        rest += [plain[int(i)] for i in np.flatnonzero(~ok)]
+    return keys, rest
+
+
 def raw_keys(ids: Sequence[str]) -> Keys:
     """Ids that do not pack, as an (unsorted) array of their ASCII bytes."""
     return np.array([i.encode("ascii") for i in ids], dtype=np.bytes_)

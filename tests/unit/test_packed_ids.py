@@ -143,3 +143,20 @@ def test_a_run_of_a_million_ids_is_small() -> None:
            for i in range(200_000)]
     runs = IdRun.runs_of(ids, 0.0)
     assert len(runs) == 1 and runs[0].nbytes == 18 * len(ids)
+
+
+@given(st.lists(st.one_of(generated.map(lambda i: i + ".json"),
+                          generated.map(lambda i: i + ",p-3.json"),
+                          generated.map(lambda i: i.upper() + ".json"),
+                          hand_made.map(lambda i: i + ".json"),
+                          st.text(min_size=45, max_size=45)), max_size=40))
+def test_pack_names_packs_the_plain_generated_names(names: list[str]) -> None:
+    from ckptd.store.packed_ids import pack_names
+
+    keys, rest = pack_names(names)
+    plain = [n for n in names if n.endswith(".json") and is_generated(n[:-5])]
+    packed = [unpack(bytes(k)) + ".json" for k in keys]
+    assert sorted(packed + rest) == sorted(names)  # each name once, packed or left
+    assert set(packed) <= set(plain)
+    if all(n.isascii() for n in names):
+        assert sorted(packed) == sorted(plain)

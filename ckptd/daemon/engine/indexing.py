@@ -29,7 +29,14 @@ from ckptd.daemon.telemetry.metrics import RECENT_FAILURES
 from ckptd.store import recovery
 from ckptd.store.base import Store
 from ckptd.store.file_names import ids_by_priority
-from ckptd.store.packed_ids import IdRun, is_generated, pack, raw_keys, split_ids
+from ckptd.store.packed_ids import (
+    IdRun,
+    is_generated,
+    pack,
+    pack_names,
+    raw_keys,
+    split_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +92,17 @@ class RunCutter:
     def add(self, names: list[str]) -> dict[int, list[IdRun]]:
         """Take a chunk of file names; return the runs that filled up, per priority."""
         full: dict[int, list[IdRun]] = {}
-        for level, ids in ids_by_priority(names).items():
+        plain, rest = pack_names(names)  # the usual names, in one pass of numpy
+        found = ids_by_priority(rest) if rest else {}
+        if len(plain):
+            found.setdefault(0, [])
+        for level, ids in found.items():
             packed, others = split_ids(ids)
+            if level == 0 and len(plain):
+                packed = np.concatenate([plain, packed]) if len(packed) else plain
             self._packed.setdefault(level, []).append(packed)
             self._raw.setdefault(level, []).extend(others)
-            self._size[level] = self._size.get(level, 0) + len(ids)
+            self._size[level] = self._size.get(level, 0) + len(packed) + len(others)
             target = self._target.setdefault(level, RUN_FIRST)
             if self._size[level] >= target:
                 full[level] = self._cut(level)
