@@ -112,3 +112,26 @@ def test_a_rescan_of_a_big_queue_finds_what_the_index_missed() -> None:
     assert diff.appeared == [(missed, -2)]
     assert sorted(diff.vanished) == sorted([ids[2], "by-hand"])
     assert diff.listed == 15
+
+
+def test_a_submit_sent_again_while_its_first_is_stored_gets_the_first_ones_outcome() -> None:
+    from ckptd.core.errors import CkptdError, JobExists, StoreError
+
+    h = Harness()
+    replies: list[object] = []
+    body = {"queue": Q, "id": "job-1", "payload": 1, "if_exists": "return"}
+    h.engine.submit(dict(body), h.now, replies.append)
+    h.engine.submit(dict(body), h.now, replies.append)  # sent again before the first is stored
+    assert replies == []  # not "exists" from the reservation alone
+    txn, h.engine.txn = h.engine.txn, type(h.engine.txn)()
+    for callback in txn.callbacks:
+        if callback is not None:
+            callback(StoreError("the create failed for good"))
+    assert len(replies) == 2 and all(isinstance(r, CkptdError) for r in replies)
+    assert "job-1" not in h.engine.queues[Q].pending
+    # A create that finds the job pending (an earlier send made it): indexed, and it runs.
+    h.engine.submit({**body, "id": "job-2"}, h.now, replies.append)
+    txn, h.engine.txn = h.engine.txn, type(h.engine.txn)()
+    txn.callbacks[-1](JobExists(Q, "job-2", "pending"))  # type: ignore[misc]
+    assert replies[-1] == {"id": "job-2", "created": False, "state": "pending"}
+    assert "job-2" in h.engine.queues[Q].pending and list(h.engine.queues[Q].ready) == ["job-2"]

@@ -233,6 +233,8 @@ class BucketRole:
     def status(self, now: float) -> dict[str, Any]:
         """What ``status`` adds for a bucket: the role and the leases."""
         view: dict[str, Any] = {"role": "standby" if self.standby else "active"}
+        if self.listers:  # queues being listed (recovered) while this daemon serves
+            view["recovery"] = self.listers[0].view()
         if self.leases is not None:
             view["leader"] = {"lease_s": self.leases.duration, "leads": sorted(self.led),
                               "error": self.leases.error}

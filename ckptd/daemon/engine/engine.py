@@ -98,6 +98,7 @@ class Engine:
         self.open_jobs = OpenJobs()
         self.scheduler = Scheduler(ix.live, store, self.submit, lambda q: self.index.leads(q))
         self.sweeper = Sweeper(store, ix.live, wake=wake)
+        self._creating: dict[tuple[str, str], list[Callable[[Outcome], None]]] = {}
         self.indexing = Indexing(ix, self.flows, resync=self.resync, seen=self.open_jobs.seen,
                                  adopt=lambda index, job_id, now, grace: self.adopt_claimed(
                                      index, job_id, now, strict=True, duration=grace))
@@ -302,6 +303,7 @@ class Engine:
         """Forget the index (this daemon stopped leading; recovery rebuilds it later)."""
         self.index.clear()
         self.flows.clear()
+        self._creating.clear()  # their ops were dropped with the round
         self.index.gate.clear()
         self.open_jobs.clear()
         self.scheduler.clear()
@@ -356,6 +358,15 @@ class Engine:
             reply(CkptdError("if_exists must be 'error' or 'return'"))
             return
         fresh = bool(body.get("fresh"))
+        if job_id is not None and (queue, job_id) in self._creating:
+            # Sent again while its first send is being stored: answered with its outcome
+            # (an answer from the reservation alone could say "exists" of a job never made).
+            self._creating[(queue, job_id)].append(
+                lambda outcome: reply(outcome if outcome is not None and not isinstance(
+                    outcome, JobExists) else {"id": job_id, "created": False,
+                                              "state": "pending"} if if_exists == "return"
+                    else JobExists(queue, job_id, "pending")))
+            return
         if job_id is not None:
             index = ix.queues.get(queue)
             state = (State.PENDING.value if index and job_id in index.pending else
@@ -383,17 +394,26 @@ class Engine:
         # Reserve the id now so that a second submit of it in the same round is refused.
         index.pending.add(new_id)
         index.added_since_scan.add(new_id)
+        later: list[Callable[[Outcome], None]] = []
+        self._creating[(queue, new_id)] = later
 
         def created(outcome: Outcome) -> None:
+            del self._creating[(queue, new_id)]
+            for then in later:
+                then(outcome)
+            if outcome is None or (isinstance(outcome, JobExists) and outcome.state == "pending"
+                                   and ix.queues.get(queue) is index):
+                # Made now, or by an earlier send whose answer was lost: pending either way.
+                index.ready.note(new_id, priority)
+                ix.make_ready(index, new_id, not_before)
             if outcome is None:
                 index.counters["submitted"] += 1
                 if batch is not None:
                     index.metrics.submitted(batch, now)
-                index.ready.note(new_id, priority)
-                ix.make_ready(index, new_id, not_before)
                 reply({"id": new_id, "created": True, "state": "pending"})
                 return
-            index.pending.discard(new_id)
+            if not (isinstance(outcome, JobExists) and outcome.state == "pending"):
+                index.pending.discard(new_id)
             if isinstance(outcome, JobExists) and if_exists == "return":
                 if body.get("unique"):
                     self.open_jobs.hit(queue)
