@@ -29,14 +29,7 @@ from ckptd.daemon.telemetry.metrics import RECENT_FAILURES
 from ckptd.store import recovery
 from ckptd.store.base import Store
 from ckptd.store.file_names import ids_by_priority
-from ckptd.store.packed_ids import (
-    IdRun,
-    is_generated,
-    pack,
-    pack_names,
-    raw_keys,
-    split_ids,
-)
+from ckptd.store.packed_ids import IdRun, Ints, pack_names, raw_keys, split_ids
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +77,7 @@ class RunCutter:
 
     def __init__(self, since: float) -> None:
         self.since = since
-        self._packed: dict[int, list[np.ndarray]] = {}
+        self._packed: dict[int, list[tuple[Ints, Ints]]] = {}
         self._raw: dict[int, list[str]] = {}
         self._size: dict[int, int] = {}
         self._target: dict[int, int] = {}
@@ -94,15 +87,17 @@ class RunCutter:
         full: dict[int, list[IdRun]] = {}
         plain, rest = pack_names(names)  # the usual names, in one pass of numpy
         found = ids_by_priority(rest) if rest else {}
-        if len(plain):
+        if len(plain[0]):
             found.setdefault(0, [])
         for level, ids in found.items():
             packed, others = split_ids(ids)
-            if level == 0 and len(plain):
-                packed = np.concatenate([plain, packed]) if len(packed) else plain
-            self._packed.setdefault(level, []).append(packed)
+            mine = self._packed.setdefault(level, [])
+            if level == 0 and len(plain[0]):
+                mine.append(plain)
+            mine.append(packed)
             self._raw.setdefault(level, []).extend(others)
-            self._size[level] = self._size.get(level, 0) + len(packed) + len(others)
+            self._size[level] = self._size.get(level, 0) + len(others) + len(packed[0]) + (
+                len(plain[0]) if level == 0 else 0)
             target = self._target.setdefault(level, RUN_FIRST)
             if self._size[level] >= target:
                 full[level] = self._cut(level)
@@ -116,11 +111,12 @@ class RunCutter:
     def _cut(self, level: int) -> list[IdRun]:
         runs = []
         packed = self._packed.pop(level, [])
-        if packed and sum(len(p) for p in packed):
-            runs.append(IdRun(np.concatenate(packed), True, self.since))
+        if packed and sum(len(high) for high, _ in packed):
+            runs.append(IdRun(np.concatenate([high for high, _ in packed]),
+                              np.concatenate([low for _, low in packed]), self.since))
         raw = self._raw.pop(level, [])
         if raw:
-            runs.append(IdRun(raw_keys(raw), False, self.since))
+            runs.append(IdRun(raw_keys(raw), None, self.since))
         self._size[level] = 0
         return runs
 
@@ -211,7 +207,7 @@ class Indexing:
         if listed.release:
             index.holding = False
         known = [*index.claimed, *index.pending.loose]
-        runs = [_without(run, known) for run in listed.runs]
+        runs = [run.without(known) for run in listed.runs]
         added = index.ready.add_runs(listed.level, [r for r in runs if len(r)])
         index.recovering["pending"] += added
         for job_id in index.claimed:
@@ -250,23 +246,6 @@ class Indexing:
                 if index.recovering is not None}
 
 
-def _without(run: IdRun, ids: list[str]) -> IdRun:
-    """``run`` without those of ``ids`` it holds (a copy when it held any)."""
-    if not ids or not len(run):
-        return run
-    keys = [pack(i) if run.packed else i.encode("ascii")
-            for i in ids if is_generated(i) == run.packed]
-    if not keys:
-        return run
-    wanted = np.array(keys, dtype=run.keys.dtype if run.packed else np.bytes_)
-    at = run.keys.searchsorted(wanted)
-    inside = at < len(run.keys)
-    hits = at[inside][run.keys[at[inside]] == wanted[inside]]
-    if not len(hits):
-        return run
-    return IdRun(np.delete(run.keys, hits), run.packed, run.since, sort=False)
-
-
 def ended_twice(pending_runs: list[IdRun], ended: dict[State, list[IdRun]]
                 ) -> dict[str, list[State]]:
     """The ids of ``pending_runs`` (as listed, taken or not) also found in the ``ended``
@@ -275,11 +254,6 @@ def ended_twice(pending_runs: list[IdRun], ended: dict[State, list[IdRun]]
     for run in pending_runs:
         for state, runs in ended.items():
             for other in runs:
-                if other.packed != run.packed or not len(run.keys) or not len(other.keys):
-                    continue
-                at = run.keys.searchsorted(other.keys)
-                inside = at < len(run.keys)
-                hits = np.flatnonzero(inside)[run.keys[at[inside]] == other.keys[inside]]
-                for position in hits:
-                    twice.setdefault(other.id_at(int(position)), [State.PENDING]).append(state)
+                for position in np.flatnonzero(run.found_in(other)):
+                    twice.setdefault(run.id_at(int(position)), [State.PENDING]).append(state)
     return twice

@@ -18,7 +18,7 @@ import numpy as np
 from ckptd.daemon.engine.index import QueueIndex
 from ckptd.daemon.engine.indexing import list_pending
 from ckptd.store.base import Store
-from ckptd.store.packed_ids import IdRun, Keys, is_generated, pack, raw_keys
+from ckptd.store.packed_ids import IdRun
 
 BIG = 100_000  # pending ids from which a queue's rescan is compared this way
 
@@ -48,58 +48,35 @@ class PendingDiff:
     listed: int
 
 
-def _sorted_keys(parts: list[Keys], packed: bool) -> Keys:
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return np.empty(0, dtype="S18" if packed else "S1")
-    return np.sort(np.concatenate(parts))
-
-
-def _found(keys: Keys, among: Keys) -> np.ndarray:
-    """For each of ``keys``: is it in the sorted ``among``?"""
-    if not len(among) or not len(keys):
-        return np.zeros(len(keys), dtype=bool)
-    at = among.searchsorted(keys)
-    inside = at < len(among)
-    found = np.zeros(len(keys), dtype=bool)
-    found[inside] = among[at[inside]] == keys[inside]
-    return found
-
-
-def _keys_of(ids: list[str], packed: bool) -> Keys:
-    mine = [i for i in ids if is_generated(i) == packed]
-    if packed:
-        return np.array([pack(i) for i in mine], dtype="S18") if mine else \
-            np.empty(0, dtype="S18")
-    return raw_keys(mine) if mine else np.empty(0, dtype="S1")
-
-
 def compare(store: Store, queue: str, snapshot: Snapshot, since: float) -> PendingDiff:
     """List ``pending/`` of ``queue`` and compare it with ``snapshot`` (in a thread)."""
     listed = list_pending(store, queue, since)
     appeared: list[tuple[str, int]] = []
     vanished: list[str] = []
-    count = sum(len(run) for runs in listed.values() for run in runs)
+    on_disk_runs = [run for runs in listed.values() for run in runs]
+    count = sum(len(run) for run in on_disk_runs)
+    held = [run for run, _ in snapshot.runs] + IdRun.runs_of(
+        snapshot.loose + snapshot.claimed, 0.0)
     for packed in (True, False):
-        known = _sorted_keys([run.keys[pos:] for run, pos in snapshot.runs
-                              if run.packed == packed]
-                             + [_keys_of(snapshot.loose + snapshot.claimed, packed)], packed)
-        on_disk = _sorted_keys([run.keys for runs in listed.values() for run in runs
-                                if run.packed == packed], packed)
+        snapshot_left = []
+        for run, pos in snapshot.runs:
+            if run.packed == packed:
+                left = IdRun(run.keys[pos:], run.low[pos:] if run.low is not None else None,
+                             0.0, sort=False)
+                snapshot_left.append(left)
+        known = IdRun.joined(snapshot_left + [r for r in held[len(snapshot.runs):]],
+                             packed)
+        on_disk = IdRun.joined(on_disk_runs, packed)
         for level, runs in listed.items():
             for run in runs:
-                if run.packed != packed:
-                    continue
-                for position in np.flatnonzero(~_found(run.keys, known)):
-                    appeared.append((run.id_at(int(position)), level))
-        for run, pos in snapshot.runs:
-            if run.packed != packed:
-                continue
-            left = run.keys[pos:]
-            for position in np.flatnonzero(~_found(left, on_disk)):
-                vanished.append(run.id_at(pos + int(position)))
-        loose = [i for i in snapshot.loose if is_generated(i) == packed]
-        if loose:
-            missing = ~_found(_keys_of(loose, packed), on_disk)
-            vanished += [loose[int(p)] for p in np.flatnonzero(missing)]
+                if run.packed == packed:
+                    for position in np.flatnonzero(~run.found_in(known)):
+                        appeared.append((run.id_at(int(position)), level))
+        for left in snapshot_left:
+            for position in np.flatnonzero(~left.found_in(on_disk)):
+                vanished.append(left.id_at(int(position)))
+        for run in IdRun.runs_of(snapshot.loose, 0.0):
+            if run.packed == packed:
+                for position in np.flatnonzero(~run.found_in(on_disk)):
+                    vanished.append(run.id_at(int(position)))
     return PendingDiff(appeared, vanished, count)
