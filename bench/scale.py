@@ -165,7 +165,8 @@ def one_run(root: str, n_label: str, rate_for: float, rate_jobs: int, env: dict[
     # The dispatch rate over ``rate_jobs`` jobs done from half a second after recovery on.
     begin = next((i for i, t in enumerate(times) if t >= recovered_at + 0.5), len(times))
     end = min(len(times) - 1, begin + rate_jobs)
-    rate = (end - begin) / (times[end] - times[begin]) if end > begin else float("nan")
+    rate = (end - begin) / (times[end] - times[begin]) \
+        if end - begin >= rate_jobs // 2 and times[end] > times[begin] else float("nan")
     during = [took * 1000 for _, took, running, _ in poller.samples if running]
     after = [took * 1000 for t, took, running, _ in poller.samples if not running]
     recovered_line = ""
