@@ -52,7 +52,7 @@ operator sets on a queue, read by every listing of the queues."""
 
 @dataclass(frozen=True)
 class PutNew:
-    """Create ``pending/<id>.json`` (named with ``priority``, :mod:`.file_names`); fails
+    """Create ``pending/<id>.json`` (named with ``priority``, :mod:`ckptd.store.file_names`); fails
     with JobExists if the id is in any state."""
 
     queue: str

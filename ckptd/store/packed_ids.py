@@ -193,7 +193,13 @@ class IdRun:
             at = int(self.keys.searchsorted(key))
             found = at < len(self.keys) and bytes(self.keys[at]) == key
             return at if found and at >= self.pos else -1
-        high, low = pack(job_id)
+        return self.find_key(*pack(job_id))
+
+    def find_key(self, high: int, low: int) -> int:
+        """The position of a packed id's key among the ids left, or -1."""
+        if self.low is None or not len(self.keys) or not (
+                int(self.keys[0]) <= high <= int(self.keys[-1])):
+            return -1
         at = int(self.keys.searchsorted(np.uint64(high)))
         while at < len(self.keys) and int(self.keys[at]) == high:
             if int(self.low[at]) == low:

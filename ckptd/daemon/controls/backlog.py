@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator
 
-from ckptd.store.packed_ids import IdRun, is_generated
+from ckptd.store.packed_ids import IdRun, is_generated, pack
 
 
 class Backlog:
@@ -44,12 +44,14 @@ class Backlog:
         """The priority of the run that holds ``job_id`` (gone or not), or None."""
         if not self.listed:
             return None
-        bounds = self._bounds.get(is_generated(job_id))
+        packed = is_generated(job_id)
+        bounds = self._bounds.get(packed)
         if bounds is None or not bounds[0] <= job_id <= bounds[1]:
             return None
+        key = pack(job_id) if packed else None
         for level, runs in self.runs.items():
             for run in runs:
-                if run.find(job_id) >= 0:
+                if (run.find_key(*key) if key is not None else run.find(job_id)) >= 0:
                     return level
         return None
 

@@ -15,7 +15,7 @@ nobody misses that urgent work is arriving faster than it runs.
 
 The daemon knows the priority of the jobs it creates (submits, retries, schedules). Of a file
 it did not write (put into ``pending/`` by hand, listed at start-up) the priority is in its
-name, ``<id>,p<N>.json`` (:func:`ckptd.store.base.pending_name`): a listing alone orders
+name, ``<id>,p<N>.json`` (:func:`ckptd.store.file_names.pending_name`): a listing alone orders
 the queue, no file is read before its claim. The ids a listing finds are held compactly in
 the queue's :class:`~ckptd.daemon.controls.backlog.Backlog`, which these lines take from.
 """

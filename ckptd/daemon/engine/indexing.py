@@ -8,7 +8,7 @@ their counts, the batches' ended jobs, the newest failures, and the jobs a crash
 pending and ended. Until those are in, a claim first looks whether its job is also in
 ``done/`` or ``failed/`` (a leftover that must not run again).
 
-The listing itself runs in a thread (:mod:`ckptd.daemon.watch.indexer` for a local root, the
+The listing itself runs in a thread (:mod:`ckptd.daemon.engine.lister` for a local root, the
 bucket role for a bucket); everything here runs in the loop.
 """
 
@@ -157,7 +157,10 @@ def list_ended(store: Store, queue: str, pending_runs: list[IdRun],
                 mine.extend(i for i in run if batch_of(i) is not None)
     newest = sorted(i for run in runs[State.FAILED]
                     for i in _tail(run, RECENT_FAILURES))[-RECENT_FAILURES:]
-    open_runs = pending_runs + IdRun.runs_of(claimed or [], 0.0)
+    # The pending ids left now (not those dispatched meanwhile, now done), and the claimed.
+    left = [IdRun(r.keys[r.pos:], r.low[r.pos:] if r.low is not None else None, 0.0,
+                  sort=False) for r in pending_runs]
+    open_runs = left + IdRun.runs_of(claimed or [], 0.0)
     return ListedEnded(queue, counts, batch_ids, newest, ended_twice(open_runs, runs))
 
 
@@ -234,7 +237,8 @@ class Indexing:
         self.flows.recover(listed.queue, {State.PENDING: [], State.CLAIMED: [],
                                           **listed.batch_ids}, now)
         for job_id in listed.twice:
-            self.resync(listed.queue, job_id, now)
+            if job_id in index.claimed or job_id in index.pending:  # still open here
+                self.resync(listed.queue, job_id, now)
         index.holding = False
         for finding in listed.findings:
             log.warning("recovery: %s", finding.line())

@@ -170,15 +170,20 @@ class Scans:
     def _apply_diff(self, queue: str, index: QueueIndex, diff: PendingDiff) -> None:
         """A big queue's rescan: index what the watcher missed, drop what vanished."""
         engine = self.engine
+        appeared = gone = 0
         for job_id, priority in diff.appeared:
-            engine.pending_appeared(queue, job_id, priority)  # it ignores what it knows
-        for job_id in diff.vanished:
-            if job_id in index.pending and job_id not in index.added_since_scan:
+            if job_id not in index.pending and job_id not in index.claimed:
+                engine.pending_appeared(queue, job_id, priority)
+                appeared += 1
+        for job_id in diff.vanished:  # most were claimed since the listing began
+            if job_id not in index.claimed and job_id not in index.added_since_scan \
+                    and job_id in index.pending:
                 index.pending.discard(job_id)
                 index.delayed_at.pop(job_id, None)
-        if diff.appeared or diff.vanished:
+                gone += 1
+        if appeared or gone:
             log.warning("rescan of %s: %d pending file(s) the index did not hold, %d it held "
-                        "that are gone", queue, len(diff.appeared), len(diff.vanished))
+                        "that are gone", queue, appeared, gone)
         index.added_since_scan.clear()
 
     # -- the watcher -----------------------------------------------------------------------
