@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -42,6 +43,7 @@ from ckptd.store.packed_ids import IdRun
 log = logging.getLogger(__name__)
 
 _numbers = itertools.count(1)
+SWITCH_INTERVAL = 0.0005
 START_WAIT = 0.5  # seconds start-up waits for a small store's recovery to end, at most
 APPLY_PER_TURN = 16  # results filed per turn of the loop
 
@@ -72,6 +74,9 @@ class Indexer:
 
     def start(self, queues: list[str], now: float) -> None:
         """Begin every queue (claimed jobs get their leases here), then list in a thread."""
+        # The loop waits this long at most for the interpreter's lock while the thread lists
+        # (5 ms by default: with a claim's few system calls each, dispatch would crawl).
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self.started = time.monotonic()
         self.ended = None
         engine = self.engine

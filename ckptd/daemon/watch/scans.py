@@ -56,6 +56,7 @@ class Scans:
         self.indexer: Indexer | None = None  # the recovery of a local root, in a thread
         self.overflowed = False  # the watcher lost events: list at once, however long
         self._quiet_until = 0.0  # no periodic listing before (a long one costs its share)
+        self._quiet_after_recovery = False
 
     def recover(self, queues: list[str], now: float) -> None:
         """Recover the index of a local root: list in a thread, serve meanwhile (a small
@@ -89,8 +90,15 @@ class Scans:
         """List the store in a thread, unless a listing (or the recovery) is running."""
         if self._thread is not None and self._thread.is_alive():
             return
-        if self.indexer is not None and self.indexer.running:
+        indexer = self.indexer
+        if indexer is not None and indexer.running:
             return
+        if indexer is not None and indexer.started is not None and indexer.ended is not None \
+                and not self._quiet_after_recovery:
+            # The recovery listed everything just now: a periodic listing waits as after one.
+            self._quiet_after_recovery = True
+            self._quiet_until = max(self._quiet_until, indexer.ended + QUIET_FACTOR * (
+                indexer.ended - indexer.started))
         if self.role is None and time.monotonic() < self._quiet_until and not self.overflowed:
             return  # the last listing was long: wait a multiple of it (watch events go on)
         self.overflowed = False
