@@ -64,7 +64,7 @@ class ListedEnded:
 # it, dispatch begins with what is listed so far (a directory lists in its own order), and
 # the order is exact again once the listing ends.
 ORDER_IDS = 1_000_000
-ORDER_WAIT = 2.0
+ORDER_WAIT = 10.0
 RUN_FIRST = 16_384  # ids in the first run of a listing: dispatch begins after so many
 RUN_MOST = 1 << 20  # ids in a run at most: the runs grow to this, fewer runs to merge
 CHUNK = 65_536  # names read from the store at a time
