@@ -361,6 +361,8 @@ class Engine:
         if job_id is not None and (queue, job_id) in self._creating:
             # Sent again while its first send is being stored: answered with its outcome
             # (an answer from the reservation alone could say "exists" of a job never made).
+            if body.get("unique"):
+                self.open_jobs.hit(queue)  # it found its payload's job
             self._creating[(queue, job_id)].append(
                 lambda outcome: reply(outcome if outcome is not None and not isinstance(
                     outcome, JobExists) else {"id": job_id, "created": False,
