@@ -19,6 +19,7 @@ from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, 
 from ckptd.core.states import State
 from ckptd.core.timefmt import parse_iso, time_or_none
 from ckptd.daemon.engine.index import Index, QueueIndex, WorkerInfo
+from ckptd.store.background import Background
 from ckptd.store.base import Move, Outcome
 from ckptd.wire.protocol import Body
 
@@ -53,6 +54,8 @@ class Dispatcher:
         self.ix = index
         self.forget_worker = forget_worker
         self.resync = resync  # a job found where it was to be moved: look at the folders
+        store = index.store  # a bucket reads pending files ahead, in the background
+        self.ready_to_read = store.ready if isinstance(store, Background) else None
 
     def dispatch(self, now: float, message_limit: int) -> int:
         """Claim jobs for workers that have free slots; return how many were claimed.
@@ -97,6 +100,10 @@ class Dispatcher:
                 job_id = index.ready.popleft()
                 if job_id not in index.pending:
                     continue  # cancelled or already claimed
+                if self.ready_to_read is not None and not self.ready_to_read(
+                        index.name, job_id, index.ready.priority(job_id)):
+                    index.ready.appendleft(job_id)  # its file is on its way: claimed then
+                    break
                 if self._claim(index, job_id, worker, now, message_limit):
                     gate.took(index.name, now)
                     worker.next_queue = position + 1
