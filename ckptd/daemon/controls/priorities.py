@@ -101,8 +101,17 @@ class ReadyLines:
         self._line(job_id).append((job_id, self.clock()))
 
     def appendleft(self, job_id: str) -> None:
-        """Put a job back at the head of its line (a claim that did not happen)."""
-        self._line(job_id).appendleft((job_id, self.clock()))
+        """Put a job back at the head of its line (a claim that did not happen): it goes
+        before the listed ids of its level too (stamped no later than they were listed), so
+        that the next take is the same job, not the next listed one."""
+        line = self._line(job_id)
+        level = self.prio.get(job_id, 0) if self.prio else 0
+        at = self.clock()
+        if line:
+            at = min(at, line[0][1])
+        if self.backlog.has_listed(level):
+            at = min(at, self.backlog.since(level))
+        line.appendleft((job_id, at))
 
     def extend(self, ids: Iterable[str]) -> None:
         """Append several (known priorities)."""
@@ -133,7 +142,7 @@ class ReadyLines:
         """The next id of ``level``: the listed ones before those appended after them."""
         line = self.lines.get(level)
         backlog = self.backlog
-        if backlog.has_listed(level) and (not line or backlog.since(level) <= line[0][1]):
+        if backlog.has_listed(level) and (not line or backlog.since(level) < line[0][1]):
             job_id = backlog.take(level)
             if job_id is not None:
                 if level:
