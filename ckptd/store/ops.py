@@ -16,14 +16,16 @@ from ckptd.core.states import State
 
 @dataclass(frozen=True)
 class PutNew:
-    """Create ``<state>/<id>.json`` (``pending/`` unless told); fails with JobExists if the
-    id is in any state."""
+    """Create ``<state>/<id>.json`` (``pending/`` unless told; a pending file is named with
+    its ``priority``, :mod:`ckptd.store.file_names`); fails with JobExists if the id is in
+    any state."""
 
     queue: str
     job_id: str
     data: bytes
     check_other_states: bool = True
     state: State = State.PENDING
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Move:
     dst: State
     data: bytes | None = None
     src_known: bool = False
+    priority: int = 0  # of the file in pending/, when src or dst is pending (its name)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Delete:
     state: State
     job_id: str
     attachments: bool = True
+    priority: int = 0  # of the file, when it is in pending/ (its name)
 
 
 @dataclass(frozen=True)

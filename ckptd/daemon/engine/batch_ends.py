@@ -105,6 +105,7 @@ class BatchTracker:
         self.leads = leads
         self.batches: dict[str, Progress] = {}
         self._not_batches: set[str] = set()
+        self.holding: Callable[[], bool] = lambda: False  # no callback while True (recovery)
 
     @property
     def settings(self) -> Settings:
@@ -122,12 +123,16 @@ class BatchTracker:
 
     # -- loading ---------------------------------------------------------------------------
 
-    def load(self, queue: str, now: float, *, count: bool = False) -> list[str]:
+    def load(self, queue: str, now: float, *, count: bool = False, keep: bool = False
+             ) -> list[str]:
         """Load the manifests of ``queue`` (recovery, or a queue taken over); return their
         names. Their jobs are counted by :meth:`count_listing`, or here from listings of
-        every queue when ``count`` (a queue taken over while others run)."""
+        every queue when ``count`` (a queue taken over while others run). ``keep``: a batch
+        loaded already keeps what was counted."""
         names = self.store.manifests(queue)
         for name in names:
+            if keep and name in self.batches:
+                continue
             self._not_batches.discard(name)
             self.batches.pop(name, None)
             progress = self._load(queue, name)
@@ -287,7 +292,7 @@ class BatchTracker:
     def check(self, name: str, now: float) -> None:
         """Make the callbacks of a batch that is complete (once)."""
         progress = self.batches.get(name)
-        if progress is None or progress.firing or not progress.complete():
+        if progress is None or progress.firing or not progress.complete() or self.holding():
             return
         if not self._alone():
             progress.foreign_at = now + FOREIGN_INTERVAL

@@ -29,6 +29,7 @@ from ckptd.daemon.engine.results import Answers
 from ckptd.daemon.engine.waits import Waits
 from ckptd.store import is_local
 from ckptd.store.base import Outcome, SignalFile
+from ckptd.store.packed_ids import IdRun
 from ckptd.wire.protocol import Body
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class GraphEvents:
         self._scan_at = 0.0
         self._scanned: deque[dict[str, tuple[list[str], list[SignalFile]]]] = deque()
         self._thread: threading.Thread | None = None
+        self._unsettled = False  # recovered, but the batches not looked at yet
+        self.tracker.holding = self.recovering
 
     # -- the engine's calls ----------------------------------------------------------------
 
@@ -64,12 +67,40 @@ class GraphEvents:
                 raise waits.no_parent(parent)
         return refs
 
-    def recover(self, queue: str, ids: dict[State, list[str]], now: float) -> None:
-        """Rebuild the waiting jobs (and signals) of a queue from its listing."""
-        self.waits.recover(queue, ids[State.WAITING], now)
+    # -- recovery (the steps of engine/indexing.py) -----------------------------------------
+
+    def begin(self, queue: str, now: float) -> None:
+        """A queue's recovery begins: its batches, and its waiting jobs (and signals) from a
+        listing of ``waiting/``. No callback is made until every queue is recovered."""
+        others = any(name != queue and index.recovering is None
+                     for name, index in self.ix.queues.items())
+        # A queue taken over while others run: count its batches' jobs everywhere now.
+        self.tracker.load(queue, now, count=others, keep=not others)
+        self._unsettled = True
+        self.waits.recover(queue, self.ix.store.ids(queue, State.WAITING), now)
+
+    def listed_pending(self, queue: str, runs: list[IdRun]) -> None:
+        """Pending ids a recovery listed: those of batches are open (packed ids are
+        generated, never a batch's)."""
+        if self.tracker.batches:
+            self.tracker.count_listing(queue, {State.PENDING: [
+                i for run in runs if not run.packed for i in run if "." in i]})
+
+    def listed_ended(self, queue: str, now: float) -> None:
+        """A queue's recovery ended (its ended jobs were counted): its claimed and waiting
+        jobs of batches are open."""
+        index = self.ix.queues.get(queue)
+        if index is not None and self.tracker.batches:
+            self.tracker.count_listing(queue, {State.CLAIMED: list(index.claimed),
+                                               State.WAITING: list(index.waiting)})
+
+    def recovering(self) -> bool:
+        """Whether a queue is still being recovered (batches wait for their counts)."""
+        return any(index.recovering is not None for index in self.ix.queues.values())
 
     def settle(self, now: float) -> None:
         """After recovery: batches that completed while no daemon was watching."""
+        self._unsettled = False
         self.tracker.settle(now)
 
     def drop(self, queue: str) -> None:
@@ -83,6 +114,8 @@ class GraphEvents:
     def tick(self, now: float) -> None:
         """Each turn: timers, polls and listings that are due."""
         self.waits.tick(now)
+        if self._unsettled and not self.recovering():
+            self.settle(now)
         self.tracker.tick(now)
         while self._scanned:
             self._reconcile(self._scanned.popleft(), now)

@@ -311,7 +311,8 @@ class Answers:
             if confirm is not None:
                 confirm()
 
-        move = Move(lease.queue, lease.id, State.CLAIMED, target, data)
+        move = Move(lease.queue, lease.id, State.CLAIMED, target, data,
+                    priority=index.ready.prio.get(lease.id, 0))
         first = self.flows.failing(lease.queue, job, now) if target is State.FAILED else None
         if first is None:
             ix.txn.add(move, moved)

@@ -32,7 +32,7 @@ from typing import Any
 from ckptd.codec import decode_job, encode_job
 from ckptd.core import waits
 from ckptd.core.errors import CkptdError, InvalidName, JobNotFound, MalformedJob
-from ckptd.core.jobs import Job
+from ckptd.core.jobs import Job, priority_of
 from ckptd.core.states import State
 from ckptd.daemon.engine.index import Index, QueueIndex
 from ckptd.daemon.engine.signal_box import SignalBox
@@ -286,7 +286,9 @@ class Waits:
                 log.info("abandon", extra={"fields": {**fields, "parent": parent}})
                 self.ended_hook(queue, job_id, job, State.FAILED, now)
 
-        op = Move(queue, job_id, State.WAITING, target, data)
+        # A pending file's name carries the priority (store/file_names.py).
+        op = Move(queue, job_id, State.WAITING, target, data,
+                  priority=priority_of(job) if target is State.PENDING else 0)
         first = self.failing(queue, job, now) if target is State.FAILED else None
         if first is None:
             ix.txn.add(op, moved)
@@ -327,6 +329,7 @@ class Waits:
 
         def moved(outcome: Outcome) -> None:
             if outcome is None:
+                index.ready.forget(job_id)  # noted again when it is woken
                 self.counters["held"] += 1
                 log.info("hold", extra={"fields": {"queue": index.name, "id": job_id,
                                                    "from": "pending", "to": "waiting"}})
@@ -336,7 +339,9 @@ class Waits:
                 index.pending.add(job_id)
                 self.ix.delay(index, job_id, now + RETRY_DELAY)
 
-        self.ix.txn.add(Move(index.name, job_id, State.PENDING, State.WAITING, data), moved)
+        priority = index.ready.prio.get(job_id, 0)
+        self.ix.txn.add(Move(index.name, job_id, State.PENDING, State.WAITING, data,
+                             priority=priority), moved)
         return True
 
     def cancel(self, queue: str, job_id: str) -> Op | None:
