@@ -58,7 +58,7 @@ from ckptd.store.base import (
     check_folder,
     split_job_name,
 )
-from ckptd.store.file_names import job_names, pending_name
+from ckptd.store.file_names import job_file_name, job_names, pending_name
 from ckptd.store.local.controls import LocalControls
 from ckptd.store.local.durable import (
     fsync_dir,
@@ -90,7 +90,6 @@ ROOT_LOCK = "root"
 UNLINK_WINDOW = 64
 SLOW_UNLINK = 50e-6  # seconds: deleting costs more than this: delete off the loop
 MIN_FREE_BYTES = 256 * 1024  # below this a disk counts as full: claims would pile up answers
-_PENDING_DIR = State.PENDING.value
 
 
 class LocalStore(LocalControls, LocalSignals, Store):
@@ -115,9 +114,8 @@ class LocalStore(LocalControls, LocalSignals, Store):
     # -- paths -----------------------------------------------------------------------------
 
     def _job_path(self, queue: str, state: State, job_id: str, priority: int = 0) -> str:
-        if priority and state is State.PENDING:
-            return f"{self.root}/{queue}/{_PENDING_DIR}/{pending_name(job_id, priority)}"
-        return f"{self.root}/{queue}/{state._value_}/{job_id}{JOB_SUFFIX}"
+        name = job_file_name(state, job_id, priority) if priority else job_id + JOB_SUFFIX
+        return f"{self.root}/{queue}/{state._value_}/{name}"
 
     def _path(self, queue: str, folder: str, name: str) -> str:
         return f"{self.root}/{queue}/{folder}/{name}"
