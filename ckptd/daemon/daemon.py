@@ -45,6 +45,7 @@ from ckptd.store import Store, is_local, store_from_settings
 from ckptd.store.admin import StoreAdmin
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import check_bind
+from ckptd.wire.frames import NOBLOCK, send_frames
 from ckptd.wire.protocol import Body
 from ckptd.wire.security import CurveServer, SocketGuard
 
@@ -389,7 +390,7 @@ class Daemon:
     def _send_control(self, identity: bytes, frames: list[bytes]) -> None:
         assert self._control is not None
         try:
-            self._control.send_multipart([identity, *frames], zmq.NOBLOCK)
+            send_frames(self._control, [identity, *frames], NOBLOCK)
         except zmq.ZMQError as exc:  # the client left; its answer has nobody to go to
             log.debug("control reply not sent: %s", exc)
 
@@ -402,8 +403,8 @@ class Daemon:
         now = self.clock()
         for identity, messages in grouped.items():
             try:
-                self._dispatch.send_multipart([identity, *protocol.batch(messages, True)],
-                                              zmq.NOBLOCK)
+                send_frames(self._dispatch, [identity, *protocol.batch(messages, True)],
+                            NOBLOCK)
             except zmq.ZMQError as exc:
                 lost = [body for kind, body in messages if kind == b"job"]
                 # Said only when jobs were in it: else it was a worker that just left.
@@ -538,8 +539,9 @@ class Daemon:
                 messages = protocol.decode_many(frames[1:], schemas, limit)
             except ProtocolError as exc:
                 self.drops.count("dispatch", exc.reason, now)
-                if len(frames) == 5 and frames[1] == b"" and frames[2] == protocol.VERSION:
-                    self._wrong_port(identity)  # a control request sent to the dispatch port
+                if protocol.looks_like_request(frames[1:]):
+                    # a control request sent to the dispatch port
+                    self._wrong_port(identity, protocol.request_tag(frames[1:]))
                 continue
             for kind, body in messages:
                 if self.leading.refuses(kind, body):  # sent where its queue is not led:
@@ -555,10 +557,10 @@ class Daemon:
                     self.drops.internal_error("dispatch", "internal_error", now)
         return count
 
-    def _wrong_port(self, identity: bytes) -> None:
+    def _wrong_port(self, identity: bytes, tag: bytes) -> None:
         """Tell a client that connected to the dispatch port where the control port is."""
         assert self._dispatch is not None
         try:
-            self._dispatch.send_multipart([identity, *self.control.wrong_port()], zmq.NOBLOCK)
+            self._dispatch.send_multipart([identity, *self.control.wrong_port(tag)], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
