@@ -9,8 +9,9 @@
         print(await client.result("price", job_id))
 
 Every call waits without blocking the event loop: the requests of all tasks are in flight
-together on one DEALER socket (ZeroMQ's asyncio support), each reply matched to its request
-by a tag, and the daemon stores the submits that arrive together under one flush. A submit
+together on one DEALER socket, whose descriptor the event loop watches, each reply matched
+to its request by a tag (:mod:`ckptd.client.connection`), and the daemon stores the submits
+that arrive together under one flush. A submit
 returns once the job is stored as the daemon's fsync mode says, as with
 :class:`~ckptd.client.client.Client`, whose rules it shares (resends, standbys, leaders:
 :mod:`ckptd.client.conversation`; request bodies: :mod:`ckptd.client.bodies`). It always goes
@@ -26,141 +27,124 @@ import time
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from ckptd.client import bodies
+from ckptd.client.connection import CONNECT_TIMEOUT, Connection
 from ckptd.client.conversation import RESEND_FIRST, Ask, Exchange, Outcome, Reply, conversation
-from ckptd.client.pipe import CONNECT_TIMEOUT, Tags, open_dealer
 from ckptd.core.answers import Submitted
 from ckptd.core.errors import CkptdError, DaemonUnavailable
-from ckptd.wire.endpoints import connect_endpoints
+from ckptd.wire.frames import NOBLOCK, send_frames
 from ckptd.wire.protocol import Body
 from ckptd.wire.security import ClientCurve
 
 DEFAULT_TIMEOUT = 10.0
+READ_AT_ONCE = 64  # replies handed over in one go before the loop runs others' callbacks
+CONNECT_POLL = 0.005  # seconds between looks for a connection that is not up yet
 
 
-class AsyncPipe:
-    """The control connection of an :class:`AsyncClient`: one socket, a reader task that
-    hands each reply to the request waiting for it."""
+class AsyncPipe(Connection["asyncio.Future[Reply | None]"]):
+    """The control connection of an :class:`AsyncClient`: the socket's descriptor is watched
+    by the event loop, which hands each reply to the future of the request it answers."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, endpoints: str | list[str],
+    def __init__(self, ctx: zmq.Context[Any], endpoints: str | list[str],
                  curve: ClientCurve | None) -> None:
-        self.endpoints = connect_endpoints(endpoints)
-        self.curve = curve
-        self._ctx = ctx
-        self._current = 0
-        self._sock: zmq.asyncio.Socket | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._generation = 0
-        self._heard = 0.0
-        self._waiting: dict[bytes, asyncio.Future[Reply | None]] = {}
-        self._tags = Tags()
-
-    @property
-    def endpoint(self) -> str:
-        """The address in use now."""
-        return self.endpoints[self._current]
+        super().__init__(ctx, endpoints, curve)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd: int | None = None
+        self._reading_later = False
 
     async def exchange(self, frames: list[bytes], wait: float) -> Outcome:
         """Send a request (``frames`` without a tag) and wait up to ``wait`` for its reply."""
-        sock = self._socket()
-        generation = self._generation
-        tag = self._tags.new()
-        reply: asyncio.Future[Reply | None] = asyncio.get_running_loop().create_future()
-        self._waiting[tag] = reply
+        loop = asyncio.get_running_loop()
+        sock = self.socket()
+        generation = self.generation
+        tag = self.new_tag()
         started = time.monotonic()
+        reply: asyncio.Future[Reply | None] = loop.create_future()
+        self.waiting[tag] = reply
         try:
-            try:
-                async with asyncio.timeout(min(wait, CONNECT_TIMEOUT)):
-                    await sock.send_multipart([tag, *frames])  # waits for a connection
-            except (TimeoutError, zmq.Again):
-                self._reset(rotate=True, generation=generation)
+            if not await self._send(sock, [tag, *frames], started + min(wait, CONNECT_TIMEOUT)):
+                if generation == self.generation:
+                    self.close_socket(rotate=True)
                 return False, None
             sent = time.monotonic()
+            self._read_all()  # the send may have taken the descriptor's signal
             try:
                 async with asyncio.timeout(max(0.0, started + wait - sent)):
                     return True, await reply
             except TimeoutError:
-                if self._heard < sent:  # nothing at all came back since: a new connection
-                    self._reset(rotate=True, generation=generation)
+                if generation == self.generation and self.silent_since(sent):
+                    self.close_socket(rotate=True)
                 return True, None
         finally:
-            self._waiting.pop(tag, None)
+            self.waiting.pop(tag, None)
 
-    async def _read(self, sock: zmq.asyncio.Socket, endpoint: str) -> None:
-        """Hand every reply that comes on ``sock`` to its request (the reader task)."""
+    async def _send(self, sock: zmq.Socket[bytes], frames: list[bytes], until: float) -> bool:
+        """Send without blocking the loop; while the socket has no connection yet (it is
+        new, or the daemon restarts), look again every few milliseconds until ``until``."""
         while True:
-            frames = await sock.recv_multipart()
-            while True:
-                self._heard = time.monotonic()
-                tag, reply = Tags.read(frames, endpoint)
-                waiting = self._waiting.get(tag) if tag else None
-                if waiting is None and not tag and len(self._waiting) == 1:
-                    waiting = next(iter(self._waiting.values()))  # an untagged reply
-                if waiting is not None and not waiting.done():
-                    if isinstance(reply, CkptdError):
-                        waiting.set_exception(reply)
-                    else:
-                        waiting.set_result(reply)
-                try:  # what else has come, without a trip through the event loop
-                    frames = await sock.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
+            try:
+                send_frames(sock, frames, NOBLOCK)
+                return True
+            except zmq.Again:
+                if time.monotonic() >= until or sock is not self.sock:
+                    return False
+                await asyncio.sleep(CONNECT_POLL)
 
-    def _socket(self) -> zmq.asyncio.Socket:
-        if self._sock is None:
-            sock = self._ctx.socket(zmq.DEALER)
-            open_dealer(sock, self.endpoint, self.curve)
-            self._sock = sock
-            self._heard = 0.0
-            self._reader = asyncio.get_running_loop().create_task(
-                self._read(sock, self.endpoint))
-        return self._sock
+    def _read_all(self) -> None:
+        """Hand the replies that have arrived to their futures; a long burst in parts, so
+        that other callbacks run in between."""
+        self._reading_later = False
+        for waiting, reply in self.replies(READ_AT_ONCE):
+            if waiting.done():
+                continue
+            if isinstance(reply, CkptdError):
+                waiting.set_exception(reply)
+            else:
+                waiting.set_result(reply)
+        if self.more_waiting() and self._loop is not None:
+            self._reading_later = True  # (the look above took the descriptor's signal)
+            self._loop.call_soon(self._read_all)
 
-    def _reset(self, rotate: bool, generation: int | None = None) -> None:
-        if generation is not None and generation != self._generation:
-            return  # another request already did
-        if self._sock is not None:
-            if self._reader is not None:
-                self._reader.cancel()
-                self._reader = None
-            self._sock.close(0)
-            self._sock = None
-            self._generation += 1
-            for waiting in self._waiting.values():  # not answered on this one: a silence
-                if not waiting.done():
-                    waiting.set_result(None)
-        if rotate and len(self.endpoints) > 1:
-            self._current = (self._current + 1) % len(self.endpoints)
+    def opened(self, sock: zmq.Socket[bytes]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._fd = int(sock.getsockopt(zmq.FD))
+        self._loop.add_reader(self._fd, self._read_all)
+
+    def closing(self, sock: zmq.Socket[bytes]) -> None:
+        if self._loop is not None and self._fd is not None:
+            try:
+                self._loop.remove_reader(self._fd)
+            except RuntimeError:  # the loop is closed already
+                pass
+        self._fd = None
+        for waiting in self.waiting.values():  # not answered on this one: a silence
+            if not waiting.done():
+                waiting.set_result(None)
 
     def reset(self, rotate: bool) -> None:
         """Close the socket (the next request opens a new one), and with ``rotate`` go on to
         the next address."""
-        self._reset(rotate)
+        self.close_socket(rotate)
 
     def follow(self, endpoint: str) -> None:
         """Send the next requests to ``endpoint`` (a daemon named as a queue's leader)."""
-        endpoint = connect_endpoints(endpoint)[0]
-        if endpoint not in self.endpoints:
-            self.endpoints.append(endpoint)
-        self._reset(rotate=False)
-        self._current = self.endpoints.index(endpoint)
+        self.move_to(endpoint)
 
     def close(self) -> None:
         """Close the socket. Idempotent."""
-        self._reset(rotate=False)
+        self.close_socket(rotate=False)
 
 
 class AsyncClient:
     """A connection to a daemon's control socket for asyncio code (see the module)."""
 
     def __init__(self, endpoints: str | list[str], *, timeout: float = DEFAULT_TIMEOUT,
-                 context: zmq.asyncio.Context | None = None,
+                 context: zmq.Context[Any] | None = None,
                  curve: ClientCurve | None = None) -> None:
         self.timeout = timeout
         self._own_context = context is None
-        self._ctx = context or zmq.asyncio.Context()
+        self._ctx = context or zmq.Context()
         self._pipe = AsyncPipe(self._ctx, endpoints, curve)
 
     @property

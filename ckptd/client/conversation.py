@@ -101,11 +101,10 @@ def conversation(line: Line, ask: Ask, clock: Callable[[], float] = time.monoton
     request may have reached one).
     """
     kind = ask.kind.encode()
-    first = protocol.request(kind, ask.body)
-    later = protocol.request(kind, ask.again) if ask.again is not None else first
+    frames = protocol.request(kind, ask.body)
+    resent = ask.again is None  # what is sent from the second time on is in frames
     repeatable = ask.kind in IDEMPOTENT if ask.repeatable is None else ask.repeatable
     deadline = clock() + ask.timeout
-    frames = first
     interval = ask.resend_after
     pause = 0.05
     maybe_applied = False
@@ -126,7 +125,8 @@ def conversation(line: Line, ask: Ask, clock: Callable[[], float] = time.monoton
         maybe_applied = maybe_applied or sent
         if reply is None:
             if sent and repeatable:
-                frames = later
+                if not resent and ask.again is not None:
+                    frames, resent = protocol.request(kind, ask.again), True
                 interval = max(interval, min(interval * 2, RESEND_MAX))
             continue
         ok, answer = reply
