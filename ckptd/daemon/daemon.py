@@ -24,7 +24,7 @@ from typing import Any
 
 import zmq
 
-from ckptd.core.config import LiveSettings, Settings, reloaded_settings
+from ckptd.core.config import FsyncMode, LiveSettings, Settings, reloaded_settings
 from ckptd.core.errors import CkptdError, ProtocolError
 from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.binding import bind_socket, write_ready_file
@@ -33,6 +33,8 @@ from ckptd.daemon.cluster.leadership import Leading
 from ckptd.daemon.engine.actions import Operators
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.figures import build_snapshot, status_line
+from ckptd.daemon.engine.group_commit import GroupCommit
+from ckptd.daemon.engine.index import Txn
 from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.daemon.requests import MAX_CONTROL_PER_STEP, Control
 from ckptd.daemon.systemd import Notifier
@@ -43,6 +45,8 @@ from ckptd.daemon.watch.scans import Scans
 from ckptd.daemon.watch.watcher import Watcher
 from ckptd.store import Store, is_local, store_from_settings
 from ckptd.store.admin import StoreAdmin
+from ckptd.store.base import Outcome
+from ckptd.store.local.grouped import GroupedWrites
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import check_bind
 from ckptd.wire.frames import NOBLOCK, send_frames
@@ -85,6 +89,7 @@ class Daemon:
                                drop=self.drops.count, internal_error=self.drops.internal_error,
                                waiting_op=lambda q, i, now: self.guard.waiting(q, i, now))
         self.guard = StoreGuard(self.store, clock)
+        self.overlap: GroupCommit | None = None  # fsync batch on a local disk (start())
         self.role: BucketRole | None = None
         if not is_local(settings.root):
             self.role = BucketRole(self.store, self.live, self.engine, self.guard,
@@ -158,6 +163,9 @@ class Daemon:
                                        "pending": sum(c["pending"] for c in counts.values()),
                                        "claimed": sum(c["claimed"] for c in counts.values())}})
             self.store.keep_own_pending(self._watcher.reports_in_order)
+            if isinstance(self.store, GroupedWrites) and settings.fsync is FsyncMode.BATCH:
+                self.overlap = GroupCommit(self.store, self.wake, self.guard.settle,
+                                           self.engine.index.note_apply)
             self.scans.watcher = self._watcher
             fd = self._watch_fd = self._watcher.fileno()
             if fd is not None:
@@ -189,6 +197,17 @@ class Daemon:
 
     def close(self) -> None:
         """Stop the watcher and close the sockets. Idempotent."""
+        if self.overlap is not None:  # what is in flight is made durable and answered
+            for _ in range(MAX_COMMIT_ROUNDS):
+                ended = self.overlap.run(self.engine.index.take_txn()) + self.overlap.drain()
+                for txn, outcomes in ended:
+                    self._run_callbacks(txn, outcomes)
+                if not ended:
+                    break
+            if self._control is not None and self._dispatch is not None:
+                self._send_round()
+            self.overlap.close()
+            self.overlap = None
         if self.telemetry is not None:
             self.telemetry.close()
             self.telemetry = None
@@ -358,33 +377,46 @@ class Daemon:
         """Apply the round's store ops as one group, run their callbacks, send the outbox.
 
         Ops that callbacks queue (a reduce's manifest, an answer's next step) are applied in
-        the same turn, a few rounds deep at most.
+        the same turn, a few rounds deep at most. With ``fsync = batch`` on a local disk
+        the groups are flushed on a thread of their own while the loop goes on
+        (:mod:`~ckptd.daemon.engine.group_commit`): a group's callbacks run in the turn
+        after its flush.
         """
-        engine = self.engine
         for _ in range(MAX_COMMIT_ROUNDS):
-            txn = engine.index.take_txn()
-            if not txn.ops:
+            txn = self.engine.index.take_txn()
+            ended = self.overlap.run(txn) if self.overlap is not None else self._apply(txn)
+            if not ended:
                 break
-            # Fenced on a bucket; what a store failure stopped is kept and retried.
-            started = time.perf_counter()
-            outcomes = self.guard.apply(txn, self.role is None or self.role.writable())
-            engine.index.note_apply(time.perf_counter() - started)
-            for callback, outcome in zip(txn.callbacks, outcomes):
-                if callback is not None:
-                    try:
-                        callback(outcome)
-                    except Exception:
-                        log.exception("callback failed")
-            # Replies first: a client waits on its answer, a worker has jobs in hand.
-            for identity, frames in self.control.take_replies():
-                self._send_control(identity, frames)
-            if engine.outbox:
-                outbox, engine.outbox = engine.outbox, []
-                self._send_to_workers(outbox)  # a vanished worker's jobs go back: more ops
+            for done, outcomes in ended:
+                self._run_callbacks(done, outcomes)
+            # Replies first: a client waits on its answer, a worker has jobs in hand (a
+            # vanished worker's jobs go back: more ops).
+            self._send_round()
+        self._send_round()
+
+    def _apply(self, txn: Txn) -> list[tuple[Txn, list[Outcome]]]:
+        if not txn.ops:
+            return []
+        # Fenced on a bucket; what a store failure stopped is kept and retried.
+        started = time.perf_counter()
+        outcomes = self.guard.apply(txn, self.role is None or self.role.writable())
+        self.engine.index.note_apply(time.perf_counter() - started)
+        return [(txn, outcomes)]
+
+    def _run_callbacks(self, txn: Txn, outcomes: list[Outcome]) -> None:
+        for callback, outcome in zip(txn.callbacks, outcomes):
+            if callback is not None:
+                try:
+                    callback(outcome)
+                except Exception:
+                    log.exception("callback failed")
+
+    def _send_round(self) -> None:
+        """Send the replies and the workers' messages the round has made."""
         for identity, frames in self.control.take_replies():
             self._send_control(identity, frames)
-        if engine.outbox:
-            outbox, engine.outbox = engine.outbox, []
+        if self.engine.outbox:
+            outbox, self.engine.outbox = self.engine.outbox, []
             self._send_to_workers(outbox)
 
     def _send_control(self, identity: bytes, frames: list[bytes]) -> None:

@@ -131,12 +131,19 @@ class StoreGuard:
         if not writable:
             return [NotLeader("this daemon leads no queue; nothing was written")] \
                 * len(ops)
-        now = self.clock()
         try:
             outcomes = self.store.apply(ops)
         except Exception as exc:  # a backend bug must not kill the loop; nothing is acked
             log.exception("store apply failed")
             outcomes = [StoreError(f"store failure: {exc}")] * len(ops)
+        return self.settle(txn, outcomes)
+
+    def settle(self, txn: Txn, outcomes: list[Outcome]) -> list[Outcome]:
+        """Look at the outcomes of the round's ops (applied by :meth:`apply`, or in steps by
+        :mod:`~ckptd.daemon.engine.group_commit`): keep the ones that failed for a store
+        failure (their callbacks run once they went through), note the store's health."""
+        ops = txn.ops
+        now = self.clock()
         failed: CkptdError | None = None
         for i, outcome in enumerate(outcomes):
             if not transient(outcome):
