@@ -57,7 +57,6 @@ from bench.common import (  # noqa: E402
     stop,
     wait_for_workers,
 )
-from ckptd.client.async_client import AsyncClient  # noqa: E402
 from ckptd.client.client import Client  # noqa: E402
 
 QUEUE = "peers"
@@ -198,6 +197,8 @@ def submit_each(client: Client, n: int, latencies: list[float] | None) -> None:
 
 async def produce_async(control: str, n: int) -> None:
     """``n`` submits from an AsyncClient, :data:`IN_FLIGHT` at a time."""
+    from ckptd.client.async_client import AsyncClient
+
     async with AsyncClient(control, timeout=60) as client:
         left = iter(range(n))
 

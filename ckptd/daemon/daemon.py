@@ -519,6 +519,8 @@ class Daemon:
                                 "curve": bool(settings.curve_secret_key), "role": "active",
                                 "stopping": self.stopping_since is not None}
         info["store"] = self.guard.view(now)  # available or not, ops waiting to be retried
+        if self.overlap is not None:
+            info["store"]["flushes"] = self.overlap.figures()
         if self.role is not None:  # role, leader lease
             info.update(self.role.status(now))
         return {"drops": self.drops.as_dict(), "daemon": info}

@@ -67,7 +67,15 @@ class GroupCommit:
         self._thread = threading.Thread(target=self._serve, name="ckptd-flush", daemon=True)
         self._thread.start()
         self.flushes = 0
+        self.flushed_ops = 0
+        self.flush_seconds = 0.0
         self.last_flush = 0.0  # seconds the last flush took
+
+    def figures(self) -> dict[str, float]:
+        """What ``status`` shows of the flushes: how many, how long, how many ops each."""
+        return {"count": self.flushes, "seconds": round(self.flush_seconds, 3),
+                "ops_per_flush": round(self.flushed_ops / max(1, self.flushes), 1),
+                "in_flight": len(self)}
 
     def __len__(self) -> int:
         """Groups in flight (staged, published or being flushed)."""
@@ -140,6 +148,9 @@ class GroupCommit:
         data, names = self._covered
         self._covered = None
         self.flushes += 1
+        self.flush_seconds += self.last_flush
+        self.flushed_ops += sum(len(g.txn.ops) for g in data) + sum(len(g.txn.ops)
+                                                                     for g in names)
         for group in names:  # their renames are durable now
             outcomes = group.staged.outcomes
             if error is not None:
