@@ -164,8 +164,10 @@ class Daemon:
                                        "claimed": sum(c["claimed"] for c in counts.values())}})
             self.store.keep_own_pending(self._watcher.reports_in_order)
             if isinstance(self.store, GroupedWrites) and settings.fsync is FsyncMode.BATCH:
+                ix = self.engine.index
                 self.overlap = GroupCommit(self.store, self.wake, self.guard.settle,
-                                           self.engine.index.note_apply)
+                                           ix.note_apply, ix.in_flight,
+                                           self.engine.pending_appeared)
             self.scans.watcher = self._watcher
             fd = self._watch_fd = self._watcher.fileno()
             if fd is not None:
@@ -198,15 +200,9 @@ class Daemon:
     def close(self) -> None:
         """Stop the watcher and close the sockets. Idempotent."""
         if self.overlap is not None:  # what is in flight is made durable and answered
-            for _ in range(MAX_COMMIT_ROUNDS):
-                ended = self.overlap.run(self.engine.index.take_txn()) + self.overlap.drain()
-                for txn, outcomes in ended:
-                    self._run_callbacks(txn, outcomes)
-                if not ended:
-                    break
+            self.overlap.finish(self.engine.index.take_txn, self._run_callbacks)
             if self._control is not None and self._dispatch is not None:
                 self._send_round()
-            self.overlap.close()
             self.overlap = None
         if self.telemetry is not None:
             self.telemetry.close()
@@ -389,6 +385,8 @@ class Daemon:
                 break
             for done, outcomes in ended:
                 self._run_callbacks(done, outcomes)
+            if self.overlap is not None:
+                self.overlap.landed(ended)
             # Replies first: a client waits on its answer, a worker has jobs in hand (a
             # vanished worker's jobs go back: more ops).
             self._send_round()

@@ -45,8 +45,11 @@ class Harness:
     def __init__(self, root: Path) -> None:
         self.store = GatedStore(str(root))
         self.woken = threading.Event()
+        self.in_flight: set[tuple[str, str]] = set()
+        self.appeared: list[str] = []
         self.group = GroupCommit(self.store, self.woken.set, lambda txn, o: o,
-                                 lambda seconds: None)
+                                 lambda seconds: None, self.in_flight,
+                                 lambda queue, job_id: self.appeared.append(job_id))
         self.answered: list[tuple[str, Outcome]] = []
 
     def txn(self, *ops: PutNew | Move) -> Txn:
@@ -66,6 +69,7 @@ class Harness:
             for callback, outcome in zip(txn.callbacks, outcomes):
                 if callback is not None:
                     callback(outcome)
+        self.group.landed(ended)
         return ended
 
     def visible(self, state: State = State.PENDING) -> set[str]:
@@ -157,3 +161,14 @@ def test_a_stop_drains_what_is_in_flight(harness: Harness) -> None:
     ended = harness.group.drain(timeout=30)
     assert [txn.ops[0].job_id for txn, _ in ended] == ["a1"]
     assert len(harness.group) == 0 and harness.visible() == {"a1"}
+
+
+def test_the_watcher_leaves_a_job_in_flight_to_its_group(harness: Harness) -> None:
+    harness.group.run(harness.txn(put("a1")))
+    assert harness.in_flight == {("q", "a1")}, "from its staging on"
+    harness.let_one_flush_go()
+    assert harness.visible() == {"a1"} and harness.in_flight == {("q", "a1")}, \
+        "in sight, but not applied yet: the watcher leaves it alone"
+    harness.let_one_flush_go()
+    assert harness.in_flight == set() and harness.appeared == ["a1"], \
+        "announced as the watcher would, once its callbacks ran"

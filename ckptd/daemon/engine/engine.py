@@ -413,6 +413,8 @@ class Engine:
 
     def pending_appeared(self, queue: str, job_id: str) -> None:
         """A file ``pending/<id>.json`` appeared that the daemon did not put there."""
+        if (queue, job_id) in self.index.in_flight:
+            return  # the daemon's own, not applied yet: its callback says what it is
         index = self.index.queue(queue)
         if job_id in index.pending or job_id in index.claimed:
             return
@@ -440,8 +442,11 @@ class Engine:
         """
         index = self.index.queue(queue)
         on_disk = set(listed)
+        in_flight = {i for q, i in self.index.in_flight if q == queue}
+        on_disk.update(in_flight)  # (on their way there, or away)
         for job_id in listed:
-            if job_id not in index.pending and job_id not in index.claimed:
+            if job_id not in index.pending and job_id not in index.claimed \
+                    and job_id not in in_flight:
                 index.pending.add(job_id)
                 index.ready.add_unread(job_id)
                 index.counters["submitted"] += 1

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 
 from ckptd.core import crashpoints
 from ckptd.core.errors import CkptdError, StoreError
+from ckptd.core.states import State
 from ckptd.daemon.engine.index import Txn
-from ckptd.store.base import Outcome
+from ckptd.store.base import Move, Outcome, PutNew
 from ckptd.store.local.grouped import GroupedWrites, Staged
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,14 @@ class GroupCommit:
 
     def __init__(self, store: GroupedWrites, wake: Callable[[], None],
                  settle: Callable[[Txn, list[Outcome]], list[Outcome]],
-                 note: Callable[[float], None]) -> None:
+                 note: Callable[[float], None], in_flight: set[tuple[str, str]],
+                 appeared: Callable[[str, str], None]) -> None:
         self.store = store
+        # Jobs these groups put into pending/, which the watcher must leave to them; once
+        # a group's callbacks ran, what is not indexed yet is announced as the watcher
+        # would have (a reduce, a pipeline's next job, a retry that someone undid).
+        self.in_flight = in_flight
+        self.appeared = appeared
         self.wake = wake  # tells the loop that a flush ended
         self.settle = settle  # the store guard's look at the outcomes (failures kept)
         self.note = note  # how long a flush took (the engine sizes prefetch by it)
@@ -87,6 +94,7 @@ class GroupCommit:
         flush comes for it."""
         staged = self.store.stage(txn.ops)
         group = _Group(txn, staged)
+        self.in_flight.update(_into_pending(txn))
         if staged.has_data:
             self._waiting_data.append(group)
         else:
@@ -114,6 +122,17 @@ class GroupCommit:
         ended, self._ended = self._ended, []
         return [(txn, self.settle(txn, outcomes)) for txn, outcomes in ended]
 
+    def landed(self, ended: list[tuple[Txn, list[Outcome]]]) -> None:
+        """The callbacks of ``ended`` ran: the watcher may look at their jobs again, and
+        those they put into pending/ that nobody indexed are announced now."""
+        for txn, outcomes in ended:
+            for (queue, job_id), outcome in zip(_into_pending(txn, all_ops=True), outcomes):
+                if not job_id:
+                    continue
+                self.in_flight.discard((queue, job_id))
+                if outcome is None:
+                    self.appeared(queue, job_id)
+
     def drain(self, timeout: float = 30.0) -> list[tuple[Txn, list[Outcome]]]:
         """Wait until every group in flight is durable (a stop); return them all."""
         ended = self.take_ended()
@@ -124,6 +143,19 @@ class GroupCommit:
                     break  # the disk does not answer: what is left stays unanswered
             ended += self.take_ended()
         return ended
+
+    def finish(self, take: Callable[[], Txn],
+               run_callbacks: Callable[[Txn, list[Outcome]], None], rounds: int = 8) -> None:
+        """A stop: apply what ``take`` gives (the loop's last ops, and those the callbacks
+        queue, a few rounds deep), make it all durable, run the callbacks, stop the thread."""
+        for _ in range(rounds):
+            ended = self.run(take()) + self.drain()
+            for txn, outcomes in ended:
+                run_callbacks(txn, outcomes)
+            self.landed(ended)
+            if not ended:
+                break
+        self.close()
 
     def close(self) -> None:
         """Stop the flushing thread (after :meth:`drain`)."""
@@ -194,3 +226,16 @@ class GroupCommit:
                 self._finished = True
                 self._changed.notify_all()
                 self.wake()
+
+
+def _into_pending(txn: Txn, all_ops: bool = False) -> list[tuple[str, str]]:
+    """(queue, id) of the ops of ``txn`` that put a file into pending/ (with ``all_ops``,
+    one entry per op, ("", "") for the others)."""
+    found = []
+    for op in txn.ops:
+        if isinstance(op, PutNew) or (isinstance(op, Move) and op.dst is State.PENDING
+                                      and op.src is not State.PENDING):
+            found.append((op.queue, op.job_id))
+        elif all_ops:
+            found.append(("", ""))
+    return found

@@ -170,6 +170,10 @@ class Index:
         self.deadlines: list[Callable[[], float | None]] = []
         #: Whether this daemon leads a queue (several daemons on one store each lead some).
         self.leads: Callable[[str], bool] = lambda queue: True
+        #: (queue, id) of jobs that a group in flight puts into pending/ (fsync batch,
+        #: overlapped: daemon/engine/group_commit.py): the watcher and the listings leave
+        #: them to the group's callbacks, as they would once it is applied.
+        self.in_flight: set[tuple[str, str]] = set()
 
     def note_apply(self, seconds: float) -> None:
         """A round's store ops took ``seconds`` to apply (and flush): update ``refill``."""
