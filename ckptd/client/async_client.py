@@ -82,14 +82,15 @@ class AsyncPipe(Connection["asyncio.Future[Reply | None]"]):
     async def _send(self, sock: zmq.Socket[bytes], frames: list[bytes], until: float) -> bool:
         """Send without blocking the loop; while the socket has no connection yet (it is
         new, or the daemon restarts), look again every few milliseconds until ``until``."""
-        while True:
+        while sock is self.sock:  # (another request may close it while this one waits)
             try:
                 send_frames(sock, frames, NOBLOCK)
                 return True
             except zmq.Again:
-                if time.monotonic() >= until or sock is not self.sock:
+                if time.monotonic() >= until:
                     return False
                 await asyncio.sleep(CONNECT_POLL)
+        return False
 
     def _read_all(self) -> None:
         """Hand the replies that have arrived to their futures; a long burst in parts, so
