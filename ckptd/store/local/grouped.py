@@ -9,9 +9,10 @@ told (accepted, done).
 
 :meth:`GroupedWrites.apply` does both steps in one call with the syncs of the store's fsync
 mode (``always``: each file and each folder; ``batch``: one flush of the data, then the
-folders; ``never``: none). A caller can also run the steps itself (:meth:`stage`,
-:meth:`publish`, :meth:`flush`): the daemon does so with ``batch`` so that one flush serves
-two groups, the data of the group it stages and the renames of the group it published
+folders; ``never``: none). A caller can also run the steps itself
+(:meth:`GroupedWrites.stage`, :meth:`GroupedWrites.publish`, :meth:`GroupedWrites.flush`):
+the daemon does so with ``batch`` so that one flush serves two groups, the data of the
+group it stages and the renames of the group it published
 before (:mod:`ckptd.daemon.engine.group_commit`). That flush is a ``syncfs(2)``: it writes
 every dirty file of the file system and commits its journal, which makes the renames done
 before it durable as well (``sync(2)``: "all pending modifications to filesystem metadata
