@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Unpack
 
 import zmq
 
@@ -180,25 +180,16 @@ class AsyncClient:
     # -- producing -------------------------------------------------------------------------
 
     async def submit(self, queue: str, payload: Any = None, *, id: str | None = None,
-                     max_attempts: int | None = None, delay: float | None = None,
-                     batch: str | None = None, time_limit: float | None = None,
-                     priority: int | None = None) -> str:
+                     **options: Unpack[bodies.SubmitOptions]) -> str:
         """Submit a job and return its id once the daemon has stored it durably (the same
         options as :meth:`ckptd.client.client.Client.submit`)."""
-        made = await self.submit_job(queue, payload, job_id=id, max_attempts=max_attempts,
-                                     delay=delay, batch=batch, time_limit=time_limit,
-                                     priority=priority)
-        return made.id
+        return (await self.submit_job(queue, payload, job_id=id, **options)).id
 
-    async def submit_job(self, queue: str, payload: Any = None, *, job_id: str | None = None,
-                         max_attempts: int | None = None, delay: float | None = None,
-                         if_exists: str = "error", batch: str | None = None,
-                         time_limit: float | None = None, priority: int | None = None
-                         ) -> Submitted:
-        """Submit a job; return its id and whether this call created it."""
-        sub = bodies.submit_request(queue, payload, job_id=job_id, max_attempts=max_attempts,
-                                    delay=delay, if_exists=if_exists, batch=batch,
-                                    time_limit=time_limit, priority=priority)
+    async def submit_job(self, queue: str, payload: Any = None,
+                         **options: Unpack[bodies.JobOptions]) -> Submitted:
+        """Submit a job; return its id and whether this call created it (the same options
+        as :meth:`ckptd.client.client.Client.submit_job`)."""
+        sub = bodies.submit_request(queue, payload, **options)
         try:
             return bodies.submitted(await self.ask(sub.ask(self.timeout)))
         except DaemonUnavailable as exc:

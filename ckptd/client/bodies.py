@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from ckptd.client.conversation import RESEND_MAX, Ask
 from ckptd.core.answers import Submitted
@@ -45,6 +45,24 @@ class SubmitRequest:
         which then counts the batch's figures and the delayed jobs, and orders it, at once."""
         body = self.body
         return body.get("batch") is None and not body.get("delay") and not body.get("priority")
+
+
+class SubmitOptions(TypedDict, total=False):
+    """The options of a submit (see :meth:`ckptd.client.client.Client.submit`)."""
+
+    max_attempts: int | None
+    delay: float | None
+    batch: str | None
+    time_limit: float | None
+    priority: int | None
+
+
+class JobOptions(SubmitOptions, total=False):
+    """The options of :meth:`ckptd.client.client.Client.submit_job`: a submit's, and the
+    job's own id with what to do when it exists."""
+
+    job_id: str | None
+    if_exists: str
 
 
 def submit_request(queue: str, payload: Any = None, *, job_id: str | None = None,

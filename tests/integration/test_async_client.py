@@ -94,10 +94,11 @@ def test_the_event_loop_is_never_blocked_while_10000_submits_run(procs: Processe
     assert busy[-1] < 0.05, f"the event loop was kept busy for {busy[-1]:.3f}s"
 
 
-def test_threads_sharing_one_client_submit_through_the_daemon(procs: Processes) -> None:
+@pytest.mark.parametrize("direct", [False, True], ids=["through the daemon", "direct"])
+def test_threads_sharing_one_client_submit(procs: Processes, direct: bool) -> None:
     daemon = procs.daemon()
     made: list[list[str]] = [[] for _ in range(8)]
-    with Client(daemon.control, timeout=30, direct=False) as client:
+    with Client(daemon.control, timeout=30, direct=direct) as client:
         def produce(lane: int) -> None:
             for k in range(50):
                 made[lane].append(client.submit("q", {"lane": lane, "k": k}))
@@ -107,6 +108,7 @@ def test_threads_sharing_one_client_submit_through_the_daemon(procs: Processes) 
             thread.start()
         for thread in threads:
             thread.join()
+        assert (client._direct_store("q") is not None) is direct
     ids = [i for lane in made for i in lane]
     pending = job_files(daemon.root, "q", "pending")
     assert len(set(ids)) == 400 and set(ids) == set(pending)
