@@ -42,7 +42,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 
@@ -55,6 +54,8 @@ from bench.common import (  # noqa: E402
     free_port,
     start_daemon,
     stop,
+    submit_from_threads,
+    submit_in_flight,
     wait_for_workers,
 )
 from ckptd.client.client import Client  # noqa: E402
@@ -167,46 +168,20 @@ def run_huey(redis_: Redis, n: int) -> dict[str, float]:
 def produce(path: str, control: str, n: int, latencies: list[float]) -> None:
     """Submit ``n`` jobs the way ``path`` says."""
     if path == "async":
-        asyncio.run(produce_async(control, n))
+        asyncio.run(submit_in_flight(control, QUEUE, PAYLOAD, n, IN_FLIGHT))
         return
     with Client(control, timeout=60, direct=path in ("readme", "bulk")) as client:
         if path == "bulk":
             for first in range(0, n, CHUNK):
                 client.submit_many(QUEUE, [PAYLOAD] * min(CHUNK, n - first))
         elif path == "threads":
-            shares = [n // THREADS + (1 if t < n % THREADS else 0) for t in range(THREADS)]
-            threads = [threading.Thread(target=submit_each, args=(client, share, None))
-                       for share in shares]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            submit_from_threads(client, QUEUE, PAYLOAD, n, THREADS)
         else:
-            submit_each(client, n, latencies)
-
-
-def submit_each(client: Client, n: int, latencies: list[float] | None) -> None:
-    """One ``submit()`` at a time, timing each when ``latencies`` is given."""
-    clock: Callable[[], float] = time.perf_counter
-    for _ in range(n):
-        t0 = clock()
-        client.submit(QUEUE, PAYLOAD)
-        if latencies is not None:
-            latencies.append(clock() - t0)
-
-
-async def produce_async(control: str, n: int) -> None:
-    """``n`` submits from an AsyncClient, :data:`IN_FLIGHT` at a time."""
-    from ckptd.client.async_client import AsyncClient
-
-    async with AsyncClient(control, timeout=60) as client:
-        left = iter(range(n))
-
-        async def lane() -> None:
-            for _ in left:
-                await client.submit(QUEUE, PAYLOAD)
-
-        await asyncio.gather(*(lane() for _ in range(IN_FLIGHT)))
+            clock: Callable[[], float] = time.perf_counter
+            for _ in range(n):
+                t0 = clock()
+                client.submit(QUEUE, PAYLOAD)
+                latencies.append(clock() - t0)
 
 
 def run_ckptd(redis_: Redis, n: int, path: str, folder: str, fsync: str

@@ -25,13 +25,19 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bench.common import cpu_seconds, filesystem_of, start_daemon, stop  # noqa: E402
+from bench.common import (  # noqa: E402
+    cpu_seconds,
+    filesystem_of,
+    start_daemon,
+    stop,
+    submit_from_threads,
+    submit_in_flight,
+)
 from ckptd.client.client import Client  # noqa: E402
 
 PAYLOAD = {"data": "x" * 88}  # 100 bytes of JSON
@@ -43,34 +49,10 @@ PRODUCERS = ("relayed", "threads", "async")
 
 def produce(kind: str, control: str, n: int) -> None:
     if kind == "async":
-        asyncio.run(produce_async(control, n))
+        asyncio.run(submit_in_flight(control, QUEUE, PAYLOAD, n, IN_FLIGHT))
         return
     with Client(control, timeout=60, direct=False) as client:
-        lanes = THREADS if kind == "threads" else 1
-
-        def lane(count: int) -> None:
-            for _ in range(count):
-                client.submit(QUEUE, PAYLOAD)
-
-        threads = [threading.Thread(target=lane, args=(n // lanes + (k < n % lanes),))
-                   for k in range(lanes)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
-
-async def produce_async(control: str, n: int) -> None:
-    from ckptd.client.async_client import AsyncClient
-
-    async with AsyncClient(control, timeout=60) as client:
-        numbers = iter(range(n))
-
-        async def lane() -> None:
-            for _ in numbers:
-                await client.submit(QUEUE, PAYLOAD)
-
-        await asyncio.gather(*(lane() for _ in range(IN_FLIGHT)))
+        submit_from_threads(client, QUEUE, PAYLOAD, n, THREADS if kind == "threads" else 1)
 
 
 def one_run(kind: str, n: int, folder: str, fsync: str) -> dict[str, float]:
