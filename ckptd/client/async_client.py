@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any, Unpack
 
 import zmq
@@ -31,6 +32,9 @@ import zmq
 from ckptd.client import bodies
 from ckptd.client.connection import CONNECT_TIMEOUT, Connection
 from ckptd.client.conversation import RESEND_FIRST, Ask, Exchange, Outcome, Reply, conversation
+from ckptd.client.hooks import HookSpec
+from ckptd.client.preparing import Preparer
+from ckptd.codec.crypto import Keyring
 from ckptd.core.answers import Submitted
 from ckptd.core.errors import CkptdError, DaemonUnavailable
 from ckptd.wire.frames import NOBLOCK, send_frames
@@ -141,8 +145,11 @@ class AsyncClient:
     """A connection to a daemon's control socket for asyncio code (see the module)."""
 
     def __init__(self, endpoints: str | list[str], *, timeout: float = DEFAULT_TIMEOUT,
-                 context: zmq.Context[Any] | None = None,
-                 curve: ClientCurve | None = None) -> None:
+                 context: zmq.Context[Any] | None = None, curve: ClientCurve | None = None,
+                 hooks: Sequence[HookSpec] | None = None, keys: Keyring | None = None,
+                 tracing: str = "off", tracing_baggage: bool = False) -> None:
+        """``hooks``, ``keys``, ``tracing``: as for :class:`~ckptd.client.client.Client`."""
+        self._prep = Preparer(hooks, keys, tracing, tracing_baggage)
         self.timeout = timeout
         self._own_context = context is None
         self._ctx = context or zmq.Context()
@@ -189,7 +196,7 @@ class AsyncClient:
                          **options: Unpack[bodies.JobOptions]) -> Submitted:
         """Submit a job; return its id and whether this call created it (the same options
         as :meth:`ckptd.client.client.Client.submit_job`)."""
-        sub = bodies.submit_request(queue, payload, **options)
+        sub = bodies.submit_request(queue, payload, **options, prep=self._prep)
         try:
             return bodies.submitted(await self.ask(sub.ask(self.timeout)))
         except DaemonUnavailable as exc:
@@ -199,7 +206,7 @@ class AsyncClient:
                           ids: list[str] | None = None) -> list[str]:
         """Submit many jobs in one request; return their ids (in order). With ``ids`` a
         repeated call returns the jobs made by the first one instead of making more."""
-        many = bodies.many_request(queue, payloads, ids)
+        many = bodies.many_request(queue, payloads, ids, self._prep)
         try:
             answer = await self.ask(many.ask(self.timeout))
         except DaemonUnavailable as exc:
@@ -224,9 +231,10 @@ class AsyncClient:
                 return answer
 
     async def result(self, queue: str, job_id: str) -> Any:
-        """The result of a done job."""
+        """The result of a done job (opened when this client holds the keys it was sealed
+        with)."""
         answer = await self.request("fetch", {"queue": queue, "id": job_id, "what": "result"})
-        return answer["result"]
+        return self._prep.result(answer["result"], f"{queue}/{job_id}")
 
     async def status(self, queue: str | None = None) -> Body:
         """Counts per state per queue, workers and drop counters."""

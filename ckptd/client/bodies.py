@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from ckptd.client.conversation import RESEND_MAX, Ask
+from ckptd.client.preparing import Preparer
 from ckptd.core.answers import Submitted
 from ckptd.core.errors import CkptdError, DaemonUnavailable, SubmitUnconfirmed, WaitTimeout
 from ckptd.core.ids import new_id
@@ -39,6 +40,12 @@ class SubmitRequest:
         return Ask("submit", self.body, timeout, again={**self.body, "fresh": False},
                    repeatable=self.body["if_exists"] == "return")
 
+    @property
+    def meta(self) -> dict[str, Any] | None:
+        """What the client's hooks and tracing add to the job (:mod:`ckptd.client.hooks`)."""
+        meta: dict[str, Any] | None = self.body.get("meta")
+        return meta
+
     def may_go_direct(self) -> bool:
         """Whether a client on the daemon's host may write this job into the store itself:
         a job of a batch, one to run later or with a priority goes through the daemon,
@@ -68,10 +75,11 @@ class JobOptions(SubmitOptions, total=False):
 def submit_request(queue: str, payload: Any = None, *, job_id: str | None = None,
                    max_attempts: int | None = None, delay: float | None = None,
                    if_exists: str = "error", batch: str | None = None,
-                   time_limit: float | None = None, priority: int | None = None
-                   ) -> SubmitRequest:
+                   time_limit: float | None = None, priority: int | None = None,
+                   prep: Preparer | None = None) -> SubmitRequest:
     """The body of a ``submit`` (see :meth:`ckptd.client.client.Client.submit_job`); without
-    ``job_id`` the client chooses the id (sortable by time) and a resend finds the job."""
+    ``job_id`` the client chooses the id (sortable by time) and a resend finds the job.
+    ``prep``: the client's hooks, tracing and keys, applied to the payload."""
     check_queue(queue)
     generated = job_id is None
     body: Body = {"queue": queue, "payload": payload,
@@ -91,6 +99,9 @@ def submit_request(queue: str, payload: Any = None, *, job_id: str | None = None
         body["time_limit"] = time_limit
     if generated:
         body["fresh"] = True
+    if prep is not None and prep.active:  # hooks, trace context, seal
+        body["payload"], extra = prep.prepare(queue, payload, body["id"])
+        body.update(extra)
     return SubmitRequest(queue, body, generated)
 
 
@@ -113,6 +124,11 @@ class ManyRequest:
         """The jobs' ids, in order."""
         return [str(i["id"]) for i in self.items]
 
+    def may_go_direct(self) -> bool:
+        """Whether a client on the daemon's host may write these jobs into the store itself
+        (jobs with ids of the caller's, or with ``meta``, go through the daemon)."""
+        return self.fresh and not any("meta" in i for i in self.items)
+
     def ask(self, timeout: float) -> Ask:
         """The request as a conversation sends it (again: looking for the jobs first)."""
         again = [{**item, "fresh": False} for item in self.items]
@@ -120,10 +136,10 @@ class ManyRequest:
                    again={"queue": self.queue, "jobs": again})
 
 
-def many_request(queue: str, payloads: list[Any], ids: list[str] | None = None
-                 ) -> ManyRequest:
+def many_request(queue: str, payloads: list[Any], ids: list[str] | None = None,
+                 prep: Preparer | None = None) -> ManyRequest:
     """The body of a ``submit_many``; with ``ids`` (one per payload) a resend returns the
-    jobs made by the first call instead of making more."""
+    jobs made by the first call instead of making more. ``prep``: as for a submit."""
     check_queue(queue)
     if ids is not None and len(ids) != len(payloads):
         raise ValueError("give one id per payload")
@@ -131,6 +147,10 @@ def many_request(queue: str, payloads: list[Any], ids: list[str] | None = None
     items: list[Body] = [{"id": new_id() if ids is None else check_job_id(ids[n]),
                           "payload": p, "fresh": fresh, "if_exists": "return"}
                          for n, p in enumerate(payloads)]
+    if prep is not None and prep.active:  # hooks, trace context, seal
+        for item in items:
+            item["payload"], extra = prep.prepare(queue, item["payload"], str(item["id"]))
+            item.update(extra)
     return ManyRequest(queue, items, fresh)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
@@ -29,7 +29,10 @@ import zmq
 from ckptd.client import bodies
 from ckptd.client.conversation import MAX_HOPS, RESEND_FIRST, Ask, conversation, drive
 from ckptd.client.direct import DirectSubmit
+from ckptd.client.hooks import HookSpec
 from ckptd.client.pipe import Pipe
+from ckptd.client.preparing import Preparer
+from ckptd.codec.crypto import Keyring
 from ckptd.core.answers import Submitted, SubmittedFile
 from ckptd.core.edits import who_am_i
 from ckptd.core.errors import DaemonUnavailable, Standby, StoreError
@@ -55,9 +58,15 @@ class Client:
 
     def __init__(self, endpoints: str | list[str], *, timeout: float = DEFAULT_TIMEOUT,
                  context: zmq.Context[Any] | None = None, curve: ClientCurve | None = None,
-                 direct: bool = True) -> None:
+                 direct: bool = True, hooks: Sequence[HookSpec] | None = None,
+                 keys: Keyring | None = None, tracing: str = "off",
+                 tracing_baggage: bool = False) -> None:
         """``direct``: on the daemon's host, submit by writing into its store (see
-        :mod:`ckptd.client.direct`); False always goes through the daemon."""
+        :mod:`ckptd.client.direct`); False always goes through the daemon. ``hooks``: their
+        ``on_submit`` runs on every job (:mod:`ckptd.client.hooks`); ``keys``: payloads are
+        sealed with them and results opened (:mod:`ckptd.codec.crypto`); ``tracing``: as the
+        setting (``on`` uses your program's tracer provider)."""
+        self._prep = Preparer(hooks, keys, tracing, tracing_baggage)
         self.timeout = timeout
         self.curve = curve
         self._own_context = context is None
@@ -144,7 +153,8 @@ class Client:
         """Submit a job; return its id and whether this call created it."""
         sub = bodies.submit_request(queue, payload, job_id=job_id, max_attempts=max_attempts,
                                     delay=delay, if_exists=if_exists, batch=batch,
-                                    time_limit=time_limit, priority=priority)
+                                    time_limit=time_limit, priority=priority, prep=self._prep)
+        payload, meta = sub.body["payload"], sub.meta
         found = self._direct_store(queue) if sub.may_go_direct() else None
         if found is not None:  # on the daemon's host: write the job into its store
             direct, admin = found
@@ -152,10 +162,10 @@ class Client:
                 if sub.generated:
                     return direct.submit_many(admin, queue, [(sub.id, payload)],
                                               time.time(), max_attempts=max_attempts,
-                                              time_limit=time_limit)[0]
+                                              time_limit=time_limit, meta=meta)[0]
                 return admin.submit(queue, payload, job_id=sub.id,
                                     max_attempts=max_attempts, if_exists=if_exists,
-                                    time_limit=time_limit)
+                                    time_limit=time_limit, meta=meta)
             except StoreError as exc:  # e.g. no permission: the daemon can still do it
                 direct.give_up(exc)
         try:
@@ -201,8 +211,8 @@ class Client:
         With ``ids`` (one per payload) a repeated call returns the jobs made by the first
         one instead of making more, so a request that timed out can simply be sent again.
         """
-        many = bodies.many_request(queue, payloads, ids)
-        found = self._direct_store(queue) if many.fresh else None
+        many = bodies.many_request(queue, payloads, ids, self._prep)
+        found = self._direct_store(queue) if many.may_go_direct() else None
         if found is not None:  # on the daemon's host: write the jobs into its store
             direct, admin = found
             try:
@@ -238,8 +248,10 @@ class Client:
         return [(State(s), i) for s, i in answer["jobs"]]
 
     def result(self, queue: str, job_id: str) -> Any:
-        """The result of a done job (read from its blob when it is not inline)."""
-        return self.request("fetch", {"queue": queue, "id": job_id, "what": "result"})["result"]
+        """The result of a done job (read from its blob when it is not inline; opened when
+        this client holds the keys it was sealed with)."""
+        found = self.request("fetch", {"queue": queue, "id": job_id, "what": "result"})["result"]
+        return self._prep.result(found, f"{queue}/{job_id}")
 
     def fetch(self, queue: str, job_id: str, what: str) -> Any:
         """Fetch a job's ``payload`` or checkpoint ``state`` through the daemon."""
@@ -285,6 +297,12 @@ class Client:
                                           "older_than": older_than},
                                 timeout=max(self.timeout, 600.0))["count"])
 
+    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
+        """Move a pending or failed job to queue ``to`` (same id; a failed one gets fresh
+        attempts); return the state it was in."""
+        return str(self.request("move", {"queue": queue, "id": job_id, "to": to,
+                                         "by": by or who_am_i("client")})["was"])
+
     # -- operator controls -----------------------------------------------------------------
 
     def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
@@ -301,6 +319,11 @@ class Client:
         """Set ``max_running`` and/or ``rate`` of ``queue`` in its ``limits.json`` (a None
         value removes one: the config's applies again); ``reset`` removes the file."""
         return self.request("limit", {"queue": queue, **changes, "reset": reset})
+
+    def run_schedule(self, name: str, by: str | None = None) -> dict[str, Any]:
+        """Submit one job of schedule ``name`` now (its plan is left as it is); return the
+        submit's answer (``id``, ``created``)."""
+        return self.request("run_schedule", {"name": name, "by": by or who_am_i("client")})
 
     def schedules(self) -> list[dict[str, Any]]:
         """The schedules, with their next and last runs."""
@@ -366,6 +389,12 @@ class RemoteAdmin:
         """See :meth:`Client.show`."""
         return self.client.show(queue, job_id)
 
+    def job_logs(self, queue: str, job_id: str, since: dict[int, int] | None = None
+                 ) -> dict[str, Any]:
+        """See :meth:`ckptd.store.admin.StoreAdmin.job_logs`."""
+        return self.client.request("logs", {"queue": queue, "id": job_id, "since": {
+            str(k): v for k, v in (since or {}).items()}})
+
     def retry(self, queue: str, job_ids: list[str] | None = None, *,
               attempts: int | None = None) -> list[str]:
         """See :meth:`Client.retry`."""
@@ -374,6 +403,10 @@ class RemoteAdmin:
     def cancel(self, queue: str, job_id: str, by: str | None = None) -> str:
         """See :meth:`Client.cancel`."""
         return self.client.cancel(queue, job_id, by or who_am_i("--connect"))
+
+    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
+        """See :meth:`Client.move`."""
+        return self.client.move(queue, job_id, to, by or who_am_i("--connect"))
 
     def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
         """See :meth:`Client.purge`."""

@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -31,21 +31,19 @@ from ckptd.daemon.binding import bind_socket, write_ready_file
 from ckptd.daemon.cluster.bucket_role import BucketRole
 from ckptd.daemon.cluster.leadership import Leading
 from ckptd.daemon.engine.actions import Operators
+from ckptd.daemon.engine.commit import commit, run_callbacks
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.figures import build_snapshot, status_line
 from ckptd.daemon.engine.group_commit import GroupCommit
-from ckptd.daemon.engine.index import Txn
 from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.daemon.requests import MAX_CONTROL_PER_STEP, Control
 from ckptd.daemon.systemd import Notifier
 from ckptd.daemon.telemetry.drops import Drops
-from ckptd.daemon.telemetry.http_server import Telemetry
 from ckptd.daemon.telemetry.snapshot import Snapshot
 from ckptd.daemon.watch.scans import Scans
 from ckptd.daemon.watch.watcher import Watcher
 from ckptd.store import Store, is_local, store_from_settings
 from ckptd.store.admin import StoreAdmin
-from ckptd.store.base import Outcome
 from ckptd.store.local.grouped import GroupedWrites
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import check_bind
@@ -53,10 +51,12 @@ from ckptd.wire.frames import NOBLOCK, send_frames
 from ckptd.wire.protocol import Body
 from ckptd.wire.security import CurveServer, SocketGuard
 
+if TYPE_CHECKING:  # aiohttp is imported only by a daemon that serves HTTP (metrics_port)
+    from ckptd.daemon.telemetry.http_server import Telemetry
+
 log = logging.getLogger(__name__)
 
 MAX_WORKER_MESSAGES_PER_STEP = 5000
-MAX_COMMIT_ROUNDS = 8  # ops queued by callbacks are applied in the same turn, a few rounds deep
 IDLE_POLL = 0.25  # longest sleep of the loop, so timers stay punctual
 WAITERS_INTERVAL = 0.05
 
@@ -174,10 +174,11 @@ class Daemon:
                 self._poller.register(fd, zmq.POLLIN)
         self._schedule_all(now)
         if settings.metrics_port:
-            self.telemetry = Telemetry(settings.metrics_bind, settings.metrics_port,
-                                       insecure=settings.insecure, snapshot=self._snapshot,
-                                       show=self.admin.show,
-                                       lease_info=self.operators.lease_info, wake=self.wake,
+            from ckptd.daemon.telemetry.http_server import Telemetry
+
+            self.telemetry = Telemetry(self.live, self.store, snapshot=self._snapshot,
+                                       request=self.control.local,
+                                       lease=self.operators.lease_info, wake=self.wake,
                                        clock=self.clock)
             self.telemetry.start(now)
         self.notifier.ready(self._status_line())
@@ -200,9 +201,9 @@ class Daemon:
     def close(self) -> None:
         """Stop the watcher and close the sockets. Idempotent."""
         if self.overlap is not None:  # what is in flight is made durable and answered
-            self.overlap.finish(self.engine.index.take_txn, self._run_callbacks)
+            self.overlap.finish(self.engine.index.take_txn, run_callbacks)
             if self._control is not None and self._dispatch is not None:
-                self._send_round()
+                self._deliver()
             self.overlap = None
         if self.telemetry is not None:
             self.telemetry.close()
@@ -215,6 +216,7 @@ class Daemon:
             self._watcher = None
         self.scans.close()
         self.engine.sweeper.close()
+        self.engine.log_writer.close()
         self.leading.close()  # gives the leases (or locks) back
         for sock in (self._control, self._dispatch):
             if sock is not None and not sock.closed:
@@ -348,6 +350,7 @@ class Daemon:
         engine.expire_leases(now)
         engine.promote_delayed(now)
         engine.tick(now)  # operator controls: priorities, schedules, retention
+        self.operators.tick(now)  # a slice of a bulk retry or purge
         self.guard.requeue(now, engine.txn)
         may_claim = self.guard.may_claim(now, engine.txn) and (
             self.role is None or self.role.may_dispatch(now))
@@ -362,7 +365,8 @@ class Daemon:
                 self.commit()
         self._timers_due(now)
         # Poll without sleeping only with work left: more to read, ops, jobs made ready.
-        self._busy = capped or bool(engine.txn.ops) or engine.ready_count() > ready
+        self._busy = (capped or bool(engine.txn.ops) or engine.ready_count() > ready
+                      or self.operators.busy)
 
     def _follow_role(self, now: float) -> None:
         """Follow the leases (a bucket): recover the queues taken, drop those lost."""
@@ -370,52 +374,26 @@ class Daemon:
             self._schedule_all(now)
 
     def commit(self) -> None:
-        """Apply the round's store ops as one group, run their callbacks, send the outbox.
+        """Apply the round's store ops as one group, run their callbacks, send the replies
+        and the outbox (:func:`~ckptd.daemon.engine.commit.commit`, shared with the tests).
 
-        Ops that callbacks queue (a reduce's manifest, an answer's next step) are applied in
-        the same turn, a few rounds deep at most. With ``fsync = batch`` on a local disk
-        the groups are flushed on a thread of their own while the loop goes on
-        (:mod:`~ckptd.daemon.engine.group_commit`): a group's callbacks run in the turn
-        after its flush.
+        Fenced on a bucket; what a store failure stopped is kept and retried. With
+        ``fsync = batch`` on a local disk the groups are flushed on a thread of their own
+        while the loop goes on (:mod:`~ckptd.daemon.engine.group_commit`): a group's
+        callbacks run in the turn after its flush.
         """
-        for _ in range(MAX_COMMIT_ROUNDS):
-            txn = self.engine.index.take_txn()
-            ended = self.overlap.run(txn) if self.overlap is not None else self._apply(txn)
-            if not ended:
-                break
-            for done, outcomes in ended:
-                self._run_callbacks(done, outcomes)
-            if self.overlap is not None:
-                self.overlap.landed(ended)
-            # Replies first: a client waits on its answer, a worker has jobs in hand (a
-            # vanished worker's jobs go back: more ops).
-            self._send_round()
-        self._send_round()
+        commit(self.engine,
+               lambda txn: self.guard.apply(txn, self.role is None or self.role.writable()),
+               self._deliver, overlap=self.overlap)
 
-    def _apply(self, txn: Txn) -> list[tuple[Txn, list[Outcome]]]:
-        if not txn.ops:
-            return []
-        # Fenced on a bucket; what a store failure stopped is kept and retried.
-        started = time.perf_counter()
-        outcomes = self.guard.apply(txn, self.role is None or self.role.writable())
-        self.engine.index.note_apply(time.perf_counter() - started)
-        return [(txn, outcomes)]
-
-    def _run_callbacks(self, txn: Txn, outcomes: list[Outcome]) -> None:
-        for callback, outcome in zip(txn.callbacks, outcomes):
-            if callback is not None:
-                try:
-                    callback(outcome)
-                except Exception:
-                    log.exception("callback failed")
-
-    def _send_round(self) -> None:
-        """Send the replies and the workers' messages the round has made."""
+    def _deliver(self) -> None:
+        """Send the control replies (a client waits on its answer), then the outbox."""
         for identity, frames in self.control.take_replies():
             self._send_control(identity, frames)
-        if self.engine.outbox:
-            outbox, self.engine.outbox = self.engine.outbox, []
-            self._send_to_workers(outbox)
+        engine = self.engine
+        if engine.outbox:
+            outbox, engine.outbox = engine.outbox, []
+            self._send_to_workers(outbox)  # a vanished worker's jobs go back: more ops
 
     def _send_control(self, identity: bytes, frames: list[bytes]) -> None:
         assert self._control is not None
