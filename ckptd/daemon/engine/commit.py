@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.group_commit import GroupCommit
+from ckptd.daemon.engine.groups import run_callbacks
 from ckptd.daemon.engine.index import Txn
 from ckptd.store.base import Outcome
 
@@ -61,12 +62,3 @@ def commit(engine: Engine, apply: Callable[[Txn], Sequence[Outcome]],
         deliver()
     deliver()
 
-
-def run_callbacks(txn: Txn, outcomes: Sequence[Outcome]) -> None:
-    """Run the callbacks of an applied ``txn`` with its outcomes; one that raises is logged."""
-    for callback, outcome in zip(txn.callbacks, outcomes):
-        if callback is not None:
-            try:
-                callback(outcome)
-            except Exception:
-                log.exception("callback failed")
