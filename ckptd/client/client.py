@@ -40,6 +40,7 @@ from ckptd.core.errors import (
     remote_error,
 )
 from ckptd.core.ids import new_id
+from ckptd.core.job_keys import check_key
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.queue_controls import check_priority
 from ckptd.core.states import State
@@ -255,24 +256,26 @@ class Client:
     def submit(self, queue: str, payload: Any = None, *, id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
                batch: str | None = None, time_limit: float | None = None,
-               priority: int | None = None) -> str:
+               priority: int | None = None, key: str | None = None) -> str:
         """Submit a job and return its id once the daemon has stored it durably.
 
         ``time_limit`` (seconds) bounds each attempt of this job, over the queue's own
         (docs/guide/workers.md, "Time limits"). ``priority``: lower runs first (default 0;
-        docs/guide/operator-controls.md, "Priorities"). On a queue with
-        ``unique = "payload"`` the id is the payload's, and the same payload returns the job
-        it made before.
+        docs/guide/operator-controls.md, "Priorities"). ``key``: who or what the job is for
+        (a supplier, a tenant), for limits per key and a fair share between keys
+        (docs/guide/flow-control.md). On a queue with ``unique = "payload"`` (or
+        ``unique_fields``) the id is the payload's, and the same payload returns the job it
+        made before.
         """
         return self.submit_job(queue, payload, job_id=id, max_attempts=max_attempts,
                                delay=delay, batch=batch, time_limit=time_limit,
-                               priority=priority).id
+                               priority=priority, key=key).id
 
     def submit_job(self, queue: str, payload: Any = None, *, job_id: str | None = None,
                    max_attempts: int | None = None, delay: float | None = None,
                    if_exists: str = "error", batch: str | None = None,
-                   time_limit: float | None = None, priority: int | None = None
-                   ) -> Submitted:
+                   time_limit: float | None = None, priority: int | None = None,
+                   key: str | None = None) -> Submitted:
         """Submit a job; return its id and whether this call created it."""
         check_queue(queue)
         generated = job_id is None
@@ -283,6 +286,8 @@ class Client:
             body["own_id"] = True
         if priority:
             body["priority"] = check_priority(priority)
+        if key is not None:
+            body["key"] = check_key(key)
         if max_attempts is not None:
             body["max_attempts"] = max_attempts
         if delay:
@@ -296,7 +301,7 @@ class Client:
         # A job of a batch, one to run later or with a priority goes through the daemon,
         # which then counts the batch's figures and the delayed jobs, and orders it, at once.
         found = self._direct_store(queue) if batch is None and not delay and not priority \
-            else None
+            and key is None else None
         if found is not None:  # on the daemon's host: write the job into its store
             direct, admin = found
             try:
@@ -318,12 +323,14 @@ class Client:
                 raise SubmitUnconfirmed(queue, [body["id"]], str(exc)) from None
             raise
         return Submitted(answer["id"], bool(answer.get("created", True)),
-                         str(answer.get("state", State.PENDING.value)))
+                         str(answer.get("state", State.PENDING.value)),
+                         bool(answer.get("debounced")))
 
     def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
                     batch: str | None = None, then: str | None = None,
                     max_attempts: int | None = None, source_name: str | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> SubmittedFile:
+                    progress: Callable[[int, int], None] | None = None,
+                    key: str | None = None) -> SubmittedFile:
         """Send a file to the daemon in parts and have it submitted as one batch, as
         :meth:`ckptd.store.admin.StoreAdmin.submit_file` does on the store (same answer)."""
         from ckptd.wire.uploads import PART_BYTES, encode_part
@@ -341,7 +348,7 @@ class Client:
                 answer = self.request("submit_file", {
                     "upload": token, "size": len(data), "queue": queue, "format": fmt,
                     "chunk": chunk, "batch": batch, "then": then, "max_attempts": max_attempts,
-                    "source_name": source_name}, timeout=max(self.timeout, 120.0),
+                    "source_name": source_name, "key": key}, timeout=max(self.timeout, 120.0),
                     follow=False)
                 break
             except Standby as exc:  # the upload stays where it was sent: send it to the leader
@@ -351,12 +358,13 @@ class Client:
         return SubmittedFile(**{k: answer[k] for k in ("batch", "jobs", "records", "created",
                                                        "format")})
 
-    def submit_many(self, queue: str, payloads: list[Any], ids: list[str] | None = None
-                    ) -> list[str]:
+    def submit_many(self, queue: str, payloads: list[Any], ids: list[str] | None = None,
+                    key: str | None = None) -> list[str]:
         """Submit many jobs in one request; return their ids (in order).
 
         With ``ids`` (one per payload) a repeated call returns the jobs made by the first
         one instead of making more, so a request that timed out can simply be sent again.
+        ``key``: the key of every one of them (see :meth:`submit`).
         """
         check_queue(queue)
         if ids is not None and len(ids) != len(payloads):
@@ -364,7 +372,11 @@ class Client:
         fresh = ids is None
         items = [{"id": new_id() if ids is None else check_job_id(ids[n]), "payload": p,
                   "fresh": fresh, "if_exists": "return"} for n, p in enumerate(payloads)]
-        found = self._direct_store(queue) if fresh else None
+        if key is not None:
+            check_key(key)
+            for item in items:
+                item["key"] = key
+        found = self._direct_store(queue) if fresh and key is None else None
         if found is not None:  # on the daemon's host: write the jobs into its store
             direct, admin = found
             try:
@@ -476,11 +488,16 @@ class Client:
         """Resume ``queue`` (removes ``<queue>/paused``)."""
         return self.request("resume", {"queue": queue})
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
-              ) -> dict[str, Any]:
+    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
+              key: str | None = None) -> dict[str, Any]:
         """Set ``max_running`` and/or ``rate`` of ``queue`` in its ``limits.json`` (a None
-        value removes one: the config's applies again); ``reset`` removes the file."""
-        return self.request("limit", {"queue": queue, **changes, "reset": reset})
+        value removes one: the config's applies again); ``reset`` removes the file. With
+        ``key`` (``"*"``: every key), that key's limits (and ``weight``) in the queue's
+        ``key_limits.json`` instead (docs/guide/flow-control.md)."""
+        body: dict[str, Any] = {"queue": queue, **changes, "reset": reset}
+        if key is not None:
+            body["key"] = key
+        return self.request("limit", body)
 
     def schedules(self) -> list[dict[str, Any]]:
         """The schedules, with their next and last runs."""
@@ -511,11 +528,12 @@ class RemoteAdmin:
     def submit(self, queue: str, payload: Any, *, job_id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
                if_exists: str = "error", batch: str | None = None,
-               time_limit: float | None = None, priority: int | None = None) -> Submitted:
+               time_limit: float | None = None, priority: int | None = None,
+               key: str | None = None) -> Submitted:
         """See :meth:`ckptd.store.admin.StoreAdmin.submit`."""
         return self.client.submit_job(queue, payload, job_id=job_id, max_attempts=max_attempts,
                                       delay=delay, if_exists=if_exists, batch=batch,
-                                      time_limit=time_limit, priority=priority)
+                                      time_limit=time_limit, priority=priority, key=key)
 
     def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
         """See :meth:`Client.pause`."""
@@ -525,10 +543,10 @@ class RemoteAdmin:
         """See :meth:`Client.resume`."""
         return self.client.resume(queue)
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
-              ) -> dict[str, Any]:
+    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
+              key: str | None = None) -> dict[str, Any]:
         """See :meth:`Client.limit`."""
-        return self.client.limit(queue, changes, reset)
+        return self.client.limit(queue, changes, reset, key)
 
     def submit_file(self, queue: str, data: bytes, **options: Any) -> SubmittedFile:
         """See :meth:`Client.submit_file`."""

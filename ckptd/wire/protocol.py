@@ -165,7 +165,8 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
                 "max_attempts": (_optional(_int), _OPT), "delay": (_optional(_num), _OPT),
                 "if_exists": (_optional(_str), _OPT), "batch": (_optional(_name), _OPT),
                 "fresh": (_bool, _OPT), "time_limit": (_optional(_seconds), _OPT),
-                "priority": (_optional(_priority), _OPT), "own_id": (_bool, _OPT)},
+                "priority": (_optional(_priority), _OPT), "own_id": (_bool, _OPT),
+                "key": (_optional(_str), _OPT)},
     b"submit_many": {"queue": (_name, _REQ), "jobs": (_submissions, _REQ)},
     b"status": {"queue": (_optional(_name), _OPT)},
     b"ls": {"queue": (_name, _REQ), "state": (_optional(_str), _OPT)},
@@ -179,7 +180,8 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
     b"pause": {"queue": (_name, _REQ), "reason": (_optional(_str), _OPT)},
     b"resume": {"queue": (_name, _REQ)},
     b"limit": {"queue": (_name, _REQ), "max_running": (_optional(_int), _OPT),
-               "rate": (_rate_or_none, _OPT), "reset": (_bool, _OPT)},
+               "rate": (_rate_or_none, _OPT), "reset": (_bool, _OPT),
+               "key": (_optional(_str), _OPT), "weight": (_optional(_int), _OPT)},
     b"schedules": {},
     b"fetch": {"queue": (_name, _REQ), "id": (_name, _REQ), "what": (_str, _REQ),
                "start": (_optional(_int), _OPT), "end": (_optional(_int), _OPT)},
@@ -192,7 +194,7 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
                      "format": (_str, _REQ), "chunk": (_int, _OPT),
                      "batch": (_optional(_name), _OPT), "then": (_optional(_name), _OPT),
                      "max_attempts": (_optional(_int), _OPT),
-                     "source_name": (_optional(_str), _OPT)},
+                     "source_name": (_optional(_str), _OPT), "key": (_optional(_str), _OPT)},
 }
 
 REPLY_KINDS = (b"ok", b"error")

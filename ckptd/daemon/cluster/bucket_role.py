@@ -288,6 +288,7 @@ class BucketRole:
         marker = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now - INCREMENTAL_WINDOW))
         result: dict[str, Any] = {}
         dups: dict[str, dict[str, list[State]]] = {}
+        tags: dict[str, dict[str, tuple[int, str]]] = {}
         controls = store.queue_controls()  # the queues, and their paused/limits objects
         queues = list(controls)
         if self.leases is not None:
@@ -299,16 +300,17 @@ class BucketRole:
             if not self.leads(queue):
                 continue
             listed: dict[State, list[str]] = {}
-            named: dict[str, int] = {}
+            named: dict[str, tuple[int, str]] = {}
             if full:
                 for state in STATES:
                     if state is State.PENDING:
-                        named = dict(job_names(store.pending_names(queue), state))
+                        named = {i: (p, k) for i, p, k in job_names(store.pending_names(queue),
+                                                                    state)}
                         listed[state] = sorted(named)
                     else:
                         listed[state] = store.ids(queue, state)
             else:
-                named = dict(store.pending_after(queue, marker))
+                named = {i: (p, k) for i, p, k in store.pending_after(queue, marker)}
                 listed[State.PENDING] = sorted(named)
                 listed[State.CLAIMED] = store.ids(queue, State.CLAIMED)
             entry: dict[str, Any] = {"pending": listed[State.PENDING], "named": named,
@@ -320,16 +322,19 @@ class BucketRole:
             twice = recovery.duplicates(listed)
             if twice:
                 dups[queue] = twice
+                tags[queue] = named
         # Resolve only what two listings in a row saw in two states: a move in flight
         # (copied, not yet deleted) is not a leftover.
         seen = {(q, i) for q, found in dups.items() for i in found}
+        # (its pending copy is under the name its priority and key make)
         resolved: dict[str, dict[str, str | None]] = {}
         for queue, found in dups.items():
             for job_id, states in found.items():
                 if (queue, job_id) not in self._dups_seen:
                     continue
-                winner, finding = recovery.resolve_duplicate(store, queue, job_id, states,
-                                                             repair=True)
+                winner, finding = recovery.resolve_duplicate(
+                    store, queue, job_id, states, True,
+                    *tags.get(queue, {}).get(job_id, (0, "")))
                 log.warning("rescan: %s", finding.line())
                 resolved.setdefault(queue, {})[job_id] = winner.value if winner else None
         self._dups_seen = seen
@@ -356,8 +361,8 @@ class BucketRole:
                 if (index.done, index.failed) == scan["marks"].get(queue, (0, 0)):
                     index.done, index.failed = listed["done"], listed["failed"]
             else:
-                for job_id, priority in listed["named"].items():
-                    engine.pending_appeared(queue, job_id, priority)
+                for job_id, (priority, key) in listed["named"].items():
+                    engine.pending_appeared(queue, job_id, priority, key)
             for job_id in listed["claimed"]:
                 if job_id in index.claimed or job_id in index.pending:
                     continue

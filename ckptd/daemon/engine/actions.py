@@ -15,7 +15,14 @@ from typing import Any
 
 from ckptd.codec import decode_job, encode_job
 from ckptd.core import edits, jobs
-from ckptd.core.errors import CkptdError, JobNotFound, QueueNotFound, TransitionError
+from ckptd.core.errors import (
+    CkptdError,
+    ConfigError,
+    JobNotFound,
+    QueueNotFound,
+    TransitionError,
+)
+from ckptd.core.job_keys import key_of_job
 from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.engine.controls_view import controls_view
@@ -84,8 +91,12 @@ class Operators:
         elif kind == "resume":
             answer = engine.controls.resume(queue)
         else:
-            changes: dict[str, Any] = {k: body[k] for k in ("max_running", "rate") if k in body}
-            answer = engine.controls.limit(queue, changes, bool(body.get("reset")))
+            changes: dict[str, Any] = {k: body[k] for k in ("max_running", "rate", "weight")
+                                       if k in body}
+            if "weight" in changes and body.get("key") is None:
+                raise ConfigError("weight is a limit of keys: give it with a key")
+            answer = engine.controls.limit(queue, changes, bool(body.get("reset")),
+                                           body.get("key"))
         return answer
 
     def dispatch_order(self, queue: str, rows: list[tuple[State, str]]
@@ -155,6 +166,7 @@ class Operators:
             budget = attempts or engine.settings.max_attempts_for(queue)
             moves.append((job_id, encode_job(edits.retried(job, budget))))
             index.ready.note(job_id, job.get("priority"))
+            index.ready.note_key(job_id, key_of_job(job))
         if not moves:
             reply({"ids": []})
             return
@@ -177,7 +189,8 @@ class Operators:
 
         for position, (job_id, data) in enumerate(moves):
             engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data,
-                                priority=index.ready.prio.get(job_id, 0)),
+                                priority=index.ready.prio.get(job_id, 0),
+                                key=index.ready.key_of(job_id)),
                            one(job_id, position == len(moves) - 1))
 
     def cancel(self, queue: str, job_id: str, now: float, reply: Reply,
@@ -192,17 +205,20 @@ class Operators:
         index = engine.queue(queue)
         if job_id in index.pending:
             priority = index.ready.priority(job_id)
+            key = index.ready.key_of(job_id)
             index.pending.discard(job_id)
             index.delayed_at.pop(job_id, None)
 
             def removed(outcome: Outcome) -> None:
                 reply({"was": "pending"} if outcome is None else outcome)
                 if outcome is None:
+                    index.ready.forget(job_id)
                     log.info("cancel", extra={"fields": {"queue": queue, "id": job_id,
                                                          "from": "pending", "to": "removed",
                                                          "by": by}})
 
-            engine.txn.add(Delete(queue, State.PENDING, job_id, priority=priority), removed)
+            engine.txn.add(Delete(queue, State.PENDING, job_id, priority=priority, key=key),
+                           removed)
             return
         lease = index.claimed.get(job_id)
         if lease is not None and not lease.closing:

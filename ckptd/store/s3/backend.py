@@ -55,7 +55,7 @@ from ckptd.store.base import (
     split_job_name,
 )
 from ckptd.store.bucket import BucketStore, _check_plain
-from ckptd.store.file_names import job_names
+from ckptd.store.file_names import Named, job_names
 from ckptd.store.s3.cache import PendingCache
 from ckptd.store.s3.conditional import S3ControlObjects
 from ckptd.store.s3.options import NotHonoured, client_choice
@@ -234,13 +234,13 @@ class S3Store(BucketStore):
 
     def ids_after(self, queue: str, state: State, start_after: str | None) -> list[str]:
         """The ids in ``state`` that sort after ``start_after`` (all when None), sorted."""
-        return [job_id for job_id, _ in self._named_after(queue, state, start_after)]
+        return [found[0] for found in self._named_after(queue, state, start_after)]
 
-    def pending_after(self, queue: str, start_after: str | None) -> list[tuple[str, int]]:
+    def pending_after(self, queue: str, start_after: str | None) -> list[Named]:
         return self._named_after(queue, State.PENDING, start_after)
 
     def _named_after(self, queue: str, state: State, start_after: str | None
-                     ) -> list[tuple[str, int]]:
+                     ) -> list[Named]:
         check_queue(queue)
         path = f"{self.prefix}/{queue}/{state.value}"
         objects, _ = self.req.run(lambda: self.req.list(path, start_after=start_after))
@@ -254,38 +254,42 @@ class S3Store(BucketStore):
             raise JobNotFound(missing)
         return data
 
-    def read(self, queue: str, state: State, job_id: str, priority: int = 0) -> bytes:
+    def read(self, queue: str, state: State, job_id: str, priority: int = 0,
+             key: str = "") -> bytes:
         check_job_ref(queue, job_id)
         if state is State.PENDING:
             cached = self.cache.take(queue, job_id)
             if cached is not None:
                 return cached
-        return self._cat(self._job_key(queue, state, job_id, priority),
+        return self._cat(self._job_key(queue, state, job_id, priority, key),
                          f"job {job_id!r} is not in {queue}/{state.value}/")
 
-    def exists(self, queue: str, state: State, job_id: str, priority: int = 0) -> bool:
+    def exists(self, queue: str, state: State, job_id: str, priority: int = 0,
+               key: str = "") -> bool:
         check_job_ref(queue, job_id)
-        key = self._job_key(queue, state, job_id, priority)
-        what = f"look for {self.req.split(key)}"
-        return self.req.run(lambda: self.req.head(key, what)) is not None
+        obj = self._job_key(queue, state, job_id, priority, key)
+        what = f"look for {self.req.split(obj)}"
+        return self.req.run(lambda: self.req.head(obj, what)) is not None
 
-    def find(self, queue: str, job_id: str, priority: int | None = None) -> list[State]:
+    def find(self, queue: str, job_id: str, priority: int | None = None,
+             key: str = "") -> list[State]:
         check_job_ref(queue, job_id)
 
         async def look() -> list[State]:
             found = await asyncio.gather(*(self.req.head(
-                self._job_key(queue, s, job_id, priority or 0), f"look for {job_id}")
+                self._job_key(queue, s, job_id, priority or 0, key), f"look for {job_id}")
                 for s in STATES))
             return [s for s, info in zip(STATES, found) if info is not None]
         found: list[State] = self.req.run(look)
-        if not found and priority is None and self.pending_priority(queue, job_id) is not None:
+        if not found and priority is None and self.pending_tag(queue, job_id) is not None:
             found = [State.PENDING]
         return found
 
-    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0) -> float:
+    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0,
+              key: str = "") -> float:
         check_job_ref(queue, job_id)
-        key = self._job_key(queue, state, job_id, priority)
-        info = self.req.run(lambda: self.req.head(key, f"look for {self.req.split(key)}"))
+        obj = self._job_key(queue, state, job_id, priority, key)
+        info = self.req.run(lambda: self.req.head(obj, f"look for {self.req.split(obj)}"))
         if info is None:
             raise JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/")
         return info.time
