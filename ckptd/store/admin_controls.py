@@ -132,6 +132,25 @@ class StoreControls:
         unique = uniqueness_of(self.settings, queue)
         view["unique"] = None if unique is None else unique.as_dict()
         view["priorities"] = {"aging_s": aging_of(self.settings, queue)}
+        view["keys"] = self._keys_status(queue)
+        return view
+
+    def _keys_status(self, queue: str) -> dict[str, Any] | None:
+        """The queue's settings of keys (what runs is only the daemon's to say)."""
+        q = self.settings.queue(queue)
+        data = self.store.read_control(queue, KEY_LIMITS_FILE)
+        if not (q.key or q.keys or q.fair or data is not None):
+            return None
+        where = f"{self.store.url.rstrip('/')}/{queue}/{KEY_LIMITS_FILE}"
+        view: dict[str, Any] = {"fair": bool(q.fair),
+                                "key": "payload." + ".".join(q.key) if q.key else None}
+        try:
+            override = parse_key_limits_file(data, where) if data is not None else None
+        except CkptdError as exc:
+            override, view["error"] = None, str(exc)
+        view["every_key"] = key_limits_of(q.keys, EVERY_KEY, override, where).as_dict()
+        view["named"] = sorted(set(q.keys.named if q.keys else ()) |
+                               {k for k in (override or {}) if k != EVERY_KEY})
         return view
 
     def pending_in_order(self, queue: str, named: list[Named], now: float) -> list[str]:

@@ -210,6 +210,8 @@ class Dispatcher:
                 ix.outbox.append((worker.identity, b"job", body))
                 if ready_at is not None:
                     index.metrics.dispatch.observe(max(0.0, now - ready_at))
+                if key:
+                    index.key_claims.claimed(key)
                 ix.log_move(lease, State.PENDING, State.CLAIMED, now, worker=worker.id)
                 return
             ix.end_lease(index, lease)

@@ -27,6 +27,7 @@ from ckptd.daemon.controls.backlog import Backlog
 from ckptd.daemon.controls.gate import Gate
 from ckptd.daemon.controls.key_gate import KeyGate
 from ckptd.daemon.controls.key_lines import KeyedReady
+from ckptd.daemon.telemetry.key_metrics import KeyClaims
 from ckptd.daemon.telemetry.metrics import QueueMetrics
 from ckptd.store.base import Move, Op, Outcome, Store
 from ckptd.store.file_names import job_file_name
@@ -79,6 +80,7 @@ class QueueIndex:
     holding: bool = False  # recovering, and not dispatching yet (the first ids in order)
     recovery: int = 0  # which recovery (listing) the ids being filed come from
     running_keys: dict[str, int] = field(default_factory=dict)  # claimed jobs per key
+    key_claims: KeyClaims = field(default_factory=KeyClaims)  # claims per key, for metrics
 
     def __post_init__(self) -> None:
         self.ready = KeyedReady(backlog=self.pending)
