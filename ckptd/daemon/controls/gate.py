@@ -10,8 +10,8 @@ settings, never only from memory, so it holds across restarts and failover:
 - **max_running**: at most N jobs of the queue claimed at once, over every worker. The count
   is the index's claimed jobs, which after a restart include the jobs adopted from
   ``claimed/``: a restart does not open the limit.
-- **rate**: a token bucket per queue (``100/s``: a token every 10 ms, at most a tenth of a
-  second's worth saved up). A restart starts with a full bucket, that tenth of a second.
+- **rate**: a token bucket per queue (``100/s``: a token every 10 ms, at most one and a
+  tenth of a second's worth saved up). A restart starts with a full bucket.
 
 Both limits come from ``[queues.NAME]`` (re-read on SIGHUP) or from the queue's
 ``limits.json`` (``ckptd limit``), which wins while it exists.

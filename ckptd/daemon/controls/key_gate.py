@@ -8,8 +8,8 @@ SIGHUP) and from the queue's ``key_limits.json`` (``ckptd limit Q --key K``), in
 - **max_running** counts the key's claimed jobs in the index, which after a restart (or a
   failover) include the jobs adopted from ``claimed/``, whose files say their key: a
   restart does not open a key's limit.
-- **rate** is a token bucket per key (a tenth of a second's worth saved up at most); a
-  restart starts with full buckets, that tenth of a second.
+- **rate** is a token bucket per key (one job and a tenth of a second's worth saved up
+  at most); a restart starts with full buckets.
 
 The dispatcher asks through :meth:`KeyGate.rules` (one per queue and turn) and tells
 :meth:`KeyGate.took` after each claim. Memory per key: a cached view of its limits (about
