@@ -140,8 +140,12 @@ class KeyedReady(ReadyLines):
             if self.by_key:
                 self._activate("")
             return
-        self._lines_of(key).append(job_id)
+        lines = self._lines_of(key)
+        lines.append(job_id)
         self._keyed_loose += 1
+        if (key in self._in_heap or key in self._in_ring) and len(lines.lines) == 1 \
+                and not lines.listed_levels:
+            return  # behind the head of its only line: the key's turn stays as it is
         self._activate(key)
 
     def appendleft(self, job_id: str) -> None:
@@ -236,8 +240,9 @@ class KeyedReady(ReadyLines):
             until = blocked(key) if key and blocked is not None else None
             job_id = self._pop(key) if until is None else None
             if job_id is None:  # held by its limits, or empty: out of the round
-                ring.popleft()
-                del self._in_ring[key]
+                if ring and ring[0] == (key, seq):  # (the pop of the last key's last
+                    ring.popleft()                  # lines clears every turn)
+                self._in_ring.pop(key, None)
                 self._served = 0
                 if until is not None:
                     self._park(key, until)

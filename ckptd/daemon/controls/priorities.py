@@ -211,6 +211,12 @@ class ReadyLines:
         smaller goes first (its aged priority, then since when it waits, then its id);
         None when these lines are empty. Aging compares heads the same way within lines:
         ``level - waited / aging`` orders as ``level * aging + since``."""
+        if len(self.lines) == 1 and not self.listed_levels:  # the usual case: priority 0
+            zero = self._zero
+            if not zero:
+                return None
+            head, since = zero[0]
+            return (since, 0.0, head) if self.aging > 0 else (0.0, since, head)
         chosen = self._best()
         if chosen is None:
             return None
