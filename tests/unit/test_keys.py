@@ -1,6 +1,6 @@
 """Flow control by key on a fake clock: keys in names, limits per key, the fair share,
 uniqueness windows and debounce (the engine and the memory store; real processes in
-tests/integration/test_keys.py)."""
+tests/integration/test_keys_flow.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from ckptd.core.key_settings import KeyLimit, KeySettings, key_limits_of, parse_
 from ckptd.core.queue_controls import parse_rate
 from ckptd.core.states import State
 from ckptd.core.unique_windows import parse_unique_controls, window_id
+from ckptd.daemon.controls.backlog import Backlog
+from ckptd.daemon.controls.key_lines import KeyedReady
 from ckptd.store.admin import StoreAdmin
 from ckptd.store.file_names import pending_name, split_pending_name
 from tests.unit.test_engine import Harness
@@ -171,6 +173,31 @@ def test_fair_share_takes_keys_in_turn_with_weights() -> None:
     w = h.hello(slots=1)
     order = claim_keys(h, run_all(h, w, 12))
     assert order == ["a", "b", "b", "c", "a", "b", "b", "a", "a", "a", "a", "a"]
+
+
+class _Open:
+    """Rules of a fair queue whose keys have no limits."""
+
+    fair, generation, limited = True, 0, False
+
+    def blocked(self, key: str) -> float | None:
+        return None
+
+    def weight(self, key: str) -> int:
+        return 1
+
+
+def test_fair_share_takes_to_the_end_and_past_it() -> None:
+    ready = KeyedReady(backlog=Backlog())
+    for n in range(6):
+        ready.note_key(f"j{n}", f"k{n % 2}")
+        ready.append(f"j{n}")
+    taken = []
+    while (job_id := ready.take(0.0, _Open())) is not None:  # the last take finds the last
+        taken.append(job_id)                                  # key's lines empty
+        ready.forget(job_id)
+    assert taken == ["j0", "j1", "j2", "j3", "j4", "j5"]
+    assert not ready and not ready.by_key
 
 
 def test_without_fair_the_queue_order_holds_across_keys_and_priorities() -> None:
