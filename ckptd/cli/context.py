@@ -51,10 +51,12 @@ class Context:
         """Return what carries out store commands: the daemon's client or the store itself."""
         settings = self.settings()
         if self.connect:
+            from ckptd.cli.sealing import client_options
             from ckptd.client.client import Client, RemoteAdmin
             from ckptd.wire.security import client_curve
 
-            return RemoteAdmin(Client(self.connect, curve=client_curve(settings)))
+            return RemoteAdmin(Client(self.connect, curve=client_curve(settings),
+                                      **client_options(settings)))
         return self.store_admin()
 
     def store_admin(self) -> StoreAdmin:

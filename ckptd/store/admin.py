@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,7 @@ from ckptd.store.base import (
     split_job_name,
 )
 from ckptd.store.file_names import Named, job_names
+from ckptd.store.job_logs import log_tail, logs_answer, remove_logs
 
 IF_EXISTS = ("error", "return")
 
@@ -54,7 +55,8 @@ def prepare_submit(settings: Settings, queue: str, payload: Any, now: float, *,
                    delay: float | None = None, batch: str | None = None,
                    lineage: list[str] | None = None, fresh: bool = False,
                    time_limit: float | None = None, priority: int | None = None,
-                   key: str | None = None, decoded: bool = False
+                   key: str | None = None, decoded: bool = False,
+                   meta: dict[str, Any] | None = None
                    ) -> tuple[jobs.Job, list[Op]]:
     """Return the new job's file and the store ops that create it (blob first, if any).
 
@@ -75,6 +77,8 @@ def prepare_submit(settings: Settings, queue: str, payload: Any, now: float, *,
                        max_attempts=max_attempts or settings.max_attempts_for(queue),
                        not_before=now + delay if delay else None, batch=batch, lineage=lineage,
                        time_limit=time_limit, priority=priority, key=key)
+    if meta:
+        job["meta"] = jobs.check_meta(meta)
     ops: list[Op] = []
     try:
         if not decoded:
@@ -104,16 +108,16 @@ def load_payload(store: Store, job: jobs.Job) -> Any:
     return job.get("payload")
 
 
-def purgeable(store: Store, queue: str, state: State, older_than: float | None, now: float
-              ) -> list[str]:
+def purgeable(store: Store, queue: str, state: State, older_than: float | None, now: float,
+              ids: Sequence[str] | None = None) -> list[str]:
     """The ids of ``state`` (done or failed) old enough to purge: all, or those whose file
-    last changed more than ``older_than`` seconds ago."""
+    last changed more than ``older_than`` seconds ago (among ``ids`` when given)."""
     if state not in TERMINAL:  # removing a pending job is a cancel, not a purge
         raise TransitionError(f"only done or failed jobs can be purged, not {state.value}; "
                               "use 'ckptd cancel' for a pending job")
     check_queue(queue)
     found = []
-    for job_id in store.ids(queue, state):
+    for job_id in store.ids(queue, state) if ids is None else ids:
         if older_than is not None:
             try:
                 if now - store.mtime(queue, state, job_id) < older_than:
@@ -157,7 +161,8 @@ class StoreAdmin(StoreControls):
                max_attempts: int | None = None, delay: float | None = None,
                if_exists: str = "error", batch: str | None = None,
                time_limit: float | None = None, priority: int | None = None,
-               key: str | None = None) -> Submitted:
+               key: str | None = None, meta: dict[str, Any] | None = None,
+               payload_key: str | None = None) -> Submitted:
         """Create a pending job and return its id once it is durable.
 
         An id that exists in any state is never created twice: JobExists is raised, or with
@@ -177,7 +182,7 @@ class StoreAdmin(StoreControls):
         now = self.clock()
         key = job_key(key, payload, self.settings.queue(check_queue(queue)).key)
         own = job_id
-        job_id, found, replaces = self.unique_id(queue, payload, job_id, now)
+        job_id, found, replaces = self.unique_id(queue, payload, job_id, now, payload_key)
         if found is not None:
             return found
         if job_id != own:
@@ -190,7 +195,8 @@ class StoreAdmin(StoreControls):
             delay = unique.seconds
         job, ops = prepare_submit(self.settings, queue, payload, now, job_id=job_id,
                                   max_attempts=max_attempts, delay=delay, batch=batch,
-                                  time_limit=time_limit, priority=priority, key=key)
+                                  time_limit=time_limit, priority=priority, key=key,
+                                  meta=meta)
         if replaces is not None:
             ops[-1] = self._debounced(queue, replaces, job, ops[-1])
         outcomes = self.store.apply(ops)
@@ -418,7 +424,17 @@ class StoreAdmin(StoreControls):
         if hand_written:
             info["hand_written"] = True  # completed as shown when the daemon dispatches it
         info["controls"] = self.controls_status(queue)
+        info["log_tail"] = log_tail(self.store, queue, job_id)
         return info
+
+    def job_logs(self, queue: str, job_id: str, since: dict[int, int] | None = None
+                 ) -> dict[str, Any]:
+        """A job's own logs after ``since`` (attempt -> byte) and its state (see
+        :func:`ckptd.store.job_logs.logs_answer`)."""
+        states = self.store.find(check_queue(queue), check_job_id(job_id))
+        return logs_answer(self.store, queue, job_id, {str(k): v for k, v in
+                                                       (since or {}).items()},
+                           states[-1].value if states else None)
 
     # -- repairing -------------------------------------------------------------------------
 
@@ -478,6 +494,13 @@ class StoreAdmin(StoreControls):
                                   f"use 'ckptd purge {queue} {state.value}' to remove it")
         return str(state.value)
 
+    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
+        """Move a pending or failed job to queue ``to`` (:mod:`ckptd.store.moves`)."""
+        from ckptd.store.moves import move_on_store
+
+        return move_on_store(self.store, self.settings, queue, job_id, to, now=self.clock(),
+                             by=by or edits.who_am_i("--root"))
+
     def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
         """Remove done or failed jobs (older than ``older_than`` seconds); return how many."""
         check_queue(queue)
@@ -487,6 +510,7 @@ class StoreAdmin(StoreControls):
                   for job_id in purgeable(self.store, queue, state, older_than, self.clock())]
         for start in range(0, len(doomed), 1000):
             _raise_first(self.store.apply(doomed[start:start + 1000]))
+        remove_logs(self.store, queue, [op.job_id for op in doomed])
         return len(doomed)
 
     def fsck(self, repair: bool = False) -> list[recovery.Finding]:

@@ -170,12 +170,14 @@ class StoreControls:
             keyed.append((1, due or 0.0, 0, job_id) if later else (0, 0.0, priority, job_id))
         return [key[3] for key in sorted(keyed)]
 
-    def unique_id(self, queue: str, payload: Any, job_id: str | None, now: float
+    def unique_id(self, queue: str, payload: Any, job_id: str | None, now: float,
+                  given: str | None = None
                   ) -> tuple[str | None, Submitted | None, Named | None]:
         """The id a submit to ``queue`` gets: ``job_id`` when the queue is not unique, else
-        the one its payload gives (:mod:`ckptd.core.unique_windows`); with the answer when
-        its job is found open already (scope open), or (debounce) with the name of the
-        pending job that the new one replaces."""
+        the one its payload gives (:mod:`ckptd.core.unique_windows`; ``given``: the keyed
+        hash of a sealed payload, for ``unique = "payload"``); with the answer when its job
+        is found open already (scope open), or (debounce) with the name of the pending job
+        that the new one replaces."""
         unique = uniqueness_of(self.settings, queue)
         if unique is None:
             return job_id, None, None
@@ -183,7 +185,7 @@ class StoreControls:
             raise InvalidInput(f"queue {queue!r} makes ids from payloads (unique = "
                                "\"payload\" or unique_fields in its config): submit without "
                                "an id of your own")
-        key = unique.key(payload)
+        key = given if given and unique.by == "payload" else unique.key(payload)
         if unique.scope == "forever":
             return key, None, None
         if unique.scope == "window":

@@ -128,6 +128,7 @@ def _sh_commands() -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_the_readme_flow_serves_the_store_it_submits_to() -> None:
     def root_of(line: str) -> str | None:
         words = shlex.split(line, comments=True)
@@ -178,6 +179,7 @@ def test_the_exit_code_table_is_the_code() -> None:
     assert {int(code) for code in table} == set(EXIT_CODES)
 
 
+@pytest.mark.slow
 def test_exit_codes_of_the_first_mistakes(tmp_path: Path) -> None:
     root = ["--root", str(tmp_path / "data")]
     assert ok(ckptd("keygen", str(tmp_path / "keys"), "--name", "a"))
@@ -205,6 +207,7 @@ def test_exit_codes_of_the_first_mistakes(tmp_path: Path) -> None:
 # -- 8: a pipe closed early is silent ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_pipe_closed_early_is_silent(tmp_path: Path) -> None:
     root = ["--root", str(tmp_path / "data")]
     big = json.dumps({"rows": ["x" * 100] * 2000})  # more than a pipe holds

@@ -38,9 +38,11 @@ from ckptd.daemon.engine.dispatch import Dispatcher
 from ckptd.daemon.engine.flows import Flows
 from ckptd.daemon.engine.index import Index, QueueIndex, Txn, WorkerInfo
 from ckptd.daemon.engine.indexing import Indexing, ListedPending, list_ended, list_pending
+from ckptd.daemon.engine.log_writer import LogWriter, Piece
 from ckptd.daemon.engine.open_jobs import OpenJobs
 from ckptd.daemon.engine.results import Answers, backoff_delay
 from ckptd.daemon.engine.workers import Workers
+from ckptd.daemon.telemetry.traces import traces_of
 from ckptd.store import recovery
 from ckptd.store.admin import prepare_submit
 from ckptd.store.base import Outcome, Store
@@ -105,6 +107,8 @@ class Engine:
         self.indexing = Indexing(ix, self.flows, resync=self.resync, seen=self.open_jobs.seen,
                                  adopt=lambda index, job_id, now, grace: self.adopt_claimed(
                                      index, job_id, now, strict=True, duration=grace))
+        self.log_writer = LogWriter(store, ix.live)  # jobs' own logs, written by a thread
+        ix.traces = traces_of(ix.settings.tracing, name)
         ix.deadlines += [self._token_due, self.scheduler.next_due]
 
     def tick(self, now: float) -> None:
@@ -163,9 +167,22 @@ class Engine:
             self.heartbeat(worker, body, now)
         elif kind == b"progress":
             self.progress(worker, body, now)
+        elif kind == b"log":
+            self.job_log(body)
         elif kind == b"bye":
             self.forget_worker(worker, "said goodbye")
         return True
+
+    def job_log(self, body: Body) -> None:
+        """A piece of a running attempt's own log: written by the log writer's thread (a
+        piece of an attempt that is no longer claimed is dropped and counted)."""
+        index = self.index.queues.get(body["queue"])
+        lease = index.claimed.get(body["id"]) if index else None
+        if lease is None or lease.attempt != body["attempt"]:
+            self.log_writer.counts["stale"] = self.log_writer.counts.get("stale", 0) + 1
+            return
+        self.log_writer.add(Piece(body["queue"], body["id"], body["attempt"], body["offset"],
+                                  body["text"]))
 
     def _txn(self) -> Txn:
         return self.index.txn
@@ -395,7 +412,8 @@ class Engine:
                                       job_id=job_id, max_attempts=body.get("max_attempts"),
                                       delay=body.get("delay"), batch=body.get("batch"),
                                       fresh=fresh, time_limit=body.get("time_limit"),
-                                      priority=priority, key=key, decoded=True)
+                                      priority=priority, key=key, decoded=True,
+                                      meta=body.get("meta"))
         except (CkptdError, ValueError) as exc:
             reply(exc if isinstance(exc, CkptdError) else CkptdError(str(exc)))
             return
