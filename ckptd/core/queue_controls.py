@@ -74,11 +74,9 @@ class Rate:
 
     @property
     def burst(self) -> float:
-        """The token bucket's size: one job and a tenth of a second's more. A restart, which
-        starts with a full bucket, adds at most that; and a claim made late (the loop was
-        busy) loses none of the rate for it, up to a tenth of a second (with a bucket of
-        one, 10/s with claims 20 ms late was 8.3/s)."""
-        return 1.0 + self.per_second * 0.1
+        """The token bucket's size: a tenth of a second's jobs, at least one (so a restart,
+        which starts with a full bucket, adds at most that)."""
+        return max(1.0, self.per_second * 0.1)
 
 
 def parse_rate(value: Any, what: str) -> Rate:

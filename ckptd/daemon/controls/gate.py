@@ -10,8 +10,8 @@ settings, never only from memory, so it holds across restarts and failover:
 - **max_running**: at most N jobs of the queue claimed at once, over every worker. The count
   is the index's claimed jobs, which after a restart include the jobs adopted from
   ``claimed/``: a restart does not open the limit.
-- **rate**: a token bucket per queue (``100/s``: a token every 10 ms, at most one and a
-  tenth of a second's worth saved up). A restart starts with a full bucket.
+- **rate**: a token bucket per queue (``100/s``: a token every 10 ms, at most a tenth of a
+  second's worth saved up). A restart starts with a full bucket, that tenth of a second.
 
 Both limits come from ``[queues.NAME]`` (re-read on SIGHUP) or from the queue's
 ``limits.json`` (``ckptd limit``), which wins while it exists.
@@ -40,18 +40,20 @@ class Pause:
 
 
 class TokenBucket:
-    """Tokens refill at ``rate.per_second`` up to ``rate.burst``; a claim takes one."""
+    """Tokens refill at ``rate.per_second`` up to ``size`` (``rate.burst`` unless given);
+    a claim takes one."""
 
-    __slots__ = ("rate", "tokens", "at")
+    __slots__ = ("rate", "tokens", "at", "size")
 
-    def __init__(self, rate: Rate, now: float) -> None:
+    def __init__(self, rate: Rate, now: float, size: float | None = None) -> None:
         self.rate = rate
-        self.tokens = rate.burst
+        self.size = rate.burst if size is None else size
+        self.tokens = self.size
         self.at = now
 
     def _refill(self, now: float) -> None:
         if now > self.at:
-            self.tokens = min(self.rate.burst,
+            self.tokens = min(self.size,
                               self.tokens + (now - self.at) * self.rate.per_second)
         self.at = now
 
