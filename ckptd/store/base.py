@@ -18,14 +18,14 @@ Every backend keeps these promises; the contract tests in ``tests/store`` hold t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import CkptdError, InvalidName
 from ckptd.core.states import STATES, State
-from ckptd.store.file_names import JOB_SUFFIX, job_file_name, split_job_name
+from ckptd.store.file_names import JOB_SUFFIX, Line, job_file_name, split_job_name
 from ckptd.store.listings import PendingListings
 
 __all__ = ["JOB_SUFFIX", "split_job_name"]  # re-exported: the names of job files
@@ -401,29 +401,15 @@ class Store(PendingListings, ABC):
             if state is State.PENDING else \
             [i for i in self.ids(queue, state) if start_after is None or i > start_after]
 
-    def prefetch(self, queue: str, ids: Sequence[str]) -> int:
-        """Read the pending files of ``ids`` ahead of their claims; return how many were read.
+    def prefetch(self, queue: str, ids: Sequence[str],
+                 priorities: Mapping[str, Line] | None = None) -> int:
+        """Read the pending files of ``ids`` (their names carry ``priorities``: a priority,
+        or ``(priority, key)``; 0 where not given) ahead of their claims; return how many
+        were read.
 
         Default: nothing (0); reads are cheap where there is no network in between.
         """
         return 0
-
-    def read_ahead(self, queue: str, ids: Sequence[str]) -> dict[str, bytes]:
-        """Read the pending files of ``ids`` before their claims (the daemon wants their
-        priorities) and keep them for the claim where the backend can; return what was
-        read, by id (files that are gone or unreadable are left out).
-
-        Default: one read each, nothing kept. Raises StoreError when the store fails.
-        """
-        from ckptd.core.errors import JobNotFound, MalformedJob
-
-        found = {}
-        for job_id in ids:
-            try:
-                found[job_id] = self.read(queue, State.PENDING, job_id)
-            except (JobNotFound, MalformedJob):
-                continue
-        return found
 
     def keep_own_pending(self, watched: Callable[[str], bool]) -> bool:
         """Keep the pending files this process writes in memory until they are claimed, so a

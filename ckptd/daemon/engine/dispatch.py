@@ -21,6 +21,7 @@ from ckptd.core.job_keys import key_of_job
 from ckptd.core.states import State
 from ckptd.core.timefmt import parse_iso, time_or_none
 from ckptd.daemon.engine.index import Index, QueueIndex, WorkerInfo
+from ckptd.store.background import Background
 from ckptd.store.base import Move, Outcome
 from ckptd.wire.protocol import Body
 
@@ -56,6 +57,8 @@ class Dispatcher:
         self.forget_worker = forget_worker
         self.resync = resync  # a job found where it was to be moved: look at the folders
         index.deadlines.append(self._key_due)
+        store = index.store  # a bucket reads pending files ahead, in the background
+        self.ready_to_read = store.ready if isinstance(store, Background) else None
 
     def _key_due(self) -> float | None:
         """When a key held by its rate may be claimed again (while workers wait)."""
@@ -116,6 +119,11 @@ class Dispatcher:
                     break  # every ready job's key waits for its limits
                 if job_id not in index.pending:
                     continue  # cancelled or already claimed
+                if self.ready_to_read is not None and not self.ready_to_read(
+                        index.name, job_id, index.ready.priority(job_id),
+                        index.ready.key_of(job_id)):
+                    index.ready.appendleft(job_id)  # its file is on its way: claimed then
+                    break
                 if self._claim(index, job_id, worker, now, message_limit):
                     gate.took(index.name, now)
                     if rules is not None:

@@ -33,18 +33,22 @@ from ckptd.core.states import State
 from ckptd.daemon.controls.control_files import QueueControls
 from ckptd.daemon.controls.retention import Sweeper
 from ckptd.daemon.controls.schedules import Scheduler
+from ckptd.daemon.engine.creating import Creating
 from ckptd.daemon.engine.debounce import Debounce
 from ckptd.daemon.engine.dispatch import Dispatcher
 from ckptd.daemon.engine.flows import Flows
 from ckptd.daemon.engine.index import Index, QueueIndex, Txn, WorkerInfo
 from ckptd.daemon.engine.indexing import Indexing, ListedPending, list_ended, list_pending
 from ckptd.daemon.engine.log_writer import LogWriter, Piece
+from ckptd.daemon.engine.lookups import Lookups
+from ckptd.daemon.engine.off_loop import OffLoop
 from ckptd.daemon.engine.open_jobs import OpenJobs
 from ckptd.daemon.engine.results import Answers, backoff_delay
 from ckptd.daemon.engine.workers import Workers
 from ckptd.daemon.telemetry.traces import traces_of
 from ckptd.store import recovery
 from ckptd.store.admin import prepare_submit
+from ckptd.store.background import Background
 from ckptd.store.base import Outcome, Store
 from ckptd.wire.protocol import Body
 
@@ -101,9 +105,14 @@ class Engine:
         self.controls = QueueControls(store, ix.gate, time.time, ix.key_gate)
         self.open_jobs = OpenJobs()
         self.debounce = Debounce(ix)
+        self.creating = Creating()  # a resent submit waits for the create in flight
+        self.lookups = Lookups(ix)  # where jobs are, for waits (a bucket: in the background)
+        self.off_loop = OffLoop(store, wake)  # reads for requests (a bucket: beside the loop)
+        # Where every look is a round trip (a bucket) a resent submit's look is made by its
+        # create (create-only, then the other states, together), not in the loop.
+        self.looks_in_create = isinstance(store, Background)
         self.scheduler = Scheduler(ix.live, store, self.submit, lambda q: self.index.leads(q))
         self.sweeper = Sweeper(store, ix.live, wake=wake)
-        self._creating: dict[tuple[str, str], list[Callable[[Outcome], None]]] = {}
         self.indexing = Indexing(ix, self.flows, resync=self.resync, seen=self.open_jobs.seen,
                                  adopt=lambda index, job_id, now, grace: self.adopt_claimed(
                                      index, job_id, now, strict=True, duration=grace))
@@ -324,9 +333,9 @@ class Engine:
         """Forget the index (this daemon stopped leading; recovery rebuilds it later)."""
         self.index.clear()
         self.flows.clear()
-        self._creating.clear()  # their ops were dropped with the round
         self.index.gate.clear()
         self.open_jobs.clear()
+        self.creating.clear()
         self.scheduler.clear()
 
     def adopt_claimed(self, index: QueueIndex, job_id: str, now: float, *,
@@ -385,22 +394,16 @@ class Engine:
             reply(CkptdError("if_exists must be 'error' or 'return'"))
             return
         fresh = bool(body.get("fresh"))
-        if job_id is not None and (queue, job_id) in self._creating:
-            # Sent again while its first send is being stored: answered with its outcome
-            # (an answer from the reservation alone could say "exists" of a job never made).
-            if body.get("unique"):
-                self.open_jobs.hit(queue)  # it found its payload's job
-            self._creating[(queue, job_id)].append(
-                lambda outcome: reply(outcome if outcome is not None and not isinstance(
-                    outcome, JobExists) else {"id": job_id, "created": False,
-                                              "state": "pending"} if if_exists == "return"
-                    else JobExists(queue, job_id, "pending")))
-            return
         if job_id is not None:
+            if self.creating.join(queue, job_id, if_exists, reply):
+                # Sent again while its first send is being stored: answered with its outcome
+                if body.get("unique"):
+                    self.open_jobs.hit(queue)  # it found its payload's job
+                return
             index = ix.queues.get(queue)
             state = (State.PENDING.value if index and job_id in index.pending else
                      State.CLAIMED.value if index and job_id in index.claimed else
-                     None if fresh else ix.where(queue, job_id))
+                     None if fresh or self.looks_in_create else ix.where(queue, job_id))
             if state is not None:
                 if body.get("unique"):
                     self.open_jobs.hit(queue)
@@ -424,13 +427,9 @@ class Engine:
         # Reserve the id now so that a second submit of it in the same round is refused.
         index.pending.add(new_id)
         index.added_since_scan.add(new_id)
-        later: list[Callable[[Outcome], None]] = []
-        self._creating[(queue, new_id)] = later
 
         def created(outcome: Outcome) -> None:
-            del self._creating[(queue, new_id)]
-            for then in later:
-                then(outcome)
+            self.creating.end(queue, new_id, outcome)
             if outcome is None or (isinstance(outcome, JobExists) and outcome.state == "pending"
                                    and ix.queues.get(queue) is index):
                 # Made now, or by an earlier send whose answer was lost: pending either way.
@@ -452,6 +451,7 @@ class Engine:
             else:
                 reply(outcome)
 
+        self.creating.begin(queue, new_id)
         for op in ops[:-1]:
             ix.txn.add(op)
         ix.txn.add(ops[-1], created)

@@ -71,6 +71,7 @@ class Scans:
     def recovery_view(self) -> dict[str, Any]:
         """What ``status`` shows of the recovery (see :meth:`Indexer.view`)."""
         return self.indexer.view() if self.indexer is not None else {"running": False}
+        self._failing: str | None = None  # the last listing's error, said once
 
     def close(self) -> None:
         """Wait for a listing in progress. Idempotent."""
@@ -145,8 +146,12 @@ class Scans:
                                   "started": now})
             took = time.monotonic() - began
             self._quiet_until = time.monotonic() + QUIET_FACTOR * took
+            self._failing = None
         except CkptdError as exc:
-            log.warning("rescan of %s failed: %s", self.store.url, exc)
+            # Said once per outage (the store guard says when it is back), not every listing.
+            (log.debug if str(exc) == self._failing else log.warning)(
+                "rescan of %s failed: %s", self.store.url, exc)
+            self._failing = str(exc)
             if self.role is not None:
                 self.role.health.failed(exc, self.clock())
         self.wake()
