@@ -1,5 +1,6 @@
 """The Python client of a running daemon (submit, status, wait, ...)."""
 
-from ckptd.client.client import Client, RemoteAdmin
+from ckptd.client.client import Client
+from ckptd.client.remote_admin import RemoteAdmin
 
 __all__ = ["Client", "RemoteAdmin"]

@@ -270,11 +270,9 @@ class Client:
 
         ``time_limit`` (seconds) bounds each attempt of this job, over the queue's own
         (docs/guide/workers.md, "Time limits"). ``priority``: lower runs first (default 0;
-        docs/guide/operator-controls.md, "Priorities"). ``key``: who or what the job is for
-        (a supplier, a tenant), for limits per key and a fair share between keys
-        (docs/guide/flow-control.md). On a queue with ``unique = "payload"`` (or
-        ``unique_fields``) the id is the payload's, and the same payload returns the job it
-        made before.
+        docs/guide/operator-controls.md, "Priorities"). ``key``: a supplier, a tenant...
+        (docs/guide/flow-control.md). On a ``unique`` queue the id is the payload's, and the
+        same payload returns the job it made before.
         """
         return self.submit_job(queue, payload, job_id=id, max_attempts=max_attempts,
                                delay=delay, batch=batch, time_limit=time_limit,
@@ -379,18 +377,14 @@ class Client:
 
         With ``ids`` (one per payload) a repeated call returns the jobs made by the first
         one instead of making more, so a request that timed out can simply be sent again.
-        ``key``: the key of every one of them (see :meth:`submit`).
-        """
+        ``key``: the key of all of them."""
         check_queue(queue)
         if ids is not None and len(ids) != len(payloads):
             raise ValueError("give one id per payload")
         fresh = ids is None
+        tag = {} if key is None else {"key": check_key(key)}
         items = [{"id": new_id() if ids is None else check_job_id(ids[n]), "payload": p,
-                  "fresh": fresh, "if_exists": "return"} for n, p in enumerate(payloads)]
-        if key is not None:
-            check_key(key)
-            for item in items:
-                item["key"] = key
+                  "fresh": fresh, "if_exists": "return", **tag} for n, p in enumerate(payloads)]
         if self._prep.active:  # hooks, trace context, seal
             for item in items:
                 item["payload"], extra = self._prep.prepare(queue, item["payload"], item["id"])
@@ -522,10 +516,8 @@ class Client:
         value removes one: the config's applies again); ``reset`` removes the file. With
         ``key`` (``"*"``: every key), that key's limits (and ``weight``) in the queue's
         ``key_limits.json`` instead (docs/guide/flow-control.md)."""
-        body: dict[str, Any] = {"queue": queue, **changes, "reset": reset}
-        if key is not None:
-            body["key"] = key
-        return self.request("limit", body)
+        return self.request("limit", {"queue": queue, **changes, "reset": reset,
+                                      **({"key": key} if key is not None else {})})
 
     def run_schedule(self, name: str, by: str | None = None) -> dict[str, Any]:
         """Submit one job of schedule ``name`` now (its plan is left as it is); return the
@@ -551,71 +543,3 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-class RemoteAdmin:
-    """The CLI's store commands, carried out through a daemon (``--connect``)."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-
-    def submit(self, queue: str, payload: Any, *, job_id: str | None = None,
-               max_attempts: int | None = None, delay: float | None = None,
-               if_exists: str = "error", batch: str | None = None,
-               time_limit: float | None = None, priority: int | None = None,
-               key: str | None = None) -> Submitted:
-        """See :meth:`ckptd.store.admin.StoreAdmin.submit`."""
-        return self.client.submit_job(queue, payload, job_id=job_id, max_attempts=max_attempts,
-                                      delay=delay, if_exists=if_exists, batch=batch,
-                                      time_limit=time_limit, priority=priority, key=key)
-
-    def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
-        """See :meth:`Client.pause`."""
-        return self.client.pause(queue, reason)
-
-    def resume(self, queue: str) -> dict[str, Any]:
-        """See :meth:`Client.resume`."""
-        return self.client.resume(queue)
-
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
-              key: str | None = None) -> dict[str, Any]:
-        """See :meth:`Client.limit`."""
-        return self.client.limit(queue, changes, reset, key)
-
-    def submit_file(self, queue: str, data: bytes, **options: Any) -> SubmittedFile:
-        """See :meth:`Client.submit_file`."""
-        return self.client.submit_file(queue, data, **options)
-
-    def status(self, queue: str | None = None) -> dict[str, Any]:
-        """See :meth:`Client.status`."""
-        return self.client.status(queue)
-
-    def ls(self, queue: str, state: State | None = None) -> list[tuple[State, str]]:
-        """See :meth:`Client.ls`."""
-        return self.client.ls(queue, state)
-
-    def show(self, queue: str, job_id: str) -> dict[str, Any]:
-        """See :meth:`Client.show`."""
-        return self.client.show(queue, job_id)
-
-    def job_logs(self, queue: str, job_id: str, since: dict[int, int] | None = None
-                 ) -> dict[str, Any]:
-        """See :meth:`ckptd.store.admin.StoreAdmin.job_logs`."""
-        return self.client.request("logs", {"queue": queue, "id": job_id, "since": {
-            str(k): v for k, v in (since or {}).items()}})
-
-    def retry(self, queue: str, job_ids: list[str] | None = None, *,
-              attempts: int | None = None) -> list[str]:
-        """See :meth:`Client.retry`."""
-        return self.client.retry(queue, job_ids, attempts=attempts)
-
-    def cancel(self, queue: str, job_id: str, by: str | None = None) -> str:
-        """See :meth:`Client.cancel`."""
-        return self.client.cancel(queue, job_id, by or who_am_i("--connect"))
-
-    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
-        """See :meth:`Client.move`."""
-        return self.client.move(queue, job_id, to, by or who_am_i("--connect"))
-
-    def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
-        """See :meth:`Client.purge`."""
-        return self.client.purge(queue, state, older_than)

@@ -44,7 +44,7 @@ from ckptd.store.base import (
     Store,
     split_job_name,
 )
-from ckptd.store.file_names import Named, job_names
+from ckptd.store.file_names import job_names
 from ckptd.store.job_logs import log_tail, logs_answer, remove_logs
 
 IF_EXISTS = ("error", "return")
@@ -211,18 +211,6 @@ class StoreAdmin(StoreControls):
             self.store.apply([Delete(queue, State.PENDING, replaces[0], attachments=False,
                                      priority=replaces[1], key=replaces[2])])
         return Submitted(job["id"], debounced=replaces is not None)
-
-    def _debounced(self, queue: str, replaces: Named, job: jobs.Job, op: Op) -> Op:
-        """The create of a debounced job, as :func:`ckptd.core.edits.debounced` makes it
-        from the pending job it replaces (as it is, when that one cannot be read)."""
-        assert isinstance(op, PutNew)
-        try:
-            old = decode_job(self.store.read(queue, State.PENDING, *replaces), queue,
-                             replaces[0])
-        except (JobNotFound, MalformedJob):
-            return op
-        job.update(edits.debounced(old, job))
-        return dataclasses.replace(op, data=encode_job(job))
 
     def plan_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
                   batch: str | None = None, then: str | None = None,

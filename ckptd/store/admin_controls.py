@@ -7,10 +7,11 @@ listing (``poll_interval``, on a bucket). Mixed into :class:`ckptd.store.admin.S
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from ckptd.codec import decode_job
-from ckptd.core import dedup
+from ckptd.codec import decode_job, encode_job
+from ckptd.core import dedup, edits, jobs
 from ckptd.core.answers import Submitted
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError, ConfigError, InvalidInput, JobNotFound, MalformedJob
@@ -35,7 +36,7 @@ from ckptd.core.queue_controls import (
 from ckptd.core.states import State
 from ckptd.core.timefmt import time_or_none
 from ckptd.core.unique_windows import uniqueness_of, window_id
-from ckptd.store.base import Store
+from ckptd.store.base import Op, PutNew, Store
 from ckptd.store.file_names import Named
 
 
@@ -200,3 +201,15 @@ class StoreControls:
         if claimed is not None and claimed.startswith(key + ".") and unique.scope == "open":
             return claimed, Submitted(claimed, created=False, state=State.CLAIMED.value), None
         return dedup.open_id(key, now), None, None  # debounce: a running job keeps its own
+
+    def _debounced(self, queue: str, replaces: Named, job: jobs.Job, op: Op) -> Op:
+        """The create of a debounced job, as :func:`ckptd.core.edits.debounced` makes it
+        from the pending job it replaces (as it is, when that one cannot be read)."""
+        assert isinstance(op, PutNew)
+        try:
+            old = decode_job(self.store.read(queue, State.PENDING, *replaces), queue,
+                             replaces[0])
+        except (JobNotFound, MalformedJob):
+            return op
+        job.update(edits.debounced(old, job))
+        return dataclasses.replace(op, data=encode_job(job))
