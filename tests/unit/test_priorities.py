@@ -95,6 +95,18 @@ def test_without_aging_a_flood_holds_a_less_urgent_job_back() -> None:
     assert ready.aged == 0
 
 
+def test_a_listed_job_put_back_is_the_next_taken() -> None:
+    clock = FakeClock(100.0)
+    ready = lines(clock)
+    ready.add_listed(-1, ["a", "b", "c"])
+    clock.advance(1.0)
+    add(ready, "later", -1)
+    taken = ready.popleft()
+    assert taken == "a"
+    ready.appendleft(taken)  # its file was not read yet: claimed at the next turn
+    assert drain(ready) == ["a", "b", "c", "later"]
+
+
 def test_listed_jobs_go_into_the_line_their_names_say() -> None:
     ready = lines(FakeClock(100.0))
     add(ready, "known", 3)

@@ -118,8 +118,18 @@ class ReadyLines:
         self._line(job_id).append((job_id, self.clock()))
 
     def appendleft(self, job_id: str) -> None:
-        """Put a job back at the head of its line (a claim that did not happen)."""
-        self._line(job_id).appendleft((job_id, self.clock()))
+        """Put a job back at the head of its line (a claim that did not happen): it goes
+        before the listed ids of its level too (stamped no later than they were listed), so
+        that the next take is the same job, not the next listed one."""
+        line = self._line(job_id)
+        level = self.prio.get(job_id, 0) if self.prio else 0
+        at = self.clock()
+        if line:
+            at = min(at, line[0][1])
+        where = self._bl(level)
+        if self.backlog.has_listed(where):
+            at = min(at, self.backlog.since(where))
+        line.appendleft((job_id, at))
 
     def extend(self, ids: Iterable[str]) -> None:
         """Append several (known priorities)."""
@@ -162,7 +172,7 @@ class ReadyLines:
         line = self.lines.get(level)
         backlog = self.backlog
         where = self._bl(level)
-        if backlog.has_listed(where) and (not line or backlog.since(where) <= line[0][1]):
+        if backlog.has_listed(where) and (not line or backlog.since(where) < line[0][1]):
             job_id = backlog.take(where)
             if job_id is not None:
                 if level:
@@ -225,7 +235,7 @@ class ReadyLines:
         where = self._bl(level)
         since = self._head_time(level)
         head = self.backlog.head(where) if self.backlog.has_listed(where) and (
-            not line or self.backlog.since(where) <= line[0][1]) else line[0][0] if line \
+            not line or self.backlog.since(where) < line[0][1]) else line[0][0] if line \
             else ""
         if self.aging > 0:
             return level * self.aging + since, float(level), head
