@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ckptd.client.client import Client
 from ckptd.core.timefmt import parse_iso
 from tests.helpers import wait_for
 from tests.integration.worker_helpers import config_file
@@ -108,20 +109,27 @@ def test_rate_per_key_gives_each_key_its_rate(procs: Processes, tmp_path: Path) 
         assert 180 <= claims[key] <= 220, f"claims in 20 s at 10/s per key: {dict(claims)}"
 
 
+def paced_submits(client: Client, count: int, every: float) -> set[str]:
+    """``count`` submits of customer acme (``n`` counting), one every ``every`` seconds;
+    the ids they were given."""
+    ids = set()
+    start = time.monotonic()
+    for n in range(count):
+        wait = start + n * every - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        ids.add(client.submit(Q, {"customer": "acme", "n": n}))
+    return ids
+
+
 @pytest.mark.slow
 def test_window_makes_one_job_per_window(procs: Processes, tmp_path: Path) -> None:
     env = config_file(tmp_path, f'[queues.{Q}]\nunique_fields = ["customer"]\n'
                                 'unique_window = "10s"\n')
     daemon = procs.daemon(env=env)
     procs.worker(daemon, Q, "echo", concurrency=2)
-    ids = set()
-    start = time.monotonic()
     with daemon.client() as client:
-        for n in range(1000):  # 1,000 submits over 60 s
-            wait = start + n * 0.06 - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            ids.add(client.submit(Q, {"customer": "acme", "n": n}))
+        ids = paced_submits(client, 1000, 0.06)  # 1,000 submits over 60 s
         assert client.wait_many(Q, None, timeout=60)["open"] == 0
     made = job_files(daemon.root, Q, "done")
     assert set(made) == ids
@@ -137,14 +145,8 @@ def test_debounce_makes_one_job_with_the_last_payload(procs: Processes, tmp_path
                                 'debounce = "1s"\n')
     daemon = procs.daemon(env=env)
     procs.worker(daemon, Q, "echo", concurrency=2)
-    ids = set()
-    start = time.monotonic()
     with daemon.client() as client:
-        for n in range(100):  # 100 submits 100 ms apart
-            wait = start + n * 0.1 - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            ids.add(client.submit(Q, {"customer": "acme", "n": n}))
+        ids = paced_submits(client, 100, 0.1)  # 100 submits 100 ms apart
         last = time.time()
         assert client.wait_many(Q, None, timeout=60)["open"] == 0
     assert len(ids) == 1
