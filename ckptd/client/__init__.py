@@ -2,6 +2,7 @@
 (blocking, threads may share it) and :class:`AsyncClient` (for asyncio applications)."""
 
 from ckptd.client.async_client import AsyncClient
-from ckptd.client.client import Client, RemoteAdmin
+from ckptd.client.client import Client
+from ckptd.client.remote_admin import RemoteAdmin
 
 __all__ = ["AsyncClient", "Client", "RemoteAdmin"]

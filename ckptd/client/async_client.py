@@ -203,10 +203,11 @@ class AsyncClient:
             raise bodies.unconfirmed(exc, queue, [sub.id]) from None
 
     async def submit_many(self, queue: str, payloads: list[Any],
-                          ids: list[str] | None = None) -> list[str]:
+                          ids: list[str] | None = None, key: str | None = None) -> list[str]:
         """Submit many jobs in one request; return their ids (in order). With ``ids`` a
-        repeated call returns the jobs made by the first one instead of making more."""
-        many = bodies.many_request(queue, payloads, ids, self._prep)
+        repeated call returns the jobs made by the first one instead of making more;
+        ``key``: the key of all of them."""
+        many = bodies.many_request(queue, payloads, ids, self._prep, key)
         try:
             answer = await self.ask(many.ask(self.timeout))
         except DaemonUnavailable as exc:

@@ -13,6 +13,7 @@ from ckptd.client.preparing import Preparer
 from ckptd.core.answers import Submitted
 from ckptd.core.errors import CkptdError, DaemonUnavailable, SubmitUnconfirmed, WaitTimeout
 from ckptd.core.ids import new_id
+from ckptd.core.job_keys import check_key
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.queue_controls import check_priority
 from ckptd.core.states import State
@@ -51,7 +52,8 @@ class SubmitRequest:
         a job of a batch, one to run later or with a priority goes through the daemon,
         which then counts the batch's figures and the delayed jobs, and orders it, at once."""
         body = self.body
-        return body.get("batch") is None and not body.get("delay") and not body.get("priority")
+        return body.get("batch") is None and not body.get("delay") \
+            and not body.get("priority") and body.get("key") is None
 
 
 class SubmitOptions(TypedDict, total=False):
@@ -62,6 +64,7 @@ class SubmitOptions(TypedDict, total=False):
     batch: str | None
     time_limit: float | None
     priority: int | None
+    key: str | None
 
 
 class JobOptions(SubmitOptions, total=False):
@@ -76,7 +79,7 @@ def submit_request(queue: str, payload: Any = None, *, job_id: str | None = None
                    max_attempts: int | None = None, delay: float | None = None,
                    if_exists: str = "error", batch: str | None = None,
                    time_limit: float | None = None, priority: int | None = None,
-                   prep: Preparer | None = None) -> SubmitRequest:
+                   key: str | None = None, prep: Preparer | None = None) -> SubmitRequest:
     """The body of a ``submit`` (see :meth:`ckptd.client.client.Client.submit_job`); without
     ``job_id`` the client chooses the id (sortable by time) and a resend finds the job.
     ``prep``: the client's hooks, tracing and keys, applied to the payload."""
@@ -89,6 +92,8 @@ def submit_request(queue: str, payload: Any = None, *, job_id: str | None = None
         body["own_id"] = True
     if priority:
         body["priority"] = check_priority(priority)
+    if key is not None:
+        body["key"] = check_key(key)
     if max_attempts is not None:
         body["max_attempts"] = max_attempts
     if delay:
@@ -108,7 +113,8 @@ def submit_request(queue: str, payload: Any = None, *, job_id: str | None = None
 def submitted(answer: Body) -> Submitted:
     """A ``submit`` answer as the caller gets it."""
     return Submitted(answer["id"], bool(answer.get("created", True)),
-                     str(answer.get("state", State.PENDING.value)))
+                     str(answer.get("state", State.PENDING.value)),
+                     bool(answer.get("debounced")))
 
 
 @dataclass(frozen=True)
@@ -126,8 +132,9 @@ class ManyRequest:
 
     def may_go_direct(self) -> bool:
         """Whether a client on the daemon's host may write these jobs into the store itself
-        (jobs with ids of the caller's, or with ``meta``, go through the daemon)."""
-        return self.fresh and not any("meta" in i for i in self.items)
+        (jobs with ids of the caller's, with a key or with ``meta``, go through the
+        daemon)."""
+        return self.fresh and not any("meta" in i or "key" in i for i in self.items)
 
     def ask(self, timeout: float) -> Ask:
         """The request as a conversation sends it (again: looking for the jobs first)."""
@@ -137,15 +144,17 @@ class ManyRequest:
 
 
 def many_request(queue: str, payloads: list[Any], ids: list[str] | None = None,
-                 prep: Preparer | None = None) -> ManyRequest:
+                 prep: Preparer | None = None, key: str | None = None) -> ManyRequest:
     """The body of a ``submit_many``; with ``ids`` (one per payload) a resend returns the
-    jobs made by the first call instead of making more. ``prep``: as for a submit."""
+    jobs made by the first call instead of making more. ``prep``: as for a submit;
+    ``key``: the key of all of them."""
     check_queue(queue)
     if ids is not None and len(ids) != len(payloads):
         raise ValueError("give one id per payload")
     fresh = ids is None
+    tag: Body = {} if key is None else {"key": check_key(key)}
     items: list[Body] = [{"id": new_id() if ids is None else check_job_id(ids[n]),
-                          "payload": p, "fresh": fresh, "if_exists": "return"}
+                          "payload": p, "fresh": fresh, "if_exists": "return", **tag}
                          for n, p in enumerate(payloads)]
     if prep is not None and prep.active:  # hooks, trace context, seal
         for item in items:

@@ -132,28 +132,29 @@ class Client:
     def submit(self, queue: str, payload: Any = None, *, id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
                batch: str | None = None, time_limit: float | None = None,
-               priority: int | None = None) -> str:
+               priority: int | None = None, key: str | None = None) -> str:
         """Submit a job and return its id once the daemon has stored it durably.
 
         ``time_limit`` (seconds) bounds each attempt of this job, over the queue's own
         (docs/guide/workers.md, "Time limits"). ``priority``: lower runs first (default 0;
-        docs/guide/operator-controls.md, "Priorities"). On a queue with
-        ``unique = "payload"`` the id is the payload's, and the same payload returns the job
-        it made before.
+        docs/guide/operator-controls.md, "Priorities"). ``key``: a supplier, a tenant...
+        (docs/guide/flow-control.md). On a ``unique`` queue the id is the payload's, and the
+        same payload returns the job it made before.
         """
         return self.submit_job(queue, payload, job_id=id, max_attempts=max_attempts,
                                delay=delay, batch=batch, time_limit=time_limit,
-                               priority=priority).id
+                               priority=priority, key=key).id
 
     def submit_job(self, queue: str, payload: Any = None, *, job_id: str | None = None,
                    max_attempts: int | None = None, delay: float | None = None,
                    if_exists: str = "error", batch: str | None = None,
-                   time_limit: float | None = None, priority: int | None = None
-                   ) -> Submitted:
+                   time_limit: float | None = None, priority: int | None = None,
+                   key: str | None = None) -> Submitted:
         """Submit a job; return its id and whether this call created it."""
         sub = bodies.submit_request(queue, payload, job_id=job_id, max_attempts=max_attempts,
                                     delay=delay, if_exists=if_exists, batch=batch,
-                                    time_limit=time_limit, priority=priority, prep=self._prep)
+                                    time_limit=time_limit, priority=priority, key=key,
+                                    prep=self._prep)
         payload, meta = sub.body["payload"], sub.meta
         found = self._direct_store(queue) if sub.may_go_direct() else None
         if found is not None:  # on the daemon's host: write the job into its store
@@ -176,7 +177,8 @@ class Client:
     def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
                     batch: str | None = None, then: str | None = None,
                     max_attempts: int | None = None, source_name: str | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> SubmittedFile:
+                    progress: Callable[[int, int], None] | None = None,
+                    key: str | None = None) -> SubmittedFile:
         """Send a file to the daemon in parts and have it submitted as one batch, as
         :meth:`ckptd.store.admin.StoreAdmin.submit_file` does on the store (same answer)."""
         from ckptd.wire.uploads import PART_BYTES, encode_part
@@ -194,7 +196,7 @@ class Client:
                 answer = self.request("submit_file", {
                     "upload": token, "size": len(data), "queue": queue, "format": fmt,
                     "chunk": chunk, "batch": batch, "then": then, "max_attempts": max_attempts,
-                    "source_name": source_name}, timeout=max(self.timeout, 120.0),
+                    "source_name": source_name, "key": key}, timeout=max(self.timeout, 120.0),
                     follow=False)
                 break
             except Standby as exc:  # the upload stays where it was sent: send it to the leader
@@ -204,14 +206,14 @@ class Client:
         return SubmittedFile(**{k: answer[k] for k in ("batch", "jobs", "records", "created",
                                                        "format")})
 
-    def submit_many(self, queue: str, payloads: list[Any], ids: list[str] | None = None
-                    ) -> list[str]:
+    def submit_many(self, queue: str, payloads: list[Any], ids: list[str] | None = None,
+                    key: str | None = None) -> list[str]:
         """Submit many jobs in one request; return their ids (in order).
 
         With ``ids`` (one per payload) a repeated call returns the jobs made by the first
         one instead of making more, so a request that timed out can simply be sent again.
-        """
-        many = bodies.many_request(queue, payloads, ids, self._prep)
+        ``key``: the key of all of them."""
+        many = bodies.many_request(queue, payloads, ids, self._prep, key)
         found = self._direct_store(queue) if many.may_go_direct() else None
         if found is not None:  # on the daemon's host: write the jobs into its store
             direct, admin = found
@@ -314,11 +316,14 @@ class Client:
         """Resume ``queue`` (removes ``<queue>/paused``)."""
         return self.request("resume", {"queue": queue})
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
-              ) -> dict[str, Any]:
+    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
+              key: str | None = None) -> dict[str, Any]:
         """Set ``max_running`` and/or ``rate`` of ``queue`` in its ``limits.json`` (a None
-        value removes one: the config's applies again); ``reset`` removes the file."""
-        return self.request("limit", {"queue": queue, **changes, "reset": reset})
+        value removes one: the config's applies again); ``reset`` removes the file. With
+        ``key`` (``"*"``: every key), that key's limits (and ``weight``) in the queue's
+        ``key_limits.json`` instead (docs/guide/flow-control.md)."""
+        return self.request("limit", {"queue": queue, **changes, "reset": reset,
+                                      **({"key": key} if key is not None else {})})
 
     def run_schedule(self, name: str, by: str | None = None) -> dict[str, Any]:
         """Submit one job of schedule ``name`` now (its plan is left as it is); return the
@@ -344,70 +349,3 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-class RemoteAdmin:
-    """The CLI's store commands, carried out through a daemon (``--connect``)."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-
-    def submit(self, queue: str, payload: Any, *, job_id: str | None = None,
-               max_attempts: int | None = None, delay: float | None = None,
-               if_exists: str = "error", batch: str | None = None,
-               time_limit: float | None = None, priority: int | None = None) -> Submitted:
-        """See :meth:`ckptd.store.admin.StoreAdmin.submit`."""
-        return self.client.submit_job(queue, payload, job_id=job_id, max_attempts=max_attempts,
-                                      delay=delay, if_exists=if_exists, batch=batch,
-                                      time_limit=time_limit, priority=priority)
-
-    def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
-        """See :meth:`Client.pause`."""
-        return self.client.pause(queue, reason)
-
-    def resume(self, queue: str) -> dict[str, Any]:
-        """See :meth:`Client.resume`."""
-        return self.client.resume(queue)
-
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
-              ) -> dict[str, Any]:
-        """See :meth:`Client.limit`."""
-        return self.client.limit(queue, changes, reset)
-
-    def submit_file(self, queue: str, data: bytes, **options: Any) -> SubmittedFile:
-        """See :meth:`Client.submit_file`."""
-        return self.client.submit_file(queue, data, **options)
-
-    def status(self, queue: str | None = None) -> dict[str, Any]:
-        """See :meth:`Client.status`."""
-        return self.client.status(queue)
-
-    def ls(self, queue: str, state: State | None = None) -> list[tuple[State, str]]:
-        """See :meth:`Client.ls`."""
-        return self.client.ls(queue, state)
-
-    def show(self, queue: str, job_id: str) -> dict[str, Any]:
-        """See :meth:`Client.show`."""
-        return self.client.show(queue, job_id)
-
-    def job_logs(self, queue: str, job_id: str, since: dict[int, int] | None = None
-                 ) -> dict[str, Any]:
-        """See :meth:`ckptd.store.admin.StoreAdmin.job_logs`."""
-        return self.client.request("logs", {"queue": queue, "id": job_id, "since": {
-            str(k): v for k, v in (since or {}).items()}})
-
-    def retry(self, queue: str, job_ids: list[str] | None = None, *,
-              attempts: int | None = None) -> list[str]:
-        """See :meth:`Client.retry`."""
-        return self.client.retry(queue, job_ids, attempts=attempts)
-
-    def cancel(self, queue: str, job_id: str, by: str | None = None) -> str:
-        """See :meth:`Client.cancel`."""
-        return self.client.cancel(queue, job_id, by or who_am_i("--connect"))
-
-    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
-        """See :meth:`Client.move`."""
-        return self.client.move(queue, job_id, to, by or who_am_i("--connect"))
-
-    def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
-        """See :meth:`Client.purge`."""
-        return self.client.purge(queue, state, older_than)

@@ -50,9 +50,10 @@ def submit_settings(store_root: str, settings: Settings, token: str) -> dict[str
             "queues": {name: q.max_attempts for name, q in settings.queues.items()
                        if q.max_attempts},
             # queues whose ids come from their payloads: only the daemon knows which of
-            # their jobs are open, so their submits go through it
+            # their jobs are open, so their submits go through it; so do those whose jobs
+            # take their key from the payload (the daemon knows the path)
             "through_daemon": sorted(name for name, q in settings.queues.items()
-                                     if q.unique)}
+                                     if q.unique or q.unique_fields or q.key)}
 
 
 class DirectSubmit:

@@ -364,7 +364,8 @@ class Control:
         data = self.uploads.take(body, now)
         plan = self.admin.plan_file(body["queue"], data, fmt=body["format"], chunk=chunk,
                                     batch=body.get("batch"), then=body.get("then"),
-                                    max_attempts=attempts, source_name=body.get("source_name"))
+                                    max_attempts=attempts, source_name=body.get("source_name"),
+                                    key=body.get("key"))
         # Through the transaction like every write of the daemon: the source and manifest
         # first, then (once they are stored) the jobs, create-only.
         txn = self.engine.txn

@@ -187,6 +187,7 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
                 "if_exists": (_optional(_str), _OPT), "batch": (_optional(_name), _OPT),
                 "fresh": (_bool, _OPT), "time_limit": (_optional(_seconds), _OPT),
                 "priority": (_optional(_priority), _OPT), "own_id": (_bool, _OPT),
+                "key": (_optional(_str), _OPT),
                 # fields added by the client's hooks; the keyed hash of a sealed payload
                 "meta": (_object, _OPT), "payload_key": (_name, _OPT)},
     b"submit_many": {"queue": (_name, _REQ), "jobs": (_submissions, _REQ)},
@@ -202,7 +203,8 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
     b"pause": {"queue": (_name, _REQ), "reason": (_optional(_str), _OPT)},
     b"resume": {"queue": (_name, _REQ)},
     b"limit": {"queue": (_name, _REQ), "max_running": (_optional(_int), _OPT),
-               "rate": (_rate_or_none, _OPT), "reset": (_bool, _OPT)},
+               "rate": (_rate_or_none, _OPT), "reset": (_bool, _OPT),
+               "key": (_optional(_str), _OPT), "weight": (_optional(_int), _OPT)},
     b"schedules": {},
     # the console's actions (and ckptd move / run-schedule): a job to another queue, a
     # schedule's job now
@@ -223,7 +225,7 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
                      "format": (_str, _REQ), "chunk": (_int, _OPT),
                      "batch": (_optional(_name), _OPT), "then": (_optional(_name), _OPT),
                      "max_attempts": (_optional(_int), _OPT),
-                     "source_name": (_optional(_str), _OPT)},
+                     "source_name": (_optional(_str), _OPT), "key": (_optional(_str), _OPT)},
 }
 
 REPLY_KINDS = (b"ok", b"error")

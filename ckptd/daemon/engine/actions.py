@@ -15,7 +15,14 @@ from typing import Any
 
 from ckptd.codec import decode_job, encode_job
 from ckptd.core import edits, jobs
-from ckptd.core.errors import CkptdError, JobNotFound, QueueNotFound, TransitionError
+from ckptd.core.errors import (
+    CkptdError,
+    ConfigError,
+    JobNotFound,
+    QueueNotFound,
+    TransitionError,
+)
+from ckptd.core.job_keys import key_of_job
 from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.engine.bulk import SLICE, Slices, Tally
@@ -94,8 +101,12 @@ class Operators:
         elif kind == "resume":
             answer = engine.controls.resume(queue)
         else:
-            changes: dict[str, Any] = {k: body[k] for k in ("max_running", "rate") if k in body}
-            answer = engine.controls.limit(queue, changes, bool(body.get("reset")))
+            changes: dict[str, Any] = {k: body[k] for k in ("max_running", "rate", "weight")
+                                       if k in body}
+            if "weight" in changes and body.get("key") is None:
+                raise ConfigError("weight is a limit of keys: give it with a key")
+            answer = engine.controls.limit(queue, changes, bool(body.get("reset")),
+                                           body.get("key"))
         return answer
 
     def dispatch_order(self, queue: str, rows: list[tuple[State, str]]
@@ -174,8 +185,10 @@ class Operators:
                 data = encode_job(edits.retried(job, attempts
                                                 or engine.settings.max_attempts_for(queue)))
                 index.ready.note(job_id, job.get("priority"))
+                index.ready.note_key(job_id, key_of_job(job))
                 engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data,
-                                    priority=index.ready.prio.get(job_id, 0)),
+                                    priority=index.ready.prio.get(job_id, 0),
+                                    key=index.ready.key_of(job_id)),
                                tally.track(self._retried(queue, job_id, done)))
                 yield
 
@@ -218,6 +231,7 @@ class Operators:
             budget = attempts or engine.settings.max_attempts_for(queue)
             moves.append((job_id, encode_job(edits.retried(job, budget))))
             index.ready.note(job_id, job.get("priority"))
+            index.ready.note_key(job_id, key_of_job(job))
         if not moves:
             reply({"ids": []})
             return
@@ -225,7 +239,8 @@ class Operators:
         tally = Tally(reply, lambda: {"ids": done})
         for job_id, data in moves:
             engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data,
-                                priority=index.ready.prio.get(job_id, 0)),
+                                priority=index.ready.prio.get(job_id, 0),
+                                key=index.ready.key_of(job_id)),
                            tally.track(self._retried(queue, job_id, done)))
         tally.finish()
 
@@ -244,17 +259,20 @@ class Operators:
         index = engine.queue(queue)
         if job_id in index.pending:
             priority = index.ready.priority(job_id)
+            key = index.ready.key_of(job_id)
             index.pending.discard(job_id)
             index.delayed_at.pop(job_id, None)
 
             def removed(outcome: Outcome) -> None:
                 reply({"was": "pending"} if outcome is None else outcome)
                 if outcome is None:
+                    index.ready.forget(job_id)
                     log.info("cancel", extra={"fields": {"queue": queue, "id": job_id,
                                                          "from": "pending", "to": "removed",
                                                          "by": by}})
 
-            engine.txn.add(Delete(queue, State.PENDING, job_id, priority=priority), removed)
+            engine.txn.add(Delete(queue, State.PENDING, job_id, priority=priority, key=key),
+                           removed)
             return
         lease = index.claimed.get(job_id)
         if lease is not None and not lease.closing:

@@ -106,9 +106,10 @@ class LocalStore(LocalControls, GroupedWrites, Store):
 
     # -- paths -----------------------------------------------------------------------------
 
-    def _job_path(self, queue: str, state: State, job_id: str, priority: int = 0) -> str:
-        if priority and state is State.PENDING:
-            return f"{self.root}/{queue}/{_PENDING_DIR}/{pending_name(job_id, priority)}"
+    def _job_path(self, queue: str, state: State, job_id: str, priority: int = 0,
+                  key: str = "") -> str:
+        if (priority or key) and state is State.PENDING:
+            return f"{self.root}/{queue}/{_PENDING_DIR}/{pending_name(job_id, priority, key)}"
         return f"{self.root}/{queue}/{state._value_}/{job_id}{JOB_SUFFIX}"
 
     def _path(self, queue: str, folder: str, name: str) -> str:
@@ -182,8 +183,8 @@ class LocalStore(LocalControls, GroupedWrites, Store):
         return f"{self.root}/{queue}/{state.value}"
 
     def ids(self, queue: str, state: State) -> list[str]:
-        return sorted(job_id for job_id, _ in job_names(folder_names(self._folder(queue, state)),
-                                                          state))
+        return sorted(found[0] for found in job_names(folder_names(self._folder(queue, state)),
+                                                        state))
 
     def pending_names(self, queue: str) -> list[str]:
         return [pending_name(*found) for found in job_names(
@@ -196,14 +197,15 @@ class LocalStore(LocalControls, GroupedWrites, Store):
     def count(self, queue: str, state: State) -> int:
         return count_jobs(self._folder(queue, state), state)
 
-    def read(self, queue: str, state: State, job_id: str, priority: int = 0) -> bytes:
+    def read(self, queue: str, state: State, job_id: str, priority: int = 0,
+             key: str = "") -> bytes:
         if state is State.PENDING and self._kept.entries:
             kept = self._kept.get(queue, job_id)
             if kept is not None:
                 return kept
         check_job_ref(queue, job_id)
         self.folders.check(queue)
-        path = self._job_path(queue, state, job_id, priority)
+        path = self._job_path(queue, state, job_id, priority, key)
         try:
             return read_file(path)
         except FileNotFoundError:
@@ -211,20 +213,22 @@ class LocalStore(LocalControls, GroupedWrites, Store):
         except OSError as exc:
             raise io_error(exc, "read", path) from exc
 
-    def exists(self, queue: str, state: State, job_id: str, priority: int = 0) -> bool:
+    def exists(self, queue: str, state: State, job_id: str, priority: int = 0,
+               key: str = "") -> bool:
         check_job_ref(queue, job_id)
         self.folders.check(queue)
         try:
-            os.lstat(self._job_path(queue, state, job_id, priority))
+            os.lstat(self._job_path(queue, state, job_id, priority, key))
             return True
         except FileNotFoundError:
             return False
 
-    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0) -> float:
+    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0,
+              key: str = "") -> float:
         check_job_ref(queue, job_id)
         self.folders.check(queue)
         try:
-            info = os.lstat(self._job_path(queue, state, job_id, priority))
+            info = os.lstat(self._job_path(queue, state, job_id, priority, key))
         except FileNotFoundError:
             raise JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/") from None
         # A claim is a plain rename, which updates ctime but not mtime: report the later.
@@ -286,8 +290,8 @@ class LocalStore(LocalControls, GroupedWrites, Store):
         if isinstance(op, Move):
             if self._kept.entries and op.src is State.PENDING:
                 self._kept.drop(op.queue, op.job_id)  # claimed (or rewritten): read anew
-            src = self._job_path(op.queue, op.src, op.job_id, op.priority)
-            dst = self._job_path(op.queue, op.dst, op.job_id, op.priority)
+            src = self._job_path(op.queue, op.src, op.job_id, op.priority, op.key)
+            dst = self._job_path(op.queue, op.dst, op.job_id, op.priority, op.key)
             if op.src is op.dst:
                 if tmp is None:  # nothing to change, but say whether it is there
                     if not os.path.lexists(src):
@@ -332,7 +336,7 @@ class LocalStore(LocalControls, GroupedWrites, Store):
             return (f"{q}/{op.dst._value_}",), (f"{q}/{op.src._value_}",)
         if isinstance(op, PutNew):
             assert tmp is not None
-            dst = self._job_path(op.queue, State.PENDING, op.job_id, op.priority)
+            dst = self._job_path(op.queue, State.PENDING, op.job_id, op.priority, op.key)
             try:
                 rename_noreplace(tmp, dst)
             except FileExistsError:
@@ -350,8 +354,8 @@ class LocalStore(LocalControls, GroupedWrites, Store):
         if isinstance(op, Delete):
             if self._kept.entries and op.state is State.PENDING:
                 self._kept.drop(op.queue, op.job_id)
-            self._discard(op.queue, self._job_path(op.queue, op.state, op.job_id, op.priority),
-                          op.job_id)
+            self._discard(op.queue, self._job_path(op.queue, op.state, op.job_id, op.priority,
+                                                   op.key), op.job_id)
             if not op.attachments:
                 return (), (f"{q}/{op.state.value}",)
             unlink_quietly(self._path(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX))
