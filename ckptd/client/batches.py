@@ -19,8 +19,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, Protocol, cast
 
-from ckptd.core.names import check_queue
-from ckptd.core.waits import check_signal, child_id
+from ckptd.client import bodies
+from ckptd.core.waits import child_id
 
 
 class Requests(Protocol):
@@ -97,13 +97,9 @@ class GraphCalls:
         ``<batch>.then`` (...), with the outcome of every job (and ``context``). Use it
         with ``with``: it is sealed at the end of the block. ``name`` opens (or finds again)
         a batch of that name."""
-        check_queue(queue)
-        callbacks = {k: check_queue(v) for k, v in (("then", then), ("on_complete",
-                     on_complete), ("on_failure", on_failure)) if v}
-        if not callbacks:
-            raise ValueError("a batch needs a callback: then=, on_complete= or on_failure=")
-        answer = self.request("batch_open", {"queue": queue, "batch": name,
-                                             "callbacks": callbacks, "context": context})
+        answer = self.request("batch_open", bodies.batch_open_body(
+            queue, then=then, on_complete=on_complete, on_failure=on_failure, name=name,
+            context=context))
         return Batch(cast(Requests, self), queue, str(answer["batch"]),
                      bool(answer.get("sealed")))
 
@@ -111,10 +107,9 @@ class GraphCalls:
         """Send the signal ``name`` (with ``data``, any JSON value) to a job: a file in
         ``<queue>/signals/``. A job parked for it wakes at once; one that parks for it later
         finds it there. Returns the job's state."""
-        return self.request("signal", {"queue": queue, "id": job_id,
-                                       "name": check_signal(name), "data": data})
+        return self.request("signal", bodies.signal_body(queue, job_id, name, data))
 
     def graph(self, queue: str, job_id: str, depth: int | None = None) -> dict[str, Any]:
         """A job's parents, children, dependents and batch, with their states."""
-        return self.request("graph", {"queue": queue, "id": job_id, "depth": depth},
-                            timeout=60.0)
+        return self.request("graph", bodies.graph_body(queue, job_id, depth),
+                            timeout=bodies.GRAPH_TIMEOUT)

@@ -1,6 +1,6 @@
-"""The CLI's store commands through a running daemon (``--connect``): the same calls as
-:class:`ckptd.store.admin.StoreAdmin` (the :class:`ckptd.core.answers.Admin` interface),
-each carried out by a :class:`~ckptd.client.client.Client`."""
+"""The CLI's store commands carried out through a daemon (``--connect``): the same
+answers as :class:`ckptd.store.admin.StoreAdmin` gives on the store
+(:class:`ckptd.core.answers.Admin`)."""
 
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ class RemoteAdmin:
                max_attempts: int | None = None, delay: float | None = None,
                if_exists: str = "error", batch: str | None = None,
                time_limit: float | None = None, priority: int | None = None,
-               after: list[str] | None = None, on_parent_failure: str | None = None
-               ) -> Submitted:
+               after: list[str] | None = None, on_parent_failure: str | None = None,
+               key: str | None = None) -> Submitted:
         """See :meth:`ckptd.store.admin.StoreAdmin.submit`."""
         return self.client.submit_job(queue, payload, job_id=job_id, max_attempts=max_attempts,
                                       delay=delay, if_exists=if_exists, batch=batch,
-                                      time_limit=time_limit, priority=priority, after=after,
-                                      on_parent_failure=on_parent_failure)
+                                      time_limit=time_limit, priority=priority, key=key,
+                                      after=after, on_parent_failure=on_parent_failure)
 
     def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> dict[str, Any]:
         """See :meth:`Client.signal`."""
@@ -46,10 +46,10 @@ class RemoteAdmin:
         """See :meth:`Client.resume`."""
         return self.client.resume(queue)
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
-              ) -> dict[str, Any]:
+    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
+              key: str | None = None) -> dict[str, Any]:
         """See :meth:`Client.limit`."""
-        return self.client.limit(queue, changes, reset)
+        return self.client.limit(queue, changes, reset, key)
 
     def submit_file(self, queue: str, data: bytes, **options: Any) -> SubmittedFile:
         """See :meth:`Client.submit_file`."""

@@ -17,8 +17,8 @@ from ckptd.core.states import State
 @dataclass(frozen=True)
 class PutNew:
     """Create ``<state>/<id>.json`` (``pending/`` unless told; a pending file is named with
-    its ``priority``, :mod:`ckptd.store.file_names`); fails with JobExists if the id is in
-    any state."""
+    its ``priority`` and ``key``, :mod:`ckptd.store.file_names`); fails with JobExists if the
+    id is in any state."""
 
     queue: str
     job_id: str
@@ -26,6 +26,7 @@ class PutNew:
     check_other_states: bool = True
     state: State = State.PENDING
     priority: int = 0
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Move:
     data: bytes | None = None
     src_known: bool = False
     priority: int = 0  # of the file in pending/, when src or dst is pending (its name)
+    key: str = ""  # likewise
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Delete:
     job_id: str
     attachments: bool = True
     priority: int = 0  # of the file, when it is in pending/ (its name)
+    key: str = ""  # likewise
 
 
 @dataclass(frozen=True)

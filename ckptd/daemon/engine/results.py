@@ -312,7 +312,7 @@ class Answers:
                 confirm()
 
         move = Move(lease.queue, lease.id, State.CLAIMED, target, data,
-                    priority=index.ready.prio.get(lease.id, 0))
+                    priority=index.ready.prio.get(lease.id, 0), key=lease.key)
         first = self.flows.failing(lease.queue, job, now) if target is State.FAILED else None
         if first is None:
             ix.txn.add(move, moved)

@@ -32,6 +32,7 @@ from typing import Any
 from ckptd.codec import decode_job, encode_job
 from ckptd.core import waits
 from ckptd.core.errors import CkptdError, InvalidName, JobNotFound, MalformedJob
+from ckptd.core.job_keys import key_of_job
 from ckptd.core.jobs import Job, priority_of
 from ckptd.core.states import State
 from ckptd.daemon.engine.index import Index, QueueIndex
@@ -274,6 +275,7 @@ class Waits:
                 index.pending.add(job_id)
                 index.added_since_scan.add(job_id)  # a rescan listed before it: keep it
                 index.ready.note(job_id, job.get("priority"))
+                index.ready.note_key(job_id, key_of_job(job))
                 ix.make_ready(index, job_id, None)
                 log.info("wake", extra={"fields": {**fields, "reason": reason}})
                 for op in deletes:
@@ -286,9 +288,11 @@ class Waits:
                 log.info("abandon", extra={"fields": {**fields, "parent": parent}})
                 self.ended_hook(queue, job_id, job, State.FAILED, now)
 
-        # A pending file's name carries the priority (store/file_names.py).
+        # A pending file's name carries the priority and key (store/file_names.py).
+        woken = target is State.PENDING
         op = Move(queue, job_id, State.WAITING, target, data,
-                  priority=priority_of(job) if target is State.PENDING else 0)
+                  priority=priority_of(job) if woken else 0,
+                  key=key_of_job(job) if woken else "")
         first = self.failing(queue, job, now) if target is State.FAILED else None
         if first is None:
             ix.txn.add(op, moved)
@@ -341,7 +345,7 @@ class Waits:
 
         priority = index.ready.prio.get(job_id, 0)
         self.ix.txn.add(Move(index.name, job_id, State.PENDING, State.WAITING, data,
-                             priority=priority), moved)
+                             priority=priority, key=index.ready.key_of(job_id)), moved)
         return True
 
     def cancel(self, queue: str, job_id: str) -> Op | None:
