@@ -349,31 +349,10 @@ class StoreAdmin(StoreControls, StoreGraphs):
         for name in names:
             counts: dict[str, Any] = {s.value: self.store.count(name, s) for s in STATES}
             counts["quarantined"] = len(self.store.quarantined(name))
-            counts["batches"] = self._batches(name)
+            counts["batches"] = self.batches_progress(name)
             counts.update(self.controls_status(name))
             result[name] = counts
         return {"queues": result, "root": self.store.url, "source": "store"}
-
-    def _batches(self, queue: str) -> dict[str, Any]:
-        """Progress of the queue's batches, counted from a listing (no rate, no ETA)."""
-        from ckptd.core import batches
-
-        found: dict[str, Any] = {}
-        names = self.store.manifests(queue)
-        ended = {state: self.store.ids(queue, state) for state in (State.DONE, State.FAILED)
-                 } if names else {}
-        for name in names:
-            try:
-                progress = batches.BatchProgress(
-                    batches.Manifest.decode(self.store.read_manifest(queue, name)))
-            except (JobNotFound, MalformedJob):
-                continue
-            for state in (State.DONE, State.FAILED):
-                for job_id in ended[state]:
-                    if job_id.startswith(name):
-                        progress.record(job_id, state.value)
-            found[name] = progress.as_dict(self.clock())
-        return found
 
     def ls(self, queue: str, state: State | None = None, *, ordered: bool = True
            ) -> list[tuple[State, str]]:

@@ -10,6 +10,7 @@ with the same code. Mixed into :class:`ckptd.store.admin.StoreAdmin`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ckptd.codec import decode_job
@@ -28,6 +29,7 @@ class StoreGraphs:
     """The work-that-waits part of the store commands (a mixin of StoreAdmin)."""
 
     store: Store
+    clock: Callable[[], float]
 
     # -- signals ---------------------------------------------------------------------------
 
@@ -54,6 +56,25 @@ class StoreGraphs:
             if self._state_of(parent) is None:
                 raise waits.no_parent(parent)
         return refs
+
+    def batches_progress(self, queue: str) -> dict[str, Any]:
+        """Progress of the queue's batches, counted from a listing (no rate, no ETA)."""
+        found: dict[str, Any] = {}
+        names = self.store.manifests(queue)
+        ended = {state: self.store.ids(queue, state) for state in (State.DONE, State.FAILED)
+                 } if names else {}
+        for name in names:
+            try:
+                progress = batches.BatchProgress(
+                    batches.Manifest.decode(self.store.read_manifest(queue, name)))
+            except (JobNotFound, MalformedJob):
+                continue
+            for state in (State.DONE, State.FAILED):
+                for job_id in ended[state]:
+                    if job_id.startswith(name):
+                        progress.record(job_id, state.value)
+            found[name] = progress.as_dict(self.clock())
+        return found
 
     # -- what a waiting job waits for ------------------------------------------------------
 

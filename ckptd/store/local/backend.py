@@ -56,7 +56,7 @@ from ckptd.store.base import (
     check_folder,
     split_job_name,
 )
-from ckptd.store.file_names import job_file_name, job_names, pending_name
+from ckptd.store.file_names import job_names, pending_name
 from ckptd.store.local.controls import LocalControls
 from ckptd.store.local.durable import (
     fsync_dir,
