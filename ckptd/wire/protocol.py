@@ -301,6 +301,27 @@ def batch(messages: list[tuple[bytes, Body]], decoded: bool = False) -> list[byt
                         decoded)]
 
 
+def batches(messages: list[tuple[bytes, Body]], decoded: bool = False,
+            max_body: int = DEFAULT_MAX_BODY
+            ) -> list[tuple[list[tuple[bytes, Body]], list[bytes]]]:
+    """Several messages to one peer as batches the receiver accepts: each part (with its
+    frames, in order) holds at most :data:`MAX_BATCH` messages and, unless it is a single
+    message, at most ``max_body`` bytes (:func:`decode_many` refuses more, and the whole
+    batch would be lost: jobs claimed and never received until their lease ran out)."""
+    found: list[tuple[list[tuple[bytes, Body]], list[bytes]]] = []
+    todo = [messages[start:start + MAX_BATCH] for start in range(0, len(messages), MAX_BATCH)]
+    todo.reverse()
+    while todo:
+        part = todo.pop()
+        frames = batch(part, decoded)
+        if len(part) > 1 and len(frames[2]) > max_body:  # in halves, the first half first
+            half = len(part) // 2
+            todo.extend((part[half:], part[:half]))
+            continue
+        found.append((part, frames))
+    return found
+
+
 def _tagged(tag: bytes, frames: list[bytes]) -> list[bytes]:
     return [tag, *frames] if tag else frames
 
