@@ -85,6 +85,26 @@ def test_diamonds_run_each_join_once_after_its_parents(procs: Processes, tmp_pat
     assert graph["state"] == "done"
 
 
+def test_a_woken_job_is_pending_under_its_priority_and_key(procs: Processes, tmp_path: Path
+                                                          ) -> None:
+    """A waiting job's file name carries neither; its wake names the pending file with both
+    (store/file_names.py), as a submit would, so dispatch orders it and counts its key."""
+    daemon = procs.daemon()
+    with daemon.client() as client:
+        parent = client.submit("up", {}, id="parent")
+        client.submit("down", {}, id="child", after=[f"up/{parent}"], priority=-3,
+                      key="supplier-a")
+        assert os.listdir(f"{daemon.root}/down/waiting") == ["child.json"]
+    procs.worker(daemon, "up", "graph_handlers:node", env={"TEST_LOG": str(tmp_path / "log")})
+    wait_for(lambda: os.path.isdir(f"{daemon.root}/down/pending")
+             and os.listdir(f"{daemon.root}/down/pending") == ["child,p-3,ksupplier-a.json"],
+             timeout=60, message="the child to be woken into pending/ with its priority and key")
+    assert os.listdir(f"{daemon.root}/down/waiting") == []
+    shown = json.loads(cli(daemon.root, "show", "down", "child", "--json").stdout)
+    assert shown["state"] == "pending" and shown["priority"] == -3
+    assert shown["key"] == "supplier-a"
+
+
 def test_failure_rules_with_a_parent_that_failed(procs: Processes, tmp_path: Path) -> None:
     log = str(tmp_path / "runs.log")
     daemon = procs.daemon()
