@@ -119,8 +119,8 @@ class Waits:
     def appeared(self, queue: str, job_id: str, now: float) -> None:
         """A file appeared in ``waiting/`` that the daemon did not put there (a store
         command's submit, or a file moved in by hand)."""
-        if (queue, job_id) in self.jobs:
-            return
+        if (queue, job_id) in self.jobs or (queue, job_id) in self.ix.in_flight:
+            return  # known, or the daemon's own move not applied yet (its callback knows it)
         try:
             job = decode_job(self.ix.store.read(queue, State.WAITING, job_id), queue, job_id)
         except JobNotFound:
