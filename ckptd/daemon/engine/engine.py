@@ -32,7 +32,7 @@ from ckptd.core.states import State
 from ckptd.daemon.controls.control_files import QueueControls
 from ckptd.daemon.controls.retention import Sweeper
 from ckptd.daemon.controls.schedules import Scheduler
-from ckptd.daemon.engine.creating import Creating
+from ckptd.daemon.engine.creating import Creating, answer
 from ckptd.daemon.engine.dispatch import Dispatcher, read_unread
 from ckptd.daemon.engine.flows import Flows
 from ckptd.daemon.engine.index import Index, QueueIndex, Txn, WorkerInfo
@@ -398,12 +398,12 @@ class Engine:
             index = ix.queues.get(queue)
             state = (State.PENDING.value if index and job_id in index.pending else
                      State.CLAIMED.value if index and job_id in index.claimed else
-                     None if fresh or self.looks_in_create else ix.where(queue, job_id))
+                     None if fresh else self.creating.found_ended(queue, job_id)
+                     or (None if self.looks_in_create else ix.where(queue, job_id)))
             if state is not None:
                 if body.get("unique"):
                     self.open_jobs.hit(queue)
-                reply({"id": job_id, "created": False, "state": state} if if_exists == "return"
-                      else JobExists(queue, job_id, state))
+                reply(answer(queue, job_id, if_exists, state))
                 return
         try:
             job, ops = prepare_submit(ix.settings, queue, body.get("payload"), now,
@@ -471,19 +471,24 @@ class Engine:
         """Bring the pending index in line with a listing of ``pending/`` (the rescan).
 
         Ids added to the index since the listing began are kept even if the listing
-        missed them; ids listed but already claimed are ignored.
+        missed them; ids listed but already claimed are ignored; ids whose create is in
+        flight are left to it (a create that finds the job ended removes the copy it made,
+        which the listing may have seen).
         """
         index = self.index.queue(queue)
         on_disk = set(listed)
+        creating = self.creating
         for job_id in listed:
-            if job_id not in index.pending and job_id not in index.claimed:
+            if job_id not in index.pending and job_id not in index.claimed \
+                    and (queue, job_id) not in creating:
                 index.pending.add(job_id)
                 index.ready.add_unread(job_id)
                 index.counters["submitted"] += 1
                 self.open_jobs.seen(queue, job_id)
                 self.flows.appeared(queue, job_id)
         for job_id in list(index.pending):
-            if job_id not in on_disk and job_id not in index.added_since_scan:
+            if job_id not in on_disk and job_id not in index.added_since_scan \
+                    and (queue, job_id) not in creating:  # its create answers for it
                 index.pending.discard(job_id)
                 index.delayed_at.pop(job_id, None)
         index.added_since_scan.clear()
