@@ -399,7 +399,7 @@ class Engine:
             state = (State.PENDING.value if index and job_id in index.pending else
                      State.CLAIMED.value if index and job_id in index.claimed else
                      None if fresh else self.creating.found_ended(queue, job_id)
-                     or (None if self.looks_in_create else ix.where(queue, job_id)))
+                     if self.looks_in_create else ix.where(queue, job_id))
             if state is not None:
                 if body.get("unique"):
                     self.open_jobs.hit(queue)
