@@ -96,21 +96,20 @@ class StoreControls:
         view["priorities"] = {"aging_s": aging_of(self.settings, queue)}
         return view
 
-    def pending_in_order(self, queue: str, ids: list[str], now: float) -> list[str]:
-        """Pending ids in the order a daemon dispatches them: due jobs by priority (then by
-        id, which is creation order for generated ids), then delayed ones by due time. Each
-        file is read for its priority."""
+    def pending_in_order(self, queue: str, named: list[tuple[str, int]], now: float
+                         ) -> list[str]:
+        """Pending ids in the order a daemon dispatches them: due jobs by the priority their
+        names carry (then by id, which is creation order for generated ids), then delayed
+        ones by due time. Each file is read for its ``not_before``."""
         keyed = []
-        for job_id in ids:
-            priority, due = 0, None
+        for job_id, priority in named:
+            due = None
             try:
-                job = decode_job(self.store.read(queue, State.PENDING, job_id), queue, job_id)
-                value = job.get("priority")
-                if isinstance(value, int) and not isinstance(value, bool):
-                    priority = value
+                job = decode_job(self.store.read(queue, State.PENDING, job_id, priority),
+                                 queue, job_id)
                 due = time_or_none(job.get("not_before"))
             except (JobNotFound, MalformedJob):
-                pass  # gone, or written by hand: as a daemon sees it, priority 0
+                pass  # gone, or written by hand: due now
             later = due is not None and due > now
             keyed.append((1, due or 0.0, 0, job_id) if later else (0, 0.0, priority, job_id))
         return [key[3] for key in sorted(keyed)]
