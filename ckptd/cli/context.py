@@ -52,7 +52,8 @@ class Context:
         settings = self.settings()
         if self.connect:
             from ckptd.cli.sealing import client_options
-            from ckptd.client.client import Client, RemoteAdmin
+            from ckptd.client.client import Client
+            from ckptd.client.remote_admin import RemoteAdmin
             from ckptd.wire.security import client_curve
 
             return RemoteAdmin(Client(self.connect, curve=client_curve(settings),

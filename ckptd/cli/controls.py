@@ -24,8 +24,9 @@ def _limits_line(limits: dict[str, Any]) -> str:
     running = limits.get("max_running")
     rate = limits.get("rate")
     where = limits.get("source") or "config"
+    weight = f", weight {limits['weight']}" if "weight" in limits else ""
     return (f"max_running {running if running is not None else 'none'}, "
-            f"rate {rate or 'none'} (from {where})")
+            f"rate {rate or 'none'}{weight} (from {where})")
 
 
 @click.command(cls=Command, epilog="""Examples:
@@ -85,31 +86,47 @@ def _running(value: str, what: str) -> int:
   ckptd limit price --max-running none
   ckptd limit price
   ckptd limit price --reset
+  ckptd limit price --key supplier-a --max-running 2 --rate 50/s
+  ckptd limit price --key '*' --max-running 3
+  ckptd limit price --key supplier-a --reset
 
 Rates read 100/s, 10/m, 5000/h, 3/2s. 'none' removes a limit set here (the config's
-applies again); --reset removes the file, leaving the config's [queues.QUEUE] limits.""")
+applies again); --reset removes the file, leaving the config's [queues.QUEUE] limits.
+With --key the limits are those of the key's jobs ('*': of every key), in
+<root>/QUEUE/key_limits.json (docs/guide/flow-control.md).""")
 @click.argument("queue")
 @click.option("--max-running", metavar="N|none",
-              help="At most N jobs of QUEUE claimed at once, over every worker.")
-@click.option("--rate", metavar="RATE|none", help="Dispatch rate of QUEUE (token bucket).")
-@click.option("--reset", is_flag=True, help="Remove QUEUE's limits.json.")
-def limit(queue: str, max_running: str | None, rate: str | None, reset: bool) -> None:
+              help="At most N jobs of QUEUE (of KEY) claimed at once, over every worker.")
+@click.option("--rate", metavar="RATE|none", help="Dispatch rate of QUEUE (of KEY).")
+@click.option("--key", metavar="KEY|*", help="Limits of one key of QUEUE ('*': every key).")
+@click.option("--weight", metavar="N|none", help="With --key: the key's turns per round of "
+              "the fair share (fair = true). [default: 1]")
+@click.option("--reset", is_flag=True, help="Remove QUEUE's limits.json (with --key: the "
+              "key's entry of key_limits.json).")
+def limit(queue: str, max_running: str | None, rate: str | None, key: str | None,
+          weight: str | None, reset: bool) -> None:
     """Change (or show) QUEUE's limits at run time, in the file <root>/QUEUE/limits.json.
 
     The file wins over max_running and rate in [queues.QUEUE] of the config while it
     exists, so a limit set here holds across restarts. With no option: show the limits.
     """
-    if reset and (max_running is not None or rate is not None):
-        raise click.UsageError("give --reset alone, or --max-running / --rate")
+    if reset and (max_running is not None or rate is not None or weight is not None):
+        raise click.UsageError("give --reset alone, or --max-running / --rate / --weight")
+    if weight is not None and key is None:
+        raise click.UsageError("--weight is a limit of keys: give --key too")
     changes: dict[str, Any] = {}
+    found_weight = _limit_value(weight, _running, "--weight")
+    if found_weight is not ...:
+        changes["weight"] = found_weight
     running = _limit_value(max_running, _running, "--max-running")
     if running is not ...:
         changes["max_running"] = running
     found = _limit_value(rate, parse_rate, "--rate")
     if found is not ...:
         changes["rate"] = found.text if found is not None else None
-    answer = current().admin().limit(queue, changes, reset)
-    click.echo(f"{answer['queue']}: {_limits_line(answer['limits'])}")
+    answer = current().admin().limit(queue, changes, reset, key)
+    which = f" key {answer['key']}" if answer.get("key") else ""
+    click.echo(f"{answer['queue']}{which}: {_limits_line(answer['limits'])}")
 
 
 @click.command(cls=Command, epilog="""Examples:

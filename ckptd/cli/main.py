@@ -67,7 +67,8 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
   ckptd submit price --payload-file item.json --id order-42 --if-exists=return
   ckptd submit reports '{}' --delay 10m --max-attempts 5
   ckptd submit render '{"page": 7}' --time-limit 2m
-  ckptd submit price '{"sku": "RUSH-1"}' --priority -10""")
+  ckptd submit price '{"sku": "RUSH-1"}' --priority -10
+  ckptd submit price '{"sku": "A-1"}' --key supplier-a""")
 @click.argument("queue")
 @click.argument("payload_json", required=False, metavar="[PAYLOAD_JSON]")
 @click.option("--payload-file", metavar="F|-",
@@ -80,15 +81,19 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
                    "over the queue's time_limit.")
 @click.option("--priority", type=click.IntRange(-1_000_000, 1_000_000), metavar="N",
               help="Lower runs first, FIFO within one priority. [default: 0]")
+@click.option("--key", metavar="KEY",
+              help="Who or what the job is for (a supplier, a tenant): limits per key and "
+                   "the fair share apply to it. [default: the queue's key path, or none]")
 @click.option("--if-exists", type=click.Choice(["error", "return"]), default="error",
               show_default=True, help="When the id already exists: fail, or print it.")
 def submit(queue: str, payload_json: str | None, payload_file: str | None, job_id: str | None,
            max_attempts: int | None, delay: str | None, time_limit: str | None,
-           priority: int | None, if_exists: str) -> None:
+           priority: int | None, key: str | None, if_exists: str) -> None:
     """Create a job in QUEUE and print its id once it is stored.
 
-    On a queue with unique = "payload" the id is made from the payload: the same payload
-    prints the id of the job it made before (marked "already existed").
+    On a queue with unique = "payload" (or unique_fields) the id is made from the payload:
+    the same payload prints the id of the job it made before (marked "already existed");
+    with debounce, a pending job of the same fields takes the new payload instead.
     """
     payload = read_payload(payload_json, payload_file)
     seconds = parse_duration(delay, "--delay") if delay else None
@@ -101,14 +106,17 @@ def submit(queue: str, payload_json: str | None, payload_file: str | None, job_i
         payload, extra = prep.prepare(queue, payload, job_id)
         answer = ctx.store_admin().submit(
             queue, payload, job_id=job_id, max_attempts=max_attempts, delay=seconds,
-            if_exists=if_exists, time_limit=limit, priority=priority, meta=extra.get("meta"),
-            payload_key=extra.get("payload_key"))
+            if_exists=if_exists, time_limit=limit, priority=priority, key=key,
+            meta=extra.get("meta"), payload_key=extra.get("payload_key"))
     else:  # through the daemon, the client does it
         answer = ctx.admin().submit(queue, payload, job_id=job_id, max_attempts=max_attempts,
                                     delay=seconds, if_exists=if_exists, time_limit=limit,
-                                    priority=priority)
+                                    priority=priority, key=key)
     click.echo(answer.id)
-    if not answer.created:
+    if answer.debounced:
+        click.echo("(debounced: it replaces the pending job of the same fields, and starts "
+                   "later)", err=True)
+    elif not answer.created:
         click.echo(f"(already existed, {answer.state})", err=True)
 
 
@@ -130,8 +138,10 @@ range. Running it again with the same --batch creates only the jobs that are mis
 @click.option("--then", "then", metavar="QUEUE",
               help="When every job has ended, submit one reduce job to this queue.")
 @click.option("--max-attempts", type=click.IntRange(min=1), help="Attempts per job.")
+@click.option("--key", metavar="KEY", help="The key of every job (e.g. the customer whose "
+              "file it is): limits per key and the fair share apply to them.")
 def submit_file(queue: str, file: Any, fmt: str | None, chunk: int, batch: str | None,
-                then: str | None, max_attempts: int | None) -> None:
+                then: str | None, max_attempts: int | None, key: str | None) -> None:
     """Split FILE into jobs of --chunk records each, as one batch; print the batch name.
 
     With --root the file goes straight into the store and the daemon picks the jobs up from
@@ -152,7 +162,8 @@ def submit_file(queue: str, file: Any, fmt: str | None, chunk: int, batch: str |
 
         answer = admin.submit_file(queue, data, fmt=fmt or guess_format(name), chunk=chunk,
                                    batch=batch, then=then, max_attempts=max_attempts,
-                                   source_name=os.path.basename(name), progress=progress)
+                                   source_name=os.path.basename(name), progress=progress,
+                                   key=key)
     click.echo(answer.batch)
     click.echo(f"{answer.records} records in {answer.jobs} jobs ({answer.created} new, "
                f"format {answer.format})", err=True)

@@ -95,6 +95,7 @@ def status_table(answer: dict[str, Any]) -> str:
         lines.append("")
         lines += _table(["batch", "queue", "total", "done", "failed", "open", "eta", "then"],
                         batch_rows, left=(0, 1, 7))
+    lines += key_lines(queues)
     lines += controls_lines(queues)
     lines += schedule_lines(answer.get("schedules") or [])
     drops = answer.get("drops") or {}
@@ -102,6 +103,18 @@ def status_table(answer: dict[str, Any]) -> str:
         lines.append("dropped messages: " + ", ".join(f"{k}={v}" for k, v in
                                                       sorted(drops.items())))
     return "\n".join(lines)
+
+
+def key_lines(queues: dict[str, dict[str, Any]]) -> list[str]:
+    """The busiest keys of each queue whose jobs have keys (docs/guide/flow-control.md)."""
+    rows = [[name, str(k["key"]), str(k.get("running", 0)), str(k.get("ready", 0)),
+             str(k["max_running"]) if k.get("max_running") is not None else "-",
+             k.get("rate") or "-", k.get("held") or "-"]
+            for name, c in queues.items() for k in ((c.get("keys") or {}).get("busiest") or [])]
+    if not rows:
+        return []
+    return ["", *_table(["queue", "busiest keys", "running", "ready", "max_running", "rate",
+                         "held by"], rows, left=(0, 1, 6))]
 
 
 def controls_lines(queues: dict[str, dict[str, Any]]) -> list[str]:

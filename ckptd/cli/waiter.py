@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ckptd.client.client import Client, RemoteAdmin
+from ckptd.client.client import Client
+from ckptd.client.remote_admin import RemoteAdmin
 from ckptd.core.answers import Admin
 from ckptd.core.errors import JobNotFound
 from ckptd.core.states import State

@@ -21,6 +21,7 @@ class Submitted:
     id: str
     created: bool = True
     state: str = State.PENDING.value
+    debounced: bool = False  # it replaced the payload of a pending job (debounce)
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,15 @@ class Admin(Protocol):
     def submit(self, queue: str, payload: Any, *, job_id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
                if_exists: str = "error", batch: str | None = None,
-               time_limit: float | None = None, priority: int | None = None) -> Submitted:
+               time_limit: float | None = None, priority: int | None = None,
+               key: str | None = None) -> Submitted:
         """Create a job; see :meth:`ckptd.store.admin.StoreAdmin.submit`."""
 
     def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
                     batch: str | None = None, then: str | None = None,
                     max_attempts: int | None = None, source_name: str | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> SubmittedFile:
+                    progress: Callable[[int, int], None] | None = None,
+                    key: str | None = None) -> SubmittedFile:
         """Submit a file as a batch of jobs."""
 
     def status(self, queue: str | None = None) -> dict[str, Any]:
@@ -79,9 +82,9 @@ class Admin(Protocol):
     def resume(self, queue: str) -> dict[str, Any]:
         """Resume a queue."""
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
-              ) -> dict[str, Any]:
-        """Change a queue's ``limits.json``."""
+    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
+              key: str | None = None) -> dict[str, Any]:
+        """Change a queue's ``limits.json`` (with ``key``: ``key_limits.json``)."""
 
     def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
         """Move a pending or failed job to queue ``to``; return the state it was in."""

@@ -18,10 +18,12 @@ from enum import StrEnum
 from typing import Any
 
 from ckptd.core.errors import CkptdError, ConfigError
+from ckptd.core.key_settings import KEY_CONTROL_KEYS, KeySettings, parse_key_controls
 from ckptd.core.names import check_queue, is_valid_name
 from ckptd.core.queue_controls import QUEUE_CONTROL_KEYS, Rate, parse_queue_controls
 from ckptd.core.schedule_settings import ScheduleSettings, parse_schedules
 from ckptd.core.timefmt import parse_duration, parse_size
+from ckptd.core.unique_windows import UNIQUE_CONTROL_KEYS, parse_unique_controls
 
 ENV_PREFIX = "CKPTD_"
 
@@ -190,6 +192,13 @@ class QueueSettings:
     unique: str | None = None
     unique_scope: str | None = None
     priority_aging: float | None = None
+    # flow control by key (ckptd.core.key_settings) and uniqueness (ckptd.core.unique_windows)
+    key: tuple[str, ...] | None = None  # the path into the payload of a job's key
+    fair: bool | None = None
+    keys: KeySettings | None = None
+    unique_fields: tuple[str, ...] | None = None
+    unique_window: float | None = None
+    debounce: float | None = None
     prefer: str | None = None  # the daemon that should lead it while it is alive (buckets)
 
 
@@ -433,7 +442,8 @@ def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
     check_queue(name)
     if not isinstance(table, dict):
         raise ConfigError(f"[queues.{name}] in {source} must be a table")
-    known = {"max_attempts", "lease", "next", "time_limit", "prefer", *QUEUE_CONTROL_KEYS}
+    known = {"max_attempts", "lease", "next", "time_limit", "prefer", *QUEUE_CONTROL_KEYS,
+             *KEY_CONTROL_KEYS, *UNIQUE_CONTROL_KEYS}
     unknown = set(table) - known
     if unknown:
         raise ConfigError(f"unknown setting(s) {sorted(unknown)} in [queues.{name}] of {source}; "
@@ -452,6 +462,8 @@ def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
         time_limit=(parse_duration(table["time_limit"], f"queues.{name}.time_limit")
                     if "time_limit" in table else None),
         **parse_queue_controls(name, table, source),
+        **parse_key_controls(name, table, source),
+        **parse_unique_controls(name, table, source),
         prefer=prefer,
     )
 

@@ -34,7 +34,16 @@ def controls_summary(c: dict[str, Any]) -> str:
     unique = c.get("unique")
     if unique:
         hits = f", {unique['hits']} found" if unique.get("hits") else ""
-        parts.append(f"unique {unique['by']}/{unique['scope']}{hits}")
+        folded = f", {unique['debounced']} debounced" if unique.get("debounced") else ""
+        parts.append(f"unique {unique['by']}/{unique['scope']}{hits}{folded}")
+    keys = c.get("keys")
+    if keys:
+        every = keys.get("every_key") or {}
+        bounds = [f"max_running {every['max_running']}" if every.get("max_running") else "",
+                  f"rate {every['rate']}" if every.get("rate") else ""]
+        shown = ", ".join(b for b in bounds if b)
+        parts.append(f"keys {keys.get('count', 0)}" + (" fair" if keys.get("fair") else "")
+                     + (f" ({shown} each)" if shown else ""))
     keep = c.get("retention") or {}
     if keep:
         rule = f"keep done {keep.get('keep_done')}, failed {keep.get('keep_failed')}"

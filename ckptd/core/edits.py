@@ -106,6 +106,19 @@ def retried(job: Job, budget: int) -> Job:
     return bump(job)
 
 
+def debounced(old: Job, new: Job) -> Job:
+    """The file of a pending job after a submit debounced onto it: ``new`` (the new
+    submit's payload and start) with ``old``'s creation, attempts and history, and one more
+    in ``debounced`` (:mod:`ckptd.core.unique_windows`)."""
+    job = dict(new)
+    for name in ("created", "attempts", "history", "last_error", "batch", "lineage"):
+        if name in old:
+            job[name] = old[name]
+    job["debounced"] = int(old.get("debounced") or 0) + 1
+    job["rev"] = int(old.get("rev") or 0) + 1
+    return job
+
+
 def moved(job: Job, *, to: str, now: float, by: str, budget: int | None = None) -> Job:
     """The file of a pending or failed job moved to queue ``to`` by ``by``, for its
     ``pending/`` there; a failed one gets ``budget`` fresh attempts (as a retry would)."""

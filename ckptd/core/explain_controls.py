@@ -1,4 +1,5 @@
-"""What ``explain`` says about a job's queue controls: pause, limits, priority, retention.
+"""What ``explain`` says about a job's queue controls: pause, limits, keys, priority,
+retention, uniqueness.
 
 From the ``controls`` part of ``show``'s answer (the daemon's view through ``--connect``,
 the queue's files and settings on a bare store). Pure: no I/O.
@@ -38,6 +39,7 @@ def control_sentences(info: dict[str, Any], job: dict[str, Any], state: str, now
         if limits.get("rate"):
             out.append(f"Its queue is dispatched at most at {limits['rate']}.")
         mine = controls.get("job") or {}
+        out += key_sentences(mine.get("key"), job, controls.get("keys"))
         level = mine.get("priority", priority if isinstance(priority, int) else 0)
         ahead = mine.get("ahead")
         if level or ahead:
@@ -61,8 +63,56 @@ def control_sentences(info: dict[str, Any], job: dict[str, Any], state: str, now
                        "jobs exist (keep_last).")
     unique = controls.get("unique")
     if unique:
-        out.append(f"Its id is made from its payload (unique = \"{unique['by']}\", scope "
-                   f"{unique['scope']}): the same payload submitted again finds this job"
-                   + (" while it is pending or claimed." if unique["scope"] == "open"
-                      else " as long as it exists."))
+        out.append(unique_sentence(unique))
     return out
+
+
+def key_sentences(mine: Any, job: dict[str, Any], keys: Any) -> list[str]:
+    """What the job's key does to it (``mine``: the daemon's view of the key; without a
+    daemon only the key the file names is known)."""
+    if not isinstance(mine, dict):
+        key = job.get("key")
+        return [f"Its key is {key} (limits per key and the fair share apply to it; "
+                "through the daemon, explain says what holds it)."] if key else []
+    key = mine["key"]
+    running, limit, rate = mine.get("running", 0), mine.get("max_running"), mine.get("rate")
+    where = f"from {mine.get('source') or 'config'}"
+    out = []
+    if mine.get("held") == "max_running":
+        out.append(f"Its key {key} is at its limit {running} of {limit} (max_running {where})"
+                   ": it waits for one of them to end.")
+    elif mine.get("held") == "rate":
+        out.append(f"Its key {key} is dispatched at most at {rate} ({where}) and waits for "
+                   "its next token.")
+    else:
+        bounds = [f"max_running {limit}" if limit is not None else "",
+                  f"rate {rate}" if rate else ""]
+        shown = ", ".join(b for b in bounds if b)
+        out.append(f"Its key is {key}: {running} running, {mine.get('ready', 0)} ready"
+                   + (f" ({shown}, {where})." if shown else "."))
+    if mine.get("fair") or (isinstance(keys, dict) and keys.get("fair")):
+        weight = mine.get("weight", 1)
+        out.append(f"Its queue shares its workers fairly between keys (fair = true): {key} "
+                   f"takes {weight} turn{'s' if weight != 1 else ''} in each round.")
+    return out
+
+
+def unique_sentence(unique: dict[str, Any]) -> str:
+    """How the job's id was made (unique, unique_fields, windows, debounce)."""
+    what = "its payload" if unique.get("by") == "payload" else \
+        "the payload's fields " + ", ".join(unique.get("fields") or [])
+    setting = f"unique = \"{unique['by']}\"" if unique.get("by") == "payload" \
+        else "unique_fields"
+    scope = unique.get("scope")
+    if scope == "window":
+        return (f"Its id is made from {what} and the time window ({setting}, unique_window "
+                f"{format_duration(float(unique.get('window_s') or 0))}): one job per "
+                "window; a submit in the same window finds this job.")
+    if scope == "debounce":
+        return (f"Its id is made from {what} ({setting}, debounce "
+                f"{format_duration(float(unique.get('debounce_s') or 0))}): while it is "
+                "pending, a submit of the same fields replaces its payload and pushes its "
+                "start back.")
+    return (f"Its id is made from {what} ({setting}, scope {scope}): the same submitted "
+            "again finds this job" + (" while it is pending or claimed." if scope == "open"
+                                      else " as long as it exists."))

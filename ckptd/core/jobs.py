@@ -11,6 +11,8 @@ is ``attempts + 1`` and that number is the fencing token every worker message ca
 two folders (see :mod:`ckptd.core.states`). Optional keys: ``not_before``, ``last_error``,
 ``result``, ``claimed_at``, ``finished_at``, ``worker``, ``history``, ``batch``, ``lineage``,
 ``time_limit`` (seconds an attempt may run), ``priority`` (lower runs first; absent = 0),
+``key`` (its key for flow control, :mod:`ckptd.core.job_keys`), ``debounced`` (submits that
+replaced its payload while it was pending, :mod:`ckptd.core.unique_windows`),
 ``meta`` (fields the client's hooks added: a trace context, a tenant, ...),
 and ``payload_ref`` / ``result_ref`` when the value lives in a blob beside the job.
 Unknown keys are kept as they are, so other tools may add their own.
@@ -49,9 +51,10 @@ def new_job(
     lineage: list[str] | None = None,
     time_limit: float | None = None,
     priority: int | None = None,
+    key: str | None = None,
 ) -> Job:
     """Return the file of a new pending job (``time_limit``: seconds an attempt may run;
-    ``priority``: lower runs first, 0 when left out)."""
+    ``priority``: lower runs first, 0 when left out; ``key``: for flow control)."""
     job: Job = {
         "id": job_id,
         "queue": queue,
@@ -71,6 +74,8 @@ def new_job(
         job["time_limit"] = time_limit
     if priority:
         job["priority"] = priority
+    if key:
+        job["key"] = key
     return job
 
 

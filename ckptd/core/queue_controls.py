@@ -94,7 +94,8 @@ def parse_rate(value: Any, what: str) -> Rate:
                       "\"5000/h\", \"10/m\" or \"3/2s\"")
 
 
-def _whole(value: Any, what: str, least: int) -> int:
+def whole(value: Any, what: str, least: int) -> int:
+    """Return ``value`` when it is a whole number of at least ``least``; ConfigError."""
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ConfigError(f"invalid {what} {value!r}: expected a whole number of at least "
                           f"{least}")
@@ -115,14 +116,14 @@ def parse_queue_controls(name: str, table: dict[str, Any], source: str) -> dict[
         return f"queues.{name}.{key} ({source})"
 
     if "max_running" in table:
-        found["max_running"] = _whole(table["max_running"], what("max_running"), 1)
+        found["max_running"] = whole(table["max_running"], what("max_running"), 1)
     if "rate" in table:
         found["rate"] = parse_rate(table["rate"], what("rate"))
     for key in ("keep_done", "keep_failed"):
         if key in table:
             found[key] = _keep(table[key], what(key))
     if "keep_last" in table:
-        found["keep_last"] = _whole(table["keep_last"], what("keep_last"), 0)
+        found["keep_last"] = whole(table["keep_last"], what("keep_last"), 0)
     if "archive" in table:
         if not isinstance(table["archive"], bool):
             raise ConfigError(f"invalid {what('archive')} {table['archive']!r}: expected "
@@ -245,7 +246,7 @@ def parse_limits_file(data: bytes, where: str) -> Limits:
                           "{\"max_running\": 3, \"rate\": \"50/s\"}")
     running = value.get("max_running")
     rate = value.get("rate")
-    return Limits(None if running is None else _whole(running, f"max_running in {where}", 1),
+    return Limits(None if running is None else whole(running, f"max_running in {where}", 1),
                   None if rate is None else parse_rate(rate, f"rate in {where}"), where)
 
 
@@ -258,7 +259,7 @@ def changed_limits_file(old: bytes | None, changes: dict[str, Any], where: str) 
                               "rate": current.rate.text if current.rate else None}
     for key, value in changes.items():
         if key == "max_running":
-            values[key] = None if value is None else _whole(value, "max_running", 1)
+            values[key] = None if value is None else whole(value, "max_running", 1)
         elif key == "rate":
             values[key] = None if value is None else parse_rate(value, "rate").text
         else:

@@ -26,9 +26,11 @@ from ckptd.core.errors import (
     TransitionError,
 )
 from ckptd.core.ids import new_id
+from ckptd.core.job_keys import check_key, job_key, key_of_job
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.states import STATES, TERMINAL, State, transition_name
 from ckptd.core.timefmt import utc_iso
+from ckptd.core.unique_windows import uniqueness_of
 from ckptd.store import recovery
 from ckptd.store.admin_controls import StoreControls
 from ckptd.store.base import (
@@ -53,7 +55,8 @@ def prepare_submit(settings: Settings, queue: str, payload: Any, now: float, *,
                    delay: float | None = None, batch: str | None = None,
                    lineage: list[str] | None = None, fresh: bool = False,
                    time_limit: float | None = None, priority: int | None = None,
-                   decoded: bool = False, meta: dict[str, Any] | None = None
+                   key: str | None = None, decoded: bool = False,
+                   meta: dict[str, Any] | None = None
                    ) -> tuple[jobs.Job, list[Op]]:
     """Return the new job's file and the store ops that create it (blob first, if any).
 
@@ -73,7 +76,7 @@ def prepare_submit(settings: Settings, queue: str, payload: Any, now: float, *,
     job = jobs.new_job(queue, job_id, payload, now,
                        max_attempts=max_attempts or settings.max_attempts_for(queue),
                        not_before=now + delay if delay else None, batch=batch, lineage=lineage,
-                       time_limit=time_limit, priority=priority)
+                       time_limit=time_limit, priority=priority, key=key)
     if meta:
         job["meta"] = jobs.check_meta(meta)
     ops: list[Op] = []
@@ -92,7 +95,7 @@ def prepare_submit(settings: Settings, queue: str, payload: Any, now: float, *,
             job["payload_size"] = len(encoded)
             data = encode_job(job)
     ops.append(PutNew(queue, job_id, data, check_other_states=not generated,
-                      priority=priority or 0))
+                      priority=priority or 0, key=key or ""))
     return job, ops
 
 
@@ -158,27 +161,44 @@ class StoreAdmin(StoreControls):
                max_attempts: int | None = None, delay: float | None = None,
                if_exists: str = "error", batch: str | None = None,
                time_limit: float | None = None, priority: int | None = None,
-               meta: dict[str, Any] | None = None, payload_key: str | None = None
-               ) -> Submitted:
+               key: str | None = None, meta: dict[str, Any] | None = None,
+               payload_key: str | None = None) -> Submitted:
         """Create a pending job and return its id once it is durable.
 
         An id that exists in any state is never created twice: JobExists is raised, or with
         ``if_exists="return"`` the existing job is returned with ``created=False``. On a
-        queue with ``unique = "payload"`` the id is the payload's (and found jobs returned).
+        queue with ``unique = "payload"`` or ``unique_fields`` the id is the payload's (and
+        found jobs returned; :mod:`ckptd.core.unique_windows`). ``key``: the job's key for
+        flow control (else the one the queue's ``key`` path finds in the payload).
+
+        With ``debounce``, a submit while a job of the same fields is pending makes a new
+        job (a new id, the same creation time, its start ``debounce`` from now) and removes
+        the old one: a daemon may claim the old one at that very moment, and then both run,
+        which is what a submit after the start means. (A daemon rewrites the pending job in
+        place instead: it knows nothing claims it meanwhile.)
         """
         if if_exists not in IF_EXISTS:
             raise ValueError(f"if_exists must be one of {', '.join(IF_EXISTS)}")
+        now = self.clock()
+        key = job_key(key, payload, self.settings.queue(check_queue(queue)).key)
         own = job_id
-        job_id, found = self.unique_id(queue, payload, job_id, self.clock(), payload_key)
+        job_id, found, replaces = self.unique_id(queue, payload, job_id, now, payload_key)
         if found is not None:
             return found
         if job_id != own:
             if_exists = "return"
-        if job_id is not None and any(True for _ in self._where(queue, job_id)):
+        if job_id is not None and replaces is None \
+                and any(True for _ in self._where(queue, job_id)):
             return self._existing(queue, job_id, if_exists)
-        job, ops = prepare_submit(self.settings, queue, payload, self.clock(), job_id=job_id,
+        unique = uniqueness_of(self.settings, queue)
+        if unique is not None and unique.scope == "debounce":
+            delay = unique.seconds
+        job, ops = prepare_submit(self.settings, queue, payload, now, job_id=job_id,
                                   max_attempts=max_attempts, delay=delay, batch=batch,
-                                  time_limit=time_limit, priority=priority, meta=meta)
+                                  time_limit=time_limit, priority=priority, key=key,
+                                  meta=meta)
+        if replaces is not None:
+            ops[-1] = self._debounced(queue, replaces, job, ops[-1])
         outcomes = self.store.apply(ops)
         error = outcomes[-1]
         if isinstance(error, JobExists):
@@ -186,16 +206,21 @@ class StoreAdmin(StoreControls):
         for outcome in outcomes:
             if outcome is not None:
                 raise outcome
-        return Submitted(job["id"])
+        if replaces is not None:
+            # Its checkpoint and blobs stay: had a daemon claimed it meanwhile, it needs them.
+            self.store.apply([Delete(queue, State.PENDING, replaces[0], attachments=False,
+                                     priority=replaces[1], key=replaces[2])])
+        return Submitted(job["id"], debounced=replaces is not None)
 
     def plan_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
                   batch: str | None = None, then: str | None = None,
                   max_attempts: int | None = None, source_name: str | None = None,
-                  group: int = 500) -> FilePlan:
+                  group: int = 500, key: str | None = None) -> FilePlan:
         """Split a file into the ops of :meth:`submit_file` without applying them."""
         from ckptd.core import batches, sources
 
         check_queue(queue)
+        key = check_key(key) if key is not None else None
         if then is not None:
             check_queue(then)
         if fmt not in sources.FORMATS:
@@ -232,15 +257,17 @@ class StoreAdmin(StoreControls):
                 if header is not None:
                     payload["header"] = header
                 job = jobs.new_job(queue, batches.job_id(batch, seq), payload, now,
-                                   max_attempts=budget, batch=batch)
-                ops.append(PutNew(queue, job["id"], encode_job(job), check_other_states=True))
+                                   max_attempts=budget, batch=batch, key=key)
+                ops.append(PutNew(queue, job["id"], encode_job(job), check_other_states=True,
+                                  key=key or ""))
             groups.append(ops)
         return FilePlan(SubmittedFile(batch, len(chunks), records, 0, fmt), first, groups)
 
     def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
                     batch: str | None = None, then: str | None = None,
                     max_attempts: int | None = None, source_name: str | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> SubmittedFile:
+                    progress: Callable[[int, int], None] | None = None,
+                    key: str | None = None) -> SubmittedFile:
         """Store a file once and submit one job per ``chunk`` records referring to its range.
 
         The jobs are ``<batch>.<n>``; the batch gets a manifest (with ``then``, the queue of
@@ -248,7 +275,7 @@ class StoreAdmin(StoreControls):
         interrupted submit-file can simply be run again with the same ``--batch``.
         """
         plan = self.plan_file(queue, data, fmt=fmt, chunk=chunk, batch=batch, then=then,
-                              max_attempts=max_attempts, source_name=source_name)
+                              max_attempts=max_attempts, source_name=source_name, key=key)
         # The data first, then the manifest, then the jobs: whatever a job refers to exists.
         _raise_first(self.store.apply(plan.first))
         created = 0
@@ -264,9 +291,10 @@ class StoreAdmin(StoreControls):
                 progress(done, plan.answer.jobs)
         return dataclasses.replace(plan.answer, created=created)
 
-    def _priority(self, queue: str, job_id: str) -> int:
-        """The priority the name of a pending job's file carries (0 when it is gone)."""
-        return self.store.pending_priority(queue, job_id) or 0
+    def _tag(self, queue: str, job_id: str) -> tuple[int, str]:
+        """The priority and key the name of a pending job's file carries (none when it is
+        gone)."""
+        return self.store.pending_tag(queue, job_id) or (0, "")
 
     def _where(self, queue: str, job_id: str) -> Iterable[State]:
         return self.store.find(check_queue(queue), check_job_id(job_id))
@@ -353,8 +381,8 @@ class StoreAdmin(StoreControls):
             self.known_queue(queue)  # say so when it is the queue (or the store) that is not
             raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
         state = states[-1]
-        priority = self._priority(queue, job_id) if state is State.PENDING else 0
-        raw = self.store.read(queue, state, job_id, priority)
+        priority, key = self._tag(queue, job_id) if state is State.PENDING else (0, "")
+        raw = self.store.read(queue, state, job_id, priority, key)
         hand_written = False
         try:
             job: Any = decode_job(raw, queue, job_id)
@@ -364,14 +392,14 @@ class StoreAdmin(StoreControls):
                 try:
                     job, hand_written = jobs.decode_pending(
                         raw, queue, job_id,
-                        written=self.store.mtime(queue, state, job_id, priority),
+                        written=self.store.mtime(queue, state, job_id, priority, key),
                         max_attempts=self.settings.max_attempts_for(queue))
                 except MalformedJob:
                     pass
         checkpoint = self.store.read_checkpoint(queue, job_id)
         info: dict[str, Any] = {
             "state": state.value,
-            "path": self.store.describe(queue, state, job_id, priority),
+            "path": self.store.describe(queue, state, job_id, priority, key),
             "job": job,
             "checkpoint": _json_or_text(checkpoint) if checkpoint is not None else None,
         }
@@ -379,6 +407,8 @@ class StoreAdmin(StoreControls):
             info["also_in"] = [s.value for s in states[:-1]]
         if priority:
             info["priority"] = priority  # from the file's name: the order dispatch follows
+        if key:
+            info["key"] = key  # likewise: the key whose limits and share it runs under
         if hand_written:
             info["hand_written"] = True  # completed as shown when the daemon dispatches it
         info["controls"] = self.controls_status(queue)
@@ -418,7 +448,7 @@ class StoreAdmin(StoreControls):
             budget = attempts or self.settings.max_attempts_for(queue)
             ops.append(Move(queue, job_id, State.FAILED, State.PENDING,
                             encode_job(edits.retried(job, budget)),
-                            priority=jobs.priority_of(job)))
+                            priority=jobs.priority_of(job), key=key_of_job(job)))
         _raise_first(self.store.apply(ops))
         return [op.job_id for op in ops]
 
@@ -434,8 +464,9 @@ class StoreAdmin(StoreControls):
         state = states[-1]
         if state is State.PENDING:
             transition_name(state, None)
-            _raise_first(self.store.apply([Delete(queue, state, job_id,
-                                                  priority=self._priority(queue, job_id))]))
+            priority, key = self._tag(queue, job_id)
+            _raise_first(self.store.apply([Delete(queue, state, job_id, priority=priority,
+                                                  key=key)]))
         elif state is State.CLAIMED:
             job = decode_job(self.store.read(queue, state, job_id), queue, job_id)
             try:  # a claim is a rename: the file's change time is when it was claimed
@@ -480,19 +511,21 @@ class StoreAdmin(StoreControls):
         now = self.clock()
         for queue in self._queues():
             findings += recovery.quarantine_foreign(self.store, queue, repair)
-            priorities, named_twice = recovery.pending_priorities(self.store, queue, repair)
+            tags, named_twice = recovery.pending_tags(self.store, queue, repair)
             findings += named_twice
             ids = recovery.listing(self.store, queue)
             blobs: set[tuple[str, str]] = set(self.store.blob_ids(queue))
-            findings += recovery.resolve_duplicates(self.store, queue, ids, repair, priorities)
+            findings += recovery.resolve_duplicates(self.store, queue, ids, repair, tags)
             live: set[str] = set()
             anywhere: set[str] = set()
             for state, state_ids in ids.items():
                 for job_id in state_ids:
+                    priority, key = tags.get(job_id, (0, "")) if state is State.PENDING \
+                        else (0, "")
                     job, finding = recovery.check_job(
                         self.store, queue, state, job_id, repair,
                         max_attempts=self.settings.max_attempts_for(queue),
-                        priority=priorities.get(job_id, 0) if state is State.PENDING else 0)
+                        priority=priority, key=key)
                     if finding is not None:
                         findings.append(finding)
                         anywhere.add(job_id)  # unreadable, not gone: keep its attachments
@@ -500,8 +533,7 @@ class StoreAdmin(StoreControls):
                         continue
                     anywhere.add(job_id)
                     if state is State.PENDING:
-                        findings += recovery.priority_name(queue, job_id, job,
-                                                           priorities.get(job_id, 0))
+                        findings += recovery.priority_name(queue, job_id, job, priority, key)
                     if state in (State.PENDING, State.CLAIMED):
                         live.add(job_id)
                         if job.get("payload_ref") and (job_id, "payload") not in blobs:

@@ -7,13 +7,21 @@ listing (``poll_interval``, on a bucket). Mixed into :class:`ckptd.store.admin.S
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from ckptd.codec import decode_job
-from ckptd.core import dedup
+from ckptd.codec import decode_job, encode_job
+from ckptd.core import dedup, edits, jobs
 from ckptd.core.answers import Submitted
 from ckptd.core.config import Settings
-from ckptd.core.errors import CkptdError, InvalidInput, JobNotFound, MalformedJob
+from ckptd.core.errors import CkptdError, ConfigError, InvalidInput, JobNotFound, MalformedJob
+from ckptd.core.job_keys import EVERY_KEY, check_key
+from ckptd.core.key_settings import (
+    KEY_LIMITS_FILE,
+    changed_key_limits_file,
+    key_limits_of,
+    parse_key_limits_file,
+)
 from ckptd.core.names import check_queue
 from ckptd.core.queue_controls import (
     LIMITS_FILE,
@@ -24,11 +32,33 @@ from ckptd.core.queue_controls import (
     limits_of,
     parse_limits_file,
     retention_of,
-    unique_of,
 )
 from ckptd.core.states import State
 from ckptd.core.timefmt import time_or_none
-from ckptd.store.base import Store
+from ckptd.core.unique_windows import uniqueness_of, window_id
+from ckptd.store.base import Op, PutNew, Store
+from ckptd.store.file_names import Named
+
+
+def change_key_limits(store: Store, settings: Settings, queue: str, key: str,
+                      changes: dict[str, Any], reset: bool
+                      ) -> tuple[bytes | None, dict[str, Any]]:
+    """Change ``key``'s entry of ``<queue>/key_limits.json`` (``*``: every key; the
+    file goes when no entry is left; nothing changes without ``changes`` or ``reset``).
+    Returns the file as it is now and the answer (the key's limits in force)."""
+    where = f"{store.url.rstrip('/')}/{queue}/{KEY_LIMITS_FILE}"
+    data = store.read_control(queue, KEY_LIMITS_FILE)
+    if changes or reset:
+        data = changed_key_limits_file(data, key, changes, reset, where)
+        if data is None:
+            store.delete_control(queue, KEY_LIMITS_FILE)
+        else:
+            store.write_control(queue, KEY_LIMITS_FILE, data)
+    elif key != EVERY_KEY:
+        check_key(key)
+    override = parse_key_limits_file(data, where) if data is not None else None
+    return data, {"queue": queue, "key": key, "limits": key_limits_of(
+        settings.queue(queue).keys, key, override, where).as_dict()}
 
 
 def _reason(data: bytes) -> str:
@@ -61,11 +91,16 @@ class StoreControls:
         self.store.delete_control(queue, PAUSED_FILE)
         return {"queue": queue, "was_paused": was}
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
-              ) -> dict[str, Any]:
+    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
+              key: str | None = None) -> dict[str, Any]:
         """Change ``<queue>/limits.json`` (None removes a limit: the config's applies), or
-        with ``reset`` remove the file."""
+        with ``reset`` remove the file. With ``key`` (``*``: every key), that key's entry
+        of ``<queue>/key_limits.json`` instead (weight too)."""
         check_queue(queue)
+        if key is not None:
+            return self._limit_key(queue, key, changes, reset)
+        if "weight" in changes:
+            raise ConfigError("weight is a limit of keys: give it with a key")
         if reset:
             self.store.delete_control(queue, LIMITS_FILE)
         elif changes:
@@ -73,6 +108,10 @@ class StoreControls:
                                        self._where_limits(queue))
             self.store.write_control(queue, LIMITS_FILE, data)
         return {"queue": queue, "limits": self._limits(queue).as_dict()}
+
+    def _limit_key(self, queue: str, key: str, changes: dict[str, Any], reset: bool
+                   ) -> dict[str, Any]:
+        return change_key_limits(self.store, self.settings, queue, key, changes, reset)[1]
 
     def _limits(self, queue: str) -> Limits:
         data = self.store.read_control(queue, LIMITS_FILE)
@@ -91,21 +130,39 @@ class StoreControls:
         except CkptdError as exc:
             view["limits"] = {**limits_of(self.settings, queue).as_dict(), "error": str(exc)}
         view["retention"] = retention_of(self.settings, queue).as_dict()
-        unique = unique_of(self.settings, queue)
-        view["unique"] = None if unique is None else {"by": unique[0], "scope": unique[1]}
+        unique = uniqueness_of(self.settings, queue)
+        view["unique"] = None if unique is None else unique.as_dict()
         view["priorities"] = {"aging_s": aging_of(self.settings, queue)}
+        view["keys"] = self._keys_status(queue)
         return view
 
-    def pending_in_order(self, queue: str, named: list[tuple[str, int]], now: float
-                         ) -> list[str]:
+    def _keys_status(self, queue: str) -> dict[str, Any] | None:
+        """The queue's settings of keys (what runs is only the daemon's to say)."""
+        q = self.settings.queue(queue)
+        data = self.store.read_control(queue, KEY_LIMITS_FILE)
+        if not (q.key or q.keys or q.fair or data is not None):
+            return None
+        where = f"{self.store.url.rstrip('/')}/{queue}/{KEY_LIMITS_FILE}"
+        view: dict[str, Any] = {"fair": bool(q.fair),
+                                "key": "payload." + ".".join(q.key) if q.key else None}
+        try:
+            override = parse_key_limits_file(data, where) if data is not None else None
+        except CkptdError as exc:
+            override, view["error"] = None, str(exc)
+        view["every_key"] = key_limits_of(q.keys, EVERY_KEY, override, where).as_dict()
+        view["named"] = sorted(set(q.keys.named if q.keys else ()) |
+                               {k for k in (override or {}) if k != EVERY_KEY})
+        return view
+
+    def pending_in_order(self, queue: str, named: list[Named], now: float) -> list[str]:
         """Pending ids in the order a daemon dispatches them: due jobs by the priority their
         names carry (then by id, which is creation order for generated ids), then delayed
         ones by due time. Each file is read for its ``not_before``."""
         keyed = []
-        for job_id, priority in named:
+        for job_id, priority, key in named:
             due = None
             try:
-                job = decode_job(self.store.read(queue, State.PENDING, job_id, priority),
+                job = decode_job(self.store.read(queue, State.PENDING, job_id, priority, key),
                                  queue, job_id)
                 due = time_or_none(job.get("not_before"))
             except (JobNotFound, MalformedJob):
@@ -115,22 +172,44 @@ class StoreControls:
         return [key[3] for key in sorted(keyed)]
 
     def unique_id(self, queue: str, payload: Any, job_id: str | None, now: float,
-                  key: str | None = None) -> tuple[str | None, Submitted | None]:
+                  given: str | None = None
+                  ) -> tuple[str | None, Submitted | None, Named | None]:
         """The id a submit to ``queue`` gets: ``job_id`` when the queue is not unique, else
-        the payload's (``key``: its keyed hash, for a sealed payload); with the answer when
-        its job is found open already (scope open)."""
-        unique = unique_of(self.settings, queue)
+        the one its payload gives (:mod:`ckptd.core.unique_windows`; ``given``: the keyed
+        hash of a sealed payload, for ``unique = "payload"``); with the answer when its job
+        is found open already (scope open), or (debounce) with the name of the pending job
+        that the new one replaces."""
+        unique = uniqueness_of(self.settings, queue)
         if unique is None:
-            return job_id, None
+            return job_id, None, None
         if job_id is not None:
             raise InvalidInput(f"queue {queue!r} makes ids from payloads (unique = "
-                               "\"payload\" in its config): submit without an id of your own")
-        key = key or dedup.payload_key(payload)
-        if unique[1] == "forever":
-            return key, None
-        for state in (State.PENDING, State.CLAIMED):
-            for found in self.store.ids_after(queue, state, key):
-                if found.startswith(key + "."):
-                    return found, Submitted(found, created=False, state=state.value)
-                break  # ids sort: the first one after the key has it, or none does
-        return dedup.open_id(key, now), None
+                               "\"payload\" or unique_fields in its config): submit without "
+                               "an id of your own")
+        key = given if given and unique.by == "payload" else unique.key(payload)
+        if unique.scope == "forever":
+            return key, None, None
+        if unique.scope == "window":
+            return window_id(key, now, unique.seconds), None, None
+        # ids sort: the first one after the key is of that key, or none is
+        pending = next(iter(self.store.pending_after(queue, key)), None)
+        if pending is not None and pending[0].startswith(key + "."):
+            if unique.scope == "debounce":
+                return dedup.open_id(key, now), None, pending
+            return pending[0], Submitted(pending[0], created=False), None
+        claimed = next(iter(self.store.ids_after(queue, State.CLAIMED, key)), None)
+        if claimed is not None and claimed.startswith(key + ".") and unique.scope == "open":
+            return claimed, Submitted(claimed, created=False, state=State.CLAIMED.value), None
+        return dedup.open_id(key, now), None, None  # debounce: a running job keeps its own
+
+    def _debounced(self, queue: str, replaces: Named, job: jobs.Job, op: Op) -> Op:
+        """The create of a debounced job, as :func:`ckptd.core.edits.debounced` makes it
+        from the pending job it replaces (as it is, when that one cannot be read)."""
+        assert isinstance(op, PutNew)
+        try:
+            old = decode_job(self.store.read(queue, State.PENDING, *replaces), queue,
+                             replaces[0])
+        except (JobNotFound, MalformedJob):
+            return op
+        job.update(edits.debounced(old, job))
+        return dataclasses.replace(op, data=encode_job(job))

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from ckptd.core.errors import CkptdError
 from ckptd.core.states import State
 from ckptd.store.base import Op, Outcome
+from ckptd.store.file_names import Line
 
 
 class Background(ABC):
@@ -48,9 +49,9 @@ class Background(ABC):
 
     @abstractmethod
     def prefetch_later(self, queue: str, ids: Sequence[str],
-                       priorities: Mapping[str, int] | None = None) -> int:
-        """Start reading the pending files of ``ids`` (named with ``priorities``, 0 where not
-        given) that are neither kept nor being read
+                       priorities: Mapping[str, Line] | None = None) -> int:
+        """Start reading the pending files of ``ids`` (named with ``priorities``: a priority,
+        or ``(priority, key)``; 0 where not given) that are neither kept nor being read
         (the function given to :meth:`notify` is called when they arrived); return how many
         were started (0: nothing to read)."""
 
@@ -62,8 +63,8 @@ class Background(ABC):
         found id (None: in no folder) and the ids whose look failed."""
 
     @abstractmethod
-    def ready(self, queue: str, job_id: str, priority: int = 0) -> bool:
-        """True when reading ``pending/<id>[,p<priority>]`` now waits on no request: its
+    def ready(self, queue: str, job_id: str, priority: int = 0, key: str = "") -> bool:
+        """True when reading ``pending/<id>[,p<priority>][,k<key>]`` now waits on no request: its
         file is kept, or its read ended (a read of a file that was gone or failed raises at
         once). When not, its read is started and the queue is noted (:meth:`missed`)."""
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import CkptdError, InvalidName
 from ckptd.core.states import STATES, State
-from ckptd.store.file_names import JOB_SUFFIX, job_file_name, split_job_name
+from ckptd.store.file_names import JOB_SUFFIX, Line, job_file_name, split_job_name
 from ckptd.store.listings import PendingListings
 
 __all__ = ["JOB_SUFFIX", "split_job_name"]  # re-exported: the names of job files
@@ -45,21 +45,23 @@ BATCH_DIR = "batches"
 OUTPUT_DIR = "outputs"
 ARCHIVE_DIR = "archive"
 SCHEDULE_DIR = "schedules"
-QUEUE_CONTROLS = ("paused", "limits.json")
-"""Control files at a queue's top (``<queue>/paused``, ``<queue>/limits.json``): what an
-operator sets on a queue, read by every listing of the queues."""
+QUEUE_CONTROLS = ("paused", "limits.json", "key_limits.json")
+"""Control files at a queue's top (``<queue>/paused``, ``<queue>/limits.json``,
+``<queue>/key_limits.json``): what an operator sets on a queue, read by every listing of the
+queues."""
 
 
 @dataclass(frozen=True)
 class PutNew:
-    """Create ``pending/<id>.json`` (named with ``priority``, :mod:`ckptd.store.file_names`); fails
-    with JobExists if the id is in any state."""
+    """Create ``pending/<id>.json`` (named with ``priority`` and ``key``,
+    :mod:`ckptd.store.file_names`); fails with JobExists if the id is in any state."""
 
     queue: str
     job_id: str
     data: bytes
     check_other_states: bool = True
     priority: int = 0
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Move:
     data: bytes | None = None
     src_known: bool = False
     priority: int = 0  # of the file in pending/, when src or dst is pending (its name)
+    key: str = ""  # likewise
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Delete:
     job_id: str
     attachments: bool = True
     priority: int = 0  # of the file, when it is in pending/ (its name)
+    key: str = ""  # likewise
 
 
 @dataclass(frozen=True)
@@ -218,24 +222,30 @@ class Store(PendingListings, ABC):
         return len(self.ids(queue, state))
 
     @abstractmethod
-    def read(self, queue: str, state: State, job_id: str, priority: int = 0) -> bytes:
+    def read(self, queue: str, state: State, job_id: str, priority: int = 0,
+             key: str = "") -> bytes:
         """Return the bytes of ``<state>/<id>.json``; raise JobNotFound when absent
-        (``priority``: of a pending file, whose name carries it)."""
+        (``priority``, ``key``: of a pending file, whose name carries them)."""
 
-    def find(self, queue: str, job_id: str, priority: int | None = None) -> list[State]:
+    def find(self, queue: str, job_id: str, priority: int | None = None,
+             key: str = "") -> list[State]:
         """Return the states that hold ``job_id``: [] when none, two after a crash.
-        ``priority``: of its pending file; None: looked for under every name (a listing)."""
-        found = [s for s in STATES if self.exists(queue, s, job_id, priority or 0)]
-        if not found and priority is None and self.pending_priority(queue, job_id) is not None:
+        ``priority``, ``key``: of its pending file; priority None: looked for under every
+        name (a listing)."""
+        found = [s for s in STATES if self.exists(queue, s, job_id, priority or 0, key)]
+        if not found and priority is None and self.pending_tag(queue, job_id) is not None:
             found = [State.PENDING]
         return found
 
     @abstractmethod
-    def exists(self, queue: str, state: State, job_id: str, priority: int = 0) -> bool:
-        """Return True when ``<state>/<id>.json`` exists (``priority``: as for read)."""
+    def exists(self, queue: str, state: State, job_id: str, priority: int = 0,
+               key: str = "") -> bool:
+        """Return True when ``<state>/<id>.json`` exists (``priority``, ``key``: as for
+        read)."""
 
     @abstractmethod
-    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0) -> float:
+    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0,
+              key: str = "") -> float:
         """Return the time the job file last changed; raise JobNotFound when absent."""
 
     @abstractmethod
@@ -387,14 +397,15 @@ class Store(PendingListings, ABC):
 
         Default: a full listing, filtered. A bucket lists only the keys after it.
         """
-        return [i for i, _ in self.pending_after(queue, start_after)] \
+        return [i for i, _, _ in self.pending_after(queue, start_after)] \
             if state is State.PENDING else \
             [i for i in self.ids(queue, state) if start_after is None or i > start_after]
 
     def prefetch(self, queue: str, ids: Sequence[str],
-                 priorities: Mapping[str, int] | None = None) -> int:
-        """Read the pending files of ``ids`` (their names carry ``priorities``, 0 where not
-        given) ahead of their claims; return how many were read.
+                 priorities: Mapping[str, Line] | None = None) -> int:
+        """Read the pending files of ``ids`` (their names carry ``priorities``: a priority,
+        or ``(priority, key)``; 0 where not given) ahead of their claims; return how many
+        were read.
 
         Default: nothing (0); reads are cheap where there is no network in between.
         """
@@ -539,10 +550,11 @@ class Store(PendingListings, ABC):
         checkpoint is removed); return False when the job is not in ``state``. A crash in
         between leaves the job in one place or both (run it again: idempotent)."""
 
-    def describe(self, queue: str, state: State, job_id: str, priority: int = 0) -> str:
+    def describe(self, queue: str, state: State, job_id: str, priority: int = 0,
+                 key: str = "") -> str:
         """Return where a job file lives, for messages (a path or URL)."""
         return f"{self.url.rstrip('/')}/{queue}/{state.value}/" \
-            f"{job_file_name(state, job_id, priority)}"
+            f"{job_file_name(state, job_id, priority, key)}"
 
 
 def check_blob_kind(kind: str) -> str:

@@ -69,8 +69,10 @@ class BucketStore(Store):
     def _key(self, queue: str, folder: str, name: str) -> str:
         return f"{self.prefix}/{queue}/{folder}/{name}"
 
-    def _job_key(self, queue: str, state: State, job_id: str, priority: int = 0) -> str:
-        return f"{self.prefix}/{queue}/{state.value}/{job_file_name(state, job_id, priority)}"
+    def _job_key(self, queue: str, state: State, job_id: str, priority: int = 0,
+                 key: str = "") -> str:
+        name = job_file_name(state, job_id, priority, key)
+        return f"{self.prefix}/{queue}/{state.value}/{name}"
 
     def _ls(self, path: str) -> list[str]:
         try:
@@ -97,7 +99,7 @@ class BucketStore(Store):
     def ids(self, queue: str, state: State) -> list[str]:
         check_queue(queue)
         names = self._ls(f"{self.prefix}/{queue}/{state.value}")
-        return sorted(job_id for job_id, _ in job_names(names, state))
+        return sorted(found[0] for found in job_names(names, state))
 
     def pending_names(self, queue: str) -> list[str]:
         check_queue(queue)
@@ -112,19 +114,22 @@ class BucketStore(Store):
         except OSError as exc:
             raise StoreError(f"cannot read {key}: {exc}") from exc
 
-    def read(self, queue: str, state: State, job_id: str, priority: int = 0) -> bytes:
+    def read(self, queue: str, state: State, job_id: str, priority: int = 0,
+             key: str = "") -> bytes:
         check_job_ref(queue, job_id)
-        return self._cat(self._job_key(queue, state, job_id, priority),
+        return self._cat(self._job_key(queue, state, job_id, priority, key),
                          f"job {job_id!r} is not in {queue}/{state.value}/")
 
-    def exists(self, queue: str, state: State, job_id: str, priority: int = 0) -> bool:
+    def exists(self, queue: str, state: State, job_id: str, priority: int = 0,
+               key: str = "") -> bool:
         check_job_ref(queue, job_id)
-        return bool(self.fs.exists(self._job_key(queue, state, job_id, priority)))
+        return bool(self.fs.exists(self._job_key(queue, state, job_id, priority, key)))
 
-    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0) -> float:
+    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0,
+              key: str = "") -> float:
         check_job_ref(queue, job_id)
         try:
-            info = self.fs.info(self._job_key(queue, state, job_id, priority))
+            info = self.fs.info(self._job_key(queue, state, job_id, priority, key))
         except FileNotFoundError:
             raise JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/") from None
         return _info_time(info)
@@ -159,8 +164,8 @@ class BucketStore(Store):
     def _commit(self, op: Op) -> None:
         fs = self.fs
         if isinstance(op, Move):
-            src = self._job_key(op.queue, op.src, op.job_id, op.priority)
-            dst = self._job_key(op.queue, op.dst, op.job_id, op.priority)
+            src = self._job_key(op.queue, op.src, op.job_id, op.priority, op.key)
+            dst = self._job_key(op.queue, op.dst, op.job_id, op.priority, op.key)
             if not fs.exists(src):
                 raise JobNotFound(f"job {op.job_id!r} is not in {op.queue}/{op.src.value}/")
             if op.data is None:
@@ -174,7 +179,7 @@ class BucketStore(Store):
             # Until this delete the job is under both keys; recovery keeps the later copy.
             _rm_quietly(fs, src)
         elif isinstance(op, PutNew):
-            dst = self._job_key(op.queue, State.PENDING, op.job_id, op.priority)
+            dst = self._job_key(op.queue, State.PENDING, op.job_id, op.priority, op.key)
             with self._lock:
                 if fs.exists(dst):
                     raise JobExists(op.queue, op.job_id, State.PENDING.value)
@@ -185,7 +190,7 @@ class BucketStore(Store):
                         _rm_quietly(fs, dst)
                         raise JobExists(op.queue, op.job_id, state.value)
         elif isinstance(op, Delete):
-            _rm_quietly(fs, self._job_key(op.queue, op.state, op.job_id, op.priority))
+            _rm_quietly(fs, self._job_key(op.queue, op.state, op.job_id, op.priority, op.key))
             if op.attachments:
                 _rm_quietly(fs, self._key(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX))
                 for kind in BLOB_KINDS:

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
 from ckptd.core.states import State
-from ckptd.store.file_names import JOB_SUFFIX, split_pending_name
+from ckptd.store.file_names import JOB_SUFFIX, Named, split_pending_name
 
 
 class PendingListings(ABC):
@@ -22,21 +22,23 @@ class PendingListings(ABC):
         """See :meth:`ckptd.store.base.Store.ids`."""
 
     @abstractmethod
-    def exists(self, queue: str, state: State, job_id: str, priority: int = 0) -> bool:
+    def exists(self, queue: str, state: State, job_id: str, priority: int = 0,
+               key: str = "") -> bool:
         """See :meth:`ckptd.store.base.Store.exists`."""
 
-    def pending_priority(self, queue: str, job_id: str) -> int | None:
-        """The priority the name of ``pending/<id>...`` carries, None when the job is not
-        pending. For callers that do not know it (the store commands); the daemon does.
+    def pending_tag(self, queue: str, job_id: str) -> tuple[int, str] | None:
+        """The priority and key the name of ``pending/<id>...`` carries, None when the job
+        is not pending. For callers that do not know them (the store commands); the daemon
+        does.
 
         Default: look for the plain name, then list the folder.
         """
         if self.exists(queue, State.PENDING, job_id):
-            return 0
+            return 0, ""
         for name in self.pending_names(queue):
             found = split_pending_name(name)
             if found is not None and found[0] == job_id:
-                return found[1]
+                return found[1], found[2]
         return None
 
     def pending_names(self, queue: str) -> list[str]:
@@ -60,8 +62,9 @@ class PendingListings(ABC):
         for start in range(0, len(names), size):
             yield names[start:start + size]
 
-    def pending_after(self, queue: str, start_after: str | None) -> list[tuple[str, int]]:
-        """``(id, priority)`` of the pending jobs whose names sort after ``start_after``.
+    def pending_after(self, queue: str, start_after: str | None) -> list[Named]:
+        """``(id, priority, key)`` of the pending jobs whose names sort after
+        ``start_after``.
 
         Default: a full listing, filtered. A bucket lists only the keys after it.
         """

@@ -12,6 +12,8 @@ from ckptd.codec import decode_job, encode_job
 from ckptd.core import edits
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError, JobNotFound, TransitionError
+from ckptd.core.job_keys import key_of_job
+from ckptd.core.jobs import priority_of
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.states import State
 from ckptd.store.base import Delete, Op, PutBlob, PutCheckpoint, PutNew, Store
@@ -32,7 +34,9 @@ def move_on_store(store: Store, settings: Settings, queue: str, job_id: str, to:
             raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
         raise TransitionError(f"job {job_id!r} is {states[0].value}: only pending and failed "
                               "jobs can be moved to another queue")
-    job = decode_job(store.read(queue, state, job_id), queue, job_id)
+    priority, key = (store.pending_tag(queue, job_id) or (0, "")) if state is State.PENDING \
+        else (0, "")
+    job = decode_job(store.read(queue, state, job_id, priority, key), queue, job_id)
     budget = settings.max_attempts_for(to) if state is State.FAILED else None
     edits.moved(job, to=to, now=now, by=by, budget=budget)
     ops: list[Op] = []
@@ -41,11 +45,12 @@ def move_on_store(store: Store, settings: Settings, queue: str, job_id: str, to:
     checkpoint = store.read_checkpoint(queue, job_id)
     if checkpoint is not None:
         ops.append(PutCheckpoint(to, job_id, checkpoint))
-    ops.append(PutNew(to, job_id, encode_job(job)))
+    ops.append(PutNew(to, job_id, encode_job(job), priority=priority_of(job),
+                      key=key_of_job(job)))
     for outcome in store.apply(ops):
         if isinstance(outcome, CkptdError):
             raise outcome
-    for outcome in store.apply([Delete(queue, state, job_id)]):
+    for outcome in store.apply([Delete(queue, state, job_id, priority=priority, key=key)]):
         if isinstance(outcome, CkptdError):
             raise outcome
     return state.value

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from ckptd.codec import decode_job, encode_job
 from ckptd.core import jobs
 from ckptd.core.errors import CkptdError, JobNotFound, MalformedJob
+from ckptd.core.job_keys import key_of_job
 from ckptd.core.states import STATES, Copy, State, resolve, tmp_is_stale
 from ckptd.store.base import Delete, Move, Store, is_trash
-from ckptd.store.file_names import job_file_name, pending_name, split_pending_name
+from ckptd.store.file_names import Tag, job_file_name, pending_name, split_pending_name
 
 log = logging.getLogger(__name__)
 
@@ -49,46 +50,46 @@ def listing(store: Store, queue: str) -> dict[State, list[str]]:
     return found
 
 
-def pending_priorities(store: Store, queue: str, repair: bool
-                       ) -> tuple[dict[str, int], list[Finding]]:
-    """The priority of each pending job whose name carries one (others are 0); a job found
-    under two names in ``pending/`` is kept under one (the higher ``rev``, then the more
-    urgent name), the other removed with ``repair``."""
-    names: dict[str, list[int]] = {}
+def pending_tags(store: Store, queue: str, repair: bool
+                 ) -> tuple[dict[str, Tag], list[Finding]]:
+    """The priority and key of each pending job whose name carries either (others are
+    ``(0, "")``); a job found under two names in ``pending/`` is kept under one (the higher
+    ``rev``, then the more urgent name), the other removed with ``repair``."""
+    names: dict[str, list[Tag]] = {}
     for name in store.pending_names(queue):
         found = split_pending_name(name)
         if found is not None:
-            names.setdefault(found[0], []).append(found[1])
+            names.setdefault(found[0], []).append((found[1], found[2]))
     findings = []
-    chosen: dict[str, int] = {}
-    for job_id, priorities in names.items():
-        if len(priorities) > 1:
-            keep, finding = _one_name(store, queue, job_id, priorities, repair)
+    chosen: dict[str, Tag] = {}
+    for job_id, tags in names.items():
+        if len(tags) > 1:
+            keep, finding = _one_name(store, queue, job_id, tags, repair)
             findings.append(finding)
-            priorities = [keep]
-        if priorities[0]:
-            chosen[job_id] = priorities[0]
+            tags = [keep]
+        if tags[0] != (0, ""):
+            chosen[job_id] = tags[0]
     return chosen, findings
 
 
-def _one_name(store: Store, queue: str, job_id: str, priorities: list[int], repair: bool
-              ) -> tuple[int, Finding]:
+def _one_name(store: Store, queue: str, job_id: str, tags: list[Tag], repair: bool
+              ) -> tuple[Tag, Finding]:
     ranked = []
-    for priority in priorities:
+    for tag in tags:
         try:
-            job = decode_job(store.read(queue, State.PENDING, job_id, priority), queue, job_id)
+            job = decode_job(store.read(queue, State.PENDING, job_id, *tag), queue, job_id)
             rev = int(job.get("rev", 0))
         except CkptdError:
             rev = -1
-        ranked.append((-rev, priority))
+        ranked.append((-rev, tag))
     ranked.sort()
     keep = ranked[0][1]
-    doomed = [p for _, p in ranked[1:]]
-    names = ", ".join(pending_name(job_id, p) for p in priorities)
-    detail = f"in pending/ as {names}; keep {pending_name(job_id, keep)}"
+    doomed = [t for _, t in ranked[1:]]
+    names = ", ".join(pending_name(job_id, *t) for t in tags)
+    detail = f"in pending/ as {names}; keep {pending_name(job_id, *keep)}"
     if repair:
-        store.apply([Delete(queue, State.PENDING, job_id, attachments=False, priority=p)
-                     for p in doomed])
+        store.apply([Delete(queue, State.PENDING, job_id, attachments=False, priority=t[0],
+                            key=t[1]) for t in doomed])
     return keep, Finding(queue, "duplicate", job_id, detail, repair)
 
 
@@ -108,7 +109,8 @@ def duplicates(ids_by_state: dict[State, list[str]]) -> dict[str, list[State]]:
 
 
 def resolve_duplicate(store: Store, queue: str, job_id: str, states: Iterable[State],
-                      repair: bool, priority: int = 0) -> tuple[State | None, Finding]:
+                      repair: bool, priority: int = 0, key: str = ""
+                      ) -> tuple[State | None, Finding]:
     """Keep one copy of a job found in several states (the rule of
     :func:`ckptd.core.states.resolve`).
 
@@ -119,7 +121,7 @@ def resolve_duplicate(store: Store, queue: str, job_id: str, states: Iterable[St
     unreadable: list[State] = []
     for state in states:
         try:
-            job = decode_job(store.read(queue, state, job_id, priority), queue, job_id)
+            job = decode_job(store.read(queue, state, job_id, priority, key), queue, job_id)
         except JobNotFound:
             continue  # moved on since the listing: nothing to resolve for this copy
         except (MalformedJob, CkptdError):
@@ -133,8 +135,8 @@ def resolve_duplicate(store: Store, queue: str, job_id: str, states: Iterable[St
     detail = (f"in {', '.join(s.value for s in [winner.state] + doomed)}; keep "
               f"{winner.state.value}")
     if repair and doomed:
-        outcomes = store.apply([Delete(queue, s, job_id, attachments=False, priority=priority)
-                                for s in doomed])
+        outcomes = store.apply([Delete(queue, s, job_id, attachments=False, priority=priority,
+                                       key=key) for s in doomed])
         failed = [o for o in outcomes if o is not None]
         if failed:
             return winner.state, Finding(queue, "duplicate", job_id, f"{detail}; {failed[0]}")
@@ -142,17 +144,17 @@ def resolve_duplicate(store: Store, queue: str, job_id: str, states: Iterable[St
 
 
 def resolve_duplicates(store: Store, queue: str, ids_by_state: dict[State, list[str]],
-                       repair: bool, priorities: dict[str, int] | None = None
+                       repair: bool, tags: dict[str, Tag] | None = None
                        ) -> list[Finding]:
-    """Resolve every job of ``ids_by_state`` found in more than one state (``priorities``:
-    of the pending files whose names carry one).
+    """Resolve every job of ``ids_by_state`` found in more than one state (``tags``: of
+    the pending files whose names carry a priority or a key).
 
     With ``repair`` the losing ids are also taken out of ``ids_by_state``.
     """
     findings = []
     for job_id, states in duplicates(ids_by_state).items():
         winner, finding = resolve_duplicate(store, queue, job_id, states, repair,
-                                            (priorities or {}).get(job_id, 0))
+                                            *(tags or {}).get(job_id, (0, "")))
         findings.append(finding)
         if repair and winner is not None:
             for state in states:
@@ -191,7 +193,7 @@ def quarantine_foreign(store: Store, queue: str, repair: bool) -> list[Finding]:
 
 
 def check_job(store: Store, queue: str, state: State, job_id: str, repair: bool,
-              max_attempts: int = 3, priority: int = 0
+              max_attempts: int = 3, priority: int = 0, key: str = ""
               ) -> tuple[jobs.Job | None, Finding | None]:
     """Parse one job file; quarantine it (with ``repair``) when it cannot be parsed.
 
@@ -201,7 +203,7 @@ def check_job(store: Store, queue: str, state: State, job_id: str, repair: bool,
     Returns (the job or None, the finding or None).
     """
     try:
-        raw = store.read(queue, state, job_id, priority)
+        raw = store.read(queue, state, job_id, priority, key)
         return decode_job(raw, queue, job_id), None
     except JobNotFound:
         return None, None
@@ -210,7 +212,8 @@ def check_job(store: Store, queue: str, state: State, job_id: str, repair: bool,
     if state is State.PENDING:
         try:
             job, _ = jobs.decode_pending(raw, queue, job_id, max_attempts=max_attempts,
-                                         written=store.mtime(queue, state, job_id, priority))
+                                         written=store.mtime(queue, state, job_id, priority,
+                                                             key))
         except JobNotFound:
             return None, None
         except MalformedJob as exc:
@@ -219,13 +222,13 @@ def check_job(store: Store, queue: str, state: State, job_id: str, repair: bool,
             if not repair:
                 return job, None
             outcome = store.apply([Move(queue, job_id, state, state, encode_job(job),
-                                        priority=priority)])[0]
+                                        priority=priority, key=key)])[0]
             if outcome is not None:
                 raise outcome
             return job, Finding(queue, "hand-written",
-                                f"{state.value}/{job_file_name(state, job_id, priority)}",
+                                f"{state.value}/{job_file_name(state, job_id, priority, key)}",
                                 "completed as a job file (id from its name)", True)
-    name = job_file_name(state, job_id, priority)
+    name = job_file_name(state, job_id, priority, key)
     reason = f"{state.value}/{name} is malformed: {error}"
     if repair:
         where = store.quarantine(queue, state.value, name, reason)
@@ -234,14 +237,25 @@ def check_job(store: Store, queue: str, state: State, job_id: str, repair: bool,
                          repair)
 
 
-def priority_name(queue: str, job_id: str, job: jobs.Job, priority: int) -> list[Finding]:
-    """A pending file whose ``priority`` is not the one its name carries (a file of the
-    version before names carried priorities, or renamed by hand): dispatch follows the name.
-    Reported, not repaired: which of the two was meant only a person knows."""
+def priority_name(queue: str, job_id: str, job: jobs.Job, priority: int, key: str = ""
+                  ) -> list[Finding]:
+    """A pending file whose ``priority`` (or ``key``) is not the one its name carries (a
+    file of the version before names carried priorities, or renamed by hand): dispatch
+    follows the name. Reported, not repaired: which of the two was meant only a person
+    knows. A file that names no key of its own is no finding (a hand-written one)."""
+    found = []
     said = jobs.priority_of(job)
-    if said == priority:
-        return []
-    return [Finding(queue, "priority-name", f"pending/{pending_name(job_id, priority)}",
-                    f"the file says priority {said}, its name {priority}, and dispatch follows "
-                    f"the name: mv it to pending/{pending_name(job_id, said)} to run it at "
-                    f"{said}")]
+    name = pending_name(job_id, priority, key)
+    if said != priority:
+        found.append(Finding(
+            queue, "priority-name", f"pending/{name}",
+            f"the file says priority {said}, its name {priority}, and dispatch follows the "
+            f"name: mv it to pending/{pending_name(job_id, said, key)} to run it at {said}"))
+    told = key_of_job(job)
+    if told and told != key:
+        found.append(Finding(
+            queue, "key-name", f"pending/{name}",
+            f"the file says key {told!r}, its name {key or 'none'}, and dispatch follows the "
+            f"name: mv it to pending/{pending_name(job_id, priority, told)} to run it under "
+            f"key {told!r}"))
+    return found

@@ -243,12 +243,20 @@ class InProcessDaemon:
             self.daemon.wake()
             target = self._turns + 2  # the turn in progress may have missed the call
             deadline = time.monotonic() + timeout
-            while 0 <= self._turns < target:
+            while 0 <= self._turns < target or (0 <= self._turns and self._in_flight()):
+                if self._turns >= target:  # a group is being flushed: the turn after it
+                    target = self._turns + 1
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise WaitTimeout(f"the daemon took no turn in {timeout:g}s")
-                self._turned.wait(left)
+                self._turned.wait(min(left, 0.01))
         self._check()
+
+    def _in_flight(self) -> bool:
+        """Whether a group of the daemon's is still being made durable (fsync batch on a
+        local disk overlaps the flush with the next turns): its changes are not done yet."""
+        overlap = self.daemon.overlap
+        return overlap is not None and len(overlap) > 0
 
     def _check(self) -> None:
         if self._error is not None:

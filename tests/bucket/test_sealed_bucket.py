@@ -63,7 +63,9 @@ def test_a_marker_in_1000_sealed_jobs_is_in_no_object_of_the_bucket(
 def test_a_jobs_log_is_kept_in_pieces_read_whole_and_removed_by_retention(
         procs: Processes, s3_server: SeaweedServer) -> None:
     url = s3_server.url()
-    daemon = procs.daemon(root=url, env=s3_server.env(), keep_done="2s",
+    # keep_done: long enough for a CLI to start and read the log on a loaded machine (2 s
+    # was not: the job was gone first), short enough to see retention remove it.
+    daemon = procs.daemon(root=url, env=s3_server.env(), keep_done="10s",
                           retention_interval="0.5s", **FAST)
     procs.worker(daemon, Q, "extras_handlers:chatty", env=s3_server.env())
     wait_for_workers(daemon)
@@ -80,5 +82,5 @@ def test_a_jobs_log_is_kept_in_pieces_read_whole_and_removed_by_retention(
     assert shown.returncode == 0, shown.stderr
     assert [line.split(" INFO job: ")[1] for line in shown.stdout.splitlines()
             if " INFO job: tick" in line] == [f"tick {n}" for n in range(4)]
-    wait_for(lambda: not s3_server.keys(logs), timeout=60,
+    wait_for(lambda: not s3_server.keys(logs), timeout=90,
              message="retention to remove the log's pieces")

@@ -169,10 +169,10 @@ def test_status(admin: StoreAdmin, store: Store) -> None:
     assert {k: counts[k] for k in ("pending", "claimed", "done", "failed")} == {
         "pending": 2, "claimed": 1, "done": 1, "failed": 1}
     assert answer["queues"]["mail"]["pending"] == 1
-    controls = ("paused", "limits", "retention", "unique", "priorities")  # their own shapes
+    controls = ("paused", "limits", "retention", "unique", "priorities", "keys")  # theirs
     assert all(isinstance(v, int) for q in answer["queues"].values() for k, v in q.items()
                if k != "batches" and k not in controls)
-    assert counts["paused"] is None and counts["unique"] is None
+    assert counts["paused"] is None and counts["unique"] is None and counts["keys"] is None
     assert answer["queues"][Q]["batches"] == {}
     only = admin.status("mail")
     assert list(only["queues"]) == ["mail"]

@@ -16,9 +16,9 @@ Q = "q"
 
 def test_the_name_says_the_priority() -> None:
     assert pending_name("job-1", -5) == "job-1,p-5.json" and pending_name("job-1") == "job-1.json"
-    assert split_pending_name("job-1,p-5.json") == ("job-1", -5)
-    assert split_pending_name("a.b,p12.json") == ("a.b", 12)
-    assert split_pending_name("job-1.json") == ("job-1", 0)
+    assert split_pending_name("job-1,p-5.json") == ("job-1", -5, "")
+    assert split_pending_name("a.b,p12.json") == ("a.b", 12, "")
+    assert split_pending_name("job-1.json") == ("job-1", 0, "")
     for other in ("job-1,p0.json", "job-1,p+3.json", "job-1,p03.json", "job-1,p.json",
                   "job-1,q3.json", ",p3.json", "job-1,p3", "job-1,p99999999.json"):
         assert split_pending_name(other) is None, other
@@ -42,8 +42,8 @@ def test_a_pending_job_with_a_priority(backend: Backend) -> None:
     assert store.foreign(Q) == []
     chunks = list(store.listing_chunks(Q, State.PENDING, 1))
     assert sorted(n for chunk in chunks for n in chunk) == ["plain.json", "urgent,p-5.json"]
-    assert store.pending_priority(Q, "urgent") == -5 and store.pending_priority(Q, "plain") == 0
-    assert store.pending_priority(Q, "nobody") is None
+    assert store.pending_tag(Q, "urgent") == (-5, "") and store.pending_tag(Q, "plain") == (0, "")
+    assert store.pending_tag(Q, "nobody") is None
     assert store.find(Q, "urgent") == [State.PENDING]  # looked for under its names
     assert store.find(Q, "urgent", -5) == [State.PENDING]
     assert store.describe(Q, State.PENDING, "urgent", -5).endswith("/q/pending/urgent,p-5.json")

@@ -8,6 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ckptd.core.states import State
+from ckptd.daemon.controls.key_lines import KeyedReady
 from ckptd.daemon.controls.priorities import ReadyLines
 from ckptd.daemon.engine.figures import build_snapshot
 from ckptd.daemon.telemetry.exposition import families
@@ -133,11 +134,11 @@ class _NoScanSet(set[str]):
         raise AssertionError("status iterated over the pending set")
 
 
-class _HeadOnlyLines(ReadyLines):
+class _HeadOnlyLines(KeyedReady):
     """A ready line that may be read at its head only (the next job to dispatch)."""
 
     def __iter__(self) -> Any:
-        for position, job_id in enumerate(ReadyLines.__iter__(self)):
+        for position, job_id in enumerate(KeyedReady.__iter__(self)):
             if position > 1:
                 raise AssertionError("status iterated over the ready line")
             yield job_id

@@ -284,7 +284,8 @@ class BucketRole:
                         break
             if not wanted:
                 continue
-            priorities = {i: index.ready.priority(i) for i in wanted}  # in their names
+            priorities = {i: (index.ready.priority(i), index.ready.key_of(i))  # in their
+                          for i in wanted}                                     # names
             if background is not None:
                 background.prefetch_later(name, wanted, priorities)
                 continue
@@ -304,6 +305,7 @@ class BucketRole:
         marker = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now - INCREMENTAL_WINDOW))
         result: dict[str, Any] = {}
         dups: dict[str, dict[str, list[State]]] = {}
+        tags: dict[str, dict[str, tuple[int, str]]] = {}
         controls = store.queue_controls()  # the queues, and their paused/limits objects
         queues = list(controls)
         if self.leases is not None:
@@ -315,16 +317,17 @@ class BucketRole:
             if not self.leads(queue):
                 continue
             listed: dict[State, list[str]] = {}
-            named: dict[str, int] = {}
+            named: dict[str, tuple[int, str]] = {}
             if full:
                 for state in STATES:
                     if state is State.PENDING:
-                        named = dict(job_names(store.pending_names(queue), state))
+                        named = {i: (p, k) for i, p, k in job_names(store.pending_names(queue),
+                                                                    state)}
                         listed[state] = sorted(named)
                     else:
                         listed[state] = store.ids(queue, state)
             else:
-                named = dict(store.pending_after(queue, marker))
+                named = {i: (p, k) for i, p, k in store.pending_after(queue, marker)}
                 listed[State.PENDING] = sorted(named)
                 listed[State.CLAIMED] = store.ids(queue, State.CLAIMED)
             entry: dict[str, Any] = {"pending": listed[State.PENDING], "named": named,
@@ -336,9 +339,11 @@ class BucketRole:
             twice = recovery.duplicates(listed)
             if twice:
                 dups[queue] = twice
+                tags[queue] = named
         # Resolve only what two listings in a row saw in two states: a move in flight
         # (copied, not yet deleted) is not a leftover.
         seen = {(q, i) for q, found in dups.items() for i in found}
+        # (its pending copy is under the name its priority and key make)
         resolved: dict[str, dict[str, str | None]] = {}
         background = self.guard.background
         for queue, found in dups.items():
@@ -347,8 +352,9 @@ class BucketRole:
                     continue
                 if background is not None and background.busy(queue, job_id):
                     continue  # a move of it is in flight (requests may wait their turn)
-                winner, finding = recovery.resolve_duplicate(store, queue, job_id, states,
-                                                             repair=True)
+                winner, finding = recovery.resolve_duplicate(
+                    store, queue, job_id, states, True,
+                    *tags.get(queue, {}).get(job_id, (0, "")))
                 # (a copy that was gone by the time it was read moved on: nothing to repair)
                 (log.warning if finding.repaired else log.debug)("rescan: %s", finding.line())
                 resolved.setdefault(queue, {})[job_id] = winner.value if winner else None
@@ -387,8 +393,8 @@ class BucketRole:
                         and not self.guard.in_flight:
                     index.done, index.failed = listed["done"], listed["failed"]
             else:
-                for job_id, priority in listed["named"].items():
-                    engine.pending_appeared(queue, job_id, priority)
+                for job_id, (priority, key) in listed["named"].items():
+                    engine.pending_appeared(queue, job_id, priority, key)
             for job_id in listed["claimed"]:
                 if job_id in index.claimed or job_id in index.pending:
                     continue

@@ -2,9 +2,11 @@
 
 Recovery and the rescans list ``pending/`` in chunks; each chunk becomes sorted runs of
 compact keys (:class:`ckptd.store.packed_ids.IdRun`) filed under the priority its files'
-names carry. Ids that arrive one at a time (submits, retries, the watcher's events) are kept
-in a plain set, ``loose``. :class:`Backlog` is the queue's set of pending ids over both: it
-answers ``in``, ``add``, ``discard`` and ``len`` as the ``set`` it replaces did.
+names carry (and, for a job with a key, under ``(priority, key)``: a
+:data:`~ckptd.store.file_names.Line`). Ids that arrive one at a time (submits, retries, the
+watcher's events) are kept in a plain set, ``loose``. :class:`Backlog` is the queue's set of
+pending ids over both: it answers ``in``, ``add``, ``discard`` and ``len`` as the ``set`` it
+replaces did.
 
 The ready lines (:mod:`ckptd.daemon.controls.priorities`) take listed ids from the head of
 their level's runs (:meth:`Backlog.take`), oldest id first across the runs: a taken id
@@ -18,6 +20,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator
 
+from ckptd.store.file_names import Line
 from ckptd.store.packed_ids import IdRun, is_generated, pack
 
 
@@ -28,11 +31,11 @@ class Backlog:
 
     def __init__(self) -> None:
         self.loose: set[str] = set()
-        self.runs: dict[int, list[IdRun]] = {}  # priority -> its listed runs
+        self.runs: dict[Line, list[IdRun]] = {}  # priority (and key) -> its listed runs
         self.gone: set[str] = set()  # listed ids still in a run that are no longer pending
-        self.gone_at: dict[int, int] = {}  # how many of ``gone`` per priority
+        self.gone_at: dict[Line, int] = {}  # how many of ``gone`` per line
         self.listed = 0  # ids left in the runs, the gone ones included
-        self._heads: dict[int, list[tuple[str, int, IdRun]]] = {}  # per priority: a heap
+        self._heads: dict[Line, list[tuple[str, int, IdRun]]] = {}  # per line: a heap
         # (smallest, largest) id ever listed, per kind (packed, raw): most ids asked about
         # (new submits) fall outside, and need no search.
         self._bounds: dict[bool, tuple[str, str]] = {}
@@ -40,8 +43,9 @@ class Backlog:
 
     # -- the set ---------------------------------------------------------------------------
 
-    def level_of(self, job_id: str) -> int | None:
-        """The priority of the run that holds ``job_id`` (gone or not), or None."""
+    def level_of(self, job_id: str) -> Line | None:
+        """The line (priority, and key) of the run that holds ``job_id`` (gone or not), or
+        None."""
         if not self.listed:
             return None
         packed = is_generated(job_id)
@@ -117,7 +121,7 @@ class Backlog:
 
     # -- the listed runs -------------------------------------------------------------------
 
-    def add_runs(self, level: int, runs: Iterable[IdRun]) -> int:
+    def add_runs(self, level: Line, runs: Iterable[IdRun]) -> int:
         """File runs of listed ids under priority ``level``; return how many ids they add."""
         added = 0
         heads = self._heads.setdefault(level, [])
@@ -135,24 +139,26 @@ class Backlog:
         self.listed += added
         return added
 
-    def levels(self) -> dict[int, int]:
-        """Listed ids left per priority (gone ones left out)."""
-        found: dict[int, int] = {}
-        for level, runs in self.runs.items():
-            left = sum(len(run) for run in runs) - self.gone_at.get(level, 0)
-            if left > 0:
-                found[level] = left
-        return found
+    def line_count(self, line: Line) -> int:
+        """Listed ids left in ``line`` (gone ones left out)."""
+        runs = self.runs.get(line)
+        if not runs:
+            return 0
+        return max(0, sum(len(run) for run in runs) - self.gone_at.get(line, 0))
 
-    def has_listed(self, level: int) -> bool:
-        """True when priority ``level`` has listed ids left (perhaps all gone)."""
+    def has_listed(self, level: Line) -> bool:
+        """True when line ``level`` has listed ids left (perhaps all gone)."""
         return bool(self._heads.get(level))
 
-    def since(self, level: int) -> float:
+    def head(self, level: Line) -> str:
+        """The smallest listed id left of ``level`` (perhaps gone); has_listed must hold."""
+        return self._heads[level][0][0]
+
+    def since(self, level: Line) -> float:
         """When the head run of ``level`` was listed (aging counts from then)."""
         return self._heads[level][0][2].since
 
-    def take(self, level: int) -> str | None:
+    def take(self, level: Line) -> str | None:
         """Take the smallest listed id of ``level`` that is still pending; it becomes a
         loose id. None when the level has none left."""
         heads = self._heads.get(level)
@@ -176,7 +182,7 @@ class Backlog:
         self._drop_level(level)
         return None
 
-    def _drop_level(self, level: int) -> None:
+    def _drop_level(self, level: Line) -> None:
         if not self._heads.get(level):
             self._heads.pop(level, None)
             self.runs.pop(level, None)
@@ -184,7 +190,7 @@ class Backlog:
             if not self._heads:
                 self._bounds.clear()
 
-    def listed_ids(self, level: int) -> Iterator[str]:
+    def listed_ids(self, level: Line) -> Iterator[str]:
         """The listed ids left of ``level`` in id order (gone ones included)."""
         return heapq.merge(*self.runs.get(level, []))
 

@@ -1,7 +1,8 @@
 """The control files of each queue, read into the dispatch gate; pause, resume and limit.
 
 ``<root>/<queue>/paused`` pauses a queue (``touch`` pauses, ``rm`` resumes, its text is the
-reason); ``<root>/<queue>/limits.json`` overrides the queue's ``max_running`` and ``rate``.
+reason); ``<root>/<queue>/limits.json`` overrides the queue's ``max_running`` and ``rate``;
+``<root>/<queue>/key_limits.json`` those of its keys (:mod:`ckptd.core.key_settings`).
 The daemon reads them at start (and when it becomes the active daemon on a bucket), when
 the watcher reports a change (local stores: at once), and at every listing (buckets: every
 ``poll_interval``; local stores: every ``rescan_interval``, in case an event was missed).
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ckptd.core.errors import CkptdError, ConfigError
+from ckptd.core.key_settings import KEY_LIMITS_FILE, parse_key_limits_file
 from ckptd.core.queue_controls import (
     LIMITS_FILE,
     PAUSED_FILE,
@@ -23,6 +25,8 @@ from ckptd.core.queue_controls import (
     parse_limits_file,
 )
 from ckptd.daemon.controls.gate import Gate, Pause
+from ckptd.daemon.controls.key_gate import KeyGate
+from ckptd.store.admin_controls import change_key_limits
 from ckptd.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -39,15 +43,18 @@ def reason_of(data: bytes) -> str:
 class QueueControls:
     """Keeps the gate in line with the control files of the store."""
 
-    def __init__(self, store: Store, gate: Gate, clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, gate: Gate, clock: Callable[[], float],
+                 key_gate: KeyGate | None = None) -> None:
         self.store = store
         self.gate = gate
+        self.key_gate = key_gate if key_gate is not None else KeyGate(gate.live)
         self.clock = clock
         self.touched: dict[str, float] = {}  # queue -> when its files were last read or set
 
     def recover(self) -> None:
         """Read every queue's control files (at start, or on becoming the active daemon)."""
         self.gate.clear()
+        self.key_gate.clear()
         self.touched.clear()
         self.load_all(self.store.queue_controls())
 
@@ -65,6 +72,7 @@ class QueueControls:
         """Apply the control files of one queue as found now."""
         self._paused(queue, files.get(PAUSED_FILE))
         self._limits(queue, files.get(LIMITS_FILE))
+        self._key_limits(queue, files.get(KEY_LIMITS_FILE))
 
     def changed(self, queue: str, name: str) -> None:
         """The watcher saw ``<queue>/<name>`` change: read it again."""
@@ -78,6 +86,8 @@ class QueueControls:
             self._paused(queue, data)
         elif name == LIMITS_FILE:
             self._limits(queue, data)
+        elif name == KEY_LIMITS_FILE:
+            self._key_limits(queue, data)
 
     def _paused(self, queue: str, data: bytes | None) -> None:
         gate = self.gate
@@ -115,6 +125,29 @@ class QueueControls:
             gate.overrides[queue] = limits
             log.info("limits changed", extra={"fields": {"queue": queue, **limits.as_dict()}})
 
+    def _key_limits(self, queue: str, data: bytes | None) -> None:
+        keys = self.key_gate
+        if data is None:
+            if queue in keys.overrides:
+                keys.set_override(queue, None)
+                log.info("key limits file removed: the config's limits of keys apply",
+                         extra={"fields": {"queue": queue}})
+            keys.override_errors.pop(queue, None)
+            return
+        where = f"{self.store.url.rstrip('/')}/{queue}/{KEY_LIMITS_FILE}"
+        try:
+            limits = parse_key_limits_file(data, where)
+        except ConfigError as exc:
+            if keys.override_errors.get(queue) != str(exc):
+                log.error("%s; the limits of keys in force stay as they were", exc)
+            keys.override_errors[queue] = str(exc)
+            return
+        keys.override_errors.pop(queue, None)
+        if keys.overrides.get(queue) != limits:
+            keys.set_override(queue, limits, where)
+            log.info("limits of keys changed", extra={"fields": {
+                "queue": queue, **{k: v.as_dict() for k, v in limits.items()}}})
+
     # -- operators' requests ---------------------------------------------------------------
 
     def pause(self, queue: str, reason: str) -> dict[str, Any]:
@@ -133,10 +166,15 @@ class QueueControls:
         self._paused(queue, None)
         return {"queue": queue, "was_paused": was}
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool) -> dict[str, Any]:
+    def limit(self, queue: str, changes: dict[str, Any], reset: bool, key: str | None = None
+              ) -> dict[str, Any]:
         """Change ``<queue>/limits.json`` (or with ``reset`` remove it); apply it at once.
-        ``changes``: max_running and/or rate, None removing one (the config's applies)."""
+        ``changes``: max_running and/or rate, None removing one (the config's applies).
+        With ``key`` (``*``: every key), the key's entry of ``<queue>/key_limits.json``
+        instead (weight too)."""
         self.touched[queue] = self.clock()
+        if key is not None:
+            return self.limit_key(queue, key, changes, reset)
         if reset:
             self.store.delete_control(queue, LIMITS_FILE)
             self._limits(queue, None)
@@ -147,3 +185,12 @@ class QueueControls:
             self.store.write_control(queue, LIMITS_FILE, data)
             self._limits(queue, data)
         return {"queue": queue, "limits": self.gate.limits(queue).as_dict()}
+
+    def limit_key(self, queue: str, key: str, changes: dict[str, Any], reset: bool
+                  ) -> dict[str, Any]:
+        """Change ``key``'s entry of ``<queue>/key_limits.json`` (the file goes when no
+        entry is left); apply it at once."""
+        data, answer = change_key_limits(self.store, self.key_gate.live.current, queue, key,
+                                         changes, reset)
+        self._key_limits(queue, data)
+        return answer

@@ -40,18 +40,20 @@ class Pause:
 
 
 class TokenBucket:
-    """Tokens refill at ``rate.per_second`` up to ``rate.burst``; a claim takes one."""
+    """Tokens refill at ``rate.per_second`` up to ``size`` (``rate.burst`` unless given);
+    a claim takes one."""
 
-    __slots__ = ("rate", "tokens", "at")
+    __slots__ = ("rate", "tokens", "at", "size")
 
-    def __init__(self, rate: Rate, now: float) -> None:
+    def __init__(self, rate: Rate, now: float, size: float | None = None) -> None:
         self.rate = rate
-        self.tokens = rate.burst
+        self.size = rate.burst if size is None else size
+        self.tokens = self.size
         self.at = now
 
     def _refill(self, now: float) -> None:
         if now > self.at:
-            self.tokens = min(self.rate.burst,
+            self.tokens = min(self.size,
                               self.tokens + (now - self.at) * self.rate.per_second)
         self.at = now
 

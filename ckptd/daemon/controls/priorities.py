@@ -18,6 +18,11 @@ it did not write (put into ``pending/`` by hand, listed at start-up) the priorit
 name, ``<id>,p<N>.json`` (:func:`ckptd.store.file_names.pending_name`): a listing alone orders
 the queue, no file is read before its claim. The ids a listing finds are held compactly in
 the queue's :class:`~ckptd.daemon.controls.backlog.Backlog`, which these lines take from.
+
+A queue whose jobs have keys holds one set of lines per key
+(:mod:`ckptd.daemon.controls.key_lines`): each is a :class:`ReadyLines` with its ``key``,
+filing its listed ids in the backlog under ``(priority, key)``, and sharing the queue's
+priorities (``prio``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 from ckptd.codec import loads
 from ckptd.core import jobs
 from ckptd.daemon.controls.backlog import Backlog
+from ckptd.store.file_names import Line, level_of_line
 from ckptd.store.packed_ids import IdRun
 
 
@@ -50,20 +56,30 @@ class ReadyLines:
     ``extend``, ``len``, iteration in dispatch order), plus the priorities: ``note`` records
     an id's priority before it is appended, ``add_listed`` files ids a listing found under
     the priority their names carry. Listed ids wait in the queue's backlog, ahead of the
-    ids appended after them in their line.
+    ids appended after them in their line. ``key``: the key whose lines these are ("" for
+    the jobs without one).
     """
 
-    __slots__ = ("lines", "prio", "aging", "clock", "aged", "_zero", "backlog")
+    __slots__ = ("lines", "prio", "aging", "clock", "aged", "_zero", "backlog", "key",
+                 "listed_levels")
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 backlog: Backlog | None = None) -> None:
+                 backlog: Backlog | None = None, prio: dict[str, int] | None = None,
+                 key: str = "") -> None:
         self._zero: deque[tuple[str, float]] = deque()
         self.lines: dict[int, deque[tuple[str, float]]] = {0: self._zero}
-        self.prio: dict[str, int] = {}  # ids of open jobs whose priority is not 0
+        # ids of open jobs whose priority is not 0 (shared by the lines of every key)
+        self.prio: dict[str, int] = {} if prio is None else prio
         self.aging = 0.0  # seconds per level; set from the settings by the dispatcher
         self.clock = clock
         self.aged = 0  # dispatches decided by aging
         self.backlog = backlog if backlog is not None else Backlog()
+        self.key = key
+        self.listed_levels: set[int] = set()  # priorities with listed ids in the backlog
+
+    def _bl(self, level: int) -> Line:
+        """Where the backlog files this lines' listed ids of ``level``."""
+        return (level, self.key) if self.key else level
 
     # -- adding ----------------------------------------------------------------------------
 
@@ -85,7 +101,8 @@ class ReadyLines:
         level = self.prio.get(job_id) if self.prio else None
         if level is not None:
             return level
-        return self.backlog.level_of(job_id) or 0
+        line = self.backlog.level_of(job_id)
+        return 0 if line is None else level_of_line(line)
 
     def _line(self, job_id: str) -> deque[tuple[str, float]]:
         level = self.prio.get(job_id, 0) if self.prio else 0
@@ -109,8 +126,9 @@ class ReadyLines:
         at = self.clock()
         if line:
             at = min(at, line[0][1])
-        if self.backlog.has_listed(level):
-            at = min(at, self.backlog.since(level))
+        where = self._bl(level)
+        if self.backlog.has_listed(where):
+            at = min(at, self.backlog.since(where))
         line.appendleft((job_id, at))
 
     def extend(self, ids: Iterable[str]) -> None:
@@ -121,19 +139,30 @@ class ReadyLines:
     def add_listed(self, level: int, ids: list[str]) -> int:
         """Ids a listing found with priority ``level`` in their names (none of them known
         to the index yet): held compactly in the backlog; return how many."""
-        return self.backlog.add_runs(level, IdRun.runs_of(ids, self.clock()))
+        return self.add_runs(level, IdRun.runs_of(ids, self.clock()))
 
-    def add_runs(self, level: int, runs: Iterable[IdRun]) -> int:
+    def add_runs(self, level: Line, runs: Iterable[IdRun]) -> int:
         """Runs a listing made (sorted off the loop), as :meth:`add_listed`."""
-        return self.backlog.add_runs(level, runs)
+        level = level_of_line(level)
+        self.listed_levels.add(level)
+        return self.backlog.add_runs(self._bl(level), runs)
 
     # -- taking ----------------------------------------------------------------------------
+
+    def _listed(self) -> set[int]:
+        """The priorities that have listed ids left (forgetting those that have none)."""
+        backlog = self.backlog
+        found = {level for level in self.listed_levels if backlog.has_listed(self._bl(level))}
+        if len(found) != len(self.listed_levels):
+            self.listed_levels = found
+        return found
 
     def _head_time(self, level: int) -> float:
         line = self.lines.get(level)
         loose = line[0][1] if line else None
-        if self.backlog.has_listed(level):
-            listed = self.backlog.since(level)
+        where = self._bl(level)
+        if self.backlog.has_listed(where):
+            listed = self.backlog.since(where)
             return listed if loose is None or listed <= loose else loose
         assert loose is not None
         return loose
@@ -142,8 +171,9 @@ class ReadyLines:
         """The next id of ``level``: the listed ones before those appended after them."""
         line = self.lines.get(level)
         backlog = self.backlog
-        if backlog.has_listed(level) and (not line or backlog.since(level) < line[0][1]):
-            job_id = backlog.take(level)
+        where = self._bl(level)
+        if backlog.has_listed(where) and (not line or backlog.since(where) < line[0][1]):
+            job_id = backlog.take(where)
             if job_id is not None:
                 if level:
                     self.prio[job_id] = level
@@ -155,24 +185,30 @@ class ReadyLines:
             return job_id
         return None
 
+    def _best(self) -> tuple[int, int] | None:
+        """(the priority dispatch takes from next, the most urgent one), None when empty."""
+        levels = {level for level, line in self.lines.items() if line}
+        if self.listed_levels:
+            levels |= self._listed()
+        if not levels:
+            return None
+        aging = self.aging
+        first_level = min(levels)
+        best = first_level
+        if aging > 0 and len(levels) > 1:
+            now = self.clock()
+            best = min(levels, key=lambda lv: (lv - (now - self._head_time(lv)) / aging, lv))
+        return best, first_level
+
     def popleft(self) -> str:
         """Take the id to dispatch next (IndexError when no line has one)."""
-        backlog = self.backlog
         while True:
-            lines = self.lines
-            if len(lines) == 1 and not backlog.listed:
+            if len(self.lines) == 1 and not self.listed_levels:
                 return self._zero.popleft()[0]  # the usual case: one priority
-            levels = {level for level, line in lines.items() if line}
-            levels.update(level for level in backlog.runs if backlog.has_listed(level))
-            if not levels:
+            chosen = self._best()
+            if chosen is None:
                 raise IndexError("no ready job")
-            aging = self.aging
-            first_level = min(levels)
-            best = first_level
-            if aging > 0 and len(levels) > 1:
-                now = self.clock()
-                best = min(levels, key=lambda lv: (lv - (now - self._head_time(lv)) / aging,
-                                                   lv))
+            best, first_level = chosen
             job_id = self._take(best)
             if job_id is None:
                 continue  # only gone ids were left there
@@ -180,26 +216,60 @@ class ReadyLines:
                 self.aged += 1
             return job_id
 
-    def __len__(self) -> int:
+    def rank(self) -> tuple[float, float, str] | None:
+        """Where the job :meth:`popleft` takes next stands among other keys' heads:
+        smaller goes first (its aged priority, then since when it waits, then its id);
+        None when these lines are empty. Aging compares heads the same way within lines:
+        ``level - waited / aging`` orders as ``level * aging + since``."""
+        if len(self.lines) == 1 and not self.listed_levels:  # the usual case: priority 0
+            zero = self._zero
+            if not zero:
+                return None
+            head, since = zero[0]
+            return (since, 0.0, head) if self.aging > 0 else (0.0, since, head)
+        chosen = self._best()
+        if chosen is None:
+            return None
+        level = chosen[0]
+        line = self.lines.get(level)
+        where = self._bl(level)
+        since = self._head_time(level)
+        head = self.backlog.head(where) if self.backlog.has_listed(where) and (
+            not line or self.backlog.since(where) < line[0][1]) else line[0][0] if line \
+            else ""
+        if self.aging > 0:
+            return level * self.aging + since, float(level), head
+        return float(level), since, head
+
+    def loose_len(self) -> int:
+        """Ids appended one by one and not taken yet (stale ones included)."""
         lines = self.lines
-        loose = len(self._zero) if len(lines) == 1 else sum(len(line) for line in lines.values())
-        return loose + self.backlog.listed
+        return len(self._zero) if len(lines) == 1 else sum(len(line) for line in lines.values())
+
+    def __len__(self) -> int:
+        backlog = self.backlog
+        if not self.key:
+            return self.loose_len() + backlog.listed
+        return self.loose_len() + sum(backlog.line_count(self._bl(level))
+                                      for level in self.listed_levels)
 
     def __bool__(self) -> bool:
-        return bool(self._zero) or self.backlog.listed > 0 or (
+        return bool(self._zero) or (bool(self.listed_levels) and bool(self._listed())) or (
             len(self.lines) > 1 and any(line for line in self.lines.values()))
 
     def __iter__(self) -> Iterator[str]:
         """The ids in dispatch order as of now, priorities first (aging left out)."""
         backlog = self.backlog
-        for level in sorted(set(self.lines) | set(backlog.runs)):
-            yield from backlog.listed_ids(level)
+        for level in sorted(set(self.lines) | self.listed_levels):
+            yield from backlog.listed_ids(self._bl(level))
             for job_id, _ in self.lines.get(level, ()):
                 yield job_id
 
     def levels(self) -> dict[int, int]:
         """Jobs waiting per priority."""
         found = {level: len(line) for level, line in self.lines.items() if line}
-        for level, count in self.backlog.levels().items():
-            found[level] = found.get(level, 0) + count
+        for level in self.listed_levels:
+            count = self.backlog.line_count(self._bl(level))
+            if count:
+                found[level] = found.get(level, 0) + count
         return dict(sorted(found.items()))

@@ -15,7 +15,14 @@ from typing import Any
 
 from ckptd.codec import decode_job, encode_job
 from ckptd.core import edits, jobs
-from ckptd.core.errors import CkptdError, JobNotFound, QueueNotFound, TransitionError
+from ckptd.core.errors import (
+    CkptdError,
+    ConfigError,
+    JobNotFound,
+    QueueNotFound,
+    TransitionError,
+)
+from ckptd.core.job_keys import key_of_job
 from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.engine.bulk import SLICE, Slices, Tally
@@ -94,8 +101,12 @@ class Operators:
         elif kind == "resume":
             answer = engine.controls.resume(queue)
         else:
-            changes: dict[str, Any] = {k: body[k] for k in ("max_running", "rate") if k in body}
-            answer = engine.controls.limit(queue, changes, bool(body.get("reset")))
+            changes: dict[str, Any] = {k: body[k] for k in ("max_running", "rate", "weight")
+                                       if k in body}
+            if "weight" in changes and body.get("key") is None:
+                raise ConfigError("weight is a limit of keys: give it with a key")
+            answer = engine.controls.limit(queue, changes, bool(body.get("reset")),
+                                           body.get("key"))
         return answer
 
     def dispatch_order(self, queue: str, rows: list[tuple[State, str]]
@@ -174,8 +185,10 @@ class Operators:
                 data = encode_job(edits.retried(job, attempts
                                                 or engine.settings.max_attempts_for(queue)))
                 index.ready.note(job_id, job.get("priority"))
+                index.ready.note_key(job_id, key_of_job(job))
                 engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data,
-                                    priority=index.ready.prio.get(job_id, 0)),
+                                    priority=index.ready.prio.get(job_id, 0),
+                                    key=index.ready.key_of(job_id)),
                                tally.track(self._retried(queue, job_id, done)))
                 yield
 
@@ -218,6 +231,7 @@ class Operators:
             budget = attempts or engine.settings.max_attempts_for(queue)
             moves.append((job_id, encode_job(edits.retried(job, budget))))
             index.ready.note(job_id, job.get("priority"))
+            index.ready.note_key(job_id, key_of_job(job))
         if not moves:
             reply({"ids": []})
             return
@@ -225,7 +239,8 @@ class Operators:
         tally = Tally(reply, lambda: {"ids": done})
         for job_id, data in moves:
             engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data,
-                                priority=index.ready.prio.get(job_id, 0)),
+                                priority=index.ready.prio.get(job_id, 0),
+                                key=index.ready.key_of(job_id)),
                            tally.track(self._retried(queue, job_id, done)))
         tally.finish()
 
@@ -233,25 +248,31 @@ class Operators:
                by: str = "an operator") -> None:
         """Cancel a job: remove it from pending, or fail it if a worker has it.
 
-        The worker running a claimed job is told at once (a ``cancel`` message, sent once the
-        move to failed/ is durable): its handler sees ``ckptd.Cancelled`` at its next
-        checkpoint or progress, and is stopped by force after the worker's grace period.
+        The worker running a claimed job is told at once (a ``cancel`` message, sent with the
+        turn's messages, not after the move to failed/ is durable: a checkpoint its handler
+        sends meanwhile would be refused as "lease lost", and the handler would not know
+        why): its handler sees ``ckptd.Cancelled`` at its next checkpoint or progress, and is
+        stopped by force after the worker's grace period. Should the move not become durable
+        (a crash), the handler's answer, failed for good, moves the job to failed/ anyway.
         """
         engine = self.engine
         index = engine.queue(queue)
         if job_id in index.pending:
             priority = index.ready.priority(job_id)
+            key = index.ready.key_of(job_id)
             index.pending.discard(job_id)
             index.delayed_at.pop(job_id, None)
 
             def removed(outcome: Outcome) -> None:
                 reply({"was": "pending"} if outcome is None else outcome)
                 if outcome is None:
+                    index.ready.forget(job_id)
                     log.info("cancel", extra={"fields": {"queue": queue, "id": job_id,
                                                          "from": "pending", "to": "removed",
                                                          "by": by}})
 
-            engine.txn.add(Delete(queue, State.PENDING, job_id, priority=priority), removed)
+            engine.txn.add(Delete(queue, State.PENDING, job_id, priority=priority, key=key),
+                           removed)
             return
         lease = index.claimed.get(job_id)
         if lease is not None and not lease.closing:
@@ -261,13 +282,11 @@ class Operators:
 
             worker = engine.workers.get(lease.worker) if lease.worker else None
 
-            def tell_worker() -> None:
-                if worker is not None:
-                    engine.outbox.append((worker.identity, b"cancel", {
-                        "queue": queue, "id": job_id, "attempt": lease.attempt, "by": by}))
-
+            if worker is not None:
+                engine.outbox.append((worker.identity, b"cancel", {
+                    "queue": queue, "id": job_id, "attempt": lease.attempt, "by": by}))
             engine.end_attempt(lease, {}, now, may_retry=False, delay=None,
-                               outcome="cancelled", edit=edit, confirm=tell_worker)
+                               outcome="cancelled", edit=edit)
             reply({"was": "claimed"})
             return
         state = engine.where(queue, job_id)

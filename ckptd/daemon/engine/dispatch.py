@@ -3,7 +3,8 @@
 Each claim is a rename ``pending -> claimed`` queued in the round's transaction; the job
 message is sent once it is applied. A worker is only sent what its credits allow, so a slow
 worker never holds jobs it cannot start. Workers are served in turn, and each worker's
-queues in turn.
+queues in turn. Of a queue whose jobs have keys, the ready lines pick a job of a key that
+its limits allow (:mod:`ckptd.daemon.controls.key_lines`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from ckptd.codec import decode_job, encode_job
 from ckptd.core import jobs
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
+from ckptd.core.job_keys import key_of_job
 from ckptd.core.states import State
 from ckptd.core.timefmt import parse_iso, time_or_none
 from ckptd.daemon.engine.index import Index, QueueIndex, WorkerInfo
@@ -54,8 +56,18 @@ class Dispatcher:
         self.ix = index
         self.forget_worker = forget_worker
         self.resync = resync  # a job found where it was to be moved: look at the folders
+        index.deadlines.append(self._key_due)
         store = index.store  # a bucket reads pending files ahead, in the background
         self.ready_to_read = store.ready if isinstance(store, Background) else None
+
+    def _key_due(self) -> float | None:
+        """When a key held by its rate may be claimed again (while workers wait)."""
+        ix = self.ix
+        if not any(w.credits > 0 for w in ix.workers.values()):
+            return None
+        times = [due for index in ix.queues.values() if index.ready.by_key
+                 for due in (index.ready.next_unpark(),) if due is not None]
+        return min(times) if times else None
 
     def dispatch(self, now: float, message_limit: int) -> int:
         """Claim jobs for workers that have free slots; return how many were claimed.
@@ -90,40 +102,57 @@ class Dispatcher:
     def _claim_for(self, worker: WorkerInfo, now: float, message_limit: int) -> bool:
         queues = worker.queues
         gate = self.ix.gate
+        key_gate = self.ix.key_gate
         for step in range(len(queues)):
             position = (worker.next_queue + step) % len(queues)
             index = self.ix.queues.get(queues[position])
             if index is None or index.holding:
                 continue
+            ready = index.ready
+            # A queue whose ready jobs have keys: its keys' limits and fair share decide.
+            rules = key_gate.rules(index.name, index.running_keys, now) if ready.by_key \
+                else None
             # Paused, at its max_running, or out of rate tokens.
-            while index.ready and gate.allows(index.name, len(index.claimed), now):
-                job_id = index.ready.popleft()
+            while ready and gate.allows(index.name, len(index.claimed), now):
+                job_id = ready.take(now, rules)
+                if job_id is None:
+                    break  # every ready job's key waits for its limits
                 if job_id not in index.pending:
                     continue  # cancelled or already claimed
                 if self.ready_to_read is not None and not self.ready_to_read(
-                        index.name, job_id, index.ready.priority(job_id)):
+                        index.name, job_id, index.ready.priority(job_id),
+                        index.ready.key_of(job_id)):
                     index.ready.appendleft(job_id)  # its file is on its way: claimed then
                     break
                 if self._claim(index, job_id, worker, now, message_limit):
                     gate.took(index.name, now)
+                    if rules is not None:
+                        key_gate.took(index.name, ready.key_of(job_id), now)
                     worker.next_queue = position + 1
                     return True
+                if rules is None and ready.by_key:
+                    rules = key_gate.rules(index.name, index.running_keys, now)
         return False
 
     def _claim(self, index: QueueIndex, job_id: str, worker: WorkerInfo, now: float,
                message_limit: int) -> bool:
         ix = self.ix
         queue = index.name
+        if index.delayed_at:
+            due = index.delayed_at.get(job_id)
+            if due is not None and due > now:
+                return False  # pushed back since it was made ready (debounce): it waits
         tag = index.ready.prio.get(job_id, 0) if index.ready.prio else 0  # in its file's name
+        key = index.ready.key_of(job_id)  # likewise
         if index.recovering is not None and self._ended_too(index, job_id, now):
             return False
         try:
-            raw = ix.store.read(queue, State.PENDING, job_id, tag)
+            raw = ix.store.read(queue, State.PENDING, job_id, tag, key)
         except JobNotFound:
             index.pending.discard(job_id)
             return False
         except MalformedJob as exc:  # e.g. a symlink planted in pending/: not a job file
-            self._malformed_pending(index, job_id, str(exc), now, tag)
+            self._malformed_pending(index, job_id, str(exc), now, tag, key)
             return False
         except StoreError as exc:
             ix.counters["store_errors"] += 1
@@ -133,11 +162,11 @@ class Dispatcher:
             ix.delay(index, job_id, now + STORE_RETRY_DELAY)
             return False
         try:
-            job, rewrite = self._read_pending(index, job_id, raw, now, tag)
+            job, rewrite = self._read_pending(index, job_id, raw, now, tag, key)
             not_before = job.get("not_before")
             wait_until = parse_iso(not_before) if isinstance(not_before, str) else None
         except (MalformedJob, ValueError) as exc:
-            self._malformed_pending(index, job_id, str(exc), now, tag)
+            self._malformed_pending(index, job_id, str(exc), now, tag, key)
             return False
         except _TooYoung:  # written by hand, perhaps still being written: look again soon
             ix.delay(index, job_id, now + MALFORMED_GRACE)
@@ -151,10 +180,15 @@ class Dispatcher:
             if not tag:
                 del job["priority"]
             rewrite = True
+        if key_of_job(job) != key:  # likewise for its key
+            job["key"] = key
+            if not key:
+                job.pop("key", None)
+            rewrite = True
         index.pending.discard(job_id)
         if index.delayed_at:
             index.delayed_at.pop(job_id, None)
-        lease = ix.lease(index, job_id, attempt, worker.id, now, claimed_at=now)
+        lease = ix.lease(index, job_id, attempt, worker.id, now, claimed_at=now, key=key)
         lease.created = time_or_none(job["created"])
         ready_at = wait_until if wait_until is not None else lease.created
         if len(raw) <= CACHE_JOB_BYTES:
@@ -188,6 +222,8 @@ class Dispatcher:
                 ix.outbox.append((worker.identity, b"job", body))
                 if ready_at is not None:
                     index.metrics.dispatch.observe(max(0.0, now - ready_at))
+                if key:
+                    index.key_claims.claimed(key)
                 ix.log_move(lease, State.PENDING, State.CLAIMED, now, worker=worker.id)
                 return
             ix.end_lease(index, lease)
@@ -203,7 +239,8 @@ class Dispatcher:
         # A file written by hand is claimed as the full job file it stands for, so that
         # everything after (answers, fsck, cat) reads a complete job.
         data = encode_job(jobs.bump(job)) if rewrite else None
-        ix.txn.add(Move(queue, job_id, State.PENDING, State.CLAIMED, data, priority=tag), moved)
+        ix.txn.add(Move(queue, job_id, State.PENDING, State.CLAIMED, data, priority=tag,
+                        key=key), moved)
         return True
 
     def _ended_too(self, index: QueueIndex, job_id: str, now: float) -> bool:
@@ -218,7 +255,7 @@ class Dispatcher:
         return False
 
     def _read_pending(self, index: QueueIndex, job_id: str, raw: bytes, now: float,
-                      tag: int) -> tuple[jobs.Job, bool]:
+                      tag: int, key: str) -> tuple[jobs.Job, bool]:
         """The pending job, completed when it was written by hand; and whether it was.
 
         Raises MalformedJob when it cannot be a job, _TooYoung when it was completed but
@@ -229,7 +266,7 @@ class Dispatcher:
         except MalformedJob:
             pass
         try:
-            written = self.ix.store.mtime(index.name, State.PENDING, job_id, tag)
+            written = self.ix.store.mtime(index.name, State.PENDING, job_id, tag, key)
         except CkptdError:
             written = now
         job, completed = jobs.decode_pending(
@@ -258,9 +295,9 @@ class Dispatcher:
         return {"state": record.get("state") if isinstance(record, dict) else None}
 
     def _malformed_pending(self, index: QueueIndex, job_id: str, reason: str, now: float,
-                           tag: int) -> None:
+                           tag: int, key: str) -> None:
         try:
-            age = now - self.ix.store.mtime(index.name, State.PENDING, job_id, tag)
+            age = now - self.ix.store.mtime(index.name, State.PENDING, job_id, tag, key)
         except CkptdError:
             age = MALFORMED_GRACE
         if age < MALFORMED_GRACE:
@@ -268,7 +305,7 @@ class Dispatcher:
             self.ix.delay(index, job_id, now + MALFORMED_GRACE)
             return
         index.pending.discard(job_id)
-        self.ix.quarantine(index, State.PENDING, job_id, reason, tag)
+        self.ix.quarantine(index, State.PENDING, job_id, reason, tag, key)
 
     def undeliverable(self, identity: bytes, body: Body, now: float) -> None:
         """A job message could not reach its worker: put the job back at once."""
@@ -290,7 +327,7 @@ class Dispatcher:
         lease.job = None
         # A plain rename back: the attempt never started, so it does not count.
         ix.txn.add(Move(index.name, lease.id, State.CLAIMED, State.PENDING,
-                        priority=index.ready.prio.get(lease.id, 0)), moved)
+                        priority=index.ready.prio.get(lease.id, 0), key=lease.key), moved)
         worker = ix.by_identity.get(identity)
         if worker is not None:
             self.forget_worker(worker, "unreachable")

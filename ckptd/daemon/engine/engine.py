@@ -27,12 +27,14 @@ from ckptd.codec import decode_job
 from ckptd.core import jobs
 from ckptd.core.config import LiveSettings, Settings
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
+from ckptd.core.job_keys import job_key, key_of_job
 from ckptd.core.queue_controls import aging_of, check_priority
 from ckptd.core.states import State
 from ckptd.daemon.controls.control_files import QueueControls
 from ckptd.daemon.controls.retention import Sweeper
 from ckptd.daemon.controls.schedules import Scheduler
 from ckptd.daemon.engine.creating import Creating, answer
+from ckptd.daemon.engine.debounce import Debounce
 from ckptd.daemon.engine.dispatch import Dispatcher
 from ckptd.daemon.engine.flows import Flows
 from ckptd.daemon.engine.index import Index, QueueIndex, Txn, WorkerInfo
@@ -100,8 +102,9 @@ class Engine:
         self.where = ix.where
         # Operator controls (docs/guide/operator-controls.md): pause and limits (the gate the
         # dispatcher asks), dedup, schedules, retention.
-        self.controls = QueueControls(store, ix.gate, time.time)
+        self.controls = QueueControls(store, ix.gate, time.time, ix.key_gate)
         self.open_jobs = OpenJobs()
+        self.debounce = Debounce(ix)
         self.creating = Creating()  # a resent submit waits for the create in flight
         self.lookups = Lookups(ix)  # where jobs are, for waits (a bucket: in the background)
         self.off_loop = OffLoop(store, wake)  # reads for requests (a bucket: beside the loop)
@@ -123,8 +126,7 @@ class Engine:
         ix = self.index
         settings = ix.settings
         for name, index in ix.queues.items():
-            if len(index.ready.lines) > 1:
-                index.ready.aging = aging_of(settings, name)
+            index.ready.set_aging(aging_of(settings, name))
         self.scheduler.due(now)
         for swept in self.sweeper.take_results():
             index = ix.queue(swept.queue)
@@ -306,12 +308,13 @@ class Engine:
         kept (pending again after a moment, or claimed with a fresh lease)."""
         ix = self.index
         index = ix.queue(queue)
-        priority = index.ready.priority(job_id)
-        states = ix.store.find(queue, job_id, priority)
+        priority, key = index.ready.priority(job_id), index.ready.key_of(job_id)
+        states = ix.store.find(queue, job_id, priority, key)
         winner = states[0] if states else None
         if len(states) > 1:
             winner, finding = recovery.resolve_duplicate(ix.store, queue, job_id, states,
-                                                         repair=True, priority=priority)
+                                                         repair=True, priority=priority,
+                                                         key=key)
             log.warning("a job was in two folders: %s", finding.line())
         index.pending.discard(job_id)
         index.delayed_at.pop(job_id, None)
@@ -321,6 +324,7 @@ class Engine:
         if winner is State.PENDING:
             index.pending.add(job_id)
             index.ready.note(job_id, priority)
+            index.ready.note_key(job_id, key)
             ix.delay(index, job_id, now + RESYNC_DELAY)
         elif winner is State.CLAIMED:
             self.adopt_claimed(index, job_id, now)
@@ -359,9 +363,11 @@ class Engine:
             log.warning("cannot read claimed job %s/%s (%s); adopting it later", index.name,
                         job_id, exc)
             return
+        key = key_of_job(job)
         ix.lease(index, job_id, jobs.running_attempt(job), None, now, claimed_at=now,
-                 duration=duration)
+                 duration=duration, key=key)
         index.ready.note(job_id, job.get("priority"))  # if it comes back, in its line
+        index.ready.note_key(job_id, key)
 
     # -- producers -------------------------------------------------------------------------
 
@@ -375,8 +381,12 @@ class Engine:
             if priority is not None:
                 check_priority(priority)
             body = self.open_jobs.resolve(ix.settings, ix.queue(queue), body, now)
+            key = job_key(body.get("key"), body.get("payload"), ix.settings.queue(queue).key)
         except (CkptdError, ValueError) as exc:
             reply(exc if isinstance(exc, CkptdError) else CkptdError(str(exc)))
+            return
+        if body.get("debounce_of"):
+            self.debounce.replace(body, now, reply, lambda again: self.submit(again, now, reply))
             return
         job_id = body.get("id")
         if_exists = body.get("if_exists") or "error"
@@ -405,7 +415,7 @@ class Engine:
                                       job_id=job_id, max_attempts=body.get("max_attempts"),
                                       delay=body.get("delay"), batch=body.get("batch"),
                                       fresh=fresh, time_limit=body.get("time_limit"),
-                                      priority=priority, decoded=True,
+                                      priority=priority, key=key, decoded=True,
                                       meta=body.get("meta"))
         except (CkptdError, ValueError) as exc:
             reply(exc if isinstance(exc, CkptdError) else CkptdError(str(exc)))
@@ -424,6 +434,7 @@ class Engine:
                                    and ix.queues.get(queue) is index):
                 # Made now, or by an earlier send whose answer was lost: pending either way.
                 index.ready.note(new_id, priority)
+                index.ready.note_key(new_id, key or "")
                 ix.make_ready(index, new_id, not_before)
             if outcome is None:
                 index.counters["submitted"] += 1
@@ -445,15 +456,19 @@ class Engine:
             ix.txn.add(op)
         ix.txn.add(ops[-1], created)
 
-    def pending_appeared(self, queue: str, job_id: str, priority: int = 0) -> None:
-        """A file ``pending/<id>.json`` (or ``<id>,p<N>.json``: ``priority``) appeared that
-        the daemon did not put there."""
+    def pending_appeared(self, queue: str, job_id: str, priority: int = 0, key: str = ""
+                         ) -> None:
+        """A file ``pending/<id>.json`` (or ``<id>,p<N>.json``: ``priority``; or
+        ``<id>,k<key>.json``: ``key``) appeared that the daemon did not put there."""
+        if (queue, job_id) in self.index.in_flight:
+            return  # the daemon's own, not applied yet: its callback says what it is
         index = self.index.queue(queue)
         if job_id in index.pending or job_id in index.claimed:
             return
         index.pending.add(job_id)
         index.added_since_scan.add(job_id)
         index.ready.note(job_id, priority)
+        index.ready.note_key(job_id, key)
         index.ready.append(job_id)
         index.counters["submitted"] += 1  # written there by a client on this host, or by hand
         self.open_jobs.seen(queue, job_id)
@@ -468,9 +483,9 @@ class Engine:
             log.info("job removed from pending/ by hand", extra={"fields": {
                 "queue": queue, "id": job_id, "from": "pending", "to": "removed"}})
 
-    def reconcile_pending(self, queue: str, listed: dict[str, int]) -> None:
+    def reconcile_pending(self, queue: str, listed: dict[str, tuple[int, str]]) -> None:
         """Bring the pending index in line with a listing of ``pending/`` (the rescan):
-        ``listed`` holds each id with the priority its name carries.
+        ``listed`` holds each id with the priority and key its name carries.
 
         Ids added to the index since the listing began are kept even if the listing
         missed them; ids listed but already claimed are ignored; ids whose create is in
@@ -478,13 +493,17 @@ class Engine:
         which the listing may have seen).
         """
         index = self.index.queue(queue)
+        # Jobs a group in flight moves (on their way to pending/, or away) are left to it,
+        # and so are ids whose create is in flight.
+        in_flight = {i for q, i in self.index.in_flight if q == queue}
         creating = self.creating
-        for job_id, priority in listed.items():
+        for job_id, (priority, key) in listed.items():
             if job_id not in index.pending and job_id not in index.claimed \
                     and (queue, job_id) not in creating:
-                self.pending_appeared(queue, job_id, priority)
+                self.pending_appeared(queue, job_id, priority, key)
         for job_id in list(index.pending):
-            if job_id not in listed and job_id not in index.added_since_scan \
+            if job_id not in listed and job_id not in in_flight \
+                    and job_id not in index.added_since_scan \
                     and (queue, job_id) not in creating:  # its create answers for it
                 index.pending.discard(job_id)
                 index.delayed_at.pop(job_id, None)

@@ -25,7 +25,9 @@ from ckptd.core.errors import CkptdError, JobNotFound, MalformedJob, StoreError
 from ckptd.core.states import State, transition_name
 from ckptd.daemon.controls.backlog import Backlog
 from ckptd.daemon.controls.gate import Gate
-from ckptd.daemon.controls.priorities import ReadyLines
+from ckptd.daemon.controls.key_gate import KeyGate
+from ckptd.daemon.controls.key_lines import KeyedReady
+from ckptd.daemon.telemetry.key_metrics import KeyClaims
 from ckptd.daemon.telemetry.metrics import QueueMetrics
 from ckptd.daemon.telemetry.traces import Traces
 from ckptd.store.base import Move, Op, Outcome, Store
@@ -54,6 +56,7 @@ class Lease:
     closing: bool = False  # an answer was accepted and its move is being committed
     job: jobs.Job | None = None  # the claimed file as read at claim time (small jobs only)
     created: float | None = None  # the job's creation time, parsed once at claim time
+    key: str = ""  # the job's key (flow control), counted in its queue's running_keys
 
 
 @dataclass
@@ -62,7 +65,7 @@ class QueueIndex:
 
     name: str
     pending: Backlog = field(default_factory=Backlog)  # every pending id, compact if listed
-    ready: ReadyLines = field(init=False)  # due ids, in dispatch order
+    ready: KeyedReady = field(init=False)  # due ids, in dispatch order (per key)
     delayed: list[tuple[float, str]] = field(default_factory=list)
     delayed_at: dict[str, float] = field(default_factory=dict)  # pending ids not yet due
     claimed: dict[str, Lease] = field(default_factory=dict)
@@ -77,9 +80,11 @@ class QueueIndex:
     recovering: dict[str, int] | None = None  # while its folders are listed: ids so far
     holding: bool = False  # recovering, and not dispatching yet (the first ids in order)
     recovery: int = 0  # which recovery (listing) the ids being filed come from
+    running_keys: dict[str, int] = field(default_factory=dict)  # claimed jobs per key
+    key_claims: KeyClaims = field(default_factory=KeyClaims)  # claims per key, for metrics
 
     def __post_init__(self) -> None:
-        self.ready = ReadyLines(backlog=self.pending)
+        self.ready = KeyedReady(backlog=self.pending)
 
     def counts(self) -> dict[str, int]:
         """Jobs per state, from the index."""
@@ -175,10 +180,15 @@ class Index:
         #: flushes (its answer's and the next claim's), which a journaled disk makes long.
         self.refill = REFILL_FLOOR
         self.gate = Gate(self.live)  # pause, max_running, rate (daemon/controls/gate.py)
+        self.key_gate = KeyGate(self.live)  # the same per key (daemon/controls/key_gate.py)
         # More times something is due (a rate's next token, a schedule's next tick, ...).
         self.deadlines: list[Callable[[], float | None]] = []
         #: Whether this daemon leads a queue (several daemons on one store each lead some).
         self.leads: Callable[[str], bool] = lambda queue: True
+        #: (queue, id) of jobs that a group in flight puts into pending/ (fsync batch,
+        #: overlapped: daemon/engine/group_commit.py): the watcher and the listings leave
+        #: them to the group's callbacks, as they would once it is applied.
+        self.in_flight: set[tuple[str, str]] = set()
         self.traces: Traces | None = None  # OpenTelemetry spans of dispatch and moves
 
     def note_apply(self, seconds: float) -> None:
@@ -258,8 +268,10 @@ class Index:
             delayed = index.delayed
             while delayed and delayed[0][0] <= now:
                 due, job_id = heapq.heappop(delayed)
-                if index.delayed_at.get(job_id) == due:
-                    del index.delayed_at[job_id]
+                later = index.delayed_at.get(job_id, due)
+                if later != due:
+                    continue  # pushed back since (debounce): its later entry makes it ready
+                index.delayed_at.pop(job_id, None)
                 if job_id in index.pending:
                     index.ready.append(job_id)
 
@@ -274,9 +286,9 @@ class Index:
         return min(times) if times else None
 
     def quarantine(self, index: QueueIndex, state: State, job_id: str, reason: str,
-                   priority: int = 0) -> None:
+                   priority: int = 0, key: str = "") -> None:
         """Move a malformed job file aside (with the reason beside it) and count it."""
-        name = job_file_name(state, job_id, priority)
+        name = job_file_name(state, job_id, priority, key)
         try:
             where = self.store.quarantine(index.name, state.value, name,
                                           f"{state.value}/{name}: {reason}")
@@ -290,20 +302,38 @@ class Index:
     # -- leases ----------------------------------------------------------------------------
 
     def lease(self, index: QueueIndex, job_id: str, attempt: int, worker: str | None,
-              now: float, claimed_at: float, duration: float | None = None) -> Lease:
+              now: float, claimed_at: float, duration: float | None = None, key: str = ""
+              ) -> Lease:
         """Give a claimed job a lease for ``attempt`` (of ``duration``, by default the
-        queue's lease); its expiry is in the heap."""
+        queue's lease); its expiry is in the heap. ``key``: the job's, counted as running."""
         deadline = now + (self.settings.lease_for(index.name) if duration is None
                           else duration)
-        lease = Lease(index.name, job_id, attempt, worker, deadline, claimed_at)
+        lease = Lease(index.name, job_id, attempt, worker, deadline, claimed_at, key=key)
+        old = index.claimed.get(job_id)
+        if old is not None:
+            self._unclaimed(index, old)
         index.claimed[job_id] = lease
+        if key:
+            index.running_keys[key] = index.running_keys.get(key, 0) + 1
         heapq.heappush(self.expiry, (deadline, index.name, job_id, attempt))
         return lease
+
+    def _unclaimed(self, index: QueueIndex, lease: Lease) -> None:
+        """A lease left ``index.claimed``: one job fewer runs for its key."""
+        key = lease.key
+        if key:
+            left = index.running_keys.get(key, 0) - 1
+            if left > 0:
+                index.running_keys[key] = left
+            else:
+                index.running_keys.pop(key, None)
+            index.ready.unpark(key)
 
     def end_lease(self, index: QueueIndex, lease: Lease) -> None:
         """The job left claimed/: forget its lease and free it from its worker."""
         if index.claimed.get(lease.id) is lease:
             del index.claimed[lease.id]
+            self._unclaimed(index, lease)
         if lease.worker is not None:
             worker = self.workers.get(lease.worker)
             if worker is not None:
@@ -322,11 +352,13 @@ class Index:
                                lease.queue, lease.id)
         except JobNotFound:
             # Gone from claimed/ behind our back (an operator moved or removed it).
-            index.claimed.pop(lease.id, None)
+            if index.claimed.pop(lease.id, None) is lease:
+                self._unclaimed(index, lease)
             log.warning("claimed job vanished from the store", extra={"fields": {
                 "queue": lease.queue, "id": lease.id}})
         except MalformedJob as exc:
-            index.claimed.pop(lease.id, None)
+            if index.claimed.pop(lease.id, None) is lease:
+                self._unclaimed(index, lease)
             self.quarantine(index, State.CLAIMED, lease.id, str(exc))
         except StoreError as exc:
             self.counters["store_errors"] += 1

@@ -2,7 +2,7 @@
 
 Recovery no longer reads a whole store before the loop starts: the queue's ``claimed/`` is
 listed at once (its jobs get leases), then ``pending/`` arrives in sorted runs of compact ids
-(:class:`~ckptd.store.packed_ids.IdRun`) filed under the priority their names carry, and
+(:class:`~ckptd.store.packed_ids.IdRun`) filed under the priority (and key) their names carry, and
 dispatch takes from them as soon as the first run is in. ``done/`` and ``failed/`` come last:
 their counts, the batches' ended jobs, the newest failures, and the jobs a crash left both
 pending and ended. Until those are in, a claim first looks whether its job is also in
@@ -28,7 +28,7 @@ from ckptd.daemon.engine.index import Index, QueueIndex
 from ckptd.daemon.telemetry.metrics import RECENT_FAILURES
 from ckptd.store import recovery
 from ckptd.store.base import Store
-from ckptd.store.file_names import ids_by_priority
+from ckptd.store.file_names import Line, ids_by_priority
 from ckptd.store.packed_ids import IdRun, Ints, pack_names, raw_keys, split_ids
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,11 @@ ENDED = (State.DONE, State.FAILED)
 
 @dataclass
 class ListedPending:
-    """Runs of pending ids a listing found, with the priority their names carry;
+    """Runs of pending ids a listing found, with the priority (and key) their names carry;
     ``release``: the queue may dispatch from now on (see :data:`ORDER_IDS`)."""
 
     queue: str
-    level: int
+    level: Line
     runs: list[IdRun]
     release: bool = False
 
@@ -71,20 +71,22 @@ CHUNK = 65_536  # names read from the store at a time
 
 
 class RunCutter:
-    """Cuts a listing's ids into sorted runs, per priority: a small first run (so that
-    dispatch begins early), then runs that double up to :data:`RUN_MOST` (so that few runs
-    are merged at each take). Keys are held packed while a run fills up."""
+    """Cuts a listing's ids into sorted runs, per priority (and key): a small first run (so
+    that dispatch begins early), then runs that double up to :data:`RUN_MOST` (so that few
+    runs are merged at each take). Keys are held packed while a run fills up. The ids of a
+    key are cut apart from the others' (a key with few jobs gets one run at the end)."""
 
     def __init__(self, since: float) -> None:
         self.since = since
-        self._packed: dict[int, list[tuple[Ints, Ints]]] = {}
-        self._raw: dict[int, list[str]] = {}
-        self._size: dict[int, int] = {}
-        self._target: dict[int, int] = {}
+        self._packed: dict[Line, list[tuple[Ints, Ints]]] = {}
+        self._raw: dict[Line, list[str]] = {}
+        self._size: dict[Line, int] = {}
+        self._target: dict[Line, int] = {}
+        self._first = True  # until the first cut: then every line is cut (dispatch begins)
 
-    def add(self, names: list[str]) -> dict[int, list[IdRun]]:
-        """Take a chunk of file names; return the runs that filled up, per priority."""
-        full: dict[int, list[IdRun]] = {}
+    def add(self, names: list[str]) -> dict[Line, list[IdRun]]:
+        """Take a chunk of file names; return the runs that filled up, per line."""
+        full: dict[Line, list[IdRun]] = {}
         plain, rest = pack_names(names)  # the usual names, in one pass of numpy
         found = ids_by_priority(rest) if rest else {}
         if len(plain[0]):
@@ -102,13 +104,20 @@ class RunCutter:
             if self._size[level] >= target:
                 full[level] = self._cut(level)
                 self._target[level] = min(RUN_MOST, 2 * target)
+                self._first = False
+        if self._first and sum(self._size.values()) >= RUN_FIRST:
+            # Many keys, none with a full run yet: cut them all once, so that dispatch begins.
+            self._first = False
+            for level in list(self._size):
+                if self._size[level]:
+                    full[level] = self._cut(level)
         return full
 
-    def rest(self) -> dict[int, list[IdRun]]:
-        """The runs of what is left, per priority."""
+    def rest(self) -> dict[Line, list[IdRun]]:
+        """The runs of what is left, per line."""
         return {level: runs for level in list(self._size) if (runs := self._cut(level))}
 
-    def _cut(self, level: int) -> list[IdRun]:
+    def _cut(self, level: Line) -> list[IdRun]:
         runs = []
         packed = self._packed.pop(level, [])
         if packed and sum(len(high) for high, _ in packed):
@@ -121,11 +130,11 @@ class RunCutter:
         return runs
 
 
-def list_pending(store: Store, queue: str, since: float) -> dict[int, list[IdRun]]:
-    """Every pending id of ``queue`` in runs per priority (all at once: the engine's own
-    recovery; the daemon hands them over as they fill up)."""
+def list_pending(store: Store, queue: str, since: float) -> dict[Line, list[IdRun]]:
+    """Every pending id of ``queue`` in runs per priority and key (all at once: the
+    engine's own recovery; the daemon hands them over as they fill up)."""
     cutter = RunCutter(since)
-    found: dict[int, list[IdRun]] = {}
+    found: dict[Line, list[IdRun]] = {}
     for names in store.listing_chunks(queue, State.PENDING, CHUNK):
         for level, runs in cutter.add(names).items():
             found.setdefault(level, []).extend(runs)

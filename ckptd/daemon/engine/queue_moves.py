@@ -15,6 +15,8 @@ from collections.abc import Callable
 from ckptd.codec import decode_job, encode_job
 from ckptd.core import edits
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, TransitionError
+from ckptd.core.job_keys import key_of_job
+from ckptd.core.jobs import priority_of
 from ckptd.core.names import check_queue
 from ckptd.core.states import State
 from ckptd.daemon.engine.engine import Engine
@@ -45,7 +47,10 @@ def move_job(engine: Engine, queue: str, job_id: str, to: str, reply: Reply, *, 
         if job_id in target.pending or job_id in target.claimed or engine.where(to, job_id):
             raise JobExists(to, job_id, engine.where(to, job_id) or "pending")
         store = engine.store
-        job = decode_job(store.read(queue, state, job_id), queue, job_id)
+        # a pending job's name carries its priority and key (the index knows them)
+        priority, key = (index.ready.prio.get(job_id, 0), index.ready.key_of(job_id)) \
+            if state is State.PENDING else (0, "")
+        job = decode_job(store.read(queue, state, job_id, priority, key), queue, job_id)
         budget = engine.settings.max_attempts_for(to) if state is State.FAILED else None
         edits.moved(job, to=to, now=now, by=by, budget=budget)
         ops: list[Op] = []
@@ -73,11 +78,12 @@ def move_job(engine: Engine, queue: str, job_id: str, to: str, reply: Reply, *, 
             return
         target.added_since_scan.add(job_id)
         target.ready.note(job_id, job.get("priority"))
+        target.ready.note_key(job_id, key_of_job(job))
         target.ready.append(job_id)
         if state is State.FAILED:
             index.failed = max(0, index.failed - 1)
         engine.creating.forget(queue, job_id)
-        engine.txn.add(Delete(queue, state, job_id), removed)
+        engine.txn.add(Delete(queue, state, job_id, priority=priority, key=key), removed)
 
     def removed(outcome: Outcome) -> None:
         log.info("move", extra={"fields": {"queue": queue, "id": job_id, "from": state.value,
@@ -86,4 +92,5 @@ def move_job(engine: Engine, queue: str, job_id: str, to: str, reply: Reply, *, 
 
     for op in ops:
         engine.txn.add(op)
-    engine.txn.add(PutNew(to, job_id, encode_job(job), check_other_states=False), created)
+    engine.txn.add(PutNew(to, job_id, encode_job(job), check_other_states=False,
+                          priority=priority_of(job), key=key_of_job(job)), created)

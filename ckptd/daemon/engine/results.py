@@ -307,7 +307,7 @@ class Answers:
                 confirm()
 
         ix.txn.add(Move(lease.queue, lease.id, State.CLAIMED, target, data,
-                        priority=index.ready.prio.get(lease.id, 0)), moved)
+                        priority=index.ready.prio.get(lease.id, 0), key=lease.key), moved)
 
     def _move_failed(self, lease: Lease, error: CkptdError, now: float) -> None:
         """A move that ends an attempt was refused for good (a store failure would have been

@@ -23,6 +23,7 @@ from prometheus_client.core import (
 from ckptd.core.version import __version__
 from ckptd.daemon.telemetry.autoscale import scale_families
 from ckptd.daemon.telemetry.exposition_controls import control_families
+from ckptd.daemon.telemetry.exposition_keys import key_families
 from ckptd.daemon.telemetry.metrics import HistogramSnapshot
 from ckptd.daemon.telemetry.snapshot import Snapshot
 
@@ -142,7 +143,7 @@ def families(snap: Snapshot, http_requests: dict[tuple[str, str], int] | None = 
     out: list[Metric] = [info, start, jobs, delayed, ended, submitted, retries, expired, stale,
                          quarantined, store_errors, unknown, drops, workers, connected,
                          throughput, oldest, lead, cycle, dispatch, batch_jobs, batch_lead,
-                         batch_cycle, *control_families(snap),
+                         batch_cycle, *control_families(snap), *key_families(snap),
                          *scale_families(snap)]
     if http_requests is not None:
         http = CounterMetricFamily("ckptd_http_requests", "Requests to the metrics and "

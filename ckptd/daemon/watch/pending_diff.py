@@ -18,6 +18,7 @@ import numpy as np
 from ckptd.daemon.engine.index import QueueIndex
 from ckptd.daemon.engine.indexing import list_pending
 from ckptd.store.base import Store
+from ckptd.store.file_names import Line
 from ckptd.store.packed_ids import IdRun
 
 BIG = 100_000  # pending ids from which a queue's rescan is compared this way
@@ -40,10 +41,10 @@ class Snapshot:
 
 @dataclass
 class PendingDiff:
-    """What a listing found that the index did not hold (with the priority its name
-    carries), and what the index held that the listing did not find."""
+    """What a listing found that the index did not hold (with the priority, and key, its
+    name carries), and what the index held that the listing did not find."""
 
-    appeared: list[tuple[str, int]]
+    appeared: list[tuple[str, Line]]
     vanished: list[str]
     listed: int
 
@@ -51,7 +52,7 @@ class PendingDiff:
 def compare(store: Store, queue: str, snapshot: Snapshot, since: float) -> PendingDiff:
     """List ``pending/`` of ``queue`` and compare it with ``snapshot`` (in a thread)."""
     listed = list_pending(store, queue, since)
-    appeared: list[tuple[str, int]] = []
+    appeared: list[tuple[str, Line]] = []
     vanished: list[str] = []
     on_disk_runs = [run for runs in listed.values() for run in runs]
     count = sum(len(run) for run in on_disk_runs)

@@ -134,8 +134,9 @@ class Scans:
                 if big and queue in big:  # compared on compact runs, off the loop
                     result[queue]["diff"] = compare(self.store, queue, *big[queue])
                 else:
-                    result[queue]["pending"] = dict(job_names(self.store.pending_names(queue),
-                                                              State.PENDING))
+                    result[queue]["pending"] = {
+                        job_id: (priority, key) for job_id, priority, key in job_names(
+                            self.store.pending_names(queue), State.PENDING)}
                 # What killed writers left in tmp/ goes now, not only at the next start.
                 for finding in recovery.clean_leftovers(self.store, queue, now,
                                                         self.live.current.tmp_max_age,
@@ -184,9 +185,10 @@ class Scans:
         """A big queue's rescan: index what the watcher missed, drop what vanished."""
         engine = self.engine
         appeared = gone = 0
-        for job_id, priority in diff.appeared:
+        for job_id, line in diff.appeared:
             if job_id not in index.pending and job_id not in index.claimed:
-                engine.pending_appeared(queue, job_id, priority)
+                priority, key = (line, "") if isinstance(line, int) else line
+                engine.pending_appeared(queue, job_id, priority, key)
                 appeared += 1
         for job_id in diff.vanished:  # most were claimed since the listing began
             if job_id not in index.claimed and job_id not in index.added_since_scan \
@@ -210,10 +212,11 @@ class Scans:
             if queue and not engine.index.leads(queue):
                 continue  # another daemon of this root leads it
             if kind in ("added", "removed"):
-                job_id, priority = split_pending_name(job_id + JOB_SUFFIX) or (job_id, 0)
+                job_id, priority, key = split_pending_name(job_id + JOB_SUFFIX) or (
+                    job_id, 0, "")
             if kind == "added":
                 self.store.pending_changed(queue, job_id)
-                engine.pending_appeared(queue, job_id, priority)
+                engine.pending_appeared(queue, job_id, priority, key)
             elif kind == "removed":
                 # Most removals are the daemon's own claims: only a job the index still
                 # holds as pending may have been removed by someone else (look, then).
@@ -221,7 +224,9 @@ class Scans:
                 if index is not None and job_id not in index.claimed \
                         and job_id in index.pending \
                         and index.ready.priority(job_id) == priority \
-                        and not self.store.exists(queue, State.PENDING, job_id, priority):
+                        and index.ready.key_of(job_id) == key \
+                        and not self.store.exists(queue, State.PENDING, job_id, priority,
+                                                  key):
                     engine.pending_vanished(queue, job_id)
             elif kind == "control":
                 engine.controls.changed(queue, job_id)  # job_id: the file's name here
@@ -248,9 +253,9 @@ class Scans:
                 # What was put there before the watch began is listed now, in this turn: a
                 # producer that submitted and then asks about its job is answered right.
                 try:
-                    for job_id, priority in job_names(self.store.pending_names(queue),
-                                                      State.PENDING):
-                        self.engine.pending_appeared(queue, job_id, priority)
+                    for job_id, priority, key in job_names(self.store.pending_names(queue),
+                                                           State.PENDING):
+                        self.engine.pending_appeared(queue, job_id, priority, key)
                 except CkptdError as exc:
                     log.warning("cannot list the new queue %s: %s", queue, exc)
                 self.rescan_now = True

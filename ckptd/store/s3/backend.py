@@ -57,7 +57,7 @@ from ckptd.store.base import (
     split_job_name,
 )
 from ckptd.store.bucket import BucketStore, _check_plain
-from ckptd.store.file_names import job_names
+from ckptd.store.file_names import Line, Named, job_names
 from ckptd.store.s3.cache import PendingCache
 from ckptd.store.s3.conditional import S3ControlObjects
 from ckptd.store.s3.options import NotHonoured, client_choice
@@ -172,7 +172,7 @@ class S3Store(BucketStore, Background):
             self._unread.clear()
 
     def prefetch(self, queue: str, ids: Sequence[str],
-                 priorities: Mapping[str, int] | None = None) -> int:
+                 priorities: Mapping[str, Line] | None = None) -> int:
         """Read the pending files of ``ids`` concurrently, for the next claims; return how many.
 
         Ids already remembered are skipped; files that are gone are ignored.
@@ -195,10 +195,11 @@ class S3Store(BucketStore, Background):
             return sum(await asyncio.gather(*(one(i) for i in wanted)))
         return self.req.run(fetch_all)
 
-    def _pending_key(self, queue: str, job_id: str, priorities: Mapping[str, int] | None
+    def _pending_key(self, queue: str, job_id: str, priorities: Mapping[str, Line] | None
                      ) -> str:
-        return self._job_key(queue, State.PENDING, job_id,
-                             priorities.get(job_id, 0) if priorities else 0)
+        tag = priorities.get(job_id, 0) if priorities else 0
+        priority, key = tag if isinstance(tag, tuple) else (tag, "")
+        return self._job_key(queue, State.PENDING, job_id, priority, key)
 
     # -- capabilities ----------------------------------------------------------------------
 
@@ -255,7 +256,7 @@ class S3Store(BucketStore, Background):
         self._wake = wake
 
     def prefetch_later(self, queue: str, ids: Sequence[str],
-                       priorities: Mapping[str, int] | None = None) -> int:
+                       priorities: Mapping[str, Line] | None = None) -> int:
         if self.cache.full():
             return 0
         with self._background_lock:
@@ -317,14 +318,14 @@ class S3Store(BucketStore, Background):
             self._wake()
         self.req.start(look_all).add_done_callback(ended)
 
-    def ready(self, queue: str, job_id: str, priority: int = 0) -> bool:
+    def ready(self, queue: str, job_id: str, priority: int = 0, key: str = "") -> bool:
         if self.cache.peek(queue, job_id) is not None or self.cache.full():
             return True  # (full: files are read at their claims, as without a cache)
         with self._background_lock:
             if (queue, job_id) in self._unread:
                 return True
             self._missed.add(queue)
-        self.prefetch_later(queue, [job_id], {job_id: priority})
+        self.prefetch_later(queue, [job_id], {job_id: (priority, key)})
         return False
 
     def missed(self) -> set[str]:
@@ -370,13 +371,13 @@ class S3Store(BucketStore, Background):
 
     def ids_after(self, queue: str, state: State, start_after: str | None) -> list[str]:
         """The ids in ``state`` that sort after ``start_after`` (all when None), sorted."""
-        return [job_id for job_id, _ in self._named_after(queue, state, start_after)]
+        return [found[0] for found in self._named_after(queue, state, start_after)]
 
-    def pending_after(self, queue: str, start_after: str | None) -> list[tuple[str, int]]:
+    def pending_after(self, queue: str, start_after: str | None) -> list[Named]:
         return self._named_after(queue, State.PENDING, start_after)
 
     def _named_after(self, queue: str, state: State, start_after: str | None
-                     ) -> list[tuple[str, int]]:
+                     ) -> list[Named]:
         check_queue(queue)
         path = f"{self.prefix}/{queue}/{state.value}"
         objects, _ = self.req.run(lambda: self.req.list(path, start_after=start_after))
@@ -390,7 +391,8 @@ class S3Store(BucketStore, Background):
             raise JobNotFound(missing)
         return data
 
-    def read(self, queue: str, state: State, job_id: str, priority: int = 0) -> bytes:
+    def read(self, queue: str, state: State, job_id: str, priority: int = 0,
+             key: str = "") -> bytes:
         check_job_ref(queue, job_id)
         if state is State.PENDING:
             cached = self.cache.take(queue, job_id)
@@ -400,32 +402,35 @@ class S3Store(BucketStore, Background):
                 failed = self._unread.pop((queue, job_id), None)
             if failed is not None:  # a read in the background found no file, or failed
                 raise failed
-        return self._cat(self._job_key(queue, state, job_id, priority),
+        return self._cat(self._job_key(queue, state, job_id, priority, key),
                          f"job {job_id!r} is not in {queue}/{state.value}/")
 
-    def exists(self, queue: str, state: State, job_id: str, priority: int = 0) -> bool:
+    def exists(self, queue: str, state: State, job_id: str, priority: int = 0,
+               key: str = "") -> bool:
         check_job_ref(queue, job_id)
-        key = self._job_key(queue, state, job_id, priority)
-        what = f"look for {self.req.split(key)}"
-        return self.req.run(lambda: self.req.head(key, what)) is not None
+        obj = self._job_key(queue, state, job_id, priority, key)
+        what = f"look for {self.req.split(obj)}"
+        return self.req.run(lambda: self.req.head(obj, what)) is not None
 
-    def find(self, queue: str, job_id: str, priority: int | None = None) -> list[State]:
+    def find(self, queue: str, job_id: str, priority: int | None = None,
+             key: str = "") -> list[State]:
         check_job_ref(queue, job_id)
 
         async def look() -> list[State]:
             found = await asyncio.gather(*(self.req.head(
-                self._job_key(queue, s, job_id, priority or 0), f"look for {job_id}")
+                self._job_key(queue, s, job_id, priority or 0, key), f"look for {job_id}")
                 for s in STATES))
             return [s for s, info in zip(STATES, found) if info is not None]
         found: list[State] = self.req.run(look)
-        if not found and priority is None and self.pending_priority(queue, job_id) is not None:
+        if not found and priority is None and self.pending_tag(queue, job_id) is not None:
             found = [State.PENDING]
         return found
 
-    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0) -> float:
+    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0,
+              key: str = "") -> float:
         check_job_ref(queue, job_id)
-        key = self._job_key(queue, state, job_id, priority)
-        info = self.req.run(lambda: self.req.head(key, f"look for {self.req.split(key)}"))
+        obj = self._job_key(queue, state, job_id, priority, key)
+        info = self.req.run(lambda: self.req.head(obj, f"look for {self.req.split(obj)}"))
         if info is None:
             raise JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/")
         return info.time
