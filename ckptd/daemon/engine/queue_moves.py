@@ -82,6 +82,7 @@ def move_job(engine: Engine, queue: str, job_id: str, to: str, reply: Reply, *, 
         target.ready.append(job_id)
         if state is State.FAILED:
             index.failed = max(0, index.failed - 1)
+        engine.creating.forget(queue, job_id)
         engine.txn.add(Delete(queue, state, job_id, priority=priority, key=key), removed)
 
     def removed(outcome: Outcome) -> None:

@@ -262,13 +262,18 @@ class S3Writes:
 
     def _note_moved(self, op: Move) -> None:
         """Remember that the job left ``op.src`` (its new copy is written)."""
+        self._note_gone(op.queue, op.job_id, op.src)
+
+    def _note_gone(self, queue: str, job_id: str, state: State) -> None:
+        """Remember that the job left ``state``: a listing that began before must not take
+        the copy it may have seen there for a job."""
         moved = self.moved
         now = time.time()
         if len(moved) >= MOVED_KEPT:  # the oldest half goes
             cutoff = sorted(moved.values())[len(moved) // 2]
             for key in [k for k, at in moved.items() if at <= cutoff]:
                 del moved[key]
-        moved[(op.queue, op.job_id, op.src)] = now
+        moved[(queue, job_id, state)] = now
 
     async def _put_new(self, op: PutNew) -> None:
         dst = self.job_key(op.queue, op.state, op.job_id, op.priority, op.key)
@@ -300,6 +305,8 @@ class S3Writes:
             for state, info in zip(others, found):
                 if info is not None:
                     await self.req.delete(dst, what, if_match=etag if conditional else None)
+                    # The copy was there for a moment: a listing may have seen it.
+                    self._note_gone(op.queue, op.job_id, State.PENDING)
                     raise JobExists(op.queue, op.job_id, state.value)
         if op.state is State.PENDING:
             self.cache.remember(op.queue, op.job_id, op.data)
