@@ -306,7 +306,7 @@ class S3Writes:
                 if info is not None:
                     await self.req.delete(dst, what, if_match=etag if conditional else None)
                     # The copy was there for a moment: a listing may have seen it.
-                    self._note_gone(op.queue, op.job_id, State.PENDING)
+                    self._note_gone(op.queue, op.job_id, op.state)
                     raise JobExists(op.queue, op.job_id, state.value)
         if op.state is State.PENDING:
             self.cache.remember(op.queue, op.job_id, op.data)
