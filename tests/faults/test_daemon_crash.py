@@ -90,8 +90,12 @@ def test_daemon_killed_at_random_loses_no_job(procs: Processes, tmp_path: Path) 
     print(f"\n{n} jobs, {kills} daemon kills: 0 lost, {duplicates} duplicate executions "
           f"({max(runs.values())} runs at most for one job)")
     assert kills >= 5
-    # A kill can only cost what workers held at that moment: 2 workers x (1 + 8 prefetch).
-    assert duplicates <= kills * 2 * 9
+    # A kill can only cost what workers held at that moment: 2 workers x (1 + 8 prefetch);
+    # and a lease that ran out (a worker starved of CPU on a loaded machine sent no
+    # heartbeat for 3 s) one more run each. The job files' histories say how many expired.
+    expired = sum(1 for job in done.values() for entry in job.get("history") or []
+                  if entry.get("outcome") == "expired")
+    assert duplicates <= kills * 2 * 9 + expired, f"{expired} lease(s) expired"
 
 
 @pytest.mark.slow

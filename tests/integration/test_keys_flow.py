@@ -109,17 +109,20 @@ def test_rate_per_key_gives_each_key_its_rate(procs: Processes, tmp_path: Path) 
         assert 180 <= claims[key] <= 220, f"claims in 20 s at 10/s per key: {dict(claims)}"
 
 
-def paced_submits(client: Client, count: int, every: float) -> set[str]:
+def paced_submits(client: Client, count: int, every: float) -> tuple[set[str], float]:
     """``count`` submits of customer acme (``n`` counting), one every ``every`` seconds;
-    the ids they were given."""
+    the ids they were given, and the wall time just before the last was sent (the daemon
+    got it after that)."""
     ids = set()
     start = time.monotonic()
+    sent = 0.0
     for n in range(count):
         wait = start + n * every - time.monotonic()
         if wait > 0:
             time.sleep(wait)
+        sent = time.time()
         ids.add(client.submit(Q, {"customer": "acme", "n": n}))
-    return ids
+    return ids, sent
 
 
 @pytest.mark.slow
@@ -129,7 +132,7 @@ def test_window_makes_one_job_per_window(procs: Processes, tmp_path: Path) -> No
     daemon = procs.daemon(env=env)
     procs.worker(daemon, Q, "echo", concurrency=2)
     with daemon.client() as client:
-        ids = paced_submits(client, 1000, 0.06)  # 1,000 submits over 60 s
+        ids, _ = paced_submits(client, 1000, 0.06)  # 1,000 submits over 60 s
         assert client.wait_many(Q, None, timeout=60)["open"] == 0
     made = job_files(daemon.root, Q, "done")
     assert set(made) == ids
@@ -146,8 +149,7 @@ def test_debounce_makes_one_job_with_the_last_payload(procs: Processes, tmp_path
     daemon = procs.daemon(env=env)
     procs.worker(daemon, Q, "echo", concurrency=2)
     with daemon.client() as client:
-        ids = paced_submits(client, 100, 0.1)  # 100 submits 100 ms apart
-        last = time.time()
+        ids, last = paced_submits(client, 100, 0.1)  # 100 submits 100 ms apart
         assert client.wait_many(Q, None, timeout=60)["open"] == 0
     assert len(ids) == 1
     made = job_files(daemon.root, Q, "done")
