@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from ckptd.cli.context import current
+from ckptd.cli.creation import check_existing
 from ckptd.cli.options import Command
 from ckptd.core.errors import ConfigError
 from ckptd.core.queue_controls import parse_rate
@@ -38,13 +39,15 @@ By hand, the same: echo "supplier API down" > ./data/price/paused (rm it to resu
               help="Why: the file's text, shown by status and explain.")
 def pause(queue: str, reason: str) -> None:
     """Pause QUEUE: no job of it is claimed until 'ckptd resume'; running jobs finish and
-    submits are still accepted.
+    submits are still accepted. QUEUE must exist (or be named in the config).
 
     Writes the file <root>/QUEUE/paused, which is the whole state: a paused queue stays
     paused across daemon restarts and failovers. A daemon stops claiming within 100 ms
     (at its next listing, poll_interval, on a bucket when not asked through --connect).
     """
-    answer = current().admin().pause(queue, reason)
+    ctx = current()
+    check_existing(ctx, queue)
+    answer = ctx.admin().pause(queue, reason)
     why = f": {reason}" if reason else ""
     click.echo(f"{answer['queue']} paused{why}")
 
@@ -55,7 +58,9 @@ def pause(queue: str, reason: str) -> None:
 @click.argument("queue")
 def resume(queue: str) -> None:
     """Resume QUEUE: remove <root>/QUEUE/paused; claims start again at once."""
-    answer = current().admin().resume(queue)
+    ctx = current()
+    check_existing(ctx, queue)
+    answer = ctx.admin().resume(queue)
     click.echo(f"{answer['queue']} resumed" if answer.get("was_paused")
                else f"{answer['queue']} was not paused")
 
@@ -108,7 +113,9 @@ def limit(queue: str, max_running: str | None, rate: str | None, reset: bool) ->
     found = _limit_value(rate, parse_rate, "--rate")
     if found is not ...:
         changes["rate"] = found.text if found is not None else None
-    answer = current().admin().limit(queue, changes, reset)
+    ctx = current()
+    check_existing(ctx, queue)
+    answer = ctx.admin().limit(queue, changes, reset)
     click.echo(f"{answer['queue']}: {_limits_line(answer['limits'])}")
 
 

@@ -36,7 +36,8 @@ EXIT_CODES: dict[int, str] = {
     ERROR: "any other error (the message says what)",
     USAGE: "usage: an unknown option, a missing argument",
     NOT_FOUND: "not found: a job, a queue, the store, a file",
-    EXISTS: "already exists, or not allowed in the job's state",
+    EXISTS: "already exists or in use (a job id, a key file, a port, the root's lock), or "
+            "not allowed in the job's state",
     INVALID: "invalid: a bad name, value, setting, key or handler",
     STORE: "store error: cannot read or write the store",
     DAEMON: "daemon unreachable, or standing by",
@@ -81,18 +82,34 @@ def _pipe_closed() -> int:
     return PIPE_CLOSED
 
 
+def _notes(exc: BaseException) -> list[str]:
+    """The notes added to an error on its way up (what was left half done), also those of
+    the KeyboardInterrupt that click turned into Abort."""
+    found: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        found += [str(note) for note in getattr(current, "__notes__", ())]
+        current = current.__cause__ or current.__context__
+    return found
+
+
 def exit_code_of(exc: BaseException, debug: bool = False) -> int:
     """Report ``exc`` (one red line, or nothing for a closed pipe); return the exit code."""
     if isinstance(exc, (BrokenPipeError, PipeClosed)):
         return _pipe_closed()
+    notes = _notes(exc)
     if isinstance(exc, CkptdError):
-        return fail(str(exc), exc.exit_code)
+        return fail("; ".join([str(exc), *notes]), exc.exit_code)
     if isinstance(exc, click.UsageError):
         return _usage(exc)
     if isinstance(exc, click.ClickException):
         return fail(exc.format_message(), exc.exit_code)
     if isinstance(exc, (KeyboardInterrupt, click.Abort)):
         click.echo("", err=True)  # after the terminal's ^C
+        for note in notes:  # what was left half done, and how to finish it
+            click.secho(f"interrupted: {note}", fg="yellow", err=True)
         return INTERRUPTED
     if isinstance(exc, ValueError):
         return fail(str(exc), INVALID)

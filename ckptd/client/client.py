@@ -28,6 +28,7 @@ from ckptd.core.answers import Submitted, SubmittedFile
 from ckptd.core.edits import who_am_i
 from ckptd.core.errors import (
     CkptdError,
+    ClientClosed,
     ConfigError,
     DaemonUnavailable,
     ProtocolError,
@@ -40,12 +41,14 @@ from ckptd.core.errors import (
     remote_error,
 )
 from ckptd.core.ids import new_id
+from ckptd.core.jobs import check_delay, check_time_limit
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.queue_controls import check_priority
 from ckptd.core.states import State
 from ckptd.store.admin import StoreAdmin
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import connect_endpoints
+from ckptd.wire.handshake import HandshakeWatch
 from ckptd.wire.security import ClientCurve
 
 DEFAULT_TIMEOUT = 10.0
@@ -80,6 +83,8 @@ class Client:
         self._own_context = context is None
         self._ctx = context or zmq.Context()
         self._sock: zmq.Socket[bytes] | None = None
+        self._handshake: HandshakeWatch | None = None
+        self._closed = False
         self._current = 0
         # A weak reference: a client its user forgot to close is then freed at once, not
         # by the cycle collector at a random moment (which could close zmq's context first).
@@ -90,6 +95,7 @@ class Client:
         """The way to submit straight into the daemon's store, when this host has it (and
         the daemon leads ``queue``, and the queue allows it: not one whose ids come from
         payloads)."""
+        self._check_open()
         if self._direct is None:
             return None
         admin = self._direct.admin(queue)
@@ -102,7 +108,13 @@ class Client:
         """The address in use now."""
         return self.endpoints[self._current]
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosed(f"this Client (of {', '.join(self.endpoints)}) is closed: it was "
+                               "used after close() or after its 'with' block; make a new one")
+
     def _socket(self) -> zmq.Socket[bytes]:
+        self._check_open()
         if self._sock is None:
             sock = self._ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
@@ -110,9 +122,12 @@ class Client:
             sock.setsockopt(zmq.MAXMSGSIZE, 256 * 1024 * 1024)  # as the worker's socket
             if self.curve is not None:
                 self.curve.apply_client(sock)
+            # Keys that do not fit the daemon's are told by the handshake, not by silence.
+            self._handshake = HandshakeWatch(sock, self.endpoint, self.curve is not None)
             try:
                 sock.connect(self.endpoint)
             except zmq.ZMQError as exc:
+                self._handshake.close()
                 sock.close(0)
                 raise ConfigError(f"cannot connect to {self.endpoint}: {exc.strerror}; "
                                   "expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:5550"
@@ -121,6 +136,9 @@ class Client:
         return self._sock
 
     def _reset(self, rotate: bool) -> None:
+        if self._handshake is not None:
+            self._handshake.close()
+            self._handshake = None
         if self._sock is not None:
             self._sock.close(0)
             self._sock = None
@@ -237,16 +255,33 @@ class Client:
         try:
             sock.send_multipart(frames)  # IMMEDIATE: waits for a connection, up to SNDTIMEO
         except zmq.Again:
+            problem = self._handshake.problem() if self._handshake is not None else None
             self._reset(rotate=True)
+            if problem is not None:
+                raise problem from None
             return False, None
-        left = max(0.0, wait - (time.monotonic() - started))
-        if sock.poll(int(left * 1000), zmq.POLLIN):
-            raw = sock.recv_multipart()
-            try:
-                return True, protocol.decode_reply(raw)
-            except ProtocolError as exc:
-                raise CkptdError(f"the daemon at {self.endpoint} sent a bad reply: "
-                                 f"{exc}") from None
+        deadline = started + wait
+        watch = self._handshake
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        if watch is not None:
+            poller.register(watch.monitor, zmq.POLLIN)
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            events = dict(poller.poll(int(left * 1000)))
+            if events.get(sock):
+                raw = sock.recv_multipart()
+                try:
+                    return True, protocol.decode_reply(raw)
+                except ProtocolError as exc:
+                    raise CkptdError(f"the daemon at {self.endpoint} sent a bad reply: "
+                                     f"{exc}") from None
+            problem = watch.problem() if watch is not None else None
+            if problem is not None:
+                self._reset(rotate=False)
+                raise problem
+            if not events and time.monotonic() >= deadline:
+                break
         self._reset(rotate=True)
         return True, None
 
@@ -255,17 +290,19 @@ class Client:
     def submit(self, queue: str, payload: Any = None, *, id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
                batch: str | None = None, time_limit: float | None = None,
-               priority: int | None = None) -> str:
+               priority: int | None = None, if_exists: str = "error") -> str:
         """Submit a job and return its id once the daemon has stored it durably.
 
         ``time_limit`` (seconds) bounds each attempt of this job, over the queue's own
         (README "Time limits"). ``priority``: lower runs first (default 0; README
-        "Priorities"). On a queue with ``unique = "payload"`` the id is the payload's, and
-        the same payload returns the job it made before.
+        "Priorities"). With your own ``id``, ``if_exists="return"`` returns that id when the
+        job exists already (as after :class:`~ckptd.core.errors.SubmitUnconfirmed`) instead
+        of raising JobExists. On a queue with ``unique = "payload"`` the id is the
+        payload's, and the same payload returns the job it made before.
         """
         return self.submit_job(queue, payload, job_id=id, max_attempts=max_attempts,
                                delay=delay, batch=batch, time_limit=time_limit,
-                               priority=priority).id
+                               priority=priority, if_exists=if_exists).id
 
     def submit_job(self, queue: str, payload: Any = None, *, job_id: str | None = None,
                    max_attempts: int | None = None, delay: float | None = None,
@@ -284,12 +321,14 @@ class Client:
             body["priority"] = check_priority(priority)
         if max_attempts is not None:
             body["max_attempts"] = max_attempts
+        if delay is not None:
+            delay = check_delay(delay)
         if delay:
             body["delay"] = delay
         if batch is not None:
             body["batch"] = batch
         if time_limit is not None:
-            body["time_limit"] = time_limit
+            body["time_limit"] = time_limit = check_time_limit(time_limit)
         if generated:
             body["fresh"] = True
         # A job of a batch, one to run later or with a priority goes through the daemon,
@@ -486,7 +525,9 @@ class Client:
         return list(self.request("schedules")["schedules"])
 
     def close(self) -> None:
-        """Close the socket (and the context if the client made it). Idempotent."""
+        """Close the socket (and the context if the client made it). Idempotent; a closed
+        client raises ClientClosed when it is used."""
+        self._closed = True
         self._reset(rotate=False)
         if self._direct is not None:
             self._direct.close()

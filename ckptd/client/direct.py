@@ -27,7 +27,7 @@ from typing import Any
 
 from ckptd.core.answers import Submitted
 from ckptd.core.config import FsyncMode, QueueSettings, Settings
-from ckptd.core.errors import CkptdError, JobExists
+from ckptd.core.errors import CkptdError, DaemonUnavailable, JobExists
 from ckptd.store.admin import StoreAdmin, prepare_submit
 from ckptd.store.base import Op, PutNew
 from ckptd.store.local.backend import ROOT_LOCK, LocalStore
@@ -74,7 +74,11 @@ class DirectSubmit:
             self._checked_at = now
             self.close()
             self._queues.clear()
-            self._admin = self._open()
+            try:
+                self._admin = self._open()
+            except DaemonUnavailable:
+                self._checked_at = float("-inf")  # look again at the next submit
+                raise
         if self._admin is None or self._lead is None:
             return self._admin
         ours, looked = self._queues.get(queue, (False, float("-inf")))
@@ -100,6 +104,8 @@ class DirectSubmit:
     def _open(self) -> StoreAdmin | None:
         try:
             answer = self._ask()
+        except DaemonUnavailable:
+            raise  # no daemon answered within the timeout: the request would not be either
         except CkptdError:
             return None
         offer = answer.get("submit")

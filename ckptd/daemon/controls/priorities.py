@@ -116,6 +116,29 @@ class ReadyLines:
         self.note(job_id, priority)
         self.append(job_id)
 
+    def keep_only(self, alive: set[str]) -> int:
+        """Drop the ids that are not in ``alive`` (the open jobs): due jobs removed by
+        someone else while no worker took them, and their priorities; return how many were
+        dropped from the lines. One pass over every line."""
+        dropped = 0
+        for level in list(self.lines):
+            line = self.lines[level]
+            kept = deque(entry for entry in line if entry[0] in alive)
+            dropped += len(line) - len(kept)
+            if level == 0:
+                line.clear()
+                line.extend(kept)
+            elif kept:
+                self.lines[level] = kept
+            else:
+                del self.lines[level]
+        unread = [job_id for job_id in self.unread if job_id in alive]
+        dropped += len(self.unread) - len(unread)
+        self.unread = deque(unread)
+        for job_id in [j for j in self.prio if j not in alive]:
+            del self.prio[job_id]
+        return dropped
+
     # -- taking ----------------------------------------------------------------------------
 
     def popleft(self) -> str:

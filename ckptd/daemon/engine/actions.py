@@ -15,7 +15,13 @@ from typing import Any
 
 from ckptd.codec import decode_job, encode_job
 from ckptd.core import edits, jobs
-from ckptd.core.errors import CkptdError, JobNotFound, QueueNotFound, TransitionError
+from ckptd.core.errors import (
+    CkptdError,
+    JobNotFound,
+    QueueNotFound,
+    TransitionError,
+    cannot_retry,
+)
 from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.engine.controls_view import controls_view
@@ -146,9 +152,7 @@ class Operators:
             try:
                 job = decode_job(store.read(queue, State.FAILED, job_id), queue, job_id)
             except JobNotFound:
-                where = engine.where(queue, job_id)
-                reply(JobNotFound(f"cannot retry {job_id!r}: only failed jobs can be retried ("
-                                  f"{'it is ' + where if where else 'no such job'})"))
+                reply(cannot_retry(job_id, engine.where(queue, job_id) or None))
                 return
             except CkptdError as exc:
                 reply(exc)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ckptd.codec import decode_job, encode_job
+from ckptd.codec import decode_job, encode_job, loads
 from ckptd.core import jobs
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
 from ckptd.core.states import State
@@ -43,6 +43,12 @@ def _time_limit(value: Any) -> float | None:
     return None
 
 
+def _may_grow(raw: bytes) -> bool:
+    """Whether a file that parses may still be the first part of a longer JSON text."""
+    text = raw.strip()
+    return not text or text[:1] in b"-0123456789"
+
+
 class _TooYoung(Exception):
     """A pending file written by hand moments ago: it may not be complete yet."""
 
@@ -64,7 +70,7 @@ class Dispatcher:
         ix = self.ix
         if not ix.dispatching or not ix.workers:
             return 0
-        read_unread(ix)  # files whose priority is not known yet (start-up, put by hand)
+        read_unread(ix, now)  # files whose priority is not known yet (start-up, put by hand)
         if not any(index.ready for index in ix.queues.values()):
             return 0
         claimed = 0
@@ -196,8 +202,9 @@ class Dispatcher:
                       ) -> tuple[jobs.Job, bool]:
         """The pending job, completed when it was written by hand; and whether it was.
 
-        Raises MalformedJob when it cannot be a job, _TooYoung when it was completed but
-        is so recent that it may still be being written in place.
+        Raises MalformedJob when it cannot be a job, _TooYoung when it was completed, is a
+        bare number (a prefix of a longer one parses too) and is so recent that it may still
+        be being written in place.
         """
         try:
             return decode_job(raw, index.name, job_id), False
@@ -210,7 +217,10 @@ class Dispatcher:
         job, completed = jobs.decode_pending(
             raw, index.name, job_id, written=written,
             max_attempts=self.ix.settings.max_attempts_for(index.name))
-        if completed and now - written < MALFORMED_GRACE:
+        # Only a bare number can be a complete JSON text and yet a part of a longer one
+        # being written; an object, list or string that parses is whole (a file put in by
+        # mv, however fresh, is claimed at once).
+        if completed and _may_grow(raw) and now - written < MALFORMED_GRACE:
             raise _TooYoung()
         return job, completed
 
@@ -270,10 +280,21 @@ class Dispatcher:
             self.forget_worker(worker, "unreachable")
 
 
-def read_unread(ix: Index, budget: int = READ_PER_TURN) -> int:
-    """Read the files of due jobs whose priority is unknown (at most ``budget`` over every
-    queue) and file each in its priority's line; return how many were read, -1 when the
-    store failed (they are read again later)."""
+def _ready_fields(raw: bytes) -> tuple[int, float | None]:
+    """A pending file's priority, and when it is due (None: now)."""
+    try:
+        value = loads(raw)
+    except ValueError:
+        return 0, None
+    due = time_or_none(value.get("not_before")) if isinstance(value, dict) else None
+    return priority_of(value), due
+
+
+def read_unread(ix: Index, now: float, budget: int = READ_PER_TURN) -> int:
+    """Read the files of pending jobs whose priority is unknown (at most ``budget`` over
+    every queue) and file each in its priority's line, or among the delayed jobs when it is
+    not due yet (so that status counts it as delayed at once); return how many were read,
+    -1 when the store failed (they are read again later)."""
     done = 0
     for name, index in ix.queues.items():
         unread = index.ready.unread
@@ -295,6 +316,11 @@ def read_unread(ix: Index, budget: int = READ_PER_TURN) -> int:
             return -1
         for job_id in ids:
             # A file gone or unreadable is dispatched as priority 0: the claim says why.
-            index.ready.learn(job_id, priority_of(found.get(job_id, b"")))
+            priority, due = _ready_fields(found.get(job_id, b""))
+            if due is not None and due > now:
+                index.ready.note(job_id, priority)
+                ix.delay(index, job_id, due)
+            else:
+                index.ready.learn(job_id, priority)
         done += len(ids)
     return done

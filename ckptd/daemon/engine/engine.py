@@ -108,7 +108,7 @@ class Engine:
         for name, index in ix.queues.items():
             if len(index.ready.lines) > 1:
                 index.ready.aging = aging_of(settings, name)
-        if now >= self._read_after and read_unread(ix) < 0:
+        if now >= self._read_after and read_unread(ix, now) < 0:
             self._read_after = now + 1.0  # the store failed: again in a second, not at once
         self.scheduler.due(now)
         for swept in self.sweeper.take_results():
@@ -429,6 +429,7 @@ class Engine:
         if index is not None and job_id in index.pending:
             index.pending.discard(job_id)
             index.delayed_at.pop(job_id, None)
+            index.ready.forget(job_id)
             log.info("job removed from pending/ by hand", extra={"fields": {
                 "queue": queue, "id": job_id, "from": "pending", "to": "removed"}})
 
@@ -451,4 +452,9 @@ class Engine:
             if job_id not in on_disk and job_id not in index.added_since_scan:
                 index.pending.discard(job_id)
                 index.delayed_at.pop(job_id, None)
+        # Jobs removed while no worker took them are still in the ready lines (dispatch
+        # skips them): drop them now, so that the counts per priority are right.
+        ready = index.ready
+        if len(ready) + len(ready.unread) + len(index.delayed_at) > len(index.pending):
+            ready.keep_only(set(index.pending) | set(index.claimed))
         index.added_since_scan.clear()
