@@ -12,9 +12,11 @@ lock (``<root>/.ckptd/root.lock``) must name this very daemon (its token) on thi
 daemon that leads only some queues of a root (``lead``) holds a lock per queue instead
 (``<root>/.ckptd/queue-<name>.lock``): the client writes directly only into a queue whose
 lock names that daemon, and sends the rest through it (it forwards them to their leader).
-Anything else (another host, a bucket, no write permission) goes through the daemon, as
-before. The daemon's defaults (attempts per queue, blob threshold) are asked for again
-every :data:`REFRESH` seconds, so a reload of its settings reaches the client soon.
+Anything else (another host, a bucket, no write permission, a store this user does not own)
+goes through the daemon, as before: files this client makes must be the daemon's to move,
+which root's are not when the daemon runs as another user (systemd's dynamic user). The
+daemon's defaults (attempts per queue, blob threshold) are asked for again every
+:data:`REFRESH` seconds, so a reload of its settings reaches the client soon.
 """
 
 from __future__ import annotations
@@ -52,6 +54,15 @@ def submit_settings(store_root: str, settings: Settings, token: str) -> dict[str
             # their jobs are open, so their submits go through it
             "through_daemon": sorted(name for name, q in settings.queues.items()
                                      if q.unique)}
+
+
+def _owned_by_me(root: str) -> bool:
+    """Whether this process runs as the owner of the store (as its daemon does): the files
+    and folders it creates there are then the daemon's too."""
+    try:
+        return os.stat(root).st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 class DirectSubmit:
@@ -122,7 +133,7 @@ class DirectSubmit:
                 return None  # not this daemon's store, or not on this host
         elif not os.path.isdir(root):
             return None
-        if not os.access(root, os.W_OK | os.X_OK):
+        if not os.access(root, os.W_OK | os.X_OK) or not _owned_by_me(root):
             return None
         self.through_daemon = frozenset(str(q) for q in offer.get("through_daemon") or ())
         try:

@@ -156,7 +156,7 @@ def test_the_systemd_unit_uses_the_root_of_its_config_file(procs: Processes, tmp
     config = tmp_path / "ckptd.toml"
     config.write_text(f'root = "{root}"\ncontrol = "tcp://127.0.0.1:{control}"\n'
                       f'dispatch = "tcp://127.0.0.1:{dispatch}"\n')
-    args = [str(config) if a == "/etc/ckptd/ckptd.toml" else a for a in args]
+    args = [str(config) if a == "${CREDENTIALS_DIRECTORY}/ckptd.toml" else a for a in args]
     daemon = DaemonProcess(str(root), str(tmp_path / "unit.log"), {})
     daemon.control_port, daemon.dispatch_port = control, dispatch
     proc = subprocess.Popen([sys.executable, "-m", "ckptd", *args], env=base_env(),
