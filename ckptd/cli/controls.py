@@ -123,7 +123,7 @@ def limit(queue: str, max_running: str | None, rate: str | None, reset: bool) ->
   ckptd schedules
   ckptd --connect 127.0.0.1:5550 schedules --json
 
-Schedules are [schedules.NAME] tables of the config (README "Schedules").""")
+Schedules are [schedules.NAME] tables of the config (docs/guide/operator-controls.md).""")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def schedules(as_json: bool) -> None:
     """List the schedules with their next and last runs.

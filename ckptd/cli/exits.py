@@ -3,7 +3,8 @@
 Every error of a ``ckptd`` command ends here: a :class:`~ckptd.core.errors.CkptdError`
 carries its own exit code; click's usage errors, an interrupt and a closed pipe get theirs;
 anything else is a bug, said in one line too (``--log-level debug`` adds the traceback).
-The README's table of exit codes is :data:`EXIT_CODES` (a test holds them together).
+The guide's table of exit codes (docs/guide/inspect-and-repair.md) is :data:`EXIT_CODES`
+(a test holds them together).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ EXIT_CODES: dict[int, str] = {
     INTERRUPTED: "interrupted (Ctrl-C)",
     PIPE_CLOSED: "the output pipe was closed early (| head): silent",
 }
-"""Every exit code of ``ckptd``, with what it means: the README's table."""
+"""Every exit code of ``ckptd``, with what it means: the guide's table."""
 
 
 class PipeClosed(Exception):  # noqa: N818 - not an error: the reader left

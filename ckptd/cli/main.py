@@ -482,7 +482,7 @@ def worker(connect: str | None, queues: tuple[str, ...], pool: str | None, concu
 
 Copy each worker's NAME.key (public) into the daemon's authorized_keys folder and the
 daemon's server.key to every worker; a NAME.key_secret never leaves its machine.
-See README "Security".""")
+See docs/guide/security.md.""")
 @click.argument("folder", metavar="DIR", type=click.Path(file_okay=False))
 @click.option("--name", metavar="NAME", help="File name of the pair. [default: this host's name]")
 def keygen(folder: str, name: str | None) -> None:

@@ -294,11 +294,12 @@ class Client:
         """Submit a job and return its id once the daemon has stored it durably.
 
         ``time_limit`` (seconds) bounds each attempt of this job, over the queue's own
-        (README "Time limits"). ``priority``: lower runs first (default 0; README
-        "Priorities"). With your own ``id``, ``if_exists="return"`` returns that id when the
-        job exists already (as after :class:`~ckptd.core.errors.SubmitUnconfirmed`) instead
-        of raising JobExists. On a queue with ``unique = "payload"`` the id is the
-        payload's, and the same payload returns the job it made before.
+        (docs/guide/workers.md, "Time limits"). ``priority``: lower runs first (default 0;
+        docs/guide/operator-controls.md, "Priorities"). With your own ``id``,
+        ``if_exists="return"`` returns that id when the job exists already (as after
+        :class:`~ckptd.core.errors.SubmitUnconfirmed`) instead of raising JobExists. On a
+        queue with ``unique = "payload"`` the id is the payload's, and the same payload
+        returns the job it made before.
         """
         return self.submit_job(queue, payload, job_id=id, max_attempts=max_attempts,
                                delay=delay, batch=batch, time_limit=time_limit,
@@ -363,7 +364,7 @@ class Client:
                     max_attempts: int | None = None, source_name: str | None = None,
                     progress: Callable[[int, int], None] | None = None) -> SubmittedFile:
         """Send a file to the daemon in parts and have it submitted as one batch, as
-        :meth:`ckptd.admin.StoreAdmin.submit_file` does on the store (same answer)."""
+        :meth:`ckptd.store.admin.StoreAdmin.submit_file` does on the store (same answer)."""
         from ckptd.wire.uploads import PART_BYTES, encode_part
 
         check_queue(queue)
@@ -552,7 +553,7 @@ class RemoteAdmin:
                max_attempts: int | None = None, delay: float | None = None,
                if_exists: str = "error", batch: str | None = None,
                time_limit: float | None = None, priority: int | None = None) -> Submitted:
-        """See :meth:`ckptd.admin.StoreAdmin.submit`."""
+        """See :meth:`ckptd.store.admin.StoreAdmin.submit`."""
         return self.client.submit_job(queue, payload, job_id=job_id, max_attempts=max_attempts,
                                       delay=delay, if_exists=if_exists, batch=batch,
                                       time_limit=time_limit, priority=priority)

@@ -234,7 +234,7 @@ def _describe(address: str, answer: dict[str, Any], info: dict[str, Any], curve:
     if not (curve or info.get("curve")) and host is not None and not is_loopback(host):
         return Finding("daemon", WARNING, text + ", over the network",
                        "anyone who reaches the port can take jobs: set up CURVE keys "
-                       "(README 'Security')")
+                       "(docs/guide/security.md)")
     return Finding("daemon", OK, text)
 
 

@@ -184,7 +184,7 @@ class Settings:
                                   "once older than this (at start and at every rescan).")
     file_mode: int = _setting(0o640, _mode, "Mode of the job and checkpoint files created.")
     dir_mode: int = _setting(0o750, _mode, "Mode of the folders created.")
-    # buckets (see ckptd.store.s3.backend and README "Buckets")
+    # buckets (see ckptd.store.s3.backend and docs/guide/buckets.md)
     s3_endpoint_url: str | None = _setting(None, _optional_text,
                                            "S3-compatible server to use instead of AWS, "
                                            "e.g. http://127.0.0.1:8333.")
@@ -195,7 +195,7 @@ class Settings:
     leader_lease: float = _setting(10.0, parse_duration,
                                    "Buckets: lease of the active daemon (a standby takes "
                                    "over within 2x this); 0 = no leader lease.")
-    # several daemons on one store (README "Several daemons on one store")
+    # several daemons on one store (docs/scaling.md)
     name: str = _setting("", _member_name,
                          "This daemon's name among the daemons of one store (membership, "
                          "routing, [queues.NAME] prefer); empty: HOST-CONTROLPORT.")
@@ -249,7 +249,7 @@ class Settings:
                                "timestamps under systemd).")
     insecure: bool = _setting(False, _bool,
                               "Allow binding a non-loopback address without CURVE.")
-    # CURVE (see ckptd.security and README "Security")
+    # CURVE (see ckptd.security and docs/guide/security.md)
     curve_secret_key: str | None = _setting(None, _optional_text,
                                             "The daemon's secret key file (ckptd keygen); "
                                             "turns on CURVE for every socket.")
@@ -263,7 +263,7 @@ class Settings:
     metrics_port: int = _setting(0, _port, "HTTP port for /metrics and the dashboard; 0 = off.")
     metrics_bind: str = _setting("127.0.0.1", _text,
                                  "Address the metrics/dashboard port listens on.")
-    # operator controls: defaults of every queue (README "Operator controls")
+    # operator controls: defaults of every queue (docs/guide/operator-controls.md)
     keep_done: float = _setting(7 * 86400.0, parse_duration,
                                 "Done jobs older than this are removed (or archived); 0 = "
                                 "kept forever. [queues.NAME] keep_done overrides it.")

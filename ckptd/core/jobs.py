@@ -8,7 +8,7 @@ A job file holds everything known about one job::
 ``attempts`` counts the attempts that have ended; while a job is claimed its running attempt
 is ``attempts + 1`` and that number is the fencing token every worker message carries.
 ``rev`` counts rewrites of the file and decides which copy wins when a crash leaves a job in
-two folders (see :mod:`ckptd.states`). Optional keys: ``not_before``, ``last_error``,
+two folders (see :mod:`ckptd.core.states`). Optional keys: ``not_before``, ``last_error``,
 ``result``, ``claimed_at``, ``finished_at``, ``worker``, ``history``, ``batch``, ``lineage``,
 ``time_limit`` (seconds an attempt may run), ``priority`` (lower runs first; absent = 0),
 and ``payload_ref`` / ``result_ref`` when the value lives in a blob beside the job.

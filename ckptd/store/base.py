@@ -10,7 +10,7 @@ Layout under the root, one folder per queue and one per state::
 
 Writes go through :meth:`Store.apply`, which takes a group of operations so that the
 ``batch`` fsync mode can make the whole group durable with one flush. The one-operation
-methods (:meth:`put_new`, :meth:`move`, ...) are shorthands for a group of one.
+methods (:meth:`Store.put_new`, :meth:`Store.move`, ...) are shorthands for a group of one.
 
 Every backend keeps these promises; the contract tests in ``tests/store`` hold them to it.
 """
@@ -242,7 +242,7 @@ class Store(ABC):
 
         Each op is atomic on its own: no reader ever sees a half-written file, and a crash
         leaves an op either not done, done, or (for a move on a backend without rename)
-        in both folders, which :mod:`ckptd.states` resolves. Ops are idempotent except
+        in both folders, which :mod:`ckptd.core.states` resolves. Ops are idempotent except
         PutNew, which reports JobExists the second time. When this returns, every op that
         succeeded is as durable as the fsync mode promises; in ``batch`` mode the whole
         group shares its flushes. A failing op does not stop the others.

@@ -2,7 +2,7 @@
 
 An object store has no rename, so a move is a copy to the new key followed by a delete of
 the old one. A crash between the two leaves the job under both keys; the two-state rule in
-:mod:`ckptd.states` decides which copy stays (a plain copy keeps ``rev``, so the later
+:mod:`ckptd.core.states` decides which copy stays (a plain copy keeps ``rev``, so the later
 state wins). Nothing here assumes that anything but a single PUT is atomic.
 """
 

@@ -3,7 +3,7 @@
 A crash (or a bucket's copy-then-delete) can leave a job in two state folders, a write in
 ``tmp/`` that never reached its folder, or a file nobody can parse. Each function here finds
 one kind of problem, fixes it when asked, and reports what it found as :class:`Finding`s.
-The rules themselves (which copy wins, when a leftover is stale) live in :mod:`ckptd.states`.
+The rules themselves (which copy wins, when a leftover is stale) live in :mod:`ckptd.core.states`.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def duplicates(ids_by_state: dict[State, list[str]]) -> dict[str, list[State]]:
 
 def resolve_duplicate(store: Store, queue: str, job_id: str, states: Iterable[State],
                       repair: bool) -> tuple[State | None, Finding]:
-    """Keep one copy of a job found in several states (the rule of :func:`states.resolve`).
+    """Keep one copy of a job found in several states (the rule of
+    :func:`ckptd.core.states.resolve`).
 
     A copy that cannot be read or parsed loses to any that can. Returns the winning state
     (None when no copy is readable) and the finding.

@@ -16,7 +16,7 @@ from ckptd.core.errors import ConfigError
 log = logging.getLogger(__name__)
 
 KEYS_HELP = ("set up CURVE keys (ckptd keygen /etc/ckptd/keys --name server; "
-             "curve_secret_key and authorized_keys in the config; see README 'Security') "
+             "curve_secret_key and authorized_keys in the config; see docs/guide/security.md) "
              "or pass --insecure to accept an unauthenticated network socket")
 
 

@@ -10,7 +10,7 @@ of the daemon see the peer's identity frame first; the daemon strips it before d
 
 :func:`decode` checks version, frame count, kind, size, UTF-8, JSON and every field's type
 and, for queue names and ids, the name pattern; anything else raises
-:class:`~ckptd.errors.ProtocolError` whose ``reason`` is a short label the daemon counts
+:class:`~ckptd.core.errors.ProtocolError` whose ``reason`` is a short label the daemon counts
 drops by. Nothing outside this module builds or parses frames.
 """
 

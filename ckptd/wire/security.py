@@ -205,7 +205,8 @@ def client_curve(settings: Settings) -> ClientCurve | None:
         return None
     if not (server_key and client_key):
         raise ConfigError("CURVE needs both --server-key (the daemon's NAME.key) and "
-                          "--client-key (this machine's NAME.key_secret); see README 'Security'")
+                          "--client-key (this machine's NAME.key_secret); "
+                          "see docs/guide/security.md")
     return ClientCurve.from_files(server_key, client_key)
 
 
@@ -232,7 +233,7 @@ class CurveServer:
         if not (secret and folder):
             raise ConfigError("CURVE needs both curve_secret_key (the daemon's "
                               "NAME.key_secret) and authorized_keys (a folder of the clients' "
-                              "NAME.key files); see README 'Security'")
+                              "NAME.key files); see docs/guide/security.md")
         return cls(secret, folder)
 
     def apply_server(self, sock: zmq.Socket[Any]) -> None:

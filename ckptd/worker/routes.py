@@ -1,8 +1,8 @@
 """A worker's connections: one per daemon that leads some of its queues.
 
-Several daemons may share a store, each leading some queues (README "Several daemons on one
-store"). A worker may be given any of them: the daemon that answers first tells it, for
-each queue, which daemon leads it (its ``endpoints`` answer carries every queue's route), and
+Several daemons may share a store, each leading some queues (docs/scaling.md). A worker
+may be given any of them: the daemon that answers first tells it, for each queue, which
+daemon leads it (its ``endpoints`` answer carries every queue's route), and
 the worker opens a dispatch connection (:class:`~ckptd.worker.link.DaemonLink`) to each
 daemon that leads some of its queues, says hello there with those queues, and sends every
 answer, checkpoint and progress of a queue to the daemon that leads that queue now.

@@ -169,11 +169,12 @@ def test_the_systemd_unit_uses_the_root_of_its_config_file(procs: Processes, tmp
         assert proc.wait(60) == 0
 
 
-# -- 7: exit codes as the README's table says -------------------------------------------------
+# -- 7: exit codes as the guide's table says -------------------------------------------------
 
 
 def test_the_exit_code_table_is_the_code() -> None:
-    table = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", README.read_text(), re.M))
+    page = Path(REPO) / "docs" / "guide" / "inspect-and-repair.md"  # the guide's table
+    table = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", page.read_text(), re.M))
     assert {int(code) for code in table} == set(EXIT_CODES)
 
 

@@ -24,7 +24,7 @@ loop:
   and every hand-made name that starts with a letter), ``claimed/`` too; every
   ``rescan_interval`` a full listing of every state also counts done/failed and resolves
   jobs left in two states. A job seen in two states in two successive listings is resolved
-  by the rule of :mod:`ckptd.states` (the later state wins, the loser is deleted); a claimed
+  by the rule of :mod:`ckptd.core.states` (the later state wins, the loser is deleted); a claimed
   job that the index does not know (its pending copy lost to its claimed copy) is adopted
   with a fresh lease.
 """

@@ -14,9 +14,9 @@ writes touch it:
 The holder counts its lease from the moment it *sent* the write that renewed it and treats
 it as lapsed after ``LEASE_SAFETY`` of its length: a standby can only take over a whole
 lease after it saw that write, so the old holder has stopped writing (it fences every store
-request on :meth:`Leadership.fence`) a quarter lease before the new one may start. The
-holder renews every quarter lease; the others look every quarter lease, so one takes over
-within 1.5 leases of the holder's death.
+request on :meth:`~ckptd.daemon.cluster.queue_leases.QueueLeases.fence`) a quarter lease
+before the new one may start. The holder renews every quarter lease; the others look every
+quarter lease, so one takes over within 1.5 leases of the holder's death.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ class Engine:
         self.next_deadline = ix.next_deadline
         self.queue = ix.queue
         self.where = ix.where
-        # Operator controls (README "Operator controls"): pause and limits (the gate the
+        # Operator controls (docs/guide/operator-controls.md): pause and limits (the gate the
         # dispatcher asks), dedup, schedules, retention.
         self.controls = QueueControls(store, ix.gate, time.time)
         self.open_jobs = OpenJobs()

@@ -1,8 +1,9 @@
 """The read-only web dashboard: server-rendered HTML with small inline SVG charts.
 
 No scripts, no forms, no build step: every page is a GET that renders a
-:class:`ckptd.metrics.Snapshot` (or, for a job page, what ``explain`` says). Everything that
-comes from users (queue names, job ids, batches, error messages, payloads) is escaped.
+:class:`ckptd.daemon.telemetry.snapshot.Snapshot` (or, for a job page, what ``explain``
+says). Everything that comes from users (queue names, job ids, batches, error messages,
+payloads) is escaped.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Prometheus text exposition of a :class:`ckptd.metrics.Snapshot`.
+"""Prometheus text exposition of a :class:`ckptd.daemon.telemetry.snapshot.Snapshot`.
 
 The engine keeps plain counters and bucket counts (cheap on its hot path); this module turns
 a snapshot of them into ``prometheus_client`` metric families when ``/metrics`` is scraped,

@@ -1,7 +1,7 @@
 """The daemon's HTTP side: Prometheus ``/metrics`` and the read-only dashboard.
 
 Threads: the server answers requests in its own threads and never touches the engine. The
-daemon's loop publishes an immutable :class:`ckptd.metrics.Snapshot` every
+daemon's loop publishes an immutable :class:`ckptd.daemon.telemetry.snapshot.Snapshot` every
 :data:`SNAPSHOT_INTERVAL` seconds (one reference swap), and the HTTP threads render the latest
 one. The only thing a page needs from the loop itself, a claimed job's lease, is asked for
 through :meth:`Telemetry.call`: the request is queued, the loop is woken, runs it between two

@@ -3,9 +3,10 @@
 Everything here that the engine calls per job is O(1) and cheap (a ``bisect`` over a short
 tuple, a few integer adds): the engine runs thousands of jobs a second and must not pay for
 telemetry nobody reads. The expensive parts (quantiles, sums over rings, the Prometheus text,
-the HTML) are computed only when asked for, from a :class:`Snapshot`: an immutable copy of
-the figures that the daemon's loop publishes every half second and that the HTTP thread
-renders without touching the engine.
+the HTML) are computed only when asked for, from a
+:class:`~ckptd.daemon.telemetry.snapshot.Snapshot`: an immutable copy of the figures that
+the daemon's loop publishes every half second and that the HTTP thread renders without
+touching the engine.
 
 What survives a restart: counts per state are rebuilt from the folders by recovery; the
 succeeded/failed totals start at the number of files in ``done/`` and ``failed/``; everything

@@ -132,7 +132,8 @@ class LocalControls:
         return found
 
     def remove_finished(self, queue: str, state: State, job_ids: Sequence[str]) -> list[str]:
-        """Plain unlinks (no shared state with :meth:`apply`), not synced: a removal that a
+        """Plain unlinks (no shared state with
+        :meth:`~ckptd.store.local.backend.LocalStore.apply`), not synced: a removal that a
         crash undoes is done again by the next sweep."""
         check_queue(queue)
         self.folders.check(queue)

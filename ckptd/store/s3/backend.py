@@ -20,7 +20,7 @@ object store needs:
   process still leads the queue, and raises :class:`~ckptd.core.errors.NotLeader` otherwise.
 - Listings are paged (1,000 keys a page) and never cached; the job files the daemon wrote
   itself are remembered until their claim, so a claim does not read back what was just
-  written (:meth:`prefetch` does the same for files producers put there).
+  written (:meth:`S3Store.prefetch` does the same for files producers put there).
 """
 
 from __future__ import annotations
