@@ -66,7 +66,7 @@ class StoreBatches:
         """Split a file into the ops of :meth:`submit_file` without applying them.
 
         ``marked``: a new manifest says ``"submitting": true`` until the caller has made
-        every job (then it writes :attr:`FilePlan.complete`), so that fsck can tell a
+        every job (then it writes the plan's ``complete``), so that fsck can tell a
         submit-file that stopped halfway."""
         check_queue(queue)
         if then is not None:

@@ -16,7 +16,6 @@ them (``.ci/run`` installs what is missing).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,11 +30,11 @@ from typing import Any
 
 import pytest
 
+from tests.wheelhouse import wheelhouse
+
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "guide" / "systemd.md"
 BOOT_TIMEOUT = 1500.0  # the whole run in the container: two pip installs on a loaded machine
-WHEELHOUSE = Path(os.environ.get("CKPTD_TEST_WHEELHOUSE",
-                                 Path.home() / ".cache" / "ckptd-tests" / "wheelhouse"))
 IGNORED = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", "build",
                                  ".pytest_cache", ".mypy_cache", ".ruff_cache", ".demo", ".notes")
 
@@ -78,20 +77,6 @@ def handler_module() -> str:
         if match:
             return match.group(1)
     raise AssertionError("no '# tasks.py' handler block in the README or docs/guide")
-
-
-def wheelhouse() -> Path:
-    """Wheels of this checkout's dependencies (and its build backend), made once and kept."""
-    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:16]
-    folder = WHEELHOUSE / key
-    if not (folder / ".complete").exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir",
-                        str(folder), str(REPO), "setuptools>=77"], check=True, timeout=900)
-        for wheel in folder.glob("ckptd-*.whl"):
-            wheel.unlink()  # the container builds ckptd itself, from the checkout
-        (folder / ".complete").touch()
-    return folder
 
 
 @pytest.fixture
