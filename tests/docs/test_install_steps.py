@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def readme_steps() -> tuple[list[str], str, list[str]]:
 
 def script(install: list[str], first_job: list[str], port: int | None) -> str:
     """The shell script of the steps (``port``: where the README's 5550 moves, if it must)."""
-    serve, worker, *looks = first_job
+    serve, worker, *looks = (re.sub(r"\s+#.*$", "", line) for line in first_job)
     out = ["set -e", *install]
     if port is not None:
         out.append(f"export CKPTD_CONTROL=tcp://127.0.0.1:{port} "
@@ -94,8 +95,18 @@ def test_the_readme_s_install_and_first_job_run_in_a_fresh_shell(tmp_path: Path)
     if isolated:  # a network of its own: the README's ports 5550 and 5551 are free there
         shell = ["unshare", "--net", "bash", "-c", "ip link set lo up && exec "
                  + shlex.join(shell)]
-    done = subprocess.run(shell, cwd=clone, env=env, capture_output=True, text=True,
-                          timeout=900)
+    # In a session of its own, so that whatever it started can be stopped with it.
+    proc = subprocess.Popen(shell, cwd=clone, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=900)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # a daemon or worker left by a failed step
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    done = subprocess.CompletedProcess(shell, proc.returncode, stdout, stderr)
     logs = "".join(f"\n--- {n}\n{(clone / n).read_text()[-3000:]}" for n in
                    ("serve.log", "worker.log") if (clone / n).exists())
     assert done.returncode == 0, f"{text}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}{logs}"
