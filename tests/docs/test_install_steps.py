@@ -47,7 +47,11 @@ def readme_steps() -> tuple[list[str], str, list[str]]:
     [tasks] = [b for b in found if b.lang == "python" and b.text.startswith("# tasks.py")]
     lines = [line for b in found[found.index(install) + 1:] for line in _sh(b)]
     serve = next(line for line in lines if re.search(r"^ckptd serve\b", line))
-    worker = next(line for line in lines if "ckptd worker" in line and "127.0.0.1" in line)
+    workers = [line for line in lines if line.startswith("ckptd worker")]
+    # The worker beside the daemon (a README may show only one for another machine: its
+    # daemon's machine is this one here).
+    worker = next((line for line in workers if "127.0.0.1" in line), workers[0])
+    worker = worker.replace("10.0.0.5", "127.0.0.1")
     first = [line for line in lines if line.startswith(("ckptd --root ./data", "ls ", "cat "))
              or (line.startswith("ckptd --connect 127.0.0.1") and " status" in line)]
     assert any(" submit " in line for line in first), first
