@@ -37,19 +37,22 @@ By hand, the same: echo "supplier API down" > ./data/price/paused (rm it to resu
 @click.argument("queue")
 @click.option("--reason", default="", metavar="TEXT",
               help="Why: the file's text, shown by status and explain.")
-def pause(queue: str, reason: str) -> None:
+@click.option("--create", is_flag=True,
+              help="Make QUEUE if it does not exist yet (a typo is refused otherwise).")
+def pause(queue: str, reason: str, create: bool) -> None:
     """Pause QUEUE: no job of it is claimed until 'ckptd resume'; running jobs finish and
-    submits are still accepted. QUEUE must exist (or be named in the config).
+    submits are still accepted. QUEUE must exist (or be named in the config, or --create).
 
     Writes the file <root>/QUEUE/paused, which is the whole state: a paused queue stays
     paused across daemon restarts and failovers. A daemon stops claiming within 100 ms
     (at its next listing, poll_interval, on a bucket when not asked through --connect).
     """
     ctx = current()
-    check_existing(ctx, queue)
+    creation = check_existing(ctx, queue, create=create)
     answer = ctx.admin().pause(queue, reason)
     why = f": {reason}" if reason else ""
     click.echo(f"{answer['queue']} paused{why}")
+    creation.say()
 
 
 @click.command(cls=Command, epilog="""Examples:
@@ -98,7 +101,10 @@ applies again); --reset removes the file, leaving the config's [queues.QUEUE] li
               help="At most N jobs of QUEUE claimed at once, over every worker.")
 @click.option("--rate", metavar="RATE|none", help="Dispatch rate of QUEUE (token bucket).")
 @click.option("--reset", is_flag=True, help="Remove QUEUE's limits.json.")
-def limit(queue: str, max_running: str | None, rate: str | None, reset: bool) -> None:
+@click.option("--create", is_flag=True,
+              help="Make QUEUE if it does not exist yet (a typo is refused otherwise).")
+def limit(queue: str, max_running: str | None, rate: str | None, reset: bool,
+          create: bool) -> None:
     """Change (or show) QUEUE's limits at run time, in the file <root>/QUEUE/limits.json.
 
     The file wins over max_running and rate in [queues.QUEUE] of the config while it
@@ -114,9 +120,10 @@ def limit(queue: str, max_running: str | None, rate: str | None, reset: bool) ->
     if found is not ...:
         changes["rate"] = found.text if found is not None else None
     ctx = current()
-    check_existing(ctx, queue)
+    creation = check_existing(ctx, queue, create=create)
     answer = ctx.admin().limit(queue, changes, reset)
     click.echo(f"{answer['queue']}: {_limits_line(answer['limits'])}")
+    creation.say()
 
 
 @click.command(cls=Command, epilog="""Examples:

@@ -121,12 +121,14 @@ def check_new(ctx: Context, queues: list[str], *, create: bool) -> Creation:
     return creation
 
 
-def check_existing(ctx: Context, queue: str) -> None:
-    """Raise QueueNotFound (with "did you mean") unless ``queue`` exists or is named in the
-    config: an operator control (pause, resume, limit) never makes a queue."""
+def check_existing(ctx: Context, queue: str, *, create: bool = False) -> Creation:
+    """Raise QueueNotFound (with "did you mean") unless ``queue`` exists (through a daemon:
+    also when a worker serves it), is named in the config, or ``create`` says to make it:
+    an operator control (pause, resume, limit) makes no queue by itself."""
     check_queue(queue)
+    creation = Creation()
     if queue in ctx.settings().queues:
-        return
+        return creation
     if ctx.connect:
         from ckptd.client.client import RemoteAdmin
 
@@ -134,7 +136,14 @@ def check_existing(ctx: Context, queue: str) -> None:
         assert isinstance(admin, RemoteAdmin)
         existing = list(admin.client.status().get("queues") or {})
         where = f"the daemon at {admin.client.endpoint}"
-        if queue not in existing:
-            raise QueueNotFound.among(queue, where, existing)
-        return
-    ctx.store_admin().known_queue(queue)
+    else:
+        store = ctx.store_admin().store
+        existing, where = store.queues(), store.url
+    if queue in existing:
+        return creation
+    if not create:
+        error = QueueNotFound.among(queue, where, existing)
+        raise QueueNotFound(f"{error}; give --create to make it (or name it in the config: "
+                            f"[queues.{queue}])")
+    creation.notes.append(f"queue {queue!r} is new in {where}")
+    return creation

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ckptd.core.timefmt import parse_iso
 from tests.helpers import wait_for
-from tests.integration.worker_helpers import config_file
+from tests.integration.worker_helpers import config_file, wait_for_workers
 from tests.procs import REPO, Processes, base_env, job_files
 
 Q = "supplier"
@@ -109,6 +109,7 @@ def test_limit_changes_at_run_time_and_holds_in_its_file(procs: Processes, tmp_p
                                                          ) -> None:
     daemon = procs.daemon()
     procs.worker(daemon, Q, "sleepy", concurrency=6, env={"SLEEP": "0.2"})
+    wait_for_workers(daemon)  # the queue exists once its worker is there (or with --create)
 
     def ckptd(*args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "ckptd", *args], capture_output=True,

@@ -363,9 +363,12 @@ def test_doctor(procs: Processes, tmp_path: Path) -> None:
     assert re.search(r"^store\s+\w+\s+.*1 queue\(s\) \(price\)", out, re.M)
     other = tmp_path / "other"
     other.mkdir()
-    found = json.loads(ok(ckptd("doctor", "--json", "--root", str(other), "--connect",
-                                f"127.0.0.1:{daemon.control_port}")))
-    assert any("never reach it" in f["text"] for f in found["findings"]), found
+    other_root = ckptd("doctor", "--json", "--root", str(other), "--connect",
+                       f"127.0.0.1:{daemon.control_port}")
+    assert other_root.returncode == 9, other_root.stdout  # a problem (issue 22, item 15)
+    found = json.loads(other_root.stdout)
+    assert any("never reach it" in f["text"] and f["level"] == "problem"
+               for f in found["findings"]), found
     dead = ckptd("doctor", "--root", daemon.root, "--connect", f"127.0.0.1:{free_port()}",
                  "--timeout", "1s")
     assert dead.returncode == 9 and "no daemon answers" in dead.stdout
