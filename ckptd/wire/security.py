@@ -142,6 +142,8 @@ def load_key_pair(path: str) -> tuple[bytes, bytes]:
 
     What kind of file it is comes first: a public key given for a secret one is named as
     such (a chmod would not help it)."""
+    if not os.path.exists(path):
+        check_private(path)  # says it cannot be read, and why
     public, secret = _read_keys(path)
     if secret is None:
         beside = path[:-len(PUBLIC_SUFFIX)] + SECRET_SUFFIX if path.endswith(PUBLIC_SUFFIX) \
