@@ -9,6 +9,7 @@ The guide's table of exit codes (docs/guide/inspect-and-repair.md) is :data:`EXI
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import traceback
@@ -123,8 +124,28 @@ def exit_code_of(exc: BaseException, debug: bool = False) -> int:
                 "with the command you ran; --log-level debug shows the traceback)", ERROR)
 
 
+def _whole_writes() -> None:
+    """Make stdout write all it is given, or raise.
+
+    Under PYTHONUNBUFFERED=1 (or ``python -u``, common in containers) stdout's text layer
+    writes straight to the file descriptor and drops what a short write left: a reader that
+    closes the pipe while a long write waits in it (``| head``) silently costs the rest of
+    the output, and the exit code is 0, not 141. A buffered layer writes the rest, or raises
+    BrokenPipeError; flushed at each line, it keeps the unbuffered promise."""
+    out = sys.stdout
+    if not isinstance(getattr(out, "buffer", None), io.RawIOBase):
+        return
+    try:
+        raw = io.FileIO(out.fileno(), "wb", closefd=False)
+    except (OSError, ValueError):
+        return
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(raw), encoding=out.encoding,
+                                  errors=out.errors, line_buffering=True)
+
+
 def run(command: Callable[[], Any], debug: Callable[[], bool]) -> int:
     """Run ``command`` (the click group, not standalone) and return the exit code."""
+    _whole_writes()
     try:
         try:
             result = command()

@@ -8,6 +8,8 @@ job files written by hand, batches in ``status``; and ``ckptd doctor``.
 
 from __future__ import annotations
 
+import array
+import fcntl
 import json
 import os
 import re
@@ -15,7 +17,9 @@ import shlex
 import signal
 import subprocess
 import sys
+import termios
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -205,15 +209,32 @@ def test_exit_codes_of_the_first_mistakes(tmp_path: Path) -> None:
 # -- 8: a pipe closed early is silent ---------------------------------------------------------
 
 
-def test_a_pipe_closed_early_is_silent(tmp_path: Path) -> None:
+def _unread(reader: IO[bytes]) -> int:
+    """How many bytes wait in the pipe behind ``reader``."""
+    count = array.array("i", [0])
+    fcntl.ioctl(reader.fileno(), termios.FIONREAD, count)
+    return count[0]
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""], ids=["PYTHONUNBUFFERED=1", "buffered"])
+@pytest.mark.parametrize("when", ["before-the-long-write", "during-the-long-write"])
+def test_a_pipe_closed_early_is_silent(tmp_path: Path, unbuffered: str, when: str) -> None:
     root = ["--root", str(tmp_path / "data")]
     big = json.dumps({"rows": ["x" * 100] * 2000})  # more than a pipe holds
     job_id = ok(ckptd(*root, "submit", "q", "--payload-file", "-", stdin=big)).strip()
+    env = base_env(PYTHONUNBUFFERED=unbuffered)  # containers often set it
+    if not unbuffered:
+        env.pop("PYTHONUNBUFFERED")
     proc = subprocess.Popen([sys.executable, "-m", "ckptd", *root, "show", "q", job_id],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base_env())
-    assert proc.stdout is not None and proc.stderr is not None
-    assert proc.stdout.readline().startswith(b"state:")
-    proc.stdout.close()  # as `| head -1` does
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out = proc.stdout
+    assert out is not None and proc.stderr is not None
+    assert out.readline().startswith(b"state:")
+    if when == "during-the-long-write":
+        # The job's lines fill the pipe: ckptd now waits inside a write that the close cuts
+        # short (unbuffered, Python dropped the rest and exited 0: flaky under load).
+        wait_for(lambda: _unread(out) > 16384, timeout=60, message="ckptd to fill the pipe")
+    out.close()  # as `| head -1` does
     assert proc.wait(60) == 141
     assert proc.stderr.read() == b""
 
