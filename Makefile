@@ -2,6 +2,9 @@
 # Both create .venv (Python 3.11+) and install the project into it when needed.
 
 PYTHON ?= python3
+# Test processes at once: most tests wait on daemons, workers and an S3 server rather than
+# use a core, so a 2-core machine runs 4 well. `make test TEST_WORKERS=1` runs one at a time.
+TEST_WORKERS ?= 4
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
@@ -18,11 +21,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/pricelist/demo.py
 
+# Everything, in parallel, longest first, a test at a time to each process.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1
 
+# The edit-and-run loop: no real processes (the `slow` tests), in parallel.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1 -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check ckptd tests bench examples

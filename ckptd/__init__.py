@@ -14,20 +14,32 @@ from ckptd.core.version import __version__
 
 if TYPE_CHECKING:
     from ckptd.client import Client
+    from ckptd.client.hooks import Hook, Submission
+    from ckptd.codec.crypto import Keyring
     from ckptd.worker import AsyncJob, Job, Worker
 
 
-__all__ = ["AsyncJob", "Cancelled", "Client", "CkptdError", "Fail", "Interrupt", "Job",
-           "LeaseLost", "Retry", "TimeLimit", "Worker", "__version__"]
+__all__ = ["AsyncJob", "Cancelled", "Client", "CkptdError", "Fail", "Hook", "Interrupt", "Job",
+           "Keyring", "LeaseLost", "Retry", "Submission", "TimeLimit", "Worker",
+           "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     """``Client``, ``Job``, ``AsyncJob`` and ``Worker`` on first use: they import ZeroMQ,
-    which store commands of the CLI and other light users do not need."""
+    which store commands of the CLI and other light users do not need (and ``Hook``,
+    ``Submission``, ``Keyring`` with them)."""
     if name == "Client":
         from ckptd.client import Client
 
         return Client
+    if name in ("Hook", "Submission"):
+        from ckptd.client import hooks
+
+        return getattr(hooks, name)
+    if name == "Keyring":
+        from ckptd.codec.crypto import Keyring
+
+        return Keyring
     if name in ("AsyncJob", "Job", "Worker"):
         from ckptd import worker
 

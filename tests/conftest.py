@@ -1,4 +1,9 @@
-"""Fixtures for every suite: ``wait_for``, and a guard that fails tests which leak.
+"""Fixtures for every suite: ``wait_for``, the engine harness, and a guard that fails tests
+which leak.
+
+``harness`` is an engine on a fake clock and a memory store (:mod:`tests.harness`);
+``make_harness(**settings)`` makes one with settings of the test's own. Both fail the test
+when a callback of the commit raised (the daemon only logs that and goes on).
 
 A test that leaves a thread or a child process running fails in its teardown, naming what
 it left behind (after a grace period, so something that is already stopping may finish).
@@ -10,26 +15,70 @@ multiprocessing's resource tracker) are listed in :data:`IGNORED_THREAD_PREFIXES
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.harness import CallbackErrors, Harness, MakeHarness
 from tests.helpers import WaitTimeout, wait_for
 
 LEAK_GRACE_SECONDS = float(os.environ.get("TESTS_LEAK_GRACE", "5"))
-IGNORED_THREAD_PREFIXES: list[str] = ["fsspecIO", "asyncio_", "ThreadPoolExecutor-"]
+IGNORED_THREAD_PREFIXES: list[str] = ["fsspecIO", "asyncio_", "ThreadPoolExecutor-",
+                                      "ckptd-job-logs"]  # one per process, on purpose
 IGNORED_CHILD_COMMANDS: list[str] = [
     "multiprocessing.resource_tracker",  # started once by multiprocessing, lives on purpose
     "multiprocessing.forkserver",
 ]
 
 
+PROCESS_FIXTURES = {"procs", "s3_server", "s3_server_factory", "suppliers"}
+"""Fixtures that start real processes: a test that uses one is ``slow`` by that alone."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that start real processes ``slow``, and put the slow ones first (see
+    the module docstring); the order is otherwise kept."""
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(name="wait_for")
 def wait_for_fixture() -> Callable[..., object]:
     """The :func:`tests.helpers.wait_for` helper, for tests that prefer a fixture."""
     return wait_for
+
+
+@pytest.fixture
+def make_harness() -> Iterator[MakeHarness]:
+    """``make_harness(**settings)``: engines on a fake clock, closed at the end."""
+    made: list[Harness] = []
+    errors = CallbackErrors()
+    commit_log = logging.getLogger("ckptd.daemon.engine.commit")
+    commit_log.addHandler(errors)
+
+    def make(**settings: object) -> Harness:
+        made.append(Harness(**settings))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        commit_log.removeHandler(errors)
+        for harness in made:
+            harness.close()
+    assert not errors.records, f"a callback of the commit raised: {errors.records[0].exc_info}"
+
+
+@pytest.fixture
+def harness(make_harness: MakeHarness) -> Harness:
+    """An engine on a fake clock and a memory store, with the harness's default settings."""
+    return make_harness()
 
 
 def _live_children() -> set[int]:

@@ -212,14 +212,21 @@ class Processes:
         return handle
 
     def stop_all(self) -> None:
-        for worker in self.workers:
-            if worker.alive():
-                worker.proc.send_signal(signal.SIGTERM)
-        for daemon in self.daemons:
-            if daemon.alive():
-                daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-        deadline = time.monotonic() + 15
-        for proc in [w.proc for w in self.workers] + [d.proc for d in self.daemons if d.proc]:
+        """Stop the workers first, while their daemons can still confirm their answers (a
+        worker whose daemon is gone waits for confirmations it will never get: it is killed
+        after a few seconds, at once when no daemon is left), then the daemons; SIGKILL
+        whatever is left."""
+        daemon_alive = any(d.alive() for d in self.daemons)
+        self._stop([w.proc for w in self.workers], grace=5 if daemon_alive else 0)
+        self._stop([d.proc for d in self.daemons if d.proc], grace=15)
+
+    @staticmethod
+    def _stop(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

@@ -56,10 +56,12 @@ class Context:
         if self._admin is None:
             settings = self.settings()
             if self.connect:
+                from ckptd.cli.sealing import client_options
                 from ckptd.client.client import Client, RemoteAdmin
                 from ckptd.wire.security import client_curve
 
-                self._admin = RemoteAdmin(Client(self.connect, curve=client_curve(settings)))
+                self._admin = RemoteAdmin(Client(self.connect, curve=client_curve(settings),
+                                                 **client_options(settings)))
             else:
                 self._admin = self.store_admin()
         return self._admin

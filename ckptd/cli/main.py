@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ckptd.cli import controls, exits
+from ckptd.cli import console, controls, encryption, exits, joblogs, sealing
 from ckptd.cli.context import Context, current
 from ckptd.cli.creation import check_new
 from ckptd.cli.inputs import read_payload
@@ -101,12 +101,19 @@ def submit(queue: str, payload_json: str | None, payload_file: str | None, job_i
     payload = read_payload(payload_json, payload_file)
     seconds = parse_duration(delay, "--delay") if delay else None
     limit = parse_duration(time_limit, "--time-limit") if time_limit else None
-
     ctx = _ctx()
     creation = check_new(ctx, [queue], create=create)
-    answer = ctx.admin().submit(queue, payload, job_id=job_id, max_attempts=max_attempts,
-                                delay=seconds, if_exists=if_exists, time_limit=limit,
-                                priority=priority)
+    prep = sealing.preparer(ctx.settings()) if not ctx.connect else None
+    if prep is not None and prep.active:  # the client's hooks, trace and keys (--root)
+        payload, extra = prep.prepare(queue, payload, job_id)
+        answer = ctx.store_admin().submit(
+            queue, payload, job_id=job_id, max_attempts=max_attempts, delay=seconds,
+            if_exists=if_exists, time_limit=limit, priority=priority, meta=extra.get("meta"),
+            payload_key=extra.get("payload_key"))
+    else:  # through the daemon, the client does it
+        answer = ctx.admin().submit(queue, payload, job_id=job_id, max_attempts=max_attempts,
+                                    delay=seconds, if_exists=if_exists, time_limit=limit,
+                                    priority=priority)
     creation.say()
     click.echo(answer.id)
     if not answer.created:
@@ -197,9 +204,15 @@ def ls(queue: str, state: str | None) -> None:
 @click.argument("queue")
 @click.argument("job_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def show(queue: str, job_id: str, as_json: bool) -> None:
+@click.option("--decrypt", is_flag=True,
+              help="Open a sealed payload, result and checkpoint with the keys of the "
+                   "settings (encryption_key_file, CKPTD_ENCRYPTION_KEYS).")
+def show(queue: str, job_id: str, as_json: bool, decrypt: bool) -> None:
     """Show a job: its state, its file, its checkpoint and its history."""
-    info = _ctx().admin().show(queue, job_id)
+    ctx = _ctx()
+    info = ctx.admin().show(queue, job_id)
+    if decrypt:
+        info["sealed"] = sealing.opened(info, sealing.keyring(ctx.settings()))
     if as_json:
         _print_json(info)
         return
@@ -214,6 +227,12 @@ def show(queue: str, job_id: str, as_json: bool) -> None:
     if info.get("checkpoint") is not None:
         click.echo("checkpoint:")
         click.echo(json.dumps(info["checkpoint"], indent=2, default=str))
+    for note in info.get("sealed") or ():
+        click.echo(note)
+    if info.get("log_tail"):
+        click.echo(f"log (last lines; all: ckptd logs {queue} {job_id}):")
+        for line in info["log_tail"]:
+            click.echo(f"  {line}")
 
 
 @cli.command(epilog="""Examples:
@@ -228,7 +247,9 @@ def explain(queue: str, job_id: str, as_json: bool) -> None:
 
     from ckptd.core.explain import explain as explain_job
 
-    info = _ctx().admin().show(queue, job_id)
+    ctx = _ctx()
+    info = ctx.admin().show(queue, job_id)
+    info["sealed"] = sealing.opened(info, sealing.keyring(ctx.settings()))
     sentences = explain_job(info, time.time())
     if as_json:
         _print_json({"sentences": sentences, **info})
@@ -541,7 +562,9 @@ def doctor(as_json: bool, timeout: str) -> None:
         sys.exit(exits.PROBLEMS)
 
 
-for _command in controls.COMMANDS:  # pause, resume, limit, schedules
+for _command in (*controls.COMMANDS,  # pause, resume, limit, schedules
+                 *joblogs.COMMANDS, *encryption.COMMANDS,  # logs, encryption-key
+                 *console.COMMANDS):  # console-user, replay, move
     cli.add_command(_command)
 
 

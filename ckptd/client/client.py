@@ -18,12 +18,15 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
 
 from ckptd.client.direct import DirectSubmit
+from ckptd.client.hooks import HookSpec
+from ckptd.client.preparing import Preparer
+from ckptd.codec.crypto import Keyring
 from ckptd.core.answers import Submitted, SubmittedFile
 from ckptd.core.edits import who_am_i
 from ckptd.core.errors import (
@@ -74,9 +77,15 @@ class Client:
 
     def __init__(self, endpoints: str | list[str], *, timeout: float = DEFAULT_TIMEOUT,
                  context: zmq.Context[Any] | None = None, curve: ClientCurve | None = None,
-                 direct: bool = True) -> None:
+                 direct: bool = True, hooks: Sequence[HookSpec] | None = None,
+                 keys: Keyring | None = None, tracing: str = "off",
+                 tracing_baggage: bool = False) -> None:
         """``direct``: on the daemon's host, submit by writing into its store (see
-        :mod:`ckptd.client.direct`); False always goes through the daemon."""
+        :mod:`ckptd.client.direct`); False always goes through the daemon. ``hooks``: their
+        ``on_submit`` runs on every job (:mod:`ckptd.client.hooks`); ``keys``: payloads are
+        sealed with them and results opened (:mod:`ckptd.codec.crypto`); ``tracing``: as the
+        setting (``on`` uses your program's tracer provider)."""
+        self._prep = Preparer(hooks, keys, tracing, tracing_baggage)
         self.endpoints = connect_endpoints(endpoints)  # tcp:// is implied when missing
         self.timeout = timeout
         self.curve = curve
@@ -332,6 +341,12 @@ class Client:
             body["time_limit"] = time_limit = check_time_limit(time_limit)
         if generated:
             body["fresh"] = True
+        extra: dict[str, Any] = {}
+        if self._prep.active:  # hooks, trace context, seal
+            payload, extra = self._prep.prepare(queue, payload, body["id"])
+            body["payload"] = payload
+            body.update(extra)
+        meta = extra.get("meta")
         # A job of a batch, one to run later or with a priority goes through the daemon,
         # which then counts the batch's figures and the delayed jobs, and orders it, at once.
         found = self._direct_store(queue) if batch is None and not delay and not priority \
@@ -342,10 +357,10 @@ class Client:
                 if generated:
                     return direct.submit_many(admin, queue, [(body["id"], payload)],
                                               time.time(), max_attempts=max_attempts,
-                                              time_limit=time_limit)[0]
+                                              time_limit=time_limit, meta=meta)[0]
                 return admin.submit(queue, payload, job_id=body["id"],
                                     max_attempts=max_attempts, if_exists=if_exists,
-                                    time_limit=time_limit)
+                                    time_limit=time_limit, meta=meta)
             except StoreError as exc:  # e.g. no permission: the daemon can still do it
                 direct.give_up(exc)
         try:
@@ -403,7 +418,12 @@ class Client:
         fresh = ids is None
         items = [{"id": new_id() if ids is None else check_job_id(ids[n]), "payload": p,
                   "fresh": fresh, "if_exists": "return"} for n, p in enumerate(payloads)]
-        found = self._direct_store(queue) if fresh else None
+        if self._prep.active:  # hooks, trace context, seal
+            for item in items:
+                item["payload"], extra = self._prep.prepare(queue, item["payload"], item["id"])
+                item.update(extra)
+        found = self._direct_store(queue) if fresh and not any("meta" in i for i in items) \
+            else None
         if found is not None:  # on the daemon's host: write the jobs into its store
             direct, admin = found
             try:
@@ -449,8 +469,10 @@ class Client:
         return [(State(s), i) for s, i in answer["jobs"]]
 
     def result(self, queue: str, job_id: str) -> Any:
-        """The result of a done job (read from its blob when it is not inline)."""
-        return self.request("fetch", {"queue": queue, "id": job_id, "what": "result"})["result"]
+        """The result of a done job (read from its blob when it is not inline; opened when
+        this client holds the keys it was sealed with)."""
+        found = self.request("fetch", {"queue": queue, "id": job_id, "what": "result"})["result"]
+        return self._prep.result(found, f"{queue}/{job_id}")
 
     def fetch(self, queue: str, job_id: str, what: str) -> Any:
         """Fetch a job's ``payload`` or checkpoint ``state`` through the daemon."""
@@ -504,6 +526,12 @@ class Client:
                                           "older_than": older_than},
                                 timeout=max(self.timeout, 600.0))["count"])
 
+    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
+        """Move a pending or failed job to queue ``to`` (same id; a failed one gets fresh
+        attempts); return the state it was in."""
+        return str(self.request("move", {"queue": queue, "id": job_id, "to": to,
+                                         "by": by or who_am_i("client")})["was"])
+
     # -- operator controls -----------------------------------------------------------------
 
     def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
@@ -520,6 +548,11 @@ class Client:
         """Set ``max_running`` and/or ``rate`` of ``queue`` in its ``limits.json`` (a None
         value removes one: the config's applies again); ``reset`` removes the file."""
         return self.request("limit", {"queue": queue, **changes, "reset": reset})
+
+    def run_schedule(self, name: str, by: str | None = None) -> dict[str, Any]:
+        """Submit one job of schedule ``name`` now (its plan is left as it is); return the
+        submit's answer (``id``, ``created``)."""
+        return self.request("run_schedule", {"name": name, "by": by or who_am_i("client")})
 
     def schedules(self) -> list[dict[str, Any]]:
         """The schedules, with their next and last runs."""
@@ -587,6 +620,12 @@ class RemoteAdmin:
         """See :meth:`Client.show`."""
         return self.client.show(queue, job_id)
 
+    def job_logs(self, queue: str, job_id: str, since: dict[int, int] | None = None
+                 ) -> dict[str, Any]:
+        """See :meth:`ckptd.store.admin.StoreAdmin.job_logs`."""
+        return self.client.request("logs", {"queue": queue, "id": job_id, "since": {
+            str(k): v for k, v in (since or {}).items()}})
+
     def retry(self, queue: str, job_ids: list[str] | None = None, *,
               attempts: int | None = None) -> list[str]:
         """See :meth:`Client.retry`."""
@@ -595,6 +634,10 @@ class RemoteAdmin:
     def cancel(self, queue: str, job_id: str, by: str | None = None) -> str:
         """See :meth:`Client.cancel`."""
         return self.client.cancel(queue, job_id, by or who_am_i("--connect"))
+
+    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
+        """See :meth:`Client.move`."""
+        return self.client.move(queue, job_id, to, by or who_am_i("--connect"))
 
     def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
         """See :meth:`Client.purge`."""

@@ -59,6 +59,10 @@ class Admin(Protocol):
     def show(self, queue: str, job_id: str) -> dict[str, Any]:
         """A job's state, file and checkpoint."""
 
+    def job_logs(self, queue: str, job_id: str, since: dict[int, int] | None = None
+                 ) -> dict[str, Any]:
+        """A job's own logs after ``since`` (attempt -> byte), and its state."""
+
     def retry(self, queue: str, job_ids: list[str] | None = None, *,
               attempts: int | None = None) -> list[str]:
         """Move failed jobs back to pending; return their ids."""
@@ -78,3 +82,6 @@ class Admin(Protocol):
     def limit(self, queue: str, changes: dict[str, Any], reset: bool = False
               ) -> dict[str, Any]:
         """Change a queue's ``limits.json``."""
+
+    def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
+        """Move a pending or failed job to queue ``to``; return the state it was in."""

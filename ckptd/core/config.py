@@ -118,6 +118,37 @@ def _queue_list(value: Any, what: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _names_list(value: Any, what: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"invalid {what} {value!r}: expected a list of strings "
+                          '(["a", "b"], or a,b in the environment)')
+    return tuple(i.strip() for i in items if i.strip())
+
+
+def _tracing(value: Any, what: str) -> str:
+    text = str(value).strip()
+    if text.lower() in ("off", "on", "otlp", "false", "true", ""):
+        return {"false": "off", "": "off", "true": "on"}.get(text.lower(), text.lower())
+    if text.startswith("file:") and len(text) > 5:
+        return text
+    raise ConfigError(f"invalid {what} {value!r}: expected off, on, otlp or file:PATH")
+
+
+def _host_list(value: Any, what: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"invalid {what} {value!r}: expected a list of host names "
+                          '(console_hosts = ["ckptd.example.com"], or '
+                          "CKPTD_CONSOLE_HOSTS=ckptd.example.com)")
+    names = [str(item).strip().lower() for item in items if str(item).strip()]
+    for name in names:
+        if not all(c.isalnum() or c in "-.:[]" for c in name):
+            raise ConfigError(f"invalid {what}: {name!r} is not a host name (no scheme, "
+                              "path or port: ckptd.example.com)")
+    return tuple(dict.fromkeys(names))
+
+
 def _port(value: Any, what: str) -> int:
     try:
         number = int(value)
@@ -263,6 +294,26 @@ class Settings:
     metrics_port: int = _setting(0, _port, "HTTP port for /metrics and the dashboard; 0 = off.")
     metrics_bind: str = _setting("127.0.0.1", _text,
                                  "Address the metrics/dashboard port listens on.")
+    # the operator console on metrics_port (docs/guide/console.md)
+    console_actions: bool = _setting(False, _bool,
+                                     "The console may act (retry, cancel, pause, bulk, "
+                                     "replay) for users who log in; else it is read-only.")
+    console_users: str | None = _setting(None, _optional_text,
+                                         "File of the console's users and tokens, with "
+                                         "their roles (ckptd console-user); re-read when "
+                                         "it changes.")
+    console_hosts: tuple[str, ...] = _setting((), _host_list,
+                                              "Host names the console answers to besides "
+                                              "localhost, 127.0.0.1 and ::1 (a proxy's).")
+    drain_target: float = _setting(300.0, parse_duration,
+                                   "ckptd_queue_workers_needed: the workers that would "
+                                   "drain a queue's backlog within this long.")
+    upload_limit_client: int = _setting(128 * 1024 * 1024, parse_size,
+                                        "Bytes of uploads (submit-file --connect) one "
+                                        "connection may hold in the daemon at once.")
+    upload_limit_total: int = _setting(512 * 1024 * 1024, parse_size,
+                                       "Bytes of uploads all clients may hold in the "
+                                       "daemon at once.")
     # operator controls: defaults of every queue (docs/guide/operator-controls.md)
     keep_done: float = _setting(7 * 86400.0, parse_duration,
                                 "Done jobs older than this are removed (or archived); 0 = "
@@ -279,6 +330,31 @@ class Settings:
                                      "A waiting job moves one priority level up per this "
                                      "long (no flood of urgent jobs starves the rest); 0 = "
                                      "strict priorities.")
+    # hooks, traces, per-job logs, encryption (docs/guide/hooks.md, tracing.md, job-logs.md,
+    # encryption.md)
+    hooks: tuple[str, ...] = _setting((), _names_list,
+                                      "Hooks of clients and workers, as MODULE:NAME "
+                                      '(hooks = ["myapp.hooks:Sentry"]).')
+    tracing: str = _setting("off", _tracing,
+                            "OpenTelemetry traces (pip install ckptd[otel]): off, on (the "
+                            "tracer provider your program set), otlp, or file:PATH.")
+    tracing_baggage: bool = _setting(False, _bool,
+                                     "Clients store the W3C baggage in the job beside "
+                                     "its traceparent.")
+    job_log_limit: int = _setting(1024 * 1024, parse_size,
+                                  "Most bytes of a job's log kept per attempt (what a handler "
+                                  "logs beyond it is dropped and counted).")
+    encryption_key_file: str | None = _setting(None, _optional_text,
+                                               "File of encryption keys (ID:BASE64 lines, the "
+                                               "first seals): payloads, results and "
+                                               "checkpoints are sealed with AES-256-GCM.")
+    encryption_keys: str | None = _setting(None, _optional_text,
+                                           "The keys themselves (ID:BASE64,...), for the "
+                                           "environment: CKPTD_ENCRYPTION_KEYS.")
+    encryption_clear_fields: tuple[str, ...] = _setting((), _names_list,
+                                                        "Fields of a payload kept in clear "
+                                                        "beside the sealed value (a flow-"
+                                                        "control key).")
     # per-queue overrides, from [queues.NAME] tables
     queues: Mapping[str, QueueSettings] = field(default_factory=dict, metadata={"doc": ""})
     schedules: Mapping[str, ScheduleSettings] = field(default_factory=dict,

@@ -106,6 +106,19 @@ def retried(job: Job, budget: int) -> Job:
     return bump(job)
 
 
+def moved(job: Job, *, to: str, now: float, by: str, budget: int | None = None) -> Job:
+    """The file of a pending or failed job moved to queue ``to`` by ``by``, for its
+    ``pending/`` there; a failed one gets ``budget`` fresh attempts (as a retry would)."""
+    origin = job.get("queue")
+    if budget is not None:
+        retried(job, budget)
+    job["queue"] = to
+    job.pop("not_before", None)
+    job.setdefault("moves", []).append({"from": origin, "to": to, "at": utc_iso(now),
+                                        "by": by})
+    return bump(job)
+
+
 def who_am_i(how: str) -> str:
     """``user@host (how)``: who an operator's action is recorded as coming from."""
     import getpass

@@ -64,6 +64,14 @@ class FileExists(CkptdError):
     code = "file_exists"
 
 
+class DecryptError(CkptdError):
+    """Raised when encrypted data (a payload, result or checkpoint) cannot be decrypted: no
+    key of its key id here, or the wrong key under that id."""
+
+    exit_code = 5
+    code = "decrypt"
+
+
 # -- failures of the store ------------------------------------------------------------------
 
 class StoreError(CkptdError):

@@ -15,6 +15,7 @@ from ckptd.core.explain_controls import control_sentences
 from ckptd.core.timefmt import format_duration, time_or_none
 
 TRACEBACK_LINES = 6
+LOG_LINES = 10  # of a job's own log
 
 
 def _when(text: Any, now: float) -> str:
@@ -106,6 +107,11 @@ def explain(info: dict[str, Any], now: float) -> list[str]:
     if history:
         out.append("History: " + "; ".join(_history_entry(h) for h in history[-5:])
                    + (f" (and {len(history) - 5} earlier)" if len(history) > 5 else "") + ".")
+    out += [f"{note[0].upper()}{note[1:]}." for note in info.get("sealed") or ()]
+    tail = info.get("log_tail") or (job.get("last_error") or {}).get("log_tail")
+    if tail:
+        out.append(f"The last lines of its own log (ckptd logs {queue} {job_id}):")
+        out += [f"    {line}" for line in tail[-LOG_LINES:]]
     return out
 
 

@@ -11,6 +11,7 @@ is ``attempts + 1`` and that number is the fencing token every worker message ca
 two folders (see :mod:`ckptd.core.states`). Optional keys: ``not_before``, ``last_error``,
 ``result``, ``claimed_at``, ``finished_at``, ``worker``, ``history``, ``batch``, ``lineage``,
 ``time_limit`` (seconds an attempt may run), ``priority`` (lower runs first; absent = 0),
+``meta`` (fields the client's hooks added: a trace context, a tenant, ...),
 and ``payload_ref`` / ``result_ref`` when the value lives in a blob beside the job.
 Unknown keys are kept as they are, so other tools may add their own.
 """
@@ -100,6 +101,19 @@ def new_job(
     if priority:
         job["priority"] = priority
     return job
+
+
+META_LIMIT = 64 * 1024
+
+
+def check_meta(meta: Any) -> dict[str, Any]:
+    """``meta`` (the fields clients' hooks add to a job) when it is a JSON object of a sane
+    size; raises ValueError otherwise."""
+    if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
+        raise ValueError("meta must be a JSON object (a dict with string keys)")
+    if len(encode_value(meta)) > META_LIMIT:
+        raise ValueError(f"meta is over {META_LIMIT} bytes")
+    return meta
 
 
 def encode(job: Job) -> bytes:

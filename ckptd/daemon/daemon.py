@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -31,13 +31,13 @@ from ckptd.daemon.binding import bind_socket, write_ready_file
 from ckptd.daemon.cluster.bucket_role import BucketRole
 from ckptd.daemon.cluster.leadership import Leading
 from ckptd.daemon.engine.actions import Operators
+from ckptd.daemon.engine.commit import commit
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.figures import build_snapshot, status_line
 from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.daemon.requests import MAX_CONTROL_PER_STEP, Control
 from ckptd.daemon.systemd import Notifier, credential_copy
 from ckptd.daemon.telemetry.drops import Drops
-from ckptd.daemon.telemetry.http_server import Telemetry
 from ckptd.daemon.telemetry.snapshot import Snapshot
 from ckptd.daemon.watch.scans import Scans
 from ckptd.daemon.watch.watcher import Watcher
@@ -48,10 +48,12 @@ from ckptd.wire.endpoints import check_bind
 from ckptd.wire.protocol import Body
 from ckptd.wire.security import CurveServer, SocketGuard
 
+if TYPE_CHECKING:  # aiohttp is imported only by a daemon that serves HTTP (metrics_port)
+    from ckptd.daemon.telemetry.http_server import Telemetry
+
 log = logging.getLogger(__name__)
 
 MAX_WORKER_MESSAGES_PER_STEP = 5000
-MAX_COMMIT_ROUNDS = 8  # ops queued by callbacks are applied in the same turn, a few rounds deep
 IDLE_POLL = 0.25  # longest sleep of the loop, so timers stay punctual
 WAITERS_INTERVAL = 0.05
 
@@ -163,10 +165,11 @@ class Daemon:
                 self._poller.register(fd, zmq.POLLIN)
         self._schedule_all(now)
         if settings.metrics_port:
-            self.telemetry = Telemetry(settings.metrics_bind, settings.metrics_port,
-                                       insecure=settings.insecure, snapshot=self._snapshot,
-                                       show=self.admin.show,
-                                       lease_info=self.operators.lease_info, wake=self.wake,
+            from ckptd.daemon.telemetry.http_server import Telemetry
+
+            self.telemetry = Telemetry(self.live, self.store, snapshot=self._snapshot,
+                                       request=self.control.local,
+                                       lease=self.operators.lease_info, wake=self.wake,
                                        clock=self.clock)
             self.telemetry.start(now)
         self.notifier.ready(self._status_line())
@@ -199,6 +202,7 @@ class Daemon:
             self._watcher = None
         self.scans.close()
         self.engine.sweeper.close()
+        self.engine.log_writer.close()
         self.leading.close()  # gives the leases (or locks) back
         for sock in (self._control, self._dispatch):
             if sock is not None and not sock.closed:
@@ -332,6 +336,7 @@ class Daemon:
         engine.expire_leases(now)
         engine.promote_delayed(now)
         engine.tick(now)  # operator controls: priorities, schedules, retention
+        self.operators.tick(now)  # a slice of a bulk retry or purge
         self.guard.requeue(now, engine.txn)
         may_claim = self.guard.may_claim(now, engine.txn) and (
             self.role is None or self.role.may_dispatch(now))
@@ -346,7 +351,8 @@ class Daemon:
                 self.commit()
         self._timers_due(now)
         # Poll without sleeping only with work left: more to read, ops, jobs made ready.
-        self._busy = capped or bool(engine.txn.ops) or engine.ready_count() > ready
+        self._busy = (capped or bool(engine.txn.ops) or engine.ready_count() > ready
+                      or self.operators.busy)
 
     def _follow_role(self, now: float) -> None:
         """Follow the leases (a bucket): recover the queues taken, drop those lost."""
@@ -354,37 +360,23 @@ class Daemon:
             self._schedule_all(now)
 
     def commit(self) -> None:
-        """Apply the round's store ops as one group, run their callbacks, send the outbox.
+        """Apply the round's store ops as one group, run their callbacks, send the replies
+        and the outbox (:func:`~ckptd.daemon.engine.commit.commit`, shared with the tests).
 
-        Ops that callbacks queue (a reduce's manifest, an answer's next step) are applied in
-        the same turn, a few rounds deep at most.
+        Fenced on a bucket; what a store failure stopped is kept and retried.
         """
-        engine = self.engine
-        for _ in range(MAX_COMMIT_ROUNDS):
-            txn = engine.index.take_txn()
-            if not txn.ops:
-                break
-            # Fenced on a bucket; what a store failure stopped is kept and retried.
-            started = time.perf_counter()
-            outcomes = self.guard.apply(txn, self.role is None or self.role.writable())
-            engine.index.note_apply(time.perf_counter() - started)
-            for callback, outcome in zip(txn.callbacks, outcomes):
-                if callback is not None:
-                    try:
-                        callback(outcome)
-                    except Exception:
-                        log.exception("callback failed")
-            # Replies first: a client waits on its answer, a worker has jobs in hand.
-            for identity, frames in self.control.take_replies():
-                self._send_control(identity, frames)
-            if engine.outbox:
-                outbox, engine.outbox = engine.outbox, []
-                self._send_to_workers(outbox)  # a vanished worker's jobs go back: more ops
+        commit(self.engine,
+               lambda txn: self.guard.apply(txn, self.role is None or self.role.writable()),
+               self._deliver)
+
+    def _deliver(self) -> None:
+        """Send the control replies (a client waits on its answer), then the outbox."""
         for identity, frames in self.control.take_replies():
             self._send_control(identity, frames)
+        engine = self.engine
         if engine.outbox:
             outbox, engine.outbox = engine.outbox, []
-            self._send_to_workers(outbox)
+            self._send_to_workers(outbox)  # a vanished worker's jobs go back: more ops
 
     def _send_control(self, identity: bytes, frames: list[bytes]) -> None:
         assert self._control is not None

@@ -34,9 +34,11 @@ from ckptd.core.errors import (
 from ckptd.core.states import State, parse_state
 from ckptd.daemon.engine.actions import Operators
 from ckptd.daemon.engine.engine import Engine
+from ckptd.daemon.engine.queue_moves import move_job
 from ckptd.store import is_local
 from ckptd.store.admin import StoreAdmin, load_payload
 from ckptd.store.base import PutOutput
+from ckptd.store.job_logs import logs_answer
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import port_of
 from ckptd.wire.protocol import Body
@@ -62,6 +64,7 @@ class Router(Protocol):
 log = logging.getLogger(__name__)
 
 MAX_CONTROL_PER_STEP = 1000
+LOCAL_IDENTITY = b"\x00console-"  # never a ZeroMQ peer's (those are 5 bytes from a 0 byte)
 
 Reply = Callable[[Body | CkptdError], None]
 Drop = Callable[[str, str, float], None]
@@ -106,6 +109,8 @@ class Control:
         self.replies: list[tuple[bytes, list[bytes]]] = []
         self.waiters: list[Waiter] = []
         self.router: Router | None = None  # several daemons on one store
+        self._local: dict[bytes, Callable[[list[bytes]], None]] = {}  # the console's
+        self._local_ids = 0
 
     @property
     def settings(self) -> Settings:
@@ -131,17 +136,37 @@ class Control:
                 if len(rest) == 4 and rest[0] == b"":  # it looks like a request: say why
                     self.reply(identity, exc)
                 continue
-            try:
-                if self.router is None or not self.router.divert(identity, kind, body, rest):
-                    self.handle(identity, kind, body, now)
-            except CkptdError as exc:
-                self.reply(identity, exc)
-            except (ValueError, TypeError) as exc:
-                self.reply(identity, CkptdError(str(exc)))
-            except Exception:  # a bug must cost one request, never the daemon
-                self.internal_error("control", "internal_error", now)
-                self.reply(identity, CkptdError("internal error; see the daemon's log"))
+            self._carry_out(identity, kind, body, rest, now)
         return count
+
+    def _carry_out(self, identity: bytes, kind: bytes, body: Body, frames: list[bytes],
+                   now: float) -> None:
+        try:
+            if self.router is None or not self.router.divert(identity, kind, body, frames):
+                self.handle(identity, kind, body, now)
+        except CkptdError as exc:
+            self.reply(identity, exc)
+        except (ValueError, TypeError) as exc:
+            self.reply(identity, CkptdError(str(exc)))
+        except Exception:  # a bug must cost one request, never the daemon
+            self.internal_error("control", "internal_error", now)
+            self.reply(identity, CkptdError("internal error; see the daemon's log"))
+
+    def local(self, kind: bytes, body: Body, now: float,
+              answer: Callable[[list[bytes]], None]) -> None:
+        """Carry out a request of the daemon's own console as if it came over the socket:
+        the same frames, schema, routing and code; ``answer`` gets the reply's frames when
+        the socket's replies are sent (after the sync)."""
+        self._local_ids += 1
+        identity = LOCAL_IDENTITY + str(self._local_ids).encode()
+        self._local[identity] = answer
+        frames = protocol.request(kind, body)
+        try:
+            kind, body = protocol.decode_request(frames, self.settings.max_message_size)
+        except ProtocolError as exc:
+            self.reply(identity, exc)
+            return
+        self._carry_out(identity, kind, body, frames, now)
 
     def reply(self, identity: bytes, answer: Body | CkptdError) -> None:
         """Queue an answer; it leaves with the round's other replies, after the sync."""
@@ -170,8 +195,12 @@ class Control:
         return lambda answer: self.reply(identity, answer)
 
     def take_replies(self) -> list[tuple[bytes, list[bytes]]]:
-        """The replies to send now."""
+        """The replies to send now (those to the console are handed to it here)."""
         replies, self.replies = self.replies, []
+        if self._local:
+            for identity, frames in [r for r in replies if r[0] in self._local]:
+                self._local.pop(identity)(frames)
+            replies = [r for r in replies if not r[0].startswith(LOCAL_IDENTITY)]
         return replies
 
     def refuse_waiters(self, error: CkptdError, queue: str | None = None) -> None:
@@ -240,16 +269,31 @@ class Control:
                                   by=body.get("by") or "an operator")
         elif kind == b"purge":
             self.operators.purge(body["queue"], parse_state(body["state"]),
-                                 body.get("older_than"), now, self.replier(identity))
+                                 body.get("older_than"), now, self.replier(identity),
+                                 ids=body.get("ids"))
+        elif kind == b"move":
+            move_job(engine, body["queue"], body["id"], body["to"], self.replier(identity),
+                     now=now, by=body.get("by") or "an operator")
+        elif kind == b"run_schedule":
+            engine.scheduler.run_now(body["name"], now, body.get("by") or "an operator",
+                                     self.replier(identity))
         elif kind == b"fetch":
             self.reply(identity, self._fetch(body))
+        elif kind == b"logs":
+            self.reply(identity, logs_answer(engine.store, body["queue"], body["id"],
+                                             body.get("since"),
+                                             engine.where(body["queue"], body["id"])))
         elif kind == b"output":
             engine.txn.add(PutOutput(body["queue"], body["name"], body["text"].encode()),
                            self._output_written(identity, body))
         elif kind == b"wait":
             self._wait(identity, body, now)
-        elif kind == b"upload":
-            self.reply(identity, {"size": self.uploads.add(body, now)})
+        elif kind == b"upload":  # the rights of a submit, and the bounds of uploads
+            self._refuse_when_stopping()
+            settings = self.settings
+            self.uploads.max_bytes = settings.upload_limit_total
+            self.uploads.max_client_bytes = settings.upload_limit_client
+            self.reply(identity, {"size": self.uploads.add(body, now, identity)})
         elif kind == b"submit_file":
             self._submit_file(identity, body, now)
 

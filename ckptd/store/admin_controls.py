@@ -134,17 +134,18 @@ class StoreControls:
             keyed.append((0, float(priority), 0 if back else 1, ready, job_id))
         return [key[-1] for key in sorted(keyed)]
 
-    def unique_id(self, queue: str, payload: Any, job_id: str | None, now: float
-                  ) -> tuple[str | None, Submitted | None]:
+    def unique_id(self, queue: str, payload: Any, job_id: str | None, now: float,
+                  key: str | None = None) -> tuple[str | None, Submitted | None]:
         """The id a submit to ``queue`` gets: ``job_id`` when the queue is not unique, else
-        the payload's; with the answer when its job is found open already (scope open)."""
+        the payload's (``key``: its keyed hash, for a sealed payload); with the answer when
+        its job is found open already (scope open)."""
         unique = unique_of(self.settings, queue)
         if unique is None:
             return job_id, None
         if job_id is not None:
             raise InvalidInput(f"queue {queue!r} makes ids from payloads (unique = "
                                "\"payload\" in its config): submit without an id of your own")
-        key = dedup.payload_key(payload)
+        key = key or dedup.payload_key(payload)
         if unique[1] == "forever":
             return key, None
         for state in (State.PENDING, State.CLAIMED):

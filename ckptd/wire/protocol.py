@@ -101,6 +101,16 @@ def _submissions(v: Any) -> bool:
         isinstance(x, dict) and (x.get("id") is None or is_valid_name(x["id"])) for x in v)
 
 
+def _object(v: Any) -> bool:
+    """A JSON object (a job's ``meta``)."""
+    return isinstance(v, dict)
+
+
+def _lines(v: Any) -> bool:
+    """A few lines of text (the tail of a job's log)."""
+    return isinstance(v, list) and len(v) <= 100 and all(_str(x) for x in v)
+
+
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: v is None or check(v)
 
@@ -129,7 +139,11 @@ WORKER_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
                 "delay": (_optional(_num), _OPT), "took": (_optional(_num), _OPT),
                 # the worker stopped before the attempt ended: run it again now, and do not
                 # count this attempt against max_attempts
-                "given_back": (_bool, _OPT)},
+                "given_back": (_bool, _OPT),
+                "log_tail": (_lines, _OPT)},  # the last lines of the attempt's own log
+    # a piece of a job's own log: its text, from byte ``offset`` of the attempt's log
+    b"log": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+             "offset": (_int, _REQ), "text": (_str_any, _REQ)},
     b"bye": {},
 }
 
@@ -143,7 +157,9 @@ DAEMON_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
              "payload": (_any, _OPT), "payload_ref": (_optional(_str), _OPT),
              "state": (_any, _OPT), "state_ref": (_optional(_bool), _OPT),
              "max_attempts": (_int, _OPT), "created": (_str, _OPT),
-             "batch": (_optional(_str), _OPT), "time_limit": (_optional(_seconds), _OPT)},
+             "batch": (_optional(_str), _OPT), "time_limit": (_optional(_seconds), _OPT),
+             # what the client's hooks added; the W3C trace context of this attempt
+             "meta": (_object, _OPT), "traceparent": (_optional(_str), _OPT)},
     # a checkpoint is durable (ok) or refused; an answer (done, failed) is durable, or was
     # stale (its attempt had already ended): either way the worker may forget it
     b"saved": {"queue": (_name, _REQ), "id": (_name, _REQ), "seq": (_int, _REQ),
@@ -165,7 +181,9 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
                 "max_attempts": (_optional(_int), _OPT), "delay": (_optional(_num), _OPT),
                 "if_exists": (_optional(_str), _OPT), "batch": (_optional(_name), _OPT),
                 "fresh": (_bool, _OPT), "time_limit": (_optional(_seconds), _OPT),
-                "priority": (_optional(_priority), _OPT), "own_id": (_bool, _OPT)},
+                "priority": (_optional(_priority), _OPT), "own_id": (_bool, _OPT),
+                # fields added by the client's hooks; the keyed hash of a sealed payload
+                "meta": (_object, _OPT), "payload_key": (_name, _OPT)},
     b"submit_many": {"queue": (_name, _REQ), "jobs": (_submissions, _REQ)},
     b"status": {"queue": (_optional(_name), _OPT)},
     b"ls": {"queue": (_name, _REQ), "state": (_optional(_str), _OPT)},
@@ -174,20 +192,28 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
                "attempts": (_optional(_int), _OPT)},
     b"cancel": {"queue": (_name, _REQ), "id": (_name, _REQ), "by": (_optional(_label), _OPT)},
     b"purge": {"queue": (_name, _REQ), "state": (_str, _REQ),
-               "older_than": (_optional(_num), _OPT)},
+               "older_than": (_optional(_num), _OPT), "ids": (_optional(_ids), _OPT)},
     # operator controls: the files <queue>/paused and <queue>/limits.json, the schedules
     b"pause": {"queue": (_name, _REQ), "reason": (_optional(_str), _OPT)},
     b"resume": {"queue": (_name, _REQ)},
     b"limit": {"queue": (_name, _REQ), "max_running": (_optional(_int), _OPT),
                "rate": (_rate_or_none, _OPT), "reset": (_bool, _OPT)},
     b"schedules": {},
+    # the console's actions (and ckptd move / run-schedule): a job to another queue, a
+    # schedule's job now
+    b"move": {"queue": (_name, _REQ), "id": (_name, _REQ), "to": (_name, _REQ),
+              "by": (_optional(_label), _OPT)},
+    b"run_schedule": {"name": (_name, _REQ), "by": (_optional(_label), _OPT)},
     b"fetch": {"queue": (_name, _REQ), "id": (_name, _REQ), "what": (_str, _REQ),
                "start": (_optional(_int), _OPT), "end": (_optional(_int), _OPT)},
     b"output": {"queue": (_name, _REQ), "name": (_name, _REQ), "text": (_str_any, _REQ)},
+    # a job's own log: every attempt's, from the byte ``since[attempt]`` of each
+    b"logs": {"queue": (_name, _REQ), "id": (_name, _REQ), "since": (_optional(_object), _OPT)},
     b"wait": {"queue": (_name, _REQ), "ids": (_optional(_ids), _OPT),
               "timeout": (_num, _REQ)},
     # submit-file --connect: the file in parts (base64), then the request to submit it
-    b"upload": {"upload": (_name, _REQ), "offset": (_int, _REQ), "data": (_str_any, _REQ)},
+    b"upload": {"upload": (_name, _REQ), "offset": (_int, _REQ), "data": (_str_any, _REQ),
+                "queue": (_optional(_name), _OPT)},
     b"submit_file": {"upload": (_name, _REQ), "size": (_int, _REQ), "queue": (_name, _REQ),
                      "format": (_str, _REQ), "chunk": (_int, _OPT),
                      "batch": (_optional(_name), _OPT), "then": (_optional(_name), _OPT),

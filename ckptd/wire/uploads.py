@@ -19,8 +19,9 @@ from ckptd.core.errors import CkptdError
 # A part's size before base64 (2.7 MiB after): under the default max_message_size of 16 MiB;
 # a daemon configured below about 3 MiB cannot take uploads.
 PART_BYTES = 2 * 1024 * 1024
-MAX_BYTES = 1024 * 1024 * 1024
-IDLE_S = 600.0
+MAX_BYTES = 512 * 1024 * 1024  # in all, unless told otherwise
+MAX_CLIENT_BYTES = 128 * 1024 * 1024  # per client, unless told otherwise
+IDLE_S = 60.0  # parts come one after another: a minute without one, and the client is gone
 
 
 class UploadError(CkptdError):
@@ -32,25 +33,34 @@ class _Upload:
     data: bytearray = field(default_factory=bytearray)
     seen: float = 0.0
     last: int = -1  # the offset of the last part taken
+    client: bytes = b""  # the connection that began it (a resend after a reconnect may
+    # come on another one: the token, 64 random bits, is what names the upload)
 
 
 class Uploads:
     """The uploads in progress, by the token their producer chose."""
 
-    def __init__(self, max_bytes: int = MAX_BYTES, idle: float = IDLE_S) -> None:
+    def __init__(self, max_bytes: int = MAX_BYTES, idle: float = IDLE_S,
+                 max_client_bytes: int = MAX_CLIENT_BYTES) -> None:
         self.max_bytes = max_bytes
+        self.max_client_bytes = max_client_bytes
         self.idle = idle
         self._open: dict[str, _Upload] = {}
+        self.refused = 0  # parts refused for the bounds
+
+    def held_by(self, client: bytes) -> int:
+        """Bytes held in memory by the uploads of ``client``."""
+        return sum(len(u.data) for u in self._open.values() if u.client == client)
 
     @property
     def held(self) -> int:
         """Bytes held in memory by all uploads."""
         return sum(len(u.data) for u in self._open.values())
 
-    def add(self, body: dict[str, Any], now: float) -> int:
-        """Append one part (``{"upload", "offset", "data"}``, data in base64); return the
-        upload's size so far. A part sent again (same offset, after a lost answer) is
-        accepted once."""
+    def add(self, body: dict[str, Any], now: float, client: bytes = b"") -> int:
+        """Append one part (``{"upload", "offset", "data"}``, data in base64) sent by
+        ``client``; return the upload's size so far. A part sent again (same offset, after a
+        lost answer) is accepted once. Raises UploadError past a bound."""
         self.expire(now)
         token = _token(body)
         offset = body.get("offset")
@@ -68,7 +78,7 @@ class Uploads:
             if offset != 0:
                 raise UploadError(f"no upload {token!r} here (the daemon restarted, or it "
                                   f"was idle over {self.idle:g}s): send the file again")
-            upload = self._open[token] = _Upload()
+            upload = self._open[token] = _Upload(client=client)
         upload.seen = now
         size = len(upload.data)
         if offset == upload.last and offset + len(data) == size:
@@ -76,9 +86,16 @@ class Uploads:
         if offset != size:
             raise UploadError(f"upload {token!r} has {size} bytes; a part at offset {offset} "
                               "does not follow them")
+        if self.held_by(upload.client) + len(data) > self.max_client_bytes:
+            self.refused += 1
+            raise UploadError(f"this client holds {self.held_by(upload.client)} bytes of uploads "
+                              f"already (limit upload_limit_client = {self.max_client_bytes})"
+                              "; send a smaller file, or submit it with --root")
         if self.held + len(data) > self.max_bytes:
+            self.refused += 1
             raise UploadError(f"the daemon holds {self.held} bytes of uploads already "
-                              f"(limit {self.max_bytes}); wait, or submit with --root")
+                              f"(limit upload_limit_total = {self.max_bytes}); wait, or "
+                              "submit with --root")
         upload.data += data
         upload.last = offset
         return len(upload.data)

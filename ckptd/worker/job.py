@@ -90,6 +90,15 @@ class _Attempt:
     _worker: JobHost | None = field(default=None, repr=False)
     _seq: int = field(default=0, repr=False)
     _flags: StopFlags = field(default_factory=StopFlags, repr=False)
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Fields the client's hooks added to the job (``Submission.meta``); {} when none."""
+
+    def log(self, *parts: Any, level: str = "INFO") -> None:
+        """Add a line to this job's own log (``ckptd logs QUEUE ID``), beside the records
+        its handler's ``logging`` emits; ``parts`` are joined with spaces, like print."""
+        from ckptd.worker.job_logs import write
+
+        write(" ".join(str(p) for p in parts), level.upper())
 
     @property
     def cancelled(self) -> bool:

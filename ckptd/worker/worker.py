@@ -30,21 +30,26 @@ import queue as queue_mod
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import zmq
 
+from ckptd.client.hooks import HookSpec
+from ckptd.codec.crypto import Keyring
 from ckptd.core import jobs, logs
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError
 from ckptd.core.names import check_queue
 from ckptd.wire.security import ClientCurve
 from ckptd.worker import reports, signals
+from ckptd.worker.around import around_of
 from ckptd.worker.calls import JobCalls
 from ckptd.worker.data import JobData
 from ckptd.worker.failover import find_daemon
 from ckptd.worker.handlers import resolve_handler
 from ckptd.worker.job import Handler, JobHost
+from ckptd.worker.job_logs import LogTails
 from ckptd.worker.limits import HARD, Limits
 from ckptd.worker.pools.base import Pool, choose_pool
 from ckptd.worker.reports import Answer
@@ -81,7 +86,8 @@ class Worker:
                  context: zmq.Context[Any] | None = None, settings: Settings | None = None,
                  pool: str | None = None, time_limit: float | None = None,
                  grace: float | None = None, max_jobs_per_child: int = 0,
-                 max_memory_per_child: int = 0) -> None:
+                 max_memory_per_child: int = 0, hooks: Sequence[HookSpec] | None = None,
+                 keys: Keyring | None = None) -> None:
         if isinstance(connect, str):
             connect = [e.strip() for e in connect.split(",") if e.strip()]
         self.endpoints = list(connect)
@@ -111,6 +117,8 @@ class Worker:
         self.curve = curve
         self.settings = settings  # for a bucket's credentials, endpoint and options
         self.limits = Limits(grace, time_limit)
+        self.around = around_of(settings, hooks, keys)  # log, trace, codec, hooks of each job
+        self.log_tails = LogTails()
         self.running = Running()
         self.unconfirmed = Unconfirmed()
         self.pool: Pool | None = None
@@ -418,6 +426,8 @@ class Worker:
 
     def send(self, kind: bytes, body: dict[str, Any]) -> None:
         """Queue a message for the I/O thread (safe from any thread)."""
+        if kind == b"log":
+            self.log_tails.keep(body)
         self._outgoing.put((kind, body))
         self._wake()
 
@@ -504,6 +514,7 @@ class Worker:
         if not self.running.end(attempt):
             return
         kind, body = answer
+        self.log_tails.attach(kind, body)
         now = time.monotonic()
         if attempt.started is not None:
             body["took"] = round(now - attempt.started, 6)

@@ -72,7 +72,9 @@ def test_one_job_per_tick_across_a_failover(procs: Processes, s3_server: Seaweed
     first.kill()  # no lease given back: the other takes over within 2 x LEASE
     wait_for(lambda: Q in leads(second), timeout=4 * LEASE, interval=0.1,
              message="the other daemon to take the queue over")
-    time.sleep(3.0)
+    taken = len(tick_jobs(s3_server, url, "beat"))
+    wait_for(lambda: len(tick_jobs(s3_server, url, "beat")) >= taken + 3, timeout=20,
+             message="three ticks by the daemon that took the queue over")
     ended = time.time()
     jobs = tick_jobs(s3_server, url, "beat")
     assert all(count == 1 for count in jobs.values()), jobs
@@ -110,13 +112,19 @@ def test_a_paused_object_stops_claims_and_survives_failover(procs: Processes,
     with first.client() as client:
         job_id = client.submit(Q, {"n": 1})
     procs.worker(f"{first.control},{second.control}", Q, "echo", env=s3_server.env())
-    time.sleep(2.0)
+
+    def workers() -> int:
+        with first.client(timeout=5) as client:
+            return int(client.status().get("workers", 0))
+
+    wait_for(lambda: workers() >= 1, timeout=30, interval=0.2, message="the worker to connect")
+    time.sleep(1.0)  # the scenario: a worker waits, the paused queue gives it nothing
     with first.client() as client:
         assert client.show(Q, job_id)["state"] == "pending"
     first.kill()
     wait_for(lambda: Q in leads(second), timeout=4 * LEASE, interval=0.1,
              message="the other daemon to take the queue over")
-    time.sleep(1.5)
+    time.sleep(1.0)  # the scenario: the daemon that took over keeps the queue paused
     with second.client() as client:
         assert client.show(Q, job_id)["state"] == "pending"
         assert client.status(Q)["queues"][Q]["paused"]["reason"] == "on the bucket"

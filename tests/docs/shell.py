@@ -31,7 +31,8 @@ EXAMPLE_ID = "20261127T192416.123456Z-9f3ac1d27b8e4a10"
 ID_PLACEHOLDERS = ("<id>", "ID1", "ID2", EXAMPLE_ID)
 COMMANDS = ("submit", "submit-file", "status", "ls", "show", "explain", "wait", "retry",
             "cancel", "purge", "fsck", "serve", "worker", "keygen", "doctor", "pause",
-            "resume", "limit", "schedules")
+            "resume", "limit", "schedules", "logs", "encryption-key", "move", "replay",
+            "console-user")
 START_TIMEOUT = 60.0
 RUN_TIMEOUT = 180.0
 
@@ -122,7 +123,7 @@ class Scratch:
         if not any(p in command for p in ID_PLACEHOLDERS):
             return command
         queue = None
-        path = re.search(r"/([\w.-]+)/(?:pending|claimed|done|failed)/", command)
+        path = re.search(r"/([\w.-]+)/(?:pending|claimed|done|failed|logs)/", command)
         if path:
             queue = path.group(1)
         name = subcommand(command)

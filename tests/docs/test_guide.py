@@ -71,6 +71,7 @@ def _pages() -> list[Path]:
     return sorted(GUIDE.glob("*.md"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", _pages(), ids=lambda page: page.name)
 def test_the_guide_pages_code_blocks_run_as_written(page: Path, tmp_path: Path) -> None:
     scratch = Scratch(tmp_path)
@@ -94,6 +95,7 @@ def test_every_page_of_the_guide_is_in_its_index_and_the_readme() -> None:
             assert f"](docs/guide/{page.name})" in readme, f"README.md does not link {page.name}"
 
 
+@pytest.mark.slow
 def test_the_contributing_pages_code_blocks_run_in_the_checkout() -> None:
     checkout = Scratch(REPO)
     bin_dir = os.path.dirname(sys.executable) + "/"

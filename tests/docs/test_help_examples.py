@@ -22,9 +22,9 @@ from ckptd.cli.main import cli
 from tests.docs.shell import Scratch, subcommand
 from tests.helpers import wait_for
 
-ORDER = ("keygen", "serve", "worker", "submit", "submit-file", "status", "ls", "show",
-         "explain", "wait", "retry", "cancel", "purge", "fsck", "doctor", "schedules", "limit",
-         "pause", "resume")
+ORDER = ("keygen", "encryption-key", "serve", "worker", "submit", "submit-file", "status",
+         "ls", "show", "explain", "logs", "wait", "retry", "cancel", "move", "replay", "purge",
+         "fsck", "doctor", "schedules", "limit", "pause", "resume", "console-user")
 
 TASKS = '''\
 from ckptd import AsyncJob, Fail, Job
@@ -89,6 +89,7 @@ def _pending_job(scratch: Scratch) -> str:
     return scratch.run("""ckptd submit price '{"sku": "later"}' --delay 1h""").strip()
 
 
+@pytest.mark.slow
 def test_every_example_of_every_help_runs(tmp_path: Path, request: pytest.FixtureRequest
                                           ) -> None:
     commands = sorted(cli.commands)  # type: ignore[attr-defined]
@@ -126,7 +127,7 @@ def test_every_example_of_every_help_runs(tmp_path: Path, request: pytest.Fixtur
                 pick = None
                 if name == "retry" and "--all" not in line:
                     pick = {"price": [_failed_job(scratch)]}
-                elif name == "cancel":
+                elif name in ("cancel", "move"):
                     pick = {"price": [_pending_job(scratch)]}
                 scratch.run(line.replace(bucket, bucket_root), pick=pick)
             if name == "serve":  # the daemon the remaining examples talk to, on their store

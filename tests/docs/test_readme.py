@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.docs.blocks import CONTRIBUTING, GUIDE, NOT_RUN, README, run_page, write_inputs
 from tests.docs.shell import Scratch
 
@@ -30,6 +32,7 @@ def test_the_pages_name_only_lines_they_have_as_not_run() -> None:
             f"NOT_RUN names {skip!r}, which no page has any more"
 
 
+@pytest.mark.slow
 def test_the_readmes_code_blocks_run_as_written(tmp_path: Path) -> None:
     scratch = Scratch(tmp_path)
     write_inputs(tmp_path)

@@ -37,11 +37,11 @@ def submit_acked(daemon: DaemonProcess, queue: str, ids: list[str]) -> None:
         except DaemonUnavailable:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.1)
+            time.sleep(0.1)  # then the same ids again
 
 
 def kill_and_restart(daemon: DaemonProcess, rng: random.Random, max_delay: float) -> None:
-    time.sleep(rng.uniform(0.0, max_delay))
+    time.sleep(rng.uniform(0.0, max_delay))  # the scenario: a kill at a random instant
     daemon.kill()
     daemon.start()
 

@@ -29,7 +29,7 @@ def test_kills_during_the_batch_and_at_the_reduce_leave_one_reduce(
     # Random kills while the batch runs (the last one is armed to die exactly when the
     # reduce job has been submitted but before the manifest records it).
     while count_files(daemon.root, "price", "done") < 60:
-        time.sleep(rng.uniform(0.5, 2.0))
+        time.sleep(rng.uniform(0.5, 2.0))  # the scenario: kills at random instants
         daemon.kill()
         kills += 1
         daemon.env_extra = {"CKPTD_CRASH_AT": "reduce_submitted"} if kills >= 4 else {}

@@ -73,7 +73,7 @@ def test_two_daemons_never_share_a_root_and_nothing_is_lost_through_churn(
             current.start()
             for worker in workers:
                 assert worker.alive()
-        time.sleep(0.3)
+        time.sleep(0.3)  # the scenario: a rival every 0.3 s while the jobs churn
     with Client([current.control], timeout=30) as client:
         client.wait_many("q", ids, timeout=240)
     done = job_files(current.root, "q", "done")
@@ -218,7 +218,7 @@ def test_a_producer_rides_over_daemon_restarts(procs: Processes, direct: bool) -
         for _ in range(3):
             more(accepted, 50)
             daemon.kill()
-            time.sleep(0.3)
+            time.sleep(0.3)  # the scenario: down a moment while the producer goes on
             daemon.start()
         more(accepted, 50)
     finally:

@@ -1,8 +1,9 @@
 """Crash tests at the file level: SIGKILL at every step of a durable write, then recover.
 
-A child process (``tests/faults/crash_child.py``) runs store transitions with
-``CKPTD_CRASH_AT=<label>:<N>`` in its environment, so it kills itself with SIGKILL the N-th
-time it reaches that step (see :mod:`ckptd.core.crashpoints`). The parent then runs recovery
+A child process (a fork running ``tests/faults/crash_child.py``) runs store transitions with
+the crash point ``<label>:<N>`` armed (``CKPTD_CRASH_AT`` when it runs as a program), so it
+kills itself with SIGKILL the N-th time it reaches that step (see
+:mod:`ckptd.core.crashpoints`). The parent then runs recovery
 (``StoreAdmin.fsck(repair=True)``) and checks that every job is in exactly one state, none
 is lost, and a job that was being moved is either still where it was (with its old file) or
 where it was going (with its new file).
@@ -32,6 +33,7 @@ from ckptd.core.states import State
 from ckptd.store.admin import StoreAdmin
 from ckptd.store.base import Move, Op, Store
 from ckptd.store.local.backend import LocalStore
+from tests.faults import crash_child
 from tests.faults.crash_child import (
     BYSTANDERS,
     PLAN,
@@ -102,15 +104,32 @@ def prepare(root: str) -> None:
 
 def run_child(root: str, mode: str, grouping: str, crash_at: str, kind: str = "local"
               ) -> tuple[int, dict[str, str]]:
-    """Run the child; return its exit code and each plan op's status: before/during/done."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CKPTD_")}
-    env["CKPTD_CRASH_AT"] = crash_at
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.faults.crash_child", root, mode, grouping, kind],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
-    lines = done.stdout.split()
-    assert "error" not in lines, done.stdout
-    assert done.returncode in (0, -9), (done.returncode, done.stdout, done.stderr)
+    """Run the child; return its exit code and each plan op's status: before/during/done.
+
+    The child is a fork of this process running :func:`tests.faults.crash_child.main` (what
+    ``python -m tests.faults.crash_child`` runs) with the crash point armed: the same code and
+    the same SIGKILL, without starting and importing a new interpreter for each of the
+    hundred-odd cases."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 4
+        try:
+            os.close(read_fd)
+            sys.stdout = os.fdopen(write_fd, "w")
+            crashpoints.arm(crash_at)
+            code = crash_child.main([root, mode, grouping, kind])
+            sys.stdout.flush()
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        out = pipe.read()
+    _, wait_status = os.waitpid(pid, 0)
+    returncode = os.waitstatus_to_exitcode(wait_status)
+    lines = out.split()
+    assert "error" not in lines, out
+    assert returncode in (0, -9), (returncode, out)
     started = {lines[i + 1] for i, word in enumerate(lines) if word == "start"}
     finished = {lines[i + 1] for i, word in enumerate(lines) if word == "done"}
     status = {}
@@ -118,7 +137,21 @@ def run_child(root: str, mode: str, grouping: str, crash_at: str, kind: str = "l
         label = "group" if grouping == "group" else str(number)
         status[job_id] = ("done" if label in finished else
                           "during" if label in started else "before")
-    return done.returncode, status
+    return returncode, status
+
+
+def test_the_child_runs_as_a_program_too(tmp_path: Path) -> None:
+    """``python -m tests.faults.crash_child`` (how to run one case by hand) kills itself at
+    its armed crash point as the forked child does."""
+    root = str(tmp_path / "store")
+    prepare(root)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CKPTD_")}
+    env["CKPTD_CRASH_AT"] = "after_rename:2"
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.faults.crash_child", root, "batch", "each", "local"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == -9, (done.returncode, done.stdout, done.stderr)
+    assert done.stdout.split() == ["start", "1", "done", "1", "start", "2"]
 
 
 Version = tuple[State, bytes] | None  # where a job is, and its file; None = nowhere

@@ -26,7 +26,7 @@ def unsafe_commit(self: daemon_module.Daemon) -> None:
         if callback is not None:
             callback(None)
     _original_commit(self)  # ...send the acknowledgements and jobs...
-    time.sleep(0.05)
+    time.sleep(0.05)  # the window in which what was acknowledged is not on disk
     self.store.apply(txn.ops)  # ...and only then write
 
 

@@ -132,6 +132,7 @@ def _sh_commands() -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_the_readme_flow_serves_the_store_it_submits_to() -> None:
     def root_of(line: str) -> str | None:
         words = shlex.split(line, comments=True)
@@ -182,6 +183,7 @@ def test_the_exit_code_table_is_the_code() -> None:
     assert {int(code) for code in table} == set(EXIT_CODES)
 
 
+@pytest.mark.slow
 def test_exit_codes_of_the_first_mistakes(tmp_path: Path) -> None:
     root = ["--root", str(tmp_path / "data")]
     assert ok(ckptd("keygen", str(tmp_path / "keys"), "--name", "a"))
@@ -216,6 +218,7 @@ def _unread(reader: IO[bytes]) -> int:
     return count[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unbuffered", ["1", ""], ids=["PYTHONUNBUFFERED=1", "buffered"])
 @pytest.mark.parametrize("when", ["before-the-long-write", "during-the-long-write"])
 def test_a_pipe_closed_early_is_silent(tmp_path: Path, unbuffered: str, when: str) -> None:

@@ -1,5 +1,8 @@
 """Priorities with real processes: lower runs first, FIFO within one priority, and aging
-(the starvation rule) lets a waiting job through a flood of more urgent ones."""
+(the starvation rule) lets a waiting job through a flood of more urgent ones.
+
+The rules (the order of the lines, aging, with and without it) are checked on a fake clock in
+tests/unit/test_priorities.py; these runs prove a worker sees that order."""
 
 from __future__ import annotations
 
@@ -9,9 +12,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import wait_for
 from tests.integration.worker_helpers import config_file, records
-from tests.procs import REPO, DaemonProcess, Processes, base_env
+from tests.procs import REPO, Processes, base_env
 
 Q = "work"
 
@@ -22,6 +27,7 @@ def started(log: Path) -> list[str]:
     return [job_id for _, job_id in rows]
 
 
+@pytest.mark.slow
 def test_urgent_jobs_go_before_the_rest_fifo_within_a_priority(procs: Processes,
                                                                 tmp_path: Path) -> None:
     daemon = procs.daemon()
@@ -29,7 +35,7 @@ def test_urgent_jobs_go_before_the_rest_fifo_within_a_priority(procs: Processes,
     procs.worker(daemon, Q, "sleepy", concurrency=1, env={"TEST_LOG": str(log),
                                                             "SLEEP": "0.3"})
     with daemon.client() as client:
-        normal = [client.submit(Q, {"n": n}, priority=5) for n in range(1000)]
+        normal = [client.submit(Q, {"n": n}, priority=5) for n in range(60)]
         wait_for(lambda: started(log), timeout=30, message="the first job to start")
         urgent = [client.submit(Q, {"urgent": n}, priority=0) for n in range(10)]
         wait_for(lambda: set(urgent) <= set(started(log)), timeout=30,
@@ -44,7 +50,9 @@ def test_urgent_jobs_go_before_the_rest_fifo_within_a_priority(procs: Processes,
         after = wait_for(lambda: order_after(log, first + 10), timeout=10)
         assert after == normal[len(before):len(before) + len(after)]
         listed = ls_pending(daemon.control)
-        assert listed == [i for i in normal if i not in set(started(log))][:len(listed)]
+        # In dispatch order: what was still pending when ls ran, the last of the normal jobs
+        # (the worker went on meanwhile, so how many is a matter of timing).
+        assert listed and listed == normal[-len(listed):]
 
 
 def order_after(log: Path, position: int) -> list[str]:
@@ -60,6 +68,7 @@ def ls_pending(control: str) -> list[str]:
     return done.stdout.split()
 
 
+@pytest.mark.slow
 def test_ls_lists_pending_jobs_in_dispatch_order_on_the_store(tmp_path: Path) -> None:
     root = str(tmp_path / "store")
 
@@ -78,53 +87,43 @@ def test_ls_lists_pending_jobs_in_dispatch_order_on_the_store(tmp_path: Path) ->
     assert ckptd("ls", Q, "pending").split() == [urgent, plain, plain2, low, late]
 
 
+@pytest.mark.slow
 def test_aging_lets_a_waiting_job_through_a_flood(procs: Processes, tmp_path: Path) -> None:
     """priority_aging = 0.2s: a priority-5 job submitted into a flood of priority-0 jobs
     (submitted twice as fast as they run) runs once it has waited 5 x 0.2 s longer than
     the oldest priority-0 job still waiting, while the flood goes on; without aging it would
-    wait for the whole flood to drain (a negative control below shows that)."""
-    for aging, expect_through in (("0.2s", True), ("0s", False)):
-        here = tmp_path / aging
-        here.mkdir()
-        env = config_file(here, f'[queues.{Q}]\npriority_aging = "{aging}"\n')
-        daemon = procs.daemon(root=str(here / "store"), env=env)
-        log = here / "runs"
-        worker = procs.worker(daemon, Q, "sleepy", concurrency=1,
-                              env={"TEST_LOG": str(log), "SLEEP": "0.05"})
-        stop = threading.Event()
+    wait for the whole flood to drain (shown on a fake clock in tests/unit/
+    test_priorities.py, with the exact bound)."""
+    env = config_file(tmp_path, f'[queues.{Q}]\npriority_aging = "0.2s"\n')
+    daemon = procs.daemon(env=env)
+    log = tmp_path / "runs"
+    worker = procs.worker(daemon, Q, "sleepy", concurrency=1,
+                          env={"TEST_LOG": str(log), "SLEEP": "0.05"})
+    stop = threading.Event()
 
-        def flood(daemon: DaemonProcess = daemon, stop: threading.Event = stop) -> None:
-            with daemon.client() as client:
-                while not stop.is_set():
-                    client.submit(Q, {"flood": True})
-                    time.sleep(0.025)  # 40/s, the worker runs about 20/s
+    def flood() -> None:
+        with daemon.client() as client:
+            while not stop.is_set():
+                client.submit(Q, {"flood": True})
+                time.sleep(0.025)  # the scenario's pace: 40/s, the worker runs about 20/s
 
-        thread = threading.Thread(target=flood)
-        thread.start()
-        try:
-            time.sleep(1.0)
-            with daemon.client() as client:
-                waiting = client.submit(Q, {"waiting": True}, priority=5)
-            submitted = time.time()
-            ran = wait_for_start(log, waiting, timeout=7.0 if expect_through else 4.0)
-            with daemon.client() as client:
-                aged = client.status(Q)["queues"][Q]["priorities"]["aged"]
-        finally:
-            stop.set()
-            thread.join()
-        if expect_through:
-            assert ran is not None and ran - submitted < 6.0, "the job waited out the flood"
-            assert aged >= 1  # status shows that aging let it through
-        else:  # strict priorities: the flood (still going) starves it
-            assert ran is None and aged == 0
-        daemon.kill()
-        worker.kill()  # its daemon is gone: a clean stop would wait for answers' acks
-
-
-def wait_for_start(log: Path, job_id: str, timeout: float) -> float | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for row in records(log, "start", job_id):
-            return float(row[-1])
-        time.sleep(0.05)
-    return None
+    thread = threading.Thread(target=flood)
+    thread.start()
+    try:
+        wait_for(lambda: len(records(log, "start")) >= 10, timeout=30,
+                 message="the flood running ahead of the worker")
+        with daemon.client() as client:
+            waiting = client.submit(Q, {"waiting": True}, priority=5)
+        # Without aging the flood, still going, would hold it back until the timeout.
+        wait_for(lambda: records(log, "start", waiting), timeout=60,
+                 message="the waiting job to start while the flood goes on")
+        with daemon.client() as client:
+            status = client.status(Q)["queues"][Q]
+    finally:
+        stop.set()
+        thread.join()
+    # Aging let it through (a less urgent line before a more urgent one), not a drained
+    # queue: status counts each such dispatch.
+    assert status["priorities"]["aged"] >= 1
+    daemon.kill()
+    worker.kill()  # its daemon is gone: a clean stop would wait for answers' acks

@@ -1,5 +1,9 @@
 """Retention with real processes: done jobs go (or move to archive/) within keep_done and
-the sweep interval, while 10,000 jobs flow; status and the metrics count them."""
+the sweep interval, while thousands of jobs flow; status and the metrics count them.
+
+Which jobs go and where archived ones go (by age, keep_last, per state, per queue, only
+while leading) is checked on a fake clock in tests/unit/test_retention.py; these runs prove
+the sweep's thread, the daemon's counts and the metrics in a real daemon."""
 
 from __future__ import annotations
 
@@ -9,13 +13,21 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import wait_for
 from tests.integration.worker_helpers import config_file
 from tests.procs import Processes, count_files, free_port
 
 Q = "flow"
+JOBS = 10_000  # issue 14: "while 10,000 jobs flow"
 KEEP, INTERVAL = 2.0, 1.0
-MARGIN = 2.0  # a loaded 2-core CI machine: sweeps start late, a sweep takes a while
+# How late a sweep may be here: a loaded 2-core machine running other tests beside this one
+# starts sweeps late and runs them slowly. The exact rule (a job older than keep_done goes at
+# the next sweep, one sweep per interval) is checked on a fake clock in
+# tests/unit/test_retention.py; this bound still fails a daemon that ignores the interval
+# (60 s by default) or keeps done jobs.
+MARGIN = 10.0
 
 
 class OldestDone(threading.Thread):
@@ -40,7 +52,7 @@ class OldestDone(threading.Thread):
                 except FileNotFoundError:
                     continue
                 self.oldest = max(self.oldest, now - max(info.st_mtime, info.st_ctime))
-            time.sleep(0.2)
+            time.sleep(0.2)  # a sample every 200 ms
 
 
 def _flow(procs: Processes, tmp_path: Path, archive: bool, jobs: int) -> tuple[object, int]:
@@ -53,20 +65,21 @@ def _flow(procs: Processes, tmp_path: Path, archive: bool, jobs: int) -> tuple[o
     return daemon, port
 
 
-def test_done_jobs_go_within_keep_done_and_the_interval_while_10000_flow(
+@pytest.mark.slow
+def test_done_jobs_go_within_keep_done_and_the_interval_while_thousands_flow(
         procs: Processes, tmp_path: Path) -> None:
-    daemon, port = _flow(procs, tmp_path, archive=False, jobs=10_000)
+    daemon, port = _flow(procs, tmp_path, archive=False, jobs=JOBS)
     done = Path(daemon.root) / Q / "done"
     sampler = OldestDone(done)
     sampler.start()
     try:
         with daemon.client(timeout=60) as client:
-            for start in range(0, 10_000, 500):
+            for start in range(0, JOBS, 500):
                 client.submit_many(Q, [{"n": n} for n in range(start, start + 500)])
             assert client.wait_many(Q, None, timeout=240)["open"] == 0
         finished = time.time()
         wait_for(lambda: count_files(daemon.root, Q, "done") == 0,
-                 timeout=KEEP + INTERVAL + MARGIN + 5, message="done/ to empty")
+                 timeout=KEEP + INTERVAL + MARGIN + 60, message="done/ to empty")
         emptied = time.time() - finished
     finally:
         sampler.stop.set()
@@ -77,21 +90,23 @@ def test_done_jobs_go_within_keep_done_and_the_interval_while_10000_flow(
     with daemon.client() as client:
         status = client.status(Q)["queues"][Q]
     assert status["retention"]["keep_done"] == "2s"
-    assert status["retention"]["removed_done"] == 10_000
+    assert status["retention"]["removed_done"] == JOBS
     assert status["done"] == 0
-    line = b'ckptd_retention_jobs_total{action="removed",queue="flow",state="done"} 10000.0'
+    line = b'ckptd_retention_jobs_total{action="removed",queue="flow",state="done"} ' \
+        + f"{JOBS:.1f}".encode()
     wait_for(lambda: line in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
                                                     timeout=10).read(),
              timeout=10, message="the metric of the removed jobs")
 
 
+@pytest.mark.slow
 def test_archive_moves_done_jobs_under_archive_date(procs: Processes, tmp_path: Path) -> None:
     daemon, _ = _flow(procs, tmp_path, archive=True, jobs=200)
     with daemon.client() as client:
         ids = client.submit_many(Q, [{"n": n} for n in range(200)])
         assert client.wait_many(Q, None, timeout=60)["open"] == 0
     wait_for(lambda: count_files(daemon.root, Q, "done") == 0,
-             timeout=KEEP + INTERVAL + MARGIN + 5, message="done/ to empty")
+             timeout=KEEP + INTERVAL + MARGIN + 60, message="done/ to empty")
     archived = {p.name[:-5] for p in (Path(daemon.root) / Q / "archive").glob("*/*.json")}
     assert archived == set(ids)
     day = time.strftime("%Y-%m-%d", time.gmtime())

@@ -96,6 +96,7 @@ def serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60, cwd=REPO, env=base_env(**env))
 
 
+@pytest.mark.slow
 def test_serve_refuses_a_non_loopback_address_before_binding_anything(tmp_path: Path) -> None:
     ready = tmp_path / "ready.json"
     dispatch = f"tcp://127.0.0.1:{free_port()}"
@@ -131,6 +132,7 @@ def in_netns(tmp_path: Path, flags: list[str], **env: str) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 @needs_netns
 def test_in_a_private_namespace_a_non_loopback_bind_needs_insecure_or_curve(
         tmp_path: Path, keys: Keys) -> None:

@@ -210,6 +210,7 @@ def test_a_missing_authorized_keys_folder_is_an_error(procs: Processes, keys: Ke
     assert result.returncode == 5 and "authorized_keys folder" in result.stderr
 
 
+@pytest.mark.slow
 def test_keygen_writes_a_pair_with_safe_modes_and_never_overwrites(tmp_path: Path) -> None:
     if not zmq.has("curve"):
         pytest.skip("this libzmq has no CURVE support")

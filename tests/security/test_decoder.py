@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -76,6 +77,7 @@ def decoders() -> list[Any]:
             protocol.decode_request, protocol.decode_reply]
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages())
 def test_decoders_raise_only_protocol_error_and_accept_only_what_encodes(
@@ -92,6 +94,7 @@ def test_decoders_raise_only_protocol_error_and_accept_only_what_encodes(
             protocol.encode_body({"wrapped": body})  # never raises for what was accepted
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(st.sampled_from(sorted(protocol.WORKER_MESSAGES)), bodies)
 def test_accepted_worker_messages_carry_only_valid_names(kind: bytes,

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import wait_for
 from tests.procs import REPO, Processes, base_env
 
@@ -78,6 +80,7 @@ def test_the_daemon_creates_files_0640_and_folders_0750(procs: Processes,
     check_modes(root)
 
 
+@pytest.mark.slow
 def test_the_cli_creates_files_0640_and_folders_0750(tmp_path: Path) -> None:
     root = tmp_path / "store"
 
@@ -93,6 +96,7 @@ def test_the_cli_creates_files_0640_and_folders_0750(tmp_path: Path) -> None:
     check_modes(root)
 
 
+@pytest.mark.slow
 def test_the_modes_are_settings(tmp_path: Path) -> None:
     root = tmp_path / "store"
     result = subprocess.run([sys.executable, "-m", "ckptd", "--root", str(root), "submit", "c",

@@ -3,9 +3,9 @@
 Backends: the local store in a temporary folder under each fsync mode, the bucket store
 on fsspec's in-process ``memory://`` file system under a unique prefix that is removed after
 the test, and the S3 store on a real SeaweedFS, through obstore (``s3``) and through its
-fallback, s3fs (``s3-s3fs``). Raw access goes straight to the disk or the (memory or S3)
-file system, not through the store, so a test can plant a crash's leftovers and check what
-the store really wrote.
+fallback, s3fs (``s3-s3fs``): those two are ``slow`` (a real server), the others are not.
+Raw access goes straight to the disk or the (memory or S3) file system, not through the
+store, so a test can plant a crash's leftovers and check what the store really wrote.
 """
 
 from __future__ import annotations
@@ -93,6 +93,20 @@ class Backend:
         return found
 
 
+_RAW_S3: dict[str, object] = {}
+
+
+def raw_s3(server: SeaweedServer) -> object:
+    """The file system that looks behind the S3 store: one per server (a new one costs a
+    tenth of a second of CPU, for each of the hundreds of S3 cases); it caches no listing."""
+    raw = _RAW_S3.get(server.endpoint)
+    if raw is None:
+        raw = _RAW_S3[server.endpoint] = fsspec.filesystem(
+            "s3", use_listings_cache=False, skip_instance_cache=True,
+            **server.storage_options())
+    return raw
+
+
 def make_backend(kind: str, tmp_path: Path, server: SeaweedServer | None = None) -> Backend:
     """Return a new empty backend of ``kind`` (one of :data:`BACKENDS`); ``s3*`` need the
     SeaweedFS ``server`` and get a prefix of their own in the server's bucket."""
@@ -105,9 +119,7 @@ def make_backend(kind: str, tmp_path: Path, server: SeaweedServer | None = None)
             options["s3_client"] = "s3fs"
         store = S3Store(server.url(), storage_options=options)
         assert store.client == ("s3fs" if kind == "s3-s3fs" else "obstore")
-        raw = fsspec.filesystem("s3", use_listings_cache=False, skip_instance_cache=True,
-                                **server.storage_options())
-        return Backend(kind, store, store.prefix, raw)
+        return Backend(kind, store, store.prefix, raw_s3(server))
     if kind.startswith("local-"):
         root = str(tmp_path / "store")
         store = LocalStore(root, FsyncMode(kind.split("-", 1)[1]))
@@ -141,7 +153,8 @@ def new_backend(tmp_path: Path, request: pytest.FixtureRequest
         drop_backend(backend)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[pytest.param(kind, marks=pytest.mark.slow) if kind.startswith("s3")
+                        else kind for kind in BACKENDS])
 def backend(request: pytest.FixtureRequest, new_backend: Callable[[str], Backend]) -> Backend:
     """An empty store of each backend in turn."""
     return new_backend(str(request.param))

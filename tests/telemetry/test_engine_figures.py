@@ -17,7 +17,7 @@ from ckptd.daemon.telemetry.metrics import (
     RateWindow,
     quantiles,
 )
-from tests.unit.test_engine import Harness
+from tests.harness import Harness
 
 
 def fail(h: Harness, w: bytes, job_id: str, attempt: int, **more: Any) -> None:
@@ -25,8 +25,8 @@ def fail(h: Harness, w: bytes, job_id: str, attempt: int, **more: Any) -> None:
                            "type": "ValueError", "retry": True, **more})
 
 
-def test_lead_and_cycle_time_come_from_known_timestamps() -> None:
-    h = Harness()
+def test_lead_and_cycle_time_come_from_known_timestamps(harness: Harness) -> None:
+    h = harness
     t0 = h.now
     job_id = h.submit(batch="nightly")  # created at t0
     h.tick(5)
@@ -69,8 +69,8 @@ def test_lead_and_cycle_time_come_from_known_timestamps() -> None:
     assert samples[("ckptd_jobs_total", (("outcome", "succeeded"), ("queue", "q")))] == 1
 
 
-def test_throughput_counts_the_last_minute_only() -> None:
-    h = Harness()
+def test_throughput_counts_the_last_minute_only(harness: Harness) -> None:
+    h = harness
     ids = [h.submit() for _ in range(3)]
     w = h.hello(slots=3)
     h.dispatch()
@@ -87,8 +87,8 @@ def test_throughput_counts_the_last_minute_only() -> None:
     assert note.id == ids[2] and note.message == "no"
 
 
-def test_delayed_count_follows_delays_cancels_and_promotions() -> None:
-    h = Harness()
+def test_delayed_count_follows_delays_cancels_and_promotions(harness: Harness) -> None:
+    h = harness
 
     def delayed() -> int:
         return int(h.operators.status("q", h.now)["queues"]["q"]["delayed"])
@@ -107,8 +107,8 @@ def test_delayed_count_follows_delays_cancels_and_promotions() -> None:
     assert delayed() == 1 and h.where(soon) == [State.PENDING]
 
 
-def test_oldest_pending_age_skips_jobs_that_left() -> None:
-    h = Harness()
+def test_oldest_pending_age_skips_jobs_that_left(harness: Harness) -> None:
+    h = harness
     first = h.submit()
     h.tick(10)
     h.submit()
@@ -143,8 +143,8 @@ class _HeadOnlyLines(ReadyLines):
             yield job_id
 
 
-def test_status_and_snapshot_never_walk_the_jobs() -> None:
-    h = Harness()
+def test_status_and_snapshot_never_walk_the_jobs(harness: Harness) -> None:
+    h = harness
     for n in range(50):
         h.submit(delay=100 if n % 2 else None)
     index = h.engine.queues["q"]
@@ -187,8 +187,8 @@ def test_rate_window_and_quantiles() -> None:
     assert quantiles(range(1, 101), 0.5, 0.95) == (50, 95)
 
 
-def test_exposition_of_an_empty_engine_parses() -> None:
-    h = Harness()
+def test_exposition_of_an_empty_engine_parses(harness: Harness) -> None:
+    h = harness
     h.submit()
     snap = build_snapshot(h.engine, h.now, started_at=h.now, drops={"control:bad_frames": 2})
     from prometheus_client import CollectorRegistry, generate_latest

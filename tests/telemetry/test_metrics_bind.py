@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.procs import base_env, free_port
 
 
+@pytest.mark.slow
 def test_a_non_loopback_metrics_bind_is_refused_without_insecure(tmp_path: Path) -> None:
     args = [sys.executable, "-m", "ckptd", "--root", str(tmp_path / "store"), "serve",
             "--control", f"tcp://127.0.0.1:{free_port()}",

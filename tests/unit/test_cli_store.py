@@ -20,6 +20,8 @@ from ckptd.store import LocalStore
 REPO = Path(__file__).resolve().parents[2]
 Q = "price"
 
+pytestmark = pytest.mark.slow  # every test runs the ckptd command (a process)
+
 
 def clean_env() -> dict[str, str]:
     """The environment without any CKPTD_* setting, so only the flags given count."""

@@ -137,6 +137,7 @@ def _race(folder: str, me: int, fallback: bool, barrier: object, rounds: int) ->
         handle.write(" ".join(map(str, wins)))
 
 
+@pytest.mark.slow
 def test_two_processes_renaming_to_the_same_name_exactly_one_wins(tmp_path: Path,
                                                                   rename_way: str) -> None:
     context = multiprocessing.get_context("spawn")
@@ -179,6 +180,7 @@ print("end", flush=True)
     ("after_write", "1\n2\n3\nend\n", False),
     ("", "1\n2\n3\nend\n", False),
 ])
+@pytest.mark.slow
 def test_crash_point_kills_at_the_nth_time(spec: str, printed: str, killed: bool) -> None:
     env = {k: v for k, v in os.environ.items() if k != "CKPTD_CRASH_AT"}
     env["CKPTD_CRASH_AT"] = spec

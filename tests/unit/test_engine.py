@@ -2,84 +2,21 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-from typing import Any
 
 import pytest
 
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError
 from ckptd.core.states import State
-from ckptd.daemon.engine.actions import Operators
-from ckptd.daemon.engine.engine import Engine, backoff_delay
-from ckptd.store.bucket import BucketStore
+from ckptd.daemon.engine.engine import backoff_delay
+from tests.harness import Harness
 
-_roots = itertools.count()
-
-
-class Harness:
-    """An engine on a fresh memory store, driven like the daemon drives it."""
-
-    def __init__(self, **settings: Any) -> None:
-        self.store = BucketStore(f"memory://engine-{next(_roots)}")
-        self.settings = Settings(**{"lease": 10.0, "heartbeat": 1.0, "backoff_base": 2.0,
-                                    "backoff_cap": 60.0, "backoff_jitter": 0.0, **settings})
-        self.engine = Engine(self.store, self.settings, rand=lambda: 0.5)
-        self.operators = Operators(self.engine)
-        self.now = 1_000_000.0
-        self.replies: list[Any] = []
-        self.engine.recover(self.now)
-
-    def commit(self) -> list[tuple[bytes, bytes, dict[str, Any]]]:
-        txn, self.engine.txn = self.engine.txn, type(self.engine.txn)()
-        for callback, outcome in zip(txn.callbacks, self.store.apply(txn.ops)):
-            if callback is not None:
-                callback(outcome)
-        sent, self.engine.outbox = self.engine.outbox, []
-        return sent
-
-    def submit(self, queue: str = "q", **body: Any) -> str:
-        self.engine.submit({"queue": queue, "payload": body.pop("payload", {"n": 1}), **body},
-                           self.now, self.replies.append)
-        self.commit()
-        answer = self.replies[-1]
-        if isinstance(answer, CkptdError):
-            raise answer
-        return str(answer["id"])
-
-    def hello(self, name: str = "w", slots: int = 1, queues: tuple[str, ...] = ("q",)) -> bytes:
-        identity = name.encode()
-        self.engine.hello(identity, {"worker": name, "queues": list(queues), "slots": slots},
-                          self.now)
-        self.commit()
-        return identity
-
-    def dispatch(self) -> list[dict[str, Any]]:
-        self.engine.dispatch(self.now, 64 * 1024)
-        return [body for _, kind, body in self.commit() if kind == b"job"]
-
-    def tick(self, seconds: float) -> None:
-        self.now += seconds
-        self.engine.expire_leases(self.now)
-        self.engine.promote_delayed(self.now)
-        self.commit()
-
-    def answer(self, identity: bytes, kind: str, body: dict[str, Any]
-               ) -> list[tuple[bytes, bytes, dict[str, Any]]]:
-        worker = self.engine.worker_for(identity, self.now)
-        getattr(self.engine, kind)(worker, body, self.now)
-        return self.commit()
-
-    def file(self, state: State, job_id: str, queue: str = "q") -> dict[str, Any]:
-        return json.loads(self.store.read(queue, state, job_id))
-
-    def where(self, job_id: str, queue: str = "q") -> list[State]:
-        return self.store.find(queue, job_id)
+__all__ = ["Harness"]  # tests that import it from here still find it (tests/harness.py)
 
 
-def test_a_job_goes_pending_claimed_done_with_its_result() -> None:
-    h = Harness()
+def test_a_job_goes_pending_claimed_done_with_its_result(harness: Harness) -> None:
+    h = harness
     job_id = h.submit(payload={"sku": "A"})
     w = h.hello()
     [job] = h.dispatch()
@@ -92,8 +29,8 @@ def test_a_job_goes_pending_claimed_done_with_its_result() -> None:
     assert done["history"][0]["outcome"] == "done"
 
 
-def test_credits_bound_what_a_worker_is_sent() -> None:
-    h = Harness()
+def test_credits_bound_what_a_worker_is_sent(harness: Harness) -> None:
+    h = harness
     ids = [h.submit() for _ in range(5)]
     h.hello(slots=2)
     sent = h.dispatch()
@@ -101,8 +38,8 @@ def test_credits_bound_what_a_worker_is_sent() -> None:
     assert h.dispatch() == []
 
 
-def test_a_lost_lease_retries_with_backoff_and_fences_the_old_attempt() -> None:
-    h = Harness()
+def test_a_lost_lease_retries_with_backoff_and_fences_the_old_attempt(harness: Harness) -> None:
+    h = harness
     job_id = h.submit()
     w = h.hello()
     h.dispatch()
@@ -121,8 +58,8 @@ def test_a_lost_lease_retries_with_backoff_and_fences_the_old_attempt() -> None:
     assert h.file(State.DONE, job_id)["result"] == "fresh"
 
 
-def test_heartbeats_keep_a_lease() -> None:
-    h = Harness()
+def test_heartbeats_keep_a_lease(harness: Harness) -> None:
+    h = harness
     job_id = h.submit()
     w = h.hello()
     h.dispatch()
@@ -134,8 +71,8 @@ def test_heartbeats_keep_a_lease() -> None:
     assert h.where(job_id) == [State.PENDING]
 
 
-def test_attempts_run_out_into_failed_with_the_error() -> None:
-    h = Harness()
+def test_attempts_run_out_into_failed_with_the_error(harness: Harness) -> None:
+    h = harness
     job_id = h.submit(max_attempts=2)
     w = h.hello()
     for attempt in (1, 2):
@@ -151,8 +88,8 @@ def test_attempts_run_out_into_failed_with_the_error() -> None:
     assert h.engine.queues["q"].failed == 1
 
 
-def test_fail_for_good_and_retry_with_a_delay() -> None:
-    h = Harness()
+def test_fail_for_good_and_retry_with_a_delay(harness: Harness) -> None:
+    h = harness
     a, b = h.submit(), h.submit()
     w = h.hello(slots=2)
     h.dispatch()
@@ -167,8 +104,8 @@ def test_fail_for_good_and_retry_with_a_delay() -> None:
     assert [j["id"] for j in h.dispatch()] == [b]
 
 
-def test_not_before_is_respected() -> None:
-    h = Harness()
+def test_not_before_is_respected(harness: Harness) -> None:
+    h = harness
     job_id = h.submit(delay=5)
     h.hello()
     assert h.dispatch() == []
@@ -176,8 +113,8 @@ def test_not_before_is_respected() -> None:
     assert [j["id"] for j in h.dispatch()] == [job_id]
 
 
-def test_checkpoints_are_fenced_and_given_to_the_next_attempt() -> None:
-    h = Harness()
+def test_checkpoints_are_fenced_and_given_to_the_next_attempt(harness: Harness) -> None:
+    h = harness
     job_id = h.submit()
     w = h.hello()
     h.dispatch()
@@ -200,8 +137,8 @@ def test_checkpoints_are_fenced_and_given_to_the_next_attempt() -> None:
     assert h.store.read_checkpoint("q", job_id) is None
 
 
-def test_submitting_an_existing_id_never_makes_a_second_job() -> None:
-    h = Harness()
+def test_submitting_an_existing_id_never_makes_a_second_job(harness: Harness) -> None:
+    h = harness
     h.submit(id="order-1")
     with pytest.raises(CkptdError, match="already exists"):
         h.submit(id="order-1")
@@ -212,27 +149,25 @@ def test_submitting_an_existing_id_never_makes_a_second_job() -> None:
     assert h.store.ids("q", State.PENDING) == ["order-1"]
 
 
-def test_recovery_gives_claimed_jobs_a_short_lease_until_a_worker_names_them() -> None:
-    h = Harness()
+def test_recovery_gives_claimed_jobs_a_short_lease_until_a_worker_names_them(
+        harness: Harness) -> None:
+    h = harness
     named, lost = h.submit(), h.submit()
     h.hello(slots=2)
     h.dispatch()
     # A new daemon: the claimed jobs wait for a worker to say it still runs them, for two
     # heartbeats and a second, not a whole lease (which would stall a lost one for 10 s).
-    again = Engine(h.store, h.settings)
-    now = h.now + 100
-    again.recover(now)
+    h.now += 100  # the old daemon is gone: only the clock moves
+    after = h.restart()
+    again, now = after.engine, after.now
     grace = 2 * h.settings.heartbeat + 1.0
     for job_id in (named, lost):
         lease = again.queues["q"].claimed[job_id]
         assert lease.attempt == 1 and lease.deadline == now + grace < now + h.settings.lease
+    after.now += 1
     again.hello(b"w", {"worker": "w", "queues": ["q"], "slots": 2,
-                       "running": [["q", named, 1]]}, now + 1)
-    again.expire_leases(now + grace + 0.1)
-    txn = again.index.take_txn()
-    for callback, outcome in zip(txn.callbacks, h.store.apply(txn.ops)):
-        if callback is not None:
-            callback(outcome)
+                       "running": [["q", named, 1]]}, after.now)
+    after.tick(grace - 1 + 0.1)
     assert named in again.queues["q"].claimed, "the job a worker named keeps running"
     assert lost not in again.queues["q"].claimed, "the job nobody named comes back"
     assert h.where(lost) == [State.PENDING] and h.where(named) == [State.CLAIMED]
@@ -247,12 +182,13 @@ def test_backoff_grows_and_is_capped() -> None:
     assert backoff_delay(3, jittered, lambda: 1.0) == 2.0
 
 
-def test_short_jobs_earn_a_worker_credits_beyond_its_slots_and_long_ones_none() -> None:
+def test_short_jobs_earn_a_worker_credits_beyond_its_slots_and_long_ones_none(
+        harness: Harness) -> None:
     from ckptd.daemon.engine.results import PREFETCH_MAX, extra_credits
 
     assert extra_credits(0.0001, 1) > 1 and extra_credits(0.0001, 1) <= PREFETCH_MAX
     assert extra_credits(0.01, 1) == 0 and extra_credits(5.0, 8) == 0
-    h = Harness()
+    h = harness
     ids = [h.submit() for _ in range(40)]
     w = h.hello(slots=1)
     worker = h.engine.workers["w"]
@@ -273,7 +209,8 @@ def test_short_jobs_earn_a_worker_credits_beyond_its_slots_and_long_ones_none() 
     assert worker.extra == 0
 
 
-def test_the_grant_follows_what_handlers_took_not_the_gaps_a_slow_disk_makes() -> None:
+def test_the_grant_follows_what_handlers_took_not_the_gaps_a_slow_disk_makes(
+        harness: Harness) -> None:
     """Answers far apart (each round waits on a journaled disk's flush) with handlers that
     took 50 us: the worker is starved, not slow, so it gets credits to cover the flushes;
     the slower the flushes, the more (within PREFETCH_MAX)."""
@@ -282,7 +219,7 @@ def test_the_grant_follows_what_handlers_took_not_the_gaps_a_slow_disk_makes() -
     assert extra_credits(0.0005, 1, refill=0.002) < extra_credits(0.0005, 1, refill=0.01)
     assert extra_credits(0.0005, 2) > extra_credits(0.0005, 1), "each slot needs its own"
     assert extra_credits(0.00001, 1, refill=1.0) == PREFETCH_MAX
-    h = Harness()
+    h = harness
     ids = [h.submit() for _ in range(200)]
     w = h.hello(slots=1)
     worker = h.engine.workers["w"]

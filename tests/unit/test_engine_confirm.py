@@ -11,7 +11,7 @@ from typing import Any
 from ckptd.core.config import QueueSettings
 from ckptd.core.states import State
 from ckptd.store.base import PutCheckpoint
-from tests.unit.test_engine import Harness
+from tests.harness import Harness, MakeHarness
 
 
 def _sent(messages: list[tuple[bytes, bytes, dict[str, Any]]], kind: bytes
@@ -26,8 +26,8 @@ def _answer(h: Harness, identity: bytes, kind: str, body: dict[str, Any]
     return h.commit()
 
 
-def test_done_is_confirmed_after_its_move_and_again_when_it_comes_twice() -> None:
-    h = Harness()
+def test_done_is_confirmed_after_its_move_and_again_when_it_comes_twice(harness: Harness) -> None:
+    h = harness
     job_id = h.submit()
     w = h.hello()
     h.dispatch()
@@ -40,8 +40,8 @@ def test_done_is_confirmed_after_its_move_and_again_when_it_comes_twice() -> Non
     assert h.engine.counters["stale_answers"] == 1, "counted as stale, as before"
 
 
-def test_an_answer_whose_move_is_in_flight_is_not_confirmed_twice() -> None:
-    h = Harness()
+def test_an_answer_whose_move_is_in_flight_is_not_confirmed_twice(harness: Harness) -> None:
+    h = harness
     job_id = h.submit()
     w = h.hello()
     h.dispatch()
@@ -53,8 +53,9 @@ def test_an_answer_whose_move_is_in_flight_is_not_confirmed_twice() -> None:
     assert len(_sent(sent, b"ack")) == 1 and not _sent(sent, b"ack")[0]["stale"]
 
 
-def test_failed_is_confirmed_and_an_unknown_sender_gets_its_confirmation() -> None:
-    h = Harness(max_attempts=3)
+def test_failed_is_confirmed_and_an_unknown_sender_gets_its_confirmation(
+        make_harness: MakeHarness) -> None:
+    h = make_harness(max_attempts=3)
     job_id = h.submit()
     h.hello()
     h.dispatch()
@@ -65,8 +66,8 @@ def test_failed_is_confirmed_and_an_unknown_sender_gets_its_confirmation() -> No
     assert [(i, k) for i, k, _ in sent if k == b"ack"] == [(stranger, b"ack")]
 
 
-def test_a_checkpoint_already_saved_is_confirmed_without_writing_it_again() -> None:
-    h = Harness()
+def test_a_checkpoint_already_saved_is_confirmed_without_writing_it_again(harness: Harness) -> None:
+    h = harness
     job_id = h.submit()
     w = h.hello()
     h.dispatch()
@@ -81,8 +82,9 @@ def test_a_checkpoint_already_saved_is_confirmed_without_writing_it_again() -> N
                                              "error": None}]
 
 
-def test_a_given_back_attempt_is_pending_at_once_without_costing_an_attempt() -> None:
-    h = Harness(max_attempts=1)
+def test_a_given_back_attempt_is_pending_at_once_without_costing_an_attempt(
+        make_harness: MakeHarness) -> None:
+    h = make_harness(max_attempts=1)
     job_id = h.submit()
     w = h.hello()
     h.dispatch()
@@ -99,8 +101,8 @@ def test_a_given_back_attempt_is_pending_at_once_without_costing_an_attempt() ->
     assert job["attempt"] == 2, "dispatched again at once, as the next attempt"
 
 
-def test_cancelling_a_claimed_job_tells_its_worker() -> None:
-    h = Harness()
+def test_cancelling_a_claimed_job_tells_its_worker(harness: Harness) -> None:
+    h = harness
     job_id = h.submit()
     w = h.hello()
     h.dispatch()
@@ -113,8 +115,9 @@ def test_cancelling_a_claimed_job_tells_its_worker() -> None:
     assert error["type"] == "Cancelled" and error["by"] == "ann@host (client)"
 
 
-def test_the_job_message_carries_the_job_s_or_the_queue_s_time_limit() -> None:
-    h = Harness(time_limit=30.0, queues={"slow": QueueSettings(time_limit=600.0)})
+def test_the_job_message_carries_the_job_s_or_the_queue_s_time_limit(
+        make_harness: MakeHarness) -> None:
+    h = make_harness(time_limit=30.0, queues={"slow": QueueSettings(time_limit=600.0)})
     own = h.submit(time_limit=2.5)
     plain = h.submit()
     slow = h.submit("slow")

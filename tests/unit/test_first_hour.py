@@ -20,7 +20,7 @@ from ckptd.store.admin import StoreAdmin
 from ckptd.store.local.backend import LocalStore
 from ckptd.store.local.filesystem import filesystem_of, has_journal, parse_mountinfo
 from ckptd.wire.endpoints import connect_endpoints
-from tests.unit.test_engine import Harness
+from tests.harness import Harness
 
 # -- item 14: a job file needs only what cannot be defaulted --------------------------------
 
@@ -68,8 +68,8 @@ def _hand_written(h: Harness, job_id: str, text: str) -> None:
     h.engine.pending_appeared("q", job_id)
 
 
-def test_the_daemon_claims_a_hand_written_file_as_the_full_job() -> None:
-    h = Harness()
+def test_the_daemon_claims_a_hand_written_file_as_the_full_job(harness: Harness) -> None:
+    h = harness
     h.now = time.time() + 60  # the file is older than the grace for files still being written
     _hand_written(h, "order-7", '{"sku": "A"}')
     h.hello(slots=1)
@@ -80,8 +80,8 @@ def test_the_daemon_claims_a_hand_written_file_as_the_full_job() -> None:
     assert h.engine.queues["q"].counters["quarantined"] == 0
 
 
-def test_a_hand_written_file_seconds_old_waits_for_the_grace() -> None:
-    h = Harness()
+def test_a_hand_written_file_seconds_old_waits_for_the_grace(harness: Harness) -> None:
+    h = harness
     h.now = time.time()
     _hand_written(h, "order-8", "12")  # a number may be a file still being written
     h.hello(slots=1)
@@ -137,8 +137,8 @@ def test_a_heartbeat_too_long_for_the_lease_says_how_to_fix_it() -> None:
 # -- item 15: batches the daemon has not seen end yet ---------------------------------------
 
 
-def test_a_batch_submitted_on_the_store_is_known_before_any_job_ends() -> None:
-    h = Harness()
+def test_a_batch_submitted_on_the_store_is_known_before_any_job_ends(harness: Harness) -> None:
+    h = harness
     admin = StoreAdmin(h.store, h.settings, clock=lambda: h.now)
     batch = admin.submit_file("q", b"a\nb\nc\n", fmt="lines", chunk=1, then="sum").batch
     for job_id in h.store.ids("q", State.PENDING):  # what the watcher reports
@@ -150,8 +150,8 @@ def test_a_batch_submitted_on_the_store_is_known_before_any_job_ends() -> None:
 # -- item 13: nothing left to say to a worker that said goodbye -----------------------------
 
 
-def test_a_worker_that_left_is_sent_nothing_more() -> None:
-    h = Harness()
+def test_a_worker_that_left_is_sent_nothing_more(harness: Harness) -> None:
+    h = harness
     identity = h.hello("w", slots=2)
     h.engine.hello(identity, {"worker": "w", "queues": ["q"], "slots": 0}, h.now)  # stopping
     worker = h.engine.worker_for(identity, h.now)

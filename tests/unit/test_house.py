@@ -26,11 +26,12 @@ from ckptd.core.errors import (
 )
 from ckptd.core.states import State
 from ckptd.daemon.engine.index import Txn
+from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.store.admin import StoreAdmin
 from ckptd.store.base import Move, PutManifest
 from ckptd.store.bucket import BucketStore
 from ckptd.store.local.backend import LocalStore
-from tests.unit.test_engine import Harness
+from tests.harness import Harness
 
 
 def _claimed(h: Harness, count: int) -> list[str]:
@@ -40,8 +41,9 @@ def _claimed(h: Harness, count: int) -> list[str]:
     return ids
 
 
-def test_cancel_through_the_store_and_through_the_daemon_write_the_same_fields() -> None:
-    h = Harness()
+def test_cancel_through_the_store_and_through_the_daemon_write_the_same_fields(
+        harness: Harness) -> None:
+    h = harness
     by_daemon, by_root = _claimed(h, 2)
     h.now += 3
     h.operators.cancel("q", by_daemon, h.now, h.replies.append, by="ann@vm1 (--connect)")
@@ -61,8 +63,8 @@ def test_cancel_through_the_store_and_through_the_daemon_write_the_same_fields()
     assert "--root" in two["last_error"]["by"]
 
 
-def test_reading_status_twice_gives_the_same_ready_order() -> None:
-    h = Harness()
+def test_reading_status_twice_gives_the_same_ready_order(harness: Harness) -> None:
+    h = harness
     ids = [h.submit() for _ in range(6)]
     for job_id in ids[:3]:  # stale ids at the head of the ready line
         h.operators.cancel("q", job_id, h.now, h.replies.append)
@@ -98,11 +100,13 @@ class CountingStore(BucketStore):
         return super().apply(ops)
 
 
-def test_a_reduce_is_built_from_memory_and_written_through_the_transaction() -> None:
-    h = Harness()
+def test_a_reduce_is_built_from_memory_and_written_through_the_transaction(
+        harness: Harness) -> None:
+    h = harness
     store = CountingStore(h.store.url + "-counted")
     h.store = store
     h.engine = type(h.engine)(store, h.settings, rand=lambda: 0.5)
+    h.guard = StoreGuard(store, h.clock)
     store.committing = True
     admin = StoreAdmin(store, h.settings, clock=lambda: h.now)
     data = b"".join(b"item %d\n" % n for n in range(40))
@@ -206,8 +210,8 @@ def test_store_capabilities_have_stated_defaults(tmp_path: Any) -> None:
     assert bucket.ids_after("q", State.PENDING, "b") == []
 
 
-def test_every_holder_of_the_settings_sees_a_reload() -> None:
-    h = Harness()
+def test_every_holder_of_the_settings_sees_a_reload(harness: Harness) -> None:
+    h = harness
     live = LiveSettings(h.settings)
     store = h.store
     from ckptd.daemon.cluster.bucket_role import BucketRole

@@ -31,6 +31,7 @@ def _make_ids(path: str, count: int) -> None:
         handle.write("\n".join(made))
 
 
+@pytest.mark.slow
 def test_ids_are_sorted_and_unique_across_processes(tmp_path: object) -> None:
     context = multiprocessing.get_context("spawn")
     paths = [os.path.join(str(tmp_path), f"ids.{n}") for n in range(PROCESSES)]

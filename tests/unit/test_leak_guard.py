@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 LEAKY = '''
@@ -35,6 +37,7 @@ def test_cleans_up():
 '''
 
 
+@pytest.mark.slow
 def test_leaking_tests_fail_and_clean_ones_pass(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     (tmp_path / "test_leaky.py").write_text(LEAKY.format(pidfile=str(pidfile)))

@@ -19,6 +19,7 @@ json_values = st.recursive(
     max_leaves=20)
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(frames)
 def test_the_decoders_only_ever_raise_protocol_error(message: list[bytes]) -> None:
@@ -34,6 +35,7 @@ def test_the_decoders_only_ever_raise_protocol_error(message: list[bytes]) -> No
 @settings(max_examples=1000, deadline=None)
 @given(st.sampled_from(sorted(protocol.WORKER_MESSAGES)), json_values,
        st.dictionaries(st.text(max_size=10), json_values, max_size=6))
+@pytest.mark.slow
 def test_well_framed_messages_with_any_body_are_checked_not_trusted(
         kind: bytes, value: object, body: dict[str, object]) -> None:
     for candidate in ([protocol.VERSION, kind, json.dumps(value).encode()],

@@ -56,10 +56,21 @@ def test_a_size_that_does_not_match_is_refused() -> None:
 def test_the_memory_limit_holds_across_uploads() -> None:
     uploads = Uploads(max_bytes=10)
     uploads.add(part("a", 0, b"x" * 6), 0.0)
-    with pytest.raises(UploadError, match="limit 10"):
+    with pytest.raises(UploadError, match="upload_limit_total = 10"):
         uploads.add(part("b", 0, b"x" * 5), 0.0)
     uploads.take({"upload": "a", "size": 6}, 0.0)
     assert uploads.add(part("b", 0, b"x" * 5), 0.0) == 5
+
+
+def test_one_client_holds_at_most_its_share() -> None:
+    uploads = Uploads(max_bytes=100, max_client_bytes=10)
+    uploads.add(part("a", 0, b"x" * 6), 0.0, b"client-1")
+    with pytest.raises(UploadError, match="upload_limit_client = 10"):
+        uploads.add(part("b", 0, b"x" * 5), 0.0, b"client-1")  # a second upload: the same
+    with pytest.raises(UploadError, match="upload_limit_client = 10"):
+        uploads.add(part("a", 6, b"x" * 5), 0.0, b"client-2")  # its upload, another socket
+    assert uploads.add(part("c", 0, b"x" * 9), 0.0, b"client-2") == 9  # others go on
+    assert uploads.refused == 2 and uploads.held == 15
 
 
 def test_an_idle_upload_is_dropped() -> None:

@@ -5,7 +5,8 @@ and moves files: for each queue whose retention is on (``keep_done``, ``keep_fai
 ``keep_last``; by default done jobs are kept 7 days and failed ones 30), it lists ``done/``
 and ``failed/`` with the time each file last changed (when the job ended), and removes each
 job that is older than its state keeps, or beyond the newest ``keep_last`` (its file, its
-checkpoint and its blobs), or with ``archive`` moves it under ``archive/<DATE>/``, DATE being
+checkpoint, its blobs and its own logs), or with ``archive`` moves it (and its logs) under
+``archive/<DATE>/``, DATE being
 the day it ended (UTC). It works in groups of :data:`GROUP` jobs with a pause between
 them as long as the group took (at least :data:`PAUSE`), so the daemon's loop (which
 dispatches) keeps the interpreter and the disk most of the time; the loop only folds the
@@ -31,6 +32,7 @@ from ckptd.core.queue_controls import Retention, retention_of
 from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
 from ckptd.store.base import Store
+from ckptd.store.job_logs import JobLogs, job_logs
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,10 @@ class Sweeper:
         self.next_at = 0.0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        try:
+            self.logs: JobLogs | None = job_logs(store)  # removed (or archived) with the jobs
+        except CkptdError:
+            self.logs = None
 
     def close(self) -> None:
         """Stop a sweep in progress (it ends after its group). Idempotent."""
@@ -132,9 +138,13 @@ class Sweeper:
                     folder = time.strftime("%Y-%m-%d", time.gmtime(ended))
                     if self.store.archive(queue, state, job_id, folder):
                         swept.archived.append(job_id)
+                        if self.logs is not None:  # the job's own logs go with it
+                            self.logs.archive(queue, job_id, folder)
             else:
                 swept.removed = self.store.remove_finished(queue, state,
                                                            [job_id for job_id, _ in group])
+                if self.logs is not None:
+                    self.logs.remove(queue, swept.removed)
             self.results.append(swept)
             self.wake()
             # As long as the group took (at least PAUSE): half the time at most, so that a

@@ -234,6 +234,26 @@ class Scheduler:
 
         self.submit(body, now, answered)
 
+    def run_now(self, name: str, now: float, by: str,
+                reply: Callable[[Any], None]) -> None:
+        """Submit one job of schedule ``name`` now, besides its ticks (an operator's "run
+        now"): its id is ``NAME.now-<time>``, and its plan and record are left as they are.
+        ``reply`` gets the submit's answer."""
+        plan = self.plans.get(name)
+        if plan is None:
+            known = ", ".join(sorted(self.plans)) or "none"
+            reply(ConfigError(f"no schedule {name!r} runs in this daemon (schedules: {known})"))
+            return
+        schedule = plan.schedule
+        stamp = tick_id(schedule.name, now).split(".", 1)[1]
+        body: dict[str, Any] = {"queue": schedule.queue, "payload": schedule.payload,
+                                "id": f"{schedule.name}.now-{stamp}", "if_exists": "return"}
+        if schedule.max_attempts:
+            body["max_attempts"] = schedule.max_attempts
+        log.info("schedule run now", extra={"fields": {"schedule": name, "by": by,
+                                                       "id": body["id"]}})
+        self.submit(body, now, reply)
+
     def _write_record(self, plan: Plan, now: float) -> None:
         """Say which tick was the last submitted (after its job is durable: a crash before
         this only makes the next daemon find that job already there)."""

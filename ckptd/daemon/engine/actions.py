@@ -10,7 +10,7 @@ change the index.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ckptd.codec import decode_job, encode_job
@@ -24,10 +24,10 @@ from ckptd.core.errors import (
 )
 from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
+from ckptd.daemon.engine.bulk import SLICE, Slices, Tally
 from ckptd.daemon.engine.controls_view import controls_view
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.figures import queue_figures
-from ckptd.daemon.engine.index import Callback
 from ckptd.store.admin import purgeable
 from ckptd.store.base import Delete, Move, Outcome
 from ckptd.wire.protocol import Body
@@ -42,6 +42,16 @@ class Operators:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.slices = Slices()  # retries and purges of many jobs, a slice per turn
+
+    @property
+    def busy(self) -> bool:
+        """True while a sliced action has work left (the loop should not sleep)."""
+        return self.slices.busy
+
+    def tick(self, now: float) -> None:
+        """One slice of the sliced actions (the loop calls it every turn)."""
+        self.slices.run()
 
     def known_queue(self, queue: str) -> None:
         """Raise QueueNotFound unless the daemon (or its store) has ``queue``."""
@@ -137,18 +147,70 @@ class Operators:
 
     def retry(self, queue: str, ids: list[str] | None, attempts: int | None,
               reply: Reply) -> None:
-        """Move failed jobs back to pending (all when ``ids`` is None)."""
+        """Move failed jobs back to pending (all when ``ids`` is None).
+
+        A few named jobs are moved in this turn, all or none (one that is not failed is an
+        error). Every failed job, or many named ones, are moved a slice per turn
+        (:mod:`ckptd.daemon.engine.bulk`): dispatch goes on meanwhile, and a job that is no
+        longer failed when its turn comes is skipped and counted.
+        """
         engine = self.engine
-        store = engine.store
         try:
             self.known_queue(queue)
         except CkptdError as exc:
             reply(exc)
             return
         index = engine.queue(queue)
-        names = store.ids(queue, State.FAILED) if ids is None else ids
+        if ids is not None and len(ids) <= SLICE:
+            self._retry_now(queue, ids, attempts, reply)
+            return
+        names = engine.store.ids(queue, State.FAILED) if ids is None else ids
+        done: list[str] = []
+        skipped = [0]
+        tally = Tally(reply, lambda: {"ids": done, "skipped": skipped[0]})
+
+        def steps() -> Iterator[None]:
+            for job_id in names:
+                try:
+                    job = decode_job(engine.store.read(queue, State.FAILED, job_id), queue,
+                                     job_id)
+                except JobNotFound:
+                    skipped[0] += 1
+                    yield
+                    continue
+                data = encode_job(edits.retried(job, attempts
+                                                or engine.settings.max_attempts_for(queue)))
+                index.ready.note(job_id, job.get("priority"))
+                engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data),
+                               tally.track(self._retried(queue, job_id, done)))
+                yield
+
+        self.slices.add(steps(), tally)
+
+    def _retried(self, queue: str, job_id: str, done: list[str]) -> Callable[[Outcome], None]:
+        """What a retry's move does to the index once it is applied."""
+        engine = self.engine
+        index = engine.queue(queue)
+
+        def moved(outcome: Outcome) -> None:
+            if outcome is None:
+                done.append(job_id)
+                engine.flows.reopened(queue, job_id)
+                index.failed = max(0, index.failed - 1)
+                index.pending.add(job_id)
+                index.added_since_scan.add(job_id)
+                index.ready.append(job_id)
+                log.info("retry", extra={"fields": {"queue": queue, "id": job_id,
+                                                    "from": "failed", "to": "pending"}})
+        return moved
+
+    def _retry_now(self, queue: str, ids: list[str], attempts: int | None,
+                   reply: Reply) -> None:
+        engine = self.engine
+        store = engine.store
+        index = engine.queue(queue)
         moves: list[tuple[str, bytes]] = []
-        for job_id in names:
+        for job_id in ids:
             try:
                 job = decode_job(store.read(queue, State.FAILED, job_id), queue, job_id)
             except JobNotFound:
@@ -164,25 +226,11 @@ class Operators:
             reply({"ids": []})
             return
         done: list[str] = []
-
-        def one(job_id: str, last: bool) -> Callback:
-            def moved(outcome: Outcome) -> None:
-                if outcome is None:
-                    done.append(job_id)
-                    engine.flows.reopened(queue, job_id)
-                    index.failed = max(0, index.failed - 1)
-                    index.pending.add(job_id)
-                    index.added_since_scan.add(job_id)
-                    index.ready.append(job_id)
-                    log.info("retry", extra={"fields": {"queue": queue, "id": job_id,
-                                                        "from": "failed", "to": "pending"}})
-                if last:
-                    reply({"ids": done})
-            return moved
-
-        for position, (job_id, data) in enumerate(moves):
+        tally = Tally(reply, lambda: {"ids": done})
+        for job_id, data in moves:
             engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data),
-                           one(job_id, position == len(moves) - 1))
+                           tally.track(self._retried(queue, job_id, done)))
+        tally.finish()
 
     def cancel(self, queue: str, job_id: str, now: float, reply: Reply,
                by: str = "an operator") -> None:
@@ -232,33 +280,41 @@ class Operators:
                                   f"'ckptd purge {queue} {state}' to remove it"))
 
     def purge(self, queue: str, state: State, older_than: float | None, now: float,
-              reply: Reply) -> None:
-        """Remove done or failed jobs (in the round's transaction); reply with how many."""
+              reply: Reply, ids: list[str] | None = None) -> None:
+        """Remove done or failed jobs (those of ``ids`` only, when given), a slice per turn;
+        reply with how many."""
         engine = self.engine
         try:
             self.known_queue(queue)
+            purgeable(engine.store, queue, state, 0.0, now, ids=[])  # checks the state
         except CkptdError as exc:
             reply(exc)
             return
         index = engine.queue(queue)
-        doomed = purgeable(engine.store, queue, state, older_than, now)
-        if not doomed:
-            reply({"count": 0})
-            return
+        store = engine.store
+        names = store.ids(queue, state) if ids is None else ids
         count = [0]
+        tally = Tally(reply, lambda: {"count": count[0]})
 
-        def one(last: bool) -> Callback:
-            def removed(outcome: Outcome) -> None:
-                if outcome is None:
-                    count[0] += 1
-                    if state is State.DONE:
-                        index.done = max(0, index.done - 1)
-                    else:
-                        index.failed = max(0, index.failed - 1)
-                if last:
-                    reply({"count": count[0]})
-            return removed
+        def removed(outcome: Outcome) -> None:
+            if outcome is None:
+                count[0] += 1
+                if state is State.DONE:
+                    index.done = max(0, index.done - 1)
+                else:
+                    index.failed = max(0, index.failed - 1)
 
-        for position, job_id in enumerate(doomed):
-            index.checkpointed.discard(job_id)
-            engine.txn.add(Delete(queue, state, job_id), one(position == len(doomed) - 1))
+        def steps() -> Iterator[None]:
+            for position in range(0, len(names), 64):  # mtimes looked at 64 at a time
+                chunk = names[position:position + 64]
+                if ids is not None:  # named jobs: only those that are there
+                    chunk = [i for i in chunk if store.exists(queue, state, i)]
+                doomed = purgeable(store, queue, state, older_than, now, ids=chunk)
+                for job_id in doomed:
+                    index.checkpointed.discard(job_id)
+                    engine.txn.add(Delete(queue, state, job_id), tally.track(removed))
+                if doomed:
+                    engine.log_writer.remove(queue, doomed)  # their own logs go too
+                yield
+
+        self.slices.add(steps(), tally)

@@ -170,6 +170,10 @@ class Dispatcher:
             body["payload_ref"] = "job"  # inline in the job file, too big for a message
         else:
             body["payload"] = job.get("payload")
+        if job.get("meta"):
+            body["meta"] = job["meta"]  # what the client's hooks added (a trace context)
+        if ix.traces is not None:
+            ix.traces.dispatched(queue, job_id, attempt, job, body)
         if job_id in index.checkpointed:
             checkpoint = self._checkpoint_state(queue, job_id, message_limit)
             if checkpoint is not None:

@@ -35,9 +35,11 @@ from ckptd.daemon.controls.schedules import Scheduler
 from ckptd.daemon.engine.dispatch import Dispatcher, read_unread
 from ckptd.daemon.engine.flows import Flows
 from ckptd.daemon.engine.index import Index, QueueIndex, Txn, WorkerInfo
+from ckptd.daemon.engine.log_writer import LogWriter, Piece
 from ckptd.daemon.engine.open_jobs import OpenJobs
 from ckptd.daemon.engine.results import Answers, backoff_delay
 from ckptd.daemon.engine.workers import Workers
+from ckptd.daemon.telemetry.traces import traces_of
 from ckptd.store import recovery
 from ckptd.store.admin import prepare_submit
 from ckptd.store.base import Outcome, Store
@@ -97,6 +99,8 @@ class Engine:
         self.open_jobs = OpenJobs()
         self.scheduler = Scheduler(ix.live, store, self.submit, lambda q: self.index.leads(q))
         self.sweeper = Sweeper(store, ix.live, wake=wake)
+        self.log_writer = LogWriter(store, ix.live)  # jobs' own logs, written by a thread
+        ix.traces = traces_of(ix.settings.tracing, name)
         self._read_after = 0.0  # pending files are read for their priorities from then on
         ix.deadlines += [self._unread_due, self._token_due, self.scheduler.next_due]
 
@@ -165,9 +169,22 @@ class Engine:
             self.heartbeat(worker, body, now)
         elif kind == b"progress":
             self.progress(worker, body, now)
+        elif kind == b"log":
+            self.job_log(body)
         elif kind == b"bye":
             self.forget_worker(worker, "said goodbye")
         return True
+
+    def job_log(self, body: Body) -> None:
+        """A piece of a running attempt's own log: written by the log writer's thread (a
+        piece of an attempt that is no longer claimed is dropped and counted)."""
+        index = self.index.queues.get(body["queue"])
+        lease = index.claimed.get(body["id"]) if index else None
+        if lease is None or lease.attempt != body["attempt"]:
+            self.log_writer.counts["stale"] = self.log_writer.counts.get("stale", 0) + 1
+            return
+        self.log_writer.add(Piece(body["queue"], body["id"], body["attempt"], body["offset"],
+                                  body["text"]))
 
     def _txn(self) -> Txn:
         return self.index.txn
@@ -378,7 +395,8 @@ class Engine:
                                       job_id=job_id, max_attempts=body.get("max_attempts"),
                                       delay=body.get("delay"), batch=body.get("batch"),
                                       fresh=fresh, time_limit=body.get("time_limit"),
-                                      priority=priority, decoded=True)
+                                      priority=priority, decoded=True,
+                                      meta=body.get("meta"))
         except (CkptdError, ValueError) as exc:
             reply(exc if isinstance(exc, CkptdError) else CkptdError(str(exc)))
             return

@@ -10,7 +10,13 @@ from ckptd.daemon.engine.controls_view import controls_view
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.index import QueueIndex, WorkerInfo
 from ckptd.daemon.telemetry.metrics import RATE_WINDOW
-from ckptd.daemon.telemetry.snapshot import BatchSnapshot, QueueSnapshot, Snapshot
+from ckptd.daemon.telemetry.snapshot import (
+    RUNNING_SHOWN,
+    BatchSnapshot,
+    QueueSnapshot,
+    RunningJob,
+    Snapshot,
+)
 from ckptd.store.base import Store
 
 
@@ -28,16 +34,22 @@ def queue_figures(index: QueueIndex, workers: Iterable[WorkerInfo], store: Store
     """The per-queue figures of ``status`` beyond the counts: none of them scans jobs."""
     metrics = index.metrics
     lead, cycle = metrics.recent_quantiles()
+    serving = [w for w in workers if index.name in w.queues]
+    recent = metrics.cycle_recent
+    head = index.first_ready()
+    if head is None and index.ready.unread:  # files dropped in by hand, not read yet
+        head = next((i for i in index.ready.unread if i in index.pending), None)
     return {
         "throughput_1m": metrics.finished.count(now) / float(RATE_WINDOW),
         "delayed": len(index.delayed_at),
-        "workers": sum(1 for w in workers if index.name in w.queues),
+        "workers": len(serving),
+        "slots": sum(w.slots for w in serving),  # a draining worker has none
+        "cycle_mean_s": sum(recent) / len(recent) if recent else None,
         "lead_p50_s": lead[0] if lead else None,
         "lead_p95_s": lead[1] if lead else None,
         "cycle_p50_s": cycle[0] if cycle else None,
         "cycle_p95_s": cycle[1] if cycle else None,
-        "oldest_pending_age_s": metrics.oldest_pending_age(index.first_ready(), store,
-                                                           index.name, now),
+        "oldest_pending_age_s": metrics.oldest_pending_age(head, store, index.name, now),
     }
 
 
@@ -65,10 +77,24 @@ def build_snapshot(engine: Engine, now: float, *, started_at: float, drops: dict
                                     metrics.cycle.frozen(), metrics.dispatch.frozen(),
                                     batches, tuple(metrics.failures), minutes,
                                     controls_view(engine, name)))
+    # Slots are what a worker runs at once; credits are what the daemon may still send it,
+    # prefetch included (extra), so free slots are slots less running, never credits.
     workers = tuple({"id": w.id, "host": w.host, "pid": w.pid, "queues": list(w.queues),
-                     "slots": w.slots, "free": w.credits, "running": len(w.running),
-                     "seen_s_ago": round(now - w.last_seen, 1)}
+                     "slots": w.slots, "free": max(0, w.slots - len(w.running)),
+                     "credits": w.credits, "extra": w.extra, "running": len(w.running),
+                     "draining": w.slots == 0, "seen_s_ago": round(now - w.last_seen, 1)}
                     for w in engine.workers.values())
     return Snapshot(now, engine.name, engine.store.url, started_at, len(engine.workers),
                     stopping, dict(drops), dict(engine.counters), tuple(queues), workers,
-                    tuple(engine.scheduler.view(now)))
+                    tuple(engine.scheduler.view(now)), running_jobs(engine, now),
+                    engine.settings.drain_target)
+
+
+def running_jobs(engine: Engine, now: float) -> tuple[RunningJob, ...]:
+    """The claimed jobs, newest first (at most :data:`RUNNING_SHOWN` of them)."""
+    leases = [lease for index in engine.queues.values() for lease in index.claimed.values()]
+    leases.sort(key=lambda lease: lease.claimed_at, reverse=True)
+    return tuple(RunningJob(lease.queue, lease.id, lease.worker, lease.claimed_at,
+                            lease.attempt, dict(lease.progress) if lease.progress else None,
+                            lease.checkpoint_at, lease.heartbeat_at, lease.closing)
+                 for lease in leases[:RUNNING_SHOWN])

@@ -26,6 +26,7 @@ from ckptd.core.states import State, transition_name
 from ckptd.daemon.controls.gate import Gate
 from ckptd.daemon.controls.priorities import ReadyLines
 from ckptd.daemon.telemetry.metrics import QueueMetrics
+from ckptd.daemon.telemetry.traces import Traces
 from ckptd.store.base import Move, Op, Outcome, Store
 from ckptd.wire.protocol import Body
 
@@ -170,6 +171,7 @@ class Index:
         self.deadlines: list[Callable[[], float | None]] = []
         #: Whether this daemon leads a queue (several daemons on one store each lead some).
         self.leads: Callable[[str], bool] = lambda queue: True
+        self.traces: Traces | None = None  # OpenTelemetry spans of dispatch and moves
 
     def note_apply(self, seconds: float) -> None:
         """A round's store ops took ``seconds`` to apply (and flush): update ``refill``."""
@@ -322,7 +324,9 @@ class Index:
         return None
 
     def log_move(self, lease: Lease, src: State, dst: State, now: float, **more: Any) -> None:
-        """The one log line of a state change."""
+        """The one log line of a state change (and its span, when tracing is on)."""
+        if self.traces is not None:
+            self.traces.moved(lease.queue, lease.id, lease.attempt, src.value, dst.value, more)
         if not log.isEnabledFor(logging.INFO):
             return
         fields: dict[str, Any] = {"queue": lease.queue, "id": lease.id,

@@ -46,7 +46,9 @@ class OpenJobs:
         if body.get("own_id"):
             raise InvalidInput(f"queue {index.name!r} makes ids from payloads (unique = "
                                "\"payload\" in its config): submit without an id of your own")
-        key = dedup.payload_key(body.get("payload"))
+        given = body.get("payload_key")  # a keyed hash, from a client that seals payloads
+        key = given if isinstance(given, str) and dedup.key_of(given) == given \
+            else dedup.payload_key(body.get("payload"))
         fresh = False
         if unique[1] == "forever":
             job_id = key

@@ -235,6 +235,8 @@ class Answers:
         who = lease.worker or (worker.id if worker else None)
         error = jobs.error_record(body["error"], body.get("type") or "Error",
                                   body.get("traceback"), lease.attempt, now, who)
+        if body.get("log_tail"):
+            error["log_tail"] = body["log_tail"]  # the last lines of the attempt's own log
 
         def confirm() -> None:
             self._ack(identity, body)

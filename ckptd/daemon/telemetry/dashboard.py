@@ -1,275 +1,29 @@
-"""The read-only web dashboard: server-rendered HTML with small inline SVG charts.
+"""The console's overview and queue pages, rendered from a snapshot (no store read, so the
+page costs the same with a million jobs as with ten).
 
-No scripts, no forms, no build step: every page is a GET that renders a
-:class:`ckptd.daemon.telemetry.snapshot.Snapshot` (or, for a job page, what ``explain``
-says). Everything that comes from users (queue names, job ids, batches, error messages,
-payloads) is escaped.
+The overview is the queue table (paused and limited queues marked, a failed count in red
+only when it is not 0, the autoscaling figures), the charts of the queues that had traffic
+in the last hour (an idle queue draws none), running jobs in short, workers, schedules and
+dropped messages. A queue's page adds its controls and the actions on it.
 """
 
 from __future__ import annotations
 
-import json
-from html import escape
 from typing import Any
-from urllib.parse import quote
 
 from ckptd.core.controls_text import controls_summary
-from ckptd.core.timefmt import format_duration, utc_iso
-from ckptd.daemon.telemetry.metrics import MinuteSample
+from ckptd.core.timefmt import utc_iso
+from ckptd.daemon.telemetry.autoscale import scale_of
+from ckptd.daemon.telemetry.charts import bar_chart, had_traffic, line_chart
+from ckptd.daemon.telemetry.page_parts import Viewer, dur, esc, href, link, page, when
 from ckptd.daemon.telemetry.snapshot import QueueSnapshot, Snapshot
 
-REFRESH_SECONDS = 5
-
-STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d232a;background:#fafbfc}
-h1{font-size:1.4em;margin:0 0 .2em} h2{font-size:1.15em;margin:1.6em 0 .4em}
-h3{font-size:1em;margin:1em 0 .3em}
-.meta{color:#5b6670;margin-bottom:1em}
-table{border-collapse:collapse;background:#fff;margin:.3em 0}
-th,td{border:1px solid #d8dde2;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#eef1f4} td.n{text-align:right;font-variant-numeric:tabular-nums}
-.failed{color:#b42318} .done{color:#1a7f37} .muted{color:#5b6670}
-pre{background:#fff;border:1px solid #d8dde2;padding:.6em;overflow:auto;max-height:30em}
-.charts{display:flex;gap:1.5em;flex-wrap:wrap} .chart{background:#fff;border:1px solid #d8dde2}
-ul.explain li{margin:.2em 0} a{color:#0b5cad}
-"""
-
-
-def _e(value: Any) -> str:
-    return escape(str(value), quote=True)
-
-
-def _dur(value: Any) -> str:
-    return "-" if value is None else format_duration(float(value))
-
-
-def _page(title: str, body: str, refresh: bool = False) -> str:
-    meta = f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">' if refresh else ""
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{_e(title)}</title>{meta}<style>{STYLE}</style></head>"
-            f"<body>{body}</body></html>\n")
+STATE_COLUMNS = ("pending", "delayed", "waiting", "claimed", "done", "failed")
 
 
 def job_href(queue: str, job_id: str) -> str:
     """The URL path of a job's page."""
-    return f"/job/{quote(queue, safe='')}/{quote(job_id, safe='')}"
-
-
-# -- charts -------------------------------------------------------------------------------
-
-def bar_chart(minutes: tuple[MinuteSample, ...], now: float, width: int = 480,
-              height: int = 120) -> str:
-    """Jobs finished per minute over the last hour: done (green) under failed (red)."""
-    pad_left, pad_bottom = 34, 16
-    inner_w, inner_h = width - pad_left - 4, height - pad_bottom - 6
-    start = (int(now // 60) - 59) * 60.0
-    by_start = {m.start: m for m in minutes}
-    peak = max([m.succeeded + m.failed for m in minutes] + [1])
-    bar_w = inner_w / 60.0
-    parts = [f'<svg class="chart" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
-             "<title>jobs finished per minute, last hour</title>"]
-    for slot in range(60):
-        sample = by_start.get(start + slot * 60.0)
-        if sample is None:
-            continue
-        x = pad_left + slot * bar_w
-        ok_h = inner_h * sample.succeeded / peak
-        bad_h = inner_h * sample.failed / peak
-        base = 6 + inner_h
-        if ok_h:
-            parts.append(f'<rect x="{x:.1f}" y="{base - ok_h:.1f}" width="{max(bar_w - 1, 1):.1f}"'
-                         f' height="{ok_h:.1f}" fill="#2da44e"><title>{sample.succeeded} done, '
-                         f'{sample.failed} failed at {_e(utc_iso(sample.start)[11:16])}'
-                         "</title></rect>")
-        if bad_h:
-            parts.append(f'<rect x="{x:.1f}" y="{base - ok_h - bad_h:.1f}" '
-                         f'width="{max(bar_w - 1, 1):.1f}" height="{bad_h:.1f}" fill="#cf222e"/>')
-    parts += _axes(width, height, pad_left, pad_bottom, str(peak), "jobs/min")
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def line_chart(minutes: tuple[MinuteSample, ...], now: float, width: int = 480,
-               height: int = 120) -> str:
-    """Lead time per minute over the last hour: mean (blue) and p95 estimate (orange)."""
-    pad_left, pad_bottom = 34, 16
-    inner_w, inner_h = width - pad_left - 4, height - pad_bottom - 6
-    start = (int(now // 60) - 59) * 60.0
-    values = [v for m in minutes for v in (m.lead_mean, m.lead_p95) if v is not None]
-    peak = max(values + [0.001])
-    parts = [f'<svg class="chart" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
-             "<title>lead time per minute, last hour</title>"]
-    for attr, colour in (("lead_mean", "#0969da"), ("lead_p95", "#bc4c00")):
-        points = []
-        for m in minutes:
-            value = getattr(m, attr)
-            slot = (m.start - start) / 60.0
-            if value is None or slot < 0:
-                continue
-            x = pad_left + (slot + 0.5) * inner_w / 60.0
-            y = 6 + inner_h - inner_h * value / peak
-            points.append(f"{x:.1f},{y:.1f}")
-        if len(points) == 1:
-            cx, cy = points[0].split(",")
-            parts.append(f'<circle cx="{cx}" cy="{cy}" r="2" fill="{colour}"/>')
-        elif points:
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" '
-                         f'points="{" ".join(points)}"/>')
-    parts += _axes(width, height, pad_left, pad_bottom, format_duration(peak),
-                   "lead time: mean (blue), p95 (orange)")
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _axes(width: int, height: int, pad_left: int, pad_bottom: int, top: str, label: str
-          ) -> list[str]:
-    bottom = height - pad_bottom
-    return [f'<line x1="{pad_left}" y1="6" x2="{pad_left}" y2="{bottom}" stroke="#8c959f"/>',
-            f'<line x1="{pad_left}" y1="{bottom}" x2="{width - 4}" y2="{bottom}" '
-            'stroke="#8c959f"/>',
-            f'<text x="{pad_left - 3}" y="14" font-size="10" text-anchor="end">{_e(top)}</text>',
-            f'<text x="{pad_left - 3}" y="{bottom}" font-size="10" text-anchor="end">0</text>',
-            f'<text x="{pad_left}" y="{height - 3}" font-size="10">-60 min</text>',
-            f'<text x="{width - 4}" y="{height - 3}" font-size="10" text-anchor="end">now</text>',
-            f'<text x="{(width + pad_left) / 2:.0f}" y="{height - 3}" font-size="10" '
-            f'text-anchor="middle">{_e(label)}</text>']
-
-
-# -- pages --------------------------------------------------------------------------------
-
-STATE_COLUMNS = ("pending", "delayed", "claimed", "done", "failed")
-
-
-def render_index(snap: Snapshot | None, now: float | None = None) -> str:
-    """The overview: queues, charts, batches, recent failures, workers."""
-    if snap is None:
-        return _page("ckptd", "<h1>ckptd</h1><p>Starting: no figures yet.</p>", refresh=True)
-    now = snap.at if now is None else now
-    body = [f"<h1>ckptd</h1><div class=\"meta\">daemon <b>{_e(snap.daemon)}</b> &middot; store "
-            f"<code>{_e(snap.root)}</code> &middot; up {_e(_dur(snap.at - snap.started_at))} "
-            f"&middot; {snap.workers} worker(s) &middot; figures of "
-            f"{_e(utc_iso(snap.at)[:19])}Z"
-            + (" &middot; <b>stopping</b>" if snap.stopping else "")
-            + ' &middot; <a href="/metrics">/metrics</a></div>']
-    body.append(_queue_table(snap))
-    for q in snap.queues:
-        body.append(_queue_section(q, now))
-    body.append(_workers(snap))
-    if snap.schedules:
-        rows = "".join(f"<tr><td>{_e(r['name'])}</td><td>{_e(r['queue'])}</td>"
-                       f"<td>{_e(r['when'])}</td><td>{_e(r['next'])}</td>"
-                       f"<td>{_e(r['last'] or 'never')}</td><td>{_e(r['catch_up'])}</td></tr>"
-                       for r in snap.schedules)
-        body.append("<h2>Schedules</h2><table id=\"schedules\"><tr><th>schedule</th>"
-                    "<th>queue</th><th>when</th><th>next</th><th>last</th><th>catch_up</th>"
-                    f"</tr>{rows}</table>")
-    if snap.drops:
-        rows = "".join(f"<tr><td>{_e(k)}</td><td class=\"n\">{v}</td></tr>"
-                       for k, v in sorted(snap.drops.items()))
-        body.append(f"<h2>Dropped messages</h2><table><tr><th>socket:reason</th><th>count</th>"
-                    f"</tr>{rows}</table>")
-    return _page("ckptd dashboard", "".join(body), refresh=True)
-
-
-def _queue_table(snap: Snapshot) -> str:
-    if not snap.queues:
-        return "<p>No queues yet.</p>"
-    head = ("<tr><th>queue</th>" + "".join(f"<th>{c}</th>" for c in STATE_COLUMNS)
-            + "<th>jobs/s (1 min)</th><th>lead p50 / p95</th><th>cycle p50 / p95</th>"
-              "<th>oldest pending</th><th>workers</th></tr>")
-    rows = []
-    for q in snap.queues:
-        f = q.figures
-        cells = "".join(f'<td class="n {c}" data-queue="{_e(q.name)}" data-state="{c}">'
-                        f"{q.counts.get(c, 0)}</td>" for c in STATE_COLUMNS)
-        rows.append(f'<tr><td><a href="#q-{_e(q.name)}">{_e(q.name)}</a></td>{cells}'
-                    f'<td class="n">{f["throughput_1m"]:.2f}</td>'
-                    f'<td class="n">{_dur(f["lead_p50_s"])} / {_dur(f["lead_p95_s"])}</td>'
-                    f'<td class="n">{_dur(f["cycle_p50_s"])} / {_dur(f["cycle_p95_s"])}</td>'
-                    f'<td class="n">{_dur(f["oldest_pending_age_s"])}</td>'
-                    f'<td class="n">{f["workers"]}</td></tr>')
-    return f"<h2>Queues</h2><table id=\"queues\">{head}{''.join(rows)}</table>"
-
-
-def _queue_section(q: QueueSnapshot, now: float) -> str:
-    out = [f'<h2 id="q-{_e(q.name)}">Queue {_e(q.name)}</h2>',
-           f'<div class="meta">since the daemon started: {q.counters["submitted"]} submitted, '
-           f'{q.counters["succeeded"]} succeeded, {q.counters["failed"]} failed, '
-           f'{q.counters["retried"]} retried, {q.counters["expired"]} leases expired, '
-           f'{q.counters["stale_answers"]} stale answers; dispatch latency mean '
-           f"{_dur(q.dispatch.mean())}</div>",
-           f'<div class="meta controls">controls: {_e(controls_summary(q.controls) or "none")}'
-           "</div>",
-           '<div class="charts">', bar_chart(q.minutes, now), line_chart(q.minutes, now),
-           "</div>"]
-    if q.batches:
-        rows = "".join(
-            f"<tr><td>{_e(b.name)}</td><td class=\"n\">{b.submitted}</td>"
-            f"<td class=\"n\">{b.succeeded}</td><td class=\"n\">{b.failed}</td>"
-            f"<td class=\"n\">{b.retried}</td><td class=\"n\">{_dur(b.lead.mean())}</td>"
-            f"<td class=\"n\">{_dur(b.cycle.mean())}</td></tr>" for b in q.batches[-50:])
-        out.append("<h3>Batches (since the daemon started)</h3><table><tr><th>batch</th>"
-                   "<th>submitted</th><th>succeeded</th><th>failed</th><th>retried</th>"
-                   f"<th>lead mean</th><th>cycle mean</th></tr>{rows}</table>")
-    if q.failures:
-        rows = "".join(
-            f'<tr><td><a href="{_e(job_href(q.name, n.id))}">{_e(n.id)}</a></td>'
-            f"<td>{_e(utc_iso(n.at)[:19]) if n.at else '-'}</td><td class=\"n\">{n.attempts}</td>"
-            f"<td>{_e(n.batch or '')}</td>"
-            f"<td class=\"failed\">{_e(error_text(n.type, n.message))}</td>"
-            "</tr>" for n in reversed(q.failures))
-        out.append(f"<h3>Failed jobs (latest {len(q.failures)})</h3><table class=\"failures\">"
-                   "<tr><th>job</th><th>failed at (UTC)</th><th>attempts</th><th>batch</th>"
-                   f"<th>error</th></tr>{rows}</table>")
-    return "".join(out)
-
-
-def _workers(snap: Snapshot) -> str:
-    if not snap.worker_list:
-        return "<h2>Workers</h2><p class=\"muted\">No worker connected.</p>"
-    rows = "".join(
-        f"<tr><td>{_e(w['id'])}</td><td>{_e(w['host'])}</td><td>{_e(', '.join(w['queues']))}"
-        f"</td><td class=\"n\">{w['running']}</td><td class=\"n\">{w['free']}/{w['slots']}</td>"
-        f"<td class=\"n\">{_e(w['seen_s_ago'])}s</td></tr>" for w in snap.worker_list)
-    return ("<h2>Workers</h2><table><tr><th>worker</th><th>host</th><th>queues</th>"
-            f"<th>running</th><th>free slots</th><th>last heard</th></tr>{rows}</table>")
-
-
-def render_job(queue: str, job_id: str, info: dict[str, Any] | None, sentences: list[str],
-               problem: str | None = None) -> str:
-    """A job's page: what ``ckptd explain`` says, then the file and its checkpoint."""
-    title = f"{queue} / {job_id}"
-    body = [f'<p><a href="/">&larr; dashboard</a></p><h1>Job {_e(job_id)}</h1>'
-            f'<div class="meta">queue {_e(queue)}</div>']
-    if problem:
-        body.append(f'<p class="failed">{_e(problem)}</p>')
-    if sentences:
-        items: list[tuple[str, list[str]]] = []  # sentence, the lines that continue it
-        for line in sentences:
-            if line.startswith("    ") and items:
-                items[-1][1].append(line[4:])
-            else:
-                items.append((line, []))
-        body.append('<ul class="explain">' + "".join(
-            f"<li>{_e(text)}" + (f"<pre>{_e(chr(10).join(more))}</pre>" if more else "")
-            + "</li>" for text, more in items) + "</ul>")
-    if info is not None:
-        if info.get("lease"):
-            rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>"
-                           for k, v in info["lease"].items())
-            body.append(f"<h2>Lease</h2><table>{rows}</table>")
-        body.append(f"<h2>Job file</h2><pre>{_e(_pretty(info.get('job')))}</pre>")
-        if info.get("checkpoint") is not None:
-            body.append(f"<h2>Checkpoint</h2><pre>{_e(_pretty(info['checkpoint']))}</pre>")
-    return _page(title, "".join(body))
-
-
-def render_message(title: str, message: str) -> str:
-    """A plain page with one message (not found, bad request)."""
-    return _page(title, f'<p><a href="/">&larr; dashboard</a></p><h1>{_e(title)}</h1>'
-                        f"<p>{_e(message)}</p>")
+    return href("job", queue, job_id)
 
 
 def error_text(kind: str, message: str) -> str:
@@ -277,6 +31,173 @@ def error_text(kind: str, message: str) -> str:
     return message if message.startswith(f"{kind}:") else f"{kind}: {message}"
 
 
-def _pretty(value: Any, limit: int = 64 * 1024) -> str:
-    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[:limit] + "\n... (cut)"
+def render_index(snap: Snapshot | None, viewer: Viewer, flash: str | None = None) -> str:
+    """The overview."""
+    if snap is None:
+        return page("ckptd", "<h1>ckptd</h1><p>Starting: no figures yet.</p>",
+                    nav=viewer.nav(), live=True)
+    body = [f"<h1>ckptd</h1>{_meta(snap)}", queue_table(snap)]
+    running = len(snap.running)
+    body.append(f'<p>{link(f"{running} job(s) running", "/running")} &middot; '
+                f'{link(f"{snap.workers} worker(s)", "/workers")}</p>')
+    busy = [q for q in snap.queues if had_traffic(q.minutes)]
+    for q in busy:
+        body.append(f'<h2 id="q-{esc(q.name)}">{link(q.name, href("queue", q.name))}</h2>'
+                    f'<div class="charts">{bar_chart(q.minutes, snap.at)}'
+                    f"{line_chart(q.minutes, snap.at)}</div>")
+    idle = len(snap.queues) - len(busy)
+    if idle and busy:
+        body.append(f'<p class="muted">{idle} queue(s) finished nothing in the last hour: '
+                    "no charts.</p>")
+    if snap.schedules:
+        body.append(schedules_table(snap, viewer))
+    if snap.drops:
+        rows = "".join(f"<tr><td>{esc(k)}</td><td class=\"n\">{v}</td></tr>"
+                       for k, v in sorted(snap.drops.items()))
+        body.append(f"<h2>Dropped messages</h2><table><tr><th>socket:reason</th>"
+                    f"<th>count</th></tr>{rows}</table>")
+    return page("ckptd console", "".join(body), nav=viewer.nav(), live=True, flash=flash)
+
+
+def _meta(snap: Snapshot) -> str:
+    return (f'<div class="meta">daemon <b>{esc(snap.daemon)}</b> &middot; store '
+            f"<code>{esc(snap.root)}</code> &middot; up {esc(dur(snap.at - snap.started_at))}"
+            f" &middot; figures of {esc(when(snap.at))}"
+            + (" &middot; <b>stopping</b>" if snap.stopping else "") + "</div>")
+
+
+def queue_tags(q: QueueSnapshot) -> str:
+    """``paused`` and ``limited`` marks of a queue."""
+    tags = []
+    controls = q.controls or {}
+    paused = controls.get("paused")
+    if paused:
+        reason = paused.get("reason") if isinstance(paused, dict) else ""
+        tags.append(f'<span class="tag paused" title="{esc(reason or "")}">paused</span>')
+    limits = controls.get("limits") or {}
+    if limits.get("max_running") is not None or limits.get("rate"):
+        text = ", ".join(p for p in (
+            f"max {limits['max_running']} running" if limits.get("max_running") is not None
+            else "", f"rate {limits['rate']}" if limits.get("rate") else "") if p)
+        tags.append(f'<span class="tag limited" title="{esc(text)}">limited</span>')
+    return "".join(tags)
+
+
+def queue_table(snap: Snapshot) -> str:
+    """One row per queue: counts per state, speed, times, workers and the scale signal."""
+    if not snap.queues:
+        return "<p>No queues yet.</p>"
+    columns = [c for c in STATE_COLUMNS
+               if c != "waiting" or any("waiting" in q.counts for q in snap.queues)]
+    head = ("<tr><th>queue</th>" + "".join(f"<th>{c}</th>" for c in columns)
+            + "<th>jobs/s (1 min)</th><th>lead p50 / p95</th><th>cycle p50 / p95</th>"
+              "<th>oldest pending</th><th>workers</th><th>slots</th>"
+              "<th>backlog / slot</th><th>workers needed</th></tr>")
+    rows = []
+    for q in snap.queues:
+        f = q.figures
+        cells = []
+        for c in columns:
+            n = q.counts.get(c, 0)
+            css = "n " + (c if n else "zero")
+            cells.append(f'<td class="{css}" data-queue="{esc(q.name)}" data-state="{c}">'
+                         f'{link(str(n), href("jobs", q.name, c)) if n else n}</td>')
+        scale = scale_of(q, snap.drain_target)
+        rows.append(
+            f'<tr data-row="{esc(q.name)}"><td>{link(q.name, href("queue", q.name))}'
+            f"{queue_tags(q)}</td>{''.join(cells)}"
+            f'<td class="n">{f["throughput_1m"]:.2f}</td>'
+            f'<td class="n">{dur(f["lead_p50_s"])} / {dur(f["lead_p95_s"])}</td>'
+            f'<td class="n">{dur(f["cycle_p50_s"])} / {dur(f["cycle_p95_s"])}</td>'
+            f'<td class="n">{dur(f["oldest_pending_age_s"])}</td>'
+            f'<td class="n">{f["workers"]}</td><td class="n">{f.get("slots", 0)}</td>'
+            f'<td class="n">{scale.per_slot:.1f}</td><td class="n">{scale.needed}</td></tr>')
+    return f"<h2>Queues</h2><table id=\"queues\">{head}{''.join(rows)}</table>"
+
+
+def schedules_table(snap: Snapshot, viewer: Viewer) -> str:
+    """The schedules, with a "run now" button for operators."""
+    rows = "".join(
+        f"<tr><td>{esc(r['name'])}</td><td>{esc(r['queue'])}</td><td>{esc(r['when'])}</td>"
+        f"<td>{esc(r['next'])}</td><td>{esc(r['last'] or 'never')}</td>"
+        f"<td>{esc(r['catch_up'])}</td><td>"
+        f"{viewer.button('run now', {'action': 'run_schedule', 'name': r['name']})}</td></tr>"
+        for r in snap.schedules)
+    return ("<h2>Schedules</h2><table id=\"schedules\"><tr><th>schedule</th><th>queue</th>"
+            "<th>when</th><th>next</th><th>last</th><th>catch_up</th><th></th></tr>"
+            f"{rows}</table>")
+
+
+def render_queue(snap: Snapshot, name: str, viewer: Viewer, flash: str | None = None,
+                 flash_error: bool = False) -> str:
+    """One queue: its row, controls, actions, charts, batches and latest failures."""
+    q = next((x for x in snap.queues if x.name == name), None)
+    if q is None:
+        return page("Not found", f"<h1>No queue {esc(name)}</h1>", nav=viewer.nav())
+    body = [f"<h1>Queue {esc(name)}{queue_tags(q)}</h1>",
+            queue_table(Snapshot(snap.at, snap.daemon, snap.root, snap.started_at,
+                                 snap.workers, snap.stopping, {}, {}, (q,),
+                                 drain_target=snap.drain_target)),
+            f'<div class="meta controls">controls: {esc(controls_summary(q.controls) or "none")}'
+            "</div>",
+            f'<div class="meta">since the daemon started: {q.counters["submitted"]} submitted, '
+            f'{q.counters["succeeded"]} succeeded, {q.counters["failed"]} failed, '
+            f'{q.counters["retried"]} retried, {q.counters["expired"]} leases expired</div>']
+    body.append(_queue_actions(q, viewer))
+    if had_traffic(q.minutes):
+        body.append(f'<div class="charts">{bar_chart(q.minutes, snap.at)}'
+                    f"{line_chart(q.minutes, snap.at)}</div>")
+    if q.batches:
+        rows = "".join(
+            f"<tr><td>{esc(b.name)}</td><td class=\"n\">{b.submitted}</td>"
+            f"<td class=\"n\">{b.succeeded}</td><td class=\"n\">{b.failed}</td>"
+            f"<td class=\"n\">{b.retried}</td><td class=\"n\">{dur(b.lead.mean())}</td>"
+            f"<td class=\"n\">{dur(b.cycle.mean())}</td></tr>" for b in q.batches[-50:])
+        body.append("<h2>Batches</h2><table><tr><th>batch</th><th>submitted</th>"
+                    "<th>succeeded</th><th>failed</th><th>retried</th><th>lead mean</th>"
+                    f"<th>cycle mean</th></tr>{rows}</table>")
+    if q.failures:
+        rows = "".join(
+            f'<tr><td>{link(n.id, job_href(q.name, n.id))}</td>'
+            f"<td>{esc(utc_iso(n.at)[:19]) if n.at else '-'}</td><td class=\"n\">{n.attempts}"
+            f"</td><td class=\"failed\">{esc(error_text(n.type, n.message))}</td>"
+            f"<td>{viewer.button('retry', {'action': 'retry', 'queue': q.name, 'id': n.id})}"
+            "</td></tr>" for n in reversed(q.failures))
+        body.append(f"<h2>Latest failures ({len(q.failures)})</h2><table class=\"failures\">"
+                    "<tr><th>job</th><th>failed at (UTC)</th><th>attempts</th><th>error</th>"
+                    f"<th></th></tr>{rows}</table>")
+    return page(f"ckptd: {name}", "".join(body), nav=viewer.nav(), live=True, flash=flash,
+                flash_error=flash_error)
+
+
+def _queue_actions(q: QueueSnapshot, viewer: Viewer) -> str:
+    links = " &middot; ".join(link(f"{state} jobs", href("jobs", q.name, state))
+                              for state in ("pending", "claimed", "done", "failed"))
+    out = [f"<p>{links} &middot; {link('search', href('search', queue=q.name))}</p>"]
+    if not viewer.may_act:
+        return "".join(out)
+    paused = bool((q.controls or {}).get("paused"))
+    limits: dict[str, Any] = (q.controls or {}).get("limits") or {}
+    pause = viewer.button("resume", {"action": "resume", "queue": q.name}) if paused else (
+        f'<form class="inline" method="post" action="/action"><input type="hidden" '
+        f'name="csrf" value="{esc(viewer.csrf)}"><input type="hidden" name="action" '
+        f'value="pause"><input type="hidden" name="queue" value="{esc(q.name)}">'
+        '<input name="reason" placeholder="reason" size="18"> '
+        '<button type="submit" id="pause">pause</button></form>')
+    running = limits.get("max_running")
+    rate = limits.get("rate")
+    out.append(
+        f"<fieldset><legend>Actions</legend>{pause} "
+        f'<form class="inline" method="post" action="/action">'
+        f'<input type="hidden" name="csrf" value="{esc(viewer.csrf)}">'
+        f'<input type="hidden" name="action" value="limit">'
+        f'<input type="hidden" name="queue" value="{esc(q.name)}"> max running '
+        f'<input name="max_running" size="5" value="{esc("" if running is None else running)}">'
+        f' rate <input name="rate" size="7" placeholder="100/s" value="{esc(rate or "")}"> '
+        '<button type="submit">set limits</button></form> '
+        + viewer.button("retry all failed…", {"queue": q.name, "state": "failed",
+                                              "action": "retry"}, action="/bulk")
+        + viewer.button("purge all done…", {"queue": q.name, "state": "done",
+                                            "action": "purge"}, action="/bulk")
+        + "</fieldset>")
+    return "".join(out)

@@ -8,6 +8,7 @@ histograms, base units, labels for queue, state, outcome, batch, socket and reas
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from prometheus_client.core import (
 )
 
 from ckptd.core.version import __version__
+from ckptd.daemon.telemetry.autoscale import scale_families
 from ckptd.daemon.telemetry.exposition_controls import control_families
 from ckptd.daemon.telemetry.metrics import HistogramSnapshot
 from ckptd.daemon.telemetry.snapshot import Snapshot
@@ -140,7 +142,8 @@ def families(snap: Snapshot, http_requests: dict[tuple[str, str], int] | None = 
     out: list[Metric] = [info, start, jobs, delayed, ended, submitted, retries, expired, stale,
                          quarantined, store_errors, unknown, drops, workers, connected,
                          throughput, oldest, lead, cycle, dispatch, batch_jobs, batch_lead,
-                         batch_cycle, *control_families(snap)]
+                         batch_cycle, *control_families(snap),
+                         *scale_families(snap)]
     if http_requests is not None:
         http = CounterMetricFamily("ckptd_http_requests", "Requests to the metrics and "
                                    "dashboard server, by method and status code." + SINCE_START,
@@ -174,5 +177,72 @@ def make_registry(source: Callable[[], tuple[Snapshot | None, Any]]) -> Collecto
 
 
 def render(registry: CollectorRegistry) -> bytes:
-    """The text exposition of everything in ``registry``."""
-    return bytes(generate_latest(registry))
+    """The text exposition (Prometheus 0.0.4) of everything in ``registry``.
+
+    The families are ours (gauges, counters, histograms with plain names), so each line is
+    written directly: about a fifth of the time of prometheus_client's ``generate_latest``,
+    which checks every label name of every line (at 100 queues, 10,000 lines). A family of
+    another type goes through ``generate_latest``.
+    """
+    out: list[str] = []
+    others = CollectorRegistry(auto_describe=False)
+    for family in registry.collect():
+        kind = family.type
+        if kind not in ("gauge", "counter", "histogram"):
+            others.register(_Fixed([family]))
+            continue
+        name = family.name + "_total" if kind == "counter" else family.name
+        doc = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
+        created = []
+        for sample in family.samples:
+            line = _sample_line(sample)
+            if sample.name == family.name + "_created":
+                created.append(line)
+            else:
+                out.append(line)
+        if created:
+            out.append(f"# HELP {family.name}_created {doc}\n"
+                       f"# TYPE {family.name}_created gauge\n")
+            out.extend(created)
+    text = "".join(out).encode()
+    return text + bytes(generate_latest(others))
+
+
+class _Fixed:
+    """A collector of families already made (for :func:`render`'s other types)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def _go_float(number: float) -> str:
+    """A value as the Prometheus text format writes it (as Go formats floats)."""
+    d = float(number)
+    if math.isinf(d):
+        return "+Inf" if d > 0 else "-Inf"
+    if math.isnan(d):
+        return "NaN"
+    text = repr(d)
+    dot = text.find(".")
+    if d > 0 and dot > 6:  # Go switches to exponents sooner than Python
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1:]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
+
+
+def _sample_line(sample: Any) -> str:
+    value = _go_float(sample.value)
+    if not sample.labels:
+        return f"{sample.name} {value}\n"
+    labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(sample.labels.items()))
+    return f"{sample.name}{{{labels}}} {value}\n"
+
+
+def _escape(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+    return value

@@ -1,119 +1,120 @@
-"""The daemon's HTTP side: Prometheus ``/metrics`` and the read-only dashboard.
+"""The daemon's HTTP side: Prometheus ``/metrics`` and the operator console.
 
-Threads: the server answers requests in its own threads and never touches the engine. The
-daemon's loop publishes an immutable :class:`ckptd.daemon.telemetry.snapshot.Snapshot` every
-:data:`SNAPSHOT_INTERVAL` seconds (one reference swap), and the HTTP threads render the latest
-one. The only thing a page needs from the loop itself, a claimed job's lease, is asked for
-through :meth:`Telemetry.call`: the request is queued, the loop is woken, runs it between two
-steps and hands the answer back.
-
-Only GET and HEAD are served; every other method gets 405. Nothing here changes state.
+Threads: the server (:mod:`ckptd.daemon.telemetry.web_server`) answers requests in a thread
+of its own and never touches the engine. The daemon's loop publishes an immutable
+:class:`~ckptd.daemon.telemetry.snapshot.Snapshot` every :data:`SNAPSHOT_INTERVAL` seconds
+(one reference swap), and pages render the latest one. What a page or an action needs from
+the loop itself (a lease, a control request such as ``retry``) is queued with
+:meth:`Telemetry.call`: the loop is woken, runs it between two steps, and hands the answer
+back; an action is the same control request the CLI and the client send, carried out by
+the same code (:meth:`ckptd.daemon.requests.Control.local`).
 """
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
 import logging
-import socket
+import resource
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
-from ckptd.core.errors import CkptdError, ConfigError, JobNotFound
-from ckptd.core.explain import explain
-from ckptd.core.names import is_valid_name
-from ckptd.daemon.telemetry import dashboard, exposition
+from ckptd.core.config import LiveSettings, Settings
+from ckptd.core.errors import ConfigError, remote_error
+from ckptd.daemon.telemetry import exposition
+from ckptd.daemon.telemetry.console_app import build_app
+from ckptd.daemon.telemetry.console_auth import Sessions, Users
+from ckptd.daemon.telemetry.job_search import Listings
 from ckptd.daemon.telemetry.snapshot import Snapshot
+from ckptd.daemon.telemetry.web_guard import allowed_hosts
+from ckptd.daemon.telemetry.web_server import Limits, WebServer
+from ckptd.store.admin import StoreAdmin
+from ckptd.store.base import Store
+from ckptd.wire import protocol
 from ckptd.wire.endpoints import is_loopback
+from ckptd.wire.protocol import Body
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_INTERVAL = 0.5
-LOOP_CALL_TIMEOUT = 2.0
+LOOP_CALL_TIMEOUT = 5.0
+ACTION_TIMEOUT = 600.0  # a bulk action over many jobs answers when its last slice is done
 T = TypeVar("T")
 
-SECURITY_HEADERS = {
-    # No scripts, no frames, nothing fetched from elsewhere: a page cannot act.
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                               "img-src data:; form-action 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+LocalRequest = Callable[[bytes, Body, float, Callable[[list[bytes]], None]], None]
 
 
 class Telemetry:
     """Publishes snapshots from the daemon's loop and serves them over HTTP.
 
     It is given functions, not the daemon: ``snapshot(now)`` copies the figures out of the
-    engine (loop only), ``show(queue, id)`` reads a job from the store (any thread),
-    ``lease_info(queue, id, now)`` asks the engine (loop only, through :meth:`call`) and
-    ``wake()`` makes the loop turn.
+    engine (loop only), ``request(kind, body, now, answer)`` carries out a control request
+    (loop only), ``wake()`` makes the loop turn; the store is read (and replays and the
+    audit log written) from the HTTP side's I/O threads.
     """
 
-    def __init__(self, bind: str, port: int, *, insecure: bool,
-                 snapshot: Callable[[float], Snapshot],
-                 show: Callable[[str, str], dict[str, Any]],
-                 lease_info: Callable[[str, str, float], dict[str, Any] | None],
-                 wake: Callable[[], None], clock: Callable[[], float] = time.time) -> None:
-        self.bind = bind
-        self.port = port
-        self.insecure = insecure
+    def __init__(self, live: LiveSettings, store: Store, *,
+                 snapshot: Callable[[float], Snapshot], request: LocalRequest,
+                 lease: Callable[[str, str, float], dict[str, Any] | None],
+                 wake: Callable[[], None], clock: Callable[[], float] = time.time,
+                 limits: Limits | None = None) -> None:
+        self.live = live
+        self.store = store
+        self.admin = StoreAdmin(store, live, clock)
+        self.listings = Listings(store)
+        self._lease = lease
         self._snapshot = snapshot
-        self._show = show
-        self._lease_info = lease_info
+        self._request = request
         self._wake = wake
         self._clock = clock
+        self.limits = limits or Limits()
         self.snapshot: Snapshot | None = None
         self.requests: Counter[tuple[str, str]] = Counter()
         self._requests_lock = threading.Lock()
         self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._next = 0.0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self.users = Users(self.settings.console_users)
+        self.sessions = Sessions()
+        self.server: WebServer | None = None
+        self.port = self.settings.metrics_port
         self.registry = exposition.make_registry(self._scrape_source)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (a reload changes the users file and host names too)."""
+        return self.live.current
 
     # -- the daemon's loop -----------------------------------------------------------------
 
     def start(self, now: float) -> None:
-        """Publish a first snapshot and start serving; raise ConfigError if the port is taken."""
+        """Publish a first snapshot and start serving; raise ConfigError if the port is taken
+        or the bind is not loopback without --insecure."""
+        settings = self.settings
+        bind = settings.metrics_bind
+        if not is_loopback(bind) and not settings.insecure:
+            raise ConfigError(f"refusing to serve /metrics and the console on {bind}: they "
+                              "have no authentication but the console's own login. Put them "
+                              "behind an authenticating proxy on 127.0.0.1 (add the proxy's "
+                              "name to console_hosts), or pass --insecure")
         self.publish(now)
-        try:
-            address = ipaddress.ip_address(self.bind)
-            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-        except ValueError:
-            family = socket.AF_INET
-        server_class = type("_BoundServer", (_Server,), {"address_family": family})
-        if not is_loopback(self.bind) and not self.insecure:
-            raise ConfigError(f"refusing to serve /metrics and the dashboard on {self.bind}: "
-                              "they have no authentication. Keep metrics_bind on 127.0.0.1 and "
-                              "put an authenticating proxy in front, or pass --insecure")
-        try:
-            server = server_class((self.bind, self.port), _Handler)
-        except OSError as exc:
-            raise ConfigError(f"cannot serve metrics on {self.bind}:{self.port}: "
-                              f"{exc.strerror or exc}; is the port in use (metrics_port)?"
-                              ) from None
-        server.telemetry = self
-        self._server = server
-        self.port = int(server.server_address[1])
-        if not is_loopback(self.bind):
-            log.warning("INSECURE: the metrics port listens on %s: anyone who can reach it sees "
-                        "job ids and errors (read-only)", self.bind)
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="ckptd-http", daemon=True)
-        self._thread.start()
-        log.info("serving /metrics and the dashboard", extra={"fields": {
-            "url": f"http://{_host(self.bind)}:{self.port}/"}})
+        limits = _within_open_files(self.limits)
+        self.users.path = settings.console_users
+        self.server = WebServer(build_app(self, limits, self.count_request), bind,
+                                settings.metrics_port, limits)
+        self.port = self.server.port
+        self.server.start()
+        if not is_loopback(bind):
+            log.warning("INSECURE: the metrics port listens on %s: anyone who can reach it "
+                        "sees job ids and errors", bind)
+        log.info("serving /metrics and the console", extra={"fields": {
+            "url": f"http://{_host(bind)}:{self.port}/",
+            "actions": "on" if settings.console_actions else "off (read-only)"}})
 
     def tick(self, now: float) -> None:
-        """Run the HTTP thread's queued questions; publish a snapshot when one is due."""
+        """Run the HTTP side's queued calls; publish a snapshot when one is due."""
         while self._calls:
             func, future = self._calls.popleft()
             if future.set_running_or_notify_cancel():
@@ -131,24 +132,57 @@ class Telemetry:
 
     def close(self) -> None:
         """Stop serving and wait for the server thread. Idempotent."""
-        server, self._server = self._server, None
+        server, self.server = self.server, None
         if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+            server.close()
         while self._calls:
             self._calls.popleft()[1].cancel()
 
-    # -- the HTTP threads ------------------------------------------------------------------
+    # -- the HTTP side ---------------------------------------------------------------------
 
-    def call(self, func: Callable[[], T], timeout: float = LOOP_CALL_TIMEOUT) -> T:
-        """Run ``func`` in the daemon's loop and return its result (HTTP threads only)."""
+    def call(self, func: Callable[[], T]) -> Future[T]:
+        """Queue ``func`` for the daemon's loop; its result (or error) comes in the future."""
         future: Future[T] = Future()
         self._calls.append((func, future))
         self._wake()
-        return future.result(timeout)
+        return future
+
+    async def in_loop(self, func: Callable[[], T]) -> T:
+        """Run ``func`` in the daemon's loop and await its result."""
+        return await asyncio.wait_for(asyncio.wrap_future(self.call(func)),
+                                      LOOP_CALL_TIMEOUT)
+
+    async def ask(self, kind: str, body: Body) -> Body:
+        """Send the control request ``kind`` through the daemon's loop, as the client would
+        over the socket; return the answer, or raise the daemon's error."""
+        answered: Future[list[bytes]] = Future()
+
+        def send() -> None:
+            self._request(kind.encode(), body, self._clock(), answered.set_result)
+
+        await self.in_loop(send)
+        frames = await asyncio.wait_for(asyncio.wrap_future(answered), ACTION_TIMEOUT)
+        ok, answer = protocol.decode_reply(frames)
+        if ok:
+            return answer
+        raise remote_error(str(answer.get("error", "error")),
+                           str(answer.get("message", "the daemon refused")),
+                           int(answer.get("exit_code", 1)))
+
+    async def lease(self, queue: str, job_id: str) -> dict[str, Any] | None:
+        """The lease of a claimed job, asked of the daemon's loop."""
+        return await self.in_loop(lambda: self._lease(queue, job_id, self._clock()))
+
+    async def blocking(self, func: Callable[[], T]) -> T:
+        """Run ``func`` in the HTTP side's I/O pool."""
+        assert self.server is not None
+        return await self.server.blocking(func)
+
+    def hosts(self) -> frozenset[str]:
+        """The host names the console answers to now."""
+        settings = self.settings
+        self.users.path = settings.console_users  # a reload may name another file
+        return allowed_hosts(settings.metrics_bind, settings.console_hosts)
 
     def count_request(self, method: str, code: str) -> None:
         """Count a served request (for ckptd_http_requests_total)."""
@@ -160,98 +194,30 @@ class Telemetry:
             requests = dict(self.requests)
         return self.snapshot, requests
 
-    def job_page(self, queue: str, job_id: str) -> tuple[int, str]:
-        """The status code and HTML of a job's page (reads the store, asks the loop)."""
-        if not (is_valid_name(queue) and is_valid_name(job_id)):
-            return 400, dashboard.render_message("Bad request", "not a valid queue name or id")
+
+def _within_open_files(limits: Limits) -> Limits:
+    """Room for the connection bound within the open-files limit (raised to its hard limit
+    when that is needed and allowed), with 256 descriptors kept for the rest of the
+    daemon; the bound is lowered when there is not enough."""
+    from dataclasses import replace
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = limits.connections + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         try:
-            info = self._show(queue, job_id)
-        except JobNotFound:
-            return 404, dashboard.render_message("Not found",
-                                                 f"no job {job_id!r} in queue {queue!r}")
-        except CkptdError as exc:
-            return 503, dashboard.render_message("Store error", str(exc))
-        problem = None
-        try:
-            info["lease"] = self.call(lambda: self._lease_info(queue, job_id, self._clock()))
-        except (FutureTimeout, RuntimeError):
-            info.pop("lease", None)
-            problem = "The daemon's loop did not answer in time: lease details are missing."
-        return 200, dashboard.render_job(queue, job_id, info, explain(info, time.time()),
-                                         problem)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    telemetry: Telemetry
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "ckptd"
-    sys_version = ""
-    timeout = 30  # a client that sends nothing does not hold a thread for ever
-    protocol_version = "HTTP/1.0"
-
-    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
-        self._serve(head=False)
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._serve(head=True)
-
-    def _refuse(self) -> None:
-        self._send(405, "text/plain; charset=utf-8", b"read-only: only GET and HEAD\n",
-                   head=False, extra={"Allow": "GET, HEAD"})
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
-
-    def _serve(self, head: bool) -> None:
-        telemetry = self.server.telemetry
-        path = urlsplit(self.path).path
-        try:
-            if path == "/metrics":
-                body = exposition.render(telemetry.registry)
-                self._send(200, exposition.CONTENT_TYPE, body, head)
-            elif path in ("/", "/index.html"):
-                html = dashboard.render_index(telemetry.snapshot)
-                self._send(200, "text/html; charset=utf-8", html.encode(), head)
-            elif path.startswith("/job/") and path.count("/") == 3:
-                _, _, queue, job_id = (unquote(p) for p in path.split("/"))
-                code, html = telemetry.job_page(queue, job_id)
-                self._send(code, "text/html; charset=utf-8", html.encode(), head)
-            elif path == "/healthz":
-                self._send(200, "text/plain; charset=utf-8", b"ok\n", head)
-            else:
-                html = dashboard.render_message("Not found", "no such page")
-                self._send(404, "text/html; charset=utf-8", html.encode(), head)
-        except Exception:  # a rendering bug must answer 500, not kill the thread silently
-            log.exception("the HTTP request %s failed", self.path)
-            self._send(500, "text/plain; charset=utf-8", b"internal error\n", head)
-
-    def _send(self, code: int, content_type: str, body: bytes, head: bool,
-              extra: dict[str, str] | None = None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in {**SECURITY_HEADERS, **(extra or {})}.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        code_text = str(getattr(code, "value", code))
-        self.server.telemetry.count_request(self.command or "-", code_text)
-        log.debug("http request", extra={"fields": {
-            "method": self.command, "path": self.path, "code": code_text,
-            "client": self.client_address[0]}})
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
-        log.debug("http: " + format, *args)
-
-
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        room = max(16, soft - 256)
+        log.warning("the open-files limit (%d) leaves room for %d HTTP connections", soft,
+                    room)
+        return replace(limits, connections=room)
+    return limits
 
 
 def _host(bind: str) -> str:
     return f"[{bind}]" if ":" in bind else bind
+

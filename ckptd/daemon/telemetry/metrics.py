@@ -326,7 +326,8 @@ class QueueMetrics:
 
 
 def _created_time(store: Store, queue: str, job_id: str) -> float | None:
-    """When a pending job was created: its file's ``created``, else its id's time."""
+    """When a pending job was created: its file's ``created``, else its id's time, else
+    when its file last changed."""
     import json
 
     from ckptd.core.errors import CkptdError
@@ -340,6 +341,11 @@ def _created_time(store: Store, queue: str, job_id: str) -> float | None:
     if stamp is None:
         created = id_time(job_id)
         stamp = created.timestamp() if created is not None else None
+    if stamp is None:  # a file written by hand, with an id of its own: when it came
+        try:
+            stamp = store.mtime(queue, State.PENDING, job_id)
+        except CkptdError:
+            stamp = None
     return stamp
 
 

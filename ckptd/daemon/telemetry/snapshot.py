@@ -12,6 +12,23 @@ from typing import Any
 
 from ckptd.daemon.telemetry.metrics import FailureNote, HistogramSnapshot, MinuteSample
 
+RUNNING_SHOWN = 1000  # running jobs copied into a snapshot, newest first
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A claimed job at one instant: where it runs, since when, how far it got."""
+
+    queue: str
+    id: str
+    worker: str | None
+    claimed_at: float
+    attempt: int
+    progress: dict[str, Any] | None
+    checkpoint_at: float | None
+    heartbeat_at: float | None
+    closing: bool
+
 
 @dataclass(frozen=True)
 class BatchSnapshot:
@@ -61,3 +78,5 @@ class Snapshot:
     queues: tuple[QueueSnapshot, ...]
     worker_list: tuple[dict[str, Any], ...] = field(default=())
     schedules: tuple[dict[str, Any], ...] = field(default=())
+    running: tuple[RunningJob, ...] = field(default=())
+    drain_target: float = 300.0  # the setting, for the autoscaling gauges

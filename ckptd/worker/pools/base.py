@@ -17,6 +17,7 @@ import threading
 from typing import Any, Protocol
 
 from ckptd.core.errors import CkptdError
+from ckptd.worker.around import Around
 from ckptd.worker.job import Handler, JobHost
 from ckptd.worker.reports import Answer
 from ckptd.worker.running import Attempt
@@ -71,6 +72,10 @@ class PoolHost(Protocol):
     @property
     def job_host(self) -> JobHost:
         """What the handler's Job calls (checkpoint, progress, ...)."""
+
+    @property
+    def around(self) -> Around:
+        """What runs around the handler: the job's log, trace, codec and hooks."""
 
     def job_data(self, attempt: Attempt) -> tuple[Any, Any]:
         """The attempt's payload and last checkpoint (read from the store or fetched)."""

@@ -31,6 +31,7 @@ from typing import Any
 from ckptd.core.errors import CkptdError, remote_error
 from ckptd.core.outcomes import Cancelled, Interrupt, TimeLimit
 from ckptd.worker import reports
+from ckptd.worker.around import Around
 from ckptd.worker.job import AsyncJob, Handler, Job, StopFlags
 from ckptd.worker.limits import over_limit
 
@@ -52,9 +53,10 @@ def resident_bytes() -> int:
 class _Child:
     """The child's side of the pipe, and the JobHost its handlers' jobs call."""
 
-    def __init__(self, conn: Connection, handler: Handler) -> None:
+    def __init__(self, conn: Connection, handler: Handler, around: Around) -> None:
         self.conn = conn
         self.handler = handler
+        self.around = around
         self.is_async = inspect.iscoroutinefunction(handler)
         self.lock = threading.Lock()
         self.flags = StopFlags()
@@ -137,11 +139,11 @@ class _Child:
                    body.get("batch"), _worker=self, _flags=self.flags)
         try:
             if self.is_async:
-                result = asyncio.run(self._run_async(job))  # type: ignore[arg-type]
+                result = asyncio.run(self._run_async(job, body))  # type: ignore[arg-type]
             else:
                 self.in_handler = True
                 try:
-                    result = self.handler(job)  # type: ignore[arg-type]
+                    result = self.around.call(self.handler, job, body)  # type: ignore[arg-type]
                 finally:
                     self.in_handler = False
             answer = reports.done(body, result)
@@ -151,11 +153,11 @@ class _Child:
         with self.lock:
             self.conn.send(("end", answer, resident_bytes()))
 
-    async def _run_async(self, job: AsyncJob) -> Any:
+    async def _run_async(self, job: AsyncJob, body: dict[str, Any]) -> Any:
         self.loop = asyncio.get_running_loop()
         self.task = asyncio.current_task()
         try:
-            return await self.handler(job)  # type: ignore[arg-type]
+            return await self.around.call_async(self.handler, job, body)  # type: ignore[arg-type]
         except asyncio.CancelledError:
             stop = self.flags.stop
             if stop is not None:
@@ -175,14 +177,17 @@ def _exit_when_orphaned(alive: Connection) -> None:
 
 
 def child_main(conn: Connection, alive: Connection, handler: Handler,
-               log_level: str = "info", log_format: str = "auto") -> None:
+               log_level: str = "info", log_format: str = "auto",
+               around: Around | None = None) -> None:
     """The child's life: say ready, then run each job the parent sends until told to stop."""
     from ckptd.core import logs
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logs.configure(log_level, log_format)
-    child = _Child(conn, handler)
+    around = around or Around()
+    around.load()  # the hooks named in the config, imported in this child
+    child = _Child(conn, handler, around)
     signal.signal(SOFT_SIGNAL, child.on_time_limit)
     signal.signal(CANCEL_SIGNAL, child.on_cancel)
     threading.Thread(target=_exit_when_orphaned, args=(alive,), name="ckptd-orphan-watch",
@@ -192,8 +197,10 @@ def child_main(conn: Connection, alive: Connection, handler: Handler,
         try:
             message = conn.recv()
         except (EOFError, OSError):
+            around.close()
             return
         if message[0] != "job":
+            around.close()
             return
         try:
             child.run(message[1])

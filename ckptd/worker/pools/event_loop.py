@@ -116,7 +116,7 @@ class AsyncPool:
                            _worker=self.host.job_host, _flags=attempt.flags)
             if not self.host.started(attempt):
                 return None  # it ended while it waited (cancelled, given back)
-            result = await self.handler(job)
+            result = await self.host.around.call_async(self.handler, job, body)
             answer = reports.done(body, result)
             if answer[0] == b"done":
                 answer = await asyncio.to_thread(self.host.store_result, attempt, answer)

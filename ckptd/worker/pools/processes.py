@@ -128,7 +128,8 @@ class ProcessPool:
         conn, child_conn = self._mp.Pipe()
         alive_r, alive_w = self._mp.Pipe(duplex=False)
         proc = self._mp.Process(target=child_main, name=f"ckptd-child-{slot.number}",
-                                args=(child_conn, alive_r, self.handler, *self.log_config))
+                                args=(child_conn, alive_r, self.handler, *self.log_config,
+                                      self.host.around))
         proc.start()
         child_conn.close()
         alive_r.close()

@@ -168,7 +168,7 @@ class ThreadPool:
             with slot.lock:
                 slot.in_handler = True
             try:
-                result = self.handler(job)
+                result = self.host.around.call(self.handler, job, body)
             finally:
                 self._leave(slot)
             answer = self.host.store_result(attempt, reports.done(body, result))
