@@ -62,7 +62,7 @@ def pause(queue: str, reason: str, create: bool) -> None:
 def resume(queue: str) -> None:
     """Resume QUEUE: remove <root>/QUEUE/paused; claims start again at once."""
     ctx = current()
-    check_existing(ctx, queue)
+    check_existing(ctx, queue, create=None)
     answer = ctx.admin().resume(queue)
     click.echo(f"{answer['queue']} resumed" if answer.get("was_paused")
                else f"{answer['queue']} was not paused")

@@ -121,10 +121,11 @@ def check_new(ctx: Context, queues: list[str], *, create: bool) -> Creation:
     return creation
 
 
-def check_existing(ctx: Context, queue: str, *, create: bool = False) -> Creation:
+def check_existing(ctx: Context, queue: str, *, create: bool | None = False) -> Creation:
     """Raise QueueNotFound (with "did you mean") unless ``queue`` exists (through a daemon:
     also when a worker serves it), is named in the config, or ``create`` says to make it:
-    an operator control (pause, resume, limit) makes no queue by itself."""
+    an operator control (pause, resume, limit) makes no queue by itself. ``create`` is None
+    for a command that cannot make one (resume): the error then offers no --create."""
     check_queue(queue)
     creation = Creation()
     if queue in ctx.settings().queues:
@@ -143,7 +144,9 @@ def check_existing(ctx: Context, queue: str, *, create: bool = False) -> Creatio
         return creation
     if not create:
         error = QueueNotFound.among(queue, where, existing)
-        raise QueueNotFound(f"{error}; give --create to make it (or name it in the config: "
+        if create is None:
+            raise error
+        raise QueueNotFound(f"{error} (give --create to make it, or name it in the config: "
                             f"[queues.{queue}])")
     creation.notes.append(f"queue {queue!r} is new in {where}")
     return creation

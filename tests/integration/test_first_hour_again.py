@@ -53,11 +53,16 @@ def test_a_mistyped_root_or_queue_creates_nothing(procs: Processes, tmp_path: Pa
         line = one_line_error(ckptd(*how, "submit", "prise", "{}"), 3)
         assert "did you mean 'price'?" in line and "--create" in line, (how, line)
         line = one_line_error(ckptd(*how, "pause", "nosuchqueue"), 3)
-        assert "no queue 'nosuchqueue'" in line, (how, line)
+        assert "no queue 'nosuchqueue'" in line and "--create" in line, (how, line)
+        line = one_line_error(ckptd(*how, "resume", "prise"), 3)  # it has no --create
+        assert "did you mean 'price'?" in line and "--create" not in line, (how, line)
     made = sorted(n for n in os.listdir(data) if not n.startswith("."))
     assert made == ["price"], "nothing was made by the typos"
     created = ckptd("--root", str(data), "submit", "prise", "{}", "--create")
     assert created.returncode == 0 and "'prise' is new" in created.stderr
+    paused = ckptd("--root", str(data), "pause", "later", "--create")  # before its first job
+    assert paused.returncode == 0 and "'later' is new" in paused.stderr
+    assert (data / "later" / "paused").exists()
     config = tmp_path / "ckptd.toml"
     config.write_text("[queues.pricey]\nmax_attempts = 2\n")
     ok(ckptd("--root", str(data), "--config", str(config), "pause", "pricey"))
