@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo demo-s3 test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ckptd needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -21,9 +21,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/pricelist/demo.py
 
+# The same on a bucket: a local S3 server (SeaweedFS, from PyPI, in .venv) started for it.
+demo-s3: $(STAMP)
+	$(BIN)/python examples/pricelist/demo_s3.py
+
 # Everything, in parallel, longest first, a test at a time to each process.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1 --durations=25
 
 # The edit-and-run loop: no real processes (the `slow` tests), in parallel.
 test-fast: $(STAMP)

@@ -140,11 +140,15 @@ def start_daemon(root: str, ready: str, env: dict[str, str], *options: str,
 
 
 def start_noop_workers(control: str, count: int, concurrency: int, prefetch: int,
-                       env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
-    """Start ``count`` workers running ``bench/handlers.py:noop`` on :data:`NOOP_QUEUE`."""
+                       env: dict[str, str], *, queue: str = NOOP_QUEUE, handler: str = "noop",
+                       quiet: bool = False) -> list[subprocess.Popen[bytes]]:
+    """Start ``count`` workers running ``bench/handlers.py:noop`` (or ``handler``) on
+    :data:`NOOP_QUEUE` (or ``queue``); ``quiet`` drops their output."""
+    output = subprocess.DEVNULL if quiet else None
     return [subprocess.Popen([sys.executable, "-m", "ckptd", "worker", "--connect", control,
-                              "--queue", NOOP_QUEUE, "-c", str(concurrency), "--prefetch",
-                              str(prefetch), "handlers:noop"], cwd=HERE, env=env)
+                              "--queue", queue, "-c", str(concurrency), "--prefetch",
+                              str(prefetch), f"handlers:{handler}"], cwd=HERE, env=env,
+                             stdout=output, stderr=output)
             for _ in range(count)]
 
 

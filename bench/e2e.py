@@ -205,12 +205,16 @@ def main() -> None:
                         help="run on a bucket of a SeaweedFS server started for the run")
     parser.add_argument("--s3-dir", default=None,
                         help="with --s3: folder for the server's data (on the disk to measure)")
+    parser.add_argument("--delays", default="0",
+                        help="on a bucket: milliseconds added to every request, one run each "
+                             "(a proxy in front of the server), e.g. 0,20")
     args = parser.parse_args()
     if args.s3 or args.root.startswith("s3://"):
         from s3bench import main_s3
 
         main_s3(None if args.s3 else args.root, args.n, args.chunk, args.concurrency,
-                args.prefetch, args.runs, args.s3_dir)
+                args.prefetch, args.runs, args.s3_dir,
+                tuple(float(d) for d in args.delays.split(",")))
         return
     os.makedirs(args.root, exist_ok=True)
     results: dict[str, dict[str, float]] = {}

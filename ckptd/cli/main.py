@@ -179,10 +179,13 @@ def submit_file(queue: str, file: Any, fmt: str | None, chunk: int, batch: str |
 def status(queue: str | None, as_json: bool, watch: bool) -> None:
     """Counts of jobs per state, per queue; through a daemon also throughput over the last
     minute, lead and cycle time p50/p95, the oldest pending job's age and workers."""
-    from ckptd.cli.statusview import show_status
+    from ckptd.cli.statusview import show_status, store_problem
 
     admin = _ctx().admin()
-    show_status(lambda: admin.status(queue), as_json=as_json, watch=watch)
+    answer = show_status(lambda: admin.status(queue), as_json=as_json, watch=watch)
+    problem = store_problem(answer) if answer is not None and not watch else None
+    if problem is not None:
+        raise problem  # the table says what works; the exit code, that the store does not
 
 
 @cli.command(epilog="""Examples:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from ckptd.core.controls_text import controls_summary
+from ckptd.core.errors import CkptdError, remote_error
 from ckptd.core.timefmt import format_duration
 
 WATCH_INTERVAL = 1.0
@@ -54,6 +55,10 @@ def status_table(answer: dict[str, Any]) -> str:
         stopping = ", STOPPING" if info.get("stopping") else ""
         lines.append(f"{answer.get('root', '')}  (daemon {info.get('name', '?')}{extra}, "
                      f"{answer.get('workers', 0)} worker(s){stopping})")
+        store = info.get("store") or {}
+        if store.get("available") is False:
+            lines.append(f"STORE UNAVAILABLE for {_dur(store.get('unavailable_s'))}: "
+                         f"{store.get('error')}")
     else:
         lines.append(f"{answer.get('root', '')}  (store listing: add --connect for rates, "
                      "lead/cycle times and workers)")
@@ -111,10 +116,23 @@ def schedule_lines(rows: list[dict[str, Any]]) -> list[str]:
                         left=(0, 1, 2, 3, 4, 5))]
 
 
+def store_problem(answer: dict[str, Any]) -> CkptdError | None:
+    """The error of a daemon whose store does not answer (as the client would raise it, so
+    that ``status`` exits with the code every other command gets), or None."""
+    store = (answer.get("daemon") or {}).get("store") or {}
+    if answer.get("source") != "daemon" or store.get("available") is not False:
+        return None
+    code = str(store.get("error_code") or "store")
+    error = remote_error(code, f"the daemon's store is unavailable: {store.get('error')}")
+    error.exit_code = type(error).exit_code
+    return error
+
+
 def show_status(fetch: Callable[[], dict[str, Any]], *, as_json: bool, watch: bool,
                 out: TextIO | None = None, interval: float = WATCH_INTERVAL,
-                rounds: int | None = None) -> None:
-    """Print the status once, or (``watch``) redraw it every ``interval`` until Ctrl-C.
+                rounds: int | None = None) -> dict[str, Any] | None:
+    """Print the status once, or (``watch``) redraw it every ``interval`` until Ctrl-C;
+    return the last answer (None after Ctrl-C).
 
     ``fetch`` returns the status answer (from the daemon or the store). With ``as_json`` and
     ``watch`` one compact JSON object is printed per round, for scripts that follow it.
@@ -137,10 +155,10 @@ def show_status(fetch: Callable[[], dict[str, Any]], *, as_json: bool, watch: bo
             out.flush()
             count += 1
             if not watch or (rounds is not None and count >= rounds):
-                return
+                return answer
             time.sleep(interval)
     except KeyboardInterrupt:
         if watch:
             out.write("\n")
-            return
+            return None
         raise

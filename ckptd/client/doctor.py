@@ -129,6 +129,16 @@ def _filesystem(path: str) -> list[Finding]:
 
 
 def _check_bucket(settings: Settings) -> list[Finding]:
+    findings = []
+    if settings.root.startswith(("s3://", "s3a://")):
+        from ckptd.store.s3.backend import describe_bucket
+
+        try:
+            findings.append(Finding("store", NOTE, f"{settings.root}: "
+                                    f"{describe_bucket(settings)}"))
+        except ValueError as exc:
+            return [Finding("store", PROBLEM, f"the bucket's settings cannot work: {exc}",
+                            "correct the AWS config file or [storage_options]")]
     try:
         store = store_from_settings(settings)
         try:
@@ -137,11 +147,11 @@ def _check_bucket(settings: Settings) -> list[Finding]:
         finally:
             store.close()
     except CkptdError as exc:
-        return [Finding("store", PROBLEM, f"cannot read {settings.root}: {exc}",
-                        "check the bucket's name, s3_endpoint_url, and the credentials "
-                        "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or "
-                        "[storage_options])")]
-    return [Finding("store", OK, f"{settings.root} answers: {len(queues)} queue(s)")]
+        return findings + [Finding("store", PROBLEM, str(exc),
+                                   "check the bucket's name, the endpoint and the "
+                                   "credentials (the settings are in the line above)")]
+    return findings + [Finding("store", OK, f"{settings.root} answers: {len(queues)} "
+                                            "queue(s)")]
 
 
 # -- lease and heartbeat ----------------------------------------------------------------------
@@ -186,6 +196,12 @@ def check_daemon(settings: Settings, connect: str | None, *, root_given: bool,
         client.close()
     info = answer.get("daemon") or {}
     findings = [_describe(address, answer, info, curve is not None)]
+    store = info.get("store") or {}
+    if store.get("available") is False:
+        findings.append(Finding("daemon", PROBLEM, f"the daemon's store {answer.get('root')} "
+                                f"does not answer: {store.get('error')}",
+                                "fix the store first: every submit is refused until it "
+                                "answers (the daemon probes it and goes on by itself)"))
     theirs = answer.get("root")
     if (root_given and isinstance(theirs, str) and is_local(settings.root)
             and is_local(theirs) and _path_of(theirs) != _path_of(settings.root)):

@@ -87,6 +87,13 @@ class StoreUnavailable(StoreError):
     code = "store_unavailable"
 
 
+class StoreNotFound(StoreError):
+    """Raised when the store itself does not exist (a bucket that was never created)."""
+
+    exit_code = 3
+    code = "no_store"
+
+
 class NoSpace(StoreError):
     """Raised when the store is out of space (ENOSPC, EDQUOT)."""
 

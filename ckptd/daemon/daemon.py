@@ -16,6 +16,7 @@ replies and jobs: "accepted" and "done" are said after the sync.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import time
@@ -34,6 +35,7 @@ from ckptd.daemon.engine.actions import Operators
 from ckptd.daemon.engine.commit import commit
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.figures import build_snapshot, status_line
+from ckptd.daemon.engine.groups import Groups
 from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.daemon.requests import MAX_CONTROL_PER_STEP, Control
 from ckptd.daemon.systemd import Notifier, credential_copy
@@ -85,13 +87,16 @@ class Daemon:
                                stopping=lambda: self.stopping_since is not None,
                                drop=self.drops.count, internal_error=self.drops.internal_error,
                                waiting_op=lambda q, i, now: self.guard.waiting(q, i, now))
-        self.guard = StoreGuard(self.store, clock)
+        self.guard = StoreGuard(self.store, clock, self.wake)
         self.role: BucketRole | None = None
         if not is_local(settings.root):
             self.role = BucketRole(self.store, self.live, self.engine, self.guard,
                                    name=self.name, wake=self.wake, clock=clock,
                                    endpoints=lambda: self.endpoints)
             self.engine.sweeper.may_write = self.role.writable  # retention: active only
+        # On a bucket a turn's group runs while the loop goes on (daemon/engine/groups.py).
+        self.groups = None if self.guard.background is None else Groups(
+            self.engine, self.guard, lambda: self.role is None or self.role.writable())
         self.telemetry: Telemetry | None = None
         self.scans = Scans(self.store, self.engine, self.role, None, self.live, wake=self.wake,
                            clock=clock)
@@ -202,6 +207,9 @@ class Daemon:
             self._watcher = None
         self.scans.close()
         self.engine.sweeper.close()
+        self.engine.off_loop.close()
+        if self.groups is not None and self._control is not None:
+            self.groups.finish(self._deliver, self.settings.store_timeout)  # their acks
         self.engine.log_writer.close()
         self.leading.close()  # gives the leases (or locks) back
         for sock in (self._control, self._dispatch):
@@ -309,7 +317,9 @@ class Daemon:
         """One turn: read, decide, apply the group of store ops, then send and reply."""
         if timeout is None:
             timeout = 0.0 if self._busy else self._idle_timeout()
-        events = dict(self._poller.poll(int(timeout * 1000)))
+        # Rounded up: rounded down, a wait of less than a millisecond returned at once and the
+        # loop spun until its next timer (a parked wait's every 50 ms: thousands of turns).
+        events = dict(self._poller.poll(math.ceil(timeout * 1000)))
         now = self.clock()
         if events.get(self._wake_r):
             self._drain_wake_pipe()
@@ -365,6 +375,9 @@ class Daemon:
 
         Fenced on a bucket; what a store failure stopped is kept and retried.
         """
+        if self.groups is not None:  # a bucket: started now, finished at a later turn
+            self.groups.commit(self._deliver)
+            return
         commit(self.engine,
                lambda txn: self.guard.apply(txn, self.role is None or self.role.writable()),
                self._deliver)

@@ -81,6 +81,9 @@ class Waiter:
     #: The ids not yet seen ended: each check looks only at these, so waiting on many jobs
     #: costs one look per job once it ends, not one per job per check.
     left: set[str] = field(default_factory=set)
+    checked: bool = False  # every id was found in some state (else: JobNotFound)
+    #: The states learnt so far, kept: on a bucket they come in the background.
+    states: dict[str, str | None] = field(default_factory=dict)
 
 
 class Control:
@@ -277,8 +280,9 @@ class Control:
         elif kind == b"run_schedule":
             engine.scheduler.run_now(body["name"], now, body.get("by") or "an operator",
                                      self.replier(identity))
-        elif kind == b"fetch":
-            self.reply(identity, self._fetch(body))
+        elif kind == b"fetch":  # (on a bucket the reads run beside the loop)
+            if not engine.off_loop.start(lambda: self._fetch(body), self.replier(identity)):
+                self.reply(identity, self._fetch(body))
         elif kind == b"logs":
             self.reply(identity, logs_answer(engine.store, body["queue"], body["id"],
                                              body.get("since"),
@@ -425,13 +429,10 @@ class Control:
 
     def _wait(self, identity: bytes, body: Body, now: float) -> None:
         queue, ids = body["queue"], body.get("ids")
-        if ids:
-            for job_id in ids:
-                if self.engine.where(queue, job_id) is None:
-                    raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
-        else:
+        if not ids:
             self.operators.known_queue(queue)
-        waiter = Waiter(identity, queue, ids, now + float(body["timeout"]), set(ids or ()))
+        waiter = Waiter(identity, queue, ids, now + float(body["timeout"]), set(ids or ()),
+                        checked=not ids)
         if not self._answer_waiter(waiter, now):
             self.waiters.append(waiter)
 
@@ -451,15 +452,28 @@ class Control:
             finished = open_jobs == 0
             answer: Body = {"counts": index.counts(), "open": open_jobs}
         else:
-            waiter.left = {i for i in waiter.left if i in index.pending or i in index.claimed
-                           or engine.where(waiter.queue, i) in ("pending", "claimed")}
-            finished = not waiter.left
+            # (on a bucket the states of jobs that are not open come in the background:
+            # those are learnt at a later check)
+            asked = [i for i in waiter.ids if i not in waiter.states] if not waiter.checked \
+                else sorted(waiter.left)
+            waiter.states.update(engine.lookups.where_many(waiter.queue, asked))
+            if not waiter.checked:
+                missing = [i for i in waiter.ids if i in waiter.states
+                           and waiter.states[i] is None]
+                if missing:
+                    self.reply(waiter.identity, JobNotFound(
+                        f"no job {missing[0]!r} in queue {waiter.queue!r}"))
+                    return True
+                waiter.checked = all(i in waiter.states for i in waiter.ids)
+            waiter.left = {i for i in waiter.left
+                           if waiter.states.get(i, "pending") in ("pending", "claimed")}
+            finished = waiter.checked and not waiter.left
             answer = {}
         if finished or now >= waiter.deadline:
             if waiter.ids is not None:
                 answer["open"] = [i for i in waiter.ids if i in waiter.left]
             if waiter.ids is not None and finished:
-                answer["states"] = {i: engine.where(waiter.queue, i) for i in waiter.ids}
+                answer["states"] = {i: waiter.states[i] for i in waiter.ids}
             answer["timed_out"] = not finished
             self.reply(waiter.identity, answer)
             return True

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ckptd.core.errors import StoreError
-from ckptd.core.names import check_job_ref
+from ckptd.core.names import check_job_ref, check_queue
 from ckptd.store.base import ARCHIVE_DIR, Store
+from ckptd.store.local.durable import holds_entries
 
 LOG_DIR = "logs"
 NOTE_ROOM = 1024
@@ -143,6 +144,9 @@ class LocalJobLogs(JobLogs):
         return [p for p in parts if p.text]
 
     def remove(self, queue: str, job_ids: Sequence[str]) -> None:
+        check_queue(queue)
+        if not holds_entries(os.path.join(self.root, queue, LOG_DIR)):
+            return  # no job of the queue logged anything
         for job_id in job_ids:
             shutil.rmtree(self._folder(queue, job_id), ignore_errors=True)
 

@@ -117,12 +117,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=16, help="jobs in flight per worker")
     parser.add_argument("--dir", default=os.path.join(REPO, ".demo"), help="where to put it all")
+    parser.add_argument("--root", default=None,
+                        help="the store (default: DIR/store, made afresh); s3://... for a bucket")
     args = parser.parse_args()
 
     work = os.path.abspath(args.dir)
-    store = os.path.join(work, "store")
+    store = args.root or os.path.join(work, "store")
     logs = os.path.join(work, "logs")
-    shutil.rmtree(store, ignore_errors=True)
+    if args.root is None:
+        shutil.rmtree(store, ignore_errors=True)
     os.makedirs(logs, exist_ok=True)
     items_path = os.path.join(work, "items.csv")
     make_items(items_path, args.items)
@@ -168,7 +171,8 @@ def main() -> None:
         # every chunk has ended, the daemon submits the reduce job to the pricelist queue.
         command = [sys.executable, "-m", "ckptd", "--root", store, "submit-file", QUEUE,
                    items_path, "--chunk", str(args.chunk), "--then", "pricelist"]
-        print("submitting:  ckptd --root .demo/store submit-file price .demo/items.csv "
+        shown = ".demo/store" if args.root is None else store
+        print(f"submitting:  ckptd --root {shown} submit-file price .demo/items.csv "
               f"--chunk {args.chunk} --then pricelist")
         started = time.monotonic()
         batch = subprocess.run(command, env=env, check=True, capture_output=True,
@@ -202,7 +206,8 @@ def main() -> None:
         print(f"price list:  {summary['location']} ({summary['priced']} priced, "
               f"{summary['unavailable']} unavailable, {len(summary['failed_jobs'])} chunk(s) "
               f"failed) in {elapsed:.1f}s")
-        print(f"the store:   {store}   (try: .venv/bin/ckptd --root {store} status)")
+        print(f"the store:   {store}" + (f"   (try: .venv/bin/ckptd --root {store} status)"
+                                          if args.root is None else ""))
     finally:
         if client is not None:
             client.close()

@@ -116,3 +116,30 @@ class FaultProxy:
                 out["Content-Length"] = answer.headers["Content-Length"]
                 return web.Response(status=answer.status, headers=out)
             return web.Response(status=answer.status, body=payload, headers=out)
+
+
+def main() -> None:
+    """Run a proxy in a process of its own (benchmarks: its CPU is not the client's):
+    ``python -m tests.bucket.faultproxy UPSTREAM --delay-ms 20``; prints its endpoint."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("upstream")
+    parser.add_argument("--delay-ms", type=float, default=20.0,
+                        help="added to every request (0: forward only)")
+    args = parser.parse_args()
+    proxy = FaultProxy(args.upstream, delay=1.0 if args.delay_ms > 0 else 0.0,
+                       delay_s=args.delay_ms / 1000).start()
+    print(proxy.endpoint, flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    proxy.stop()
+
+
+if __name__ == "__main__":
+    main()

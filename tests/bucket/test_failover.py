@@ -130,7 +130,9 @@ def test_a_paused_daemon_that_lost_its_lease_writes_nothing(
                  message="the standby to take over")
     finally:
         first.proc.send_signal(signal.SIGCONT)
-    wait_for(lambda: role(first) == "standby", timeout=10, interval=0.1,
+    # (a bound for a loaded machine: each look is a ping with a 2 s timeout, and the woken
+    # daemon has a lease's worth of answers and messages to get through first)
+    wait_for(lambda: role(first) == "standby", timeout=10 * LEASE, interval=0.1,
              message="the paused daemon to stand by")
     wait_for(lambda: done_count(second) == 200, timeout=180, interval=0.5,
              message="every job done")

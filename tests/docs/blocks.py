@@ -33,6 +33,7 @@ CONTRIBUTING = REPO / "docs" / "contributing.md"
 
 NOT_RUN = {
     "make demo": "runs the worked example in the checkout (17 s, writes .demo/): by hand",
+    "make demo-s3": "the worked example on a local S3 server (40 s, writes .demo/): by hand",
     "make test": "is this test suite",
     "python3 -m venv .venv && .venv/bin/pip install .": "how this environment was made",
     ". .venv/bin/activate": "this test already runs the venv's ckptd first on the PATH",

@@ -4,8 +4,9 @@ A :class:`~ckptd.daemon.cluster.routing.Directory` over
 :class:`~ckptd.daemon.cluster.queue_leases.QueueLeases`:
 a queue is led by the live daemon whose record lists it (this daemon's own queues are those
 its index holds); a queue that nobody leads goes to the daemon the balance names, which
-takes it as soon as it is asked for. The counts shown for another daemon's queues are those
-its record carried at its last renewal (at most a quarter lease old).
+takes it as soon as it is asked for (while the bucket cannot be reached, the answer is the
+bucket's error: what is wrong and how to fix it). The counts shown for another daemon's
+queues are those its record carried at its last renewal (at most a quarter lease old).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class BucketDirectory:
         return _peer(record)
 
     def unled(self, queue: str) -> Peer | CkptdError:
+        failure = self.leases.failure
+        if failure is not None:  # nobody can lead it while the bucket cannot be reached
+            return type(failure)(f"queue {queue!r} has no leader, and this daemon cannot "
+                                 f"take it: {failure}")
         target = self.leases.target(queue)
         if target is None or target.get("name") == self.name:
             self.leases.want(queue)

@@ -79,6 +79,7 @@ class BucketRole:
         self._shared_at = 0.0
         self._last_full = 0.0
         self._dups_seen: set[tuple[str, str]] = set()
+        self._leases_failure: StoreError | None = None
 
     @property
     def settings(self) -> Settings:
@@ -201,8 +202,10 @@ class BucketRole:
             if now >= self._retry.get(queue, 0.0) and self._promote(queue, now):
                 led.add(queue)
                 recovered.append(queue)
-        if dropped and self.leases.error:  # the bucket did not answer in time: say so
-            self.health.failed(self.leases.error, now)
+        failure = self.leases.failure
+        if failure is not None and failure is not self._leases_failure:
+            self.health.failed(failure, now)  # the bucket cannot be reached: status says so
+        self._leases_failure = failure
         self.led = frozenset(led)
         for queue in dropped:
             self.leases.dropped(queue)
@@ -239,14 +242,23 @@ class BucketRole:
         return self.health.available
 
     def _prefetch(self, now: float) -> None:
+        """Start reading the files of the next claims (as many as workers have credits);
+        dispatch claims a job once its file is read (a store that reads in the background
+        wakes the loop then, and says in which queues a claim found a file not read yet:
+        only those are looked at, not every queue at every turn)."""
         engine = self.engine
         if not engine.workers or not engine.dispatching:
             return
+        background = self.guard.background
+        missed = background.missed() if background is not None else None
+        if missed is not None and not missed:
+            return  # every claim found its file: the daemon's own submits are kept
         credits = sum(max(0, w.credits) for w in engine.workers.values())
         if credits <= 0:
             return
         for name, index in engine.queues.items():
-            if not index.ready or not self.leads(name):
+            if not index.ready or not self.leads(name) or (missed is not None
+                                                          and name not in missed):
                 continue
             wanted = []
             for job_id in index.ready:
@@ -255,6 +267,9 @@ class BucketRole:
                     if len(wanted) >= min(credits, PREFETCH_MAX):
                         break
             if not wanted:
+                continue
+            if background is not None:
+                background.prefetch_later(name, wanted)
                 continue
             try:
                 self.store.prefetch(name, wanted)
@@ -302,13 +317,17 @@ class BucketRole:
         # (copied, not yet deleted) is not a leftover.
         seen = {(q, i) for q, found in dups.items() for i in found}
         resolved: dict[str, dict[str, str | None]] = {}
+        background = self.guard.background
         for queue, found in dups.items():
             for job_id, states in found.items():
                 if (queue, job_id) not in self._dups_seen:
                     continue
+                if background is not None and background.busy(queue, job_id):
+                    continue  # a move of it is in flight (requests may wait their turn)
                 winner, finding = recovery.resolve_duplicate(store, queue, job_id, states,
                                                              repair=True)
-                log.warning("rescan: %s", finding.line())
+                # (a copy that was gone by the time it was read moved on: nothing to repair)
+                (log.warning if finding.repaired else log.debug)("rescan: %s", finding.line())
                 resolved.setdefault(queue, {})[job_id] = winner.value if winner else None
         self._dups_seen = seen
         if full:
@@ -321,15 +340,23 @@ class BucketRole:
         engine = self.engine
         full = scan["full"]
         engine.controls.load_all(scan.get("controls", {}), scan.get("started"))
+        background = self.guard.background
         for queue, listed in scan["queues"].items():
             if not self.leads(queue) or self._promoted_at.get(queue, 0.0) > scan["started"]:
                 continue  # led elsewhere now, or recovered from a newer listing
             index = engine.queue(queue)
+            if background is not None:  # what this daemon moved since the listing began
+                listed = {**listed, **{name: [i for i in listed[name] if not background
+                                             .moved_out(queue, i, state, scan["started"])]
+                                       for name, state in (("pending", State.PENDING),
+                                                           ("claimed", State.CLAIMED))}}
             if full:
                 engine.reconcile_pending(queue, listed["pending"])
                 # A listing of a bucket takes a while: counts are taken from it only when
-                # nothing ended meanwhile (else a job could be counted twice).
-                if (index.done, index.failed) == scan["marks"].get(queue, (0, 0)):
+                # nothing ended meanwhile and no group is in flight (a move to done/ the
+                # listing saw before its group's end is counted then: twice).
+                if (index.done, index.failed) == scan["marks"].get(queue, (0, 0)) \
+                        and not self.guard.in_flight:
                     index.done, index.failed = listed["done"], listed["failed"]
             else:
                 for job_id in listed["pending"]:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ckptd.daemon.cluster.previous_run import MARK, gone, process_mark
 from ckptd.store.objects import Conflict, ControlObjects
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class LeaderLease:
     def _record(self) -> bytes:
         return json.dumps({"holder": self.name, "pid": os.getpid(), "lease_s": self.duration,
                            "renewed": time.time(), "token": self.token,
-                           **self.info}).encode()
+                           MARK: process_mark(), **self.info}).encode()
 
     def held(self) -> bool:
         """True while this daemon holds the lease and it has not lapsed."""
@@ -120,9 +121,15 @@ class LeaderLease:
                         return False
                     if not ours:
                         self.holder = parse_record(data)
-                        log.warning("the lease %s was not renewed for a whole lease; taking "
-                                    "over", self.path, extra={"fields": {
-                                        "previous": (self.holder or {}).get("holder")}})
+                        previous = self.holder or {}
+                        if previous.get("holder") == self.name and gone(previous):
+                            log.info("the lease %s was this daemon's before its restart, and "
+                                     "that process is gone: taking it back at once", self.path,
+                                     extra={"fields": {"previous_pid": previous.get("pid")}})
+                        else:
+                            log.warning("the lease %s was not renewed for a whole lease; "
+                                        "taking over", self.path, extra={"fields": {
+                                            "previous": previous.get("holder")}})
                     etag = self.objects.put(self.path, self._record(), if_match=seen)
         except Conflict:
             return False

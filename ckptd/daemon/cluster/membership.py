@@ -8,10 +8,14 @@ prefer``) and the counts of its queues, which ``status`` through any other daemo
 
 Who is alive is judged the way a lease is: a record whose ETag has not changed for a whole
 lease, measured on the reader's own clock, belongs to a daemon that died or stalls, so no two
-clocks have to agree. A record seen for the first time counts as alive when its own time
-stamp is recent (a reader that starts must not wait a lease to know its peers; a wrong guess
-costs balance, never safety, which the queue leases keep). A daemon that stops cleanly
-deletes its record, and records dead for long are deleted by whoever sees them.
+clocks have to agree. The lease is measured up to the reader's last look, not to now: a
+reader that was paused itself (SIGSTOP, a suspended machine) or could not list keeps its
+last verdict until it looks again, instead of taking every other daemon for dead (it then
+said it was the lone, active daemon until its next listing). A record seen for the first
+time counts as alive when its own time stamp is recent (a reader that starts must not wait
+a lease to know its peers; a wrong guess costs balance, never safety, which the queue leases
+keep). A daemon that stops cleanly deletes its record, and records dead for long are
+deleted by whoever sees them.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class Membership:
         self.seq = 0
         self.clash = False  # another daemon writes records under our name
         self.etag = ""  # of our last write of our record
+        self.looked = -math.inf  # on our clock: when observe() last ran
 
     @property
     def path(self) -> str:
@@ -125,6 +130,7 @@ class Membership:
             gone = self.others.pop(name)
             if gone.alive_since is not None:
                 log.info("daemon %s left (its record was deleted)", name)
+        self.looked = now
         self._check_clash(ours)
 
     def _read(self, key: str) -> dict[str, Any] | None:
@@ -158,9 +164,8 @@ class Membership:
         self.clash = clash
 
     def alive(self) -> dict[str, Member]:
-        """The other daemons alive now."""
-        now = self.clock()
-        return {n: m for n, m in self.others.items() if m.alive(now, self.lease)}
+        """The other daemons alive at our last look (see the module docstring)."""
+        return {n: m for n, m in self.others.items() if m.alive(self.looked, self.lease)}
 
     def settled(self, name: str, how_long: float) -> bool:
         """True when daemon ``name`` has counted as alive for at least ``how_long``."""

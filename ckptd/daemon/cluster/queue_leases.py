@@ -16,9 +16,11 @@ thread of :class:`QueueLeases`:
    takes it at its next look instead of waiting a lease;
 6. takes the queues it should lead: creates a lease object that is absent
    (If-None-Match: *), or takes over one whose ETag has not changed for a whole lease on
-   this daemon's own clock (its holder died or stalls). A queue that no live daemon leads
-   for a whole lease is taken by any daemon that may lead it, whatever the balance says, so
-   that differing views can never leave a queue without a leader;
+   this daemon's own clock (its holder died or stalls), or at once when its holder was an
+   earlier run of this daemon that is certainly gone
+   (:mod:`~ckptd.daemon.cluster.previous_run`: a restart after a crash). A queue that no
+   live daemon leads for a whole lease is taken by any daemon that may lead it, whatever the
+   balance says, so that differing views can never leave a queue without a leader;
 7. writes its own record, with the queues it now leads.
 
 A lease is valid on the holder's monotonic clock until ``LEASE_SAFETY`` of a lease after it
@@ -44,6 +46,7 @@ from ckptd.core.errors import NotLeader, StoreError
 from ckptd.daemon.cluster.balance import assign, may_lead
 from ckptd.daemon.cluster.lease import CHECKS_PER_LEASE, LEASE_NAME, LeaderLease, parse_record
 from ckptd.daemon.cluster.membership import MEMBERS, Membership
+from ckptd.daemon.cluster.previous_run import gone
 from ckptd.store.objects import ControlObjects
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,7 @@ class QueueLeases:
         self.duration = live.current.leader_lease
         self.members = Membership(objects, name, self.duration, clock=clock)
         self.error: str | None = None
+        self.failure: StoreError | None = None  # the last look's error, while it fails
         self.refused = 0  # writes the fence refused (a lapsed or handed-over lease)
         self.legacy = False  # a daemon of an older ckptd holds the store's one lease
         # Read by other threads, replaced whole (never changed in place) by this one:
@@ -197,9 +201,12 @@ class QueueLeases:
             if not quick:
                 self._publish()
             self.error = None
+            self.failure = None
         except StoreError as exc:
+            if self.error != str(exc):
+                log.warning("queue leases: %s", exc)
             self.error = str(exc)
-            log.warning("queue leases: %s", exc)
+            self.failure = exc
         finally:
             self._share()
 
@@ -354,8 +361,8 @@ class QueueLeases:
 
     def _previous_self(self, queue: str, etag: str) -> bool:
         """True when the lease object was written by an earlier run of this very daemon
-        (same name, host and bound control address: that run is dead, since this one holds
-        its port), which is taken over at once instead of after a lease."""
+        (same name) whose process is certainly gone (:mod:`~ckptd.daemon.cluster.
+        previous_run`): it is taken over at once instead of after a lease."""
         try:
             current = self.objects.get(f"{QUEUES}{queue}.json")
         except StoreError:
@@ -363,9 +370,7 @@ class QueueLeases:
         if current is None or current[1].strip('"') != etag:
             return False
         record = parse_record(current[0]) or {}
-        return (record.get("holder") == self.name and record.get("bound") is not None
-                and record.get("bound") == self.info.get("bound")
-                and record.get("host") == self.info.get("host"))
+        return record.get("holder") == self.name and gone(record)
 
     def _check_legacy(self, etag: str | None, now: float) -> None:
         """A daemon of an older ckptd renews ``leader.json`` and leads every queue: lead

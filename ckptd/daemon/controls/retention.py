@@ -8,9 +8,11 @@ job that is older than its state keeps, or beyond the newest ``keep_last`` (its 
 checkpoint, its blobs and its own logs), or with ``archive`` moves it (and its logs) under
 ``archive/<DATE>/``, DATE being
 the day it ended (UTC). It works in groups of :data:`GROUP` jobs with a pause between
-them as long as the group took (at least :data:`PAUSE`), so the daemon's loop (which
-dispatches) keeps the interpreter and the disk most of the time; the loop only folds the
-sweep's counts into the index at its next turn.
+them as long as the group held the interpreter (its CPU time, at least :data:`PAUSE`), so
+the daemon's loop (which dispatches) keeps the interpreter most of the time; time spent
+waiting on the disk is not paused for again (on a slow disk that doubled a sweep). The loop
+only folds the sweep's counts into the index at its next turn. ``status`` shows how long
+the last sweep took and the seconds all sweeps took.
 
 Only finished jobs are touched, which the loop never moves again, except an operator's retry
 of a failed job; such a retry that races the sweep finds the job gone and says so.
@@ -76,6 +78,8 @@ class Sweeper:
         self.results: deque[Swept] = deque()
         self.totals: dict[tuple[str, str, str], int] = {}  # (queue, state, action) -> count
         self.last_sweep: dict[str, float] = {}
+        self.last_took = 0.0  # seconds the last complete sweep took
+        self.busy = 0.0  # seconds all sweeps took, since the daemon started
         self.next_at = 0.0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -107,6 +111,14 @@ class Sweeper:
         self._thread.start()
 
     def _sweep(self, work: list[tuple[str, Retention]], now: float) -> None:
+        began = time.monotonic()
+        try:
+            self._sweep_queues(work, now)
+        finally:
+            self.last_took = time.monotonic() - began
+            self.busy += self.last_took
+
+    def _sweep_queues(self, work: list[tuple[str, Retention]], now: float) -> None:
         for queue, retention in work:
             for state, keep in ((State.DONE, retention.keep_done),
                                 (State.FAILED, retention.keep_failed)):
@@ -131,7 +143,7 @@ class Sweeper:
             if self._stop.is_set() or not self.may_write():
                 return
             group = doomed[start:start + GROUP]
-            began = time.monotonic()
+            began = time.thread_time()
             swept = Swept(queue, state)
             if retention.archive:
                 for job_id, ended in group:
@@ -147,9 +159,9 @@ class Sweeper:
                     self.logs.remove(queue, swept.removed)
             self.results.append(swept)
             self.wake()
-            # As long as the group took (at least PAUSE): half the time at most, so that a
-            # large backlog does not fill the disk's journal ahead of the loop's own syncs.
-            time.sleep(max(PAUSE, time.monotonic() - began))
+            # As long as the group held the interpreter (at least PAUSE): the loop gets
+            # half of it at least, however large the backlog.
+            time.sleep(max(PAUSE, time.thread_time() - began))
 
     def take_results(self) -> list[Swept]:
         """What the sweep did since the last call (the loop folds it into the index)."""
@@ -174,4 +186,6 @@ class Sweeper:
         swept = self.last_sweep.get(queue)
         view["last_sweep"] = utc_iso(swept) if swept is not None else None
         view["interval_s"] = self.live.current.retention_interval
+        view["last_sweep_s"] = round(self.last_took, 3)
+        view["sweeping_s"] = round(self.busy, 3)
         return view

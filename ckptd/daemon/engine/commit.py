@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ckptd.daemon.engine.engine import Engine
+from ckptd.daemon.engine.groups import run_callbacks
 from ckptd.daemon.engine.index import Txn
 from ckptd.store.base import Outcome
 
@@ -44,11 +45,6 @@ def commit(engine: Engine, apply: Callable[[Txn], Sequence[Outcome]],
         started = timer()
         outcomes = apply(txn)
         engine.index.note_apply(timer() - started)
-        for callback, outcome in zip(txn.callbacks, outcomes):
-            if callback is not None:
-                try:
-                    callback(outcome)
-                except Exception:
-                    log.exception("callback failed")
+        run_callbacks(txn, outcomes)
         deliver()
     deliver()

@@ -20,6 +20,7 @@ from ckptd.core.states import State
 from ckptd.core.timefmt import parse_iso, time_or_none
 from ckptd.daemon.controls.priorities import priority_of
 from ckptd.daemon.engine.index import Index, QueueIndex, WorkerInfo
+from ckptd.store.background import Background
 from ckptd.store.base import Move, Outcome
 from ckptd.wire.protocol import Body
 
@@ -61,6 +62,8 @@ class Dispatcher:
         self.ix = index
         self.forget_worker = forget_worker
         self.resync = resync  # a job found where it was to be moved: look at the folders
+        store = index.store  # a bucket reads pending files ahead, in the background
+        self.ready_to_read = store.ready if isinstance(store, Background) else None
 
     def dispatch(self, now: float, message_limit: int) -> int:
         """Claim jobs for workers that have free slots; return how many were claimed.
@@ -107,6 +110,10 @@ class Dispatcher:
                 job_id = index.ready.popleft()
                 if job_id not in index.pending:
                     continue  # cancelled or already claimed
+                if self.ready_to_read is not None and not self.ready_to_read(index.name,
+                                                                             job_id):
+                    index.ready.appendleft(job_id)  # its file is on its way: claimed then
+                    break
                 if self._claim(index, job_id, worker, now, message_limit):
                     gate.took(index.name, now)
                     worker.next_queue = position + 1
@@ -298,8 +305,11 @@ def read_unread(ix: Index, now: float, budget: int = READ_PER_TURN) -> int:
     """Read the files of pending jobs whose priority is unknown (at most ``budget`` over
     every queue) and file each in its priority's line, or among the delayed jobs when it is
     not due yet (so that status counts it as delayed at once); return how many were read,
-    -1 when the store failed (they are read again later)."""
+    -1 when the store failed (they are read again later), -2 when files are still on
+    their way (a bucket reads them in the background)."""
     done = 0
+    waiting = False
+    background = ix.store if isinstance(ix.store, Background) else None
     for name, index in ix.queues.items():
         unread = index.ready.unread
         if not unread or done >= budget:
@@ -309,6 +319,13 @@ def read_unread(ix: Index, now: float, budget: int = READ_PER_TURN) -> int:
             job_id = unread.popleft()
             if job_id in index.pending and job_id not in index.claimed:
                 ids.append(job_id)
+        if background is not None:  # only what has arrived; the rest waits in its line
+            later = [i for i in ids if not background.ready(name, i)]
+            if later:
+                waiting = True
+                background.prefetch_later(name, later)
+                unread.extendleft(reversed(later))
+                ids = [i for i in ids if background.ready(name, i)]
         if not ids:
             continue
         try:
@@ -327,4 +344,4 @@ def read_unread(ix: Index, now: float, budget: int = READ_PER_TURN) -> int:
             else:
                 index.ready.learn(job_id, priority)
         done += len(ids)
-    return done
+    return -2 if waiting else done

@@ -32,16 +32,20 @@ from ckptd.core.states import State
 from ckptd.daemon.controls.control_files import QueueControls
 from ckptd.daemon.controls.retention import Sweeper
 from ckptd.daemon.controls.schedules import Scheduler
+from ckptd.daemon.engine.creating import Creating
 from ckptd.daemon.engine.dispatch import Dispatcher, read_unread
 from ckptd.daemon.engine.flows import Flows
 from ckptd.daemon.engine.index import Index, QueueIndex, Txn, WorkerInfo
 from ckptd.daemon.engine.log_writer import LogWriter, Piece
+from ckptd.daemon.engine.lookups import Lookups
+from ckptd.daemon.engine.off_loop import OffLoop
 from ckptd.daemon.engine.open_jobs import OpenJobs
 from ckptd.daemon.engine.results import Answers, backoff_delay
 from ckptd.daemon.engine.workers import Workers
 from ckptd.daemon.telemetry.traces import traces_of
 from ckptd.store import recovery
 from ckptd.store.admin import prepare_submit
+from ckptd.store.background import Background
 from ckptd.store.base import Outcome, Store
 from ckptd.wire.protocol import Body
 
@@ -50,6 +54,7 @@ __all__ = ["Engine", "backoff_delay"]
 log = logging.getLogger(__name__)
 
 RESYNC_DELAY = 1.0  # a job found in two folders is dispatched again after this, not at once
+UNREAD_ARRIVING = 0.02  # a bucket reads files in the background: look again after this
 
 
 def adoption_grace(settings: Settings, queue: str) -> float:
@@ -97,6 +102,12 @@ class Engine:
         # dispatcher asks), dedup, schedules, retention.
         self.controls = QueueControls(store, ix.gate, time.time)
         self.open_jobs = OpenJobs()
+        self.creating = Creating()  # a resent submit waits for the create in flight
+        self.lookups = Lookups(ix)  # where jobs are, for waits (a bucket: in the background)
+        self.off_loop = OffLoop(store, wake)  # reads for requests (a bucket: beside the loop)
+        # Where every look is a round trip (a bucket) a resent submit's look is made by its
+        # create (create-only, then the other states, together), not in the loop.
+        self.looks_in_create = isinstance(store, Background)
         self.scheduler = Scheduler(ix.live, store, self.submit, lambda q: self.index.leads(q))
         self.sweeper = Sweeper(store, ix.live, wake=wake)
         self.log_writer = LogWriter(store, ix.live)  # jobs' own logs, written by a thread
@@ -112,8 +123,9 @@ class Engine:
         for name, index in ix.queues.items():
             if len(index.ready.lines) > 1:
                 index.ready.aging = aging_of(settings, name)
-        if now >= self._read_after and read_unread(ix, now) < 0:
-            self._read_after = now + 1.0  # the store failed: again in a second, not at once
+        read = read_unread(ix, now) if now >= self._read_after else 0
+        if read < 0:  # the store failed: again in a second, not at once; files on their
+            self._read_after = now + (1.0 if read == -1 else UNREAD_ARRIVING)  # way: soon
         self.scheduler.due(now)
         for swept in self.sweeper.take_results():
             index = ix.queue(swept.queue)
@@ -327,6 +339,7 @@ class Engine:
         self.flows.clear()
         self.index.gate.clear()
         self.open_jobs.clear()
+        self.creating.clear()
         self.scheduler.clear()
 
     def adopt_claimed(self, index: QueueIndex, job_id: str, now: float, *,
@@ -380,10 +393,12 @@ class Engine:
             return
         fresh = bool(body.get("fresh"))
         if job_id is not None:
+            if self.creating.join(queue, job_id, if_exists, reply):
+                return
             index = ix.queues.get(queue)
             state = (State.PENDING.value if index and job_id in index.pending else
                      State.CLAIMED.value if index and job_id in index.claimed else
-                     None if fresh else ix.where(queue, job_id))
+                     None if fresh or self.looks_in_create else ix.where(queue, job_id))
             if state is not None:
                 if body.get("unique"):
                     self.open_jobs.hit(queue)
@@ -409,6 +424,7 @@ class Engine:
         index.added_since_scan.add(new_id)
 
         def created(outcome: Outcome) -> None:
+            self.creating.end(queue, new_id, outcome)
             if outcome is None:
                 index.counters["submitted"] += 1
                 if batch is not None:
@@ -425,6 +441,7 @@ class Engine:
             else:
                 reply(outcome)
 
+        self.creating.begin(queue, new_id)
         for op in ops[:-1]:
             ix.txn.add(op)
         ix.txn.add(ops[-1], created)

@@ -9,6 +9,11 @@ stays closing meanwhile, so the job cannot expire into a second run, and ``statu
 ``explain`` show the move waiting and why. Two kinds are not kept: a claim (the job simply
 stays pending) and a create (the producer is told it was refused, so nothing was accepted).
 
+On a store whose requests cross a network (:class:`~ckptd.store.background.Background`: a
+bucket) a round's group is started and the loop goes on (:meth:`StoreGuard.start`); the
+groups that ended come back at a later turn (:meth:`StoreGuard.ended`), and the same rules
+apply to their outcomes. Probes of such a store run in the background too.
+
 While the store fails, nothing is claimed: claiming into a full disk only piles up work whose
 answers cannot be written. A probe (:meth:`~ckptd.store.base.Store.probe_access`: free space
 on a disk, one listing on a bucket), or the retried operations themselves, tell when it is
@@ -18,6 +23,8 @@ back; then every waiting operation is tried at once.
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +33,7 @@ from ckptd.core.errors import CkptdError, NotLeader, StoreError
 from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.engine.index import Callback, Txn
+from ckptd.store.background import Background
 from ckptd.store.base import Move, Op, Outcome, PutNew, Store
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,7 @@ class StoreHealth:
     available: bool = True
     since: float | None = None
     error: str | None = None
+    error_code: str | None = None  # the error's wire code (a client makes the same class)
     failures: int = 0
     outages: int = 0
     next_probe: float = 0.0
@@ -76,6 +85,7 @@ class StoreHealth:
         """Note a failure; the first one of an outage is logged as a warning."""
         self.failures += 1
         self.error = str(error)
+        self.error_code = error.code if isinstance(error, CkptdError) else StoreError.code
         if self.available:
             self.available = False
             self.since = now
@@ -91,7 +101,7 @@ class StoreHealth:
         log.info("store available again after %.1fs", now - (self.since or now))
         self.available = True
         self.since = None
-        self.error = None
+        self.error = self.error_code = None
         return True
 
     def view(self, now: float) -> dict[str, Any]:
@@ -99,18 +109,29 @@ class StoreHealth:
         return {"available": self.available,
                 "unavailable_since": utc_iso(self.since) if self.since else None,
                 "unavailable_s": round(now - self.since, 3) if self.since else None,
-                "error": self.error, "failures": self.failures, "outages": self.outages,
+                "error": self.error, "error_code": self.error_code,
+                "failures": self.failures, "outages": self.outages,
                 "retried_ops": self.retried_ops}
 
 
 class StoreGuard:
     """Applies a daemon's transactions; keeps and retries what a store failure stopped."""
 
-    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float],
+                 wake: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.clock = clock
         self.health = StoreHealth()
         self.deferred: list[Deferred] = []
+        #: The store's requests cross a network: groups and probes run in the background.
+        self.background = store if isinstance(store, Background) else None
+        self.wake = wake
+        if self.background is not None:
+            self.background.notify(wake)  # files read ahead have arrived: dispatch them
+        self.in_flight = 0  # groups started and not collected yet
+        self._ended: deque[tuple[Txn, list[Outcome], float]] = deque()  # from other threads
+        self._probe: deque[CkptdError | None] = deque()  # a background probe's answer
+        self._probing = False
 
     def clear(self) -> None:
         """Forget the waiting ops (this daemon stopped leading: the next one redoes them)."""
@@ -131,12 +152,51 @@ class StoreGuard:
         if not writable:
             return [NotLeader("this daemon leads no queue; nothing was written")] \
                 * len(ops)
-        now = self.clock()
         try:
             outcomes = self.store.apply(ops)
         except Exception as exc:  # a backend bug must not kill the loop; nothing is acked
             log.exception("store apply failed")
             outcomes = [StoreError(f"store failure: {exc}")] * len(ops)
+        return self.settle(txn, outcomes)
+
+    def start(self, txn: Txn, writable: bool = True) -> None:
+        """Start applying the round's ops in the background (a store that crosses a
+        network); :meth:`ended` returns them with their outcomes once the store answered."""
+        assert self.background is not None
+        started = time.perf_counter()
+        self.in_flight += 1
+        if not writable:
+            self._ended.append((txn, [NotLeader("this daemon leads no queue; nothing was "
+                                                "written")] * len(txn.ops), started))
+            return
+
+        def then(outcomes: list[Outcome]) -> None:  # in the store's thread
+            self._ended.append((txn, outcomes, started))
+            self.wake()
+        self.background.apply_later(txn.ops, then)
+
+    def ended(self) -> list[tuple[Txn, list[Outcome], float]]:
+        """The groups started in the background that ended since the last call, with their
+        outcomes (failures kept for a retry, as :meth:`apply` does) and how long each
+        took."""
+        found = []
+        while self._ended:
+            txn, outcomes, started = self._ended.popleft()
+            self.in_flight -= 1
+            found.append((txn, self.settle(txn, outcomes), time.perf_counter() - started))
+        return found
+
+    def drain(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) for the groups in flight to end (a stop)."""
+        if self.background is not None and self.in_flight:
+            self.background.settle(timeout)
+
+    def settle(self, txn: Txn, outcomes: list[Outcome]) -> list[Outcome]:
+        """Look at the outcomes of the round's ops (applied by :meth:`apply`, or in the
+        background, :meth:`ended`): keep the ones that failed for a store failure (their
+        callbacks run once they went through), note the store's health."""
+        ops = txn.ops
+        now = self.clock()
         failed: CkptdError | None = None
         for i, outcome in enumerate(outcomes):
             if not transient(outcome):
@@ -168,16 +228,32 @@ class StoreGuard:
     def may_claim(self, now: float, txn: Txn) -> bool:
         """Whether jobs may be claimed now: not while the store fails. A failing store is
         probed (unless retried ops in ``txn`` are the probe) with backoff."""
+        if self._probe:
+            return self._probed(self._probe.popleft(), now)
         if self.health.available:
             return True
-        if self.deferred or txn.ops:
-            return False  # the retried ops are the probe
-        if now < self.health.next_probe:
+        if self.deferred or txn.ops or self.in_flight:
+            return False  # the retried ops (or the groups in flight) are the probe
+        if now < self.health.next_probe or self._probing:
+            return False
+        if self.background is not None:  # the loop does not wait for the answer
+            self._probing = True
+
+            def then(error: CkptdError | None) -> None:  # in the store's thread
+                self._probe.append(error)
+                self.wake()
+            self.background.probe_later(then)
             return False
         try:
             self.store.probe_access()
         except CkptdError as exc:
-            self.health.failed(exc, now)
+            return self._probed(exc, now)
+        return self._probed(None, now)
+
+    def _probed(self, error: CkptdError | None, now: float) -> bool:
+        self._probing = False
+        if error is not None:
+            self.health.failed(error, now)
             wait = min(RETRY_MAX, PROBE_FIRST * 2 ** min(self.health.failures, 6))
             self.health.next_probe = now + wait
             return False

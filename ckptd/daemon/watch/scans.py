@@ -46,6 +46,7 @@ class Scans:
         self.rescan_now = False  # the watcher lost events, or a queue appeared
         self._results: deque[dict[str, Any]] = deque()
         self._thread: threading.Thread | None = None
+        self._failing: str | None = None  # the last listing's error, said once
 
     def close(self) -> None:
         """Wait for a listing in progress. Idempotent."""
@@ -94,8 +95,12 @@ class Scans:
                     log.info("rescan: %s", finding.line())
             self._results.append({"queues": result, "marks": marks, "controls": controls,
                                   "started": now})
+            self._failing = None
         except CkptdError as exc:
-            log.warning("rescan of %s failed: %s", self.store.url, exc)
+            # Said once per outage (the store guard says when it is back), not every listing.
+            (log.debug if str(exc) == self._failing else log.warning)(
+                "rescan of %s failed: %s", self.store.url, exc)
+            self._failing = str(exc)
             if self.role is not None:
                 self.role.health.failed(exc, self.clock())
         self.wake()

@@ -27,7 +27,13 @@ from ckptd.store.base import (
     check_control,
     split_job_name,
 )
-from ckptd.store.local.durable import fsync_dir, io_error, unlink_quietly, write_new
+from ckptd.store.local.durable import (
+    fsync_dir,
+    holds_entries,
+    io_error,
+    unlink_quietly,
+    write_new,
+)
 from ckptd.store.local.files import KeptPending, read_file, read_or_none
 from ckptd.store.local.folders import QueueFolders
 
@@ -140,6 +146,8 @@ class LocalControls:
         base = f"{self.root}/{queue}"
         removed = []
         try:
+            checkpoints = holds_entries(f"{base}/{CHECKPOINT_DIR}")
+            blobs = holds_entries(f"{base}/{BLOB_DIR}")
             for job_id in job_ids:
                 check_job_ref(queue, job_id)
                 try:
@@ -147,9 +155,11 @@ class LocalControls:
                 except FileNotFoundError:
                     continue
                 removed.append(job_id)
-                unlink_quietly(f"{base}/{CHECKPOINT_DIR}/{job_id}{JOB_SUFFIX}")
-                for kind in BLOB_KINDS:
-                    unlink_quietly(f"{base}/{BLOB_DIR}/{job_id}.{kind}")
+                if checkpoints:
+                    unlink_quietly(f"{base}/{CHECKPOINT_DIR}/{job_id}{JOB_SUFFIX}")
+                if blobs:
+                    for kind in BLOB_KINDS:
+                        unlink_quietly(f"{base}/{BLOB_DIR}/{job_id}.{kind}")
         except OSError as exc:
             raise io_error(exc, "remove finished jobs from", f"{base}/{state.value}") from exc
         return removed

@@ -61,6 +61,17 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def holds_entries(folder: str) -> bool:
+    """Whether ``folder`` exists and holds anything (reads at most its first entry): a
+    sweep skips a job's side files in a folder that holds none, a syscall and an
+    exception per job saved."""
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is not None
+    except FileNotFoundError:
+        return False
+
+
 def unlink_quietly(path: str) -> None:
     """Remove ``path``; a file that is already gone is not an error."""
     try:

@@ -31,12 +31,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
 from ckptd.core.config import FsyncMode
-from ckptd.core.errors import JobNotFound, StoreError
+from ckptd.core.errors import CkptdError, JobNotFound, StoreError
 from ckptd.core.names import check_job_ref, check_queue, is_valid_name
 from ckptd.core.states import STATES, State
+from ckptd.store.background import Background
 from ckptd.store.base import (
     ARCHIVE_DIR,
     BLOB_DIR,
@@ -82,6 +84,18 @@ def bucket_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def describe_bucket(settings: Settings) -> str:
+    """How the bucket of ``settings.root`` is reached, every setting with its source (for
+    ``doctor``); raises ValueError for settings that cannot work."""
+    from ckptd.store.s3.aws_config import resolve
+    from ckptd.store.s3.options import credentials_source
+
+    options = bucket_options(settings)
+    bucket = settings.root.split("://", 1)[1].split("/", 1)[0]
+    address = resolve(bucket, options)
+    return f"{address.describe()}; credentials from {credentials_source(options, address)}"
+
+
 def open_requests(bucket: str, base: str, options: Mapping[str, Any], *, timeout: float,
                   concurrency: int) -> S3Requests:
     """The requests of a bucket: through obstore, or s3fs when asked or when obstore cannot
@@ -103,7 +117,7 @@ def open_requests(bucket: str, base: str, options: Mapping[str, Any], *, timeout
     return BotocoreRequests(bucket, base, options, timeout=timeout, concurrency=concurrency)
 
 
-class S3Store(BucketStore):
+class S3Store(BucketStore, Background):
     """A store in an S3 bucket (AWS or any S3-compatible server), under a key prefix.
 
     ``bulk_deletes``: send the deletes of old copies together at the end of a group (one
@@ -130,6 +144,13 @@ class S3Store(BucketStore):
                                bulk_deletes=bulk_deletes)
         # control files read before, by (queue, name): ((time, size) listed, bytes)
         self._controls_seen: dict[tuple[str, str], tuple[tuple[float, int], bytes]] = {}
+        # Reads and groups started in the background (Background), by the daemon's loop:
+        self._reading: set[tuple[str, str]] = set()  # pending files being read
+        self._unread: dict[tuple[str, str], CkptdError] = {}  # reads that found no file
+        self._groups: set[Future[list[Outcome]]] = set()  # groups in flight
+        self._missed: set[str] = set()  # queues whose next claim's file was not read yet
+        self._background_lock = threading.Lock()
+        self._wake: Callable[[], None] = lambda: None
 
     @property
     def client(self) -> str:
@@ -137,6 +158,7 @@ class S3Store(BucketStore):
         return self.req.client
 
     def close(self) -> None:
+        self.settle(self.req.timeout)
         self.req.close()
 
     # -- the job-file cache ----------------------------------------------------------------
@@ -144,6 +166,8 @@ class S3Store(BucketStore):
     def forget_prefetched(self) -> None:
         """Forget every remembered pending file (the daemon calls it when it stands by)."""
         self.cache.clear()
+        with self._background_lock:
+            self._unread.clear()
 
     def prefetch(self, queue: str, ids: Sequence[str]) -> int:
         """Read the pending files of ``ids`` concurrently, for the next claims; return how many.
@@ -170,7 +194,14 @@ class S3Store(BucketStore):
 
     def read_ahead(self, queue: str, ids: Sequence[str]) -> dict[str, bytes]:
         """Prefetch the files (kept for their claims) and return them; a file the full
-        cache could not keep is read again at its claim."""
+        cache could not keep is read again at its claim. A file a read in the background
+        found gone is left out (one that failed raises its error)."""
+        with self._background_lock:
+            settled = {i: self._unread.pop((queue, i)) for i in ids if (queue, i) in self._unread}
+        for failure in settled.values():
+            if not isinstance(failure, JobNotFound):
+                raise failure
+        ids = [i for i in ids if i not in settled]
         self.prefetch(queue, ids)
         found = {}
         for job_id in ids:
@@ -207,6 +238,126 @@ class S3Store(BucketStore):
     def probe_access(self) -> None:
         """List one key under the prefix; raise StoreError when the bucket cannot be read."""
         self.req.run(self.req.probe_access)
+
+    # -- in the background: the daemon's loop never waits on a request -----------------------
+
+    def apply_later(self, ops: Sequence[Op], then: Callable[[list[Outcome]], None]) -> None:
+        count = len(ops)
+        future = self.req.start(self.writes.apply, list(ops))
+        with self._background_lock:
+            self._groups.add(future)
+
+        def ended(done: Future[list[Outcome]]) -> None:
+            with self._background_lock:
+                self._groups.discard(done)
+            try:
+                outcomes = done.result()
+            except Exception as exc:  # noqa: BLE001 - a bug costs the group, not the loop
+                log.exception("a group of %d store operation(s) failed", count)
+                outcomes = [StoreError(f"cannot update {self.url}: {exc}")] * count
+            then(outcomes)
+        future.add_done_callback(ended)
+
+    def probe_later(self, then: Callable[[CkptdError | None], None]) -> None:
+        def ended(done: Future[None]) -> None:
+            error = done.exception()
+            then(error if isinstance(error, CkptdError) or error is None
+                 else StoreError(f"cannot reach {self.url}: {error}"))
+        self.req.start(self.req.probe_access).add_done_callback(ended)
+
+    def notify(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+
+    def prefetch_later(self, queue: str, ids: Sequence[str]) -> int:
+        if self.cache.full():
+            return 0
+        with self._background_lock:
+            wanted = [i for i in self.cache.missing(queue, list(ids))
+                      if (queue, i) not in self._reading and (queue, i) not in self._unread]
+            self._reading.update((queue, i) for i in wanted)
+        if not wanted:
+            return 0
+
+        async def fetch_all() -> None:
+            async def one(job_id: str) -> None:
+                key = self._job_key(queue, State.PENDING, job_id)
+                try:
+                    data = await self.req.get(key, f"read {queue}/pending/{job_id}")
+                    failure: CkptdError | None = None if data is not None else JobNotFound(
+                        f"job {job_id!r} is not in {queue}/pending/")
+                except CkptdError as exc:
+                    data, failure = None, exc
+                if data is not None:
+                    self.cache.remember(queue, job_id, data)
+                    if self.cache.peek(queue, job_id) is None:  # the cache is full
+                        failure = None  # read again at its claim
+                with self._background_lock:
+                    self._reading.discard((queue, job_id))
+                    if failure is not None:
+                        self._unread[(queue, job_id)] = failure
+            await asyncio.gather(*(one(i) for i in wanted))
+
+        def ended(done: Future[None]) -> None:
+            if done.exception() is not None:
+                log.error("reading pending files of %s failed: %s", queue, done.exception())
+            self._wake()
+        self.req.start(fetch_all).add_done_callback(ended)
+        return len(wanted)
+
+    def locate_later(self, queue: str, ids: Sequence[str],
+                     then: Callable[[dict[str, str | None], list[str]], None]) -> None:
+        order = (State.DONE, State.FAILED, State.PENDING, State.CLAIMED)
+
+        async def look_all() -> tuple[dict[str, str | None], list[str]]:
+            async def one(job_id: str) -> tuple[str, str | None, bool]:
+                try:
+                    found = await asyncio.gather(*(self.req.head(
+                        self._job_key(queue, state, job_id), f"look for {queue}/{job_id}")
+                        for state in order))
+                except CkptdError:
+                    return job_id, None, False
+                states = [s.value for s, info in zip(order, found) if info is not None]
+                return job_id, states[0] if states else None, True
+            looked = await asyncio.gather(*(one(i) for i in ids))
+            return ({i: s for i, s, ok in looked if ok}, [i for i, _, ok in looked if not ok])
+
+        def ended(done: Future[tuple[dict[str, str | None], list[str]]]) -> None:
+            if done.exception() is not None:
+                log.error("looking for jobs of %s failed: %s", queue, done.exception())
+                then({}, list(ids))
+            else:
+                then(*done.result())
+            self._wake()
+        self.req.start(look_all).add_done_callback(ended)
+
+    def ready(self, queue: str, job_id: str) -> bool:
+        if self.cache.peek(queue, job_id) is not None or self.cache.full():
+            return True  # (full: files are read at their claims, as without a cache)
+        with self._background_lock:
+            if (queue, job_id) in self._unread:
+                return True
+            self._missed.add(queue)
+        self.prefetch_later(queue, [job_id])
+        return False
+
+    def missed(self) -> set[str]:
+        with self._background_lock:
+            found, self._missed = self._missed, set()
+        return found
+
+    def busy(self, queue: str, job_id: str) -> bool:
+        return self.writes.busy(queue, job_id)
+
+    def moved_out(self, queue: str, job_id: str, state: State, since: float) -> bool:
+        return self.writes.moved.get((queue, job_id, state), 0.0) >= since
+
+    def settle(self, timeout: float) -> bool:
+        with self._background_lock:
+            groups = list(self._groups)
+        if groups:
+            wait(groups, timeout=timeout)
+        with self._background_lock:
+            return not self._groups
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -246,6 +397,10 @@ class S3Store(BucketStore):
             cached = self.cache.take(queue, job_id)
             if cached is not None:
                 return cached
+            with self._background_lock:
+                failed = self._unread.pop((queue, job_id), None)
+            if failed is not None:  # a read in the background found no file, or failed
+                raise failed
         return self._cat(self._job_key(queue, state, job_id),
                          f"job {job_id!r} is not in {queue}/{state.value}/")
 

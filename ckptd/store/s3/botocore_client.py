@@ -10,6 +10,7 @@ obstore cannot honour (see :mod:`ckptd.store.s3.options`): it takes anything
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from ckptd.store.s3.requests import (
@@ -76,6 +77,13 @@ class BotocoreRequests(S3Requests):
 
         result: T = fsspec.asyn.sync(self.fs.loop, coro_func, *args)
         return result
+
+    def start(self, coro_func: Callable[..., Awaitable[T]], *args: object) -> Future[T]:
+        import asyncio
+
+        async def run() -> T:
+            return await coro_func(*args)
+        return asyncio.run_coroutine_threadsafe(run(), self.fs.loop)
 
     async def _send(self, method: str, read_body: bool = False, **kwargs: Any) -> Any:
         s3 = await self.fs.set_session()

@@ -49,6 +49,11 @@ class PendingCache:
         with self._lock:
             return self._files.get((queue, job_id))
 
+    def full(self) -> bool:
+        """True when nothing more would be kept (a file of a few KiB, at least)."""
+        with self._lock:
+            return len(self._files) >= self.entries or self._bytes + 4096 > self.size
+
     def missing(self, queue: str, ids: list[str]) -> list[str]:
         """The ids of ``ids`` whose files are not kept."""
         with self._lock:

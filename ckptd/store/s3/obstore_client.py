@@ -11,7 +11,9 @@ compare-and-swap PUT (``mode={"e_tag": ...}``), server-side copy, bulk delete
 - retries are ckptd's (:class:`~ckptd.store.s3.requests.S3Requests`): obstore's own are off,
   so that every try is counted and the request's deadline bounds them all.
 
-The coroutines run on fsspec's I/O event loop (one thread per process, started once).
+The coroutines run on ckptd's own event loop (:mod:`ckptd.store.s3.io_loop`), which is
+closed in order before the interpreter finalizes: obstore's threads hand answers back
+through it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -36,6 +39,7 @@ from obstore.exceptions import (
     UnknownConfigurationKeyError,
 )
 
+from ckptd.store.s3.io_loop import IoLoop, acquire_loop, release_loop
 from ckptd.store.s3.options import NoCredentials, NotHonoured, obstore_setup
 from ckptd.store.s3.requests import (
     MTIME,
@@ -80,8 +84,10 @@ class ObstoreRequests(S3Requests):
         super().__init__(bucket, base, timeout=timeout, concurrency=concurrency)
         from obstore.store import S3Store as ObjectStore
 
-        setup = obstore_setup(options, timeout=timeout, concurrency=concurrency)
+        setup = obstore_setup(bucket, options, timeout=timeout, concurrency=concurrency)
         self._client_options = setup.client_options
+        self.address = setup.address
+        self.credentials_from = setup.credentials_from
         try:
             self.store = ObjectStore(
                 bucket, config=cast("S3Config", setup.config),
@@ -91,12 +97,38 @@ class ObstoreRequests(S3Requests):
         except UnknownConfigurationKeyError as exc:
             raise NotHonoured(_summary(str(exc))) from exc
         self._ssl: ssl.SSLContext | None = None
+        self.io = acquire_loop()
+        self._control_io: IoLoop | None = None  # the leases' own loop, made on first use
+        self._released = False
 
     def run(self, coro_func: Callable[..., Awaitable[T]], *args: object) -> T:
-        import fsspec.asyn
+        return self.io.run(coro_func, *args)
 
-        result: T = fsspec.asyn.sync(fsspec.asyn.get_loop(), coro_func, *args)
-        return result
+    def run_control(self, coro_func: Callable[..., Awaitable[T]], *args: object) -> T:
+        if self._control_io is None:
+            self._control_io = acquire_loop("ckptd-s3-leases")
+        return self._control_io.run(coro_func, *args)
+
+    def location(self) -> str:
+        return f"{super().location()} at {self.address.where()}"
+
+    def endpoint(self) -> str | None:
+        return self.address.endpoint.value
+
+    def server(self) -> str:
+        return self.address.where()
+
+    def start(self, coro_func: Callable[..., Awaitable[T]], *args: object) -> Future[T]:
+        return self.io.submit(coro_func, *args)
+
+    def close(self) -> None:
+        """Wait for the requests in flight, then give the event loop back (the last store
+        of the process closes it: see :mod:`ckptd.store.s3.io_loop`). Idempotent."""
+        if not self._released:
+            self._released = True
+            release_loop(self.io)
+            if self._control_io is not None:
+                release_loop(self._control_io)
 
     # -- the primitives --------------------------------------------------------------------
 
@@ -214,7 +246,8 @@ class ObstoreRequests(S3Requests):
                 status == 409 and code == "ConditionalRequestConflict"):
             return Classified(Failure.CONFLICT, code, detail)
         if isinstance(exc, UnauthenticatedError) and NoCredentials.__name__ in text:
-            return Classified(Failure.NO_CREDENTIALS, code, detail)
+            said = text.split(f"{NoCredentials.__name__}: ", 1)[-1].split("\n", 1)[0]
+            return Classified(Failure.NO_CREDENTIALS, code, said.strip() or detail)
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)) or status == 403:
             return Classified(Failure.DENIED, code, detail)
         if isinstance(exc, NotSupportedError) or status == 501 or code in _UNSUPPORTED:
@@ -222,6 +255,9 @@ class ObstoreRequests(S3Requests):
         if status is not None and 400 <= status < 500 and status not in (408, 429) \
                 and code not in _THROTTLED:
             return Classified(Failure.REFUSED, code, detail)
+        cause = _connection_cause(text) if status is None else None
+        if cause is not None:
+            return Classified(Failure.UNAVAILABLE, code, cause, connect=True)
         return Classified(Failure.UNAVAILABLE, code, detail)
 
 
@@ -235,6 +271,32 @@ def _entries(found: Sequence[Mapping[str, Any]], prefix: str) -> list[Entry]:
             entries.append(Entry(name, meta["last_modified"].timestamp(), int(meta["size"]),
                                  str(meta.get("e_tag") or "").strip('"')))
     return entries
+
+
+_CAUSES = (  # (what the error text holds, the cause in plain words)
+    ("ConnectionRefused", "connection refused: nothing listens at that address"),
+    ("dns error", "its host name does not resolve"),
+    ("InvalidContentType", "the TLS handshake failed: is it an http:// server behind an "
+                           "https:// endpoint?"),
+    ("InvalidCertificate", "its TLS certificate is not trusted (client_kwargs verify in "
+                           "[storage_options] names a CA file)"),
+    ("certificate", "its TLS certificate is not trusted"),
+    ("TimedOut", "no answer in time"),
+    ("ConnectionReset", "the connection was reset"),
+    ("NetworkUnreachable", "the network is unreachable"),
+    ("HostUnreachable", "the host is unreachable"),
+    ("BadScheme", "the endpoint's scheme is refused"),
+    ("error sending request", "the request could not be sent"),
+)
+
+
+def _connection_cause(text: str) -> str | None:
+    """The cause of a request that reached no server, in plain words (None otherwise)."""
+    head, _, debug = text.partition("Debug source")
+    for mark, words in _CAUSES:
+        if mark in debug or mark in head:
+            return words
+    return None
 
 
 def _summary(text: str) -> str:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ckptd.store.s3.aws_config import BucketAddress, resolve
+
 log = logging.getLogger(__name__)
 
 CLIENT_KEY = "s3_client"  # [storage_options] s3_client = "obstore" | "s3fs"
@@ -62,9 +64,11 @@ class NotHonoured(ValueError):
 class ObstoreSetup:
     """What obstore's ``S3Store`` is built from."""
 
+    address: BucketAddress
     config: dict[str, Any] = field(default_factory=dict)
     client_options: dict[str, Any] = field(default_factory=dict)
     credentials: BotocoreCredentials | None = None
+    credentials_from: str = ""
 
 
 def client_choice(options: Mapping[str, Any]) -> str:
@@ -76,13 +80,15 @@ def client_choice(options: Mapping[str, Any]) -> str:
     return choice
 
 
-def obstore_setup(options: Mapping[str, Any], *, timeout: float, concurrency: int
-                  ) -> ObstoreSetup:
-    """Map s3fs-style ``options`` (and the environment) onto obstore's configuration.
+def obstore_setup(bucket: str, options: Mapping[str, Any], *, timeout: float,
+                  concurrency: int) -> ObstoreSetup:
+    """Map s3fs-style ``options``, the AWS environment and config file onto obstore's
+    configuration (where the bucket is: :func:`~ckptd.store.s3.aws_config.resolve`).
 
-    Raises :class:`NotHonoured` naming what it cannot map.
+    Raises :class:`NotHonoured` naming what it cannot map, ValueError for settings that
+    cannot work (a config file that does not parse, an unknown addressing style).
     """
-    setup = ObstoreSetup()
+    setup = ObstoreSetup(address=resolve(bucket, options))
     config, client = setup.config, setup.client_options
     # botocore's own timeouts ended a stuck connection or read; these do the same, and the
     # deadline of each request (S3Requests) bounds the retries on top.
@@ -96,17 +102,25 @@ def obstore_setup(options: Mapping[str, Any], *, timeout: float, concurrency: in
     config_kwargs = dict(rest.pop("config_kwargs", None) or {})
     extra = dict(rest.pop("s3_additional_kwargs", None) or {})
     profile = rest.pop("profile", None)
-    endpoint = rest.pop("endpoint_url", None) or client_kwargs.pop("endpoint_url", None)
-    if endpoint:
-        config["endpoint"] = str(endpoint)
-    if rest.pop("use_ssl", True) is False or str(endpoint or "").startswith("http://"):
+    address = setup.address
+    # Explicit, so that obstore's own reading of AWS_* variables cannot disagree.
+    config["endpoint"] = config["aws_endpoint_url_s3"] = address.url()
+    config["virtual_hosted_style_request"] = address.virtual
+    config["region"] = address.region.value or "us-east-1"
+    for name in ("endpoint_url", "region_name", "region", "virtual_hosted_style_request"):
+        rest.pop(name, None)
+    client_kwargs.pop("endpoint_url", None)
+    client_kwargs.pop("region_name", None)
+    (config_kwargs.get("s3") or {}).pop("addressing_style", None)
+    if not config_kwargs.get("s3"):
+        config_kwargs.pop("s3", None)
+    if rest.pop("use_ssl", True) is False or address.allow_http:
         client["allow_http"] = True
     if rest.pop("anon", False):
         config["skip_signature"] = True
     if rest.pop("requester_pays", False):
         config["request_payer"] = True
-    for name in ("region_name", "aws_access_key_id", "aws_secret_access_key",
-                 "aws_session_token"):
+    for name in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
         if name in client_kwargs:
             rest.setdefault(name, client_kwargs.pop(name))
     verify = client_kwargs.pop("verify", None)
@@ -120,9 +134,6 @@ def obstore_setup(options: Mapping[str, Any], *, timeout: float, concurrency: in
             client[name] = timedelta(seconds=float(config_kwargs.pop(name)))
     if "max_pool_connections" in config_kwargs:
         client["pool_max_idle_per_host"] = str(config_kwargs.pop("max_pool_connections"))
-    style = (config_kwargs.pop("s3", None) or {}).get("addressing_style")
-    if style == "virtual":
-        config["virtual_hosted_style_request"] = True
     for name, value in extra.items():
         if name not in _SSE:
             raise NotHonoured(f"s3_additional_kwargs {name}")
@@ -135,17 +146,26 @@ def obstore_setup(options: Mapping[str, Any], *, timeout: float, concurrency: in
         if name in _NO_EFFECT:
             continue
         config[_SAME.get(name, name)] = value  # obstore refuses a name it does not know
-    if "access_key_id" not in config and not config.get("skip_signature"):
-        if profile or not os.environ.get("AWS_ACCESS_KEY_ID"):
-            setup.credentials = BotocoreCredentials(str(profile) if profile else None)
-            region = setup.credentials.region()
-            if region and "region" not in config and not _env_region():
-                config["region"] = region
+    setup.credentials_from = credentials_source(options, address)
+    if setup.credentials_from.startswith("botocore"):
+        setup.credentials = BotocoreCredentials(str(profile) if profile else None)
     return setup
 
 
-def _env_region() -> str | None:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+def credentials_source(options: Mapping[str, Any], address: BucketAddress) -> str:
+    """Where the bucket's credentials come from, in words (the first that applies)."""
+    client_kwargs = options.get("client_kwargs") or {}
+    if any(options.get(k) for k in ("key", "aws_access_key_id")) or client_kwargs.get(
+            "aws_access_key_id"):
+        return "[storage_options] key and secret"
+    if options.get("anon") or options.get("skip_signature"):
+        return "none (anon: unsigned requests)"
+    if not options.get("profile") and os.environ.get("AWS_ACCESS_KEY_ID") and \
+            os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        return "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    return (f"botocore's chain: profile {address.profile.value or 'default'} "
+            f"({address.config_file}, ~/.aws/credentials), SSO, web identity, a container "
+            "or instance role")
 
 
 class BotocoreCredentials:
@@ -163,20 +183,16 @@ class BotocoreCredentials:
             self._session = botocore.session.Session(profile=self.profile)
         return self._session
 
-    def region(self) -> str | None:
-        """The region of the profile (``~/.aws/config``), if it names one."""
-        try:
-            region = self._botocore().get_config_variable("region")
-        except Exception:  # noqa: BLE001 - a broken config file: the chain will say so
-            return None
-        return str(region) if region else None
-
     def __call__(self) -> dict[str, Any]:
         from botocore.credentials import RefreshableCredentials
+        from botocore.exceptions import BotoCoreError
 
-        credentials = self._botocore().get_credentials()
+        try:
+            credentials = self._botocore().get_credentials()
+        except BotoCoreError as exc:  # a profile that is nowhere, a role that refuses, ...
+            raise NoCredentials(str(exc)) from None
         if credentials is None:
-            raise NoCredentials("no AWS credentials found")
+            raise NoCredentials("botocore's chain found none")
         frozen = credentials.get_frozen_credentials()
         expires = None
         if isinstance(credentials, RefreshableCredentials):

@@ -32,10 +32,17 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ckptd.core.errors import CkptdError, JobNotFound, StoreError, StoreUnavailable
+from ckptd.core.errors import (
+    CkptdError,
+    JobNotFound,
+    StoreError,
+    StoreNotFound,
+    StoreUnavailable,
+)
 from ckptd.store.objects import CONTROL_DIR, Conflict
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,8 @@ PAGE_SIZE = 1000  # keys per listing page (S3's own maximum)
 ATTEMPTS = 3  # tries of one request that fails for a passing reason (within its deadline)
 BACKOFF_FIRST = 0.05  # seconds before the second try; doubles, with jitter
 BULK_DELETE_MAX = 1000  # keys per DeleteObjects request (S3's own maximum)
+UNREACHABLE_FIX = ("is the S3 server up there, and is the endpoint right? (set it with "
+                   "s3_endpoint_url, AWS_ENDPOINT_URL or endpoint_url in ~/.aws/config)")
 
 
 class Failure(enum.Enum):
@@ -64,11 +73,14 @@ class Failure(enum.Enum):
 
 @dataclass(frozen=True)
 class Classified:
-    """A failure's kind, the server's code (or HTTP status) and a short description."""
+    """A failure's kind, the server's code (or HTTP status) and a short description in
+    plain words; ``connect``: the request never reached a server (refused, no such host,
+    a TLS handshake that failed, no answer at all)."""
 
     kind: Failure
     code: str
     detail: str
+    connect: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,16 @@ class S3Requests(ABC):
         """Run a coroutine on the client's event loop and wait for it (from any thread)."""
 
     @abstractmethod
+    def start(self, coro_func: Callable[..., Awaitable[T]], *args: object) -> Future[T]:
+        """Start a coroutine on the client's event loop without waiting for it."""
+
+    def run_control(self, coro_func: Callable[..., Awaitable[T]], *args: object) -> T:
+        """Run a request of the leases and membership records and wait for it: on a loop of
+        their own where the client has one (a renewal never waits behind a big group).
+        Such requests must not be ``queued`` (the slots belong to the requests' loop)."""
+        return self.run(coro_func, *args)
+
+    @abstractmethod
     async def _get(self, key: str, byte_range: tuple[int, int] | None) -> bytes: ...
 
     @abstractmethod
@@ -165,6 +187,19 @@ class S3Requests(ABC):
 
     def close(self) -> None:
         """Release what the client holds. Idempotent."""
+
+    def location(self) -> str:
+        """The store in words, for messages: its URL and, where known, the server's
+        endpoint and where that setting came from."""
+        return f"s3://{self.bucket}/{self.base}".rstrip("/")
+
+    def endpoint(self) -> str | None:
+        """The custom endpoint the requests go to (None: AWS itself, or not known)."""
+        return None
+
+    def server(self) -> str:
+        """The server in words: its endpoint and where that setting came from."""
+        return self.endpoint() or "AWS"
 
     # -- the frame of every request --------------------------------------------------------
 
@@ -206,8 +241,9 @@ class S3Requests(ABC):
                 return await self._tries(send, fenced_keys, pages)
         except TimeoutError:
             self.stats["timeouts"] += 1
-            raise StoreUnavailable(f"cannot {what} in s3://{self.bucket}: no answer "
-                                   f"within {self.timeout:g}s") from None
+            raise StoreUnavailable(f"cannot {what}: the store {self.location()} did not "
+                                   f"answer within {self.timeout:g}s (store_timeout); "
+                                   f"{UNREACHABLE_FIX}") from None
         except _Failed as failed:
             raise self.translate(failed.failure, what) from failed.cause
 
@@ -234,27 +270,39 @@ class S3Requests(ABC):
             attempt += 1
 
     def translate(self, failure: Classified, what: str) -> CkptdError:
-        """ckptd's error for a failed request (with what to do about it, where there is)."""
-        code, where = failure.code, f"s3://{self.bucket}"
+        """ckptd's error for a failed request: what failed, the store, the cause in plain
+        words and what to do about it."""
+        code, where = failure.code, self.location()
         if failure.kind is Failure.MISSING:
             return JobNotFound(f"cannot {what}: not found")
         if failure.kind is Failure.CONFLICT:
             return Conflict(f"cannot {what}: the object changed ({code})")
         self.stats["errors"] += 1
         if failure.kind is Failure.NO_CREDENTIALS:
-            return StoreError(f"cannot {what} in {where}: no AWS credentials; set "
-                              "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or "
-                              "[storage_options] in the config file")
+            return StoreError(f"cannot {what}: no AWS credentials for the store {where} "
+                              f"({failure.detail}); set AWS_ACCESS_KEY_ID and "
+                              "AWS_SECRET_ACCESS_KEY, AWS_PROFILE (a profile in "
+                              "~/.aws/credentials or ~/.aws/config), or key and secret in "
+                              "[storage_options]")
         if failure.kind is Failure.DENIED:
-            return StoreError(f"cannot {what} in {where}: access denied ({code}); check the "
-                              "credentials and the bucket's policy")
+            return StoreError(f"cannot {what}: the store {where} refused the credentials "
+                              f"({failure.detail}); check the access key (AWS_ACCESS_KEY_ID, "
+                              "AWS_PROFILE or [storage_options]) and the bucket's policy")
         if failure.kind is Failure.NO_BUCKET:
-            return StoreError(f"cannot {what}: bucket {self.bucket!r} does not exist")
+            endpoint = self.endpoint()
+            create = f"aws s3 mb s3://{self.bucket}" + (f" --endpoint-url {endpoint}"
+                                                         if endpoint else "")
+            return StoreNotFound(f"cannot {what}: bucket {self.bucket!r} does not exist on "
+                                 f"{self.server()}; create it ({create}) or correct --root "
+                                 "(ckptd never creates buckets)")
         if failure.kind is Failure.UNSUPPORTED:
-            return NotSupportedByServer(f"cannot {what} in {where}: not supported by the server "
-                              f"({code})")
+            return NotSupportedByServer(f"cannot {what} in {where}: not supported by the "
+                                        f"server ({code})")
         if failure.kind is Failure.REFUSED:
             return StoreError(f"cannot {what} in {where}: {failure.detail}")
+        if failure.connect:
+            return StoreUnavailable(f"cannot {what}: the store {where} cannot be reached "
+                                    f"({failure.detail}); {UNREACHABLE_FIX}")
         return StoreUnavailable(f"cannot {what} in {where}: {failure.detail}")
 
     # -- requests --------------------------------------------------------------------------

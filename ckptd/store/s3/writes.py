@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from ckptd.core import crashpoints
@@ -55,6 +56,7 @@ from ckptd.store.s3.requests import S3Requests, etag_of
 log = logging.getLogger(__name__)
 
 _OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
+MOVED_KEPT = 100_000  # moves remembered for the listings that began before them
 
 
 class S3Writes:
@@ -70,12 +72,22 @@ class S3Writes:
         self.conditional: bool | None = None
         self._probe_lock: asyncio.Lock | None = None
         self._key_locks: dict[str, asyncio.Lock] = {}
+        # (queue, id) -> the end of the last group started with an op of that job: a
+        # later group's ops of the job wait for it (deletes left to a group's end included)
+        self._last_group: dict[tuple[str, str], asyncio.Future[None]] = {}
+        # (queue, id, state) -> when a move took the job out of that state (wall clock)
+        self.moved: dict[tuple[str, str, State], float] = {}
 
     def key(self, queue: str, folder: str, name: str) -> str:
         return f"{self.prefix}/{queue}/{folder}/{name}"
 
     def job_key(self, queue: str, state: State, job_id: str) -> str:
         return f"{self.prefix}/{queue}/{state.value}/{job_id}{JOB_SUFFIX}"
+
+    def busy(self, queue: str, job_id: str) -> bool:
+        """True while a group with an op of the job runs (read from any thread: one lookup
+        in a dict that only the event loop's thread changes)."""
+        return (queue, job_id) in self._last_group
 
     async def probe(self) -> bool:
         """Whether the server honours conditional writes (probed once, however many ask)."""
@@ -84,34 +96,55 @@ class S3Writes:
                 self._probe_lock = asyncio.Lock()
             async with self._probe_lock:
                 if self.conditional is None:
+                    # A listing first: some servers (SeaweedFS) create a missing bucket on
+                    # the first PUT, where every other command says it does not exist.
+                    await self.req.probe_access()
                     self.conditional = await self.req.probe_conditional(self.prefix)
         return self.conditional
 
     # -- a group ---------------------------------------------------------------------------
 
     async def apply(self, ops: list[Op]) -> list[Outcome]:
-        """Carry out ``ops``; one outcome each (see :meth:`ckptd.store.base.Store.apply`)."""
+        """Carry out ``ops``; one outcome each (see :meth:`ckptd.store.base.Store.apply`).
+
+        Groups may run side by side (the daemon starts one per turn of its loop without
+        waiting): the ops of a job wait for the end of the last group started before with
+        an op of that job, so a job's ops keep their order whatever group they are in.
+        """
         outcomes: list[Outcome] = [None] * len(ops)
         chains: dict[tuple[str, str], list[int]] = {}
         for i, op in enumerate(ops):
             chains.setdefault((op.queue, op.job_id), []).append(i)
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        before = {key: self._last_group.get(key) for key in chains}
+        for key in chains:
+            self._last_group[key] = ended
         late: dict[int, list[str]] = {}  # op -> old keys it leaves for the group's end
 
-        async def chain(positions: list[int]) -> None:
+        async def chain(key: tuple[str, str], positions: list[int]) -> None:
+            earlier = before[key]
+            if earlier is not None:
+                await asyncio.shield(earlier)
             for n, i in enumerate(positions):  # the ops of one job in their order
                 later = [ops[j] for j in positions[n + 1:]]
                 leave = late.setdefault(i, []) if self._may_leave(ops[i], later) else None
                 outcomes[i] = await self._outcome(ops[i], leave)
 
-        await asyncio.gather(*(chain(p) for p in chains.values()))
-        waiting = [i for i, keys in late.items() if keys and outcomes[i] is None]
-        if waiting:
-            try:
-                await self.req.delete_many([k for i in waiting for k in late[i]],
-                                           "delete the old copies")
-            except CkptdError as exc:
-                for i in waiting:  # each op is tried again whole: all of it is idempotent
-                    outcomes[i] = self._failure(ops[i], exc)
+        try:
+            await asyncio.gather(*(chain(k, p) for k, p in chains.items()))
+            waiting = [i for i, keys in late.items() if keys and outcomes[i] is None]
+            if waiting:
+                try:
+                    await self.req.delete_many([k for i in waiting for k in late[i]],
+                                               "delete the old copies")
+                except CkptdError as exc:
+                    for i in waiting:  # each op is tried again whole: all is idempotent
+                        outcomes[i] = self._failure(ops[i], exc)
+        finally:
+            ended.set_result(None)
+            for key in chains:
+                if self._last_group.get(key) is ended:
+                    del self._last_group[key]
         return outcomes
 
     def _may_leave(self, op: Op, later: Sequence[Op]) -> bool:
@@ -207,12 +240,23 @@ class S3Writes:
                 self.cache.remember(op.queue, op.job_id, op.data)
             if src == dst:
                 return
+        self._note_moved(op)
         crashpoints.reached("after_copy")
         # Until this delete the job is under both keys; recovery keeps the later copy.
         if leave is not None:
             leave.append(src)
         else:
             await self.req.delete(src, what)
+
+    def _note_moved(self, op: Move) -> None:
+        """Remember that the job left ``op.src`` (its new copy is written)."""
+        moved = self.moved
+        now = time.time()
+        if len(moved) >= MOVED_KEPT:  # the oldest half goes
+            cutoff = sorted(moved.values())[len(moved) // 2]
+            for key in [k for k, at in moved.items() if at <= cutoff]:
+                del moved[key]
+        moved[(op.queue, op.job_id, op.src)] = now
 
     async def _put_new(self, op: PutNew) -> None:
         dst = self.job_key(op.queue, State.PENDING, op.job_id)
