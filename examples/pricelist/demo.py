@@ -82,11 +82,13 @@ class Processes:
         # A second Ctrl-C must not leave children behind: stop them all the same.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            for _, proc in reversed(self.started):
+            for _, proc in reversed(self.started):  # all at once: each stops on its own
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            for _, proc in reversed(self.started):
                 try:
-                    proc.wait(30)
+                    proc.wait(max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
