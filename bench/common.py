@@ -115,14 +115,15 @@ def wait_for_workers(client: Any, count: int, timeout: float = 60.0) -> None:
 
 
 def start_daemon(root: str, ready: str, env: dict[str, str], *options: str,
-                 timeout: float = 60.0, log: str | None = None
-                 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``ckptd --root ROOT [options] serve`` on free loopback ports (its output into
-    ``log`` when given) and wait until it is ready; return the process and its control
-    address."""
-    control = f"tcp://127.0.0.1:{free_port()}"
+                 timeout: float = 60.0, log: str | None = None, control: str | None = None,
+                 dispatch: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``ckptd --root ROOT [options] serve`` on free loopback ports (or those given;
+    its output into ``log`` when given) and wait until it is ready; return the process and
+    its control address."""
+    control = control or f"tcp://127.0.0.1:{free_port()}"
+    dispatch = dispatch or f"tcp://127.0.0.1:{free_port()}"
     command = [sys.executable, "-m", "ckptd", "--root", root, *options, "serve", "--control",
-               control, "--dispatch", f"tcp://127.0.0.1:{free_port()}", "--ready-file", ready]
+               control, "--dispatch", dispatch, "--ready-file", ready]
     if log is None:
         daemon = subprocess.Popen(command, env=env)
     else:

@@ -59,6 +59,11 @@ def status_table(answer: dict[str, Any]) -> str:
         if store.get("available") is False:
             lines.append(f"STORE UNAVAILABLE for {_dur(store.get('unavailable_s'))}: "
                          f"{store.get('error')}")
+        recovery = info.get("recovery") or {}
+        if recovery.get("running"):  # the counts grow while the store is listed
+            listed = sum(q.get("pending", 0) for q in (recovery.get("queues") or {}).values())
+            lines.append(f"recovering: listing the store for {_dur(recovery.get('seconds'))}, "
+                         f"{listed:,} pending job(s) so far")
     else:
         lines.append(f"{answer.get('root', '')}  (store listing: add --connect for rates, "
                      "lead/cycle times and workers)")

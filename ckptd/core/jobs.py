@@ -23,6 +23,7 @@ from typing import Any
 
 from ckptd.core.errors import InvalidInput, MalformedJob
 from ckptd.core.names import is_valid_name
+from ckptd.core.queue_controls import MAX_PRIORITY
 from ckptd.core.timefmt import utc_iso
 
 Job = dict[str, Any]
@@ -214,6 +215,15 @@ def bump(job: Job) -> Job:
     """Mark a job file as rewritten (see ``rev`` above) and return it."""
     job["rev"] = job.get("rev", 0) + 1
     return job
+
+
+def priority_of(job: Any) -> int:
+    """A job file's priority: its ``priority`` when a whole number in range, else 0."""
+    found = job.get("priority") if isinstance(job, dict) else None
+    if isinstance(found, int) and not isinstance(found, bool) \
+            and -MAX_PRIORITY <= found <= MAX_PRIORITY:
+        return found
+    return 0
 
 
 def running_attempt(job: Job) -> int:

@@ -155,14 +155,7 @@ class Daemon:
             self._watcher = make_watcher(self.store.url, self.wake, settings.watcher,
                                          settings.dir_mode)
             self._watcher.start([q for q in self.store.queues() if self.engine.index.leads(q)])
-            started = time.monotonic()
-            findings = self.engine.recover(now)
-            counts = {q: i.counts() for q, i in self.engine.queues.items()}
-            log.info("recovered the index from %s in %.3fs", self.store.url,
-                     time.monotonic() - started,
-                     extra={"fields": {"queues": len(counts), "repairs": len(findings),
-                                       "pending": sum(c["pending"] for c in counts.values()),
-                                       "claimed": sum(c["claimed"] for c in counts.values())}})
+            self.scans.recover(self.engine.begin_recovery(), now)  # lists in a thread
             self.store.keep_own_pending(self._watcher.reports_in_order)
             self.scans.watcher = self._watcher
             fd = self._watch_fd = self._watcher.fileno()
@@ -340,6 +333,8 @@ class Daemon:
         capped = False  # a socket had more than a turn's share
         if self._control is not None and events.get(self._control):
             capped |= self.control.read(self._control, now) >= MAX_CONTROL_PER_STEP
+            for identity, frames in self.control.take_replies(early=True):  # status, ping
+                self._send_control(identity, frames)
         if self._dispatch is not None and events.get(self._dispatch):
             capped |= self._read_workers(now) >= MAX_WORKER_MESSAGES_PER_STEP
         engine = self.engine
@@ -491,6 +486,7 @@ class Daemon:
                                 "curve": bool(settings.curve_secret_key), "role": "active",
                                 "stopping": self.stopping_since is not None}
         info["store"] = self.guard.view(now)  # available or not, ops waiting to be retried
+        info["recovery"] = self.scans.recovery_view()  # listing the store while serving
         if self.role is not None:  # role, leader lease
             info.update(self.role.status(now))
         return {"drops": self.drops.as_dict(), "daemon": info}

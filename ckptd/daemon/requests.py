@@ -110,6 +110,7 @@ class Control:
         # it may submit straight into this daemon's store (ckptd.client.direct).
         self.token = os.urandom(8).hex()
         self.replies: list[tuple[bytes, list[bytes]]] = []
+        self.early: list[tuple[bytes, list[bytes]]] = []  # answers that wait for no sync
         self.waiters: list[Waiter] = []
         self.router: Router | None = None  # several daemons on one store
         self._local: dict[bytes, Callable[[list[bytes]], None]] = {}  # the console's
@@ -171,8 +172,9 @@ class Control:
             return
         self._carry_out(identity, kind, body, frames, now)
 
-    def reply(self, identity: bytes, answer: Body | CkptdError) -> None:
-        """Queue an answer; it leaves with the round's other replies, after the sync."""
+    def reply(self, identity: bytes, answer: Body | CkptdError, at_once: bool = False) -> None:
+        """Queue an answer; it leaves with the round's other replies, after the sync (an
+        answer that waits for no write, ``at_once``, leaves before the round's sync)."""
         if isinstance(answer, CkptdError):
             leader = answer.leader if isinstance(answer, Standby) else None
             frames = protocol.reply_error(answer.code, str(answer), answer.exit_code, leader)
@@ -181,7 +183,7 @@ class Control:
                 frames = protocol.reply_ok(answer)
             except ValueError as exc:
                 frames = protocol.reply_error(CkptdError.code, str(exc), 1)
-        self.replies.append((identity, frames))
+        (self.early if at_once else self.replies).append((identity, frames))
 
     def reply_raw(self, identity: bytes, frames: list[bytes]) -> None:
         """Queue a reply as it came (from the daemon a request was forwarded to)."""
@@ -197,9 +199,16 @@ class Control:
         """A function that answers ``identity`` (for answers given after the sync)."""
         return lambda answer: self.reply(identity, answer)
 
-    def take_replies(self) -> list[tuple[bytes, list[bytes]]]:
-        """The replies to send now (those to the console are handed to it here)."""
-        replies, self.replies = self.replies, []
+    def take_replies(self, early: bool = False) -> list[tuple[bytes, list[bytes]]]:
+        """The replies to send now (``early``: those that wait for no sync, before it; those
+        to the console are handed to it here)."""
+        if early or self.early:
+            replies, self.early = self.early, []
+            if not early:
+                replies += self.replies
+                self.replies = []
+        else:
+            replies, self.replies = self.replies, []
         if self._local:
             for identity, frames in [r for r in replies if r[0] in self._local]:
                 self._local.pop(identity)(frames)
@@ -233,11 +242,12 @@ class Control:
             answer.update(self.daemon_info(now))
             if self.router is not None:
                 self.router.status(answer, body.get("queue"))
-            self.reply(identity, answer)
+            self.reply(identity, answer, at_once=True)
         elif kind == b"ping":
             pong: Body = {"pong": True, "daemon": engine.name}
             self.reply(identity, pong if self.router is None else {**pong,
-                                                                    **self.router.ping(body)})
+                                                                    **self.router.ping(body)},
+                       at_once=True)
         elif kind == b"endpoints":
             where: Body = {"dispatch": self.endpoints["dispatch"],
                            "dispatch_port": port_of(self.endpoints["dispatch"]),

@@ -40,6 +40,7 @@ from ckptd.store.base import (
     Store,
     split_job_name,
 )
+from ckptd.store.file_names import job_names
 from ckptd.store.job_logs import log_tail, logs_answer, remove_logs
 
 IF_EXISTS = ("error", "return")
@@ -89,7 +90,8 @@ def prepare_submit(settings: Settings, queue: str, payload: Any, now: float, *,
             job["payload_ref"] = f"blobs/{job_id}.payload"
             job["payload_size"] = len(encoded)
             data = encode_job(job)
-    ops.append(PutNew(queue, job_id, data, check_other_states=not generated))
+    ops.append(PutNew(queue, job_id, data, check_other_states=not generated,
+                      priority=priority or 0))
     return job, ops
 
 
@@ -172,6 +174,10 @@ class StoreAdmin(StoreControls, StoreBatches):
                 raise outcome
         return Submitted(job["id"])
 
+    def _priority(self, queue: str, job_id: str) -> int:
+        """The priority the name of a pending job's file carries (0 when it is gone)."""
+        return self.store.pending_priority(queue, job_id) or 0
+
     def _where(self, queue: str, job_id: str) -> Iterable[State]:
         return self.store.find(check_queue(queue), check_job_id(job_id))
 
@@ -242,9 +248,11 @@ class StoreAdmin(StoreControls, StoreBatches):
         states = [state] if state else list(STATES)
         rows = []
         for s in states:
-            ids = self.store.ids(queue, s)
             if s is State.PENDING and ordered:  # in the order a daemon dispatches them
-                ids = self.pending_in_order(queue, ids, self.clock())
+                named = job_names(self.store.pending_names(queue), s)
+                ids = self.pending_in_order(queue, named, self.clock())
+            else:
+                ids = self.store.ids(queue, s)
             rows += [(s, job_id) for job_id in ids]
         return rows
 
@@ -255,7 +263,8 @@ class StoreAdmin(StoreControls, StoreBatches):
             self.known_queue(queue)  # say so when it is the queue (or the store) that is not
             raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
         state = states[-1]
-        raw = self.store.read(queue, state, job_id)
+        priority = self._priority(queue, job_id) if state is State.PENDING else 0
+        raw = self.store.read(queue, state, job_id, priority)
         hand_written = False
         try:
             job: Any = decode_job(raw, queue, job_id)
@@ -264,19 +273,22 @@ class StoreAdmin(StoreControls, StoreBatches):
             if state is State.PENDING:  # written by hand: show the job it stands for
                 try:
                     job, hand_written = jobs.decode_pending(
-                        raw, queue, job_id, written=self.store.mtime(queue, state, job_id),
+                        raw, queue, job_id,
+                        written=self.store.mtime(queue, state, job_id, priority),
                         max_attempts=self.settings.max_attempts_for(queue))
                 except MalformedJob:
                     pass
         checkpoint = self.store.read_checkpoint(queue, job_id)
         info: dict[str, Any] = {
             "state": state.value,
-            "path": self.store.describe(queue, state, job_id),
+            "path": self.store.describe(queue, state, job_id, priority),
             "job": job,
             "checkpoint": _json_or_text(checkpoint) if checkpoint is not None else None,
         }
         if len(states) > 1:
             info["also_in"] = [s.value for s in states[:-1]]
+        if priority:
+            info["priority"] = priority  # from the file's name: the order dispatch follows
         if hand_written:
             info["hand_written"] = True  # completed as shown when the daemon dispatches it
         info["controls"] = self.controls_status(queue)
@@ -313,7 +325,8 @@ class StoreAdmin(StoreControls, StoreBatches):
             transition_name(State.FAILED, State.PENDING)
             budget = attempts or self.settings.max_attempts_for(queue)
             ops.append(Move(queue, job_id, State.FAILED, State.PENDING,
-                            encode_job(edits.retried(job, budget))))
+                            encode_job(edits.retried(job, budget)),
+                            priority=jobs.priority_of(job)))
         raise_first(self.store.apply(ops))
         return [op.job_id for op in ops]
 
@@ -329,7 +342,8 @@ class StoreAdmin(StoreControls, StoreBatches):
         state = states[-1]
         if state is State.PENDING:
             transition_name(state, None)
-            self.store.delete(queue, state, job_id)
+            raise_first(self.store.apply([Delete(queue, state, job_id,
+                                                  priority=self._priority(queue, job_id))]))
         elif state is State.CLAIMED:
             job = decode_job(self.store.read(queue, state, job_id), queue, job_id)
             try:  # a claim is a rename: the file's change time is when it was claimed
@@ -374,22 +388,28 @@ class StoreAdmin(StoreControls, StoreBatches):
         now = self.clock()
         for queue in self._queues():
             findings += recovery.quarantine_foreign(self.store, queue, repair)
+            priorities, named_twice = recovery.pending_priorities(self.store, queue, repair)
+            findings += named_twice
             ids = recovery.listing(self.store, queue)
             blobs: set[tuple[str, str]] = set(self.store.blob_ids(queue))
-            findings += recovery.resolve_duplicates(self.store, queue, ids, repair)
+            findings += recovery.resolve_duplicates(self.store, queue, ids, repair, priorities)
             live: set[str] = set()
             anywhere: set[str] = set()
             for state, state_ids in ids.items():
                 for job_id in state_ids:
                     job, finding = recovery.check_job(
                         self.store, queue, state, job_id, repair,
-                        max_attempts=self.settings.max_attempts_for(queue))
+                        max_attempts=self.settings.max_attempts_for(queue),
+                        priority=priorities.get(job_id, 0) if state is State.PENDING else 0)
                     if finding is not None:
                         findings.append(finding)
                         anywhere.add(job_id)  # unreadable, not gone: keep its attachments
                     if job is None:
                         continue
                     anywhere.add(job_id)
+                    if state is State.PENDING:
+                        findings += recovery.priority_name(queue, job_id, job,
+                                                           priorities.get(job_id, 0))
                     if state in (State.PENDING, State.CLAIMED):
                         live.add(job_id)
                         if job.get("payload_ref") and (job_id, "payload") not in blobs:

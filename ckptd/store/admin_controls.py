@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ckptd.codec import loads
+from ckptd.codec import decode_job
 from ckptd.core import dedup
 from ckptd.core.answers import Submitted
 from ckptd.core.config import Settings
-from ckptd.core.errors import CkptdError, InvalidInput, JobNotFound, MalformedJob, StoreError
+from ckptd.core.errors import CkptdError, InvalidInput, JobNotFound, MalformedJob
 from ckptd.core.names import check_queue
 from ckptd.core.queue_controls import (
     LIMITS_FILE,
-    MAX_PRIORITY,
     PAUSED_FILE,
     Limits,
     aging_of,
@@ -30,15 +29,6 @@ from ckptd.core.queue_controls import (
 from ckptd.core.states import State
 from ckptd.core.timefmt import time_or_none
 from ckptd.store.base import Store
-
-
-def _fields(raw: bytes) -> dict[str, Any]:
-    """The top-level fields of a pending file (a full job, or one written by hand)."""
-    try:
-        value = loads(raw)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _reason(data: bytes) -> str:
@@ -106,33 +96,23 @@ class StoreControls:
         view["priorities"] = {"aging_s": aging_of(self.settings, queue)}
         return view
 
-    def pending_in_order(self, queue: str, ids: list[str], now: float) -> list[str]:
-        """Pending ids in the order a running daemon dispatches them: due jobs by priority,
-        within one a job given back by a stopping worker first, then by the time each
-        became ready (its arrival in pending/, or the end of its delay), then delayed jobs
-        by due time. Each file is read (files written by hand too) for its priority."""
-        keyed: list[tuple[int, float, int, float, str]] = []
-        for job_id in ids:
+    def pending_in_order(self, queue: str, named: list[tuple[str, int]], now: float
+                         ) -> list[str]:
+        """Pending ids in the order a daemon dispatches them: due jobs by the priority their
+        names carry (then by id, which is creation order for generated ids), then delayed
+        ones by due time. Each file is read for its ``not_before``."""
+        keyed = []
+        for job_id, priority in named:
+            due = None
             try:
-                raw = self.store.read(queue, State.PENDING, job_id)
-                arrived = self.store.mtime(queue, State.PENDING, job_id)
-            except (JobNotFound, MalformedJob, StoreError):
-                continue  # gone (or not a job file): a daemon would not dispatch it either
-            fields = _fields(raw)
-            priority = fields.get("priority")
-            if not (isinstance(priority, int) and not isinstance(priority, bool)
-                    and abs(priority) <= MAX_PRIORITY):
-                priority = 0
-            due = time_or_none(fields.get("not_before"))
-            if due is not None and due > now:
-                keyed.append((1, due, 0, 0.0, job_id))
-                continue
-            history = fields.get("history")
-            last = history[-1] if isinstance(history, list) and history else None
-            back = isinstance(last, dict) and last.get("outcome") == "given back"
-            ready = max(arrived, due or 0.0)
-            keyed.append((0, float(priority), 0 if back else 1, ready, job_id))
-        return [key[-1] for key in sorted(keyed)]
+                job = decode_job(self.store.read(queue, State.PENDING, job_id, priority),
+                                 queue, job_id)
+                due = time_or_none(job.get("not_before"))
+            except (JobNotFound, MalformedJob):
+                pass  # gone, or written by hand: due now
+            later = due is not None and due > now
+            keyed.append((1, due or 0.0, 0, job_id) if later else (0, 0.0, priority, job_id))
+        return [key[3] for key in sorted(keyed)]
 
     def unique_id(self, queue: str, payload: Any, job_id: str | None, now: float,
                   key: str | None = None) -> tuple[str | None, Submitted | None]:

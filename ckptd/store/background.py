@@ -20,7 +20,7 @@ store; everything else (the store commands, tests) keeps the waiting methods of
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ckptd.core.errors import CkptdError
 from ckptd.core.states import State
@@ -47,8 +47,10 @@ class Background(ABC):
         (:meth:`prefetch_later`) have arrived."""
 
     @abstractmethod
-    def prefetch_later(self, queue: str, ids: Sequence[str]) -> int:
-        """Start reading the pending files of ``ids`` that are neither kept nor being read
+    def prefetch_later(self, queue: str, ids: Sequence[str],
+                       priorities: Mapping[str, int] | None = None) -> int:
+        """Start reading the pending files of ``ids`` (named with ``priorities``, 0 where not
+        given) that are neither kept nor being read
         (the function given to :meth:`notify` is called when they arrived); return how many
         were started (0: nothing to read)."""
 
@@ -60,10 +62,10 @@ class Background(ABC):
         found id (None: in no folder) and the ids whose look failed."""
 
     @abstractmethod
-    def ready(self, queue: str, job_id: str) -> bool:
-        """True when reading ``pending/<id>`` now waits on no request: its file is kept, or
-        its read ended (a read of a file that was gone or failed raises at once). When not,
-        its read is started and the queue is noted (:meth:`missed`)."""
+    def ready(self, queue: str, job_id: str, priority: int = 0) -> bool:
+        """True when reading ``pending/<id>[,p<priority>]`` now waits on no request: its
+        file is kept, or its read ended (a read of a file that was gone or failed raises at
+        once). When not, its read is started and the queue is noted (:meth:`missed`)."""
 
     @abstractmethod
     def missed(self) -> set[str]:

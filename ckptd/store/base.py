@@ -18,18 +18,21 @@ Every backend keeps these promises; the contract tests in ``tests/store`` hold t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import CkptdError, InvalidName, StoreError
 from ckptd.core.states import STATES, State
+from ckptd.store.file_names import JOB_SUFFIX, job_file_name, split_job_name
+from ckptd.store.listings import PendingListings
+
+__all__ = ["JOB_SUFFIX", "split_job_name"]  # re-exported: the names of job files
 
 if TYPE_CHECKING:
     from ckptd.store.objects import ControlObjects
 
-JOB_SUFFIX = ".json"
 CHECKPOINT_DIR = "state"
 BLOB_DIR = "blobs"
 TMP_DIR = "tmp"
@@ -49,12 +52,14 @@ operator sets on a queue, read by every listing of the queues."""
 
 @dataclass(frozen=True)
 class PutNew:
-    """Create ``pending/<id>.json``; fails with JobExists if the id is in any state."""
+    """Create ``pending/<id>.json`` (named with ``priority``, :mod:`ckptd.store.file_names`); fails
+    with JobExists if the id is in any state."""
 
     queue: str
     job_id: str
     data: bytes
     check_other_states: bool = True
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class Move:
     dst: State
     data: bytes | None = None
     src_known: bool = False
+    priority: int = 0  # of the file in pending/, when src or dst is pending (its name)
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class Delete:
     state: State
     job_id: str
     attachments: bool = True
+    priority: int = 0  # of the file, when it is in pending/ (its name)
 
 
 @dataclass(frozen=True)
@@ -183,7 +190,7 @@ class Lock(Protocol):
         """Give the lock back. Idempotent."""
 
 
-class Store(ABC):
+class Store(PendingListings, ABC):
     """A root holding queues of job files. Safe to share between threads of one process."""
 
     url: str
@@ -211,19 +218,24 @@ class Store(ABC):
         return len(self.ids(queue, state))
 
     @abstractmethod
-    def read(self, queue: str, state: State, job_id: str) -> bytes:
-        """Return the bytes of ``<state>/<id>.json``; raise JobNotFound when absent."""
+    def read(self, queue: str, state: State, job_id: str, priority: int = 0) -> bytes:
+        """Return the bytes of ``<state>/<id>.json``; raise JobNotFound when absent
+        (``priority``: of a pending file, whose name carries it)."""
 
-    def find(self, queue: str, job_id: str) -> list[State]:
-        """Return the states that hold ``job_id``: [] when none, two after a crash."""
-        return [s for s in STATES if self.exists(queue, s, job_id)]
+    def find(self, queue: str, job_id: str, priority: int | None = None) -> list[State]:
+        """Return the states that hold ``job_id``: [] when none, two after a crash.
+        ``priority``: of its pending file; None: looked for under every name (a listing)."""
+        found = [s for s in STATES if self.exists(queue, s, job_id, priority or 0)]
+        if not found and priority is None and self.pending_priority(queue, job_id) is not None:
+            found = [State.PENDING]
+        return found
 
     @abstractmethod
-    def exists(self, queue: str, state: State, job_id: str) -> bool:
-        """Return True when ``<state>/<id>.json`` exists."""
+    def exists(self, queue: str, state: State, job_id: str, priority: int = 0) -> bool:
+        """Return True when ``<state>/<id>.json`` exists (``priority``: as for read)."""
 
     @abstractmethod
-    def mtime(self, queue: str, state: State, job_id: str) -> float:
+    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0) -> float:
         """Return the time the job file last changed; raise JobNotFound when absent."""
 
     @abstractmethod
@@ -384,32 +396,18 @@ class Store(ABC):
 
         Default: a full listing, filtered. A bucket lists only the keys after it.
         """
-        ids = self.ids(queue, state)
-        return ids if start_after is None else [i for i in ids if i > start_after]
+        return [i for i, _ in self.pending_after(queue, start_after)] \
+            if state is State.PENDING else \
+            [i for i in self.ids(queue, state) if start_after is None or i > start_after]
 
-    def prefetch(self, queue: str, ids: Sequence[str]) -> int:
-        """Read the pending files of ``ids`` ahead of their claims; return how many were read.
+    def prefetch(self, queue: str, ids: Sequence[str],
+                 priorities: Mapping[str, int] | None = None) -> int:
+        """Read the pending files of ``ids`` (their names carry ``priorities``, 0 where not
+        given) ahead of their claims; return how many were read.
 
         Default: nothing (0); reads are cheap where there is no network in between.
         """
         return 0
-
-    def read_ahead(self, queue: str, ids: Sequence[str]) -> dict[str, bytes]:
-        """Read the pending files of ``ids`` before their claims (the daemon wants their
-        priorities) and keep them for the claim where the backend can; return what was
-        read, by id (files that are gone or unreadable are left out).
-
-        Default: one read each, nothing kept. Raises StoreError when the store fails.
-        """
-        from ckptd.core.errors import JobNotFound, MalformedJob
-
-        found = {}
-        for job_id in ids:
-            try:
-                found[job_id] = self.read(queue, State.PENDING, job_id)
-            except (JobNotFound, MalformedJob):
-                continue
-        return found
 
     def keep_own_pending(self, watched: Callable[[str], bool]) -> bool:
         """Keep the pending files this process writes in memory until they are claimed, so a
@@ -550,9 +548,10 @@ class Store(ABC):
         checkpoint is removed); return False when the job is not in ``state``. A crash in
         between leaves the job in one place or both (run it again: idempotent)."""
 
-    def describe(self, queue: str, state: State, job_id: str) -> str:
+    def describe(self, queue: str, state: State, job_id: str, priority: int = 0) -> str:
         """Return where a job file lives, for messages (a path or URL)."""
-        return f"{self.url.rstrip('/')}/{queue}/{state.value}/{job_id}{JOB_SUFFIX}"
+        return f"{self.url.rstrip('/')}/{queue}/{state.value}/" \
+            f"{job_file_name(state, job_id, priority)}"
 
 
 def check_blob_kind(kind: str) -> str:
@@ -588,13 +587,3 @@ def is_trash(name: str) -> bool:
     """True for a file in tmp/ that is an old copy discarded by a move or delete: garbage
     whatever its age (the job lives on in its new folder, or was deleted on purpose)."""
     return TRASH_MARK in name
-
-
-def split_job_name(name: str) -> str | None:
-    """Return the id of a file named ``<id>.json``, else None (not a job file)."""
-    from ckptd.core.names import is_valid_name
-
-    if not name.endswith(JOB_SUFFIX):
-        return None
-    job_id = name[: -len(JOB_SUFFIX)]
-    return job_id if is_valid_name(job_id) else None

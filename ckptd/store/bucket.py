@@ -49,6 +49,7 @@ from ckptd.store.base import (
     check_folder,
     split_job_name,
 )
+from ckptd.store.file_names import job_file_name, job_names, pending_name
 from ckptd.store.objects import ControlObjects, EmulatedObjects
 
 _OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
@@ -68,8 +69,8 @@ class BucketStore(Store):
     def _key(self, queue: str, folder: str, name: str) -> str:
         return f"{self.prefix}/{queue}/{folder}/{name}"
 
-    def _job_key(self, queue: str, state: State, job_id: str) -> str:
-        return f"{self.prefix}/{queue}/{state.value}/{job_id}{JOB_SUFFIX}"
+    def _job_key(self, queue: str, state: State, job_id: str, priority: int = 0) -> str:
+        return f"{self.prefix}/{queue}/{state.value}/{job_file_name(state, job_id, priority)}"
 
     def _ls(self, path: str) -> list[str]:
         try:
@@ -96,7 +97,12 @@ class BucketStore(Store):
     def ids(self, queue: str, state: State) -> list[str]:
         check_queue(queue)
         names = self._ls(f"{self.prefix}/{queue}/{state.value}")
-        return sorted(i for i in map(split_job_name, names) if i is not None)
+        return sorted(job_id for job_id, _ in job_names(names, state))
+
+    def pending_names(self, queue: str) -> list[str]:
+        check_queue(queue)
+        names = self._ls(f"{self.prefix}/{queue}/{State.PENDING.value}")
+        return [pending_name(*found) for found in job_names(names, State.PENDING)]
 
     def _cat(self, key: str, missing: str) -> bytes:
         try:
@@ -106,19 +112,19 @@ class BucketStore(Store):
         except OSError as exc:
             raise StoreError(f"cannot read {key}: {exc}") from exc
 
-    def read(self, queue: str, state: State, job_id: str) -> bytes:
+    def read(self, queue: str, state: State, job_id: str, priority: int = 0) -> bytes:
         check_job_ref(queue, job_id)
-        return self._cat(self._job_key(queue, state, job_id),
+        return self._cat(self._job_key(queue, state, job_id, priority),
                          f"job {job_id!r} is not in {queue}/{state.value}/")
 
-    def exists(self, queue: str, state: State, job_id: str) -> bool:
+    def exists(self, queue: str, state: State, job_id: str, priority: int = 0) -> bool:
         check_job_ref(queue, job_id)
-        return bool(self.fs.exists(self._job_key(queue, state, job_id)))
+        return bool(self.fs.exists(self._job_key(queue, state, job_id, priority)))
 
-    def mtime(self, queue: str, state: State, job_id: str) -> float:
+    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0) -> float:
         check_job_ref(queue, job_id)
         try:
-            info = self.fs.info(self._job_key(queue, state, job_id))
+            info = self.fs.info(self._job_key(queue, state, job_id, priority))
         except FileNotFoundError:
             raise JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/") from None
         return _info_time(info)
@@ -153,8 +159,8 @@ class BucketStore(Store):
     def _commit(self, op: Op) -> None:
         fs = self.fs
         if isinstance(op, Move):
-            src = self._job_key(op.queue, op.src, op.job_id)
-            dst = self._job_key(op.queue, op.dst, op.job_id)
+            src = self._job_key(op.queue, op.src, op.job_id, op.priority)
+            dst = self._job_key(op.queue, op.dst, op.job_id, op.priority)
             if not fs.exists(src):
                 raise JobNotFound(f"job {op.job_id!r} is not in {op.queue}/{op.src.value}/")
             if op.data is None:
@@ -168,7 +174,7 @@ class BucketStore(Store):
             # Until this delete the job is under both keys; recovery keeps the later copy.
             _rm_quietly(fs, src)
         elif isinstance(op, PutNew):
-            dst = self._job_key(op.queue, State.PENDING, op.job_id)
+            dst = self._job_key(op.queue, State.PENDING, op.job_id, op.priority)
             with self._lock:
                 if fs.exists(dst):
                     raise JobExists(op.queue, op.job_id, State.PENDING.value)
@@ -179,7 +185,7 @@ class BucketStore(Store):
                         _rm_quietly(fs, dst)
                         raise JobExists(op.queue, op.job_id, state.value)
         elif isinstance(op, Delete):
-            _rm_quietly(fs, self._job_key(op.queue, op.state, op.job_id))
+            _rm_quietly(fs, self._job_key(op.queue, op.state, op.job_id, op.priority))
             if op.attachments:
                 _rm_quietly(fs, self._key(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX))
                 for kind in BLOB_KINDS:
@@ -220,7 +226,7 @@ class BucketStore(Store):
         check_queue(queue)
         return [Foreign(queue, s.value, n) for s in STATES
                 for n in self._ls(f"{self.prefix}/{queue}/{s.value}")
-                if split_job_name(n) is None]
+                if not job_names([n], s)]
 
     def quarantine(self, queue: str, folder: str, name: str, reason: str) -> str:
         check_queue(queue)

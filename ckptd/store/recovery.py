@@ -16,7 +16,8 @@ from ckptd.codec import decode_job, encode_job
 from ckptd.core import jobs
 from ckptd.core.errors import CkptdError, JobNotFound, MalformedJob
 from ckptd.core.states import STATES, Copy, State, resolve, tmp_is_stale
-from ckptd.store.base import Delete, Store, is_trash
+from ckptd.store.base import Delete, Move, Store, is_trash
+from ckptd.store.file_names import job_file_name, pending_name, split_pending_name
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,55 @@ class Finding:
 
 
 def listing(store: Store, queue: str) -> dict[State, list[str]]:
-    """Return the ids of each state folder of ``queue``."""
-    return {state: store.ids(queue, state) for state in STATES}
+    """Return the ids of each state folder of ``queue`` (an id once per folder)."""
+    found = {state: store.ids(queue, state) for state in STATES}
+    pending = found[State.PENDING]
+    if any(a == b for a, b in zip(pending, pending[1:])):  # an id under two names
+        found[State.PENDING] = sorted(set(pending))
+    return found
+
+
+def pending_priorities(store: Store, queue: str, repair: bool
+                       ) -> tuple[dict[str, int], list[Finding]]:
+    """The priority of each pending job whose name carries one (others are 0); a job found
+    under two names in ``pending/`` is kept under one (the higher ``rev``, then the more
+    urgent name), the other removed with ``repair``."""
+    names: dict[str, list[int]] = {}
+    for name in store.pending_names(queue):
+        found = split_pending_name(name)
+        if found is not None:
+            names.setdefault(found[0], []).append(found[1])
+    findings = []
+    chosen: dict[str, int] = {}
+    for job_id, priorities in names.items():
+        if len(priorities) > 1:
+            keep, finding = _one_name(store, queue, job_id, priorities, repair)
+            findings.append(finding)
+            priorities = [keep]
+        if priorities[0]:
+            chosen[job_id] = priorities[0]
+    return chosen, findings
+
+
+def _one_name(store: Store, queue: str, job_id: str, priorities: list[int], repair: bool
+              ) -> tuple[int, Finding]:
+    ranked = []
+    for priority in priorities:
+        try:
+            job = decode_job(store.read(queue, State.PENDING, job_id, priority), queue, job_id)
+            rev = int(job.get("rev", 0))
+        except CkptdError:
+            rev = -1
+        ranked.append((-rev, priority))
+    ranked.sort()
+    keep = ranked[0][1]
+    doomed = [p for _, p in ranked[1:]]
+    names = ", ".join(pending_name(job_id, p) for p in priorities)
+    detail = f"in pending/ as {names}; keep {pending_name(job_id, keep)}"
+    if repair:
+        store.apply([Delete(queue, State.PENDING, job_id, attachments=False, priority=p)
+                     for p in doomed])
+    return keep, Finding(queue, "duplicate", job_id, detail, repair)
 
 
 def duplicates(ids_by_state: dict[State, list[str]]) -> dict[str, list[State]]:
@@ -60,7 +108,7 @@ def duplicates(ids_by_state: dict[State, list[str]]) -> dict[str, list[State]]:
 
 
 def resolve_duplicate(store: Store, queue: str, job_id: str, states: Iterable[State],
-                      repair: bool) -> tuple[State | None, Finding]:
+                      repair: bool, priority: int = 0) -> tuple[State | None, Finding]:
     """Keep one copy of a job found in several states (the rule of
     :func:`ckptd.core.states.resolve`).
 
@@ -71,7 +119,7 @@ def resolve_duplicate(store: Store, queue: str, job_id: str, states: Iterable[St
     unreadable: list[State] = []
     for state in states:
         try:
-            job = decode_job(store.read(queue, state, job_id), queue, job_id)
+            job = decode_job(store.read(queue, state, job_id, priority), queue, job_id)
         except JobNotFound:
             continue  # moved on since the listing: nothing to resolve for this copy
         except (MalformedJob, CkptdError):
@@ -85,7 +133,8 @@ def resolve_duplicate(store: Store, queue: str, job_id: str, states: Iterable[St
     detail = (f"in {', '.join(s.value for s in [winner.state] + doomed)}; keep "
               f"{winner.state.value}")
     if repair and doomed:
-        outcomes = store.apply([Delete(queue, s, job_id, attachments=False) for s in doomed])
+        outcomes = store.apply([Delete(queue, s, job_id, attachments=False, priority=priority)
+                                for s in doomed])
         failed = [o for o in outcomes if o is not None]
         if failed:
             return winner.state, Finding(queue, "duplicate", job_id, f"{detail}; {failed[0]}")
@@ -93,14 +142,17 @@ def resolve_duplicate(store: Store, queue: str, job_id: str, states: Iterable[St
 
 
 def resolve_duplicates(store: Store, queue: str, ids_by_state: dict[State, list[str]],
-                       repair: bool) -> list[Finding]:
-    """Resolve every job of ``ids_by_state`` found in more than one state.
+                       repair: bool, priorities: dict[str, int] | None = None
+                       ) -> list[Finding]:
+    """Resolve every job of ``ids_by_state`` found in more than one state (``priorities``:
+    of the pending files whose names carry one).
 
     With ``repair`` the losing ids are also taken out of ``ids_by_state``.
     """
     findings = []
     for job_id, states in duplicates(ids_by_state).items():
-        winner, finding = resolve_duplicate(store, queue, job_id, states, repair)
+        winner, finding = resolve_duplicate(store, queue, job_id, states, repair,
+                                            (priorities or {}).get(job_id, 0))
         findings.append(finding)
         if repair and winner is not None:
             for state in states:
@@ -139,7 +191,8 @@ def quarantine_foreign(store: Store, queue: str, repair: bool) -> list[Finding]:
 
 
 def check_job(store: Store, queue: str, state: State, job_id: str, repair: bool,
-              max_attempts: int = 3) -> tuple[jobs.Job | None, Finding | None]:
+              max_attempts: int = 3, priority: int = 0
+              ) -> tuple[jobs.Job | None, Finding | None]:
     """Parse one job file; quarantine it (with ``repair``) when it cannot be parsed.
 
     A file in ``pending/`` written by hand (``{"payload": ...}``, or any JSON value) is a
@@ -148,7 +201,7 @@ def check_job(store: Store, queue: str, state: State, job_id: str, repair: bool,
     Returns (the job or None, the finding or None).
     """
     try:
-        raw = store.read(queue, state, job_id)
+        raw = store.read(queue, state, job_id, priority)
         return decode_job(raw, queue, job_id), None
     except JobNotFound:
         return None, None
@@ -157,7 +210,7 @@ def check_job(store: Store, queue: str, state: State, job_id: str, repair: bool,
     if state is State.PENDING:
         try:
             job, _ = jobs.decode_pending(raw, queue, job_id, max_attempts=max_attempts,
-                                         written=store.mtime(queue, state, job_id))
+                                         written=store.mtime(queue, state, job_id, priority))
         except JobNotFound:
             return None, None
         except MalformedJob as exc:
@@ -165,12 +218,30 @@ def check_job(store: Store, queue: str, state: State, job_id: str, repair: bool,
         else:
             if not repair:
                 return job, None
-            store.move(queue, job_id, state, state, encode_job(job))
-            return job, Finding(queue, "hand-written", f"{state.value}/{job_id}.json",
+            outcome = store.apply([Move(queue, job_id, state, state, encode_job(job),
+                                        priority=priority)])[0]
+            if outcome is not None:
+                raise outcome
+            return job, Finding(queue, "hand-written",
+                                f"{state.value}/{job_file_name(state, job_id, priority)}",
                                 "completed as a job file (id from its name)", True)
-    reason = f"{state.value}/{job_id}.json is malformed: {error}"
+    name = job_file_name(state, job_id, priority)
+    reason = f"{state.value}/{name} is malformed: {error}"
     if repair:
-        where = store.quarantine(queue, state.value, f"{job_id}.json", reason)
+        where = store.quarantine(queue, state.value, name, reason)
         log.warning("quarantined %s: %s", where, error)
     return None, Finding(queue, "malformed", f"{state.value}/{job_id}.json", str(error),
                          repair)
+
+
+def priority_name(queue: str, job_id: str, job: jobs.Job, priority: int) -> list[Finding]:
+    """A pending file whose ``priority`` is not the one its name carries (a file of the
+    version before names carried priorities, or renamed by hand): dispatch follows the name.
+    Reported, not repaired: which of the two was meant only a person knows."""
+    said = jobs.priority_of(job)
+    if said == priority:
+        return []
+    return [Finding(queue, "priority-name", f"pending/{pending_name(job_id, priority)}",
+                    f"the file says priority {said}, its name {priority}, and dispatch follows "
+                    f"the name: mv it to pending/{pending_name(job_id, said)} to run it at "
+                    f"{said}")]

@@ -472,3 +472,36 @@ def test_fsck_report_only_changes_nothing(backend: Backend, admin: StoreAdmin,
     repaired = admin.fsck(repair=True)
     assert len(repaired) == 5 and all(f.repaired for f in repaired)
     assert admin.fsck(repair=True) == []
+
+
+def test_store_commands_take_names_with_a_priority(backend: Backend, admin: StoreAdmin,
+                                                    store: Store) -> None:
+    urgent = admin.submit(Q, {"n": 1}, priority=-5).id
+    plain = admin.submit(Q, {"n": 2}).id
+    assert backend.exists(f"{Q}/pending/{urgent},p-5.json")
+    assert admin.ls(Q, P) == [(P, urgent), (P, plain)]  # from the names, in dispatch order
+    shown = admin.show(Q, urgent)
+    assert shown["state"] == "pending" and shown["priority"] == -5
+    assert shown["path"].endswith(f"/pending/{urgent},p-5.json")
+    assert admin.fsck() == []
+    assert admin.cancel(Q, urgent) == "pending"
+    assert store.ids(Q, P) == [plain]
+    backend.put(f"{Q}/failed/late.json", json.dumps(
+        jobs.new_job(Q, "late", {"n": 3}, time.time(), max_attempts=1, priority=4)).encode())
+    assert admin.retry(Q, ["late"]) == ["late"]  # back to pending under its priority
+    assert backend.exists(f"{Q}/pending/late,p4.json")
+
+
+def test_fsck_keeps_one_name_of_a_job_and_says_which_priority_counts(
+        backend: Backend, admin: StoreAdmin, store: Store) -> None:
+    job = jobs.new_job(Q, "twice", {"n": 1}, time.time(), max_attempts=3)
+    backend.put(f"{Q}/pending/twice.json", json.dumps(job).encode())
+    backend.put(f"{Q}/pending/twice,p-2.json", json.dumps({**job, "rev": 1}).encode())
+    old = jobs.new_job(Q, "old", {"n": 2}, time.time(), max_attempts=3, priority=-4)
+    backend.put(f"{Q}/pending/old.json", json.dumps(old).encode())  # a previous version's
+    found = {(f.kind, f.subject): f for f in admin.fsck(repair=True)}
+    assert found[("duplicate", "twice")].repaired
+    assert "keep twice,p-2.json" in found[("duplicate", "twice")].detail
+    assert sorted(store.pending_names(Q)) == ["old.json", "twice,p-2.json"]
+    note = found[("priority-name", "pending/old.json")]
+    assert not note.repaired and "pending/old,p-4.json" in note.detail

@@ -95,13 +95,23 @@ def test_without_aging_a_flood_holds_a_less_urgent_job_back() -> None:
     assert ready.aged == 0
 
 
-def test_a_job_whose_priority_is_unknown_waits_apart_until_its_file_is_read() -> None:
+def test_a_listed_job_put_back_is_the_next_taken() -> None:
+    clock = FakeClock(100.0)
+    ready = lines(clock)
+    ready.add_listed(-1, ["a", "b", "c"])
+    clock.advance(1.0)
+    add(ready, "later", -1)
+    taken = ready.popleft()
+    assert taken == "a"
+    ready.appendleft(taken)  # its file was not read yet: claimed at the next turn
+    assert drain(ready) == ["a", "b", "c", "later"]
+
+
+def test_listed_jobs_go_into_the_line_their_names_say() -> None:
     ready = lines(FakeClock(100.0))
     add(ready, "known", 3)
-    ready.add_unread("handmade")
-    assert list(ready.unread) == ["handmade"] and list(ready) == ["known"]
-    ready.unread.popleft()
-    ready.learn("handmade", -1)
+    assert ready.add_listed(-1, ["handmade"]) == 1  # pending/handmade,p-1.json
+    assert ready.priority("handmade") == -1
     assert drain(ready) == ["handmade", "known"]
 
 

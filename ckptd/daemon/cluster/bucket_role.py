@@ -41,9 +41,11 @@ from ckptd.core.errors import CkptdError, StoreError
 from ckptd.core.states import STATES, State
 from ckptd.daemon.cluster.queue_leases import QueueLeases
 from ckptd.daemon.engine.engine import Engine
+from ckptd.daemon.engine.lister import Indexer
 from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.store import recovery
 from ckptd.store.base import Store
+from ckptd.store.file_names import job_names
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class BucketRole:
         self._shared_at = 0.0
         self._last_full = 0.0
         self._dups_seen: set[tuple[str, str]] = set()
+        self.listers: list[Indexer] = []  # recoveries listing in threads
         self._leases_failure: StoreError | None = None
 
     @property
@@ -128,12 +131,22 @@ class BucketRole:
 
     def close(self) -> None:
         """Give every lease back (the other daemons take over at once)."""
+        for lister in self.listers:
+            lister.close()
         if self.leases is not None:
             self.leases.stop(release=True)
 
+    def _list(self, queues: list[str], now: float) -> None:
+        """Recover ``queues`` in a thread of their own (their claimed jobs at once)."""
+        lister = Indexer(self.engine, self.live, wake=self.wake)
+        lister.start(queues, now)
+        self.listers.append(lister)
+
     def _recover_all(self, now: float) -> None:
         try:
-            findings = self.engine.recover(now)
+            queues = self.engine.begin_recovery()
+            self._list(queues, now)
+            self.engine.scheduler.start(now)  # what the schedules missed
         except CkptdError as exc:
             self.health.failed(exc, now)
             log.error("cannot recover the index from %s: %s; trying again", self.store.url,
@@ -146,16 +159,12 @@ class BucketRole:
         self.health.ok(now)
         self.became_active = now
         self._last_full = now
-        counts = {q: i.counts() for q, i in self.engine.queues.items()}
-        log.info("recovered the index from %s", self.store.url,
-                 extra={"fields": {"queues": len(counts), "repairs": len(findings),
-                                   "pending": sum(c["pending"] for c in counts.values()),
-                                   "claimed": sum(c["claimed"] for c in counts.values())}})
+        log.info("recovering the index from %s (listed in the background)", self.store.url,
+                 extra={"fields": {"queues": len(self.engine.queues)}})
 
     def _promote(self, queue: str, now: float) -> bool:
-        started = time.monotonic()
         try:
-            findings = self.engine.recover_queue(queue, now)
+            self._list([queue], now)
         except CkptdError as exc:
             self.engine.queues.pop(queue, None)
             self.health.failed(exc, now)
@@ -166,11 +175,12 @@ class BucketRole:
         self._retry.pop(queue, None)
         self.health.ok(now)
         self._promoted_at[queue] = time.time()
-        counts = self.engine.queues[queue].counts()
-        log.info("leading queue %s: recovered it from %s in %.3fs", queue, self.store.url,
-                 time.monotonic() - started,
-                 extra={"fields": {"queue": queue, "repairs": len(findings),
-                                   "pending": counts["pending"], "claimed": counts["claimed"]}})
+        if any(schedule.queue == queue for schedule in self.settings.schedules.values()):
+            self.engine.scheduler.start(now)  # a queue taken over: what its schedules missed
+        log.info("leading queue %s: recovering it from %s (its claimed jobs now, the rest "
+                 "listed in the background)", queue, self.store.url,
+                 extra={"fields": {"queue": queue,
+                                   "claimed": len(self.engine.queues[queue].claimed)}})
         if self.became_active is None:
             self.became_active = now
         return True
@@ -188,6 +198,10 @@ class BucketRole:
     def follow(self, now: float) -> tuple[list[str], list[str]]:
         """Follow the leases: recover the queues whose lease this daemon took, drop those
         it lost or handed over; return (recovered, dropped) this turn."""
+        for lister in list(self.listers):  # file what the recovery threads found
+            lister.apply(now)
+            if not lister.running:
+                self.listers.remove(lister)
         if self.leases is None:
             if not self.everything and now >= self._retry.get("", 0.0):
                 self._recover_all(now)
@@ -222,6 +236,8 @@ class BucketRole:
     def status(self, now: float) -> dict[str, Any]:
         """What ``status`` adds for a bucket: the role and the leases."""
         view: dict[str, Any] = {"role": "standby" if self.standby else "active"}
+        if self.listers:  # queues being listed (recovered) while this daemon serves
+            view["recovery"] = self.listers[0].view()
         if self.leases is not None:
             view["leader"] = {"lease_s": self.leases.duration, "leads": sorted(self.led),
                               "error": self.leases.error}
@@ -268,11 +284,12 @@ class BucketRole:
                         break
             if not wanted:
                 continue
+            priorities = {i: index.ready.priority(i) for i in wanted}  # in their names
             if background is not None:
-                background.prefetch_later(name, wanted)
+                background.prefetch_later(name, wanted, priorities)
                 continue
             try:
-                self.store.prefetch(name, wanted)
+                self.store.prefetch(name, wanted, priorities)
             except CkptdError as exc:
                 self.health.failed(exc, now)
                 return
@@ -298,13 +315,19 @@ class BucketRole:
             if not self.leads(queue):
                 continue
             listed: dict[State, list[str]] = {}
+            named: dict[str, int] = {}
             if full:
                 for state in STATES:
-                    listed[state] = store.ids(queue, state)
+                    if state is State.PENDING:
+                        named = dict(job_names(store.pending_names(queue), state))
+                        listed[state] = sorted(named)
+                    else:
+                        listed[state] = store.ids(queue, state)
             else:
-                listed[State.PENDING] = store.ids_after(queue, State.PENDING, marker)
+                named = dict(store.pending_after(queue, marker))
+                listed[State.PENDING] = sorted(named)
                 listed[State.CLAIMED] = store.ids(queue, State.CLAIMED)
-            entry: dict[str, Any] = {"pending": listed[State.PENDING],
+            entry: dict[str, Any] = {"pending": listed[State.PENDING], "named": named,
                                      "claimed": listed[State.CLAIMED]}
             if full:
                 entry["done"] = len(listed[State.DONE])
@@ -345,13 +368,18 @@ class BucketRole:
             if not self.leads(queue) or self._promoted_at.get(queue, 0.0) > scan["started"]:
                 continue  # led elsewhere now, or recovered from a newer listing
             index = engine.queue(queue)
+            if index.recovering is not None:
+                continue  # its recovery is still listing it
             if background is not None:  # what this daemon moved since the listing began
-                listed = {**listed, **{name: [i for i in listed[name] if not background
-                                             .moved_out(queue, i, state, scan["started"])]
-                                       for name, state in (("pending", State.PENDING),
-                                                           ("claimed", State.CLAIMED))}}
+                moved = background.moved_out
+                started = scan["started"]
+                listed = {**listed,
+                          "named": {i: p for i, p in listed["named"].items()
+                                    if not moved(queue, i, State.PENDING, started)},
+                          "claimed": [i for i in listed["claimed"]
+                                      if not moved(queue, i, State.CLAIMED, started)]}
             if full:
-                engine.reconcile_pending(queue, listed["pending"])
+                engine.reconcile_pending(queue, listed["named"])
                 # A listing of a bucket takes a while: counts are taken from it only when
                 # nothing ended meanwhile and no group is in flight (a move to done/ the
                 # listing saw before its group's end is counted then: twice).
@@ -359,8 +387,8 @@ class BucketRole:
                         and not self.guard.in_flight:
                     index.done, index.failed = listed["done"], listed["failed"]
             else:
-                for job_id in listed["pending"]:
-                    engine.pending_appeared(queue, job_id)
+                for job_id, priority in listed["named"].items():
+                    engine.pending_appeared(queue, job_id, priority)
             for job_id in listed["claimed"]:
                 if job_id in index.claimed or job_id in index.pending:
                     continue

@@ -13,12 +13,11 @@ the rest, never starve them. Every dispatch that aging decided (a less urgent li
 more urgent one) is counted (``aged`` in ``status``, ``ckptd_priority_aged_total``), so
 nobody misses that urgent work is arriving faster than it runs.
 
-The daemon knows the priority of the jobs it creates (submits, retries, schedules). A job it
-did not create (a file put into ``pending/`` by hand or by a client on its host, the
-listing at start-up) has an unknown priority until its file is read: such ids wait in the
-``unread`` line, and dispatch from their queue waits until they are read
-(:func:`ckptd.daemon.engine.dispatch.read_unread`, a bounded number per turn). The bytes read are
-kept for the claim where the store can keep them, so a job is still read once.
+The daemon knows the priority of the jobs it creates (submits, retries, schedules). Of a file
+it did not write (put into ``pending/`` by hand, listed at start-up) the priority is in its
+name, ``<id>,p<N>.json`` (:func:`ckptd.store.file_names.pending_name`): a listing alone orders
+the queue, no file is read before its claim. The ids a listing finds are held compactly in
+the queue's :class:`~ckptd.daemon.controls.backlog.Backlog`, which these lines take from.
 """
 
 from __future__ import annotations
@@ -29,7 +28,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ckptd.codec import loads
-from ckptd.core.queue_controls import MAX_PRIORITY
+from ckptd.core import jobs
+from ckptd.daemon.controls.backlog import Backlog
+from ckptd.store.packed_ids import IdRun
 
 
 def priority_of(value: Any) -> int:
@@ -39,11 +40,7 @@ def priority_of(value: Any) -> int:
             value = loads(bytes(value))
         except ValueError:
             return 0
-    found = value.get("priority") if isinstance(value, dict) else None
-    if isinstance(found, int) and not isinstance(found, bool) \
-            and -MAX_PRIORITY <= found <= MAX_PRIORITY:
-        return found
-    return 0
+    return jobs.priority_of(value)
 
 
 class ReadyLines:
@@ -51,20 +48,22 @@ class ReadyLines:
 
     Behaves like the FIFO deque it replaces (``append``, ``appendleft``, ``popleft``,
     ``extend``, ``len``, iteration in dispatch order), plus the priorities: ``note`` records
-    an id's priority before it is appended, ``add_unread`` holds an id whose priority is not
-    known yet, ``learn`` files it once it is.
+    an id's priority before it is appended, ``add_listed`` files ids a listing found under
+    the priority their names carry. Listed ids wait in the queue's backlog, ahead of the
+    ids appended after them in their line.
     """
 
-    __slots__ = ("lines", "prio", "unread", "aging", "clock", "aged", "_zero")
+    __slots__ = ("lines", "prio", "aging", "clock", "aged", "_zero", "backlog")
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 backlog: Backlog | None = None) -> None:
         self._zero: deque[tuple[str, float]] = deque()
         self.lines: dict[int, deque[tuple[str, float]]] = {0: self._zero}
         self.prio: dict[str, int] = {}  # ids of open jobs whose priority is not 0
-        self.unread: deque[str] = deque()
         self.aging = 0.0  # seconds per level; set from the settings by the dispatcher
         self.clock = clock
         self.aged = 0  # dispatches decided by aging
+        self.backlog = backlog if backlog is not None else Backlog()
 
     # -- adding ----------------------------------------------------------------------------
 
@@ -81,6 +80,13 @@ class ReadyLines:
         if self.prio:
             self.prio.pop(job_id, None)
 
+    def priority(self, job_id: str) -> int:
+        """The priority of an open job: noted, or that of the listed run holding it."""
+        level = self.prio.get(job_id) if self.prio else None
+        if level is not None:
+            return level
+        return self.backlog.level_of(job_id) or 0
+
     def _line(self, job_id: str) -> deque[tuple[str, float]]:
         level = self.prio.get(job_id, 0) if self.prio else 0
         if level == 0:
@@ -95,96 +101,105 @@ class ReadyLines:
         self._line(job_id).append((job_id, self.clock()))
 
     def appendleft(self, job_id: str) -> None:
-        """Put a job back at the head of its line (a claim that did not happen)."""
-        self._line(job_id).appendleft((job_id, self.clock()))
+        """Put a job back at the head of its line (a claim that did not happen): it goes
+        before the listed ids of its level too (stamped no later than they were listed), so
+        that the next take is the same job, not the next listed one."""
+        line = self._line(job_id)
+        level = self.prio.get(job_id, 0) if self.prio else 0
+        at = self.clock()
+        if line:
+            at = min(at, line[0][1])
+        if self.backlog.has_listed(level):
+            at = min(at, self.backlog.since(level))
+        line.appendleft((job_id, at))
 
     def extend(self, ids: Iterable[str]) -> None:
         """Append several (known priorities)."""
         for job_id in ids:
             self.append(job_id)
 
-    def add_unread(self, job_id: str) -> None:
-        """A due job whose priority is not known until its file is read."""
-        self.unread.append(job_id)
+    def add_listed(self, level: int, ids: list[str]) -> int:
+        """Ids a listing found with priority ``level`` in their names (none of them known
+        to the index yet): held compactly in the backlog; return how many."""
+        return self.backlog.add_runs(level, IdRun.runs_of(ids, self.clock()))
 
-    def extend_unread(self, ids: Iterable[str]) -> None:
-        """Several of those (the listing at start-up)."""
-        self.unread.extend(ids)
-
-    def learn(self, job_id: str, priority: int) -> None:
-        """An unread job's file said its priority: queue it in its line."""
-        self.note(job_id, priority)
-        self.append(job_id)
-
-    def keep_only(self, alive: set[str]) -> int:
-        """Drop the ids that are not in ``alive`` (the open jobs): due jobs removed by
-        someone else while no worker took them, and their priorities; return how many were
-        dropped from the lines. One pass over every line."""
-        dropped = 0
-        for level in list(self.lines):
-            line = self.lines[level]
-            kept = deque(entry for entry in line if entry[0] in alive)
-            dropped += len(line) - len(kept)
-            if level == 0:
-                line.clear()
-                line.extend(kept)
-            elif kept:
-                self.lines[level] = kept
-            else:
-                del self.lines[level]
-        unread = [job_id for job_id in self.unread if job_id in alive]
-        dropped += len(self.unread) - len(unread)
-        self.unread = deque(unread)
-        for job_id in [j for j in self.prio if j not in alive]:
-            del self.prio[job_id]
-        return dropped
+    def add_runs(self, level: int, runs: Iterable[IdRun]) -> int:
+        """Runs a listing made (sorted off the loop), as :meth:`add_listed`."""
+        return self.backlog.add_runs(level, runs)
 
     # -- taking ----------------------------------------------------------------------------
 
+    def _head_time(self, level: int) -> float:
+        line = self.lines.get(level)
+        loose = line[0][1] if line else None
+        if self.backlog.has_listed(level):
+            listed = self.backlog.since(level)
+            return listed if loose is None or listed <= loose else loose
+        assert loose is not None
+        return loose
+
+    def _take(self, level: int) -> str | None:
+        """The next id of ``level``: the listed ones before those appended after them."""
+        line = self.lines.get(level)
+        backlog = self.backlog
+        if backlog.has_listed(level) and (not line or backlog.since(level) < line[0][1]):
+            job_id = backlog.take(level)
+            if job_id is not None:
+                if level:
+                    self.prio[job_id] = level
+                return job_id
+        if line:
+            job_id = line.popleft()[0]
+            if not line and level != 0:
+                del self.lines[level]
+            return job_id
+        return None
+
     def popleft(self) -> str:
         """Take the id to dispatch next (IndexError when no line has one)."""
-        lines = self.lines
-        if len(lines) == 1:
-            return self._zero.popleft()[0]  # the usual case: one priority
-        best: deque[tuple[str, float]] | None = None
-        best_key = (0.0, 0)
-        first_level: int | None = None
-        aging = self.aging
-        now = self.clock() if aging > 0 else 0.0
-        for level, line in lines.items():
-            if not line:
-                continue
-            if first_level is None or level < first_level:
-                first_level = level
-            waited = (now - line[0][1]) / aging if aging > 0 else 0.0
-            key = (level - waited, level)
-            if best is None or key < best_key:
-                best, best_key = line, key
-        if best is None:
-            raise IndexError("no ready job")
-        job_id = best.popleft()[0]
-        if best_key[1] != first_level:
-            self.aged += 1
-        if not best and best is not self._zero:
-            del lines[best_key[1]]
-        return job_id
+        backlog = self.backlog
+        while True:
+            lines = self.lines
+            if len(lines) == 1 and not backlog.listed:
+                return self._zero.popleft()[0]  # the usual case: one priority
+            levels = {level for level, line in lines.items() if line}
+            levels.update(level for level in backlog.runs if backlog.has_listed(level))
+            if not levels:
+                raise IndexError("no ready job")
+            aging = self.aging
+            first_level = min(levels)
+            best = first_level
+            if aging > 0 and len(levels) > 1:
+                now = self.clock()
+                best = min(levels, key=lambda lv: (lv - (now - self._head_time(lv)) / aging,
+                                                   lv))
+            job_id = self._take(best)
+            if job_id is None:
+                continue  # only gone ids were left there
+            if best != first_level:
+                self.aged += 1
+            return job_id
 
     def __len__(self) -> int:
         lines = self.lines
-        if len(lines) == 1:
-            return len(self._zero)
-        return sum(len(line) for line in lines.values())
+        loose = len(self._zero) if len(lines) == 1 else sum(len(line) for line in lines.values())
+        return loose + self.backlog.listed
 
     def __bool__(self) -> bool:
-        return bool(self._zero) or (len(self.lines) > 1 and
-                                    any(line for line in self.lines.values()))
+        return bool(self._zero) or self.backlog.listed > 0 or (
+            len(self.lines) > 1 and any(line for line in self.lines.values()))
 
     def __iter__(self) -> Iterator[str]:
         """The ids in dispatch order as of now, priorities first (aging left out)."""
-        for level in sorted(self.lines):
-            for job_id, _ in self.lines[level]:
+        backlog = self.backlog
+        for level in sorted(set(self.lines) | set(backlog.runs)):
+            yield from backlog.listed_ids(level)
+            for job_id, _ in self.lines.get(level, ()):
                 yield job_id
 
     def levels(self) -> dict[int, int]:
-        """Jobs waiting per priority (the unread ones under None are left out)."""
-        return {level: len(line) for level, line in sorted(self.lines.items()) if line}
+        """Jobs waiting per priority."""
+        found = {level: len(line) for level, line in self.lines.items() if line}
+        for level, count in self.backlog.levels().items():
+            found[level] = found.get(level, 0) + count
+        return dict(sorted(found.items()))

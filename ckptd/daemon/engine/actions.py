@@ -107,14 +107,13 @@ class Operators:
     def dispatch_order(self, queue: str, rows: list[tuple[State, str]]
                        ) -> list[tuple[State, str]]:
         """``ls`` rows with the pending ones in the order the daemon will dispatch them:
-        due jobs by priority (FIFO within one), then files not read yet, then delayed
-        jobs by due time."""
+        due jobs by priority (FIFO within one), then delayed jobs by due time."""
         index = self.engine.queues.get(queue)
         if index is None or not any(state is State.PENDING for state, _ in rows):
             return rows
         delayed = sorted((due, i) for i, due in index.delayed_at.items())
         rank: dict[str, int] = {}
-        for job_id in (*index.ready, *index.ready.unread, *(i for _, i in delayed)):
+        for job_id in (*index.ready, *(i for _, i in delayed)):
             rank.setdefault(job_id, len(rank))
         pending = sorted((row for row in rows if row[0] is State.PENDING),
                          key=lambda row: rank.get(row[1], len(rank)))
@@ -181,7 +180,8 @@ class Operators:
                 data = encode_job(edits.retried(job, attempts
                                                 or engine.settings.max_attempts_for(queue)))
                 index.ready.note(job_id, job.get("priority"))
-                engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data),
+                engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data,
+                                    priority=index.ready.prio.get(job_id, 0)),
                                tally.track(self._retried(queue, job_id, done)))
                 yield
 
@@ -228,7 +228,8 @@ class Operators:
         done: list[str] = []
         tally = Tally(reply, lambda: {"ids": done})
         for job_id, data in moves:
-            engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data),
+            engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data,
+                                priority=index.ready.prio.get(job_id, 0)),
                            tally.track(self._retried(queue, job_id, done)))
         tally.finish()
 
@@ -243,6 +244,7 @@ class Operators:
         engine = self.engine
         index = engine.queue(queue)
         if job_id in index.pending:
+            priority = index.ready.priority(job_id)
             index.pending.discard(job_id)
             index.delayed_at.pop(job_id, None)
 
@@ -253,7 +255,7 @@ class Operators:
                                                          "from": "pending", "to": "removed",
                                                          "by": by}})
 
-            engine.txn.add(Delete(queue, State.PENDING, job_id), removed)
+            engine.txn.add(Delete(queue, State.PENDING, job_id, priority=priority), removed)
             return
         lease = index.claimed.get(job_id)
         if lease is not None and not lease.closing:

@@ -3,7 +3,7 @@
 One dict per queue, built from the engine (nothing here changes it, and nothing walks the
 queue's jobs but for one job's place in line): ``paused`` (reason, since), ``limits``
 (max_running, rate, where they come from, running, throttled), ``retention`` (what is kept,
-how long, what the sweeps did), ``unique``, ``priorities`` (jobs per level, unread, aged).
+how long, what the sweeps did), ``unique``, ``priorities`` (jobs per level, aged).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def controls_view(engine: Engine, queue: str, job_id: str | None = None) -> dict
     ready = index.ready if index is not None else None
     view["priorities"] = {
         "levels": {str(k): v for k, v in ready.levels().items()} if ready else {},
-        "unread": len(ready.unread) if ready else 0, "aged": ready.aged if ready else 0,
+        "aged": ready.aged if ready else 0,
         "aging_s": aging_of(settings, queue)}
     if job_id is not None and index is not None and job_id in index.pending \
             and ready is not None:
@@ -36,6 +36,6 @@ def controls_view(engine: Engine, queue: str, job_id: str | None = None) -> dict
             if other == job_id:
                 break
             ahead += 1
-        view["job"] = {"priority": ready.prio.get(job_id, 0), "ahead": ahead,
+        view["job"] = {"priority": ready.priority(job_id), "ahead": ahead,
                        "due": job_id not in index.delayed_at}
     return view

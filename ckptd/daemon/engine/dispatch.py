@@ -13,12 +13,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ckptd.codec import decode_job, encode_job, loads
+from ckptd.codec import decode_job, encode_job
 from ckptd.core import jobs
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
 from ckptd.core.states import State
 from ckptd.core.timefmt import parse_iso, time_or_none
-from ckptd.daemon.controls.priorities import priority_of
 from ckptd.daemon.engine.index import Index, QueueIndex, WorkerInfo
 from ckptd.store.background import Background
 from ckptd.store.base import Move, Outcome
@@ -34,7 +33,6 @@ STORE_RETRY_DELAY = 5.0
 # Jobs whose file is at most this big keep it in their lease while claimed, so that the
 # answer does not read it again; bigger ones are read again when they finish.
 CACHE_JOB_BYTES = 16 * 1024
-READ_PER_TURN = 2048  # unread pending files read per turn of the loop, over all queues
 
 
 def _time_limit(value: Any) -> float | None:
@@ -73,7 +71,6 @@ class Dispatcher:
         ix = self.ix
         if not ix.dispatching or not ix.workers:
             return 0
-        read_unread(ix, now)  # files whose priority is not known yet (start-up, put by hand)
         if not any(index.ready for index in ix.queues.values()):
             return 0
         claimed = 0
@@ -102,16 +99,15 @@ class Dispatcher:
         for step in range(len(queues)):
             position = (worker.next_queue + step) % len(queues)
             index = self.ix.queues.get(queues[position])
-            if index is None:
+            if index is None or index.holding:
                 continue
-            # Paused, at its max_running, out of rate tokens, or priorities still unread.
-            while index.ready and not index.ready.unread \
-                    and gate.allows(index.name, len(index.claimed), now):
+            # Paused, at its max_running, or out of rate tokens.
+            while index.ready and gate.allows(index.name, len(index.claimed), now):
                 job_id = index.ready.popleft()
                 if job_id not in index.pending:
                     continue  # cancelled or already claimed
-                if self.ready_to_read is not None and not self.ready_to_read(index.name,
-                                                                             job_id):
+                if self.ready_to_read is not None and not self.ready_to_read(
+                        index.name, job_id, index.ready.priority(job_id)):
                     index.ready.appendleft(job_id)  # its file is on its way: claimed then
                     break
                 if self._claim(index, job_id, worker, now, message_limit):
@@ -124,13 +120,16 @@ class Dispatcher:
                message_limit: int) -> bool:
         ix = self.ix
         queue = index.name
+        tag = index.ready.prio.get(job_id, 0) if index.ready.prio else 0  # in its file's name
+        if index.recovering is not None and self._ended_too(index, job_id, now):
+            return False
         try:
-            raw = ix.store.read(queue, State.PENDING, job_id)
+            raw = ix.store.read(queue, State.PENDING, job_id, tag)
         except JobNotFound:
             index.pending.discard(job_id)
             return False
         except MalformedJob as exc:  # e.g. a symlink planted in pending/: not a job file
-            self._malformed_pending(index, job_id, str(exc), now)
+            self._malformed_pending(index, job_id, str(exc), now, tag)
             return False
         except StoreError as exc:
             ix.counters["store_errors"] += 1
@@ -140,11 +139,11 @@ class Dispatcher:
             ix.delay(index, job_id, now + STORE_RETRY_DELAY)
             return False
         try:
-            job, rewrite = self._read_pending(index, job_id, raw, now)
+            job, rewrite = self._read_pending(index, job_id, raw, now, tag)
             not_before = job.get("not_before")
             wait_until = parse_iso(not_before) if isinstance(not_before, str) else None
         except (MalformedJob, ValueError) as exc:
-            self._malformed_pending(index, job_id, str(exc), now)
+            self._malformed_pending(index, job_id, str(exc), now, tag)
             return False
         except _TooYoung:  # written by hand, perhaps still being written: look again soon
             ix.delay(index, job_id, now + MALFORMED_GRACE)
@@ -153,7 +152,11 @@ class Dispatcher:
             ix.delay(index, job_id, wait_until)
             return False
         attempt = jobs.running_attempt(job)
-        index.ready.note(job_id, job.get("priority"))  # kept while open: a retry keeps it
+        if jobs.priority_of(job) != tag:  # the name decides; the claimed file says so too
+            job["priority"] = tag
+            if not tag:
+                del job["priority"]
+            rewrite = True
         index.pending.discard(job_id)
         if index.delayed_at:
             index.delayed_at.pop(job_id, None)
@@ -206,11 +209,22 @@ class Dispatcher:
         # A file written by hand is claimed as the full job file it stands for, so that
         # everything after (answers, fsck, cat) reads a complete job.
         data = encode_job(jobs.bump(job)) if rewrite else None
-        ix.txn.add(Move(queue, job_id, State.PENDING, State.CLAIMED, data), moved)
+        ix.txn.add(Move(queue, job_id, State.PENDING, State.CLAIMED, data, priority=tag), moved)
         return True
 
-    def _read_pending(self, index: QueueIndex, job_id: str, raw: bytes, now: float
-                      ) -> tuple[jobs.Job, bool]:
+    def _ended_too(self, index: QueueIndex, job_id: str, now: float) -> bool:
+        """While a queue's done/ and failed/ are still being listed: True when the job is
+        also there (a copy a crash left), which the two-state rule then resolves."""
+        store = self.ix.store
+        if store.exists(index.name, State.DONE, job_id) \
+                or store.exists(index.name, State.FAILED, job_id):
+            index.pending.discard(job_id)  # back, if it wins, through resync
+            self.resync(index.name, job_id, now)
+            return True
+        return False
+
+    def _read_pending(self, index: QueueIndex, job_id: str, raw: bytes, now: float,
+                      tag: int) -> tuple[jobs.Job, bool]:
         """The pending job, completed when it was written by hand; and whether it was.
 
         Raises MalformedJob when it cannot be a job, _TooYoung when it was completed, is a
@@ -222,7 +236,7 @@ class Dispatcher:
         except MalformedJob:
             pass
         try:
-            written = self.ix.store.mtime(index.name, State.PENDING, job_id)
+            written = self.ix.store.mtime(index.name, State.PENDING, job_id, tag)
         except CkptdError:
             written = now
         job, completed = jobs.decode_pending(
@@ -253,10 +267,10 @@ class Dispatcher:
             return None
         return {"state": record.get("state") if isinstance(record, dict) else None}
 
-    def _malformed_pending(self, index: QueueIndex, job_id: str, reason: str, now: float
-                           ) -> None:
+    def _malformed_pending(self, index: QueueIndex, job_id: str, reason: str, now: float,
+                           tag: int) -> None:
         try:
-            age = now - self.ix.store.mtime(index.name, State.PENDING, job_id)
+            age = now - self.ix.store.mtime(index.name, State.PENDING, job_id, tag)
         except CkptdError:
             age = MALFORMED_GRACE
         if age < MALFORMED_GRACE:
@@ -264,7 +278,7 @@ class Dispatcher:
             self.ix.delay(index, job_id, now + MALFORMED_GRACE)
             return
         index.pending.discard(job_id)
-        self.ix.quarantine(index, State.PENDING, job_id, reason)
+        self.ix.quarantine(index, State.PENDING, job_id, reason, tag)
 
     def undeliverable(self, identity: bytes, body: Body, now: float) -> None:
         """A job message could not reach its worker: put the job back at once."""
@@ -285,63 +299,8 @@ class Dispatcher:
 
         lease.job = None
         # A plain rename back: the attempt never started, so it does not count.
-        ix.txn.add(Move(index.name, lease.id, State.CLAIMED, State.PENDING), moved)
+        ix.txn.add(Move(index.name, lease.id, State.CLAIMED, State.PENDING,
+                        priority=index.ready.prio.get(lease.id, 0)), moved)
         worker = ix.by_identity.get(identity)
         if worker is not None:
             self.forget_worker(worker, "unreachable")
-
-
-def _ready_fields(raw: bytes) -> tuple[int, float | None]:
-    """A pending file's priority, and when it is due (None: now)."""
-    try:
-        value = loads(raw)
-    except ValueError:
-        return 0, None
-    due = time_or_none(value.get("not_before")) if isinstance(value, dict) else None
-    return priority_of(value), due
-
-
-def read_unread(ix: Index, now: float, budget: int = READ_PER_TURN) -> int:
-    """Read the files of pending jobs whose priority is unknown (at most ``budget`` over
-    every queue) and file each in its priority's line, or among the delayed jobs when it is
-    not due yet (so that status counts it as delayed at once); return how many were read,
-    -1 when the store failed (they are read again later), -2 when files are still on
-    their way (a bucket reads them in the background)."""
-    done = 0
-    waiting = False
-    background = ix.store if isinstance(ix.store, Background) else None
-    for name, index in ix.queues.items():
-        unread = index.ready.unread
-        if not unread or done >= budget:
-            continue
-        ids: list[str] = []
-        while unread and len(ids) < budget - done:
-            job_id = unread.popleft()
-            if job_id in index.pending and job_id not in index.claimed:
-                ids.append(job_id)
-        if background is not None:  # only what has arrived; the rest waits in its line
-            later = [i for i in ids if not background.ready(name, i)]
-            if later:
-                waiting = True
-                background.prefetch_later(name, later)
-                unread.extendleft(reversed(later))
-                ids = [i for i in ids if background.ready(name, i)]
-        if not ids:
-            continue
-        try:
-            found = ix.store.read_ahead(name, ids)
-        except CkptdError as exc:
-            log.warning("cannot read pending files of %s for their priorities (trying again "
-                        "soon): %s", name, exc)
-            unread.extendleft(reversed(ids))
-            return -1
-        for job_id in ids:
-            # A file gone or unreadable is dispatched as priority 0: the claim says why.
-            priority, due = _ready_fields(found.get(job_id, b""))
-            if due is not None and due > now:
-                index.ready.note(job_id, priority)
-                ix.delay(index, job_id, due)
-            else:
-                index.ready.learn(job_id, priority)
-        done += len(ids)
-    return -2 if waiting else done

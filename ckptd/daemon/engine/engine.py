@@ -33,9 +33,10 @@ from ckptd.daemon.controls.control_files import QueueControls
 from ckptd.daemon.controls.retention import Sweeper
 from ckptd.daemon.controls.schedules import Scheduler
 from ckptd.daemon.engine.creating import Creating
-from ckptd.daemon.engine.dispatch import Dispatcher, read_unread
+from ckptd.daemon.engine.dispatch import Dispatcher
 from ckptd.daemon.engine.flows import Flows
 from ckptd.daemon.engine.index import Index, QueueIndex, Txn, WorkerInfo
+from ckptd.daemon.engine.indexing import Indexing, ListedPending, list_ended, list_pending
 from ckptd.daemon.engine.log_writer import LogWriter, Piece
 from ckptd.daemon.engine.lookups import Lookups
 from ckptd.daemon.engine.off_loop import OffLoop
@@ -54,7 +55,6 @@ __all__ = ["Engine", "backoff_delay"]
 log = logging.getLogger(__name__)
 
 RESYNC_DELAY = 1.0  # a job found in two folders is dispatched again after this, not at once
-UNREAD_ARRIVING = 0.02  # a bucket reads files in the background: look again after this
 
 
 def adoption_grace(settings: Settings, queue: str) -> float:
@@ -110,10 +110,12 @@ class Engine:
         self.looks_in_create = isinstance(store, Background)
         self.scheduler = Scheduler(ix.live, store, self.submit, lambda q: self.index.leads(q))
         self.sweeper = Sweeper(store, ix.live, wake=wake)
+        self.indexing = Indexing(ix, self.flows, resync=self.resync, seen=self.open_jobs.seen,
+                                 adopt=lambda index, job_id, now, grace: self.adopt_claimed(
+                                     index, job_id, now, strict=True, duration=grace))
         self.log_writer = LogWriter(store, ix.live)  # jobs' own logs, written by a thread
         ix.traces = traces_of(ix.settings.tracing, name)
-        self._read_after = 0.0  # pending files are read for their priorities from then on
-        ix.deadlines += [self._unread_due, self._token_due, self.scheduler.next_due]
+        ix.deadlines += [self._token_due, self.scheduler.next_due]
 
     def tick(self, now: float) -> None:
         """The controls' share of a turn: aging of priorities, schedules that are due,
@@ -123,9 +125,6 @@ class Engine:
         for name, index in ix.queues.items():
             if len(index.ready.lines) > 1:
                 index.ready.aging = aging_of(settings, name)
-        read = read_unread(ix, now) if now >= self._read_after else 0
-        if read < 0:  # the store failed: again in a second, not at once; files on their
-            self._read_after = now + (1.0 if read == -1 else UNREAD_ARRIVING)  # way: soon
         self.scheduler.due(now)
         for swept in self.sweeper.take_results():
             index = ix.queue(swept.queue)
@@ -145,12 +144,6 @@ class Engine:
             if index is not None:
                 index.ready.forget(job_id)
         ix.ended.clear()
-
-    def _unread_due(self) -> float | None:
-        """While pending files wait to be read for their priorities: at once (after a
-        second when the store failed)."""
-        return self._read_after if any(i.ready.unread for i in self.index.queues.values()) \
-            else None
 
     def _token_due(self) -> float | None:
         """When a rate-limited queue with work gets its next token (while workers wait)."""
@@ -263,47 +256,44 @@ class Engine:
         Jobs found in two folders are resolved by the two-state rule, stale tmp/ leftovers
         removed, and claimed jobs get a fresh lease for the attempt they were running.
         """
-        ix = self.index
         findings: list[recovery.Finding] = []
-        ix.queues.clear()
-        self.open_jobs.clear()
-        self.controls.recover()  # paused files and limits, before anything is dispatched
-        for name in ix.store.queues():
-            if ix.leads(name):  # several daemons on one root: only the queues it leads
-                findings += self.recover_queue(name, now, alone=False)
+        for name in self.begin_recovery():
+            findings += self.recover_queue(name, now, alone=False)
         self.scheduler.start(now)  # what the schedules missed while no daemon ran
         return findings
 
+    def begin_recovery(self) -> list[str]:
+        """Forget the index and read the queues' controls; return the queues to recover
+        (several daemons on one root: only those this one leads)."""
+        ix = self.index
+        ix.queues.clear()
+        self.open_jobs.clear()
+        self.controls.recover()  # paused files and limits, before anything is dispatched
+        return [name for name in ix.store.queues() if ix.leads(name)]
+
     def recover_queue(self, name: str, now: float, alone: bool = True
                       ) -> list[recovery.Finding]:
-        """Rebuild the index of one queue from the store (see :meth:`recover`); a queue
-        this daemon begins to lead is recovered ``alone`` (then its schedules are planned
-        too)."""
+        """Rebuild the index of one queue from the store (see :meth:`recover`), listing it
+        here and now; a queue this daemon begins to lead is recovered ``alone`` (then its
+        schedules are planned too). The daemon lists in a thread instead, serving meanwhile
+        (:mod:`~ckptd.daemon.engine.indexing`), through the same steps."""
         ix = self.index
-        ix.queues.pop(name, None)
-        index = ix.queue(name)
-        ids = recovery.listing(ix.store, name)
-        findings = recovery.resolve_duplicates(ix.store, name, ids, repair=True)
-        findings += recovery.clean_leftovers(ix.store, name, now, ix.settings.tmp_max_age,
-                                             repair=True)
-        index.ready.extend_unread(ids[State.PENDING])  # priorities: read before dispatch
-        index.pending.update(ids[State.PENDING])
-        for job_id in (*ids[State.PENDING], *ids[State.CLAIMED]):
-            self.open_jobs.seen(name, job_id)
-        index.done = len(ids[State.DONE])
-        index.failed = len(ids[State.FAILED])
-        index.metrics.base_succeeded, index.metrics.base_failed = index.done, index.failed
-        index.metrics.seed_failures(ix.store, name, ids[State.FAILED])
-        index.checkpointed = set(ix.store.checkpoint_ids(name))
-        self.flows.recover(name, ids, now)
-        grace = adoption_grace(ix.settings, name)
-        for job_id in ids[State.CLAIMED]:
-            self.adopt_claimed(index, job_id, now, strict=True, duration=grace)
-        for finding in findings:
-            log.warning("recovery: %s", finding.line())
+        store = ix.store
+        claimed = store.ids(name, State.CLAIMED)
+        index = self.indexing.begin(name, claimed, now, adoption_grace(ix.settings, name))
+        findings = recovery.clean_leftovers(store, name, now, ix.settings.tmp_max_age,
+                                            repair=True)
+        listed = list_pending(store, name, index.ready.clock())
+        for level, runs in listed.items():
+            self.indexing.pending(ListedPending(name, level, runs), now)
+        self.indexing.pending(ListedPending(name, 0, [], release=True), now)
+        ended = list_ended(store, name, [r for runs in listed.values() for r in runs],
+                           list(index.claimed))
+        ended.findings = findings + ended.findings
+        self.indexing.ended(ended, now, (0, 0))
         if alone and any(schedule.queue == name for schedule in ix.settings.schedules.values()):
             self.scheduler.start(now)  # a queue taken over: plan what its schedules missed
-        return findings
+        return ended.findings
 
     def drop_queue(self, name: str) -> None:
         """Forget one queue (this daemon stopped leading it; its new leader recovers it)."""
@@ -316,11 +306,12 @@ class Engine:
         kept (pending again after a moment, or claimed with a fresh lease)."""
         ix = self.index
         index = ix.queue(queue)
-        states = ix.store.find(queue, job_id)
+        priority = index.ready.priority(job_id)
+        states = ix.store.find(queue, job_id, priority)
         winner = states[0] if states else None
         if len(states) > 1:
             winner, finding = recovery.resolve_duplicate(ix.store, queue, job_id, states,
-                                                         repair=True)
+                                                         repair=True, priority=priority)
             log.warning("a job was in two folders: %s", finding.line())
         index.pending.discard(job_id)
         index.delayed_at.pop(job_id, None)
@@ -329,6 +320,7 @@ class Engine:
             ix.end_lease(index, lease)
         if winner is State.PENDING:
             index.pending.add(job_id)
+            index.ready.note(job_id, priority)
             ix.delay(index, job_id, now + RESYNC_DELAY)
         elif winner is State.CLAIMED:
             self.adopt_claimed(index, job_id, now)
@@ -394,6 +386,9 @@ class Engine:
         fresh = bool(body.get("fresh"))
         if job_id is not None:
             if self.creating.join(queue, job_id, if_exists, reply):
+                # Sent again while its first send is being stored: answered with its outcome
+                if body.get("unique"):
+                    self.open_jobs.hit(queue)  # it found its payload's job
                 return
             index = ix.queues.get(queue)
             state = (State.PENDING.value if index and job_id in index.pending else
@@ -425,15 +420,19 @@ class Engine:
 
         def created(outcome: Outcome) -> None:
             self.creating.end(queue, new_id, outcome)
+            if outcome is None or (isinstance(outcome, JobExists) and outcome.state == "pending"
+                                   and ix.queues.get(queue) is index):
+                # Made now, or by an earlier send whose answer was lost: pending either way.
+                index.ready.note(new_id, priority)
+                ix.make_ready(index, new_id, not_before)
             if outcome is None:
                 index.counters["submitted"] += 1
                 if batch is not None:
                     index.metrics.submitted(batch, now)
-                index.ready.note(new_id, priority)
-                ix.make_ready(index, new_id, not_before)
                 reply({"id": new_id, "created": True, "state": "pending"})
                 return
-            index.pending.discard(new_id)
+            if not (isinstance(outcome, JobExists) and outcome.state == "pending"):
+                index.pending.discard(new_id)
             if isinstance(outcome, JobExists) and if_exists == "return":
                 if body.get("unique"):
                     self.open_jobs.hit(queue)
@@ -446,14 +445,16 @@ class Engine:
             ix.txn.add(op)
         ix.txn.add(ops[-1], created)
 
-    def pending_appeared(self, queue: str, job_id: str) -> None:
-        """A file ``pending/<id>.json`` appeared that the daemon did not put there."""
+    def pending_appeared(self, queue: str, job_id: str, priority: int = 0) -> None:
+        """A file ``pending/<id>.json`` (or ``<id>,p<N>.json``: ``priority``) appeared that
+        the daemon did not put there."""
         index = self.index.queue(queue)
         if job_id in index.pending or job_id in index.claimed:
             return
         index.pending.add(job_id)
         index.added_since_scan.add(job_id)
-        index.ready.add_unread(job_id)  # its priority is in its file
+        index.ready.note(job_id, priority)
+        index.ready.append(job_id)
         index.counters["submitted"] += 1  # written there by a client on this host, or by hand
         self.open_jobs.seen(queue, job_id)
         self.flows.appeared(queue, job_id)
@@ -468,28 +469,19 @@ class Engine:
             log.info("job removed from pending/ by hand", extra={"fields": {
                 "queue": queue, "id": job_id, "from": "pending", "to": "removed"}})
 
-    def reconcile_pending(self, queue: str, listed: list[str]) -> None:
-        """Bring the pending index in line with a listing of ``pending/`` (the rescan).
+    def reconcile_pending(self, queue: str, listed: dict[str, int]) -> None:
+        """Bring the pending index in line with a listing of ``pending/`` (the rescan):
+        ``listed`` holds each id with the priority its name carries.
 
         Ids added to the index since the listing began are kept even if the listing
         missed them; ids listed but already claimed are ignored.
         """
         index = self.index.queue(queue)
-        on_disk = set(listed)
-        for job_id in listed:
+        for job_id, priority in listed.items():
             if job_id not in index.pending and job_id not in index.claimed:
-                index.pending.add(job_id)
-                index.ready.add_unread(job_id)
-                index.counters["submitted"] += 1
-                self.open_jobs.seen(queue, job_id)
-                self.flows.appeared(queue, job_id)
+                self.pending_appeared(queue, job_id, priority)
         for job_id in list(index.pending):
-            if job_id not in on_disk and job_id not in index.added_since_scan:
+            if job_id not in listed and job_id not in index.added_since_scan:
                 index.pending.discard(job_id)
                 index.delayed_at.pop(job_id, None)
-        # Jobs removed while no worker took them are still in the ready lines (dispatch
-        # skips them): drop them now, so that the counts per priority are right.
-        ready = index.ready
-        if len(ready) + len(ready.unread) + len(index.delayed_at) > len(index.pending):
-            ready.keep_only(set(index.pending) | set(index.claimed))
         index.added_since_scan.clear()

@@ -37,11 +37,10 @@ def queue_figures(index: QueueIndex, workers: Iterable[WorkerInfo], store: Store
     serving = [w for w in workers if index.name in w.queues]
     recent = metrics.cycle_recent
     head = index.first_ready()
-    if head is None and index.ready.unread:  # files dropped in by hand, not read yet
-        head = next((i for i in index.ready.unread if i in index.pending), None)
     return {
         "throughput_1m": metrics.finished.count(now) / float(RATE_WINDOW),
         "delayed": len(index.delayed_at),
+        "recovering": dict(index.recovering) if index.recovering is not None else None,
         "workers": len(serving),
         "slots": sum(w.slots for w in serving),  # a draining worker has none
         "cycle_mean_s": sum(recent) / len(recent) if recent else None,

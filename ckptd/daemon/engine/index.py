@@ -23,11 +23,13 @@ from ckptd.core import jobs
 from ckptd.core.config import LiveSettings, Settings, live
 from ckptd.core.errors import CkptdError, JobNotFound, MalformedJob, StoreError
 from ckptd.core.states import State, transition_name
+from ckptd.daemon.controls.backlog import Backlog
 from ckptd.daemon.controls.gate import Gate
 from ckptd.daemon.controls.priorities import ReadyLines
 from ckptd.daemon.telemetry.metrics import QueueMetrics
 from ckptd.daemon.telemetry.traces import Traces
 from ckptd.store.base import Move, Op, Outcome, Store
+from ckptd.store.file_names import job_file_name
 from ckptd.wire.protocol import Body
 
 log = logging.getLogger(__name__)
@@ -59,8 +61,8 @@ class QueueIndex:
     """What the daemon knows about one queue, without payloads."""
 
     name: str
-    ready: ReadyLines = field(default_factory=ReadyLines)  # due ids, in dispatch order
-    pending: set[str] = field(default_factory=set)
+    pending: Backlog = field(default_factory=Backlog)  # every pending id, compact if listed
+    ready: ReadyLines = field(init=False)  # due ids, in dispatch order
     delayed: list[tuple[float, str]] = field(default_factory=list)
     delayed_at: dict[str, float] = field(default_factory=dict)  # pending ids not yet due
     claimed: dict[str, Lease] = field(default_factory=dict)
@@ -72,6 +74,12 @@ class QueueIndex:
     metrics: QueueMetrics = field(default_factory=QueueMetrics)
     added_since_scan: set[str] = field(default_factory=set)
     checkpointed: set[str] = field(default_factory=set)  # ids that have a state/ file
+    recovering: dict[str, int] | None = None  # while its folders are listed: ids so far
+    holding: bool = False  # recovering, and not dispatching yet (the first ids in order)
+    recovery: int = 0  # which recovery (listing) the ids being filed come from
+
+    def __post_init__(self) -> None:
+        self.ready = ReadyLines(backlog=self.pending)
 
     def counts(self) -> dict[str, int]:
         """Jobs per state, from the index."""
@@ -265,11 +273,13 @@ class Index:
                 times.append(due)
         return min(times) if times else None
 
-    def quarantine(self, index: QueueIndex, state: State, job_id: str, reason: str) -> None:
+    def quarantine(self, index: QueueIndex, state: State, job_id: str, reason: str,
+                   priority: int = 0) -> None:
         """Move a malformed job file aside (with the reason beside it) and count it."""
+        name = job_file_name(state, job_id, priority)
         try:
-            where = self.store.quarantine(index.name, state.value, f"{job_id}.json",
-                                          f"{state.value}/{job_id}.json: {reason}")
+            where = self.store.quarantine(index.name, state.value, name,
+                                          f"{state.value}/{name}: {reason}")
         except CkptdError as exc:
             log.error("cannot quarantine %s/%s/%s: %s", index.name, state.value, job_id, exc)
             return

@@ -310,7 +310,8 @@ class Answers:
             if confirm is not None:
                 confirm()
 
-        ix.txn.add(Move(lease.queue, lease.id, State.CLAIMED, target, data), moved)
+        ix.txn.add(Move(lease.queue, lease.id, State.CLAIMED, target, data,
+                        priority=index.ready.prio.get(lease.id, 0)), moved)
 
     def _move_failed(self, lease: Lease, error: CkptdError, now: float,
                       answered: Callable[[], None] | None = None) -> None:

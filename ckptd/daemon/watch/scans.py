@@ -20,13 +20,20 @@ from ckptd.core.errors import CkptdError
 from ckptd.core.states import State
 from ckptd.daemon.cluster.bucket_role import BucketRole
 from ckptd.daemon.engine.engine import Engine
+from ckptd.daemon.engine.index import QueueIndex
+from ckptd.daemon.engine.lister import Indexer
+from ckptd.daemon.watch.pending_diff import BIG, PendingDiff, Snapshot, compare
 from ckptd.daemon.watch.watcher import Watcher
 from ckptd.store import recovery
-from ckptd.store.base import Store
+from ckptd.store.base import JOB_SUFFIX, Store
+from ckptd.store.file_names import job_names, split_pending_name
 
 log = logging.getLogger(__name__)
 
 NEW_QUEUE_WATCH_TIMEOUT = 5.0
+# A periodic listing waits this many times as long as the last one took: listing ten
+# million files costs seconds of a core, and the watcher reports changes meanwhile.
+QUIET_FACTOR = 10.0
 
 
 class Scans:
@@ -46,10 +53,30 @@ class Scans:
         self.rescan_now = False  # the watcher lost events, or a queue appeared
         self._results: deque[dict[str, Any]] = deque()
         self._thread: threading.Thread | None = None
+        self.indexer: Indexer | None = None  # the recovery of a local root, in a thread
+        self.overflowed = False  # the watcher lost events: list at once, however long
+        self._quiet_until = 0.0  # no periodic listing before (a long one costs its share)
+        self._quiet_after_recovery = False
+
+    def recover(self, queues: list[str], now: float) -> None:
+        """Recover the index of a local root: list in a thread, serve meanwhile (a small
+        store is recovered before this returns)."""
+        self.indexer = Indexer(self.engine, self.live, wake=self.wake)
+        self.indexer.start(queues, now)
+        self.indexer.wait()
+        while self.indexer.apply(now):
+            pass
+        self.engine.scheduler.start(now)  # what the schedules missed while no daemon ran
+
+    def recovery_view(self) -> dict[str, Any]:
+        """What ``status`` shows of the recovery (see :meth:`Indexer.view`)."""
+        return self.indexer.view() if self.indexer is not None else {"running": False}
         self._failing: str | None = None  # the last listing's error, said once
 
     def close(self) -> None:
         """Wait for a listing in progress. Idempotent."""
+        if self.indexer is not None:
+            self.indexer.close()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
@@ -61,17 +88,34 @@ class Scans:
     # -- listings --------------------------------------------------------------------------
 
     def start(self) -> None:
-        """List the store in a thread, unless a listing is already running."""
+        """List the store in a thread, unless a listing (or the recovery) is running."""
         if self._thread is not None and self._thread.is_alive():
             return
+        indexer = self.indexer
+        if indexer is not None and indexer.running:
+            return
+        if indexer is not None and indexer.started is not None and indexer.ended is not None \
+                and not self._quiet_after_recovery:
+            # The recovery listed everything just now: a periodic listing waits as after one.
+            self._quiet_after_recovery = True
+            self._quiet_until = max(self._quiet_until, indexer.ended + QUIET_FACTOR * (
+                indexer.ended - indexer.started))
+        if self.role is None and time.monotonic() < self._quiet_until and not self.overflowed:
+            return  # the last listing was long: wait a multiple of it (watch events go on)
+        self.overflowed = False
         marks = {name: (index.done, index.failed) for name, index in self.engine.queues.items()}
-        for index in self.engine.queues.values():
+        big: dict[str, tuple[Snapshot, float]] = {}
+        for name, index in self.engine.queues.items():
             index.added_since_scan.clear()
-        self._thread = threading.Thread(target=self._scan, args=(marks,), name="ckptd-rescan",
-                                        daemon=True)
+            if self.role is None and len(index.pending) >= BIG:
+                big[name] = (Snapshot.of(index), index.ready.clock())
+        self._thread = threading.Thread(target=self._scan, args=(marks, big),
+                                        name="ckptd-rescan", daemon=True)
         self._thread.start()
 
-    def _scan(self, marks: dict[str, tuple[int, int]]) -> None:
+    def _scan(self, marks: dict[str, tuple[int, int]],
+              big: dict[str, tuple[Snapshot, float]] | None = None) -> None:
+        began = time.monotonic()
         try:
             if self.role is not None:  # buckets: paged, incremental, resolves leftovers
                 self._results.append(self.role.scan(marks))
@@ -84,10 +128,14 @@ class Scans:
                 if not self.engine.index.leads(queue):
                     continue  # another daemon of this root leads it
                 result[queue] = {
-                    "pending": self.store.ids(queue, State.PENDING),
                     "done": self.store.count(queue, State.DONE),
                     "failed": self.store.count(queue, State.FAILED),
                 }
+                if big and queue in big:  # compared on compact runs, off the loop
+                    result[queue]["diff"] = compare(self.store, queue, *big[queue])
+                else:
+                    result[queue]["pending"] = dict(job_names(self.store.pending_names(queue),
+                                                              State.PENDING))
                 # What killed writers left in tmp/ goes now, not only at the next start.
                 for finding in recovery.clean_leftovers(self.store, queue, now,
                                                         self.live.current.tmp_max_age,
@@ -95,6 +143,8 @@ class Scans:
                     log.info("rescan: %s", finding.line())
             self._results.append({"queues": result, "marks": marks, "controls": controls,
                                   "started": now})
+            took = time.monotonic() - began
+            self._quiet_until = time.monotonic() + QUIET_FACTOR * took
             self._failing = None
         except CkptdError as exc:
             # Said once per outage (the store guard says when it is back), not every listing.
@@ -106,7 +156,10 @@ class Scans:
         self.wake()
 
     def reconcile(self) -> None:
-        """Bring the index in line with the listings that finished."""
+        """Bring the index in line with the listings that finished (and file what the
+        recovery found so far)."""
+        if self.indexer is not None and self.indexer.running:
+            self.indexer.apply(self.clock())
         while self._results:
             scan = self._results.popleft()
             if self.role is not None:
@@ -114,7 +167,10 @@ class Scans:
                 continue
             for queue, listed in scan["queues"].items():
                 index = self.engine.queue(queue)
-                self.engine.reconcile_pending(queue, listed["pending"])
+                if "diff" in listed:
+                    self._apply_diff(queue, index, listed["diff"])
+                else:
+                    self.engine.reconcile_pending(queue, listed["pending"])
                 done0, failed0 = scan["marks"].get(queue, (0, 0))
                 # What the loop moved while the listing ran is added on top of the listing.
                 index.done = listed["done"] + max(0, index.done - done0)
@@ -123,6 +179,25 @@ class Scans:
                     self.watcher.watch_queue(queue)
             # In case an event was missed (a queue changed since the listing began is not).
             self.engine.controls.load_all(scan["controls"], scan["started"])
+
+    def _apply_diff(self, queue: str, index: QueueIndex, diff: PendingDiff) -> None:
+        """A big queue's rescan: index what the watcher missed, drop what vanished."""
+        engine = self.engine
+        appeared = gone = 0
+        for job_id, priority in diff.appeared:
+            if job_id not in index.pending and job_id not in index.claimed:
+                engine.pending_appeared(queue, job_id, priority)
+                appeared += 1
+        for job_id in diff.vanished:  # most were claimed since the listing began
+            if job_id not in index.claimed and job_id not in index.added_since_scan \
+                    and job_id in index.pending:
+                index.pending.discard(job_id)
+                index.delayed_at.pop(job_id, None)
+                gone += 1
+        if appeared or gone:
+            log.warning("rescan of %s: %d pending file(s) the index did not hold, %d it held "
+                        "that are gone", queue, appeared, gone)
+        index.added_since_scan.clear()
 
     # -- the watcher -----------------------------------------------------------------------
 
@@ -134,15 +209,19 @@ class Scans:
         for kind, queue, job_id in self.watcher.drain():
             if queue and not engine.index.leads(queue):
                 continue  # another daemon of this root leads it
+            if kind in ("added", "removed"):
+                job_id, priority = split_pending_name(job_id + JOB_SUFFIX) or (job_id, 0)
             if kind == "added":
                 self.store.pending_changed(queue, job_id)
-                engine.pending_appeared(queue, job_id)
+                engine.pending_appeared(queue, job_id, priority)
             elif kind == "removed":
                 # Most removals are the daemon's own claims: only a job the index still
                 # holds as pending may have been removed by someone else (look, then).
                 index = engine.queues.get(queue)
-                if index is not None and job_id in index.pending \
-                        and not self.store.exists(queue, State.PENDING, job_id):
+                if index is not None and job_id not in index.claimed \
+                        and job_id in index.pending \
+                        and index.ready.priority(job_id) == priority \
+                        and not self.store.exists(queue, State.PENDING, job_id, priority):
                     engine.pending_vanished(queue, job_id)
             elif kind == "control":
                 engine.controls.changed(queue, job_id)  # job_id: the file's name here
@@ -152,7 +231,7 @@ class Scans:
             elif kind == "overflow":
                 log.warning("the watcher lost events (queue overflow); rescanning")
                 self.store.forget_prefetched()  # what changed behind our back is unknown
-                self.rescan_now = True
+                self.rescan_now = self.overflowed = True
         if self.new_queues:
             self._watch_new_queues(now)
 
@@ -169,8 +248,9 @@ class Scans:
                 # What was put there before the watch began is listed now, in this turn: a
                 # producer that submitted and then asks about its job is answered right.
                 try:
-                    for job_id in self.store.ids(queue, State.PENDING):
-                        self.engine.pending_appeared(queue, job_id)
+                    for job_id, priority in job_names(self.store.pending_names(queue),
+                                                      State.PENDING):
+                        self.engine.pending_appeared(queue, job_id, priority)
                 except CkptdError as exc:
                     log.warning("cannot list the new queue %s: %s", queue, exc)
                 self.rescan_now = True

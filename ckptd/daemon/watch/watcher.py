@@ -36,12 +36,14 @@ from typing import Protocol
 
 from ckptd.core.names import is_valid_name
 from ckptd.core.states import State
-from ckptd.store.base import JOB_SUFFIX, QUEUE_CONTROLS, split_job_name
+from ckptd.store.base import JOB_SUFFIX, QUEUE_CONTROLS
+from ckptd.store.file_names import split_pending_name
 
 log = logging.getLogger(__name__)
 
 Event = tuple[str, str, str]
-"""("added" | "removed" | "queue" | "overflow", queue, job id), or ("control", queue, name)
+"""("added" | "removed" | "queue" | "overflow", queue, pending file name without ``.json``:
+the id, with its priority when the name carries one), or ("control", queue, name)
 when a control file at the queue's top (``paused``, ``limits.json``) changed."""
 
 _PENDING = State.PENDING.value
@@ -84,15 +86,15 @@ def make_watcher(root: str, wake: Callable[[], None], kind: str = "auto",
 
 
 def _parse_path(root: str, folder: str, name: str) -> tuple[str, str] | None:
-    """Return (queue, id) for ``<root>/<queue>/pending/<id>.json``, else None."""
+    """Return (queue, name without ``.json``) for ``<root>/<queue>/pending/<id>.json`` (or
+    ``<id>,p<N>.json``), else None."""
     queue_dir, state = os.path.split(folder)
     if state != _PENDING or os.path.dirname(queue_dir) != root:
         return None
-    job_id = split_job_name(name)
     queue = os.path.basename(queue_dir)
-    if job_id is None or not is_valid_name(queue):
+    if split_pending_name(name) is None or not is_valid_name(queue):
         return None
-    return queue, job_id
+    return queue, name[:-len(JOB_SUFFIX)]
 
 
 # -- inotify, read by hand --------------------------------------------------------------------
@@ -207,10 +209,10 @@ class InotifyWatcher:
             queue = queues.get(wd)
             if queue is not None and not mask & (_IN_ISDIR | _IN_IGNORED):
                 if raw.endswith(suffix):
-                    job_id = raw[:-cut].decode(errors="surrogateescape")
-                    if is_valid_name(job_id):
+                    stem = raw[:-cut].decode(errors="surrogateescape")
+                    if is_valid_name(stem) or split_pending_name(stem + JOB_SUFFIX):
                         events.append(("removed" if mask & _IN_DELETE else "added", queue,
-                                       job_id))
+                                       stem))
                 continue
             top = self._tops.get(wd)
             if top is not None and not mask & (_IN_ISDIR | _IN_IGNORED):

@@ -11,7 +11,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ckptd.core import crashpoints
@@ -54,6 +54,7 @@ from ckptd.store.base import (
     check_folder,
     split_job_name,
 )
+from ckptd.store.file_names import job_names, pending_name
 from ckptd.store.local.controls import LocalControls
 from ckptd.store.local.durable import (
     fsync_dir,
@@ -74,6 +75,7 @@ from ckptd.store.local.files import (
     read_or_none,
 )
 from ckptd.store.local.folders import QueueFolders
+from ckptd.store.local.listing import count_jobs, folder_chunks, folder_names
 from ckptd.store.local.locks import HeldLock, lock_holder, take_lock
 from ckptd.store.local.reaper import Reaper
 
@@ -108,7 +110,9 @@ class LocalStore(LocalControls, Store):
 
     # -- paths -----------------------------------------------------------------------------
 
-    def _job_path(self, queue: str, state: State, job_id: str) -> str:
+    def _job_path(self, queue: str, state: State, job_id: str, priority: int = 0) -> str:
+        if priority and state is State.PENDING:
+            return f"{self.root}/{queue}/{_PENDING_DIR}/{pending_name(job_id, priority)}"
         return f"{self.root}/{queue}/{state._value_}/{job_id}{JOB_SUFFIX}"
 
     def _path(self, queue: str, folder: str, name: str) -> str:
@@ -176,38 +180,34 @@ class LocalStore(LocalControls, Store):
             found.append(name)
         return found
 
-    def ids(self, queue: str, state: State) -> list[str]:
+    def _folder(self, queue: str, state: State) -> str:
         check_queue(queue)
         self.folders.check(queue)
-        try:
-            names = os.listdir(f"{self.root}/{queue}/{state.value}")
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise io_error(exc, "list", f"{self.root}/{queue}/{state.value}") from exc
-        ids = [n[:-5] for n in names if n.endswith(JOB_SUFFIX) and is_valid_name(n[:-5])]
-        ids.sort()
-        return ids
+        return f"{self.root}/{queue}/{state.value}"
+
+    def ids(self, queue: str, state: State) -> list[str]:
+        return sorted(job_id for job_id, _ in job_names(folder_names(self._folder(queue, state)),
+                                                          state))
+
+    def pending_names(self, queue: str) -> list[str]:
+        return [pending_name(*found) for found in job_names(
+            folder_names(self._folder(queue, State.PENDING)), State.PENDING)]
+
+    def listing_chunks(self, queue: str, state: State, size: int = 65536
+                       ) -> Iterator[list[str]]:
+        return folder_chunks(self._folder(queue, state), size)
 
     def count(self, queue: str, state: State) -> int:
-        check_queue(queue)
-        self.folders.check(queue)
-        try:
-            with os.scandir(f"{self.root}/{queue}/{state.value}") as entries:
-                return sum(1 for e in entries if split_job_name(e.name) is not None)
-        except FileNotFoundError:
-            return 0
-        except OSError as exc:
-            raise io_error(exc, "list", f"{self.root}/{queue}/{state.value}") from exc
+        return count_jobs(self._folder(queue, state), state)
 
-    def read(self, queue: str, state: State, job_id: str) -> bytes:
+    def read(self, queue: str, state: State, job_id: str, priority: int = 0) -> bytes:
         if state is State.PENDING and self._kept.entries:
             kept = self._kept.get(queue, job_id)
             if kept is not None:
                 return kept
         check_job_ref(queue, job_id)
         self.folders.check(queue)
-        path = self._job_path(queue, state, job_id)
+        path = self._job_path(queue, state, job_id, priority)
         try:
             return read_file(path)
         except FileNotFoundError:
@@ -215,20 +215,20 @@ class LocalStore(LocalControls, Store):
         except OSError as exc:
             raise io_error(exc, "read", path) from exc
 
-    def exists(self, queue: str, state: State, job_id: str) -> bool:
+    def exists(self, queue: str, state: State, job_id: str, priority: int = 0) -> bool:
         check_job_ref(queue, job_id)
         self.folders.check(queue)
         try:
-            os.lstat(self._job_path(queue, state, job_id))
+            os.lstat(self._job_path(queue, state, job_id, priority))
             return True
         except FileNotFoundError:
             return False
 
-    def mtime(self, queue: str, state: State, job_id: str) -> float:
+    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0) -> float:
         check_job_ref(queue, job_id)
         self.folders.check(queue)
         try:
-            info = os.lstat(self._job_path(queue, state, job_id))
+            info = os.lstat(self._job_path(queue, state, job_id, priority))
         except FileNotFoundError:
             raise JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/") from None
         # A claim is a plain rename, which updates ctime but not mtime: report the later.
@@ -383,8 +383,8 @@ class LocalStore(LocalControls, Store):
         if isinstance(op, Move):
             if self._kept.entries and op.src is State.PENDING:
                 self._kept.drop(op.queue, op.job_id)  # claimed (or rewritten): read anew
-            src = self._job_path(op.queue, op.src, op.job_id)
-            dst = self._job_path(op.queue, op.dst, op.job_id)
+            src = self._job_path(op.queue, op.src, op.job_id, op.priority)
+            dst = self._job_path(op.queue, op.dst, op.job_id, op.priority)
             if op.src is op.dst:
                 if tmp is None:  # nothing to change, but say whether it is there
                     if not os.path.lexists(src):
@@ -429,7 +429,7 @@ class LocalStore(LocalControls, Store):
             return (f"{q}/{op.dst._value_}",), (f"{q}/{op.src._value_}",)
         if isinstance(op, PutNew):
             assert tmp is not None
-            dst = self._job_path(op.queue, State.PENDING, op.job_id)
+            dst = self._job_path(op.queue, State.PENDING, op.job_id, op.priority)
             try:
                 rename_noreplace(tmp, dst)
             except FileExistsError:
@@ -447,7 +447,8 @@ class LocalStore(LocalControls, Store):
         if isinstance(op, Delete):
             if self._kept.entries and op.state is State.PENDING:
                 self._kept.drop(op.queue, op.job_id)
-            self._discard(op.queue, self._job_path(op.queue, op.state, op.job_id), op.job_id)
+            self._discard(op.queue, self._job_path(op.queue, op.state, op.job_id, op.priority),
+                          op.job_id)
             if not op.attachments:
                 return (), (f"{q}/{op.state.value}",)
             unlink_quietly(self._path(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX))

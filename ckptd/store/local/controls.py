@@ -13,7 +13,6 @@ import time
 from collections.abc import Sequence
 
 from ckptd.core.config import FsyncMode
-from ckptd.core.errors import MalformedJob
 from ckptd.core.ids import id_stamp, made_after
 from ckptd.core.names import check_job_ref, check_name, check_queue
 from ckptd.core.states import State
@@ -34,7 +33,7 @@ from ckptd.store.local.durable import (
     unlink_quietly,
     write_new,
 )
-from ckptd.store.local.files import KeptPending, read_file, read_or_none
+from ckptd.store.local.files import KeptPending, read_or_none
 from ckptd.store.local.folders import QueueFolders
 
 YIELD_EVERY = 256  # entries a listing of finished jobs reads before it lets the loop run
@@ -114,27 +113,6 @@ class LocalControls:
         except OSError as exc:
             raise io_error(exc, "list", folder) from exc
         found.sort(key=lambda pair: pair[1])
-        return found
-
-    def read_ahead(self, queue: str, ids: Sequence[str]) -> dict[str, bytes]:
-        """Read the files and keep them until their claim (a later change drops them)."""
-        check_queue(queue)
-        self.folders.check(queue)
-        keep = self._kept.watched(queue)
-        found = {}
-        for job_id in ids:
-            data = self._kept.get(queue, job_id)
-            if data is None:
-                path = f"{self.root}/{queue}/{State.PENDING.value}/{job_id}{JOB_SUFFIX}"
-                try:
-                    data = read_file(path)
-                except (FileNotFoundError, MalformedJob):
-                    continue
-                except OSError as exc:
-                    raise io_error(exc, "read", path) from exc
-                if keep:
-                    self._kept.add(queue, job_id, data, events=0)
-            found[job_id] = data
         return found
 
     def remove_finished(self, queue: str, state: State, job_ids: Sequence[str]) -> list[str]:

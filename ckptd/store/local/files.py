@@ -9,8 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ckptd.core.errors import JobNotFound, MalformedJob
-from ckptd.core.states import STATES
+from ckptd.core.states import STATES, State
 from ckptd.store.base import REASON_SUFFIX, Foreign, split_job_name
+from ckptd.store.file_names import split_pending_name
 from ckptd.store.local.durable import fsync_dir, io_error, unlink_quietly, write_new
 
 O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -150,8 +151,9 @@ def foreign_files(queue_dir: str, queue: str) -> list[Foreign]:
             names = os.listdir(folder)
         except FileNotFoundError:
             continue
+        split = split_pending_name if state is State.PENDING else split_job_name
         for name in names:
             path = f"{folder}/{name}"
-            if split_job_name(name) is None or not os.path.isfile(path) or os.path.islink(path):
+            if split(name) is None or not os.path.isfile(path) or os.path.islink(path):
                 found.append(Foreign(queue, state.value, name))
     return sorted(found, key=lambda f: (f.folder, f.name))

@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
@@ -57,10 +57,12 @@ from ckptd.store.base import (
     split_job_name,
 )
 from ckptd.store.bucket import BucketStore, _check_plain
+from ckptd.store.file_names import job_names
 from ckptd.store.s3.cache import PendingCache
 from ckptd.store.s3.conditional import S3ControlObjects
 from ckptd.store.s3.options import NotHonoured, client_choice
 from ckptd.store.s3.requests import S3Requests
+from ckptd.store.s3.split_listing import listing_chunks
 from ckptd.store.s3.writes import S3Writes
 
 if TYPE_CHECKING:
@@ -169,7 +171,8 @@ class S3Store(BucketStore, Background):
         with self._background_lock:
             self._unread.clear()
 
-    def prefetch(self, queue: str, ids: Sequence[str]) -> int:
+    def prefetch(self, queue: str, ids: Sequence[str],
+                 priorities: Mapping[str, int] | None = None) -> int:
         """Read the pending files of ``ids`` concurrently, for the next claims; return how many.
 
         Ids already remembered are skipped; files that are gone are ignored.
@@ -181,7 +184,7 @@ class S3Store(BucketStore, Background):
         async def fetch_all() -> int:
             async def one(job_id: str) -> int:
                 try:
-                    data = await self.req.get(self._job_key(queue, State.PENDING, job_id),
+                    data = await self.req.get(self._pending_key(queue, job_id, priorities),
                                               f"read {queue}/pending/{job_id}")
                 except StoreError:
                     return 0
@@ -192,27 +195,10 @@ class S3Store(BucketStore, Background):
             return sum(await asyncio.gather(*(one(i) for i in wanted)))
         return self.req.run(fetch_all)
 
-    def read_ahead(self, queue: str, ids: Sequence[str]) -> dict[str, bytes]:
-        """Prefetch the files (kept for their claims) and return them; a file the full
-        cache could not keep is read again at its claim. A file a read in the background
-        found gone is left out (one that failed raises its error)."""
-        with self._background_lock:
-            settled = {i: self._unread.pop((queue, i)) for i in ids if (queue, i) in self._unread}
-        for failure in settled.values():
-            if not isinstance(failure, JobNotFound):
-                raise failure
-        ids = [i for i in ids if i not in settled]
-        self.prefetch(queue, ids)
-        found = {}
-        for job_id in ids:
-            data = self.cache.peek(queue, job_id)
-            if data is None:
-                try:
-                    data = self._cat(self._job_key(queue, State.PENDING, job_id), "")
-                except JobNotFound:
-                    continue
-            found[job_id] = data
-        return found
+    def _pending_key(self, queue: str, job_id: str, priorities: Mapping[str, int] | None
+                     ) -> str:
+        return self._job_key(queue, State.PENDING, job_id,
+                             priorities.get(job_id, 0) if priorities else 0)
 
     # -- capabilities ----------------------------------------------------------------------
 
@@ -268,7 +254,8 @@ class S3Store(BucketStore, Background):
     def notify(self, wake: Callable[[], None]) -> None:
         self._wake = wake
 
-    def prefetch_later(self, queue: str, ids: Sequence[str]) -> int:
+    def prefetch_later(self, queue: str, ids: Sequence[str],
+                       priorities: Mapping[str, int] | None = None) -> int:
         if self.cache.full():
             return 0
         with self._background_lock:
@@ -280,7 +267,7 @@ class S3Store(BucketStore, Background):
 
         async def fetch_all() -> None:
             async def one(job_id: str) -> None:
-                key = self._job_key(queue, State.PENDING, job_id)
+                key = self._pending_key(queue, job_id, priorities)
                 try:
                     data = await self.req.get(key, f"read {queue}/pending/{job_id}")
                     failure: CkptdError | None = None if data is not None else JobNotFound(
@@ -330,14 +317,14 @@ class S3Store(BucketStore, Background):
             self._wake()
         self.req.start(look_all).add_done_callback(ended)
 
-    def ready(self, queue: str, job_id: str) -> bool:
+    def ready(self, queue: str, job_id: str, priority: int = 0) -> bool:
         if self.cache.peek(queue, job_id) is not None or self.cache.full():
             return True  # (full: files are read at their claims, as without a cache)
         with self._background_lock:
             if (queue, job_id) in self._unread:
                 return True
             self._missed.add(queue)
-        self.prefetch_later(queue, [job_id])
+        self.prefetch_later(queue, [job_id], {job_id: priority})
         return False
 
     def missed(self) -> set[str]:
@@ -375,15 +362,27 @@ class S3Store(BucketStore, Background):
             return sorted(n for n, (_, sub) in zip(names, found) if states & set(sub))
         return self.req.run(find)
 
+    def listing_chunks(self, queue: str, state: State, size: int = 65536
+                       ) -> Iterator[list[str]]:
+        """Split across key ranges listed in parallel (:mod:`~ckptd.store.s3.split_listing`)."""
+        check_queue(queue)
+        return listing_chunks(self.req, f"{self.prefix}/{queue}/{state.value}", size)
+
     def ids_after(self, queue: str, state: State, start_after: str | None) -> list[str]:
         """The ids in ``state`` that sort after ``start_after`` (all when None), sorted."""
+        return [job_id for job_id, _ in self._named_after(queue, state, start_after)]
+
+    def pending_after(self, queue: str, start_after: str | None) -> list[tuple[str, int]]:
+        return self._named_after(queue, State.PENDING, start_after)
+
+    def _named_after(self, queue: str, state: State, start_after: str | None
+                     ) -> list[tuple[str, int]]:
         check_queue(queue)
         path = f"{self.prefix}/{queue}/{state.value}"
         objects, _ = self.req.run(lambda: self.req.list(path, start_after=start_after))
-        ids = (split_job_name(o.name) for o in objects)
+        found = job_names([o.name for o in objects], state)
         # The listing starts after the key "<start_after>", so "<start_after>.json" is in it.
-        return sorted(i for i in ids if i is not None and (start_after is None
-                                                           or i > start_after))
+        return sorted(f for f in found if start_after is None or f[0] > start_after)
 
     def _cat(self, key: str, missing: str) -> bytes:
         data = self.req.run(lambda: self.req.get(key, f"read {self.req.split(key)}"))
@@ -391,7 +390,7 @@ class S3Store(BucketStore, Background):
             raise JobNotFound(missing)
         return data
 
-    def read(self, queue: str, state: State, job_id: str) -> bytes:
+    def read(self, queue: str, state: State, job_id: str, priority: int = 0) -> bytes:
         check_job_ref(queue, job_id)
         if state is State.PENDING:
             cached = self.cache.take(queue, job_id)
@@ -401,27 +400,31 @@ class S3Store(BucketStore, Background):
                 failed = self._unread.pop((queue, job_id), None)
             if failed is not None:  # a read in the background found no file, or failed
                 raise failed
-        return self._cat(self._job_key(queue, state, job_id),
+        return self._cat(self._job_key(queue, state, job_id, priority),
                          f"job {job_id!r} is not in {queue}/{state.value}/")
 
-    def exists(self, queue: str, state: State, job_id: str) -> bool:
+    def exists(self, queue: str, state: State, job_id: str, priority: int = 0) -> bool:
         check_job_ref(queue, job_id)
-        key = self._job_key(queue, state, job_id)
+        key = self._job_key(queue, state, job_id, priority)
         what = f"look for {self.req.split(key)}"
         return self.req.run(lambda: self.req.head(key, what)) is not None
 
-    def find(self, queue: str, job_id: str) -> list[State]:
+    def find(self, queue: str, job_id: str, priority: int | None = None) -> list[State]:
         check_job_ref(queue, job_id)
 
         async def look() -> list[State]:
-            found = await asyncio.gather(*(self.req.head(self._job_key(queue, s, job_id),
-                                                         f"look for {job_id}") for s in STATES))
+            found = await asyncio.gather(*(self.req.head(
+                self._job_key(queue, s, job_id, priority or 0), f"look for {job_id}")
+                for s in STATES))
             return [s for s, info in zip(STATES, found) if info is not None]
-        return self.req.run(look)
+        found: list[State] = self.req.run(look)
+        if not found and priority is None and self.pending_priority(queue, job_id) is not None:
+            found = [State.PENDING]
+        return found
 
-    def mtime(self, queue: str, state: State, job_id: str) -> float:
+    def mtime(self, queue: str, state: State, job_id: str, priority: int = 0) -> float:
         check_job_ref(queue, job_id)
-        key = self._job_key(queue, state, job_id)
+        key = self._job_key(queue, state, job_id, priority)
         info = self.req.run(lambda: self.req.head(key, f"look for {self.req.split(key)}"))
         if info is None:
             raise JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/")

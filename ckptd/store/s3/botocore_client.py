@@ -173,6 +173,16 @@ class BotocoreRequests(S3Requests):
             if not page.get("IsTruncated") or not token:
                 return objects, folders, pages
 
+    async def _list_page(self, prefix: str, start_after: str | None
+                         ) -> tuple[list[Entry], bool]:
+        kwargs: dict[str, Any] = {"Prefix": prefix, "MaxKeys": PAGE_SIZE}
+        if start_after:
+            kwargs["StartAfter"] = prefix + start_after
+        page = await self._send("list_objects_v2", **kwargs)
+        entries = [Entry(item["Key"][len(prefix):], 0.0, int(item.get("Size", 0) or 0))
+                   for item in page.get("Contents", []) if item["Key"][len(prefix):]]
+        return entries, bool(page.get("IsTruncated"))
+
     async def _list_one(self, prefix: str) -> None:
         await self._send("list_objects_v2", MaxKeys=1, Prefix=prefix)
 

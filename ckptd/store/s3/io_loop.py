@@ -54,6 +54,10 @@ class _CountingLoop(asyncio.SelectorEventLoop):
                              ) -> asyncio.Handle:
         self.inside.append(None)
         try:
+            if self.is_closed():  # an answer later than close's wait: nobody awaits it
+                dropped = asyncio.Handle(callback, args, self, context)
+                dropped.cancel()
+                return dropped
             return super().call_soon_threadsafe(callback, *args, context=context)
         finally:
             self.inside.pop()

@@ -220,6 +220,15 @@ class ObstoreRequests(S3Requests):
             entries = [e for e in entries if "/" not in e.name]
         return entries, [], max(1, pages)
 
+    async def _list_page(self, prefix: str, start_after: str | None
+                         ) -> tuple[list[Entry], bool]:
+        offset = prefix + start_after if start_after is not None else None
+        stream = obstore.list(self.store, prefix.rstrip("/") or None, offset=offset,
+                              chunk_size=PAGE_SIZE)
+        async for chunk in stream:  # the first page only
+            return _entries(chunk, prefix), len(chunk) >= PAGE_SIZE
+        return [], False
+
     async def _list_one(self, prefix: str) -> None:
         stream = obstore.list(self.store, prefix.rstrip("/") or None, chunk_size=1)
         try:

@@ -392,6 +392,22 @@ class S3Requests(ABC):
                 await asyncio.gather(*(one([k]) for k in chunk))
         await asyncio.gather(*(one(c) for c in chunks))
 
+    async def list_page(self, path: str, start_after: str | None) -> tuple[list[Entry], bool]:
+        """One page of the objects below ``path/`` (recursively) that sort after
+        ``start_after``; and whether more may follow (the page was full)."""
+        prefix = f"{self.split(path).strip('/')}/"
+
+        async def send() -> tuple[list[Entry], bool]:
+            self.stats["requests"] += 1
+            return await self._list_page(prefix, start_after)
+        return await self.call(f"list {path}", send, pages=True)
+
+    async def _list_page(self, prefix: str, start_after: str | None
+                         ) -> tuple[list[Entry], bool]:
+        """One page of :meth:`list_page`; subclasses ask for one page only."""
+        entries, _, _ = await self._list(prefix, False, start_after)
+        return entries[:PAGE_SIZE], len(entries) > PAGE_SIZE
+
     async def list(self, path: str, *, delimiter: bool = True, start_after: str | None = None,
                    queued: bool = True) -> tuple[list[Entry], list[str]]:
         """Every object directly under ``path/`` (everything below it without

@@ -49,6 +49,7 @@ from ckptd.store.base import (
     PutOutput,
     check_blob_kind,
 )
+from ckptd.store.file_names import job_file_name
 from ckptd.store.objects import Conflict
 from ckptd.store.s3.cache import PendingCache
 from ckptd.store.s3.requests import S3Requests, etag_of
@@ -81,8 +82,8 @@ class S3Writes:
     def key(self, queue: str, folder: str, name: str) -> str:
         return f"{self.prefix}/{queue}/{folder}/{name}"
 
-    def job_key(self, queue: str, state: State, job_id: str) -> str:
-        return f"{self.prefix}/{queue}/{state.value}/{job_id}{JOB_SUFFIX}"
+    def job_key(self, queue: str, state: State, job_id: str, priority: int = 0) -> str:
+        return f"{self.prefix}/{queue}/{state.value}/{job_file_name(state, job_id, priority)}"
 
     def busy(self, queue: str, job_id: str) -> bool:
         """True while a group with an op of the job runs (read from any thread: one lookup
@@ -187,7 +188,7 @@ class S3Writes:
                 self.cache.take(op.queue, op.job_id)
             what = f"delete {op.queue}/{op.state.value}/{op.job_id}"
             # The job file first: a job never loses its payload while it can still run.
-            await req.delete(self.job_key(op.queue, op.state, op.job_id), what)
+            await req.delete(self.job_key(op.queue, op.state, op.job_id, op.priority), what)
             if op.attachments:
                 keys = [self.key(op.queue, CHECKPOINT_DIR, op.job_id + JOB_SUFFIX)]
                 keys += [self.key(op.queue, BLOB_DIR, f"{op.job_id}.{k}") for k in BLOB_KINDS]
@@ -215,8 +216,8 @@ class S3Writes:
             raise TypeError(f"unknown store operation {op!r}")
 
     async def _move(self, op: Move, leave: list[str] | None) -> None:
-        src = self.job_key(op.queue, op.src, op.job_id)
-        dst = self.job_key(op.queue, op.dst, op.job_id)
+        src = self.job_key(op.queue, op.src, op.job_id, op.priority)
+        dst = self.job_key(op.queue, op.dst, op.job_id, op.priority)
         what = f"move {op.queue}/{op.job_id} from {op.src.value} to {op.dst.value}"
         missing = f"job {op.job_id!r} is not in {op.queue}/{op.src.value}/"
         if op.src is State.PENDING:
@@ -259,7 +260,7 @@ class S3Writes:
         moved[(op.queue, op.job_id, op.src)] = now
 
     async def _put_new(self, op: PutNew) -> None:
-        dst = self.job_key(op.queue, State.PENDING, op.job_id)
+        dst = self.job_key(op.queue, State.PENDING, op.job_id, op.priority)
         what = f"create {op.queue}/pending/{op.job_id}"
         conditional = await self.probe()
         etag: str | None = None
