@@ -33,10 +33,15 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1 -m "not slow"
 
+# Explicit Any per 1,000 lines of ckptd/ (issue 20's goal: 5): a ratchet, lowered as seams
+# get types; it never goes up.
+ANY_MAX ?= 18.5
+
 lint: $(STAMP)
 	$(BIN)/ruff check ckptd tests bench examples
 	$(BIN)/mypy ckptd
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/python .ci/any_count.py ckptd --max $(ANY_MAX)
 
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
