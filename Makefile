@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-s3 test test-fast lint bench clean
+.PHONY: demo demo-s3 test test-fast lint bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ckptd needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -46,6 +46,16 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/e2e.py
+
+# ckptd against Huey on Redis (bench/peers.py): installs Huey and redis-py into .venv (the
+# `bench` extra) and needs redis-server (apt-get install redis-server). PEERS_FLAGS passes
+# options, e.g. make bench-peers PEERS_FLAGS="--dir /mnt/ext4 --runs 3".
+$(VENV)/.bench-stamp: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	@touch $@
+
+bench-peers: $(VENV)/.bench-stamp
+	$(BIN)/python bench/peers.py $(PEERS_FLAGS)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -3,11 +3,13 @@ starting and stopping a daemon, and the no-op workload (workers, submit, wait)."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -162,6 +164,35 @@ def submit_and_wait(client: Any, n: int, chunk: int, timeout: float) -> tuple[fl
     submitted = time.perf_counter()
     client.wait_many(NOOP_QUEUE, None, timeout=timeout)
     return submitted - started, time.perf_counter() - started
+
+
+def submit_from_threads(client: Any, queue: str, payload: Any, n: int, threads: int) -> None:
+    """``n`` submits from ``threads`` threads sharing ``client``, each one at a time."""
+    def lane(count: int) -> None:
+        for _ in range(count):
+            client.submit(queue, payload)
+
+    running = [threading.Thread(target=lane, args=(n // threads + (k < n % threads),))
+               for k in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+
+
+async def submit_in_flight(control: str, queue: str, payload: Any, n: int, in_flight: int
+                           ) -> None:
+    """``n`` submits from an AsyncClient (through the daemon), ``in_flight`` at a time."""
+    from ckptd.client.async_client import AsyncClient
+
+    async with AsyncClient(control, timeout=60) as client:
+        numbers = iter(range(n))
+
+        async def lane() -> None:
+            for _ in numbers:
+                await client.submit(queue, payload)
+
+        await asyncio.gather(*(lane() for _ in range(in_flight)))
 
 
 def stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:

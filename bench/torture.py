@@ -16,10 +16,13 @@ on the same addresses. Then every acknowledged job must end in done/. Per run it
     python bench/torture.py                      # 20 runs of 1,000 jobs, 3 kills each
     python bench/torture.py --runs 3 --jobs 300 --fsync always --dir /dev/shm
     python bench/torture.py --relayed            # submits through the daemon (another host)
+    python bench/torture.py --in-flight 64       # an AsyncClient with 64 submits in flight
 
 On the daemon's host the client writes each job into the store itself (direct submit), so
 a daemon restart stalls it only while the root's lock names no live daemon; ``--relayed``
-sends every submit through the daemon, as a producer on another host does.
+sends every submit through the daemon, as a producer on another host does; ``--in-flight N``
+submits from an ``AsyncClient`` (always through the daemon) with N submits in flight on one
+connection, each of them resent on its own across the restarts.
 
 Name the filesystem of ``--dir`` next to the figures (tmpfs, journaled ext4, ...).
 """
@@ -27,6 +30,7 @@ Name the filesystem of ``--dir`` next to the figures (tmpfs, journaled ext4, ...
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import os
 import random
@@ -98,9 +102,13 @@ class Daemon:
 
 
 def produce(control: str, count: int, run: Run, stop_flag: threading.Event,
-            relayed: bool = False) -> None:
+            relayed: bool = False, in_flight: int = 0) -> None:
     """One submit at a time, as the README's loop does, timing each (``relayed``: through
-    the daemon, as from another host, rather than written into its store)."""
+    the daemon, as from another host, rather than written into its store; ``in_flight``:
+    that many at a time from an AsyncClient)."""
+    if in_flight:
+        asyncio.run(produce_async(control, count, run, stop_flag, in_flight))
+        return
     with Client(control, direct=not relayed) as client:
         for n in range(count):
             if stop_flag.is_set():
@@ -113,6 +121,28 @@ def produce(control: str, count: int, run: Run, stop_flag: threading.Event,
                 continue
             run.stalls.append(time.monotonic() - started)
             run.acked.append(job_id)
+
+
+async def produce_async(control: str, count: int, run: Run, stop_flag: threading.Event,
+                        in_flight: int) -> None:
+    from ckptd.client.async_client import AsyncClient
+
+    numbers = iter(range(count))
+    async with AsyncClient(control) as client:
+        async def lane() -> None:
+            for n in numbers:
+                if stop_flag.is_set():
+                    return
+                started = time.monotonic()
+                try:
+                    job_id = await client.submit(QUEUE, {"n": n})
+                except CkptdError as exc:
+                    run.errors.append(f"submit {n}: {exc}")
+                    continue
+                run.stalls.append(time.monotonic() - started)
+                run.acked.append(job_id)
+
+        await asyncio.gather(*(lane() for _ in range(in_flight)))
 
 
 def in_folders(root: str) -> dict[str, str]:
@@ -146,7 +176,8 @@ def one_run(seed: int, args: argparse.Namespace, base: str) -> Run:
                                     stderr=subprocess.DEVNULL) for _ in range(2)]
         stop_flag = threading.Event()
         producer = threading.Thread(target=produce,
-                                    args=(daemon.control, args.jobs, run, stop_flag, args.relayed))
+                                    args=(daemon.control, args.jobs, run, stop_flag,
+                                          args.relayed, args.in_flight))
         producer.start()
         # The kills land while the producer runs: spread over its expected span.
         marks = sorted(rng.uniform(0.1, 0.9) for _ in range(args.kills))
@@ -192,6 +223,12 @@ def one_run(seed: int, args: argparse.Namespace, base: str) -> Run:
     return run
 
 
+def how(args: argparse.Namespace) -> str:
+    if args.in_flight:
+        return f"through the daemon, {args.in_flight} in flight (AsyncClient)"
+    return "through the daemon" if args.relayed else "written directly"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
@@ -209,11 +246,14 @@ def main() -> None:
     parser.add_argument("--relayed", action="store_true",
                         help="submit through the daemon, as from another host (default: "
                              "written into the store, as on the daemon's host)")
+    parser.add_argument("--in-flight", type=int, default=0, metavar="N",
+                        help="submit from an AsyncClient with N submits in flight (through "
+                             "the daemon)")
     args = parser.parse_args()
     fs = filesystem_of(args.dir)
     print(f"torture: {args.runs} runs x {args.jobs} jobs, {args.kills} daemon kills each, "
           f"fsync {args.fsync}, lease {args.lease}, heartbeat {args.heartbeat}, "
-          f"submits {'through the daemon' if args.relayed else 'written directly'}, "
+          f"submits {how(args)}, "
           f"store on {args.dir} ({fs or 'unknown fs'})")
     print(f"{'run':>3} {'acked':>6} {'lost':>5} {'twice':>6} {'back s':>7} {'stuck':>6} "
           f"{'stall s':>8} {'dup/kill':>9} {'errors':>7}")

@@ -13,25 +13,25 @@ from ckptd.core.outcomes import Cancelled, Fail, Interrupt, Retry, TimeLimit
 from ckptd.core.version import __version__
 
 if TYPE_CHECKING:
-    from ckptd.client import Client
+    from ckptd.client import AsyncClient, Client
     from ckptd.client.hooks import Hook, Submission
     from ckptd.codec.crypto import Keyring
     from ckptd.worker import AsyncJob, Job, Worker
 
 
-__all__ = ["AsyncJob", "Cancelled", "Client", "CkptdError", "Fail", "Hook", "Interrupt", "Job",
-           "Keyring", "LeaseLost", "Retry", "Submission", "TimeLimit", "Worker",
-           "__version__"]
+__all__ = ["AsyncClient", "AsyncJob", "Cancelled", "Client", "CkptdError", "Fail", "Hook",
+           "Interrupt", "Job", "Keyring", "LeaseLost", "Retry", "Submission", "TimeLimit",
+           "Worker", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    """``Client``, ``Job``, ``AsyncJob`` and ``Worker`` on first use: they import ZeroMQ,
-    which store commands of the CLI and other light users do not need (and ``Hook``,
-    ``Submission``, ``Keyring`` with them)."""
-    if name == "Client":
-        from ckptd.client import Client
+    """``Client``, ``AsyncClient``, ``Job``, ``AsyncJob`` and ``Worker`` on first use: they
+    import ZeroMQ, which store commands of the CLI and other light users do not need (and
+    ``Hook``, ``Submission``, ``Keyring`` with them)."""
+    if name in ("Client", "AsyncClient"):
+        from ckptd import client
 
-        return Client
+        return getattr(client, name)
     if name in ("Hook", "Submission"):
         from ckptd.client import hooks
 

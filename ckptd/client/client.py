@@ -5,12 +5,15 @@
     job_id = client.submit("price", {"sku": "A-1"})
     client.wait("price", job_id, timeout=60)      # "done" or "failed"
 
-A client talks to the daemon's control socket with a DEALER socket, one request at a time;
-a request that times out closes the socket, so a late reply can never be taken for the answer
-to the next request. Requests that time out move on to the next address when several are
-given (a standby daemon). Submits are safe to retry: the
-client chooses the id, so a repeated submit finds the job instead of making a second one.
-A Client is not thread-safe: give each thread its own.
+A client talks to the daemon's control socket with one DEALER socket
+(:mod:`ckptd.client.pipe`). Threads may share a client: their requests are in flight on that
+socket together, each reply matched to its request by a tag, and the daemon stores the
+submits that arrive together under one flush. Requests that time out move on to the next
+address when several are given (a standby daemon). Submits are safe to retry: the client
+chooses the id, so a repeated submit finds the job instead of making a second one. How a
+request is sent again, and which daemon it follows, is :mod:`ckptd.client.conversation`;
+what requests carry, :mod:`ckptd.client.bodies` (both shared with the
+:class:`~ckptd.client.async_client.AsyncClient`).
 """
 
 from __future__ import annotations
@@ -23,46 +26,22 @@ from typing import Any
 
 import zmq
 
+from ckptd.client import bodies
+from ckptd.client.conversation import MAX_HOPS, RESEND_FIRST, Ask, conversation, drive
 from ckptd.client.direct import DirectSubmit
 from ckptd.client.hooks import HookSpec
+from ckptd.client.pipe import Pipe
 from ckptd.client.preparing import Preparer
 from ckptd.codec.crypto import Keyring
 from ckptd.core.answers import Submitted, SubmittedFile
 from ckptd.core.edits import who_am_i
-from ckptd.core.errors import (
-    CkptdError,
-    ClientClosed,
-    ConfigError,
-    DaemonUnavailable,
-    ProtocolError,
-    RemoteError,
-    Standby,
-    StoreError,
-    SubmitUnconfirmed,
-    TakingOver,
-    WaitTimeout,
-    remote_error,
-)
-from ckptd.core.ids import new_id
-from ckptd.core.jobs import check_delay, check_time_limit
-from ckptd.core.names import check_job_id, check_queue
-from ckptd.core.queue_controls import check_priority
+from ckptd.core.errors import DaemonUnavailable, Standby, StoreError
+from ckptd.core.names import check_queue
 from ckptd.core.states import State
 from ckptd.store.admin import StoreAdmin
-from ckptd.wire import protocol
-from ckptd.wire.endpoints import connect_endpoints
-from ckptd.wire.handshake import HandshakeWatch
 from ckptd.wire.security import ClientCurve
 
 DEFAULT_TIMEOUT = 10.0
-RESEND_FIRST = 0.5  # an idempotent request without an answer is sent again after this ...
-RESEND_MAX = 2.0  # ... and then after twice as long each time, up to this
-CONNECT_TIMEOUT = 1.0  # an address that accepts no connection this fast: try the next one
-MAX_HOPS = 3  # daemons named as a queue's leader followed for one request
-IDEMPOTENT = frozenset({"ping", "status", "endpoints", "ls", "show", "fetch", "submit",
-                        "submit_many", "upload"})
-"""Requests that may be sent twice with the same effect (a submit carries its id)."""
-
 
 
 def _ask_endpoints(client: weakref.ref[Client]) -> dict[str, Any]:
@@ -72,8 +51,10 @@ def _ask_endpoints(client: weakref.ref[Client]) -> dict[str, Any]:
         raise DaemonUnavailable("the client was closed", maybe_applied=False)
     return alive.request("endpoints")
 
+
 class Client:
-    """A connection to a daemon's control socket (or to a list of them, tried in turn)."""
+    """A connection to a daemon's control socket (or to a list of them, tried in turn);
+    threads may share it."""
 
     def __init__(self, endpoints: str | list[str], *, timeout: float = DEFAULT_TIMEOUT,
                  context: zmq.Context[Any] | None = None, curve: ClientCurve | None = None,
@@ -86,15 +67,11 @@ class Client:
         sealed with them and results opened (:mod:`ckptd.codec.crypto`); ``tracing``: as the
         setting (``on`` uses your program's tracer provider)."""
         self._prep = Preparer(hooks, keys, tracing, tracing_baggage)
-        self.endpoints = connect_endpoints(endpoints)  # tcp:// is implied when missing
         self.timeout = timeout
         self.curve = curve
         self._own_context = context is None
         self._ctx = context or zmq.Context()
-        self._sock: zmq.Socket[bytes] | None = None
-        self._handshake: HandshakeWatch | None = None
-        self._closed = False
-        self._current = 0
+        self._pipe = Pipe(self._ctx, endpoints, curve)
         # A weak reference: a client its user forgot to close is then freed at once, not
         # by the cycle collector at a random moment (which could close zmq's context first).
         me = weakref.ref(self)
@@ -104,7 +81,7 @@ class Client:
         """The way to submit straight into the daemon's store, when this host has it (and
         the daemon leads ``queue``, and the queue allows it: not one whose ids come from
         payloads)."""
-        self._check_open()
+        self._pipe.check_open()
         if self._direct is None:
             return None
         admin = self._direct.admin(queue)
@@ -113,46 +90,14 @@ class Client:
         return self._direct, admin
 
     @property
+    def endpoints(self) -> list[str]:
+        """The daemons' addresses, tried in turn."""
+        return self._pipe.endpoints
+
+    @property
     def endpoint(self) -> str:
         """The address in use now."""
-        return self.endpoints[self._current]
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClientClosed(f"this Client (of {', '.join(self.endpoints)}) is closed: it was "
-                               "used after close() or after its 'with' block; make a new one")
-
-    def _socket(self) -> zmq.Socket[bytes]:
-        self._check_open()
-        if self._sock is None:
-            sock = self._ctx.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.IMMEDIATE, 1)  # do not queue requests for a daemon not there
-            sock.setsockopt(zmq.MAXMSGSIZE, 256 * 1024 * 1024)  # as the worker's socket
-            if self.curve is not None:
-                self.curve.apply_client(sock)
-            # Keys that do not fit the daemon's are told by the handshake, not by silence.
-            self._handshake = HandshakeWatch(sock, self.endpoint, self.curve is not None)
-            try:
-                sock.connect(self.endpoint)
-            except zmq.ZMQError as exc:
-                self._handshake.close()
-                sock.close(0)
-                raise ConfigError(f"cannot connect to {self.endpoint}: {exc.strerror}; "
-                                  "expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:5550"
-                                  ) from None
-            self._sock = sock
-        return self._sock
-
-    def _reset(self, rotate: bool) -> None:
-        if self._handshake is not None:
-            self._handshake.close()
-            self._handshake = None
-        if self._sock is not None:
-            self._sock.close(0)
-            self._sock = None
-        if rotate and len(self.endpoints) > 1:
-            self._current = (self._current + 1) % len(self.endpoints)
+        return self._pipe.endpoint
 
     def request(self, kind: str, body: dict[str, Any] | None = None,
                 timeout: float | None = None, *, again: dict[str, Any] | None = None,
@@ -160,139 +105,28 @@ class Client:
                 follow: bool = True) -> dict[str, Any]:
         """Send one control request and return the reply body.
 
-        A request that may be repeated safely (:data:`IDEMPOTENT`) is sent again, on a fresh
-        connection, when no answer came within a short while (0.5 s, then longer): a daemon
-        that restarts costs about its restart time, not the whole timeout. ``again`` is the
-        body to send from the second time on (a submit that may have arrived must look for
-        its job before creating it); ``repeatable`` overrides :data:`IDEMPOTENT`, and
-        ``resend_after`` the first wait for an answer (a long poll waits longer). With
-        several addresses, one that does not accept a
-        connection within a second, or answers as a standby, is passed over.
+        A request that may be repeated safely is sent again when no answer came within a
+        short while (see :mod:`ckptd.client.conversation`); ``again`` is the body to send
+        from the second time on, ``repeatable`` says whether it may be sent twice, and
+        ``resend_after`` is the first wait for an answer (a long poll waits longer). A daemon
+        that names the daemon leading the request's queue is followed there (unless
+        ``follow`` is False), and that address is used from then on.
 
         Raises the daemon's error as a RemoteError (also an instance of the error's own
         class); DaemonUnavailable when no daemon answered in time (its ``maybe_applied``
-        says whether the request may have reached one). A daemon taking the lead
-        (``TakingOver``: it applied nothing) is asked again until the timeout. A daemon
-        that names the daemon leading the request's queue (several daemons on one store)
-        is followed there (unless ``follow`` is False), and that address is used from then
-        on.
+        says whether the request may have reached one).
         """
-        first = protocol.request(kind.encode(), body or {})
-        later = protocol.request(kind.encode(), again) if again is not None else first
-        if repeatable is None:
-            repeatable = kind in IDEMPOTENT
-        wait = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + wait
-        frames = first
-        interval = resend_after
-        pause = 0.05
-        maybe_applied = False
-        refused: RemoteError | None = None  # a standby's or a daemon taking over's answer
-        tried = 0
-        hops = 0
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            if maybe_applied and not repeatable:
-                break  # it may have been applied: never twice
-            slot = min(left, interval) if repeatable else left
-            sent, reply = self._exchange(frames, slot)
-            tried += 1
-            maybe_applied = maybe_applied or sent
-            if reply is None:
-                if sent and repeatable:
-                    frames = later
-                    interval = max(interval, min(interval * 2, RESEND_MAX))
-                continue
-            ok, answer = reply
-            if ok:
-                return answer
-            error = remote_error(str(answer.get("error", "error")),
-                                 str(answer.get("message", "the daemon refused")),
-                                 int(answer.get("exit_code", 1)))
-            leader = answer.get("leader")
-            if isinstance(error, Standby) and isinstance(leader, dict):
-                error.leader = {str(k): str(v) for k, v in leader.items()}
-                if follow and leader.get("control") and hops < MAX_HOPS:
-                    hops += 1  # the queue's leader is named: ask it (nothing was done here)
-                    self.follow(str(leader["control"]))
-                    maybe_applied = False
-                    continue
-            if isinstance(error, TakingOver):
-                refused = error  # nothing was applied: ask again after a moment
-                maybe_applied = False
-                self._reset(rotate=True)
-                time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-                pause = min(pause * 2, 1.0)
-                continue
-            if isinstance(error, Standby) and len(self.endpoints) > 1:
-                if refused is None:
-                    refused = error  # the active daemon is another address
-                maybe_applied = False
-                self._reset(rotate=True)
-                if tried >= 2 * len(self.endpoints) and not isinstance(refused, TakingOver):
-                    raise error
-                continue
-            raise error
-        if refused is not None:
-            raise refused
-        where = ", ".join(self.endpoints)
-        raise DaemonUnavailable(
-            f"no answer from the daemon at {where} within {wait:g}s: is 'ckptd serve' "
-            "running there, and is the address (and key) right?", maybe_applied=maybe_applied)
+        ask = Ask(kind, body or {}, self.timeout if timeout is None else timeout, again=again,
+                  repeatable=repeatable, resend_after=resend_after, follow=follow)
+        return self.ask(ask)
+
+    def ask(self, ask: Ask) -> dict[str, Any]:
+        """Carry out one request planned as an :class:`~ckptd.client.conversation.Ask`."""
+        return drive(conversation(self._pipe, ask), self._pipe.exchange)
 
     def follow(self, endpoint: str) -> None:
         """Send the next requests to ``endpoint`` (a daemon named as a queue's leader)."""
-        endpoint = connect_endpoints(endpoint)[0]
-        if endpoint not in self.endpoints:
-            self.endpoints.append(endpoint)
-        self._reset(rotate=False)
-        self._current = self.endpoints.index(endpoint)
-
-    def _exchange(self, frames: list[bytes], wait: float
-                  ) -> tuple[bool, tuple[bool, dict[str, Any]] | None]:
-        """Send ``frames`` to the current address and wait up to ``wait`` for the reply.
-
-        Returns (whether the request was handed to a connection, the decoded reply or None).
-        Without a reply the socket is closed (a late reply can never be taken for the answer
-        to another request) and the next address is taken.
-        """
-        sock = self._socket()
-        started = time.monotonic()
-        sock.setsockopt(zmq.SNDTIMEO, max(1, int(min(wait, CONNECT_TIMEOUT) * 1000)))
-        try:
-            sock.send_multipart(frames)  # IMMEDIATE: waits for a connection, up to SNDTIMEO
-        except zmq.Again:
-            problem = self._handshake.problem() if self._handshake is not None else None
-            self._reset(rotate=True)
-            if problem is not None:
-                raise problem from None
-            return False, None
-        deadline = started + wait
-        watch = self._handshake
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        if watch is not None:
-            poller.register(watch.monitor, zmq.POLLIN)
-        while True:
-            left = max(0.0, deadline - time.monotonic())
-            events = dict(poller.poll(int(left * 1000)))
-            if events.get(sock):
-                raw = sock.recv_multipart()
-                try:
-                    return True, protocol.decode_reply(raw)
-                except ProtocolError as exc:
-                    raise CkptdError(f"the daemon at {self.endpoint} sent a bad reply: "
-                                     f"{exc}") from None
-            problem = watch.problem() if watch is not None else None
-            if problem is not None:
-                self._reset(rotate=False)
-                raise problem
-            if not events and time.monotonic() >= deadline:
-                break
-        self._reset(rotate=True)
-        return True, None
+        self._pipe.follow(endpoint)
 
     # -- producing -------------------------------------------------------------------------
 
@@ -320,59 +154,28 @@ class Client:
                    time_limit: float | None = None, priority: int | None = None
                    ) -> Submitted:
         """Submit a job; return its id and whether this call created it."""
-        check_queue(queue)
-        generated = job_id is None
-        body: dict[str, Any] = {"queue": queue, "payload": payload,
-                                "id": new_id() if generated else check_job_id(job_id),
-                                "if_exists": "return" if generated else if_exists}
-        if not generated:
-            body["own_id"] = True
-        if priority:
-            body["priority"] = check_priority(priority)
-        if max_attempts is not None:
-            body["max_attempts"] = max_attempts
-        if delay is not None:
-            delay = check_delay(delay)
-        if delay:
-            body["delay"] = delay
-        if batch is not None:
-            body["batch"] = batch
-        if time_limit is not None:
-            body["time_limit"] = time_limit = check_time_limit(time_limit)
-        if generated:
-            body["fresh"] = True
-        extra: dict[str, Any] = {}
-        if self._prep.active:  # hooks, trace context, seal
-            payload, extra = self._prep.prepare(queue, payload, body["id"])
-            body["payload"] = payload
-            body.update(extra)
-        meta = extra.get("meta")
-        # A job of a batch, one to run later or with a priority goes through the daemon,
-        # which then counts the batch's figures and the delayed jobs, and orders it, at once.
-        found = self._direct_store(queue) if batch is None and not delay and not priority \
-            else None
+        sub = bodies.submit_request(queue, payload, job_id=job_id, max_attempts=max_attempts,
+                                    delay=delay, if_exists=if_exists, batch=batch,
+                                    time_limit=time_limit, priority=priority, prep=self._prep)
+        payload, meta = sub.body["payload"], sub.meta
+        time_limit = sub.body.get("time_limit")  # checked
+        found = self._direct_store(queue) if sub.may_go_direct() else None
         if found is not None:  # on the daemon's host: write the job into its store
             direct, admin = found
             try:
-                if generated:
-                    return direct.submit_many(admin, queue, [(body["id"], payload)],
+                if sub.generated:
+                    return direct.submit_many(admin, queue, [(sub.id, payload)],
                                               time.time(), max_attempts=max_attempts,
                                               time_limit=time_limit, meta=meta)[0]
-                return admin.submit(queue, payload, job_id=body["id"],
+                return admin.submit(queue, payload, job_id=sub.id,
                                     max_attempts=max_attempts, if_exists=if_exists,
                                     time_limit=time_limit, meta=meta)
             except StoreError as exc:  # e.g. no permission: the daemon can still do it
                 direct.give_up(exc)
         try:
-            # Sent again only when a second send cannot fail where the first succeeded.
-            answer = self.request("submit", body, again={**body, "fresh": False},
-                                  repeatable=body["if_exists"] == "return")
+            return bodies.submitted(self.ask(sub.ask(self.timeout)))
         except DaemonUnavailable as exc:
-            if exc.maybe_applied:
-                raise SubmitUnconfirmed(queue, [body["id"]], str(exc)) from None
-            raise
-        return Submitted(answer["id"], bool(answer.get("created", True)),
-                         str(answer.get("state", State.PENDING.value)))
+            raise bodies.unconfirmed(exc, queue, [sub.id]) from None
 
     def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
                     batch: str | None = None, then: str | None = None,
@@ -412,41 +215,21 @@ class Client:
         With ``ids`` (one per payload) a repeated call returns the jobs made by the first
         one instead of making more, so a request that timed out can simply be sent again.
         """
-        check_queue(queue)
-        if ids is not None and len(ids) != len(payloads):
-            raise ValueError("give one id per payload")
-        fresh = ids is None
-        items = [{"id": new_id() if ids is None else check_job_id(ids[n]), "payload": p,
-                  "fresh": fresh, "if_exists": "return"} for n, p in enumerate(payloads)]
-        if self._prep.active:  # hooks, trace context, seal
-            for item in items:
-                item["payload"], extra = self._prep.prepare(queue, item["payload"], item["id"])
-                item.update(extra)
-        found = self._direct_store(queue) if fresh and not any("meta" in i for i in items) \
-            else None
+        many = bodies.many_request(queue, payloads, ids, self._prep)
+        found = self._direct_store(queue) if many.may_go_direct() else None
         if found is not None:  # on the daemon's host: write the jobs into its store
             direct, admin = found
             try:
-                made = direct.submit_many(admin, queue, [(i["id"], i["payload"]) for i in items],
-                                          time.time())
+                made = direct.submit_many(admin, queue, [(i["id"], i["payload"])
+                                                         for i in many.items], time.time())
                 return [m.id for m in made]
             except StoreError as exc:  # e.g. no permission: the daemon can still do it
                 direct.give_up(exc)
-        again = [{**item, "fresh": False} for item in items]
         try:
-            answer = self.request("submit_many", {"queue": queue, "jobs": items},
-                                  again={"queue": queue, "jobs": again})
+            answer = self.ask(many.ask(self.timeout))
         except DaemonUnavailable as exc:
-            if exc.maybe_applied:
-                raise SubmitUnconfirmed(queue, [str(i["id"]) for i in items], str(exc)
-                                        ) from None
-            raise
-        ids = answer["ids"]
-        errors = [i for i in ids if isinstance(i, dict)]
-        if errors:
-            raise CkptdError(f"{len(errors)} of {len(ids)} jobs were refused: "
-                             f"{errors[0].get('error')}")
-        return [str(i) for i in ids]
+            raise bodies.unconfirmed(exc, queue, many.ids) from None
+        return bodies.submitted_many(answer)
 
     # -- looking ---------------------------------------------------------------------------
 
@@ -490,19 +273,11 @@ class Client:
     def wait_many(self, queue: str, job_ids: list[str] | None, timeout: float = 60.0
                   ) -> dict[str, Any]:
         """Wait for several jobs (or, with None, every open job of the queue) to end."""
-        deadline = time.monotonic() + timeout
+        loop = bodies.WaitLoop(queue, job_ids, timeout, self.timeout)
         while True:
-            left = max(0.0, deadline - time.monotonic())
-            chunk = min(left, 30.0)
-            # A read: asked again (after its own long poll) when the answer got lost.
-            answer = self.request("wait", {"queue": queue, "ids": job_ids, "timeout": chunk},
-                                  timeout=chunk + self.timeout, repeatable=True,
-                                  resend_after=chunk + RESEND_MAX)
-            if not answer.get("timed_out"):
+            answer = self.ask(loop.next_ask())
+            if loop.answered(answer):
                 return answer
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(f"{len(answer.get('open', [])) if job_ids else answer['open']}"
-                                  f" job(s) of {queue!r} still open after {timeout:g}s")
 
     # -- repairing -------------------------------------------------------------------------
 
@@ -561,8 +336,7 @@ class Client:
     def close(self) -> None:
         """Close the socket (and the context if the client made it). Idempotent; a closed
         client raises ClientClosed when it is used."""
-        self._closed = True
-        self._reset(rotate=False)
+        self._pipe.close()
         if self._direct is not None:
             self._direct.close()
         if self._own_context:

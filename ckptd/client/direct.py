@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,7 +32,7 @@ from ckptd.core.answers import Submitted
 from ckptd.core.config import FsyncMode, QueueSettings, Settings
 from ckptd.core.errors import CkptdError, DaemonUnavailable, JobExists
 from ckptd.store.admin import StoreAdmin, prepare_submit
-from ckptd.store.base import Op, PutNew
+from ckptd.store.base import Op, PutNew, Store
 from ckptd.store.local.backend import ROOT_LOCK, LocalStore
 from ckptd.store.local.locks import lock_holder
 
@@ -66,10 +67,16 @@ def _owned_by_me(root: str) -> bool:
 
 
 class DirectSubmit:
-    """Submits into the daemon's local store when this host holds it (see the module)."""
+    """Submits into the daemon's local store when this host holds it (see the module).
+
+    Safe to share between threads (a shared :class:`~ckptd.client.client.Client`): the look
+    at the daemon's offer is made under a lock, and a store that another thread may still be
+    writing into is not closed when the offer changes, only when the client closes."""
 
     def __init__(self, ask: Callable[[], dict[str, Any]]) -> None:
         self._ask = ask  # the daemon's endpoints answer
+        self._lock = threading.Lock()
+        self._retired: list[Store] = []  # replaced stores, closed with the client
         self._admin: StoreAdmin | None = None
         self._checked_at = float("-inf")
         self.through_daemon: frozenset[str] = frozenset()  # queues never submitted here
@@ -81,15 +88,18 @@ class DirectSubmit:
         """The store commands on the daemon's store, or None when ``queue`` of it is not
         reachable here (or is led by another daemon of the root)."""
         now = time.monotonic()
-        if now - self._checked_at >= REFRESH:
-            self._checked_at = now
-            self.close()
-            self._queues.clear()
-            try:
-                self._admin = self._open()
-            except DaemonUnavailable:
-                self._checked_at = float("-inf")  # look again at the next submit
-                raise
+        with self._lock:
+            if now - self._checked_at >= REFRESH:
+                self._checked_at = now
+                self._queues.clear()
+                try:
+                    self._admin = self._open(self._admin)
+                except DaemonUnavailable:
+                    self._checked_at = float("-inf")  # look again at the next submit
+                    raise
+            return self._admin_for(queue, now)
+
+    def _admin_for(self, queue: str, now: float) -> StoreAdmin | None:
         if self._admin is None or self._lead is None:
             return self._admin
         ours, looked = self._queues.get(queue, (False, float("-inf")))
@@ -102,17 +112,43 @@ class DirectSubmit:
         return self._admin if ours else None
 
     def close(self) -> None:
-        """Close the store it opened. Idempotent."""
-        if self._admin is not None:
-            self._admin.store.close()
-            self._admin = None
+        """Close the stores it opened. Idempotent."""
+        with self._lock:
+            if self._admin is not None:
+                self._retired.append(self._admin.store)
+                self._admin = None
+            for store in self._retired:
+                store.close()
+            self._retired.clear()
 
     def give_up(self, why: Exception) -> None:
         """Stop submitting directly (until the next look), after a failure of this path."""
         log.info("submitting through the daemon from now on: %s", why)
-        self._admin = None
+        with self._lock:
+            if self._admin is not None:
+                self._retired.append(self._admin.store)
+            self._admin = None
 
-    def _open(self) -> StoreAdmin | None:
+    def _open(self, current: StoreAdmin | None) -> StoreAdmin | None:
+        """The store commands on the store the daemon offers now (the current store kept
+        when the offer names the same one)."""
+        fresh = self._offer()
+        if fresh is None:
+            if current is not None:
+                self._retired.append(current.store)
+            return None
+        settings, store = fresh
+        if current is not None:
+            old = current.store
+            if isinstance(old, LocalStore) and (old.root, old.fsync, old.file_mode,
+                                                old.dir_mode) == (store.root, store.fsync,
+                                                                  store.file_mode,
+                                                                  store.dir_mode):
+                return StoreAdmin(old, settings)  # the same store, the defaults refreshed
+            self._retired.append(old)
+        return StoreAdmin(store, settings)
+
+    def _offer(self) -> tuple[Settings, LocalStore] | None:
         try:
             answer = self._ask()
         except DaemonUnavailable:
@@ -148,7 +184,7 @@ class DirectSubmit:
         except (KeyError, TypeError, ValueError, CkptdError) as exc:
             log.debug("not submitting directly: %s", exc)
             return None
-        return StoreAdmin(store, settings)
+        return settings, store
 
     def submit_many(self, admin: StoreAdmin, queue: str, items: list[tuple[str, Any]],
                     now: float, **options: Any) -> list[Submitted]:

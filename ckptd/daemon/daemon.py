@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from ckptd.core.config import LiveSettings, Settings, reloaded_settings
+from ckptd.core.config import FsyncMode, LiveSettings, Settings, reloaded_settings
 from ckptd.core.errors import CkptdError, ProtocolError
 from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.binding import bind_socket, write_ready_file
@@ -35,7 +35,8 @@ from ckptd.daemon.engine.actions import Operators
 from ckptd.daemon.engine.commit import commit
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.figures import build_snapshot, status_line
-from ckptd.daemon.engine.groups import Groups
+from ckptd.daemon.engine.group_commit import GroupCommit
+from ckptd.daemon.engine.groups import Groups, run_callbacks
 from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.daemon.requests import MAX_CONTROL_PER_STEP, Control
 from ckptd.daemon.systemd import Notifier, credential_copy
@@ -45,8 +46,10 @@ from ckptd.daemon.watch.scans import Scans
 from ckptd.daemon.watch.watcher import Watcher
 from ckptd.store import Store, is_local, store_from_settings
 from ckptd.store.admin import StoreAdmin
+from ckptd.store.local.grouped import GroupedWrites
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import check_bind
+from ckptd.wire.frames import NOBLOCK, send_frames
 from ckptd.wire.protocol import Body
 from ckptd.wire.security import CurveServer, SocketGuard
 
@@ -88,6 +91,7 @@ class Daemon:
                                drop=self.drops.count, internal_error=self.drops.internal_error,
                                waiting_op=lambda q, i, now: self.guard.waiting(q, i, now))
         self.guard = StoreGuard(self.store, clock, self.wake)
+        self.overlap: GroupCommit | None = None  # fsync batch on a local disk (start())
         self.role: BucketRole | None = None
         if not is_local(settings.root):
             self.role = BucketRole(self.store, self.live, self.engine, self.guard,
@@ -157,6 +161,11 @@ class Daemon:
             self._watcher.start([q for q in self.store.queues() if self.engine.index.leads(q)])
             self.scans.recover(self.engine.begin_recovery(), now)  # lists in a thread
             self.store.keep_own_pending(self._watcher.reports_in_order)
+            if isinstance(self.store, GroupedWrites) and settings.fsync is FsyncMode.BATCH:
+                ix = self.engine.index
+                self.overlap = GroupCommit(self.store, self.wake, self.guard.settle,
+                                           ix.note_apply, ix.in_flight,
+                                           self.engine.pending_appeared)
             self.scans.watcher = self._watcher
             fd = self._watch_fd = self._watcher.fileno()
             if fd is not None:
@@ -189,6 +198,11 @@ class Daemon:
 
     def close(self) -> None:
         """Stop the watcher and close the sockets. Idempotent."""
+        if self.overlap is not None:  # what is in flight is made durable and answered
+            self.overlap.finish(self.engine.index.take_txn, run_callbacks)
+            if self._control is not None and self._dispatch is not None:
+                self._deliver()
+            self.overlap = None
         if self.telemetry is not None:
             self.telemetry.close()
             self.telemetry = None
@@ -368,14 +382,17 @@ class Daemon:
         """Apply the round's store ops as one group, run their callbacks, send the replies
         and the outbox (:func:`~ckptd.daemon.engine.commit.commit`, shared with the tests).
 
-        Fenced on a bucket; what a store failure stopped is kept and retried.
+        Fenced on a bucket; what a store failure stopped is kept and retried. With
+        ``fsync = batch`` on a local disk the groups are flushed on a thread of their own
+        while the loop goes on (:mod:`~ckptd.daemon.engine.group_commit`): a group's
+        callbacks run in the turn after its flush.
         """
         if self.groups is not None:  # a bucket: started now, finished at a later turn
             self.groups.commit(self._deliver)
             return
         commit(self.engine,
                lambda txn: self.guard.apply(txn, self.role is None or self.role.writable()),
-               self._deliver)
+               self._deliver, overlap=self.overlap)
 
     def _deliver(self) -> None:
         """Send the control replies (a client waits on its answer), then the outbox."""
@@ -389,7 +406,7 @@ class Daemon:
     def _send_control(self, identity: bytes, frames: list[bytes]) -> None:
         assert self._control is not None
         try:
-            self._control.send_multipart([identity, *frames], zmq.NOBLOCK)
+            send_frames(self._control, [identity, *frames], NOBLOCK)
         except zmq.ZMQError as exc:  # the client left; its answer has nobody to go to
             log.debug("control reply not sent: %s", exc)
 
@@ -402,8 +419,8 @@ class Daemon:
         now = self.clock()
         for identity, messages in grouped.items():
             try:
-                self._dispatch.send_multipart([identity, *protocol.batch(messages, True)],
-                                              zmq.NOBLOCK)
+                send_frames(self._dispatch, [identity, *protocol.batch(messages, True)],
+                            NOBLOCK)
             except zmq.ZMQError as exc:
                 lost = [body for kind, body in messages if kind == b"job"]
                 # Said only when jobs were in it: else it was a worker that just left.
@@ -486,6 +503,8 @@ class Daemon:
                                 "curve": bool(settings.curve_secret_key), "role": "active",
                                 "stopping": self.stopping_since is not None}
         info["store"] = self.guard.view(now)  # available or not, ops waiting to be retried
+        if self.overlap is not None:
+            info["store"]["flushes"] = self.overlap.figures()
         info["recovery"] = self.scans.recovery_view()  # listing the store while serving
         if self.role is not None:  # role, leader lease
             info.update(self.role.status(now))
@@ -544,8 +563,9 @@ class Daemon:
                 messages = protocol.decode_many(frames[1:], schemas, limit)
             except ProtocolError as exc:
                 self.drops.count("dispatch", exc.reason, now)
-                if len(frames) == 5 and frames[1] == b"" and frames[2] == protocol.VERSION:
-                    self._wrong_port(identity)  # a control request sent to the dispatch port
+                if protocol.looks_like_request(frames[1:]):
+                    # a control request sent to the dispatch port
+                    self._wrong_port(identity, protocol.request_tag(frames[1:]))
                 continue
             for kind, body in messages:
                 if self.leading.refuses(kind, body):  # sent where its queue is not led:
@@ -561,10 +581,10 @@ class Daemon:
                     self.drops.internal_error("dispatch", "internal_error", now)
         return count
 
-    def _wrong_port(self, identity: bytes) -> None:
+    def _wrong_port(self, identity: bytes, tag: bytes) -> None:
         """Tell a client that connected to the dispatch port where the control port is."""
         assert self._dispatch is not None
         try:
-            self._dispatch.send_multipart([identity, *self.control.wrong_port()], zmq.NOBLOCK)
+            self._dispatch.send_multipart([identity, *self.control.wrong_port(tag)], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass

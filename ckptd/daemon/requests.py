@@ -44,12 +44,21 @@ from ckptd.wire.endpoints import port_of
 from ckptd.wire.protocol import Body
 from ckptd.wire.uploads import Uploads
 
+ReplyTo = bytes | tuple[bytes, bytes]
+"""Where a reply goes: the client's identity on the control socket, with the tag of its
+request when it gave one (a client with several requests in flight on one socket)."""
+
+
+def identity_of(to: ReplyTo) -> bytes:
+    """The identity on the control socket of the client that ``to`` answers."""
+    return to if isinstance(to, bytes) else to[0]
+
 
 class Router(Protocol):
     """What the control socket asks of the cluster's router (:mod:`ckptd.daemon.cluster.routing`),
     given to it where several daemons share a store."""
 
-    def divert(self, identity: bytes, kind: bytes, body: Body, frames: list[bytes]) -> bool:
+    def divert(self, to: ReplyTo, kind: bytes, body: Body, frames: list[bytes]) -> bool:
         """Send on (or answer) a request about a queue another daemon leads."""
 
     def ping(self, body: Body) -> Body:
@@ -74,7 +83,7 @@ Drop = Callable[[str, str, float], None]
 class Waiter:
     """A ``wait`` request parked until its jobs end or its deadline passes."""
 
-    identity: bytes
+    identity: ReplyTo
     queue: str
     ids: list[str] | None
     deadline: float
@@ -132,18 +141,20 @@ class Control:
             except zmq.Again:
                 break
             count += 1
-            identity, rest = frames[0], frames[1:]
+            rest = frames[1:]
+            tag = protocol.request_tag(rest)
+            identity: ReplyTo = (frames[0], tag) if tag else frames[0]
             try:
                 kind, body = protocol.decode_request(rest, limit)
             except ProtocolError as exc:
                 self.drop("control", exc.reason, now)
-                if len(rest) == 4 and rest[0] == b"":  # it looks like a request: say why
+                if protocol.looks_like_request(rest):  # it looks like a request: say why
                     self.reply(identity, exc)
                 continue
             self._carry_out(identity, kind, body, rest, now)
         return count
 
-    def _carry_out(self, identity: bytes, kind: bytes, body: Body, frames: list[bytes],
+    def _carry_out(self, identity: ReplyTo, kind: bytes, body: Body, frames: list[bytes],
                    now: float) -> None:
         try:
             if self.router is None or not self.router.divert(identity, kind, body, frames):
@@ -172,30 +183,32 @@ class Control:
             return
         self._carry_out(identity, kind, body, frames, now)
 
-    def reply(self, identity: bytes, answer: Body | CkptdError, at_once: bool = False) -> None:
+    def reply(self, to: ReplyTo, answer: Body | CkptdError, at_once: bool = False) -> None:
         """Queue an answer; it leaves with the round's other replies, after the sync (an
         answer that waits for no write, ``at_once``, leaves before the round's sync)."""
+        identity, tag = (to, b"") if isinstance(to, bytes) else to
         if isinstance(answer, CkptdError):
             leader = answer.leader if isinstance(answer, Standby) else None
-            frames = protocol.reply_error(answer.code, str(answer), answer.exit_code, leader)
+            frames = protocol.reply_error(answer.code, str(answer), answer.exit_code, leader,
+                                          tag)
         else:
             try:
-                frames = protocol.reply_ok(answer)
+                frames = protocol.reply_ok(answer, tag=tag)
             except ValueError as exc:
-                frames = protocol.reply_error(CkptdError.code, str(exc), 1)
+                frames = protocol.reply_error(CkptdError.code, str(exc), 1, tag=tag)
         (self.early if at_once else self.replies).append((identity, frames))
 
     def reply_raw(self, identity: bytes, frames: list[bytes]) -> None:
         """Queue a reply as it came (from the daemon a request was forwarded to)."""
         self.replies.append((identity, frames))
 
-    def wrong_port(self) -> list[bytes]:
+    def wrong_port(self, tag: bytes = b"") -> list[bytes]:
         """The error reply to a control request sent to the dispatch port."""
         error = ConfigError(f"this is the daemon's dispatch port, where workers take jobs; "
                             f"connect to its control port instead: {self.endpoints['control']}")
-        return protocol.reply_error(error.code, str(error), error.exit_code)
+        return protocol.reply_error(error.code, str(error), error.exit_code, tag=tag)
 
-    def replier(self, identity: bytes) -> Reply:
+    def replier(self, identity: ReplyTo) -> Reply:
         """A function that answers ``identity`` (for answers given after the sync)."""
         return lambda answer: self.reply(identity, answer)
 
@@ -229,7 +242,7 @@ class Control:
         if self.stopping():
             raise CkptdError("the daemon is stopping; submit again when it is back")
 
-    def handle(self, identity: bytes, kind: bytes, body: Body, now: float) -> None:
+    def handle(self, identity: ReplyTo, kind: bytes, body: Body, now: float) -> None:
         """Carry out one decoded request."""
         engine = self.engine
         if kind == b"submit":
@@ -307,11 +320,11 @@ class Control:
             settings = self.settings
             self.uploads.max_bytes = settings.upload_limit_total
             self.uploads.max_client_bytes = settings.upload_limit_client
-            self.reply(identity, {"size": self.uploads.add(body, now, identity)})
+            self.reply(identity, {"size": self.uploads.add(body, now, identity_of(identity))})
         elif kind == b"submit_file":
             self._submit_file(identity, body, now)
 
-    def _output_written(self, identity: bytes, body: Body) -> Callable[[Any], None]:
+    def _output_written(self, identity: ReplyTo, body: Body) -> Callable[[Any], None]:
         def then(outcome: Any) -> None:
             if outcome is not None:
                 self.reply(identity, outcome)
@@ -320,7 +333,7 @@ class Control:
             self.reply(identity, {"location": where})
         return then
 
-    def _submit_many(self, identity: bytes, body: Body, now: float) -> None:
+    def _submit_many(self, identity: ReplyTo, body: Body, now: float) -> None:
         self._refuse_when_stopping()
         queue = body["queue"]
         items = body["jobs"]
@@ -341,7 +354,7 @@ class Control:
             request["queue"] = queue
             self.engine.submit(request, now, one(position))
 
-    def _submit_file(self, identity: bytes, body: Body, now: float) -> None:
+    def _submit_file(self, identity: ReplyTo, body: Body, now: float) -> None:
         """Split and store an uploaded file as submit-file --root does (in this turn: about
         a second per million lines on a local disk)."""
         self._refuse_when_stopping()
@@ -437,7 +450,7 @@ class Control:
 
     # -- wait ------------------------------------------------------------------------------
 
-    def _wait(self, identity: bytes, body: Body, now: float) -> None:
+    def _wait(self, identity: ReplyTo, body: Body, now: float) -> None:
         queue, ids = body["queue"], body.get("ids")
         if not ids:
             self.operators.known_queue(queue)

@@ -15,6 +15,7 @@ socket's monitor instead, so the client can say at once what is wrong:
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import zmq
@@ -26,6 +27,7 @@ _EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 _MISMATCH = int(zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
 _NO_DETAIL_LIMIT = 2  # handshakes that failed without detail before it is said
+_ADDRESSES = itertools.count(1)
 
 
 class HandshakeWatch:
@@ -34,7 +36,10 @@ class HandshakeWatch:
     def __init__(self, sock: zmq.Socket[Any], endpoint: str, with_keys: bool) -> None:
         self.endpoint = endpoint
         self.with_keys = with_keys
-        self.monitor: zmq.Socket[Any] = sock.get_monitor_socket(_EVENTS)
+        # An address of its own: pyzmq's default is named after the socket's descriptor,
+        # which the next socket may reuse before the closed one's monitor is gone.
+        self.monitor: zmq.Socket[Any] = sock.get_monitor_socket(
+            _EVENTS, f"inproc://ckptd-handshake-{next(_ADDRESSES)}")
         self._no_detail = 0
 
     def problem(self) -> AuthError | None:

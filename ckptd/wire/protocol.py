@@ -5,8 +5,12 @@ A message is three frames: the protocol version, the message kind, a JSON object
     [b"ckptd/1", b"done", b'{"queue": "price", "id": "...", "attempt": 1, "result": 42}']
 
 On the control socket a request is preceded by an empty delimiter frame (what a REQ socket
-sends), and the reply is ``[b"", b"ckptd/1", b"ok" | b"error", body]``. The ROUTER sockets
-of the daemon see the peer's identity frame first; the daemon strips it before decoding.
+sends), and the reply is ``[b"", b"ckptd/1", b"ok" | b"error", body]``. A request may put a
+tag of its own before the delimiter (at most :data:`MAX_TAG` bytes); its reply then starts
+with the same tag. A client with many requests in flight on one socket matches each reply to
+its request by it, as ZeroMQ's ``REQ_CORRELATE`` does with its request ids. The ROUTER
+sockets of the daemon see the peer's identity frame first; the daemon strips it before
+decoding.
 
 :func:`decode` checks version, frame count, kind, size, UTF-8, JSON and every field's type
 and, for queue names and ids, the name pattern; anything else raises
@@ -28,6 +32,7 @@ VERSION = b"ckptd/1"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 MAX_DEPTH = 100  # nesting of JSON arrays and objects in a body (payloads, results, states)
 MAX_KIND = 32
+MAX_TAG = 16  # bytes of a request's tag, which its reply carries back
 
 Body = dict[str, Any]
 
@@ -258,24 +263,43 @@ def batch(messages: list[tuple[bytes, Body]], decoded: bool = False) -> list[byt
                         decoded)]
 
 
-def request(kind: bytes, body: Body) -> list[bytes]:
-    """Frames of a control request, as a REQ socket would send them."""
-    return [b"", VERSION, kind, encode_body(body)]
+def _tagged(tag: bytes, frames: list[bytes]) -> list[bytes]:
+    return [tag, *frames] if tag else frames
 
 
-def reply_ok(body: Body, decoded: bool = False) -> list[bytes]:
+def request(kind: bytes, body: Body, tag: bytes = b"") -> list[bytes]:
+    """Frames of a control request, as a REQ socket would send them (``tag``: the tag its
+    reply carries back, see the module)."""
+    return _tagged(tag, [b"", VERSION, kind, encode_body(body)])
+
+
+def request_tag(frames: list[bytes]) -> bytes:
+    """The tag of a control request (its frames after the identity); b"" when none (or
+    when it is too long to be one: :func:`decode_request` refuses it)."""
+    if len(frames) == 5 and frames[1] == b"" and len(frames[0]) <= MAX_TAG:
+        return bytes(frames[0])
+    return b""
+
+
+def looks_like_request(frames: list[bytes]) -> bool:
+    """Whether frames (after the identity) have the shape of a control request, so that a
+    request refused for its content can be told why."""
+    return (len(frames) == 4 and frames[0] == b"") or (len(frames) == 5 and frames[1] == b"")
+
+
+def reply_ok(body: Body, decoded: bool = False, tag: bytes = b"") -> list[bytes]:
     """Frames of a successful control reply (after the identity)."""
-    return [b"", VERSION, b"ok", encode_body(body, decoded)]
+    return _tagged(tag, [b"", VERSION, b"ok", encode_body(body, decoded)])
 
 
-def reply_error(kind: str, text: str, exit_code: int = 1, leader: Body | None = None
-                ) -> list[bytes]:
+def reply_error(kind: str, text: str, exit_code: int = 1, leader: Body | None = None,
+                tag: bytes = b"") -> list[bytes]:
     """Frames of a failed control reply: the error's class name, message and exit code
     (and, for a daemon that does not lead the queue, the ``leader`` to ask instead)."""
     body: Body = {"error": kind, "message": text, "exit_code": exit_code}
     if leader:
         body["leader"] = leader
-    return [b"", VERSION, b"error", encode_body(body)]
+    return _tagged(tag, [b"", VERSION, b"error", encode_body(body)])
 
 
 # -- decoding -------------------------------------------------------------------------------
@@ -393,7 +417,12 @@ def _check(kind: bytes, body: Any, schemas: dict[bytes, dict[str, tuple[Callable
 
 def decode_request(frames: list[bytes], max_body: int = DEFAULT_MAX_BODY
                    ) -> tuple[bytes, Body]:
-    """Decode a control request after its identity: ``["", version, kind, body]``."""
+    """Decode a control request after its identity: ``[tag?, "", version, kind, body]``
+    (its tag is :func:`request_tag`)."""
+    if len(frames) == 5 and frames[1] == b"":
+        if not 0 < len(frames[0]) <= MAX_TAG:
+            raise ProtocolError("frames", f"a request's tag is 1 to {MAX_TAG} bytes")
+        frames = frames[1:]
     if len(frames) != 4 or frames[0] != b"":
         raise ProtocolError("frames",
                             f"expected an empty delimiter and 3 frames, got {len(frames)}")
@@ -401,7 +430,10 @@ def decode_request(frames: list[bytes], max_body: int = DEFAULT_MAX_BODY
 
 
 def decode_reply(frames: list[bytes], max_body: int = DEFAULT_MAX_BODY) -> tuple[bool, Body]:
-    """Decode a control reply ``["", version, ok|error, body]``; return (ok, body)."""
+    """Decode a control reply ``[tag?, "", version, ok|error, body]``; return (ok, body)
+    (its tag is :func:`reply_tag`)."""
+    if len(frames) == 5 and frames[1] == b"":
+        frames = frames[1:]
     if frames and frames[0] == b"":
         frames = frames[1:]
     if len(frames) != 3 or frames[0] != VERSION or frames[1] not in REPLY_KINDS:
@@ -410,3 +442,8 @@ def decode_reply(frames: list[bytes], max_body: int = DEFAULT_MAX_BODY) -> tuple
     if not isinstance(body, dict):
         raise ProtocolError("schema", "reply body is not a JSON object")
     return frames[1] == b"ok", body
+
+
+def reply_tag(frames: list[bytes]) -> bytes:
+    """The tag a control reply carries back (b"" when its request had none)."""
+    return bytes(frames[0]) if len(frames) == 5 and frames[1] == b"" else b""

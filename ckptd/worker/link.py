@@ -17,6 +17,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from ckptd.core.errors import ProtocolError
 from ckptd.wire import protocol
+from ckptd.wire.frames import NOBLOCK, send_frames
 from ckptd.wire.security import ClientCurve
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class DaemonLink:
         """Queue one message for the daemon; False when the socket cannot take it."""
         assert self.sock is not None
         try:
-            self.sock.send_multipart(protocol.message(kind, body), zmq.NOBLOCK)
+            send_frames(self.sock, protocol.message(kind, body), NOBLOCK)
             return True
         except zmq.Again:
             log.warning("cannot reach the daemon; %s not sent", kind.decode())
@@ -112,7 +113,7 @@ class DaemonLink:
         for start in range(0, len(messages), protocol.MAX_BATCH):
             part = messages[start:start + protocol.MAX_BATCH]
             try:
-                self.sock.send_multipart(protocol.batch(part), zmq.NOBLOCK)
+                send_frames(self.sock, protocol.batch(part), NOBLOCK)
             except zmq.Again:
                 log.warning("cannot reach the daemon; %d message(s) not sent (they are sent "
                             "again later)", len(part))

@@ -14,6 +14,7 @@ from ckptd.core.config import FsyncMode
 from ckptd.core.errors import JobExists, LockHeld
 from ckptd.core.states import State
 from ckptd.store.local import backend as local_module
+from ckptd.store.local import grouped as grouped_module
 from ckptd.store.local.backend import ROOT_LOCK, LocalStore
 
 
@@ -62,6 +63,7 @@ def test_the_new_name_is_synced_before_the_old_one_goes(
         real(path)
 
     monkeypatch.setattr(local_module, "fsync_dir", record)
+    monkeypatch.setattr(grouped_module, "fsync_dir", record)  # apply's steps live there
     store = LocalStore(str(tmp_path / "root"), mode)
     try:
         store.put_new("q", "c", job("c"))

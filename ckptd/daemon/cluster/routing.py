@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from ckptd.core.errors import CkptdError, Standby
 from ckptd.daemon.cluster.forwarding import FORWARDED, Forwarder
+from ckptd.daemon.requests import ReplyTo, identity_of
 from ckptd.wire.protocol import Body
 
 QUEUE_REQUESTS = frozenset({b"submit", b"submit_many", b"ls", b"show", b"retry", b"cancel",
@@ -84,15 +85,17 @@ class Router:
     """Routes one daemon's control requests (see the module docstring)."""
 
     def __init__(self, directory: Directory, forwarder: Forwarder | None,
-                 reply: Callable[[bytes, Body | CkptdError], None]) -> None:
+                 reply: Callable[[ReplyTo, Body | CkptdError], None]) -> None:
         self.directory = directory
         self.forwarder = forwarder
         self.reply = reply
         self.redirected = 0
 
-    def divert(self, identity: bytes, kind: bytes, body: Body, frames: list[bytes]) -> bool:
+    def divert(self, to: ReplyTo, kind: bytes, body: Body, frames: list[bytes]) -> bool:
         """Forward (or answer) a request about a queue this daemon does not lead; False
-        when it is this daemon's to handle."""
+        when it is this daemon's to handle. A forwarded request keeps its tag (its reply is
+        relayed as it comes); an answer given here carries it too."""
+        identity = identity_of(to)
         queue = body.get("queue") if kind in QUEUE_REQUESTS else None
         if not queue or self.directory.leads(queue):
             return False
@@ -102,7 +105,7 @@ class Router:
             if isinstance(found, CkptdError):
                 if self.forwarder is not None:
                     self.forwarder.abandon_held()
-                self.reply(identity, found)
+                self.reply(to, found)
                 return True
             peer = found
         if kind == b"submit_file" or identity.startswith(FORWARDED) or self.forwarder is None \
@@ -110,7 +113,7 @@ class Router:
             # (a file's upload is kept by the daemon it was sent to: the client sends it to
             # the leader itself)
             self.redirected += 1
-            self.reply(identity, Standby(f"queue {queue!r} is led by daemon {peer.name} at "
+            self.reply(to, Standby(f"queue {queue!r} is led by daemon {peer.name} at "
                                          f"{peer.control}: ask it", leader=peer.as_body()))
         return True
 

@@ -237,9 +237,12 @@ class Operators:
                by: str = "an operator") -> None:
         """Cancel a job: remove it from pending, or fail it if a worker has it.
 
-        The worker running a claimed job is told at once (a ``cancel`` message, sent once the
-        move to failed/ is durable): its handler sees ``ckptd.Cancelled`` at its next
-        checkpoint or progress, and is stopped by force after the worker's grace period.
+        The worker running a claimed job is told at once (a ``cancel`` message, sent with the
+        turn's messages, not after the move to failed/ is durable: a checkpoint its handler
+        sends meanwhile would be refused as "lease lost", and the handler would not know
+        why): its handler sees ``ckptd.Cancelled`` at its next checkpoint or progress, and is
+        stopped by force after the worker's grace period. Should the move not become durable
+        (a crash), the handler's answer, failed for good, moves the job to failed/ anyway.
         """
         engine = self.engine
         index = engine.queue(queue)
@@ -265,13 +268,11 @@ class Operators:
 
             worker = engine.workers.get(lease.worker) if lease.worker else None
 
-            def tell_worker() -> None:
-                if worker is not None:
-                    engine.outbox.append((worker.identity, b"cancel", {
-                        "queue": queue, "id": job_id, "attempt": lease.attempt, "by": by}))
-
+            if worker is not None:
+                engine.outbox.append((worker.identity, b"cancel", {
+                    "queue": queue, "id": job_id, "attempt": lease.attempt, "by": by}))
             engine.end_attempt(lease, {}, now, may_retry=False, delay=None,
-                               outcome="cancelled", edit=edit, confirm=tell_worker)
+                               outcome="cancelled", edit=edit)
             reply({"was": "claimed"})
             return
         state = engine.where(queue, job_id)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ckptd.daemon.engine.engine import Engine
+from ckptd.daemon.engine.group_commit import GroupCommit
 from ckptd.daemon.engine.groups import run_callbacks
 from ckptd.daemon.engine.index import Txn
 from ckptd.store.base import Outcome
@@ -25,8 +26,8 @@ MAX_COMMIT_ROUNDS = 8  # ops queued by callbacks are applied in the same turn, a
 
 
 def commit(engine: Engine, apply: Callable[[Txn], Sequence[Outcome]],
-           deliver: Callable[[], None], timer: Callable[[], float] = time.perf_counter
-           ) -> None:
+           deliver: Callable[[], None], timer: Callable[[], float] = time.perf_counter,
+           overlap: GroupCommit | None = None) -> None:
     """Apply the round's store ops as one group, run their callbacks, then ``deliver()``.
 
     ``apply(txn)`` returns one outcome per op, in order. ``deliver()`` sends what the round
@@ -37,14 +38,27 @@ def commit(engine: Engine, apply: Callable[[Txn], Sequence[Outcome]],
     more at the end. A callback that raises is logged and the others still run: one bad
     callback must not cost the round. ``timer`` measures how long ``apply`` took (the
     engine paces workers' credits by it); a test hands in its fake clock.
+
+    With ``overlap`` (``fsync = batch`` on a local disk) the ops are staged and flushed on
+    its thread instead of applied here: the callbacks that run are those of the groups
+    made durable since the last turn (:mod:`~ckptd.daemon.engine.group_commit`).
     """
     for _ in range(MAX_COMMIT_ROUNDS):
         txn = engine.index.take_txn()
-        if not txn.ops:
+        if overlap is not None:
+            ended = overlap.run(txn)
+        elif txn.ops:
+            started = timer()
+            ended = [(txn, list(apply(txn)))]
+            engine.index.note_apply(timer() - started)
+        else:
+            ended = []
+        if not ended:
             break
-        started = timer()
-        outcomes = apply(txn)
-        engine.index.note_apply(timer() - started)
-        run_callbacks(txn, outcomes)
+        for done, outcomes in ended:
+            run_callbacks(done, outcomes)
+        if overlap is not None:
+            overlap.landed(ended)
         deliver()
     deliver()
+

@@ -448,6 +448,8 @@ class Engine:
     def pending_appeared(self, queue: str, job_id: str, priority: int = 0) -> None:
         """A file ``pending/<id>.json`` (or ``<id>,p<N>.json``: ``priority``) appeared that
         the daemon did not put there."""
+        if (queue, job_id) in self.index.in_flight:
+            return  # the daemon's own, not applied yet: its callback says what it is
         index = self.index.queue(queue)
         if job_id in index.pending or job_id in index.claimed:
             return
@@ -477,11 +479,14 @@ class Engine:
         missed them; ids listed but already claimed are ignored.
         """
         index = self.index.queue(queue)
+        # Jobs a group in flight moves (on their way to pending/, or away) are left to it.
+        in_flight = {i for q, i in self.index.in_flight if q == queue}
         for job_id, priority in listed.items():
             if job_id not in index.pending and job_id not in index.claimed:
                 self.pending_appeared(queue, job_id, priority)
         for job_id in list(index.pending):
-            if job_id not in listed and job_id not in index.added_since_scan:
+            if job_id not in listed and job_id not in in_flight \
+                    and job_id not in index.added_since_scan:
                 index.pending.discard(job_id)
                 index.delayed_at.pop(job_id, None)
         index.added_since_scan.clear()

@@ -179,6 +179,10 @@ class Index:
         self.deadlines: list[Callable[[], float | None]] = []
         #: Whether this daemon leads a queue (several daemons on one store each lead some).
         self.leads: Callable[[str], bool] = lambda queue: True
+        #: (queue, id) of jobs that a group in flight puts into pending/ (fsync batch,
+        #: overlapped: daemon/engine/group_commit.py): the watcher and the listings leave
+        #: them to the group's callbacks, as they would once it is applied.
+        self.in_flight: set[tuple[str, str]] = set()
         self.traces: Traces | None = None  # OpenTelemetry spans of dispatch and moves
 
     def note_apply(self, seconds: float) -> None:

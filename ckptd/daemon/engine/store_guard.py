@@ -192,8 +192,9 @@ class StoreGuard:
             self.background.settle(timeout)
 
     def settle(self, txn: Txn, outcomes: list[Outcome]) -> list[Outcome]:
-        """Look at the outcomes of the round's ops (applied by :meth:`apply`, or in the
-        background, :meth:`ended`): keep the ones that failed for a store failure (their
+        """Look at the outcomes of the round's ops (applied by :meth:`apply`, in the
+        background, :meth:`ended`, or in steps by :mod:`~ckptd.daemon.engine.group_commit`):
+        keep the ones that failed for a store failure (their
         callbacks run once they went through), note the store's health."""
         ops = txn.ops
         now = self.clock()

@@ -11,13 +11,12 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ckptd.core import crashpoints
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import (
-    CkptdError,
     InvalidName,
     JobExists,
     JobNotFound,
@@ -43,7 +42,6 @@ from ckptd.store.base import (
     Leftover,
     Move,
     Op,
-    Outcome,
     PutBlob,
     PutCheckpoint,
     PutManifest,
@@ -59,11 +57,8 @@ from ckptd.store.local.controls import LocalControls
 from ckptd.store.local.durable import (
     fsync_dir,
     io_error,
-    open_dir,
     rename_noreplace,
-    sync_filesystem,
     unlink_quietly,
-    write_new,
 )
 from ckptd.store.local.files import (
     O_READ,
@@ -75,6 +70,7 @@ from ckptd.store.local.files import (
     read_or_none,
 )
 from ckptd.store.local.folders import QueueFolders
+from ckptd.store.local.grouped import GroupedWrites
 from ckptd.store.local.listing import count_jobs, folder_chunks, folder_names
 from ckptd.store.local.locks import HeldLock, lock_holder, take_lock
 from ckptd.store.local.reaper import Reaper
@@ -89,7 +85,7 @@ _OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
 _PENDING_DIR = State.PENDING.value
 
 
-class LocalStore(LocalControls, Store):
+class LocalStore(LocalControls, GroupedWrites, Store):
     """A store in a folder of the local file system."""
 
     def __init__(self, root: str, fsync: FsyncMode = FsyncMode.BATCH, *,
@@ -294,87 +290,6 @@ class LocalStore(LocalControls, Store):
 
     # -- writing ---------------------------------------------------------------------------
 
-    def apply(self, ops: Sequence[Op]) -> list[Outcome]:
-        mode = self.fsync
-        outcomes: list[Outcome] = [None] * len(ops)
-        staged: list[str | None] = [None] * len(ops)
-        appeared: set[str] = set()  # folders where names appeared, synced first
-        went: set[str] = set()  # folders where names went away, synced after
-        # Phase 1: check names and write every new file into tmp/.
-        for i, op in enumerate(ops):
-            try:
-                check_job_ref(op.queue, op.job_id)
-                self.ensure_queue(op.queue)
-                data = getattr(op, "data", None)
-                if data is not None:
-                    staged[i] = self._write_tmp(op.queue, op.job_id, data,
-                                                mode is FsyncMode.ALWAYS)
-            except CkptdError as exc:
-                outcomes[i] = exc
-            except OSError as exc:
-                outcomes[i] = io_error(exc, "write into", f"{self.root}/{op.queue}/{TMP_DIR}")
-        if mode is FsyncMode.BATCH and any(staged):
-            # Group commit: one flush makes the data of every staged file durable before
-            # any of them is renamed into sight (see write_new for why that order matters).
-            try:
-                sync_filesystem(self._root())
-            except OSError as exc:
-                error = io_error(exc, "flush", self.root)
-                for i, tmp in enumerate(staged):
-                    if tmp is not None:
-                        outcomes[i] = error
-                        unlink_quietly(tmp)
-                        staged[i] = None
-            crashpoints.reached("after_file_fsync")
-        # Phase 2: the renames and removals that make each op visible.
-        always = mode is FsyncMode.ALWAYS
-        for i, op in enumerate(ops):
-            if outcomes[i] is not None:
-                continue
-            try:
-                new_names, old_names = self._commit(op, staged[i])
-                if always:
-                    # This op's names are durable before it is reported: the new name first.
-                    for folder in (*new_names, *old_names):
-                        fsync_dir(folder)
-                    crashpoints.reached("after_dir_fsync")
-                else:
-                    appeared.update(new_names)
-                    went.update(old_names)
-            except CkptdError as exc:
-                outcomes[i] = exc
-            except OSError as exc:
-                outcomes[i] = io_error(exc, "update", f"{self.root}/{op.queue}")
-            if outcomes[i] is not None and staged[i] is not None:
-                unlink_quietly(staged[i])  # type: ignore[arg-type]
-        if mode is FsyncMode.BATCH and (appeared or went):
-            # The renames of the whole group become durable here, before any is reported:
-            # first where names appeared, then where they went away, as in always mode, so
-            # that a file system that does not order renames cannot lose a job to a power
-            # cut between the two (it can only leave it in two folders, which recovery
-            # resolves).
-            try:
-                for folder in (*sorted(appeared), *sorted(went - appeared)):
-                    fsync_dir(folder)
-            except OSError as exc:
-                error = io_error(exc, "flush", self.root)
-                outcomes = [error if o is None else o for o in outcomes]
-            crashpoints.reached("after_dir_fsync")
-        if self._discarded:
-            self._reaper.add(self._discarded)
-            self._discarded = []
-        return outcomes
-
-    def _write_tmp(self, queue: str, job_id: str, data: bytes, sync: bool) -> str:
-        while True:
-            path = (f"{self.root}/{queue}/{TMP_DIR}/{job_id}.{os.getpid()}."
-                    f"{next(self._counter)}")
-            try:
-                write_new(path, data, self.file_mode, sync)
-                return path
-            except FileExistsError:  # a leftover of an earlier process with our pid
-                continue
-
     def _commit(self, op: Op, tmp: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Make one op visible; return the folders whose entries changed: those where a name
         appeared, then those where one went away (synced in that order, so that a power
@@ -493,11 +408,6 @@ class LocalStore(LocalControls, Store):
 
     def _not_in(self, queue: str, state: State, job_id: str) -> JobNotFound:
         return JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/")
-
-    def _root(self) -> int:
-        if self._root_fd is None:
-            self._root_fd = open_dir(self.root)
-        return self._root_fd
 
     # -- maintenance -----------------------------------------------------------------------
 

@@ -32,11 +32,12 @@ class AttemptLine:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._waiting: list[Attempt] = []  # put, not yet taken by a slot
+        # put, not yet taken by a slot (a dict: in order, and taken out in O(1))
+        self._waiting: dict[Attempt, None] = {}
 
     def put(self, attempt: Attempt) -> None:
         with self._lock:
-            self._waiting.append(attempt)
+            self._waiting[attempt] = None
         self._queue.put(attempt)
 
     def close_one(self) -> None:
@@ -51,8 +52,7 @@ class AttemptLine:
             if attempt is None:
                 return None
             with self._lock:
-                if attempt in self._waiting:
-                    self._waiting.remove(attempt)
+                self._waiting.pop(attempt, None)
             if not (attempt.ended or attempt.killed):
                 return attempt
 
@@ -60,7 +60,7 @@ class AttemptLine:
         """Take back the attempts no slot has taken yet, marked killed: a slot that gets
         one later skips it."""
         with self._lock:
-            taken, self._waiting = self._waiting, []
+            taken, self._waiting = list(self._waiting), {}
         for attempt in taken:
             attempt.killed = True
         return taken
