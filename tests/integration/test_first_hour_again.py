@@ -253,6 +253,50 @@ def test_curve_mistakes_are_named(procs: Processes, tmp_path: Path) -> None:
                                   "--client-key", vm_sec, "doctor"))
 
 
+def test_the_async_client_keeps_the_first_hour_s_rules(procs: Processes, tmp_path: Path
+                                                        ) -> None:
+    """Items 3, 12, 14 and 17 hold for the AsyncClient too (its connection and request
+    bodies are the blocking client's: ckptd.client.connection, ckptd.client.bodies)."""
+    import asyncio
+
+    from ckptd import AsyncClient
+    from ckptd.core.errors import AuthError
+    from ckptd.wire.security import ClientCurve, keygen
+
+    server_pub, server_sec = keygen(str(tmp_path / "server"), "server")
+    authorized = tmp_path / "authorized"
+    authorized.mkdir()
+    vm_pub, vm_sec = keygen(str(tmp_path / "vm1"), "vm1")
+    (authorized / "vm1.key").write_bytes(Path(vm_pub).read_bytes())
+    _, stranger_sec = keygen(str(tmp_path / "vm2"), "vm2")
+    daemon = procs.daemon(curve_secret_key=server_sec, authorized_keys=str(authorized))
+    mine = ClientCurve.from_files(server_pub, vm_sec)
+
+    async def app() -> AsyncClient:
+        for curve, said in ((None, "uses CURVE keys and this client has none"),
+                            (ClientCurve.from_files(server_pub, stranger_sec),
+                             "refused this client's key")):
+            started = time.monotonic()
+            async with AsyncClient(daemon.control, timeout=30, curve=curve) as wrong:
+                with pytest.raises(AuthError, match=said):
+                    await wrong.status()
+            assert time.monotonic() - started < 20, "said at once, not after the timeout"
+        async with AsyncClient(daemon.control, timeout=30, curve=mine) as client:
+            assert await client.submit("q", {}, id="order-7") == "order-7"
+            assert await client.submit("q", {}, id="order-7", if_exists="return") == "order-7"
+            with pytest.raises(JobExists):
+                await client.submit("q", {}, id="order-7")
+            for options in ({"delay": -1}, {"delay": 1e14}, {"time_limit": 1e-300}):
+                with pytest.raises(InvalidInput, match="out of range"):
+                    await client.submit("q", {}, **options)  # type: ignore[arg-type]
+        return client
+
+    closed = asyncio.run(app())
+    with pytest.raises(ClientClosed, match="this AsyncClient .* is closed"):
+        asyncio.run(closed.status())
+    assert list(job_files(daemon.root, "q", "pending")) == ["order-7"]
+
+
 # -- 15: doctor -----------------------------------------------------------------------------------
 
 
