@@ -288,7 +288,7 @@ def test_the_async_client_keeps_the_first_hour_s_rules(procs: Processes, tmp_pat
                 await client.submit("q", {}, id="order-7")
             for options in ({"delay": -1}, {"delay": 1e14}, {"time_limit": 1e-300}):
                 with pytest.raises(InvalidInput, match="out of range"):
-                    await client.submit("q", {}, **options)  # type: ignore[arg-type]
+                    await client.submit("q", {}, **options)
         return client
 
     closed = asyncio.run(app())
