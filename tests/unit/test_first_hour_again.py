@@ -93,10 +93,6 @@ def test_a_delayed_job_put_into_the_store_is_counted_delayed_at_once() -> None:
     assert "later" in index.delayed_at and list(index.ready) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open again since the merge of issue 28: its ready lines keep the ids of jobs removed "
-    "while no worker took them (dispatch skips them), so the counts per priority stay high "
-    "until a claim or a restart"))
 def test_a_job_removed_from_the_store_leaves_no_priority_behind() -> None:
     from ckptd.core.timefmt import utc_iso
 

@@ -53,7 +53,7 @@ class ReadyLines:
     ids appended after them in their line.
     """
 
-    __slots__ = ("lines", "prio", "aging", "clock", "aged", "_zero", "backlog")
+    __slots__ = ("lines", "prio", "aging", "clock", "aged", "_zero", "backlog", "left")
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
                  backlog: Backlog | None = None) -> None:
@@ -64,6 +64,7 @@ class ReadyLines:
         self.clock = clock
         self.aged = 0  # dispatches decided by aging
         self.backlog = backlog if backlog is not None else Backlog()
+        self.left = 0  # ids that left pending/ while in a line (removed by hand, cancelled)
 
     # -- adding ----------------------------------------------------------------------------
 
@@ -79,6 +80,22 @@ class ReadyLines:
         """The job ended: forget its priority."""
         if self.prio:
             self.prio.pop(job_id, None)
+
+    def sweep(self, keep: Callable[[str], bool]) -> int:
+        """Take out of the lines the ids that ``keep`` says are no longer pending, so that
+        the counts per priority say what waits (dispatch would skip them anyway); one pass
+        over the lines, made by a rescan after some left. Returns how many were taken."""
+        taken = 0
+        for level, line in list(self.lines.items()):
+            kept = [entry for entry in line if keep(entry[0])]
+            if len(kept) != len(line):
+                taken += len(line) - len(kept)
+                line.clear()
+                line.extend(kept)
+                if not line and level != 0:
+                    del self.lines[level]
+        self.left = 0
+        return taken
 
     def priority(self, job_id: str) -> int:
         """The priority of an open job: noted, or that of the listed run holding it."""

@@ -250,6 +250,7 @@ class Operators:
             priority = index.ready.priority(job_id)
             index.pending.discard(job_id)
             index.delayed_at.pop(job_id, None)
+            index.ready.left += 1  # its line's entry goes at the next rescan
 
             def removed(outcome: Outcome) -> None:
                 reply({"was": "pending"} if outcome is None else outcome)
