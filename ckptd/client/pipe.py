@@ -59,6 +59,7 @@ class Pipe(Connection[_Box]):
         super().__init__(ctx, endpoints, curve)
         self._lock = threading.Lock()
         self._poll: select.poll | None = None
+        self._monitor_fd = -1  # the handshake's (keys that do not fit)
         self._watching: _Box | None = None  # the box of the thread watching the socket
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
@@ -125,7 +126,7 @@ class Pipe(Connection[_Box]):
         self._watching = box
         self._lock.release()
         try:
-            poll.poll(max(1, int(left * 1000)))
+            ready = poll.poll(max(1, int(left * 1000)))
         finally:
             self._lock.acquire()
             self._watching = None
@@ -135,7 +136,8 @@ class Pipe(Connection[_Box]):
         except OSError:
             pass
         self._read_all()
-        self.check_handshake()
+        if any(fd == self._monitor_fd for fd, _ in ready):
+            self.check_handshake()  # (its descriptor stays readable until it is read)
 
     def _read_all(self) -> None:
         """Put every reply that has arrived in its box and wake its thread (lock held)."""
@@ -157,7 +159,8 @@ class Pipe(Connection[_Box]):
         self._poll.register(int(sock.getsockopt(zmq.FD)), select.POLLIN)
         self._poll.register(self._wake_r, select.POLLIN)
         if self.handshake is not None:
-            self._poll.register(int(self.handshake.monitor.getsockopt(zmq.FD)), select.POLLIN)
+            self._monitor_fd = int(self.handshake.monitor.getsockopt(zmq.FD))
+            self._poll.register(self._monitor_fd, select.POLLIN)
 
     def fail(self, waiter: _Box, error: CkptdError) -> None:
         if waiter.reply is None:
@@ -165,6 +168,7 @@ class Pipe(Connection[_Box]):
 
     def closing(self, sock: zmq.Socket[bytes]) -> None:
         self._poll = None
+        self._monitor_fd = -1
         self._ring()  # the watcher gives up on this socket
         for box in self.waiting.values():
             box.ring()
