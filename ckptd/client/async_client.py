@@ -270,7 +270,9 @@ class AsyncClient:
         """Close the socket (and the context if the client made it). Idempotent."""
         self._pipe.close()
         if self._own_context:
-            self._ctx.term()
+            # destroy, not term: a socket an interrupt (Ctrl-C) left half made would keep
+            # term waiting for ever
+            self._ctx.destroy(linger=0)
             self._own_context = False
 
     async def __aenter__(self) -> AsyncClient:

@@ -340,7 +340,9 @@ class Client:
         if self._direct is not None:
             self._direct.close()
         if self._own_context:
-            self._ctx.term()
+            # destroy, not term: a socket an interrupt (Ctrl-C) left half made would keep
+            # term waiting for ever
+            self._ctx.destroy(linger=0)
             self._own_context = False
 
     def __enter__(self) -> Client:

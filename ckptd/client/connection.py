@@ -70,21 +70,25 @@ class Connection(Generic[W]):
         self.check_open()
         if self.sock is None:
             sock = self.ctx.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.IMMEDIATE, 1)  # do not queue requests for a daemon not there
-            sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
-            if self.curve is not None:
-                self.curve.apply_client(sock)
-            # Keys that do not fit the daemon's are told by the handshake, not by silence.
-            watch = HandshakeWatch(sock, self.endpoint, self.curve is not None)
+            watch: HandshakeWatch | None = None
             try:
+                sock.setsockopt(zmq.LINGER, 0)
+                sock.setsockopt(zmq.IMMEDIATE, 1)  # no requests queued for a daemon not there
+                sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+                if self.curve is not None:
+                    self.curve.apply_client(sock)
+                # Keys that do not fit the daemon's are told by the handshake, not by silence.
+                watch = HandshakeWatch(sock, self.endpoint, self.curve is not None)
                 sock.connect(self.endpoint)
-            except zmq.ZMQError as exc:
-                watch.close()
+            except BaseException as exc:  # (a Ctrl-C too: no socket left half made)
+                if watch is not None:
+                    watch.close()
                 sock.close(0)
-                raise ConfigError(f"cannot connect to {self.endpoint}: {exc.strerror}; "
-                                  "expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:5550"
-                                  ) from None
+                if isinstance(exc, zmq.ZMQError):
+                    raise ConfigError(f"cannot connect to {self.endpoint}: {exc.strerror}; "
+                                      "expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:5550"
+                                      ) from None
+                raise
             self.sock, self.handshake = sock, watch
             self.heard = 0.0
             self.opened(sock)
