@@ -81,6 +81,7 @@ class Client:
         """The way to submit straight into the daemon's store, when this host has it (and
         the daemon leads ``queue``, and the queue allows it: not one whose ids come from
         payloads)."""
+        self._pipe.check_open()
         if self._direct is None:
             return None
         admin = self._direct.admin(queue)
@@ -132,18 +133,22 @@ class Client:
     def submit(self, queue: str, payload: Any = None, *, id: str | None = None,
                max_attempts: int | None = None, delay: float | None = None,
                batch: str | None = None, time_limit: float | None = None,
-               priority: int | None = None, key: str | None = None) -> str:
+               priority: int | None = None, key: str | None = None,
+               if_exists: str = "error") -> str:
         """Submit a job and return its id once the daemon has stored it durably.
 
         ``time_limit`` (seconds) bounds each attempt of this job, over the queue's own
         (docs/guide/workers.md, "Time limits"). ``priority``: lower runs first (default 0;
         docs/guide/operator-controls.md, "Priorities"). ``key``: a supplier, a tenant...
-        (docs/guide/flow-control.md). On a ``unique`` queue the id is the payload's, and the
-        same payload returns the job it made before.
+        (docs/guide/flow-control.md). With your own ``id``, ``if_exists="return"`` returns
+        that id when the job exists already (as after
+        :class:`~ckptd.core.errors.SubmitUnconfirmed`) instead of raising JobExists. On a
+        ``unique`` queue the id is the payload's, and the same payload returns the job it
+        made before.
         """
         return self.submit_job(queue, payload, job_id=id, max_attempts=max_attempts,
                                delay=delay, batch=batch, time_limit=time_limit,
-                               priority=priority, key=key).id
+                               priority=priority, key=key, if_exists=if_exists).id
 
     def submit_job(self, queue: str, payload: Any = None, *, job_id: str | None = None,
                    max_attempts: int | None = None, delay: float | None = None,
@@ -156,6 +161,7 @@ class Client:
                                     time_limit=time_limit, priority=priority, key=key,
                                     prep=self._prep)
         payload, meta = sub.body["payload"], sub.meta
+        time_limit = sub.body.get("time_limit")  # checked
         found = self._direct_store(queue) if sub.may_go_direct() else None
         if found is not None:  # on the daemon's host: write the job into its store
             direct, admin = found
@@ -335,12 +341,15 @@ class Client:
         return list(self.request("schedules")["schedules"])
 
     def close(self) -> None:
-        """Close the socket (and the context if the client made it). Idempotent."""
+        """Close the socket (and the context if the client made it). Idempotent; a closed
+        client raises ClientClosed when it is used."""
         self._pipe.close()
         if self._direct is not None:
             self._direct.close()
         if self._own_context:
-            self._ctx.term()
+            # destroy, not term: a socket an interrupt (Ctrl-C) left half made would keep
+            # term waiting for ever
+            self._ctx.destroy(linger=0)
             self._own_context = False
 
     def __enter__(self) -> Client:
