@@ -412,12 +412,9 @@ class Store(PendingListings, ABC):
 
     def prefetch(self, queue: str, ids: Sequence[str],
                  priorities: Mapping[str, Line] | None = None) -> int:
-        """Read the pending files of ``ids`` (their names carry ``priorities``: a priority,
-        or ``(priority, key)``; 0 where not given) ahead of their claims; return how many
-        were read.
-
-        Default: nothing (0); reads are cheap where there is no network in between.
-        """
+        """Read the pending files of ``ids`` (named with ``priorities``: a priority, or
+        ``(priority, key)``; 0 where not given) ahead of their claims; return how many were
+        read. Default: nothing (0); reads are cheap where there is no network in between."""
         return 0
 
     def keep_own_pending(self, watched: Callable[[str], bool]) -> bool:
