@@ -25,6 +25,8 @@ class Context:
         self.config_file = config_file
         self.connect = connect
         self._settings: Settings | None = None
+        self._admin: Admin | None = None
+        self._store_admin: StoreAdmin | None = None
 
     def override(self, given: dict[str, Any]) -> None:
         """Take the global options given after the command's name (they win)."""
@@ -38,6 +40,7 @@ class Context:
             else:
                 self.flags[name] = value
             self._settings = None
+            self._admin = self._store_admin = None
 
     def settings(self, **more: Any) -> Settings:
         """Load the settings once, with the command's own flags on top."""
@@ -48,25 +51,31 @@ class Context:
         return self._settings
 
     def admin(self) -> Admin:
-        """Return what carries out store commands: the daemon's client or the store itself."""
-        settings = self.settings()
-        if self.connect:
-            from ckptd.cli.sealing import client_options
-            from ckptd.client.client import Client
-            from ckptd.client.remote_admin import RemoteAdmin
-            from ckptd.wire.security import client_curve
+        """Return what carries out store commands: the daemon's client or the store itself
+        (made once per run)."""
+        if self._admin is None:
+            settings = self.settings()
+            if self.connect:
+                from ckptd.cli.sealing import client_options
+                from ckptd.client.client import Client
+                from ckptd.client.remote_admin import RemoteAdmin
+                from ckptd.wire.security import client_curve
 
-            return RemoteAdmin(Client(self.connect, curve=client_curve(settings),
-                                      **client_options(settings)))
-        return self.store_admin()
+                self._admin = RemoteAdmin(Client(self.connect, curve=client_curve(settings),
+                                                 **client_options(settings)))
+            else:
+                self._admin = self.store_admin()
+        return self._admin
 
     def store_admin(self) -> StoreAdmin:
         """Return the store commands carried out on the store itself (never the daemon)."""
         from ckptd.store import store_from_settings
         from ckptd.store.admin import StoreAdmin
 
-        settings = self.settings()
-        return StoreAdmin(store_from_settings(settings), settings)
+        if self._store_admin is None:
+            settings = self.settings()
+            self._store_admin = StoreAdmin(store_from_settings(settings), settings)
+        return self._store_admin
 
 
 def current() -> Context:

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from ckptd.cli.context import current
+from ckptd.cli.creation import check_existing
 from ckptd.cli.options import Command
 from ckptd.core.errors import ConfigError
 from ckptd.core.queue_controls import parse_rate
@@ -37,17 +38,22 @@ By hand, the same: echo "supplier API down" > ./data/price/paused (rm it to resu
 @click.argument("queue")
 @click.option("--reason", default="", metavar="TEXT",
               help="Why: the file's text, shown by status and explain.")
-def pause(queue: str, reason: str) -> None:
+@click.option("--create", is_flag=True,
+              help="Make QUEUE if it does not exist yet (a typo is refused otherwise).")
+def pause(queue: str, reason: str, create: bool) -> None:
     """Pause QUEUE: no job of it is claimed until 'ckptd resume'; running jobs finish and
-    submits are still accepted.
+    submits are still accepted. QUEUE must exist (or be named in the config, or --create).
 
     Writes the file <root>/QUEUE/paused, which is the whole state: a paused queue stays
     paused across daemon restarts and failovers. A daemon stops claiming within 100 ms
     (at its next listing, poll_interval, on a bucket when not asked through --connect).
     """
-    answer = current().admin().pause(queue, reason)
+    ctx = current()
+    creation = check_existing(ctx, queue, create=create)
+    answer = ctx.admin().pause(queue, reason)
     why = f": {reason}" if reason else ""
     click.echo(f"{answer['queue']} paused{why}")
+    creation.say()
 
 
 @click.command(cls=Command, epilog="""Examples:
@@ -56,7 +62,9 @@ def pause(queue: str, reason: str) -> None:
 @click.argument("queue")
 def resume(queue: str) -> None:
     """Resume QUEUE: remove <root>/QUEUE/paused; claims start again at once."""
-    answer = current().admin().resume(queue)
+    ctx = current()
+    check_existing(ctx, queue, create=None)
+    answer = ctx.admin().resume(queue)
     click.echo(f"{answer['queue']} resumed" if answer.get("was_paused")
                else f"{answer['queue']} was not paused")
 
@@ -103,8 +111,10 @@ With --key the limits are those of the key's jobs ('*': of every key), in
               "the fair share (fair = true). [default: 1]")
 @click.option("--reset", is_flag=True, help="Remove QUEUE's limits.json (with --key: the "
               "key's entry of key_limits.json).")
+@click.option("--create", is_flag=True,
+              help="Make QUEUE if it does not exist yet (a typo is refused otherwise).")
 def limit(queue: str, max_running: str | None, rate: str | None, key: str | None,
-          weight: str | None, reset: bool) -> None:
+          weight: str | None, reset: bool, create: bool) -> None:
     """Change (or show) QUEUE's limits at run time, in the file <root>/QUEUE/limits.json.
 
     The file wins over max_running and rate in [queues.QUEUE] of the config while it
@@ -124,9 +134,12 @@ def limit(queue: str, max_running: str | None, rate: str | None, key: str | None
     found = _limit_value(rate, parse_rate, "--rate")
     if found is not ...:
         changes["rate"] = found.text if found is not None else None
-    answer = current().admin().limit(queue, changes, reset, key)
+    ctx = current()
+    creation = check_existing(ctx, queue, create=create)
+    answer = ctx.admin().limit(queue, changes, reset, key)
     which = f" key {answer['key']}" if answer.get("key") else ""
     click.echo(f"{answer['queue']}{which}: {_limits_line(answer['limits'])}")
+    creation.say()
 
 
 @click.command(cls=Command, epilog="""Examples:

@@ -9,6 +9,7 @@ The guide's table of exit codes (docs/guide/inspect-and-repair.md) is :data:`EXI
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import traceback
@@ -37,7 +38,8 @@ EXIT_CODES: dict[int, str] = {
     ERROR: "any other error (the message says what)",
     USAGE: "usage: an unknown option, a missing argument",
     NOT_FOUND: "not found: a job, a queue, the store, a file",
-    EXISTS: "already exists, or not allowed in the job's state",
+    EXISTS: "already exists or in use (a job id, a key file, a port, the root's lock), or "
+            "not allowed in the job's state",
     INVALID: "invalid: a bad name, value, setting, key or handler",
     STORE: "store error: cannot read or write the store",
     DAEMON: "daemon unreachable, or standing by",
@@ -82,18 +84,34 @@ def _pipe_closed() -> int:
     return PIPE_CLOSED
 
 
+def _notes(exc: BaseException) -> list[str]:
+    """The notes added to an error on its way up (what was left half done), also those of
+    the KeyboardInterrupt that click turned into Abort."""
+    found: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        found += [str(note) for note in getattr(current, "__notes__", ())]
+        current = current.__cause__ or current.__context__
+    return found
+
+
 def exit_code_of(exc: BaseException, debug: bool = False) -> int:
     """Report ``exc`` (one red line, or nothing for a closed pipe); return the exit code."""
     if isinstance(exc, (BrokenPipeError, PipeClosed)):
         return _pipe_closed()
+    notes = _notes(exc)
     if isinstance(exc, CkptdError):
-        return fail(str(exc), exc.exit_code)
+        return fail("; ".join([str(exc), *notes]), exc.exit_code)
     if isinstance(exc, click.UsageError):
         return _usage(exc)
     if isinstance(exc, click.ClickException):
         return fail(exc.format_message(), exc.exit_code)
     if isinstance(exc, (KeyboardInterrupt, click.Abort)):
         click.echo("", err=True)  # after the terminal's ^C
+        for note in notes:  # what was left half done, and how to finish it
+            click.secho(f"interrupted: {note}", fg="yellow", err=True)
         return INTERRUPTED
     if isinstance(exc, ValueError):
         return fail(str(exc), INVALID)
@@ -106,8 +124,28 @@ def exit_code_of(exc: BaseException, debug: bool = False) -> int:
                 "with the command you ran; --log-level debug shows the traceback)", ERROR)
 
 
+def _whole_writes() -> None:
+    """Make stdout write all it is given, or raise.
+
+    Under PYTHONUNBUFFERED=1 (or ``python -u``, common in containers) stdout's text layer
+    writes straight to the file descriptor and drops what a short write left: a reader that
+    closes the pipe while a long write waits in it (``| head``) silently costs the rest of
+    the output, and the exit code is 0, not 141. A buffered layer writes the rest, or raises
+    BrokenPipeError; flushed at each line, it keeps the unbuffered promise."""
+    out = sys.stdout
+    if not isinstance(getattr(out, "buffer", None), io.RawIOBase):
+        return
+    try:
+        raw = io.FileIO(out.fileno(), "wb", closefd=False)
+    except (OSError, ValueError):
+        return
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(raw), encoding=out.encoding,
+                                  errors=out.errors, line_buffering=True)
+
+
 def run(command: Callable[[], Any], debug: Callable[[], bool]) -> int:
     """Run ``command`` (the click group, not standalone) and return the exit code."""
+    _whole_writes()
     try:
         try:
             result = command()

@@ -17,12 +17,16 @@ import click
 
 from ckptd.cli import console, controls, encryption, exits, graphs, joblogs, sealing
 from ckptd.cli.context import Context, current
+from ckptd.cli.creation import check_new
 from ckptd.cli.inputs import read_payload
 from ckptd.cli.options import Group, connect_option
 from ckptd.core.errors import ConfigError
 from ckptd.core.states import STATES, State
 from ckptd.core.timefmt import parse_duration
 from ckptd.core.version import __version__
+
+CREATE_HELP = ("Make the queue (or the store) even when its name is close to one that "
+               "exists (a typo is refused otherwise).")
 
 
 def _ctx() -> Context:
@@ -45,7 +49,8 @@ def _print_json(value: Any) -> None:
 The options above may come before or after the command. Every setting can also come from a
 TOML file (--config) or CKPTD_<NAME> in the environment; a flag wins over the environment,
 which wins over the file. Errors are one line on stderr with an exit code: 2 usage, 3 not
-found, 4 exists or not allowed, 5 invalid, 6 store, 7 daemon, 8 jobs failed, 9 problems.""")
+found, 4 exists, in use or not allowed, 5 invalid, 6 store, 7 daemon, 8 jobs failed,
+9 problems.""")
 @click.version_option(__version__, prog_name="ckptd")
 @click.pass_context
 def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: str | None,
@@ -93,25 +98,27 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
 @click.option("--on-parent-failure", type=click.Choice(["fail", "run", "ignore"]),
               help="When a parent failed: fail this job too, run it anyway, or run it as if "
                    "that parent were not one. [default: fail]")
+@click.option("--create", is_flag=True, help=CREATE_HELP)
 def submit(queue: str, payload_json: str | None, payload_file: str | None, job_id: str | None,
            max_attempts: int | None, delay: str | None, time_limit: str | None,
            priority: int | None, key: str | None, if_exists: str, after: tuple[str, ...],
-           on_parent_failure: str | None) -> None:
+           on_parent_failure: str | None, create: bool) -> None:
     """Create a job in QUEUE and print its id once it is stored.
 
     On a queue with unique = "payload" (or unique_fields) the id is made from the payload:
     the same payload prints the id of the job it made before (marked "already existed");
-    with debounce, a pending job of the same fields takes the new payload instead.
+    with debounce, a pending job of the same fields takes the new payload instead. A new
+    queue (or store) is said on stderr; one whose name is close to an existing one is
+    refused unless --create is given.
     """
     payload = read_payload(payload_json, payload_file)
     seconds = parse_duration(delay, "--delay") if delay else None
     limit = parse_duration(time_limit, "--time-limit") if time_limit else None
-    if limit is not None and limit <= 0:
-        raise ConfigError("--time-limit must be longer than 0s")
     if on_parent_failure and not after:
         raise click.UsageError("--on-parent-failure needs --after")
     parents = list(after) or None
     ctx = _ctx()
+    creation = check_new(ctx, [queue], create=create)
     prep = sealing.preparer(ctx.settings()) if not ctx.connect else None
     if prep is not None and prep.active:  # the client's hooks, trace and keys (--root)
         payload, extra = prep.prepare(queue, payload, job_id)
@@ -125,6 +132,7 @@ def submit(queue: str, payload_json: str | None, payload_file: str | None, job_i
                                     delay=seconds, if_exists=if_exists, time_limit=limit,
                                     priority=priority, key=key, after=parents,
                                     on_parent_failure=on_parent_failure)
+    creation.say()
     click.echo(answer.id)
     if answer.debounced:
         click.echo("(debounced: it replaces the pending job of the same fields, and starts "
@@ -153,8 +161,10 @@ range. Running it again with the same --batch creates only the jobs that are mis
 @click.option("--max-attempts", type=click.IntRange(min=1), help="Attempts per job.")
 @click.option("--key", metavar="KEY", help="The key of every job (e.g. the customer whose "
               "file it is): limits per key and the fair share apply to them.")
+@click.option("--create", is_flag=True, help=CREATE_HELP)
 def submit_file(queue: str, file: Any, fmt: str | None, chunk: int, batch: str | None,
-                then: str | None, max_attempts: int | None, key: str | None) -> None:
+                then: str | None, max_attempts: int | None, key: str | None,
+                create: bool) -> None:
     """Split FILE into jobs of --chunk records each, as one batch; print the batch name.
 
     With --root the file goes straight into the store and the daemon picks the jobs up from
@@ -163,8 +173,9 @@ def submit_file(queue: str, file: Any, fmt: str | None, chunk: int, batch: str |
     from ckptd.core.sources import guess_format
 
     name = getattr(file, "name", "-")
-    data = file.read()
     ctx = _ctx()
+    creation = check_new(ctx, [queue] + ([then] if then else []), create=create)
+    data = file.read()
     admin = ctx.admin()
     label = "sending" if ctx.connect else "submitting"
     with click.progressbar(length=1, label=label, file=sys.stderr,
@@ -180,6 +191,7 @@ def submit_file(queue: str, file: Any, fmt: str | None, chunk: int, batch: str |
     click.echo(answer.batch)
     click.echo(f"{answer.records} records in {answer.jobs} jobs ({answer.created} new, "
                f"format {answer.format})", err=True)
+    creation.say()
 
 
 @cli.command(epilog="""Examples:
@@ -323,17 +335,26 @@ def retry(queue: str, job_ids: tuple[str, ...], all_failed: bool, attempts: int 
 def cancel(queue: str, job_id: str) -> None:
     """Cancel a job: a pending (or waiting) job is removed, a claimed one is moved to failed.
 
-    Through the daemon (--connect) the worker running a claimed job is told at once: its
-    handler gets ckptd.Cancelled, and is stopped by force after the worker's grace period.
+    The worker running a claimed job is told at once: its handler gets ckptd.Cancelled,
+    and is stopped by force after the worker's grace period. With --root the daemon that
+    runs the store is asked to do it (its address is in the root's lock); only when none
+    answers is the store changed directly.
     """
+    from ckptd.cli.through_daemon import cancel_through_daemon
+    from ckptd.core.edits import who_am_i
+
     ctx = _ctx()
-    was = ctx.admin().cancel(queue, job_id)
+    asked = None if ctx.connect else cancel_through_daemon(ctx, queue, job_id,
+                                                           who_am_i("--root"))
+    was = asked[0] if asked else ctx.admin().cancel(queue, job_id)
     click.echo("removed" if was in (State.PENDING.value, State.WAITING.value)
                else "moved to failed (cancelled)")
-    if was == State.CLAIMED.value and not ctx.connect:
-        click.echo("note: its worker was not told (the store was changed directly); "
-                   "cancel through the daemon (--connect) to stop a running job at once",
-                   err=True)
+    if asked is not None:
+        click.echo(f"note: done through the daemon at {asked[1]}, which runs this store "
+                   "(a running job's worker is told at once)", err=True)
+    elif was == State.CLAIMED.value and not ctx.connect:
+        click.echo("note: its worker was not told (no daemon answered for this store); "
+                   "the daemon drops its answer when it comes", err=True)
 
 
 @cli.command(epilog="""Examples:

@@ -50,11 +50,14 @@ class AsyncPipe(Connection["asyncio.Future[Reply | None]"]):
     """The control connection of an :class:`AsyncClient`: the socket's descriptor is watched
     by the event loop, which hands each reply to the future of the request it answers."""
 
+    owner = "AsyncClient"
+
     def __init__(self, ctx: zmq.Context[Any], endpoints: str | list[str],
                  curve: ClientCurve | None) -> None:
         super().__init__(ctx, endpoints, curve)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd: int | None = None
+        self._monitor_fd: int | None = None  # the handshake's (keys that do not fit)
         self._reading_later = False
 
     async def exchange(self, frames: list[bytes], wait: float) -> Outcome:
@@ -65,12 +68,12 @@ class AsyncPipe(Connection["asyncio.Future[Reply | None]"]):
         tag = self.new_tag()
         started = time.monotonic()
         reply: asyncio.Future[Reply | None] = loop.create_future()
-        self.waiting[tag] = reply
         try:
             if not await self._send(sock, [tag, *frames], started + min(wait, CONNECT_TIMEOUT)):
                 if generation == self.generation:
                     self.close_socket(rotate=True)
                 return False, None
+            self.waiting[tag] = reply  # (no reply can have been read since the send)
             sent = time.monotonic()
             self._read_all()  # the send may have taken the descriptor's signal
             try:
@@ -85,12 +88,16 @@ class AsyncPipe(Connection["asyncio.Future[Reply | None]"]):
 
     async def _send(self, sock: zmq.Socket[bytes], frames: list[bytes], until: float) -> bool:
         """Send without blocking the loop; while the socket has no connection yet (it is
-        new, or the daemon restarts), look again every few milliseconds until ``until``."""
+        new, or the daemon restarts), look again every few milliseconds until ``until``.
+        Raises AuthError when the handshake says the keys do not fit."""
         while sock is self.sock:  # (another request may close it while this one waits)
             try:
                 send_frames(sock, frames, NOBLOCK)
                 return True
             except zmq.Again:
+                problem = self.check_handshake()
+                if problem is not None:
+                    raise problem from None
                 if time.monotonic() >= until:
                     return False
                 await asyncio.sleep(CONNECT_POLL)
@@ -115,14 +122,23 @@ class AsyncPipe(Connection["asyncio.Future[Reply | None]"]):
         self._loop = asyncio.get_running_loop()
         self._fd = int(sock.getsockopt(zmq.FD))
         self._loop.add_reader(self._fd, self._read_all)
+        if self.handshake is not None:
+            self._monitor_fd = int(self.handshake.monitor.getsockopt(zmq.FD))
+            self._loop.add_reader(self._monitor_fd, self.check_handshake)
+
+    def fail(self, waiter: asyncio.Future[Reply | None], error: CkptdError) -> None:
+        if not waiter.done():
+            waiter.set_exception(error)
 
     def closing(self, sock: zmq.Socket[bytes]) -> None:
-        if self._loop is not None and self._fd is not None:
-            try:
-                self._loop.remove_reader(self._fd)
-            except RuntimeError:  # the loop is closed already
-                pass
-        self._fd = None
+        if self._loop is not None:
+            for fd in (self._fd, self._monitor_fd):
+                try:
+                    if fd is not None:
+                        self._loop.remove_reader(fd)
+                except RuntimeError:  # the loop is closed already
+                    pass
+        self._fd = self._monitor_fd = None
         for waiting in self.waiting.values():  # not answered on this one: a silence
             if not waiting.done():
                 waiting.set_result(None)
@@ -137,7 +153,9 @@ class AsyncPipe(Connection["asyncio.Future[Reply | None]"]):
         self.move_to(endpoint)
 
     def close(self) -> None:
-        """Close the socket. Idempotent."""
+        """Close the socket; the pipe is then closed for good (a use raises ClientClosed).
+        Idempotent."""
+        self.closed = True
         self.close_socket(rotate=False)
 
 
@@ -264,7 +282,9 @@ class AsyncClient:
         """Close the socket (and the context if the client made it). Idempotent."""
         self._pipe.close()
         if self._own_context:
-            self._ctx.term()
+            # destroy, not term: a socket an interrupt (Ctrl-C) left half made would keep
+            # term waiting for ever
+            self._ctx.destroy(linger=0)
             self._own_context = False
 
     async def __aenter__(self) -> AsyncClient:

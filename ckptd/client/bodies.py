@@ -14,6 +14,7 @@ from ckptd.core.answers import Submitted
 from ckptd.core.errors import CkptdError, DaemonUnavailable, SubmitUnconfirmed, WaitTimeout
 from ckptd.core.ids import new_id
 from ckptd.core.job_keys import check_key
+from ckptd.core.jobs import check_delay, check_time_limit
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.queue_controls import check_priority
 from ckptd.core.states import State
@@ -69,14 +70,14 @@ class SubmitOptions(TypedDict, total=False):
     key: str | None
     after: list[str] | None
     on_parent_failure: str | None
+    if_exists: str
 
 
 class JobOptions(SubmitOptions, total=False):
     """The options of :meth:`ckptd.client.client.Client.submit_job`: a submit's, and the
-    job's own id with what to do when it exists."""
+    job's own id."""
 
     job_id: str | None
-    if_exists: str
 
 
 def submit_request(queue: str, payload: Any = None, *, job_id: str | None = None,
@@ -88,7 +89,9 @@ def submit_request(queue: str, payload: Any = None, *, job_id: str | None = None
                    prep: Preparer | None = None) -> SubmitRequest:
     """The body of a ``submit`` (see :meth:`ckptd.client.client.Client.submit_job`); without
     ``job_id`` the client chooses the id (sortable by time) and a resend finds the job.
-    ``prep``: the client's hooks, tracing and keys, applied to the payload."""
+    ``prep``: the client's hooks, tracing and keys, applied to the payload. Values out of
+    range (an id, priority, delay or time limit) raise InvalidInput before anything is
+    sent."""
     check_queue(queue)
     generated = job_id is None
     body: Body = {"queue": queue, "payload": payload,
@@ -102,12 +105,14 @@ def submit_request(queue: str, payload: Any = None, *, job_id: str | None = None
         body["key"] = check_key(key)
     if max_attempts is not None:
         body["max_attempts"] = max_attempts
+    if delay is not None:
+        delay = check_delay(delay)
     if delay:
         body["delay"] = delay
     if batch is not None:
         body["batch"] = batch
     if time_limit is not None:
-        body["time_limit"] = time_limit
+        body["time_limit"] = check_time_limit(time_limit)
     if generated:
         body["fresh"] = True
     if after:  # parents (queue/id): the daemon holds it in waiting/ (docs/guide/graphs.md)

@@ -83,6 +83,7 @@ class Client(GraphCalls):
         """The way to submit straight into the daemon's store, when this host has it (and
         the daemon leads ``queue``, and the queue allows it: not one whose ids come from
         payloads)."""
+        self._pipe.check_open()
         if self._direct is None:
             return None
         admin = self._direct.admin(queue)
@@ -135,20 +136,24 @@ class Client(GraphCalls):
                max_attempts: int | None = None, delay: float | None = None,
                batch: str | None = None, time_limit: float | None = None,
                priority: int | None = None, key: str | None = None,
-               after: list[str] | None = None, on_parent_failure: str | None = None) -> str:
+               if_exists: str = "error", after: list[str] | None = None,
+               on_parent_failure: str | None = None) -> str:
         """Submit a job and return its id once the daemon has stored it durably.
 
         ``time_limit`` (seconds) bounds each attempt of this job, over the queue's own
         (docs/guide/workers.md, "Time limits"). ``priority``: lower runs first (default 0;
         docs/guide/operator-controls.md, "Priorities"). ``key``: a supplier, a tenant...
-        (docs/guide/flow-control.md). On a ``unique`` queue the id is the payload's, and the
-        same payload returns the job it made before. ``after``: jobs (``queue/id``) it waits
-        for, in ``waiting/``; ``on_parent_failure``: ``fail`` (default), ``run`` or
-        ``ignore`` (docs/guide/graphs.md).
+        (docs/guide/flow-control.md). With your own ``id``, ``if_exists="return"`` returns
+        that id when the job exists already (as after
+        :class:`~ckptd.core.errors.SubmitUnconfirmed`) instead of raising JobExists. On a
+        ``unique`` queue the id is the payload's, and the same payload returns the job it
+        made before. ``after``: jobs (``queue/id``) it waits for, in ``waiting/``;
+        ``on_parent_failure``: ``fail`` (default), ``run`` or ``ignore``
+        (docs/guide/graphs.md).
         """
         return self.submit_job(queue, payload, job_id=id, max_attempts=max_attempts,
                                delay=delay, batch=batch, time_limit=time_limit,
-                               priority=priority, key=key, after=after,
+                               priority=priority, key=key, if_exists=if_exists, after=after,
                                on_parent_failure=on_parent_failure).id
 
     def submit_job(self, queue: str, payload: Any = None, *, job_id: str | None = None,
@@ -164,6 +169,7 @@ class Client(GraphCalls):
                                     after=after, on_parent_failure=on_parent_failure,
                                     prep=self._prep)
         payload, meta = sub.body["payload"], sub.meta
+        time_limit = sub.body.get("time_limit")  # checked
         found = self._direct_store(queue) if sub.may_go_direct() else None
         if found is not None:  # on the daemon's host: write the job into its store
             direct, admin = found
@@ -343,12 +349,15 @@ class Client(GraphCalls):
         return list(self.request("schedules")["schedules"])
 
     def close(self) -> None:
-        """Close the socket (and the context if the client made it). Idempotent."""
+        """Close the socket (and the context if the client made it). Idempotent; a closed
+        client raises ClientClosed when it is used."""
         self._pipe.close()
         if self._direct is not None:
             self._direct.close()
         if self._own_context:
-            self._ctx.term()
+            # destroy, not term: a socket an interrupt (Ctrl-C) left half made would keep
+            # term waiting for ever
+            self._ctx.destroy(linger=0)
             self._own_context = False
 
     def __enter__(self) -> Client:

@@ -2,7 +2,8 @@
 request carries a tag (:mod:`ckptd.wire.protocol`) and each reply is handed to whoever
 waits for the request it answers. The part the blocking :class:`~ckptd.client.pipe.Pipe`
 and the asyncio :class:`~ckptd.client.async_client.AsyncPipe` share: the socket, the tags,
-reading replies, closing and choosing the address.
+reading replies, closing and choosing the address, and what the socket's handshake says of
+keys that do not fit the daemon's (:mod:`ckptd.wire.handshake`).
 
 ZeroMQ's socket descriptor only says that something may have changed, and only once:
 whoever uses the socket (a send, a look at its events) may take that signal. So every use
@@ -20,9 +21,10 @@ from typing import Any, Generic, TypeVar
 import zmq
 
 from ckptd.client.conversation import Reply
-from ckptd.core.errors import CkptdError, ConfigError, ProtocolError
+from ckptd.core.errors import AuthError, CkptdError, ClientClosed, ConfigError, ProtocolError
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import connect_endpoints
+from ckptd.wire.handshake import HandshakeWatch
 from ckptd.wire.security import ClientCurve
 
 CONNECT_TIMEOUT = 1.0  # an address that accepts no connection this fast: try the next one
@@ -37,6 +39,8 @@ class Connection(Generic[W]):
     """The socket and the requests waiting on it, each as a ``W`` (a thread's box, a
     future) under its tag."""
 
+    owner = "Client"  # the class its user holds, as a closed one names it
+
     def __init__(self, ctx: zmq.Context[Any], endpoints: str | list[str],
                  curve: ClientCurve | None) -> None:
         self.endpoints = connect_endpoints(endpoints)  # tcp:// is implied when missing
@@ -44,6 +48,8 @@ class Connection(Generic[W]):
         self.ctx = ctx
         self.current = 0
         self.sock: zmq.Socket[bytes] | None = None
+        self.handshake: HandshakeWatch | None = None  # the socket's, while it is open
+        self.closed = False  # closed by its client: it opens no socket any more
         self.generation = 0  # counts the sockets closed: a request knows which it used
         self.heard = 0.0  # when the last reply came on this socket
         self.waiting: dict[bytes, W] = {}
@@ -59,28 +65,60 @@ class Connection(Generic[W]):
         return next(self._tags).to_bytes(8, "big")
 
     def socket(self) -> zmq.Socket[bytes]:
-        """The socket, connected to the current address (a new one when there is none)."""
+        """The socket, connected to the current address (a new one when there is none).
+        Raises ClientClosed once the client was closed."""
+        self.check_open()
         if self.sock is None:
             sock = self.ctx.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.IMMEDIATE, 1)  # do not queue requests for a daemon not there
-            sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
-            if self.curve is not None:
-                self.curve.apply_client(sock)
+            watch: HandshakeWatch | None = None
             try:
+                sock.setsockopt(zmq.LINGER, 0)
+                sock.setsockopt(zmq.IMMEDIATE, 1)  # no requests queued for a daemon not there
+                sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+                if self.curve is not None:
+                    self.curve.apply_client(sock)
+                # Keys that do not fit the daemon's are told by the handshake, not by silence.
+                watch = HandshakeWatch(sock, self.endpoint, self.curve is not None)
                 sock.connect(self.endpoint)
-            except zmq.ZMQError as exc:
+            except BaseException as exc:  # (a Ctrl-C too: no socket left half made)
+                if watch is not None:
+                    watch.close()
                 sock.close(0)
-                raise ConfigError(f"cannot connect to {self.endpoint}: {exc.strerror}; "
-                                  "expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:5550"
-                                  ) from None
-            self.sock = sock
+                if isinstance(exc, zmq.ZMQError):
+                    raise ConfigError(f"cannot connect to {self.endpoint}: {exc.strerror}; "
+                                      "expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:5550"
+                                      ) from None
+                raise
+            self.sock, self.handshake = sock, watch
             self.heard = 0.0
             self.opened(sock)
         return self.sock
 
     def opened(self, sock: zmq.Socket[bytes]) -> None:
-        """A new socket is up (subclasses watch its descriptor)."""
+        """A new socket is up (subclasses watch its descriptor, and its handshake's)."""
+
+    def check_open(self) -> None:
+        """Raise ClientClosed when the client was closed."""
+        if self.closed:
+            raise ClientClosed(f"this {self.owner} (of {', '.join(self.endpoints)}) is closed: "
+                               "it was used after close() or after its 'with' block; make a "
+                               "new one")
+
+    def check_handshake(self) -> AuthError | None:
+        """What the socket's handshakes so far say is wrong with this client's keys (a
+        mechanism that differs, a key the daemon refused, a server key not the daemon's),
+        or None. When something is, every request waiting on the socket is failed with it
+        and the socket closed (the next address is not tried: the keys are the same)."""
+        problem = self.handshake.problem() if self.handshake is not None else None
+        if problem is not None:
+            for waiter in self.waiting.values():
+                self.fail(waiter, problem)
+            self.close_socket(rotate=False)
+        return problem
+
+    def fail(self, waiter: W, error: CkptdError) -> None:
+        """End a waiting request with ``error`` (before the socket is closed)."""
+        raise NotImplementedError
 
     def replies(self, limit: int = 1 << 30) -> Iterator[tuple[W, Reply | CkptdError]]:
         """Read the replies that have arrived (at most ``limit``) and yield each with the
@@ -117,6 +155,9 @@ class Connection(Generic[W]):
         closed = self.sock is not None
         if self.sock is not None:
             self.closing(self.sock)
+            if self.handshake is not None:
+                self.handshake.close()
+                self.handshake = None
             self.sock.close(0)
             self.sock = None
             self.generation += 1

@@ -12,9 +12,11 @@ lock (``<root>/.ckptd/root.lock``) must name this very daemon (its token) on thi
 daemon that leads only some queues of a root (``lead``) holds a lock per queue instead
 (``<root>/.ckptd/queue-<name>.lock``): the client writes directly only into a queue whose
 lock names that daemon, and sends the rest through it (it forwards them to their leader).
-Anything else (another host, a bucket, no write permission) goes through the daemon, as
-before. The daemon's defaults (attempts per queue, blob threshold) are asked for again
-every :data:`REFRESH` seconds, so a reload of its settings reaches the client soon.
+Anything else (another host, a bucket, no write permission, a store this user does not own)
+goes through the daemon, as before: files this client makes must be the daemon's to move,
+which root's are not when the daemon runs as another user (systemd's dynamic user). The
+daemon's defaults (attempts per queue, blob threshold) are asked for again every
+:data:`REFRESH` seconds, so a reload of its settings reaches the client soon.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 from ckptd.core.answers import Submitted
 from ckptd.core.config import FsyncMode, QueueSettings, Settings
-from ckptd.core.errors import CkptdError, JobExists
+from ckptd.core.errors import CkptdError, DaemonUnavailable, JobExists
 from ckptd.store.admin import StoreAdmin, prepare_submit
 from ckptd.store.base import Op, PutNew, Store
 from ckptd.store.local.backend import ROOT_LOCK, LocalStore
@@ -54,6 +56,15 @@ def submit_settings(store_root: str, settings: Settings, token: str) -> dict[str
             # take their key from the payload (the daemon knows the path)
             "through_daemon": sorted(name for name, q in settings.queues.items()
                                      if q.unique or q.unique_fields or q.key)}
+
+
+def _owned_by_me(root: str) -> bool:
+    """Whether this process runs as the owner of the store (as its daemon does): the files
+    and folders it creates there are then the daemon's too."""
+    try:
+        return os.stat(root).st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 class DirectSubmit:
@@ -82,7 +93,11 @@ class DirectSubmit:
             if now - self._checked_at >= REFRESH:
                 self._checked_at = now
                 self._queues.clear()
-                self._admin = self._open(self._admin)
+                try:
+                    self._admin = self._open(self._admin)
+                except DaemonUnavailable:
+                    self._checked_at = float("-inf")  # look again at the next submit
+                    raise
             return self._admin_for(queue, now)
 
     def _admin_for(self, queue: str, now: float) -> StoreAdmin | None:
@@ -137,6 +152,8 @@ class DirectSubmit:
     def _offer(self) -> tuple[Settings, LocalStore] | None:
         try:
             answer = self._ask()
+        except DaemonUnavailable:
+            raise  # no daemon answered within the timeout: the request would not be either
         except CkptdError:
             return None
         offer = answer.get("submit")
@@ -153,7 +170,7 @@ class DirectSubmit:
                 return None  # not this daemon's store, or not on this host
         elif not os.path.isdir(root):
             return None
-        if not os.access(root, os.W_OK | os.X_OK):
+        if not os.access(root, os.W_OK | os.X_OK) or not _owned_by_me(root):
             return None
         self.through_daemon = frozenset(str(q) for q in offer.get("through_daemon") or ())
         try:

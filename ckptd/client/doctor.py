@@ -206,7 +206,7 @@ def check_daemon(settings: Settings, connect: str | None, *, root_given: bool,
     if (root_given and isinstance(theirs, str) and is_local(settings.root)
             and is_local(theirs) and _path_of(theirs) != _path_of(settings.root)):
         findings.append(Finding(
-            "daemon", WARNING, f"the daemon serves {theirs}, but the root here is "
+            "daemon", PROBLEM, f"the daemon serves {theirs}, but the root here is "
             f"{_path_of(settings.root)}: jobs submitted with this --root never reach it",
             f"use --root {theirs}, or go through the daemon with --connect {address}"))
     if isinstance(info.get("time"), (int, float)):
@@ -282,7 +282,12 @@ def diagnose(load: Callable[[], Settings], fallback: Callable[[], Settings],
     except CkptdError as exc:
         problems, lease = [Finding("settings", PROBLEM, str(exc))], []
         settings = fallback()
-    return (problems + check_store(settings) + lease
+    if connect and not root_given:  # a worker's or a client's machine: no store here
+        store = [Finding("store", NOTE, "not checked: with --connect, workers and clients "
+                         "need no store on this machine (give --root to check one)")]
+    else:
+        store = check_store(settings)
+    return (problems + store + lease
             + check_daemon(settings, connect, root_given=root_given, timeout=timeout))
 
 

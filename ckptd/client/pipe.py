@@ -12,7 +12,8 @@ to watch in its place. A single thread pays what it paid before: a send, a poll,
 A request without an answer in time leaves the socket open when other replies came on it
 since it was sent (the daemon is there and busy: a resend goes the same way); otherwise the
 socket is closed and the next address taken, as before (a late reply can never be taken for
-another request's: tags tell them apart).
+another request's: tags tell them apart). Keys that do not fit the daemon's end the requests
+at once, with an error that says which (the handshake's failures, watched with the replies).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Pipe(Connection[_Box]):
         super().__init__(ctx, endpoints, curve)
         self._lock = threading.Lock()
         self._poll: select.poll | None = None
+        self._monitor_fd = -1  # the handshake's (keys that do not fit)
         self._watching: _Box | None = None  # the box of the thread watching the socket
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
@@ -76,6 +78,9 @@ class Pipe(Connection[_Box]):
             try:
                 send_frames(sock, [tag, *frames])  # IMMEDIATE: waits for a connection
             except zmq.Again:
+                problem = self.check_handshake()
+                if problem is not None:
+                    raise problem from None
                 self.close_socket(rotate=True)
                 return False, None
             sent = time.monotonic()
@@ -121,7 +126,7 @@ class Pipe(Connection[_Box]):
         self._watching = box
         self._lock.release()
         try:
-            poll.poll(max(1, int(left * 1000)))
+            ready = poll.poll(max(1, int(left * 1000)))
         finally:
             self._lock.acquire()
             self._watching = None
@@ -131,6 +136,8 @@ class Pipe(Connection[_Box]):
         except OSError:
             pass
         self._read_all()
+        if any(fd == self._monitor_fd for fd, _ in ready):
+            self.check_handshake()  # (its descriptor stays readable until it is read)
 
     def _read_all(self) -> None:
         """Put every reply that has arrived in its box and wake its thread (lock held)."""
@@ -151,9 +158,17 @@ class Pipe(Connection[_Box]):
         self._poll = select.poll()
         self._poll.register(int(sock.getsockopt(zmq.FD)), select.POLLIN)
         self._poll.register(self._wake_r, select.POLLIN)
+        if self.handshake is not None:
+            self._monitor_fd = int(self.handshake.monitor.getsockopt(zmq.FD))
+            self._poll.register(self._monitor_fd, select.POLLIN)
+
+    def fail(self, waiter: _Box, error: CkptdError) -> None:
+        if waiter.reply is None:
+            waiter.reply = error  # (closing the socket rings it)
 
     def closing(self, sock: zmq.Socket[bytes]) -> None:
         self._poll = None
+        self._monitor_fd = -1
         self._ring()  # the watcher gives up on this socket
         for box in self.waiting.values():
             box.ring()
@@ -170,8 +185,10 @@ class Pipe(Connection[_Box]):
             self.move_to(endpoint)
 
     def close(self) -> None:
-        """Close the socket and the wake-up pipe. Idempotent."""
+        """Close the socket and the wake-up pipe; the pipe is then closed for good (a use
+        raises ClientClosed). Idempotent."""
         with self._lock:
+            self.closed = True
             self.close_socket(rotate=False)
             for fd in (self._wake_r, self._wake_w):
                 if fd >= 0:

@@ -100,10 +100,17 @@ class NoSpace(StoreError):
     code = "no_space"
 
 
-class LockHeld(CkptdError):
+class InUse(CkptdError):
+    """Raised when something this process must have to itself is held by another: a port
+    (another daemon listens there), the root's lock."""
+
+    exit_code = 4
+    code = "in_use"
+
+
+class LockHeld(InUse):
     """Raised when another daemon already leads the root (or queue) this one would lead."""
 
-    exit_code = 5
     code = "lock_held"
 
 
@@ -162,6 +169,16 @@ class JobExists(CkptdError):
         self.queue = queue
         self.job_id = job_id
         self.state = state
+
+
+def cannot_retry(job_id: str, state: str | None) -> CkptdError:
+    """The answer to a retry of a job that is not failed: TransitionError (not allowed in
+    its state) when it is in ``state``, JobNotFound when it is in no state."""
+    if state is None:
+        return JobNotFound(f"cannot retry {job_id!r}: no such job")
+    hint = " (it is still to run)" if state in ("pending", "claimed") else ""
+    return TransitionError(f"cannot retry {job_id!r}: it is {state}{hint}; only failed jobs "
+                           "can be retried")
 
 
 class MalformedJob(CkptdError):
@@ -248,6 +265,12 @@ class TakingOver(Standby):
     holds it): nothing was done, and a client asks again after a moment."""
 
     code = "taking_over"
+
+
+class ClientClosed(CkptdError):
+    """Raised when a Client is used after ``close()`` (or after its ``with`` block)."""
+
+    code = "client_closed"
 
 
 class WaitTimeout(CkptdError):

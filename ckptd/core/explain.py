@@ -29,6 +29,13 @@ def _when(text: Any, now: float) -> str:
         f"{text} (in {format_duration(-delta)})"
 
 
+def _nth(number: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..."""
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(
+        number % 10, "th")
+    return f"{number}{suffix}"
+
+
 def _ago(seconds: Any) -> str:
     return f"{format_duration(float(seconds))} ago"
 
@@ -44,6 +51,21 @@ def traceback_head(traceback: str, lines: int = TRACEBACK_LINES) -> list[str]:
     if len(all_lines) <= lines + 1:
         return all_lines
     return all_lines[:lines] + [f"... ({len(all_lines) - lines - 1} more lines)", all_lines[-1]]
+
+
+def given_back(job: dict[str, Any]) -> int:
+    """How many of the job's attempts its workers gave back unfinished (a stopping worker):
+    they end in the history as "given back" and do not count against ``max_attempts``."""
+    history = job.get("history") or []
+    return sum(1 for entry in history
+               if isinstance(entry, dict) and entry.get("outcome") == "given back")
+
+
+def _given_note(given: int) -> str:
+    if not given:
+        return ""
+    return (f" ({given} more {'was' if given == 1 else 'were'} given back by a stopping worker "
+            "and did not count)")
 
 
 def explain(info: dict[str, Any], now: float) -> list[str]:
@@ -64,8 +86,11 @@ def explain(info: dict[str, Any], now: float) -> list[str]:
     created = job.get("created")
     batch = f", in batch {job['batch']}" if job.get("batch") else ""
     out.append(f"It was created at {_when(created, now)}{batch}.")
-    attempts = int(job.get("attempts") or 0)
-    max_attempts = int(job.get("max_attempts") or 0)
+    # ``attempts`` is the fencing token (it counts given-back attempts too); what counts
+    # against the budget is ``attempts`` less those, out of ``max_attempts`` less those.
+    given = given_back(job)
+    attempts = int(job.get("attempts") or 0) - given
+    max_attempts = int(job.get("max_attempts") or 0) - given
     explainer = {"pending": _pending, "claimed": _claimed, "done": _done,
                  "failed": _failed}.get(state)
     if explainer is not None:
@@ -131,16 +156,24 @@ def _checkpoint(info: dict[str, Any], now: float, lead: str) -> list[str]:
 def _pending(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts: int,
              now: float) -> list[str]:
     out = []
+    given = given_back(job)
     left = max_attempts - attempts
-    if attempts:
-        out.append(f"It has used {attempts} of {max_attempts} attempts; {left} left.")
+    if attempts >= max_attempts > 0:  # a failed job put back into pending/ by hand
+        out.append(f"It has used all {max_attempts} of its attempts{_given_note(given)} and "
+                   f"was put back into pending/ by hand: it runs once more (attempt "
+                   f"{attempts + given + 1}), and goes to failed/ if that fails too ('ckptd "
+                   "retry' gives it fresh attempts instead).")
+    elif attempts:
+        out.append(f"It has used {attempts} of {max_attempts} attempts; {left} left"
+                   f"{_given_note(given)}.")
     else:
-        out.append(f"No attempt has run yet; it has {max_attempts} attempt(s).")
+        out.append(f"No attempt has run yet; it has {max_attempts} attempt(s)"
+                   f"{_given_note(given)}.")
     due = time_or_none(job.get("not_before"))
     if due is not None and due > now:
         why = "its retry" if attempts else "the delay it was submitted with"
-        out.append(f"It waits for {why}: next attempt (attempt {attempts + 1}) not before "
-                   f"{job['not_before']} (in {format_duration(due - now)}).")
+        out.append(f"It waits for {why}: next attempt (attempt {attempts + given + 1}) not "
+                   f"before {job['not_before']} (in {format_duration(due - now)}).")
     else:
         out.append("It is due now and waits for a worker with a free slot of this queue "
                    "(if none is connected, start one: ckptd worker --queue "
@@ -161,9 +194,19 @@ def _time_limit(job: dict[str, Any], lease: Any) -> tuple[float | None, str]:
 
 def _claimed(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts: int,
              now: float) -> list[str]:
+    given = given_back(job)
     running = attempts + 1
-    out = [f"Attempt {running} of {max_attempts} is running; "
-           f"{max(0, max_attempts - running)} attempt(s) left after it."]
+    if given:
+        out = [f"Attempt {running + given} is running, the {_nth(running)} of its "
+               f"{max_attempts} that count{_given_note(given)}; "
+               f"{max(0, max_attempts - running)} attempt(s) left after it."]
+    elif running > max_attempts:
+        out = [f"Attempt {running} is running, after all {max_attempts} of its attempts were "
+               "used (it was put back into pending/ by hand): it goes to failed/ if this one "
+               "fails."]
+    else:
+        out = [f"Attempt {running} of {max_attempts} is running; "
+               f"{max(0, max_attempts - running)} attempt(s) left after it."]
     lease = info.get("lease")
     limit, whose = _time_limit(job, lease)
     if limit:
@@ -212,8 +255,10 @@ def _claimed(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attem
 def _done(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts: int,
           now: float) -> list[str]:
     worker = f" by worker {job['worker']}" if job.get("worker") else ""
-    out = [f"It succeeded on attempt {attempts} of {max_attempts}, at "
-           f"{_when(job.get('finished_at'), now)}{worker}."]
+    given = given_back(job)
+    which = f"attempt {attempts + given}, the {_nth(attempts)} of {max_attempts} that count" \
+        f"{_given_note(given)}" if given else f"attempt {attempts} of {max_attempts}"
+    out = [f"It succeeded on {which}, at {_when(job.get('finished_at'), now)}{worker}."]
     created, finished = time_or_none(job.get("created")), time_or_none(job.get("finished_at"))
     history = job.get("history") or []
     first = time_or_none(history[0].get("claimed")) if history and isinstance(history[0], dict) \
@@ -240,8 +285,11 @@ def _failed(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attemp
     if kind == "Cancelled":
         by = error.get("by") or "an operator"
         why = f"it was cancelled by {by} at {_when(error.get('at'), now)}, while it ran"
+    elif attempts > max_attempts:
+        why = (f"it used all {max_attempts} of its attempts, was put back into pending/ by "
+               f"hand, and failed again ({attempts} attempts in all)")
     elif attempts >= max_attempts:
-        why = f"it used all {max_attempts} attempts"
+        why = f"it used all {max_attempts} attempts{_given_note(given_back(job))}"
     elif kind == "Fail":
         why = "the handler raised Fail (no retry)"
     else:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ckptd.core.errors import MalformedJob
+from ckptd.core.errors import InvalidInput, MalformedJob
 from ckptd.core.names import is_valid_name
 from ckptd.core.queue_controls import MAX_PRIORITY
 from ckptd.core.timefmt import utc_iso
@@ -37,6 +37,36 @@ TRACEBACK_LIMIT = 8192
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+MAX_DELAY = 10 * 366 * 86400.0
+"""The longest delay a submit may ask for (ten years): later is surely a mistake."""
+MIN_TIME_LIMIT = 0.001
+"""The shortest time limit of an attempt (1 ms); MAX_DELAY is the longest."""
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if value == value and abs(value) != float("inf") else None
+
+
+def check_delay(value: Any) -> float:
+    """A submit's delay in seconds, checked: from 0 to ten years (InvalidInput otherwise)."""
+    seconds = _seconds(value)
+    if seconds is None or not 0 <= seconds <= MAX_DELAY:
+        raise InvalidInput(f"delay {value!r} is out of range: give from 0s to 10 years "
+                           "(for example 30s, 5m, 2h, 7d)")
+    return seconds
+
+
+def check_time_limit(value: Any) -> float:
+    """A time limit in seconds, checked: from 1 ms to ten years (InvalidInput otherwise)."""
+    seconds = _seconds(value)
+    if seconds is None or not MIN_TIME_LIMIT <= seconds <= MAX_DELAY:
+        raise InvalidInput(f"time limit {value!r} is out of range: give from 1ms to 10 years "
+                           "(for example 30s, 2m, 1h)")
+    return seconds
 
 
 def new_job(

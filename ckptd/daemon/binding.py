@@ -1,19 +1,21 @@
 """The daemon's sockets: bound with the options every one needs, and said where they are.
 
 A socket is bound with its message limit, its high-water marks and (with CURVE) the guard's
-security; a refused bind is a ConfigError that names the address. Once serving, the bound
+security; a refused bind names the address: InUse when another process listens there,
+else ConfigError. Once serving, the bound
 endpoints can be written to a ready file (``serve --ready-file``) for whoever waits for them.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from typing import Any
 
 import zmq
 
-from ckptd.core.errors import ConfigError
+from ckptd.core.errors import ConfigError, InUse
 from ckptd.wire.security import SocketGuard
 
 
@@ -31,8 +33,13 @@ def bind_socket(ctx: zmq.Context[Any], kind: int, endpoint: str, name: str, *,
         sock.bind(endpoint)
     except zmq.ZMQError as exc:
         sock.close(0)
-        raise ConfigError(f"cannot bind the {name} socket to {endpoint}: {exc}; is another "
-                          "ckptd running, or is the address wrong?") from None
+        if exc.errno == errno.EADDRINUSE:
+            raise InUse(f"cannot bind the {name} socket to {endpoint}: the address is in use "
+                        "(another ckptd, or another program, listens there); stop it, or give "
+                        f"another port (--{name})") from None
+        raise ConfigError(f"cannot bind the {name} socket to {endpoint}: {exc}; check the "
+                          "address (an address of this machine, e.g. tcp://127.0.0.1:5550)"
+                          ) from None
     return sock
 
 

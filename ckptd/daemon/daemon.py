@@ -39,7 +39,7 @@ from ckptd.daemon.engine.group_commit import GroupCommit
 from ckptd.daemon.engine.groups import Groups, run_callbacks
 from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.daemon.requests import MAX_CONTROL_PER_STEP, Control
-from ckptd.daemon.systemd import Notifier
+from ckptd.daemon.systemd import Notifier, credential_copy
 from ckptd.daemon.telemetry.drops import Drops
 from ckptd.daemon.telemetry.snapshot import Snapshot
 from ckptd.daemon.watch.scans import Scans
@@ -538,6 +538,11 @@ class Daemon:
             self._guard.reload(fresh.authorized_keys)  # a removed key is refused from now on
         logging.getLogger().setLevel(fresh.log_level.upper())
         log.info("reloaded the settings")
+        if credential_copy(self.config_file):
+            log.warning("the settings file %s is a systemd credential, copied when the service "
+                        "started: a changed original takes effect at 'systemctl restart' "
+                        "(this reload applied the authorized_keys folder and the rest of the "
+                        "copy)", self.config_file)
         self.notifier.ready(self._status_line())
 
     # -- workers ---------------------------------------------------------------------------

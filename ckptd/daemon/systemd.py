@@ -80,3 +80,12 @@ class Notifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def credential_copy(path: str | None, environ: dict[str, str] | None = None) -> bool:
+    """Whether the settings file ``path`` is a systemd credential (``LoadCredential=``):
+    a copy made when the service started, which a reload reads again unchanged."""
+    folder = (os.environ if environ is None else environ).get("CREDENTIALS_DIRECTORY")
+    if not path or not folder:
+        return False
+    return os.path.dirname(os.path.abspath(path)) == os.path.abspath(folder)

@@ -7,15 +7,13 @@ functions for its own submits and retries, so a job made either way is the same 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ckptd.codec import decode_job, dumps, encode_job
 from ckptd.core import edits, jobs, waits
-from ckptd.core.answers import Submitted, SubmittedFile
+from ckptd.core.answers import Submitted
 from ckptd.core.config import LiveSettings, Settings, live
 from ckptd.core.errors import (
     FileMissing,
@@ -24,14 +22,15 @@ from ckptd.core.errors import (
     MalformedJob,
     QueueNotFound,
     TransitionError,
+    cannot_retry,
 )
 from ckptd.core.ids import new_id
-from ckptd.core.job_keys import check_key, job_key, key_of_job
+from ckptd.core.job_keys import job_key, key_of_job
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.states import STATES, TERMINAL, State, transition_name
-from ckptd.core.timefmt import utc_iso
 from ckptd.core.unique_windows import uniqueness_of
 from ckptd.store import recovery
+from ckptd.store.admin_batches import StoreBatches, raise_first
 from ckptd.store.admin_controls import StoreControls
 from ckptd.store.admin_graphs import StoreGraphs
 from ckptd.store.base import (
@@ -40,7 +39,6 @@ from ckptd.store.base import (
     Move,
     Op,
     PutBlob,
-    PutManifest,
     PutNew,
     Store,
     split_job_name,
@@ -74,9 +72,10 @@ def prepare_submit(settings: Settings, queue: str, payload: Any, now: float, *,
     job_id = new_id(now) if job_id is None else check_job_id(job_id)
     if max_attempts is not None and max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
-    if time_limit is not None and not (isinstance(time_limit, (int, float))
-                                       and 0 < time_limit < 1e9):
-        raise ValueError("time_limit must be a positive number of seconds")
+    if time_limit is not None:
+        time_limit = jobs.check_time_limit(time_limit)
+    if delay is not None:
+        delay = jobs.check_delay(delay)
     job = jobs.new_job(queue, job_id, payload, now,
                        max_attempts=max_attempts or settings.max_attempts_for(queue),
                        not_before=now + delay if delay else None, batch=batch, lineage=lineage,
@@ -140,20 +139,7 @@ def purgeable(store: Store, queue: str, state: State, older_than: float | None, 
     return found
 
 
-@dataclass
-class FilePlan:
-    """The store ops of a submit-file, in the order they must be applied.
-
-    ``first`` (the source blob, and the manifest when the batch is new) must succeed before
-    ``groups`` (the jobs, create-only), so that whatever a job refers to exists.
-    """
-
-    answer: SubmittedFile
-    first: list[Op]
-    groups: list[list[Op]]
-
-
-class StoreAdmin(StoreControls, StoreGraphs):
+class StoreAdmin(StoreControls, StoreBatches, StoreGraphs):
     """The actions of the CLI, carried out directly on a store."""
 
     def __init__(self, store: Store, settings: Settings | LiveSettings,
@@ -228,85 +214,6 @@ class StoreAdmin(StoreControls, StoreGraphs):
                                      priority=replaces[1], key=replaces[2])])
         return Submitted(job["id"], state=State.WAITING.value if parents else
                          State.PENDING.value, debounced=replaces is not None)
-
-    def plan_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
-                  batch: str | None = None, then: str | None = None,
-                  max_attempts: int | None = None, source_name: str | None = None,
-                  group: int = 500, key: str | None = None) -> FilePlan:
-        """Split a file into the ops of :meth:`submit_file` without applying them."""
-        from ckptd.core import batches, sources
-
-        check_queue(queue)
-        key = check_key(key) if key is not None else None
-        if then is not None:
-            check_queue(then)
-        if fmt not in sources.FORMATS:
-            raise ValueError(f"unknown format {fmt!r}: expected one of "
-                             f"{', '.join(sources.FORMATS)}")
-        now = self.clock()
-        batch = batches.check_batch(batch) if batch else batches.new_batch_id(now)
-        header, start = sources.header_of(data, fmt)
-        chunks = list(sources.split(data, fmt, chunk, start))
-        if not chunks:
-            raise ValueError("the file holds no records")
-        records = sum(c.count for c in chunks)
-        manifest = batches.Manifest(batch, queue, len(chunks), utc_iso(now), then=then,
-                                    source=f"blobs/{batch}.source", format=fmt,
-                                    extra={"records": records, "chunk": chunk,
-                                           "file": source_name})
-        try:
-            existing = batches.Manifest.decode(self.store.read_manifest(queue, batch))
-        except JobNotFound:
-            existing = None
-        if existing is not None and existing.total != manifest.total:
-            raise JobExists(queue, batch, "batches")
-        first: list[Op] = [PutBlob(queue, batch, "source", data)]
-        if existing is None:
-            first.append(PutManifest(queue, batch, manifest.encode()))
-        budget = max_attempts or self.settings.max_attempts_for(queue)
-        groups: list[list[Op]] = []
-        for begin in range(0, len(chunks), group):
-            ops: list[Op] = []
-            for seq in range(begin, min(len(chunks), begin + group)):
-                piece = chunks[seq]
-                payload = {"source": manifest.source, "format": fmt, "start": piece.start,
-                           "end": piece.end, "first": piece.first, "count": piece.count}
-                if header is not None:
-                    payload["header"] = header
-                job = jobs.new_job(queue, batches.job_id(batch, seq), payload, now,
-                                   max_attempts=budget, batch=batch, key=key)
-                ops.append(PutNew(queue, job["id"], encode_job(job), check_other_states=True,
-                                  key=key or ""))
-            groups.append(ops)
-        return FilePlan(SubmittedFile(batch, len(chunks), records, 0, fmt), first, groups)
-
-    def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
-                    batch: str | None = None, then: str | None = None,
-                    max_attempts: int | None = None, source_name: str | None = None,
-                    progress: Callable[[int, int], None] | None = None,
-                    key: str | None = None) -> SubmittedFile:
-        """Store a file once and submit one job per ``chunk`` records referring to its range.
-
-        The jobs are ``<batch>.<n>``; the batch gets a manifest (with ``then``, the queue of
-        its reduce job). Submitting the same batch again creates only what is missing, so an
-        interrupted submit-file can simply be run again with the same ``--batch``.
-        """
-        plan = self.plan_file(queue, data, fmt=fmt, chunk=chunk, batch=batch, then=then,
-                              max_attempts=max_attempts, source_name=source_name, key=key)
-        # The data first, then the manifest, then the jobs: whatever a job refers to exists.
-        _raise_first(self.store.apply(plan.first))
-        created = 0
-        done = 0
-        for ops in plan.groups:
-            for outcome in self.store.apply(ops):
-                if outcome is None:
-                    created += 1
-                elif not isinstance(outcome, JobExists):
-                    raise outcome
-            done += len(ops)
-            if progress is not None:
-                progress(done, plan.answer.jobs)
-        return dataclasses.replace(plan.answer, created=created)
 
     def _tag(self, queue: str, job_id: str) -> tuple[int, str]:
         """The priority and key the name of a pending job's file carries (none when it is
@@ -439,15 +346,13 @@ class StoreAdmin(StoreControls, StoreGraphs):
                 job = decode_job(self.store.read(queue, State.FAILED, job_id), queue, job_id)
             except JobNotFound:
                 states = self.store.find(queue, job_id)
-                where = f"it is {states[-1].value}" if states else "no such job"
-                raise JobNotFound(f"cannot retry {job_id!r}: only failed jobs can be retried "
-                                  f"({where})") from None
+                raise cannot_retry(job_id, states[-1].value if states else None) from None
             transition_name(State.FAILED, State.PENDING)
             budget = attempts or self.settings.max_attempts_for(queue)
             ops.append(Move(queue, job_id, State.FAILED, State.PENDING,
                             encode_job(edits.retried(job, budget)),
                             priority=jobs.priority_of(job), key=key_of_job(job)))
-        _raise_first(self.store.apply(ops))
+        raise_first(self.store.apply(ops))
         return [op.job_id for op in ops]
 
     def cancel(self, queue: str, job_id: str, by: str | None = None) -> str:
@@ -463,7 +368,7 @@ class StoreAdmin(StoreControls, StoreGraphs):
         if state in (State.PENDING, State.WAITING):
             transition_name(state, None)
             priority, key = self._tag(queue, job_id)
-            _raise_first(self.store.apply([Delete(queue, state, job_id, priority=priority,
+            raise_first(self.store.apply([Delete(queue, state, job_id, priority=priority,
                                                   key=key)]))
         elif state is State.CLAIMED:
             job = decode_job(self.store.read(queue, state, job_id), queue, job_id)
@@ -495,7 +400,7 @@ class StoreAdmin(StoreControls, StoreGraphs):
         doomed = [Delete(queue, state, job_id)
                   for job_id in purgeable(self.store, queue, state, older_than, self.clock())]
         for start in range(0, len(doomed), 1000):
-            _raise_first(self.store.apply(doomed[start:start + 1000]))
+            raise_first(self.store.apply(doomed[start:start + 1000]))
         remove_logs(self.store, queue, [op.job_id for op in doomed])
         return len(doomed)
 
@@ -539,6 +444,7 @@ class StoreAdmin(StoreControls, StoreGraphs):
                                 queue, "missing-blob", f"{state.value}/{job_id}.json",
                                 f"refers to {job['payload_ref']}, which is gone"))
             findings += self.graph_findings(queue, ids)
+            findings += self._incomplete_batches(queue, ids, repair)
             findings += recovery.clean_leftovers(self.store, queue, now,
                                                  self.settings.tmp_max_age, repair)
             # A quarantined job may be mended and put back: keep its checkpoint and blobs.
@@ -575,12 +481,6 @@ def _quarantined_ids(store: Store, queue: str) -> set[str]:
         if job_id is not None:
             found.add(job_id)
     return found
-
-
-def _raise_first(outcomes: list[Any]) -> None:
-    for outcome in outcomes:
-        if outcome is not None:
-            raise outcome
 
 
 def _json_or_text(data: bytes) -> Any:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ckptd.core.config import FsyncMode
-from ckptd.core.errors import CkptdError, InvalidName
+from ckptd.core.errors import CkptdError, InvalidName, StoreError
 from ckptd.core.states import STATES, State
 from ckptd.store.file_names import JOB_SUFFIX, Line, job_file_name, split_job_name
 from ckptd.store.listings import PendingListings
@@ -292,6 +292,15 @@ class Store(PendingListings, ABC):
         """Atomically write a batch's manifest. Idempotent."""
         self._one(PutManifest(queue, batch, data))
 
+    def delete_manifest(self, queue: str, batch: str) -> None:
+        """Remove a batch's manifest (a batch given up before any of its jobs was made);
+        nothing when absent. Idempotent.
+
+        Default: StoreError (a backend that cannot remove it says so).
+        """
+        raise StoreError(f"{type(self).__name__} cannot remove the manifest of batch "
+                         f"{batch!r}")
+
     def blob_ids(self, queue: str) -> list[tuple[str, str]]:
         """Return (job id, kind) of every blob of the queue; [] when none."""
         return []
@@ -324,12 +333,9 @@ class Store(PendingListings, ABC):
 
     def prefetch(self, queue: str, ids: Sequence[str],
                  priorities: Mapping[str, Line] | None = None) -> int:
-        """Read the pending files of ``ids`` (their names carry ``priorities``: a priority,
-        or ``(priority, key)``; 0 where not given) ahead of their claims; return how many
-        were read.
-
-        Default: nothing (0); reads are cheap where there is no network in between.
-        """
+        """Read the pending files of ``ids`` (named with ``priorities``: a priority, or
+        ``(priority, key)``; 0 where not given) ahead of their claims; return how many were
+        read. Default: nothing (0); reads are cheap where there is no network in between."""
         return 0
 
     def keep_own_pending(self, watched: Callable[[str], bool]) -> bool:

@@ -283,6 +283,14 @@ class BucketStore(Store):
         return self._cat(self._key(queue, OUTPUT_DIR, name),
                          f"no output {name!r} in {queue}/{OUTPUT_DIR}/")
 
+    def delete_manifest(self, queue: str, batch: str) -> None:
+        check_job_ref(queue, batch)
+        self._rm(self._key(queue, BATCH_DIR, batch + JOB_SUFFIX))
+
+    def _rm(self, key: str) -> None:
+        """Remove one object; nothing when absent."""
+        _rm_quietly(self.fs, key)
+
     def manifests(self, queue: str) -> list[str]:
         check_queue(queue)
         names = self._ls(f"{self.prefix}/{queue}/{BATCH_DIR}")

@@ -138,12 +138,19 @@ def load_public_key(path: str) -> bytes:
 
 
 def load_key_pair(path: str) -> tuple[bytes, bytes]:
-    """Return (public, secret) of a ``NAME.key_secret`` file, checking its mode first."""
-    check_private(path)
+    """Return (public, secret) of a ``NAME.key_secret`` file, checking its mode.
+
+    What kind of file it is comes first: a public key given for a secret one is named as
+    such (a chmod would not help it)."""
+    if not os.path.exists(path):
+        check_private(path)  # says it cannot be read, and why
     public, secret = _read_keys(path)
     if secret is None:
-        raise AuthError(f"{path} holds only a public key: give the NAME{SECRET_SUFFIX} file "
-                        "written beside it by ckptd keygen")
+        beside = path[:-len(PUBLIC_SUFFIX)] + SECRET_SUFFIX if path.endswith(PUBLIC_SUFFIX) \
+            else f"the NAME{SECRET_SUFFIX} file"
+        raise AuthError(f"{path} is a public key; give the secret key, {beside} (written "
+                        "beside it by ckptd keygen)")
+    check_private(path)
     return public, secret
 
 

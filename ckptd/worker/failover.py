@@ -14,7 +14,7 @@ from typing import Any
 
 import zmq
 
-from ckptd.core.errors import CkptdError
+from ckptd.core.errors import AuthError, DaemonUnavailable, Standby
 from ckptd.wire.endpoints import peer_endpoint
 from ckptd.wire.security import ClientCurve
 
@@ -25,7 +25,13 @@ def find_daemon(ctx: zmq.Context[Any], endpoints: list[str], curve: ClientCurve 
                 ) -> tuple[list[str], dict[str, Any], str]:
     """Ask the control addresses in turn, again and again until one answers, where to
     connect for jobs; return the addresses (the one that answered first), its answer, and
-    its dispatch endpoint."""
+    its dispatch endpoint.
+
+    Silence (no daemon yet, a restart), a standby's answer and a refused key (the daemon's
+    operator may authorize it and reload) are waited out, saying why; an answer that says
+    the address is wrong (a dispatch port) is raised, as the CLI would, since asking again
+    cannot change it.
+    """
     from ckptd.client.client import Client
 
     delay = 0.2
@@ -36,7 +42,7 @@ def find_daemon(ctx: zmq.Context[Any], endpoints: list[str], curve: ClientCurve 
             first = client.endpoints.index(client.endpoint)
             ordered = client.endpoints[first:] + client.endpoints[:first]
             return ordered, answer, peer_endpoint(client.endpoint, int(answer["dispatch_port"]))
-        except CkptdError as exc:
+        except (DaemonUnavailable, Standby, AuthError) as exc:
             log.warning("%s; retrying in %.1fs", exc, delay)
         finally:
             client.close()

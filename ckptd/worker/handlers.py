@@ -1,4 +1,5 @@
-"""Finding a handler by name: ``MODULE:FUNCTION``, as ``ckptd worker`` is given it."""
+"""Finding a handler: a function, or its name ``MODULE:FUNCTION`` as ``ckptd worker`` is
+given it."""
 
 from __future__ import annotations
 
@@ -41,3 +42,15 @@ def load_handler(spec: str) -> Handler:
         raise ConfigError(f"module {module_name!r} has no function {func_name!r} (handler "
                           f"{spec!r})")
     return handler  # type: ignore[no-any-return]
+
+
+def resolve_handler(handler: Handler | str) -> Handler:
+    """The handler a Worker was given: a function as it is, a ``MODULE:FUNCTION`` string
+    imported (:func:`load_handler`). Raises ConfigError for anything else, at once, rather
+    than letting every job fail on it."""
+    if isinstance(handler, str):
+        return load_handler(handler)
+    if not callable(handler):
+        raise ConfigError(f"the handler must be a function that takes a ckptd.Job (or its name "
+                          f"as 'MODULE:FUNCTION'), not {type(handler).__name__} {handler!r}")
+    return handler

@@ -47,6 +47,7 @@ from ckptd.worker.around import around_of
 from ckptd.worker.calls import JobCalls
 from ckptd.worker.data import JobData
 from ckptd.worker.failover import find_daemon
+from ckptd.worker.handlers import resolve_handler
 from ckptd.worker.job import Handler, JobHost
 from ckptd.worker.job_logs import LogTails
 from ckptd.worker.limits import HARD, Limits
@@ -68,7 +69,8 @@ KILLED = {"process": "its child process was killed", "thread": "its thread was w
 class Worker:
     """Connects to a daemon, takes jobs of some queues, runs ``handler`` on each.
 
-    ``pool``: ``thread`` (default for plain handlers), ``process`` (``concurrency`` child
+    ``handler`` is a function, or its name ``"MODULE:FUNCTION"`` (as ``ckptd worker`` takes
+    it). ``pool``: ``thread`` (default for plain handlers), ``process`` (``concurrency`` child
     processes: CPU-bound work uses that many cores) or ``async`` (default for ``async def``
     handlers: ``concurrency`` jobs in flight on one event loop). ``time_limit``: seconds an
     attempt may run when neither the job nor its queue says (None: no limit); ``grace``:
@@ -77,7 +79,8 @@ class Worker:
     processes.
     """
 
-    def __init__(self, connect: str | list[str], queues: str | list[str], handler: Handler, *,
+    def __init__(self, connect: str | list[str], queues: str | list[str],
+                 handler: Handler | str, *,
                  concurrency: int = 1, prefetch: int = 0, name: str | None = None,
                  root: str | None = None, curve: ClientCurve | None = None,
                  context: zmq.Context[Any] | None = None, settings: Settings | None = None,
@@ -98,7 +101,7 @@ class Worker:
             raise CkptdError("prefetch, grace and the per-child limits must not be negative")
         if time_limit is not None and time_limit <= 0:
             raise CkptdError("time_limit must be longer than 0s")
-        self.handler = handler
+        self.handler = handler = resolve_handler(handler)
         self.pool_kind = choose_pool(pool, handler)
         if self.pool_kind != "process" and (max_jobs_per_child or max_memory_per_child):
             raise CkptdError("--max-jobs-per-child and --max-memory-per-child need "
@@ -199,6 +202,9 @@ class Worker:
                         self.name, ", ".join(self.endpoints))
             self._close()
             return
+        except CkptdError:  # an answer that says the address or the keys are wrong
+            self._close()
+            raise
         if self._stopping:
             self._close()
             return

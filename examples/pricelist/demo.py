@@ -82,14 +82,21 @@ class Processes:
                                  f"{os.path.join(self.logs, name + '.log')}")
 
     def stop(self) -> None:
-        for _, proc in reversed(self.started):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        # A second Ctrl-C must not leave children behind: stop them all the same.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for _, proc in reversed(self.started):  # all at once: each stops on its own
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            for _, proc in reversed(self.started):
+                try:
+                    proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def progress_line(status: dict[str, Any], total: int, started: float) -> str:
@@ -159,6 +166,7 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, EXAMPLES]),
                CKPTD_LOG_LEVEL="warning")
     procs = Processes(logs)
+    client: Client | None = None
     try:
         shops = {}
         for name in SUPPLIERS:
@@ -234,11 +242,17 @@ def main() -> None:
               f"failed) in {elapsed:.1f}s, approved by {summary['approved']}")
         print(f"the store:   {store}" + (f"   (try: .venv/bin/ckptd --root {store} status)"
                                           if args.root is None else ""))
-        client.close()
     finally:
+        if client is not None:
+            client.close()
         procs.stop()
     print("stopped the workers, the daemon and the suppliers")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C: main() stopped what it started on its way out
+        print("\ninterrupted: stopped the workers, the daemon and the suppliers",
+              file=sys.stderr)
+        sys.exit(130)

@@ -37,6 +37,13 @@ START_TIMEOUT = 60.0
 RUN_TIMEOUT = 180.0
 
 
+def _only_another_store(report: str) -> bool:
+    """Whether the only problem ``ckptd doctor`` found is that the daemon it asked serves
+    another store than the one it was given."""
+    problems = [line for line in report.splitlines() if re.match(r"^\w+\s+problem\s", line)]
+    return bool(problems) and all("never reach it" in line for line in problems)
+
+
 @dataclass
 class Background:
     """A command that keeps running: a daemon, a worker, a status --watch."""
@@ -149,6 +156,8 @@ class Scratch:
             return ""
         done = subprocess.run(["bash", "-c", line], cwd=self.dir, env=self.env,
                               capture_output=True, text=True, timeout=RUN_TIMEOUT)
+        if name == "doctor" and done.returncode == 9 and _only_another_store(done.stdout):
+            codes = (*codes, 9)  # this scratch's one daemon serves the store of other examples
         assert done.returncode in codes, (
             f"{command!r} ran as {line!r} and exited {done.returncode} (expected {codes})\n"
             f"stdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-2000:]}")

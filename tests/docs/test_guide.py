@@ -33,8 +33,10 @@ from tests.docs.blocks import (
 from tests.docs.shell import Scratch, subcommand
 
 FIRST_JOB = ("ckptd serve --root ./data",
-             "ckptd worker --connect 127.0.0.1:5550 --queue price tasks:price")
-"""The README's daemon and worker, started before each guide page's blocks."""
+             "ckptd worker --connect 127.0.0.1:5550 --queue price tasks:price",
+             """ckptd --root ./data submit price '{"sku": "A-1", "qty": 3}'""")
+"""The README's daemon, worker and first job, run before each guide page's blocks (the
+pages' commands on the queue price need it to exist: a typo'd queue is made by nothing)."""
 
 
 def _first_job(scratch: Scratch) -> None:

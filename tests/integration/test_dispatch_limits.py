@@ -19,7 +19,7 @@ import pytest
 
 from ckptd.core.timefmt import parse_iso
 from tests.helpers import wait_for
-from tests.integration.worker_helpers import config_file, records
+from tests.integration.worker_helpers import config_file, records, wait_for_workers
 from tests.procs import REPO, Processes, base_env, job_files
 
 Q = "supplier"
@@ -122,6 +122,7 @@ def test_limit_changes_at_run_time_and_holds_in_its_file(procs: Processes, tmp_p
     log = tmp_path / "runs"
     procs.worker(daemon, Q, "sleepy", concurrency=6, env={"SLEEP": "0.2",
                                                           "TEST_LOG": str(log)})
+    wait_for_workers(daemon)  # the queue exists once its worker is there (or with --create)
 
     def ckptd(*args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "ckptd", *args], capture_output=True,

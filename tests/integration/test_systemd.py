@@ -70,7 +70,7 @@ def test_sighup_reloads_settings_and_says_so(procs: Processes, tmp_path: Path) -
 def test_unit_files_pass_systemd_analyze_verify(unit: str, tmp_path: Path) -> None:
     # verify checks that ExecStart exists: point it at this environment's ckptd.
     ckptd = os.path.join(os.path.dirname(sys.executable), "ckptd")
-    text = (REPO / "systemd" / unit).read_text().replace("/usr/local/bin/ckptd", ckptd)
+    text = (REPO / "systemd" / unit).read_text().replace("/opt/ckptd/bin/ckptd", ckptd)
     name = unit.replace("@.", "@price.")
     (tmp_path / name).write_text(text)
     result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / name)],

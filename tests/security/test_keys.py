@@ -78,7 +78,7 @@ def test_secret_keys_must_be_private_and_secret(keys: Keys) -> None:
     with pytest.raises(AuthError, match="readable by group or others"):
         CurveServer(keys.server.secret, str(keys.authorized))
     os.chmod(keys.server.public, 0o600)
-    with pytest.raises(AuthError, match="only a public key"):
+    with pytest.raises(AuthError, match="is a public key; give the secret key"):
         load_key_pair(keys.server.public)
     with pytest.raises(AuthError, match="cannot read the secret key file"):
         load_key_pair(str(keys.root / "missing.key_secret"))

@@ -32,7 +32,7 @@ def offline_security_supported() -> bool:
 def test_the_daemon_unit_s_exposure_level_is_below_2(tmp_path: Path) -> None:
     ckptd = os.path.join(os.path.dirname(sys.executable), "ckptd")
     text = (REPO / "systemd" / "ckptd.service").read_text()
-    (tmp_path / "ckptd.service").write_text(text.replace("/usr/local/bin/ckptd", ckptd))
+    (tmp_path / "ckptd.service").write_text(text.replace("/opt/ckptd/bin/ckptd", ckptd))
     result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager",
                              str(tmp_path / "ckptd.service")],
                             capture_output=True, text=True, timeout=120)

@@ -4,7 +4,7 @@ A daemon without ``lead`` leads the whole root under one exclusive lock
 (``<root>/.ckptd/root.lock``), as it always did. A daemon with ``lead = ["a", "b"]`` takes
 that lock shared (so no whole-root daemon can start beside it, and it cannot start beside
 one) and an exclusive lock per queue it leads, ``<root>/.ckptd/queue-<name>.lock``. A
-second daemon that would lead a queue already led is refused at start (exit code 5) with
+second daemon that would lead a queue already led is refused at start (exit code 4) with
 the holder's pid, host and control address. The kernel releases the locks of a daemon that
 dies, even by kill -9, so its restart (or a daemon started with its queues) takes them at
 once. This way a machine with many cores runs one daemon per few queues.

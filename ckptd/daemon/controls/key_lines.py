@@ -113,6 +113,18 @@ class KeyedReady(ReadyLines):
         if self.keys:
             self.keys.pop(job_id, None)
 
+    def sweep(self, keep: Callable[[str], bool]) -> int:
+        """As :meth:`ReadyLines.sweep`, over the lines of every key too."""
+        taken = super().sweep(keep)
+        keyed = 0
+        for key, lines in list(self.by_key.items()):
+            keyed += lines.sweep(keep)
+            self._drop(key)
+        if keyed:
+            self._keyed_loose = max(0, self._keyed_loose - keyed)
+            self._rebuild()
+        return taken + keyed
+
     def set_aging(self, seconds: float) -> None:
         """Aging in force for every key's lines (the heads' ranks follow)."""
         if seconds != self.aging:

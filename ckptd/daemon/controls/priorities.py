@@ -61,7 +61,7 @@ class ReadyLines:
     """
 
     __slots__ = ("lines", "prio", "aging", "clock", "aged", "_zero", "backlog", "key",
-                 "listed_levels")
+                 "listed_levels", "left")
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
                  backlog: Backlog | None = None, prio: dict[str, int] | None = None,
@@ -76,6 +76,7 @@ class ReadyLines:
         self.backlog = backlog if backlog is not None else Backlog()
         self.key = key
         self.listed_levels: set[int] = set()  # priorities with listed ids in the backlog
+        self.left = 0  # ids that left pending/ while in a line (removed by hand, cancelled)
 
     def _bl(self, level: int) -> Line:
         """Where the backlog files this lines' listed ids of ``level``."""
@@ -95,6 +96,22 @@ class ReadyLines:
         """The job ended: forget its priority."""
         if self.prio:
             self.prio.pop(job_id, None)
+
+    def sweep(self, keep: Callable[[str], bool]) -> int:
+        """Take out of the lines the ids that ``keep`` says are no longer pending, so that
+        the counts per priority say what waits (dispatch would skip them anyway); one pass
+        over the lines, made by a rescan after some left. Returns how many were taken."""
+        taken = 0
+        for level, line in list(self.lines.items()):
+            kept = [entry for entry in line if keep(entry[0])]
+            if len(kept) != len(line):
+                taken += len(line) - len(kept)
+                line.clear()
+                line.extend(kept)
+                if not line and level != 0:
+                    del self.lines[level]
+        self.left = 0
+        return taken
 
     def priority(self, job_id: str) -> int:
         """The priority of an open job: noted, or that of the listed run holding it."""

@@ -21,6 +21,7 @@ from ckptd.core.errors import (
     JobNotFound,
     QueueNotFound,
     TransitionError,
+    cannot_retry,
 )
 from ckptd.core.job_keys import key_of_job
 from ckptd.core.states import State
@@ -221,9 +222,7 @@ class Operators:
             try:
                 job = decode_job(store.read(queue, State.FAILED, job_id), queue, job_id)
             except JobNotFound:
-                where = engine.where(queue, job_id)
-                reply(JobNotFound(f"cannot retry {job_id!r}: only failed jobs can be retried ("
-                                  f"{'it is ' + where if where else 'no such job'})"))
+                reply(cannot_retry(job_id, engine.where(queue, job_id) or None))
                 return
             except CkptdError as exc:
                 reply(exc)
@@ -262,6 +261,7 @@ class Operators:
             key = index.ready.key_of(job_id)
             index.pending.discard(job_id)
             index.delayed_at.pop(job_id, None)
+            index.ready.left += 1  # its line's entry goes at the next rescan
 
             def removed(outcome: Outcome) -> None:
                 reply({"was": "pending"} if outcome is None else outcome)

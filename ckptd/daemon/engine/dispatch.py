@@ -44,6 +44,12 @@ def _time_limit(value: Any) -> float | None:
     return None
 
 
+def _may_grow(raw: bytes) -> bool:
+    """Whether a file that parses may still be the first part of a longer JSON text."""
+    text = raw.strip()
+    return not text or text[:1] in b"-0123456789"
+
+
 class _TooYoung(Exception):
     """A pending file written by hand moments ago: it may not be complete yet."""
 
@@ -266,8 +272,9 @@ class Dispatcher:
                       tag: int, key: str) -> tuple[jobs.Job, bool]:
         """The pending job, completed when it was written by hand; and whether it was.
 
-        Raises MalformedJob when it cannot be a job, _TooYoung when it was completed but
-        is so recent that it may still be being written in place.
+        Raises MalformedJob when it cannot be a job, _TooYoung when it was completed, is a
+        bare number (a prefix of a longer one parses too) and is so recent that it may still
+        be being written in place.
         """
         try:
             return decode_job(raw, index.name, job_id), False
@@ -280,7 +287,10 @@ class Dispatcher:
         job, completed = jobs.decode_pending(
             raw, index.name, job_id, written=written,
             max_attempts=self.ix.settings.max_attempts_for(index.name))
-        if completed and now - written < MALFORMED_GRACE:
+        # Only a bare number can be a complete JSON text and yet a part of a longer one
+        # being written; an object, list or string that parses is whole (a file put in by
+        # mv, however fresh, is claimed at once).
+        if completed and _may_grow(raw) and now - written < MALFORMED_GRACE:
             raise _TooYoung()
         return job, completed
 

@@ -501,6 +501,8 @@ class Engine:
         if index is not None and job_id in index.pending:
             index.pending.discard(job_id)
             index.delayed_at.pop(job_id, None)
+            index.ready.forget(job_id)
+            index.ready.left += 1  # its line's entry goes at the next rescan
             log.info("job removed from pending/ by hand", extra={"fields": {
                 "queue": queue, "id": job_id, "from": "pending", "to": "removed"}})
             self.flows.removed(queue, job_id, time.time())
@@ -529,4 +531,8 @@ class Engine:
                     and (queue, job_id) not in creating:  # its create answers for it
                 index.pending.discard(job_id)
                 index.delayed_at.pop(job_id, None)
+                index.ready.forget(job_id)
+                index.ready.left += 1
         index.added_since_scan.clear()
+        if index.ready.left:  # ids that left pending/ while in a line: out of the counts
+            index.ready.sweep(lambda i: i in index.pending or i in in_flight)

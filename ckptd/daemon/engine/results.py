@@ -195,7 +195,7 @@ class Answers:
 
         def moved(outcome: Outcome) -> None:
             if outcome is not None:
-                self._move_failed(lease, outcome, now)
+                self._move_failed(lease, outcome, now, lambda: self._ack(identity, body, True))
                 return
             ix.end_lease(index, lease)
             ix.ended.append((lease.queue, lease.id))
@@ -267,7 +267,8 @@ class Answers:
 
         ``edit`` replaces the default edit of the file (a cancel records who did it);
         ``confirm`` runs once the move is durable; ``spare_attempt`` sends the job back to
-        pending even when this was its last attempt (the edit gives it one more).
+        pending even when this was its last attempt (the edit gives it one more), at the
+        head of its line: it was taken before the jobs that came after it.
         """
         ix = self.ix
         job = ix.claimed_job(lease)
@@ -291,7 +292,7 @@ class Answers:
 
         def moved(outcome_: Outcome) -> None:
             if outcome_ is not None:
-                self._move_failed(lease, outcome_, now)
+                self._move_failed(lease, outcome_, now, confirm)
                 return
             ix.end_lease(index, lease)
             batch = job.get("batch")
@@ -299,7 +300,10 @@ class Answers:
                 index.counters["retried"] += 1
                 index.metrics.retried(batch if isinstance(batch, str) else None)
                 index.pending.add(lease.id)
-                ix.delay(index, lease.id, not_before)
+                if spare_attempt:  # given back unfinished: it runs again first, not last
+                    index.ready.appendleft(lease.id)
+                else:
+                    ix.delay(index, lease.id, not_before)
             else:
                 ix.ended.append((lease.queue, lease.id))
                 self.flows.ended(lease.queue, lease.id, job, State.FAILED, now)
@@ -323,15 +327,30 @@ class Answers:
 
             ix.txn.add(first, then)
 
-    def _move_failed(self, lease: Lease, error: CkptdError, now: float) -> None:
+    def _move_failed(self, lease: Lease, error: CkptdError, now: float,
+                      answered: Callable[[], None] | None = None) -> None:
         """A move that ends an attempt was refused for good (a store failure would have been
-        kept and retried): the job is not where the lease says, or already where it goes."""
+        kept and retried): the job is not where the lease says, or already where it goes.
+
+        A job that left claimed/ while it ran was moved by someone else (``ckptd --root
+        cancel``, an ``mv`` by hand): its answer is dropped and counted as stale, and
+        ``answered`` tells its worker so (it stops sending it again).
+        """
         lease.closing = False
-        self.ix.counters["store_errors"] += 1
-        log.error("cannot move job %s/%s: %s", lease.queue, lease.id, error)
         if isinstance(error, JobNotFound):
             self.ix.end_lease(self.ix.queue(lease.queue), lease)
-        elif isinstance(error, JobExists):
+            self.ix.counters["stale_answers"] += 1
+            now_in = self.ix.where(lease.queue, lease.id)
+            log.warning("job %s/%s left claimed/ while attempt %d ran (moved by hand, or "
+                        "cancelled with --root): it is %s now; the worker's answer is dropped",
+                        lease.queue, lease.id, lease.attempt,
+                        f"in {now_in}/" if now_in else "gone")
+            if answered is not None:
+                answered()
+            return
+        self.ix.counters["store_errors"] += 1
+        log.error("cannot move job %s/%s: %s", lease.queue, lease.id, error)
+        if isinstance(error, JobExists):
             self.resync(lease.queue, lease.id, now)
 
     def checkpoint(self, worker: WorkerInfo | None, body: Body, now: float,

@@ -275,6 +275,18 @@ class LocalStore(LocalControls, LocalSignals, GroupedWrites, Store):
         path = f"{self.folders.side(queue, OUTPUT_DIR, False)}/{name}"
         return read_or_missing(path, f"no output {name!r} in {queue}/{OUTPUT_DIR}/")
 
+    def delete_manifest(self, queue: str, batch: str) -> None:
+        check_job_ref(queue, batch)
+        folder = self.folders.side(queue, BATCH_DIR, False)
+        try:
+            os.unlink(f"{folder}/{batch}{JOB_SUFFIX}")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise io_error(exc, "remove the manifest of", batch) from exc
+        if self.fsync is not FsyncMode.NEVER:
+            fsync_dir(folder)
+
     def manifests(self, queue: str) -> list[str]:
         check_queue(queue)
         try:

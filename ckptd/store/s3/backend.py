@@ -509,6 +509,9 @@ class S3Store(BucketStore, Background):
         key = self._control_key(queue, name)
         self.req.run(lambda: self.req.delete(key, f"delete {queue}/{name}"))
 
+    def _rm(self, key: str) -> None:
+        self.req.run(lambda: self.req.delete(key, f"delete {key}"))
+
     def queue_controls(self) -> dict[str, dict[str, bytes]]:
         """The queues and their control files from the same listing as :meth:`queues`: a
         control file is read only when the listing shows it new or changed."""
