@@ -7,7 +7,8 @@ through a daemon (``--connect``).
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -16,6 +17,27 @@ from ckptd.cli.inputs import read_payload
 from ckptd.cli.options import Command
 
 BRANCH, LAST, PIPE, SPACE = "├─ ", "└─ ", "│  ", "   "
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def parent_options(command: F) -> F:
+    """``submit``'s ``--after`` and ``--on-parent-failure``."""
+    command = click.option(
+        "--on-parent-failure", type=click.Choice(["fail", "run", "ignore"]),
+        help="When a parent failed: fail this job too, run it anyway, or run it as if that "
+             "parent were not one. [default: fail]")(command)
+    return click.option(
+        "--after", "after", multiple=True, metavar="QUEUE/ID",
+        help="A parent: the job waits in waiting/ until it has ended (repeat for several; "
+             "a bare ID is a job of QUEUE).")(command)
+
+
+def parents(after: tuple[str, ...], on_parent_failure: str | None) -> dict[str, Any]:
+    """``submit``'s parents and rule, as its keyword arguments; ``--on-parent-failure``
+    needs parents."""
+    if on_parent_failure and not after:
+        raise click.UsageError("--on-parent-failure needs --after")
+    return {"after": list(after) or None, "on_parent_failure": on_parent_failure}
 
 
 @click.command(cls=Command, epilog="""Examples:

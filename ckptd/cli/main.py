@@ -92,12 +92,7 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
                    "the fair share apply to it. [default: the queue's key path, or none]")
 @click.option("--if-exists", type=click.Choice(["error", "return"]), default="error",
               show_default=True, help="When the id already exists: fail, or print it.")
-@click.option("--after", "after", multiple=True, metavar="QUEUE/ID",
-              help="A parent: the job waits in waiting/ until it has ended (repeat for "
-                   "several; a bare ID is a job of QUEUE).")
-@click.option("--on-parent-failure", type=click.Choice(["fail", "run", "ignore"]),
-              help="When a parent failed: fail this job too, run it anyway, or run it as if "
-                   "that parent were not one. [default: fail]")
+@graphs.parent_options
 @click.option("--create", is_flag=True, help=CREATE_HELP)
 def submit(queue: str, payload_json: str | None, payload_file: str | None, job_id: str | None,
            max_attempts: int | None, delay: str | None, time_limit: str | None,
@@ -114,9 +109,7 @@ def submit(queue: str, payload_json: str | None, payload_file: str | None, job_i
     payload = read_payload(payload_json, payload_file)
     seconds = parse_duration(delay, "--delay") if delay else None
     limit = parse_duration(time_limit, "--time-limit") if time_limit else None
-    if on_parent_failure and not after:
-        raise click.UsageError("--on-parent-failure needs --after")
-    parents = list(after) or None
+    parents = graphs.parents(after, on_parent_failure)
     ctx = _ctx()
     creation = check_new(ctx, [queue], create=create)
     prep = sealing.preparer(ctx.settings()) if not ctx.connect else None
@@ -125,13 +118,11 @@ def submit(queue: str, payload_json: str | None, payload_file: str | None, job_i
         answer = ctx.store_admin().submit(
             queue, payload, job_id=job_id, max_attempts=max_attempts, delay=seconds,
             if_exists=if_exists, time_limit=limit, priority=priority, key=key,
-            meta=extra.get("meta"), payload_key=extra.get("payload_key"), after=parents,
-            on_parent_failure=on_parent_failure)
+            meta=extra.get("meta"), payload_key=extra.get("payload_key"), **parents)
     else:  # through the daemon, the client does it
         answer = ctx.admin().submit(queue, payload, job_id=job_id, max_attempts=max_attempts,
                                     delay=seconds, if_exists=if_exists, time_limit=limit,
-                                    priority=priority, key=key, after=parents,
-                                    on_parent_failure=on_parent_failure)
+                                    priority=priority, key=key, **parents)
     creation.say()
     click.echo(answer.id)
     if answer.debounced:
@@ -347,8 +338,7 @@ def cancel(queue: str, job_id: str) -> None:
     asked = None if ctx.connect else cancel_through_daemon(ctx, queue, job_id,
                                                            who_am_i("--root"))
     was = asked[0] if asked else ctx.admin().cancel(queue, job_id)
-    click.echo("removed" if was in (State.PENDING.value, State.WAITING.value)
-               else "moved to failed (cancelled)")
+    click.echo("moved to failed (cancelled)" if was == State.CLAIMED.value else "removed")
     if asked is not None:
         click.echo(f"note: done through the daemon at {asked[1]}, which runs this store "
                    "(a running job's worker is told at once)", err=True)
@@ -593,8 +583,7 @@ def doctor(as_json: bool, timeout: str) -> None:
 
 for _command in (*controls.COMMANDS,  # pause, resume, limit, schedules
                  *joblogs.COMMANDS, *encryption.COMMANDS,  # logs, encryption-key
-                 *console.COMMANDS,  # console-user, replay, move
-                 *graphs.COMMANDS):  # signal, graph
+                 *console.COMMANDS, *graphs.COMMANDS):  # console-user, replay, move; signal, graph
     cli.add_command(_command)
 
 
