@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ckptd.core.errors import CkptdError, LeaseLost
-from ckptd.core.outcomes import Cancelled, Fail, Interrupt, Retry, TimeLimit
+from ckptd.core.outcomes import Cancelled, Fail, Interrupt, Park, Retry, TimeLimit
 from ckptd.core.version import __version__
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 __all__ = ["AsyncClient", "AsyncJob", "Cancelled", "Client", "CkptdError", "Fail", "Hook",
-           "Interrupt", "Job", "Keyring", "LeaseLost", "Retry", "Submission", "TimeLimit",
+           "Interrupt", "Job", "Keyring", "LeaseLost", "Park", "Retry", "Submission", "TimeLimit",
            "Worker", "__version__"]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ckptd.cli import console, controls, encryption, exits, joblogs, sealing
+from ckptd.cli import console, controls, encryption, exits, graphs, joblogs, sealing
 from ckptd.cli.context import Context, current
 from ckptd.cli.creation import check_new
 from ckptd.cli.inputs import read_payload
@@ -73,7 +73,8 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
   ckptd submit reports '{}' --delay 10m --max-attempts 5
   ckptd submit render '{"page": 7}' --time-limit 2m
   ckptd submit price '{"sku": "RUSH-1"}' --priority -10
-  ckptd submit price '{"sku": "A-1"}' --key supplier-a""")
+  ckptd submit price '{"sku": "A-1"}' --key supplier-a
+  ckptd submit price '{"total": true}' --after ID1 --after ID2 --on-parent-failure run""")
 @click.argument("queue")
 @click.argument("payload_json", required=False, metavar="[PAYLOAD_JSON]")
 @click.option("--payload-file", metavar="F|-",
@@ -91,10 +92,12 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, fsync: st
                    "the fair share apply to it. [default: the queue's key path, or none]")
 @click.option("--if-exists", type=click.Choice(["error", "return"]), default="error",
               show_default=True, help="When the id already exists: fail, or print it.")
+@graphs.parent_options
 @click.option("--create", is_flag=True, help=CREATE_HELP)
 def submit(queue: str, payload_json: str | None, payload_file: str | None, job_id: str | None,
            max_attempts: int | None, delay: str | None, time_limit: str | None,
-           priority: int | None, key: str | None, if_exists: str, create: bool) -> None:
+           priority: int | None, key: str | None, if_exists: str, after: tuple[str, ...],
+           on_parent_failure: str | None, create: bool) -> None:
     """Create a job in QUEUE and print its id once it is stored.
 
     On a queue with unique = "payload" (or unique_fields) the id is made from the payload:
@@ -106,6 +109,7 @@ def submit(queue: str, payload_json: str | None, payload_file: str | None, job_i
     payload = read_payload(payload_json, payload_file)
     seconds = parse_duration(delay, "--delay") if delay else None
     limit = parse_duration(time_limit, "--time-limit") if time_limit else None
+    parents = graphs.parents(after, on_parent_failure)
     ctx = _ctx()
     creation = check_new(ctx, [queue], create=create)
     prep = sealing.preparer(ctx.settings()) if not ctx.connect else None
@@ -114,11 +118,11 @@ def submit(queue: str, payload_json: str | None, payload_file: str | None, job_i
         answer = ctx.store_admin().submit(
             queue, payload, job_id=job_id, max_attempts=max_attempts, delay=seconds,
             if_exists=if_exists, time_limit=limit, priority=priority, key=key,
-            meta=extra.get("meta"), payload_key=extra.get("payload_key"))
+            meta=extra.get("meta"), payload_key=extra.get("payload_key"), **parents)
     else:  # through the daemon, the client does it
         answer = ctx.admin().submit(queue, payload, job_id=job_id, max_attempts=max_attempts,
                                     delay=seconds, if_exists=if_exists, time_limit=limit,
-                                    priority=priority, key=key)
+                                    priority=priority, key=key, **parents)
     creation.say()
     click.echo(answer.id)
     if answer.debounced:
@@ -320,7 +324,7 @@ def retry(queue: str, job_ids: tuple[str, ...], all_failed: bool, attempts: int 
 @click.argument("queue")
 @click.argument("job_id", metavar="ID")
 def cancel(queue: str, job_id: str) -> None:
-    """Cancel a job: a pending job is removed, a claimed one is moved to failed.
+    """Cancel a job: a pending (or waiting) job is removed, a claimed one is moved to failed.
 
     The worker running a claimed job is told at once: its handler gets ckptd.Cancelled,
     and is stopped by force after the worker's grace period. With --root the daemon that
@@ -334,7 +338,7 @@ def cancel(queue: str, job_id: str) -> None:
     asked = None if ctx.connect else cancel_through_daemon(ctx, queue, job_id,
                                                            who_am_i("--root"))
     was = asked[0] if asked else ctx.admin().cancel(queue, job_id)
-    click.echo("removed" if was == State.PENDING.value else "moved to failed (cancelled)")
+    click.echo("moved to failed (cancelled)" if was == State.CLAIMED.value else "removed")
     if asked is not None:
         click.echo(f"note: done through the daemon at {asked[1]}, which runs this store "
                    "(a running job's worker is told at once)", err=True)
@@ -579,7 +583,7 @@ def doctor(as_json: bool, timeout: str) -> None:
 
 for _command in (*controls.COMMANDS,  # pause, resume, limit, schedules
                  *joblogs.COMMANDS, *encryption.COMMANDS,  # logs, encryption-key
-                 *console.COMMANDS):  # console-user, replay, move
+                 *console.COMMANDS, *graphs.COMMANDS):  # console-user, replay, move; signal, graph
     cli.add_command(_command)
 
 

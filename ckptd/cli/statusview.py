@@ -71,15 +71,16 @@ def status_table(answer: dict[str, Any]) -> str:
         lines.append("no queues yet")
         return "\n".join(lines)
     if daemon:
-        headers = ["queue", "pending", "delayed", "claimed", "done", "failed", "jobs/s",
-                   "lead p50/p95", "cycle p50/p95", "oldest", "workers"]
+        headers = ["queue", "pending", "delayed", "claimed", "waiting", "done", "failed",
+                   "jobs/s", "lead p50/p95", "cycle p50/p95", "oldest", "workers"]
     else:
-        headers = ["queue", "pending", "claimed", "done", "failed", "quarantined"]
+        headers = ["queue", "pending", "claimed", "waiting", "done", "failed", "quarantined"]
     rows = []
     for name, c in queues.items():
         if daemon:
             rows.append([name, str(c.get("pending", 0)), str(c.get("delayed", 0)),
-                         str(c.get("claimed", 0)), str(c.get("done", 0)),
+                         str(c.get("claimed", 0)), str(c.get("waiting", 0)),
+                         str(c.get("done", 0)),
                          str(c.get("failed", 0)), f"{float(c.get('throughput_1m') or 0):.1f}",
                          _pair(c, "lead_p50_s", "lead_p95_s"),
                          _pair(c, "cycle_p50_s", "cycle_p95_s"),
@@ -89,7 +90,8 @@ def status_table(answer: dict[str, Any]) -> str:
     lines += _table(headers, rows)
     batch_rows = [[batch, name, str(b.get("total", 0)), str(b.get("done", 0)),
                    str(b.get("failed", 0)), str(b.get("open", 0)), _dur(b.get("eta_s")),
-                   b.get("then") or "-"]
+                   b.get("then") or ", ".join(f"{k}->{q}" for k, q in
+                                              (b.get("callbacks") or {}).items()) or "-"]
                   for name, c in queues.items() for batch, b in (c.get("batches") or {}).items()]
     if batch_rows:
         lines.append("")

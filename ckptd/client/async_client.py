@@ -267,6 +267,17 @@ class AsyncClient:
         """The job's state, file, checkpoint and (when claimed) its lease."""
         return await self.request("show", {"queue": queue, "id": job_id})
 
+    # -- work that waits (docs/guide/graphs.md) ---------------------------------------------
+
+    async def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> Body:
+        """Send the signal ``name`` to a job (see :meth:`ckptd.Client.signal`)."""
+        return await self.request("signal", bodies.signal_body(queue, job_id, name, data))
+
+    async def graph(self, queue: str, job_id: str, depth: int | None = None) -> Body:
+        """A job's parents, children, dependents and batch, with their states."""
+        return await self.request("graph", bodies.graph_body(queue, job_id, depth),
+                                  timeout=bodies.GRAPH_TIMEOUT)
+
     def close(self) -> None:
         """Close the socket (and the context if the client made it). Idempotent."""
         self._pipe.close()

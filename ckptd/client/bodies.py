@@ -18,6 +18,7 @@ from ckptd.core.jobs import check_delay, check_time_limit
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.queue_controls import check_priority
 from ckptd.core.states import State
+from ckptd.core.waits import check_signal
 from ckptd.wire.protocol import Body
 
 WAIT_CHUNK = 30.0  # seconds one ``wait`` request is parked in the daemon at most
@@ -50,11 +51,12 @@ class SubmitRequest:
 
     def may_go_direct(self) -> bool:
         """Whether a client on the daemon's host may write this job into the store itself:
-        a job of a batch, one to run later or with a priority goes through the daemon,
-        which then counts the batch's figures and the delayed jobs, and orders it, at once."""
+        a job of a batch, one to run later, with a priority, a key or parents goes through
+        the daemon, which then counts the batch's figures and the delayed jobs, orders it,
+        and knows what it waits for, at once."""
         body = self.body
         return body.get("batch") is None and not body.get("delay") \
-            and not body.get("priority") and body.get("key") is None
+            and not body.get("priority") and body.get("key") is None and not body.get("after")
 
 
 class SubmitOptions(TypedDict, total=False):
@@ -66,6 +68,8 @@ class SubmitOptions(TypedDict, total=False):
     time_limit: float | None
     priority: int | None
     key: str | None
+    after: list[str] | None
+    on_parent_failure: str | None
     if_exists: str
 
 
@@ -80,7 +84,9 @@ def submit_request(queue: str, payload: Any = None, *, job_id: str | None = None
                    max_attempts: int | None = None, delay: float | None = None,
                    if_exists: str = "error", batch: str | None = None,
                    time_limit: float | None = None, priority: int | None = None,
-                   key: str | None = None, prep: Preparer | None = None) -> SubmitRequest:
+                   key: str | None = None, after: list[str] | None = None,
+                   on_parent_failure: str | None = None,
+                   prep: Preparer | None = None) -> SubmitRequest:
     """The body of a ``submit`` (see :meth:`ckptd.client.client.Client.submit_job`); without
     ``job_id`` the client chooses the id (sortable by time) and a resend finds the job.
     ``prep``: the client's hooks, tracing and keys, applied to the payload. Values out of
@@ -109,10 +115,37 @@ def submit_request(queue: str, payload: Any = None, *, job_id: str | None = None
         body["time_limit"] = check_time_limit(time_limit)
     if generated:
         body["fresh"] = True
+    if after:  # parents (queue/id): the daemon holds it in waiting/ (docs/guide/graphs.md)
+        body["after"] = list(after)
+        body["on_parent_failure"] = on_parent_failure
     if prep is not None and prep.active:  # hooks, trace context, seal
         body["payload"], extra = prep.prepare(queue, payload, body["id"])
         body.update(extra)
     return SubmitRequest(queue, body, generated)
+
+
+def batch_open_body(queue: str, *, then: str | None, on_complete: str | None,
+                    on_failure: str | None, name: str | None, context: Any) -> Body:
+    """The body of a ``batch_open`` (see :meth:`ckptd.client.batches.GraphCalls.batch`)."""
+    check_queue(queue)
+    callbacks = {k: check_queue(v) for k, v in (("then", then), ("on_complete", on_complete),
+                                                ("on_failure", on_failure)) if v}
+    if not callbacks:
+        raise ValueError("a batch needs a callback: then=, on_complete= or on_failure=")
+    return {"queue": queue, "batch": name, "callbacks": callbacks, "context": context}
+
+
+def signal_body(queue: str, job_id: str, name: str, data: Any = None) -> Body:
+    """The body of a ``signal`` (see :meth:`ckptd.client.batches.GraphCalls.signal`)."""
+    return {"queue": queue, "id": job_id, "name": check_signal(name), "data": data}
+
+
+def graph_body(queue: str, job_id: str, depth: int | None = None) -> Body:
+    """The body of a ``graph`` request (a job's parents, children and batch)."""
+    return {"queue": queue, "id": job_id, "depth": depth}
+
+
+GRAPH_TIMEOUT = 60.0  # seconds: a graph request may read many files
 
 
 def submitted(answer: Body) -> Submitted:

@@ -27,6 +27,7 @@ from typing import Any
 import zmq
 
 from ckptd.client import bodies
+from ckptd.client.batches import GraphCalls
 from ckptd.client.conversation import MAX_HOPS, RESEND_FIRST, Ask, conversation, drive
 from ckptd.client.direct import DirectSubmit
 from ckptd.client.hooks import HookSpec
@@ -52,9 +53,10 @@ def _ask_endpoints(client: weakref.ref[Client]) -> dict[str, Any]:
     return alive.request("endpoints")
 
 
-class Client:
+class Client(GraphCalls):
     """A connection to a daemon's control socket (or to a list of them, tried in turn);
-    threads may share it."""
+    threads may share it. Batches, signals and graphs:
+    :class:`~ckptd.client.batches.GraphCalls`."""
 
     def __init__(self, endpoints: str | list[str], *, timeout: float = DEFAULT_TIMEOUT,
                  context: zmq.Context[Any] | None = None, curve: ClientCurve | None = None,
@@ -134,7 +136,8 @@ class Client:
                max_attempts: int | None = None, delay: float | None = None,
                batch: str | None = None, time_limit: float | None = None,
                priority: int | None = None, key: str | None = None,
-               if_exists: str = "error") -> str:
+               if_exists: str = "error", after: list[str] | None = None,
+               on_parent_failure: str | None = None) -> str:
         """Submit a job and return its id once the daemon has stored it durably.
 
         ``time_limit`` (seconds) bounds each attempt of this job, over the queue's own
@@ -144,21 +147,26 @@ class Client:
         that id when the job exists already (as after
         :class:`~ckptd.core.errors.SubmitUnconfirmed`) instead of raising JobExists. On a
         ``unique`` queue the id is the payload's, and the same payload returns the job it
-        made before.
+        made before. ``after``: jobs (``queue/id``) it waits for, in ``waiting/``;
+        ``on_parent_failure``: ``fail`` (default), ``run`` or ``ignore``
+        (docs/guide/graphs.md).
         """
         return self.submit_job(queue, payload, job_id=id, max_attempts=max_attempts,
                                delay=delay, batch=batch, time_limit=time_limit,
-                               priority=priority, key=key, if_exists=if_exists).id
+                               priority=priority, key=key, if_exists=if_exists, after=after,
+                               on_parent_failure=on_parent_failure).id
 
     def submit_job(self, queue: str, payload: Any = None, *, job_id: str | None = None,
                    max_attempts: int | None = None, delay: float | None = None,
                    if_exists: str = "error", batch: str | None = None,
                    time_limit: float | None = None, priority: int | None = None,
-                   key: str | None = None) -> Submitted:
+                   key: str | None = None, after: list[str] | None = None,
+                   on_parent_failure: str | None = None) -> Submitted:
         """Submit a job; return its id and whether this call created it."""
         sub = bodies.submit_request(queue, payload, job_id=job_id, max_attempts=max_attempts,
                                     delay=delay, if_exists=if_exists, batch=batch,
                                     time_limit=time_limit, priority=priority, key=key,
+                                    after=after, on_parent_failure=on_parent_failure,
                                     prep=self._prep)
         payload, meta = sub.body["payload"], sub.meta
         time_limit = sub.body.get("time_limit")  # checked
@@ -357,4 +365,3 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

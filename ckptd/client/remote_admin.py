@@ -22,11 +22,21 @@ class RemoteAdmin:
                max_attempts: int | None = None, delay: float | None = None,
                if_exists: str = "error", batch: str | None = None,
                time_limit: float | None = None, priority: int | None = None,
+               after: list[str] | None = None, on_parent_failure: str | None = None,
                key: str | None = None) -> Submitted:
         """See :meth:`ckptd.store.admin.StoreAdmin.submit`."""
         return self.client.submit_job(queue, payload, job_id=job_id, max_attempts=max_attempts,
                                       delay=delay, if_exists=if_exists, batch=batch,
-                                      time_limit=time_limit, priority=priority, key=key)
+                                      time_limit=time_limit, priority=priority, key=key,
+                                      after=after, on_parent_failure=on_parent_failure)
+
+    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> dict[str, Any]:
+        """See :meth:`Client.signal`."""
+        return self.client.signal(queue, job_id, name, data)
+
+    def graph(self, queue: str, job_id: str, depth: int | None = None) -> dict[str, Any]:
+        """See :meth:`Client.graph`."""
+        return self.client.graph(queue, job_id, depth)
 
     def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
         """See :meth:`Client.pause`."""

@@ -2,7 +2,8 @@
 
 The CLI carries out store commands either on the store itself (``--root``:
 :class:`ckptd.store.admin.StoreAdmin`) or through a daemon (``--connect``:
-:class:`ckptd.client.RemoteAdmin`); both follow :class:`Admin` and give the same answers.
+:class:`ckptd.client.remote_admin.RemoteAdmin`); both follow :class:`Admin` and give the
+same answers.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Admin(Protocol):
                max_attempts: int | None = None, delay: float | None = None,
                if_exists: str = "error", batch: str | None = None,
                time_limit: float | None = None, priority: int | None = None,
+               after: list[str] | None = None, on_parent_failure: str | None = None,
                key: str | None = None) -> Submitted:
         """Create a job; see :meth:`ckptd.store.admin.StoreAdmin.submit`."""
 
@@ -88,3 +90,9 @@ class Admin(Protocol):
 
     def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
         """Move a pending or failed job to queue ``to``; return the state it was in."""
+
+    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> dict[str, Any]:
+        """Send a signal to a job (``<queue>/signals/<id>.<name>.json``)."""
+
+    def graph(self, queue: str, job_id: str, depth: int | None = None) -> dict[str, Any]:
+        """A job's parents, children, dependents and batch, with their states."""

@@ -10,12 +10,28 @@ a repeated submit of the same batch makes no second job. When every job of the b
 ended (done or failed) and the manifest names a ``then`` queue, the daemon submits one reduce
 job there, ``<batch>.reduce``, whose payload lists the batch's jobs and their end states.
 Its id is fixed, so submitting it again after a crash is a no-op: it runs exactly once.
+
+A batch made with ``client.batch(...)`` (any jobs, in any queues) has a manifest in its
+home queue too, with ``"sealed": false`` until its producer seals it and the callbacks it
+names (``"callbacks": {"then": "report", "on_failure": "alerts"}``). Its jobs are the jobs
+whose ids begin with ``<batch>.``: the producer's (``<batch>.<key>``) and any job those
+spawn (``<batch>.<key>.<child>``), so a job of the batch adds to its batch by spawning.
+Once it is sealed and every job of it has ended, each callback whose condition holds is
+created once, as ``<batch>.<callback>`` in its queue, with the outcomes of every job:
+
+- ``then``: every job is done (a chord's body);
+- ``on_failure``: one or more failed;
+- ``on_complete``: always.
+
+The manifest records each callback created (``fired``), so a purged callback is not made
+again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +41,9 @@ from ckptd.core.names import MAX_NAME_LENGTH, check_name, is_valid_name
 BATCH_DIR = "batches"
 REDUCE_SUFFIX = "reduce"
 SEQ_DIGITS = 6
+CALLBACKS = {"then": "success", "on_failure": "failure", "on_complete": "complete",
+             REDUCE_SUFFIX: "complete"}
+"""Callback keys and when each is due: every job done, one or more failed, always."""
 
 
 def new_batch_id(now: float) -> str:
@@ -75,6 +94,10 @@ class Manifest:
     format: str | None = None
     reduced: str | None = None  # when the reduce job was submitted (set after the fact)
     extra: dict[str, Any] = field(default_factory=dict)
+    sealed: bool | None = None  # None: a fixed number of jobs (total), as submit-file's
+    callbacks: dict[str, str] = field(default_factory=dict)  # key -> queue
+    fired: dict[str, str] = field(default_factory=dict)  # key -> when it was created
+    context: Any = None  # given to every callback, as the producer passed it
 
     def encode(self) -> bytes:
         """The manifest file's bytes (one line of JSON)."""
@@ -83,8 +106,41 @@ class Manifest:
                                 "source": self.source, "format": self.format}
         if self.reduced:
             body["reduced"] = self.reduced
+        if self.sealed is not None:
+            body["sealed"] = self.sealed
+        if self.callbacks:
+            body["callbacks"] = self.callbacks
+        if self.fired:
+            body["fired"] = self.fired
+        if self.context is not None:
+            body["context"] = self.context
         body.update(self.extra)
         return (json.dumps(body) + "\n").encode()
+
+    def open_ended(self) -> bool:
+        """Whether its jobs are whoever joins until it is sealed (not a fixed number)."""
+        return self.sealed is not None
+
+    def all_callbacks(self) -> dict[str, str]:
+        """Every callback, key -> queue (submit-file's ``then`` is the ``reduce``)."""
+        found = dict(self.callbacks)
+        if self.then:
+            found[REDUCE_SUFFIX] = self.then
+        return found
+
+    def due(self, done: int, failed: int) -> list[str]:
+        """The callbacks due for a batch that ended with ``done`` and ``failed`` jobs and
+        were not created yet."""
+        made = set(self.fired) | ({REDUCE_SUFFIX} if self.reduced else set())
+        due = []
+        for key in self.all_callbacks():
+            when = CALLBACKS.get(key)
+            if key in made or when is None:
+                continue
+            if when == "complete" or (when == "success" and not failed) or \
+                    (when == "failure" and failed):
+                due.append(key)
+        return due
 
     @classmethod
     def decode(cls, data: bytes) -> Manifest:
@@ -96,18 +152,44 @@ class Manifest:
         if not isinstance(body, dict):
             raise MalformedJob("batch manifest is not a JSON object")
         try:
-            known = {"batch", "queue", "total", "created", "then", "source", "format", "reduced"}
+            known = {"batch", "queue", "total", "created", "then", "source", "format", "reduced",
+                     "sealed", "callbacks", "fired", "context"}
+            sealed = body.get("sealed")
             manifest = cls(batch=str(body["batch"]), queue=str(body["queue"]),
-                           total=int(body["total"]), created=str(body["created"]),
+                           total=int(body.get("total") or 0), created=str(body["created"]),
                            then=body.get("then"), source=body.get("source"),
                            format=body.get("format"), reduced=body.get("reduced"),
-                           extra={k: v for k, v in body.items() if k not in known})
+                           extra={k: v for k, v in body.items() if k not in known},
+                           sealed=None if sealed is None else bool(sealed),
+                           callbacks={str(k): str(v) for k, v in
+                                      (body.get("callbacks") or {}).items()},
+                           fired={str(k): str(v) for k, v in (body.get("fired") or {}).items()},
+                           context=body.get("context"))
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedJob(f"batch manifest lacks or garbles {exc}") from None
         if not is_valid_name(manifest.batch) or not is_valid_name(manifest.queue) or \
-                (manifest.then is not None and not is_valid_name(manifest.then)):
+                (manifest.then is not None and not is_valid_name(manifest.then)) or \
+                not all(k in CALLBACKS and is_valid_name(q)
+                        for k, q in manifest.callbacks.items()):
             raise MalformedJob("batch manifest names are not valid")
         return manifest
+
+
+def member_of(job_id: str, known: Container[str]) -> str | None:
+    """The batch (one of ``known``) an id belongs to by its shape: it begins with
+    ``<batch>.`` and is not one of the batch's callbacks; else None."""
+    position = job_id.find(".")
+    while position > 0:
+        head = job_id[:position]
+        if head in known:
+            return None if job_id[position + 1:] in CALLBACKS else head
+        position = job_id.find(".", position + 1)
+    return None
+
+
+def callback_id(batch: str, key: str) -> str:
+    """The id of a batch's callback ``key`` (created once, in the callback's queue)."""
+    return f"{batch}.{key}"
 
 
 def seq_of(batch: str, job: str) -> int | None:

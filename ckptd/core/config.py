@@ -181,6 +181,7 @@ class QueueSettings:
     max_attempts: int | None = None
     lease: float | None = None
     next: str | None = None
+    on_failure: str | None = None  # a queue that gets one job per job that lands in failed/
     time_limit: float | None = None
     # operator controls (ckptd.core.queue_controls)
     max_running: int | None = None
@@ -442,8 +443,8 @@ def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
     check_queue(name)
     if not isinstance(table, dict):
         raise ConfigError(f"[queues.{name}] in {source} must be a table")
-    known = {"max_attempts", "lease", "next", "time_limit", "prefer", *QUEUE_CONTROL_KEYS,
-             *KEY_CONTROL_KEYS, *UNIQUE_CONTROL_KEYS}
+    known = {"max_attempts", "lease", "next", "on_failure", "time_limit", "prefer",
+             *QUEUE_CONTROL_KEYS, *KEY_CONTROL_KEYS, *UNIQUE_CONTROL_KEYS}
     unknown = set(table) - known
     if unknown:
         raise ConfigError(f"unknown setting(s) {sorted(unknown)} in [queues.{name}] of {source}; "
@@ -451,6 +452,9 @@ def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
     nxt = table.get("next")
     if nxt is not None:
         check_queue(nxt)
+    on_failure = table.get("on_failure")
+    if on_failure is not None:
+        check_queue(on_failure)
     prefer = table.get("prefer")
     if prefer is not None:
         prefer = _member_name(prefer, f"queues.{name}.prefer ({source})") or None
@@ -459,6 +463,7 @@ def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
                       if "max_attempts" in table else None),
         lease=parse_duration(table["lease"], f"queues.{name}.lease") if "lease" in table else None,
         next=nxt,
+        on_failure=on_failure,
         time_limit=(parse_duration(table["time_limit"], f"queues.{name}.time_limit")
                     if "time_limit" in table else None),
         **parse_queue_controls(name, table, source),

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from ckptd.core.explain_controls import control_sentences
+from ckptd.core.explain_waits import waiting_sentences, woken_sentence
 from ckptd.core.timefmt import format_duration, time_or_none
 
 TRACEBACK_LINES = 6
@@ -94,6 +95,10 @@ def explain(info: dict[str, Any], now: float) -> list[str]:
                  "failed": _failed}.get(state)
     if explainer is not None:
         out += explainer(info, job, attempts, max_attempts, now)
+    if state == "waiting":
+        out += waiting_sentences(info, job, now)
+    else:
+        out += woken_sentence(job, now)
     waiting = info.get("waiting_op")
     if waiting:
         error = f"; last error: {waiting['error']}" if waiting.get("error") else ""

@@ -5,6 +5,9 @@ attempt after 30 seconds (it uses up an attempt, so ``max_attempts`` still bound
 never succeeds); ``raise Fail("no such SKU")`` moves the job to ``failed/`` at once, whatever
 attempts are left. Any other exception fails the attempt and the job is retried with backoff.
 
+``raise Park(signal="approved", timeout=86400)`` ends the attempt and waits, in
+``waiting/``, without holding a worker slot (:class:`Park`).
+
 Raised *into* a handler by its worker, to ask it to stop (:class:`Interrupt`):
 :class:`TimeLimit` when the attempt ran over its time limit, :class:`Cancelled` when an
 operator cancelled the job. They derive from ``BaseException``, as ``KeyboardInterrupt`` and
@@ -14,6 +17,8 @@ them to save a checkpoint before it stops.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class Retry(Exception):
@@ -52,3 +57,31 @@ class TimeLimit(Interrupt):
 class Cancelled(Interrupt):
     """Raised into a handler whose job was cancelled (``ckptd cancel``), at its next
     ``checkpoint()`` or ``progress()`` call; the job is already in ``failed/``."""
+
+
+class Park(Exception):
+    """Raised by a handler to wait without holding its worker slot or its lease.
+
+    Checkpoint first: the job moves from ``claimed/`` to ``waiting/`` (its attempt ends
+    without counting against ``max_attempts``), and runs again from its last checkpoint
+    when the first of these happens: a ``signal`` (a name, or several) arrives for it; the
+    time ``until`` comes (seconds since the epoch, or a timezone-aware datetime); its
+    ``children`` (the jobs it spawned in this attempt) have all ended; or ``timeout``
+    seconds pass (then ``job.woken["reason"]`` is ``"timeout"``). The next attempt reads
+    ``job.signals``, ``job.children`` and ``job.woken``.
+    """
+
+    def __init__(self, reason: str = "parked", *, until: float | datetime | None = None,
+                 signal: str | list[str] | tuple[str, ...] | None = None,
+                 children: bool = False, timeout: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.until = until.timestamp() if isinstance(until, datetime) else until
+        self.signals = ([signal] if isinstance(signal, str) else list(signal or []))
+        self.children = children
+        self.timeout = timeout
+        if until is None and not self.signals and not children and timeout is None:
+            raise ValueError("Park needs something to wait for: until=, signal=, "
+                             "children=True or timeout=")
+        if timeout is not None and timeout <= 0:
+            raise ValueError("Park's timeout must be longer than 0s")

@@ -12,6 +12,16 @@ when a crash (or a copy-then-delete on a bucket) left it in two state folders at
     failed  -> pending            an operator retries the job
     pending -> (removed)          cancel
     done | failed -> (removed)    purge
+
+Work that waits (:mod:`ckptd.core.waits`) has a folder of its own, ``waiting/``:
+
+    (new)   -> waiting            a submit with parents (``after``) is created there
+    pending -> waiting            hold: a file put into pending/ names parents not ended
+    claimed -> waiting            park: the handler waits (signal, time, children); its
+                                  worker slot and lease are freed
+    waiting -> pending            wake: what it waited for happened (or its timeout came)
+    waiting -> failed             abandon: a parent failed and its rule is ``fail``
+    waiting -> (removed)          cancel
 """
 
 from __future__ import annotations
@@ -29,10 +39,14 @@ class State(StrEnum):
     CLAIMED = "claimed"
     DONE = "done"
     FAILED = "failed"
+    WAITING = "waiting"
 
 
-STATES: tuple[State, ...] = (State.PENDING, State.CLAIMED, State.DONE, State.FAILED)
+STATES: tuple[State, ...] = (State.PENDING, State.CLAIMED, State.DONE, State.FAILED,
+                             State.WAITING)
 TERMINAL: frozenset[State] = frozenset({State.DONE, State.FAILED})
+OPEN: frozenset[State] = frozenset({State.PENDING, State.CLAIMED, State.WAITING})
+"""States of a job that has not ended (a wait on it goes on)."""
 REMOVED = None
 """Stands for "no state": the job file is deleted (cancel, purge)."""
 
@@ -46,10 +60,18 @@ TRANSITIONS: dict[tuple[State, State | None], str] = {
     (State.PENDING, REMOVED): "cancel",
     (State.DONE, REMOVED): "purge",
     (State.FAILED, REMOVED): "purge",
+    (State.PENDING, State.WAITING): "hold",
+    (State.CLAIMED, State.WAITING): "park",
+    (State.WAITING, State.PENDING): "wake",
+    (State.WAITING, State.FAILED): "abandon",
+    (State.WAITING, REMOVED): "cancel",
 }
 
-# How far along its life a copy of a job is, for the two-state rule.
-_RANK = {State.PENDING: 0, State.CLAIMED: 1, State.FAILED: 2, State.DONE: 3}
+# How far along its life a copy of a job is, for the two-state rule. A wait comes before
+# its run: a wake that is a plain copy (a bucket's copy, then delete) keeps ``rev``, and the
+# copy in pending/ must win. A park rewrites the file, so its copy in waiting/ wins by rev.
+_RANK = {State.WAITING: -1, State.PENDING: 0, State.CLAIMED: 1, State.FAILED: 2,
+         State.DONE: 3}
 
 
 def parse_state(value: str) -> State:
@@ -69,6 +91,11 @@ def transition_name(src: State, dst: State | None) -> str:
     except KeyError:
         target = dst.value if dst is not None else "removed"
         raise TransitionError(f"a job cannot move from {src.value} to {target}") from None
+
+
+def other_states(state: State) -> tuple[State, ...]:
+    """Every state but ``state``: where a create-only write into ``state`` must look too."""
+    return tuple(s for s in STATES if s is not state)
 
 
 def is_allowed(src: State, dst: State | None) -> bool:

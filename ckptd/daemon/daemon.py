@@ -411,23 +411,24 @@ class Daemon:
             log.debug("control reply not sent: %s", exc)
 
     def _send_to_workers(self, outbox: list[tuple[bytes, bytes, Body]]) -> None:
-        """Send each worker its messages of this round as one batch."""
+        """Send each worker its messages of this round as one batch (several when there are
+        more than a worker accepts in one)."""
         assert self._dispatch is not None
         grouped: dict[bytes, list[tuple[bytes, Body]]] = {}
         for identity, kind, body in outbox:
             grouped.setdefault(identity, []).append((kind, body))
         now = self.clock()
         for identity, messages in grouped.items():
-            try:
-                send_frames(self._dispatch, [identity, *protocol.batch(messages, True)],
-                            NOBLOCK)
-            except zmq.ZMQError as exc:
-                lost = [body for kind, body in messages if kind == b"job"]
-                # Said only when jobs were in it: else it was a worker that just left.
-                (log.info if lost else log.debug)(
-                    "worker unreachable (%s): %d job(s) go back to pending", exc, len(lost))
-                for body in lost:
-                    self.engine.undeliverable(identity, body, now)
+            for part, frames in protocol.batches(messages, True):
+                try:
+                    send_frames(self._dispatch, [identity, *frames], NOBLOCK)
+                except zmq.ZMQError as exc:
+                    lost = [body for kind, body in part if kind == b"job"]
+                    # Said only when jobs were in it: else it was a worker that just left.
+                    (log.info if lost else log.debug)(
+                        "worker unreachable (%s): %d job(s) go back to pending", exc, len(lost))
+                    for body in lost:
+                        self.engine.undeliverable(identity, body, now)
 
     def _idle_timeout(self) -> float:
         now = self.clock()

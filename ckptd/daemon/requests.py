@@ -323,6 +323,11 @@ class Control:
             self.reply(identity, {"size": self.uploads.add(body, now, identity_of(identity))})
         elif kind == b"submit_file":
             self._submit_file(identity, body, now)
+        elif kind in (b"signal", b"batch_open", b"batch_seal"):
+            self._refuse_when_stopping()
+            engine.graph.request(kind, body, now, self.replier(identity))
+        elif kind == b"graph":
+            self.reply(identity, self.admin.graph(body["queue"], body["id"], body.get("depth")))
 
     def _output_written(self, identity: ReplyTo, body: Body) -> Callable[[Any], None]:
         def then(outcome: Any) -> None:
@@ -472,7 +477,7 @@ class Control:
         engine = self.engine
         index = engine.queue(waiter.queue)
         if waiter.ids is None:
-            open_jobs = len(index.pending) + len(index.claimed)
+            open_jobs = len(index.pending) + len(index.claimed) + len(index.waiting)
             finished = open_jobs == 0
             answer: Body = {"counts": index.counts(), "open": open_jobs}
         else:
@@ -489,8 +494,8 @@ class Control:
                         f"no job {missing[0]!r} in queue {waiter.queue!r}"))
                     return True
                 waiter.checked = all(i in waiter.states for i in waiter.ids)
-            waiter.left = {i for i in waiter.left
-                           if waiter.states.get(i, "pending") in ("pending", "claimed")}
+            waiter.left = {i for i in waiter.left if waiter.states.get(i, "pending")
+                           in ("pending", "claimed", "waiting")}
             finished = waiter.checked and not waiter.left
             answer = {}
         if finished or now >= waiter.deadline:

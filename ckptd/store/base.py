@@ -5,6 +5,8 @@ Layout under the root, one folder per queue and one per state::
     <queue>/pending/<id>.json   claimed/<id>.json   done/<id>.json   failed/<id>.json
     <queue>/state/<id>.json     the worker's latest checkpoint
     <queue>/blobs/<id>.payload  payloads (and results) too big to inline in the job file
+    <queue>/waiting/<id>.json   jobs waiting for parents, a time or a signal
+    <queue>/signals/<id>.<name>.json   signals sent to a job (dropped by hand, or sent)
     <queue>/quarantine/         files that could not be read, with a .reason.txt beside
     <queue>/tmp/                staging for atomic writes
 
@@ -20,15 +22,34 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import CkptdError, InvalidName, StoreError
 from ckptd.core.states import STATES, State
 from ckptd.store.file_names import JOB_SUFFIX, Line, job_file_name, split_job_name
 from ckptd.store.listings import PendingListings
+from ckptd.store.ops import (
+    Delete,
+    DeleteCheckpoint,
+    DeleteSignal,
+    Move,
+    Op,
+    Outcome,
+    PutBlob,
+    PutCheckpoint,
+    PutManifest,
+    PutNew,
+    PutOutput,
+    PutSignal,
+    SignalFile,
+)
 
-__all__ = ["JOB_SUFFIX", "split_job_name"]  # re-exported: the names of job files
+__all__ = ["Delete", "DeleteCheckpoint", "DeleteSignal", "Move", "Op", "Outcome", "PutBlob",
+           "PutCheckpoint", "PutManifest", "PutNew", "PutOutput", "PutSignal", "SignalFile",
+           "Store", "Lock", "Leftover", "Foreign", "JOB_SUFFIX", "split_job_name"]
+"""The operations live in :mod:`ckptd.store.ops`, the names of job files in
+:mod:`ckptd.store.file_names`; they are named here too."""
 
 if TYPE_CHECKING:
     from ckptd.store.objects import ControlObjects
@@ -39,7 +60,9 @@ TMP_DIR = "tmp"
 QUARANTINE_DIR = "quarantine"
 REASON_SUFFIX = ".reason.txt"
 TRASH_MARK = ".old."  # in tmp/: an old copy already replaced, waiting to be deleted
-QUEUE_DIRS: tuple[str, ...] = tuple(s.value for s in STATES) + (CHECKPOINT_DIR, BLOB_DIR, TMP_DIR)
+SIGNAL_DIR = "signals"
+QUEUE_DIRS: tuple[str, ...] = tuple(s.value for s in STATES) + (CHECKPOINT_DIR, BLOB_DIR, TMP_DIR,
+                                                               SIGNAL_DIR)
 BLOB_KINDS = ("payload", "result", "source")
 BATCH_DIR = "batches"
 OUTPUT_DIR = "outputs"
@@ -49,117 +72,6 @@ QUEUE_CONTROLS = ("paused", "limits.json", "key_limits.json")
 """Control files at a queue's top (``<queue>/paused``, ``<queue>/limits.json``,
 ``<queue>/key_limits.json``): what an operator sets on a queue, read by every listing of the
 queues."""
-
-
-@dataclass(frozen=True)
-class PutNew:
-    """Create ``pending/<id>.json`` (named with ``priority`` and ``key``,
-    :mod:`ckptd.store.file_names`); fails with JobExists if the id is in any state."""
-
-    queue: str
-    job_id: str
-    data: bytes
-    check_other_states: bool = True
-    priority: int = 0
-    key: str = ""
-
-
-@dataclass(frozen=True)
-class Move:
-    """Move a job from ``src`` to ``dst``, rewriting it with ``data`` when given.
-
-    With ``src == dst`` and ``data`` the job file is rewritten in place.
-
-    ``src_known``: the caller knows the job is in ``src`` (the daemon that leads the queue,
-    ending an attempt it holds the lease of). A store that would otherwise look before it
-    writes (a bucket, where a move is a copy and a delete) may then skip the look; see
-    :meth:`Store.move` for what the look protects. Stores that move atomically ignore it.
-    """
-
-    queue: str
-    job_id: str
-    src: State
-    dst: State
-    data: bytes | None = None
-    src_known: bool = False
-    priority: int = 0  # of the file in pending/, when src or dst is pending (its name)
-    key: str = ""  # likewise
-
-
-@dataclass(frozen=True)
-class Delete:
-    """Remove a job from ``state``, with its checkpoint and blobs unless told to keep them.
-
-    Nothing happens if it is absent. Resolving a job found in two folders removes the losing
-    copy with ``attachments=False``: the winner still needs its checkpoint and blobs.
-    """
-
-    queue: str
-    state: State
-    job_id: str
-    attachments: bool = True
-    priority: int = 0  # of the file, when it is in pending/ (its name)
-    key: str = ""  # likewise
-
-
-@dataclass(frozen=True)
-class PutCheckpoint:
-    """Replace the job's checkpoint with ``data``."""
-
-    queue: str
-    job_id: str
-    data: bytes
-
-
-@dataclass(frozen=True)
-class DeleteCheckpoint:
-    """Remove the job's checkpoint; nothing if absent."""
-
-    queue: str
-    job_id: str
-
-
-@dataclass(frozen=True)
-class PutBlob:
-    """Write (or replace) the blob ``<id>.<kind>`` of a job."""
-
-    queue: str
-    job_id: str
-    kind: str
-    data: bytes
-
-
-@dataclass(frozen=True)
-class PutManifest:
-    """Write (or replace) a batch's manifest ``batches/<batch>.json``."""
-
-    queue: str
-    batch: str
-    data: bytes
-
-    @property
-    def job_id(self) -> str:
-        """The name the file is made from (so name checks treat it like a job id)."""
-        return self.batch
-
-
-@dataclass(frozen=True)
-class PutOutput:
-    """Write (or replace) a named output file ``outputs/<name>`` (a reduce's price list, ...)."""
-
-    queue: str
-    name: str
-    data: bytes
-
-    @property
-    def job_id(self) -> str:
-        """The name the file is made from (so name checks treat it like a job id)."""
-        return self.name
-
-
-Op = Union[PutNew, Move, Delete, PutCheckpoint, DeleteCheckpoint, PutBlob, PutManifest,
-           PutOutput]
-Outcome = Union[None, CkptdError]
 
 
 @dataclass(frozen=True)
@@ -366,6 +278,15 @@ class Store(PendingListings, ABC):
     @abstractmethod
     def read_output(self, queue: str, name: str) -> bytes:
         """Return an output file; raise JobNotFound when absent."""
+
+    @abstractmethod
+    def signals(self, queue: str) -> list[SignalFile]:
+        """Return the signals in the queue's ``signals/`` (files named
+        ``<id>.<name>.json``; others are left out), sorted; [] when none."""
+
+    @abstractmethod
+    def read_signal(self, queue: str, job_id: str, name: str) -> bytes | None:
+        """Return the bytes of a signal file, or None when it is absent."""
 
     def put_manifest(self, queue: str, batch: str, data: bytes) -> None:
         """Atomically write a batch's manifest. Idempotent."""

@@ -19,7 +19,8 @@ from ckptd.core import crashpoints
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import CkptdError, InvalidName, JobExists, JobNotFound, StoreError
 from ckptd.core.names import check_job_ref, check_queue, is_valid_name
-from ckptd.core.states import STATES, State
+from ckptd.core.states import STATES, State, other_states
+from ckptd.core.waits import parse_signal_file, signal_file
 from ckptd.store.base import (
     ARCHIVE_DIR,
     BATCH_DIR,
@@ -30,9 +31,11 @@ from ckptd.store.base import (
     OUTPUT_DIR,
     QUARANTINE_DIR,
     REASON_SUFFIX,
+    SIGNAL_DIR,
     TMP_DIR,
     Delete,
     DeleteCheckpoint,
+    DeleteSignal,
     Foreign,
     Leftover,
     Move,
@@ -43,6 +46,8 @@ from ckptd.store.base import (
     PutManifest,
     PutNew,
     PutOutput,
+    PutSignal,
+    SignalFile,
     Store,
     check_blob_kind,
     check_control,
@@ -51,8 +56,6 @@ from ckptd.store.base import (
 )
 from ckptd.store.file_names import job_file_name, job_names, pending_name
 from ckptd.store.objects import ControlObjects, EmulatedObjects
-
-_OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
 
 
 class BucketStore(Store):
@@ -179,13 +182,13 @@ class BucketStore(Store):
             # Until this delete the job is under both keys; recovery keeps the later copy.
             _rm_quietly(fs, src)
         elif isinstance(op, PutNew):
-            dst = self._job_key(op.queue, State.PENDING, op.job_id, op.priority, op.key)
+            dst = self._job_key(op.queue, op.state, op.job_id, op.priority, op.key)
             with self._lock:
                 if fs.exists(dst):
-                    raise JobExists(op.queue, op.job_id, State.PENDING.value)
+                    raise JobExists(op.queue, op.job_id, op.state.value)
                 fs.pipe_file(dst, op.data)
             if op.check_other_states:
-                for state in _OTHER_STATES:
+                for state in other_states(op.state):
                     if fs.exists(self._job_key(op.queue, state, op.job_id)):
                         _rm_quietly(fs, dst)
                         raise JobExists(op.queue, op.job_id, state.value)
@@ -206,6 +209,11 @@ class BucketStore(Store):
             fs.pipe_file(self._key(op.queue, OUTPUT_DIR, op.name), op.data)
         elif isinstance(op, PutManifest):
             fs.pipe_file(self._key(op.queue, BATCH_DIR, op.batch + JOB_SUFFIX), op.data)
+        elif isinstance(op, PutSignal):
+            fs.pipe_file(self._key(op.queue, SIGNAL_DIR, signal_file(op.job_id, op.name)),
+                         op.data)
+        elif isinstance(op, DeleteSignal):
+            _rm_quietly(fs, self._key(op.queue, SIGNAL_DIR, signal_file(op.job_id, op.name)))
         else:
             raise TypeError(f"unknown store operation {op!r}")
 
@@ -301,6 +309,33 @@ class BucketStore(Store):
         check_queue(queue)
         names = self._ls(f"{self.prefix}/{queue}/{CHECKPOINT_DIR}")
         return sorted(i for i in map(split_job_name, names) if i is not None)
+
+    def signals(self, queue: str) -> list[SignalFile]:
+        check_queue(queue)
+        found = []
+        for name, mtime in self._ls_times(f"{self.prefix}/{queue}/{SIGNAL_DIR}"):
+            parsed = parse_signal_file(name)
+            if parsed is not None:
+                found.append(SignalFile(parsed[0], parsed[1], mtime))
+        return sorted(found, key=lambda f: (f.job_id, f.name))
+
+    def _ls_times(self, path: str) -> list[tuple[str, float]]:
+        """(name, time it was written) of the objects under ``path``."""
+        try:
+            entries = self.fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreError(f"cannot list {path}: {exc}") from exc
+        return [(e["name"].rstrip("/").rsplit("/", 1)[-1], _info_time(e)) for e in entries
+                if e.get("type") != "directory"]
+
+    def read_signal(self, queue: str, job_id: str, name: str) -> bytes | None:
+        check_job_ref(queue, job_id)
+        try:
+            return self._cat(self._key(queue, SIGNAL_DIR, signal_file(job_id, name)), "")
+        except JobNotFound:
+            return None
 
     # -- operator controls -----------------------------------------------------------------
 

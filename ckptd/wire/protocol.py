@@ -116,6 +116,24 @@ def _lines(v: Any) -> bool:
     return isinstance(v, list) and len(v) <= 100 and all(_str(x) for x in v)
 
 
+def _refs(v: Any) -> bool:
+    """Jobs named as ``queue/id`` (or a bare id: the same queue), as ``after`` names parents."""
+    return isinstance(v, list) and 0 < len(v) <= 10_000 and all(
+        isinstance(x, str) and 0 < len(x) <= 260 for x in v)
+
+
+def _signals(v: Any) -> bool:
+    return isinstance(v, list) and len(v) <= 64 and all(isinstance(x, str) and 0 < len(x) <= 64
+                                                       for x in v)
+
+
+def _callbacks(v: Any) -> bool:
+    """A batch's callbacks: ``{"then" | "on_complete" | "on_failure": queue}``."""
+    return isinstance(v, dict) and 0 < len(v) <= 3 and all(
+        k in ("then", "on_complete", "on_failure") and (x is None or is_valid_name(x))
+        for k, x in v.items())
+
+
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: v is None or check(v)
 
@@ -149,6 +167,13 @@ WORKER_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
     # a piece of a job's own log: its text, from byte ``offset`` of the attempt's log
     b"log": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
              "offset": (_int, _REQ), "text": (_str_any, _REQ)},
+    # the handler raised Park: the job waits in waiting/ (slot and lease freed) until a
+    # signal, a time, its children (the jobs it spawned) or its timeout
+    b"park": {"queue": (_name, _REQ), "id": (_name, _REQ), "attempt": (_int, _REQ),
+              "until": (_optional(_num), _OPT), "timeout": (_optional(_num), _OPT),
+              "signals": (_optional(_signals), _OPT), "children": (_optional(_refs), _OPT),
+              "children_asked": (_bool, _OPT), "reason": (_optional(_str), _OPT),
+              "took": (_optional(_num), _OPT)},
     b"bye": {},
 }
 
@@ -164,7 +189,9 @@ DAEMON_MESSAGES: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
              "max_attempts": (_int, _OPT), "created": (_str, _OPT),
              "batch": (_optional(_str), _OPT), "time_limit": (_optional(_seconds), _OPT),
              # what the client's hooks added; the W3C trace context of this attempt
-             "meta": (_object, _OPT), "traceparent": (_optional(_str), _OPT)},
+             "meta": (_object, _OPT), "traceparent": (_optional(_str), _OPT),
+             # how its last wait ended: parents' and children's ends, signals, the reason
+             "woken": (_optional(_object), _OPT)},
     # a checkpoint is durable (ok) or refused; an answer (done, failed) is durable, or was
     # stale (its attempt had already ended): either way the worker may forget it
     b"saved": {"queue": (_name, _REQ), "id": (_name, _REQ), "seq": (_int, _REQ),
@@ -189,7 +216,9 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
                 "priority": (_optional(_priority), _OPT), "own_id": (_bool, _OPT),
                 "key": (_optional(_str), _OPT),
                 # fields added by the client's hooks; the keyed hash of a sealed payload
-                "meta": (_object, _OPT), "payload_key": (_name, _OPT)},
+                "meta": (_object, _OPT), "payload_key": (_name, _OPT),
+                # parents: the job waits in waiting/ until they have ended
+                "after": (_optional(_refs), _OPT), "on_parent_failure": (_optional(_str), _OPT)},
     b"submit_many": {"queue": (_name, _REQ), "jobs": (_submissions, _REQ)},
     b"status": {"queue": (_optional(_name), _OPT)},
     b"ls": {"queue": (_name, _REQ), "state": (_optional(_str), _OPT)},
@@ -221,6 +250,13 @@ CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
     # submit-file --connect: the file in parts (base64), then the request to submit it
     b"upload": {"upload": (_name, _REQ), "offset": (_int, _REQ), "data": (_str_any, _REQ),
                 "queue": (_optional(_name), _OPT)},
+    # work that waits: a signal for a job; a batch opened, then sealed; a job's graph
+    b"signal": {"queue": (_name, _REQ), "id": (_name, _REQ), "name": (_str, _REQ),
+                "data": (_any, _OPT)},
+    b"batch_open": {"queue": (_name, _REQ), "batch": (_optional(_name), _OPT),
+                    "callbacks": (_callbacks, _REQ), "context": (_any, _OPT)},
+    b"batch_seal": {"queue": (_name, _REQ), "batch": (_name, _REQ)},
+    b"graph": {"queue": (_name, _REQ), "id": (_name, _REQ), "depth": (_optional(_int), _OPT)},
     b"submit_file": {"upload": (_name, _REQ), "size": (_int, _REQ), "queue": (_name, _REQ),
                      "format": (_str, _REQ), "chunk": (_int, _OPT),
                      "batch": (_optional(_name), _OPT), "then": (_optional(_name), _OPT),
@@ -263,6 +299,27 @@ def batch(messages: list[tuple[bytes, Body]], decoded: bool = False) -> list[byt
     return [VERSION, BATCH,
             encode_body({"messages": [[kind.decode(), body] for kind, body in messages]},
                         decoded)]
+
+
+def batches(messages: list[tuple[bytes, Body]], decoded: bool = False,
+            max_body: int = DEFAULT_MAX_BODY
+            ) -> list[tuple[list[tuple[bytes, Body]], list[bytes]]]:
+    """Several messages to one peer as batches the receiver accepts: each part (with its
+    frames, in order) holds at most :data:`MAX_BATCH` messages and, unless it is a single
+    message, at most ``max_body`` bytes (:func:`decode_many` refuses more, and the whole
+    batch would be lost: jobs claimed and never received until their lease ran out)."""
+    found: list[tuple[list[tuple[bytes, Body]], list[bytes]]] = []
+    todo = [messages[start:start + MAX_BATCH] for start in range(0, len(messages), MAX_BATCH)]
+    todo.reverse()
+    while todo:
+        part = todo.pop()
+        frames = batch(part, decoded)
+        if len(part) > 1 and len(frames[2]) > max_body:  # in halves, the first half first
+            half = len(part) // 2
+            todo.extend((part[half:], part[:half]))
+            continue
+        found.append((part, frames))
+    return found
 
 
 def _tagged(tag: bytes, frames: list[bytes]) -> list[bytes]:

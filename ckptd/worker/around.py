@@ -64,6 +64,11 @@ class SealingHost:
         return self.keys.open(self.inner.result_of(queue, job_id), "result",
                               f"{queue}/{job_id}")
 
+    def spawn(self, parent: str, batch: str | None, queue: str, payload: Any, key: str,
+              options: dict[str, Any]) -> str:
+        return self.inner.spawn(parent, batch, queue, self.keys.seal(payload, "payload"), key,
+                                options)
+
 
 class Around:
     """The codec, hooks, log and trace of one worker's attempts (see the module)."""

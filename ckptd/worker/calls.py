@@ -1,6 +1,6 @@
 """What a handler's Job calls, carried out for it in the worker (the
 :class:`~ckptd.worker.job.JobHost`): checkpoints, which wait for the daemon's confirmation,
-progress, and reads and writes of job data.
+progress, reads and writes of job data, and children spawned.
 
 A checkpoint is kept until the daemon confirms it (:mod:`ckptd.worker.unconfirmed`), so one
 sent to a daemon that died is sent again when the worker reconnects, and the handler's wait
@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ckptd.core.errors import DaemonUnavailable, LeaseLost
+from ckptd.client.client import Client
+from ckptd.core.errors import CkptdError, DaemonUnavailable, LeaseLost
+from ckptd.core.waits import child_id
 from ckptd.worker.data import JobData
 from ckptd.worker.job import AsyncJob, Job
 from ckptd.worker.unconfirmed import Unconfirmed
@@ -31,6 +33,9 @@ class JobCalls:
         self.unconfirmed = unconfirmed
         self.send = send  # queue a message for the worker's I/O thread (progress, ...)
         self.data = data
+        self._clients = threading.local()  # a client per handler thread, for spawns
+        self._made: list[Client] = []
+        self._lock = threading.Lock()
 
     def source_range(self, queue: str, batch: str, start: int, end: int) -> bytes:
         """Bytes of a batch's source file (from the store, or through the daemon)."""
@@ -43,6 +48,36 @@ class JobCalls:
     def result_of(self, queue: str, job_id: str) -> Any:
         """The result of a done job (from the store, or through the daemon)."""
         return self.data.result_of(queue, job_id)
+
+    def spawn(self, parent: str, batch: str | None, queue: str, payload: Any, key: str,
+              options: dict[str, Any]) -> str:
+        """Create the child ``<parent>.<key>`` through the daemon (which sends it on to the
+        leader of ``queue``): create-only, so a second spawn of one key finds the first
+        child. Returns once the child is durable: a parent's answer always comes after its
+        children exist, so no batch or wait can end before they are counted."""
+        client = getattr(self._clients, "client", None)
+        if client is None:
+            client = self._clients.client = Client(self.data.endpoints, timeout=60.0,
+                                                   context=self.data.ctx,
+                                                   curve=self.data.curve, direct=False)
+            with self._lock:
+                self._made.append(client)
+        known = {"after", "on_parent_failure", "max_attempts", "delay", "priority",
+                 "time_limit"}
+        unknown = set(options) - known
+        if unknown:
+            raise CkptdError(f"spawn() takes {', '.join(sorted(known))}; not "
+                             f"{', '.join(sorted(unknown))}")
+        answer = client.submit_job(queue, payload, job_id=child_id(parent, key),
+                                   if_exists="return", batch=batch, **options)
+        return answer.id
+
+    def close(self) -> None:
+        """Close the spawn clients (the handlers have ended). Idempotent."""
+        with self._lock:
+            made, self._made = self._made, []
+        for client in made:
+            client.close()
 
     @staticmethod
     def _body(job: Job | AsyncJob, seq: int, state: Any) -> dict[str, Any]:

@@ -35,6 +35,7 @@ class JobData:
     def __init__(self, ctx: zmq.Context[Any], endpoints: list[str], curve: ClientCurve | None,
                  root: str | None, settings: Settings | None) -> None:
         self._ctx = ctx
+        self.ctx = ctx
         self.endpoints = endpoints
         self.curve = curve
         self.root = root

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from ckptd.core import sources
 from ckptd.core.errors import CkptdError
@@ -70,6 +70,10 @@ class JobHost(Protocol):
     def result_of(self, queue: str, job_id: str) -> Any:
         """The result of a done job."""
 
+    def spawn(self, parent: str, batch: str | None, queue: str, payload: Any, key: str,
+              options: dict[str, Any]) -> str:
+        """Create the child ``<parent>.<key>`` (create-only); return its id."""
+
     async def checkpoint_async(self, job: AsyncJob, seq: int, state: Any,
                                timeout: float) -> None:
         """Send a checkpoint; return (to the event loop) once the daemon confirms it."""
@@ -92,6 +96,48 @@ class _Attempt:
     _flags: StopFlags = field(default_factory=StopFlags, repr=False)
     meta: dict[str, Any] = field(default_factory=dict)
     """Fields the client's hooks added to the job (``Submission.meta``); {} when none."""
+    woken: dict[str, Any] | None = None
+    """How its last wait ended (``reason``: parents, children, signal, until, timeout), with
+    the ends of the jobs it waited for and the signals it got; None if it never waited."""
+    spawned: list[str] = field(default_factory=list)
+    """The children this attempt created (``queue/id``), in order."""
+
+    @classmethod
+    def of(cls, body: dict[str, Any], payload: Any, state: Any, host: JobHost | None,
+           flags: StopFlags) -> Self:
+        """The job a handler gets for the job message ``body`` (every pool makes it so)."""
+        woken = body.get("woken")
+        return cls(body["id"], body["queue"], body["attempt"], payload, state,
+                   body.get("max_attempts", 0), body.get("created"), body.get("batch"),
+                   _worker=host, _flags=flags, woken=woken if isinstance(woken, dict) else None)
+
+    @property
+    def signals(self) -> dict[str, Any]:
+        """The signals it got while it waited (name -> data; {} when none)."""
+        return dict((self.woken or {}).get("signals") or {})
+
+    @property
+    def parents(self) -> dict[str, str]:
+        """Its parents (``after``) and how each ended: ``{"queue/id": "done"}``. With
+        ``on_parent_failure="ignore"`` a failed parent is left out."""
+        return dict((self.woken or {}).get("parents") or {})
+
+    @property
+    def children(self) -> dict[str, str]:
+        """The children it parked for (``Park(children=True)``) and how each ended."""
+        return dict((self.woken or {}).get("children") or {})
+
+    def _spawn(self, queue: str, payload: Any, key: str, options: dict[str, Any]) -> str:
+        child = self._host("spawn").spawn(self.id, self.batch, queue, payload, key, options)
+        ref = f"{queue}/{child}"
+        if ref not in self.spawned:
+            self.spawned.append(ref)
+        return child
+
+    def _then_options(self, on_parent_failure: str, options: dict[str, Any]
+                      ) -> dict[str, Any]:
+        return {**options, "after": [*self.spawned, f"{self.queue}/{self.id}"],
+                "on_parent_failure": on_parent_failure}
 
     def log(self, *parts: Any, level: str = "INFO") -> None:
         """Add a line to this job's own log (``ckptd logs QUEUE ID``), beside the records
@@ -180,6 +226,24 @@ class Job(_Attempt):
         """The result of another (done) job, e.g. one listed in a reduce job's payload."""
         return self._host("result_of").result_of(queue, job_id)
 
+    def spawn(self, queue: str, payload: Any = None, *, key: str, **options: Any) -> str:
+        """Create a child job in ``queue`` with the id ``<this id>.<key>``; return its id.
+
+        The id is fixed by ``key``, so an attempt that runs again (after a crash) creates
+        nothing twice: the second spawn finds the first child. A child of a batch's job is
+        in the batch. ``options``: as :meth:`ckptd.Client.submit` (``after=``,
+        ``on_parent_failure=``, ``max_attempts=``, ``delay=``, ``priority=``,
+        ``time_limit=``). ``raise Park(children=True)`` then waits for the children.
+        """
+        return self._spawn(queue, payload, key, options)
+
+    def then(self, queue: str, payload: Any = None, *, key: str = "then",
+             on_parent_failure: str = "fail", **options: Any) -> str:
+        """A continuation: the job ``<this id>.<key>`` in ``queue``, which runs once this
+        job and every child it spawned have ended (with ``on_parent_failure`` for the ones
+        that failed); return its id. Spawn the children first."""
+        return self._spawn(queue, payload, key, self._then_options(on_parent_failure, options))
+
 
 @dataclass
 class AsyncJob(_Attempt):
@@ -219,6 +283,20 @@ class AsyncJob(_Attempt):
         import asyncio
 
         return await asyncio.to_thread(self._host("result_of").result_of, queue, job_id)
+
+    async def spawn(self, queue: str, payload: Any = None, *, key: str, **options: Any) -> str:
+        """Create the child ``<this id>.<key>`` (see :meth:`Job.spawn`), in a thread."""
+        import asyncio
+
+        return await asyncio.to_thread(self._spawn, queue, payload, key, options)
+
+    async def then(self, queue: str, payload: Any = None, *, key: str = "then",
+                   on_parent_failure: str = "fail", **options: Any) -> str:
+        """A continuation after this job and its children (see :meth:`Job.then`)."""
+        import asyncio
+
+        return await asyncio.to_thread(self._spawn, queue, payload, key,
+                                       self._then_options(on_parent_failure, options))
 
 
 Handler = Callable[[Job], Any] | Callable[[AsyncJob], Awaitable[Any]]

@@ -110,10 +110,9 @@ class DaemonLink:
         """Queue messages for the daemon, in batches; False when some could not be."""
         assert self.sock is not None
         sent = True
-        for start in range(0, len(messages), protocol.MAX_BATCH):
-            part = messages[start:start + protocol.MAX_BATCH]
+        for part, frames in protocol.batches(messages):
             try:
-                send_frames(self.sock, protocol.batch(part), NOBLOCK)
+                send_frames(self.sock, frames, NOBLOCK)
             except zmq.Again:
                 log.warning("cannot reach the daemon; %d message(s) not sent (they are sent "
                             "again later)", len(part))

@@ -1,5 +1,5 @@
-"""The answer a worker sends for an attempt (``done`` or ``failed``), from how its handler
-ended: a result, an exception, or a stop by force.
+"""The answer a worker sends for an attempt (``done``, ``failed`` or ``park``), from how its
+handler ended: a result, an exception, a Park, or a stop by force.
 
 One function per way of ending, shared by every pool (threads, child processes, the event
 loop), so that an attempt reads the same in ``failed/`` whatever ran it.
@@ -12,8 +12,9 @@ from typing import Any
 
 from ckptd.core.edits import GIVEN_BACK
 from ckptd.core.errors import LeaseLost
-from ckptd.core.outcomes import Cancelled, Fail, Interrupt, Retry, TimeLimit
+from ckptd.core.outcomes import Cancelled, Fail, Interrupt, Park, Retry, TimeLimit
 from ckptd.wire import protocol
+from ckptd.worker.job import _Attempt
 
 Answer = tuple[bytes, dict[str, Any]]
 """A message kind (``done`` or ``failed``) and its body."""
@@ -58,9 +59,24 @@ def failed(body: dict[str, Any], exc: BaseException, trace: str | None = None) -
     return b"failed", answer
 
 
-def failed_now(body: dict[str, Any], exc: BaseException) -> Answer:
-    """:func:`failed`, with the traceback of the exception being handled."""
+def failed_now(body: dict[str, Any], exc: BaseException, job: _Attempt | None = None
+               ) -> Answer:
+    """:func:`failed`, with the traceback of the exception being handled (:func:`parked`
+    when it is a Park: ``job`` names the children it spawned)."""
+    if isinstance(exc, Park):
+        return parked(body, exc, job.spawned if job is not None else [])
     return failed(body, exc, traceback.format_exc())
+
+
+def parked(body: dict[str, Any], park: Park, spawned: list[str]) -> Answer:
+    """The answer of an attempt whose handler raised :class:`ckptd.Park`: the daemon moves
+    the job to waiting/ and frees its slot (``children``: the jobs this attempt spawned)."""
+    answer = _base(body)
+    answer.update(reason=park.reason[:ERROR_LIMIT], until=park.until, timeout=park.timeout,
+                  signals=park.signals or None)
+    if park.children:
+        answer.update(children=list(spawned) or None, children_asked=True)
+    return b"park", answer
 
 
 def stopped(body: dict[str, Any], stop: Interrupt | None, how: str) -> Answer:

@@ -144,6 +144,7 @@ class Worker:
         self.given_back: list[str] = []
         self.jobs_done = 0
         self.jobs_failed = 0
+        self.jobs_parked = 0
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -311,6 +312,8 @@ class Worker:
         return ThreadPool(self, self.handler, self.concurrency)  # type: ignore[arg-type]
 
     def _close(self) -> None:
+        if not (self._stop_now or self.restart_needed):
+            self.calls.close()  # the handlers have ended: their spawn clients go
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
@@ -522,6 +525,8 @@ class Worker:
         with self._lock:
             if kind == b"done":
                 self.jobs_done += 1
+            elif kind == b"park":
+                self.jobs_parked += 1
             elif body.get("given_back"):
                 self.given_back.append(attempt.label())
             elif body.get("type") not in ("Retry", "LeaseLost"):

@@ -1,9 +1,12 @@
 """`make demo`: the price-list example end to end, on a local store under the checkout.
 
 It generates a customer's items file (CSV), starts three simulated suppliers (HTTP servers
-on 127.0.0.1 with latency, 503s and timeouts), a ckptd daemon and two workers, submits the
-items as jobs, shows progress, writes the price list when every item is priced, and stops
-everything cleanly. Everything it makes is in .demo/ (the store is .demo/store).
+on 127.0.0.1 with latency, 503s and timeouts), a ckptd daemon and two workers, and submits
+the items as one batch of chunks. Each chunk fans out per supplier (a quote job each) and
+waits, holding no worker slot, until they have all ended; when every chunk has ended the
+batch's reduce writes the price list as a draft and waits for an approval: a file dropped
+into the store. The demo drops that file itself (and says so), the list is published, and
+everything stops cleanly. Everything it makes is in .demo/ (the store is .demo/store).
 
     python examples/pricelist/demo.py [--items 3000] [--chunk 10] [--workers 2]
 """
@@ -112,6 +115,32 @@ def progress_line(status: dict[str, Any], total: int, started: float) -> str:
             f"failed {failed}  workers {counts.get('workers', 0)}")
 
 
+def approve(client: Client, store: str, env: dict[str, str], reduce_id: str) -> None:
+    """Wait until the price list waits for its approval, show why, then approve it by
+    dropping a file into the store (what a person, or their tool, would do)."""
+    deadline = time.monotonic() + 600
+    while client.show("pricelist", reduce_id)["state"] != "waiting":
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the price list {reduce_id} never waited for its approval")
+        time.sleep(0.2)
+    draft = client.show("pricelist", reduce_id)["checkpoint"]["state"]["draft"]
+    print(f"draft:       {draft}")
+    explained = subprocess.run([sys.executable, "-m", "ckptd", "--root", store, "explain",
+                                "pricelist", reduce_id], env=env, capture_output=True,
+                               text=True).stdout
+    for line in explained.splitlines():
+        if "waits for the signal" in line or "parked" in line:
+            print(f"             {line}")
+    signals = os.path.join(store, "pricelist", "signals")
+    staged = os.path.join(os.path.dirname(store), "approval.json")
+    with open(staged, "w") as handle:
+        handle.write('{"by": "the demo"}\n')
+    target = os.path.join(signals, f"{reduce_id}.approved.json")
+    os.rename(staged, target)
+    print(f"approval:    the demo approves it itself, by dropping a file into the store: "
+          f"{target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="the ckptd price-list demo")
     parser.add_argument("--items", type=int, default=3000, help="items in the customer's file")
@@ -163,14 +192,16 @@ def main() -> None:
         for number in range(1, args.workers + 1):
             procs.start(f"worker-{number}", [
                 sys.executable, "-m", "ckptd", "worker", "--connect", control, "--queue", QUEUE,
+                "--queue", "quote", "--queue", "pricelist",
                 "--concurrency", str(args.concurrency), "--name", f"worker-{number}",
-                "--queue", "pricelist", "pricelist.tasks:handle"], worker_env)
+                "pricelist.tasks:handle"], worker_env)
         print(f"daemon:      {control}, store {store}")
         print(f"suppliers:   {', '.join(f'{n} {u}' for n, u in shops.items())}")
 
         client = Client(control, timeout=30)
-        # The customer's file becomes one batch of jobs, chunks of --chunk items each; when
-        # every chunk has ended, the daemon submits the reduce job to the pricelist queue.
+        # The customer's file becomes one batch of jobs, chunks of --chunk items each; each
+        # chunk fans out per supplier; when every chunk (and every quote) has ended, the
+        # daemon submits the reduce job to the pricelist queue.
         command = [sys.executable, "-m", "ckptd", "--root", store, "submit-file", QUEUE,
                    items_path, "--chunk", str(args.chunk), "--then", "pricelist"]
         shown = ".demo/store" if args.root is None else store
@@ -199,15 +230,16 @@ def main() -> None:
         if tty:
             print()
         reduce_id = f"{batch}.reduce"
+        approve(client, store, env, reduce_id)
         state = client.wait("pricelist", reduce_id, timeout=120)
         elapsed = time.monotonic() - started
         if state != "done":
             raise SystemExit(f"the reduce job {reduce_id} {state}; see ckptd --root {store} "
                              f"show pricelist {reduce_id}")
         summary = client.result("pricelist", reduce_id)
-        print(f"price list:  {summary['location']} ({summary['priced']} priced, "
+        print(f"published:   {summary['location']} ({summary['priced']} priced, "
               f"{summary['unavailable']} unavailable, {len(summary['failed_jobs'])} chunk(s) "
-              f"failed) in {elapsed:.1f}s")
+              f"failed) in {elapsed:.1f}s, approved by {summary['approved']}")
         print(f"the store:   {store}" + (f"   (try: .venv/bin/ckptd --root {store} status)"
                                           if args.root is None else ""))
     finally:

@@ -1,12 +1,21 @@
-"""The worker side of the example: price a chunk of items by asking every supplier.
+"""The worker side of the example: work that fans out, gathers, and waits for a person.
 
-Run by ``ckptd worker ... pricelist.tasks:handle``. The handler is ``async def``: the worker
-runs it on an event loop (``--pool async`` is chosen by itself), ``--concurrency`` jobs in
-flight at once, and each job asks the suppliers for an item's quotes concurrently, with
-aiohttp (which ckptd already installs for its S3 support). The suppliers' addresses come
-from $PRICELIST_SUPPLIERS (``name=http://host:port,...``). After each item the job
-checkpoints the lines priced so far (``await job.checkpoint(...)``), so an attempt that is
-cut short resumes at the next item.
+Run by ``ckptd worker ... pricelist.tasks:handle`` for the queues ``price``, ``quote`` and
+``pricelist``. The handler is ``async def``: the worker runs it on an event loop, with
+``--concurrency`` jobs in flight at once.
+
+- ``price`` (a chunk of the customer's items file): fans out per supplier, one ``quote``
+  child each (``job.spawn``, ids ``<chunk>.<supplier>``: a chunk that runs again creates
+  nothing twice), then parks until they have all ended (``Park(children=True)``: no worker
+  slot is held meanwhile). Woken, it prices each item from the suppliers' quotes.
+- ``quote``: asks one supplier about every item of a chunk, over HTTP (aiohttp), and
+  checkpoints after each item, so an attempt that is cut short resumes at the next one.
+- ``pricelist`` (the batch's reduce, made once every chunk and every quote has ended):
+  writes the price list as a draft into the store, checkpoints it, and parks until someone
+  approves it: a signal, ``ckptd signal pricelist <id> approved`` or a file dropped into
+  ``<store>/pricelist/signals/<id>.approved.json``. Then it publishes the list.
+
+The suppliers' addresses come from $PRICELIST_SUPPLIERS (``name=http://host:port,...``).
 """
 
 from __future__ import annotations
@@ -19,13 +28,14 @@ from typing import Any
 
 import aiohttp
 
-from ckptd import AsyncJob, Retry
+from ckptd import AsyncJob, Fail, Park, Retry
 
 from .policies import price_line
 
 COLUMNS = ["sku", "name", "status", "supplier", "cost", "price", "shipping", "lead_days"]
 SUPPLIER_TIMEOUT = 1.0
 SUPPLIER_TRIES = 4
+APPROVAL = "approved"
 
 
 def suppliers() -> dict[str, str]:
@@ -55,27 +65,49 @@ async def ask(session: aiohttp.ClientSession, base_url: str, sku: str) -> dict[s
 
 
 async def handle(job: AsyncJob) -> dict[str, Any]:
-    """The worker's entry point: price a chunk, or (the reduce) write the price list."""
+    """The worker's entry point: a chunk, one supplier's quotes, or the price list."""
     if job.queue == "pricelist":
         return await price_list(job)
+    if job.queue == "quote":
+        return await quote(job)
     return await price(job)
 
 
+async def items_of(job: AsyncJob) -> list[dict[str, Any]]:
+    """The items of a chunk: its range of the items file (or a list, when given one)."""
+    return await job.records() if "source" in job.payload else list(job.payload["items"])
+
+
 async def price(job: AsyncJob) -> dict[str, Any]:
-    """Price the items of a chunk of the items file; the result holds one line each."""
-    items = await job.records() if "source" in job.payload else job.payload["items"]
-    state = job.state or {"done": 0, "lines": []}
-    lines: list[dict[str, Any]] = list(state["lines"])
-    shops = suppliers()
+    """A chunk: one quote job per supplier, a park until they ended, then one line each."""
+    items = await items_of(job)
+    if job.woken is None:
+        skus = [item["sku"] for item in items]
+        for name in suppliers():
+            await job.spawn("quote", {"supplier": name, "skus": skus}, key=name)
+        raise Park("waiting for the suppliers' quotes", children=True)
+    offers: dict[str, list[dict[str, Any]]] = {item["sku"]: [] for item in items}
+    for ref, state in sorted(job.children.items()):
+        if state != "done":
+            raise Fail(f"the quotes of {ref} {state}: this chunk cannot be priced")
+        queue, child = ref.split("/", 1)
+        for offer in (await job.result_of(queue, child))["offers"]:
+            offers[offer["sku"]].append(offer)
+    return {"lines": [price_line(item, offers[item["sku"]]) for item in items]}
+
+
+async def quote(job: AsyncJob) -> dict[str, Any]:
+    """One supplier's offers for every item of a chunk, checkpointed item by item."""
+    name, skus = job.payload["supplier"], job.payload["skus"]
+    base_url = suppliers()[name]
+    state = job.state or {"done": 0, "offers": []}
+    offers: list[dict[str, Any]] = list(state["offers"])
     async with aiohttp.ClientSession() as session:
-        for position in range(int(state["done"]), len(items)):
-            item = items[position]
-            offers = await asyncio.gather(*(ask(session, url, item["sku"])
-                                            for url in shops.values()))
-            lines.append(price_line(item, list(offers)))
-            await job.checkpoint({"done": position + 1, "lines": lines})
-            job.progress(position + 1, len(items))
-    return {"lines": lines}
+        for position in range(int(state["done"]), len(skus)):
+            offers.append(await ask(session, base_url, skus[position]))
+            await job.checkpoint({"done": position + 1, "offers": offers})
+            job.progress(position + 1, len(skus))
+    return {"supplier": name, "offers": offers}
 
 
 def write_price_list(lines: list[dict[str, Any]]) -> str:
@@ -89,16 +121,25 @@ def write_price_list(lines: list[dict[str, Any]]) -> str:
 
 
 async def price_list(job: AsyncJob) -> dict[str, Any]:
-    """The reduce: gather every chunk's lines and write the price list into the store."""
-    lines: list[dict[str, Any]] = []
-    failed = []
-    for member, state in job.payload["jobs"]:
-        if state == "done":
-            lines += (await job.result_of(job.payload["queue"], member))["lines"]
-        else:
-            failed.append(member)
+    """The reduce: the price list from every chunk, as a draft until it is approved."""
     day = (job.created or "")[:10] or "today"
-    location = await job.write_output(f"pricelist-{day}.csv", write_price_list(lines))
-    priced = sum(1 for line in lines if line["status"] == "ok")
-    return {"location": location, "lines": len(lines), "priced": priced,
-            "unavailable": len(lines) - priced, "failed_jobs": failed}
+    if job.woken is None or job.state is None:
+        lines: list[dict[str, Any]] = []
+        failed = []
+        for member, state in job.payload["jobs"]:
+            if state == "done":
+                lines += (await job.result_of(job.payload["queue"], member))["lines"]
+            else:
+                failed.append(member)
+        text = write_price_list(lines)
+        draft = await job.write_output(f"pricelist-{day}.draft.csv", text)
+        priced = sum(1 for line in lines if line["status"] == "ok")
+        await job.checkpoint({"csv": text, "draft": draft, "lines": len(lines),
+                              "priced": priced, "failed_jobs": failed})
+        raise Park(f"draft at {draft}: waiting for the signal '{APPROVAL}'", signal=APPROVAL)
+    summary = dict(job.state)
+    location = await job.write_output(f"pricelist-{day}.csv", summary.pop("csv"))
+    return {"location": location, "lines": summary["lines"], "priced": summary["priced"],
+            "unavailable": summary["lines"] - summary["priced"],
+            "failed_jobs": summary["failed_jobs"], "draft": summary["draft"],
+            "approved": job.signals.get(APPROVAL)}

@@ -32,7 +32,7 @@ ID_PLACEHOLDERS = ("<id>", "ID1", "ID2", EXAMPLE_ID)
 COMMANDS = ("submit", "submit-file", "status", "ls", "show", "explain", "wait", "retry",
             "cancel", "purge", "fsck", "serve", "worker", "keygen", "doctor", "pause",
             "resume", "limit", "schedules", "logs", "encryption-key", "move", "replay",
-            "console-user")
+            "console-user", "signal", "graph")
 START_TIMEOUT = 60.0
 RUN_TIMEOUT = 180.0
 

@@ -53,8 +53,24 @@ def _hand_written_jobs_ran(scratch: Scratch) -> None:
     assert json.loads((data / "price/done/order-43.json").read_text())["max_attempts"] == 5
 
 
+def _waits_went_on(scratch: Scratch) -> None:
+    data = scratch.dir / "data"
+
+    def done(queue: str, job_id: str) -> dict[str, object]:
+        return dict(json.loads((data / queue / "done" / f"{job_id}.json").read_text()))
+
+    assert done("join", "join-1")["woken"] == {**done("join", "join-1")["woken"],  # type: ignore[dict-item]
+                                               "parents": {"split/part-1": "done",
+                                                           "split/part-2": "done"}}
+    gathered = done("fan", "fan-1")["result"]["gathered"]  # type: ignore[index]
+    assert gathered == {f"split/fan-1.part{n}": "done" for n in range(3)}
+    for job_id, by in (("report-7", "ana"), ("report-8", "bob"), ("report-9", "carol")):
+        assert done("publish", job_id)["result"]["approved"] == {"by": by}  # type: ignore[index]
+
+
 CHECKS: dict[str, Callable[[Scratch], None]] = {
     "inspect-and-repair.md": _hand_written_jobs_ran,
+    "graphs.md": _waits_went_on,
 }
 """What a page's blocks must have done, beyond running without an error."""
 

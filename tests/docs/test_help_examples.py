@@ -23,8 +23,9 @@ from tests.docs.shell import Scratch, subcommand
 from tests.helpers import wait_for
 
 ORDER = ("keygen", "encryption-key", "serve", "worker", "submit", "submit-file", "status",
-         "ls", "show", "explain", "logs", "wait", "retry", "cancel", "move", "replay", "purge",
-         "fsck", "doctor", "schedules", "limit", "pause", "resume", "console-user")
+         "ls", "show", "explain", "logs", "wait", "signal", "graph", "retry", "cancel", "move",
+         "replay", "purge", "fsck", "doctor", "schedules", "limit", "pause", "resume",
+         "console-user")
 
 TASKS = '''\
 from ckptd import AsyncJob, Fail, Job

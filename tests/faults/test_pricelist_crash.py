@@ -1,5 +1,6 @@
-"""kill -9 the daemon during a price-list batch and at its reduce hand-over: one reduce job,
-the same price list."""
+"""kill -9 the daemon during a price-list batch (chunks fanned out per supplier, parked for
+their quotes), at its reduce hand-over and at its approval: one reduce job, the same price
+list."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import wait_for
-from tests.integration.test_pricelist import check_price_list, submit_items
+from tests.integration.test_pricelist import (
+    QUEUES,
+    approve_when_waiting,
+    check_price_list,
+    submit_items,
+)
 from tests.pricelist_setup import worker_env, write_items
 from tests.procs import Processes, count_files
 
@@ -22,7 +28,7 @@ def test_kills_during_the_batch_and_at_the_reduce_leave_one_reduce(
     items = write_items(str(tmp_path / "items.csv"), 4000)
     daemon = procs.daemon(lease="3s", heartbeat="0.5s", backoff_base="0.1s")
     for _ in range(2):
-        procs.worker(daemon, ["price", "pricelist"], "pricelist.tasks:handle", concurrency=8,
+        procs.worker(daemon, QUEUES, "pricelist.tasks:handle", concurrency=8,
                      env=worker_env(suppliers))
     batch = submit_items(daemon.root, str(tmp_path / "items.csv"))
     kills = 0
@@ -45,6 +51,10 @@ def test_kills_during_the_batch_and_at_the_reduce_leave_one_reduce(
     # And once more right after it came back, around the hand-over.
     time.sleep(rng.uniform(0.0, 0.5))
     daemon.kill()
+    kills += 1
+    daemon.start()
+    approve_when_waiting(daemon.root, batch)
+    daemon.kill()  # and once more while it is approved
     kills += 1
     daemon.start()
     wait_for(lambda: count_files(daemon.root, "pricelist", "done") == 1, timeout=600,

@@ -47,6 +47,30 @@ def test_an_async_client_submits_waits_and_reads_results(procs: Processes) -> No
     assert set(job_files(daemon.root, "q", "done")) == set(ids)
 
 
+def test_an_async_client_submits_after_parents_and_signals(procs: Processes) -> None:
+    """Work that waits from asyncio: ``after=`` holds a job in waiting/ until its parent
+    ended; ``signal`` and ``graph`` carry the same bodies as the blocking client's."""
+    daemon = procs.daemon()
+
+    async def app() -> tuple[str, dict[str, object], dict[str, object]]:
+        async with AsyncClient(daemon.control, timeout=30) as client:
+            parent = await client.submit("q", {"n": 1}, id="parent")
+            child = await client.submit_job("q", {"n": 2}, job_id="child",
+                                            after=[f"q/{parent}"])
+            signalled = await client.signal("q", "child", "go", {"by": "test"})
+            graph = await client.graph("q", "child")
+            return child.state, signalled, graph
+
+    state, signalled, graph = asyncio.run(app())
+    assert state == "waiting"
+    assert signalled["state"] == "waiting"
+    assert os.listdir(f"{daemon.root}/q/signals") == ["child.go.json"]
+    assert graph["state"] == "waiting" and "q/parent" in str(graph)
+    procs.worker(daemon, "q", "echo")
+    with Client(daemon.control) as client:
+        assert client.wait("q", "child", timeout=60) == "done"
+
+
 @pytest.mark.slow
 def test_the_event_loop_is_never_blocked_while_10000_submits_run(procs: Processes) -> None:
     """10,000 submits, 64 in flight, from an application whose loop also runs a 1 ms

@@ -36,14 +36,15 @@ def test_status_through_the_daemon_and_on_the_bare_store(procs: Processes,
     assert answer["queues"]["idle"]["delayed"] == 1
     table = ckptd("--connect", daemon.control, "status").stdout
     header = table.splitlines()[1]
-    assert header.split() == ["queue", "pending", "delayed", "claimed", "done", "failed",
-                              "jobs/s", "lead", "p50/p95", "cycle", "p50/p95", "oldest",
-                              "workers"]
-    assert re.search(r"^s\s+0\s+0\s+0\s+5\s+1\s", table, re.M), table
-    assert re.search(r"^idle\s+1\s+1\s+0\s+0\s+0\s", table, re.M), table
+    assert header.split() == ["queue", "pending", "delayed", "claimed", "waiting", "done",
+                              "failed", "jobs/s", "lead", "p50/p95", "cycle", "p50/p95",
+                              "oldest", "workers"]
+    assert re.search(r"^s\s+0\s+0\s+0\s+0\s+5\s+1\s", table, re.M), table
+    assert re.search(r"^idle\s+1\s+1\s+0\s+0\s+0\s+0\s", table, re.M), table
 
     bare = ckptd("--root", daemon.root, "status")
-    assert bare.returncode == 0 and re.search(r"^s\s+0\s+0\s+5\s+1\s+0$", bare.stdout, re.M)
+    assert bare.returncode == 0 and re.search(r"^s\s+0\s+0\s+0\s+5\s+1\s+0$", bare.stdout,
+                                              re.M)
     counts = json.loads(ckptd("--root", daemon.root, "status", "--json").stdout)["queues"]["s"]
     assert counts["done"] == 5 and counts["failed"] == 1
 

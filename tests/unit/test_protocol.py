@@ -95,3 +95,32 @@ def test_oversized_bodies_are_refused() -> None:
     with pytest.raises(ProtocolError) as caught:
         protocol.decode_many(big, protocol.WORKER_MESSAGES, max_body=1000)
     assert caught.value.reason == "size"
+
+
+def test_many_messages_to_one_peer_go_in_batches_the_receiver_accepts() -> None:
+    """More than MAX_BATCH messages (a worker's acks after a fan-in) were sent as one batch
+    that the worker refused whole: they are split, in order, each part decodable."""
+    messages = [(b"ack", {"queue": "q", "id": f"j{n}", "attempt": 1})
+                for n in range(2 * protocol.MAX_BATCH + 7)]
+    with pytest.raises(ProtocolError, match="1 to 10000"):  # the bug: one batch of them all
+        protocol.decode_many(protocol.batch(messages), protocol.DAEMON_MESSAGES)
+    parts = protocol.batches(messages)
+    assert [len(part) for part, _ in parts] == [protocol.MAX_BATCH, protocol.MAX_BATCH, 7]
+    got = [m for _, frames in parts
+           for m in protocol.decode_many(frames, protocol.DAEMON_MESSAGES)]
+    assert got == messages
+
+
+def test_batches_stay_under_the_receivers_body_size() -> None:
+    """A batch over the receiver's byte limit is split too (a lone message is left as it is)."""
+    messages = [(b"job", {"queue": "q", "id": f"j{n}", "attempt": 1, "payload": "x" * 100})
+                for n in range(1000)]
+    limit = 20_000
+    parts = protocol.batches(messages, max_body=limit)
+    assert len(parts) > 5
+    assert all(len(frames[2]) <= limit for _, frames in parts)
+    got = [m for _, frames in parts
+           for m in protocol.decode_many(frames, protocol.DAEMON_MESSAGES, max_body=limit)]
+    assert got == messages
+    big = [(b"job", {"queue": "q", "id": "big", "attempt": 1, "payload": "x" * 50_000})]
+    assert [len(p) for p, _ in protocol.batches(big * 3, max_body=limit)] == [1, 1, 1]

@@ -5,7 +5,8 @@ folders; recovery keeps one):
 
 1. the copy with the higher ``rev`` wins (it was written by a later move, whichever way
    the move went: a release or a retry goes back to ``pending``);
-2. with equal ``rev``, the later state wins: pending < claimed < failed < done;
+2. with equal ``rev``, the later state wins: waiting < pending < claimed < failed < done
+   (a wait comes before the run it waits for);
 3. with equal ``rev`` and state, the copy with more ``attempts`` wins.
 
 The expectations below are written out from that rule, not derived from the code under test.
@@ -31,7 +32,7 @@ from ckptd.core.states import (
     transition_name,
 )
 
-P, C, D, F = State.PENDING, State.CLAIMED, State.DONE, State.FAILED
+P, C, D, F, W = State.PENDING, State.CLAIMED, State.DONE, State.FAILED, State.WAITING
 
 ALLOWED = {
     (P, C): "claim",
@@ -42,15 +43,20 @@ ALLOWED = {
     (P, None): "cancel",
     (D, None): "purge",
     (F, None): "purge",
+    (P, W): "hold",
+    (C, W): "park",
+    (W, P): "wake",
+    (W, F): "abandon",
+    (W, None): "cancel",
 }
 EVERY_PAIR = [(src, dst) for src in STATES for dst in (*STATES, REMOVED)]
-LATER = [P, C, F, D]  # the documented order of "later state", earliest first
+LATER = [W, P, C, F, D]  # the documented order of "later state", earliest first
 
 
 def test_the_states_are_the_folders() -> None:
-    assert [s.value for s in STATES] == ["pending", "claimed", "done", "failed"]
+    assert [s.value for s in STATES] == ["pending", "claimed", "done", "failed", "waiting"]
     assert TERMINAL == {D, F}
-    assert len(EVERY_PAIR) == 20
+    assert len(EVERY_PAIR) == 30
 
 
 @pytest.mark.parametrize(("src", "dst"), list(ALLOWED))
@@ -70,7 +76,8 @@ def test_every_other_move_is_refused(src: State, dst: State | None) -> None:
 
 
 def test_refused_moves_include_the_dangerous_ones() -> None:
-    for src, dst in [(D, P), (D, C), (F, C), (P, D), (P, F), (C, None), (C, C)]:
+    for src, dst in [(D, P), (D, C), (F, C), (P, D), (P, F), (C, None), (C, C), (W, C),
+                     (W, D), (D, W), (F, W)]:
         assert not is_allowed(src, dst)
 
 
@@ -129,6 +136,10 @@ CRASH_CASES = {
     "same state, more attempts": ([Copy(P, 1, 1), Copy(P, 1, 2)], P),
     "three copies": ([Copy(P, 1, 0), Copy(C, 1, 0), Copy(D, 1, 0)], D),
     "three copies, newest rev in pending": ([Copy(D, 1, 0), Copy(P, 2, 0), Copy(F, 1, 5)], P),
+    "bucket wake copied, not yet deleted": ([Copy(W, 0, 0), Copy(P, 0, 0)], P),
+    "local park rewrote into waiting": ([Copy(C, 1, 0), Copy(W, 2, 1)], W),
+    "local wake rewrote into pending": ([Copy(W, 2, 1), Copy(P, 3, 1)], P),
+    "local abandon rewrote into failed": ([Copy(W, 0, 0), Copy(F, 1, 0)], F),
 }
 
 

@@ -35,7 +35,7 @@ from ckptd.wire.protocol import Body
 
 QUEUE_REQUESTS = frozenset({b"submit", b"submit_many", b"ls", b"show", b"retry", b"cancel",
                             b"purge", b"fetch", b"output", b"wait", b"submit_file",
-                            b"status"})
+                            b"status", b"signal", b"batch_open", b"batch_seal"})
 """Requests about one queue (``queue`` in their body), which its leader answers."""
 
 

@@ -270,9 +270,12 @@ class Operators:
                     log.info("cancel", extra={"fields": {"queue": queue, "id": job_id,
                                                          "from": "pending", "to": "removed",
                                                          "by": by}})
+                    engine.flows.removed(queue, job_id, now)  # an end for its dependents
 
             engine.txn.add(Delete(queue, State.PENDING, job_id, priority=priority, key=key),
                            removed)
+            return
+        if job_id in index.waiting and engine.graph.cancel(queue, job_id, now, reply):
             return
         lease = index.claimed.get(job_id)
         if lease is not None and not lease.closing:

@@ -58,10 +58,14 @@ class Dispatcher:
     """The dispatch part of the engine."""
 
     def __init__(self, index: Index, forget_worker: Callable[[WorkerInfo, str], None],
-                 resync: Callable[[str, str, float], None]) -> None:
+                 resync: Callable[[str, str, float], None],
+                 hold: Callable[[QueueIndex, str, jobs.Job, float], bool] | None = None
+                 ) -> None:
         self.ix = index
         self.forget_worker = forget_worker
         self.resync = resync  # a job found where it was to be moved: look at the folders
+        # A job that names parents it has not waited for goes to waiting/ instead (waits.py).
+        self.hold = hold
         index.deadlines.append(self._key_due)
         store = index.store  # a bucket reads pending files ahead, in the background
         self.ready_to_read = store.ready if isinstance(store, Background) else None
@@ -180,6 +184,8 @@ class Dispatcher:
         if wait_until is not None and wait_until > now:
             ix.delay(index, job_id, wait_until)
             return False
+        if self.hold is not None and "after" in job and self.hold(index, job_id, job, now):
+            return False
         attempt = jobs.running_attempt(job)
         if jobs.priority_of(job) != tag:  # the name decides; the claimed file says so too
             job["priority"] = tag
@@ -205,6 +211,8 @@ class Dispatcher:
                       "max_attempts": job["max_attempts"], "created": job["created"]}
         if job.get("batch"):
             body["batch"] = job["batch"]
+        if isinstance(job.get("woken"), dict):
+            body["woken"] = job["woken"]  # parents' ends, signals: job.parents, job.signals
         time_limit = _time_limit(job.get("time_limit")) or ix.settings.time_limit_for(queue)
         if time_limit:
             body["time_limit"] = time_limit

@@ -37,6 +37,7 @@ from ckptd.daemon.engine.creating import Creating, answer
 from ckptd.daemon.engine.debounce import Debounce
 from ckptd.daemon.engine.dispatch import Dispatcher
 from ckptd.daemon.engine.flows import Flows
+from ckptd.daemon.engine.graph_events import GraphEvents
 from ckptd.daemon.engine.index import Index, QueueIndex, Txn, WorkerInfo
 from ckptd.daemon.engine.indexing import Indexing, ListedPending, list_ended, list_pending
 from ckptd.daemon.engine.log_writer import LogWriter, Piece
@@ -77,10 +78,13 @@ class Engine:
                  name: str = "ckptd", rand: Callable[[], float] = random.random,
                  wake: Callable[[], None] = lambda: None) -> None:
         self.index = ix = Index(store, settings, name=name, rand=rand)
-        self.flows = Flows(store, ix.live, self._txn)
+        self.flows = Flows(store, ix.live, self._txn, leads=lambda queue: ix.leads(queue))
         self.workers_part = Workers(ix)
-        self.dispatcher = Dispatcher(ix, self.workers_part.forget, self.resync)
         self.answers = Answers(ix, self.flows, self.resync)
+        # Work that waits: waiting/, parks, signals, batches (daemon/engine/graph_events.py)
+        self.graph = GraphEvents(ix, self.flows, self.answers)
+        self.dispatcher = Dispatcher(ix, self.workers_part.forget, self.resync,
+                                     hold=self.graph.waits.hold)
         # The parts' entry points, as the daemon calls them.
         self.hello = self.workers_part.hello
         self.worker_for = self.workers_part.worker_for
@@ -93,6 +97,7 @@ class Engine:
         self.done = self.answers.done
         self.failed = self.answers.failed
         self.checkpoint = self.answers.checkpoint
+        self.park = self.graph.parks.park
         self.progress = self.answers.progress
         self.expire_leases = self.answers.expire_leases
         self.end_attempt = self.answers.end_attempt
@@ -113,12 +118,13 @@ class Engine:
         self.looks_in_create = isinstance(store, Background)
         self.scheduler = Scheduler(ix.live, store, self.submit, lambda q: self.index.leads(q))
         self.sweeper = Sweeper(store, ix.live, wake=wake)
-        self.indexing = Indexing(ix, self.flows, resync=self.resync, seen=self.open_jobs.seen,
+        self.indexing = Indexing(ix, self.flows, self.graph, resync=self.resync,
+                                 seen=self.open_jobs.seen,
                                  adopt=lambda index, job_id, now, grace: self.adopt_claimed(
                                      index, job_id, now, strict=True, duration=grace))
         self.log_writer = LogWriter(store, ix.live)  # jobs' own logs, written by a thread
         ix.traces = traces_of(ix.settings.tracing, name)
-        ix.deadlines += [self._token_due, self.scheduler.next_due]
+        ix.deadlines += [self._token_due, self.scheduler.next_due, self.graph.next_due]
 
     def tick(self, now: float) -> None:
         """The controls' share of a turn: aging of priorities, schedules that are due,
@@ -128,6 +134,7 @@ class Engine:
         for name, index in ix.queues.items():
             index.ready.set_aging(aging_of(settings, name))
         self.scheduler.due(now)
+        self.graph.tick(now)
         for swept in self.sweeper.take_results():
             index = ix.queue(swept.queue)
             gone = len(swept.removed) + len(swept.archived)
@@ -170,6 +177,8 @@ class Engine:
             self.failed(worker, body, now, identity)
         elif kind == b"checkpoint":
             self.checkpoint(worker, body, now, identity)
+        elif kind == b"park":
+            self.park(worker, body, now, identity)
         elif worker is None:
             return False
         elif kind == b"heartbeat":
@@ -261,6 +270,7 @@ class Engine:
         findings: list[recovery.Finding] = []
         for name in self.begin_recovery():
             findings += self.recover_queue(name, now, alone=False)
+        self.graph.settle(now)  # batches that completed while no daemon was watching
         self.scheduler.start(now)  # what the schedules missed while no daemon ran
         return findings
 
@@ -301,6 +311,7 @@ class Engine:
         """Forget one queue (this daemon stopped leading it; its new leader recovers it)."""
         self.index.drop_queue(name)
         self.flows.drop(name)
+        self.graph.drop(name)
 
     def resync(self, queue: str, job_id: str, now: float) -> None:
         """Bring the index in line with the folders for one job whose move found it already
@@ -333,6 +344,7 @@ class Engine:
         """Forget the index (this daemon stopped leading; recovery rebuilds it later)."""
         self.index.clear()
         self.flows.clear()
+        self.graph.clear()
         self.index.gate.clear()
         self.open_jobs.clear()
         self.creating.clear()
@@ -411,12 +423,14 @@ class Engine:
                 reply(answer(queue, job_id, if_exists, state))
                 return
         try:
+            after = self.graph.parents(queue, body) if body.get("after") else None
             job, ops = prepare_submit(ix.settings, queue, body.get("payload"), now,
                                       job_id=job_id, max_attempts=body.get("max_attempts"),
                                       delay=body.get("delay"), batch=body.get("batch"),
                                       fresh=fresh, time_limit=body.get("time_limit"),
                                       priority=priority, key=key, decoded=True,
-                                      meta=body.get("meta"))
+                                      meta=body.get("meta"), after=after,
+                                      on_parent_failure=body.get("on_parent_failure"))
         except (CkptdError, ValueError) as exc:
             reply(exc if isinstance(exc, CkptdError) else CkptdError(str(exc)))
             return
@@ -425,13 +439,15 @@ class Engine:
         not_before = now + body["delay"] if body.get("delay") else None
         batch = body.get("batch")
         # Reserve the id now so that a second submit of it in the same round is refused.
-        index.pending.add(new_id)
+        reserved = index.waiting if after else index.pending
+        reserved.add(new_id)
         index.added_since_scan.add(new_id)
 
         def created(outcome: Outcome) -> None:
             self.creating.end(queue, new_id, outcome)
-            if outcome is None or (isinstance(outcome, JobExists) and outcome.state == "pending"
-                                   and ix.queues.get(queue) is index):
+            made = State.WAITING.value if after else State.PENDING.value
+            again = isinstance(outcome, JobExists) and outcome.state == made
+            if not after and (outcome is None or (again and ix.queues.get(queue) is index)):
                 # Made now, or by an earlier send whose answer was lost: pending either way.
                 index.ready.note(new_id, priority)
                 index.ready.note_key(new_id, key or "")
@@ -440,10 +456,15 @@ class Engine:
                 index.counters["submitted"] += 1
                 if batch is not None:
                     index.metrics.submitted(batch, now)
+                self.flows.tracker.joined(queue, new_id)
+                if after:
+                    self.graph.waits.register(queue, new_id, job, now)
+                    reply({"id": new_id, "created": True, "state": "waiting"})
+                    return
                 reply({"id": new_id, "created": True, "state": "pending"})
                 return
-            if not (isinstance(outcome, JobExists) and outcome.state == "pending"):
-                index.pending.discard(new_id)
+            if not again:
+                reserved.discard(new_id)
             if isinstance(outcome, JobExists) and if_exists == "return":
                 if body.get("unique"):
                     self.open_jobs.hit(queue)
@@ -484,6 +505,7 @@ class Engine:
             index.ready.left += 1  # its line's entry goes at the next rescan
             log.info("job removed from pending/ by hand", extra={"fields": {
                 "queue": queue, "id": job_id, "from": "pending", "to": "removed"}})
+            self.flows.removed(queue, job_id, time.time())
 
     def reconcile_pending(self, queue: str, listed: dict[str, tuple[int, str]]) -> None:
         """Bring the pending index in line with a listing of ``pending/`` (the rescan):

@@ -23,10 +23,11 @@ from ckptd.store.base import Store
 def status_line(engine: Engine) -> str:
     """One line for systemd's STATUS: queues, workers and jobs per state."""
     counts = [index.counts() for index in engine.queues.values()]
-    total = {k: sum(c[k] for c in counts) for k in ("pending", "claimed", "done", "failed")}
+    total = {k: sum(c[k] for c in counts) for k in ("pending", "claimed", "done", "failed",
+                                                     "waiting")}
     return (f"{len(engine.queues)} queue(s), {len(engine.workers)} worker(s); "
             f"pending {total['pending']}, claimed {total['claimed']}, "
-            f"done {total['done']}, failed {total['failed']}")
+            f"done {total['done']}, failed {total['failed']}, waiting {total['waiting']}")
 
 
 def queue_figures(index: QueueIndex, workers: Iterable[WorkerInfo], store: Store,

@@ -1,19 +1,19 @@
-"""Work that flows on when a job ends: pipelines (the next stage) and batches (the reduce).
+"""Work that flows on when a job ends: pipelines (the next stage), batches (their
+callbacks, :mod:`~ckptd.daemon.engine.batch_ends`), the jobs that wait on it
+(:mod:`~ckptd.daemon.engine.waits`, told through :attr:`Flows.listeners`) and a queue's
+``on_failure`` job.
 
 - Pipeline: a queue whose settings name a ``next`` queue hands each done job's result on as
   the payload of a job in that queue, with the same id and the lineage extended. The new job
   is created before the finished one is moved to done/, in the same group of store ops, so a
   crash in between leaves the old job claimed (it runs again and the hand-over, being
   create-only with the same id, is a no-op): nothing is lost and nothing is handed over twice.
-- Batch: when every job of a batch with a ``then`` queue has ended, one reduce job
-  ``<batch>.reduce`` is submitted there listing the batch's jobs and their end states. Its
-  fixed id makes a repeat (after a crash, at recovery) a no-op; the manifest records when it
-  was submitted so that a purged reduce job is not submitted again.
+- On failure: a queue whose settings name an ``on_failure`` queue gets, for each job that
+  lands in failed/, one job there (``<id>.failure-<attempts>``, create-only, created before
+  the move) whose payload carries the error and the last checkpoint.
 
 The engine calls in here; nothing here touches sockets or reads the clock, and every store
-write goes into the engine's transaction. Batch progress is kept per job id, from the
-listing at recovery and the ends the engine reports, so a reduce is built from memory
-without asking the store where each job is.
+write goes into the engine's transaction.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ckptd.codec import dumps, encode_job
-from ckptd.core import batches, crashpoints, jobs
+from ckptd.core import jobs, waits
 from ckptd.core.config import LiveSettings, Settings
-from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob
+from ckptd.core.errors import CkptdError, JobExists
 from ckptd.core.states import State
-from ckptd.core.timefmt import utc_iso
-from ckptd.store.base import Outcome, PutBlob, PutManifest, PutNew, Store
+from ckptd.daemon.engine.batch_ends import BatchTracker
+from ckptd.store.base import Op, Outcome, PutBlob, PutNew, Store
 
 if TYPE_CHECKING:
     from ckptd.daemon.engine.index import Txn
@@ -38,14 +38,16 @@ log = logging.getLogger(__name__)
 
 
 class Flows:
-    """Batch progress and hand-overs for one daemon."""
+    """Hand-overs, batches and the ends that other work waits on, for one daemon."""
 
-    def __init__(self, store: Store, settings: LiveSettings, txn: Callable[[], Txn]) -> None:
+    def __init__(self, store: Store, settings: LiveSettings, txn: Callable[[], Txn],
+                 leads: Callable[[str], bool] = lambda queue: True) -> None:
         self.store = store
         self.live = settings
         self._txn = txn  # the engine's transaction of the round in progress
-        self.batches: dict[str, batches.BatchProgress] = {}
-        self._not_batches: set[str] = set()
+        self.tracker = BatchTracker(store, settings, txn, leads)
+        #: Told of every end (queue, id, "done" | "failed" | "removed", now): the waits.
+        self.listeners: list[Callable[[str, str, str, float], None]] = []
 
     @property
     def settings(self) -> Settings:
@@ -54,51 +56,16 @@ class Flows:
 
     def clear(self) -> None:
         """Forget every batch (the daemon stopped leading; recovery loads them again)."""
-        self.batches.clear()
-        self._not_batches.clear()
+        self.tracker.clear()
 
     def drop(self, queue: str) -> None:
         """Forget the batches of one queue (another daemon leads it now)."""
-        for name in [n for n, p in self.batches.items() if p.manifest.queue == queue]:
-            del self.batches[name]
-
-    # -- recovery --------------------------------------------------------------------------
+        self.tracker.drop(queue)
 
     def recover(self, queue: str, ids: dict[State, list[str]], now: float) -> None:
-        """Load the queue's batch manifests and note their ended jobs from a listing;
-        submit the reduce of any batch that completed while no daemon was watching."""
-        names = self.store.manifests(queue)
-        for name in names:
-            progress = self._load(queue, name)
-            if progress is None:
-                continue
-            progress.ends.clear()
-            progress.started_at = now
-        for state in (State.DONE, State.FAILED):
-            for job_id in ids[state]:
-                progress = self.batches.get(batches.batch_of(job_id) or "")
-                if progress is not None and progress.manifest.queue == queue:
-                    progress.record(job_id, state.value)
-        for name in names:
-            progress = self.batches.get(name)
-            if progress is not None and progress.complete:
-                self._reduce(progress, now)
-
-    def _load(self, queue: str, batch: str) -> batches.BatchProgress | None:
-        progress = self.batches.get(batch)
-        if progress is not None or batch in self._not_batches:
-            return progress
-        try:
-            manifest = batches.Manifest.decode(self.store.read_manifest(queue, batch))
-        except JobNotFound:
-            self._not_batches.add(batch)  # a tag without a manifest: nothing to track
-            return None
-        except (MalformedJob, CkptdError) as exc:
-            log.error("cannot read the manifest of batch %s in %s: %s", batch, queue, exc)
-            self._not_batches.add(batch)
-            return None
-        progress = self.batches[batch] = batches.BatchProgress(manifest)
-        return progress
+        """Count the jobs of known batches in a listing of ``queue`` (the engine's recovery
+        loads every manifest first, so a batch's jobs count whichever queue they are in)."""
+        self.tracker.count_listing(queue, ids)
 
     # -- pipelines -------------------------------------------------------------------------
 
@@ -143,80 +110,64 @@ class Flows:
         self._txn().add(PutNew(target, job_id, encode_job(nxt), check_other_states=True),
                         created)
 
-    # -- batches ---------------------------------------------------------------------------
+    # -- ends ------------------------------------------------------------------------------
 
     def ended(self, queue: str, job_id: str, job: jobs.Job | None, state: State, now: float
               ) -> None:
-        """Count a batch job that reached done/ or failed/; reduce when the batch is complete."""
-        batch = job.get("batch") if job is not None else None
-        if not isinstance(batch, str):
-            batch = batches.batch_of(job_id)
-        if batch is None:
-            return
-        progress = self._load(queue, batch)
-        if progress is None or progress.manifest.queue != queue:
-            return
-        if progress.started_at is None:
-            progress.started_at = now
-        if progress.record(job_id, state.value) and progress.complete:
-            self._reduce(progress, now)
+        """A job reached done/ or failed/: its batch counts it, its dependents learn it."""
+        self.tracker.ended(queue, job_id, state.value, now)
+        for listener in self.listeners:
+            listener(queue, job_id, state.value, now)
+
+    def removed(self, queue: str, job_id: str, now: float) -> None:
+        """An open job was cancelled or removed by hand: it ends without a state."""
+        self.tracker.ended(queue, job_id, waits.REMOVED, now)
+        for listener in self.listeners:
+            listener(queue, job_id, waits.REMOVED, now)
 
     def appeared(self, queue: str, job_id: str) -> None:
-        """A pending job the daemon did not make appeared (a submit-file with --root): know
-        its batch from now on, so that status shows it before any of its jobs ends."""
-        batch = batches.batch_of(job_id)
-        if batch is not None and batch not in self.batches:
-            self._load(queue, batch)
+        """A pending job the daemon did not make appeared (a submit-file with --root)."""
+        self.tracker.appeared(queue, job_id)
 
     def reopened(self, queue: str, job_id: str) -> None:
-        """A failed batch job went back to pending (retry): it has not ended any more."""
-        progress = self.batches.get(batches.batch_of(job_id) or "")
-        if progress is not None and progress.manifest.queue == queue:
-            progress.record(job_id, None)
+        """A failed job went back to pending (retry): it has not ended any more."""
+        self.tracker.reopened(queue, job_id)
 
-    def _reduce(self, progress: batches.BatchProgress, now: float) -> None:
-        manifest = progress.manifest
-        if not manifest.then or manifest.reduced:
-            return
-        rid = batches.reduce_id(manifest.batch)
-        listing = progress.listing()  # from memory: no store request per job
-        payload: dict[str, Any] = {"batch": manifest.batch, "queue": manifest.queue,
-                                   "total": manifest.total, "done": progress.done,
-                                   "failed": progress.failed, "jobs": listing}
-        job = jobs.new_job(manifest.then, rid, payload, now,
-                           max_attempts=self.settings.max_attempts_for(manifest.then),
-                           batch=manifest.batch, lineage=[f"{manifest.queue}/{manifest.batch}"])
-        manifest.reduced = utc_iso(now)  # in memory now, so it is not submitted twice
-
-        def created(outcome: Outcome) -> None:
-            if outcome is not None and not isinstance(outcome, JobExists):
-                manifest.reduced = None  # try again at the next completion or recovery
-                log.error("cannot submit the reduce of batch %s: %s", manifest.batch, outcome)
-                return
-            crashpoints.reached("reduce_submitted")  # crash tests: before the manifest says so
-            log.info("batch complete: reduce submitted", extra={"fields": {
-                "batch": manifest.batch, "queue": manifest.queue, "to_queue": manifest.then,
-                "id": rid, "done": progress.done, "failed": progress.failed,
-                "again": outcome is not None}})
-            # Recorded through the transaction like every write (fenced on a bucket, retried
-            # there after an outage); a crash before it only submits the reduce again (no-op).
-            self._txn().add(PutManifest(manifest.queue, manifest.batch, manifest.encode()),
-                            self._manifest_written(manifest))
-
-        self._txn().add(PutNew(manifest.then, rid, encode_job(job), check_other_states=True),
-                        created)
-
-    def _manifest_written(self, manifest: batches.Manifest) -> Callable[[Outcome], None]:
-        def then(outcome: Outcome) -> None:
-            if outcome is not None:
-                log.error("cannot record the reduce of batch %s in its manifest (it is "
-                          "submitted again, a no-op, after a restart): %s", manifest.batch,
-                          outcome)
-        return then
+    def failing(self, queue: str, job: jobs.Job, now: float) -> Op | None:
+        """The op that creates the ``on_failure`` job of a job about to move to failed/
+        (None when its queue names none). Applied before the move: a crash in between
+        leaves the job where it was, and the repeat finds the job made (create-only)."""
+        target = self.settings.queue(queue).on_failure
+        if not target:
+            return None
+        job_id = str(job["id"])
+        key = f"failure-{int(job.get('attempts') or 0)}"
+        try:
+            cid = waits.child_id(job_id, key)
+        except CkptdError as exc:
+            log.error("no on_failure job for %s/%s: %s", queue, job_id, exc)
+            return None
+        try:
+            raw = self.store.read_checkpoint(queue, job_id)
+            checkpoint = json.loads(raw).get("state") if raw else None
+        except (CkptdError, ValueError, AttributeError):
+            checkpoint = None
+        payload: dict[str, Any] = {"queue": queue, "id": job_id, "error": job.get("last_error"),
+                                   "checkpoint": checkpoint, "attempts": job.get("attempts"),
+                                   "batch": job.get("batch")}
+        if job.get("payload_ref"):
+            payload["payload_ref"] = f"{queue}/{job['payload_ref']}"
+        else:
+            payload["payload"] = job.get("payload")
+        made = jobs.new_job(target, cid, payload, now,
+                            max_attempts=self.settings.max_attempts_for(target),
+                            lineage=[*job.get("lineage", []), f"{queue}/{job_id}"])
+        log.info("on_failure", extra={"fields": {"queue": queue, "id": job_id,
+                                                 "to_queue": target, "job": cid}})
+        return PutNew(target, cid, encode_job(made), check_other_states=True)
 
     # -- status ----------------------------------------------------------------------------
 
     def status(self, queue: str, now: float) -> dict[str, Any]:
         """Progress of the queue's batches."""
-        return {name: p.as_dict(now) for name, p in sorted(self.batches.items())
-                if p.manifest.queue == queue}
+        return self.tracker.status(queue, now)

@@ -53,9 +53,10 @@ class GroupCommit:
                  note: Callable[[float], None], in_flight: set[tuple[str, str]],
                  appeared: Callable[[str, str], None]) -> None:
         self.store = store
-        # Jobs these groups put into pending/, which the watcher must leave to them; once
-        # a group's callbacks ran, what is not indexed yet is announced as the watcher
-        # would have (a reduce, a pipeline's next job, a retry that someone undid).
+        # Jobs these groups put into pending/ (or waiting/), which the watcher must leave to
+        # them; once a group's callbacks ran, what is not indexed in pending/ yet is
+        # announced as the watcher would have (a reduce, a pipeline's next job, a retry
+        # that someone undid).
         self.in_flight = in_flight
         self.appeared = appeared
         self.wake = wake  # tells the loop that a flush ended
@@ -94,7 +95,7 @@ class GroupCommit:
         flush comes for it."""
         staged = self.store.stage(txn.ops)
         group = _Group(txn, staged)
-        self.in_flight.update(_into_pending(txn))
+        self.in_flight.update((queue, job_id) for queue, job_id, _ in _into_pending(txn))
         if staged.has_data:
             self._waiting_data.append(group)
         else:
@@ -126,11 +127,12 @@ class GroupCommit:
         """The callbacks of ``ended`` ran: the watcher may look at their jobs again, and
         those they put into pending/ that nobody indexed are announced now."""
         for txn, outcomes in ended:
-            for (queue, job_id), outcome in zip(_into_pending(txn, all_ops=True), outcomes):
+            for (queue, job_id, pending), outcome in zip(_into_pending(txn, all_ops=True),
+                                                         outcomes):
                 if not job_id:
                     continue
                 self.in_flight.discard((queue, job_id))
-                if outcome is None:
+                if outcome is None and pending:  # (into waiting/: its callback knew it)
                     self.appeared(queue, job_id)
 
     def drain(self, timeout: float = 30.0) -> list[tuple[Txn, list[Outcome]]]:
@@ -228,14 +230,16 @@ class GroupCommit:
                 self.wake()
 
 
-def _into_pending(txn: Txn, all_ops: bool = False) -> list[tuple[str, str]]:
-    """(queue, id) of the ops of ``txn`` that put a file into pending/ (with ``all_ops``,
-    one entry per op, ("", "") for the others)."""
+def _into_pending(txn: Txn, all_ops: bool = False) -> list[tuple[str, str, bool]]:
+    """(queue, id, into pending/) of the ops of ``txn`` that put a file into pending/ or
+    waiting/ (the watcher leaves both to the op's callback; with ``all_ops``, one entry per
+    op, ("", "", False) for the others)."""
     found = []
     for op in txn.ops:
-        if isinstance(op, PutNew) or (isinstance(op, Move) and op.dst is State.PENDING
-                                      and op.src is not State.PENDING):
-            found.append((op.queue, op.job_id))
+        into = op.state if isinstance(op, PutNew) else \
+            op.dst if isinstance(op, Move) and op.src is not op.dst else None
+        if into is State.PENDING or into is State.WAITING:
+            found.append((op.queue, op.job_id, into is State.PENDING))
         elif all_ops:
-            found.append(("", ""))
+            found.append(("", "", False))
     return found

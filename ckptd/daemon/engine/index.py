@@ -69,6 +69,7 @@ class QueueIndex:
     delayed: list[tuple[float, str]] = field(default_factory=list)
     delayed_at: dict[str, float] = field(default_factory=dict)  # pending ids not yet due
     claimed: dict[str, Lease] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)  # ids in waiting/ (daemon/engine/waits.py)
     done: int = 0
     failed: int = 0
     counters: dict[str, int] = field(default_factory=lambda: {
@@ -89,7 +90,7 @@ class QueueIndex:
     def counts(self) -> dict[str, int]:
         """Jobs per state, from the index."""
         return {"pending": len(self.pending), "claimed": len(self.claimed),
-                "done": self.done, "failed": self.failed}
+                "done": self.done, "failed": self.failed, "waiting": len(self.waiting)}
 
     def first_ready(self, look: int = 1024) -> str | None:
         """The id dispatch would take next, without taking it: stale ids (cancelled,
@@ -245,8 +246,11 @@ class Index:
                 return State.PENDING.value
             if job_id in index.claimed:
                 return State.CLAIMED.value
-        for state in (State.DONE, State.FAILED, State.PENDING, State.CLAIMED):
-            if self.store.exists(queue, state, job_id):
+            if job_id in index.waiting:
+                return State.WAITING.value
+        found = self.store.find(queue, job_id)  # a pending file under any name
+        for state in (State.DONE, State.FAILED, State.PENDING, State.CLAIMED, State.WAITING):
+            if state in found:
                 return state.value
         return None
 

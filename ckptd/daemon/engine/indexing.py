@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ckptd.core.batches import batch_of
 from ckptd.core.queue_controls import unique_of
 from ckptd.core.states import State
 from ckptd.daemon.engine.flows import Flows
+from ckptd.daemon.engine.graph_events import GraphEvents
 from ckptd.daemon.engine.index import Index, QueueIndex
 from ckptd.daemon.telemetry.metrics import RECENT_FAILURES
 from ckptd.store import recovery
@@ -162,8 +162,8 @@ def list_ended(store: Store, queue: str, pending_runs: list[IdRun],
             kept.extend(level_runs)
         for run in kept:
             counts[state] += len(run)
-            if not run.packed:
-                mine.extend(i for i in run if batch_of(i) is not None)
+            if not run.packed:  # a batch's job, or one a job of a batch spawned
+                mine.extend(i for i in run if "." in i)
     newest = sorted(i for run in runs[State.FAILED]
                     for i in _tail(run, RECENT_FAILURES))[-RECENT_FAILURES:]
     # The pending ids left now (not those dispatched meanwhile, now done), and the claimed.
@@ -180,12 +180,13 @@ def _tail(run: IdRun, count: int) -> list[str]:
 class Indexing:
     """The engine's side of a recovery in chunks (see the module docstring)."""
 
-    def __init__(self, index: Index, flows: Flows, *,
+    def __init__(self, index: Index, flows: Flows, graph: GraphEvents, *,
                  adopt: Callable[[QueueIndex, str, float, float], None],
                  resync: Callable[[str, str, float], None],
                  seen: Callable[[str, str], None]) -> None:
         self.ix = index
         self.flows = flows
+        self.graph = graph  # waiting jobs and batches (daemon/engine/graph_events.py)
         self.adopt = adopt  # (index, id, now, lease) give a claimed job a lease
         self.resync = resync
         self.seen = seen  # a pending or claimed id is known (dedup of unique queues)
@@ -204,6 +205,7 @@ class Indexing:
         for job_id in claimed:
             self.seen(name, job_id)
             self.adopt(index, job_id, now, grace)
+        self.graph.begin(name, now)
         return index
 
     def pending(self, listed: ListedPending, now: float) -> int:
@@ -220,6 +222,7 @@ class Indexing:
             index.holding = False
         known = [*index.claimed, *index.pending.loose]
         runs = [run.without(known) for run in listed.runs]
+        self.graph.listed_pending(listed.queue, runs)
         added = index.ready.add_runs(listed.level, [r for r in runs if len(r)])
         index.recovering["pending"] += added
         for job_id in index.claimed:
@@ -248,6 +251,7 @@ class Indexing:
         for job_id in listed.twice:
             if job_id in index.claimed or job_id in index.pending:  # still open here
                 self.resync(listed.queue, job_id, now)
+        self.graph.listed_ended(listed.queue, now)
         index.holding = False
         for finding in listed.findings:
             log.warning("recovery: %s", finding.line())

@@ -1,15 +1,14 @@
 """Where jobs are, for requests that wait on them, without the loop waiting on the store.
 
-A ``wait`` on ids asks, for each job that is not open in the index (pending or claimed), in
-which folder it is: done, failed, or not there at all. On a local disk that is a ``stat``
-or two. On a bucket each is a request (20 ms on a real region), and a ``wait_many`` of a
-thousand jobs asked them one by one in the loop: tens of seconds without an answer to
-anyone. :class:`Lookups` asks such a store in the background
+A ``wait`` on ids asks, for each job that is not open in the index (pending, claimed or
+waiting), in which folder it is: done, failed, or not there at all. On a local disk that is
+a ``stat`` or two. On a bucket each is a request (20 ms on a real region), and a
+``wait_many`` of a thousand jobs asked them one by one in the loop: tens of seconds without
+an answer to anyone. :class:`Lookups` asks such a store in the background
 (:meth:`~ckptd.store.background.Background.locate_later`, many at once) and answers from
 what came back; the request waits (parked, like any ``wait``) until it came, and keeps what
-it learnt. Answers are kept :data:`FRESH` seconds for other requests: a job that is not
-open in the index has ended, and an ended job stays where it is unless an operator moves
-it.
+it learnt. Answers are kept :data:`FRESH` seconds for other requests: a job that is not open
+in the index has ended, and an ended job stays where it is unless an operator moves it.
 """
 
 from __future__ import annotations
@@ -53,6 +52,8 @@ class Lookups:
                 found[job_id] = State.PENDING.value
             elif index is not None and job_id in index.claimed:
                 found[job_id] = State.CLAIMED.value
+            elif index is not None and job_id in index.waiting:
+                found[job_id] = State.WAITING.value
             else:
                 closed.append(job_id)
         if self.background is None:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ckptd.codec import dumps, encode_job
-from ckptd.core import edits, jobs
+from ckptd.core import crashpoints, edits, jobs
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound
 from ckptd.core.states import State
@@ -145,17 +145,26 @@ class Answers:
             worker.credits += extra - worker.extra
             worker.extra = extra
 
-    def done(self, worker: WorkerInfo | None, body: Body, now: float,
-             identity: bytes | None = None) -> None:
-        """A worker finished a job: move it to done/ with its result, then confirm it to
-        ``identity`` (default: the worker's)."""
-        ix = self.ix
+    def answered(self, worker: WorkerInfo | None, body: Body, now: float,
+                 identity: bytes | None) -> tuple[Lease | None, bytes | None]:
+        """The start of every answer that ends an attempt (done, failed, park): free the
+        worker's slot and find the live lease, or count and confirm a stale answer (None);
+        return it and whom to confirm to (``identity``, default: the worker's)."""
         if identity is None and worker is not None:
             identity = worker.identity
         self._free_slot(worker, body, now)
         lease = self.live_lease(worker, body)
         if lease is None:
             self._stale(identity, worker, body)
+        return lease, identity
+
+    def done(self, worker: WorkerInfo | None, body: Body, now: float,
+             identity: bytes | None = None) -> None:
+        """A worker finished a job: move it to done/ with its result, then confirm it to
+        ``identity`` (default: the worker's)."""
+        ix = self.ix
+        lease, identity = self.answered(worker, body, now, identity)
+        if lease is None:
             return
         job = ix.claimed_job(lease)
         if job is None:
@@ -225,12 +234,8 @@ class Answers:
         An attempt ``given_back`` by a stopping worker goes back to pending at once, without
         counting against the job's attempts (:func:`ckptd.core.edits.given_back`).
         """
-        if identity is None and worker is not None:
-            identity = worker.identity
-        self._free_slot(worker, body, now)
-        lease = self.live_lease(worker, body)
+        lease, identity = self.answered(worker, body, now, identity)
         if lease is None:
-            self._stale(identity, worker, body)
             return
         who = lease.worker or (worker.id if worker else None)
         error = jobs.error_record(body["error"], body.get("type") or "Error",
@@ -310,8 +315,17 @@ class Answers:
             if confirm is not None:
                 confirm()
 
-        ix.txn.add(Move(lease.queue, lease.id, State.CLAIMED, target, data,
-                        priority=index.ready.prio.get(lease.id, 0), key=lease.key), moved)
+        move = Move(lease.queue, lease.id, State.CLAIMED, target, data,
+                    priority=index.ready.prio.get(lease.id, 0), key=lease.key)
+        first = self.flows.failing(lease.queue, job, now) if target is State.FAILED else None
+        if first is None:
+            ix.txn.add(move, moved)
+        else:  # the on_failure job first: a crash in between leaves this one claimed
+            def then(_outcome: Outcome) -> None:
+                crashpoints.reached("on_failure_created")  # crash tests: before the move
+                ix.txn.add(move, moved)
+
+            ix.txn.add(first, then)
 
     def _move_failed(self, lease: Lease, error: CkptdError, now: float,
                       answered: Callable[[], None] | None = None) -> None:

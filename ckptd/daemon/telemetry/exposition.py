@@ -30,7 +30,7 @@ from ckptd.daemon.telemetry.snapshot import Snapshot
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SINCE_START = " Counted since the daemon started: not rebuilt from the store after a restart."
 
-STATES = ("pending", "claimed", "done", "failed")
+STATES = ("pending", "claimed", "done", "failed", "waiting")
 
 
 def _histogram(name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:

@@ -230,6 +230,8 @@ class Scans:
                     engine.pending_vanished(queue, job_id)
             elif kind == "control":
                 engine.controls.changed(queue, job_id)  # job_id: the file's name here
+            elif kind in ("waiting", "unwaiting", "signal"):  # work that waits
+                engine.graph.file_event(kind, queue, job_id, now)
             elif kind == "queue":
                 engine.queue(queue)
                 self.new_queues[queue] = now + NEW_QUEUE_WATCH_TIMEOUT
@@ -259,6 +261,7 @@ class Scans:
                 except CkptdError as exc:
                     log.warning("cannot list the new queue %s: %s", queue, exc)
                 self.rescan_now = True
+                self.engine.graph.list_soon()  # and its waiting/ and signals/
             elif now > deadline:
                 del self.new_queues[queue]
                 self.rescan_now = True

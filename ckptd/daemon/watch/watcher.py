@@ -36,17 +36,21 @@ from typing import Protocol
 
 from ckptd.core.names import is_valid_name
 from ckptd.core.states import State
-from ckptd.store.base import JOB_SUFFIX, QUEUE_CONTROLS
-from ckptd.store.file_names import split_pending_name
+from ckptd.store.base import JOB_SUFFIX, QUEUE_CONTROLS, SIGNAL_DIR
+from ckptd.store.file_names import split_job_name, split_pending_name
 
 log = logging.getLogger(__name__)
 
 Event = tuple[str, str, str]
 """("added" | "removed" | "queue" | "overflow", queue, pending file name without ``.json``:
 the id, with its priority when the name carries one), or ("control", queue, name)
-when a control file at the queue's top (``paused``, ``limits.json``) changed."""
+when a control file at the queue's top (``paused``, ``limits.json``) changed, or
+("waiting" | "unwaiting", queue, job id) when a file appeared in (was deleted from)
+``waiting/``, or ("signal", queue, file name) when one appeared in ``signals/``."""
 
 _PENDING = State.PENDING.value
+_SIDE = {State.WAITING.value: ("waiting", "unwaiting"), SIGNAL_DIR: ("signal", "")}
+"""The other folders of a queue watched, and their events (appeared, deleted)."""
 
 
 class Watcher(Protocol):
@@ -117,6 +121,7 @@ _ROOT_MASK = _IN_CREATE | _IN_MOVED_TO | _IN_ONLYDIR | _IN_DONT_FOLLOW
 _QUEUE_MASK = (_IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_MOVED_FROM | _IN_DELETE | _IN_ONLYDIR
                | _IN_DONT_FOLLOW)  # a queue's top: touch / rm / mv of its control files
 _CONTROLS = frozenset(name.encode() for name in QUEUE_CONTROLS)
+_SIDE_MASK = _IN_MOVED_TO | _IN_CLOSE_WRITE | _IN_DELETE | _IN_ONLYDIR | _IN_DONT_FOLLOW
 
 
 class InotifyWatcher:
@@ -140,10 +145,11 @@ class InotifyWatcher:
         self._folders: dict[int, str] = {}
         self._queues: dict[int, str] = {}  # watch descriptor of a pending/ -> its queue
         self._tops: dict[int, str] = {}  # watch descriptor of a queue's folder -> the queue
+        self._sides: dict[int, tuple[str, str]] = {}  # waiting/, signals/ -> (folder, queue)
         self._watched: set[str] = set()
 
     def _watch(self, path: str, mask: int, queue: str | None = None,
-               top: str | None = None) -> bool:
+               top: str | None = None, side: tuple[str, str] | None = None) -> bool:
         wd = self._add(self.fd, os.fsencode(path), mask)
         if wd < 0:
             err = ctypes.get_errno()
@@ -156,6 +162,8 @@ class InotifyWatcher:
             self._queues[wd] = queue
         if top is not None:
             self._tops[wd] = top
+        if side is not None:
+            self._sides[wd] = side
         return True
 
     def start(self, queues: list[str]) -> None:
@@ -177,6 +185,11 @@ class InotifyWatcher:
             if top not in self._watched and not os.path.islink(top) \
                     and self._watch(top, _QUEUE_MASK, top=queue):
                 self._watched.add(top)
+            for folder in _SIDE:
+                side = f"{top}/{folder}"
+                if side not in self._watched and not os.path.islink(side) \
+                        and self._watch(side, _SIDE_MASK, side=(folder, queue)):
+                    self._watched.add(side)
             return True
         return False
 
@@ -214,6 +227,16 @@ class InotifyWatcher:
                         events.append(("removed" if mask & _IN_DELETE else "added", queue,
                                        stem))
                 continue
+            side = self._sides.get(wd)
+            if side is not None and not mask & (_IN_ISDIR | _IN_IGNORED):
+                name = raw.decode(errors="surrogateescape")
+                added, deleted = _SIDE[side[0]]
+                kind = deleted if mask & _IN_DELETE else added
+                if kind == "signal":
+                    events.append((kind, side[1], name))
+                elif kind and raw.endswith(suffix) and is_valid_name(name[:-cut]):
+                    events.append((kind, side[1], name[:-cut]))
+                continue
             top = self._tops.get(wd)
             if top is not None and not mask & (_IN_ISDIR | _IN_IGNORED):
                 if raw in _CONTROLS:
@@ -225,6 +248,7 @@ class InotifyWatcher:
                 folder = self._folders.pop(wd, None)
                 self._queues.pop(wd, None)
                 self._tops.pop(wd, None)
+                self._sides.pop(wd, None)
                 if folder is not None:
                     self._watched.discard(folder)
             elif self._folders.get(wd) == self.root and mask & _IN_ISDIR:
@@ -298,6 +322,14 @@ class WatchdogWatcher:
         found = _parse_path(self.root, folder, name)
         if found is not None:
             self._push((kind, found[0], found[1]))
+            return
+        queue_dir, sub = os.path.split(folder)
+        queue = os.path.basename(queue_dir)
+        if sub in _SIDE and os.path.dirname(queue_dir) == self.root and is_valid_name(queue):
+            event = _SIDE[sub][0 if kind == "added" else 1]
+            job_id = name if sub == SIGNAL_DIR else split_job_name(name)
+            if event and job_id is not None:
+                self._push((event, queue, job_id))
 
     def start(self, queues: list[str]) -> None:
         os.makedirs(self.root, mode=self.dir_mode, exist_ok=True)
@@ -320,9 +352,15 @@ class WatchdogWatcher:
             try:
                 self._observer.schedule(self._handler, path, recursive=False,
                                         event_filter=self._filter)
-                # The queue's folder too: its control files (paused, limits.json).
+                # The queue's folder too: its control files (paused, limits.json); and the
+                # files that wait (waiting/) and wake them (signals/).
                 self._observer.schedule(self._handler, os.path.dirname(path),
                                         recursive=False, event_filter=self._filter)
+                for folder in _SIDE:
+                    side = os.path.join(os.path.dirname(path), folder)
+                    if os.path.isdir(side) and not os.path.islink(side):
+                        self._observer.schedule(self._handler, side, recursive=False,
+                                                event_filter=self._filter)
             except OSError as exc:
                 log.warning("cannot watch %s (%s); relying on the periodic rescan", path, exc)
                 return False

@@ -24,7 +24,8 @@ from ckptd.core.errors import (
     StoreError,
 )
 from ckptd.core.names import check_job_ref, check_queue, is_valid_name
-from ckptd.core.states import STATES, State
+from ckptd.core.states import STATES, State, other_states
+from ckptd.core.waits import signal_file
 from ckptd.store.base import (
     BATCH_DIR,
     BLOB_DIR,
@@ -34,10 +35,12 @@ from ckptd.store.base import (
     OUTPUT_DIR,
     QUARANTINE_DIR,
     REASON_SUFFIX,
+    SIGNAL_DIR,
     TMP_DIR,
     TRASH_MARK,
     Delete,
     DeleteCheckpoint,
+    DeleteSignal,
     Foreign,
     Leftover,
     Move,
@@ -47,6 +50,7 @@ from ckptd.store.base import (
     PutManifest,
     PutNew,
     PutOutput,
+    PutSignal,
     Store,
     check_blob_kind,
     check_folder,
@@ -74,6 +78,7 @@ from ckptd.store.local.grouped import GroupedWrites
 from ckptd.store.local.listing import count_jobs, folder_chunks, folder_names
 from ckptd.store.local.locks import HeldLock, lock_holder, take_lock
 from ckptd.store.local.reaper import Reaper
+from ckptd.store.local.signal_files import LocalSignals
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +86,9 @@ ROOT_LOCK = "root"
 UNLINK_WINDOW = 64
 SLOW_UNLINK = 50e-6  # seconds: deleting costs more than this: delete off the loop
 MIN_FREE_BYTES = 256 * 1024  # below this a disk counts as full: claims would pile up answers
-_OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
-_PENDING_DIR = State.PENDING.value
 
 
-class LocalStore(LocalControls, GroupedWrites, Store):
+class LocalStore(LocalControls, LocalSignals, GroupedWrites, Store):
     """A store in a folder of the local file system."""
 
     def __init__(self, root: str, fsync: FsyncMode = FsyncMode.BATCH, *,
@@ -109,7 +112,7 @@ class LocalStore(LocalControls, GroupedWrites, Store):
     def _job_path(self, queue: str, state: State, job_id: str, priority: int = 0,
                   key: str = "") -> str:
         if (priority or key) and state is State.PENDING:
-            return f"{self.root}/{queue}/{_PENDING_DIR}/{pending_name(job_id, priority, key)}"
+            return f"{self.root}/{queue}/{state._value_}/{pending_name(job_id, priority, key)}"
         return f"{self.root}/{queue}/{state._value_}/{job_id}{JOB_SUFFIX}"
 
     def _path(self, queue: str, folder: str, name: str) -> str:
@@ -348,21 +351,29 @@ class LocalStore(LocalControls, GroupedWrites, Store):
             return (f"{q}/{op.dst._value_}",), (f"{q}/{op.src._value_}",)
         if isinstance(op, PutNew):
             assert tmp is not None
-            dst = self._job_path(op.queue, State.PENDING, op.job_id, op.priority, op.key)
+            dst = self._job_path(op.queue, op.state, op.job_id, op.priority, op.key)
             try:
                 rename_noreplace(tmp, dst)
             except FileExistsError:
-                raise JobExists(op.queue, op.job_id, State.PENDING.value) from None
+                raise JobExists(op.queue, op.job_id, op.state.value) from None
             crashpoints.reached("after_rename")
             if op.check_other_states:
-                # Checked after creating, so a copy moving between folders meanwhile is seen.
-                for state in _OTHER_STATES:
-                    if os.path.lexists(self._job_path(op.queue, state, op.job_id)):
+                # After creating: a copy moving meanwhile is seen (not ours, claimed at once).
+                for state in other_states(op.state):
+                    if os.path.lexists(self._job_path(op.queue, state, op.job_id)) \
+                            and os.path.lexists(dst):
                         unlink_quietly(dst)
                         raise JobExists(op.queue, op.job_id, state.value)
-            if self._kept.watched(op.queue):
+            if op.state is State.PENDING and self._kept.watched(op.queue):
                 self._kept.add(op.queue, op.job_id, op.data)
-            return (f"{q}/{_PENDING_DIR}",), ()
+            return (f"{q}/{op.state._value_}",), ()
+        if isinstance(op, PutSignal):
+            assert tmp is not None
+            os.rename(tmp, self._path(op.queue, SIGNAL_DIR, signal_file(op.job_id, op.name)))
+            return (f"{q}/{SIGNAL_DIR}",), ()
+        if isinstance(op, DeleteSignal):
+            unlink_quietly(self._path(op.queue, SIGNAL_DIR, signal_file(op.job_id, op.name)))
+            return (), (f"{q}/{SIGNAL_DIR}",)
         if isinstance(op, Delete):
             if self._kept.entries and op.state is State.PENDING:
                 self._kept.drop(op.queue, op.job_id)

@@ -353,6 +353,10 @@ class S3Store(BucketStore, Background):
         objects, folders = self.req.run(lambda: self.req.list(path))
         return [o.name for o in objects] + folders
 
+    def _ls_times(self, path: str) -> list[tuple[str, float]]:
+        objects, _ = self.req.run(lambda: self.req.list(path))
+        return [(o.name, o.time) for o in objects]
+
     def queues(self) -> list[str]:
         states = {s.value for s in STATES}
 

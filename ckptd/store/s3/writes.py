@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from ckptd.core import crashpoints
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, StoreError
 from ckptd.core.names import check_job_ref
-from ckptd.core.states import State
+from ckptd.core.states import State, other_states
+from ckptd.core.waits import signal_file
 from ckptd.store.base import (
     BATCH_DIR,
     BLOB_DIR,
@@ -37,8 +38,10 @@ from ckptd.store.base import (
     CHECKPOINT_DIR,
     JOB_SUFFIX,
     OUTPUT_DIR,
+    SIGNAL_DIR,
     Delete,
     DeleteCheckpoint,
+    DeleteSignal,
     Move,
     Op,
     Outcome,
@@ -47,6 +50,7 @@ from ckptd.store.base import (
     PutManifest,
     PutNew,
     PutOutput,
+    PutSignal,
     check_blob_kind,
 )
 from ckptd.store.file_names import job_file_name
@@ -56,7 +60,6 @@ from ckptd.store.s3.requests import S3Requests, etag_of
 
 log = logging.getLogger(__name__)
 
-_OTHER_STATES = (State.CLAIMED, State.DONE, State.FAILED)
 MOVED_KEPT = 100_000  # moves remembered for the listings that began before them
 
 
@@ -214,6 +217,12 @@ class S3Writes:
         elif isinstance(op, PutManifest):
             await req.put(self.key(op.queue, BATCH_DIR, op.batch + JOB_SUFFIX), op.data,
                           f"write manifest {op.queue}/{op.batch}")
+        elif isinstance(op, PutSignal):
+            await req.put(self.key(op.queue, SIGNAL_DIR, signal_file(op.job_id, op.name)),
+                          op.data, f"write signal {op.queue}/{op.job_id}.{op.name}")
+        elif isinstance(op, DeleteSignal):
+            await req.delete(self.key(op.queue, SIGNAL_DIR, signal_file(op.job_id, op.name)),
+                             f"delete signal {op.queue}/{op.job_id}.{op.name}")
         else:
             raise TypeError(f"unknown store operation {op!r}")
 
@@ -267,8 +276,8 @@ class S3Writes:
         moved[(queue, job_id, state)] = now
 
     async def _put_new(self, op: PutNew) -> None:
-        dst = self.job_key(op.queue, State.PENDING, op.job_id, op.priority, op.key)
-        what = f"create {op.queue}/pending/{op.job_id}"
+        dst = self.job_key(op.queue, op.state, op.job_id, op.priority, op.key)
+        what = f"create {op.queue}/{op.state.value}/{op.job_id}"
         conditional = await self.probe()
         etag: str | None = None
         if conditional:
@@ -278,24 +287,26 @@ class S3Writes:
                 # A retry of our own PUT whose answer was lost finds our own object there.
                 info = await self.req.head(dst, what)
                 if info is None or info.etag != etag_of(op.data):
-                    raise JobExists(op.queue, op.job_id, State.PENDING.value) from None
+                    raise JobExists(op.queue, op.job_id, op.state.value) from None
                 etag = info.etag
         else:
             # Best effort without server support: one writer per key in this process.
             lock = self._key_locks.setdefault(dst, asyncio.Lock())
             async with lock:
                 if await self.req.head(dst, what) is not None:
-                    raise JobExists(op.queue, op.job_id, State.PENDING.value)
+                    raise JobExists(op.queue, op.job_id, op.state.value)
                 await self.req.put(dst, op.data, what)
             self._key_locks.pop(dst, None)
         if op.check_other_states:
             # Checked after creating, so a copy moving between folders meanwhile is seen.
+            others = other_states(op.state)
             found = await asyncio.gather(*(self.req.head(self.job_key(op.queue, s, op.job_id),
-                                                         what) for s in _OTHER_STATES))
-            for state, info in zip(_OTHER_STATES, found):
+                                                         what) for s in others))
+            for state, info in zip(others, found):
                 if info is not None:
                     await self.req.delete(dst, what, if_match=etag if conditional else None)
                     # The copy was there for a moment: a listing may have seen it.
-                    self._note_gone(op.queue, op.job_id, State.PENDING)
+                    self._note_gone(op.queue, op.job_id, op.state)
                     raise JobExists(op.queue, op.job_id, state.value)
-        self.cache.remember(op.queue, op.job_id, op.data)
+        if op.state is State.PENDING:
+            self.cache.remember(op.queue, op.job_id, op.data)

@@ -126,6 +126,10 @@ class _Child:
     def result_of(self, queue: str, job_id: str) -> Any:
         return self._call("result_of", queue, job_id)
 
+    def spawn(self, parent: str, batch: str | None, queue: str, payload: Any, key: str,
+              options: dict[str, Any]) -> str:
+        return str(self._call("spawn", parent, batch, queue, payload, key, options))
+
     # -- running a job ---------------------------------------------------------------------
 
     def run(self, job_info: dict[str, Any]) -> None:
@@ -134,9 +138,7 @@ class _Child:
         self.deferred = False
         self.limit = job_info.get("time_limit")
         kind = AsyncJob if self.is_async else Job
-        job = kind(body["id"], body["queue"], body["attempt"], job_info["payload"],
-                   job_info["state"], body.get("max_attempts", 0), body.get("created"),
-                   body.get("batch"), _worker=self, _flags=self.flags)
+        job = kind.of(body, job_info["payload"], job_info["state"], self, self.flags)
         try:
             if self.is_async:
                 result = asyncio.run(self._run_async(job, body))  # type: ignore[arg-type]
@@ -148,7 +150,7 @@ class _Child:
                     self.in_handler = False
             answer = reports.done(body, result)
         except BaseException as exc:  # noqa: BLE001 - any handler error fails the attempt
-            answer = reports.failed_now(body, exc)
+            answer = reports.failed_now(body, exc, job)
         self.deferred = False
         with self.lock:
             self.conn.send(("end", answer, resident_bytes()))

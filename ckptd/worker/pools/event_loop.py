@@ -106,14 +106,13 @@ class AsyncPool:
 
     async def _attempt(self, attempt: Attempt) -> reports.Answer | None:
         body = attempt.body
+        job: AsyncJob | None = None
         try:
             if "payload" in body and not body.get("payload_ref") and not body.get("state_ref"):
                 payload, state = body["payload"], body.get("state")
             else:
                 payload, state = await asyncio.to_thread(self.host.job_data, attempt)
-            job = AsyncJob(attempt.id, attempt.queue, attempt.number, payload, state,
-                           body.get("max_attempts", 0), body.get("created"), body.get("batch"),
-                           _worker=self.host.job_host, _flags=attempt.flags)
+            job = AsyncJob.of(body, payload, state, self.host.job_host, attempt.flags)
             if not self.host.started(attempt):
                 return None  # it ended while it waited (cancelled, given back)
             result = await self.host.around.call_async(self.handler, job, body)
@@ -127,7 +126,7 @@ class AsyncPool:
                 raise  # the pool is stopping: the worker gives the attempt back
             return reports.failed_now(body, stop)
         except BaseException as exc:  # noqa: BLE001 - any handler error fails the attempt
-            return reports.failed_now(body, exc)
+            return reports.failed_now(body, exc, job)
 
     def take_queued(self) -> list[Attempt]:
         """The attempts still waiting for a slot (their tasks return without running)."""

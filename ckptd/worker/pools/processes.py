@@ -299,6 +299,8 @@ class ProcessPool:
                 return ("ok", host.write_output(*args))
             if name == "result_of":
                 return ("ok", host.result_of(*args))
+            if name == "spawn":
+                return ("ok", host.spawn(*args))
             return ("raise", "other", "CkptdError", f"unknown call {name!r}")
         except Interrupt as exc:
             return ("raise", "interrupt", type(exc).__name__, exc.reason)

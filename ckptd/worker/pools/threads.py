@@ -157,12 +157,11 @@ class ThreadPool:
             slot.current = attempt
             slot.raised = False
             slot.idle.clear()
+        job: Job | None = None
         try:
             payload, state = self.host.job_data(attempt)
             body = attempt.body
-            job = Job(attempt.id, attempt.queue, attempt.number, payload, state,
-                      body.get("max_attempts", 0), body.get("created"), body.get("batch"),
-                      _worker=self.host.job_host, _flags=attempt.flags)
+            job = Job.of(body, payload, state, self.host.job_host, attempt.flags)
             if not self.host.started(attempt):
                 return
             with slot.lock:
@@ -176,7 +175,7 @@ class ThreadPool:
             stop = attempt.flags.stop
             if isinstance(exc, Interrupt) and not exc.reason and stop is not None:
                 exc = stop  # raised from outside as a bare class: say why
-            answer = reports.failed_now(attempt.body, exc)
+            answer = reports.failed_now(attempt.body, exc, job)
         self.host.finish(attempt, answer)
 
     @staticmethod

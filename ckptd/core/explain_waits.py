@@ -1,0 +1,92 @@
+"""What ``explain`` says about work that waits: what a waiting job waits for and what is
+still missing, how its last wait ended, and why a job failed without running."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ckptd.core.timefmt import format_duration, time_or_none
+
+
+def _list(states: dict[str, str], limit: int = 5) -> str:
+    items = [f"{ref} ({state})" for ref, state in list(states.items())[:limit]]
+    more = f" and {len(states) - limit} more" if len(states) > limit else ""
+    return ", ".join(items) + more
+
+
+def _in(text: Any, now: float) -> str:
+    at = time_or_none(text)
+    if at is None:
+        return str(text)
+    return f"{text} (in {format_duration(at - now)})" if at > now else \
+        f"{text} ({format_duration(now - at)} ago: due now)"
+
+
+def waiting_sentences(info: dict[str, Any], job: dict[str, Any], now: float) -> list[str]:
+    """Sentences for a job in ``waiting/``, from ``show``'s ``waits``."""
+    waits = info.get("waits") or {}
+    queue, job_id = job.get("queue"), job.get("id")
+    if waits.get("error"):
+        return [f"Its wait cannot be read: {waits['error']}. Fix the file, or cancel it: "
+                f"ckptd cancel {queue} {job_id}."]
+    out = []
+    since = (job.get("wait") or {}).get("since")
+    history = job.get("history") or []
+    if history and isinstance(history[-1], dict) and history[-1].get("outcome") == "parked":
+        out.append(f"Its handler parked after attempt {history[-1].get('attempt')} (since "
+                   f"{since}): no worker slot is held; the next attempt resumes from its "
+                   "checkpoint.")
+    for kind in ("parents", "children"):
+        states: dict[str, str] = waits.get(kind) or {}
+        if not states:
+            continue
+        open_ = {r: s for r, s in states.items() if r in waits.get("open", [])}
+        ended = {r: s for r, s in states.items() if r not in open_}
+        if open_:
+            out.append(f"It waits for {len(open_)} of its {len(states)} {kind} to end: "
+                       f"{_list(open_)}.")
+        else:
+            out.append(f"All its {len(states)} {kind} have ended: it goes on at the daemon's "
+                       "next turn (no daemon running? start one).")
+        if ended:
+            out.append(f"Ended so far: {_list(ended)}.")
+    if waits.get("parents"):
+        rule = waits.get("rule", "fail")
+        out.append({"fail": "If a parent fails, it fails too without running "
+                            "(on_parent_failure fail).",
+                    "run": "It runs whatever its parents' ends (on_parent_failure run).",
+                    "ignore": "A failed parent is left out of its parents, and it runs "
+                              "(on_parent_failure ignore)."}.get(rule, ""))
+    for ref in waits.get("missing") or []:
+        out.append(f"{ref} is in no state: nothing can end this wait. Cancel the job "
+                   f"(ckptd cancel {queue} {job_id}) or fix its after; ckptd fsck reports it.")
+    wanted = waits.get("signals_wanted") or []
+    if wanted:
+        present = waits.get("signals_present") or []
+        names = " or ".join(wanted)
+        out.append(f"It waits for the signal {names}: ckptd signal {queue} {job_id} "
+                   f"{wanted[0]} [JSON], or a file {queue}/signals/{job_id}.{wanted[0]}.json."
+                   + (f" Signals here already: {', '.join(present)}." if present else ""))
+    if waits.get("until"):
+        out.append(f"It wakes at {_in(waits['until'], now)}.")
+    if waits.get("timeout"):
+        out.append(f"Its timeout is {_in(waits['timeout'], now)}: then it wakes with the "
+                   "reason timeout.")
+    if not out:
+        out.append("It waits, but its file says for nothing the daemon can see; a daemon "
+                   "lets it go on at its next turn.")
+    return out
+
+
+def woken_sentence(job: dict[str, Any], now: float) -> list[str]:
+    """How a job's last wait ended (its ``woken`` record), and why one failed unrun."""
+    out = []
+    woken = job.get("woken")
+    if isinstance(woken, dict):
+        signals = ", ".join(sorted(woken.get("signals") or {}))
+        got = f", with the signal(s) {signals}" if signals else ""
+        out.append(f"It was woken at {woken.get('at')} (reason: {woken.get('reason')}){got}.")
+    error = job.get("last_error")
+    if isinstance(error, dict) and error.get("type") == "ParentFailed":
+        out.append(f"It never ran: {error.get('message')}.")
+    return out
