@@ -30,7 +30,7 @@ from typing import Any, Unpack
 import zmq
 
 from ckptd.client import bodies
-from ckptd.client.connection import CONNECT_TIMEOUT, Connection
+from ckptd.client.connection import CONNECT_TIMEOUT, Connection, end_context
 from ckptd.client.conversation import RESEND_FIRST, Ask, Exchange, Outcome, Reply, conversation
 from ckptd.client.hooks import HookSpec
 from ckptd.client.preparing import Preparer
@@ -284,7 +284,7 @@ class AsyncClient:
         if self._own_context:
             # destroy, not term: a socket an interrupt (Ctrl-C) left half made would keep
             # term waiting for ever
-            self._ctx.destroy(linger=0)
+            end_context(self._ctx)
             self._own_context = False
 
     async def __aenter__(self) -> AsyncClient:

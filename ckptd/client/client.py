@@ -28,6 +28,7 @@ import zmq
 
 from ckptd.client import bodies
 from ckptd.client.batches import GraphCalls
+from ckptd.client.connection import end_context
 from ckptd.client.conversation import MAX_HOPS, RESEND_FIRST, Ask, conversation, drive
 from ckptd.client.direct import DirectSubmit
 from ckptd.client.hooks import HookSpec
@@ -355,9 +356,7 @@ class Client(GraphCalls):
         if self._direct is not None:
             self._direct.close()
         if self._own_context:
-            # destroy, not term: a socket an interrupt (Ctrl-C) left half made would keep
-            # term waiting for ever
-            self._ctx.destroy(linger=0)
+            end_context(self._ctx)  # never waits for ever (see end_context)
             self._own_context = False
 
     def __enter__(self) -> Client:

@@ -14,6 +14,8 @@ never sleeps on the descriptor while a reply sits unread.
 from __future__ import annotations
 
 import itertools
+import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
@@ -26,6 +28,8 @@ from ckptd.wire import protocol
 from ckptd.wire.endpoints import connect_endpoints
 from ckptd.wire.handshake import HandshakeWatch
 from ckptd.wire.security import ClientCurve
+
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 1.0  # an address that accepts no connection this fast: try the next one
 MAX_MESSAGE = 256 * 1024 * 1024  # as the worker's socket
@@ -181,3 +185,16 @@ class Connection(Generic[W]):
             self.endpoints.append(endpoint)
         self.close_socket(rotate=False)
         self.current = self.endpoints.index(endpoint)
+
+def end_context(ctx: zmq.Context[Any], wait: float = 2.0) -> None:
+    """Destroy a client's own context without hanging: ``zmq_ctx_term`` waits for every
+    socket of the context, and a socket an interrupt (Ctrl-C) left half made, which
+    ``destroy`` does not know, kept a demo's Ctrl-C waiting for ever. The wait runs in a
+    thread given ``wait`` seconds; past them the process goes on (its exit ends it)."""
+    ender = threading.Thread(target=ctx.destroy, kwargs={"linger": 0},
+                             name="ckptd-client-context", daemon=True)
+    ender.start()
+    ender.join(wait)
+    if ender.is_alive():
+        log.warning("a client's ZeroMQ context did not end within %gs (a socket left open "
+                    "by an interrupt); going on without it", wait)
