@@ -9,7 +9,6 @@ Each fsync below carries the reason it is there.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 
@@ -88,7 +87,9 @@ _libc = None
 _renameat2 = None
 _syncfs = None
 try:  # Linux: renameat2(RENAME_NOREPLACE) creates-if-absent in one atomic step.
-    _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    # The process's own symbols (libc is among them): find_library("c") forked
+    # `ldconfig -p` at every start of the CLI.
+    _libc = ctypes.CDLL(None, use_errno=True)
     _renameat2 = getattr(_libc, "renameat2", None)
     if _renameat2 is not None:
         _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
