@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
 import pytest
 
 from ckptd.core.ids import new_id
+from ckptd.daemon.engine.indexing import ORDER_WAIT
 from tests.helpers import wait_for
 from tests.integration.worker_helpers import records
 from tests.procs import Processes, count_files
@@ -57,7 +59,15 @@ def test_restart_over_200k_hand_written_files_runs_the_urgent_ones_first(
     first = min(float(r[-1]) for r in records(log, "start"))
     print(f"\nfirst job started {first - spawned:.2f}s after the daemon's spawn "
           f"({N:,} pending files)")
-    assert started(log)[:len(expected)] == expected
+    # The promise holds while the listing of pending/ ends within ORDER_WAIT (10 s): past it
+    # dispatch begins with the best of what is listed so far (a loaded machine, with the
+    # whole suite beside this test, was seen past it).
+    took = re.search(r"recovered the index from \S+ in ([0-9.]+)s", daemon.log())
+    if took is None or float(took.group(1)) < ORDER_WAIT:
+        assert started(log)[:len(expected)] == expected
+    else:
+        print(f"recovery listed for {took.group(1)}s (over {ORDER_WAIT:g}s): order not checked")
+        assert started(log)[0] in expected, "the first job run is an urgent one"
     with daemon.client(timeout=30) as client:
         status = client.status(Q)
         assert status["queues"][Q]["pending"] + status["queues"][Q]["claimed"] \
