@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
 import pytest
 
 from ckptd.core.ids import new_id
+from ckptd.daemon.engine.dispatch import MALFORMED_GRACE
+from ckptd.daemon.engine.indexing import ORDER_WAIT
 from tests.helpers import wait_for
 from tests.integration.worker_helpers import records
 from tests.procs import Processes, count_files
@@ -47,6 +50,9 @@ def test_restart_over_200k_hand_written_files_runs_the_urgent_ones_first(
         fd = os.open(pending / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         os.write(fd, body)
         os.close(fd)
+    # A hand-written file younger than MALFORMED_GRACE may still be being written: the daemon
+    # claims it that much later (the newest urgent ones would run after the next level's).
+    time.sleep(max(0.0, MALFORMED_GRACE + 0.1 - (time.time() - os.stat(pending).st_mtime)))
     log = tmp_path / "runs"
     spawned = time.time()
     daemon.start(wait=False)
@@ -57,7 +63,15 @@ def test_restart_over_200k_hand_written_files_runs_the_urgent_ones_first(
     first = min(float(r[-1]) for r in records(log, "start"))
     print(f"\nfirst job started {first - spawned:.2f}s after the daemon's spawn "
           f"({N:,} pending files)")
-    assert started(log)[:len(expected)] == expected
+    # The promise holds while the listing of pending/ ends within ORDER_WAIT (10 s): past it
+    # dispatch begins with the best of what is listed so far (a loaded machine, with the
+    # whole suite beside this test, was seen past it).
+    took = re.search(r"recovered the index from \S+ in ([0-9.]+)s", daemon.log())
+    if took is None or float(took.group(1)) < ORDER_WAIT:
+        assert started(log)[:len(expected)] == expected
+    else:
+        print(f"recovery listed for {took.group(1)}s (over {ORDER_WAIT:g}s): order not checked")
+        assert started(log)[0] in expected, "the first job run is an urgent one"
     with daemon.client(timeout=30) as client:
         status = client.status(Q)
         assert status["queues"][Q]["pending"] + status["queues"][Q]["claimed"] \

@@ -135,16 +135,17 @@ def test_a_failed_record_holds_the_last_lines_and_the_log_is_bounded(
 
 
 def test_retention_removes_the_logs_with_the_job(procs: Processes) -> None:
-    daemon = procs.daemon(keep_done="1s", retention_interval="0.2s")
+    daemon = procs.daemon(keep_done="3s", retention_interval="0.2s")
     procs.worker(daemon, Q, "extras_handlers:chatty")
     wait_for_workers(daemon)
     with daemon.client() as client:
         job_id = client.submit(Q, {})
         assert client.wait(Q, job_id, timeout=60) == "done"
     logs = Path(daemon.root) / Q / "logs" / job_id
-    wait_for(lambda: not (Path(daemon.root) / Q / "done" / f"{job_id}.json").exists(),
-             timeout=30, message="retention to remove the job")
-    assert not logs.exists()
+    wait_for(logs.exists, timeout=2, message="the job's logs")  # kept 3 s: they were there
+    # The job's file goes first, its logs right after (in the same sweep).
+    wait_for(lambda: not (Path(daemon.root) / Q / "done" / f"{job_id}.json").exists()
+             and not logs.exists(), timeout=30, message="retention to remove the job and logs")
     assert os.path.isdir(Path(daemon.root) / Q / "logs")
 
 

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from ckptd.core.config import FsyncMode
-from ckptd.core.errors import JobExists, LockHeld
+from ckptd.core.errors import JobExists, JobNotFound, LockHeld
 from ckptd.core.states import State
 from ckptd.store.local import backend as local_module
 from ckptd.store.local import grouped as grouped_module
 from ckptd.store.local.backend import ROOT_LOCK, LocalStore
+from ckptd.store.recovery import resolve_duplicate
 
 
 def job(job_id: str, rev: int = 0) -> bytes:
@@ -88,3 +89,46 @@ def test_one_holder_of_a_roots_lock(store: LocalStore) -> None:
     again = store.lock(ROOT_LOCK)
     again.release()
     assert ".ckptd" not in store.queues(), "the lock's folder is not a queue"
+
+
+def _meddle_before_discard(store: LocalStore, monkeypatch: pytest.MonkeyPatch,
+                           meddle: Any) -> None:
+    """Run ``meddle`` between a rewriting move's new copy and the removal of its old one
+    (where another process sees the job in two folders)."""
+    real = store._discard
+
+    def discard(queue: str, path: str, job_id: str) -> bool:
+        meddle()
+        return real(queue, path, job_id)
+    monkeypatch.setattr(store, "_discard", discard)
+
+
+def test_a_retry_stands_when_a_daemon_repairs_the_two_copies_meanwhile(
+        store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A --root retry beside a running daemon: the daemon sees the job in failed/ and in
+    pending/, keeps the new copy (higher rev) and removes the old one. The retry must not
+    then take its new copy back: the job would be in no folder."""
+    store.put_new("q", "c", job("c", rev=1))
+    store.move("q", "c", State.PENDING, State.CLAIMED)
+    store.move("q", "c", State.CLAIMED, State.FAILED, job("c", rev=2))
+    daemon = LocalStore(str(tmp_path / "root"), FsyncMode.BATCH)
+    _meddle_before_discard(store, monkeypatch, lambda: resolve_duplicate(
+        daemon, "q", "c", daemon.find("q", "c"), repair=True))
+    store.move("q", "c", State.FAILED, State.PENDING, job("c", rev=3))
+    assert store.find("q", "c") == [State.PENDING]
+    assert json.loads(store.read("q", State.PENDING, "c"))["rev"] == 3
+
+
+def test_a_move_whose_job_was_moved_on_meanwhile_takes_its_copy_back(
+        store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator's mv of the old copy (failed/ to done/) during a retry: the job is in
+    done/, and the retry's new copy is taken back (one copy, where the operator put it)."""
+    store.put_new("q", "d", job("d", rev=1))
+    store.move("q", "d", State.PENDING, State.CLAIMED)
+    store.move("q", "d", State.CLAIMED, State.FAILED, job("d", rev=2))
+    root = Path(store.root, "q")
+    _meddle_before_discard(store, monkeypatch, lambda: (root / "failed" / "d.json").rename(
+        root / "done" / "d.json"))
+    with pytest.raises(JobNotFound, match="not in q/failed/"):
+        store.move("q", "d", State.FAILED, State.PENDING, job("d", rev=3))
+    assert store.find("q", "d") == [State.DONE]

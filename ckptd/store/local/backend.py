@@ -339,8 +339,11 @@ class LocalStore(LocalControls, LocalSignals, GroupedWrites, Store):
             # copy into src meanwhile: every move into a state folder refuses an existing
             # name. Removing the old copy also tells whether it was there at all (one call
             # instead of a look before): if not, the job was moved away by someone else
-            # (an operator's mv, a --root cancel) and the new copy is taken back.
-            if not self._discard(op.queue, src, op.job_id):
+            # (an operator's mv, a --root cancel) and the new copy is taken back. Unless the
+            # job is nowhere else: then a daemon that saw both copies kept the new one (its
+            # rev is higher) and removed the old, and the move stands; taking the new copy
+            # back too would leave the job in no folder.
+            if not self._discard(op.queue, src, op.job_id) and self._elsewhere(op):
                 unlink_quietly(dst)
                 if self.fsync is FsyncMode.ALWAYS:
                     fsync_dir(f"{q}/{op.dst._value_}")
@@ -420,6 +423,12 @@ class LocalStore(LocalControls, LocalSignals, GroupedWrites, Store):
                 f"cannot move job {op.job_id!r} of {op.queue!r} from {op.src.value}/ to "
                 f"{op.dst.value}/: it is already there (a copy left by a crash or put there "
                 "by hand); nothing was replaced, and recovery keeps the newer copy")) from None
+
+    def _elsewhere(self, op: Move) -> bool:
+        """Whether the job of a move whose old copy went away meanwhile is in a folder
+        other than the one it was just written to."""
+        states = self.find(op.queue, op.job_id, op.priority, op.key)
+        return op.dst not in states or any(state is not op.dst for state in states)
 
     def _not_in(self, queue: str, state: State, job_id: str) -> JobNotFound:
         return JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/")
