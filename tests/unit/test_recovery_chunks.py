@@ -72,6 +72,26 @@ def test_ids_known_before_their_chunk_are_not_counted_twice() -> None:
     assert index.recovering == {"pending": 9, "done": 0, "failed": 0}
 
 
+def test_claimed_jobs_listed_in_pending_too_are_resolved_while_filed() -> None:
+    """Each claimed job whose pending copy a listing finds is resolved by the two-state rule,
+    which ends its lease when the pending copy wins: the claimed jobs change while they are
+    gone through (a daemon of a shared root crashed with 'dictionary changed size')."""
+    h = Harness()
+    ids = sorted(new_id() for _ in range(4))
+    for job_id in ids[:3]:
+        body = {"id": job_id, "queue": Q, "payload": 1, "created": "2026-12-06T00:00:00Z",
+                "attempts": 1, "max_attempts": 3}
+        plant(h, f"{job_id}.json", {**body, "rev": 1}, "claimed")
+        plant(h, f"{job_id}.json", {**body, "rev": 2})  # newer: a --root retry's copy
+    indexing = h.engine.indexing
+    index = indexing.begin(Q, ids[:3], h.now, 5.0)
+    assert set(index.claimed) == set(ids[:3])
+    indexing.pending(ListedPending(Q, 0, IdRun.runs_of(ids, 0.0)), h.now)
+    assert not index.claimed, "the pending copies won: no lease left"
+    assert all(job_id in index.pending for job_id in ids)
+    assert h.store.ids(Q, State.CLAIMED) == []
+
+
 def test_a_run_cutter_hands_small_runs_first() -> None:
     cutter = RunCutter(0.0)
     names = [f"{new_id()}.json" for _ in range(RUN_FIRST + 10)]

@@ -225,7 +225,7 @@ class Indexing:
         self.graph.listed_pending(listed.queue, runs)
         added = index.ready.add_runs(listed.level, [r for r in runs if len(r)])
         index.recovering["pending"] += added
-        for job_id in index.claimed:
+        for job_id in list(index.claimed):  # a resync may end the lease: a copy
             if any(job_id in run for run in listed.runs):
                 self.resync(listed.queue, job_id, now)  # in claimed/ and in pending/
         if unique_of(self.ix.settings, listed.queue) is not None:
