@@ -151,7 +151,9 @@ def test_a_batch_grows_while_it_runs_and_calls_back_once(procs: Processes, tmp_p
     assert json.loads(line.split()[4]) == {"done": 240}
     assert len(runs(log)) == 240
     last_end = max(job["finished_at"] for job in job_files(daemon.root, "grow", "done").values())
-    made = job_files(daemon.root, "report", "done")[f"{batch.name}.then"]
+    # The callback's line is written while it runs: its file is in done/ a moment later.
+    made = wait_for(lambda: job_files(daemon.root, "report", "done").get(f"{batch.name}.then"),
+                    timeout=30, message="the callback job to be done")
     assert made["created"] >= last_end, "the callback came after the last job ended"
     tree = cli(daemon.root, "graph", "grow", f"{batch.name}.000000").stdout
     assert f"grow/{batch.name}.000000.k1  done" in tree and "then -> report (made)" in tree

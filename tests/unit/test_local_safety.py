@@ -132,3 +132,40 @@ def test_a_move_whose_job_was_moved_on_meanwhile_takes_its_copy_back(
     with pytest.raises(JobNotFound, match="not in q/failed/"):
         store.move("q", "d", State.FAILED, State.PENDING, job("d", rev=3))
     assert store.find("q", "d") == [State.DONE]
+
+
+def _claim_at_once(store: LocalStore, monkeypatch: pytest.MonkeyPatch, job_id: str) -> None:
+    """A daemon that claims a new pending file right after it appears (before the PutNew
+    looks in the other folders)."""
+    real = local_module.crashpoints.reached
+    root = Path(store.root, "q")
+
+    def reached(label: str) -> None:
+        if label == "after_rename" and (root / "pending" / f"{job_id}.json").exists():
+            (root / "pending" / f"{job_id}.json").rename(root / "claimed" / f"{job_id}.json")
+        real(label)
+    monkeypatch.setattr(local_module.crashpoints, "reached", reached)
+
+
+def _made(job_id: str, created: str) -> bytes:
+    return json.dumps({"id": job_id, "queue": "q", "payload": 1, "created": created,
+                       "attempts": 0, "max_attempts": 3}).encode()
+
+
+def test_a_new_job_claimed_at_once_is_not_taken_for_another(
+        store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    _claim_at_once(store, monkeypatch, "e")
+    store.put_new("q", "e", _made("e", "2026-12-06T08:00:00.000001Z"))
+    assert store.find("q", "e") == [State.CLAIMED]
+
+
+def test_a_job_made_again_is_refused_even_when_claimed_at_once(
+        store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A submit-file run again with --root beside a daemon: the job ended long ago; the
+    daemon claims the new copy at once. The put is refused (nothing new), and the daemon's
+    two-state rule keeps the ended copy."""
+    Path(store.root, "q", "done").mkdir(parents=True, exist_ok=True)
+    Path(store.root, "q", "done", "f.json").write_bytes(_made("f", "2026-12-06T07:00:00Z"))
+    _claim_at_once(store, monkeypatch, "f")
+    with pytest.raises(JobExists):
+        store.put_new("q", "f", _made("f", "2026-12-06T08:00:00Z"))

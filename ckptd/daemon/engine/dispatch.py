@@ -154,7 +154,10 @@ class Dispatcher:
                 return False  # pushed back since it was made ready (debounce): it waits
         tag = index.ready.prio.get(job_id, 0) if index.ready.prio else 0  # in its file's name
         key = index.ready.key_of(job_id)  # likewise
-        if index.recovering is not None and self._ended_too(index, job_id, now):
+        # A file the daemon did not write (a --root submit-file run again, by hand) may be a
+        # job that has ended already, as may any while done/ and failed/ are being listed.
+        if (index.recovering is not None or job_id in index.added_since_scan) \
+                and self._ended_too(index, job_id, now):
             return False
         try:
             raw = ix.store.read(queue, State.PENDING, job_id, tag, key)
@@ -258,8 +261,8 @@ class Dispatcher:
         return True
 
     def _ended_too(self, index: QueueIndex, job_id: str, now: float) -> bool:
-        """While a queue's done/ and failed/ are still being listed: True when the job is
-        also there (a copy a crash left), which the two-state rule then resolves."""
+        """True when the job is also in done/ or failed/ (a copy a crash left, or a job made
+        again from outside), which the two-state rule then resolves."""
         store = self.ix.store
         if store.exists(index.name, State.DONE, job_id) \
                 or store.exists(index.name, State.FAILED, job_id):

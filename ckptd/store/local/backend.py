@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ckptd.codec import loads
 from ckptd.core import crashpoints
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import (
@@ -86,6 +87,17 @@ ROOT_LOCK = "root"
 UNLINK_WINDOW = 64
 SLOW_UNLINK = 50e-6  # seconds: deleting costs more than this: delete off the loop
 MIN_FREE_BYTES = 256 * 1024  # below this a disk counts as full: claims would pile up answers
+
+
+def _made_by(path: str, data: bytes) -> bool:
+    """Whether the job file at ``path`` is the one ``data`` created (same ``created``): a
+    PutNew's own job that a daemon claimed (or even ran) at once, not an older job."""
+    try:
+        with open(path, "rb") as handle:
+            theirs = loads(handle.read())
+        return isinstance(theirs, dict) and theirs.get("created") == loads(data).get("created")
+    except (OSError, ValueError):
+        return False
 
 
 class LocalStore(LocalControls, LocalSignals, GroupedWrites, Store):
@@ -363,8 +375,9 @@ class LocalStore(LocalControls, LocalSignals, GroupedWrites, Store):
             if op.check_other_states:
                 # After creating: a copy moving meanwhile is seen (not ours, claimed at once).
                 for state in other_states(op.state):
-                    if os.path.lexists(self._job_path(op.queue, state, op.job_id)) \
-                            and os.path.lexists(dst):
+                    other = self._job_path(op.queue, state, op.job_id)
+                    if os.path.lexists(other) and (os.path.lexists(dst)
+                                                   or not _made_by(other, op.data)):
                         unlink_quietly(dst)
                         raise JobExists(op.queue, op.job_id, state.value)
             if op.state is State.PENDING and self._kept.watched(op.queue):
