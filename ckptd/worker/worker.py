@@ -188,11 +188,13 @@ class Worker:
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
     def _serve(self) -> None:
-        log.info("worker %s: connecting to the daemon at %s", self.name,
-                 ", ".join(self.endpoints))
         try:
-            self.connecting = True
+            self.connecting = True  # before the line that says so: a stop from then on ends it
             try:
+                log.info("worker %s: connecting to the daemon at %s", self.name,
+                         ", ".join(self.endpoints))
+                if self._stopping:  # asked before connecting began
+                    raise signals.ConnectInterrupted()
                 endpoint, answer = self._discover()
             finally:
                 self.connecting = False

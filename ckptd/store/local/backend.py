@@ -335,6 +335,8 @@ class LocalStore(LocalControls, LocalSignals, GroupedWrites, Store):
                 self._rename_noreplace(src, dst, op)
                 crashpoints.reached("after_rename")
                 return (f"{q}/{op.dst._value_}",), (f"{q}/{op.src._value_}",)
+            if not op.src_known and not os.path.lexists(src):
+                raise self._not_in(op.queue, op.src, op.job_id)  # nothing changed
             try:
                 self._rename_noreplace(tmp, dst, op)
             except JobExists:
@@ -352,10 +354,12 @@ class LocalStore(LocalControls, LocalSignals, GroupedWrites, Store):
             # name. Removing the old copy also tells whether it was there at all (one call
             # instead of a look before): if not, the job was moved away by someone else
             # (an operator's mv, a --root cancel) and the new copy is taken back. Unless the
-            # job is nowhere else: then a daemon that saw both copies kept the new one (its
-            # rev is higher) and removed the old, and the move stands; taking the new copy
-            # back too would leave the job in no folder.
-            if not self._discard(op.queue, src, op.job_id) and self._elsewhere(op):
+            # old copy was there just before (looked at above) and the job is nowhere else:
+            # then a daemon that saw both copies kept the new one (its rev is higher) and
+            # removed the old, and the move stands; taking the new copy back too would
+            # leave the job in no folder.
+            if not self._discard(op.queue, src, op.job_id) and (op.src_known
+                                                                or self._elsewhere(op)):
                 unlink_quietly(dst)
                 if self.fsync is FsyncMode.ALWAYS:
                     fsync_dir(f"{q}/{op.dst._value_}")

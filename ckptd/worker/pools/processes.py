@@ -26,7 +26,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ckptd.core.errors import CkptdError
+from ckptd.core.errors import CkptdError, LeaseLost
 from ckptd.core.outcomes import Cancelled, Interrupt
 from ckptd.worker import reports
 from ckptd.worker.job import Handler, Job, StopFlags
@@ -291,7 +291,16 @@ class ProcessPool:
             if name == "checkpoint":
                 queue, job_id, number, seq, state, timeout = args
                 job = Job(job_id, queue, number, None, _flags=slot.call_flags)
-                host.checkpoint(job, seq, state, timeout)
+                try:
+                    host.checkpoint(job, seq, state, timeout)
+                except LeaseLost:
+                    # Refused because the job was cancelled (the child's signal may come
+                    # after this answer): say that, as a thread's checkpoint does.
+                    attempt = slot.current
+                    stop = attempt.flags.stop if attempt is not None else None
+                    if isinstance(stop, Cancelled):
+                        return ("raise", "interrupt", "Cancelled", stop.reason)
+                    raise
                 return ("ok", None)
             if name == "source_range":
                 return ("ok", host.source_range(*args))
