@@ -44,6 +44,9 @@ from ckptd.wire.security import ClientCurve
 DEFAULT_TIMEOUT = 10.0
 READ_AT_ONCE = 64  # replies handed over in one go before the loop runs others' callbacks
 CONNECT_POLL = 0.005  # seconds between looks for a connection that is not up yet
+# Until the socket's first reply, a request also looks at the handshake this often: the
+# monitor's descriptor signals an edge, and one that came before it was watched is missed.
+HANDSHAKE_POLL = 0.1
 
 
 class AsyncPipe(Connection["asyncio.Future[Reply | None]"]):
@@ -59,10 +62,13 @@ class AsyncPipe(Connection["asyncio.Future[Reply | None]"]):
         self._fd: int | None = None
         self._monitor_fd: int | None = None  # the handshake's (keys that do not fit)
         self._reading_later = False
+        self._answered = False  # a reply came on this socket: its handshake succeeded
+        self._problem: CkptdError | None = None  # heard while no request waited for a reply
 
     async def exchange(self, frames: list[bytes], wait: float) -> Outcome:
         """Send a request (``frames`` without a tag) and wait up to ``wait`` for its reply."""
         loop = asyncio.get_running_loop()
+        self._raise_problem()
         sock = self.socket()
         generation = self.generation
         tag = self.new_tag()
@@ -77,14 +83,31 @@ class AsyncPipe(Connection["asyncio.Future[Reply | None]"]):
             sent = time.monotonic()
             self._read_all()  # the send may have taken the descriptor's signal
             try:
-                async with asyncio.timeout(max(0.0, started + wait - sent)):
-                    return True, await reply
+                return True, await self._reply(reply, started + wait)
             except TimeoutError:
                 if generation == self.generation and self.silent_since(sent):
                     self.close_socket(rotate=True)
                 return True, None
         finally:
             self.waiting.pop(tag, None)
+
+    async def _reply(self, reply: asyncio.Future[Reply | None], deadline: float
+                     ) -> Reply | None:
+        """The reply, by ``deadline`` (TimeoutError then); until the socket's first reply,
+        the handshake is looked at meanwhile (keys that do not fit fail ``reply`` at once)."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            if self._answered:
+                async with asyncio.timeout(left):
+                    return await reply
+            try:
+                async with asyncio.timeout(min(left, HANDSHAKE_POLL)):
+                    return await asyncio.shield(reply)
+            except TimeoutError:
+                if not reply.done():
+                    self.check_handshake()
 
     async def _send(self, sock: zmq.Socket[bytes], frames: list[bytes], until: float) -> bool:
         """Send without blocking the loop; while the socket has no connection yet (it is
@@ -101,13 +124,27 @@ class AsyncPipe(Connection["asyncio.Future[Reply | None]"]):
                 if time.monotonic() >= until:
                     return False
                 await asyncio.sleep(CONNECT_POLL)
+        self._raise_problem()  # what closed the socket meanwhile, if it was the keys
         return False
+
+    def _watch_handshake(self) -> None:
+        """The monitor's descriptor signalled: a problem fails the requests waiting for a
+        reply, and is kept for those still trying to send."""
+        problem = self.check_handshake()
+        if problem is not None:
+            self._problem = problem
+
+    def _raise_problem(self) -> None:
+        problem, self._problem = self._problem, None
+        if problem is not None:
+            raise problem
 
     def _read_all(self) -> None:
         """Hand the replies that have arrived to their futures; a long burst in parts, so
         that other callbacks run in between."""
         self._reading_later = False
         for waiting, reply in self.replies(READ_AT_ONCE):
+            self._answered = True
             if waiting.done():
                 continue
             if isinstance(reply, CkptdError):
@@ -120,11 +157,12 @@ class AsyncPipe(Connection["asyncio.Future[Reply | None]"]):
 
     def opened(self, sock: zmq.Socket[bytes]) -> None:
         self._loop = asyncio.get_running_loop()
+        self._answered = False
         self._fd = int(sock.getsockopt(zmq.FD))
         self._loop.add_reader(self._fd, self._read_all)
         if self.handshake is not None:
             self._monitor_fd = int(self.handshake.monitor.getsockopt(zmq.FD))
-            self._loop.add_reader(self._monitor_fd, self.check_handshake)
+            self._loop.add_reader(self._monitor_fd, self._watch_handshake)
 
     def fail(self, waiter: asyncio.Future[Reply | None], error: CkptdError) -> None:
         if not waiter.done():

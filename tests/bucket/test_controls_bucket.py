@@ -101,7 +101,8 @@ def test_a_paused_object_stops_claims_and_survives_failover(procs: Processes,
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    ckptd("--root", url, "pause", Q, "--reason", "on the bucket")  # the object, no daemon
+    # The object, no daemon; the queue is new (--create: a typo is refused otherwise).
+    ckptd("--root", url, "pause", Q, "--create", "--reason", "on the bucket")
     first, second = leader_and_other(pair)  # a paused queue is a queue: one daemon leads it
 
     def paused() -> Any:

@@ -115,4 +115,4 @@ def test_the_readme_s_install_and_first_job_run_in_a_fresh_shell(tmp_path: Path)
                    ("serve.log", "worker.log") if (clone / n).exists())
     assert done.returncode == 0, f"{text}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}{logs}"
     assert '"result":{"priced":1}' in done.stdout.replace(" ", ""), done.stdout
-    assert re.search(r"^price\s+0\s+0\s+0\s+1\s+0\b", done.stdout, re.M), done.stdout
+    assert re.search(r"^price\s+0\s+0\s+0\s+0\s+1\s+0\b", done.stdout, re.M), done.stdout

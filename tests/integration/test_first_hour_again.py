@@ -253,10 +253,6 @@ def test_curve_mistakes_are_named(procs: Processes, tmp_path: Path) -> None:
                                   "--client-key", vm_sec, "doctor"))
 
 
-@pytest.mark.xfail(strict=False, reason="flaky (about one run in two): the AsyncClient's "
-                   "handshake watch sometimes hears of a refused key only at a resend, and "
-                   "its valid client once got no answer; the blocking Client's rules are "
-                   "tested in test_curve_mistakes_are_named. Open in issue 22's note.")
 def test_the_async_client_keeps_the_first_hour_s_rules(procs: Processes, tmp_path: Path
                                                         ) -> None:
     """Items 3, 12, 14 and 17 hold for the AsyncClient too (its connection and request
