@@ -24,6 +24,7 @@ and on SIGTERM lets running jobs finish before it exits (:mod:`~ckptd.worker.sig
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import queue as queue_mod
@@ -200,8 +201,12 @@ class Worker:
                 self.connecting = False
         except signals.ConnectInterrupted:
             self.interrupted = True
+        if self.interrupted:  # (out of the except block: its traceback is gone)
             log.warning("worker %s stopped while connecting to %s: no job was taken",
                         self.name, ", ".join(self.endpoints))
+            # The stop came at any point of a request: a socket half made may be held only
+            # by the traceback's frames (collected now), or left open (closed by _close).
+            gc.collect()
             self._close()
             return
         except CkptdError:  # an answer that says the address or the keys are wrong
@@ -325,7 +330,13 @@ class Worker:
         if self._own_context and not (self._stop_now or self.restart_needed):
             # (after a stop now, a handler left running may still hold a socket of it, for
             # a fetch through the daemon: terminating would wait for it)
-            self._ctx.term()
+            if self.interrupted:
+                # A stop while connecting came at any point of a request: a socket it had
+                # opened may be left open (term would wait for it forever). Only this
+                # thread used the context yet.
+                self._ctx.destroy(linger=0)
+            else:
+                self._ctx.term()
             self._own_context = False
 
     def _log_stopped(self) -> None:
