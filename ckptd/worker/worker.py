@@ -201,6 +201,9 @@ class Worker:
                 self.connecting = False
         except signals.ConnectInterrupted:
             self.interrupted = True
+        except CkptdError:  # an answer that says the address or the keys are wrong
+            self._close()
+            raise
         if self.interrupted:  # (out of the except block: its traceback is gone)
             log.warning("worker %s stopped while connecting to %s: no job was taken",
                         self.name, ", ".join(self.endpoints))
@@ -209,9 +212,6 @@ class Worker:
             gc.collect()
             self._close()
             return
-        except CkptdError:  # an answer that says the address or the keys are wrong
-            self._close()
-            raise
         if self._stopping:
             self._close()
             return
