@@ -193,6 +193,9 @@ def more(accepted: list[str], count: int) -> None:
              message=f"{count} more submits accepted")
 
 
+PACE = 0.002  # seconds between a producer's submits
+
+
 @pytest.mark.parametrize("direct", [False, True], ids=["through-the-daemon", "direct"])
 def test_a_producer_rides_over_daemon_restarts(procs: Processes, direct: bool) -> None:
     """A client submitting one job at a time while the daemon is killed and restarted three
@@ -209,6 +212,9 @@ def test_a_producer_rides_over_daemon_restarts(procs: Processes, direct: bool) -
             with Client(daemon.control, direct=direct) as client:
                 while not stop.is_set():
                     accepted.append(client.submit("q", {"n": len(accepted)}))
+                    # Paced (direct writes went at 20,000/s: 37,000 jobs for the workers to
+                    # run after the restarts, over the wait's 120 s on a loaded machine).
+                    time.sleep(PACE)
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append(exc)
 
