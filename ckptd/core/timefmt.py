@@ -82,7 +82,13 @@ _last: tuple[int, str] = (-1, "")
 def utc_iso(ts: float) -> str:
     """Return a UNIX time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
     global _last
-    seconds, micro = divmod(int(ts * 1_000_000), 1_000_000)
+    # The nearest microsecond that is not later than ts once read back (parse_iso): a
+    # not_before read back later than the time it was set to kept a job that was due (on a
+    # fake clock, for good); int(ts * 1e6) made one time in eight a microsecond later.
+    seconds = math.floor(ts)
+    micro = round((ts - seconds) * 1_000_000)
+    if (seconds * 1_000_000 + micro) / 1_000_000 > ts:
+        micro -= 1
     last = _last
     if last[0] != seconds:  # formatting the date is the slow part, and it rarely changes
         last = _last = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
