@@ -47,6 +47,15 @@ _STAMP = re.compile(r"\d{8}T\d{6}\.\d{6}Z")
 STAMP_LENGTH = 23  # of the time part of an id: 20261127T192416.123456Z
 
 
+_GENERATED = re.compile(r"\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{16}")
+
+
+def is_generated(job_id: str) -> bool:
+    """Whether ``job_id`` has the form :func:`new_id` makes (such an id names one job only:
+    no other submit makes it again)."""
+    return _GENERATED.fullmatch(job_id) is not None
+
+
 def id_stamp(when: float) -> str:
     """The time part an id made at ``when`` starts with (compare ids' first 23 characters
     with it as strings: much cheaper than parsing each id's time)."""

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ckptd.core import ids
-from ckptd.core.ids import id_stamp, id_time, made_after, new_id
+from ckptd.core.ids import id_stamp, id_time, is_generated, made_after, new_id
 from ckptd.core.names import is_valid_name
 from tests.helpers import wait_for
 
@@ -116,3 +116,9 @@ def test_a_child_forked_while_the_lock_is_held_can_still_make_ids() -> None:
     child_id = os.read(read, 100).decode()
     os.close(read)
     assert is_valid_name(child_id)
+
+
+def test_generated_ids_are_told_from_chosen_ones() -> None:
+    assert is_generated(new_id())
+    for chosen in ("order-7", "B20261206T084113-0d8a57.000003", new_id() + "x", "aaa"):
+        assert not is_generated(chosen), chosen

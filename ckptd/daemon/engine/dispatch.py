@@ -17,6 +17,7 @@ from typing import Any
 from ckptd.codec import decode_job, encode_job
 from ckptd.core import jobs
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob, StoreError
+from ckptd.core.ids import is_generated
 from ckptd.core.job_keys import key_of_job
 from ckptd.core.states import State
 from ckptd.core.timefmt import parse_iso, time_or_none
@@ -154,9 +155,12 @@ class Dispatcher:
                 return False  # pushed back since it was made ready (debounce): it waits
         tag = index.ready.prio.get(job_id, 0) if index.ready.prio else 0  # in its file's name
         key = index.ready.key_of(job_id)  # likewise
-        # A file the daemon did not write (a --root submit-file run again, by hand) may be a
-        # job that has ended already, as may any while done/ and failed/ are being listed.
-        if (index.recovering is not None or job_id in index.added_since_scan) \
+        # A file the daemon did not write under an id of its own choosing (a --root
+        # submit-file run again, by hand) may be a job that has ended already, as may any
+        # while done/ and failed/ are being listed. (Generated ids are left out: each names
+        # one job, and a direct submit's claim spares the two looks.)
+        if (index.recovering is not None or (job_id in index.added_since_scan
+                                             and not is_generated(job_id))) \
                 and self._ended_too(index, job_id, now):
             return False
         try:
