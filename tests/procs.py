@@ -114,6 +114,13 @@ class DaemonProcess:
             wait_for(lambda: os.path.exists(ready) or self.proc.poll() is not None,  # type: ignore[union-attr]
                      timeout=30, message="the daemon to be ready")
             if self.proc.poll() is not None:
+                if self.starts == 1 and self.proc.returncode == 4 \
+                        and "the address is in use" in self.log():
+                    # Another test's daemon took the port between free_port() and the bind
+                    # (a first start only: a restart keeps the addresses its workers know).
+                    self.starts = 0
+                    self.control_port, self.dispatch_port = free_port(), free_port()
+                    return self.start(wait)
                 raise AssertionError(f"the daemon exited with {self.proc.returncode}:\n"
                                      + self.log())
         return self

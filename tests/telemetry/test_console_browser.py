@@ -9,6 +9,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,7 +105,12 @@ def test_pause_a_queue(procs: Processes, tmp_path: Path, browser: WebDriver) -> 
     with daemon.client() as client:
         client.submit("price", {"sku": "A-1"})
     log_in(browser, port)
-    browser.get(f"http://127.0.0.1:{port}/queue/price")
+    page = f"http://127.0.0.1:{port}/queue/price"
+
+    def pause_form() -> list[Any]:  # the console may serve the page before it knows the queue
+        browser.get(page)
+        return browser.find_elements(By.NAME, "reason")
+    wait_for(pause_form, timeout=20, interval=0.5, message="the queue's page with its form")
     browser.find_element(By.NAME, "reason").send_keys("supplier down")
     browser.find_element(By.ID, "pause").click()
     wait_for(lambda: "paused price" in browser.page_source, timeout=20)
