@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ckptd.core.jobs import Job, add_history, bump, error_record
+from ckptd.core.jobs import ErrorRecord, Job, add_history, bump, error_record
 from ckptd.core.timefmt import utc_iso
 
 CANCELLED = "Cancelled"
@@ -49,7 +49,7 @@ def may_retry(job: Job, attempt: int, requested: bool) -> bool:
 
 
 def attempt_failed(job: Job, *, attempt: int, claimed_at: float | None, now: float,
-                   error: dict[str, Any], outcome: str, retry_at: float | None) -> Job:
+                   error: ErrorRecord, outcome: str, retry_at: float | None) -> Job:
     """The file of a job whose attempt ``attempt`` ended without success.
 
     ``error`` is the ``last_error`` record (:func:`ckptd.core.jobs.error_record`);
@@ -110,10 +110,17 @@ def debounced(old: Job, new: Job) -> Job:
     """The file of a pending job after a submit debounced onto it: ``new`` (the new
     submit's payload and start) with ``old``'s creation, attempts and history, and one more
     in ``debounced`` (:mod:`ckptd.core.unique_windows`)."""
-    job = dict(new)
-    for name in ("created", "attempts", "history", "last_error", "batch", "lineage"):
-        if name in old:
-            job[name] = old[name]
+    job = new.copy()
+    job["created"] = old["created"]
+    job["attempts"] = old["attempts"]
+    if "history" in old:
+        job["history"] = old["history"]
+    if "last_error" in old:
+        job["last_error"] = old["last_error"]
+    if "batch" in old:
+        job["batch"] = old["batch"]
+    if "lineage" in old:
+        job["lineage"] = old["lineage"]
     job["debounced"] = int(old.get("debounced") or 0) + 1
     job["rev"] = int(old.get("rev") or 0) + 1
     return job

@@ -21,15 +21,112 @@ Unknown keys are kept as they are, so other tools may add their own.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn, NotRequired, TypedDict, TypeGuard
 
 from ckptd.core.errors import InvalidInput, MalformedJob
 from ckptd.core.names import is_valid_name
 from ckptd.core.queue_controls import MAX_PRIORITY
 from ckptd.core.timefmt import utc_iso
 
-Job = dict[str, Any]
-"""A decoded job file."""
+
+class ErrorRecord(TypedDict):
+    """``last_error``: how the last failed attempt ended (:func:`error_record`)."""
+
+    message: str
+    type: str
+    attempt: int
+    at: NotRequired[str]
+    """When it ended (missing in the error of a park the daemon refused)."""
+    traceback: NotRequired[str]
+    worker: NotRequired[str]
+    by: NotRequired[str]
+    """Who cancelled it (an operator's cancel)."""
+    parent: NotRequired[str]
+    """The parent that failed (a waiting job abandoned)."""
+    log_tail: NotRequired[str]
+    """The last lines of the attempt's own log."""
+
+
+class HistoryEntry(TypedDict):
+    """One ended attempt in ``history``."""
+
+    attempt: int
+    worker: str | None
+    claimed: str | None
+    ended: str
+    outcome: str
+    error: NotRequired[str]
+
+
+class WaitRecord(TypedDict, total=False):
+    """``wait``: what a job in ``waiting/`` waits for (:mod:`ckptd.core.waits`)."""
+
+    since: str
+    signals: list[str]
+    until: str
+    timeout: str
+    children: list[str]
+    ended: dict[str, str]
+    reason: str
+    """Why its handler parked, in its words."""
+
+
+class WokenRecord(TypedDict):
+    """``woken``: why a waiting job woke, and the ends and signals its handler reads."""
+
+    reason: str
+    at: str
+    parents: NotRequired[dict[str, str]]
+    children: NotRequired[dict[str, str]]
+    signals: NotRequired[dict[str, Any]]
+    """Each signal's data, as its sender gave it."""
+
+
+class JobRef(TypedDict):
+    """A job named by queue and id (``next``: the job a result was handed over to)."""
+
+    queue: str
+    id: str
+
+
+MoveRecord = TypedDict("MoveRecord", {"from": str, "to": str, "at": str, "by": str})
+"""One move to another queue in ``moves`` (``from`` is a keyword: the functional form)."""
+
+
+class Job(TypedDict):
+    """A decoded job file (see the module docstring); unknown keys are kept as they are."""
+
+    id: str
+    queue: str
+    created: str
+    attempts: int
+    max_attempts: int
+    rev: NotRequired[int]
+    payload: NotRequired[Any]
+    payload_ref: NotRequired[str]
+    payload_size: NotRequired[int]
+    not_before: NotRequired[str]
+    last_error: NotRequired[ErrorRecord]
+    result: NotRequired[Any]
+    result_ref: NotRequired[str]
+    claimed_at: NotRequired[str]
+    finished_at: NotRequired[str]
+    worker: NotRequired[str | None]
+    history: NotRequired[list[HistoryEntry]]
+    batch: NotRequired[str]
+    lineage: NotRequired[list[str]]
+    time_limit: NotRequired[float]
+    priority: NotRequired[int]
+    key: NotRequired[str]
+    debounced: NotRequired[int]
+    meta: NotRequired[dict[str, Any]]
+    after: NotRequired[list[str]]
+    on_parent_failure: NotRequired[str]
+    wait: NotRequired[WaitRecord]
+    woken: NotRequired[WokenRecord]
+    next: NotRequired[JobRef]
+    moves: NotRequired[list[MoveRecord]]
+    replay_of: NotRequired[dict[str, str]]
 
 REQUIRED_FIELDS = ("id", "queue", "created", "attempts", "max_attempts")
 HISTORY_LIMIT = 20
@@ -45,13 +142,13 @@ MIN_TIME_LIMIT = 0.001
 """The shortest time limit of an attempt (1 ms); MAX_DELAY is the longest."""
 
 
-def _seconds(value: Any) -> float | None:
+def _seconds(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if value == value and abs(value) != float("inf") else None
 
 
-def check_delay(value: Any) -> float:
+def check_delay(value: object) -> float:
     """A submit's delay in seconds, checked: from 0 to ten years (InvalidInput otherwise)."""
     seconds = _seconds(value)
     if seconds is None or not 0 <= seconds <= MAX_DELAY:
@@ -60,7 +157,7 @@ def check_delay(value: Any) -> float:
     return seconds
 
 
-def check_time_limit(value: Any) -> float:
+def check_time_limit(value: object) -> float:
     """A time limit in seconds, checked: from 1 ms to ten years (InvalidInput otherwise)."""
     seconds = _seconds(value)
     if seconds is None or not MIN_TIME_LIMIT <= seconds <= MAX_DELAY:
@@ -112,7 +209,7 @@ def new_job(
 META_LIMIT = 64 * 1024
 
 
-def check_meta(meta: Any) -> dict[str, Any]:
+def check_meta(meta: object) -> dict[str, Any]:
     """``meta`` (the fields clients' hooks add to a job) when it is a JSON object of a sane
     size; raises ValueError otherwise."""
     if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
@@ -127,7 +224,7 @@ def encode(job: Job) -> bytes:
     return (_encoder.encode(job) + "\n").encode()
 
 
-def encode_value(value: Any) -> bytes:
+def encode_value(value: object) -> bytes:
     """Return a payload or result as compact JSON bytes (also its size for the inline limit)."""
     try:
         return _compact.encode(value).encode()
@@ -135,12 +232,12 @@ def encode_value(value: Any) -> bytes:
         raise ValueError(f"value is not JSON-serialisable: {exc}") from None
 
 
-def _no_constant(name: str) -> Any:
+def _no_constant(name: str) -> NoReturn:
     # NaN and Infinity are not JSON; accepting them would make the file impossible to rewrite.
     raise ValueError(f"{name} is not a JSON value")
 
 
-def _parse(data: bytes) -> Any:
+def _parse(data: bytes) -> object:
     try:
         return json.loads(data, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -158,7 +255,7 @@ def decode(data: bytes, queue: str | None = None, job_id: str | None = None) -> 
     return check(_parse(data), queue, job_id)
 
 
-def check(job: Any, queue: str | None = None, job_id: str | None = None) -> Job:
+def check(job: object, queue: str | None = None, job_id: str | None = None) -> Job:
     """Check a parsed job file (see :func:`decode`); raise :class:`MalformedJob`."""
     if not isinstance(job, dict):
         raise MalformedJob(f"expected a JSON object, found {type(job).__name__}")
@@ -184,15 +281,22 @@ def decode_pending(data: bytes, queue: str, job_id: str, *, written: float,
     if isinstance(value, dict) and all(f in value for f in REQUIRED_FIELDS):
         return _check(value, queue, job_id), False  # a full job file (the usual case)
     if isinstance(value, dict) and ("payload" in value or "payload_ref" in value):
-        job: Job = {"id": job_id, "queue": queue, "created": utc_iso(written), "attempts": 0,
-                    "max_attempts": max_attempts, "rev": 0}
-        job.update(value)
-    else:
-        job = new_job(queue, job_id, value, written, max_attempts=max_attempts)
-    return _check(job, queue, job_id), True
+        defaults: Job = {"id": job_id, "queue": queue, "created": utc_iso(written),
+                         "attempts": 0, "max_attempts": max_attempts, "rev": 0}
+        return _check({**defaults, **value}, queue, job_id), True
+    return _check(new_job(queue, job_id, value, written, max_attempts=max_attempts),
+                  queue, job_id), True
 
 
-def _check(job: Job, queue: str | None, job_id: str | None) -> Job:
+def _check(job: dict[str, object] | Job, queue: str | None, job_id: str | None) -> Job:
+    if not _is_job(job, queue, job_id):
+        raise MalformedJob("not a job file")  # not reached: _is_job raises saying why
+    return job
+
+
+def _is_job(job: dict[str, object] | Job, queue: str | None,
+            job_id: str | None) -> TypeGuard[Job]:
+    """True when ``job`` has a job file's fields, of their types; MalformedJob otherwise."""
     missing = [f for f in REQUIRED_FIELDS if f not in job]
     if missing:
         raise MalformedJob(f"missing field(s): {', '.join(missing)}")
@@ -213,7 +317,7 @@ def _check(job: Job, queue: str | None, job_id: str | None) -> Job:
         raise MalformedJob("field 'created' must be an ISO 8601 string")
     if "payload" not in job and "payload_ref" not in job:
         raise MalformedJob("missing field 'payload' (or 'payload_ref')")
-    return job
+    return True
 
 
 def bump(job: Job) -> Job:
@@ -222,7 +326,7 @@ def bump(job: Job) -> Job:
     return job
 
 
-def priority_of(job: Any) -> int:
+def priority_of(job: object) -> int:
     """A job file's priority: its ``priority`` when a whole number in range, else 0."""
     found = job.get("priority") if isinstance(job, dict) else None
     if isinstance(found, int) and not isinstance(found, bool) \
@@ -236,7 +340,7 @@ def running_attempt(job: Job) -> int:
     return int(job["attempts"]) + 1
 
 
-def add_history(job: Job, entry: dict[str, Any]) -> None:
+def add_history(job: Job, entry: HistoryEntry) -> None:
     """Append one attempt to the job's history, keeping the newest :data:`HISTORY_LIMIT`."""
     history = job.setdefault("history", [])
     history.append(entry)
@@ -245,10 +349,10 @@ def add_history(job: Job, entry: dict[str, Any]) -> None:
 
 
 def error_record(message: str, kind: str, traceback: str | None, attempt: int, now: float,
-                 worker: str | None) -> dict[str, Any]:
+                 worker: str | None) -> ErrorRecord:
     """Return the ``last_error`` entry of a failed attempt (traceback cut to a sane size)."""
-    record: dict[str, Any] = {"message": message, "type": kind, "attempt": attempt,
-                              "at": utc_iso(now)}
+    record: ErrorRecord = {"message": message, "type": kind, "attempt": attempt,
+                           "at": utc_iso(now)}
     if traceback:
         if len(traceback) > TRACEBACK_LIMIT:
             traceback = "...\n" + traceback[-TRACEBACK_LIMIT:]

@@ -33,11 +33,12 @@ A handler's own children (``Park(children=True)``) are always waited for under `
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ckptd.core.errors import InvalidName, JobNotFound
-from ckptd.core.jobs import Job, add_history, bump
+from ckptd.core.jobs import ErrorRecord, Job, WaitRecord, WokenRecord, add_history, bump
 from ckptd.core.names import MAX_NAME_LENGTH, is_valid_name
 from ckptd.core.timefmt import time_or_none, utc_iso
 
@@ -69,7 +70,7 @@ def split_ref(text: str) -> tuple[str, str]:
     return queue, job_id
 
 
-def check_refs(refs: Any, queue: str) -> list[str]:
+def check_refs(refs: object, queue: str) -> list[str]:
     """The parents named by ``after``: ``queue/id`` references (a bare id is a job of
     ``queue``), each once, in order. Raises InvalidName for a bad one or too many."""
     if isinstance(refs, str):
@@ -92,7 +93,7 @@ def no_parent(parent: str) -> JobNotFound:
                        "were submitted (check the queue and the id)")
 
 
-def check_rule(rule: Any) -> str:
+def check_rule(rule: object) -> str:
     """``rule`` when it is one of :data:`RULES` (None: the default)."""
     if rule is None:
         return DEFAULT_RULE
@@ -102,7 +103,7 @@ def check_rule(rule: Any) -> str:
     return str(rule)
 
 
-def check_signal(name: Any) -> str:
+def check_signal(name: object) -> str:
     """A signal's name: 1-64 letters, digits, '-' and '_' (no dots: it ends a file name)."""
     if not isinstance(name, str) or not _SIGNAL.fullmatch(name):
         raise InvalidName(f"invalid signal name {str(name)[:70]!r}: 1-64 letters, digits, "
@@ -167,12 +168,14 @@ class Wait:
         return [r for r in self.refs() if r not in ended]
 
 
-def wait_of(job: Job) -> Wait:
-    """What a job file waits for (``after`` and ``wait``); missing parts are empty."""
+def wait_of(job: Mapping[str, object]) -> Wait:
+    """What a job file waits for (``after`` and ``wait``); missing parts are empty.
+
+    The file may have been edited by hand: a part of the wrong type raises InvalidName."""
     queue = str(job.get("queue", ""))
     after = job.get("after")
-    record = job.get("wait") if isinstance(job.get("wait"), dict) else {}
-    assert isinstance(record, dict)
+    found = job.get("wait")
+    record: Mapping[str, object] = found if isinstance(found, dict) else {}
     ended = record.get("ended")
     children = record.get("children")
     signals = record.get("signals")
@@ -180,16 +183,22 @@ def wait_of(job: Job) -> Wait:
         after=tuple(check_refs(after, queue)) if after else (),
         rule=check_rule(job.get("on_parent_failure")),
         children=tuple(check_refs(children, queue)) if children else (),
-        signals=tuple(check_signal(s) for s in signals) if signals else (),
+        signals=tuple(check_signal(s) for s in _items(signals)) if signals else (),
         until=time_or_none(record.get("until")),
         timeout=time_or_none(record.get("timeout")),
         since=time_or_none(record.get("since")),
         ended={str(k): str(v) for k, v in ended.items()} if isinstance(ended, dict) else {})
 
 
-def wait_record(wait: Wait) -> dict[str, Any]:
+def _items(value: object) -> Iterable[object]:
+    if not isinstance(value, Iterable):
+        raise InvalidName(f"expected a list of names, found {str(value)[:70]!r}")
+    return value
+
+
+def wait_record(wait: Wait) -> WaitRecord:
     """The ``wait`` object of a waiting job's file (``after`` stays at the top)."""
-    record: dict[str, Any] = {}
+    record: WaitRecord = {}
     if wait.since is not None:
         record["since"] = utc_iso(wait.since)
     if wait.signals:
@@ -281,7 +290,7 @@ def woken(job: Job, wait: Wait, reason: str, now: float,
           signals: dict[str, Any] | None = None) -> Job:
     """The file of a waiting job that wakes (``waiting -> pending``): ``wait`` becomes the
     ``woken`` record the handler reads."""
-    record: dict[str, Any] = {"reason": reason, "at": utc_iso(now)}
+    record: WokenRecord = {"reason": reason, "at": utc_iso(now)}
     if wait.after:
         ignore = wait.rule == "ignore"
         record["parents"] = {r: wait.ended.get(r, "open") for r in wait.after
@@ -301,9 +310,8 @@ def abandoned(job: Job, parent: str, end: str, now: float) -> Job:
     parent ``parent`` ended ``end`` and its rule is ``fail``."""
     message = (f"parent {parent} {end}, and on_parent_failure is 'fail': the job did not "
                "run (retry both, or submit it with on_parent_failure 'run' or 'ignore')")
-    error: dict[str, Any] = {"message": message,
-             "type": "ParentFailed", "parent": parent, "attempt": int(job.get("attempts", 0)),
-             "at": utc_iso(now)}
+    error: ErrorRecord = {"message": message, "type": "ParentFailed", "parent": parent,
+                          "attempt": int(job.get("attempts", 0)), "at": utc_iso(now)}
     job["last_error"] = error
     job["finished_at"] = utc_iso(now)
     add_history(job, {"attempt": int(job.get("attempts", 0)), "worker": None,

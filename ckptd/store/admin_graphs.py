@@ -162,8 +162,7 @@ class StoreGraphs:
                 job = decode_job(self.store.read(queue, state, job_id), queue, job_id)
             except (JobNotFound, MalformedJob):
                 continue
-            job["_state"] = state.value
-            return job
+            return {**job, "_state": state.value}
         return {"_state": states[-1].value} if states else None
 
     def _children(self, queues: list[str], job_id: str) -> list[str]:

@@ -288,7 +288,7 @@ class Operators:
             if worker is not None:
                 engine.outbox.append((worker.identity, b"cancel", {
                     "queue": queue, "id": job_id, "attempt": lease.attempt, "by": by}))
-            engine.end_attempt(lease, {}, now, may_retry=False, delay=None,
+            engine.end_attempt(lease, None, now, may_retry=False, delay=None,
                                outcome="cancelled", edit=edit)
             reply({"was": "claimed"})
             return

@@ -346,7 +346,7 @@ class Index:
     def claimed_job(self, lease: Lease) -> jobs.Job | None:
         """The claimed job's file, as a copy that the caller may change."""
         if lease.job is not None:
-            job = dict(lease.job)
+            job = lease.job.copy()
             if "history" in job:
                 job["history"] = list(job["history"])
             return job

@@ -17,6 +17,7 @@ import logging
 from ckptd.codec import encode_job
 from ckptd.core import waits
 from ckptd.core.errors import CkptdError
+from ckptd.core.jobs import ErrorRecord
 from ckptd.core.states import State
 from ckptd.daemon.engine.index import Index, WorkerInfo
 from ckptd.daemon.engine.results import Answers
@@ -71,7 +72,8 @@ class Parks:
         try:
             wait = wait_of_park(lease.queue, body, now)
         except CkptdError as exc:
-            error = {"message": f"bad park: {exc}", "type": "Park", "attempt": lease.attempt}
+            error: ErrorRecord = {"message": f"bad park: {exc}", "type": "Park",
+                                  "attempt": lease.attempt}
             answers.end_attempt(lease, error, now, may_retry=False, delay=None,
                                 outcome="error", confirm=lambda: answers._ack(identity, body))
             return

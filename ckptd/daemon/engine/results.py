@@ -19,9 +19,8 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Callable
-from typing import Any
 
-from ckptd.codec import dumps, encode_job
+from ckptd.codec import dumps, dumps_decoded, encode_job
 from ckptd.core import crashpoints, edits, jobs
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound
@@ -257,7 +256,7 @@ class Answers:
         self.end_attempt(lease, error, now, may_retry=body.get("retry", True),
                          delay=body.get("delay"), outcome="error", confirm=confirm)
 
-    def end_attempt(self, lease: Lease, error: dict[str, Any], now: float, *,
+    def end_attempt(self, lease: Lease, error: jobs.ErrorRecord | None, now: float, *,
                     may_retry: bool, delay: float | None, outcome: str,
                     edit: Callable[[jobs.Job], jobs.Job] | None = None,
                     confirm: Callable[[], None] | None = None,
@@ -265,7 +264,8 @@ class Answers:
         """End a claimed job's attempt without success: back to pending (with a backoff, or
         ``delay``) while attempts are left and ``may_retry``, else to failed/.
 
-        ``edit`` replaces the default edit of the file (a cancel records who did it);
+        ``edit`` replaces the default edit of the file, which records ``error`` (a cancel
+        records who did it: then ``error`` may be None);
         ``confirm`` runs once the move is durable; ``spare_attempt`` sends the job back to
         pending even when this was its last attempt (the edit gives it one more), at the
         head of its line: it was taken before the jobs that came after it.
@@ -285,6 +285,7 @@ class Answers:
         if edit is not None:
             edit(job)
         else:
+            assert error is not None, "an attempt ended by the default edit needs its error"
             edits.attempt_failed(job, attempt=lease.attempt, claimed_at=lease.claimed_at,
                                  now=now, error=error, outcome=outcome, retry_at=not_before)
         target = State.PENDING if not_before is not None else State.FAILED
@@ -376,7 +377,7 @@ class Answers:
         record = {"id": job_id, "attempt": lease.attempt, "seq": seq, "at": utc_iso(now),
                   "state": body["state"]}
         try:
-            data = encode_job(record)
+            data = dumps_decoded(record) + b"\n"
         except ValueError as exc:
             self._saved(identity, queue, job_id, seq, str(exc))
             return

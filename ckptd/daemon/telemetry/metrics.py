@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ckptd.codec import decode_job
 from ckptd.core.ids import id_time
+from ckptd.core.jobs import Job
 from ckptd.core.timefmt import time_or_none
 
 if TYPE_CHECKING:
@@ -349,10 +350,10 @@ def _created_time(store: Store, queue: str, job_id: str) -> float | None:
     return stamp
 
 
-def failure_note(job: dict[str, Any], at: float | None) -> FailureNote:
+def failure_note(job: Job, at: float | None) -> FailureNote:
     """The dashboard's note of a job in failed/."""
-    error = job.get("last_error") if isinstance(job.get("last_error"), dict) else {}
-    assert isinstance(error, dict)
+    found = job.get("last_error")
+    error: Mapping[str, object] = found if isinstance(found, dict) else {}
     batch = job.get("batch")
     return FailureNote(str(job.get("queue")), str(job.get("id")), at or 0.0,
                        str(error.get("type") or "Error"), str(error.get("message") or "")[:500],

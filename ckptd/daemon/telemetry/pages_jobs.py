@@ -3,6 +3,9 @@ job's page (its history, checkpoint, result and error as JSON with readable name
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ckptd.core.jobs import Job
 from ckptd.core.states import State
 from ckptd.daemon.telemetry.dashboard import error_text, job_href
@@ -153,7 +156,7 @@ def render_job(queue: str, job_id: str, info: Body, sentences: list[str],
                viewer: Viewer, problem: str | None = None, flash: str | None = None,
                flash_error: bool = False) -> str:
     """A job's page: why it is where it is, its lease, then the file's parts as JSON."""
-    job: Job = info.get("job") or {}
+    job: dict[str, Any] = info.get("job") or {}
     state = str(info.get("state") or "")
     body = [f'<h1>Job {esc(job_id)}</h1><div class="meta">queue '
             f"{link(queue, href('queue', queue))} &middot; <b id=\"state\">{esc(state)}</b>"
@@ -211,5 +214,5 @@ def render_job(queue: str, job_id: str, info: Body, sentences: list[str],
 
 def failure_summary(job: Job) -> str:
     """``Type: message`` of a failed job's last error."""
-    error = job.get("last_error") or {}
+    error: Mapping[str, object] = job.get("last_error") or {}
     return error_text(str(error.get("type") or "Error"), str(error.get("message") or ""))

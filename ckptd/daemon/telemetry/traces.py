@@ -16,13 +16,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Protocol
 
+from ckptd.core.jobs import Job
+
 KEEP = 100_000  # contexts of claimed attempts kept for their settle spans
 
 
 class Traces(Protocol):
     """What the engine tells the tracing of the daemon."""
 
-    def dispatched(self, queue: str, job_id: str, attempt: int, job: dict[str, Any],
+    def dispatched(self, queue: str, job_id: str, attempt: int, job: Job,
                    body: dict[str, Any]) -> None:
         """An attempt is being sent to a worker (``body``: the job message, which may get a
         ``traceparent``)."""
@@ -50,7 +52,7 @@ class OtelTraces:
         self.daemon = daemon
         self.open: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
 
-    def dispatched(self, queue: str, job_id: str, attempt: int, job: dict[str, Any],
+    def dispatched(self, queue: str, job_id: str, attempt: int, job: Job,
                    body: dict[str, Any]) -> None:
         from opentelemetry import context, trace
 
