@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from ckptd.core.errors import CkptdError, ConfigError
 from ckptd.core.key_settings import KEY_CONTROL_KEYS, KeySettings, parse_key_controls
@@ -36,7 +36,7 @@ class FsyncMode(StrEnum):
     NEVER = "never"  # the OS decides: safe against a process crash, not a power loss
 
 
-def _mode(value: Any, what: str) -> int:
+def _mode(value: object, what: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     else:
@@ -50,9 +50,16 @@ def _mode(value: Any, what: str) -> int:
     return number
 
 
-def _positive_int(value: Any, what: str) -> int:
+def _number(value: object) -> str | int | float:
+    """``value`` when ``int()`` and ``float()`` may read it; TypeError (as theirs) otherwise."""
+    if isinstance(value, (str, int, float)):
+        return value
+    raise TypeError(f"not a number: {type(value).__name__}")
+
+
+def _positive_int(value: object, what: str) -> int:
     try:
-        number = int(value)
+        number = int(_number(value))
     except (TypeError, ValueError):
         raise ConfigError(f"invalid {what} {value!r}: expected a whole number") from None
     if isinstance(value, bool) or number < 1 or (isinstance(value, float) and value != number):
@@ -60,9 +67,9 @@ def _positive_int(value: Any, what: str) -> int:
     return number
 
 
-def _fraction(value: Any, what: str) -> float:
+def _fraction(value: object, what: str) -> float:
     try:
-        number = float(value)
+        number = float(_number(value))
     except (TypeError, ValueError):
         raise ConfigError(f"invalid {what} {value!r}: expected a number from 0 to 1") from None
     if not 0.0 <= number <= 1.0:
@@ -70,7 +77,7 @@ def _fraction(value: Any, what: str) -> float:
     return number
 
 
-def _bool(value: Any, what: str) -> bool:
+def _bool(value: object, what: str) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -81,24 +88,24 @@ def _bool(value: Any, what: str) -> bool:
     raise ConfigError(f"invalid {what} {value!r}: expected true or false")
 
 
-def _fsync(value: Any, what: str) -> FsyncMode:
+def _fsync(value: object, what: str) -> FsyncMode:
     try:
         return FsyncMode(str(value).lower())
     except ValueError:
         raise ConfigError(f"invalid {what} {value!r}: expected always, batch or never") from None
 
 
-def _text(value: Any, what: str) -> str:
+def _text(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"invalid {what} {value!r}: expected a string")
     return value
 
 
-def _optional_text(value: Any, what: str) -> str | None:
+def _optional_text(value: object, what: str) -> str | None:
     return None if value in (None, "") else _text(value, what)
 
 
-def _member_name(value: Any, what: str) -> str:
+def _member_name(value: object, what: str) -> str:
     text = _text(value, what)
     if text and not is_valid_name(text):
         raise ConfigError(f"invalid {what} {value!r}: expected letters, digits, '-', '_' "
@@ -106,7 +113,7 @@ def _member_name(value: Any, what: str) -> str:
     return text
 
 
-def _queue_list(value: Any, what: str) -> tuple[str, ...]:
+def _queue_list(value: object, what: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
         raise ConfigError(f"invalid {what} {value!r}: expected a list of queue names "
@@ -120,7 +127,7 @@ def _queue_list(value: Any, what: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _names_list(value: Any, what: str) -> tuple[str, ...]:
+def _names_list(value: object, what: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
         raise ConfigError(f"invalid {what} {value!r}: expected a list of strings "
@@ -128,7 +135,7 @@ def _names_list(value: Any, what: str) -> tuple[str, ...]:
     return tuple(i.strip() for i in items if i.strip())
 
 
-def _tracing(value: Any, what: str) -> str:
+def _tracing(value: object, what: str) -> str:
     text = str(value).strip()
     if text.lower() in ("off", "on", "otlp", "false", "true", ""):
         return {"false": "off", "": "off", "true": "on"}.get(text.lower(), text.lower())
@@ -137,7 +144,7 @@ def _tracing(value: Any, what: str) -> str:
     raise ConfigError(f"invalid {what} {value!r}: expected off, on, otlp or file:PATH")
 
 
-def _host_list(value: Any, what: str) -> tuple[str, ...]:
+def _host_list(value: object, what: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
         raise ConfigError(f"invalid {what} {value!r}: expected a list of host names "
@@ -151,9 +158,9 @@ def _host_list(value: Any, what: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _port(value: Any, what: str) -> int:
+def _port(value: object, what: str) -> int:
     try:
-        number = int(value)
+        number = int(_number(value))
     except (TypeError, ValueError):
         raise ConfigError(f"invalid {what} {value!r}: expected a port number") from None
     if not 0 <= number <= 65535:
@@ -161,8 +168,8 @@ def _port(value: Any, what: str) -> int:
     return number
 
 
-def _choice(*choices: str) -> Callable[[Any, str], str]:
-    def parse(value: Any, what: str) -> str:
+def _choice(*choices: str) -> Callable[[object, str], str]:
+    def parse(value: object, what: str) -> str:
         text = str(value).lower()
         if text not in choices:
             raise ConfigError(f"invalid {what} {value!r}: expected one of {', '.join(choices)}")
@@ -170,7 +177,11 @@ def _choice(*choices: str) -> Callable[[Any, str], str]:
     return parse
 
 
-def _setting(default: Any, parse: Callable[[Any, str], Any], doc: str) -> Any:
+_T = TypeVar("_T")
+_V = TypeVar("_V")
+
+
+def _setting(default: _T, parse: Callable[[_V, str], _T], doc: str) -> _T:
     return field(default=default, metadata={"parse": parse, "doc": doc})
 
 
@@ -369,7 +380,7 @@ class Settings:
     queues: Mapping[str, QueueSettings] = field(default_factory=dict, metadata={"doc": ""})
     schedules: Mapping[str, ScheduleSettings] = field(default_factory=dict,
                                                       metadata={"doc": ""})
-    storage_options: Mapping[str, Any] = field(default_factory=dict, metadata={"doc": ""})
+    storage_options: Mapping[str, object] = field(default_factory=dict, metadata={"doc": ""})
 
     def __post_init__(self) -> None:
         if self.heartbeat == 0:  # derived from the leases, unless given
@@ -429,7 +440,7 @@ def live(settings: Settings | LiveSettings) -> LiveSettings:
     return settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
 
 
-def _parse(name: str, value: Any, source: str) -> Any:
+def _parse(name: str, value: object, source: str) -> object:
     name = ALIASES.get(name, name)
     spec = SIMPLE_FIELDS.get(name)
     if spec is None:
@@ -439,7 +450,7 @@ def _parse(name: str, value: Any, source: str) -> Any:
     return spec.metadata["parse"](value, f"{name} ({source})")
 
 
-def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
+def _queue_table(name: str, table: object, source: str) -> QueueSettings:
     check_queue(name)
     if not isinstance(table, dict):
         raise ConfigError(f"[queues.{name}] in {source} must be a table")
@@ -473,7 +484,7 @@ def _queue_table(name: str, table: Any, source: str) -> QueueSettings:
     )
 
 
-def read_toml(path: str) -> dict[str, Any]:
+def read_toml(path: str) -> dict[str, object]:
     """Return the settings in a TOML file; raise ConfigError saying what is wrong."""
     try:
         with open(path, "rb") as handle:
@@ -488,7 +499,7 @@ def read_toml(path: str) -> dict[str, Any]:
 
 
 def load_settings(config_file: str | None = None, env: Mapping[str, str] | None = None,
-                  flags: Mapping[str, Any] | None = None) -> Settings:
+                  flags: Mapping[str, object] | None = None) -> Settings:
     """Build the settings from (lowest first) defaults, a TOML file, the environment, flags.
 
     ``config_file`` defaults to ``$CKPTD_CONFIG`` when set. ``flags`` holds only the options
@@ -496,9 +507,9 @@ def load_settings(config_file: str | None = None, env: Mapping[str, str] | None 
     """
     env = os.environ if env is None else env
     config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {}  # each checked by its field's parser: of the field's type
     queues: dict[str, QueueSettings] = {}
-    storage: dict[str, Any] = {}
+    storage: dict[str, object] = {}
     schedules: dict[str, ScheduleSettings] = {}
     if config_file:
         data = read_toml(config_file)
@@ -549,7 +560,7 @@ def _check(settings: Settings) -> None:
         raise ConfigError("backoff_cap must not be smaller than backoff_base")
 
 
-def describe_settings() -> list[tuple[str, Any, str]]:
+def describe_settings() -> list[tuple[str, object, str]]:
     """Return (name, default, doc) of every simple setting, for --help and the docs test."""
     return [(name, f.default, f.metadata["doc"]) for name, f in SIMPLE_FIELDS.items()]
 
@@ -562,7 +573,7 @@ RESTART_ONLY = ("root", "control", "dispatch", "fsync", "metrics_port", "watcher
 
 
 def reloaded_settings(old: Settings, config_file: str | None,
-                      flags: Mapping[str, Any] | None) -> Settings:
+                      flags: Mapping[str, object] | None) -> Settings:
     """The settings a reload (SIGHUP) puts in force: read again from the file, environment
     and flags, with :data:`RESTART_ONLY` kept at their ``old`` values (logged as a warning
     when they changed). Raises ConfigError when the new settings are invalid."""

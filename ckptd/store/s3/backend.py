@@ -78,7 +78,7 @@ def is_s3(root: str) -> bool:
 
 def bucket_options(settings: Settings) -> dict[str, Any]:
     """Bucket options from the settings: the ``[storage_options]`` table plus the endpoint."""
-    options = dict(settings.storage_options)
+    options: dict[str, Any] = dict(settings.storage_options)
     endpoint = settings.s3_endpoint_url
     client_kwargs = options.get("client_kwargs") or {}
     if endpoint and not options.get("endpoint_url") and not client_kwargs.get("endpoint_url"):
