@@ -22,11 +22,36 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol, TypedDict
 
 from ckptd.core.errors import ConfigError
 from ckptd.core.timefmt import parse_duration
+
+
+class QueueOverrides(Protocol):
+    """What these functions read of a queue's ``[queues.NAME]`` settings
+    (:class:`ckptd.core.config.QueueSettings`)."""
+
+    @property
+    def max_running(self) -> int | None: ...
+    @property
+    def rate(self) -> Rate | None: ...
+    @property
+    def keep_done(self) -> float | None: ...
+    @property
+    def keep_failed(self) -> float | None: ...
+    @property
+    def keep_last(self) -> int | None: ...
+    @property
+    def archive(self) -> bool | None: ...
+    @property
+    def unique(self) -> str | None: ...
+    @property
+    def unique_scope(self) -> str | None: ...
+    @property
+    def priority_aging(self) -> float | None: ...
 
 
 class Settings(Protocol):
@@ -42,7 +67,7 @@ class Settings(Protocol):
     @property
     def priority_aging(self) -> float: ...
 
-    def queue(self, name: str) -> Any:
+    def queue(self, name: str) -> QueueOverrides:
         """The queue's ``[queues.NAME]`` settings."""
 
 UNIQUE_KINDS = ("payload",)
@@ -79,7 +104,7 @@ class Rate:
         return max(1.0, self.per_second * 0.1)
 
 
-def parse_rate(value: Any, what: str) -> Rate:
+def parse_rate(value: object, what: str) -> Rate:
     """Return the rate of ``100/s``, ``5000/h``, ``10/m``, ``3/2s``; ConfigError otherwise."""
     text = str(value).strip().lower() if isinstance(value, str) else ""
     match = _RATE.fullmatch(text)
@@ -94,7 +119,7 @@ def parse_rate(value: Any, what: str) -> Rate:
                       "\"5000/h\", \"10/m\" or \"3/2s\"")
 
 
-def whole(value: Any, what: str, least: int) -> int:
+def whole(value: object, what: str, least: int) -> int:
     """Return ``value`` when it is a whole number of at least ``least``; ConfigError."""
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ConfigError(f"invalid {what} {value!r}: expected a whole number of at least "
@@ -102,15 +127,30 @@ def whole(value: Any, what: str, least: int) -> int:
     return value
 
 
-def _keep(value: Any, what: str) -> float:
+def _keep(value: object, what: str) -> float:
     if isinstance(value, str) and value.strip().lower() in ("forever", "never", "off"):
         return 0.0
     return parse_duration(value, what)
 
 
-def parse_queue_controls(name: str, table: dict[str, Any], source: str) -> dict[str, Any]:
+class QueueControls(TypedDict, total=False):
+    """The control keys of a ``[queues.NAME]`` table, as :class:`QueueSettings` fields."""
+
+    max_running: int
+    rate: Rate
+    keep_done: float
+    keep_failed: float
+    keep_last: int
+    archive: bool
+    unique: str
+    unique_scope: str
+    priority_aging: float
+
+
+def parse_queue_controls(name: str, table: Mapping[str, object], source: str
+                         ) -> QueueControls:
     """The control keys of the table ``[queues.<name>]`` as QueueSettings fields."""
-    found: dict[str, Any] = {}
+    found: QueueControls = {}
 
     def what(key: str) -> str:
         return f"queues.{name}.{key} ({source})"
@@ -119,31 +159,55 @@ def parse_queue_controls(name: str, table: dict[str, Any], source: str) -> dict[
         found["max_running"] = whole(table["max_running"], what("max_running"), 1)
     if "rate" in table:
         found["rate"] = parse_rate(table["rate"], what("rate"))
-    for key in ("keep_done", "keep_failed"):
-        if key in table:
-            found[key] = _keep(table[key], what(key))
+    if "keep_done" in table:
+        found["keep_done"] = _keep(table["keep_done"], what("keep_done"))
+    if "keep_failed" in table:
+        found["keep_failed"] = _keep(table["keep_failed"], what("keep_failed"))
     if "keep_last" in table:
         found["keep_last"] = whole(table["keep_last"], what("keep_last"), 0)
     if "archive" in table:
-        if not isinstance(table["archive"], bool):
-            raise ConfigError(f"invalid {what('archive')} {table['archive']!r}: expected "
+        archive = table["archive"]
+        if not isinstance(archive, bool):
+            raise ConfigError(f"invalid {what('archive')} {archive!r}: expected "
                               "true or false")
-        found["archive"] = table["archive"]
+        found["archive"] = archive
     if "unique" in table:
-        if table["unique"] not in UNIQUE_KINDS:
-            raise ConfigError(f"invalid {what('unique')} {table['unique']!r}: expected "
+        unique = table["unique"]
+        if not isinstance(unique, str) or unique not in UNIQUE_KINDS:
+            raise ConfigError(f"invalid {what('unique')} {unique!r}: expected "
                               "\"payload\" (the id is a hash of the payload)")
-        found["unique"] = table["unique"]
+        found["unique"] = unique
     if "unique_scope" in table:
-        if table["unique_scope"] not in UNIQUE_SCOPES:
-            raise ConfigError(f"invalid {what('unique_scope')} {table['unique_scope']!r}: "
+        scope = table["unique_scope"]
+        if not isinstance(scope, str) or scope not in UNIQUE_SCOPES:
+            raise ConfigError(f"invalid {what('unique_scope')} {scope!r}: "
                               "expected \"forever\" (while a job with that payload exists in "
                               "any state) or \"open\" (while it is pending or claimed)")
-        found["unique_scope"] = table["unique_scope"]
+        found["unique_scope"] = scope
     if "priority_aging" in table:
         found["priority_aging"] = parse_duration(table["priority_aging"],
                                                  what("priority_aging"))
     return found
+
+
+class LimitsView(TypedDict):
+    """:class:`Limits` for status and the wire."""
+
+    max_running: int | None
+    rate: str | None
+    rate_per_s: float | None
+    source: str
+
+
+class RetentionView(TypedDict):
+    """:class:`Retention` for status, as people write it (and in seconds)."""
+
+    keep_done: str
+    keep_failed: str
+    keep_last: int | None
+    archive: bool
+    keep_done_s: float | None
+    keep_failed_s: float | None
 
 
 @dataclass(frozen=True)
@@ -154,7 +218,7 @@ class Limits:
     rate: Rate | None = None
     source: str = "config"  # "config", or the limits file that overrides it
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> LimitsView:
         """For status and the wire."""
         return {"max_running": self.max_running,
                 "rate": self.rate.text if self.rate else None,
@@ -176,7 +240,7 @@ class Retention:
         """True when anything is ever removed (or archived)."""
         return bool(self.keep_done or self.keep_failed or self.keep_last is not None)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> RetentionView:
         """For status: what is kept and for how long, as people write it."""
         def text(seconds: float) -> str:
             return duration_text(seconds) if seconds else "forever"
@@ -224,7 +288,7 @@ def aging_of(settings: Settings, queue: str) -> float:
     return q.priority_aging if q.priority_aging is not None else settings.priority_aging
 
 
-def check_priority(value: Any, what: str = "priority") -> int:
+def check_priority(value: object, what: str = "priority") -> int:
     """Return ``value`` when it is a priority (a whole number, lower runs first)."""
     if isinstance(value, bool) or not isinstance(value, int) \
             or not -MAX_PRIORITY <= value <= MAX_PRIORITY:
@@ -250,13 +314,14 @@ def parse_limits_file(data: bytes, where: str) -> Limits:
                   None if rate is None else parse_rate(rate, f"rate in {where}"), where)
 
 
-def changed_limits_file(old: bytes | None, changes: dict[str, Any], where: str) -> bytes:
+def changed_limits_file(old: bytes | None, changes: Mapping[str, object], where: str
+                        ) -> bytes:
     """The new bytes of ``limits.json``: ``old`` (None: no file yet) with ``changes``
     applied (``max_running`` and/or ``rate``; a None value removes the key, so the config's
     value applies again). Raises ConfigError for a bad value."""
     current = parse_limits_file(old, where) if old is not None else Limits()
-    values: dict[str, Any] = {"max_running": current.max_running,
-                              "rate": current.rate.text if current.rate else None}
+    values: dict[str, int | str | None] = {
+        "max_running": current.max_running, "rate": current.rate.text if current.rate else None}
     for key, value in changes.items():
         if key == "max_running":
             values[key] = None if value is None else whole(value, "max_running", 1)

@@ -23,7 +23,7 @@ _SIZE_UNITS = {
 _SIZE = re.compile(r"\s*(\d+)\s*([a-zA-Z]*)\s*")
 
 
-def parse_duration(value: str | int | float, what: str = "duration") -> float:
+def parse_duration(value: object, what: str = "duration") -> float:
     """Return seconds for ``30s``, ``5m``, ``2h``, ``7d``, ``250ms`` or a plain number.
 
     Several parts add up (``1h30m``). Raises :class:`ConfigError` on anything else.
