@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 from ckptd.core.ids import new_id
 
@@ -25,7 +24,7 @@ PREFIX = "u"
 DIGITS = 32
 
 
-def payload_key(payload: Any) -> str:
+def payload_key(payload: object) -> str:
     """``u`` + 32 hex digits of the payload's canonical JSON (ValueError: not JSON)."""
     try:
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,

@@ -15,7 +15,7 @@ a name stays within the 255 bytes a file system allows. Pure: standard library o
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeGuard
 from urllib.parse import quote, unquote
 
 from ckptd.core.errors import ConfigError, InvalidInput
@@ -36,7 +36,7 @@ def key_name(key: str) -> str:
     return quote(key, safe=SAFE)
 
 
-def is_valid_key(key: object) -> bool:
+def is_valid_key(key: object) -> TypeGuard[str]:
     """True when ``key`` may be a job's key."""
     return (isinstance(key, str) and 0 < len(key) <= MAX_KEY and key != EVERY_KEY
             and key.isprintable() and len(key_name(key)) <= MAX_KEY_NAME)
@@ -45,7 +45,7 @@ def is_valid_key(key: object) -> bool:
 def check_key(key: object, what: str = "key") -> str:
     """Return ``key`` when it is a valid key; InvalidInput saying the rule otherwise."""
     if is_valid_key(key):
-        return key  # type: ignore[return-value]
+        return key
     shown = repr(key)
     if len(shown) > 70:
         shown = shown[:67] + "..."
@@ -64,7 +64,7 @@ def key_of_name(text: str) -> str | None:
     return key
 
 
-def check_key_path(value: Any, what: str) -> tuple[str, ...]:
+def check_key_path(value: object, what: str) -> tuple[str, ...]:
     """The fields of ``payload.a.b`` (the queue's ``key`` setting); ConfigError otherwise."""
     parts = value.split(".") if isinstance(value, str) else []
     if len(parts) < 2 or parts[0] != PAYLOAD or not all(parts[1:]):
@@ -73,9 +73,9 @@ def check_key_path(value: Any, what: str) -> tuple[str, ...]:
     return tuple(parts[1:])
 
 
-def value_at(payload: Any, path: tuple[str, ...]) -> Any:
+def value_at(payload: object, path: tuple[str, ...]) -> object:
     """The value at ``path`` in ``payload`` (objects only), None where it is missing."""
-    value = payload
+    value: object = payload
     for field in path:
         if not isinstance(value, dict):
             return None
@@ -83,7 +83,7 @@ def value_at(payload: Any, path: tuple[str, ...]) -> Any:
     return value
 
 
-def key_from_payload(payload: Any, path: tuple[str, ...]) -> str | None:
+def key_from_payload(payload: object, path: tuple[str, ...]) -> str | None:
     """The key the payload gives at ``path``: a string, or a whole number as text; None
     when the payload has nothing there (the job then has no key). InvalidInput for a value
     that cannot be a key (a list, an object, a float, a string that breaks the rule)."""
@@ -97,7 +97,7 @@ def key_from_payload(payload: Any, path: tuple[str, ...]) -> str | None:
     return check_key(str(value), f"key at {where}")
 
 
-def job_key(explicit: str | None, payload: Any, path: tuple[str, ...] | None) -> str | None:
+def job_key(explicit: str | None, payload: object, path: tuple[str, ...] | None) -> str | None:
     """A new job's key: the one given with the submit, else the queue's path's, else none."""
     if explicit is not None:
         return check_key(explicit)
@@ -106,7 +106,7 @@ def job_key(explicit: str | None, payload: Any, path: tuple[str, ...] | None) ->
     return key_from_payload(payload, path)
 
 
-def key_of_job(job: Any) -> str:
+def key_of_job(job: object) -> str:
     """A job file's key ("" for none, or for one that is not a valid key)."""
     found = job.get("key") if isinstance(job, dict) else None
-    return found if is_valid_key(found) else ""  # type: ignore[return-value]
+    return found if is_valid_key(found) else ""

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from ckptd.core.errors import CkptdError, ConfigError
 from ckptd.core.job_keys import EVERY_KEY, check_key, check_key_path
@@ -41,6 +41,24 @@ KEY_CONTROL_KEYS = ("key", "fair", "keys")
 """The keys of a ``[queues.NAME]`` table that this module reads."""
 
 
+class KeyLimitView(TypedDict):
+    """:class:`KeyLimit` as the limits file and ``status`` write it."""
+
+    max_running: int | None
+    rate: str | None
+    weight: int | None
+
+
+class KeyLimitsView(TypedDict):
+    """:class:`KeyLimitsInForce` for status, explain and the wire."""
+
+    max_running: int | None
+    rate: str | None
+    rate_per_s: float | None
+    weight: int
+    source: str
+
+
 @dataclass(frozen=True)
 class KeyLimit:
     """Limits of one key, or of every key (None: not set here)."""
@@ -49,7 +67,7 @@ class KeyLimit:
     rate: Rate | None = None
     weight: int | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> KeyLimitView:
         """As the limits file and ``status`` write it."""
         return {"max_running": self.max_running,
                 "rate": self.rate.text if self.rate else None, "weight": self.weight}
@@ -77,7 +95,7 @@ class KeyLimitsInForce:
     weight: int
     source: str  # "config", or the limits file when it sets any of them
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> KeyLimitsView:
         """For status, explain and the wire."""
         return {"max_running": self.max_running,
                 "rate": self.rate.text if self.rate else None,
@@ -85,7 +103,7 @@ class KeyLimitsInForce:
                 "weight": self.weight, "source": self.source}
 
 
-def _limit(table: Any, what: str) -> KeyLimit:
+def _limit(table: object, what: str) -> KeyLimit:
     if not isinstance(table, dict):
         raise ConfigError(f"{what} must be a table of max_running, rate and weight")
     unknown = set(table) - set(KEY_LIMIT_FIELDS)
@@ -99,23 +117,32 @@ def _limit(table: Any, what: str) -> KeyLimit:
                     None if rate is None else parse_rate(rate, f"rate in {what}"), weight)
 
 
-def parse_key_controls(name: str, table: dict[str, Any], source: str) -> dict[str, Any]:
+class KeyControls(TypedDict, total=False):
+    """The keys of a ``[queues.NAME]`` table this module reads, as QueueSettings fields."""
+
+    key: tuple[str, ...]
+    fair: bool
+    keys: KeySettings
+
+
+def parse_key_controls(name: str, table: Mapping[str, object], source: str) -> KeyControls:
     """The keys of ``[queues.<name>]`` this module reads, as QueueSettings fields."""
-    found: dict[str, Any] = {}
+    found: KeyControls = {}
     if "key" in table:
         found["key"] = check_key_path(table["key"], f"queues.{name}.key ({source})")
     if "fair" in table:
-        if not isinstance(table["fair"], bool):
-            raise ConfigError(f"invalid queues.{name}.fair ({source}) {table['fair']!r}: "
+        fair = table["fair"]
+        if not isinstance(fair, bool):
+            raise ConfigError(f"invalid queues.{name}.fair ({source}) {fair!r}: "
                               "expected true or false")
-        found["fair"] = table["fair"]
+        found["fair"] = fair
     if "keys" in table:
         keys = table["keys"]
         what = f"[queues.{name}.keys] ({source})"
         if not isinstance(keys, dict):
             raise ConfigError(f"{what} must be a table")
         every = {k: v for k, v in keys.items() if not isinstance(v, dict)}
-        named = {}
+        named: dict[str, KeyLimit] = {}
         for key, sub in keys.items():
             if isinstance(sub, dict):
                 try:
@@ -138,7 +165,7 @@ def parse_key_limits_file(data: bytes, where: str) -> dict[str, KeyLimit]:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: expected an object of keys (\"*\" for every key), "
                           f"e.g. {example}")
-    found = {}
+    found: dict[str, KeyLimit] = {}
     for key, table in value.items():
         if key != EVERY_KEY:
             try:
@@ -149,7 +176,7 @@ def parse_key_limits_file(data: bytes, where: str) -> dict[str, KeyLimit]:
     return found
 
 
-def changed_key_limits_file(old: bytes | None, key: str, changes: dict[str, Any],
+def changed_key_limits_file(old: bytes | None, key: str, changes: Mapping[str, object],
                             reset: bool, where: str) -> bytes | None:
     """The new bytes of ``key_limits.json``: ``old`` (None: no file yet) with ``changes``
     for ``key`` (max_running, rate, weight; a None value removes one, so the next in line
@@ -158,7 +185,8 @@ def changed_key_limits_file(old: bytes | None, key: str, changes: dict[str, Any]
     if key != EVERY_KEY:
         check_key(key)
     current = parse_key_limits_file(old, where) if old is not None else {}
-    table = {k: v for k, v in current.get(key, KeyLimit()).as_dict().items() if v is not None}
+    table: dict[str, object] = {
+        k: v for k, v in current.get(key, KeyLimit()).as_dict().items() if v is not None}
     if reset:
         table = {}
     for name, value in changes.items():
@@ -184,18 +212,20 @@ def key_limits_of(keys: KeySettings | None, key: str,
         (keys.named.get(key) if keys else None, False),
         (override.get(EVERY_KEY) if override else None, True),
         (keys.every if keys else None, False)]
-    values: dict[str, Any] = {}
+    running: int | None = None
+    rate: Rate | None = None
+    weight: int | None = None
     from_file = False
-    for limit, in_file in layers:
+    for limit, in_file in layers:  # the first layer that sets a field wins it
         if limit is None:
             continue
-        for name in KEY_LIMIT_FIELDS:
-            value = getattr(limit, name)
-            if value is not None and name not in values:
-                values[name] = value
-                from_file = from_file or in_file
-    return KeyLimitsInForce(values.get("max_running"), values.get("rate"),
-                            values.get("weight") or 1, source if from_file else "config")
+        if running is None and limit.max_running is not None:
+            running, from_file = limit.max_running, from_file or in_file
+        if rate is None and limit.rate is not None:
+            rate, from_file = limit.rate, from_file or in_file
+        if weight is None and limit.weight is not None:
+            weight, from_file = limit.weight, from_file or in_file
+    return KeyLimitsInForce(running, rate, weight or 1, source if from_file else "config")
 
 
 def limits_any_key(keys: KeySettings | None, override: Mapping[str, KeyLimit] | None

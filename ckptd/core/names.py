@@ -8,6 +8,7 @@ look-alike Unicode, so a valid name is always a single plain entry inside its fo
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 from ckptd.core.errors import InvalidName
 
@@ -16,7 +17,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 _RULE = "1-128 characters of letters, digits, '-', '_', '.', not starting with '.'"
 
 
-def is_valid_name(name: object) -> bool:
+def is_valid_name(name: object) -> TypeGuard[str]:
     """Return True when ``name`` is an acceptable queue name or job id."""
     return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None
 
@@ -27,7 +28,7 @@ def check_name(name: object, what: str = "name") -> str:
     ``what`` names the thing in the message ("queue name", "job id").
     """
     if is_valid_name(name):
-        return name  # type: ignore[return-value]
+        return name
     shown = repr(name)
     if len(shown) > 60:
         shown = shown[:57] + "..."

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Literal, NotRequired, Protocol, TypedDict
 
 from ckptd.core.dedup import payload_key
 from ckptd.core.errors import ConfigError
@@ -64,6 +65,27 @@ class Settings(Protocol):
         """The queue's ``[queues.NAME]`` settings."""
 
 
+class UniquenessView(TypedDict):
+    """:class:`Uniqueness` for status and explain."""
+
+    by: str
+    scope: str
+    fields: NotRequired[list[str]]
+    window_s: NotRequired[float]
+    debounce_s: NotRequired[float]
+
+
+class UniqueControls(TypedDict, total=False):
+    """The keys of a ``[queues.NAME]`` table this module reads, as QueueSettings fields."""
+
+    unique_fields: tuple[str, ...]
+    unique_window: float
+    debounce: float
+
+
+_SCOPES: tuple[Literal["unique_window", "debounce"], ...] = ("unique_window", "debounce")
+
+
 @dataclass(frozen=True)
 class Uniqueness:
     """How a queue's ids are derived: ``by`` "payload" or "fields", ``scope`` "forever",
@@ -74,16 +96,16 @@ class Uniqueness:
     scope: str = "forever"
     seconds: float = 0.0
 
-    def key(self, payload: Any) -> str:
+    def key(self, payload: object) -> str:
         """``u`` + the hash of what makes a submit the same (ValueError: not JSON)."""
         if self.by == "payload":
             return payload_key(payload)
         return payload_key({name: value_at(payload, tuple(name.split(".")))
                             for name in self.fields})
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> UniquenessView:
         """For status and explain."""
-        found: dict[str, Any] = {"by": self.by, "scope": self.scope}
+        found: UniquenessView = {"by": self.by, "scope": self.scope}
         if self.fields:
             found["fields"] = list(self.fields)
         if self.scope == "window":
@@ -104,29 +126,29 @@ def window_id(key: str, now: float, window: float) -> str:
     return f"{key}.w{time.strftime('%Y%m%dT%H%M%SZ', start)}"
 
 
-def _fields(value: Any, what: str) -> tuple[str, ...]:
-    ok = isinstance(value, list) and 0 < len(value) <= MAX_FIELDS and all(
-        isinstance(v, str) and v and all(v.split(".")) for v in value)
-    if not ok:
+def _fields(value: object, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_FIELDS or not all(
+            isinstance(v, str) and v and all(v.split(".")) for v in value):
         raise ConfigError(f"invalid {what} {value!r}: expected a list of payload fields, "
                           "like [\"customer\", \"date\"] (a.b for a field inside a field)")
     return tuple(dict.fromkeys(value))
 
 
-def parse_unique_controls(name: str, table: dict[str, Any], source: str) -> dict[str, Any]:
+def parse_unique_controls(name: str, table: Mapping[str, object], source: str
+                          ) -> UniqueControls:
     """The keys of ``[queues.<name>]`` this module reads, as QueueSettings fields; refuses
     the combinations that mean nothing."""
     def what(key: str) -> str:
         return f"queues.{name}.{key} ({source})"
 
-    found: dict[str, Any] = {}
+    found: UniqueControls = {}
     if "unique_fields" in table:
         if "unique" in table:
             raise ConfigError(f"[queues.{name}] ({source}) sets both unique and "
                               "unique_fields: choose one (unique = \"payload\" is every field)")
         found["unique_fields"] = _fields(table["unique_fields"], what("unique_fields"))
     unique = "unique" in table or "unique_fields" in table
-    for setting in ("unique_window", "debounce"):
+    for setting in _SCOPES:
         if setting not in table:
             continue
         seconds = parse_duration(table[setting], what(setting))
