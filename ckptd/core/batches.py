@@ -33,7 +33,7 @@ import json
 import os
 from collections.abc import Container
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from ckptd.core.errors import InvalidName, MalformedJob
 from ckptd.core.names import MAX_NAME_LENGTH, check_name, is_valid_name
@@ -81,6 +81,19 @@ def batch_of(job: str) -> str | None:
     return None
 
 
+class BatchView(TypedDict):
+    """A batch's progress for status."""
+
+    queue: str
+    total: int
+    done: int
+    failed: int
+    open: int
+    then: str | None
+    reduced: str | None
+    eta_s: float | None
+
+
 @dataclass
 class Manifest:
     """What a batch is: its jobs' queue, how many, where the data is, what comes next."""
@@ -93,17 +106,18 @@ class Manifest:
     source: str | None = None
     format: str | None = None
     reduced: str | None = None  # when the reduce job was submitted (set after the fact)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)  # unknown keys, kept as they are
     sealed: bool | None = None  # None: a fixed number of jobs (total), as submit-file's
     callbacks: dict[str, str] = field(default_factory=dict)  # key -> queue
     fired: dict[str, str] = field(default_factory=dict)  # key -> when it was created
-    context: Any = None  # given to every callback, as the producer passed it
+    context: Any = None  # the producer's JSON, given to every callback as it was passed
 
     def encode(self) -> bytes:
         """The manifest file's bytes (one line of JSON)."""
-        body: dict[str, Any] = {"batch": self.batch, "queue": self.queue, "total": self.total,
-                                "created": self.created, "then": self.then,
-                                "source": self.source, "format": self.format}
+        body: dict[str, object] = {
+            "batch": self.batch, "queue": self.queue, "total": self.total,
+            "created": self.created, "then": self.then, "source": self.source,
+            "format": self.format}
         if self.reduced:
             body["reduced"] = self.reduced
         if self.sealed is not None:
@@ -242,7 +256,7 @@ class BatchProgress:
         return [[job_id(self.manifest.batch, seq), self.ends.get(seq, "missing")]
                 for seq in range(self.manifest.total)]
 
-    def as_dict(self, now: float) -> dict[str, Any]:
+    def as_dict(self, now: float) -> BatchView:
         """Progress for status: done, failed, open, rate and ETA."""
         total = self.manifest.total
         open_jobs = max(0, total - self.ended)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
-
 from ckptd.core.errors import ConfigError
 from ckptd.core.ids import id_time
 from ckptd.core.jobs import Job
@@ -29,7 +27,7 @@ MAX_WHERE = 8
 class JobFilter:
     """What a job must have to be taken (every part given must hold)."""
 
-    where: tuple[tuple[str, Any], ...] = ()
+    where: tuple[tuple[str, object], ...] = ()
     error: str | None = None
     since: float | None = None
     until: float | None = None
@@ -88,9 +86,9 @@ class JobFilter:
         return True
 
 
-def field_value(payload: Any, path: str) -> tuple[Any, bool]:
+def field_value(payload: object, path: str) -> tuple[object, bool]:
     """The value at a dotted ``path`` of a payload, and whether it is there."""
-    node = payload
+    node: object = payload
     for part in path.split("."):
         if isinstance(node, dict) and part in node:
             node = node[part]
@@ -101,11 +99,11 @@ def field_value(payload: Any, path: str) -> tuple[Any, bool]:
     return node, True
 
 
-def parse_where(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+def parse_where(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, object], ...]:
     """``field=value`` terms; raise ConfigError for one without ``=`` or with no field."""
     if len(items) > MAX_WHERE:
         raise ConfigError(f"at most {MAX_WHERE} --where terms")
-    terms = []
+    terms: list[tuple[str, object]] = []
     for item in items:
         path, sep, text = item.partition("=")
         path = path.strip()
@@ -139,7 +137,7 @@ def make_filter(where: list[str] | tuple[str, ...] = (), error: str | None = Non
                      parse_when(since, now, "since"), parse_when(until, now, "until"))
 
 
-def _value(text: str) -> Any:
+def _value(text: str) -> object:
     try:
         return json.loads(text)
     except ValueError:

@@ -43,7 +43,7 @@ class ScheduleSettings:
     cron: str | None = None
     every: float | None = None
     timezone: str = "UTC"
-    payload: Any = field(default_factory=dict)
+    payload: Any = field(default_factory=dict)  # the user's JSON
     catch_up: str = DEFAULT_CATCH_UP
     max_attempts: int | None = None
     source: str = "the config"  # the file it came from, for error messages
@@ -60,7 +60,7 @@ class ScheduleSettings:
         return f"every {self.every:g}s"
 
 
-def _jsonable(value: Any, what: str) -> Any:
+def _jsonable(value: object, what: str) -> object:
     """TOML values that JSON cannot hold (dates and times) are refused, naming the key."""
     try:
         json.dumps(value, allow_nan=False)
@@ -70,7 +70,7 @@ def _jsonable(value: Any, what: str) -> Any:
     return value
 
 
-def parse_schedule(name: str, table: Any, source: str) -> ScheduleSettings:
+def parse_schedule(name: str, table: object, source: str) -> ScheduleSettings:
     """One ``[schedules.<name>]`` table; ConfigError naming the key and the file."""
     where = f"[schedules.{name}] in {source}"
     check_name(name, "schedule name")
@@ -121,7 +121,7 @@ def parse_schedule(name: str, table: Any, source: str) -> ScheduleSettings:
                             max_attempts=attempts, source=source)
 
 
-def parse_schedules(value: Any, source: str) -> dict[str, ScheduleSettings]:
+def parse_schedules(value: object, source: str) -> dict[str, ScheduleSettings]:
     """Every ``[schedules.NAME]`` table of a config file."""
     if not isinstance(value, dict):
         raise ConfigError(f"'schedules' in {source} must be a table of tables")
