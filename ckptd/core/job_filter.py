@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
 from ckptd.core.errors import ConfigError
 from ckptd.core.ids import id_time
 from ckptd.core.jobs import Job
