@@ -29,7 +29,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 AWS = "AWS"
 STYLES = ("auto", "path", "virtual")
@@ -98,7 +97,12 @@ def _env(environ: Mapping[str, str], *names: str) -> Setting | None:
     return None
 
 
-def _true(value: Any) -> bool:
+def table_of(value: object) -> Mapping[str, object]:
+    """``value`` when it is a table (a mapping) of options, else an empty one."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _true(value: object) -> bool:
     return str(value).strip().lower() == "true"
 
 
@@ -107,7 +111,7 @@ def config_path(environ: Mapping[str, str]) -> str:
     return os.path.expanduser(environ.get("AWS_CONFIG_FILE") or "~/.aws/config")
 
 
-def read_profiles(path: str) -> dict[str, Any]:
+def read_profiles(path: str) -> dict[str, object]:
     """The profiles and ``services`` sections of a config file ({} when it does not exist)."""
     if not os.path.isfile(path):
         return {}
@@ -120,7 +124,7 @@ def read_profiles(path: str) -> dict[str, Any]:
         raise ValueError(f"cannot read the AWS config file {path}: {exc}") from None
 
 
-def resolve(bucket: str, options: Mapping[str, Any],
+def resolve(bucket: str, options: Mapping[str, object],
             environ: Mapping[str, str] | None = None) -> BucketAddress:
     """Where ``bucket`` is, from ckptd's ``options`` (``[storage_options]`` with the
     endpoint setting in it), the environment and the AWS config file (module docstring).
@@ -128,8 +132,8 @@ def resolve(bucket: str, options: Mapping[str, Any],
     Raises ValueError for a config file that cannot be parsed or an unknown style.
     """
     env = os.environ if environ is None else environ
-    client_kwargs = options.get("client_kwargs") or {}
-    config_kwargs = options.get("config_kwargs") or {}
+    client_kwargs = table_of(options.get("client_kwargs"))
+    config_kwargs = table_of(options.get("config_kwargs"))
     profile = (Setting(str(options["profile"]), "[storage_options] profile")
                if options.get("profile") else
                _env(env, "AWS_PROFILE", "AWS_DEFAULT_PROFILE") or Setting(None, "default"))
@@ -137,7 +141,7 @@ def resolve(bucket: str, options: Mapping[str, Any],
     shown = path.replace(os.path.expanduser("~"), "~", 1)
     parsed = read_profiles(path)
     name = profile.value or "default"
-    scoped: dict[str, Any] = dict((parsed.get("profiles") or {}).get(name) or {})
+    scoped = table_of(table_of(parsed.get("profiles")).get(name))
     in_file = f"profile {name!r} in {shown}"
     endpoint = _own_endpoint(options, client_kwargs) or _configured_endpoint(
         env, scoped, parsed, in_file) or _env(env, "AWS_ENDPOINT") or Setting(None, AWS)
@@ -145,10 +149,10 @@ def resolve(bucket: str, options: Mapping[str, Any],
               or _env(env, "AWS_REGION", "AWS_DEFAULT_REGION")
               or (Setting(str(scoped["region"]), in_file) if scoped.get("region") else None)
               or Setting(None, "default"))
+    scoped_s3 = table_of(scoped.get("s3"))
     style = _own_style(options, config_kwargs) or (
-        Setting(str((scoped.get("s3") or {}).get("addressing_style")), in_file)
-        if isinstance(scoped.get("s3"), dict) and (scoped["s3"]).get("addressing_style")
-        else Setting("auto", "default"))
+        Setting(str(scoped_s3.get("addressing_style")), in_file)
+        if scoped_s3.get("addressing_style") else Setting("auto", "default"))
     if style.value not in STYLES:
         raise ValueError(f"addressing_style {style.value!r} ({style.source}): expected one of "
                          f"{', '.join(STYLES)}")
@@ -161,7 +165,7 @@ def resolve(bucket: str, options: Mapping[str, Any],
     return BucketAddress(bucket, endpoint, region, style, profile, shown)
 
 
-def _own_endpoint(options: Mapping[str, Any], client_kwargs: Mapping[str, Any]
+def _own_endpoint(options: Mapping[str, object], client_kwargs: Mapping[str, object]
                   ) -> Setting | None:
     for value, source in ((options.get("endpoint_url"), "ckptd's s3_endpoint_url"),
                           (client_kwargs.get("endpoint_url"),
@@ -171,8 +175,8 @@ def _own_endpoint(options: Mapping[str, Any], client_kwargs: Mapping[str, Any]
     return None
 
 
-def _configured_endpoint(env: Mapping[str, str], scoped: Mapping[str, Any],
-                         parsed: Mapping[str, Any], in_file: str) -> Setting | None:
+def _configured_endpoint(env: Mapping[str, str], scoped: Mapping[str, object],
+                         parsed: Mapping[str, object], in_file: str) -> Setting | None:
     if _true(env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")) or _true(
             scoped.get("ignore_configured_endpoint_urls")):
         return None
@@ -181,19 +185,19 @@ def _configured_endpoint(env: Mapping[str, str], scoped: Mapping[str, Any],
         return found
     section = scoped.get("services")
     if section:
-        services = (parsed.get("services") or {}).get(section)
+        services = table_of(parsed.get("services")).get(str(section))
         if not services:
             raise ValueError(f"{in_file} names services section {section!r}, which the file "
                              "does not have")
-        s3 = services.get("s3")
-        if isinstance(s3, dict) and s3.get("endpoint_url"):
+        s3 = table_of(services).get("s3")
+        if isinstance(s3, Mapping) and s3.get("endpoint_url"):
             return Setting(str(s3["endpoint_url"]), f"{in_file}, services {section!r}")
     if scoped.get("endpoint_url"):
         return Setting(str(scoped["endpoint_url"]), in_file)
     return None
 
 
-def _own_region(options: Mapping[str, Any], client_kwargs: Mapping[str, Any]
+def _own_region(options: Mapping[str, object], client_kwargs: Mapping[str, object]
                 ) -> Setting | None:
     for value, source in ((options.get("region_name"), "[storage_options] region_name"),
                           (options.get("region"), "[storage_options] region"),
@@ -204,7 +208,7 @@ def _own_region(options: Mapping[str, Any], client_kwargs: Mapping[str, Any]
     return None
 
 
-def _own_style(options: Mapping[str, Any], config_kwargs: Mapping[str, Any]
+def _own_style(options: Mapping[str, object], config_kwargs: Mapping[str, object]
                ) -> Setting | None:
     s3 = config_kwargs.get("s3")
     if isinstance(s3, Mapping) and s3.get("addressing_style"):

@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, wait
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import CkptdError, JobNotFound, StoreError
@@ -58,6 +58,7 @@ from ckptd.store.base import (
 )
 from ckptd.store.bucket import BucketStore, _check_plain
 from ckptd.store.file_names import Line, Named, job_names
+from ckptd.store.s3.aws_config import table_of
 from ckptd.store.s3.cache import PendingCache
 from ckptd.store.s3.conditional import S3ControlObjects
 from ckptd.store.s3.options import NotHonoured, client_choice
@@ -76,11 +77,11 @@ def is_s3(root: str) -> bool:
     return root.startswith(("s3://", "s3a://"))
 
 
-def bucket_options(settings: Settings) -> dict[str, Any]:
+def bucket_options(settings: Settings) -> dict[str, object]:
     """Bucket options from the settings: the ``[storage_options]`` table plus the endpoint."""
-    options: dict[str, Any] = dict(settings.storage_options)
+    options = dict(settings.storage_options)
     endpoint = settings.s3_endpoint_url
-    client_kwargs = options.get("client_kwargs") or {}
+    client_kwargs = table_of(options.get("client_kwargs"))
     if endpoint and not options.get("endpoint_url") and not client_kwargs.get("endpoint_url"):
         options["endpoint_url"] = endpoint
     return options
@@ -98,7 +99,7 @@ def describe_bucket(settings: Settings) -> str:
     return f"{address.describe()}; credentials from {credentials_source(options, address)}"
 
 
-def open_requests(bucket: str, base: str, options: Mapping[str, Any], *, timeout: float,
+def open_requests(bucket: str, base: str, options: Mapping[str, object], *, timeout: float,
                   concurrency: int) -> S3Requests:
     """The requests of a bucket: through obstore, or s3fs when asked or when obstore cannot
     honour the options (said once in the log)."""
@@ -127,7 +128,7 @@ class S3Store(BucketStore, Background):
     """
 
     def __init__(self, url: str, fsync: FsyncMode = FsyncMode.BATCH,
-                 storage_options: dict[str, Any] | None = None, *, timeout: float = 10.0,
+                 storage_options: Mapping[str, object] | None = None, *, timeout: float = 10.0,
                  concurrency: int = 64, bulk_deletes: bool = True) -> None:
         # No fsspec file system here (BucketStore.__init__ makes one): every request goes
         # through self.req, whichever client sends it.

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Protocol, TypedDict, TypeVar
 
 from ckptd.store.s3.requests import (
     MTIME,
@@ -33,11 +34,61 @@ _DENIED = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403")
 _THROTTLED = ("SlowDown", "Throttling", "RequestTimeout")
 
 
-def s3fs_options(options: Mapping[str, Any], *, timeout: float, concurrency: int
-                 ) -> dict[str, Any]:
+class _Body(Protocol):
+    """The streamed body of a GetObject answer (aiobotocore's StreamingBody)."""
+
+    async def __aenter__(self) -> _Body: ...
+    async def __aexit__(self, *exc: object) -> None: ...
+    async def read(self) -> bytes: ...
+
+
+class _Metadata(TypedDict, total=False):
+    RetryAttempts: int
+    HTTPStatusCode: int
+
+
+class _Listed(TypedDict, total=False):
+    Key: str
+    LastModified: datetime
+    Size: int
+    ETag: str
+
+
+class _Folder(TypedDict):
+    Prefix: str
+
+
+class _NotDeleted(TypedDict, total=False):
+    Key: str
+    Code: str
+    Message: str
+
+
+class _Answer(TypedDict, total=False):
+    """What botocore answers, the fields read here (one type for the answers of every
+    operation used: each has some of them)."""
+
+    ResponseMetadata: _Metadata
+    Body: _Body
+    ETag: str
+    LastModified: datetime
+    Metadata: dict[str, str]
+    ContentLength: int
+    Errors: list[_NotDeleted]
+    Contents: list[_Listed]
+    CommonPrefixes: list[_Folder]
+    NextContinuationToken: str
+    IsTruncated: bool
+
+
+def s3fs_options(options: Mapping[str, object], *, timeout: float, concurrency: int
+                 ) -> dict[str, object]:
     """s3fs options with ckptd's defaults for timeouts, retries, connections, checksums."""
     result = {k: v for k, v in options.items() if k != "s3_client"}
-    config = dict(result.pop("config_kwargs", None) or {})
+    given = result.pop("config_kwargs", None) or {}
+    if not isinstance(given, Mapping):
+        raise ValueError(f"[storage_options] config_kwargs {given!r}: expected a table")
+    config = dict(given)
     # botocore's own timeouts end a stuck connection or read (a PUT waiting forever on
     # "Expect: 100-continue", a server that accepted the connection and went quiet).
     config.setdefault("connect_timeout", max(0.5, min(5.0, timeout / 4)))
@@ -61,7 +112,7 @@ class BotocoreRequests(S3Requests):
     client = "s3fs"
     retries_inside = True
 
-    def __init__(self, bucket: str, base: str, options: Mapping[str, Any], *, timeout: float,
+    def __init__(self, bucket: str, base: str, options: Mapping[str, object], *, timeout: float,
                  concurrency: int) -> None:
         super().__init__(bucket, base, timeout=timeout, concurrency=concurrency)
         import s3fs
@@ -85,16 +136,18 @@ class BotocoreRequests(S3Requests):
             return await coro_func(*args)
         return asyncio.run_coroutine_threadsafe(run(), self.fs.loop)
 
-    async def _send(self, method: str, read_body: bool = False, **kwargs: Any) -> Any:
+    async def _send(self, method: str, **kwargs: object) -> _Answer:
         s3 = await self.fs.set_session()
-        response = await getattr(s3, method)(Bucket=self.bucket, **kwargs)
+        response: _Answer = await getattr(s3, method)(Bucket=self.bucket, **kwargs)
         self._count_retries(response)
-        if read_body:
-            async with response["Body"] as stream:
-                return response, await stream.read()
         return response
 
-    def _count_retries(self, response: Any) -> None:
+    async def _read(self, **kwargs: object) -> tuple[_Answer, bytes]:
+        response = await self._send("get_object", **kwargs)
+        async with response["Body"] as stream:
+            return response, await stream.read()
+
+    def _count_retries(self, response: object) -> None:
         if isinstance(response, dict):
             self.stats["retries"] += int(response.get("ResponseMetadata", {})
                                          .get("RetryAttempts", 0) or 0)
@@ -103,11 +156,11 @@ class BotocoreRequests(S3Requests):
 
     async def _get(self, key: str, byte_range: tuple[int, int] | None) -> bytes:
         extra = {"Range": f"bytes={byte_range[0]}-{byte_range[1] - 1}"} if byte_range else {}
-        _, data = await self._send("get_object", True, Key=key, **extra)
+        _, data = await self._read(Key=key, **extra)
         return bytes(data)
 
     async def _get_tagged(self, key: str) -> tuple[bytes, str]:
-        response, data = await self._send("get_object", True, Key=key)
+        response, data = await self._read(Key=key)
         return bytes(data), str(response.get("ETag", ""))
 
     async def _head(self, key: str) -> ObjectInfo:
@@ -121,7 +174,7 @@ class BotocoreRequests(S3Requests):
     async def _put(self, key: str, data: bytes, create: bool, if_match: str | None) -> str:
         import time
 
-        extra: dict[str, Any] = {}
+        extra: dict[str, str] = {}
         if create:
             extra["IfNoneMatch"] = "*"
         if if_match is not None:
@@ -134,7 +187,7 @@ class BotocoreRequests(S3Requests):
         await self._send("copy_object", Key=dst, CopySource={"Bucket": self.bucket, "Key": src})
 
     async def _delete(self, key: str, if_match: str | None) -> None:
-        extra: dict[str, Any] = {"IfMatch": if_match} if if_match is not None else {}
+        extra = {"IfMatch": if_match} if if_match is not None else {}
         await self._send("delete_object", Key=key, **extra)
 
     async def _delete_many(self, keys: Sequence[str]) -> None:
@@ -151,7 +204,7 @@ class BotocoreRequests(S3Requests):
         token: str | None = None
         pages = 0
         while True:
-            kwargs: dict[str, Any] = {"Prefix": prefix, "MaxKeys": PAGE_SIZE}
+            kwargs: dict[str, object] = {"Prefix": prefix, "MaxKeys": PAGE_SIZE}
             if delimiter:
                 kwargs["Delimiter"] = "/"
             if token:
@@ -167,15 +220,15 @@ class BotocoreRequests(S3Requests):
                     objects.append(Entry(name, later_time(
                         modified.timestamp() if modified is not None else None, None),
                         int(item.get("Size", 0) or 0), str(item.get("ETag") or "").strip('"')))
-            for item in page.get("CommonPrefixes", []):
-                folders.append(item["Prefix"][len(prefix):].rstrip("/"))
+            for folder in page.get("CommonPrefixes", []):
+                folders.append(folder["Prefix"][len(prefix):].rstrip("/"))
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return objects, folders, pages
 
     async def _list_page(self, prefix: str, start_after: str | None
                          ) -> tuple[list[Entry], bool]:
-        kwargs: dict[str, Any] = {"Prefix": prefix, "MaxKeys": PAGE_SIZE}
+        kwargs: dict[str, object] = {"Prefix": prefix, "MaxKeys": PAGE_SIZE}
         if start_after:
             kwargs["StartAfter"] = prefix + start_after
         page = await self._send("list_objects_v2", **kwargs)
@@ -215,7 +268,7 @@ class BotocoreRequests(S3Requests):
 class _BulkDeleteError(Exception):
     """A key of a DeleteObjects request that the server did not delete."""
 
-    def __init__(self, error: dict[str, Any]) -> None:
+    def __init__(self, error: _NotDeleted) -> None:
         super().__init__(f"{error.get('Key')}: {error.get('Code')}: {error.get('Message')}")
         self.code = str(error.get("Code") or "")
 

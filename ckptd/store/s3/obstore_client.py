@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import obstore
 from obstore.exceptions import (
@@ -53,6 +53,7 @@ from ckptd.store.s3.requests import (
 )
 
 if TYPE_CHECKING:
+    from obstore import ObjectMeta, PutMode
     from obstore.store import ClientConfig, S3Config, S3CredentialProvider
 
 T = TypeVar("T")
@@ -79,7 +80,7 @@ class ObstoreRequests(S3Requests):
 
     client = "obstore"
 
-    def __init__(self, bucket: str, base: str, options: Mapping[str, Any], *, timeout: float,
+    def __init__(self, bucket: str, base: str, options: Mapping[str, object], *, timeout: float,
                  concurrency: int) -> None:
         super().__init__(bucket, base, timeout=timeout, concurrency=concurrency)
         from obstore.store import S3Store as ObjectStore
@@ -154,7 +155,7 @@ class ObstoreRequests(S3Requests):
                           int(meta["size"]))
 
     async def _put(self, key: str, data: bytes, create: bool, if_match: str | None) -> str:
-        mode: Any = "create" if create else (
+        mode: PutMode = "create" if create else (
             {"e_tag": if_match} if if_match is not None else "overwrite")
         result = await obstore.put_async(self.store, key, data, mode=mode,
                                          attributes={MTIME: f"{time.time():.6f}"})
@@ -193,7 +194,7 @@ class ObstoreRequests(S3Requests):
             else:
                 pem = options["root_certificate"]
                 context.load_verify_locations(cadata=pem.decode() if isinstance(pem, bytes)
-                                              else pem)
+                                              else str(pem))
             self._ssl = context
         return self._ssl
 
@@ -270,7 +271,7 @@ class ObstoreRequests(S3Requests):
         return Classified(Failure.UNAVAILABLE, code, detail)
 
 
-def _entries(found: Sequence[Mapping[str, Any]], prefix: str) -> list[Entry]:
+def _entries(found: Sequence[ObjectMeta], prefix: str) -> list[Entry]:
     """The listed objects under ``prefix``, named relative to it (a folder's own marker
     object, which some servers keep, has no name of its own and is left out)."""
     entries = []

@@ -24,9 +24,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Protocol, TypedDict
 
-from ckptd.store.s3.aws_config import BucketAddress, resolve
+from ckptd.store.s3.aws_config import BucketAddress, resolve, table_of
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +65,13 @@ class ObstoreSetup:
     """What obstore's ``S3Store`` is built from."""
 
     address: BucketAddress
-    config: dict[str, Any] = field(default_factory=dict)
-    client_options: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, object] = field(default_factory=dict)
+    client_options: dict[str, object] = field(default_factory=dict)
     credentials: BotocoreCredentials | None = None
     credentials_from: str = ""
 
 
-def client_choice(options: Mapping[str, Any]) -> str:
+def client_choice(options: Mapping[str, object]) -> str:
     """The client asked for in ``[storage_options]`` (``s3_client``), default obstore."""
     choice = str(options.get(CLIENT_KEY) or "obstore")
     if choice not in CLIENTS:
@@ -80,7 +80,7 @@ def client_choice(options: Mapping[str, Any]) -> str:
     return choice
 
 
-def obstore_setup(bucket: str, options: Mapping[str, Any], *, timeout: float,
+def obstore_setup(bucket: str, options: Mapping[str, object], *, timeout: float,
                   concurrency: int) -> ObstoreSetup:
     """Map s3fs-style ``options``, the AWS environment and config file onto obstore's
     configuration (where the bucket is: :func:`~ckptd.store.s3.aws_config.resolve`).
@@ -98,9 +98,9 @@ def obstore_setup(bucket: str, options: Mapping[str, Any], *, timeout: float,
     # A few connections beyond the requests of a group, for the leader lease's own.
     client["pool_max_idle_per_host"] = str(concurrency + 8)
     rest = {k: v for k, v in options.items() if k != CLIENT_KEY}
-    client_kwargs = dict(rest.pop("client_kwargs", None) or {})
-    config_kwargs = dict(rest.pop("config_kwargs", None) or {})
-    extra = dict(rest.pop("s3_additional_kwargs", None) or {})
+    client_kwargs = dict(table_of(rest.pop("client_kwargs", None)))
+    config_kwargs = dict(table_of(rest.pop("config_kwargs", None)))
+    extra = dict(table_of(rest.pop("s3_additional_kwargs", None)))
     profile = rest.pop("profile", None)
     address = setup.address
     # Explicit, so that obstore's own reading of AWS_* variables cannot disagree.
@@ -111,7 +111,9 @@ def obstore_setup(bucket: str, options: Mapping[str, Any], *, timeout: float,
         rest.pop(name, None)
     client_kwargs.pop("endpoint_url", None)
     client_kwargs.pop("region_name", None)
-    (config_kwargs.get("s3") or {}).pop("addressing_style", None)
+    s3 = config_kwargs.get("s3")
+    if isinstance(s3, dict):
+        s3.pop("addressing_style", None)
     if not config_kwargs.get("s3"):
         config_kwargs.pop("s3", None)
     if rest.pop("use_ssl", True) is False or address.allow_http:
@@ -131,7 +133,7 @@ def obstore_setup(bucket: str, options: Mapping[str, Any], *, timeout: float,
             client["root_certificate"] = handle.read()
     for name in ("connect_timeout", "read_timeout"):
         if name in config_kwargs:
-            client[name] = timedelta(seconds=float(config_kwargs.pop(name)))
+            client[name] = timedelta(seconds=_seconds(config_kwargs.pop(name), name))
     if "max_pool_connections" in config_kwargs:
         client["pool_max_idle_per_host"] = str(config_kwargs.pop("max_pool_connections"))
     for name, value in extra.items():
@@ -152,9 +154,15 @@ def obstore_setup(bucket: str, options: Mapping[str, Any], *, timeout: float,
     return setup
 
 
-def credentials_source(options: Mapping[str, Any], address: BucketAddress) -> str:
+def _seconds(value: object, what: str) -> float:
+    if not isinstance(value, (int, float, str)):
+        raise ValueError(f"[storage_options] config_kwargs {what} {value!r}: expected seconds")
+    return float(value)
+
+
+def credentials_source(options: Mapping[str, object], address: BucketAddress) -> str:
     """Where the bucket's credentials come from, in words (the first that applies)."""
-    client_kwargs = options.get("client_kwargs") or {}
+    client_kwargs = table_of(options.get("client_kwargs"))
     if any(options.get(k) for k in ("key", "aws_access_key_id")) or client_kwargs.get(
             "aws_access_key_id"):
         return "[storage_options] key and secret"
@@ -168,22 +176,54 @@ def credentials_source(options: Mapping[str, Any], address: BucketAddress) -> st
             "or instance role")
 
 
+class _Frozen(Protocol):
+    """botocore's ReadOnlyCredentials: the fields read here."""
+
+    @property
+    def access_key(self) -> str: ...
+    @property
+    def secret_key(self) -> str: ...
+    @property
+    def token(self) -> str | None: ...
+
+
+class _Credentials(Protocol):
+    """botocore's Credentials (RefreshableCredentials too): the method used here."""
+
+    def get_frozen_credentials(self) -> _Frozen: ...
+
+
+class _Session(Protocol):
+    """botocore's Session: the method used here."""
+
+    def get_credentials(self) -> _Credentials | None: ...
+
+
+class Credential(TypedDict):
+    """What obstore's credential provider answers (its ``S3Credential``)."""
+
+    access_key_id: str
+    secret_access_key: str
+    token: str | None
+    expires_at: datetime | None
+
+
 class BotocoreCredentials:
     """An obstore credential provider over botocore's credential chain (profiles, SSO, web
     identity, container and instance roles); raises when the chain finds nothing."""
 
     def __init__(self, profile: str | None) -> None:
         self.profile = profile
-        self._session: Any = None
+        self._session: _Session | None = None
 
-    def _botocore(self) -> Any:
+    def _botocore(self) -> _Session:
         if self._session is None:
             import botocore.session
 
             self._session = botocore.session.Session(profile=self.profile)
         return self._session
 
-    def __call__(self) -> dict[str, Any]:
+    def __call__(self) -> Credential:
         from botocore.credentials import RefreshableCredentials
         from botocore.exceptions import BotoCoreError
 
