@@ -22,7 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import CkptdError, InvalidName, StoreError
@@ -99,7 +99,7 @@ class Lock(Protocol):
     path: str
     exclusive: bool
 
-    def describe(self, holder: dict[str, Any]) -> None:
+    def describe(self, holder: Mapping[str, object]) -> None:
         """Write who holds the lock into it (exclusive locks only)."""
 
     def release(self) -> None:
@@ -393,7 +393,7 @@ class Store(PendingListings, ABC):
         """
         return None
 
-    def lock_holder(self, name: str) -> dict[str, Any] | None:
+    def lock_holder(self, name: str) -> dict[str, object] | None:
         """Who holds lock ``name`` now ({} when unknown), or None when nobody does.
 
         Default: None.

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 import fsspec
 
@@ -55,17 +55,18 @@ from ckptd.store.base import (
     split_job_name,
 )
 from ckptd.store.file_names import job_file_name, job_names, pending_name
-from ckptd.store.objects import ControlObjects, EmulatedObjects
+from ckptd.store.objects import ControlObjects, EmulatedObjects, FileInfo, FileSystem
 
 
 class BucketStore(Store):
     """A store on an fsspec file system where objects are written whole and never renamed."""
 
     def __init__(self, url: str, fsync: FsyncMode = FsyncMode.BATCH,
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 storage_options: Mapping[str, object] | None = None) -> None:
         self.url = url.rstrip("/")
         self.fsync = FsyncMode(fsync)  # an acknowledged PUT is durable; kept for display
-        self.fs, path = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
+        fs, path = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
+        self.fs: FileSystem = fs
         self.prefix = path.rstrip("/")
         self._lock = threading.Lock()
 
@@ -376,21 +377,19 @@ class BucketStore(Store):
         return True
 
 
-def _rm_quietly(fs: Any, key: str) -> None:
+def _rm_quietly(fs: FileSystem, key: str) -> None:
     try:
         fs.rm_file(key)
     except FileNotFoundError:
         pass
 
 
-def _info_time(info: dict[str, Any]) -> float:
-    for field in ("mtime", "LastModified", "created"):
-        value = info.get(field)
-        if value is None:
-            continue
-        if hasattr(value, "timestamp"):
-            return float(value.timestamp())
-        return float(value)
+def _info_time(info: FileInfo) -> float:
+    for value in (info.get("mtime"), info.get("LastModified"), info.get("created")):
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float, str)):
+            return float(value)
     return time.time()
 
 

@@ -25,12 +25,16 @@ import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckptd.core.errors import StoreError
 from ckptd.core.names import check_job_ref, check_queue
 from ckptd.store.base import ARCHIVE_DIR, Store
 from ckptd.store.local.durable import holds_entries
+from ckptd.store.objects import FileSystem
+
+if TYPE_CHECKING:
+    from ckptd.store.s3.requests import S3Requests
 
 LOG_DIR = "logs"
 NOTE_ROOM = 1024
@@ -254,7 +258,7 @@ class Objects(ABC):
 class S3Objects(Objects):
     """:class:`Objects` through an S3 store's requests."""
 
-    def __init__(self, req: Any) -> None:
+    def __init__(self, req: S3Requests) -> None:
         self.req = req
 
     def put(self, path: str, data: bytes) -> None:
@@ -275,7 +279,7 @@ class S3Objects(Objects):
 class FsObjects(Objects):
     """:class:`Objects` over an fsspec file system (``memory://``, other buckets)."""
 
-    def __init__(self, fs: Any) -> None:
+    def __init__(self, fs: FileSystem) -> None:
         self.fs = fs
 
     def put(self, path: str, data: bytes) -> None:

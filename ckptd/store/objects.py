@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Literal, Protocol, TypedDict, overload
 
 from ckptd.core.errors import StoreError
 
@@ -22,6 +23,35 @@ class Conflict(StoreError):
     """Raised when a conditional write finds the object not as it expected (HTTP 412)."""
 
     code = "conflict"
+
+
+class FileInfo(TypedDict, total=False):
+    """What fsspec's ``info`` and ``ls(detail=True)`` say of an object: the keys read here
+    (the time is under one name or another, as the file system has it)."""
+
+    name: str
+    type: str
+    mtime: float | datetime
+    LastModified: datetime
+    created: float
+
+
+class FileSystem(Protocol):
+    """The methods of an fsspec file system that the bucket stores call (fsspec has no
+    type hints of its own)."""
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None
+                 ) -> bytes: ...
+    def pipe_file(self, path: str, value: bytes) -> None: ...
+    def rm_file(self, path: str) -> None: ...
+    def exists(self, path: str) -> bool: ...
+    def copy(self, path1: str, path2: str) -> None: ...
+    def find(self, path: str) -> list[str]: ...
+    def info(self, path: str) -> FileInfo: ...
+    @overload
+    def ls(self, path: str, detail: Literal[False]) -> list[str]: ...
+    @overload
+    def ls(self, path: str, detail: Literal[True]) -> list[FileInfo]: ...
 
 
 class ControlObjects(Protocol):
@@ -55,7 +85,7 @@ class EmulatedObjects:
 
     shared = False
 
-    def __init__(self, fs: Any, base: str) -> None:
+    def __init__(self, fs: FileSystem, base: str) -> None:
         self.fs = fs
         self.base = f"{base.rstrip('/')}/{CONTROL_DIR}"
         self._lock = threading.Lock()

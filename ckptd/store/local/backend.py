@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from ckptd.codec import loads
 from ckptd.core import crashpoints
@@ -151,7 +150,7 @@ class LocalStore(LocalControls, LocalSignals, GroupedWrites, Store):
         return take_lock(self.root, name, shared=shared, dir_mode=self.dir_mode,
                          file_mode=self.file_mode, what=what)
 
-    def lock_holder(self, name: str) -> dict[str, Any] | None:
+    def lock_holder(self, name: str) -> dict[str, object] | None:
         return lock_holder(self.root, name)
 
     def probe_access(self) -> None:

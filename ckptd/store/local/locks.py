@@ -12,7 +12,7 @@ import errno
 import fcntl
 import json
 import os
-from typing import Any
+from collections.abc import Mapping
 
 from ckptd.core.errors import LockHeld
 from ckptd.store.local.durable import io_error
@@ -28,7 +28,7 @@ class HeldLock:
         self.path = path
         self.exclusive = exclusive
 
-    def describe(self, holder: dict[str, Any]) -> None:
+    def describe(self, holder: Mapping[str, object]) -> None:
         """Write who holds the lock into its file (exclusive locks only)."""
         if not self.exclusive or self.fd < 0:
             return
@@ -79,7 +79,7 @@ def take_lock(root: str, name: str, *, shared: bool, dir_mode: int, file_mode: i
     return HeldLock(fd, path, exclusive=not shared)
 
 
-def lock_holder(root: str, name: str) -> dict[str, Any] | None:
+def lock_holder(root: str, name: str) -> dict[str, object] | None:
     """Who holds lock ``name`` of ``root`` right now, or None when nobody does."""
     path = os.path.join(root, CONTROL_DIR, f"{name}.lock")
     try:
@@ -97,7 +97,7 @@ def lock_holder(root: str, name: str) -> dict[str, Any] | None:
         os.close(fd)
 
 
-def _holder(path: str) -> dict[str, Any] | None:
+def _holder(path: str) -> dict[str, object] | None:
     try:
         with open(path, "rb") as handle:
             record = json.loads(handle.read(64 * 1024) or b"null")
