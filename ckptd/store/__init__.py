@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ckptd.core.config import FsyncMode, Settings
 from ckptd.core.errors import ConfigError
 from ckptd.store.base import Store
 from ckptd.store.local.backend import LocalStore
+
+if TYPE_CHECKING:
+    from ckptd.store.bucket import BucketStore
 
 __all__ = ["Store", "LocalStore", "open_store", "store_from_settings", "is_local"]
 
@@ -19,7 +23,7 @@ def is_local(root: str) -> bool:
 
 def open_store(root: str, fsync: FsyncMode | str = FsyncMode.BATCH, *,
                file_mode: int = 0o640, dir_mode: int = 0o750,
-               storage_options: dict[str, Any] | None = None,
+               storage_options: Mapping[str, object] | None = None,
                timeout: float = 10.0, concurrency: int = 64) -> Store:
     """Open the store at ``root``: a path or ``file://`` URL (local disk), ``memory://``
     (in-process, for tests) or any fsspec object-store URL such as ``s3://bucket/prefix``.
@@ -62,7 +66,7 @@ def store_from_settings(settings: Settings) -> Store:
                       timeout=settings.store_timeout, concurrency=settings.store_concurrency)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> type[BucketStore]:
     """``BucketStore`` on demand: importing it pulls in fsspec, which the local path needs not."""
     if name == "BucketStore":
         from ckptd.store.bucket import BucketStore

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from collections.abc import Mapping
 
 from ckptd.core.errors import StoreError
 from ckptd.core.timefmt import utc_iso
@@ -30,15 +30,16 @@ def audit_folder(store: Store) -> str:
     return f"{store.url.rstrip('/')}/{CONTROL_DIR}/{AUDIT_DIR}"
 
 
-def record_action(store: Store, record: dict[str, Any], now: float | None = None) -> str:
+def record_action(store: Store, record: Mapping[str, object], now: float | None = None
+                  ) -> str:
     """Append ``record`` (with ``at`` added) to the audit log; return where it went.
 
     Raises StoreError when it cannot be written: an action whose record cannot be kept is
     reported as such by the caller.
     """
     now = time.time() if now is None else now
-    record = {"at": utc_iso(now), **record}
-    line = json.dumps(record, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+    line = json.dumps({"at": utc_iso(now), **record}, sort_keys=True, ensure_ascii=False,
+                      default=str) + "\n"
     day = utc_iso(now)[:10]
     if is_local(store.url):
         folder = os.path.join(store.url.removeprefix("file://"), CONTROL_DIR, AUDIT_DIR)
@@ -63,7 +64,7 @@ def record_action(store: Store, record: dict[str, Any], now: float | None = None
     return f"{audit_folder(store)}/{name.split('/', 1)[1]}"
 
 
-def read_actions(store: Store, limit: int = 200) -> list[dict[str, Any]]:
+def read_actions(store: Store, limit: int = 200) -> list[dict[str, object]]:
     """The latest ``limit`` records of the audit log, newest first ([] when there are none)."""
     lines: list[str] = []
     if is_local(store.url):
@@ -84,7 +85,7 @@ def read_actions(store: Store, limit: int = 200) -> list[dict[str, Any]]:
             found = objects.get(name) if objects is not None else None
             if found is not None:
                 lines.append(found[0].decode(errors="replace").strip())
-    records = []
+    records: list[dict[str, object]] = []
     for text in lines[-limit:]:
         try:
             value = json.loads(text)

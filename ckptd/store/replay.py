@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from ckptd.codec import decode_job, encode_job
 from ckptd.core.config import Settings
@@ -30,6 +30,12 @@ from ckptd.store.base import Op, PutCheckpoint, PutNew, Store
 
 GROUP = 500  # jobs created per store group (one sync each)
 SHOWN = 20  # ids listed in the answer
+
+
+ReplayedView = TypedDict("ReplayedView", {
+    "queue": str, "from": str, "target": str, "looked": int, "matched": int, "created": int,
+    "checkpoints": int, "skipped": int, "dry_run": bool, "sample": list[list[str]]})
+"""A replay's answer as JSON-able values (``from`` is a keyword: the functional form)."""
 
 
 @dataclass
@@ -47,7 +53,7 @@ class Replayed:
     dry_run: bool = False
     sample: list[tuple[str, str]] = field(default_factory=list)  # (source id, new id)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> ReplayedView:
         """The answer as JSON-able values."""
         return {"queue": self.queue, "from": self.state, "target": self.target,
                 "looked": self.looked, "matched": self.matched, "created": self.created,
@@ -120,7 +126,7 @@ def _copy_ops(settings: Settings, queue: str, state: State, job: Job,
         time_limit=limit if isinstance(limit, (int, float)) and limit > 0 else None,
         priority=priority if isinstance(priority, int) and not isinstance(priority, bool)
         else None)
-    lineage: dict[str, Any] = {"queue": queue, "id": job["id"], "state": state.value,
+    lineage: dict[str, str] = {"queue": queue, "id": job["id"], "state": state.value,
                                "at": utc_iso(now)}
     if root is not None:
         lineage["root"] = root

@@ -6,7 +6,7 @@ import errno
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 from ckptd.core.errors import JobNotFound, MalformedJob
 from ckptd.core.states import STATES, State
@@ -24,6 +24,15 @@ def _never(queue: str) -> bool:
     return False
 
 
+@dataclass(slots=True)
+class Kept:
+    """A pending file kept in memory, and how many watcher events of its own writes are
+    still to come."""
+
+    data: bytes
+    events: int
+
+
 class KeptPending:
     """The pending files this process wrote, kept until their claim so it need not read
     them back (:meth:`ckptd.store.base.Store.keep_own_pending`).
@@ -34,16 +43,13 @@ class KeptPending:
 
     def __init__(self) -> None:
         self.watched: Callable[[str], bool] = _never  # queues whose changes are reported
-        self.entries: dict[tuple[str, str], list[Any]] = {}  # -> [bytes, own events to come]
+        self.entries: dict[tuple[str, str], Kept] = {}
         self._bytes = 0
 
     def get(self, queue: str, job_id: str) -> bytes | None:
         """The kept bytes of ``pending/<id>``, or None."""
         entry = self.entries.get((queue, job_id))
-        if entry is None:
-            return None
-        data: bytes = entry[0]
-        return data
+        return None if entry is None else entry.data
 
     def add(self, queue: str, job_id: str, data: bytes, events: int = 1) -> None:
         """Keep a file just written into ``pending/`` (unless full: the oldest are claimed
@@ -53,7 +59,7 @@ class KeptPending:
             return
         if (queue, job_id) in self.entries:
             return
-        self.entries[(queue, job_id)] = [data, events]
+        self.entries[(queue, job_id)] = Kept(data, events)
         self._bytes += len(data)
 
     def changed(self, queue: str, job_id: str) -> None:
@@ -61,8 +67,8 @@ class KeptPending:
         entry = self.entries.get((queue, job_id))
         if entry is None:
             return
-        if entry[1] > 0:  # the event of our own write: expected, nothing changed
-            entry[1] -= 1
+        if entry.events > 0:  # the event of our own write: expected, nothing changed
+            entry.events -= 1
         else:  # another writer replaced or rewrote it: read it again at the claim
             self.drop(queue, job_id)
 
@@ -70,7 +76,7 @@ class KeptPending:
         """Forget one file (claimed, cancelled, changed by someone else)."""
         entry = self.entries.pop((queue, job_id), None)
         if entry is not None:
-            self._bytes -= len(entry[0])
+            self._bytes -= len(entry.data)
 
     def clear(self) -> None:
         """Forget every file (the watcher lost events: what changed is unknown)."""
