@@ -9,9 +9,9 @@ the same sentences.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
 
-from ckptd.core.explain_controls import control_sentences
+from ckptd.core.explain_controls import control_sentences, items, number, table
 from ckptd.core.explain_waits import waiting_sentences, woken_sentence
 from ckptd.core.timefmt import format_duration, time_or_none
 
@@ -19,7 +19,7 @@ TRACEBACK_LINES = 6
 LOG_LINES = 10  # of a job's own log
 
 
-def _when(text: Any, now: float) -> str:
+def _when(text: object, now: float) -> str:
     """``2026-11-27T19:24:16.123456Z (4m05s ago)``, or ``an unknown time``."""
     at = time_or_none(text)
     if at is None:
@@ -36,11 +36,11 @@ def _nth(number: int) -> str:
     return f"{number}{suffix}"
 
 
-def _ago(seconds: Any) -> str:
-    return f"{format_duration(float(seconds))} ago"
+def _ago(seconds: object) -> str:
+    return f"{format_duration(number(seconds))} ago"
 
 
-def _short_json(value: Any, limit: int = 200) -> str:
+def _short_json(value: object, limit: int = 200) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -53,11 +53,10 @@ def traceback_head(traceback: str, lines: int = TRACEBACK_LINES) -> list[str]:
     return all_lines[:lines] + [f"... ({len(all_lines) - lines - 1} more lines)", all_lines[-1]]
 
 
-def given_back(job: dict[str, Any]) -> int:
+def given_back(job: Mapping[str, object]) -> int:
     """How many of the job's attempts its workers gave back unfinished (a stopping worker):
     they end in the history as "given back" and do not count against ``max_attempts``."""
-    history = job.get("history") or []
-    return sum(1 for entry in history
+    return sum(1 for entry in items(job.get("history"))
                if isinstance(entry, dict) and entry.get("outcome") == "given back")
 
 
@@ -68,12 +67,13 @@ def _given_note(given: int) -> str:
             "and did not count)")
 
 
-def explain(info: dict[str, Any], now: float) -> list[str]:
+def explain(info: Mapping[str, object], now: float) -> list[str]:
     """Sentences about a job, from ``show``'s answer (with ``lease`` through a daemon).
 
-    Lines that start with spaces continue the sentence before them (traceback lines).
+    Lines that start with spaces continue the sentence before them (traceback lines). The
+    answer is read as JSON that may lack or garble any part.
     """
-    job = info.get("job") or {}
+    job = table(info.get("job"))
     state = str(info.get("state"))
     queue, job_id = job.get("queue", "?"), job.get("id", "?")
     if "unreadable" in job:
@@ -81,7 +81,8 @@ def explain(info: dict[str, Any], now: float) -> list[str]:
                 "The daemon moves such a file to quarantine/ with the reason beside it."]
     out = [f"Job {job_id} of queue {queue} is {state.upper()}: {info.get('path')}."]
     if info.get("also_in"):
-        out.append(f"A copy is also in {', '.join(info['also_in'])}/ (a crash between copy "
+        also = ", ".join(str(state) for state in items(info["also_in"]))
+        out.append(f"A copy is also in {also}/ (a crash between copy "
                    "and delete); the daemon's recovery or 'ckptd fsck --repair' resolves it.")
     created = job.get("created")
     batch = f", in batch {job['batch']}" if job.get("batch") else ""
@@ -89,8 +90,8 @@ def explain(info: dict[str, Any], now: float) -> list[str]:
     # ``attempts`` is the fencing token (it counts given-back attempts too); what counts
     # against the budget is ``attempts`` less those, out of ``max_attempts`` less those.
     given = given_back(job)
-    attempts = int(job.get("attempts") or 0) - given
-    max_attempts = int(job.get("max_attempts") or 0) - given
+    attempts = int(number(job.get("attempts"))) - given
+    max_attempts = int(number(job.get("max_attempts"))) - given
     explainer = {"pending": _pending, "claimed": _claimed, "done": _done,
                  "failed": _failed}.get(state)
     if explainer is not None:
@@ -99,36 +100,37 @@ def explain(info: dict[str, Any], now: float) -> list[str]:
         out += waiting_sentences(info, job, now)
     else:
         out += woken_sentence(job, now)
-    waiting = info.get("waiting_op")
+    waiting = table(info.get("waiting_op"))
     if waiting:
         error = f"; last error: {waiting['error']}" if waiting.get("error") else ""
         out.append(f"The daemon's {waiting.get('op')} of it is waiting for the store: "
                    f"{waiting.get('attempts')} attempt(s) failed over "
-                   f"{format_duration(float(waiting.get('waiting_s') or 0))}{error}; next try "
-                   f"in {format_duration(float(waiting.get('next_try_s') or 0))}. Nothing is "
+                   f"{format_duration(number(waiting.get('waiting_s')))}{error}; next try "
+                   f"in {format_duration(number(waiting.get('next_try_s')))}. Nothing is "
                    "lost: the move is kept and retried until the store takes it.")
     out += control_sentences(info, job, state, now)
-    history = job.get("history") or []
+    history = items(job.get("history"))
     if history:
         out.append("History: " + "; ".join(_history_entry(h) for h in history[-5:])
                    + (f" (and {len(history) - 5} earlier)" if len(history) > 5 else "") + ".")
-    out += [f"{note[0].upper()}{note[1:]}." for note in info.get("sealed") or ()]
-    tail = info.get("log_tail") or (job.get("last_error") or {}).get("log_tail")
+    out += [f"{note[0].upper()}{note[1:]}." for note in map(str, items(info.get("sealed")))]
+    tail = items(info.get("log_tail") or table(job.get("last_error")).get("log_tail"))
     if tail:
         out.append(f"The last lines of its own log (ckptd logs {queue} {job_id}):")
         out += [f"    {line}" for line in tail[-LOG_LINES:]]
     return out
 
 
-def _history_entry(entry: dict[str, Any]) -> str:
+def _history_entry(found: object) -> str:
+    entry = table(found)
     worker = f" on {entry['worker']}" if entry.get("worker") else ""
-    error = f" ({entry['error'][:80]})" if entry.get("error") else ""
+    error = f" ({str(entry['error'])[:80]})" if entry.get("error") else ""
     return f"attempt {entry.get('attempt')} {entry.get('outcome')}{worker}{error}"
 
 
-def _last_error(job: dict[str, Any], now: float) -> list[str]:
+def _last_error(job: Mapping[str, object], now: float) -> list[str]:
     error = job.get("last_error")
-    if not isinstance(error, dict):
+    if not isinstance(error, Mapping):
         return []
     where = f" on worker {error['worker']}" if error.get("worker") else ""
     out = [f"Last error (attempt {error.get('attempt')}, at {_when(error.get('at'), now)}"
@@ -139,22 +141,22 @@ def _last_error(job: dict[str, Any], now: float) -> list[str]:
     return out
 
 
-def _error_text(error: dict[str, Any]) -> str:
+def _error_text(error: Mapping[str, object]) -> str:
     kind, message = str(error.get("type") or "Error"), str(error.get("message") or "")
     return message if message.startswith(f"{kind}:") else f"{kind}: {message}"
 
 
-def _checkpoint(info: dict[str, Any], now: float, lead: str) -> list[str]:
+def _checkpoint(info: Mapping[str, object], now: float, lead: str) -> list[str]:
     record = info.get("checkpoint")
-    if not isinstance(record, dict):
+    if not isinstance(record, Mapping):
         return []
     return [f"{lead} saved at {_when(record.get('at'), now)} by attempt "
             f"{record.get('attempt')} (seq {record.get('seq')}): "
             f"{_short_json(record.get('state'), 120)}."]
 
 
-def _pending(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts: int,
-             now: float) -> list[str]:
+def _pending(info: Mapping[str, object], job: Mapping[str, object], attempts: int,
+             max_attempts: int, now: float) -> list[str]:
     out = []
     given = given_back(job)
     left = max_attempts - attempts
@@ -183,17 +185,17 @@ def _pending(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attem
     return out
 
 
-def _time_limit(job: dict[str, Any], lease: Any) -> tuple[float | None, str]:
+def _time_limit(job: Mapping[str, object], lease: object) -> tuple[float | None, str]:
     """How long an attempt of the job may run, and whose limit that is."""
     own = job.get("time_limit")
     if isinstance(own, (int, float)) and not isinstance(own, bool) and own > 0:
         return float(own), "its own"
-    queue = lease.get("time_limit_s") if isinstance(lease, dict) else None
-    return (float(queue), "its queue's") if queue else (None, "")
+    queue = table(lease).get("time_limit_s")
+    return (number(queue), "its queue's") if queue else (None, "")
 
 
-def _claimed(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts: int,
-             now: float) -> list[str]:
+def _claimed(info: Mapping[str, object], job: Mapping[str, object], attempts: int,
+             max_attempts: int, now: float) -> list[str]:
     given = given_back(job)
     running = attempts + 1
     if given:
@@ -207,15 +209,16 @@ def _claimed(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attem
     else:
         out = [f"Attempt {running} of {max_attempts} is running; "
                f"{max(0, max_attempts - running)} attempt(s) left after it."]
-    lease = info.get("lease")
-    limit, whose = _time_limit(job, lease)
+    found = info.get("lease")
+    limit, whose = _time_limit(job, found)
+    lease = table(found)
     if limit:
         out.append(f"It may run for {format_duration(limit)} ({whose} time limit): then its "
                    "handler gets TimeLimit, and is stopped by force a grace period later.")
     if "lease" not in info:
         out.append("The lease (worker, heartbeats, time left) lives in the daemon: add "
                    "--connect to see it.")
-    elif not lease:
+    elif not found:
         out.append("The daemon holds no lease for it: it is being moved right now, or the "
                    "file was put in claimed/ by hand (the daemon adopts it at its next start).")
     else:
@@ -223,24 +226,24 @@ def _claimed(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attem
             "re-announces it, else the lease runs out)"
         age, length = lease.get("age_s"), lease.get("lease_s")
         out.append(f"Worker {worker} has it since {lease.get('claimed_at')}"
-                   + (f" ({format_duration(float(age))} ago)" if age is not None else "") + ".")
+                   + (f" ({format_duration(number(age))} ago)" if age is not None else "") + ".")
         expires = lease.get("expires_in_s")
-        if expires is not None and float(expires) < 0:
-            out.append(f"Its lease ran out {format_duration(-float(expires))} ago: the daemon "
+        if expires is not None and number(expires) < 0:
+            out.append(f"Its lease ran out {format_duration(-number(expires))} ago: the daemon "
                        "takes it back now (the attempt ends as expired).")
         elif expires is not None:
-            out.append(f"Its lease is {format_duration(float(length or 0))}, renewed by each "
-                       f"heartbeat; it runs out in {format_duration(float(expires))} unless "
+            out.append(f"Its lease is {format_duration(number(length))}, renewed by each "
+                       f"heartbeat; it runs out in {format_duration(number(expires))} unless "
                        "one comes.")
         if lease.get("heartbeat_age_s") is not None:
             out.append(f"Last heartbeat {_ago(lease['heartbeat_age_s'])} (workers send one "
-                       f"every {format_duration(float(lease.get('heartbeat_s') or 0))}).")
+                       f"every {format_duration(number(lease.get('heartbeat_s')))}).")
         else:
             out.append("No heartbeat yet for this attempt.")
         if lease.get("checkpoint_age_s") is not None:
             out.append(f"Last checkpoint {_ago(lease['checkpoint_age_s'])}.")
         progress = lease.get("progress")
-        if isinstance(progress, dict):
+        if isinstance(progress, Mapping):
             total = f"/{progress['total']}" if progress.get("total") is not None else ""
             note = f" ({progress['note']})" if progress.get("note") else ""
             out.append(f"Last progress: {progress.get('done')}{total}{note} at "
@@ -252,16 +255,17 @@ def _claimed(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attem
     return out
 
 
-def _done(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts: int,
-          now: float) -> list[str]:
+def _done(info: Mapping[str, object], job: Mapping[str, object], attempts: int,
+          max_attempts: int, now: float) -> list[str]:
     worker = f" by worker {job['worker']}" if job.get("worker") else ""
     given = given_back(job)
     which = f"attempt {attempts + given}, the {_nth(attempts)} of {max_attempts} that count" \
         f"{_given_note(given)}" if given else f"attempt {attempts} of {max_attempts}"
     out = [f"It succeeded on {which}, at {_when(job.get('finished_at'), now)}{worker}."]
     created, finished = time_or_none(job.get("created")), time_or_none(job.get("finished_at"))
-    history = job.get("history") or []
-    first = time_or_none(history[0].get("claimed")) if history and isinstance(history[0], dict) \
+    history = items(job.get("history"))
+    head = history[0] if history else None
+    first = time_or_none(head.get("claimed")) if isinstance(head, Mapping) \
         else time_or_none(job.get("claimed_at"))
     if created is not None and finished is not None:
         cycle = f", cycle time {format_duration(finished - first)} (first claim -> done)" \
@@ -277,10 +281,9 @@ def _done(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts
     return out
 
 
-def _failed(info: dict[str, Any], job: dict[str, Any], attempts: int, max_attempts: int,
-            now: float) -> list[str]:
-    found = job.get("last_error")
-    error: dict[str, Any] = found if isinstance(found, dict) else {}
+def _failed(info: Mapping[str, object], job: Mapping[str, object], attempts: int,
+            max_attempts: int, now: float) -> list[str]:
+    error = table(job.get("last_error"))
     kind = error.get("type")
     if kind == "Cancelled":
         by = error.get("by") or "an operator"

@@ -7,13 +7,33 @@ the queue's files and settings on a bare store). Pure: no I/O.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from ckptd.core.timefmt import format_duration, time_or_none
 
 
-def control_sentences(info: dict[str, Any], job: dict[str, Any], state: str, now: float
-                      ) -> list[str]:
+def table(value: object) -> Mapping[str, object]:
+    """A JSON object of an answer, or an empty one for anything else (missing, garbled)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def items(value: object) -> list[object]:
+    """A JSON array of an answer, or an empty one for anything else (missing, garbled)."""
+    return value if isinstance(value, list) else []
+
+
+def number(value: object) -> float:
+    """A number of an answer, as ``float(value or 0)`` reads it (TypeError for a list or an
+    object, ValueError for text that is not a number)."""
+    if not value:
+        return 0.0
+    if isinstance(value, (int, float, str)):
+        return float(value)
+    raise TypeError(f"not a number: {type(value).__name__}")
+
+
+def control_sentences(info: Mapping[str, object], job: Mapping[str, object], state: str,
+                      now: float) -> list[str]:
     """Sentences about what the queue's controls do to this job."""
     controls = info.get("controls")
     if not isinstance(controls, dict):
@@ -67,7 +87,7 @@ def control_sentences(info: dict[str, Any], job: dict[str, Any], state: str, now
     return out
 
 
-def key_sentences(mine: Any, job: dict[str, Any], keys: Any) -> list[str]:
+def key_sentences(mine: object, job: Mapping[str, object], keys: object) -> list[str]:
     """What the job's key does to it (``mine``: the daemon's view of the key; without a
     daemon only the key the file names is known)."""
     if not isinstance(mine, dict):
@@ -97,20 +117,20 @@ def key_sentences(mine: Any, job: dict[str, Any], keys: Any) -> list[str]:
     return out
 
 
-def unique_sentence(unique: dict[str, Any]) -> str:
+def unique_sentence(unique: Mapping[str, object]) -> str:
     """How the job's id was made (unique, unique_fields, windows, debounce)."""
     what = "its payload" if unique.get("by") == "payload" else \
-        "the payload's fields " + ", ".join(unique.get("fields") or [])
+        "the payload's fields " + ", ".join(map(str, items(unique.get("fields"))))
     setting = f"unique = \"{unique['by']}\"" if unique.get("by") == "payload" \
         else "unique_fields"
     scope = unique.get("scope")
     if scope == "window":
         return (f"Its id is made from {what} and the time window ({setting}, unique_window "
-                f"{format_duration(float(unique.get('window_s') or 0))}): one job per "
+                f"{format_duration(number(unique.get('window_s')))}): one job per "
                 "window; a submit in the same window finds this job.")
     if scope == "debounce":
         return (f"Its id is made from {what} ({setting}, debounce "
-                f"{format_duration(float(unique.get('debounce_s') or 0))}): while it is "
+                f"{format_duration(number(unique.get('debounce_s')))}): while it is "
                 "pending, a submit of the same fields replaces its payload and pushes its "
                 "start back.")
     return (f"Its id is made from {what} ({setting}, scope {scope}): the same submitted "

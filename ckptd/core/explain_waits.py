@@ -3,8 +3,9 @@ still missing, how its last wait ended, and why a job failed without running."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
+from ckptd.core.explain_controls import items, table
 from ckptd.core.timefmt import format_duration, time_or_none
 
 
@@ -14,7 +15,7 @@ def _list(states: dict[str, str], limit: int = 5) -> str:
     return ", ".join(items) + more
 
 
-def _in(text: Any, now: float) -> str:
+def _in(text: object, now: float) -> str:
     at = time_or_none(text)
     if at is None:
         return str(text)
@@ -22,25 +23,28 @@ def _in(text: Any, now: float) -> str:
         f"{text} ({format_duration(now - at)} ago: due now)"
 
 
-def waiting_sentences(info: dict[str, Any], job: dict[str, Any], now: float) -> list[str]:
+def waiting_sentences(info: Mapping[str, object], job: Mapping[str, object], now: float
+                      ) -> list[str]:
     """Sentences for a job in ``waiting/``, from ``show``'s ``waits``."""
-    waits = info.get("waits") or {}
+    waits = table(info.get("waits"))
     queue, job_id = job.get("queue"), job.get("id")
     if waits.get("error"):
         return [f"Its wait cannot be read: {waits['error']}. Fix the file, or cancel it: "
                 f"ckptd cancel {queue} {job_id}."]
     out = []
-    since = (job.get("wait") or {}).get("since")
-    history = job.get("history") or []
-    if history and isinstance(history[-1], dict) and history[-1].get("outcome") == "parked":
-        out.append(f"Its handler parked after attempt {history[-1].get('attempt')} (since "
+    since = table(job.get("wait")).get("since")
+    history = items(job.get("history"))
+    last = table(history[-1] if history else None)
+    if last.get("outcome") == "parked":
+        out.append(f"Its handler parked after attempt {last.get('attempt')} (since "
                    f"{since}): no worker slot is held; the next attempt resumes from its "
                    "checkpoint.")
     for kind in ("parents", "children"):
-        states: dict[str, str] = waits.get(kind) or {}
+        states = {str(r): str(s) for r, s in table(waits.get(kind)).items()}
         if not states:
             continue
-        open_ = {r: s for r, s in states.items() if r in waits.get("open", [])}
+        open_refs = items(waits.get("open"))
+        open_ = {r: s for r, s in states.items() if r in open_refs}
         ended = {r: s for r, s in states.items() if r not in open_}
         if open_:
             out.append(f"It waits for {len(open_)} of its {len(states)} {kind} to end: "
@@ -56,13 +60,13 @@ def waiting_sentences(info: dict[str, Any], job: dict[str, Any], now: float) -> 
                             "(on_parent_failure fail).",
                     "run": "It runs whatever its parents' ends (on_parent_failure run).",
                     "ignore": "A failed parent is left out of its parents, and it runs "
-                              "(on_parent_failure ignore)."}.get(rule, ""))
-    for ref in waits.get("missing") or []:
+                              "(on_parent_failure ignore)."}.get(str(rule), ""))
+    for ref in items(waits.get("missing")):
         out.append(f"{ref} is in no state: nothing can end this wait. Cancel the job "
                    f"(ckptd cancel {queue} {job_id}) or fix its after; ckptd fsck reports it.")
-    wanted = waits.get("signals_wanted") or []
+    wanted = [str(name) for name in items(waits.get("signals_wanted"))]
     if wanted:
-        present = waits.get("signals_present") or []
+        present = [str(name) for name in items(waits.get("signals_present"))]
         names = " or ".join(wanted)
         out.append(f"It waits for the signal {names}: ckptd signal {queue} {job_id} "
                    f"{wanted[0]} [JSON], or a file {queue}/signals/{job_id}.{wanted[0]}.json."
@@ -78,7 +82,7 @@ def waiting_sentences(info: dict[str, Any], job: dict[str, Any], now: float) -> 
     return out
 
 
-def woken_sentence(job: dict[str, Any], now: float) -> list[str]:
+def woken_sentence(job: Mapping[str, object], now: float) -> list[str]:
     """How a job's last wait ended (its ``woken`` record), and why one failed unrun."""
     out = []
     woken = job.get("woken")
