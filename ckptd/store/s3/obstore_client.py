@@ -54,7 +54,7 @@ from ckptd.store.s3.requests import (
 
 if TYPE_CHECKING:
     from obstore import ObjectMeta, PutMode
-    from obstore.store import ClientConfig, S3Config, S3CredentialProvider
+    from obstore.store import S3Config
 
 T = TypeVar("T")
 
@@ -92,9 +92,9 @@ class ObstoreRequests(S3Requests):
         try:
             self.store = ObjectStore(
                 bucket, config=cast("S3Config", setup.config),
-                client_options=cast("ClientConfig", setup.client_options),
+                client_options=setup.client_options,
                 retry_config={"max_retries": 0},
-                credential_provider=cast("S3CredentialProvider | None", setup.credentials))
+                credential_provider=setup.credentials)
         except UnknownConfigurationKeyError as exc:
             raise NotHonoured(_summary(str(exc))) from exc
         self._ssl: ssl.SSLContext | None = None
@@ -194,7 +194,7 @@ class ObstoreRequests(S3Requests):
             else:
                 pem = options["root_certificate"]
                 context.load_verify_locations(cadata=pem.decode() if isinstance(pem, bytes)
-                                              else str(pem))
+                                              else pem)
             self._ssl = context
         return self._ssl
 

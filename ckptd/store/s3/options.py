@@ -24,9 +24,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, TypedDict
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from ckptd.store.s3.aws_config import BucketAddress, resolve, table_of
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig, S3Credential
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +63,17 @@ class NotHonoured(ValueError):
     """Raised when ``[storage_options]`` holds something obstore cannot do (use s3fs)."""
 
 
+def _no_client_options() -> ClientConfig:
+    return {}
+
+
 @dataclass
 class ObstoreSetup:
     """What obstore's ``S3Store`` is built from."""
 
     address: BucketAddress
     config: dict[str, object] = field(default_factory=dict)
-    client_options: dict[str, object] = field(default_factory=dict)
+    client_options: ClientConfig = field(default_factory=_no_client_options)
     credentials: BotocoreCredentials | None = None
     credentials_from: str = ""
 
@@ -131,7 +138,9 @@ def obstore_setup(bucket: str, options: Mapping[str, object], *, timeout: float,
     elif isinstance(verify, str):
         with open(verify, "rb") as handle:
             client["root_certificate"] = handle.read()
-    for name in ("connect_timeout", "read_timeout"):
+    timeouts: tuple[Literal["connect_timeout", "read_timeout"], ...] = (
+        "connect_timeout", "read_timeout")
+    for name in timeouts:
         if name in config_kwargs:
             client[name] = timedelta(seconds=_seconds(config_kwargs.pop(name), name))
     if "max_pool_connections" in config_kwargs:
@@ -199,15 +208,6 @@ class _Session(Protocol):
     def get_credentials(self) -> _Credentials | None: ...
 
 
-class Credential(TypedDict):
-    """What obstore's credential provider answers (its ``S3Credential``)."""
-
-    access_key_id: str
-    secret_access_key: str
-    token: str | None
-    expires_at: datetime | None
-
-
 class BotocoreCredentials:
     """An obstore credential provider over botocore's credential chain (profiles, SSO, web
     identity, container and instance roles); raises when the chain finds nothing."""
@@ -223,7 +223,7 @@ class BotocoreCredentials:
             self._session = botocore.session.Session(profile=self.profile)
         return self._session
 
-    def __call__(self) -> Credential:
+    def __call__(self) -> S3Credential:
         from botocore.credentials import RefreshableCredentials
         from botocore.exceptions import BotoCoreError
 
