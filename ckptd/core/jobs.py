@@ -43,7 +43,7 @@ class ErrorRecord(TypedDict):
     """Who cancelled it (an operator's cancel)."""
     parent: NotRequired[str]
     """The parent that failed (a waiting job abandoned)."""
-    log_tail: NotRequired[str]
+    log_tail: NotRequired[list[str]]
     """The last lines of the attempt's own log."""
 
 
@@ -127,6 +127,7 @@ class Job(TypedDict):
     next: NotRequired[JobRef]
     moves: NotRequired[list[MoveRecord]]
     replay_of: NotRequired[dict[str, str]]
+
 
 REQUIRED_FIELDS = ("id", "queue", "created", "attempts", "max_attempts")
 HISTORY_LIMIT = 20
