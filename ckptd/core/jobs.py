@@ -14,7 +14,10 @@ two folders (see :mod:`ckptd.core.states`). Optional keys: ``not_before``, ``las
 ``key`` (its key for flow control, :mod:`ckptd.core.job_keys`), ``debounced`` (submits that
 replaced its payload while it was pending, :mod:`ckptd.core.unique_windows`),
 ``meta`` (fields the client's hooks added: a trace context, a tenant, ...),
-and ``payload_ref`` / ``result_ref`` when the value lives in a blob beside the job.
+``payload_ref`` / ``result_ref`` when the value lives in a blob beside the job (and
+``payload_size``), ``after`` / ``on_parent_failure`` / ``wait`` / ``woken`` (work that waits,
+:mod:`ckptd.core.waits`), ``next`` (the job its result was handed over to), ``moves``
+(to other queues) and ``replay_of`` (the job it replays). :class:`Job` gives each its type.
 Unknown keys are kept as they are, so other tools may add their own.
 """
 

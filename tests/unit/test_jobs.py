@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ckptd.core import jobs
+from ckptd.core import edits, jobs
 from ckptd.core.errors import MalformedJob
 
 JOB_ID = "20261127T192416.123456Z-9f3ac1d27b8e4a10"
@@ -50,6 +51,19 @@ def test_not_before_in_the_past_is_left_out() -> None:
 def test_unknown_keys_are_kept() -> None:
     job = valid(custom={"owner": "team-a"})
     assert jobs.decode(jobs.encode(job))["custom"] == {"owner": "team-a"}
+
+
+def test_unknown_keys_survive_the_edits() -> None:
+    job = jobs.decode(raw(valid(custom=[1, 2], rev=4)))
+    edited = edits.finished(job, attempt=1, claimed_at=1.0, now=2.0, worker="w", result=7)
+    again = edits.debounced(jobs.decode(raw(valid(custom="old"))), edited)
+    assert edited["custom"] == [1, 2] and again["custom"] == [1, 2]
+
+
+def test_every_key_has_a_type_and_a_word() -> None:
+    """The keys the module docstring names (and its example's) are the Job type's."""
+    named = set(re.findall(r"``([a-z_]+)``", jobs.__doc__ or "")) - {"cat"}
+    assert named | {*jobs.REQUIRED_FIELDS, "payload"} == set(jobs.Job.__annotations__)
 
 
 def test_payload_ref_instead_of_payload() -> None:
