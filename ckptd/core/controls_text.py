@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ckptd.core.explain_controls import number, table
+from ckptd.core.json_parts import number, table
 
 
 def controls_summary(c: Mapping[str, object]) -> str:

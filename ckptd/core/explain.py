@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from ckptd.core.explain_controls import control_sentences, items, number, table
+from ckptd.core.explain_controls import control_sentences
 from ckptd.core.explain_waits import waiting_sentences, woken_sentence
+from ckptd.core.json_parts import items, number, table
 from ckptd.core.timefmt import format_duration, time_or_none
 
 TRACEBACK_LINES = 6

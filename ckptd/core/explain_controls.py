@@ -9,27 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ckptd.core.json_parts import items, number
 from ckptd.core.timefmt import format_duration, time_or_none
-
-
-def table(value: object) -> Mapping[str, object]:
-    """A JSON object of an answer, or an empty one for anything else (missing, garbled)."""
-    return value if isinstance(value, Mapping) else {}
-
-
-def items(value: object) -> list[object]:
-    """A JSON array of an answer, or an empty one for anything else (missing, garbled)."""
-    return value if isinstance(value, list) else []
-
-
-def number(value: object) -> float:
-    """A number of an answer, as ``float(value or 0)`` reads it (TypeError for a list or an
-    object, ValueError for text that is not a number)."""
-    if not value:
-        return 0.0
-    if isinstance(value, (int, float, str)):
-        return float(value)
-    raise TypeError(f"not a number: {type(value).__name__}")
 
 
 def control_sentences(info: Mapping[str, object], job: Mapping[str, object], state: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ckptd.core.explain_controls import items, table
+from ckptd.core.json_parts import items, table
 from ckptd.core.timefmt import format_duration, time_or_none
 
 

@@ -30,6 +30,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ckptd.core.json_parts import table
+
 AWS = "AWS"
 STYLES = ("auto", "path", "virtual")
 _HOST_LABEL = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -97,11 +99,6 @@ def _env(environ: Mapping[str, str], *names: str) -> Setting | None:
     return None
 
 
-def table_of(value: object) -> Mapping[str, object]:
-    """``value`` when it is a table (a mapping) of options, else an empty one."""
-    return value if isinstance(value, Mapping) else {}
-
-
 def _true(value: object) -> bool:
     return str(value).strip().lower() == "true"
 
@@ -132,8 +129,8 @@ def resolve(bucket: str, options: Mapping[str, object],
     Raises ValueError for a config file that cannot be parsed or an unknown style.
     """
     env = os.environ if environ is None else environ
-    client_kwargs = table_of(options.get("client_kwargs"))
-    config_kwargs = table_of(options.get("config_kwargs"))
+    client_kwargs = table(options.get("client_kwargs"))
+    config_kwargs = table(options.get("config_kwargs"))
     profile = (Setting(str(options["profile"]), "[storage_options] profile")
                if options.get("profile") else
                _env(env, "AWS_PROFILE", "AWS_DEFAULT_PROFILE") or Setting(None, "default"))
@@ -141,7 +138,7 @@ def resolve(bucket: str, options: Mapping[str, object],
     shown = path.replace(os.path.expanduser("~"), "~", 1)
     parsed = read_profiles(path)
     name = profile.value or "default"
-    scoped = table_of(table_of(parsed.get("profiles")).get(name))
+    scoped = table(table(parsed.get("profiles")).get(name))
     in_file = f"profile {name!r} in {shown}"
     endpoint = _own_endpoint(options, client_kwargs) or _configured_endpoint(
         env, scoped, parsed, in_file) or _env(env, "AWS_ENDPOINT") or Setting(None, AWS)
@@ -149,7 +146,7 @@ def resolve(bucket: str, options: Mapping[str, object],
               or _env(env, "AWS_REGION", "AWS_DEFAULT_REGION")
               or (Setting(str(scoped["region"]), in_file) if scoped.get("region") else None)
               or Setting(None, "default"))
-    scoped_s3 = table_of(scoped.get("s3"))
+    scoped_s3 = table(scoped.get("s3"))
     style = _own_style(options, config_kwargs) or (
         Setting(str(scoped_s3.get("addressing_style")), in_file)
         if scoped_s3.get("addressing_style") else Setting("auto", "default"))
@@ -185,11 +182,11 @@ def _configured_endpoint(env: Mapping[str, str], scoped: Mapping[str, object],
         return found
     section = scoped.get("services")
     if section:
-        services = table_of(parsed.get("services")).get(str(section))
+        services = table(parsed.get("services")).get(str(section))
         if not services:
             raise ValueError(f"{in_file} names services section {section!r}, which the file "
                              "does not have")
-        s3 = table_of(services).get("s3")
+        s3 = table(services).get("s3")
         if isinstance(s3, Mapping) and s3.get("endpoint_url"):
             return Setting(str(s3["endpoint_url"]), f"{in_file}, services {section!r}")
     if scoped.get("endpoint_url"):

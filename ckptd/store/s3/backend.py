@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from ckptd.core.config import FsyncMode
 from ckptd.core.errors import CkptdError, JobNotFound, StoreError
+from ckptd.core.json_parts import table
 from ckptd.core.names import check_job_ref, check_queue, is_valid_name
 from ckptd.core.states import STATES, State
 from ckptd.store.background import Background
@@ -58,7 +59,6 @@ from ckptd.store.base import (
 )
 from ckptd.store.bucket import BucketStore, _check_plain
 from ckptd.store.file_names import Line, Named, job_names
-from ckptd.store.s3.aws_config import table_of
 from ckptd.store.s3.cache import PendingCache
 from ckptd.store.s3.conditional import S3ControlObjects
 from ckptd.store.s3.options import NotHonoured, client_choice
@@ -81,7 +81,7 @@ def bucket_options(settings: Settings) -> dict[str, object]:
     """Bucket options from the settings: the ``[storage_options]`` table plus the endpoint."""
     options = dict(settings.storage_options)
     endpoint = settings.s3_endpoint_url
-    client_kwargs = table_of(options.get("client_kwargs"))
+    client_kwargs = table(options.get("client_kwargs"))
     if endpoint and not options.get("endpoint_url") and not client_kwargs.get("endpoint_url"):
         options["endpoint_url"] = endpoint
     return options

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from ckptd.store.s3.aws_config import BucketAddress, resolve, table_of
+from ckptd.core.json_parts import table
+from ckptd.store.s3.aws_config import BucketAddress, resolve
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, S3Credential
@@ -105,9 +106,9 @@ def obstore_setup(bucket: str, options: Mapping[str, object], *, timeout: float,
     # A few connections beyond the requests of a group, for the leader lease's own.
     client["pool_max_idle_per_host"] = str(concurrency + 8)
     rest = {k: v for k, v in options.items() if k != CLIENT_KEY}
-    client_kwargs = dict(table_of(rest.pop("client_kwargs", None)))
-    config_kwargs = dict(table_of(rest.pop("config_kwargs", None)))
-    extra = dict(table_of(rest.pop("s3_additional_kwargs", None)))
+    client_kwargs = dict(table(rest.pop("client_kwargs", None)))
+    config_kwargs = dict(table(rest.pop("config_kwargs", None)))
+    extra = dict(table(rest.pop("s3_additional_kwargs", None)))
     profile = rest.pop("profile", None)
     address = setup.address
     # Explicit, so that obstore's own reading of AWS_* variables cannot disagree.
@@ -171,7 +172,7 @@ def _seconds(value: object, what: str) -> float:
 
 def credentials_source(options: Mapping[str, object], address: BucketAddress) -> str:
     """Where the bucket's credentials come from, in words (the first that applies)."""
-    client_kwargs = table_of(options.get("client_kwargs"))
+    client_kwargs = table(options.get("client_kwargs"))
     if any(options.get(k) for k in ("key", "aws_access_key_id")) or client_kwargs.get(
             "aws_access_key_id"):
         return "[storage_options] key and secret"
