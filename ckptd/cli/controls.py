@@ -16,12 +16,13 @@ import click
 from ckptd.cli.context import current
 from ckptd.cli.creation import check_existing
 from ckptd.cli.options import Command
+from ckptd.core.answer_types import LimitsView, ScheduleRow
 from ckptd.core.errors import ConfigError
 from ckptd.core.queue_controls import parse_rate
 from ckptd.core.timefmt import format_duration
 
 
-def _limits_line(limits: dict[str, Any]) -> str:
+def _limits_line(limits: LimitsView) -> str:
     running = limits.get("max_running")
     rate = limits.get("rate")
     where = limits.get("source") or "config"
@@ -179,7 +180,7 @@ def schedules(as_json: bool) -> None:
     click.echo(schedule_table(rows))
 
 
-def schedule_table(rows: list[dict[str, Any]]) -> str:
+def schedule_table(rows: list[ScheduleRow]) -> str:
     """The schedules as a table: name, queue, when, next (in), last, catch_up."""
     table = [["schedule", "queue", "when", "next", "in", "last", "catch_up"]]
     for row in rows:

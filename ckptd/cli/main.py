@@ -33,7 +33,7 @@ def _ctx() -> Context:
     return current()
 
 
-def _print_json(value: Any) -> None:
+def _print_json(value: object) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
@@ -269,7 +269,7 @@ def explain(queue: str, job_id: str, as_json: bool) -> None:
     ctx = _ctx()
     info = ctx.admin().show(queue, job_id)
     info["sealed"] = sealing.opened(info, sealing.keyring(ctx.settings()))
-    sentences = explain_job(info, time.time())
+    sentences = explain_job(dict(info), time.time())
     if as_json:
         _print_json({"sentences": sentences, **info})
         return

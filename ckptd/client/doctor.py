@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ckptd.core.answer_types import StatusAnswer
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError, DaemonUnavailable
 from ckptd.core.timefmt import format_duration
@@ -194,7 +195,7 @@ def check_daemon(settings: Settings, connect: str | None, *, root_given: bool,
         return [Finding("daemon", PROBLEM, f"the daemon at {address} answered: {exc}")]
     finally:
         client.close()
-    info = answer.get("daemon") or {}
+    info: Mapping[str, Any] = answer.get("daemon") or {}
     findings = [_describe(address, answer, info, curve is not None)]
     store = info.get("store") or {}
     if store.get("available") is False:
@@ -230,7 +231,7 @@ def _unreachable(address: str, explicit: bool, curve: bool, settings: Settings) 
                    "of the settings; give --connect to ask another)", "; ".join(fixes))
 
 
-def _describe(address: str, answer: dict[str, Any], info: dict[str, Any], curve: bool
+def _describe(address: str, answer: StatusAnswer, info: Mapping[str, Any], curve: bool
               ) -> Finding:
     role = info.get("role", "active")
     leader = (info.get("leader") or {}).get("active")

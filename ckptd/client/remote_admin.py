@@ -6,7 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from ckptd.client.answer_shapes import answer_as
 from ckptd.client.client import Client
+from ckptd.core.answer_types import (
+    GraphNode,
+    LimitAnswer,
+    LogsAnswer,
+    PauseAnswer,
+    ResumeAnswer,
+    ShowAnswer,
+    SignalAnswer,
+    StatusAnswer,
+)
 from ckptd.core.answers import Submitted, SubmittedFile
 from ckptd.core.edits import who_am_i
 from ckptd.core.states import State
@@ -30,24 +41,24 @@ class RemoteAdmin:
                                       time_limit=time_limit, priority=priority, key=key,
                                       after=after, on_parent_failure=on_parent_failure)
 
-    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> dict[str, Any]:
+    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> SignalAnswer:
         """See :meth:`Client.signal`."""
         return self.client.signal(queue, job_id, name, data)
 
-    def graph(self, queue: str, job_id: str, depth: int | None = None) -> dict[str, Any]:
+    def graph(self, queue: str, job_id: str, depth: int | None = None) -> GraphNode:
         """See :meth:`Client.graph`."""
         return self.client.graph(queue, job_id, depth)
 
-    def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
+    def pause(self, queue: str, reason: str = "") -> PauseAnswer:
         """See :meth:`Client.pause`."""
         return self.client.pause(queue, reason)
 
-    def resume(self, queue: str) -> dict[str, Any]:
+    def resume(self, queue: str) -> ResumeAnswer:
         """See :meth:`Client.resume`."""
         return self.client.resume(queue)
 
     def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
-              key: str | None = None) -> dict[str, Any]:
+              key: str | None = None) -> LimitAnswer:
         """See :meth:`Client.limit`."""
         return self.client.limit(queue, changes, reset, key)
 
@@ -55,7 +66,7 @@ class RemoteAdmin:
         """See :meth:`Client.submit_file`."""
         return self.client.submit_file(queue, data, **options)
 
-    def status(self, queue: str | None = None) -> dict[str, Any]:
+    def status(self, queue: str | None = None) -> StatusAnswer:
         """See :meth:`Client.status`."""
         return self.client.status(queue)
 
@@ -63,15 +74,15 @@ class RemoteAdmin:
         """See :meth:`Client.ls`."""
         return self.client.ls(queue, state)
 
-    def show(self, queue: str, job_id: str) -> dict[str, Any]:
+    def show(self, queue: str, job_id: str) -> ShowAnswer:
         """See :meth:`Client.show`."""
         return self.client.show(queue, job_id)
 
     def job_logs(self, queue: str, job_id: str, since: dict[int, int] | None = None
-                 ) -> dict[str, Any]:
+                 ) -> LogsAnswer:
         """See :meth:`ckptd.store.admin.StoreAdmin.job_logs`."""
-        return self.client.request("logs", {"queue": queue, "id": job_id, "since": {
-            str(k): v for k, v in (since or {}).items()}})
+        return answer_as(self.client.request("logs", {"queue": queue, "id": job_id, "since": {
+            str(k): v for k, v in (since or {}).items()}}), LogsAnswer)
 
     def retry(self, queue: str, job_ids: list[str] | None = None, *,
               attempts: int | None = None) -> list[str]:

@@ -35,6 +35,7 @@ from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
+from ckptd.core.answer_types import BatchStatus
 from ckptd.core.errors import InvalidName, MalformedJob
 from ckptd.core.names import MAX_NAME_LENGTH, check_name, is_valid_name
 
@@ -242,7 +243,7 @@ class BatchProgress:
         return [[job_id(self.manifest.batch, seq), self.ends.get(seq, "missing")]
                 for seq in range(self.manifest.total)]
 
-    def as_dict(self, now: float) -> dict[str, Any]:
+    def as_dict(self, now: float) -> BatchStatus:
         """Progress for status: done, failed, open, rate and ETA."""
         total = self.manifest.total
         open_jobs = max(0, total - self.ended)

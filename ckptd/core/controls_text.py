@@ -6,10 +6,11 @@ payload/forever · keep done 7d, failed 30d``. Pure: from the ``status`` figures
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
-def controls_summary(c: dict[str, Any]) -> str:
+def controls_summary(c: Mapping[str, Any]) -> str:
     """The controls of one queue's status figures ("" when it has none)."""
     parts = []
     paused = c.get("paused")

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ckptd.core.answer_types import LimitsView, RetentionView
 from ckptd.core.errors import ConfigError
 from ckptd.core.timefmt import parse_duration
 
@@ -154,7 +155,7 @@ class Limits:
     rate: Rate | None = None
     source: str = "config"  # "config", or the limits file that overrides it
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> LimitsView:
         """For status and the wire."""
         return {"max_running": self.max_running,
                 "rate": self.rate.text if self.rate else None,
@@ -176,7 +177,7 @@ class Retention:
         """True when anything is ever removed (or archived)."""
         return bool(self.keep_done or self.keep_failed or self.keep_last is not None)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> RetentionView:
         """For status: what is kept and for how long, as people write it."""
         def text(seconds: float) -> str:
             return duration_text(seconds) if seconds else "forever"

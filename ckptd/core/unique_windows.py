@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ckptd.core.answer_types import UniqueView
 from ckptd.core.dedup import payload_key
 from ckptd.core.errors import ConfigError
 from ckptd.core.job_keys import value_at
@@ -81,9 +82,9 @@ class Uniqueness:
         return payload_key({name: value_at(payload, tuple(name.split(".")))
                             for name in self.fields})
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> UniqueView:
         """For status and explain."""
-        found: dict[str, Any] = {"by": self.by, "scope": self.scope}
+        found: UniqueView = {"by": self.by, "scope": self.scope}
         if self.fields:
             found["fields"] = list(self.fields)
         if self.scope == "window":

@@ -179,7 +179,7 @@ class Sweeper:
 
     def view(self, queue: str) -> dict[str, Any]:
         """What status shows of a queue's retention: the rule and what it did."""
-        view: dict[str, Any] = retention_of(self.live.current, queue).as_dict()
+        view: dict[str, Any] = {**retention_of(self.live.current, queue).as_dict()}
         for state in ("done", "failed"):
             for action in ("removed", "archived"):
                 view[f"{action}_{state}"] = self.totals.get((queue, state, action), 0)
