@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import BinaryIO
 
 import click
 
@@ -20,6 +20,7 @@ from ckptd.cli.context import Context, current
 from ckptd.cli.creation import check_new
 from ckptd.cli.inputs import read_payload
 from ckptd.cli.options import Group, connect_option
+from ckptd.core.config import Settings
 from ckptd.core.errors import ConfigError
 from ckptd.core.states import STATES, State
 from ckptd.core.timefmt import parse_duration
@@ -153,7 +154,7 @@ range. Running it again with the same --batch creates only the jobs that are mis
 @click.option("--key", metavar="KEY", help="The key of every job (e.g. the customer whose "
               "file it is): limits per key and the fair share apply to them.")
 @click.option("--create", is_flag=True, help=CREATE_HELP)
-def submit_file(queue: str, file: Any, fmt: str | None, chunk: int, batch: str | None,
+def submit_file(queue: str, file: BinaryIO, fmt: str | None, chunk: int, batch: str | None,
                 then: str | None, max_attempts: int | None, key: str | None,
                 create: bool) -> None:
     """Split FILE into jobs of --chunk records each, as one batch; print the batch name.
@@ -561,7 +562,7 @@ def doctor(as_json: bool, timeout: str) -> None:
     seconds = parse_duration(timeout, "--timeout")
     root = ctx.flags.get("root") or os.environ.get("CKPTD_ROOT")
 
-    def fallback() -> Any:  # the settings were invalid: go on with the root and defaults
+    def fallback() -> Settings:  # the settings were invalid: go on with the root and defaults
         return load_settings(None, env={}, flags={"root": root})
 
     findings = diagnose(ctx.settings, fallback, ctx.connect, timeout=seconds,

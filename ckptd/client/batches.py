@@ -17,7 +17,7 @@ whose producer died can be filled again with the same keys and sealed.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, Unpack, cast
 
 from ckptd.client import bodies
 from ckptd.client.answer_shapes import answer_as
@@ -33,10 +33,7 @@ class Requests(Protocol):
         """One control request."""
 
     def submit(self, queue: str, payload: Any = None, *, id: str | None = None,
-               max_attempts: int | None = None, delay: float | None = None,
-               batch: str | None = None, time_limit: float | None = None,
-               priority: int | None = None, after: list[str] | None = None,
-               on_parent_failure: str | None = None) -> str:
+               batch: str | None = None, **options: Unpack[bodies.BatchJobOptions]) -> str:
         """Submit one job."""
 
 
@@ -54,7 +51,7 @@ class Batch:
         self.ids: list[str] = []
 
     def submit(self, queue: str, payload: Any = None, *, key: str | None = None,
-               **options: Any) -> str:
+               **options: Unpack[bodies.BatchJobOptions]) -> str:
         """Submit a job of this batch into ``queue`` (any queue the batch's daemon leads);
         return its id, ``<batch>.<key>`` (``key``: 000000, 000001, ... when not given).
         Options as :meth:`ckptd.Client.submit` (after=, max_attempts=, ...)."""

@@ -37,6 +37,7 @@ from ckptd.client.pipe import Pipe
 from ckptd.client.preparing import Preparer
 from ckptd.codec.crypto import Keyring
 from ckptd.core.answer_types import (
+    EndpointsAnswer,
     LimitAnswer,
     PauseAnswer,
     PingAnswer,
@@ -48,7 +49,7 @@ from ckptd.core.answer_types import (
     SubmitAnswer,
     WaitAnswer,
 )
-from ckptd.core.answers import Submitted, SubmittedFile
+from ckptd.core.answers import LimitChanges, Submitted, SubmittedFile
 from ckptd.core.edits import who_am_i
 from ckptd.core.errors import DaemonUnavailable, Standby, StoreError
 from ckptd.core.names import check_queue
@@ -59,12 +60,12 @@ from ckptd.wire.security import ClientCurve
 DEFAULT_TIMEOUT = 10.0
 
 
-def _ask_endpoints(client: weakref.ref[Client]) -> dict[str, Any]:
+def _ask_endpoints(client: weakref.ref[Client]) -> EndpointsAnswer:
     """A client's ``endpoints`` answer, asked through a weak reference to it."""
     alive = client()
     if alive is None:
         raise DaemonUnavailable("the client was closed", maybe_applied=False)
-    return alive.request("endpoints")
+    return answer_as(alive.request("endpoints"), EndpointsAnswer)
 
 
 class Client(GraphCalls):
@@ -346,7 +347,7 @@ class Client(GraphCalls):
         """Resume ``queue`` (removes ``<queue>/paused``)."""
         return answer_as(self.request("resume", {"queue": queue}), ResumeAnswer)
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
+    def limit(self, queue: str, changes: LimitChanges, reset: bool = False,
               key: str | None = None) -> LimitAnswer:
         """Set ``max_running`` and/or ``rate`` of ``queue`` in its ``limits.json`` (a None
         value removes one: the config's applies again); ``reset`` removes the file. With

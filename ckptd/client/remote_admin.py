@@ -4,6 +4,7 @@ answers as :class:`ckptd.store.admin.StoreAdmin` gives on the store
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ckptd.client.answer_shapes import answer_as
@@ -18,7 +19,7 @@ from ckptd.core.answer_types import (
     SignalAnswer,
     StatusAnswer,
 )
-from ckptd.core.answers import Submitted, SubmittedFile
+from ckptd.core.answers import LimitChanges, Submitted, SubmittedFile
 from ckptd.core.edits import who_am_i
 from ckptd.core.states import State
 
@@ -57,14 +58,20 @@ class RemoteAdmin:
         """See :meth:`Client.resume`."""
         return self.client.resume(queue)
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
+    def limit(self, queue: str, changes: LimitChanges, reset: bool = False,
               key: str | None = None) -> LimitAnswer:
         """See :meth:`Client.limit`."""
         return self.client.limit(queue, changes, reset, key)
 
-    def submit_file(self, queue: str, data: bytes, **options: Any) -> SubmittedFile:
+    def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
+                    batch: str | None = None, then: str | None = None,
+                    max_attempts: int | None = None, source_name: str | None = None,
+                    progress: Callable[[int, int], None] | None = None,
+                    key: str | None = None) -> SubmittedFile:
         """See :meth:`Client.submit_file`."""
-        return self.client.submit_file(queue, data, **options)
+        return self.client.submit_file(queue, data, fmt=fmt, chunk=chunk, batch=batch,
+                                       then=then, max_attempts=max_attempts,
+                                       source_name=source_name, progress=progress, key=key)
 
     def status(self, queue: str | None = None) -> StatusAnswer:
         """See :meth:`Client.status`."""

@@ -445,6 +445,35 @@ class WaitAnswer(TypedDict):
     counts: NotRequired[dict[str, int]]
 
 
+class SubmitOffer(TypedDict):
+    """What a daemon tells clients on its host so that they submit into its local store
+    themselves (``ckptd.client.direct``)."""
+
+    root: str
+    token: str  # also in the root's lock (or, with ``lead``, in each led queue's)
+    lead: list[str]
+    fsync: str
+    file_mode: int
+    dir_mode: int
+    max_attempts: int
+    blob_threshold: int
+    queues: dict[str, int]  # a queue's own max_attempts
+    through_daemon: list[str]  # queues whose submits go through the daemon all the same
+
+
+class EndpointsAnswer(TypedDict):
+    """``endpoints``: where workers connect, the store, and (several daemons) who leads
+    which queue."""
+
+    dispatch: str
+    dispatch_port: int
+    root: str
+    submit: NotRequired[SubmitOffer]  # a daemon on a local disk
+    daemon: NotRequired[str]
+    routes: NotRequired[dict[str, dict[str, str]]]
+    members: NotRequired[list[str]]
+
+
 class PingAnswer(TypedDict):
     """``ping``: the daemon's name; with several daemons on one store, who leads what."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from ckptd.core.answer_types import (
     GraphNode,
@@ -46,6 +46,15 @@ class SubmittedFile:
     created: int
     format: str
 
+
+
+class LimitChanges(TypedDict, total=False):
+    """Limits to set in a queue's ``limits.json`` (or, for a key, ``key_limits.json``); a
+    None value removes one, so the config's applies again."""
+
+    max_running: int | None
+    rate: str | None  # as people write it: 100/s, 5000/h, 3/2s
+    weight: int | None  # a key's turns per round of the fair share (keys only)
 
 
 class Admin(Protocol):
@@ -95,7 +104,7 @@ class Admin(Protocol):
     def resume(self, queue: str) -> ResumeAnswer:
         """Resume a queue."""
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
+    def limit(self, queue: str, changes: LimitChanges, reset: bool = False,
               key: str | None = None) -> LimitAnswer:
         """Change a queue's ``limits.json`` (with ``key``: ``key_limits.json``)."""
 

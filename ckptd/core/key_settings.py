@@ -150,7 +150,7 @@ def parse_key_limits_file(data: bytes, where: str) -> dict[str, KeyLimit]:
     return found
 
 
-def changed_key_limits_file(old: bytes | None, key: str, changes: dict[str, Any],
+def changed_key_limits_file(old: bytes | None, key: str, changes: Mapping[str, object],
                             reset: bool, where: str) -> bytes | None:
     """The new bytes of ``key_limits.json``: ``old`` (None: no file yet) with ``changes``
     for ``key`` (max_running, rate, weight; a None value removes one, so the next in line

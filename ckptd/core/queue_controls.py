@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -251,7 +252,8 @@ def parse_limits_file(data: bytes, where: str) -> Limits:
                   None if rate is None else parse_rate(rate, f"rate in {where}"), where)
 
 
-def changed_limits_file(old: bytes | None, changes: dict[str, Any], where: str) -> bytes:
+def changed_limits_file(old: bytes | None, changes: Mapping[str, object], where: str
+                        ) -> bytes:
     """The new bytes of ``limits.json``: ``old`` (None: no file yet) with ``changes``
     applied (``max_running`` and/or ``rate``; a None value removes the key, so the config's
     value applies again). Raises ConfigError for a bad value."""

@@ -8,6 +8,7 @@ listing (``poll_interval``, on a bucket). Mixed into :class:`ckptd.store.admin.S
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from ckptd.codec import decode_job, encode_job
@@ -19,7 +20,7 @@ from ckptd.core.answer_types import (
     QueueControls,
     ResumeAnswer,
 )
-from ckptd.core.answers import Submitted
+from ckptd.core.answers import LimitChanges, Submitted
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError, ConfigError, InvalidInput, JobNotFound, MalformedJob
 from ckptd.core.job_keys import EVERY_KEY, check_key
@@ -48,7 +49,7 @@ from ckptd.store.file_names import Named
 
 
 def change_key_limits(store: Store, settings: Settings, queue: str, key: str,
-                      changes: dict[str, Any], reset: bool
+                      changes: Mapping[str, object], reset: bool
                       ) -> tuple[bytes | None, LimitAnswer]:
     """Change ``key``'s entry of ``<queue>/key_limits.json`` (``*``: every key; the
     file goes when no entry is left; nothing changes without ``changes`` or ``reset``).
@@ -98,7 +99,7 @@ class StoreControls:
         self.store.delete_control(queue, PAUSED_FILE)
         return {"queue": queue, "was_paused": was}
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
+    def limit(self, queue: str, changes: LimitChanges, reset: bool = False,
               key: str | None = None) -> LimitAnswer:
         """Change ``<queue>/limits.json`` (None removes a limit: the config's applies), or
         with ``reset`` remove the file. With ``key`` (``*``: every key), that key's entry
@@ -116,7 +117,7 @@ class StoreControls:
             self.store.write_control(queue, LIMITS_FILE, data)
         return {"queue": queue, "limits": self._limits(queue).as_dict()}
 
-    def _limit_key(self, queue: str, key: str, changes: dict[str, Any], reset: bool
+    def _limit_key(self, queue: str, key: str, changes: Mapping[str, object], reset: bool
                    ) -> LimitAnswer:
         return change_key_limits(self.store, self.settings, queue, key, changes, reset)[1]
 
