@@ -20,7 +20,6 @@ from ckptd.cli.context import Context, current
 from ckptd.cli.creation import check_new
 from ckptd.cli.inputs import read_payload
 from ckptd.cli.options import Group, connect_option
-from ckptd.core.config import Settings
 from ckptd.core.errors import ConfigError
 from ckptd.core.states import STATES, State
 from ckptd.core.timefmt import parse_duration
@@ -556,7 +555,7 @@ def doctor(as_json: bool, timeout: str) -> None:
     --connect, else the control address of the settings.
     """
     from ckptd.client.doctor import PROBLEM, WARNING, count, diagnose
-    from ckptd.core.config import load_settings
+    from ckptd.core.config import Settings, load_settings
 
     ctx = _ctx()
     seconds = parse_duration(timeout, "--timeout")

@@ -17,6 +17,7 @@ from ckptd.client.answer_shapes import answer_as, has_shape
 from ckptd.client.remote_admin import RemoteAdmin
 from ckptd.core import answer_types as at
 from ckptd.core.errors import ProtocolError
+from ckptd.daemon.controls.schedules import store_view
 from ckptd.testing import InProcessDaemon
 
 CONFIG = """
@@ -157,6 +158,8 @@ def test_a_daemon_answers_as_its_types(ckpt: InProcessDaemon, held: threading.Ev
     holds(client.graph("report", made["batched"]), at.GraphNode)
     holds(client.signal("ship", made["waiting"], "go", {"by": "ana"}), at.SignalAnswer)
     holds(client.ping(), at.PingAnswer)
+    holds(client.request("endpoints"), at.EndpointsAnswer)
+    assert "submit" in client.request("endpoints"), "a daemon on a local disk offers it"
     holds(client.request("schedules"), at.SchedulesAnswer)
     holds(client.run_schedule("hourly"), at.SubmitAnswer)
     holds(client.wait_many("quick", [made["done"]], timeout=5), at.WaitAnswer)
@@ -185,6 +188,9 @@ def test_a_store_answers_as_its_types(ckpt: InProcessDaemon, held: threading.Eve
     holds(admin.graph("ship", made["waiting"]), at.GraphNode)
     holds(admin.graph("report", made["batched"]), at.GraphNode)
     holds(admin.signal("ship", made["waiting"], "go", {"by": "ana"}), at.SignalAnswer)
+    rows = store_view(ckpt.settings.schedules, admin.store, ckpt.clock())
+    holds({"schedules": rows}, at.SchedulesAnswer)
+    assert rows
 
 
 class Small(TypedDict):
