@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,8 +20,8 @@ SETTING_FLAGS = ("root", "fsync", "log_level", "server_key", "client_key")
 class Context:
     """The global options of one ``ckptd`` run, wherever they were given on the line."""
 
-    def __init__(self, flags: dict[str, Any], config_file: str | None, connect: str | None
-                 ) -> None:
+    def __init__(self, flags: dict[str, str | None], config_file: str | None,
+                 connect: str | None) -> None:
         self.flags = flags
         self.config_file = config_file
         self.connect = connect
@@ -28,24 +29,24 @@ class Context:
         self._admin: Admin | None = None
         self._store_admin: StoreAdmin | None = None
 
-    def override(self, given: dict[str, Any]) -> None:
+    def override(self, given: Mapping[str, object]) -> None:
         """Take the global options given after the command's name (they win)."""
         for name, value in given.items():
             if value is None:
                 continue
             if name == "config_file":
-                self.config_file = value
+                self.config_file = str(value)
             elif name == "connect":
-                self.connect = value
+                self.connect = str(value)
             else:
-                self.flags[name] = value
+                self.flags[name] = str(value)
             self._settings = None
             self._admin = self._store_admin = None
 
-    def settings(self, **more: Any) -> Settings:
+    def settings(self, **more: object) -> Settings:
         """Load the settings once, with the command's own flags on top."""
         if self._settings is None or more:
-            flags = dict(self.flags)
+            flags: dict[str, object] = dict(self.flags)
             flags.update({k: v for k, v in more.items() if v is not None})
             self._settings = load_settings(self.config_file, flags=flags)
         return self._settings

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 
 from ckptd.cli.context import current
 from ckptd.cli.creation import check_existing
 from ckptd.cli.options import Command
+from ckptd.core.answer_types import LimitsView, ScheduleRow
+from ckptd.core.answers import LimitChanges
 from ckptd.core.errors import ConfigError
 from ckptd.core.queue_controls import parse_rate
 from ckptd.core.timefmt import format_duration
 
+T = TypeVar("T")
 
-def _limits_line(limits: dict[str, Any]) -> str:
+
+def _limits_line(limits: LimitsView) -> str:
     running = limits.get("max_running")
     rate = limits.get("rate")
     where = limits.get("source") or "config"
@@ -69,9 +74,8 @@ def resume(queue: str) -> None:
                else f"{answer['queue']} was not paused")
 
 
-def _limit_value(value: str | None, parse: Any, what: str) -> Any:
-    if value is None:
-        return ...
+def _limit_value(value: str, parse: Callable[[str, str], T], what: str) -> T | None:
+    """``value`` parsed; None for ``none`` (or ``off``): the limit is removed."""
     if value.strip().lower() in ("none", "off"):
         return None
     return parse(value, what)
@@ -124,15 +128,13 @@ def limit(queue: str, max_running: str | None, rate: str | None, key: str | None
         raise click.UsageError("give --reset alone, or --max-running / --rate / --weight")
     if weight is not None and key is None:
         raise click.UsageError("--weight is a limit of keys: give --key too")
-    changes: dict[str, Any] = {}
-    found_weight = _limit_value(weight, _running, "--weight")
-    if found_weight is not ...:
-        changes["weight"] = found_weight
-    running = _limit_value(max_running, _running, "--max-running")
-    if running is not ...:
-        changes["max_running"] = running
-    found = _limit_value(rate, parse_rate, "--rate")
-    if found is not ...:
+    changes: LimitChanges = {}
+    if weight is not None:
+        changes["weight"] = _limit_value(weight, _running, "--weight")
+    if max_running is not None:
+        changes["max_running"] = _limit_value(max_running, _running, "--max-running")
+    if rate is not None:
+        found = _limit_value(rate, parse_rate, "--rate")
         changes["rate"] = found.text if found is not None else None
     ctx = current()
     creation = check_existing(ctx, queue, create=create)
@@ -179,7 +181,7 @@ def schedules(as_json: bool) -> None:
     click.echo(schedule_table(rows))
 
 
-def schedule_table(rows: list[dict[str, Any]]) -> str:
+def schedule_table(rows: list[ScheduleRow]) -> str:
     """The schedules as a table: name, queue, when, next (in), last, catch_up."""
     table = [["schedule", "queue", "when", "next", "in", "last", "catch_up"]]
     for row in rows:

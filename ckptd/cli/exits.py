@@ -14,7 +14,6 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
 
 import click
 
@@ -63,7 +62,8 @@ def fail(message: str, code: int) -> int:
     return code
 
 
-_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+_NO_ARGS_IS_HELP: type[click.UsageError] | tuple[()] = getattr(  # click >= 8.2
+    click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _usage(exc: click.UsageError) -> int:
@@ -143,7 +143,7 @@ def _whole_writes() -> None:
                                   errors=out.errors, line_buffering=True)
 
 
-def run(command: Callable[[], Any], debug: Callable[[], bool]) -> int:
+def run(command: Callable[[], object], debug: Callable[[], bool]) -> int:
     """Run ``command`` (the click group, not standalone) and return the exit code."""
     _whole_writes()
     try:

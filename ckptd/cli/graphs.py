@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypedDict, TypeVar
 
 import click
 
 from ckptd.cli.context import current
 from ckptd.cli.inputs import read_payload
 from ckptd.cli.options import Command
+from ckptd.core.answer_types import GraphNode, WaitsInfo
 
 BRANCH, LAST, PIPE, SPACE = "├─ ", "└─ ", "│  ", "   "
 F = TypeVar("F", bound=Callable[..., None])
@@ -32,7 +33,14 @@ def parent_options(command: F) -> F:
              "a bare ID is a job of QUEUE).")(command)
 
 
-def parents(after: tuple[str, ...], on_parent_failure: str | None) -> dict[str, Any]:
+class ParentOptions(TypedDict):
+    """A submit's parents and its rule when one of them failed."""
+
+    after: list[str] | None
+    on_parent_failure: str | None
+
+
+def parents(after: tuple[str, ...], on_parent_failure: str | None) -> ParentOptions:
     """``submit``'s parents and rule, as its keyword arguments; ``--on-parent-failure``
     needs parents."""
     if on_parent_failure and not after:
@@ -82,29 +90,30 @@ def graph(queue: str, job_id: str, depth: int, as_json: bool) -> None:
         click.echo(line)
 
 
-def _label(node: dict[str, Any]) -> str:
+def _label(node: GraphNode) -> str:
     text = f"{node['job']}  {node.get('state', '?')}"
     if node.get("woken"):
         text += f" (woken: {node['woken']})"
-    waits = node.get("waits") or {}
-    if waits.get("open"):
-        text += f"  waits for {len(waits['open'])}: {', '.join(waits['open'][:3])}" + (
-            " ..." if len(waits["open"]) > 3 else "")
-    if waits.get("signals_wanted"):
-        text += f"  waits for signal {', '.join(waits['signals_wanted'])}"
+    waits: WaitsInfo = node.get("waits") or {}
+    open_refs = waits.get("open") or []
+    if open_refs:
+        text += f"  waits for {len(open_refs)}: {', '.join(open_refs[:3])}" + (
+            " ..." if len(open_refs) > 3 else "")
+    wanted = waits.get("signals_wanted") or []
+    if wanted:
+        text += f"  waits for signal {', '.join(wanted)}"
     if node.get("seen"):
         text += "  (above)"
     return text
 
 
-def _branches(node: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
-    return [(name, node[key]) for name, key in (("parents", "parents"),
-                                                ("children", "children"),
-                                                ("waiting for it", "dependents"))
-            if node.get(key)]
+def _branches(node: GraphNode) -> list[tuple[str, list[GraphNode]]]:
+    found = (("parents", node.get("parents")), ("children", node.get("children")),
+             ("waiting for it", node.get("dependents")))
+    return [(name, nodes) for name, nodes in found if nodes]
 
 
-def draw(node: dict[str, Any], prefix: str = "") -> list[str]:
+def draw(node: GraphNode, prefix: str = "") -> list[str]:
     """The lines of a graph as a tree (the root's batch last)."""
     lines = [_label(node)] if not prefix else []
     groups = _branches(node)
@@ -118,10 +127,10 @@ def draw(node: dict[str, Any], prefix: str = "") -> list[str]:
             lines.append(inner + (LAST if last else BRANCH) + _label(item))
             lines += draw(item, inner + (SPACE if last else PIPE))
     if batch:
-        counts = ", ".join(f"{k} {v}" for k, v in batch.get("jobs", {}).items() if v)
-        sealed = {True: "sealed", False: "open", None: "fixed size"}[batch.get("sealed")]
-        callbacks = ", ".join(f"{k} -> {q}" + (" (made)" if k in batch.get("fired", {}) else "")
-                              for k, q in batch.get("callbacks", {}).items())
+        counts = ", ".join(f"{k} {v}" for k, v in batch["jobs"].items() if v)
+        sealed = {True: "sealed", False: "open", None: "fixed size"}[batch["sealed"]]
+        callbacks = ", ".join(f"{k} -> {q}" + (" (made)" if k in batch["fired"] else "")
+                              for k, q in batch["callbacks"].items())
         lines.append(prefix + LAST + f"batch {batch['batch']} in {batch['queue']}: {sealed}; "
                      f"jobs: {counts or 'none'}; callbacks: {callbacks or 'none'}")
     return lines

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import BinaryIO
 
 import click
 
@@ -33,7 +33,7 @@ def _ctx() -> Context:
     return current()
 
 
-def _print_json(value: Any) -> None:
+def _print_json(value: object) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
@@ -153,7 +153,7 @@ range. Running it again with the same --batch creates only the jobs that are mis
 @click.option("--key", metavar="KEY", help="The key of every job (e.g. the customer whose "
               "file it is): limits per key and the fair share apply to them.")
 @click.option("--create", is_flag=True, help=CREATE_HELP)
-def submit_file(queue: str, file: Any, fmt: str | None, chunk: int, batch: str | None,
+def submit_file(queue: str, file: BinaryIO, fmt: str | None, chunk: int, batch: str | None,
                 then: str | None, max_attempts: int | None, key: str | None,
                 create: bool) -> None:
     """Split FILE into jobs of --chunk records each, as one batch; print the batch name.
@@ -269,7 +269,7 @@ def explain(queue: str, job_id: str, as_json: bool) -> None:
     ctx = _ctx()
     info = ctx.admin().show(queue, job_id)
     info["sealed"] = sealing.opened(info, sealing.keyring(ctx.settings()))
-    sentences = explain_job(info, time.time())
+    sentences = explain_job(dict(info), time.time())
     if as_json:
         _print_json({"sentences": sentences, **info})
         return
@@ -555,13 +555,13 @@ def doctor(as_json: bool, timeout: str) -> None:
     --connect, else the control address of the settings.
     """
     from ckptd.client.doctor import PROBLEM, WARNING, count, diagnose
-    from ckptd.core.config import load_settings
+    from ckptd.core.config import Settings, load_settings
 
     ctx = _ctx()
     seconds = parse_duration(timeout, "--timeout")
     root = ctx.flags.get("root") or os.environ.get("CKPTD_ROOT")
 
-    def fallback() -> Any:  # the settings were invalid: go on with the root and defaults
+    def fallback() -> Settings:  # the settings were invalid: go on with the root and defaults
         return load_settings(None, env={}, flags={"root": root})
 
     findings = diagnose(ctx.settings, fallback, ctx.connect, timeout=seconds,

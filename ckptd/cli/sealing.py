@@ -3,10 +3,12 @@ the settings, and ``show --decrypt`` (docs/guide/encryption.md)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
+from ckptd.client.hooks import HookSpec
 from ckptd.client.preparing import Preparer
 from ckptd.codec.crypto import Keyring, is_sealed, key_id_of, load_keyring
+from ckptd.core.answer_types import ShowAnswer
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError
 
@@ -23,13 +25,22 @@ def preparer(settings: Settings) -> Preparer:
                     settings.tracing_baggage)
 
 
-def client_options(settings: Settings) -> dict[str, Any]:
+class ClientOptions(TypedDict):
+    """The keyword arguments of :class:`ckptd.Client` that come from the settings."""
+
+    hooks: list[HookSpec]
+    keys: Keyring | None
+    tracing: str
+    tracing_baggage: bool
+
+
+def client_options(settings: Settings) -> ClientOptions:
     """The keyword arguments of :class:`ckptd.Client` that the settings give."""
     return {"hooks": list(settings.hooks), "keys": keyring(settings),
             "tracing": settings.tracing, "tracing_baggage": settings.tracing_baggage}
 
 
-def opened(info: dict[str, Any], keys: Keyring | None) -> list[str]:
+def opened(info: ShowAnswer, keys: Keyring | None) -> list[str]:
     """Open the sealed payload, result and checkpoint of a ``show`` answer in place (those
     ``keys`` can open); return a line for each sealed value saying what was done."""
     job = _dict(info.get("job"))
@@ -55,5 +66,5 @@ def opened(info: dict[str, Any], keys: Keyring | None) -> list[str]:
     return notes
 
 
-def _dict(value: Any) -> dict[str, Any]:
+def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}

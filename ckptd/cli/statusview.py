@@ -12,8 +12,9 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
+from ckptd.core.answer_types import KeyRow, QueueStatus, ScheduleRow, StatusAnswer
 from ckptd.core.controls_text import controls_summary
 from ckptd.core.errors import CkptdError, remote_error
 from ckptd.core.timefmt import format_duration
@@ -22,14 +23,14 @@ WATCH_INTERVAL = 1.0
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
 
 
-def _dur(value: Any) -> str:
+def _dur(value: float | None) -> str:
     return "-" if value is None else format_duration(float(value))
 
 
-def _pair(counts: dict[str, Any], a: str, b: str) -> str:
-    if counts.get(a) is None and counts.get(b) is None:
+def _pair(a: float | None, b: float | None) -> str:
+    if a is None and b is None:
         return "-"
-    return f"{_dur(counts.get(a))}/{_dur(counts.get(b))}"
+    return f"{_dur(a)}/{_dur(b)}"
 
 
 def _table(headers: list[str], rows: list[list[str]], left: tuple[int, ...] = (0,)
@@ -44,23 +45,24 @@ def _table(headers: list[str], rows: list[list[str]], left: tuple[int, ...] = (0
     return [line(headers)] + [line(r) for r in rows]
 
 
-def status_table(answer: dict[str, Any]) -> str:
+def status_table(answer: StatusAnswer) -> str:
     """The status answer as a table, one row per queue, with a line about the source."""
-    queues: dict[str, dict[str, Any]] = answer.get("queues") or {}
+    queues = answer.get("queues") or {}
     daemon = answer.get("source") == "daemon"
     lines = []
     if daemon:
-        info = answer.get("daemon") or {}
-        extra = f", up {_dur(info['uptime_s'])}" if info.get("uptime_s") is not None else ""
-        stopping = ", STOPPING" if info.get("stopping") else ""
-        lines.append(f"{answer.get('root', '')}  (daemon {info.get('name', '?')}{extra}, "
-                     f"{answer.get('workers', 0)} worker(s){stopping})")
-        store = info.get("store") or {}
-        if store.get("available") is False:
+        info = answer.get("daemon")
+        uptime = info.get("uptime_s") if info else None
+        extra = f", up {_dur(uptime)}" if uptime is not None else ""
+        stopping = ", STOPPING" if info and info.get("stopping") else ""
+        lines.append(f"{answer.get('root', '')}  (daemon {info.get('name', '?') if info else '?'}"
+                     f"{extra}, {answer.get('workers', 0)} worker(s){stopping})")
+        store = info.get("store") if info else None
+        if store and store.get("available") is False:
             lines.append(f"STORE UNAVAILABLE for {_dur(store.get('unavailable_s'))}: "
                          f"{store.get('error')}")
-        recovery = info.get("recovery") or {}
-        if recovery.get("running"):  # the counts grow while the store is listed
+        recovery = info.get("recovery") if info else None
+        if recovery and recovery.get("running"):  # the counts grow while the store is listed
             listed = sum(q.get("pending", 0) for q in (recovery.get("queues") or {}).values())
             lines.append(f"recovering: listing the store for {_dur(recovery.get('seconds'))}, "
                          f"{listed:,} pending job(s) so far")
@@ -82,11 +84,13 @@ def status_table(answer: dict[str, Any]) -> str:
                          str(c.get("claimed", 0)), str(c.get("waiting", 0)),
                          str(c.get("done", 0)),
                          str(c.get("failed", 0)), f"{float(c.get('throughput_1m') or 0):.1f}",
-                         _pair(c, "lead_p50_s", "lead_p95_s"),
-                         _pair(c, "cycle_p50_s", "cycle_p95_s"),
+                         _pair(c.get("lead_p50_s"), c.get("lead_p95_s")),
+                         _pair(c.get("cycle_p50_s"), c.get("cycle_p95_s")),
                          _dur(c.get("oldest_pending_age_s")), str(c.get("workers", 0))])
         else:
-            rows.append([name] + [str(c.get(k, 0)) for k in headers[1:]])
+            rows.append([name, str(c.get("pending", 0)), str(c.get("claimed", 0)),
+                         str(c.get("waiting", 0)), str(c.get("done", 0)),
+                         str(c.get("failed", 0)), str(c.get("quarantined", 0))])
     lines += _table(headers, rows)
     batch_rows = [[batch, name, str(b.get("total", 0)), str(b.get("done", 0)),
                    str(b.get("failed", 0)), str(b.get("open", 0)), _dur(b.get("eta_s")),
@@ -107,26 +111,31 @@ def status_table(answer: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def key_lines(queues: dict[str, dict[str, Any]]) -> list[str]:
+def key_lines(queues: dict[str, QueueStatus]) -> list[str]:
     """The busiest keys of each queue whose jobs have keys (docs/guide/flow-control.md)."""
     rows = [[name, str(k["key"]), str(k.get("running", 0)), str(k.get("ready", 0)),
              str(k["max_running"]) if k.get("max_running") is not None else "-",
              k.get("rate") or "-", k.get("held") or "-"]
-            for name, c in queues.items() for k in ((c.get("keys") or {}).get("busiest") or [])]
+            for name, c in queues.items() for k in _busiest(c)]
     if not rows:
         return []
     return ["", *_table(["queue", "busiest keys", "running", "ready", "max_running", "rate",
                          "held by"], rows, left=(0, 1, 6))]
 
 
-def controls_lines(queues: dict[str, dict[str, Any]]) -> list[str]:
+def _busiest(row: QueueStatus) -> list[KeyRow]:
+    keys = row.get("keys")
+    return (keys.get("busiest") or []) if keys else []
+
+
+def controls_lines(queues: dict[str, QueueStatus]) -> list[str]:
     """One line per queue with its operator controls (see :func:`controls_summary`)."""
     lines = [f"{name}: {text}" for name, c in queues.items()
              if (text := controls_summary(c))]
     return ["", *lines] if lines else []
 
 
-def schedule_lines(rows: list[dict[str, Any]]) -> list[str]:
+def schedule_lines(rows: list[ScheduleRow]) -> list[str]:
     """The schedules, with their next and last runs."""
     if not rows:
         return []
@@ -136,11 +145,12 @@ def schedule_lines(rows: list[dict[str, Any]]) -> list[str]:
                         left=(0, 1, 2, 3, 4, 5))]
 
 
-def store_problem(answer: dict[str, Any]) -> CkptdError | None:
+def store_problem(answer: StatusAnswer) -> CkptdError | None:
     """The error of a daemon whose store does not answer (as the client would raise it, so
     that ``status`` exits with the code every other command gets), or None."""
-    store = (answer.get("daemon") or {}).get("store") or {}
-    if answer.get("source") != "daemon" or store.get("available") is not False:
+    info = answer.get("daemon")
+    store = info.get("store") if info else None
+    if answer.get("source") != "daemon" or not store or store.get("available") is not False:
         return None
     code = str(store.get("error_code") or "store")
     error = remote_error(code, f"the daemon's store is unavailable: {store.get('error')}")
@@ -148,9 +158,9 @@ def store_problem(answer: dict[str, Any]) -> CkptdError | None:
     return error
 
 
-def show_status(fetch: Callable[[], dict[str, Any]], *, as_json: bool, watch: bool,
+def show_status(fetch: Callable[[], StatusAnswer], *, as_json: bool, watch: bool,
                 out: TextIO | None = None, interval: float = WATCH_INTERVAL,
-                rounds: int | None = None) -> dict[str, Any] | None:
+                rounds: int | None = None) -> StatusAnswer | None:
     """Print the status once, or (``watch``) redraw it every ``interval`` until Ctrl-C;
     return the last answer (None after Ctrl-C).
 

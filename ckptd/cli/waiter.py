@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
 from ckptd.client.client import Client
 from ckptd.client.remote_admin import RemoteAdmin
@@ -165,7 +165,7 @@ def _daemon_all(client: Client, queue: str, deadline: float | None, progress: Pr
             return Outcome(done + failed + still, done, failed, still, timed_out=True)
 
 
-def _count(outcome: Outcome, job_id: str, state: Any) -> None:
+def _count(outcome: Outcome, job_id: str, state: str | None) -> None:
     if state == State.DONE.value:
         outcome.done += 1
     elif state == State.FAILED.value:

@@ -30,11 +30,20 @@ from typing import Any, Unpack
 import zmq
 
 from ckptd.client import bodies
+from ckptd.client.answer_shapes import answer_as
 from ckptd.client.connection import CONNECT_TIMEOUT, Connection, end_context
 from ckptd.client.conversation import RESEND_FIRST, Ask, Exchange, Outcome, Reply, conversation
 from ckptd.client.hooks import HookSpec
 from ckptd.client.preparing import Preparer
 from ckptd.codec.crypto import Keyring
+from ckptd.core.answer_types import (
+    GraphNode,
+    PingAnswer,
+    ShowAnswer,
+    SignalAnswer,
+    StatusAnswer,
+    WaitAnswer,
+)
 from ckptd.core.answers import Submitted
 from ckptd.core.errors import CkptdError, DaemonUnavailable
 from ckptd.wire.frames import NOBLOCK, send_frames
@@ -279,13 +288,13 @@ class AsyncClient:
         return str(answer["states"][job_id])
 
     async def wait_many(self, queue: str, job_ids: list[str] | None, timeout: float = 60.0
-                        ) -> Body:
+                        ) -> WaitAnswer:
         """Wait for several jobs (or, with None, every open job of the queue) to end."""
         loop = bodies.WaitLoop(queue, job_ids, timeout, self.timeout)
         while True:
             answer = await self.ask(loop.next_ask())
             if loop.answered(answer):
-                return answer
+                return answer_as(answer, WaitAnswer)
 
     async def result(self, queue: str, job_id: str) -> Any:
         """The result of a done job (opened when this client holds the keys it was sealed
@@ -293,28 +302,32 @@ class AsyncClient:
         answer = await self.request("fetch", {"queue": queue, "id": job_id, "what": "result"})
         return self._prep.result(answer["result"], f"{queue}/{job_id}")
 
-    async def status(self, queue: str | None = None) -> Body:
+    async def status(self, queue: str | None = None) -> StatusAnswer:
         """Counts per state per queue, workers and drop counters."""
-        return await self.request("status", {"queue": queue} if queue else {})
+        return answer_as(await self.request("status", {"queue": queue} if queue else {}),
+                         StatusAnswer)
 
-    async def ping(self, timeout: float | None = None) -> Body:
+    async def ping(self, timeout: float | None = None) -> PingAnswer:
         """Return the daemon's name; raise DaemonUnavailable if it does not answer."""
-        return await self.request("ping", {}, timeout=timeout)
+        return answer_as(await self.request("ping", {}, timeout=timeout), PingAnswer)
 
-    async def show(self, queue: str, job_id: str) -> Body:
+    async def show(self, queue: str, job_id: str) -> ShowAnswer:
         """The job's state, file, checkpoint and (when claimed) its lease."""
-        return await self.request("show", {"queue": queue, "id": job_id})
+        return answer_as(await self.request("show", {"queue": queue, "id": job_id}),
+                         ShowAnswer)
 
     # -- work that waits (docs/guide/graphs.md) ---------------------------------------------
 
-    async def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> Body:
+    async def signal(self, queue: str, job_id: str, name: str, data: Any = None
+                     ) -> SignalAnswer:
         """Send the signal ``name`` to a job (see :meth:`ckptd.Client.signal`)."""
-        return await self.request("signal", bodies.signal_body(queue, job_id, name, data))
+        return answer_as(await self.request("signal", bodies.signal_body(queue, job_id, name,
+                                                                         data)), SignalAnswer)
 
-    async def graph(self, queue: str, job_id: str, depth: int | None = None) -> Body:
+    async def graph(self, queue: str, job_id: str, depth: int | None = None) -> GraphNode:
         """A job's parents, children, dependents and batch, with their states."""
-        return await self.request("graph", bodies.graph_body(queue, job_id, depth),
-                                  timeout=bodies.GRAPH_TIMEOUT)
+        return answer_as(await self.request("graph", bodies.graph_body(queue, job_id, depth),
+                                            timeout=bodies.GRAPH_TIMEOUT), GraphNode)
 
     def close(self) -> None:
         """Close the socket (and the context if the client made it). Idempotent."""

@@ -17,9 +17,11 @@ whose producer died can be filled again with the same keys and sealed.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, Unpack, cast
 
 from ckptd.client import bodies
+from ckptd.client.answer_shapes import answer_as
+from ckptd.core.answer_types import BatchOpened, BatchSealed, GraphNode, SignalAnswer
 from ckptd.core.waits import child_id
 
 
@@ -31,10 +33,7 @@ class Requests(Protocol):
         """One control request."""
 
     def submit(self, queue: str, payload: Any = None, *, id: str | None = None,
-               max_attempts: int | None = None, delay: float | None = None,
-               batch: str | None = None, time_limit: float | None = None,
-               priority: int | None = None, after: list[str] | None = None,
-               on_parent_failure: str | None = None) -> str:
+               batch: str | None = None, **options: Unpack[bodies.BatchJobOptions]) -> str:
         """Submit one job."""
 
 
@@ -52,7 +51,7 @@ class Batch:
         self.ids: list[str] = []
 
     def submit(self, queue: str, payload: Any = None, *, key: str | None = None,
-               **options: Any) -> str:
+               **options: Unpack[bodies.BatchJobOptions]) -> str:
         """Submit a job of this batch into ``queue`` (any queue the batch's daemon leads);
         return its id, ``<batch>.<key>`` (``key``: 000000, 000001, ... when not given).
         Options as :meth:`ckptd.Client.submit` (after=, max_attempts=, ...)."""
@@ -66,11 +65,11 @@ class Batch:
         self.ids.append(job_id)
         return job_id
 
-    def seal(self) -> dict[str, Any]:
+    def seal(self) -> BatchSealed:
         """Close the batch: once every job of it has ended, its callbacks are made."""
         answer = self.client.request("batch_seal", {"queue": self.queue, "batch": self.name})
         self.sealed = True
-        return answer
+        return answer_as(answer, BatchSealed)
 
     def __enter__(self) -> Batch:
         return self
@@ -97,19 +96,19 @@ class GraphCalls:
         ``<batch>.then`` (...), with the outcome of every job (and ``context``). Use it
         with ``with``: it is sealed at the end of the block. ``name`` opens (or finds again)
         a batch of that name."""
-        answer = self.request("batch_open", bodies.batch_open_body(
+        answer = answer_as(self.request("batch_open", bodies.batch_open_body(
             queue, then=then, on_complete=on_complete, on_failure=on_failure, name=name,
-            context=context))
-        return Batch(cast(Requests, self), queue, str(answer["batch"]),
-                     bool(answer.get("sealed")))
+            context=context)), BatchOpened)
+        return Batch(cast(Requests, self), queue, answer["batch"], bool(answer["sealed"]))
 
-    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> dict[str, Any]:
+    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> SignalAnswer:
         """Send the signal ``name`` (with ``data``, any JSON value) to a job: a file in
         ``<queue>/signals/``. A job parked for it wakes at once; one that parks for it later
         finds it there. Returns the job's state."""
-        return self.request("signal", bodies.signal_body(queue, job_id, name, data))
+        return answer_as(self.request("signal", bodies.signal_body(queue, job_id, name, data)),
+                         SignalAnswer)
 
-    def graph(self, queue: str, job_id: str, depth: int | None = None) -> dict[str, Any]:
+    def graph(self, queue: str, job_id: str, depth: int | None = None) -> GraphNode:
         """A job's parents, children, dependents and batch, with their states."""
-        return self.request("graph", bodies.graph_body(queue, job_id, depth),
-                            timeout=bodies.GRAPH_TIMEOUT)
+        return answer_as(self.request("graph", bodies.graph_body(queue, job_id, depth),
+                                      timeout=bodies.GRAPH_TIMEOUT), GraphNode)

@@ -59,17 +59,23 @@ class SubmitRequest:
             and not body.get("priority") and body.get("key") is None and not body.get("after")
 
 
-class SubmitOptions(TypedDict, total=False):
-    """The options of a submit (see :meth:`ckptd.client.client.Client.submit`)."""
+class BatchJobOptions(TypedDict, total=False):
+    """The options of a job of a batch (see :meth:`ckptd.client.batches.Batch.submit`):
+    a submit's but those the batch sets (its id, batch; ``key`` there names the job)."""
 
     max_attempts: int | None
     delay: float | None
-    batch: str | None
     time_limit: float | None
     priority: int | None
-    key: str | None
     after: list[str] | None
     on_parent_failure: str | None
+
+
+class SubmitOptions(BatchJobOptions, total=False):
+    """The options of a submit (see :meth:`ckptd.client.client.Client.submit`)."""
+
+    batch: str | None
+    key: str | None
     if_exists: str
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import zmq
 
 from ckptd.client import bodies
+from ckptd.client.answer_shapes import answer_as
 from ckptd.client.batches import GraphCalls
 from ckptd.client.connection import end_context
 from ckptd.client.conversation import MAX_HOPS, RESEND_FIRST, Ask, conversation, drive
@@ -35,7 +36,20 @@ from ckptd.client.hooks import HookSpec
 from ckptd.client.pipe import Pipe
 from ckptd.client.preparing import Preparer
 from ckptd.codec.crypto import Keyring
-from ckptd.core.answers import Submitted, SubmittedFile
+from ckptd.core.answer_types import (
+    EndpointsAnswer,
+    LimitAnswer,
+    PauseAnswer,
+    PingAnswer,
+    ResumeAnswer,
+    ScheduleRow,
+    SchedulesAnswer,
+    ShowAnswer,
+    StatusAnswer,
+    SubmitAnswer,
+    WaitAnswer,
+)
+from ckptd.core.answers import LimitChanges, Submitted, SubmittedFile
 from ckptd.core.edits import who_am_i
 from ckptd.core.errors import DaemonUnavailable, Standby, StoreError
 from ckptd.core.names import check_queue
@@ -46,12 +60,12 @@ from ckptd.wire.security import ClientCurve
 DEFAULT_TIMEOUT = 10.0
 
 
-def _ask_endpoints(client: weakref.ref[Client]) -> dict[str, Any]:
+def _ask_endpoints(client: weakref.ref[Client]) -> EndpointsAnswer:
     """A client's ``endpoints`` answer, asked through a weak reference to it."""
     alive = client()
     if alive is None:
         raise DaemonUnavailable("the client was closed", maybe_applied=False)
-    return alive.request("endpoints")
+    return answer_as(alive.request("endpoints"), EndpointsAnswer)
 
 
 class Client(GraphCalls):
@@ -246,17 +260,18 @@ class Client(GraphCalls):
 
     # -- looking ---------------------------------------------------------------------------
 
-    def status(self, queue: str | None = None) -> dict[str, Any]:
+    def status(self, queue: str | None = None) -> StatusAnswer:
         """Counts per state per queue (from the daemon's index), workers and drop counters."""
-        return self.request("status", {"queue": queue} if queue else {})
+        return answer_as(self.request("status", {"queue": queue} if queue else {}),
+                         StatusAnswer)
 
-    def ping(self, timeout: float | None = None) -> dict[str, Any]:
+    def ping(self, timeout: float | None = None) -> PingAnswer:
         """Return the daemon's name; raise DaemonUnavailable if it does not answer."""
-        return self.request("ping", {}, timeout=timeout)
+        return answer_as(self.request("ping", {}, timeout=timeout), PingAnswer)
 
-    def show(self, queue: str, job_id: str) -> dict[str, Any]:
+    def show(self, queue: str, job_id: str) -> ShowAnswer:
         """The job's state, file, checkpoint and (when claimed) its lease."""
-        return self.request("show", {"queue": queue, "id": job_id})
+        return answer_as(self.request("show", {"queue": queue, "id": job_id}), ShowAnswer)
 
     def ls(self, queue: str, state: State | None = None) -> list[tuple[State, str]]:
         """(state, id) of the queue's jobs."""
@@ -284,13 +299,13 @@ class Client(GraphCalls):
         return str(answer["states"][job_id])
 
     def wait_many(self, queue: str, job_ids: list[str] | None, timeout: float = 60.0
-                  ) -> dict[str, Any]:
+                  ) -> WaitAnswer:
         """Wait for several jobs (or, with None, every open job of the queue) to end."""
         loop = bodies.WaitLoop(queue, job_ids, timeout, self.timeout)
         while True:
             answer = self.ask(loop.next_ask())
             if loop.answered(answer):
-                return answer
+                return answer_as(answer, WaitAnswer)
 
     # -- repairing -------------------------------------------------------------------------
 
@@ -322,32 +337,36 @@ class Client(GraphCalls):
 
     # -- operator controls -----------------------------------------------------------------
 
-    def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
+    def pause(self, queue: str, reason: str = "") -> PauseAnswer:
         """Pause ``queue`` (writes ``<queue>/paused`` with the reason): nothing more of it is
         claimed until :meth:`resume`; running jobs finish, submits are accepted."""
-        return self.request("pause", {"queue": queue, "reason": reason})
+        return answer_as(self.request("pause", {"queue": queue, "reason": reason}),
+                         PauseAnswer)
 
-    def resume(self, queue: str) -> dict[str, Any]:
+    def resume(self, queue: str) -> ResumeAnswer:
         """Resume ``queue`` (removes ``<queue>/paused``)."""
-        return self.request("resume", {"queue": queue})
+        return answer_as(self.request("resume", {"queue": queue}), ResumeAnswer)
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
-              key: str | None = None) -> dict[str, Any]:
+    def limit(self, queue: str, changes: LimitChanges, reset: bool = False,
+              key: str | None = None) -> LimitAnswer:
         """Set ``max_running`` and/or ``rate`` of ``queue`` in its ``limits.json`` (a None
         value removes one: the config's applies again); ``reset`` removes the file. With
         ``key`` (``"*"``: every key), that key's limits (and ``weight``) in the queue's
         ``key_limits.json`` instead (docs/guide/flow-control.md)."""
-        return self.request("limit", {"queue": queue, **changes, "reset": reset,
-                                      **({"key": key} if key is not None else {})})
+        return answer_as(self.request("limit", {
+            "queue": queue, **changes, "reset": reset,
+            **({"key": key} if key is not None else {})}), LimitAnswer)
 
-    def run_schedule(self, name: str, by: str | None = None) -> dict[str, Any]:
+    def run_schedule(self, name: str, by: str | None = None) -> SubmitAnswer:
         """Submit one job of schedule ``name`` now (its plan is left as it is); return the
         submit's answer (``id``, ``created``)."""
-        return self.request("run_schedule", {"name": name, "by": by or who_am_i("client")})
+        return answer_as(self.request("run_schedule", {"name": name,
+                                                       "by": by or who_am_i("client")}),
+                         SubmitAnswer)
 
-    def schedules(self) -> list[dict[str, Any]]:
+    def schedules(self) -> list[ScheduleRow]:
         """The schedules, with their next and last runs."""
-        return list(self.request("schedules")["schedules"])
+        return list(answer_as(self.request("schedules"), SchedulesAnswer)["schedules"])
 
     def close(self) -> None:
         """Close the socket (and the context if the client made it). Idempotent; a closed

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ckptd.core.answer_types import EndpointsAnswer, SubmitOffer
 from ckptd.core.answers import Submitted
 from ckptd.core.config import FsyncMode, QueueSettings, Settings
 from ckptd.core.errors import CkptdError, DaemonUnavailable, JobExists
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 REFRESH = 30.0  # seconds between two looks at the daemon's defaults
 
 
-def submit_settings(store_root: str, settings: Settings, token: str) -> dict[str, Any]:
+def submit_settings(store_root: str, settings: Settings, token: str) -> SubmitOffer:
     """What a daemon tells clients so that they can submit into its local store directly
     (part of its ``endpoints`` answer); ``token`` is also in the root's lock (or, with
     ``lead``, in the lock of each queue it leads)."""
@@ -74,7 +75,7 @@ class DirectSubmit:
     at the daemon's offer is made under a lock, and a store that another thread may still be
     writing into is not closed when the offer changes, only when the client closes."""
 
-    def __init__(self, ask: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, ask: Callable[[], EndpointsAnswer]) -> None:
         self._ask = ask  # the daemon's endpoints answer
         self._lock = threading.Lock()
         self._retired: list[Store] = []  # replaced stores, closed with the client
@@ -188,14 +189,17 @@ class DirectSubmit:
         return settings, store
 
     def submit_many(self, admin: StoreAdmin, queue: str, items: list[tuple[str, Any]],
-                    now: float, **options: Any) -> list[Submitted]:
+                    now: float, *, max_attempts: int | None = None,
+                    time_limit: float | None = None, meta: dict[str, Any] | None = None
+                    ) -> list[Submitted]:
         """Create jobs (a new id, payload) in one group of store operations (one flush in
         batch mode); an id found already is returned as it is (a resend). Raises StoreError
         or ValueError (a payload that is not JSON)."""
         ops: list[Op] = []
         for job_id, payload in items:
             ops.extend(prepare_submit(admin.settings, queue, payload, now, job_id=job_id,
-                                      fresh=True, **options)[1])
+                                      fresh=True, max_attempts=max_attempts,
+                                      time_limit=time_limit, meta=meta)[1])
         answers = []
         outcomes = admin.store.apply(ops)
         for op, outcome in zip(ops, outcomes):

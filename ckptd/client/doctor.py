@@ -14,8 +14,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
 
+from ckptd.core.answer_types import DaemonInfo, StatusAnswer
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError, DaemonUnavailable
 from ckptd.core.timefmt import format_duration
@@ -40,7 +40,7 @@ class Finding:
     text: str
     fix: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, str | None]:
         """The finding as JSON."""
         return asdict(self)
 
@@ -194,10 +194,10 @@ def check_daemon(settings: Settings, connect: str | None, *, root_given: bool,
         return [Finding("daemon", PROBLEM, f"the daemon at {address} answered: {exc}")]
     finally:
         client.close()
-    info = answer.get("daemon") or {}
+    info = answer.get("daemon")
     findings = [_describe(address, answer, info, curve is not None)]
-    store = info.get("store") or {}
-    if store.get("available") is False:
+    store = info.get("store") if info else None
+    if store and store.get("available") is False:
         findings.append(Finding("daemon", PROBLEM, f"the daemon's store {answer.get('root')} "
                                 f"does not answer: {store.get('error')}",
                                 "fix the store first: every submit is refused until it "
@@ -209,9 +209,9 @@ def check_daemon(settings: Settings, connect: str | None, *, root_given: bool,
             "daemon", PROBLEM, f"the daemon serves {theirs}, but the root here is "
             f"{_path_of(settings.root)}: jobs submitted with this --root never reach it",
             f"use --root {theirs}, or go through the daemon with --connect {address}"))
-    if isinstance(info.get("time"), (int, float)):
+    if info and isinstance(info.get("time"), (int, float)):
         findings.append(_clock(float(info["time"]), before, after))
-    if isinstance(info.get("lease_s"), (int, float)) and isinstance(
+    if info and isinstance(info.get("lease_s"), (int, float)) and isinstance(
             info.get("heartbeat_s"), (int, float)):
         findings += check_lease(float(info["lease_s"]), float(info["heartbeat_s"]), None,
                                 "the daemon's")
@@ -230,24 +230,24 @@ def _unreachable(address: str, explicit: bool, curve: bool, settings: Settings) 
                    "of the settings; give --connect to ask another)", "; ".join(fixes))
 
 
-def _describe(address: str, answer: dict[str, Any], info: dict[str, Any], curve: bool
+def _describe(address: str, answer: StatusAnswer, info: DaemonInfo | None, curve: bool
               ) -> Finding:
-    role = info.get("role", "active")
-    leader = (info.get("leader") or {}).get("active")
-    uptime = info.get("uptime_s")
-    text = (f"daemon {info.get('name', '?')} at {address}: {role}"
+    role = info.get("role", "active") if info else "active"
+    leader = ((info.get("leader") if info else None) or {}).get("active")
+    uptime = info.get("uptime_s") if info else None
+    curve = curve or bool(info and info.get("curve"))
+    text = (f"daemon {info.get('name', '?') if info else '?'} at {address}: {role}"
             + (f" (the active one is {leader})" if role == "standby" and leader else "")
             + (f", up {format_duration(float(uptime))}" if uptime is not None else "")
             + f", {answer.get('workers', 0)} worker(s), serving {answer.get('root', '?')}, "
-            + ("CURVE on (encrypted, keys checked)" if curve or info.get("curve")
-               else "CURVE off"))
+            + ("CURVE on (encrypted, keys checked)" if curve else "CURVE off"))
     if role == "standby":
         return Finding("daemon", WARNING, text, "another daemon leads: give clients and "
                        "workers every daemon's address (--connect a:5550,b:5550)")
     from ckptd.wire.endpoints import host_of, is_loopback
 
     host = host_of(address.split(",")[0])
-    if not (curve or info.get("curve")) and host is not None and not is_loopback(host):
+    if not curve and host is not None and not is_loopback(host):
         return Finding("daemon", WARNING, text + ", over the network",
                        "anyone who reaches the port can take jobs: set up CURVE keys "
                        "(docs/guide/security.md)")

@@ -109,7 +109,7 @@ def hook_specs(value: Iterable[HookSpec] | None) -> list[HookSpec]:
     return list(value or ())
 
 
-def call_hook(hook: Hook, method: str, *args: Any) -> bool:
+def call_hook(hook: Hook, method: str, *args: object) -> bool:
     """Call ``hook.<method>(*args)`` if it has it; log what it raises. True when it ran
     without raising."""
     fn = getattr(hook, method, None)  # a hook may be any object with some of the methods

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ckptd.client.hooks import HookSpec, SubmitHooks
 from ckptd.codec.crypto import Keyring
 from ckptd.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ckptd.client.tracing import SubmitTracer
 
 
 def otel(mode: str) -> ModuleType:
@@ -32,8 +35,11 @@ def otel(mode: str) -> ModuleType:
     return tracing
 
 
-Extra = dict[str, Any]
-"""Fields added to a submit's body (``meta``, ``payload_key``)."""
+class Extra(TypedDict, total=False):
+    """Fields added to a submit's body."""
+
+    meta: dict[str, Any]  # what hooks and tracing add (the job's ``meta``)
+    payload_key: str  # the keyed hash of a sealed payload (unique queues)
 
 
 class Preparer:
@@ -43,7 +49,7 @@ class Preparer:
                  tracing: str = "off", baggage: bool = False) -> None:
         self.hooks = SubmitHooks(hooks)
         self.keys = keys
-        self.tracer: Any = None
+        self.tracer: SubmitTracer | None = None
         if tracing != "off":
             self.tracer = otel(tracing).SubmitTracer(tracing, baggage)
         self.active = bool(self.hooks) or keys is not None or self.tracer is not None

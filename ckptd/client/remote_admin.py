@@ -4,10 +4,22 @@ answers as :class:`ckptd.store.admin.StoreAdmin` gives on the store
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from ckptd.client.answer_shapes import answer_as
 from ckptd.client.client import Client
-from ckptd.core.answers import Submitted, SubmittedFile
+from ckptd.core.answer_types import (
+    GraphNode,
+    LimitAnswer,
+    LogsAnswer,
+    PauseAnswer,
+    ResumeAnswer,
+    ShowAnswer,
+    SignalAnswer,
+    StatusAnswer,
+)
+from ckptd.core.answers import LimitChanges, Submitted, SubmittedFile
 from ckptd.core.edits import who_am_i
 from ckptd.core.states import State
 
@@ -30,32 +42,38 @@ class RemoteAdmin:
                                       time_limit=time_limit, priority=priority, key=key,
                                       after=after, on_parent_failure=on_parent_failure)
 
-    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> dict[str, Any]:
+    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> SignalAnswer:
         """See :meth:`Client.signal`."""
         return self.client.signal(queue, job_id, name, data)
 
-    def graph(self, queue: str, job_id: str, depth: int | None = None) -> dict[str, Any]:
+    def graph(self, queue: str, job_id: str, depth: int | None = None) -> GraphNode:
         """See :meth:`Client.graph`."""
         return self.client.graph(queue, job_id, depth)
 
-    def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
+    def pause(self, queue: str, reason: str = "") -> PauseAnswer:
         """See :meth:`Client.pause`."""
         return self.client.pause(queue, reason)
 
-    def resume(self, queue: str) -> dict[str, Any]:
+    def resume(self, queue: str) -> ResumeAnswer:
         """See :meth:`Client.resume`."""
         return self.client.resume(queue)
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
-              key: str | None = None) -> dict[str, Any]:
+    def limit(self, queue: str, changes: LimitChanges, reset: bool = False,
+              key: str | None = None) -> LimitAnswer:
         """See :meth:`Client.limit`."""
         return self.client.limit(queue, changes, reset, key)
 
-    def submit_file(self, queue: str, data: bytes, **options: Any) -> SubmittedFile:
+    def submit_file(self, queue: str, data: bytes, *, fmt: str = "lines", chunk: int = 1000,
+                    batch: str | None = None, then: str | None = None,
+                    max_attempts: int | None = None, source_name: str | None = None,
+                    progress: Callable[[int, int], None] | None = None,
+                    key: str | None = None) -> SubmittedFile:
         """See :meth:`Client.submit_file`."""
-        return self.client.submit_file(queue, data, **options)
+        return self.client.submit_file(queue, data, fmt=fmt, chunk=chunk, batch=batch,
+                                       then=then, max_attempts=max_attempts,
+                                       source_name=source_name, progress=progress, key=key)
 
-    def status(self, queue: str | None = None) -> dict[str, Any]:
+    def status(self, queue: str | None = None) -> StatusAnswer:
         """See :meth:`Client.status`."""
         return self.client.status(queue)
 
@@ -63,15 +81,15 @@ class RemoteAdmin:
         """See :meth:`Client.ls`."""
         return self.client.ls(queue, state)
 
-    def show(self, queue: str, job_id: str) -> dict[str, Any]:
+    def show(self, queue: str, job_id: str) -> ShowAnswer:
         """See :meth:`Client.show`."""
         return self.client.show(queue, job_id)
 
     def job_logs(self, queue: str, job_id: str, since: dict[int, int] | None = None
-                 ) -> dict[str, Any]:
+                 ) -> LogsAnswer:
         """See :meth:`ckptd.store.admin.StoreAdmin.job_logs`."""
-        return self.client.request("logs", {"queue": queue, "id": job_id, "since": {
-            str(k): v for k, v in (since or {}).items()}})
+        return answer_as(self.client.request("logs", {"queue": queue, "id": job_id, "since": {
+            str(k): v for k, v in (since or {}).items()}}), LogsAnswer)
 
     def retry(self, queue: str, job_ids: list[str] | None = None, *,
               attempts: int | None = None) -> list[str]:

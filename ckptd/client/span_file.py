@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -23,7 +22,7 @@ def _context(ctx: SpanContext) -> dict[str, str]:
     return {"trace_id": f"0x{ctx.trace_id:032x}", "span_id": f"0x{ctx.span_id:016x}"}
 
 
-def span_record(span: ReadableSpan) -> dict[str, Any]:
+def span_record(span: ReadableSpan) -> dict[str, object]:
     """What one line holds of a span."""
     ctx = span.get_span_context()
     assert ctx is not None

@@ -29,13 +29,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any
 
 from opentelemetry import baggage, context, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
 
 from ckptd.core.errors import ConfigError
 
@@ -90,11 +91,11 @@ _TRACE_CONTEXT = TraceContextTextMapPropagator()
 _WITH_BAGGAGE = CompositePropagator([_TRACE_CONTEXT, W3CBaggagePropagator()])
 
 
-def _propagator(with_baggage: bool) -> Any:
+def _propagator(with_baggage: bool) -> TextMapPropagator:
     return _WITH_BAGGAGE if with_baggage else _TRACE_CONTEXT
 
 
-def carrier(meta: Mapping[str, Any] | None) -> dict[str, str]:
+def carrier(meta: Mapping[str, object] | None) -> dict[str, str]:
     """The W3C fields of a job's ``meta``."""
     return {k: str(meta[k]) for k in CARRIER_KEYS if meta and isinstance(meta.get(k), str)}
 
@@ -105,18 +106,19 @@ def extracted(fields: Mapping[str, str]) -> context.Context:
     return found
 
 
-def creation_link(meta: Mapping[str, Any] | None) -> tuple[context.Context, list[Link]]:
+def creation_link(meta: Mapping[str, object] | None) -> tuple[context.Context, list[Link]]:
     """A job's creation context and the link to it ([] when the job carries none)."""
     ctx = extracted(carrier(meta))
     span_context = trace.get_current_span(ctx).get_span_context()
     return ctx, [Link(span_context)] if span_context.is_valid else []
 
 
-def attributes(queue: str, job_id: str, operation: str, **more: Any) -> dict[str, Any]:
-    """The messaging attributes of a span about one job."""
-    found: dict[str, Any] = {"messaging.system": SYSTEM, "messaging.operation.name": operation,
-                             "messaging.destination.name": queue,
-                             "messaging.message.id": job_id}
+def attributes(queue: str, job_id: str, operation: str, **more: AttributeValue | None
+               ) -> dict[str, AttributeValue]:
+    """The messaging attributes of a span about one job (``more``: None is left out)."""
+    found: dict[str, AttributeValue] = {
+        "messaging.system": SYSTEM, "messaging.operation.name": operation,
+        "messaging.destination.name": queue, "messaging.message.id": job_id}
     found.update({f"ckptd.{k}": v for k, v in more.items() if v is not None})
     return found
 

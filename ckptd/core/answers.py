@@ -1,4 +1,5 @@
-"""What the store commands answer, and the one interface both ways of running them share.
+"""What the store commands answer, and the one interface both ways of running them share
+(the shapes of the answers: :mod:`ckptd.core.answer_types`).
 
 The CLI carries out store commands either on the store itself (``--root``:
 :class:`ckptd.store.admin.StoreAdmin`) or through a daemon (``--connect``:
@@ -10,8 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
+from ckptd.core.answer_types import (
+    GraphNode,
+    LimitAnswer,
+    LogsAnswer,
+    PauseAnswer,
+    ResumeAnswer,
+    ShowAnswer,
+    SignalAnswer,
+    StatusAnswer,
+)
 from ckptd.core.states import State
 
 
@@ -37,6 +48,15 @@ class SubmittedFile:
 
 
 
+class LimitChanges(TypedDict, total=False):
+    """Limits to set in a queue's ``limits.json`` (or, for a key, ``key_limits.json``); a
+    None value removes one, so the config's applies again."""
+
+    max_running: int | None
+    rate: str | None  # as people write it: 100/s, 5000/h, 3/2s
+    weight: int | None  # a key's turns per round of the fair share (keys only)
+
+
 class Admin(Protocol):
     """The store commands, on a store or through a daemon."""
 
@@ -55,17 +75,17 @@ class Admin(Protocol):
                     key: str | None = None) -> SubmittedFile:
         """Submit a file as a batch of jobs."""
 
-    def status(self, queue: str | None = None) -> dict[str, Any]:
+    def status(self, queue: str | None = None) -> StatusAnswer:
         """Counts per state, per queue."""
 
     def ls(self, queue: str, state: State | None = None) -> list[tuple[State, str]]:
         """(state, id) of the queue's jobs."""
 
-    def show(self, queue: str, job_id: str) -> dict[str, Any]:
+    def show(self, queue: str, job_id: str) -> ShowAnswer:
         """A job's state, file and checkpoint."""
 
     def job_logs(self, queue: str, job_id: str, since: dict[int, int] | None = None
-                 ) -> dict[str, Any]:
+                 ) -> LogsAnswer:
         """A job's own logs after ``since`` (attempt -> byte), and its state."""
 
     def retry(self, queue: str, job_ids: list[str] | None = None, *,
@@ -78,21 +98,21 @@ class Admin(Protocol):
     def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
         """Remove done or failed jobs; return how many."""
 
-    def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
+    def pause(self, queue: str, reason: str = "") -> PauseAnswer:
         """Pause a queue (its ``paused`` file)."""
 
-    def resume(self, queue: str) -> dict[str, Any]:
+    def resume(self, queue: str) -> ResumeAnswer:
         """Resume a queue."""
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
-              key: str | None = None) -> dict[str, Any]:
+    def limit(self, queue: str, changes: LimitChanges, reset: bool = False,
+              key: str | None = None) -> LimitAnswer:
         """Change a queue's ``limits.json`` (with ``key``: ``key_limits.json``)."""
 
     def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
         """Move a pending or failed job to queue ``to``; return the state it was in."""
 
-    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> dict[str, Any]:
+    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> SignalAnswer:
         """Send a signal to a job (``<queue>/signals/<id>.<name>.json``)."""
 
-    def graph(self, queue: str, job_id: str, depth: int | None = None) -> dict[str, Any]:
+    def graph(self, queue: str, job_id: str, depth: int | None = None) -> GraphNode:
         """A job's parents, children, dependents and batch, with their states."""

@@ -33,8 +33,9 @@ import json
 import os
 from collections.abc import Container
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any
 
+from ckptd.core.answer_types import BatchStatus
 from ckptd.core.errors import InvalidName, MalformedJob
 from ckptd.core.names import MAX_NAME_LENGTH, check_name, is_valid_name
 
@@ -79,19 +80,6 @@ def batch_of(job: str) -> str | None:
     if dot and tail.isdigit() and len(tail) >= SEQ_DIGITS and is_valid_name(head):
         return head
     return None
-
-
-class BatchView(TypedDict):
-    """A batch's progress for status."""
-
-    queue: str
-    total: int
-    done: int
-    failed: int
-    open: int
-    then: str | None
-    reduced: str | None
-    eta_s: float | None
 
 
 @dataclass
@@ -256,7 +244,7 @@ class BatchProgress:
         return [[job_id(self.manifest.batch, seq), self.ends.get(seq, "missing")]
                 for seq in range(self.manifest.total)]
 
-    def as_dict(self, now: float) -> BatchView:
+    def as_dict(self, now: float) -> BatchStatus:
         """Progress for status: done, failed, open, rate and ETA."""
         total = self.manifest.total
         open_jobs = max(0, total - self.ended)

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypedDict
 
+from ckptd.core.answer_types import LimitsView
 from ckptd.core.errors import CkptdError, ConfigError
 from ckptd.core.job_keys import EVERY_KEY, check_key, check_key_path
 from ckptd.core.queue_controls import Rate, parse_rate, whole
@@ -47,16 +48,6 @@ class KeyLimitView(TypedDict):
     max_running: int | None
     rate: str | None
     weight: int | None
-
-
-class KeyLimitsView(TypedDict):
-    """:class:`KeyLimitsInForce` for status, explain and the wire."""
-
-    max_running: int | None
-    rate: str | None
-    rate_per_s: float | None
-    weight: int
-    source: str
 
 
 @dataclass(frozen=True)
@@ -95,7 +86,7 @@ class KeyLimitsInForce:
     weight: int
     source: str  # "config", or the limits file when it sets any of them
 
-    def as_dict(self) -> KeyLimitsView:
+    def as_dict(self) -> LimitsView:
         """For status, explain and the wire."""
         return {"max_running": self.max_running,
                 "rate": self.rate.text if self.rate else None,

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypedDict
 
+from ckptd.core.answer_types import LimitsView, RetentionView
 from ckptd.core.errors import ConfigError
 from ckptd.core.timefmt import parse_duration
 
@@ -188,26 +189,6 @@ def parse_queue_controls(name: str, table: Mapping[str, object], source: str
         found["priority_aging"] = parse_duration(table["priority_aging"],
                                                  what("priority_aging"))
     return found
-
-
-class LimitsView(TypedDict):
-    """:class:`Limits` for status and the wire."""
-
-    max_running: int | None
-    rate: str | None
-    rate_per_s: float | None
-    source: str
-
-
-class RetentionView(TypedDict):
-    """:class:`Retention` for status, as people write it (and in seconds)."""
-
-    keep_done: str
-    keep_failed: str
-    keep_last: int | None
-    archive: bool
-    keep_done_s: float | None
-    keep_failed_s: float | None
 
 
 @dataclass(frozen=True)

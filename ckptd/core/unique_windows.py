@@ -31,8 +31,9 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, NotRequired, Protocol, TypedDict
+from typing import Literal, Protocol, TypedDict
 
+from ckptd.core.answer_types import UniqueView
 from ckptd.core.dedup import payload_key
 from ckptd.core.errors import ConfigError
 from ckptd.core.job_keys import value_at
@@ -65,16 +66,6 @@ class Settings(Protocol):
         """The queue's ``[queues.NAME]`` settings."""
 
 
-class UniquenessView(TypedDict):
-    """:class:`Uniqueness` for status and explain."""
-
-    by: str
-    scope: str
-    fields: NotRequired[list[str]]
-    window_s: NotRequired[float]
-    debounce_s: NotRequired[float]
-
-
 class UniqueControls(TypedDict, total=False):
     """The keys of a ``[queues.NAME]`` table this module reads, as QueueSettings fields."""
 
@@ -103,9 +94,9 @@ class Uniqueness:
         return payload_key({name: value_at(payload, tuple(name.split(".")))
                             for name in self.fields})
 
-    def as_dict(self) -> UniquenessView:
+    def as_dict(self) -> UniqueView:
         """For status and explain."""
-        found: UniquenessView = {"by": self.by, "scope": self.scope}
+        found: UniqueView = {"by": self.by, "scope": self.scope}
         if self.fields:
             found["fields"] = list(self.fields)
         if self.scope == "window":

@@ -276,7 +276,7 @@ class Control:
                 body["queue"], self.admin.ls(body["queue"], state, ordered=False))
             self.reply(identity, {"jobs": [[s.value, i] for s, i in rows]})
         elif kind == b"show":
-            info = self.admin.show(body["queue"], body["id"])
+            info: Body = dict(self.admin.show(body["queue"], body["id"]))
             info["lease"] = self.operators.lease_info(body["queue"], body["id"], now)
             waiting = self.waiting_op(body["queue"], body["id"], now) if self.waiting_op \
                 else None
@@ -307,9 +307,9 @@ class Control:
             if not engine.off_loop.start(lambda: self._fetch(body), self.replier(identity)):
                 self.reply(identity, self._fetch(body))
         elif kind == b"logs":
-            self.reply(identity, logs_answer(engine.store, body["queue"], body["id"],
-                                             body.get("since"),
-                                             engine.where(body["queue"], body["id"])))
+            self.reply(identity, dict(logs_answer(engine.store, body["queue"], body["id"],
+                                                  body.get("since"),
+                                                  engine.where(body["queue"], body["id"]))))
         elif kind == b"output":
             engine.txn.add(PutOutput(body["queue"], body["name"], body["text"].encode()),
                            self._output_written(identity, body))
@@ -327,7 +327,8 @@ class Control:
             self._refuse_when_stopping()
             engine.graph.request(kind, body, now, self.replier(identity))
         elif kind == b"graph":
-            self.reply(identity, self.admin.graph(body["queue"], body["id"], body.get("depth")))
+            self.reply(identity, dict(self.admin.graph(body["queue"], body["id"],
+                                                       body.get("depth"))))
 
     def _output_written(self, identity: ReplyTo, body: Body) -> Callable[[Any], None]:
         def then(outcome: Any) -> None:

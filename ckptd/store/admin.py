@@ -13,6 +13,13 @@ from typing import Any
 
 from ckptd.codec import decode_job, dumps, encode_job
 from ckptd.core import edits, jobs, waits
+from ckptd.core.answer_types import (
+    JobDetails,
+    LogsAnswer,
+    QueueStatus,
+    ShowAnswer,
+    StatusAnswer,
+)
 from ckptd.core.answers import Submitted
 from ckptd.core.config import LiveSettings, Settings, live
 from ckptd.core.errors import (
@@ -249,16 +256,23 @@ class StoreAdmin(StoreControls, StoreBatches, StoreGraphs):
             raise QueueNotFound.among(queue, self.store.url, queues)
         return queue
 
-    def status(self, queue: str | None = None) -> dict[str, Any]:
-        """Return ``{"queues": {name: {"pending": n, "claimed": n, "done": n, "failed": n}}}``."""
+    def status(self, queue: str | None = None) -> StatusAnswer:
+        """Return ``{"queues": {name: {"pending": n, "claimed": n, "done": n, "failed": n,
+        ...}}}``: the jobs per state, batches and controls of each queue."""
         names = [self.known_queue(queue)] if queue else self._queues()
-        result: dict[str, Any] = {}
+        result: dict[str, QueueStatus] = {}
+        count = self.store.count
         for name in names:
-            counts: dict[str, Any] = {s.value: self.store.count(name, s) for s in STATES}
-            counts["quarantined"] = len(self.store.quarantined(name))
-            counts["batches"] = self.batches_progress(name)
-            counts.update(self.controls_status(name))
-            result[name] = counts
+            controls = self.controls_status(name)
+            result[name] = {
+                "pending": count(name, State.PENDING), "claimed": count(name, State.CLAIMED),
+                "done": count(name, State.DONE), "failed": count(name, State.FAILED),
+                "waiting": count(name, State.WAITING),
+                "quarantined": len(self.store.quarantined(name)),
+                "batches": self.batches_progress(name),
+                "paused": controls["paused"], "limits": controls["limits"],
+                "retention": controls["retention"], "unique": controls["unique"],
+                "priorities": controls["priorities"], "keys": controls["keys"]}
         return {"queues": result, "root": self.store.url, "source": "store"}
 
     def ls(self, queue: str, state: State | None = None, *, ordered: bool = True
@@ -277,7 +291,7 @@ class StoreAdmin(StoreControls, StoreBatches, StoreGraphs):
             rows += [(s, job_id) for job_id in ids]
         return rows
 
-    def show(self, queue: str, job_id: str) -> dict[str, Any]:
+    def show(self, queue: str, job_id: str) -> ShowAnswer:
         """Return what the store holds for a job: its state, file, and checkpoint."""
         states = self.store.find(check_queue(queue), check_job_id(job_id))
         if not states:
@@ -299,29 +313,31 @@ class StoreAdmin(StoreControls, StoreBatches, StoreGraphs):
                         max_attempts=self.settings.max_attempts_for(queue))
                 except MalformedJob:
                     pass
+        details: JobDetails = {}
+        if len(states) > 1:
+            details["also_in"] = [s.value for s in states[:-1]]
+        if priority:
+            details["priority"] = priority  # from the file's name: the order dispatch follows
+        if key:
+            details["key"] = key  # likewise: the key whose limits and share it runs under
+        if hand_written:
+            details["hand_written"] = True  # completed as shown when the daemon dispatches it
+        if isinstance(job, dict) and ("after" in job or "wait" in job):
+            details["waits"] = self.waits_info(queue, job) if state is State.WAITING else None
         checkpoint = self.store.read_checkpoint(queue, job_id)
-        info: dict[str, Any] = {
+        info: ShowAnswer = {
             "state": state.value,
             "path": self.store.describe(queue, state, job_id, priority, key),
             "job": job,
             "checkpoint": _json_or_text(checkpoint) if checkpoint is not None else None,
+            **details,
+            "controls": self.controls_status(queue),
+            "log_tail": log_tail(self.store, queue, job_id),
         }
-        if len(states) > 1:
-            info["also_in"] = [s.value for s in states[:-1]]
-        if priority:
-            info["priority"] = priority  # from the file's name: the order dispatch follows
-        if key:
-            info["key"] = key  # likewise: the key whose limits and share it runs under
-        if hand_written:
-            info["hand_written"] = True  # completed as shown when the daemon dispatches it
-        if isinstance(job, dict) and ("after" in job or "wait" in job):
-            info["waits"] = self.waits_info(queue, job) if state is State.WAITING else None
-        info["controls"] = self.controls_status(queue)
-        info["log_tail"] = log_tail(self.store, queue, job_id)
         return info
 
     def job_logs(self, queue: str, job_id: str, since: dict[int, int] | None = None
-                 ) -> dict[str, Any]:
+                 ) -> LogsAnswer:
         """A job's own logs after ``since`` (attempt -> byte) and its state (see
         :func:`ckptd.store.job_logs.logs_answer`)."""
         states = self.store.find(check_queue(queue), check_job_id(job_id))

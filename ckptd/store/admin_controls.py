@@ -8,11 +8,19 @@ listing (``poll_interval``, on a bucket). Mixed into :class:`ckptd.store.admin.S
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from ckptd.codec import decode_job, encode_job
 from ckptd.core import dedup, edits, jobs
-from ckptd.core.answers import Submitted
+from ckptd.core.answer_types import (
+    KeysView,
+    LimitAnswer,
+    PauseAnswer,
+    QueueControls,
+    ResumeAnswer,
+)
+from ckptd.core.answers import LimitChanges, Submitted
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError, ConfigError, InvalidInput, JobNotFound, MalformedJob
 from ckptd.core.job_keys import EVERY_KEY, check_key
@@ -41,8 +49,8 @@ from ckptd.store.file_names import Named
 
 
 def change_key_limits(store: Store, settings: Settings, queue: str, key: str,
-                      changes: dict[str, Any], reset: bool
-                      ) -> tuple[bytes | None, dict[str, Any]]:
+                      changes: Mapping[str, object], reset: bool
+                      ) -> tuple[bytes | None, LimitAnswer]:
     """Change ``key``'s entry of ``<queue>/key_limits.json`` (``*``: every key; the
     file goes when no entry is left; nothing changes without ``changes`` or ``reset``).
     Returns the file as it is now and the answer (the key's limits in force)."""
@@ -77,22 +85,22 @@ class StoreControls:
     def _where_limits(self, queue: str) -> str:
         return f"{self.store.url.rstrip('/')}/{queue}/{LIMITS_FILE}"
 
-    def pause(self, queue: str, reason: str = "") -> dict[str, Any]:
+    def pause(self, queue: str, reason: str = "") -> PauseAnswer:
         """Write ``<queue>/paused`` (its text: the reason); the queue is made if needed."""
         check_queue(queue)
         text = reason.strip()
         self.store.write_control(queue, PAUSED_FILE, (text + "\n").encode() if text else b"")
         return {"queue": queue, "paused": {"reason": text, "since": None}}
 
-    def resume(self, queue: str) -> dict[str, Any]:
+    def resume(self, queue: str) -> ResumeAnswer:
         """Remove ``<queue>/paused``."""
         check_queue(queue)
         was = self.store.read_control(queue, PAUSED_FILE) is not None
         self.store.delete_control(queue, PAUSED_FILE)
         return {"queue": queue, "was_paused": was}
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool = False,
-              key: str | None = None) -> dict[str, Any]:
+    def limit(self, queue: str, changes: LimitChanges, reset: bool = False,
+              key: str | None = None) -> LimitAnswer:
         """Change ``<queue>/limits.json`` (None removes a limit: the config's applies), or
         with ``reset`` remove the file. With ``key`` (``*``: every key), that key's entry
         of ``<queue>/key_limits.json`` instead (weight too)."""
@@ -109,8 +117,8 @@ class StoreControls:
             self.store.write_control(queue, LIMITS_FILE, data)
         return {"queue": queue, "limits": self._limits(queue).as_dict()}
 
-    def _limit_key(self, queue: str, key: str, changes: dict[str, Any], reset: bool
-                   ) -> dict[str, Any]:
+    def _limit_key(self, queue: str, key: str, changes: Mapping[str, object], reset: bool
+                   ) -> LimitAnswer:
         return change_key_limits(self.store, self.settings, queue, key, changes, reset)[1]
 
     def _limits(self, queue: str) -> Limits:
@@ -119,40 +127,42 @@ class StoreControls:
             else None
         return limits_of(self.settings, queue, override)
 
-    def controls_status(self, queue: str) -> dict[str, Any]:
+    def controls_status(self, queue: str) -> QueueControls:
         """What status shows of a queue's controls, from its files and the settings."""
         paused = self.store.read_control(queue, PAUSED_FILE)
-        view: dict[str, Any] = {
-            "paused": {"reason": _reason(paused), "since": None} if paused is not None
-            else None}
         try:
-            view["limits"] = self._limits(queue).as_dict()
+            limits = self._limits(queue).as_dict()
         except CkptdError as exc:
-            view["limits"] = {**limits_of(self.settings, queue).as_dict(), "error": str(exc)}
-        view["retention"] = retention_of(self.settings, queue).as_dict()
+            limits = limits_of(self.settings, queue).as_dict()
+            limits["error"] = str(exc)
         unique = uniqueness_of(self.settings, queue)
-        view["unique"] = None if unique is None else unique.as_dict()
-        view["priorities"] = {"aging_s": aging_of(self.settings, queue)}
-        view["keys"] = self._keys_status(queue)
-        return view
+        return {"paused": {"reason": _reason(paused), "since": None} if paused is not None
+                else None,
+                "limits": limits,
+                "retention": retention_of(self.settings, queue).as_dict(),
+                "unique": None if unique is None else unique.as_dict(),
+                "priorities": {"aging_s": aging_of(self.settings, queue)},
+                "keys": self._keys_status(queue)}
 
-    def _keys_status(self, queue: str) -> dict[str, Any] | None:
+    def _keys_status(self, queue: str) -> KeysView | None:
         """The queue's settings of keys (what runs is only the daemon's to say)."""
         q = self.settings.queue(queue)
         data = self.store.read_control(queue, KEY_LIMITS_FILE)
         if not (q.key or q.keys or q.fair or data is not None):
             return None
         where = f"{self.store.url.rstrip('/')}/{queue}/{KEY_LIMITS_FILE}"
-        view: dict[str, Any] = {"fair": bool(q.fair),
-                                "key": "payload." + ".".join(q.key) if q.key else None}
+        error: str | None = None
         try:
             override = parse_key_limits_file(data, where) if data is not None else None
         except CkptdError as exc:
-            override, view["error"] = None, str(exc)
-        view["every_key"] = key_limits_of(q.keys, EVERY_KEY, override, where).as_dict()
-        view["named"] = sorted(set(q.keys.named if q.keys else ()) |
-                               {k for k in (override or {}) if k != EVERY_KEY})
-        return view
+            override, error = None, str(exc)
+        fair, path = bool(q.fair), "payload." + ".".join(q.key) if q.key else None
+        every = key_limits_of(q.keys, EVERY_KEY, override, where).as_dict()
+        named = sorted(set(q.keys.named if q.keys else ()) |
+                       {k for k in (override or {}) if k != EVERY_KEY})
+        if error is None:
+            return {"fair": fair, "key": path, "every_key": every, "named": named}
+        return {"fair": fair, "key": path, "error": error, "every_key": every, "named": named}
 
     def pending_in_order(self, queue: str, named: list[Named], now: float) -> list[str]:
         """Pending ids in the order a daemon dispatches them: due jobs by the priority their

@@ -15,6 +15,7 @@ from typing import Any
 
 from ckptd.codec import decode_job
 from ckptd.core import batches, waits
+from ckptd.core.answer_types import BatchStatus, GraphBatch, GraphNode, SignalAnswer, WaitsInfo
 from ckptd.core.errors import CkptdError, InvalidName, JobNotFound, MalformedJob
 from ckptd.core.names import check_job_id, check_queue
 from ckptd.core.states import OPEN, STATES, State
@@ -33,7 +34,7 @@ class StoreGraphs:
 
     # -- signals ---------------------------------------------------------------------------
 
-    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> dict[str, Any]:
+    def signal(self, queue: str, job_id: str, name: str, data: Any = None) -> SignalAnswer:
         """Write the signal ``name`` for a job (``<queue>/signals/<id>.<name>.json``); a
         daemon running on the store wakes the job if it waits for it."""
         check_queue(queue)
@@ -57,9 +58,9 @@ class StoreGraphs:
                 raise waits.no_parent(parent)
         return refs
 
-    def batches_progress(self, queue: str) -> dict[str, Any]:
+    def batches_progress(self, queue: str) -> dict[str, BatchStatus]:
         """Progress of the queue's batches, counted from a listing (no rate, no ETA)."""
-        found: dict[str, Any] = {}
+        found: dict[str, BatchStatus] = {}
         names = self.store.manifests(queue)
         ended = {state: self.store.ids(queue, state) for state in (State.DONE, State.FAILED)
                  } if names else {}
@@ -86,7 +87,7 @@ class StoreGraphs:
             return None
         return found[-1].value if found else None
 
-    def waits_info(self, queue: str, job: dict[str, Any]) -> dict[str, Any] | None:
+    def waits_info(self, queue: str, job: dict[str, Any]) -> WaitsInfo | None:
         """What a job's file says it waits for, with the state each job waited on is in
         now (``show`` adds it; ``explain`` says it)."""
         try:
@@ -109,7 +110,7 @@ class StoreGraphs:
 
     # -- the graph -------------------------------------------------------------------------
 
-    def graph(self, queue: str, job_id: str, depth: int | None = None) -> dict[str, Any]:
+    def graph(self, queue: str, job_id: str, depth: int | None = None) -> GraphNode:
         """A job's parents, children, dependents and batch, with their states, as nested
         nodes (``ckptd graph`` draws them as a tree)."""
         check_queue(queue)
@@ -123,11 +124,11 @@ class StoreGraphs:
         root["batch"] = self._batch(queues, queue, job_id, root.get("batch_name"))
         return root
 
-    def _node(self, queues: list[str], ref: str, depth: int, way: str) -> dict[str, Any]:
+    def _node(self, queues: list[str], ref: str, depth: int, way: str) -> GraphNode:
         queue, job_id = waits.split_ref(ref)
-        node: dict[str, Any] = {"job": ref}
         job = self._read(queue, job_id)
-        node["state"] = job.pop("_state", "missing") if job else "missing"
+        node: GraphNode = {"job": ref, "state": job.pop("_state", "missing") if job
+                           else "missing"}
         if ref in self._seen or len(self._seen) >= MAX_NODES:
             node["seen"] = True  # drawn once already (or the graph is too big)
             return node
@@ -191,8 +192,8 @@ class StoreGraphs:
                     found.append(waits.ref(queue, job_id))
         return found
 
-    def _batch(self, queues: list[str], queue: str, job_id: str, tag: Any
-               ) -> dict[str, Any] | None:
+    def _batch(self, queues: list[str], queue: str, job_id: str, tag: object
+               ) -> GraphBatch | None:
         """The batch the job is (its name) or belongs to, with its jobs counted by state."""
         names = [job_id, tag] + [job_id[:i] for i, c in enumerate(job_id) if c == "."]
         for home in queues:

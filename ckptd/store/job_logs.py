@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ckptd.core.answer_types import LogsAnswer
 from ckptd.core.errors import StoreError
 from ckptd.core.names import check_job_ref, check_queue
 from ckptd.store.base import ARCHIVE_DIR, Store
@@ -346,7 +347,7 @@ def log_tail(store: Store, queue: str, job_id: str, lines: int = 20) -> list[str
 
 
 def logs_answer(store: Store, queue: str, job_id: str, since: dict[str, Any] | None,
-                state: str | None) -> dict[str, Any]:
+                state: str | None) -> LogsAnswer:
     """The answer of a ``logs`` request: the parts of a job's logs after ``since``
     (attempt -> byte, keys as text on the wire) and the job's state (None: no such job)."""
     after = {int(k): int(v) for k, v in (since or {}).items() if str(k).isdigit()}

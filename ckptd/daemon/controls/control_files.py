@@ -193,4 +193,4 @@ class QueueControls:
         data, answer = change_key_limits(self.store, self.key_gate.live.current, queue, key,
                                          changes, reset)
         self._key_limits(queue, data)
-        return answer
+        return dict(answer)

@@ -29,6 +29,7 @@ from typing import Any
 
 from cronsim import CronSim, CronSimError
 
+from ckptd.core.answer_types import ScheduleRow
 from ckptd.core.config import LiveSettings
 from ckptd.core.errors import CkptdError, ConfigError
 from ckptd.core.schedule_settings import ScheduleSettings, tick_id
@@ -267,9 +268,9 @@ class Scheduler:
         except CkptdError as exc:
             log.warning("cannot write the record of schedule %s: %s", schedule.name, exc)
 
-    def view(self, now: float) -> list[dict[str, Any]]:
+    def view(self, now: float) -> list[ScheduleRow]:
         """What status and ``ckptd schedules`` show."""
-        out = []
+        out: list[ScheduleRow] = []
         for name, plan in sorted(self.plans.items()):
             schedule = plan.schedule
             out.append({"name": name, "queue": schedule.queue, "when": schedule.describe(),
@@ -285,9 +286,9 @@ class Scheduler:
 
 
 def store_view(settings_schedules: Mapping[str, ScheduleSettings], store: Store, now: float
-               ) -> list[dict[str, Any]]:
+               ) -> list[ScheduleRow]:
     """``ckptd schedules`` without a daemon: the records in the store, the next ticks."""
-    out = []
+    out: list[ScheduleRow] = []
     for name, schedule in sorted(settings_schedules.items()):
         check_cron(schedule)
         record = read_record(store, schedule) or {}

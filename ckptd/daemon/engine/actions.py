@@ -15,6 +15,7 @@ from typing import Any
 
 from ckptd.codec import decode_job, encode_job
 from ckptd.core import edits, jobs
+from ckptd.core.answer_types import LeaseInfo
 from ckptd.core.errors import (
     CkptdError,
     ConfigError,
@@ -126,7 +127,7 @@ class Operators:
         others = [row for row in rows if row[0] is not State.PENDING]
         return pending + others
 
-    def lease_info(self, queue: str, job_id: str, now: float) -> dict[str, Any] | None:
+    def lease_info(self, queue: str, job_id: str, now: float) -> LeaseInfo | None:
         """What the daemon knows about a claimed job beyond its file, or None."""
         index = self.engine.queues.get(queue)
         lease = index.claimed.get(job_id) if index else None

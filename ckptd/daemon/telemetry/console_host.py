@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from aiohttp import web
 
+from ckptd.core.answer_types import LeaseInfo
 from ckptd.core.config import Settings
 from ckptd.daemon.telemetry.console_auth import Sessions, User, Users, new_cookie_value
 from ckptd.daemon.telemetry.job_search import Listings
@@ -52,7 +53,7 @@ class ConsoleHost(Protocol):
     async def blocking(self, func: Callable[[], T]) -> T:
         """Run ``func`` (store reads, listings, password checks) in the I/O pool."""
 
-    async def lease(self, queue: str, job_id: str) -> dict[str, Any] | None:
+    async def lease(self, queue: str, job_id: str) -> LeaseInfo | None:
         """What the daemon knows of a claimed job's lease (None when it is not claimed)."""
 
 

@@ -28,6 +28,7 @@ from ckptd.daemon.telemetry.pages_misc import (
     render_workers,
 )
 from ckptd.store.audit import audit_folder, read_actions
+from ckptd.wire.protocol import Body
 
 HTML = "text/html"
 
@@ -109,7 +110,7 @@ def add_pages(app: web.Application, host: ConsoleHost) -> None:
             return html(400, render_message("Bad request", "not a valid queue name or id",
                                             viewer))
         try:
-            info = await host.blocking(lambda: host.admin.show(name, job_id))
+            info: Body = dict(await host.blocking(lambda: host.admin.show(name, job_id)))
         except JobNotFound:
             return html(404, render_message("Not found", f"no job {job_id!r} in queue "
                                                          f"{name!r}", viewer))

@@ -67,8 +67,8 @@ def control_families(snap: Snapshot) -> list[Metric]:
     last_run = GaugeMetricFamily("ckptd_schedule_last_run_timestamp_seconds", "The tick of "
                                  "the schedule's last job.", labels=["schedule"])
     for row in snap.schedules:
-        jobs.add_metric([row["name"], "created"], row.get("submitted", 0))
-        jobs.add_metric([row["name"], "existing"], row.get("existing", 0))
+        jobs.add_metric([row["name"], "created"], row["submitted"] or 0)  # (None: a store's)
+        jobs.add_metric([row["name"], "existing"], row["existing"] or 0)
         for family, key in ((next_run, "next"), (last_run, "last")):
             when = time_or_none(row.get(key))
             if when is not None:

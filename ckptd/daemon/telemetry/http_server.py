@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from ckptd.core.answer_types import LeaseInfo
 from ckptd.core.config import LiveSettings, Settings
 from ckptd.core.errors import ConfigError, remote_error
 from ckptd.daemon.telemetry import exposition
@@ -58,7 +59,7 @@ class Telemetry:
 
     def __init__(self, live: LiveSettings, store: Store, *,
                  snapshot: Callable[[float], Snapshot], request: LocalRequest,
-                 lease: Callable[[str, str, float], dict[str, Any] | None],
+                 lease: Callable[[str, str, float], LeaseInfo | None],
                  wake: Callable[[], None], clock: Callable[[], float] = time.time,
                  limits: Limits | None = None) -> None:
         self.live = live
@@ -169,7 +170,7 @@ class Telemetry:
                            str(answer.get("message", "the daemon refused")),
                            int(answer.get("exit_code", 1)))
 
-    async def lease(self, queue: str, job_id: str) -> dict[str, Any] | None:
+    async def lease(self, queue: str, job_id: str) -> LeaseInfo | None:
         """The lease of a claimed job, asked of the daemon's loop."""
         return await self.in_loop(lambda: self._lease(queue, job_id, self._clock()))
 

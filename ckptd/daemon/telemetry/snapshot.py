@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ckptd.core.answer_types import ScheduleRow
 from ckptd.daemon.telemetry.metrics import FailureNote, HistogramSnapshot, MinuteSample
 
 RUNNING_SHOWN = 1000  # running jobs copied into a snapshot, newest first
@@ -77,6 +78,6 @@ class Snapshot:
     counters: dict[str, int]
     queues: tuple[QueueSnapshot, ...]
     worker_list: tuple[dict[str, Any], ...] = field(default=())
-    schedules: tuple[dict[str, Any], ...] = field(default=())
+    schedules: tuple[ScheduleRow, ...] = field(default=())
     running: tuple[RunningJob, ...] = field(default=())
     drain_target: float = 300.0  # the setting, for the autoscaling gauges
