@@ -134,7 +134,7 @@ def _keep(value: object, what: str) -> float:
     return parse_duration(value, what)
 
 
-class QueueControls(TypedDict, total=False):
+class QueueControlSettings(TypedDict, total=False):
     """The control keys of a ``[queues.NAME]`` table, as :class:`QueueSettings` fields."""
 
     max_running: int
@@ -149,9 +149,9 @@ class QueueControls(TypedDict, total=False):
 
 
 def parse_queue_controls(name: str, table: Mapping[str, object], source: str
-                         ) -> QueueControls:
+                         ) -> QueueControlSettings:
     """The control keys of the table ``[queues.<name>]`` as QueueSettings fields."""
-    found: QueueControls = {}
+    found: QueueControlSettings = {}
 
     def what(key: str) -> str:
         return f"queues.{name}.{key} ({source})"
