@@ -1,4 +1,5 @@
-"""The planners of the operators' actions (:mod:`ckptd.store.plans`): pure functions, so
+"""The planners of the operators' actions (:mod:`ckptd.store.plans`,
+:mod:`ckptd.store.control_plans`): pure functions, so
 each rule is checked here with no store and no daemon. The store commands and the daemon
 both carry out these plans; tests/store/test_admin.py and the engine's tests run them."""
 
@@ -9,10 +10,23 @@ import json
 import pytest
 
 from ckptd.core.config import QueueSettings, Settings
-from ckptd.core.errors import JobNotFound, TransitionError
+from ckptd.core.errors import (
+    ConfigError,
+    InvalidInput,
+    InvalidName,
+    JobNotFound,
+    TransitionError,
+)
 from ckptd.core.jobs import Job, new_job
 from ckptd.core.states import State
 from ckptd.store.base import Delete, Move, PutBlob, PutCheckpoint, PutNew
+from ckptd.store.control_plans import (
+    ControlChange,
+    pause_reason,
+    plan_limit,
+    plan_pause,
+    plan_resume,
+)
 from ckptd.store.plans import (
     PURGE_SLICE,
     Attachments,
@@ -188,3 +202,58 @@ def test_the_move_ops_are_store_ops() -> None:
     plan = plan_move(SETTINGS, "q", "j1", "slow", State.PENDING, _job(), now=NOW, by="ann")
     assert all(isinstance(op, (PutBlob, PutCheckpoint, PutNew)) for op in plan.create)
     assert not any(isinstance(op, Move) for op in plan.create)
+
+
+# -- controls (ckptd.store.control_plans) ----------------------------------------------------
+
+WHERE = "memory://x/q/limits.json"
+
+
+def test_a_pause_writes_the_reason_and_a_resume_removes_the_file() -> None:
+    assert plan_pause("q", "  deploy  ") == ControlChange("q", "paused", b"deploy\n")
+    assert plan_pause("q", "") == ControlChange("q", "paused", b"")
+    assert plan_resume("q") == ControlChange("q", "paused", None)
+
+
+def test_a_pause_reason_is_shown_trimmed() -> None:
+    assert pause_reason(b"  why\n") == "why"
+    assert len(pause_reason(b"x" * 2000)) == 500
+
+
+def test_a_bad_queue_name_is_refused_before_any_control_file() -> None:
+    for plan in (lambda: plan_pause("../q", ""), lambda: plan_resume("../q"),
+                 lambda: plan_limit("../q", {"max_running": 1}, False, None, WHERE)):
+        with pytest.raises(InvalidName):
+            plan()
+
+
+def test_a_limit_changes_the_file_as_found() -> None:
+    change = plan_limit("q", {"max_running": 2}, False, b'{"rate": "5/s"}', WHERE)
+    assert change is not None and change.name == "limits.json"
+    assert change.data is not None
+    assert json.loads(change.data) == {"max_running": 2, "rate": "5/s"}
+
+
+def test_a_limit_reset_removes_the_file_and_no_change_writes_nothing() -> None:
+    assert plan_limit("q", {"max_running": 2}, True, None, WHERE) == ControlChange(
+        "q", "limits.json", None)
+    assert plan_limit("q", {}, False, b"{}", WHERE) is None
+
+
+def test_weight_is_a_limit_of_keys_only() -> None:
+    with pytest.raises(ConfigError, match="weight is a limit of keys"):
+        plan_limit("q", {"weight": 2}, False, None, WHERE)
+    change = plan_limit("q", {"weight": 2}, False, None, WHERE, key="acme")
+    assert change is not None and change.name == "key_limits.json"
+    assert change.data is not None and json.loads(change.data) == {"acme": {"weight": 2}}
+
+
+def test_a_key_limit_reset_of_the_last_entry_removes_the_file() -> None:
+    change = plan_limit("q", {}, True, b'{"acme": {"weight": 2}}', WHERE, key="acme")
+    assert change == ControlChange("q", "key_limits.json", None)
+
+
+def test_a_look_at_a_bad_key_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="invalid key"):
+        plan_limit("q", {}, False, None, WHERE, key="a\n")
+    assert plan_limit("q", {}, False, None, WHERE, key="*") is None

@@ -17,7 +17,6 @@ from ckptd.codec import decode_job
 from ckptd.core import jobs
 from ckptd.core.errors import (
     CkptdError,
-    ConfigError,
     JobNotFound,
     QueueNotFound,
 )
@@ -110,8 +109,6 @@ class Operators:
         else:
             changes: dict[str, Any] = {k: body[k] for k in ("max_running", "rate", "weight")
                                        if k in body}
-            if "weight" in changes and body.get("key") is None:
-                raise ConfigError("weight is a limit of keys: give it with a key")
             answer = engine.controls.limit(queue, changes, bool(body.get("reset")),
                                            body.get("key"))
         return answer
