@@ -2,7 +2,8 @@
 retry, cancel, purge and fsck.
 
 The CLI calls these when it is given a store (``--root``), and the daemon builds on the same
-functions for its own submits and retries, so a job made either way is the same file.
+functions for its own submits, so a job made either way is the same file. Retry, cancel and
+purge carry out the plans of :mod:`ckptd.store.plans`, which the daemon carries out too.
 """
 
 from __future__ import annotations

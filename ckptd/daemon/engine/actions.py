@@ -1,10 +1,10 @@
 """What operators ask of a running daemon: status, a claimed job's lease, retry, cancel,
 purge.
 
-Built on the engine (composed, not mixed in): each action changes the index and queues its
-store ops in the engine's transaction like any other event, and edits job files with the
-same functions as the store commands of the CLI (:mod:`ckptd.core.edits`). Reads never
-change the index.
+Built on the engine (composed, not mixed in): each action is planned by the same function
+as the store command of the CLI (:mod:`ckptd.store.plans`), then carried out here: the plan's
+ops change the index and are queued in the engine's transaction like any other event. Reads
+never change the index.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Operators:
         queue = body["queue"]
         if kind == "pause":
             answer = engine.controls.pause(queue, body.get("reason") or "")
-            engine.queue(queue)
+            engine.index.queue(queue)
         elif kind == "resume":
             answer = engine.controls.resume(queue)
         else:
@@ -168,7 +168,7 @@ class Operators:
         except CkptdError as exc:
             reply(exc)
             return
-        index = engine.queue(queue)
+        index = engine.index.queue(queue)
         if ids is not None and len(ids) <= SLICE:
             self._retry_now(queue, ids, attempts, reply)
             return
@@ -195,7 +195,7 @@ class Operators:
     def _retried(self, queue: str, job_id: str, done: list[str]) -> Callable[[Outcome], None]:
         """What a retry's move does to the index once it is applied."""
         engine = self.engine
-        index = engine.queue(queue)
+        index = engine.index.queue(queue)
 
         def moved(outcome: Outcome) -> None:
             if outcome is None:
@@ -217,7 +217,7 @@ class Operators:
         for job_id in ids:
             try:
                 job = _failed_file(store, queue, job_id)
-                found = None if job is not None else engine.where(queue, job_id)
+                found = None if job is not None else engine.index.where(queue, job_id)
                 moves.append(plan_retry(engine.settings, queue, job_id, job,
                                         attempts=attempts, found=found))
             except CkptdError as exc:
@@ -228,7 +228,7 @@ class Operators:
             return
         done: list[str] = []
         tally = Tally(reply, lambda: {"ids": done})
-        index = engine.queue(queue)
+        index = engine.index.queue(queue)
         for move in moves:  # all or none: noted only once every one is planned
             index.ready.note(move.job_id, move.priority)
             index.ready.note_key(move.job_id, move.key)
@@ -247,7 +247,7 @@ class Operators:
         (a crash), the handler's answer, failed for good, moves the job to failed/ anyway.
         """
         engine = self.engine
-        index = engine.queue(queue)
+        index = engine.index.queue(queue)
         if job_id in index.pending:
             plan = plan_cancel(queue, job_id, State.PENDING, now=now, by=by,
                                priority=index.ready.priority(job_id),
@@ -280,12 +280,12 @@ class Operators:
             if worker is not None:
                 engine.outbox.append((worker.identity, b"cancel", {
                     "queue": queue, "id": job_id, "attempt": lease.attempt, "by": by}))
-            engine.end_attempt(lease, {}, now, may_retry=False, delay=None,
+            engine.answers.end_attempt(lease, {}, now, may_retry=False, delay=None,
                                outcome="cancelled", edit=plan.edit)
             reply({"was": plan.was.value})
             return
         # Not open here (or already ending): refused, saying where it is.
-        where = engine.where(queue, job_id)
+        where = engine.index.where(queue, job_id)
         reply(cannot_cancel(queue, job_id, State(where) if where is not None else None))
 
     def purge(self, queue: str, state: State, older_than: float | None, now: float,
@@ -299,7 +299,7 @@ class Operators:
         except CkptdError as exc:
             reply(exc)
             return
-        index = engine.queue(queue)
+        index = engine.index.queue(queue)
         store = engine.store
         names = store.ids(queue, state) if ids is None else ids
         count = [0]

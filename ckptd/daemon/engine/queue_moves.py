@@ -32,19 +32,19 @@ def move_job(engine: Engine, queue: str, job_id: str, to: str, reply: Reply, *, 
     """Move job ``job_id`` of ``queue`` to queue ``to`` (see the module's doc)."""
     try:
         check_queue(to)
-        index = engine.queue(queue)
+        index = engine.index.queue(queue)
         state = State.PENDING if job_id in index.pending else State.FAILED \
             if engine.store.exists(queue, State.FAILED, job_id) else None
         refusal = cannot_move(queue, job_id, to, state)
         if isinstance(refusal, JobNotFound):  # not one to move here: where is it?
-            where = engine.where(queue, job_id)
+            where = engine.index.where(queue, job_id)
             refusal = refusal if where is None else unmovable(job_id, State(where))
         if refusal is not None:
             raise refusal
         assert state is not None  # cannot_move refuses a job that is nowhere
-        target = engine.queue(to)
-        if job_id in target.pending or job_id in target.claimed or engine.where(to, job_id):
-            raise JobExists(to, job_id, engine.where(to, job_id) or "pending")
+        target = engine.index.queue(to)
+        if job_id in target.pending or job_id in target.claimed or engine.index.where(to, job_id):
+            raise JobExists(to, job_id, engine.index.where(to, job_id) or "pending")
         store = engine.store
         # a pending job's name carries its priority and key (the index knows them)
         priority, key = (index.ready.prio.get(job_id, 0), index.ready.key_of(job_id)) \
