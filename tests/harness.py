@@ -29,6 +29,16 @@ from ckptd.testing import FakeClock
 
 Sent = tuple[bytes, bytes, dict[str, Any]]
 
+
+def handler(engine: Engine, kind: str) -> Callable[..., None]:
+    """The engine's part that takes a worker's message of ``kind`` (``done``, ``failed``,
+    ``checkpoint``, ``progress``, ``heartbeat``, ``park``)."""
+    handlers: dict[str, Callable[..., None]] = {
+        "done": engine.answers.done, "failed": engine.answers.failed,
+        "checkpoint": engine.answers.checkpoint, "progress": engine.answers.progress,
+        "heartbeat": engine.workers_part.heartbeat, "park": engine.graph.parks.park}
+    return handlers[kind]
+
 _roots = itertools.count()
 START = 1_000_000.0  # the fake clock's first reading
 
@@ -97,15 +107,15 @@ class Harness:
         """Let ``seconds`` pass, then the timers' share of a turn: leases that ran out,
         delayed jobs that are due, the controls (schedules, retention, aging)."""
         self.clock.advance(seconds)
-        self.engine.expire_leases(self.now)
-        self.engine.promote_delayed(self.now)
+        self.engine.answers.expire_leases(self.now)
+        self.engine.index.promote_delayed(self.now)
         self.engine.tick(self.now)
         self.guard.requeue(self.now, self.engine.txn)
         return self.commit()
 
     def dispatch(self) -> list[dict[str, Any]]:
         """Claim for the workers with free slots; return the job messages sent."""
-        self.engine.dispatch(self.now, 64 * 1024)
+        self.engine.dispatcher.dispatch(self.now, 64 * 1024)
         return [body for _, kind, body in self.commit() if kind == b"job"]
 
     # -- producers and workers -------------------------------------------------------------
@@ -123,15 +133,15 @@ class Harness:
     def hello(self, name: str = "w", slots: int = 1, queues: tuple[str, ...] = ("q",)) -> bytes:
         """A worker says hello with ``slots`` free slots; return its identity."""
         identity = name.encode()
-        self.engine.hello(identity, {"worker": name, "queues": list(queues), "slots": slots},
-                          self.now)
+        self.engine.workers_part.hello(
+            identity, {"worker": name, "queues": list(queues), "slots": slots}, self.now)
         self.commit()
         return identity
 
     def answer(self, identity: bytes, kind: str, body: dict[str, Any]) -> list[Sent]:
         """A worker's message (``done``, ``failed``, ``heartbeat``, ``checkpoint``...)."""
-        worker = self.engine.worker_for(identity, self.now)
-        getattr(self.engine, kind)(worker, body, self.now)
+        worker = self.engine.workers_part.worker_for(identity, self.now)
+        handler(self.engine, kind)(worker, body, self.now)
         return self.commit()
 
     def finish(self, identity: bytes, job: dict[str, Any], result: Any = None) -> None:

@@ -352,16 +352,16 @@ class Daemon:
         if self._dispatch is not None and events.get(self._dispatch):
             capped |= self._read_workers(now) >= MAX_WORKER_MESSAGES_PER_STEP
         engine = self.engine
-        engine.expire_leases(now)
-        engine.promote_delayed(now)
+        engine.answers.expire_leases(now)
+        engine.index.promote_delayed(now)
         engine.tick(now)  # operator controls: priorities, schedules, retention
         self.operators.tick(now)  # a slice of a bulk retry or purge
         self.guard.requeue(now, engine.txn)
         may_claim = self.guard.may_claim(now, engine.txn) and (
             self.role is None or self.role.may_dispatch(now))
         if may_claim:
-            engine.dispatch(now, self.settings.message_inline_limit)
-        ready = engine.ready_count()
+            engine.dispatcher.dispatch(now, self.settings.message_inline_limit)
+        ready = engine.dispatcher.ready_count()
         self.commit()
         if engine.ended:
             engine.forget_ended()
@@ -370,7 +370,7 @@ class Daemon:
                 self.commit()
         self._timers_due(now)
         # Poll without sleeping only with work left: more to read, ops, jobs made ready.
-        self._busy = (capped or bool(engine.txn.ops) or engine.ready_count() > ready
+        self._busy = (capped or bool(engine.txn.ops) or engine.dispatcher.ready_count() > ready
                       or self.operators.busy)
 
     def _follow_role(self, now: float) -> None:
@@ -428,12 +428,12 @@ class Daemon:
                     (log.info if lost else log.debug)(
                         "worker unreachable (%s): %d job(s) go back to pending", exc, len(lost))
                     for body in lost:
-                        self.engine.undeliverable(identity, body, now)
+                        self.engine.dispatcher.undeliverable(identity, body, now)
 
     def _idle_timeout(self) -> float:
         now = self.clock()
         wake_at = [now + IDLE_POLL]
-        nxt = self.engine.next_deadline()
+        nxt = self.engine.index.next_deadline()
         if nxt is not None:
             wake_at.append(nxt)
         wake_at.extend(t for name, t in self._timers.items() if name != "waiters")
@@ -479,7 +479,7 @@ class Daemon:
             self.commit()
         if now >= timers["workers"]:
             timers["workers"] = now + self.settings.heartbeat
-            self.engine.forget_silent_workers(now)
+            self.engine.workers_part.forget_silent(now)
         if now >= timers["rescan"]:
             timers["rescan"] = now + self._rescan_interval()
             self.scans.start()

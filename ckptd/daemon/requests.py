@@ -309,7 +309,7 @@ class Control:
         elif kind == b"logs":
             self.reply(identity, dict(logs_answer(engine.store, body["queue"], body["id"],
                                                   body.get("since"),
-                                                  engine.where(body["queue"], body["id"]))))
+                                                  engine.index.where(body["queue"], body["id"]))))
         elif kind == b"output":
             engine.txn.add(PutOutput(body["queue"], body["name"], body["text"].encode()),
                            self._output_written(identity, body))
@@ -476,7 +476,7 @@ class Control:
 
     def _answer_waiter(self, waiter: Waiter, now: float) -> bool:
         engine = self.engine
-        index = engine.queue(waiter.queue)
+        index = engine.index.queue(waiter.queue)
         if waiter.ids is None:
             open_jobs = len(index.pending) + len(index.claimed) + len(index.waiting)
             finished = open_jobs == 0

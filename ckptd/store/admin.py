@@ -2,7 +2,8 @@
 retry, cancel, purge and fsck.
 
 The CLI calls these when it is given a store (``--root``), and the daemon builds on the same
-functions for its own submits and retries, so a job made either way is the same file.
+functions for its own submits, so a job made either way is the same file. Retry, cancel and
+purge carry out the plans of :mod:`ckptd.store.plans`, which the daemon carries out too.
 """
 
 from __future__ import annotations
@@ -28,22 +29,19 @@ from ckptd.core.errors import (
     JobNotFound,
     MalformedJob,
     QueueNotFound,
-    TransitionError,
-    cannot_retry,
 )
 from ckptd.core.ids import new_id
-from ckptd.core.job_keys import job_key, key_of_job
+from ckptd.core.job_keys import job_key
 from ckptd.core.names import check_job_id, check_queue
-from ckptd.core.states import STATES, TERMINAL, State, transition_name
+from ckptd.core.states import STATES, State
 from ckptd.core.unique_windows import uniqueness_of
-from ckptd.store import recovery
+from ckptd.store import plans, recovery
 from ckptd.store.admin_batches import StoreBatches, raise_first
 from ckptd.store.admin_controls import StoreControls
 from ckptd.store.admin_graphs import StoreGraphs
 from ckptd.store.base import (
     JOB_SUFFIX,
     Delete,
-    Move,
     Op,
     PutBlob,
     PutNew,
@@ -126,23 +124,19 @@ def load_payload(store: Store, job: jobs.Job) -> Any:
     return job.get("payload")
 
 
-def purgeable(store: Store, queue: str, state: State, older_than: float | None, now: float,
-              ids: Sequence[str] | None = None) -> list[str]:
-    """The ids of ``state`` (done or failed) old enough to purge: all, or those whose file
-    last changed more than ``older_than`` seconds ago (among ``ids`` when given)."""
-    if state not in TERMINAL:  # removing a pending job is a cancel, not a purge
-        raise TransitionError(f"only done or failed jobs can be purged, not {state.value}; "
-                              "use 'ckptd cancel' for a pending job")
-    check_queue(queue)
-    found = []
-    for job_id in store.ids(queue, state) if ids is None else ids:
-        if older_than is not None:
-            try:
-                if now - store.mtime(queue, state, job_id) < older_than:
-                    continue
-            except JobNotFound:
-                continue
-        found.append(job_id)
+def purge_found(store: Store, queue: str, state: State, ids: Sequence[str],
+                older_than: float | None) -> list[tuple[str, float | None]]:
+    """The jobs of ``ids`` a purge of ``state`` finds, for
+    :func:`ckptd.store.plans.plan_purge`: with ``older_than``, those still there with the
+    time their file last changed; without, all of them, their files not looked at."""
+    if older_than is None:
+        return [(job_id, None) for job_id in ids]
+    found: list[tuple[str, float | None]] = []
+    for job_id in ids:
+        try:
+            found.append((job_id, store.mtime(queue, state, job_id)))
+        except JobNotFound:
+            continue
     return found
 
 
@@ -358,16 +352,15 @@ class StoreAdmin(StoreControls, StoreBatches, StoreGraphs):
         ops: list[Op] = []
         for job_id in ids:
             check_job_id(job_id)
+            job: jobs.Job | None = None
+            found: str | None = None
             try:
                 job = decode_job(self.store.read(queue, State.FAILED, job_id), queue, job_id)
             except JobNotFound:
                 states = self.store.find(queue, job_id)
-                raise cannot_retry(job_id, states[-1].value if states else None) from None
-            transition_name(State.FAILED, State.PENDING)
-            budget = attempts or self.settings.max_attempts_for(queue)
-            ops.append(Move(queue, job_id, State.FAILED, State.PENDING,
-                            encode_job(edits.retried(job, budget)),
-                            priority=jobs.priority_of(job), key=key_of_job(job)))
+                found = states[-1].value if states else None
+            ops.append(plans.plan_retry(self.settings, queue, job_id, job, attempts=attempts,
+                                        found=found))
         raise_first(self.store.apply(ops))
         return [op.job_id for op in ops]
 
@@ -379,27 +372,25 @@ class StoreAdmin(StoreControls, StoreBatches, StoreGraphs):
         states = self.store.find(check_queue(queue), check_job_id(job_id))
         if not states:
             self.known_queue(queue)
-            raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
-        state = states[-1]
-        if state in (State.PENDING, State.WAITING):
-            transition_name(state, None)
-            priority, key = self._tag(queue, job_id)
-            raise_first(self.store.apply([Delete(queue, state, job_id, priority=priority,
-                                                  key=key)]))
-        elif state is State.CLAIMED:
+        state = states[-1] if states else None
+        job: jobs.Job | None = None
+        attempt: plans.Attempt | None = None
+        if state is State.CLAIMED:
             job = decode_job(self.store.read(queue, state, job_id), queue, job_id)
             try:  # a claim is a rename: the file's change time is when it was claimed
                 claimed_at: float | None = self.store.mtime(queue, state, job_id)
             except JobNotFound:
                 claimed_at = None
-            transition_name(state, State.FAILED)
-            edits.cancelled(job, attempt=jobs.running_attempt(job), claimed_at=claimed_at,
-                            now=self.clock(), worker=None, by=by or edits.who_am_i("--root"))
-            self.store.move(queue, job_id, state, State.FAILED, encode_job(job))
-        else:
-            raise TransitionError(f"job {job_id!r} is already {state.value}; "
-                                  f"use 'ckptd purge {queue} {state.value}' to remove it")
-        return str(state.value)
+            attempt = plans.Attempt(jobs.running_attempt(job), claimed_at, None)
+        priority, key = self._tag(queue, job_id) if state is State.PENDING else (0, "")
+        plan = plans.plan_cancel(queue, job_id, state, now=self.clock(),
+                                 by=by or edits.who_am_i("--root"), attempt=attempt,
+                                 priority=priority, key=key)
+        if plan.remove is not None:
+            raise_first(self.store.apply([plan.remove]))
+        elif job is not None:
+            raise_first(self.store.apply([plan.ended(job)]))
+        return str(plan.was.value)
 
     def move(self, queue: str, job_id: str, to: str, by: str | None = None) -> str:
         """Move a pending or failed job to queue ``to`` (:mod:`ckptd.store.moves`)."""
@@ -409,16 +400,21 @@ class StoreAdmin(StoreControls, StoreBatches, StoreGraphs):
                              by=by or edits.who_am_i("--root"))
 
     def purge(self, queue: str, state: State, older_than: float | None = None) -> int:
-        """Remove done or failed jobs (older than ``older_than`` seconds); return how many."""
+        """Remove done or failed jobs (older than ``older_than`` seconds); return how many,
+        a slice at a time (:func:`ckptd.store.plans.plan_purge`)."""
         check_queue(queue)
-        if state in TERMINAL:  # a pending state is refused by purgeable, saying why
-            self.known_queue(queue)
-        doomed = [Delete(queue, state, job_id)
-                  for job_id in purgeable(self.store, queue, state, older_than, self.clock())]
-        for start in range(0, len(doomed), 1000):
-            raise_first(self.store.apply(doomed[start:start + 1000]))
-        remove_logs(self.store, queue, [op.job_id for op in doomed])
-        return len(doomed)
+        plans.check_purge(state)
+        self.known_queue(queue)
+        count = 0
+        now = self.clock()
+        for ids in plans.purge_slices(self.store.ids(queue, state)):
+            doomed = plans.plan_purge(queue, state,
+                                      purge_found(self.store, queue, state, ids, older_than),
+                                      older_than=older_than, now=now)
+            raise_first(self.store.apply(doomed))
+            remove_logs(self.store, queue, [op.job_id for op in doomed])
+            count += len(doomed)
+        return count
 
     def fsck(self, repair: bool = False) -> list[recovery.Finding]:
         """Check every queue of the store; with ``repair`` fix what can be fixed.

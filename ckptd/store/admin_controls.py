@@ -8,7 +8,6 @@ listing (``poll_interval``, on a bucket). Mixed into :class:`ckptd.store.admin.S
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 from ckptd.codec import decode_job, encode_job
@@ -22,11 +21,10 @@ from ckptd.core.answer_types import (
 )
 from ckptd.core.answers import LimitChanges, Submitted
 from ckptd.core.config import Settings
-from ckptd.core.errors import CkptdError, ConfigError, InvalidInput, JobNotFound, MalformedJob
-from ckptd.core.job_keys import EVERY_KEY, check_key
+from ckptd.core.errors import CkptdError, InvalidInput, JobNotFound, MalformedJob
+from ckptd.core.job_keys import EVERY_KEY
 from ckptd.core.key_settings import (
     KEY_LIMITS_FILE,
-    changed_key_limits_file,
     key_limits_of,
     parse_key_limits_file,
 )
@@ -36,7 +34,6 @@ from ckptd.core.queue_controls import (
     PAUSED_FILE,
     Limits,
     aging_of,
-    changed_limits_file,
     limits_of,
     parse_limits_file,
     retention_of,
@@ -45,32 +42,24 @@ from ckptd.core.states import State
 from ckptd.core.timefmt import time_or_none
 from ckptd.core.unique_windows import uniqueness_of, window_id
 from ckptd.store.base import Op, PutNew, Store
+from ckptd.store.control_plans import (
+    ControlChange,
+    key_limits_answer,
+    limits_file,
+    pause_reason,
+    plan_limit,
+    plan_pause,
+    plan_resume,
+)
 from ckptd.store.file_names import Named
 
 
-def change_key_limits(store: Store, settings: Settings, queue: str, key: str,
-                      changes: Mapping[str, object], reset: bool
-                      ) -> tuple[bytes | None, LimitAnswer]:
-    """Change ``key``'s entry of ``<queue>/key_limits.json`` (``*``: every key; the
-    file goes when no entry is left; nothing changes without ``changes`` or ``reset``).
-    Returns the file as it is now and the answer (the key's limits in force)."""
-    where = f"{store.url.rstrip('/')}/{queue}/{KEY_LIMITS_FILE}"
-    data = store.read_control(queue, KEY_LIMITS_FILE)
-    if changes or reset:
-        data = changed_key_limits_file(data, key, changes, reset, where)
-        if data is None:
-            store.delete_control(queue, KEY_LIMITS_FILE)
-        else:
-            store.write_control(queue, KEY_LIMITS_FILE, data)
-    elif key != EVERY_KEY:
-        check_key(key)
-    override = parse_key_limits_file(data, where) if data is not None else None
-    return data, {"queue": queue, "key": key, "limits": key_limits_of(
-        settings.queue(queue).keys, key, override, where).as_dict()}
-
-
-def _reason(data: bytes) -> str:
-    return data.decode(errors="replace").strip()[:500]
+def write_change(store: Store, change: ControlChange) -> None:
+    """Write (or remove) the control file a plan changes (:mod:`ckptd.store.control_plans`)."""
+    if change.data is None:
+        store.delete_control(change.queue, change.name)
+    else:
+        store.write_control(change.queue, change.name, change.data)
 
 
 class StoreControls:
@@ -87,16 +76,16 @@ class StoreControls:
 
     def pause(self, queue: str, reason: str = "") -> PauseAnswer:
         """Write ``<queue>/paused`` (its text: the reason); the queue is made if needed."""
-        check_queue(queue)
-        text = reason.strip()
-        self.store.write_control(queue, PAUSED_FILE, (text + "\n").encode() if text else b"")
-        return {"queue": queue, "paused": {"reason": text, "since": None}}
+        change = plan_pause(queue, reason)
+        write_change(self.store, change)
+        assert change.data is not None
+        return {"queue": queue, "paused": {"reason": pause_reason(change.data), "since": None}}
 
     def resume(self, queue: str) -> ResumeAnswer:
         """Remove ``<queue>/paused``."""
-        check_queue(queue)
+        change = plan_resume(queue)
         was = self.store.read_control(queue, PAUSED_FILE) is not None
-        self.store.delete_control(queue, PAUSED_FILE)
+        write_change(self.store, change)
         return {"queue": queue, "was_paused": was}
 
     def limit(self, queue: str, changes: LimitChanges, reset: bool = False,
@@ -105,21 +94,17 @@ class StoreControls:
         with ``reset`` remove the file. With ``key`` (``*``: every key), that key's entry
         of ``<queue>/key_limits.json`` instead (weight too)."""
         check_queue(queue)
+        name = limits_file(key)
+        where = f"{self.store.url.rstrip('/')}/{queue}/{name}"
+        current = self.store.read_control(queue, name) \
+            if key is not None or (changes and not reset) else None
+        change = plan_limit(queue, changes, reset, current, where, key)
+        if change is not None:
+            write_change(self.store, change)
         if key is not None:
-            return self._limit_key(queue, key, changes, reset)
-        if "weight" in changes:
-            raise ConfigError("weight is a limit of keys: give it with a key")
-        if reset:
-            self.store.delete_control(queue, LIMITS_FILE)
-        elif changes:
-            data = changed_limits_file(self.store.read_control(queue, LIMITS_FILE), changes,
-                                       self._where_limits(queue))
-            self.store.write_control(queue, LIMITS_FILE, data)
+            return key_limits_answer(self.settings, queue, key,
+                                     current if change is None else change.data, where)
         return {"queue": queue, "limits": self._limits(queue).as_dict()}
-
-    def _limit_key(self, queue: str, key: str, changes: Mapping[str, object], reset: bool
-                   ) -> LimitAnswer:
-        return change_key_limits(self.store, self.settings, queue, key, changes, reset)[1]
 
     def _limits(self, queue: str) -> Limits:
         data = self.store.read_control(queue, LIMITS_FILE)
@@ -136,7 +121,7 @@ class StoreControls:
             limits = limits_of(self.settings, queue).as_dict()
             limits["error"] = str(exc)
         unique = uniqueness_of(self.settings, queue)
-        return {"paused": {"reason": _reason(paused), "since": None} if paused is not None
+        return {"paused": {"reason": pause_reason(paused), "since": None} if paused is not None
                 else None,
                 "limits": limits,
                 "retention": retention_of(self.settings, queue).as_dict(),

@@ -225,14 +225,14 @@ class InProcessDaemon:
         """What the heartbeats of connected workers would have done while the time passed."""
         engine = self.daemon.engine
         for info in list(engine.workers.values()):
-            engine.worker_for(info.identity, now)  # seen now
+            engine.workers_part.worker_for(info.identity, now)  # seen now
             running = []
             for queue, job_id in info.running:
                 index = engine.queues.get(queue)
                 lease = index.claimed.get(job_id) if index is not None else None
                 if lease is not None:
                     running.append([queue, job_id, lease.attempt])
-            engine.heartbeat(info, {"jobs": running}, now)
+            engine.workers_part.heartbeat(info, {"jobs": running}, now)
 
     def _call(self, function: Callable[[], None], timeout: float = 30.0) -> None:
         """Run ``function`` in the daemon's thread before its next turn; return after that

@@ -16,7 +16,7 @@ HOSTILE = '<img src=x onerror="alert(1)">'
 def test_user_data_is_escaped_and_minutes_are_charted(harness: Harness) -> None:
     h = harness
     start = h.now
-    h.engine.queue("q")  # the daemon's snapshots see a queue within its first minute
+    h.engine.index.queue("q")  # the daemon's snapshots see a queue within its first minute
     snap = build_snapshot(h.engine, h.now, started_at=start, drops={})  # opens the minute
     w = h.hello(slots=4)
     for _ in range(3):
@@ -49,7 +49,7 @@ def test_user_data_is_escaped_and_minutes_are_charted(harness: Harness) -> None:
 def test_idle_queues_draw_no_chart_and_counts_of_zero_are_not_red() -> None:
     h = Harness()
     for name in ("busy", "idle-1", "idle-2"):
-        h.engine.queue(name)
+        h.engine.index.queue(name)
     w = h.hello(slots=2, queues=("busy",))
     job = h.submit(queue="busy")
     h.dispatch()

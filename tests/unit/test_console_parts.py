@@ -90,7 +90,7 @@ def test_autoscaling_figures_follow_backlog_slots_and_cycle_time() -> None:
     assert cycle is not None and cycle > 0
     assert scale.needed == max(1, -(-int(scale.backlog * cycle * 1000) // int(60 * 4 * 1000)))
     assert scale_of(q, 1e9).needed == 1  # a long target: one worker does it
-    h.engine.hello(w, {"worker": "w", "queues": ["q"], "slots": 0}, h.now)  # it drains
+    h.engine.workers_part.hello(w, {"worker": "w", "queues": ["q"], "slots": 0}, h.now)  # it drains
     snap = build_snapshot(h.engine, h.now, started_at=h.now, drops={})
     assert snap.worker_list[0]["draining"] and snap.queues[0].figures["slots"] == 0
 
@@ -124,7 +124,7 @@ def test_a_bulk_retry_runs_a_slice_per_turn_and_answers_once() -> None:
     assert turns >= 4 and len(answers) == 1
     assert isinstance(answers[0], dict) and sorted(answers[0]["ids"]) == ids
     assert len(h.store.ids("q", State.PENDING)) == len(ids)
-    assert h.engine.queue("q").failed == 0
+    assert h.engine.index.queue("q").failed == 0
 
 
 def test_moving_a_job_to_another_queue() -> None:
@@ -138,7 +138,8 @@ def test_moving_a_job_to_another_queue() -> None:
     assert h.where(job_id) == [] and h.where(job_id, "slow") == [State.PENDING]
     moved = h.file(State.PENDING, job_id, "slow")
     assert moved["queue"] == "slow" and moved["moves"][0]["from"] == "q"
-    assert job_id in h.engine.queue("slow").pending and job_id not in h.engine.queue("q").pending
+    assert job_id in h.engine.index.queue("slow").pending
+    assert job_id not in h.engine.index.queue("q").pending
     move_job(h.engine, "slow", job_id, "slow", answers.append, now=h.now, by="test")
     assert isinstance(answers[-1], TransitionError)
 

@@ -165,7 +165,7 @@ def test_recovery_gives_claimed_jobs_a_short_lease_until_a_worker_names_them(
         lease = again.queues["q"].claimed[job_id]
         assert lease.attempt == 1 and lease.deadline == now + grace < now + h.settings.lease
     after.now += 1
-    again.hello(b"w", {"worker": "w", "queues": ["q"], "slots": 2,
+    again.workers_part.hello(b"w", {"worker": "w", "queues": ["q"], "slots": 2,
                        "running": [["q", named, 1]]}, after.now)
     after.tick(grace - 1 + 0.1)
     assert named in again.queues["q"].claimed, "the job a worker named keeps running"

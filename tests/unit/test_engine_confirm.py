@@ -11,7 +11,7 @@ from typing import Any
 from ckptd.core.config import QueueSettings
 from ckptd.core.states import State
 from ckptd.store.base import PutCheckpoint
-from tests.harness import Harness, MakeHarness
+from tests.harness import Harness, MakeHarness, handler
 
 
 def _sent(messages: list[tuple[bytes, bytes, dict[str, Any]]], kind: bytes
@@ -21,8 +21,8 @@ def _sent(messages: list[tuple[bytes, bytes, dict[str, Any]]], kind: bytes
 
 def _answer(h: Harness, identity: bytes, kind: str, body: dict[str, Any]
             ) -> list[tuple[bytes, bytes, dict[str, Any]]]:
-    worker = h.engine.worker_for(identity, h.now)
-    getattr(h.engine, kind)(worker, body, h.now, identity)
+    worker = h.engine.workers_part.worker_for(identity, h.now)
+    handler(h.engine, kind)(worker, body, h.now, identity)
     return h.commit()
 
 
@@ -46,9 +46,9 @@ def test_an_answer_whose_move_is_in_flight_is_not_confirmed_twice(harness: Harne
     w = h.hello()
     h.dispatch()
     answer = {"queue": "q", "id": job_id, "attempt": 1, "result": 1}
-    worker = h.engine.worker_for(w, h.now)
-    h.engine.done(worker, answer, h.now, w)  # accepted: its move waits for the commit
-    h.engine.done(worker, answer, h.now, w)  # the same answer again, before the commit
+    worker = h.engine.workers_part.worker_for(w, h.now)
+    h.engine.answers.done(worker, answer, h.now, w)  # accepted: its move waits for the commit
+    h.engine.answers.done(worker, answer, h.now, w)  # the same answer again, before the commit
     sent = h.commit()
     assert len(_sent(sent, b"ack")) == 1 and not _sent(sent, b"ack")[0]["stale"]
 
@@ -72,11 +72,11 @@ def test_a_checkpoint_already_saved_is_confirmed_without_writing_it_again(harnes
     w = h.hello()
     h.dispatch()
     body = {"queue": "q", "id": job_id, "attempt": 1, "seq": 1, "state": {"n": 1}}
-    worker = h.engine.worker_for(w, h.now)
-    h.engine.checkpoint(worker, body, h.now)
+    worker = h.engine.workers_part.worker_for(w, h.now)
+    h.engine.answers.checkpoint(worker, body, h.now)
     assert any(isinstance(op, PutCheckpoint) for op in h.engine.txn.ops)
     assert _sent(h.commit(), b"saved")[0]["ok"]
-    h.engine.checkpoint(worker, body, h.now)  # sent again after a reconnect
+    h.engine.answers.checkpoint(worker, body, h.now)  # sent again after a reconnect
     assert not h.engine.txn.ops, "nothing is written again"
     assert _sent(h.commit(), b"saved") == [{"queue": "q", "id": job_id, "seq": 1, "ok": True,
                                              "error": None}]

@@ -88,7 +88,7 @@ def test_a_hand_written_file_seconds_old_waits_for_the_grace(harness: Harness) -
     assert h.dispatch() == []
     assert "order-8" in h.engine.queues["q"].pending
     h.now += 5
-    h.engine.promote_delayed(h.now)
+    h.engine.index.promote_delayed(h.now)
     [body] = h.dispatch()
     assert body["payload"] == 12
 
@@ -153,10 +153,11 @@ def test_a_batch_submitted_on_the_store_is_known_before_any_job_ends(harness: Ha
 def test_a_worker_that_left_is_sent_nothing_more(harness: Harness) -> None:
     h = harness
     identity = h.hello("w", slots=2)
-    h.engine.hello(identity, {"worker": "w", "queues": ["q"], "slots": 0}, h.now)  # stopping
-    worker = h.engine.worker_for(identity, h.now)
+    h.engine.workers_part.hello(identity, {"worker": "w", "queues": ["q"], "slots": 0},
+                                h.now)  # stopping
+    worker = h.engine.workers_part.worker_for(identity, h.now)
     assert worker is not None
-    h.engine.forget_worker(worker, "said goodbye")
+    h.engine.workers_part.forget(worker, "said goodbye")
     assert [m for m in h.engine.outbox if m[0] == identity] == []
 
 

@@ -85,7 +85,7 @@ def test_a_delayed_job_put_into_the_store_is_counted_delayed_at_once() -> None:
     from ckptd.core.timefmt import utc_iso
 
     h = Harness()
-    h.engine.queue("q")
+    h.engine.index.queue("q")
     _put_pending(h, "later", not_before=utc_iso(h.now + 3600), priority=-5)
     h.engine.tick(h.now)  # no worker connected
     index = h.engine.queues["q"]
@@ -97,7 +97,7 @@ def test_a_job_removed_from_the_store_leaves_no_priority_behind() -> None:
     from ckptd.core.timefmt import utc_iso
 
     h = Harness()
-    h.engine.queue("q")
+    h.engine.index.queue("q")
     _put_pending(h, "later", not_before=utc_iso(h.now + 3600), priority=-5)
     _put_pending(h, "due", priority=-3)
     h.engine.tick(h.now)
@@ -115,7 +115,7 @@ def test_a_job_removed_from_the_store_leaves_no_priority_behind() -> None:
 
 def test_a_file_moved_into_pending_by_hand_is_claimed_at_once() -> None:
     h = Harness()
-    h.engine.queue("q")
+    h.engine.index.queue("q")
     h.store.put_new("q", "order-43", json.dumps({"payload": {"sku": "C-3"}}).encode())
     h.engine.pending_appeared("q", "order-43")
     h.hello()

@@ -111,8 +111,8 @@ def test_a_batch_manifest_says_which_callbacks_are_due() -> None:
 def turn(h: Harness, seconds: float = 0.0) -> None:
     """One turn of the daemon: timers, then everything the callbacks queued."""
     h.now += seconds
-    h.engine.expire_leases(h.now)
-    h.engine.promote_delayed(h.now)
+    h.engine.answers.expire_leases(h.now)
+    h.engine.index.promote_delayed(h.now)
     h.engine.tick(h.now)
     for _ in range(8):
         if not h.engine.txn.ops:
@@ -141,7 +141,7 @@ def test_a_diamond_runs_its_join_once_after_both_parents() -> None:
     c = h.submit("q", after=[a])
     d = h.submit("q", after=[f"q/{b}", f"q/{c}"])
     assert h.where(b) == [State.WAITING] and h.where(d) == [State.WAITING]
-    assert h.engine.queue("q").counts()["waiting"] == 3
+    assert h.engine.index.queue("q").counts()["waiting"] == 3
     w = h.hello(slots=4)
     assert run(h, w, "q") == [a]
     assert sorted(run(h, w, "q")) == sorted([b, c])
@@ -230,7 +230,7 @@ def test_a_park_frees_the_slot_and_a_signal_wakes_it_with_its_data() -> None:
     w = h.hello(slots=1)
     park(h, w, signals=["approved"])
     assert h.where(job_id) == [State.WAITING]
-    assert h.engine.queue("q").claimed == {} and h.engine.workers["w"].credits == 1
+    assert h.engine.index.queue("q").claimed == {} and h.engine.workers["w"].credits == 1
     other = h.submit("q")
     assert [j["id"] for j in h.dispatch()] == [other], "the freed slot takes other work"
     h.engine.graph.request(b"signal", {"queue": "q", "id": job_id, "name": "approved",
@@ -266,7 +266,7 @@ def test_a_timeout_wakes_a_park_with_its_reason() -> None:
     park(h, w, signals=["go"], timeout=30.0)
     turn(h, 29.0)
     assert h.where(job_id) == [State.WAITING]
-    assert h.engine.next_deadline() == pytest.approx(h.now + 1.0, abs=0.01)
+    assert h.engine.index.next_deadline() == pytest.approx(h.now + 1.0, abs=0.01)
     turn(h, 1.5)
     assert h.file(State.PENDING, job_id)["woken"]["reason"] == "timeout"
 
@@ -302,7 +302,8 @@ def test_waits_survive_a_restart_rebuilt_from_the_files() -> None:
     engine = Engine(h.store, h.settings, rand=lambda: 0.5)
     engine.recover(h.now)
     h.engine = engine
-    assert engine.queue("q").counts()["waiting"] == 1 and engine.queue("p").waiting == {p}
+    assert engine.index.queue("q").counts()["waiting"] == 1
+    assert engine.index.queue("p").waiting == {p}
     h.engine.graph.request(b"signal", {"queue": "p", "id": p, "name": "go"}, h.now,
                            h.replies.append)
     turn(h)

@@ -373,7 +373,7 @@ class BucketRole:
         for queue, listed in scan["queues"].items():
             if not self.leads(queue) or self._promoted_at.get(queue, 0.0) > scan["started"]:
                 continue  # led elsewhere now, or recovered from a newer listing
-            index = engine.queue(queue)
+            index = engine.index.queue(queue)
             if index.recovering is not None:
                 continue  # its recovery is still listing it
             if background is not None:  # what this daemon moved since the listing began
@@ -413,7 +413,7 @@ class BucketRole:
         for queue, winners in scan.get("resolved", {}).items():
             if not self.leads(queue):
                 continue
-            index = engine.queue(queue)
+            index = engine.index.queue(queue)
             for job_id, winner in winners.items():
                 if winner != State.PENDING.value and job_id in index.pending \
                         and job_id not in index.added_since_scan:

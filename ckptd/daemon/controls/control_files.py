@@ -14,31 +14,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
 
+from ckptd.core.answer_types import LimitAnswer, PauseAnswer, ResumeAnswer
 from ckptd.core.errors import CkptdError, ConfigError
 from ckptd.core.key_settings import KEY_LIMITS_FILE, parse_key_limits_file
 from ckptd.core.queue_controls import (
     LIMITS_FILE,
     PAUSED_FILE,
-    changed_limits_file,
     parse_limits_file,
 )
 from ckptd.daemon.controls.gate import Gate, Pause
 from ckptd.daemon.controls.key_gate import KeyGate
-from ckptd.store.admin_controls import change_key_limits
+from ckptd.store.admin_controls import write_change
 from ckptd.store.base import Store
+from ckptd.store.control_plans import (
+    ControlChange,
+    key_limits_answer,
+    limits_file,
+    pause_reason,
+    plan_limit,
+    plan_pause,
+    plan_resume,
+)
 
 log = logging.getLogger(__name__)
-
-MAX_REASON = 500  # characters of a pause reason shown and logged
-
-
-def reason_of(data: bytes) -> str:
-    """The reason a paused file gives (its text, first lines, trimmed)."""
-    text = data.decode(errors="replace").strip()
-    return text[:MAX_REASON]
-
 
 class QueueControls:
     """Keeps the gate in line with the control files of the store."""
@@ -95,7 +94,7 @@ class QueueControls:
             if gate.paused.pop(queue, None) is not None:
                 log.info("queue resumed", extra={"fields": {"queue": queue}})
             return
-        reason = reason_of(data)
+        reason = pause_reason(data)
         known = gate.paused.get(queue)
         if known is None:
             gate.paused[queue] = Pause(reason, self.clock())
@@ -150,47 +149,46 @@ class QueueControls:
 
     # -- operators' requests ---------------------------------------------------------------
 
-    def pause(self, queue: str, reason: str) -> dict[str, Any]:
+    def pause(self, queue: str, reason: str) -> PauseAnswer:
         """Write ``<queue>/paused`` with the reason, and pause at once."""
-        data = (reason.strip() + "\n").encode() if reason.strip() else b""
-        self.touched[queue] = self.clock()
-        self.store.write_control(queue, PAUSED_FILE, data)
-        self._paused(queue, data)
+        change = plan_pause(queue, reason)
+        self._write(change)
         return {"queue": queue, "paused": self.gate.paused[queue].as_dict()}
 
-    def resume(self, queue: str) -> dict[str, Any]:
+    def resume(self, queue: str) -> ResumeAnswer:
         """Remove ``<queue>/paused``, and resume at once."""
         was = queue in self.gate.paused
-        self.touched[queue] = self.clock()
-        self.store.delete_control(queue, PAUSED_FILE)
-        self._paused(queue, None)
+        self._write(plan_resume(queue))
         return {"queue": queue, "was_paused": was}
 
-    def limit(self, queue: str, changes: dict[str, Any], reset: bool, key: str | None = None
-              ) -> dict[str, Any]:
+    def limit(self, queue: str, changes: Mapping[str, object], reset: bool,
+              key: str | None = None) -> LimitAnswer:
         """Change ``<queue>/limits.json`` (or with ``reset`` remove it); apply it at once.
         ``changes``: max_running and/or rate, None removing one (the config's applies).
         With ``key`` (``*``: every key), the key's entry of ``<queue>/key_limits.json``
-        instead (weight too)."""
+        instead (weight too; the file goes when no entry is left)."""
         self.touched[queue] = self.clock()
+        name = limits_file(key)
+        where = f"{self.store.url.rstrip('/')}/{queue}/{name}"
+        current = self.store.read_control(queue, name) \
+            if key is not None or (changes and not reset) else None
+        change = plan_limit(queue, changes, reset, current, where, key)
+        if change is not None:
+            self._write(change)
+        elif key is not None:  # a look at a key's limits reads its file again
+            self._key_limits(queue, current)
         if key is not None:
-            return self.limit_key(queue, key, changes, reset)
-        if reset:
-            self.store.delete_control(queue, LIMITS_FILE)
-            self._limits(queue, None)
-        elif changes:
-            where = f"{self.store.url.rstrip('/')}/{queue}/{LIMITS_FILE}"
-            data = changed_limits_file(self.store.read_control(queue, LIMITS_FILE), changes,
-                                       where)
-            self.store.write_control(queue, LIMITS_FILE, data)
-            self._limits(queue, data)
+            return key_limits_answer(self.key_gate.live.current, queue, key,
+                                     current if change is None else change.data, where)
         return {"queue": queue, "limits": self.gate.limits(queue).as_dict()}
 
-    def limit_key(self, queue: str, key: str, changes: dict[str, Any], reset: bool
-                  ) -> dict[str, Any]:
-        """Change ``key``'s entry of ``<queue>/key_limits.json`` (the file goes when no
-        entry is left); apply it at once."""
-        data, answer = change_key_limits(self.store, self.key_gate.live.current, queue, key,
-                                         changes, reset)
-        self._key_limits(queue, data)
-        return dict(answer)
+    def _write(self, change: ControlChange) -> None:
+        """Write a planned change of a control file, and apply it to the gates at once."""
+        self.touched[change.queue] = self.clock()
+        write_change(self.store, change)
+        if change.name == PAUSED_FILE:
+            self._paused(change.queue, change.data)
+        elif change.name == LIMITS_FILE:
+            self._limits(change.queue, change.data)
+        elif change.name == KEY_LIMITS_FILE:
+            self._key_limits(change.queue, change.data)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ckptd.core.answer_types import PauseView
 from ckptd.core.config import LiveSettings
 from ckptd.core.queue_controls import Limits, Rate, limits_of
 from ckptd.core.timefmt import utc_iso
@@ -34,7 +35,7 @@ class Pause:
     reason: str
     since: float
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> PauseView:
         """For status and explain."""
         return {"reason": self.reason, "since": utc_iso(self.since)}
 

@@ -1,10 +1,10 @@
 """What operators ask of a running daemon: status, a claimed job's lease, retry, cancel,
 purge.
 
-Built on the engine (composed, not mixed in): each action changes the index and queues its
-store ops in the engine's transaction like any other event, and edits job files with the
-same functions as the store commands of the CLI (:mod:`ckptd.core.edits`). Reads never
-change the index.
+Built on the engine (composed, not mixed in): each action is planned by the same function
+as the store command of the CLI (:mod:`ckptd.store.plans`), then carried out here: the plan's
+ops change the index and are queued in the engine's transaction like any other event. Reads
+never change the index.
 """
 
 from __future__ import annotations
@@ -13,26 +13,31 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ckptd.codec import decode_job, encode_job
-from ckptd.core import edits, jobs
+from ckptd.codec import decode_job
+from ckptd.core import jobs
 from ckptd.core.answer_types import LeaseInfo
 from ckptd.core.errors import (
     CkptdError,
-    ConfigError,
     JobNotFound,
     QueueNotFound,
-    TransitionError,
-    cannot_retry,
 )
-from ckptd.core.job_keys import key_of_job
 from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.engine.bulk import SLICE, Slices, Tally
 from ckptd.daemon.engine.controls_view import controls_view
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.figures import queue_figures
-from ckptd.store.admin import purgeable
-from ckptd.store.base import Delete, Move, Outcome
+from ckptd.store.admin import purge_found
+from ckptd.store.base import Move, Outcome, Store
+from ckptd.store.plans import (
+    Attempt,
+    cannot_cancel,
+    check_purge,
+    plan_cancel,
+    plan_purge,
+    plan_retry,
+    purge_slices,
+)
 from ckptd.wire.protocol import Body
 
 log = logging.getLogger(__name__)
@@ -98,18 +103,15 @@ class Operators:
             return {"schedules": engine.scheduler.view(now), "source": "daemon"}
         queue = body["queue"]
         if kind == "pause":
-            answer = engine.controls.pause(queue, body.get("reason") or "")
-            engine.queue(queue)
-        elif kind == "resume":
-            answer = engine.controls.resume(queue)
-        else:
-            changes: dict[str, Any] = {k: body[k] for k in ("max_running", "rate", "weight")
-                                       if k in body}
-            if "weight" in changes and body.get("key") is None:
-                raise ConfigError("weight is a limit of keys: give it with a key")
-            answer = engine.controls.limit(queue, changes, bool(body.get("reset")),
-                                           body.get("key"))
-        return answer
+            paused = engine.controls.pause(queue, body.get("reason") or "")
+            engine.index.queue(queue)
+            return dict(paused)
+        if kind == "resume":
+            return dict(engine.controls.resume(queue))
+        changes: dict[str, object] = {k: body[k] for k in ("max_running", "rate", "weight")
+                                      if k in body}
+        return dict(engine.controls.limit(queue, changes, bool(body.get("reset")),
+                                          body.get("key")))
 
     def dispatch_order(self, queue: str, rows: list[tuple[State, str]]
                        ) -> list[tuple[State, str]]:
@@ -166,7 +168,7 @@ class Operators:
         except CkptdError as exc:
             reply(exc)
             return
-        index = engine.queue(queue)
+        index = engine.index.queue(queue)
         if ids is not None and len(ids) <= SLICE:
             self._retry_now(queue, ids, attempts, reply)
             return
@@ -177,21 +179,15 @@ class Operators:
 
         def steps() -> Iterator[None]:
             for job_id in names:
-                try:
-                    job = decode_job(engine.store.read(queue, State.FAILED, job_id), queue,
-                                     job_id)
-                except JobNotFound:
+                job = _failed_file(engine.store, queue, job_id)
+                if job is None:  # no longer failed: skipped, and counted
                     skipped[0] += 1
                     yield
                     continue
-                data = encode_job(edits.retried(job, attempts
-                                                or engine.settings.max_attempts_for(queue)))
-                index.ready.note(job_id, job.get("priority"))
-                index.ready.note_key(job_id, key_of_job(job))
-                engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data,
-                                    priority=index.ready.prio.get(job_id, 0),
-                                    key=index.ready.key_of(job_id)),
-                               tally.track(self._retried(queue, job_id, done)))
+                move = plan_retry(engine.settings, queue, job_id, job, attempts=attempts)
+                index.ready.note(job_id, move.priority)
+                index.ready.note_key(job_id, move.key)
+                engine.txn.add(move, tally.track(self._retried(queue, job_id, done)))
                 yield
 
         self.slices.add(steps(), tally)
@@ -199,7 +195,7 @@ class Operators:
     def _retried(self, queue: str, job_id: str, done: list[str]) -> Callable[[Outcome], None]:
         """What a retry's move does to the index once it is applied."""
         engine = self.engine
-        index = engine.queue(queue)
+        index = engine.index.queue(queue)
 
         def moved(outcome: Outcome) -> None:
             if outcome is None:
@@ -217,31 +213,26 @@ class Operators:
                    reply: Reply) -> None:
         engine = self.engine
         store = engine.store
-        index = engine.queue(queue)
-        moves: list[tuple[str, bytes]] = []
+        moves: list[Move] = []
         for job_id in ids:
             try:
-                job = decode_job(store.read(queue, State.FAILED, job_id), queue, job_id)
-            except JobNotFound:
-                reply(cannot_retry(job_id, engine.where(queue, job_id) or None))
-                return
+                job = _failed_file(store, queue, job_id)
+                found = None if job is not None else engine.index.where(queue, job_id)
+                moves.append(plan_retry(engine.settings, queue, job_id, job,
+                                        attempts=attempts, found=found))
             except CkptdError as exc:
                 reply(exc)
                 return
-            budget = attempts or engine.settings.max_attempts_for(queue)
-            moves.append((job_id, encode_job(edits.retried(job, budget))))
-            index.ready.note(job_id, job.get("priority"))
-            index.ready.note_key(job_id, key_of_job(job))
         if not moves:
             reply({"ids": []})
             return
         done: list[str] = []
         tally = Tally(reply, lambda: {"ids": done})
-        for job_id, data in moves:
-            engine.txn.add(Move(queue, job_id, State.FAILED, State.PENDING, data,
-                                priority=index.ready.prio.get(job_id, 0),
-                                key=index.ready.key_of(job_id)),
-                           tally.track(self._retried(queue, job_id, done)))
+        index = engine.index.queue(queue)
+        for move in moves:  # all or none: noted only once every one is planned
+            index.ready.note(move.job_id, move.priority)
+            index.ready.note_key(move.job_id, move.key)
+            engine.txn.add(move, tally.track(self._retried(queue, move.job_id, done)))
         tally.finish()
 
     def cancel(self, queue: str, job_id: str, now: float, reply: Reply,
@@ -256,16 +247,17 @@ class Operators:
         (a crash), the handler's answer, failed for good, moves the job to failed/ anyway.
         """
         engine = self.engine
-        index = engine.queue(queue)
+        index = engine.index.queue(queue)
         if job_id in index.pending:
-            priority = index.ready.priority(job_id)
-            key = index.ready.key_of(job_id)
+            plan = plan_cancel(queue, job_id, State.PENDING, now=now, by=by,
+                               priority=index.ready.priority(job_id),
+                               key=index.ready.key_of(job_id))
             index.pending.discard(job_id)
             index.delayed_at.pop(job_id, None)
             index.ready.left += 1  # its line's entry goes at the next rescan
 
             def removed(outcome: Outcome) -> None:
-                reply({"was": "pending"} if outcome is None else outcome)
+                reply({"was": plan.was.value} if outcome is None else outcome)
                 if outcome is None:
                     index.ready.forget(job_id)
                     log.info("cancel", extra={"fields": {"queue": queue, "id": job_id,
@@ -273,32 +265,28 @@ class Operators:
                                                          "by": by}})
                     engine.flows.removed(queue, job_id, now)  # an end for its dependents
 
-            engine.txn.add(Delete(queue, State.PENDING, job_id, priority=priority, key=key),
-                           removed)
+            assert plan.remove is not None
+            engine.txn.add(plan.remove, removed)
             return
-        if job_id in index.waiting and engine.graph.cancel(queue, job_id, now, reply):
-            return
+        if job_id in index.waiting:
+            plan = plan_cancel(queue, job_id, State.WAITING, now=now, by=by)
+            if plan.remove is not None and engine.graph.cancel(plan.remove, now, reply):
+                return
         lease = index.claimed.get(job_id)
         if lease is not None and not lease.closing:
-            def edit(job: jobs.Job) -> jobs.Job:
-                return edits.cancelled(job, attempt=lease.attempt, claimed_at=lease.claimed_at,
-                                       now=now, worker=lease.worker, by=by)
-
+            plan = plan_cancel(queue, job_id, State.CLAIMED, now=now, by=by,
+                               attempt=Attempt(lease.attempt, lease.claimed_at, lease.worker))
             worker = engine.workers.get(lease.worker) if lease.worker else None
-
             if worker is not None:
                 engine.outbox.append((worker.identity, b"cancel", {
                     "queue": queue, "id": job_id, "attempt": lease.attempt, "by": by}))
-            engine.end_attempt(lease, None, now, may_retry=False, delay=None,
-                               outcome="cancelled", edit=edit)
-            reply({"was": "claimed"})
+            engine.answers.end_attempt(lease, None, now, may_retry=False, delay=None,
+                                       outcome="cancelled", edit=plan.edit)
+            reply({"was": plan.was.value})
             return
-        state = engine.where(queue, job_id)
-        if state is None:
-            reply(JobNotFound(f"no job {job_id!r} in queue {queue!r}"))
-        else:
-            reply(TransitionError(f"job {job_id!r} is already {state}; use "
-                                  f"'ckptd purge {queue} {state}' to remove it"))
+        # Not open here (or already ending): refused, saying where it is.
+        where = engine.index.where(queue, job_id)
+        reply(cannot_cancel(queue, job_id, State(where) if where is not None else None))
 
     def purge(self, queue: str, state: State, older_than: float | None, now: float,
               reply: Reply, ids: list[str] | None = None) -> None:
@@ -307,11 +295,11 @@ class Operators:
         engine = self.engine
         try:
             self.known_queue(queue)
-            purgeable(engine.store, queue, state, 0.0, now, ids=[])  # checks the state
+            check_purge(state)
         except CkptdError as exc:
             reply(exc)
             return
-        index = engine.queue(queue)
+        index = engine.index.queue(queue)
         store = engine.store
         names = store.ids(queue, state) if ids is None else ids
         count = [0]
@@ -326,17 +314,26 @@ class Operators:
                     index.failed = max(0, index.failed - 1)
 
         def steps() -> Iterator[None]:
-            for position in range(0, len(names), 64):  # mtimes looked at 64 at a time
-                chunk = names[position:position + 64]
+            for chunk in purge_slices(names):  # a slice per turn: dispatch goes on
                 if ids is not None:  # named jobs: only those that are there
                     chunk = [i for i in chunk if store.exists(queue, state, i)]
-                doomed = purgeable(store, queue, state, older_than, now, ids=chunk)
-                for job_id in doomed:
-                    index.checkpointed.discard(job_id)
-                    engine.creating.forget(queue, job_id)
-                    engine.txn.add(Delete(queue, state, job_id), tally.track(removed))
-                if doomed:
-                    engine.log_writer.remove(queue, doomed)  # their own logs go too
+                doomed = plan_purge(queue, state,
+                                    purge_found(store, queue, state, chunk, older_than),
+                                    older_than=older_than, now=now)
+                for op in doomed:
+                    index.checkpointed.discard(op.job_id)
+                    engine.creating.forget(queue, op.job_id)
+                    engine.txn.add(op, tally.track(removed))
+                if doomed:  # their own logs go too
+                    engine.log_writer.remove(queue, [op.job_id for op in doomed])
                 yield
 
         self.slices.add(steps(), tally)
+
+
+def _failed_file(store: Store, queue: str, job_id: str) -> jobs.Job | None:
+    """A job's file in ``failed/``, or None when it is not there."""
+    try:
+        return decode_job(store.read(queue, State.FAILED, job_id), queue, job_id)
+    except JobNotFound:
+        return None

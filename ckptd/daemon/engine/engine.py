@@ -85,26 +85,6 @@ class Engine:
         self.graph = GraphEvents(ix, self.flows, self.answers)
         self.dispatcher = Dispatcher(ix, self.workers_part.forget, self.resync,
                                      hold=self.graph.waits.hold)
-        # The parts' entry points, as the daemon calls them.
-        self.hello = self.workers_part.hello
-        self.worker_for = self.workers_part.worker_for
-        self.heartbeat = self.workers_part.heartbeat
-        self.forget_worker = self.workers_part.forget
-        self.forget_silent_workers = self.workers_part.forget_silent
-        self.dispatch = self.dispatcher.dispatch
-        self.ready_count = self.dispatcher.ready_count
-        self.undeliverable = self.dispatcher.undeliverable
-        self.done = self.answers.done
-        self.failed = self.answers.failed
-        self.checkpoint = self.answers.checkpoint
-        self.park = self.graph.parks.park
-        self.progress = self.answers.progress
-        self.expire_leases = self.answers.expire_leases
-        self.end_attempt = self.answers.end_attempt
-        self.promote_delayed = ix.promote_delayed
-        self.next_deadline = ix.next_deadline
-        self.queue = ix.queue
-        self.where = ix.where
         # Operator controls (docs/guide/operator-controls.md): pause and limits (the gate the
         # dispatcher asks), dedup, schedules, retention.
         self.controls = QueueControls(store, ix.gate, time.time, ix.key_gate)
@@ -164,31 +144,32 @@ class Engine:
     def worker_message(self, identity: bytes, kind: bytes, body: Body, now: float) -> bool:
         """Act on one message of a worker; False when it is one that only a known worker
         may send and its sender is unknown (dropped)."""
+        workers, answers = self.workers_part, self.answers
         if kind == b"hello":
-            self.hello(identity, body, now)
+            workers.hello(identity, body, now)
             return True
-        worker = self.worker_for(identity, now)
+        worker = workers.worker_for(identity, now)
         # Answers and checkpoints count whoever sends them (a worker back after a restart
         # may send them before its hello): the attempt number fences them, and the
         # confirmation goes back to the sender.
         if kind == b"done":
-            self.done(worker, body, now, identity)
+            answers.done(worker, body, now, identity)
         elif kind == b"failed":
-            self.failed(worker, body, now, identity)
+            answers.failed(worker, body, now, identity)
         elif kind == b"checkpoint":
-            self.checkpoint(worker, body, now, identity)
+            answers.checkpoint(worker, body, now, identity)
         elif kind == b"park":
-            self.park(worker, body, now, identity)
+            self.graph.parks.park(worker, body, now, identity)
         elif worker is None:
             return False
         elif kind == b"heartbeat":
-            self.heartbeat(worker, body, now)
+            workers.heartbeat(worker, body, now)
         elif kind == b"progress":
-            self.progress(worker, body, now)
+            answers.progress(worker, body, now)
         elif kind == b"log":
             self.job_log(body)
         elif kind == b"bye":
-            self.forget_worker(worker, "said goodbye")
+            workers.forget(worker, "said goodbye")
         return True
 
     def job_log(self, body: Body) -> None:

@@ -28,7 +28,7 @@ from ckptd.daemon.engine.parks import Parks
 from ckptd.daemon.engine.results import Answers
 from ckptd.daemon.engine.waits import Waits
 from ckptd.store import is_local
-from ckptd.store.base import Outcome, SignalFile
+from ckptd.store.base import Delete, Outcome, SignalFile
 from ckptd.store.packed_ids import IdRun
 from ckptd.wire.protocol import Body
 
@@ -209,10 +209,11 @@ class GraphEvents:
         elif kind == b"batch_seal":
             self.tracker.seal(body["queue"], body["batch"], now, reply)
 
-    def cancel(self, queue: str, job_id: str, now: float, reply: Reply) -> bool:
-        """Cancel a waiting job (remove its file); False when it is not waiting here."""
-        op = self.waits.cancel(queue, job_id)
-        if op is None:
+    def cancel(self, op: Delete, now: float, reply: Reply) -> bool:
+        """Cancel a waiting job by its planned removal ``op``
+        (:func:`ckptd.store.plans.plan_cancel`); False when it is not waiting here."""
+        queue, job_id = op.queue, op.job_id
+        if not self.waits.cancelling(queue, job_id):
             return False
 
         def removed(outcome: Outcome) -> None:

@@ -84,7 +84,7 @@ class Indexer:
             claimed = self.store.ids(name, State.CLAIMED)
             engine.indexing.begin(name, claimed, now,
                                   adoption_grace(self.live.current, name), self.number)
-        since = {name: engine.queue(name).ready.clock() for name in queues}
+        since = {name: engine.index.queue(name).ready.clock() for name in queues}
         self._thread = threading.Thread(target=self._list, args=(queues, since, now),
                                         name="ckptd-recovery", daemon=True)
         self._thread.start()

@@ -348,15 +348,14 @@ class Waits:
                              priority=priority, key=index.ready.key_of(job_id)), moved)
         return True
 
-    def cancel(self, queue: str, job_id: str) -> Op | None:
-        """The store op that cancels a waiting job (None when it is not waiting here)."""
+    def cancelling(self, queue: str, job_id: str) -> bool:
+        """Mark a waiting job as on its way out for a cancel (False when it is not waiting
+        here, or already moving)."""
         item = self.jobs.get((queue, job_id))
         if item is None or item.moving:
-            return None
-        from ckptd.store.base import Delete
-
+            return False
         item.moving = True
-        return Delete(queue, State.WAITING, job_id)
+        return True
 
     def forget(self, queue: str, job_id: str) -> None:
         """A waiting job left ``waiting/`` behind the daemon's back, or was cancelled."""

@@ -167,7 +167,7 @@ class Scans:
                 self.role.reconcile(scan, self.clock())
                 continue
             for queue, listed in scan["queues"].items():
-                index = self.engine.queue(queue)
+                index = self.engine.index.queue(queue)
                 if "diff" in listed:
                     self._apply_diff(queue, index, listed["diff"])
                 else:
@@ -233,7 +233,7 @@ class Scans:
             elif kind in ("waiting", "unwaiting", "signal"):  # work that waits
                 engine.graph.file_event(kind, queue, job_id, now)
             elif kind == "queue":
-                engine.queue(queue)
+                engine.index.queue(queue)
                 self.new_queues[queue] = now + NEW_QUEUE_WATCH_TIMEOUT
             elif kind == "overflow":
                 log.warning("the watcher lost events (queue overflow); rescanning")
