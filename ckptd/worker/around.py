@@ -22,7 +22,8 @@ config are imported there, hooks given as objects must pickle.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from contextvars import Token
+from typing import TYPE_CHECKING, Any
 
 from ckptd.client.hooks import Hook, HookSpec, call_hook, load_hook, overrides
 from ckptd.client.preparing import otel
@@ -30,8 +31,12 @@ from ckptd.codec.crypto import Keyring, is_sealed, load_keyring
 from ckptd.core.config import Settings
 from ckptd.core.errors import DecryptError
 from ckptd.core.outcomes import Cancelled, Fail, Retry
+from ckptd.wire.protocol import Body
 from ckptd.worker import job_logs
-from ckptd.worker.job import AsyncJob, Job, JobHost
+from ckptd.worker.job import AsyncJob, Job, JobHost, SpawnOptions
+
+if TYPE_CHECKING:
+    from ckptd.worker.tracing import AttemptSpan, AttemptTracer
 
 AnyJob = Job | AsyncJob
 WORKER_METHODS = ("before", "after", "on_error", "on_retry")
@@ -44,14 +49,14 @@ class SealingHost:
         self.inner = inner
         self.keys = keys
 
-    def checkpoint(self, job: Job, seq: int, state: Any, timeout: float) -> None:
+    def checkpoint(self, job: Job, seq: int, state: object, timeout: float) -> None:
         self.inner.checkpoint(job, seq, self.keys.seal(state, "state"), timeout)
 
-    async def checkpoint_async(self, job: AsyncJob, seq: int, state: Any,
+    async def checkpoint_async(self, job: AsyncJob, seq: int, state: object,
                                timeout: float) -> None:
         await self.inner.checkpoint_async(job, seq, self.keys.seal(state, "state"), timeout)
 
-    def send(self, kind: bytes, body: dict[str, Any]) -> None:
+    def send(self, kind: bytes, body: Body) -> None:
         self.inner.send(kind, body)
 
     def source_range(self, queue: str, batch: str, start: int, end: int) -> bytes:
@@ -64,8 +69,8 @@ class SealingHost:
         return self.keys.open(self.inner.result_of(queue, job_id), "result",
                               f"{queue}/{job_id}")
 
-    def spawn(self, parent: str, batch: str | None, queue: str, payload: Any, key: str,
-              options: dict[str, Any]) -> str:
+    def spawn(self, parent: str, batch: str | None, queue: str, payload: object, key: str,
+              options: SpawnOptions) -> str:
         return self.inner.spawn(parent, batch, queue, self.keys.seal(payload, "payload"), key,
                                 options)
 
@@ -80,9 +85,9 @@ class Around:
         self.log_limit = log_limit
         self.tracing = tracing
         self._hooks: dict[str, list[Hook]] | None = None
-        self._tracer: Any = None
+        self._tracer: AttemptTracer | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, object]:
         return {"specs": self.specs, "keys": self.keys, "log_limit": self.log_limit,
                 "tracing": self.tracing, "_hooks": None, "_tracer": None}
 
@@ -102,7 +107,7 @@ class Around:
         if self._tracer is not None:
             self._tracer.flush()
 
-    def _run_hooks(self, method: str, *args: Any) -> None:
+    def _run_hooks(self, method: str, *args: object) -> None:
         if self._hooks is None:
             self.load()
         assert self._hooks is not None
@@ -111,7 +116,9 @@ class Around:
             for hook in hooks:
                 call_hook(hook, method, *args)
 
-    def _begin(self, job: AnyJob, body: dict[str, Any]) -> tuple[Any, Any, Any]:
+    def _begin(self, job: AnyJob, body: Body
+               ) -> tuple[job_logs.AttemptLog, Token[job_logs.AttemptLog | None],
+                          AttemptSpan | None]:
         """Start the attempt's log and span, set its meta and sealing host; return the log,
         its context token and the span."""
         host = job._worker
@@ -139,22 +146,22 @@ class Around:
         job.payload = self.keys.open(job.payload, "payload", where)
         job.state = self.keys.open(job.state, "state", where)
 
-    def _failed(self, job: AnyJob, error: BaseException, span: Any) -> None:
+    def _failed(self, job: AnyJob, error: BaseException, span: AttemptSpan | None) -> None:
         if not isinstance(error, Retry):
             self._run_hooks("on_error", job, error)
         again = not isinstance(error, (Fail, Cancelled)) and job.attempt < job.max_attempts
         if again:
             self._run_hooks("on_retry", job, error)
-        if span is not None:
+        if span is not None and self._tracer is not None:
             self._tracer.failed(span, error, again)
 
-    def _done(self, job: AnyJob, result: Any, span: Any) -> Any:
+    def _done(self, job: AnyJob, result: object, span: AttemptSpan | None) -> object:
         self._run_hooks("after", job, result)
-        if span is not None:
+        if span is not None and self._tracer is not None:
             self._tracer.done(span)
         return self.keys.seal(result, "result") if self.keys is not None else result
 
-    def call(self, handler: Callable[[Job], Any], job: Job, body: dict[str, Any]) -> Any:
+    def call(self, handler: Callable[[Job], object], job: Job, body: Body) -> object:
         """Run a plain handler on ``job`` (of the job message ``body``); return the result
         as it is to be stored, or raise what the handler raised."""
         log, token, span = self._begin(job, body)
@@ -170,8 +177,8 @@ class Around:
         finally:
             job_logs.end(log, token)
 
-    async def call_async(self, handler: Callable[[AsyncJob], Awaitable[Any]], job: AsyncJob,
-                         body: dict[str, Any]) -> Any:
+    async def call_async(self, handler: Callable[[AsyncJob], Awaitable[object]], job: AsyncJob,
+                         body: Body) -> object:
         """:meth:`call` for an ``async def`` handler."""
         log, token, span = self._begin(job, body)
         try:
@@ -187,7 +194,7 @@ class Around:
             job_logs.end(log, token)
 
 
-def _nowhere(kind: bytes, body: dict[str, Any]) -> None:
+def _nowhere(kind: bytes, body: Body) -> None:
     """Where the log of a job without a worker goes (a handler called in a test)."""
 
 

@@ -18,8 +18,9 @@ from typing import Any
 from ckptd.client.client import Client
 from ckptd.core.errors import CkptdError, DaemonUnavailable, LeaseLost
 from ckptd.core.waits import child_id
+from ckptd.wire.protocol import Body
 from ckptd.worker.data import JobData
-from ckptd.worker.job import AsyncJob, Job
+from ckptd.worker.job import AsyncJob, Job, SpawnOptions
 from ckptd.worker.unconfirmed import Unconfirmed
 
 CHECK_EVERY = 0.05  # how often a waiting checkpoint looks whether its attempt must stop
@@ -28,7 +29,7 @@ CHECK_EVERY = 0.05  # how often a waiting checkpoint looks whether its attempt m
 class JobCalls:
     """The JobHost of one worker's jobs."""
 
-    def __init__(self, unconfirmed: Unconfirmed, send: Callable[[bytes, dict[str, Any]], None],
+    def __init__(self, unconfirmed: Unconfirmed, send: Callable[[bytes, Body], None],
                  data: JobData) -> None:
         self.unconfirmed = unconfirmed
         self.send = send  # queue a message for the worker's I/O thread (progress, ...)
@@ -49,8 +50,8 @@ class JobCalls:
         """The result of a done job (from the store, or through the daemon)."""
         return self.data.result_of(queue, job_id)
 
-    def spawn(self, parent: str, batch: str | None, queue: str, payload: Any, key: str,
-              options: dict[str, Any]) -> str:
+    def spawn(self, parent: str, batch: str | None, queue: str, payload: object, key: str,
+              options: SpawnOptions) -> str:
         """Create the child ``<parent>.<key>`` through the daemon (which sends it on to the
         leader of ``queue``): create-only, so a second spawn of one key finds the first
         child. Returns once the child is durable: a parent's answer always comes after its
@@ -80,17 +81,17 @@ class JobCalls:
             client.close()
 
     @staticmethod
-    def _body(job: Job | AsyncJob, seq: int, state: Any) -> dict[str, Any]:
+    def _body(job: Job | AsyncJob, seq: int, state: object) -> Body:
         return {"queue": job.queue, "id": job.id, "attempt": job.attempt, "seq": seq,
                 "state": state}
 
-    def checkpoint(self, job: Job, seq: int, state: Any, timeout: float) -> None:
+    def checkpoint(self, job: Job, seq: int, state: object, timeout: float) -> None:
         """Send a checkpoint and wait until the daemon says it is durable; raise the
         attempt's stop if it is asked to stop meanwhile."""
         done = threading.Event()
-        box: list[dict[str, Any]] = []
+        box: list[Body] = []
 
-        def confirmed(reply: dict[str, Any]) -> None:
+        def confirmed(reply: Body) -> None:
             box.append(reply)
             done.set()
 
@@ -109,20 +110,20 @@ class JobCalls:
                 self.unconfirmed.forget_checkpoint(job.queue, job.id, seq)
         _check_saved(job, box[0])
 
-    async def checkpoint_async(self, job: AsyncJob, seq: int, state: Any,
+    async def checkpoint_async(self, job: AsyncJob, seq: int, state: object,
                                timeout: float) -> None:
         """:meth:`checkpoint` for an async handler: the event loop runs on while it waits
         (the confirmation comes from the I/O thread through ``call_soon_threadsafe``)."""
         import asyncio
 
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        future: asyncio.Future[Body] = loop.create_future()
 
-        def settle(reply: dict[str, Any]) -> None:
+        def settle(reply: Body) -> None:
             if not future.done():
                 future.set_result(reply)
 
-        def confirmed(reply: dict[str, Any]) -> None:
+        def confirmed(reply: Body) -> None:
             loop.call_soon_threadsafe(settle, reply)
 
         body = self._body(job, seq, state)
@@ -139,7 +140,7 @@ class JobCalls:
         _check_saved(job, reply)
 
 
-def _check_saved(job: Job | AsyncJob, reply: dict[str, Any]) -> None:
+def _check_saved(job: Job | AsyncJob, reply: Body) -> None:
     if not reply["ok"]:
         job._flags.check()  # refused because the job was cancelled: say that
         raise LeaseLost(f"checkpoint of {job.queue}/{job.id} refused: {reply.get('error')}")

@@ -9,13 +9,14 @@ handler traces is part of it. Imported only when tracing is on.
 
 from __future__ import annotations
 
+from contextvars import Token
 from dataclasses import dataclass
-from typing import Any
 
 from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ckptd.client.tracing import attributes, creation_link, extracted, tracer
+from ckptd.wire.protocol import Body
 from ckptd.worker.job import AsyncJob, Job
 
 
@@ -24,7 +25,7 @@ class AttemptSpan:
     """A running attempt's span and the context token that made it current."""
 
     span: trace.Span
-    token: object
+    token: Token[context.Context]
 
 
 class AttemptTracer:
@@ -33,7 +34,7 @@ class AttemptTracer:
     def __init__(self, mode: str) -> None:
         self.tracer = tracer(mode)
 
-    def start(self, job: Job | AsyncJob, body: dict[str, Any]) -> AttemptSpan:
+    def start(self, job: Job | AsyncJob, body: Body) -> AttemptSpan:
         """Start the attempt's span and make it current."""
         creation, links = creation_link(body.get("meta"))
         given = body.get("traceparent")
@@ -74,6 +75,6 @@ class AttemptTracer:
     def _end(held: AttemptSpan) -> None:
         held.span.end()
         try:
-            context.detach(held.token)  # type: ignore[arg-type]
+            context.detach(held.token)
         except ValueError:
             pass  # detached in another context (an event loop task that ended oddly)

@@ -17,21 +17,22 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+
+from ckptd.wire.protocol import Body
 
 log = logging.getLogger(__name__)
 
 RESEND_AFTER = 15.0  # seconds without a confirmation before an answer is sent again anyway
 MAX_KEPT = 100_000  # answers kept at most (the oldest are dropped beyond, with a warning)
 
-Confirmed = Callable[[dict[str, Any]], None]
+Confirmed = Callable[[Body], None]
 
 
 @dataclass
 class _Kept:
     order: int
     kind: bytes
-    body: dict[str, Any]
+    body: Body
     sent: float
     confirmed: Confirmed | None = None  # checkpoints: who waits for the daemon's saved
 
@@ -46,7 +47,7 @@ class Unconfirmed:
         self._order = itertools.count()
         self.keep_answers = True  # False with a daemon that does not confirm answers
 
-    def add_answer(self, kind: bytes, body: dict[str, Any], now: float) -> None:
+    def add_answer(self, kind: bytes, body: Body, now: float) -> None:
         """Keep an answer until :meth:`confirm_answer`; forget its attempt's checkpoints."""
         key = (body["queue"], body["id"], body["attempt"])
         with self._lock:
@@ -67,14 +68,14 @@ class Unconfirmed:
         with self._lock:
             return self._answers.pop((queue, job_id, attempt), None) is not None
 
-    def add_checkpoint(self, body: dict[str, Any], confirmed: Confirmed, now: float) -> None:
+    def add_checkpoint(self, body: Body, confirmed: Confirmed, now: float) -> None:
         """Keep a checkpoint until the daemon's ``saved``, which goes to ``confirmed``."""
         key = (body["queue"], body["id"], body["seq"])
         with self._lock:
             self._checkpoints[key] = _Kept(next(self._order), b"checkpoint", body, now,
                                            confirmed)
 
-    def confirm_checkpoint(self, reply: dict[str, Any]) -> None:
+    def confirm_checkpoint(self, reply: Body) -> None:
         """The daemon's ``saved`` for a checkpoint: hand it to whoever waits for it."""
         with self._lock:
             kept = self._checkpoints.pop((reply["queue"], reply["id"], reply["seq"]), None)
@@ -92,7 +93,7 @@ class Unconfirmed:
             self.keep_answers = False
             self._answers.clear()
 
-    def everything(self, now: float) -> list[tuple[bytes, dict[str, Any]]]:
+    def everything(self, now: float) -> list[tuple[bytes, Body]]:
         """Every kept message, oldest first, to send again (after a reconnect)."""
         with self._lock:
             kept = sorted([*self._answers.values(), *self._checkpoints.values()],
@@ -101,8 +102,7 @@ class Unconfirmed:
                 item.sent = now
         return [(item.kind, item.body) for item in kept]
 
-    def overdue(self, now: float, after: float = RESEND_AFTER) -> list[tuple[bytes,
-                                                                            dict[str, Any]]]:
+    def overdue(self, now: float, after: float = RESEND_AFTER) -> list[tuple[bytes, Body]]:
         """The kept messages sent more than ``after`` seconds ago, to send again."""
         with self._lock:
             kept = sorted((k for k in [*self._answers.values(), *self._checkpoints.values()]
@@ -111,7 +111,7 @@ class Unconfirmed:
                 item.sent = now
         return [(item.kind, item.body) for item in kept]
 
-    def answer_refs(self) -> list[list[Any]]:
+    def answer_refs(self) -> list[list[str | int]]:
         """``[queue, id, attempt]`` of the answers not confirmed yet."""
         with self._lock:
             return [list(key) for key in self._answers]
