@@ -22,7 +22,6 @@ config are imported there, hooks given as objects must pickle.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from ckptd.client.hooks import Hook, HookSpec, call_hook, load_hook, overrides
@@ -31,7 +30,6 @@ from ckptd.codec.crypto import Keyring, is_sealed, load_keyring
 from ckptd.core.config import Settings
 from ckptd.core.errors import DecryptError
 from ckptd.core.outcomes import Cancelled, Fail, Retry
-from ckptd.wire.protocol import Body
 from ckptd.worker import job_logs
 from ckptd.worker.job import AsyncJob, Job, JobHost, SpawnOptions
 
@@ -56,7 +54,7 @@ class SealingHost:
                                timeout: float) -> None:
         await self.inner.checkpoint_async(job, seq, self.keys.seal(state, "state"), timeout)
 
-    def send(self, kind: bytes, body: Body) -> None:
+    def send(self, kind: bytes, body: dict[str, Any]) -> None:
         self.inner.send(kind, body)
 
     def source_range(self, queue: str, batch: str, start: int, end: int) -> bytes:
@@ -116,9 +114,7 @@ class Around:
             for hook in hooks:
                 call_hook(hook, method, *args)
 
-    def _begin(self, job: AnyJob, body: Body
-               ) -> tuple[job_logs.AttemptLog, Token[job_logs.AttemptLog | None],
-                          AttemptSpan | None]:
+    def _begin(self, job: AnyJob, body: dict[str, Any]) -> tuple[Any, Any, Any]:
         """Start the attempt's log and span, set its meta and sealing host; return the log,
         its context token and the span."""
         host = job._worker
@@ -161,7 +157,7 @@ class Around:
             self._tracer.done(span)
         return self.keys.seal(result, "result") if self.keys is not None else result
 
-    def call(self, handler: Callable[[Job], object], job: Job, body: Body) -> object:
+    def call(self, handler: Callable[[Job], Any], job: Job, body: dict[str, Any]) -> Any:
         """Run a plain handler on ``job`` (of the job message ``body``); return the result
         as it is to be stored, or raise what the handler raised."""
         log, token, span = self._begin(job, body)
@@ -177,8 +173,8 @@ class Around:
         finally:
             job_logs.end(log, token)
 
-    async def call_async(self, handler: Callable[[AsyncJob], Awaitable[object]], job: AsyncJob,
-                         body: Body) -> object:
+    async def call_async(self, handler: Callable[[AsyncJob], Awaitable[Any]], job: AsyncJob,
+                         body: dict[str, Any]) -> Any:
         """:meth:`call` for an ``async def`` handler."""
         log, token, span = self._begin(job, body)
         try:
@@ -194,7 +190,7 @@ class Around:
             job_logs.end(log, token)
 
 
-def _nowhere(kind: bytes, body: Body) -> None:
+def _nowhere(kind: bytes, body: dict[str, Any]) -> None:
     """Where the log of a job without a worker goes (a handler called in a test)."""
 
 

@@ -18,7 +18,6 @@ from typing import Any
 from ckptd.client.client import Client
 from ckptd.core.errors import CkptdError, DaemonUnavailable, LeaseLost
 from ckptd.core.waits import child_id
-from ckptd.wire.protocol import Body
 from ckptd.worker.data import JobData
 from ckptd.worker.job import AsyncJob, Job, SpawnOptions
 from ckptd.worker.unconfirmed import Unconfirmed
@@ -29,7 +28,7 @@ CHECK_EVERY = 0.05  # how often a waiting checkpoint looks whether its attempt m
 class JobCalls:
     """The JobHost of one worker's jobs."""
 
-    def __init__(self, unconfirmed: Unconfirmed, send: Callable[[bytes, Body], None],
+    def __init__(self, unconfirmed: Unconfirmed, send: Callable[[bytes, dict[str, Any]], None],
                  data: JobData) -> None:
         self.unconfirmed = unconfirmed
         self.send = send  # queue a message for the worker's I/O thread (progress, ...)
@@ -81,7 +80,7 @@ class JobCalls:
             client.close()
 
     @staticmethod
-    def _body(job: Job | AsyncJob, seq: int, state: object) -> Body:
+    def _body(job: Job | AsyncJob, seq: int, state: object) -> dict[str, Any]:
         return {"queue": job.queue, "id": job.id, "attempt": job.attempt, "seq": seq,
                 "state": state}
 
@@ -89,9 +88,9 @@ class JobCalls:
         """Send a checkpoint and wait until the daemon says it is durable; raise the
         attempt's stop if it is asked to stop meanwhile."""
         done = threading.Event()
-        box: list[Body] = []
+        box: list[dict[str, Any]] = []
 
-        def confirmed(reply: Body) -> None:
+        def confirmed(reply: dict[str, Any]) -> None:
             box.append(reply)
             done.set()
 
@@ -117,13 +116,13 @@ class JobCalls:
         import asyncio
 
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Body] = loop.create_future()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
 
-        def settle(reply: Body) -> None:
+        def settle(reply: dict[str, Any]) -> None:
             if not future.done():
                 future.set_result(reply)
 
-        def confirmed(reply: Body) -> None:
+        def confirmed(reply: dict[str, Any]) -> None:
             loop.call_soon_threadsafe(settle, reply)
 
         body = self._body(job, seq, state)
@@ -140,7 +139,7 @@ class JobCalls:
         _check_saved(job, reply)
 
 
-def _check_saved(job: Job | AsyncJob, reply: Body) -> None:
+def _check_saved(job: Job | AsyncJob, reply: dict[str, Any]) -> None:
     if not reply["ok"]:
         job._flags.check()  # refused because the job was cancelled: say that
         raise LeaseLost(f"checkpoint of {job.queue}/{job.id} refused: {reply.get('error')}")

@@ -16,7 +16,6 @@ from typing import Any, NotRequired, Protocol, Self, TypedDict, Unpack
 from ckptd.core import sources
 from ckptd.core.errors import CkptdError
 from ckptd.core.outcomes import Cancelled, Interrupt
-from ckptd.wire.protocol import Body
 
 CHECKPOINT_TIMEOUT = 60.0
 
@@ -85,7 +84,7 @@ class JobHost(Protocol):
     def checkpoint(self, job: Job, seq: int, state: object, timeout: float) -> None:
         """Send a checkpoint and wait until the daemon confirms it is durable."""
 
-    def send(self, kind: bytes, body: Body) -> None:
+    def send(self, kind: bytes, body: dict[str, Any]) -> None:
         """Queue a message to the daemon (progress)."""
 
     def source_range(self, queue: str, batch: str, start: int, end: int) -> bytes:
@@ -130,7 +129,7 @@ class _Attempt:
     """The children this attempt created (``queue/id``), in order."""
 
     @classmethod
-    def of(cls, body: Body, payload: Any, state: Any, host: JobHost | None,
+    def of(cls, body: dict[str, Any], payload: Any, state: Any, host: JobHost | None,
            flags: StopFlags) -> Self:
         """The job a handler gets for the job message ``body`` (every pool makes it so)."""
         woken: Woken | None = body.get("woken")

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from contextvars import Token
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ckptd.client.tracing import attributes, creation_link, extracted, tracer
-from ckptd.wire.protocol import Body
 from ckptd.worker.job import AsyncJob, Job
 
 
@@ -34,7 +34,7 @@ class AttemptTracer:
     def __init__(self, mode: str) -> None:
         self.tracer = tracer(mode)
 
-    def start(self, job: Job | AsyncJob, body: Body) -> AttemptSpan:
+    def start(self, job: Job | AsyncJob, body: dict[str, Any]) -> AttemptSpan:
         """Start the attempt's span and make it current."""
         creation, links = creation_link(body.get("meta"))
         given = body.get("traceparent")

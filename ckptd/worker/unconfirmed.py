@@ -17,22 +17,21 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from ckptd.wire.protocol import Body
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 RESEND_AFTER = 15.0  # seconds without a confirmation before an answer is sent again anyway
 MAX_KEPT = 100_000  # answers kept at most (the oldest are dropped beyond, with a warning)
 
-Confirmed = Callable[[Body], None]
+Confirmed = Callable[[dict[str, Any]], None]
 
 
 @dataclass
 class _Kept:
     order: int
     kind: bytes
-    body: Body
+    body: dict[str, Any]
     sent: float
     confirmed: Confirmed | None = None  # checkpoints: who waits for the daemon's saved
 
@@ -47,7 +46,7 @@ class Unconfirmed:
         self._order = itertools.count()
         self.keep_answers = True  # False with a daemon that does not confirm answers
 
-    def add_answer(self, kind: bytes, body: Body, now: float) -> None:
+    def add_answer(self, kind: bytes, body: dict[str, Any], now: float) -> None:
         """Keep an answer until :meth:`confirm_answer`; forget its attempt's checkpoints."""
         key = (body["queue"], body["id"], body["attempt"])
         with self._lock:
@@ -68,14 +67,14 @@ class Unconfirmed:
         with self._lock:
             return self._answers.pop((queue, job_id, attempt), None) is not None
 
-    def add_checkpoint(self, body: Body, confirmed: Confirmed, now: float) -> None:
+    def add_checkpoint(self, body: dict[str, Any], confirmed: Confirmed, now: float) -> None:
         """Keep a checkpoint until the daemon's ``saved``, which goes to ``confirmed``."""
         key = (body["queue"], body["id"], body["seq"])
         with self._lock:
             self._checkpoints[key] = _Kept(next(self._order), b"checkpoint", body, now,
                                            confirmed)
 
-    def confirm_checkpoint(self, reply: Body) -> None:
+    def confirm_checkpoint(self, reply: dict[str, Any]) -> None:
         """The daemon's ``saved`` for a checkpoint: hand it to whoever waits for it."""
         with self._lock:
             kept = self._checkpoints.pop((reply["queue"], reply["id"], reply["seq"]), None)
@@ -93,7 +92,7 @@ class Unconfirmed:
             self.keep_answers = False
             self._answers.clear()
 
-    def everything(self, now: float) -> list[tuple[bytes, Body]]:
+    def everything(self, now: float) -> list[tuple[bytes, dict[str, Any]]]:
         """Every kept message, oldest first, to send again (after a reconnect)."""
         with self._lock:
             kept = sorted([*self._answers.values(), *self._checkpoints.values()],
@@ -102,7 +101,8 @@ class Unconfirmed:
                 item.sent = now
         return [(item.kind, item.body) for item in kept]
 
-    def overdue(self, now: float, after: float = RESEND_AFTER) -> list[tuple[bytes, Body]]:
+    def overdue(self, now: float, after: float = RESEND_AFTER) -> list[tuple[bytes,
+                                                                            dict[str, Any]]]:
         """The kept messages sent more than ``after`` seconds ago, to send again."""
         with self._lock:
             kept = sorted((k for k in [*self._answers.values(), *self._checkpoints.values()]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import zmq
 
@@ -34,7 +35,6 @@ from ckptd.daemon.requests import Control
 from ckptd.store.base import Lock, Store
 from ckptd.store.local.backend import ROOT_LOCK
 from ckptd.wire.endpoints import advertised, port_of
-from ckptd.wire.protocol import Body
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class Leading:
         if self.router is not None and self.router.forwarder is not None:
             self.router.forwarder.tidy()
 
-    def refuses(self, kind: bytes, body: Body) -> bool:
+    def refuses(self, kind: bytes, body: dict[str, Any]) -> bool:
         """True for a worker's answer about a queue this daemon does not lead (dropped
         unconfirmed: the worker sends it to the queue's leader)."""
         return kind in WORKER_ANSWERS and not self.engine.index.leads(body["queue"])

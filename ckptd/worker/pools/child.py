@@ -125,7 +125,7 @@ class _Child:
         await asyncio.to_thread(self._call, "checkpoint", job.queue, job.id, job.attempt, seq,
                                 state, timeout)
 
-    def send(self, kind: bytes, body: Body) -> None:
+    def send(self, kind: bytes, body: dict[str, Any]) -> None:
         with self.lock:
             self.conn.send(("send", kind, body))
 
@@ -167,7 +167,7 @@ class _Child:
         with self.lock:
             self.conn.send(("end", answer, resident_bytes()))
 
-    async def _run_async(self, job: AsyncJob, body: Body) -> Any:
+    async def _run_async(self, job: AsyncJob, body: dict[str, Any]) -> Any:
         self.loop = asyncio.get_running_loop()
         self.task = asyncio.current_task()
         try:
