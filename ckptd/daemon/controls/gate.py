@@ -20,11 +20,18 @@ Both limits come from ``[queues.NAME]`` (re-read on SIGHUP) or from the queue's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from ckptd.core.config import LiveSettings
 from ckptd.core.queue_controls import Limits, Rate, limits_of
 from ckptd.core.timefmt import utc_iso
+
+
+class PauseView(TypedDict):
+    """A pause for status and explain."""
+
+    reason: str
+    since: str  # ISO time
 
 
 @dataclass
@@ -34,7 +41,7 @@ class Pause:
     reason: str
     since: float
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> PauseView:
         """For status and explain."""
         return {"reason": self.reason, "since": utc_iso(self.since)}
 
