@@ -29,29 +29,45 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, NotRequired, Protocol, TypedDict, TypeGuard
 
 from ckptd.codec.fastjson import dumps, loads
 from ckptd.core.errors import ConfigError, DecryptError
 
-MARK = "ckptd.enc"
+MARK: Final = "ckptd.enc"
 ALGORITHM = "A256GCM"
 HMAC_ID = "hmac"
 KINDS = ("payload", "result", "state")
 _KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
+Envelope = TypedDict("Envelope", {
+    "ckptd.enc": str, "kid": str, "nonce": str, "ct": str,
+    "clear": NotRequired[dict[str, object]],  # fields of the payload kept in clear
+})
+"""A sealed value, as :meth:`Keyring.seal` makes it (see the module docstring)."""
 
-def is_sealed(value: Any) -> bool:
+
+class Aead(Protocol):
+    """What is used of ``cryptography``'s ``AESGCM``."""
+
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes:
+        """The ciphertext and tag of ``data``."""
+
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes:
+        """The plaintext of ``data``; InvalidTag when the key or the data is wrong."""
+
+
+def is_sealed(value: object) -> TypeGuard[dict[str, object]]:
     """True when ``value`` is a sealed value (an envelope)."""
     return isinstance(value, dict) and MARK in value and "ct" in value
 
 
-def key_id_of(value: Any) -> str | None:
+def key_id_of(value: object) -> str | None:
     """The id of the key that sealed ``value``, or None when it is not sealed."""
     return str(value.get("kid")) if is_sealed(value) else None
 
 
-def clear_field(payload: Any, name: str) -> Any:
+def clear_field(payload: object, name: str) -> object:
     """Field ``name`` of a payload, sealed or not (a sealed one keeps it in ``clear`` when
     the keyring says so), or None. The hook for fields the daemon needs in clear, such as a
     queue's flow-control key."""
@@ -65,7 +81,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _unb64(text: Any, what: str) -> bytes:
+def _unb64(text: object, what: str) -> bytes:
     try:
         return base64.b64decode(str(text), validate=True)
     except (binascii.Error, ValueError):
@@ -81,17 +97,17 @@ class Keyring:
     hmac_key: bytes
     clear_fields: tuple[str, ...] = ()
     """Fields of a dict payload copied in clear beside the ciphertext (for the daemon)."""
-    _aead: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    _aead: dict[str, Aead] = field(default_factory=dict, compare=False, repr=False)
 
-    def __getstate__(self) -> dict[str, Any]:  # pickled into child processes: no ciphers
+    def __getstate__(self) -> dict[str, object]:  # pickled into child processes: no ciphers
         return {"keys": dict(self.keys), "current": self.current, "hmac_key": self.hmac_key,
                 "clear_fields": self.clear_fields, "_aead": {}}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def __setstate__(self, state: dict[str, object]) -> None:
         for name, value in state.items():
             object.__setattr__(self, name, value)
 
-    def _cipher(self, kid: str) -> Any:
+    def _cipher(self, kid: str) -> Aead:
         cipher = self._aead.get(kid)
         if cipher is None:
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -100,11 +116,11 @@ class Keyring:
         return cipher
 
     @staticmethod
-    def _aad(kind: str, kid: str, clear: Mapping[str, Any] | None) -> bytes:
+    def _aad(kind: str, kid: str, clear: Mapping[str, object] | None) -> bytes:
         return f"ckptd/{kind}/{kid}/".encode() + (dumps(dict(sorted(clear.items())))
                                                    if clear else b"")
 
-    def seal(self, value: Any, kind: str) -> dict[str, Any]:
+    def seal(self, value: object, kind: str) -> Mapping[str, object]:
         """``value`` (any JSON value) sealed with the current key; raises ValueError when it
         is not JSON. A value sealed already is returned as it is."""
         if is_sealed(value):
@@ -115,13 +131,13 @@ class Keyring:
             clear = {name: value[name] for name in self.clear_fields if name in value} or None
         nonce = os.urandom(12)
         sealed = self._cipher(kid).encrypt(nonce, dumps(value), self._aad(kind, kid, clear))
-        envelope: dict[str, Any] = {MARK: ALGORITHM, "kid": kid, "nonce": _b64(nonce),
-                                    "ct": _b64(sealed)}
+        envelope: Envelope = {MARK: ALGORITHM, "kid": kid, "nonce": _b64(nonce),
+                              "ct": _b64(sealed)}
         if clear:
             envelope["clear"] = clear
         return envelope
 
-    def open(self, value: Any, kind: str, where: str = "") -> Any:
+    def open(self, value: object, kind: str, where: str = "") -> Any:
         """The plaintext of a sealed ``value`` (a value that is not sealed is returned as it
         is: jobs from before encryption was on still run). Raises DecryptError saying which
         key is missing or wrong; ``where`` names the job in the message."""
@@ -169,7 +185,7 @@ class Keyring:
         """The ids of the keys that seal and open (the hash key left out)."""
         return [k for k in self.keys if k != HMAC_ID]
 
-    def payload_key(self, payload: Any) -> str:
+    def payload_key(self, payload: object) -> str:
         """The dedup key of a payload (``u`` + 32 hex digits, as
         :func:`ckptd.core.dedup.payload_key` makes them) under the keyed hash: equal
         payloads give equal keys, and nobody without the key can tell what they hold."""

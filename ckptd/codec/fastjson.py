@@ -26,7 +26,7 @@ _decoder = msgspec.json.Decoder()
 _strict = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def dumps(value: Any) -> bytes:
+def dumps(value: object) -> bytes:
     """Compact JSON bytes of any value; ValueError when it is not JSON (NaN, sets, ...)."""
     try:
         return _strict.encode(value).encode()
@@ -37,7 +37,7 @@ def dumps(value: Any) -> bytes:
             from None
 
 
-def dumps_decoded(value: Any) -> bytes:
+def dumps_decoded(value: object) -> bytes:
     """Compact JSON bytes, fast, of a value built from decoded JSON (see the module)."""
     try:
         return _encoder.encode(value)

@@ -22,7 +22,7 @@ config are imported there, hooks given as objects must pickle.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckptd.client.hooks import Hook, HookSpec, call_hook, load_hook, overrides
 from ckptd.client.preparing import otel
@@ -31,7 +31,10 @@ from ckptd.core.config import Settings
 from ckptd.core.errors import DecryptError
 from ckptd.core.outcomes import Cancelled, Fail, Retry
 from ckptd.worker import job_logs
-from ckptd.worker.job import AsyncJob, Job, JobHost
+from ckptd.worker.job import AsyncJob, Job, JobHost, SpawnOptions
+
+if TYPE_CHECKING:
+    from ckptd.worker.tracing import AttemptSpan, AttemptTracer
 
 AnyJob = Job | AsyncJob
 WORKER_METHODS = ("before", "after", "on_error", "on_retry")
@@ -44,10 +47,10 @@ class SealingHost:
         self.inner = inner
         self.keys = keys
 
-    def checkpoint(self, job: Job, seq: int, state: Any, timeout: float) -> None:
+    def checkpoint(self, job: Job, seq: int, state: object, timeout: float) -> None:
         self.inner.checkpoint(job, seq, self.keys.seal(state, "state"), timeout)
 
-    async def checkpoint_async(self, job: AsyncJob, seq: int, state: Any,
+    async def checkpoint_async(self, job: AsyncJob, seq: int, state: object,
                                timeout: float) -> None:
         await self.inner.checkpoint_async(job, seq, self.keys.seal(state, "state"), timeout)
 
@@ -64,8 +67,8 @@ class SealingHost:
         return self.keys.open(self.inner.result_of(queue, job_id), "result",
                               f"{queue}/{job_id}")
 
-    def spawn(self, parent: str, batch: str | None, queue: str, payload: Any, key: str,
-              options: dict[str, Any]) -> str:
+    def spawn(self, parent: str, batch: str | None, queue: str, payload: object, key: str,
+              options: SpawnOptions) -> str:
         return self.inner.spawn(parent, batch, queue, self.keys.seal(payload, "payload"), key,
                                 options)
 
@@ -80,9 +83,9 @@ class Around:
         self.log_limit = log_limit
         self.tracing = tracing
         self._hooks: dict[str, list[Hook]] | None = None
-        self._tracer: Any = None
+        self._tracer: AttemptTracer | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, object]:
         return {"specs": self.specs, "keys": self.keys, "log_limit": self.log_limit,
                 "tracing": self.tracing, "_hooks": None, "_tracer": None}
 
@@ -102,7 +105,7 @@ class Around:
         if self._tracer is not None:
             self._tracer.flush()
 
-    def _run_hooks(self, method: str, *args: Any) -> None:
+    def _run_hooks(self, method: str, *args: object) -> None:
         if self._hooks is None:
             self.load()
         assert self._hooks is not None
@@ -139,18 +142,18 @@ class Around:
         job.payload = self.keys.open(job.payload, "payload", where)
         job.state = self.keys.open(job.state, "state", where)
 
-    def _failed(self, job: AnyJob, error: BaseException, span: Any) -> None:
+    def _failed(self, job: AnyJob, error: BaseException, span: AttemptSpan | None) -> None:
         if not isinstance(error, Retry):
             self._run_hooks("on_error", job, error)
         again = not isinstance(error, (Fail, Cancelled)) and job.attempt < job.max_attempts
         if again:
             self._run_hooks("on_retry", job, error)
-        if span is not None:
+        if span is not None and self._tracer is not None:
             self._tracer.failed(span, error, again)
 
-    def _done(self, job: AnyJob, result: Any, span: Any) -> Any:
+    def _done(self, job: AnyJob, result: object, span: AttemptSpan | None) -> object:
         self._run_hooks("after", job, result)
-        if span is not None:
+        if span is not None and self._tracer is not None:
             self._tracer.done(span)
         return self.keys.seal(result, "result") if self.keys is not None else result
 

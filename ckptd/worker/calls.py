@@ -19,7 +19,7 @@ from ckptd.client.client import Client
 from ckptd.core.errors import CkptdError, DaemonUnavailable, LeaseLost
 from ckptd.core.waits import child_id
 from ckptd.worker.data import JobData
-from ckptd.worker.job import AsyncJob, Job
+from ckptd.worker.job import AsyncJob, Job, SpawnOptions
 from ckptd.worker.unconfirmed import Unconfirmed
 
 CHECK_EVERY = 0.05  # how often a waiting checkpoint looks whether its attempt must stop
@@ -49,8 +49,8 @@ class JobCalls:
         """The result of a done job (from the store, or through the daemon)."""
         return self.data.result_of(queue, job_id)
 
-    def spawn(self, parent: str, batch: str | None, queue: str, payload: Any, key: str,
-              options: dict[str, Any]) -> str:
+    def spawn(self, parent: str, batch: str | None, queue: str, payload: object, key: str,
+              options: SpawnOptions) -> str:
         """Create the child ``<parent>.<key>`` through the daemon (which sends it on to the
         leader of ``queue``): create-only, so a second spawn of one key finds the first
         child. Returns once the child is durable: a parent's answer always comes after its
@@ -80,11 +80,11 @@ class JobCalls:
             client.close()
 
     @staticmethod
-    def _body(job: Job | AsyncJob, seq: int, state: Any) -> dict[str, Any]:
+    def _body(job: Job | AsyncJob, seq: int, state: object) -> dict[str, Any]:
         return {"queue": job.queue, "id": job.id, "attempt": job.attempt, "seq": seq,
                 "state": state}
 
-    def checkpoint(self, job: Job, seq: int, state: Any, timeout: float) -> None:
+    def checkpoint(self, job: Job, seq: int, state: object, timeout: float) -> None:
         """Send a checkpoint and wait until the daemon says it is durable; raise the
         attempt's stop if it is asked to stop meanwhile."""
         done = threading.Event()
@@ -109,7 +109,7 @@ class JobCalls:
                 self.unconfirmed.forget_checkpoint(job.queue, job.id, seq)
         _check_saved(job, box[0])
 
-    async def checkpoint_async(self, job: AsyncJob, seq: int, state: Any,
+    async def checkpoint_async(self, job: AsyncJob, seq: int, state: object,
                                timeout: float) -> None:
         """:meth:`checkpoint` for an async handler: the event loop runs on while it waits
         (the confirmation comes from the I/O thread through ``call_soon_threadsafe``)."""

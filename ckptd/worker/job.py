@@ -11,13 +11,39 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Self
+from typing import Any, NotRequired, Protocol, Self, TypedDict, Unpack
 
 from ckptd.core import sources
 from ckptd.core.errors import CkptdError
 from ckptd.core.outcomes import Cancelled, Interrupt
 
 CHECKPOINT_TIMEOUT = 60.0
+
+
+class Woken(TypedDict):
+    """How a job's last wait ended (``job.woken``), as the daemon wrote it."""
+
+    reason: str  # parents, children, signal, until, timeout
+    at: str
+    parents: NotRequired[dict[str, str]]  # "queue/id" -> how it ended
+    children: NotRequired[dict[str, str]]
+    signals: NotRequired[dict[str, Any]]  # name -> the user's data
+
+
+class ThenOptions(TypedDict, total=False):
+    """What ``then()`` takes besides the payload and its rule (as ``Client.submit``)."""
+
+    after: list[str]
+    max_attempts: int
+    delay: float
+    priority: int
+    time_limit: float
+
+
+class SpawnOptions(ThenOptions, total=False):
+    """What ``spawn()`` takes besides the payload (as ``Client.submit``)."""
+
+    on_parent_failure: str
 
 
 class StopFlags:
@@ -55,7 +81,7 @@ class StopFlags:
 class JobHost(Protocol):
     """What a :class:`Job` asks of the worker that runs it."""
 
-    def checkpoint(self, job: Job, seq: int, state: Any, timeout: float) -> None:
+    def checkpoint(self, job: Job, seq: int, state: object, timeout: float) -> None:
         """Send a checkpoint and wait until the daemon confirms it is durable."""
 
     def send(self, kind: bytes, body: dict[str, Any]) -> None:
@@ -70,11 +96,11 @@ class JobHost(Protocol):
     def result_of(self, queue: str, job_id: str) -> Any:
         """The result of a done job."""
 
-    def spawn(self, parent: str, batch: str | None, queue: str, payload: Any, key: str,
-              options: dict[str, Any]) -> str:
+    def spawn(self, parent: str, batch: str | None, queue: str, payload: object, key: str,
+              options: SpawnOptions) -> str:
         """Create the child ``<parent>.<key>`` (create-only); return its id."""
 
-    async def checkpoint_async(self, job: AsyncJob, seq: int, state: Any,
+    async def checkpoint_async(self, job: AsyncJob, seq: int, state: object,
                                timeout: float) -> None:
         """Send a checkpoint; return (to the event loop) once the daemon confirms it."""
 
@@ -96,7 +122,7 @@ class _Attempt:
     _flags: StopFlags = field(default_factory=StopFlags, repr=False)
     meta: dict[str, Any] = field(default_factory=dict)
     """Fields the client's hooks added to the job (``Submission.meta``); {} when none."""
-    woken: dict[str, Any] | None = None
+    woken: Woken | None = None
     """How its last wait ended (``reason``: parents, children, signal, until, timeout), with
     the ends of the jobs it waited for and the signals it got; None if it never waited."""
     spawned: list[str] = field(default_factory=list)
@@ -106,7 +132,7 @@ class _Attempt:
     def of(cls, body: dict[str, Any], payload: Any, state: Any, host: JobHost | None,
            flags: StopFlags) -> Self:
         """The job a handler gets for the job message ``body`` (every pool makes it so)."""
-        woken = body.get("woken")
+        woken: Woken | None = body.get("woken")
         return cls(body["id"], body["queue"], body["attempt"], payload, state,
                    body.get("max_attempts", 0), body.get("created"), body.get("batch"),
                    _worker=host, _flags=flags, woken=woken if isinstance(woken, dict) else None)
@@ -114,32 +140,31 @@ class _Attempt:
     @property
     def signals(self) -> dict[str, Any]:
         """The signals it got while it waited (name -> data; {} when none)."""
-        return dict((self.woken or {}).get("signals") or {})
+        return dict(self.woken.get("signals") or {}) if self.woken else {}
 
     @property
     def parents(self) -> dict[str, str]:
         """Its parents (``after``) and how each ended: ``{"queue/id": "done"}``. With
         ``on_parent_failure="ignore"`` a failed parent is left out."""
-        return dict((self.woken or {}).get("parents") or {})
+        return dict(self.woken.get("parents") or {}) if self.woken else {}
 
     @property
     def children(self) -> dict[str, str]:
         """The children it parked for (``Park(children=True)``) and how each ended."""
-        return dict((self.woken or {}).get("children") or {})
+        return dict(self.woken.get("children") or {}) if self.woken else {}
 
-    def _spawn(self, queue: str, payload: Any, key: str, options: dict[str, Any]) -> str:
+    def _spawn(self, queue: str, payload: object, key: str, options: SpawnOptions) -> str:
         child = self._host("spawn").spawn(self.id, self.batch, queue, payload, key, options)
         ref = f"{queue}/{child}"
         if ref not in self.spawned:
             self.spawned.append(ref)
         return child
 
-    def _then_options(self, on_parent_failure: str, options: dict[str, Any]
-                      ) -> dict[str, Any]:
+    def _then_options(self, on_parent_failure: str, options: ThenOptions) -> SpawnOptions:
         return {**options, "after": [*self.spawned, f"{self.queue}/{self.id}"],
                 "on_parent_failure": on_parent_failure}
 
-    def log(self, *parts: Any, level: str = "INFO") -> None:
+    def log(self, *parts: object, level: str = "INFO") -> None:
         """Add a line to this job's own log (``ckptd logs QUEUE ID``), beside the records
         its handler's ``logging`` emits; ``parts`` are joined with spaces, like print."""
         from ckptd.worker.job_logs import write
@@ -189,7 +214,7 @@ class _Attempt:
 class Job(_Attempt):
     """One attempt of a job, as a (plain) handler sees it."""
 
-    def checkpoint(self, state: Any, timeout: float = CHECKPOINT_TIMEOUT) -> None:
+    def checkpoint(self, state: object, timeout: float = CHECKPOINT_TIMEOUT) -> None:
         """Save ``state`` (any JSON value) as this job's progress; return once it is durable.
 
         A later attempt of the job starts with ``job.state`` set to it. Raises LeaseLost when
@@ -226,7 +251,8 @@ class Job(_Attempt):
         """The result of another (done) job, e.g. one listed in a reduce job's payload."""
         return self._host("result_of").result_of(queue, job_id)
 
-    def spawn(self, queue: str, payload: Any = None, *, key: str, **options: Any) -> str:
+    def spawn(self, queue: str, payload: object = None, *, key: str,
+              **options: Unpack[SpawnOptions]) -> str:
         """Create a child job in ``queue`` with the id ``<this id>.<key>``; return its id.
 
         The id is fixed by ``key``, so an attempt that runs again (after a crash) creates
@@ -237,8 +263,8 @@ class Job(_Attempt):
         """
         return self._spawn(queue, payload, key, options)
 
-    def then(self, queue: str, payload: Any = None, *, key: str = "then",
-             on_parent_failure: str = "fail", **options: Any) -> str:
+    def then(self, queue: str, payload: object = None, *, key: str = "then",
+             on_parent_failure: str = "fail", **options: Unpack[ThenOptions]) -> str:
         """A continuation: the job ``<this id>.<key>`` in ``queue``, which runs once this
         job and every child it spawned have ended (with ``on_parent_failure`` for the ones
         that failed); return its id. Spawn the children first."""
@@ -250,7 +276,7 @@ class AsyncJob(_Attempt):
     """One attempt of a job, as an ``async def`` handler sees it: the calls that wait are
     coroutines (``await job.checkpoint(state)``); ``progress()`` is a plain call."""
 
-    async def checkpoint(self, state: Any, timeout: float = CHECKPOINT_TIMEOUT) -> None:
+    async def checkpoint(self, state: object, timeout: float = CHECKPOINT_TIMEOUT) -> None:
         """Save ``state`` as this job's progress; return once it is durable (see
         :meth:`Job.checkpoint`). Other jobs of the event loop run while it waits."""
         self._flags.check()
@@ -284,14 +310,15 @@ class AsyncJob(_Attempt):
 
         return await asyncio.to_thread(self._host("result_of").result_of, queue, job_id)
 
-    async def spawn(self, queue: str, payload: Any = None, *, key: str, **options: Any) -> str:
+    async def spawn(self, queue: str, payload: object = None, *, key: str,
+                    **options: Unpack[SpawnOptions]) -> str:
         """Create the child ``<this id>.<key>`` (see :meth:`Job.spawn`), in a thread."""
         import asyncio
 
         return await asyncio.to_thread(self._spawn, queue, payload, key, options)
 
-    async def then(self, queue: str, payload: Any = None, *, key: str = "then",
-                   on_parent_failure: str = "fail", **options: Any) -> str:
+    async def then(self, queue: str, payload: object = None, *, key: str = "then",
+                   on_parent_failure: str = "fail", **options: Unpack[ThenOptions]) -> str:
         """A continuation after this job and its children (see :meth:`Job.then`)."""
         import asyncio
 
@@ -299,6 +326,6 @@ class AsyncJob(_Attempt):
                                        self._then_options(on_parent_failure, options))
 
 
-Handler = Callable[[Job], Any] | Callable[[AsyncJob], Awaitable[Any]]
+Handler = Callable[[Job], object] | Callable[[AsyncJob], Awaitable[object]]
 """A handler: takes a :class:`Job` (or, ``async def``, an :class:`AsyncJob`) and returns the
 job's result (any JSON value)."""

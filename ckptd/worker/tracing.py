@@ -9,6 +9,7 @@ handler traces is part of it. Imported only when tracing is on.
 
 from __future__ import annotations
 
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ class AttemptSpan:
     """A running attempt's span and the context token that made it current."""
 
     span: trace.Span
-    token: object
+    token: Token[context.Context]
 
 
 class AttemptTracer:
@@ -74,6 +75,6 @@ class AttemptTracer:
     def _end(held: AttemptSpan) -> None:
         held.span.end()
         try:
-            context.detach(held.token)  # type: ignore[arg-type]
+            context.detach(held.token)
         except ValueError:
             pass  # detached in another context (an event loop task that ended oddly)

@@ -111,7 +111,7 @@ class Unconfirmed:
                 item.sent = now
         return [(item.kind, item.body) for item in kept]
 
-    def answer_refs(self) -> list[list[Any]]:
+    def answer_refs(self) -> list[list[str | int]]:
         """``[queue, id, attempt]`` of the answers not confirmed yet."""
         with self._lock:
             return [list(key) for key in self._answers]

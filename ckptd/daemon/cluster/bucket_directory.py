@@ -11,15 +11,15 @@ queues are those its record carried at its last renewal (at most a quarter lease
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from ckptd.core.errors import CkptdError, TakingOver
 from ckptd.daemon.cluster.queue_leases import QueueLeases
+from ckptd.daemon.cluster.records import LeaseView, MemberRow
 from ckptd.daemon.cluster.routing import Peer
 
 
-def _peer(record: dict[str, Any]) -> Peer:
+def _peer(record: Mapping[str, object]) -> Peer:
     return Peer(str(record.get("name")), str(record.get("control") or ""),
                 str(record.get("dispatch") or ""))
 
@@ -60,16 +60,16 @@ class BucketDirectory:
                 del routes[queue]
         return routes
 
-    def members(self) -> list[dict[str, Any]]:
+    def members(self) -> list[MemberRow]:
         return [{"name": name, "control": record.get("control"),
                  "leads": sorted(record.get("leads") or {}), "self": name == self.name}
                 for name, record in sorted(self.leases.alive().items())]
 
-    def lease_view(self) -> dict[str, Any]:
+    def lease_view(self) -> LeaseView:
         return {"held": self.leases.view(tokens=True), "refused": self.leases.refused}
 
-    def elsewhere(self) -> dict[str, dict[str, Any]]:
-        rows = {}
+    def elsewhere(self) -> dict[str, dict[str, object]]:
+        rows: dict[str, dict[str, object]] = {}
         for queue, record in self.leases.routes().items():
             if record.get("name") == self.name:
                 continue

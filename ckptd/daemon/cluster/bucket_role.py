@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 from ckptd.core.config import LiveSettings, Settings
 from ckptd.core.errors import CkptdError, StoreError
 from ckptd.core.states import STATES, State
 from ckptd.daemon.cluster.queue_leases import QueueLeases
+from ckptd.daemon.cluster.records import Addresses
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.lister import Indexer
 from ckptd.daemon.engine.store_guard import StoreGuard
@@ -52,6 +54,45 @@ log = logging.getLogger(__name__)
 RETRY_MAX = 10.0
 INCREMENTAL_WINDOW = 120.0  # an incremental listing starts at ids this much older than now
 PREFETCH_MAX = 256
+
+
+class QueueListing(TypedDict):
+    """One queue in a listing of the bucket: pending ids (with their priority and key),
+    claimed ids, and in a full listing how many are done and failed."""
+
+    pending: list[str]
+    named: dict[str, tuple[int, str]]
+    claimed: list[str]
+    done: NotRequired[int]
+    failed: NotRequired[int]
+
+
+@dataclass
+class BucketScan:
+    """A listing of the bucket (made in the rescan thread, applied in the loop)."""
+
+    queues: dict[str, QueueListing]
+    marks: dict[str, tuple[int, int]]  # queue -> (done, failed) of the index when it began
+    full: bool
+    resolved: dict[str, dict[str, str | None]]  # queue -> id -> the state that won
+    controls: dict[str, dict[str, bytes]]  # queue -> its control files
+    started: float
+
+
+class LeaderStatus(TypedDict):
+    """What ``status`` shows of this daemon's leases."""
+
+    lease_s: float
+    leads: list[str]
+    error: str | None
+
+
+class BucketStatus(TypedDict):
+    """What ``status`` adds for a bucket."""
+
+    role: str
+    recovery: NotRequired[Mapping[str, object]]
+    leader: NotRequired[LeaderStatus]
 
 
 SHARE_EVERY = 1.0  # seconds between two copies of the counts into the membership record
@@ -102,7 +143,7 @@ class BucketRole:
 
     # -- life cycle ------------------------------------------------------------------------
 
-    def start(self, now: float, info: dict[str, Any]) -> None:
+    def start(self, now: float, info: Addresses) -> None:
         """Take the leases of this daemon's queues (``info``: its addresses, for the records
         and the leases) and recover them; with ``leader_lease = 0`` lead every queue."""
         self.engine.index.leads = self.leads
@@ -233,9 +274,9 @@ class BucketRole:
         """True when this daemon leads ``queue`` (its index holds it)."""
         return self.everything or queue in self.led
 
-    def status(self, now: float) -> dict[str, Any]:
+    def status(self, now: float) -> BucketStatus:
         """What ``status`` adds for a bucket: the role and the leases."""
-        view: dict[str, Any] = {"role": "standby" if self.standby else "active"}
+        view: BucketStatus = {"role": "standby" if self.standby else "active"}
         if self.listers:  # queues being listed (recovered) while this daemon serves
             view["recovery"] = self.listers[0].view()
         if self.leases is not None:
@@ -297,13 +338,13 @@ class BucketRole:
 
     # -- listing ---------------------------------------------------------------------------
 
-    def scan(self, marks: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    def scan(self, marks: dict[str, tuple[int, int]]) -> BucketScan:
         """List the bucket (runs in the rescan thread): see the module docstring."""
         now = time.time()
         full = now - self._last_full >= self.settings.rescan_interval
         store = self.store
         marker = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now - INCREMENTAL_WINDOW))
-        result: dict[str, Any] = {}
+        result: dict[str, QueueListing] = {}
         dups: dict[str, dict[str, list[State]]] = {}
         tags: dict[str, dict[str, tuple[int, str]]] = {}
         controls = store.queue_controls()  # the queues, and their paused/limits objects
@@ -330,7 +371,7 @@ class BucketRole:
                 named = {i: (p, k) for i, p, k in store.pending_after(queue, marker)}
                 listed[State.PENDING] = sorted(named)
                 listed[State.CLAIMED] = store.ids(queue, State.CLAIMED)
-            entry: dict[str, Any] = {"pending": listed[State.PENDING], "named": named,
+            entry: QueueListing = {"pending": listed[State.PENDING], "named": named,
                                      "claimed": listed[State.CLAIMED]}
             if full:
                 entry["done"] = len(listed[State.DONE])
@@ -361,24 +402,23 @@ class BucketRole:
         self._dups_seen = seen
         if full:
             self._last_full = now
-        return {"queues": result, "marks": marks, "full": full,
-                "resolved": resolved, "controls": controls, "started": now}
+        return BucketScan(result, marks, full, resolved, controls, now)
 
-    def reconcile(self, scan: dict[str, Any], now: float) -> None:
+    def reconcile(self, scan: BucketScan, now: float) -> None:
         """Bring the index in line with a listing from :meth:`scan` (in the loop)."""
         engine = self.engine
-        full = scan["full"]
-        engine.controls.load_all(scan.get("controls", {}), scan.get("started"))
+        full = scan.full
+        engine.controls.load_all(scan.controls, scan.started)
         background = self.guard.background
-        for queue, listed in scan["queues"].items():
-            if not self.leads(queue) or self._promoted_at.get(queue, 0.0) > scan["started"]:
+        for queue, listed in scan.queues.items():
+            if not self.leads(queue) or self._promoted_at.get(queue, 0.0) > scan.started:
                 continue  # led elsewhere now, or recovered from a newer listing
             index = engine.index.queue(queue)
             if index.recovering is not None:
                 continue  # its recovery is still listing it
             if background is not None:  # what this daemon moved since the listing began
                 moved = background.moved_out
-                started = scan["started"]
+                started = scan.started
                 listed = {**listed,
                           "named": {i: p for i, p in listed["named"].items()
                                     if not moved(queue, i, State.PENDING, started)},
@@ -389,7 +429,7 @@ class BucketRole:
                 # A listing of a bucket takes a while: counts are taken from it only when
                 # nothing ended meanwhile and no group is in flight (a move to done/ the
                 # listing saw before its group's end is counted then: twice).
-                if (index.done, index.failed) == scan["marks"].get(queue, (0, 0)) \
+                if (index.done, index.failed) == scan.marks.get(queue, (0, 0)) \
                         and not self.guard.in_flight:
                     index.done, index.failed = listed["done"], listed["failed"]
             else:
@@ -410,7 +450,7 @@ class BucketRole:
                 if job_id in index.claimed:
                     log.warning("adopted a claimed job the index did not know",
                                 extra={"fields": {"queue": queue, "id": job_id}})
-        for queue, winners in scan.get("resolved", {}).items():
+        for queue, winners in scan.resolved.items():
             if not self.leads(queue):
                 continue
             index = engine.index.queue(queue)

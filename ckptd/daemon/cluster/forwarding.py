@@ -24,9 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import zmq
 
@@ -65,7 +64,7 @@ class Forwarder:
         self.max_message_size = max_message_size
         self.forwarded = 0
         self._slots: dict[tuple[bytes, str], _Slot] = {}
-        self._by_sock: dict[Any, _Slot] = {}
+        self._by_sock: dict[zmq.Socket[bytes], _Slot] = {}
 
     def send(self, identity: bytes, frames: list[bytes], endpoint: str) -> bool:
         """Send a request (its frames after the identity) on to ``endpoint``; False when it
@@ -122,7 +121,7 @@ class Forwarder:
         self._close(min(idle, key=lambda s: s.used))
         return True
 
-    def read(self, events: dict[Any, int]) -> None:
+    def read(self, events: Mapping[object, int]) -> None:
         """Send the held requests whose connection is up, refuse those that waited too
         long, and relay the replies that arrived to their clients."""
         now = time.monotonic()

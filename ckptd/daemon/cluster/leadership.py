@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import zmq
@@ -26,6 +27,7 @@ from ckptd.core.names import is_valid_name
 from ckptd.daemon.cluster.bucket_directory import BucketDirectory
 from ckptd.daemon.cluster.bucket_role import BucketRole
 from ckptd.daemon.cluster.forwarding import Forwarder
+from ckptd.daemon.cluster.records import Addresses
 from ckptd.daemon.cluster.root_locks import LocalLeads
 from ckptd.daemon.cluster.routing import Directory, Router
 from ckptd.daemon.engine.engine import Engine
@@ -65,7 +67,7 @@ class Leading:
         self.local: LocalLeads | None = None
         self.lock: Lock | None = None  # the whole root's, without lead
         self.router: Router | None = None
-        self.info: dict[str, Any] = {}
+        self.info: Addresses | None = None  # once named
 
     def take_local(self) -> None:
         """Take the local root's locks (the whole root, or the ``lead`` queues): a daemon
@@ -93,9 +95,10 @@ class Leading:
             self.role.name = name
         return name
 
-    def describe(self, holder: dict[str, Any]) -> None:
+    def describe(self, holder: Mapping[str, object]) -> None:
         """Write who holds the local locks (for refused daemons, clients on this host, and
         the routes of the other daemons of the root)."""
+        assert self.info is not None, "describe() comes after named()"
         holder = {**holder, "control": self.info["control"], "dispatch": self.info["dispatch"]}
         if self.lock is not None:
             self.lock.describe(holder)
@@ -106,6 +109,7 @@ class Leading:
               ) -> None:
         """Take the leases (a bucket) and set up routing where daemons share the store."""
         if self.role is not None:
+            assert self.info is not None, "start() comes after named()"
             self.role.start(now, self.info)
         directory: Directory | None = self.local
         if self.role is not None and self.role.leases is not None:
@@ -131,7 +135,7 @@ class Leading:
                                         queue)
         return recovered
 
-    def read(self, events: dict[Any, int]) -> None:
+    def read(self, events: Mapping[object, int]) -> None:
         """Relay the replies of requests this daemon forwarded."""
         if self.router is not None and self.router.forwarder is not None:
             self.router.forwarder.read(events)

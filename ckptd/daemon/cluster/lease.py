@@ -25,10 +25,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from ckptd.daemon.cluster.previous_run import MARK, gone, process_mark
+from ckptd.daemon.cluster.records import LeaseRecord
 from ckptd.store.objects import Conflict, ControlObjects
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class LeaderLease:
     """The lease protocol itself (see the module docstring); no threads, no waiting."""
 
     def __init__(self, objects: ControlObjects, path: str, name: str, duration: float,
-                 info: dict[str, Any] | None = None,
+                 info: Mapping[str, object] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.objects = objects
         self.path = path  # the lease object's name in the control area
@@ -52,7 +52,7 @@ class LeaderLease:
         self.clock = clock
         self.etag: str | None = None  # the ETag of our own last write, while we hold it
         self.valid_until = 0.0  # on ``clock``: stop writing at this instant
-        self.holder: dict[str, Any] | None = None  # the record of another holder
+        self.holder: LeaseRecord | None = None  # the record of another holder
         self.token = os.urandom(8).hex()  # tells our own writes from any other daemon's
         self._seen: tuple[str, float] | None = None  # (ETag, first seen) of another holder
 
@@ -174,10 +174,10 @@ class LeaderLease:
             self.objects.delete(self.path, if_match=etag)
 
 
-def parse_record(data: bytes) -> dict[str, Any] | None:
+def parse_record(data: bytes) -> LeaseRecord | None:
     """The JSON object of a lease record, or None when it is not one."""
     try:
-        record = json.loads(data)
+        record: LeaseRecord = json.loads(data)  # as its holder wrote it
     except ValueError:
         return None
     return record if isinstance(record, dict) else None

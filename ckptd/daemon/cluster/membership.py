@@ -27,9 +27,9 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ckptd.core.errors import StoreError
+from ckptd.daemon.cluster.records import LeaseSpan, MemberRecord
 from ckptd.store.objects import ControlObjects
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Member:
     """Another daemon, as its record and the changes of its ETag show it."""
 
     name: str
-    record: dict[str, Any] = field(default_factory=dict)
+    record: MemberRecord = field(default_factory=lambda: MemberRecord())
     etag: str = ""  # as listed (no quotes)
     changed: float = -math.inf  # on our monotonic clock: when its ETag last changed
     alive_since: float | None = None  # on our clock: since when it counts as alive
@@ -52,15 +52,15 @@ class Member:
         """True while its record changed within the last lease."""
         return now - self.changed < lease
 
-    def leads(self) -> dict[str, dict[str, Any]]:
+    def leads(self) -> dict[str, LeaseSpan]:
         """The queues its record says it leads: {queue: {"since", "until"}} (wall clock)."""
         found = self.record.get("leads")
         return found if isinstance(found, dict) else {}
 
 
-def _parse(data: bytes) -> dict[str, Any] | None:
+def _parse(data: bytes) -> MemberRecord | None:
     try:
-        record = json.loads(data)
+        record: MemberRecord = json.loads(data)  # as that daemon wrote it
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
@@ -88,10 +88,10 @@ class Membership:
         """Our record's name in the control area."""
         return f"{MEMBERS}{self.name}.json"
 
-    def publish(self, record: dict[str, Any]) -> None:
+    def publish(self, record: MemberRecord) -> None:
         """Write our record (raises StoreError when the bucket does not answer)."""
         self.seq += 1
-        body = {"name": self.name, "token": self.token, "pid": os.getpid(),
+        body: MemberRecord = {"name": self.name, "token": self.token, "pid": os.getpid(),
                 "host": os.uname().nodename, "started": self.started, "renewed": time.time(),
                 "lease_s": self.lease, "seq": self.seq, **record}
         self.etag = self.objects.put(self.path,
@@ -133,7 +133,7 @@ class Membership:
         self.looked = now
         self._check_clash(ours)
 
-    def _read(self, key: str) -> dict[str, Any] | None:
+    def _read(self, key: str) -> MemberRecord | None:
         try:
             current = self.objects.get(key)
         except StoreError as exc:

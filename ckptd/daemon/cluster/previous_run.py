@@ -17,8 +17,10 @@ lease as before. Safety first: a wrong "gone" would let two daemons run the same
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+
+from ckptd.daemon.cluster.records import ProcessMark
 
 MARK = "process"  # the key of the mark in records
 
@@ -52,7 +54,7 @@ def start_time(pid: int) -> tuple[int, str] | None:
 
 
 @lru_cache(maxsize=1)
-def process_mark() -> dict[str, Any]:
+def process_mark() -> ProcessMark:
     """What identifies this process among every process that ever ran (for records)."""
     own = start_time(os.getpid())
     return {"host": os.uname().nodename, "boot_id": _read("/proc/sys/kernel/random/boot_id"),
@@ -60,7 +62,7 @@ def process_mark() -> dict[str, Any]:
             "started": own[0] if own is not None else None}
 
 
-def gone(record: dict[str, Any] | None) -> bool:
+def gone(record: Mapping[str, object] | None) -> bool:
     """True only when the process that wrote ``record`` (its :data:`MARK`) is certainly
     not running; False when it runs or when that cannot be told (module docstring)."""
     mark = (record or {}).get(MARK)

@@ -39,7 +39,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from ckptd.core.config import LiveSettings
 from ckptd.core.errors import NotLeader, StoreError
@@ -47,6 +46,7 @@ from ckptd.daemon.cluster.balance import assign, may_lead
 from ckptd.daemon.cluster.lease import CHECKS_PER_LEASE, LEASE_NAME, LeaderLease, parse_record
 from ckptd.daemon.cluster.membership import MEMBERS, Membership
 from ckptd.daemon.cluster.previous_run import gone
+from ckptd.daemon.cluster.records import Addresses, LeaseSpan, MemberRecord
 from ckptd.store.objects import ControlObjects
 
 log = logging.getLogger(__name__)
@@ -61,12 +61,12 @@ class QueueLeases:
     """The leases of the queues this daemon leads (see the module docstring)."""
 
     def __init__(self, objects: ControlObjects, live: LiveSettings, *, name: str,
-                 info: dict[str, Any], wake: Callable[[], None],
+                 info: Addresses, wake: Callable[[], None],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.objects = objects
         self.live = live
         self.name = name
-        self.info = dict(info)  # control, dispatch, bound, root: in records and leases
+        self.info = Addresses(**info)  # control, dispatch, bound, root: in records and leases
         self.wake = wake
         self.clock = clock
         self.duration = live.current.leader_lease
@@ -77,10 +77,10 @@ class QueueLeases:
         self.legacy = False  # a daemon of an older ckptd holds the store's one lease
         # Read by other threads, replaced whole (never changed in place) by this one:
         self._until: dict[str, float] = {}  # queue -> fence deadline (monotonic)
-        self._routes: dict[str, dict[str, Any]] = {}  # queue -> its leader's record
-        self._alive: dict[str, dict[str, Any]] = {}  # live daemons' records, ours too
+        self._routes: dict[str, MemberRecord] = {}  # queue -> its leader's record
+        self._alive: dict[str, MemberRecord] = {}  # live daemons' records, ours too
         self._targets: dict[str, str] = {}
-        self.counts: dict[str, dict[str, Any]] = {}  # set by the loop: our queues' counts
+        self.counts: dict[str, dict[str, int]] = {}  # set by the loop: our queues' counts
         # This thread's own:
         self._leases: dict[str, LeaderLease] = {}
         self._since: dict[str, float] = {}  # queue -> when we took it (wall clock)
@@ -113,20 +113,20 @@ class QueueLeases:
         now = time.monotonic()
         return {q for q, until in self._until.items() if now < until}
 
-    def leader(self, queue: str) -> dict[str, Any] | None:
+    def leader(self, queue: str) -> MemberRecord | None:
         """The record of the live daemon that leads ``queue`` (ours included), or None."""
         return self._routes.get(queue)
 
-    def target(self, queue: str) -> dict[str, Any] | None:
+    def target(self, queue: str) -> MemberRecord | None:
         """The record of the live daemon that should lead ``queue``, or None."""
         name = self._targets.get(queue)
         return self._alive.get(name) if name else None
 
-    def routes(self) -> dict[str, dict[str, Any]]:
+    def routes(self) -> dict[str, MemberRecord]:
         """{queue: its leader's record} for every queue led by a live daemon."""
         return self._routes
 
-    def alive(self) -> dict[str, dict[str, Any]]:
+    def alive(self) -> dict[str, MemberRecord]:
         """{name: record} of the live daemons, this one included."""
         return self._alive
 
@@ -154,15 +154,20 @@ class QueueLeases:
         if queue in self._releasing:
             self._kick.set()
 
-    def view(self, tokens: bool = False) -> dict[str, dict[str, Any]]:
+    def view(self, tokens: bool = False) -> dict[str, LeaseSpan]:
         """{queue: {"since", "until"}} of our valid leases, on the wall clock (for ping and
         checkers: the fence itself runs on the monotonic clock); ``tokens`` adds each
         lease's token (as in its object in the bucket)."""
         now, wall = time.monotonic(), time.time()
         leases = self._leases
-        return {q: {"since": self._since.get(q, wall), "until": wall + (until - now),
-                    **({"token": leases[q].token} if tokens and q in leases else {})}
-                for q, until in self._until.items() if now < until}
+        spans: dict[str, LeaseSpan] = {}
+        for q, until in self._until.items():
+            if now < until:
+                span: LeaseSpan = {"since": self._since.get(q, wall), "until": wall + (until - now)}
+                if tokens and q in leases:
+                    span["token"] = leases[q].token
+                spans[q] = span
+        return spans
 
     # -- the thread ------------------------------------------------------------------------
 
@@ -256,8 +261,9 @@ class QueueLeases:
         lead = {n: m.record.get("lead") or [] for n, m in alive.items()}
         lead[self.name] = list(settings.lead)
         prefer: dict[str, str] = {}
-        for record in [m.record for _, m in sorted(alive.items())] + [self._pins_record()]:
-            for queue, member in (record.get("prefer") or {}).items():
+        for pins in [m.record.get("prefer") or {} for _, m in sorted(alive.items())] + \
+                [self._pins()]:
+            for queue, member in pins.items():
                 prefer.setdefault(queue, member)
         led_by_others = {q for m in alive.values() for q in m.leads()}
         holders = {q: n for n, m in sorted(alive.items()) for q in m.leads()}
@@ -277,9 +283,8 @@ class QueueLeases:
         if changed:
             self.wake()
 
-    def _pins_record(self) -> dict[str, Any]:
-        return {"prefer": {q: s.prefer for q, s in self.live.current.queues.items()
-                           if s.prefer}}
+    def _pins(self) -> dict[str, str]:
+        return {q: s.prefer for q, s in self.live.current.queues.items() if s.prefer}
 
     def _hand_over(self, targets: dict[str, str], alive: Iterable[str], now: float) -> bool:
         changed = False
@@ -394,10 +399,16 @@ class QueueLeases:
         self.legacy = legacy
 
     def _publish(self) -> None:
-        settings = self.live.current
-        leads = self.view()
-        self.members.publish({**self.info, "leads": leads, "lead": list(settings.lead),
-                              **self._pins_record(), "counts": self.counts})
+        record = self._own_record()
+        record["prefer"] = self._pins()
+        record["counts"] = self.counts
+        self.members.publish(record)
+
+    def _own_record(self) -> MemberRecord:
+        info = self.info
+        return {"control": info["control"], "dispatch": info["dispatch"],
+                "bound": info["bound"], "host": info["host"], "root": info["root"],
+                "leads": self.view(), "lead": list(self.live.current.lead)}
 
     def _share(self) -> None:
         """Replace what other threads read by this look's results."""
@@ -405,14 +416,13 @@ class QueueLeases:
                  if lease.etag is not None and q not in self._releasing}
         before, self._until = self._until, until
         alive = {n: m.record for n, m in self.members.alive().items()}
-        alive[self.name] = {"name": self.name, **self.info, "leads": self.view(),
-                            "lead": list(self.live.current.lead)}
-        routes: dict[str, dict[str, Any]] = {}
+        own = alive[self.name] = self._own_record()
+        own["name"] = self.name
+        routes: dict[str, MemberRecord] = {}
         for record in alive.values():
             for queue, lease in (record.get("leads") or {}).items():
                 known = routes.get(queue)
-                if known is None or (known["leads"].get(queue) or {}).get("until", 0) < \
-                        (lease or {}).get("until", 0):
+                if known is None or _until(known.get("leads", {}).get(queue)) < _until(lease):
                     routes[queue] = record
         for queue in until:
             routes[queue] = alive[self.name]
@@ -446,3 +456,8 @@ class QueueLeases:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
+
+
+def _until(lease: LeaseSpan | None) -> float:
+    """When a lease in a record ends (0 when the record names none)."""
+    return lease.get("until") or 0 if lease else 0

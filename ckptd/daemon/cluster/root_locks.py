@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Mapping
 
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError, Standby
 from ckptd.core.states import STATES
+from ckptd.daemon.cluster.records import LeaseSpan, LeaseView, MemberRow
 from ckptd.daemon.cluster.routing import Peer
 from ckptd.store.base import Lock, Store
 from ckptd.store.local.backend import ROOT_LOCK
@@ -45,7 +46,7 @@ class LocalLeads:
         self.lead = tuple(settings.lead)
         self.name = name
         self._locks: list[Lock] = []
-        self._holders: dict[str, dict[str, Any]] = {}
+        self._holders: dict[str, Mapping[str, object]] = {}
         self._seen_at = -CACHE
 
     def take(self) -> None:
@@ -63,7 +64,7 @@ class LocalLeads:
             self.release()
             raise
 
-    def describe(self, holder: dict[str, Any]) -> None:
+    def describe(self, holder: Mapping[str, object]) -> None:
         """Write who this daemon is and where to reach it into each queue's lock."""
         for lock in self._locks:
             queue = lock.path.rsplit("/", 1)[-1].removeprefix("queue-").removesuffix(".lock")
@@ -80,11 +81,11 @@ class LocalLeads:
 
     # -- the directory ---------------------------------------------------------------------
 
-    def _view(self) -> dict[str, dict[str, Any]]:
+    def _view(self) -> dict[str, Mapping[str, object]]:
         now = time.monotonic()
         if now - self._seen_at >= CACHE:
             self._seen_at = now
-            holders = {}
+            holders: dict[str, Mapping[str, object]] = {}
             try:
                 queues = set(self.store.queues()) | set(self.lead)
             except CkptdError:
@@ -119,8 +120,8 @@ class LocalLeads:
     def routes(self) -> dict[str, Peer]:
         return {q: _peer(r) for q, r in self._view().items()}
 
-    def members(self) -> list[dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
+    def members(self) -> list[MemberRow]:
+        found: dict[str, MemberRow] = {}
         for queue, record in self._view().items():
             name = str(record.get("name"))
             entry = found.setdefault(name, {"name": name, "control": record.get("control"),
@@ -128,23 +129,24 @@ class LocalLeads:
             entry["leads"].append(queue)
         return [found[n] for n in sorted(found)]
 
-    def lease_view(self) -> dict[str, Any]:
-        held = {q: {"since": None, "until": None, "token": None} for q in self.lead}
+    def lease_view(self) -> LeaseView:
+        held: dict[str, LeaseSpan] = {q: {"since": None, "until": None, "token": None}
+                                      for q in self.lead}
         return {"held": held if self._locks else {}, "refused": 0}
 
-    def elsewhere(self) -> dict[str, dict[str, Any]]:
-        rows = {}
+    def elsewhere(self) -> dict[str, dict[str, object]]:
+        rows: dict[str, dict[str, object]] = {}
         for queue, record in self._view().items():
             if record.get("name") == self.name:
                 continue
             try:
-                counts: dict[str, Any] = {s.value: self.store.count(queue, s) for s in STATES}
+                counts: dict[str, int] = {s.value: self.store.count(queue, s) for s in STATES}
             except CkptdError:
                 counts = {}
             rows[queue] = {**counts, "leader": record.get("name"), "source": "the store"}
         return rows
 
 
-def _peer(record: dict[str, Any]) -> Peer:
+def _peer(record: Mapping[str, object]) -> Peer:
     return Peer(str(record.get("name")), str(record.get("control") or ""),
                 str(record.get("dispatch") or ""))

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from ckptd.core.errors import CkptdError, Standby
 from ckptd.daemon.cluster.forwarding import FORWARDED, Forwarder
+from ckptd.daemon.cluster.records import LeaseView, MemberRow
 from ckptd.daemon.requests import ReplyTo, identity_of
 from ckptd.wire.protocol import Body
 
@@ -70,13 +71,13 @@ class Directory(Protocol):
     def routes(self) -> dict[str, Peer]:
         """Every queue led now, by whom (this daemon's queues too)."""
 
-    def members(self) -> list[dict[str, Any]]:
+    def members(self) -> list[MemberRow]:
         """The daemons of the store, for ``status``."""
 
-    def elsewhere(self) -> dict[str, dict[str, Any]]:
+    def elsewhere(self) -> dict[str, dict[str, object]]:
         """``status`` rows of the queues other daemons lead."""
 
-    def lease_view(self) -> dict[str, Any]:
+    def lease_view(self) -> LeaseView:
         """What this daemon holds now, for checkers: ``{"held": {queue: {"since",
         "until", "token"}}, "refused": writes its fence refused}``."""
 
@@ -147,7 +148,7 @@ class Router:
         """Complete a ``status`` answer: the queues other daemons lead (from what they
         publish), which daemon leads each, and the daemons of the store."""
         name = self.directory.name
-        rows: dict[str, Any] = {}
+        rows: dict[str, object] = {}
         for q, row in answer.get("queues", {}).items():
             if self.directory.leads(q):
                 rows[q] = {**row, "leader": name}

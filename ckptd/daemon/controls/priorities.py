@@ -30,7 +30,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 from ckptd.codec import loads
 from ckptd.core import jobs
@@ -39,7 +38,7 @@ from ckptd.store.file_names import Line, level_of_line
 from ckptd.store.packed_ids import IdRun
 
 
-def priority_of(value: Any) -> int:
+def priority_of(value: object) -> int:
     """The priority a job file (decoded, or its bytes) asks for; 0 for none or nonsense."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         try:
@@ -84,7 +83,7 @@ class ReadyLines:
 
     # -- adding ----------------------------------------------------------------------------
 
-    def note(self, job_id: str, priority: Any) -> None:
+    def note(self, job_id: str, priority: object) -> None:
         """Record the priority of an open job (kept until it ends: a retry keeps it)."""
         level = priority_of({"priority": priority})
         if level:

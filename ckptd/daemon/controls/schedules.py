@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict
 
 from cronsim import CronSim, CronSimError
 
@@ -35,11 +35,13 @@ from ckptd.core.errors import CkptdError, ConfigError
 from ckptd.core.schedule_settings import ScheduleSettings, tick_id
 from ckptd.core.timefmt import time_or_none, utc_iso
 from ckptd.store.base import SCHEDULE_DIR, Store
+from ckptd.wire.protocol import Body
 
 log = logging.getLogger(__name__)
 
 MAX_CATCH_UP = 1000
-Submit = Callable[[dict[str, Any], float, Callable[[Any], None]], None]
+Reply = Callable[[Body | CkptdError], None]  # a submit's answer, or why it failed
+Submit = Callable[[Body, float, Reply], None]
 
 
 def check_cron(schedule: ScheduleSettings) -> None:
@@ -74,13 +76,22 @@ def record_name(schedule: ScheduleSettings) -> str:
     return f"{SCHEDULE_DIR}/{schedule.name}.json"
 
 
-def read_record(store: Store, schedule: ScheduleSettings) -> dict[str, Any] | None:
+class ScheduleRecord(TypedDict, total=False):
+    """A schedule's record (a control file of its queue): its last tick submitted."""
+
+    schedule: str
+    last: str  # ISO time
+    last_id: str
+    written: str
+
+
+def read_record(store: Store, schedule: ScheduleSettings) -> ScheduleRecord | None:
     """The schedule's record (``{"last": "<ISO time of the last tick submitted>", ...}``)."""
     data = store.read_control(schedule.queue, record_name(schedule))
     if data is None:
         return None
     try:
-        record = json.loads(data)
+        record: ScheduleRecord = json.loads(data)  # as a daemon wrote it
     except ValueError:
         log.error("the record of schedule %s is not JSON; starting it afresh", schedule.name)
         return None
@@ -203,13 +214,13 @@ class Scheduler:
     def _submit(self, plan: Plan, tick: float, now: float, *, catch_up: bool) -> None:
         schedule = plan.schedule
         job_id = tick_id(schedule.name, tick)
-        body: dict[str, Any] = {"queue": schedule.queue, "payload": schedule.payload,
-                                "id": job_id, "if_exists": "return", "keep_id": True}
+        body: Body = {"queue": schedule.queue, "payload": schedule.payload,
+                      "id": job_id, "if_exists": "return", "keep_id": True}
         if schedule.max_attempts:
             body["max_attempts"] = schedule.max_attempts
         plan.busy = True
 
-        def answered(answer: Any) -> None:
+        def answered(answer: Body | CkptdError) -> None:
             plan.busy = False
             if not isinstance(answer, dict):  # refused: the store failed; again next turn
                 if plan.error != str(answer):
@@ -236,7 +247,7 @@ class Scheduler:
         self.submit(body, now, answered)
 
     def run_now(self, name: str, now: float, by: str,
-                reply: Callable[[Any], None]) -> None:
+                reply: Reply) -> None:
         """Submit one job of schedule ``name`` now, besides its ticks (an operator's "run
         now"): its id is ``NAME.now-<time>``, and its plan and record are left as they are.
         ``reply`` gets the submit's answer."""
@@ -247,8 +258,8 @@ class Scheduler:
             return
         schedule = plan.schedule
         stamp = tick_id(schedule.name, now).split(".", 1)[1]
-        body: dict[str, Any] = {"queue": schedule.queue, "payload": schedule.payload,
-                                "id": f"{schedule.name}.now-{stamp}", "if_exists": "return"}
+        body: Body = {"queue": schedule.queue, "payload": schedule.payload,
+                      "id": f"{schedule.name}.now-{stamp}", "if_exists": "return"}
         if schedule.max_attempts:
             body["max_attempts"] = schedule.max_attempts
         log.info("schedule run now", extra={"fields": {"schedule": name, "by": by,

@@ -15,8 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -110,7 +109,8 @@ def add_actions(app: web.Application, host: ConsoleHost) -> None:
 Outcome = tuple[str, str, bool] | web.StreamResponse  # (message, page to go back to, failed)
 
 
-async def _gated(host: ConsoleHost, request: web.Request, form: Any, fields: dict[str, str],
+async def _gated(host: ConsoleHost, request: web.Request, form: Mapping[str, object],
+                 fields: dict[str, str],
                  run: Callable[[Visitor], Awaitable[Outcome]], audit: bool = True
                  ) -> web.StreamResponse:
     """Check the gate, run the action, record it, go back to the page it concerns."""
@@ -199,7 +199,7 @@ async def _single(host: ConsoleHost, fields: dict[str, str]) -> Outcome:
         await host.ask("resume", {"queue": queue})
         return f"resumed {queue}", _back({"queue": queue}), False
     if name == "limit":
-        changes: dict[str, Any] = {}
+        changes: dict[str, int | str | None] = {}
         running = fields.get("max_running", "").strip()
         changes["max_running"] = int(running) if running else None
         rate = fields.get("rate", "").strip()
@@ -296,6 +296,6 @@ def _refusal(status: int, why: str) -> web.Response:
                         content_type="text/html")
 
 
-def _text(form: Any, key: str) -> str:
+def _text(form: Mapping[str, object], key: str) -> str:
     value = form.get(key)
     return value if isinstance(value, str) else ""

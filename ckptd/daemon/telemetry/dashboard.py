@@ -9,7 +9,7 @@ dropped messages. A queue's page adds its controls and the actions on it.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from ckptd.core.controls_text import controls_summary
 from ckptd.core.timefmt import utc_iso
@@ -177,7 +177,7 @@ def _queue_actions(q: QueueSnapshot, viewer: Viewer) -> str:
     if not viewer.may_act:
         return "".join(out)
     paused = bool((q.controls or {}).get("paused"))
-    limits: dict[str, Any] = (q.controls or {}).get("limits") or {}
+    limits: Mapping[str, object] = (q.controls or {}).get("limits") or {}
     pause = viewer.button("resume", {"action": "resume", "queue": q.name}) if paused else (
         f'<form class="inline" method="post" action="/action"><input type="hidden" '
         f'name="csrf" value="{esc(viewer.csrf)}"><input type="hidden" name="action" '

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -19,6 +18,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.samples import Sample
 
 from ckptd.core.version import __version__
 from ckptd.daemon.telemetry.autoscale import scale_families
@@ -155,10 +155,12 @@ def families(snap: Snapshot, http_requests: dict[tuple[str, str], int] | None = 
     return out
 
 
+HttpRequests = dict[tuple[str, str], int] | None  # (method, status) -> requests served
+
 class _SnapshotCollector:
     """A prometheus_client collector that reads the latest snapshot at each scrape."""
 
-    def __init__(self, source: Callable[[], tuple[Snapshot | None, Any]]) -> None:
+    def __init__(self, source: Callable[[], tuple[Snapshot | None, HttpRequests]]) -> None:
         self.source = source
 
     def collect(self) -> Iterator[Metric]:
@@ -167,7 +169,8 @@ class _SnapshotCollector:
             yield from families(snap, http)
 
 
-def make_registry(source: Callable[[], tuple[Snapshot | None, Any]]) -> CollectorRegistry:
+def make_registry(source: Callable[[], tuple[Snapshot | None, HttpRequests]]
+                  ) -> CollectorRegistry:
     """A registry with the daemon's figures and the process's own (CPU, memory, fds)."""
     from prometheus_client import ProcessCollector
 
@@ -235,7 +238,7 @@ def _go_float(number: float) -> str:
     return text
 
 
-def _sample_line(sample: Any) -> str:
+def _sample_line(sample: Sample) -> str:
     value = _go_float(sample.value)
     if not sample.labels:
         return f"{sample.name} {value}\n"

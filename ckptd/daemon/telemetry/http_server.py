@@ -20,7 +20,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ckptd.core.answer_types import LeaseInfo
 from ckptd.core.config import LiveSettings, Settings
@@ -75,7 +75,7 @@ class Telemetry:
         self.snapshot: Snapshot | None = None
         self.requests: Counter[tuple[str, str]] = Counter()
         self._requests_lock = threading.Lock()
-        self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        self._calls: deque[tuple[Callable[[], None], Callable[[], bool]]] = deque()  # run, cancel
         self._next = 0.0
         self.users = Users(self.settings.console_users)
         self.sessions = Sessions()
@@ -117,12 +117,8 @@ class Telemetry:
     def tick(self, now: float) -> None:
         """Run the HTTP side's queued calls; publish a snapshot when one is due."""
         while self._calls:
-            func, future = self._calls.popleft()
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(func())
-                except Exception as exc:  # handed to the asking thread, which reports it
-                    future.set_exception(exc)
+            run, _ = self._calls.popleft()
+            run()
         if now >= self._next:
             self.publish(now)
 
@@ -137,14 +133,22 @@ class Telemetry:
         if server is not None:
             server.close()
         while self._calls:
-            self._calls.popleft()[1].cancel()
+            self._calls.popleft()[1]()
 
     # -- the HTTP side ---------------------------------------------------------------------
 
     def call(self, func: Callable[[], T]) -> Future[T]:
         """Queue ``func`` for the daemon's loop; its result (or error) comes in the future."""
         future: Future[T] = Future()
-        self._calls.append((func, future))
+
+        def run() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(func())
+                except Exception as exc:  # handed to the asking thread, which reports it
+                    future.set_exception(exc)
+
+        self._calls.append((run, future.cancel))
         self._wake()
         return future
 

@@ -8,8 +8,8 @@ through :func:`esc` or :func:`json_block`; there is no other way into a page.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from html import escape
-from typing import Any
 from urllib.parse import quote, urlencode
 
 from ckptd.core.timefmt import format_duration, utc_iso
@@ -42,12 +42,12 @@ input,select,button{font:inherit} fieldset{border:1px solid #d8dde2;background:#
 """
 
 
-def esc(value: Any) -> str:
+def esc(value: object) -> str:
     """``value`` as text safe inside HTML (and inside quoted attributes)."""
     return escape(str(value), quote=True)
 
 
-def dur(value: Any) -> str:
+def dur(value: float | None) -> str:
     """Seconds as people read them (``1m 30s``); ``-`` for None."""
     return "-" if value is None else format_duration(float(value))
 
@@ -57,7 +57,7 @@ def when(stamp: float | None) -> str:
     return "-" if stamp is None else utc_iso(stamp)[:19].replace("T", " ") + "Z"
 
 
-def href(*parts: str, **query: Any) -> str:
+def href(*parts: str, **query: object) -> str:
     """A path of escaped parts with a query: ``href("job", q, id)`` -> ``/job/q/id``."""
     path = "/" + "/".join(quote(p, safe="") for p in parts)
     given = {k: v for k, v in query.items() if v not in (None, "")}
@@ -77,7 +77,7 @@ def readable(name: str) -> str:
     return name.replace("_", " ")
 
 
-def json_block(value: Any, limit: int = 64 * 1024) -> str:
+def json_block(value: object, limit: int = 64 * 1024) -> str:
     """``value`` as indented JSON in a ``<pre>`` (cut past ``limit`` characters)."""
     text = json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=False)
     if len(text) > limit:
@@ -85,7 +85,7 @@ def json_block(value: Any, limit: int = 64 * 1024) -> str:
     return f"<pre>{esc(text)}</pre>"
 
 
-def facts_table(facts: dict[str, Any], css_id: str = "") -> str:
+def facts_table(facts: Mapping[str, object], css_id: str = "") -> str:
     """A table of named values: readable names, values as JSON (durations as durations)."""
     rows = []
     for key, value in facts.items():
@@ -98,13 +98,13 @@ def facts_table(facts: dict[str, Any], css_id: str = "") -> str:
     return f"<table{ident}>{''.join(rows)}</table>"
 
 
-def hidden(fields: dict[str, Any]) -> str:
+def hidden(fields: Mapping[str, object]) -> str:
     """Hidden inputs of a form."""
     return "".join(f'<input type="hidden" name="{esc(k)}" value="{esc(v)}">'
                    for k, v in fields.items() if v is not None)
 
 
-def button_form(action: str, label: str, csrf: str, fields: dict[str, Any],
+def button_form(action: str, label: str, csrf: str, fields: Mapping[str, object],
                 css_class: str = "") -> str:
     """A one-button POST form (its CSRF token included)."""
     cls = f' class="{esc(css_class)}"' if css_class else ""
@@ -155,6 +155,7 @@ class Viewer:
         """The bar at the top of a page for this viewer."""
         return nav_bar(self.user, self.role, self.csrf, self.actions_on)
 
-    def button(self, label: str, fields: dict[str, Any], action: str = "/action") -> str:
+    def button(self, label: str, fields: Mapping[str, object], action: str = "/action"
+               ) -> str:
         """A one-button action form, or nothing when this viewer may not act."""
         return button_form(action, label, self.csrf, fields) if self.may_act else ""

@@ -3,7 +3,7 @@ action, and plain messages."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from ckptd.daemon.telemetry.page_parts import Viewer, esc, hidden, page
 from ckptd.daemon.telemetry.snapshot import Snapshot
@@ -33,7 +33,8 @@ def render_workers(snap: Snapshot | None, viewer: Viewer) -> str:
     return page("ckptd: workers", body, nav=viewer.nav(), live=True)
 
 
-def render_audit(records: list[dict[str, Any]], where: str, viewer: Viewer) -> str:
+def render_audit(records: Sequence[Mapping[str, object]], where: str, viewer: Viewer
+                 ) -> str:
     """The latest actions taken through the console."""
     rows = "".join(
         f"<tr><td>{esc(r.get('at', ''))}</td><td>{esc(r.get('user', ''))}</td>"
@@ -46,7 +47,7 @@ def render_audit(records: list[dict[str, Any]], where: str, viewer: Viewer) -> s
     return page("ckptd: audit", body, nav=viewer.nav())
 
 
-def _args(args: Any) -> str:
+def _args(args: object) -> str:
     if not isinstance(args, dict):
         return ""
     return ", ".join(f"{k}={v}" for k, v in args.items() if v not in (None, ""))
@@ -68,7 +69,7 @@ def render_login(viewer: Viewer, problem: str | None = None, users: bool = True)
                 flash_error=problem is not None)
 
 
-def render_confirm(title: str, count: int, what: str, fields: dict[str, Any],
+def render_confirm(title: str, count: int, what: str, fields: Mapping[str, object],
                    viewer: Viewer, note: str = "") -> str:
     """The confirm step of a bulk action: how many jobs, what will happen, one button."""
     body = (f"<h1>{esc(title)}</h1><p id=\"count\" data-count=\"{count}\">"

@@ -14,9 +14,14 @@ and nothing of OpenTelemetry is imported.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from ckptd.core.jobs import Job
+from ckptd.wire.protocol import Body
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 KEEP = 100_000  # contexts of claimed attempts kept for their settle spans
 
@@ -25,12 +30,12 @@ class Traces(Protocol):
     """What the engine tells the tracing of the daemon."""
 
     def dispatched(self, queue: str, job_id: str, attempt: int, job: Job,
-                   body: dict[str, Any]) -> None:
+                   body: Body) -> None:
         """An attempt is being sent to a worker (``body``: the job message, which may get a
         ``traceparent``)."""
 
     def moved(self, queue: str, job_id: str, attempt: int, src: str, dst: str,
-              fields: dict[str, Any]) -> None:
+              fields: Mapping[str, object]) -> None:
         """A job changed state."""
 
 
@@ -50,10 +55,10 @@ class OtelTraces:
         self.otel = otel(mode)
         self.tracer = self.otel.tracer(mode)
         self.daemon = daemon
-        self.open: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
+        self.open: OrderedDict[tuple[str, str, int], Context] = OrderedDict()
 
     def dispatched(self, queue: str, job_id: str, attempt: int, job: Job,
-                   body: dict[str, Any]) -> None:
+                   body: Body) -> None:
         from opentelemetry import context, trace
 
         meta = job.get("meta")
@@ -74,7 +79,7 @@ class OtelTraces:
             self.open.popitem(last=False)
 
     def moved(self, queue: str, job_id: str, attempt: int, src: str, dst: str,
-              fields: dict[str, Any]) -> None:
+              fields: Mapping[str, object]) -> None:
         if src != "claimed":
             return
         ctx = self.open.pop((queue, job_id, attempt), None)

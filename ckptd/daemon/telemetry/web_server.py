@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -166,7 +166,7 @@ class WebServer:
         """Run ``func`` in the pool (from a request handler) and await its result."""
         return await self.loop.run_in_executor(self.pool, func)
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def run(self, coro: Coroutine[object, None, T]) -> T:
         """Run ``coro`` in the server's loop and wait for it (other threads only)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 

@@ -12,13 +12,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 from ckptd.core.config import LiveSettings
 from ckptd.core.errors import CkptdError
 from ckptd.core.states import State
-from ckptd.daemon.cluster.bucket_role import BucketRole
+from ckptd.daemon.cluster.bucket_role import BucketRole, BucketScan
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.index import QueueIndex
 from ckptd.daemon.engine.lister import Indexer
@@ -36,6 +37,26 @@ NEW_QUEUE_WATCH_TIMEOUT = 5.0
 QUIET_FACTOR = 10.0
 
 
+class LocalListing(TypedDict):
+    """One queue in a listing of a local root: its done and failed counts, and its pending
+    files (or, for a big queue, how they differ from the index)."""
+
+    done: int
+    failed: int
+    pending: NotRequired[dict[str, tuple[int, str]]]  # id -> (priority, key)
+    diff: NotRequired[PendingDiff]
+
+
+@dataclass
+class LocalScan:
+    """A listing of a local root (made in the rescan thread, applied in the loop)."""
+
+    queues: dict[str, LocalListing]
+    marks: dict[str, tuple[int, int]]  # queue -> (done, failed) of the index when it began
+    controls: dict[str, dict[str, bytes]]  # queue -> its control files
+    started: float
+
+
 class Scans:
     """Watch events and listings for one daemon."""
 
@@ -51,7 +72,7 @@ class Scans:
         self.clock = clock
         self.new_queues: dict[str, float] = {}  # queue -> until when to try watching it
         self.rescan_now = False  # the watcher lost events, or a queue appeared
-        self._results: deque[dict[str, Any]] = deque()
+        self._results: deque[BucketScan | LocalScan] = deque()
         self._thread: threading.Thread | None = None
         self.indexer: Indexer | None = None  # the recovery of a local root, in a thread
         self.overflowed = False  # the watcher lost events: list at once, however long
@@ -68,7 +89,7 @@ class Scans:
             pass
         self.engine.scheduler.start(now)  # what the schedules missed while no daemon ran
 
-    def recovery_view(self) -> dict[str, Any]:
+    def recovery_view(self) -> Mapping[str, object]:
         """What ``status`` shows of the recovery (see :meth:`Indexer.view`)."""
         return self.indexer.view() if self.indexer is not None else {"running": False}
         self._failing: str | None = None  # the last listing's error, said once
@@ -121,7 +142,7 @@ class Scans:
                 self._results.append(self.role.scan(marks))
                 self.wake()
                 return
-            result: dict[str, Any] = {}
+            result: dict[str, LocalListing] = {}
             now = time.time()
             controls = self.store.queue_controls()  # the queues, and their paused/limits
             for queue in controls:
@@ -142,8 +163,7 @@ class Scans:
                                                         self.live.current.tmp_max_age,
                                                         repair=True):
                     log.info("rescan: %s", finding.line())
-            self._results.append({"queues": result, "marks": marks, "controls": controls,
-                                  "started": now})
+            self._results.append(LocalScan(result, marks, controls, now))
             took = time.monotonic() - began
             self._quiet_until = time.monotonic() + QUIET_FACTOR * took
             self._failing = None
@@ -163,23 +183,24 @@ class Scans:
             self.indexer.apply(self.clock())
         while self._results:
             scan = self._results.popleft()
-            if self.role is not None:
-                self.role.reconcile(scan, self.clock())
+            if isinstance(scan, BucketScan):
+                if self.role is not None:
+                    self.role.reconcile(scan, self.clock())
                 continue
-            for queue, listed in scan["queues"].items():
+            for queue, listed in scan.queues.items():
                 index = self.engine.index.queue(queue)
                 if "diff" in listed:
                     self._apply_diff(queue, index, listed["diff"])
                 else:
                     self.engine.reconcile_pending(queue, listed["pending"])
-                done0, failed0 = scan["marks"].get(queue, (0, 0))
+                done0, failed0 = scan.marks.get(queue, (0, 0))
                 # What the loop moved while the listing ran is added on top of the listing.
                 index.done = listed["done"] + max(0, index.done - done0)
                 index.failed = listed["failed"] + max(0, index.failed - failed0)
                 if self.watcher is not None:
                     self.watcher.watch_queue(queue)
             # In case an event was missed (a queue changed since the listing began is not).
-            self.engine.controls.load_all(scan["controls"], scan["started"])
+            self.engine.controls.load_all(scan.controls, scan.started)
 
     def _apply_diff(self, queue: str, index: QueueIndex, diff: PendingDiff) -> None:
         """A big queue's rescan: index what the watcher missed, drop what vanished."""

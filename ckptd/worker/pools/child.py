@@ -26,18 +26,30 @@ import signal
 import sys
 import threading
 from multiprocessing.connection import Connection
-from typing import Any
+from types import FrameType
+from typing import Any, TypedDict
 
 from ckptd.core.errors import CkptdError, remote_error
 from ckptd.core.outcomes import Cancelled, Interrupt, TimeLimit
+from ckptd.wire.protocol import Body
 from ckptd.worker import reports
 from ckptd.worker.around import Around
-from ckptd.worker.job import AsyncJob, Handler, Job, StopFlags
+from ckptd.worker.job import AsyncJob, Handler, Job, SpawnOptions, StopFlags
 from ckptd.worker.limits import over_limit
 
 SOFT_SIGNAL = signal.SIGUSR1  # the time limit ran out
 CANCEL_SIGNAL = signal.SIGUSR2  # the job was cancelled
 ORPHAN_EXIT = 70
+
+
+class ChildJob(TypedDict):
+    """A job as the parent sends it to a child: the job message, its payload and last
+    checkpoint as the parent read them, and its time limit."""
+
+    body: Body
+    payload: Any  # the user's JSON
+    state: Any
+    time_limit: float | None
 
 
 def resident_bytes() -> int:
@@ -64,11 +76,11 @@ class _Child:
         self.in_handler = False  # the handler's own code runs: a time limit may be raised
         self.deferred = False  # a time limit arrived during a call to the parent
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.task: asyncio.Task[Any] | None = None
+        self.task: asyncio.Task[object] | None = None
 
     # -- signals ---------------------------------------------------------------------------
 
-    def on_time_limit(self, signum: int, frame: Any) -> None:
+    def on_time_limit(self, signum: int, frame: FrameType | None) -> None:
         stop = TimeLimit(over_limit(self.limit))
         self.flags.ask(stop)
         if self.task is not None and self.loop is not None:
@@ -80,12 +92,12 @@ class _Child:
         else:
             self.deferred = True
 
-    def on_cancel(self, signum: int, frame: Any) -> None:
+    def on_cancel(self, signum: int, frame: FrameType | None) -> None:
         self.flags.ask(Cancelled("the job was cancelled"))
 
     # -- what a Job asks (ckptd.worker.job.JobHost), through the parent --------------------
 
-    def _call(self, name: str, *args: Any) -> Any:
+    def _call(self, name: str, *args: object) -> Any:  # what the parent's call returned
         was, self.in_handler = self.in_handler, False
         try:
             with self.lock:
@@ -105,10 +117,10 @@ class _Child:
             raise remote_error(kind, message)
         raise CkptdError(f"{kind}: {message}")
 
-    def checkpoint(self, job: Job, seq: int, state: Any, timeout: float) -> None:
+    def checkpoint(self, job: Job, seq: int, state: object, timeout: float) -> None:
         self._call("checkpoint", job.queue, job.id, job.attempt, seq, state, timeout)
 
-    async def checkpoint_async(self, job: AsyncJob, seq: int, state: Any,
+    async def checkpoint_async(self, job: AsyncJob, seq: int, state: object,
                                timeout: float) -> None:
         await asyncio.to_thread(self._call, "checkpoint", job.queue, job.id, job.attempt, seq,
                                 state, timeout)
@@ -126,13 +138,13 @@ class _Child:
     def result_of(self, queue: str, job_id: str) -> Any:
         return self._call("result_of", queue, job_id)
 
-    def spawn(self, parent: str, batch: str | None, queue: str, payload: Any, key: str,
-              options: dict[str, Any]) -> str:
+    def spawn(self, parent: str, batch: str | None, queue: str, payload: object, key: str,
+              options: SpawnOptions) -> str:
         return str(self._call("spawn", parent, batch, queue, payload, key, options))
 
     # -- running a job ---------------------------------------------------------------------
 
-    def run(self, job_info: dict[str, Any]) -> None:
+    def run(self, job_info: ChildJob) -> None:
         body = job_info["body"]
         self.flags = StopFlags()
         self.deferred = False
