@@ -83,8 +83,10 @@ class Harness:
         self.clock.set(value)
 
     def close(self) -> None:
-        """Stop a retention sweep still running (the fixtures call this)."""
+        """Stop a retention sweep, and the writer of jobs' logs, still running (the fixtures
+        call this)."""
         self.engine.sweeper.close()
+        self.engine.log_writer.close()
 
     def restart(self, **settings: Any) -> Harness:
         """A new engine on the same store and clock, as after a kill -9 of the daemon."""

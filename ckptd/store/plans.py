@@ -30,7 +30,8 @@ from ckptd.store.ops import Delete, Move, Op, PutBlob, PutCheckpoint, PutNew
 
 PURGE_SLICE = 64
 """Ids a purge looks at (their files' times) and removes together: one group of deletes on
-a store, one loop turn's share on a daemon (which goes on dispatching between slices)."""
+a store, one step of a daemon's sliced work (:mod:`ckptd.daemon.engine.bulk`), which
+dispatches between its turns' slices."""
 
 
 # -- retry -----------------------------------------------------------------------------------

@@ -293,6 +293,18 @@ def test_purge(admin: StoreAdmin, store: Store, clock: Clock) -> None:
             admin.purge(Q, state)
 
 
+def test_purge_goes_a_slice_at_a_time_and_counts_every_one(admin: StoreAdmin,
+                                                            store: Store) -> None:
+    from ckptd.store.plans import PURGE_SLICE
+
+    count = PURGE_SLICE + 3  # one slice and a bit: a group each, as a daemon's turns
+    for _ in range(count):
+        job_id = admin.submit(Q, 1).id
+        store.move(Q, job_id, P, C)
+        store.move(Q, job_id, C, D)
+    assert admin.purge(Q, D) == count and store.count(Q, D) == 0
+
+
 def test_purge_older_than_tells_jobs_apart(backend: Backend, admin: StoreAdmin, store: Store,
                                            clock: Clock) -> None:
     old = admin.submit(Q, 1).id

@@ -18,6 +18,7 @@ from ckptd.daemon.engine.queue_moves import move_job
 from ckptd.daemon.telemetry.autoscale import scale_of
 from ckptd.daemon.telemetry.console_auth import Sessions, User, Users, check_secret, set_user
 from ckptd.store.base import Move, PutNew
+from ckptd.store.plans import PURGE_SLICE
 from tests.unit.test_engine import Harness
 
 
@@ -125,6 +126,24 @@ def test_a_bulk_retry_runs_a_slice_per_turn_and_answers_once() -> None:
     assert isinstance(answers[0], dict) and sorted(answers[0]["ids"]) == ids
     assert len(h.store.ids("q", State.PENDING)) == len(ids)
     assert h.engine.index.queue("q").failed == 0
+
+
+def test_a_purge_refuses_an_open_state_first_and_counts_every_slice(harness: Harness
+                                                                    ) -> None:
+    h = harness
+    ids = failed_jobs(h, PURGE_SLICE * 2 + 5)
+    answers: list[object] = []
+    h.operators.purge("nosuch", State.PENDING, None, h.now, answers.append)
+    assert isinstance(answers[-1], TransitionError), "the state is refused before the queue"
+    h.operators.purge("q", State.FAILED, None, h.now, answers.append)
+    turns = 0
+    while h.operators.busy or h.engine.txn.ops:
+        h.operators.tick(h.now)
+        h.commit()
+        turns += 1
+        assert turns < 100
+    assert answers[-1] == {"count": len(ids)}
+    assert h.store.ids("q", State.FAILED) == []
 
 
 def test_moving_a_job_to_another_queue() -> None:

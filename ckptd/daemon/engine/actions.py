@@ -294,8 +294,8 @@ class Operators:
         reply with how many."""
         engine = self.engine
         try:
+            check_purge(state)  # first, as on a store: a pending "purge" is a cancel
             self.known_queue(queue)
-            check_purge(state)
         except CkptdError as exc:
             reply(exc)
             return
