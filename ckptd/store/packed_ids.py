@@ -65,13 +65,15 @@ def pack_names(names: list[str]) -> tuple[tuple[Ints, Ints], list[str]]:
     """The keys of the file names ``<generated id>.json`` among ``names`` (checked and
     packed column by column in numpy: a tenth of a microsecond a name), and the other
     names, left as they are (names with a priority, ids of other forms, other files)."""
-    joined = "".join(names)
-    if len(joined) == _NAME * len(names):  # the usual chunk: every name of that length
+    # The usual chunk: every name of that length. (The joined length alone is not enough:
+    # names of other lengths can add up to the same total, and the rows would then straddle
+    # names.)
+    if set(map(len, names)) <= {_NAME}:
         plain, rest = names, []
     else:
         plain = [n for n in names if len(n) == _NAME]
         rest = [n for n in names if len(n) != _NAME]
-        joined = "".join(plain)
+    joined = "".join(plain)
     if not plain:
         return _empty(), rest
     raw = joined.encode("utf-8", "surrogateescape")

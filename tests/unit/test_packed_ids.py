@@ -8,7 +8,7 @@ import os
 import random
 import string
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ckptd.core.ids import new_id
@@ -168,6 +168,8 @@ def test_a_run_of_a_million_ids_is_small() -> None:
                           generated.map(lambda i: i.upper() + ".json"),
                           hand_made.map(lambda i: i + ".json"),
                           st.text(min_size=45, max_size=45)), max_size=40))
+@example(["20000000T000000.000000Z-0000000000000000,p-3.json"] * 4
+         + ["000000000000000000000000.json", "20000000T000000.000000Z-0000000000000000.json"])
 def test_pack_names_packs_the_plain_generated_names(names: list[str]) -> None:
     from ckptd.store.packed_ids import pack_names
 
