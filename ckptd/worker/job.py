@@ -16,6 +16,7 @@ from typing import Any, Protocol, Self
 from ckptd.core import sources
 from ckptd.core.errors import CkptdError
 from ckptd.core.outcomes import Cancelled, Interrupt
+from ckptd.wire.messages import JobMessage
 
 CHECKPOINT_TIMEOUT = 60.0
 
@@ -103,13 +104,12 @@ class _Attempt:
     """The children this attempt created (``queue/id``), in order."""
 
     @classmethod
-    def of(cls, body: dict[str, Any], payload: Any, state: Any, host: JobHost | None,
+    def of(cls, body: JobMessage, payload: Any, state: Any, host: JobHost | None,
            flags: StopFlags) -> Self:
         """The job a handler gets for the job message ``body`` (every pool makes it so)."""
-        woken = body.get("woken")
-        return cls(body["id"], body["queue"], body["attempt"], payload, state,
-                   body.get("max_attempts", 0), body.get("created"), body.get("batch"),
-                   _worker=host, _flags=flags, woken=woken if isinstance(woken, dict) else None)
+        created = body.created if isinstance(body.created, str) else None
+        return cls(body.id, body.queue, body.attempt, payload, state, body.max_attempts,
+                   created, body.batch, _worker=host, _flags=flags, woken=body.woken)
 
     @property
     def signals(self) -> dict[str, Any]:
