@@ -27,6 +27,7 @@ from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.store.bucket import BucketStore
 from ckptd.testing import FakeClock
 from ckptd.wire import protocol
+from ckptd.wire.control_requests import Request
 from ckptd.wire.messages import FromWorker
 
 Sent = tuple[bytes, bytes, dict[str, Any]]
@@ -41,6 +42,11 @@ DEFAULTS: dict[str, Any] = {"lease": 10.0, "heartbeat": 1.0, "backoff_base": 2.0
 def worker_message(kind: str, body: dict[str, Any]) -> FromWorker:
     """A worker's message as the daemon gets it: checked, as its kind's struct."""
     return protocol.WORKER_MESSAGES.tolerant(kind.encode(), body)
+
+
+def control_request(kind: str, body: dict[str, Any]) -> Request:
+    """A control request as the daemon gets it: checked, as its kind's struct."""
+    return protocol.CONTROL_REQUESTS.tolerant(kind.encode(), body)
 
 
 class CallbackErrors(logging.Handler):

@@ -21,15 +21,15 @@ drops by. Nothing outside this module builds or parses frames.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 import msgspec
 
 from ckptd.codec import dumps, dumps_decoded, loads
 from ckptd.core.errors import ProtocolError
-from ckptd.core.names import is_valid_name
-from ckptd.wire import messages
+from ckptd.wire import control_requests, messages
+from ckptd.wire.control_requests import Request
 
 VERSION = b"ckptd/1"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
@@ -40,171 +40,6 @@ MAX_TAG = 16  # bytes of a request's tag, which its reply carries back
 Body = dict[str, Any]
 M = TypeVar("M", bound=msgspec.Struct)
 
-
-# -- field checks ---------------------------------------------------------------------------
-
-def _name(v: Any) -> bool:
-    return is_valid_name(v)
-
-
-def _names(v: Any) -> bool:
-    return isinstance(v, list) and 0 < len(v) <= 1024 and all(is_valid_name(x) for x in v)
-
-
-def _int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**53
-
-
-def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) < 1e15
-
-
-def _seconds(v: Any) -> bool:
-    """A positive duration in seconds (a time limit)."""
-    return _num(v) and 0 < v < 1e9
-
-
-def _priority(v: Any) -> bool:
-    """A job's priority: a whole number, lower runs first (beanstalkd's order)."""
-    return isinstance(v, int) and not isinstance(v, bool) and -1_000_000 <= v <= 1_000_000
-
-
-def _rate_or_none(v: Any) -> bool:
-    """A rate as people write it ("100/s"), or None to remove one."""
-    return v is None or (isinstance(v, str) and 0 < len(v) <= 64)
-
-
-def _str(v: Any) -> bool:
-    return isinstance(v, str) and len(v) <= 65536
-
-
-def _label(v: Any) -> bool:
-    """A short printable string (worker and host names end up in log lines)."""
-    return isinstance(v, str) and 0 < len(v) <= 256 and v.isprintable()
-
-
-def _str_any(v: Any) -> bool:
-    return isinstance(v, str)
-
-
-def _bool(v: Any) -> bool:
-    return isinstance(v, bool)
-
-
-def _any(v: Any) -> bool:
-    return True
-
-
-def _job_refs(v: Any) -> bool:
-    return isinstance(v, list) and len(v) <= 100_000 and all(
-        isinstance(x, list) and len(x) == 3 and is_valid_name(x[0]) and is_valid_name(x[1])
-        and _int(x[2]) for x in v)
-
-
-def _ids(v: Any) -> bool:
-    return isinstance(v, list) and len(v) <= 100_000 and all(is_valid_name(x) for x in v)
-
-
-def _submissions(v: Any) -> bool:
-    return isinstance(v, list) and 0 < len(v) <= 100_000 and all(
-        isinstance(x, dict) and (x.get("id") is None or is_valid_name(x["id"])) for x in v)
-
-
-def _object(v: Any) -> bool:
-    """A JSON object (a job's ``meta``)."""
-    return isinstance(v, dict)
-
-
-def _lines(v: Any) -> bool:
-    """A few lines of text (the tail of a job's log)."""
-    return isinstance(v, list) and len(v) <= 100 and all(_str(x) for x in v)
-
-
-def _refs(v: Any) -> bool:
-    """Jobs named as ``queue/id`` (or a bare id: the same queue), as ``after`` names parents."""
-    return isinstance(v, list) and 0 < len(v) <= 10_000 and all(
-        isinstance(x, str) and 0 < len(x) <= 260 for x in v)
-
-
-def _signals(v: Any) -> bool:
-    return isinstance(v, list) and len(v) <= 64 and all(isinstance(x, str) and 0 < len(x) <= 64
-                                                       for x in v)
-
-
-def _callbacks(v: Any) -> bool:
-    """A batch's callbacks: ``{"then" | "on_complete" | "on_failure": queue}``."""
-    return isinstance(v, dict) and 0 < len(v) <= 3 and all(
-        k in ("then", "on_complete", "on_failure") and (x is None or is_valid_name(x))
-        for k, x in v.items())
-
-
-def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: v is None or check(v)
-
-
-_REQ = True
-_OPT = False
-
-# kind -> {field: (check, required)}
-CONTROL_REQUESTS: dict[bytes, dict[str, tuple[Callable[[Any], bool], bool]]] = {
-    # "queues": which of these does the daemon lead, and who leads the others (workers
-    # follow their queues this way); "leases": its leases' times, for checkers
-    b"ping": {"queues": (_optional(_names), _OPT), "leases": (_bool, _OPT)},
-    b"endpoints": {},
-    b"submit": {"queue": (_name, _REQ), "payload": (_any, _OPT), "id": (_optional(_name), _OPT),
-                "max_attempts": (_optional(_int), _OPT), "delay": (_optional(_num), _OPT),
-                "if_exists": (_optional(_str), _OPT), "batch": (_optional(_name), _OPT),
-                "fresh": (_bool, _OPT), "time_limit": (_optional(_seconds), _OPT),
-                "priority": (_optional(_priority), _OPT), "own_id": (_bool, _OPT),
-                "key": (_optional(_str), _OPT),
-                # fields added by the client's hooks; the keyed hash of a sealed payload
-                "meta": (_object, _OPT), "payload_key": (_name, _OPT),
-                # parents: the job waits in waiting/ until they have ended
-                "after": (_optional(_refs), _OPT), "on_parent_failure": (_optional(_str), _OPT)},
-    b"submit_many": {"queue": (_name, _REQ), "jobs": (_submissions, _REQ)},
-    b"status": {"queue": (_optional(_name), _OPT)},
-    b"ls": {"queue": (_name, _REQ), "state": (_optional(_str), _OPT)},
-    b"show": {"queue": (_name, _REQ), "id": (_name, _REQ)},
-    b"retry": {"queue": (_name, _REQ), "ids": (_optional(_ids), _OPT),
-               "attempts": (_optional(_int), _OPT)},
-    b"cancel": {"queue": (_name, _REQ), "id": (_name, _REQ), "by": (_optional(_label), _OPT)},
-    b"purge": {"queue": (_name, _REQ), "state": (_str, _REQ),
-               "older_than": (_optional(_num), _OPT), "ids": (_optional(_ids), _OPT)},
-    # operator controls: the files <queue>/paused and <queue>/limits.json, the schedules
-    b"pause": {"queue": (_name, _REQ), "reason": (_optional(_str), _OPT)},
-    b"resume": {"queue": (_name, _REQ)},
-    b"limit": {"queue": (_name, _REQ), "max_running": (_optional(_int), _OPT),
-               "rate": (_rate_or_none, _OPT), "reset": (_bool, _OPT),
-               "key": (_optional(_str), _OPT), "weight": (_optional(_int), _OPT)},
-    b"schedules": {},
-    # the console's actions (and ckptd move / run-schedule): a job to another queue, a
-    # schedule's job now
-    b"move": {"queue": (_name, _REQ), "id": (_name, _REQ), "to": (_name, _REQ),
-              "by": (_optional(_label), _OPT)},
-    b"run_schedule": {"name": (_name, _REQ), "by": (_optional(_label), _OPT)},
-    b"fetch": {"queue": (_name, _REQ), "id": (_name, _REQ), "what": (_str, _REQ),
-               "start": (_optional(_int), _OPT), "end": (_optional(_int), _OPT)},
-    b"output": {"queue": (_name, _REQ), "name": (_name, _REQ), "text": (_str_any, _REQ)},
-    # a job's own log: every attempt's, from the byte ``since[attempt]`` of each
-    b"logs": {"queue": (_name, _REQ), "id": (_name, _REQ), "since": (_optional(_object), _OPT)},
-    b"wait": {"queue": (_name, _REQ), "ids": (_optional(_ids), _OPT),
-              "timeout": (_num, _REQ)},
-    # submit-file --connect: the file in parts (base64), then the request to submit it
-    b"upload": {"upload": (_name, _REQ), "offset": (_int, _REQ), "data": (_str_any, _REQ),
-                "queue": (_optional(_name), _OPT)},
-    # work that waits: a signal for a job; a batch opened, then sealed; a job's graph
-    b"signal": {"queue": (_name, _REQ), "id": (_name, _REQ), "name": (_str, _REQ),
-                "data": (_any, _OPT)},
-    b"batch_open": {"queue": (_name, _REQ), "batch": (_optional(_name), _OPT),
-                    "callbacks": (_callbacks, _REQ), "context": (_any, _OPT)},
-    b"batch_seal": {"queue": (_name, _REQ), "batch": (_name, _REQ)},
-    b"graph": {"queue": (_name, _REQ), "id": (_name, _REQ), "depth": (_optional(_int), _OPT)},
-    b"submit_file": {"upload": (_name, _REQ), "size": (_int, _REQ), "queue": (_name, _REQ),
-                     "format": (_str, _REQ), "chunk": (_int, _OPT),
-                     "batch": (_optional(_name), _OPT), "then": (_optional(_name), _OPT),
-                     "max_attempts": (_optional(_int), _OPT),
-                     "source_name": (_optional(_str), _OPT), "key": (_optional(_str), _OPT)},
-}
 
 REPLY_KINDS = (b"ok", b"error")
 BATCH = b"batch"
@@ -411,6 +246,7 @@ class Schema(Mapping[bytes, type[M]]):
 
 WORKER_MESSAGES = Schema(messages.WORKER_MESSAGES)
 DAEMON_MESSAGES = Schema(messages.DAEMON_MESSAGES)
+CONTROL_REQUESTS = Schema(control_requests.CONTROL_REQUESTS)
 
 _MISSING = re.compile(r"missing required field `(\w+)`")
 _AT = re.compile(r" - at `\$\.(\w+)")
@@ -511,25 +347,15 @@ def _tolerant_batch(body: Any, schemas: Schema[M]) -> list[tuple[bytes, M]]:
     return out
 
 
-def _check(kind: bytes, body: Any, schemas: dict[bytes, dict[str, tuple[Callable[[Any], bool],
-                                                                       bool]]]
-           ) -> tuple[bytes, Body]:
-    schema = schemas.get(kind)
-    if schema is None:
-        raise ProtocolError("kind", f"unknown message kind {kind[:20]!r}")
-    if not isinstance(body, dict):
-        raise ProtocolError("schema", "body is not a JSON object")
-    for field, (check, required) in schema.items():
-        if field in body:
-            if not check(body[field]):
-                raise ProtocolError("schema", f"{kind.decode()}.{field} has a bad value")
-        elif required:
-            raise ProtocolError("schema", f"{kind.decode()}.{field} is missing")
-    return kind, body
+def fields_of(message: msgspec.Struct) -> Body:
+    """The fields of a decoded message as a dict, without those left out (UNSET): for the
+    parts that still take a request's body as a dict (the engine's submit, the operators'
+    controls)."""
+    return {k: v for k, v in msgspec.structs.asdict(message).items() if v is not msgspec.UNSET}
 
 
 def decode_request(frames: list[bytes], max_body: int = DEFAULT_MAX_BODY
-                   ) -> tuple[bytes, Body]:
+                   ) -> tuple[bytes, Request]:
     """Decode a control request after its identity: ``[tag?, "", version, kind, body]``
     (its tag is :func:`request_tag`)."""
     if len(frames) == 5 and frames[1] == b"":
@@ -539,16 +365,7 @@ def decode_request(frames: list[bytes], max_body: int = DEFAULT_MAX_BODY
     if len(frames) != 4 or frames[0] != b"":
         raise ProtocolError("frames",
                             f"expected an empty delimiter and 3 frames, got {len(frames)}")
-    frames = frames[1:]
-    if len(frames) != 3:
-        raise ProtocolError("frames", f"expected 3 frames, got {len(frames)}")
-    version, kind, raw = frames
-    if version != VERSION:
-        raise ProtocolError("version", f"expected {VERSION!r}, got {bytes(version[:20])!r}")
-    kind = bytes(kind)
-    if kind not in CONTROL_REQUESTS:
-        raise ProtocolError("kind", f"unknown message kind {kind[:20]!r}")
-    return _check(kind, load_body(raw, max_body), CONTROL_REQUESTS)
+    return decode(frames[1:], CONTROL_REQUESTS, max_body)
 
 
 def decode_reply(frames: list[bytes], max_body: int = DEFAULT_MAX_BODY) -> tuple[bool, Body]:

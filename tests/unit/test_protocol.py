@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ckptd.core.errors import ProtocolError
 from ckptd.wire import protocol
+from ckptd.wire.control_requests import Submit
 from ckptd.wire.messages import Done, Heartbeat
 
 frames = st.lists(st.binary(max_size=256), min_size=0, max_size=6)
@@ -62,7 +63,7 @@ def test_a_round_trip_keeps_kind_and_body() -> None:
     assert protocol.decode_many(batch, protocol.WORKER_MESSAGES) == \
         [(b"done", done), (b"heartbeat", Heartbeat(jobs=[("q", "a", 1)]))]
     request = protocol.request(b"submit", {"queue": "q", "payload": None})
-    assert protocol.decode_request(request) == (b"submit", {"queue": "q", "payload": None})
+    assert protocol.decode_request(request) == (b"submit", Submit(queue="q", payload=None))
     assert protocol.decode_reply(protocol.reply_ok({"id": "x"})) == (True, {"id": "x"})
 
 
