@@ -351,7 +351,26 @@ def fields_of(message: msgspec.Struct) -> Body:
     """The fields of a decoded message as a dict, without those left out (UNSET): for the
     parts that still take a request's body as a dict (the engine's submit, the operators'
     controls)."""
-    return {k: v for k, v in msgspec.structs.asdict(message).items() if v is not msgspec.UNSET}
+    fields = msgspec.structs.asdict(message)
+    for name in _unsettable(type(message)):
+        if fields[name] is msgspec.UNSET:
+            del fields[name]
+    return fields
+
+
+_UNSETTABLE: dict[type[msgspec.Struct], tuple[str, ...]] = {}
+
+
+def _unsettable(cls: type[msgspec.Struct]) -> tuple[str, ...]:
+    """The fields of a struct whose default is UNSET (worked out once per struct)."""
+    found = _UNSETTABLE.get(cls)
+    if found is None:
+        defaults = cls.__struct_defaults__
+        names = cls.__struct_fields__[len(cls.__struct_fields__) - len(defaults):]
+        found = _UNSETTABLE[cls] = tuple(
+            name for name, default in zip(names, defaults, strict=True)
+            if default is msgspec.UNSET)
+    return found
 
 
 def decode_request(frames: list[bytes], max_body: int = DEFAULT_MAX_BODY
