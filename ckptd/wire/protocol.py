@@ -15,7 +15,9 @@ decoding.
 :func:`decode` checks version, frame count, kind, size, UTF-8, JSON and every field's type
 and, for queue names and ids, the name pattern; anything else raises
 :class:`~ckptd.core.errors.ProtocolError` whose ``reason`` is a short label the daemon counts
-drops by. Nothing outside this module builds or parses frames.
+drops by. A decoded body is its kind's struct (:mod:`ckptd.wire.messages`,
+:mod:`ckptd.wire.control_requests`; see :class:`Schema`). Nothing outside this module builds
+or parses frames.
 """
 
 from __future__ import annotations
@@ -37,9 +39,8 @@ MAX_DEPTH = 100  # nesting of JSON arrays and objects in a body (payloads, resul
 MAX_KIND = 32
 MAX_TAG = 16  # bytes of a request's tag, which its reply carries back
 
-Body = dict[str, Any]
+Body = dict[str, Any]  # a body to encode (what the daemon and workers send), or a reply's
 M = TypeVar("M", bound=msgspec.Struct)
-
 
 REPLY_KINDS = (b"ok", b"error")
 BATCH = b"batch"

@@ -94,6 +94,45 @@ def test_bad_messages_are_refused_with_a_reason(frames: list[bytes], reason: str
     assert caught.value.reason == reason
 
 
+def test_fields_a_newer_peer_adds_are_ignored_but_still_strict_json() -> None:
+    """The one-pass decoder refuses unknown fields; the second, tolerant pass takes them
+    as before: ignored, yet refused for what no field may hold (a number out of range)."""
+    body = b'{"queue": "q", "id": "a", "attempt": 1, "result": 2, "new": {"x": [1]}}'
+    assert protocol.decode_many([protocol.VERSION, b"done", body], protocol.WORKER_MESSAGES) \
+        == [(b"done", Done(queue="q", id="a", attempt=1, result=2))]
+    batch = b'{"messages": [["done", ' + body + b']], "also": 1}'
+    assert protocol.decode_many([protocol.VERSION, b"batch", batch], protocol.WORKER_MESSAGES) \
+        == [(b"done", Done(queue="q", id="a", attempt=1, result=2))]
+    for extra, reason in ((b"1e999", "json"), (b'"\\ud800"', "utf8"), (b'"\xff"', "utf8"),
+                          (b"[" * 101 + b"]" * 101, "depth")):
+        frames = [protocol.VERSION, b"done",
+                  b'{"queue": "q", "id": "a", "attempt": 1, "new": ' + extra + b"}"]
+        with pytest.raises(ProtocolError) as caught:
+            protocol.decode_many(frames, protocol.WORKER_MESSAGES)
+        assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize(("kind", "body", "reason"), [
+    (b"job", {"queue": "q", "id": "a", "attempt": 1, "created": None}, "job.created"),
+    (b"job", {"queue": "q", "id": "a", "attempt": 1, "meta": None}, "job.meta"),
+    (b"welcome", {"lease": 1, "heartbeat": True}, "welcome.heartbeat"),
+    (b"saved", {"queue": "q", "id": "a\n", "seq": 1, "ok": True}, "saved.id"),
+    (b"saved", {"queue": "q", "id": "a" * 129, "seq": 1, "ok": True}, "saved.id"),
+])
+def test_a_field_that_may_be_left_out_may_not_be_null(kind: bytes, body: dict[str, object],
+                                                      reason: str) -> None:
+    with pytest.raises(ProtocolError, match=reason):
+        protocol.decode_many(protocol.message(kind, body), protocol.DAEMON_MESSAGES)
+
+
+def test_a_limit_left_out_is_not_a_limit_removed() -> None:
+    _, kept = protocol.decode_request(protocol.request(b"limit", {"queue": "q", "reset": True}))
+    _, removed = protocol.decode_request(protocol.request(b"limit", {"queue": "q", "rate": None}))
+    assert protocol.fields_of(kept) == {"queue": "q", "reset": True, "key": None}
+    assert protocol.fields_of(removed) == {"queue": "q", "rate": None, "reset": False,
+                                           "key": None}
+
+
 def test_oversized_bodies_are_refused() -> None:
     big = [protocol.VERSION, b"done", b" " * 2000]
     with pytest.raises(ProtocolError) as caught:
