@@ -2,7 +2,7 @@
 
 Decoded by :func:`ckptd.wire.protocol.decode_request` like the worker messages of
 :mod:`ckptd.wire.messages`. A field whose absence means something of its own (a limit left
-as it is, a payload's keyed hash) defaults to :data:`msgspec.UNSET`; the others to what
+as it is, a payload's keyed hash) defaults to ``msgspec.UNSET``; the others to what
 being left out means. The fields that carry the user's own JSON (payloads, signal data, a
 batch's context, ``meta``, the jobs of ``submit_many``) are ``Any``.
 """

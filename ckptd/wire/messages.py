@@ -2,7 +2,7 @@
 
 :mod:`ckptd.wire.protocol` decodes a body straight into its kind's struct; the types of
 :mod:`ckptd.wire.fields` are the checks. A field left out gets its default; one that may not
-be null has no null default (:data:`msgspec.UNSET` where "left out" must stay visible). The
+be null has no null default (``msgspec.UNSET`` where "left out" must stay visible). The
 fields that carry the user's own JSON (payloads, results, checkpoint states) are ``Any``.
 """
 
