@@ -26,6 +26,9 @@ from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.store_guard import StoreGuard
 from ckptd.store.bucket import BucketStore
 from ckptd.testing import FakeClock
+from ckptd.wire import protocol
+from ckptd.wire.control_requests import Request
+from ckptd.wire.messages import FromWorker
 
 Sent = tuple[bytes, bytes, dict[str, Any]]
 
@@ -44,6 +47,16 @@ START = 1_000_000.0  # the fake clock's first reading
 
 DEFAULTS: dict[str, Any] = {"lease": 10.0, "heartbeat": 1.0, "backoff_base": 2.0,
                             "backoff_cap": 60.0, "backoff_jitter": 0.0}
+
+
+def worker_message(kind: str, body: dict[str, Any]) -> FromWorker:
+    """A worker's message as the daemon gets it: checked, as its kind's struct."""
+    return protocol.WORKER_MESSAGES.tolerant(kind.encode(), body)
+
+
+def control_request(kind: str, body: dict[str, Any]) -> Request:
+    """A control request as the daemon gets it: checked, as its kind's struct."""
+    return protocol.CONTROL_REQUESTS.tolerant(kind.encode(), body)
 
 
 class CallbackErrors(logging.Handler):
@@ -135,15 +148,15 @@ class Harness:
     def hello(self, name: str = "w", slots: int = 1, queues: tuple[str, ...] = ("q",)) -> bytes:
         """A worker says hello with ``slots`` free slots; return its identity."""
         identity = name.encode()
-        self.engine.workers_part.hello(
-            identity, {"worker": name, "queues": list(queues), "slots": slots}, self.now)
+        self.engine.workers_part.hello(identity, worker_message(
+            "hello", {"worker": name, "queues": list(queues), "slots": slots}), self.now)
         self.commit()
         return identity
 
     def answer(self, identity: bytes, kind: str, body: dict[str, Any]) -> list[Sent]:
         """A worker's message (``done``, ``failed``, ``heartbeat``, ``checkpoint``...)."""
         worker = self.engine.workers_part.worker_for(identity, self.now)
-        handler(self.engine, kind)(worker, body, self.now)
+        handler(self.engine, kind)(worker, worker_message(kind, body), self.now)
         return self.commit()
 
     def finish(self, identity: bytes, job: dict[str, Any], result: Any = None) -> None:

@@ -152,6 +152,12 @@ def _seconds(value: object) -> float | None:
     return float(value) if value == value and abs(value) != float("inf") else None
 
 
+def is_woken(value: object) -> TypeGuard[WokenRecord]:
+    """True when ``value`` is a ``woken`` record (its reason and time are there)."""
+    return isinstance(value, dict) and isinstance(value.get("reason"), str) \
+        and isinstance(value.get("at"), str)
+
+
 def check_delay(value: object) -> float:
     """A submit's delay in seconds, checked: from 0 to ten years (InvalidInput otherwise)."""
     seconds = _seconds(value)

@@ -135,7 +135,8 @@ def _keep(value: object, what: str) -> float:
 
 
 class QueueControlSettings(TypedDict, total=False):
-    """The control keys of a ``[queues.NAME]`` table, as :class:`~ckptd.core.config.QueueSettings` fields."""
+    """The control keys of a ``[queues.NAME]`` table, as fields of
+    :class:`~ckptd.core.config.QueueSettings`."""
 
     max_running: int
     rate: Rate

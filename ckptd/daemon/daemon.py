@@ -569,11 +569,11 @@ class Daemon:
                     self._wrong_port(identity, protocol.request_tag(frames[1:]))
                 continue
             for kind, body in messages:
-                if self.leading.refuses(kind, body):  # sent where its queue is not led:
+                if self.leading.refuses(body):  # sent where its queue is not led:
                     self.drops.count("dispatch", "not_leader", now)  # unconfirmed, resent
                     continue
                 try:
-                    if not self.engine.worker_message(identity, kind, body, now):
+                    if not self.engine.worker_message(identity, body, now):
                         self.drops.count("dispatch", "unknown_worker", now)
                 except CkptdError as exc:
                     log.debug("refused a %s message: %s", kind.decode(), exc)

@@ -40,6 +40,35 @@ from ckptd.store.admin import StoreAdmin, load_payload
 from ckptd.store.base import PutOutput
 from ckptd.store.job_logs import logs_answer
 from ckptd.wire import protocol
+from ckptd.wire.control_requests import (
+    BatchOpen,
+    BatchSeal,
+    CancelJob,
+    Endpoints,
+    Fetch,
+    Graph,
+    Limit,
+    Logs,
+    Ls,
+    Move,
+    Output,
+    Pause,
+    Ping,
+    Purge,
+    Request,
+    Resume,
+    Retry,
+    RunSchedule,
+    Schedules,
+    Show,
+    Signal,
+    Status,
+    Submit,
+    SubmitFile,
+    SubmitMany,
+    Upload,
+    Wait,
+)
 from ckptd.wire.endpoints import port_of
 from ckptd.wire.protocol import Body
 from ckptd.wire.uploads import Uploads
@@ -58,10 +87,10 @@ class Router(Protocol):
     """What the control socket asks of the cluster's router (:mod:`ckptd.daemon.cluster.routing`),
     given to it where several daemons share a store."""
 
-    def divert(self, to: ReplyTo, kind: bytes, body: Body, frames: list[bytes]) -> bool:
+    def divert(self, to: ReplyTo, kind: bytes, body: Request, frames: list[bytes]) -> bool:
         """Send on (or answer) a request about a queue another daemon leads."""
 
-    def ping(self, body: Body) -> Body:
+    def ping(self, body: Ping) -> Body:
         """What a ping's answer adds about the daemons of the store."""
 
     def endpoints(self) -> Body:
@@ -154,7 +183,7 @@ class Control:
             self._carry_out(identity, kind, body, rest, now)
         return count
 
-    def _carry_out(self, identity: ReplyTo, kind: bytes, body: Body, frames: list[bytes],
+    def _carry_out(self, identity: ReplyTo, kind: bytes, body: Request, frames: list[bytes],
                    now: float) -> None:
         try:
             if self.router is None or not self.router.divert(identity, kind, body, frames):
@@ -177,11 +206,11 @@ class Control:
         self._local[identity] = answer
         frames = protocol.request(kind, body)
         try:
-            kind, body = protocol.decode_request(frames, self.settings.max_message_size)
+            kind, request = protocol.decode_request(frames, self.settings.max_message_size)
         except ProtocolError as exc:
             self.reply(identity, exc)
             return
-        self._carry_out(identity, kind, body, frames, now)
+        self._carry_out(identity, kind, request, frames, now)
 
     def reply(self, to: ReplyTo, answer: Body | CkptdError, at_once: bool = False) -> None:
         """Queue an answer; it leaves with the round's other replies, after the sync (an
@@ -242,26 +271,26 @@ class Control:
         if self.stopping():
             raise CkptdError("the daemon is stopping; submit again when it is back")
 
-    def handle(self, identity: ReplyTo, kind: bytes, body: Body, now: float) -> None:
+    def handle(self, identity: ReplyTo, kind: bytes, body: Request, now: float) -> None:
         """Carry out one decoded request."""
         engine = self.engine
-        if kind == b"submit":
+        if isinstance(body, Submit):
             self._refuse_when_stopping()
-            engine.submit(body, now, self.replier(identity))
-        elif kind == b"submit_many":
+            engine.submit(protocol.fields_of(body), now, self.replier(identity))
+        elif isinstance(body, SubmitMany):
             self._submit_many(identity, body, now)
-        elif kind == b"status":
-            answer = self.operators.status(body.get("queue"), now)
+        elif isinstance(body, Status):
+            answer = self.operators.status(body.queue, now)
             answer.update(self.daemon_info(now))
             if self.router is not None:
-                self.router.status(answer, body.get("queue"))
+                self.router.status(answer, body.queue)
             self.reply(identity, answer, at_once=True)
-        elif kind == b"ping":
+        elif isinstance(body, Ping):
             pong: Body = {"pong": True, "daemon": engine.name}
             self.reply(identity, pong if self.router is None else {**pong,
                                                                     **self.router.ping(body)},
                        at_once=True)
-        elif kind == b"endpoints":
+        elif isinstance(body, Endpoints):
             where: Body = {"dispatch": self.endpoints["dispatch"],
                            "dispatch_port": port_of(self.endpoints["dispatch"]),
                            "root": engine.store.url}
@@ -270,79 +299,75 @@ class Control:
             if self.router is not None:
                 where.update(self.router.endpoints())
             self.reply(identity, where)
-        elif kind == b"ls":
-            state = parse_state(body["state"]) if body.get("state") else None
+        elif isinstance(body, Ls):
+            state = parse_state(body.state) if body.state else None
             rows = self.operators.dispatch_order(
-                body["queue"], self.admin.ls(body["queue"], state, ordered=False))
+                body.queue, self.admin.ls(body.queue, state, ordered=False))
             self.reply(identity, {"jobs": [[s.value, i] for s, i in rows]})
-        elif kind == b"show":
-            info: Body = dict(self.admin.show(body["queue"], body["id"]))
-            info["lease"] = self.operators.lease_info(body["queue"], body["id"], now)
-            waiting = self.waiting_op(body["queue"], body["id"], now) if self.waiting_op \
-                else None
+        elif isinstance(body, Show):
+            info: Body = dict(self.admin.show(body.queue, body.id))
+            info["lease"] = self.operators.lease_info(body.queue, body.id, now)
+            waiting = self.waiting_op(body.queue, body.id, now) if self.waiting_op else None
             if waiting is not None:
                 info["waiting_op"] = waiting
-            info["controls"] = self.operators.controls_view(body["queue"], now,
-                                                            job_id=body["id"])
+            info["controls"] = self.operators.controls_view(body.queue, now, job_id=body.id)
             self.reply(identity, info)
-        elif kind in (b"pause", b"resume", b"limit", b"schedules"):
-            self.reply(identity, self.operators.control_request(kind.decode(), body, now))
-        elif kind == b"retry":
-            self.operators.retry(body["queue"], body.get("ids"), body.get("attempts"),
-                                 self.replier(identity))
-        elif kind == b"cancel":
-            self.operators.cancel(body["queue"], body["id"], now, self.replier(identity),
-                                  by=body.get("by") or "an operator")
-        elif kind == b"purge":
-            self.operators.purge(body["queue"], parse_state(body["state"]),
-                                 body.get("older_than"), now, self.replier(identity),
-                                 ids=body.get("ids"))
-        elif kind == b"move":
-            move_job(engine, body["queue"], body["id"], body["to"], self.replier(identity),
-                     now=now, by=body.get("by") or "an operator")
-        elif kind == b"run_schedule":
-            engine.scheduler.run_now(body["name"], now, body.get("by") or "an operator",
+        elif isinstance(body, (Pause, Resume, Limit, Schedules)):
+            self.reply(identity, self.operators.control_request(
+                kind.decode(), protocol.fields_of(body), now))
+        elif isinstance(body, Retry):
+            self.operators.retry(body.queue, body.ids, body.attempts, self.replier(identity))
+        elif isinstance(body, CancelJob):
+            self.operators.cancel(body.queue, body.id, now, self.replier(identity),
+                                  by=body.by or "an operator")
+        elif isinstance(body, Purge):
+            self.operators.purge(body.queue, parse_state(body.state), body.older_than, now,
+                                 self.replier(identity), ids=body.ids)
+        elif isinstance(body, Move):
+            move_job(engine, body.queue, body.id, body.to, self.replier(identity),
+                     now=now, by=body.by or "an operator")
+        elif isinstance(body, RunSchedule):
+            engine.scheduler.run_now(body.name, now, body.by or "an operator",
                                      self.replier(identity))
-        elif kind == b"fetch":  # (on a bucket the reads run beside the loop)
-            if not engine.off_loop.start(lambda: self._fetch(body), self.replier(identity)):
-                self.reply(identity, self._fetch(body))
-        elif kind == b"logs":
-            self.reply(identity, dict(logs_answer(engine.store, body["queue"], body["id"],
-                                                  body.get("since"),
-                                                  engine.index.where(body["queue"], body["id"]))))
-        elif kind == b"output":
-            engine.txn.add(PutOutput(body["queue"], body["name"], body["text"].encode()),
+        elif isinstance(body, Fetch):  # (on a bucket the reads run beside the loop)
+            fetch = body
+            if not engine.off_loop.start(lambda: self._fetch(fetch), self.replier(identity)):
+                self.reply(identity, self._fetch(fetch))
+        elif isinstance(body, Logs):
+            self.reply(identity, dict(logs_answer(engine.store, body.queue, body.id, body.since,
+                                                  engine.index.where(body.queue, body.id))))
+        elif isinstance(body, Output):
+            engine.txn.add(PutOutput(body.queue, body.name, body.text.encode()),
                            self._output_written(identity, body))
-        elif kind == b"wait":
+        elif isinstance(body, Wait):
             self._wait(identity, body, now)
-        elif kind == b"upload":  # the rights of a submit, and the bounds of uploads
+        elif isinstance(body, Upload):  # the rights of a submit, and the bounds of uploads
             self._refuse_when_stopping()
             settings = self.settings
             self.uploads.max_bytes = settings.upload_limit_total
             self.uploads.max_client_bytes = settings.upload_limit_client
             self.reply(identity, {"size": self.uploads.add(body, now, identity_of(identity))})
-        elif kind == b"submit_file":
+        elif isinstance(body, SubmitFile):
             self._submit_file(identity, body, now)
-        elif kind in (b"signal", b"batch_open", b"batch_seal"):
+        elif isinstance(body, (Signal, BatchOpen, BatchSeal)):
             self._refuse_when_stopping()
-            engine.graph.request(kind, body, now, self.replier(identity))
-        elif kind == b"graph":
-            self.reply(identity, dict(self.admin.graph(body["queue"], body["id"],
-                                                       body.get("depth"))))
+            engine.graph.request(body, now, self.replier(identity))
+        elif isinstance(body, Graph):
+            self.reply(identity, dict(self.admin.graph(body.queue, body.id, body.depth)))
 
-    def _output_written(self, identity: ReplyTo, body: Body) -> Callable[[Any], None]:
+    def _output_written(self, identity: ReplyTo, body: Output) -> Callable[[Any], None]:
         def then(outcome: Any) -> None:
             if outcome is not None:
                 self.reply(identity, outcome)
                 return
-            where = self.engine.store.output_location(body["queue"], body["name"])
+            where = self.engine.store.output_location(body.queue, body.name)
             self.reply(identity, {"location": where})
         return then
 
-    def _submit_many(self, identity: ReplyTo, body: Body, now: float) -> None:
+    def _submit_many(self, identity: ReplyTo, body: SubmitMany, now: float) -> None:
         self._refuse_when_stopping()
-        queue = body["queue"]
-        items = body["jobs"]
+        queue = body.queue
+        items = body.jobs
         answers: list[Any] = [None] * len(items)
         left = [len(items)]
 
@@ -360,18 +385,17 @@ class Control:
             request["queue"] = queue
             self.engine.submit(request, now, one(position))
 
-    def _submit_file(self, identity: ReplyTo, body: Body, now: float) -> None:
+    def _submit_file(self, identity: ReplyTo, body: SubmitFile, now: float) -> None:
         """Split and store an uploaded file as submit-file --root does (in this turn: about
         a second per million lines on a local disk)."""
         self._refuse_when_stopping()
-        chunk, attempts = body.get("chunk", 1000), body.get("max_attempts")
+        chunk, attempts = body.chunk, body.max_attempts
         if chunk < 1 or (attempts is not None and attempts < 1):  # types: protocol.py
             raise CkptdError("chunk and max_attempts must be at least 1")
-        data = self.uploads.take(body, now)
-        plan = self.admin.plan_file(body["queue"], data, fmt=body["format"], chunk=chunk,
-                                    batch=body.get("batch"), then=body.get("then"),
-                                    max_attempts=attempts, source_name=body.get("source_name"),
-                                    key=body.get("key"))
+        data = self.uploads.take(body.upload, body.size, now)
+        plan = self.admin.plan_file(body.queue, data, fmt=body.format, chunk=chunk,
+                                    batch=body.batch, then=body.then, max_attempts=attempts,
+                                    source_name=body.source_name, key=body.key)
         # Through the transaction like every write of the daemon: the source and manifest
         # first, then (once they are stored) the jobs, create-only.
         txn = self.engine.txn
@@ -392,7 +416,7 @@ class Control:
                         return
                     answer = dataclasses.replace(plan.answer, created=created[0])
                     log.info("submit-file", extra={"fields": {
-                        "queue": body["queue"], "batch": answer.batch, "jobs": answer.jobs,
+                        "queue": body.queue, "batch": answer.batch, "jobs": answer.jobs,
                         "new": answer.created, "bytes": len(data)}})
                     reply(dataclasses.asdict(answer))
             return then
@@ -413,9 +437,9 @@ class Control:
         for op in plan.first:
             txn.add(op, first_stored)
 
-    def _fetch(self, body: Body) -> Body:
+    def _fetch(self, body: Fetch) -> Body:
         store = self.engine.store
-        queue, job_id, what = body["queue"], body["id"], body["what"]
+        queue, job_id, what = body.queue, body.id, body.what
         if what == "payload":
             for state in (State.CLAIMED, State.PENDING, State.DONE, State.FAILED):
                 try:
@@ -438,7 +462,7 @@ class Control:
                 return {"result": json.loads(store.read_blob(queue, job_id, "result"))}
             return {"result": job.get("result")}
         if what == "source":  # a range of a batch's source file, as text
-            start, end = int(body.get("start") or 0), int(body.get("end") or 0)
+            start, end = body.start or 0, body.end or 0
             if end - start > self.settings.max_message_size // 2:
                 raise CkptdError(f"range of {end - start} bytes is too big to fetch at once")
             data = store.read_blob_range(queue, job_id, "source", start, end)
@@ -457,11 +481,11 @@ class Control:
 
     # -- wait ------------------------------------------------------------------------------
 
-    def _wait(self, identity: ReplyTo, body: Body, now: float) -> None:
-        queue, ids = body["queue"], body.get("ids")
+    def _wait(self, identity: ReplyTo, body: Wait, now: float) -> None:
+        queue, ids = body.queue, body.ids
         if not ids:
             self.operators.known_queue(queue)
-        waiter = Waiter(identity, queue, ids, now + float(body["timeout"]), set(ids or ()),
+        waiter = Waiter(identity, queue, ids, now + float(body.timeout), set(ids or ()),
                         checked=not ids)
         if not self._answer_waiter(waiter, now):
             self.waiters.append(waiter)

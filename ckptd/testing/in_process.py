@@ -21,6 +21,7 @@ from ckptd.daemon.daemon import Daemon
 from ckptd.store import is_local, store_from_settings
 from ckptd.store.admin import StoreAdmin
 from ckptd.testing.clock import FakeClock
+from ckptd.wire.messages import Heartbeat
 from ckptd.worker.job import Handler
 from ckptd.worker.worker import Worker
 
@@ -231,8 +232,8 @@ class InProcessDaemon:
                 index = engine.queues.get(queue)
                 lease = index.claimed.get(job_id) if index is not None else None
                 if lease is not None:
-                    running.append([queue, job_id, lease.attempt])
-            engine.workers_part.heartbeat(info, {"jobs": running}, now)
+                    running.append((queue, job_id, lease.attempt))
+            engine.workers_part.heartbeat(info, Heartbeat(jobs=running), now)
 
     def _call(self, function: Callable[[], None], timeout: float = 30.0) -> None:
         """Run ``function`` in the daemon's thread before its next turn; return after that

@@ -12,9 +12,9 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from typing import Any
 
 from ckptd.core.errors import CkptdError
+from ckptd.wire.control_requests import Upload
 
 # A part's size before base64 (2.7 MiB after): under the default max_message_size of 16 MiB;
 # a daemon configured below about 3 MiB cannot take uploads.
@@ -57,20 +57,15 @@ class Uploads:
         """Bytes held in memory by all uploads."""
         return sum(len(u.data) for u in self._open.values())
 
-    def add(self, body: dict[str, Any], now: float, client: bytes = b"") -> int:
-        """Append one part (``{"upload", "offset", "data"}``, data in base64) sent by
-        ``client``; return the upload's size so far. A part sent again (same offset, after a
-        lost answer) is accepted once. Raises UploadError past a bound."""
+    def add(self, part: Upload, now: float, client: bytes = b"") -> int:
+        """Append one part (its data in base64; its token and offset checked by the
+        protocol) sent by ``client``; return the upload's size so far. A part sent again
+        (same offset, after a lost answer) is accepted once. Raises UploadError past a
+        bound."""
         self.expire(now)
-        token = _token(body)
-        offset = body.get("offset")
-        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-            raise UploadError("an upload part needs an offset (a whole number >= 0)")
-        text = body.get("data")
-        if not isinstance(text, str):
-            raise UploadError("an upload part needs its data as a base64 string")
+        token, offset = part.upload, part.offset
         try:
-            data = base64.b64decode(text, validate=True)
+            data = base64.b64decode(part.data, validate=True)
         except (binascii.Error, ValueError):
             raise UploadError("an upload part's data is not valid base64") from None
         upload = self._open.get(token)
@@ -100,17 +95,16 @@ class Uploads:
         upload.last = offset
         return len(upload.data)
 
-    def take(self, body: dict[str, Any], now: float) -> bytes:
+    def take(self, token: str, size: int, now: float) -> bytes:
         """Return a whole upload's bytes (checking its ``size``) and forget it."""
         self.expire(now)
-        token = _token(body)
         upload = self._open.get(token)
         if upload is None:
             raise UploadError(f"no upload {token!r} here (the daemon restarted, or it was "
                               f"idle over {self.idle:g}s): send the file again")
-        if body.get("size") != len(upload.data):
+        if size != len(upload.data):
             raise UploadError(f"upload {token!r} has {len(upload.data)} bytes, not "
-                              f"{body.get('size')}: send the file again")
+                              f"{size}: send the file again")
         del self._open[token]
         return bytes(upload.data)
 
@@ -118,15 +112,6 @@ class Uploads:
         """Drop uploads idle for longer than :attr:`idle`."""
         for token in [t for t, u in self._open.items() if now - u.seen > self.idle]:
             del self._open[token]
-
-
-def _token(body: dict[str, Any]) -> str:
-    from ckptd.core.names import is_valid_name
-
-    token = body.get("upload")
-    if not isinstance(token, str) or not is_valid_name(token):
-        raise UploadError("an upload needs a token: 1 to 128 letters, digits, '-', '_', '.'")
-    return token
 
 
 def encode_part(data: bytes) -> str:

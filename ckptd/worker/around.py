@@ -30,6 +30,7 @@ from ckptd.codec.crypto import Keyring, is_sealed, load_keyring
 from ckptd.core.config import Settings
 from ckptd.core.errors import DecryptError
 from ckptd.core.outcomes import Cancelled, Fail, Retry
+from ckptd.wire.messages import JobMessage
 from ckptd.worker import job_logs
 from ckptd.worker.job import AsyncJob, Job, JobHost, SpawnOptions
 
@@ -114,16 +115,15 @@ class Around:
             for hook in hooks:
                 call_hook(hook, method, *args)
 
-    def _begin(self, job: AnyJob, body: dict[str, Any]) -> tuple[Any, Any, Any]:
+    def _begin(self, job: AnyJob, body: JobMessage) -> tuple[Any, Any, Any]:
         """Start the attempt's log and span, set its meta and sealing host; return the log,
         its context token and the span."""
         host = job._worker
         log, token = job_logs.begin(job.queue, job.id, job.attempt,
                                     host.send if host is not None else _nowhere,
                                     self.log_limit)
-        meta = body.get("meta")
-        if meta:
-            job.meta = dict(meta)
+        if body.meta:
+            job.meta = dict(body.meta)
         span = self._tracer.start(job, body) if self._tracer is not None else None
         if self.keys is not None and host is not None:
             job._worker = SealingHost(host, self.keys)
@@ -157,7 +157,7 @@ class Around:
             self._tracer.done(span)
         return self.keys.seal(result, "result") if self.keys is not None else result
 
-    def call(self, handler: Callable[[Job], Any], job: Job, body: dict[str, Any]) -> Any:
+    def call(self, handler: Callable[[Job], Any], job: Job, body: JobMessage) -> Any:
         """Run a plain handler on ``job`` (of the job message ``body``); return the result
         as it is to be stored, or raise what the handler raised."""
         log, token, span = self._begin(job, body)
@@ -174,7 +174,7 @@ class Around:
             job_logs.end(log, token)
 
     async def call_async(self, handler: Callable[[AsyncJob], Awaitable[Any]], job: AsyncJob,
-                         body: dict[str, Any]) -> Any:
+                         body: JobMessage) -> Any:
         """:meth:`call` for an ``async def`` handler."""
         log, token, span = self._begin(job, body)
         try:

@@ -18,6 +18,7 @@ from typing import Any
 from ckptd.client.client import Client
 from ckptd.core.errors import CkptdError, DaemonUnavailable, LeaseLost
 from ckptd.core.waits import child_id
+from ckptd.wire.messages import Saved
 from ckptd.worker.data import JobData
 from ckptd.worker.job import AsyncJob, Job, SpawnOptions
 from ckptd.worker.unconfirmed import Unconfirmed
@@ -88,9 +89,9 @@ class JobCalls:
         """Send a checkpoint and wait until the daemon says it is durable; raise the
         attempt's stop if it is asked to stop meanwhile."""
         done = threading.Event()
-        box: list[dict[str, Any]] = []
+        box: list[Saved] = []
 
-        def confirmed(reply: dict[str, Any]) -> None:
+        def confirmed(reply: Saved) -> None:
             box.append(reply)
             done.set()
 
@@ -116,13 +117,13 @@ class JobCalls:
         import asyncio
 
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        future: asyncio.Future[Saved] = loop.create_future()
 
-        def settle(reply: dict[str, Any]) -> None:
+        def settle(reply: Saved) -> None:
             if not future.done():
                 future.set_result(reply)
 
-        def confirmed(reply: dict[str, Any]) -> None:
+        def confirmed(reply: Saved) -> None:
             loop.call_soon_threadsafe(settle, reply)
 
         body = self._body(job, seq, state)
@@ -139,7 +140,7 @@ class JobCalls:
         _check_saved(job, reply)
 
 
-def _check_saved(job: Job | AsyncJob, reply: dict[str, Any]) -> None:
-    if not reply["ok"]:
+def _check_saved(job: Job | AsyncJob, reply: Saved) -> None:
+    if not reply.ok:
         job._flags.check()  # refused because the job was cancelled: say that
-        raise LeaseLost(f"checkpoint of {job.queue}/{job.id} refused: {reply.get('error')}")
+        raise LeaseLost(f"checkpoint of {job.queue}/{job.id} refused: {reply.error}")

@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 import zmq
+from msgspec import UNSET
 
 from ckptd.client.client import Client
 from ckptd.codec import decode_job
@@ -24,6 +25,7 @@ from ckptd.core.config import Settings, load_settings
 from ckptd.core.errors import CkptdError
 from ckptd.core.states import State
 from ckptd.store import Store, is_local, open_store, store_from_settings
+from ckptd.wire.messages import JobMessage
 from ckptd.wire.security import ClientCurve
 
 log = logging.getLogger(__name__)
@@ -48,27 +50,27 @@ class JobData:
     def _client(self) -> Client:
         return Client(self.endpoints, timeout=60.0, context=self._ctx, curve=self.curve)
 
-    def payload(self, body: dict[str, Any]) -> Any:
-        if "payload" in body and not body.get("payload_ref"):
-            return body["payload"]
+    def payload(self, body: JobMessage) -> Any:
+        if body.payload is not UNSET and not body.payload_ref:
+            return body.payload
         store = self.direct_store()
         if store is not None:
             try:
-                if str(body.get("payload_ref", "")).startswith("blobs/"):
-                    return json.loads(store.read_blob(body["queue"], body["id"], "payload"))
-                raw = store.read(body["queue"], State.CLAIMED, body["id"])
+                if (body.payload_ref or "").startswith("blobs/"):
+                    return json.loads(store.read_blob(body.queue, body.id, "payload"))
+                raw = store.read(body.queue, State.CLAIMED, body.id)
                 return decode_job(raw)["payload"]
             except (CkptdError, ValueError) as exc:
                 log.debug("direct read failed (%s); fetching through the daemon", exc)
         return self.fetch(body, "payload")
 
-    def state(self, body: dict[str, Any]) -> Any:
-        if not body.get("state_ref"):
-            return body.get("state")
+    def state(self, body: JobMessage) -> Any:
+        if not body.state_ref:
+            return body.state
         store = self.direct_store()
         if store is not None:
             try:
-                raw = store.read_checkpoint(body["queue"], body["id"])
+                raw = store.read_checkpoint(body.queue, body.id)
                 if raw is not None:
                     return json.loads(raw).get("state")
             except (CkptdError, ValueError):
@@ -118,10 +120,10 @@ class JobData:
         finally:
             client.close()
 
-    def fetch(self, body: dict[str, Any], what: str) -> Any:
+    def fetch(self, body: JobMessage, what: str) -> Any:
         client = self._client()
         try:
-            return client.fetch(body["queue"], body["id"], what)
+            return client.fetch(body.queue, body.id, what)
         finally:
             client.close()
 

@@ -11,23 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, NotRequired, Protocol, Self, TypedDict, Unpack
+from typing import Any, Protocol, Self, TypedDict, Unpack
 
 from ckptd.core import sources
 from ckptd.core.errors import CkptdError
+from ckptd.core.jobs import WokenRecord, is_woken
 from ckptd.core.outcomes import Cancelled, Interrupt
+from ckptd.wire.messages import JobMessage
 
 CHECKPOINT_TIMEOUT = 60.0
 
 
-class Woken(TypedDict):
-    """How a job's last wait ended (``job.woken``), as the daemon wrote it."""
-
-    reason: str  # parents, children, signal, until, timeout
-    at: str
-    parents: NotRequired[dict[str, str]]  # "queue/id" -> how it ended
-    children: NotRequired[dict[str, str]]
-    signals: NotRequired[dict[str, Any]]  # name -> the user's data
+Woken = WokenRecord
+"""How a job's last wait ended (``job.woken``), as the daemon wrote it."""
 
 
 class ThenOptions(TypedDict, total=False):
@@ -129,13 +125,13 @@ class _Attempt:
     """The children this attempt created (``queue/id``), in order."""
 
     @classmethod
-    def of(cls, body: dict[str, Any], payload: Any, state: Any, host: JobHost | None,
+    def of(cls, body: JobMessage, payload: Any, state: Any, host: JobHost | None,
            flags: StopFlags) -> Self:
         """The job a handler gets for the job message ``body`` (every pool makes it so)."""
-        woken: Woken | None = body.get("woken")
-        return cls(body["id"], body["queue"], body["attempt"], payload, state,
-                   body.get("max_attempts", 0), body.get("created"), body.get("batch"),
-                   _worker=host, _flags=flags, woken=woken if isinstance(woken, dict) else None)
+        created = body.created if isinstance(body.created, str) else None
+        return cls(body.id, body.queue, body.attempt, payload, state, body.max_attempts,
+                   created, body.batch, _worker=host, _flags=flags,
+                   woken=body.woken if is_woken(body.woken) else None)
 
     @property
     def signals(self) -> dict[str, Any]:

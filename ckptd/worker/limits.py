@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 from ckptd.core.outcomes import Cancelled, TimeLimit
 from ckptd.core.timefmt import format_duration
+from ckptd.wire.messages import JobMessage
 from ckptd.worker.running import Attempt
 
 SOFT = "soft"  # ask the handler to stop
@@ -41,12 +42,10 @@ class Limits:
         self.grace = max(0.0, grace)
         self.default_limit = default_limit or None
 
-    def limit_of(self, body: dict[str, object]) -> float | None:
+    def limit_of(self, body: JobMessage) -> float | None:
         """The time limit of a job message: its own, else the worker's default."""
-        limit = body.get("time_limit")
-        if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit > 0:
-            return float(limit)
-        return self.default_limit
+        limit = body.time_limit  # positive when there is one (wire.fields.Seconds)
+        return float(limit) if limit is not None else self.default_limit
 
     def started(self, attempt: Attempt, now: float) -> None:
         """The handler of ``attempt`` starts now: its time limit starts to run."""

@@ -18,6 +18,7 @@ from zmq.utils.monitor import recv_monitor_message
 from ckptd.core.errors import ProtocolError
 from ckptd.wire import protocol
 from ckptd.wire.frames import NOBLOCK, send_frames
+from ckptd.wire.messages import FromDaemon
 from ckptd.wire.security import ClientCurve
 
 log = logging.getLogger(__name__)
@@ -119,10 +120,10 @@ class DaemonLink:
                 sent = False
         return sent
 
-    def receive(self) -> list[Message]:
+    def receive(self) -> list[tuple[bytes, FromDaemon]]:
         """The messages the daemon sent (bad ones are logged and dropped)."""
         assert self.sock is not None
-        out: list[Message] = []
+        out: list[tuple[bytes, FromDaemon]] = []
         while True:
             try:
                 frames = self.sock.recv_multipart(zmq.NOBLOCK)

@@ -14,6 +14,7 @@ from ckptd.core.edits import GIVEN_BACK
 from ckptd.core.errors import LeaseLost
 from ckptd.core.outcomes import Cancelled, Fail, Interrupt, Park, Retry, TimeLimit
 from ckptd.wire import protocol
+from ckptd.wire.messages import JobMessage
 from ckptd.worker.job import _Attempt
 
 Answer = tuple[bytes, dict[str, Any]]
@@ -23,11 +24,11 @@ ERROR_LIMIT = 4000
 TRACEBACK_LIMIT = 8000
 
 
-def _base(body: dict[str, Any]) -> dict[str, Any]:
-    return {"queue": body["queue"], "id": body["id"], "attempt": body["attempt"]}
+def _base(body: JobMessage) -> dict[str, Any]:
+    return {"queue": body.queue, "id": body.id, "attempt": body.attempt}
 
 
-def done(body: dict[str, Any], result: Any) -> Answer:
+def done(body: JobMessage, result: Any) -> Answer:
     """The answer of an attempt whose handler returned ``result`` (a Fail when that is not
     JSON: the job could never succeed as written)."""
     try:
@@ -39,7 +40,7 @@ def done(body: dict[str, Any], result: Any) -> Answer:
     return b"done", answer
 
 
-def failed(body: dict[str, Any], exc: BaseException, trace: str | None = None) -> Answer:
+def failed(body: JobMessage, exc: BaseException, trace: str | None = None) -> Answer:
     """The answer of an attempt whose handler raised ``exc`` (``trace`` its traceback)."""
     answer = _base(body)
     if isinstance(exc, Retry):
@@ -59,7 +60,7 @@ def failed(body: dict[str, Any], exc: BaseException, trace: str | None = None) -
     return b"failed", answer
 
 
-def failed_now(body: dict[str, Any], exc: BaseException, job: _Attempt | None = None
+def failed_now(body: JobMessage, exc: BaseException, job: _Attempt | None = None
                ) -> Answer:
     """:func:`failed`, with the traceback of the exception being handled (:func:`parked`
     when it is a Park: ``job`` names the children it spawned)."""
@@ -68,7 +69,7 @@ def failed_now(body: dict[str, Any], exc: BaseException, job: _Attempt | None = 
     return failed(body, exc, traceback.format_exc())
 
 
-def parked(body: dict[str, Any], park: Park, spawned: list[str]) -> Answer:
+def parked(body: JobMessage, park: Park, spawned: list[str]) -> Answer:
     """The answer of an attempt whose handler raised :class:`ckptd.Park`: the daemon moves
     the job to waiting/ and frees its slot (``children``: the jobs this attempt spawned)."""
     answer = _base(body)
@@ -79,7 +80,7 @@ def parked(body: dict[str, Any], park: Park, spawned: list[str]) -> Answer:
     return b"park", answer
 
 
-def stopped(body: dict[str, Any], stop: Interrupt | None, how: str) -> Answer:
+def stopped(body: JobMessage, stop: Interrupt | None, how: str) -> Answer:
     """The answer of an attempt ended by force (``how``: what was done to it), after it was
     asked to stop with ``stop`` (a time limit, or a cancel) and did not."""
     if stop is None:
@@ -88,7 +89,7 @@ def stopped(body: dict[str, Any], stop: Interrupt | None, how: str) -> Answer:
     return failed(body, type(stop)(reason))
 
 
-def died(body: dict[str, Any], how: str) -> Answer:
+def died(body: JobMessage, how: str) -> Answer:
     """The answer of an attempt whose child process died on its own (``how``)."""
     answer = _base(body)
     answer.update(error=f"the worker's child process running the job died ({how})",
@@ -96,7 +97,7 @@ def died(body: dict[str, Any], how: str) -> Answer:
     return b"failed", answer
 
 
-def given_back(body: dict[str, Any], reason: str) -> Answer:
+def given_back(body: JobMessage, reason: str) -> Answer:
     """The answer of an attempt its worker gives back unfinished because it is stopping:
     the daemon sends the job back to pending at once, without counting the attempt."""
     answer = _base(body)

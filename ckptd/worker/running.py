@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from ckptd.wire.messages import JobMessage
 from ckptd.worker.job import StopFlags
 
 
@@ -20,7 +21,7 @@ from ckptd.worker.job import StopFlags
 class Attempt:
     """One attempt of a job, held by this worker."""
 
-    body: dict[str, Any]  # the job message from the daemon
+    body: JobMessage  # the job message from the daemon
     time_limit: float | None = None  # seconds the handler may run (the job's, else the worker's)
     flags: StopFlags = field(default_factory=StopFlags)
     started: float | None = None  # when its handler started (monotonic), None while queued
@@ -32,15 +33,15 @@ class Attempt:
 
     @property
     def queue(self) -> str:
-        return str(self.body["queue"])
+        return self.body.queue
 
     @property
     def id(self) -> str:
-        return str(self.body["id"])
+        return self.body.id
 
     @property
     def number(self) -> int:
-        return int(self.body["attempt"])
+        return self.body.attempt
 
     @property
     def key(self) -> tuple[str, str]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from contextvars import Token
 from dataclasses import dataclass
-from typing import Any
 
 from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ckptd.client.tracing import attributes, creation_link, extracted, tracer
+from ckptd.wire.messages import JobMessage
 from ckptd.worker.job import AsyncJob, Job
 
 
@@ -34,10 +34,10 @@ class AttemptTracer:
     def __init__(self, mode: str) -> None:
         self.tracer = tracer(mode)
 
-    def start(self, job: Job | AsyncJob, body: dict[str, Any]) -> AttemptSpan:
+    def start(self, job: Job | AsyncJob, body: JobMessage) -> AttemptSpan:
         """Start the attempt's span and make it current."""
-        creation, links = creation_link(body.get("meta"))
-        given = body.get("traceparent")
+        creation, links = creation_link(body.meta or None)
+        given = body.traceparent
         if isinstance(given, str):
             parent = extracted({"traceparent": given})
         elif job.attempt <= 1:

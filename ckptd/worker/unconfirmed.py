@@ -19,12 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ckptd.wire.messages import Saved
+
 log = logging.getLogger(__name__)
 
 RESEND_AFTER = 15.0  # seconds without a confirmation before an answer is sent again anyway
 MAX_KEPT = 100_000  # answers kept at most (the oldest are dropped beyond, with a warning)
 
-Confirmed = Callable[[dict[str, Any]], None]
+Confirmed = Callable[[Saved], None]
 
 
 @dataclass
@@ -74,10 +76,10 @@ class Unconfirmed:
             self._checkpoints[key] = _Kept(next(self._order), b"checkpoint", body, now,
                                            confirmed)
 
-    def confirm_checkpoint(self, reply: dict[str, Any]) -> None:
+    def confirm_checkpoint(self, reply: Saved) -> None:
         """The daemon's ``saved`` for a checkpoint: hand it to whoever waits for it."""
         with self._lock:
-            kept = self._checkpoints.pop((reply["queue"], reply["id"], reply["seq"]), None)
+            kept = self._checkpoints.pop((reply.queue, reply.id, reply.seq), None)
         if kept is not None and kept.confirmed is not None:
             kept.confirmed(reply)
 

@@ -42,6 +42,7 @@ from ckptd.core import jobs, logs
 from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError
 from ckptd.core.names import check_queue
+from ckptd.wire.messages import Ack, Cancel, FromDaemon, JobMessage, Rehello, Saved, Welcome
 from ckptd.wire.security import ClientCurve
 from ckptd.worker import reports, signals
 from ckptd.worker.around import around_of
@@ -364,8 +365,8 @@ class Worker:
         assert links is not None
         for link in links.all():
             if link.link.sock is not None and events.get(link.link.sock):
-                for kind, body in link.link.receive():
-                    self._handle(kind, body, link)
+                for _, body in link.link.receive():
+                    self._handle(body, link)
             if link.link.monitor is not None and events.get(link.link.monitor):
                 if link.link.reconnected():
                     log.warning("the connection to the daemon at %s came back: saying hello "
@@ -419,25 +420,24 @@ class Worker:
             log.info("sending %d unconfirmed message(s) again", len(overdue))
             self._links.send_many(overdue)
 
-    def _handle(self, kind: bytes, body: dict[str, Any], link: Link) -> None:
-        if kind == b"job":
+    def _handle(self, body: FromDaemon, link: Link) -> None:
+        if isinstance(body, JobMessage):
             self._take(body)
-        elif kind == b"ack":
-            self.unconfirmed.confirm_answer(body["queue"], body["id"], body["attempt"])
-        elif kind == b"saved":
+        elif isinstance(body, Ack):
+            self.unconfirmed.confirm_answer(body.queue, body.id, body.attempt)
+        elif isinstance(body, Saved):
             self.unconfirmed.confirm_checkpoint(body)
-        elif kind == b"cancel":
+        elif isinstance(body, Cancel):
             self._cancel(body)
-        elif kind == b"welcome":
-            self._heartbeat = max(0.05, float(body["heartbeat"]))
+        elif isinstance(body, Welcome):
+            self._heartbeat = max(0.05, float(body.heartbeat))
             self._next_beat = min(self._next_beat, time.monotonic() + self._heartbeat)
-            self.data.daemon_root = body.get("root") or self.data.daemon_root
-            limit = body.get("blob_threshold")
-            if isinstance(limit, int) and limit > 0:
-                self._blob_threshold = limit
-            if not body.get("confirms"):
+            self.data.daemon_root = body.root or self.data.daemon_root
+            if body.blob_threshold > 0:
+                self._blob_threshold = body.blob_threshold
+            if not body.confirms:
                 self.unconfirmed.forget_answers()  # an older daemon: it never will
-        elif kind == b"rehello":
+        elif isinstance(body, Rehello):
             self._hello_again(link)
 
     def send(self, kind: bytes, body: dict[str, Any]) -> None:
@@ -469,7 +469,7 @@ class Worker:
 
     # -- attempts --------------------------------------------------------------------------
 
-    def _take(self, body: dict[str, Any]) -> None:
+    def _take(self, body: JobMessage) -> None:
         attempt = Attempt(body, time_limit=self.limits.limit_of(body))
         if not self.running.add(attempt):
             return  # the same attempt twice (a resend): already held
@@ -479,11 +479,11 @@ class Worker:
         assert self.pool is not None
         self.pool.submit(attempt)
 
-    def _cancel(self, body: dict[str, Any]) -> None:
-        attempt = self.running.get(body["queue"], body["id"], body["attempt"])
+    def _cancel(self, body: Cancel) -> None:
+        attempt = self.running.get(body.queue, body.id, body.attempt)
         if attempt is None:
             return
-        by = body.get("by")
+        by = body.by
         log.warning("job %s cancelled by %s: asking it to stop", attempt.label(),
                     by or "an operator")
         self.limits.cancelled(attempt, time.monotonic(), by)

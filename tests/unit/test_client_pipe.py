@@ -15,6 +15,7 @@ from ckptd.client.async_client import AsyncClient
 from ckptd.client.client import Client
 from ckptd.core.errors import ProtocolError, RemoteError
 from ckptd.wire import protocol
+from ckptd.wire.control_requests import Ping
 
 
 class Reversing:
@@ -43,7 +44,8 @@ class Reversing:
                 tag = protocol.request_tag(frames[1:])
                 _, body = protocol.decode_request(frames[1:])
                 self.seen_tags.add(tag)
-                held.append((frames[0], tag, int(body.get("queue", "0").removeprefix("q"))))
+                queue = getattr(body, "queue", None) or "0"
+                held.append((frames[0], tag, int(queue.removeprefix("q"))))
                 if len(held) < self.group:
                     continue
             elif not held:
@@ -140,7 +142,7 @@ def test_a_tag_too_long_is_refused_by_the_decoder() -> None:
         protocol.decode_request(frames)
     assert protocol.request_tag(frames) == b""
     tagged = protocol.request(b"ping", {}, tag=b"t1")
-    assert protocol.decode_request(tagged) == (b"ping", {})
+    assert protocol.decode_request(tagged) == (b"ping", Ping())
     assert protocol.request_tag(tagged) == b"t1"
     reply = protocol.reply_ok({"n": 1}, tag=b"t1")
     assert protocol.reply_tag(reply) == b"t1" and protocol.decode_reply(reply) == (True, {"n": 1})

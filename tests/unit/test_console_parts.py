@@ -19,6 +19,7 @@ from ckptd.daemon.telemetry.autoscale import scale_of
 from ckptd.daemon.telemetry.console_auth import Sessions, User, Users, check_secret, set_user
 from ckptd.store.base import Move, PutNew
 from ckptd.store.plans import PURGE_SLICE
+from tests.harness import worker_message
 from tests.unit.test_engine import Harness
 
 
@@ -91,7 +92,9 @@ def test_autoscaling_figures_follow_backlog_slots_and_cycle_time() -> None:
     assert cycle is not None and cycle > 0
     assert scale.needed == max(1, -(-int(scale.backlog * cycle * 1000) // int(60 * 4 * 1000)))
     assert scale_of(q, 1e9).needed == 1  # a long target: one worker does it
-    h.engine.workers_part.hello(w, {"worker": "w", "queues": ["q"], "slots": 0}, h.now)  # it drains
+    h.engine.workers_part.hello(
+        w, worker_message("hello", {"worker": "w", "queues": ["q"], "slots": 0}),
+        h.now)  # it drains
     snap = build_snapshot(h.engine, h.now, started_at=h.now, drops={})
     assert snap.worker_list[0]["draining"] and snap.queues[0].figures["slots"] == 0
 

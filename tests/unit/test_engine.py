@@ -10,7 +10,7 @@ from ckptd.core.config import Settings
 from ckptd.core.errors import CkptdError
 from ckptd.core.states import State
 from ckptd.daemon.engine.engine import backoff_delay
-from tests.harness import Harness
+from tests.harness import Harness, worker_message
 
 __all__ = ["Harness"]  # tests that import it from here still find it (tests/harness.py)
 
@@ -165,8 +165,9 @@ def test_recovery_gives_claimed_jobs_a_short_lease_until_a_worker_names_them(
         lease = again.queues["q"].claimed[job_id]
         assert lease.attempt == 1 and lease.deadline == now + grace < now + h.settings.lease
     after.now += 1
-    again.workers_part.hello(b"w", {"worker": "w", "queues": ["q"], "slots": 2,
-                       "running": [["q", named, 1]]}, after.now)
+    again.workers_part.hello(b"w", worker_message(
+        "hello", {"worker": "w", "queues": ["q"], "slots": 2, "running": [["q", named, 1]]}),
+        after.now)
     after.tick(grace - 1 + 0.1)
     assert named in again.queues["q"].claimed, "the job a worker named keeps running"
     assert lost not in again.queues["q"].claimed, "the job nobody named comes back"

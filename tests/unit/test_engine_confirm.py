@@ -11,7 +11,7 @@ from typing import Any
 from ckptd.core.config import QueueSettings
 from ckptd.core.states import State
 from ckptd.store.base import PutCheckpoint
-from tests.harness import Harness, MakeHarness, handler
+from tests.harness import Harness, MakeHarness, handler, worker_message
 
 
 def _sent(messages: list[tuple[bytes, bytes, dict[str, Any]]], kind: bytes
@@ -22,7 +22,7 @@ def _sent(messages: list[tuple[bytes, bytes, dict[str, Any]]], kind: bytes
 def _answer(h: Harness, identity: bytes, kind: str, body: dict[str, Any]
             ) -> list[tuple[bytes, bytes, dict[str, Any]]]:
     worker = h.engine.workers_part.worker_for(identity, h.now)
-    handler(h.engine, kind)(worker, body, h.now, identity)
+    handler(h.engine, kind)(worker, worker_message(kind, body), h.now, identity)
     return h.commit()
 
 
@@ -45,7 +45,7 @@ def test_an_answer_whose_move_is_in_flight_is_not_confirmed_twice(harness: Harne
     job_id = h.submit()
     w = h.hello()
     h.dispatch()
-    answer = {"queue": "q", "id": job_id, "attempt": 1, "result": 1}
+    answer = worker_message("done", {"queue": "q", "id": job_id, "attempt": 1, "result": 1})
     worker = h.engine.workers_part.worker_for(w, h.now)
     h.engine.answers.done(worker, answer, h.now, w)  # accepted: its move waits for the commit
     h.engine.answers.done(worker, answer, h.now, w)  # the same answer again, before the commit
@@ -71,7 +71,8 @@ def test_a_checkpoint_already_saved_is_confirmed_without_writing_it_again(harnes
     job_id = h.submit()
     w = h.hello()
     h.dispatch()
-    body = {"queue": "q", "id": job_id, "attempt": 1, "seq": 1, "state": {"n": 1}}
+    body = worker_message("checkpoint", {"queue": "q", "id": job_id, "attempt": 1, "seq": 1,
+                                         "state": {"n": 1}})
     worker = h.engine.workers_part.worker_for(w, h.now)
     h.engine.answers.checkpoint(worker, body, h.now)
     assert any(isinstance(op, PutCheckpoint) for op in h.engine.txn.ops)

@@ -20,7 +20,7 @@ from ckptd.store.admin import StoreAdmin
 from ckptd.store.local.backend import LocalStore
 from ckptd.store.local.filesystem import filesystem_of, has_journal, parse_mountinfo
 from ckptd.wire.endpoints import connect_endpoints
-from tests.harness import Harness
+from tests.harness import Harness, worker_message
 
 # -- item 14: a job file needs only what cannot be defaulted --------------------------------
 
@@ -153,8 +153,8 @@ def test_a_batch_submitted_on_the_store_is_known_before_any_job_ends(harness: Ha
 def test_a_worker_that_left_is_sent_nothing_more(harness: Harness) -> None:
     h = harness
     identity = h.hello("w", slots=2)
-    h.engine.workers_part.hello(identity, {"worker": "w", "queues": ["q"], "slots": 0},
-                                h.now)  # stopping
+    h.engine.workers_part.hello(identity, worker_message("hello", {"worker": "w", "queues": ["q"],
+                                                     "slots": 0}), h.now)  # stopping
     worker = h.engine.workers_part.worker_for(identity, h.now)
     assert worker is not None
     h.engine.workers_part.forget(worker, "said goodbye")

@@ -57,7 +57,7 @@ def test_a_retry_keeps_the_priority_in_the_name() -> None:
     assert h.store.pending_names(Q) == [f"{job_id},p-3.json"]
     body = h.dispatch()[0]
     h.answer(identity, "failed", {"queue": Q, "id": job_id, "attempt": body["attempt"],
-                                  "error": {"message": "no"}})
+                                  "error": "no"})
     assert h.store.pending_names(Q) == [f"{job_id},p-3.json"]
 
 

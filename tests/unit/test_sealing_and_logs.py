@@ -15,6 +15,7 @@ from ckptd.core.errors import ConfigError, DecryptError
 from ckptd.core.outcomes import Fail
 from ckptd.store import open_store
 from ckptd.store.job_logs import NOTE_ROOM, job_logs
+from ckptd.wire.messages import JobMessage
 from ckptd.worker import job_logs as capture
 from ckptd.worker.around import Around
 from ckptd.worker.job import Job
@@ -172,13 +173,15 @@ def test_worker_hooks_see_plaintext_and_the_result_is_sealed() -> None:
     calls = Calls()
     around = Around([Raising(), calls], keys)
     job = Job("j", "q", 1, keys.seal("p", "payload"), max_attempts=3)
-    result = around.call(lambda j: f"{j.payload}!", job, {})
+    message = JobMessage(queue="q", id="j", attempt=1)
+    result = around.call(lambda j: f"{j.payload}!", job, message)
     assert keys.open(result, "result") == "p!"
     assert calls.calls == ["before p", "after p!"]
     failing = Job("j", "q", 1, "p", max_attempts=3)
     with pytest.raises(ValueError):
-        around.call(lambda j: (_ for _ in ()).throw(ValueError("x")), failing, {})
+        around.call(lambda j: (_ for _ in ()).throw(ValueError("x")), failing, message)
     with pytest.raises(Fail):
-        around.call(lambda j: (_ for _ in ()).throw(Fail("no")), Job("j", "q", 1, "p"), {})
+        around.call(lambda j: (_ for _ in ()).throw(Fail("no")), Job("j", "q", 1, "p"),
+                    message)
     assert calls.calls[2:] == ["before p", "on_error ValueError", "on_retry", "before p",
                                "on_error Fail"]

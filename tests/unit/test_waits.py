@@ -14,6 +14,7 @@ from ckptd.core.errors import InvalidName, JobNotFound
 from ckptd.core.states import State
 from ckptd.daemon.engine.engine import Engine
 from ckptd.store.base import PutNew
+from tests.harness import control_request
 from tests.unit.test_engine import Harness
 
 # -- the rules -------------------------------------------------------------------------------
@@ -233,8 +234,9 @@ def test_a_park_frees_the_slot_and_a_signal_wakes_it_with_its_data() -> None:
     assert h.engine.index.queue("q").claimed == {} and h.engine.workers["w"].credits == 1
     other = h.submit("q")
     assert [j["id"] for j in h.dispatch()] == [other], "the freed slot takes other work"
-    h.engine.graph.request(b"signal", {"queue": "q", "id": job_id, "name": "approved",
-                                       "data": {"by": "ana"}}, h.now, h.replies.append)
+    signal = control_request("signal", {"queue": "q", "id": job_id, "name": "approved",
+                                        "data": {"by": "ana"}})
+    h.engine.graph.request(signal, h.now, h.replies.append)
     h.commit()
     turn(h)
     assert h.replies[-1]["state"] == "waiting"
@@ -251,8 +253,8 @@ def test_a_signal_sent_before_the_park_is_kept_for_it() -> None:
     h = Harness()
     job_id = h.submit("q")
     w = h.hello()
-    h.engine.graph.request(b"signal", {"queue": "q", "id": job_id, "name": "go"}, h.now,
-                           h.replies.append)
+    signal = control_request("signal", {"queue": "q", "id": job_id, "name": "go"})
+    h.engine.graph.request(signal, h.now, h.replies.append)
     h.commit()
     park(h, w, signals=["go"])
     turn(h)
@@ -304,8 +306,8 @@ def test_waits_survive_a_restart_rebuilt_from_the_files() -> None:
     h.engine = engine
     assert engine.index.queue("q").counts()["waiting"] == 1
     assert engine.index.queue("p").waiting == {p}
-    h.engine.graph.request(b"signal", {"queue": "p", "id": p, "name": "go"}, h.now,
-                           h.replies.append)
+    signal = control_request("signal", {"queue": "p", "id": p, "name": "go"})
+    h.engine.graph.request(signal, h.now, h.replies.append)
     turn(h)
     assert h.where(p, "p") == [State.PENDING]
     w = h.hello(queues=("q",))
@@ -331,16 +333,16 @@ def test_a_file_with_parents_put_into_pending_by_hand_waits_first() -> None:
 
 def test_a_batch_calls_back_once_after_its_jobs_and_their_children() -> None:
     h = Harness()
-    h.engine.graph.request(b"batch_open", {"queue": "home", "batch": "B1",
-                                           "callbacks": {"then": "cb", "on_failure": "bad"}},
-                           h.now, h.replies.append)
+    opened = control_request("batch_open", {"queue": "home", "batch": "B1",
+                                            "callbacks": {"then": "cb", "on_failure": "bad"}})
+    h.engine.graph.request(opened, h.now, h.replies.append)
     h.commit()
     assert h.replies[-1]["created"] is True
     ids = [h.submit("q", id=f"B1.{n:06d}", batch="B1") for n in range(3)]
     w = h.hello(queues=("q",))
     run(h, w, "q")  # one job ends before the seal: no callback yet
-    h.engine.graph.request(b"batch_seal", {"queue": "home", "batch": "B1"}, h.now,
-                           h.replies.append)
+    sealed = control_request("batch_seal", {"queue": "home", "batch": "B1"})
+    h.engine.graph.request(sealed, h.now, h.replies.append)
     h.commit()
     turn(h)
     [job] = h.dispatch()
@@ -370,9 +372,9 @@ def test_a_batch_calls_back_once_after_its_jobs_and_their_children() -> None:
 
 def test_a_batch_of_100000_puts_its_outcomes_beside_the_callback() -> None:
     h = Harness(blob_threshold=64 * 1024)
-    h.engine.graph.request(b"batch_open", {"queue": "home", "batch": "Big",
-                                           "callbacks": {"on_complete": "cb"}}, h.now,
-                           h.replies.append)
+    opened = control_request("batch_open", {"queue": "home", "batch": "Big",
+                                            "callbacks": {"on_complete": "cb"}})
+    h.engine.graph.request(opened, h.now, h.replies.append)
     h.commit()
     tracker = h.engine.flows.tracker
     for n in range(100_000):

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from ckptd import Cancelled, TimeLimit
-from ckptd.core.errors import CkptdError
+from ckptd.core.errors import CkptdError, ProtocolError
+from ckptd.wire import protocol
+from ckptd.wire.messages import JobMessage, Saved
 from ckptd.worker import reports
 from ckptd.worker.job import Job, StopFlags
 from ckptd.worker.limits import HARD, SOFT, Limits
@@ -18,7 +20,7 @@ from ckptd.worker.unconfirmed import Unconfirmed
 
 
 def attempt(job_id: str = "a", limit: float | None = None, number: int = 1) -> Attempt:
-    return Attempt({"queue": "q", "id": job_id, "attempt": number}, time_limit=limit)
+    return Attempt(JobMessage(queue="q", id=job_id, attempt=number), time_limit=limit)
 
 
 def test_a_time_limit_asks_at_the_limit_and_stops_by_force_a_grace_later() -> None:
@@ -60,9 +62,12 @@ def test_a_cancel_wins_over_a_time_limit_and_not_the_other_way() -> None:
 
 def test_the_job_s_own_limit_wins_over_the_worker_s() -> None:
     limits = Limits(grace=1.0, default_limit=30.0)
-    assert limits.limit_of({"time_limit": 2}) == 2.0
-    assert limits.limit_of({}) == 30.0
-    assert Limits(grace=1.0).limit_of({"time_limit": True}) is None
+    assert limits.limit_of(JobMessage(queue="q", id="a", attempt=1, time_limit=2)) == 2.0
+    assert limits.limit_of(JobMessage(queue="q", id="a", attempt=1)) == 30.0
+    assert Limits(grace=1.0).limit_of(JobMessage(queue="q", id="a", attempt=1)) is None
+    with pytest.raises(ProtocolError):  # a limit that is not a number never comes this far
+        protocol.DAEMON_MESSAGES.tolerant(b"job", {"queue": "q", "id": "a", "attempt": 1,
+                                                   "time_limit": True})
 
 
 def test_checkpoint_and_progress_raise_the_stop_asked_of_the_attempt() -> None:
@@ -87,7 +92,7 @@ def test_an_attempt_ends_once() -> None:
 
 def test_unconfirmed_answers_are_kept_until_confirmed_and_sent_again() -> None:
     kept = Unconfirmed()
-    seen: list[dict[str, Any]] = []
+    seen: list[Saved] = []
     kept.add_checkpoint({"queue": "q", "id": "a", "attempt": 1, "seq": 1, "state": 1},
                         seen.append, now=0.0)
     kept.add_answer(b"done", {"queue": "q", "id": "b", "attempt": 2, "result": 1}, now=1.0)
@@ -95,8 +100,8 @@ def test_unconfirmed_answers_are_kept_until_confirmed_and_sent_again() -> None:
     assert kept.overdue(now=10.0, after=15.0) == []
     assert len(kept.overdue(now=17.0, after=15.0)) == 2
     assert kept.answer_refs() == [["q", "b", 2]]
-    kept.confirm_checkpoint({"queue": "q", "id": "a", "seq": 1, "ok": True})
-    assert seen == [{"queue": "q", "id": "a", "seq": 1, "ok": True}]
+    kept.confirm_checkpoint(Saved(queue="q", id="a", seq=1, ok=True))
+    assert seen == [Saved(queue="q", id="a", seq=1, ok=True)]
     assert kept.confirm_answer("q", "b", 2) and not kept.confirm_answer("q", "b", 2)
     assert kept.everything(now=20.0) == []
 
@@ -110,8 +115,9 @@ def test_an_answer_forgets_the_checkpoints_of_its_attempt() -> None:
 
 
 def test_answers_say_how_the_attempt_ended() -> None:
-    body = {"queue": "q", "id": "a", "attempt": 1}
-    assert reports.done(body, {"x": 1}) == (b"done", {**body, "result": {"x": 1}})
+    body = JobMessage(queue="q", id="a", attempt=1)
+    assert reports.done(body, {"x": 1}) == (b"done", {"queue": "q", "id": "a", "attempt": 1,
+                                                       "result": {"x": 1}})
     kind, failed = reports.done(body, {1, 2})
     assert kind == b"failed" and failed["type"] == "Fail" and not failed["retry"]
     _, limit = reports.failed(body, TimeLimit("over 1s"))

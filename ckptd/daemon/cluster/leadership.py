@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
 
 import zmq
 
@@ -35,10 +34,11 @@ from ckptd.daemon.requests import Control
 from ckptd.store.base import Lock, Store
 from ckptd.store.local.backend import ROOT_LOCK
 from ckptd.wire.endpoints import advertised, port_of
+from ckptd.wire.messages import Checkpoint, Done, Failed, FromWorker, Progress
 
 log = logging.getLogger(__name__)
 
-WORKER_ANSWERS = (b"done", b"failed", b"checkpoint", b"progress")
+WORKER_ANSWERS = (Done, Failed, Checkpoint, Progress)
 
 
 def member_name(configured: str, control: str) -> str:
@@ -145,10 +145,10 @@ class Leading:
         if self.router is not None and self.router.forwarder is not None:
             self.router.forwarder.tidy()
 
-    def refuses(self, kind: bytes, body: dict[str, Any]) -> bool:
+    def refuses(self, body: FromWorker) -> bool:
         """True for a worker's answer about a queue this daemon does not lead (dropped
         unconfirmed: the worker sends it to the queue's leader)."""
-        return kind in WORKER_ANSWERS and not self.engine.index.leads(body["queue"])
+        return isinstance(body, WORKER_ANSWERS) and not self.engine.index.leads(body.queue)
 
     def close(self) -> None:
         """Give the leases and locks back and close the forwarding sockets. Idempotent."""

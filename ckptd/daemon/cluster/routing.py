@@ -32,11 +32,29 @@ from ckptd.core.errors import CkptdError, Standby
 from ckptd.daemon.cluster.forwarding import FORWARDED, Forwarder
 from ckptd.daemon.cluster.records import LeaseView, MemberRow
 from ckptd.daemon.requests import ReplyTo, identity_of
+from ckptd.wire.control_requests import (
+    BatchOpen,
+    BatchSeal,
+    CancelJob,
+    Fetch,
+    Ls,
+    Output,
+    Ping,
+    Purge,
+    Request,
+    Retry,
+    Show,
+    Signal,
+    Status,
+    Submit,
+    SubmitFile,
+    SubmitMany,
+    Wait,
+)
 from ckptd.wire.protocol import Body
 
-QUEUE_REQUESTS = frozenset({b"submit", b"submit_many", b"ls", b"show", b"retry", b"cancel",
-                            b"purge", b"fetch", b"output", b"wait", b"submit_file",
-                            b"status", b"signal", b"batch_open", b"batch_seal"})
+QUEUE_REQUESTS = (Submit, SubmitMany, Ls, Show, Retry, CancelJob, Purge, Fetch, Output, Wait,
+                  SubmitFile, Status, Signal, BatchOpen, BatchSeal)
 """Requests about one queue (``queue`` in their body), which its leader answers."""
 
 
@@ -92,12 +110,12 @@ class Router:
         self.reply = reply
         self.redirected = 0
 
-    def divert(self, to: ReplyTo, kind: bytes, body: Body, frames: list[bytes]) -> bool:
+    def divert(self, to: ReplyTo, kind: bytes, body: Request, frames: list[bytes]) -> bool:
         """Forward (or answer) a request about a queue this daemon does not lead; False
         when it is this daemon's to handle. A forwarded request keeps its tag (its reply is
         relayed as it comes); an answer given here carries it too."""
         identity = identity_of(to)
-        queue = body.get("queue") if kind in QUEUE_REQUESTS else None
+        queue = body.queue if isinstance(body, QUEUE_REQUESTS) else None
         if not queue or self.directory.leads(queue):
             return False
         peer = self.directory.leader(queue)
@@ -120,7 +138,7 @@ class Router:
 
     # -- what the answers add ----------------------------------------------------------------
 
-    def ping(self, body: Body) -> Body:
+    def ping(self, body: Ping) -> Body:
         """What a ``ping`` answer adds: whether this daemon leads anything, which of the
         ``queues`` asked about it leads, and who leads the others."""
         routes = self.directory.routes()
@@ -128,11 +146,10 @@ class Router:
         # A standby leads nothing while other daemons run; a lone daemon is the active one
         # even before its first queue.
         answer: Body = {"standby": not mine and len(self.directory.members()) > 1}
-        if body.get("leases"):
+        if body.leases:
             answer["leases"] = self.directory.lease_view()
-        asked = body.get("queues")
-        if isinstance(asked, list):
-            names = [q for q in asked if isinstance(q, str)]
+        if body.queues is not None:
+            names = body.queues
             answer["leads"] = [q for q in names if self.directory.leads(q)]
             answer["routes"] = {q: routes[q].as_body() for q in names if q in routes}
         return answer

@@ -35,6 +35,7 @@ from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob
 from ckptd.core.states import STATES, State
 from ckptd.core.timefmt import utc_iso
 from ckptd.store.base import Outcome, PutBlob, PutManifest, PutNew, Store
+from ckptd.wire.control_requests import BatchOpen
 from ckptd.wire.protocol import Body
 
 if TYPE_CHECKING:
@@ -223,17 +224,17 @@ class BatchTracker:
 
     # -- open, seal ------------------------------------------------------------------------
 
-    def open_batch(self, body: Body, now: float, reply: Reply) -> None:
+    def open_batch(self, body: BatchOpen, now: float, reply: Reply) -> None:
         """Create (or find again) a batch in its home queue: ``batch_open``."""
-        queue = body["queue"]
+        queue = body.queue
         try:
-            name = batches.check_batch(body.get("batch") or batches.new_batch_id(now))
-            callbacks = {k: v for k, v in (body.get("callbacks") or {}).items() if v}
+            name = batches.check_batch(body.batch or batches.new_batch_id(now))
+            callbacks: dict[str, str] = {k: v for k, v in body.callbacks.items() if v}
             if not callbacks:
                 raise CkptdError("a batch needs a callback: then=, on_complete= or "
                                  "on_failure= (a queue each)")
             manifest = batches.Manifest(name, queue, 0, utc_iso(now), sealed=False,
-                                        callbacks=callbacks, context=body.get("context"))
+                                        callbacks=callbacks, context=body.context)
             batches.Manifest.decode(manifest.encode())  # the same checks as on reading
         except (CkptdError, ValueError) as exc:
             reply(exc if isinstance(exc, CkptdError) else CkptdError(str(exc)))

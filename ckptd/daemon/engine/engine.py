@@ -51,6 +51,18 @@ from ckptd.store import recovery
 from ckptd.store.admin import prepare_submit
 from ckptd.store.background import Background
 from ckptd.store.base import Outcome, Store
+from ckptd.wire.messages import (
+    Bye,
+    Checkpoint,
+    Done,
+    Failed,
+    FromWorker,
+    Heartbeat,
+    Hello,
+    Log,
+    Park,
+    Progress,
+)
 from ckptd.wire.protocol import Body
 
 __all__ = ["Engine", "backoff_delay"]
@@ -141,47 +153,46 @@ class Engine:
             return None
         return ix.gate.next_token([q for q, i in ix.queues.items() if i.ready])
 
-    def worker_message(self, identity: bytes, kind: bytes, body: Body, now: float) -> bool:
+    def worker_message(self, identity: bytes, body: FromWorker, now: float) -> bool:
         """Act on one message of a worker; False when it is one that only a known worker
         may send and its sender is unknown (dropped)."""
         workers, answers = self.workers_part, self.answers
-        if kind == b"hello":
-            workers.hello(identity, body, now)
+        if isinstance(body, Hello):
+            self.workers_part.hello(identity, body, now)
             return True
         worker = workers.worker_for(identity, now)
         # Answers and checkpoints count whoever sends them (a worker back after a restart
         # may send them before its hello): the attempt number fences them, and the
         # confirmation goes back to the sender.
-        if kind == b"done":
+        if isinstance(body, Done):
             answers.done(worker, body, now, identity)
-        elif kind == b"failed":
+        elif isinstance(body, Failed):
             answers.failed(worker, body, now, identity)
-        elif kind == b"checkpoint":
+        elif isinstance(body, Checkpoint):
             answers.checkpoint(worker, body, now, identity)
-        elif kind == b"park":
+        elif isinstance(body, Park):
             self.graph.parks.park(worker, body, now, identity)
         elif worker is None:
             return False
-        elif kind == b"heartbeat":
+        elif isinstance(body, Heartbeat):
             workers.heartbeat(worker, body, now)
-        elif kind == b"progress":
+        elif isinstance(body, Progress):
             answers.progress(worker, body, now)
-        elif kind == b"log":
+        elif isinstance(body, Log):
             self.job_log(body)
-        elif kind == b"bye":
+        elif isinstance(body, Bye):
             workers.forget(worker, "said goodbye")
         return True
 
-    def job_log(self, body: Body) -> None:
+    def job_log(self, body: Log) -> None:
         """A piece of a running attempt's own log: written by the log writer's thread (a
         piece of an attempt that is no longer claimed is dropped and counted)."""
-        index = self.index.queues.get(body["queue"])
-        lease = index.claimed.get(body["id"]) if index else None
-        if lease is None or lease.attempt != body["attempt"]:
+        index = self.index.queues.get(body.queue)
+        lease = index.claimed.get(body.id) if index else None
+        if lease is None or lease.attempt != body.attempt:
             self.log_writer.counts["stale"] = self.log_writer.counts.get("stale", 0) + 1
             return
-        self.log_writer.add(Piece(body["queue"], body["id"], body["attempt"], body["offset"],
-                                  body["text"]))
+        self.log_writer.add(Piece(body.queue, body.id, body.attempt, body.offset, body.text))
 
     def _txn(self) -> Txn:
         return self.index.txn

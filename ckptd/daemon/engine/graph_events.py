@@ -30,6 +30,7 @@ from ckptd.daemon.engine.waits import Waits
 from ckptd.store import is_local
 from ckptd.store.base import Delete, Outcome, SignalFile
 from ckptd.store.packed_ids import IdRun
+from ckptd.wire.control_requests import BatchOpen, BatchSeal, Signal
 from ckptd.wire.protocol import Body
 
 log = logging.getLogger(__name__)
@@ -198,16 +199,15 @@ class GraphEvents:
 
     # -- requests --------------------------------------------------------------------------
 
-    def request(self, kind: bytes, body: Body, now: float, reply: Reply) -> None:
+    def request(self, body: Signal | BatchOpen | BatchSeal, now: float, reply: Reply) -> None:
         """``signal`` (write a signal for a job, and wake it if it waits for it),
         ``batch_open`` and ``batch_seal``."""
-        if kind == b"signal":
-            self.signals.send(body["queue"], body["id"], body["name"], body.get("data"), now,
-                              reply)
-        elif kind == b"batch_open":
+        if isinstance(body, Signal):
+            self.signals.send(body.queue, body.id, body.name, body.data, now, reply)
+        elif isinstance(body, BatchOpen):
             self.tracker.open_batch(body, now, reply)
-        elif kind == b"batch_seal":
-            self.tracker.seal(body["queue"], body["batch"], now, reply)
+        else:
+            self.tracker.seal(body.queue, body.batch, now, reply)
 
     def cancel(self, op: Delete, now: float, reply: Reply) -> bool:
         """Cancel a waiting job by its planned removal ``op``

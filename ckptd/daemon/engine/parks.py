@@ -23,28 +23,28 @@ from ckptd.daemon.engine.index import Index, WorkerInfo
 from ckptd.daemon.engine.results import Answers
 from ckptd.daemon.engine.waits import Waits
 from ckptd.store.base import Move, Outcome
-from ckptd.wire.protocol import Body
+from ckptd.wire.messages import Park
 
 log = logging.getLogger(__name__)
 
 MAX_PARK = 10 * 365 * 86400.0  # a time further than this is refused (a unit mistake)
 
 
-def wait_of_park(queue: str, body: Body, now: float) -> waits.Wait:
+def wait_of_park(queue: str, body: Park, now: float) -> waits.Wait:
     """What a ``park`` answer asks to wait for; raise CkptdError for what cannot be."""
-    until = body.get("until")
-    timeout = body.get("timeout")
+    until = body.until
+    timeout = body.timeout
     if until is not None and not now - MAX_PARK < until < now + MAX_PARK:
         raise CkptdError(f"Park(until={until}) is not a time within ten years (seconds since "
                          "the epoch)")
     if timeout is not None and not 0 < timeout < MAX_PARK:
         raise CkptdError(f"Park(timeout={timeout}) must be between 0 and ten years of seconds")
-    children = waits.check_refs(body["children"], queue) if body.get("children") else []
-    signals = tuple(waits.check_signal(s) for s in body.get("signals") or ())
+    children = waits.check_refs(body.children, queue) if body.children else []
+    signals = tuple(waits.check_signal(s) for s in body.signals or ())
     wait = waits.Wait(rule="run", children=tuple(children), signals=signals,
                       until=until, timeout=now + timeout if timeout is not None else None)
     if not wait.children and not signals and until is None and timeout is None:
-        if body.get("children_asked"):
+        if body.children_asked:
             wait.until = now  # children=True but it spawned none: nothing to wait for
         else:
             raise CkptdError("a park must wait for something: until, signal, children or "
@@ -60,7 +60,7 @@ class Parks:
         self.answers = answers
         self.waits = waits_part
 
-    def park(self, worker: WorkerInfo | None, body: Body, now: float,
+    def park(self, worker: WorkerInfo | None, body: Park, now: float,
              identity: bytes | None = None) -> None:
         """A handler parked: move its job to waiting/, free its slot and its lease; then
         confirm it to ``identity`` (default: the worker's)."""
@@ -85,8 +85,8 @@ class Parks:
         who = lease.worker or (worker.id if worker else None)
         waits.parked(job, attempt=lease.attempt, claimed_at=lease.claimed_at, now=now,
                      worker=who, wait=wait)
-        if body.get("reason"):
-            job["wait"]["reason"] = str(body["reason"])[:500]
+        if body.reason:
+            job["wait"]["reason"] = body.reason[:500]
 
         def moved(outcome: Outcome) -> None:
             if outcome is not None:

@@ -30,7 +30,7 @@ from ckptd.daemon.engine.flows import Flows
 from ckptd.daemon.engine.index import REFILL_FLOOR, Index, Lease, WorkerInfo
 from ckptd.daemon.telemetry.metrics import failure_note
 from ckptd.store.base import DeleteCheckpoint, Move, Outcome, PutBlob, PutCheckpoint
-from ckptd.wire.protocol import Body
+from ckptd.wire.messages import Answer, AttemptMessage, Checkpoint, Done, Failed, Progress
 
 log = logging.getLogger(__name__)
 
@@ -85,42 +85,41 @@ class Answers:
         self.flows = flows
         self.resync = resync  # a job found where it was to be moved: look at the folders
 
-    def live_lease(self, worker: WorkerInfo | None, body: Body) -> Lease | None:
+    def live_lease(self, worker: WorkerInfo | None, body: AttemptMessage) -> Lease | None:
         """Return the lease an answer is for, or None (and count it) when it is stale."""
         ix = self.ix
-        index = ix.queues.get(body["queue"])
-        lease = index.claimed.get(body["id"]) if index else None
-        if lease is None or lease.attempt != body["attempt"] or lease.closing:
+        index = ix.queues.get(body.queue)
+        lease = index.claimed.get(body.id) if index else None
+        if lease is None or lease.attempt != body.attempt or lease.closing:
             ix.counters["stale_answers"] += 1
             if index is not None:
                 index.counters["stale_answers"] += 1
             log.info("dropped a late answer", extra={"fields": {
-                "queue": body["queue"], "id": body["id"], "attempt": body["attempt"],
+                "queue": body.queue, "id": body.id, "attempt": body.attempt,
                 "current": lease.attempt if lease else None,
                 "worker": worker.id if worker else None}})
             return None
         return lease
 
-    def _stale(self, identity: bytes | None, worker: WorkerInfo | None, body: Body) -> None:
+    def _stale(self, identity: bytes | None, worker: WorkerInfo | None, body: Answer) -> None:
         """Count a stale answer (:meth:`live_lease`) and confirm it unless its attempt is
         still being closed (then the move in flight decides)."""
-        index = self.ix.queues.get(body["queue"])
-        lease = index.claimed.get(body["id"]) if index else None
-        if lease is not None and lease.attempt == body["attempt"] and lease.closing:
+        index = self.ix.queues.get(body.queue)
+        lease = index.claimed.get(body.id) if index else None
+        if lease is not None and lease.attempt == body.attempt and lease.closing:
             return
         self._ack(identity, body, stale=True)
 
-    def _ack(self, identity: bytes | None, body: Body, stale: bool = False) -> None:
+    def _ack(self, identity: bytes | None, body: Answer, stale: bool = False) -> None:
         if identity is not None:
             self.ix.outbox.append((identity, b"ack", {
-                "queue": body["queue"], "id": body["id"], "attempt": body["attempt"],
-                "stale": stale}))
+                "queue": body.queue, "id": body.id, "attempt": body.attempt, "stale": stale}))
 
-    def _free_slot(self, worker: WorkerInfo | None, body: Body, now: float) -> None:
+    def _free_slot(self, worker: WorkerInfo | None, body: Answer, now: float) -> None:
         if worker is not None:
-            worker.running.discard((body["queue"], body["id"]))
+            worker.running.discard((body.queue, body.id))
             worker.credits = min(worker.most, worker.credits + 1)
-            self.adapt(worker, now, body.get("took"), self.ix.refill)
+            self.adapt(worker, now, body.took, self.ix.refill)
 
     @staticmethod
     def adapt(worker: WorkerInfo, now: float, took: float | None = None,
@@ -144,7 +143,7 @@ class Answers:
             worker.credits += extra - worker.extra
             worker.extra = extra
 
-    def answered(self, worker: WorkerInfo | None, body: Body, now: float,
+    def answered(self, worker: WorkerInfo | None, body: Answer, now: float,
                  identity: bytes | None) -> tuple[Lease | None, bytes | None]:
         """The start of every answer that ends an attempt (done, failed, park): free the
         worker's slot and find the live lease, or count and confirm a stale answer (None);
@@ -157,7 +156,7 @@ class Answers:
             self._stale(identity, worker, body)
         return lease, identity
 
-    def done(self, worker: WorkerInfo | None, body: Body, now: float,
+    def done(self, worker: WorkerInfo | None, body: Done, now: float,
              identity: bytes | None = None) -> None:
         """A worker finished a job: move it to done/ with its result, then confirm it to
         ``identity`` (default: the worker's)."""
@@ -174,8 +173,8 @@ class Answers:
         created_at = (lease.created if lease.created is not None
                       else time_or_none(job.get("created")))
         batch = job.get("batch")
-        result = body.get("result")
-        in_blob = bool(body.get("result_ref"))
+        result = body.result
+        in_blob = bool(body.result_ref)
         result_ref = f"blobs/{lease.id}.result" if in_blob else None  # the worker stored it
         edits.finished(job, attempt=lease.attempt, claimed_at=lease.claimed_at, now=now,
                        worker=lease.worker or (worker.id if worker else None), result=result,
@@ -225,7 +224,7 @@ class Answers:
         if lease.id in index.checkpointed:
             ix.txn.add(DeleteCheckpoint(lease.queue, lease.id))
 
-    def failed(self, worker: WorkerInfo | None, body: Body, now: float,
+    def failed(self, worker: WorkerInfo | None, body: Failed, now: float,
                identity: bytes | None = None) -> None:
         """A worker's attempt failed: retry later, or move the job to failed/; then confirm
         it to ``identity`` (default: the worker's).
@@ -237,24 +236,24 @@ class Answers:
         if lease is None:
             return
         who = lease.worker or (worker.id if worker else None)
-        error = jobs.error_record(body["error"], body.get("type") or "Error",
-                                  body.get("traceback"), lease.attempt, now, who)
-        if body.get("log_tail"):
-            error["log_tail"] = body["log_tail"]  # the last lines of the attempt's own log
+        error = jobs.error_record(body.error, body.type or "Error", body.traceback,
+                                  lease.attempt, now, who)
+        if body.log_tail:
+            error["log_tail"] = body.log_tail  # the last lines of the attempt's own log
 
         def confirm() -> None:
             self._ack(identity, body)
 
-        if body.get("given_back"):
+        if body.given_back:
             def give_back(job: jobs.Job) -> jobs.Job:
                 return edits.given_back(job, attempt=lease.attempt, claimed_at=lease.claimed_at,
-                                        now=now, worker=who, reason=body["error"])
+                                        now=now, worker=who, reason=body.error)
 
             self.end_attempt(lease, error, now, may_retry=True, delay=0.0, outcome="given back",
                              edit=give_back, confirm=confirm, spare_attempt=True)
             return
-        self.end_attempt(lease, error, now, may_retry=body.get("retry", True),
-                         delay=body.get("delay"), outcome="error", confirm=confirm)
+        self.end_attempt(lease, error, now, may_retry=body.retry, delay=body.delay,
+                         outcome="error", confirm=confirm)
 
     def end_attempt(self, lease: Lease, error: jobs.ErrorRecord | None, now: float, *,
                     may_retry: bool, delay: float | None, outcome: str,
@@ -354,7 +353,7 @@ class Answers:
         if isinstance(error, JobExists):
             self.resync(lease.queue, lease.id, now)
 
-    def checkpoint(self, worker: WorkerInfo | None, body: Body, now: float,
+    def checkpoint(self, worker: WorkerInfo | None, body: Checkpoint, now: float,
                    identity: bytes | None = None) -> None:
         """Store a worker's checkpoint for its running attempt, then confirm it to
         ``identity`` (default: the worker's). A seq already saved is confirmed at once."""
@@ -363,7 +362,7 @@ class Answers:
             if worker is None:
                 return
             identity = worker.identity
-        queue, job_id, seq = body["queue"], body["id"], body["seq"]
+        queue, job_id, seq = body.queue, body.id, body.seq
         lease = self.live_lease(worker, body)
         if lease is None:
             ix.outbox.append((identity, b"saved", {
@@ -375,7 +374,7 @@ class Answers:
             self._saved(identity, queue, job_id, seq, None)
             return
         record = {"id": job_id, "attempt": lease.attempt, "seq": seq, "at": utc_iso(now),
-                  "state": body["state"]}
+                  "state": body.state}
         try:
             data = dumps_decoded(record) + b"\n"
         except ValueError as exc:
@@ -396,14 +395,14 @@ class Answers:
         self.ix.outbox.append((identity, b"saved", {
             "queue": queue, "id": job_id, "seq": seq, "ok": error is None, "error": error}))
 
-    def progress(self, worker: WorkerInfo, body: Body, now: float) -> None:
+    def progress(self, worker: WorkerInfo, body: Progress, now: float) -> None:
         """Remember a job's last progress report (shown by status, explain)."""
-        index = self.ix.queues.get(body["queue"])
-        lease = index.claimed.get(body["id"]) if index else None
-        if lease is None or lease.attempt != body["attempt"]:
+        index = self.ix.queues.get(body.queue)
+        lease = index.claimed.get(body.id) if index else None
+        if lease is None or lease.attempt != body.attempt:
             return
-        lease.progress = {"done": body["done"], "total": body.get("total"),
-                          "note": body.get("note"), "at": utc_iso(now)}
+        lease.progress = {"done": body.done, "total": body.total, "note": body.note,
+                          "at": utc_iso(now)}
         lease.deadline = max(lease.deadline, now + self.ix.settings.lease_for(lease.queue))
 
     def expire_leases(self, now: float) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from ckptd.daemon.engine.index import Index, WorkerInfo
-from ckptd.wire.protocol import Body
+from ckptd.wire.messages import Heartbeat, Hello
 
 log = logging.getLogger(__name__)
 
@@ -25,20 +25,20 @@ class Workers:
     def __init__(self, index: Index) -> None:
         self.ix = index
 
-    def hello(self, identity: bytes, body: Body, now: float) -> None:
+    def hello(self, identity: bytes, body: Hello, now: float) -> None:
         """A worker (re)introduces itself with its queues and free slots."""
         ix = self.ix
         settings = ix.settings
-        worker_id = body["worker"]
+        worker_id = body.worker
         old = ix.workers.get(worker_id)
         if old is not None and old.identity != identity:
             ix.by_identity.pop(old.identity, None)
-        slots = body["slots"]
-        free = body.get("free")
-        info = WorkerInfo(worker_id, identity, list(body["queues"]), slots,
+        slots = body.slots
+        free = body.free
+        info = WorkerInfo(worker_id, identity, list(body.queues), slots,
                           slots if free is None else min(free, slots), now,
-                          body.get("host", ""), body.get("pid", 0))
-        for queue, job_id, attempt in body.get("running") or []:
+                          body.host, body.pid)
+        for queue, job_id, attempt in body.running or []:
             index = ix.queues.get(queue)
             lease = index.claimed.get(job_id) if index else None
             if lease is not None and lease.attempt == attempt and not lease.closing:
@@ -76,10 +76,10 @@ class Workers:
         info.last_seen = now
         return info
 
-    def heartbeat(self, worker: WorkerInfo, body: Body, now: float) -> None:
+    def heartbeat(self, worker: WorkerInfo, body: Heartbeat, now: float) -> None:
         """Extend the leases of the jobs a worker says it is running."""
         ix = self.ix
-        for queue, job_id, attempt in body["jobs"]:
+        for queue, job_id, attempt in body.jobs:
             index = ix.queues.get(queue)
             lease = index.claimed.get(job_id) if index else None
             if lease is None or lease.attempt != attempt:

@@ -31,7 +31,7 @@ from typing import Any, TypedDict
 
 from ckptd.core.errors import CkptdError, remote_error
 from ckptd.core.outcomes import Cancelled, Interrupt, TimeLimit
-from ckptd.wire.protocol import Body
+from ckptd.wire.messages import JobMessage
 from ckptd.worker import reports
 from ckptd.worker.around import Around
 from ckptd.worker.job import AsyncJob, Handler, Job, SpawnOptions, StopFlags
@@ -46,7 +46,7 @@ class ChildJob(TypedDict):
     """A job as the parent sends it to a child: the job message, its payload and last
     checkpoint as the parent read them, and its time limit."""
 
-    body: Body
+    body: JobMessage
     payload: Any  # the user's JSON
     state: Any
     time_limit: float | None
@@ -167,7 +167,7 @@ class _Child:
         with self.lock:
             self.conn.send(("end", answer, resident_bytes()))
 
-    async def _run_async(self, job: AsyncJob, body: dict[str, Any]) -> Any:
+    async def _run_async(self, job: AsyncJob, body: JobMessage) -> Any:
         self.loop = asyncio.get_running_loop()
         self.task = asyncio.current_task()
         try:

@@ -23,6 +23,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from msgspec import UNSET
+
 from ckptd.core.outcomes import TimeLimit
 from ckptd.worker import reports
 from ckptd.worker.job import AsyncJob
@@ -108,8 +110,8 @@ class AsyncPool:
         body = attempt.body
         job: AsyncJob | None = None
         try:
-            if "payload" in body and not body.get("payload_ref") and not body.get("state_ref"):
-                payload, state = body["payload"], body.get("state")
+            if body.payload is not UNSET and not body.payload_ref and not body.state_ref:
+                payload, state = body.payload, body.state
             else:
                 payload, state = await asyncio.to_thread(self.host.job_data, attempt)
             job = AsyncJob.of(body, payload, state, self.host.job_host, attempt.flags)
