@@ -21,6 +21,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -84,7 +85,7 @@ class Daemon:
         self.stop_now = False
         self.reload_requested = False
         self.config_file: str | None = None
-        self.config_flags: dict[str, Any] = {}
+        self.config_flags: dict[str, object] = {}  # the command line's settings
         self.control = Control(self.engine, self.operators, self.admin, self.live,
                                endpoints=self.endpoints, daemon_info=self._daemon_info,
                                stopping=lambda: self.stopping_since is not None,
@@ -257,13 +258,13 @@ class Daemon:
         signal.signal(signal.SIGHUP, self._on_hup)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
 
-    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping_since is not None:
             self.stop_now = True
         else:
             self.stopping_since = self.clock()
 
-    def _on_hup(self, signum: int, frame: Any) -> None:
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
         self.reload_requested = True
 
     def request_stop(self) -> None:
