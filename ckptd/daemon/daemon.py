@@ -22,7 +22,7 @@ import signal
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import zmq
 
@@ -496,17 +496,18 @@ class Daemon:
     def _status_line(self) -> str:
         return status_line(self.engine)
 
-    def _daemon_info(self, now: float) -> dict[str, Any]:
+    def _daemon_info(self, now: float) -> dict[str, object]:
         """What ``status`` says of the daemon itself (and, on a bucket, of its role)."""
         settings = self.settings
-        info: dict[str, Any] = {"name": self.name, "uptime_s": round(now - self.started_at, 3),
-                                "fsync": settings.fsync.value, "lease_s": settings.lease,
-                                "heartbeat_s": settings.heartbeat, "time": now,
-                                "curve": bool(settings.curve_secret_key), "role": "active",
-                                "stopping": self.stopping_since is not None}
-        info["store"] = self.guard.view(now)  # available or not, ops waiting to be retried
+        info: dict[str, object] = {
+            "name": self.name, "uptime_s": round(now - self.started_at, 3),
+            "fsync": settings.fsync.value, "lease_s": settings.lease,
+            "heartbeat_s": settings.heartbeat, "time": now,
+            "curve": bool(settings.curve_secret_key), "role": "active",
+            "stopping": self.stopping_since is not None}
+        store = info["store"] = self.guard.view(now)  # available or not, ops to be retried
         if self.overlap is not None:
-            info["store"]["flushes"] = self.overlap.figures()
+            store["flushes"] = self.overlap.figures()
         info["recovery"] = self.scans.recovery_view()  # listing the store while serving
         if self.role is not None:  # role, leader lease
             info.update(self.role.status(now))
