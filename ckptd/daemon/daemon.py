@@ -21,7 +21,8 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import zmq
 
@@ -84,7 +85,7 @@ class Daemon:
         self.stop_now = False
         self.reload_requested = False
         self.config_file: str | None = None
-        self.config_flags: dict[str, Any] = {}
+        self.config_flags: dict[str, object] = {}  # the command line's settings
         self.control = Control(self.engine, self.operators, self.admin, self.live,
                                endpoints=self.endpoints, daemon_info=self._daemon_info,
                                stopping=lambda: self.stopping_since is not None,
@@ -257,13 +258,13 @@ class Daemon:
         signal.signal(signal.SIGHUP, self._on_hup)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
 
-    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping_since is not None:
             self.stop_now = True
         else:
             self.stopping_since = self.clock()
 
-    def _on_hup(self, signum: int, frame: Any) -> None:
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
         self.reload_requested = True
 
     def request_stop(self) -> None:
@@ -495,17 +496,18 @@ class Daemon:
     def _status_line(self) -> str:
         return status_line(self.engine)
 
-    def _daemon_info(self, now: float) -> dict[str, Any]:
+    def _daemon_info(self, now: float) -> dict[str, object]:
         """What ``status`` says of the daemon itself (and, on a bucket, of its role)."""
         settings = self.settings
-        info: dict[str, Any] = {"name": self.name, "uptime_s": round(now - self.started_at, 3),
-                                "fsync": settings.fsync.value, "lease_s": settings.lease,
-                                "heartbeat_s": settings.heartbeat, "time": now,
-                                "curve": bool(settings.curve_secret_key), "role": "active",
-                                "stopping": self.stopping_since is not None}
-        info["store"] = self.guard.view(now)  # available or not, ops waiting to be retried
+        info: dict[str, object] = {
+            "name": self.name, "uptime_s": round(now - self.started_at, 3),
+            "fsync": settings.fsync.value, "lease_s": settings.lease,
+            "heartbeat_s": settings.heartbeat, "time": now,
+            "curve": bool(settings.curve_secret_key), "role": "active",
+            "stopping": self.stopping_since is not None}
+        store = info["store"] = self.guard.view(now)  # available or not, ops to be retried
         if self.overlap is not None:
-            info["store"]["flushes"] = self.overlap.figures()
+            store["flushes"] = self.overlap.figures()
         info["recovery"] = self.scans.recovery_view()  # listing the store while serving
         if self.role is not None:  # role, leader lease
             info.update(self.role.status(now))

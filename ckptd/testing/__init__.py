@@ -26,7 +26,7 @@ The guide: docs/guide/testing.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ckptd.testing.clock import FakeClock
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["FakeClock", "InProcessDaemon", "WaitTimeout"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """``InProcessDaemon`` and ``WaitTimeout`` on first use: they import the daemon and
     ZeroMQ, which a test that only needs the clock does not."""
     if name in ("InProcessDaemon", "WaitTimeout"):

@@ -21,7 +21,7 @@ from ckptd.wire.security import ClientCurve
 log = logging.getLogger(__name__)
 
 
-def find_daemon(ctx: zmq.Context[Any], endpoints: list[str], curve: ClientCurve | None
+def find_daemon(ctx: zmq.Context[zmq.Socket[bytes]], endpoints: list[str], curve: ClientCurve | None
                 ) -> tuple[list[str], dict[str, Any], str]:
     """Ask the control addresses in turn, again and again until one answers, where to
     connect for jobs; return the addresses (the one that answered first), its answer, and

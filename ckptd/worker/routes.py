@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +61,7 @@ class Link:
 class Links:
     """The dispatch connections of one worker and the route of each of its queues."""
 
-    def __init__(self, ctx: zmq.Context[Any], name: str, curve: ClientCurve | None,
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], name: str, curve: ClientCurve | None,
                  queues: list[str], endpoints: list[str], poller: zmq.Poller) -> None:
         self.ctx = ctx
         self.name = name
@@ -93,7 +93,7 @@ class Links:
             else:
                 self._place(queue, endpoint, dispatch)
 
-    def _learn(self, controls: Any) -> None:
+    def _learn(self, controls: object) -> None:
         for control in controls if isinstance(controls, list) else []:
             if isinstance(control, str) and control not in self.known:
                 self.known.append(control)
@@ -157,7 +157,7 @@ class Links:
 
     # -- following the queues ----------------------------------------------------------------
 
-    def tick(self, now: float, events: dict[Any, int]) -> tuple[list[Link], set[str]]:
+    def tick(self, now: float, events: Mapping[object, int]) -> tuple[list[Link], set[str]]:
         """Read the ping answers, send the pings that are due, move the queues whose leader
         changed; return (the connections whose queues changed, the queues moved)."""
         moves: dict[str, tuple[str, str]] = {}

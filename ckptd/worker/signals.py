@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from types import FrameType
+from typing import Protocol
 
 
 class ConnectInterrupted(BaseException):
@@ -40,8 +41,8 @@ class Stoppable(Protocol):
         """Give the running jobs back and return from ``run()`` now."""
 
 
-def _handler(worker: Stoppable) -> Any:
-    def on_signal(signum: int, frame: Any) -> None:
+def _handler(worker: Stoppable) -> Callable[[int, FrameType | None], None]:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         if worker.connecting:
             raise ConnectInterrupted(signum)
         if worker.stopping:

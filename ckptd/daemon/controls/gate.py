@@ -20,7 +20,6 @@ Both limits come from ``[queues.NAME]`` (re-read on SIGHUP) or from the queue's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ckptd.core.answer_types import PauseView
 from ckptd.core.config import LiveSettings
@@ -131,13 +130,12 @@ class Gate:
                  and q not in self.paused and self.limits(q).rate is not None]
         return min(times) if times else None
 
-    def view(self, queue: str, running: int) -> dict[str, Any]:
-        """What status shows of the queue's pause and limits."""
-        limits = self.limits(queue)
-        view: dict[str, Any] = {"paused": self.paused[queue].as_dict()
-                                if queue in self.paused else None,
-                                "limits": {**limits.as_dict(), "running": running,
-                                           "throttled": self.throttled.get(queue, 0)}}
+    def view(self, queue: str, running: int) -> dict[str, object]:
+        """What status shows of the queue's pause and limits (the start of its controls'
+        view, which the engine completes)."""
+        limits: dict[str, object] = {**self.limits(queue).as_dict(), "running": running,
+                                     "throttled": self.throttled.get(queue, 0)}
         if queue in self.override_errors:
-            view["limits"]["error"] = self.override_errors[queue]
-        return view
+            limits["error"] = self.override_errors[queue]
+        return {"paused": self.paused[queue].as_dict() if queue in self.paused else None,
+                "limits": limits}

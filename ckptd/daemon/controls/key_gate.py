@@ -22,7 +22,6 @@ The dispatcher asks through :meth:`KeyGate.rules` (one per queue and turn) and t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from ckptd.core.config import LiveSettings, Settings
 from ckptd.core.job_keys import EVERY_KEY
@@ -182,12 +181,12 @@ class KeyGate:
             if bucket.tokens >= bucket.size:
                 del self.buckets[name]
 
-    def view(self, queue: str) -> dict[str, Any]:
+    def view(self, queue: str) -> dict[str, object]:
         """What status shows of the queue's limits per key (those of every key)."""
         keys = self.live.current.queue(queue).keys
         every = key_limits_of(keys, EVERY_KEY, self.overrides.get(queue),
                               self.override_where.get(queue, "config"))
-        found: dict[str, Any] = {
+        found: dict[str, object] = {
             "fair": self.fair(queue), "every_key": every.as_dict(),
             "named": sorted(set(keys.named if keys else ()) |
                             {k for k in self.overrides.get(queue, {}) if k != EVERY_KEY}),

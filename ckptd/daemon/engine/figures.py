@@ -4,7 +4,6 @@ per-queue figures and systemd's STATUS line. Nothing here changes the index."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from ckptd.daemon.engine.controls_view import controls_view
 from ckptd.daemon.engine.engine import Engine
@@ -13,9 +12,11 @@ from ckptd.daemon.telemetry.metrics import RATE_WINDOW
 from ckptd.daemon.telemetry.snapshot import (
     RUNNING_SHOWN,
     BatchSnapshot,
+    QueueFigures,
     QueueSnapshot,
     RunningJob,
     Snapshot,
+    WorkerRow,
 )
 from ckptd.store.base import Store
 
@@ -31,7 +32,7 @@ def status_line(engine: Engine) -> str:
 
 
 def queue_figures(index: QueueIndex, workers: Iterable[WorkerInfo], store: Store,
-                  now: float) -> dict[str, Any]:
+                  now: float) -> QueueFigures:
     """The per-queue figures of ``status`` beyond the counts: none of them scans jobs."""
     metrics = index.metrics
     lead, cycle = metrics.recent_quantiles()
@@ -77,17 +78,21 @@ def build_snapshot(engine: Engine, now: float, *, started_at: float, drops: dict
                                     metrics.cycle.frozen(), metrics.dispatch.frozen(),
                                     batches, tuple(metrics.failures), minutes,
                                     controls_view(engine, name)))
-    # Slots are what a worker runs at once; credits are what the daemon may still send it,
-    # prefetch included (extra), so free slots are slots less running, never credits.
-    workers = tuple({"id": w.id, "host": w.host, "pid": w.pid, "queues": list(w.queues),
-                     "slots": w.slots, "free": max(0, w.slots - len(w.running)),
-                     "credits": w.credits, "extra": w.extra, "running": len(w.running),
-                     "draining": w.slots == 0, "seen_s_ago": round(now - w.last_seen, 1)}
-                    for w in engine.workers.values())
+    workers = tuple(worker_row(w, now) for w in engine.workers.values())
     return Snapshot(now, engine.name, engine.store.url, started_at, len(engine.workers),
                     stopping, dict(drops), dict(engine.counters), tuple(queues), workers,
                     tuple(engine.scheduler.view(now)), running_jobs(engine, now),
                     engine.settings.drain_target)
+
+
+def worker_row(w: WorkerInfo, now: float) -> WorkerRow:
+    """A worker as the workers page shows it."""
+    # Slots are what a worker runs at once; credits are what the daemon may still send it,
+    # prefetch included (extra), so free slots are slots less running, never credits.
+    return {"id": w.id, "host": w.host, "pid": w.pid, "queues": list(w.queues),
+            "slots": w.slots, "free": max(0, w.slots - len(w.running)),
+            "credits": w.credits, "extra": w.extra, "running": len(w.running),
+            "draining": w.slots == 0, "seen_s_ago": round(now - w.last_seen, 1)}
 
 
 def running_jobs(engine: Engine, now: float) -> tuple[RunningJob, ...]:

@@ -130,8 +130,9 @@ def families(snap: Snapshot, http_requests: dict[tuple[str, str], int] | None = 
         quarantined.add_metric([name], q.counters["quarantined"])
         workers.add_metric([name], q.figures["workers"])
         throughput.add_metric([name], q.figures["throughput_1m"])
-        if q.figures.get("oldest_pending_age_s") is not None:
-            oldest.add_metric([name], q.figures["oldest_pending_age_s"])
+        age = q.figures["oldest_pending_age_s"]
+        if age is not None:
+            oldest.add_metric([name], age)
         _add_histogram(lead, [name], q.lead)
         _add_histogram(cycle, [name], q.cycle)
         _add_histogram(dispatch, [name], q.dispatch)

@@ -7,13 +7,46 @@ latest snapshot without touching the engine.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from ckptd.core.answer_types import ScheduleRow
 from ckptd.daemon.telemetry.metrics import FailureNote, HistogramSnapshot, MinuteSample
 
 RUNNING_SHOWN = 1000  # running jobs copied into a snapshot, newest first
+
+
+class QueueFigures(TypedDict):
+    """A queue's figures beyond its counts (``status``, the dashboard, ``/metrics``)."""
+
+    throughput_1m: float  # jobs ended per second, over the last minute
+    delayed: int
+    recovering: dict[str, int] | None  # while its folders are listed: ids so far
+    workers: int  # serving it
+    slots: int  # of those workers (a draining worker has none)
+    cycle_mean_s: float | None
+    lead_p50_s: float | None
+    lead_p95_s: float | None
+    cycle_p50_s: float | None
+    cycle_p95_s: float | None
+    oldest_pending_age_s: float | None
+
+
+class WorkerRow(TypedDict):
+    """A connected worker, as the workers page and ``/metrics`` show it."""
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    slots: int  # what it runs at once (0: draining)
+    free: int  # slots less running
+    credits: int  # what the daemon may still send it, prefetch included
+    extra: int  # credits beyond its slots (prefetch)
+    running: int
+    draining: bool
+    seen_s_ago: float
 
 
 @dataclass(frozen=True)
@@ -25,7 +58,7 @@ class RunningJob:
     worker: str | None
     claimed_at: float
     attempt: int
-    progress: dict[str, Any] | None
+    progress: Mapping[str, object] | None  # as the worker reported it (done, total, note)
     checkpoint_at: float | None
     heartbeat_at: float | None
     closing: bool
@@ -52,7 +85,7 @@ class QueueSnapshot:
     name: str
     counts: dict[str, int]  # pending, claimed, done, failed, delayed
     counters: dict[str, int]  # the index's counters (since the daemon started)
-    figures: dict[str, Any]  # queue_figures()
+    figures: QueueFigures
     base_succeeded: int
     base_failed: int
     lead: HistogramSnapshot
@@ -77,7 +110,7 @@ class Snapshot:
     drops: dict[str, int]
     counters: dict[str, int]
     queues: tuple[QueueSnapshot, ...]
-    worker_list: tuple[dict[str, Any], ...] = field(default=())
+    worker_list: tuple[WorkerRow, ...] = field(default=())
     schedules: tuple[ScheduleRow, ...] = field(default=())
     running: tuple[RunningJob, ...] = field(default=())
     drain_target: float = 300.0  # the setting, for the autoscaling gauges

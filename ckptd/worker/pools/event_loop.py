@@ -21,7 +21,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from msgspec import UNSET
 
@@ -39,7 +38,7 @@ class AsyncPool:
 
     kind = "async"
 
-    def __init__(self, host: PoolHost, handler: Callable[[AsyncJob], Awaitable[Any]],
+    def __init__(self, host: PoolHost, handler: Callable[[AsyncJob], Awaitable[object]],
                  size: int) -> None:
         self.host = host
         self.handler = handler

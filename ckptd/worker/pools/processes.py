@@ -24,6 +24,8 @@ import pickle
 import signal
 import threading
 from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerContext, SpawnContext
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from ckptd.core.errors import CkptdError, LeaseLost
@@ -55,7 +57,8 @@ def _describe_exit(code: int | None) -> str:
 class _Child:
     """A child process and the worker's ends of its pipes."""
 
-    def __init__(self, proc: Any, conn: Connection, alive: Connection) -> None:
+    def __init__(self, proc: BaseProcess, conn: Connection, alive: Connection) -> None:
+        assert proc.pid is not None, "a started process"
         self.proc = proc
         self.conn = conn
         self.alive = alive  # never written: closing it tells the child its parent is gone
@@ -95,9 +98,9 @@ class ProcessPool:
         self.max_memory = max_memory_per_child
         self.log_config = (log_level, log_format)
         methods = multiprocessing.get_all_start_methods()
-        # (Any: typeshed gives the context's base class, which has no Process)
-        self._mp: Any = multiprocessing.get_context("forkserver" if "forkserver" in methods
-                                               else "spawn")
+        self._mp: ForkServerContext | SpawnContext = (
+            multiprocessing.get_context("forkserver") if "forkserver" in methods
+            else multiprocessing.get_context("spawn"))
         self._line = AttemptLine()
         self._slots = [_Slot(n) for n in range(size)]
         self.pids_started: list[int] = []

@@ -20,7 +20,6 @@ import ctypes
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from ckptd.core.outcomes import Interrupt, TimeLimit
 from ckptd.worker import reports
@@ -59,7 +58,7 @@ class ThreadPool:
 
     kind = "thread"
 
-    def __init__(self, host: PoolHost, handler: Callable[[Job], Any], size: int) -> None:
+    def __init__(self, host: PoolHost, handler: Callable[[Job], object], size: int) -> None:
         self.host = host
         self.handler = handler
         self.size = size
