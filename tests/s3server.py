@@ -64,6 +64,10 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
+class PortTaken(RuntimeError):
+    """weed could not bind a port: another process took it after it was found free."""
+
+
 @dataclass
 class SeaweedServer:
     """A ``weed server`` (master, volume, filer, S3 gateway) on loopback ports."""
@@ -103,7 +107,22 @@ class SeaweedServer:
         return {**AWS_ENV, "CKPTD_S3_ENDPOINT_URL": self.endpoint}
 
     def start(self) -> SeaweedServer:
-        """Start the server (again, on the same data) and wait until it takes writes."""
+        """Start the server (again, on the same data) and wait until it takes writes.
+
+        A first start whose port another process took meanwhile (between the look for free
+        ports and weed's bind: tests run in parallel) starts again on new ports; a restart
+        keeps its ports, which its clients know."""
+        for _ in range(3):
+            try:
+                return self._start()
+            except PortTaken:
+                if self.starts > 1:
+                    raise
+                self.starts = 0
+                self.ports = _free_ports(8)
+        return self._start()
+
+    def _start(self) -> SeaweedServer:
         data = os.path.join(self.folder, "data")
         os.makedirs(data, exist_ok=True)
         config = os.path.join(self.folder, "s3.json")
@@ -152,6 +171,11 @@ class SeaweedServer:
         last: Exception | None = None
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
+                client.close()
+                with open(self.log_path, "rb") as handle:
+                    said = handle.read().rsplit(b"--- start ", 1)[-1]
+                if b"address already in use" in said:
+                    raise PortTaken(f"a port of {self.ports} was taken; see {self.log_path}")
                 raise RuntimeError(f"weed exited with {self.proc.returncode}; see "
                                    f"{self.log_path}")
             try:
