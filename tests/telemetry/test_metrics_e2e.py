@@ -77,7 +77,7 @@ def test_every_counter_and_histogram_matches_the_folders(procs: Processes,
                   reason=next(iter(status["drops"])).split(":", 1)[1]) >= 1
         return samples if ok else None
 
-    samples = wait_for(settled, timeout=10, message="a snapshot taken after the last job")
+    samples = wait_for(settled, timeout=60, message="a snapshot taken after the last job")
     files = list(done.values()) + list(failed.values())
 
     # Jobs per state, and the totals, against the folders.
