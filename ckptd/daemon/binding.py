@@ -19,7 +19,7 @@ from ckptd.core.errors import ConfigError, InUse
 from ckptd.wire.security import SocketGuard
 
 
-def bind_socket(ctx: zmq.Context[Any], kind: int, endpoint: str, name: str, *,
+def bind_socket(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, endpoint: str, name: str, *,
                 max_message_size: int, guard: SocketGuard | None) -> zmq.Socket[bytes]:
     """A socket of ``kind`` bound to ``endpoint``; raise ConfigError when it cannot be."""
     sock: zmq.Socket[bytes] = ctx.socket(kind)

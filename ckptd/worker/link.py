@@ -29,7 +29,8 @@ Message = tuple[bytes, dict[str, Any]]
 class DaemonLink:
     """A dispatch socket and its connection monitor."""
 
-    def __init__(self, ctx: zmq.Context[Any], name: str, curve: ClientCurve | None) -> None:
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], name: str,
+                 curve: ClientCurve | None) -> None:
         self.ctx = ctx
         self.name = name
         self.curve = curve

@@ -31,7 +31,7 @@ import queue as queue_mod
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import zmq
@@ -85,7 +85,8 @@ class Worker:
                  handler: Handler | str, *,
                  concurrency: int = 1, prefetch: int = 0, name: str | None = None,
                  root: str | None = None, curve: ClientCurve | None = None,
-                 context: zmq.Context[Any] | None = None, settings: Settings | None = None,
+                 context: zmq.Context[zmq.Socket[bytes]] | None = None,
+                 settings: Settings | None = None,
                  pool: str | None = None, time_limit: float | None = None,
                  grace: float | None = None, max_jobs_per_child: int = 0,
                  max_memory_per_child: int = 0, hooks: Sequence[HookSpec] | None = None,
@@ -359,7 +360,7 @@ class Worker:
         self.data.daemon_root = answer.get("root")
         return self.endpoints[0], answer
 
-    def _follow(self, events: dict[Any, int]) -> None:
+    def _follow(self, events: Mapping[object, int]) -> None:
         """Read what the daemons sent; follow the queues whose leader changed."""
         links = self._links
         assert links is not None
