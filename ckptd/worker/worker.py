@@ -384,7 +384,7 @@ class Worker:
         assert self.pool is not None
         return max(0, self.pool.size - self.pool.stuck()) + self.prefetch
 
-    def _refs(self, queues: list[str] | None = None) -> list[list[Any]]:
+    def _refs(self, queues: list[str] | None = None) -> list[list[str | int]]:
         """The attempts to name to the daemon (of ``queues`` only, when given): running, or
         with an answer unconfirmed."""
         refs = self.running.refs()
