@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-from typing import Any
 
 import zmq
 
@@ -43,7 +42,7 @@ def bind_socket(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, endpoint: str, n
     return sock
 
 
-def write_ready_file(path: str, info: dict[str, Any]) -> None:
+def write_ready_file(path: str, info: dict[str, object]) -> None:
     """Write ``info`` as JSON to ``path`` at once (a reader never sees half of it)."""
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as handle:

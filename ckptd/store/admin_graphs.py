@@ -49,7 +49,7 @@ class StoreGraphs:
             raise outcome
         return {"queue": queue, "id": job_id, "signal": name, "state": states[-1].value}
 
-    def check_parents(self, queue: str, after: Any) -> list[str]:
+    def check_parents(self, queue: str, after: object) -> list[str]:
         """The parents of a submit, checked (``queue/id``, each existing); raise JobNotFound
         for one that does not exist."""
         refs = waits.check_refs(after, queue)
