@@ -130,7 +130,7 @@ class Worker:
         self.data = JobData(self._ctx, self.endpoints, curve, root, settings)
         self.calls = JobCalls(self.unconfirmed, self.send, self.data)
         self._links: Links | None = None  # a connection per daemon leading our queues
-        self._outgoing: queue_mod.SimpleQueue[tuple[bytes, dict[str, Any]]] = \
+        self._outgoing: queue_mod.SimpleQueue[tuple[bytes, dict[str, object]]] = \
             queue_mod.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._woken = False
@@ -441,7 +441,7 @@ class Worker:
         elif isinstance(body, Rehello):
             self._hello_again(link)
 
-    def send(self, kind: bytes, body: dict[str, Any]) -> None:
+    def send(self, kind: bytes, body: dict[str, object]) -> None:
         """Queue a message for the I/O thread (safe from any thread)."""
         if kind == b"log":
             self.log_tails.keep(body)
@@ -450,7 +450,7 @@ class Worker:
 
     def _flush(self) -> None:
         """Send what the handlers queued, as batches."""
-        messages: list[tuple[bytes, dict[str, Any]]] = []
+        messages: list[tuple[bytes, dict[str, object]]] = []
         while True:
             try:
                 messages.append(self._outgoing.get_nowait())
