@@ -6,7 +6,7 @@ hands job ids to workers over ZeroMQ. See the README for the tour.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ckptd.core.errors import CkptdError, LeaseLost
 from ckptd.core.outcomes import Cancelled, Fail, Interrupt, Park, Retry, TimeLimit
@@ -24,7 +24,7 @@ __all__ = ["AsyncClient", "AsyncJob", "Cancelled", "Client", "CkptdError", "Fail
            "Worker", "__version__"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """``Client``, ``AsyncClient``, ``Job``, ``AsyncJob`` and ``Worker`` on first use: they
     import ZeroMQ, which store commands of the CLI and other light users do not need (and
     ``Hook``, ``Submission``, ``Keyring`` with them)."""

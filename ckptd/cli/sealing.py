@@ -3,7 +3,7 @@ the settings, and ``show --decrypt`` (docs/guide/encryption.md)."""
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from ckptd.client.hooks import HookSpec
 from ckptd.client.preparing import Preparer
@@ -46,7 +46,7 @@ def opened(info: ShowAnswer, keys: Keyring | None) -> list[str]:
     job = _dict(info.get("job"))
     where = f"{job.get('queue')}/{job.get('id')}"
     checkpoint = _dict(info.get("checkpoint"))
-    places: list[tuple[dict[str, Any], str, str]] = [
+    places: list[tuple[dict[str, object], str, str]] = [
         (job, "payload", "payload"), (job, "result", "result"), (checkpoint, "state", "state")]
     notes = []
     for holder, name, kind in places:
@@ -66,5 +66,5 @@ def opened(info: ShowAnswer, keys: Keyring | None) -> list[str]:
     return notes
 
 
-def _dict(value: object) -> dict[str, Any]:
+def _dict(value: object) -> dict[str, object]:
     return value if isinstance(value, dict) else {}

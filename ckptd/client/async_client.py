@@ -64,7 +64,7 @@ class AsyncPipe(Connection["asyncio.Future[Reply | None]"]):
 
     owner = "AsyncClient"
 
-    def __init__(self, ctx: zmq.Context[Any], endpoints: str | list[str],
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoints: str | list[str],
                  curve: ClientCurve | None) -> None:
         super().__init__(ctx, endpoints, curve)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -210,7 +210,8 @@ class AsyncClient:
     """A connection to a daemon's control socket for asyncio code (see the module)."""
 
     def __init__(self, endpoints: str | list[str], *, timeout: float = DEFAULT_TIMEOUT,
-                 context: zmq.Context[Any] | None = None, curve: ClientCurve | None = None,
+                 context: zmq.Context[zmq.Socket[bytes]] | None = None,
+                 curve: ClientCurve | None = None,
                  hooks: Sequence[HookSpec] | None = None, keys: Keyring | None = None,
                  tracing: str = "off", tracing_baggage: bool = False) -> None:
         """``hooks``, ``keys``, ``tracing``: as for :class:`~ckptd.client.client.Client`."""

@@ -74,7 +74,8 @@ class Client(GraphCalls):
     :class:`~ckptd.client.batches.GraphCalls`."""
 
     def __init__(self, endpoints: str | list[str], *, timeout: float = DEFAULT_TIMEOUT,
-                 context: zmq.Context[Any] | None = None, curve: ClientCurve | None = None,
+                 context: zmq.Context[zmq.Socket[bytes]] | None = None,
+                 curve: ClientCurve | None = None,
                  direct: bool = True, hooks: Sequence[HookSpec] | None = None,
                  keys: Keyring | None = None, tracing: str = "off",
                  tracing_baggage: bool = False) -> None:

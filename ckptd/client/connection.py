@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import zmq
 
@@ -45,7 +45,7 @@ class Connection(Generic[W]):
 
     owner = "Client"  # the class its user holds, as a closed one names it
 
-    def __init__(self, ctx: zmq.Context[Any], endpoints: str | list[str],
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoints: str | list[str],
                  curve: ClientCurve | None) -> None:
         self.endpoints = connect_endpoints(endpoints)  # tcp:// is implied when missing
         self.curve = curve
@@ -186,7 +186,7 @@ class Connection(Generic[W]):
         self.close_socket(rotate=False)
         self.current = self.endpoints.index(endpoint)
 
-def end_context(ctx: zmq.Context[Any], wait: float = 2.0) -> None:
+def end_context(ctx: zmq.Context[zmq.Socket[bytes]], wait: float = 2.0) -> None:
     """Destroy a client's own context without hanging: ``zmq_ctx_term`` waits for every
     socket of the context, and a socket an interrupt (Ctrl-C) left half made, which
     ``destroy`` does not know, kept a demo's Ctrl-C waiting for ever. The wait runs in a

@@ -22,7 +22,6 @@ import os
 import select
 import threading
 import time
-from typing import Any
 
 import zmq
 
@@ -54,7 +53,7 @@ class _Box:
 class Pipe(Connection[_Box]):
     """The control connection of a blocking client, safe to share between threads."""
 
-    def __init__(self, ctx: zmq.Context[Any], endpoints: str | list[str],
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoints: str | list[str],
                  curve: ClientCurve | None = None) -> None:
         super().__init__(ctx, endpoints, curve)
         self._lock = threading.Lock()

@@ -219,8 +219,8 @@ class StoreHealth(TypedDict):
     outages: int
     retried_ops: int
     deferred_ops: NotRequired[int]
-    requests: NotRequired[dict[str, object]]  # a bucket's request counts
-    flushes: NotRequired[dict[str, object]]
+    requests: NotRequired[dict[str, int]]  # a bucket's request counts
+    flushes: NotRequired[dict[str, float]]
 
 
 class RecoveryView(TypedDict):

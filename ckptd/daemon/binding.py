@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-from typing import Any
 
 import zmq
 
@@ -19,7 +18,7 @@ from ckptd.core.errors import ConfigError, InUse
 from ckptd.wire.security import SocketGuard
 
 
-def bind_socket(ctx: zmq.Context[Any], kind: int, endpoint: str, name: str, *,
+def bind_socket(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, endpoint: str, name: str, *,
                 max_message_size: int, guard: SocketGuard | None) -> zmq.Socket[bytes]:
     """A socket of ``kind`` bound to ``endpoint``; raise ConfigError when it cannot be."""
     sock: zmq.Socket[bytes] = ctx.socket(kind)
@@ -43,7 +42,7 @@ def bind_socket(ctx: zmq.Context[Any], kind: int, endpoint: str, name: str, *,
     return sock
 
 
-def write_ready_file(path: str, info: dict[str, Any]) -> None:
+def write_ready_file(path: str, info: dict[str, object]) -> None:
     """Write ``info`` as JSON to ``path`` at once (a reader never sees half of it)."""
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as handle:

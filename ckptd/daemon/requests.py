@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import zmq
 
@@ -37,7 +37,7 @@ from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.queue_moves import move_job
 from ckptd.store import is_local
 from ckptd.store.admin import StoreAdmin, load_payload
-from ckptd.store.base import PutOutput
+from ckptd.store.base import Outcome, PutOutput
 from ckptd.store.job_logs import logs_answer
 from ckptd.wire import protocol
 from ckptd.wire.control_requests import (
@@ -129,9 +129,9 @@ class Control:
 
     def __init__(self, engine: Engine, operators: Operators, admin: StoreAdmin,
                  live: LiveSettings, *, endpoints: dict[str, str],
-                 daemon_info: Callable[[float], dict[str, Any]],
+                 daemon_info: Callable[[float], dict[str, object]],
                  stopping: Callable[[], bool], drop: Drop, internal_error: Drop,
-                 waiting_op: Callable[[str, str, float], dict[str, Any] | None] | None = None,
+                 waiting_op: Callable[[str, str, float], dict[str, object] | None] | None = None,
                  ) -> None:
         self.engine = engine
         self.waiting_op = waiting_op  # a store op of a job kept for a retry (StoreGuard)
@@ -355,8 +355,8 @@ class Control:
         elif isinstance(body, Graph):
             self.reply(identity, dict(self.admin.graph(body.queue, body.id, body.depth)))
 
-    def _output_written(self, identity: ReplyTo, body: Output) -> Callable[[Any], None]:
-        def then(outcome: Any) -> None:
+    def _output_written(self, identity: ReplyTo, body: Output) -> Callable[[Outcome], None]:
+        def then(outcome: Outcome) -> None:
             if outcome is not None:
                 self.reply(identity, outcome)
                 return
@@ -368,7 +368,7 @@ class Control:
         self._refuse_when_stopping()
         queue = body.queue
         items = body.jobs
-        answers: list[Any] = [None] * len(items)
+        answers: list[object] = [None] * len(items)
         left = [len(items)]
 
         def one(position: int) -> Reply:
@@ -404,8 +404,8 @@ class Control:
         left = [len(plan.first)]
         reply = self.replier(identity)
 
-        def job_made(last: bool) -> Callable[[Any], None]:
-            def then(outcome: Any) -> None:
+        def job_made(last: bool) -> Callable[[Outcome], None]:
+            def then(outcome: Outcome) -> None:
                 if outcome is None:
                     created[0] += 1
                 elif not isinstance(outcome, JobExists):
@@ -421,7 +421,7 @@ class Control:
                     reply(dataclasses.asdict(answer))
             return then
 
-        def first_stored(outcome: Any) -> None:
+        def first_stored(outcome: Outcome) -> None:
             if outcome is not None:
                 problems.append(outcome)
             left[0] -= 1

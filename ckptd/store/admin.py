@@ -296,7 +296,7 @@ class StoreAdmin(StoreControls, StoreBatches, StoreGraphs):
         raw = self.store.read(queue, state, job_id, priority, key)
         hand_written = False
         try:
-            job: Any = decode_job(raw, queue, job_id)
+            job: jobs.Job | dict[str, str] = decode_job(raw, queue, job_id)
         except MalformedJob as exc:
             job = {"unreadable": str(exc), "raw": raw.decode(errors="replace")}
             if state is State.PENDING:  # written by hand: show the job it stands for
@@ -322,7 +322,7 @@ class StoreAdmin(StoreControls, StoreBatches, StoreGraphs):
         info: ShowAnswer = {
             "state": state.value,
             "path": self.store.describe(queue, state, job_id, priority, key),
-            "job": job,
+            "job": dict(job),
             "checkpoint": _json_or_text(checkpoint) if checkpoint is not None else None,
             **details,
             "controls": self.controls_status(queue),

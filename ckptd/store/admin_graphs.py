@@ -10,7 +10,7 @@ with the same code. Mixed into :class:`ckptd.store.admin.StoreAdmin`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ckptd.codec import decode_job
@@ -49,7 +49,7 @@ class StoreGraphs:
             raise outcome
         return {"queue": queue, "id": job_id, "signal": name, "state": states[-1].value}
 
-    def check_parents(self, queue: str, after: Any) -> list[str]:
+    def check_parents(self, queue: str, after: object) -> list[str]:
         """The parents of a submit, checked (``queue/id``, each existing); raise JobNotFound
         for one that does not exist."""
         refs = waits.check_refs(after, queue)
@@ -87,7 +87,7 @@ class StoreGraphs:
             return None
         return found[-1].value if found else None
 
-    def waits_info(self, queue: str, job: dict[str, Any]) -> WaitsInfo | None:
+    def waits_info(self, queue: str, job: Mapping[str, object]) -> WaitsInfo | None:
         """What a job's file says it waits for, with the state each job waited on is in
         now (``show`` adds it; ``explain`` says it)."""
         try:
@@ -98,15 +98,17 @@ class StoreGraphs:
             return None
         jobs_now = {r: wait.ended.get(r) or self._state_of(r) or "missing" for r in wait.refs()}
         present = [s.name for s in self.store.signals(queue) if s.job_id == job.get("id")]
+        spec = job.get("wait")  # as wait_of reads it: anything but a dict is no wait record
+        wanted = spec if isinstance(spec, dict) else {}
         return {"parents": {r: jobs_now[r] for r in wait.after},
                 "children": {r: jobs_now[r] for r in wait.children},
                 "open": [r for r, s in jobs_now.items() if s in {x.value for x in OPEN}],
                 "missing": [r for r, s in jobs_now.items() if s == "missing"],
                 "rule": wait.rule, "signals_wanted": list(wait.signals),
                 "signals_present": present,
-                "until": (job.get("wait") or {}).get("until"),
-                "timeout": (job.get("wait") or {}).get("timeout"),
-                "since": (job.get("wait") or {}).get("since")}
+                "until": wanted.get("until"),
+                "timeout": wanted.get("timeout"),
+                "since": wanted.get("since")}
 
     # -- the graph -------------------------------------------------------------------------
 
@@ -127,22 +129,23 @@ class StoreGraphs:
     def _node(self, queues: list[str], ref: str, depth: int, way: str) -> GraphNode:
         queue, job_id = waits.split_ref(ref)
         job = self._read(queue, job_id)
-        node: GraphNode = {"job": ref, "state": job.pop("_state", "missing") if job
+        node: GraphNode = {"job": ref, "state": str(job.pop("_state", "missing")) if job
                            else "missing"}
         if ref in self._seen or len(self._seen) >= MAX_NODES:
             node["seen"] = True  # drawn once already (or the graph is too big)
             return node
         self._seen.add(ref)
         if job:
-            node["batch_name"] = job.get("batch")
-            if isinstance(job.get("woken"), dict):
-                node["woken"] = job["woken"].get("reason")
+            batch, woken = job.get("batch"), job.get("woken")
+            node["batch_name"] = batch if isinstance(batch, str) else None
+            if isinstance(woken, dict):
+                node["woken"] = woken.get("reason")
             if isinstance(job.get("wait"), dict):
                 node["waits"] = self.waits_info(queue, job)
         if depth <= 0:
             return node
         if job and way in ("both", "up"):
-            after = job.get("after") or []
+            after = _named(job.get("after"))
             node["parents"] = [self._node(queues, waits.ref(*waits.split_ref(str(r)))
                                           if "/" in str(r) else waits.ref(queue, str(r)),
                                           depth - 1, "up") for r in after]
@@ -153,7 +156,7 @@ class StoreGraphs:
                                   for r in self._dependents(queues, ref)]
         return node
 
-    def _read(self, queue: str, job_id: str) -> dict[str, Any] | None:
+    def _read(self, queue: str, job_id: str) -> dict[str, object] | None:
         try:
             states = self.store.find(queue, job_id)
         except (CkptdError, InvalidName):
@@ -188,7 +191,7 @@ class StoreGraphs:
             for job_id in self.store.ids(queue, State.WAITING):
                 job = self._read(queue, job_id) or {}
                 if ref in [str(r) if "/" in str(r) else waits.ref(queue, str(r))
-                           for r in job.get("after") or []]:
+                           for r in _named(job.get("after"))]:
                     found.append(waits.ref(queue, job_id))
         return found
 
@@ -280,3 +283,8 @@ class StoreGraphs:
                     seen.add(parent)
                     stack.append((parent, path + [parent]))
         return []
+
+
+def _named(value: object) -> list[object]:
+    """The items of a file's ``after`` (a list of refs unless edited by hand)."""
+    return list(value) if isinstance(value, Iterable) else []

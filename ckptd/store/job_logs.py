@@ -23,9 +23,9 @@ import os
 import re
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ckptd.core.answer_types import LogsAnswer
 from ckptd.core.errors import StoreError
@@ -346,10 +346,11 @@ def log_tail(store: Store, queue: str, job_id: str, lines: int = 20) -> list[str
         return []
 
 
-def logs_answer(store: Store, queue: str, job_id: str, since: dict[str, Any] | None,
+def logs_answer(store: Store, queue: str, job_id: str, since: Mapping[str, int] | None,
                 state: str | None) -> LogsAnswer:
     """The answer of a ``logs`` request: the parts of a job's logs after ``since``
-    (attempt -> byte, keys as text on the wire) and the job's state (None: no such job)."""
+    (attempt -> byte, keys as text on the wire; each taken through int(), as a client's
+    JSON is) and the job's state (None: no such job)."""
     after = {int(k): int(v) for k, v in (since or {}).items() if str(k).isdigit()}
     parts = job_logs(store).read(queue, job_id, after)
     return {"state": state, "parts": [{"attempt": p.attempt, "start": p.start, "end": p.end,

@@ -14,7 +14,6 @@ Only for the blocking sockets of ``zmq.Socket``; the asyncio sockets keep their 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import zmq
 import zmq.backend
@@ -24,7 +23,7 @@ _MORE = int(zmq.SNDMORE)
 NOBLOCK = int(zmq.NOBLOCK)
 
 
-def send_frames(sock: zmq.Socket[Any], frames: Sequence[bytes], flags: int = 0) -> None:
+def send_frames(sock: zmq.Socket[bytes], frames: Sequence[bytes], flags: int = 0) -> None:
     """Send ``frames`` as one message on ``sock`` (raises what ``send_multipart`` raises:
     ``zmq.Again`` with ``NOBLOCK`` when it cannot be sent now, ...)."""
     more = _MORE | flags

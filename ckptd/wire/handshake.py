@@ -16,7 +16,6 @@ socket's monitor instead, so the client can say at once what is wrong:
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -33,12 +32,12 @@ _ADDRESSES = itertools.count(1)
 class HandshakeWatch:
     """The handshake failures of one client socket, turned into errors that say the fix."""
 
-    def __init__(self, sock: zmq.Socket[Any], endpoint: str, with_keys: bool) -> None:
+    def __init__(self, sock: zmq.Socket[bytes], endpoint: str, with_keys: bool) -> None:
         self.endpoint = endpoint
         self.with_keys = with_keys
         # An address of its own: pyzmq's default is named after the socket's descriptor,
         # which the next socket may reuse before the closed one's monitor is gone.
-        self.monitor: zmq.Socket[Any] = sock.get_monitor_socket(
+        self.monitor: zmq.Socket[bytes] = sock.get_monitor_socket(
             _EVENTS, f"inproc://ckptd-handshake-{next(_ADDRESSES)}")
         self._no_detail = 0
 

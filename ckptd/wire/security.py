@@ -23,8 +23,8 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import zmq
 import zmq.auth
@@ -193,7 +193,7 @@ class ClientCurve:
         public, secret = load_key_pair(client_key)
         return cls(public, secret, load_public_key(server_key))
 
-    def apply_client(self, sock: zmq.Socket[Any]) -> None:
+    def apply_client(self, sock: zmq.Socket[bytes]) -> None:
         """Make ``sock`` a CURVE client of the server (call before connect)."""
         sock.setsockopt(zmq.CURVE_SERVERKEY, self.server)
         sock.setsockopt(zmq.CURVE_PUBLICKEY, self.public)
@@ -238,7 +238,7 @@ class CurveServer:
                               "NAME.key files); see docs/guide/security.md")
         return cls(secret, folder)
 
-    def apply_server(self, sock: zmq.Socket[Any]) -> None:
+    def apply_server(self, sock: zmq.Socket[bytes]) -> None:
         """Make ``sock`` a CURVE server whose clients are checked by ZAP (before bind)."""
         sock.setsockopt(zmq.CURVE_SERVER, 1)
         sock.setsockopt(zmq.CURVE_PUBLICKEY, self.public)
@@ -313,7 +313,7 @@ class SocketGuard:
         """True when the sockets are CURVE servers."""
         return self.server is not None
 
-    def start(self, ctx: zmq.Context[Any]) -> None:
+    def start(self, ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
         """Bind the ZAP handler in ``ctx`` (only with CURVE)."""
         if self.server is not None:
             zap = ctx.socket(zmq.ROUTER)
@@ -337,7 +337,7 @@ class SocketGuard:
         """The sockets the loop must poll for input and pass to :meth:`handle`."""
         return ([self._zap] if self._zap is not None else []) + list(self._monitors)
 
-    def handle(self, events: dict[Any, int]) -> list[tuple[str, str]]:
+    def handle(self, events: Mapping[object, int]) -> list[tuple[str, str]]:
         """Serve what arrived on the ZAP socket and the monitors; return refusals."""
         refused: list[tuple[str, str]] = []
         zap = self._zap

@@ -55,7 +55,7 @@ class SealingHost:
                                timeout: float) -> None:
         await self.inner.checkpoint_async(job, seq, self.keys.seal(state, "state"), timeout)
 
-    def send(self, kind: bytes, body: dict[str, Any]) -> None:
+    def send(self, kind: bytes, body: dict[str, object]) -> None:
         self.inner.send(kind, body)
 
     def source_range(self, queue: str, batch: str, start: int, end: int) -> bytes:
@@ -190,7 +190,7 @@ class Around:
             job_logs.end(log, token)
 
 
-def _nowhere(kind: bytes, body: dict[str, Any]) -> None:
+def _nowhere(kind: bytes, body: dict[str, object]) -> None:
     """Where the log of a job without a worker goes (a handler called in a test)."""
 
 

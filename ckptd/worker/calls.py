@@ -29,7 +29,7 @@ CHECK_EVERY = 0.05  # how often a waiting checkpoint looks whether its attempt m
 class JobCalls:
     """The JobHost of one worker's jobs."""
 
-    def __init__(self, unconfirmed: Unconfirmed, send: Callable[[bytes, dict[str, Any]], None],
+    def __init__(self, unconfirmed: Unconfirmed, send: Callable[[bytes, dict[str, object]], None],
                  data: JobData) -> None:
         self.unconfirmed = unconfirmed
         self.send = send  # queue a message for the worker's I/O thread (progress, ...)
@@ -81,7 +81,7 @@ class JobCalls:
             client.close()
 
     @staticmethod
-    def _body(job: Job | AsyncJob, seq: int, state: object) -> dict[str, Any]:
+    def _body(job: Job | AsyncJob, seq: int, state: object) -> dict[str, object]:
         return {"queue": job.queue, "id": job.id, "attempt": job.attempt, "seq": seq,
                 "state": state}
 

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 class JobData:
     """Reads and writes of job data for one worker."""
 
-    def __init__(self, ctx: zmq.Context[Any], endpoints: list[str], curve: ClientCurve | None,
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoints: list[str],
+                 curve: ClientCurve | None,
                  root: str | None, settings: Settings | None) -> None:
         self._ctx = ctx
         self.ctx = ctx

@@ -80,7 +80,7 @@ class JobHost(Protocol):
     def checkpoint(self, job: Job, seq: int, state: object, timeout: float) -> None:
         """Send a checkpoint and wait until the daemon confirms it is durable."""
 
-    def send(self, kind: bytes, body: dict[str, Any]) -> None:
+    def send(self, kind: bytes, body: dict[str, object]) -> None:
         """Queue a message to the daemon (progress)."""
 
     def source_range(self, queue: str, batch: str, start: int, end: int) -> bytes:

@@ -23,14 +23,15 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from contextvars import ContextVar, Token
-from typing import Any
+
+from ckptd.worker.unconfirmed import attempt_key
 
 FLUSH_EVERY = 0.2  # seconds: how old the oldest unsent line of a running job may get
 PIECE_BYTES = 64 * 1024  # a piece is sent at once when it grows this big
 TAIL_LINES = 20  # lines of an attempt kept for its failed answer (last_error.log_tail)
 LINE_LIMIT = 16 * 1024  # one line is cut to this many characters
 
-Send = Callable[[bytes, dict[str, Any]], None]
+Send = Callable[[bytes, dict[str, object]], None]
 
 _current: ContextVar[AttemptLog | None] = ContextVar("ckptd_job_log", default=None)
 
@@ -189,9 +190,9 @@ class LogTails:
         self._lock = threading.Lock()
         self._tails: dict[tuple[str, str, int], deque[str]] = {}
 
-    def keep(self, body: dict[str, Any]) -> None:
+    def keep(self, body: dict[str, object]) -> None:
         """A ``log`` message on its way to the daemon."""
-        key = (body["queue"], body["id"], body["attempt"])
+        key = attempt_key(body)
         lines = str(body.get("text", "")).splitlines()
         with self._lock:
             tail = self._tails.get(key)
@@ -199,9 +200,9 @@ class LogTails:
                 tail = self._tails[key] = deque(maxlen=TAIL_LINES)
             tail.extend(line[:500] for line in lines)
 
-    def attach(self, kind: bytes, body: dict[str, Any]) -> None:
+    def attach(self, kind: bytes, body: dict[str, object]) -> None:
         """An attempt's answer: forget its tail, and put it into a failed one."""
         with self._lock:
-            tail = self._tails.pop((body["queue"], body["id"], body["attempt"]), None)
+            tail = self._tails.pop(attempt_key(body), None)
         if tail and kind == b"failed" and not body.get("given_back"):
             body["log_tail"] = list(tail)

@@ -10,7 +10,6 @@ daemon has not confirmed (:mod:`ckptd.worker.unconfirmed`).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -23,13 +22,14 @@ from ckptd.wire.security import ClientCurve
 
 log = logging.getLogger(__name__)
 
-Message = tuple[bytes, dict[str, Any]]
+Message = tuple[bytes, dict[str, object]]
 
 
 class DaemonLink:
     """A dispatch socket and its connection monitor."""
 
-    def __init__(self, ctx: zmq.Context[Any], name: str, curve: ClientCurve | None) -> None:
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], name: str,
+                 curve: ClientCurve | None) -> None:
         self.ctx = ctx
         self.name = name
         self.curve = curve
@@ -97,7 +97,7 @@ class DaemonLink:
         """True while the connection is lost (as the monitor last said)."""
         return self._lost
 
-    def send(self, kind: bytes, body: dict[str, Any]) -> bool:
+    def send(self, kind: bytes, body: dict[str, object]) -> bool:
         """Queue one message for the daemon; False when the socket cannot take it."""
         assert self.sock is not None
         try:

@@ -17,14 +17,14 @@ from ckptd.wire import protocol
 from ckptd.wire.messages import JobMessage
 from ckptd.worker.job import _Attempt
 
-Answer = tuple[bytes, dict[str, Any]]
+Answer = tuple[bytes, dict[str, object]]
 """A message kind (``done`` or ``failed``) and its body."""
 
 ERROR_LIMIT = 4000
 TRACEBACK_LIMIT = 8000
 
 
-def _base(body: JobMessage) -> dict[str, Any]:
+def _base(body: JobMessage) -> dict[str, object]:
     return {"queue": body.queue, "id": body.id, "attempt": body.attempt}
 
 
@@ -105,7 +105,7 @@ def given_back(body: JobMessage, reason: str) -> Answer:
     return b"failed", answer
 
 
-def summary(kind: bytes, answer: dict[str, Any]) -> str:
+def summary(kind: bytes, answer: dict[str, object]) -> str:
     """One line saying how an attempt ended, for the log."""
     if kind == b"done":
         return "done"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from ckptd.wire.messages import JobMessage
 from ckptd.worker.job import StopFlags
@@ -47,7 +46,7 @@ class Attempt:
     def key(self) -> tuple[str, str]:
         return self.queue, self.id
 
-    def ref(self) -> list[Any]:
+    def ref(self) -> list[str | int]:
         """``[queue, id, attempt]``, as hello and heartbeats name running attempts."""
         return [self.queue, self.id, self.number]
 
@@ -92,7 +91,7 @@ class Running:
         with self._lock:
             return list(self._attempts.values())
 
-    def refs(self) -> list[list[Any]]:
+    def refs(self) -> list[list[str | int]]:
         """``[queue, id, attempt]`` of every attempt held."""
         return [attempt.ref() for attempt in self.all()]
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ckptd.wire.messages import Saved
 
@@ -29,11 +28,20 @@ MAX_KEPT = 100_000  # answers kept at most (the oldest are dropped beyond, with 
 Confirmed = Callable[[Saved], None]
 
 
+def attempt_key(body: Mapping[str, object], last: str = "attempt") -> tuple[str, str, int]:
+    """``(queue, id, attempt)`` of an outgoing body this worker made (``last``: ``seq`` for
+    a checkpoint's); TypeError for a body not made that way."""
+    queue, job_id, number = body["queue"], body["id"], body[last]
+    if not (isinstance(queue, str) and isinstance(job_id, str) and isinstance(number, int)):
+        raise TypeError(f"not an attempt's body: {queue!r}, {job_id!r}, {number!r}")
+    return queue, job_id, number
+
+
 @dataclass
 class _Kept:
     order: int
     kind: bytes
-    body: dict[str, Any]
+    body: dict[str, object]
     sent: float
     confirmed: Confirmed | None = None  # checkpoints: who waits for the daemon's saved
 
@@ -48,9 +56,9 @@ class Unconfirmed:
         self._order = itertools.count()
         self.keep_answers = True  # False with a daemon that does not confirm answers
 
-    def add_answer(self, kind: bytes, body: dict[str, Any], now: float) -> None:
+    def add_answer(self, kind: bytes, body: dict[str, object], now: float) -> None:
         """Keep an answer until :meth:`confirm_answer`; forget its attempt's checkpoints."""
-        key = (body["queue"], body["id"], body["attempt"])
+        key = attempt_key(body)
         with self._lock:
             for seq_key in [k for k, kept in self._checkpoints.items()
                             if k[:2] == key[:2] and kept.body["attempt"] == key[2]]:
@@ -69,9 +77,9 @@ class Unconfirmed:
         with self._lock:
             return self._answers.pop((queue, job_id, attempt), None) is not None
 
-    def add_checkpoint(self, body: dict[str, Any], confirmed: Confirmed, now: float) -> None:
+    def add_checkpoint(self, body: dict[str, object], confirmed: Confirmed, now: float) -> None:
         """Keep a checkpoint until the daemon's ``saved``, which goes to ``confirmed``."""
-        key = (body["queue"], body["id"], body["seq"])
+        key = attempt_key(body, "seq")
         with self._lock:
             self._checkpoints[key] = _Kept(next(self._order), b"checkpoint", body, now,
                                            confirmed)
@@ -94,7 +102,7 @@ class Unconfirmed:
             self.keep_answers = False
             self._answers.clear()
 
-    def everything(self, now: float) -> list[tuple[bytes, dict[str, Any]]]:
+    def everything(self, now: float) -> list[tuple[bytes, dict[str, object]]]:
         """Every kept message, oldest first, to send again (after a reconnect)."""
         with self._lock:
             kept = sorted([*self._answers.values(), *self._checkpoints.values()],
@@ -104,7 +112,7 @@ class Unconfirmed:
         return [(item.kind, item.body) for item in kept]
 
     def overdue(self, now: float, after: float = RESEND_AFTER) -> list[tuple[bytes,
-                                                                            dict[str, Any]]]:
+                                                                            dict[str, object]]]:
         """The kept messages sent more than ``after`` seconds ago, to send again."""
         with self._lock:
             kept = sorted((k for k in [*self._answers.values(), *self._checkpoints.values()]

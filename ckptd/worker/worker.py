@@ -31,7 +31,7 @@ import queue as queue_mod
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import zmq
@@ -85,7 +85,8 @@ class Worker:
                  handler: Handler | str, *,
                  concurrency: int = 1, prefetch: int = 0, name: str | None = None,
                  root: str | None = None, curve: ClientCurve | None = None,
-                 context: zmq.Context[Any] | None = None, settings: Settings | None = None,
+                 context: zmq.Context[zmq.Socket[bytes]] | None = None,
+                 settings: Settings | None = None,
                  pool: str | None = None, time_limit: float | None = None,
                  grace: float | None = None, max_jobs_per_child: int = 0,
                  max_memory_per_child: int = 0, hooks: Sequence[HookSpec] | None = None,
@@ -129,7 +130,7 @@ class Worker:
         self.data = JobData(self._ctx, self.endpoints, curve, root, settings)
         self.calls = JobCalls(self.unconfirmed, self.send, self.data)
         self._links: Links | None = None  # a connection per daemon leading our queues
-        self._outgoing: queue_mod.SimpleQueue[tuple[bytes, dict[str, Any]]] = \
+        self._outgoing: queue_mod.SimpleQueue[tuple[bytes, dict[str, object]]] = \
             queue_mod.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._woken = False
@@ -359,7 +360,7 @@ class Worker:
         self.data.daemon_root = answer.get("root")
         return self.endpoints[0], answer
 
-    def _follow(self, events: dict[Any, int]) -> None:
+    def _follow(self, events: Mapping[object, int]) -> None:
         """Read what the daemons sent; follow the queues whose leader changed."""
         links = self._links
         assert links is not None
@@ -383,7 +384,7 @@ class Worker:
         assert self.pool is not None
         return max(0, self.pool.size - self.pool.stuck()) + self.prefetch
 
-    def _refs(self, queues: list[str] | None = None) -> list[list[Any]]:
+    def _refs(self, queues: list[str] | None = None) -> list[list[str | int]]:
         """The attempts to name to the daemon (of ``queues`` only, when given): running, or
         with an answer unconfirmed."""
         refs = self.running.refs()
@@ -440,7 +441,7 @@ class Worker:
         elif isinstance(body, Rehello):
             self._hello_again(link)
 
-    def send(self, kind: bytes, body: dict[str, Any]) -> None:
+    def send(self, kind: bytes, body: dict[str, object]) -> None:
         """Queue a message for the I/O thread (safe from any thread)."""
         if kind == b"log":
             self.log_tails.keep(body)
@@ -449,7 +450,7 @@ class Worker:
 
     def _flush(self) -> None:
         """Send what the handlers queued, as batches."""
-        messages: list[tuple[bytes, dict[str, Any]]] = []
+        messages: list[tuple[bytes, dict[str, object]]] = []
         while True:
             try:
                 messages.append(self._outgoing.get_nowait())

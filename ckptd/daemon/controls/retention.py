@@ -26,8 +26,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from ckptd.core.answer_types import RetentionView
 from ckptd.core.config import LiveSettings
 from ckptd.core.errors import CkptdError
 from ckptd.core.queue_controls import Retention, retention_of
@@ -177,12 +177,14 @@ class Sweeper:
             out.append(swept)
         return out
 
-    def view(self, queue: str) -> dict[str, Any]:
+    def view(self, queue: str) -> RetentionView:
         """What status shows of a queue's retention: the rule and what it did."""
-        view: dict[str, Any] = {**retention_of(self.live.current, queue).as_dict()}
-        for state in ("done", "failed"):
-            for action in ("removed", "archived"):
-                view[f"{action}_{state}"] = self.totals.get((queue, state, action), 0)
+        view: RetentionView = {**retention_of(self.live.current, queue).as_dict()}
+        totals = self.totals
+        view["removed_done"] = totals.get((queue, "done", "removed"), 0)
+        view["archived_done"] = totals.get((queue, "done", "archived"), 0)
+        view["removed_failed"] = totals.get((queue, "failed", "removed"), 0)
+        view["archived_failed"] = totals.get((queue, "failed", "archived"), 0)
         swept = self.last_sweep.get(queue)
         view["last_sweep"] = utc_iso(swept) if swept is not None else None
         view["interval_s"] = self.live.current.retention_interval

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from ckptd.codec import decode_job
 from ckptd.core import jobs
@@ -71,14 +70,14 @@ class Operators:
         """Counts per state and recent figures, per queue, from the index (changes nothing)."""
         engine = self.engine
         names = [queue] if queue else sorted(engine.queues)
-        result: dict[str, Any] = {}
+        result: dict[str, object] = {}
         for name in names:
             index = engine.queues.get(name)
             if index is None:
                 raise QueueNotFound.among(name, engine.store.url, sorted(engine.queues))
             # Events since the daemon started, then the figures of the folders over them:
             # "failed" is what failed/ holds; failures since the start are "failures".
-            counts: dict[str, Any] = dict(index.counters)
+            counts: dict[str, object] = dict(index.counters)
             counts["failures"] = counts.pop("failed", 0)
             counts.update(index.counts())
             counts.update(queue_figures(index, engine.workers.values(), engine.store, now))
@@ -92,7 +91,7 @@ class Operators:
     # -- operator controls -----------------------------------------------------------------
 
     def controls_view(self, queue: str, now: float, job_id: str | None = None
-                      ) -> dict[str, Any]:
+                      ) -> dict[str, object]:
         """What status (and, for one job, explain) shows of a queue's controls."""
         return controls_view(self.engine, queue, job_id)
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ckptd.codec import dumps, encode_job
 from ckptd.core import batches, crashpoints, jobs
+from ckptd.core.answer_types import BatchStatus
 from ckptd.core.config import LiveSettings, Settings
 from ckptd.core.errors import CkptdError, JobExists, JobNotFound, MalformedJob
 from ckptd.core.states import STATES, State
@@ -76,7 +77,7 @@ class Progress:
             return bool(manifest.sealed)
         return len(self.ends) >= manifest.total
 
-    def as_dict(self, now: float) -> dict[str, Any]:
+    def as_dict(self, now: float) -> BatchStatus:
         """Progress for status."""
         manifest = self.manifest
         known = len(self.open) + len(self.ends)  # the jobs seen (with the ones they spawned)
@@ -85,13 +86,14 @@ class Progress:
         elapsed = now - self.started_at if self.started_at else 0.0
         rate = ended / elapsed if elapsed > 0 else 0.0
         left = max(len(self.open), total - ended)
-        view: dict[str, Any] = {
+        view: BatchStatus = {
             "queue": manifest.queue, "total": total, "done": self.done, "failed": self.failed,
             "open": left, "then": manifest.then, "reduced": manifest.reduced,
             "eta_s": round(left / rate, 1) if rate > 0 and left else None}
         if manifest.open_ended():
-            view.update(sealed=manifest.sealed, callbacks=manifest.callbacks,
-                        fired=manifest.fired)
+            view["sealed"] = bool(manifest.sealed)  # not None: open-ended
+            view["callbacks"] = manifest.callbacks
+            view["fired"] = manifest.fired
         return view
 
 
@@ -417,7 +419,7 @@ class BatchTracker:
 
     # -- status ----------------------------------------------------------------------------
 
-    def status(self, queue: str, now: float) -> dict[str, Any]:
+    def status(self, queue: str, now: float) -> dict[str, BatchStatus]:
         """Progress of the queue's batches."""
         return {name: p.as_dict(now) for name, p in sorted(self.batches.items())
                 if p.manifest.queue == queue}

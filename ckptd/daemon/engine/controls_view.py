@@ -9,15 +9,13 @@ how long, what the sweeps did), ``unique``, ``priorities`` (jobs per level, aged
 
 from __future__ import annotations
 
-from typing import Any
-
 from ckptd.core.queue_controls import aging_of
 from ckptd.core.unique_windows import uniqueness_of
 from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.engine.keys_view import job_key_view, keys_view
 
 
-def controls_view(engine: Engine, queue: str, job_id: str | None = None) -> dict[str, Any]:
+def controls_view(engine: Engine, queue: str, job_id: str | None = None) -> dict[str, object]:
     """The controls of ``queue`` (and with ``job_id``, that pending job's place in line)."""
     settings = engine.settings
     index = engine.queues.get(queue)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ckptd.codec import dumps, encode_job
 from ckptd.core import jobs, waits
+from ckptd.core.answer_types import BatchStatus
 from ckptd.core.config import LiveSettings, Settings
 from ckptd.core.errors import CkptdError, JobExists
 from ckptd.core.states import State
@@ -168,6 +169,6 @@ class Flows:
 
     # -- status ----------------------------------------------------------------------------
 
-    def status(self, queue: str, now: float) -> dict[str, Any]:
+    def status(self, queue: str, now: float) -> dict[str, BatchStatus]:
         """Progress of the queue's batches."""
         return self.tracker.status(queue, now)

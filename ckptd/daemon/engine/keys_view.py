@@ -10,7 +10,6 @@ a queue whose jobs have keys (the busiest are picked from all), nothing for the 
 from __future__ import annotations
 
 import heapq
-from typing import Any
 
 from ckptd.daemon.engine.index import Index, QueueIndex
 from ckptd.daemon.telemetry.key_metrics import TOP_KEYS
@@ -24,7 +23,7 @@ def _uses_keys(ix: Index, queue: str, index: QueueIndex) -> bool:
 
 
 def key_row(ix: Index, index: QueueIndex, key: str, ready: int | None = None
-            ) -> dict[str, Any]:
+            ) -> dict[str, object]:  # a KeyRow (answer_types)
     """What holds one key now: its running and ready jobs, its limits, and what it waits
     for (``held``: "max_running" at its limit, "rate" out of tokens, None)."""
     limits = ix.key_gate.limits(index.name, key)
@@ -40,7 +39,7 @@ def key_row(ix: Index, index: QueueIndex, key: str, ready: int | None = None
     return {"key": key, "running": running, "ready": ready, **limits.as_dict(), "held": held}
 
 
-def keys_view(ix: Index, queue: str) -> dict[str, Any] | None:
+def keys_view(ix: Index, queue: str) -> dict[str, object] | None:
     """The ``keys`` part of a queue's controls (None for a queue that uses none)."""
     index = ix.queues.get(queue)
     if index is None or not _uses_keys(ix, queue, index):
@@ -60,7 +59,7 @@ def keys_view(ix: Index, queue: str) -> dict[str, Any] | None:
     return view
 
 
-def job_key_view(ix: Index, index: QueueIndex, job_id: str) -> dict[str, Any] | None:
+def job_key_view(ix: Index, index: QueueIndex, job_id: str) -> dict[str, object] | None:
     """The key of a pending job and what holds it (None for a job without a key)."""
     key = index.ready.key_of(job_id)
     if not key:

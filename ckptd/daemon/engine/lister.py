@@ -22,8 +22,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
+from ckptd.core.answer_types import RecoveryView
 from ckptd.core.config import LiveSettings
 from ckptd.core.errors import CkptdError
 from ckptd.core.states import State
@@ -194,7 +194,7 @@ class Indexer:
                                    "pending": sum(c["pending"] for c in counts.values()),
                                    "claimed": sum(c["claimed"] for c in counts.values())}})
 
-    def view(self) -> dict[str, Any]:
+    def view(self) -> RecoveryView:
         """What ``status`` shows of the recovery: running or not, how long, per queue."""
         if self.started is None:
             return {"running": False}

@@ -16,17 +16,17 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 from ckptd.core.errors import CkptdError
 from ckptd.store.background import Background
 from ckptd.store.base import Store
+from ckptd.wire.protocol import Body
 
 log = logging.getLogger(__name__)
 
 THREADS = 8  # reads beside the loop at once (their requests share the store's bound)
 
-Result = Any
+Result = Body  # an answer to a request
 Then = Callable[[Result | CkptdError], None]
 
 

@@ -27,8 +27,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from ckptd.core.answer_types import StoreHealth as StoreHealthView
 from ckptd.core.errors import CkptdError, NotLeader, StoreError
 from ckptd.core.states import State
 from ckptd.core.timefmt import utc_iso
@@ -104,7 +104,7 @@ class StoreHealth:
         self.error = self.error_code = None
         return True
 
-    def view(self, now: float) -> dict[str, Any]:
+    def view(self, now: float) -> StoreHealthView:
         """The part of ``status`` about the store."""
         return {"available": self.available,
                 "unavailable_since": utc_iso(self.since) if self.since else None,
@@ -278,7 +278,7 @@ class StoreGuard:
                 item.callback(outcome)
         return then
 
-    def waiting(self, queue: str, job_id: str, now: float) -> dict[str, Any] | None:
+    def waiting(self, queue: str, job_id: str, now: float) -> dict[str, object] | None:
         """What is known of a waiting op of a job (for ``show`` and ``explain``), or None."""
         for item in self.deferred:
             if item.op.queue == queue and item.op.job_id == job_id:
@@ -289,7 +289,7 @@ class StoreGuard:
                         "next_try_s": round(max(0.0, item.due - now), 3)}
         return None
 
-    def view(self, now: float) -> dict[str, Any]:
+    def view(self, now: float) -> StoreHealthView:
         """The part of ``status`` about the store: health and waiting ops."""
         view = self.health.view(now)
         view["deferred_ops"] = len(self.deferred)

@@ -125,7 +125,7 @@ class _Child:
         await asyncio.to_thread(self._call, "checkpoint", job.queue, job.id, job.attempt, seq,
                                 state, timeout)
 
-    def send(self, kind: bytes, body: dict[str, Any]) -> None:
+    def send(self, kind: bytes, body: dict[str, object]) -> None:
         with self.lock:
             self.conn.send(("send", kind, body))
 
