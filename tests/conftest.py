@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 
@@ -36,6 +37,14 @@ IGNORED_CHILD_COMMANDS: list[str] = [
 
 PROCESS_FIXTURES = {"procs", "s3_server", "s3_server_factory", "suppliers"}
 """Fixtures that start real processes: a test that uses one is ``slow`` by that alone."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give Ctrl-C back to the commands the tests run: started in the background of a
+    non-interactive shell (``make test &``), this process has SIGINT ignored, every command
+    it starts would inherit that, and the tests that press Ctrl-C on one would fail."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by the markers
