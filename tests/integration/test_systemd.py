@@ -42,8 +42,7 @@ def test_ready_status_watchdog_and_stopping_reach_the_notify_socket(procs: Proce
 
         wait_for(lambda: has("READY=1"), timeout=20, message="READY=1")
         assert any(f"MAINPID={daemon.proc.pid}" in m for m in seen)  # type: ignore[union-attr]
-        wait_for(lambda: sum("WATCHDOG=1" in m for m in seen + receive_all(sock)) >= 0
-                 and has("WATCHDOG=1"), timeout=5, message="a watchdog ping")
+        wait_for(lambda: has("WATCHDOG=1"), timeout=5, message="a watchdog ping")
         assert any("STATUS=" in m and "queue(s)" in m for m in seen)
         assert daemon.terminate() == 0
         wait_for(lambda: has("STOPPING=1"), timeout=5, message="STOPPING=1")
