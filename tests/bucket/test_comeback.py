@@ -81,8 +81,9 @@ def test_a_daemon_killed_and_restarted_leads_again_at_once(
     assert "this daemon's before its restart, and that process is gone" in log
     assert "not renewed for a whole lease" not in log
     client = daemon.client(timeout=30)
-    try:
-        assert client.status(Q)["queues"][Q]["pending"] == 1  # recovered, nothing lost
+    try:  # it leads once it holds the lease; its listing of the queue may still be going on
+        wait_for(lambda: client.status(Q)["queues"][Q]["pending"] == 1, timeout=20,
+                 message="the job recovered: nothing lost")
     finally:
         client.close()
 
