@@ -45,9 +45,8 @@ from ckptd.store.base import Op, PutNew, Store
 from ckptd.store.control_plans import (
     ControlChange,
     key_limits_answer,
-    limits_file,
     pause_reason,
-    plan_limit,
+    plan_limit_on,
     plan_pause,
     plan_resume,
 )
@@ -94,16 +93,11 @@ class StoreControls:
         with ``reset`` remove the file. With ``key`` (``*``: every key), that key's entry
         of ``<queue>/key_limits.json`` instead (weight too)."""
         check_queue(queue)
-        name = limits_file(key)
-        where = f"{self.store.url.rstrip('/')}/{queue}/{name}"
-        current = self.store.read_control(queue, name) \
-            if key is not None or (changes and not reset) else None
-        change = plan_limit(queue, changes, reset, current, where, key)
-        if change is not None:
-            write_change(self.store, change)
+        plan = plan_limit_on(self.store, queue, changes, reset, key)
+        if plan.change is not None:
+            write_change(self.store, plan.change)
         if key is not None:
-            return key_limits_answer(self.settings, queue, key,
-                                     current if change is None else change.data, where)
+            return key_limits_answer(self.settings, queue, key, plan.data, plan.where)
         return {"queue": queue, "limits": self._limits(queue).as_dict()}
 
     def _limits(self, queue: str) -> Limits:

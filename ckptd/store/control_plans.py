@@ -26,6 +26,7 @@ from ckptd.core.key_settings import (
 )
 from ckptd.core.names import check_queue
 from ckptd.core.queue_controls import LIMITS_FILE, PAUSED_FILE, changed_limits_file
+from ckptd.store.base import Store
 
 MAX_REASON = 500
 """Characters of a pause reason shown (in answers, status and logs)."""
@@ -89,6 +90,32 @@ def plan_limit(queue: str, changes: Mapping[str, object], reset: bool, current: 
     if key != EVERY_KEY:
         check_key(key)
     return None
+
+
+@dataclass(frozen=True)
+class LimitPlan:
+    """A limit planned on the store's file: the change (None: nothing to write), the file
+    as it was found, and its place (for errors and answers)."""
+
+    change: ControlChange | None
+    found: bytes | None
+    where: str
+
+    @property
+    def data(self) -> bytes | None:
+        """The file as it is once the change is written."""
+        return self.found if self.change is None else self.change.data
+
+
+def plan_limit_on(store: Store, queue: str, changes: Mapping[str, object], reset: bool,
+                  key: str | None = None) -> LimitPlan:
+    """:func:`plan_limit` on the file as ``store`` has it now (read only when the plan or
+    the answer needs it)."""
+    name = limits_file(key)
+    where = f"{store.url.rstrip('/')}/{queue}/{name}"
+    found = store.read_control(queue, name) \
+        if key is not None or (changes and not reset) else None
+    return LimitPlan(plan_limit(queue, changes, reset, found, where, key), found, where)
 
 
 def key_limits_answer(settings: Settings, queue: str, key: str, data: bytes | None,

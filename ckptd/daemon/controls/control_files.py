@@ -30,9 +30,8 @@ from ckptd.store.base import Store
 from ckptd.store.control_plans import (
     ControlChange,
     key_limits_answer,
-    limits_file,
     pause_reason,
-    plan_limit,
+    plan_limit_on,
     plan_pause,
     plan_resume,
 )
@@ -168,18 +167,14 @@ class QueueControls:
         With ``key`` (``*``: every key), the key's entry of ``<queue>/key_limits.json``
         instead (weight too; the file goes when no entry is left)."""
         self.touched[queue] = self.clock()
-        name = limits_file(key)
-        where = f"{self.store.url.rstrip('/')}/{queue}/{name}"
-        current = self.store.read_control(queue, name) \
-            if key is not None or (changes and not reset) else None
-        change = plan_limit(queue, changes, reset, current, where, key)
-        if change is not None:
-            self._write(change)
+        plan = plan_limit_on(self.store, queue, changes, reset, key)
+        if plan.change is not None:
+            self._write(plan.change)
         elif key is not None:  # a look at a key's limits reads its file again
-            self._key_limits(queue, current)
+            self._key_limits(queue, plan.found)
         if key is not None:
-            return key_limits_answer(self.key_gate.live.current, queue, key,
-                                     current if change is None else change.data, where)
+            return key_limits_answer(self.key_gate.live.current, queue, key, plan.data,
+                                     plan.where)
         return {"queue": queue, "limits": self.gate.limits(queue).as_dict()}
 
     def _write(self, change: ControlChange) -> None:
