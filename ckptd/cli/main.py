@@ -413,6 +413,9 @@ def serve(control: str | None, dispatch: str | None, lease: str | None, heartbea
     that have free slots, and turns their answers into renames. SIGTERM drains (a second
     SIGTERM stops at once), SIGHUP reloads the settings that can change.
     """
+    # The daemon's numpy work is integer sorting and searching, which never calls BLAS;
+    # OpenBLAS would start a thread per core that spins for a while at start.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from ckptd.core import logs
     from ckptd.daemon.daemon import Daemon
 
