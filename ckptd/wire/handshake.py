@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from ckptd.core.errors import AuthError
 
@@ -44,6 +43,9 @@ class HandshakeWatch:
     def problem(self) -> AuthError | None:
         """Read the events so far; return the error they amount to, or None."""
         while self.monitor.poll(0):
+            # Imported at the first event: zmq.utils.monitor imports asyncio (~15 ms).
+            from zmq.utils.monitor import recv_monitor_message
+
             event = recv_monitor_message(self.monitor)
             kind, value = int(event["event"]), int(event["value"])
             if kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == _MISMATCH:

@@ -27,9 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import zmq
-import zmq.auth
 from zmq.utils import z85
-from zmq.utils.monitor import parse_monitor_message
 
 from ckptd.core.config import Settings
 from ckptd.core.errors import AuthError, CkptdError, ConfigError, FileExists
@@ -112,6 +110,8 @@ def check_private(path: str) -> None:
 
 
 def _read_keys(path: str) -> tuple[bytes, bytes | None]:
+    import zmq.auth  # here: it imports asyncio (~20 ms), needed only with key files
+
     try:
         public, secret = zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:
@@ -399,6 +399,10 @@ class SocketGuard:
 
 
 def _read_monitor(monitor: zmq.Socket[bytes]) -> list[str]:
+    # Imported here: zmq.utils.monitor imports asyncio (~25 ms), which a daemon without
+    # CURVE never needs.
+    from zmq.utils.monitor import parse_monitor_message
+
     reasons = []
     for _ in range(1000):
         try:
