@@ -223,9 +223,8 @@ def ls(queue: str, state: str | None) -> None:
 @click.argument("queue")
 @click.argument("job_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.option("--decrypt", is_flag=True,
-              help="Open a sealed payload, result and checkpoint with the keys of the "
-                   "settings (encryption_key_file, CKPTD_ENCRYPTION_KEYS).")
+@click.option("--decrypt", is_flag=True, help="Open a sealed payload, result and checkpoint "
+              "with the keys of the settings (encryption_key_file, CKPTD_ENCRYPTION_KEYS).")
 def show(queue: str, job_id: str, as_json: bool, decrypt: bool) -> None:
     """Show a job: its state, its file, its checkpoint and its history."""
     ctx = _ctx()
@@ -413,9 +412,7 @@ def serve(control: str | None, dispatch: str | None, lease: str | None, heartbea
     that have free slots, and turns their answers into renames. SIGTERM drains (a second
     SIGTERM stops at once), SIGHUP reloads the settings that can change.
     """
-    # The daemon's numpy work is integer sorting and searching, which never calls BLAS;
-    # OpenBLAS would start a thread per core that spins for a while at start.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy here never calls BLAS
     from ckptd.core import logs
     from ckptd.daemon.daemon import Daemon
 
