@@ -362,17 +362,32 @@ class Daemon:
             self.role is None or self.role.may_dispatch(now))
         if may_claim:
             engine.dispatcher.dispatch(now, self.settings.message_inline_limit)
-        ready = engine.dispatcher.ready_count()
+        # Counted only while a worker could take the jobs made ready (none: no next turn).
+        ready = engine.dispatcher.ready_count() if engine.dispatcher.has_takers() else None
+        wrote = bool(engine.txn.ops)
         self.commit()
+        if wrote and self._watch_fd is not None:
+            # The watcher's events of this turn's own renames are queued by now: read them in
+            # this turn rather than wake for them into the next one.
+            self.scans.read_events(now)
         if engine.ended:
             engine.forget_ended()
             if self.control.waiters:
                 self.control.check_waiters(now)
                 self.commit()
         self._timers_due(now)
-        # Poll without sleeping only with work left: more to read, ops, jobs made ready.
-        self._busy = (capped or bool(engine.txn.ops) or engine.dispatcher.ready_count() > ready
-                      or self.operators.busy)
+        # Poll without sleeping only with work left: more to read, ops, jobs made ready that
+        # a worker can take.
+        self._busy = (capped or bool(engine.txn.ops) or self.operators.busy
+                      or self._ready_grew(ready))
+
+    def _ready_grew(self, before: int | None) -> bool:
+        """Whether the turn made jobs ready that a worker with a free slot can take (a slot
+        freed during the turn, ``before`` None: assume so)."""
+        dispatcher = self.engine.dispatcher
+        if not dispatcher.has_takers():
+            return False
+        return before is None or dispatcher.ready_count() > before
 
     def _follow_role(self, now: float) -> None:
         """Follow the leases (a bucket): recover the queues taken, drop those lost."""
