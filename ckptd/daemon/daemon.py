@@ -50,7 +50,7 @@ from ckptd.store.admin import StoreAdmin
 from ckptd.store.local.grouped import GroupedWrites
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import check_bind
-from ckptd.wire.frames import NOBLOCK, send_frames
+from ckptd.wire.frames import NOBLOCK, has_input, recv_frames, send_frames
 from ckptd.wire.protocol import Body
 from ckptd.wire.security import CurveServer, SocketGuard
 
@@ -570,9 +570,9 @@ class Daemon:
         count = 0
         limit = self.settings.max_message_size
         schemas = protocol.WORKER_MESSAGES
-        while count < MAX_WORKER_MESSAGES_PER_STEP:
+        while count < MAX_WORKER_MESSAGES_PER_STEP and (count == 0 or has_input(sock)):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(sock, NOBLOCK)
             except zmq.Again:
                 break
             count += 1
