@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 MAX_WORKER_MESSAGES_PER_STEP = 5000
 IDLE_POLL = 0.25  # longest sleep of the loop, so timers stay punctual
 WAITERS_INTERVAL = 0.05
+REFUSALS_INTERVAL = 0.25  # refused handshakes are counted this often (not polled each turn)
 
 class Daemon:
     """The daemon. ``start()`` binds and recovers; ``step()`` is one turn; ``run()`` loops."""
@@ -332,8 +333,7 @@ class Daemon:
         if events.get(self._wake_r):
             self._drain_wake_pipe()
         if self._guard is not None:
-            for socket_name, reason in self._guard.handle(events):
-                self.drops.count(socket_name, reason, now)  # refused handshakes count as drops
+            self._guard.handle(events)  # ZAP requests (its refusals are read on a timer)
         if self.reload_requested:
             self.reload_requested = False
             self.reload()
@@ -481,6 +481,7 @@ class Daemon:
             "rescan": now + self._rescan_interval(),
             "status": now + 5.0,
             "waiters": now + WAITERS_INTERVAL,
+            "refusals": now + REFUSALS_INTERVAL,
         }
         if self.notifier.watchdog_interval:
             self._timers["watchdog"] = now
@@ -493,6 +494,11 @@ class Daemon:
             timers["waiters"] = now + WAITERS_INTERVAL
             self.control.check_waiters(now)
             self.commit()
+        if now >= timers["refusals"]:
+            timers["refusals"] = now + REFUSALS_INTERVAL
+            if self._guard is not None:  # refused handshakes count as drops
+                for socket_name, reason in self._guard.refusals():
+                    self.drops.count(socket_name, reason, now)
         if now >= timers["workers"]:
             timers["workers"] = now + self.settings.heartbeat
             self.engine.workers_part.forget_silent(now)
