@@ -50,7 +50,7 @@ from ckptd.store.admin import StoreAdmin
 from ckptd.store.local.grouped import GroupedWrites
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import check_bind
-from ckptd.wire.frames import NOBLOCK, send_frames
+from ckptd.wire.frames import NOBLOCK, has_input, recv_frames, send_frames
 from ckptd.wire.protocol import Body
 from ckptd.wire.security import CurveServer, SocketGuard
 
@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 MAX_WORKER_MESSAGES_PER_STEP = 5000
 IDLE_POLL = 0.25  # longest sleep of the loop, so timers stay punctual
 WAITERS_INTERVAL = 0.05
+REFUSALS_INTERVAL = 0.25  # refused handshakes are counted this often (not polled each turn)
 
 class Daemon:
     """The daemon. ``start()`` binds and recovers; ``step()`` is one turn; ``run()`` loops."""
@@ -332,8 +333,7 @@ class Daemon:
         if events.get(self._wake_r):
             self._drain_wake_pipe()
         if self._guard is not None:
-            for socket_name, reason in self._guard.handle(events):
-                self.drops.count(socket_name, reason, now)  # refused handshakes count as drops
+            self._guard.handle(events)  # ZAP requests (its refusals are read on a timer)
         if self.reload_requested:
             self.reload_requested = False
             self.reload()
@@ -362,17 +362,32 @@ class Daemon:
             self.role is None or self.role.may_dispatch(now))
         if may_claim:
             engine.dispatcher.dispatch(now, self.settings.message_inline_limit)
-        ready = engine.dispatcher.ready_count()
+        # Counted only while a worker could take the jobs made ready (none: no next turn).
+        ready = engine.dispatcher.ready_count() if engine.dispatcher.has_takers() else None
+        wrote = bool(engine.txn.ops)
         self.commit()
+        if wrote and self._watch_fd is not None:
+            # The watcher's events of this turn's own renames are queued by now: read them in
+            # this turn rather than wake for them into the next one.
+            self.scans.read_events(now)
         if engine.ended:
             engine.forget_ended()
             if self.control.waiters:
                 self.control.check_waiters(now)
                 self.commit()
         self._timers_due(now)
-        # Poll without sleeping only with work left: more to read, ops, jobs made ready.
-        self._busy = (capped or bool(engine.txn.ops) or engine.dispatcher.ready_count() > ready
-                      or self.operators.busy)
+        # Poll without sleeping only with work left: more to read, ops, jobs made ready that
+        # a worker can take.
+        self._busy = (capped or bool(engine.txn.ops) or self.operators.busy
+                      or self._ready_grew(ready))
+
+    def _ready_grew(self, before: int | None) -> bool:
+        """Whether the turn made jobs ready that a worker with a free slot can take (a slot
+        freed during the turn, ``before`` None: assume so)."""
+        dispatcher = self.engine.dispatcher
+        if not dispatcher.has_takers():
+            return False
+        return before is None or dispatcher.ready_count() > before
 
     def _follow_role(self, now: float) -> None:
         """Follow the leases (a bucket): recover the queues taken, drop those lost."""
@@ -466,6 +481,7 @@ class Daemon:
             "rescan": now + self._rescan_interval(),
             "status": now + 5.0,
             "waiters": now + WAITERS_INTERVAL,
+            "refusals": now + REFUSALS_INTERVAL,
         }
         if self.notifier.watchdog_interval:
             self._timers["watchdog"] = now
@@ -478,6 +494,11 @@ class Daemon:
             timers["waiters"] = now + WAITERS_INTERVAL
             self.control.check_waiters(now)
             self.commit()
+        if now >= timers["refusals"]:
+            timers["refusals"] = now + REFUSALS_INTERVAL
+            if self._guard is not None:  # refused handshakes count as drops
+                for socket_name, reason in self._guard.refusals():
+                    self.drops.count(socket_name, reason, now)
         if now >= timers["workers"]:
             timers["workers"] = now + self.settings.heartbeat
             self.engine.workers_part.forget_silent(now)
@@ -555,9 +576,9 @@ class Daemon:
         count = 0
         limit = self.settings.max_message_size
         schemas = protocol.WORKER_MESSAGES
-        while count < MAX_WORKER_MESSAGES_PER_STEP:
+        while count < MAX_WORKER_MESSAGES_PER_STEP and (count == 0 or has_input(sock)):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(sock, NOBLOCK)
             except zmq.Again:
                 break
             count += 1

@@ -70,6 +70,7 @@ from ckptd.wire.control_requests import (
     Wait,
 )
 from ckptd.wire.endpoints import port_of
+from ckptd.wire.frames import NOBLOCK, has_input, recv_frames
 from ckptd.wire.protocol import Body
 from ckptd.wire.uploads import Uploads
 
@@ -164,9 +165,11 @@ class Control:
         """Handle the requests that arrived (at most a step's worth); return how many."""
         count = 0
         limit = self.settings.max_message_size
-        while count < MAX_CONTROL_PER_STEP:
+        # The poller said a request waits; after each one the socket says whether another
+        # does (no zmq.Again raised and caught to end every read).
+        while count < MAX_CONTROL_PER_STEP and (count == 0 or has_input(sock)):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(sock, NOBLOCK)
             except zmq.Again:
                 break
             count += 1

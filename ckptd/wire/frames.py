@@ -1,4 +1,5 @@
-"""Sending a multipart message with fewer Python calls than pyzmq's ``send_multipart``.
+"""Sending and receiving a multipart message with fewer Python calls than pyzmq's
+``send_multipart`` and ``recv_multipart``.
 
 pyzmq's ``Socket.send_multipart`` calls the Python-level ``Socket.send`` once per frame,
 combining ``SNDMORE`` with the flags as enum members each time; a control reply (identity,
@@ -7,8 +8,14 @@ tag, delimiter, version, kind, body) pays that six times. Measured on the daemon
 the compiled ``send`` of pyzmq's backend directly, with the flags as plain integers: the
 same frames go out the same way (copied, as pyzmq copies small frames anyway).
 
+Receiving is the same in reverse: pyzmq's ``recv_multipart`` asks ``RCVMORE`` through
+the Python-level ``getsockopt`` after each frame. And a loop that reads until
+``recv_multipart(NOBLOCK)`` raises ``zmq.Again`` pays for building and catching that
+exception once per read; :func:`has_input` asks the socket instead (``ZMQ_EVENTS``, what
+the poller asks).
+
 Only for the blocking sockets of ``zmq.Socket``; the asyncio sockets keep their own
-``send_multipart``.
+``send_multipart`` and ``recv_multipart``.
 """
 
 from __future__ import annotations
@@ -19,7 +26,12 @@ import zmq
 import zmq.backend
 
 _send = zmq.backend.Socket.send
+_recv = zmq.backend.Socket.recv
+_get = zmq.backend.Socket.get
 _MORE = int(zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 NOBLOCK = int(zmq.NOBLOCK)
 
 
@@ -30,3 +42,18 @@ def send_frames(sock: zmq.Socket[bytes], frames: Sequence[bytes], flags: int = 0
     last = len(frames) - 1
     for position, frame in enumerate(frames):
         _send(sock, frame, more if position < last else flags)
+
+
+def recv_frames(sock: zmq.Socket[bytes], flags: int = 0) -> list[bytes]:
+    """Receive one message's frames from ``sock`` (raises what ``recv_multipart`` raises:
+    ``zmq.Again`` with ``NOBLOCK`` when none has arrived, ...)."""
+    frames: list[bytes] = [_recv(sock, flags)]
+    while _get(sock, _RCVMORE):
+        frames.append(_recv(sock, flags))
+    return frames
+
+
+def has_input(sock: zmq.Socket[bytes]) -> bool:
+    """Whether a message waits on ``sock`` (a :func:`recv_frames` with ``NOBLOCK`` gets it)."""
+    events = _get(sock, _EVENTS)
+    return isinstance(events, int) and bool(events & _POLLIN)

@@ -298,8 +298,11 @@ class SocketGuard:
 
     ``start(ctx)`` binds the ZAP handler (before any socket is bound, so no connection is
     ever accepted unchecked); ``secure(sock, name)`` makes a socket a CURVE server when CURVE
-    is on and watches its handshakes; ``handle(events)`` answers ZAP requests and reads the
-    monitors, returning the refused attempts as (socket name, reason) for the drop counters.
+    is on and watches its handshakes; ``handle(events)`` answers ZAP requests (a handshake
+    waits for the answer: the loop polls the ZAP socket); ``refusals()`` reads the monitors,
+    returning the refused attempts as (socket name, reason) for the drop counters (on a
+    timer: a count need not be prompt, and every poll of the loop need not ask two more
+    sockets).
     """
 
     def __init__(self, server: CurveServer | None) -> None:
@@ -335,17 +338,19 @@ class SocketGuard:
 
     def pollables(self) -> list[zmq.Socket[bytes]]:
         """The sockets the loop must poll for input and pass to :meth:`handle`."""
-        return ([self._zap] if self._zap is not None else []) + list(self._monitors)
+        return [self._zap] if self._zap is not None else []
 
-    def handle(self, events: Mapping[object, int]) -> list[tuple[str, str]]:
-        """Serve what arrived on the ZAP socket and the monitors; return refusals."""
-        refused: list[tuple[str, str]] = []
+    def handle(self, events: Mapping[object, int]) -> None:
+        """Serve what arrived on the ZAP socket."""
         zap = self._zap
         if zap is not None and events.get(zap):
             self._serve_zap(zap)
+
+    def refusals(self) -> list[tuple[str, str]]:
+        """The handshakes refused since the last call, as (socket name, reason)."""
+        refused: list[tuple[str, str]] = []
         for monitor, name in self._monitors.items():
-            if events.get(monitor):
-                refused.extend((name, r) for r in _read_monitor(monitor))
+            refused.extend((name, r) for r in _read_monitor(monitor))
         return refused
 
     def _serve_zap(self, zap: zmq.Socket[bytes]) -> None:
@@ -386,7 +391,7 @@ class SocketGuard:
 
     def close(self, poller: zmq.Poller | None = None) -> None:
         """Close the ZAP handler and the monitors (before the context ends). Idempotent."""
-        for sock in self.pollables():
+        for sock in [*self.pollables(), *self._monitors]:
             if poller is not None:
                 try:
                     poller.unregister(sock)

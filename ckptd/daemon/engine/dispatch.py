@@ -105,6 +105,12 @@ class Dispatcher:
                     progress = True
         return claimed
 
+    def has_takers(self) -> bool:
+        """Whether a connected worker has a free slot (else a job made ready waits for one's
+        hello or answer, which wakes the loop)."""
+        ix = self.ix
+        return ix.dispatching and any(w.credits > 0 for w in ix.workers.values())
+
     def ready_count(self) -> int:
         """How many ids wait in the ready lines (stale ones included): a growth means the
         next turn has jobs to dispatch."""

@@ -116,6 +116,8 @@ _IN_ISDIR = 0x40000000
 _IN_NONBLOCK = os.O_NONBLOCK
 _IN_CLOEXEC = os.O_CLOEXEC
 _HEADER = struct.Struct("iIII")
+_READ_SIZE = 1 << 16
+_LARGEST_EVENT = _HEADER.size + 256  # a name of NAME_MAX bytes and its terminating zero
 _PENDING_MASK = _IN_MOVED_TO | _IN_CLOSE_WRITE | _IN_DELETE | _IN_ONLYDIR | _IN_DONT_FOLLOW
 _ROOT_MASK = _IN_CREATE | _IN_MOVED_TO | _IN_ONLYDIR | _IN_DONT_FOLLOW
 _QUEUE_MASK = (_IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_MOVED_FROM | _IN_DELETE | _IN_ONLYDIR
@@ -200,13 +202,17 @@ class InotifyWatcher:
         events: list[Event] = []
         while True:
             try:
-                data = os.read(self.fd, 1 << 16)
+                data = os.read(self.fd, _READ_SIZE)
             except BlockingIOError:
                 return events
             except OSError as exc:
                 log.warning("reading inotify failed: %s", exc)
                 return events
             self._parse(data, events)
+            if len(data) <= _READ_SIZE - _LARGEST_EVENT:
+                # Every event queued then fitted (a read returns as many whole events as fit):
+                # no second read to learn that there are none. A later one wakes the poll.
+                return events
 
     def _parse(self, data: bytes, events: list[Event]) -> None:
         offset, end = 0, len(data)
