@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING
 import zmq
 
 from ckptd.core.config import FsyncMode, LiveSettings, Settings, reloaded_settings
-from ckptd.core.errors import CkptdError, ProtocolError
+from ckptd.core.errors import CkptdError
 from ckptd.core.timefmt import utc_iso
 from ckptd.daemon.binding import bind_socket, write_ready_file
 from ckptd.daemon.cluster.bucket_role import BucketRole
 from ckptd.daemon.cluster.leadership import Leading
+from ckptd.daemon.dispatch_socket import MAX_WORKER_MESSAGES_PER_STEP, DispatchInput
 from ckptd.daemon.engine.actions import Operators
 from ckptd.daemon.engine.commit import commit
 from ckptd.daemon.engine.engine import Engine
@@ -50,7 +51,7 @@ from ckptd.store.admin import StoreAdmin
 from ckptd.store.local.grouped import GroupedWrites
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import check_bind
-from ckptd.wire.frames import NOBLOCK, has_input, recv_frames, send_frames
+from ckptd.wire.frames import NOBLOCK, send_frames
 from ckptd.wire.protocol import Body
 from ckptd.wire.security import CurveServer, SocketGuard
 
@@ -59,7 +60,6 @@ if TYPE_CHECKING:  # aiohttp is imported only by a daemon that serves HTTP (metr
 
 log = logging.getLogger(__name__)
 
-MAX_WORKER_MESSAGES_PER_STEP = 5000
 IDLE_POLL = 0.25  # longest sleep of the loop, so timers stay punctual
 WAITERS_INTERVAL = 0.05
 REFUSALS_INTERVAL = 0.25  # refused handshakes are counted this often (not polled each turn)
@@ -117,6 +117,7 @@ class Daemon:
         self._watch_fd: int | None = None  # the watcher's descriptor, read when it is ready
         self._guard: SocketGuard | None = None
         self.leading = Leading(self.store, self.live, self.engine, self.role, self.control)
+        self.worker_input = DispatchInput(self.engine, self.leading, self.control, self.drops)
 
     @property
     def settings(self) -> Settings:
@@ -351,7 +352,8 @@ class Daemon:
             for identity, frames in self.control.take_replies(early=True):  # status, ping
                 self._send_control(identity, frames)
         if self._dispatch is not None and events.get(self._dispatch):
-            capped |= self._read_workers(now) >= MAX_WORKER_MESSAGES_PER_STEP
+            read = self.worker_input.read(self._dispatch, self.settings.max_message_size, now)
+            capped |= read >= MAX_WORKER_MESSAGES_PER_STEP
         engine = self.engine
         engine.answers.expire_leases(now)
         engine.index.promote_delayed(now)
@@ -567,48 +569,3 @@ class Daemon:
                         "(this reload applied the authorized_keys folder and the rest of the "
                         "copy)", self.config_file)
         self.notifier.ready(self._status_line())
-
-    # -- workers ---------------------------------------------------------------------------
-
-    def _read_workers(self, now: float) -> int:
-        assert self._dispatch is not None
-        sock = self._dispatch
-        count = 0
-        limit = self.settings.max_message_size
-        schemas = protocol.WORKER_MESSAGES
-        while count < MAX_WORKER_MESSAGES_PER_STEP and (count == 0 or has_input(sock)):
-            try:
-                frames = recv_frames(sock, NOBLOCK)
-            except zmq.Again:
-                break
-            count += 1
-            identity = frames[0]
-            try:
-                messages = protocol.decode_many(frames[1:], schemas, limit)
-            except ProtocolError as exc:
-                self.drops.count("dispatch", exc.reason, now)
-                if protocol.looks_like_request(frames[1:]):
-                    # a control request sent to the dispatch port
-                    self._wrong_port(identity, protocol.request_tag(frames[1:]))
-                continue
-            for kind, body in messages:
-                if self.leading.refuses(body):  # sent where its queue is not led:
-                    self.drops.count("dispatch", "not_leader", now)  # unconfirmed, resent
-                    continue
-                try:
-                    if not self.engine.worker_message(identity, body, now):
-                        self.drops.count("dispatch", "unknown_worker", now)
-                except CkptdError as exc:
-                    log.debug("refused a %s message: %s", kind.decode(), exc)
-                    self.drops.count("dispatch", "refused", now)
-                except Exception:  # a bug must cost one message, never the daemon
-                    self.drops.internal_error("dispatch", "internal_error", now)
-        return count
-
-    def _wrong_port(self, identity: bytes, tag: bytes) -> None:
-        """Tell a client that connected to the dispatch port where the control port is."""
-        assert self._dispatch is not None
-        try:
-            self._dispatch.send_multipart([identity, *self.control.wrong_port(tag)], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
