@@ -17,7 +17,7 @@ from ckptd.daemon.engine.engine import Engine
 from ckptd.daemon.requests import Control
 from ckptd.daemon.telemetry.drops import Drops
 from ckptd.wire import protocol
-from ckptd.wire.frames import NOBLOCK, has_input, recv_frames
+from ckptd.wire.frames import waiting_messages
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,7 @@ class DispatchInput:
         ``limit`` bytes); return how many."""
         count = 0
         schemas = protocol.WORKER_MESSAGES
-        while count < MAX_WORKER_MESSAGES_PER_STEP and (count == 0 or has_input(sock)):
-            try:
-                frames = recv_frames(sock, NOBLOCK)
-            except zmq.Again:
-                break
+        for frames in waiting_messages(sock, MAX_WORKER_MESSAGES_PER_STEP):
             count += 1
             identity = frames[0]
             try:

@@ -70,7 +70,7 @@ from ckptd.wire.control_requests import (
     Wait,
 )
 from ckptd.wire.endpoints import port_of
-from ckptd.wire.frames import NOBLOCK, has_input, recv_frames
+from ckptd.wire.frames import waiting_messages
 from ckptd.wire.protocol import Body
 from ckptd.wire.uploads import Uploads
 
@@ -165,13 +165,7 @@ class Control:
         """Handle the requests that arrived (at most a step's worth); return how many."""
         count = 0
         limit = self.settings.max_message_size
-        # The poller said a request waits; after each one the socket says whether another
-        # does (no zmq.Again raised and caught to end every read).
-        while count < MAX_CONTROL_PER_STEP and (count == 0 or has_input(sock)):
-            try:
-                frames = recv_frames(sock, NOBLOCK)
-            except zmq.Again:
-                break
+        for frames in waiting_messages(sock, MAX_CONTROL_PER_STEP):
             count += 1
             rest = frames[1:]
             tag = protocol.request_tag(rest)

@@ -20,7 +20,7 @@ Only for the blocking sockets of ``zmq.Socket``; the asyncio sockets keep their 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import zmq
 import zmq.backend
@@ -57,3 +57,16 @@ def has_input(sock: zmq.Socket[bytes]) -> bool:
     """Whether a message waits on ``sock`` (a :func:`recv_frames` with ``NOBLOCK`` gets it)."""
     events = _get(sock, _EVENTS)
     return isinstance(events, int) and bool(events & _POLLIN)
+
+
+def waiting_messages(sock: zmq.Socket[bytes], most: int) -> Iterator[list[bytes]]:
+    """The messages waiting on ``sock``, at most ``most``, for a loop whose poller said one
+    waits: after each, the socket says whether another does (no ``zmq.Again`` raised and
+    caught to end every read)."""
+    for count in range(most):
+        if count and not has_input(sock):
+            return
+        try:
+            yield recv_frames(sock, NOBLOCK)
+        except zmq.Again:
+            return
