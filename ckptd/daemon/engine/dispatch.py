@@ -74,7 +74,7 @@ class Dispatcher:
     def _key_due(self) -> float | None:
         """When a key held by its rate may be claimed again (while workers wait)."""
         ix = self.ix
-        if not any(w.credits > 0 for w in ix.workers.values()):
+        if not ix.a_slot_is_free():
             return None
         times = [due for index in ix.queues.values() if index.ready.by_key
                  for due in (index.ready.next_unpark(),) if due is not None]
@@ -108,8 +108,7 @@ class Dispatcher:
     def has_takers(self) -> bool:
         """Whether a connected worker has a free slot (else a job made ready waits for one's
         hello or answer, which wakes the loop)."""
-        ix = self.ix
-        return ix.dispatching and any(w.credits > 0 for w in ix.workers.values())
+        return self.ix.dispatching and self.ix.a_slot_is_free()
 
     def ready_count(self) -> int:
         """How many ids wait in the ready lines (stale ones included): a growth means the

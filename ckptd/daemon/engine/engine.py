@@ -149,7 +149,7 @@ class Engine:
     def _token_due(self) -> float | None:
         """When a rate-limited queue with work gets its next token (while workers wait)."""
         ix = self.index
-        if not ix.gate.buckets or not any(w.credits > 0 for w in ix.workers.values()):
+        if not ix.gate.buckets or not ix.a_slot_is_free():
             return None
         return ix.gate.next_token([q for q, i in ix.queues.items() if i.ready])
 

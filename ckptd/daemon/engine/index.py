@@ -231,6 +231,10 @@ class Index:
 
     # -- queues ----------------------------------------------------------------------------
 
+    def a_slot_is_free(self) -> bool:
+        """Whether a connected worker has a free slot (credits), so a ready job can go."""
+        return any(w.credits > 0 for w in self.workers.values())
+
     def queue(self, name: str) -> QueueIndex:
         """Return the index of queue ``name``, creating an empty one."""
         index = self.queues.get(name)
