@@ -31,9 +31,9 @@ demo-s3: $(STAMP)
 # Bytecode first, and kept: where PYTHONDONTWRITEBYTECODE is set, every daemon, worker and
 # command the tests start would compile ckptd from source again (about 0.15 s of CPU each),
 # and each pytest process would rewrite every test module again (about 3.5 s each).
-# The tests' folders go on tmpfs (/dev/shm) when it has 4 GiB free: on ext4, creating files
-# after deletes, discards and syncfs cost the suite about a fifth of its CPU. TEST_TMPDIR=
-# (empty) keeps the system's TMPDIR.
+# The tests' folders go on tmpfs (/dev/shm) when it has 4 GiB free: on an ext4 root, perf
+# showed the tests' deletes waiting on discards, recently_deleted and syncfs writeback.
+# TEST_TMPDIR= (empty) keeps the system's TMPDIR.
 TEST_TMPDIR ?= $(shell [ -w /dev/shm ] && [ "$$(df -Pk /dev/shm | awk 'NR==2 {print $$4}')" -gt 4194304 ] && echo /dev/shm)
 PYTEST := env -u PYTHONDONTWRITEBYTECODE $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) $(BIN)/python -m pytest
 COMPILE := $(BIN)/python -m compileall -q -j 0 ckptd tests examples >/dev/null

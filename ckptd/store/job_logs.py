@@ -316,11 +316,12 @@ class FsObjects(Objects):
 
 def job_logs(store: Store) -> JobLogs:
     """The logs of ``store``'s jobs, as its backend keeps them."""
-    from ckptd.store.bucket import BucketStore
     from ckptd.store.local.backend import LocalStore
 
     if isinstance(store, LocalStore):
         return LocalJobLogs(store.root, store.file_mode, store.dir_mode)
+    from ckptd.store.bucket import BucketStore  # here: it imports fsspec (and asyncio)
+
     if isinstance(store, BucketStore):
         from ckptd.store.s3.backend import S3Store
 

@@ -404,16 +404,16 @@ class SocketGuard:
 
 
 def _read_monitor(monitor: zmq.Socket[bytes]) -> list[str]:
-    # Imported here: zmq.utils.monitor imports asyncio (~25 ms), which a daemon without
-    # CURVE never needs.
-    from zmq.utils.monitor import parse_monitor_message
-
     reasons = []
     for _ in range(1000):
         try:
             frames = monitor.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             break
+        # Imported at the first event: zmq.utils.monitor imports asyncio (~25 ms), and the
+        # monitors are read on a timer whether or not a handshake ever fails.
+        from zmq.utils.monitor import parse_monitor_message
+
         try:
             event = parse_monitor_message(frames)
         except (zmq.ZMQError, ValueError, IndexError, TypeError):
