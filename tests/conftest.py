@@ -38,18 +38,6 @@ IGNORED_CHILD_COMMANDS: list[str] = [
 PROCESS_FIXTURES = {"procs", "s3_server", "s3_server_factory", "suppliers"}
 """Fixtures that start real processes: a test that uses one is ``slow`` by that alone."""
 
-LONGEST = (
-    "tests/bucket/test_exclusive.py::test_never_two_daemons_apply_ops_for_one_queue",
-    "tests/docs/test_help_examples.py::test_every_example_of_every_help_runs",
-    "tests/integration/test_keys_flow.py::test_window_makes_one_job_per_window",
-    "tests/bucket/test_sealed_bucket.py::test_a_marker_in_1000_sealed_jobs_is_in_no_object",
-    "tests/bucket/test_multi.py::test_a_killed_daemon_leading_two_queues_is_replaced",
-    "tests/integration/test_pricelist.py::",
-    "tests/faults/test_pricelist_crash.py::",
-)
-"""The tests that take 30 s or more (``make test``'s durations): started first, so that none
-of them starts last and ends the run alone."""
-
 
 def pytest_configure(config: pytest.Config) -> None:
     """Give Ctrl-C back to the commands the tests run: started in the background of a
@@ -61,14 +49,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by the markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests that start real processes ``slow``, and put the slow ones first, the
-    longest of them before the rest (see the module docstring); the order is otherwise
-    kept."""
+    """Mark the tests that start real processes ``slow``, and put the slow ones first (see
+    the module docstring); the order is otherwise kept."""
     for item in items:
         if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: (item.get_closest_marker("slow") is None,
-                                 not item.nodeid.startswith(LONGEST)))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(name="wait_for")
