@@ -119,6 +119,29 @@ def test_a_retry_stands_when_a_daemon_repairs_the_two_copies_meanwhile(
     assert json.loads(store.read("q", State.PENDING, "c"))["rev"] == 3
 
 
+def test_a_retry_stands_when_its_new_copy_ran_and_was_repaired_meanwhile(
+        store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A --root retry beside a fast daemon (seen in CI): before the old copy is removed,
+    the daemon claims the new copy from pending/, its attempt fails at once, and the move
+    to failed/ finds the old copy there; the daemon keeps the claimed copy (higher rev) and
+    removes the old one. The retry took effect: it must report success, not 'not in
+    failed/', and leave the job where the daemon put it."""
+    store.put_new("q", "e", job("e", rev=1))
+    store.move("q", "e", State.PENDING, State.CLAIMED)
+    store.move("q", "e", State.CLAIMED, State.FAILED, job("e", rev=2))
+    daemon = LocalStore(str(tmp_path / "root"), FsyncMode.BATCH)
+
+    def claim_then_repair() -> None:
+        daemon.move("q", "e", State.PENDING, State.CLAIMED)
+        with pytest.raises(JobExists):
+            daemon.move("q", "e", State.CLAIMED, State.FAILED, job("e", rev=4))
+        resolve_duplicate(daemon, "q", "e", daemon.find("q", "e"), repair=True)
+    _meddle_before_discard(store, monkeypatch, claim_then_repair)
+    store.move("q", "e", State.FAILED, State.PENDING, job("e", rev=3))
+    assert store.find("q", "e") == [State.CLAIMED]
+    assert json.loads(store.read("q", State.CLAIMED, "e"))["rev"] == 3
+
+
 def test_a_move_whose_job_was_moved_on_meanwhile_takes_its_copy_back(
         store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """An operator's mv of the old copy (failed/ to done/) during a retry: the job is in

@@ -442,9 +442,25 @@ class LocalStore(LocalControls, LocalSignals, GroupedWrites, Store):
 
     def _elsewhere(self, op: Move) -> bool:
         """Whether the job of a move whose old copy went away meanwhile is in a folder
-        other than the one it was just written to."""
+        other than the one it was just written to, as an older copy than the one written.
+
+        A copy elsewhere whose rev is at least the new copy's came from it: a daemon
+        dispatched the new copy and ended its attempt before the old one was removed here
+        (it then removed the old one itself), and the move stands."""
         states = self.find(op.queue, op.job_id, op.priority, op.key)
-        return op.dst not in states or any(state is not op.dst for state in states)
+        if op.dst in states and all(state is op.dst for state in states):
+            return False
+        ours = _rev(op.data)
+        for state in states:
+            if state is op.dst:
+                continue
+            try:
+                theirs = _rev(self.read(op.queue, state, op.job_id, op.priority, op.key))
+            except JobNotFound:
+                continue  # moved on again since the look
+            if ours is None or theirs is None or theirs < ours:
+                return True
+        return not states
 
     def _not_in(self, queue: str, state: State, job_id: str) -> JobNotFound:
         return JobNotFound(f"job {job_id!r} is not in {queue}/{state.value}/")
@@ -550,3 +566,14 @@ class LocalStore(LocalControls, LocalSignals, GroupedWrites, Store):
         if self._root_fd is not None:
             os.close(self._root_fd)
             self._root_fd = None
+
+
+def _rev(data: bytes | None) -> int | None:
+    """The rev of a job file's bytes; None when they are not a readable job file."""
+    if data is None:
+        return None
+    try:
+        job = loads(data)
+        return int(job.get("rev", 0)) if isinstance(job, dict) else None
+    except (ValueError, TypeError):
+        return None
