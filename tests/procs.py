@@ -224,14 +224,25 @@ class Processes:
         after a few seconds, at once when no daemon is left), then the daemons; SIGKILL
         whatever is left."""
         daemon_alive = any(d.alive() for d in self.daemons)
-        self._stop([w.proc for w in self.workers], grace=5 if daemon_alive else 0)
+        # A worker still running a job after a second asks a second time, as an operator
+        # would: it gives its jobs back and exits now, so its daemon has none to wait for.
+        self._stop([w.proc for w in self.workers], grace=5 if daemon_alive else 0,
+                   again_after=1.0)
         self._stop([d.proc for d in self.daemons if d.proc], grace=15)
 
     @staticmethod
-    def _stop(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
+    def _stop(procs: list[subprocess.Popen[bytes]], grace: float,
+              again_after: float | None = None) -> None:
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
+        if again_after is not None and grace > again_after:
+            waited = time.monotonic() + again_after
+            for proc in procs:
+                try:
+                    proc.wait(max(0.01, waited - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for proc in procs:
             try:
