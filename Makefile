@@ -2,10 +2,11 @@
 # Both create .venv (Python 3.11+) and install the project into it when needed.
 
 PYTHON ?= python3
-# Test processes at once: most tests wait on daemons, workers and an S3 server rather than
-# use a core. On a 2-core machine the whole suite took 422 s with 4 and about 360 s with 6,
-# but with 6 the bucket tests' 3 s leader leases lapsed under the load (2 runs of 3 failed
-# a test). `make test TEST_WORKERS=1` runs one at a time.
+# Test processes at once: many tests wait on daemons, workers and an S3 server rather than
+# use a core. On a 2-core machine (pytest's time, CPU of the whole run): 3 took 391 s and
+# 591 CPU-s, 4 took 376 s and 637 CPU-s, 5 took 405 s and 750 CPU-s (the load made every
+# process slower) and failed a timed test; with 6 the bucket tests' 3 s leader leases
+# lapsed (2 runs of 3 failed). `make test TEST_WORKERS=1` runs one at a time.
 TEST_WORKERS ?= 4
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -27,7 +28,10 @@ demo: $(STAMP)
 demo-s3: $(STAMP)
 	$(BIN)/python examples/pricelist/demo_s3.py
 
-# Everything, in parallel, longest first, a test at a time to each process.
+# Everything, in parallel: worksteal deals each process a run of the tests and an idle one
+# takes half of the longest queue left; tests/scheduling.py puts the longest tests at the
+# heads of the runs. (pytest-xdist's default, load, with no --maxschedchunk 1, left one
+# process running slow tests 100 s after the others had ended.)
 # Bytecode first, and kept: where PYTHONDONTWRITEBYTECODE is set, every daemon, worker and
 # command the tests start would compile ckptd from source again (about 0.15 s of CPU each),
 # and each pytest process would rewrite every test module again (about 3.5 s each).
@@ -40,12 +44,12 @@ COMPILE := $(BIN)/python -m compileall -q -j 0 ckptd tests examples >/dev/null
 
 test: $(STAMP)
 	$(COMPILE)
-	$(PYTEST) -q -n $(TEST_WORKERS) --maxschedchunk 1 --durations=25
+	$(PYTEST) -q -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 # The edit-and-run loop: no real processes (the `slow` tests), in parallel.
 test-fast: $(STAMP)
 	$(COMPILE)
-	$(PYTEST) -q -n $(TEST_WORKERS) --maxschedchunk 1 -m "not slow"
+	$(PYTEST) -q -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 # Explicit Any per 1,000 lines of ckptd/: issue 20's goal of 5 is reached (Any is left only
 # where the user's own JSON flows). It stays at 5; it never goes up.
