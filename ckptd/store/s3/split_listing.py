@@ -15,21 +15,26 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 
 from ckptd.store.s3.requests import S3Requests
 
 WIDTH = 16  # ranges the rest of a full page's range is split into
-_LOW, _HIGH = 0x2B, 0x7B  # keys of job files use "," to "z"; 0 means "the name ended"
-_BASE = _HIGH - _LOW + 1
+# Keys of job files use "+" to "{" but never "/": a split key must not hold one either (a
+# "/" is a folder's end to S3, and obstore refuses a key with an empty segment, "//").
+_ALPHABET = "".join(chr(c) for c in range(0x2B, 0x7C) if chr(c) != "/")
+_BASE = len(_ALPHABET) + 1  # digit 0 means "the name ended"
 _DIGITS = 12
 
 
 def _number(key: str, start: int) -> int:
     value = 0
     for position in range(start, start + _DIGITS):
-        code = ord(key[position]) if position < len(key) else _LOW - 1
-        value = value * _BASE + min(_BASE - 1, max(0, code - _LOW + 1))
+        # a character's digit: how many of the alphabet are at most it (in order, and a
+        # character outside the alphabet falls next to its neighbours)
+        digit = bisect_right(_ALPHABET, key[position]) if position < len(key) else 0
+        value = value * _BASE + digit
     return value
 
 
@@ -38,10 +43,10 @@ def _key(prefix: str, value: int) -> str:
     for _ in range(_DIGITS):
         value, digit = divmod(value, _BASE)
         digits.append(digit)
-    chars = [chr(_LOW - 1 + d) for d in reversed(digits)]
-    while chars and chars[-1] == chr(_LOW - 1):
-        chars.pop()
-    return prefix + "".join(c if c != chr(_LOW - 1) else chr(_LOW) for c in chars)
+    digits.reverse()
+    while digits and digits[-1] == 0:
+        digits.pop()
+    return prefix + "".join(_ALPHABET[max(0, d - 1)] for d in digits)
 
 
 def split_points(low: str, high: str | None, parts: int) -> list[str]:
@@ -56,8 +61,8 @@ def split_points(low: str, high: str | None, parts: int) -> list[str]:
     points: list[str] = []
     for i in range(1, parts):
         point = _key(low[:common], a + (b - a) * i // parts)
-        if point > low and (high is None or point < high) and (not points
-                                                               or point > points[-1]):
+        if point > low and (high is None or point < high) and "/" not in point \
+                and (not points or point > points[-1]):
             points.append(point)
     return points
 
