@@ -112,6 +112,11 @@ class Scans:
         """List the store in a thread, unless a listing (or the recovery) is running."""
         if self._thread is not None and self._thread.is_alive():
             return
+        if self._results:
+            # A listing ended since this turn reconciled: apply it before the next one
+            # begins. The next one forgets which ids were added since the last began, and the
+            # old listing applied after that would drop every job added since it was taken.
+            self.reconcile()
         indexer = self.indexer
         if indexer is not None and indexer.running:
             return
