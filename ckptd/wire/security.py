@@ -32,6 +32,7 @@ from zmq.utils import z85
 from ckptd.core.config import Settings
 from ckptd.core.errors import AuthError, CkptdError, ConfigError, FileExists
 from ckptd.core.names import is_valid_name
+from ckptd.wire.frames import waiting_messages
 
 log = logging.getLogger(__name__)
 
@@ -355,11 +356,7 @@ class SocketGuard:
 
     def _serve_zap(self, zap: zmq.Socket[bytes]) -> None:
         assert self.server is not None
-        for _ in range(1000):
-            try:
-                frames = zap.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in waiting_messages(zap, 1000):
             try:
                 split = frames.index(b"")
             except ValueError:
@@ -405,11 +402,7 @@ class SocketGuard:
 
 def _read_monitor(monitor: zmq.Socket[bytes]) -> list[str]:
     reasons = []
-    for _ in range(1000):
-        try:
-            frames = monitor.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            break
+    for frames in waiting_messages(monitor, 1000):
         # Imported at the first event: zmq.utils.monitor imports asyncio (~25 ms), and the
         # monitors are read on a timer whether or not a handshake ever fails.
         from zmq.utils.monitor import parse_monitor_message
