@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import queue as queue_mod
 import socket
@@ -64,6 +65,7 @@ log = logging.getLogger(__name__)
 DEFAULT_GRACE = 5.0  # seconds between asking a handler to stop and stopping it by force
 CONFIRM_WAIT = 10.0  # on a clean stop, how long to wait for the daemon to confirm answers
 GIVE_BACK_WAIT = 2.0  # on a stop now, how long to wait for it to confirm the jobs given back
+ANSWER_DELAY = 0.002  # seconds an answer may wait unrung while a slot goes on with the next job
 KILLED = {"process": "its child process was killed", "thread": "its thread was written off",
           "async": "its task was written off"}
 
@@ -251,7 +253,7 @@ class Worker:
         gave_back = False
         leave_at: float | None = None
         while True:
-            events = dict(poller.poll(int(self._poll_timeout() * 1000)))
+            events = dict(poller.poll(math.ceil(self._poll_timeout() * 1000)))
             if events.get(self._wake_r):
                 _drain(self._wake_r)
                 # After draining and before flushing: what a handler queues from now on
@@ -300,6 +302,8 @@ class Worker:
             wake_at.append(deadline)
         if self._stopping:
             wake_at.append(now + 0.1)
+        if self.pool is not None and self.pool.waiting():
+            wake_at.append(now + ANSWER_DELAY)  # answers come unrung meanwhile (send)
         return max(0.0, min(wake_at) - now)
 
     def _make_pool(self) -> Pool:
@@ -442,11 +446,18 @@ class Worker:
             self._hello_again(link)
 
     def send(self, kind: bytes, body: dict[str, object]) -> None:
-        """Queue a message for the I/O thread (safe from any thread)."""
+        """Queue a message for the I/O thread (safe from any thread).
+
+        While attempts wait for a slot, the I/O thread is not rung: it looks every
+        :data:`ANSWER_DELAY` then (:meth:`_poll_timeout`), and a slot goes on with the next
+        attempt meanwhile. Short jobs then cost a wakeup per batch of answers, not per job.
+        """
         if kind == b"log":
             self.log_tails.keep(body)
         self._outgoing.put((kind, body))
-        self._wake()
+        pool = self.pool
+        if pool is None or not pool.waiting():
+            self._wake()
 
     def _flush(self) -> None:
         """Send what the handlers queued, as batches."""

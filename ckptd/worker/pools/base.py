@@ -56,6 +56,10 @@ class AttemptLine:
             if not (attempt.ended or attempt.killed):
                 return attempt
 
+    def waiting(self) -> int:
+        """How many attempts wait for a slot (read without the lock: a hint)."""
+        return len(self._waiting)
+
     def take_queued(self) -> list[Attempt]:
         """Take back the attempts no slot has taken yet, marked killed: a slot that gets
         one later skips it."""
@@ -112,6 +116,11 @@ class Pool(Protocol):
 
     def kill(self, attempt: Attempt) -> None:
         """Stop the attempt by force: kill its child, or write its thread or task off."""
+
+    def waiting(self) -> int:
+        """How many attempts wait for a slot whose answers, when they come, need not wake
+        the I/O thread: a slot goes on with the next one, and the I/O thread looks within
+        :data:`~ckptd.worker.worker.ANSWER_DELAY` (0 where a pool cannot tell)."""
 
     def take_queued(self) -> list[Attempt]:
         """Remove and return the attempts that wait for a slot (a stopping worker gives

@@ -129,6 +129,11 @@ class AsyncPool:
         except BaseException as exc:  # noqa: BLE001 - any handler error fails the attempt
             return reports.failed_now(body, exc, job)
 
+    @staticmethod
+    def waiting() -> int:
+        """0: every answer wakes the I/O thread (see Pool.waiting)."""
+        return 0
+
     def take_queued(self) -> list[Attempt]:
         """The attempts still waiting for a slot (their tasks return without running)."""
         with self._lock:

@@ -188,6 +188,11 @@ class ProcessPool:
         """Run ``attempt`` in the next free child."""
         self._line.put(attempt)
 
+    @staticmethod
+    def waiting() -> int:
+        """0: every answer wakes the I/O thread (see Pool.waiting)."""
+        return 0
+
     def take_queued(self) -> list[Attempt]:
         """The attempts no slot has taken yet (they will be skipped)."""
         return self._line.take_queued()

@@ -76,6 +76,10 @@ class ThreadPool:
         """Run ``attempt`` in the next free thread."""
         self._line.put(attempt)
 
+    def waiting(self) -> int:
+        """Attempts no thread has taken yet."""
+        return self._line.waiting()
+
     def take_queued(self) -> list[Attempt]:
         """The attempts no thread has taken yet (they will be skipped)."""
         return self._line.take_queued()
