@@ -188,10 +188,9 @@ class ProcessPool:
         """Run ``attempt`` in the next free child."""
         self._line.put(attempt)
 
-    @staticmethod
-    def waiting() -> int:
-        """0: every answer wakes the I/O thread (see Pool.waiting)."""
-        return 0
+    def waiting(self) -> int:
+        """Attempts no slot has taken yet."""
+        return self._line.waiting()
 
     def take_queued(self) -> list[Attempt]:
         """The attempts no slot has taken yet (they will be skipped)."""
