@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import wait_for
-from tests.integration.worker_helpers import config_file, records
+from tests.integration.worker_helpers import config_file, records, wait_for_workers
 from tests.procs import REPO, Processes, base_env
 
 Q = "work"
@@ -53,6 +53,21 @@ def test_urgent_jobs_go_before_the_rest_fifo_within_a_priority(procs: Processes,
         # In dispatch order: what was still pending when ls ran, the last of the normal jobs
         # (the worker went on meanwhile, so how many is a matter of timing).
         assert listed and listed == normal[-len(listed):]
+
+
+def test_a_new_queue_s_first_jobs_run_in_the_order_they_were_submitted(
+        procs: Processes, tmp_path: Path) -> None:
+    """The jobs written into a queue's pending/ before the daemon watched it are listed, and
+    they run first in, first out like the rest (the folder's own order is the file
+    system's: tmpfs lists the newest first)."""
+    daemon = procs.daemon()
+    log = tmp_path / "runs"
+    procs.worker(daemon, Q, "sleepy", env={"TEST_LOG": str(log), "SLEEP": "0"})
+    wait_for_workers(daemon)
+    with daemon.client() as client:
+        ids = client.submit_many(Q, [{"n": n} for n in range(20)])  # a queue not there yet
+        client.wait_many(Q, ids, timeout=60)
+    assert started(log) == ids
 
 
 def order_after(log: Path, position: int) -> list[str]:

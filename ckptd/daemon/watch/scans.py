@@ -279,10 +279,12 @@ class Scans:
             if self.watcher.watch_queue(queue):
                 del self.new_queues[queue]
                 # What was put there before the watch began is listed now, in this turn: a
-                # producer that submitted and then asks about its job is answered right.
+                # producer that submitted and then asks about its job is answered right. In
+                # the order of the ids (of their creation), not the folder's: tmpfs lists
+                # the newest first, and a new queue's first jobs ran last in, first out.
                 try:
-                    for job_id, priority, key in job_names(self.store.pending_names(queue),
-                                                           State.PENDING):
+                    for job_id, priority, key in sorted(job_names(
+                            self.store.pending_names(queue), State.PENDING)):
                         self.engine.pending_appeared(queue, job_id, priority, key)
                 except CkptdError as exc:
                     log.warning("cannot list the new queue %s: %s", queue, exc)
