@@ -65,7 +65,8 @@ log = logging.getLogger(__name__)
 DEFAULT_GRACE = 5.0  # seconds between asking a handler to stop and stopping it by force
 CONFIRM_WAIT = 10.0  # on a clean stop, how long to wait for the daemon to confirm answers
 GIVE_BACK_WAIT = 2.0  # on a stop now, how long to wait for it to confirm the jobs given back
-ANSWER_DELAY = 0.002  # seconds an answer may wait unrung while a slot goes on with the next job
+ANSWER_DELAY = 0.002  # seconds an answer may wait unrung (see Worker.finish)
+SHORT_ANSWER = 0.005  # seconds: a shorter attempt's answer may go unrung
 KILLED = {"process": "its child process was killed", "thread": "its thread was written off",
           "async": "its task was written off"}
 
@@ -136,6 +137,7 @@ class Worker:
             queue_mod.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._woken = False
+        self._may_sleep = False  # the I/O thread may sleep longer than ANSWER_DELAY
         self._lock = threading.Lock()
         self._stopping = False
         self._stop_now = False
@@ -254,6 +256,7 @@ class Worker:
         leave_at: float | None = None
         while True:
             events = dict(poller.poll(math.ceil(self._poll_timeout() * 1000)))
+            self._may_sleep = False
             if events.get(self._wake_r):
                 _drain(self._wake_r)
                 # After draining and before flushing: what a handler queues from now on
@@ -295,6 +298,18 @@ class Worker:
                     return
 
     def _poll_timeout(self) -> float:
+        timeout, soon = self._timeout_now()
+        if not soon:
+            # From here on an attempt that starts rings (started); one that started before
+            # is seen by this second look. (No ring is lost between the two.)
+            self._may_sleep = True
+            timeout, soon = self._timeout_now()
+            self._may_sleep = not soon
+        return timeout
+
+    def _timeout_now(self) -> tuple[float, bool]:
+        """How long the I/O thread may sleep, and whether it looks within ANSWER_DELAY for
+        answers that come unrung."""
         now = time.monotonic()
         wake_at = [self._next_beat, now + 1.0]
         deadline = self.limits.next_deadline(self.running.all())
@@ -302,9 +317,27 @@ class Worker:
             wake_at.append(deadline)
         if self._stopping:
             wake_at.append(now + 0.1)
-        if self.pool is not None and self.pool.waiting():
-            wake_at.append(now + ANSWER_DELAY)  # answers come unrung meanwhile (send)
-        return max(0.0, min(wake_at) - now)
+        soon = not self._outgoing.empty() or self._answers_unrung(now)
+        if soon:
+            wake_at.append(now + ANSWER_DELAY)
+        return max(0.0, min(wake_at) - now), soon
+
+    def _answers_unrung(self, now: float) -> bool:
+        """Whether an answer may come without ringing (:meth:`finish`): attempts wait for a
+        slot, and one started less than :data:`SHORT_ANSWER` ago or a slot is about to
+        start one. (Not while long jobs fill the slots: their answers ring, and one that
+        starts while the I/O thread may sleep longer rings too, :meth:`started`.)"""
+        pool = self.pool
+        if pool is None or not pool.waiting():
+            return False
+        young = now - SHORT_ANSWER
+        long_running = 0
+        for attempt in self.running.all():
+            if attempt.started is not None:
+                if attempt.started > young:
+                    return True
+                long_running += 1
+        return long_running < pool.size
 
     def _make_pool(self) -> Pool:
         settings = self.settings
@@ -445,18 +478,13 @@ class Worker:
         elif isinstance(body, Rehello):
             self._hello_again(link)
 
-    def send(self, kind: bytes, body: dict[str, object]) -> None:
-        """Queue a message for the I/O thread (safe from any thread).
-
-        While attempts wait for a slot, the I/O thread is not rung: it looks every
-        :data:`ANSWER_DELAY` then (:meth:`_poll_timeout`), and a slot goes on with the next
-        attempt meanwhile. Short jobs then cost a wakeup per batch of answers, not per job.
-        """
+    def send(self, kind: bytes, body: dict[str, object], ring: bool = True) -> None:
+        """Queue a message for the I/O thread (safe from any thread); ``ring=False``: it
+        looks within :data:`ANSWER_DELAY` anyway (:meth:`finish`)."""
         if kind == b"log":
             self.log_tails.keep(body)
         self._outgoing.put((kind, body))
-        pool = self.pool
-        if pool is None or not pool.waiting():
+        if ring:
             self._wake()
 
     def _flush(self) -> None:
@@ -544,8 +572,11 @@ class Worker:
         kind, body = answer
         self.log_tails.attach(kind, body)
         now = time.monotonic()
+        short = False
         if attempt.started is not None:
-            body["took"] = round(now - attempt.started, 6)
+            took = now - attempt.started
+            body["took"] = round(took, 6)
+            short = took < SHORT_ANSWER
         self.unconfirmed.add_answer(kind, body, now)
         with self._lock:
             if kind == b"done":
@@ -559,7 +590,12 @@ class Worker:
         if kind == b"failed" and not body.get("given_back"):
             log.info("job %s/%s attempt %d failed: %s", attempt.queue, attempt.id,
                      attempt.number, reports.summary(kind, body))
-        self.send(kind, body)
+        # A short attempt's answer while more wait for a slot is not rung: the slot goes on
+        # with the next one, and the I/O thread looks every ANSWER_DELAY meanwhile
+        # (_answers_unrung). Short jobs then cost a wakeup per batch of answers, not two
+        # thread switches per job.
+        pool = self.pool
+        self.send(kind, body, ring=not (short and pool is not None and pool.waiting()))
 
     # -- what a pool asks of its worker (ckptd.worker.pools.base.PoolHost) -----------------------
 
@@ -577,8 +613,9 @@ class Worker:
         if attempt.ended or attempt.killed:
             return False
         self.limits.started(attempt, time.monotonic())
-        if attempt.soft_at is not None:
-            self._wake()  # a new deadline for the I/O loop
+        if attempt.soft_at is not None or (self._may_sleep and self.pool is not None
+                                           and self.pool.waiting()):
+            self._wake()  # a new deadline; or its answer may come unrung (_answers_unrung)
         return True
 
     def store_result(self, attempt: Attempt, answer: Answer) -> Answer:
