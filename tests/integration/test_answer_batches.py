@@ -22,7 +22,7 @@ def test_answers_go_out_while_the_next_job_runs(procs: Processes, tmp_path: Path
         # One slot, three held beside it: while the first sleeps, the other three wait at
         # the worker. The two short ones end while the last one waits, then the last runs.
         first, short1, short2, last = client.submit_many(
-            Q, [{"sleep": 1.0}, {"sleep": 0}, {"sleep": 0}, {"sleep": 6.0}])
+            Q, [{"sleep": 0.5}, {"sleep": 0}, {"sleep": 0}, {"sleep": 3.0}])
         client.wait_many(Q, [first, short1, short2], timeout=30)
         assert client.show(Q, last)["state"] == "claimed", \
             "the short jobs' answers were held until the long job after them ended"
