@@ -56,3 +56,18 @@ def test_a_listing_that_ended_between_turns_drops_no_job_added_since(
         assert [job_id for job_id in ids if job_id not in pending] == [], "still indexed"
     finally:
         store.close()
+
+
+def test_jobs_a_listing_finds_are_made_ready_in_the_order_of_their_ids(tmp_path: Path) -> None:
+    """Files the watcher missed (an overflow), found by the rescan: they join the line in
+    the order they were created, whatever order the folder lists them in (tmpfs: the newest
+    first)."""
+    store = LocalStore(str(tmp_path / "root"), FsyncMode.NEVER)
+    engine = Engine(store, Settings(), rand=lambda: 0.5)
+    try:
+        index = engine.index.queue("q")
+        ids = [new_id() for _ in range(20)]
+        engine.reconcile_pending("q", {job_id: (0, "") for job_id in reversed(ids)})
+        assert [index.ready.popleft() for _ in ids] == ids
+    finally:
+        store.close()

@@ -513,10 +513,12 @@ class Engine:
         # and so are ids whose create is in flight.
         in_flight = {i for q, i in self.index.in_flight if q == queue}
         creating = self.creating
-        for job_id, (priority, key) in listed.items():
-            if job_id not in index.pending and job_id not in index.claimed \
-                    and (queue, job_id) not in creating:
-                self.pending_appeared(queue, job_id, priority, key)
+        # In the order of their ids (their creation), not the folder's (tmpfs: newest first).
+        for job_id in sorted(job_id for job_id in listed if job_id not in index.pending
+                             and job_id not in index.claimed
+                             and (queue, job_id) not in creating):
+            priority, key = listed[job_id]
+            self.pending_appeared(queue, job_id, priority, key)
         for job_id in list(index.pending):
             if job_id not in listed and job_id not in in_flight \
                     and job_id not in index.added_since_scan \
