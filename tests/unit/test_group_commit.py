@@ -1,8 +1,9 @@
-"""fsync batch, overlapped (daemon/engine/group_commit.py): a group becomes visible only after
-a flush made its data durable, is answered only after a flush made its renames durable, in
-the order the loop made the groups; a failed flush answers every group it covered with the
-error and leaves nothing half visible. On a real local store, with flushes held back at
-will (the flushing thread waits on a gate)."""
+"""fsync batch, overlapped (daemon/engine/group_commit.py): a group becomes visible only
+after a flush made its data durable, is answered only after a flush made its renames
+durable, in the order the loop made the groups (claims excepted: made and answered at
+once); a failed flush answers every group it covered with the error and leaves nothing
+half visible. On a real local store, with flushes held back at will (the flushing thread
+waits on a gate)."""
 
 from __future__ import annotations
 
@@ -117,16 +118,36 @@ def test_one_flush_serves_the_data_of_one_group_and_the_names_of_another(
     assert harness.store.flushes == 3, "three groups, each flushed twice, in three flushes"
 
 
-def test_a_group_without_data_is_published_at_once_and_answered_after_one_flush(
+def test_a_claim_is_made_at_once_and_other_groups_without_data_after_one_flush(
         harness: Harness) -> None:
     harness.group.run(harness.txn(put("a1")))
     harness.let_one_flush_go()
     harness.let_one_flush_go()
-    harness.group.run(harness.txn(Move("q", "a1", State.PENDING, State.CLAIMED)))
-    assert harness.visible(State.CLAIMED) == {"a1"}, "a rename needs no data flush first"
-    assert harness.answered == [("a1", None)]
+    claimed = harness.group.run(harness.txn(Move("q", "a1", State.PENDING, State.CLAIMED)))
+    assert harness.visible(State.CLAIMED) == {"a1"}
+    assert [(txn.ops[0].job_id, outcomes) for txn, outcomes in claimed] == [("a1", [None])], \
+        "a claim waits for no flush: its job goes out in the same turn"
+    harness.group.run(harness.txn(Move("q", "a1", State.CLAIMED, State.PENDING)))  # back
+    assert harness.visible() == {"a1"}, "a rename needs no data flush first"
+    assert harness.answered == [("a1", None)], "but it is answered after a flush"
     harness.let_one_flush_go()
     assert harness.answered == [("a1", None), ("a1", None)]
+
+
+def test_a_turn_s_claims_go_at_once_and_its_other_ops_wait_for_their_flushes(
+        harness: Harness) -> None:
+    harness.group.run(harness.txn(put("a1"), put("a2")))
+    harness.let_one_flush_go()
+    harness.let_one_flush_go()
+    claimed = harness.group.run(harness.txn(Move("q", "a1", State.PENDING, State.CLAIMED),
+                                            put("b1"),
+                                            Move("q", "a2", State.PENDING, State.CLAIMED)))
+    assert [[op.job_id for op in txn.ops] for txn, _ in claimed] == [["a1", "a2"]]
+    assert harness.visible(State.CLAIMED) == {"a1", "a2"}
+    assert harness.visible() == set(), "b1's data is not durable yet"
+    harness.let_one_flush_go()
+    harness.let_one_flush_go()
+    assert harness.answered[-1] == ("b1", None) and harness.visible() == {"b1"}
 
 
 def test_a_failed_flush_answers_what_it_covered_with_the_error(harness: Harness) -> None:

@@ -11,9 +11,18 @@ published before it began. When a flush ends:
 - the groups whose data it covered are published (renamed into place, in order) and wait
   for the next flush.
 
-A group without data (claims, removals) is published at once and waits for one flush. A
-group is one transaction: its ops become visible together and are answered together, in
-the order the loop made them. The loop never waits for a flush, and a flush never waits
+A group without data (removals, moves back) is published at once and waits for one flush.
+A group is one transaction: its ops become visible together and are answered together, in
+the order the loop made them.
+
+Claims (pending -> claimed, a plain rename) are the exception: they are renamed at once
+and their jobs sent in the same turn, without waiting for a flush. Nobody is told anything
+that a lost claim would make untrue: a crash of the process loses no rename, and a power
+cut before the next flush puts the job back in ``pending/``, where it runs again, as it
+would have after its lease had the claim been flushed (an attempt that a power cut
+interrupted runs again either way: its answer was not durable). Waiting for the flush
+cost each job a journal commit before it could start (on a journaled ext4 disk, end to end
+68 % of ``never`` instead of 81 %). The loop never waits for a flush, and a flush never waits
 for the loop: while one runs, the loop reads requests and answers and stages what they
 make, and the next flush takes all of it. "Accepted" and "done" are still said only after
 the flush that made them durable. A group in flight when the process dies is as a group
@@ -104,11 +113,19 @@ class GroupCommit:
         self._start_flush()
 
     def run(self, txn: Txn) -> list[tuple[Txn, list[Outcome]]]:
-        """Take a turn's transaction in (when it has ops) and return the transactions made
-        durable since the last call, in order, with their outcomes."""
+        """Take a turn's transaction in (when it has ops) and return the transactions
+        applied since the last call, in order, with their outcomes: the turn's claims, made
+        at once (see the module's docstring), then those made durable."""
+        claimed: list[tuple[Txn, list[Outcome]]] = []
         if txn.ops:
-            self.add(txn)
-        return self.take_ended()
+            claims, rest = _claims_apart(txn)
+            if claims.ops:
+                staged = self.store.stage(claims.ops)
+                self.store.publish(staged)
+                claimed.append((claims, self.settle(claims, staged.outcomes)))
+            if rest.ops:
+                self.add(rest)
+        return claimed + self.take_ended()
 
     def take_ended(self) -> list[tuple[Txn, list[Outcome]]]:
         """The transactions made durable since the last call, in order, with their
@@ -228,6 +245,22 @@ class GroupCommit:
                 self._finished = True
                 self._changed.notify_all()
                 self.wake()
+
+
+def _claims_apart(txn: Txn) -> tuple[Txn, Txn]:
+    """The plain claims of ``txn`` (pending -> claimed, no new data), and the rest."""
+    claims, rest = Txn(), Txn()
+    for op, then in zip(txn.ops, txn.callbacks):
+        if isinstance(op, Move) and op.src is State.PENDING and op.dst is State.CLAIMED \
+                and op.data is None:
+            claims.ops.append(op)
+            claims.callbacks.append(then)
+        else:
+            rest.ops.append(op)
+            rest.callbacks.append(then)
+    if not claims.ops:
+        return claims, txn
+    return claims, rest
 
 
 def _into_pending(txn: Txn, all_ops: bool = False) -> list[tuple[str, str, bool]]:
