@@ -150,6 +150,29 @@ def test_a_turn_s_claims_go_at_once_and_its_other_ops_wait_for_their_flushes(
     assert harness.answered[-1] == ("b1", None) and harness.visible() == {"b1"}
 
 
+def test_claims_wait_behind_a_claim_that_writes_data(harness: Harness) -> None:
+    """A hand-written file is claimed with new data, which waits for a flush: the claims
+    after it, in its turn and in the turns until it is through, wait with it, so that jobs
+    reach the workers in the order they were claimed."""
+    harness.group.run(harness.txn(put("a1"), put("a2"), put("a3")))
+    harness.let_one_flush_go()
+    harness.let_one_flush_go()
+    completed = Move("q", "a1", State.PENDING, State.CLAIMED, data=b'{"id": "a1"}\n')
+    assert harness.group.run(harness.txn(
+        completed, Move("q", "a2", State.PENDING, State.CLAIMED))) == []
+    assert harness.group.run(harness.txn(Move("q", "a3", State.PENDING, State.CLAIMED))) == []
+    harness.let_one_flush_go()  # the data of a1's group
+    harness.let_one_flush_go()  # its names; a3's group is published meanwhile
+    harness.let_one_flush_go()
+    assert [name for name, _ in harness.answered[3:]] == ["a1", "a2", "a3"]
+    assert harness.visible(State.CLAIMED) == {"a1", "a2", "a3"}
+    assert harness.group.run(harness.txn(Move("q", "a3", State.CLAIMED, State.PENDING))) == []
+    harness.let_one_flush_go()
+    claimed = harness.group.run(harness.txn(Move("q", "a3", State.PENDING, State.CLAIMED)))
+    assert [(txn.ops[0].job_id, outcomes) for txn, outcomes in claimed] == [("a3", [None])], \
+        "nothing held back any more: a claim goes at once again"
+
+
 def test_a_failed_flush_answers_what_it_covered_with_the_error(harness: Harness) -> None:
     harness.group.run(harness.txn(put("a1")))
     harness.store.fail_next = True

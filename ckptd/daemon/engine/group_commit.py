@@ -75,6 +75,7 @@ class GroupCommit:
         self._waiting_names: list[_Group] = []  # published; their renames wait for a flush
         self._covered: tuple[list[_Group], list[_Group]] | None = None  # the running flush's
         self._ended: list[tuple[Txn, list[Outcome]]] = []
+        self._held_claims: set[int] = set()  # groups in flight with claims (their id())
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._requested = False  # the thread is to run a flush
@@ -99,13 +100,14 @@ class GroupCommit:
         covered = sum(map(len, self._covered)) if self._covered else 0
         return len(self._waiting_data) + len(self._waiting_names) + covered
 
-    def add(self, txn: Txn) -> None:
-        """Stage a transaction (publish it at once when it writes no data) and see that a
-        flush comes for it."""
+    def add(self, txn: Txn, behind_data: bool = False) -> None:
+        """Stage a transaction (publish it at once when it writes no data, unless
+        ``behind_data``: then it goes the way of data, after the groups before it) and see
+        that a flush comes for it."""
         staged = self.store.stage(txn.ops)
         group = _Group(txn, staged)
         self.in_flight.update((queue, job_id) for queue, job_id, _ in _into_pending(txn))
-        if staged.has_data:
+        if staged.has_data or behind_data:
             self._waiting_data.append(group)
         else:
             self.store.publish(staged)
@@ -114,18 +116,24 @@ class GroupCommit:
 
     def run(self, txn: Txn) -> list[tuple[Txn, list[Outcome]]]:
         """Take a turn's transaction in (when it has ops) and return the transactions
-        applied since the last call, in order, with their outcomes: the turn's claims, made
-        at once (see the module's docstring), then those made durable."""
+        applied since the last call, in order, with their outcomes: those made durable,
+        then the turn's claims, made at once (see the module's docstring)."""
         claimed: list[tuple[Txn, list[Outcome]]] = []
         if txn.ops:
-            claims, rest = _claims_apart(txn)
+            # Claims go at once only when no claim of this turn or of a group still in
+            # flight waits for a flush (a hand-written file is claimed with new data): the
+            # jobs must reach the workers in the order they were claimed.
+            claims, rest = _claims_apart(txn) if not self._held_claims else (Txn(), txn)
             if claims.ops:
                 staged = self.store.stage(claims.ops)
                 self.store.publish(staged)
                 claimed.append((claims, self.settle(claims, staged.outcomes)))
             if rest.ops:
-                self.add(rest)
-        return claimed + self.take_ended()
+                holds = _has_claim(rest)
+                self.add(rest, behind_data=holds and bool(self._held_claims))
+                if holds:
+                    self._held_claims.add(id(rest))
+        return self.take_ended() + claimed
 
     def take_ended(self) -> list[tuple[Txn, list[Outcome]]]:
         """The transactions made durable since the last call, in order, with their
@@ -138,6 +146,8 @@ class GroupCommit:
             self.note(self.last_flush)
             self._flush_ended(error)
         ended, self._ended = self._ended, []
+        for txn, _ in ended:
+            self._held_claims.discard(id(txn))
         return [(txn, self.settle(txn, outcomes)) for txn, outcomes in ended]
 
     def landed(self, ended: list[tuple[Txn, list[Outcome]]]) -> None:
@@ -247,12 +257,23 @@ class GroupCommit:
                 self.wake()
 
 
+def _is_claim(op: object) -> bool:
+    return isinstance(op, Move) and op.src is State.PENDING and op.dst is State.CLAIMED
+
+
+def _has_claim(txn: Txn) -> bool:
+    return any(_is_claim(op) for op in txn.ops)
+
+
 def _claims_apart(txn: Txn) -> tuple[Txn, Txn]:
-    """The plain claims of ``txn`` (pending -> claimed, no new data), and the rest."""
+    """The claims of ``txn`` and the rest; none apart when one of them writes new data (it
+    waits for a flush, and so must those claimed after it)."""
     claims, rest = Txn(), Txn()
     for op, then in zip(txn.ops, txn.callbacks):
-        if isinstance(op, Move) and op.src is State.PENDING and op.dst is State.CLAIMED \
-                and op.data is None:
+        if _is_claim(op):
+            assert isinstance(op, Move)
+            if op.data is not None:
+                return Txn(), txn
             claims.ops.append(op)
             claims.callbacks.append(then)
         else:
