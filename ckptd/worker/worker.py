@@ -47,6 +47,7 @@ from ckptd.wire.messages import Ack, Cancel, FromDaemon, JobMessage, Rehello, Sa
 from ckptd.wire.security import ClientCurve
 from ckptd.worker import reports, signals
 from ckptd.worker.around import around_of
+from ckptd.worker.bell import ANSWER_DELAY, SHORT_ANSWER, Bell, answers_unrung
 from ckptd.worker.calls import JobCalls
 from ckptd.worker.data import JobData
 from ckptd.worker.failover import find_daemon
@@ -65,8 +66,6 @@ log = logging.getLogger(__name__)
 DEFAULT_GRACE = 5.0  # seconds between asking a handler to stop and stopping it by force
 CONFIRM_WAIT = 10.0  # on a clean stop, how long to wait for the daemon to confirm answers
 GIVE_BACK_WAIT = 2.0  # on a stop now, how long to wait for it to confirm the jobs given back
-ANSWER_DELAY = 0.002  # seconds an answer may wait unrung (see Worker.finish)
-SHORT_ANSWER = 0.005  # seconds: a shorter attempt's answer may go unrung
 KILLED = {"process": "its child process was killed", "thread": "its thread was written off",
           "async": "its task was written off"}
 
@@ -135,9 +134,7 @@ class Worker:
         self._links: Links | None = None  # a connection per daemon leading our queues
         self._outgoing: queue_mod.SimpleQueue[tuple[bytes, dict[str, object]]] = \
             queue_mod.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._woken = False
-        self._may_sleep = False  # the I/O thread may sleep longer than ANSWER_DELAY
+        self._bell = Bell()  # wakes the I/O thread (:mod:`ckptd.worker.bell`)
         self._lock = threading.Lock()
         self._stopping = False
         self._stop_now = False
@@ -163,12 +160,12 @@ class Worker:
     def stop(self) -> None:
         """Stop taking jobs; :meth:`run` returns once the running ones have finished."""
         self._stopping = True
-        self._wake()
+        self._bell.ring()
 
     def stop_now(self) -> None:
         """Give the running jobs back to the daemon and return from :meth:`run` now."""
         self._stopping = self._stop_now = True
-        self._wake()
+        self._bell.ring()
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: finish running jobs, then exit (a second one: give them back and
@@ -232,7 +229,7 @@ class Worker:
                                     self.endpoints, poller)
         links.start(endpoint, answer)
         self.data.endpoints = links.known  # any daemon of the store serves a fetch
-        poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(self._bell.fd, zmq.POLLIN)
         self._hello()
         log.info("worker %s serving %s on %s: %s pool of %d, prefetch %d", self.name,
                  ",".join(self.queues), ", ".join(f"{','.join(link.queues)} at {link.dispatch}"
@@ -255,13 +252,11 @@ class Worker:
         gave_back = False
         leave_at: float | None = None
         while True:
-            events = dict(poller.poll(math.ceil(self._poll_timeout() * 1000)))
-            self._may_sleep = False
-            if events.get(self._wake_r):
-                _drain(self._wake_r)
-                # After draining and before flushing: what a handler queues from now on
-                # rings again, and what it queued before is in the flush below.
-                self._woken = False
+            timeout = self._bell.timeout(self._timeout_now)
+            events = dict(poller.poll(math.ceil(timeout * 1000)))
+            self._bell.woke()
+            if events.get(self._bell.fd):
+                self._bell.heard()
             self._follow(events)
             self._flush()
             now = time.monotonic()
@@ -297,16 +292,6 @@ class Worker:
                                     "come back after their lease", left)
                     return
 
-    def _poll_timeout(self) -> float:
-        timeout, soon = self._timeout_now()
-        if not soon:
-            # From here on an attempt that starts rings (started); one that started before
-            # is seen by this second look. (No ring is lost between the two.)
-            self._may_sleep = True
-            timeout, soon = self._timeout_now()
-            self._may_sleep = not soon
-        return timeout
-
     def _timeout_now(self) -> tuple[float, bool]:
         """How long the I/O thread may sleep, and whether it looks within ANSWER_DELAY for
         answers that come unrung."""
@@ -317,27 +302,12 @@ class Worker:
             wake_at.append(deadline)
         if self._stopping:
             wake_at.append(now + 0.1)
-        soon = not self._outgoing.empty() or self._answers_unrung(now)
+        pool = self.pool
+        soon = not self._outgoing.empty() or (pool is not None and answers_unrung(
+            now, self.running.all(), pool.waiting(), pool.size))
         if soon:
             wake_at.append(now + ANSWER_DELAY)
         return max(0.0, min(wake_at) - now), soon
-
-    def _answers_unrung(self, now: float) -> bool:
-        """Whether an answer may come without ringing (:meth:`finish`): attempts wait for a
-        slot, and one started less than :data:`SHORT_ANSWER` ago or a slot is about to
-        start one. (Not while long jobs fill the slots: their answers ring, and one that
-        starts while the I/O thread may sleep longer rings too, :meth:`started`.)"""
-        pool = self.pool
-        if pool is None or not pool.waiting():
-            return False
-        young = now - SHORT_ANSWER
-        long_running = 0
-        for attempt in self.running.all():
-            if attempt.started is not None:
-                if attempt.started > young:
-                    return True
-                long_running += 1
-        return long_running < pool.size
 
     def _make_pool(self) -> Pool:
         settings = self.settings
@@ -360,12 +330,7 @@ class Worker:
     def _close(self) -> None:
         if not (self._stop_now or self.restart_needed):
             self.calls.close()  # the handlers have ended: their spawn clients go
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._wake_r = self._wake_w = -1
+        self._bell.close()
         if self._own_context and not (self._stop_now or self.restart_needed):
             # (after a stop now, a handler left running may still hold a socket of it, for
             # a fetch through the daemon: terminating would wait for it)
@@ -480,12 +445,12 @@ class Worker:
 
     def send(self, kind: bytes, body: dict[str, object], ring: bool = True) -> None:
         """Queue a message for the I/O thread (safe from any thread); ``ring=False``: it
-        looks within :data:`ANSWER_DELAY` anyway (:meth:`finish`)."""
+        looks within ANSWER_DELAY anyway (:mod:`ckptd.worker.bell`)."""
         if kind == b"log":
             self.log_tails.keep(body)
         self._outgoing.put((kind, body))
         if ring:
-            self._wake()
+            self._bell.ring()
 
     def _flush(self) -> None:
         """Send what the handlers queued, as batches."""
@@ -497,15 +462,6 @@ class Worker:
                 break
         if messages and self._links is not None:
             self._links.send_many(messages)
-
-    def _wake(self) -> None:
-        if self._woken:  # the I/O thread has been rung and has not looked yet
-            return
-        self._woken = True
-        try:
-            os.write(self._wake_w, b"\0")
-        except OSError:
-            pass
 
     # -- attempts --------------------------------------------------------------------------
 
@@ -590,10 +546,7 @@ class Worker:
         if kind == b"failed" and not body.get("given_back"):
             log.info("job %s/%s attempt %d failed: %s", attempt.queue, attempt.id,
                      attempt.number, reports.summary(kind, body))
-        # A short attempt's answer while more wait for a slot is not rung: the slot goes on
-        # with the next one, and the I/O thread looks every ANSWER_DELAY meanwhile
-        # (_answers_unrung). Short jobs then cost a wakeup per batch of answers, not two
-        # thread switches per job.
+        # Not rung when short while more wait for a slot (see ckptd.worker.bell).
         pool = self.pool
         self.send(kind, body, ring=not (short and pool is not None and pool.waiting()))
 
@@ -613,9 +566,9 @@ class Worker:
         if attempt.ended or attempt.killed:
             return False
         self.limits.started(attempt, time.monotonic())
-        if attempt.soft_at is not None or (self._may_sleep and self.pool is not None
+        if attempt.soft_at is not None or (self._bell.may_sleep and self.pool is not None
                                            and self.pool.waiting()):
-            self._wake()  # a new deadline; or its answer may come unrung (_answers_unrung)
+            self._bell.ring()  # a new deadline; or its answer may come unrung (bell)
         return True
 
     def store_result(self, attempt: Attempt, answer: Answer) -> Answer:
@@ -636,12 +589,5 @@ class Worker:
     def capacity_changed(self) -> None:
         """A slot was written off or came back: the I/O loop tells the daemon."""
         self._capacity_changed = True
-        self._wake()
+        self._bell.ring()
 
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except (BlockingIOError, OSError):
-        pass
