@@ -120,7 +120,7 @@ class Pool(Protocol):
     def waiting(self) -> int:
         """How many attempts wait for a slot whose answers, when they come, need not wake
         the I/O thread: a slot goes on with the next one, and the I/O thread looks within
-        :data:`~ckptd.worker.worker.ANSWER_DELAY` (0 where a pool cannot tell)."""
+        :data:`~ckptd.worker.bell.ANSWER_DELAY` (0 where a pool cannot tell)."""
 
     def take_queued(self) -> list[Attempt]:
         """Remove and return the attempts that wait for a slot (a stopping worker gives
