@@ -297,14 +297,15 @@ class Worker:
         answers that come unrung."""
         now = time.monotonic()
         wake_at = [self._next_beat, now + 1.0]
-        deadline = self.limits.next_deadline(self.running.all())
+        attempts = self.running.all()
+        deadline = self.limits.next_deadline(attempts)
         if deadline is not None:
             wake_at.append(deadline)
         if self._stopping:
             wake_at.append(now + 0.1)
         pool = self.pool
         soon = not self._outgoing.empty() or (pool is not None and answers_unrung(
-            now, self.running.all(), pool.waiting(), pool.size))
+            now, attempts, pool.waiting(), pool.size))
         if soon:
             wake_at.append(now + ANSWER_DELAY)
         return max(0.0, min(wake_at) - now), soon
