@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,19 +41,51 @@ def _ephemeral_low() -> int:
 _LOW = 20000  # ports the tests pick from: below the ephemeral range
 
 
+_HELD = os.path.join(tempfile.gettempdir(), "ckptd-test-ports")
+_HOLD_FOR = 900.0  # seconds a port handed out stays out of other tests' picks
+
+
+def _hold(port: int) -> bool:
+    """Claim ``port`` for this test among all test processes of the machine (xdist's workers
+    and other runs): a port checked free is bound only a moment later, by a daemon or weed,
+    and another test must not be handed the same port in between. A claim older than
+    ``_HOLD_FOR`` has ended."""
+    os.makedirs(_HELD, exist_ok=True)
+    mark = os.path.join(_HELD, str(port))
+    if _create(mark):
+        return True
+    try:
+        if time.time() - os.stat(mark).st_mtime < _HOLD_FOR:
+            return False
+        os.unlink(mark)  # an old claim: take it again; only one taker wins the create
+    except FileNotFoundError:
+        pass
+    return _create(mark)
+
+
+def _create(mark: str) -> bool:
+    try:
+        os.close(os.open(mark, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        return True
+    except FileExistsError:
+        return False
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now, chosen below the
-    ephemeral range: a port taken from that range (bind to 0) can be taken again as the
-    local port of some outgoing connection (a worker reconnecting during a daemon's
-    restart) before the daemon binds it, and the bind then fails."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now and no other test was
+    handed in the last minutes, chosen below the ephemeral range: a port taken from that
+    range (bind to 0) can be taken again as the local port of some outgoing connection (a
+    worker reconnecting during a daemon's restart) before the daemon binds it, and the bind
+    then fails."""
     high = max(_LOW + 1000, _ephemeral_low())
-    for _ in range(200):
+    for _ in range(400):
         port = random.randrange(_LOW, high)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        if _hold(port):
             return port
     with socket.socket() as sock:  # the low range is crowded: take what the kernel gives
         sock.bind(("127.0.0.1", 0))
