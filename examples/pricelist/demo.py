@@ -31,7 +31,6 @@ REPO = os.path.dirname(EXAMPLES)
 sys.path[:0] = [REPO, EXAMPLES]
 
 from ckptd.client.client import Client  # noqa: E402
-from ckptd.core.errors import JobNotFound  # noqa: E402
 from pricelist.catalog import SUPPLIERS  # noqa: E402
 
 QUEUE = "price"
@@ -116,20 +115,11 @@ def progress_line(status: dict[str, Any], total: int, started: float) -> str:
             f"failed {failed}  workers {counts.get('workers', 0)}")
 
 
-def _state(client: Client, job_id: str) -> str | None:
-    """The price list job's state; None until it exists (the daemon submits it once the
-    batch has ended, and it is there after its write is on the disk: a moment later)."""
-    try:
-        return client.show("pricelist", job_id)["state"]
-    except JobNotFound:
-        return None
-
-
 def approve(client: Client, store: str, env: dict[str, str], reduce_id: str) -> None:
     """Wait until the price list waits for its approval, show why, then approve it by
     dropping a file into the store (what a person, or their tool, would do)."""
     deadline = time.monotonic() + 600
-    while _state(client, reduce_id) != "waiting":
+    while client.show("pricelist", reduce_id)["state"] != "waiting":
         if time.monotonic() > deadline:
             raise SystemExit(f"the price list {reduce_id} never waited for its approval")
         time.sleep(0.2)

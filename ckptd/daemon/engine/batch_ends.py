@@ -78,14 +78,19 @@ class Progress:
         return len(self.ends) >= manifest.total
 
     def as_dict(self, now: float) -> BatchStatus:
-        """Progress for status."""
+        """Progress for status. ``open`` counts the jobs not ended and the callbacks due but
+        not created yet."""
         manifest = self.manifest
         known = len(self.open) + len(self.ends)  # the jobs seen (with the ones they spawned)
         total = known if manifest.open_ended() else max(manifest.total, known)
         ended = len(self.ends)
         elapsed = now - self.started_at if self.started_at else 0.0
         rate = ended / elapsed if elapsed > 0 else 0.0
-        left = max(len(self.open), total - ended)
+        # A callback due and not yet created counts as open: whoever waits for ``open`` to
+        # reach 0 can then find it (it is written, through the fsync, a moment after the
+        # last job ends).
+        unmade = len(manifest.due(self.done, self.failed)) if self.complete() else 0
+        left = max(len(self.open), total - ended) + unmade
         view: BatchStatus = {
             "queue": manifest.queue, "total": total, "done": self.done, "failed": self.failed,
             "open": left, "then": manifest.then, "reduced": manifest.reduced,
