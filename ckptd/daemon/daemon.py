@@ -169,6 +169,8 @@ class Daemon:
                 self.overlap = GroupCommit(self.store, self.wake, self.guard.settle,
                                            ix.note_apply, ix.in_flight,
                                            self.engine.pending_appeared)
+                overlap = self.overlap
+                self.scans.in_flight = lambda: len(overlap) > 0
             self.scans.watcher = self._watcher
             fd = self._watch_fd = self._watcher.fileno()
             if fd is not None:

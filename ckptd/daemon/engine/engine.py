@@ -294,7 +294,7 @@ class Engine:
         ended = list_ended(store, name, [r for runs in listed.values() for r in runs],
                            list(index.claimed))
         ended.findings = findings + ended.findings
-        self.indexing.ended(ended, now, (0, 0))
+        self.indexing.ended(ended, now)
         if alone and any(schedule.queue == name for schedule in ix.settings.schedules.values()):
             self.scheduler.start(now)  # a queue taken over: plan what its schedules missed
         return ended.findings

@@ -83,6 +83,11 @@ class QueueIndex:
     recovery: int = 0  # which recovery (listing) the ids being filed come from
     running_keys: dict[str, int] = field(default_factory=dict)  # claimed jobs per key
     key_claims: KeyClaims = field(default_factory=KeyClaims)  # claims per key, for metrics
+    # While done/ and failed/ are listed (recovery): the ids moved there since it began,
+    # with whether the move's callback ran; and ids the listing counted already, whose
+    # callback is still to come (see :meth:`count_end`).
+    ending: dict[str, tuple[State, bool]] | None = None
+    counted: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.ready = KeyedReady(backlog=self.pending)
@@ -91,6 +96,23 @@ class QueueIndex:
         """Jobs per state, from the index."""
         return {"pending": len(self.pending), "claimed": len(self.claimed),
                 "done": self.done, "failed": self.failed, "waiting": len(self.waiting)}
+
+    def moving_to_end(self, job_id: str, state: State) -> None:
+        """A move of ``job_id`` to done/ or failed/ is issued (noted while recovering)."""
+        if self.ending is not None:
+            self.ending.setdefault(job_id, (state, False))
+
+    def count_end(self, job_id: str, state: State) -> None:
+        """A move to done/ or failed/ is made: count it, unless the recovery's listing saw
+        it there and counted it already (its callback came after the listing ended)."""
+        if self.ending is not None:
+            self.ending[job_id] = (state, True)
+        if self.counted and job_id in self.counted:
+            self.counted.discard(job_id)
+        elif state is State.DONE:
+            self.done += 1
+        else:
+            self.failed += 1
 
     def first_ready(self, look: int = 1024) -> str | None:
         """The id dispatch would take next, without taking it: stale ids (cancelled,

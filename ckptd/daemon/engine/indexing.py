@@ -57,6 +57,7 @@ class ListedEnded:
     newest_failed: list[str]
     twice: dict[str, list[State]] = field(default_factory=dict)  # also pending: resolve
     findings: list[recovery.Finding] = field(default_factory=list)
+    runs: dict[State, list[IdRun]] = field(default_factory=dict)  # every id listed
 
 
 # A recovering queue dispatches once its pending/ is listed, or once this many ids or
@@ -170,7 +171,8 @@ def list_ended(store: Store, queue: str, pending_runs: list[IdRun],
     left = [IdRun(r.keys[r.pos:], r.low[r.pos:] if r.low is not None else None, 0.0,
                   sort=False) for r in pending_runs]
     open_runs = left + IdRun.runs_of(claimed or [], 0.0)
-    return ListedEnded(queue, counts, batch_ids, newest, ended_twice(open_runs, runs))
+    return ListedEnded(queue, counts, batch_ids, newest, ended_twice(open_runs, runs),
+                       runs=runs)
 
 
 def _tail(run: IdRun, count: int) -> list[str]:
@@ -200,6 +202,7 @@ class Indexing:
         index = ix.queue(name)
         index.recovery = recovery
         index.recovering = {"pending": 0, "done": 0, "failed": 0}
+        index.ending = {}
         index.holding = True  # until the listing of pending/ releases it
         index.checkpointed = set(ix.store.checkpoint_ids(name))
         for job_id in claimed:
@@ -234,16 +237,13 @@ class Indexing:
                     self.seen(listed.queue, job_id)
         return added
 
-    def ended(self, listed: ListedEnded, now: float, marks: tuple[int, int]) -> None:
+    def ended(self, listed: ListedEnded, now: float) -> None:
         """The queue's done/ and failed/ are listed: its recovery is over."""
         ix = self.ix
         index = ix.queues.get(listed.queue)
         if index is None or index.recovering is None:
             return
-        done0, failed0 = marks
-        # What the loop moved while the listing ran is added on top of the listing.
-        index.done = listed.counts[State.DONE] + max(0, index.done - done0)
-        index.failed = listed.counts[State.FAILED] + max(0, index.failed - failed0)
+        index.done, index.failed = ended_counts(index, listed)
         index.metrics.base_succeeded, index.metrics.base_failed = index.done, index.failed
         index.metrics.seed_failures(ix.store, listed.queue, listed.newest_failed)
         self.flows.recover(listed.queue, {State.PENDING: [], State.CLAIMED: [],
@@ -261,6 +261,23 @@ class Indexing:
         """The queues still being listed, with what each has so far."""
         return {name: dict(index.recovering) for name, index in self.ix.queues.items()
                 if index.recovering is not None}
+
+
+def ended_counts(index: QueueIndex, listed: ListedEnded) -> tuple[int, int]:
+    """The queue's done and failed jobs once its ended folders are listed: the listing's
+    counts, and the moves the loop made since the recovery began (all counted in the index)
+    that the listing did not see. A move the listing saw whose callback is still to come is
+    noted in ``index.counted``: its callback does not count it again."""
+    seen = {State.DONE: 0, State.FAILED: 0}
+    for job_id, (state, made) in (index.ending or {}).items():
+        if any(job_id in run for run in listed.runs.get(state, ())):
+            if made:
+                seen[state] += 1
+            else:
+                index.counted.add(job_id)
+    index.ending = None
+    return (listed.counts[State.DONE] + max(0, index.done - seen[State.DONE]),
+            listed.counts[State.FAILED] + max(0, index.failed - seen[State.FAILED]))
 
 
 def ended_twice(pending_runs: list[IdRun], ended: dict[State, list[IdRun]]

@@ -61,8 +61,7 @@ class Indexer:
         self.started: float | None = None  # monotonic, when the recovery began
         self.ended: float | None = None
         self.error: str | None = None
-        self._results: deque[ListedPending | tuple[ListedEnded, tuple[int, int]] | None] = \
-            deque()
+        self._results: deque[ListedPending | ListedEnded | None] = deque()
         self._thread: threading.Thread | None = None
         self._stop = False
         self.number = next(_numbers)  # the queues' index says which recovery files them
@@ -114,11 +113,10 @@ class Indexer:
                 findings = recovery.clean_leftovers(self.store, name, now,
                                                     self.live.current.tmp_max_age, repair=True)
                 index = self.engine.queues.get(name)
-                marks = (index.done, index.failed) if index is not None else (0, 0)
                 claimed = list(index.claimed) if index is not None else []
                 ended = list_ended(self.store, name, runs.pop(name, []), claimed)
                 ended.findings = findings + ended.findings
-                self._hand((ended, marks))
+                self._hand(ended)
         except CkptdError as exc:
             self.error = str(exc)
             log.error("recovery: cannot list %s: %s; the rescan tries again", self.store.url,
@@ -151,8 +149,7 @@ class Indexer:
         self._hand(ListedPending(name, 0, [], release=True))
         return mine
 
-    def _hand(self, result: ListedPending | tuple[ListedEnded, tuple[int, int]] | None
-              ) -> None:
+    def _hand(self, result: ListedPending | ListedEnded | None) -> None:
         self._results.append(result)
         self.wake()
 
@@ -168,14 +165,14 @@ class Indexer:
             if result is None:
                 self._finish(now)
                 continue
-            name = result.queue if isinstance(result, ListedPending) else result[0].queue
+            name = result.queue
             index = self.engine.queues.get(name)
             if index is None or index.recovery != self.number:
                 continue  # the queue was dropped, or is recovered again by another listing
             if isinstance(result, ListedPending):
                 indexing.pending(result, now)
             else:
-                indexing.ended(result[0], now, result[1])
+                indexing.ended(result, now)
         if self._results:
             self.wake()  # more next turn, after the loop's other work
         return filed
@@ -186,6 +183,7 @@ class Indexer:
         for index in self.engine.queues.values():
             if index.recovery == self.number:
                 index.recovering = None  # a listing that failed: the rescan catches up
+                index.ending = None
                 index.holding = False
         counts = {q: i.counts() for q, i in self.engine.queues.items()}
         log.info("recovered the index from %s in %.3fs", self.store.url,

@@ -198,7 +198,7 @@ class Answers:
             ix.end_lease(index, lease)
             ix.ended.append((lease.queue, lease.id))
             index.checkpointed.discard(lease.id)
-            index.done += 1
+            index.count_end(lease.id, State.DONE)
             self.flows.ended(lease.queue, lease.id, job, State.DONE, now)
             index.counters["succeeded"] += 1
             index.metrics.succeeded(now, None if created_at is None else max(0.0, now - created_at),
@@ -221,6 +221,7 @@ class Answers:
         # rare, and without it they would bring back a job somebody removed.
         ix.txn.add(Move(lease.queue, lease.id, State.CLAIMED, State.DONE, data,
                         src_known=True), moved)
+        index.moving_to_end(lease.id, State.DONE)
         if lease.id in index.checkpointed:
             ix.txn.add(DeleteCheckpoint(lease.queue, lease.id))
 
@@ -307,7 +308,7 @@ class Answers:
             else:
                 ix.ended.append((lease.queue, lease.id))
                 self.flows.ended(lease.queue, lease.id, job, State.FAILED, now)
-                index.failed += 1
+                index.count_end(lease.id, State.FAILED)
                 index.counters["failed"] += 1
                 index.metrics.failed(now, failure_note(job, now))
             ix.log_move(lease, State.CLAIMED, target, now,
@@ -317,6 +318,8 @@ class Answers:
 
         move = Move(lease.queue, lease.id, State.CLAIMED, target, data,
                     priority=index.ready.prio.get(lease.id, 0), key=lease.key)
+        if target is State.FAILED:
+            index.moving_to_end(lease.id, State.FAILED)
         first = self.flows.failing(lease.queue, job, now) if target is State.FAILED else None
         if first is None:
             ix.txn.add(move, moved)

@@ -72,6 +72,7 @@ class Scans:
         self.clock = clock
         self.new_queues: dict[str, float] = {}  # queue -> until when to try watching it
         self.rescan_now = False  # the watcher lost events, or a queue appeared
+        self.in_flight: Callable[[], bool] = lambda: False  # a group's moves not yet counted
         self._results: deque[BucketScan | LocalScan] = deque()
         self._thread: threading.Thread | None = None
         self.indexer: Indexer | None = None  # the recovery of a local root, in a thread
@@ -198,10 +199,13 @@ class Scans:
                     self._apply_diff(queue, index, listed["diff"])
                 else:
                     self.engine.reconcile_pending(queue, listed["pending"])
-                done0, failed0 = scan.marks.get(queue, (0, 0))
-                # What the loop moved while the listing ran is added on top of the listing.
-                index.done = listed["done"] + max(0, index.done - done0)
-                index.failed = listed["failed"] + max(0, index.failed - failed0)
+                # The counts are taken from the listing only when nothing ended while it ran
+                # and no group is in flight: a move the listing saw would be counted twice
+                # (the index keeps its own count meanwhile; a quiet moment brings in what an
+                # operator moved by hand).
+                if (index.done, index.failed) == scan.marks.get(queue, (0, 0)) \
+                        and not self.in_flight():
+                    index.done, index.failed = listed["done"], listed["failed"]
                 if self.watcher is not None:
                     self.watcher.watch_queue(queue)
             # In case an event was missed (a queue changed since the listing began is not).
