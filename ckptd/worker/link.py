@@ -16,11 +16,13 @@ from zmq.utils.monitor import recv_monitor_message
 
 from ckptd.core.errors import ProtocolError
 from ckptd.wire import protocol
-from ckptd.wire.frames import NOBLOCK, send_frames
+from ckptd.wire.frames import NOBLOCK, send_frames, waiting_messages
 from ckptd.wire.messages import FromDaemon
 from ckptd.wire.security import ClientCurve
 
 log = logging.getLogger(__name__)
+
+READ_MOST = 1000  # messages read per wake at most (the rest: at the next, at once)
 
 Message = tuple[bytes, dict[str, object]]
 
@@ -124,12 +126,9 @@ class DaemonLink:
         """The messages the daemon sent (bad ones are logged and dropped)."""
         assert self.sock is not None
         out: list[tuple[bytes, FromDaemon]] = []
-        while True:
-            try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return out
+        for frames in waiting_messages(self.sock, READ_MOST):
             try:
                 out += protocol.decode_many(frames, protocol.DAEMON_MESSAGES)
             except ProtocolError as exc:
                 log.warning("ignored a bad message from the daemon: %s", exc)
+        return out

@@ -33,8 +33,9 @@ import zmq
 from ckptd.core.errors import ProtocolError
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import peer_endpoint
+from ckptd.wire.frames import waiting_messages
 from ckptd.wire.security import ClientCurve
-from ckptd.worker.link import DaemonLink, Message
+from ckptd.worker.link import READ_MOST, DaemonLink, Message
 
 log = logging.getLogger(__name__)
 
@@ -203,11 +204,7 @@ class Links:
 
     def _read(self, sock: zmq.Socket[bytes], link: Link | None,
               moves: dict[str, tuple[str, str]]) -> None:
-        while True:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in waiting_messages(sock, READ_MOST):
             try:
                 ok, body = protocol.decode_reply(frames)
             except ProtocolError:

@@ -30,8 +30,11 @@ from dataclasses import dataclass
 import zmq
 
 from ckptd.core.errors import CkptdError, TakingOver
+from ckptd.wire.frames import waiting_messages
 
 log = logging.getLogger(__name__)
+
+READ_MOST = 1000  # replies read per socket and turn at most (the rest: the next turn)
 
 FORWARDED = b"ckptd-fwd:"
 MAX_SOCKETS = 256
@@ -140,11 +143,7 @@ class Forwarder:
                 self._close(slot)
         for sock in [s for s in self._by_sock if events.get(s, 0) & zmq.POLLIN]:
             slot = self._by_sock[sock]
-            while True:
-                try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
+            for frames in waiting_messages(sock, READ_MOST):
                 slot.waiting = False
                 slot.used = time.monotonic()
                 self.reply(slot.identity, frames)
