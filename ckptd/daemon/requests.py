@@ -219,9 +219,14 @@ class Control:
                                           tag)
         else:
             try:
-                frames = protocol.reply_ok(answer, tag=tag)
-            except ValueError as exc:
-                frames = protocol.reply_error(CkptdError.code, str(exc), 1, tag=tag)
+                # The daemon's answers hold what it decoded and its own fields: the fast
+                # encoder; the standard library's for what that one refuses (odd dict keys).
+                frames = protocol.reply_ok(answer, decoded=True, tag=tag)
+            except ValueError:
+                try:
+                    frames = protocol.reply_ok(answer, tag=tag)
+                except ValueError as exc:
+                    frames = protocol.reply_error(CkptdError.code, str(exc), 1, tag=tag)
         (self.early if at_once else self.replies).append((identity, frames))
 
     def reply_raw(self, identity: bytes, frames: list[bytes]) -> None:
