@@ -172,8 +172,12 @@ def test_parked_jobs_hold_no_slot_and_wake_on_signals(procs: Processes, tmp_path
     wait_for(lambda: count_files(daemon.root, "approve", "waiting") == 10, timeout=60,
              message="all ten to park (two slots: they must be freed)")
     with daemon.client() as client:
-        status = client.status("approve")["queues"]["approve"]
-        assert status["claimed"] == 0 and status["waiting"] == 10
+        # The last park's rename is on the disk a flush before the daemon counts it (fsync
+        # batch): status says so a moment after the files are there.
+        def parked() -> bool:
+            status = client.status("approve")["queues"]["approve"]
+            return bool(status["claimed"] == 0 and status["waiting"] == 10)
+        wait_for(parked, timeout=10, message="status to count ten parked and none claimed")
     # Through the CLI (and the daemon), through the store, and by a file dropped in.
     cli(daemon.root, "--connect", daemon.control, "signal", "approve", "p0", "approved",
         '{"by": "cli"}')

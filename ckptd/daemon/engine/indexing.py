@@ -276,6 +276,7 @@ def ended_counts(index: QueueIndex, listed: ListedEnded) -> tuple[int, int]:
             else:
                 index.counted.add(job_id)
     index.ending = None
+    listed.runs = {}  # every ended id of the queue: not kept past this
     return (listed.counts[State.DONE] + max(0, index.done - seen[State.DONE]),
             listed.counts[State.FAILED] + max(0, index.failed - seen[State.FAILED]))
 
