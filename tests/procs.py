@@ -50,17 +50,19 @@ def _hold(port: int) -> bool:
     and other runs): a port checked free is bound only a moment later, by a daemon or weed,
     and another test must not be handed the same port in between. A claim older than
     ``_HOLD_FOR`` has ended."""
-    os.makedirs(_HELD, exist_ok=True)
     mark = os.path.join(_HELD, str(port))
-    if _create(mark):
-        return True
     try:
+        os.makedirs(_HELD, exist_ok=True)
+        if _create(mark):
+            return True
         if time.time() - os.stat(mark).st_mtime < _HOLD_FOR:
             return False
         os.unlink(mark)  # an old claim: take it again; only one taker wins the create
+        return _create(mark)
     except FileNotFoundError:
-        pass
-    return _create(mark)
+        return _create(mark)
+    except OSError:  # the folder is another user's: hold nothing (the check alone, as before)
+        return True
 
 
 def _create(mark: str) -> bool:
