@@ -185,3 +185,43 @@ def test_sighup_reaches_every_part_of_a_bucket_daemon(procs: Processes, s3_serve
         assert lease["lease_s"] == 7.0
     finally:
         client.close()
+
+
+def test_a_wait_at_a_daemon_that_loses_its_lease_ends_at_the_new_leader(
+        procs: Processes, s3_server: SeaweedServer) -> None:
+    """A client waiting at the active daemon when that daemon loses its queue's lease (paused
+    past it: a stall under load) is told to ask again, and its wait ends where the queue is
+    led now. It used to end in RemoteStandby ("another daemon leads it now"), seen in CI
+    when a loaded machine let a lone daemon's lease lapse."""
+    import threading
+
+    url = s3_server.url()
+    first, second = two_daemons(procs, s3_server, url)
+    ids = submit(first, 1)  # no worker yet: it waits in pending/
+    outcome: dict[str, Any] = {}
+
+    def waiting() -> None:
+        client = first.client(timeout=150)
+        try:
+            outcome["state"] = client.wait(Q, ids[0], timeout=150)
+        except Exception as exc:  # noqa: BLE001 - the test reports what the wait raised
+            outcome["error"] = exc
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=waiting, daemon=True)
+    thread.start()
+    time.sleep(1.0)  # the wait is held by the first daemon
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: role(second) == "active", timeout=4 * LEASE, interval=0.05,
+                 message="the standby to take over")
+    finally:
+        first.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: role(first) == "standby", timeout=10 * LEASE, interval=0.1,
+             message="the paused daemon to stand by")
+    procs.worker(f"{first.control},{second.control}", Q, "sleepy",
+                 env={**s3_server.env(), "SLEEP": "0.05"})
+    thread.join(160)
+    assert outcome == {"state": "done"}, outcome

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import zmq
 
 from ckptd.core.config import LiveSettings
-from ckptd.core.errors import Standby
+from ckptd.core.errors import TakingOver
 from ckptd.core.names import is_valid_name
 from ckptd.daemon.cluster.bucket_directory import BucketDirectory
 from ckptd.daemon.cluster.bucket_role import BucketRole
@@ -130,9 +130,11 @@ class Leading:
             return []
         recovered, dropped = self.role.follow(now)
         for queue in dropped:
-            self.control.refuse_waiters(Standby(f"this daemon no longer leads queue {queue!r}; "
-                                                "ask again (another daemon leads it now)"),
-                                        queue)
+            # Nothing was done by a wait: its client asks again after a moment, and finds the
+            # queue where it is led now (this daemon again, once its lease is back, or
+            # another). A lease lapsed under load must not end a client's wait in an error.
+            self.control.refuse_waiters(TakingOver(f"this daemon no longer leads queue "
+                                                   f"{queue!r}; ask again"), queue)
         return recovered
 
     def read(self, events: Mapping[object, int]) -> None:
