@@ -50,6 +50,22 @@ def two_daemons(procs: Processes, server: SeaweedServer, url: str) -> tuple[Any,
     return first, second
 
 
+def pause_until_taken_over(first: Any, second: Any) -> None:
+    """SIGSTOP the active daemon until the standby took over, SIGCONT it, and wait until it
+    stands by (it finds its lease lapsed)."""
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: role(second) == "active", timeout=4 * LEASE, interval=0.05,
+                 message="the standby to take over")
+    finally:
+        first.proc.send_signal(signal.SIGCONT)
+    # (a bound for a loaded machine: each look is a ping with a 2 s timeout, and the woken
+    # daemon has a lease's worth of answers and messages to get through first)
+    wait_for(lambda: role(first) == "standby", timeout=10 * LEASE, interval=0.1,
+             message="the paused daemon to stand by")
+
+
 def test_a_standby_leads_nothing_and_sends_requests_to_the_leader(
         procs: Processes, s3_server: SeaweedServer) -> None:
     """A standby (a daemon that leads nothing while another runs) serves nothing itself: a
@@ -123,17 +139,7 @@ def test_a_paused_daemon_that_lost_its_lease_writes_nothing(
     ids = submit(first, 200)
     wait_for(lambda: done_count(first) >= 40, timeout=120, interval=0.2,
              message="40 jobs done by the first daemon")
-    assert first.proc is not None
-    first.proc.send_signal(signal.SIGSTOP)
-    try:
-        wait_for(lambda: role(second) == "active", timeout=4 * LEASE, interval=0.05,
-                 message="the standby to take over")
-    finally:
-        first.proc.send_signal(signal.SIGCONT)
-    # (a bound for a loaded machine: each look is a ping with a 2 s timeout, and the woken
-    # daemon has a lease's worth of answers and messages to get through first)
-    wait_for(lambda: role(first) == "standby", timeout=10 * LEASE, interval=0.1,
-             message="the paused daemon to stand by")
+    pause_until_taken_over(first, second)
     wait_for(lambda: done_count(second) == 200, timeout=180, interval=0.5,
              message="every job done")
     assert_each_once(s3_server, url, ids)
@@ -212,15 +218,7 @@ def test_a_wait_at_a_daemon_that_loses_its_lease_ends_at_the_new_leader(
     thread = threading.Thread(target=waiting, daemon=True)
     thread.start()
     time.sleep(1.0)  # the wait is held by the first daemon
-    assert first.proc is not None
-    first.proc.send_signal(signal.SIGSTOP)
-    try:
-        wait_for(lambda: role(second) == "active", timeout=4 * LEASE, interval=0.05,
-                 message="the standby to take over")
-    finally:
-        first.proc.send_signal(signal.SIGCONT)
-    wait_for(lambda: role(first) == "standby", timeout=10 * LEASE, interval=0.1,
-             message="the paused daemon to stand by")
+    pause_until_taken_over(first, second)
     procs.worker(f"{first.control},{second.control}", Q, "sleepy",
                  env={**s3_server.env(), "SLEEP": "0.05"})
     thread.join(160)
