@@ -426,12 +426,8 @@ class BucketRole:
                                       if not moved(queue, i, State.CLAIMED, started)]}
             if full:
                 engine.reconcile_pending(queue, listed["named"])
-                # A listing of a bucket takes a while: counts are taken from it only when
-                # nothing ended meanwhile and no group is in flight (a move to done/ the
-                # listing saw before its group's end is counted then: twice).
-                if (index.done, index.failed) == scan.marks.get(queue, (0, 0)) \
-                        and not self.guard.in_flight:
-                    index.done, index.failed = listed["done"], listed["failed"]
+                index.take_listed_counts(scan.marks.get(queue, (0, 0)), listed["done"],
+                                         listed["failed"], bool(self.guard.in_flight))
             else:
                 for job_id, (priority, key) in listed["named"].items():
                     engine.pending_appeared(queue, job_id, priority, key)

@@ -97,6 +97,15 @@ class QueueIndex:
         return {"pending": len(self.pending), "claimed": len(self.claimed),
                 "done": self.done, "failed": self.failed, "waiting": len(self.waiting)}
 
+    def take_listed_counts(self, marks: tuple[int, int], done: int, failed: int,
+                           in_flight: bool) -> None:
+        """Take a rescan's counts of done/ and failed/, only when nothing ended since the
+        listing began (``marks``: the counts then) and no group is in flight: a move the
+        listing saw would be counted twice. Meanwhile the index keeps its own count; a quiet
+        moment brings in what an operator moved by hand."""
+        if (self.done, self.failed) == marks and not in_flight:
+            self.done, self.failed = done, failed
+
     def moving_to_end(self, job_id: str, state: State) -> None:
         """A move of ``job_id`` to done/ or failed/ is issued (noted while recovering)."""
         if self.ending is not None:

@@ -199,13 +199,8 @@ class Scans:
                     self._apply_diff(queue, index, listed["diff"])
                 else:
                     self.engine.reconcile_pending(queue, listed["pending"])
-                # The counts are taken from the listing only when nothing ended while it ran
-                # and no group is in flight: a move the listing saw would be counted twice
-                # (the index keeps its own count meanwhile; a quiet moment brings in what an
-                # operator moved by hand).
-                if (index.done, index.failed) == scan.marks.get(queue, (0, 0)) \
-                        and not self.in_flight():
-                    index.done, index.failed = listed["done"], listed["failed"]
+                index.take_listed_counts(scan.marks.get(queue, (0, 0)), listed["done"],
+                                         listed["failed"], self.in_flight())
                 if self.watcher is not None:
                     self.watcher.watch_queue(queue)
             # In case an event was missed (a queue changed since the listing began is not).
