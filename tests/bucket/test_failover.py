@@ -79,8 +79,11 @@ def test_a_standby_leads_nothing_and_sends_requests_to_the_leader(
         assert client.status()["daemon"]["role"] == "standby"
         job_id = client.submit(Q, {"n": 1})  # forwarded to the first daemon
         assert client.show(Q, job_id)["state"] == "pending"
-        shown = client.status()
-        assert shown["queues"][Q]["leader"] == status_of(first)["daemon"]["name"]
+        # The standby learns the queue's leader from the leases, read every poll_interval:
+        # on a loaded machine a moment after the submit it forwarded.
+        leader = status_of(first)["daemon"]["name"]
+        wait_for(lambda: client.status()["queues"].get(Q, {}).get("leader") == leader,
+                 timeout=10, interval=0.1, message="the standby's status to name the leader")
         assert client.ping()["standby"] is True
     with first.client() as client:
         assert {first_id, job_id} <= {i for _, i in client.ls(Q)}
