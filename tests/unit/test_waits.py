@@ -317,6 +317,26 @@ def test_waits_survive_a_restart_rebuilt_from_the_files() -> None:
     assert h.where(c) == [State.PENDING]
 
 
+def test_a_parent_a_crash_left_in_claimed_and_done_still_wakes_its_dependents() -> None:
+    """kill -9 between a finished job's copy into done/ and the delete of its claimed/ copy:
+    the restart keeps done and, since no callback said so, tells the jobs waiting on it."""
+    h = Harness()
+    c = h.submit("q")
+    d = h.submit("q", after=[c])
+    h.hello()
+    [job] = h.dispatch()
+    assert job["id"] == c and h.where(c) == [State.CLAIMED]
+    ended = {**h.file(State.CLAIMED, c), "finished_at": "2026-12-07T00:00:00Z"}
+    h.store.fs.pipe_file(f"{h.store.prefix}/q/done/{c}.json", json.dumps(ended).encode())
+    engine = Engine(h.store, h.settings, rand=lambda: 0.5)
+    engine.recover(h.now)
+    h.engine = engine
+    turn(h)
+    assert h.where(c) == [State.DONE]
+    assert h.where(d) == [State.PENDING], "the join still waits on a parent that is done"
+    assert h.file(State.PENDING, d)["woken"]["parents"] == {f"q/{c}": "done"}
+
+
 def test_a_file_with_parents_put_into_pending_by_hand_waits_first() -> None:
     h = Harness()
     a = h.submit("q")

@@ -455,3 +455,5 @@ class BucketRole:
                         and job_id not in index.added_since_scan:
                     index.pending.discard(job_id)
                     index.delayed_at.pop(job_id, None)
+                    if winner in (State.DONE.value, State.FAILED.value):  # ended unsaid
+                        engine.flows.ended(queue, job_id, None, State(winner), now)

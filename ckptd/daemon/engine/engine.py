@@ -319,6 +319,7 @@ class Engine:
                                                          repair=True, priority=priority,
                                                          key=key)
             log.warning("a job was in two folders: %s", finding.line())
+        was_pending = job_id in index.pending
         index.pending.discard(job_id)
         index.delayed_at.pop(job_id, None)
         lease = index.claimed.get(job_id)
@@ -331,6 +332,10 @@ class Engine:
             ix.delay(index, job_id, now + RESYNC_DELAY)
         elif winner is State.CLAIMED:
             self.adopt_claimed(index, job_id, now)
+        elif winner in (State.DONE, State.FAILED) and (lease is not None or was_pending):
+            # The job had ended before a crash could say so (its move was made, its callback
+            # lost): the jobs that wait on it and its batch learn it now, or never.
+            self.flows.ended(queue, job_id, None, winner, now)
 
     def reset(self) -> None:
         """Forget the index (this daemon stopped leading; recovery rebuilds it later)."""
