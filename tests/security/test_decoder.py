@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from ckptd.core.errors import ProtocolError
 from ckptd.wire import protocol
 from ckptd.wire.messages import Heartbeat
+from tests.fuzzing import examples
 
 KINDS = sorted({*protocol.WORKER_MESSAGES, *protocol.DAEMON_MESSAGES,
                 *protocol.CONTROL_REQUESTS, protocol.BATCH, b"ok", b"error"})
@@ -80,7 +81,7 @@ def decoders() -> list[Any]:
 
 
 @pytest.mark.slow
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages())
 def test_decoders_raise_only_protocol_error_and_accept_only_what_encodes(
         frames: list[bytes]) -> None:
@@ -99,7 +100,7 @@ def test_decoders_raise_only_protocol_error_and_accept_only_what_encodes(
 
 
 @pytest.mark.slow
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.sampled_from(sorted(protocol.WORKER_MESSAGES)), bodies)
 def test_accepted_worker_messages_carry_only_valid_names(kind: bytes,
                                                          body: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from ckptd.core.errors import ProtocolError
 from ckptd.wire import protocol
 from ckptd.wire.control_requests import Submit
 from ckptd.wire.messages import Done, Heartbeat
+from tests.fuzzing import examples
 
 frames = st.lists(st.binary(max_size=256), min_size=0, max_size=6)
 json_values = st.recursive(
@@ -23,7 +24,7 @@ json_values = st.recursive(
 
 
 @pytest.mark.slow
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 @given(frames)
 def test_the_decoders_only_ever_raise_protocol_error(message: list[bytes]) -> None:
     for decode in (lambda f: protocol.decode_many(f, protocol.WORKER_MESSAGES),
@@ -35,7 +36,7 @@ def test_the_decoders_only_ever_raise_protocol_error(message: list[bytes]) -> No
             pass
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.sampled_from(sorted(protocol.WORKER_MESSAGES)), json_values,
        st.dictionaries(st.text(max_size=10), json_values, max_size=6))
 @pytest.mark.slow
