@@ -7,7 +7,10 @@ round:
 - ``relayed``: one ``Client(direct=False)``, one submit at a time (a producer on another
   machine);
 - ``threads``: 4 threads sharing one such client, each one submit at a time;
-- ``async``: an ``AsyncClient`` with 64 submits in flight.
+- ``async``: an ``AsyncClient`` with 64 submits in flight;
+- ``floor``: the raw floor of ``relayed`` (:mod:`bench.relay_floor`): a bare ZeroMQ server
+  in Python that writes one file per request and replies, one request at a time. Its CPU
+  per request is the least a daemon in Python can spend on this machine.
 
 It prints submits/s, the daemon's CPU per submit and the producer's (this process), and the
 median of ``--runs`` rounds, with the filesystem named.
@@ -38,13 +41,14 @@ from bench.common import (  # noqa: E402
     submit_from_threads,
     submit_in_flight,
 )
+from bench.relay_floor import measure as measure_floor  # noqa: E402
 from ckptd.client.client import Client  # noqa: E402
 
 PAYLOAD = {"data": "x" * 88}  # 100 bytes of JSON
 QUEUE = "submits"
 THREADS = 4
 IN_FLIGHT = 64
-PRODUCERS = ("relayed", "threads", "async")
+PRODUCERS = ("floor", "relayed", "threads", "async")
 
 
 def produce(kind: str, control: str, n: int) -> None:
@@ -56,6 +60,8 @@ def produce(kind: str, control: str, n: int) -> None:
 
 
 def one_run(kind: str, n: int, folder: str, fsync: str) -> dict[str, float]:
+    if kind == "floor":
+        return measure_floor(n, folder, PAYLOAD)
     root = tempfile.mkdtemp(prefix="submits-", dir=folder)
     env = dict(os.environ, CKPTD_LOG_LEVEL="warning")
     daemon, control = start_daemon(os.path.join(root, "store"), os.path.join(root, "ready"),
