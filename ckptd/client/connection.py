@@ -26,6 +26,7 @@ from ckptd.client.conversation import Reply
 from ckptd.core.errors import AuthError, CkptdError, ClientClosed, ConfigError, ProtocolError
 from ckptd.wire import protocol
 from ckptd.wire.endpoints import connect_endpoints
+from ckptd.wire.frames import NOBLOCK, has_input, recv_frames
 from ckptd.wire.handshake import HandshakeWatch
 from ckptd.wire.security import ClientCurve
 
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 1.0  # an address that accepts no connection this fast: try the next one
 MAX_MESSAGE = 256 * 1024 * 1024  # as the worker's socket
-_POLLIN = int(zmq.POLLIN)
-_NOBLOCK = int(zmq.NOBLOCK)
 
 W = TypeVar("W")
 
@@ -132,8 +131,8 @@ class Connection(Generic[W]):
         sock = self.sock
         count = 0
         while sock is not None and count < limit \
-                and int(sock.getsockopt(zmq.EVENTS)) & _POLLIN:
-            frames = sock.recv_multipart(_NOBLOCK)
+                and has_input(sock):
+            frames = recv_frames(sock, NOBLOCK)
             count += 1
             self.heard = time.monotonic()
             try:
@@ -151,7 +150,7 @@ class Connection(Generic[W]):
     def more_waiting(self) -> bool:
         """Whether a reply is readable now (after :meth:`replies` stopped at its limit)."""
         sock = self.sock
-        return sock is not None and bool(int(sock.getsockopt(zmq.EVENTS)) & _POLLIN)
+        return sock is not None and has_input(sock)
 
     def close_socket(self, rotate: bool) -> bool:
         """Close the socket (the next request opens a new one) and, with ``rotate``, go on

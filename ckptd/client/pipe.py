@@ -60,6 +60,7 @@ class Pipe(Connection[_Box]):
         self._poll: select.poll | None = None
         self._monitor_fd = -1  # the handshake's (keys that do not fit)
         self._watching: _Box | None = None  # the box of the thread watching the socket
+        self._send_timeout = -1  # the socket's SNDTIMEO (ms): set again only when it changes
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def exchange(self, frames: list[bytes], wait: float) -> Outcome:
@@ -72,7 +73,10 @@ class Pipe(Connection[_Box]):
         with self._lock:
             sock = self.socket()
             generation = self.generation
-            sock.setsockopt(zmq.SNDTIMEO, max(1, int(min(wait, CONNECT_TIMEOUT) * 1000)))
+            timeout = max(1, int(min(wait, CONNECT_TIMEOUT) * 1000))
+            if timeout != self._send_timeout:  # (the same for nearly every request)
+                sock.setsockopt(zmq.SNDTIMEO, timeout)
+                self._send_timeout = timeout
             started = time.monotonic()
             try:
                 send_frames(sock, [tag, *frames])  # IMMEDIATE: waits for a connection
@@ -154,6 +158,7 @@ class Pipe(Connection[_Box]):
             pass
 
     def opened(self, sock: zmq.Socket[bytes]) -> None:
+        self._send_timeout = -1
         self._poll = select.poll()
         self._poll.register(int(sock.getsockopt(zmq.FD)), select.POLLIN)
         self._poll.register(self._wake_r, select.POLLIN)
