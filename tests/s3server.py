@@ -201,6 +201,7 @@ class SeaweedServer:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        self._remove_sockets()
 
     def stop(self) -> None:
         """SIGTERM (SIGKILL after 3 s) and wait."""
@@ -212,6 +213,24 @@ class SeaweedServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
+        """weed leaves a Unix socket per server in the temporary folder
+        (``seaweedfs-s3-PORT.sock``, ...): remove those of this server's ports, so that runs
+        do not pile them up (a restart makes them again)."""
+        for folder in {"/tmp", tempfile.gettempdir()}:
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                continue
+            for name in names:
+                if name.startswith("seaweedfs-") and name.endswith(".sock") and \
+                        name.rsplit("-", 1)[-1][:-5] in {str(p) for p in self.ports}:
+                    try:
+                        os.unlink(os.path.join(folder, name))
+                    except OSError:
+                        pass
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
