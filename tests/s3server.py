@@ -133,7 +133,10 @@ class SeaweedServer:
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, handle)
         master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = self.ports
         args = [
-            self.binary, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            # its own log files in its folder (by default weed writes them to TMPDIR, where
+            # every server of every run left its weed.* files)
+            self.binary, f"-logdir={self.folder}", "server", f"-dir={data}", "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
             "-master.telemetry=false", "-master.electionTimeout=300ms",
             f"-master.port={master}", f"-master.port.grpc={master_grpc}",
             "-master.volumeSizeLimitMB=64", "-volume.max=0",
