@@ -222,14 +222,14 @@ class SeaweedServer:
         """weed leaves a Unix socket per server in the temporary folder
         (``seaweedfs-s3-PORT.sock``, ...): remove those of this server's ports, so that runs
         do not pile them up (a restart makes them again)."""
+        ends = tuple(f"-{port}.sock" for port in self.ports)
         for folder in {"/tmp", tempfile.gettempdir()}:
             try:
                 names = os.listdir(folder)
             except OSError:
                 continue
             for name in names:
-                if name.startswith("seaweedfs-") and name.endswith(".sock") and \
-                        name.rsplit("-", 1)[-1][:-5] in {str(p) for p in self.ports}:
+                if name.startswith("seaweedfs-") and name.endswith(ends):
                     try:
                         os.unlink(os.path.join(folder, name))
                     except OSError:
