@@ -51,7 +51,9 @@ def start_server(data: str, log: str) -> tuple[subprocess.Popen[bytes], str]:
     """``weed server`` with an S3 gateway on 127.0.0.1; return it and its S3 endpoint."""
     os.makedirs(data, exist_ok=True)
     master, volume, filer, s3 = free_ports(4)
-    command = [weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1",
+    # (its log files beside its data, not in the system's temporary folder)
+    command = [weed_binary(), f"-logdir={os.path.dirname(data)}", "server", f"-dir={data}",
+               "-ip=127.0.0.1",
                "-ip.bind=127.0.0.1", f"-master.port={master}", f"-volume.port={volume}",
                f"-filer.port={filer}", "-s3", f"-s3.port={s3}",
                "-master.volumeSizeLimitMB=64", "-volume.max=0", "-master.telemetry=false"]
